@@ -1,0 +1,67 @@
+/*
+ * cli.h - what the subcommands of `flexmoe` share: the command table, exit
+ * codes, messages and flag parsing.
+ *
+ * Every error a user can cause ends in one line on stderr,
+ * "flexmoe CMD: what is wrong", and a non-zero exit: CLI_EUSAGE (2) for a bad
+ * command line, CLI_EFAIL (1) for bad input or a failed operation.
+ */
+#ifndef FLEXMOE_CLI_H
+#define FLEXMOE_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum { CLI_OK = 0, CLI_EFAIL = 1, CLI_EUSAGE = 2 };
+
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+typedef struct cli_command {
+  const char *name;
+  cli_cmd_fn fn;
+  const char *summary;
+} cli_command;
+
+/* Subcommands, one file each (cli/cmd_NAME.c). argv[0] is the subcommand. */
+int cmd_trace(int argc, char **argv);
+int cmd_clusters(int argc, char **argv);
+int cmd_policies(int argc, char **argv);
+int cmd_sim(int argc, char **argv);
+int cmd_place(int argc, char **argv);
+int cmd_net(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+
+/* Prints "flexmoe CMD: message" on stderr and returns code. */
+int cli_fail(int code, const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Strict number parsing of a flag's value; on error prints
+ * "flexmoe CMD: --flag: 'text' is not ..." and returns CLI_EUSAGE. */
+int cli_parse_long(const char *cmd, const char *flag, const char *text,
+                   long lo, long hi, long *out);
+int cli_parse_double(const char *cmd, const char *flag, const char *text,
+                     double lo, double hi, double *out);
+/* "A:B" (half-open, either side optional: "100:", ":50") into [*a, *b);
+ * *b = -1 means "to the end". */
+int cli_parse_range(const char *cmd, const char *flag, const char *text,
+                    int64_t *a, int64_t *b);
+/* Comma-separated positive integers ("8,16,64") into out[max]; count in *n. */
+int cli_parse_list(const char *cmd, const char *flag, const char *text,
+                   long *out, int max, int *n);
+
+/* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
+enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
+int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
+
+/* Prints help text with the usage line to stdout (for --help). */
+void cli_help(const char *text);
+
+/* Unknown option / missing argument message for getopt_long users:
+ * call from the '?' and ':' cases with the offending argv element. */
+int cli_bad_option(const char *cmd, const char *arg);
+
+#endif

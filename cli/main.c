@@ -1,0 +1,61 @@
+/*
+ * main.c - the `flexmoe` command: dispatches to one subcommand per file.
+ */
+#include <gsl/gsl_errno.h>
+#include <string.h>
+
+#include "cli.h"
+#include "flexmoe_config.h"
+
+static const cli_command commands[] = {
+    {"sim", cmd_sim, "simulate policies on a routing trace and a modelled cluster"},
+    {"sweep", cmd_sweep, "run a grid of policies x cluster sizes x traces x seeds"},
+    {"report", cmd_report, "print the runs stored in a results database"},
+    {"trace", cmd_trace, "inspect, import, generate, fit and rescale routing traces"},
+    {"place", cmd_place, "print a policy's placement plan for a trace"},
+    {"policies", cmd_policies, "list placement policies and their parameters"},
+    {"clusters", cmd_clusters, "list cluster presets with their numbers"},
+    {"net", cmd_net, "finish times of a traffic matrix on a cluster"},
+    {"run", cmd_run, "replay a trace with a policy on the runtime (cpu, cuda, nccl)"},
+    {"calibrate", cmd_calibrate, "measure a GPU and store a compute profile"},
+    {"validate", cmd_validate, "compare the runtime's measurements with the simulator"},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "flexmoe %s - which MoE expert placement policy makes training fastest on\n"
+          "your cluster: a trace-driven simulator, a GPU runtime that checks it, and a\n"
+          "results database.\n\n"
+          "usage: flexmoe COMMAND [options]   (flexmoe COMMAND --help for each)\n\n"
+          "commands:\n",
+          FLEXMOE_VERSION);
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out, "\nexample:\n  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy "
+               "--cluster dgx-h100 --nodes 2\n");
+}
+
+int main(int argc, char **argv) {
+  gsl_set_error_handler_off();
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_EUSAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("flexmoe %s (cuda %s, nccl %s, mpi %s)\n", FLEXMOE_VERSION,
+           FLEXMOE_HAVE_CUDA ? "yes" : "no", FLEXMOE_HAVE_NCCL ? "yes" : "no",
+           FLEXMOE_HAVE_MPI ? "yes" : "no");
+    return CLI_OK;
+  }
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (strcmp(argv[1], commands[i].name) == 0)
+      return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "flexmoe: unknown command '%s' (see 'flexmoe --help')\n", argv[1]);
+  return CLI_EUSAGE;
+}

@@ -1,0 +1,80 @@
+/*
+ * pl_cost.h - the analytical cost model shared by planners and the
+ * simulator's analytic engine.
+ *
+ * A compute profile is a table of measured expert-FFN forward times at
+ * increasing token counts for one (d_model, d_ff, dtype); pl_ffn_us
+ * interpolates piecewise-linearly in tokens (0 tokens cost 0; below the first
+ * point the first point's time is charged, since a kernel launch costs that
+ * much whatever the size; above the last point it extrapolates with the last
+ * segment's slope). Backward = bwd_ratio x forward.
+ *
+ * Layer time (one MoE layer, forward + backward, as DESIGN.md's iteration
+ * model): for each direction, non-MoE time + dispatch all-to-all + slowest
+ * GPU's expert compute + combine all-to-all. The all-to-all time of a GPU is
+ * max(bytes out, bytes in) over its link (intra-node bytes over the intra
+ * link, inter-node bytes over its NIC share divided by oversubscription)
+ * plus latency; the layer waits for the slowest GPU. Replica gradient
+ * all-reduce: ring 2(r-1)/r x expert parameter bytes over the group's
+ * slowest link, per expert with r > 1 replicas, serialised per GPU.
+ */
+#ifndef FLEXMOE_PL_COST_H
+#define FLEXMOE_PL_COST_H
+
+#include <stdint.h>
+
+#include "placement/pl_cluster.h"
+#include "placement/pl_placement.h"
+#include "placement/pl_route.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pl_profile {
+  int npoints;
+  const double *tokens; /* [npoints] ascending, > 0 */
+  const double *us;     /* [npoints] forward microseconds */
+  double bwd_ratio;     /* backward / forward, e.g. 2.1 */
+  double nonmoe_us;     /* non-MoE work per layer per direction (attention...) */
+} pl_profile;
+
+typedef struct pl_model {
+  int d_model;
+  int d_ff;
+  int top_k;
+  int bytes_per_elem;          /* activations and parameters, e.g. 2 (bf16) */
+  double optimizer_bytes_per_param; /* migrated with the expert, e.g. 12 (Adam fp32 m, v, master) */
+} pl_model;
+
+/* Parameters of one expert (two matrices d_model x d_ff). */
+int64_t pl_expert_params(const pl_model *m);
+/* Bytes moved to migrate one expert: params x (bytes_per_elem + optimizer). */
+int64_t pl_expert_move_bytes(const pl_model *m);
+/* Activation bytes of one token slot. */
+int64_t pl_token_bytes(const pl_model *m);
+
+double pl_ffn_us(const pl_profile *p, double tokens);
+int pl_profile_check(const pl_profile *p);
+
+typedef struct pl_cost {
+  double compute_us;   /* slowest GPU's expert compute, fwd + bwd */
+  double alltoall_us;  /* dispatch + combine, fwd + bwd */
+  double allreduce_us; /* replica gradient all-reduce */
+  double other_us;     /* non-MoE work, fwd + bwd */
+  double total_us;     /* sum of the above */
+} pl_cost;
+
+/* Predicted time of one layer for placement p and routing r (which must be
+ * computed with traffic). */
+int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
+                  const pl_placement *p, const pl_routing *r, pl_cost *out);
+
+/* Time to execute a list of moves over the network, microseconds (each GPU's
+ * in/out bytes over its links; the slowest GPU sets the time). */
+double pl_cost_moves_us(const pl_cluster *c, const pl_move *moves, int nmoves);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

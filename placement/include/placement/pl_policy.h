@@ -1,0 +1,133 @@
+/*
+ * pl_policy.h - placement policies: a static registry of named ops tables.
+ *
+ * A policy is a pure function of its configuration, the counts it has
+ * observed and its seed: two callers (simulator, GPU runtime, a framework)
+ * that feed it the same inputs get the same plans, bit for bit.
+ *
+ * Protocol per iteration i, per layer l:
+ *   pl_policy_plan(p, i, l, upcoming, &plan)   placement to use for iteration i
+ *                                              (upcoming = counts of iteration i,
+ *                                              read only by clairvoyant policies,
+ *                                              i.e. the oracle; NULL otherwise)
+ *   pl_policy_route(p, l, counts, &routing)    routes iteration i's tokens
+ *   pl_policy_observe(p, i, l, counts)         feeds iteration i's counts
+ * The plan for iteration 0 is the initial placement (no moves charged).
+ *
+ * Policy specs are "name" or "name:key=value,key=value". Unknown names give
+ * PL_EPOLICY, unknown keys or bad values PL_EPARAM; pl_policy_error() then
+ * says which.
+ */
+#ifndef FLEXMOE_PL_POLICY_H
+#define FLEXMOE_PL_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "placement/pl_cluster.h"
+#include "placement/pl_cost.h"
+#include "placement/pl_placement.h"
+#include "placement/pl_route.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Everything a policy may know about the job. Starts with size/version; only
+ * ever appended to. */
+typedef struct pl_env {
+  size_t size;  /* sizeof(pl_env) as the caller compiled it */
+  int version;  /* PL_ENV_VERSION */
+  int layers;   /* MoE layers */
+  int experts;  /* experts per layer */
+  pl_cluster cluster;
+  pl_model model;
+  pl_profile profile;
+  uint64_t seed;
+} pl_env;
+#define PL_ENV_VERSION 1
+#define PL_ENV_INIT {sizeof(pl_env), PL_ENV_VERSION, 0, 0, {0}, {0}, {0}, 0}
+
+/* A parameter a policy accepts, for `flexmoe policies` and spec parsing. */
+typedef struct pl_param_desc {
+  const char *key;
+  const char *defval; /* default, as text */
+  const char *help;
+} pl_param_desc;
+
+/* A plan for one layer: the new placement and the moves that produce it. */
+typedef struct pl_plan {
+  int changed;            /* 0: keep the current placement */
+  int background;         /* 1: moves overlap the next iteration's compute */
+  pl_placement placement; /* valid when changed (owned by the plan) */
+  pl_move *moves;         /* [nmoves], owned by the plan */
+  int nmoves;
+  int cap_moves;
+  int64_t capacity;       /* per-replica token capacity, -1 = dropless */
+} pl_plan;
+
+void pl_plan_init(pl_plan *plan);
+void pl_plan_fini(pl_plan *plan);
+
+/* A parsed key=value pair of a spec. */
+typedef struct pl_kv {
+  char key[32];
+  char value[64];
+} pl_kv;
+
+typedef struct pl_policy pl_policy; /* opaque handle */
+
+typedef struct pl_policy_ops {
+  const char *name;
+  const char *summary;
+  const pl_param_desc *params; /* terminated by {NULL} */
+  int clairvoyant;             /* reads `upcoming` in plan (oracle) */
+  /* state: allocate and return through *state. kv: parsed parameters. */
+  int (*init)(void **state, const pl_env *env, const pl_kv *kv, int nkv,
+              pl_placement *initial /* [layers], initialised, to fill */);
+  int (*observe)(void *state, int iteration, int layer, const int64_t *counts);
+  /* current: the layer's placement now. Fill plan (changed=0 for none). */
+  int (*plan)(void *state, int iteration, int layer, const pl_placement *current,
+              const int64_t *upcoming, pl_plan *plan);
+  /* Per-replica capacity for routing (-1 dropless). May be NULL (dropless). */
+  int64_t (*capacity)(void *state, int layer, const int64_t *counts);
+  void (*fini)(void *state);
+} pl_policy_ops;
+
+/* Registry: NULL-terminated array of all policies, in listing order. */
+const pl_policy_ops *const *pl_policy_registry(void);
+const pl_policy_ops *pl_policy_find(const char *name);
+
+/* Creates a policy from a spec. On error *out is untouched and, if errbuf is
+ * non-NULL, a message naming the bad part is written there. */
+int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
+                     char *errbuf, size_t errlen);
+void pl_policy_destroy(pl_policy *p);
+
+const pl_policy_ops *pl_policy_ops_of(const pl_policy *p);
+/* Canonical spec with all parameters, e.g. "capacity:cf=1.25". */
+const char *pl_policy_spec(const pl_policy *p);
+/* The layer's current placement (owned by the policy). */
+const pl_placement *pl_policy_placement(const pl_policy *p, int layer);
+
+/* Asks for the plan of iteration `iteration`, applies it to the policy's
+ * current placement, and returns it (moves included) in *plan, which the
+ * caller initialised with pl_plan_init and finalises. */
+int pl_policy_plan(pl_policy *p, int iteration, int layer,
+                   const int64_t *upcoming, pl_plan *plan);
+/* Routes counts [G*E] with the current placement and the policy's capacity. */
+int pl_policy_route(pl_policy *p, int layer, const int64_t *counts,
+                    pl_routing *r);
+int pl_policy_observe(pl_policy *p, int iteration, int layer,
+                      const int64_t *counts);
+
+/* Helpers for policy implementations. */
+int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
+                 double lo, double hi, double *out);
+int pl_kv_int(const pl_kv *kv, int nkv, const char *key, int def, int lo,
+              int hi, int *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,17 @@
+/*
+ * pl_cluster.c - consistency check of the planner's cluster view.
+ */
+#include "placement/pl_cluster.h"
+
+#include "placement/pl_error.h"
+
+int pl_cluster_check(const pl_cluster *c) {
+  if (!c || c->gpus < 1 || c->gpus_per_node < 1 || c->slots < 1)
+    return PL_EINVAL;
+  if (c->gpus % c->gpus_per_node != 0)
+    return PL_EINVAL;
+  if (!(c->intra_Bps > 0) || !(c->inter_Bps > 0) || c->intra_lat_s < 0 ||
+      c->inter_lat_s < 0 || !(c->oversub >= 1.0))
+    return PL_EINVAL;
+  return PL_OK;
+}

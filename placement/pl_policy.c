@@ -1,0 +1,295 @@
+/*
+ * pl_policy.c - policy registry, spec parsing and the policy handle.
+ *
+ * The handle owns the current placement of every layer. Policies propose a
+ * new placement; the handle checks its invariants, derives the moves with
+ * pl_placement_diff (so moves always turn the old placement into the new
+ * one exactly) and installs it. Policies never touch the current placement
+ * directly.
+ */
+#include "placement/pl_policy.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "placement/pl_error.h"
+#include "placement/pl_policies.h"
+
+#define MAX_KV 16
+
+struct pl_policy {
+  const pl_policy_ops *ops;
+  void *state;
+  pl_env env;
+  pl_placement *cur; /* [layers] */
+  char spec[512];
+};
+
+static const pl_policy_ops *const registry[] = {
+    &pl_policy_static_ops,
+    &pl_policy_capacity_ops,
+    NULL,
+};
+
+const pl_policy_ops *const *pl_policy_registry(void) { return registry; }
+
+const pl_policy_ops *pl_policy_find(const char *name) {
+  for (int i = 0; registry[i]; i++)
+    if (strcmp(registry[i]->name, name) == 0)
+      return registry[i];
+  return NULL;
+}
+
+void pl_plan_init(pl_plan *plan) {
+  memset(plan, 0, sizeof(*plan));
+  plan->capacity = -1;
+}
+
+void pl_plan_fini(pl_plan *plan) {
+  if (!plan)
+    return;
+  pl_placement_fini(&plan->placement);
+  pl_free(plan->moves);
+  pl_plan_init(plan);
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, const char *a,
+                    const char *b) {
+  if (errbuf && errlen)
+    snprintf(errbuf, errlen, fmt, a, b);
+}
+
+static const pl_param_desc *find_param(const pl_policy_ops *ops, const char *key) {
+  for (const pl_param_desc *d = ops->params; d && d->key; d++)
+    if (strcmp(d->key, key) == 0)
+      return d;
+  return NULL;
+}
+
+/* "name:k=v,k=v" -> name, kv. */
+static int parse_spec(const char *spec, char *name, size_t namelen, pl_kv *kv,
+                      int *nkv, char *errbuf, size_t errlen) {
+  const char *colon = strchr(spec, ':');
+  size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+  if (n == 0 || n >= namelen) {
+    set_err(errbuf, errlen, "policy spec '%s' has no valid name%s", spec, "");
+    return PL_EPOLICY;
+  }
+  memcpy(name, spec, n);
+  name[n] = '\0';
+  *nkv = 0;
+  if (!colon)
+    return PL_OK;
+  const char *s = colon + 1;
+  while (*s) {
+    const char *end = strchr(s, ',');
+    size_t len = end ? (size_t)(end - s) : strlen(s);
+    const char *eq = memchr(s, '=', len);
+    if (!eq || eq == s || *nkv >= MAX_KV ||
+        (size_t)(eq - s) >= sizeof(kv->key) || len - (size_t)(eq - s) - 1 >= sizeof(kv->value) ||
+        len - (size_t)(eq - s) - 1 == 0) {
+      set_err(errbuf, errlen, "policy spec '%s': malformed parameter (expected key=value)%s", spec, "");
+      return PL_EPARAM;
+    }
+    pl_kv *p = &kv[(*nkv)++];
+    memcpy(p->key, s, (size_t)(eq - s));
+    p->key[eq - s] = '\0';
+    memcpy(p->value, eq + 1, len - (size_t)(eq - s) - 1);
+    p->value[len - (size_t)(eq - s) - 1] = '\0';
+    s += len;
+    if (*s == ',')
+      s++;
+  }
+  return PL_OK;
+}
+
+static const char *kv_get(const pl_kv *kv, int nkv, const char *key) {
+  for (int i = nkv - 1; i >= 0; i--)
+    if (strcmp(kv[i].key, key) == 0)
+      return kv[i].value;
+  return NULL;
+}
+
+int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
+                 double lo, double hi, double *out) {
+  const char *v = kv_get(kv, nkv, key);
+  if (!v) {
+    *out = def;
+    return PL_OK;
+  }
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || *end || end == v || !isfinite(d) || d < lo || d > hi)
+    return PL_EPARAM;
+  *out = d;
+  return PL_OK;
+}
+
+int pl_kv_int(const pl_kv *kv, int nkv, const char *key, int def, int lo,
+              int hi, int *out) {
+  const char *v = kv_get(kv, nkv, key);
+  if (!v) {
+    *out = def;
+    return PL_OK;
+  }
+  char *end;
+  errno = 0;
+  long l = strtol(v, &end, 10);
+  if (errno || *end || end == v || l < lo || l > hi)
+    return PL_EPARAM;
+  *out = (int)l;
+  return PL_OK;
+}
+
+static void canonical_spec(pl_policy *p, const pl_kv *kv, int nkv) {
+  size_t off = (size_t)snprintf(p->spec, sizeof(p->spec), "%s", p->ops->name);
+  char sep = ':';
+  for (const pl_param_desc *d = p->ops->params; d && d->key; d++) {
+    const char *v = kv_get(kv, nkv, d->key);
+    if (off < sizeof(p->spec))
+      off += (size_t)snprintf(p->spec + off, sizeof(p->spec) - off, "%c%s=%s",
+                              sep, d->key, v ? v : d->defval);
+    sep = ',';
+  }
+}
+
+int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
+                     char *errbuf, size_t errlen) {
+  if (!out || !spec || !env || env->size < sizeof(pl_env) || env->layers < 1 ||
+      env->experts < 1)
+    return PL_EINVAL;
+  char name[64];
+  pl_kv kv[MAX_KV];
+  int nkv = 0, rc = parse_spec(spec, name, sizeof(name), kv, &nkv, errbuf, errlen);
+  if (rc)
+    return rc;
+  const pl_policy_ops *ops = pl_policy_find(name);
+  if (!ops) {
+    set_err(errbuf, errlen, "unknown policy '%s' (see 'flexmoe policies')%s", name, "");
+    return PL_EPOLICY;
+  }
+  for (int i = 0; i < nkv; i++) {
+    if (!find_param(ops, kv[i].key)) {
+      set_err(errbuf, errlen, "policy '%s' has no parameter '%s'", name, kv[i].key);
+      return PL_EPARAM;
+    }
+  }
+  if ((rc = pl_cluster_check(&env->cluster)) != 0) {
+    set_err(errbuf, errlen, "invalid cluster for policy '%s'%s", name, "");
+    return rc;
+  }
+  if ((int64_t)env->cluster.gpus * env->cluster.slots < env->experts) {
+    set_err(errbuf, errlen, "fewer expert slots than experts for policy '%s'%s", name, "");
+    return PL_ESLOTS;
+  }
+  pl_policy *p = pl_calloc(1, sizeof(*p));
+  if (!p)
+    return PL_ENOMEM;
+  p->ops = ops;
+  p->env = *env;
+  p->cur = pl_calloc((size_t)env->layers, sizeof(pl_placement));
+  if (!p->cur) {
+    rc = PL_ENOMEM;
+    goto fail;
+  }
+  for (int l = 0; l < env->layers; l++)
+    if ((rc = pl_placement_init(&p->cur[l], env->experts, env->cluster.gpus,
+                                env->cluster.slots)) != 0)
+      goto fail;
+  if ((rc = ops->init(&p->state, &p->env, kv, nkv, p->cur)) != 0) {
+    p->state = NULL;
+    if (rc == PL_EPARAM)
+      set_err(errbuf, errlen, "policy '%s': bad parameter value in '%s'", name, spec);
+    else
+      set_err(errbuf, errlen, "policy '%s': %s", name, pl_strerror(rc));
+    goto fail;
+  }
+  for (int l = 0; l < env->layers; l++)
+    if ((rc = pl_placement_check(&p->cur[l])) != 0) {
+      set_err(errbuf, errlen, "policy '%s': initial placement invalid%s", name, "");
+      goto fail;
+    }
+  canonical_spec(p, kv, nkv);
+  *out = p;
+  return PL_OK;
+fail:
+  pl_policy_destroy(p);
+  return rc;
+}
+
+void pl_policy_destroy(pl_policy *p) {
+  if (!p)
+    return;
+  if (p->state && p->ops->fini)
+    p->ops->fini(p->state);
+  if (p->cur)
+    for (int l = 0; l < p->env.layers; l++)
+      pl_placement_fini(&p->cur[l]);
+  pl_free(p->cur);
+  pl_free(p);
+}
+
+const pl_policy_ops *pl_policy_ops_of(const pl_policy *p) { return p->ops; }
+const char *pl_policy_spec(const pl_policy *p) { return p->spec; }
+
+const pl_placement *pl_policy_placement(const pl_policy *p, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers)
+    return NULL;
+  return &p->cur[layer];
+}
+
+int pl_policy_plan(pl_policy *p, int iteration, int layer,
+                   const int64_t *upcoming, pl_plan *plan) {
+  if (!p || !plan || layer < 0 || layer >= p->env.layers || iteration < 0)
+    return PL_EINVAL;
+  pl_plan_fini(plan);
+  int rc = p->ops->plan(p->state, iteration, layer, &p->cur[layer],
+                        p->ops->clairvoyant ? upcoming : NULL, plan);
+  if (rc || !plan->changed)
+    goto done;
+  pl_placement *next = &plan->placement;
+  if ((rc = pl_placement_check(next)) != 0)
+    goto done;
+  int n = 0;
+  int64_t bytes = pl_expert_move_bytes(&p->env.model);
+  int gpn = p->env.cluster.gpus_per_node;
+  if ((rc = pl_placement_diff(&p->cur[layer], next, layer, gpn, bytes, NULL, &n)) != 0)
+    goto done;
+  pl_free(plan->moves);
+  plan->moves = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!plan->moves) {
+    rc = PL_ENOMEM;
+    goto done;
+  }
+  plan->cap_moves = n ? n : 1;
+  if ((rc = pl_placement_diff(&p->cur[layer], next, layer, gpn, bytes, plan->moves, &n)) != 0)
+    goto done;
+  plan->nmoves = n;
+  if (n == 0)
+    plan->changed = 0;
+  else
+    rc = pl_placement_copy(&p->cur[layer], next);
+done:
+  if (rc)
+    pl_plan_fini(plan);
+  return rc;
+}
+
+int pl_policy_route(pl_policy *p, int layer, const int64_t *counts,
+                    pl_routing *r) {
+  if (!p || layer < 0 || layer >= p->env.layers)
+    return PL_EINVAL;
+  int64_t cap = p->ops->capacity ? p->ops->capacity(p->state, layer, counts) : -1;
+  return pl_route(&p->cur[layer], &p->env.cluster, counts, cap, r);
+}
+
+int pl_policy_observe(pl_policy *p, int iteration, int layer,
+                      const int64_t *counts) {
+  if (!p || !counts || layer < 0 || layer >= p->env.layers)
+    return PL_EINVAL;
+  return p->ops->observe ? p->ops->observe(p->state, iteration, layer, counts) : PL_OK;
+}

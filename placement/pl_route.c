@@ -1,0 +1,120 @@
+/*
+ * pl_route.c - locality-first split of each source's tokens over an
+ * expert's replicas (see pl_route.h for the rule).
+ */
+#include "placement/pl_route.h"
+
+#include <string.h>
+
+#include "placement/pl_error.h"
+
+int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic) {
+  if (!r || gpus < 1 || experts < 1)
+    return PL_EINVAL;
+  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0};
+  t.load = pl_calloc((size_t)gpus * (size_t)experts, sizeof(int64_t));
+  t.gpu_load = pl_calloc((size_t)gpus, sizeof(int64_t));
+  if (with_traffic)
+    t.traffic = pl_calloc((size_t)gpus * (size_t)gpus, sizeof(int64_t));
+  if (!t.load || !t.gpu_load || (with_traffic && !t.traffic)) {
+    pl_routing_fini(&t);
+    return PL_ENOMEM;
+  }
+  *r = t;
+  return PL_OK;
+}
+
+void pl_routing_fini(pl_routing *r) {
+  if (!r)
+    return;
+  pl_free(r->load);
+  pl_free(r->gpu_load);
+  pl_free(r->traffic);
+  memset(r, 0, sizeof(*r));
+}
+
+/* First index in sorted a[0..n) with a[i] >= v. */
+static int lower_bound(const int *a, int n, int v) {
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (a[mid] < v)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Gives `tokens` from src to replica GPU dst of expert e, within capacity. */
+static void deliver(pl_routing *r, int src, int dst, int e, int64_t tokens,
+                    int64_t cap) {
+  int64_t *slot = &r->load[(size_t)dst * r->experts + e];
+  int64_t take = tokens;
+  if (cap >= 0 && *slot + take > cap)
+    take = cap > *slot ? cap - *slot : 0;
+  *slot += take;
+  r->gpu_load[dst] += take;
+  r->dropped += tokens - take;
+  if (r->traffic && dst != src)
+    r->traffic[(size_t)src * r->gpus + dst] += take;
+}
+
+int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
+             int64_t cap, pl_routing *r) {
+  if (!p || !c || !counts || !r || p->gpus != c->gpus || r->gpus != p->gpus ||
+      r->experts != p->experts)
+    return PL_EINVAL;
+  int G = p->gpus, E = p->experts, gpn = c->gpus_per_node;
+  for (size_t i = 0; i < (size_t)G * E; i++)
+    if (counts[i] < 0)
+      return PL_EINVAL;
+  memset(r->load, 0, (size_t)G * E * sizeof(int64_t));
+  memset(r->gpu_load, 0, (size_t)G * sizeof(int64_t));
+  if (r->traffic)
+    memset(r->traffic, 0, (size_t)G * G * sizeof(int64_t));
+  r->dropped = 0;
+  r->total = 0;
+  for (int src = 0; src < G; src++) {
+    int node_lo = (src / gpn) * gpn;
+    for (int e = 0; e < E; e++) {
+      int64_t tokens = counts[(size_t)src * E + e];
+      if (tokens == 0)
+        continue;
+      r->total += tokens;
+      const int *rep = p->rep + (size_t)e * G;
+      int n = p->nrep[e];
+      int lo = lower_bound(rep, n, node_lo);
+      int hi = lower_bound(rep, n, node_lo + gpn);
+      int self = lower_bound(rep + lo, hi - lo, src) + lo;
+      if (self < hi && rep[self] == src) {
+        deliver(r, src, src, e, tokens, cap);
+        continue;
+      }
+      if (hi == lo) { /* no replica on this node: all replicas share */
+        lo = 0;
+        hi = n;
+      }
+      int k = hi - lo;
+      int64_t base = tokens / k, rem = tokens % k;
+      for (int i = 0; i < k; i++) {
+        int64_t share = base + (((i - src % k + k) % k) < rem ? 1 : 0);
+        if (share)
+          deliver(r, src, rep[lo + i], e, share, cap);
+      }
+    }
+  }
+  return PL_OK;
+}
+
+double pl_routing_balance(const pl_routing *r) {
+  int64_t max = 0, sum = 0;
+  for (int g = 0; g < r->gpus; g++) {
+    sum += r->gpu_load[g];
+    if (r->gpu_load[g] > max)
+      max = r->gpu_load[g];
+  }
+  if (sum == 0)
+    return 1.0;
+  return (double)max * r->gpus / (double)sum;
+}

@@ -1,0 +1,72 @@
+/* Cost model: profile interpolation and closed-form layer costs. */
+#include <criterion/criterion.h>
+
+#include "placement/pl_cost.h"
+#include "placement/pl_error.h"
+
+static const double tok[] = {16, 256, 4096};
+static const double us[] = {27, 37, 332};
+static const pl_profile prof = {3, tok, us, 2.0, 10.0};
+
+Test(cost, ffn_time_interpolates_linearly_between_points) {
+  cr_assert_float_eq(pl_ffn_us(&prof, 0), 0.0, 1e-12);
+  cr_assert_float_eq(pl_ffn_us(&prof, 1), 27.0, 1e-12);
+  cr_assert_float_eq(pl_ffn_us(&prof, 16), 27.0, 1e-12);
+  cr_assert_float_eq(pl_ffn_us(&prof, 136), 32.0, 1e-9);
+  cr_assert_float_eq(pl_ffn_us(&prof, 4096), 332.0, 1e-9);
+  /* beyond the table: last slope (295 us per 3840 tokens) */
+  cr_assert_float_eq(pl_ffn_us(&prof, 7936), 332.0 + 295.0, 1e-9);
+}
+
+Test(cost, profile_check_refuses_unsorted_tokens) {
+  const double bad[] = {16, 16, 32};
+  pl_profile p = {3, bad, us, 2.0, 0};
+  cr_assert_eq(pl_profile_check(&p), PL_EINVAL);
+  cr_assert_eq(pl_profile_check(&prof), PL_OK);
+}
+
+Test(cost, layer_time_is_slowest_gpu_plus_alltoall_in_closed_form) {
+  /* 2 GPUs in one node, 2 experts, expert e on GPU e. GPU 0 sends 256 tokens
+   * to expert 1, GPU 1 sends nothing remote. */
+  pl_cluster c = {2, 2, 1, 100e9, 1e-6, 10e9, 5e-6, 1.0};
+  pl_model m = {1000, 4000, 1, 2, 12.0};
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 2, 2, 1), PL_OK);
+  cr_assert_eq(pl_placement_static(&p), PL_OK);
+  cr_assert_eq(pl_routing_init(&r, 2, 2, 1), PL_OK);
+  int64_t counts[4] = {16, 256, 0, 0};
+  cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+  pl_cost cost;
+  cr_assert_eq(pl_cost_layer(&c, &m, &prof, &p, &r, &cost), PL_OK);
+  cr_assert_float_eq(cost.compute_us, 37.0 * 3.0, 1e-9); /* GPU 1: 256 tokens */
+  double a2a = 1e-6 + 256.0 * 2000 / 100e9; /* seconds, one direction */
+  cr_assert_float_eq(cost.alltoall_us, 4 * a2a * 1e6, 1e-9);
+  cr_assert_float_eq(cost.allreduce_us, 0.0, 1e-12);
+  cr_assert_float_eq(cost.other_us, 20.0, 1e-12);
+  cr_assert_float_eq(cost.total_us,
+                     cost.compute_us + cost.alltoall_us + cost.other_us, 1e-9);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}
+
+Test(cost, replica_allreduce_is_a_ring_over_the_slowest_link) {
+  pl_cluster c = {4, 2, 2, 100e9, 0, 10e9, 0, 2.0};
+  pl_model m = {1000, 4000, 1, 2, 12.0};
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 2, 4, 2), PL_OK);
+  pl_placement_add(&p, 0, 0);
+  pl_placement_add(&p, 0, 2); /* spans nodes: inter link / oversub = 5 GB/s */
+  pl_placement_add(&p, 1, 1);
+  cr_assert_eq(pl_routing_init(&r, 4, 2, 1), PL_OK);
+  int64_t counts[8] = {0};
+  cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+  pl_cost cost;
+  cr_assert_eq(pl_cost_layer(&c, &m, &prof, &p, &r, &cost), PL_OK);
+  double grad = 2.0 * 1000 * 4000 * 2;
+  cr_assert_float_eq(cost.allreduce_us, 2.0 * 1 / 2 * grad / 5e9 * 1e6, 1e-6);
+  cr_assert_eq(pl_expert_move_bytes(&m), 8000000LL * 14);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}

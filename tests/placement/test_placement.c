@@ -1,0 +1,119 @@
+/* Placement state: invariants, static layout, diff/apply round trip. */
+#include <criterion/criterion.h>
+
+#include "placement/pl_error.h"
+#include "placement/pl_placement.h"
+
+Test(placement, static_layout_blocks_experts_when_gpus_divide_experts) {
+  pl_placement p;
+  cr_assert_eq(pl_placement_init(&p, 32, 8, 4), PL_OK);
+  cr_assert_eq(pl_placement_static(&p), PL_OK);
+  cr_assert_eq(pl_placement_check(&p), PL_OK);
+  for (int e = 0; e < 32; e++) {
+    cr_assert_eq(p.nrep[e], 1);
+    cr_assert_eq(p.rep[e * 8], e / 4);
+  }
+  for (int g = 0; g < 8; g++)
+    cr_assert_eq(p.nhost[g], 4);
+  pl_placement_fini(&p);
+}
+
+Test(placement, static_layout_is_expert_data_parallel_when_gpus_exceed_experts) {
+  pl_placement p;
+  cr_assert_eq(pl_placement_init(&p, 4, 10, 1), PL_OK);
+  cr_assert_eq(pl_placement_static(&p), PL_OK);
+  cr_assert_eq(pl_placement_check(&p), PL_OK);
+  cr_assert_eq(p.nrep[0], 3); /* GPUs 0, 4, 8 */
+  cr_assert_eq(p.nrep[1], 3);
+  cr_assert_eq(p.nrep[2], 2);
+  cr_assert_eq(p.nrep[3], 2);
+  pl_placement_fini(&p);
+}
+
+Test(placement, too_few_slots_is_refused) {
+  pl_placement p;
+  cr_assert_eq(pl_placement_init(&p, 32, 4, 7), PL_ESLOTS);
+  cr_assert_eq(pl_placement_init(&p, 32, 4, 8), PL_OK);
+  pl_placement_fini(&p);
+  cr_assert_eq(pl_placement_init(&p, 32, 1, 31), PL_ESLOTS);
+}
+
+Test(placement, add_refuses_full_gpus_and_duplicate_replicas) {
+  pl_placement p;
+  cr_assert_eq(pl_placement_init(&p, 4, 2, 2), PL_OK);
+  cr_assert_eq(pl_placement_add(&p, 0, 0), PL_OK);
+  cr_assert_eq(pl_placement_add(&p, 0, 0), PL_EEXIST);
+  cr_assert_eq(pl_placement_add(&p, 1, 0), PL_OK);
+  cr_assert_eq(pl_placement_add(&p, 2, 0), PL_EFULL);
+  cr_assert_eq(pl_placement_add(&p, 9, 0), PL_ERANGE);
+  cr_assert_eq(pl_placement_check(&p), PL_EINVARIANT); /* experts 2, 3 homeless */
+  cr_assert_eq(pl_placement_add(&p, 2, 1), PL_OK);
+  cr_assert_eq(pl_placement_add(&p, 3, 1), PL_OK);
+  cr_assert_eq(pl_placement_check(&p), PL_OK);
+  cr_assert_eq(pl_placement_remove(&p, 3, 0), PL_ENOENT);
+  pl_placement_fini(&p);
+}
+
+Test(placement, diff_then_apply_turns_old_into_new_exactly) {
+  pl_placement a, b, c;
+  cr_assert_eq(pl_placement_init(&a, 8, 4, 3), PL_OK);
+  cr_assert_eq(pl_placement_init(&b, 8, 4, 3), PL_OK);
+  cr_assert_eq(pl_placement_init(&c, 8, 4, 3), PL_OK);
+  cr_assert_eq(pl_placement_static(&a), PL_OK);
+  /* b: expert 0 on 0,1,2 (expand), expert 7 moved 3->1 (migrate), rest as a. */
+  cr_assert_eq(pl_placement_copy(&b, &a), PL_OK);
+  cr_assert_eq(pl_placement_add(&b, 0, 1), PL_OK);
+  cr_assert_eq(pl_placement_add(&b, 0, 2), PL_OK);
+  cr_assert_eq(pl_placement_remove(&b, 7, 3), PL_OK);
+  cr_assert_eq(pl_placement_add(&b, 7, 3 - 3 + 1), PL_EFULL); /* GPU 1 full */
+  cr_assert_eq(pl_placement_add(&b, 7, 3), PL_OK);
+  cr_assert_eq(pl_placement_remove(&b, 6, 3), PL_OK);
+  cr_assert_eq(pl_placement_add(&b, 6, 2), PL_EFULL);
+  cr_assert_eq(pl_placement_add(&b, 6, 3), PL_OK);
+  cr_assert_eq(pl_placement_add(&b, 1, 3), PL_OK);
+  cr_assert_eq(pl_placement_check(&b), PL_OK);
+  pl_move moves[32];
+  int n = -1;
+  cr_assert_eq(pl_placement_diff(&a, &b, 5, 2, 1000, moves, &n), PL_OK);
+  cr_assert_eq(n, 3); /* expert 0 x2 replicate, expert 1 replicate */
+  for (int k = 0; k < n; k++) {
+    cr_assert_eq(moves[k].layer, 5);
+    cr_assert_eq(moves[k].kind, PL_MOVE_REPLICATE);
+    cr_assert_eq(moves[k].bytes, 1000);
+  }
+  /* Replicate of expert 0 (on GPU 0) to GPU 1 copies from GPU 0 (same node). */
+  cr_assert_eq(moves[0].from, 0);
+  cr_assert_eq(pl_placement_copy(&c, &a), PL_OK);
+  cr_assert_eq(pl_placement_apply(&c, moves, n), PL_OK);
+  cr_assert(pl_placement_equal(&c, &b));
+  /* And back: drops. */
+  cr_assert_eq(pl_placement_diff(&b, &a, 5, 2, 1000, moves, &n), PL_OK);
+  cr_assert_eq(n, 3);
+  for (int k = 0; k < n; k++)
+    cr_assert_eq(moves[k].kind, PL_MOVE_DROP);
+  cr_assert_eq(pl_placement_apply(&c, moves, n), PL_OK);
+  cr_assert(pl_placement_equal(&c, &a));
+  pl_placement_fini(&a);
+  pl_placement_fini(&b);
+  pl_placement_fini(&c);
+}
+
+Test(placement, diff_pairs_a_moved_replica_as_one_migration) {
+  pl_placement a, b;
+  cr_assert_eq(pl_placement_init(&a, 2, 4, 2), PL_OK);
+  cr_assert_eq(pl_placement_init(&b, 2, 4, 2), PL_OK);
+  pl_placement_add(&a, 0, 0);
+  pl_placement_add(&a, 1, 1);
+  pl_placement_add(&b, 0, 3);
+  pl_placement_add(&b, 1, 1);
+  pl_move m[8];
+  int n;
+  cr_assert_eq(pl_placement_diff(&a, &b, 0, 2, 77, m, &n), PL_OK);
+  cr_assert_eq(n, 1);
+  cr_assert_eq(m[0].kind, PL_MOVE_MIGRATE);
+  cr_assert_eq(m[0].from, 0);
+  cr_assert_eq(m[0].to, 3);
+  cr_assert_eq(m[0].bytes, 77);
+  pl_placement_fini(&a);
+  pl_placement_fini(&b);
+}

@@ -1,0 +1,88 @@
+/* Routing: locality first, exact conservation, capacity drops. */
+#include <criterion/criterion.h>
+
+#include "placement/pl_error.h"
+#include "placement/pl_route.h"
+
+static pl_cluster cluster(int gpus, int gpn, int slots) {
+  return (pl_cluster){gpus, gpn, slots, 450e9, 2e-6, 50e9, 5e-6, 1.0};
+}
+
+Test(route, a_local_replica_takes_all_of_its_gpus_tokens) {
+  pl_cluster c = cluster(4, 2, 2);
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 2, 4, 2), PL_OK);
+  pl_placement_add(&p, 0, 0);
+  pl_placement_add(&p, 0, 3);
+  pl_placement_add(&p, 1, 1);
+  cr_assert_eq(pl_routing_init(&r, 4, 2, 1), PL_OK);
+  /* counts[src][e] */
+  int64_t counts[8] = {10, 0, /* src0 */ 7, 0, /* src1 */ 9, 0, /* src2 */ 5, 4};
+  cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+  /* src0 local (10 on g0); src1 same node as g0 -> g0 (7); src2 node 1 has
+   * g3 -> g3 (9); src3 local (5); expert 1 from src3 -> g1 (only replica). */
+  cr_assert_eq(r.load[0 * 2 + 0], 17);
+  cr_assert_eq(r.load[3 * 2 + 0], 14);
+  cr_assert_eq(r.load[1 * 2 + 1], 4);
+  cr_assert_eq(r.traffic[1 * 4 + 0], 7);
+  cr_assert_eq(r.traffic[2 * 4 + 3], 9);
+  cr_assert_eq(r.traffic[3 * 4 + 1], 4);
+  cr_assert_eq(r.total, 35);
+  cr_assert_eq(r.dropped, 0);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}
+
+Test(route, remote_tokens_split_evenly_and_are_conserved) {
+  pl_cluster c = cluster(8, 8, 1);
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 8, 8, 2), PL_OK);
+  for (int e = 0; e < 8; e++)
+    pl_placement_add(&p, e, e);
+  pl_placement_add(&p, 0, 1);
+  pl_placement_add(&p, 0, 2);
+  cr_assert_eq(pl_routing_init(&r, 8, 8, 1), PL_OK);
+  int64_t counts[64] = {0};
+  for (int s = 3; s < 8; s++)
+    counts[s * 8 + 0] = 100; /* sources 3..7 send 100 each to expert 0 */
+  cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+  int64_t sum = r.load[0] + r.load[8] + r.load[16];
+  cr_assert_eq(sum, 500);
+  cr_assert(r.load[0] >= 166 && r.load[0] <= 167);
+  cr_assert(r.load[8] >= 166 && r.load[8] <= 167);
+  cr_assert_float_eq(pl_routing_balance(&r), 167.0 * 8 / 500.0, 1e-12);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}
+
+Test(route, capacity_drops_what_exceeds_a_replica_and_counts_it) {
+  pl_cluster c = cluster(2, 2, 1);
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 2, 2, 1), PL_OK);
+  cr_assert_eq(pl_placement_static(&p), PL_OK);
+  cr_assert_eq(pl_routing_init(&r, 2, 2, 0), PL_OK);
+  int64_t counts[4] = {30, 5, 30, 5};
+  cr_assert_eq(pl_route(&p, &c, counts, 40, &r), PL_OK);
+  cr_assert_eq(r.load[0], 40);
+  cr_assert_eq(r.load[3], 10);
+  cr_assert_eq(r.dropped, 20);
+  cr_assert_eq(r.total, 70);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}
+
+Test(route, negative_counts_are_refused) {
+  pl_cluster c = cluster(2, 2, 1);
+  pl_placement p;
+  pl_routing r;
+  pl_placement_init(&p, 2, 2, 1);
+  pl_placement_static(&p);
+  pl_routing_init(&r, 2, 2, 0);
+  int64_t counts[4] = {1, -1, 0, 0};
+  cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_EINVAL);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}
