@@ -1,0 +1,38 @@
+/*
+ * tr_rescale.h - a trace recorded on R ranks driving a cluster of G GPUs.
+ *
+ * Rule (DESIGN.md): simulated GPU g takes the routing distribution of source
+ * rank g mod R at the same (iteration, layer), scaled to the simulated
+ * per-GPU token-slot count; integer counts are drawn by a seeded multinomial
+ * (GSL), so each GPU's total is exact, skew and fluctuation are preserved,
+ * and the same seed gives the same counts. When G == R and the slot count is
+ * the trace's own, counts are copied unchanged (no randomness).
+ *
+ * Every (iteration, layer) has its own random stream seeded from
+ * (seed, iteration, layer), so slices can be drawn in any order, or in
+ * parallel, with identical results.
+ */
+#ifndef FLEXMOE_TR_RESCALE_H
+#define FLEXMOE_TR_RESCALE_H
+
+#include <stdint.h>
+
+#include "traces/tr_trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Counts for one (iteration, layer) on `gpus` GPUs into out[gpus * E]
+ * (row = GPU). slots_per_gpu: token slots each GPU routes (tokens x top-k);
+ * <= 0 keeps each source rank's own total. A source rank that routed no
+ * tokens gives its GPUs zero counts. Errors: TR_EINVAL, TR_ENOMEM.
+ */
+int tr_rescale_slice(const tr_trace *t, int64_t iteration, int layer, int gpus,
+                     int64_t slots_per_gpu, uint64_t seed, int64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
