@@ -1,0 +1,71 @@
+/*
+ * simrun.h - one simulation configuration: computed, serialised, recorded.
+ *
+ * Shared by `flexmoe sim`, `flexmoe sweep` (worker processes and MPI ranks
+ * compute; one writer records) and `flexmoe validate`. Computing touches no
+ * database; recording writes one run and all its rows in one transaction.
+ * The output can be packed into a flat byte buffer and unpacked in another
+ * process (same binary), so workers send results to the writer.
+ * Owned by the sim authors (cli/simrun.c).
+ */
+#ifndef FLEXMOE_CLI_SIMRUN_H
+#define FLEXMOE_CLI_SIMRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/st_store.h"
+
+typedef struct cli_sim_config {
+  const char *trace_path;
+  const char *cluster;      /* preset name or JSON file */
+  int nodes;                /* 0 = preset default */
+  int gpus_per_node;        /* 0 = preset default */
+  const char *policy;       /* policy spec, e.g. "flexmoe:threshold=1.2" */
+  const char *engine;       /* "analytic" or "des" */
+  int64_t it_begin, it_end; /* iterations [begin, end); end = -1: to the end */
+  uint64_t seed;
+  int d_model, d_ff, top_k; /* 0 = from the trace's sidecar */
+  int64_t tokens_per_gpu;   /* 0 = from the trace */
+  const char *profile_path; /* NULL = built-in profile of the cluster's GPU */
+  int slots;                /* expert slots per GPU; 0 = from HBM and expert size */
+} cli_sim_config;
+
+#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0}
+
+/* Summary of one run (the `sim --format json` keys). */
+typedef struct cli_sim_summary {
+  char policy[256];  /* canonical spec */
+  char cluster[128];
+  int gpus;
+  int64_t iterations;
+  double mean_iteration_ms;
+  double balance_p50, balance_p90;
+  int64_t migrated_bytes;
+  int64_t dropped_tokens;
+  double compute_ms, alltoall_ms, allreduce_ms, migration_ms, other_ms; /* means */
+} cli_sim_summary;
+
+typedef struct cli_sim_output cli_sim_output; /* opaque: summary + all rows */
+
+/* Runs cfg. On failure returns CLI_EFAIL or CLI_EUSAGE and writes one
+ * sentence naming the file/flag/value at fault into errmsg. */
+int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out,
+                    char *errmsg, size_t errlen);
+const cli_sim_summary *cli_sim_summary_of(const cli_sim_output *o);
+/* Writes the run (kind "sim") in one transaction; *run_id set on success. */
+int cli_sim_record(st_db *db, const cli_sim_output *o, int64_t *run_id,
+                   char *errmsg, size_t errlen);
+void cli_sim_output_free(cli_sim_output *o);
+
+/* Flat byte image of an output (malloc'd, caller frees) and back. */
+int cli_sim_pack(const cli_sim_output *o, void **buf, size_t *len);
+int cli_sim_unpack(const void *buf, size_t len, cli_sim_output **out);
+
+/* Stable identity of a configuration (policy canonicalised, cluster and
+ * model resolved, trace content hash): equal keys = same results. Used by
+ * sweeps to skip points already complete in the database. */
+int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len,
+                       char *errmsg, size_t errlen);
+
+#endif
