@@ -62,6 +62,7 @@ void sim_net_fini(sim_net *n) {
   sim_free(n->comp_links);
   sim_free(n->comp_flows);
   sim_free(n->heap);
+  sim_free(n->sh);
   sim_free(n->flows);
   sim_free(n->freelist);
   sim_free(n->active);
@@ -170,6 +171,64 @@ static int mark_dirty(sim_net *n, int l) {
 
 /* ---- progressive filling over one connected component ---- */
 
+typedef struct share_ent {
+  double share;
+  int link;
+  uint32_t ver;
+} share_ent;
+
+static inline int share_before(const share_ent *a, const share_ent *b) {
+  return a->share < b->share || (a->share == b->share && a->link < b->link);
+}
+
+static int sh_push(sim_net *n, double share, int link) {
+  if (n->nsh == n->capsh) {
+    int nc = n->capsh ? n->capsh * 2 : 256;
+    share_ent *nh = sim_realloc(n->sh, (size_t)nc * sizeof(share_ent));
+    if (!nh)
+      return SIM_ENOMEM;
+    n->sh = nh;
+    n->capsh = nc;
+  }
+  share_ent e = {share, link, n->links[link].hver};
+  int i = n->nsh++;
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (!share_before(&e, &n->sh[p]))
+      break;
+    n->sh[i] = n->sh[p];
+    i = p;
+  }
+  n->sh[i] = e;
+  return SIM_OK;
+}
+
+static void sh_pop(sim_net *n) {
+  share_ent last = n->sh[--n->nsh];
+  int i = 0, m = n->nsh;
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= m)
+      break;
+    if (c + 1 < m && share_before(&n->sh[c + 1], &n->sh[c]))
+      c++;
+    if (!share_before(&n->sh[c], &last))
+      break;
+    n->sh[i] = n->sh[c];
+    i = c;
+  }
+  if (m)
+    n->sh[i] = last;
+}
+
+/*
+ * Max-min rates of the component in comp_links/comp_flows at time now.
+ * Progressive filling with a heap of links keyed by their fair share
+ * rem / unfrozen: the smallest share saturates its link, whose unfrozen
+ * flows freeze at that rate; a link's share never decreases when flows
+ * freeze elsewhere at a smaller rate, so stale heap entries are skipped by
+ * version. O((links + flows x path) log links).
+ */
 static int fill(sim_net *n, double now) {
   n->recomputes++;
   for (int k = 0; k < n->ncf; k++) {
@@ -178,48 +237,56 @@ static int fill(sim_net *n, double now) {
     f->t_ref = now;
     f->frozen = 0;
   }
+  if (n->ncf == 1) {
+    /* a flow alone: its rate is its narrowest link */
+    sim_flow *f = &n->flows[n->comp_flows[0]];
+    f->rate = INFINITY;
+    for (int j = 0; j < f->plen; j++)
+      if (n->links[f->path[j]].cap < f->rate) {
+        f->rate = n->links[f->path[j]].cap;
+        f->bott = f->path[j];
+      }
+    goto project;
+  }
+  n->nsh = 0;
   for (int k = 0; k < n->ncl; k++) {
-    sim_link *l = &n->links[n->comp_links[k]];
+    int id = n->comp_links[k];
+    sim_link *l = &n->links[id];
     l->rem = l->cap;
     l->unfrozen = l->nflows;
+    l->hver++;
+    if (l->unfrozen > 0 && sh_push(n, l->rem / l->unfrozen, id))
+      return SIM_ENOMEM;
   }
-  int left = n->ncf;
-  while (left > 0) {
-    double share = INFINITY;
-    for (int k = 0; k < n->ncl; k++) {
-      const sim_link *l = &n->links[n->comp_links[k]];
-      if (l->unfrozen > 0) {
-        double s = l->rem / l->unfrozen;
-        if (s < share)
-          share = s;
-      }
-    }
-    if (!isfinite(share))
-      break;
-    /* every link at the bottleneck share saturates in this round (freezing
-     * one tied link's flows leaves the others' share unchanged) */
-    double tie = share + fabs(share) * 1e-12;
-    if (share < 0)
-      share = 0;
-    for (int k = 0; k < n->ncl; k++) {
-      const sim_link *bl = &n->links[n->comp_links[k]];
-      if (bl->unfrozen <= 0 || bl->rem / bl->unfrozen > tie)
+  while (n->nsh > 0) {
+    share_ent top = n->sh[0];
+    sh_pop(n);
+    sim_link *bl = &n->links[top.link];
+    if (top.ver != bl->hver || bl->unfrozen <= 0)
+      continue;
+    double share = top.share > 0 ? top.share : 0;
+    for (int i = 0; i < bl->nflows; i++) {
+      sim_flow *f = &n->flows[bl->flows[i]];
+      if (f->frozen)
         continue;
-      for (int i = 0; i < bl->nflows; i++) {
-        sim_flow *f = &n->flows[bl->flows[i]];
-        if (f->frozen)
-          continue;
-        f->frozen = 1;
-        f->rate = share;
-        left--;
-        for (int j = 0; j < f->plen; j++) {
-          sim_link *l = &n->links[f->path[j]];
-          l->rem -= share;
-          l->unfrozen--;
+      f->frozen = 1;
+      f->rate = share;
+      f->bott = top.link;
+      for (int j = 0; j < f->plen; j++) {
+        int lid = f->path[j];
+        sim_link *l = &n->links[lid];
+        l->rem -= share;
+        l->unfrozen--;
+        if (lid != top.link) {
+          l->hver++;
+          if (l->unfrozen > 0 && sh_push(n, l->rem / l->unfrozen, lid))
+            return SIM_ENOMEM;
         }
       }
     }
+    bl->hver++;
   }
+project:
   for (int k = 0; k < n->ncf; k++) {
     int id = n->comp_flows[k];
     sim_flow *f = &n->flows[id];
@@ -314,6 +381,7 @@ int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
   f->fin = INFINITY;
   f->lat_ns = lat_ns;
   f->tag = tag;
+  f->bott = -1;
   f->active = 1;
   for (int k = 0; k < plen; k++) {
     sim_link *l = &n->links[path[k]];
@@ -351,7 +419,16 @@ static int remove_flow(sim_net *n, int id) {
           break;
         }
     }
-    if (mark_dirty(n, f->path[k]))
+  }
+  /* Only flows frozen by one of the freed links can speed up; if there are
+   * none, every other flow keeps a saturated bottleneck link on which it has
+   * the largest rate, so the allocation is still max-min fair as it is. */
+  for (int k = 0; k < f->plen; k++) {
+    const sim_link *l = &n->links[f->path[k]];
+    int wake = 0;
+    for (int i = 0; i < l->nflows && !wake; i++)
+      wake = n->flows[l->flows[i]].bott == f->path[k];
+    if (wake && mark_dirty(n, f->path[k]))
       return SIM_ENOMEM;
   }
   int lastf = n->active[--n->nactive];

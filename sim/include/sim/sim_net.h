@@ -23,8 +23,11 @@
  * rate; repeat until every flow is frozen. Each round picks the link with
  * the smallest (remaining capacity / unfrozen flows).
  *
- * Cost: when a flow starts or ends only the connected component of links
- * and flows around it is refilled (flows elsewhere keep their rates), each
+ * Cost: when a flow starts, the connected component of links and flows
+ * around it is refilled (flows elsewhere keep their rates); when a flow ends,
+ * only if some remaining flow had one of its links as bottleneck (otherwise
+ * the allocation stays max-min fair untouched). Filling uses a heap of link
+ * shares: O((links + flows) log links) per component. Each
  * flow's remaining bytes are brought up to date only when its rate changes,
  * and the next finishing flow comes from a heap of projected finish times.
  *
@@ -53,6 +56,7 @@ typedef struct sim_link {
   double rem;
   int unfrozen;
   uint32_t stamp;  /* component search mark */
+  uint32_t hver;   /* share-heap version */
   int dirty;       /* a flow started or ended on it since the last recompute */
 } sim_link;
 
@@ -70,6 +74,7 @@ typedef struct sim_flow {
   int64_t lat_ns;
   int64_t tag;     /* caller's */
   int frozen;
+  int bott;        /* the link that froze it in the last fill */
   int active;      /* transmitting */
   int apos;        /* index in the active list */
 } sim_flow;
@@ -99,6 +104,8 @@ typedef struct sim_net {
   uint32_t stamp;
   sim_finq *heap;
   int nheap, capheap;
+  struct share_ent *sh; /* progressive-filling heap */
+  int nsh, capsh;
   int64_t last;    /* latest time seen */
   uint64_t recomputes; /* progressive-filling runs (one per component) */
 } sim_net;
