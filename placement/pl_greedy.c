@@ -14,6 +14,10 @@
  *            there (expand + shrink + migrate keep slot limits);
  *   migrate  an expert of the most loaded GPU moves to the least-loaded
  *            GPU with a free slot;
+ *   relieve  on the most loaded GPU, a replicated expert drops its replica
+ *            there, or one of its experts trades places with one of the
+ *            least-loaded GPU's (the move that still works when every slot
+ *            is taken);
  *   shrink   the cold expert loses a replica (saves all-reduce time).
  * Candidates are applied to the model, scored and reverted exactly (every
  * per-GPU quantity is recomputed from the placement, never accumulated in
@@ -24,6 +28,9 @@
 
 #include "placement/pl_error.h"
 #include "pl_internal.h"
+
+/* Weight of the RMS of per-GPU compute in the objective (see the top). */
+#define PL_TIE 0.1
 
 /* ---- tournament tree ---------------------------------------------------- */
 
@@ -110,6 +117,7 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
     comp += pl_ffn_us(g->prof, g->per[e]);
     ar += g->ring[e];
   }
+  g->sq += comp * comp - g->comp[gpu] * g->comp[gpu]; /* sum of squares */
   g->tok[gpu] = tok;
   g->comp[gpu] = comp;
   g->ar[gpu] = ar;
@@ -306,8 +314,13 @@ double pl_greedy_migration_us(const pl_greedy *g) {
   return g->migt[pl_seg_top(&g->t_mig)];
 }
 
+/* The max-based layer time is flat while several GPUs share the maximum:
+ * no single step lowers it and a pure max objective stops there. A small
+ * weight on the RMS of per-GPU compute breaks such plateaus (steps that
+ * relieve one of several equally loaded GPUs are taken). */
 double pl_greedy_objective(const pl_greedy *g) {
-  return pl_greedy_layer_us(g) + g->mig_weight * pl_greedy_migration_us(g);
+  double rms = sqrt(fmax(g->sq, 0) / g->G) * (1.0 + g->prof->bwd_ratio);
+  return pl_greedy_layer_us(g) + g->mig_weight * pl_greedy_migration_us(g) + PL_TIE * rms;
 }
 
 double pl_greedy_balance(const pl_greedy *g) {
@@ -435,6 +448,29 @@ static void candidates(pl_greedy *g, cand *best) {
       continue;
     op o[2] = {{0, y, mx, -1}, {1, y, f, mx}};
     consider(g, best, o, 2);
+  }
+  /* on the most loaded GPU: shrink a replicated expert there, or swap one of
+   * its experts with one of the least-loaded GPU's */
+  int mn = pl_seg_top(&g->t_all);
+  const int *mhost = g->p->host + (size_t)mn * g->p->slots;
+  int nl = g->p->nhost[mn] < 64 ? g->p->nhost[mn] : 64;
+  int light[64];
+  memcpy(light, mhost, sizeof(int) * (size_t)nl);
+  for (int j = 0; j < nh; j++) {
+    int y = hosted[j];
+    if (g->p->nrep[y] > 1) {
+      op o[1] = {{0, y, mx, -1}};
+      consider(g, best, o, 1);
+    }
+    if (mn == mx || pl_placement_has(g->p, y, mn))
+      continue;
+    for (int k = 0; k < nl; k++) {
+      int z = light[k];
+      if (pl_placement_has(g->p, z, mx))
+        continue;
+      op o[4] = {{0, y, mx, -1}, {0, z, mn, -1}, {1, y, mn, mx}, {1, z, mx, mn}};
+      consider(g, best, o, 4);
+    }
   }
   /* shrink the cold expert */
   if (cold >= 0) {

@@ -11,7 +11,8 @@
  * (gpn-1)/G of them over the intra link, (G-gpn)/G over the NIC), replica
  * groups all-reduce as in pl_cost (ring over the slowest link, serialised
  * per GPU), and the moves made so far cost pl_cost_moves_us's per-GPU
- * formula, weighted by mig_weight (1/H: amortised over the horizon). Every
+ * formula, weighted by mig_weight (1/H: amortised over the horizon), plus
+ * 0.1 x the RMS of per-GPU compute as a plateau breaker. Every
  * quantity is kept per GPU and per expert and updated incrementally in
  * O(r (S + log G)) for a change to an expert with r replicas, with
  * tournament trees for the maxima, so one greedy step costs far less than
@@ -65,6 +66,7 @@ typedef struct pl_greedy {
   double *per, *ring, *khot, *kcold; /* [E] */
   pl_seg t_tok, t_comp, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
   int steps;                      /* steps applied by pl_greedy_run */
+  double sq;                      /* sum over GPUs of comp^2 */
 } pl_greedy;
 
 /* Builds the model of placement p (valid, slots limited to S <= p->slots)
@@ -73,7 +75,8 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
                    const pl_profile *prof, pl_placement *p, const double *load,
                    int S, double mig_weight);
 void pl_greedy_fini(pl_greedy *g);
-/* Objective: estimated layer time + mig_weight x migration time (us). */
+/* Objective: estimated layer time + mig_weight x migration time + 0.1 x
+ * RMS of per-GPU compute (us). */
 double pl_greedy_objective(const pl_greedy *g);
 /* Estimated layer time alone, and the migration time of the moves so far. */
 double pl_greedy_layer_us(const pl_greedy *g);

@@ -3,7 +3,8 @@
  * SIGMOD'23), the seed system.
  *
  * Monitor: per layer, the per-expert load of each iteration (summed over
- * source GPUs) feeds a predictor (EWMA by default).
+ * source GPUs) feeds a predictor (the last value by default: on the real
+ * traces routing moves too fast for smoothing to help, see docs).
  * Trigger: every `interval` iterations, with the predicted loads L:
  *   1. balance = max / mean GPU load of the current placement, each
  *      expert's load split evenly over its replicas (the routing model of
@@ -57,7 +58,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "background", 1, 0, 1, &s->background)) ||
       (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
       (rc = pl_kv_int(kv, nkv, "interval", 1, 1, 1 << 30, &s->interval)) ||
-      (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_EWMA, 10)))
+      (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
     s->max_steps = env->experts;
@@ -122,7 +123,7 @@ static const pl_param_desc fx_params[] = {
     {"background", "1", "1: moves overlap the next iteration; 0: blocking"},
     {"max_steps", "0", "greedy steps per plan (0: the number of experts)"},
     {"interval", "1", "check the trigger every this many iterations"},
-    PL_MONITOR_PARAMS("ewma", "0.5", "10"),
+    PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_flexmoe_ops = {
