@@ -136,6 +136,6 @@ int pl_plan_take_copy(pl_plan *plan, const pl_placement *src);
 #define PL_MONITOR_PARAMS(def_pred, def_alpha, def_window)                     \
   {"predictor", def_pred, "load predictor: last, ewma or window"},             \
   {"alpha", def_alpha, "ewma weight of the newest iteration, (0, 1]"},         \
-  {"window", def_window, "window predictor: iterations averaged (0: the period)"}
+  {"window", def_window, "window predictor: iterations averaged (0: the period if the policy has one, else 10)"}
 
 #endif
