@@ -71,6 +71,8 @@ void pl_seg_fini(pl_seg *s) {
 }
 
 void pl_seg_update(pl_seg *s, int i) {
+  if (!s->t) /* not built yet: pl_seg_init will see the value */
+    return;
   int k = (s->P + i) >> 1;
   for (; k >= 1; k >>= 1)
     s->t[k] = seg_better(s, s->t[2 * k], s->t[2 * k + 1]);
@@ -263,6 +265,13 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->ring = g->per + E;
   g->khot = g->per + 2 * E;
   g->kcold = g->per + 3 * E;
+  /* values first, then the trees are built over them in O(G + E) */
+  for (int e = 0; e < g->E; e++)
+    refresh_expert_keys(g, e);
+  for (int u = 0; u < g->G; u++) {
+    refresh_gpu(g, u);
+    refresh_mig(g, u);
+  }
   int rc = 0;
   rc |= pl_seg_init(&g->t_tok, g->G, g->tok, 1);
   rc |= pl_seg_init(&g->t_comp, g->G, g->comp, 1);
@@ -275,12 +284,6 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   if (rc) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
-  }
-  for (int e = 0; e < g->E; e++)
-    refresh_expert_keys(g, e);
-  for (int u = 0; u < g->G; u++) {
-    refresh_gpu(g, u);
-    refresh_mig(g, u);
   }
   return PL_OK;
 }
