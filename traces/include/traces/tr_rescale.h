@@ -32,6 +32,11 @@ extern "C" {
 int tr_rescale_slice(const tr_trace *t, int64_t iteration, int layer, int gpus,
                      int64_t slots_per_gpu, uint64_t seed, int64_t *out);
 
+/* The 64-bit seed of random stream (a, b) of a run seeded with `seed`
+ * (SplitMix64 mix); used for the (iteration, layer) streams here and by the
+ * generators, so streams never depend on the order they are drawn in. */
+uint64_t tr_stream_seed(uint64_t seed, uint64_t a, uint64_t b);
+
 #ifdef __cplusplus
 }
 #endif

@@ -95,6 +95,57 @@ int tr_write_npy(const char *path, const int64_t *counts, int64_t iterations,
                  int layers, int ranks, int experts, const tr_meta *meta,
                  tr_error *err);
 
+/* Allocation hook of the traces library (defaults malloc/realloc/free;
+ * NULLs restore them), so tests can fail the Nth allocation. Set it before
+ * any other call, never concurrently with them. */
+typedef void *(*tr_malloc_fn)(size_t size);
+typedef void *(*tr_realloc_fn)(void *ptr, size_t size);
+typedef void (*tr_free_fn)(void *ptr);
+void tr_set_allocator(tr_malloc_fn m, tr_realloc_fn r, tr_free_fn f);
+void *tr_malloc(size_t size);
+void *tr_calloc(size_t n, size_t size); /* zeroed; checks n*size overflow */
+void *tr_realloc(void *ptr, size_t size);
+void tr_free(void *ptr);
+
+/* Sum of the counts of one (iteration, layer) (all ranks, all experts). */
+int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer);
+
+/* Reads FILE's .json sidecar path into buf ("x.npy" -> "x.json"). */
+void tr_sidecar_path(const char *path, char *buf, size_t len);
+
+/* Fills err (code, path, line, printf-style message) and returns code. */
+int tr_seterr(tr_error *err, int code, const char *path, long line,
+              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * Streaming .npy writer: the header is written first (shape known up front),
+ * then one (iteration, layer) slice of R*E counts at a time in C order, so a
+ * trace larger than memory can be produced. dtype TR_INT32 or TR_INT64
+ * (TR_UINT16 is read-only); a count that does not fit the dtype, or a
+ * negative one, is refused (TR_EOVERFLOW / TR_ENEG) and the writer is
+ * aborted. The file appears under its name only on tr_writer_commit
+ * (temporary name + rename, sidecar first); tr_writer_abort removes the
+ * temporary files. Exactly one of commit/abort must be called.
+ */
+typedef struct tr_writer {
+  void *fp;
+  char path[512];
+  char tmp[600];
+  char side_tmp[600];
+  char side_path[512];
+  tr_dtype dtype;
+  int64_t slices_left; /* I*L - slices written */
+  int ranks, experts;
+  int failed;
+} tr_writer;
+
+int tr_writer_open(tr_writer *w, const char *path, int64_t iterations,
+                   int layers, int ranks, int experts, tr_dtype dtype,
+                   const tr_meta *meta, tr_error *err);
+int tr_writer_put(tr_writer *w, const int64_t *slice, tr_error *err);
+int tr_writer_commit(tr_writer *w, tr_error *err);
+void tr_writer_abort(tr_writer *w); /* accepts NULL and zeroed */
+
 #ifdef __cplusplus
 }
 #endif

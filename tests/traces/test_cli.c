@@ -1,0 +1,158 @@
+/* `flexmoe trace ...` as a user runs it: help, output, and one clear line
+ * with a non-zero exit for every bad file or command line. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+
+#include "tr_run.h"
+
+#define P(name) tu_path((char[512]){0}, 512, name)
+
+static const char *SUBS[] = {"info", "stats"};
+#define NSUBS (sizeof(SUBS) / sizeof(SUBS[0]))
+
+Test(cli, trace_help_lists_every_subcommand_with_an_example) {
+  tu_result *r = tu_run("trace", "--help", NULL);
+  cr_assert_eq(r->code, 0);
+  for (size_t i = 0; i < NSUBS; i++) {
+    char needle[32];
+    snprintf(needle, sizeof(needle), "\n  %s ", SUBS[i]);
+    cr_assert(strstr(r->out, needle) != NULL, "help does not list '%s':\n%s", SUBS[i], r->out);
+  }
+  cr_assert(strstr(r->out, "example:") != NULL);
+}
+
+Test(cli, every_trace_subcommand_has_help_with_an_example) {
+  for (size_t i = 0; i < NSUBS; i++) {
+    tu_result *r = tu_run("trace", SUBS[i], "--help", NULL);
+    cr_assert_eq(r->code, 0, "trace %s --help: %s", SUBS[i], r->err);
+    char usage[64], example[64];
+    snprintf(usage, sizeof(usage), "usage: flexmoe trace %s", SUBS[i]);
+    snprintf(example, sizeof(example), "example:\n  flexmoe trace %s", SUBS[i]);
+    cr_assert(strstr(r->out, usage) != NULL, "%s", r->out);
+    cr_assert(strstr(r->out, example) != NULL, "%s", r->out);
+  }
+}
+
+Test(cli, info_prints_shape_slots_and_per_layer_skew_of_the_sample) {
+  tu_result *r = tu_run("trace", "info", tu_sample(), NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  cr_assert_str_empty(r->err);
+  cr_assert(strstr(r->out, "200 iterations x 6 layers x 8 ranks x 32 experts (int32)") != NULL,
+            "%s", r->out);
+  cr_assert(strstr(r->out, "32768 per (iteration, layer), constant") != NULL, "%s", r->out);
+  cr_assert(strstr(r->out, "top_k 2, d_model 384, d_ff 768") != NULL, "%s", r->out);
+  cr_assert(strstr(r->out, "\n    0          5.38          6.02") != NULL, "%s", r->out);
+}
+
+Test(cli, info_json_is_one_document_with_the_documented_keys) {
+  tu_result *r = tu_run("trace", "info", tu_sample(), "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  json_error_t e;
+  json_t *o = json_loads(r->out, 0, &e);
+  cr_assert_not_null(o, "not JSON: %s", e.text);
+  cr_assert_eq(json_integer_value(json_array_get(json_object_get(o, "shape"), 0)), 200);
+  cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "meta"), "top_k")), 2);
+  json_t *slots = json_object_get(o, "slots_per_slice");
+  cr_assert_eq(json_integer_value(json_object_get(slots, "min")), 32768);
+  cr_assert(json_is_true(json_object_get(slots, "constant")));
+  json_t *layers = json_object_get(o, "layers");
+  cr_assert_eq(json_array_size(layers), 6);
+  for (size_t l = 0; l < 6; l++) {
+    json_t *x = json_array_get(layers, l);
+    double p50 = json_real_value(json_object_get(x, "max_mean_p50"));
+    double p90 = json_real_value(json_object_get(x, "max_mean_p90"));
+    double ch = json_real_value(json_object_get(x, "change_l1"));
+    cr_assert(p50 >= 1 && p50 <= p90 && p90 <= 32, "layer %zu: %g %g", l, p50, p90);
+    cr_assert(ch > 0 && ch < 2, "layer %zu change %g", l, ch);
+  }
+  cr_assert_float_eq(json_real_value(json_object_get(json_array_get(layers, 0), "max_mean_p50")),
+                     5.38, 0.005);
+  json_decref(o);
+}
+
+Test(cli, stats_json_has_lags_persistence_and_rank_variation) {
+  tu_result *r = tu_run("trace", "stats", tu_sample(), "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  json_t *o = json_loads(r->out, 0, NULL);
+  cr_assert_not_null(o);
+  json_t *x = json_array_get(json_object_get(o, "layers"), 2);
+  static const char *keys[] = {"gini", "entropy", "change_l1_lag1", "change_l1_lag10",
+                               "change_l1_lag100", "hot_persistence_lag1",
+                               "hot_persistence_lag10", "rank_divergence_l1", "rank_total_cv"};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    cr_assert(json_is_number(json_object_get(x, keys[i])), "missing %s", keys[i]);
+  /* Farther apart means more different, on real routing. */
+  double l1 = json_real_value(json_object_get(x, "change_l1_lag1"));
+  double l10 = json_real_value(json_object_get(x, "change_l1_lag10"));
+  cr_assert(l10 > l1, "%g %g", l1, l10);
+  json_decref(o);
+}
+
+Test(cli, bad_files_get_one_line_naming_the_file_and_exit_1) {
+  const char *missing = P("missing.npy");
+  tu_result *r = tu_run("trace", "info", missing, NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace info: ", missing, "No such file", NULL);
+
+  const char *empty = P("empty.npy");
+  tu_text(empty, "");
+  r = tu_run("trace", "info", empty, NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace info: ", empty, "empty", NULL);
+
+  int32_t d[6] = {0};
+  const char *trunc = P("trunc.npy");
+  tu_npy(trunc, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1, 1, 3), }", d, 20);
+  r = tu_run("trace", "stats", trunc, NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace stats: ", trunc, "truncated", NULL);
+
+  const char *flt = P("float.npy");
+  tu_npy(flt, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 1, 3), }", d, 24);
+  r = tu_run("trace", "info", flt, NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace info: ", flt, "'<f8'", "not supported", NULL);
+}
+
+Test(cli, bad_csv_lines_are_reported_with_file_and_line) {
+  const char *neg = P("neg.csv");
+  tu_text(neg, "iteration,layer,rank,expert,tokens\n0,0,0,0,3\n0,0,0,1,-2\n");
+  char where[600];
+  snprintf(where, sizeof(where), "%s:3: ", neg);
+  tu_result *r = tu_run("trace", "info", neg, NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace info: ", where, "negative", NULL);
+
+  const char *big = P("big.csv");
+  tu_text(big, "iteration,layer,rank,expert,tokens\n0,0,0,0,123456789012345678901234\n");
+  snprintf(where, sizeof(where), "%s:2: ", big);
+  r = tu_run("trace", "info", big, NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace info: ", where, "overflows", NULL);
+
+  const char *bad = P("bad.csv");
+  tu_text(bad, "iteration,layer,rank,expert,tokens\n0,0,0,0,3\n0;0;0;0;3\n");
+  snprintf(where, sizeof(where), "%s:3: ", bad);
+  r = tu_run("trace", "info", bad, NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace info: ", where, "fields", NULL);
+}
+
+Test(cli, bad_command_lines_exit_2_with_one_line) {
+  tu_result *r = tu_run("trace", "info", NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace info: ", "FILE", NULL);
+  r = tu_run("trace", "info", tu_sample(), "--bogus", NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace info: ", "--bogus", NULL);
+  r = tu_run("trace", "info", tu_sample(), "--format", "xml", NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace info: ", "xml", NULL);
+  r = tu_run("trace", "frobnicate", NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace: ", "frobnicate", NULL);
+  r = tu_run("trace", "info", tu_sample(), "--iterations", "500:", NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace info: ", "200 iterations", NULL);
+}

@@ -1,0 +1,475 @@
+/* Trace reading (.npy, CSV, sidecar) and writing: shapes, dtypes, every bad
+ * input a user can hand us, round trips. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tr_testutil.h"
+#include "traces/tr_trace.h"
+
+#define P(name) tu_path((char[512]){0}, 512, name)
+
+/* The error names the file (and the line for CSV). */
+static void expect_err(const char *path, int code, long line) {
+  tr_trace t;
+  tr_error err;
+  int rc = tr_open(&t, path, &err);
+  cr_assert_eq(rc, code, "%s: expected %s, got %d (%s: %s)", path, tr_strerror(code), rc,
+               tr_strerror(rc), err.msg);
+  cr_assert_eq(err.code, code);
+  cr_assert_str_eq(err.path, path);
+  cr_assert_eq(err.line, line, "line %ld, expected %ld (%s)", err.line, line, err.msg);
+  cr_assert(strlen(err.msg) > 5, "message is empty");
+  cr_assert_eq(t.data, NULL, "trace is zeroed on error");
+  cr_assert_eq(t.map, NULL);
+}
+
+Test(trace, bundled_sample_opens_with_shape_and_model_metadata) {
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, tu_sample(), &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.iterations, 200);
+  cr_assert_eq(t.layers, 6);
+  cr_assert_eq(t.ranks, 8);
+  cr_assert_eq(t.experts, 32);
+  cr_assert_eq(t.dtype, TR_INT32);
+  cr_assert_eq(t.meta.top_k, 2);
+  cr_assert_eq(t.meta.d_model, 384);
+  cr_assert_eq(t.meta.d_ff, 768);
+  cr_assert_eq(t.meta.tokens_per_rank, 2048);
+  cr_assert(strstr(t.meta.source, "gpt-l6-e32-top2-aux.npy") != NULL);
+  /* 64 sequences x 256 tokens x top-2 per (iteration, layer). */
+  for (int64_t it = 0; it < t.iterations; it += 37)
+    for (int l = 0; l < t.layers; l++)
+      cr_assert_eq(tr_slice_total(&t, it, l), 32768);
+  int64_t s[8 * 32];
+  tr_slice(&t, 199, 5, s);
+  for (int r = 0; r < 8; r++)
+    for (int e = 0; e < 32; e++)
+      cr_assert_eq(s[r * 32 + e], tr_at(&t, 199, 5, r, e));
+  tr_close(&t);
+  tr_close(&t); /* idempotent */
+  tr_close(NULL);
+}
+
+Test(trace, bundled_sample_is_the_first_200_iterations_of_the_real_trace) {
+  const char *real = tu_real("gpt-l6-e32-top2-aux");
+  if (!real)
+    cr_skip("real traces not present");
+  tr_trace a, b;
+  tr_error err;
+  cr_assert_eq(tr_open(&a, tu_sample(), &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_open(&b, real, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(b.iterations, 908);
+  cr_assert_eq(b.meta.tokens_per_rank, 2048, "batch x seq / ranks from the recorder's keys");
+  cr_assert_eq(b.meta.d_ff, 768, "expert_hidden is d_ff");
+  int64_t x[256], y[256];
+  for (int64_t it = 0; it < 200; it++)
+    for (int l = 0; l < 6; l++) {
+      tr_slice(&a, it, l, x);
+      tr_slice(&b, it, l, y);
+      cr_assert_arr_eq(x, y, sizeof(x));
+    }
+  tr_close(&a);
+  tr_close(&b);
+}
+
+Test(trace, missing_file_is_enoent_naming_the_file) {
+  expect_err(P("nope.npy"), TR_ENOENT, 0);
+  expect_err(P("nope.csv"), TR_ENOENT, 0);
+}
+
+Test(trace, unknown_extension_is_a_format_error) {
+  const char *p = P("trace.txt");
+  tu_text(p, "1,2,3\n");
+  expect_err(p, TR_EFORMAT, 0);
+}
+
+Test(trace, empty_files_are_eempty) {
+  const char *n = P("empty.npy"), *c = P("empty.csv");
+  tu_text(n, "");
+  tu_text(c, "");
+  expect_err(n, TR_EEMPTY, 0);
+  expect_err(c, TR_EEMPTY, 0);
+  const char *h = P("header-only.csv");
+  tu_text(h, "iteration,layer,rank,expert,tokens\n");
+  expect_err(h, TR_EEMPTY, 0);
+}
+
+Test(trace, truncated_npy_data_is_etrunc) {
+  int32_t d[2 * 1 * 2 * 3] = {0};
+  const char *p = P("trunc.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1, 2, 3), }", d,
+         sizeof(d) - 4);
+  expect_err(p, TR_ETRUNC, 0);
+}
+
+Test(trace, truncated_npy_header_is_etrunc) {
+  const char *p = P("trunc-header.npy");
+  tu_write(p, "\x93NUMPY\x01\x00\x76\x00{'descr'", 17);
+  expect_err(p, TR_ETRUNC, 0);
+  const char *q = P("trunc-magic.npy");
+  tu_write(q, "\x93NUM", 4);
+  expect_err(q, TR_ETRUNC, 0);
+}
+
+Test(trace, not_a_numpy_file_is_eformat) {
+  const char *p = P("text.npy");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n0,0,0,0,1\n");
+  expect_err(p, TR_EFORMAT, 0);
+}
+
+Test(trace, unsupported_dtypes_are_edtype) {
+  float f[4] = {1, 2, 3, 4};
+  const char *p = P("float.npy");
+  tu_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 4), }", f,
+         sizeof(f));
+  expect_err(p, TR_EDTYPE, 0);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "<f4") != NULL, "names the dtype: %s", err.msg);
+
+  int32_t d[4] = {0};
+  const char *q = P("bigendian.npy");
+  tu_npy(q, 1, "{'descr': '>i4', 'fortran_order': False, 'shape': (1, 1, 1, 4), }", d,
+         sizeof(d));
+  expect_err(q, TR_EDTYPE, 0);
+  tr_open(&t, q, &err);
+  cr_assert(strstr(err.msg, "big-endian") != NULL, "%s", err.msg);
+
+  const char *u = P("uint8.npy");
+  tu_npy(u, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1, 4), }", d, 4);
+  expect_err(u, TR_EDTYPE, 0);
+}
+
+Test(trace, fortran_order_is_refused_with_a_hint) {
+  int32_t d[4] = {0};
+  const char *p = P("fortran.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': True, 'shape': (1, 1, 1, 4), }", d,
+         sizeof(d));
+  expect_err(p, TR_EFORMAT, 0);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "Fortran") != NULL, "%s", err.msg);
+}
+
+Test(trace, bad_shapes_are_eshape_and_zero_iterations_eempty) {
+  int32_t d[8] = {0};
+  const char *p = P("2d.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 4), }", d, sizeof(d));
+  expect_err(p, TR_ESHAPE, 0);
+  const char *q = P("5d.npy");
+  tu_npy(q, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2, 2, 2), }", d,
+         sizeof(d));
+  expect_err(q, TR_ESHAPE, 0);
+  const char *z = P("zero-experts.npy");
+  tu_npy(z, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 1, 0), }", d, 0);
+  expect_err(z, TR_ESHAPE, 0);
+  const char *e = P("zero-iterations.npy");
+  tu_npy(e, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (0, 1, 1, 4), }", d, 0);
+  expect_err(e, TR_EEMPTY, 0);
+}
+
+Test(trace, trailing_bytes_after_the_data_are_refused) {
+  int32_t d[5] = {1, 2, 3, 4, 5};
+  const char *p = P("trailing.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 1, 4), }", d,
+         sizeof(d));
+  expect_err(p, TR_EFORMAT, 0);
+}
+
+Test(trace, three_dimensional_arrays_are_one_rank) {
+  int32_t d[2 * 3 * 4];
+  for (int i = 0; i < 24; i++)
+    d[i] = i;
+  const char *p = P("ile.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3, 4), }", d, sizeof(d));
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.iterations, 2);
+  cr_assert_eq(t.layers, 3);
+  cr_assert_eq(t.ranks, 1);
+  cr_assert_eq(t.experts, 4);
+  cr_assert_eq(tr_at(&t, 1, 2, 0, 3), 23);
+  cr_assert_eq(tr_at(&t, 0, 1, 0, 0), 4);
+  tr_close(&t);
+}
+
+Test(trace, int64_uint16_and_version_2_headers_are_read) {
+  int64_t a[4] = {0, 5, (int64_t)1 << 40, 7};
+  const char *p = P("i8.npy");
+  tu_npy(p, 2, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 2, 2), }", a,
+         sizeof(a));
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.dtype, TR_INT64);
+  cr_assert_eq(tr_at(&t, 0, 0, 1, 0), (int64_t)1 << 40);
+  cr_assert_eq(tr_slice_total(&t, 0, 0), ((int64_t)1 << 40) + 12);
+  tr_close(&t);
+
+  uint16_t u[4] = {65535, 1, 2, 3};
+  const char *q = P("u2.npy");
+  tu_npy(q, 1, "{'descr': '<u2', 'fortran_order': False, 'shape': (1, 1, 1, 4), }", u,
+         sizeof(u));
+  cr_assert_eq(tr_open(&t, q, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.dtype, TR_UINT16);
+  cr_assert_eq(tr_at(&t, 0, 0, 0, 0), 65535);
+  tr_close(&t);
+}
+
+Test(trace, negative_count_in_npy_is_eneg_with_its_position) {
+  int32_t d[4] = {1, 2, -3, 4};
+  const char *p = P("neg.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2, 2), }", d,
+         sizeof(d));
+  expect_err(p, TR_ENEG, 0);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "rank 1, expert 0") != NULL, "%s", err.msg);
+}
+
+Test(trace, npy_slice_whose_total_overflows_is_eoverflow) {
+  int64_t d[2] = {INT64_MAX, 1};
+  const char *p = P("sum-overflow.npy");
+  tu_npy(p, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 1, 2), }", d,
+         sizeof(d));
+  expect_err(p, TR_EOVERFLOW, 0);
+}
+
+Test(trace, malformed_sidecar_is_emeta_naming_the_sidecar_and_line) {
+  int32_t d[4] = {1, 2, 3, 4};
+  const char *p = P("side.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 1, 4), }", d,
+         sizeof(d));
+  const char *s = P("side.json");
+  tu_text(s, "{\n  \"top_k\": 2,\n  \"d_model\": ,\n}\n");
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, p, &err), TR_EMETA);
+  cr_assert_str_eq(err.path, s);
+  cr_assert_eq(err.line, 3);
+  tu_text(s, "{\"top_k\": \"two\"}");
+  cr_assert_eq(tr_open(&t, p, &err), TR_EMETA);
+  cr_assert_str_eq(err.path, s);
+  cr_assert(strstr(err.msg, "top_k") != NULL, "%s", err.msg);
+  tu_text(s, "{\"experts\": 8}");
+  cr_assert_eq(tr_open(&t, p, &err), TR_EMETA, "shape disagrees with the array");
+  cr_assert(strstr(err.msg, "experts") != NULL, "%s", err.msg);
+  tu_text(s, "[1, 2]");
+  cr_assert_eq(tr_open(&t, p, &err), TR_EMETA);
+  tu_text(s, "{\"top_k\": 1, \"d_model\": 64, \"d_ff\": 256, \"bytes_per_elem\": 2, "
+             "\"tokens_per_rank\": 5, \"source\": \"unit test\", \"unknown\": [1]}");
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.meta.top_k, 1);
+  cr_assert_eq(t.meta.d_model, 64);
+  cr_assert_eq(t.meta.d_ff, 256);
+  cr_assert_eq(t.meta.bytes_per_elem, 2);
+  cr_assert_eq(t.meta.tokens_per_rank, 5);
+  cr_assert_str_eq(t.meta.source, "unit test");
+  tr_close(&t);
+}
+
+Test(trace, csv_dimensions_are_max_index_plus_one_and_missing_cells_zero) {
+  const char *p = P("long.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n"
+             "0,0,0,0,5\n"
+             "\n"
+             "1, 1, 2, 3, 7\r\n"
+             "1,1,2,3,1\n" /* repeated cells add up */
+             "0,1,0,2,4\n");
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.iterations, 2);
+  cr_assert_eq(t.layers, 2);
+  cr_assert_eq(t.ranks, 3);
+  cr_assert_eq(t.experts, 4);
+  cr_assert_eq(tr_at(&t, 0, 0, 0, 0), 5);
+  cr_assert_eq(tr_at(&t, 1, 1, 2, 3), 8);
+  cr_assert_eq(tr_at(&t, 0, 1, 0, 2), 4);
+  cr_assert_eq(tr_at(&t, 1, 0, 1, 1), 0);
+  cr_assert_eq(tr_slice_total(&t, 1, 1), 8);
+  tr_close(&t);
+}
+
+Test(trace, csv_bad_header_is_eformat_on_line_1) {
+  const char *p = P("hdr.csv");
+  tu_text(p, "it,layer,rank,expert,count\n0,0,0,0,1\n");
+  expect_err(p, TR_EFORMAT, 1);
+}
+
+Test(trace, csv_malformed_lines_are_eformat_with_line_number) {
+  static const char *bad[] = {"0,0,0,1\n", "0,0,0,0,1,9\n", "0,0,x,0,1\n", "0,0,0,0,1.5\n",
+                              "0,0,0,0,\n", "0,-1,0,0,3\n", "0,0,0,99999999999,1\n"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char text[256];
+    snprintf(text, sizeof(text), "iteration,layer,rank,expert,tokens\n0,0,0,0,1\n1,0,0,0,2\n%s",
+             bad[i]);
+    const char *p = P("malformed.csv");
+    tu_text(p, text);
+    expect_err(p, TR_EFORMAT, 4);
+  }
+}
+
+Test(trace, csv_negative_count_is_eneg_with_line_number) {
+  const char *p = P("neg.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n0,0,0,0,1\n0,0,0,1,-5\n");
+  expect_err(p, TR_ENEG, 3);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "-5") != NULL, "%s", err.msg);
+}
+
+Test(trace, csv_count_overflowing_int64_is_eoverflow_with_line_number) {
+  const char *p = P("big.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n0,0,0,0,1\n"
+             "0,0,0,1,99999999999999999999\n");
+  expect_err(p, TR_EOVERFLOW, 3);
+}
+
+Test(trace, csv_counts_whose_sum_overflows_are_eoverflow_on_the_line_that_overflows) {
+  const char *p = P("sum.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n"
+             "0,0,0,0,9223372036854775807\n"
+             "0,0,1,0,0\n"
+             "0,0,1,1,1\n");
+  expect_err(p, TR_EOVERFLOW, 4);
+  const char *q = P("cell-sum.csv");
+  tu_text(q, "iteration,layer,rank,expert,tokens\n"
+             "0,0,0,0,9223372036854775000\n"
+             "0,0,0,0,1000\n");
+  expect_err(q, TR_EOVERFLOW, 3);
+}
+
+Test(trace, content_hash_depends_on_counts_not_on_format) {
+  int32_t d[4] = {1, 0, 3, 4};
+  const char *n = P("h.npy"), *c = P("h.csv");
+  tu_npy(n, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2, 2), }", d,
+         sizeof(d));
+  tu_text(c, "iteration,layer,rank,expert,tokens\n0,0,0,0,1\n0,0,1,0,3\n0,0,1,1,4\n");
+  tr_trace a, b;
+  tr_error err;
+  cr_assert_eq(tr_open(&a, n, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_open(&b, c, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(a.hash, b.hash);
+  tr_close(&b);
+  tu_text(c, "iteration,layer,rank,expert,tokens\n0,0,0,0,1\n0,0,1,0,3\n0,0,1,1,5\n");
+  cr_assert_eq(tr_open(&b, c, &err), TR_OK, "%s", err.msg);
+  cr_assert_neq(a.hash, b.hash);
+  tr_close(&a);
+  tr_close(&b);
+}
+
+Test(writer, round_trip_keeps_counts_shape_and_metadata) {
+  int64_t c[2 * 3 * 2 * 5];
+  for (int i = 0; i < 60; i++)
+    c[i] = (i * 7919) % 101;
+  tr_meta m = {.top_k = 2, .d_model = 512, .d_ff = 2048, .bytes_per_elem = 2,
+               .tokens_per_rank = 1000};
+  snprintf(m.source, sizeof(m.source), "round trip \"quoted\"");
+  const char *p = P("rt.npy");
+  tr_error err;
+  cr_assert_eq(tr_write_npy(p, c, 2, 3, 2, 5, &m, &err), TR_OK, "%s", err.msg);
+  tr_trace t;
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.iterations, 2);
+  cr_assert_eq(t.layers, 3);
+  cr_assert_eq(t.ranks, 2);
+  cr_assert_eq(t.experts, 5);
+  cr_assert_eq(t.dtype, TR_INT32);
+  int64_t s[10];
+  for (int it = 0; it < 2; it++)
+    for (int l = 0; l < 3; l++) {
+      tr_slice(&t, it, l, s);
+      cr_assert_arr_eq(s, c + (it * 3 + l) * 10, sizeof(s));
+    }
+  cr_assert_eq(t.meta.top_k, 2);
+  cr_assert_eq(t.meta.d_model, 512);
+  cr_assert_eq(t.meta.d_ff, 2048);
+  cr_assert_eq(t.meta.bytes_per_elem, 2);
+  cr_assert_eq(t.meta.tokens_per_rank, 1000);
+  cr_assert_str_eq(t.meta.source, "round trip \"quoted\"");
+  tr_close(&t);
+}
+
+Test(writer, the_bundled_sample_rewrites_to_identical_bytes) {
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, tu_sample(), &err), TR_OK, "%s", err.msg);
+  size_t n = (size_t)t.iterations * t.layers * t.ranks * t.experts;
+  int64_t *c = malloc(n * sizeof(int64_t));
+  for (int64_t it = 0; it < t.iterations; it++)
+    for (int l = 0; l < t.layers; l++)
+      tr_slice(&t, it, l, c + ((size_t)it * t.layers + l) * t.ranks * t.experts);
+  const char *p = P("sample-copy.npy");
+  cr_assert_eq(tr_write_npy(p, c, t.iterations, t.layers, t.ranks, t.experts, NULL, &err),
+               TR_OK, "%s", err.msg);
+  tr_trace u;
+  cr_assert_eq(tr_open(&u, p, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(u.hash, t.hash);
+  cr_assert_eq(u.map_len, t.map_len, "same header size and data as NumPy wrote");
+  cr_assert_eq(memcmp(u.map, t.map, t.map_len), 0);
+  free(c);
+  tr_close(&u);
+  tr_close(&t);
+}
+
+Test(writer, large_counts_switch_to_int64) {
+  int64_t c[2] = {(int64_t)INT32_MAX + 1, 3};
+  const char *p = P("wide.npy");
+  tr_error err;
+  cr_assert_eq(tr_write_npy(p, c, 1, 1, 1, 2, NULL, &err), TR_OK, "%s", err.msg);
+  tr_trace t;
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.dtype, TR_INT64);
+  cr_assert_eq(tr_at(&t, 0, 0, 0, 0), (int64_t)INT32_MAX + 1);
+  tr_close(&t);
+}
+
+Test(writer, failures_leave_no_file_behind) {
+  int64_t c[2] = {1, -1};
+  const char *p = P("neg-out.npy");
+  tr_error err;
+  cr_assert_eq(tr_write_npy(p, c, 1, 1, 1, 2, NULL, &err), TR_ENEG);
+  cr_assert_neq(access(p, F_OK), 0);
+  c[1] = 1;
+  const char *q = P("no/such/dir/out.npy");
+  cr_assert_eq(tr_write_npy(q, c, 1, 1, 1, 2, NULL, &err), TR_EWRITE);
+  cr_assert_str_eq(err.path, q);
+  /* A stream that stops early is not committed, and its temp files go. */
+  tr_writer w;
+  const char *r = P("partial.npy");
+  tr_meta m = {.top_k = 1};
+  cr_assert_eq(tr_writer_open(&w, r, 2, 1, 1, 2, TR_INT32, &m, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_writer_put(&w, c, &err), TR_OK);
+  cr_assert_eq(tr_writer_commit(&w, &err), TR_EINVAL);
+  cr_assert_neq(access(r, F_OK), 0);
+  cr_assert_neq(access(P("partial.json"), F_OK), 0);
+  /* A count too large for the dtype aborts the stream. */
+  int64_t big[2] = {(int64_t)INT32_MAX + 1, 0};
+  cr_assert_eq(tr_writer_open(&w, r, 1, 1, 1, 2, TR_INT32, NULL, &err), TR_OK);
+  cr_assert_eq(tr_writer_put(&w, big, &err), TR_EOVERFLOW);
+  tr_writer_abort(&w);
+  cr_assert_neq(access(r, F_OK), 0);
+  char cmd[600];
+  snprintf(cmd, sizeof(cmd), "ls %s | grep -q tmp", tu_dir());
+  cr_assert_neq(system(cmd), 0, "temporary files were removed");
+}
+
+Test(writer, replacing_a_trace_without_metadata_drops_its_old_sidecar) {
+  int64_t c[2] = {1, 2};
+  const char *p = P("replace.npy");
+  tr_meta m = {.top_k = 2};
+  tr_error err;
+  cr_assert_eq(tr_write_npy(p, c, 1, 1, 1, 2, &m, &err), TR_OK);
+  cr_assert_eq(access(P("replace.json"), F_OK), 0);
+  cr_assert_eq(tr_write_npy(p, c, 1, 1, 1, 2, NULL, &err), TR_OK);
+  cr_assert_neq(access(P("replace.json"), F_OK), 0);
+}

@@ -1,0 +1,702 @@
+/*
+ * tr_trace.c - opening routing traces: NumPy .npy (mmap), long CSV, and the
+ * optional .json sidecar with the model metadata.
+ *
+ * Design. A .npy trace is mapped read-only and never copied: tr_at/tr_slice
+ * read elements in place (memcpy, so an unaligned data offset is harmless),
+ * which lets a trace be larger than memory. On open one sequential pass over
+ * the data checks that no count is negative and that no (iteration, layer)
+ * total overflows int64, and computes the content hash; after a successful
+ * open every count is >= 0 and every slice total fits in int64. A CSV trace
+ * is parsed into a dense int64 array on the heap (it is a text format for
+ * small traces and imports).
+ *
+ * Content hash: FNV-1a 64 over the shape (I, L, R, E as four little-endian
+ * uint64) followed by every count as a little-endian int64 in C order. It
+ * depends on the counts only, not on the file's dtype or format, so the same
+ * trace stored as int32 .npy, int64 .npy or CSV hashes the same.
+ *
+ * Errors name the file (and the line for CSV or a malformed sidecar) in
+ * tr_error; *t is zeroed on failure and nothing stays mapped or allocated.
+ */
+#include "traces/tr_trace.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+/* Largest dense trace a CSV may describe (cells): 2^31 int64 = 16 GiB. */
+#define CSV_MAX_CELLS ((int64_t)1 << 31)
+
+static uint64_t fnv_u64(uint64_t h, uint64_t v) {
+  for (int i = 0; i < 8; i++) {
+    h ^= (v >> (8 * i)) & 0xff;
+    h *= FNV_PRIME;
+  }
+  return h;
+}
+
+static size_t dtype_size(tr_dtype d) {
+  return d == TR_INT64 ? 8 : d == TR_INT32 ? 4 : 2;
+}
+
+static inline int64_t load_elem(const unsigned char *p, tr_dtype d) {
+  switch (d) {
+  case TR_INT32: {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+  }
+  case TR_INT64: {
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
+  }
+  default: {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+  }
+  }
+}
+
+int64_t tr_at(const tr_trace *t, int64_t it, int layer, int rank, int expert) {
+  assert(it >= 0 && it < t->iterations && layer >= 0 && layer < t->layers &&
+         rank >= 0 && rank < t->ranks && expert >= 0 && expert < t->experts);
+  int64_t idx = ((it * t->layers + layer) * t->ranks + rank) * t->experts + expert;
+  return load_elem(t->data + (size_t)idx * dtype_size(t->dtype), t->dtype);
+}
+
+void tr_slice(const tr_trace *t, int64_t it, int layer, int64_t *out) {
+  assert(it >= 0 && it < t->iterations && layer >= 0 && layer < t->layers);
+  size_t n = (size_t)t->ranks * (size_t)t->experts, es = dtype_size(t->dtype);
+  const unsigned char *p = t->data + ((size_t)it * t->layers + layer) * n * es;
+  switch (t->dtype) {
+  case TR_INT64:
+    memcpy(out, p, n * 8);
+    break;
+  case TR_INT32:
+    for (size_t i = 0; i < n; i++)
+      out[i] = load_elem(p + 4 * i, TR_INT32);
+    break;
+  default:
+    for (size_t i = 0; i < n; i++)
+      out[i] = load_elem(p + 2 * i, TR_UINT16);
+    break;
+  }
+}
+
+int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer) {
+  size_t n = (size_t)t->ranks * (size_t)t->experts, es = dtype_size(t->dtype);
+  const unsigned char *p = t->data + ((size_t)it * t->layers + layer) * n * es;
+  int64_t s = 0;
+  for (size_t i = 0; i < n; i++)
+    s += load_elem(p + es * i, t->dtype); /* cannot overflow: checked on open */
+  return s;
+}
+
+void tr_close(tr_trace *t) {
+  if (!t)
+    return;
+  if (t->map)
+    munmap(t->map, t->map_len);
+  tr_free(t->owned);
+  memset(t, 0, sizeof(*t));
+}
+
+void tr_sidecar_path(const char *path, char *buf, size_t len) {
+  const char *slash = strrchr(path, '/');
+  const char *dot = strrchr(path, '.');
+  size_t stem = strlen(path);
+  if (dot && (!slash || dot > slash) &&
+      (strcasecmp(dot, ".npy") == 0 || strcasecmp(dot, ".csv") == 0))
+    stem = (size_t)(dot - path);
+  snprintf(buf, len, "%.*s.json", (int)stem, path);
+}
+
+/* Pass over the counts: negatives, slice-total overflow, hash. */
+static int scan_counts(tr_trace *t, tr_error *err) {
+  uint64_t h = FNV_OFFSET;
+  h = fnv_u64(h, (uint64_t)t->iterations);
+  h = fnv_u64(h, (uint64_t)t->layers);
+  h = fnv_u64(h, (uint64_t)t->ranks);
+  h = fnv_u64(h, (uint64_t)t->experts);
+  size_t es = dtype_size(t->dtype);
+  const unsigned char *p = t->data;
+  for (int64_t it = 0; it < t->iterations; it++)
+    for (int l = 0; l < t->layers; l++) {
+      int64_t total = 0;
+      for (int r = 0; r < t->ranks; r++)
+        for (int e = 0; e < t->experts; e++, p += es) {
+          int64_t v = load_elem(p, t->dtype);
+          if (v < 0)
+            return tr_seterr(err, TR_ENEG, t->path, 0,
+                             "negative count %" PRId64
+                             " at [iteration %" PRId64 ", layer %d, rank %d, expert %d]",
+                             v, it, l, r, e);
+          if (v > INT64_MAX - total)
+            return tr_seterr(err, TR_EOVERFLOW, t->path, 0,
+                             "the counts of iteration %" PRId64
+                             ", layer %d sum to more than int64 can hold",
+                             it, l);
+          total += v;
+          h = fnv_u64(h, (uint64_t)v);
+        }
+    }
+  t->hash = h;
+  return TR_OK;
+}
+
+/* ---- sidecar ----------------------------------------------------------- */
+
+/* Optional non-negative integer key; 1 if present. */
+static int meta_int(json_t *root, const char *key, int64_t lo, int64_t hi,
+                    int64_t *out, int *bad) {
+  json_t *v = json_object_get(root, key);
+  if (!v || json_is_null(v))
+    return 0;
+  if (!json_is_integer(v) || json_integer_value(v) < lo ||
+      json_integer_value(v) > hi) {
+    *bad = 1;
+    return 0;
+  }
+  *out = json_integer_value(v);
+  return 1;
+}
+
+/*
+ * Reads the same-name .json sidecar, if any, into t->meta. Accepted keys
+ * (any may be absent): top_k, d_model, d_ff (or expert_hidden),
+ * bytes_per_elem (or bytes_per_element), tokens_per_rank (or, failing that,
+ * batch x seq / ranks as recorded by the real traces' recorder), source
+ * (else "name" and "corpus" make one); layers, ranks and experts, when
+ * present, must match the array's shape.
+ */
+static int read_sidecar(tr_trace *t, tr_error *err) {
+  char side[sizeof(t->path) + 8];
+  tr_sidecar_path(t->path, side, sizeof(side));
+  if (access(side, F_OK) != 0)
+    return TR_OK;
+  json_error_t jerr;
+  json_t *root = json_load_file(side, 0, &jerr);
+  if (!root)
+    return tr_seterr(err, TR_EMETA, side, jerr.line > 0 ? jerr.line : 0,
+                     "malformed JSON sidecar: %s", jerr.text);
+  int rc = TR_OK, bad = 0;
+  const char *key = NULL;
+  int64_t v;
+  if (!json_is_object(root)) {
+    rc = tr_seterr(err, TR_EMETA, side, 0, "sidecar is not a JSON object");
+    goto done;
+  }
+  static const struct {
+    const char *key;
+    int64_t lo;
+  } ints[] = {{"top_k", 1},          {"d_model", 1},           {"d_ff", 1},
+              {"expert_hidden", 1},  {"bytes_per_elem", 1},    {"bytes_per_element", 1},
+              {"tokens_per_rank", 0}, {"layers", 1},           {"ranks", 1},
+              {"experts", 1},        {"batch", 1},             {"seq", 1}};
+  for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+    meta_int(root, ints[i].key, ints[i].lo, INT64_MAX, &v, &bad);
+    if (bad) {
+      key = ints[i].key;
+      break;
+    }
+  }
+  if (key) {
+    rc = tr_seterr(err, TR_EMETA, side, 0, "key '%s' must be an integer >= %d",
+                   key, strcmp(key, "tokens_per_rank") == 0 ? 0 : 1);
+    goto done;
+  }
+  if (meta_int(root, "top_k", 1, INT_MAX, &v, &bad))
+    t->meta.top_k = (int)v;
+  if (meta_int(root, "d_model", 1, INT_MAX, &v, &bad))
+    t->meta.d_model = (int)v;
+  if (meta_int(root, "d_ff", 1, INT_MAX, &v, &bad) ||
+      meta_int(root, "expert_hidden", 1, INT_MAX, &v, &bad))
+    t->meta.d_ff = (int)v;
+  if (meta_int(root, "bytes_per_elem", 1, 64, &v, &bad) ||
+      meta_int(root, "bytes_per_element", 1, 64, &v, &bad))
+    t->meta.bytes_per_elem = (int)v;
+  int64_t batch, seq, ranks = t->ranks;
+  if (meta_int(root, "tokens_per_rank", 0, INT64_MAX, &v, &bad))
+    t->meta.tokens_per_rank = v;
+  else if (meta_int(root, "batch", 1, INT32_MAX, &batch, &bad) &&
+           meta_int(root, "seq", 1, INT32_MAX, &seq, &bad))
+    t->meta.tokens_per_rank = batch * seq / ranks;
+  if (bad) {
+    rc = tr_seterr(err, TR_EMETA, side, 0, "an integer key is out of range");
+    goto done;
+  }
+  static const char *dims[] = {"layers", "ranks", "experts"};
+  int have[] = {t->layers, t->ranks, t->experts};
+  for (int i = 0; i < 3; i++)
+    if (meta_int(root, dims[i], 1, INT64_MAX, &v, &bad) && v != have[i]) {
+      rc = tr_seterr(err, TR_EMETA, side, 0,
+                     "sidecar says %s = %" PRId64 " but the trace has %d", dims[i],
+                     v, have[i]);
+      goto done;
+    }
+  json_t *src = json_object_get(root, "source");
+  json_t *name = json_object_get(root, "name");
+  json_t *corpus = json_object_get(root, "corpus");
+  if (src && !json_is_string(src)) {
+    rc = tr_seterr(err, TR_EMETA, side, 0, "key 'source' must be a string");
+    goto done;
+  }
+  if (src)
+    snprintf(t->meta.source, sizeof(t->meta.source), "%s", json_string_value(src));
+  else if (json_is_string(name))
+    snprintf(t->meta.source, sizeof(t->meta.source), "%s%s%s",
+             json_string_value(name), json_is_string(corpus) ? ": " : "",
+             json_is_string(corpus) ? json_string_value(corpus) : "");
+done:
+  json_decref(root);
+  return rc;
+}
+
+/* ---- .npy --------------------------------------------------------------- */
+
+/* Finds `'key':` (single or double quotes) in the header dict; returns the
+ * position after the colon and spaces, or NULL. */
+static const char *npy_key(const char *h, const char *key) {
+  size_t kl = strlen(key);
+  for (const char *p = h; (p = strpbrk(p, "'\"")) != NULL; p++) {
+    if (strncmp(p + 1, key, kl) == 0 && p[kl + 1] == p[0]) {
+      const char *q = p + kl + 2;
+      while (*q == ' ')
+        q++;
+      if (*q != ':')
+        continue;
+      q++;
+      while (*q == ' ')
+        q++;
+      return q;
+    }
+  }
+  return NULL;
+}
+
+static int npy_header(tr_trace *t, const char *h, int64_t shape[4], int *ndim,
+                      tr_error *err) {
+  const char *d = npy_key(h, "descr");
+  if (!d)
+    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header has no 'descr'");
+  if (*d != '\'' && *d != '"')
+    return tr_seterr(err, TR_EDTYPE, t->path, 0,
+                     "structured dtypes are not supported (int32, int64 or uint16 only)");
+  char descr[32];
+  const char *end = strchr(d + 1, *d);
+  if (!end || end - d - 1 >= (long)sizeof(descr))
+    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'descr' is malformed");
+  snprintf(descr, sizeof(descr), "%.*s", (int)(end - d - 1), d + 1);
+  if (descr[0] == '>' && descr[1] && strcmp(descr + 1, "u1") && strcmp(descr + 1, "i1"))
+    return tr_seterr(err, TR_EDTYPE, t->path, 0,
+                     "big-endian dtype '%s' is not supported; save with "
+                     "arr.astype('<%s')",
+                     descr, descr + 1);
+  const char *code = (descr[0] == '<' || descr[0] == '|' || descr[0] == '=') ? descr + 1 : descr;
+  if (strcmp(code, "i4") == 0)
+    t->dtype = TR_INT32;
+  else if (strcmp(code, "i8") == 0)
+    t->dtype = TR_INT64;
+  else if (strcmp(code, "u2") == 0)
+    t->dtype = TR_UINT16;
+  else
+    return tr_seterr(err, TR_EDTYPE, t->path, 0,
+                     "dtype '%s' is not supported (int32, int64 or uint16 only)", descr);
+  const char *f = npy_key(h, "fortran_order");
+  if (!f)
+    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header has no 'fortran_order'");
+  if (strncmp(f, "True", 4) == 0)
+    return tr_seterr(err, TR_EFORMAT, t->path, 0,
+                     "Fortran (column-major) order is not supported; save a C-order "
+                     "array (np.ascontiguousarray)");
+  if (strncmp(f, "False", 5) != 0)
+    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'fortran_order' is malformed");
+  const char *s = npy_key(h, "shape");
+  if (!s || *s != '(')
+    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header has no 'shape' tuple");
+  s++;
+  *ndim = 0;
+  for (;;) {
+    while (*s == ' ')
+      s++;
+    if (*s == ')')
+      break;
+    if (!isdigit((unsigned char)*s))
+      return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'shape' is malformed");
+    errno = 0;
+    char *e;
+    long long v = strtoll(s, &e, 10);
+    if (errno)
+      return tr_seterr(err, TR_ESHAPE, t->path, 0, "a dimension of 'shape' overflows");
+    if (*ndim == 4)
+      return tr_seterr(err, TR_ESHAPE, t->path, 0,
+                       "shape has more than 4 dimensions (expected [I, L, R, E] or [I, L, E])");
+    shape[(*ndim)++] = v;
+    s = e;
+    while (*s == ' ' || *s == 'L')
+      s++;
+    if (*s == ',')
+      s++;
+    else if (*s != ')')
+      return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'shape' is malformed");
+  }
+  return TR_OK;
+}
+
+static int open_npy(tr_trace *t, tr_error *err) {
+  int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, t->path, 0,
+                     "cannot open: %s", strerror(errno));
+  int rc = TR_OK;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    rc = tr_seterr(err, TR_EIO, t->path, 0, "not a regular file");
+    goto fail;
+  }
+  if (st.st_size == 0) {
+    rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "file is empty (0 bytes)");
+    goto fail;
+  }
+  size_t size = (size_t)st.st_size;
+  void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED) {
+    rc = tr_seterr(err, TR_EIO, t->path, 0, "cannot map: %s", strerror(errno));
+    goto fail;
+  }
+  t->map = map;
+  t->map_len = size;
+  const unsigned char *b = map;
+  if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
+    rc = tr_seterr(err, size < 10 && memcmp(b, "\x93NUMPY", size < 6 ? size : 6) == 0
+                            ? TR_ETRUNC : TR_EFORMAT,
+                   t->path, 0, "not a NumPy .npy file (bad magic)");
+    goto fail;
+  }
+  int major = b[6];
+  size_t hlen, hstart;
+  if (major == 1) {
+    hlen = (size_t)b[8] | (size_t)b[9] << 8;
+    hstart = 10;
+  } else if (major == 2 || major == 3) {
+    if (size < 12) {
+      rc = tr_seterr(err, TR_ETRUNC, t->path, 0, "NumPy header is truncated");
+      goto fail;
+    }
+    hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+    hstart = 12;
+  } else {
+    rc = tr_seterr(err, TR_EFORMAT, t->path, 0, "unsupported .npy format version %d", major);
+    goto fail;
+  }
+  if (hlen > size - hstart) {
+    rc = tr_seterr(err, TR_ETRUNC, t->path, 0,
+                   "NumPy header is truncated (%zu header bytes, file has %zu)", hlen,
+                   size - hstart);
+    goto fail;
+  }
+  char *h = tr_malloc(hlen + 1);
+  if (!h) {
+    rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory");
+    goto fail;
+  }
+  memcpy(h, b + hstart, hlen);
+  h[hlen] = '\0';
+  int64_t shape[4];
+  int ndim = 0;
+  rc = npy_header(t, h, shape, &ndim, err);
+  tr_free(h);
+  if (rc)
+    goto fail;
+  if (ndim < 3) {
+    rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
+                   "shape has %d dimension%s; expected [I, L, R, E] or [I, L, E]", ndim,
+                   ndim == 1 ? "" : "s");
+    goto fail;
+  }
+  if (ndim == 3) {
+    shape[3] = shape[2];
+    shape[2] = 1;
+  }
+  if (shape[0] == 0) {
+    rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "trace has no iterations (shape[0] = 0)");
+    goto fail;
+  }
+  static const char *names[] = {"iterations", "layers", "ranks", "experts"};
+  for (int i = 1; i < 4; i++)
+    if (shape[i] < 1 || shape[i] > INT_MAX) {
+      rc = tr_seterr(err, TR_ESHAPE, t->path, 0, "trace has %" PRId64 " %s", shape[i],
+                     names[i]);
+      goto fail;
+    }
+  size_t es = t->dtype == TR_INT64 ? 8 : t->dtype == TR_INT32 ? 4 : 2;
+  size_t data_off = hstart + hlen;
+  uint64_t cells = 1;
+  for (int i = 0; i < 4; i++) {
+    if ((uint64_t)shape[i] > (UINT64_MAX / es) / cells) {
+      rc = tr_seterr(err, TR_ESHAPE, t->path, 0, "shape is too large");
+      goto fail;
+    }
+    cells *= (uint64_t)shape[i];
+  }
+  uint64_t need = cells * es;
+  if (need > size - data_off) {
+    rc = tr_seterr(err, TR_ETRUNC, t->path, 0,
+                   "file is truncated: shape needs %" PRIu64 " data bytes, file has %zu",
+                   need, size - data_off);
+    goto fail;
+  }
+  if (need < size - data_off) {
+    rc = tr_seterr(err, TR_EFORMAT, t->path, 0,
+                   "file has %" PRIu64 " bytes after the data its shape describes",
+                   (uint64_t)(size - data_off - need));
+    goto fail;
+  }
+  t->iterations = shape[0];
+  t->layers = (int)shape[1];
+  t->ranks = (int)shape[2];
+  t->experts = (int)shape[3];
+  t->data = b + data_off;
+  close(fd);
+  madvise(t->map, t->map_len, MADV_SEQUENTIAL);
+  rc = scan_counts(t, err);
+  madvise(t->map, t->map_len, MADV_NORMAL);
+  return rc;
+fail:
+  close(fd);
+  return rc;
+}
+
+/* ---- long CSV ------------------------------------------------------------ */
+
+typedef struct csv_rec {
+  int64_t v[5]; /* iteration, layer, rank, expert, tokens */
+  long line;
+} csv_rec;
+
+static const char *CSV_FIELDS[5] = {"iteration", "layer", "rank", "expert", "tokens"};
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s))
+    s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1]))
+    *--e = '\0';
+  return s;
+}
+
+/* Parses one data line into r; returns TR_OK or an error with the line. */
+static int csv_line(tr_trace *t, char *s, long line, csv_rec *r, tr_error *err) {
+  char *field[6];
+  int n = 0;
+  field[n++] = s;
+  for (char *p = s; *p; p++)
+    if (*p == ',') {
+      *p = '\0';
+      if (n == 6)
+        break;
+      field[n++] = p + 1;
+    }
+  if (n != 5)
+    return tr_seterr(err, TR_EFORMAT, t->path, line,
+                     "expected 5 comma-separated fields "
+                     "(iteration,layer,rank,expert,tokens), found %s%d",
+                     n > 5 ? "more than " : "", n > 5 ? 5 : n);
+  for (int i = 0; i < 5; i++) {
+    char *f = trim(field[i]), *end;
+    errno = 0;
+    long long v = strtoll(f, &end, 10);
+    if (end == f || *end)
+      return tr_seterr(err, TR_EFORMAT, t->path, line, "%s '%.40s' is not an integer",
+                       CSV_FIELDS[i], f);
+    if (i == 4) {
+      if (errno == ERANGE && v < 0)
+        return tr_seterr(err, TR_ENEG, t->path, line, "negative count '%.40s'", f);
+      if (errno == ERANGE)
+        return tr_seterr(err, TR_EOVERFLOW, t->path, line,
+                         "count '%.40s' overflows a 64-bit integer", f);
+      if (v < 0)
+        return tr_seterr(err, TR_ENEG, t->path, line, "negative count %lld", v);
+    } else if (errno == ERANGE || v < 0 || v >= (i == 0 ? INT64_MAX : INT_MAX)) {
+      return tr_seterr(err, TR_EFORMAT, t->path, line, "%s %.40s is out of range",
+                       CSV_FIELDS[i], f);
+    }
+    r->v[i] = v;
+  }
+  r->line = line;
+  return TR_OK;
+}
+
+static int open_csv(tr_trace *t, tr_error *err) {
+  FILE *fp = fopen(t->path, "r");
+  if (!fp)
+    return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, t->path, 0,
+                     "cannot open: %s", strerror(errno));
+  int rc = TR_OK;
+  char *buf = NULL;
+  size_t cap = 0;
+  csv_rec *recs = NULL;
+  int64_t *totals = NULL;
+  size_t nrec = 0, rcap = 0;
+  long line = 0;
+  int64_t maxv[4] = {-1, -1, -1, -1};
+  ssize_t got;
+  struct stat st;
+  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+    rc = tr_seterr(err, TR_EIO, t->path, 0, "not a regular file");
+    goto done;
+  }
+  while ((got = getline(&buf, &cap, fp)) >= 0) {
+    line++;
+    if ((size_t)got != strlen(buf)) {
+      rc = tr_seterr(err, TR_EFORMAT, t->path, line, "line contains a NUL byte");
+      goto done;
+    }
+    char *s = trim(buf);
+    if (line == 1) {
+      char hdr[128];
+      size_t k = 0;
+      for (char *p = s; *p && k + 1 < sizeof(hdr); p++) /* header without spaces */
+        if (!isspace((unsigned char)*p))
+          hdr[k++] = *p;
+      hdr[k] = '\0';
+      if (strcmp(hdr, "iteration,layer,rank,expert,tokens") != 0) {
+        rc = tr_seterr(err, TR_EFORMAT, t->path, 1,
+                       "expected the header 'iteration,layer,rank,expert,tokens', "
+                       "found '%.60s'",
+                       s);
+        goto done;
+      }
+      continue;
+    }
+    if (!*s)
+      continue; /* blank lines are allowed */
+    if (nrec == rcap) {
+      size_t ncap = rcap ? 2 * rcap : 1024;
+      csv_rec *nr = tr_realloc(recs, ncap * sizeof(*recs));
+      if (!nr) {
+        rc = tr_seterr(err, TR_ENOMEM, t->path, line, "out of memory");
+        goto done;
+      }
+      recs = nr;
+      rcap = ncap;
+    }
+    if ((rc = csv_line(t, s, line, &recs[nrec], err)))
+      goto done;
+    for (int i = 0; i < 4; i++)
+      if (recs[nrec].v[i] > maxv[i])
+        maxv[i] = recs[nrec].v[i];
+    nrec++;
+  }
+  if (ferror(fp)) {
+    rc = tr_seterr(err, TR_EIO, t->path, line, "read error");
+    goto done;
+  }
+  if (line == 0) {
+    rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "file is empty (0 bytes)");
+    goto done;
+  }
+  if (nrec == 0) {
+    rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "CSV has a header but no data lines");
+    goto done;
+  }
+  int64_t cells = 1;
+  for (int i = 0; i < 4; i++) {
+    if (maxv[i] + 1 > CSV_MAX_CELLS / cells) {
+      rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
+                     "the indices imply a dense trace of more than %" PRId64
+                     " cells; too large (use .npy)",
+                     CSV_MAX_CELLS);
+      goto done;
+    }
+    cells *= maxv[i] + 1;
+  }
+  t->iterations = maxv[0] + 1;
+  t->layers = (int)maxv[1] + 1;
+  t->ranks = (int)maxv[2] + 1;
+  t->experts = (int)maxv[3] + 1;
+  t->dtype = TR_INT64;
+  int64_t *dense = tr_calloc((size_t)cells, sizeof(int64_t));
+  totals = tr_calloc((size_t)(t->iterations * t->layers), sizeof(int64_t));
+  t->owned = dense;
+  if (!dense || !totals) {
+    rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory for %" PRId64 " cells", cells);
+    goto done;
+  }
+  for (size_t k = 0; k < nrec; k++) {
+    const int64_t *v = recs[k].v;
+    int64_t slice = v[0] * t->layers + v[1];
+    int64_t idx = (slice * t->ranks + v[2]) * t->experts + v[3];
+    if (v[4] > INT64_MAX - dense[idx]) {
+      rc = tr_seterr(err, TR_EOVERFLOW, t->path, recs[k].line,
+                     "counts for (iteration %" PRId64 ", layer %" PRId64 ", rank %" PRId64
+                     ", expert %" PRId64 ") sum to more than a 64-bit integer holds",
+                     v[0], v[1], v[2], v[3]);
+      goto done;
+    }
+    if (v[4] > INT64_MAX - totals[slice]) {
+      rc = tr_seterr(err, TR_EOVERFLOW, t->path, recs[k].line,
+                     "the counts of iteration %" PRId64 ", layer %" PRId64
+                     " sum to more than a 64-bit integer holds",
+                     v[0], v[1]);
+      goto done;
+    }
+    dense[idx] += v[4];
+    totals[slice] += v[4];
+  }
+  t->data = (const unsigned char *)dense;
+  rc = scan_counts(t, err);
+done:
+  free(buf); /* getline's buffer comes from malloc */
+  tr_free(recs);
+  tr_free(totals);
+  fclose(fp);
+  return rc;
+}
+
+int tr_open(tr_trace *t, const char *path, tr_error *err) {
+  if (err)
+    memset(err, 0, sizeof(*err));
+  if (!t || !path)
+    return tr_seterr(err, TR_EINVAL, path, 0, "no trace file given");
+  memset(t, 0, sizeof(*t));
+  if (strlen(path) >= sizeof(t->path))
+    return tr_seterr(err, TR_EINVAL, path, 0, "path is too long");
+  snprintf(t->path, sizeof(t->path), "%s", path);
+  const char *dot = strrchr(path, '.');
+  const char *slash = strrchr(path, '/');
+  int rc;
+  if (dot && (!slash || dot > slash) && strcasecmp(dot, ".npy") == 0)
+    rc = open_npy(t, err);
+  else if (dot && (!slash || dot > slash) && strcasecmp(dot, ".csv") == 0)
+    rc = open_csv(t, err);
+  else if (access(path, F_OK) != 0)
+    rc = tr_seterr(err, TR_ENOENT, path, 0, "cannot open: %s", strerror(errno));
+  else
+    rc = tr_seterr(err, TR_EFORMAT, path, 0,
+                   "unknown trace format (expected a .npy or .csv file)");
+  if (rc == TR_OK)
+    rc = read_sidecar(t, err);
+  if (rc != TR_OK) {
+    tr_close(t);
+    return rc;
+  }
+  return TR_OK;
+}
