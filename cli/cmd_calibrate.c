@@ -17,9 +17,6 @@
 #include "runtime/rt_calib.h"
 #include "store/st_store.h"
 
-#pragma weak st_open
-#pragma weak st_close
-int st_profile_put(st_db *db, const char *name, const char *json) __attribute__((weak));
 
 static const char *const help =
     "usage: flexmoe calibrate --backend cuda|cpu [--partitions N] [--ranks N] [--device D]\n"
@@ -143,8 +140,6 @@ int cmd_calibrate(int argc, char **argv) {
   if (out_path && cli_rt_profile_save(&p, out_path, em, sizeof em))
     return cli_fail(CLI_EFAIL, "calibrate", "--out %s", em);
   if (db_path) {
-    if (!st_open || !st_profile_put)
-      return cli_fail(CLI_EFAIL, "calibrate", "--db: this build has no results store with profiles (write --out instead)");
     st_db *db = NULL;
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "calibrate", "%s", em);
     char *pj = NULL, *cj = NULL, cname[96];
@@ -177,11 +172,11 @@ int cmd_calibrate(int argc, char **argv) {
     return CLI_OK;
   }
   printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p.name, p.device, G, d, f);
-  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_TFLOP/s");
+  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_GFLOP/s");
   for (int i = 0; i < res.ntokens; i++) {
     double fl = 4.0 * (double)res.tokens[i] * d * f;
     printf("%8" PRId64 " %12.2f %12.2f %10.2f %12.1f\n", res.tokens[i], res.fwd_us[i], res.bwd_us[i],
-           res.bwd_us[i] / res.fwd_us[i], fl / res.fwd_us[i] * 1e-6);
+           res.bwd_us[i] / res.fwd_us[i], fl / res.fwd_us[i] * 1e-3);
   }
   printf("bwd_ratio %.3f (points >= 256 tokens)\n", res.bwd_ratio);
   printf("%14s %12s\n", "bytes/rank", "dispatch_us");

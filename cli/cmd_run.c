@@ -14,8 +14,13 @@
 #include "rtrun.h"
 #include "rtprof.h"
 
-#pragma weak st_open
-#pragma weak st_close
+
+/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
+static const char *short_name(const char *spec, char *buf, size_t len) {
+  size_t n = strcspn(spec, ":");
+  snprintf(buf, len, "%.*s", (int)n, spec);
+  return buf;
+}
 
 static const char *const help =
     "usage: flexmoe run --backend cpu|cuda|nccl --trace T --policy SPEC [--policy SPEC]...\n"
@@ -145,13 +150,12 @@ int cmd_run(int argc, char **argv) {
   }
   st_db *db = NULL;
   if (db_path) {
-    if (!st_open) return cli_fail(CLI_EFAIL, "run", "--db: this build has no results store");
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
   }
   json_t *runs = json_array();
   int out = CLI_OK, owner = 1;
   if (fmt == CLI_FMT_TABLE)
-    printf("%-28s %6s %10s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
+    printf("%-12s %6s %10s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
            "dispatch", "compute", "combine", "allreduce", "migration", "balance", "moved_MiB");
   for (int p = 0; p < npol && out == CLI_OK; p++) {
     cfg.policy = policies[p];
@@ -174,7 +178,9 @@ int cmd_run(int argc, char **argv) {
                  o->check.tokens_missing == 0 && o->check.checksum_mismatches == 0;
     }
     if (fmt == CLI_FMT_TABLE && owner) {
-      printf("%-28s %6" PRId64 " %10.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n", o->policy,
+      char sn[64];
+      printf("%-12s %6" PRId64 " %10.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
+             short_name(o->policy, sn, sizeof sn),
              o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],
              o->phase_ms[RT_PH_COMPUTE], o->phase_ms[RT_PH_COMBINE], o->phase_ms[RT_PH_ALLREDUCE],
              o->phase_ms[RT_PH_MIGRATION], o->balance_p50, (double)o->migrated_bytes / 1048576.0);

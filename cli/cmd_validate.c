@@ -30,21 +30,20 @@
 #include "runtime/rt_calib.h"
 #include "simrun.h"
 
-#pragma weak st_open
-#pragma weak st_close
+/* The simulator's runner may be absent from a build (cli/simrun.c not yet
+ * implemented): referenced weakly, the prediction then falls back to the
+ * placement cost model. */
 #pragma weak cli_sim_compute
 #pragma weak cli_sim_summary_of
 #pragma weak cli_sim_record
 #pragma weak cli_sim_output_free
-typedef struct st_validation_row_v {
-  int64_t predicted_run;
-  int64_t measured_run;
-  double err_time, err_compute, err_alltoall, err_allreduce, err_migration, err_other;
-  const char *detail_json;
-} st_validation_row_v;
-/* st_validation_add (store additions), called through a local prototype
- * with the same layout so this file builds before the header has it. */
-extern int st_validation_add(st_db *db, const void *v, int64_t *id) __attribute__((weak));
+
+/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
+static const char *short_name(const char *spec, char *buf, size_t len) {
+  size_t n = strcspn(spec, ":");
+  snprintf(buf, len, "%.*s", (int)n, spec);
+  return buf;
+}
 
 static const char *const help =
     "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
@@ -246,7 +245,6 @@ int cmd_validate(int argc, char **argv) {
   int use_sim = cli_sim_compute && cli_sim_summary_of && cli_sim_output_free;
   st_db *db = NULL;
   if (db_path) {
-    if (!st_open) return cli_fail(CLI_EFAIL, "validate", "--db: this build has no results store");
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
   }
   vrun *vr = calloc((size_t)npol, sizeof *vr);
@@ -319,8 +317,8 @@ int cmd_validate(int argc, char **argv) {
       fold(po->phase_ms, po->mean_iteration_ms, vr[p].pred);
       cli_rt_output_free(po);
     }
-    if (db && st_validation_add && vr[p].pred_id) {
-      st_validation_row_v row = {vr[p].pred_id, vr[p].meas_id,
+    if (db && vr[p].pred_id) {
+      st_validation_row row = {vr[p].pred_id, vr[p].meas_id,
                                  rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME]),
                                  rel(vr[p].pred[V_COMPUTE], vr[p].meas[V_COMPUTE]),
                                  rel(vr[p].pred[V_ALLTOALL], vr[p].meas[V_ALLTOALL]),
@@ -386,12 +384,12 @@ int cmd_validate(int argc, char **argv) {
     json_decref(doc);
   } else {
     printf("validate: backend %s, predictor: %s\n", cfg.backend, predictor);
-    printf("%-28s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");
+    printf("%-12s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");
     for (int p = 0; p < npol; p++)
       for (int q = V_N - 1; q >= 0; q--) {
-        if (q == V_TIME - 1) {}
         double e = rel(vr[p].pred[q], vr[p].meas[q]);
-        printf("%-28s %-10s %12.3f %12.3f %8.1f%%\n", q == V_TIME ? vr[p].policy : "", vnames[q],
+        char sn[64];
+        printf("%-12s %-10s %12.3f %12.3f %8.1f%%\n", q == V_TIME ? short_name(vr[p].policy, sn, sizeof sn) : "", vnames[q],
                vr[p].pred[q], vr[p].meas[q], isnan(e) ? 0.0 : 100.0 * e);
       }
     printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",

@@ -1,10 +1,6 @@
 /*
  * rtrun.c - one runtime replay: resolve the configuration like the
  * simulator's runner, run it on a backend, record it (contract: rtrun.h).
- *
- * Functions of libraries that other engineers implement (trace reader,
- * results store) are referenced weakly: a build where one of them is not
- * there yet still links, and the command says clearly what is missing.
  */
 #include "rtrun.h"
 
@@ -24,15 +20,6 @@
 #include "traces/tr_rescale.h"
 #include "traces/tr_trace.h"
 
-#pragma weak tr_open
-#pragma weak tr_close
-#pragma weak tr_rescale_slice
-#pragma weak st_run_begin
-#pragma weak st_run_iteration
-#pragma weak st_run_plan
-#pragma weak st_run_gpu
-#pragma weak st_run_commit
-#pragma weak st_run_abort
 
 const char *const cli_rt_phase_names[RT_PH_COUNT] = {"dispatch", "compute", "combine",
                                                      "allreduce", "migration"};
@@ -150,8 +137,6 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
 }
 
 int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, size_t el) {
-  if (!tr_open || !tr_rescale_slice)
-    return efail(em, el, CLI_EFAIL, "this build has no trace reader (traces/ not merged)");
   tr_trace t;
   tr_error terr;
   memset(&terr, 0, sizeof terr);
@@ -386,8 +371,6 @@ done:
 }
 
 int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, size_t el) {
-  if (!st_run_begin || !st_run_commit)
-    return efail(em, el, CLI_EFAIL, "this build has no results store (store/ not merged)");
   char cluster_json[1024], params[1024], key[2048];
   snprintf(cluster_json, sizeof cluster_json,
            "{\"name\":\"%s\",\"nodes\":1,\"gpus_per_node\":%d,\"backend\":\"%s\",\"device\":\"%s\"}",

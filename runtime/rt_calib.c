@@ -189,7 +189,9 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
     double slope = sxx > 0 ? sxy / sxx : 0; /* us per byte */
     double icpt = my - slope * mx;
     out->exchange_GBps = slope > 0 ? 1e-3 / slope : 0;
-    out->exchange_latency_us = icpt > 0 ? icpt : 0;
+    /* A negative intercept (noise at small sizes) is no latency: keep the
+     * smallest measured time as the floor instead. */
+    out->exchange_latency_us = icpt > 0 ? icpt : out->x_us[0] * 0.5;
   }
   /* launch overhead: a chain of tiny kernels on rank 0 */
   {

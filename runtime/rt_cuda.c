@@ -8,6 +8,11 @@
  * copies enqueued on the source rank's stream; kernels and cuBLAS run on the
  * rank's stream and therefore only on its partition's SMs.
  *
+ * The driver API calls (green contexts) are looked up at run time with
+ * cudaGetDriverEntryPointByVersion, so the executable does not link
+ * libcuda: it starts on machines without a GPU driver (CI) and says "no
+ * usable GPU" only when the backend is asked for.
+ *
  * Cross-rank order: barrier() records one event per rank and makes every
  * stream wait for all of them. Time stamps are CUDA events; collect() polls
  * the last ones (cudaEventQuery, 50 us sleeps) until a timeout instead of
@@ -28,6 +33,51 @@
 #include "rt_cuda_priv.h"
 
 #define CU_MAX_MARKS 4096
+
+/* Driver entry points (types from the cuda.h prototypes; no link-time
+ * reference to libcuda). */
+static struct {
+  int loaded;
+  __typeof__(cuGetErrorString) *GetErrorString;
+  __typeof__(cuDeviceGet) *DeviceGet;
+  __typeof__(cuDeviceGetDevResource) *DeviceGetDevResource;
+  __typeof__(cuDevSmResourceSplitByCount) *DevSmResourceSplitByCount;
+  __typeof__(cuDevResourceGenerateDesc) *DevResourceGenerateDesc;
+  __typeof__(cuGreenCtxCreate) *GreenCtxCreate;
+  __typeof__(cuGreenCtxStreamCreate) *GreenCtxStreamCreate;
+  __typeof__(cuGreenCtxDestroy) *GreenCtxDestroy;
+} drv;
+
+static int drv_load(char *err, size_t errlen) {
+  if (drv.loaded) return 0;
+  struct {
+    const char *name;
+    void **fn;
+  } t[] = {{"cuGetErrorString", (void **)&drv.GetErrorString},
+           {"cuDeviceGet", (void **)&drv.DeviceGet},
+           {"cuDeviceGetDevResource", (void **)&drv.DeviceGetDevResource},
+           {"cuDevSmResourceSplitByCount", (void **)&drv.DevSmResourceSplitByCount},
+           {"cuDevResourceGenerateDesc", (void **)&drv.DevResourceGenerateDesc},
+           {"cuGreenCtxCreate", (void **)&drv.GreenCtxCreate},
+           {"cuGreenCtxStreamCreate", (void **)&drv.GreenCtxStreamCreate},
+           {"cuGreenCtxDestroy", (void **)&drv.GreenCtxDestroy}};
+  for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    enum cudaDriverEntryPointQueryResult q;
+    cudaError_t e = cudaGetDriverEntryPointByVersion(t[i].name, t[i].fn, 12080, cudaEnableDefault, &q);
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !*t[i].fn) {
+      snprintf(err, errlen, "the GPU driver has no %s (green contexts need CUDA 12.8+ drivers)", t[i].name);
+      return RT_EDEVICE;
+    }
+  }
+  drv.loaded = 1;
+  return 0;
+}
+
+static const char *drv_msg(CUresult r) {
+  const char *m = NULL;
+  if (drv.GetErrorString) drv.GetErrorString(r, &m);
+  return m ? m : "driver error";
+}
 
 typedef struct cu_rank {
   int dev;
@@ -65,12 +115,8 @@ static int cu_fail(cu_backend *c, int code, const char *file, int line,
 #define RT_DRV(c, call)                                                        \
   do {                                                                         \
     CUresult r_ = (call);                                                      \
-    if (r_ != CUDA_SUCCESS) {                                                  \
-      const char *m_ = NULL;                                                   \
-      cuGetErrorString(r_, &m_);                                               \
-      return cu_fail((c), RT_EDEVICE, __FILE__, __LINE__, #call,               \
-                     m_ ? m_ : "unknown driver error");                        \
-    }                                                                          \
+    if (r_ != CUDA_SUCCESS)                                                    \
+      return cu_fail((c), RT_EDEVICE, __FILE__, __LINE__, #call, drv_msg(r_)); \
   } while (0)
 /* A kernels/ call: its own message is kept. */
 #define RT_KN(c, call)                                                         \
@@ -121,9 +167,10 @@ static void cu_destroy(rt_backend *b);
 static int make_partitions(cu_backend *c, int device, int G) {
   CUdevice dev;
   CUdevResource all, rem;
-  RT_DRV(c, cuInit(0));
-  RT_DRV(c, cuDeviceGet(&dev, device));
-  RT_DRV(c, cuDeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM));
+  int rc = drv_load(c->err, sizeof c->err);
+  if (rc) return rc;
+  RT_DRV(c, drv.DeviceGet(&dev, device));
+  RT_DRV(c, drv.DeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM));
   unsigned total = all.sm.smCount;
   unsigned per = total / (unsigned)G;
   per -= per % 8; /* Hopper partitions come in multiples of 8 SMs */
@@ -134,29 +181,24 @@ static int make_partitions(cu_backend *c, int device, int G) {
   CUdevResource *groups = calloc((size_t)G, sizeof *groups);
   if (!groups) return RT_ENOMEM;
   unsigned nb = (unsigned)G;
-  CUresult r = cuDevSmResourceSplitByCount(groups, &nb, &all, &rem, 0, per);
+  CUresult r = drv.DevSmResourceSplitByCount(groups, &nb, &all, &rem, 0, per);
   if (r != CUDA_SUCCESS || nb < (unsigned)G) {
-    const char *m = NULL;
-    cuGetErrorString(r, &m);
     free(groups);
     snprintf(c->err, sizeof c->err, "cuDevSmResourceSplitByCount(%d x %u SMs): %s (%u groups)",
-             G, per, m ? m : "too few groups", nb);
+             G, per, r != CUDA_SUCCESS ? drv_msg(r) : "too few groups", nb);
     return RT_EDEVICE;
   }
-  int rc = 0;
   for (int i = 0; i < G && !rc; i++) {
     CUdevResourceDesc desc;
     cu_rank *k = &c->rank[i];
     k->dev = device;
     k->sms = (int)groups[i].sm.smCount;
-    CUresult e = cuDevResourceGenerateDesc(&desc, &groups[i], 1);
-    if (e == CUDA_SUCCESS) e = cuGreenCtxCreate(&k->green, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
+    CUresult e = drv.DevResourceGenerateDesc(&desc, &groups[i], 1);
+    if (e == CUDA_SUCCESS) e = drv.GreenCtxCreate(&k->green, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
     if (e == CUDA_SUCCESS)
-      e = cuGreenCtxStreamCreate((CUstream *)&k->stream, k->green, CU_STREAM_NON_BLOCKING, 0);
+      e = drv.GreenCtxStreamCreate((CUstream *)&k->stream, k->green, CU_STREAM_NON_BLOCKING, 0);
     if (e != CUDA_SUCCESS) {
-      const char *m = NULL;
-      cuGetErrorString(e, &m);
-      snprintf(c->err, sizeof c->err, "green context %d: %s", i, m ? m : "error");
+      snprintf(c->err, sizeof c->err, "green context %d: %s", i, drv_msg(e));
       rc = RT_EDEVICE;
     }
   }
@@ -271,11 +313,8 @@ static void cu_destroy(rt_backend *b) {
           if (k->mark_ev[i]) cudaEventDestroy(k->mark_ev[i]);
       free(k->mark_ev);
       if (k->bar_ev) cudaEventDestroy(k->bar_ev);
-      if (k->stream) {
-        if (k->green) cuStreamDestroy((CUstream)k->stream);
-        else cudaStreamDestroy(k->stream);
-      }
-      if (k->green) cuGreenCtxDestroy(k->green);
+      if (k->stream) cudaStreamDestroy(k->stream);
+      if (k->green && drv.GreenCtxDestroy) drv.GreenCtxDestroy(k->green);
     }
   }
   free(c->rank);
