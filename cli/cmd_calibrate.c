@@ -100,7 +100,7 @@ int cmd_calibrate(int argc, char **argv) {
   if (strcmp(backend, "nccl") == 0)
     return cli_fail(CLI_EUSAGE, "calibrate", "--backend nccl: calibrate with cuda (same kernels) and run nccl with that profile");
   rt_backend_config bc = {ranks ? ranks : (partitions ? partitions : (strcmp(backend, "cpu") == 0 ? 2 : 1)),
-                          partitions, device, 300.0};
+                          partitions, device, 300.0, 0};
   char err[1024] = "";
   rt_backend *b = NULL;
   if ((rc = rt_backend_create(&b, backend, &bc, err, sizeof err)))

@@ -195,7 +195,7 @@ int cmd_validate(int argc, char **argv) {
   char tmpdir[64] = "", tmpprof[128] = "";
   if (!profile_path) {
     rt_backend_config bc = {cfg.partitions ? cfg.partitions : (cfg.ranks ? cfg.ranks : 4),
-                            cfg.partitions, cfg.device, 300.0};
+                            cfg.partitions, cfg.device, 300.0, 0};
     if (strcmp(cfg.backend, "nccl") == 0)
       return cli_fail(CLI_EUSAGE, "validate", "--backend nccl needs --profile (calibrate with cuda)");
     rt_backend *b = NULL;

@@ -183,7 +183,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
                A, B, t.iterations);
     goto done;
   }
-  rt_backend_config bc = {cfg->ranks, cfg->partitions, cfg->device, 300.0};
+  rt_backend_config bc = {cfg->ranks, cfg->partitions, cfg->device, 300.0, 0};
   if (cfg->partitions > 0) bc.ranks = cfg->partitions;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cpu") == 0) bc.ranks = t.ranks;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cuda") == 0) bc.ranks = 1;

@@ -356,7 +356,7 @@ int main(int argc, char **argv) {
     for (int e = 0; e < E; e++) S += counts[e];
     int ld = 1024, lf = 4096;
     rt_backend *b = NULL;
-    rt_backend_config bc = {1, 0, 0, 120.0};
+    rt_backend_config bc = {1, 0, 0, 120.0, 0};
     char err[512];
     if (rt_backend_create(&b, "cuda", &bc, err, sizeof err)) {
       fprintf(stderr, "%s\n", err);
