@@ -133,6 +133,8 @@ int cmd_calibrate(int argc, char **argv) {
   p.exchange_GBps = res.exchange_GBps;
   p.exchange_latency_us = res.exchange_latency_us;
   p.launch_us = res.launch_us;
+  p.local_lat_us = res.local_lat_us;
+  p.local_us_per_row = res.local_us_per_row;
   p.gpus = b->ranks;
   int G = b->ranks;
   rt_backend_destroy(b);
@@ -161,10 +163,12 @@ int cmd_calibrate(int argc, char **argv) {
     }
     for (int i = 0; i < res.nsizes; i++)
       json_array_append_new(xs, json_pack("{s:f, s:f}", "bytes_per_rank", res.x_bytes[i], "us", res.x_us[i]));
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:o, s:f, s:f, s:f}", "name", p.name,
-                            "backend", backend, "device", p.device, "ranks", G, "d_model", d, "d_ff", f,
-                            "ffn", pts, "bwd_ratio", res.bwd_ratio, "exchange", xs, "exchange_GBps",
-                            res.exchange_GBps, "exchange_latency_us", res.exchange_latency_us,
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:f}",
+                            "name", p.name, "backend", backend, "device", p.device, "ranks", G,
+                            "d_model", d, "d_ff", f, "ffn", pts, "bwd_ratio", res.bwd_ratio,
+                            "exchange", xs, "exchange_GBps", res.exchange_GBps,
+                            "exchange_latency_us", res.exchange_latency_us, "local_latency_us",
+                            res.local_lat_us, "local_us_per_row", res.local_us_per_row,
                             "launch_us", res.launch_us);
     json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     putchar('\n');
@@ -179,14 +183,16 @@ int cmd_calibrate(int argc, char **argv) {
            res.bwd_us[i] / res.fwd_us[i], fl / res.fwd_us[i] * 1e-3);
   }
   printf("bwd_ratio %.3f (points >= 256 tokens)\n", res.bwd_ratio);
-  printf("%14s %12s\n", "bytes/rank", "dispatch_us");
+  printf("%14s %12s\n", "bytes/rank", "alltoall_us");
   for (int i = 0; i < res.nsizes; i++) printf("%14.0f %12.2f\n", res.x_bytes[i], res.x_us[i]);
-  printf("exchange %.1f GB/s per rank, latency %.2f us; launch %.2f us per kernel\n",
-         res.exchange_GBps, res.exchange_latency_us, res.launch_us);
+  printf("exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
+         " launch %.2f us per kernel\n",
+         res.exchange_GBps, res.exchange_latency_us, res.local_lat_us, res.local_us_per_row,
+         res.launch_us);
   if (out_path) {
     char cpath[1024];
     cli_rt_cluster_path(out_path, cpath, sizeof cpath);
-    printf("wrote %s and %s\n", out_path, cpath);
+    printf("wrote %s, %s and the .runtime.json beside them\n", out_path, cpath);
   }
   return CLI_OK;
 }

@@ -28,6 +28,7 @@
 #include "rtprof.h"
 #include "rtrun.h"
 #include "runtime/rt_calib.h"
+#include "placement/pl_policy.h"
 #include "simrun.h"
 
 /* The simulator's runner may be absent from a build (cli/simrun.c not yet
@@ -76,14 +77,16 @@ typedef struct vrun {
 } vrun;
 
 /* phases compared: compute, all-to-all (dispatch + combine), allreduce, migration */
-enum { V_COMPUTE, V_ALLTOALL, V_ALLREDUCE, V_MIGRATION, V_TIME, V_N };
-static const char *const vnames[V_N] = {"compute", "alltoall", "allreduce", "migration", "time"};
+enum { V_COMPUTE, V_ALLTOALL, V_ALLREDUCE, V_MIGRATION, V_OTHER, V_TIME, V_N };
+static const char *const vnames[V_N] = {"compute", "alltoall", "allreduce", "migration", "other",
+                                        "time"};
 
 static void fold(const double *ph, double time, double *v) {
   v[V_COMPUTE] = ph[RT_PH_COMPUTE];
   v[V_ALLTOALL] = ph[RT_PH_DISPATCH] + ph[RT_PH_COMBINE];
   v[V_ALLREDUCE] = ph[RT_PH_ALLREDUCE];
   v[V_MIGRATION] = ph[RT_PH_MIGRATION];
+  v[V_OTHER] = ph[RT_PH_LOCAL];
   v[V_TIME] = time;
 }
 
@@ -226,6 +229,9 @@ int cmd_validate(int argc, char **argv) {
     prof.pl.bwd_ratio = res.bwd_ratio;
     prof.exchange_GBps = res.exchange_GBps;
     prof.exchange_latency_us = res.exchange_latency_us;
+    prof.local_lat_us = res.local_lat_us;
+    prof.local_us_per_row = res.local_us_per_row;
+    prof.launch_us = res.launch_us;
     prof.gpus = b->ranks;
     rt_backend_destroy(b);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/flexmoe-validate-XXXXXX");
@@ -242,6 +248,8 @@ int cmd_validate(int argc, char **argv) {
   cfg.profile = &prof.pl;
   cfg.exchange_GBps = prof.exchange_GBps;
   cfg.exchange_lat_us = prof.exchange_latency_us;
+  cfg.local_lat_us = prof.local_lat_us;
+  cfg.local_us_per_row = prof.local_us_per_row;
   int use_sim = cli_sim_compute && cli_sim_summary_of && cli_sim_output_free;
   st_db *db = NULL;
   if (db_path) {
@@ -268,6 +276,7 @@ int cmd_validate(int argc, char **argv) {
     }
     int gpus = m->gpus, slots = m->slots, d = m->d_model, f = m->d_ff, k = m->top_k;
     int64_t a = m->it_begin, bnd = m->it_end;
+    double nonmoe_us = m->nonmoe_us, tokens_per_gpu = m->slots_per_gpu_mean / m->top_k;
     cli_rt_output_free(m);
     if (!owner) continue;
     if (use_sim) {
@@ -286,8 +295,25 @@ int cmd_validate(int argc, char **argv) {
       sc.profile_path = profile_path;
       sc.slots = slots;
       (void)gpus;
+      /* The runtime's local token movement is the simulator's non-MoE
+       * work: nonmoe_us = factor (2d/f) ffn_us(T) (1 + bwd)/2 there
+       * (sim_profile.h), so give it the factor that yields ours. */
+      char simprof[1100] = "";
+      if (nonmoe_us > 0) {
+        double denom = 2.0 * d / f * pl_ffn_us(&prof.pl, tokens_per_gpu) * (1.0 + prof.pl.bwd_ratio) / 2.0;
+        json_t *pj = json_load_file(profile_path, 0, NULL);
+        if (pj && denom > 0) {
+          json_object_set_new(pj, "nonmoe_factor", json_real(nonmoe_us / denom));
+          snprintf(simprof, sizeof simprof, "%s.sim-%d.json", profile_path, (int)getpid());
+          if (json_dump_file(pj, simprof, JSON_INDENT(2)) == 0) sc.profile_path = simprof;
+          else simprof[0] = 0;
+        }
+        json_decref(pj);
+      }
       cli_sim_output *so = NULL;
-      if ((rc = cli_sim_compute(&sc, &so, em, sizeof em))) {
+      rc = cli_sim_compute(&sc, &so, em, sizeof em);
+      if (simprof[0]) unlink(simprof);
+      if (rc) {
         out = cli_fail(rc, "validate", "simulator: %s", em);
         break;
       }
@@ -296,6 +322,7 @@ int cmd_validate(int argc, char **argv) {
       vr[p].pred[V_ALLTOALL] = s->alltoall_ms;
       vr[p].pred[V_ALLREDUCE] = s->allreduce_ms;
       vr[p].pred[V_MIGRATION] = s->migration_ms;
+      vr[p].pred[V_OTHER] = s->other_ms;
       vr[p].pred[V_TIME] = s->mean_iteration_ms;
       if (db && cli_sim_record && (rc = cli_sim_record(db, so, &vr[p].pred_id, em, sizeof em))) {
         cli_sim_output_free(so);
@@ -324,7 +351,7 @@ int cmd_validate(int argc, char **argv) {
                                  rel(vr[p].pred[V_ALLTOALL], vr[p].meas[V_ALLTOALL]),
                                  rel(vr[p].pred[V_ALLREDUCE], vr[p].meas[V_ALLREDUCE]),
                                  rel(vr[p].pred[V_MIGRATION], vr[p].meas[V_MIGRATION]),
-                                 NAN, NULL};
+                                 rel(vr[p].pred[V_OTHER], vr[p].meas[V_OTHER]), NULL};
       int64_t vid;
       if ((rc = st_validation_add(db, &row, &vid))) {
         out = cli_fail(CLI_EFAIL, "validate", "%s: cannot store the validation", db_path);

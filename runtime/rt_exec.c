@@ -88,6 +88,7 @@ struct rt_exec {
   mig_copy *mig;
   int nmig, capmig, rounds;
   double *stamps;
+  int *kind;       /* phase of each time stamp */
   double *busy, *total;
   int64_t iters;
   char *err;
@@ -170,6 +171,7 @@ void rt_exec_destroy(rt_exec *x) {
   free(x->moves);
   free(x->mig);
   free(x->stamps);
+  free(x->kind);
   free(x->busy);
   free(x->total);
   free(x);
@@ -219,10 +221,11 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->rowc = calloc((size_t)G * (size_t)E, sizeof *x->rowc);
   x->busy = calloc((size_t)G, sizeof *x->busy);
   x->total = calloc((size_t)G, sizeof *x->total);
-  int nst = 6 * L + 3;
+  int nst = 14 * L + 3;
   x->stamps = calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
+  x->kind = calloc((size_t)nst, sizeof *x->kind);
   if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
-      !x->stamps) {
+      !x->stamps || !x->kind) {
     rc = RT_ENOMEM;
     goto fail;
   }
@@ -330,11 +333,14 @@ fail:
   return rc;
 }
 
-/* GPU backends load kernels lazily (CUDA module lazy loading; cuBLAS picks
- * a kernel per GEMM size): the first use of every kernel costs up to
- * milliseconds. Run the expert FFN forward and backward once at token
- * counts 1..8 and then growing by 1.25x up to the receive capacity on every
- * rank, with the spare slot's buffers, before anything is timed. */
+/* GPU backends pay on first use: CUDA loads modules lazily, and cuBLAS
+ * runs its heuristic (host time, tens of microseconds) for every new GEMM
+ * size, then caches it. Measured on the H200: the first ~15 iterations of
+ * a replay ran up to 15x slower until every expert token count had been
+ * seen. So run the expert FFN forward and backward at every token count
+ * 1..warm_tokens (the largest an expert gets in the trace) and then on a
+ * 1.25x ladder up to the receive capacity, on every rank, with the spare
+ * slot's buffers, before anything is timed. */
 static int warmup(rt_exec *x) {
   if (!x->ops->delay) return 0; /* cpu: nothing is loaded lazily */
   for (int r = 0; r < x->G; r++) {
@@ -344,7 +350,8 @@ static int warmup(rt_exec *x) {
     BK(x, x->ops->fill(x->b, r, sp->param, x->pelems, 7, 0.01f));
     BK(x, x->ops->fill(x->b, r, q->d_xin, (size_t)x->Cap * x->d, 8, 1.0f));
     BK(x, x->ops->fill(x->b, r, x->rk[r].dY, (size_t)x->Cap * x->d, 9, 1.0f));
-    for (int64_t n = 1; n <= x->Cap; n = n < 8 ? n + 1 : n + n / 4) {
+    int64_t every = x->cfg.warm_tokens < x->Cap ? x->cfg.warm_tokens : x->Cap;
+    for (int64_t n = 1; n <= x->Cap; n = n < 8 || n < every ? n + 1 : n + n / 4) {
       BK(x, x->ops->ffn_fwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].Y, n, x->d, x->f));
       BK(x, x->ops->ffn_bwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].dY, x->rk[r].dA,
                             x->rk[r].Y, sp->grad, n, x->d, x->f));
@@ -619,6 +626,13 @@ static int check_layout(rt_exec *x, int l) {
   return 0;
 }
 
+/* Time stamp number *mark, closing a phase of kind `kind`. */
+static int stamp(rt_exec *x, int *mark, int kind) {
+  x->kind[*mark] = kind;
+  BK(x, x->ops->mark(x->b, (*mark)++));
+  return 0;
+}
+
 /* The buffer of rank r at byte offset `field` of its rk struct. */
 static char *rkbuf(rt_exec *x, int r, size_t field) {
   return *(char **)((char *)&x->rk[r] + field);
@@ -667,15 +681,17 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
     BK(x, x->ops->permute(x->b, r, x->rk[r].send, bwd ? q->d_dOut : q->d_X, q->d_sidx,
                           bwd ? q->d_sw : NULL, q->S, x->d));
   }
-  int rc = exchange(x, l, 0, offsetof(rk, send), offsetof(rk, recv));
+  int rc = stamp(x, mark, RT_PH_LOCAL);
   if (rc) return rc;
+  if ((rc = exchange(x, l, 0, offsetof(rk, send), offsetof(rk, recv)))) return rc;
+  if ((rc = stamp(x, mark, RT_PH_DISPATCH))) return rc;
   for (int g = 0; g < G; g++) {
     if (!x->ops->owns(x->b, g)) continue;
     lr *q = LR(x, l, g);
     BK(x, x->ops->permute(x->b, g, bwd ? x->rk[g].dY : q->d_xin, x->rk[g].recv, q->d_ridx,
                           NULL, q->recv_total, x->d));
   }
-  BK(x, x->ops->mark(x->b, (*mark)++));
+  if ((rc = stamp(x, mark, RT_PH_LOCAL))) return rc;
   /* expert compute */
   for (int g = 0; g < G; g++) {
     if (!x->ops->owns(x->b, g)) continue;
@@ -697,7 +713,7 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
       }
     }
   }
-  BK(x, x->ops->mark(x->b, (*mark)++));
+  if ((rc = stamp(x, mark, RT_PH_COMPUTE))) return rc;
   /* combine */
   for (int g = 0; g < G; g++) {
     if (!x->ops->owns(x->b, g)) continue;
@@ -705,15 +721,16 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
     BK(x, x->ops->permute(x->b, g, x->rk[g].ysend, x->rk[g].Y, q->d_rinv, NULL, q->recv_total,
                           x->d));
   }
+  if ((rc = stamp(x, mark, RT_PH_LOCAL))) return rc;
   if ((rc = exchange(x, l, 1, offsetof(rk, ysend), offsetof(rk, back)))) return rc;
+  if ((rc = stamp(x, mark, RT_PH_COMBINE))) return rc;
   for (int r = 0; r < G; r++) {
     if (!x->ops->owns(x->b, r)) continue;
     lr *q = LR(x, l, r);
     BK(x, x->ops->combine(x->b, r, bwd ? q->d_dIn : q->d_Out, x->rk[r].back, q->d_cidx,
                           bwd ? NULL : q->d_cw, q->T, x->k, x->d));
   }
-  BK(x, x->ops->mark(x->b, (*mark)++));
-  return 0;
+  return stamp(x, mark, RT_PH_LOCAL);
 }
 
 /* Replica gradient all-reduce of every expert with r > 1 replicas:
@@ -867,15 +884,15 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
     for (int r = 0; r < G; r++)
       if (x->ops->owns(x->b, r)) BK(x, x->ops->delay(x->b, r, 300.0));
   BK(x, x->ops->barrier(x->b));
-  BK(x, x->ops->mark(x->b, mark++));
+  if ((rc = stamp(x, &mark, -1))) return rc;
   if (x->iters > 0 && (rc = run_migration(x))) return rc;
-  BK(x, x->ops->mark(x->b, mark++));
+  if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
   for (int l = 0; l < L; l++)
     if ((rc = layer_pass(x, l, 0, &mark))) return rc;
   for (int l = L - 1; l >= 0; l--)
     if ((rc = layer_pass(x, l, 1, &mark))) return rc;
   if ((rc = allreduce(x))) return rc;
-  BK(x, x->ops->mark(x->b, mark++));
+  if ((rc = stamp(x, &mark, RT_PH_ALLREDUCE))) return rc;
   BK(x, x->ops->collect(x->b, mark, x->stamps));
   /* 4. phase times: latest rank to latest rank */
   double prev = 0.0;
@@ -887,10 +904,7 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
     for (int r = 0; r < G; r++)
       if (x->stamps[s * G + r] > t) t = x->stamps[s * G + r];
     if (t < prev) t = prev;
-    int ph;
-    if (s == 1) ph = RT_PH_MIGRATION;
-    else if (s == mark - 1) ph = RT_PH_ALLREDUCE;
-    else ph = (s - 2) % 3; /* dispatch, compute, combine */
+    int ph = x->kind[s];
     res->phase_ms[ph] += t - prev;
     if (ph == RT_PH_COMPUTE)
       for (int r = 0; r < G; r++) {

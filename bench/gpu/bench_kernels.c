@@ -375,7 +375,7 @@ int main(int argc, char **argv) {
       return 2;
     }
     rt_exec *x = NULL;
-    rt_exec_config xc = {L, E, k, ld, lf, E, S, 0.0, 2, 1};
+    rt_exec_config xc = {L, E, k, ld, lf, E, S, 0.0, 2, 1, S};
     if (rt_exec_create(&x, b, pol, &env, &xc, err, sizeof err)) {
       fprintf(stderr, "executor: %s\n", err);
       return 2;
