@@ -8,7 +8,7 @@
 
 #define P(name) tu_path((char[512]){0}, 512, name)
 
-static const char *SUBS[] = {"info", "stats"};
+static const char *SUBS[] = {"info", "stats", "gen", "fit", "rescale", "import"};
 #define NSUBS (sizeof(SUBS) / sizeof(SUBS[0]))
 
 Test(cli, trace_help_lists_every_subcommand_with_an_example) {
