@@ -25,13 +25,19 @@ timeout 180 $F calibrate --backend cuda --partitions 4 --d-model 1024 --d-ff 409
   --out $OUT/h200-green-4.json --db $OUT/flexmoe.db 2>&1 | tee -a $LOG
 say "4. validate"
 timeout 400 $F validate --backend cuda --partitions 4 --trace $T --iterations ${ITERS:-0:200} \
-  --d-model 1024 --d-ff 4096 --policy static --policy flexmoe --policy eplb \
+  --d-model 1024 --d-ff 4096 --policy static --policy flexmoe:background=0 --policy eplb \
   --profile $OUT/h200-green-4.json --db $OUT/flexmoe.db --format json > $OUT/validate.json 2>>$LOG
 echo "validate exit $?" | tee -a $LOG
-cat $OUT/validate.json | tee -a $LOG
-timeout 60 $F validate --backend cuda --partitions 4 --trace $T --iterations 0:20 \
-  --d-model 1024 --d-ff 4096 --policy static --policy flexmoe --policy eplb \
-  --profile $OUT/h200-green-4.json 2>/dev/null | tee -a $LOG
+python3 - $OUT/validate.json <<'PY' 2>&1 | tee -a $LOG
+import json, sys
+v = json.load(open(sys.argv[1]))
+print("predictor:", v["predictor"])
+for r in v["runs"]:
+    print("%-10s time pred %8.3f meas %8.3f err %+6.1f%%" % (r["policy"].split(":")[0], r["predicted_ms"], r["measured_ms"], 100 * r["error"]))
+    for k, p in r["phases"].items():
+        print("%-10s %-9s pred %8.3f meas %8.3f err %+6.1f%%" % ("", k, p["predicted_ms"], p["measured_ms"], 100 * p["error"]))
+print("median_abs_error %.4f p95_abs_error %.4f ranking_agrees %s" % (v["median_abs_error"], v["p95_abs_error"], v["ranking_agrees"]))
+PY
 say "5. nccl backend, one rank under mpirun"
 if [ -x $G/bin/flexmoe-nccl ] && ! ldd $G/bin/flexmoe-nccl | grep -q "not found"; then
   timeout 60 mpirun --allow-run-as-root -n 1 $G/bin/flexmoe-nccl run --backend nccl --trace $T \
