@@ -5,8 +5,8 @@
  * to the expert with the highest load per copy (tournament tree: O(R log E)).
  * Packing: copies sorted by load per copy (descending; ties by expert id),
  * each to the lightest GPU with fewer than `slots` copies and no copy of
- * the same expert (tournament tree with the expert's GPUs masked:
- * O(R (r + log G))). Upstream's packing checks only the copy count and can
+ * the same expert (tournament tree; an expert's run of copies takes the
+ * run's length of lightest GPUs at once: O(R log G)). Upstream's packing checks only the copy count and can
  * put two copies of one expert on one GPU; here such a GPU is never chosen.
  * If every GPU with room already holds the expert (possible only near the
  * end, when light multi-copy experts come last), the copy goes to a GPU Q
@@ -101,33 +101,53 @@ static int pack_set(pl_placement *p, const double *load, const int *ex, int ne,
   qsort(items, (size_t)n, sizeof(item), item_cmp);
   if ((rc = pl_seg_init(&tg, ng, gk, 0)) != 0)
     goto done;
-  for (int k = 0; k < n; k++) {
-    int e = items[k].e;
-    const int *rep = p->rep + (size_t)e * p->gpus;
-    int nr = p->nrep[e];
-    for (int i = 0; i < nr; i++) { /* mask the GPUs that hold e */
-      gk[rep[i] - g0] = INFINITY;
-      pl_seg_update(&tg, rep[i] - g0);
+  /* Copies of one expert are adjacent in the order (same load per copy)
+   * and none of them is placed yet when its run starts, so placing them one
+   * by one on "the lightest GPU with room that lacks e" is the same as
+   * taking the run's length of lightest GPUs with room at once: pop them
+   * from the tree, then put them back with their new weight. O(r log G)
+   * per expert instead of O(r^2 log G) with masking. */
+  int *pick = pl_calloc((size_t)ng, sizeof(int));
+  if (!pick) {
+    rc = PL_ENOMEM;
+    goto done;
+  }
+  for (int k = 0; k < n;) {
+    int e = items[k].e, run = 0;
+    while (k + run < n && items[k + run].e == e)
+      run++;
+    int got = 0;
+    while (got < run) {
+      int best = pl_seg_top(&tg);
+      if (!(gk[best] < INFINITY))
+        break;
+      pick[got++] = best;
+      gk[best] = INFINITY;
+      pl_seg_update(&tg, best);
     }
-    int best = pl_seg_top(&tg);
-    int ok = gk[best] < INFINITY;
-    for (int i = 0; i < nr; i++) {
-      int u = rep[i] - g0;
-      gk[u] = p->nhost[rep[i]] < slots ? gw[u] : INFINITY;
-      pl_seg_update(&tg, u);
+    for (int i = 0; i < got && !rc; i++) {
+      rc = pl_placement_add(p, e, g0 + pick[i]);
+      gw[pick[i]] += items[k].w;
     }
-    if (ok) {
-      if ((rc = pl_placement_add(p, e, g0 + best)) != 0)
-        goto done;
-      gw[best] += items[k].w;
-    } else if ((rc = place_by_swap(p, e, g0, ng, slots, gw, per)) != 0) {
+    for (int i = got; i < run && !rc; i++) /* every GPU with room has e */
+      rc = place_by_swap(p, e, g0, ng, slots, gw, per);
+    if (rc) {
+      pl_free(pick);
       goto done;
     }
-    for (int u = ok ? best : 0; u < (ok ? best + 1 : ng); u++) {
-      gk[u] = p->nhost[g0 + u] < slots ? gw[u] : INFINITY; /* what changed */
+    if (got < run) { /* swaps touched arbitrary GPUs: refresh all keys */
+      got = ng;
+      for (int u = 0; u < ng; u++)
+        pick[u] = u;
+    }
+    for (int i = 0; i < got; i++) {
+      int u = pick[i];
+      gk[u] = p->nhost[g0 + u] < slots ? gw[u] : INFINITY;
       pl_seg_update(&tg, u);
     }
+    k += run;
   }
+  pl_free(pick);
   rc = PL_OK;
 done:
   pl_seg_fini(&te);
