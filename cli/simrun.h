@@ -29,9 +29,13 @@ typedef struct cli_sim_config {
   int64_t tokens_per_gpu;   /* 0 = from the trace */
   const char *profile_path; /* NULL = built-in profile of the cluster's GPU */
   int slots;                /* expert slots per GPU; 0 = from HBM and expert size */
+  /* Appended (sim authors): 1 = the DES carries every all-to-all GPU pair as
+   * its own flow (exact max-min, O(G^2) flows); 0 = per-GPU hose flows
+   * (default, docs/simulator.md "Aggregation"). Ignored by analytic. */
+  int exact_net;
 } cli_sim_config;
 
-#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0}
+#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct cli_sim_summary {
