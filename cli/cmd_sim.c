@@ -27,7 +27,7 @@ static const char help[] =
     "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
     "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
     "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
-    "                   [--db FILE | --no-db] [--format table|json]\n"
+    "                   [--network hose|exact] [--db FILE | --no-db] [--format table|json]\n"
     "\n"
     "Simulates MoE training on a routing trace with each placement policy and\n"
     "prints the comparison: mean iteration time, speedup over static, load\n"
@@ -41,6 +41,8 @@ static const char help[] =
     "                      every registered policy (flexmoe policies)\n"
     "  --engine E          analytic (closed form per layer, default) or des\n"
     "                      (discrete events: flows share links, overlap, contention)\n"
+    "  --network N         des only: hose (default: 4 flows per GPU per all-to-all)\n"
+    "                      or exact (one flow per GPU pair; slower)\n"
     "  --iterations A:B    simulate iterations [A, B) of the trace (default all)\n"
     "  --seed S            seed of the trace rescaling and of the policies (0)\n"
     "  --d-model D, --d-ff F, --top-k K   model shape (default: the trace's sidecar)\n"
@@ -66,6 +68,7 @@ int cmd_sim(int argc, char **argv) {
       {"slots", required_argument, 0, 'S'},     {"profile", required_argument, 0, 'P'},
       {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
       {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
+      {"network", required_argument, 0, 'W'},
       {0, 0, 0, 0}};
   cli_sim_config base = CLI_SIM_CONFIG_INIT;
   const char *policies[MAX_POLICIES];
@@ -147,6 +150,11 @@ int cmd_sim(int argc, char **argv) {
       break;
     case 'N':
       db_path = "";
+      break;
+    case 'W':
+      if (strcmp(optarg, "hose") && strcmp(optarg, "exact"))
+        return cli_fail(CLI_EUSAGE, "sim", "--network: '%s' is not hose or exact", optarg);
+      base.exact_net = strcmp(optarg, "exact") == 0;
       break;
     case 'f':
       if (cli_parse_format("sim", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))

@@ -297,12 +297,13 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
            "\"optimizer_bytes_per_param\":%g,\"tokens_per_gpu\":%" PRId64
            ",\"slots_per_gpu\":%d,\"iterations\":[%" PRId64 ",%" PRId64
            "],\"engine\":\"%s\",\"profile\":\"%s\",\"profile_hash\":\"%016" PRIx64
-           "\",\"bwd_ratio\":%.6g,\"nonmoe_us\":%.6g,\"rescale_slots_per_gpu\":%" PRId64 "}",
+           "\",\"bwd_ratio\":%.6g,\"nonmoe_us\":%.6g,\"rescale_slots_per_gpu\":%" PRId64
+           ",\"network\":\"%s\"}",
            r->model.d_model, r->model.d_ff, r->model.top_k, r->model.bytes_per_elem,
            r->model.optimizer_bytes_per_param, r->tokens_per_gpu, r->pc.slots, r->a, r->b,
            r->engine == SIM_ENGINE_DES ? "des" : "analytic", r->prof.name, ph,
-           r->plp.pl.bwd_ratio, r->plp.pl.nonmoe_us, r->slots_per_gpu);
-  (void)cfg;
+           r->plp.pl.bwd_ratio, r->plp.pl.nonmoe_us, r->slots_per_gpu,
+           r->engine == SIM_ENGINE_ANALYTIC ? "closed-form" : cfg->exact_net ? "exact" : "hose");
 }
 
 int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len, char *errmsg,
@@ -420,7 +421,8 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     if (pl_routing_init(&rt[l], G, E, 1))
       goto nomem;
   }
-  if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl, -1)) {
+  if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl,
+                      cfg->exact_net ? 0 : 1)) {
     rc = fail(errmsg, errlen, CLI_EFAIL, "cannot start the %s engine (out of memory?)",
               r.engine == SIM_ENGINE_DES ? "des" : "analytic");
     goto done;
