@@ -785,13 +785,20 @@ static int allreduce(rt_exec *x) {
           if (len == 0) continue;
           for (int i = 0; i < nr; i++) {
             if (i == c) continue;
+            /* Sender i's piece goes to the owner's staging buffer at
+             * position j (0..nr-2): (nr-1) pieces of at most ceil(n/nr)
+             * elements fit in n. Indexing by i would overrun it by up to
+             * nr-1 elements when nr does not divide n (seen on the H200:
+             * cudaMemcpyAsync "invalid argument" once eplb made an expert
+             * with three replicas). */
+            size_t j = (size_t)(i < c ? i : i - 1);
             if (step == 0) {
               BK(x, x->ops->copy(x->b, g[i], (char *)sl[i]->grad + lo * esz, g[c],
-                                 (char *)sl[c]->stage + (size_t)i * len * esz, len * esz));
+                                 (char *)sl[c]->stage + j * len * esz, len * esz));
             } else if (step == 1) {
               if (x->ops->owns(x->b, g[c]))
                 BK(x, x->ops->add(x->b, g[c], (char *)sl[c]->grad + lo * esz,
-                                  (char *)sl[c]->stage + (size_t)i * len * esz, len));
+                                  (char *)sl[c]->stage + j * len * esz, len));
             } else {
               BK(x, x->ops->copy(x->b, g[c], (char *)sl[c]->grad + lo * esz, g[i],
                                  (char *)sl[i]->grad + lo * esz, len * esz));
