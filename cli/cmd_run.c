@@ -156,9 +156,7 @@ int cmd_run(int argc, char **argv) {
   }
   json_t *runs = json_array();
   int out = CLI_OK, owner = 1;
-  if (fmt == CLI_FMT_TABLE)
-    printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
-           "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance", "moved_MiB");
+  int header = 0;
   for (int p = 0; p < npol && out == CLI_OK; p++) {
     cfg.policy = policies[p];
     cli_rt_output *o = NULL;
@@ -181,6 +179,10 @@ int cmd_run(int argc, char **argv) {
     }
     if (fmt == CLI_FMT_TABLE && owner) {
       char sn[64];
+      if (!header++)
+        printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
+               "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance",
+               "moved_MiB");
       printf("%-12s %6" PRId64 " %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
              short_name(o->policy, sn, sizeof sn),
              o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],

@@ -319,7 +319,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
                                              "kind", (int)mv[m].kind, "bytes",
                                              (json_int_t)mv[m].bytes));
     if (!cfg->quiet && ((i + 1) % 10 == 0 || i + 1 == I))
-      fprintf(stderr, "flexmoe run: %s: iteration %" PRId64 "/%" PRId64 " %.3f ms\n",
+      fprintf(stderr, "progress: %s: iteration %" PRId64 "/%" PRId64 " %.3f ms\n",
               pl_policy_spec(pol), i + 1, I, r->time_ms);
   }
   if (cfg->check && x) {
