@@ -142,13 +142,11 @@ int cmd_run(int argc, char **argv) {
   cli_rt_profile prof;
   if (profile_path) {
     if (cli_rt_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
-    cfg.profile = &prof.pl;
+    cfg.profile_path = profile_path;
     if (prof.exchange_GBps > 0) {
       cfg.exchange_GBps = prof.exchange_GBps;
       cfg.exchange_lat_us = prof.exchange_latency_us;
     }
-    cfg.local_lat_us = prof.local_lat_us;
-    cfg.local_us_per_row = prof.local_us_per_row;
   }
   st_db *db = NULL;
   if (db_path) {

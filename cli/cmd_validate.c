@@ -29,6 +29,7 @@
 #include "rtrun.h"
 #include "runtime/rt_calib.h"
 #include "placement/pl_policy.h"
+#include "sim/sim_profile.h"
 #include "simrun.h"
 
 /* The simulator's runner may be absent from a build (cli/simrun.c not yet
@@ -245,11 +246,9 @@ int cmd_validate(int argc, char **argv) {
     return cli_fail(CLI_EFAIL, "validate", "%s: no cluster file beside it (write it with flexmoe calibrate --out)", profile_path);
   char cluster_path[1024];
   cli_rt_cluster_path(profile_path, cluster_path, sizeof cluster_path);
-  cfg.profile = &prof.pl;
+  cfg.profile_path = profile_path;
   cfg.exchange_GBps = prof.exchange_GBps;
   cfg.exchange_lat_us = prof.exchange_latency_us;
-  cfg.local_lat_us = prof.local_lat_us;
-  cfg.local_us_per_row = prof.local_us_per_row;
   int use_sim = cli_sim_compute && cli_sim_summary_of && cli_sim_output_free;
   st_db *db = NULL;
   if (db_path) {
@@ -276,7 +275,7 @@ int cmd_validate(int argc, char **argv) {
     }
     int gpus = m->gpus, slots = m->slots, d = m->d_model, f = m->d_ff, k = m->top_k;
     int64_t a = m->it_begin, bnd = m->it_end;
-    double nonmoe_us = m->nonmoe_us, tokens_per_gpu = m->slots_per_gpu_mean / m->top_k;
+    int64_t tokens_per_gpu = m->tokens_per_gpu;
     cli_rt_output_free(m);
     if (!owner) continue;
     if (use_sim) {
@@ -295,20 +294,20 @@ int cmd_validate(int argc, char **argv) {
       sc.profile_path = profile_path;
       sc.slots = slots;
       (void)gpus;
-      /* The runtime's local token movement is the simulator's non-MoE
-       * work: nonmoe_us = factor (2d/f) ffn_us(T) (1 + bwd)/2 there
-       * (sim_profile.h), so give it the factor that yields ours. */
+      /* The simulator reads the same profile with its non-MoE factor set to
+       * the runtime's local token movement (rtprof.h), as the runtime's
+       * own policy environment did. */
       char simprof[1100] = "";
-      if (nonmoe_us > 0) {
-        double denom = 2.0 * d / f * pl_ffn_us(&prof.pl, tokens_per_gpu) * (1.0 + prof.pl.bwd_ratio) / 2.0;
-        json_t *pj = json_load_file(profile_path, 0, NULL);
-        if (pj && denom > 0) {
-          json_object_set_new(pj, "nonmoe_factor", json_real(nonmoe_us / denom));
-          snprintf(simprof, sizeof simprof, "%s.sim-%d.json", profile_path, (int)getpid());
-          if (json_dump_file(pj, simprof, JSON_INDENT(2)) == 0) sc.profile_path = simprof;
-          else simprof[0] = 0;
-        }
-        json_decref(pj);
+      sim_profile sp;
+      if ((rc = cli_rt_sim_profile(profile_path, d, f, k, (double)tokens_per_gpu, &sp, em, sizeof em))) {
+        out = cli_fail(rc, "validate", "%s", em);
+        break;
+      }
+      if (sp.nonmoe_factor > 0) {
+        sim_errbuf se;
+        snprintf(simprof, sizeof simprof, "%s.sim-%d.json", profile_path, (int)getpid());
+        if (sim_profile_save(&sp, simprof, &se) == 0) sc.profile_path = simprof;
+        else simprof[0] = 0;
       }
       cli_sim_output *so = NULL;
       rc = cli_sim_compute(&sc, &so, em, sizeof em);

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "store/st_store.h"
 
 static char out[1 << 20], err[1 << 16];
@@ -156,6 +158,53 @@ Test(rt_cli, validate_compares_runtime_and_simulator_per_policy, .timeout = 120)
   cr_assert(json_is_number(json_object_get(root, "p95_abs_error")));
   cr_assert(json_is_boolean(json_object_get(root, "ranking_agrees")));
   json_decref(root);
+}
+
+/* Sum of (nmoves, bytes) of a run's plans after its first iteration. */
+static void plan_totals(sqlite3 *db, int64_t run, int64_t *moves, int64_t *bytes) {
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, "SELECT coalesce(sum(nmoves),0), coalesce(sum(bytes),0) FROM plans "
+                                      "WHERE run_id = ?1 AND iteration > 0", -1, &st, NULL), SQLITE_OK);
+  sqlite3_bind_int64(st, 1, run);
+  cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+  *moves = sqlite3_column_int64(st, 0);
+  *bytes = sqlite3_column_int64(st, 1);
+  sqlite3_finalize(st);
+}
+
+Test(rt_cli, validate_runtime_and_simulator_make_the_same_plans, .timeout = 120) {
+  /* Both sides resolve the profile, cluster, counts and iteration numbers
+   * the same way, so a policy plans identically on both: the comparison is
+   * of execution, not of two different schedules. */
+  char dir[] = "/tmp/flexmoe-rt-val-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char args[1024], db[600];
+  snprintf(args, sizeof args, "calibrate --backend cpu --ranks 4 --d-model 32 --d-ff 64 --reps 1 --out %s/p.json", dir);
+  cr_assert_eq(run(args), 0, "%s", err);
+  snprintf(db, sizeof db, "%s/v.db", dir);
+  snprintf(args, sizeof args,
+           "validate --backend cpu --ranks 4 --d-model 8 --d-ff 16 " SAMPLE " --iterations 0:12 --slots 12"
+           " --profile %s/p.json --policy flexmoe:background=0 --policy eplb:period=5 --db %s", dir, db);
+  cr_assert_eq(run(args), 0, "%s", err);
+  sqlite3 *s;
+  cr_assert_eq(sqlite3_open(db, &s), SQLITE_OK);
+  /* runs 1 (gpu) and 2 (sim) are flexmoe, 3 and 4 eplb */
+  int64_t mg, bg, ms, bs;
+  for (int64_t r = 1; r <= 3; r += 2) {
+    plan_totals(s, r, &mg, &bg);
+    plan_totals(s, r + 1, &ms, &bs);
+    cr_assert_gt(mg, 0, "run %lld made no moves: the test needs some", (long long)r);
+    cr_assert_eq(mg, ms, "runtime %lld moves, simulator %lld", (long long)mg, (long long)ms);
+    cr_assert_eq(bg, bs);
+  }
+  sqlite3_close(s);
+  char path[700];
+  const char *files[] = {"p.json", "p.cluster.json", "p.runtime.json", "v.db", "v.db-wal", "v.db-shm"};
+  for (int i = 0; i < 6; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    unlink(path);
+  }
+  rmdir(dir);
 }
 
 Test(rt_cli, bad_command_lines_get_one_clear_line) {
