@@ -243,7 +243,9 @@ int cmd_validate(int argc, char **argv) {
   }
   if (cli_rt_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
   if (prof.exchange_GBps <= 0)
-    return cli_fail(CLI_EFAIL, "validate", "%s: no cluster file beside it (write it with flexmoe calibrate --out)", profile_path);
+    return cli_fail(CLI_EFAIL, "validate",
+                    "%s: no exchange bandwidth (no .cluster.json beside it, or a zero bandwidth in it; "
+                    "write both with flexmoe calibrate --out)", profile_path);
   char cluster_path[1024];
   cli_rt_cluster_path(profile_path, cluster_path, sizeof cluster_path);
   cfg.profile_path = profile_path;

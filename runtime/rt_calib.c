@@ -202,7 +202,11 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
   if (cfg->nsizes >= 2) {
     double icpt, slope; /* us, us per byte */
     fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
-    out->exchange_GBps = slope > 0 ? 1e-3 / slope : 0;
+    /* No positive slope (noise on a busy host): the largest size's
+     * throughput is the bandwidth. */
+    int n = cfg->nsizes - 1;
+    out->exchange_GBps = slope > 0 ? 1e-3 / slope
+                                   : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
     out->exchange_latency_us = icpt;
   }
   /* local token movement: permute of m * G rows */
