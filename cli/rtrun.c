@@ -299,7 +299,8 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   }
   /* GPU warm-up at every token count an expert can get here (bounded by an
    * expert's largest total load in the trace slice). */
-  rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed, emax};
+  rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed,
+                       strcmp(cfg->backend, "cpu") != 0 ? emax : 0};
   if (!cfg->predict && rt_exec_create(&x, b, pol, &env, &xc, err, sizeof err)) {
     rc = efail(em, el, CLI_EFAIL, "backend '%s': %s", cfg->backend, err);
     goto done;

@@ -342,7 +342,10 @@ fail:
  * 1.25x ladder up to the receive capacity, on every rank, with the spare
  * slot's buffers, before anything is timed. */
 static int warmup(rt_exec *x) {
-  if (!x->ops->delay) return 0; /* cpu: nothing is loaded lazily */
+  /* cpu: nothing is loaded lazily; only an explicit warm_tokens runs it */
+  int gpu = x->ops->delay != NULL;
+  if (!gpu && x->cfg.warm_tokens <= 0) return 0;
+  int64_t top = gpu ? x->Cap : (x->cfg.warm_tokens < x->Cap ? x->cfg.warm_tokens : x->Cap);
   for (int r = 0; r < x->G; r++) {
     if (!x->ops->owns(x->b, r)) continue;
     lr *q = LR(x, 0, r);
@@ -351,7 +354,7 @@ static int warmup(rt_exec *x) {
     BK(x, x->ops->fill(x->b, r, q->d_xin, (size_t)x->Cap * x->d, 8, 1.0f));
     BK(x, x->ops->fill(x->b, r, x->rk[r].dY, (size_t)x->Cap * x->d, 9, 1.0f));
     int64_t every = x->cfg.warm_tokens < x->Cap ? x->cfg.warm_tokens : x->Cap;
-    for (int64_t n = 1; n <= x->Cap; n = n < 8 || n < every ? n + 1 : n + n / 4) {
+    for (int64_t n = 1; n <= top; n = n < 8 || n < every ? n + 1 : n + n / 4) {
       BK(x, x->ops->ffn_fwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].Y, n, x->d, x->f));
       BK(x, x->ops->ffn_bwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].dY, x->rk[r].dA,
                             x->rk[r].Y, sp->grad, n, x->d, x->f));

@@ -236,6 +236,13 @@ Test(rt_cli, bad_command_lines_get_one_clear_line) {
   fails_with("validate", "/nonexistent.json");
 }
 
+Test(rt_cli, a_gpu_backend_that_cannot_start_says_why) {
+  /* device 99 exists nowhere; on a build without CUDA the backend is
+   * reported as not built in: either way one line naming the backend */
+  cr_assert_eq(run("run " SAMPLE " --policy static --backend cuda --device 99 --iterations 0:1"), 1);
+  fails_with("run", "backend 'cuda'");
+}
+
 Test(rt_cli, help_has_an_example) {
   const char *cmds[] = {"run", "calibrate", "validate"};
   for (int i = 0; i < 3; i++) {

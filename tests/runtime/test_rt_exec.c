@@ -55,7 +55,12 @@ typedef struct outcome {
   double mean_ms;
 } outcome;
 
+static outcome replay_warm(int G, int slots, const char *policy, int iters, int64_t warm);
 static outcome replay(int G, int slots, const char *policy, int iters) {
+  return replay_warm(G, slots, policy, iters, 0);
+}
+
+static outcome replay_warm(int G, int slots, const char *policy, int iters, int64_t warm) {
   rt_backend *b = NULL;
   rt_backend_config bc = {G, 0, 0, 60.0, 0};
   char err[512] = "";
@@ -63,7 +68,7 @@ static outcome replay(int G, int slots, const char *policy, int iters) {
   pl_env env = env_of(G, slots);
   pl_policy *p = NULL;
   cr_assert_eq(pl_policy_create(&p, policy, &env, err, sizeof err), 0, "%s", err);
-  rt_exec_config xc = {L, E, K, 16, 40, slots, 512, 12.0, 2, 11, 0};
+  rt_exec_config xc = {L, E, K, 16, 40, slots, 512, 12.0, 2, 11, warm};
   rt_exec *x = NULL;
   cr_assert_eq(rt_exec_create(&x, b, p, &env, &xc, err, sizeof err), 0, "%s", err);
   int64_t *c = malloc(sizeof(int64_t) * L * G * E);
@@ -125,6 +130,12 @@ Test(rt_exec, replica_counts_that_do_not_divide_the_gradient_reduce_correctly, .
    * once overran its staging buffer in exactly this case) */
   outcome o = replay(3, 4, "fastermoe", 4);
   assert_reference(&o, "fastermoe on 3 ranks");
+}
+
+Test(rt_exec, warm_up_leaves_the_results_untouched, .timeout = 60) {
+  /* the warm-up runs the FFN with the spare slot and layer 0's buffers */
+  outcome o = replay_warm(4, 3, "oracle", 3, 24);
+  assert_reference(&o, "oracle after a warm-up");
 }
 
 Test(rt_exec, bad_configuration_is_refused_with_a_message) {
