@@ -206,6 +206,7 @@ int cmd_run(int argc, char **argv) {
                           o->balance_p90, "migrated_bytes", (json_int_t)o->migrated_bytes,
                           "dropped_tokens", (json_int_t)o->dropped_tokens, "alltoall_bytes",
                           (json_int_t)o->bytes_alltoall);
+    json_object_set_new(r, "nonmoe_us", json_real(o->nonmoe_us));
     if (db) json_object_set_new(r, "run_id", json_integer(run_id));
     if (o->checked)
       json_object_set_new(r, "check",

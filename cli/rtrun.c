@@ -273,6 +273,8 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
     kp.pl.bwd_ratio = 2.15;
     kp.pl.nonmoe_us = 0.0;
   }
+  o->slots_per_gpu_mean = ssum / ((double)I * L * G);
+  o->nonmoe_us = kp.pl.nonmoe_us;
   pl_env env = PL_ENV_INIT;
   env.layers = L;
   env.experts = E;
