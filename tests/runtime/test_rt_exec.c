@@ -215,3 +215,61 @@ Test(rt_calib, measures_positive_times_on_the_cpu_backend) {
   cr_assert(isfinite(r.local_lat_us) && r.local_lat_us > 0);
   rt_backend_destroy(b);
 }
+
+/* Fails the Nth host allocation of the runtime. */
+static long alloc_left = -1;
+static void *fail_malloc(size_t n) {
+  if (alloc_left == 0) return NULL;
+  if (alloc_left > 0) alloc_left--;
+  return malloc(n);
+}
+static void *fail_realloc(void *p, size_t n) {
+  if (alloc_left == 0) return NULL;
+  if (alloc_left > 0) alloc_left--;
+  return realloc(p, n);
+}
+
+Test(rt_exec, every_failed_allocation_is_an_error_not_a_crash, .timeout = 120) {
+  char err[512];
+  int64_t c[1 * 2 * 4];
+  for (int i = 0; i < 8; i++) c[i] = 3 + i;
+  int succeeded = 0, fails = 0;
+  for (long n = 0; n < 2000 && !succeeded; n++) {
+    rt_set_allocator(fail_malloc, fail_realloc, free);
+    alloc_left = n;
+    rt_backend *b = NULL;
+    rt_backend_config bc = {2, 0, 0, 10.0, 0};
+    int rc = rt_backend_create(&b, "cpu", &bc, err, sizeof err);
+    pl_env env = PL_ENV_INIT;
+    env.layers = 1;
+    env.experts = 4;
+    env.cluster = (pl_cluster){2, 2, 3, 100e9, 5e-6, 100e9, 5e-6, 1.0};
+    env.model = (pl_model){8, 8, 2, 2, 12.0};
+    env.profile = (pl_profile){3, tok, us, 2.0, 0.0};
+    pl_policy *p = NULL;
+    rt_exec *x = NULL;
+    if (!rc) rc = pl_policy_create(&p, "eplb:period=1", &env, err, sizeof err);
+    rt_exec_config xc = {1, 4, 2, 8, 8, 3, 64, 12.0, 2, 1, 0};
+    if (!rc) rc = rt_exec_create(&x, b, p, &env, &xc, err, sizeof err);
+    for (int it = 0; it < 2 && !rc; it++) {
+      rt_iter_result r;
+      rc = rt_exec_iteration(x, it, c, &r, err, sizeof err);
+    }
+    rt_check ck;
+    if (!rc) rc = rt_exec_check(x, &ck, err, sizeof err);
+    if (!rc) {
+      succeeded = 1;
+      cr_assert_eq(ck.tokens_missing, 0);
+      cr_assert_eq(ck.checksum_mismatches, 0);
+    } else {
+      cr_assert_lt(rc, 0, "allocation %ld: error codes are negative", n);
+      fails++;
+    }
+    rt_exec_destroy(x);
+    pl_policy_destroy(p);
+    rt_backend_destroy(b);
+    rt_set_allocator(NULL, NULL, NULL);
+  }
+  cr_assert(succeeded, "never succeeded within 2000 allocations");
+  cr_assert_gt(fails, 20, "the test must fail many allocations on the way (%d)", fails);
+}
