@@ -74,6 +74,8 @@ struct cli_sim_output {
   double *busy_ms, *idle_ms; /* [gpus] */
   int nplans, capplans;
   plan_rec *plans;
+  int layers;
+  double *layer_bal, *layer_ms; /* [nrows * layers] */
 };
 
 /* Everything resolved from a configuration. */
@@ -410,11 +412,15 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   o->rows = calloc((size_t)o->nrows, sizeof(st_iter_row));
   o->busy_ms = calloc((size_t)G, sizeof(double));
   o->idle_ms = calloc((size_t)G, sizeof(double));
+  o->layers = L;
+  o->layer_bal = calloc((size_t)o->nrows * L, sizeof(double));
+  o->layer_ms = calloc((size_t)o->nrows * L, sizeof(double));
   counts = calloc((size_t)L * G * E, sizeof(int64_t));
   rt = calloc((size_t)L, sizeof(pl_routing));
   plans = calloc((size_t)L, sizeof(pl_plan));
   lin = calloc((size_t)L, sizeof(sim_layer_in));
-  if (!o->rows || !o->busy_ms || !o->idle_ms || !counts || !rt || !plans || !lin)
+  if (!o->rows || !o->busy_ms || !o->idle_ms || !o->layer_bal || !o->layer_ms || !counts ||
+      !rt || !plans || !lin)
     goto nomem;
   for (int l = 0; l < L; l++) {
     pl_plan_init(&plans[l]);
@@ -465,19 +471,23 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
         goto nomem;
       }
       double b = pl_routing_balance(&rt[l]);
+      o->layer_bal[(size_t)(it - r.a) * L + l] = b;
       if (b > worst_bal)
         worst_bal = b;
       row->tokens_dropped += rt[l].dropped;
       row->tokens_total += rt[l].total;
     }
     sim_iter_out io;
-    int erc = sim_engine_iteration(&eng, lin, L, &io);
+    double *lus = o->layer_ms + (size_t)(it - r.a) * L;
+    int erc = sim_engine_iteration_layers(&eng, lin, L, &io, lus);
     if (erc) {
       free(bal);
       rc = fail(errmsg, errlen, CLI_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
                 sim_strerror(erc));
       goto done;
     }
+    for (int l = 0; l < L; l++)
+      lus[l] *= 1e-3; /* us -> ms */
     row->time_ms = io.time_us * 1e-3;
     row->compute_ms = io.compute_us * 1e-3;
     row->alltoall_ms = io.alltoall_us * 1e-3;
@@ -586,6 +596,8 @@ void cli_sim_output_free(cli_sim_output *o) {
   free(o->rows);
   free(o->busy_ms);
   free(o->idle_ms);
+  free(o->layer_bal);
+  free(o->layer_ms);
   for (int i = 0; i < o->nplans; i++)
     free(o->plans[i].moves_json);
   free(o->plans);
@@ -620,6 +632,10 @@ int cli_sim_record(st_db *db, const cli_sim_output *o, int64_t *run_id, char *er
     rc = st_run_iteration(run, &o->rows[i]);
   for (int g = 0; !rc && g < o->gpus; g++)
     rc = st_run_gpu(run, g, o->busy_ms[g], o->idle_ms[g]);
+  for (int64_t i = 0; !rc && i < o->nrows; i++)
+    for (int l = 0; !rc && l < o->layers; l++)
+      rc = st_run_layer(run, o->rows[i].iteration, l, o->layer_bal[(size_t)i * o->layers + l],
+                        o->layer_ms[(size_t)i * o->layers + l]);
   for (int i = 0; !rc && i < o->nplans; i++)
     rc = st_run_plan(run, o->plans[i].iteration, o->plans[i].layer, o->plans[i].nmoves,
                      o->plans[i].bytes, o->plans[i].moves_json);
@@ -689,6 +705,9 @@ int cli_sim_pack(const cli_sim_output *o, void **buf, size_t *len) {
   put(&w, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
   put(&w, o->busy_ms, sizeof(double) * (size_t)o->gpus);
   put(&w, o->idle_ms, sizeof(double) * (size_t)o->gpus);
+  put(&w, &o->layers, sizeof(o->layers));
+  put(&w, o->layer_bal, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
+  put(&w, o->layer_ms, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
   put(&w, &o->nplans, sizeof(o->nplans));
   for (int i = 0; i < o->nplans; i++) {
     put(&w, &o->plans[i].iteration, sizeof(int64_t));
@@ -776,6 +795,21 @@ int cli_sim_unpack(const void *buf, size_t len, cli_sim_output **out) {
     get(&r, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
     get(&r, o->busy_ms, sizeof(double) * (size_t)o->gpus);
     get(&r, o->idle_ms, sizeof(double) * (size_t)o->gpus);
+  }
+  get(&r, &o->layers, sizeof(o->layers));
+  if (!r.bad && (o->layers < 0 || (o->layers && (size_t)o->nrows * (size_t)o->layers >
+                                                     (r.len - r.off) / sizeof(double))))
+    r.bad = 1;
+  if (!r.bad) {
+    size_t nl = (size_t)o->nrows * (size_t)o->layers + 1;
+    o->layer_bal = calloc(nl, sizeof(double));
+    o->layer_ms = calloc(nl, sizeof(double));
+    if (!o->layer_bal || !o->layer_ms)
+      r.bad = 1;
+  }
+  if (!r.bad) {
+    get(&r, o->layer_bal, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
+    get(&r, o->layer_ms, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
   }
   int np = 0;
   get(&r, &np, sizeof(np));

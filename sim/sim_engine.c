@@ -310,6 +310,7 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
         hose_sums(e, r);
       /* other work of the layer */
       int64_t ts = e->sim.now;
+      int64_t layer_t0 = ts;
       if ((rc = wait_ns(e, other_ns)))
         break;
       o->other_us += (double)(e->sim.now - ts) * 1e-3;
@@ -343,6 +344,8 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
       if ((rc = alltoall(e, r, 1, busy)))
         break;
       o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
+      if (o->layer_us)
+        o->layer_us[l] += (double)(e->sim.now - layer_t0) * 1e-3;
       if (pass == 1) {
         /* replica gradient all-reduce of layer l, in the background */
         const pl_placement *p = L[l].placement;
@@ -396,6 +399,8 @@ static int analytic_iteration(sim_engine *e, const sim_layer_in *L, int nl,
     o->alltoall_us += c.alltoall_us;
     o->allreduce_us += c.allreduce_us;
     o->other_us += c.other_us;
+    if (o->layer_us)
+      o->layer_us[l] = c.total_us;
     nmoves += L[l].nmoves;
     /* per-GPU busy: its own compute and all-to-all time */
     const pl_routing *r = L[l].routing;
@@ -510,6 +515,11 @@ void sim_engine_fini(sim_engine *e) {
 
 int sim_engine_iteration(sim_engine *e, const sim_layer_in *layers, int nlayers,
                          sim_iter_out *out) {
+  return sim_engine_iteration_layers(e, layers, nlayers, out, NULL);
+}
+
+int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int nlayers,
+                                sim_iter_out *out, double *layer_us) {
   if (!e || !layers || nlayers < 1 || !out)
     return SIM_EINVAL;
   for (int l = 0; l < nlayers; l++)
@@ -518,6 +528,9 @@ int sim_engine_iteration(sim_engine *e, const sim_layer_in *layers, int nlayers,
       return SIM_EINVAL;
   sim_iter_out o;
   memset(&o, 0, sizeof(o));
+  o.layer_us = layer_us;
+  if (o.layer_us)
+    memset(o.layer_us, 0, sizeof(double) * (size_t)nlayers);
   double tb = (double)pl_token_bytes(&e->model);
   for (int l = 0; l < nlayers; l++) {
     const pl_routing *r = layers[l].routing;

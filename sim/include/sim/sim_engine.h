@@ -88,6 +88,7 @@ typedef struct sim_iter_out {
   double compute_us, alltoall_us, allreduce_us, migration_us, other_us;
   int64_t bytes_alltoall; /* all four all-to-alls of every layer */
   int64_t bytes_migrated;
+  double *layer_us; /* see sim_engine_iteration_layers; NULL otherwise */
 } sim_iter_out;
 
 typedef struct sim_engine {
@@ -129,6 +130,11 @@ void sim_engine_fini(sim_engine *e);
 
 int sim_engine_iteration(sim_engine *e, const sim_layer_in *layers, int nlayers,
                          sim_iter_out *out);
+/* The same, and layer_us[nlayers] (may be NULL) receives each layer's own
+ * time in microseconds: its forward and backward phases (DES) or its
+ * pl_cost total (analytic). */
+int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int nlayers,
+                                sim_iter_out *out, double *layer_us);
 
 /* Event counters of the DES (0 for analytic): scheduled, executed, cancelled. */
 void sim_engine_events(const sim_engine *e, uint64_t *scheduled, uint64_t *executed,
