@@ -126,6 +126,7 @@ typedef struct sweep {
   /* grid */
   point *points;
   int npoints;
+  int *order; /* largest clusters first: the longest points start early */
   /* progress */
   int total_pending, done, failed;
   double t0;
@@ -169,6 +170,10 @@ static int split_size(const sweep *sw, const char *spec, long gpus, int *nodes,
   *nodes = (int)(gpus / per);
   *gpn = per;
   return CLI_OK;
+}
+
+static int point_gpus(const point *pt) {
+  return pt->cfg.nodes * pt->cfg.gpus_per_node;
 }
 
 /* Builds the grid and every point's key. verbose: print the first error. */
@@ -216,6 +221,17 @@ static int build_grid(sweep *sw, int verbose) {
           }
       }
   sw->npoints = k;
+  /* Hand out the largest clusters first (they take longest), so workers and
+   * ranks do not wait on one long point at the end; ties keep grid order. */
+  sw->order = malloc((size_t)k * sizeof(int));
+  if (!sw->order)
+    return verbose ? cli_fail(CLI_EFAIL, CMD, "out of memory") : CLI_EFAIL;
+  for (int i = 0; i < k; i++) {
+    int j = i, g = point_gpus(&sw->points[i]);
+    for (; j > 0 && point_gpus(&sw->points[sw->order[j - 1]]) < g; j--)
+      sw->order[j] = sw->order[j - 1];
+    sw->order[j] = i;
+  }
   return CLI_OK;
 }
 
@@ -395,9 +411,9 @@ typedef struct worker {
 } worker;
 
 static int next_pending(const sweep *sw, int *cursor) {
-  while (*cursor < sw->npoints && !sw->points[*cursor].pending)
+  while (*cursor < sw->npoints && !sw->points[sw->order[*cursor]].pending)
     (*cursor)++;
-  return *cursor < sw->npoints ? (*cursor)++ : -1;
+  return *cursor < sw->npoints ? sw->order[(*cursor)++] : -1;
 }
 
 static int give(worker *w, int idx) {
@@ -645,8 +661,8 @@ static int run_mpi(sweep *sw, int rank, int size, int *skipped) {
     if (rc == CLI_OK)
       rc = store_trace_loads(sw, db);
     for (int i = 0; rc == CLI_OK && i < sw->npoints; i++)
-      if (sw->points[i].pending)
-        pend[npend++] = i;
+      if (sw->points[sw->order[i]].pending)
+        pend[npend++] = sw->order[i];
   }
   int32_t head[2] = {rc, npend};
   MPI_Bcast(head, 2, MPI_INT32_T, 0, MPI_COMM_WORLD);
@@ -857,6 +873,7 @@ int cmd_sweep(int argc, char **argv) {
     if (ok == CLI_OK && rank != 0)
       ok = build_grid(&sw, 0);
     if (ok != CLI_OK) {
+      free(sw.order);
       free(sw.points);
       MPI_Finalize();
       return ok;
@@ -866,6 +883,7 @@ int cmd_sweep(int argc, char **argv) {
     rc = run_mpi(&sw, rank, size, &skipped);
     if (rank == 0 && (rc == CLI_OK || sw.failed))
       summary(&sw, skipped, 1, size);
+    free(sw.order);
     free(sw.points);
     MPI_Finalize();
     return rc;
@@ -910,6 +928,7 @@ int cmd_sweep(int argc, char **argv) {
   if (rc == CLI_OK && sw.failed)
     rc = CLI_EFAIL;
 out:
+  free(sw.order);
   free(sw.points);
   return rc;
 }
