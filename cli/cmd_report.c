@@ -67,13 +67,57 @@ static int policy_is(const char *spec, const char *name) {
   return strncmp(spec, name, n) == 0 && (spec[n] == '\0' || spec[n] == ':');
 }
 
-/* Sort rank of a policy inside its group: static first, oracle last. */
+/* Sort rank of a policy inside its group: the order of DESIGN.md (static
+ * first, the oracle bound last), unknown names before the oracle. */
 static int policy_rank(const char *spec) {
-  if (policy_is(spec, "static"))
-    return 0;
-  if (policy_is(spec, "oracle"))
-    return 2;
-  return 1;
+  static const char *const order[] = {"static", "capacity", "fastermoe",
+                                      "smartmoe", "eplb", "flexmoe"};
+  for (int i = 0; i < 6; i++)
+    if (policy_is(spec, order[i]))
+      return i;
+  return policy_is(spec, "oracle") ? 8 : 7;
+}
+
+/* Whether "key=value" occurs among the comma-separated parameters of spec. */
+static int has_param(const char *spec, const char *tok, size_t len) {
+  const char *p = strchr(spec, ':');
+  while (p) {
+    p++;
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n == len && strncmp(p, tok, len) == 0)
+      return 1;
+    p = end;
+  }
+  return 0;
+}
+
+/* The table's short name of a policy: its base name plus only the
+ * parameters that differ between the specs of that base in the report
+ * (canonical specs list every parameter; the full spec is in csv, json and
+ * --runs). */
+static void short_spec(const char *spec, const char *const *specs, size_t n,
+                       char *out, size_t len) {
+  const char *colon = strchr(spec, ':');
+  size_t base = colon ? (size_t)(colon - spec) : strlen(spec);
+  size_t off = (size_t)snprintf(out, len, "%.*s", (int)base, spec);
+  int first = 1;
+  for (const char *p = colon; p && off < len;) {
+    p++;
+    const char *end = strchr(p, ',');
+    size_t tl = end ? (size_t)(end - p) : strlen(p);
+    int common = 1;
+    for (size_t i = 0; i < n && common; i++)
+      if (strncmp(specs[i], spec, base) == 0 &&
+          (specs[i][base] == ':' || specs[i][base] == '\0'))
+        common = has_param(specs[i], p, tl);
+    if (!common) {
+      off += (size_t)snprintf(out + off, len - off, "%s%.*s", first ? ":" : ",",
+                              (int)tl, p);
+      first = 0;
+    }
+    p = end;
+  }
 }
 
 static int same_group(const st_run_summary *a, const st_run_summary *b) {
@@ -180,6 +224,9 @@ static const char *base_name(const char *path) {
 
 static void print_table(const char *db, const row *rows, size_t nr,
                         size_t nruns) {
+  const char **specs = malloc((nr ? nr : 1) * sizeof(*specs));
+  for (size_t i = 0; specs && i < nr; i++)
+    specs[i] = rows[i].first->policy;
   printf("%s: %zu complete run%s\n", db, nruns, nruns == 1 ? "" : "s");
   for (size_t i = 0; i < nr; i++) {
     const st_run_summary *f = rows[i].first;
@@ -195,18 +242,26 @@ static void print_table(const char *db, const row *rows, size_t nr,
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
              "balance");
     }
-    char speed[32] = "-", gap[32] = "-";
+    char speed[32] = "-", gap[32] = "-", name[256];
+    if (specs)
+      short_spec(f->policy, specs, nr, name, sizeof(name));
+    else
+      snprintf(name, sizeof(name), "%s", f->policy);
     if (!isnan(rows[i].speedup))
       snprintf(speed, sizeof(speed), "%.2fx", rows[i].speedup);
     if (!isnan(rows[i].oracle_gap))
       snprintf(gap, sizeof(gap), "%+.1f%%", 100 * rows[i].oracle_gap);
     printf("%5d  %-22s %4d %6lld %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f %7.3f "
            "%7.2f\n",
-           f->gpus, f->policy, rows[i].runs, (long long)rows[i].iterations,
+           f->gpus, name, rows[i].runs, (long long)rows[i].iterations,
            rows[i].mean_ms, speed, gap, rows[i].compute_ms, rows[i].alltoall_ms,
            rows[i].allreduce_ms, rows[i].migration_ms, rows[i].other_ms,
            rows[i].balance);
   }
+  free(specs);
+  printf("\n(times: mean ms per iteration; speedup = static / policy; vs_oracle = "
+         "policy / oracle - 1;\n policies by name and the parameters that differ; "
+         "in full: --format csv|json or --runs)\n");
 }
 
 /* A CSV field, quoted when it holds a comma, quote or newline. */

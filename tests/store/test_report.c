@@ -195,3 +195,34 @@ Test(report, bad_flags_are_usage_errors) {
   free(out);
   free(err);
 }
+
+Test(report, table_names_policies_by_the_parameters_that_differ) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  const char *t = "x.npy";
+  put_run(db, "sim", t, "dgx-h100", 8, "static", 1, "a", 10, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "flexmoe:threshold=1.1,horizon=50", 1, "b", 5, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "flexmoe:threshold=1.3,horizon=50", 1, "c", 4, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "eplb:period=100,slots=0", 1, "d", 8, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "oracle:max_steps=0", 1, "e", 2, 2);
+  st_close(db);
+  char *out, *err;
+  cr_assert_eq(report(&out, &err, "--db", dbpath, NULL, NULL), 0, "%s", err);
+  /* DESIGN.md order: static, ..., eplb, flexmoe, oracle last. */
+  const char *want[] = {"    8  static ", "    8  eplb ", "    8  flexmoe:threshold=1.1 ",
+                        "    8  flexmoe:threshold=1.3 ", "    8  oracle "};
+  const char *at = out;
+  for (size_t i = 0; i < 5; i++) {
+    const char *hit = strstr(at, want[i]);
+    cr_assert_not_null(hit, "'%s' missing or out of order in:\n%s", want[i], out);
+    at = hit + 1;
+  }
+  cr_assert(strstr(out, "+100.0%") && strstr(out, "2.50x"), "%s", out);
+  free(out);
+  free(err);
+  /* CSV keeps the full canonical spec. */
+  cr_assert_eq(report(&out, &err, "--db", dbpath, "--format", "csv"), 0);
+  cr_assert(strstr(out, "\"flexmoe:threshold=1.3,horizon=50\""), "%s", out);
+  free(out);
+  free(err);
+}
