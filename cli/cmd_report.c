@@ -124,7 +124,8 @@ static int same_group(const st_run_summary *a, const st_run_summary *b) {
   return strcmp(a->kind, b->kind) == 0 && strcmp(a->trace, b->trace) == 0 &&
          strcmp(a->trace_hash, b->trace_hash) == 0 &&
          strcmp(a->cluster, b->cluster) == 0 &&
-         strcmp(a->engine, b->engine) == 0 && a->gpus == b->gpus;
+         strcmp(a->engine, b->engine) == 0 && a->it_first == b->it_first &&
+         a->it_last == b->it_last && a->gpus == b->gpus;
 }
 
 static int cmp_runs(const void *pa, const void *pb) {
@@ -134,6 +135,10 @@ static int cmp_runs(const void *pa, const void *pb) {
       (c = strcmp(a->trace_hash, b->trace_hash)) ||
       (c = strcmp(a->cluster, b->cluster)) || (c = strcmp(a->engine, b->engine)))
     return c;
+  if (a->it_first != b->it_first)
+    return a->it_first < b->it_first ? -1 : 1;
+  if (a->it_last != b->it_last)
+    return a->it_last < b->it_last ? -1 : 1;
   if (a->gpus != b->gpus)
     return a->gpus < b->gpus ? -1 : 1;
   if (policy_rank(a->policy) != policy_rank(b->policy))
@@ -233,10 +238,13 @@ static void print_table(const char *db, const row *rows, size_t nr,
     if (i == 0 || strcmp(f->kind, rows[i - 1].first->kind) ||
         strcmp(f->trace, rows[i - 1].first->trace) ||
         strcmp(f->cluster, rows[i - 1].first->cluster) ||
-        strcmp(f->engine, rows[i - 1].first->engine)) {
-      printf("\n%s runs, trace %s, cluster %s, engine %s\n", f->kind,
-             f->trace[0] ? base_name(f->trace) : "-", f->cluster,
-             f->engine[0] ? f->engine : "-");
+        strcmp(f->engine, rows[i - 1].first->engine) ||
+        f->it_first != rows[i - 1].first->it_first ||
+        f->it_last != rows[i - 1].first->it_last) {
+      printf("\n%s runs, trace %s, cluster %s, engine %s, iterations %lld:%lld\n",
+             f->kind, f->trace[0] ? base_name(f->trace) : "-", f->cluster,
+             f->engine[0] ? f->engine : "-", (long long)f->it_first,
+             (long long)f->it_last + 1);
       printf("%5s  %-22s %4s %6s %10s %8s %9s %8s %8s %9s %7s %7s %7s\n",
              "gpus", "policy", "runs", "iters", "mean_ms", "speedup",
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
@@ -286,7 +294,8 @@ static void csv_num(double v, const char *fmt) {
 }
 
 static void print_csv(const row *rows, size_t nr) {
-  puts("kind,trace,cluster,engine,gpus,policy,runs,iterations,"
+  puts("kind,trace,cluster,engine,first_iteration,end_iteration,gpus,policy,"
+       "runs,iterations,"
        "mean_iteration_ms,speedup_vs_static,oracle_gap,compute_ms,alltoall_ms,"
        "allreduce_ms,migration_ms,other_ms,balance_mean,migrated_bytes,"
        "dropped_tokens");
@@ -300,7 +309,8 @@ static void print_csv(const row *rows, size_t nr) {
     csv_field(f->cluster);
     putchar(',');
     csv_field(f->engine);
-    printf(",%d,", f->gpus);
+    printf(",%lld,%lld,%d,", (long long)f->it_first, (long long)f->it_last + 1,
+           f->gpus);
     csv_field(f->policy);
     printf(",%d,%lld", r->runs, (long long)r->iterations);
     csv_num(r->mean_ms, "%.6f");
@@ -334,9 +344,10 @@ static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) 
                            r->allreduce_ms, "migration", r->migration_ms,
                            "other", r->other_ms);
     json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:i,s:s,s:i,s:I,s:f,s:o,s:o,s:o,s:f,s:I,s:I}", "kind",
-        f->kind, "trace", f->trace, "cluster", f->cluster, "engine", f->engine,
-        "gpus", f->gpus, "policy", f->policy, "runs", r->runs, "iterations",
+        "{s:s,s:s,s:s,s:s,s:[I,I],s:i,s:s,s:i,s:I,s:f,s:o,s:o,s:o,s:f,s:I,s:I}",
+        "kind", f->kind, "trace", f->trace, "cluster", f->cluster, "engine",
+        f->engine, "iteration_range", (json_int_t)f->it_first,
+        (json_int_t)f->it_last + 1, "gpus", f->gpus, "policy", f->policy, "runs", r->runs, "iterations",
         (json_int_t)r->iterations, "mean_iteration_ms", r->mean_ms,
         "speedup_vs_static", num_or_null(r->speedup), "oracle_gap",
         num_or_null(r->oracle_gap), "breakdown_ms", bd, "balance_mean",

@@ -172,6 +172,7 @@ typedef struct st_run_summary {
       other_ms;         /* means over the iteration rows */
   double balance_mean;
   int64_t bytes_alltoall, bytes_migrated, tokens_dropped, tokens_total; /* sums */
+  int64_t it_first, it_last; /* iteration range of the rows (0, -1 if none) */
 } st_run_summary;
 
 /* Complete runs (status "complete"), of `kind` unless NULL, ordered by id.
