@@ -42,7 +42,9 @@ static const char help[] =
     "columns: mean_ms = mean iteration time; speedup = static / policy;\n"
     "vs_oracle = policy / oracle - 1; compute, a2a (dispatch + combine),\n"
     "allreduce (replica gradients), migr (expert moves), other: mean ms per\n"
-    "iteration; balance = mean over iterations of max/mean GPU load.\n"
+    "iteration; balance = mean over iterations of max/mean GPU load;\n"
+    "dropped = share of token slots dropped (a policy that drops tokens can\n"
+    "look faster than the oracle, which drops none).\n"
     "\n"
     "example:\n"
     "  flexmoe sweep --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
@@ -57,7 +59,7 @@ typedef struct row {
   int64_t iterations;
   double mean_ms, compute_ms, alltoall_ms, allreduce_ms, migration_ms,
       other_ms, balance;
-  double migrated_bytes, dropped_tokens;
+  double migrated_bytes, dropped_tokens, total_tokens;
   double speedup;    /* NAN when there is no static peer */
   double oracle_gap; /* NAN when there is no oracle peer */
 } row;
@@ -190,6 +192,7 @@ static size_t build_rows(const st_run_summary *runs, size_t n, row *rows) {
     r->balance += s->balance_mean;
     r->migrated_bytes += (double)s->bytes_migrated;
     r->dropped_tokens += (double)s->tokens_dropped;
+    r->total_tokens += (double)s->tokens_total;
   }
   for (size_t i = 0; i < nr; i++) {
     row *r = &rows[i];
@@ -245,10 +248,10 @@ static void print_table(const char *db, const row *rows, size_t nr,
              f->kind, f->trace[0] ? base_name(f->trace) : "-", f->cluster,
              f->engine[0] ? f->engine : "-", (long long)f->it_first,
              (long long)f->it_last + 1);
-      printf("%5s  %-22s %4s %6s %10s %8s %9s %8s %8s %9s %7s %7s %7s\n",
+      printf("%5s  %-22s %4s %6s %10s %8s %9s %8s %8s %9s %7s %7s %7s %7s\n",
              "gpus", "policy", "runs", "iters", "mean_ms", "speedup",
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
-             "balance");
+             "balance", "dropped");
     }
     char speed[32] = "-", gap[32] = "-", name[256];
     if (specs)
@@ -259,17 +262,23 @@ static void print_table(const char *db, const row *rows, size_t nr,
       snprintf(speed, sizeof(speed), "%.2fx", rows[i].speedup);
     if (!isnan(rows[i].oracle_gap))
       snprintf(gap, sizeof(gap), "%+.1f%%", 100 * rows[i].oracle_gap);
+    char drop[32];
+    snprintf(drop, sizeof(drop), "%.1f%%",
+             rows[i].total_tokens > 0
+                 ? 100 * rows[i].dropped_tokens / rows[i].total_tokens
+                 : 0.0);
     printf("%5d  %-22s %4d %6lld %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f %7.3f "
-           "%7.2f\n",
+           "%7.2f %7s\n",
            f->gpus, name, rows[i].runs, (long long)rows[i].iterations,
            rows[i].mean_ms, speed, gap, rows[i].compute_ms, rows[i].alltoall_ms,
            rows[i].allreduce_ms, rows[i].migration_ms, rows[i].other_ms,
-           rows[i].balance);
+           rows[i].balance, drop);
   }
   free(specs);
   printf("\n(times: mean ms per iteration; speedup = static / policy; vs_oracle = "
-         "policy / oracle - 1;\n policies by name and the parameters that differ; "
-         "in full: --format csv|json or --runs)\n");
+         "policy / oracle - 1;\n dropped = share of token slots dropped "
+         "(capacity); policies by name and the\n parameters that differ, in full: "
+         "--format csv|json or --runs)\n");
 }
 
 /* A CSV field, quoted when it holds a comma, quote or newline. */
