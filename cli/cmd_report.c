@@ -370,7 +370,7 @@ static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) 
     json_array_append_new(arr, o);
   }
   json_object_set_new(doc, "rows", arr);
-  json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
   putchar('\n');
   json_decref(doc);
   return CLI_OK;
@@ -394,7 +394,7 @@ static int print_runs(const char *db, const st_run_summary *runs, size_t n,
                          r->mean_ms, "config_key", r->config_key));
     }
     json_object_set_new(doc, "runs", arr);
-    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     putchar('\n');
     json_decref(doc);
     return CLI_OK;
