@@ -17,9 +17,6 @@
 #include "runtime/rt_calib.h"
 #include "store/st_store.h"
 
-#pragma weak st_open
-#pragma weak st_close
-int st_profile_put(st_db *db, const char *name, const char *json) __attribute__((weak));
 
 static const char *const help =
     "usage: flexmoe calibrate --backend cuda|cpu [--partitions N] [--ranks N] [--device D]\n"
@@ -103,7 +100,7 @@ int cmd_calibrate(int argc, char **argv) {
   if (strcmp(backend, "nccl") == 0)
     return cli_fail(CLI_EUSAGE, "calibrate", "--backend nccl: calibrate with cuda (same kernels) and run nccl with that profile");
   rt_backend_config bc = {ranks ? ranks : (partitions ? partitions : (strcmp(backend, "cpu") == 0 ? 2 : 1)),
-                          partitions, device, 300.0};
+                          partitions, device, 300.0, 0};
   char err[1024] = "";
   rt_backend *b = NULL;
   if ((rc = rt_backend_create(&b, backend, &bc, err, sizeof err)))
@@ -136,6 +133,8 @@ int cmd_calibrate(int argc, char **argv) {
   p.exchange_GBps = res.exchange_GBps;
   p.exchange_latency_us = res.exchange_latency_us;
   p.launch_us = res.launch_us;
+  p.local_lat_us = res.local_lat_us;
+  p.local_us_per_row = res.local_us_per_row;
   p.gpus = b->ranks;
   int G = b->ranks;
   rt_backend_destroy(b);
@@ -143,8 +142,6 @@ int cmd_calibrate(int argc, char **argv) {
   if (out_path && cli_rt_profile_save(&p, out_path, em, sizeof em))
     return cli_fail(CLI_EFAIL, "calibrate", "--out %s", em);
   if (db_path) {
-    if (!st_open || !st_profile_put)
-      return cli_fail(CLI_EFAIL, "calibrate", "--db: this build has no results store with profiles (write --out instead)");
     st_db *db = NULL;
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "calibrate", "%s", em);
     char *pj = NULL, *cj = NULL, cname[96];
@@ -166,10 +163,12 @@ int cmd_calibrate(int argc, char **argv) {
     }
     for (int i = 0; i < res.nsizes; i++)
       json_array_append_new(xs, json_pack("{s:f, s:f}", "bytes_per_rank", res.x_bytes[i], "us", res.x_us[i]));
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:o, s:f, s:f, s:f}", "name", p.name,
-                            "backend", backend, "device", p.device, "ranks", G, "d_model", d, "d_ff", f,
-                            "ffn", pts, "bwd_ratio", res.bwd_ratio, "exchange", xs, "exchange_GBps",
-                            res.exchange_GBps, "exchange_latency_us", res.exchange_latency_us,
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:f}",
+                            "name", p.name, "backend", backend, "device", p.device, "ranks", G,
+                            "d_model", d, "d_ff", f, "ffn", pts, "bwd_ratio", res.bwd_ratio,
+                            "exchange", xs, "exchange_GBps", res.exchange_GBps,
+                            "exchange_latency_us", res.exchange_latency_us, "local_latency_us",
+                            res.local_lat_us, "local_us_per_row", res.local_us_per_row,
                             "launch_us", res.launch_us);
     json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     putchar('\n');
@@ -177,21 +176,23 @@ int cmd_calibrate(int argc, char **argv) {
     return CLI_OK;
   }
   printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p.name, p.device, G, d, f);
-  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_TFLOP/s");
+  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_GFLOP/s");
   for (int i = 0; i < res.ntokens; i++) {
     double fl = 4.0 * (double)res.tokens[i] * d * f;
     printf("%8" PRId64 " %12.2f %12.2f %10.2f %12.1f\n", res.tokens[i], res.fwd_us[i], res.bwd_us[i],
-           res.bwd_us[i] / res.fwd_us[i], fl / res.fwd_us[i] * 1e-6);
+           res.bwd_us[i] / res.fwd_us[i], fl / res.fwd_us[i] * 1e-3);
   }
   printf("bwd_ratio %.3f (points >= 256 tokens)\n", res.bwd_ratio);
-  printf("%14s %12s\n", "bytes/rank", "dispatch_us");
+  printf("%14s %12s\n", "bytes/rank", "alltoall_us");
   for (int i = 0; i < res.nsizes; i++) printf("%14.0f %12.2f\n", res.x_bytes[i], res.x_us[i]);
-  printf("exchange %.1f GB/s per rank, latency %.2f us; launch %.2f us per kernel\n",
-         res.exchange_GBps, res.exchange_latency_us, res.launch_us);
+  printf("exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
+         " launch %.2f us per kernel\n",
+         res.exchange_GBps, res.exchange_latency_us, res.local_lat_us, res.local_us_per_row,
+         res.launch_us);
   if (out_path) {
     char cpath[1024];
     cli_rt_cluster_path(out_path, cpath, sizeof cpath);
-    printf("wrote %s and %s\n", out_path, cpath);
+    printf("wrote %s, %s and the .runtime.json beside them\n", out_path, cpath);
   }
   return CLI_OK;
 }

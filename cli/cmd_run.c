@@ -14,8 +14,13 @@
 #include "rtrun.h"
 #include "rtprof.h"
 
-#pragma weak st_open
-#pragma weak st_close
+
+/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
+static const char *short_name(const char *spec, char *buf, size_t len) {
+  size_t n = strcspn(spec, ":");
+  snprintf(buf, len, "%.*s", (int)n, spec);
+  return buf;
+}
 
 static const char *const help =
     "usage: flexmoe run --backend cpu|cuda|nccl --trace T --policy SPEC [--policy SPEC]...\n"
@@ -142,17 +147,18 @@ int cmd_run(int argc, char **argv) {
       cfg.exchange_GBps = prof.exchange_GBps;
       cfg.exchange_lat_us = prof.exchange_latency_us;
     }
+    cfg.local_lat_us = prof.local_lat_us;
+    cfg.local_us_per_row = prof.local_us_per_row;
   }
   st_db *db = NULL;
   if (db_path) {
-    if (!st_open) return cli_fail(CLI_EFAIL, "run", "--db: this build has no results store");
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
   }
   json_t *runs = json_array();
   int out = CLI_OK, owner = 1;
   if (fmt == CLI_FMT_TABLE)
-    printf("%-28s %6s %10s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
-           "dispatch", "compute", "combine", "allreduce", "migration", "balance", "moved_MiB");
+    printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
+           "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance", "moved_MiB");
   for (int p = 0; p < npol && out == CLI_OK; p++) {
     cfg.policy = policies[p];
     cli_rt_output *o = NULL;
@@ -174,9 +180,12 @@ int cmd_run(int argc, char **argv) {
                  o->check.tokens_missing == 0 && o->check.checksum_mismatches == 0;
     }
     if (fmt == CLI_FMT_TABLE && owner) {
-      printf("%-28s %6" PRId64 " %10.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n", o->policy,
+      char sn[64];
+      printf("%-12s %6" PRId64 " %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
+             short_name(o->policy, sn, sizeof sn),
              o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],
-             o->phase_ms[RT_PH_COMPUTE], o->phase_ms[RT_PH_COMBINE], o->phase_ms[RT_PH_ALLREDUCE],
+             o->phase_ms[RT_PH_COMPUTE], o->phase_ms[RT_PH_COMBINE], o->phase_ms[RT_PH_LOCAL],
+             o->phase_ms[RT_PH_ALLREDUCE],
              o->phase_ms[RT_PH_MIGRATION], o->balance_p50, (double)o->migrated_bytes / 1048576.0);
       if (o->checked)
         printf("  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
@@ -185,10 +194,10 @@ int cmd_run(int argc, char **argv) {
                o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
                check_ok ? "ok" : "FAILED");
     }
-    json_t *bd = json_pack("{s:f, s:f, s:f, s:f, s:f}", "dispatch", o->phase_ms[RT_PH_DISPATCH],
+    json_t *bd = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "dispatch", o->phase_ms[RT_PH_DISPATCH],
                            "compute", o->phase_ms[RT_PH_COMPUTE], "combine", o->phase_ms[RT_PH_COMBINE],
-                           "allreduce", o->phase_ms[RT_PH_ALLREDUCE], "migration",
-                           o->phase_ms[RT_PH_MIGRATION]);
+                           "local", o->phase_ms[RT_PH_LOCAL], "allreduce", o->phase_ms[RT_PH_ALLREDUCE],
+                           "migration", o->phase_ms[RT_PH_MIGRATION]);
     json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:f, s:o, s:f, s:f, s:I, s:I, s:I}",
                           "policy", o->policy, "backend", o->backend, "cluster", o->cluster,
                           "device", o->device, "gpus", o->gpus, "iterations",

@@ -681,19 +681,19 @@ static int trace_fit(int argc, char **argv) {
            " iterations, up to %d rounds\n\n",
            f.source, f.iterations, out, f.cal_iterations, f.rounds);
     printf("       ---- max/mean p50 ----  ---- L1 change lag 1 --  --- L1 change lag 10 --"
-           "  ---------- model ----------\n");
+           "  -------------- model --------------\n");
     printf("layer  target  fitted  error   target  fitted  error   target  fitted  error "
-           "   scale  innov    phi  rank_s\n");
+           "   scale  innov    phi    psi  rank_s\n");
     for (int l = 0; l < f.layers; l++) {
       const tr_fit_layer *x = &f.layer[l];
       printf("%5d  %6.2f  %6.2f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  "
-             "%6.3f  %5.3f  %5.3f  %6.3f\n",
+             "%6.3f  %5.3f  %5.3f  %5.3f  %6.3f\n",
              l, x->target.max_mean_p50, x->fitted.max_mean_p50,
              100 * (x->fitted.max_mean_p50 / x->target.max_mean_p50 - 1), x->target.change1,
              x->fitted.change1, 100 * (x->fitted.change1 / x->target.change1 - 1),
              x->target.change10, x->fitted.change10,
              100 * (x->fitted.change10 / x->target.change10 - 1), x->scale, x->innov, x->phi,
-             x->rank_sigma);
+             x->psi, x->rank_sigma);
     }
   }
   tr_fit_fini(&f);

@@ -28,23 +28,23 @@
 #include "rtprof.h"
 #include "rtrun.h"
 #include "runtime/rt_calib.h"
+#include "placement/pl_policy.h"
 #include "simrun.h"
 
-#pragma weak st_open
-#pragma weak st_close
+/* The simulator's runner may be absent from a build (cli/simrun.c not yet
+ * implemented): referenced weakly, the prediction then falls back to the
+ * placement cost model. */
 #pragma weak cli_sim_compute
 #pragma weak cli_sim_summary_of
 #pragma weak cli_sim_record
 #pragma weak cli_sim_output_free
-typedef struct st_validation_row_v {
-  int64_t predicted_run;
-  int64_t measured_run;
-  double err_time, err_compute, err_alltoall, err_allreduce, err_migration, err_other;
-  const char *detail_json;
-} st_validation_row_v;
-/* st_validation_add (store additions), called through a local prototype
- * with the same layout so this file builds before the header has it. */
-extern int st_validation_add(st_db *db, const void *v, int64_t *id) __attribute__((weak));
+
+/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
+static const char *short_name(const char *spec, char *buf, size_t len) {
+  size_t n = strcspn(spec, ":");
+  snprintf(buf, len, "%.*s", (int)n, spec);
+  return buf;
+}
 
 static const char *const help =
     "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
@@ -77,14 +77,16 @@ typedef struct vrun {
 } vrun;
 
 /* phases compared: compute, all-to-all (dispatch + combine), allreduce, migration */
-enum { V_COMPUTE, V_ALLTOALL, V_ALLREDUCE, V_MIGRATION, V_TIME, V_N };
-static const char *const vnames[V_N] = {"compute", "alltoall", "allreduce", "migration", "time"};
+enum { V_COMPUTE, V_ALLTOALL, V_ALLREDUCE, V_MIGRATION, V_OTHER, V_TIME, V_N };
+static const char *const vnames[V_N] = {"compute", "alltoall", "allreduce", "migration", "other",
+                                        "time"};
 
 static void fold(const double *ph, double time, double *v) {
   v[V_COMPUTE] = ph[RT_PH_COMPUTE];
   v[V_ALLTOALL] = ph[RT_PH_DISPATCH] + ph[RT_PH_COMBINE];
   v[V_ALLREDUCE] = ph[RT_PH_ALLREDUCE];
   v[V_MIGRATION] = ph[RT_PH_MIGRATION];
+  v[V_OTHER] = ph[RT_PH_LOCAL];
   v[V_TIME] = time;
 }
 
@@ -196,7 +198,7 @@ int cmd_validate(int argc, char **argv) {
   char tmpdir[64] = "", tmpprof[128] = "";
   if (!profile_path) {
     rt_backend_config bc = {cfg.partitions ? cfg.partitions : (cfg.ranks ? cfg.ranks : 4),
-                            cfg.partitions, cfg.device, 300.0};
+                            cfg.partitions, cfg.device, 300.0, 0};
     if (strcmp(cfg.backend, "nccl") == 0)
       return cli_fail(CLI_EUSAGE, "validate", "--backend nccl needs --profile (calibrate with cuda)");
     rt_backend *b = NULL;
@@ -227,6 +229,9 @@ int cmd_validate(int argc, char **argv) {
     prof.pl.bwd_ratio = res.bwd_ratio;
     prof.exchange_GBps = res.exchange_GBps;
     prof.exchange_latency_us = res.exchange_latency_us;
+    prof.local_lat_us = res.local_lat_us;
+    prof.local_us_per_row = res.local_us_per_row;
+    prof.launch_us = res.launch_us;
     prof.gpus = b->ranks;
     rt_backend_destroy(b);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/flexmoe-validate-XXXXXX");
@@ -243,10 +248,11 @@ int cmd_validate(int argc, char **argv) {
   cfg.profile = &prof.pl;
   cfg.exchange_GBps = prof.exchange_GBps;
   cfg.exchange_lat_us = prof.exchange_latency_us;
+  cfg.local_lat_us = prof.local_lat_us;
+  cfg.local_us_per_row = prof.local_us_per_row;
   int use_sim = cli_sim_compute && cli_sim_summary_of && cli_sim_output_free;
   st_db *db = NULL;
   if (db_path) {
-    if (!st_open) return cli_fail(CLI_EFAIL, "validate", "--db: this build has no results store");
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
   }
   vrun *vr = calloc((size_t)npol, sizeof *vr);
@@ -270,6 +276,7 @@ int cmd_validate(int argc, char **argv) {
     }
     int gpus = m->gpus, slots = m->slots, d = m->d_model, f = m->d_ff, k = m->top_k;
     int64_t a = m->it_begin, bnd = m->it_end;
+    double nonmoe_us = m->nonmoe_us, tokens_per_gpu = m->slots_per_gpu_mean / m->top_k;
     cli_rt_output_free(m);
     if (!owner) continue;
     if (use_sim) {
@@ -288,8 +295,25 @@ int cmd_validate(int argc, char **argv) {
       sc.profile_path = profile_path;
       sc.slots = slots;
       (void)gpus;
+      /* The runtime's local token movement is the simulator's non-MoE
+       * work: nonmoe_us = factor (2d/f) ffn_us(T) (1 + bwd)/2 there
+       * (sim_profile.h), so give it the factor that yields ours. */
+      char simprof[1100] = "";
+      if (nonmoe_us > 0) {
+        double denom = 2.0 * d / f * pl_ffn_us(&prof.pl, tokens_per_gpu) * (1.0 + prof.pl.bwd_ratio) / 2.0;
+        json_t *pj = json_load_file(profile_path, 0, NULL);
+        if (pj && denom > 0) {
+          json_object_set_new(pj, "nonmoe_factor", json_real(nonmoe_us / denom));
+          snprintf(simprof, sizeof simprof, "%s.sim-%d.json", profile_path, (int)getpid());
+          if (json_dump_file(pj, simprof, JSON_INDENT(2)) == 0) sc.profile_path = simprof;
+          else simprof[0] = 0;
+        }
+        json_decref(pj);
+      }
       cli_sim_output *so = NULL;
-      if ((rc = cli_sim_compute(&sc, &so, em, sizeof em))) {
+      rc = cli_sim_compute(&sc, &so, em, sizeof em);
+      if (simprof[0]) unlink(simprof);
+      if (rc) {
         out = cli_fail(rc, "validate", "simulator: %s", em);
         break;
       }
@@ -298,6 +322,7 @@ int cmd_validate(int argc, char **argv) {
       vr[p].pred[V_ALLTOALL] = s->alltoall_ms;
       vr[p].pred[V_ALLREDUCE] = s->allreduce_ms;
       vr[p].pred[V_MIGRATION] = s->migration_ms;
+      vr[p].pred[V_OTHER] = s->other_ms;
       vr[p].pred[V_TIME] = s->mean_iteration_ms;
       if (db && cli_sim_record && (rc = cli_sim_record(db, so, &vr[p].pred_id, em, sizeof em))) {
         cli_sim_output_free(so);
@@ -319,14 +344,14 @@ int cmd_validate(int argc, char **argv) {
       fold(po->phase_ms, po->mean_iteration_ms, vr[p].pred);
       cli_rt_output_free(po);
     }
-    if (db && st_validation_add && vr[p].pred_id) {
-      st_validation_row_v row = {vr[p].pred_id, vr[p].meas_id,
+    if (db && vr[p].pred_id) {
+      st_validation_row row = {vr[p].pred_id, vr[p].meas_id,
                                  rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME]),
                                  rel(vr[p].pred[V_COMPUTE], vr[p].meas[V_COMPUTE]),
                                  rel(vr[p].pred[V_ALLTOALL], vr[p].meas[V_ALLTOALL]),
                                  rel(vr[p].pred[V_ALLREDUCE], vr[p].meas[V_ALLREDUCE]),
                                  rel(vr[p].pred[V_MIGRATION], vr[p].meas[V_MIGRATION]),
-                                 NAN, NULL};
+                                 rel(vr[p].pred[V_OTHER], vr[p].meas[V_OTHER]), NULL};
       int64_t vid;
       if ((rc = st_validation_add(db, &row, &vid))) {
         out = cli_fail(CLI_EFAIL, "validate", "%s: cannot store the validation", db_path);
@@ -386,12 +411,12 @@ int cmd_validate(int argc, char **argv) {
     json_decref(doc);
   } else {
     printf("validate: backend %s, predictor: %s\n", cfg.backend, predictor);
-    printf("%-28s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");
+    printf("%-12s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");
     for (int p = 0; p < npol; p++)
       for (int q = V_N - 1; q >= 0; q--) {
-        if (q == V_TIME - 1) {}
         double e = rel(vr[p].pred[q], vr[p].meas[q]);
-        printf("%-28s %-10s %12.3f %12.3f %8.1f%%\n", q == V_TIME ? vr[p].policy : "", vnames[q],
+        char sn[64];
+        printf("%-12s %-10s %12.3f %12.3f %8.1f%%\n", q == V_TIME ? short_name(vr[p].policy, sn, sizeof sn) : "", vnames[q],
                vr[p].pred[q], vr[p].meas[q], isnan(e) ? 0.0 : 100.0 * e);
       }
     printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",

@@ -11,6 +11,19 @@
 
 #include "cli.h"
 
+double cli_rt_local_us(const cli_rt_profile *p, double slots) {
+  if (p->local_us_per_row <= 0 && p->local_lat_us <= 0) return 0.0;
+  return 4.0 * (p->local_lat_us + slots * p->local_us_per_row);
+}
+
+static void sibling(const char *path, const char *ext, char *buf, size_t len) {
+  size_t n = strlen(path);
+  if (n > 5 && strcmp(path + n - 5, ".json") == 0)
+    snprintf(buf, len, "%.*s.%s.json", (int)(n - 5), path, ext);
+  else
+    snprintf(buf, len, "%s.%s.json", path, ext);
+}
+
 void cli_rt_cluster_path(const char *path, char *buf, size_t len) {
   size_t n = strlen(path);
   if (n > 5 && strcmp(path + n - 5, ".json") == 0)
@@ -71,6 +84,18 @@ int cli_rt_profile_load(const char *path, cli_rt_profile *p, char *em, size_t el
     p->gpus = (int)json_integer_value(json_object_get(c, "gpus_per_node"));
     json_decref(c);
   }
+  sibling(path, "runtime", cpath, sizeof cpath);
+  if (access(cpath, R_OK) == 0) {
+    json_t *c = json_load_file(cpath, 0, &je);
+    if (!c) {
+      snprintf(em, el, "%s:%d: %s", cpath, je.line, je.text);
+      goto done;
+    }
+    p->local_lat_us = json_number_value(json_object_get(c, "local_latency_us"));
+    p->local_us_per_row = json_number_value(json_object_get(c, "local_us_per_row"));
+    p->launch_us = json_number_value(json_object_get(c, "launch_us"));
+    json_decref(c);
+  }
   rc = CLI_OK;
 done:
   json_decref(root);
@@ -127,13 +152,22 @@ static int write_atomic(const char *path, const char *text, char *em, size_t el)
 }
 
 int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, size_t el) {
-  char *pj = NULL, *cj = NULL, cpath[1024];
+  char *pj = NULL, *cj = NULL, cpath[1024], rpath[1024];
   if (cli_rt_profile_json(p, &pj, &cj)) {
     snprintf(em, el, "out of memory");
     return CLI_EFAIL;
   }
+  json_t *rt = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "name", p->name, "local_latency_us",
+                         p->local_lat_us, "local_us_per_row", p->local_us_per_row, "launch_us",
+                         p->launch_us, "exchange_GBps", p->exchange_GBps, "exchange_latency_us",
+                         p->exchange_latency_us);
+  char *rj = rt ? json_dumps(rt, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) : NULL;
+  json_decref(rt);
   cli_rt_cluster_path(path, cpath, sizeof cpath);
-  int rc = write_atomic(cpath, cj, em, el);
+  sibling(path, "runtime", rpath, sizeof rpath);
+  int rc = rj ? write_atomic(rpath, rj, em, el) : CLI_EFAIL;
+  free(rj);
+  if (!rc) rc = write_atomic(cpath, cj, em, el);
   if (!rc) rc = write_atomic(path, pj, em, el);
   free(pj);
   free(cj);

@@ -8,7 +8,14 @@
  *   P.cluster.json  a cluster file in the format `--cluster FILE.json` takes
  *                   (one node of G ranks, compute_scale 1 because the profile
  *                   was measured on one rank, intra/inter = the measured
- *                   exchange bandwidth and latency).
+ *                   exchange bandwidth and latency);
+ *   P.runtime.json  what only the runtime knows: the local token movement
+ *                   fit (permute: latency + cost per row), launch overhead,
+ *                   and the raw exchange points.
+ * The runtime's local token movement per layer and direction (four passes
+ * over the rank's token slots S) is what the cost model calls non-MoE work:
+ * nonmoe_us = 4 (local_lat_us + S local_us_per_row); `flexmoe validate`
+ * gives it to the simulator as the profile's nonmoe_factor for the run.
  * Owned by the runtime authors.
  */
 #ifndef FLEXMOE_CLI_RTPROF_H
@@ -28,8 +35,13 @@ typedef struct cli_rt_profile {
   double exchange_GBps;       /* 0 when no cluster file */
   double exchange_latency_us;
   double launch_us;
+  double local_lat_us, local_us_per_row; /* 0 when no runtime file */
   int gpus;
 } cli_rt_profile;
+
+/* Non-MoE time per layer and direction the runtime spends moving S token
+ * slots locally (see above). */
+double cli_rt_local_us(const cli_rt_profile *p, double slots_per_gpu);
 
 /* P.json -> P.cluster.json */
 void cli_rt_cluster_path(const char *profile_path, char *buf, size_t len);

@@ -1,10 +1,6 @@
 /*
  * rtrun.c - one runtime replay: resolve the configuration like the
  * simulator's runner, run it on a backend, record it (contract: rtrun.h).
- *
- * Functions of libraries that other engineers implement (trace reader,
- * results store) are referenced weakly: a build where one of them is not
- * there yet still links, and the command says clearly what is missing.
  */
 #include "rtrun.h"
 
@@ -24,18 +20,9 @@
 #include "traces/tr_rescale.h"
 #include "traces/tr_trace.h"
 
-#pragma weak tr_open
-#pragma weak tr_close
-#pragma weak tr_rescale_slice
-#pragma weak st_run_begin
-#pragma weak st_run_iteration
-#pragma weak st_run_plan
-#pragma weak st_run_gpu
-#pragma weak st_run_commit
-#pragma weak st_run_abort
 
 const char *const cli_rt_phase_names[RT_PH_COUNT] = {"dispatch", "compute", "combine",
-                                                     "allreduce", "migration"};
+                                                     "allreduce", "migration", "local"};
 
 static int efail(char *em, size_t el, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -133,6 +120,7 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
     res->phase_ms[RT_PH_DISPATCH] += c.alltoall_us / 2e3;
     res->phase_ms[RT_PH_COMBINE] += c.alltoall_us / 2e3;
     res->phase_ms[RT_PH_ALLREDUCE] += c.allreduce_us / 1e3;
+    res->phase_ms[RT_PH_LOCAL] += c.other_us / 1e3;
     double bal = pl_routing_balance(&p->r);
     if (bal > res->balance) res->balance = bal;
     res->tokens_total += p->r.total;
@@ -150,8 +138,6 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
 }
 
 int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, size_t el) {
-  if (!tr_open || !tr_rescale_slice)
-    return efail(em, el, CLI_EFAIL, "this build has no trace reader (traces/ not merged)");
   tr_trace t;
   tr_error terr;
   memset(&terr, 0, sizeof terr);
@@ -198,7 +184,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
                A, B, t.iterations);
     goto done;
   }
-  rt_backend_config bc = {cfg->ranks, cfg->partitions, cfg->device, 300.0};
+  rt_backend_config bc = {cfg->ranks, cfg->partitions, cfg->device, 300.0, 0};
   if (cfg->partitions > 0) bc.ranks = cfg->partitions;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cpu") == 0) bc.ranks = t.ranks;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cuda") == 0) bc.ranks = 1;
@@ -225,7 +211,8 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
     rc = efail(em, el, CLI_EFAIL, "out of memory for %" PRId64 " iterations of counts", I);
     goto done;
   }
-  int64_t slots_per_gpu = cfg->tokens_per_gpu * k, smax = 1;
+  int64_t slots_per_gpu = cfg->tokens_per_gpu * k, smax = 1, emax = 1;
+  double ssum = 0;
   for (int64_t i = 0; i < I; i++)
     for (int l = 0; l < L; l++) {
       int64_t *c = counts + per * (size_t)i + (size_t)l * G * E;
@@ -239,6 +226,12 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
         int64_t s = 0;
         for (int e = 0; e < E; e++) s += c[g * E + e];
         if (s > smax) smax = s;
+        ssum += (double)s;
+      }
+      for (int e = 0; e < E; e++) {
+        int64_t s = 0;
+        for (int g = 0; g < G; g++) s += c[g * E + e];
+        if (s > emax) emax = s;
       }
     }
   /* profile */
@@ -258,6 +251,11 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
     kp.pl.bwd_ratio = 2.15;
     kp.pl.nonmoe_us = 0.0;
   }
+  double smean = ssum / ((double)I * L * G);
+  if (cfg->local_lat_us > 0 || cfg->local_us_per_row > 0)
+    kp.pl.nonmoe_us = 4.0 * (cfg->local_lat_us + smean * cfg->local_us_per_row);
+  o->slots_per_gpu_mean = smean;
+  o->nonmoe_us = kp.pl.nonmoe_us;
   pl_env env = PL_ENV_INIT;
   env.layers = L;
   env.experts = E;
@@ -282,7 +280,9 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
     rc = efail(em, el, CLI_EUSAGE, "--policy '%s': %s", cfg->policy, perr[0] ? perr : pl_strerror(prc));
     goto done;
   }
-  rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed};
+  /* GPU warm-up at every token count an expert can get here (bounded by an
+   * expert's largest total load in the trace slice). */
+  rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed, emax};
   if (!cfg->predict && rt_exec_create(&x, b, pol, &env, &xc, err, sizeof err)) {
     rc = efail(em, el, CLI_EFAIL, "backend '%s': %s", cfg->backend, err);
     goto done;
@@ -386,8 +386,6 @@ done:
 }
 
 int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, size_t el) {
-  if (!st_run_begin || !st_run_commit)
-    return efail(em, el, CLI_EFAIL, "this build has no results store (store/ not merged)");
   char cluster_json[1024], params[1024], key[2048];
   snprintf(cluster_json, sizeof cluster_json,
            "{\"name\":\"%s\",\"nodes\":1,\"gpus_per_node\":%d,\"backend\":\"%s\",\"device\":\"%s\"}",
@@ -409,7 +407,8 @@ int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, 
     const rt_iter_result *x = &o->rows[i];
     st_iter_row row = {x->iteration, x->time_ms, x->phase_ms[RT_PH_COMPUTE],
                        x->phase_ms[RT_PH_DISPATCH] + x->phase_ms[RT_PH_COMBINE],
-                       x->phase_ms[RT_PH_ALLREDUCE], x->phase_ms[RT_PH_MIGRATION], 0.0,
+                       x->phase_ms[RT_PH_ALLREDUCE], x->phase_ms[RT_PH_MIGRATION],
+                       x->phase_ms[RT_PH_LOCAL],
                        x->balance, x->bytes_alltoall, x->bytes_migrated, x->tokens_dropped,
                        x->tokens_total};
     rc = st_run_iteration(r, &row);

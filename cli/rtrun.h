@@ -35,6 +35,8 @@ typedef struct cli_rt_config {
   double exchange_GBps;      /* cluster link for the policies' cost model */
   double exchange_lat_us;
   const pl_profile *profile; /* NULL: nominal H200 partition numbers */
+  double local_lat_us;       /* local token movement fit (rtprof.h): the */
+  double local_us_per_row;   /* profile's non-MoE time; 0: none */
   int check;                 /* run rt_exec_check after the last iteration */
   int quiet;                 /* no progress on stderr */
   int predict;               /* no backend: predict every iteration with
@@ -43,7 +45,7 @@ typedef struct cli_rt_config {
                                 the simulator, instead of running it */
 } cli_rt_config;
 
-#define CLI_RT_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, 0, 0, 0}
+#define CLI_RT_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, 0, 0, 0, 0, 0}
 
 typedef struct cli_rt_output {
   char policy[256];
@@ -51,6 +53,8 @@ typedef struct cli_rt_output {
   char cluster[64];
   char device[512];
   int gpus, slots, d_model, d_ff, top_k, layers, experts;
+  double slots_per_gpu_mean;       /* token slots a rank routes per layer, mean */
+  double nonmoe_us;                /* the profile's non-MoE time used */
   int64_t it_begin, it_end;
   int64_t iterations;
   double mean_iteration_ms;

@@ -172,6 +172,14 @@ __global__ void k_add_tail(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t
 
 __global__ void k_empty(void) {}
 
+__global__ void k_spin(uint64_t ns) {
+  uint64_t t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+
 #define ST(s) ((cudaStream_t)(s))
 
 extern "C" int kn_cuda_blas_create(kn_blas *out, kn_stream stream) {
@@ -318,6 +326,13 @@ extern "C" int kn_cuda_copy(kn_stream s, void *dst, int dst_dev, const void *src
 
 extern "C" int kn_cuda_empty(kn_stream s) {
   k_empty<<<1, 1, 0, ST(s)>>>();
+  KN_LAUNCHED();
+  return 0;
+}
+
+extern "C" int kn_cuda_spin(kn_stream s, double us) {
+  if (us <= 0) return 0;
+  k_spin<<<1, 1, 0, ST(s)>>>((uint64_t)(us * 1e3));
   KN_LAUNCHED();
   return 0;
 }

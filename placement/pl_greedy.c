@@ -29,8 +29,8 @@
 #include "placement/pl_error.h"
 #include "pl_internal.h"
 
-/* Weight of the RMS of per-GPU compute in the objective (see the top). */
-#define PL_TIE 0.1
+/* Weight of the spread term in the objective (see pl_greedy_objective). */
+#define PL_TIE 0.2
 
 /* ---- tournament tree ---------------------------------------------------- */
 
@@ -95,41 +95,109 @@ static double ring_us(const pl_greedy *g, int e) {
   return (2.0 * (n - 1) / n * g->grad_bytes / bw + 2.0 * (n - 1) * lat) * 1e6;
 }
 
-/* Remote share of the tokens a GPU computes, as one all-to-all, us. */
-static double a2a_us(const pl_greedy *g, double tokens) {
+/* One all-to-all of a GPU with these token counts (pl_cost's rule), us. */
+static double a2a_us(const pl_greedy *g, double intra, double inter) {
   const pl_cluster *c = g->c;
-  double t = 0, G = g->G, gpn = g->gpn;
-  if (tokens <= 0)
-    return 0.0;
-  if (g->gpn > 1)
-    t += c->intra_lat_s + tokens * (gpn - 1) / G * g->token_bytes / c->intra_Bps;
-  if (g->G > g->gpn)
-    t += c->inter_lat_s +
-         tokens * (G - gpn) / G * g->token_bytes / (c->inter_Bps / c->oversub);
+  double t = 0;
+  if (intra > 0)
+    t += c->intra_lat_s + intra * g->token_bytes / c->intra_Bps;
+  if (inter > 0)
+    t += c->inter_lat_s + inter * g->token_bytes / (c->inter_Bps / c->oversub);
   return t * 1e6;
 }
 
+/*
+ * Expected routing of GPU `gpu` under uniform sources (each GPU sends L/G of
+ * an expert's load L), locality first as pl_route: for expert e hosted on
+ * gpu in node n, with c replicas in node n, r in all and k nodes holding
+ * one, the replica computes
+ *     L/G x gpn x (1/c + (N - k)/r)          (N nodes of gpn GPUs):
+ * its own GPU's tokens, an even share of its node's GPUs without e (intra
+ * in) and of the nodes without e (inter in). Out of the GPU go, over the
+ * intra link, its tokens for experts its node holds elsewhere
+ * ((cover_n - own) / G) and, over the NIC, those for experts its node lacks
+ * ((total - cover_n) / G). The all-to-all takes max(in, out) on each link.
+ * With one node this reduces to the even split L/r.
+ */
 static void refresh_gpu(pl_greedy *g, int gpu) {
   const pl_placement *p = g->p;
   const int *host = p->host + (size_t)gpu * p->slots;
-  double tok = 0, comp = 0, ar = 0;
-  for (int j = 0; j < p->nhost[gpu]; j++) {
+  int nh = p->nhost[gpu], n = gpu / g->gpn, N = g->G / g->gpn;
+  double tok = 0, comp = 0, ar = 0, G = g->G, gpn = g->gpn;
+  for (int j = 0; j < nh; j++) {
     int e = host[j];
     tok += g->per[e];
-    comp += pl_ffn_us(g->prof, g->per[e]);
     ar += g->ring[e];
   }
-  g->sq += comp * comp - g->comp[gpu] * g->comp[gpu]; /* sum of squares */
+  double a2a_mean = 0;
+  for (int k = 0; k < g->K; k++) {
+    const double *L = g->load + (size_t)k * g->E;
+    double sc = 0, own = 0, iin = 0, xin = 0;
+    for (int j = 0; j < nh; j++) {
+      int e = host[j];
+      double c = g->cnt[(size_t)e * N + n], r = p->nrep[e], kk = g->knodes[e];
+      double unit = L[e] / G;
+      double t = unit * gpn * (1.0 / c + (N - kk) / r);
+      own += unit;
+      iin += unit * (gpn - c) / c;
+      xin += unit * (N - kk) * gpn / r;
+      sc += pl_ffn_us(g->prof, t);
+    }
+    double cover = g->cover[(size_t)k * N + n];
+    double iout = fmax(0.0, cover / G - own), xout = fmax(0.0, (g->total[k] - cover) / G);
+    g->sa2a[(size_t)k * g->G + gpu] = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
+    a2a_mean += g->sa2a[(size_t)k * g->G + gpu];
+    g->scomp[(size_t)k * g->G + gpu] = sc;
+    comp += sc;
+    pl_seg_update(&g->t_sa2a[k], gpu);
+    pl_seg_update(&g->t_scomp[k], gpu);
+  }
+  comp /= g->K;
+  a2a_mean /= g->K;
+  double t = comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_mean + ar, t0 = g->tgpu[gpu];
+  g->sum_t += t - t0;
+  g->sq += t * t - t0 * t0;
+  g->tgpu[gpu] = t;
   g->tok[gpu] = tok;
   g->comp[gpu] = comp;
   g->ar[gpu] = ar;
   g->kall[gpu] = tok;
   g->kfree[gpu] = p->nhost[gpu] < g->S ? tok : INFINITY;
   pl_seg_update(&g->t_tok, gpu);
-  pl_seg_update(&g->t_comp, gpu);
   pl_seg_update(&g->t_ar, gpu);
   pl_seg_update(&g->t_all, gpu);
   pl_seg_update(&g->t_free, gpu);
+}
+
+/* Placement add/remove that keep the per-node replica counts, the number
+ * of nodes holding each expert and each node's covered load in step, and
+ * refresh every GPU whose expected routing changed. */
+static int place_add(pl_greedy *g, int e, int gpu) {
+  int rc = pl_placement_add(g->p, e, gpu);
+  if (rc)
+    return rc;
+  int N = g->G / g->gpn, n = gpu / g->gpn;
+  if (g->cnt[(size_t)e * N + n]++ == 0) {
+    g->knodes[e]++;
+    for (int k = 0; k < g->K; k++)
+      g->cover[(size_t)k * N + n] += g->load[(size_t)k * g->E + e];
+    g->dirty_node = n; /* its GPUs are refreshed by refresh_expert */
+  }
+  return PL_OK;
+}
+
+static int place_remove(pl_greedy *g, int e, int gpu) {
+  int rc = pl_placement_remove(g->p, e, gpu);
+  if (rc)
+    return rc;
+  int N = g->G / g->gpn, n = gpu / g->gpn;
+  if (--g->cnt[(size_t)e * N + n] == 0) {
+    g->knodes[e]--;
+    for (int k = 0; k < g->K; k++)
+      g->cover[(size_t)k * N + n] -= g->load[(size_t)k * g->E + e];
+    g->dirty_node = n;
+  }
+  return PL_OK;
 }
 
 static void refresh_mig(pl_greedy *g, int gpu) {
@@ -147,7 +215,7 @@ static void refresh_mig(pl_greedy *g, int gpu) {
 
 static void refresh_expert_keys(pl_greedy *g, int e) {
   int n = g->p->nrep[e];
-  g->per[e] = n ? g->load[e] / n : 0.0;
+  g->per[e] = n ? g->mload[e] / n : 0.0;
   g->ring[e] = ring_us(g, e);
   g->khot[e] = n < g->G ? g->per[e] : -INFINITY;
   g->kcold[e] = n > 1 ? g->per[e] : INFINITY;
@@ -155,7 +223,8 @@ static void refresh_expert_keys(pl_greedy *g, int e) {
   pl_seg_update(&g->t_cold, e);
 }
 
-/* Expert e's replica set changed (extra: a GPU that lost it, or -1). */
+/* Expert e's replica set changed (extra: a GPU that lost it, or -1): its
+ * GPUs, and all GPUs of a node whose covered load changed. */
 static void refresh_expert(pl_greedy *g, int e, int extra) {
   refresh_expert_keys(g, e);
   const int *rep = g->p->rep + (size_t)e * g->G;
@@ -163,6 +232,12 @@ static void refresh_expert(pl_greedy *g, int e, int extra) {
     refresh_gpu(g, rep[i]);
   if (extra >= 0)
     refresh_gpu(g, extra);
+  if (g->dirty_node >= 0) {
+    int n = g->dirty_node;
+    g->dirty_node = -1;
+    for (int u = n * g->gpn; u < (n + 1) * g->gpn; u++)
+      refresh_gpu(g, u);
+  }
 }
 
 static void account(pl_greedy *g, int from, int to, int sign) {
@@ -191,13 +266,13 @@ typedef struct op {
 static int do_op(pl_greedy *g, const op *o) {
   int rc;
   if (o->add) {
-    if ((rc = pl_placement_add(g->p, o->e, o->gpu)) != 0)
+    if ((rc = place_add(g, o->e, o->gpu)) != 0)
       return rc;
     if (o->src >= 0)
       account(g, o->src, o->gpu, +1);
     refresh_expert(g, o->e, -1);
   } else {
-    if ((rc = pl_placement_remove(g->p, o->e, o->gpu)) != 0)
+    if ((rc = place_remove(g, o->e, o->gpu)) != 0)
       return rc;
     refresh_expert(g, o->e, o->gpu);
   }
@@ -206,12 +281,12 @@ static int do_op(pl_greedy *g, const op *o) {
 
 static void undo_op(pl_greedy *g, const op *o) {
   if (o->add) {
-    pl_placement_remove(g->p, o->e, o->gpu);
+    place_remove(g, o->e, o->gpu);
     if (o->src >= 0)
       account(g, o->src, o->gpu, -1);
     refresh_expert(g, o->e, o->gpu);
   } else {
-    pl_placement_add(g->p, o->e, o->gpu);
+    place_add(g, o->e, o->gpu);
     refresh_expert(g, o->e, -1);
   }
 }
@@ -232,15 +307,16 @@ static double try_ops(pl_greedy *g, const op *ops, int n, int keep) {
 
 int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
                    const pl_profile *prof, pl_placement *p, const double *load,
-                   int S, double mig_weight) {
+                   int scenarios, int S, double mig_weight) {
   memset(g, 0, sizeof(*g));
-  if (S < 1 || S > p->slots)
+  if (S < 1 || S > p->slots || scenarios < 1)
     return PL_EINVAL;
   g->c = c;
   g->m = m;
   g->prof = prof;
   g->E = p->experts;
   g->G = p->gpus;
+  g->K = scenarios;
   g->S = S;
   g->gpn = c->gpus_per_node;
   g->mig_weight = mig_weight;
@@ -249,11 +325,17 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->token_bytes = (double)pl_token_bytes(m);
   g->grad_bytes = (double)pl_expert_params(m) * m->bytes_per_elem;
   g->move_bytes = pl_expert_move_bytes(m);
-  size_t G = (size_t)g->G, E = (size_t)g->E;
-  g->tok = pl_calloc(G * 6, sizeof(double));
+  size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
+  g->tok = pl_calloc(G * 7, sizeof(double));
   g->mio = pl_calloc(G * 4, sizeof(int64_t));
-  g->per = pl_calloc(E * 4, sizeof(double));
-  if (!g->tok || !g->mio || !g->per) {
+  g->per = pl_calloc(E * 5, sizeof(double));
+  size_t N = G / (size_t)g->gpn;
+  g->sa2a = pl_calloc(K * G * 2, sizeof(double));
+  g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
+  g->cnt = pl_calloc(E * N + E, sizeof(int));
+  g->cover = pl_calloc(K * N + K, sizeof(double));
+  if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
+      !g->cover) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
   }
@@ -262,9 +344,33 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->migt = g->tok + 3 * G;
   g->kfree = g->tok + 4 * G;
   g->kall = g->tok + 5 * G;
+  g->tgpu = g->tok + 6 * G;
   g->ring = g->per + E;
   g->khot = g->per + 2 * E;
   g->kcold = g->per + 3 * E;
+  g->mload = g->per + 4 * E;
+  g->scomp = g->sa2a + K * G;
+  g->t_scomp = g->t_sa2a + K;
+  g->knodes = g->cnt + E * N;
+  g->total = g->cover + K * N;
+  g->dirty_node = -1;
+  for (size_t e = 0; e < E; e++) {
+    const int *rep = p->rep + e * G;
+    for (int i = 0; i < p->nrep[e]; i++)
+      if (g->cnt[e * N + (size_t)(rep[i] / g->gpn)]++ == 0) {
+        g->knodes[e]++;
+        for (size_t k = 0; k < K; k++)
+          g->cover[k * N + (size_t)(rep[i] / g->gpn)] += load[k * E + e];
+      }
+    for (size_t k = 0; k < K; k++)
+      g->total[k] += load[k * E + e];
+  }
+  for (size_t e = 0; e < E; e++) {
+    double sum = 0;
+    for (size_t k = 0; k < K; k++)
+      sum += load[k * E + e];
+    g->mload[e] = sum / (double)K;
+  }
   /* values first, then the trees are built over them in O(G + E) */
   for (int e = 0; e < g->E; e++)
     refresh_expert_keys(g, e);
@@ -273,8 +379,11 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
     refresh_mig(g, u);
   }
   int rc = 0;
+  for (size_t k = 0; k < K; k++) {
+    rc |= pl_seg_init(&g->t_sa2a[k], g->G, g->sa2a + k * G, 1);
+    rc |= pl_seg_init(&g->t_scomp[k], g->G, g->scomp + k * G, 1);
+  }
   rc |= pl_seg_init(&g->t_tok, g->G, g->tok, 1);
-  rc |= pl_seg_init(&g->t_comp, g->G, g->comp, 1);
   rc |= pl_seg_init(&g->t_ar, g->G, g->ar, 1);
   rc |= pl_seg_init(&g->t_mig, g->G, g->migt, 1);
   rc |= pl_seg_init(&g->t_free, g->G, g->kfree, 0);
@@ -291,11 +400,17 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
 void pl_greedy_fini(pl_greedy *g) {
   if (!g)
     return;
+  if (g->t_sa2a)
+    for (int k = 0; k < 2 * g->K; k++)
+      pl_seg_fini(&g->t_sa2a[k]);
+  pl_free(g->t_sa2a);
+  pl_free(g->sa2a);
+  pl_free(g->cnt);
+  pl_free(g->cover);
   pl_free(g->tok);
   pl_free(g->mio);
   pl_free(g->per);
   pl_seg_fini(&g->t_tok);
-  pl_seg_fini(&g->t_comp);
   pl_seg_fini(&g->t_ar);
   pl_seg_fini(&g->t_mig);
   pl_seg_fini(&g->t_free);
@@ -306,24 +421,30 @@ void pl_greedy_fini(pl_greedy *g) {
 }
 
 double pl_greedy_layer_us(const pl_greedy *g) {
-  double comp = g->comp[pl_seg_top(&g->t_comp)];
-  double tok = g->tok[pl_seg_top(&g->t_tok)];
+  double sum = 0;
+  for (int k = 0; k < g->K; k++) {
+    const double *sc = g->scomp + (size_t)k * g->G, *sa = g->sa2a + (size_t)k * g->G;
+    sum += sc[pl_seg_top(&g->t_scomp[k])] * (1.0 + g->prof->bwd_ratio) +
+           4.0 * sa[pl_seg_top(&g->t_sa2a[k])];
+  }
   double ar = g->ar[pl_seg_top(&g->t_ar)];
-  return comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_us(g, tok) + ar +
-         2.0 * g->prof->nonmoe_us;
+  return sum / g->K + ar + 2.0 * g->prof->nonmoe_us;
 }
 
 double pl_greedy_migration_us(const pl_greedy *g) {
   return g->migt[pl_seg_top(&g->t_mig)];
 }
 
-/* The max-based layer time is flat while several GPUs share the maximum:
- * no single step lowers it and a pure max objective stops there. A small
- * weight on the RMS of per-GPU compute breaks such plateaus (steps that
- * relieve one of several equally loaded GPUs are taken). */
+/* The max-based layer time is flat while several GPUs are near the
+ * maximum: no single step lowers it and a pure max objective stops there.
+ * The spread term sum(t_g^2) / sum(t_g) over the GPUs' estimated times t_g
+ * (compute + all-to-all + all-reduce) is the load-weighted mean GPU time:
+ * it falls whenever a busy GPU is relieved, so with weight 0.2 it lets the
+ * greedy walk off such plateaus (tuned on the real traces: 0.1 to 0.5 give
+ * the same quality, 0 is clearly worse at 64 GPUs). */
 double pl_greedy_objective(const pl_greedy *g) {
-  double rms = sqrt(fmax(g->sq, 0) / g->G) * (1.0 + g->prof->bwd_ratio);
-  return pl_greedy_layer_us(g) + g->mig_weight * pl_greedy_migration_us(g) + PL_TIE * rms;
+  double spread = g->sum_t > 0 ? fmax(g->sq, 0) / g->sum_t : 0;
+  return pl_greedy_layer_us(g) + g->mig_weight * pl_greedy_migration_us(g) + PL_TIE * spread;
 }
 
 double pl_greedy_balance(const pl_greedy *g) {

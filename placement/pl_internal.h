@@ -12,7 +12,7 @@
  * groups all-reduce as in pl_cost (ring over the slowest link, serialised
  * per GPU), and the moves made so far cost pl_cost_moves_us's per-GPU
  * formula, weighted by mig_weight (1/H: amortised over the horizon), plus
- * 0.1 x the RMS of per-GPU compute as a plateau breaker. Every
+ * 0.2 x the load-weighted mean GPU time as a plateau breaker. Every
  * quantity is kept per GPU and per expert and updated incrementally in
  * O(r (S + log G)) for a change to an expert with r replicas, with
  * tournament trees for the maxima, so one greedy step costs far less than
@@ -54,29 +54,37 @@ typedef struct pl_greedy {
   const pl_cluster *c;
   const pl_model *m;
   const pl_profile *prof;
-  int E, G, S, gpn;
+  int E, G, S, gpn, K;
   double mig_weight; /* weight of the migration time in the objective */
   pl_placement *p;   /* edited in place, not owned */
-  const double *load;/* [E] predicted load, not owned */
+  const double *load;/* [K*E] load scenarios, not owned */
   double token_bytes, grad_bytes;
   int64_t move_bytes;
-  double *tok, *comp, *ar, *migt; /* [G] */
+  double *tok, *comp, *ar, *migt; /* [G] scenario means (tok, comp) */
   double *kfree, *kall;           /* [G] tok if selectable, else +inf */
   int64_t *mio;                   /* [4G] intra out/in, inter out/in bytes */
-  double *per, *ring, *khot, *kcold; /* [E] */
-  pl_seg t_tok, t_comp, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
+  double *per, *ring, *khot, *kcold, *mload; /* [E] (per: mean load / replica) */
+  double *sa2a, *scomp;           /* [K*G] per scenario: all-to-all, compute (us) */
+  pl_seg *t_sa2a, *t_scomp;       /* [K] maxima per scenario */
+  int *cnt, *knodes;              /* [E*N] replicas of e in node n; [E] nodes holding e */
+  double *cover, *total;          /* [K*N] load of the experts node n holds; [K] */
+  int dirty_node;                 /* node whose cover changed, -1 */
+  pl_seg t_tok, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
   int steps;                      /* steps applied by pl_greedy_run */
-  double sq;                      /* sum over GPUs of comp^2 */
+  double *tgpu;                   /* [G] estimated time of each GPU (us) */
+  double sq, sum_t;               /* sums over GPUs of tgpu^2 and tgpu */
 } pl_greedy;
 
 /* Builds the model of placement p (valid, slots limited to S <= p->slots)
- * under the loads. p and load must outlive g. */
+ * under `scenarios` load vectors load[k*E + e]: the layer time is the mean
+ * over the scenarios (1 scenario: a point prediction). p and load must
+ * outlive g. */
 int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
                    const pl_profile *prof, pl_placement *p, const double *load,
-                   int S, double mig_weight);
+                   int scenarios, int S, double mig_weight);
 void pl_greedy_fini(pl_greedy *g);
-/* Objective: estimated layer time + mig_weight x migration time + 0.1 x
- * RMS of per-GPU compute (us). */
+/* Objective: estimated layer time + mig_weight x migration time + 0.2 x
+ * sum(t_g^2) / sum(t_g) over per-GPU estimated times (us). */
 double pl_greedy_objective(const pl_greedy *g);
 /* Estimated layer time alone, and the migration time of the moves so far. */
 double pl_greedy_layer_us(const pl_greedy *g);

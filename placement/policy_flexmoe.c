@@ -31,9 +31,11 @@
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
-  int slots, background, max_steps, interval;
+  int slots, background, max_steps, interval, scenarios;
   pl_monitor mon;
   double *gload; /* [G] */
+  double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
+  int64_t *seen; /* [layers] observations */
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -42,6 +44,8 @@ static void fx_fini(void *state) {
     return;
   pl_monitor_fini(&s->mon);
   pl_free(s->gload);
+  pl_free(s->hist);
+  pl_free(s->seen);
   pl_free(s);
 }
 
@@ -58,12 +62,15 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "background", 1, 0, 1, &s->background)) ||
       (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
       (rc = pl_kv_int(kv, nkv, "interval", 1, 1, 1 << 30, &s->interval)) ||
+      (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
     s->max_steps = env->experts;
   s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
-  if (!s->gload) {
+  s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
+  s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
+  if (!s->gload || !s->hist || !s->seen) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -80,7 +87,14 @@ fail:
 static int fx_observe(void *state, int iteration, int layer, const int64_t *counts) {
   (void)iteration;
   fx_state *s = state;
-  return pl_monitor_observe(&s->mon, layer, counts);
+  int rc = pl_monitor_observe(&s->mon, layer, counts);
+  if (rc)
+    return rc;
+  int E = s->env.experts, G = s->env.cluster.gpus;
+  double *row = s->hist + ((size_t)layer * s->scenarios + (size_t)(s->seen[layer] % s->scenarios)) * E;
+  pl_sum_sources(counts, G, E, row);
+  s->seen[layer]++;
+  return PL_OK;
 }
 
 static int fx_plan(void *state, int iteration, int layer,
@@ -98,9 +112,15 @@ static int fx_plan(void *state, int iteration, int layer,
   int rc = pl_plan_take_copy(plan, current);
   if (rc)
     return rc;
+  /* scenarios: the last min(seen, scenarios) observed loads, in ring order
+   * (their mean cost is what is minimised); 1: the predictor's estimate */
+  int K = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
+  const double *scen = K > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
+  if (K < 2)
+    K = 1;
   pl_greedy g;
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile,
-                           &plan->placement, load, s->slots, 1.0 / s->horizon)) != 0)
+                           &plan->placement, scen, K, s->slots, 1.0 / s->horizon)) != 0)
     return rc;
   double before = pl_greedy_layer_us(&g);
   rc = pl_greedy_run(&g, s->max_steps);
@@ -123,6 +143,7 @@ static const pl_param_desc fx_params[] = {
     {"background", "1", "1: moves overlap the next iteration; 0: blocking"},
     {"max_steps", "0", "greedy steps per plan (0: the number of experts)"},
     {"interval", "1", "check the trigger every this many iterations"},
+    {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 

@@ -81,7 +81,7 @@ fail:
 static int refine(or_state *s, pl_placement *p) {
   pl_greedy g;
   int rc = pl_greedy_init(&g, &s->env.cluster, &s->env.model, &s->env.profile,
-                          p, s->load, s->slots, 0.0);
+                          p, s->load, 1, s->slots, 0.0);
   if (rc)
     return rc;
   rc = pl_greedy_run(&g, s->max_steps);

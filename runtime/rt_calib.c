@@ -45,6 +45,35 @@ typedef struct cbuf {
   int32_t *idx;
 } cbuf;
 
+/* Before a measurement: keep every rank busy for `us` so that the host
+ * queues all repetitions before the first stamp (the replay keeps the host
+ * ahead of the GPUs the same way), then align the ranks. */
+static int head_start(rt_backend *b, double us) {
+  int rc;
+  if (b->ops->delay)
+    for (int r = 0; r < b->ranks; r++)
+      if (b->ops->owns(b, r) && (rc = b->ops->delay(b, r, us))) return rc;
+  return b->ops->barrier(b);
+}
+
+/* Least squares y = a + b x; a negative intercept (noise at small sizes)
+ * becomes half the smallest measurement, a floor rather than no cost. */
+static void fit(const double *x, const double *y, int n, double *a, double *b) {
+  double mx = 0, my = 0, sxx = 0, sxy = 0;
+  for (int i = 0; i < n; i++) {
+    mx += x[i] / n;
+    my += y[i] / n;
+  }
+  for (int i = 0; i < n; i++) {
+    sxx += (x[i] - mx) * (x[i] - mx);
+    sxy += (x[i] - mx) * (y[i] - my);
+  }
+  *b = sxx > 0 ? sxy / sxx : 0;
+  if (*b < 0) *b = 0;
+  *a = my - *b * mx;
+  if (*a <= 0) *a = n > 0 ? 0.5 * y[0] : 0;
+}
+
 /* Slowest rank's (stamp s1 - stamp s0), ms. */
 static double span(const double *ms, int G, int s0, int s1) {
   double w = 0;
@@ -117,14 +146,14 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
     out->tokens[i] = n;
     for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
       if (rep == 0) {
-        BK(o->barrier(b));
+        BK(head_start(b, 500.0 + 60.0 * cfg->reps));
         BK(o->mark(b, 0));
       }
       for (int r = 0; r < G; r++)
         if (o->owns(b, r)) BK(o->ffn_fwd(b, r, cb[r].X, cb[r].P, cb[r].A, cb[r].Y, n, d, f));
     }
     BK(o->mark(b, 1));
-    BK(o->barrier(b));
+    BK(head_start(b, 500.0 + 100.0 * cfg->reps));
     BK(o->mark(b, 2));
     for (int rep = 0; rep < cfg->reps; rep++)
       for (int r = 0; r < G; r++)
@@ -146,56 +175,60 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
       sb += out->bwd_us[i];
     }
   out->bwd_ratio = sf > 0 ? sb / sf : 2.0;
-  /* exchange: uniform dispatch at several sizes */
+  /* exchange: uniform all-to-all at several sizes (copies + barrier) */
   out->nsizes = cfg->nsizes;
   for (int i = 0; i < cfg->nsizes; i++) {
     int64_t m = cfg->rows[i];
     size_t chunk = (size_t)m * d * esz;
     for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
       if (rep == 0) {
-        BK(o->barrier(b));
+        BK(head_start(b, 500.0 + 100.0 * cfg->reps));
         BK(o->mark(b, 0));
       }
-      for (int r = 0; r < G; r++)
-        if (o->owns(b, r)) BK(o->permute(b, r, cb[r].out, cb[r].send, cb[r].idx, NULL, m * G, d));
       BK(o->group_begin(b));
       for (int r = 0; r < G; r++)
         for (int g = 0; g < G; g++)
-          BK(o->copy(b, r, (char *)cb[r].out + (size_t)g * chunk, g,
+          BK(o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
                      (char *)cb[g].recv + (size_t)r * chunk, chunk));
       BK(o->group_end(b));
       BK(o->barrier(b));
-      for (int r = 0; r < G; r++)
-        if (o->owns(b, r)) BK(o->permute(b, r, cb[r].send, cb[r].recv,
-                                         cb[r].idx, NULL, m * G, d));
     }
     BK(o->mark(b, 1));
     BK(o->collect(b, 2, ms));
     out->x_bytes[i] = (double)m * (G > 1 ? G - 1 : 1) * d * cfg->model_bytes_per_elem;
     out->x_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
   }
-  /* least squares t = a + bytes / bw */
+  /* least squares t = latency + bytes / bandwidth */
   if (cfg->nsizes >= 2) {
-    double mx = 0, my = 0, sxx = 0, sxy = 0;
-    int n = cfg->nsizes;
-    for (int i = 0; i < n; i++) {
-      mx += out->x_bytes[i] / n;
-      my += out->x_us[i] / n;
-    }
-    for (int i = 0; i < n; i++) {
-      sxx += (out->x_bytes[i] - mx) * (out->x_bytes[i] - mx);
-      sxy += (out->x_bytes[i] - mx) * (out->x_us[i] - my);
-    }
-    double slope = sxx > 0 ? sxy / sxx : 0; /* us per byte */
-    double icpt = my - slope * mx;
+    double icpt, slope; /* us, us per byte */
+    fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
     out->exchange_GBps = slope > 0 ? 1e-3 / slope : 0;
-    out->exchange_latency_us = icpt > 0 ? icpt : 0;
+    out->exchange_latency_us = icpt;
   }
+  /* local token movement: permute of m * G rows */
+  double lx[RT_CALIB_MAX], ly[RT_CALIB_MAX];
+  for (int i = 0; i < cfg->nsizes; i++) {
+    int64_t rows = cfg->rows[i] * G;
+    for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
+      if (rep == 0) {
+        BK(head_start(b, 500.0 + 30.0 * cfg->reps));
+        BK(o->mark(b, 0));
+      }
+      for (int r = 0; r < G; r++)
+        if (o->owns(b, r)) BK(o->permute(b, r, cb[r].out, cb[r].send, cb[r].idx, NULL, rows, d));
+    }
+    BK(o->mark(b, 1));
+    BK(o->collect(b, 2, ms));
+    lx[i] = (double)rows;
+    ly[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
+  }
+  fit(lx, ly, cfg->nsizes, &out->local_lat_us, &out->local_us_per_row);
   /* launch overhead: a chain of tiny kernels on rank 0 */
   {
     int n = 200;
     BK(o->barrier(b));
     BK(o->mark(b, 0));
+    /* no head start here: this measures the host's launch rate */
     for (int i = 0; i < n; i++)
       for (int r = 0; r < G; r++)
         if (o->owns(b, r)) BK(o->fill(b, r, cb[r].out, 8, 1, 1.0f));

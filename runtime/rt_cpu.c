@@ -344,6 +344,7 @@ const rt_backend_ops rt_backend_cpu_ops = {
     .ffn_fwd = cpu_ffn_fwd,
     .ffn_bwd = cpu_ffn_bwd,
     .add = cpu_add,
+    .delay = NULL,
     .group_begin = cpu_group,
     .copy = cpu_copy,
     .group_end = cpu_group,

@@ -32,7 +32,9 @@
 #include "placement/pl_route.h"
 
 typedef struct slot {
-  int expert; /* -1: free */
+  int expert; /* -1: free, -2: being freed in this migration round */
+  int was;    /* expert of a slot being freed (still readable this round) */
+  int born;   /* migration round that filled it (-1: earlier) */
   void *param, *grad, *stage, *opt;
 } slot;
 
@@ -69,6 +71,10 @@ struct rt_exec {
   rt_exec_config cfg;
   int G, L, E, k, d, f, esz;
   int64_t Smax, Tmax, Cap;
+  int nphys;       /* physical slots per (layer, rank): slots + 1 spare, so
+                      that a plan that swaps experts between full GPUs
+                      always finds a free buffer (at most `slots` are ever
+                      occupied once a plan is applied) */
   size_t pelems;   /* 2 d f */
   size_t optbytes; /* per replica */
   lr *lr;          /* [L*G] */
@@ -82,6 +88,7 @@ struct rt_exec {
   mig_copy *mig;
   int nmig, capmig, rounds;
   double *stamps;
+  int *kind;       /* phase of each time stamp */
   double *busy, *total;
   int64_t iters;
   char *err;
@@ -140,7 +147,7 @@ void rt_exec_destroy(rt_exec *x) {
         for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
           if (dev[i]) x->ops->release(x->b, r, dev[i]);
         if (q->slots)
-          for (int s = 0; s < x->cfg.slots; s++) {
+          for (int s = 0; s < x->nphys; s++) {
             slot *sl = &q->slots[s];
             void *sp[] = {sl->param, sl->grad, sl->stage, sl->opt};
             for (int i = 0; i < 4; i++)
@@ -164,10 +171,13 @@ void rt_exec_destroy(rt_exec *x) {
   free(x->moves);
   free(x->mig);
   free(x->stamps);
+  free(x->kind);
   free(x->busy);
   free(x->total);
   free(x);
 }
+
+static int warmup(rt_exec *x);
 
 int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
                    const pl_env *env, const rt_exec_config *cfg, char *err,
@@ -196,6 +206,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->d = cfg->d_model;
   x->f = cfg->d_ff;
   x->esz = x->ops->elem_bytes(b);
+  x->nphys = cfg->slots + 1;
   x->Smax = cfg->max_slots_per_rank;
   x->Tmax = (x->Smax + x->k - 1) / x->k;
   x->Cap = x->Smax * x->G;
@@ -210,10 +221,11 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->rowc = calloc((size_t)G * (size_t)E, sizeof *x->rowc);
   x->busy = calloc((size_t)G, sizeof *x->busy);
   x->total = calloc((size_t)G, sizeof *x->total);
-  int nst = 6 * L + 3;
+  int nst = 14 * L + 3;
   x->stamps = calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
+  x->kind = calloc((size_t)nst, sizeof *x->kind);
   if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
-      !x->stamps) {
+      !x->stamps || !x->kind) {
     rc = RT_ENOMEM;
     goto fail;
   }
@@ -258,14 +270,17 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
       q->ex_n = calloc((size_t)E, sizeof(int64_t));
       q->ex_off = calloc((size_t)E, sizeof(int64_t));
       q->ex_slot = calloc((size_t)E, sizeof(int));
-      q->slots = calloc((size_t)cfg->slots, sizeof(slot));
+      q->slots = calloc((size_t)x->nphys, sizeof(slot));
       if (!q->sidx || !q->sw || !q->ridx || !q->rinv || !q->cidx || !q->cw || !q->send_off ||
           !q->send_cnt || !q->recv_off || !q->recv_cnt || !q->ex_n || !q->ex_off ||
           !q->ex_slot || !q->slots) {
         rc = RT_ENOMEM;
         break;
       }
-      for (int s = 0; s < cfg->slots; s++) q->slots[s].expert = -1;
+      for (int s = 0; s < x->nphys; s++) {
+        q->slots[s].expert = -1;
+        q->slots[s].born = -1;
+      }
       if (!x->ops->owns(b, r)) continue;
       q->d_sidx = dalloc(x, r, (size_t)x->Smax * 4);
       q->d_sw = dalloc(x, r, (size_t)x->Smax * 4);
@@ -284,7 +299,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
         rc = fail(x, RT_ENOMEM, "out of device memory for activations: %s", x->ops->last_error(b));
         break;
       }
-      for (int s = 0; s < cfg->slots; s++) {
+      for (int s = 0; s < x->nphys; s++) {
         slot *sl = &q->slots[s];
         sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
         sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
@@ -308,6 +323,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
       }
     }
   }
+  if (!rc) rc = warmup(x);
   if (rc) goto fail;
   *out = x;
   return 0;
@@ -315,6 +331,36 @@ fail:
   if (rc == RT_ENOMEM && err && !err[0]) snprintf(err, errlen, "executor: out of memory");
   rt_exec_destroy(x);
   return rc;
+}
+
+/* GPU backends pay on first use: CUDA loads modules lazily, and cuBLAS
+ * runs its heuristic (host time, tens of microseconds) for every new GEMM
+ * size, then caches it. Measured on the H200: the first ~15 iterations of
+ * a replay ran up to 15x slower until every expert token count had been
+ * seen. So run the expert FFN forward and backward at every token count
+ * 1..warm_tokens (the largest an expert gets in the trace) and then on a
+ * 1.25x ladder up to the receive capacity, on every rank, with the spare
+ * slot's buffers, before anything is timed. */
+static int warmup(rt_exec *x) {
+  if (!x->ops->delay) return 0; /* cpu: nothing is loaded lazily */
+  for (int r = 0; r < x->G; r++) {
+    if (!x->ops->owns(x->b, r)) continue;
+    lr *q = LR(x, 0, r);
+    slot *sp = &q->slots[x->nphys - 1];
+    BK(x, x->ops->fill(x->b, r, sp->param, x->pelems, 7, 0.01f));
+    BK(x, x->ops->fill(x->b, r, q->d_xin, (size_t)x->Cap * x->d, 8, 1.0f));
+    BK(x, x->ops->fill(x->b, r, x->rk[r].dY, (size_t)x->Cap * x->d, 9, 1.0f));
+    int64_t every = x->cfg.warm_tokens < x->Cap ? x->cfg.warm_tokens : x->Cap;
+    for (int64_t n = 1; n <= x->Cap; n = n < 8 || n < every ? n + 1 : n + n / 4) {
+      BK(x, x->ops->ffn_fwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].Y, n, x->d, x->f));
+      BK(x, x->ops->ffn_bwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].dY, x->rk[r].dA,
+                            x->rk[r].Y, sp->grad, n, x->d, x->f));
+    }
+  }
+  BK(x, x->ops->barrier(x->b));
+  BK(x, x->ops->mark(x->b, 0));
+  BK(x, x->ops->collect(x->b, 1, x->stamps));
+  return 0;
 }
 
 static int add_move(rt_exec *x, const pl_move *m) {
@@ -351,7 +397,7 @@ static int find_slot(const lr *q, int nslots, int expert) {
  * rounds: a slot freed in a round is reused only in a later one, after a
  * barrier, so no copy reads a slot another copy is writing. */
 static int plan_migration(rt_exec *x, int l, int first) {
-  int S = x->cfg.slots, G = x->G;
+  int S = x->nphys, G = x->G;
   int n = x->nmoves - first;
   if (n <= 0) return 0;
   char *done = calloc((size_t)n, 1);
@@ -362,6 +408,8 @@ static int plan_migration(rt_exec *x, int l, int first) {
     return RT_ENOMEM;
   }
   int left = n, rc = 0;
+  for (int g = 0; g < G; g++)
+    for (int s = 0; s < S; s++) LR(x, l, g)->slots[s].born = -1;
   for (int round = 0; left > 0 && !rc; round++) {
     int progress = 0, nfreeing = 0;
     for (int i = 0; i < n && !rc; i++) {
@@ -373,11 +421,16 @@ static int plan_migration(rt_exec *x, int l, int first) {
       }
       lr *src = LR(x, l, m->from);
       int ss = find_slot(src, S, m->expert);
+      if (ss < 0)
+        for (int q = 0; q < S; q++)
+          if (src->slots[q].expert == -2 && src->slots[q].was == m->expert) ss = q;
+      if (ss >= 0 && src->slots[ss].born == round) continue; /* its copy lands this round */
       if (ss < 0) {
         rc = fail(x, RT_EPLACEMENT, "%s", "plan moves an expert from a GPU that does not host it");
         break;
       }
       if (m->kind == PL_MOVE_DROP) {
+        src->slots[ss].was = m->expert;
         src->slots[ss].expert = -2; /* freed at the end of the round */
         freeing[m->from * S + ss] = 1;
         nfreeing++;
@@ -392,7 +445,9 @@ static int plan_migration(rt_exec *x, int l, int first) {
         mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], round};
         if ((rc = add_mig(x, &c))) break;
         dst->slots[ds].expert = m->expert;
+        dst->slots[ds].born = round;
         if (m->kind == PL_MOVE_MIGRATE) {
+          src->slots[ss].was = m->expert;
           src->slots[ss].expert = -2;
           freeing[m->from * S + ss] = 1;
           nfreeing++;
@@ -402,12 +457,30 @@ static int plan_migration(rt_exec *x, int l, int first) {
       left--;
       progress = 1;
     }
+    /* Free the slots given up this round, except those a move still to
+     * come copies from (a plan may migrate an expert away from a GPU and
+     * also replicate it from there): they stay readable until then. */
     for (int g = 0; g < G; g++)
-      for (int s = 0; s < S; s++)
-        if (freeing[g * S + s]) {
-          LR(x, l, g)->slots[s].expert = -1;
-          freeing[g * S + s] = 0;
+      for (int s = 0; s < S; s++) {
+        if (!freeing[g * S + s]) continue;
+        int needed = 0;
+        for (int i = 0; i < n && !needed; i++) {
+          const pl_move *m = &x->moves[first + i];
+          needed = !done[i] && m->kind != PL_MOVE_DROP && m->from == g &&
+                   m->expert == LR(x, l, g)->slots[s].was;
         }
+        if (needed) continue;
+        LR(x, l, g)->slots[s].expert = -1;
+        freeing[g * S + s] = 0;
+      }
+    if (!rc && !progress && nfreeing == 0 && left > 0) {
+      /* Moves waiting only for a copy made this round can go next round. */
+      for (int g = 0; g < G; g++)
+        for (int s = 0; s < S; s++)
+          if (LR(x, l, g)->slots[s].born == round) {
+            progress = 1;
+          }
+    }
     if (round + 1 > x->rounds) x->rounds = round + 1;
     if (!rc && !progress && nfreeing == 0 && left > 0)
       rc = fail(x, RT_ESLOTS, "%s", "plan needs more expert slots than a GPU has");
@@ -469,7 +542,7 @@ static int layout_layer(rt_exec *x, int64_t it, int l, const int64_t *counts) {
     if (S > x->Smax) return fail(x, RT_EINVAL, "%s", "a rank routes more token slots than max_slots_per_rank");
     q->S = S;
     q->T = (S + k - 1) / k;
-    for (int e = 0; e < E; e++) q->ex_slot[e] = find_slot(q, x->cfg.slots, e);
+    for (int e = 0; e < E; e++) q->ex_slot[e] = find_slot(q, x->nphys, e);
     /* Send layout: by destination, then expert ascending. */
     int64_t p = 0;
     for (int g = 0; g < G; g++) {
@@ -541,7 +614,7 @@ static int check_layout(rt_exec *x, int l) {
   for (int g = 0; g < x->G; g++) {
     lr *q = LR(x, l, g);
     int n = 0;
-    for (int s = 0; s < x->cfg.slots; s++)
+    for (int s = 0; s < x->nphys; s++)
       if (q->slots[s].expert >= 0) {
         n++;
         if (!pl_placement_has(pp, q->slots[s].expert, g))
@@ -550,6 +623,13 @@ static int check_layout(rt_exec *x, int l) {
     if (n != pp->nhost[g])
       return fail(x, RT_EPLACEMENT, "%s", "runtime layout disagrees with the policy's placement");
   }
+  return 0;
+}
+
+/* Time stamp number *mark, closing a phase of kind `kind`. */
+static int stamp(rt_exec *x, int *mark, int kind) {
+  x->kind[*mark] = kind;
+  BK(x, x->ops->mark(x->b, (*mark)++));
   return 0;
 }
 
@@ -601,15 +681,17 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
     BK(x, x->ops->permute(x->b, r, x->rk[r].send, bwd ? q->d_dOut : q->d_X, q->d_sidx,
                           bwd ? q->d_sw : NULL, q->S, x->d));
   }
-  int rc = exchange(x, l, 0, offsetof(rk, send), offsetof(rk, recv));
+  int rc = stamp(x, mark, RT_PH_LOCAL);
   if (rc) return rc;
+  if ((rc = exchange(x, l, 0, offsetof(rk, send), offsetof(rk, recv)))) return rc;
+  if ((rc = stamp(x, mark, RT_PH_DISPATCH))) return rc;
   for (int g = 0; g < G; g++) {
     if (!x->ops->owns(x->b, g)) continue;
     lr *q = LR(x, l, g);
     BK(x, x->ops->permute(x->b, g, bwd ? x->rk[g].dY : q->d_xin, x->rk[g].recv, q->d_ridx,
                           NULL, q->recv_total, x->d));
   }
-  BK(x, x->ops->mark(x->b, (*mark)++));
+  if ((rc = stamp(x, mark, RT_PH_LOCAL))) return rc;
   /* expert compute */
   for (int g = 0; g < G; g++) {
     if (!x->ops->owns(x->b, g)) continue;
@@ -631,7 +713,7 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
       }
     }
   }
-  BK(x, x->ops->mark(x->b, (*mark)++));
+  if ((rc = stamp(x, mark, RT_PH_COMPUTE))) return rc;
   /* combine */
   for (int g = 0; g < G; g++) {
     if (!x->ops->owns(x->b, g)) continue;
@@ -639,15 +721,16 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
     BK(x, x->ops->permute(x->b, g, x->rk[g].ysend, x->rk[g].Y, q->d_rinv, NULL, q->recv_total,
                           x->d));
   }
+  if ((rc = stamp(x, mark, RT_PH_LOCAL))) return rc;
   if ((rc = exchange(x, l, 1, offsetof(rk, ysend), offsetof(rk, back)))) return rc;
+  if ((rc = stamp(x, mark, RT_PH_COMBINE))) return rc;
   for (int r = 0; r < G; r++) {
     if (!x->ops->owns(x->b, r)) continue;
     lr *q = LR(x, l, r);
     BK(x, x->ops->combine(x->b, r, bwd ? q->d_dIn : q->d_Out, x->rk[r].back, q->d_cidx,
                           bwd ? NULL : q->d_cw, q->T, x->k, x->d));
   }
-  BK(x, x->ops->mark(x->b, (*mark)++));
-  return 0;
+  return stamp(x, mark, RT_PH_LOCAL);
 }
 
 /* Replica gradient all-reduce of every expert with r > 1 replicas:
@@ -655,7 +738,7 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
  * other replica sends its chunk c to the owner's staging buffer, the owner
  * adds them in replica order), then all-gather. */
 static int allreduce_op(rt_exec *x) {
-  int S = x->cfg.slots;
+  int S = x->nphys;
   for (int l = 0; l < x->L; l++) {
     const pl_placement *pp = pl_policy_placement(x->policy, l);
     for (int e = 0; e < x->E; e++) {
@@ -678,7 +761,7 @@ static int allreduce_op(rt_exec *x) {
 }
 
 static int allreduce(rt_exec *x) {
-  int S = x->cfg.slots;
+  int S = x->nphys;
   size_t n = x->pelems, esz = (size_t)x->esz;
   if (x->ops->allreduce) return allreduce_op(x);
   for (int step = 0; step < 3; step++) {
@@ -795,16 +878,21 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
     }
   int mark = 0;
   if (x->iters == 0 && (rc = run_migration(x))) return rc;
+  /* A head start for the host: the ranks spin while it queues the
+   * iteration, so the stamps measure the devices, not the queueing. */
+  if (x->ops->delay)
+    for (int r = 0; r < G; r++)
+      if (x->ops->owns(x->b, r)) BK(x, x->ops->delay(x->b, r, 300.0));
   BK(x, x->ops->barrier(x->b));
-  BK(x, x->ops->mark(x->b, mark++));
+  if ((rc = stamp(x, &mark, -1))) return rc;
   if (x->iters > 0 && (rc = run_migration(x))) return rc;
-  BK(x, x->ops->mark(x->b, mark++));
+  if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
   for (int l = 0; l < L; l++)
     if ((rc = layer_pass(x, l, 0, &mark))) return rc;
   for (int l = L - 1; l >= 0; l--)
     if ((rc = layer_pass(x, l, 1, &mark))) return rc;
   if ((rc = allreduce(x))) return rc;
-  BK(x, x->ops->mark(x->b, mark++));
+  if ((rc = stamp(x, &mark, RT_PH_ALLREDUCE))) return rc;
   BK(x, x->ops->collect(x->b, mark, x->stamps));
   /* 4. phase times: latest rank to latest rank */
   double prev = 0.0;
@@ -816,10 +904,7 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
     for (int r = 0; r < G; r++)
       if (x->stamps[s * G + r] > t) t = x->stamps[s * G + r];
     if (t < prev) t = prev;
-    int ph;
-    if (s == 1) ph = RT_PH_MIGRATION;
-    else if (s == mark - 1) ph = RT_PH_ALLREDUCE;
-    else ph = (s - 2) % 3; /* dispatch, compute, combine */
+    int ph = x->kind[s];
     res->phase_ms[ph] += t - prev;
     if (ph == RT_PH_COMPUTE)
       for (int r = 0; r < G; r++) {
@@ -969,7 +1054,7 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
       for (int g = 0; g < G; g++) {
         if (!x->ops->owns(x->b, g)) continue;
         lr *q = LR(x, l, g);
-        int s = find_slot(q, x->cfg.slots, e);
+        int s = find_slot(q, x->nphys, e);
         if (s < 0) continue;
         BK(x, x->ops->download(x->b, g, raw, q->slots[s].grad, pb));
         to_float(x, raw, Gd, x->pelems);

@@ -110,6 +110,7 @@ static int nc_create(rt_backend **out, const rt_backend_config *cfg, char *err,
     MPI_Comm_free(&node);
     rt_backend_config lc = *cfg;
     lc.timeout_s = cfg->timeout_s;
+    lc.direct = 1; /* NCCL calls go on the same stream from this thread */
     lc.ranks = 1;
     lc.partitions = 0;
     lc.device = cfg->device + local;
@@ -234,6 +235,12 @@ static int nc_add(rt_backend *b, int r, void *dst, const void *src, size_t n) {
   LOC(c, c->local->ops->add(c->local, 0, dst, src, n));
   return 0;
 }
+static int nc_delay(rt_backend *b, int r, double us) {
+  nc_backend *c = (nc_backend *)b;
+  MINE(c, r);
+  LOC(c, c->local->ops->delay(c->local, 0, us));
+  return 0;
+}
 static int nc_group_begin(rt_backend *b) {
   nc_backend *c = (nc_backend *)b;
   NC(c, ncclGroupStart());
@@ -346,6 +353,7 @@ const rt_backend_ops rt_backend_nccl_ops = {
     .ffn_fwd = nc_ffn_fwd,
     .ffn_bwd = nc_ffn_bwd,
     .add = nc_add,
+    .delay = nc_delay,
     .group_begin = nc_group_begin,
     .copy = nc_copy,
     .group_end = nc_group_end,

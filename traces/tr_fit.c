@@ -8,7 +8,13 @@
  * divergence of the calibration run and S', C1', C10', D' of the target:
  *   scale  *= ((S' - 1) / (S - 1))^0.7       skew grows with the profile scale
  *   innov  *= (C1' / C1)^0.8                 step-to-step change ~ innovation
- *   1 - phi *= ((C10 / C1) / (C10' / C1'))^2 lag-10/lag-1 ratio grows with phi
+ *   1 - phi *= ((C10 / C1) / (C10' / C1'))^2 lag-10/lag-1 ratio grows with phi;
+ *   psi += (C10'/C1') / (C10/C1) - 1 (halved)  once phi >= 0.97: trend
+ *                                           persistence for ratios near or above
+ *                                           sqrt(10), which a stationary AR(1)
+ *                                           reaches only with a runaway variance;
+ *                                           then, with the scale at its floor, phi
+ *                                           comes down to bring the skew down
  *   rank_sigma *= D' / D                     rank divergence ~ rank noise
  * (multinomial sampling noise is part of every generated statistic, so the
  * calibration accounts for it).
@@ -26,8 +32,17 @@
 
 #include "traces/tr_stats.h"
 
-#define MAX_ROUNDS 40
-#define MIN_CAL_ITERS 2000 /* long enough that seed noise stays ~1% */
+/* Calibration runs: a coarse phase of max(I, CAL_SHORT) iterations, then a
+ * fine phase of CAL_LONG iterations from the coarse optimum. The long runs
+ * matter: a layer whose skew is set by one dominant expert has a skew median
+ * that wanders by ~7% between 2000-iteration runs (the AR(1) excursions of
+ * that expert), and a fit tuned to one short run inherits that error. The
+ * long run's buffer is capped at CAL_BYTES. */
+#define CAL_SHORT 1000
+#define CAL_LONG 8000
+#define CAL_BYTES ((size_t)64 << 20)
+#define SHORT_ROUNDS 25
+#define LONG_ROUNDS 10
 
 void tr_fit_fini(tr_fit *f) {
   if (!f)
@@ -84,11 +99,11 @@ static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 static double clampd(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* One calibration run of layer l's parameters into *out. */
-static int simulate(const tr_fit *f, int l, const tr_fit_layer *p, uint64_t seed,
-                    int64_t *buf, tr_fit_stats *out) {
+static int simulate(const tr_fit *f, int l, const tr_fit_layer *p, int64_t iters,
+                    uint64_t seed, int64_t *buf, tr_fit_stats *out) {
   tr_gen_config c;
   tr_gen_defaults(&c);
-  c.iterations = f->cal_iterations;
+  c.iterations = iters;
   c.layers = 1;
   c.ranks = f->ranks;
   c.experts = f->experts;
@@ -101,6 +116,7 @@ static int simulate(const tr_fit *f, int l, const tr_fit_layer *p, uint64_t seed
   c.innov1 = p->innov;
   c.phi1 = p->phi;
   c.rank_sigma1 = p->rank_sigma;
+  c.psi1 = p->psi;
   tr_gen *g;
   int rc = tr_gen_new(&c, &g);
   if (rc)
@@ -182,8 +198,15 @@ int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_
       b[e] -= avg;
     take(&st.layer[l], &f->layer[l].target);
   }
-  f->cal_iterations = I > MIN_CAL_ITERS ? I : MIN_CAL_ITERS;
-  buf = tr_malloc((size_t)f->cal_iterations * R * E * sizeof(int64_t));
+  int64_t per_iter = (int64_t)R * E * (int64_t)sizeof(int64_t);
+  int64_t short_iters = I > CAL_SHORT ? I : CAL_SHORT;
+  int64_t long_iters = (int64_t)(CAL_BYTES / (size_t)per_iter);
+  if (long_iters > CAL_LONG)
+    long_iters = CAL_LONG;
+  if (long_iters < short_iters)
+    long_iters = short_iters;
+  f->cal_iterations = long_iters;
+  buf = tr_malloc((size_t)long_iters * (size_t)per_iter);
   if (!buf) {
     rc = TR_ENOMEM;
     goto fail;
@@ -193,45 +216,65 @@ int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_
     const tr_fit_stats *w = &fl->target;
     tr_fit_layer p = {.scale = 1, .innov = 0.1, .phi = 0.9, .rank_sigma = 0.1};
     tr_fit_layer best = p;
-    double best_err = INFINITY, gain = 1;
-    for (int round = 0; round < MAX_ROUNDS; round++) {
-      tr_fit_stats g;
-      if ((rc = simulate(f, l, &p, seed, buf, &g)))
-        goto fail;
-      double err = fit_err(&g, w);
-      if (err < best_err) {
-        best_err = err;
-        best = p;
-        best.fitted = g;
+    int rounds = 0;
+    for (int phase = 0; phase < 2; phase++) {
+      int64_t iters = phase == 0 ? short_iters : long_iters;
+      int max_rounds = phase == 0 ? SHORT_ROUNDS : LONG_ROUNDS;
+      double best_err = INFINITY, gain = 1, done = phase == 0 ? 0.02 : 0.01;
+      p = best;
+      for (int round = 0; round < max_rounds; round++, rounds++) {
+        tr_fit_stats g;
+        if ((rc = simulate(f, l, &p, iters, seed, buf, &g)))
+          goto fail;
+        double err = fit_err(&g, w);
+        if (err < best_err) {
+          best_err = err;
+          best = p;
+          best.fitted = g;
+        }
+        if (err < done && rel(g.rank_div, w->rank_div) < 0.05)
+          break;
+        if (err > 1.5 * best_err) { /* diverging: restart from the best, smaller steps */
+          p = best;
+          g = best.fitted;
+          gain *= 0.5;
+        }
+        if (g.max_mean_p50 > 1.0001 && w->max_mean_p50 > 1)
+          p.scale *= pow((w->max_mean_p50 - 1) / (g.max_mean_p50 - 1), 0.7 * gain);
+        if (g.change1 > 0 && w->change1 > 0)
+          p.innov *= pow(w->change1 / g.change1, 0.8 * gain);
+        if (g.change1 > 0 && w->change1 > 0 && g.change10 > 0 && w->change10 > 0) {
+          /* The lag-10/lag-1 ratio: phi up to 0.99 (AR(1)), then trend
+           * persistence psi once phi is high (raising phi further inflates the
+           * stationary variance and with it the skew). */
+          double ratio = (g.change10 / g.change1) / (w->change10 / w->change1);
+          if (p.psi > 0 || (p.phi >= 0.97 && ratio < 1)) {
+            p.psi = clampd(p.psi + 0.5 * gain * (1 / ratio - 1), 0, 0.9);
+            /* the profile scale at its floor cannot lower the skew: lower the
+             * logits' stationary variance through phi, psi keeps the ratio */
+            if (p.scale <= 0.05 && g.max_mean_p50 > w->max_mean_p50 && w->max_mean_p50 > 1)
+              p.phi = 1 - clampd((1 - p.phi) * pow((g.max_mean_p50 - 1) / (w->max_mean_p50 - 1),
+                                                   gain),
+                                 0.01, 1.0);
+          } else {
+            double u = (1 - p.phi) * pow(ratio, 2.0 * gain);
+            p.phi = 1 - clampd(u, 0.01, 1.0);
+          }
+        }
+        if (g.rank_div > 0 && w->rank_div > 0)
+          p.rank_sigma *= pow(w->rank_div / g.rank_div, gain);
+        p.scale = clampd(p.scale, 0.02, 20);
+        p.innov = clampd(p.innov, 1e-4, 5);
+        p.rank_sigma = clampd(p.rank_sigma, 1e-4, 5);
       }
-      if (round + 1 > f->rounds)
-        f->rounds = round + 1;
-      if (err < 0.01 && rel(g.rank_div, w->rank_div) < 0.05)
-        break;
-      if (err > 1.5 * best_err) { /* diverging: restart from the best, smaller steps */
-        p = best;
-        g = best.fitted;
-        gain *= 0.5;
-      }
-      if (g.max_mean_p50 > 1.0001 && w->max_mean_p50 > 1)
-        p.scale *= pow((w->max_mean_p50 - 1) / (g.max_mean_p50 - 1), 0.7 * gain);
-      if (g.change1 > 0 && w->change1 > 0)
-        p.innov *= pow(w->change1 / g.change1, 0.8 * gain);
-      if (g.change1 > 0 && w->change1 > 0 && g.change10 > 0 && w->change10 > 0) {
-        double u = 1 - p.phi;
-        u *= pow((g.change10 / g.change1) / (w->change10 / w->change1), 2.0 * gain);
-        p.phi = 1 - clampd(u, 1e-4, 1.0);
-      }
-      if (g.rank_div > 0 && w->rank_div > 0)
-        p.rank_sigma *= pow(w->rank_div / g.rank_div, gain);
-      p.scale = clampd(p.scale, 0.02, 20);
-      p.innov = clampd(p.innov, 1e-4, 5);
-      p.rank_sigma = clampd(p.rank_sigma, 1e-4, 5);
     }
+    if (rounds > f->rounds)
+      f->rounds = rounds;
     fl->scale = best.scale;
     fl->innov = best.innov;
     fl->phi = best.phi;
     fl->rank_sigma = best.rank_sigma;
+    fl->psi = best.psi;
     fl->fitted = best.fitted;
   }
   rc = TR_OK;
@@ -287,6 +330,7 @@ int tr_fit_save(const tr_fit *f, const char *path, tr_error *err) {
     json_object_set_new(j, "innov", json_real(x->innov));
     json_object_set_new(j, "phi", json_real(x->phi));
     json_object_set_new(j, "rank_sigma", json_real(x->rank_sigma));
+    json_object_set_new(j, "psi", json_real(x->psi));
     json_object_set_new(j, "target", stats_obj(&x->target));
     json_object_set_new(j, "fitted", stats_obj(&x->fitted));
     json_t *b = json_array();
@@ -389,6 +433,8 @@ int tr_fit_load(tr_fit *f, const char *path, tr_error *err) {
     if (get_num(j, "scale", &fl->scale) || get_num(j, "innov", &fl->innov) ||
         get_num(j, "phi", &fl->phi) || get_num(j, "rank_sigma", &fl->rank_sigma) ||
         fl->innov < 0 || fl->phi < 0 || fl->phi > 1 || fl->rank_sigma < 0 ||
+        (json_object_get(j, "psi") && get_num(j, "psi", &fl->psi)) || fl->psi < 0 ||
+        fl->psi >= 1 ||
         !json_is_array(b) || json_array_size(b) != (size_t)f->experts) {
       what = "per_layer";
       goto bad;
@@ -417,11 +463,11 @@ int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned) {
   if (!f || !c || !owned || c->layers < 1 || c->experts < 1)
     return TR_EINVAL;
   int L = c->layers, E = c->experts, FE = f->experts;
-  double *m = tr_malloc(((size_t)L * E + 4 * (size_t)L + (size_t)FE) * sizeof(double));
+  double *m = tr_malloc(((size_t)L * E + 5 * (size_t)L + (size_t)FE) * sizeof(double));
   if (!m)
     return TR_ENOMEM;
   double *base = m, *scale = base + (size_t)L * E, *innov = scale + L, *phi = innov + L,
-         *rs = phi + L, *sorted = rs + L;
+         *rs = phi + L, *psi = rs + L, *sorted = psi + L;
   for (int l = 0; l < L; l++) {
     int fl = l % f->layers;
     const double *b = f->base + (size_t)fl * FE;
@@ -429,6 +475,7 @@ int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned) {
     innov[l] = f->layer[fl].innov;
     phi[l] = f->layer[fl].phi;
     rs[l] = f->layer[fl].rank_sigma;
+    psi[l] = f->layer[fl].psi;
     if (E == FE) {
       memcpy(base + (size_t)l * E, b, (size_t)E * sizeof(double));
       continue;
@@ -455,6 +502,7 @@ int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned) {
   c->innov = innov;
   c->phi = phi;
   c->rank_sigma = rs;
+  c->psi = psi;
   if (c->top_k <= 0)
     c->top_k = f->top_k;
   if (c->tokens_per_rank <= 0)

@@ -18,8 +18,8 @@
 
 struct tr_gen {
   tr_gen_config c;
-  double *base, *scale, *innov, *phi, *rank_sigma; /* owned copies */
-  double *z;                                        /* [L*E] AR state */
+  double *base, *scale, *innov, *phi, *rank_sigma, *psi; /* owned copies */
+  double *z, *v;                                    /* [L*E] logit state, velocity */
   int *burst;                                       /* [L*E] iterations left */
   int64_t *slots;                                   /* [R] slots per rank */
   double *y, *x, *p;                                /* [E] scratch */
@@ -154,7 +154,9 @@ void tr_gen_free(tr_gen *g) {
   tr_free(g->innov);
   tr_free(g->phi);
   tr_free(g->rank_sigma);
+  tr_free(g->psi);
   tr_free(g->z);
+  tr_free(g->v);
   tr_free(g->burst);
   tr_free(g->slots);
   tr_free(g->y);
@@ -211,17 +213,24 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
       c->hot_rank_experts < 0 || c->hot_rank_experts > c->experts)
     return TR_EINVAL;
   int L = c->layers, R = c->ranks, E = c->experts;
+  for (int l = 0; l < L; l++) {
+    double phi = c->phi ? c->phi[l] : c->phi1, psi = c->psi ? c->psi[l] : c->psi1;
+    if (!(phi >= 0 && phi <= 1) || !(psi >= 0 && psi < 1))
+      return TR_EINVAL;
+  }
   tr_gen *g = tr_calloc(1, sizeof(*g));
   if (!g)
     return TR_ENOMEM;
   g->c = *c;
-  g->c.base = g->c.scale = g->c.innov = g->c.phi = g->c.rank_sigma = NULL;
+  g->c.base = g->c.scale = g->c.innov = g->c.phi = g->c.rank_sigma = g->c.psi = NULL;
   g->base = tr_malloc((size_t)L * E * sizeof(double));
   g->scale = copy_or_fill(c->scale, L, c->scale1);
   g->innov = copy_or_fill(c->innov, L, c->innov1);
   g->phi = copy_or_fill(c->phi, L, c->phi1);
   g->rank_sigma = copy_or_fill(c->rank_sigma, L, c->rank_sigma1);
+  g->psi = copy_or_fill(c->psi, L, c->psi1);
   g->z = tr_calloc((size_t)L * E, sizeof(double));
+  g->v = tr_calloc((size_t)L * E, sizeof(double));
   g->burst = tr_calloc((size_t)L * E, sizeof(int));
   g->slots = tr_malloc((size_t)R * sizeof(int64_t));
   g->y = tr_malloc((size_t)E * 3 * sizeof(double));
@@ -231,7 +240,7 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
   g->dyn = tr_calloc((size_t)L, sizeof(gsl_rng *));
   g->prof = gsl_rng_alloc(gsl_rng_mt19937);
   g->draw = gsl_rng_alloc(gsl_rng_mt19937);
-  if (!g->base || !g->scale || !g->innov || !g->phi || !g->rank_sigma || !g->z || !g->burst ||
+  if (!g->base || !g->scale || !g->innov || !g->phi || !g->rank_sigma || !g->psi || !g->z || !g->v || !g->burst ||
       !g->slots || !g->y || !g->eta || !g->n || !g->perm || !g->dyn || !g->prof || !g->draw)
     goto nomem;
   g->x = g->y + E;
@@ -298,12 +307,15 @@ int tr_gen_next(tr_gen *g, int64_t *out) {
   const int64_t t = g->t;
   gsl_rng *dyn = g->dyn[l];
   double *base = g->base + (size_t)l * E, *z = g->z + (size_t)l * E;
+  double *vel = g->v + (size_t)l * E;
   int *burst = g->burst + (size_t)l * E;
   /* dynamics of layer l, advanced once per iteration */
   if (t > 0) {
     if (g->innov[l] > 0)
-      for (int e = 0; e < E; e++)
-        z[e] = g->phi[l] * z[e] + gsl_ran_gaussian(dyn, g->innov[l]);
+      for (int e = 0; e < E; e++) {
+        vel[e] = g->psi[l] * vel[e] + gsl_ran_gaussian(dyn, g->innov[l]);
+        z[e] = g->phi[l] * z[e] + vel[e];
+      }
     if (c->regime_period > 0 && t % c->regime_period == 0)
       gsl_ran_shuffle(dyn, base, (size_t)E, sizeof(double));
   }

@@ -114,14 +114,24 @@ int main(int argc, char **argv) {
   }
   static char def[2][1024];
   if (ntraces == 0) {
+    /* FLEXMOE_SOURCE_ROOT/../shared/traces/real (a worktree one level
+     * deeper: ../../shared) */
     const char *root = getenv("FLEXMOE_SOURCE_ROOT");
-    snprintf(def[0], sizeof(def[0]), "%s/../shared/traces/real/gpt-l6-e32-top2-aux.npy",
-             root ? root : ".");
-    snprintf(def[1], sizeof(def[1]), "%s/../shared/traces/real/gpt-l6-e32-top2-noaux.npy",
-             root ? root : ".");
-    traces[0] = def[0];
-    traces[1] = def[1];
-    ntraces = 2;
+    const char *up[] = {"..", "../.."};
+    for (int u = 0; u < 2 && ntraces == 0; u++) {
+      snprintf(def[0], sizeof(def[0]), "%s/%s/shared/traces/real/gpt-l6-e32-top2-aux.npy",
+               root ? root : ".", up[u]);
+      snprintf(def[1], sizeof(def[1]), "%s/%s/shared/traces/real/gpt-l6-e32-top2-noaux.npy",
+               root ? root : ".", up[u]);
+      FILE *f = fopen(def[0], "rb");
+      if (f || u == 1) {
+        traces[0] = def[0];
+        traces[1] = def[1];
+        ntraces = 2;
+      }
+      if (f)
+        fclose(f);
+    }
   }
   printf("# bench_pl_quality: placement %s, cluster dgx-h100-like (450 GB/s NVLink, 50 GB/s NIC per GPU,"
          " 8 GPUs/node), H200 bf16 profile (calibration 2026-11-28), Adam (12 B/param optimizer state)\n",

@@ -11,8 +11,10 @@
  *     anyway), the static policy's plan, and a naive EPLB (linear argmax per
  *     replica, linear scan per packed copy) against our tree-based one.
  * (2) At the same slot budget, flexmoe vs eplb (period 10 and 100) over
- *     drifting loads: max/mean GPU load after routing (p50, p90) and bytes
- *     migrated per iteration.
+ *     drifting loads: max/mean GPU load after routing (p50, p90), bytes
+ *     migrated per iteration, and the layer time of the analytic model
+ *     (pl_cost_layer + exposed migration; the replica all-reduce part
+ *     beside it), iterations 10 and later.
  *
  * Usage: bench_pl_speed [--iterations N]   (default 60)
  */
@@ -158,7 +160,7 @@ static int time_plans(const char *spec, const pl_env *env, int warm, int iters, 
 
 /* Balance and bytes of spec over drifting loads. */
 static int drift_run(const char *spec, const pl_env *env, int iters, double drift,
-                     double *b50, double *b90, double *gb_per_it) {
+                     double *b50, double *b90, double *gb_per_it, double *ms, double *ar_ms) {
   pl_policy *p = NULL;
   char err[256];
   if (pl_policy_create(&p, spec, env, err, sizeof(err))) {
@@ -173,17 +175,30 @@ static int drift_run(const char *spec, const pl_env *env, int iters, double drif
   pl_plan plan;
   pl_plan_init(&plan);
   pl_routing r;
-  pl_routing_init(&r, G, E, 0);
+  pl_routing_init(&r, G, E, 1);
+  double sum_us = 0, sum_ar = 0;
   for (int it = 0; it < iters; it++) {
     next_counts(&g, drift, c);
     pl_policy_plan(p, it, 0, c, &plan);
-    if (plan.changed)
+    double mig = 0;
+    if (plan.changed) {
       for (int k = 0; k < plan.nmoves; k++)
         bytes += (double)plan.moves[k].bytes;
+      mig = pl_cost_moves_us(&env->cluster, plan.moves, plan.nmoves);
+    }
     pl_policy_route(p, 0, c, &r);
     bal[it] = pl_routing_balance(&r);
+    pl_cost cost;
+    pl_cost_layer(&env->cluster, &env->model, &env->profile, pl_policy_placement(p, 0), &r, &cost);
+    if (it >= 10) {
+      sum_us += cost.total_us + pl_cost_exposed_us(mig, plan.changed && plan.background,
+                                                   plan.changed && plan.uncharged, cost.total_us);
+      sum_ar += cost.allreduce_us;
+    }
     pl_policy_observe(p, it, 0, c);
   }
+  *ms = sum_us / (iters - 10) / 1e3;
+  *ar_ms = sum_ar / (iters - 10) / 1e3;
   /* skip the first 10 iterations (everyone starts from its initial layout) */
   *b50 = bq_pct(bal + 10, (size_t)(iters - 10), 0.5);
   *b90 = bq_pct(bal + 10, (size_t)(iters - 10), 0.9);
@@ -275,16 +290,18 @@ int main(int argc, char **argv) {
   /* (2) drift */
   printf("\n## (2) same slot budget (%d per GPU), %d iterations of drifting loads (log-weight "
          "step sigma 0.1 and 0.3)\n", S, iters);
-  printf("%-30s %6s %9s %9s %12s\n", "policy", "drift", "bal_p50", "bal_p90", "GB_moved/it");
+  printf("%-30s %6s %9s %9s %12s %9s %9s\n", "policy", "drift", "bal_p50", "bal_p90", "GB_moved/it",
+         "layer_ms", "ar_ms");
   const char *specs[] = {"static", "eplb:slots=4,period=10", "eplb:slots=4,period=100",
-                         "flexmoe:slots=4", NULL};
+                         "flexmoe:slots=4", "flexmoe:slots=4,horizon=1000", NULL};
   const double drifts[] = {0.1, 0.3};
   for (int d = 0; d < 2; d++)
     for (int i = 0; specs[i]; i++) {
-      double b50, b90, gb;
-      if (drift_run(specs[i], &env, iters, drifts[d], &b50, &b90, &gb))
+      double b50, b90, gb, ms, ar;
+      if (drift_run(specs[i], &env, iters, drifts[d], &b50, &b90, &gb, &ms, &ar))
         return 1;
-      printf("%-30s %6.1f %9.3f %9.3f %12.2f\n", specs[i], drifts[d], b50, b90, gb);
+      printf("%-30s %6.1f %9.3f %9.3f %12.2f %9.2f %9.2f\n", specs[i], drifts[d], b50, b90, gb, ms,
+             ar);
     }
   pl_routing_fini(&r);
   pl_policy_destroy(stat);

@@ -149,6 +149,9 @@ int kn_cuda_copy(kn_stream s, void *dst, int dst_dev, const void *src,
                  int src_dev, size_t bytes);
 /* Empty kernel (launch overhead measurement). */
 int kn_cuda_empty(kn_stream s);
+/* One thread spinning on the global timer for `us` microseconds: keeps a
+ * stream busy so that the host can queue work ahead of the measurement. */
+int kn_cuda_spin(kn_stream s, double us);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,9 @@ typedef struct rt_backend_config {
                           contexts), 0 = one GPU per rank */
   int device;          /* first CUDA device */
   double timeout_s;    /* collect() gives up after this long (default 120) */
+  int direct;          /* cuda: issue work from the calling thread instead of
+                          one worker thread per rank (the nccl backend's
+                          local GPU needs this) */
 } rt_backend_config;
 
 typedef struct rt_backend_ops {
@@ -94,6 +97,10 @@ typedef struct rt_backend_ops {
                  const void *A, const void *dY, void *dA, void *dX, void *G,
                  int64_t n, int d, int f);
   int (*add)(rt_backend *b, int rank, void *dst, const void *src, size_t n);
+  /* Keeps the rank's queue busy for `us` microseconds (GPU backends: a
+   * spinning kernel), so the host can queue work ahead of a time stamp.
+   * May be NULL (cpu). */
+  int (*delay)(rt_backend *b, int rank, double us);
 
   /* Communication: bytes from src (on src_rank) to dst (on dst_rank). */
   int (*group_begin)(rt_backend *b);

@@ -5,11 +5,14 @@
  *  - expert FFN forward and backward time vs tokens for (d_model, d_ff), on
  *    every rank at once (as in a replay, where all ranks compute together),
  *    the slowest rank's mean over `reps` after `warmup` runs;
- *  - exchange: a uniform dispatch (permute, all-to-all copies, barrier,
- *    regroup) at several sizes, fitted by least squares as
+ *  - exchange: a uniform all-to-all (the runtime's copies or send/recv and
+ *    the wait for every rank) at several sizes, fitted by least squares as
  *    time = latency + bytes / bandwidth, bytes = what one rank sends to the
  *    others counted at `model_bytes_per_elem` (so the fit is in the units
  *    the cost model charges);
+ *  - local token movement: the permute kernel at several row counts,
+ *    fitted as latency + rows x cost per row (the replay runs four such
+ *    passes per layer and direction around the exchanges);
  *  - launch overhead: the time per tiny kernel of a long chain.
  */
 #ifndef FLEXMOE_RT_CALIB_H
@@ -46,6 +49,8 @@ typedef struct rt_calib_result {
   double x_us[RT_CALIB_MAX];
   double exchange_GBps;         /* fitted, per rank, per direction */
   double exchange_latency_us;   /* fitted intercept */
+  double local_lat_us;          /* permute: fitted intercept */
+  double local_us_per_row;      /* permute: fitted slope */
   double launch_us;
 } rt_calib_result;
 

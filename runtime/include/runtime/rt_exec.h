@@ -48,14 +48,24 @@ typedef struct rt_exec_config {
   double optimizer_bytes_per_param;/* migrated with each expert (e.g. 12) */
   int model_bytes_per_elem;        /* for byte counts (2 = bf16) */
   uint64_t seed;
+  int64_t warm_tokens;             /* GPU warm-up: run the expert FFN at every
+                                      token count 1..warm_tokens before timing
+                                      (cuBLAS chooses and loads a kernel per
+                                      GEMM size on first use); 0: a geometric
+                                      ladder only */
 } rt_exec_config;
 
+/* Phases of the measured time. DISPATCH and COMBINE are the exchanges
+ * alone (copies or NCCL send/recv and the wait for every rank); LOCAL is
+ * the token movement on each rank around them (permute by destination,
+ * regroup by expert, the inverse, the weighted top-k combine). */
 enum rt_phase {
   RT_PH_DISPATCH = 0,
   RT_PH_COMPUTE,
   RT_PH_COMBINE,
   RT_PH_ALLREDUCE,
   RT_PH_MIGRATION,
+  RT_PH_LOCAL,
   RT_PH_COUNT
 };
 

@@ -31,7 +31,7 @@ typedef struct tr_fit_stats {
 } tr_fit_stats;
 
 typedef struct tr_fit_layer {
-  double scale, innov, phi, rank_sigma;
+  double scale, innov, phi, rank_sigma, psi;
   tr_fit_stats target, fitted; /* original's, calibration run's */
 } tr_fit_layer;
 

@@ -5,9 +5,12 @@
  * experts are
  *     x[e] = scale_l * base_l[e]            static popularity
  *          + hot(t, e) + burst_t[e]         patterns (hot set, rotation, bursts)
- *          + z_t[e]                         dynamics: AR(1) on the logits,
- *                                           z_t = phi_l z_{t-1} + innov_l * N(0,1)
- *                                           (phi = 1: a random walk = drift)
+ *          + z_t[e]                         dynamics on the logits:
+ *                                           v_t = psi_l v_{t-1} + innov_l * N(0,1)
+ *                                           z_t = phi_l z_{t-1} + v_t
+ *                                           (psi = 0: AR(1); phi = 1: a random walk =
+ *                                           drift; psi > 0: trends that persist, as in
+ *                                           early training)
  *          + eta_{t,r}[e]                   per-rank variation, N(0, rank_sigma_l^2)
  *                                           minus its mean over the ranks (zero-sum:
  *                                           it moves routing between ranks, not the
@@ -56,8 +59,8 @@ typedef struct tr_gen_config {
   double dist_param;       /* Zipf exponent, log-normal sigma, Dirichlet alpha */
   const double *base;      /* [layers * experts] logits, or NULL: drawn from dist */
   /* Per-layer arrays [layers] (NULL: the scalar below for every layer). */
-  const double *scale, *innov, *phi, *rank_sigma;
-  double scale1, innov1, phi1, rank_sigma1;
+  const double *scale, *innov, *phi, *rank_sigma, *psi;
+  double scale1, innov1, phi1, rank_sigma1, psi1;
 
   /* Hot experts: `hot` experts get +hot_boost logits; block = contiguous
    * ids (they share a GPU under static placement), spread = evenly spaced.
