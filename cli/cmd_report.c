@@ -486,7 +486,8 @@ int cmd_report(int argc, char **argv) {
     free(runs);
     return rc;
   }
-  qsort(runs, n, sizeof(*runs), cmp_runs);
+  if (n > 0)
+    qsort(runs, n, sizeof(*runs), cmp_runs);
   size_t nused = dedupe(runs, n);
   row *rows = calloc(nused ? nused : 1, sizeof(*rows));
   if (!rows) {

@@ -79,7 +79,8 @@ static snapshot take(const char *db) {
   char msg[512] = "";
   cr_assert_eq(st_open(&h, db, ST_READ, msg, sizeof(msg)), ST_OK, "%s", msg);
   cr_assert_eq(st_runs_list(h, NULL, &s.runs, &s.n), ST_OK);
-  qsort(s.runs, s.n, sizeof(*s.runs), by_key);
+  if (s.n)
+    qsort(s.runs, s.n, sizeof(*s.runs), by_key);
   s.rows = calloc(s.n + 1, sizeof(*s.rows));
   s.nrows = calloc(s.n + 1, sizeof(*s.nrows));
   for (size_t i = 0; i < s.n; i++)
