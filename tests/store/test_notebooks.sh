@@ -19,8 +19,9 @@ trap 'rm -rf "$tmp"' EXIT
 db=$tmp/nb.db
 export FLEXMOE_DB=$db FLEXMOE_FIGURES=$tmp/figures
 
+# The oracle with few planner steps: the full one takes seconds per iteration.
 "$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy capacity --policy flexmoe \
-  --policy oracle --gpus 8,16 --iterations 0:10 --jobs 2 --db "$db" --quiet
+  --policy oracle:max_steps=4 --gpus 8,16 --iterations 0:10 --jobs 2 --db "$db" --quiet
 
 execute() { # one nbconvert for several notebooks: its start-up is slow
   local paths=()
