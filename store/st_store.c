@@ -546,6 +546,12 @@ const char *st_errmsg(const st_db *db) {
 
 int st_schema_version(const st_db *db) { return db ? db->version : 0; }
 
+int st_busy_timeout(st_db *db, int ms) {
+  if (!db || ms < 0)
+    return ST_EINVAL;
+  return map_rc(sqlite3_busy_timeout(db->h, ms));
+}
+
 /* ---- traces and clusters (inside the caller's transaction) ---- */
 
 static int trace_upsert(st_db *db, const st_trace_row *t, int64_t *id) {
