@@ -1,10 +1,106 @@
 /*
- * cmd_policies.c - flexmoe policies. PLACEHOLDER: replaced by its owner.
+ * cmd_policies.c - flexmoe policies: the placement policies of the registry
+ * with their parameters, defaults and help, as a table or one JSON document
+ * {"policies": [{"name", "summary", "clairvoyant", "spec", "parameters":
+ * [{"key", "default", "help"}]}]}.
  */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "cli.h"
+#include "placement/pl_policy.h"
+
+static const char help[] =
+    "usage: flexmoe policies [--format table|json]\n"
+    "\n"
+    "Lists the placement policies and their parameters with defaults. A policy\n"
+    "is given to sim, place, sweep, run and validate as NAME or\n"
+    "NAME:key=value,key=value (unknown keys are refused).\n"
+    "\n"
+    "  --format table|json   output format (default table)\n"
+    "  --help                this text\n"
+    "\n"
+    "example:\n"
+    "  flexmoe policies\n"
+    "  flexmoe place --trace traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 8 \\\n"
+    "      --policy flexmoe:threshold=1.2,horizon=50,slots=6\n";
+
+static int print_json(void) {
+  json_t *root = json_object(), *list = json_array();
+  json_object_set_new(root, "policies", list);
+  for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {
+    const pl_policy_ops *ops = *r;
+    json_t *o = json_object(), *params = json_array();
+    char spec[512];
+    size_t off = (size_t)snprintf(spec, sizeof(spec), "%s", ops->name);
+    char sep = ':';
+    for (const pl_param_desc *d = ops->params; d && d->key; d++) {
+      json_t *p = json_object();
+      json_object_set_new(p, "key", json_string(d->key));
+      json_object_set_new(p, "default", json_string(d->defval));
+      json_object_set_new(p, "help", json_string(d->help));
+      json_array_append_new(params, p);
+      if (off < sizeof(spec))
+        off += (size_t)snprintf(spec + off, sizeof(spec) - off, "%c%s=%s", sep, d->key,
+                                d->defval);
+      sep = ',';
+    }
+    json_object_set_new(o, "name", json_string(ops->name));
+    json_object_set_new(o, "summary", json_string(ops->summary));
+    json_object_set_new(o, "clairvoyant", json_boolean(ops->clairvoyant));
+    json_object_set_new(o, "spec", json_string(spec));
+    json_object_set_new(o, "parameters", params);
+    json_array_append_new(list, o);
+  }
+  int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_decref(root);
+  if (rc || fputc('\n', stdout) == EOF || fflush(stdout))
+    return cli_fail(CLI_EFAIL, "policies", "cannot write to stdout");
+  return CLI_OK;
+}
+
+static int print_table(void) {
+  for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {
+    const pl_policy_ops *ops = *r;
+    printf("%s%s\n  %s\n", ops->name, ops->clairvoyant ? " (reads the iteration's own counts)" : "",
+           ops->summary);
+    if (!ops->params || !ops->params[0].key)
+      printf("  (no parameters)\n");
+    for (const pl_param_desc *d = ops->params; d && d->key; d++) {
+      char kv[96];
+      snprintf(kv, sizeof(kv), "%s=%s", d->key, d->defval);
+      printf("    %-20s %s\n", kv, d->help);
+    }
+    printf("\n");
+  }
+  if (fflush(stdout))
+    return cli_fail(CLI_EFAIL, "policies", "cannot write to stdout");
+  return CLI_OK;
+}
 
 int cmd_policies(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return cli_fail(CLI_EFAIL, "policies", "not implemented yet");
+  static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  int fmt = CLI_FMT_TABLE, c;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      if (cli_parse_format("policies", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
+        return CLI_EUSAGE;
+      break;
+    case 'h':
+      cli_help(help);
+      return CLI_OK;
+    default:
+      return cli_bad_option("policies", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return cli_fail(CLI_EUSAGE, "policies", "unexpected argument '%s'", argv[optind]);
+  return fmt == CLI_FMT_JSON ? print_json() : print_table();
 }

@@ -50,8 +50,8 @@ double pl_ffn_us(const pl_profile *p, double tokens) {
 }
 
 /* One all-to-all (dispatch or combine) as the slowest GPU sees it. */
-static double alltoall_us(const pl_cluster *c, const pl_routing *r,
-                          int64_t token_bytes) {
+static double alltoall_us(const pl_cluster *c, const pl_placement *p,
+                          const pl_routing *r, int64_t token_bytes) {
   int G = c->gpus, gpn = c->gpus_per_node;
   double worst = 0;
   double inter_Bps = c->inter_Bps / c->oversub;
@@ -61,7 +61,8 @@ static double alltoall_us(const pl_cluster *c, const pl_routing *r,
       if (h == g)
         continue;
       int same = (g / gpn) == (h / gpn);
-      int64_t o = r->traffic[(size_t)g * G + h], i = r->traffic[(size_t)h * G + g];
+      int64_t o = pl_routing_wire_tokens(r, p, g, h);
+      int64_t i = pl_routing_wire_tokens(r, p, h, g);
       if (same) {
         out_in += o;
         in_in += i;
@@ -113,7 +114,7 @@ static int allreduce_us(const pl_cluster *c, const pl_model *m,
 
 int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
                   const pl_placement *p, const pl_routing *r, pl_cost *out) {
-  if (!c || !m || !prof || !p || !r || !out || !r->traffic ||
+  if (!c || !m || !prof || !p || !r || !out || (!r->traffic && !r->padded) ||
       r->gpus != c->gpus || p->gpus != c->gpus || r->experts != p->experts)
     return PL_EINVAL;
   pl_cost t = {0};
@@ -121,14 +122,14 @@ int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof
   for (int g = 0; g < c->gpus; g++) {
     double us = 0;
     for (int e = 0; e < p->experts; e++) {
-      int64_t tok = r->load[(size_t)g * p->experts + e];
+      int64_t tok = pl_routing_compute_tokens(r, p, g, e);
       if (tok)
         us += pl_ffn_us(prof, (double)tok);
     }
     worst = fmax(worst, us);
   }
   t.compute_us = worst * (1.0 + prof->bwd_ratio);
-  t.alltoall_us = 4.0 * alltoall_us(c, r, pl_token_bytes(m));
+  t.alltoall_us = 4.0 * alltoall_us(c, p, r, pl_token_bytes(m));
   int rc = allreduce_us(c, m, p, &t.allreduce_us);
   if (rc)
     return rc;
@@ -161,4 +162,13 @@ double pl_cost_moves_us(const pl_cluster *c, const pl_move *moves, int nmoves) {
     worst = fmax(worst, t);
   }
   return worst * 1e6;
+}
+
+double pl_cost_exposed_us(double moves_us, int background, int uncharged,
+                          double overlap_us) {
+  if (uncharged || !(moves_us > 0))
+    return 0.0;
+  if (!background)
+    return moves_us;
+  return moves_us > overlap_us ? moves_us - overlap_us : 0.0;
 }

@@ -47,9 +47,12 @@ int pl_placement_copy(pl_placement *dst, const pl_placement *src) {
   size_t E = (size_t)src->experts, G = (size_t)src->gpus, S = (size_t)src->slots;
   memcpy(dst->nrep, src->nrep, E * sizeof(int));
   memcpy(dst->nhost, src->nhost, G * sizeof(int));
-  /* Only the live prefix of each row matters; copy rows whole for brevity. */
-  memcpy(dst->rep, src->rep, E * G * sizeof(int));
-  memcpy(dst->host, src->host, G * S * sizeof(int));
+  /* Only the live prefix of each row matters: copying just that keeps a
+   * copy O(replicas) instead of O(E x G) (1 MB at 1,024 GPUs x 256). */
+  for (size_t e = 0; e < E; e++)
+    memcpy(dst->rep + e * G, src->rep + e * G, (size_t)src->nrep[e] * sizeof(int));
+  for (size_t g = 0; g < G; g++)
+    memcpy(dst->host + g * S, src->host + g * S, (size_t)src->nhost[g] * sizeof(int));
   return PL_OK;
 }
 

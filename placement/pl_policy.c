@@ -31,6 +31,11 @@ struct pl_policy {
 static const pl_policy_ops *const registry[] = {
     &pl_policy_static_ops,
     &pl_policy_capacity_ops,
+    &pl_policy_fastermoe_ops,
+    &pl_policy_smartmoe_ops,
+    &pl_policy_eplb_ops,
+    &pl_policy_flexmoe_ops,
+    &pl_policy_oracle_ops,
     NULL,
 };
 
@@ -143,6 +148,21 @@ int pl_kv_int(const pl_kv *kv, int nkv, const char *key, int def, int lo,
     return PL_EPARAM;
   *out = (int)l;
   return PL_OK;
+}
+
+int pl_kv_choice(const pl_kv *kv, int nkv, const char *key,
+                 const char *const *choices, int def, int *out) {
+  const char *v = kv_get(kv, nkv, key);
+  if (!v) {
+    *out = def;
+    return PL_OK;
+  }
+  for (int i = 0; choices[i]; i++)
+    if (strcmp(choices[i], v) == 0) {
+      *out = i;
+      return PL_OK;
+    }
+  return PL_EPARAM;
 }
 
 static void canonical_spec(pl_policy *p, const pl_kv *kv, int nkv) {
@@ -269,6 +289,10 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
   if ((rc = pl_placement_diff(&p->cur[layer], next, layer, gpn, bytes, plan->moves, &n)) != 0)
     goto done;
   plan->nmoves = n;
+  if (plan->copy_bytes > 0)
+    for (int k = 0; k < n; k++)
+      if (plan->moves[k].kind == PL_MOVE_REPLICATE)
+        plan->moves[k].bytes = plan->copy_bytes;
   if (n == 0)
     plan->changed = 0;
   else

@@ -11,7 +11,7 @@
 int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic) {
   if (!r || gpus < 1 || experts < 1)
     return PL_EINVAL;
-  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0};
+  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0, -1, 0};
   t.load = pl_calloc((size_t)gpus * (size_t)experts, sizeof(int64_t));
   t.gpu_load = pl_calloc((size_t)gpus, sizeof(int64_t));
   if (with_traffic)
@@ -75,6 +75,8 @@ int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
     memset(r->traffic, 0, (size_t)G * G * sizeof(int64_t));
   r->dropped = 0;
   r->total = 0;
+  r->capacity = cap >= 0 ? cap : -1;
+  r->padded = cap >= 0;
   for (int src = 0; src < G; src++) {
     int node_lo = (src / gpn) * gpn;
     for (int e = 0; e < E; e++) {
@@ -105,6 +107,27 @@ int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
     }
   }
   return PL_OK;
+}
+
+/* Per-(source, replica) share of a padded buffer. */
+static int64_t pad_share(const pl_routing *r) {
+  return (r->capacity + r->gpus - 1) / r->gpus;
+}
+
+int64_t pl_routing_wire_tokens(const pl_routing *r, const pl_placement *p,
+                               int src, int dst) {
+  if (src == dst)
+    return 0;
+  if (r->padded)
+    return (int64_t)p->nhost[dst] * pad_share(r);
+  return r->traffic ? r->traffic[(size_t)src * r->gpus + dst] : 0;
+}
+
+int64_t pl_routing_compute_tokens(const pl_routing *r, const pl_placement *p,
+                                  int gpu, int expert) {
+  if (r->padded)
+    return pl_placement_has(p, expert, gpu) ? (int64_t)r->gpus * pad_share(r) : 0;
+  return r->load[(size_t)gpu * r->experts + expert];
 }
 
 double pl_routing_balance(const pl_routing *r) {

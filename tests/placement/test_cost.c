@@ -70,3 +70,41 @@ Test(cost, replica_allreduce_is_a_ring_over_the_slowest_link) {
   pl_routing_fini(&r);
   pl_placement_fini(&p);
 }
+
+Test(cost, capacity_routing_is_charged_its_padded_buffers) {
+  /* 2 GPUs, 2 experts (one each), cap 40: every source sends every replica
+   * ceil(40/2) = 20 slots whatever it has, every replica computes 40. */
+  pl_cluster c = {2, 2, 1, 100e9, 0, 10e9, 0, 1.0};
+  pl_model m = {1000, 4000, 1, 2, 12.0};
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 2, 2, 1), PL_OK);
+  cr_assert_eq(pl_placement_static(&p), PL_OK);
+  cr_assert_eq(pl_routing_init(&r, 2, 2, 1), PL_OK);
+  int64_t counts[4] = {30, 1, 30, 1}; /* GPU 1 sends 30 to expert 0, 1 kept */
+  cr_assert_eq(pl_route(&p, &c, counts, 40, &r), PL_OK);
+  cr_assert(r.padded);
+  cr_assert_eq(r.capacity, 40);
+  cr_assert_eq(r.traffic[1 * 2 + 0], 10, "traffic keeps the real tokens: 10 of 30 fit");
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 1, 0), 20);
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 0, 1), 20, "padding is sent even for 1 token");
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 1, 1), 40);
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 1, 0), 0);
+  pl_cost cost;
+  cr_assert_eq(pl_cost_layer(&c, &m, &prof, &p, &r, &cost), PL_OK);
+  cr_assert_float_eq(cost.compute_us, pl_ffn_us(&prof, 40) * 3.0, 1e-9);
+  cr_assert_float_eq(cost.alltoall_us, 4 * 20.0 * 2000 / 100e9 * 1e6, 1e-9);
+  /* a dropless routing of the same counts is not padded */
+  cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+  cr_assert(!r.padded);
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 0, 1), 1);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}
+
+Test(cost, background_moves_cost_only_what_exceeds_the_iteration) {
+  cr_assert_float_eq(pl_cost_exposed_us(500, 0, 0, 2000), 500, 1e-12);
+  cr_assert_float_eq(pl_cost_exposed_us(500, 1, 0, 2000), 0, 1e-12);
+  cr_assert_float_eq(pl_cost_exposed_us(2500, 1, 0, 2000), 500, 1e-12);
+  cr_assert_float_eq(pl_cost_exposed_us(2500, 0, 1, 2000), 0, 1e-12);
+}

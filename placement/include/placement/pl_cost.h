@@ -17,6 +17,14 @@
  * plus latency; the layer waits for the slowest GPU. Replica gradient
  * all-reduce: ring 2(r-1)/r x expert parameter bytes over the group's
  * slowest link, per expert with r > 1 replicas, serialised per GPU.
+ * A padded routing (capacity policy, see pl_route.h) is charged its padded
+ * buffers: wire and compute tokens come from pl_routing_wire_tokens and
+ * pl_routing_compute_tokens, not from the real token counts.
+ *
+ * Migration: a plan's moves take pl_cost_moves_us; blocking moves add that
+ * time to the iteration, background moves overlap the next iteration and
+ * add only what exceeds it, uncharged (oracle) moves add nothing
+ * (pl_cost_exposed_us).
  */
 #ifndef FLEXMOE_PL_COST_H
 #define FLEXMOE_PL_COST_H
@@ -65,14 +73,20 @@ typedef struct pl_cost {
   double total_us;     /* sum of the above */
 } pl_cost;
 
-/* Predicted time of one layer for placement p and routing r (which must be
- * computed with traffic). */
+/* Predicted time of one layer for placement p and routing r (computed with
+ * traffic unless padded). */
 int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
                   const pl_placement *p, const pl_routing *r, pl_cost *out);
 
 /* Time to execute a list of moves over the network, microseconds (each GPU's
  * in/out bytes over its links; the slowest GPU sets the time). */
 double pl_cost_moves_us(const pl_cluster *c, const pl_move *moves, int nmoves);
+
+/* Time moves lasting moves_us add to an iteration: all of it when blocking;
+ * max(0, moves_us - overlap_us) when background (overlap_us: the compute of
+ * the iteration they overlap); 0 when uncharged. */
+double pl_cost_exposed_us(double moves_us, int background, int uncharged,
+                          double overlap_us);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,11 @@ extern "C" {
 
 extern const pl_policy_ops pl_policy_static_ops;
 extern const pl_policy_ops pl_policy_capacity_ops;
+extern const pl_policy_ops pl_policy_fastermoe_ops;
+extern const pl_policy_ops pl_policy_smartmoe_ops;
+extern const pl_policy_ops pl_policy_eplb_ops;
+extern const pl_policy_ops pl_policy_flexmoe_ops;
+extern const pl_policy_ops pl_policy_oracle_ops;
 
 #ifdef __cplusplus
 }

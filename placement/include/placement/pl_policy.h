@@ -64,6 +64,12 @@ typedef struct pl_plan {
   int nmoves;
   int cap_moves;
   int64_t capacity;       /* per-replica token capacity, -1 = dropless */
+  /* Appended fields (0 after pl_plan_init). */
+  int uncharged;          /* 1: the moves are free (clairvoyant oracle): report
+                             their bytes but charge no time for them */
+  int64_t copy_bytes;     /* bytes charged per replicate move; 0 = the full
+                             pl_expert_move_bytes (fastermoe's shadows copy
+                             parameters only: the owner keeps the optimizer) */
 } pl_plan;
 
 void pl_plan_init(pl_plan *plan);
@@ -126,6 +132,10 @@ int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
                  double lo, double hi, double *out);
 int pl_kv_int(const pl_kv *kv, int nkv, const char *key, int def, int lo,
               int hi, int *out);
+/* One of `choices` (NULL-terminated) by name; *out = its index, def when the
+ * key is absent; PL_EPARAM for a value not in the list. */
+int pl_kv_choice(const pl_kv *kv, int nkv, const char *key,
+                 const char *const *choices, int def, int *out);
 
 #ifdef __cplusplus
 }

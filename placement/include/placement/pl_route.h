@@ -14,6 +14,16 @@
  * Capacity dropping (DeepSpeed/GShard) is applied on top when cap >= 0: each
  * replica accepts at most cap tokens in source order; the rest are dropped
  * and counted.
+ *
+ * Padded dispatch. A capacity routing (cap >= 0) also means fixed-size
+ * buffers, as DeepSpeed-MoE and GShard run them: every source sends every
+ * expert replica a buffer of ceil(cap / G) token slots whether or not it has
+ * that many tokens for it, and every replica computes its full buffer of
+ * G x ceil(cap / G) slots. pl_route records this in r->padded and
+ * r->capacity; load, gpu_load, traffic and dropped keep the real tokens
+ * (balance and drop statistics), while pl_routing_wire_tokens and
+ * pl_routing_compute_tokens give what the links and the GPUs really
+ * carry. pl_cost_layer and the simulator charge time from those two.
  */
 #ifndef FLEXMOE_PL_ROUTE_H
 #define FLEXMOE_PL_ROUTE_H
@@ -34,6 +44,9 @@ typedef struct pl_routing {
   int64_t *traffic;  /* [G*G] tokens sent src -> dst (dst != src), or NULL */
   int64_t dropped;   /* tokens dropped by capacity */
   int64_t total;     /* tokens routed (sum of counts) */
+  /* Appended fields. */
+  int64_t capacity;  /* per-replica capacity applied, -1 = dropless */
+  int padded;        /* 1: dispatch is padded to capacity (see above) */
 } pl_routing;
 
 /* with_traffic = 0 skips the G*G matrix (large clusters, balance only). */
@@ -47,6 +60,16 @@ void pl_routing_fini(pl_routing *r);
  */
 int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
              int64_t cap, pl_routing *r);
+
+/* Token slots on the wire from src to dst (src != dst): r->traffic, or for
+ * a padded routing nhost[dst] x ceil(capacity / G). Needs r->traffic unless
+ * padded. */
+int64_t pl_routing_wire_tokens(const pl_routing *r, const pl_placement *p,
+                               int src, int dst);
+/* Token slots GPU g computes for expert e: r->load, or for a padded routing
+ * G x ceil(capacity / G) when g hosts e (0 otherwise). */
+int64_t pl_routing_compute_tokens(const pl_routing *r, const pl_placement *p,
+                                  int gpu, int expert);
 
 /* max GPU load / mean GPU load after routing (1.0 = perfect; 1.0 if idle). */
 double pl_routing_balance(const pl_routing *r);

@@ -7,6 +7,16 @@
  * it is visible complete or not at all. Opening a file that is not a flexmoe
  * database (or is newer than this build understands) fails without touching
  * it; so does a read-only file when writing is asked for.
+ *
+ * A flexmoe database carries PRAGMA application_id = ST_APPLICATION_ID.
+ * Schema versions (docs/results.md lists every table and column):
+ *   1  traces, clusters, profiles, runs, iterations, gpu_stats, plans,
+ *      validations
+ *   2  trace_loads (per iteration, layer, expert token slots summed over
+ *      ranks: the notebooks' heatmaps) and layer_iterations (per iteration
+ *      and layer balance of a run)
+ * Unsigned 64-bit values (seed) are stored bit-for-bit in SQLite's signed
+ * INTEGER and read back unchanged; content hashes are 16 hex digits.
  */
 #ifndef FLEXMOE_ST_STORE_H
 #define FLEXMOE_ST_STORE_H
@@ -18,7 +28,8 @@
 extern "C" {
 #endif
 
-#define ST_SCHEMA_VERSION 1
+#define ST_SCHEMA_VERSION 2
+#define ST_APPLICATION_ID 0x464D4F45 /* "FMOE" */
 
 #define ST_ERRNO_MAP(X)                                                        \
   X(OK, 0, "success")                                                          \
@@ -101,6 +112,77 @@ void st_run_abort(st_run *r);                  /* frees r; accepts NULL */
 
 /* Whether a complete run with this config_key exists (sweeps resume). */
 int st_run_exists(st_db *db, const char *config_key, int *exists);
+
+/* ---- Additions (store authors): traces, profiles, validations, queries ---- */
+
+/* Schema version of an open database (ST_SCHEMA_VERSION after migrations). */
+int st_schema_version(const st_db *db);
+
+/* The SQL of migration step `version` (1..ST_SCHEMA_VERSION), for tests and
+ * tooling that need an older schema; NULL if there is no such step. */
+const char *st_migration_sql(int version);
+
+/* Finds or inserts a trace (identity: path + content hash), in its own
+ * transaction. Not allowed while a run is being written (ST_EBUSY). */
+int st_trace_put(st_db *db, const st_trace_row *trace, int64_t *trace_id);
+/* Per-(iteration, layer, expert) token slots summed over ranks,
+ * loads[(i * layers + l) * experts + e] for iterations [it_begin,
+ * it_begin + iterations). Written once per trace in one transaction: if the
+ * trace already has loads, nothing changes and *written (may be NULL) is 0. */
+int st_trace_loads_put(st_db *db, int64_t trace_id, int64_t it_begin,
+                       int64_t iterations, int layers, int experts,
+                       const int64_t *loads, int *written);
+
+/* Per-layer detail of one iteration of a run (optional; for notebooks). */
+int st_run_layer(st_run *r, int64_t iteration, int layer, double balance,
+                 double time_ms);
+
+/* Compute profiles as JSON text by name; put replaces. get: *json is
+ * malloc'd (caller frees); ST_ENOTFOUND if there is none by that name. */
+int st_profile_put(st_db *db, const char *name, const char *json);
+int st_profile_get(st_db *db, const char *name, char **json);
+
+/* Predicted (sim) vs measured (gpu) run: relative error per phase,
+ * (predicted - measured) / measured; NAN where a phase was not measured. */
+typedef struct st_validation_row {
+  int64_t predicted_run;
+  int64_t measured_run;
+  double err_time, err_compute, err_alltoall, err_allreduce, err_migration,
+      err_other;
+  const char *detail_json; /* may be NULL */
+} st_validation_row;
+int st_validation_add(st_db *db, const st_validation_row *v, int64_t *id);
+
+/* One stored run with its per-iteration means (for report and tests). */
+typedef struct st_run_summary {
+  int64_t id;
+  char kind[8];
+  char policy[256];
+  char cluster[128];
+  char engine[32];
+  char trace[512];      /* trace path, "" if none */
+  char trace_hash[17];  /* 16 hex digits, "" if none */
+  char status[16];
+  char config_key[512];
+  int gpus;
+  uint64_t seed;
+  double started, finished;
+  int64_t iterations;   /* number of iteration rows */
+  double mean_ms, compute_ms, alltoall_ms, allreduce_ms, migration_ms,
+      other_ms;         /* means over the iteration rows */
+  double balance_mean;
+  int64_t bytes_alltoall, bytes_migrated, tokens_dropped, tokens_total; /* sums */
+} st_run_summary;
+
+/* Complete runs (status "complete"), of `kind` unless NULL, ordered by id.
+ * *rows is malloc'd (caller frees; NULL when *n is 0). */
+int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
+                 size_t *n);
+/* A run's iteration rows in iteration order; *rows malloc'd, caller frees. */
+int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
+                      size_t *n);
+/* Number of rows of the validations table. */
+int st_validations_count(st_db *db, int64_t *n);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,313 @@
+/*
+ * bench_speed.c - planner speed at scale, and flexmoe vs eplb under drift.
+ *
+ * (1) One flexmoe plan and one eplb plan for 1,024 GPUs x 256 experts x 4
+ *     slots (one layer, 8 GPUs per node, d_model 2048 / d_ff 8192, 4096
+ *     tokens per GPU, top-2), on skewed (log-normal popularity) loads that
+ *     drift from iteration to iteration. One core (the process is single
+ *     threaded). Warm-up iterations first, then every plan call is timed;
+ *     median and max reported. Peers measured in the same process: one
+ *     routing of the same counts (pl_route, what any simulator step costs
+ *     anyway), the static policy's plan, and a naive EPLB (linear argmax per
+ *     replica, linear scan per packed copy) against our tree-based one.
+ * (2) At the same slot budget, flexmoe vs eplb (period 10 and 100) over
+ *     drifting loads: max/mean GPU load after routing (p50, p90), bytes
+ *     migrated per iteration, and the layer time of the analytic model
+ *     (pl_cost_layer + exposed migration; the replica all-reduce part
+ *     beside it), iterations 10 and later.
+ *
+ * Usage: bench_pl_speed [--iterations N]   (default 60)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_common.h"
+#include "placement/flexmoe_planner.h"
+
+enum { G = 1024, GPN = 8, E = 256, S = 4 };
+
+typedef struct gen {
+  uint64_t s;
+  double lw[E];
+} gen;
+
+static uint64_t rnd(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+static double unif(uint64_t *s) { return (double)(rnd(s) >> 11) * 0x1.0p-53; }
+static double gauss(uint64_t *s) {
+  double u = unif(s) + 1e-300, v = unif(s);
+  return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* Next iteration's counts [G*E]: log-normal popularity (sigma 1), each log
+ * weight drifting by N(0, drift^2), +-20% per-GPU noise, 8192 slots per GPU. */
+static void next_counts(gen *g, double drift, int64_t *c) {
+  for (int e = 0; e < E; e++)
+    g->lw[e] += drift * gauss(&g->s);
+  double w[E];
+  for (int src = 0; src < G; src++) {
+    double sum = 0;
+    for (int e = 0; e < E; e++)
+      sum += (w[e] = exp(g->lw[e]) * (0.8 + 0.4 * unif(&g->s)));
+    int64_t used = 0, *row = c + (size_t)src * E;
+    for (int e = 0; e < E; e++)
+      used += (row[e] = (int64_t)(8192 * w[e] / sum));
+    while (used < 8192) {
+      row[rnd(&g->s) % E]++;
+      used++;
+    }
+  }
+}
+
+/* Naive EPLB for the peer: O(E) argmax per extra replica, O(G) scan per
+ * packed copy. Returns a checksum so the work is not optimised away. */
+static double naive_eplb(const double *load, int *nrep, int *count, double *gw,
+                         unsigned char *has) {
+  for (int e = 0; e < E; e++)
+    nrep[e] = 1;
+  for (int k = 0; k < G * S - E; k++) {
+    int best = -1;
+    for (int e = 0; e < E; e++)
+      if (nrep[e] < G && (best < 0 || load[e] / nrep[e] > load[best] / nrep[best]))
+        best = e;
+    nrep[best]++;
+  }
+  memset(count, 0, sizeof(int) * G);
+  memset(gw, 0, sizeof(double) * G);
+  memset(has, 0, (size_t)G * E);
+  /* copies heaviest first: experts by load per copy (selection each time) */
+  static unsigned char done[E];
+  memset(done, 0, sizeof(done));
+  double chk = 0;
+  for (int n = 0; n < E; n++) {
+    int x = -1;
+    for (int e = 0; e < E; e++)
+      if (!done[e] && (x < 0 || load[e] / nrep[e] > load[x] / nrep[x]))
+        x = e;
+    done[x] = 1;
+    for (int r = 0; r < nrep[x]; r++) {
+      int best = -1;
+      for (int g = 0; g < G; g++)
+        if (count[g] < S && !has[(size_t)g * E + x] && (best < 0 || gw[g] < gw[best]))
+          best = g;
+      if (best < 0)
+        continue;
+      count[best]++;
+      has[(size_t)best * E + x] = 1;
+      gw[best] += load[x] / nrep[x];
+      chk += best;
+    }
+  }
+  return chk;
+}
+
+typedef struct timing {
+  double med, p90, max;
+} timing;
+
+static timing summarise(double *v, int n) {
+  double mx = 0;
+  for (int i = 0; i < n; i++)
+    mx = fmax(mx, v[i]);
+  return (timing){bq_pct(v, (size_t)n, 0.5), bq_pct(v, (size_t)n, 0.9), mx};
+}
+
+/* Times `iters` plan calls of spec after `warm` warm-up iterations. */
+static int time_plans(const char *spec, const pl_env *env, int warm, int iters, double drift,
+                      timing *all, timing *changed, int *nchanged) {
+  pl_policy *p = NULL;
+  char err[256];
+  if (pl_policy_create(&p, spec, env, err, sizeof(err))) {
+    fprintf(stderr, "bench_pl_speed: %s: %s\n", spec, err);
+    return 1;
+  }
+  gen g = {12345, {0}};
+  for (int e = 0; e < E; e++)
+    g.lw[e] = gauss(&g.s);
+  int64_t *c = malloc(sizeof(int64_t) * G * E);
+  double *t = malloc(sizeof(double) * iters), *tc = malloc(sizeof(double) * iters);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  int nc = 0;
+  for (int it = 0; it < warm + iters; it++) {
+    next_counts(&g, drift, c);
+    double t0 = bq_now();
+    pl_policy_plan(p, it, 0, c, &plan);
+    double dt = (bq_now() - t0) * 1e6;
+    if (it >= warm) {
+      t[it - warm] = dt;
+      if (plan.changed)
+        tc[nc++] = dt;
+    }
+    pl_policy_observe(p, it, 0, c);
+  }
+  *all = summarise(t, iters);
+  *changed = nc ? summarise(tc, nc) : (timing){NAN, NAN, NAN};
+  *nchanged = nc;
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+  free(c);
+  free(t);
+  free(tc);
+  return 0;
+}
+
+/* Balance and bytes of spec over drifting loads. */
+static int drift_run(const char *spec, const pl_env *env, int iters, double drift,
+                     double *b50, double *b90, double *gb_per_it, double *ms, double *ar_ms) {
+  pl_policy *p = NULL;
+  char err[256];
+  if (pl_policy_create(&p, spec, env, err, sizeof(err))) {
+    fprintf(stderr, "bench_pl_speed: %s: %s\n", spec, err);
+    return 1;
+  }
+  gen g = {777, {0}};
+  for (int e = 0; e < E; e++)
+    g.lw[e] = gauss(&g.s);
+  int64_t *c = malloc(sizeof(int64_t) * G * E);
+  double *bal = malloc(sizeof(double) * iters), bytes = 0;
+  pl_plan plan;
+  pl_plan_init(&plan);
+  pl_routing r;
+  pl_routing_init(&r, G, E, 1);
+  double sum_us = 0, sum_ar = 0;
+  for (int it = 0; it < iters; it++) {
+    next_counts(&g, drift, c);
+    pl_policy_plan(p, it, 0, c, &plan);
+    double mig = 0;
+    if (plan.changed) {
+      for (int k = 0; k < plan.nmoves; k++)
+        bytes += (double)plan.moves[k].bytes;
+      mig = pl_cost_moves_us(&env->cluster, plan.moves, plan.nmoves);
+    }
+    pl_policy_route(p, 0, c, &r);
+    bal[it] = pl_routing_balance(&r);
+    pl_cost cost;
+    pl_cost_layer(&env->cluster, &env->model, &env->profile, pl_policy_placement(p, 0), &r, &cost);
+    if (it >= 10) {
+      sum_us += cost.total_us + pl_cost_exposed_us(mig, plan.changed && plan.background,
+                                                   plan.changed && plan.uncharged, cost.total_us);
+      sum_ar += cost.allreduce_us;
+    }
+    pl_policy_observe(p, it, 0, c);
+  }
+  *ms = sum_us / (iters - 10) / 1e3;
+  *ar_ms = sum_ar / (iters - 10) / 1e3;
+  /* skip the first 10 iterations (everyone starts from its initial layout) */
+  *b50 = bq_pct(bal + 10, (size_t)(iters - 10), 0.5);
+  *b90 = bq_pct(bal + 10, (size_t)(iters - 10), 0.9);
+  *gb_per_it = bytes / iters / 1e9;
+  pl_routing_fini(&r);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+  free(c);
+  free(bal);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int iters = 60;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
+      iters = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "usage: bench_pl_speed [--iterations N]\n");
+      return 2;
+    }
+  }
+  if (iters < 20)
+    iters = 20;
+  static bq_model m;
+  m.name = "large";
+  m.d_model = 2048;
+  m.d_ff = 8192;
+  m.tokens_per_gpu = 4096;
+  pl_env env;
+  if (bq_env(&env, 1, E, G, S, &m, 4096)) {
+    fprintf(stderr, "bench_pl_speed: no profile\n");
+    return 1;
+  }
+  printf("# bench_pl_speed: placement %s; %d GPUs (%d/node) x %d experts x %d slots, one layer, "
+         "d_model 2048, d_ff 8192, 8192 token slots/GPU, log-normal loads (sigma 1) drifting; one core\n",
+         pl_planner_version(), G, GPN, E, S);
+  /* (1) speed */
+  timing fa, fc, ea, ec, sa, sc;
+  int nf, ne, ns;
+  if (time_plans("flexmoe", &env, 5, iters, 0.1, &fa, &fc, &nf) ||
+      time_plans("eplb:period=1,predictor=last", &env, 2, iters, 0.1, &ea, &ec, &ne) ||
+      time_plans("static", &env, 2, iters, 0.1, &sa, &sc, &ns))
+    return 1;
+  /* peers: one routing, naive EPLB */
+  gen g = {99, {0}};
+  for (int e = 0; e < E; e++)
+    g.lw[e] = gauss(&g.s);
+  int64_t *c = malloc(sizeof(int64_t) * G * E);
+  next_counts(&g, 0.1, c);
+  pl_routing r;
+  pl_routing_init(&r, G, E, 0);
+  const pl_placement *sp = NULL;
+  pl_policy *stat = NULL;
+  pl_policy_create(&stat, "static", &env, NULL, 0);
+  sp = pl_policy_placement(stat, 0);
+  double *tr = malloc(sizeof(double) * iters), *tn = malloc(sizeof(double) * iters);
+  double load[E] = {0}, gw[G], chk = 0;
+  int nrep[E], count[G];
+  unsigned char *has = malloc((size_t)G * E);
+  for (int i = 0; i < G * E; i++)
+    load[i % E] += (double)c[i];
+  for (int k = 0; k < iters; k++) {
+    double t0 = bq_now();
+    pl_route(sp, &env.cluster, c, -1, &r);
+    tr[k] = (bq_now() - t0) * 1e6;
+    t0 = bq_now();
+    chk += naive_eplb(load, nrep, count, gw, has);
+    tn[k] = (bq_now() - t0) * 1e6;
+  }
+  timing ra = summarise(tr, iters), na = summarise(tn, iters);
+  printf("\n## (1) plan time, %d timed plan calls each (microseconds)\n", iters);
+  printf("%-34s %10s %10s %10s %8s %15s %13s\n", "planner", "median_us", "p90_us", "max_us",
+         "changed", "median_changed", "vs_one_route");
+  printf("%-34s %10.1f %10.1f %10.1f %8d %15.1f %13.3f\n", "flexmoe (defaults)", fa.med, fa.p90,
+         fa.max, nf, fc.med, fa.med / ra.med);
+  printf("%-34s %10.1f %10.1f %10.1f %8d %15.1f %13.3f\n", "eplb (re-plans every call)", ea.med,
+         ea.p90, ea.max, ne, ec.med, ea.med / ra.med);
+  printf("%-34s %10.1f %10.1f %10.1f %8d %15s %13.3f\n", "static (peer: no work)", sa.med, sa.p90,
+         sa.max, ns, "-", sa.med / ra.med);
+  printf("%-34s %10.1f %10.1f %10.1f %8s %15s %13.3f\n", "peer: one pl_route (G x E counts)",
+         ra.med, ra.p90, ra.max, "-", "-", 1.0);
+  printf("%-34s %10.1f %10.1f %10.1f %8s %15s %13.3f\n", "peer: naive eplb (linear scans)", na.med,
+         na.p90, na.max, "-", "-", na.med / ra.med);
+  printf("eplb tree-based vs naive: %.1fx faster (checksum %.0f)\n", na.med / ea.med, chk);
+  printf("target: under 1000 us per plan: flexmoe %s, eplb %s\n",
+         fa.max < 1000 ? "met (max)" : fa.med < 1000 ? "met (median)" : "NOT met",
+         ea.max < 1000 ? "met (max)" : ea.med < 1000 ? "met (median)" : "NOT met");
+  /* (2) drift */
+  printf("\n## (2) same slot budget (%d per GPU), %d iterations of drifting loads (log-weight "
+         "step sigma 0.1 and 0.3)\n", S, iters);
+  printf("%-30s %6s %9s %9s %12s %9s %9s\n", "policy", "drift", "bal_p50", "bal_p90", "GB_moved/it",
+         "layer_ms", "ar_ms");
+  const char *specs[] = {"static", "eplb:slots=4,period=10", "eplb:slots=4,period=100",
+                         "flexmoe:slots=4", "flexmoe:slots=4,horizon=1000", NULL};
+  const double drifts[] = {0.1, 0.3};
+  for (int d = 0; d < 2; d++)
+    for (int i = 0; specs[i]; i++) {
+      double b50, b90, gb, ms, ar;
+      if (drift_run(specs[i], &env, iters, drifts[d], &b50, &b90, &gb, &ms, &ar))
+        return 1;
+      printf("%-30s %6.1f %9.3f %9.3f %12.2f %9.2f %9.2f\n", specs[i], drifts[d], b50, b90, gb, ms,
+             ar);
+    }
+  pl_routing_fini(&r);
+  pl_policy_destroy(stat);
+  free(c);
+  free(tr);
+  free(tn);
+  free(has);
+  return 0;
+}

@@ -1,0 +1,625 @@
+/*
+ * pl_greedy.c - the cost-aware greedy planner of `flexmoe` and `oracle`
+ * (model in pl_internal.h) and the tournament tree it keeps its maxima in.
+ *
+ * A step considers these candidates and takes the one with the lowest
+ * objective, if it is lower than now (DESIGN.md's planner):
+ *   expand   the hot expert (highest load per replica) gets a replica on the
+ *            least-loaded GPU that has a free slot and no copy of it;
+ *   swap     when the least-loaded GPU without the hot expert is full: the
+ *            cold expert (lowest load per replica among those with more
+ *            than one replica) is shrunk by one replica, on that GPU if it
+ *            has one there, else elsewhere, and a third expert of the full
+ *            GPU migrates into the freed slot, so the hot one can expand
+ *            there (expand + shrink + migrate keep slot limits);
+ *   migrate  an expert of the most loaded GPU moves to the least-loaded
+ *            GPU with a free slot;
+ *   relieve  on the most loaded GPU, a replicated expert drops its replica
+ *            there, or one of its experts trades places with one of the
+ *            least-loaded GPU's (the move that still works when every slot
+ *            is taken);
+ *   shrink   the cold expert loses a replica (saves all-reduce time).
+ * Candidates are applied to the model, scored and reverted exactly (every
+ * per-GPU quantity is recomputed from the placement, never accumulated in
+ * floating point, so reverting restores the same bits).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "placement/pl_error.h"
+#include "pl_internal.h"
+
+/* Weight of the spread term in the objective (see pl_greedy_objective). */
+#define PL_TIE 0.2
+
+/* ---- tournament tree ---------------------------------------------------- */
+
+static int seg_better(const pl_seg *s, int a, int b) {
+  if (a < 0)
+    return b;
+  if (b < 0)
+    return a;
+  double va = s->v[a], vb = s->v[b];
+  if (va == vb)
+    return a < b ? a : b;
+  return (s->max ? va > vb : va < vb) ? a : b;
+}
+
+int pl_seg_init(pl_seg *s, int n, const double *v, int max) {
+  int P = 1;
+  while (P < n)
+    P <<= 1;
+  s->t = pl_malloc(sizeof(int) * 2 * (size_t)P);
+  if (!s->t)
+    return PL_ENOMEM;
+  s->n = n;
+  s->P = P;
+  s->max = max;
+  s->v = v;
+  for (int i = 0; i < P; i++)
+    s->t[P + i] = i < n ? i : -1;
+  for (int k = P - 1; k >= 1; k--)
+    s->t[k] = seg_better(s, s->t[2 * k], s->t[2 * k + 1]);
+  return PL_OK;
+}
+
+void pl_seg_fini(pl_seg *s) {
+  if (s) {
+    pl_free(s->t);
+    s->t = NULL;
+  }
+}
+
+void pl_seg_update(pl_seg *s, int i) {
+  if (!s->t) /* not built yet: pl_seg_init will see the value */
+    return;
+  int k = (s->P + i) >> 1;
+  for (; k >= 1; k >>= 1)
+    s->t[k] = seg_better(s, s->t[2 * k], s->t[2 * k + 1]);
+}
+
+/* ---- the model ---------------------------------------------------------- */
+
+static int node_of(const pl_greedy *g, int gpu) { return gpu / g->gpn; }
+
+/* Ring all-reduce time of expert e's replica group, us (pl_cost's rule). */
+static double ring_us(const pl_greedy *g, int e) {
+  const pl_placement *p = g->p;
+  int n = p->nrep[e];
+  if (n < 2)
+    return 0.0;
+  const int *rep = p->rep + (size_t)e * p->gpus;
+  int spans = node_of(g, rep[0]) != node_of(g, rep[n - 1]);
+  double bw = spans ? g->c->inter_Bps / g->c->oversub : g->c->intra_Bps;
+  double lat = spans ? g->c->inter_lat_s : g->c->intra_lat_s;
+  return (2.0 * (n - 1) / n * g->grad_bytes / bw + 2.0 * (n - 1) * lat) * 1e6;
+}
+
+/* One all-to-all of a GPU with these token counts (pl_cost's rule), us. */
+static double a2a_us(const pl_greedy *g, double intra, double inter) {
+  const pl_cluster *c = g->c;
+  double t = 0;
+  if (intra > 0)
+    t += c->intra_lat_s + intra * g->token_bytes / c->intra_Bps;
+  if (inter > 0)
+    t += c->inter_lat_s + inter * g->token_bytes / (c->inter_Bps / c->oversub);
+  return t * 1e6;
+}
+
+/*
+ * Expected routing of GPU `gpu` under uniform sources (each GPU sends L/G of
+ * an expert's load L), locality first as pl_route: for expert e hosted on
+ * gpu in node n, with c replicas in node n, r in all and k nodes holding
+ * one, the replica computes
+ *     L/G x gpn x (1/c + (N - k)/r)          (N nodes of gpn GPUs):
+ * its own GPU's tokens, an even share of its node's GPUs without e (intra
+ * in) and of the nodes without e (inter in). Out of the GPU go, over the
+ * intra link, its tokens for experts its node holds elsewhere
+ * ((cover_n - own) / G) and, over the NIC, those for experts its node lacks
+ * ((total - cover_n) / G). The all-to-all takes max(in, out) on each link.
+ * With one node this reduces to the even split L/r.
+ */
+static void refresh_gpu(pl_greedy *g, int gpu) {
+  const pl_placement *p = g->p;
+  const int *host = p->host + (size_t)gpu * p->slots;
+  int nh = p->nhost[gpu], n = gpu / g->gpn, N = g->G / g->gpn;
+  double tok = 0, comp = 0, ar = 0, G = g->G, gpn = g->gpn;
+  for (int j = 0; j < nh; j++) {
+    int e = host[j];
+    tok += g->per[e];
+    ar += g->ring[e];
+  }
+  double a2a_mean = 0;
+  for (int k = 0; k < g->K; k++) {
+    const double *L = g->load + (size_t)k * g->E;
+    double sc = 0, own = 0, iin = 0, xin = 0;
+    for (int j = 0; j < nh; j++) {
+      int e = host[j];
+      double c = g->cnt[(size_t)e * N + n], r = p->nrep[e], kk = g->knodes[e];
+      double unit = L[e] / G;
+      double t = unit * gpn * (1.0 / c + (N - kk) / r);
+      own += unit;
+      iin += unit * (gpn - c) / c;
+      xin += unit * (N - kk) * gpn / r;
+      sc += pl_ffn_us(g->prof, t);
+    }
+    double cover = g->cover[(size_t)k * N + n];
+    double iout = fmax(0.0, cover / G - own), xout = fmax(0.0, (g->total[k] - cover) / G);
+    g->sa2a[(size_t)k * g->G + gpu] = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
+    a2a_mean += g->sa2a[(size_t)k * g->G + gpu];
+    g->scomp[(size_t)k * g->G + gpu] = sc;
+    comp += sc;
+    pl_seg_update(&g->t_sa2a[k], gpu);
+    pl_seg_update(&g->t_scomp[k], gpu);
+  }
+  comp /= g->K;
+  a2a_mean /= g->K;
+  double t = comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_mean + ar, t0 = g->tgpu[gpu];
+  g->sum_t += t - t0;
+  g->sq += t * t - t0 * t0;
+  g->tgpu[gpu] = t;
+  g->tok[gpu] = tok;
+  g->comp[gpu] = comp;
+  g->ar[gpu] = ar;
+  g->kall[gpu] = tok;
+  g->kfree[gpu] = p->nhost[gpu] < g->S ? tok : INFINITY;
+  pl_seg_update(&g->t_tok, gpu);
+  pl_seg_update(&g->t_ar, gpu);
+  pl_seg_update(&g->t_all, gpu);
+  pl_seg_update(&g->t_free, gpu);
+}
+
+/* Placement add/remove that keep the per-node replica counts, the number
+ * of nodes holding each expert and each node's covered load in step, and
+ * refresh every GPU whose expected routing changed. */
+static int place_add(pl_greedy *g, int e, int gpu) {
+  int rc = pl_placement_add(g->p, e, gpu);
+  if (rc)
+    return rc;
+  int N = g->G / g->gpn, n = gpu / g->gpn;
+  if (g->cnt[(size_t)e * N + n]++ == 0) {
+    g->knodes[e]++;
+    for (int k = 0; k < g->K; k++)
+      g->cover[(size_t)k * N + n] += g->load[(size_t)k * g->E + e];
+    g->dirty_node = n; /* its GPUs are refreshed by refresh_expert */
+  }
+  return PL_OK;
+}
+
+static int place_remove(pl_greedy *g, int e, int gpu) {
+  int rc = pl_placement_remove(g->p, e, gpu);
+  if (rc)
+    return rc;
+  int N = g->G / g->gpn, n = gpu / g->gpn;
+  if (--g->cnt[(size_t)e * N + n] == 0) {
+    g->knodes[e]--;
+    for (int k = 0; k < g->K; k++)
+      g->cover[(size_t)k * N + n] -= g->load[(size_t)k * g->E + e];
+    g->dirty_node = n;
+  }
+  return PL_OK;
+}
+
+static void refresh_mig(pl_greedy *g, int gpu) {
+  const int64_t *io = g->mio + 4 * (size_t)gpu;
+  const pl_cluster *c = g->c;
+  double t = 0;
+  if (io[0] || io[1])
+    t += (double)(io[0] > io[1] ? io[0] : io[1]) / c->intra_Bps + c->intra_lat_s;
+  if (io[2] || io[3])
+    t += (double)(io[2] > io[3] ? io[2] : io[3]) / (c->inter_Bps / c->oversub) +
+         c->inter_lat_s;
+  g->migt[gpu] = t * 1e6;
+  pl_seg_update(&g->t_mig, gpu);
+}
+
+static void refresh_expert_keys(pl_greedy *g, int e) {
+  int n = g->p->nrep[e];
+  g->per[e] = n ? g->mload[e] / n : 0.0;
+  g->ring[e] = ring_us(g, e);
+  g->khot[e] = n < g->G ? g->per[e] : -INFINITY;
+  g->kcold[e] = n > 1 ? g->per[e] : INFINITY;
+  pl_seg_update(&g->t_hot, e);
+  pl_seg_update(&g->t_cold, e);
+}
+
+/* Expert e's replica set changed (extra: a GPU that lost it, or -1): its
+ * GPUs, and all GPUs of a node whose covered load changed. */
+static void refresh_expert(pl_greedy *g, int e, int extra) {
+  refresh_expert_keys(g, e);
+  const int *rep = g->p->rep + (size_t)e * g->G;
+  for (int i = 0; i < g->p->nrep[e]; i++)
+    refresh_gpu(g, rep[i]);
+  if (extra >= 0)
+    refresh_gpu(g, extra);
+  if (g->dirty_node >= 0) {
+    int n = g->dirty_node;
+    g->dirty_node = -1;
+    for (int u = n * g->gpn; u < (n + 1) * g->gpn; u++)
+      refresh_gpu(g, u);
+  }
+}
+
+static void account(pl_greedy *g, int from, int to, int sign) {
+  int inter = node_of(g, from) != node_of(g, to);
+  g->mio[4 * (size_t)from + 2 * inter] += sign * g->move_bytes;
+  g->mio[4 * (size_t)to + 2 * inter + 1] += sign * g->move_bytes;
+  refresh_mig(g, from);
+  refresh_mig(g, to);
+}
+
+/* Where a new replica of e on `to` is copied from: same node first, then
+ * the lowest GPU id (as pl_placement_diff does). */
+static int copy_source(const pl_greedy *g, int e, int to) {
+  const int *rep = g->p->rep + (size_t)e * g->G;
+  for (int i = 0; i < g->p->nrep[e]; i++)
+    if (node_of(g, rep[i]) == node_of(g, to))
+      return rep[i];
+  return rep[0];
+}
+
+typedef struct op {
+  int add; /* 1 add, 0 remove */
+  int e, gpu, src; /* src: copy source for an add (-1: none) */
+} op;
+
+static int do_op(pl_greedy *g, const op *o) {
+  int rc;
+  if (o->add) {
+    if ((rc = place_add(g, o->e, o->gpu)) != 0)
+      return rc;
+    if (o->src >= 0)
+      account(g, o->src, o->gpu, +1);
+    refresh_expert(g, o->e, -1);
+  } else {
+    if ((rc = place_remove(g, o->e, o->gpu)) != 0)
+      return rc;
+    refresh_expert(g, o->e, o->gpu);
+  }
+  return PL_OK;
+}
+
+static void undo_op(pl_greedy *g, const op *o) {
+  if (o->add) {
+    place_remove(g, o->e, o->gpu);
+    if (o->src >= 0)
+      account(g, o->src, o->gpu, -1);
+    refresh_expert(g, o->e, o->gpu);
+  } else {
+    place_add(g, o->e, o->gpu);
+    refresh_expert(g, o->e, -1);
+  }
+}
+
+/* Applies ops; on success leaves them applied and returns the objective,
+ * else reverts and returns +inf. keep = 0 reverts in any case. */
+static double try_ops(pl_greedy *g, const op *ops, int n, int keep) {
+  int done = 0;
+  for (; done < n; done++)
+    if (do_op(g, &ops[done]) != 0)
+      break;
+  double j = done == n ? pl_greedy_objective(g) : INFINITY;
+  if (!keep || done < n)
+    for (int k = done - 1; k >= 0; k--)
+      undo_op(g, &ops[k]);
+  return j;
+}
+
+int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
+                   const pl_profile *prof, pl_placement *p, const double *load,
+                   int scenarios, int S, double mig_weight) {
+  memset(g, 0, sizeof(*g));
+  if (S < 1 || S > p->slots || scenarios < 1)
+    return PL_EINVAL;
+  g->c = c;
+  g->m = m;
+  g->prof = prof;
+  g->E = p->experts;
+  g->G = p->gpus;
+  g->K = scenarios;
+  g->S = S;
+  g->gpn = c->gpus_per_node;
+  g->mig_weight = mig_weight;
+  g->p = p;
+  g->load = load;
+  g->token_bytes = (double)pl_token_bytes(m);
+  g->grad_bytes = (double)pl_expert_params(m) * m->bytes_per_elem;
+  g->move_bytes = pl_expert_move_bytes(m);
+  size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
+  g->tok = pl_calloc(G * 7, sizeof(double));
+  g->mio = pl_calloc(G * 4, sizeof(int64_t));
+  g->per = pl_calloc(E * 5, sizeof(double));
+  size_t N = G / (size_t)g->gpn;
+  g->sa2a = pl_calloc(K * G * 2, sizeof(double));
+  g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
+  g->cnt = pl_calloc(E * N + E, sizeof(int));
+  g->cover = pl_calloc(K * N + K, sizeof(double));
+  if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
+      !g->cover) {
+    pl_greedy_fini(g);
+    return PL_ENOMEM;
+  }
+  g->comp = g->tok + G;
+  g->ar = g->tok + 2 * G;
+  g->migt = g->tok + 3 * G;
+  g->kfree = g->tok + 4 * G;
+  g->kall = g->tok + 5 * G;
+  g->tgpu = g->tok + 6 * G;
+  g->ring = g->per + E;
+  g->khot = g->per + 2 * E;
+  g->kcold = g->per + 3 * E;
+  g->mload = g->per + 4 * E;
+  g->scomp = g->sa2a + K * G;
+  g->t_scomp = g->t_sa2a + K;
+  g->knodes = g->cnt + E * N;
+  g->total = g->cover + K * N;
+  g->dirty_node = -1;
+  for (size_t e = 0; e < E; e++) {
+    const int *rep = p->rep + e * G;
+    for (int i = 0; i < p->nrep[e]; i++)
+      if (g->cnt[e * N + (size_t)(rep[i] / g->gpn)]++ == 0) {
+        g->knodes[e]++;
+        for (size_t k = 0; k < K; k++)
+          g->cover[k * N + (size_t)(rep[i] / g->gpn)] += load[k * E + e];
+      }
+    for (size_t k = 0; k < K; k++)
+      g->total[k] += load[k * E + e];
+  }
+  for (size_t e = 0; e < E; e++) {
+    double sum = 0;
+    for (size_t k = 0; k < K; k++)
+      sum += load[k * E + e];
+    g->mload[e] = sum / (double)K;
+  }
+  /* values first, then the trees are built over them in O(G + E) */
+  for (int e = 0; e < g->E; e++)
+    refresh_expert_keys(g, e);
+  for (int u = 0; u < g->G; u++) {
+    refresh_gpu(g, u);
+    refresh_mig(g, u);
+  }
+  int rc = 0;
+  for (size_t k = 0; k < K; k++) {
+    rc |= pl_seg_init(&g->t_sa2a[k], g->G, g->sa2a + k * G, 1);
+    rc |= pl_seg_init(&g->t_scomp[k], g->G, g->scomp + k * G, 1);
+  }
+  rc |= pl_seg_init(&g->t_tok, g->G, g->tok, 1);
+  rc |= pl_seg_init(&g->t_ar, g->G, g->ar, 1);
+  rc |= pl_seg_init(&g->t_mig, g->G, g->migt, 1);
+  rc |= pl_seg_init(&g->t_free, g->G, g->kfree, 0);
+  rc |= pl_seg_init(&g->t_all, g->G, g->kall, 0);
+  rc |= pl_seg_init(&g->t_hot, g->E, g->khot, 1);
+  rc |= pl_seg_init(&g->t_cold, g->E, g->kcold, 0);
+  if (rc) {
+    pl_greedy_fini(g);
+    return PL_ENOMEM;
+  }
+  return PL_OK;
+}
+
+void pl_greedy_fini(pl_greedy *g) {
+  if (!g)
+    return;
+  if (g->t_sa2a)
+    for (int k = 0; k < 2 * g->K; k++)
+      pl_seg_fini(&g->t_sa2a[k]);
+  pl_free(g->t_sa2a);
+  pl_free(g->sa2a);
+  pl_free(g->cnt);
+  pl_free(g->cover);
+  pl_free(g->tok);
+  pl_free(g->mio);
+  pl_free(g->per);
+  pl_seg_fini(&g->t_tok);
+  pl_seg_fini(&g->t_ar);
+  pl_seg_fini(&g->t_mig);
+  pl_seg_fini(&g->t_free);
+  pl_seg_fini(&g->t_all);
+  pl_seg_fini(&g->t_hot);
+  pl_seg_fini(&g->t_cold);
+  memset(g, 0, sizeof(*g));
+}
+
+double pl_greedy_layer_us(const pl_greedy *g) {
+  double sum = 0;
+  for (int k = 0; k < g->K; k++) {
+    const double *sc = g->scomp + (size_t)k * g->G, *sa = g->sa2a + (size_t)k * g->G;
+    sum += sc[pl_seg_top(&g->t_scomp[k])] * (1.0 + g->prof->bwd_ratio) +
+           4.0 * sa[pl_seg_top(&g->t_sa2a[k])];
+  }
+  double ar = g->ar[pl_seg_top(&g->t_ar)];
+  return sum / g->K + ar + 2.0 * g->prof->nonmoe_us;
+}
+
+double pl_greedy_migration_us(const pl_greedy *g) {
+  return g->migt[pl_seg_top(&g->t_mig)];
+}
+
+/* The max-based layer time is flat while several GPUs are near the
+ * maximum: no single step lowers it and a pure max objective stops there.
+ * The spread term sum(t_g^2) / sum(t_g) over the GPUs' estimated times t_g
+ * (compute + all-to-all + all-reduce) is the load-weighted mean GPU time:
+ * it falls whenever a busy GPU is relieved, so with weight 0.2 it lets the
+ * greedy walk off such plateaus (tuned on the real traces: 0.1 to 0.5 give
+ * the same quality, 0 is clearly worse at 64 GPUs). */
+double pl_greedy_objective(const pl_greedy *g) {
+  double spread = g->sum_t > 0 ? fmax(g->sq, 0) / g->sum_t : 0;
+  return pl_greedy_layer_us(g) + g->mig_weight * pl_greedy_migration_us(g) + PL_TIE * spread;
+}
+
+double pl_greedy_balance(const pl_greedy *g) {
+  double sum = 0;
+  for (int u = 0; u < g->G; u++)
+    sum += g->tok[u];
+  if (!(sum > 0))
+    return 1.0;
+  return g->tok[pl_seg_top(&g->t_tok)] * g->G / sum;
+}
+
+/* Least-loaded GPU in tree t (kfree or kall) that does not host e, or -1. */
+static int least_without(pl_greedy *g, pl_seg *t, double *key, int e) {
+  const int *rep = g->p->rep + (size_t)e * g->G;
+  int n = g->p->nrep[e];
+  double saved[64];
+  int masked = n < 64 ? n : 0;
+  int best;
+  if (masked || n == 0) {
+    for (int i = 0; i < masked; i++) {
+      saved[i] = key[rep[i]];
+      key[rep[i]] = INFINITY;
+      pl_seg_update(t, rep[i]);
+    }
+    best = pl_seg_top(t);
+    for (int i = masked - 1; i >= 0; i--) {
+      key[rep[i]] = saved[i];
+      pl_seg_update(t, rep[i]);
+    }
+  } else { /* many replicas: scan */
+    best = -1;
+    for (int u = 0; u < g->G; u++)
+      if (key[u] < INFINITY && !pl_placement_has(g->p, e, u) &&
+          (best < 0 || key[u] < key[best]))
+        best = u;
+  }
+  if (best >= 0 && (!(key[best] < INFINITY) || pl_placement_has(g->p, e, best)))
+    return -1;
+  return best;
+}
+
+#define MAX_OPS 4
+
+/* Keeps the best candidate seen so far. */
+typedef struct cand {
+  op ops[MAX_OPS];
+  int n;
+  double j;
+} cand;
+
+static void consider(pl_greedy *g, cand *best, const op *ops, int n) {
+  double j = try_ops(g, ops, n, 0);
+  if (j < best->j) {
+    best->j = j;
+    best->n = n;
+    memcpy(best->ops, ops, sizeof(op) * (size_t)n);
+  }
+}
+
+/* Lightest expert (load per replica) on gpu that is not `a` and not on gpu
+ * `b`, or -1. */
+static int lightest_on(const pl_greedy *g, int gpu, int a, int b) {
+  const int *host = g->p->host + (size_t)gpu * g->p->slots;
+  int best = -1;
+  for (int j = 0; j < g->p->nhost[gpu]; j++) {
+    int x = host[j];
+    if (x == a || pl_placement_has(g->p, x, b))
+      continue;
+    if (best < 0 || g->per[x] < g->per[best])
+      best = x;
+  }
+  return best;
+}
+
+static void candidates(pl_greedy *g, cand *best) {
+  int hot = pl_seg_top(&g->t_hot);
+  int cold = pl_seg_top(&g->t_cold);
+  if (!(g->khot[hot] > -INFINITY))
+    hot = -1;
+  if (!(g->kcold[cold] < INFINITY))
+    cold = -1;
+  if (hot >= 0) {
+    /* expand onto the least-loaded GPU with a free slot */
+    int f = least_without(g, &g->t_free, g->kfree, hot);
+    if (f >= 0) {
+      op o[1] = {{1, hot, f, copy_source(g, hot, f)}};
+      consider(g, best, o, 1);
+    }
+    /* expand onto the least-loaded GPU overall, making room there */
+    int a = least_without(g, &g->t_all, g->kall, hot);
+    if (a >= 0 && a != f && g->p->nhost[a] >= g->S && cold >= 0 && cold != hot) {
+      if (pl_placement_has(g->p, cold, a)) {
+        op o[2] = {{0, cold, a, -1}, {1, hot, a, copy_source(g, hot, a)}};
+        consider(g, best, o, 2);
+      } else {
+        const int *rep = g->p->rep + (size_t)cold * g->G;
+        int n = g->p->nrep[cold] < 8 ? g->p->nrep[cold] : 8;
+        for (int i = 0; i < n; i++) {
+          int cgpu = rep[i];
+          int x = lightest_on(g, a, hot, cgpu);
+          if (x < 0)
+            continue;
+          op o[4] = {{0, cold, cgpu, -1},
+                     {0, x, a, -1},
+                     {1, x, cgpu, a},
+                     {1, hot, a, -1}};
+          o[3].src = copy_source(g, hot, a);
+          consider(g, best, o, 4);
+        }
+      }
+    }
+  }
+  /* migrate an expert off the most loaded GPU */
+  int mx = pl_seg_top(&g->t_tok);
+  const int *host = g->p->host + (size_t)mx * g->p->slots;
+  int nh = g->p->nhost[mx];
+  int hosted[64];
+  if (nh > 64)
+    nh = 64;
+  memcpy(hosted, host, sizeof(int) * (size_t)nh);
+  for (int j = 0; j < nh; j++) {
+    int y = hosted[j];
+    int f = least_without(g, &g->t_free, g->kfree, y);
+    if (f < 0 || f == mx)
+      continue;
+    op o[2] = {{0, y, mx, -1}, {1, y, f, mx}};
+    consider(g, best, o, 2);
+  }
+  /* on the most loaded GPU: shrink a replicated expert there, or swap one of
+   * its experts with one of the least-loaded GPU's */
+  int mn = pl_seg_top(&g->t_all);
+  const int *mhost = g->p->host + (size_t)mn * g->p->slots;
+  int nl = g->p->nhost[mn] < 64 ? g->p->nhost[mn] : 64;
+  int light[64];
+  memcpy(light, mhost, sizeof(int) * (size_t)nl);
+  for (int j = 0; j < nh; j++) {
+    int y = hosted[j];
+    if (g->p->nrep[y] > 1) {
+      op o[1] = {{0, y, mx, -1}};
+      consider(g, best, o, 1);
+    }
+    if (mn == mx || pl_placement_has(g->p, y, mn))
+      continue;
+    for (int k = 0; k < nl; k++) {
+      int z = light[k];
+      if (pl_placement_has(g->p, z, mx))
+        continue;
+      op o[4] = {{0, y, mx, -1}, {0, z, mn, -1}, {1, y, mn, mx}, {1, z, mx, mn}};
+      consider(g, best, o, 4);
+    }
+  }
+  /* shrink the cold expert */
+  if (cold >= 0) {
+    const int *rep = g->p->rep + (size_t)cold * g->G;
+    int n = g->p->nrep[cold] < 8 ? g->p->nrep[cold] : 8;
+    int reps[8];
+    memcpy(reps, rep, sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+      op o[1] = {{0, cold, reps[i], -1}};
+      consider(g, best, o, 1);
+    }
+  }
+}
+
+int pl_greedy_run(pl_greedy *g, int max_steps) {
+  g->steps = 0;
+  for (int s = 0; s < max_steps; s++) {
+    double now = pl_greedy_objective(g);
+    cand best = {.n = 0, .j = INFINITY};
+    candidates(g, &best);
+    if (!(best.j < now - 1e-9 * fabs(now)))
+      break;
+    if (!(try_ops(g, best.ops, best.n, 1) < INFINITY))
+      return PL_EINVARIANT;
+    g->steps++;
+  }
+  return PL_OK;
+}

@@ -1,0 +1,149 @@
+/*
+ * pl_internal.h - planning machinery shared by the built-in policies (not
+ * installed, not part of the API): the cost-aware greedy planner that
+ * `flexmoe` and `oracle` run, EPLB's replicate-and-pack used by `eplb` and
+ * `oracle`, a tiny deterministic PRNG, and a max/min tournament tree.
+ *
+ * The greedy planner's model of a layer (pl_greedy) is pl_cost's formulas
+ * applied to predicted per-expert loads instead of a full routing: an
+ * expert's load is split evenly over its replicas, a GPU's all-to-all moves
+ * its remote share of the tokens it computes (sources assumed uniform:
+ * (gpn-1)/G of them over the intra link, (G-gpn)/G over the NIC), replica
+ * groups all-reduce as in pl_cost (ring over the slowest link, serialised
+ * per GPU), and the moves made so far cost pl_cost_moves_us's per-GPU
+ * formula, weighted by mig_weight (1/H: amortised over the horizon), plus
+ * 0.2 x the load-weighted mean GPU time as a plateau breaker. Every
+ * quantity is kept per GPU and per expert and updated incrementally in
+ * O(r (S + log G)) for a change to an expert with r replicas, with
+ * tournament trees for the maxima, so one greedy step costs far less than
+ * one routing (O(G E)). All arithmetic is in a fixed order: deterministic.
+ */
+#ifndef FLEXMOE_PL_INTERNAL_H
+#define FLEXMOE_PL_INTERNAL_H
+
+#include <stdint.h>
+
+#include "placement/pl_cluster.h"
+#include "placement/pl_cost.h"
+#include "placement/pl_placement.h"
+#include "placement/pl_policy.h"
+#include "placement/pl_predict.h"
+
+/* splitmix64: a small counter-based PRNG for policies that need randomness
+ * (seeded from pl_env.seed and a stream id, never from global state). */
+static inline uint64_t pl_rng_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* Tournament tree over v[0..n): the index of the largest (max = 1) or
+ * smallest value, ties to the lower index. */
+typedef struct pl_seg {
+  int n, P, max;
+  int *t;          /* [2P] */
+  const double *v; /* [n], not owned */
+} pl_seg;
+int pl_seg_init(pl_seg *s, int n, const double *v, int max);
+void pl_seg_fini(pl_seg *s);
+void pl_seg_update(pl_seg *s, int i); /* after v[i] changed */
+static inline int pl_seg_top(const pl_seg *s) { return s->t[1]; }
+
+typedef struct pl_greedy {
+  const pl_cluster *c;
+  const pl_model *m;
+  const pl_profile *prof;
+  int E, G, S, gpn, K;
+  double mig_weight; /* weight of the migration time in the objective */
+  pl_placement *p;   /* edited in place, not owned */
+  const double *load;/* [K*E] load scenarios, not owned */
+  double token_bytes, grad_bytes;
+  int64_t move_bytes;
+  double *tok, *comp, *ar, *migt; /* [G] scenario means (tok, comp) */
+  double *kfree, *kall;           /* [G] tok if selectable, else +inf */
+  int64_t *mio;                   /* [4G] intra out/in, inter out/in bytes */
+  double *per, *ring, *khot, *kcold, *mload; /* [E] (per: mean load / replica) */
+  double *sa2a, *scomp;           /* [K*G] per scenario: all-to-all, compute (us) */
+  pl_seg *t_sa2a, *t_scomp;       /* [K] maxima per scenario */
+  int *cnt, *knodes;              /* [E*N] replicas of e in node n; [E] nodes holding e */
+  double *cover, *total;          /* [K*N] load of the experts node n holds; [K] */
+  int dirty_node;                 /* node whose cover changed, -1 */
+  pl_seg t_tok, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
+  int steps;                      /* steps applied by pl_greedy_run */
+  double *tgpu;                   /* [G] estimated time of each GPU (us) */
+  double sq, sum_t;               /* sums over GPUs of tgpu^2 and tgpu */
+} pl_greedy;
+
+/* Builds the model of placement p (valid, slots limited to S <= p->slots)
+ * under `scenarios` load vectors load[k*E + e]: the layer time is the mean
+ * over the scenarios (1 scenario: a point prediction). p and load must
+ * outlive g. */
+int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
+                   const pl_profile *prof, pl_placement *p, const double *load,
+                   int scenarios, int S, double mig_weight);
+void pl_greedy_fini(pl_greedy *g);
+/* Objective: estimated layer time + mig_weight x migration time + 0.2 x
+ * sum(t_g^2) / sum(t_g) over per-GPU estimated times (us). */
+double pl_greedy_objective(const pl_greedy *g);
+/* Estimated layer time alone, and the migration time of the moves so far. */
+double pl_greedy_layer_us(const pl_greedy *g);
+double pl_greedy_migration_us(const pl_greedy *g);
+/* max / mean estimated GPU load (1.0 when idle). */
+double pl_greedy_balance(const pl_greedy *g);
+/* Runs up to max_steps expand / shrink / migrate steps, each the best of its
+ * candidates and taken only when it lowers the objective. */
+int pl_greedy_run(pl_greedy *g, int max_steps);
+
+/*
+ * EPLB (DeepSeek): give `replicas` >= E physical copies to the experts (one
+ * each, then repeatedly one more to the expert with the highest load per
+ * replica, at most G each), then pack them onto G GPUs, heaviest first, each
+ * on the least-loaded GPU that has fewer than `slots` copies and no copy of
+ * that expert (upstream's packing may put two copies of one expert on a
+ * GPU; this one never does). Writes p (cleared first). With groups > 0
+ * (hierarchical), experts are cut into `groups` contiguous groups, groups are
+ * packed onto nodes (groups/nodes per node, heaviest group to the lightest
+ * node), and each node replicates and packs its own experts onto its GPUs
+ * with replicas/nodes copies. Needs replicas == G x slots.
+ * PL_EINVAL when the numbers do not divide; PL_EINVARIANT if packing finds
+ * no legal GPU (cannot happen when slots <= E, see pl_eplb.c).
+ */
+int pl_eplb_layout(pl_placement *p, const pl_cluster *c, const double *load,
+                   int slots, int groups);
+
+
+/* ---- parameters and helpers shared by the policy files (policy_util.c) -- */
+
+/* The `slots` parameter: replicas per GPU a policy may use. 0 (default)
+ * means def; the value must lie in [ceil(E/G), cluster slots]. */
+int pl_param_slots(const pl_env *env, const pl_kv *kv, int nkv, int def,
+                   int *out);
+/* The monitor parameters predictor / alpha / window of a policy, and one
+ * predictor per layer built from them. */
+typedef struct pl_monitor {
+  int layers, experts, gpus;
+  pl_predictor *pred; /* [layers] */
+  int64_t *sum;       /* [experts] scratch: counts summed over sources */
+} pl_monitor;
+int pl_monitor_init(pl_monitor *mon, const pl_env *env, const pl_kv *kv,
+                    int nkv, int def_kind, int def_window);
+void pl_monitor_fini(pl_monitor *mon);
+/* Feeds counts[G*E] of one layer (summed over source GPUs). */
+int pl_monitor_observe(pl_monitor *mon, int layer, const int64_t *counts);
+/* Estimate for the next iteration, or NULL before any observation. */
+const double *pl_monitor_estimate(const pl_monitor *mon, int layer);
+/* Global per-expert load of counts[G*E] into out[E] (doubles). */
+void pl_sum_sources(const int64_t *counts, int gpus, int experts, double *out);
+/* Estimated GPU loads of p with each expert's load split evenly over its
+ * replicas: out[G]; returns max / mean (1.0 when idle). */
+double pl_even_balance(const pl_placement *p, const double *load, double *out);
+/* Makes plan->placement a copy of src (initialising it). */
+int pl_plan_take_copy(pl_plan *plan, const pl_placement *src);
+
+#define PL_MONITOR_PARAMS(def_pred, def_alpha, def_window)                     \
+  {"predictor", def_pred, "load predictor: last, ewma or window"},             \
+  {"alpha", def_alpha, "ewma weight of the newest iteration, (0, 1]"},         \
+  {"window", def_window, "window predictor: iterations averaged (0: the period if the policy has one, else 10)"}
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * policy_flexmoe.c - FlexMoE's dynamic device placement (Nie et al.,
+ * SIGMOD'23), the seed system.
+ *
+ * Monitor: per layer, the per-expert load of each iteration (summed over
+ * source GPUs) feeds a predictor (the last value by default: on the real
+ * traces routing moves too fast for smoothing to help, see docs).
+ * Trigger: every `interval` iterations, with the predicted loads L:
+ *   1. balance = max / mean GPU load of the current placement, each
+ *      expert's load split evenly over its replicas (the routing model of
+ *      pl_internal.h); nothing happens while balance <= threshold;
+ *   2. the greedy planner (pl_greedy_run: expand the hot expert, shrink the
+ *      cold one, migrate a third to keep slot limits) runs on a copy, each
+ *      step accepted only if it lowers
+ *         layer time (compute + all-to-all + replica all-reduce)
+ *         + migration time / horizon;
+ *   3. the plan is issued only if the predicted gain over the horizon,
+ *      (layer time now - layer time after) x horizon, exceeds the
+ *      adjustment cost (the migration time of the plan's moves).
+ * Moves run in the background (overlapping the next iteration) when
+ * background=1. The placement starts as the static layout.
+ * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
+ * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy.
+ */
+#include <string.h>
+
+#include "placement/pl_error.h"
+#include "placement/pl_policies.h"
+#include "pl_internal.h"
+
+typedef struct fx_state {
+  pl_env env;
+  double threshold, horizon;
+  int slots, background, max_steps, interval, scenarios;
+  pl_monitor mon;
+  double *gload; /* [G] */
+  double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
+  int64_t *seen; /* [layers] observations */
+} fx_state;
+
+static void fx_fini(void *state) {
+  fx_state *s = state;
+  if (!s)
+    return;
+  pl_monitor_fini(&s->mon);
+  pl_free(s->gload);
+  pl_free(s->hist);
+  pl_free(s->seen);
+  pl_free(s);
+}
+
+static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
+                   pl_placement *initial) {
+  fx_state *s = pl_calloc(1, sizeof(*s));
+  if (!s)
+    return PL_ENOMEM;
+  s->env = *env;
+  int rc;
+  if ((rc = pl_kv_double(kv, nkv, "threshold", 1.1, 1.0, 1e6, &s->threshold)) ||
+      (rc = pl_kv_double(kv, nkv, "horizon", 50, 1, 1e9, &s->horizon)) ||
+      (rc = pl_param_slots(env, kv, nkv, env->cluster.slots, &s->slots)) ||
+      (rc = pl_kv_int(kv, nkv, "background", 1, 0, 1, &s->background)) ||
+      (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
+      (rc = pl_kv_int(kv, nkv, "interval", 1, 1, 1 << 30, &s->interval)) ||
+      (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
+      (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
+    goto fail;
+  if (s->max_steps == 0)
+    s->max_steps = env->experts;
+  s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
+  s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
+  s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
+  if (!s->gload || !s->hist || !s->seen) {
+    rc = PL_ENOMEM;
+    goto fail;
+  }
+  for (int l = 0; l < env->layers; l++)
+    if ((rc = pl_placement_static(&initial[l])) != 0)
+      goto fail;
+  *state = s;
+  return PL_OK;
+fail:
+  fx_fini(s);
+  return rc;
+}
+
+static int fx_observe(void *state, int iteration, int layer, const int64_t *counts) {
+  (void)iteration;
+  fx_state *s = state;
+  int rc = pl_monitor_observe(&s->mon, layer, counts);
+  if (rc)
+    return rc;
+  int E = s->env.experts, G = s->env.cluster.gpus;
+  double *row = s->hist + ((size_t)layer * s->scenarios + (size_t)(s->seen[layer] % s->scenarios)) * E;
+  pl_sum_sources(counts, G, E, row);
+  s->seen[layer]++;
+  return PL_OK;
+}
+
+static int fx_plan(void *state, int iteration, int layer,
+                   const pl_placement *current, const int64_t *upcoming,
+                   pl_plan *plan) {
+  (void)upcoming;
+  fx_state *s = state;
+  const pl_env *env = &s->env;
+  plan->changed = 0;
+  const double *load = pl_monitor_estimate(&s->mon, layer);
+  if (iteration == 0 || iteration % s->interval != 0 || !load)
+    return PL_OK;
+  if (!(pl_even_balance(current, load, s->gload) > s->threshold))
+    return PL_OK;
+  int rc = pl_plan_take_copy(plan, current);
+  if (rc)
+    return rc;
+  /* scenarios: the last min(seen, scenarios) observed loads, in ring order
+   * (their mean cost is what is minimised); 1: the predictor's estimate */
+  int K = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
+  const double *scen = K > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
+  if (K < 2)
+    K = 1;
+  pl_greedy g;
+  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile,
+                           &plan->placement, scen, K, s->slots, 1.0 / s->horizon)) != 0)
+    return rc;
+  double before = pl_greedy_layer_us(&g);
+  rc = pl_greedy_run(&g, s->max_steps);
+  double after = pl_greedy_layer_us(&g), adjust = pl_greedy_migration_us(&g);
+  int steps = g.steps;
+  pl_greedy_fini(&g);
+  if (rc)
+    return rc;
+  if (steps > 0 && (before - after) * s->horizon > adjust) {
+    plan->changed = !pl_placement_equal(&plan->placement, current);
+    plan->background = s->background;
+  }
+  return PL_OK;
+}
+
+static const pl_param_desc fx_params[] = {
+    {"threshold", "1.1", "re-plan only when max/mean GPU load (predicted) exceeds this"},
+    {"horizon", "50", "iterations a plan is expected to last: migration is amortised over them"},
+    {"slots", "0", "replicas per GPU the planner may use (0: the cluster's slots)"},
+    {"background", "1", "1: moves overlap the next iteration; 0: blocking"},
+    {"max_steps", "0", "greedy steps per plan (0: the number of experts)"},
+    {"interval", "1", "check the trigger every this many iterations"},
+    {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
+    PL_MONITOR_PARAMS("last", "0.5", "10"),
+    {NULL, NULL, NULL}};
+
+const pl_policy_ops pl_policy_flexmoe_ops = {
+    .name = "flexmoe",
+    .summary = "FlexMoE: monitor, trigger on imbalance and gain > cost, greedy expand/shrink/migrate",
+    .params = fx_params,
+    .clairvoyant = 0,
+    .init = fx_init,
+    .observe = fx_observe,
+    .plan = fx_plan,
+    .capacity = NULL,
+    .fini = fx_fini,
+};

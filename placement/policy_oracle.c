@@ -1,0 +1,159 @@
+/*
+ * policy_oracle.c - the clairvoyant bound.
+ *
+ * Knows each iteration's counts before it runs (the `upcoming` argument of
+ * the plan protocol) and re-plans every iteration for free: its moves are
+ * reported (bytes) but marked uncharged, so no time is charged for them.
+ * What it optimises: the analytic layer time of pl_cost_layer (compute +
+ * all-to-all + replica all-reduce, after the real locality-first routing of
+ * the upcoming counts) with at most `slots` replicas per GPU. The exact
+ * optimum is a hard packing problem, so the oracle takes the best, under
+ * that exact cost, of these candidates: the current placement, the static
+ * layout, the greedy planner (pl_greedy, migration weight 0) run from the
+ * current placement, from the static layout and from EPLB's layout of the
+ * upcoming loads (slots per GPU). It is therefore never worse than static or
+ * than keeping its placement, and in practice a tight bound that no
+ * non-clairvoyant policy reaches; it is not a proof of optimality. Without
+ * upcoming counts it keeps its placement. O(K (G E + G^2)) per plan for K
+ * candidates (it routes each): meant for studies, not for speed.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "placement/pl_error.h"
+#include "placement/pl_policies.h"
+#include "pl_internal.h"
+
+#define NCAND 5
+
+typedef struct or_state {
+  pl_env env;
+  int slots, max_steps;
+  double *load; /* [E] */
+  pl_placement cand[NCAND];
+  pl_routing r;
+} or_state;
+
+static void or_fini(void *state) {
+  or_state *s = state;
+  if (!s)
+    return;
+  for (int k = 0; k < NCAND; k++)
+    pl_placement_fini(&s->cand[k]);
+  pl_routing_fini(&s->r);
+  pl_free(s->load);
+  pl_free(s);
+}
+
+static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
+                   pl_placement *initial) {
+  or_state *s = pl_calloc(1, sizeof(*s));
+  if (!s)
+    return PL_ENOMEM;
+  s->env = *env;
+  int E = env->experts, G = env->cluster.gpus, rc;
+  if ((rc = pl_param_slots(env, kv, nkv, env->cluster.slots, &s->slots)) ||
+      (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)))
+    goto fail;
+  if (s->max_steps == 0)
+    s->max_steps = 8 * E;
+  for (int k = 0; k < NCAND && !rc; k++)
+    rc = pl_placement_init(&s->cand[k], E, G, env->cluster.slots);
+  if (!rc)
+    rc = pl_routing_init(&s->r, G, E, 1);
+  if (rc)
+    goto fail;
+  s->load = pl_calloc((size_t)E, sizeof(double));
+  if (!s->load) {
+    rc = PL_ENOMEM;
+    goto fail;
+  }
+  for (int l = 0; l < env->layers; l++)
+    if ((rc = pl_placement_static(&initial[l])) != 0)
+      goto fail;
+  *state = s;
+  return PL_OK;
+fail:
+  or_fini(s);
+  return rc;
+}
+
+static int refine(or_state *s, pl_placement *p) {
+  pl_greedy g;
+  int rc = pl_greedy_init(&g, &s->env.cluster, &s->env.model, &s->env.profile,
+                          p, s->load, 1, s->slots, 0.0);
+  if (rc)
+    return rc;
+  rc = pl_greedy_run(&g, s->max_steps);
+  pl_greedy_fini(&g);
+  return rc;
+}
+
+static int exact_us(or_state *s, const pl_placement *p, const int64_t *counts,
+                    double *us) {
+  pl_cost cost;
+  int rc = pl_route(p, &s->env.cluster, counts, -1, &s->r);
+  if (!rc)
+    rc = pl_cost_layer(&s->env.cluster, &s->env.model, &s->env.profile, p, &s->r, &cost);
+  if (!rc)
+    *us = cost.total_us;
+  return rc;
+}
+
+static int or_plan(void *state, int iteration, int layer,
+                   const pl_placement *current, const int64_t *upcoming,
+                   pl_plan *plan) {
+  (void)layer;
+  or_state *s = state;
+  const pl_env *env = &s->env;
+  plan->changed = 0;
+  if (!upcoming)
+    return PL_OK;
+  (void)iteration;
+  pl_sum_sources(upcoming, env->cluster.gpus, env->experts, s->load);
+  int rc;
+  /* 0 current, 1 static, 2 greedy(current), 3 greedy(static), 4 greedy(eplb) */
+  if ((rc = pl_placement_copy(&s->cand[0], current)) ||
+      (rc = pl_placement_static(&s->cand[1])) ||
+      (rc = pl_placement_copy(&s->cand[2], current)) || (rc = refine(s, &s->cand[2])) ||
+      (rc = pl_placement_static(&s->cand[3])) || (rc = refine(s, &s->cand[3])) ||
+      (rc = pl_eplb_layout(&s->cand[4], &env->cluster, s->load, s->slots, 0)) ||
+      (rc = refine(s, &s->cand[4])))
+    return rc;
+  int best = 0;
+  double best_us = INFINITY;
+  for (int k = 0; k < NCAND; k++) {
+    double us;
+    if ((rc = exact_us(s, &s->cand[k], upcoming, &us)) != 0)
+      return rc;
+    if (us < best_us) {
+      best_us = us;
+      best = k;
+    }
+  }
+  if (best == 0 || pl_placement_equal(&s->cand[best], current))
+    return PL_OK;
+  if ((rc = pl_plan_take_copy(plan, &s->cand[best])) != 0)
+    return rc;
+  plan->changed = 1;
+  plan->uncharged = 1;
+  plan->background = 0;
+  return PL_OK;
+}
+
+static const pl_param_desc or_params[] = {
+    {"slots", "0", "replicas per GPU (0: the cluster's slots)"},
+    {"max_steps", "0", "greedy steps per candidate (0: 8 x experts)"},
+    {NULL, NULL, NULL}};
+
+const pl_policy_ops pl_policy_oracle_ops = {
+    .name = "oracle",
+    .summary = "clairvoyant bound: best placement for each iteration's real counts, moves free",
+    .params = or_params,
+    .clairvoyant = 1,
+    .init = or_init,
+    .observe = NULL,
+    .plan = or_plan,
+    .capacity = NULL,
+    .fini = or_fini,
+};

@@ -1,0 +1,117 @@
+/*
+ * policy_util.c - what the built-in policies share: the slots parameter,
+ * the per-layer load monitor (one predictor per layer), source sums and
+ * the even-split balance estimate (see pl_internal.h).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "placement/pl_error.h"
+#include "pl_internal.h"
+
+int pl_param_slots(const pl_env *env, const pl_kv *kv, int nkv, int def,
+                   int *out) {
+  int E = env->experts, G = env->cluster.gpus;
+  int need = (E + G - 1) / G;
+  int v, rc = pl_kv_int(kv, nkv, "slots", 0, 0, 1 << 20, &v);
+  if (rc)
+    return rc;
+  if (v == 0)
+    v = def;
+  if (v < need || v > env->cluster.slots)
+    return PL_EPARAM;
+  *out = v;
+  return PL_OK;
+}
+
+int pl_monitor_init(pl_monitor *mon, const pl_env *env, const pl_kv *kv,
+                    int nkv, int def_kind, int def_window) {
+  memset(mon, 0, sizeof(*mon));
+  int kind, window, rc;
+  double alpha;
+  if ((rc = pl_kv_choice(kv, nkv, "predictor", pl_predictor_names, def_kind, &kind)) ||
+      (rc = pl_kv_double(kv, nkv, "alpha", 0.5, 1e-6, 1.0, &alpha)) ||
+      (rc = pl_kv_int(kv, nkv, "window", 0, 0, 100000, &window)))
+    return rc;
+  if (window == 0)
+    window = def_window;
+  mon->layers = env->layers;
+  mon->experts = env->experts;
+  mon->gpus = env->cluster.gpus;
+  mon->pred = pl_calloc((size_t)env->layers, sizeof(pl_predictor));
+  mon->sum = pl_calloc((size_t)env->experts, sizeof(int64_t));
+  if (!mon->pred || !mon->sum) {
+    pl_monitor_fini(mon);
+    return PL_ENOMEM;
+  }
+  for (int l = 0; l < env->layers; l++)
+    if ((rc = pl_predictor_init(&mon->pred[l], (pl_predictor_kind)kind,
+                                env->experts, alpha, window)) != 0) {
+      pl_monitor_fini(mon);
+      return rc;
+    }
+  return PL_OK;
+}
+
+void pl_monitor_fini(pl_monitor *mon) {
+  if (!mon)
+    return;
+  if (mon->pred)
+    for (int l = 0; l < mon->layers; l++)
+      pl_predictor_fini(&mon->pred[l]);
+  pl_free(mon->pred);
+  pl_free(mon->sum);
+  memset(mon, 0, sizeof(*mon));
+}
+
+int pl_monitor_observe(pl_monitor *mon, int layer, const int64_t *counts) {
+  if (layer < 0 || layer >= mon->layers)
+    return PL_EINVAL;
+  int E = mon->experts;
+  memset(mon->sum, 0, sizeof(int64_t) * (size_t)E);
+  for (int s = 0; s < mon->gpus; s++)
+    for (int e = 0; e < E; e++) {
+      int64_t v = counts[(size_t)s * E + e];
+      if (v < 0)
+        return PL_EINVAL;
+      mon->sum[e] += v;
+    }
+  pl_predictor_observe(&mon->pred[layer], mon->sum);
+  return PL_OK;
+}
+
+const double *pl_monitor_estimate(const pl_monitor *mon, int layer) {
+  if (layer < 0 || layer >= mon->layers || mon->pred[layer].seen == 0)
+    return NULL;
+  return pl_predictor_estimate(&mon->pred[layer]);
+}
+
+void pl_sum_sources(const int64_t *counts, int gpus, int experts, double *out) {
+  for (int e = 0; e < experts; e++)
+    out[e] = 0;
+  for (int s = 0; s < gpus; s++)
+    for (int e = 0; e < experts; e++)
+      out[e] += (double)counts[(size_t)s * experts + e];
+}
+
+double pl_even_balance(const pl_placement *p, const double *load, double *out) {
+  double max = 0, sum = 0;
+  for (int g = 0; g < p->gpus; g++) {
+    const int *host = p->host + (size_t)g * p->slots;
+    double t = 0;
+    for (int j = 0; j < p->nhost[g]; j++)
+      t += load[host[j]] / p->nrep[host[j]];
+    out[g] = t;
+    sum += t;
+    max = fmax(max, t);
+  }
+  return sum > 0 ? max * p->gpus / sum : 1.0;
+}
+
+int pl_plan_take_copy(pl_plan *plan, const pl_placement *src) {
+  pl_placement_fini(&plan->placement);
+  int rc = pl_placement_init(&plan->placement, src->experts, src->gpus, src->slots);
+  if (!rc)
+    rc = pl_placement_copy(&plan->placement, src);
+  return rc;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fresh machine to a tested build: installs what is missing (test extras too),
+# builds with warnings as errors and runs the whole default test-suite, then
+# builds again with AddressSanitizer + UndefinedBehaviorSanitizer (CPU only)
+# and runs the suite once more under them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+
+meson setup build-test -Dwerror=true --buildtype=debugoptimized --reconfigure >/dev/null 2>&1 ||
+  meson setup build-test -Dwerror=true --buildtype=debugoptimized >/dev/null
+meson compile -C build-test
+meson test -C build-test --print-errorlogs --num-processes 2
+
+meson setup build-asan -Dwerror=true -Dcuda=disabled -Db_sanitize=address,undefined \
+  -Db_lundef=false --buildtype=debug --reconfigure >/dev/null 2>&1 ||
+  meson setup build-asan -Dwerror=true -Dcuda=disabled -Db_sanitize=address,undefined \
+    -Db_lundef=false --buildtype=debug >/dev/null
+meson compile -C build-asan
+LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite notebooks

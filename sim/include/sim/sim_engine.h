@@ -1,0 +1,140 @@
+/*
+ * sim_engine.h - the MoE training-iteration model (DESIGN.md), in two modes.
+ *
+ * Input per iteration: for each MoE layer its placement, its routing (with
+ * the traffic matrix, pl_route) and the moves of the plan that produced the
+ * placement (charged before the iteration, or in the background).
+ *
+ * SIM_ENGINE_ANALYTIC: closed form per layer = pl_cost_layer (the placement
+ * library's cost model: non-MoE + dispatch + slowest GPU's compute + combine,
+ * forward and backward, + replica all-reduce); migration = pl_cost_moves_us
+ * over the iteration's moves, added when blocking, or only the part that
+ * exceeds the iteration's own time when in the background.
+ *
+ * SIM_ENGINE_DES: a discrete-event simulation on the link graph of sim_net.
+ * Per iteration:
+ *   [blocking migration: every move is a flow from->to; the phase ends when
+ *    the last one completes]
+ *   [background migration: the same flows start at the iteration's start and
+ *    compete for links with everything below]
+ *   forward, l = 0..L-1:  other(l) | dispatch(l) | compute(l) | combine(l)
+ *   backward, l = L-1..0: other(l) | dispatch-direction gradient all-to-all |
+ *                         compute x bwd_ratio | combine-direction all-to-all,
+ *                         then the replica gradient all-reduce of layer l
+ *                         starts in the background (one ring per replicated
+ *                         expert: each member sends 2(r-1)/r x gradient bytes
+ *                         to its ring successor) and overlaps the backward of
+ *                         the layers below
+ *   the iteration ends when the last phase and every background flow are done.
+ * All-to-alls are collectives: one starts when every GPU finished the previous
+ * phase (a layer waits for its slowest GPU), each (src, dst) with traffic is a
+ * flow of tokens x d_model x bytes_per_elem bytes, and it ends when its last
+ * flow completes. Compute phases last the slowest GPU's time. Each GPU has a
+ * compute stream and a communication engine: background flows progress while
+ * it computes.
+ *
+ * Aggregation (aggregate = 1, the default): each all-to-all is carried by
+ * "hose" flows: per GPU one egress and one ingress flow inside the node (its
+ * intra out / in link, bytes = everything it sends to / receives from GPUs of
+ * its node) and one egress and one ingress flow across nodes (NIC out + node
+ * uplink, node downlink + NIC in). That is 4G flows instead of G(G-1), and
+ * each GPU's own links, the switch oversubscription and the contention with
+ * background flows (all-reduce, migration: always per GPU pair) are kept.
+ * What is lost is the coupling of the two ends of a (src, dst) pair: in
+ * exact max-min a flow into a congested GPU also slows its sender, so the
+ * sender's other flows finish earlier or later than the hose model says. For
+ * a uniform all-to-all the two agree exactly; otherwise the hose phase time
+ * is max over GPUs of its egress/ingress time, a lower bound of the exact
+ * phase time (tests/sim and docs/simulator.md measure the gap).
+ * With aggregate = 0 every GPU pair with traffic is a flow (exact, G(G-1)
+ * flows per all-to-all).
+ *
+ * Without contention the DES equals the analytic engine up to integer-ns
+ * rounding (at most 1 ns per phase): e.g. one node, no replicas, no moves.
+ * (The analytic model adds intra- and inter-node all-to-all times of a GPU;
+ * the DES runs them concurrently on their separate links, so with traffic of
+ * both kinds the DES is faster or equal.)
+ */
+#ifndef FLEXMOE_SIM_ENGINE_H
+#define FLEXMOE_SIM_ENGINE_H
+
+#include <stdint.h>
+
+#include "placement/pl_cluster.h"
+#include "placement/pl_cost.h"
+#include "placement/pl_placement.h"
+#include "placement/pl_route.h"
+#include "sim/sim_cluster.h"
+#include "sim/sim_loop.h"
+#include "sim/sim_net.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sim_engine_kind { SIM_ENGINE_ANALYTIC = 1, SIM_ENGINE_DES = 2 } sim_engine_kind;
+
+typedef struct sim_layer_in {
+  const pl_placement *placement;
+  const pl_routing *routing; /* with traffic */
+  const pl_move *moves;      /* moves executed for this iteration, may be NULL */
+  int nmoves;
+  int background;            /* moves overlap the iteration */
+  int uncharged;             /* moves are free (oracle): bytes counted, no time */
+} sim_layer_in;
+
+typedef struct sim_iter_out {
+  double time_us;
+  double compute_us, alltoall_us, allreduce_us, migration_us, other_us;
+  int64_t bytes_alltoall; /* all four all-to-alls of every layer */
+  int64_t bytes_migrated;
+} sim_iter_out;
+
+typedef struct sim_engine {
+  sim_engine_kind kind;
+  int aggregate;
+  sim_cluster cl;
+  pl_cluster pc;
+  pl_model model;
+  pl_profile prof; /* arrays owned by the caller, outlive the engine */
+  int gpus;
+  double *busy_us; /* [G] accumulated over iterations */
+  double total_us; /* accumulated iteration time */
+  /* DES state */
+  sim_t sim;
+  sim_net net;
+  uint32_t m_net, m_eng;
+  uint64_t drain_id;
+  int64_t drain_t;
+  int64_t pending_fg, pending_bg;
+  int last_bg_kind;
+  int64_t fg_last_done;
+  int timer_fired;
+  int64_t *tags, *dones; /* drain scratch */
+  int ntags;
+  /* flow records: endpoints for busy accounting */
+  int *rec_a, *rec_b, *rec_kind;
+  int nrec, caprec;
+  int64_t *gpu_comm_end; /* [G] last flow completion of the current phase */
+  double *gpu_us;        /* [G] scratch */
+  int64_t *hose;         /* [4*G] per-GPU intra/inter out/in tokens of a layer */
+} sim_engine;
+
+/* prof's arrays must outlive the engine. aggregate: see above (-1 = default:
+ * 1 when the cluster has more than one node). */
+int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
+                    const pl_cluster *pc, const pl_model *m, const pl_profile *prof,
+                    int aggregate);
+void sim_engine_fini(sim_engine *e);
+
+int sim_engine_iteration(sim_engine *e, const sim_layer_in *layers, int nlayers,
+                         sim_iter_out *out);
+
+/* Event counters of the DES (0 for analytic): scheduled, executed, cancelled. */
+void sim_engine_events(const sim_engine *e, uint64_t *scheduled, uint64_t *executed,
+                       uint64_t *cancelled);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

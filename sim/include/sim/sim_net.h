@@ -1,0 +1,133 @@
+/*
+ * sim_net.h - the network model: a link graph built from a cluster, flows
+ * sharing links by max-min fair sharing (progressive filling).
+ *
+ * Links (each one direction, capacity in bytes per ns):
+ *   intra_out[g], intra_in[g]   GPU g's NVLink / PCIe / partition copy link
+ *   nic_out[i], nic_in[i]       i = GPU (one NIC per GPU) or node (nic_per_node)
+ *   up_out[n], up_in[n]         node n's switch uplink: NICs of the node
+ *                               x bandwidth / oversubscription
+ * A flow inside a node crosses intra_out[src], intra_in[dst] and takes the
+ * intra latency; a flow across nodes crosses nic_out, up_out, up_in, nic_in
+ * (inter-node traffic does not touch the intra links: DGX NICs hang off PCIe
+ * switches) and takes the inter latency. A flow from a GPU to itself is free.
+ *
+ * Timing: a flow transmits from its start at its max-min rate until its
+ * bytes are sent (the rate changes whenever any flow starts or ends: all
+ * rates are recomputed by progressive filling); it completes `latency` after
+ * its last byte left. So one flow alone takes latency + bytes / bandwidth,
+ * and n equal flows on one link each get bandwidth / n.
+ *
+ * Max-min fair sharing by progressive filling: all unfrozen flows grow at
+ * the same rate; when a link saturates, its flows freeze at their current
+ * rate; repeat until every flow is frozen. Each round picks the link with
+ * the smallest (remaining capacity / unfrozen flows).
+ *
+ * Cost: when a flow starts or ends only the connected component of links
+ * and flows around it is refilled (flows elsewhere keep their rates), each
+ * flow's remaining bytes are brought up to date only when its rate changes,
+ * and the next finishing flow comes from a heap of projected finish times.
+ *
+ * Aggregated flows: a flow may stand for several (src, dst) GPU pairs with
+ * an explicit link list (sim_net_start_path); see sim_engine.h for how the
+ * iteration model uses it.
+ */
+#ifndef FLEXMOE_SIM_NET_H
+#define FLEXMOE_SIM_NET_H
+
+#include <stdint.h>
+
+#include "sim/sim_cluster.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SIM_NET_MAXPATH 4
+
+typedef struct sim_link {
+  double cap;      /* bytes per ns */
+  int *flows;      /* active flows crossing it */
+  int nflows, capflows;
+  /* progressive-filling scratch */
+  double rem;
+  int unfrozen;
+  uint32_t stamp;  /* component search mark */
+  int dirty;       /* a flow started or ended on it since the last recompute */
+} sim_link;
+
+typedef struct sim_flow {
+  int path[SIM_NET_MAXPATH];
+  int pos[SIM_NET_MAXPATH]; /* index of this flow in each link's list */
+  int plen;
+  double left;     /* bytes still to send at time t_ref */
+  double t_ref;    /* ns */
+  double rate;     /* bytes per ns */
+  double old_rate; /* rate of the previous fill */
+  double fin;      /* projected end of sending, ns */
+  uint32_t ver;    /* bumped when fin changes: stale heap entries skipped */
+  uint32_t stamp;
+  int64_t lat_ns;
+  int64_t tag;     /* caller's */
+  int frozen;
+  int active;      /* transmitting */
+  int apos;        /* index in the active list */
+} sim_flow;
+
+typedef struct sim_finq {  /* min-heap of projected finish times */
+  double fin;
+  int flow;
+  uint32_t ver;
+} sim_finq;
+
+typedef struct sim_net {
+  int gpus, gpn, nodes, nic_per_node;
+  int64_t intra_lat_ns, inter_lat_ns;
+  sim_link *links;
+  int nlinks;
+  int intra_out0, intra_in0, nic_out0, nic_in0, up_out0, up_in0;
+  sim_flow *flows;
+  int nflows, capflows;
+  int *freelist;
+  int nfree;
+  int *active;     /* active flow ids */
+  int nactive, capactive;
+  int *dirty;      /* dirty link ids */
+  int ndirty, capdirty;
+  int *comp_links, *comp_flows; /* component scratch */
+  int ncl, ncf, capcl, capcf;
+  uint32_t stamp;
+  sim_finq *heap;
+  int nheap, capheap;
+  int64_t last;    /* latest time seen */
+  uint64_t recomputes; /* progressive-filling runs (one per component) */
+} sim_net;
+
+int sim_net_init(sim_net *n, const sim_cluster *c);
+void sim_net_fini(sim_net *n);
+
+/* Path and latency of a GPU-to-GPU flow; plen 0 for src == dst. */
+void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
+                  int64_t *lat_ns);
+
+/* Starts a flow at time now (>= the last time given). bytes > 0. Returns the
+ * flow id (>= 0) or a negative code. Rates are recomputed lazily. */
+int sim_net_start(sim_net *n, int64_t now, int src, int dst, double bytes, int64_t tag);
+int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
+                       int64_t lat_ns, double bytes, int64_t tag);
+
+/* Recomputes rates if needed and returns the time the next flow finishes
+ * sending (INT64_MAX if none). */
+int64_t sim_net_next(sim_net *n);
+
+/* Advances to time t (<= sim_net_next), removing flows that finished
+ * sending; for each, out_tag[k] = its tag and out_done[k] = t + latency.
+ * Returns the number removed (at most max; call again if it equals max). */
+int sim_net_advance(sim_net *n, int64_t t, int64_t *out_tag, int64_t *out_done, int max);
+
+static inline int sim_net_active(const sim_net *n) { return n->nactive; }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,546 @@
+/*
+ * sim_engine.c - the iteration model, analytic and discrete-event
+ * (see sim_engine.h for what is modelled).
+ *
+ * The DES has two models on one loop: the network (event: "next flow
+ * finishes sending", rescheduled - the old event cancelled - whenever flows
+ * start or end) and the engine (events: a flow completed, a compute phase
+ * timer). The engine drives the iteration phase by phase and steps the loop
+ * until the phase's foreground flows or timer are done; background flows
+ * (all-reduce, background migration) simply keep going across phases.
+ */
+#include "sim/sim_engine.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "placement/pl_error.h"
+#include "sim/sim_error.h"
+
+enum { EV_DRAIN = 1 };
+enum { EV_FLOW_DONE = 1, EV_TIMER = 2 };
+enum { FK_FG = 0, FK_AR = 1, FK_MIG = 2 };
+#define DRAIN_BATCH 256
+
+static int64_t us_ns(double us) { return (int64_t)llround(us * 1e3); }
+
+/* ---------------------------------------------------------------- DES --- */
+
+static int kick(sim_engine *e) {
+  int64_t t = sim_net_next(&e->net);
+  if (e->drain_id && t == e->drain_t)
+    return SIM_OK;
+  if (e->drain_id) {
+    int rc = sim_cancel(&e->sim, e->drain_id);
+    if (rc)
+      return rc;
+    e->drain_id = 0;
+  }
+  if (t == INT64_MAX)
+    return SIM_OK;
+  if (t < e->sim.now)
+    t = e->sim.now;
+  e->drain_t = t;
+  return sim_at(&e->sim, t, e->m_net, EV_DRAIN, 0, &e->drain_id);
+}
+
+static int net_handle(sim_t *s, void *state, const sim_event *ev) {
+  sim_engine *e = state;
+  (void)ev;
+  e->drain_id = 0;
+  int got;
+  do {
+    got = sim_net_advance(&e->net, s->now, e->tags, e->dones, DRAIN_BATCH);
+    if (got < 0)
+      return got;
+    for (int k = 0; k < got; k++) {
+      int rc = sim_at(s, e->dones[k], e->m_eng, EV_FLOW_DONE, e->tags[k], NULL);
+      if (rc)
+        return rc;
+    }
+  } while (got == DRAIN_BATCH);
+  return kick(e);
+}
+
+static void mark_end(sim_engine *e, int who, int64_t now) {
+  if (who >= 0) {
+    if (now > e->gpu_comm_end[who])
+      e->gpu_comm_end[who] = now;
+    return;
+  }
+  int node = -1 - who, gpn = e->cl.gpus_per_node;
+  for (int g = node * gpn; g < (node + 1) * gpn; g++)
+    if (now > e->gpu_comm_end[g])
+      e->gpu_comm_end[g] = now;
+}
+
+static int eng_handle(sim_t *s, void *state, const sim_event *ev) {
+  sim_engine *e = state;
+  if (ev->kind == EV_TIMER) {
+    e->timer_fired = 1;
+    return SIM_OK;
+  }
+  int r = (int)ev->arg;
+  if (r < 0 || r >= e->nrec)
+    return SIM_EINVARIANT;
+  if (e->rec_kind[r] == FK_FG) {
+    mark_end(e, e->rec_a[r], s->now);
+    mark_end(e, e->rec_b[r], s->now);
+    e->pending_fg--;
+    e->fg_last_done = s->now;
+  } else {
+    e->pending_bg--;
+    e->last_bg_kind = e->rec_kind[r];
+  }
+  return SIM_OK;
+}
+
+static const sim_model_ops net_ops = {"network", net_handle};
+static const sim_model_ops eng_ops = {"iteration", eng_handle};
+
+static int add_rec(sim_engine *e, int a, int b, int kind) {
+  if (e->nrec == e->caprec) {
+    int nc = e->caprec ? e->caprec * 2 : 1024;
+    int *na = sim_realloc(e->rec_a, (size_t)nc * sizeof(int));
+    if (na)
+      e->rec_a = na;
+    int *nb = sim_realloc(e->rec_b, (size_t)nc * sizeof(int));
+    if (nb)
+      e->rec_b = nb;
+    int *nk = sim_realloc(e->rec_kind, (size_t)nc * sizeof(int));
+    if (nk)
+      e->rec_kind = nk;
+    if (!na || !nb || !nk)
+      return SIM_ENOMEM;
+    e->caprec = nc;
+  }
+  e->rec_a[e->nrec] = a;
+  e->rec_b[e->nrec] = b;
+  e->rec_kind[e->nrec] = kind;
+  return e->nrec++;
+}
+
+/* A GPU-to-GPU flow; lat_mult scales the path latency (ring steps). */
+static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int lat_mult) {
+  if (src == dst || !(bytes > 0))
+    return SIM_OK;
+  int path[SIM_NET_MAXPATH], plen;
+  int64_t lat;
+  sim_net_path(&e->net, src, dst, path, &plen, &lat);
+  int rec = add_rec(e, src, dst, kind);
+  if (rec < 0)
+    return rec;
+  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat * lat_mult, bytes, rec);
+  if (rc < 0)
+    return rc;
+  if (kind == FK_FG)
+    e->pending_fg++;
+  else
+    e->pending_bg++;
+  return SIM_OK;
+}
+
+/* A hose flow: one GPU's whole egress or ingress of one class over its own
+ * links. inter = cross-node, in = ingress. */
+static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes) {
+  if (!(bytes > 0))
+    return SIM_OK;
+  const sim_net *n = &e->net;
+  int node = g / n->gpn, nic = n->nic_per_node ? node : g;
+  int path[2], plen;
+  int64_t lat;
+  if (!inter) {
+    path[0] = in ? n->intra_in0 + g : n->intra_out0 + g;
+    plen = 1;
+    lat = n->intra_lat_ns;
+  } else {
+    path[0] = in ? n->up_in0 + node : n->nic_out0 + nic;
+    path[1] = in ? n->nic_in0 + nic : n->up_out0 + node;
+    plen = 2;
+    lat = n->inter_lat_ns;
+  }
+  int rec = add_rec(e, g, g, FK_FG);
+  if (rec < 0)
+    return rec;
+  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat, bytes, rec);
+  if (rc < 0)
+    return rc;
+  e->pending_fg++;
+  return SIM_OK;
+}
+
+/* Per-GPU token sums of a routing: hose[0..3][g] = intra out, intra in,
+ * inter out, inter in. */
+static void hose_sums(sim_engine *e, const pl_routing *r) {
+  int G = e->gpus, gpn = e->cl.gpus_per_node;
+  int64_t *h = e->hose;
+  memset(h, 0, sizeof(int64_t) * 4 * (size_t)G);
+  for (int s = 0; s < G; s++) {
+    const int64_t *row = r->traffic + (size_t)s * G;
+    int sn = s / gpn;
+    for (int d = 0; d < G; d++) {
+      int64_t t = row[d];
+      if (!t || d == s)
+        continue;
+      int x = (d / gpn) != sn;
+      h[(2 * x) * G + s] += t;
+      h[(2 * x + 1) * G + d] += t;
+    }
+  }
+}
+
+static int run_until_fg_done(sim_engine *e) {
+  int rc = kick(e);
+  while (!rc && e->pending_fg > 0) {
+    rc = sim_step(&e->sim);
+    if (rc == 0)
+      return SIM_EINVARIANT; /* flows pending but no event */
+    rc = rc < 0 ? rc : 0;
+  }
+  return rc;
+}
+
+static int wait_ns(sim_engine *e, int64_t dur) {
+  if (dur <= 0)
+    return SIM_OK;
+  if (sim_evq_pending(&e->sim.q) == 0) {
+    e->sim.now += dur; /* nothing in flight: time just passes */
+    return SIM_OK;
+  }
+  e->timer_fired = 0;
+  int rc = sim_at(&e->sim, e->sim.now + dur, e->m_eng, EV_TIMER, 0, NULL);
+  while (!rc && !e->timer_fired) {
+    rc = sim_step(&e->sim);
+    if (rc == 0)
+      return SIM_EINVARIANT;
+    rc = rc < 0 ? rc : 0;
+  }
+  return rc;
+}
+
+/* One all-to-all, forward (src -> dst as the traffic says) or reverse.
+ * Hose mode needs hose_sums(r) computed. */
+static int alltoall(sim_engine *e, const pl_routing *r, int reverse, double *busy_phase) {
+  int G = e->gpus;
+  double tb = (double)pl_token_bytes(&e->model);
+  int64_t t0 = e->sim.now;
+  for (int g = 0; g < G; g++)
+    e->gpu_comm_end[g] = t0;
+  int rc = SIM_OK;
+  if (e->aggregate) {
+    const int64_t *h = e->hose;
+    for (int g = 0; g < G && !rc; g++)
+      for (int x = 0; x < 2 && !rc; x++) {
+        int64_t out = h[(2 * x) * G + g], in = h[(2 * x + 1) * G + g];
+        if (reverse) {
+          int64_t t = out;
+          out = in;
+          in = t;
+        }
+        rc = hose_flow(e, g, x, 0, (double)out * tb);
+        if (!rc)
+          rc = hose_flow(e, g, x, 1, (double)in * tb);
+      }
+  } else {
+    for (int s = 0; s < G && !rc; s++) {
+      const int64_t *row = r->traffic + (size_t)s * G;
+      for (int d = 0; d < G && !rc; d++) {
+        if (d == s || !row[d])
+          continue;
+        double bytes = (double)row[d] * tb;
+        rc = reverse ? gpu_flow(e, d, s, bytes, FK_FG, 1) : gpu_flow(e, s, d, bytes, FK_FG, 1);
+      }
+    }
+  }
+  if (!rc)
+    rc = run_until_fg_done(e);
+  if (!rc)
+    for (int g = 0; g < G; g++)
+      busy_phase[g] += (double)(e->gpu_comm_end[g] - t0) * 1e-3;
+  return rc;
+}
+
+static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *o) {
+  int G = e->gpus, rc = SIM_OK;
+  int64_t t0 = e->sim.now;
+  double *busy = e->busy_us;
+  double nonmoe = e->prof.nonmoe_us;
+  int64_t other_ns = us_ns(nonmoe);
+  e->pending_bg = 0;
+  e->nrec = 0; /* every flow of the previous iteration has completed */
+  e->last_bg_kind = FK_AR;
+  /* migration: blocking phase first, or background from the start */
+  int any_blocking = 0;
+  for (int l = 0; l < nl; l++)
+    if (L[l].nmoves && !L[l].background && !L[l].uncharged)
+      any_blocking = 1;
+  if (any_blocking) {
+    int64_t tm = e->sim.now;
+    for (int g = 0; g < G; g++)
+      e->gpu_comm_end[g] = tm;
+    for (int l = 0; l < nl && !rc; l++)
+      if (!L[l].background && !L[l].uncharged)
+        for (int k = 0; k < L[l].nmoves && !rc; k++)
+          if (L[l].moves[k].to >= 0)
+            rc = gpu_flow(e, L[l].moves[k].from, L[l].moves[k].to,
+                          (double)L[l].moves[k].bytes, FK_FG, 1);
+    if (!rc)
+      rc = run_until_fg_done(e);
+    if (rc)
+      return rc;
+    for (int g = 0; g < G; g++)
+      busy[g] += (double)(e->gpu_comm_end[g] - tm) * 1e-3;
+    o->migration_us += (double)(e->sim.now - tm) * 1e-3;
+  }
+  for (int l = 0; l < nl && !rc; l++)
+    if (L[l].background && !L[l].uncharged)
+      for (int k = 0; k < L[l].nmoves && !rc; k++)
+        if (L[l].moves[k].to >= 0)
+          rc = gpu_flow(e, L[l].moves[k].from, L[l].moves[k].to,
+                        (double)L[l].moves[k].bytes, FK_MIG, 1);
+  if (!rc)
+    rc = kick(e);
+  double grad = (double)pl_expert_params(&e->model) * e->model.bytes_per_elem;
+  for (int pass = 0; pass < 2 && !rc; pass++) {
+    double mult = pass == 0 ? 1.0 : e->prof.bwd_ratio;
+    for (int i = 0; i < nl && !rc; i++) {
+      int l = pass == 0 ? i : nl - 1 - i;
+      const pl_routing *r = L[l].routing;
+      if (e->aggregate)
+        hose_sums(e, r);
+      /* other work of the layer */
+      int64_t ts = e->sim.now;
+      if ((rc = wait_ns(e, other_ns)))
+        break;
+      o->other_us += (double)(e->sim.now - ts) * 1e-3;
+      for (int g = 0; g < G; g++)
+        busy[g] += nonmoe;
+      /* dispatch */
+      ts = e->sim.now;
+      if ((rc = alltoall(e, r, 0, busy)))
+        break;
+      o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
+      /* expert compute: the slowest GPU */
+      double worst = 0;
+      int E = r->experts;
+      for (int g = 0; g < G; g++) {
+        double us = 0;
+        const int64_t *load = r->load + (size_t)g * E;
+        for (int x = 0; x < E; x++)
+          if (load[x])
+            us += pl_ffn_us(&e->prof, (double)load[x]);
+        us *= mult;
+        busy[g] += us;
+        if (us > worst)
+          worst = us;
+      }
+      ts = e->sim.now;
+      if ((rc = wait_ns(e, us_ns(worst))))
+        break;
+      o->compute_us += (double)(e->sim.now - ts) * 1e-3;
+      /* combine */
+      ts = e->sim.now;
+      if ((rc = alltoall(e, r, 1, busy)))
+        break;
+      o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
+      if (pass == 1) {
+        /* replica gradient all-reduce of layer l, in the background */
+        const pl_placement *p = L[l].placement;
+        for (int x = 0; x < p->experts && !rc; x++) {
+          int n = p->nrep[x];
+          if (n < 2)
+            continue;
+          const int *rep = p->rep + (size_t)x * p->gpus;
+          double bytes = 2.0 * (n - 1) / n * grad;
+          for (int k = 0; k < n && !rc; k++)
+            rc = gpu_flow(e, rep[k], rep[(k + 1) % n], bytes, FK_AR, 2 * (n - 1));
+        }
+        if (!rc)
+          rc = kick(e);
+      }
+    }
+  }
+  if (rc)
+    return rc;
+  int64_t fg_end = e->sim.now;
+  while (e->pending_bg > 0) {
+    int s = sim_step(&e->sim);
+    if (s < 0)
+      return s;
+    if (s == 0)
+      return SIM_EINVARIANT;
+  }
+  double tail = (double)(e->sim.now - fg_end) * 1e-3;
+  if (e->last_bg_kind == FK_MIG)
+    o->migration_us += tail;
+  else
+    o->allreduce_us += tail;
+  o->time_us = (double)(e->sim.now - t0) * 1e-3;
+  return SIM_OK;
+}
+
+/* ----------------------------------------------------------- analytic --- */
+
+static int analytic_iteration(sim_engine *e, const sim_layer_in *L, int nl,
+                              sim_iter_out *o) {
+  int G = e->gpus, gpn = e->cl.gpus_per_node;
+  double tb = (double)pl_token_bytes(&e->model);
+  double inter = e->pc.inter_Bps / e->pc.oversub;
+  int nmoves = 0;
+  for (int l = 0; l < nl; l++) {
+    pl_cost c;
+    int rc = pl_cost_layer(&e->pc, &e->model, &e->prof, L[l].placement, L[l].routing, &c);
+    if (rc)
+      return SIM_EPLACEMENT;
+    o->compute_us += c.compute_us;
+    o->alltoall_us += c.alltoall_us;
+    o->allreduce_us += c.allreduce_us;
+    o->other_us += c.other_us;
+    nmoves += L[l].nmoves;
+    /* per-GPU busy: its own compute and all-to-all time */
+    const pl_routing *r = L[l].routing;
+    for (int g = 0; g < G; g++) {
+      double us = 0;
+      for (int x = 0; x < r->experts; x++) {
+        int64_t t = r->load[(size_t)g * r->experts + x];
+        if (t)
+          us += pl_ffn_us(&e->prof, (double)t);
+      }
+      int64_t oi = 0, ii = 0, ox = 0, ix = 0;
+      for (int h = 0; h < G; h++) {
+        if (h == g)
+          continue;
+        int64_t out = r->traffic[(size_t)g * G + h], in = r->traffic[(size_t)h * G + g];
+        if (g / gpn == h / gpn) {
+          oi += out;
+          ii += in;
+        } else {
+          ox += out;
+          ix += in;
+        }
+      }
+      double a2a = 0;
+      int64_t intra = oi > ii ? oi : ii, x2 = ox > ix ? ox : ix;
+      if (intra)
+        a2a += e->pc.intra_lat_s + (double)intra * tb / e->pc.intra_Bps;
+      if (x2)
+        a2a += e->pc.inter_lat_s + (double)x2 * tb / inter;
+      e->busy_us[g] += us * (1.0 + e->prof.bwd_ratio) + 4.0 * a2a * 1e6 + c.other_us;
+    }
+  }
+  double layers_us = o->compute_us + o->alltoall_us + o->allreduce_us + o->other_us;
+  if (nmoves) {
+    pl_move *all = sim_calloc((size_t)nmoves, sizeof(pl_move));
+    if (!all)
+      return SIM_ENOMEM;
+    int k = 0, bg = 1;
+    for (int l = 0; l < nl; l++) {
+      if (L[l].uncharged)
+        continue;
+      if (L[l].nmoves && !L[l].background)
+        bg = 0;
+      for (int j = 0; j < L[l].nmoves; j++)
+        all[k++] = L[l].moves[j];
+    }
+    double mig = k ? pl_cost_moves_us(&e->pc, all, k) : 0.0;
+    sim_free(all);
+    o->migration_us = pl_cost_exposed_us(mig, bg, 0, layers_us);
+  }
+  o->time_us = layers_us + o->migration_us;
+  return SIM_OK;
+}
+
+/* -------------------------------------------------------------- common --- */
+
+int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
+                    const pl_cluster *pc, const pl_model *m, const pl_profile *prof,
+                    int aggregate) {
+  memset(e, 0, sizeof(*e));
+  if (!cl || !pc || !m || !prof || (kind != SIM_ENGINE_ANALYTIC && kind != SIM_ENGINE_DES) ||
+      pl_profile_check(prof) || pl_cluster_check(pc) || pc->gpus != sim_cluster_gpus(cl))
+    return SIM_EINVAL;
+  e->kind = kind;
+  e->cl = *cl;
+  e->pc = *pc;
+  e->model = *m;
+  e->prof = *prof;
+  e->gpus = pc->gpus;
+  e->aggregate = aggregate < 0 ? 1 : aggregate;
+  int rc = SIM_ENOMEM;
+  e->busy_us = sim_calloc((size_t)e->gpus, sizeof(double));
+  e->gpu_us = sim_calloc((size_t)e->gpus, sizeof(double));
+  e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
+  e->hose = sim_calloc(4 * (size_t)e->gpus, sizeof(int64_t));
+  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->hose)
+    goto fail;
+  if (kind == SIM_ENGINE_DES) {
+    e->tags = sim_calloc(DRAIN_BATCH, sizeof(int64_t));
+    e->dones = sim_calloc(DRAIN_BATCH, sizeof(int64_t));
+    if (!e->tags || !e->dones)
+      goto fail;
+    if ((rc = sim_init(&e->sim)) || (rc = sim_net_init(&e->net, cl)) ||
+        (rc = sim_add_model(&e->sim, &net_ops, e, &e->m_net)) ||
+        (rc = sim_add_model(&e->sim, &eng_ops, e, &e->m_eng)))
+      goto fail;
+  }
+  return SIM_OK;
+fail:
+  sim_engine_fini(e);
+  return rc;
+}
+
+void sim_engine_fini(sim_engine *e) {
+  if (!e)
+    return;
+  sim_free(e->busy_us);
+  sim_free(e->gpu_us);
+  sim_free(e->gpu_comm_end);
+  sim_free(e->hose);
+  sim_free(e->tags);
+  sim_free(e->dones);
+  sim_free(e->rec_a);
+  sim_free(e->rec_b);
+  sim_free(e->rec_kind);
+  if (e->kind == SIM_ENGINE_DES) {
+    sim_net_fini(&e->net);
+    sim_fini(&e->sim);
+  }
+  memset(e, 0, sizeof(*e));
+}
+
+int sim_engine_iteration(sim_engine *e, const sim_layer_in *layers, int nlayers,
+                         sim_iter_out *out) {
+  if (!e || !layers || nlayers < 1 || !out)
+    return SIM_EINVAL;
+  for (int l = 0; l < nlayers; l++)
+    if (!layers[l].placement || !layers[l].routing || !layers[l].routing->traffic ||
+        layers[l].routing->gpus != e->gpus)
+      return SIM_EINVAL;
+  sim_iter_out o;
+  memset(&o, 0, sizeof(o));
+  double tb = (double)pl_token_bytes(&e->model);
+  for (int l = 0; l < nlayers; l++) {
+    const pl_routing *r = layers[l].routing;
+    int64_t tok = 0;
+    for (size_t k = 0; k < (size_t)e->gpus * e->gpus; k++)
+      tok += r->traffic[k];
+    o.bytes_alltoall += 4 * (int64_t)((double)tok * tb);
+    for (int k = 0; k < layers[l].nmoves; k++)
+      o.bytes_migrated += layers[l].moves[k].bytes;
+  }
+  int rc = e->kind == SIM_ENGINE_DES ? des_iteration(e, layers, nlayers, &o)
+                                     : analytic_iteration(e, layers, nlayers, &o);
+  if (rc)
+    return rc;
+  e->total_us += o.time_us;
+  *out = o;
+  return SIM_OK;
+}
+
+void sim_engine_events(const sim_engine *e, uint64_t *scheduled, uint64_t *executed,
+                       uint64_t *cancelled) {
+  int des = e->kind == SIM_ENGINE_DES;
+  *scheduled = des ? e->sim.q.scheduled : 0;
+  *executed = des ? e->sim.q.executed : 0;
+  *cancelled = des ? e->sim.q.cancelled + (uint64_t)e->sim.q.ccount : 0;
+}

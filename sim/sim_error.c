@@ -1,0 +1,48 @@
+/*
+ * sim_error.c - error strings and the allocation hook of sim/.
+ */
+#include "sim/sim_error.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *sim_strerror(int code) {
+  switch (code) {
+#define SIM_ERR_CASE(name, value, msg)                                         \
+  case value:                                                                  \
+    return msg;
+    SIM_ERRNO_MAP(SIM_ERR_CASE)
+#undef SIM_ERR_CASE
+  default:
+    return "unknown simulator error";
+  }
+}
+
+static sim_malloc_fn hook_malloc = malloc;
+static sim_realloc_fn hook_realloc = realloc;
+static sim_free_fn hook_free = free;
+
+void sim_set_allocator(sim_malloc_fn m, sim_realloc_fn r, sim_free_fn f) {
+  hook_malloc = m ? m : malloc;
+  hook_realloc = r ? r : realloc;
+  hook_free = f ? f : free;
+}
+
+void *sim_malloc(size_t size) { return hook_malloc(size ? size : 1); }
+
+void *sim_calloc(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size)
+    return NULL;
+  void *p = sim_malloc(n * size);
+  if (p)
+    memset(p, 0, n * size);
+  return p;
+}
+
+void *sim_realloc(void *ptr, size_t size) { return hook_realloc(ptr, size ? size : 1); }
+
+void sim_free(void *ptr) {
+  if (ptr)
+    hook_free(ptr);
+}

@@ -1,0 +1,250 @@
+/*
+ * Invariants of every registered policy, table-driven, on generated loads
+ * (skewed, drifting) at several cluster shapes: every expert keeps a
+ * replica, no GPU over its slots, no two replicas of an expert on a GPU,
+ * routing conserves tokens exactly (drops counted), the moves turn the old
+ * placement into the new one exactly, and two handles fed the same calls
+ * produce the same plans bit for bit. test_realtrace.c repeats the checks
+ * on real routing.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "placement/pl_error.h"
+#include "placement/pl_policies.h"
+#include "placement/pl_policy.h"
+#include "pl_check.h"
+
+static const char *const specs[] = {
+    "static",
+    "capacity",
+    "capacity:cf=1.0",
+    "fastermoe",
+    "fastermoe:lookahead=0,predictor=window,window=3",
+    "smartmoe:period=4",
+    "eplb:period=4",
+    "eplb:mode=hierarchical,period=3",
+    "flexmoe",
+    "flexmoe:threshold=1.0,horizon=5,background=0,predictor=last",
+    "flexmoe:predictor=window,window=4,max_steps=3",
+    "oracle",
+    NULL};
+
+typedef struct shape {
+  int gpus, gpn, experts, slots;
+} shape;
+
+static const shape shapes[] = {
+    {8, 8, 32, 6},  /* one node, E > G */
+    {16, 4, 32, 4}, /* four nodes */
+    {64, 8, 32, 3}, /* G > E: expert-data-parallel base */
+    {6, 2, 6, 2},   /* small, odd */
+};
+
+Test(policies, every_policy_keeps_the_invariants_on_generated_loads) {
+  int changes[32] = {0};
+  for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+    const shape *sh = &shapes[k];
+    pl_env env = chk_env(2, sh->experts, sh->gpus, sh->gpn, sh->slots);
+    chk_loads loads;
+    chk_loads_generate(&loads, 12, 2, sh->gpus, sh->experts, 4096, 1000 + k);
+    for (int i = 0; specs[i]; i++)
+      changes[i] += chk_run_policy(specs[i], &env, &loads);
+    chk_loads_free(&loads);
+  }
+  /* the dynamic policies really moved something (else the checks above
+   * would have checked nothing) */
+  for (int i = 0; specs[i]; i++) {
+    int dynamic = strncmp(specs[i], "static", 6) && strncmp(specs[i], "capacity", 8);
+    cr_log_info("%s: %d changed plans", specs[i], changes[i]);
+    if (dynamic)
+      cr_assert_gt(changes[i], 0, "%s never changed its placement", specs[i]);
+  }
+}
+
+Test(policies, every_policy_is_in_the_registry_with_documented_parameters) {
+  const char *const names[] = {"static", "capacity", "fastermoe", "smartmoe",
+                               "eplb", "flexmoe", "oracle"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    const pl_policy_ops *ops = pl_policy_find(names[i]);
+    cr_assert_not_null(ops, "%s missing", names[i]);
+    cr_assert_str_eq(ops->name, names[i]);
+    cr_assert(ops->summary && strlen(ops->summary) > 10);
+    for (const pl_param_desc *d = ops->params; d->key; d++)
+      cr_assert(d->defval && d->help && strlen(d->help) > 5, "%s.%s", names[i], d->key);
+  }
+}
+
+Test(policies, defaults_and_bad_values_are_reported_per_policy) {
+  pl_env env = chk_env(1, 32, 8, 8, 6);
+  pl_policy *p = NULL;
+  char err[256];
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:threshold=1.2,horizon=50,slots=4", &env,
+                                err, sizeof(err)), PL_OK, "%s", err);
+  cr_assert(strstr(pl_policy_spec(p), "threshold=1.2"));
+  cr_assert(strstr(pl_policy_spec(p), "slots=4"));
+  pl_policy_destroy(p);
+  p = NULL;
+  /* slots below ceil(E/G) or above the cluster's */
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:slots=3", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert_eq(pl_policy_create(&p, "eplb:slots=7", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert_eq(pl_policy_create(&p, "eplb:mode=diagonal", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:predictor=crystalball", &env, err, sizeof(err)),
+               PL_EPARAM);
+  cr_assert_eq(pl_policy_create(&p, "smartmoe:period=0", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert_eq(pl_policy_create(&p, "oracle:threshold=2", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "threshold"));
+  cr_assert_null(p);
+}
+
+Test(policies, eplb_uses_exactly_its_slots_and_never_doubles_an_expert) {
+  /* 5 slots x 8 GPUs = 40 replicas for 32 experts, one very hot expert:
+   * upstream's packing can put two of its copies on one GPU. */
+  pl_env env = chk_env(1, 32, 8, 8, 6);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "eplb:slots=5,period=1,predictor=last", &env, NULL, 0), PL_OK);
+  int64_t counts[8 * 32];
+  for (int s = 0; s < 8; s++)
+    for (int e = 0; e < 32; e++)
+      counts[s * 32 + e] = e == 3 ? 4000 : e < 8 ? 200 : 10;
+  pl_plan plan;
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(p, 0, 0, NULL, &plan), PL_OK);
+  cr_assert_eq(pl_policy_observe(p, 0, 0, counts), PL_OK);
+  cr_assert_eq(pl_policy_plan(p, 1, 0, NULL, &plan), PL_OK);
+  const pl_placement *pl = pl_policy_placement(p, 0);
+  cr_assert_eq(pl_placement_check(pl), PL_OK);
+  for (int g = 0; g < 8; g++)
+    cr_assert_eq(pl->nhost[g], 5);
+  cr_assert_eq(pl->nrep[3], 8, "the hot expert gets a replica on every GPU");
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
+Test(policies, fastermoe_shadows_only_experts_whose_gap_pays_for_the_broadcast) {
+  pl_env env = chk_env(1, 32, 8, 8, 6);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "fastermoe", &env, NULL, 0), PL_OK);
+  int64_t flat[8 * 32], hot[8 * 32];
+  for (int i = 0; i < 8 * 32; i++)
+    flat[i] = 128;
+  memcpy(hot, flat, sizeof(hot));
+  for (int s = 0; s < 8; s++)
+    hot[s * 32 + 7] = 20000; /* expert 7: 160000 slots vs 1024 for the rest */
+  pl_plan plan;
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(p, 0, 0, flat, &plan), PL_OK);
+  cr_assert_eq(pl_policy_plan(p, 1, 0, flat, &plan), PL_OK);
+  cr_assert_eq(plan.changed, 0, "uniform loads: no gap, no shadow");
+  cr_assert_eq(pl_policy_plan(p, 2, 0, hot, &plan), PL_OK);
+  cr_assert_eq(plan.changed, 1);
+  const pl_placement *pl = pl_policy_placement(p, 0);
+  cr_assert_eq(pl->nrep[7], 8, "the hot expert is shadowed on every GPU");
+  for (int e = 0; e < 32; e++)
+    if (e != 7)
+      cr_assert_eq(pl->nrep[e], 1);
+  /* shadows copy parameters only: 2 x 2048 x 8192 x 2 bytes */
+  for (int k = 0; k < plan.nmoves; k++)
+    cr_assert_eq(plan.moves[k].bytes, 2LL * 2048 * 8192 * 2);
+  cr_assert_eq(plan.background, 0);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
+Test(policies, flexmoe_stays_put_while_balanced_and_expands_a_hot_expert) {
+  pl_env env = chk_env(1, 32, 8, 8, 6);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:predictor=last", &env, NULL, 0), PL_OK);
+  int64_t flat[8 * 32], hot[8 * 32];
+  for (int i = 0; i < 8 * 32; i++)
+    flat[i] = 512;
+  memcpy(hot, flat, sizeof(hot));
+  for (int s = 0; s < 8; s++)
+    hot[s * 32 + 0] = 8192;
+  pl_plan plan;
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(p, 0, 0, NULL, &plan), PL_OK);
+  cr_assert_eq(pl_policy_observe(p, 0, 0, flat), PL_OK);
+  cr_assert_eq(pl_policy_plan(p, 1, 0, NULL, &plan), PL_OK);
+  cr_assert_eq(plan.changed, 0, "balanced: no trigger");
+  cr_assert_eq(pl_policy_observe(p, 1, 0, hot), PL_OK);
+  cr_assert_eq(pl_policy_plan(p, 2, 0, NULL, &plan), PL_OK);
+  cr_assert_eq(plan.changed, 1);
+  cr_assert_eq(plan.background, 1);
+  const pl_placement *pl = pl_policy_placement(p, 0);
+  cr_assert_gt(pl->nrep[0], 1, "the hot expert got replicas");
+  for (int g = 0; g < 8; g++)
+    cr_assert_leq(pl->nhost[g], 6);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
+Test(policies, flexmoe_does_not_move_when_the_horizon_cannot_pay_for_it) {
+  /* A mild imbalance over a 1-iteration horizon: moving a 470 MB expert
+   * never pays for itself. */
+  pl_env env = chk_env(1, 32, 8, 8, 6);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:predictor=last,horizon=1,threshold=1.0", &env,
+                                NULL, 0), PL_OK);
+  int64_t c[8 * 32];
+  for (int i = 0; i < 8 * 32; i++)
+    c[i] = (i % 32) == 0 ? 700 : 512;
+  pl_plan plan;
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(p, 0, 0, NULL, &plan), PL_OK);
+  cr_assert_eq(pl_policy_observe(p, 0, 0, c), PL_OK);
+  cr_assert_eq(pl_policy_plan(p, 1, 0, NULL, &plan), PL_OK);
+  cr_assert_eq(plan.changed, 0);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
+Test(policies, smartmoe_rebalances_only_on_its_period_and_never_replicates) {
+  pl_env env = chk_env(1, 32, 8, 8, 4);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "smartmoe:period=3,predictor=last", &env, NULL, 0), PL_OK);
+  int64_t c[8 * 32];
+  for (int i = 0; i < 8 * 32; i++)
+    c[i] = (i % 32) < 4 ? 2000 : 100; /* experts 0-3 all on GPU 0 */
+  pl_plan plan;
+  pl_plan_init(&plan);
+  for (int it = 0; it < 4; it++) {
+    cr_assert_eq(pl_policy_plan(p, it, 0, NULL, &plan), PL_OK);
+    cr_assert_eq(plan.changed, it == 3, "iteration %d", it);
+    cr_assert_eq(pl_policy_observe(p, it, 0, c), PL_OK);
+  }
+  const pl_placement *pl = pl_policy_placement(p, 0);
+  for (int e = 0; e < 32; e++)
+    cr_assert_eq(pl->nrep[e], 1);
+  for (int e = 0; e < 4; e++) /* the four hot experts now on four GPUs */
+    for (int f = e + 1; f < 4; f++)
+      cr_assert_neq(pl->rep[e * 8], pl->rep[f * 8]);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
+Test(policies, oracle_is_clairvoyant_free_and_never_worse_than_static) {
+  pl_env env = chk_env(1, 32, 8, 8, 6);
+  pl_policy *o = NULL, *s = NULL;
+  cr_assert_eq(pl_policy_create(&o, "oracle", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_create(&s, "static", &env, NULL, 0), PL_OK);
+  cr_assert(pl_policy_ops_of(o)->clairvoyant);
+  chk_loads loads;
+  chk_loads_generate(&loads, 6, 1, 8, 32, 2048, 7);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  for (int it = 0; it < 6; it++) {
+    const int64_t *c = chk_loads_at(&loads, it, 0);
+    cr_assert_eq(pl_policy_plan(o, it, 0, c, &plan), PL_OK);
+    if (plan.changed)
+      cr_assert_eq(plan.uncharged, 1);
+    double to = chk_layer_us(&env, pl_policy_placement(o, 0), c);
+    double ts = chk_layer_us(&env, pl_policy_placement(s, 0), c);
+    cr_assert_leq(to, ts + 1e-9, "iteration %d: oracle %.1f us > static %.1f us", it, to, ts);
+  }
+  chk_loads_free(&loads);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(o);
+  pl_policy_destroy(s);
+}

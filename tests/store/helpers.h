@@ -1,0 +1,122 @@
+/* Helpers shared by the store and CLI tests of tests/store: temporary
+ * folders, running the flexmoe binary, writing synthetic runs. */
+#ifndef FLEXMOE_TESTS_STORE_HELPERS_H
+#define FLEXMOE_TESTS_STORE_HELPERS_H
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/st_store.h"
+
+extern char **environ;
+
+static int helpers_rm(const char *p, const struct stat *sb, int flag,
+                      struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(p);
+}
+
+/* Creates a fresh temporary folder into dir[len]. */
+static inline void tmp_dir(char *dir, size_t len) {
+  snprintf(dir, len, "/tmp/flexmoe-test-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+}
+
+static inline void rm_tree(const char *dir) {
+  chmod(dir, 0700);
+  nftw(dir, helpers_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline char *read_all(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return strdup("");
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  size_t got = fread(buf, 1, (size_t)n, f);
+  buf[got] = '\0';
+  fclose(f);
+  return buf;
+}
+
+/* Runs argv (argv[0] = program path) with stdout/stderr into files under
+ * dir; *out and *err get their contents (malloc'd). Returns the exit status,
+ * or 128 + signal. */
+static inline int run_capture(const char *dir, char *const argv[], char **out,
+                              char **err) {
+  char po[512], pe[512];
+  snprintf(po, sizeof(po), "%s/.stdout", dir);
+  snprintf(pe, sizeof(pe), "%s/.stderr", dir);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, po, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, pe, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid;
+  int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  cr_assert_eq(rc, 0, "cannot run %s", argv[0]);
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  if (out)
+    *out = read_all(po);
+  if (err)
+    *err = read_all(pe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static inline const char *flexmoe_bin(void) {
+  const char *bin = getenv("FLEXMOE_BIN");
+  cr_assert_not_null(bin, "FLEXMOE_BIN is not set (run through meson test)");
+  return bin;
+}
+
+/* Writes a complete run whose iterations all take time_ms (compute 60%,
+ * all-to-all 30%, other 10%). */
+static inline int64_t put_run(st_db *db, const char *kind, const char *trace_path,
+                              const char *cluster, int gpus, const char *policy,
+                              uint64_t seed, const char *key, double time_ms,
+                              int iterations) {
+  st_trace_row t = {trace_path, 0x1234, 200, 6, 8, 32, NULL};
+  st_run_row r = {0};
+  r.kind = kind;
+  r.policy = policy;
+  r.cluster = cluster;
+  r.engine = "analytic";
+  r.gpus = gpus;
+  r.seed = seed;
+  r.rng = "mt19937";
+  r.code_version = "test";
+  r.status = "complete";
+  r.config_key = key;
+  st_run *w = NULL;
+  cr_assert_eq(st_run_begin(db, &t, &r, &w), ST_OK, "%s", st_errmsg(db));
+  for (int i = 0; i < iterations; i++) {
+    st_iter_row it = {0};
+    it.iteration = i;
+    it.time_ms = time_ms;
+    it.compute_ms = 0.6 * time_ms;
+    it.alltoall_ms = 0.3 * time_ms;
+    it.other_ms = 0.1 * time_ms;
+    it.balance = 1.5;
+    it.tokens_total = 1000;
+    it.bytes_migrated = 10;
+    cr_assert_eq(st_run_iteration(w, &it), ST_OK);
+  }
+  int64_t id = 0;
+  cr_assert_eq(st_run_commit(w, &id), ST_OK);
+  return id;
+}
+
+#endif

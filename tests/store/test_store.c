@@ -1,0 +1,622 @@
+/* The results store: identity checks, migrations, one transaction per run,
+ * crash safety, read-only files, round trips and determinism of rows. */
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/st_store.h"
+
+static char dir[256];
+static char dbpath[300];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag,
+                    struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(p);
+}
+
+static void setup(void) {
+  snprintf(dir, sizeof(dir), "/tmp/flexmoe-store-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(dbpath, sizeof(dbpath), "%s/results.db", dir);
+}
+
+static void teardown(void) {
+  chmod(dir, 0700);
+  nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static const st_trace_row trace = {"traces/samples/t.npy", 0xfedcba9876543210ull,
+                                   200, 6, 8, 32, "{\"top_k\": 2}"};
+
+static st_run_row run_row(const char *policy, const char *key) {
+  st_run_row r = {0};
+  r.kind = "sim";
+  r.policy = policy;
+  r.cluster = "dgx-h100";
+  r.cluster_json = "{\"name\": \"dgx-h100\"}";
+  r.engine = "analytic";
+  r.params_json = "{\"iterations\": [0, 10]}";
+  r.gpus = 16;
+  r.seed = 0xffffffffffffffffull; /* must survive SQLite's signed INTEGER */
+  r.rng = "mt19937";
+  r.code_version = "0.1.0";
+  r.started = 1.5;
+  r.finished = 2.5;
+  r.status = "complete";
+  r.config_key = key;
+  return r;
+}
+
+static st_iter_row iter_row(int64_t i) {
+  st_iter_row r = {0};
+  r.iteration = i;
+  r.time_ms = 10.0 + i / 3.0;
+  r.compute_ms = 6.0 + i / 7.0;
+  r.alltoall_ms = 2.0;
+  r.allreduce_ms = 1.0 / 3.0;
+  r.migration_ms = i % 2 ? 0.25 : 0;
+  r.other_ms = 1.0;
+  r.balance = 1.0 + 1.0 / (i + 1);
+  r.bytes_alltoall = (int64_t)1 << 40;
+  r.bytes_migrated = i * 1000;
+  r.tokens_dropped = i;
+  r.tokens_total = 65536;
+  return r;
+}
+
+/* Writes one complete run with n iterations; returns its id. */
+static int64_t write_run(st_db *db, const char *policy, const char *key,
+                         int n) {
+  st_run_row rr = run_row(policy, key);
+  st_run *r = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_OK, "%s", st_errmsg(db));
+  for (int i = 0; i < n; i++) {
+    st_iter_row it = iter_row(i);
+    cr_assert_eq(st_run_iteration(r, &it), ST_OK);
+  }
+  cr_assert_eq(st_run_plan(r, 3, 1, 2, 4096, "[{\"expert\": 5}]"), ST_OK);
+  cr_assert_eq(st_run_gpu(r, 0, 90.0, 10.0), ST_OK);
+  cr_assert_eq(st_run_layer(r, 0, 0, 1.25, 1.0), ST_OK);
+  int64_t id = -1;
+  cr_assert_eq(st_run_commit(r, &id), ST_OK);
+  cr_assert_gt(id, 0);
+  return id;
+}
+
+static size_t count_runs(const char *path) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, path, ST_READ, NULL, 0), ST_OK);
+  st_run_summary *rows = NULL;
+  size_t n = 99;
+  cr_assert_eq(st_runs_list(db, NULL, &rows, &n), ST_OK);
+  free(rows);
+  st_close(db);
+  return n;
+}
+
+static int64_t sql_int(const char *path, const char *sql) {
+  sqlite3 *h = NULL;
+  sqlite3_stmt *s = NULL;
+  cr_assert_eq(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK, "%s",
+               sqlite3_errmsg(h));
+  cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return v;
+}
+
+static void sql_exec(const char *path, const char *sql) {
+  sqlite3 *h = NULL;
+  cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+               sqlite3_errmsg(h));
+  sqlite3_close(h);
+}
+
+/* Whole file into a malloc'd buffer (for "untouched" checks). */
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "%s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
+static void assert_untouched(const char *path, const char *before,
+                             size_t blen) {
+  size_t alen;
+  char *after = slurp(path, &alen);
+  cr_assert_eq(alen, blen, "%s changed size", path);
+  cr_assert_eq(memcmp(before, after, blen), 0, "%s changed", path);
+  free(after);
+  char wal[400];
+  snprintf(wal, sizeof(wal), "%s-wal", path);
+  cr_assert_neq(access(wal, F_OK), 0, "a WAL file was created next to %s",
+                path);
+}
+
+Test(store, a_new_database_is_created_in_wal_mode_with_version_and_id) {
+  st_db *db = NULL;
+  char msg[512] = "";
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_OK, "%s",
+               msg);
+  cr_assert_eq(st_schema_version(db), ST_SCHEMA_VERSION);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), ST_SCHEMA_VERSION);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA application_id"), ST_APPLICATION_ID);
+  char *mode = NULL;
+  sqlite3 *h = NULL;
+  sqlite3_stmt *s = NULL;
+  sqlite3_open(dbpath, &h);
+  sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &s, NULL);
+  cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+  mode = strdup((const char *)sqlite3_column_text(s, 0));
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  cr_assert_str_eq(mode, "wal");
+  free(mode);
+  /* Opening again (write, then read) keeps everything. */
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  st_close(db);
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_OK);
+  cr_assert_eq(st_schema_version(db), ST_SCHEMA_VERSION);
+  st_close(db);
+}
+
+Test(store, a_run_reads_back_exactly_with_its_summary) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  int64_t id = write_run(db, "flexmoe:threshold=1.2", "key-a", 10);
+  st_iter_row *rows = NULL;
+  size_t n = 0;
+  cr_assert_eq(st_run_iterations(db, id, &rows, &n), ST_OK);
+  cr_assert_eq(n, 10);
+  for (size_t i = 0; i < n; i++) {
+    st_iter_row want = iter_row((int64_t)i);
+    cr_assert_eq(memcmp(&rows[i], &want, sizeof(want)), 0, "row %zu differs", i);
+  }
+  free(rows);
+  st_run_summary *sum = NULL;
+  cr_assert_eq(st_runs_list(db, "sim", &sum, &n), ST_OK);
+  cr_assert_eq(n, 1);
+  cr_assert_eq(sum[0].id, id);
+  cr_assert_str_eq(sum[0].policy, "flexmoe:threshold=1.2");
+  cr_assert_str_eq(sum[0].cluster, "dgx-h100");
+  cr_assert_str_eq(sum[0].trace, "traces/samples/t.npy");
+  cr_assert_str_eq(sum[0].trace_hash, "fedcba9876543210");
+  cr_assert_str_eq(sum[0].config_key, "key-a");
+  cr_assert_eq(sum[0].seed, 0xffffffffffffffffull);
+  cr_assert_eq(sum[0].gpus, 16);
+  cr_assert_eq(sum[0].iterations, 10);
+  double mean = 0;
+  for (int i = 0; i < 10; i++)
+    mean += iter_row(i).time_ms / 10;
+  cr_assert_float_eq(sum[0].mean_ms, mean, 1e-12);
+  cr_assert_eq(sum[0].bytes_migrated, 45000);
+  cr_assert_eq(sum[0].tokens_dropped, 45);
+  free(sum);
+  cr_assert_eq(st_runs_list(db, "gpu", &sum, &n), ST_OK);
+  cr_assert_eq(n, 0);
+  free(sum);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM plans"), 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM gpu_stats"), 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM layer_iterations"), 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM traces"), 1);
+}
+
+Test(store, the_same_trace_and_cluster_are_stored_once) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "k1", 2);
+  write_run(db, "capacity", "k2", 2);
+  int64_t tid = 0;
+  cr_assert_eq(st_trace_put(db, &trace, &tid), ST_OK);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM traces"), 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM clusters"), 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(DISTINCT trace_id) FROM runs"), 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT max(trace_id) FROM runs"), tid);
+}
+
+Test(store, an_aborted_run_leaves_nothing) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  st_run_row rr = run_row("static", "k");
+  st_run *r = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_OK);
+  st_iter_row it = iter_row(0);
+  cr_assert_eq(st_run_iteration(r, &it), ST_OK);
+  st_run_abort(r);
+  int exists = 1;
+  cr_assert_eq(st_run_exists(db, "k", &exists), ST_OK);
+  cr_assert_eq(exists, 0);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM runs"), 0);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM iterations"), 0);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM traces"), 0);
+}
+
+Test(store, closing_with_an_open_run_rolls_it_back) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "done", 3);
+  st_run_row rr = run_row("capacity", "open");
+  st_run *r = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_OK);
+  st_iter_row it = iter_row(0);
+  cr_assert_eq(st_run_iteration(r, &it), ST_OK);
+  st_close(db); /* frees r */
+  cr_assert_eq(count_runs(dbpath), 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM iterations"), 3);
+}
+
+Test(store, only_one_run_is_open_per_connection) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  st_run_row rr = run_row("static", "a");
+  st_run *r = NULL, *r2 = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_OK);
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r2), ST_EBUSY);
+  cr_assert_null(r2);
+  int64_t tid;
+  cr_assert_eq(st_trace_put(db, &trace, &tid), ST_EBUSY);
+  cr_assert_eq(st_run_commit(r, NULL), ST_OK);
+  st_close(db);
+}
+
+Test(store, a_process_dying_mid_run_leaves_no_partial_run) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "before", 4);
+  st_close(db);
+  for (int how = 0; how < 2; how++) {
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+      st_db *cdb = NULL;
+      if (st_open(&cdb, dbpath, ST_WRITE, NULL, 0) != ST_OK)
+        _exit(3);
+      st_run_row rr = run_row("capacity", "crashed");
+      st_run *r = NULL;
+      if (st_run_begin(cdb, &trace, &rr, &r) != ST_OK)
+        _exit(4);
+      /* Enough rows that SQLite spills pages into the WAL before commit. */
+      for (int i = 0; i < 20000; i++) {
+        st_iter_row it = iter_row(i);
+        if (st_run_iteration(r, &it) != ST_OK)
+          _exit(5);
+      }
+      if (how == 0)
+        _exit(0); /* no commit, no close */
+      raise(SIGKILL);
+      _exit(6);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    if (how == 0)
+      cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d",
+                WEXITSTATUS(status));
+    else
+      cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    cr_assert_eq(count_runs(dbpath), 1);
+    cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM runs"), 1);
+    cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM iterations"), 4);
+    cr_assert_eq(sql_int(dbpath, "SELECT quick_check = 'ok' FROM "
+                                 "pragma_quick_check"),
+                 1);
+  }
+  /* The lock died with the process: a new run can be written. */
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "capacity", "after", 2);
+  int exists = 0;
+  cr_assert_eq(st_run_exists(db, "crashed", &exists), ST_OK);
+  cr_assert_eq(exists, 0);
+  cr_assert_eq(st_run_exists(db, "after", &exists), ST_OK);
+  cr_assert_eq(exists, 1);
+  st_close(db);
+}
+
+Test(store, a_read_only_file_is_refused_for_writing_and_named) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "k", 2);
+  st_close(db);
+  cr_assert_eq(chmod(dbpath, 0444), 0);
+  size_t blen;
+  char *before = slurp(dbpath, &blen);
+  char msg[512] = "";
+  db = (st_db *)0x1;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_EREADONLY);
+  cr_assert_eq(db, (st_db *)0x1, "output touched on error");
+  cr_assert(strstr(msg, dbpath) && strstr(msg, "read-only"), "message: %s", msg);
+  assert_untouched(dbpath, before, blen);
+  /* Reading it is fine. */
+  cr_assert_eq(count_runs(dbpath), 1);
+  free(before);
+}
+
+Test(store, a_read_only_directory_refuses_a_new_database) {
+  cr_assert_eq(chmod(dir, 0555), 0);
+  char msg[512] = "";
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_EREADONLY);
+  cr_assert(strstr(msg, dbpath) && strstr(msg, "read-only"), "message: %s", msg);
+  cr_assert_neq(access(dbpath, F_OK), 0);
+}
+
+Test(store, a_text_file_is_not_a_flexmoe_database_and_stays_untouched) {
+  FILE *f = fopen(dbpath, "w");
+  fputs("iteration,layer,rank,expert,tokens\n0,0,0,0,5\n", f);
+  fclose(f);
+  size_t blen;
+  char *before = slurp(dbpath, &blen);
+  for (int mode = ST_READ; mode <= ST_WRITE; mode++) {
+    char msg[512] = "";
+    st_db *db = NULL;
+    cr_assert_eq(st_open(&db, dbpath, mode, msg, sizeof(msg)), ST_ENOTDB);
+    cr_assert(strstr(msg, dbpath) && strstr(msg, "not a flexmoe database"),
+              "message: %s", msg);
+    assert_untouched(dbpath, before, blen);
+  }
+  free(before);
+}
+
+Test(store, another_applications_sqlite_file_is_refused_untouched) {
+  sql_exec(dbpath, "CREATE TABLE songs(title TEXT); "
+                   "INSERT INTO songs VALUES('x');");
+  size_t blen;
+  char *before = slurp(dbpath, &blen);
+  char msg[512] = "";
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_ENOTDB);
+  cr_assert(strstr(msg, "not a flexmoe database"), "message: %s", msg);
+  assert_untouched(dbpath, before, blen);
+  /* Same with an application_id of its own. */
+  sql_exec(dbpath, "PRAGMA application_id = 1234;");
+  free(before);
+  before = slurp(dbpath, &blen);
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_ENOTDB);
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_ENOTDB);
+  assert_untouched(dbpath, before, blen);
+  free(before);
+}
+
+Test(store, a_newer_schema_is_refused_untouched) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "k", 2);
+  st_close(db);
+  sql_exec(dbpath, "PRAGMA user_version = 99; PRAGMA journal_mode = DELETE;");
+  size_t blen;
+  char *before = slurp(dbpath, &blen);
+  char msg[512] = "";
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_EVERSION);
+  cr_assert(strstr(msg, dbpath) && strstr(msg, "newer"), "message: %s", msg);
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_EVERSION);
+  assert_untouched(dbpath, before, blen);
+  free(before);
+}
+
+Test(store, an_older_schema_is_migrated_and_keeps_its_runs) {
+  /* A version-1 database, as a build of schema 1 wrote it. */
+  char sql[256];
+  sql_exec(dbpath, st_migration_sql(1));
+  snprintf(sql, sizeof(sql), "PRAGMA user_version = 1; PRAGMA application_id = %d;",
+           ST_APPLICATION_ID);
+  sql_exec(dbpath, sql);
+  sql_exec(dbpath,
+           "INSERT INTO runs(kind, policy, gpus, seed, status, config_key) "
+           "VALUES('sim', 'static', 8, 1, 'complete', 'old');"
+           "INSERT INTO iterations(run_id, iteration, time_ms) VALUES(1, 0, 5.0);");
+  st_db *db = NULL;
+  /* Reading does not migrate. */
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_OK);
+  cr_assert_eq(st_schema_version(db), 1);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 1);
+  char msg[512] = "";
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_OK, "%s", msg);
+  cr_assert_eq(st_schema_version(db), ST_SCHEMA_VERSION);
+  int exists = 0;
+  cr_assert_eq(st_run_exists(db, "old", &exists), ST_OK);
+  cr_assert_eq(exists, 1);
+  int64_t tid;
+  cr_assert_eq(st_trace_put(db, &trace, &tid), ST_OK);
+  int64_t loads[2 * 1 * 2] = {1, 2, 3, 4};
+  cr_assert_eq(st_trace_loads_put(db, tid, 0, 2, 1, 2, loads, NULL), ST_OK);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), ST_SCHEMA_VERSION);
+  cr_assert_eq(sql_int(dbpath, "SELECT sum(tokens) FROM trace_loads"), 10);
+  cr_assert_eq(count_runs(dbpath), 1);
+}
+
+Test(store, missing_files_and_directories_are_named) {
+  char msg[512] = "";
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, msg, sizeof(msg)), ST_EOPEN);
+  cr_assert(strstr(msg, dbpath) && strstr(msg, "no such"), "message: %s", msg);
+  cr_assert_neq(access(dbpath, F_OK), 0, "reading created the file");
+  char deep[400];
+  snprintf(deep, sizeof(deep), "%s/nope/results.db", dir);
+  cr_assert_eq(st_open(&db, deep, ST_WRITE, msg, sizeof(msg)), ST_EOPEN);
+  cr_assert(strstr(msg, "no such directory"), "message: %s", msg);
+  cr_assert_eq(st_open(&db, dir, ST_WRITE, msg, sizeof(msg)), ST_EOPEN);
+  cr_assert(strstr(msg, "directory"), "message: %s", msg);
+}
+
+Test(store, an_empty_file_becomes_a_database_when_writing) {
+  FILE *f = fopen(dbpath, "w");
+  fclose(f);
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_ENOTDB);
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA application_id"), ST_APPLICATION_ID);
+}
+
+Test(store, a_read_connection_cannot_write) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  st_close(db);
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_OK);
+  st_run_row rr = run_row("static", "k");
+  st_run *r = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_EREADONLY);
+  cr_assert_eq(st_profile_put(db, "h200", "{}"), ST_EREADONLY);
+  st_close(db);
+}
+
+Test(store, invalid_runs_are_refused) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  st_run *r = NULL;
+  st_run_row rr = run_row("static", "k");
+  rr.kind = "cloud";
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_EINVAL);
+  rr = run_row("static", "k");
+  rr.gpus = 0;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_EINVAL);
+  rr = run_row(NULL, "k");
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_EINVAL);
+  /* A duplicate iteration is an error inside the run; aborting keeps the
+   * database clean. */
+  rr = run_row("static", "k");
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_OK);
+  st_iter_row it = iter_row(1);
+  cr_assert_eq(st_run_iteration(r, &it), ST_OK);
+  cr_assert_eq(st_run_iteration(r, &it), ST_ESQL);
+  st_run_abort(r);
+  st_close(db);
+  cr_assert_eq(count_runs(dbpath), 0);
+}
+
+Test(store, run_exists_only_for_a_complete_run_with_that_key) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "grid/1", 1);
+  st_run_row rr = run_row("static", "grid/2");
+  rr.status = "failed";
+  st_run *r = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_OK);
+  cr_assert_eq(st_run_commit(r, NULL), ST_OK);
+  int e = -1;
+  cr_assert_eq(st_run_exists(db, "grid/1", &e), ST_OK);
+  cr_assert_eq(e, 1);
+  cr_assert_eq(st_run_exists(db, "grid/2", &e), ST_OK);
+  cr_assert_eq(e, 0);
+  cr_assert_eq(st_run_exists(db, "grid/3", &e), ST_OK);
+  cr_assert_eq(e, 0);
+  st_close(db);
+  cr_assert_eq(count_runs(dbpath), 1); /* the failed run is not listed */
+}
+
+Test(store, the_same_inputs_give_identical_rows) {
+  char other[320];
+  snprintf(other, sizeof(other), "%s/other.db", dir);
+  const char *paths[2] = {dbpath, other};
+  st_iter_row *rows[2];
+  size_t n[2];
+  st_run_summary *sum[2];
+  size_t ns[2];
+  for (int k = 0; k < 2; k++) {
+    st_db *db = NULL;
+    cr_assert_eq(st_open(&db, paths[k], ST_WRITE, NULL, 0), ST_OK);
+    write_run(db, "static", "a", 50);
+    int64_t id = write_run(db, "eplb", "b", 50);
+    cr_assert_eq(st_run_iterations(db, id, &rows[k], &n[k]), ST_OK);
+    cr_assert_eq(st_runs_list(db, NULL, &sum[k], &ns[k]), ST_OK);
+    st_close(db);
+  }
+  cr_assert_eq(n[0], n[1]);
+  cr_assert_eq(memcmp(rows[0], rows[1], n[0] * sizeof(st_iter_row)), 0);
+  cr_assert_eq(ns[0], 2);
+  cr_assert_eq(ns[1], 2);
+  cr_assert_eq(memcmp(sum[0], sum[1], 2 * sizeof(st_run_summary)), 0);
+  for (int k = 0; k < 2; k++) {
+    free(rows[k]);
+    free(sum[k]);
+  }
+}
+
+Test(store, profiles_are_stored_by_name_and_replaced) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  char *json = NULL;
+  cr_assert_eq(st_profile_get(db, "h200", &json), ST_ENOTFOUND);
+  cr_assert_null(json);
+  cr_assert_eq(st_profile_put(db, "h200", "{\"points\": [1]}"), ST_OK);
+  cr_assert_eq(st_profile_put(db, "h200", "{\"points\": [2]}"), ST_OK);
+  cr_assert_eq(st_profile_get(db, "h200", &json), ST_OK);
+  cr_assert_str_eq(json, "{\"points\": [2]}");
+  free(json);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM profiles"), 1);
+}
+
+Test(store, validations_keep_unmeasured_phases_as_null) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  int64_t p = write_run(db, "static", "p", 2);
+  int64_t m = write_run(db, "static", "m", 2);
+  st_validation_row v = {p, m, 0.05, -0.02, 0.1, NAN, 0.0, NAN, NULL};
+  int64_t id = 0, n = 0;
+  cr_assert_eq(st_validation_add(db, &v, &id), ST_OK);
+  cr_assert_gt(id, 0);
+  cr_assert_eq(st_validations_count(db, &n), ST_OK);
+  cr_assert_eq(n, 1);
+  v.measured_run = 999; /* no such run: the foreign key refuses it */
+  cr_assert_eq(st_validation_add(db, &v, &id), ST_ESQL);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM validations "
+                               "WHERE err_allreduce IS NULL AND err_other IS NULL "
+                               "AND err_compute = -0.02"),
+               1);
+}
+
+Test(store, trace_loads_are_written_once) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  int64_t tid = 0;
+  cr_assert_eq(st_trace_put(db, &trace, &tid), ST_OK);
+  int64_t loads[3 * 2 * 4];
+  for (int i = 0; i < 24; i++)
+    loads[i] = i;
+  int written = -1;
+  cr_assert_eq(st_trace_loads_put(db, tid, 10, 3, 2, 4, loads, &written), ST_OK);
+  cr_assert_eq(written, 1);
+  cr_assert_eq(st_trace_loads_put(db, tid, 10, 3, 2, 4, loads, &written), ST_OK);
+  cr_assert_eq(written, 0);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM trace_loads"), 24);
+  /* (iteration 11, layer 1, expert 3) = loads[(1 * 2 + 1) * 4 + 3] */
+  cr_assert_eq(sql_int(dbpath, "SELECT tokens FROM trace_loads WHERE "
+                               "iteration = 11 AND layer = 1 AND expert = 3"),
+               15);
+}
+
+Test(store, error_messages_cover_every_code) {
+  cr_assert_str_eq(st_strerror(ST_ENOTDB), "not a flexmoe database");
+  cr_assert_str_eq(st_strerror(ST_EREADONLY), "database is read-only");
+  cr_assert_str_eq(st_strerror(12345), "unknown store error");
+}
