@@ -109,6 +109,17 @@ int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer) {
   return s;
 }
 
+void tr_release_before(const tr_trace *t, int64_t it) {
+  if (!t || !t->map || it <= 0)
+    return;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t end = (size_t)(t->data - (const unsigned char *)t->map) +
+               (size_t)it * t->layers * t->ranks * t->experts * dtype_size(t->dtype);
+  end -= end % page; /* whole pages strictly before the iteration */
+  if (end > 0)
+    madvise(t->map, end, MADV_DONTNEED);
+}
+
 void tr_close(tr_trace *t) {
   if (!t)
     return;
@@ -137,7 +148,9 @@ static int scan_counts(tr_trace *t, tr_error *err) {
   h = fnv_u64(h, (uint64_t)t->experts);
   size_t es = dtype_size(t->dtype);
   const unsigned char *p = t->data;
-  for (int64_t it = 0; it < t->iterations; it++)
+  for (int64_t it = 0; it < t->iterations; it++) {
+    if (it % 4096 == 0)
+      tr_release_before(t, it);
     for (int l = 0; l < t->layers; l++) {
       int64_t total = 0;
       for (int r = 0; r < t->ranks; r++)
@@ -157,6 +170,8 @@ static int scan_counts(tr_trace *t, tr_error *err) {
           h = fnv_u64(h, (uint64_t)v);
         }
     }
+  }
+  tr_release_before(t, t->iterations);
   t->hash = h;
   return TR_OK;
 }

@@ -38,7 +38,7 @@ Test(trace, bundled_sample_opens_with_shape_and_model_metadata) {
   cr_assert_eq(t.meta.d_model, 384);
   cr_assert_eq(t.meta.d_ff, 768);
   cr_assert_eq(t.meta.tokens_per_rank, 2048);
-  cr_assert(strstr(t.meta.source, "gpt-l6-e32-top2-aux.npy") != NULL);
+  cr_assert(strstr(t.meta.source, "gpt-l6-e32-top2-aux.npy") != NULL, "%s", t.meta.source);
   /* 64 sequences x 256 tokens x top-2 per (iteration, layer). */
   for (int64_t it = 0; it < t.iterations; it += 37)
     for (int l = 0; l < t.layers; l++)

@@ -128,6 +128,12 @@ int tr_npy_open(tr_npy *a, const char *path, tr_error *err);
 int64_t tr_npy_at(const tr_npy *a, uint64_t index); /* C-order flat index */
 void tr_npy_close(tr_npy *a);                        /* accepts NULL and zeroed */
 
+/* Streaming readers call this as they go: the mapped pages of iterations
+ * before `it` are released (MADV_DONTNEED; re-read from the file if touched
+ * again), so a pass over a trace larger than memory keeps a small resident
+ * set. No effect on CSV traces. Never changes what tr_at/tr_slice return. */
+void tr_release_before(const tr_trace *t, int64_t it);
+
 /* Sum of the counts of one (iteration, layer) (all ranks, all experts). */
 int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer);
 
