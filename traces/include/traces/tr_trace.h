@@ -71,7 +71,8 @@ typedef struct tr_trace {
   tr_dtype dtype;
   tr_meta meta;
   char path[512];
-  uint64_t hash; /* content hash of the counts (FNV-1a 64 over the data) */
+  uint64_t hash; /* FNV-1a 64 of the shape and the counts as little-endian
+                    int64 (the same for any dtype or format) */
   /* private */
   const unsigned char *data; /* counts, native element order */
   void *map;                 /* mmap base, or NULL */
