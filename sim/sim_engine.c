@@ -169,24 +169,36 @@ static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes) {
   return SIM_OK;
 }
 
-/* Per-GPU token sums of a routing: hose[0..3][g] = intra out, intra in,
- * inter out, inter in. */
-static void hose_sums(sim_engine *e, const pl_routing *r) {
+/* Per-GPU token sums of a routing into h[4*G]: intra out, intra in, inter
+ * out, inter in. One pass over the G x G matrix with a vectorisable column
+ * sum; returns the total tokens sent (off the diagonal). */
+static int64_t hose_sums(const sim_engine *e, const pl_routing *r, int64_t *h) {
   int G = e->gpus, gpn = e->cl.gpus_per_node;
-  int64_t *h = e->hose;
+  int64_t *io = h, *ii = h + G, *xo = h + 2 * (size_t)G, *xi = h + 3 * (size_t)G;
   memset(h, 0, sizeof(int64_t) * 4 * (size_t)G);
+  int64_t total = 0;
   for (int s = 0; s < G; s++) {
     const int64_t *row = r->traffic + (size_t)s * G;
-    int sn = s / gpn;
+    int lo = (s / gpn) * gpn, hi = lo + gpn;
+    int64_t rowsum = 0;
     for (int d = 0; d < G; d++) {
-      int64_t t = row[d];
-      if (!t || d == s)
-        continue;
-      int x = (d / gpn) != sn;
-      h[(2 * x) * G + s] += t;
-      h[(2 * x + 1) * G + d] += t;
+      rowsum += row[d];
+      xi[d] += row[d]; /* column sums for now */
     }
+    int64_t in_node = 0;
+    for (int d = lo; d < hi; d++) {
+      in_node += row[d];
+      ii[d] += row[d];
+    }
+    in_node -= row[s];
+    ii[s] -= row[s];
+    io[s] = in_node;
+    xo[s] = rowsum - row[s] - in_node;
+    total += rowsum - row[s];
   }
+  for (int d = 0; d < G; d++)
+    xi[d] -= r->traffic[(size_t)d * G + d] + ii[d];
+  return total;
 }
 
 static int run_until_fg_done(sim_engine *e) {
@@ -306,8 +318,7 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
     for (int i = 0; i < nl && !rc; i++) {
       int l = pass == 0 ? i : nl - 1 - i;
       const pl_routing *r = L[l].routing;
-      if (e->aggregate)
-        hose_sums(e, r);
+      e->hose = e->hose_all + (size_t)l * 4 * G;
       /* other work of the layer */
       int64_t ts = e->sim.now;
       int64_t layer_t0 = ts;
@@ -475,8 +486,7 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->busy_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
-  e->hose = sim_calloc(4 * (size_t)e->gpus, sizeof(int64_t));
-  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->hose)
+  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end)
     goto fail;
   if (kind == SIM_ENGINE_DES) {
     e->tags = sim_calloc(DRAIN_BATCH, sizeof(int64_t));
@@ -500,7 +510,7 @@ void sim_engine_fini(sim_engine *e) {
   sim_free(e->busy_us);
   sim_free(e->gpu_us);
   sim_free(e->gpu_comm_end);
-  sim_free(e->hose);
+  sim_free(e->hose_all);
   sim_free(e->tags);
   sim_free(e->dones);
   sim_free(e->rec_a);
@@ -532,11 +542,22 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
   if (o.layer_us)
     memset(o.layer_us, 0, sizeof(double) * (size_t)nlayers);
   double tb = (double)pl_token_bytes(&e->model);
+  int hose = e->kind == SIM_ENGINE_DES && e->aggregate;
+  if (hose && nlayers > e->hose_layers) {
+    int64_t *nh = sim_realloc(e->hose_all, sizeof(int64_t) * 4 * (size_t)e->gpus * nlayers);
+    if (!nh)
+      return SIM_ENOMEM;
+    e->hose_all = nh;
+    e->hose_layers = nlayers;
+  }
   for (int l = 0; l < nlayers; l++) {
     const pl_routing *r = layers[l].routing;
     int64_t tok = 0;
-    for (size_t k = 0; k < (size_t)e->gpus * e->gpus; k++)
-      tok += r->traffic[k];
+    if (hose)
+      tok = hose_sums(e, r, e->hose_all + (size_t)l * 4 * e->gpus);
+    else
+      for (size_t k = 0; k < (size_t)e->gpus * e->gpus; k++)
+        tok += r->traffic[k];
     o.bytes_alltoall += 4 * (int64_t)((double)tok * tb);
     for (int k = 0; k < layers[l].nmoves; k++)
       o.bytes_migrated += layers[l].moves[k].bytes;

@@ -118,7 +118,9 @@ typedef struct sim_engine {
   int nrec, caprec;
   int64_t *gpu_comm_end; /* [G] last flow completion of the current phase */
   double *gpu_us;        /* [G] scratch */
-  int64_t *hose;         /* [4*G] per-GPU intra/inter out/in tokens of a layer */
+  int64_t *hose;         /* the current layer's [4*G] in hose_all */
+  int64_t *hose_all;     /* [layers][4*G] per-GPU intra/inter out/in tokens */
+  int hose_layers;
 } sim_engine;
 
 /* prof's arrays must outlive the engine. aggregate: see above (-1 = default:
