@@ -397,7 +397,7 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
 
 static int analytic_iteration(sim_engine *e, const sim_layer_in *L, int nl,
                               sim_iter_out *o) {
-  int G = e->gpus, gpn = e->cl.gpus_per_node;
+  int G = e->gpus;
   double tb = (double)pl_token_bytes(&e->model);
   double inter = e->pc.inter_Bps / e->pc.oversub;
   int nmoves = 0;
@@ -422,19 +422,8 @@ static int analytic_iteration(sim_engine *e, const sim_layer_in *L, int nl,
         if (t)
           us += pl_ffn_us(&e->prof, (double)t);
       }
-      int64_t oi = 0, ii = 0, ox = 0, ix = 0;
-      for (int h = 0; h < G; h++) {
-        if (h == g)
-          continue;
-        int64_t out = r->traffic[(size_t)g * G + h], in = r->traffic[(size_t)h * G + g];
-        if (g / gpn == h / gpn) {
-          oi += out;
-          ii += in;
-        } else {
-          ox += out;
-          ix += in;
-        }
-      }
+      const int64_t *hs = e->hose_all + (size_t)l * 4 * G;
+      int64_t oi = hs[g], ii = hs[G + g], ox = hs[2 * (size_t)G + g], ix = hs[3 * (size_t)G + g];
       double a2a = 0;
       int64_t intra = oi > ii ? oi : ii, x2 = ox > ix ? ox : ix;
       if (intra)
@@ -542,7 +531,7 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
   if (o.layer_us)
     memset(o.layer_us, 0, sizeof(double) * (size_t)nlayers);
   double tb = (double)pl_token_bytes(&e->model);
-  int hose = e->kind == SIM_ENGINE_DES && e->aggregate;
+  int hose = e->kind == SIM_ENGINE_ANALYTIC || e->aggregate; /* per-GPU sums needed */
   if (hose && nlayers > e->hose_layers) {
     int64_t *nh = sim_realloc(e->hose_all, sizeof(int64_t) * 4 * (size_t)e->gpus * nlayers);
     if (!nh)
