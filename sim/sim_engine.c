@@ -18,7 +18,7 @@
 #include "sim/sim_error.h"
 
 enum { EV_DRAIN = 1 };
-enum { EV_FLOW_DONE = 1, EV_TIMER = 2 };
+enum { EV_PHASE_DONE = 1, EV_TIMER = 2 };
 enum { FK_FG = 0, FK_AR = 1, FK_MIG = 2 };
 #define DRAIN_BATCH 256
 
@@ -44,6 +44,42 @@ static int kick(sim_engine *e) {
   return sim_at(&e->sim, t, e->m_net, EV_DRAIN, 0, &e->drain_id);
 }
 
+static void mark_end(sim_engine *e, int who, int64_t t) {
+  if (who >= 0) {
+    if (t > e->gpu_comm_end[who])
+      e->gpu_comm_end[who] = t;
+    return;
+  }
+  int node = -1 - who, gpn = e->cl.gpus_per_node;
+  for (int g = node * gpn; g < (node + 1) * gpn; g++)
+    if (t > e->gpu_comm_end[g])
+      e->gpu_comm_end[g] = t;
+}
+
+/* A flow finished sending; it completes at `done` (now + latency). Only the
+ * last completion of a phase matters, so instead of one event per flow the
+ * phase gets one event at its latest completion. */
+static int flow_done(sim_engine *e, int64_t tag, int64_t done) {
+  int r = (int)tag;
+  if (r < 0 || r >= e->nrec)
+    return SIM_EINVARIANT;
+  if (e->rec_kind[r] == FK_FG) {
+    mark_end(e, e->rec_a[r], done);
+    mark_end(e, e->rec_b[r], done);
+    if (done > e->fg_last_done)
+      e->fg_last_done = done;
+    if (--e->pending_fg == 0)
+      return sim_at(&e->sim, e->fg_last_done, e->m_eng, EV_PHASE_DONE, 0, NULL);
+  } else {
+    e->pending_bg--;
+    if (done >= e->bg_last_done) {
+      e->bg_last_done = done;
+      e->last_bg_kind = e->rec_kind[r];
+    }
+  }
+  return SIM_OK;
+}
+
 static int net_handle(sim_t *s, void *state, const sim_event *ev) {
   sim_engine *e = state;
   (void)ev;
@@ -54,7 +90,7 @@ static int net_handle(sim_t *s, void *state, const sim_event *ev) {
     if (got < 0)
       return got;
     for (int k = 0; k < got; k++) {
-      int rc = sim_at(s, e->dones[k], e->m_eng, EV_FLOW_DONE, e->tags[k], NULL);
+      int rc = flow_done(e, e->tags[k], e->dones[k]);
       if (rc)
         return rc;
     }
@@ -62,36 +98,15 @@ static int net_handle(sim_t *s, void *state, const sim_event *ev) {
   return kick(e);
 }
 
-static void mark_end(sim_engine *e, int who, int64_t now) {
-  if (who >= 0) {
-    if (now > e->gpu_comm_end[who])
-      e->gpu_comm_end[who] = now;
-    return;
-  }
-  int node = -1 - who, gpn = e->cl.gpus_per_node;
-  for (int g = node * gpn; g < (node + 1) * gpn; g++)
-    if (now > e->gpu_comm_end[g])
-      e->gpu_comm_end[g] = now;
-}
-
 static int eng_handle(sim_t *s, void *state, const sim_event *ev) {
   sim_engine *e = state;
-  if (ev->kind == EV_TIMER) {
+  (void)s;
+  if (ev->kind == EV_TIMER)
     e->timer_fired = 1;
-    return SIM_OK;
-  }
-  int r = (int)ev->arg;
-  if (r < 0 || r >= e->nrec)
+  else if (ev->kind == EV_PHASE_DONE)
+    e->phase_done = 1;
+  else
     return SIM_EINVARIANT;
-  if (e->rec_kind[r] == FK_FG) {
-    mark_end(e, e->rec_a[r], s->now);
-    mark_end(e, e->rec_b[r], s->now);
-    e->pending_fg--;
-    e->fg_last_done = s->now;
-  } else {
-    e->pending_bg--;
-    e->last_bg_kind = e->rec_kind[r];
-  }
   return SIM_OK;
 }
 
@@ -201,9 +216,15 @@ static int64_t hose_sums(const sim_engine *e, const pl_routing *r, int64_t *h) {
   return total;
 }
 
+/* Runs the loop until the foreground flows started since the last call have
+ * all completed (at the latest completion time). */
 static int run_until_fg_done(sim_engine *e) {
+  if (e->pending_fg == 0)
+    return SIM_OK; /* nothing was sent */
+  e->fg_last_done = e->sim.now;
+  e->phase_done = 0;
   int rc = kick(e);
-  while (!rc && e->pending_fg > 0) {
+  while (!rc && !e->phase_done) {
     rc = sim_step(&e->sim);
     if (rc == 0)
       return SIM_EINVARIANT; /* flows pending but no event */
@@ -281,6 +302,7 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
   e->pending_bg = 0;
   e->nrec = 0; /* every flow of the previous iteration has completed */
   e->last_bg_kind = FK_AR;
+  e->bg_last_done = 0;
   /* migration: blocking phase first, or background from the start */
   int any_blocking = 0;
   for (int l = 0; l < nl; l++)
@@ -384,6 +406,8 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
     if (s == 0)
       return SIM_EINVARIANT;
   }
+  if (e->bg_last_done > e->sim.now && (rc = wait_ns(e, e->bg_last_done - e->sim.now)))
+    return rc;
   double tail = (double)(e->sim.now - fg_end) * 1e-3;
   if (e->last_bg_kind == FK_MIG)
     o->migration_us += tail;

@@ -109,8 +109,8 @@ typedef struct sim_engine {
   int64_t drain_t;
   int64_t pending_fg, pending_bg;
   int last_bg_kind;
-  int64_t fg_last_done;
-  int timer_fired;
+  int64_t fg_last_done, bg_last_done;
+  int timer_fired, phase_done;
   int64_t *tags, *dones; /* drain scratch */
   int ntags;
   /* flow records: endpoints for busy accounting */
