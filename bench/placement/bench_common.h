@@ -60,9 +60,11 @@ static inline int bq_env(pl_env *env, int layers, int experts, int gpus, int slo
   return 0;
 }
 
+/* CPU time of the calling thread, seconds: what one core spends, immune to
+ * the preemption of a shared machine (wall clock is not). */
 static inline double bq_now(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
