@@ -1,10 +1,198 @@
 /*
- * cmd_calibrate.c - flexmoe calibrate. PLACEHOLDER: replaced by its owner.
+ * cmd_calibrate.c - flexmoe calibrate: measure a backend (expert FFN time vs
+ * tokens for the model shape, exchange bandwidth between ranks, launch
+ * overhead) and store it as a compute profile: in the database
+ * (st_profile_put: NAME = the simulator's profile JSON, NAME.cluster = the
+ * cluster JSON) and/or as files (--out P.json and P.cluster.json).
  */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+#include "rtprof.h"
+#include "runtime/rt_calib.h"
+#include "store/st_store.h"
+
+
+static const char *const help =
+    "usage: flexmoe calibrate --backend cuda|cpu [--partitions N] [--ranks N] [--device D]\n"
+    "                         [--d-model D] [--d-ff F] [--reps R] [--name NAME]\n"
+    "                         [--db FILE] [--out profile.json] [--format table|json]\n"
+    "\n"
+    "Measures the backend the way the runtime uses it: expert FFN forward and backward\n"
+    "(bf16 cuBLAS GEMMs on GPUs) at 16..16384 tokens on every rank at once, a uniform\n"
+    "dispatch all-to-all (permute, copies, regroup) at several sizes fitted as\n"
+    "latency + bytes / bandwidth per rank, and the launch overhead of tiny kernels.\n"
+    "Writes the simulator's profile JSON (--out P.json) and a cluster JSON beside it\n"
+    "(P.cluster.json: one node of the ranks, the measured exchange numbers), and\n"
+    "stores both in the database as profiles NAME and NAME.cluster (--db).\n"
+    "\n"
+    "  --partitions N   cuda: measure N green-context SM partitions of one GPU\n"
+    "  --d-model/--d-ff expert shape (default 2048 / 8192)\n"
+    "  --reps R         timed repetitions per point (default 20 on GPUs, 3 on cpu)\n"
+    "  --name NAME      profile name (default h200-green-N, cuda-N or cpu-N)\n"
+    "\n"
+    "example:\n"
+    "  flexmoe calibrate --backend cuda --partitions 4 --d-model 1024 --d-ff 4096 \\\n"
+    "      --out h200-green-4.json --db flexmoe.db\n";
 
 int cmd_calibrate(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return cli_fail(CLI_EFAIL, "calibrate", "not implemented yet");
+  static const struct option opts[] = {
+      {"backend", required_argument, 0, 'b'}, {"partitions", required_argument, 0, 'P'},
+      {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
+      {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
+      {"reps", required_argument, 0, 'n'}, {"name", required_argument, 0, 'N'},
+      {"db", required_argument, 0, 'B'}, {"out", required_argument, 0, 'o'},
+      {"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  const char *backend = NULL, *name = NULL, *db_path = NULL, *out_path = NULL;
+  int partitions = 0, ranks = 0, device = 0, d = 2048, f = 8192, reps = 0, fmt = CLI_FMT_TABLE, rc;
+  long v;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'b': backend = optarg; break;
+    case 'P':
+      if ((rc = cli_parse_long("calibrate", "--partitions", optarg, 1, 64, &v))) return rc;
+      partitions = (int)v;
+      break;
+    case 'r':
+      if ((rc = cli_parse_long("calibrate", "--ranks", optarg, 1, 64, &v))) return rc;
+      ranks = (int)v;
+      break;
+    case 'D':
+      if ((rc = cli_parse_long("calibrate", "--device", optarg, 0, 1024, &v))) return rc;
+      device = (int)v;
+      break;
+    case 'd':
+      if ((rc = cli_parse_long("calibrate", "--d-model", optarg, 8, 1 << 16, &v))) return rc;
+      d = (int)v;
+      break;
+    case 'f':
+      if ((rc = cli_parse_long("calibrate", "--d-ff", optarg, 8, 1 << 18, &v))) return rc;
+      f = (int)v;
+      break;
+    case 'n':
+      if ((rc = cli_parse_long("calibrate", "--reps", optarg, 1, 100000, &v))) return rc;
+      reps = (int)v;
+      break;
+    case 'N': name = optarg; break;
+    case 'B': db_path = optarg; break;
+    case 'o': out_path = optarg; break;
+    case 'F':
+      if ((rc = cli_parse_format("calibrate", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))) return rc;
+      break;
+    case 'h': cli_help(help); return CLI_OK;
+    default: return cli_bad_option("calibrate", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) return cli_fail(CLI_EUSAGE, "calibrate", "unexpected argument '%s'", argv[optind]);
+  if (!backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");
+  if (d % 8 || f % 8) return cli_fail(CLI_EUSAGE, "calibrate", "--d-model/--d-ff must be multiples of 8");
+  if (partitions > 0 && strcmp(backend, "cuda") != 0)
+    return cli_fail(CLI_EUSAGE, "calibrate", "--partitions needs --backend cuda");
+  if (strcmp(backend, "nccl") == 0)
+    return cli_fail(CLI_EUSAGE, "calibrate", "--backend nccl: calibrate with cuda (same kernels) and run nccl with that profile");
+  rt_backend_config bc = {ranks ? ranks : (partitions ? partitions : (strcmp(backend, "cpu") == 0 ? 2 : 1)),
+                          partitions, device, 300.0, 0};
+  char err[1024] = "";
+  rt_backend *b = NULL;
+  if ((rc = rt_backend_create(&b, backend, &bc, err, sizeof err)))
+    return cli_fail(CLI_EFAIL, "calibrate", "%s", err);
+  rt_calib_config cc;
+  rt_calib_defaults(&cc, b, d, f);
+  if (reps) cc.reps = reps;
+  rt_calib_result res;
+  if (rt_calibrate(b, &cc, &res, err, sizeof err)) {
+    rt_backend_destroy(b);
+    return cli_fail(CLI_EFAIL, "calibrate", "%s", err);
+  }
+  cli_rt_profile p;
+  memset(&p, 0, sizeof p);
+  if (name) snprintf(p.name, sizeof p.name, "%s", name);
+  else if (partitions) snprintf(p.name, sizeof p.name, "h200-green-%d", partitions);
+  else snprintf(p.name, sizeof p.name, "%s-%d", backend, b->ranks);
+  snprintf(p.device, sizeof p.device, "%s", b->ops->describe(b));
+  p.d_model = d;
+  p.d_ff = f;
+  p.npoints = res.ntokens;
+  for (int i = 0; i < res.ntokens; i++) {
+    p.tok[i] = (double)res.tokens[i];
+    p.us[i] = res.fwd_us[i];
+  }
+  p.pl.npoints = p.npoints;
+  p.pl.tokens = p.tok;
+  p.pl.us = p.us;
+  p.pl.bwd_ratio = res.bwd_ratio;
+  p.exchange_GBps = res.exchange_GBps;
+  p.exchange_latency_us = res.exchange_latency_us;
+  p.launch_us = res.launch_us;
+  p.local_lat_us = res.local_lat_us;
+  p.local_us_per_row = res.local_us_per_row;
+  p.gpus = b->ranks;
+  int G = b->ranks;
+  rt_backend_destroy(b);
+  char em[1024] = "";
+  if (out_path && cli_rt_profile_save(&p, out_path, em, sizeof em))
+    return cli_fail(CLI_EFAIL, "calibrate", "--out %s", em);
+  if (db_path) {
+    st_db *db = NULL;
+    if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "calibrate", "%s", em);
+    char *pj = NULL, *cj = NULL, cname[96];
+    rc = cli_rt_profile_json(&p, &pj, &cj);
+    snprintf(cname, sizeof cname, "%s.cluster", p.name);
+    if (!rc) rc = st_profile_put(db, p.name, pj) || st_profile_put(db, cname, cj);
+    free(pj);
+    free(cj);
+    st_close(db);
+    if (rc) return cli_fail(CLI_EFAIL, "calibrate", "%s: cannot store the profile", db_path);
+  }
+  if (fmt == CLI_FMT_JSON) {
+    json_t *pts = json_array(), *xs = json_array();
+    for (int i = 0; i < res.ntokens; i++) {
+      double fl = 4.0 * (double)res.tokens[i] * d * f;
+      json_array_append_new(pts, json_pack("{s:I, s:f, s:f, s:f}", "tokens", (json_int_t)res.tokens[i],
+                                           "fwd_us", res.fwd_us[i], "bwd_us", res.bwd_us[i],
+                                           "fwd_tflops", fl / res.fwd_us[i] * 1e-6));
+    }
+    for (int i = 0; i < res.nsizes; i++)
+      json_array_append_new(xs, json_pack("{s:f, s:f}", "bytes_per_rank", res.x_bytes[i], "us", res.x_us[i]));
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:f}",
+                            "name", p.name, "backend", backend, "device", p.device, "ranks", G,
+                            "d_model", d, "d_ff", f, "ffn", pts, "bwd_ratio", res.bwd_ratio,
+                            "exchange", xs, "exchange_GBps", res.exchange_GBps,
+                            "exchange_latency_us", res.exchange_latency_us, "local_latency_us",
+                            res.local_lat_us, "local_us_per_row", res.local_us_per_row,
+                            "launch_us", res.launch_us);
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    putchar('\n');
+    json_decref(doc);
+    return CLI_OK;
+  }
+  printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p.name, p.device, G, d, f);
+  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_GFLOP/s");
+  for (int i = 0; i < res.ntokens; i++) {
+    double fl = 4.0 * (double)res.tokens[i] * d * f;
+    printf("%8" PRId64 " %12.2f %12.2f %10.2f %12.1f\n", res.tokens[i], res.fwd_us[i], res.bwd_us[i],
+           res.bwd_us[i] / res.fwd_us[i], fl / res.fwd_us[i] * 1e-3);
+  }
+  printf("bwd_ratio %.3f (points >= 256 tokens)\n", res.bwd_ratio);
+  printf("%14s %12s\n", "bytes/rank", "alltoall_us");
+  for (int i = 0; i < res.nsizes; i++) printf("%14.0f %12.2f\n", res.x_bytes[i], res.x_us[i]);
+  printf("exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
+         " launch %.2f us per kernel\n",
+         res.exchange_GBps, res.exchange_latency_us, res.local_lat_us, res.local_us_per_row,
+         res.launch_us);
+  if (out_path) {
+    char cpath[1024];
+    cli_rt_cluster_path(out_path, cpath, sizeof cpath);
+    printf("wrote %s, %s and the .runtime.json beside them\n", out_path, cpath);
+  }
+  return CLI_OK;
 }

@@ -1,10 +1,253 @@
 /*
- * cmd_sim.c - flexmoe sim. PLACEHOLDER: replaced by its owner.
+ * cmd_sim.c - flexmoe sim: compare placement policies on a routing trace and
+ * a modelled cluster (cli/simrun.h does the work).
+ *
+ * Order of work, so that bad input never touches the database: parse flags;
+ * open the database (a read-only or foreign file fails here, unchanged);
+ * resolve every policy's configuration (trace, cluster, model, profile,
+ * slots, policy spec: any error stops here); simulate all; then record each
+ * run in its own transaction and print the comparison.
  */
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+#include "placement/pl_policy.h"
+#include "simrun.h"
+#include "store/st_store.h"
+
+#define MAX_POLICIES 32
+
+static const char help[] =
+    "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--nodes N]\n"
+    "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
+    "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
+    "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
+    "                   [--db FILE | --no-db] [--format table|json]\n"
+    "\n"
+    "Simulates MoE training on a routing trace with each placement policy and\n"
+    "prints the comparison: mean iteration time, speedup over static, load\n"
+    "balance (max/mean GPU load, worst layer) p50/p90, bytes migrated, tokens\n"
+    "dropped, and the time breakdown. Each run goes into the results database.\n"
+    "\n"
+    "  --trace T           routing trace (.npy with optional .json sidecar, or .csv)\n"
+    "  --cluster C         preset (flexmoe clusters) or cluster JSON; default dgx-h100\n"
+    "  --nodes N, --gpus-per-node G   cluster size (default: the preset's)\n"
+    "  --policy SPEC       NAME or NAME:key=value,...; repeat to compare; default:\n"
+    "                      every registered policy (flexmoe policies)\n"
+    "  --engine E          analytic (closed form per layer, default) or des\n"
+    "                      (discrete events: flows share links, overlap, contention)\n"
+    "  --iterations A:B    simulate iterations [A, B) of the trace (default all)\n"
+    "  --seed S            seed of the trace rescaling and of the policies (0)\n"
+    "  --d-model D, --d-ff F, --top-k K   model shape (default: the trace's sidecar)\n"
+    "  --tokens-per-gpu T  tokens per GPU per iteration (default: the trace's)\n"
+    "  --slots S           expert slots per GPU and layer (default: from HBM)\n"
+    "  --profile F.json    compute profile (default: built-in for the cluster's GPU)\n"
+    "  --db FILE           results database (default flexmoe.db); --db '' or\n"
+    "                      --no-db: do not record\n"
+    "  --format F          table (default) or json\n"
+    "\n"
+    "example:\n"
+    "  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
+    "      --cluster dgx-h100 --nodes 2 --policy static --policy capacity --engine des\n";
 
 int cmd_sim(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return cli_fail(CLI_EFAIL, "sim", "not implemented yet");
+  static const struct option opts[] = {
+      {"trace", required_argument, 0, 't'},     {"cluster", required_argument, 0, 'c'},
+      {"nodes", required_argument, 0, 'n'},     {"gpus-per-node", required_argument, 0, 'g'},
+      {"policy", required_argument, 0, 'p'},    {"engine", required_argument, 0, 'e'},
+      {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
+      {"d-model", required_argument, 0, 'D'},   {"d-ff", required_argument, 0, 'F'},
+      {"top-k", required_argument, 0, 'K'},     {"tokens-per-gpu", required_argument, 0, 'T'},
+      {"slots", required_argument, 0, 'S'},     {"profile", required_argument, 0, 'P'},
+      {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
+      {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  cli_sim_config base = CLI_SIM_CONFIG_INIT;
+  const char *policies[MAX_POLICIES];
+  int npol = 0, fmt = CLI_FMT_TABLE, c;
+  const char *db_path = "flexmoe.db";
+  long v;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case 't':
+      base.trace_path = optarg;
+      break;
+    case 'c':
+      base.cluster = optarg;
+      break;
+    case 'n':
+      if (cli_parse_long("sim", "--nodes", optarg, 1, 65536, &v))
+        return CLI_EUSAGE;
+      base.nodes = (int)v;
+      break;
+    case 'g':
+      if (cli_parse_long("sim", "--gpus-per-node", optarg, 1, 65536, &v))
+        return CLI_EUSAGE;
+      base.gpus_per_node = (int)v;
+      break;
+    case 'p':
+      if (npol == MAX_POLICIES)
+        return cli_fail(CLI_EUSAGE, "sim", "--policy: at most %d policies", MAX_POLICIES);
+      policies[npol++] = optarg;
+      break;
+    case 'e':
+      if (strcmp(optarg, "analytic") && strcmp(optarg, "des"))
+        return cli_fail(CLI_EUSAGE, "sim", "--engine: '%s' is not analytic or des", optarg);
+      base.engine = optarg;
+      break;
+    case 'i':
+      if (cli_parse_range("sim", "--iterations", optarg, &base.it_begin, &base.it_end))
+        return CLI_EUSAGE;
+      break;
+    case 's': {
+      char *end;
+      unsigned long long s = optarg[0] == '-' ? 0 : strtoull(optarg, &end, 10);
+      if (optarg[0] == '-' || !optarg[0] || *end)
+        return cli_fail(CLI_EUSAGE, "sim", "--seed: '%s' is not a non-negative integer", optarg);
+      base.seed = s;
+      break;
+    }
+    case 'D':
+      if (cli_parse_long("sim", "--d-model", optarg, 1, 1 << 20, &v))
+        return CLI_EUSAGE;
+      base.d_model = (int)v;
+      break;
+    case 'F':
+      if (cli_parse_long("sim", "--d-ff", optarg, 1, 1 << 22, &v))
+        return CLI_EUSAGE;
+      base.d_ff = (int)v;
+      break;
+    case 'K':
+      if (cli_parse_long("sim", "--top-k", optarg, 1, 64, &v))
+        return CLI_EUSAGE;
+      base.top_k = (int)v;
+      break;
+    case 'T':
+      if (cli_parse_long("sim", "--tokens-per-gpu", optarg, 1, 1L << 40, &v))
+        return CLI_EUSAGE;
+      base.tokens_per_gpu = v;
+      break;
+    case 'S':
+      if (cli_parse_long("sim", "--slots", optarg, 1, INT_MAX, &v))
+        return CLI_EUSAGE;
+      base.slots = (int)v;
+      break;
+    case 'P':
+      base.profile_path = optarg;
+      break;
+    case 'b':
+      db_path = optarg;
+      break;
+    case 'N':
+      db_path = "";
+      break;
+    case 'f':
+      if (cli_parse_format("sim", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
+        return CLI_EUSAGE;
+      break;
+    case 'h':
+      cli_help(help);
+      return CLI_OK;
+    default:
+      return cli_bad_option("sim", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return cli_fail(CLI_EUSAGE, "sim", "unexpected argument '%s'", argv[optind]);
+  if (!base.trace_path)
+    return cli_fail(CLI_EUSAGE, "sim", "--trace is required (see 'flexmoe sim --help')");
+  if (npol == 0) {
+    const pl_policy_ops *const *reg = pl_policy_registry();
+    for (int i = 0; reg[i] && npol < MAX_POLICIES; i++)
+      policies[npol++] = reg[i]->name;
+  }
+  /* static is the reference of the speedup column: run it if not asked */
+  int static_idx = -1;
+  for (int i = 0; i < npol; i++)
+    if (strcmp(policies[i], "static") == 0 && static_idx < 0)
+      static_idx = i;
+  int nrun = npol, hidden_static = static_idx < 0;
+  if (hidden_static)
+    policies[static_idx = nrun++] = "static";
+
+  char err[1024], key[128];
+  int rc = CLI_OK;
+  st_db *db = NULL;
+  if (db_path[0] && st_open(&db, db_path, ST_WRITE, err, sizeof(err)) != 0)
+    return cli_fail(CLI_EFAIL, "sim", "%s", err);
+  cli_sim_output *out[MAX_POLICIES + 1];
+  memset(out, 0, sizeof(out));
+  for (int i = 0; i < nrun && !rc; i++) {
+    cli_sim_config cfg = base;
+    cfg.policy = policies[i];
+    if ((rc = cli_sim_config_key(&cfg, key, sizeof(key), err, sizeof(err))) != 0)
+      cli_fail(rc, "sim", "%s", err);
+  }
+  for (int i = 0; i < nrun && !rc; i++) {
+    cli_sim_config cfg = base;
+    cfg.policy = policies[i];
+    if ((rc = cli_sim_compute(&cfg, &out[i], err, sizeof(err))) != 0)
+      cli_fail(rc, "sim", "%s", err);
+  }
+  int64_t run_ids[MAX_POLICIES + 1];
+  for (int i = 0; i < npol && !rc && db; i++)
+    if ((rc = cli_sim_record(db, out[i], &run_ids[i], err, sizeof(err))) != 0)
+      cli_fail(rc, "sim", "%s", err);
+  if (!rc) {
+    double ref = cli_sim_summary_of(out[static_idx])->mean_iteration_ms;
+    if (fmt == CLI_FMT_JSON) {
+      json_t *runs = json_array();
+      for (int i = 0; i < npol; i++) {
+        const cli_sim_summary *s = cli_sim_summary_of(out[i]);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:i, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f}, s:s}",
+            "policy", s->policy, "cluster", s->cluster, "gpus", s->gpus, "iterations",
+            (json_int_t)s->iterations, "mean_iteration_ms", s->mean_iteration_ms,
+            "speedup_vs_static", s->mean_iteration_ms > 0 ? ref / s->mean_iteration_ms : 0.0,
+            "balance_p50", s->balance_p50, "balance_p90", s->balance_p90, "migrated_bytes",
+            (json_int_t)s->migrated_bytes, "dropped_tokens", (json_int_t)s->dropped_tokens,
+            "breakdown_ms", "compute", s->compute_ms, "alltoall", s->alltoall_ms, "allreduce",
+            s->allreduce_ms, "migration", s->migration_ms, "other", s->other_ms, "engine",
+            base.engine);
+        if (db)
+          json_object_set_new(o, "run_id", json_integer(run_ids[i]));
+        json_array_append_new(runs, o);
+      }
+      json_t *root = json_pack("{s:o}", "runs", runs);
+      char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+      printf("%s\n", txt);
+      free(txt);
+      json_decref(root);
+    } else {
+      const cli_sim_summary *s0 = cli_sim_summary_of(out[0]);
+      printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
+             base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, base.engine,
+             db ? ", results in " : "", db ? db_path : "");
+      printf("%-20s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy", "iter_ms",
+             "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped", "compute", "alltoall",
+             "allred", "migrate", "other");
+      for (int i = 0; i < npol; i++) {
+        const cli_sim_summary *s = cli_sim_summary_of(out[i]);
+        printf("%-20s %9.3f %6.2fx %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
+               policies[i], s->mean_iteration_ms,
+               s->mean_iteration_ms > 0 ? ref / s->mean_iteration_ms : 0.0, s->balance_p50,
+               s->balance_p90, (double)s->migrated_bytes / 1048576.0,
+               (long long)s->dropped_tokens, s->compute_ms, s->alltoall_ms, s->allreduce_ms,
+               s->migration_ms, s->other_ms);
+      }
+      printf("(times in ms per iteration; balance = max/mean GPU load after routing, worst\n"
+             " layer; policy parameters in full: --format json or flexmoe report)\n");
+    }
+  }
+  for (int i = 0; i < nrun; i++)
+    cli_sim_output_free(out[i]);
+  st_close(db);
+  return rc;
 }

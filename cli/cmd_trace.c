@@ -10,12 +10,17 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "traces/tr_fit.h"
+#include "traces/tr_gen.h"
+#include "traces/tr_import.h"
+#include "traces/tr_rescale.h"
 #include "traces/tr_stats.h"
 #include "traces/tr_trace.h"
 
@@ -324,6 +329,559 @@ static int trace_stats(int argc, char **argv) {
   return rc;
 }
 
+/* ---- trace gen --------------------------------------------------------------- */
+
+static const char GEN_HELP[] =
+    "usage: flexmoe trace gen (--pattern NAME | --fit FIT.json) --iterations N -o OUT.npy\n"
+    "                         [--seed S] [--layers L] [--ranks R] [--experts E]\n"
+    "                         [--tokens T] [--top-k K] [model options]\n"
+    "\n"
+    "Generates a synthetic routing trace (.npy + .json sidecar), seeded: the same\n"
+    "options and seed give the same file, byte for byte. Logits per expert =\n"
+    "profile x scale + hot set + bursts + AR(1) fluctuation + per-rank noise;\n"
+    "each rank draws tokens x top-k slots as a multinomial over softmax(logits).\n"
+    "\n"
+    "  --pattern NAME     a named pattern (below); model options then adjust it\n"
+    "  --fit FIT.json     the model fitted by 'flexmoe trace fit' (its sizes by default)\n"
+    "  --iterations N     iterations to generate (required)\n"
+    "  --seed S           random seed (default 1)\n"
+    "  --layers, --ranks, --experts, --tokens (per rank), --top-k\n"
+    "                     sizes (defaults 4, 8, 16, 1024, 2; from the fit with --fit)\n"
+    "  --d-model D, --d-ff F   model shape written to the sidecar\n"
+    "model options:\n"
+    "  --dist uniform|zipf|lognormal|dirichlet[:P]   base popularity (P: Zipf\n"
+    "                     exponent, log-normal sigma, Dirichlet alpha)\n"
+    "  --drift INNOV[:PHI]  AR(1) on the logits: z = PHI z + INNOV N(0,1); PHI 1 = random walk\n"
+    "  --rank-sigma S     per-rank logit noise\n"
+    "  --hot N[:BOOST]    N hot experts with BOOST extra logits (default ln 8)\n"
+    "  --spread           hot experts spread over the ids instead of contiguous\n"
+    "  --rotate P         the hot set moves by one expert every P iterations\n"
+    "  --burst PROB       per expert and iteration, chance of a 16x burst for 3 iterations\n"
+    "  --regime P         re-shuffle the popularity every P iterations\n"
+    "  --ragged SIGMA     ranks route log-normal different token totals\n"
+    "patterns:\n"
+    "%s"
+    "\n"
+    "example:\n"
+    "  flexmoe trace gen --pattern hot-experts --layers 2 --experts 16 --iterations 50 --seed 7 "
+    "-o hot.npy\n";
+
+static int parse_pair(const char *cmd, const char *flag, const char *text, double lo, double hi,
+                      double *a, double lo2, double hi2, double *b) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "%s", text);
+  char *colon = strchr(buf, ':');
+  if (colon)
+    *colon = '\0';
+  if (cli_parse_double(cmd, flag, buf, lo, hi, a))
+    return CLI_EUSAGE;
+  if (colon && b && cli_parse_double(cmd, flag, colon + 1, lo2, hi2, b))
+    return CLI_EUSAGE;
+  if (colon && !b)
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' takes no ':' part", flag, text);
+  return CLI_OK;
+}
+
+static int trace_gen(int argc, char **argv) {
+  const char *cmd = "trace gen";
+  enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
+         O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED };
+  static const struct option opts[] = {
+      {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
+      {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
+      {"seed", required_argument, 0, 's'},    {"output", required_argument, 0, 'o'},
+      {"layers", required_argument, 0, O_LAYERS}, {"ranks", required_argument, 0, O_RANKS},
+      {"experts", required_argument, 0, O_EXPERTS}, {"tokens", required_argument, 0, O_TOKENS},
+      {"top-k", required_argument, 0, O_TOPK}, {"d-model", required_argument, 0, O_DMODEL},
+      {"d-ff", required_argument, 0, O_DFF},  {"dist", required_argument, 0, O_DIST},
+      {"drift", required_argument, 0, O_DRIFT}, {"rank-sigma", required_argument, 0, O_RSIGMA},
+      {"hot", required_argument, 0, O_HOT},   {"spread", no_argument, 0, O_SPREAD},
+      {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
+      {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
+      {0, 0, 0, 0}};
+  /* First pass: sizes, pattern and fit (model options apply on top). */
+  const char *pattern = NULL, *fitpath = NULL, *out = NULL;
+  long v, iters = -1, seed = 1;
+  long sizes[5] = {-1, -1, -1, -1, -1}; /* layers ranks experts tokens top-k */
+  long dmodel = 0, dff = 0;
+  int c;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'h': {
+      char list[2048] = "";
+      for (int i = 0; tr_gen_patterns[i]; i++) {
+        char line[160];
+        snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
+        strncat(list, line, sizeof(list) - strlen(list) - 1);
+      }
+      printf(GEN_HELP, list);
+      return CLI_OK;
+    }
+    case 'p': pattern = optarg; break;
+    case 'F': fitpath = optarg; break;
+    case 'o': out = optarg; break;
+    case 'n':
+      if (cli_parse_long(cmd, "--iterations", optarg, 1, LONG_MAX, &iters))
+        return CLI_EUSAGE;
+      break;
+    case 's':
+      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+        return CLI_EUSAGE;
+      break;
+    case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
+      static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
+      int k = c - O_LAYERS;
+      if (cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, k == 3 ? (1L << 40) : 1 << 20,
+                         &sizes[k]))
+        return CLI_EUSAGE;
+      break;
+    }
+    case O_DMODEL:
+      if (cli_parse_long(cmd, "--d-model", optarg, 1, INT32_MAX, &dmodel))
+        return CLI_EUSAGE;
+      break;
+    case O_DFF:
+      if (cli_parse_long(cmd, "--d-ff", optarg, 1, INT32_MAX, &dff))
+        return CLI_EUSAGE;
+      break;
+    case '?': case ':':
+      return cli_bad_option(cmd, argv[optind - 1]);
+    default:
+      break; /* model options: second pass */
+    }
+  }
+  if (optind != argc)
+    return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
+  if (!pattern == !fitpath)
+    return cli_fail(CLI_EUSAGE, cmd, "give exactly one of --pattern NAME or --fit FIT.json");
+  if (iters < 0)
+    return cli_fail(CLI_EUSAGE, cmd, "--iterations N is required");
+  if (!out)
+    return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
+  tr_gen_config g;
+  tr_gen_defaults(&g);
+  tr_fit fit = {0};
+  double *owned = NULL;
+  tr_error err;
+  if (fitpath) {
+    if (tr_fit_load(&fit, fitpath, &err))
+      return trace_fail(cmd, &err);
+    g.layers = fit.layers;
+    g.ranks = fit.ranks;
+    g.experts = fit.experts;
+    g.top_k = fit.top_k;
+    g.tokens_per_rank = fit.tokens_per_rank;
+    g.meta.d_model = fit.meta.d_model;
+    g.meta.d_ff = fit.meta.d_ff;
+    g.meta.bytes_per_elem = fit.meta.bytes_per_elem;
+  }
+  if (sizes[0] > 0) g.layers = (int)sizes[0];
+  if (sizes[1] > 0) g.ranks = (int)sizes[1];
+  if (sizes[2] > 0) g.experts = (int)sizes[2];
+  if (sizes[3] >= 0) g.tokens_per_rank = sizes[3];
+  if (sizes[4] > 0) g.top_k = (int)sizes[4];
+  if (dmodel) g.meta.d_model = (int)dmodel;
+  if (dff) g.meta.d_ff = (int)dff;
+  g.iterations = iters;
+  g.seed = (uint64_t)seed;
+  int rc = CLI_OK;
+  if (g.top_k > g.experts) {
+    rc = cli_fail(CLI_EUSAGE, cmd, "--top-k %d is larger than --experts %d", g.top_k, g.experts);
+    goto done;
+  }
+  if (pattern && tr_gen_pattern(&g, pattern)) {
+    rc = cli_fail(CLI_EUSAGE, cmd, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
+                  pattern);
+    goto done;
+  }
+  if (fitpath && tr_fit_apply(&fit, &g, &owned)) {
+    rc = cli_fail(CLI_EFAIL, cmd, "%s: out of memory", fitpath);
+    goto done;
+  }
+  /* Second pass: model options on top of the pattern or fit. */
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", opts, NULL)) != -1) {
+    double a, b;
+    switch (c) {
+    case O_DIST: {
+      static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
+      char name[32];
+      snprintf(name, sizeof(name), "%s", optarg);
+      char *colon = strchr(name, ':');
+      if (colon)
+        *colon = '\0';
+      int k = -1;
+      for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0)
+          k = i;
+      if (k < 0) {
+        rc = cli_fail(CLI_EUSAGE, cmd, "--dist: '%s' is not one of uniform zipf lognormal dirichlet",
+                      optarg);
+        goto done;
+      }
+      g.dist = (tr_dist)k;
+      g.base = NULL; /* a distribution replaces the fitted profile */
+      if (colon && cli_parse_double(cmd, "--dist", colon + 1, 1e-6, 100, &g.dist_param)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      break;
+    }
+    case O_DRIFT:
+      a = g.innov1, b = g.phi1;
+      if (parse_pair(cmd, "--drift", optarg, 0, 10, &a, 0, 1, &b)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      g.innov1 = a, g.phi1 = b, g.innov = g.phi = NULL;
+      break;
+    case O_RSIGMA:
+      if (cli_parse_double(cmd, "--rank-sigma", optarg, 0, 10, &g.rank_sigma1)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      g.rank_sigma = NULL;
+      break;
+    case O_HOT:
+      a = 0, b = g.hot_boost;
+      if (parse_pair(cmd, "--hot", optarg, 0, g.experts, &a, -20, 20, &b)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      g.hot = (int)a, g.hot_boost = b;
+      break;
+    case O_SPREAD: g.hot_layout = TR_HOT_SPREAD; break;
+    case O_ROTATE:
+      if (cli_parse_long(cmd, "--rotate", optarg, 1, LONG_MAX, &v)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      g.rotate_period = v;
+      break;
+    case O_BURST:
+      if (cli_parse_double(cmd, "--burst", optarg, 0, 1, &g.burst_prob)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      break;
+    case O_REGIME:
+      if (cli_parse_long(cmd, "--regime", optarg, 1, LONG_MAX, &v)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      g.regime_period = v;
+      break;
+    case O_RAGGED:
+      if (cli_parse_double(cmd, "--ragged", optarg, 0, 3, &g.rank_total_sigma)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      break;
+    default:
+      break;
+    }
+  }
+  snprintf(g.meta.source, sizeof(g.meta.source), "flexmoe trace gen %s %s, seed %ld",
+           pattern ? "--pattern" : "--fit", pattern ? pattern : fitpath, seed);
+  if (tr_gen_write(&g, out, &err)) {
+    rc = trace_fail(cmd, &err);
+    goto done;
+  }
+  printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
+         " tokens per rank, seed %ld\n",
+         out, iters, g.layers, g.ranks, g.experts, g.top_k, g.tokens_per_rank, seed);
+done:
+  tr_free(owned);
+  tr_fit_fini(&fit);
+  return rc;
+}
+
+/* ---- trace fit ---------------------------------------------------------------- */
+
+static const char FIT_HELP[] =
+    "usage: flexmoe trace fit FILE -o FIT.json [--iterations A:B] [--seed S]\n"
+    "                         [--format table|json]\n"
+    "\n"
+    "Estimates the generator's model from a trace, per layer: the base popularity\n"
+    "profile (log mean share of each expert), then the profile scale, the AR(1)\n"
+    "fluctuation of the logits and the per-rank noise, calibrated by simulation so\n"
+    "the generated trace has the original's expert max/mean load median, L1 change at\n"
+    "lags 1 and 10, and rank divergence. 'flexmoe trace gen --fit FIT.json' then makes\n"
+    "longer or larger traces with the same statistics. Prints target vs fitted.\n"
+    "\n"
+    "  -o FIT.json        where to write the model (temp + rename)\n"
+    "  --iterations A:B   fit only iterations [A, B)\n"
+    "  --seed S           calibration random stream (default 1)\n"
+    "  --format F         table (default) or json (the FIT.json document)\n"
+    "\n"
+    "example:\n"
+    "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
+
+static int trace_fit(int argc, char **argv) {
+  const char *cmd = "trace fit";
+  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
+                                       {"output", required_argument, 0, 'o'},
+                                       {"iterations", required_argument, 0, 'i'},
+                                       {"seed", required_argument, 0, 's'},
+                                       {"format", required_argument, 0, 'f'},
+                                       {0, 0, 0, 0}};
+  const char *out = NULL;
+  int64_t it0 = 0, it1 = -1;
+  long seed = 1;
+  int fmt = CLI_FMT_TABLE, c;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":ho:i:s:f:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'h': cli_help(FIT_HELP); return CLI_OK;
+    case 'o': out = optarg; break;
+    case 'i':
+      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
+        return CLI_EUSAGE;
+      break;
+    case 's':
+      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+        return CLI_EUSAGE;
+      break;
+    case 'f':
+      if (cli_parse_format(cmd, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
+        return CLI_EUSAGE;
+      break;
+    default: return cli_bad_option(cmd, argv[optind - 1]);
+    }
+  }
+  if (optind != argc - 1)
+    return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace fit --help')");
+  if (!out)
+    return cli_fail(CLI_EUSAGE, cmd, "-o FIT.json is required");
+  tr_trace t;
+  if ((c = open_range(cmd, argv[optind], &t, &it0, &it1)))
+    return c;
+  if (it1 - it0 < 12) {
+    tr_close(&t);
+    return cli_fail(CLI_EFAIL, cmd, "%s: fitting needs at least 12 iterations", argv[optind]);
+  }
+  tr_fit f;
+  if (tr_fit_trace(&t, it0, it1, (uint64_t)seed, &f)) {
+    tr_close(&t);
+    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
+  }
+  tr_close(&t);
+  tr_error err;
+  int rc = CLI_OK;
+  if (tr_fit_save(&f, out, &err)) {
+    rc = trace_fail(cmd, &err);
+  } else if (fmt == CLI_FMT_JSON) {
+    json_t *o = json_load_file(out, 0, NULL);
+    rc = o ? print_json(o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", out);
+  } else {
+    printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
+           " iterations, up to %d rounds\n\n",
+           f.source, f.iterations, out, f.cal_iterations, f.rounds);
+    printf("       ---- max/mean p50 ----  ---- L1 change lag 1 --  --- L1 change lag 10 --"
+           "  -------------- model --------------\n");
+    printf("layer  target  fitted  error   target  fitted  error   target  fitted  error "
+           "   scale  innov    phi    psi  rank_s\n");
+    for (int l = 0; l < f.layers; l++) {
+      const tr_fit_layer *x = &f.layer[l];
+      printf("%5d  %6.2f  %6.2f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  "
+             "%6.3f  %5.3f  %5.3f  %5.3f  %6.3f\n",
+             l, x->target.max_mean_p50, x->fitted.max_mean_p50,
+             100 * (x->fitted.max_mean_p50 / x->target.max_mean_p50 - 1), x->target.change1,
+             x->fitted.change1, 100 * (x->fitted.change1 / x->target.change1 - 1),
+             x->target.change10, x->fitted.change10,
+             100 * (x->fitted.change10 / x->target.change10 - 1), x->scale, x->innov, x->phi,
+             x->psi, x->rank_sigma);
+    }
+  }
+  tr_fit_fini(&f);
+  return rc;
+}
+
+/* ---- trace rescale ------------------------------------------------------------- */
+
+static const char RESCALE_HELP[] =
+    "usage: flexmoe trace rescale FILE --gpus G [--tokens-per-gpu T] [--seed S]\n"
+    "                             [--iterations A:B] -o OUT.npy\n"
+    "\n"
+    "Rescales a trace recorded on R ranks to G GPUs: GPU g takes the routing\n"
+    "distribution of source rank g mod R at the same (iteration, layer), scaled to\n"
+    "T tokens x top-k slots, drawn as a seeded multinomial (each GPU's total is\n"
+    "exact; skew and fluctuation are preserved; the same seed gives the same file).\n"
+    "With G = R and no --tokens-per-gpu the counts are copied. Streams slice by\n"
+    "slice: neither trace is held in memory.\n"
+    "\n"
+    "  --gpus G             GPUs of the simulated cluster (required)\n"
+    "  --tokens-per-gpu T   tokens per GPU per iteration (default: each source rank's own;\n"
+    "                       slots = T x top_k from the sidecar, or T when top_k is unknown)\n"
+    "  --seed S             random seed (default 1)\n"
+    "  --iterations A:B     only iterations [A, B)\n"
+    "\n"
+    "example:\n"
+    "  flexmoe trace rescale traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 64 "
+    "--tokens-per-gpu 4096 --seed 1 -o g64.npy\n";
+
+static int trace_rescale(int argc, char **argv) {
+  const char *cmd = "trace rescale";
+  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
+                                       {"gpus", required_argument, 0, 'g'},
+                                       {"tokens-per-gpu", required_argument, 0, 't'},
+                                       {"seed", required_argument, 0, 's'},
+                                       {"iterations", required_argument, 0, 'i'},
+                                       {"output", required_argument, 0, 'o'},
+                                       {0, 0, 0, 0}};
+  const char *out = NULL;
+  long gpus = -1, tokens = 0, seed = 1;
+  int64_t it0 = 0, it1 = -1;
+  int c;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":hg:t:s:i:o:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'h': cli_help(RESCALE_HELP); return CLI_OK;
+    case 'g':
+      if (cli_parse_long(cmd, "--gpus", optarg, 1, 1 << 20, &gpus))
+        return CLI_EUSAGE;
+      break;
+    case 't':
+      if (cli_parse_long(cmd, "--tokens-per-gpu", optarg, 1, 1L << 40, &tokens))
+        return CLI_EUSAGE;
+      break;
+    case 's':
+      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+        return CLI_EUSAGE;
+      break;
+    case 'i':
+      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
+        return CLI_EUSAGE;
+      break;
+    case 'o': out = optarg; break;
+    default: return cli_bad_option(cmd, argv[optind - 1]);
+    }
+  }
+  if (optind != argc - 1)
+    return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace rescale --help')");
+  if (gpus < 0)
+    return cli_fail(CLI_EUSAGE, cmd, "--gpus G is required");
+  if (!out)
+    return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
+  tr_trace t;
+  if ((c = open_range(cmd, argv[optind], &t, &it0, &it1)))
+    return c;
+  int k = t.meta.top_k > 0 ? t.meta.top_k : 1;
+  tr_meta meta = t.meta;
+  if (tokens > 0)
+    meta.tokens_per_rank = tokens;
+  snprintf(meta.source, sizeof(meta.source),
+           "flexmoe trace rescale %.150s --gpus %ld --tokens-per-gpu %ld --seed %ld (%.250s)",
+           t.path, gpus, tokens, seed, t.meta.source);
+  tr_error err;
+  int rc = CLI_OK;
+  if (tr_rescale_write(&t, it0, it1, (int)gpus, tokens > 0 ? tokens * k : 0, (uint64_t)seed, out,
+                       &meta, &err))
+    rc = trace_fail(cmd, &err);
+  else
+    printf("wrote %s: %" PRId64 " iterations x %d layers x %ld GPUs x %d experts, %s slots "
+           "per GPU, seed %ld\n",
+           out, it1 - it0, t.layers, gpus, t.experts,
+           tokens > 0 ? "exact" : "source-rank", seed);
+  tr_close(&t);
+  return rc;
+}
+
+/* ---- trace import ------------------------------------------------------------- */
+
+static const char IMPORT_HELP[] =
+    "usage: flexmoe trace import FILE.csv|FILE.npy -o OUT.npy [--axes ORDER]\n"
+    "                            [--expert-ids [--experts E]] [--iterations A:B]\n"
+    "\n"
+    "Converts a trace into flexmoe's .npy (+ .json sidecar), streaming:\n"
+    "  long CSV with header iteration,layer,rank,expert,tokens (missing cells are 0,\n"
+    "  repeated cells add up; dimensions = largest index + 1);\n"
+    "  .npy [I,L,R,E] or [I,L,E] (e.g. to cut an --iterations excerpt);\n"
+    "  .npy with another axis order: --axes names the file's axes in order, e.g.\n"
+    "  --axes layer,iteration,expert,rank or --axes LIER (rank may be absent);\n"
+    "  per-token expert ids (--expert-ids): a .npy [I, L, R, T, k] (or [I, L, T, k])\n"
+    "  of expert ids, -1 = dropped slot; counts per (iteration, layer, rank, expert);\n"
+    "  E = --experts or the largest id + 1; the sidecar gets top_k = k, tokens = T.\n"
+    "\n"
+    "example:\n"
+    "  flexmoe trace import routing.csv -o routing.npy\n";
+
+static int trace_import(int argc, char **argv) {
+  const char *cmd = "trace import";
+  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
+                                       {"output", required_argument, 0, 'o'},
+                                       {"axes", required_argument, 0, 'a'},
+                                       {"expert-ids", no_argument, 0, 'x'},
+                                       {"experts", required_argument, 0, 'e'},
+                                       {"iterations", required_argument, 0, 'i'},
+                                       {0, 0, 0, 0}};
+  const char *out = NULL, *axes = NULL;
+  int ids = 0, c;
+  long experts = 0;
+  int64_t it0 = 0, it1 = -1;
+  int ranged = 0;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":ho:a:xe:i:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'h': cli_help(IMPORT_HELP); return CLI_OK;
+    case 'o': out = optarg; break;
+    case 'a': axes = optarg; break;
+    case 'x': ids = 1; break;
+    case 'e':
+      if (cli_parse_long(cmd, "--experts", optarg, 1, 1 << 20, &experts))
+        return CLI_EUSAGE;
+      break;
+    case 'i':
+      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
+        return CLI_EUSAGE;
+      ranged = 1;
+      break;
+    default: return cli_bad_option(cmd, argv[optind - 1]);
+    }
+  }
+  if (optind != argc - 1)
+    return cli_fail(CLI_EUSAGE, cmd, "expected one input FILE (see 'flexmoe trace import --help')");
+  if (!out)
+    return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
+  if (axes && ids)
+    return cli_fail(CLI_EUSAGE, cmd, "--axes and --expert-ids do not go together");
+  if ((axes || ids) && ranged)
+    return cli_fail(CLI_EUSAGE, cmd, "--iterations works on .npy/.csv traces only");
+  const char *in = argv[optind];
+  tr_error err;
+  int rc;
+  if (axes) {
+    rc = tr_import_axes(in, axes, out, &err);
+    if (rc == TR_EINVAL)
+      return cli_fail(CLI_EUSAGE, cmd, "%s", err.msg);
+  } else if (ids) {
+    rc = tr_import_ids(in, (int)experts, out, &err);
+  } else {
+    tr_trace t;
+    if ((c = open_range(cmd, in, &t, &it0, &it1)))
+      return c;
+    tr_meta meta = t.meta;
+    if (!meta.source[0])
+      snprintf(meta.source, sizeof(meta.source), "imported from %s", in);
+    rc = tr_import_trace(&t, it0, it1, out, &meta, &err);
+    tr_close(&t);
+  }
+  if (rc)
+    return trace_fail(cmd, &err);
+  tr_trace o;
+  if (tr_open(&o, out, &err))
+    return trace_fail(cmd, &err);
+  printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
+         o.iterations, o.layers, o.ranks, o.experts, dtype_name(o.dtype));
+  tr_close(&o);
+  return CLI_OK;
+}
+
 /* ---- dispatch -------------------------------------------------------------- */
 
 typedef struct trace_sub {
@@ -335,6 +893,10 @@ typedef struct trace_sub {
 static const trace_sub subs[] = {
     {"info", trace_info, "shape, metadata, tokens, skew and change per layer"},
     {"stats", trace_stats, "skew, fluctuation, hot-expert persistence, rank variation"},
+    {"gen", trace_gen, "generate a synthetic trace (patterns or a fitted model), seeded"},
+    {"fit", trace_fit, "fit the generator's model to a trace (-> FIT.json)"},
+    {"rescale", trace_rescale, "map a trace onto G GPUs and another token count, seeded"},
+    {"import", trace_import, "CSV, other axis orders, per-token expert ids -> .npy"},
 };
 #define NSUBS (sizeof(subs) / sizeof(subs[0]))
 

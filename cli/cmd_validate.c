@@ -1,10 +1,427 @@
 /*
- * cmd_validate.c - flexmoe validate. PLACEHOLDER: replaced by its owner.
+ * cmd_validate.c - flexmoe validate: the same configuration (trace,
+ * policy, ranks, model, seed) through the runtime (measured) and through
+ * the simulator with the calibrated profile (predicted); both stored, and
+ * predicted vs measured shown per phase and per policy with the errors.
+ *
+ * Predictor: the simulator's runner (cli_sim_compute, cli/simrun.c) with
+ * the calibrated profile and its cluster file; in a build without it, the
+ * placement library's cost model (pl_cost_layer, the simulator's analytic
+ * formulas) with the same numbers, and the output says which was used.
+ * Errors are (predicted - measured) / measured. median_abs_error is the
+ * median over policies of |error| of the mean iteration time; p95_abs_error
+ * the 95th percentile over policies x phases of |error| of the phases that
+ * take at least 5% of the measured iteration (smaller phases are a few
+ * microseconds, where a relative error means little), the iteration time
+ * included.
  */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "rtprof.h"
+#include "rtrun.h"
+#include "runtime/rt_calib.h"
+#include "placement/pl_policy.h"
+#include "simrun.h"
+
+/* The simulator's runner may be absent from a build (cli/simrun.c not yet
+ * implemented): referenced weakly, the prediction then falls back to the
+ * placement cost model. */
+#pragma weak cli_sim_compute
+#pragma weak cli_sim_summary_of
+#pragma weak cli_sim_record
+#pragma weak cli_sim_output_free
+
+/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
+static const char *short_name(const char *spec, char *buf, size_t len) {
+  size_t n = strcspn(spec, ":");
+  snprintf(buf, len, "%.*s", (int)n, spec);
+  return buf;
+}
+
+static const char *const help =
+    "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
+    "                        [--partitions N] [--ranks N] [--iterations A:B] [--seed S]\n"
+    "                        [--d-model D] [--d-ff F] [--tokens-per-gpu T] [--slots S]\n"
+    "                        [--profile P.json] [--engine analytic|des] [--db FILE]\n"
+    "                        [--format table|json]\n"
+    "\n"
+    "Runs each policy twice on the same configuration: on the runtime backend\n"
+    "(measured) and through the simulator with the calibrated profile of that\n"
+    "backend (predicted), and prints predicted vs measured per phase with the\n"
+    "relative error (predicted - measured) / measured. Without --profile the backend\n"
+    "is calibrated first (as flexmoe calibrate). Policies default to static, flexmoe\n"
+    "and eplb (those this build has). With --db both runs and the validation are stored.\n"
+    "\n"
+    "JSON: {\"runs\": [{\"policy\", \"predicted_ms\", \"measured_ms\", \"error\", \"phases\"}],\n"
+    "       \"median_abs_error\", \"p95_abs_error\", \"ranking_agrees\", \"predictor\"}\n"
+    "median_abs_error: over policies, of the mean iteration time; p95_abs_error: over\n"
+    "policies x phases taking >= 5% of the iteration.\n"
+    "\n"
+    "example:\n"
+    "  flexmoe validate --backend cuda --partitions 4 --trace gpt-l6-e32-top2-aux-200.npy \\\n"
+    "      --iterations 0:50 --d-model 1024 --d-ff 4096 --policy static --policy flexmoe \\\n"
+    "      --policy eplb --profile h200-green-4.json --db flexmoe.db --format json\n";
+
+typedef struct vrun {
+  char policy[256];
+  double pred[RT_PH_COUNT + 1], meas[RT_PH_COUNT + 1]; /* [RT_PH_COUNT] = time */
+  int64_t pred_id, meas_id;
+} vrun;
+
+/* phases compared: compute, all-to-all (dispatch + combine), allreduce, migration */
+enum { V_COMPUTE, V_ALLTOALL, V_ALLREDUCE, V_MIGRATION, V_OTHER, V_TIME, V_N };
+static const char *const vnames[V_N] = {"compute", "alltoall", "allreduce", "migration", "other",
+                                        "time"};
+
+static void fold(const double *ph, double time, double *v) {
+  v[V_COMPUTE] = ph[RT_PH_COMPUTE];
+  v[V_ALLTOALL] = ph[RT_PH_DISPATCH] + ph[RT_PH_COMBINE];
+  v[V_ALLREDUCE] = ph[RT_PH_ALLREDUCE];
+  v[V_MIGRATION] = ph[RT_PH_MIGRATION];
+  v[V_OTHER] = ph[RT_PH_LOCAL];
+  v[V_TIME] = time;
+}
+
+static double rel(double p, double m) { return m != 0 ? (p - m) / m : (p == 0 ? 0 : NAN); }
+
+static int cmpd(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double pct(double *v, int n, double q) {
+  if (n == 0) return NAN;
+  qsort(v, (size_t)n, sizeof *v, cmpd);
+  double pos = q * (n - 1);
+  int lo = (int)floor(pos), hi = (int)ceil(pos);
+  return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+}
 
 int cmd_validate(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return cli_fail(CLI_EFAIL, "validate", "not implemented yet");
+  static const struct option opts[] = {
+      {"backend", required_argument, 0, 'b'}, {"trace", required_argument, 0, 't'},
+      {"policy", required_argument, 0, 'p'}, {"partitions", required_argument, 0, 'P'},
+      {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
+      {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
+      {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
+      {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
+      {"profile", required_argument, 0, 'R'}, {"engine", required_argument, 0, 'e'},
+      {"db", required_argument, 0, 'B'}, {"format", required_argument, 0, 'F'},
+      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  cli_rt_config cfg = CLI_RT_CONFIG_INIT;
+  cfg.backend = NULL;
+  const char *policies[64], *db_path = NULL, *profile_path = NULL, *engine = "analytic";
+  int npol = 0, fmt = CLI_FMT_TABLE, rc;
+  long v;
+  double dv;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'b': cfg.backend = optarg; break;
+    case 't': cfg.trace_path = optarg; break;
+    case 'p':
+      if (npol == 64) return cli_fail(CLI_EUSAGE, "validate", "--policy: at most 64");
+      policies[npol++] = optarg;
+      break;
+    case 'P':
+      if ((rc = cli_parse_long("validate", "--partitions", optarg, 1, 64, &v))) return rc;
+      cfg.partitions = (int)v;
+      break;
+    case 'r':
+      if ((rc = cli_parse_long("validate", "--ranks", optarg, 1, 4096, &v))) return rc;
+      cfg.ranks = (int)v;
+      break;
+    case 'D':
+      if ((rc = cli_parse_long("validate", "--device", optarg, 0, 1024, &v))) return rc;
+      cfg.device = (int)v;
+      break;
+    case 'i':
+      if ((rc = cli_parse_range("validate", "--iterations", optarg, &cfg.it_begin, &cfg.it_end))) return rc;
+      break;
+    case 's':
+      if ((rc = cli_parse_double("validate", "--seed", optarg, 0, 9.2e18, &dv))) return rc;
+      cfg.seed = (uint64_t)dv;
+      break;
+    case 'd':
+      if ((rc = cli_parse_long("validate", "--d-model", optarg, 8, 1 << 16, &v))) return rc;
+      cfg.d_model = (int)v;
+      break;
+    case 'f':
+      if ((rc = cli_parse_long("validate", "--d-ff", optarg, 8, 1 << 18, &v))) return rc;
+      cfg.d_ff = (int)v;
+      break;
+    case 'T':
+      if ((rc = cli_parse_long("validate", "--tokens-per-gpu", optarg, 1, 1L << 30, &v))) return rc;
+      cfg.tokens_per_gpu = v;
+      break;
+    case 'S':
+      if ((rc = cli_parse_long("validate", "--slots", optarg, 1, 4096, &v))) return rc;
+      cfg.slots = (int)v;
+      break;
+    case 'R': profile_path = optarg; break;
+    case 'e':
+      if (strcmp(optarg, "analytic") && strcmp(optarg, "des"))
+        return cli_fail(CLI_EUSAGE, "validate", "--engine: '%s' is not analytic or des", optarg);
+      engine = optarg;
+      break;
+    case 'B': db_path = optarg; break;
+    case 'F':
+      if ((rc = cli_parse_format("validate", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))) return rc;
+      break;
+    case 'h': cli_help(help); return CLI_OK;
+    default: return cli_bad_option("validate", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) return cli_fail(CLI_EUSAGE, "validate", "unexpected argument '%s'", argv[optind]);
+  if (!cfg.backend) return cli_fail(CLI_EUSAGE, "validate", "--backend is required (cpu, cuda or nccl)");
+  if (!cfg.trace_path) return cli_fail(CLI_EUSAGE, "validate", "--trace is required");
+  if (cfg.partitions > 0 && strcmp(cfg.backend, "cuda") != 0)
+    return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
+  if (npol == 0) {
+    static const char *const defaults[] = {"static", "flexmoe", "eplb"};
+    for (int i = 0; i < 3; i++)
+      if (pl_policy_find(defaults[i])) policies[npol++] = defaults[i];
+  }
+  char em[1024] = "";
+  /* 1. the calibrated profile: given, or measured now */
+  cli_rt_profile prof;
+  char tmpdir[64] = "", tmpprof[128] = "";
+  if (!profile_path) {
+    rt_backend_config bc = {cfg.partitions ? cfg.partitions : (cfg.ranks ? cfg.ranks : 4),
+                            cfg.partitions, cfg.device, 300.0, 0};
+    if (strcmp(cfg.backend, "nccl") == 0)
+      return cli_fail(CLI_EUSAGE, "validate", "--backend nccl needs --profile (calibrate with cuda)");
+    rt_backend *b = NULL;
+    if (rt_backend_create(&b, cfg.backend, &bc, em, sizeof em))
+      return cli_fail(CLI_EFAIL, "validate", "%s", em);
+    rt_calib_config cc;
+    rt_calib_result res;
+    int d = cfg.d_model ? cfg.d_model : 0, f = cfg.d_ff ? cfg.d_ff : 0;
+    if (!d || !f) {
+      rt_backend_destroy(b);
+      return cli_fail(CLI_EUSAGE, "validate", "without --profile, give --d-model and --d-ff to calibrate");
+    }
+    rt_calib_defaults(&cc, b, d, f);
+    if (rt_calibrate(b, &cc, &res, em, sizeof em)) {
+      rt_backend_destroy(b);
+      return cli_fail(CLI_EFAIL, "validate", "calibration: %s", em);
+    }
+    memset(&prof, 0, sizeof prof);
+    snprintf(prof.name, sizeof prof.name, "%s-%d-validate", cfg.backend, b->ranks);
+    snprintf(prof.device, sizeof prof.device, "%s", b->ops->describe(b));
+    prof.d_model = d;
+    prof.d_ff = f;
+    prof.npoints = res.ntokens;
+    for (int i = 0; i < res.ntokens; i++) {
+      prof.tok[i] = (double)res.tokens[i];
+      prof.us[i] = res.fwd_us[i];
+    }
+    prof.pl.bwd_ratio = res.bwd_ratio;
+    prof.exchange_GBps = res.exchange_GBps;
+    prof.exchange_latency_us = res.exchange_latency_us;
+    prof.local_lat_us = res.local_lat_us;
+    prof.local_us_per_row = res.local_us_per_row;
+    prof.launch_us = res.launch_us;
+    prof.gpus = b->ranks;
+    rt_backend_destroy(b);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/flexmoe-validate-XXXXXX");
+    if (!mkdtemp(tmpdir)) return cli_fail(CLI_EFAIL, "validate", "cannot make a temporary directory");
+    snprintf(tmpprof, sizeof tmpprof, "%s/profile.json", tmpdir);
+    if (cli_rt_profile_save(&prof, tmpprof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
+    profile_path = tmpprof;
+  }
+  if (cli_rt_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
+  if (prof.exchange_GBps <= 0)
+    return cli_fail(CLI_EFAIL, "validate", "%s: no cluster file beside it (write it with flexmoe calibrate --out)", profile_path);
+  char cluster_path[1024];
+  cli_rt_cluster_path(profile_path, cluster_path, sizeof cluster_path);
+  cfg.profile = &prof.pl;
+  cfg.exchange_GBps = prof.exchange_GBps;
+  cfg.exchange_lat_us = prof.exchange_latency_us;
+  cfg.local_lat_us = prof.local_lat_us;
+  cfg.local_us_per_row = prof.local_us_per_row;
+  int use_sim = cli_sim_compute && cli_sim_summary_of && cli_sim_output_free;
+  st_db *db = NULL;
+  if (db_path) {
+    if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
+  }
+  vrun *vr = calloc((size_t)npol, sizeof *vr);
+  int out = vr ? CLI_OK : cli_fail(CLI_EFAIL, "validate", "out of memory");
+  int owner = 1;
+  for (int p = 0; p < npol && out == CLI_OK; p++) {
+    cfg.policy = policies[p];
+    cfg.predict = 0;
+    cli_rt_output *m = NULL;
+    if ((rc = cli_rt_compute(&cfg, &m, em, sizeof em))) {
+      out = cli_fail(rc, "validate", "%s", em);
+      break;
+    }
+    owner = m->owner;
+    snprintf(vr[p].policy, sizeof vr[p].policy, "%s", m->policy);
+    fold(m->phase_ms, m->mean_iteration_ms, vr[p].meas);
+    if (db && owner && (rc = cli_rt_record(db, m, &vr[p].meas_id, em, sizeof em))) {
+      out = cli_fail(rc, "validate", "%s: %s", db_path, em);
+      cli_rt_output_free(m);
+      break;
+    }
+    int gpus = m->gpus, slots = m->slots, d = m->d_model, f = m->d_ff, k = m->top_k;
+    int64_t a = m->it_begin, bnd = m->it_end;
+    double nonmoe_us = m->nonmoe_us, tokens_per_gpu = m->slots_per_gpu_mean / m->top_k;
+    cli_rt_output_free(m);
+    if (!owner) continue;
+    if (use_sim) {
+      cli_sim_config sc = CLI_SIM_CONFIG_INIT;
+      sc.trace_path = cfg.trace_path;
+      sc.cluster = cluster_path;
+      sc.policy = policies[p];
+      sc.engine = engine;
+      sc.it_begin = a;
+      sc.it_end = bnd;
+      sc.seed = cfg.seed;
+      sc.d_model = d;
+      sc.d_ff = f;
+      sc.top_k = k;
+      sc.tokens_per_gpu = cfg.tokens_per_gpu;
+      sc.profile_path = profile_path;
+      sc.slots = slots;
+      (void)gpus;
+      /* The runtime's local token movement is the simulator's non-MoE
+       * work: nonmoe_us = factor (2d/f) ffn_us(T) (1 + bwd)/2 there
+       * (sim_profile.h), so give it the factor that yields ours. */
+      char simprof[1100] = "";
+      if (nonmoe_us > 0) {
+        double denom = 2.0 * d / f * pl_ffn_us(&prof.pl, tokens_per_gpu) * (1.0 + prof.pl.bwd_ratio) / 2.0;
+        json_t *pj = json_load_file(profile_path, 0, NULL);
+        if (pj && denom > 0) {
+          json_object_set_new(pj, "nonmoe_factor", json_real(nonmoe_us / denom));
+          snprintf(simprof, sizeof simprof, "%s.sim-%d.json", profile_path, (int)getpid());
+          if (json_dump_file(pj, simprof, JSON_INDENT(2)) == 0) sc.profile_path = simprof;
+          else simprof[0] = 0;
+        }
+        json_decref(pj);
+      }
+      cli_sim_output *so = NULL;
+      rc = cli_sim_compute(&sc, &so, em, sizeof em);
+      if (simprof[0]) unlink(simprof);
+      if (rc) {
+        out = cli_fail(rc, "validate", "simulator: %s", em);
+        break;
+      }
+      const cli_sim_summary *s = cli_sim_summary_of(so);
+      vr[p].pred[V_COMPUTE] = s->compute_ms;
+      vr[p].pred[V_ALLTOALL] = s->alltoall_ms;
+      vr[p].pred[V_ALLREDUCE] = s->allreduce_ms;
+      vr[p].pred[V_MIGRATION] = s->migration_ms;
+      vr[p].pred[V_OTHER] = s->other_ms;
+      vr[p].pred[V_TIME] = s->mean_iteration_ms;
+      if (db && cli_sim_record && (rc = cli_sim_record(db, so, &vr[p].pred_id, em, sizeof em))) {
+        cli_sim_output_free(so);
+        out = cli_fail(rc, "validate", "%s: %s", db_path, em);
+        break;
+      }
+      cli_sim_output_free(so);
+    } else {
+      cli_rt_config pc = cfg;
+      pc.predict = 1;
+      pc.ranks = gpus;
+      pc.partitions = 0;
+      pc.quiet = 1;
+      cli_rt_output *po = NULL;
+      if ((rc = cli_rt_compute(&pc, &po, em, sizeof em))) {
+        out = cli_fail(rc, "validate", "prediction: %s", em);
+        break;
+      }
+      fold(po->phase_ms, po->mean_iteration_ms, vr[p].pred);
+      cli_rt_output_free(po);
+    }
+    if (db && vr[p].pred_id) {
+      st_validation_row row = {vr[p].pred_id, vr[p].meas_id,
+                                 rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME]),
+                                 rel(vr[p].pred[V_COMPUTE], vr[p].meas[V_COMPUTE]),
+                                 rel(vr[p].pred[V_ALLTOALL], vr[p].meas[V_ALLTOALL]),
+                                 rel(vr[p].pred[V_ALLREDUCE], vr[p].meas[V_ALLREDUCE]),
+                                 rel(vr[p].pred[V_MIGRATION], vr[p].meas[V_MIGRATION]),
+                                 rel(vr[p].pred[V_OTHER], vr[p].meas[V_OTHER]), NULL};
+      int64_t vid;
+      if ((rc = st_validation_add(db, &row, &vid))) {
+        out = cli_fail(CLI_EFAIL, "validate", "%s: cannot store the validation", db_path);
+        break;
+      }
+    }
+  }
+  if (db) st_close(db);
+  if (tmpprof[0]) {
+    char cp[1024];
+    cli_rt_cluster_path(tmpprof, cp, sizeof cp);
+    unlink(tmpprof);
+    unlink(cp);
+    rmdir(tmpdir);
+  }
+  if (out != CLI_OK || !owner) {
+    free(vr);
+    return out;
+  }
+  /* statistics */
+  double tim[64], all[64 * V_N];
+  int nt = 0, na = 0;
+  for (int p = 0; p < npol; p++) {
+    double e = rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME]);
+    tim[nt++] = fabs(e);
+    for (int q = 0; q < V_N; q++)
+      if (vr[p].meas[q] >= 0.05 * vr[p].meas[V_TIME] && vr[p].meas[q] > 0)
+        all[na++] = fabs(rel(vr[p].pred[q], vr[p].meas[q]));
+  }
+  double med = pct(tim, nt, 0.5), p95 = pct(all, na, 0.95);
+  int agrees = 1;
+  for (int p = 0; p < npol; p++)
+    for (int q = 0; q < npol; q++)
+      if ((vr[p].meas[V_TIME] < vr[q].meas[V_TIME]) != (vr[p].pred[V_TIME] < vr[q].pred[V_TIME]))
+        agrees = 0;
+  const char *predictor = use_sim ? "simulator" : "placement cost model (simulator not in this build)";
+  if (fmt == CLI_FMT_JSON) {
+    json_t *runs = json_array();
+    for (int p = 0; p < npol; p++) {
+      json_t *ph = json_object();
+      for (int q = 0; q < V_TIME; q++)
+        json_object_set_new(ph, vnames[q],
+                            json_pack("{s:f, s:f, s:f}", "predicted_ms", vr[p].pred[q], "measured_ms",
+                                      vr[p].meas[q], "error",
+                                      isnan(rel(vr[p].pred[q], vr[p].meas[q])) ? 0.0 : rel(vr[p].pred[q], vr[p].meas[q])));
+      json_array_append_new(runs, json_pack("{s:s, s:f, s:f, s:f, s:o}", "policy", vr[p].policy,
+                                            "predicted_ms", vr[p].pred[V_TIME], "measured_ms",
+                                            vr[p].meas[V_TIME], "error",
+                                            rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME]), "phases", ph));
+    }
+    json_t *doc = json_pack("{s:o, s:f, s:f, s:b, s:s, s:s, s:s}", "runs", runs, "median_abs_error", med,
+                            "p95_abs_error", p95, "ranking_agrees", agrees, "predictor", predictor,
+                            "profile", profile_path == tmpprof ? "calibrated now" : profile_path,
+                            "backend", cfg.backend);
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    putchar('\n');
+    json_decref(doc);
+  } else {
+    printf("validate: backend %s, predictor: %s\n", cfg.backend, predictor);
+    printf("%-12s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");
+    for (int p = 0; p < npol; p++)
+      for (int q = V_N - 1; q >= 0; q--) {
+        double e = rel(vr[p].pred[q], vr[p].meas[q]);
+        char sn[64];
+        printf("%-12s %-10s %12.3f %12.3f %8.1f%%\n", q == V_TIME ? short_name(vr[p].policy, sn, sizeof sn) : "", vnames[q],
+               vr[p].pred[q], vr[p].meas[q], isnan(e) ? 0.0 : 100.0 * e);
+      }
+    printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
+           100 * med, 100 * p95, agrees ? "agrees" : "DIFFERS");
+  }
+  free(vr);
+  return CLI_OK;
 }

@@ -1,4 +1,804 @@
 /*
- * simrun.c - PLACEHOLDER for the sim authors: see simrun.h.
+ * simrun.c - one simulation configuration: resolve, compute, record, pack
+ * (the contract is simrun.h).
+ *
+ * Resolution (shared by compute and config_key):
+ *   trace      tr_open; its content hash identifies it.
+ *   model      d_model, d_ff, top_k from the flags, else the trace's sidecar
+ *              (an error names the missing one); bytes per element from the
+ *              sidecar, else 2 (bf16); optimizer state 12 bytes per parameter
+ *              (Adam: fp32 master, m, v) migrated with an expert.
+ *   GPUs       G = nodes x gpus_per_node of the cluster. Any G >= 1 maps onto
+ *              a trace of R ranks: GPU g replays rank g mod R (tr_rescale,
+ *              seeded multinomial). With --tokens-per-gpu T each GPU routes
+ *              T x top_k slots per layer; without it each GPU keeps its
+ *              source rank's own count (weak scaling) and G == R replays the
+ *              trace unchanged. The impossible cases: G above SIM_MAX_GPUS
+ *              (65,536), and fewer expert slots than experts (G x slots < E).
+ *   slots      --slots, else pl_slots_from_memory with the cluster's HBM and
+ *              half of it reserved for activations and non-MoE weights.
+ *   profile    --profile FILE.json, else the built-in profile of the
+ *              cluster's GPU; scaled to the model shape and to the cluster's
+ *              compute_scale (sim_profile.h).
+ *   policy     pl_policy_create(spec) with the env above and the seed.
+ * Per iteration i in [A, B) and layer l: counts = tr_rescale_slice(i, l);
+ * plan (the policy sees iterations renumbered from 0, so the first simulated
+ * iteration gets the initial placement for free; the oracle gets this
+ * iteration's counts as `upcoming`), route, observe; then the engine turns
+ * the iteration's layers (placements, routings, moves) into its time.
  */
 #include "simrun.h"
+
+#include "cli.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "flexmoe_config.h"
+#include "placement/pl_error.h"
+#include "placement/pl_memory.h"
+#include "placement/pl_policy.h"
+#include "sim/sim_cluster.h"
+#include "sim/sim_engine.h"
+#include "sim/sim_profile.h"
+#include "traces/tr_rescale.h"
+#include "traces/tr_trace.h"
+
+#define OPT_BYTES_PER_PARAM 12.0
+#define HBM_RESERVE_FRACTION 0.5
+
+typedef struct plan_rec {
+  int64_t iteration;
+  int layer;
+  int nmoves;
+  int64_t bytes;
+  char *moves_json;
+} plan_rec;
+
+struct cli_sim_output {
+  cli_sim_summary sum;
+  char *trace_path, *trace_meta, *cluster_json, *engine, *params_json, *config_key;
+  uint64_t trace_hash, seed;
+  int64_t t_iters;
+  int t_layers, t_ranks, t_experts;
+  int gpus;
+  double started, finished;
+  int64_t nrows;
+  st_iter_row *rows;
+  double *busy_ms, *idle_ms; /* [gpus] */
+  int nplans, capplans;
+  plan_rec *plans;
+};
+
+/* Everything resolved from a configuration. */
+typedef struct resolved {
+  tr_trace trace;
+  int trace_open;
+  sim_cluster cl;
+  pl_cluster pc;
+  pl_model model;
+  sim_profile prof;
+  sim_pl_profile plp;
+  int64_t tokens_per_gpu, slots_per_gpu; /* slots_per_gpu 0 = each rank's own */
+  int64_t a, b;
+  int engine; /* SIM_ENGINE_* */
+  pl_env env;
+  pl_policy *policy;
+  char cluster_json[2048];
+} resolved;
+
+static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...) {
+  if (errmsg && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+static void resolved_fini(resolved *r) {
+  pl_policy_destroy(r->policy);
+  r->policy = NULL;
+  if (r->trace_open)
+    tr_close(&r->trace);
+  r->trace_open = 0;
+}
+
+static char *dupstr(const char *s) {
+  if (!s)
+    s = "";
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d)
+    memcpy(d, s, n);
+  return d;
+}
+
+static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) {
+  memset(r, 0, sizeof(*r));
+  if (!cfg || !cfg->trace_path)
+    return fail(em, el, CLI_EUSAGE, "--trace is required");
+  const char *engine = cfg->engine ? cfg->engine : "analytic";
+  if (strcmp(engine, "analytic") == 0)
+    r->engine = SIM_ENGINE_ANALYTIC;
+  else if (strcmp(engine, "des") == 0)
+    r->engine = SIM_ENGINE_DES;
+  else
+    return fail(em, el, CLI_EUSAGE, "--engine: '%s' is not analytic or des", engine);
+  tr_error terr;
+  memset(&terr, 0, sizeof(terr));
+  if (tr_open(&r->trace, cfg->trace_path, &terr) != 0) {
+    if (terr.line > 0)
+      return fail(em, el, CLI_EFAIL, "%s:%ld: %s", terr.path[0] ? terr.path : cfg->trace_path,
+                  terr.line, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
+    return fail(em, el, CLI_EFAIL, "%s: %s", terr.path[0] ? terr.path : cfg->trace_path,
+                terr.msg[0] ? terr.msg : tr_strerror(terr.code));
+  }
+  r->trace_open = 1;
+  const tr_trace *t = &r->trace;
+  int rc = CLI_EFAIL;
+  if (t->iterations < 1 || t->layers < 1 || t->ranks < 1 || t->experts < 1) {
+    rc = fail(em, el, CLI_EFAIL, "%s: the trace is empty", cfg->trace_path);
+    goto bad;
+  }
+  /* iterations */
+  r->a = cfg->it_begin;
+  r->b = cfg->it_end < 0 ? t->iterations : cfg->it_end;
+  if (r->a < 0 || r->a >= t->iterations || r->b > t->iterations || r->b <= r->a) {
+    rc = fail(em, el, CLI_EUSAGE,
+              "--iterations: %" PRId64 ":%" PRId64 " is not inside the trace's 0:%" PRId64,
+              cfg->it_begin, cfg->it_end < 0 ? t->iterations : cfg->it_end, t->iterations);
+    goto bad;
+  }
+  /* model */
+  r->model.d_model = cfg->d_model ? cfg->d_model : t->meta.d_model;
+  r->model.d_ff = cfg->d_ff ? cfg->d_ff : t->meta.d_ff;
+  r->model.top_k = cfg->top_k ? cfg->top_k : t->meta.top_k;
+  r->model.bytes_per_elem = t->meta.bytes_per_elem > 0 ? t->meta.bytes_per_elem : 2;
+  r->model.optimizer_bytes_per_param = OPT_BYTES_PER_PARAM;
+  {
+    const char *missing = r->model.d_model < 1 ? "d_model (--d-model)"
+                          : r->model.d_ff < 1  ? "d_ff (--d-ff)"
+                          : r->model.top_k < 1 ? "top_k (--top-k)"
+                                               : NULL;
+    if (missing) {
+      rc = fail(em, el, CLI_EFAIL, "%s: the trace's sidecar does not give %s; pass it on the command line",
+                cfg->trace_path, missing);
+      goto bad;
+    }
+  }
+  if (cfg->tokens_per_gpu < 0) {
+    rc = fail(em, el, CLI_EUSAGE, "--tokens-per-gpu must be positive");
+    goto bad;
+  }
+  if (cfg->tokens_per_gpu > 0) {
+    if (cfg->tokens_per_gpu > INT64_MAX / 64 / r->model.top_k) {
+      rc = fail(em, el, CLI_EUSAGE, "--tokens-per-gpu %" PRId64 " is too large", cfg->tokens_per_gpu);
+      goto bad;
+    }
+    r->tokens_per_gpu = cfg->tokens_per_gpu;
+    r->slots_per_gpu = cfg->tokens_per_gpu * r->model.top_k;
+  } else {
+    r->slots_per_gpu = 0;
+    if (t->meta.tokens_per_rank > 0)
+      r->tokens_per_gpu = t->meta.tokens_per_rank;
+    else {
+      int64_t s = 0;
+      for (int e = 0; e < t->experts; e++)
+        s += tr_at(t, r->a, 0, 0, e);
+      r->tokens_per_gpu = s / r->model.top_k;
+    }
+  }
+  /* cluster */
+  sim_errbuf serr;
+  if (sim_cluster_resolve(cfg->cluster ? cfg->cluster : "dgx-h100", &r->cl, &serr) ||
+      sim_cluster_resize(&r->cl, cfg->nodes, cfg->gpus_per_node, &serr)) {
+    rc = fail(em, el, CLI_EFAIL, "%s", serr.msg);
+    goto bad;
+  }
+  if (sim_cluster_json(&r->cl, r->cluster_json, sizeof(r->cluster_json)) < 0) {
+    rc = fail(em, el, CLI_EFAIL, "cluster description too long");
+    goto bad;
+  }
+  int G = sim_cluster_gpus(&r->cl), E = t->experts;
+  /* profile */
+  if (cfg->profile_path ? sim_profile_load(cfg->profile_path, &r->prof, &serr)
+                        : sim_profile_builtin(r->cl.profile, &r->prof, &serr)) {
+    rc = fail(em, el, CLI_EFAIL, "%s", serr.msg);
+    goto bad;
+  }
+  if (sim_profile_for_shape(&r->prof, r->model.d_model, r->model.d_ff, r->tokens_per_gpu,
+                            r->cl.compute_scale, &r->plp)) {
+    rc = fail(em, el, CLI_EFAIL, "cannot scale profile '%s' to d_model %d, d_ff %d",
+              r->prof.name, r->model.d_model, r->model.d_ff);
+    goto bad;
+  }
+  /* slots */
+  int slots = cfg->slots;
+  if (slots < 0) {
+    rc = fail(em, el, CLI_EUSAGE, "--slots must be positive");
+    goto bad;
+  }
+  if (slots == 0) {
+    double hbm = r->cl.hbm_gib * 1073741824.0;
+    int prc = pl_slots_from_memory(&r->model, hbm, hbm * HBM_RESERVE_FRACTION, E, G, &slots);
+    if (prc == PL_ESLOTS) {
+      rc = fail(em, el, CLI_EFAIL,
+                "fewer expert slots than experts: %d experts of %.1f MiB (with optimizer "
+                "state) do not fit on %d GPUs of %.0f GiB (half reserved); use more GPUs",
+                E, (double)pl_expert_move_bytes(&r->model) / 1048576.0, G, r->cl.hbm_gib);
+      goto bad;
+    }
+    if (prc) {
+      rc = fail(em, el, CLI_EFAIL, "cannot size expert slots: %s", pl_strerror(prc));
+      goto bad;
+    }
+  }
+  if (slots > E)
+    slots = E;
+  if ((int64_t)slots * G < E) {
+    rc = fail(em, el, CLI_EFAIL,
+              "fewer expert slots than experts: %d GPUs x %d slots < %d experts", G, slots, E);
+    goto bad;
+  }
+  sim_cluster_to_pl(&r->cl, slots, &r->pc);
+  if (pl_cluster_check(&r->pc)) {
+    rc = fail(em, el, CLI_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
+    goto bad;
+  }
+  /* policy */
+  pl_env env = PL_ENV_INIT;
+  env.layers = t->layers;
+  env.experts = E;
+  env.cluster = r->pc;
+  env.model = r->model;
+  env.profile = r->plp.pl;
+  env.seed = cfg->seed;
+  r->env = env;
+  char perr[512] = "";
+  int prc = pl_policy_create(&r->policy, cfg->policy ? cfg->policy : "static", &r->env, perr,
+                             sizeof(perr));
+  if (prc) {
+    rc = fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? CLI_EUSAGE : CLI_EFAIL,
+              "--policy: %s", perr[0] ? perr : pl_strerror(prc));
+    goto bad;
+  }
+  return CLI_OK;
+bad:
+  resolved_fini(r);
+  return rc;
+}
+
+/* FNV-1a 64 */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= c[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf, size_t len) {
+  uint64_t ph = 14695981039346656037ULL;
+  ph = fnv(ph, r->plp.tokens, sizeof(double) * (size_t)r->plp.pl.npoints);
+  ph = fnv(ph, r->plp.us, sizeof(double) * (size_t)r->plp.pl.npoints);
+  snprintf(buf, len,
+           "{\"d_model\":%d,\"d_ff\":%d,\"top_k\":%d,\"bytes_per_elem\":%d,"
+           "\"optimizer_bytes_per_param\":%g,\"tokens_per_gpu\":%" PRId64
+           ",\"slots_per_gpu\":%d,\"iterations\":[%" PRId64 ",%" PRId64
+           "],\"engine\":\"%s\",\"profile\":\"%s\",\"profile_hash\":\"%016" PRIx64
+           "\",\"bwd_ratio\":%.6g,\"nonmoe_us\":%.6g,\"rescale_slots_per_gpu\":%" PRId64 "}",
+           r->model.d_model, r->model.d_ff, r->model.top_k, r->model.bytes_per_elem,
+           r->model.optimizer_bytes_per_param, r->tokens_per_gpu, r->pc.slots, r->a, r->b,
+           r->engine == SIM_ENGINE_DES ? "des" : "analytic", r->prof.name, ph,
+           r->plp.pl.bwd_ratio, r->plp.pl.nonmoe_us, r->slots_per_gpu);
+  (void)cfg;
+}
+
+int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len, char *errmsg,
+                       size_t errlen) {
+  resolved r;
+  int rc = resolve(cfg, &r, errmsg, errlen);
+  if (rc)
+    return rc;
+  char params[1024];
+  params_text(&r, cfg, params, sizeof(params));
+  uint64_t h = 14695981039346656037ULL;
+  h = fnv(h, &r.trace.hash, sizeof(r.trace.hash));
+  h = fnv(h, r.cluster_json, strlen(r.cluster_json));
+  const char *spec = pl_policy_spec(r.policy);
+  h = fnv(h, spec, strlen(spec) + 1);
+  h = fnv(h, params, strlen(params));
+  h = fnv(h, &cfg->seed, sizeof(cfg->seed));
+  int n = snprintf(buf, len, "sim1-%016" PRIx64 "-%016" PRIx64, r.trace.hash, h);
+  resolved_fini(&r);
+  if (n < 0 || (size_t)n >= len)
+    return fail(errmsg, errlen, CLI_EFAIL, "config key buffer too small");
+  return CLI_OK;
+}
+
+static double now_s(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted v[n]. */
+static double pct(const double *v, int64_t n, double p) {
+  if (n <= 0)
+    return 0;
+  int64_t k = (int64_t)ceil(p * (double)n) - 1;
+  if (k < 0)
+    k = 0;
+  if (k >= n)
+    k = n - 1;
+  return v[k];
+}
+
+static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *plan) {
+  if (o->nplans == o->capplans) {
+    int nc = o->capplans ? o->capplans * 2 : 64;
+    plan_rec *np = realloc(o->plans, (size_t)nc * sizeof(plan_rec));
+    if (!np)
+      return -1;
+    o->plans = np;
+    o->capplans = nc;
+  }
+  size_t cap = 32 + (size_t)plan->nmoves * 64, off = 0;
+  char *js = malloc(cap);
+  if (!js)
+    return -1;
+  int64_t bytes = 0;
+  off += (size_t)snprintf(js + off, cap - off, "[");
+  for (int k = 0; k < plan->nmoves; k++) {
+    const pl_move *m = &plan->moves[k];
+    static const char *kinds[] = {"?", "replicate", "drop", "migrate"};
+    off += (size_t)snprintf(js + off, cap - off, "%s{\"expert\":%d,\"from\":%d,\"to\":%d,\"kind\":\"%s\"}",
+                            k ? "," : "", m->expert, m->from, m->to,
+                            kinds[m->kind >= 1 && m->kind <= 3 ? m->kind : 0]);
+    bytes += m->bytes;
+  }
+  snprintf(js + off, cap - off, "]");
+  plan_rec *p = &o->plans[o->nplans++];
+  p->iteration = it;
+  p->layer = layer;
+  p->nmoves = plan->nmoves;
+  p->bytes = bytes;
+  p->moves_json = js;
+  return 0;
+}
+
+int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errmsg,
+                    size_t errlen) {
+  resolved r;
+  int rc = resolve(cfg, &r, errmsg, errlen);
+  if (rc)
+    return rc;
+  const tr_trace *t = &r.trace;
+  int G = r.pc.gpus, E = t->experts, L = t->layers;
+  cli_sim_output *o = calloc(1, sizeof(*o));
+  int64_t *counts = NULL;
+  pl_routing *rt = NULL;
+  pl_plan *plans = NULL;
+  sim_layer_in *lin = NULL;
+  sim_engine eng;
+  int eng_ok = 0;
+  memset(&eng, 0, sizeof(eng));
+  rc = CLI_EFAIL;
+  if (!o)
+    goto nomem;
+  o->started = now_s();
+  o->gpus = G;
+  o->seed = cfg->seed;
+  o->nrows = r.b - r.a;
+  o->rows = calloc((size_t)o->nrows, sizeof(st_iter_row));
+  o->busy_ms = calloc((size_t)G, sizeof(double));
+  o->idle_ms = calloc((size_t)G, sizeof(double));
+  counts = calloc((size_t)L * G * E, sizeof(int64_t));
+  rt = calloc((size_t)L, sizeof(pl_routing));
+  plans = calloc((size_t)L, sizeof(pl_plan));
+  lin = calloc((size_t)L, sizeof(sim_layer_in));
+  if (!o->rows || !o->busy_ms || !o->idle_ms || !counts || !rt || !plans || !lin)
+    goto nomem;
+  for (int l = 0; l < L; l++) {
+    pl_plan_init(&plans[l]);
+    if (pl_routing_init(&rt[l], G, E, 1))
+      goto nomem;
+  }
+  if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl, -1)) {
+    rc = fail(errmsg, errlen, CLI_EFAIL, "cannot start the %s engine (out of memory?)",
+              r.engine == SIM_ENGINE_DES ? "des" : "analytic");
+    goto done;
+  }
+  eng_ok = 1;
+  double *bal = calloc((size_t)o->nrows, sizeof(double));
+  if (!bal)
+    goto nomem;
+  for (int64_t it = r.a; it < r.b; it++) {
+    st_iter_row *row = &o->rows[it - r.a];
+    row->iteration = it;
+    double worst_bal = 0;
+    for (int l = 0; l < L; l++) {
+      int64_t *c = counts + (size_t)l * G * E;
+      int trc = tr_rescale_slice(t, it, l, G, r.slots_per_gpu, cfg->seed, c);
+      if (trc) {
+        free(bal);
+        rc = fail(errmsg, errlen, CLI_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
+                  cfg->trace_path, it, l, G, tr_strerror(trc));
+        goto done;
+      }
+      int prc;
+      if ((prc = pl_policy_plan(r.policy, (int)(it - r.a), l, c, &plans[l])) ||
+          (prc = pl_policy_route(r.policy, l, c, &rt[l])) ||
+          (prc = pl_policy_observe(r.policy, (int)(it - r.a), l, c))) {
+        free(bal);
+        rc = fail(errmsg, errlen, CLI_EFAIL, "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
+                  pl_policy_spec(r.policy), it, l, pl_strerror(prc));
+        goto done;
+      }
+      lin[l].placement = pl_policy_placement(r.policy, l);
+      lin[l].routing = &rt[l];
+      /* the oracle re-plans for free: its moves are reported, not charged */
+      lin[l].moves = plans[l].changed ? plans[l].moves : NULL;
+      lin[l].nmoves = plans[l].changed ? plans[l].nmoves : 0;
+      lin[l].uncharged = plans[l].changed && plans[l].uncharged;
+      lin[l].background = plans[l].background;
+      if (plans[l].changed && plans[l].nmoves && add_plan(o, it, l, &plans[l])) {
+        free(bal);
+        goto nomem;
+      }
+      double b = pl_routing_balance(&rt[l]);
+      if (b > worst_bal)
+        worst_bal = b;
+      row->tokens_dropped += rt[l].dropped;
+      row->tokens_total += rt[l].total;
+    }
+    sim_iter_out io;
+    int erc = sim_engine_iteration(&eng, lin, L, &io);
+    if (erc) {
+      free(bal);
+      rc = fail(errmsg, errlen, CLI_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
+                sim_strerror(erc));
+      goto done;
+    }
+    row->time_ms = io.time_us * 1e-3;
+    row->compute_ms = io.compute_us * 1e-3;
+    row->alltoall_ms = io.alltoall_us * 1e-3;
+    row->allreduce_ms = io.allreduce_us * 1e-3;
+    row->migration_ms = io.migration_us * 1e-3;
+    row->other_ms = io.other_us * 1e-3;
+    row->balance = worst_bal;
+    row->bytes_alltoall = io.bytes_alltoall;
+    row->bytes_migrated = io.bytes_migrated;
+    bal[it - r.a] = worst_bal;
+  }
+  /* summary */
+  cli_sim_summary *s = &o->sum;
+  snprintf(s->policy, sizeof(s->policy), "%s", pl_policy_spec(r.policy));
+  snprintf(s->cluster, sizeof(s->cluster), "%s", r.cl.name);
+  s->gpus = G;
+  s->iterations = o->nrows;
+  double n = (double)o->nrows;
+  for (int64_t i = 0; i < o->nrows; i++) {
+    const st_iter_row *row = &o->rows[i];
+    s->mean_iteration_ms += row->time_ms / n;
+    s->compute_ms += row->compute_ms / n;
+    s->alltoall_ms += row->alltoall_ms / n;
+    s->allreduce_ms += row->allreduce_ms / n;
+    s->migration_ms += row->migration_ms / n;
+    s->other_ms += row->other_ms / n;
+    s->migrated_bytes += row->bytes_migrated;
+    s->dropped_tokens += row->tokens_dropped;
+  }
+  qsort(bal, (size_t)o->nrows, sizeof(double), cmp_double);
+  s->balance_p50 = pct(bal, o->nrows, 0.5);
+  s->balance_p90 = pct(bal, o->nrows, 0.9);
+  free(bal);
+  for (int g = 0; g < G; g++) {
+    o->busy_ms[g] = eng.busy_us[g] * 1e-3;
+    double idle = (eng.total_us - eng.busy_us[g]) * 1e-3;
+    o->idle_ms[g] = idle > 0 ? idle : 0;
+  }
+  /* record data */
+  char params[1024], key[128];
+  params_text(&r, cfg, params, sizeof(params));
+  if (cli_sim_config_key(cfg, key, sizeof(key), errmsg, errlen)) {
+    rc = CLI_EFAIL;
+    goto done;
+  }
+  char *meta = NULL;
+  {
+    json_t *m = json_pack("{s:i, s:i, s:i, s:i, s:I, s:s}", "top_k", t->meta.top_k, "d_model",
+                          t->meta.d_model, "d_ff", t->meta.d_ff, "bytes_per_elem",
+                          t->meta.bytes_per_elem, "tokens_per_rank",
+                          (json_int_t)t->meta.tokens_per_rank, "source", t->meta.source);
+    meta = m ? json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(m);
+  }
+  o->trace_path = dupstr(cfg->trace_path);
+  o->trace_meta = dupstr(meta ? meta : "{}");
+  free(meta);
+  o->cluster_json = dupstr(r.cluster_json);
+  o->engine = dupstr(r.engine == SIM_ENGINE_DES ? "des" : "analytic");
+  o->params_json = dupstr(params);
+  o->config_key = dupstr(key);
+  o->trace_hash = t->hash;
+  o->t_iters = t->iterations;
+  o->t_layers = t->layers;
+  o->t_ranks = t->ranks;
+  o->t_experts = t->experts;
+  o->finished = now_s();
+  if (!o->trace_path || !o->trace_meta || !o->cluster_json || !o->engine || !o->params_json ||
+      !o->config_key)
+    goto nomem;
+  rc = CLI_OK;
+  goto done;
+nomem:
+  rc = fail(errmsg, errlen, CLI_EFAIL, "out of memory");
+done:
+  if (eng_ok)
+    sim_engine_fini(&eng);
+  for (int l = 0; rt && l < L; l++)
+    pl_routing_fini(&rt[l]);
+  for (int l = 0; plans && l < L; l++)
+    pl_plan_fini(&plans[l]);
+  free(rt);
+  free(plans);
+  free(lin);
+  free(counts);
+  resolved_fini(&r);
+  if (rc) {
+    cli_sim_output_free(o);
+    return rc;
+  }
+  *out = o;
+  return CLI_OK;
+}
+
+const cli_sim_summary *cli_sim_summary_of(const cli_sim_output *o) { return &o->sum; }
+
+void cli_sim_output_free(cli_sim_output *o) {
+  if (!o)
+    return;
+  free(o->trace_path);
+  free(o->trace_meta);
+  free(o->cluster_json);
+  free(o->engine);
+  free(o->params_json);
+  free(o->config_key);
+  free(o->rows);
+  free(o->busy_ms);
+  free(o->idle_ms);
+  for (int i = 0; i < o->nplans; i++)
+    free(o->plans[i].moves_json);
+  free(o->plans);
+  free(o);
+}
+
+int cli_sim_record(st_db *db, const cli_sim_output *o, int64_t *run_id, char *errmsg,
+                   size_t errlen) {
+  if (!db || !o)
+    return fail(errmsg, errlen, CLI_EFAIL, "no database");
+  st_trace_row tr = {o->trace_path, o->trace_hash, o->t_iters, o->t_layers, o->t_ranks,
+                     o->t_experts, o->trace_meta};
+  st_run_row rr;
+  memset(&rr, 0, sizeof(rr));
+  rr.kind = "sim";
+  rr.policy = o->sum.policy;
+  rr.cluster = o->sum.cluster;
+  rr.cluster_json = o->cluster_json;
+  rr.engine = o->engine;
+  rr.params_json = o->params_json;
+  rr.gpus = o->gpus;
+  rr.seed = o->seed;
+  rr.rng = "mt19937";
+  rr.code_version = FLEXMOE_VERSION;
+  rr.started = o->started;
+  rr.finished = o->finished;
+  rr.status = "complete";
+  rr.config_key = o->config_key;
+  st_run *run = NULL;
+  int rc = st_run_begin(db, &tr, &rr, &run);
+  for (int64_t i = 0; !rc && i < o->nrows; i++)
+    rc = st_run_iteration(run, &o->rows[i]);
+  for (int g = 0; !rc && g < o->gpus; g++)
+    rc = st_run_gpu(run, g, o->busy_ms[g], o->idle_ms[g]);
+  for (int i = 0; !rc && i < o->nplans; i++)
+    rc = st_run_plan(run, o->plans[i].iteration, o->plans[i].layer, o->plans[i].nmoves,
+                     o->plans[i].bytes, o->plans[i].moves_json);
+  if (!rc)
+    rc = st_run_commit(run, run_id);
+  else
+    st_run_abort(run);
+  if (rc)
+    return fail(errmsg, errlen, CLI_EFAIL, "cannot record the run: %s (%s)", st_strerror(rc),
+                st_errmsg(db));
+  return CLI_OK;
+}
+
+/* ------------------------------------------------------------- packing --- */
+
+#define PACK_MAGIC 0x464d5331u /* "FMS1" */
+
+typedef struct wbuf {
+  unsigned char *p;
+  size_t len, cap;
+  int bad;
+} wbuf;
+
+static void put(wbuf *w, const void *src, size_t n) {
+  if (w->bad)
+    return;
+  if (w->len + n > w->cap) {
+    size_t nc = w->cap ? w->cap : 4096;
+    while (nc < w->len + n)
+      nc *= 2;
+    unsigned char *np = realloc(w->p, nc);
+    if (!np) {
+      w->bad = 1;
+      return;
+    }
+    w->p = np;
+    w->cap = nc;
+  }
+  memcpy(w->p + w->len, src, n);
+  w->len += n;
+}
+
+static void put_str(wbuf *w, const char *s) {
+  uint32_t n = (uint32_t)(s ? strlen(s) : 0);
+  put(w, &n, sizeof(n));
+  put(w, s ? s : "", n);
+}
+
+int cli_sim_pack(const cli_sim_output *o, void **buf, size_t *len) {
+  wbuf w = {0};
+  uint32_t magic = PACK_MAGIC;
+  put(&w, &magic, sizeof(magic));
+  put(&w, &o->sum, sizeof(o->sum));
+  put_str(&w, o->trace_path);
+  put_str(&w, o->trace_meta);
+  put_str(&w, o->cluster_json);
+  put_str(&w, o->engine);
+  put_str(&w, o->params_json);
+  put_str(&w, o->config_key);
+  put(&w, &o->trace_hash, sizeof(o->trace_hash));
+  put(&w, &o->seed, sizeof(o->seed));
+  put(&w, &o->t_iters, sizeof(o->t_iters));
+  put(&w, &o->t_layers, sizeof(int) * 3);
+  put(&w, &o->gpus, sizeof(o->gpus));
+  put(&w, &o->started, sizeof(double) * 2);
+  put(&w, &o->nrows, sizeof(o->nrows));
+  put(&w, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
+  put(&w, o->busy_ms, sizeof(double) * (size_t)o->gpus);
+  put(&w, o->idle_ms, sizeof(double) * (size_t)o->gpus);
+  put(&w, &o->nplans, sizeof(o->nplans));
+  for (int i = 0; i < o->nplans; i++) {
+    put(&w, &o->plans[i].iteration, sizeof(int64_t));
+    put(&w, &o->plans[i].layer, sizeof(int));
+    put(&w, &o->plans[i].nmoves, sizeof(int));
+    put(&w, &o->plans[i].bytes, sizeof(int64_t));
+    put_str(&w, o->plans[i].moves_json);
+  }
+  if (w.bad) {
+    free(w.p);
+    return CLI_EFAIL;
+  }
+  *buf = w.p;
+  *len = w.len;
+  return CLI_OK;
+}
+
+typedef struct rbuf {
+  const unsigned char *p;
+  size_t len, off;
+  int bad;
+} rbuf;
+
+static void get(rbuf *r, void *dst, size_t n) {
+  if (r->bad || r->len - r->off < n) {
+    r->bad = 1;
+    return;
+  }
+  memcpy(dst, r->p + r->off, n);
+  r->off += n;
+}
+
+static char *get_str(rbuf *r) {
+  uint32_t n = 0;
+  get(r, &n, sizeof(n));
+  if (r->bad || r->len - r->off < n) {
+    r->bad = 1;
+    return NULL;
+  }
+  char *s = malloc((size_t)n + 1);
+  if (!s) {
+    r->bad = 1;
+    return NULL;
+  }
+  memcpy(s, r->p + r->off, n);
+  s[n] = '\0';
+  r->off += n;
+  return s;
+}
+
+int cli_sim_unpack(const void *buf, size_t len, cli_sim_output **out) {
+  rbuf r = {buf, len, 0, 0};
+  cli_sim_output *o = calloc(1, sizeof(*o));
+  if (!o)
+    return CLI_EFAIL;
+  uint32_t magic = 0;
+  get(&r, &magic, sizeof(magic));
+  if (magic != PACK_MAGIC)
+    r.bad = 1;
+  get(&r, &o->sum, sizeof(o->sum));
+  o->trace_path = get_str(&r);
+  o->trace_meta = get_str(&r);
+  o->cluster_json = get_str(&r);
+  o->engine = get_str(&r);
+  o->params_json = get_str(&r);
+  o->config_key = get_str(&r);
+  get(&r, &o->trace_hash, sizeof(o->trace_hash));
+  get(&r, &o->seed, sizeof(o->seed));
+  get(&r, &o->t_iters, sizeof(o->t_iters));
+  get(&r, &o->t_layers, sizeof(int) * 3);
+  get(&r, &o->gpus, sizeof(o->gpus));
+  get(&r, &o->started, sizeof(double) * 2);
+  get(&r, &o->nrows, sizeof(o->nrows));
+  if (!r.bad && (o->nrows < 0 || o->gpus < 0 || o->gpus > SIM_MAX_GPUS ||
+                 (size_t)o->nrows > (r.len - r.off) / sizeof(st_iter_row)))
+    r.bad = 1;
+  if (!r.bad) {
+    o->rows = calloc((size_t)o->nrows + 1, sizeof(st_iter_row));
+    o->busy_ms = calloc((size_t)o->gpus + 1, sizeof(double));
+    o->idle_ms = calloc((size_t)o->gpus + 1, sizeof(double));
+    if (!o->rows || !o->busy_ms || !o->idle_ms)
+      r.bad = 1;
+  }
+  if (!r.bad) {
+    get(&r, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
+    get(&r, o->busy_ms, sizeof(double) * (size_t)o->gpus);
+    get(&r, o->idle_ms, sizeof(double) * (size_t)o->gpus);
+  }
+  int np = 0;
+  get(&r, &np, sizeof(np));
+  if (!r.bad && (np < 0 || (size_t)np > r.len - r.off))
+    r.bad = 1;
+  if (!r.bad && np) {
+    o->plans = calloc((size_t)np, sizeof(plan_rec));
+    if (!o->plans)
+      r.bad = 1;
+    else
+      o->capplans = np;
+  }
+  for (int i = 0; !r.bad && i < np; i++) {
+    plan_rec *p = &o->plans[i];
+    get(&r, &p->iteration, sizeof(int64_t));
+    get(&r, &p->layer, sizeof(int));
+    get(&r, &p->nmoves, sizeof(int));
+    get(&r, &p->bytes, sizeof(int64_t));
+    p->moves_json = get_str(&r);
+    o->nplans = i + 1;
+  }
+  if (r.bad || r.off != r.len) {
+    cli_sim_output_free(o);
+    return CLI_EFAIL;
+  }
+  *out = o;
+  return CLI_OK;
+}

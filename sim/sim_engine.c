@@ -140,19 +140,53 @@ static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int
   return SIM_OK;
 }
 
-/* Aggregated node-pair flow over the switch uplinks. */
-static int node_flow(sim_engine *e, int sn, int dn, double bytes) {
+/* A hose flow: one GPU's whole egress or ingress of one class over its own
+ * links. inter = cross-node, in = ingress. */
+static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes) {
   if (!(bytes > 0))
     return SIM_OK;
-  int path[2] = {e->net.up_out0 + sn, e->net.up_in0 + dn};
-  int rec = add_rec(e, -1 - sn, -1 - dn, FK_FG);
+  const sim_net *n = &e->net;
+  int node = g / n->gpn, nic = n->nic_per_node ? node : g;
+  int path[2], plen;
+  int64_t lat;
+  if (!inter) {
+    path[0] = in ? n->intra_in0 + g : n->intra_out0 + g;
+    plen = 1;
+    lat = n->intra_lat_ns;
+  } else {
+    path[0] = in ? n->up_in0 + node : n->nic_out0 + nic;
+    path[1] = in ? n->nic_in0 + nic : n->up_out0 + node;
+    plen = 2;
+    lat = n->inter_lat_ns;
+  }
+  int rec = add_rec(e, g, g, FK_FG);
   if (rec < 0)
     return rec;
-  int rc = sim_net_start_path(&e->net, e->sim.now, path, 2, e->net.inter_lat_ns, bytes, rec);
+  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat, bytes, rec);
   if (rc < 0)
     return rc;
   e->pending_fg++;
   return SIM_OK;
+}
+
+/* Per-GPU token sums of a routing: hose[0..3][g] = intra out, intra in,
+ * inter out, inter in. */
+static void hose_sums(sim_engine *e, const pl_routing *r) {
+  int G = e->gpus, gpn = e->cl.gpus_per_node;
+  int64_t *h = e->hose;
+  memset(h, 0, sizeof(int64_t) * 4 * (size_t)G);
+  for (int s = 0; s < G; s++) {
+    const int64_t *row = r->traffic + (size_t)s * G;
+    int sn = s / gpn;
+    for (int d = 0; d < G; d++) {
+      int64_t t = row[d];
+      if (!t || d == s)
+        continue;
+      int x = (d / gpn) != sn;
+      h[(2 * x) * G + s] += t;
+      h[(2 * x + 1) * G + d] += t;
+    }
+  }
 }
 
 static int run_until_fg_done(sim_engine *e) {
@@ -184,40 +218,39 @@ static int wait_ns(sim_engine *e, int64_t dur) {
   return rc;
 }
 
-/* One all-to-all: forward direction (src -> dst as traffic says) or reverse. */
+/* One all-to-all, forward (src -> dst as the traffic says) or reverse.
+ * Hose mode needs hose_sums(r) computed. */
 static int alltoall(sim_engine *e, const pl_routing *r, int reverse, double *busy_phase) {
-  int G = e->gpus, gpn = e->cl.gpus_per_node, N = e->cl.nodes;
+  int G = e->gpus;
   double tb = (double)pl_token_bytes(&e->model);
   int64_t t0 = e->sim.now;
   for (int g = 0; g < G; g++)
     e->gpu_comm_end[g] = t0;
   int rc = SIM_OK;
-  for (int s = 0; s < G && !rc; s++) {
-    const int64_t *row = r->traffic + (size_t)s * G;
-    int sn = s / gpn;
-    int lo = e->aggregate ? sn * gpn : 0, hi = e->aggregate ? lo + gpn : G;
-    for (int d = lo; d < hi && !rc; d++) {
-      if (d == s || !row[d])
-        continue;
-      double bytes = (double)row[d] * tb;
-      rc = reverse ? gpu_flow(e, d, s, bytes, FK_FG, 1) : gpu_flow(e, s, d, bytes, FK_FG, 1);
-    }
-  }
-  if (!rc && e->aggregate && N > 1) {
-    for (int sn = 0; sn < N && !rc; sn++)
-      for (int dn = 0; dn < N && !rc; dn++) {
-        if (sn == dn)
-          continue;
-        int64_t tok = 0;
-        for (int s = sn * gpn; s < (sn + 1) * gpn; s++) {
-          const int64_t *row = r->traffic + (size_t)s * G + (size_t)dn * gpn;
-          for (int k = 0; k < gpn; k++)
-            tok += row[k];
+  if (e->aggregate) {
+    const int64_t *h = e->hose;
+    for (int g = 0; g < G && !rc; g++)
+      for (int x = 0; x < 2 && !rc; x++) {
+        int64_t out = h[(2 * x) * G + g], in = h[(2 * x + 1) * G + g];
+        if (reverse) {
+          int64_t t = out;
+          out = in;
+          in = t;
         }
-        if (tok)
-          rc = reverse ? node_flow(e, dn, sn, (double)tok * tb)
-                       : node_flow(e, sn, dn, (double)tok * tb);
+        rc = hose_flow(e, g, x, 0, (double)out * tb);
+        if (!rc)
+          rc = hose_flow(e, g, x, 1, (double)in * tb);
       }
+  } else {
+    for (int s = 0; s < G && !rc; s++) {
+      const int64_t *row = r->traffic + (size_t)s * G;
+      for (int d = 0; d < G && !rc; d++) {
+        if (d == s || !row[d])
+          continue;
+        double bytes = (double)row[d] * tb;
+        rc = reverse ? gpu_flow(e, d, s, bytes, FK_FG, 1) : gpu_flow(e, s, d, bytes, FK_FG, 1);
+      }
+    }
   }
   if (!rc)
     rc = run_until_fg_done(e);
@@ -239,14 +272,14 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
   /* migration: blocking phase first, or background from the start */
   int any_blocking = 0;
   for (int l = 0; l < nl; l++)
-    if (L[l].nmoves && !L[l].background)
+    if (L[l].nmoves && !L[l].background && !L[l].uncharged)
       any_blocking = 1;
   if (any_blocking) {
     int64_t tm = e->sim.now;
     for (int g = 0; g < G; g++)
       e->gpu_comm_end[g] = tm;
     for (int l = 0; l < nl && !rc; l++)
-      if (!L[l].background)
+      if (!L[l].background && !L[l].uncharged)
         for (int k = 0; k < L[l].nmoves && !rc; k++)
           if (L[l].moves[k].to >= 0)
             rc = gpu_flow(e, L[l].moves[k].from, L[l].moves[k].to,
@@ -260,7 +293,7 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
     o->migration_us += (double)(e->sim.now - tm) * 1e-3;
   }
   for (int l = 0; l < nl && !rc; l++)
-    if (L[l].background)
+    if (L[l].background && !L[l].uncharged)
       for (int k = 0; k < L[l].nmoves && !rc; k++)
         if (L[l].moves[k].to >= 0)
           rc = gpu_flow(e, L[l].moves[k].from, L[l].moves[k].to,
@@ -273,6 +306,8 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
     for (int i = 0; i < nl && !rc; i++) {
       int l = pass == 0 ? i : nl - 1 - i;
       const pl_routing *r = L[l].routing;
+      if (e->aggregate)
+        hose_sums(e, r);
       /* other work of the layer */
       int64_t ts = e->sim.now;
       if ((rc = wait_ns(e, other_ns)))
@@ -400,14 +435,16 @@ static int analytic_iteration(sim_engine *e, const sim_layer_in *L, int nl,
       return SIM_ENOMEM;
     int k = 0, bg = 1;
     for (int l = 0; l < nl; l++) {
+      if (L[l].uncharged)
+        continue;
       if (L[l].nmoves && !L[l].background)
         bg = 0;
       for (int j = 0; j < L[l].nmoves; j++)
         all[k++] = L[l].moves[j];
     }
-    double mig = pl_cost_moves_us(&e->pc, all, nmoves);
+    double mig = k ? pl_cost_moves_us(&e->pc, all, k) : 0.0;
     sim_free(all);
-    o->migration_us = bg ? fmax(0.0, mig - layers_us) : mig;
+    o->migration_us = pl_cost_exposed_us(mig, bg, 0, layers_us);
   }
   o->time_us = layers_us + o->migration_us;
   return SIM_OK;
@@ -428,12 +465,13 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->model = *m;
   e->prof = *prof;
   e->gpus = pc->gpus;
-  e->aggregate = aggregate < 0 ? (cl->nodes > 1) : aggregate;
+  e->aggregate = aggregate < 0 ? 1 : aggregate;
   int rc = SIM_ENOMEM;
   e->busy_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
-  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end)
+  e->hose = sim_calloc(4 * (size_t)e->gpus, sizeof(int64_t));
+  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->hose)
     goto fail;
   if (kind == SIM_ENGINE_DES) {
     e->tags = sim_calloc(DRAIN_BATCH, sizeof(int64_t));
@@ -457,6 +495,7 @@ void sim_engine_fini(sim_engine *e) {
   sim_free(e->busy_us);
   sim_free(e->gpu_us);
   sim_free(e->gpu_comm_end);
+  sim_free(e->hose);
   sim_free(e->tags);
   sim_free(e->dones);
   sim_free(e->rec_a);

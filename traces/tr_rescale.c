@@ -90,3 +90,45 @@ done:
   tr_free(src);
   return rc;
 }
+
+int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
+                     int64_t slots_per_gpu, uint64_t seed, const char *out,
+                     const tr_meta *meta, tr_error *err) {
+  if (!t)
+    return tr_seterr(err, TR_EINVAL, out, 0, "no trace");
+  if (it1 < 0 || it1 > t->iterations)
+    it1 = t->iterations;
+  if (gpus < 1 || it0 < 0 || it0 >= it1)
+    return tr_seterr(err, TR_EINVAL, out, 0, "bad GPU count or iteration range");
+  /* The largest count is bounded by the largest slot total of a GPU. */
+  int64_t most = slots_per_gpu;
+  if (slots_per_gpu <= 0)
+    for (int64_t it = it0; it < it1; it++)
+      for (int l = 0; l < t->layers; l++)
+        for (int r = 0; r < t->ranks; r++) {
+          int64_t s = 0;
+          for (int e = 0; e < t->experts; e++)
+            s += tr_at(t, it, l, r, e);
+          most = s > most ? s : most;
+        }
+  int64_t *slice = tr_malloc((size_t)gpus * t->experts * sizeof(int64_t));
+  if (!slice)
+    return tr_seterr(err, TR_ENOMEM, out, 0, "out of memory");
+  tr_writer w;
+  int rc = tr_writer_open(&w, out, it1 - it0, t->layers, gpus, t->experts,
+                          most > INT32_MAX ? TR_INT64 : TR_INT32, meta, err);
+  for (int64_t it = it0; rc == TR_OK && it < it1; it++)
+    for (int l = 0; rc == TR_OK && l < t->layers; l++) {
+      rc = tr_rescale_slice(t, it, l, gpus, slots_per_gpu, seed, slice);
+      if (rc) {
+        tr_writer_abort(&w);
+        rc = tr_seterr(err, rc, out, 0, "%s", tr_strerror(rc));
+        break;
+      }
+      rc = tr_writer_put(&w, slice, err);
+    }
+  if (rc == TR_OK)
+    rc = tr_writer_commit(&w, err);
+  tr_free(slice);
+  return rc;
+}

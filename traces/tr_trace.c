@@ -291,103 +291,118 @@ static const char *npy_key(const char *h, const char *key) {
   return NULL;
 }
 
-static int npy_header(tr_trace *t, const char *h, int64_t shape[4], int *ndim,
-                      tr_error *err) {
+static int npy_header(tr_npy *a, const char *h, tr_error *err) {
+  const char *path = a->path;
   const char *d = npy_key(h, "descr");
   if (!d)
-    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header has no 'descr'");
+    return tr_seterr(err, TR_EFORMAT, path, 0, "NumPy header has no 'descr'");
   if (*d != '\'' && *d != '"')
-    return tr_seterr(err, TR_EDTYPE, t->path, 0,
+    return tr_seterr(err, TR_EDTYPE, path, 0,
                      "structured dtypes are not supported (int32, int64 or uint16 only)");
   char descr[32];
   const char *end = strchr(d + 1, *d);
   if (!end || end - d - 1 >= (long)sizeof(descr))
-    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'descr' is malformed");
+    return tr_seterr(err, TR_EFORMAT, path, 0, "NumPy header 'descr' is malformed");
   snprintf(descr, sizeof(descr), "%.*s", (int)(end - d - 1), d + 1);
   if (descr[0] == '>' && descr[1] && strcmp(descr + 1, "u1") && strcmp(descr + 1, "i1"))
-    return tr_seterr(err, TR_EDTYPE, t->path, 0,
+    return tr_seterr(err, TR_EDTYPE, path, 0,
                      "big-endian dtype '%s' is not supported; save with "
                      "arr.astype('<%s')",
                      descr, descr + 1);
   const char *code = (descr[0] == '<' || descr[0] == '|' || descr[0] == '=') ? descr + 1 : descr;
   if (strcmp(code, "i4") == 0)
-    t->dtype = TR_INT32;
+    a->dtype = TR_INT32;
   else if (strcmp(code, "i8") == 0)
-    t->dtype = TR_INT64;
+    a->dtype = TR_INT64;
   else if (strcmp(code, "u2") == 0)
-    t->dtype = TR_UINT16;
+    a->dtype = TR_UINT16;
   else
-    return tr_seterr(err, TR_EDTYPE, t->path, 0,
+    return tr_seterr(err, TR_EDTYPE, path, 0,
                      "dtype '%s' is not supported (int32, int64 or uint16 only)", descr);
   const char *f = npy_key(h, "fortran_order");
   if (!f)
-    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header has no 'fortran_order'");
+    return tr_seterr(err, TR_EFORMAT, path, 0, "NumPy header has no 'fortran_order'");
   if (strncmp(f, "True", 4) == 0)
-    return tr_seterr(err, TR_EFORMAT, t->path, 0,
+    return tr_seterr(err, TR_EFORMAT, path, 0,
                      "Fortran (column-major) order is not supported; save a C-order "
                      "array (np.ascontiguousarray)");
   if (strncmp(f, "False", 5) != 0)
-    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'fortran_order' is malformed");
+    return tr_seterr(err, TR_EFORMAT, path, 0, "NumPy header 'fortran_order' is malformed");
   const char *s = npy_key(h, "shape");
   if (!s || *s != '(')
-    return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header has no 'shape' tuple");
+    return tr_seterr(err, TR_EFORMAT, path, 0, "NumPy header has no 'shape' tuple");
   s++;
-  *ndim = 0;
+  a->ndim = 0;
   for (;;) {
     while (*s == ' ')
       s++;
     if (*s == ')')
       break;
     if (!isdigit((unsigned char)*s))
-      return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'shape' is malformed");
+      return tr_seterr(err, TR_EFORMAT, path, 0, "NumPy header 'shape' is malformed");
     errno = 0;
     char *e;
     long long v = strtoll(s, &e, 10);
     if (errno)
-      return tr_seterr(err, TR_ESHAPE, t->path, 0, "a dimension of 'shape' overflows");
-    if (*ndim == 4)
-      return tr_seterr(err, TR_ESHAPE, t->path, 0,
-                       "shape has more than 4 dimensions (expected [I, L, R, E] or [I, L, E])");
-    shape[(*ndim)++] = v;
+      return tr_seterr(err, TR_ESHAPE, path, 0, "a dimension of 'shape' overflows");
+    if (a->ndim == TR_NPY_MAXDIM)
+      return tr_seterr(err, TR_ESHAPE, path, 0, "shape has more than %d dimensions",
+                       TR_NPY_MAXDIM);
+    a->shape[a->ndim++] = v;
     s = e;
     while (*s == ' ' || *s == 'L')
       s++;
     if (*s == ',')
       s++;
     else if (*s != ')')
-      return tr_seterr(err, TR_EFORMAT, t->path, 0, "NumPy header 'shape' is malformed");
+      return tr_seterr(err, TR_EFORMAT, path, 0, "NumPy header 'shape' is malformed");
   }
   return TR_OK;
 }
 
-static int open_npy(tr_trace *t, tr_error *err) {
-  int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+void tr_npy_close(tr_npy *a) {
+  if (!a)
+    return;
+  if (a->map)
+    munmap(a->map, a->map_len);
+  memset(a, 0, sizeof(*a));
+}
+
+int64_t tr_npy_at(const tr_npy *a, uint64_t index) {
+  return load_elem(a->data + index * dtype_size(a->dtype), a->dtype);
+}
+
+int tr_npy_open(tr_npy *a, const char *path, tr_error *err) {
+  memset(a, 0, sizeof(*a));
+  snprintf(a->path, sizeof(a->path), "%s", path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, t->path, 0,
-                     "cannot open: %s", strerror(errno));
+    return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, path, 0, "cannot open: %s",
+                     strerror(errno));
   int rc = TR_OK;
+  char *h = NULL;
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    rc = tr_seterr(err, TR_EIO, t->path, 0, "not a regular file");
+    rc = tr_seterr(err, TR_EIO, path, 0, "not a regular file");
     goto fail;
   }
   if (st.st_size == 0) {
-    rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "file is empty (0 bytes)");
+    rc = tr_seterr(err, TR_EEMPTY, path, 0, "file is empty (0 bytes)");
     goto fail;
   }
   size_t size = (size_t)st.st_size;
   void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
   if (map == MAP_FAILED) {
-    rc = tr_seterr(err, TR_EIO, t->path, 0, "cannot map: %s", strerror(errno));
+    rc = tr_seterr(err, TR_EIO, path, 0, "cannot map: %s", strerror(errno));
     goto fail;
   }
-  t->map = map;
-  t->map_len = size;
+  a->map = map;
+  a->map_len = size;
   const unsigned char *b = map;
   if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
     rc = tr_seterr(err, size < 10 && memcmp(b, "\x93NUMPY", size < 6 ? size : 6) == 0
                             ? TR_ETRUNC : TR_EFORMAT,
-                   t->path, 0, "not a NumPy .npy file (bad magic)");
+                   path, 0, "not a NumPy .npy file (bad magic)");
     goto fail;
   }
   int major = b[6];
@@ -397,41 +412,79 @@ static int open_npy(tr_trace *t, tr_error *err) {
     hstart = 10;
   } else if (major == 2 || major == 3) {
     if (size < 12) {
-      rc = tr_seterr(err, TR_ETRUNC, t->path, 0, "NumPy header is truncated");
+      rc = tr_seterr(err, TR_ETRUNC, path, 0, "NumPy header is truncated");
       goto fail;
     }
     hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
     hstart = 12;
   } else {
-    rc = tr_seterr(err, TR_EFORMAT, t->path, 0, "unsupported .npy format version %d", major);
+    rc = tr_seterr(err, TR_EFORMAT, path, 0, "unsupported .npy format version %d", major);
     goto fail;
   }
   if (hlen > size - hstart) {
-    rc = tr_seterr(err, TR_ETRUNC, t->path, 0,
+    rc = tr_seterr(err, TR_ETRUNC, path, 0,
                    "NumPy header is truncated (%zu header bytes, file has %zu)", hlen,
                    size - hstart);
     goto fail;
   }
-  char *h = tr_malloc(hlen + 1);
+  h = tr_malloc(hlen + 1);
   if (!h) {
-    rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory");
+    rc = tr_seterr(err, TR_ENOMEM, path, 0, "out of memory");
     goto fail;
   }
   memcpy(h, b + hstart, hlen);
   h[hlen] = '\0';
-  int64_t shape[4];
-  int ndim = 0;
-  rc = npy_header(t, h, shape, &ndim, err);
-  tr_free(h);
-  if (rc)
+  if ((rc = npy_header(a, h, err)))
     goto fail;
-  if (ndim < 3) {
-    rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
-                   "shape has %d dimension%s; expected [I, L, R, E] or [I, L, E]", ndim,
-                   ndim == 1 ? "" : "s");
+  size_t es = dtype_size(a->dtype);
+  size_t data_off = hstart + hlen;
+  uint64_t cells = 1;
+  for (int i = 0; i < a->ndim; i++) {
+    if (a->shape[i] && (uint64_t)a->shape[i] > (UINT64_MAX / es) / (cells ? cells : 1)) {
+      rc = tr_seterr(err, TR_ESHAPE, path, 0, "shape is too large");
+      goto fail;
+    }
+    cells *= (uint64_t)a->shape[i];
+  }
+  uint64_t need = cells * es;
+  if (need > size - data_off) {
+    rc = tr_seterr(err, TR_ETRUNC, path, 0,
+                   "file is truncated: shape needs %" PRIu64 " data bytes, file has %zu",
+                   need, size - data_off);
     goto fail;
   }
-  if (ndim == 3) {
+  if (need < size - data_off) {
+    rc = tr_seterr(err, TR_EFORMAT, path, 0,
+                   "file has %" PRIu64 " bytes after the data its shape describes",
+                   (uint64_t)(size - data_off - need));
+    goto fail;
+  }
+  a->cells = cells;
+  a->data = b + data_off;
+  tr_free(h);
+  close(fd);
+  return TR_OK;
+fail:
+  tr_free(h);
+  close(fd);
+  tr_npy_close(a);
+  return rc;
+}
+
+static int open_npy(tr_trace *t, tr_error *err) {
+  tr_npy a;
+  int rc = tr_npy_open(&a, t->path, err);
+  if (rc)
+    return rc;
+  int64_t shape[4];
+  if (a.ndim < 3 || a.ndim > 4) {
+    rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
+                   "shape has %d dimension%s; expected [I, L, R, E] or [I, L, E]", a.ndim,
+                   a.ndim == 1 ? "" : "s");
+    goto fail;
+  }
+  memcpy(shape, a.shape, sizeof(shape));
+  if (a.ndim == 3) {
     shape[3] = shape[2];
     shape[2] = 1;
   }
@@ -446,41 +499,20 @@ static int open_npy(tr_trace *t, tr_error *err) {
                      names[i]);
       goto fail;
     }
-  size_t es = t->dtype == TR_INT64 ? 8 : t->dtype == TR_INT32 ? 4 : 2;
-  size_t data_off = hstart + hlen;
-  uint64_t cells = 1;
-  for (int i = 0; i < 4; i++) {
-    if ((uint64_t)shape[i] > (UINT64_MAX / es) / cells) {
-      rc = tr_seterr(err, TR_ESHAPE, t->path, 0, "shape is too large");
-      goto fail;
-    }
-    cells *= (uint64_t)shape[i];
-  }
-  uint64_t need = cells * es;
-  if (need > size - data_off) {
-    rc = tr_seterr(err, TR_ETRUNC, t->path, 0,
-                   "file is truncated: shape needs %" PRIu64 " data bytes, file has %zu",
-                   need, size - data_off);
-    goto fail;
-  }
-  if (need < size - data_off) {
-    rc = tr_seterr(err, TR_EFORMAT, t->path, 0,
-                   "file has %" PRIu64 " bytes after the data its shape describes",
-                   (uint64_t)(size - data_off - need));
-    goto fail;
-  }
   t->iterations = shape[0];
   t->layers = (int)shape[1];
   t->ranks = (int)shape[2];
   t->experts = (int)shape[3];
-  t->data = b + data_off;
-  close(fd);
+  t->dtype = a.dtype;
+  t->data = a.data;
+  t->map = a.map;
+  t->map_len = a.map_len;
   madvise(t->map, t->map_len, MADV_SEQUENTIAL);
   rc = scan_counts(t, err);
   madvise(t->map, t->map_len, MADV_NORMAL);
   return rc;
 fail:
-  close(fd);
+  tr_npy_close(&a);
   return rc;
 }
 

@@ -5,10 +5,11 @@
 #include <math.h>
 
 #include "tr_run.h"
+#include "traces/tr_trace.h"
 
 #define P(name) tu_path((char[512]){0}, 512, name)
 
-static const char *SUBS[] = {"info", "stats"};
+static const char *SUBS[] = {"info", "stats", "gen", "fit", "rescale", "import"};
 #define NSUBS (sizeof(SUBS) / sizeof(SUBS[0]))
 
 Test(cli, trace_help_lists_every_subcommand_with_an_example) {
@@ -155,4 +156,108 @@ Test(cli, bad_command_lines_exit_2_with_one_line) {
   r = tu_run("trace", "info", tu_sample(), "--iterations", "500:", NULL);
   cr_assert_eq(r->code, 2);
   tu_one_line(r, "flexmoe trace info: ", "200 iterations", NULL);
+}
+
+Test(cli, gen_writes_a_reproducible_trace_that_info_reads) {
+  const char *a = P("gen-a.npy"), *b = P("gen-b.npy");
+  tu_result *r = tu_run("trace", "gen", "--pattern", "rotating-hotspot", "--layers", "2",
+                        "--experts", "16", "--ranks", "4", "--iterations", "30", "--seed", "7",
+                        "-o", a, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  cr_assert(strstr(r->out, "30 iterations x 2 layers x 4 ranks x 16 experts") != NULL, "%s",
+            r->out);
+  r = tu_run("trace", "gen", "--pattern", "rotating-hotspot", "--layers", "2", "--experts", "16",
+             "--ranks", "4", "--iterations", "30", "--seed", "7", "-o", b, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  tr_trace x, y;
+  tr_error err;
+  cr_assert_eq(tr_open(&x, a, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_open(&y, b, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(x.hash, y.hash);
+  cr_assert(strstr(x.meta.source, "rotating-hotspot") != NULL, "%s", x.meta.source);
+  tr_close(&x);
+  tr_close(&y);
+  r = tu_run("trace", "info", a, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  cr_assert(strstr(r->out, "8192 per (iteration, layer), constant") != NULL, "%s", r->out);
+}
+
+Test(cli, gen_refuses_bad_command_lines) {
+  tu_result *r = tu_run("trace", "gen", "--pattern", "nope", "--iterations", "5", "-o",
+                        P("x.npy"), NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace gen: ", "nope", NULL);
+  r = tu_run("trace", "gen", "--pattern", "balanced", "-o", P("x.npy"), NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace gen: ", "--iterations", NULL);
+  r = tu_run("trace", "gen", "--iterations", "5", "-o", P("x.npy"), NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace gen: ", "--pattern", NULL);
+  r = tu_run("trace", "gen", "--pattern", "balanced", "--iterations", "5", "--top-k", "9",
+             "--experts", "4", "-o", P("x.npy"), NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace gen: ", "--top-k", NULL);
+  const char *fit = P("bad-fit.json");
+  tu_text(fit, "{\"layers\": 1}\n");
+  r = tu_run("trace", "gen", "--fit", fit, "--iterations", "5", "-o", P("x.npy"), NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace gen: ", fit, NULL);
+  cr_assert_neq(access(P("x.npy"), F_OK), 0, "nothing written on error");
+}
+
+Test(cli, fit_refuses_missing_and_too_short_traces) {
+  const char *missing = P("missing.npy");
+  tu_result *r = tu_run("trace", "fit", missing, "-o", P("f.json"), NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace fit: ", missing, NULL);
+  r = tu_run("trace", "fit", tu_sample(), "--iterations", "0:5", "-o", P("f.json"), NULL);
+  cr_assert_eq(r->code, 1);
+  tu_one_line(r, "flexmoe trace fit: ", "12 iterations", NULL);
+  r = tu_run("trace", "fit", tu_sample(), NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace fit: ", "-o", NULL);
+}
+
+Test(cli, rescale_writes_exact_per_gpu_totals) {
+  const char *out = P("g16.npy");
+  tu_result *r = tu_run("trace", "rescale", tu_sample(), "--gpus", "16", "--tokens-per-gpu",
+                        "1000", "--seed", "3", "--iterations", "0:10", "-o", out, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, out, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.ranks, 16);
+  cr_assert_eq(t.iterations, 10);
+  cr_assert_eq(t.meta.tokens_per_rank, 1000);
+  for (int64_t it = 0; it < 10; it++)
+    for (int l = 0; l < 6; l++)
+      for (int g = 0; g < 16; g++) {
+        int64_t s = 0;
+        for (int e = 0; e < 32; e++)
+          s += tr_at(&t, it, l, g, e);
+        cr_assert_eq(s, 2000, "1000 tokens x top-2");
+      }
+  tr_close(&t);
+  r = tu_run("trace", "rescale", tu_sample(), "-o", out, NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace rescale: ", "--gpus", NULL);
+}
+
+Test(cli, import_converts_csv_and_refuses_bad_axes) {
+  const char *csv = P("r.csv"), *out = P("r.npy");
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n0,0,0,0,4\n2,1,0,3,9\n");
+  tu_result *r = tu_run("trace", "import", csv, "-o", out, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  cr_assert(strstr(r->out, "3 iterations x 2 layers x 1 ranks x 4 experts (int32)") != NULL,
+            "%s", r->out);
+  r = tu_run("trace", "import", out, "--axes", "I,L,X", "-o", P("y.npy"), NULL);
+  cr_assert_eq(r->code, 2);
+  tu_one_line(r, "flexmoe trace import: ", "I,L,X", NULL);
+  const char *bad = P("neg.csv");
+  tu_text(bad, "iteration,layer,rank,expert,tokens\n0,0,0,0,-4\n");
+  r = tu_run("trace", "import", bad, "-o", P("z.npy"), NULL);
+  cr_assert_eq(r->code, 1);
+  char where[600];
+  snprintf(where, sizeof(where), "%s:2: ", bad);
+  tu_one_line(r, "flexmoe trace import: ", where, NULL);
 }

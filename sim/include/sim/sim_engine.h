@@ -33,15 +33,21 @@
  * compute stream and a communication engine: background flows progress while
  * it computes.
  *
- * Aggregation (aggregate = 1, the default for clusters of more than one node):
- * all-to-all traffic inside a node is one flow per GPU pair (exact); across
- * nodes it is one flow per node pair over the nodes' switch uplinks, i.e. the
- * node's NICs are pooled. This is exact when each node's cross-node traffic
- * is spread evenly over its GPUs (uniform all-to-all, oversubscribed
- * switches where the uplink is the bottleneck) and optimistic otherwise: a
- * GPU whose cross-node traffic exceeds its own NIC's share borrows its
- * neighbours' NICs. Migration and all-reduce flows are always per GPU pair.
- * With aggregate = 0 every GPU pair is a flow (exact, O(G^2) flows).
+ * Aggregation (aggregate = 1, the default): each all-to-all is carried by
+ * "hose" flows: per GPU one egress and one ingress flow inside the node (its
+ * intra out / in link, bytes = everything it sends to / receives from GPUs of
+ * its node) and one egress and one ingress flow across nodes (NIC out + node
+ * uplink, node downlink + NIC in). That is 4G flows instead of G(G-1), and
+ * each GPU's own links, the switch oversubscription and the contention with
+ * background flows (all-reduce, migration: always per GPU pair) are kept.
+ * What is lost is the coupling of the two ends of a (src, dst) pair: in
+ * exact max-min a flow into a congested GPU also slows its sender, so the
+ * sender's other flows finish earlier or later than the hose model says. For
+ * a uniform all-to-all the two agree exactly; otherwise the hose phase time
+ * is max over GPUs of its egress/ingress time, a lower bound of the exact
+ * phase time (tests/sim and docs/simulator.md measure the gap).
+ * With aggregate = 0 every GPU pair with traffic is a flow (exact, G(G-1)
+ * flows per all-to-all).
  *
  * Without contention the DES equals the analytic engine up to integer-ns
  * rounding (at most 1 ns per phase): e.g. one node, no replicas, no moves.
@@ -74,6 +80,7 @@ typedef struct sim_layer_in {
   const pl_move *moves;      /* moves executed for this iteration, may be NULL */
   int nmoves;
   int background;            /* moves overlap the iteration */
+  int uncharged;             /* moves are free (oracle): bytes counted, no time */
 } sim_layer_in;
 
 typedef struct sim_iter_out {
@@ -110,6 +117,7 @@ typedef struct sim_engine {
   int nrec, caprec;
   int64_t *gpu_comm_end; /* [G] last flow completion of the current phase */
   double *gpu_us;        /* [G] scratch */
+  int64_t *hose;         /* [4*G] per-GPU intra/inter out/in tokens of a layer */
 } sim_engine;
 
 /* prof's arrays must outlive the engine. aggregate: see above (-1 = default:

@@ -6,11 +6,14 @@
  * events at the same time run in the order they were scheduled, never by
  * address, and every run is deterministic.
  *
- * Implementation: an implicit 4-ary min-heap of 32-byte entries that carry
- * their payload inline (no pointer chase per comparison); the array is
- * offset so each group of 4 children fills two aligned cache lines. A 4-ary
- * heap has half the depth of a binary one and its sift-down touches one
- * contiguous group per level.
+ * Implementation: an implicit 4-ary min-heap of 16-byte entries (time, and
+ * sequence number << 24 | payload slot, compared as one 128-bit key); the
+ * payload (model, kind, arg) sits in a side array read once per pop. The
+ * array is offset so each group of 4 children is one aligned cache line: a
+ * 4-ary heap has half the depth of a binary one and each level of a
+ * sift-down touches one line. Pop moves the hole to a leaf along the smallest
+ * children, then lets the last element rise (bottom-up heapsort). Limits:
+ * 2^24 pending events, 2^40 events scheduled in a queue's life.
  *
  * Cancellation is lazy: sim_evq_cancel records the event's sequence number
  * in a small open-addressing set; sim_evq_pop discards cancelled entries when
@@ -35,9 +38,23 @@ typedef struct sim_event {
   int64_t arg;
 } sim_event;
 
+/* A heap entry: 16 bytes, so a group of 4 children is one cache line. */
+typedef struct sim_evq_entry {
+  int64_t t;
+  uint64_t k; /* seq << 24 | payload slot */
+} sim_evq_entry;
+
+typedef struct sim_evq_slot {
+  uint32_t model, kind;
+  int64_t arg;
+} sim_evq_slot;
+
 typedef struct sim_evq {
-  sim_event *base; /* allocation */
-  sim_event *heap; /* heap[0] is the root; children of i: 4i+1..4i+4 */
+  void *base;           /* allocation */
+  sim_evq_entry *heap;  /* heap[0] is the root; children of i: 4i+1..4i+4 */
+  sim_evq_slot *slots;  /* payloads, [cap] */
+  uint32_t *freel;      /* free payload slots */
+  int64_t nfree;
   int64_t size, cap;
   uint64_t next_seq;
   uint64_t scheduled, executed, cancelled;

@@ -23,9 +23,14 @@
  * rate; repeat until every flow is frozen. Each round picks the link with
  * the smallest (remaining capacity / unfrozen flows).
  *
+ * Cost: when a flow starts or ends only the connected component of links
+ * and flows around it is refilled (flows elsewhere keep their rates), each
+ * flow's remaining bytes are brought up to date only when its rate changes,
+ * and the next finishing flow comes from a heap of projected finish times.
+ *
  * Aggregated flows: a flow may stand for several (src, dst) GPU pairs with
- * explicit link lists (sim_net_start_path), e.g. a node-pair flow across the
- * node's pooled NICs; see sim_engine.h for how the iteration model uses it.
+ * an explicit link list (sim_net_start_path); see sim_engine.h for how the
+ * iteration model uses it.
  */
 #ifndef FLEXMOE_SIM_NET_H
 #define FLEXMOE_SIM_NET_H
@@ -47,21 +52,33 @@ typedef struct sim_link {
   /* progressive-filling scratch */
   double rem;
   int unfrozen;
-  int active_pos;  /* index in the active-link list, -1 if none */
+  uint32_t stamp;  /* component search mark */
+  int dirty;       /* a flow started or ended on it since the last recompute */
 } sim_link;
 
 typedef struct sim_flow {
   int path[SIM_NET_MAXPATH];
   int pos[SIM_NET_MAXPATH]; /* index of this flow in each link's list */
   int plen;
-  double left;     /* bytes still to send */
+  double left;     /* bytes still to send at time t_ref */
+  double t_ref;    /* ns */
   double rate;     /* bytes per ns */
+  double old_rate; /* rate of the previous fill */
+  double fin;      /* projected end of sending, ns */
+  uint32_t ver;    /* bumped when fin changes: stale heap entries skipped */
+  uint32_t stamp;
   int64_t lat_ns;
   int64_t tag;     /* caller's */
   int frozen;
   int active;      /* transmitting */
   int apos;        /* index in the active list */
 } sim_flow;
+
+typedef struct sim_finq {  /* min-heap of projected finish times */
+  double fin;
+  int flow;
+  uint32_t ver;
+} sim_finq;
 
 typedef struct sim_net {
   int gpus, gpn, nodes, nic_per_node;
@@ -75,11 +92,15 @@ typedef struct sim_net {
   int nfree;
   int *active;     /* active flow ids */
   int nactive, capactive;
-  int *alinks;     /* links with flows */
-  int nalinks;
-  int64_t last;    /* time rates were last applied */
-  int dirty;       /* rates need recomputing */
-  uint64_t recomputes;
+  int *dirty;      /* dirty link ids */
+  int ndirty, capdirty;
+  int *comp_links, *comp_flows; /* component scratch */
+  int ncl, ncf, capcl, capcf;
+  uint32_t stamp;
+  sim_finq *heap;
+  int nheap, capheap;
+  int64_t last;    /* latest time seen */
+  uint64_t recomputes; /* progressive-filling runs (one per component) */
 } sim_net;
 
 int sim_net_init(sim_net *n, const sim_cluster *c);

@@ -32,6 +32,15 @@ extern "C" {
 int tr_rescale_slice(const tr_trace *t, int64_t iteration, int layer, int gpus,
                      int64_t slots_per_gpu, uint64_t seed, int64_t *out);
 
+/*
+ * The whole trace (iterations [it0, it1), it1 < 0: to the end) rescaled to
+ * `gpus` GPUs and written to out (.npy + sidecar with meta), slice by slice:
+ * neither the input nor the output is held in memory. Errors name the file.
+ */
+int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
+                     int64_t slots_per_gpu, uint64_t seed, const char *out,
+                     const tr_meta *meta, tr_error *err);
+
 /* The 64-bit seed of random stream (a, b) of a run seeded with `seed`
  * (SplitMix64 mix); used for the (iteration, layer) streams here and by the
  * generators, so streams never depend on the order they are drawn in. */

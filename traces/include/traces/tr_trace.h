@@ -107,6 +107,27 @@ void *tr_calloc(size_t n, size_t size); /* zeroed; checks n*size overflow */
 void *tr_realloc(void *ptr, size_t size);
 void tr_free(void *ptr);
 
+/*
+ * Any .npy array (little-endian int32, int64 or uint16, C order, up to
+ * TR_NPY_MAXDIM dimensions), mapped read-only: the building block of the
+ * trace reader, also used by the importers (other axis orders, per-token
+ * expert ids). Same errors as tr_open.
+ */
+#define TR_NPY_MAXDIM 8
+typedef struct tr_npy {
+  int ndim;
+  int64_t shape[TR_NPY_MAXDIM];
+  uint64_t cells;
+  tr_dtype dtype;
+  const unsigned char *data;
+  void *map;
+  size_t map_len;
+  char path[512];
+} tr_npy;
+int tr_npy_open(tr_npy *a, const char *path, tr_error *err);
+int64_t tr_npy_at(const tr_npy *a, uint64_t index); /* C-order flat index */
+void tr_npy_close(tr_npy *a);                        /* accepts NULL and zeroed */
+
 /* Sum of the counts of one (iteration, layer) (all ranks, all experts). */
 int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer);
 

@@ -1,0 +1,175 @@
+/*
+ * rtprof.c - calibrated profiles on disk (contract: rtprof.h).
+ */
+#include "rtprof.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+double cli_rt_local_us(const cli_rt_profile *p, double slots) {
+  if (p->local_us_per_row <= 0 && p->local_lat_us <= 0) return 0.0;
+  return 4.0 * (p->local_lat_us + slots * p->local_us_per_row);
+}
+
+static void sibling(const char *path, const char *ext, char *buf, size_t len) {
+  size_t n = strlen(path);
+  if (n > 5 && strcmp(path + n - 5, ".json") == 0)
+    snprintf(buf, len, "%.*s.%s.json", (int)(n - 5), path, ext);
+  else
+    snprintf(buf, len, "%s.%s.json", path, ext);
+}
+
+void cli_rt_cluster_path(const char *path, char *buf, size_t len) {
+  size_t n = strlen(path);
+  if (n > 5 && strcmp(path + n - 5, ".json") == 0)
+    snprintf(buf, len, "%.*s.cluster.json", (int)(n - 5), path);
+  else
+    snprintf(buf, len, "%s.cluster.json", path);
+}
+
+int cli_rt_profile_load(const char *path, cli_rt_profile *p, char *em, size_t el) {
+  json_error_t je;
+  json_t *root = json_load_file(path, 0, &je);
+  if (!root) {
+    snprintf(em, el, "%s:%d: %s", path, je.line, je.text);
+    return CLI_EFAIL;
+  }
+  memset(p, 0, sizeof *p);
+  int rc = CLI_EFAIL;
+  json_t *shapes = json_object_get(root, "shapes"), *sh = json_array_get(shapes, 0);
+  json_t *br = json_object_get(root, "bwd_ratio");
+  json_t *tk = json_object_get(sh, "tokens"), *us = json_object_get(sh, "us");
+  if (!json_is_number(br) || !json_is_array(tk) || !json_is_array(us) ||
+      json_array_size(tk) != json_array_size(us) || json_array_size(tk) < 1 ||
+      json_array_size(tk) > 64) {
+    snprintf(em, el, "%s: not a profile (needs bwd_ratio and shapes[0].tokens/us of equal length)", path);
+    goto done;
+  }
+  const char *s = json_string_value(json_object_get(root, "name"));
+  snprintf(p->name, sizeof p->name, "%s", s ? s : "calibrated");
+  s = json_string_value(json_object_get(root, "device"));
+  snprintf(p->device, sizeof p->device, "%s", s ? s : "");
+  p->d_model = (int)json_integer_value(json_object_get(sh, "d_model"));
+  p->d_ff = (int)json_integer_value(json_object_get(sh, "d_ff"));
+  p->npoints = (int)json_array_size(tk);
+  for (int i = 0; i < p->npoints; i++) {
+    p->tok[i] = json_number_value(json_array_get(tk, (size_t)i));
+    p->us[i] = json_number_value(json_array_get(us, (size_t)i));
+  }
+  p->pl.npoints = p->npoints;
+  p->pl.tokens = p->tok;
+  p->pl.us = p->us;
+  p->pl.bwd_ratio = json_number_value(br);
+  p->pl.nonmoe_us = 0.0;
+  if (pl_profile_check(&p->pl)) {
+    snprintf(em, el, "%s: profile points must be ascending and positive", path);
+    goto done;
+  }
+  char cpath[1024];
+  cli_rt_cluster_path(path, cpath, sizeof cpath);
+  if (access(cpath, R_OK) == 0) {
+    json_t *c = json_load_file(cpath, 0, &je);
+    if (!c) {
+      snprintf(em, el, "%s:%d: %s", cpath, je.line, je.text);
+      goto done;
+    }
+    json_t *in = json_object_get(c, "intra");
+    p->exchange_GBps = json_number_value(json_object_get(in, "bandwidth_GBps"));
+    p->exchange_latency_us = json_number_value(json_object_get(in, "latency_us"));
+    p->gpus = (int)json_integer_value(json_object_get(c, "gpus_per_node"));
+    json_decref(c);
+  }
+  sibling(path, "runtime", cpath, sizeof cpath);
+  if (access(cpath, R_OK) == 0) {
+    json_t *c = json_load_file(cpath, 0, &je);
+    if (!c) {
+      snprintf(em, el, "%s:%d: %s", cpath, je.line, je.text);
+      goto done;
+    }
+    p->local_lat_us = json_number_value(json_object_get(c, "local_latency_us"));
+    p->local_us_per_row = json_number_value(json_object_get(c, "local_us_per_row"));
+    p->launch_us = json_number_value(json_object_get(c, "launch_us"));
+    json_decref(c);
+  }
+  rc = CLI_OK;
+done:
+  json_decref(root);
+  return rc;
+}
+
+int cli_rt_profile_json(const cli_rt_profile *p, char **pj, char **cj) {
+  json_t *tk = json_array(), *us = json_array();
+  for (int i = 0; i < p->npoints; i++) {
+    json_array_append_new(tk, json_real(p->tok[i]));
+    json_array_append_new(us, json_real(p->us[i]));
+  }
+  json_t *prof = json_pack("{s:s, s:s, s:s, s:f, s:f, s:[{s:i, s:i, s:o, s:o}]}", "name", p->name,
+                           "device", p->device, "dtype", "bf16", "bwd_ratio", p->pl.bwd_ratio,
+                           "nonmoe_factor", 0.0, "shapes", "d_model", p->d_model, "d_ff", p->d_ff,
+                           "tokens", tk, "us", us);
+  int G = p->gpus > 0 ? p->gpus : 1;
+  char cname[96];
+  snprintf(cname, sizeof cname, "%s-cluster", p->name);
+  json_t *cl = json_pack(
+      "{s:s, s:i, s:i, s:{s:s, s:f, s:f}, s:{s:f, s:f}, s:{s:f, s:f, s:f}}", "name", cname,
+      "nodes", 1, "gpus_per_node", G, "gpu", "profile", "h200", "hbm_gib", 141.0 / G,
+      "compute_scale", 1.0, "intra", "bandwidth_GBps", p->exchange_GBps, "latency_us",
+      p->exchange_latency_us, "inter", "bandwidth_GBps", p->exchange_GBps, "latency_us",
+      p->exchange_latency_us, "oversubscription", 1.0);
+  *pj = prof ? json_dumps(prof, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) : NULL;
+  *cj = cl ? json_dumps(cl, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) : NULL;
+  json_decref(prof);
+  json_decref(cl);
+  if (!*pj || !*cj) {
+    free(*pj);
+    free(*cj);
+    return CLI_EFAIL;
+  }
+  return CLI_OK;
+}
+
+static int write_atomic(const char *path, const char *text, char *em, size_t el) {
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    snprintf(em, el, "%s: cannot write", path);
+    return CLI_EFAIL;
+  }
+  int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    snprintf(em, el, "%s: cannot write", path);
+    return CLI_EFAIL;
+  }
+  return CLI_OK;
+}
+
+int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, size_t el) {
+  char *pj = NULL, *cj = NULL, cpath[1024], rpath[1024];
+  if (cli_rt_profile_json(p, &pj, &cj)) {
+    snprintf(em, el, "out of memory");
+    return CLI_EFAIL;
+  }
+  json_t *rt = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "name", p->name, "local_latency_us",
+                         p->local_lat_us, "local_us_per_row", p->local_us_per_row, "launch_us",
+                         p->launch_us, "exchange_GBps", p->exchange_GBps, "exchange_latency_us",
+                         p->exchange_latency_us);
+  char *rj = rt ? json_dumps(rt, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) : NULL;
+  json_decref(rt);
+  cli_rt_cluster_path(path, cpath, sizeof cpath);
+  sibling(path, "runtime", rpath, sizeof rpath);
+  int rc = rj ? write_atomic(rpath, rj, em, el) : CLI_EFAIL;
+  free(rj);
+  if (!rc) rc = write_atomic(cpath, cj, em, el);
+  if (!rc) rc = write_atomic(path, pj, em, el);
+  free(pj);
+  free(cj);
+  return rc;
+}

@@ -1,0 +1,59 @@
+/*
+ * rtprof.h - calibrated profiles on disk, in the simulator's formats.
+ *
+ * `flexmoe calibrate --out P.json` writes two files (temporary + rename):
+ *   P.json          the compute profile in the format of sim/sim_profile.h
+ *                   (name, device, dtype, bwd_ratio, nonmoe_factor = 0 since
+ *                   the runtime runs no non-MoE work, one shape);
+ *   P.cluster.json  a cluster file in the format `--cluster FILE.json` takes
+ *                   (one node of G ranks, compute_scale 1 because the profile
+ *                   was measured on one rank, intra/inter = the measured
+ *                   exchange bandwidth and latency);
+ *   P.runtime.json  what only the runtime knows: the local token movement
+ *                   fit (permute: latency + cost per row), launch overhead,
+ *                   and the raw exchange points.
+ * The runtime's local token movement per layer and direction (four passes
+ * over the rank's token slots S) is what the cost model calls non-MoE work:
+ * nonmoe_us = 4 (local_lat_us + S local_us_per_row); `flexmoe validate`
+ * gives it to the simulator as the profile's nonmoe_factor for the run.
+ * Owned by the runtime authors.
+ */
+#ifndef FLEXMOE_CLI_RTPROF_H
+#define FLEXMOE_CLI_RTPROF_H
+
+#include <stddef.h>
+
+#include "placement/pl_cost.h"
+
+typedef struct cli_rt_profile {
+  char name[64];
+  char device[128];
+  int d_model, d_ff;
+  int npoints;
+  double tok[64], us[64];
+  pl_profile pl;              /* points into tok/us: use in place */
+  double exchange_GBps;       /* 0 when no cluster file */
+  double exchange_latency_us;
+  double launch_us;
+  double local_lat_us, local_us_per_row; /* 0 when no runtime file */
+  int gpus;
+} cli_rt_profile;
+
+/* Non-MoE time per layer and direction the runtime spends moving S token
+ * slots locally (see above). */
+double cli_rt_local_us(const cli_rt_profile *p, double slots_per_gpu);
+
+/* P.json -> P.cluster.json */
+void cli_rt_cluster_path(const char *profile_path, char *buf, size_t len);
+
+/* Reads P.json (the shape matching d_model/d_ff if given, else the first)
+ * and, when present, P.cluster.json. */
+int cli_rt_profile_load(const char *path, cli_rt_profile *p, char *em, size_t el);
+
+/* JSON texts of both files (malloc'd, caller frees). */
+int cli_rt_profile_json(const cli_rt_profile *p, char **profile_json, char **cluster_json);
+
+/* Writes both files; nothing half-written on failure. */
+int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, size_t el);
+
+#endif

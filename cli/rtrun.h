@@ -1,0 +1,89 @@
+/*
+ * rtrun.h - one runtime replay configuration: resolved, run, recorded.
+ *
+ * Shared by `flexmoe run` and `flexmoe validate` (and the GPU self-check).
+ * Resolution mirrors the simulator's runner (simrun.h) so that both sides
+ * see the same counts, the same policy environment and therefore the same
+ * plans: GPU g replays trace rank g mod R through tr_rescale_slice with the
+ * run's seed (own slot count unless --tokens-per-gpu), the policy sees
+ * iterations renumbered from 0, the cluster is one node of G ranks with the
+ * given slots, exchange bandwidth and latency, and the compute profile is
+ * the calibrated one (or a nominal default). Owned by the runtime authors.
+ */
+#ifndef FLEXMOE_CLI_RTRUN_H
+#define FLEXMOE_CLI_RTRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "placement/pl_cost.h"
+#include "runtime/rt_exec.h"
+#include "store/st_store.h"
+
+typedef struct cli_rt_config {
+  const char *backend;       /* cpu, cuda, nccl */
+  int ranks;                 /* 0: partitions, else trace ranks (cpu), GPUs (cuda), world (nccl) */
+  int partitions;            /* cuda: SM partitions of one GPU */
+  int device;
+  const char *trace_path;
+  const char *policy;
+  int64_t it_begin, it_end;  /* [begin, end), end -1: to the end */
+  uint64_t seed;
+  int d_model, d_ff, top_k;  /* 0: from the sidecar */
+  int64_t tokens_per_gpu;    /* 0: each rank's own slot count */
+  int slots;                 /* 0: ceil(1.5 E / G) capped at E */
+  double exchange_GBps;      /* cluster link for the policies' cost model */
+  double exchange_lat_us;
+  const pl_profile *profile; /* NULL: nominal H200 partition numbers */
+  double local_lat_us;       /* local token movement fit (rtprof.h): the */
+  double local_us_per_row;   /* profile's non-MoE time; 0: none */
+  int check;                 /* run rt_exec_check after the last iteration */
+  int quiet;                 /* no progress on stderr */
+  int predict;               /* no backend: predict every iteration with
+                                the placement cost model (pl_cost_layer +
+                                pl_cost_moves_us), the analytic formulas of
+                                the simulator, instead of running it */
+} cli_rt_config;
+
+#define CLI_RT_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, 0, 0, 0, 0, 0}
+
+typedef struct cli_rt_output {
+  char policy[256];
+  char backend[16];
+  char cluster[64];
+  char device[512];
+  int gpus, slots, d_model, d_ff, top_k, layers, experts;
+  double slots_per_gpu_mean;       /* token slots a rank routes per layer, mean */
+  double nonmoe_us;                /* the profile's non-MoE time used */
+  int64_t it_begin, it_end;
+  int64_t iterations;
+  double mean_iteration_ms;
+  double phase_ms[RT_PH_COUNT];   /* means */
+  double balance_p50, balance_p90;
+  int64_t migrated_bytes, dropped_tokens, bytes_alltoall;
+  rt_iter_result *rows;            /* [iterations] */
+  double *busy_ms, *total_ms;      /* [gpus] */
+  char *plans_json;                /* per iteration with moves: [[it, layer, nmoves, bytes, moves]...] */
+  rt_check check;
+  int checked;
+  uint64_t trace_hash;
+  char trace_path[512];
+  int64_t trace_iterations;
+  int trace_layers, trace_ranks, trace_experts;
+  double started, finished;
+  int owner;                       /* this process records (rank 0) */
+} cli_rt_output;
+
+/* Runs cfg; on failure returns CLI_EFAIL/CLI_EUSAGE with one sentence in
+ * errmsg. */
+int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **out, char *errmsg,
+                   size_t errlen);
+/* Writes the run as kind "gpu" in one transaction. */
+int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *errmsg,
+                  size_t errlen);
+void cli_rt_output_free(cli_rt_output *o);
+
+/* Short phase names, index = enum rt_phase. */
+extern const char *const cli_rt_phase_names[RT_PH_COUNT];
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * rt_calib.h - measuring a backend: the numbers the simulator's profile
+ * needs (flexmoe calibrate).
+ *
+ *  - expert FFN forward and backward time vs tokens for (d_model, d_ff), on
+ *    every rank at once (as in a replay, where all ranks compute together),
+ *    the slowest rank's mean over `reps` after `warmup` runs;
+ *  - exchange: a uniform all-to-all (the runtime's copies or send/recv and
+ *    the wait for every rank) at several sizes, fitted by least squares as
+ *    time = latency + bytes / bandwidth, bytes = what one rank sends to the
+ *    others counted at `model_bytes_per_elem` (so the fit is in the units
+ *    the cost model charges);
+ *  - local token movement: the permute kernel at several row counts,
+ *    fitted as latency + rows x cost per row (the replay runs four such
+ *    passes per layer and direction around the exchanges);
+ *  - launch overhead: the time per tiny kernel of a long chain.
+ */
+#ifndef FLEXMOE_RT_CALIB_H
+#define FLEXMOE_RT_CALIB_H
+
+#include <stdint.h>
+
+#include "runtime/rt_backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RT_CALIB_MAX 32
+
+typedef struct rt_calib_config {
+  int d_model, d_ff;
+  int ntokens;
+  int64_t tokens[RT_CALIB_MAX]; /* ascending */
+  int nsizes;
+  int64_t rows[RT_CALIB_MAX];   /* exchange: rows each rank sends to each rank */
+  int warmup, reps;
+  int model_bytes_per_elem;
+  uint64_t seed;
+} rt_calib_config;
+
+typedef struct rt_calib_result {
+  int ntokens;
+  int64_t tokens[RT_CALIB_MAX];
+  double fwd_us[RT_CALIB_MAX], bwd_us[RT_CALIB_MAX];
+  double bwd_ratio;             /* sum bwd / sum fwd over the points >= 256 tokens */
+  int nsizes;
+  double x_bytes[RT_CALIB_MAX]; /* per rank, sent to others */
+  double x_us[RT_CALIB_MAX];
+  double exchange_GBps;         /* fitted, per rank, per direction */
+  double exchange_latency_us;   /* fitted intercept */
+  double local_lat_us;          /* permute: fitted intercept */
+  double local_us_per_row;      /* permute: fitted slope */
+  double launch_us;
+} rt_calib_result;
+
+/* Fills cfg with the default point lists for the backend's element size
+ * (GPU: 16..16384 tokens; cpu: 8..512). */
+void rt_calib_defaults(rt_calib_config *cfg, const rt_backend *b, int d_model, int d_ff);
+
+int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out,
+                 char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,250 @@
+/*
+ * rt_calib.c - calibration through the backend interface (rt_calib.h), so
+ * the same code measures the cpu reference and the GPUs.
+ */
+#include "runtime/rt_calib.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kn_kernels.h"
+
+void rt_calib_defaults(rt_calib_config *cfg, const rt_backend *b, int d_model, int d_ff) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->d_model = d_model;
+  cfg->d_ff = d_ff;
+  int gpu = b->ops->elem_bytes(b) == 2;
+  static const int64_t gt[] = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+  static const int64_t ct[] = {8, 16, 32, 64, 128, 256, 512};
+  const int64_t *t = gpu ? gt : ct;
+  cfg->ntokens = gpu ? 11 : 7;
+  memcpy(cfg->tokens, t, sizeof(int64_t) * (size_t)cfg->ntokens);
+  static const int64_t gr[] = {16, 64, 256, 1024, 2048, 4096};
+  static const int64_t cr[] = {4, 16, 64, 256};
+  cfg->nsizes = gpu ? 6 : 4;
+  memcpy(cfg->rows, gpu ? gr : cr, sizeof(int64_t) * (size_t)cfg->nsizes);
+  cfg->warmup = gpu ? 3 : 1;
+  cfg->reps = gpu ? 20 : 3;
+  cfg->model_bytes_per_elem = 2;
+  cfg->seed = 1;
+}
+
+#define BK(call)                                                               \
+  do {                                                                         \
+    rc = (call);                                                               \
+    if (rc) {                                                                  \
+      if (err) snprintf(err, errlen, "%s", b->ops->last_error(b));             \
+      goto done;                                                               \
+    }                                                                          \
+  } while (0)
+
+typedef struct cbuf {
+  void *X, *P, *A, *Y, *dY, *dA, *dX, *G, *send, *recv, *out;
+  int32_t *idx;
+} cbuf;
+
+/* Before a measurement: keep every rank busy for `us` so that the host
+ * queues all repetitions before the first stamp (the replay keeps the host
+ * ahead of the GPUs the same way), then align the ranks. */
+static int head_start(rt_backend *b, double us) {
+  int rc;
+  if (b->ops->delay)
+    for (int r = 0; r < b->ranks; r++)
+      if (b->ops->owns(b, r) && (rc = b->ops->delay(b, r, us))) return rc;
+  return b->ops->barrier(b);
+}
+
+/* Least squares y = a + b x; a negative intercept (noise at small sizes)
+ * becomes half the smallest measurement, a floor rather than no cost. */
+static void fit(const double *x, const double *y, int n, double *a, double *b) {
+  double mx = 0, my = 0, sxx = 0, sxy = 0;
+  for (int i = 0; i < n; i++) {
+    mx += x[i] / n;
+    my += y[i] / n;
+  }
+  for (int i = 0; i < n; i++) {
+    sxx += (x[i] - mx) * (x[i] - mx);
+    sxy += (x[i] - mx) * (y[i] - my);
+  }
+  *b = sxx > 0 ? sxy / sxx : 0;
+  if (*b < 0) *b = 0;
+  *a = my - *b * mx;
+  if (*a <= 0) *a = n > 0 ? 0.5 * y[0] : 0;
+}
+
+/* Slowest rank's (stamp s1 - stamp s0), ms. */
+static double span(const double *ms, int G, int s0, int s1) {
+  double w = 0;
+  for (int r = 0; r < G; r++) {
+    double t = ms[s1 * G + r] - ms[s0 * G + r];
+    if (t > w) w = t;
+  }
+  return w;
+}
+
+int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out,
+                 char *err, size_t errlen) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, f = cfg->d_ff, rc = 0;
+  if (cfg->ntokens < 1 || cfg->ntokens > RT_CALIB_MAX || cfg->nsizes < 0 ||
+      cfg->nsizes > RT_CALIB_MAX || d % 8 || f % 8 || cfg->reps < 1) {
+    if (err) snprintf(err, errlen, "calibration: bad configuration");
+    return RT_EINVAL;
+  }
+  memset(out, 0, sizeof *out);
+  size_t esz = (size_t)o->elem_bytes(b);
+  int64_t tmax = cfg->tokens[cfg->ntokens - 1];
+  int64_t rmax = 0;
+  for (int i = 0; i < cfg->nsizes; i++)
+    if (cfg->rows[i] > rmax) rmax = cfg->rows[i];
+  int64_t xrows = rmax * G > tmax ? rmax * G : tmax;
+  cbuf *cb = calloc((size_t)G, sizeof *cb);
+  int32_t *hidx = malloc(sizeof(int32_t) * (size_t)xrows);
+  double *ms = malloc(sizeof(double) * 8 * (size_t)G);
+  if (!cb || !hidx || !ms) {
+    free(cb);
+    free(hidx);
+    free(ms);
+    return RT_ENOMEM;
+  }
+  for (int64_t i = 0; i < xrows; i++) hidx[i] = (int32_t)i;
+  for (int r = 0; r < G; r++) {
+    if (!o->owns(b, r)) continue;
+    cbuf *c = &cb[r];
+    c->X = o->alloc(b, r, (size_t)tmax * d * esz);
+    c->P = o->alloc(b, r, 2 * (size_t)d * f * esz);
+    c->A = o->alloc(b, r, (size_t)tmax * f * esz);
+    c->Y = o->alloc(b, r, (size_t)tmax * d * esz);
+    c->dY = o->alloc(b, r, (size_t)tmax * d * esz);
+    c->dA = o->alloc(b, r, (size_t)tmax * f * esz);
+    c->dX = o->alloc(b, r, (size_t)tmax * d * esz);
+    c->G = o->alloc(b, r, 2 * (size_t)d * f * esz);
+    c->send = o->alloc(b, r, (size_t)xrows * d * esz);
+    c->recv = o->alloc(b, r, (size_t)xrows * d * esz);
+    c->out = o->alloc(b, r, (size_t)xrows * d * esz);
+    c->idx = o->alloc(b, r, (size_t)xrows * 4);
+    if (!c->X || !c->P || !c->A || !c->Y || !c->dY || !c->dA || !c->dX || !c->G || !c->send ||
+        !c->recv || !c->out || !c->idx) {
+      if (err) snprintf(err, errlen, "calibration: out of memory: %s", o->last_error(b));
+      rc = RT_ENOMEM;
+      goto done;
+    }
+    BK(o->fill(b, r, c->X, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 0, 0), 1.0f));
+    BK(o->fill(b, r, c->dY, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 1, 0), 1.0f));
+    BK(o->fill(b, r, c->P, 2 * (size_t)d * f, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 0),
+               1.0f / sqrtf((float)d)));
+    BK(o->fill(b, r, c->send, (size_t)xrows * d, kn_seed(cfg->seed, 7, (uint64_t)r, 3, 0), 1.0f));
+    BK(o->upload(b, r, c->idx, hidx, (size_t)xrows * 4));
+  }
+  /* expert FFN, all ranks at once */
+  out->ntokens = cfg->ntokens;
+  double sf = 0, sb = 0;
+  for (int i = 0; i < cfg->ntokens; i++) {
+    int64_t n = cfg->tokens[i];
+    out->tokens[i] = n;
+    for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
+      if (rep == 0) {
+        BK(head_start(b, 500.0 + 60.0 * cfg->reps));
+        BK(o->mark(b, 0));
+      }
+      for (int r = 0; r < G; r++)
+        if (o->owns(b, r)) BK(o->ffn_fwd(b, r, cb[r].X, cb[r].P, cb[r].A, cb[r].Y, n, d, f));
+    }
+    BK(o->mark(b, 1));
+    BK(head_start(b, 500.0 + 100.0 * cfg->reps));
+    BK(o->mark(b, 2));
+    for (int rep = 0; rep < cfg->reps; rep++)
+      for (int r = 0; r < G; r++)
+        if (o->owns(b, r))
+          BK(o->ffn_bwd(b, r, cb[r].X, cb[r].P, cb[r].A, cb[r].dY, cb[r].dA, cb[r].dX, cb[r].G, n,
+                        d, f));
+    BK(o->mark(b, 3));
+    BK(o->collect(b, 4, ms));
+    out->fwd_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
+    out->bwd_us[i] = 1e3 * span(ms, G, 2, 3) / cfg->reps;
+    if (n >= 256) {
+      sf += out->fwd_us[i];
+      sb += out->bwd_us[i];
+    }
+  }
+  if (sf <= 0)
+    for (int i = 0; i < cfg->ntokens; i++) {
+      sf += out->fwd_us[i];
+      sb += out->bwd_us[i];
+    }
+  out->bwd_ratio = sf > 0 ? sb / sf : 2.0;
+  /* exchange: uniform all-to-all at several sizes (copies + barrier) */
+  out->nsizes = cfg->nsizes;
+  for (int i = 0; i < cfg->nsizes; i++) {
+    int64_t m = cfg->rows[i];
+    size_t chunk = (size_t)m * d * esz;
+    for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
+      if (rep == 0) {
+        BK(head_start(b, 500.0 + 100.0 * cfg->reps));
+        BK(o->mark(b, 0));
+      }
+      BK(o->group_begin(b));
+      for (int r = 0; r < G; r++)
+        for (int g = 0; g < G; g++)
+          BK(o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
+                     (char *)cb[g].recv + (size_t)r * chunk, chunk));
+      BK(o->group_end(b));
+      BK(o->barrier(b));
+    }
+    BK(o->mark(b, 1));
+    BK(o->collect(b, 2, ms));
+    out->x_bytes[i] = (double)m * (G > 1 ? G - 1 : 1) * d * cfg->model_bytes_per_elem;
+    out->x_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
+  }
+  /* least squares t = latency + bytes / bandwidth */
+  if (cfg->nsizes >= 2) {
+    double icpt, slope; /* us, us per byte */
+    fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
+    out->exchange_GBps = slope > 0 ? 1e-3 / slope : 0;
+    out->exchange_latency_us = icpt;
+  }
+  /* local token movement: permute of m * G rows */
+  double lx[RT_CALIB_MAX], ly[RT_CALIB_MAX];
+  for (int i = 0; i < cfg->nsizes; i++) {
+    int64_t rows = cfg->rows[i] * G;
+    for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
+      if (rep == 0) {
+        BK(head_start(b, 500.0 + 30.0 * cfg->reps));
+        BK(o->mark(b, 0));
+      }
+      for (int r = 0; r < G; r++)
+        if (o->owns(b, r)) BK(o->permute(b, r, cb[r].out, cb[r].send, cb[r].idx, NULL, rows, d));
+    }
+    BK(o->mark(b, 1));
+    BK(o->collect(b, 2, ms));
+    lx[i] = (double)rows;
+    ly[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
+  }
+  fit(lx, ly, cfg->nsizes, &out->local_lat_us, &out->local_us_per_row);
+  /* launch overhead: a chain of tiny kernels on rank 0 */
+  {
+    int n = 200;
+    BK(o->barrier(b));
+    BK(o->mark(b, 0));
+    /* no head start here: this measures the host's launch rate */
+    for (int i = 0; i < n; i++)
+      for (int r = 0; r < G; r++)
+        if (o->owns(b, r)) BK(o->fill(b, r, cb[r].out, 8, 1, 1.0f));
+    BK(o->mark(b, 1));
+    BK(o->collect(b, 2, ms));
+    out->launch_us = 1e3 * span(ms, G, 0, 1) / n;
+  }
+done:
+  for (int r = 0; r < G; r++) {
+    cbuf *c = &cb[r];
+    void *p[] = {c->X, c->P, c->A, c->Y, c->dY, c->dA, c->dX, c->G, c->send, c->recv, c->out, c->idx};
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+      if (p[i]) o->release(b, r, p[i]);
+  }
+  free(cb);
+  free(hidx);
+  free(ms);
+  return rc;
+}

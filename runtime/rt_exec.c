@@ -1,0 +1,1105 @@
+/*
+ * rt_exec.c - the replay executor (see rt_exec.h for the iteration model).
+ *
+ * Host side, per (layer, rank), the routing is turned into index arrays:
+ *   sidx/sw  send layout (by destination rank, then expert, then slot):
+ *            send[p] = X[sidx[p]] (forward), w * dOut[sidx[p]] (backward);
+ *   ridx     regroup on the receiver: xin[i] = recv[ridx[i]], expert-major;
+ *   rinv     its inverse, to send results back in the received layout;
+ *   cidx/cw  combine: out[t] = sum_q cw * back[cidx[t*k + q]].
+ * Buffers on each rank: per layer X, dOut, Out, dIn (tokens), xin and A
+ * (saved for the backward); shared send/back (slots routed), recv, Y,
+ * dY, ysend (slots received, at most every rank's), dA scratch.
+ * Expert slots per (layer, rank): parameters (W1|W2), gradient, all-reduce
+ * staging, optimizer state bytes; a slot's expert is -1 when free.
+ *
+ * Time stamps: 0 after input generation (and, on the first iteration,
+ * after the initial layout), 1 after migration, then one per phase of every
+ * layer and direction, then one after the all-reduce. A phase lasts from the
+ * latest rank's previous stamp to the latest rank's stamp: the critical path
+ * the simulator predicts.
+ */
+#include "runtime/rt_exec.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kn_kernels.h"
+#include "placement/pl_error.h"
+#include "placement/pl_route.h"
+
+typedef struct slot {
+  int expert; /* -1: free, -2: being freed in this migration round */
+  int was;    /* expert of a slot being freed (still readable this round) */
+  int born;   /* migration round that filled it (-1: earlier) */
+  void *param, *grad, *stage, *opt;
+} slot;
+
+typedef struct lr {
+  int64_t S, T;
+  int32_t *sidx, *ridx, *rinv, *cidx;
+  float *sw, *cw;
+  int64_t *send_off, *send_cnt; /* [G] by destination */
+  int64_t *recv_off, *recv_cnt; /* [G] by source */
+  int64_t recv_total;
+  int64_t *ex_n, *ex_off;       /* [E] expert-major rows on this rank */
+  int *ex_slot;                 /* [E] slot index hosting e, -1 */
+  int32_t *d_sidx, *d_ridx, *d_rinv, *d_cidx;
+  float *d_sw, *d_cw;
+  void *d_X, *d_dOut, *d_Out, *d_dIn, *d_xin, *d_A;
+  slot *slots;                  /* [slots] */
+} lr;
+
+typedef struct rk {
+  void *send, *back, *recv, *Y, *dY, *ysend, *dA;
+} rk;
+
+typedef struct mig_copy {
+  int src_rank, dst_rank;
+  slot src, dst;
+  int round;
+} mig_copy;
+
+struct rt_exec {
+  rt_backend *b;
+  const rt_backend_ops *ops;
+  pl_policy *policy;
+  pl_env env;
+  rt_exec_config cfg;
+  int G, L, E, k, d, f, esz;
+  int64_t Smax, Tmax, Cap;
+  int nphys;       /* physical slots per (layer, rank): slots + 1 spare, so
+                      that a plan that swaps experts between full GPUs
+                      always finds a free buffer (at most `slots` are ever
+                      occupied once a plan is applied) */
+  size_t pelems;   /* 2 d f */
+  size_t optbytes; /* per replica */
+  lr *lr;          /* [L*G] */
+  rk *rk;          /* [G] */
+  int64_t *split_l; /* [L][G*E*G] split of each (source, expert) over ranks */
+  int64_t last_it;
+  int64_t *rowc;   /* [G*E] scratch */
+  pl_routing route, tmp;
+  pl_move *moves;
+  int nmoves, capmoves;
+  mig_copy *mig;
+  int nmig, capmig, rounds;
+  double *stamps;
+  int *kind;       /* phase of each time stamp */
+  double *busy, *total;
+  int64_t iters;
+  char *err;
+  size_t errlen;
+};
+
+#define LR(x, l, r) (&(x)->lr[(size_t)(l) * (size_t)(x)->G + (size_t)(r)])
+
+static int fail(rt_exec *x, int code, const char *fmt, const char *detail) {
+  if (x->err && x->errlen) snprintf(x->err, x->errlen, fmt, detail);
+  return code;
+}
+
+/* A backend call: on error the backend's own message is kept. */
+#define BK(x, call)                                                            \
+  do {                                                                         \
+    int rc_ = (call);                                                          \
+    if (rc_) return fail((x), rc_, "%s", (x)->ops->last_error((x)->b));        \
+  } while (0)
+
+static void *dalloc(rt_exec *x, int r, size_t bytes) {
+  return x->ops->alloc(x->b, r, bytes ? bytes : 16);
+}
+
+static uint64_t seed_of(const rt_exec *x, int what, int64_t a, int64_t b, int64_t c) {
+  return kn_seed(x->cfg.seed, (uint64_t)what, (uint64_t)a, (uint64_t)b, (uint64_t)c);
+}
+
+static float weight_of(uint64_t s, int64_t j) {
+  return 0.75f + 0.25f * kn_value(s, (uint64_t)j);
+}
+
+/* Generates the parameters and optimizer state of expert e into a slot. */
+static int gen_expert(rt_exec *x, int l, int r, int e, slot *s) {
+  size_t df = (size_t)x->d * (size_t)x->f;
+  char *p = s->param;
+  BK(x, x->ops->fill(x->b, r, p, df, seed_of(x, 1, l, e, 0), 1.0f / sqrtf((float)x->d)));
+  BK(x, x->ops->fill(x->b, r, p + df * (size_t)x->esz, df, seed_of(x, 1, l, e, 1),
+                     1.0f / sqrtf((float)x->f)));
+  if (x->optbytes) BK(x, x->ops->fill_bytes(x->b, r, s->opt, x->optbytes, seed_of(x, 2, l, e, 0)));
+  return 0;
+}
+
+void rt_exec_destroy(rt_exec *x) {
+  if (!x) return;
+  if (x->lr)
+    for (int l = 0; l < x->L; l++)
+      for (int r = 0; r < x->G; r++) {
+        lr *q = LR(x, l, r);
+        free(q->sidx); free(q->ridx); free(q->rinv); free(q->cidx);
+        free(q->sw); free(q->cw); free(q->send_off); free(q->send_cnt);
+        free(q->recv_off); free(q->recv_cnt); free(q->ex_n); free(q->ex_off);
+        free(q->ex_slot);
+        void *dev[] = {q->d_sidx, q->d_ridx, q->d_rinv, q->d_cidx, q->d_sw, q->d_cw,
+                       q->d_X, q->d_dOut, q->d_Out, q->d_dIn, q->d_xin, q->d_A};
+        for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
+          if (dev[i]) x->ops->release(x->b, r, dev[i]);
+        if (q->slots)
+          for (int s = 0; s < x->nphys; s++) {
+            slot *sl = &q->slots[s];
+            void *sp[] = {sl->param, sl->grad, sl->stage, sl->opt};
+            for (int i = 0; i < 4; i++)
+              if (sp[i]) x->ops->release(x->b, r, sp[i]);
+          }
+        free(q->slots);
+      }
+  if (x->rk)
+    for (int r = 0; r < x->G; r++) {
+      rk *q = &x->rk[r];
+      void *dev[] = {q->send, q->back, q->recv, q->Y, q->dY, q->ysend, q->dA};
+      for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
+        if (dev[i]) x->ops->release(x->b, r, dev[i]);
+    }
+  free(x->lr);
+  free(x->rk);
+  free(x->split_l);
+  free(x->rowc);
+  pl_routing_fini(&x->route);
+  pl_routing_fini(&x->tmp);
+  free(x->moves);
+  free(x->mig);
+  free(x->stamps);
+  free(x->kind);
+  free(x->busy);
+  free(x->total);
+  free(x);
+}
+
+static int warmup(rt_exec *x);
+
+int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
+                   const pl_env *env, const rt_exec_config *cfg, char *err,
+                   size_t errlen) {
+  if (!out || !b || !policy || !env || !cfg) return RT_EINVAL;
+  if (cfg->layers < 1 || cfg->experts < 1 || cfg->top_k < 1 || cfg->d_model < 8 ||
+      cfg->d_ff < 8 || cfg->d_model % 8 || cfg->d_ff % 8 || cfg->slots < 1 ||
+      cfg->max_slots_per_rank < 1 || env->cluster.gpus != b->ranks ||
+      env->layers != cfg->layers || env->experts != cfg->experts) {
+    if (err) snprintf(err, errlen, "executor: inconsistent configuration (shapes must be multiples of 8, ranks = GPUs)");
+    return RT_EINVAL;
+  }
+  rt_exec *x = calloc(1, sizeof *x);
+  if (!x) return RT_ENOMEM;
+  x->b = b;
+  x->ops = b->ops;
+  x->policy = policy;
+  x->env = *env;
+  x->cfg = *cfg;
+  x->err = err;
+  x->errlen = errlen;
+  x->G = b->ranks;
+  x->L = cfg->layers;
+  x->E = cfg->experts;
+  x->k = cfg->top_k;
+  x->d = cfg->d_model;
+  x->f = cfg->d_ff;
+  x->esz = x->ops->elem_bytes(b);
+  x->nphys = cfg->slots + 1;
+  x->Smax = cfg->max_slots_per_rank;
+  x->Tmax = (x->Smax + x->k - 1) / x->k;
+  x->Cap = x->Smax * x->G;
+  x->pelems = 2 * (size_t)x->d * (size_t)x->f;
+  x->optbytes = (size_t)llround(cfg->optimizer_bytes_per_param * (double)x->pelems);
+  x->optbytes = (x->optbytes + 3) & ~(size_t)3;
+  int G = x->G, L = x->L, E = x->E, rc = 0;
+  size_t dsz = (size_t)x->d * (size_t)x->esz, fsz = (size_t)x->f * (size_t)x->esz;
+  x->lr = calloc((size_t)L * (size_t)G, sizeof *x->lr);
+  x->rk = calloc((size_t)G, sizeof *x->rk);
+  x->split_l = calloc((size_t)L * G * E * G, sizeof *x->split_l);
+  x->rowc = calloc((size_t)G * (size_t)E, sizeof *x->rowc);
+  x->busy = calloc((size_t)G, sizeof *x->busy);
+  x->total = calloc((size_t)G, sizeof *x->total);
+  int nst = 14 * L + 3;
+  x->stamps = calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
+  x->kind = calloc((size_t)nst, sizeof *x->kind);
+  if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
+      !x->stamps || !x->kind) {
+    rc = RT_ENOMEM;
+    goto fail;
+  }
+  if (nst > x->ops->max_marks(b)) {
+    rc = fail(x, RT_EINVAL, "%s", "too many layers for the backend's time stamps");
+    goto fail;
+  }
+  if (pl_routing_init(&x->route, G, E, 1) || pl_routing_init(&x->tmp, G, E, 0)) {
+    rc = RT_ENOMEM;
+    goto fail;
+  }
+  for (int r = 0; r < G; r++) {
+    if (!x->ops->owns(b, r)) continue;
+    rk *q = &x->rk[r];
+    q->send = dalloc(x, r, (size_t)x->Smax * dsz);
+    q->back = dalloc(x, r, (size_t)x->Smax * dsz);
+    q->recv = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->Y = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->dY = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->ysend = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->dA = dalloc(x, r, (size_t)x->Cap * fsz);
+    if (!q->send || !q->back || !q->recv || !q->Y || !q->dY || !q->ysend || !q->dA) {
+      rc = fail(x, RT_ENOMEM, "out of device memory for exchange buffers: %s",
+                x->ops->last_error(b));
+      goto fail;
+    }
+  }
+  for (int l = 0; l < L && !rc; l++) {
+    const pl_placement *pp = pl_policy_placement(policy, l);
+    for (int r = 0; r < G; r++) {
+      lr *q = LR(x, l, r);
+      q->sidx = calloc((size_t)x->Smax, sizeof(int32_t));
+      q->sw = calloc((size_t)x->Smax, sizeof(float));
+      q->ridx = calloc((size_t)x->Cap, sizeof(int32_t));
+      q->rinv = calloc((size_t)x->Cap, sizeof(int32_t));
+      q->cidx = calloc((size_t)x->Tmax * (size_t)x->k, sizeof(int32_t));
+      q->cw = calloc((size_t)x->Tmax * (size_t)x->k, sizeof(float));
+      q->send_off = calloc((size_t)G, sizeof(int64_t));
+      q->send_cnt = calloc((size_t)G, sizeof(int64_t));
+      q->recv_off = calloc((size_t)G, sizeof(int64_t));
+      q->recv_cnt = calloc((size_t)G, sizeof(int64_t));
+      q->ex_n = calloc((size_t)E, sizeof(int64_t));
+      q->ex_off = calloc((size_t)E, sizeof(int64_t));
+      q->ex_slot = calloc((size_t)E, sizeof(int));
+      q->slots = calloc((size_t)x->nphys, sizeof(slot));
+      if (!q->sidx || !q->sw || !q->ridx || !q->rinv || !q->cidx || !q->cw || !q->send_off ||
+          !q->send_cnt || !q->recv_off || !q->recv_cnt || !q->ex_n || !q->ex_off ||
+          !q->ex_slot || !q->slots) {
+        rc = RT_ENOMEM;
+        break;
+      }
+      for (int s = 0; s < x->nphys; s++) {
+        q->slots[s].expert = -1;
+        q->slots[s].born = -1;
+      }
+      if (!x->ops->owns(b, r)) continue;
+      q->d_sidx = dalloc(x, r, (size_t)x->Smax * 4);
+      q->d_sw = dalloc(x, r, (size_t)x->Smax * 4);
+      q->d_ridx = dalloc(x, r, (size_t)x->Cap * 4);
+      q->d_rinv = dalloc(x, r, (size_t)x->Cap * 4);
+      q->d_cidx = dalloc(x, r, (size_t)x->Tmax * (size_t)x->k * 4);
+      q->d_cw = dalloc(x, r, (size_t)x->Tmax * (size_t)x->k * 4);
+      q->d_X = dalloc(x, r, (size_t)x->Tmax * dsz);
+      q->d_dOut = dalloc(x, r, (size_t)x->Tmax * dsz);
+      q->d_Out = dalloc(x, r, (size_t)x->Tmax * dsz);
+      q->d_dIn = dalloc(x, r, (size_t)x->Tmax * dsz);
+      q->d_xin = dalloc(x, r, (size_t)x->Cap * dsz);
+      q->d_A = dalloc(x, r, (size_t)x->Cap * fsz);
+      if (!q->d_sidx || !q->d_sw || !q->d_ridx || !q->d_rinv || !q->d_cidx || !q->d_cw ||
+          !q->d_X || !q->d_dOut || !q->d_Out || !q->d_dIn || !q->d_xin || !q->d_A) {
+        rc = fail(x, RT_ENOMEM, "out of device memory for activations: %s", x->ops->last_error(b));
+        break;
+      }
+      for (int s = 0; s < x->nphys; s++) {
+        slot *sl = &q->slots[s];
+        sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
+        sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
+        sl->stage = dalloc(x, r, x->pelems * (size_t)x->esz);
+        sl->opt = dalloc(x, r, x->optbytes);
+        if (!sl->param || !sl->grad || !sl->stage || !sl->opt) {
+          rc = fail(x, RT_ENOMEM, "out of device memory for expert slots: %s", x->ops->last_error(b));
+          break;
+        }
+      }
+      if (rc) break;
+      /* Initial layout: the policy's placement. */
+      for (int j = 0; j < pp->nhost[r]; j++) {
+        int e = pp->host[r * pp->slots + j];
+        if (j >= cfg->slots) {
+          rc = fail(x, RT_ESLOTS, "%s", "policy placement exceeds the slot count");
+          break;
+        }
+        q->slots[j].expert = e;
+        if ((rc = gen_expert(x, l, r, e, &q->slots[j]))) break;
+      }
+    }
+  }
+  if (!rc) rc = warmup(x);
+  if (rc) goto fail;
+  *out = x;
+  return 0;
+fail:
+  if (rc == RT_ENOMEM && err && !err[0]) snprintf(err, errlen, "executor: out of memory");
+  rt_exec_destroy(x);
+  return rc;
+}
+
+/* GPU backends pay on first use: CUDA loads modules lazily, and cuBLAS
+ * runs its heuristic (host time, tens of microseconds) for every new GEMM
+ * size, then caches it. Measured on the H200: the first ~15 iterations of
+ * a replay ran up to 15x slower until every expert token count had been
+ * seen. So run the expert FFN forward and backward at every token count
+ * 1..warm_tokens (the largest an expert gets in the trace) and then on a
+ * 1.25x ladder up to the receive capacity, on every rank, with the spare
+ * slot's buffers, before anything is timed. */
+static int warmup(rt_exec *x) {
+  if (!x->ops->delay) return 0; /* cpu: nothing is loaded lazily */
+  for (int r = 0; r < x->G; r++) {
+    if (!x->ops->owns(x->b, r)) continue;
+    lr *q = LR(x, 0, r);
+    slot *sp = &q->slots[x->nphys - 1];
+    BK(x, x->ops->fill(x->b, r, sp->param, x->pelems, 7, 0.01f));
+    BK(x, x->ops->fill(x->b, r, q->d_xin, (size_t)x->Cap * x->d, 8, 1.0f));
+    BK(x, x->ops->fill(x->b, r, x->rk[r].dY, (size_t)x->Cap * x->d, 9, 1.0f));
+    int64_t every = x->cfg.warm_tokens < x->Cap ? x->cfg.warm_tokens : x->Cap;
+    for (int64_t n = 1; n <= x->Cap; n = n < 8 || n < every ? n + 1 : n + n / 4) {
+      BK(x, x->ops->ffn_fwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].Y, n, x->d, x->f));
+      BK(x, x->ops->ffn_bwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].dY, x->rk[r].dA,
+                            x->rk[r].Y, sp->grad, n, x->d, x->f));
+    }
+  }
+  BK(x, x->ops->barrier(x->b));
+  BK(x, x->ops->mark(x->b, 0));
+  BK(x, x->ops->collect(x->b, 1, x->stamps));
+  return 0;
+}
+
+static int add_move(rt_exec *x, const pl_move *m) {
+  if (x->nmoves == x->capmoves) {
+    int nc = x->capmoves ? 2 * x->capmoves : 64;
+    pl_move *n = realloc(x->moves, sizeof *n * (size_t)nc);
+    if (!n) return RT_ENOMEM;
+    x->moves = n;
+    x->capmoves = nc;
+  }
+  x->moves[x->nmoves++] = *m;
+  return 0;
+}
+
+static int add_mig(rt_exec *x, const mig_copy *m) {
+  if (x->nmig == x->capmig) {
+    int nc = x->capmig ? 2 * x->capmig : 64;
+    mig_copy *n = realloc(x->mig, sizeof *n * (size_t)nc);
+    if (!n) return RT_ENOMEM;
+    x->mig = n;
+    x->capmig = nc;
+  }
+  x->mig[x->nmig++] = *m;
+  return 0;
+}
+
+static int find_slot(const lr *q, int nslots, int expert) {
+  for (int s = 0; s < nslots; s++)
+    if (q->slots[s].expert == expert) return s;
+  return -1;
+}
+
+/* Turns the moves of layer l (x->moves[first..]) into slot copies in
+ * rounds: a slot freed in a round is reused only in a later one, after a
+ * barrier, so no copy reads a slot another copy is writing. */
+static int plan_migration(rt_exec *x, int l, int first) {
+  int S = x->nphys, G = x->G;
+  int n = x->nmoves - first;
+  if (n <= 0) return 0;
+  char *done = calloc((size_t)n, 1);
+  int *freeing = calloc((size_t)G * (size_t)S, sizeof(int));
+  if (!done || !freeing) {
+    free(done);
+    free(freeing);
+    return RT_ENOMEM;
+  }
+  int left = n, rc = 0;
+  for (int g = 0; g < G; g++)
+    for (int s = 0; s < S; s++) LR(x, l, g)->slots[s].born = -1;
+  for (int round = 0; left > 0 && !rc; round++) {
+    int progress = 0, nfreeing = 0;
+    for (int i = 0; i < n && !rc; i++) {
+      if (done[i]) continue;
+      const pl_move *m = &x->moves[first + i];
+      if (m->from < 0 || m->from >= G || (m->kind != PL_MOVE_DROP && (m->to < 0 || m->to >= G))) {
+        rc = fail(x, RT_EPLACEMENT, "%s", "plan move names a GPU out of range");
+        break;
+      }
+      lr *src = LR(x, l, m->from);
+      int ss = find_slot(src, S, m->expert);
+      if (ss < 0)
+        for (int q = 0; q < S; q++)
+          if (src->slots[q].expert == -2 && src->slots[q].was == m->expert) ss = q;
+      if (ss >= 0 && src->slots[ss].born == round) continue; /* its copy lands this round */
+      if (ss < 0) {
+        rc = fail(x, RT_EPLACEMENT, "%s", "plan moves an expert from a GPU that does not host it");
+        break;
+      }
+      if (m->kind == PL_MOVE_DROP) {
+        src->slots[ss].was = m->expert;
+        src->slots[ss].expert = -2; /* freed at the end of the round */
+        freeing[m->from * S + ss] = 1;
+        nfreeing++;
+      } else {
+        lr *dst = LR(x, l, m->to);
+        if (find_slot(dst, S, m->expert) >= 0) {
+          rc = fail(x, RT_EPLACEMENT, "%s", "plan puts a second replica of an expert on one GPU");
+          break;
+        }
+        int ds = find_slot(dst, S, -1);
+        if (ds < 0) continue; /* wait for a slot freed in this round */
+        mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], round};
+        if ((rc = add_mig(x, &c))) break;
+        dst->slots[ds].expert = m->expert;
+        dst->slots[ds].born = round;
+        if (m->kind == PL_MOVE_MIGRATE) {
+          src->slots[ss].was = m->expert;
+          src->slots[ss].expert = -2;
+          freeing[m->from * S + ss] = 1;
+          nfreeing++;
+        }
+      }
+      done[i] = 1;
+      left--;
+      progress = 1;
+    }
+    /* Free the slots given up this round, except those a move still to
+     * come copies from (a plan may migrate an expert away from a GPU and
+     * also replicate it from there): they stay readable until then. */
+    for (int g = 0; g < G; g++)
+      for (int s = 0; s < S; s++) {
+        if (!freeing[g * S + s]) continue;
+        int needed = 0;
+        for (int i = 0; i < n && !needed; i++) {
+          const pl_move *m = &x->moves[first + i];
+          needed = !done[i] && m->kind != PL_MOVE_DROP && m->from == g &&
+                   m->expert == LR(x, l, g)->slots[s].was;
+        }
+        if (needed) continue;
+        LR(x, l, g)->slots[s].expert = -1;
+        freeing[g * S + s] = 0;
+      }
+    if (!rc && !progress && nfreeing == 0 && left > 0) {
+      /* Moves waiting only for a copy made this round can go next round. */
+      for (int g = 0; g < G; g++)
+        for (int s = 0; s < S; s++)
+          if (LR(x, l, g)->slots[s].born == round) {
+            progress = 1;
+          }
+    }
+    if (round + 1 > x->rounds) x->rounds = round + 1;
+    if (!rc && !progress && nfreeing == 0 && left > 0)
+      rc = fail(x, RT_ESLOTS, "%s", "plan needs more expert slots than a GPU has");
+  }
+  free(done);
+  free(freeing);
+  return rc;
+}
+
+static int run_migration(rt_exec *x) {
+  size_t pb = x->pelems * (size_t)x->esz;
+  for (int round = 0; round < x->rounds; round++) {
+    BK(x, x->ops->group_begin(x->b));
+    for (int i = 0; i < x->nmig; i++) {
+      const mig_copy *c = &x->mig[i];
+      if (c->round != round) continue;
+      BK(x, x->ops->copy(x->b, c->src_rank, c->src.param, c->dst_rank, c->dst.param, pb));
+      if (x->optbytes)
+        BK(x, x->ops->copy(x->b, c->src_rank, c->src.opt, c->dst_rank, c->dst.opt, x->optbytes));
+    }
+    BK(x, x->ops->group_end(x->b));
+    BK(x, x->ops->barrier(x->b));
+  }
+  return 0;
+}
+
+/* Host layout of layer l from the routing in x->route and counts. */
+static int layout_layer(rt_exec *x, int64_t it, int l, const int64_t *counts) {
+  int G = x->G, E = x->E, k = x->k;
+  const pl_placement *pp = pl_policy_placement(x->policy, l);
+  int64_t *split = x->split_l + (size_t)l * G * E * G;
+  /* split[src][e][g]: pl_route of one source row at a time (dropless),
+   * then capacity applied in source order as pl_route does. */
+  for (int src = 0; src < G; src++) {
+    memset(x->rowc, 0, sizeof(int64_t) * (size_t)G * (size_t)E);
+    memcpy(x->rowc + (size_t)src * E, counts + (size_t)src * E, sizeof(int64_t) * (size_t)E);
+    int prc = pl_route(pp, &x->env.cluster, x->rowc, -1, &x->tmp);
+    if (prc) return fail(x, RT_EPLACEMENT, "pl_route: %s", pl_strerror(prc));
+    for (int e = 0; e < E; e++)
+      for (int g = 0; g < G; g++)
+        split[((size_t)src * E + e) * G + g] = x->tmp.load[(size_t)g * E + e];
+  }
+  if (x->route.dropped > 0) {
+    for (int g = 0; g < G; g++)
+      for (int e = 0; e < E; e++) {
+        int64_t left = x->route.load[(size_t)g * E + e];
+        for (int src = 0; src < G; src++) {
+          int64_t *s = &split[((size_t)src * E + e) * G + g];
+          if (*s > left) *s = left;
+          left -= *s;
+        }
+      }
+  }
+  for (int r = 0; r < G; r++) {
+    lr *q = LR(x, l, r);
+    const int64_t *c = counts + (size_t)r * E;
+    int64_t S = 0;
+    for (int e = 0; e < E; e++) S += c[e];
+    if (S > x->Smax) return fail(x, RT_EINVAL, "%s", "a rank routes more token slots than max_slots_per_rank");
+    q->S = S;
+    q->T = (S + k - 1) / k;
+    for (int e = 0; e < E; e++) q->ex_slot[e] = find_slot(q, x->nphys, e);
+    /* Send layout: by destination, then expert ascending. */
+    int64_t p = 0;
+    for (int g = 0; g < G; g++) {
+      q->send_off[g] = p;
+      for (int e = 0; e < E; e++) p += split[((size_t)r * E + e) * G + g];
+      q->send_cnt[g] = p - q->send_off[g];
+    }
+    for (int64_t i = 0; i < q->T * k; i++) {
+      q->cidx[i] = -1;
+      q->cw[i] = 0.0f;
+    }
+    uint64_t ws = seed_of(x, 5, it, l, r);
+    int64_t base = 0;
+    int64_t cursor[G];
+    for (int g = 0; g < G; g++) cursor[g] = q->send_off[g];
+    for (int e = 0; e < E; e++) {
+      int64_t j = base;
+      for (int g = 0; g < G; g++) {
+        int64_t n = split[((size_t)r * E + e) * G + g];
+        for (int64_t u = 0; u < n; u++, j++) {
+          int64_t pos = cursor[g]++;
+          int64_t t = j % q->T, qq = j / q->T;
+          float w = weight_of(ws, j);
+          q->sidx[pos] = (int32_t)t;
+          q->sw[pos] = w;
+          q->cidx[t * k + qq] = (int32_t)pos;
+          q->cw[t * k + qq] = w;
+        }
+      }
+      base += c[e];
+    }
+  }
+  /* Receive side. */
+  for (int g = 0; g < G; g++) {
+    lr *q = LR(x, l, g);
+    int64_t p = 0;
+    for (int src = 0; src < G; src++) {
+      q->recv_off[src] = p;
+      q->recv_cnt[src] = LR(x, l, src)->send_cnt[g];
+      p += q->recv_cnt[src];
+    }
+    q->recv_total = p;
+    if (p > x->Cap) return fail(x, RT_EINVAL, "%s", "receive buffer overflow");
+    int64_t i = 0;
+    for (int e = 0; e < E; e++) {
+      q->ex_off[e] = i;
+      int64_t n = 0;
+      for (int src = 0; src < G; src++) {
+        int64_t sub = q->recv_off[src];
+        for (int e2 = 0; e2 < e; e2++) sub += split[((size_t)src * E + e2) * G + g];
+        int64_t cnt = split[((size_t)src * E + e) * G + g];
+        for (int64_t u = 0; u < cnt; u++) {
+          q->ridx[i] = (int32_t)(sub + u);
+          q->rinv[sub + u] = (int32_t)i;
+          i++;
+        }
+        n += cnt;
+      }
+      q->ex_n[e] = n;
+      if (n > 0 && q->ex_slot[e] < 0)
+        return fail(x, RT_EPLACEMENT, "%s", "tokens routed to a GPU that holds no replica");
+    }
+  }
+  return 0;
+}
+
+static int check_layout(rt_exec *x, int l) {
+  const pl_placement *pp = pl_policy_placement(x->policy, l);
+  for (int g = 0; g < x->G; g++) {
+    lr *q = LR(x, l, g);
+    int n = 0;
+    for (int s = 0; s < x->nphys; s++)
+      if (q->slots[s].expert >= 0) {
+        n++;
+        if (!pl_placement_has(pp, q->slots[s].expert, g))
+          return fail(x, RT_EPLACEMENT, "%s", "runtime layout disagrees with the policy's placement");
+      }
+    if (n != pp->nhost[g])
+      return fail(x, RT_EPLACEMENT, "%s", "runtime layout disagrees with the policy's placement");
+  }
+  return 0;
+}
+
+/* Time stamp number *mark, closing a phase of kind `kind`. */
+static int stamp(rt_exec *x, int *mark, int kind) {
+  x->kind[*mark] = kind;
+  BK(x, x->ops->mark(x->b, (*mark)++));
+  return 0;
+}
+
+/* The buffer of rank r at byte offset `field` of its rk struct. */
+static char *rkbuf(rt_exec *x, int r, size_t field) {
+  return *(char **)((char *)&x->rk[r] + field);
+}
+
+/* Exchange of layer l's routed rows: forward (back = 0) from each source's
+ * `from` buffer in send layout to each destination's `to` buffer in receive
+ * layout; back = 1 the reverse. Ends with a barrier. */
+static int exchange(rt_exec *x, int l, int back, size_t from, size_t to) {
+  size_t dsz = (size_t)x->d * (size_t)x->esz;
+  BK(x, x->ops->group_begin(x->b));
+  for (int r = 0; r < x->G; r++)
+    for (int g = 0; g < x->G; g++) {
+      lr *s = LR(x, l, r), *t = LR(x, l, g);
+      int64_t n = s->send_cnt[g];
+      if (n == 0) continue;
+      /* Offsets are applied only to buffers this process owns (the others
+       * are NULL on the nccl backend and ignored by copy). */
+      char *sp, *dp;
+      if (!back) {
+        sp = rkbuf(x, r, from);
+        dp = rkbuf(x, g, to);
+        if (sp) sp += (size_t)s->send_off[g] * dsz;
+        if (dp) dp += (size_t)t->recv_off[r] * dsz;
+        BK(x, x->ops->copy(x->b, r, sp, g, dp, (size_t)n * dsz));
+      } else {
+        sp = rkbuf(x, g, from);
+        dp = rkbuf(x, r, to);
+        if (sp) sp += (size_t)t->recv_off[r] * dsz;
+        if (dp) dp += (size_t)s->send_off[g] * dsz;
+        BK(x, x->ops->copy(x->b, g, sp, r, dp, (size_t)n * dsz));
+      }
+    }
+  BK(x, x->ops->group_end(x->b));
+  BK(x, x->ops->barrier(x->b));
+  return 0;
+}
+
+static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
+  int G = x->G;
+  size_t dsz = (size_t)x->d * (size_t)x->esz, fsz = (size_t)x->f * (size_t)x->esz;
+  /* dispatch */
+  for (int r = 0; r < G; r++) {
+    if (!x->ops->owns(x->b, r)) continue;
+    lr *q = LR(x, l, r);
+    BK(x, x->ops->permute(x->b, r, x->rk[r].send, bwd ? q->d_dOut : q->d_X, q->d_sidx,
+                          bwd ? q->d_sw : NULL, q->S, x->d));
+  }
+  int rc = stamp(x, mark, RT_PH_LOCAL);
+  if (rc) return rc;
+  if ((rc = exchange(x, l, 0, offsetof(rk, send), offsetof(rk, recv)))) return rc;
+  if ((rc = stamp(x, mark, RT_PH_DISPATCH))) return rc;
+  for (int g = 0; g < G; g++) {
+    if (!x->ops->owns(x->b, g)) continue;
+    lr *q = LR(x, l, g);
+    BK(x, x->ops->permute(x->b, g, bwd ? x->rk[g].dY : q->d_xin, x->rk[g].recv, q->d_ridx,
+                          NULL, q->recv_total, x->d));
+  }
+  if ((rc = stamp(x, mark, RT_PH_LOCAL))) return rc;
+  /* expert compute */
+  for (int g = 0; g < G; g++) {
+    if (!x->ops->owns(x->b, g)) continue;
+    lr *q = LR(x, l, g);
+    for (int e = 0; e < x->E; e++) {
+      int s = q->ex_slot[e];
+      if (s < 0) continue;
+      slot *sl = &q->slots[s];
+      int64_t n = q->ex_n[e], off = q->ex_off[e];
+      char *xin = (char *)q->d_xin + (size_t)off * dsz;
+      char *A = (char *)q->d_A + (size_t)off * fsz;
+      char *Y = (char *)x->rk[g].Y + (size_t)off * dsz;
+      if (!bwd) {
+        if (n > 0) BK(x, x->ops->ffn_fwd(x->b, g, xin, sl->param, A, Y, n, x->d, x->f));
+      } else {
+        char *dY = (char *)x->rk[g].dY + (size_t)off * dsz;
+        BK(x, x->ops->ffn_bwd(x->b, g, xin, sl->param, A, dY, x->rk[g].dA, Y, sl->grad, n,
+                              x->d, x->f));
+      }
+    }
+  }
+  if ((rc = stamp(x, mark, RT_PH_COMPUTE))) return rc;
+  /* combine */
+  for (int g = 0; g < G; g++) {
+    if (!x->ops->owns(x->b, g)) continue;
+    lr *q = LR(x, l, g);
+    BK(x, x->ops->permute(x->b, g, x->rk[g].ysend, x->rk[g].Y, q->d_rinv, NULL, q->recv_total,
+                          x->d));
+  }
+  if ((rc = stamp(x, mark, RT_PH_LOCAL))) return rc;
+  if ((rc = exchange(x, l, 1, offsetof(rk, ysend), offsetof(rk, back)))) return rc;
+  if ((rc = stamp(x, mark, RT_PH_COMBINE))) return rc;
+  for (int r = 0; r < G; r++) {
+    if (!x->ops->owns(x->b, r)) continue;
+    lr *q = LR(x, l, r);
+    BK(x, x->ops->combine(x->b, r, bwd ? q->d_dIn : q->d_Out, x->rk[r].back, q->d_cidx,
+                          bwd ? NULL : q->d_cw, q->T, x->k, x->d));
+  }
+  return stamp(x, mark, RT_PH_LOCAL);
+}
+
+/* Replica gradient all-reduce of every expert with r > 1 replicas:
+ * chunk c of the gradient is owned by replica c; reduce-scatter (every
+ * other replica sends its chunk c to the owner's staging buffer, the owner
+ * adds them in replica order), then all-gather. */
+static int allreduce_op(rt_exec *x) {
+  int S = x->nphys;
+  for (int l = 0; l < x->L; l++) {
+    const pl_placement *pp = pl_policy_placement(x->policy, l);
+    for (int e = 0; e < x->E; e++) {
+      int nr = pp->nrep[e];
+      if (nr < 2) continue;
+      int g[nr];
+      void *buf[nr], *scr[nr];
+      for (int i = 0; i < nr; i++) {
+        g[i] = pp->rep[e * pp->gpus + i];
+        int s = find_slot(LR(x, l, g[i]), S, e);
+        if (s < 0) return fail(x, RT_EPLACEMENT, "%s", "replica missing in the runtime layout");
+        buf[i] = LR(x, l, g[i])->slots[s].grad;
+        scr[i] = LR(x, l, g[i])->slots[s].stage;
+      }
+      BK(x, x->ops->allreduce(x->b, g, nr, buf, scr, x->pelems));
+    }
+  }
+  BK(x, x->ops->barrier(x->b));
+  return 0;
+}
+
+static int allreduce(rt_exec *x) {
+  int S = x->nphys;
+  size_t n = x->pelems, esz = (size_t)x->esz;
+  if (x->ops->allreduce) return allreduce_op(x);
+  for (int step = 0; step < 3; step++) {
+    if (step != 1) BK(x, x->ops->group_begin(x->b));
+    for (int l = 0; l < x->L; l++) {
+      const pl_placement *pp = pl_policy_placement(x->policy, l);
+      for (int e = 0; e < x->E; e++) {
+        int nr = pp->nrep[e];
+        if (nr < 2) continue;
+        int g[nr];
+        slot *sl[nr];
+        for (int i = 0; i < nr; i++) {
+          g[i] = pp->rep[e * pp->gpus + i];
+          int s = find_slot(LR(x, l, g[i]), S, e);
+          if (s < 0) return fail(x, RT_EPLACEMENT, "%s", "replica missing in the runtime layout");
+          sl[i] = &LR(x, l, g[i])->slots[s];
+        }
+        for (int c = 0; c < nr; c++) {
+          size_t lo = n * (size_t)c / (size_t)nr, hi = n * (size_t)(c + 1) / (size_t)nr;
+          size_t len = hi - lo;
+          if (len == 0) continue;
+          for (int i = 0; i < nr; i++) {
+            if (i == c) continue;
+            if (step == 0) {
+              BK(x, x->ops->copy(x->b, g[i], (char *)sl[i]->grad + lo * esz, g[c],
+                                 (char *)sl[c]->stage + (size_t)i * len * esz, len * esz));
+            } else if (step == 1) {
+              if (x->ops->owns(x->b, g[c]))
+                BK(x, x->ops->add(x->b, g[c], (char *)sl[c]->grad + lo * esz,
+                                  (char *)sl[c]->stage + (size_t)i * len * esz, len));
+            } else {
+              BK(x, x->ops->copy(x->b, g[c], (char *)sl[c]->grad + lo * esz, g[i],
+                                 (char *)sl[i]->grad + lo * esz, len * esz));
+            }
+          }
+        }
+      }
+    }
+    if (step != 1) BK(x, x->ops->group_end(x->b));
+    BK(x, x->ops->barrier(x->b));
+  }
+  return 0;
+}
+
+int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
+                      rt_iter_result *res, char *err, size_t errlen) {
+  int G = x->G, L = x->L, E = x->E, rc;
+  x->err = err;
+  x->errlen = errlen;
+  const pl_policy_ops *pops = pl_policy_ops_of(x->policy);
+  size_t GE = (size_t)G * (size_t)E;
+  memset(res, 0, sizeof *res);
+  res->iteration = it;
+  /* 1. plans, turned into slot copies */
+  x->nmoves = 0;
+  x->nmig = 0;
+  x->rounds = 0;
+  int64_t migrated = 0;
+  double balance = 0.0;
+  for (int l = 0; l < L; l++) {
+    pl_plan plan;
+    pl_plan_init(&plan);
+    rc = pl_policy_plan(x->policy, (int)it, l, pops->clairvoyant ? counts + l * GE : NULL, &plan);
+    if (rc) {
+      pl_plan_fini(&plan);
+      return fail(x, RT_EPLACEMENT, "policy plan: %s", pl_strerror(rc));
+    }
+    int first = x->nmoves;
+    if (plan.changed)
+      for (int m = 0; m < plan.nmoves && !rc; m++) {
+        rc = add_move(x, &plan.moves[m]);
+        migrated += plan.moves[m].bytes;
+      }
+    pl_plan_fini(&plan);
+    if (rc) return rc;
+    /* Rounds are counted over all layers: plan each layer's moves. */
+    int saved = x->rounds;
+    if ((rc = plan_migration(x, l, first))) return rc;
+    if (x->rounds < saved) x->rounds = saved;
+    if ((rc = check_layout(x, l))) return rc;
+    /* 2. routing and layout; then the policy observes the counts (it
+     * only uses them for later plans), in the simulator's call order:
+     * plan, route, observe, layer by layer. */
+    rc = pl_policy_route(x->policy, l, counts + l * GE, &x->route);
+    if (rc) return fail(x, RT_EPLACEMENT, "policy route: %s", pl_strerror(rc));
+    double bal = pl_routing_balance(&x->route);
+    if (bal > balance) balance = bal;
+    res->tokens_total += x->route.total;
+    res->tokens_dropped += x->route.dropped;
+    if ((rc = layout_layer(x, it, l, counts + l * GE))) return rc;
+    for (int r = 0; r < G; r++)
+      for (int g = 0; g < G; g++)
+        if (g != r) res->bytes_alltoall += 4 * LR(x, l, r)->send_cnt[g];
+    rc = pl_policy_observe(x->policy, (int)it, l, counts + l * GE);
+    if (rc) return fail(x, RT_EPLACEMENT, "policy observe: %s", pl_strerror(rc));
+  }
+  res->bytes_alltoall *= (int64_t)x->d * x->cfg.model_bytes_per_elem;
+  res->balance = balance;
+  res->nmoves = x->nmoves;
+  res->bytes_migrated = x->iters > 0 ? migrated : 0;
+  /* 3. inputs (not timed) */
+  for (int l = 0; l < L; l++)
+    for (int r = 0; r < G; r++) {
+      if (!x->ops->owns(x->b, r)) continue;
+      lr *q = LR(x, l, r);
+      BK(x, x->ops->fill(x->b, r, q->d_X, (size_t)q->T * x->d, seed_of(x, 3, it, l, r), 1.0f));
+      BK(x, x->ops->fill(x->b, r, q->d_dOut, (size_t)q->T * x->d, seed_of(x, 4, it, l, r), 1.0f));
+      BK(x, x->ops->upload(x->b, r, q->d_sidx, q->sidx, (size_t)q->S * 4));
+      BK(x, x->ops->upload(x->b, r, q->d_sw, q->sw, (size_t)q->S * 4));
+      BK(x, x->ops->upload(x->b, r, q->d_ridx, q->ridx, (size_t)q->recv_total * 4));
+      BK(x, x->ops->upload(x->b, r, q->d_rinv, q->rinv, (size_t)q->recv_total * 4));
+      BK(x, x->ops->upload(x->b, r, q->d_cidx, q->cidx, (size_t)q->T * x->k * 4));
+      BK(x, x->ops->upload(x->b, r, q->d_cw, q->cw, (size_t)q->T * x->k * 4));
+    }
+  int mark = 0;
+  if (x->iters == 0 && (rc = run_migration(x))) return rc;
+  /* A head start for the host: the ranks spin while it queues the
+   * iteration, so the stamps measure the devices, not the queueing. */
+  if (x->ops->delay)
+    for (int r = 0; r < G; r++)
+      if (x->ops->owns(x->b, r)) BK(x, x->ops->delay(x->b, r, 300.0));
+  BK(x, x->ops->barrier(x->b));
+  if ((rc = stamp(x, &mark, -1))) return rc;
+  if (x->iters > 0 && (rc = run_migration(x))) return rc;
+  if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
+  for (int l = 0; l < L; l++)
+    if ((rc = layer_pass(x, l, 0, &mark))) return rc;
+  for (int l = L - 1; l >= 0; l--)
+    if ((rc = layer_pass(x, l, 1, &mark))) return rc;
+  if ((rc = allreduce(x))) return rc;
+  if ((rc = stamp(x, &mark, RT_PH_ALLREDUCE))) return rc;
+  BK(x, x->ops->collect(x->b, mark, x->stamps));
+  /* 4. phase times: latest rank to latest rank */
+  double prev = 0.0;
+  for (int r = 0; r < G; r++)
+    if (x->stamps[r] > prev) prev = x->stamps[r];
+  double t0 = prev;
+  for (int s = 1; s < mark; s++) {
+    double t = 0.0;
+    for (int r = 0; r < G; r++)
+      if (x->stamps[s * G + r] > t) t = x->stamps[s * G + r];
+    if (t < prev) t = prev;
+    int ph = x->kind[s];
+    res->phase_ms[ph] += t - prev;
+    if (ph == RT_PH_COMPUTE)
+      for (int r = 0; r < G; r++) {
+        double busy = x->stamps[s * G + r] - prev;
+        if (busy > 0) x->busy[r] += busy;
+      }
+    prev = t;
+  }
+  res->time_ms = prev - t0;
+  for (int r = 0; r < G; r++) x->total[r] += res->time_ms;
+  x->last_it = it;
+  x->iters++;
+  return 0;
+}
+
+void rt_exec_rank_time(const rt_exec *x, int rank, double *busy_ms, double *total_ms) {
+  *busy_ms = x->busy[rank];
+  *total_ms = x->total[rank];
+}
+
+const pl_move *rt_exec_moves(const rt_exec *x, int *nmoves) {
+  *nmoves = x->nmoves;
+  return x->moves;
+}
+
+/* ---- checks ---- */
+
+static void to_float(const rt_exec *x, const void *src, float *dst, size_t n) {
+  if (x->esz == 4) memcpy(dst, src, n * 4);
+  else
+    for (size_t i = 0; i < n; i++) dst[i] = kn_bf2f(((const uint16_t *)src)[i]);
+}
+
+static void ref_fill(const rt_exec *x, float *dst, size_t n, uint64_t seed, float scale) {
+  kn_cpu_fill(dst, n, seed, scale);
+  if (x->esz == 2)
+    for (size_t i = 0; i < n; i++) dst[i] = kn_bf16_round(dst[i]);
+}
+
+static void acc_err(const float *a, const float *ref, size_t n, double *num, double *den) {
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)ref[i];
+    *num += d * d;
+    *den += (double)ref[i] * ref[i];
+  }
+}
+
+/* The parameter + optimizer-state checksum every replica of (l, e) must
+ * have: the generated values, stored as the backend stores them. */
+static uint64_t expected_checksum(rt_exec *x, int l, int e, float *P, void *raw, void *rawo) {
+  size_t df = (size_t)x->d * (size_t)x->f;
+  kn_cpu_fill(P, df, seed_of(x, 1, l, e, 0), 1.0f / sqrtf((float)x->d));
+  kn_cpu_fill(P + df, df, seed_of(x, 1, l, e, 1), 1.0f / sqrtf((float)x->f));
+  if (x->esz == 4) memcpy(raw, P, 2 * df * 4);
+  else
+    for (size_t i = 0; i < 2 * df; i++) ((uint16_t *)raw)[i] = kn_f2bf(P[i]);
+  uint32_t *o = rawo;
+  uint64_t os = seed_of(x, 2, l, e, 0);
+  for (size_t i = 0; i < x->optbytes / 4; i++) o[i] = (uint32_t)kn_mix64(os ^ kn_mix64((uint64_t)i));
+  return kn_checksum(raw, 2 * df * (size_t)x->esz) ^ kn_mix64(kn_checksum(rawo, x->optbytes));
+}
+
+int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
+  int G = x->G, L = x->L, E = x->E, k = x->k, d = x->d, f = x->f, rc = 0;
+  x->err = errbuf;
+  x->errlen = errlen;
+  memset(out, 0, sizeof *out);
+  if (x->iters == 0) return fail(x, RT_EINVAL, "%s", "no iteration to check");
+  int64_t it = x->last_it;
+  size_t pb = x->pelems * (size_t)x->esz;
+  size_t tokb = (size_t)x->Tmax * (size_t)d * (size_t)x->esz;
+  float *P = malloc(sizeof(float) * x->pelems);
+  float *Gref = malloc(sizeof(float) * x->pelems);
+  float *Gd = malloc(sizeof(float) * x->pelems);
+  void *raw = malloc(pb > tokb ? pb : tokb);
+  void *raw2 = malloc(pb);
+  void *rawo = malloc(x->optbytes ? x->optbytes : 4);
+  void *rawo2 = malloc(x->optbytes ? x->optbytes : 4);
+  float **Xr = calloc((size_t)G, sizeof *Xr), **dOr = calloc((size_t)G, sizeof *dOr);
+  float **Ys = calloc((size_t)G, sizeof *Ys), **dXs = calloc((size_t)G, sizeof *dXs);
+  float *xb = malloc(sizeof(float) * (size_t)x->Cap * d);
+  float *dyb = malloc(sizeof(float) * (size_t)x->Cap * d);
+  float *ab = malloc(sizeof(float) * (size_t)x->Cap * f);
+  float *dab = malloc(sizeof(float) * (size_t)x->Cap * f);
+  float *yb = malloc(sizeof(float) * (size_t)x->Cap * d);
+  float *dxb = malloc(sizeof(float) * (size_t)x->Cap * d);
+  int32_t *rowr = malloc(sizeof(int32_t) * (size_t)x->Cap);
+  int64_t *rowp = malloc(sizeof(int64_t) * (size_t)x->Cap);
+  float *tok = malloc(sizeof(float) * (size_t)x->Tmax * d);
+  float *tokref = malloc(sizeof(float) * (size_t)x->Tmax * d);
+  int ok = P && Gref && Gd && raw && raw2 && rawo && rawo2 && Xr && dOr && Ys && dXs && xb &&
+           dyb && ab && dab && yb && dxb && rowr && rowp && tok && tokref;
+  for (int r = 0; ok && r < G; r++) {
+    Xr[r] = malloc(sizeof(float) * (size_t)x->Tmax * d);
+    dOr[r] = malloc(sizeof(float) * (size_t)x->Tmax * d);
+    Ys[r] = calloc((size_t)x->Smax * d, sizeof(float));
+    dXs[r] = calloc((size_t)x->Smax * d, sizeof(float));
+    ok = Xr[r] && dOr[r] && Ys[r] && dXs[r];
+  }
+  if (!ok) {
+    rc = fail(x, RT_ENOMEM, "%s", "check: out of host memory");
+    goto done;
+  }
+  double on = 0, od = 0, dn = 0, dd = 0, gn = 0, gd = 0;
+  for (int l = 0; l < L && !rc; l++) {
+    const int64_t *split = x->split_l + (size_t)l * G * E * G;
+    for (int r = 0; r < G; r++) {
+      lr *q = LR(x, l, r);
+      ref_fill(x, Xr[r], (size_t)q->T * d, seed_of(x, 3, it, l, r), 1.0f);
+      ref_fill(x, dOr[r], (size_t)q->T * d, seed_of(x, 4, it, l, r), 1.0f);
+    }
+    for (int e = 0; e < E && !rc; e++) {
+      /* Every kept slot of expert e, from every source, in one batch. */
+      int64_t n = 0;
+      for (int r = 0; r < G; r++) {
+        lr *q = LR(x, l, r);
+        for (int g = 0; g < G; g++) {
+          int64_t p = q->send_off[g];
+          for (int e2 = 0; e2 < e; e2++) p += split[((size_t)r * E + e2) * G + g];
+          int64_t cnt = split[((size_t)r * E + e) * G + g];
+          for (int64_t u = 0; u < cnt; u++, p++) {
+            int32_t t = q->sidx[p];
+            float w = q->sw[p];
+            memcpy(xb + n * d, Xr[r] + (size_t)t * d, sizeof(float) * (size_t)d);
+            for (int c = 0; c < d; c++) {
+              float v = w * dOr[r][(size_t)t * d + c];
+              dyb[n * d + c] = x->esz == 2 ? kn_bf16_round(v) : v;
+            }
+            rowr[n] = r;
+            rowp[n] = p;
+            n++;
+          }
+        }
+      }
+      size_t df = (size_t)d * f;
+      kn_cpu_fill(P, df, seed_of(x, 1, l, e, 0), 1.0f / sqrtf((float)d));
+      kn_cpu_fill(P + df, df, seed_of(x, 1, l, e, 1), 1.0f / sqrtf((float)f));
+      if (x->esz == 2)
+        for (size_t i = 0; i < 2 * df; i++) P[i] = kn_bf16_round(P[i]);
+      kn_cpu_ffn_fwd(xb, P, ab, yb, n, d, f);
+      kn_cpu_ffn_bwd(xb, P, ab, dyb, dab, dxb, Gref, n, d, f);
+      for (int64_t i = 0; i < n; i++) {
+        memcpy(Ys[rowr[i]] + (size_t)rowp[i] * d, yb + i * d, sizeof(float) * (size_t)d);
+        memcpy(dXs[rowr[i]] + (size_t)rowp[i] * d, dxb + i * d, sizeof(float) * (size_t)d);
+      }
+      /* Every replica's reduced gradient. */
+      for (int g = 0; g < G; g++) {
+        if (!x->ops->owns(x->b, g)) continue;
+        lr *q = LR(x, l, g);
+        int s = find_slot(q, x->nphys, e);
+        if (s < 0) continue;
+        BK(x, x->ops->download(x->b, g, raw, q->slots[s].grad, pb));
+        to_float(x, raw, Gd, x->pelems);
+        acc_err(Gd, Gref, x->pelems, &gn, &gd);
+        out->replicas_checked++;
+        uint64_t want = expected_checksum(x, l, e, Gd, raw2, rawo2);
+        BK(x, x->ops->download(x->b, g, raw, q->slots[s].param, pb));
+        if (x->optbytes) BK(x, x->ops->download(x->b, g, rawo, q->slots[s].opt, x->optbytes));
+        uint64_t got = kn_checksum(raw, pb) ^ kn_mix64(kn_checksum(rawo, x->optbytes));
+        if (got != want) out->checksum_mismatches++;
+      }
+    }
+    for (int r = 0; r < G && !rc; r++) {
+      if (!x->ops->owns(x->b, r)) continue;
+      lr *q = LR(x, l, r);
+      size_t nt = (size_t)q->T * d;
+      for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) kn_cpu_combine(tokref, Ys[r], q->cidx, q->cw, q->T, k, d);
+        else kn_cpu_combine(tokref, dXs[r], q->cidx, NULL, q->T, k, d);
+        BK(x, x->ops->download(x->b, r, raw, pass == 0 ? q->d_Out : q->d_dIn, nt * (size_t)x->esz));
+        to_float(x, raw, tok, nt);
+        if (pass == 0) acc_err(tok, tokref, nt, &on, &od);
+        else acc_err(tok, tokref, nt, &dn, &dd);
+        for (int64_t t = 0; t < q->T; t++) {
+          double a = 0, b = 0;
+          acc_err(tok + t * d, tokref + t * d, (size_t)d, &a, &b);
+          if (pass == 0) out->tokens_checked++;
+          if (b > 0 && a > 0.25 * b) out->tokens_missing++;
+        }
+      }
+    }
+  }
+  out->out_err = od > 0 ? sqrt(on / od) : sqrt(on);
+  out->din_err = dd > 0 ? sqrt(dn / dd) : sqrt(dn);
+  out->grad_err = gd > 0 ? sqrt(gn / gd) : sqrt(gn);
+done:
+  for (int r = 0; Xr && r < G; r++) {
+    free(Xr[r]);
+    if (dOr) free(dOr[r]);
+    if (Ys) free(Ys[r]);
+    if (dXs) free(dXs[r]);
+  }
+  free(Xr); free(dOr); free(Ys); free(dXs);
+  free(P); free(Gref); free(Gd); free(raw); free(raw2); free(rawo); free(rawo2);
+  free(xb); free(dyb); free(ab); free(dab); free(yb); free(dxb); free(rowr); free(rowp);
+  free(tok); free(tokref);
+  return rc;
+}

@@ -1,0 +1,276 @@
+/* flexmoe sim / net / clusters as a user meets them: outputs, errors, the
+ * database left untouched on error, byte-identical results for equal input. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct res {
+  int code;
+  char out[1 << 16];
+  char err[4096];
+} res;
+
+static char dir[256];
+
+static void mkscratch(void) {
+  snprintf(dir, sizeof(dir), "/tmp/flexmoe-simcli-%d", (int)getpid());
+  mkdir(dir, 0755);
+}
+
+static const char *path_in(const char *name) {
+  static char p[4][512];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(p[k], sizeof(p[k]), "%s/%s", dir, name);
+  return p[k];
+}
+
+static const char *sample(void) {
+  static char p[1024];
+  const char *root = getenv("FLEXMOE_SOURCE_ROOT");
+  cr_assert_not_null(root);
+  snprintf(p, sizeof(p), "%s/traces/samples/gpt-l6-e32-top2-aux-200.npy", root);
+  return p;
+}
+
+static void slurp(const char *path, char *buf, size_t len) {
+  FILE *fp = fopen(path, "rb");
+  size_t n = fp ? fread(buf, 1, len - 1, fp) : 0;
+  buf[n] = '\0';
+  if (fp)
+    fclose(fp);
+}
+
+static res *run(const char *arg, ...) {
+  static res r;
+  const char *bin = getenv("FLEXMOE_BIN");
+  cr_assert_not_null(bin);
+  char *argv[64];
+  int n = 0;
+  argv[n++] = (char *)bin;
+  va_list ap;
+  va_start(ap, arg);
+  for (const char *a = arg; a && n < 63; a = va_arg(ap, const char *))
+    argv[n++] = (char *)a;
+  va_end(ap);
+  argv[n] = NULL;
+  char out[600], err[600];
+  snprintf(out, sizeof(out), "%s/stdout", dir);
+  snprintf(err, sizeof(err), "%s/stderr", dir);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(dir) || !freopen(out, "w", stdout) || !freopen(err, "w", stderr))
+      _exit(127);
+    execv(bin, argv);
+    _exit(127);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  cr_assert(WIFEXITED(st), "flexmoe died by a signal");
+  r.code = WEXITSTATUS(st);
+  slurp(out, r.out, sizeof(r.out));
+  slurp(err, r.err, sizeof(r.err));
+  return &r;
+}
+
+static void one_line(const res *r, const char *word) {
+  size_t len = strlen(r->err);
+  cr_assert(len > 0 && strchr(r->err, '\n') == r->err + len - 1, "not one line: '%s'", r->err);
+  cr_assert(strstr(r->err, word), "'%s' does not mention '%s'", r->err, word);
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static int append_row(void *arg, int n, char **v, char **names) {
+  (void)names;
+  char *buf = arg;
+  for (int i = 0; i < n; i++) {
+    strncat(buf, v[i] ? v[i] : "NULL", (1 << 20) - strlen(buf) - 2);
+    strcat(buf, "|");
+  }
+  strcat(buf, "\n");
+  return 0;
+}
+
+/* The result rows of a database (not the wall-clock columns of runs). */
+static char *dump(const char *db) {
+  char *buf = calloc(1, 1 << 20);
+  sqlite3 *h;
+  cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  const char *q[] = {"SELECT * FROM iterations ORDER BY 1, 2",
+                     "SELECT * FROM gpu_stats ORDER BY 1, 2", "SELECT * FROM plans ORDER BY 1, 2, 3, 4",
+                     "SELECT policy, cluster_id, engine, params_json, seed, config_key FROM runs ORDER BY 1"};
+  for (int i = 0; i < 4; i++) {
+    char *err = NULL;
+    int rc = sqlite3_exec(h, q[i], append_row, buf, &err);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", q[i], err ? err : "");
+  }
+  sqlite3_close(h);
+  return buf;
+}
+
+TestSuite(simcli, .init = mkscratch);
+
+Test(simcli, json_has_the_design_keys_and_static_is_the_reference) {
+  res *r = run("sim", "--trace", sample(), "--iterations", "0:20", "--policy", "static",
+               "--policy", "capacity", "--no-db", "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  const char *keys[] = {"\"runs\"", "\"policy\"", "\"cluster\"", "\"gpus\"", "\"iterations\"",
+                        "\"mean_iteration_ms\"", "\"speedup_vs_static\": 1.0",
+                        "\"balance_p50\"", "\"balance_p90\"", "\"migrated_bytes\"",
+                        "\"dropped_tokens\"", "\"breakdown_ms\"", "\"compute\"", "\"alltoall\"",
+                        "\"allreduce\"", "\"migration\"", "\"other\""};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    cr_assert(strstr(r->out, keys[i]), "no %s in %s", keys[i], r->out);
+}
+
+Test(simcli, same_inputs_give_byte_identical_database_rows) {
+  const char *a = path_in("a.db"), *b = path_in("b.db");
+  unlink(a);
+  unlink(b);
+  for (int k = 0; k < 2; k++) {
+    res *r = run("sim", "--trace", sample(), "--iterations", "0:40", "--nodes", "2",
+                 "--policy", "flexmoe", "--policy", "eplb:period=10", "--engine", "des",
+                 "--seed", "7", "--db", k ? b : a, NULL);
+    cr_assert_eq(r->code, 0, "%s", r->err);
+  }
+  char *da = dump(a), *db = dump(b);
+  cr_assert_gt(strlen(da), 1000);
+  cr_assert_str_eq(da, db);
+  free(da);
+  free(db);
+}
+
+Test(simcli, des_and_analytic_agree_on_one_node_without_moves) {
+  res *r = run("sim", "--trace", sample(), "--iterations", "0:20", "--policy", "static",
+               "--no-db", "--format", "json", NULL);
+  cr_assert_eq(r->code, 0);
+  const char *p = strstr(r->out, "\"mean_iteration_ms\": ");
+  double a = atof(p + 21);
+  r = run("sim", "--trace", sample(), "--iterations", "0:20", "--policy", "static",
+          "--no-db", "--engine", "des", "--format", "json", NULL);
+  cr_assert_eq(r->code, 0);
+  p = strstr(r->out, "\"mean_iteration_ms\": ");
+  double d = atof(p + 21);
+  cr_assert(a > 0 && d > 0 && fabs(a - d) < 5e-5, "analytic %.9f ms, des %.9f ms (48 phases of 1 ns rounding at most)", a, d);
+}
+
+Test(simcli, read_only_or_foreign_database_fails_and_stays_untouched) {
+  const char *db = path_in("ro.db"), *foreign = path_in("foreign.db");
+  unlink(db);
+  res *r = run("sim", "--trace", sample(), "--iterations", "0:5", "--policy", "static",
+               "--db", db, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  char before[1 << 16], after[1 << 16];
+  slurp(db, before, sizeof(before));
+  chmod(db, 0444);
+  if (access(db, W_OK) == 0)
+    cr_skip("running as root: a read-only file is still writable");
+  r = run("sim", "--trace", sample(), "--iterations", "0:5", "--policy", "static", "--db", db,
+          NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "read-only");
+  slurp(db, after, sizeof(after));
+  cr_assert_eq(memcmp(before, after, sizeof(before)), 0);
+  write_file(foreign, "not a database\n");
+  r = run("sim", "--trace", sample(), "--db", foreign, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "not a flexmoe database");
+  slurp(foreign, after, sizeof(after));
+  cr_assert_str_eq(after, "not a database\n");
+}
+
+Test(simcli, bad_input_gets_one_clear_line) {
+  res *r = run("sim", "--trace", sample(), "--policy", "nosuch", "--no-db", NULL);
+  cr_assert_eq(r->code, 2);
+  one_line(r, "nosuch");
+  r = run("sim", "--trace", sample(), "--cluster", "dgx-z", "--no-db", NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "dgx-z");
+  r = run("sim", "--trace", sample(), "--slots", "1", "--no-db", NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "fewer expert slots than experts");
+  r = run("sim", "--trace", sample(), "--iterations", "150:400", "--no-db", NULL);
+  cr_assert_eq(r->code, 2);
+  one_line(r, "--iterations");
+  r = run("sim", "--trace", sample(), "--engine", "quantum", "--no-db", NULL);
+  cr_assert_eq(r->code, 2);
+  one_line(r, "--engine");
+  r = run("sim", "--trace", path_in("missing.npy"), "--no-db", NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "missing.npy");
+  r = run("sim", "--trace", sample(), "--frobnicate", NULL);
+  cr_assert_eq(r->code, 2);
+  one_line(r, "--frobnicate");
+  r = run("sim", "--trace", sample(), "--nodes", "9000", "--no-db", NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "65536");
+}
+
+Test(simcli, net_prints_finish_times_and_makespan) {
+  const char *csv = path_in("flows.csv");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,450000000\n2,1,450000000\n0,8,50000000\n");
+  res *r = run("net", "--cluster", "dgx-h100", "--nodes", "2", "--flows", csv, "--format",
+               "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  /* two flows into GPU 1 share its 450 GB/s: 2000 us + 2 us latency */
+  cr_assert(strstr(r->out, "\"finish_us\": 2002.0"), "%s", r->out);
+  cr_assert(strstr(r->out, "\"makespan_us\": 2002.0"), "%s", r->out);
+  cr_assert(strstr(r->out, "\"src\": 0") && strstr(r->out, "\"dst\": 8"));
+}
+
+Test(simcli, net_csv_errors_name_the_line) {
+  const char *csv = path_in("bad.csv");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,100\n0,x,5\n");
+  res *r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "bad.csv:3:");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,-100\n");
+  r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "bad.csv:2:");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,99,100\n");
+  r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "GPU 99");
+  write_file(csv, "a,b,c\n");
+  r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "header");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,99999999999999999999999\n");
+  r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "overflows");
+  write_file(csv, "");
+  r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "empty");
+}
+
+Test(simcli, clusters_lists_presets_and_reads_files) {
+  res *r = run("clusters", NULL);
+  cr_assert_eq(r->code, 0);
+  cr_assert(strstr(r->out, "dgx-a100") && strstr(r->out, "dgx-h100") &&
+            strstr(r->out, "pcie-a100") && strstr(r->out, "h200-green-4"));
+  r = run("clusters", "--format", "json", "--nodes", "4", "dgx-h100", NULL);
+  cr_assert_eq(r->code, 0);
+  cr_assert(strstr(r->out, "\"gpus\": 32"), "%s", r->out);
+  const char *bad = path_in("c.json");
+  write_file(bad, "{\"nodes\": 1}");
+  r = run("clusters", bad, NULL);
+  cr_assert_eq(r->code, 1);
+  one_line(r, "gpus_per_node");
+}

@@ -1,0 +1,169 @@
+/* Iteration model: analytic == DES without contention, stragglers, events. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "placement/pl_cost.h"
+#include "placement/pl_error.h"
+#include "placement/pl_placement.h"
+#include "placement/pl_route.h"
+#include "sim/sim_engine.h"
+#include "sim/sim_error.h"
+
+static const double tok[] = {16, 256, 4096};
+static const double us[] = {27, 37, 332};
+
+typedef struct fixture {
+  sim_cluster cl;
+  pl_cluster pc;
+  pl_model m;
+  pl_profile prof;
+  pl_placement p[2];
+  pl_routing r[2];
+  int64_t counts[2][64 * 64];
+} fixture;
+
+static void setup(fixture *f, int nodes, int gpn, int experts) {
+  memset(f, 0, sizeof(*f));
+  snprintf(f->cl.name, sizeof(f->cl.name), "t");
+  snprintf(f->cl.profile, sizeof(f->cl.profile), "h200");
+  f->cl.nodes = nodes;
+  f->cl.gpus_per_node = gpn;
+  f->cl.hbm_gib = 80;
+  f->cl.compute_scale = 1;
+  f->cl.intra_GBps = 300;
+  f->cl.intra_lat_us = 2;
+  f->cl.inter_GBps = 25;
+  f->cl.inter_lat_us = 5;
+  f->cl.oversub = 1;
+  int G = nodes * gpn;
+  sim_cluster_to_pl(&f->cl, (experts + G - 1) / G, &f->pc);
+  f->m = (pl_model){1024, 4096, 2, 2, 12.0};
+  f->prof = (pl_profile){3, tok, us, 2.0, 15.0};
+  unsigned s = 42;
+  for (int l = 0; l < 2; l++) {
+    cr_assert_eq(pl_placement_init(&f->p[l], experts, G, f->pc.slots), PL_OK);
+    cr_assert_eq(pl_placement_static(&f->p[l]), PL_OK);
+    cr_assert_eq(pl_routing_init(&f->r[l], G, experts, 1), PL_OK);
+    for (int i = 0; i < G * experts; i++) {
+      s = s * 1103515245u + 12345u;
+      f->counts[l][i] = (s >> 16) % 300;
+    }
+    cr_assert_eq(pl_route(&f->p[l], &f->pc, f->counts[l], -1, &f->r[l]), PL_OK);
+  }
+}
+
+static void teardown(fixture *f) {
+  for (int l = 0; l < 2; l++) {
+    pl_routing_fini(&f->r[l]);
+    pl_placement_fini(&f->p[l]);
+  }
+}
+
+static void run(fixture *f, sim_engine_kind kind, sim_iter_out *o, sim_engine *keep) {
+  sim_engine e;
+  cr_assert_eq(sim_engine_init(&e, kind, &f->cl, &f->pc, &f->m, &f->prof, -1), SIM_OK);
+  sim_layer_in in[2];
+  memset(in, 0, sizeof(in));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = &f->p[l];
+    in[l].routing = &f->r[l];
+  }
+  for (int it = 0; it < 3; it++)
+    cr_assert_eq(sim_engine_iteration(&e, in, 2, o), SIM_OK);
+  if (keep)
+    *keep = e;
+  else
+    sim_engine_fini(&e);
+}
+
+/* 2 layers x 2 passes x 4 phases, each rounded to the ns. */
+#define TOL_US (16 * 1e-3)
+
+Test(engine, des_equals_analytic_without_contention_in_one_node) {
+  static fixture f;
+  setup(&f, 1, 8, 16); /* skewed random counts, no replicas, no moves */
+  sim_iter_out a, d;
+  run(&f, SIM_ENGINE_ANALYTIC, &a, NULL);
+  run(&f, SIM_ENGINE_DES, &d, NULL);
+  cr_assert(fabs(a.time_us - d.time_us) <= TOL_US, "analytic %.6f us, des %.6f us", a.time_us,
+            d.time_us);
+  cr_assert(fabs(a.compute_us - d.compute_us) <= TOL_US);
+  cr_assert(fabs(a.alltoall_us - d.alltoall_us) <= TOL_US);
+  cr_assert(fabs(a.other_us - d.other_us) <= TOL_US);
+  cr_assert_gt(d.alltoall_us, 0);
+  teardown(&f);
+}
+
+Test(engine, des_equals_analytic_across_nodes_with_one_gpu_per_node) {
+  static fixture f;
+  setup(&f, 4, 1, 8); /* all traffic crosses the switch */
+  sim_iter_out a, d;
+  run(&f, SIM_ENGINE_ANALYTIC, &a, NULL);
+  run(&f, SIM_ENGINE_DES, &d, NULL);
+  cr_assert(fabs(a.time_us - d.time_us) <= TOL_US, "analytic %.6f us, des %.6f us", a.time_us,
+            d.time_us);
+  teardown(&f);
+}
+
+Test(engine, a_straggler_gpu_sets_the_layer_time) {
+  static fixture f;
+  setup(&f, 1, 4, 4);
+  /* GPU 3 computes 4096 tokens (its own expert), the others 16 each; no
+   * traffic at all (every GPU only routes to its own expert). */
+  for (int l = 0; l < 2; l++) {
+    memset(f.counts[l], 0, sizeof(f.counts[l]));
+    for (int g = 0; g < 4; g++)
+      f.counts[l][g * 4 + g] = g == 3 ? 4096 : 16;
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
+  }
+  sim_iter_out d;
+  run(&f, SIM_ENGINE_DES, &d, NULL);
+  /* per layer: 332 us forward + 2 x 332 backward, on the straggler */
+  cr_assert_float_eq(d.compute_us, 2 * 332.0 * 3, 1e-6);
+  cr_assert_float_eq(d.alltoall_us, 0.0, 1e-12);
+  cr_assert_float_eq(d.time_us, d.compute_us + 4 * 15.0, 1e-6);
+  teardown(&f);
+}
+
+Test(engine, every_scheduled_event_is_executed_or_cancelled) {
+  static fixture f;
+  setup(&f, 2, 4, 8);
+  sim_iter_out d;
+  sim_engine e;
+  run(&f, SIM_ENGINE_DES, &d, &e);
+  uint64_t s, x, c;
+  sim_engine_events(&e, &s, &x, &c);
+  cr_assert_gt(s, 0);
+  cr_assert_eq(s, x + c, "scheduled %llu != executed %llu + cancelled %llu",
+               (unsigned long long)s, (unsigned long long)x, (unsigned long long)c);
+  cr_assert_eq(sim_evq_check(&e.sim.q), SIM_OK);
+  sim_engine_fini(&e);
+  teardown(&f);
+}
+
+Test(engine, blocking_migration_adds_its_transfer_time) {
+  static fixture f;
+  setup(&f, 1, 2, 2);
+  for (int l = 0; l < 2; l++)
+    memset(f.r[l].traffic, 0, sizeof(int64_t) * 4);
+  pl_move mv = {0, 0, 0, 1, PL_MOVE_REPLICATE, 3000000000};
+  sim_engine e;
+  cr_assert_eq(sim_engine_init(&e, SIM_ENGINE_DES, &f.cl, &f.pc, &f.m, &f.prof, -1), SIM_OK);
+  sim_layer_in in[2];
+  memset(in, 0, sizeof(in));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = &f.p[l];
+    in[l].routing = &f.r[l];
+  }
+  in[0].moves = &mv;
+  in[0].nmoves = 1;
+  sim_iter_out o;
+  cr_assert_eq(sim_engine_iteration(&e, in, 2, &o), SIM_OK);
+  /* 3e9 bytes at 300 GB/s + 2 us */
+  cr_assert_float_eq(o.migration_us, 10000.0 + 2.0, 1e-3);
+  cr_assert_eq(o.bytes_migrated, 3000000000);
+  sim_engine_fini(&e);
+  teardown(&f);
+}

@@ -1,0 +1,150 @@
+/* Network model: closed forms of max-min fair sharing. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim/sim_cluster.h"
+#include "sim/sim_error.h"
+#include "sim/sim_net.h"
+
+static sim_cluster mk(int nodes, int gpn, double intra, double ilat, double nic, double xlat,
+                      double oversub) {
+  sim_cluster c;
+  memset(&c, 0, sizeof(c));
+  snprintf(c.name, sizeof(c.name), "test");
+  snprintf(c.profile, sizeof(c.profile), "h200");
+  c.nodes = nodes;
+  c.gpus_per_node = gpn;
+  c.hbm_gib = 80;
+  c.compute_scale = 1;
+  c.intra_GBps = intra;
+  c.intra_lat_us = ilat;
+  c.inter_GBps = nic;
+  c.inter_lat_us = xlat;
+  c.oversub = oversub;
+  return c;
+}
+
+/* Runs every flow to completion; finish[tag] in ns. */
+static void run_all(sim_net *n, int64_t *finish) {
+  int64_t tags[64], dones[64];
+  while (sim_net_active(n) > 0) {
+    int64_t t = sim_net_next(n);
+    cr_assert_neq(t, INT64_MAX);
+    int got = sim_net_advance(n, t, tags, dones, 64);
+    cr_assert_geq(got, 1, "an advance to the next finish time finishes a flow");
+    for (int k = 0; k < got; k++)
+      finish[tags[k]] = dones[k];
+  }
+}
+
+Test(net, one_flow_takes_latency_plus_bytes_over_bandwidth) {
+  sim_cluster c = mk(1, 2, 100, 3, 100, 3, 1); /* 100 GB/s = 100 bytes/ns, 3 us */
+  sim_net n;
+  int64_t fin[1];
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  cr_assert_geq(sim_net_start(&n, 0, 0, 1, 1e9, 0), 0);
+  run_all(&n, fin);
+  cr_assert_eq(fin[0], 3000 + 10000000); /* 3 us + 1e9 / 100 ns */
+  sim_net_fini(&n);
+}
+
+Test(net, n_flows_on_one_link_each_get_bandwidth_over_n) {
+  sim_cluster c = mk(1, 8, 100, 0, 100, 0, 1);
+  sim_net n;
+  int64_t fin[7];
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  for (int k = 0; k < 7; k++) /* 7 flows out of GPU 0 */
+    cr_assert_geq(sim_net_start(&n, 0, 0, k + 1, 7e8, k), 0);
+  sim_net_next(&n);
+  for (int k = 0; k < 7; k++)
+    cr_assert_float_eq(n.flows[k].rate, 100.0 / 7, 1e-9);
+  run_all(&n, fin);
+  for (int k = 0; k < 7; k++)
+    cr_assert_eq(fin[k], 49000000); /* 7 x 7e8 bytes at 100 bytes/ns */
+  sim_net_fini(&n);
+}
+
+Test(net, textbook_two_bottleneck_max_min_example) {
+  /* link A = GPU 0's NVLink out (10 GB/s), link B = its NIC out (4 GB/s).
+   * f1 crosses A and B, f2 only A, f3 only B. Max-min: B saturates first
+   * with f1 = f3 = 2; then f2 takes what is left of A: 8. */
+  sim_cluster c = mk(2, 1, 10, 0, 4, 0, 1);
+  sim_net n;
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  int A = n.intra_out0 + 0, B = n.nic_out0 + 0;
+  int p1[2] = {A, B}, p2[1] = {A}, p3[1] = {B};
+  int f1 = sim_net_start_path(&n, 0, p1, 2, 0, 8e9, 0);
+  int f2 = sim_net_start_path(&n, 0, p2, 1, 0, 8e9, 1);
+  int f3 = sim_net_start_path(&n, 0, p3, 1, 0, 8e9, 2);
+  sim_net_next(&n);
+  cr_assert_float_eq(n.flows[f1].rate, 2.0, 1e-12);
+  cr_assert_float_eq(n.flows[f2].rate, 8.0, 1e-12);
+  cr_assert_float_eq(n.flows[f3].rate, 2.0, 1e-12);
+  int64_t fin[3];
+  run_all(&n, fin);
+  cr_assert_eq(fin[1], 1000000000); /* 8e9 / 8 */
+  cr_assert_eq(fin[0], 4000000000); /* still bound by B after f2 left */
+  cr_assert_eq(fin[2], 4000000000);
+  sim_net_fini(&n);
+}
+
+Test(net, rates_are_recomputed_when_a_flow_ends) {
+  /* two flows out of one GPU, one small: after it ends the big one gets the
+   * whole link. 100 bytes/ns; small 1e6 bytes, big 3e6. */
+  sim_cluster c = mk(1, 3, 100, 0, 100, 0, 1);
+  sim_net n;
+  int64_t fin[2];
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  sim_net_start(&n, 0, 0, 1, 1e6, 0);
+  sim_net_start(&n, 0, 0, 2, 3e6, 1);
+  run_all(&n, fin);
+  cr_assert_eq(fin[0], 20000);         /* 1e6 at 50 */
+  cr_assert_eq(fin[1], 20000 + 20000); /* 2e6 left at 100 */
+  sim_net_fini(&n);
+}
+
+Test(net, uniform_all_to_all_on_full_bisection_equals_its_formula) {
+  /* 2 nodes x 4 GPUs, every GPU sends B to every other: intra flows finish
+   * at lat_i + (gpn-1) B / intra, inter flows at lat_x + (G-gpn) B / nic. */
+  const int N = 2, gpn = 4, G = N * gpn;
+  const double B = 1e8, intra = 450, nic = 50;
+  sim_cluster c = mk(N, gpn, intra, 2, nic, 5, 1);
+  sim_net n;
+  int64_t fin[64];
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  int tag = 0;
+  for (int s = 0; s < G; s++)
+    for (int d = 0; d < G; d++)
+      if (s != d)
+        cr_assert_geq(sim_net_start(&n, 0, s, d, B, tag++), 0);
+  run_all(&n, fin);
+  double want_i = 2000 + (gpn - 1) * B / intra, want_x = 5000 + (G - gpn) * B / nic;
+  tag = 0;
+  for (int s = 0; s < G; s++)
+    for (int d = 0; d < G; d++) {
+      if (s == d)
+        continue;
+      double want = (s / gpn == d / gpn) ? want_i : want_x;
+      cr_assert(fabs((double)fin[tag] - want) <= 1.0, "flow %d->%d: %lld ns, formula %.1f", s, d,
+                (long long)fin[tag], want);
+      tag++;
+    }
+  sim_net_fini(&n);
+}
+
+Test(net, oversubscribed_switch_divides_the_node_uplink) {
+  /* 2 nodes x 2 GPUs, NIC 50, oversubscription 2: node uplink 50 shared by
+   * its two GPUs' cross-node flows: 25 each. */
+  sim_cluster c = mk(2, 2, 450, 0, 50, 0, 2.0);
+  sim_net n;
+  int64_t fin[2];
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  sim_net_start(&n, 0, 0, 2, 1e9, 0);
+  sim_net_start(&n, 0, 1, 3, 1e9, 1);
+  run_all(&n, fin);
+  cr_assert_eq(fin[0], 40000000);
+  cr_assert_eq(fin[1], 40000000);
+  sim_net_fini(&n);
+}

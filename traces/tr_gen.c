@@ -1,0 +1,443 @@
+/*
+ * tr_gen.c - synthetic routing traces (model and streams in tr_gen.h).
+ *
+ * The generator holds, per layer, the base profile, the AR(1) state of the
+ * logits and the remaining length of each expert's burst; it produces one
+ * (iteration, layer) slice at a time, so a trace of any length streams to
+ * disk in constant memory.
+ */
+#include "traces/tr_gen.h"
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "traces/tr_rescale.h"
+
+struct tr_gen {
+  tr_gen_config c;
+  double *base, *scale, *innov, *phi, *rank_sigma, *psi; /* owned copies */
+  double *z, *v;                                    /* [L*E] logit state, velocity */
+  int *burst;                                       /* [L*E] iterations left */
+  int64_t *slots;                                   /* [R] slots per rank */
+  double *y, *x, *p;                                /* [E] scratch */
+  double *eta;                                      /* [R*E] rank noise */
+  unsigned int *n;                                  /* [E] */
+  size_t *perm;                                     /* [E] */
+  gsl_rng *prof, **dyn, *draw;
+  int64_t t;
+  int l;
+};
+
+const char *const tr_gen_patterns[] = {"balanced",          "hot-experts",
+                                       "spread-hot-experts", "hot-rank",
+                                       "source-ragged",      "zero-expert-rank",
+                                       "rotating-hotspot",   "burst",
+                                       "drift",              "regime-switch",
+                                       "realistic",          NULL};
+const char *const tr_gen_pattern_help[] = {
+    "uniform popularity, small stationary noise",
+    "E/8 hot experts with contiguous ids (one GPU under static placement), 8x the logits",
+    "E/8 hot experts spread evenly over the ids (different GPUs)",
+    "rank 0 sends half of its slots to E/8 experts the other ranks use normally",
+    "ranks route different numbers of tokens (log-normal totals, sigma 0.5)",
+    "rank 0 routes nothing to the upper half of the experts; the last expert gets nothing",
+    "E/8 hot experts that move by one expert every 10 iterations",
+    "log-normal popularity; experts burst to 16x popularity for 3 iterations",
+    "log-normal popularity drifting as a random walk on the logits",
+    "log-normal popularity re-shuffled every 100 iterations",
+    "log-normal popularity (sigma 1) with mean-reverting fluctuation (AR(1), phi 0.95)",
+    NULL};
+
+void tr_gen_defaults(tr_gen_config *c) {
+  memset(c, 0, sizeof(*c));
+  c->iterations = 100;
+  c->layers = 4;
+  c->ranks = 8;
+  c->experts = 16;
+  c->top_k = 2;
+  c->tokens_per_rank = 1024;
+  c->seed = 1;
+  c->dist = TR_DIST_UNIFORM;
+  c->dist_param = 1;
+  c->scale1 = 1;
+  c->phi1 = 0.9;
+  c->hot_boost = log(8.0);
+  c->burst_boost = log(16.0);
+  c->burst_len = 3;
+  c->hot_rank = -1;
+  c->hot_rank_share = 0.5;
+  c->zero_rank = -1;
+}
+
+int tr_gen_pattern(tr_gen_config *c, const char *name) {
+  int E = c->experts, hot = E / 8 > 1 ? E / 8 : 1;
+  if (!name)
+    return TR_EINVAL;
+  if (strcmp(name, "balanced") == 0) {
+    c->dist = TR_DIST_UNIFORM;
+    c->innov1 = 0.02;
+    c->phi1 = 0.9;
+  } else if (strcmp(name, "hot-experts") == 0 || strcmp(name, "spread-hot-experts") == 0 ||
+             strcmp(name, "rotating-hotspot") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 0.3;
+    c->innov1 = 0.05;
+    c->phi1 = 0.9;
+    c->hot = hot;
+    c->hot_boost = log(8.0);
+    c->hot_layout = name[0] == 's' ? TR_HOT_SPREAD : TR_HOT_BLOCK;
+    c->rotate_period = name[0] == 'r' ? 10 : 0;
+  } else if (strcmp(name, "hot-rank") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 0.3;
+    c->innov1 = 0.05;
+    c->hot_rank = 0;
+    c->hot_rank_experts = hot;
+    c->hot_rank_share = 0.5;
+  } else if (strcmp(name, "source-ragged") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 0.5;
+    c->innov1 = 0.05;
+    c->rank_total_sigma = 0.5;
+  } else if (strcmp(name, "zero-expert-rank") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 0.5;
+    c->innov1 = 0.05;
+    c->zero_rank = 0;
+    c->zero_experts = 1;
+  } else if (strcmp(name, "burst") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 0.5;
+    c->innov1 = 0.03;
+    c->burst_prob = 0.005;
+    c->burst_boost = log(16.0);
+    c->burst_len = 3;
+  } else if (strcmp(name, "drift") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 0.7;
+    c->innov1 = 0.05;
+    c->phi1 = 1.0;
+  } else if (strcmp(name, "regime-switch") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 0.8;
+    c->innov1 = 0.03;
+    c->regime_period = 100;
+  } else if (strcmp(name, "realistic") == 0) {
+    c->dist = TR_DIST_LOGNORMAL;
+    c->dist_param = 1.0;
+    c->innov1 = 0.15;
+    c->phi1 = 0.95;
+    c->rank_sigma1 = 0.2;
+  } else {
+    return TR_EINVAL;
+  }
+  return TR_OK;
+}
+
+void tr_gen_free(tr_gen *g) {
+  if (!g)
+    return;
+  if (g->dyn)
+    for (int l = 0; l < g->c.layers; l++)
+      if (g->dyn[l])
+        gsl_rng_free(g->dyn[l]);
+  tr_free(g->dyn);
+  if (g->prof)
+    gsl_rng_free(g->prof);
+  if (g->draw)
+    gsl_rng_free(g->draw);
+  tr_free(g->base);
+  tr_free(g->scale);
+  tr_free(g->innov);
+  tr_free(g->phi);
+  tr_free(g->rank_sigma);
+  tr_free(g->psi);
+  tr_free(g->z);
+  tr_free(g->v);
+  tr_free(g->burst);
+  tr_free(g->slots);
+  tr_free(g->y);
+  tr_free(g->eta);
+  tr_free(g->n);
+  tr_free(g->perm);
+  tr_free(g);
+}
+
+static void draw_profile(tr_gen *g, double *b) {
+  const tr_gen_config *c = &g->c;
+  int E = c->experts;
+  switch (c->dist) {
+  case TR_DIST_ZIPF:
+    for (int e = 0; e < E; e++)
+      g->perm[e] = (size_t)e;
+    gsl_ran_shuffle(g->prof, g->perm, (size_t)E, sizeof(size_t));
+    for (int i = 0; i < E; i++)
+      b[g->perm[i]] = -c->dist_param * log(i + 1.0);
+    break;
+  case TR_DIST_LOGNORMAL:
+    for (int e = 0; e < E; e++)
+      b[e] = gsl_ran_gaussian(g->prof, c->dist_param);
+    break;
+  case TR_DIST_DIRICHLET: {
+    double *alpha = g->x, *theta = g->p;
+    for (int e = 0; e < E; e++)
+      alpha[e] = c->dist_param;
+    gsl_ran_dirichlet(g->prof, (size_t)E, alpha, theta);
+    for (int e = 0; e < E; e++)
+      b[e] = log(theta[e] + 1e-12);
+    break;
+  }
+  default:
+    for (int e = 0; e < E; e++)
+      b[e] = 0;
+  }
+}
+
+static double *copy_or_fill(const double *src, int n, double v) {
+  double *d = tr_malloc((size_t)n * sizeof(double));
+  if (d)
+    for (int i = 0; i < n; i++)
+      d[i] = src ? src[i] : v;
+  return d;
+}
+
+int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
+  if (!c || !out || c->iterations < 1 || c->layers < 1 || c->ranks < 1 || c->experts < 1 ||
+      c->top_k < 1 || c->top_k > c->experts || c->tokens_per_rank < 0 ||
+      c->tokens_per_rank > INT64_MAX / c->top_k / 4 || c->hot < 0 || c->hot > c->experts ||
+      c->zero_experts < 0 || c->zero_experts >= c->experts || c->burst_prob < 0 ||
+      c->burst_prob > 1 || c->hot_rank >= c->ranks || c->zero_rank >= c->ranks ||
+      c->hot_rank_experts < 0 || c->hot_rank_experts > c->experts)
+    return TR_EINVAL;
+  int L = c->layers, R = c->ranks, E = c->experts;
+  for (int l = 0; l < L; l++) {
+    double phi = c->phi ? c->phi[l] : c->phi1, psi = c->psi ? c->psi[l] : c->psi1;
+    if (!(phi >= 0 && phi <= 1) || !(psi >= 0 && psi < 1))
+      return TR_EINVAL;
+  }
+  tr_gen *g = tr_calloc(1, sizeof(*g));
+  if (!g)
+    return TR_ENOMEM;
+  g->c = *c;
+  g->c.base = g->c.scale = g->c.innov = g->c.phi = g->c.rank_sigma = g->c.psi = NULL;
+  g->base = tr_malloc((size_t)L * E * sizeof(double));
+  g->scale = copy_or_fill(c->scale, L, c->scale1);
+  g->innov = copy_or_fill(c->innov, L, c->innov1);
+  g->phi = copy_or_fill(c->phi, L, c->phi1);
+  g->rank_sigma = copy_or_fill(c->rank_sigma, L, c->rank_sigma1);
+  g->psi = copy_or_fill(c->psi, L, c->psi1);
+  g->z = tr_calloc((size_t)L * E, sizeof(double));
+  g->v = tr_calloc((size_t)L * E, sizeof(double));
+  g->burst = tr_calloc((size_t)L * E, sizeof(int));
+  g->slots = tr_malloc((size_t)R * sizeof(int64_t));
+  g->y = tr_malloc((size_t)E * 3 * sizeof(double));
+  g->eta = tr_calloc((size_t)R * E, sizeof(double));
+  g->n = tr_malloc((size_t)E * sizeof(unsigned int));
+  g->perm = tr_malloc((size_t)E * sizeof(size_t));
+  g->dyn = tr_calloc((size_t)L, sizeof(gsl_rng *));
+  g->prof = gsl_rng_alloc(gsl_rng_mt19937);
+  g->draw = gsl_rng_alloc(gsl_rng_mt19937);
+  if (!g->base || !g->scale || !g->innov || !g->phi || !g->rank_sigma || !g->psi || !g->z || !g->v || !g->burst ||
+      !g->slots || !g->y || !g->eta || !g->n || !g->perm || !g->dyn || !g->prof || !g->draw)
+    goto nomem;
+  g->x = g->y + E;
+  g->p = g->y + 2 * E;
+  for (int l = 0; l < L; l++) {
+    g->dyn[l] = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!g->dyn[l])
+      goto nomem;
+    gsl_rng_set(g->dyn[l], (unsigned long)tr_stream_seed(c->seed, 2, (uint64_t)l));
+  }
+  gsl_rng_set(g->prof, (unsigned long)tr_stream_seed(c->seed, 1, 0));
+  for (int l = 0; l < L; l++) {
+    if (c->base)
+      memcpy(g->base + (size_t)l * E, c->base + (size_t)l * E, (size_t)E * sizeof(double));
+    else
+      draw_profile(g, g->base + (size_t)l * E);
+  }
+  for (int r = 0; r < R; r++) {
+    double w = c->rank_total_sigma > 0
+                   ? exp(gsl_ran_gaussian(g->prof, c->rank_total_sigma) -
+                         c->rank_total_sigma * c->rank_total_sigma / 2)
+                   : 1.0;
+    g->slots[r] = (int64_t)llround((double)c->tokens_per_rank * w) * c->top_k;
+  }
+  /* The stationary start of the AR(1) state (random walk: start at 0). */
+  for (int l = 0; l < L; l++)
+    if (g->phi[l] < 1 && g->innov[l] > 0)
+      for (int e = 0; e < E; e++)
+        g->z[(size_t)l * E + e] =
+            gsl_ran_gaussian(g->dyn[l], g->innov[l] / sqrt(1 - g->phi[l] * g->phi[l]));
+  *out = g;
+  return TR_OK;
+nomem:
+  tr_gen_free(g);
+  return TR_ENOMEM;
+}
+
+/* Caps every p[e] at cap (water-filling: the excess goes to the uncapped
+ * entries in proportion), sum stays 1. */
+static void cap_probs(double *p, int E, double cap) {
+  for (int round = 0; round < E; round++) {
+    double excess = 0, free_mass = 0;
+    for (int e = 0; e < E; e++) {
+      if (p[e] > cap) {
+        excess += p[e] - cap;
+        p[e] = cap;
+      } else if (p[e] < cap) {
+        free_mass += p[e];
+      }
+    }
+    if (excess <= 1e-15 || free_mass <= 0)
+      return;
+    for (int e = 0; e < E; e++)
+      if (p[e] < cap)
+        p[e] += excess * p[e] / free_mass;
+  }
+}
+
+int tr_gen_next(tr_gen *g, int64_t *out) {
+  const tr_gen_config *c = &g->c;
+  if (g->t >= c->iterations)
+    return TR_EINVAL;
+  const int E = c->experts, R = c->ranks, l = g->l, k = c->top_k;
+  const int64_t t = g->t;
+  gsl_rng *dyn = g->dyn[l];
+  double *base = g->base + (size_t)l * E, *z = g->z + (size_t)l * E;
+  double *vel = g->v + (size_t)l * E;
+  int *burst = g->burst + (size_t)l * E;
+  /* dynamics of layer l, advanced once per iteration */
+  if (t > 0) {
+    if (g->innov[l] > 0)
+      for (int e = 0; e < E; e++) {
+        vel[e] = g->psi[l] * vel[e] + gsl_ran_gaussian(dyn, g->innov[l]);
+        z[e] = g->phi[l] * z[e] + vel[e];
+      }
+    if (c->regime_period > 0 && t % c->regime_period == 0)
+      gsl_ran_shuffle(dyn, base, (size_t)E, sizeof(double));
+  }
+  if (c->burst_prob > 0)
+    for (int e = 0; e < E; e++) {
+      if (burst[e] > 0)
+        burst[e]--;
+      if (burst[e] == 0 && gsl_rng_uniform(dyn) < c->burst_prob)
+        burst[e] = c->burst_len;
+    }
+  double *y = g->y, *x = g->x, *p = g->p;
+  for (int e = 0; e < E; e++)
+    y[e] = g->scale[l] * base[e] + z[e] + (burst[e] > 0 ? c->burst_boost : 0);
+  if (c->hot > 0) {
+    int64_t off = c->rotate_period > 0 ? (t / c->rotate_period) % E : 0;
+    for (int j = 0; j < c->hot; j++) {
+      int64_t e = c->hot_layout == TR_HOT_SPREAD ? off + (int64_t)j * E / c->hot : off + j;
+      y[e % E] += c->hot_boost;
+    }
+  }
+  gsl_rng_set(g->draw, (unsigned long)tr_stream_seed(c->seed ^ 0x5bd1e995u, (uint64_t)t,
+                                                     (uint64_t)l));
+  /* Rank noise, zero-sum over the ranks: it moves routing between ranks
+   * without moving the layer's aggregate (which the AR(1) term owns). */
+  double *eta = g->eta;
+  if (g->rank_sigma[l] > 0 && R > 1) {
+    for (int k = 0; k < R * E; k++)
+      eta[k] = gsl_ran_gaussian(g->draw, g->rank_sigma[l]);
+    for (int e = 0; e < E; e++) {
+      double mu = 0;
+      for (int r = 0; r < R; r++)
+        mu += eta[(size_t)r * E + e] / R;
+      for (int r = 0; r < R; r++)
+        eta[(size_t)r * E + e] -= mu;
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    double m = -INFINITY, s = 0;
+    for (int e = 0; e < E; e++) {
+      x[e] = y[e] + eta[(size_t)r * E + e];
+      if (x[e] > m)
+        m = x[e];
+    }
+    for (int e = 0; e < E; e++) {
+      int zero = e >= E - c->zero_experts || (r == c->zero_rank && e >= E / 2);
+      p[e] = zero ? 0 : exp(x[e] - m);
+      s += p[e];
+    }
+    if (s <= 0) { /* everything excluded: fall back to the allowed uniform */
+      for (int e = 0; e < E - c->zero_experts; e++)
+        p[e] = 1;
+      s = E - c->zero_experts;
+    }
+    for (int e = 0; e < E; e++)
+      p[e] /= s;
+    if (r == c->hot_rank && c->hot_rank_experts > 0) {
+      for (int e = 0; e < E; e++)
+        p[e] *= 1 - c->hot_rank_share;
+      for (int j = 0; j < c->hot_rank_experts; j++)
+        p[(E / 2 + j) % E] += c->hot_rank_share / c->hot_rank_experts;
+    }
+    cap_probs(p, E, 1.0 / k);
+    int64_t *row = out + (size_t)r * E;
+    for (int e = 0; e < E; e++)
+      row[e] = 0;
+    for (int64_t left = g->slots[r]; left > 0;) {
+      unsigned int n = left > (int64_t)UINT32_MAX ? UINT32_MAX : (unsigned int)left;
+      gsl_ran_multinomial(g->draw, (size_t)E, n, p, g->n);
+      for (int e = 0; e < E; e++)
+        row[e] += g->n[e];
+      left -= n;
+    }
+    /* At most one slot per token and expert: clip at tokens, hand the excess
+     * to the experts with room, lowest id first (deterministic). */
+    int64_t tokens = g->slots[r] / k, excess = 0;
+    for (int e = 0; e < E; e++)
+      if (row[e] > tokens) {
+        excess += row[e] - tokens;
+        row[e] = tokens;
+      }
+    for (int e = 0; e < E && excess > 0; e++) {
+      int zero = e >= E - c->zero_experts || (r == c->zero_rank && e >= E / 2);
+      int64_t room = zero ? 0 : tokens - row[e];
+      int64_t give = room < excess ? room : excess;
+      row[e] += give;
+      excess -= give;
+    }
+  }
+  if (++g->l == c->layers) {
+    g->l = 0;
+    g->t++;
+  }
+  return TR_OK;
+}
+
+int tr_gen_write(const tr_gen_config *c, const char *path, tr_error *err) {
+  tr_gen *g = NULL;
+  int rc = tr_gen_new(c, &g);
+  if (rc)
+    return tr_seterr(err, rc, path, 0, "%s", rc == TR_ENOMEM ? "out of memory"
+                                                 : "invalid generator configuration");
+  int64_t most = 0;
+  for (int r = 0; r < c->ranks; r++)
+    most = g->slots[r] > most ? g->slots[r] : most;
+  tr_dtype dt = most > INT32_MAX ? TR_INT64 : TR_INT32;
+  tr_writer w;
+  tr_meta meta = c->meta;
+  meta.top_k = c->top_k;
+  meta.tokens_per_rank = c->tokens_per_rank;
+  int64_t *slice = tr_malloc((size_t)c->ranks * c->experts * sizeof(int64_t));
+  if (!slice) {
+    tr_gen_free(g);
+    return tr_seterr(err, TR_ENOMEM, path, 0, "out of memory");
+  }
+  rc = tr_writer_open(&w, path, c->iterations, c->layers, c->ranks, c->experts, dt, &meta, err);
+  for (int64_t s = 0; rc == TR_OK && s < c->iterations * c->layers; s++) {
+    tr_gen_next(g, slice);
+    rc = tr_writer_put(&w, slice, err);
+  }
+  if (rc == TR_OK)
+    rc = tr_writer_commit(&w, err);
+  tr_free(slice);
+  tr_gen_free(g);
+  return rc;
+}
