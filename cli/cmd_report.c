@@ -42,7 +42,9 @@ static const char help[] =
     "columns: mean_ms = mean iteration time; speedup = static / policy;\n"
     "vs_oracle = policy / oracle - 1; compute, a2a (dispatch + combine),\n"
     "allreduce (replica gradients), migr (expert moves), other: mean ms per\n"
-    "iteration; balance = mean over iterations of max/mean GPU load.\n"
+    "iteration; balance = mean over iterations of max/mean GPU load;\n"
+    "dropped = share of token slots dropped (a policy that drops tokens can\n"
+    "look faster than the oracle, which drops none).\n"
     "\n"
     "example:\n"
     "  flexmoe sweep --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
@@ -57,7 +59,7 @@ typedef struct row {
   int64_t iterations;
   double mean_ms, compute_ms, alltoall_ms, allreduce_ms, migration_ms,
       other_ms, balance;
-  double migrated_bytes, dropped_tokens;
+  double migrated_bytes, dropped_tokens, total_tokens;
   double speedup;    /* NAN when there is no static peer */
   double oracle_gap; /* NAN when there is no oracle peer */
 } row;
@@ -67,20 +69,65 @@ static int policy_is(const char *spec, const char *name) {
   return strncmp(spec, name, n) == 0 && (spec[n] == '\0' || spec[n] == ':');
 }
 
-/* Sort rank of a policy inside its group: static first, oracle last. */
+/* Sort rank of a policy inside its group: the order of DESIGN.md (static
+ * first, the oracle bound last), unknown names before the oracle. */
 static int policy_rank(const char *spec) {
-  if (policy_is(spec, "static"))
-    return 0;
-  if (policy_is(spec, "oracle"))
-    return 2;
-  return 1;
+  static const char *const order[] = {"static", "capacity", "fastermoe",
+                                      "smartmoe", "eplb", "flexmoe"};
+  for (int i = 0; i < 6; i++)
+    if (policy_is(spec, order[i]))
+      return i;
+  return policy_is(spec, "oracle") ? 8 : 7;
+}
+
+/* Whether "key=value" occurs among the comma-separated parameters of spec. */
+static int has_param(const char *spec, const char *tok, size_t len) {
+  const char *p = strchr(spec, ':');
+  while (p) {
+    p++;
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n == len && strncmp(p, tok, len) == 0)
+      return 1;
+    p = end;
+  }
+  return 0;
+}
+
+/* The table's short name of a policy: its base name plus only the
+ * parameters that differ between the specs of that base in the report
+ * (canonical specs list every parameter; the full spec is in csv, json and
+ * --runs). */
+static void short_spec(const char *spec, const char *const *specs, size_t n,
+                       char *out, size_t len) {
+  const char *colon = strchr(spec, ':');
+  size_t base = colon ? (size_t)(colon - spec) : strlen(spec);
+  size_t off = (size_t)snprintf(out, len, "%.*s", (int)base, spec);
+  int first = 1;
+  for (const char *p = colon; p && off < len;) {
+    p++;
+    const char *end = strchr(p, ',');
+    size_t tl = end ? (size_t)(end - p) : strlen(p);
+    int common = 1;
+    for (size_t i = 0; i < n && common; i++)
+      if (strncmp(specs[i], spec, base) == 0 &&
+          (specs[i][base] == ':' || specs[i][base] == '\0'))
+        common = has_param(specs[i], p, tl);
+    if (!common) {
+      off += (size_t)snprintf(out + off, len - off, "%s%.*s", first ? ":" : ",",
+                              (int)tl, p);
+      first = 0;
+    }
+    p = end;
+  }
 }
 
 static int same_group(const st_run_summary *a, const st_run_summary *b) {
   return strcmp(a->kind, b->kind) == 0 && strcmp(a->trace, b->trace) == 0 &&
          strcmp(a->trace_hash, b->trace_hash) == 0 &&
          strcmp(a->cluster, b->cluster) == 0 &&
-         strcmp(a->engine, b->engine) == 0 && a->gpus == b->gpus;
+         strcmp(a->engine, b->engine) == 0 && a->it_first == b->it_first &&
+         a->it_last == b->it_last && a->gpus == b->gpus;
 }
 
 static int cmp_runs(const void *pa, const void *pb) {
@@ -90,6 +137,10 @@ static int cmp_runs(const void *pa, const void *pb) {
       (c = strcmp(a->trace_hash, b->trace_hash)) ||
       (c = strcmp(a->cluster, b->cluster)) || (c = strcmp(a->engine, b->engine)))
     return c;
+  if (a->it_first != b->it_first)
+    return a->it_first < b->it_first ? -1 : 1;
+  if (a->it_last != b->it_last)
+    return a->it_last < b->it_last ? -1 : 1;
   if (a->gpus != b->gpus)
     return a->gpus < b->gpus ? -1 : 1;
   if (policy_rank(a->policy) != policy_rank(b->policy))
@@ -141,6 +192,7 @@ static size_t build_rows(const st_run_summary *runs, size_t n, row *rows) {
     r->balance += s->balance_mean;
     r->migrated_bytes += (double)s->bytes_migrated;
     r->dropped_tokens += (double)s->tokens_dropped;
+    r->total_tokens += (double)s->tokens_total;
   }
   for (size_t i = 0; i < nr; i++) {
     row *r = &rows[i];
@@ -180,33 +232,53 @@ static const char *base_name(const char *path) {
 
 static void print_table(const char *db, const row *rows, size_t nr,
                         size_t nruns) {
+  const char **specs = malloc((nr ? nr : 1) * sizeof(*specs));
+  for (size_t i = 0; specs && i < nr; i++)
+    specs[i] = rows[i].first->policy;
   printf("%s: %zu complete run%s\n", db, nruns, nruns == 1 ? "" : "s");
   for (size_t i = 0; i < nr; i++) {
     const st_run_summary *f = rows[i].first;
     if (i == 0 || strcmp(f->kind, rows[i - 1].first->kind) ||
         strcmp(f->trace, rows[i - 1].first->trace) ||
         strcmp(f->cluster, rows[i - 1].first->cluster) ||
-        strcmp(f->engine, rows[i - 1].first->engine)) {
-      printf("\n%s runs, trace %s, cluster %s, engine %s\n", f->kind,
-             f->trace[0] ? base_name(f->trace) : "-", f->cluster,
-             f->engine[0] ? f->engine : "-");
-      printf("%5s  %-22s %4s %6s %10s %8s %9s %8s %8s %9s %7s %7s %7s\n",
+        strcmp(f->engine, rows[i - 1].first->engine) ||
+        f->it_first != rows[i - 1].first->it_first ||
+        f->it_last != rows[i - 1].first->it_last) {
+      printf("\n%s runs, trace %s, cluster %s, engine %s, iterations %lld:%lld\n",
+             f->kind, f->trace[0] ? base_name(f->trace) : "-", f->cluster,
+             f->engine[0] ? f->engine : "-", (long long)f->it_first,
+             (long long)f->it_last + 1);
+      printf("%5s  %-22s %4s %6s %10s %8s %9s %8s %8s %9s %7s %7s %7s %7s\n",
              "gpus", "policy", "runs", "iters", "mean_ms", "speedup",
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
-             "balance");
+             "balance", "dropped");
     }
-    char speed[32] = "-", gap[32] = "-";
+    char speed[32] = "-", gap[32] = "-", name[256];
+    if (specs)
+      short_spec(f->policy, specs, nr, name, sizeof(name));
+    else
+      snprintf(name, sizeof(name), "%s", f->policy);
     if (!isnan(rows[i].speedup))
       snprintf(speed, sizeof(speed), "%.2fx", rows[i].speedup);
     if (!isnan(rows[i].oracle_gap))
       snprintf(gap, sizeof(gap), "%+.1f%%", 100 * rows[i].oracle_gap);
+    char drop[32];
+    snprintf(drop, sizeof(drop), "%.1f%%",
+             rows[i].total_tokens > 0
+                 ? 100 * rows[i].dropped_tokens / rows[i].total_tokens
+                 : 0.0);
     printf("%5d  %-22s %4d %6lld %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f %7.3f "
-           "%7.2f\n",
-           f->gpus, f->policy, rows[i].runs, (long long)rows[i].iterations,
+           "%7.2f %7s\n",
+           f->gpus, name, rows[i].runs, (long long)rows[i].iterations,
            rows[i].mean_ms, speed, gap, rows[i].compute_ms, rows[i].alltoall_ms,
            rows[i].allreduce_ms, rows[i].migration_ms, rows[i].other_ms,
-           rows[i].balance);
+           rows[i].balance, drop);
   }
+  free(specs);
+  printf("\n(times: mean ms per iteration; speedup = static / policy; vs_oracle = "
+         "policy / oracle - 1;\n dropped = share of token slots dropped "
+         "(capacity); policies by name and the\n parameters that differ, in full: "
+         "--format csv|json or --runs)\n");
 }
 
 /* A CSV field, quoted when it holds a comma, quote or newline. */
@@ -231,7 +303,8 @@ static void csv_num(double v, const char *fmt) {
 }
 
 static void print_csv(const row *rows, size_t nr) {
-  puts("kind,trace,cluster,engine,gpus,policy,runs,iterations,"
+  puts("kind,trace,cluster,engine,first_iteration,end_iteration,gpus,policy,"
+       "runs,iterations,"
        "mean_iteration_ms,speedup_vs_static,oracle_gap,compute_ms,alltoall_ms,"
        "allreduce_ms,migration_ms,other_ms,balance_mean,migrated_bytes,"
        "dropped_tokens");
@@ -245,7 +318,8 @@ static void print_csv(const row *rows, size_t nr) {
     csv_field(f->cluster);
     putchar(',');
     csv_field(f->engine);
-    printf(",%d,", f->gpus);
+    printf(",%lld,%lld,%d,", (long long)f->it_first, (long long)f->it_last + 1,
+           f->gpus);
     csv_field(f->policy);
     printf(",%d,%lld", r->runs, (long long)r->iterations);
     csv_num(r->mean_ms, "%.6f");
@@ -279,9 +353,10 @@ static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) 
                            r->allreduce_ms, "migration", r->migration_ms,
                            "other", r->other_ms);
     json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:i,s:s,s:i,s:I,s:f,s:o,s:o,s:o,s:f,s:I,s:I}", "kind",
-        f->kind, "trace", f->trace, "cluster", f->cluster, "engine", f->engine,
-        "gpus", f->gpus, "policy", f->policy, "runs", r->runs, "iterations",
+        "{s:s,s:s,s:s,s:s,s:[I,I],s:i,s:s,s:i,s:I,s:f,s:o,s:o,s:o,s:f,s:I,s:I}",
+        "kind", f->kind, "trace", f->trace, "cluster", f->cluster, "engine",
+        f->engine, "iteration_range", (json_int_t)f->it_first,
+        (json_int_t)f->it_last + 1, "gpus", f->gpus, "policy", f->policy, "runs", r->runs, "iterations",
         (json_int_t)r->iterations, "mean_iteration_ms", r->mean_ms,
         "speedup_vs_static", num_or_null(r->speedup), "oracle_gap",
         num_or_null(r->oracle_gap), "breakdown_ms", bd, "balance_mean",
@@ -295,7 +370,7 @@ static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) 
     json_array_append_new(arr, o);
   }
   json_object_set_new(doc, "rows", arr);
-  json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
   putchar('\n');
   json_decref(doc);
   return CLI_OK;
@@ -319,7 +394,7 @@ static int print_runs(const char *db, const st_run_summary *runs, size_t n,
                          r->mean_ms, "config_key", r->config_key));
     }
     json_object_set_new(doc, "runs", arr);
-    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     putchar('\n');
     json_decref(doc);
     return CLI_OK;
@@ -411,7 +486,8 @@ int cmd_report(int argc, char **argv) {
     free(runs);
     return rc;
   }
-  qsort(runs, n, sizeof(*runs), cmp_runs);
+  if (n > 0)
+    qsort(runs, n, sizeof(*runs), cmp_runs);
   size_t nused = dedupe(runs, n);
   row *rows = calloc(nused ? nused : 1, sizeof(*rows));
   if (!rows) {

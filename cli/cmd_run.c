@@ -142,13 +142,11 @@ int cmd_run(int argc, char **argv) {
   cli_rt_profile prof;
   if (profile_path) {
     if (cli_rt_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
-    cfg.profile = &prof.pl;
+    cfg.profile_path = profile_path;
     if (prof.exchange_GBps > 0) {
       cfg.exchange_GBps = prof.exchange_GBps;
       cfg.exchange_lat_us = prof.exchange_latency_us;
     }
-    cfg.local_lat_us = prof.local_lat_us;
-    cfg.local_us_per_row = prof.local_us_per_row;
   }
   st_db *db = NULL;
   if (db_path) {
@@ -156,9 +154,7 @@ int cmd_run(int argc, char **argv) {
   }
   json_t *runs = json_array();
   int out = CLI_OK, owner = 1;
-  if (fmt == CLI_FMT_TABLE)
-    printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
-           "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance", "moved_MiB");
+  int header = 0;
   for (int p = 0; p < npol && out == CLI_OK; p++) {
     cfg.policy = policies[p];
     cli_rt_output *o = NULL;
@@ -181,6 +177,10 @@ int cmd_run(int argc, char **argv) {
     }
     if (fmt == CLI_FMT_TABLE && owner) {
       char sn[64];
+      if (!header++)
+        printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
+               "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance",
+               "moved_MiB");
       printf("%-12s %6" PRId64 " %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
              short_name(o->policy, sn, sizeof sn),
              o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],
@@ -206,6 +206,7 @@ int cmd_run(int argc, char **argv) {
                           o->balance_p90, "migrated_bytes", (json_int_t)o->migrated_bytes,
                           "dropped_tokens", (json_int_t)o->dropped_tokens, "alltoall_bytes",
                           (json_int_t)o->bytes_alltoall);
+    json_object_set_new(r, "nonmoe_us", json_real(o->nonmoe_us));
     if (db) json_object_set_new(r, "run_id", json_integer(run_id));
     if (o->checked)
       json_object_set_new(r, "check",

@@ -352,6 +352,7 @@ static const char GEN_HELP[] =
     "  --dist uniform|zipf|lognormal|dirichlet[:P]   base popularity (P: Zipf\n"
     "                     exponent, log-normal sigma, Dirichlet alpha)\n"
     "  --drift INNOV[:PHI]  AR(1) on the logits: z = PHI z + INNOV N(0,1); PHI 1 = random walk\n"
+    "  --momentum PSI     trends persist: the step itself is AR(1) with coefficient PSI\n"
     "  --rank-sigma S     per-rank logit noise\n"
     "  --hot N[:BOOST]    N hot experts with BOOST extra logits (default ln 8)\n"
     "  --spread           hot experts spread over the ids instead of contiguous\n"
@@ -385,7 +386,8 @@ static int parse_pair(const char *cmd, const char *flag, const char *text, doubl
 static int trace_gen(int argc, char **argv) {
   const char *cmd = "trace gen";
   enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
-         O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED };
+         O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED,
+         O_MOMENTUM };
   static const struct option opts[] = {
       {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
       {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
@@ -398,6 +400,7 @@ static int trace_gen(int argc, char **argv) {
       {"hot", required_argument, 0, O_HOT},   {"spread", no_argument, 0, O_SPREAD},
       {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
       {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
+      {"momentum", required_argument, 0, O_MOMENTUM},
       {0, 0, 0, 0}};
   /* First pass: sizes, pattern and fit (model options apply on top). */
   const char *pattern = NULL, *fitpath = NULL, *out = NULL;
@@ -572,6 +575,13 @@ static int trace_gen(int argc, char **argv) {
         goto done;
       }
       g.regime_period = v;
+      break;
+    case O_MOMENTUM:
+      if (cli_parse_double(cmd, "--momentum", optarg, 0, 0.99, &g.psi1)) {
+        rc = CLI_EUSAGE;
+        goto done;
+      }
+      g.psi = NULL;
       break;
     case O_RAGGED:
       if (cli_parse_double(cmd, "--ragged", optarg, 0, 3, &g.rank_total_sigma)) {

@@ -5,9 +5,9 @@
  * predicted vs measured shown per phase and per policy with the errors.
  *
  * Predictor: the simulator's runner (cli_sim_compute, cli/simrun.c) with
- * the calibrated profile and its cluster file; in a build without it, the
- * placement library's cost model (pl_cost_layer, the simulator's analytic
- * formulas) with the same numbers, and the output says which was used.
+ * the calibrated profile and its cluster file, engine analytic or des; or,
+ * with --engine cost, the placement library's cost model alone
+ * (pl_cost_layer + pl_cost_moves_us: the numbers the planners reason with).
  * Errors are (predicted - measured) / measured. median_abs_error is the
  * median over policies of |error| of the mean iteration time; p95_abs_error
  * the 95th percentile over policies x phases of |error| of the phases that
@@ -29,15 +29,9 @@
 #include "rtrun.h"
 #include "runtime/rt_calib.h"
 #include "placement/pl_policy.h"
+#include "sim/sim_profile.h"
 #include "simrun.h"
 
-/* The simulator's runner may be absent from a build (cli/simrun.c not yet
- * implemented): referenced weakly, the prediction then falls back to the
- * placement cost model. */
-#pragma weak cli_sim_compute
-#pragma weak cli_sim_summary_of
-#pragma weak cli_sim_record
-#pragma weak cli_sim_output_free
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
 static const char *short_name(const char *spec, char *buf, size_t len) {
@@ -50,7 +44,7 @@ static const char *const help =
     "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
     "                        [--partitions N] [--ranks N] [--iterations A:B] [--seed S]\n"
     "                        [--d-model D] [--d-ff F] [--tokens-per-gpu T] [--slots S]\n"
-    "                        [--profile P.json] [--engine analytic|des] [--db FILE]\n"
+    "                        [--profile P.json] [--engine analytic|des|cost] [--db FILE]\n"
     "                        [--format table|json]\n"
     "\n"
     "Runs each policy twice on the same configuration: on the runtime backend\n"
@@ -59,6 +53,8 @@ static const char *const help =
     "relative error (predicted - measured) / measured. Without --profile the backend\n"
     "is calibrated first (as flexmoe calibrate). Policies default to static, flexmoe\n"
     "and eplb (those this build has). With --db both runs and the validation are stored.\n"
+    "--engine: the simulator's analytic (default) or discrete-event engine, or 'cost':\n"
+    "the placement library's cost model alone, as the planners see the run.\n"
     "\n"
     "JSON: {\"runs\": [{\"policy\", \"predicted_ms\", \"measured_ms\", \"error\", \"phases\"}],\n"
     "       \"median_abs_error\", \"p95_abs_error\", \"ranking_agrees\", \"predictor\"}\n"
@@ -170,8 +166,8 @@ int cmd_validate(int argc, char **argv) {
       break;
     case 'R': profile_path = optarg; break;
     case 'e':
-      if (strcmp(optarg, "analytic") && strcmp(optarg, "des"))
-        return cli_fail(CLI_EUSAGE, "validate", "--engine: '%s' is not analytic or des", optarg);
+      if (strcmp(optarg, "analytic") && strcmp(optarg, "des") && strcmp(optarg, "cost"))
+        return cli_fail(CLI_EUSAGE, "validate", "--engine: '%s' is not analytic, des or cost", optarg);
       engine = optarg;
       break;
     case 'B': db_path = optarg; break;
@@ -242,15 +238,15 @@ int cmd_validate(int argc, char **argv) {
   }
   if (cli_rt_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
   if (prof.exchange_GBps <= 0)
-    return cli_fail(CLI_EFAIL, "validate", "%s: no cluster file beside it (write it with flexmoe calibrate --out)", profile_path);
+    return cli_fail(CLI_EFAIL, "validate",
+                    "%s: no exchange bandwidth (no .cluster.json beside it, or a zero bandwidth in it; "
+                    "write both with flexmoe calibrate --out)", profile_path);
   char cluster_path[1024];
   cli_rt_cluster_path(profile_path, cluster_path, sizeof cluster_path);
-  cfg.profile = &prof.pl;
+  cfg.profile_path = profile_path;
   cfg.exchange_GBps = prof.exchange_GBps;
   cfg.exchange_lat_us = prof.exchange_latency_us;
-  cfg.local_lat_us = prof.local_lat_us;
-  cfg.local_us_per_row = prof.local_us_per_row;
-  int use_sim = cli_sim_compute && cli_sim_summary_of && cli_sim_output_free;
+  int use_sim = strcmp(engine, "cost") != 0;
   st_db *db = NULL;
   if (db_path) {
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
@@ -276,7 +272,7 @@ int cmd_validate(int argc, char **argv) {
     }
     int gpus = m->gpus, slots = m->slots, d = m->d_model, f = m->d_ff, k = m->top_k;
     int64_t a = m->it_begin, bnd = m->it_end;
-    double nonmoe_us = m->nonmoe_us, tokens_per_gpu = m->slots_per_gpu_mean / m->top_k;
+    int64_t tokens_per_gpu = m->tokens_per_gpu;
     cli_rt_output_free(m);
     if (!owner) continue;
     if (use_sim) {
@@ -295,20 +291,20 @@ int cmd_validate(int argc, char **argv) {
       sc.profile_path = profile_path;
       sc.slots = slots;
       (void)gpus;
-      /* The runtime's local token movement is the simulator's non-MoE
-       * work: nonmoe_us = factor (2d/f) ffn_us(T) (1 + bwd)/2 there
-       * (sim_profile.h), so give it the factor that yields ours. */
+      /* The simulator reads the same profile with its non-MoE factor set to
+       * the runtime's local token movement (rtprof.h), as the runtime's
+       * own policy environment did. */
       char simprof[1100] = "";
-      if (nonmoe_us > 0) {
-        double denom = 2.0 * d / f * pl_ffn_us(&prof.pl, tokens_per_gpu) * (1.0 + prof.pl.bwd_ratio) / 2.0;
-        json_t *pj = json_load_file(profile_path, 0, NULL);
-        if (pj && denom > 0) {
-          json_object_set_new(pj, "nonmoe_factor", json_real(nonmoe_us / denom));
-          snprintf(simprof, sizeof simprof, "%s.sim-%d.json", profile_path, (int)getpid());
-          if (json_dump_file(pj, simprof, JSON_INDENT(2)) == 0) sc.profile_path = simprof;
-          else simprof[0] = 0;
-        }
-        json_decref(pj);
+      sim_profile sp;
+      if ((rc = cli_rt_sim_profile(profile_path, d, f, k, (double)tokens_per_gpu, &sp, em, sizeof em))) {
+        out = cli_fail(rc, "validate", "%s", em);
+        break;
+      }
+      if (sp.nonmoe_factor > 0) {
+        sim_errbuf se;
+        snprintf(simprof, sizeof simprof, "%s.sim-%d.json", profile_path, (int)getpid());
+        if (sim_profile_save(&sp, simprof, &se) == 0) sc.profile_path = simprof;
+        else simprof[0] = 0;
       }
       cli_sim_output *so = NULL;
       rc = cli_sim_compute(&sc, &so, em, sizeof em);
@@ -324,7 +320,7 @@ int cmd_validate(int argc, char **argv) {
       vr[p].pred[V_MIGRATION] = s->migration_ms;
       vr[p].pred[V_OTHER] = s->other_ms;
       vr[p].pred[V_TIME] = s->mean_iteration_ms;
-      if (db && cli_sim_record && (rc = cli_sim_record(db, so, &vr[p].pred_id, em, sizeof em))) {
+      if (db && (rc = cli_sim_record(db, so, &vr[p].pred_id, em, sizeof em))) {
         cli_sim_output_free(so);
         out = cli_fail(rc, "validate", "%s: %s", db_path, em);
         break;
@@ -387,7 +383,9 @@ int cmd_validate(int argc, char **argv) {
     for (int q = 0; q < npol; q++)
       if ((vr[p].meas[V_TIME] < vr[q].meas[V_TIME]) != (vr[p].pred[V_TIME] < vr[q].pred[V_TIME]))
         agrees = 0;
-  const char *predictor = use_sim ? "simulator" : "placement cost model (simulator not in this build)";
+  char predictor[64];
+  snprintf(predictor, sizeof predictor, "%s", use_sim ? (strcmp(engine, "des") == 0 ? "simulator (des)" : "simulator (analytic)")
+                                                      : "placement cost model");
   if (fmt == CLI_FMT_JSON) {
     json_t *runs = json_array();
     for (int p = 0; p < npol; p++) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "sim/sim_profile.h"
 
 double cli_rt_local_us(const cli_rt_profile *p, double slots) {
   if (p->local_us_per_row <= 0 && p->local_lat_us <= 0) return 0.0;
@@ -172,4 +173,28 @@ int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, siz
   free(pj);
   free(cj);
   return rc;
+}
+
+int cli_rt_sim_profile(const char *path, int d, int f, int k, double tokens_per_gpu,
+                       sim_profile *out, char *em, size_t el) {
+  sim_errbuf se;
+  memset(&se, 0, sizeof se);
+  if (sim_profile_load(path, out, &se)) {
+    snprintf(em, el, "%s", se.msg[0] ? se.msg : path);
+    return CLI_EFAIL;
+  }
+  cli_rt_profile rp;
+  if (cli_rt_profile_load(path, &rp, em, el)) return CLI_EFAIL;
+  double local = cli_rt_local_us(&rp, tokens_per_gpu * k);
+  out->nonmoe_factor = 0.0;
+  if (local > 0) {
+    /* sim_profile.h: nonmoe_us = factor (2d/f) ffn_us(T) (1 + bwd)/2 */
+    sim_pl_profile plp;
+    out->nonmoe_factor = 1.0;
+    if (sim_profile_for_shape(out, d, f, (int64_t)tokens_per_gpu, 1.0, &plp) == 0 && plp.pl.nonmoe_us > 0)
+      out->nonmoe_factor = local / plp.pl.nonmoe_us;
+    else
+      out->nonmoe_factor = 0.0;
+  }
+  return CLI_OK;
 }

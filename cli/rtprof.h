@@ -43,6 +43,17 @@ typedef struct cli_rt_profile {
  * slots locally (see above). */
 double cli_rt_local_us(const cli_rt_profile *p, double slots_per_gpu);
 
+/* The simulator's profile of P.json with its nonmoe_factor set so that the
+ * simulator's non-MoE time equals the runtime's local token movement for a
+ * model (d_model, d_ff, top_k) at tokens_per_gpu tokens per GPU (0 when
+ * P.runtime.json is absent). Both sides then build their pl_profile with
+ * sim_profile_for_shape from this same struct: the policies see identical
+ * numbers, so the simulator and the runtime plan identically. */
+struct sim_profile;
+int cli_rt_sim_profile(const char *path, int d_model, int d_ff, int top_k,
+                       double tokens_per_gpu, struct sim_profile *out, char *em,
+                       size_t el);
+
 /* P.json -> P.cluster.json */
 void cli_rt_cluster_path(const char *profile_path, char *buf, size_t len);
 

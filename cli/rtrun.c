@@ -17,6 +17,8 @@
 #include "flexmoe_config.h"
 #include "placement/pl_error.h"
 #include "placement/pl_policy.h"
+#include "rtprof.h"
+#include "sim/sim_profile.h"
 #include "traces/tr_rescale.h"
 #include "traces/tr_trace.h"
 
@@ -49,6 +51,8 @@ static const double nom_us[] = {27.30, 28.10, 36.51, 93.27, 332.14, 1295.43, 545
 typedef struct keep {
   double tok[64], us[64];
   pl_profile pl;
+  sim_profile sp;
+  sim_pl_profile plp;
 } keep;
 
 static int cmp_double(const void *a, const void *b) {
@@ -234,8 +238,26 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
         if (s > emax) emax = s;
       }
     }
-  /* profile */
-  if (cfg->profile) {
+  /* tokens per GPU as the simulator's runner resolves it (simrun.c) */
+  int64_t tpg = cfg->tokens_per_gpu;
+  if (tpg <= 0) {
+    if (t.meta.tokens_per_rank > 0) tpg = t.meta.tokens_per_rank;
+    else {
+      int64_t s = 0;
+      for (int e = 0; e < E; e++) s += tr_at(&t, A, 0, 0, e);
+      tpg = s / k;
+    }
+  }
+  o->tokens_per_gpu = tpg;
+  /* profile: the calibrated one through the simulator's own resolution */
+  if (cfg->profile_path) {
+    if ((rc = cli_rt_sim_profile(cfg->profile_path, d, f, k, (double)tpg, &kp.sp, em, el))) goto done;
+    if (sim_profile_for_shape(&kp.sp, d, f, tpg, 1.0, &kp.plp)) {
+      rc = efail(em, el, CLI_EFAIL, "%s: no usable profile for d_model %d, d_ff %d", cfg->profile_path, d, f);
+      goto done;
+    }
+    kp.pl = kp.plp.pl; /* points into kp.plp, which stays in place */
+  } else if (cfg->profile) {
     kp.pl = *cfg->profile;
   } else {
     double scale = (double)d * f / (2048.0 * 8192.0);
@@ -251,10 +273,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
     kp.pl.bwd_ratio = 2.15;
     kp.pl.nonmoe_us = 0.0;
   }
-  double smean = ssum / ((double)I * L * G);
-  if (cfg->local_lat_us > 0 || cfg->local_us_per_row > 0)
-    kp.pl.nonmoe_us = 4.0 * (cfg->local_lat_us + smean * cfg->local_us_per_row);
-  o->slots_per_gpu_mean = smean;
+  o->slots_per_gpu_mean = ssum / ((double)I * L * G);
   o->nonmoe_us = kp.pl.nonmoe_us;
   pl_env env = PL_ENV_INIT;
   env.layers = L;
@@ -282,7 +301,8 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   }
   /* GPU warm-up at every token count an expert can get here (bounded by an
    * expert's largest total load in the trace slice). */
-  rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed, emax};
+  rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed,
+                       strcmp(cfg->backend, "cpu") != 0 ? emax : 0};
   if (!cfg->predict && rt_exec_create(&x, b, pol, &env, &xc, err, sizeof err)) {
     rc = efail(em, el, CLI_EFAIL, "backend '%s': %s", cfg->backend, err);
     goto done;
@@ -319,7 +339,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
                                              "kind", (int)mv[m].kind, "bytes",
                                              (json_int_t)mv[m].bytes));
     if (!cfg->quiet && ((i + 1) % 10 == 0 || i + 1 == I))
-      fprintf(stderr, "flexmoe run: %s: iteration %" PRId64 "/%" PRId64 " %.3f ms\n",
+      fprintf(stderr, "progress: %s: iteration %" PRId64 "/%" PRId64 " %.3f ms\n",
               pl_policy_spec(pol), i + 1, I, r->time_ms);
   }
   if (cfg->check && x) {

@@ -34,9 +34,11 @@ typedef struct cli_rt_config {
   int slots;                 /* 0: ceil(1.5 E / G) capped at E */
   double exchange_GBps;      /* cluster link for the policies' cost model */
   double exchange_lat_us;
-  const pl_profile *profile; /* NULL: nominal H200 partition numbers */
-  double local_lat_us;       /* local token movement fit (rtprof.h): the */
-  double local_us_per_row;   /* profile's non-MoE time; 0: none */
+  const char *profile_path;  /* calibrated profile P.json (its .cluster.json
+                                gives the exchange numbers, .runtime.json the
+                                local token movement); NULL: nominal H200
+                                partition numbers */
+  const pl_profile *profile; /* used when profile_path is NULL */
   int check;                 /* run rt_exec_check after the last iteration */
   int quiet;                 /* no progress on stderr */
   int predict;               /* no backend: predict every iteration with
@@ -45,7 +47,7 @@ typedef struct cli_rt_config {
                                 the simulator, instead of running it */
 } cli_rt_config;
 
-#define CLI_RT_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, 0, 0, 0, 0, 0}
+#define CLI_RT_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, NULL, 0, 0, 0}
 
 typedef struct cli_rt_output {
   char policy[256];
@@ -55,6 +57,7 @@ typedef struct cli_rt_output {
   int gpus, slots, d_model, d_ff, top_k, layers, experts;
   double slots_per_gpu_mean;       /* token slots a rank routes per layer, mean */
   double nonmoe_us;                /* the profile's non-MoE time used */
+  int64_t tokens_per_gpu;          /* as the simulator resolves it */
   int64_t it_begin, it_end;
   int64_t iterations;
   double mean_iteration_ms;

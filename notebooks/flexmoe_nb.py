@@ -71,7 +71,8 @@ def runs(con, kind="sim"):
                   count(i.iteration) AS iterations, avg(i.time_ms) AS mean_ms,
                   avg(i.compute_ms) AS compute_ms, avg(i.alltoall_ms) AS alltoall_ms,
                   avg(i.allreduce_ms) AS allreduce_ms, avg(i.migration_ms) AS migration_ms,
-                  avg(i.other_ms) AS other_ms, avg(i.balance) AS balance
+                  avg(i.other_ms) AS other_ms, avg(i.balance) AS balance,
+                  min(i.iteration) AS it_first, max(i.iteration) + 1 AS it_end
            FROM runs r LEFT JOIN clusters c ON c.id = r.cluster_id
            LEFT JOIN traces t ON t.id = r.trace_id
            LEFT JOIN iterations i ON i.run_id = r.id
@@ -82,10 +83,32 @@ def runs(con, kind="sim"):
     df = df[df.config_key.isna() | (df.config_key == "") | df.id.isin(latest)]
     df["trace_name"] = df.trace.fillna("-").map(os.path.basename)
     df["base_policy"] = df.policy.str.split(":").str[0]
+    names = short_names(df.policy.unique())
+    df["name"] = df.policy.map(names)
     return df.reset_index(drop=True)
 
 
-GROUP = ["kind", "trace_name", "trace_hash", "cluster", "engine", "gpus"]
+def short_names(specs):
+    """{spec: short name}: the base name plus only the parameters that differ
+    between the specs of that base (canonical specs list every parameter),
+    as `flexmoe report` prints them."""
+    out = {}
+    by_base = {}
+    for s in specs:
+        by_base.setdefault(s.split(":")[0], []).append(s)
+    for base, group in by_base.items():
+        params = [set(s.split(":", 1)[1].split(",")) if ":" in s else set() for s in group]
+        common = set.intersection(*params) if params else set()
+        for s, p in zip(group, params):
+            order = s.split(":", 1)[1].split(",") if ":" in s else []
+            diff = [t for t in order if t not in common]
+            out[s] = base + (":" + ",".join(diff) if diff else "")
+    return out
+
+
+# Runs are compared inside a group: same trace, cluster, engine, iterations
+# and size (as `flexmoe report` does).
+GROUP = ["kind", "trace_name", "trace_hash", "cluster", "engine", "it_first", "it_end", "gpus"]
 
 
 def compare(df):
@@ -97,7 +120,8 @@ def compare(df):
             "other_ms", "balance"]
     agg = {c: (c, "mean") for c in cols}
     agg["runs"] = ("id", "count")
-    g = (df.fillna({"trace_hash": ""}).groupby(GROUP + ["policy", "base_policy"])
+    df = df.fillna({"trace_hash": "", "it_first": 0, "it_end": 0})
+    g = (df.groupby(GROUP + ["policy", "base_policy", "name"])
          .agg(**agg).reset_index())
 
     def peer(name):

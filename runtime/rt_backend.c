@@ -3,7 +3,9 @@
  */
 #include "runtime/rt_backend.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "flexmoe_config.h"
@@ -18,6 +20,32 @@ const char *rt_strerror(int code) {
   default:
     return "unknown runtime error";
   }
+}
+
+static rt_malloc_fn hook_malloc = malloc;
+static rt_realloc_fn hook_realloc = realloc;
+static rt_free_fn hook_free = free;
+
+void rt_set_allocator(rt_malloc_fn m, rt_realloc_fn r, rt_free_fn f) {
+  hook_malloc = m ? m : malloc;
+  hook_realloc = r ? r : realloc;
+  hook_free = f ? f : free;
+}
+
+void *rt_malloc(size_t size) { return hook_malloc(size ? size : 1); }
+
+void *rt_calloc(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) return NULL;
+  size_t bytes = n * size;
+  void *p = hook_malloc(bytes > 0 ? bytes : 1);
+  if (p) memset(p, 0, bytes);
+  return p;
+}
+
+void *rt_realloc(void *ptr, size_t size) { return hook_realloc(ptr, size ? size : 1); }
+
+void rt_free(void *ptr) {
+  if (ptr) hook_free(ptr);
 }
 
 static const rt_backend_ops *const registry[] = {

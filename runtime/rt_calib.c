@@ -100,13 +100,13 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
   for (int i = 0; i < cfg->nsizes; i++)
     if (cfg->rows[i] > rmax) rmax = cfg->rows[i];
   int64_t xrows = rmax * G > tmax ? rmax * G : tmax;
-  cbuf *cb = calloc((size_t)G, sizeof *cb);
-  int32_t *hidx = malloc(sizeof(int32_t) * (size_t)xrows);
-  double *ms = malloc(sizeof(double) * 8 * (size_t)G);
+  cbuf *cb = rt_calloc((size_t)G, sizeof *cb);
+  int32_t *hidx = rt_malloc(sizeof(int32_t) * (size_t)xrows);
+  double *ms = rt_malloc(sizeof(double) * 8 * (size_t)G);
   if (!cb || !hidx || !ms) {
-    free(cb);
-    free(hidx);
-    free(ms);
+    rt_free(cb);
+    rt_free(hidx);
+    rt_free(ms);
     return RT_ENOMEM;
   }
   for (int64_t i = 0; i < xrows; i++) hidx[i] = (int32_t)i;
@@ -202,7 +202,11 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
   if (cfg->nsizes >= 2) {
     double icpt, slope; /* us, us per byte */
     fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
-    out->exchange_GBps = slope > 0 ? 1e-3 / slope : 0;
+    /* No positive slope (noise on a busy host): the largest size's
+     * throughput is the bandwidth. */
+    int n = cfg->nsizes - 1;
+    out->exchange_GBps = slope > 0 ? 1e-3 / slope
+                                   : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
     out->exchange_latency_us = icpt;
   }
   /* local token movement: permute of m * G rows */
@@ -243,8 +247,8 @@ done:
     for (size_t i = 0; i < sizeof p / sizeof *p; i++)
       if (p[i]) o->release(b, r, p[i]);
   }
-  free(cb);
-  free(hidx);
-  free(ms);
+  rt_free(cb);
+  rt_free(hidx);
+  rt_free(ms);
   return rc;
 }

@@ -54,6 +54,7 @@ typedef struct cpu_backend {
   pthread_mutex_t gate_mu;
   pthread_cond_t gate_cv;
   int gate; /* 0 wait, 1 run, -1 leave */
+  int failed; /* a push failed: queues may disagree on barriers; never run them */
   char err[256];
 } cpu_backend;
 
@@ -69,10 +70,17 @@ static int push(cpu_backend *c, int r, const op *o) {
     return RT_EINVAL;
   }
   cpu_rank *q = &c->rank[r];
+  if (c->failed) return c->failed;
   if (q->nq == q->cap) {
     int nc = q->cap ? 2 * q->cap : 64;
-    op *n = realloc(q->q, sizeof(op) * (size_t)nc);
-    if (!n) return RT_ENOMEM;
+    op *n = rt_realloc(q->q, sizeof(op) * (size_t)nc);
+    if (!n) {
+      /* One rank's queue may now lack a barrier the others have: running
+       * them would deadlock. The backend refuses all further work. */
+      c->failed = RT_ENOMEM;
+      snprintf(c->err, sizeof c->err, "out of memory queueing work for rank %d", r);
+      return RT_ENOMEM;
+    }
     q->q = n;
     q->cap = nc;
   }
@@ -167,6 +175,10 @@ static void *run_gated(void *p) {
 
 static int flush(cpu_backend *c) {
   int G = c->base.ranks;
+  if (c->failed) {
+    for (int r = 0; r < G; r++) c->rank[r].nq = 0;
+    return c->failed;
+  }
   pthread_t th[G];
   run_arg arg[G];
   for (int r = 0; r < G; r++) {
@@ -194,18 +206,18 @@ static int cpu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
     if (err) snprintf(err, errlen, "backend 'cpu': --partitions needs the cuda backend");
     return RT_EINVAL;
   }
-  cpu_backend *c = calloc(1, sizeof *c);
+  cpu_backend *c = rt_calloc(1, sizeof *c);
   if (!c) return RT_ENOMEM;
   c->base.ops = &rt_backend_cpu_ops;
   c->base.ranks = cfg->ranks;
-  c->rank = calloc((size_t)cfg->ranks, sizeof *c->rank);
-  c->stamp = calloc((size_t)CPU_MAX_MARKS * (size_t)cfg->ranks, sizeof(double));
+  c->rank = rt_calloc((size_t)cfg->ranks, sizeof *c->rank);
+  c->stamp = rt_calloc((size_t)CPU_MAX_MARKS * (size_t)cfg->ranks, sizeof(double));
   pthread_mutex_init(&c->gate_mu, NULL);
   pthread_cond_init(&c->gate_cv, NULL);
   if (!c->rank || !c->stamp || pthread_barrier_init(&c->bar, NULL, (unsigned)cfg->ranks)) {
-    free(c->rank);
-    free(c->stamp);
-    free(c);
+    rt_free(c->rank);
+    rt_free(c->stamp);
+    rt_free(c);
     return RT_ENOMEM;
   }
   *out = &c->base;
@@ -214,13 +226,13 @@ static int cpu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
 
 static void cpu_destroy(rt_backend *b) {
   cpu_backend *c = (cpu_backend *)b;
-  for (int r = 0; r < b->ranks; r++) free(c->rank[r].q);
-  free(c->rank);
-  free(c->stamp);
+  for (int r = 0; r < b->ranks; r++) rt_free(c->rank[r].q);
+  rt_free(c->rank);
+  rt_free(c->stamp);
   pthread_barrier_destroy(&c->bar);
   pthread_mutex_destroy(&c->gate_mu);
   pthread_cond_destroy(&c->gate_cv);
-  free(c);
+  rt_free(c);
 }
 
 static int cpu_elem_bytes(const rt_backend *b) { (void)b; return 4; }
@@ -230,10 +242,11 @@ static const char *cpu_describe(const rt_backend *b) { (void)b; return "host CPU
 static void *cpu_alloc(rt_backend *b, int r, size_t bytes) {
   (void)r;
   (void)b;
-  /* 64-byte aligned, zeroed: reads of never-written rows are defined. */
-  size_t sz = (bytes + 63) & ~(size_t)63;
-  void *p = aligned_alloc(64, sz ? sz : 64);
-  if (p) memset(p, 0, sz ? sz : 64);
+  /* 64-byte aligned, exactly `bytes` long (so AddressSanitizer sees any
+   * overrun), zeroed: reads of never-written rows are defined. */
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64)) return NULL;
+  memset(p, 0, bytes ? bytes : 64);
   return p;
 }
 static void cpu_release(rt_backend *b, int r, void *p) { (void)b; (void)r; free(p); }

@@ -198,12 +198,12 @@ static int make_partitions(cu_backend *c, int device, int G) {
     snprintf(c->err, sizeof c->err, "%u SMs cannot be split into %d partitions of >= 8", total, G);
     return RT_EINVAL;
   }
-  CUdevResource *groups = calloc((size_t)G, sizeof *groups);
+  CUdevResource *groups = rt_calloc((size_t)G, sizeof *groups);
   if (!groups) return RT_ENOMEM;
   unsigned nb = (unsigned)G;
   CUresult r = drv.DevSmResourceSplitByCount(groups, &nb, &all, &rem, 0, per);
   if (r != CUDA_SUCCESS || nb < (unsigned)G) {
-    free(groups);
+    rt_free(groups);
     snprintf(c->err, sizeof c->err, "cuDevSmResourceSplitByCount(%d x %u SMs): %s (%u groups)",
              G, per, r != CUDA_SUCCESS ? drv_msg(r) : "too few groups", nb);
     return RT_EDEVICE;
@@ -222,7 +222,7 @@ static int make_partitions(cu_backend *c, int device, int G) {
       rc = RT_EDEVICE;
     }
   }
-  free(groups);
+  rt_free(groups);
   if (!rc)
     snprintf(c->desc, sizeof c->desc, "%d green-context partitions of %d SMs (of %u)", G,
              c->rank[0].sms, total);
@@ -231,13 +231,13 @@ static int make_partitions(cu_backend *c, int device, int G) {
 
 static int cu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
                      size_t errlen) {
-  cu_backend *c = calloc(1, sizeof *c);
+  cu_backend *c = rt_calloc(1, sizeof *c);
   if (!c) return RT_ENOMEM;
   c->base.ops = &rt_backend_cuda_ops;
   c->base.ranks = cfg->ranks;
   c->partitions = cfg->partitions;
   c->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 120.0;
-  c->rank = calloc((size_t)cfg->ranks, sizeof *c->rank);
+  c->rank = rt_calloc((size_t)cfg->ranks, sizeof *c->rank);
   int rc = c->rank ? 0 : RT_ENOMEM;
   int ndev = 0;
   if (!rc) {
@@ -306,7 +306,7 @@ static int cu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
       rc = RT_EDEVICE;
       break;
     }
-    k->mark_ev = calloc(CU_MAX_MARKS, sizeof *k->mark_ev);
+    k->mark_ev = rt_calloc(CU_MAX_MARKS, sizeof *k->mark_ev);
     if (!k->mark_ev) rc = RT_ENOMEM;
     if (!rc && kn_cuda_blas_create(&k->blas, k->stream)) {
       snprintf(c->err, sizeof c->err, "%s", kn_cuda_last_error());
@@ -336,7 +336,7 @@ static void cu_destroy(rt_backend *b) {
       if (k->mark_ev)
         for (int i = 0; i < CU_MAX_MARKS; i++)
           if (k->mark_ev[i]) cudaEventDestroy(k->mark_ev[i]);
-      free(k->mark_ev);
+      rt_free(k->mark_ev);
       if (k->bar_ev) cudaEventDestroy(k->bar_ev);
       for (int i = 0; i < 2; i++)
         if (k->bar2[i]) cudaEventDestroy(k->bar2[i]);
@@ -344,8 +344,8 @@ static void cu_destroy(rt_backend *b) {
       if (k->green && drv.GreenCtxDestroy) drv.GreenCtxDestroy(k->green);
     }
   }
-  free(c->rank);
-  free(c);
+  rt_free(c->rank);
+  rt_free(c);
 }
 
 static int cu_elem_bytes(const rt_backend *b) { (void)b; return 2; }
@@ -460,13 +460,13 @@ static int push(cu_backend *c, const cu_op *o) {
   pthread_mutex_lock(&w->mu);
   if (w->count == w->cap) {
     size_t nc = w->cap ? 2 * w->cap : 1024;
-    cu_op *n = malloc(sizeof *n * nc);
+    cu_op *n = rt_malloc(sizeof *n * nc);
     if (!n) {
       pthread_mutex_unlock(&w->mu);
       return RT_ENOMEM;
     }
     for (size_t i = 0; i < w->count; i++) n[i] = w->ring[(w->head + i) % w->cap];
-    free(w->ring);
+    rt_free(w->ring);
     w->ring = n;
     w->head = 0;
     w->cap = nc;
@@ -511,18 +511,18 @@ static void stop_workers(cu_backend *c) {
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->idle);
-    free(w->ring);
+    rt_free(w->ring);
   }
   pthread_barrier_destroy(&c->pbar);
-  free(c->wk);
-  free(c->wargs);
+  rt_free(c->wk);
+  rt_free(c->wargs);
   c->wk = NULL;
 }
 
 static int start_workers(cu_backend *c) {
   int G = c->base.ranks;
-  c->wk = calloc((size_t)G, sizeof *c->wk);
-  c->wargs = calloc((size_t)G, sizeof *c->wargs);
+  c->wk = rt_calloc((size_t)G, sizeof *c->wk);
+  c->wargs = rt_calloc((size_t)G, sizeof *c->wargs);
   if (!c->wk || !c->wargs) return RT_ENOMEM;
   if (pthread_barrier_init(&c->pbar, NULL, (unsigned)G)) return RT_ENOMEM;
   for (int r = 0; r < G; r++) {

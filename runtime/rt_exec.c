@@ -138,10 +138,10 @@ void rt_exec_destroy(rt_exec *x) {
     for (int l = 0; l < x->L; l++)
       for (int r = 0; r < x->G; r++) {
         lr *q = LR(x, l, r);
-        free(q->sidx); free(q->ridx); free(q->rinv); free(q->cidx);
-        free(q->sw); free(q->cw); free(q->send_off); free(q->send_cnt);
-        free(q->recv_off); free(q->recv_cnt); free(q->ex_n); free(q->ex_off);
-        free(q->ex_slot);
+        rt_free(q->sidx); rt_free(q->ridx); rt_free(q->rinv); rt_free(q->cidx);
+        rt_free(q->sw); rt_free(q->cw); rt_free(q->send_off); rt_free(q->send_cnt);
+        rt_free(q->recv_off); rt_free(q->recv_cnt); rt_free(q->ex_n); rt_free(q->ex_off);
+        rt_free(q->ex_slot);
         void *dev[] = {q->d_sidx, q->d_ridx, q->d_rinv, q->d_cidx, q->d_sw, q->d_cw,
                        q->d_X, q->d_dOut, q->d_Out, q->d_dIn, q->d_xin, q->d_A};
         for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
@@ -153,7 +153,7 @@ void rt_exec_destroy(rt_exec *x) {
             for (int i = 0; i < 4; i++)
               if (sp[i]) x->ops->release(x->b, r, sp[i]);
           }
-        free(q->slots);
+        rt_free(q->slots);
       }
   if (x->rk)
     for (int r = 0; r < x->G; r++) {
@@ -162,19 +162,19 @@ void rt_exec_destroy(rt_exec *x) {
       for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
         if (dev[i]) x->ops->release(x->b, r, dev[i]);
     }
-  free(x->lr);
-  free(x->rk);
-  free(x->split_l);
-  free(x->rowc);
+  rt_free(x->lr);
+  rt_free(x->rk);
+  rt_free(x->split_l);
+  rt_free(x->rowc);
   pl_routing_fini(&x->route);
   pl_routing_fini(&x->tmp);
-  free(x->moves);
-  free(x->mig);
-  free(x->stamps);
-  free(x->kind);
-  free(x->busy);
-  free(x->total);
-  free(x);
+  rt_free(x->moves);
+  rt_free(x->mig);
+  rt_free(x->stamps);
+  rt_free(x->kind);
+  rt_free(x->busy);
+  rt_free(x->total);
+  rt_free(x);
 }
 
 static int warmup(rt_exec *x);
@@ -190,7 +190,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
     if (err) snprintf(err, errlen, "executor: inconsistent configuration (shapes must be multiples of 8, ranks = GPUs)");
     return RT_EINVAL;
   }
-  rt_exec *x = calloc(1, sizeof *x);
+  rt_exec *x = rt_calloc(1, sizeof *x);
   if (!x) return RT_ENOMEM;
   x->b = b;
   x->ops = b->ops;
@@ -215,15 +215,15 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->optbytes = (x->optbytes + 3) & ~(size_t)3;
   int G = x->G, L = x->L, E = x->E, rc = 0;
   size_t dsz = (size_t)x->d * (size_t)x->esz, fsz = (size_t)x->f * (size_t)x->esz;
-  x->lr = calloc((size_t)L * (size_t)G, sizeof *x->lr);
-  x->rk = calloc((size_t)G, sizeof *x->rk);
-  x->split_l = calloc((size_t)L * G * E * G, sizeof *x->split_l);
-  x->rowc = calloc((size_t)G * (size_t)E, sizeof *x->rowc);
-  x->busy = calloc((size_t)G, sizeof *x->busy);
-  x->total = calloc((size_t)G, sizeof *x->total);
+  x->lr = rt_calloc((size_t)L * (size_t)G, sizeof *x->lr);
+  x->rk = rt_calloc((size_t)G, sizeof *x->rk);
+  x->split_l = rt_calloc((size_t)L * G * E * G, sizeof *x->split_l);
+  x->rowc = rt_calloc((size_t)G * (size_t)E, sizeof *x->rowc);
+  x->busy = rt_calloc((size_t)G, sizeof *x->busy);
+  x->total = rt_calloc((size_t)G, sizeof *x->total);
   int nst = 14 * L + 3;
-  x->stamps = calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
-  x->kind = calloc((size_t)nst, sizeof *x->kind);
+  x->stamps = rt_calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
+  x->kind = rt_calloc((size_t)nst, sizeof *x->kind);
   if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
       !x->stamps || !x->kind) {
     rc = RT_ENOMEM;
@@ -257,20 +257,20 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
     const pl_placement *pp = pl_policy_placement(policy, l);
     for (int r = 0; r < G; r++) {
       lr *q = LR(x, l, r);
-      q->sidx = calloc((size_t)x->Smax, sizeof(int32_t));
-      q->sw = calloc((size_t)x->Smax, sizeof(float));
-      q->ridx = calloc((size_t)x->Cap, sizeof(int32_t));
-      q->rinv = calloc((size_t)x->Cap, sizeof(int32_t));
-      q->cidx = calloc((size_t)x->Tmax * (size_t)x->k, sizeof(int32_t));
-      q->cw = calloc((size_t)x->Tmax * (size_t)x->k, sizeof(float));
-      q->send_off = calloc((size_t)G, sizeof(int64_t));
-      q->send_cnt = calloc((size_t)G, sizeof(int64_t));
-      q->recv_off = calloc((size_t)G, sizeof(int64_t));
-      q->recv_cnt = calloc((size_t)G, sizeof(int64_t));
-      q->ex_n = calloc((size_t)E, sizeof(int64_t));
-      q->ex_off = calloc((size_t)E, sizeof(int64_t));
-      q->ex_slot = calloc((size_t)E, sizeof(int));
-      q->slots = calloc((size_t)x->nphys, sizeof(slot));
+      q->sidx = rt_calloc((size_t)x->Smax, sizeof(int32_t));
+      q->sw = rt_calloc((size_t)x->Smax, sizeof(float));
+      q->ridx = rt_calloc((size_t)x->Cap, sizeof(int32_t));
+      q->rinv = rt_calloc((size_t)x->Cap, sizeof(int32_t));
+      q->cidx = rt_calloc((size_t)x->Tmax * (size_t)x->k, sizeof(int32_t));
+      q->cw = rt_calloc((size_t)x->Tmax * (size_t)x->k, sizeof(float));
+      q->send_off = rt_calloc((size_t)G, sizeof(int64_t));
+      q->send_cnt = rt_calloc((size_t)G, sizeof(int64_t));
+      q->recv_off = rt_calloc((size_t)G, sizeof(int64_t));
+      q->recv_cnt = rt_calloc((size_t)G, sizeof(int64_t));
+      q->ex_n = rt_calloc((size_t)E, sizeof(int64_t));
+      q->ex_off = rt_calloc((size_t)E, sizeof(int64_t));
+      q->ex_slot = rt_calloc((size_t)E, sizeof(int));
+      q->slots = rt_calloc((size_t)x->nphys, sizeof(slot));
       if (!q->sidx || !q->sw || !q->ridx || !q->rinv || !q->cidx || !q->cw || !q->send_off ||
           !q->send_cnt || !q->recv_off || !q->recv_cnt || !q->ex_n || !q->ex_off ||
           !q->ex_slot || !q->slots) {
@@ -342,7 +342,10 @@ fail:
  * 1.25x ladder up to the receive capacity, on every rank, with the spare
  * slot's buffers, before anything is timed. */
 static int warmup(rt_exec *x) {
-  if (!x->ops->delay) return 0; /* cpu: nothing is loaded lazily */
+  /* cpu: nothing is loaded lazily; only an explicit warm_tokens runs it */
+  int gpu = x->ops->delay != NULL;
+  if (!gpu && x->cfg.warm_tokens <= 0) return 0;
+  int64_t top = gpu ? x->Cap : (x->cfg.warm_tokens < x->Cap ? x->cfg.warm_tokens : x->Cap);
   for (int r = 0; r < x->G; r++) {
     if (!x->ops->owns(x->b, r)) continue;
     lr *q = LR(x, 0, r);
@@ -351,7 +354,7 @@ static int warmup(rt_exec *x) {
     BK(x, x->ops->fill(x->b, r, q->d_xin, (size_t)x->Cap * x->d, 8, 1.0f));
     BK(x, x->ops->fill(x->b, r, x->rk[r].dY, (size_t)x->Cap * x->d, 9, 1.0f));
     int64_t every = x->cfg.warm_tokens < x->Cap ? x->cfg.warm_tokens : x->Cap;
-    for (int64_t n = 1; n <= x->Cap; n = n < 8 || n < every ? n + 1 : n + n / 4) {
+    for (int64_t n = 1; n <= top; n = n < 8 || n < every ? n + 1 : n + n / 4) {
       BK(x, x->ops->ffn_fwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].Y, n, x->d, x->f));
       BK(x, x->ops->ffn_bwd(x->b, r, q->d_xin, sp->param, q->d_A, x->rk[r].dY, x->rk[r].dA,
                             x->rk[r].Y, sp->grad, n, x->d, x->f));
@@ -366,7 +369,7 @@ static int warmup(rt_exec *x) {
 static int add_move(rt_exec *x, const pl_move *m) {
   if (x->nmoves == x->capmoves) {
     int nc = x->capmoves ? 2 * x->capmoves : 64;
-    pl_move *n = realloc(x->moves, sizeof *n * (size_t)nc);
+    pl_move *n = rt_realloc(x->moves, sizeof *n * (size_t)nc);
     if (!n) return RT_ENOMEM;
     x->moves = n;
     x->capmoves = nc;
@@ -378,7 +381,7 @@ static int add_move(rt_exec *x, const pl_move *m) {
 static int add_mig(rt_exec *x, const mig_copy *m) {
   if (x->nmig == x->capmig) {
     int nc = x->capmig ? 2 * x->capmig : 64;
-    mig_copy *n = realloc(x->mig, sizeof *n * (size_t)nc);
+    mig_copy *n = rt_realloc(x->mig, sizeof *n * (size_t)nc);
     if (!n) return RT_ENOMEM;
     x->mig = n;
     x->capmig = nc;
@@ -400,11 +403,11 @@ static int plan_migration(rt_exec *x, int l, int first) {
   int S = x->nphys, G = x->G;
   int n = x->nmoves - first;
   if (n <= 0) return 0;
-  char *done = calloc((size_t)n, 1);
-  int *freeing = calloc((size_t)G * (size_t)S, sizeof(int));
+  char *done = rt_calloc((size_t)n, 1);
+  int *freeing = rt_calloc((size_t)G * (size_t)S, sizeof(int));
   if (!done || !freeing) {
-    free(done);
-    free(freeing);
+    rt_free(done);
+    rt_free(freeing);
     return RT_ENOMEM;
   }
   int left = n, rc = 0;
@@ -485,8 +488,8 @@ static int plan_migration(rt_exec *x, int l, int first) {
     if (!rc && !progress && nfreeing == 0 && left > 0)
       rc = fail(x, RT_ESLOTS, "%s", "plan needs more expert slots than a GPU has");
   }
-  free(done);
-  free(freeing);
+  rt_free(done);
+  rt_free(freeing);
   return rc;
 }
 
@@ -785,13 +788,20 @@ static int allreduce(rt_exec *x) {
           if (len == 0) continue;
           for (int i = 0; i < nr; i++) {
             if (i == c) continue;
+            /* Sender i's piece goes to the owner's staging buffer at
+             * position j (0..nr-2): (nr-1) pieces of at most ceil(n/nr)
+             * elements fit in n. Indexing by i would overrun it by up to
+             * nr-1 elements when nr does not divide n (seen on the H200:
+             * cudaMemcpyAsync "invalid argument" once eplb made an expert
+             * with three replicas). */
+            size_t j = (size_t)(i < c ? i : i - 1);
             if (step == 0) {
               BK(x, x->ops->copy(x->b, g[i], (char *)sl[i]->grad + lo * esz, g[c],
-                                 (char *)sl[c]->stage + (size_t)i * len * esz, len * esz));
+                                 (char *)sl[c]->stage + j * len * esz, len * esz));
             } else if (step == 1) {
               if (x->ops->owns(x->b, g[c]))
                 BK(x, x->ops->add(x->b, g[c], (char *)sl[c]->grad + lo * esz,
-                                  (char *)sl[c]->stage + (size_t)i * len * esz, len));
+                                  (char *)sl[c]->stage + j * len * esz, len));
             } else {
               BK(x, x->ops->copy(x->b, g[c], (char *)sl[c]->grad + lo * esz, g[i],
                                  (char *)sl[i]->grad + lo * esz, len * esz));
@@ -976,32 +986,32 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
   int64_t it = x->last_it;
   size_t pb = x->pelems * (size_t)x->esz;
   size_t tokb = (size_t)x->Tmax * (size_t)d * (size_t)x->esz;
-  float *P = malloc(sizeof(float) * x->pelems);
-  float *Gref = malloc(sizeof(float) * x->pelems);
-  float *Gd = malloc(sizeof(float) * x->pelems);
-  void *raw = malloc(pb > tokb ? pb : tokb);
-  void *raw2 = malloc(pb);
-  void *rawo = malloc(x->optbytes ? x->optbytes : 4);
-  void *rawo2 = malloc(x->optbytes ? x->optbytes : 4);
-  float **Xr = calloc((size_t)G, sizeof *Xr), **dOr = calloc((size_t)G, sizeof *dOr);
-  float **Ys = calloc((size_t)G, sizeof *Ys), **dXs = calloc((size_t)G, sizeof *dXs);
-  float *xb = malloc(sizeof(float) * (size_t)x->Cap * d);
-  float *dyb = malloc(sizeof(float) * (size_t)x->Cap * d);
-  float *ab = malloc(sizeof(float) * (size_t)x->Cap * f);
-  float *dab = malloc(sizeof(float) * (size_t)x->Cap * f);
-  float *yb = malloc(sizeof(float) * (size_t)x->Cap * d);
-  float *dxb = malloc(sizeof(float) * (size_t)x->Cap * d);
-  int32_t *rowr = malloc(sizeof(int32_t) * (size_t)x->Cap);
-  int64_t *rowp = malloc(sizeof(int64_t) * (size_t)x->Cap);
-  float *tok = malloc(sizeof(float) * (size_t)x->Tmax * d);
-  float *tokref = malloc(sizeof(float) * (size_t)x->Tmax * d);
+  float *P = rt_malloc(sizeof(float) * x->pelems);
+  float *Gref = rt_malloc(sizeof(float) * x->pelems);
+  float *Gd = rt_malloc(sizeof(float) * x->pelems);
+  void *raw = rt_malloc(pb > tokb ? pb : tokb);
+  void *raw2 = rt_malloc(pb);
+  void *rawo = rt_malloc(x->optbytes ? x->optbytes : 4);
+  void *rawo2 = rt_malloc(x->optbytes ? x->optbytes : 4);
+  float **Xr = rt_calloc((size_t)G, sizeof *Xr), **dOr = rt_calloc((size_t)G, sizeof *dOr);
+  float **Ys = rt_calloc((size_t)G, sizeof *Ys), **dXs = rt_calloc((size_t)G, sizeof *dXs);
+  float *xb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
+  float *dyb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
+  float *ab = rt_malloc(sizeof(float) * (size_t)x->Cap * f);
+  float *dab = rt_malloc(sizeof(float) * (size_t)x->Cap * f);
+  float *yb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
+  float *dxb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
+  int32_t *rowr = rt_malloc(sizeof(int32_t) * (size_t)x->Cap);
+  int64_t *rowp = rt_malloc(sizeof(int64_t) * (size_t)x->Cap);
+  float *tok = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
+  float *tokref = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
   int ok = P && Gref && Gd && raw && raw2 && rawo && rawo2 && Xr && dOr && Ys && dXs && xb &&
            dyb && ab && dab && yb && dxb && rowr && rowp && tok && tokref;
   for (int r = 0; ok && r < G; r++) {
-    Xr[r] = malloc(sizeof(float) * (size_t)x->Tmax * d);
-    dOr[r] = malloc(sizeof(float) * (size_t)x->Tmax * d);
-    Ys[r] = calloc((size_t)x->Smax * d, sizeof(float));
-    dXs[r] = calloc((size_t)x->Smax * d, sizeof(float));
+    Xr[r] = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
+    dOr[r] = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
+    Ys[r] = rt_calloc((size_t)x->Smax * d, sizeof(float));
+    dXs[r] = rt_calloc((size_t)x->Smax * d, sizeof(float));
     ok = Xr[r] && dOr[r] && Ys[r] && dXs[r];
   }
   if (!ok) {
@@ -1092,14 +1102,14 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
   out->grad_err = gd > 0 ? sqrt(gn / gd) : sqrt(gn);
 done:
   for (int r = 0; Xr && r < G; r++) {
-    free(Xr[r]);
-    if (dOr) free(dOr[r]);
-    if (Ys) free(Ys[r]);
-    if (dXs) free(dXs[r]);
+    rt_free(Xr[r]);
+    if (dOr) rt_free(dOr[r]);
+    if (Ys) rt_free(Ys[r]);
+    if (dXs) rt_free(dXs[r]);
   }
-  free(Xr); free(dOr); free(Ys); free(dXs);
-  free(P); free(Gref); free(Gd); free(raw); free(raw2); free(rawo); free(rawo2);
-  free(xb); free(dyb); free(ab); free(dab); free(yb); free(dxb); free(rowr); free(rowp);
-  free(tok); free(tokref);
+  rt_free(Xr); rt_free(dOr); rt_free(Ys); rt_free(dXs);
+  rt_free(P); rt_free(Gref); rt_free(Gd); rt_free(raw); rt_free(raw2); rt_free(rawo); rt_free(rawo2);
+  rt_free(xb); rt_free(dyb); rt_free(ab); rt_free(dab); rt_free(yb); rt_free(dxb); rt_free(rowr); rt_free(rowp);
+  rt_free(tok); rt_free(tokref);
   return rc;
 }

@@ -73,14 +73,14 @@ static int nc_create(rt_backend **out, const rt_backend_config *cfg, char *err,
                      size_t errlen) {
   int inited = 0, size = 0;
   MPI_Initialized(&inited);
-  nc_backend *c = calloc(1, sizeof *c);
+  nc_backend *c = rt_calloc(1, sizeof *c);
   if (!c) return RT_ENOMEM;
   c->base.ops = &rt_backend_nccl_ops;
   c->base.ranks = cfg->ranks;
   if (!inited) {
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
       if (err) snprintf(err, errlen, "backend 'nccl': MPI_Init failed");
-      free(c);
+      rt_free(c);
       return RT_ECOMM;
     }
     c->inited_mpi = 1;
@@ -138,7 +138,7 @@ static int nc_create(rt_backend **out, const rt_backend_config *cfg, char *err,
   }
   if (!rc) {
     c->one = c->local->ops->alloc(c->local, 0, 64);
-    c->mine = calloc(4096, sizeof(double));
+    c->mine = rt_calloc(4096, sizeof(double));
     if (!c->one || !c->mine) rc = RT_ENOMEM;
   }
   if (rc) {
@@ -156,9 +156,9 @@ static void nc_destroy(rt_backend *b) {
   if (c->comm) ncclCommDestroy(c->comm);
   if (c->one) c->local->ops->release(c->local, 0, c->one);
   rt_backend_destroy(c->local);
-  free(c->mine);
+  rt_free(c->mine);
   if (c->inited_mpi) MPI_Finalize();
-  free(c);
+  rt_free(c);
 }
 
 static int nc_elem_bytes(const rt_backend *b) { (void)b; return 2; }
@@ -323,12 +323,12 @@ static int nc_collect(rt_backend *b, int nslots, double *ms) {
   nc_backend *c = (nc_backend *)b;
   if (nslots > 4096) return RT_EINVAL;
   LOC(c, c->local->ops->collect(c->local, nslots, c->mine));
-  double *all = malloc(sizeof(double) * (size_t)nslots * (size_t)b->ranks);
+  double *all = rt_malloc(sizeof(double) * (size_t)nslots * (size_t)b->ranks);
   if (!all) return RT_ENOMEM;
   MPI_Allgather(c->mine, nslots, MPI_DOUBLE, all, nslots, MPI_DOUBLE, MPI_COMM_WORLD);
   for (int r = 0; r < b->ranks; r++)
     for (int s = 0; s < nslots; s++) ms[s * b->ranks + r] = all[r * nslots + s];
-  free(all);
+  rt_free(all);
   return 0;
 }
 static int nc_max_marks(const rt_backend *b) { (void)b; return 4096; }

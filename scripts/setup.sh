@@ -27,7 +27,8 @@ pip_install() {
 }
 
 if [ "${1:-}" = "--test" ]; then
-  for req in "$here"/notebooks/requirements.txt "$here"/traces/capture/requirements.txt; do
+  # (traces/capture/requirements.txt is torch: multi-GB, optional; its tests skip without it)
+  for req in "$here"/notebooks/requirements.txt; do
     [ -f "$req" ] && pip_install -r "$req"
   done
 fi

@@ -546,6 +546,12 @@ const char *st_errmsg(const st_db *db) {
 
 int st_schema_version(const st_db *db) { return db ? db->version : 0; }
 
+int st_busy_timeout(st_db *db, int ms) {
+  if (!db || ms < 0)
+    return ST_EINVAL;
+  return map_rc(sqlite3_busy_timeout(db->h, ms));
+}
+
 /* ---- traces and clusters (inside the caller's transaction) ---- */
 
 static int trace_upsert(st_db *db, const st_trace_row *t, int64_t *id) {
@@ -947,7 +953,8 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
       "  avg(i.alltoall_ms), avg(i.allreduce_ms), avg(i.migration_ms),"
       "  avg(i.other_ms), avg(i.balance), total(i.bytes_alltoall),"
       "  total(i.bytes_migrated), total(i.tokens_dropped),"
-      "  total(i.tokens_total) "
+      "  total(i.tokens_total), COALESCE(min(i.iteration), 0),"
+      "  COALESCE(max(i.iteration), -1) "
       "FROM runs r LEFT JOIN clusters c ON c.id = r.cluster_id "
       "LEFT JOIN traces t ON t.id = r.trace_id "
       "LEFT JOIN iterations i ON i.run_id = r.id "
@@ -999,6 +1006,8 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
     r->bytes_migrated = (int64_t)sqlite3_column_double(s, 22);
     r->tokens_dropped = (int64_t)sqlite3_column_double(s, 23);
     r->tokens_total = (int64_t)sqlite3_column_double(s, 24);
+    r->it_first = sqlite3_column_int64(s, 25);
+    r->it_last = sqlite3_column_int64(s, 26);
   }
   if (rc == ST_OK && step != SQLITE_DONE)
     rc = map_rc(step);

@@ -34,6 +34,11 @@ int tr_seterr(tr_error *err, int code, const char *path, long line,
   va_start(ap, fmt);
   vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
   va_end(ap);
+  /* Messages quote file content (a header, a CSV field): keep them one
+   * printable line whatever the file holds. */
+  for (char *c = err->msg; *c; c++)
+    if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+      *c = '?';
   return code;
 }
 

@@ -39,7 +39,7 @@ const char *const tr_gen_patterns[] = {"balanced",          "hot-experts",
                                        "realistic",          NULL};
 const char *const tr_gen_pattern_help[] = {
     "uniform popularity, small stationary noise",
-    "E/8 hot experts with contiguous ids (one GPU under static placement), 8x the logits",
+    "E/8 hot experts with contiguous ids (one GPU under static placement), 8x popular",
     "E/8 hot experts spread evenly over the ids (different GPUs)",
     "rank 0 sends half of its slots to E/8 experts the other ranks use normally",
     "ranks route different numbers of tokens (log-normal totals, sigma 0.5)",

@@ -24,20 +24,26 @@ int tr_import_trace(const tr_trace *t, int64_t it0, int64_t it1, const char *out
   if (!slice)
     return tr_seterr(err, TR_ENOMEM, out, 0, "out of memory");
   int64_t most = 0;
-  for (int64_t it = it0; it < it1; it++) /* a pass to choose the dtype */
+  for (int64_t it = it0; it < it1; it++) { /* a pass to choose the dtype */
+    if ((it - it0) % 4096 == 0)
+      tr_release_before(t, it);
     for (int l = 0; l < t->layers; l++) {
       tr_slice(t, it, l, slice);
       for (size_t k = 0; k < n; k++)
         most = slice[k] > most ? slice[k] : most;
     }
+  }
   tr_writer w;
   int rc = tr_writer_open(&w, out, it1 - it0, t->layers, t->ranks, t->experts, dtype_for(most),
                           meta, err);
-  for (int64_t it = it0; rc == TR_OK && it < it1; it++)
+  for (int64_t it = it0; rc == TR_OK && it < it1; it++) {
+    if ((it - it0) % 4096 == 0)
+      tr_release_before(t, it);
     for (int l = 0; rc == TR_OK && l < t->layers; l++) {
       tr_slice(t, it, l, slice);
       rc = tr_writer_put(&w, slice, err);
     }
+  }
   if (rc == TR_OK)
     rc = tr_writer_commit(&w, err);
   tr_free(slice);

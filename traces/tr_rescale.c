@@ -117,7 +117,9 @@ int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
   tr_writer w;
   int rc = tr_writer_open(&w, out, it1 - it0, t->layers, gpus, t->experts,
                           most > INT32_MAX ? TR_INT64 : TR_INT32, meta, err);
-  for (int64_t it = it0; rc == TR_OK && it < it1; it++)
+  for (int64_t it = it0; rc == TR_OK && it < it1; it++) {
+    if ((it - it0) % 4096 == 0)
+      tr_release_before(t, it);
     for (int l = 0; rc == TR_OK && l < t->layers; l++) {
       rc = tr_rescale_slice(t, it, l, gpus, slots_per_gpu, seed, slice);
       if (rc) {
@@ -127,6 +129,7 @@ int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
       }
       rc = tr_writer_put(&w, slice, err);
     }
+  }
   if (rc == TR_OK)
     rc = tr_writer_commit(&w, err);
   tr_free(slice);

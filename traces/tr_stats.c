@@ -95,6 +95,8 @@ int tr_stats_compute(const tr_trace *t, int64_t it0, int64_t it1, tr_stats *s) {
   s->tokens_max = 0;
   for (int64_t i = 0; i < N; i++) {
     int slot = (int)(i % RING);
+    if (i % 4096 == 0)
+      tr_release_before(t, it0 + i);
     for (int l = 0; l < L; l++) {
       tr_layer_stats *st = &ls[l];
       tr_slice(t, it0 + i, l, slice);

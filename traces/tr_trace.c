@@ -109,6 +109,17 @@ int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer) {
   return s;
 }
 
+void tr_release_before(const tr_trace *t, int64_t it) {
+  if (!t || !t->map || it <= 0)
+    return;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t end = (size_t)(t->data - (const unsigned char *)t->map) +
+               (size_t)it * t->layers * t->ranks * t->experts * dtype_size(t->dtype);
+  end -= end % page; /* whole pages strictly before the iteration */
+  if (end > 0)
+    madvise(t->map, end, MADV_DONTNEED);
+}
+
 void tr_close(tr_trace *t) {
   if (!t)
     return;
@@ -137,7 +148,9 @@ static int scan_counts(tr_trace *t, tr_error *err) {
   h = fnv_u64(h, (uint64_t)t->experts);
   size_t es = dtype_size(t->dtype);
   const unsigned char *p = t->data;
-  for (int64_t it = 0; it < t->iterations; it++)
+  for (int64_t it = 0; it < t->iterations; it++) {
+    if (it % 4096 == 0)
+      tr_release_before(t, it);
     for (int l = 0; l < t->layers; l++) {
       int64_t total = 0;
       for (int r = 0; r < t->ranks; r++)
@@ -157,6 +170,8 @@ static int scan_counts(tr_trace *t, tr_error *err) {
           h = fnv_u64(h, (uint64_t)v);
         }
     }
+  }
+  tr_release_before(t, t->iterations);
   t->hash = h;
   return TR_OK;
 }
@@ -180,7 +195,7 @@ static int meta_int(json_t *root, const char *key, int64_t lo, int64_t hi,
 
 /*
  * Reads the same-name .json sidecar, if any, into t->meta. Accepted keys
- * (any may be absent): top_k, d_model, d_ff (or expert_hidden),
+ * (any may be absent; 0 = unknown): top_k, d_model, d_ff (or expert_hidden),
  * bytes_per_elem (or bytes_per_element), tokens_per_rank (or, failing that,
  * batch x seq / ranks as recorded by the real traces' recorder), source
  * (else "name" and "corpus" make one); layers, ranks and experts, when
@@ -206,31 +221,33 @@ static int read_sidecar(tr_trace *t, tr_error *err) {
   static const struct {
     const char *key;
     int64_t lo;
-  } ints[] = {{"top_k", 1},          {"d_model", 1},           {"d_ff", 1},
-              {"expert_hidden", 1},  {"bytes_per_elem", 1},    {"bytes_per_element", 1},
+  } ints[] = {{"top_k", 0},          {"d_model", 0},           {"d_ff", 0},
+              {"expert_hidden", 0},  {"bytes_per_elem", 0},    {"bytes_per_element", 0},
               {"tokens_per_rank", 0}, {"layers", 1},           {"ranks", 1},
               {"experts", 1},        {"batch", 1},             {"seq", 1}};
+  size_t i_bad = 0;
   for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
     meta_int(root, ints[i].key, ints[i].lo, INT64_MAX, &v, &bad);
     if (bad) {
       key = ints[i].key;
+      i_bad = i;
       break;
     }
   }
   if (key) {
-    rc = tr_seterr(err, TR_EMETA, side, 0, "key '%s' must be an integer >= %d",
-                   key, strcmp(key, "tokens_per_rank") == 0 ? 0 : 1);
+    rc = tr_seterr(err, TR_EMETA, side, 0, "key '%s' must be an integer >= %d", key,
+                   (int)ints[i_bad].lo);
     goto done;
   }
-  if (meta_int(root, "top_k", 1, INT_MAX, &v, &bad))
+  if (meta_int(root, "top_k", 0, INT_MAX, &v, &bad))
     t->meta.top_k = (int)v;
-  if (meta_int(root, "d_model", 1, INT_MAX, &v, &bad))
+  if (meta_int(root, "d_model", 0, INT_MAX, &v, &bad))
     t->meta.d_model = (int)v;
-  if (meta_int(root, "d_ff", 1, INT_MAX, &v, &bad) ||
-      meta_int(root, "expert_hidden", 1, INT_MAX, &v, &bad))
+  if (meta_int(root, "d_ff", 0, INT_MAX, &v, &bad) ||
+      meta_int(root, "expert_hidden", 0, INT_MAX, &v, &bad))
     t->meta.d_ff = (int)v;
-  if (meta_int(root, "bytes_per_elem", 1, 64, &v, &bad) ||
-      meta_int(root, "bytes_per_element", 1, 64, &v, &bad))
+  if (meta_int(root, "bytes_per_elem", 0, 64, &v, &bad) ||
+      meta_int(root, "bytes_per_element", 0, 64, &v, &bad))
     t->meta.bytes_per_elem = (int)v;
   int64_t batch, seq, ranks = t->ranks;
   if (meta_int(root, "tokens_per_rank", 0, INT64_MAX, &v, &bad))

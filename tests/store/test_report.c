@@ -88,7 +88,7 @@ Test(report, table_shows_each_cluster_size_with_speedup_and_oracle_gap) {
   fill();
   char *out, *err;
   cr_assert_eq(report(&out, &err, "--db", dbpath, "--kind", "sim"), 0, "%s", err);
-  cr_assert(strstr(out, "sim runs, trace x.npy, cluster dgx-h100, engine analytic"),
+  cr_assert(strstr(out, "sim runs, trace x.npy, cluster dgx-h100, engine analytic, iterations 0:4"),
             "%s", out);
   cr_assert(strstr(out, "speedup") && strstr(out, "vs_oracle"), "%s", out);
   /* flexmoe at 8 GPUs: 10 ms, 2.00x, +25.0% above the oracle. */
@@ -107,9 +107,10 @@ Test(report, csv_quotes_policy_specs_with_commas) {
   fill();
   char *out, *err;
   cr_assert_eq(report(&out, &err, "--db", dbpath, "--format", "csv"), 0, "%s", err);
-  cr_assert(strncmp(out, "kind,trace,cluster,engine,gpus,policy,runs,", 43) == 0,
-            "%s", out);
-  cr_assert(strstr(out, "sim,traces/samples/x.npy,dgx-h100,analytic,16,"
+  const char *head = "kind,trace,cluster,engine,first_iteration,end_iteration,gpus,"
+                     "policy,runs,";
+  cr_assert(strncmp(out, head, strlen(head)) == 0, "%s", out);
+  cr_assert(strstr(out, "sim,traces/samples/x.npy,dgx-h100,analytic,0,4,16,"
                         "\"eplb:period=5,slots=2\",1,4,5.000000,2.000000,,"),
             "%s", out);
   int lines = 0;
@@ -192,6 +193,59 @@ Test(report, bad_flags_are_usage_errors) {
   cr_assert_eq(report(&out, &err, "--help", NULL, NULL, NULL), 0);
   cr_assert(strstr(out, "example:") && strstr(out, "flexmoe report --db"), "%s",
             out);
+  free(out);
+  free(err);
+}
+
+Test(report, table_names_policies_by_the_parameters_that_differ) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  const char *t = "x.npy";
+  put_run(db, "sim", t, "dgx-h100", 8, "static", 1, "a", 10, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "flexmoe:threshold=1.1,horizon=50", 1, "b", 5, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "flexmoe:threshold=1.3,horizon=50", 1, "c", 4, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "eplb:period=100,slots=0", 1, "d", 8, 2);
+  put_run(db, "sim", t, "dgx-h100", 8, "oracle:max_steps=0", 1, "e", 2, 2);
+  st_close(db);
+  char *out, *err;
+  cr_assert_eq(report(&out, &err, "--db", dbpath, NULL, NULL), 0, "%s", err);
+  /* DESIGN.md order: static, ..., eplb, flexmoe, oracle last. */
+  const char *want[] = {"    8  static ", "    8  eplb ", "    8  flexmoe:threshold=1.1 ",
+                        "    8  flexmoe:threshold=1.3 ", "    8  oracle "};
+  const char *at = out;
+  for (size_t i = 0; i < 5; i++) {
+    const char *hit = strstr(at, want[i]);
+    cr_assert_not_null(hit, "'%s' missing or out of order in:\n%s", want[i], out);
+    at = hit + 1;
+  }
+  cr_assert(strstr(out, "+100.0%") && strstr(out, "2.50x"), "%s", out);
+  free(out);
+  free(err);
+  /* CSV keeps the full canonical spec. */
+  cr_assert_eq(report(&out, &err, "--db", dbpath, "--format", "csv"), 0);
+  cr_assert(strstr(out, "\"flexmoe:threshold=1.3,horizon=50\""), "%s", out);
+  free(out);
+  free(err);
+}
+
+Test(report, runs_over_different_iterations_are_not_compared) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "static", 1, "a", 10, 2);
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "static", 1, "b", 20, 4);
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "flexmoe", 1, "c", 5, 4);
+  st_close(db);
+  char *out, *err;
+  cr_assert_eq(report(&out, &err, "--db", dbpath, "--format", "json"), 0, "%s", err);
+  json_t *doc = json_loads(out, 0, NULL);
+  json_t *rows = json_object_get(doc, "rows");
+  cr_assert_eq(json_array_size(rows), 3);
+  /* flexmoe ran over iterations 0:4 and is compared with static over 0:4. */
+  json_t *flex = json_array_get(rows, 2);
+  cr_assert_str_eq(json_string_value(json_object_get(flex, "policy")), "flexmoe");
+  cr_assert_eq(json_integer_value(json_array_get(json_object_get(flex, "iteration_range"), 1)), 4);
+  cr_assert_float_eq(json_real_value(json_object_get(flex, "speedup_vs_static")), 4.0, 1e-9);
+  json_decref(doc);
   free(out);
   free(err);
 }

@@ -620,3 +620,29 @@ Test(store, error_messages_cover_every_code) {
   cr_assert_str_eq(st_strerror(ST_EREADONLY), "database is read-only");
   cr_assert_str_eq(st_strerror(12345), "unknown store error");
 }
+
+Test(store, a_second_writer_waits_for_the_first_then_proceeds) {
+  st_db *a = NULL, *b = NULL;
+  cr_assert_eq(st_open(&a, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  cr_assert_eq(st_open(&b, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  cr_assert_eq(st_busy_timeout(b, 50), ST_OK);
+  st_run_row rr = run_row("static", "first");
+  st_run *ra = NULL, *rb = NULL;
+  cr_assert_eq(st_run_begin(a, &trace, &rr, &ra), ST_OK);
+  /* While a holds its run open, b gives up after its timeout... */
+  rr = run_row("capacity", "second");
+  cr_assert_eq(st_run_begin(b, &trace, &rr, &rb), ST_EBUSY);
+  cr_assert_null(rb);
+  /* ...but reads what is committed meanwhile. */
+  int exists = 1;
+  cr_assert_eq(st_run_exists(b, "first", &exists), ST_OK);
+  cr_assert_eq(exists, 0);
+  cr_assert_eq(st_run_commit(ra, NULL), ST_OK);
+  cr_assert_eq(st_run_exists(b, "first", &exists), ST_OK);
+  cr_assert_eq(exists, 1);
+  cr_assert_eq(st_run_begin(b, &trace, &rr, &rb), ST_OK);
+  cr_assert_eq(st_run_commit(rb, NULL), ST_OK);
+  st_close(a);
+  st_close(b);
+  cr_assert_eq(count_runs(dbpath), 2);
+}

@@ -38,7 +38,7 @@ Test(trace, bundled_sample_opens_with_shape_and_model_metadata) {
   cr_assert_eq(t.meta.d_model, 384);
   cr_assert_eq(t.meta.d_ff, 768);
   cr_assert_eq(t.meta.tokens_per_rank, 2048);
-  cr_assert(strstr(t.meta.source, "gpt-l6-e32-top2-aux.npy") != NULL);
+  cr_assert(strstr(t.meta.source, "gpt-l6-e32-top2-aux.npy") != NULL, "%s", t.meta.source);
   /* 64 sequences x 256 tokens x top-2 per (iteration, layer). */
   for (int64_t it = 0; it < t.iterations; it += 37)
     for (int l = 0; l < t.layers; l++)
@@ -472,4 +472,48 @@ Test(writer, replacing_a_trace_without_metadata_drops_its_old_sidecar) {
   cr_assert_eq(access(P("replace.json"), F_OK), 0);
   cr_assert_eq(tr_write_npy(p, c, 1, 1, 1, 2, NULL, &err), TR_OK);
   cr_assert_neq(access(P("replace.json"), F_OK), 0);
+}
+
+/* Mutated headers and data never crash the reader: every open either
+ * succeeds or fails with a code, the file's path and a one-line message. */
+Test(trace, corrupted_files_fail_cleanly) {
+  FILE *fp = fopen(tu_sample(), "rb");
+  cr_assert_not_null(fp);
+  static unsigned char src[128 + 3 * 6 * 8 * 32 * 4];
+  cr_assert_eq(fread(src, 1, sizeof(src), fp), sizeof(src));
+  fclose(fp);
+  char *shape = strstr((char *)src + 10, "(200,");
+  cr_assert_not_null(shape);
+  memcpy(shape, "(3,  ", 5); /* a valid 3-iteration file to corrupt */
+  const char *p = P("fuzz.npy");
+  unsigned seed = 12345;
+  int ok = 0, failed = 0;
+  for (int round = 0; round < 400; round++) {
+    static unsigned char b[sizeof(src)];
+    memcpy(b, src, sizeof(src));
+    size_t len = sizeof(src);
+    int flips = 1 + (int)(rand_r(&seed) % 4);
+    for (int k = 0; k < flips; k++) {
+      size_t pos = rand_r(&seed) % 5 ? (size_t)rand_r(&seed) % 140 : (size_t)rand_r(&seed) % len;
+      b[pos] = (unsigned char)rand_r(&seed);
+    }
+    if (rand_r(&seed) % 5 == 0)
+      len = (size_t)rand_r(&seed) % len;
+    tu_write(p, b, len);
+    tr_trace t;
+    tr_error err;
+    int rc = tr_open(&t, p, &err);
+    if (rc == TR_OK) {
+      ok++;
+      tr_close(&t);
+      continue;
+    }
+    failed++;
+    cr_assert(rc < 0 && strcmp(tr_strerror(rc), "unknown trace error") != 0);
+    cr_assert_str_eq(err.path, p);
+    cr_assert(err.msg[0] != '\0');
+    for (const char *c = err.msg; *c; c++)
+      cr_assert((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f, "unprintable message");
+  }
+  cr_assert(ok > 0 && failed > 0, "ok %d failed %d", ok, failed);
 }

@@ -53,6 +53,18 @@ typedef enum rt_err {
 
 const char *rt_strerror(int code);
 
+/* Host allocation hook of the runtime (defaults: malloc/realloc/free), so
+ * tests can fail the Nth allocation. Set it before any other call, never
+ * concurrently with them. rt_calloc checks n * size for overflow. */
+typedef void *(*rt_malloc_fn)(size_t size);
+typedef void *(*rt_realloc_fn)(void *ptr, size_t size);
+typedef void (*rt_free_fn)(void *ptr);
+void rt_set_allocator(rt_malloc_fn m, rt_realloc_fn r, rt_free_fn f);
+void *rt_malloc(size_t size);
+void *rt_calloc(size_t n, size_t size);
+void *rt_realloc(void *ptr, size_t size);
+void rt_free(void *ptr);
+
 typedef struct rt_backend rt_backend;
 
 typedef struct rt_backend_config {

@@ -48,11 +48,13 @@ typedef struct rt_exec_config {
   double optimizer_bytes_per_param;/* migrated with each expert (e.g. 12) */
   int model_bytes_per_elem;        /* for byte counts (2 = bf16) */
   uint64_t seed;
-  int64_t warm_tokens;             /* GPU warm-up: run the expert FFN at every
+  int64_t warm_tokens;             /* warm-up: run the expert FFN at every
                                       token count 1..warm_tokens before timing
                                       (cuBLAS chooses and loads a kernel per
-                                      GEMM size on first use); 0: a geometric
-                                      ladder only */
+                                      GEMM size on first use). GPU backends
+                                      add a 1.25x ladder up to the receive
+                                      capacity; the cpu backend warms up only
+                                      when this is > 0 */
 } rt_exec_config;
 
 /* Phases of the measured time. DISPATCH and COMBINE are the exchanges

@@ -115,6 +115,10 @@ int st_run_exists(st_db *db, const char *config_key, int *exists);
 
 /* ---- Additions (store authors): traces, profiles, validations, queries ---- */
 
+/* How long a write waits for another process's write lock before
+ * ST_EBUSY (default 30000 ms). */
+int st_busy_timeout(st_db *db, int ms);
+
 /* Schema version of an open database (ST_SCHEMA_VERSION after migrations). */
 int st_schema_version(const st_db *db);
 
@@ -172,6 +176,7 @@ typedef struct st_run_summary {
       other_ms;         /* means over the iteration rows */
   double balance_mean;
   int64_t bytes_alltoall, bytes_migrated, tokens_dropped, tokens_total; /* sums */
+  int64_t it_first, it_last; /* iteration range of the rows (0, -1 if none) */
 } st_run_summary;
 
 /* Complete runs (status "complete"), of `kind` unless NULL, ordered by id.

@@ -71,7 +71,8 @@ typedef struct tr_trace {
   tr_dtype dtype;
   tr_meta meta;
   char path[512];
-  uint64_t hash; /* content hash of the counts (FNV-1a 64 over the data) */
+  uint64_t hash; /* FNV-1a 64 of the shape and the counts as little-endian
+                    int64 (the same for any dtype or format) */
   /* private */
   const unsigned char *data; /* counts, native element order */
   void *map;                 /* mmap base, or NULL */
@@ -127,6 +128,12 @@ typedef struct tr_npy {
 int tr_npy_open(tr_npy *a, const char *path, tr_error *err);
 int64_t tr_npy_at(const tr_npy *a, uint64_t index); /* C-order flat index */
 void tr_npy_close(tr_npy *a);                        /* accepts NULL and zeroed */
+
+/* Streaming readers call this as they go: the mapped pages of iterations
+ * before `it` are released (MADV_DONTNEED; re-read from the file if touched
+ * again), so a pass over a trace larger than memory keeps a small resident
+ * set. No effect on CSV traces. Never changes what tr_at/tr_slice return. */
+void tr_release_before(const tr_trace *t, int64_t it);
 
 /* Sum of the counts of one (iteration, layer) (all ranks, all experts). */
 int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer);

@@ -1,0 +1,275 @@
+/*
+ * The runtime on the cpu backend (ranks are threads): ordering between
+ * ranks, and the replay invariants a user relies on:
+ *   - every token comes back (each token's combined output is there);
+ *   - a layer's outputs, input gradients and expert gradients do not
+ *     depend on the placement: every policy gives the single-device
+ *     reference (rt_exec_check, float; outputs are computed row by row in a
+ *     fixed order so they match exactly, gradients are sums in another
+ *     order: 1e-5 relative);
+ *   - expert parameters and optimizer state survive migration (checksums
+ *     of every replica equal the expert's original).
+ * Counts are synthetic (skewed, changing every iteration) so that dynamic
+ * policies move experts.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kn_kernels.h"
+#include "placement/pl_policy.h"
+#include "runtime/rt_backend.h"
+#include "runtime/rt_calib.h"
+#include "runtime/rt_exec.h"
+
+enum { L = 2, E = 8, K = 2 };
+static const double tok[] = {8, 64, 512};
+static const double us[] = {10, 20, 100};
+
+static pl_env env_of(int G, int slots) {
+  pl_env env = PL_ENV_INIT;
+  env.layers = L;
+  env.experts = E;
+  env.cluster = (pl_cluster){G, G, slots, 100e9, 5e-6, 100e9, 5e-6, 1.0};
+  env.model = (pl_model){16, 40, K, 2, 12.0};
+  env.profile = (pl_profile){3, tok, us, 2.0, 0.0};
+  env.seed = 3;
+  return env;
+}
+
+/* Skewed counts that move: expert (i + l) mod E is hot at iteration i. */
+static void counts_of(int G, int it, int64_t *c) {
+  for (int l = 0; l < L; l++)
+    for (int g = 0; g < G; g++)
+      for (int e = 0; e < E; e++) {
+        int hot = (e == (it + l) % E) ? 40 : 0;
+        int warm = (e == (it * 3 + g) % E) ? 10 : 0;
+        c[((size_t)l * G + g) * E + e] = 2 + hot + warm + (e * 7 + g * 3 + it) % 5;
+      }
+}
+
+typedef struct outcome {
+  rt_check check;
+  int moves;
+  double mean_ms;
+} outcome;
+
+static outcome replay_warm(int G, int slots, const char *policy, int iters, int64_t warm);
+static outcome replay(int G, int slots, const char *policy, int iters) {
+  return replay_warm(G, slots, policy, iters, 0);
+}
+
+static outcome replay_warm(int G, int slots, const char *policy, int iters, int64_t warm) {
+  rt_backend *b = NULL;
+  rt_backend_config bc = {G, 0, 0, 60.0, 0};
+  char err[512] = "";
+  cr_assert_eq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0, "%s", err);
+  pl_env env = env_of(G, slots);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, policy, &env, err, sizeof err), 0, "%s", err);
+  rt_exec_config xc = {L, E, K, 16, 40, slots, 512, 12.0, 2, 11, warm};
+  rt_exec *x = NULL;
+  cr_assert_eq(rt_exec_create(&x, b, p, &env, &xc, err, sizeof err), 0, "%s", err);
+  int64_t *c = malloc(sizeof(int64_t) * L * G * E);
+  outcome o = {0};
+  for (int i = 0; i < iters; i++) {
+    rt_iter_result r;
+    counts_of(G, i, c);
+    cr_assert_eq(rt_exec_iteration(x, i, c, &r, err, sizeof err), 0, "iteration %d: %s", i, err);
+    o.moves += i > 0 ? r.nmoves : 0;
+    o.mean_ms += r.time_ms / iters;
+    cr_assert_gt(r.time_ms, 0.0);
+    cr_assert_eq(r.tokens_dropped, 0);
+  }
+  cr_assert_eq(rt_exec_check(x, &o.check, err, sizeof err), 0, "%s", err);
+  free(c);
+  rt_exec_destroy(x);
+  pl_policy_destroy(p);
+  rt_backend_destroy(b);
+  return o;
+}
+
+static void assert_reference(const outcome *o, const char *policy) {
+  cr_assert_gt(o->check.tokens_checked, 0);
+  cr_assert_eq(o->check.tokens_missing, 0, "%s lost tokens", policy);
+  cr_assert_leq(o->check.out_err, 1e-5, "%s outputs differ: %g", policy, o->check.out_err);
+  cr_assert_leq(o->check.din_err, 1e-5, "%s input gradients differ: %g", policy, o->check.din_err);
+  cr_assert_leq(o->check.grad_err, 1e-5, "%s expert gradients differ: %g", policy, o->check.grad_err);
+  cr_assert_gt(o->check.replicas_checked, 0);
+  cr_assert_eq(o->check.checksum_mismatches, 0, "%s corrupted parameters", policy);
+}
+
+Test(rt_exec, static_placement_matches_the_single_device_reference) {
+  outcome o = replay(4, 3, "static", 2);
+  assert_reference(&o, "static");
+  cr_assert_eq(o.moves, 0);
+}
+
+Test(rt_exec, results_do_not_depend_on_the_placement, .timeout = 60) {
+  const char *pol[] = {"eplb:period=1", "flexmoe:threshold=1.01", "smartmoe:period=1", "fastermoe", "oracle"};
+  for (size_t i = 0; i < sizeof pol / sizeof *pol; i++) {
+    outcome o = replay(4, 3, pol[i], 4);
+    assert_reference(&o, pol[i]);
+  }
+}
+
+Test(rt_exec, parameters_survive_migration, .timeout = 60) {
+  /* oracle and smartmoe re-place every iteration on these moving counts */
+  outcome a = replay(4, 3, "oracle", 6);
+  cr_assert_gt(a.moves, 0, "the test needs moves");
+  assert_reference(&a, "oracle");
+  outcome b = replay(4, 2, "smartmoe:period=1", 6);
+  cr_assert_gt(b.moves, 0, "the test needs moves");
+  assert_reference(&b, "smartmoe");
+}
+
+Test(rt_exec, replica_counts_that_do_not_divide_the_gradient_reduce_correctly, .timeout = 60) {
+  /* 3 ranks: shadowed experts have 3 replicas; 2 x 16 x 40 = 1280
+   * gradient elements are not a multiple of 3 (the all-reduce chunking
+   * once overran its staging buffer in exactly this case) */
+  outcome o = replay(3, 4, "fastermoe", 4);
+  assert_reference(&o, "fastermoe on 3 ranks");
+}
+
+Test(rt_exec, warm_up_leaves_the_results_untouched, .timeout = 60) {
+  /* the warm-up runs the FFN with the spare slot and layer 0's buffers */
+  outcome o = replay_warm(4, 3, "oracle", 3, 24);
+  assert_reference(&o, "oracle after a warm-up");
+}
+
+Test(rt_exec, bad_configuration_is_refused_with_a_message) {
+  rt_backend *b = NULL;
+  rt_backend_config bc = {2, 0, 0, 60.0, 0};
+  char err[256] = "";
+  cr_assert_eq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0);
+  pl_env env = env_of(4, 2); /* 4 GPUs for a 2-rank backend */
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "static", &env, err, sizeof err), 0);
+  rt_exec_config xc = {L, E, K, 16, 40, 2, 64, 12.0, 2, 1, 0};
+  rt_exec *x = NULL;
+  cr_assert_eq(rt_exec_create(&x, b, p, &env, &xc, err, sizeof err), RT_EINVAL);
+  cr_assert(strstr(err, "ranks"), "%s", err);
+  cr_assert_null(x);
+  pl_policy_destroy(p);
+  rt_backend_destroy(b);
+}
+
+Test(rt_backend, unknown_and_absent_backends_say_so) {
+  rt_backend *b = NULL;
+  rt_backend_config bc = {2, 0, 0, 1.0, 0};
+  char err[256] = "";
+  cr_assert_eq(rt_backend_create(&b, "tpu", &bc, err, sizeof err), RT_EBACKEND);
+  cr_assert(strstr(err, "unknown backend 'tpu'"), "%s", err);
+  cr_assert_null(b);
+  bc.partitions = 2;
+  cr_assert_neq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0);
+  cr_assert(strstr(err, "--partitions"), "%s", err);
+  cr_assert_not_null(rt_backend_find("cpu"));
+  cr_assert_str_eq(rt_strerror(RT_ETIMEOUT), "timed out waiting for the device");
+}
+
+Test(rt_backend, barrier_orders_copies_between_rank_threads) {
+  rt_backend *b = NULL;
+  rt_backend_config bc = {3, 0, 0, 10.0, 0};
+  char err[256] = "";
+  cr_assert_eq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0);
+  const rt_backend_ops *o = b->ops;
+  float *buf[3];
+  for (int r = 0; r < 3; r++) buf[r] = o->alloc(b, r, 64 * sizeof(float));
+  /* rank r fills, sends to rank r+1, barrier, rank r+1 adds it twice */
+  for (int r = 0; r < 3; r++) cr_assert_eq(o->fill(b, r, buf[r], 32, (uint64_t)r, 1.0f), 0);
+  for (int r = 0; r < 3; r++)
+    cr_assert_eq(o->copy(b, r, buf[r], (r + 1) % 3, buf[(r + 1) % 3] + 32, 32 * sizeof(float)), 0);
+  cr_assert_eq(o->barrier(b), 0);
+  for (int r = 0; r < 3; r++) cr_assert_eq(o->add(b, r, buf[r], buf[r] + 32, 32), 0);
+  float host[64], want[32];
+  for (int r = 0; r < 3; r++) {
+    cr_assert_eq(o->download(b, r, host, buf[r], sizeof host), 0);
+    kn_cpu_fill(want, 32, (uint64_t)r, 1.0f);
+    float from[32];
+    kn_cpu_fill(from, 32, (uint64_t)((r + 2) % 3), 1.0f);
+    for (int i = 0; i < 32; i++) cr_assert_float_eq(host[i], want[i] + from[i], 1e-6);
+  }
+  for (int r = 0; r < 3; r++) o->release(b, r, buf[r]);
+  rt_backend_destroy(b);
+}
+
+Test(rt_calib, measures_positive_times_on_the_cpu_backend) {
+  rt_backend *b = NULL;
+  rt_backend_config bc = {2, 0, 0, 60.0, 0};
+  char err[256] = "";
+  cr_assert_eq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0);
+  rt_calib_config cc;
+  rt_calib_defaults(&cc, b, 16, 32);
+  cc.reps = 1;
+  rt_calib_result r;
+  cr_assert_eq(rt_calibrate(b, &cc, &r, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.ntokens, cc.ntokens);
+  for (int i = 0; i < r.ntokens; i++) {
+    cr_assert_gt(r.fwd_us[i], 0.0);
+    cr_assert_gt(r.bwd_us[i], 0.0);
+  }
+  cr_assert_gt(r.bwd_ratio, 0.0);
+  cr_assert(isfinite(r.exchange_latency_us) && r.exchange_latency_us > 0);
+  cr_assert(isfinite(r.local_lat_us) && r.local_lat_us > 0);
+  rt_backend_destroy(b);
+}
+
+/* Fails the Nth host allocation of the runtime. */
+static long alloc_left = -1;
+static void *fail_malloc(size_t n) {
+  if (alloc_left == 0) return NULL;
+  if (alloc_left > 0) alloc_left--;
+  return malloc(n);
+}
+static void *fail_realloc(void *p, size_t n) {
+  if (alloc_left == 0) return NULL;
+  if (alloc_left > 0) alloc_left--;
+  return realloc(p, n);
+}
+
+Test(rt_exec, every_failed_allocation_is_an_error_not_a_crash, .timeout = 120) {
+  char err[512];
+  int64_t c[1 * 2 * 4];
+  for (int i = 0; i < 8; i++) c[i] = 3 + i;
+  int succeeded = 0, fails = 0;
+  for (long n = 0; n < 2000 && !succeeded; n++) {
+    rt_set_allocator(fail_malloc, fail_realloc, free);
+    alloc_left = n;
+    rt_backend *b = NULL;
+    rt_backend_config bc = {2, 0, 0, 10.0, 0};
+    int rc = rt_backend_create(&b, "cpu", &bc, err, sizeof err);
+    pl_env env = PL_ENV_INIT;
+    env.layers = 1;
+    env.experts = 4;
+    env.cluster = (pl_cluster){2, 2, 3, 100e9, 5e-6, 100e9, 5e-6, 1.0};
+    env.model = (pl_model){8, 8, 2, 2, 12.0};
+    env.profile = (pl_profile){3, tok, us, 2.0, 0.0};
+    pl_policy *p = NULL;
+    rt_exec *x = NULL;
+    if (!rc) rc = pl_policy_create(&p, "eplb:period=1", &env, err, sizeof err);
+    rt_exec_config xc = {1, 4, 2, 8, 8, 3, 64, 12.0, 2, 1, 0};
+    if (!rc) rc = rt_exec_create(&x, b, p, &env, &xc, err, sizeof err);
+    for (int it = 0; it < 2 && !rc; it++) {
+      rt_iter_result r;
+      rc = rt_exec_iteration(x, it, c, &r, err, sizeof err);
+    }
+    rt_check ck;
+    if (!rc) rc = rt_exec_check(x, &ck, err, sizeof err);
+    if (!rc) {
+      succeeded = 1;
+      cr_assert_eq(ck.tokens_missing, 0);
+      cr_assert_eq(ck.checksum_mismatches, 0);
+    } else {
+      cr_assert_lt(rc, 0, "allocation %ld: error codes are negative", n);
+      fails++;
+    }
+    rt_exec_destroy(x);
+    pl_policy_destroy(p);
+    rt_backend_destroy(b);
+    rt_set_allocator(NULL, NULL, NULL);
+  }
+  cr_assert(succeeded, "never succeeded within 2000 allocations");
+  cr_assert_gt(fails, 20, "the test must fail many allocations on the way (%d)", fails);
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Executes the four notebooks headless (jupyter nbconvert --execute) on a small
+# database built by `flexmoe sweep` from the bundled sample, and checks the
+# figures they write. Exit 77 (skip) when the notebook stack is not installed:
+#   pip install -r notebooks/requirements.txt
+set -euo pipefail
+: "${FLEXMOE_BIN:?run through meson test}" "${FLEXMOE_SOURCE_ROOT:?run through meson test}"
+if ! python3 -c "import nbconvert, nbclient, ipykernel, pandas, matplotlib" 2>/dev/null; then
+  echo "SKIP: the notebook stack is not installed (pip install -r notebooks/requirements.txt)"
+  exit 77
+fi
+trace=$FLEXMOE_SOURCE_ROOT/traces/samples/gpt-l6-e32-top2-aux-200.npy
+if [ ! -f "$trace" ]; then
+  echo "SKIP: bundled sample $trace not present"
+  exit 77
+fi
+tmp=$(mktemp -d /tmp/flexmoe-nb-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+db=$tmp/nb.db
+export FLEXMOE_DB=$db FLEXMOE_FIGURES=$tmp/figures
+
+# The oracle with few planner steps: the full one takes seconds per iteration.
+"$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy capacity --policy flexmoe \
+  --policy oracle:max_steps=4 --gpus 8,16 --iterations 0:10 --jobs 2 --db "$db" --quiet
+
+execute() { # one nbconvert for several notebooks: its start-up is slow
+  local paths=()
+  for nb in "$@"; do paths+=("$FLEXMOE_SOURCE_ROOT/notebooks/$nb.ipynb"); done
+  python3 -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 \
+    --output-dir "$tmp/out" "${paths[@]}" 2>"$tmp/nbconvert.log" ||
+    { cat "$tmp/nbconvert.log" >&2; echo "FAIL: a notebook did not run: $*" >&2; exit 1; }
+  for nb in "$@"; do
+    [ -s "$tmp/out/$nb.ipynb" ] || { echo "FAIL: notebooks/$nb.ipynb: no output" >&2; exit 1; }
+    echo "ok: notebooks/$nb.ipynb"
+  done
+}
+expect() {
+  for f in "$@"; do
+    compgen -G "$FLEXMOE_FIGURES/$f" >/dev/null ||
+      { echo "FAIL: no figure $f in $FLEXMOE_FIGURES: $(ls "$FLEXMOE_FIGURES")" >&2; exit 1; }
+  done
+}
+
+execute traces policies sweep validation
+expect 'traces_heatmap_*.png' 'traces_imbalance_*.png' policies_iteration_time.png \
+  policies_speedup.png policies_breakdown.png sweep_speedup.png
+# No validations yet: the notebook says so and draws nothing.
+grep -q "validations table is empty" "$tmp/out/validation.ipynb" ||
+  { echo "FAIL: validation.ipynb did not report the empty table" >&2; exit 1; }
+[ ! -e "$FLEXMOE_FIGURES/validation_scatter.png" ] ||
+  { echo "FAIL: a validation figure from an empty table" >&2; exit 1; }
+
+# A validation pair (fixture: two of the sweep's runs stand for predicted and
+# measured) and the notebook draws it.
+python3 - "$db" <<'PY'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("INSERT INTO validations(predicted_run, measured_run, err_time, err_compute, "
+            "err_alltoall) VALUES (1, 2, 0.04, -0.02, 0.10)")
+con.commit()
+PY
+execute validation
+expect validation_scatter.png validation_errors.png
+echo "notebooks: 4 executed, $(ls "$FLEXMOE_FIGURES" | wc -l) figures"

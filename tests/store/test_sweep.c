@@ -1,0 +1,453 @@
+/* flexmoe sweep, run as a binary on the bundled sample trace: every point
+ * once, resume, workers and MPI ranks give the same rows, a SIGKILL half-way
+ * leaves no partial point, a progress bar only on a terminal, bad input. */
+#include <dirent.h>
+#include <jansson.h>
+#include <pty.h>
+#include <sqlite3.h>
+#include <signal.h>
+#include <time.h>
+
+#include "helpers.h"
+
+#define SAMPLE "traces/samples/gpt-l6-e32-top2-aux-200.npy"
+
+static char dir[256], trace[512];
+
+static void setup(void) {
+  tmp_dir(dir, sizeof(dir));
+  const char *root = getenv("FLEXMOE_SOURCE_ROOT");
+  snprintf(trace, sizeof(trace), "%s/%s", root ? root : ".", SAMPLE);
+}
+static void teardown(void) { rm_tree(dir); }
+TestSuite(sweep, .init = setup, .fini = teardown, .timeout = 300);
+
+static void need_sample(void) {
+  if (access(trace, R_OK) != 0)
+    cr_skip_test("bundled sample %s not present", trace);
+}
+
+static void db_path(char *buf, size_t len, const char *name) {
+  snprintf(buf, len, "%s/%s", dir, name);
+}
+
+/* argv for a sweep: the common grid plus extra flags (NULL-terminated). */
+static int sweep_run(char **out, char **err, const char *db, const char *gpus,
+                     const char *jobs, const char *const *extra) {
+  const char *argv[64];
+  int n = 0;
+  argv[n++] = flexmoe_bin();
+  argv[n++] = "sweep";
+  argv[n++] = "--trace";
+  argv[n++] = trace;
+  argv[n++] = "--policy";
+  argv[n++] = "static";
+  argv[n++] = "--policy";
+  argv[n++] = "capacity";
+  argv[n++] = "--cluster";
+  argv[n++] = "dgx-h100";
+  argv[n++] = "--gpus";
+  argv[n++] = gpus;
+  argv[n++] = "--iterations";
+  argv[n++] = "0:20";
+  argv[n++] = "--jobs";
+  argv[n++] = jobs;
+  argv[n++] = "--db";
+  argv[n++] = db;
+  for (int i = 0; extra && extra[i]; i++)
+    argv[n++] = extra[i];
+  argv[n] = NULL;
+  return run_capture(dir, (char *const *)argv, out, err);
+}
+
+/* All complete runs of a database, keyed and compared by config_key. */
+typedef struct snapshot {
+  st_run_summary *runs;
+  size_t n;
+  st_iter_row **rows;
+  size_t *nrows;
+} snapshot;
+
+static int by_key(const void *a, const void *b) {
+  return strcmp(((const st_run_summary *)a)->config_key,
+                ((const st_run_summary *)b)->config_key);
+}
+
+static snapshot take(const char *db) {
+  snapshot s = {0};
+  st_db *h = NULL;
+  char msg[512] = "";
+  cr_assert_eq(st_open(&h, db, ST_READ, msg, sizeof(msg)), ST_OK, "%s", msg);
+  cr_assert_eq(st_runs_list(h, NULL, &s.runs, &s.n), ST_OK);
+  if (s.n)
+    qsort(s.runs, s.n, sizeof(*s.runs), by_key);
+  s.rows = calloc(s.n + 1, sizeof(*s.rows));
+  s.nrows = calloc(s.n + 1, sizeof(*s.nrows));
+  for (size_t i = 0; i < s.n; i++)
+    cr_assert_eq(st_run_iterations(h, s.runs[i].id, &s.rows[i], &s.nrows[i]),
+                 ST_OK);
+  st_close(h);
+  return s;
+}
+
+static void drop(snapshot *s) {
+  for (size_t i = 0; i < s->n; i++)
+    free(s->rows[i]);
+  free(s->rows);
+  free(s->nrows);
+  free(s->runs);
+}
+
+/* Same configurations with bit-identical iteration rows. */
+static void assert_same(const snapshot *a, const snapshot *b) {
+  cr_assert_eq(a->n, b->n, "%zu vs %zu runs", a->n, b->n);
+  for (size_t i = 0; i < a->n; i++) {
+    cr_assert_str_eq(a->runs[i].config_key, b->runs[i].config_key);
+    cr_assert_str_eq(a->runs[i].policy, b->runs[i].policy);
+    cr_assert_eq(a->runs[i].gpus, b->runs[i].gpus);
+    cr_assert_eq(a->nrows[i], b->nrows[i]);
+    cr_assert_eq(memcmp(a->rows[i], b->rows[i], a->nrows[i] * sizeof(st_iter_row)),
+                 0, "rows of %s differ", a->runs[i].config_key);
+  }
+}
+
+static size_t count_complete(const char *db) {
+  st_db *h = NULL;
+  if (st_open(&h, db, ST_READ, NULL, 0) != ST_OK)
+    return 0;
+  st_run_summary *r = NULL;
+  size_t n = 0;
+  if (st_runs_list(h, NULL, &r, &n) != ST_OK)
+    n = 0;
+  free(r);
+  st_close(h);
+  return n;
+}
+
+Test(sweep, every_point_is_stored_once_and_a_rerun_skips_them) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "a.db");
+  int rc = sweep_run(&out, &err, db, "8,16", "1", NULL);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert(strstr(out, "sweep: 4 grid points (1 trace x 1 cluster x 2 sizes x "
+                        "1 seed x 2 policies)"),
+            "%s", out);
+  cr_assert(strstr(out, "computed 4, already in"), "%s", out);
+  cr_assert_str_eq(err, "", "no progress bar without a terminal");
+  free(out);
+  free(err);
+  snapshot first = take(db);
+  cr_assert_eq(first.n, 4);
+  for (size_t i = 0; i < first.n; i++)
+    cr_assert_eq(first.nrows[i], 20, "run %s has %zu iterations",
+                 first.runs[i].config_key, first.nrows[i]);
+  /* Rerun: nothing to do, nothing changes. */
+  cr_assert_eq(sweep_run(&out, &err, db, "8,16", "2", NULL), 0, "%s", err);
+  cr_assert(strstr(out, "computed 0, already in") && strstr(out, " 4, failed 0"),
+            "%s", out);
+  free(out);
+  free(err);
+  snapshot again = take(db);
+  assert_same(&first, &again);
+  for (size_t i = 0; i < first.n; i++)
+    cr_assert_eq(first.runs[i].id, again.runs[i].id, "a run was rewritten");
+  drop(&first);
+  drop(&again);
+  /* The trace's expert loads are there for the notebooks: 200 iterations x
+   * 6 layers x 32 experts, summed over ranks. */
+  sqlite3 *h = NULL;
+  sqlite3_stmt *q = NULL;
+  cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  cr_assert_eq(sqlite3_prepare_v2(h, "SELECT count(*), count(DISTINCT iteration) "
+                                     "FROM trace_loads", -1, &q, NULL), SQLITE_OK);
+  cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+  cr_assert_eq(sqlite3_column_int64(q, 0), 200 * 6 * 32);
+  cr_assert_eq(sqlite3_column_int64(q, 1), 200);
+  sqlite3_finalize(q);
+  sqlite3_close(h);
+}
+
+Test(sweep, workers_give_the_same_results_as_one_process) {
+  need_sample();
+  char a[300], b[300], *out, *err;
+  db_path(a, sizeof(a), "one.db");
+  db_path(b, sizeof(b), "two.db");
+  cr_assert_eq(sweep_run(&out, &err, a, "8,16,64", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  cr_assert_eq(sweep_run(&out, &err, b, "8,16,64", "3", NULL), 0, "%s", err);
+  cr_assert(strstr(out, "with 3 workers"), "%s", out);
+  free(out);
+  free(err);
+  snapshot sa = take(a), sb = take(b);
+  cr_assert_eq(sa.n, 6);
+  assert_same(&sa, &sb);
+  drop(&sa);
+  drop(&sb);
+}
+
+/* Processes whose command line mentions text (the sweep and its workers
+ * carry the database path), zombies excluded. */
+static int processes_naming(const char *text) {
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  int n = 0;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    char path[300], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue;
+    size_t got = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    const char *paren = strrchr(buf, ')');
+    if (paren && paren[1] == ' ' && paren[2] == 'Z')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+    if (!(f = fopen(path, "r")))
+      continue;
+    got = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < got; i++)
+      if (!buf[i])
+        buf[i] = ' ';
+    buf[got] = '\0';
+    n += strstr(buf, text) != NULL;
+  }
+  if (d)
+    closedir(d);
+  return n;
+}
+
+Test(sweep, a_killed_sweep_resumes_exactly_the_missing_points) {
+  need_sample();
+  char db[300], ref[300], *out, *err;
+  db_path(db, sizeof(db), "killed.db");
+  db_path(ref, sizeof(ref), "whole.db");
+  const char *gpus = "8,16,32,64";
+  const char *extra[] = {"--seeds", "1,2", "--quiet", NULL};
+  const size_t total = 4 * 2 * 2;
+  /* Start it, wait until half of the points are stored, kill it. */
+  const char *argv[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                        "static", "--policy", "capacity", "--gpus", gpus,
+                        "--seeds", "1,2", "--iterations", "0:20", "--jobs", "2",
+                        "--db", db, "--quiet", NULL};
+  pid_t pid;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ),
+               0);
+  posix_spawn_file_actions_destroy(&fa);
+  size_t seen = 0;
+  for (int i = 0; i < 60000 && seen < total / 2; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    seen = count_complete(db);
+    if (waitpid(pid, NULL, WNOHANG) == pid)
+      cr_assert_fail("the sweep finished before it could be killed (%zu points)", seen);
+  }
+  cr_assert_eq(kill(pid, SIGKILL), 0);
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  /* Its workers die with it (none keeps computing for nobody). */
+  int left = 1;
+  for (int i = 0; i < 200 && left; i++) {
+    left = processes_naming(db);
+    if (left) {
+      struct timespec ts = {0, 10000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  cr_assert_eq(left, 0, "%d worker(s) outlived the killed sweep", left);
+
+  /* The database opens, for reading and writing, and every stored point is
+   * whole. */
+  st_db *h = NULL;
+  char msg[512] = "";
+  cr_assert_eq(st_open(&h, db, ST_WRITE, msg, sizeof(msg)), ST_OK, "%s", msg);
+  st_close(h);
+  snapshot part = take(db);
+  cr_assert(part.n >= total / 2 && part.n < total, "%zu points stored", part.n);
+  for (size_t i = 0; i < part.n; i++)
+    cr_assert_eq(part.nrows[i], 20, "partial point %s: %zu iterations",
+                 part.runs[i].config_key, part.nrows[i]);
+  size_t done = part.n;
+  drop(&part);
+
+  /* A rerun computes exactly the missing points. */
+  cr_assert_eq(sweep_run(&out, &err, db, gpus, "2", extra), 0, "%s", err);
+  char want[512];
+  snprintf(want, sizeof(want), "computed %zu, already in %s %zu, failed 0",
+           total - done, db, done);
+  cr_assert(strstr(out, want), "want '%s' in:\n%s", want, out);
+  fprintf(stderr,
+          "# SIGKILL after %zu of %zu points were stored; the database opens, "
+          "every stored point has all its 20 iterations; the rerun says:\n%s",
+          done, total, out);
+  free(out);
+  free(err);
+
+  /* And the result equals an uninterrupted sweep. */
+  cr_assert_eq(sweep_run(&out, &err, ref, gpus, "1", extra), 0, "%s", err);
+  free(out);
+  free(err);
+  snapshot a = take(db), b = take(ref);
+  cr_assert_eq(a.n, total);
+  assert_same(&a, &b);
+  drop(&a);
+  drop(&b);
+}
+
+static int have_mpirun(char *path, size_t len) {
+  const char *p = getenv("PATH");
+  char buf[4096];
+  snprintf(buf, sizeof(buf), "%s", p ? p : "/usr/bin:/bin");
+  for (char *tok = strtok(buf, ":"); tok; tok = strtok(NULL, ":")) {
+    snprintf(path, len, "%s/mpirun", tok);
+    if (access(path, X_OK) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+Test(sweep, mpi_ranks_share_the_grid_and_rank_zero_writes) {
+  need_sample();
+  char mpirun[512], *out, *err;
+  if (!have_mpirun(mpirun, sizeof(mpirun)))
+    cr_skip_test("mpirun not found");
+  const char *vargv[] = {flexmoe_bin(), "--version", NULL};
+  run_capture(dir, (char *const *)vargv, &out, &err);
+  int with_mpi = strstr(out, "mpi yes") != NULL;
+  free(out);
+  free(err);
+  if (!with_mpi)
+    cr_skip_test("flexmoe built without MPI");
+  /* Open MPI's plugins (dlopen'ed, unloaded at exit) leak by design and
+   * cannot be named in LSan suppressions; our own code's leaks are checked
+   * by the tests without MPI. */
+  char asan[1024];
+  const char *prev = getenv("ASAN_OPTIONS");
+  snprintf(asan, sizeof(asan), "%s%sdetect_leaks=0", prev ? prev : "",
+           prev && *prev ? ":" : "");
+  setenv("ASAN_OPTIONS", asan, 1);
+  char a[300], b[300];
+  db_path(a, sizeof(a), "mpi.db");
+  db_path(b, sizeof(b), "plain.db");
+  const char *argv[] = {mpirun, "-n", "2", "--allow-run-as-root", "--oversubscribe",
+                        flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                        "static", "--policy", "capacity", "--gpus", "8,16,32",
+                        "--iterations", "0:20", "--db", a, NULL};
+  int rc = run_capture(dir, (char *const *)argv, &out, &err);
+  cr_assert_eq(rc, 0, "mpirun: %s\n%s", out, err);
+  cr_assert(strstr(out, "on 2 MPI ranks") && strstr(out, "computed 6"), "%s", out);
+  /* One summary: only rank 0 speaks. */
+  const char *first = strstr(out, "sweep:");
+  cr_assert_not_null(first, "%s", out);
+  cr_assert_null(strstr(first + 1, "sweep:"), "%s", out);
+  free(out);
+  free(err);
+  cr_assert_eq(sweep_run(&out, &err, b, "8,16,32", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  snapshot sa = take(a), sb = take(b);
+  assert_same(&sa, &sb);
+  drop(&sa);
+  drop(&sb);
+}
+
+Test(sweep, a_progress_bar_is_drawn_on_a_terminal) {
+  need_sample();
+  char db[300];
+  db_path(db, sizeof(db), "tty.db");
+  int master;
+  pid_t pid = forkpty(&master, NULL, NULL, NULL);
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1); /* summary away: the terminal gets stderr only */
+    execl(flexmoe_bin(), flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+          "static", "--gpus", "8,16", "--iterations", "0:20", "--db", db,
+          (char *)NULL);
+    _exit(127);
+  }
+  char buf[8192];
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = read(master, buf + got, sizeof(buf) - 1 - got);
+    if (n <= 0)
+      break;
+    got += (size_t)n;
+  }
+  buf[got] = '\0';
+  int status;
+  waitpid(pid, &status, 0);
+  close(master);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", buf);
+  cr_assert(strstr(buf, "\r[") && strstr(buf, "2/2 points"), "terminal got: %s", buf);
+}
+
+Test(sweep, bad_input_fails_before_the_database_is_touched) {
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "bad.db");
+  /* No --gpus. */
+  const char *a1[] = {flexmoe_bin(), "sweep", "--trace", "x.npy", "--db", db, NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)a1, &out, &err), 2);
+  cr_assert(strstr(err, "flexmoe sweep: --gpus is required"), "%s", err);
+  free(out);
+  free(err);
+  /* A malformed size list. */
+  const char *a2[] = {flexmoe_bin(), "sweep", "--trace", "x.npy", "--gpus", "8,,16",
+                      "--db", db, NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)a2, &out, &err), 2);
+  cr_assert(strstr(err, "--gpus"), "%s", err);
+  free(out);
+  free(err);
+  /* A missing trace is named; no database is created. */
+  char missing[300];
+  db_path(missing, sizeof(missing), "nope.npy");
+  const char *a3[] = {flexmoe_bin(), "sweep", "--trace", missing, "--gpus", "8",
+                      "--db", db, NULL};
+  cr_assert_neq(run_capture(dir, (char *const *)a3, &out, &err), 0);
+  cr_assert(strstr(err, "flexmoe sweep: ") == err && strstr(err, missing), "%s", err);
+  free(out);
+  free(err);
+  cr_assert_neq(access(db, F_OK), 0, "the database was created");
+  need_sample();
+  /* An unknown policy. */
+  const char *a4[] = {flexmoe_bin(), "sweep", "--trace", trace, "--gpus", "8",
+                      "--policy", "bogus", "--db", db, NULL};
+  cr_assert_neq(run_capture(dir, (char *const *)a4, &out, &err), 0);
+  cr_assert(strstr(err, "bogus"), "%s", err);
+  free(out);
+  free(err);
+  cr_assert_neq(access(db, F_OK), 0, "the database was created");
+  /* A database that is not a flexmoe database stays as it was. */
+  FILE *f = fopen(db, "w");
+  fputs("not a database\n", f);
+  fclose(f);
+  const char *a5[] = {flexmoe_bin(), "sweep", "--trace", trace, "--gpus", "8",
+                      "--policy", "static", "--db", db, NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)a5, &out, &err), 1);
+  cr_assert(strstr(err, "not a flexmoe database"), "%s", err);
+  free(out);
+  free(err);
+  char *content = read_all(db);
+  cr_assert_str_eq(content, "not a database\n");
+  free(content);
+  /* A read-only database is named. */
+  remove(db);
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  chmod(db, 0444);
+  cr_assert_eq(sweep_run(&out, &err, db, "8,16", "1", NULL), 1);
+  cr_assert(strstr(err, db) && strstr(err, "read-only"), "%s", err);
+  free(out);
+  free(err);
+}
