@@ -55,14 +55,21 @@ static double alltoall_us(const pl_cluster *c, const pl_placement *p,
   int G = c->gpus, gpn = c->gpus_per_node;
   double worst = 0;
   double inter_Bps = c->inter_Bps / c->oversub;
+  int64_t pad = r->padded ? (r->capacity + G - 1) / G : 0;
   for (int g = 0; g < G; g++) {
     int64_t out_in = 0, out_x = 0, in_in = 0, in_x = 0;
     for (int h = 0; h < G; h++) {
       if (h == g)
         continue;
       int same = (g / gpn) == (h / gpn);
-      int64_t o = pl_routing_wire_tokens(r, p, g, h);
-      int64_t i = pl_routing_wire_tokens(r, p, h, g);
+      int64_t o, i;
+      if (r->padded) { /* same rule as pl_routing_wire_tokens */
+        o = (int64_t)p->nhost[h] * pad;
+        i = (int64_t)p->nhost[g] * pad;
+      } else {
+        o = r->traffic[(size_t)g * G + h];
+        i = r->traffic[(size_t)h * G + g];
+      }
       if (same) {
         out_in += o;
         in_in += i;

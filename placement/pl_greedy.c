@@ -74,8 +74,14 @@ void pl_seg_update(pl_seg *s, int i) {
   if (!s->t) /* not built yet: pl_seg_init will see the value */
     return;
   int k = (s->P + i) >> 1;
-  for (; k >= 1; k >>= 1)
+  for (; k >= 1; k >>= 1) {
+    int old = s->t[k];
     s->t[k] = seg_better(s, s->t[2 * k], s->t[2 * k + 1]);
+    /* the same winner, and not the element whose value changed: nothing
+     * above can change either */
+    if (s->t[k] == old && old != i)
+      return;
+  }
 }
 
 /* ---- the model ---------------------------------------------------------- */

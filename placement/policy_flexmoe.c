@@ -31,8 +31,9 @@
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
-  int slots, background, max_steps, interval, scenarios;
+  int slots, background, max_steps, interval, scenarios, restart;
   pl_monitor mon;
+  pl_placement alt; /* restart candidate (restart only) */
   double *gload; /* [G] */
   double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
   int64_t *seen; /* [layers] observations */
@@ -46,6 +47,7 @@ static void fx_fini(void *state) {
   pl_free(s->gload);
   pl_free(s->hist);
   pl_free(s->seen);
+  pl_placement_fini(&s->alt);
   pl_free(s);
 }
 
@@ -63,6 +65,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
       (rc = pl_kv_int(kv, nkv, "interval", 1, 1, 1 << 30, &s->interval)) ||
       (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
+      (rc = pl_kv_int(kv, nkv, "restart", -1, -1, 1, &s->restart)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -70,6 +73,11 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
   s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
+  if (s->restart < 0) /* auto: where a second greedy run is cheap */
+    s->restart = (int64_t)env->cluster.gpus * env->experts <= 65536;
+  if (s->restart &&
+      (rc = pl_placement_init(&s->alt, env->experts, env->cluster.gpus, env->cluster.slots)))
+    goto fail;
   if (!s->gload || !s->hist || !s->seen) {
     rc = PL_ENOMEM;
     goto fail;
@@ -94,6 +102,49 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
   double *row = s->hist + ((size_t)layer * s->scenarios + (size_t)(s->seen[layer] % s->scenarios)) * E;
   pl_sum_sources(counts, G, E, row);
   s->seen[layer]++;
+  return PL_OK;
+}
+
+/* The restart candidate: the same greedy run from the static layout (no
+ * migration term while it runs), then charged the migration from the
+ * current placement, amortised over the horizon like the incremental plan;
+ * it replaces the incremental plan in plan->placement if cheaper. The
+ * incremental greedy only walks downhill from where it is, so after many
+ * small plans it can sit in a local optimum that a fresh start avoids. */
+static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                       const double *scen, int K, double *after, double *adjust, int *steps) {
+  const pl_env *env = &s->env;
+  int rc = pl_placement_static(&s->alt);
+  if (rc)
+    return rc;
+  pl_greedy g;
+  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
+                           s->slots, 0.0)) != 0)
+    return rc;
+  rc = pl_greedy_run(&g, 4 * s->max_steps);
+  double layer_us = pl_greedy_layer_us(&g);
+  pl_greedy_fini(&g);
+  if (rc)
+    return rc;
+  int n = 0, gpn = env->cluster.gpus_per_node;
+  int64_t bytes = pl_expert_move_bytes(&env->model);
+  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
+    return rc;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
+  double mig = rc ? 0 : pl_cost_moves_us(&env->cluster, mv, n);
+  pl_free(mv);
+  if (rc)
+    return rc;
+  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
+    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
+      return rc;
+    *after = layer_us;
+    *adjust = mig;
+    *steps += 1;
+  }
   return PL_OK;
 }
 
@@ -129,6 +180,9 @@ static int fx_plan(void *state, int iteration, int layer,
   pl_greedy_fini(&g);
   if (rc)
     return rc;
+  if (s->restart && (rc = try_restart(s, layer, current, plan, scen, K, &after, &adjust,
+                                       &steps)) != 0)
+    return rc;
   if (steps > 0 && (before - after) * s->horizon > adjust) {
     plan->changed = !pl_placement_equal(&plan->placement, current);
     plan->background = s->background;
@@ -144,6 +198,7 @@ static const pl_param_desc fx_params[] = {
     {"max_steps", "0", "greedy steps per plan (0: the number of experts)"},
     {"interval", "1", "check the trigger every this many iterations"},
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
+    {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 

@@ -109,9 +109,13 @@ double pl_even_balance(const pl_placement *p, const double *load, double *out) {
 }
 
 int pl_plan_take_copy(pl_plan *plan, const pl_placement *src) {
-  pl_placement_fini(&plan->placement);
-  int rc = pl_placement_init(&plan->placement, src->experts, src->gpus, src->slots);
+  pl_placement *d = &plan->placement;
+  int rc = PL_OK;
+  if (!d->nrep || d->experts != src->experts || d->gpus != src->gpus || d->slots != src->slots) {
+    pl_placement_fini(d); /* reused across plans when the shape matches */
+    rc = pl_placement_init(d, src->experts, src->gpus, src->slots);
+  }
   if (!rc)
-    rc = pl_placement_copy(&plan->placement, src);
+    rc = pl_placement_copy(d, src);
   return rc;
 }

@@ -60,9 +60,11 @@ static inline int bq_env(pl_env *env, int layers, int experts, int gpus, int slo
   return 0;
 }
 
+/* CPU time of the calling thread, seconds: what one core spends, immune to
+ * the preemption of a shared machine (wall clock is not). */
 static inline double bq_now(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -90,11 +92,17 @@ typedef struct bq_result {
   double compute_us, alltoall_us, allreduce_us; /* per iteration, means */
 } bq_result;
 
-/* Runs spec over counts[it][layer][G*E] for `iters` iterations. */
+/* Runs spec over counts[it][layer][G*E] for `iters` iterations. A spec
+ * "lag:SPEC" (bench only) gives the policy the previous iteration's counts
+ * as `upcoming`: "lag:oracle" is the clairvoyant planner one iteration late,
+ * the best any policy planning on past counts could do with free moves. */
 static inline int bq_run(const char *spec, const pl_env *env, const int64_t *counts,
                          int iters, bq_result *out, char *err, size_t errlen) {
   int L = env->layers, G = env->cluster.gpus, E = env->experts;
   pl_policy *p = NULL;
+  int lag = strncmp(spec, "lag:", 4) == 0;
+  if (lag)
+    spec += 4;
   int rc = pl_policy_create(&p, spec, env, err, errlen);
   if (rc)
     return rc;
@@ -116,7 +124,8 @@ static inline int bq_run(const char *spec, const pl_env *env, const int64_t *cou
     for (int l = 0; l < L && !rc; l++) {
       const int64_t *c = counts + ((size_t)it * L + l) * G * E;
       double t0 = bq_now();
-      if ((rc = pl_policy_plan(p, it, l, c, &plan)) != 0)
+      const int64_t *up = !lag ? c : it ? c - (size_t)L * G * E : NULL;
+      if ((rc = pl_policy_plan(p, it, l, up, &plan)) != 0)
         break;
       planned += bq_now() - t0;
       if (plan.changed) {

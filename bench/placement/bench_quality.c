@@ -9,6 +9,9 @@
  * tr_rescale_slice (seed 1).
  *
  * Usage: bench_pl_quality [--iterations N] [--gpus 8,32,64] [--trace FILE]...
+ *                         [--policy SPEC]... [--large] [--extra-slots N] [--lag]
+ * --policy replaces the list (the oracle is always added), --large runs only
+ * the 2048 x 8192 model, --lag adds "lag:oracle" (bench_common.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +73,10 @@ static int run_config(const tr_trace *t, int G, bq_model *m, int iters) {
       return 1;
     }
   }
-  double oracle = res[n - 1].iter_us, stat = res[0].iter_us;
+  double oracle = 0, stat = res[0].iter_us;
+  for (int i = 0; i < n; i++)
+    if (!strcmp(policies[i], "oracle"))
+      oracle = res[i].iter_us;
   for (int i = 0; i < n; i++)
     printf("%-24s %7.3f %7.3f %11.1f %9.3f %9.3f %9.3f %7.2f %7.2f %7.2f %7.2f %7.2f %8.1f\n",
            policies[i], res[i].bal50, res[i].bal90, res[i].bytes_per_it / 1e6,
@@ -103,12 +109,21 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(argv[i], "--extra-slots") && i + 1 < argc) {
       extra_slots = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--lag")) {
+      int n = 0;
+      while (policies[n])
+        n++;
+      if (n < 30) {
+        policies[n] = "lag:oracle";
+        policies[n + 1] = NULL;
+      }
     } else if (!strcmp(argv[i], "--large"))
       only_large = 1;
     else if (!strcmp(argv[i], "--trace") && i + 1 < argc && ntraces < 8)
       traces[ntraces++] = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_pl_quality [--iterations N] [--gpus 8,32,64] [--trace FILE]...\n");
+      fprintf(stderr, "usage: bench_pl_quality [--iterations N] [--gpus 8,32,64] [--trace FILE]... "
+                      "[--policy SPEC]... [--large] [--extra-slots N] [--lag]\n");
       return 2;
     }
   }

@@ -234,7 +234,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   printf("# bench_pl_speed: placement %s; %d GPUs (%d/node) x %d experts x %d slots, one layer, "
-         "d_model 2048, d_ff 8192, 8192 token slots/GPU, log-normal loads (sigma 1) drifting; one core\n",
+         "d_model 2048, d_ff 8192, 8192 token slots/GPU, log-normal loads (sigma 1) drifting; one core, thread CPU time\n",
          pl_planner_version(), G, GPN, E, S);
   /* (1) speed */
   timing fa, fc, ea, ec, sa, sc;

@@ -14,6 +14,17 @@
  *   pl_policy_observe(p, i, l, counts)         feeds iteration i's counts
  * The plan for iteration 0 is the initial placement (no moves charged).
  *
+ * What a caller charges for a plan (the simulator's engines, the runtime):
+ *   - moves: pl_cost_moves_us of the iteration's moves, added in full when
+ *     blocking, only beyond the iteration's own time when plan.background,
+ *     not at all when plan.uncharged (the oracle: its moves are free);
+ *     replicate moves carry plan.copy_bytes when the policy set it (already
+ *     written into each move's bytes by pl_policy_plan);
+ *   - routing: pl_policy_route applies the policy's capacity; a capacity
+ *     routing is padded dispatch (pl_route.h): charge the wire and compute
+ *     tokens of pl_routing_wire_tokens / pl_routing_compute_tokens (as
+ *     pl_cost_layer does), not the routing's real load and traffic.
+ *
  * Policy specs are "name" or "name:key=value,key=value". Unknown names give
  * PL_EPOLICY, unknown keys or bad values PL_EPARAM; pl_policy_error() then
  * says which.
