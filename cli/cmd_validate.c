@@ -116,53 +116,14 @@ int cmd_validate(int argc, char **argv) {
   cfg.backend = NULL;
   const char *policies[64], *db_path = NULL, *profile_path = NULL, *engine = "analytic";
   int npol = 0, fmt = CLI_FMT_TABLE, rc;
-  long v;
-  double dv;
   opterr = 0;
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
-    case 'b': cfg.backend = optarg; break;
-    case 't': cfg.trace_path = optarg; break;
     case 'p':
       if (npol == 64) return cli_fail(CLI_EUSAGE, "validate", "--policy: at most 64");
       policies[npol++] = optarg;
-      break;
-    case 'P':
-      if ((rc = cli_parse_long("validate", "--partitions", optarg, 1, 64, &v))) return rc;
-      cfg.partitions = (int)v;
-      break;
-    case 'r':
-      if ((rc = cli_parse_long("validate", "--ranks", optarg, 1, 4096, &v))) return rc;
-      cfg.ranks = (int)v;
-      break;
-    case 'D':
-      if ((rc = cli_parse_long("validate", "--device", optarg, 0, 1024, &v))) return rc;
-      cfg.device = (int)v;
-      break;
-    case 'i':
-      if ((rc = cli_parse_range("validate", "--iterations", optarg, &cfg.it_begin, &cfg.it_end))) return rc;
-      break;
-    case 's':
-      if ((rc = cli_parse_double("validate", "--seed", optarg, 0, 9.2e18, &dv))) return rc;
-      cfg.seed = (uint64_t)dv;
-      break;
-    case 'd':
-      if ((rc = cli_parse_long("validate", "--d-model", optarg, 8, 1 << 16, &v))) return rc;
-      cfg.d_model = (int)v;
-      break;
-    case 'f':
-      if ((rc = cli_parse_long("validate", "--d-ff", optarg, 8, 1 << 18, &v))) return rc;
-      cfg.d_ff = (int)v;
-      break;
-    case 'T':
-      if ((rc = cli_parse_long("validate", "--tokens-per-gpu", optarg, 1, 1L << 30, &v))) return rc;
-      cfg.tokens_per_gpu = v;
-      break;
-    case 'S':
-      if ((rc = cli_parse_long("validate", "--slots", optarg, 1, 4096, &v))) return rc;
-      cfg.slots = (int)v;
       break;
     case 'R': profile_path = optarg; break;
     case 'e':
@@ -175,7 +136,12 @@ int cmd_validate(int argc, char **argv) {
       if ((rc = cli_parse_format("validate", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))) return rc;
       break;
     case 'h': cli_help(help); return CLI_OK;
-    default: return cli_bad_option("validate", argv[optind - 1]);
+    default:
+      if ((rc = cli_rt_parse_option("validate", c, optarg, &cfg)) == 0)
+        return cli_bad_option("validate", argv[optind - 1]);
+      if (rc < 0)
+        return -rc;
+      break;
     }
   }
   if (optind < argc) return cli_fail(CLI_EUSAGE, "validate", "unexpected argument '%s'", argv[optind]);

@@ -4,6 +4,7 @@
  */
 #include "rtrun.h"
 
+#include <limits.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -466,4 +467,46 @@ int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, 
   rc = st_run_commit(r, run_id);
   if (rc) return efail(em, el, CLI_EFAIL, "cannot record the run: %s", st_strerror(rc));
   return CLI_OK;
+}
+
+int cli_rt_parse_option(const char *cmd, int opt, const char *arg, cli_rt_config *cfg) {
+  long v;
+  int rc = 0;
+  switch (opt) {
+  case 'b': cfg->backend = arg; return 1;
+  case 't': cfg->trace_path = arg; return 1;
+  case 'P':
+    if (!(rc = cli_parse_long(cmd, "--partitions", arg, 1, 64, &v))) cfg->partitions = (int)v;
+    break;
+  case 'r':
+    if (!(rc = cli_parse_long(cmd, "--ranks", arg, 1, 4096, &v))) cfg->ranks = (int)v;
+    break;
+  case 'D':
+    if (!(rc = cli_parse_long(cmd, "--device", arg, 0, 1024, &v))) cfg->device = (int)v;
+    break;
+  case 'i':
+    rc = cli_parse_range(cmd, "--iterations", arg, &cfg->it_begin, &cfg->it_end);
+    break;
+  case 's':
+    if (!(rc = cli_parse_long(cmd, "--seed", arg, 0, LONG_MAX, &v))) cfg->seed = (uint64_t)v;
+    break;
+  case 'd':
+    if (!(rc = cli_parse_long(cmd, "--d-model", arg, 8, 1 << 16, &v))) cfg->d_model = (int)v;
+    break;
+  case 'f':
+    if (!(rc = cli_parse_long(cmd, "--d-ff", arg, 8, 1 << 18, &v))) cfg->d_ff = (int)v;
+    break;
+  case 'k':
+    if (!(rc = cli_parse_long(cmd, "--top-k", arg, 1, 64, &v))) cfg->top_k = (int)v;
+    break;
+  case 'T':
+    if (!(rc = cli_parse_long(cmd, "--tokens-per-gpu", arg, 1, 1L << 30, &v))) cfg->tokens_per_gpu = v;
+    break;
+  case 'S':
+    if (!(rc = cli_parse_long(cmd, "--slots", arg, 1, 4096, &v))) cfg->slots = (int)v;
+    break;
+  default:
+    return 0;
+  }
+  return rc ? -rc : 1;
 }

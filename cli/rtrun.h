@@ -49,6 +49,14 @@ typedef struct cli_rt_config {
 
 #define CLI_RT_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, NULL, 0, 0, 0}
 
+/* The replay options `run` and `validate` share, by their getopt letter:
+ * b backend, t trace, P partitions, r ranks, D device, i iterations, s seed,
+ * d d-model, f d-ff, k top-k, T tokens-per-gpu, S slots. Returns 1 when opt
+ * was one of them and is stored in cfg, 0 when it is not (the caller handles
+ * it), or CLI_EUSAGE (negated: -CLI_EUSAGE) after printing the message for a
+ * bad value. cmd names the subcommand in messages. */
+int cli_rt_parse_option(const char *cmd, int opt, const char *arg, cli_rt_config *cfg);
+
 typedef struct cli_rt_output {
   char policy[256];
   char backend[16];
