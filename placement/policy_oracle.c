@@ -83,7 +83,7 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   for (int k = 0; k < NCAND && !rc; k++)
     rc = pl_placement_init(&s->cand[k], E, G, env->cluster.slots);
   if (!rc)
-    rc = pl_routing_init(&s->r, G, E, 1);
+    rc = pl_routing_init(&s->r, G, E, 0);
   if (rc)
     goto fail;
   s->load = pl_calloc((size_t)E, sizeof(double));
