@@ -424,7 +424,9 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     goto nomem;
   for (int l = 0; l < L; l++) {
     pl_plan_init(&plans[l]);
-    if (pl_routing_init(&rt[l], G, E, 1))
+    /* the G x G matrix only for the exact network: at 1,024 GPUs it is 8 MiB
+     * per layer and dominated routing time */
+    if (pl_routing_init(&rt[l], G, E, r.engine == SIM_ENGINE_DES && cfg->exact_net))
       goto nomem;
   }
   if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl,

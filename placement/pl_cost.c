@@ -49,35 +49,24 @@ double pl_ffn_us(const pl_profile *p, double tokens) {
   return v > 0 ? v : 0.0;
 }
 
-/* One all-to-all (dispatch or combine) as the slowest GPU sees it. */
-static double alltoall_us(const pl_cluster *c, const pl_placement *p,
-                          const pl_routing *r, int64_t token_bytes) {
-  int G = c->gpus, gpn = c->gpus_per_node;
+/* One all-to-all (dispatch or combine) as the slowest GPU sees it, from
+ * the per-GPU wire sums (pl_routing_wire_sums: real tokens, or the padded
+ * buffers of a capacity routing). O(G). */
+static int alltoall_us(const pl_cluster *c, const pl_placement *p,
+                       const pl_routing *r, int64_t token_bytes, double *out) {
+  int G = c->gpus;
+  int64_t *h = pl_malloc(4 * (size_t)G * sizeof(int64_t));
+  if (!h)
+    return PL_ENOMEM;
+  int rc = pl_routing_wire_sums(r, p, c->gpus_per_node, h);
+  if (rc) {
+    pl_free(h);
+    return rc;
+  }
   double worst = 0;
   double inter_Bps = c->inter_Bps / c->oversub;
-  int64_t pad = r->padded ? (r->capacity + G - 1) / G : 0;
   for (int g = 0; g < G; g++) {
-    int64_t out_in = 0, out_x = 0, in_in = 0, in_x = 0;
-    for (int h = 0; h < G; h++) {
-      if (h == g)
-        continue;
-      int same = (g / gpn) == (h / gpn);
-      int64_t o, i;
-      if (r->padded) { /* same rule as pl_routing_wire_tokens */
-        o = (int64_t)p->nhost[h] * pad;
-        i = (int64_t)p->nhost[g] * pad;
-      } else {
-        o = r->traffic[(size_t)g * G + h];
-        i = r->traffic[(size_t)h * G + g];
-      }
-      if (same) {
-        out_in += o;
-        in_in += i;
-      } else {
-        out_x += o;
-        in_x += i;
-      }
-    }
+    int64_t out_in = h[g], in_in = h[G + g], out_x = h[2 * G + g], in_x = h[3 * G + g];
     double t = 0;
     int64_t intra = out_in > in_in ? out_in : in_in;
     int64_t inter = out_x > in_x ? out_x : in_x;
@@ -88,7 +77,9 @@ static double alltoall_us(const pl_cluster *c, const pl_placement *p,
     if (t > worst)
       worst = t;
   }
-  return worst * 1e6;
+  pl_free(h);
+  *out = worst * 1e6;
+  return PL_OK;
 }
 
 /* Ring all-reduce of each replicated expert's gradient; a GPU in several
@@ -121,7 +112,7 @@ static int allreduce_us(const pl_cluster *c, const pl_model *m,
 
 int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
                   const pl_placement *p, const pl_routing *r, pl_cost *out) {
-  if (!c || !m || !prof || !p || !r || !out || (!r->traffic && !r->padded) ||
+  if (!c || !m || !prof || !p || !r || !out || (!r->hose && !r->traffic && !r->padded) ||
       r->gpus != c->gpus || p->gpus != c->gpus || r->experts != p->experts)
     return PL_EINVAL;
   pl_cost t = {0};
@@ -136,10 +127,13 @@ int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof
     worst = fmax(worst, us);
   }
   t.compute_us = worst * (1.0 + prof->bwd_ratio);
-  t.alltoall_us = 4.0 * alltoall_us(c, p, r, pl_token_bytes(m));
-  int rc = allreduce_us(c, m, p, &t.allreduce_us);
+  double a2a;
+  int rc = alltoall_us(c, p, r, pl_token_bytes(m), &a2a);
+  if (!rc)
+    rc = allreduce_us(c, m, p, &t.allreduce_us);
   if (rc)
     return rc;
+  t.alltoall_us = 4.0 * a2a;
   t.other_us = 2.0 * prof->nonmoe_us;
   t.total_us = t.compute_us + t.alltoall_us + t.allreduce_us + t.other_us;
   *out = t;

@@ -125,29 +125,48 @@ static double a2a_us(const pl_greedy *g, double intra, double inter) {
  * ((total - cover_n) / G). The all-to-all takes max(in, out) on each link.
  * With one node this reduces to the even split L/r.
  */
+/* Fills the cached terms of expert e on node n (see pl_greedy.tstamp). */
+static void fill_terms(pl_greedy *g, int e, int n) {
+  const pl_placement *p = g->p;
+  int N = g->G / g->gpn;
+  size_t en = (size_t)e * N + n, EN = (size_t)g->E * N;
+  double G = g->G, gpn = g->gpn;
+  double c = g->cnt[en], r = p->nrep[e], kk = g->knodes[e];
+  for (int k = 0; k < g->K; k++) {
+    double unit = g->load[(size_t)k * g->E + e] / G;
+    double t = unit * gpn * (1.0 / c + (N - kk) / r);
+    g->tsc[k * EN + en] = pl_ffn_us(g->prof, t);
+    g->tiin[k * EN + en] = unit * (gpn - c) / c;
+    g->txin[k * EN + en] = unit * (N - kk) * gpn / r;
+  }
+  g->tstamp[en] = g->estamp[e];
+}
+
 static void refresh_gpu(pl_greedy *g, int gpu) {
   const pl_placement *p = g->p;
   const int *host = p->host + (size_t)gpu * p->slots;
   int nh = p->nhost[gpu], n = gpu / g->gpn, N = g->G / g->gpn;
-  double tok = 0, comp = 0, ar = 0, G = g->G, gpn = g->gpn;
+  double tok = 0, comp = 0, ar = 0, G = g->G;
+  size_t EN = (size_t)g->E * N;
   for (int j = 0; j < nh; j++) {
     int e = host[j];
     tok += g->per[e];
     ar += g->ring[e];
+    if (g->tstamp[(size_t)e * N + n] != g->estamp[e])
+      fill_terms(g, e, n);
   }
   double a2a_mean = 0;
   for (int k = 0; k < g->K; k++) {
     const double *L = g->load + (size_t)k * g->E;
+    const double *tsc = g->tsc + k * EN, *tiin = g->tiin + k * EN, *txin = g->txin + k * EN;
     double sc = 0, own = 0, iin = 0, xin = 0;
     for (int j = 0; j < nh; j++) {
       int e = host[j];
-      double c = g->cnt[(size_t)e * N + n], r = p->nrep[e], kk = g->knodes[e];
-      double unit = L[e] / G;
-      double t = unit * gpn * (1.0 / c + (N - kk) / r);
-      own += unit;
-      iin += unit * (gpn - c) / c;
-      xin += unit * (N - kk) * gpn / r;
-      sc += pl_ffn_us(g->prof, t);
+      size_t en = (size_t)e * N + n;
+      own += L[e] / G;
+      iin += tiin[en];
+      xin += txin[en];
+      sc += tsc[en];
     }
     double cover = g->cover[(size_t)k * N + n];
     double iout = fmax(0.0, cover / G - own), xout = fmax(0.0, (g->total[k] - cover) / G);
@@ -182,6 +201,7 @@ static int place_add(pl_greedy *g, int e, int gpu) {
   int rc = pl_placement_add(g->p, e, gpu);
   if (rc)
     return rc;
+  g->estamp[e]++;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (g->cnt[(size_t)e * N + n]++ == 0) {
     g->knodes[e]++;
@@ -196,6 +216,7 @@ static int place_remove(pl_greedy *g, int e, int gpu) {
   int rc = pl_placement_remove(g->p, e, gpu);
   if (rc)
     return rc;
+  g->estamp[e]++;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (--g->cnt[(size_t)e * N + n] == 0) {
     g->knodes[e]--;
@@ -340,8 +361,10 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
   g->cnt = pl_calloc(E * N + E, sizeof(int));
   g->cover = pl_calloc(K * N + K, sizeof(double));
+  g->tsc = pl_calloc(K * E * N * 3, sizeof(double));
+  g->tstamp = pl_calloc(E * N + E, sizeof(unsigned));
   if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
-      !g->cover) {
+      !g->cover || !g->tsc || !g->tstamp) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
   }
@@ -359,6 +382,11 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->t_scomp = g->t_sa2a + K;
   g->knodes = g->cnt + E * N;
   g->total = g->cover + K * N;
+  g->tiin = g->tsc + K * E * N;
+  g->txin = g->tsc + 2 * K * E * N;
+  g->estamp = g->tstamp + E * N;
+  for (size_t e = 0; e < E; e++)
+    g->estamp[e] = 1; /* every cached term starts stale (tstamp 0) */
   g->dirty_node = -1;
   for (size_t e = 0; e < E; e++) {
     const int *rep = p->rep + e * G;
@@ -413,6 +441,8 @@ void pl_greedy_fini(pl_greedy *g) {
   pl_free(g->sa2a);
   pl_free(g->cnt);
   pl_free(g->cover);
+  pl_free(g->tsc);
+  pl_free(g->tstamp);
   pl_free(g->tok);
   pl_free(g->mio);
   pl_free(g->per);

@@ -73,6 +73,13 @@ typedef struct pl_greedy {
   int steps;                      /* steps applied by pl_greedy_run */
   double *tgpu;                   /* [G] estimated time of each GPU (us) */
   double sq, sum_t;               /* sums over GPUs of tgpu^2 and tgpu */
+  /* Per (scenario, expert, node) terms of refresh_gpu's sums, which depend
+   * only on the expert's replica counts, not on the GPU: computed lazily,
+   * valid while tstamp[e*N + n] == estamp[e] (estamp[e] moves on whenever
+   * e's replica set changes). Same expressions, same summation order: a
+   * cache, the results are bit-identical to recomputing. */
+  double *tsc, *tiin, *txin;      /* [K*E*N] ffn us, intra in, inter in */
+  unsigned *tstamp, *estamp;      /* [E*N], [E] */
 } pl_greedy;
 
 /* Builds the model of placement p (valid, slots limited to S <= p->slots)

@@ -11,12 +11,14 @@
 int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic) {
   if (!r || gpus < 1 || experts < 1)
     return PL_EINVAL;
-  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0, -1, 0};
+  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0, -1, 0, NULL, NULL};
   t.load = pl_calloc((size_t)gpus * (size_t)experts, sizeof(int64_t));
   t.gpu_load = pl_calloc((size_t)gpus, sizeof(int64_t));
+  t.hose = pl_calloc(4 * (size_t)gpus, sizeof(int64_t));
+  t.acc = pl_calloc(2 * (size_t)experts * ((size_t)gpus + 1), sizeof(int64_t));
   if (with_traffic)
     t.traffic = pl_calloc((size_t)gpus * (size_t)gpus, sizeof(int64_t));
-  if (!t.load || !t.gpu_load || (with_traffic && !t.traffic)) {
+  if (!t.load || !t.gpu_load || !t.hose || !t.acc || (with_traffic && !t.traffic)) {
     pl_routing_fini(&t);
     return PL_ENOMEM;
   }
@@ -30,6 +32,8 @@ void pl_routing_fini(pl_routing *r) {
   pl_free(r->load);
   pl_free(r->gpu_load);
   pl_free(r->traffic);
+  pl_free(r->hose);
+  pl_free(r->acc);
   memset(r, 0, sizeof(*r));
 }
 
@@ -46,8 +50,9 @@ static int lower_bound(const int *a, int n, int v) {
   return lo;
 }
 
-/* Gives `tokens` from src to replica GPU dst of expert e, within capacity. */
-static void deliver(pl_routing *r, int src, int dst, int e, int64_t tokens,
+/* Gives `tokens` from src to replica GPU dst of expert e, within capacity.
+ * inter: dst is on another node than src. */
+static void deliver(pl_routing *r, int src, int dst, int inter, int e, int64_t tokens,
                     int64_t cap) {
   int64_t *slot = &r->load[(size_t)dst * r->experts + e];
   int64_t take = tokens;
@@ -56,8 +61,95 @@ static void deliver(pl_routing *r, int src, int dst, int e, int64_t tokens,
   *slot += take;
   r->gpu_load[dst] += take;
   r->dropped += tokens - take;
-  if (r->traffic && dst != src)
-    r->traffic[(size_t)src * r->gpus + dst] += take;
+  if (dst != src) {
+    size_t G = (size_t)r->gpus;
+    if (r->hose) {
+      r->hose[2 * G * (size_t)inter + (size_t)src] += take;
+      r->hose[2 * G * (size_t)inter + G + (size_t)dst] += take;
+    }
+    if (r->traffic)
+      r->traffic[(size_t)src * G + dst] += take;
+  }
+}
+
+/*
+ * Dropless routing without the matrix, the same result as the general loop
+ * in O(G E + sum of replicas) instead of O(sum over (src, e) of the
+ * replicas sharing it) - with data-parallel layouts at 1,024 GPUs (16 or
+ * more replicas per expert, mostly on other nodes) that was 1M deliveries
+ * per layer. An even split hands `base` to a contiguous range of e's
+ * replica list and one more token to a cyclic sub-range of it; both are
+ * range additions, recorded in O(1) in a difference array per expert (one
+ * for intra-node shares, one for inter-node shares, so the per-GPU in sums
+ * stay split) and summed once per expert at the end. Integer arithmetic:
+ * bit-identical to delivering share by share.
+ */
+static void route_sums(const pl_placement *p, int gpn, const int64_t *counts, pl_routing *r) {
+  int G = p->gpus, E = p->experts;
+  size_t W = (size_t)G + 1;
+  int64_t *dI = r->acc, *dX = r->acc + (size_t)E * W;
+  int64_t *io = r->hose, *ii = r->hose + G, *xo = r->hose + 2 * (size_t)G,
+          *xi = r->hose + 3 * (size_t)G;
+  for (int e = 0; e < E; e++) {
+    memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+    memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+  }
+  for (int src = 0; src < G; src++) {
+    int node_lo = (src / gpn) * gpn;
+    const int64_t *row = counts + (size_t)src * E;
+    for (int e = 0; e < E; e++) {
+      int64_t tokens = row[e];
+      if (tokens == 0)
+        continue;
+      r->total += tokens;
+      const int *rep = p->rep + (size_t)e * G;
+      int n = p->nrep[e];
+      int lo = lower_bound(rep, n, node_lo);
+      int hi = lower_bound(rep, n, node_lo + gpn);
+      int self = lower_bound(rep + lo, hi - lo, src) + lo;
+      if (self < hi && rep[self] == src) {
+        r->load[(size_t)src * E + e] += tokens;
+        r->gpu_load[src] += tokens;
+        continue;
+      }
+      int inter = hi == lo;
+      if (inter) {
+        lo = 0;
+        hi = n;
+      }
+      (inter ? xo : io)[src] += tokens;
+      int64_t *d = (inter ? dX : dI) + (size_t)e * W;
+      int k = hi - lo;
+      int64_t base = tokens / k, rem = tokens % k;
+      d[lo] += base;
+      d[hi] -= base;
+      if (rem) { /* indices lo + (a .. a + rem - 1) mod k get one more */
+        int a = src % k;
+        d[lo + a] += 1;
+        if (a + rem <= k) {
+          d[lo + a + rem] -= 1;
+        } else {
+          d[hi] -= 1;
+          d[lo] += 1;
+          d[lo + a + rem - k] -= 1;
+        }
+      }
+    }
+  }
+  for (int e = 0; e < E; e++) {
+    const int *rep = p->rep + (size_t)e * G;
+    const int64_t *a = dI + (size_t)e * W, *b = dX + (size_t)e * W;
+    int64_t runI = 0, runX = 0;
+    for (int i = 0; i < p->nrep[e]; i++) {
+      runI += a[i];
+      runX += b[i];
+      int dst = rep[i];
+      r->load[(size_t)dst * E + e] += runI + runX;
+      r->gpu_load[dst] += runI + runX;
+      ii[dst] += runI;
+      xi[dst] += runX;
+    }
+  }
 }
 
 int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
@@ -73,10 +165,16 @@ int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
   memset(r->gpu_load, 0, (size_t)G * sizeof(int64_t));
   if (r->traffic)
     memset(r->traffic, 0, (size_t)G * G * sizeof(int64_t));
+  if (r->hose)
+    memset(r->hose, 0, 4 * (size_t)G * sizeof(int64_t));
   r->dropped = 0;
   r->total = 0;
   r->capacity = cap >= 0 ? cap : -1;
   r->padded = cap >= 0;
+  if (cap < 0 && !r->traffic && r->hose && r->acc) {
+    route_sums(p, gpn, counts, r);
+    return PL_OK;
+  }
   for (int src = 0; src < G; src++) {
     int node_lo = (src / gpn) * gpn;
     for (int e = 0; e < E; e++) {
@@ -90,10 +188,11 @@ int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
       int hi = lower_bound(rep, n, node_lo + gpn);
       int self = lower_bound(rep + lo, hi - lo, src) + lo;
       if (self < hi && rep[self] == src) {
-        deliver(r, src, src, e, tokens, cap);
+        deliver(r, src, src, 0, e, tokens, cap);
         continue;
       }
-      if (hi == lo) { /* no replica on this node: all replicas share */
+      int inter = hi == lo;
+      if (inter) { /* no replica on this node: all replicas share */
         lo = 0;
         hi = n;
       }
@@ -102,7 +201,7 @@ int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
       for (int i = 0; i < k; i++) {
         int64_t share = base + (((i - src % k + k) % k) < rem ? 1 : 0);
         if (share)
-          deliver(r, src, rep[lo + i], e, share, cap);
+          deliver(r, src, rep[lo + i], inter, e, share, cap);
       }
     }
   }
@@ -128,6 +227,47 @@ int64_t pl_routing_compute_tokens(const pl_routing *r, const pl_placement *p,
   if (r->padded)
     return pl_placement_has(p, expert, gpu) ? (int64_t)r->gpus * pad_share(r) : 0;
   return r->load[(size_t)gpu * r->experts + expert];
+}
+
+int pl_routing_wire_sums(const pl_routing *r, const pl_placement *p, int gpus_per_node,
+                         int64_t *h) {
+  if (!r || !p || !h || p->gpus != r->gpus || gpus_per_node < 1 ||
+      r->gpus % gpus_per_node || (!r->hose && !r->traffic && !r->padded))
+    return PL_EINVAL;
+  size_t G = (size_t)r->gpus, gpn = (size_t)gpus_per_node;
+  int64_t *io = h, *ii = h + G, *xo = h + 2 * G, *xi = h + 3 * G;
+  if (r->padded) {
+    /* src sends nhost[dst] x pad to every dst != src: out sums the hosts
+     * of the other GPUs, in is nhost[g] x pad from each other GPU. */
+    int64_t pad = pad_share(r), all = 0;
+    for (size_t g = 0; g < G; g++)
+      all += p->nhost[g];
+    for (size_t lo = 0; lo < G; lo += gpn) {
+      int64_t node = 0;
+      for (size_t g = lo; g < lo + gpn; g++)
+        node += p->nhost[g];
+      for (size_t g = lo; g < lo + gpn; g++) {
+        io[g] = (node - p->nhost[g]) * pad;
+        xo[g] = (all - node) * pad;
+        ii[g] = (int64_t)(gpn - 1) * p->nhost[g] * pad;
+        xi[g] = (int64_t)(G - gpn) * p->nhost[g] * pad;
+      }
+    }
+    return PL_OK;
+  }
+  if (r->hose) {
+    memcpy(h, r->hose, 4 * G * sizeof(int64_t));
+    return PL_OK;
+  }
+  memset(h, 0, 4 * G * sizeof(int64_t));
+  for (size_t s = 0; s < G; s++)
+    for (size_t d = 0; d < G; d++) {
+      int64_t t = d == s ? 0 : r->traffic[s * G + d];
+      int x = s / gpn != d / gpn;
+      h[2 * G * (size_t)x + s] += t;
+      h[2 * G * (size_t)x + G + d] += t;
+    }
+  return PL_OK;
 }
 
 double pl_routing_balance(const pl_routing *r) {

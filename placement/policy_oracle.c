@@ -26,9 +26,24 @@
 
 #define NCAND 5
 
+/* Budget of the EPLB start: EPLB always fills every slot it is given, so
+ * with the cluster's memory-sized slots (often every expert on every GPU)
+ * it replicates everything, and with many GPUs per expert (G >> E) even a
+ * few slots per GPU mean dozens of replicas per expert: layouts whose
+ * replica all-reduce dwarfs any balance they buy (4-8x the other
+ * candidates' time), which the greedy then spent all of max_steps
+ * shrinking one replica at a time - over 95% of the oracle's time, for a
+ * candidate that never won. So the EPLB start gets ceil(E/G) + 2 slots per
+ * GPU (the budget the quality benchmark gives every policy), fewer when
+ * that means more than 6 replicas per expert on average (not below
+ * ceil(E/G)), and never more than `slots`. */
+#define EPLB_SPARE 2
+#define EPLB_MAX_MEAN_REPLICAS 6
+
 typedef struct or_state {
   pl_env env;
   int slots, max_steps;
+  int eplb_slots; /* EPLB start's budget: min(slots, ceil(E/G) + 2) */
   double *load; /* [E] */
   pl_placement cand[NCAND];
   pl_routing r;
@@ -57,10 +72,18 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
     goto fail;
   if (s->max_steps == 0)
     s->max_steps = 8 * E;
+  {
+    int need = (E + G - 1) / G, dense = EPLB_MAX_MEAN_REPLICAS * E / G;
+    s->eplb_slots = need + EPLB_SPARE;
+    if (s->eplb_slots > (dense > need ? dense : need))
+      s->eplb_slots = dense > need ? dense : need;
+    if (s->eplb_slots > s->slots)
+      s->eplb_slots = s->slots;
+  }
   for (int k = 0; k < NCAND && !rc; k++)
     rc = pl_placement_init(&s->cand[k], E, G, env->cluster.slots);
   if (!rc)
-    rc = pl_routing_init(&s->r, G, E, 1);
+    rc = pl_routing_init(&s->r, G, E, 0);
   if (rc)
     goto fail;
   s->load = pl_calloc((size_t)E, sizeof(double));
@@ -115,9 +138,17 @@ static int or_plan(void *state, int iteration, int layer,
   /* 0 current, 1 static, 2 greedy(current), 3 greedy(static), 4 greedy(eplb) */
   if ((rc = pl_placement_copy(&s->cand[0], current)) ||
       (rc = pl_placement_static(&s->cand[1])) ||
-      (rc = pl_placement_copy(&s->cand[2], current)) || (rc = refine(s, &s->cand[2])) ||
-      (rc = pl_placement_static(&s->cand[3])) || (rc = refine(s, &s->cand[3])) ||
-      (rc = pl_eplb_layout(&s->cand[4], &env->cluster, s->load, s->slots, 0)) ||
+      (rc = pl_placement_copy(&s->cand[2], current)) || (rc = refine(s, &s->cand[2])))
+    return rc;
+  /* The greedy is deterministic: from the same start it ends in the same
+   * place, so when the current placement is the static layout (the first
+   * iterations, or a layer the oracle never changed) copy instead of
+   * running it again. */
+  if (pl_placement_equal(&s->cand[1], current))
+    rc = pl_placement_copy(&s->cand[3], &s->cand[2]);
+  else if (!(rc = pl_placement_static(&s->cand[3])))
+    rc = refine(s, &s->cand[3]);
+  if (rc || (rc = pl_eplb_layout(&s->cand[4], &env->cluster, s->load, s->eplb_slots, 0)) ||
       (rc = refine(s, &s->cand[4])))
     return rc;
   int best = 0;

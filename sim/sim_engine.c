@@ -184,36 +184,26 @@ static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes) {
   return SIM_OK;
 }
 
-/* Per-GPU token sums of a routing into h[4*G]: intra out, intra in, inter
- * out, inter in. One pass over the G x G matrix with a vectorisable column
- * sum; returns the total tokens sent (off the diagonal). */
-static int64_t hose_sums(const sim_engine *e, const pl_routing *r, int64_t *h) {
-  int G = e->gpus, gpn = e->cl.gpus_per_node;
-  int64_t *io = h, *ii = h + G, *xo = h + 2 * (size_t)G, *xi = h + 3 * (size_t)G;
-  memset(h, 0, sizeof(int64_t) * 4 * (size_t)G);
-  int64_t total = 0;
-  for (int s = 0; s < G; s++) {
-    const int64_t *row = r->traffic + (size_t)s * G;
-    int lo = (s / gpn) * gpn, hi = lo + gpn;
-    int64_t rowsum = 0;
-    for (int d = 0; d < G; d++) {
-      rowsum += row[d];
-      xi[d] += row[d]; /* column sums for now */
+/* Expert compute of GPU g in one direction (forward), us: the sum over its
+ * experts of ffn_time(token slots it computes) - the padded buffers for a
+ * capacity routing (pl_routing_compute_tokens), pl_cost_layer's rule. */
+static double gpu_compute_us(const sim_engine *e, const pl_routing *r, const pl_placement *p,
+                             int g) {
+  double us = 0;
+  int E = r->experts;
+  if (r->padded) {
+    for (int x = 0; x < E; x++) {
+      int64_t t = pl_routing_compute_tokens(r, p, g, x);
+      if (t)
+        us += pl_ffn_us(&e->prof, (double)t);
     }
-    int64_t in_node = 0;
-    for (int d = lo; d < hi; d++) {
-      in_node += row[d];
-      ii[d] += row[d];
-    }
-    in_node -= row[s];
-    ii[s] -= row[s];
-    io[s] = in_node;
-    xo[s] = rowsum - row[s] - in_node;
-    total += rowsum - row[s];
+    return us;
   }
-  for (int d = 0; d < G; d++)
-    xi[d] -= r->traffic[(size_t)d * G + d] + ii[d];
-  return total;
+  const int64_t *load = r->load + (size_t)g * E;
+  for (int x = 0; x < E; x++)
+    if (load[x])
+      us += pl_ffn_us(&e->prof, (double)load[x]);
+  return us;
 }
 
 /* Runs the loop until the foreground flows started since the last call have
@@ -251,9 +241,11 @@ static int wait_ns(sim_engine *e, int64_t dur) {
   return rc;
 }
 
-/* One all-to-all, forward (src -> dst as the traffic says) or reverse.
- * Hose mode needs hose_sums(r) computed. */
-static int alltoall(sim_engine *e, const pl_routing *r, int reverse, double *busy_phase) {
+/* One all-to-all, forward (src -> dst as the routing says) or reverse, of
+ * the tokens on the wire (pl_routing_wire_tokens: padded buffers for a
+ * capacity routing). Hose mode needs e->hose (pl_routing_wire_sums). */
+static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, int reverse,
+                    double *busy_phase) {
   int G = e->gpus;
   double tb = (double)pl_token_bytes(&e->model);
   int64_t t0 = e->sim.now;
@@ -276,11 +268,11 @@ static int alltoall(sim_engine *e, const pl_routing *r, int reverse, double *bus
       }
   } else {
     for (int s = 0; s < G && !rc; s++) {
-      const int64_t *row = r->traffic + (size_t)s * G;
       for (int d = 0; d < G && !rc; d++) {
-        if (d == s || !row[d])
+        int64_t tok = d == s ? 0 : pl_routing_wire_tokens(r, p, s, d);
+        if (!tok)
           continue;
-        double bytes = (double)row[d] * tb;
+        double bytes = (double)tok * tb;
         rc = reverse ? gpu_flow(e, d, s, bytes, FK_FG, 1) : gpu_flow(e, s, d, bytes, FK_FG, 1);
       }
     }
@@ -351,19 +343,13 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
         busy[g] += nonmoe;
       /* dispatch */
       ts = e->sim.now;
-      if ((rc = alltoall(e, r, 0, busy)))
+      if ((rc = alltoall(e, r, L[l].placement, 0, busy)))
         break;
       o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
       /* expert compute: the slowest GPU */
       double worst = 0;
-      int E = r->experts;
       for (int g = 0; g < G; g++) {
-        double us = 0;
-        const int64_t *load = r->load + (size_t)g * E;
-        for (int x = 0; x < E; x++)
-          if (load[x])
-            us += pl_ffn_us(&e->prof, (double)load[x]);
-        us *= mult;
+        double us = gpu_compute_us(e, r, L[l].placement, g) * mult;
         busy[g] += us;
         if (us > worst)
           worst = us;
@@ -374,7 +360,7 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
       o->compute_us += (double)(e->sim.now - ts) * 1e-3;
       /* combine */
       ts = e->sim.now;
-      if ((rc = alltoall(e, r, 1, busy)))
+      if ((rc = alltoall(e, r, L[l].placement, 1, busy)))
         break;
       o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
       if (o->layer_us)
@@ -440,12 +426,7 @@ static int analytic_iteration(sim_engine *e, const sim_layer_in *L, int nl,
     /* per-GPU busy: its own compute and all-to-all time */
     const pl_routing *r = L[l].routing;
     for (int g = 0; g < G; g++) {
-      double us = 0;
-      for (int x = 0; x < r->experts; x++) {
-        int64_t t = r->load[(size_t)g * r->experts + x];
-        if (t)
-          us += pl_ffn_us(&e->prof, (double)t);
-      }
+      double us = gpu_compute_us(e, r, L[l].placement, g);
       const int64_t *hs = e->hose_all + (size_t)l * 4 * G;
       int64_t oi = hs[g], ii = hs[G + g], ox = hs[2 * (size_t)G + g], ix = hs[3 * (size_t)G + g];
       double a2a = 0;
@@ -545,17 +526,23 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
                                 sim_iter_out *out, double *layer_us) {
   if (!e || !layers || nlayers < 1 || !out)
     return SIM_EINVAL;
-  for (int l = 0; l < nlayers; l++)
-    if (!layers[l].placement || !layers[l].routing || !layers[l].routing->traffic ||
-        layers[l].routing->gpus != e->gpus)
+  int hose = e->kind == SIM_ENGINE_ANALYTIC || e->aggregate; /* per-GPU sums needed */
+  for (int l = 0; l < nlayers; l++) {
+    const pl_routing *r = layers[l].routing;
+    /* the G x G matrix is needed only by the exact network (unless padded:
+     * then every pair's buffer is known) and by a hand-made routing
+     * without per-GPU sums */
+    if (!layers[l].placement || !r || r->gpus != e->gpus ||
+        layers[l].placement->gpus != e->gpus || (!r->hose && !r->traffic) ||
+        (!hose && !r->traffic && !r->padded))
       return SIM_EINVAL;
+  }
   sim_iter_out o;
   memset(&o, 0, sizeof(o));
   o.layer_us = layer_us;
   if (o.layer_us)
     memset(o.layer_us, 0, sizeof(double) * (size_t)nlayers);
   double tb = (double)pl_token_bytes(&e->model);
-  int hose = e->kind == SIM_ENGINE_ANALYTIC || e->aggregate; /* per-GPU sums needed */
   if (hose && nlayers > e->hose_layers) {
     int64_t *nh = sim_realloc(e->hose_all, sizeof(int64_t) * 4 * (size_t)e->gpus * nlayers);
     if (!nh)
@@ -566,11 +553,18 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
   for (int l = 0; l < nlayers; l++) {
     const pl_routing *r = layers[l].routing;
     int64_t tok = 0;
-    if (hose)
-      tok = hose_sums(e, r, e->hose_all + (size_t)l * 4 * e->gpus);
+    size_t G = (size_t)e->gpus;
+    if (hose && pl_routing_wire_sums(r, layers[l].placement, e->cl.gpus_per_node,
+                                     e->hose_all + (size_t)l * 4 * G))
+      return SIM_EINVAL;
+    /* bytes_alltoall counts the real tokens (off the diagonal), as before */
+    if (r->hose)
+      for (size_t g = 0; g < G; g++)
+        tok += r->hose[g] + r->hose[2 * G + g];
     else
-      for (size_t k = 0; k < (size_t)e->gpus * e->gpus; k++)
-        tok += r->traffic[k];
+      for (size_t s = 0; s < G; s++)
+        for (size_t d = 0; d < G; d++)
+          tok += d == s ? 0 : r->traffic[s * G + d];
     o.bytes_alltoall += 4 * (int64_t)((double)tok * tb);
     for (int k = 0; k < layers[l].nmoves; k++)
       o.bytes_migrated += layers[l].moves[k].bytes;

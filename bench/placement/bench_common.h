@@ -109,7 +109,7 @@ static inline int bq_run(const char *spec, const pl_env *env, const int64_t *cou
   pl_plan plan;
   pl_plan_init(&plan);
   pl_routing r;
-  if ((rc = pl_routing_init(&r, G, E, 1)) != 0)
+  if ((rc = pl_routing_init(&r, G, E, 0)) != 0)
     return rc;
   double *bal = malloc(sizeof(double) * (size_t)iters * L);
   size_t cap = 1024, nm = 0;

@@ -86,3 +86,56 @@ Test(route, negative_counts_are_refused) {
   pl_routing_fini(&r);
   pl_placement_fini(&p);
 }
+
+/* Without the matrix a dropless route takes a faster path (range sums per
+ * expert); it must give exactly what delivering share by share gives, and
+ * the per-GPU sums must be the matrix's row and column sums, split by node. */
+Test(route, per_gpu_sums_match_the_matrix_and_the_fast_path_is_exact) {
+  enum { G = 32, GPN = 8, E = 12, S = 6 };
+  pl_cluster c = cluster(G, GPN, S);
+  unsigned x = 7;
+  for (int trial = 0; trial < 20; trial++) {
+    pl_placement p;
+    pl_routing full, fast;
+    cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
+    for (int e = 0; e < E; e++) { /* 1 to 12 replicas anywhere, within slots */
+      x = x * 1103515245u + 12345u;
+      int want = 1 + (int)((x >> 16) % 12);
+      for (int tries = 0; tries < 200 && p.nrep[e] < want; tries++) {
+        x = x * 1103515245u + 12345u;
+        int g = (int)((x >> 16) % G);
+        if (p.nhost[g] < S && !pl_placement_has(&p, e, g))
+          pl_placement_add(&p, e, g);
+      }
+      cr_assert_gt(p.nrep[e], 0);
+    }
+    static int64_t counts[G * E];
+    for (int i = 0; i < G * E; i++) {
+      x = x * 1103515245u + 12345u;
+      counts[i] = trial % 2 ? (x >> 16) % 23 : (x >> 16) % 5000; /* many remainders */
+    }
+    cr_assert_eq(pl_routing_init(&full, G, E, 1), PL_OK);
+    cr_assert_eq(pl_routing_init(&fast, G, E, 0), PL_OK);
+    cr_assert_eq(pl_route(&p, &c, counts, -1, &full), PL_OK);
+    cr_assert_eq(pl_route(&p, &c, counts, -1, &fast), PL_OK);
+    cr_assert_eq(fast.total, full.total);
+    for (int i = 0; i < G * E; i++)
+      cr_assert_eq(fast.load[i], full.load[i], "trial %d load[%d]", trial, i);
+    for (int i = 0; i < 4 * G; i++)
+      cr_assert_eq(fast.hose[i], full.hose[i], "trial %d hose[%d]", trial, i);
+    int64_t h[4 * G] = {0};
+    for (int s = 0; s < G; s++)
+      for (int d = 0; d < G; d++) {
+        int inter = s / GPN != d / GPN;
+        h[2 * G * inter + s] += full.traffic[s * G + d];
+        h[2 * G * inter + G + d] += full.traffic[s * G + d];
+      }
+    for (int i = 0; i < 4 * G; i++)
+      cr_assert_eq(full.hose[i], h[i], "trial %d hose[%d] vs matrix", trial, i);
+    for (int g = 0; g < G; g++)
+      cr_assert_eq(fast.gpu_load[g], full.gpu_load[g]);
+    pl_routing_fini(&full);
+    pl_routing_fini(&fast);
+    pl_placement_fini(&p);
+  }
+}

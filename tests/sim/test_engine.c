@@ -61,9 +61,10 @@ static void teardown(fixture *f) {
   }
 }
 
-static void run(fixture *f, sim_engine_kind kind, sim_iter_out *o, sim_engine *keep) {
+static void run_net(fixture *f, sim_engine_kind kind, int aggregate, sim_iter_out *o,
+                    sim_engine *keep) {
   sim_engine e;
-  cr_assert_eq(sim_engine_init(&e, kind, &f->cl, &f->pc, &f->m, &f->prof, -1), SIM_OK);
+  cr_assert_eq(sim_engine_init(&e, kind, &f->cl, &f->pc, &f->m, &f->prof, aggregate), SIM_OK);
   sim_layer_in in[2];
   memset(in, 0, sizeof(in));
   for (int l = 0; l < 2; l++) {
@@ -76,6 +77,10 @@ static void run(fixture *f, sim_engine_kind kind, sim_iter_out *o, sim_engine *k
     *keep = e;
   else
     sim_engine_fini(&e);
+}
+
+static void run(fixture *f, sim_engine_kind kind, sim_iter_out *o, sim_engine *keep) {
+  run_net(f, kind, -1, o, keep);
 }
 
 /* 2 layers x 2 passes x 4 phases, each rounded to the ns. */
@@ -93,6 +98,30 @@ Test(engine, des_equals_analytic_without_contention_in_one_node) {
   cr_assert(fabs(a.alltoall_us - d.alltoall_us) <= TOL_US);
   cr_assert(fabs(a.other_us - d.other_us) <= TOL_US);
   cr_assert_gt(d.alltoall_us, 0);
+  teardown(&f);
+}
+
+Test(engine, des_charges_capacity_padding_as_analytic_in_one_node) {
+  static fixture f;
+  setup(&f, 1, 8, 16); /* ~1,200 token slots per expert */
+  sim_iter_out real, a, d;
+  run(&f, SIM_ENGINE_ANALYTIC, &real, NULL);
+  /* capacity 1,000: drops some tokens, and pads every (source, expert)
+   * buffer to 125 slots, every expert's compute to 1,000 */
+  for (int l = 0; l < 2; l++)
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], 1000, &f.r[l]), PL_OK);
+  cr_assert(f.r[0].padded && f.r[0].dropped > 0);
+  run(&f, SIM_ENGINE_ANALYTIC, &a, NULL);
+  cr_assert(fabs(a.compute_us - real.compute_us) > 1.0, "padding must change the time");
+  for (int aggregate = 1; aggregate >= 0; aggregate--) { /* hose, then exact */
+    run_net(&f, SIM_ENGINE_DES, aggregate, &d, NULL);
+    cr_assert(fabs(a.time_us - d.time_us) <= TOL_US, "aggregate %d: analytic %.6f us, des %.6f us",
+              aggregate, a.time_us, d.time_us);
+    cr_assert(fabs(a.compute_us - d.compute_us) <= TOL_US, "compute: analytic %.6f, des %.6f",
+              a.compute_us, d.compute_us);
+    cr_assert(fabs(a.alltoall_us - d.alltoall_us) <= TOL_US, "all-to-all: analytic %.6f, des %.6f",
+              a.alltoall_us, d.alltoall_us);
+  }
   teardown(&f);
 }
 
@@ -146,8 +175,10 @@ Test(engine, every_scheduled_event_is_executed_or_cancelled) {
 Test(engine, blocking_migration_adds_its_transfer_time) {
   static fixture f;
   setup(&f, 1, 2, 2);
-  for (int l = 0; l < 2; l++)
+  for (int l = 0; l < 2; l++) { /* no all-to-all: the matrix and its per-GPU sums */
     memset(f.r[l].traffic, 0, sizeof(int64_t) * 4);
+    memset(f.r[l].hose, 0, sizeof(int64_t) * 4 * 2);
+  }
   pl_move mv = {0, 0, 0, 1, PL_MOVE_REPLICATE, 3000000000};
   sim_engine e;
   cr_assert_eq(sim_engine_init(&e, SIM_ENGINE_DES, &f.cl, &f.pc, &f.m, &f.prof, -1), SIM_OK);

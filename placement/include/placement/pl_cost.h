@@ -73,8 +73,9 @@ typedef struct pl_cost {
   double total_us;     /* sum of the above */
 } pl_cost;
 
-/* Predicted time of one layer for placement p and routing r (computed with
- * traffic unless padded). */
+/* Predicted time of one layer for placement p and routing r (any routing
+ * from pl_route: the all-to-all needs only the per-GPU sums r->hose, not
+ * the G x G matrix). O(G E + G). PL_ENOMEM, PL_EINVAL. */
 int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
                   const pl_placement *p, const pl_routing *r, pl_cost *out);
 

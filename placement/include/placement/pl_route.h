@@ -23,7 +23,8 @@
  * r->capacity; load, gpu_load, traffic and dropped keep the real tokens
  * (balance and drop statistics), while pl_routing_wire_tokens and
  * pl_routing_compute_tokens give what the links and the GPUs really
- * carry. pl_cost_layer and the simulator charge time from those two.
+ * carry (pl_routing_wire_sums: the same per GPU). pl_cost_layer and the
+ * simulator (both engines) charge time from those.
  */
 #ifndef FLEXMOE_PL_ROUTE_H
 #define FLEXMOE_PL_ROUTE_H
@@ -47,9 +48,19 @@ typedef struct pl_routing {
   /* Appended fields. */
   int64_t capacity;  /* per-replica capacity applied, -1 = dropless */
   int padded;        /* 1: dispatch is padded to capacity (see above) */
+  /* Per-GPU sums of the off-diagonal traffic, [4*G]: hose[g] intra-node
+   * out, hose[G+g] intra-node in, hose[2G+g] inter-node out, hose[3G+g]
+   * inter-node in (real tokens, like traffic). Always kept, with or without
+   * the matrix: the analytic cost and the simulator's hose network need
+   * only these. NULL in a pl_routing not made by pl_routing_init. */
+  int64_t *hose;
+  int64_t *acc; /* [2*E*(G+1)] pl_route's scratch (difference arrays), internal */
 } pl_routing;
 
-/* with_traffic = 0 skips the G*G matrix (large clusters, balance only). */
+/* with_traffic = 0 skips the G*G matrix: everything but `flexmoe net`, the
+ * simulator's exact network and the runtime works from the per-GPU sums
+ * (r->hose), which cost O(G) memory instead of O(G^2) and make pl_route
+ * O(G E) instead of O(G E + G^2). */
 int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic);
 void pl_routing_fini(pl_routing *r);
 
@@ -70,6 +81,14 @@ int64_t pl_routing_wire_tokens(const pl_routing *r, const pl_placement *p,
  * G x ceil(capacity / G) when g hosts e (0 otherwise). */
 int64_t pl_routing_compute_tokens(const pl_routing *r, const pl_placement *p,
                                   int gpu, int expert);
+
+/* Per-GPU token slots on the wire, h[4*G] in r->hose's layout (intra out,
+ * intra in, inter out, inter in): r->hose (or sums of r->traffic when hose
+ * is NULL), or for a padded routing the padded buffers of
+ * pl_routing_wire_tokens summed per GPU. O(G). PL_EINVAL when r has
+ * neither hose nor traffic and is not padded, or on mismatched sizes. */
+int pl_routing_wire_sums(const pl_routing *r, const pl_placement *p, int gpus_per_node,
+                         int64_t *h);
 
 /* max GPU load / mean GPU load after routing (1.0 = perfect; 1.0 if idle). */
 double pl_routing_balance(const pl_routing *r);

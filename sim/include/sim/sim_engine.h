@@ -1,9 +1,13 @@
 /*
  * sim_engine.h - the MoE training-iteration model (DESIGN.md), in two modes.
  *
- * Input per iteration: for each MoE layer its placement, its routing (with
- * the traffic matrix, pl_route) and the moves of the plan that produced the
- * placement (charged before the iteration, or in the background).
+ * Input per iteration: for each MoE layer its placement, its routing
+ * (pl_route; the G x G traffic matrix is needed only with aggregate = 0,
+ * the per-GPU sums r->hose serve the analytic engine and hose flows) and
+ * the moves of the plan that produced the placement (charged before the
+ * iteration, or in the background). A capacity (padded) routing is charged
+ * its padded buffers by both engines, on the wire and in compute
+ * (pl_routing_wire_tokens / _wire_sums / _compute_tokens).
  *
  * SIM_ENGINE_ANALYTIC: closed form per layer = pl_cost_layer (the placement
  * library's cost model: non-MoE + dispatch + slowest GPU's compute + combine,
@@ -76,7 +80,7 @@ typedef enum sim_engine_kind { SIM_ENGINE_ANALYTIC = 1, SIM_ENGINE_DES = 2 } sim
 
 typedef struct sim_layer_in {
   const pl_placement *placement;
-  const pl_routing *routing; /* with traffic */
+  const pl_routing *routing; /* from pl_route; traffic needed if aggregate = 0 */
   const pl_move *moves;      /* moves executed for this iteration, may be NULL */
   int nmoves;
   int background;            /* moves overlap the iteration */
