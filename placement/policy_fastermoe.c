@@ -8,8 +8,9 @@
  * tokens per expert, divided by that count), t_x = time to send one token's
  * activations over the slowest link of the cluster (the NIC share when
  * there are several nodes, else the intra-node link), t_m = time to
- * broadcast one expert's parameters and reduce its gradient over that link
- * (2 x parameter bytes / bandwidth). Shadowed experts' tokens are computed
+ * broadcast one expert's parameters and reduce its gradient over that link,
+ * charged as the cost model's ring all-reduce over the G GPUs
+ * (2(G-1)/G x parameter bytes / bandwidth + 2(G-1) x hop latency). Shadowed experts' tokens are computed
  * on every GPU (routing takes the local replica).
  *
  * FasterMoE decides on the iteration's own gate output, so by default
@@ -140,7 +141,12 @@ static int fm_plan(void *state, int iteration, int layer,
   double t_c = pl_ffn_us(&env->profile, mean) * 1e-6 / mean;
   double t_x = (double)pl_token_bytes(&env->model) / bw;
   double param_bytes = (double)pl_expert_params(&env->model) * env->model.bytes_per_elem;
-  double t_m = 2.0 * param_bytes / bw;
+  /* A shadow's gradient is reduced over all G GPUs every iteration; charge
+   * it as the cost model does (ring: 2(G-1)/G x bytes over the link plus
+   * 2(G-1) hop latencies), so the rule stops shadowing where the latency of
+   * a cluster-wide ring outweighs the compute it saves. */
+  double lat = c->gpus > c->gpus_per_node ? c->inter_lat_s : c->intra_lat_s;
+  double t_m = G > 1 ? 2.0 * (G - 1) / G * param_bytes / bw + 2.0 * (G - 1) * lat : 0.0;
   int limit = s->slots - s->base_slots;
   if (s->max_shadows > 0 && s->max_shadows < limit)
     limit = s->max_shadows;
