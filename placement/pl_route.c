@@ -94,48 +94,49 @@ static void route_sums(const pl_placement *p, int gpn, const int64_t *counts, pl
     memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
     memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
   }
-  for (int src = 0; src < G; src++) {
-    int node_lo = (src / gpn) * gpn;
-    const int64_t *row = counts + (size_t)src * E;
+  /* node by node, so each (node, expert) locates its replicas once */
+  for (int node_lo = 0; node_lo < G; node_lo += gpn)
     for (int e = 0; e < E; e++) {
-      int64_t tokens = row[e];
-      if (tokens == 0)
-        continue;
-      r->total += tokens;
       const int *rep = p->rep + (size_t)e * G;
       int n = p->nrep[e];
-      int lo = lower_bound(rep, n, node_lo);
-      int hi = lower_bound(rep, n, node_lo + gpn);
-      int self = lower_bound(rep + lo, hi - lo, src) + lo;
-      if (self < hi && rep[self] == src) {
-        r->load[(size_t)src * E + e] += tokens;
-        r->gpu_load[src] += tokens;
-        continue;
-      }
-      int inter = hi == lo;
-      if (inter) {
-        lo = 0;
-        hi = n;
-      }
-      (inter ? xo : io)[src] += tokens;
-      int64_t *d = (inter ? dX : dI) + (size_t)e * W;
-      int k = hi - lo;
-      int64_t base = tokens / k, rem = tokens % k;
-      d[lo] += base;
-      d[hi] -= base;
-      if (rem) { /* indices lo + (a .. a + rem - 1) mod k get one more */
-        int a = src % k;
-        d[lo + a] += 1;
-        if (a + rem <= k) {
-          d[lo + a + rem] -= 1;
-        } else {
-          d[hi] -= 1;
-          d[lo] += 1;
-          d[lo + a + rem - k] -= 1;
+      int nlo = lower_bound(rep, n, node_lo);
+      int nhi = lower_bound(rep, n, node_lo + gpn);
+      for (int src = node_lo; src < node_lo + gpn; src++) {
+        int64_t tokens = counts[(size_t)src * E + e];
+        if (tokens == 0)
+          continue;
+        r->total += tokens;
+        int lo = nlo, hi = nhi;
+        int self = lower_bound(rep + lo, hi - lo, src) + lo;
+        if (self < hi && rep[self] == src) {
+          r->load[(size_t)src * E + e] += tokens;
+          r->gpu_load[src] += tokens;
+          continue;
+        }
+        int inter = hi == lo;
+        if (inter) {
+          lo = 0;
+          hi = n;
+        }
+        (inter ? xo : io)[src] += tokens;
+        int64_t *d = (inter ? dX : dI) + (size_t)e * W;
+        int k = hi - lo;
+        int64_t base = tokens / k, rem = tokens % k;
+        d[lo] += base;
+        d[hi] -= base;
+        if (rem) { /* indices lo + (a .. a + rem - 1) mod k get one more */
+          int a = src % k;
+          d[lo + a] += 1;
+          if (a + rem <= k) {
+            d[lo + a + rem] -= 1;
+          } else {
+            d[hi] -= 1;
+            d[lo] += 1;
+            d[lo + a + rem - k] -= 1;
+          }
         }
       }
     }
-  }
   for (int e = 0; e < E; e++) {
     const int *rep = p->rep + (size_t)e * G;
     const int64_t *a = dI + (size_t)e * W, *b = dX + (size_t)e * W;

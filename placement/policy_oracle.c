@@ -11,11 +11,12 @@
  * that exact cost, of these candidates: the current placement, the static
  * layout, the greedy planner (pl_greedy, migration weight 0) run from the
  * current placement, from the static layout and from EPLB's layout of the
- * upcoming loads (slots per GPU). It is therefore never worse than static or
- * than keeping its placement, and in practice a tight bound that no
- * non-clairvoyant policy reaches; it is not a proof of optimality. Without
- * upcoming counts it keeps its placement. O(K (G E + G^2)) per plan for K
- * candidates (it routes each): meant for studies, not for speed.
+ * upcoming loads (budget: EPLB_SPARE below). It is therefore never worse
+ * than static or than keeping its placement, and in practice a tight bound
+ * that no non-clairvoyant policy reaches; it is not a proof of optimality.
+ * Without upcoming counts it keeps its placement. O(K (G E + replicas)) per
+ * plan for K candidates (it routes each, without the G x G matrix: the cost
+ * needs only per-GPU sums) plus the greedy runs.
  */
 #include <math.h>
 #include <string.h>

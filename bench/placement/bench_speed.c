@@ -175,7 +175,7 @@ static int drift_run(const char *spec, const pl_env *env, int iters, double drif
   pl_plan plan;
   pl_plan_init(&plan);
   pl_routing r;
-  pl_routing_init(&r, G, E, 1);
+  pl_routing_init(&r, G, E, 0);
   double sum_us = 0, sum_ar = 0;
   for (int it = 0; it < iters; it++) {
     next_counts(&g, drift, c);
