@@ -128,27 +128,36 @@ static void print_header(const tr_trace *t, const tr_stats *s) {
            s->tokens_min, s->tokens_max);
 }
 
-static int trace_info(int argc, char **argv) {
-  const char *cmd = "trace info";
+/* What `trace info` and `trace stats` share: parse [--format] [--iterations]
+ * FILE, open the trace and compute its statistics. Returns CLI_OK with *t
+ * open and *s filled (caller closes t), or an exit code; *done is set when
+ * --help was printed (exit code CLI_OK, nothing opened). */
+static int open_analysed(const char *cmd, const char *help, int argc, char **argv,
+                         int *fmt, tr_trace *t, int64_t *it0, int64_t *it1,
+                         tr_stats *s, int *done) {
   static const struct option opts[] = {{"help", no_argument, 0, 'h'},
                                        {"format", required_argument, 0, 'f'},
                                        {"iterations", required_argument, 0, 'i'},
                                        {0, 0, 0, 0}};
-  int fmt = CLI_FMT_TABLE, c;
-  int64_t it0 = 0, it1 = -1;
+  int c;
+  *fmt = CLI_FMT_TABLE;
+  *done = 0;
+  *it0 = 0;
+  *it1 = -1;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":hf:i:", opts, NULL)) != -1) {
     switch (c) {
     case 'h':
-      cli_help(INFO_HELP);
+      cli_help(help);
+      *done = 1;
       return CLI_OK;
     case 'f':
-      if (cli_parse_format(cmd, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
+      if (cli_parse_format(cmd, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, fmt))
         return CLI_EUSAGE;
       break;
     case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
+      if (cli_parse_range(cmd, "--iterations", optarg, it0, it1))
         return CLI_EUSAGE;
       break;
     default:
@@ -156,15 +165,24 @@ static int trace_info(int argc, char **argv) {
     }
   }
   if (optind != argc - 1)
-    return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace info --help')");
-  tr_trace t;
-  if ((c = open_range(cmd, argv[optind], &t, &it0, &it1)))
+    return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe %s --help')", cmd);
+  if ((c = open_range(cmd, argv[optind], t, it0, it1)))
     return c;
-  tr_stats s;
-  if (tr_stats_compute(&t, it0, it1, &s)) {
-    tr_close(&t);
+  if (tr_stats_compute(t, *it0, *it1, s)) {
+    tr_close(t);
     return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
   }
+  return CLI_OK;
+}
+
+static int trace_info(int argc, char **argv) {
+  const char *cmd = "trace info";
+  int fmt, done, c;
+  int64_t it0, it1;
+  tr_trace t;
+  tr_stats s;
+  if ((c = open_analysed(cmd, INFO_HELP, argc, argv, &fmt, &t, &it0, &it1, &s, &done)) || done)
+    return c;
   int rc = CLI_OK;
   if (fmt == CLI_FMT_JSON) {
     json_t *o = json_object();
@@ -261,41 +279,12 @@ static json_t *stats_json(const tr_trace *t, const tr_stats *s) {
 
 static int trace_stats(int argc, char **argv) {
   const char *cmd = "trace stats";
-  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-                                       {"format", required_argument, 0, 'f'},
-                                       {"iterations", required_argument, 0, 'i'},
-                                       {0, 0, 0, 0}};
-  int fmt = CLI_FMT_TABLE, c;
-  int64_t it0 = 0, it1 = -1;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":hf:i:", opts, NULL)) != -1) {
-    switch (c) {
-    case 'h':
-      cli_help(STATS_HELP);
-      return CLI_OK;
-    case 'f':
-      if (cli_parse_format(cmd, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
-        return CLI_EUSAGE;
-      break;
-    default:
-      return cli_bad_option(cmd, argv[optind - 1]);
-    }
-  }
-  if (optind != argc - 1)
-    return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace stats --help')");
+  int fmt, done, c;
+  int64_t it0, it1;
   tr_trace t;
-  if ((c = open_range(cmd, argv[optind], &t, &it0, &it1)))
-    return c;
   tr_stats s;
-  if (tr_stats_compute(&t, it0, it1, &s)) {
-    tr_close(&t);
-    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
-  }
+  if ((c = open_analysed(cmd, STATS_HELP, argc, argv, &fmt, &t, &it0, &it1, &s, &done)) || done)
+    return c;
   int rc = CLI_OK;
   if (fmt == CLI_FMT_JSON) {
     rc = print_json(stats_json(&t, &s));
