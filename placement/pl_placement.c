@@ -194,9 +194,21 @@ static int copy_source(const int *old, int nold, int to, int gpus_per_node) {
   return old[0];
 }
 
-static void emit(pl_move *moves, int *n, pl_move m) {
-  if (moves)
-    moves[*n] = m;
+/* Appends one move. Written field by field over zeroed bytes, so the
+ * struct's padding is zero too and equal plans are equal byte for byte
+ * (callers memcmp them; a struct copy may carry indeterminate padding). */
+static void emit(pl_move *moves, int *n, int layer, int expert, int from, int to,
+                 pl_move_kind kind, int64_t bytes) {
+  if (moves) {
+    pl_move *m = &moves[*n];
+    memset(m, 0, sizeof(*m));
+    m->layer = layer;
+    m->expert = expert;
+    m->from = from;
+    m->to = to;
+    m->kind = kind;
+    m->bytes = bytes;
+  }
   (*n)++;
 }
 
@@ -228,12 +240,12 @@ int pl_placement_diff(const pl_placement *old, const pl_placement *new_,
     }
     int pairs = nadd < nrem ? nadd : nrem;
     for (int k = 0; k < pairs; k++)
-      emit(moves, &n, (pl_move){layer, e, rem[k], add[k], PL_MOVE_MIGRATE, expert_bytes});
+      emit(moves, &n, layer, e, rem[k], add[k], PL_MOVE_MIGRATE, expert_bytes);
     for (int k = pairs; k < nadd; k++)
-      emit(moves, &n, (pl_move){layer, e, copy_source(o, no, add[k], gpus_per_node),
-                                add[k], PL_MOVE_REPLICATE, expert_bytes});
+      emit(moves, &n, layer, e, copy_source(o, no, add[k], gpus_per_node), add[k],
+           PL_MOVE_REPLICATE, expert_bytes);
     for (int k = pairs; k < nrem; k++)
-      emit(moves, &n, (pl_move){layer, e, rem[k], -1, PL_MOVE_DROP, 0});
+      emit(moves, &n, layer, e, rem[k], -1, PL_MOVE_DROP, 0);
   }
   pl_free(add);
   *nmoves = n;
