@@ -941,6 +941,18 @@ static void copy_col(sqlite3_stmt *s, int i, char *dst, size_t len) {
   snprintf(dst, len, "%s", t ? t : "");
 }
 
+/* Doubles a result array read row by row (first allocation: `first` rows).
+ * ST_ENOMEM leaves *arr and *cap as they were, for the caller to free. */
+static int grow_rows(void **arr, size_t *cap, size_t elem, size_t first) {
+  size_t ncap = *cap ? 2 * *cap : first;
+  void *grown = realloc(*arr, ncap * elem);
+  if (!grown)
+    return ST_ENOMEM;
+  *arr = grown;
+  *cap = ncap;
+  return ST_OK;
+}
+
 int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
                  size_t *n) {
   if (!db || !rows || !n)
@@ -969,16 +981,8 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
   bind_text(s, 1, kind);
   int step;
   while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t ncap = cap ? 2 * cap : 16;
-      st_run_summary *grown = realloc(out, ncap * sizeof(*out));
-      if (!grown) {
-        rc = ST_ENOMEM;
-        break;
-      }
-      out = grown;
-      cap = ncap;
-    }
+    if (count == cap && (rc = grow_rows((void **)&out, &cap, sizeof(*out), 16)) != ST_OK)
+      break;
     st_run_summary *r = &out[count++];
     memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(s, 0);
@@ -1040,16 +1044,8 @@ int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
   sqlite3_bind_int64(s, 1, run_id);
   int step;
   while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t ncap = cap ? 2 * cap : 64;
-      st_iter_row *grown = realloc(out, ncap * sizeof(*out));
-      if (!grown) {
-        rc = ST_ENOMEM;
-        break;
-      }
-      out = grown;
-      cap = ncap;
-    }
+    if (count == cap && (rc = grow_rows((void **)&out, &cap, sizeof(*out), 64)) != ST_OK)
+      break;
     st_iter_row *r = &out[count++];
     r->iteration = sqlite3_column_int64(s, 0);
     r->time_ms = sqlite3_column_double(s, 1);
