@@ -386,6 +386,54 @@ static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *pla
   return 0;
 }
 
+/*
+ * Rescaled counts of the last configuration simulated in this process.
+ * `flexmoe sim` compares several policies on one (trace, GPUs, slots, seed,
+ * iterations) and the seeded multinomial draws of tr_rescale_slice are the
+ * same for all of them (and a third of a run's time), so they are drawn
+ * once and replayed. Kept only when they fit RESCALE_CACHE_BYTES as int32;
+ * installed only after a complete run, so a failed run never leaves a
+ * partial cache. The CLI runs one simulation at a time per process (sweep
+ * workers are processes), so this process-wide state is not locked.
+ */
+#define RESCALE_CACHE_BYTES ((size_t)512 << 20)
+static struct {
+  uint64_t hash, seed;
+  int gpus, layers, experts;
+  int64_t slots, a, b;
+  int32_t *counts; /* [(b - a) * layers * gpus * experts] */
+} rescale_cache;
+
+static int rescale_cache_hit(uint64_t hash, int G, int L, int E, int64_t slots,
+                             uint64_t seed, int64_t a, int64_t b) {
+  return rescale_cache.counts && rescale_cache.hash == hash && rescale_cache.gpus == G &&
+         rescale_cache.layers == L && rescale_cache.experts == E &&
+         rescale_cache.slots == slots && rescale_cache.seed == seed &&
+         rescale_cache.a == a && rescale_cache.b == b;
+}
+
+/* Room for a new cache entry, or NULL when it would not fit. */
+static int32_t *rescale_cache_alloc(int G, int L, int E, int64_t a, int64_t b) {
+  size_t n = (size_t)(b - a) * (size_t)L * (size_t)G * (size_t)E;
+  if (n == 0 || n > RESCALE_CACHE_BYTES / sizeof(int32_t))
+    return NULL;
+  return malloc(n * sizeof(int32_t));
+}
+
+static void rescale_cache_install(int32_t *counts, uint64_t hash, int G, int L, int E,
+                                  int64_t slots, uint64_t seed, int64_t a, int64_t b) {
+  free(rescale_cache.counts);
+  rescale_cache.counts = counts;
+  rescale_cache.hash = hash;
+  rescale_cache.seed = seed;
+  rescale_cache.gpus = G;
+  rescale_cache.layers = L;
+  rescale_cache.experts = E;
+  rescale_cache.slots = slots;
+  rescale_cache.a = a;
+  rescale_cache.b = b;
+}
+
 int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errmsg,
                     size_t errlen) {
   resolved r;
@@ -401,6 +449,8 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   sim_layer_in *lin = NULL;
   sim_engine eng;
   int eng_ok = 0;
+  const int32_t *cached = NULL; /* rescaled counts replayed from the cache */
+  int32_t *fresh = NULL;        /* rescaled counts being recorded for it */
   memset(&eng, 0, sizeof(eng));
   rc = CLI_EFAIL;
   if (!o)
@@ -439,13 +489,32 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   double *bal = calloc((size_t)o->nrows, sizeof(double));
   if (!bal)
     goto nomem;
+  if (rescale_cache_hit(t->hash, G, L, E, r.slots_per_gpu, cfg->seed, r.a, r.b))
+    cached = rescale_cache.counts;
+  else
+    fresh = rescale_cache_alloc(G, L, E, r.a, r.b);
   for (int64_t it = r.a; it < r.b; it++) {
     st_iter_row *row = &o->rows[it - r.a];
     row->iteration = it;
     double worst_bal = 0;
     for (int l = 0; l < L; l++) {
       int64_t *c = counts + (size_t)l * G * E;
-      int trc = tr_rescale_slice(t, it, l, G, r.slots_per_gpu, cfg->seed, c);
+      size_t GE = (size_t)G * E, at = ((size_t)(it - r.a) * L + l) * GE;
+      int trc = 0;
+      if (cached) {
+        for (size_t k = 0; k < GE; k++)
+          c[k] = cached[at + k];
+      } else {
+        trc = tr_rescale_slice(t, it, l, G, r.slots_per_gpu, cfg->seed, c);
+        for (size_t k = 0; fresh && !trc && k < GE; k++) {
+          if (c[k] > INT32_MAX) { /* does not fit the cache: draw every run */
+            free(fresh);
+            fresh = NULL;
+            break;
+          }
+          fresh[at + k] = (int32_t)c[k];
+        }
+      }
       if (trc) {
         free(bal);
         rc = fail(errmsg, errlen, CLI_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
@@ -560,6 +629,10 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   if (!o->trace_path || !o->trace_meta || !o->cluster_json || !o->engine || !o->params_json ||
       !o->config_key)
     goto nomem;
+  if (fresh) {
+    rescale_cache_install(fresh, t->hash, G, L, E, r.slots_per_gpu, cfg->seed, r.a, r.b);
+    fresh = NULL;
+  }
   rc = CLI_OK;
   goto done;
 nomem:
@@ -575,6 +648,7 @@ done:
   free(plans);
   free(lin);
   free(counts);
+  free(fresh);
   resolved_fini(&r);
   if (rc) {
     cli_sim_output_free(o);
