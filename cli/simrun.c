@@ -397,41 +397,29 @@ static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *pla
  * workers are processes), so this process-wide state is not locked.
  */
 #define RESCALE_CACHE_BYTES ((size_t)512 << 20)
-static struct {
+typedef struct rescale_key {
   uint64_t hash, seed;
   int gpus, layers, experts;
-  int64_t slots, a, b;
+  int64_t slots, a, b; /* slots per GPU, iterations [a, b) */
+} rescale_key;
+
+static struct {
+  rescale_key key;
   int32_t *counts; /* [(b - a) * layers * gpus * experts] */
 } rescale_cache;
 
-static int rescale_cache_hit(uint64_t hash, int G, int L, int E, int64_t slots,
-                             uint64_t seed, int64_t a, int64_t b) {
-  return rescale_cache.counts && rescale_cache.hash == hash && rescale_cache.gpus == G &&
-         rescale_cache.layers == L && rescale_cache.experts == E &&
-         rescale_cache.slots == slots && rescale_cache.seed == seed &&
-         rescale_cache.a == a && rescale_cache.b == b;
+static int rescale_key_equal(const rescale_key *x, const rescale_key *y) {
+  return x->hash == y->hash && x->seed == y->seed && x->gpus == y->gpus &&
+         x->layers == y->layers && x->experts == y->experts && x->slots == y->slots &&
+         x->a == y->a && x->b == y->b;
 }
 
 /* Room for a new cache entry, or NULL when it would not fit. */
-static int32_t *rescale_cache_alloc(int G, int L, int E, int64_t a, int64_t b) {
-  size_t n = (size_t)(b - a) * (size_t)L * (size_t)G * (size_t)E;
+static int32_t *rescale_cache_alloc(const rescale_key *k) {
+  size_t n = (size_t)(k->b - k->a) * (size_t)k->layers * (size_t)k->gpus * (size_t)k->experts;
   if (n == 0 || n > RESCALE_CACHE_BYTES / sizeof(int32_t))
     return NULL;
   return malloc(n * sizeof(int32_t));
-}
-
-static void rescale_cache_install(int32_t *counts, uint64_t hash, int G, int L, int E,
-                                  int64_t slots, uint64_t seed, int64_t a, int64_t b) {
-  free(rescale_cache.counts);
-  rescale_cache.counts = counts;
-  rescale_cache.hash = hash;
-  rescale_cache.seed = seed;
-  rescale_cache.gpus = G;
-  rescale_cache.layers = L;
-  rescale_cache.experts = E;
-  rescale_cache.slots = slots;
-  rescale_cache.a = a;
-  rescale_cache.b = b;
 }
 
 int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errmsg,
@@ -489,10 +477,11 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   double *bal = calloc((size_t)o->nrows, sizeof(double));
   if (!bal)
     goto nomem;
-  if (rescale_cache_hit(t->hash, G, L, E, r.slots_per_gpu, cfg->seed, r.a, r.b))
+  rescale_key rkey = {t->hash, cfg->seed, G, L, E, r.slots_per_gpu, r.a, r.b};
+  if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
     cached = rescale_cache.counts;
   else
-    fresh = rescale_cache_alloc(G, L, E, r.a, r.b);
+    fresh = rescale_cache_alloc(&rkey);
   for (int64_t it = r.a; it < r.b; it++) {
     st_iter_row *row = &o->rows[it - r.a];
     row->iteration = it;
@@ -629,8 +618,10 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   if (!o->trace_path || !o->trace_meta || !o->cluster_json || !o->engine || !o->params_json ||
       !o->config_key)
     goto nomem;
-  if (fresh) {
-    rescale_cache_install(fresh, t->hash, G, L, E, r.slots_per_gpu, cfg->seed, r.a, r.b);
+  if (fresh) { /* complete: replaces the previous entry */
+    free(rescale_cache.counts);
+    rescale_cache.counts = fresh;
+    rescale_cache.key = rkey;
     fresh = NULL;
   }
   rc = CLI_OK;
