@@ -305,7 +305,10 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
            r->model.optimizer_bytes_per_param, r->tokens_per_gpu, r->pc.slots, r->a, r->b,
            r->engine == SIM_ENGINE_DES ? "des" : "analytic", r->prof.name, ph,
            r->plp.pl.bwd_ratio, r->plp.pl.nonmoe_us, r->slots_per_gpu,
-           r->engine == SIM_ENGINE_ANALYTIC ? "closed-form" : cfg->exact_net ? "exact" : "hose");
+           r->engine == SIM_ENGINE_ANALYTIC ? "closed-form"
+           : cfg->exact_net == 1        ? "exact"
+           : cfg->exact_net == 2        ? "hose-alltoall"
+                                        : "hose");
 }
 
 int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len, char *errmsg,
@@ -464,11 +467,11 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     pl_plan_init(&plans[l]);
     /* the G x G matrix only for the exact network: at 1,024 GPUs it is 8 MiB
      * per layer and dominated routing time */
-    if (pl_routing_init(&rt[l], G, E, r.engine == SIM_ENGINE_DES && cfg->exact_net))
+    if (pl_routing_init(&rt[l], G, E, r.engine == SIM_ENGINE_DES && cfg->exact_net == 1))
       goto nomem;
   }
-  if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl,
-                      cfg->exact_net ? 0 : 1)) {
+  int agg = cfg->exact_net == 1 ? 0 : cfg->exact_net == 2 ? SIM_AGG_ALLTOALL : SIM_AGG_ALL;
+  if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl, agg)) {
     rc = fail(errmsg, errlen, CLI_EFAIL, "cannot start the %s engine (out of memory?)",
               r.engine == SIM_ENGINE_DES ? "des" : "analytic");
     goto done;

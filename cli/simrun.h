@@ -29,9 +29,12 @@ typedef struct cli_sim_config {
   int64_t tokens_per_gpu;   /* 0 = from the trace */
   const char *profile_path; /* NULL = built-in profile of the cluster's GPU */
   int slots;                /* expert slots per GPU; 0 = from HBM and expert size */
-  /* Appended (sim authors): 1 = the DES carries every all-to-all GPU pair as
-   * its own flow (exact max-min, O(G^2) flows); 0 = per-GPU hose flows
-   * (default, docs/simulator.md "Aggregation"). Ignored by analytic. */
+  /* Appended (sim authors): 1 = the DES carries every GPU pair as its own
+   * flow (all-to-alls, replica all-reduce ring steps, migrations: exact
+   * max-min, O(G^2) flows); 0 = per-GPU hose flows for all of them
+   * (default, docs/simulator.md "Aggregation"); 2 = hose all-to-alls, exact
+   * rings and migrations (the default before, kept to measure the error of
+   * aggregating them). Ignored by analytic. */
   int exact_net;
 } cli_sim_config;
 

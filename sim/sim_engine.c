@@ -156,8 +156,10 @@ static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int
 }
 
 /* A hose flow: one GPU's whole egress or ingress of one class over its own
- * links. inter = cross-node, in = ingress. */
-static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes) {
+ * links. inter = cross-node, in = ingress; lat_mult scales the class
+ * latency (ring steps). */
+static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes, int kind,
+                     int lat_mult) {
   if (!(bytes > 0))
     return SIM_OK;
   const sim_net *n = &e->net;
@@ -174,14 +176,53 @@ static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes) {
     plen = 2;
     lat = n->inter_lat_ns;
   }
-  int rec = add_rec(e, g, g, FK_FG);
+  int rec = add_rec(e, g, g, kind);
   if (rec < 0)
     return rec;
-  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat, bytes, rec);
+  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat * lat_mult, bytes, rec);
   if (rc < 0)
     return rc;
-  e->pending_fg++;
+  if (kind == FK_FG)
+    e->pending_fg++;
+  else
+    e->pending_bg++;
   return SIM_OK;
+}
+
+/* Per-GPU sums of background-class transfers (replica rings, migrations):
+ * agg_bytes[c * G + g] for class c = 2 x inter + in (intra out, intra in,
+ * inter out, inter in), agg_lat[c * G + g] the largest latency multiple of
+ * the transfers summed there. */
+static void agg_clear(sim_engine *e) {
+  size_t n = 4 * (size_t)e->gpus;
+  memset(e->agg_bytes, 0, n * sizeof(double));
+  memset(e->agg_lat, 0, n * sizeof(int));
+}
+
+static void agg_add(sim_engine *e, int src, int dst, double bytes, int lat_mult) {
+  if (src == dst || !(bytes > 0))
+    return;
+  int G = e->gpus, inter = src / e->cl.gpus_per_node != dst / e->cl.gpus_per_node;
+  size_t o = (size_t)(2 * inter) * G + src, i = (size_t)(2 * inter + 1) * G + dst;
+  e->agg_bytes[o] += bytes;
+  e->agg_bytes[i] += bytes;
+  if (lat_mult > e->agg_lat[o])
+    e->agg_lat[o] = lat_mult;
+  if (lat_mult > e->agg_lat[i])
+    e->agg_lat[i] = lat_mult;
+}
+
+/* Starts the hose flows of the sums (GPU by GPU, class by class: a fixed
+ * order, so runs are deterministic). */
+static int agg_start(sim_engine *e, int kind) {
+  int G = e->gpus, rc = SIM_OK;
+  for (int g = 0; g < G && !rc; g++)
+    for (int c = 0; c < 4 && !rc; c++) {
+      size_t k = (size_t)c * G + g;
+      if (e->agg_bytes[k] > 0)
+        rc = hose_flow(e, g, c >> 1, c & 1, e->agg_bytes[k], kind, e->agg_lat[k]);
+    }
+  return rc;
 }
 
 /* Expert compute of GPU g in one direction (forward), us: the sum over its
@@ -252,7 +293,7 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
   for (int g = 0; g < G; g++)
     e->gpu_comm_end[g] = t0;
   int rc = SIM_OK;
-  if (e->aggregate) {
+  if (e->aggregate & SIM_AGG_ALLTOALL) {
     const int64_t *h = e->hose;
     for (int g = 0; g < G && !rc; g++)
       for (int x = 0; x < 2 && !rc; x++) {
@@ -262,9 +303,9 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
           out = in;
           in = t;
         }
-        rc = hose_flow(e, g, x, 0, (double)out * tb);
+        rc = hose_flow(e, g, x, 0, (double)out * tb, FK_FG, 1);
         if (!rc)
-          rc = hose_flow(e, g, x, 1, (double)in * tb);
+          rc = hose_flow(e, g, x, 1, (double)in * tb, FK_FG, 1);
       }
   } else {
     for (int s = 0; s < G && !rc; s++) {
@@ -282,6 +323,33 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
   if (!rc)
     for (int g = 0; g < G; g++)
       busy_phase[g] += (double)(e->gpu_comm_end[g] - t0) * 1e-3;
+  return rc;
+}
+
+/* Starts the charged moves of the iteration that are (background = 1) or
+ * are not (0) in the background, as flows of `kind`: one per move, or with
+ * SIM_AGG_BACKGROUND per-GPU hose flows of the moves' bytes. */
+static int start_moves(sim_engine *e, const sim_layer_in *L, int nl, int background, int kind) {
+  int agg = e->aggregate & SIM_AGG_BACKGROUND, rc = SIM_OK, any = 0;
+  for (int l = 0; l < nl && !rc; l++) {
+    if (!L[l].background != !background || L[l].uncharged || !L[l].nmoves)
+      continue;
+    if (agg && !any) {
+      agg_clear(e);
+      any = 1;
+    }
+    for (int k = 0; k < L[l].nmoves && !rc; k++) {
+      const pl_move *mv = &L[l].moves[k];
+      if (mv->to < 0)
+        continue;
+      if (agg)
+        agg_add(e, mv->from, mv->to, (double)mv->bytes, 1);
+      else
+        rc = gpu_flow(e, mv->from, mv->to, (double)mv->bytes, kind, 1);
+    }
+  }
+  if (!rc && any)
+    rc = agg_start(e, kind);
   return rc;
 }
 
@@ -304,12 +372,7 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
     int64_t tm = e->sim.now;
     for (int g = 0; g < G; g++)
       e->gpu_comm_end[g] = tm;
-    for (int l = 0; l < nl && !rc; l++)
-      if (!L[l].background && !L[l].uncharged)
-        for (int k = 0; k < L[l].nmoves && !rc; k++)
-          if (L[l].moves[k].to >= 0)
-            rc = gpu_flow(e, L[l].moves[k].from, L[l].moves[k].to,
-                          (double)L[l].moves[k].bytes, FK_FG, 1);
+    rc = start_moves(e, L, nl, 0, FK_FG);
     if (!rc)
       rc = run_until_fg_done(e);
     if (rc)
@@ -318,12 +381,8 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
       busy[g] += (double)(e->gpu_comm_end[g] - tm) * 1e-3;
     o->migration_us += (double)(e->sim.now - tm) * 1e-3;
   }
-  for (int l = 0; l < nl && !rc; l++)
-    if (L[l].background && !L[l].uncharged)
-      for (int k = 0; k < L[l].nmoves && !rc; k++)
-        if (L[l].moves[k].to >= 0)
-          rc = gpu_flow(e, L[l].moves[k].from, L[l].moves[k].to,
-                        (double)L[l].moves[k].bytes, FK_MIG, 1);
+  if (!rc)
+    rc = start_moves(e, L, nl, 1, FK_MIG);
   if (!rc)
     rc = kick(e);
   double grad = (double)pl_expert_params(&e->model) * e->model.bytes_per_elem;
@@ -368,15 +427,25 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
       if (pass == 1) {
         /* replica gradient all-reduce of layer l, in the background */
         const pl_placement *p = L[l].placement;
+        int agg = e->aggregate & SIM_AGG_BACKGROUND;
+        if (agg)
+          agg_clear(e);
         for (int x = 0; x < p->experts && !rc; x++) {
           int n = p->nrep[x];
           if (n < 2)
             continue;
           const int *rep = p->rep + (size_t)x * p->gpus;
           double bytes = 2.0 * (n - 1) / n * grad;
-          for (int k = 0; k < n && !rc; k++)
-            rc = gpu_flow(e, rep[k], rep[(k + 1) % n], bytes, FK_AR, 2 * (n - 1));
+          for (int k = 0; k < n && !rc; k++) {
+            int src = rep[k], dst = rep[(k + 1) % n];
+            if (agg)
+              agg_add(e, src, dst, bytes, 2 * (n - 1));
+            else
+              rc = gpu_flow(e, src, dst, bytes, FK_AR, 2 * (n - 1));
+          }
         }
+        if (!rc && agg)
+          rc = agg_start(e, FK_AR);
         if (!rc)
           rc = kick(e);
       }
@@ -475,12 +544,14 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->model = *m;
   e->prof = *prof;
   e->gpus = pc->gpus;
-  e->aggregate = aggregate < 0 ? 1 : aggregate;
+  e->aggregate = aggregate < 0 ? SIM_AGG_ALL : aggregate & SIM_AGG_ALL;
   int rc = SIM_ENOMEM;
   e->busy_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
-  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end)
+  e->agg_bytes = sim_calloc(4 * (size_t)e->gpus, sizeof(double));
+  e->agg_lat = sim_calloc(4 * (size_t)e->gpus, sizeof(int));
+  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->agg_bytes || !e->agg_lat)
     goto fail;
   if (kind == SIM_ENGINE_DES) {
     e->tags = sim_calloc(DRAIN_BATCH, sizeof(int64_t));
@@ -504,6 +575,8 @@ void sim_engine_fini(sim_engine *e) {
   sim_free(e->busy_us);
   sim_free(e->gpu_us);
   sim_free(e->gpu_comm_end);
+  sim_free(e->agg_bytes);
+  sim_free(e->agg_lat);
   sim_free(e->hose_all);
   sim_free(e->tags);
   sim_free(e->dones);
@@ -526,7 +599,7 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
                                 sim_iter_out *out, double *layer_us) {
   if (!e || !layers || nlayers < 1 || !out)
     return SIM_EINVAL;
-  int hose = e->kind == SIM_ENGINE_ANALYTIC || e->aggregate; /* per-GPU sums needed */
+  int hose = e->kind == SIM_ENGINE_ANALYTIC || (e->aggregate & SIM_AGG_ALLTOALL); /* per-GPU sums */
   for (int l = 0; l < nlayers; l++) {
     const pl_routing *r = layers[l].routing;
     /* the G x G matrix is needed only by the exact network (unless padded:

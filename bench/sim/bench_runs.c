@@ -11,6 +11,15 @@
  *       static and flexmoe on dgx-h100 with G GPUs (8 per node): CPU seconds
  *       per iteration = (run of ITERS - run of 1) / (ITERS - 1), and a
  *       1,000-iteration run estimated as run of 1 + 999 x that
+ *   bench_sim_runs agg TRACE ITERS G1,G2,... [POLICY,...]
+ *       the error of the DES's hose aggregation: each policy (default
+ *       static,fastermoe,eplb,flexmoe) on dgx-h100 with G GPUs (8 per node,
+ *       or one node of G for G < 8), first ITERS iterations, --engine des with
+ *       three networks: hose (everything aggregated per GPU, the default),
+ *       hose-alltoall (all-to-alls aggregated, replica rings and migrations
+ *       per GPU pair: the default before) and exact (every GPU pair its own
+ *       flow); mean iteration time, its all-to-all / all-reduce / migration
+ *       parts, and the relative error of each against exact
  *
  * Correctness in the same run: every run's mean iteration time is finite
  * and positive, and des == analytic where both are printed for static on
@@ -41,17 +50,20 @@ static double cpu(void) {
 typedef struct timing {
   double wall_s, cpu_s, mean_ms;
   int64_t iters;
+  cli_sim_summary sum;
 } timing;
 
-static int one(const char *trace, int nodes, const char *policy, const char *engine,
-               int64_t iters, timing *t) {
+/* One run; network: 0 hose, 1 exact, 2 hose-alltoall (cli_sim_config). */
+static int one_net(const char *trace, int nodes, int gpn, const char *policy,
+                   const char *engine, int64_t iters, int network, timing *t) {
   cli_sim_config c = CLI_SIM_CONFIG_INIT;
   c.trace_path = trace;
   c.cluster = "dgx-h100";
   c.nodes = nodes;
-  c.gpus_per_node = 8;
+  c.gpus_per_node = gpn;
   c.policy = policy;
   c.engine = engine;
+  c.exact_net = network;
   c.it_end = iters > 0 ? iters : -1;
   char err[1024];
   cli_sim_output *o = NULL;
@@ -63,14 +75,68 @@ static int one(const char *trace, int nodes, const char *policy, const char *eng
     fprintf(stderr, "bench_sim_runs: %s %s: %s\n", policy, engine, err);
     return 1;
   }
-  t->mean_ms = cli_sim_summary_of(o)->mean_iteration_ms;
-  t->iters = cli_sim_summary_of(o)->iterations;
+  t->sum = *cli_sim_summary_of(o);
+  t->mean_ms = t->sum.mean_iteration_ms;
+  t->iters = t->sum.iterations;
   cli_sim_output_free(o);
   if (!(t->mean_ms > 0) || !isfinite(t->mean_ms)) {
     fprintf(stderr, "bench_sim_runs: %s %s: bad mean %g\n", policy, engine, t->mean_ms);
     return 1;
   }
   return 0;
+}
+
+static int one(const char *trace, int nodes, const char *policy, const char *engine,
+               int64_t iters, timing *t) {
+  return one_net(trace, nodes, 8, policy, engine, iters, 0, t);
+}
+
+static double rel(double x, double ref) { return ref != 0 ? (x - ref) / ref * 100.0 : 0.0; }
+
+static int agg(const char *trace, int64_t iters, const char *list, const char *pols) {
+  printf("# bench_sim_runs agg: flexmoe %s, trace %s, iterations 0:%lld, dgx-h100, "
+         "--engine des, one core\n",
+         FLEXMOE_VERSION, trace, (long long)iters);
+  printf("# networks: hose = all flows per GPU (default); hose-a2a = all-to-alls per GPU, "
+         "rings and migrations per GPU pair; exact = all per GPU pair\n");
+  printf("# ms = mean per iteration; err = (x - exact) / exact in %%\n");
+  printf("%5s %-10s %-9s %8s %10s %9s %9s %9s %8s %8s %8s\n", "gpus", "policy", "network",
+         "cpu_s", "iter_ms", "a2a_ms", "allred_ms", "migr_ms", "err_it%", "err_ar%", "err_a2a%");
+  char buf[256], pbuf[256];
+  snprintf(buf, sizeof(buf), "%s", list);
+  int fail = 0;
+  char *s1 = NULL;
+  for (char *tok = strtok_r(buf, ",", &s1); tok; tok = strtok_r(NULL, ",", &s1)) {
+    int g = atoi(tok);
+    if (g < 1 || (g > 8 && g % 8)) {
+      fprintf(stderr, "bench_sim_runs: %d GPUs: not 1..8 or a multiple of 8\n", g);
+      return 1;
+    }
+    int nodes = g > 8 ? g / 8 : 1, gpn = g > 8 ? 8 : g;
+    snprintf(pbuf, sizeof(pbuf), "%s", pols);
+    char *s2 = NULL;
+    for (char *pol = strtok_r(pbuf, ",", &s2); pol; pol = strtok_r(NULL, ",", &s2)) {
+      static const int nets[3] = {1, 2, 0}; /* exact first: the reference */
+      static const char *names[3] = {"exact", "hose-a2a", "hose"};
+      timing t[3];
+      int bad = 0;
+      for (int k = 0; k < 3 && !bad; k++)
+        bad = one_net(trace, nodes, gpn, pol, "des", iters, nets[k], &t[k]);
+      if (bad) {
+        fail = 1;
+        continue;
+      }
+      for (int k = 0; k < 3; k++) {
+        const cli_sim_summary *x = &t[k].sum, *ref = &t[0].sum;
+        printf("%5d %-10s %-9s %8.2f %10.4f %9.4f %9.4f %9.4f %8.3f %8.3f %8.3f\n", g, pol,
+               names[k], t[k].cpu_s, x->mean_iteration_ms, x->alltoall_ms, x->allreduce_ms,
+               x->migration_ms, rel(x->mean_iteration_ms, ref->mean_iteration_ms),
+               rel(x->allreduce_ms, ref->allreduce_ms), rel(x->alltoall_ms, ref->alltoall_ms));
+      }
+      fflush(stdout);
+    }
+  }
+  return fail;
 }
 
 static int real(const char *trace, int nodes, int oracle_iters) {
@@ -149,7 +215,11 @@ int main(int argc, char **argv) {
   }
   if (argc >= 5 && strcmp(argv[1], "scale") == 0)
     return scale(argv[2], atoll(argv[3]), argv[4]);
+  if (argc >= 5 && strcmp(argv[1], "agg") == 0)
+    return agg(argv[2], atoll(argv[3]), argv[4],
+               argc > 5 ? argv[5] : "static,fastermoe,eplb,flexmoe");
   fprintf(stderr, "usage: bench_sim_runs real TRACE [NODES] [ORACLE_ITERS]\n"
-                  "       bench_sim_runs scale TRACE ITERS G1,G2,...\n");
+                  "       bench_sim_runs scale TRACE ITERS G1,G2,...\n"
+                  "       bench_sim_runs agg TRACE ITERS G1,G2,... [POLICY,...]\n");
   return 2;
 }

@@ -2,7 +2,7 @@
  * sim_engine.h - the MoE training-iteration model (DESIGN.md), in two modes.
  *
  * Input per iteration: for each MoE layer its placement, its routing
- * (pl_route; the G x G traffic matrix is needed only with aggregate = 0,
+ * (pl_route; the G x G traffic matrix is needed only without SIM_AGG_ALLTOALL,
  * the per-GPU sums r->hose serve the analytic engine and hose flows) and
  * the moves of the plan that produced the placement (charged before the
  * iteration, or in the background). A capacity (padded) routing is charged
@@ -37,22 +37,30 @@
  * compute stream and a communication engine: background flows progress while
  * it computes.
  *
- * Aggregation (aggregate = 1, the default): each all-to-all is carried by
- * "hose" flows: per GPU one egress and one ingress flow inside the node (its
- * intra out / in link, bytes = everything it sends to / receives from GPUs of
- * its node) and one egress and one ingress flow across nodes (NIC out + node
- * uplink, node downlink + NIC in). That is 4G flows instead of G(G-1), and
- * each GPU's own links, the switch oversubscription and the contention with
- * background flows (all-reduce, migration: always per GPU pair) are kept.
- * What is lost is the coupling of the two ends of a (src, dst) pair: in
- * exact max-min a flow into a congested GPU also slows its sender, so the
- * sender's other flows finish earlier or later than the hose model says. For
- * a uniform all-to-all the two agree exactly; otherwise the hose phase time
- * is max over GPUs of its egress/ingress time, a lower bound of the exact
- * phase time (tests/sim and docs/simulator.md measure the gap).
- * With aggregate = 0 every GPU pair with traffic is a flow (exact, G(G-1)
- * flows per all-to-all).
- *
+ * Aggregation (aggregate = SIM_AGG_ALL, the default; a bit mask). With
+ * SIM_AGG_ALLTOALL each all-to-all is carried by "hose" flows: per GPU one
+ * egress and one ingress flow inside the node (its intra out / in link,
+ * bytes = everything it sends to / receives from GPUs of its node) and one
+ * egress and one ingress flow across nodes (NIC out + node uplink, node
+ * downlink + NIC in). That is 4G flows instead of G(G-1). With
+ * SIM_AGG_BACKGROUND the replica all-reduce rings of a layer and the
+ * migrations (blocking or background) are carried the same way: per GPU and
+ * class (intra / inter, egress / ingress) one flow of the bytes of all its
+ * ring steps (or moves), whose latency is the class latency x the largest
+ * latency multiple among them (a ring of r GPUs: 2(r-1) hops). Hose flows
+ * keep every component of the link graph inside one node (per-pair flows
+ * across nodes join all of them into one), which is what makes max-min
+ * refilling cheap at 1,024 GPUs. Kept: each GPU's own link limits, the switch
+ * oversubscription, contention between foreground and background traffic.
+ * Lost: the coupling of the two ends of a (src, dst) pair (in exact max-min
+ * a flow into a congested GPU also slows its sender), and max-min fairness
+ * counts flows: where the exact model has k pair flows of a GPU on a link,
+ * the hose model has one, so the split of a link between an all-to-all and
+ * background traffic differs. For a uniform all-to-all, a ring on its own or
+ * moves out of one GPU the two agree exactly; tests/sim and
+ * docs/simulator.md measure the gap otherwise.
+ * With aggregate = 0 every GPU pair is a flow (exact, G(G-1) flows per
+ * all-to-all, one per ring step and per move).
  * Without contention the DES equals the analytic engine up to integer-ns
  * rounding (at most 1 ns per phase): e.g. one node, no replicas, no moves.
  * (The analytic model adds intra- and inter-node all-to-all times of a GPU;
@@ -76,11 +84,16 @@
 extern "C" {
 #endif
 
+/* What the DES aggregates into per-GPU hose flows (a bit mask; see above). */
+#define SIM_AGG_ALLTOALL 1   /* the four all-to-alls of every layer */
+#define SIM_AGG_BACKGROUND 2 /* replica all-reduce rings and migrations */
+#define SIM_AGG_ALL 3
+
 typedef enum sim_engine_kind { SIM_ENGINE_ANALYTIC = 1, SIM_ENGINE_DES = 2 } sim_engine_kind;
 
 typedef struct sim_layer_in {
   const pl_placement *placement;
-  const pl_routing *routing; /* from pl_route; traffic needed if aggregate = 0 */
+  const pl_routing *routing; /* from pl_route; traffic needed without SIM_AGG_ALLTOALL */
   const pl_move *moves;      /* moves executed for this iteration, may be NULL */
   int nmoves;
   int background;            /* moves overlap the iteration */
@@ -125,10 +138,12 @@ typedef struct sim_engine {
   int64_t *hose;         /* the current layer's [4*G] in hose_all */
   int64_t *hose_all;     /* [layers][4*G] per-GPU intra/inter out/in tokens */
   int hose_layers;
+  double *agg_bytes;     /* [4*G] background hose sums (SIM_AGG_BACKGROUND) */
+  int *agg_lat;          /* [4*G] their latency multiples */
 } sim_engine;
 
-/* prof's arrays must outlive the engine. aggregate: see above (-1 = default:
- * 1 when the cluster has more than one node). */
+/* prof's arrays must outlive the engine. aggregate: SIM_AGG_* bits, see
+ * above (-1 = default: SIM_AGG_ALL). */
 int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
                     const pl_cluster *pc, const pl_model *m, const pl_profile *prof,
                     int aggregate);
