@@ -104,62 +104,84 @@ static int push_int(int **arr, int *len, int *cap, int v) {
   return SIM_OK;
 }
 
-/* ---- heap of projected finish times (ties: lower flow id first) ---- */
+/* ---- indexed heap of projected finish times (ties: lower flow id first) --
+ * Every active flow with a finite projected finish has exactly one entry
+ * (its position in f->hpos, -1 when none), updated in place when its rate
+ * changes: no stale entries to skip, and the heap holds at most the active
+ * flows. */
 
 static inline int fin_before(const sim_finq *a, const sim_finq *b) {
   return a->fin < b->fin || (a->fin == b->fin && a->flow < b->flow);
 }
 
-static int heap_push(sim_net *n, double fin, int flow, uint32_t ver) {
-  if (n->nheap == n->capheap) {
-    int nc = n->capheap ? n->capheap * 2 : 256;
-    sim_finq *nh = sim_realloc(n->heap, (size_t)nc * sizeof(sim_finq));
-    if (!nh)
-      return SIM_ENOMEM;
-    n->heap = nh;
-    n->capheap = nc;
-  }
-  sim_finq e = {fin, flow, ver};
-  int i = n->nheap++;
+static inline void heap_place(sim_net *n, int i, sim_finq e) {
+  n->heap[i] = e;
+  n->flows[e.flow].hpos = i;
+}
+
+static void heap_up(sim_net *n, int i, sim_finq e) {
   while (i > 0) {
     int p = (i - 1) / 2;
     if (!fin_before(&e, &n->heap[p]))
       break;
-    n->heap[i] = n->heap[p];
+    heap_place(n, i, n->heap[p]);
     i = p;
   }
-  n->heap[i] = e;
-  return SIM_OK;
+  heap_place(n, i, e);
 }
 
-static void heap_pop(sim_net *n) {
-  sim_finq last = n->heap[--n->nheap];
-  int i = 0, m = n->nheap;
+static void heap_down(sim_net *n, int i, sim_finq e) {
+  int m = n->nheap;
   for (;;) {
     int c = 2 * i + 1;
     if (c >= m)
       break;
     if (c + 1 < m && fin_before(&n->heap[c + 1], &n->heap[c]))
       c++;
-    if (!fin_before(&n->heap[c], &last))
+    if (!fin_before(&n->heap[c], &e))
       break;
-    n->heap[i] = n->heap[c];
+    heap_place(n, i, n->heap[c]);
     i = c;
   }
-  if (m)
-    n->heap[i] = last;
+  heap_place(n, i, e);
 }
 
-/* Drops stale entries from the top; 1 if a valid top remains. */
-static int heap_top(sim_net *n) {
-  while (n->nheap) {
-    const sim_finq *t = &n->heap[0];
-    const sim_flow *f = &n->flows[t->flow];
-    if (f->active && f->ver == t->ver)
-      return 1;
-    heap_pop(n);
+/* Sets flow id's entry to fin (inserting it if absent). */
+static int heap_set(sim_net *n, int id, double fin) {
+  sim_finq e = {fin, id, 0};
+  int i = n->flows[id].hpos;
+  if (i < 0) {
+    if (n->nheap == n->capheap) {
+      int nc = n->capheap ? n->capheap * 2 : 256;
+      sim_finq *nh = sim_realloc(n->heap, (size_t)nc * sizeof(sim_finq));
+      if (!nh)
+        return SIM_ENOMEM;
+      n->heap = nh;
+      n->capheap = nc;
+    }
+    heap_up(n, n->nheap++, e);
+    return SIM_OK;
   }
-  return 0;
+  if (fin_before(&e, &n->heap[i]))
+    heap_up(n, i, e);
+  else
+    heap_down(n, i, e);
+  return SIM_OK;
+}
+
+/* Removes flow id's entry, if any. */
+static void heap_remove(sim_net *n, int id) {
+  int i = n->flows[id].hpos;
+  if (i < 0)
+    return;
+  n->flows[id].hpos = -1;
+  sim_finq last = n->heap[--n->nheap];
+  if (i == n->nheap)
+    return;
+  if (fin_before(&last, &n->heap[i]))
+    heap_up(n, i, last);
+  else
+    heap_down(n, i, last);
 }
 
 static int mark_dirty(sim_net *n, int l) {
@@ -295,8 +317,9 @@ project:
     f->old_rate = f->rate;
     double fin = f->rate > 0 ? now + (f->left > 0 ? f->left : 0) / f->rate : INFINITY;
     f->fin = fin;
-    f->ver++;
-    if (isfinite(fin) && heap_push(n, fin, id, f->ver))
+    if (!isfinite(fin))
+      heap_remove(n, id);
+    else if (heap_set(n, id, fin))
       return SIM_ENOMEM;
   }
   return SIM_OK;
@@ -367,13 +390,12 @@ int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
       n->capflows = nc;
     }
     id = n->nflows++;
-    n->flows[id].ver = 0;
     n->flows[id].stamp = 0;
   }
   sim_flow *f = &n->flows[id];
-  uint32_t ver = f->ver + 1, stamp = f->stamp;
+  uint32_t stamp = f->stamp;
   memset(f, 0, sizeof(*f));
-  f->ver = ver;
+  f->hpos = -1;
   f->stamp = stamp;
   f->plen = plen;
   f->left = bytes;
@@ -435,7 +457,7 @@ static int remove_flow(sim_net *n, int id) {
   n->active[f->apos] = lastf;
   n->flows[lastf].apos = f->apos;
   f->active = 0;
-  f->ver++;
+  heap_remove(n, id);
   n->freelist[n->nfree++] = id;
   return SIM_OK;
 }
@@ -445,7 +467,7 @@ int64_t sim_net_next(sim_net *n) {
     return INT64_MAX;
   if (n->ndirty && recompute(n))
     return INT64_MAX;
-  if (!heap_top(n))
+  if (n->nheap == 0)
     return INT64_MAX;
   double fin = n->heap[0].fin;
   int64_t t = (int64_t)ceil(fin - 1e-6);
@@ -460,9 +482,8 @@ int sim_net_advance(sim_net *n, int64_t t, int64_t *out_tag, int64_t *out_done, 
   n->last = t;
   int got = 0;
   /* flows that finish sending before the next nanosecond are done now */
-  while (got < max && heap_top(n) && n->heap[0].fin < (double)t + 1.0) {
+  while (got < max && n->nheap && n->heap[0].fin < (double)t + 1.0) {
     int id = n->heap[0].flow;
-    heap_pop(n);
     out_tag[got] = n->flows[id].tag;
     out_done[got] = t + n->flows[id].lat_ns;
     got++;

@@ -69,7 +69,7 @@ typedef struct sim_flow {
   double rate;     /* bytes per ns */
   double old_rate; /* rate of the previous fill */
   double fin;      /* projected end of sending, ns */
-  uint32_t ver;    /* bumped when fin changes: stale heap entries skipped */
+  int hpos;        /* index in the finish heap, -1 if not in it */
   uint32_t stamp;
   int64_t lat_ns;
   int64_t tag;     /* caller's */
@@ -79,10 +79,10 @@ typedef struct sim_flow {
   int apos;        /* index in the active list */
 } sim_flow;
 
-typedef struct sim_finq {  /* min-heap of projected finish times */
+typedef struct sim_finq {  /* indexed min-heap of projected finish times */
   double fin;
   int flow;
-  uint32_t ver;
+  uint32_t pad;
 } sim_finq;
 
 typedef struct sim_net {
