@@ -80,21 +80,32 @@ static int flow_done(sim_engine *e, int64_t tag, int64_t done) {
   return SIM_OK;
 }
 
+/* The network's event: flows finish sending now. When the next finish
+ * comes strictly before every pending event, it is handled here too, time
+ * moved forward to it: the loop would pop its drain event next anyway
+ * (an event at the same time scheduled earlier runs first, so equal times
+ * go through the queue). Same order of effects, fewer queue operations. */
 static int net_handle(sim_t *s, void *state, const sim_event *ev) {
   sim_engine *e = state;
   (void)ev;
   e->drain_id = 0;
-  int got;
-  do {
-    got = sim_net_advance(&e->net, s->now, e->tags, e->dones, DRAIN_BATCH);
-    if (got < 0)
-      return got;
-    for (int k = 0; k < got; k++) {
-      int rc = flow_done(e, e->tags[k], e->dones[k]);
-      if (rc)
-        return rc;
-    }
-  } while (got == DRAIN_BATCH);
+  for (;;) {
+    int got;
+    do {
+      got = sim_net_advance(&e->net, s->now, e->tags, e->dones, DRAIN_BATCH);
+      if (got < 0)
+        return got;
+      for (int k = 0; k < got; k++) {
+        int rc = flow_done(e, e->tags[k], e->dones[k]);
+        if (rc)
+          return rc;
+      }
+    } while (got == DRAIN_BATCH);
+    int64_t t = sim_net_next(&e->net);
+    if (t == INT64_MAX || t >= sim_evq_peek_time(&s->q))
+      break;
+    s->now = t > s->now ? t : s->now;
+  }
   return kick(e);
 }
 

@@ -65,6 +65,7 @@ void sim_net_fini(sim_net *n) {
   sim_free(n->sh);
   sim_free(n->flows);
   sim_free(n->freelist);
+  sim_free(n->hpos);
   sim_free(n->active);
   memset(n, 0, sizeof(*n));
 }
@@ -116,7 +117,7 @@ static inline int fin_before(const sim_finq *a, const sim_finq *b) {
 
 static inline void heap_place(sim_net *n, int i, sim_finq e) {
   n->heap[i] = e;
-  n->flows[e.flow].hpos = i;
+  n->hpos[e.flow] = i;
 }
 
 static void heap_up(sim_net *n, int i, sim_finq e) {
@@ -149,7 +150,7 @@ static void heap_down(sim_net *n, int i, sim_finq e) {
 /* Sets flow id's entry to fin (inserting it if absent). */
 static int heap_set(sim_net *n, int id, double fin) {
   sim_finq e = {fin, id, 0};
-  int i = n->flows[id].hpos;
+  int i = n->hpos[id];
   if (i < 0) {
     if (n->nheap == n->capheap) {
       int nc = n->capheap ? n->capheap * 2 : 256;
@@ -171,10 +172,10 @@ static int heap_set(sim_net *n, int id, double fin) {
 
 /* Removes flow id's entry, if any. */
 static void heap_remove(sim_net *n, int id) {
-  int i = n->flows[id].hpos;
+  int i = n->hpos[id];
   if (i < 0)
     return;
-  n->flows[id].hpos = -1;
+  n->hpos[id] = -1;
   sim_finq last = n->heap[--n->nheap];
   if (i == n->nheap)
     return;
@@ -192,6 +193,18 @@ static int mark_dirty(sim_net *n, int l) {
 }
 
 /* ---- progressive filling over one connected component ---- */
+
+/* Records that link b froze flow f (b = -1: none), keeping each link's count
+ * of the flows it froze. */
+static inline void set_bott(sim_net *n, sim_flow *f, int b) {
+  if (f->bott == b)
+    return;
+  if (f->bott >= 0)
+    n->links[f->bott].nbott--;
+  if (b >= 0)
+    n->links[b].nbott++;
+  f->bott = b;
+}
 
 typedef struct share_ent {
   double share;
@@ -263,11 +276,13 @@ static int fill(sim_net *n, double now) {
     /* a flow alone: its rate is its narrowest link */
     sim_flow *f = &n->flows[n->comp_flows[0]];
     f->rate = INFINITY;
+    int b = -1;
     for (int j = 0; j < f->plen; j++)
       if (n->links[f->path[j]].cap < f->rate) {
         f->rate = n->links[f->path[j]].cap;
-        f->bott = f->path[j];
+        b = f->path[j];
       }
+    set_bott(n, f, b);
     goto project;
   }
   n->nsh = 0;
@@ -293,7 +308,7 @@ static int fill(sim_net *n, double now) {
         continue;
       f->frozen = 1;
       f->rate = share;
-      f->bott = top.link;
+      set_bott(n, f, top.link);
       for (int j = 0; j < f->plen; j++) {
         int lid = f->path[j];
         sim_link *l = &n->links[lid];
@@ -385,7 +400,10 @@ int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
       int *fl = sim_realloc(n->freelist, (size_t)nc * sizeof(int));
       if (fl)
         n->freelist = fl;
-      if (!nf || !fl)
+      int *hp = sim_realloc(n->hpos, (size_t)nc * sizeof(int));
+      if (hp)
+        n->hpos = hp;
+      if (!nf || !fl || !hp)
         return SIM_ENOMEM;
       n->capflows = nc;
     }
@@ -395,7 +413,7 @@ int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
   sim_flow *f = &n->flows[id];
   uint32_t stamp = f->stamp;
   memset(f, 0, sizeof(*f));
-  f->hpos = -1;
+  n->hpos[id] = -1;
   f->stamp = stamp;
   f->plen = plen;
   f->left = bytes;
@@ -445,14 +463,10 @@ static int remove_flow(sim_net *n, int id) {
   /* Only flows frozen by one of the freed links can speed up; if there are
    * none, every other flow keeps a saturated bottleneck link on which it has
    * the largest rate, so the allocation is still max-min fair as it is. */
-  for (int k = 0; k < f->plen; k++) {
-    const sim_link *l = &n->links[f->path[k]];
-    int wake = 0;
-    for (int i = 0; i < l->nflows && !wake; i++)
-      wake = n->flows[l->flows[i]].bott == f->path[k];
-    if (wake && mark_dirty(n, f->path[k]))
+  set_bott(n, f, -1);
+  for (int k = 0; k < f->plen; k++)
+    if (n->links[f->path[k]].nbott > 0 && mark_dirty(n, f->path[k]))
       return SIM_ENOMEM;
-  }
   int lastf = n->active[--n->nactive];
   n->active[f->apos] = lastf;
   n->flows[lastf].apos = f->apos;

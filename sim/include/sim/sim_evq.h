@@ -81,6 +81,12 @@ int sim_evq_cancel(sim_evq *q, uint64_t id);
 /* Live events pending. */
 static inline int64_t sim_evq_pending(const sim_evq *q) { return q->size - q->ccount; }
 
+/* Time of the earliest pending entry (it may be a cancelled one: a lower
+ * bound of the next live event), INT64_MAX when none. */
+static inline int64_t sim_evq_peek_time(const sim_evq *q) {
+  return q->size > 0 ? q->heap[0].t : INT64_MAX;
+}
+
 /* 0 when scheduled == executed + cancelled + pending, SIM_EINVARIANT else. */
 int sim_evq_check(const sim_evq *q);
 

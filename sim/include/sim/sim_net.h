@@ -58,6 +58,7 @@ typedef struct sim_link {
   uint32_t stamp;  /* component search mark */
   uint32_t hver;   /* share-heap version */
   int dirty;       /* a flow started or ended on it since the last recompute */
+  int nbott;       /* active flows it froze in their last fill (their bott) */
 } sim_link;
 
 typedef struct sim_flow {
@@ -69,7 +70,6 @@ typedef struct sim_flow {
   double rate;     /* bytes per ns */
   double old_rate; /* rate of the previous fill */
   double fin;      /* projected end of sending, ns */
-  int hpos;        /* index in the finish heap, -1 if not in it */
   uint32_t stamp;
   int64_t lat_ns;
   int64_t tag;     /* caller's */
@@ -95,6 +95,7 @@ typedef struct sim_net {
   int nflows, capflows;
   int *freelist;
   int nfree;
+  int *hpos;       /* [capflows] index of each flow in the finish heap, -1 if none */
   int *active;     /* active flow ids */
   int nactive, capactive;
   int *dirty;      /* dirty link ids */
