@@ -170,7 +170,10 @@ static int heap_set(sim_net *n, int id, double fin) {
   return SIM_OK;
 }
 
-/* Removes flow id's entry, if any. */
+/* Removes flow id's entry, if any. The root (the usual case: the flow that
+ * finishes next) is removed bottom-up: the hole walks down along the smaller
+ * children to a leaf (one comparison per level) and the last entry rises
+ * from there, which is rarely more than a level or two. */
 static void heap_remove(sim_net *n, int id) {
   int i = n->hpos[id];
   if (i < 0)
@@ -179,6 +182,20 @@ static void heap_remove(sim_net *n, int id) {
   sim_finq last = n->heap[--n->nheap];
   if (i == n->nheap)
     return;
+  if (i == 0) {
+    int m = n->nheap;
+    for (;;) {
+      int c = 2 * i + 1;
+      if (c >= m)
+        break;
+      if (c + 1 < m && fin_before(&n->heap[c + 1], &n->heap[c]))
+        c++;
+      heap_place(n, i, n->heap[c]);
+      i = c;
+    }
+    heap_up(n, i, last);
+    return;
+  }
   if (fin_before(&last, &n->heap[i]))
     heap_up(n, i, last);
   else
@@ -349,9 +366,26 @@ static int recompute(sim_net *n) {
     n->links[l0].dirty = 0;
     if (n->links[l0].stamp == n->stamp + 1 || n->links[l0].nflows == 0)
       continue;
-    /* collect the component around l0 */
     uint32_t st = n->stamp + 1;
     n->ncl = n->ncf = 0;
+    if (n->links[l0].nflows == 1) {
+      /* a flow alone on all its links (hose flows often are): no search */
+      int fid = n->links[l0].flows[0];
+      sim_flow *f = &n->flows[fid];
+      int alone = f->stamp != st;
+      for (int j = 0; j < f->plen && alone; j++)
+        alone = n->links[f->path[j]].nflows == 1;
+      if (alone) {
+        f->stamp = st;
+        for (int j = 0; j < f->plen; j++)
+          n->links[f->path[j]].stamp = st;
+        if ((rc = push_int(&n->comp_flows, &n->ncf, &n->capcf, fid)))
+          break;
+        rc = fill(n, now);
+        continue;
+      }
+    }
+    /* collect the component around l0 */
     n->links[l0].stamp = st;
     if ((rc = push_int(&n->comp_links, &n->ncl, &n->capcl, l0)))
       break;
