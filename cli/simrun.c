@@ -311,24 +311,30 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
                                         : "hose");
 }
 
+/* The configuration key of a resolved configuration (cli_sim_config_key). */
+static int key_of(const resolved *r, const cli_sim_config *cfg, char *buf, size_t len) {
+  char params[1024];
+  params_text(r, cfg, params, sizeof(params));
+  uint64_t h = 14695981039346656037ULL;
+  h = fnv(h, &r->trace.hash, sizeof(r->trace.hash));
+  h = fnv(h, r->cluster_json, strlen(r->cluster_json));
+  const char *spec = pl_policy_spec(r->policy);
+  h = fnv(h, spec, strlen(spec) + 1);
+  h = fnv(h, params, strlen(params));
+  h = fnv(h, &cfg->seed, sizeof(cfg->seed));
+  int n = snprintf(buf, len, "sim1-%016" PRIx64 "-%016" PRIx64, r->trace.hash, h);
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len, char *errmsg,
                        size_t errlen) {
   resolved r;
   int rc = resolve(cfg, &r, errmsg, errlen);
   if (rc)
     return rc;
-  char params[1024];
-  params_text(&r, cfg, params, sizeof(params));
-  uint64_t h = 14695981039346656037ULL;
-  h = fnv(h, &r.trace.hash, sizeof(r.trace.hash));
-  h = fnv(h, r.cluster_json, strlen(r.cluster_json));
-  const char *spec = pl_policy_spec(r.policy);
-  h = fnv(h, spec, strlen(spec) + 1);
-  h = fnv(h, params, strlen(params));
-  h = fnv(h, &cfg->seed, sizeof(cfg->seed));
-  int n = snprintf(buf, len, "sim1-%016" PRIx64 "-%016" PRIx64, r.trace.hash, h);
+  rc = key_of(&r, cfg, buf, len);
   resolved_fini(&r);
-  if (n < 0 || (size_t)n >= len)
+  if (rc)
     return fail(errmsg, errlen, CLI_EFAIL, "config key buffer too small");
   return CLI_OK;
 }
@@ -431,6 +437,13 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   int rc = resolve(cfg, &r, errmsg, errlen);
   if (rc)
     return rc;
+  /* the key of this very resolution (the policy is fresh), instead of a
+   * second resolve that opens and checks the trace again */
+  char key[128];
+  if (key_of(&r, cfg, key, sizeof(key))) {
+    resolved_fini(&r);
+    return fail(errmsg, errlen, CLI_EFAIL, "config key buffer too small");
+  }
   const tr_trace *t = &r.trace;
   int G = r.pc.gpus, E = t->experts, L = t->layers;
   cli_sim_output *o = calloc(1, sizeof(*o));
@@ -590,12 +603,8 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     o->idle_ms[g] = idle > 0 ? idle : 0;
   }
   /* record data */
-  char params[1024], key[128];
+  char params[1024];
   params_text(&r, cfg, params, sizeof(params));
-  if (cli_sim_config_key(cfg, key, sizeof(key), errmsg, errlen)) {
-    rc = CLI_EFAIL;
-    goto done;
-  }
   char *meta = NULL;
   {
     json_t *m = json_pack("{s:i, s:i, s:i, s:i, s:I, s:s}", "top_k", t->meta.top_k, "d_model",

@@ -252,6 +252,22 @@ static double gpu_compute_us(const sim_engine *e, const pl_routing *r, const pl_
     return us;
   }
   const int64_t *load = r->load + (size_t)g * E;
+  /* A GPU computes only experts it hosts: walk its (ascending) host list,
+   * the same terms in the same order as the scan over all experts below,
+   * which runs only if some of the GPU's load lies outside the list (not a
+   * routing made by pl_route). */
+  const int *host = p->host + (size_t)g * p->slots;
+  int64_t sum = 0;
+  for (int j = 0; j < p->nhost[g]; j++) {
+    int64_t t = load[host[j]];
+    if (t) {
+      us += pl_ffn_us(&e->prof, (double)t);
+      sum += t;
+    }
+  }
+  if (sum == r->gpu_load[g])
+    return us;
+  us = 0;
   for (int x = 0; x < E; x++)
     if (load[x])
       us += pl_ffn_us(&e->prof, (double)load[x]);
@@ -417,9 +433,12 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
         break;
       o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
       /* expert compute: the slowest GPU */
-      double worst = 0;
+      double worst = 0, *fwd = e->comp_us + (size_t)l * G;
       for (int g = 0; g < G; g++) {
-        double us = gpu_compute_us(e, r, L[l].placement, g) * mult;
+        /* forward computes it, backward reuses it */
+        if (pass == 0)
+          fwd[g] = gpu_compute_us(e, r, L[l].placement, g);
+        double us = fwd[g] * mult;
         busy[g] += us;
         if (us > worst)
           worst = us;
@@ -589,6 +608,7 @@ void sim_engine_fini(sim_engine *e) {
   sim_free(e->agg_bytes);
   sim_free(e->agg_lat);
   sim_free(e->hose_all);
+  sim_free(e->comp_us);
   sim_free(e->tags);
   sim_free(e->dones);
   sim_free(e->rec_a);
@@ -627,11 +647,15 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
   if (o.layer_us)
     memset(o.layer_us, 0, sizeof(double) * (size_t)nlayers);
   double tb = (double)pl_token_bytes(&e->model);
-  if (hose && nlayers > e->hose_layers) {
+  if (nlayers > e->hose_layers) {
     int64_t *nh = sim_realloc(e->hose_all, sizeof(int64_t) * 4 * (size_t)e->gpus * nlayers);
-    if (!nh)
+    if (nh)
+      e->hose_all = nh;
+    double *nc = sim_realloc(e->comp_us, sizeof(double) * (size_t)e->gpus * nlayers);
+    if (nc)
+      e->comp_us = nc;
+    if (!nh || !nc)
       return SIM_ENOMEM;
-    e->hose_all = nh;
     e->hose_layers = nlayers;
   }
   for (int l = 0; l < nlayers; l++) {

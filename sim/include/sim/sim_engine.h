@@ -137,7 +137,8 @@ typedef struct sim_engine {
   double *gpu_us;        /* [G] scratch */
   int64_t *hose;         /* the current layer's [4*G] in hose_all */
   int64_t *hose_all;     /* [layers][4*G] per-GPU intra/inter out/in tokens */
-  int hose_layers;
+  int hose_layers;       /* layers hose_all and comp_us have room for */
+  double *comp_us;       /* [layers][G] forward expert compute of each GPU, us */
   double *agg_bytes;     /* [4*G] background hose sums (SIM_AGG_BACKGROUND) */
   int *agg_lat;          /* [4*G] their latency multiples */
 } sim_engine;
