@@ -55,10 +55,13 @@ double pl_ffn_us(const pl_profile *p, double tokens) {
 static int alltoall_us(const pl_cluster *c, const pl_placement *p,
                        const pl_routing *r, int64_t token_bytes, double *out) {
   int G = c->gpus;
-  int64_t *h = pl_malloc(4 * (size_t)G * sizeof(int64_t));
+  /* a dropless routing's sums are r->hose as they are (what
+   * pl_routing_wire_sums would copy) */
+  int own = r->padded || !r->hose;
+  int64_t *h = own ? pl_malloc(4 * (size_t)G * sizeof(int64_t)) : r->hose;
   if (!h)
     return PL_ENOMEM;
-  int rc = pl_routing_wire_sums(r, p, c->gpus_per_node, h);
+  int rc = own ? pl_routing_wire_sums(r, p, c->gpus_per_node, h) : PL_OK;
   if (rc) {
     pl_free(h);
     return rc;
@@ -77,7 +80,8 @@ static int alltoall_us(const pl_cluster *c, const pl_placement *p,
     if (t > worst)
       worst = t;
   }
-  pl_free(h);
+  if (own)
+    pl_free(h);
   *out = worst * 1e6;
   return PL_OK;
 }
@@ -110,6 +114,43 @@ static int allreduce_us(const pl_cluster *c, const pl_model *m,
   return PL_OK;
 }
 
+/* Expert compute of GPU g, us: the sum over experts e in ascending order of
+ * ffn_us(pl_routing_compute_tokens(r, p, g, e)) for the non-zero ones. Only
+ * hosted experts can be non-zero (padded: by definition; dropless: pl_route
+ * delivers to replicas), so the GPU's ascending host list is walked; a
+ * dropless routing whose row has load outside that list (made by hand)
+ * falls back to the scan over all experts. Same terms, same order. */
+static double gpu_compute_us(const pl_profile *prof, const pl_placement *p,
+                             const pl_routing *r, int g) {
+  const int *host = p->host + (size_t)g * p->slots;
+  int nh = p->nhost[g];
+  double us = 0;
+  if (r->padded) {
+    for (int j = 0; j < nh; j++) {
+      int64_t tok = pl_routing_compute_tokens(r, p, g, host[j]);
+      if (tok)
+        us += pl_ffn_us(prof, (double)tok);
+    }
+    return us;
+  }
+  const int64_t *load = r->load + (size_t)g * r->experts;
+  int64_t sum = 0;
+  for (int j = 0; j < nh; j++) {
+    int64_t tok = load[host[j]];
+    if (tok) {
+      us += pl_ffn_us(prof, (double)tok);
+      sum += tok;
+    }
+  }
+  if (sum == r->gpu_load[g])
+    return us;
+  us = 0;
+  for (int e = 0; e < p->experts; e++)
+    if (load[e])
+      us += pl_ffn_us(prof, (double)load[e]);
+  return us;
+}
+
 int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
                   const pl_placement *p, const pl_routing *r, pl_cost *out) {
   if (!c || !m || !prof || !p || !r || !out || (!r->hose && !r->traffic && !r->padded) ||
@@ -117,15 +158,8 @@ int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof
     return PL_EINVAL;
   pl_cost t = {0};
   double worst = 0;
-  for (int g = 0; g < c->gpus; g++) {
-    double us = 0;
-    for (int e = 0; e < p->experts; e++) {
-      int64_t tok = pl_routing_compute_tokens(r, p, g, e);
-      if (tok)
-        us += pl_ffn_us(prof, (double)tok);
-    }
-    worst = fmax(worst, us);
-  }
+  for (int g = 0; g < c->gpus; g++)
+    worst = fmax(worst, gpu_compute_us(prof, p, r, g));
   t.compute_us = worst * (1.0 + prof->bwd_ratio);
   double a2a;
   int rc = alltoall_us(c, p, r, pl_token_bytes(m), &a2a);
@@ -140,27 +174,63 @@ int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof
   return PL_OK;
 }
 
+/* One GPU's time for the bytes of io (intra out, intra in, inter out,
+ * inter in). */
+static double moves_gpu_us(const pl_cluster *c, const double *io) {
+  double t = fmax(io[0], io[1]) / c->intra_Bps + fmax(io[2], io[3]) / (c->inter_Bps / c->oversub);
+  t += (io[0] + io[1] > 0 ? c->intra_lat_s : 0) + (io[2] + io[3] > 0 ? c->inter_lat_s : 0);
+  return t;
+}
+
 double pl_cost_moves_us(const pl_cluster *c, const pl_move *moves, int nmoves) {
   int G = c->gpus;
   double worst = 0;
-  /* Per GPU: intra out/in, inter out/in (bytes). Small move lists: scan. */
+  /* Per GPU: intra out/in, inter out/in (bytes), summed in move order. One
+   * pass over the moves into per-GPU sums (the same additions in the same
+   * order as scanning the moves once per GPU, which remains the fallback
+   * when the sums cannot be allocated). */
+  double *acc = nmoves > 0 ? pl_calloc(4 * (size_t)G, sizeof(double)) : NULL;
+  unsigned char *touched = acc ? pl_calloc((size_t)G, 1) : NULL;
+  if (acc && touched) {
+    for (int k = 0; k < nmoves; k++) {
+      const pl_move *mv = &moves[k];
+      if (mv->to < 0 || mv->bytes <= 0)
+        continue;
+      int inter = pl_cluster_node(c, mv->from) != pl_cluster_node(c, mv->to);
+      /* a GPU that is both ends counts the move once, as its destination;
+       * an end outside 0..G-1 is no GPU of the scan */
+      if (mv->from >= 0 && mv->from < G && mv->from != mv->to) {
+        acc[4 * (size_t)mv->from + 2 * inter] += (double)mv->bytes;
+        touched[mv->from] = 1;
+      }
+      if (mv->to < G) {
+        acc[4 * (size_t)mv->to + 2 * inter + 1] += (double)mv->bytes;
+        touched[mv->to] = 1;
+      }
+    }
+    for (int g = 0; g < G; g++)
+      if (touched[g])
+        worst = fmax(worst, moves_gpu_us(c, acc + 4 * (size_t)g));
+    pl_free(acc);
+    pl_free(touched);
+    return worst * 1e6;
+  }
+  pl_free(acc);
+  pl_free(touched);
   for (int g = 0; g < G; g++) {
     double io[4] = {0, 0, 0, 0};
-    int touched = 0;
+    int touched1 = 0;
     for (int k = 0; k < nmoves; k++) {
       const pl_move *mv = &moves[k];
       if (mv->to < 0 || mv->bytes <= 0 || (mv->from != g && mv->to != g))
         continue;
       int inter = pl_cluster_node(c, mv->from) != pl_cluster_node(c, mv->to);
       io[2 * inter + (mv->to == g)] += (double)mv->bytes;
-      touched = 1;
+      touched1 = 1;
     }
-    if (!touched)
+    if (!touched1)
       continue;
-    double t = fmax(io[0], io[1]) / c->intra_Bps +
-               fmax(io[2], io[3]) / (c->inter_Bps / c->oversub);
-    t += (io[0] + io[1] > 0 ? c->intra_lat_s : 0) + (io[2] + io[3] > 0 ? c->inter_lat_s : 0);
-    worst = fmax(worst, t);
+    worst = fmax(worst, moves_gpu_us(c, io));
   }
   return worst * 1e6;
 }
