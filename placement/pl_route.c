@@ -101,13 +101,15 @@ static void route_sums(const pl_placement *p, int gpn, const int64_t *counts, pl
       int n = p->nrep[e];
       int nlo = lower_bound(rep, n, node_lo);
       int nhi = lower_bound(rep, n, node_lo + gpn);
+      int self = nlo; /* first replica >= src: src ascends, so it only moves up */
       for (int src = node_lo; src < node_lo + gpn; src++) {
         int64_t tokens = counts[(size_t)src * E + e];
         if (tokens == 0)
           continue;
         r->total += tokens;
         int lo = nlo, hi = nhi;
-        int self = lower_bound(rep + lo, hi - lo, src) + lo;
+        while (self < hi && rep[self] < src)
+          self++;
         if (self < hi && rep[self] == src) {
           r->load[(size_t)src * E + e] += tokens;
           r->gpu_load[src] += tokens;
