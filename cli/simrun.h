@@ -32,9 +32,10 @@ typedef struct cli_sim_config {
   /* Appended (sim authors): 1 = the DES carries every GPU pair as its own
    * flow (all-to-alls, replica all-reduce ring steps, migrations: exact
    * max-min, O(G^2) flows); 0 = per-GPU hose flows for all of them
-   * (default, docs/simulator.md "Aggregation"); 2 = hose all-to-alls, exact
-   * rings and migrations (the default before, kept to measure the error of
-   * aggregating them). Ignored by analytic. */
+   * (default, docs/simulator.md "Aggregation"; "network":"hose-all" in the
+   * run's parameters); 2 = hose all-to-alls, exact rings and migrations (the
+   * default before, "hose" in the parameters of runs recorded then; kept to
+   * measure the error of aggregating them). Ignored by analytic. */
   int exact_net;
 } cli_sim_config;
 
