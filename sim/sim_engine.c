@@ -170,7 +170,7 @@ static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int
  * links. inter = cross-node, in = ingress; lat_mult scales the class
  * latency (ring steps). */
 static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes, int kind,
-                     int lat_mult) {
+                     int lat_mult, double w) {
   if (!(bytes > 0))
     return SIM_OK;
   const sim_net *n = &e->net;
@@ -190,7 +190,7 @@ static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes, int 
   int rec = add_rec(e, g, g, kind);
   if (rec < 0)
     return rec;
-  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat * lat_mult, bytes, rec);
+  int rc = sim_net_start_weighted(&e->net, e->sim.now, path, plen, lat * lat_mult, bytes, w, rec);
   if (rc < 0)
     return rc;
   if (kind == FK_FG)
@@ -208,6 +208,7 @@ static void agg_clear(sim_engine *e) {
   size_t n = 4 * (size_t)e->gpus;
   memset(e->agg_bytes, 0, n * sizeof(double));
   memset(e->agg_lat, 0, n * sizeof(int));
+  memset(e->agg_cnt, 0, n * sizeof(int));
 }
 
 static void agg_add(sim_engine *e, int src, int dst, double bytes, int lat_mult) {
@@ -217,6 +218,8 @@ static void agg_add(sim_engine *e, int src, int dst, double bytes, int lat_mult)
   size_t o = (size_t)(2 * inter) * G + src, i = (size_t)(2 * inter + 1) * G + dst;
   e->agg_bytes[o] += bytes;
   e->agg_bytes[i] += bytes;
+  e->agg_cnt[o]++;
+  e->agg_cnt[i]++;
   if (lat_mult > e->agg_lat[o])
     e->agg_lat[o] = lat_mult;
   if (lat_mult > e->agg_lat[i])
@@ -231,7 +234,8 @@ static int agg_start(sim_engine *e, int kind) {
     for (int c = 0; c < 4 && !rc; c++) {
       size_t k = (size_t)c * G + g;
       if (e->agg_bytes[k] > 0)
-        rc = hose_flow(e, g, c >> 1, c & 1, e->agg_bytes[k], kind, e->agg_lat[k]);
+        rc = hose_flow(e, g, c >> 1, c & 1, e->agg_bytes[k], kind, e->agg_lat[k],
+                       (double)e->agg_cnt[k]);
     }
   return rc;
 }
@@ -322,6 +326,10 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
   int rc = SIM_OK;
   if (e->aggregate & SIM_AGG_ALLTOALL) {
     const int64_t *h = e->hose;
+    /* a hose flow weighs the pair flows it can stand for: the other GPUs
+     * of the node, or those of the other nodes */
+    int gpn = e->cl.gpus_per_node;
+    double w[2] = {gpn > 1 ? gpn - 1 : 1, G > gpn ? G - gpn : 1};
     for (int g = 0; g < G && !rc; g++)
       for (int x = 0; x < 2 && !rc; x++) {
         int64_t out = h[(2 * x) * G + g], in = h[(2 * x + 1) * G + g];
@@ -330,9 +338,9 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
           out = in;
           in = t;
         }
-        rc = hose_flow(e, g, x, 0, (double)out * tb, FK_FG, 1);
+        rc = hose_flow(e, g, x, 0, (double)out * tb, FK_FG, 1, w[x]);
         if (!rc)
-          rc = hose_flow(e, g, x, 1, (double)in * tb, FK_FG, 1);
+          rc = hose_flow(e, g, x, 1, (double)in * tb, FK_FG, 1, w[x]);
       }
   } else {
     for (int s = 0; s < G && !rc; s++) {
@@ -581,7 +589,9 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
   e->agg_bytes = sim_calloc(4 * (size_t)e->gpus, sizeof(double));
   e->agg_lat = sim_calloc(4 * (size_t)e->gpus, sizeof(int));
-  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->agg_bytes || !e->agg_lat)
+  e->agg_cnt = sim_calloc(4 * (size_t)e->gpus, sizeof(int));
+  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->agg_bytes || !e->agg_lat ||
+      !e->agg_cnt)
     goto fail;
   if (kind == SIM_ENGINE_DES) {
     e->tags = sim_calloc(DRAIN_BATCH, sizeof(int64_t));
@@ -607,6 +617,7 @@ void sim_engine_fini(sim_engine *e) {
   sim_free(e->gpu_comm_end);
   sim_free(e->agg_bytes);
   sim_free(e->agg_lat);
+  sim_free(e->agg_cnt);
   sim_free(e->hose_all);
   sim_free(e->comp_us);
   sim_free(e->tags);

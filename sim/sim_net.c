@@ -308,8 +308,11 @@ static int fill(sim_net *n, double now) {
     sim_link *l = &n->links[id];
     l->rem = l->cap;
     l->unfrozen = l->nflows;
+    l->wsum = 0;
+    for (int i = 0; i < l->nflows; i++)
+      l->wsum += n->flows[l->flows[i]].w;
     l->hver++;
-    if (l->unfrozen > 0 && sh_push(n, l->rem / l->unfrozen, id))
+    if (l->unfrozen > 0 && sh_push(n, l->rem / l->wsum, id))
       return SIM_ENOMEM;
   }
   while (n->nsh > 0) {
@@ -324,16 +327,17 @@ static int fill(sim_net *n, double now) {
       if (f->frozen)
         continue;
       f->frozen = 1;
-      f->rate = share;
+      f->rate = f->w == 1.0 ? share : share * f->w;
       set_bott(n, f, top.link);
       for (int j = 0; j < f->plen; j++) {
         int lid = f->path[j];
         sim_link *l = &n->links[lid];
-        l->rem -= share;
+        l->rem -= f->rate;
         l->unfrozen--;
+        l->wsum -= f->w;
         if (lid != top.link) {
           l->hver++;
-          if (l->unfrozen > 0 && sh_push(n, l->rem / l->unfrozen, lid))
+          if (l->unfrozen > 0 && sh_push(n, l->rem / l->wsum, lid))
             return SIM_ENOMEM;
         }
       }
@@ -417,7 +421,12 @@ static int recompute(sim_net *n) {
 
 int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
                        int64_t lat_ns, double bytes, int64_t tag) {
-  if (!(bytes > 0) || plen < 1 || plen > SIM_NET_MAXPATH || now < n->last)
+  return sim_net_start_weighted(n, now, path, plen, lat_ns, bytes, 1.0, tag);
+}
+
+int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
+                           int64_t lat_ns, double bytes, double w, int64_t tag) {
+  if (!(bytes > 0) || !(w > 0) || plen < 1 || plen > SIM_NET_MAXPATH || now < n->last)
     return SIM_EINVAL;
   if (now > n->last && n->ndirty && recompute(n))
     return SIM_ENOMEM;
@@ -454,6 +463,7 @@ int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
   f->t_ref = (double)now;
   f->fin = INFINITY;
   f->lat_ns = lat_ns;
+  f->w = w;
   f->tag = tag;
   f->bott = -1;
   f->active = 1;

@@ -287,9 +287,8 @@ Test(engine, moves_out_of_one_gpu_share_its_link_in_both_modes) {
 
 /* Replicas and background moves under a skewed all-to-all on 2 x 4 GPUs:
  * the fully aggregated network stays within 2% of the exact per-pair one
- * (measured: -0.35%)
- * (the gap comes from max-min fairness counting flows: a hose flow weighs
- * one where the exact model has one flow per GPU pair). */
+ * (measured: -0.35%: the two ends of a pair are not coupled, and an
+ * all-to-all hose flow weighs all the GPUs it could send to). */
 Test(engine, aggregated_network_agrees_with_exact_within_two_percent) {
   static fixture f;
   setup(&f, 2, 4, 8); /* 1 slot per GPU; add replicas of experts 0 and 1 */

@@ -52,13 +52,17 @@
  * across nodes join all of them into one), which is what makes max-min
  * refilling cheap at 1,024 GPUs. Kept: each GPU's own link limits, the switch
  * oversubscription, contention between foreground and background traffic.
- * Lost: the coupling of the two ends of a (src, dst) pair (in exact max-min
- * a flow into a congested GPU also slows its sender), and max-min fairness
- * counts flows: where the exact model has k pair flows of a GPU on a link,
- * the hose model has one, so the split of a link between an all-to-all and
- * background traffic differs. For a uniform all-to-all, a ring on its own or
- * moves out of one GPU the two agree exactly; tests/sim and
- * docs/simulator.md measure the gap otherwise.
+ * Max-min fairness counts flows, so a hose flow is weighted by the pair
+ * flows it stands for (sim_net_start_weighted): a ring/migration hose flow
+ * by the ring steps or moves summed in it, an all-to-all hose flow by the
+ * GPUs it can send to (gpus_per_node - 1 inside the node, G - gpus_per_node
+ * across), so an all-to-all and background traffic split a shared link
+ * about as their pair flows would. Lost: the coupling of the two ends of a
+ * (src, dst) pair (in exact max-min a flow into a congested GPU also slows
+ * its sender), and an all-to-all's weight is its possible peers, not those
+ * it really sends to. For a uniform all-to-all, a ring on its own or moves
+ * out of one GPU the two agree exactly; tests/sim and docs/simulator.md
+ * measure the gap otherwise.
  * With aggregate = 0 every GPU pair is a flow (exact, G(G-1) flows per
  * all-to-all, one per ring step and per move).
  * Without contention the DES equals the analytic engine up to integer-ns
@@ -141,6 +145,7 @@ typedef struct sim_engine {
   double *comp_us;       /* [layers][G] forward expert compute of each GPU, us */
   double *agg_bytes;     /* [4*G] background hose sums (SIM_AGG_BACKGROUND) */
   int *agg_lat;          /* [4*G] their latency multiples */
+  int *agg_cnt;          /* [4*G] transfers summed in each (the flow's weight) */
 } sim_engine;
 
 /* prof's arrays must outlive the engine. aggregate: SIM_AGG_* bits, see

@@ -55,6 +55,7 @@ typedef struct sim_link {
   /* progressive-filling scratch */
   double rem;
   int unfrozen;
+  double wsum;     /* weight of its unfrozen flows */
   uint32_t stamp;  /* component search mark */
   uint32_t hver;   /* share-heap version */
   int dirty;       /* a flow started or ended on it since the last recompute */
@@ -70,6 +71,7 @@ typedef struct sim_flow {
   double rate;     /* bytes per ns */
   double old_rate; /* rate of the previous fill */
   double fin;      /* projected end of sending, ns */
+  double w;        /* weight in the max-min sharing (1: a plain flow) */
   uint32_t stamp;
   int64_t lat_ns;
   int64_t tag;     /* caller's */
@@ -123,6 +125,11 @@ void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
 int sim_net_start(sim_net *n, int64_t now, int src, int dst, double bytes, int64_t tag);
 int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
                        int64_t lat_ns, double bytes, int64_t tag);
+/* The same with weight w > 0: weighted max-min sharing, where a flow of
+ * weight w gets w shares of a link (an aggregate of w pair flows gets what
+ * those w flows would together); weight 1 everywhere is plain max-min. */
+int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
+                           int64_t lat_ns, double bytes, double w, int64_t tag);
 
 /* Recomputes rates if needed and returns the time the next flow finishes
  * sending (INT64_MAX if none). */
