@@ -148,3 +148,30 @@ Test(net, oversubscribed_switch_divides_the_node_uplink) {
   cr_assert_eq(fin[1], 40000000);
   sim_net_fini(&n);
 }
+
+Test(net, a_flow_of_weight_w_gets_w_shares_of_a_link) {
+  sim_cluster c = mk(1, 4, 100, 0, 100, 0, 1);
+  sim_net n;
+  int64_t fin[3];
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  /* out of GPU 0: weight 3 (to 1) and weight 1 (to 2) share its 100 bytes/ns;
+   * GPU 3 -> 1 with weight 1 shares GPU 1's in link with the first */
+  int p01[2], p02[2], p31[2], len;
+  int64_t lat;
+  sim_net_path(&n, 0, 1, p01, &len, &lat);
+  sim_net_path(&n, 0, 2, p02, &len, &lat);
+  sim_net_path(&n, 3, 1, p31, &len, &lat);
+  cr_assert_geq(sim_net_start_weighted(&n, 0, p01, 2, 0, 75e6, 3.0, 0), 0);
+  cr_assert_geq(sim_net_start_weighted(&n, 0, p02, 2, 0, 25e6, 1.0, 1), 0);
+  cr_assert_geq(sim_net_start_weighted(&n, 0, p31, 2, 0, 25e6, 1.0, 2), 0);
+  sim_net_next(&n);
+  /* both links have weight 4: 25 bytes/ns per share; 0->1 gets 75 */
+  cr_assert_float_eq(n.flows[0].rate, 75.0, 1e-9);
+  cr_assert_float_eq(n.flows[1].rate, 25.0, 1e-9);
+  cr_assert_float_eq(n.flows[2].rate, 25.0, 1e-9);
+  run_all(&n, fin);
+  for (int k = 0; k < 3; k++)
+    cr_assert_eq(fin[k], 1000000, "flow %d: %lld ns", k, (long long)fin[k]);
+  cr_assert_eq(sim_net_start_weighted(&n, 0, p01, 2, 0, 1, 0.0, 0), SIM_EINVAL);
+  sim_net_fini(&n);
+}
