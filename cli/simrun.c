@@ -305,12 +305,12 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
            r->model.optimizer_bytes_per_param, r->tokens_per_gpu, r->pc.slots, r->a, r->b,
            r->engine == SIM_ENGINE_DES ? "des" : "analytic", r->prof.name, ph,
            r->plp.pl.bwd_ratio, r->plp.pl.nonmoe_us, r->slots_per_gpu,
-           /* "hose-all": rings and migrations aggregated too (the results
-            * differ from the earlier "hose", so sweeps do not take old rows
-            * for these configurations) */
+           /* "hose-all": rings and migrations aggregated too, all hose flows
+            * weighted (the results differ from the earlier "hose", so sweeps
+            * do not take old rows for these configurations) */
            r->engine == SIM_ENGINE_ANALYTIC ? "closed-form"
            : cfg->exact_net == 1        ? "exact"
-           : cfg->exact_net == 2        ? "hose"
+           : cfg->exact_net == 2        ? "hose-alltoall"
                                         : "hose-all");
 }
 

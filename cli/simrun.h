@@ -33,9 +33,11 @@ typedef struct cli_sim_config {
    * flow (all-to-alls, replica all-reduce ring steps, migrations: exact
    * max-min, O(G^2) flows); 0 = per-GPU hose flows for all of them
    * (default, docs/simulator.md "Aggregation"; "network":"hose-all" in the
-   * run's parameters); 2 = hose all-to-alls, exact rings and migrations (the
-   * default before, "hose" in the parameters of runs recorded then; kept to
-   * measure the error of aggregating them). Ignored by analytic. */
+   * run's parameters); 2 = hose all-to-alls, exact rings and migrations (as
+   * the default was before, "hose" in the parameters of runs recorded then,
+   * but with weighted all-to-all hose flows; "hose-alltoall"; kept to
+   * measure the error of aggregating the rings and migrations). Ignored by
+   * analytic. */
   int exact_net;
 } cli_sim_config;
 

@@ -16,9 +16,9 @@
  *       static,fastermoe,eplb,flexmoe) on dgx-h100 with G GPUs (8 per node,
  *       or one node of G for G < 8), first ITERS iterations, --engine des with
  *       three networks: hose (everything aggregated per GPU, the default),
- *       hose-alltoall (all-to-alls aggregated, replica rings and migrations
- *       per GPU pair: the default before) and exact (every GPU pair its own
- *       flow); mean iteration time, its all-to-all / all-reduce / migration
+ *       hose-a2a (all-to-alls aggregated, replica rings and migrations per
+ *       GPU pair, as the default was before except that the all-to-all hose
+ *       flows are now weighted) and exact (every GPU pair its own flow); mean iteration time, its all-to-all / all-reduce / migration
  *       parts, and the relative error of each against exact
  *
  * Correctness in the same run: every run's mean iteration time is finite
