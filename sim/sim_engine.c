@@ -247,9 +247,10 @@ static double gpu_compute_us(const sim_engine *e, const pl_routing *r, const pl_
                              int g) {
   double us = 0;
   int E = r->experts;
-  if (r->padded) {
-    for (int x = 0; x < E; x++) {
-      int64_t t = pl_routing_compute_tokens(r, p, g, x);
+  const int *host = p->host + (size_t)g * p->slots;
+  if (r->padded) { /* non-zero exactly for the hosted experts */
+    for (int j = 0; j < p->nhost[g]; j++) {
+      int64_t t = pl_routing_compute_tokens(r, p, g, host[j]);
       if (t)
         us += pl_ffn_us(&e->prof, (double)t);
     }
@@ -260,7 +261,6 @@ static double gpu_compute_us(const sim_engine *e, const pl_routing *r, const pl_
    * the same terms in the same order as the scan over all experts below,
    * which runs only if some of the GPU's load lies outside the list (not a
    * routing made by pl_route). */
-  const int *host = p->host + (size_t)g * p->slots;
   int64_t sum = 0;
   for (int j = 0; j < p->nhost[g]; j++) {
     int64_t t = load[host[j]];
