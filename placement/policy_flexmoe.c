@@ -22,6 +22,7 @@
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy.
  */
+#include <math.h>
 #include <string.h>
 
 #include "placement/pl_error.h"
@@ -31,9 +32,11 @@
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
-  int slots, background, max_steps, interval, scenarios, restart;
+  int slots, background, max_steps, interval, scenarios, restart, rebuild;
   pl_monitor mon;
-  pl_placement alt; /* restart candidate (restart only) */
+  pl_placement alt; /* restart / rebuild candidate */
+  int *need;        /* [E] rebuild: replicas still to place (target count first) */
+  double *key, *per, *gk; /* [E], [E], [G] rebuild scratch */
   double *gload; /* [G] */
   double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
   int64_t *seen; /* [layers] observations */
@@ -47,6 +50,10 @@ static void fx_fini(void *state) {
   pl_free(s->gload);
   pl_free(s->hist);
   pl_free(s->seen);
+  pl_free(s->need);
+  pl_free(s->key);
+  pl_free(s->per);
+  pl_free(s->gk);
   pl_placement_fini(&s->alt);
   pl_free(s);
 }
@@ -66,6 +73,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "interval", 1, 1, 1 << 30, &s->interval)) ||
       (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
       (rc = pl_kv_int(kv, nkv, "restart", -1, -1, 1, &s->restart)) ||
+      (rc = pl_kv_int(kv, nkv, "rebuild", 1, 0, 1 << 30, &s->rebuild)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -75,10 +83,14 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
   if (s->restart < 0) /* auto: where a second greedy run is cheap */
     s->restart = (int64_t)env->cluster.gpus * env->experts <= 65536;
-  if (s->restart &&
+  if ((s->restart || s->rebuild) &&
       (rc = pl_placement_init(&s->alt, env->experts, env->cluster.gpus, env->cluster.slots)))
     goto fail;
-  if (!s->gload || !s->hist || !s->seen) {
+  s->need = pl_calloc((size_t)env->experts, sizeof(int));
+  s->key = pl_calloc((size_t)env->experts, sizeof(double));
+  s->per = pl_calloc((size_t)env->experts, sizeof(double));
+  s->gk = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
+  if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -148,6 +160,161 @@ static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_p
   return PL_OK;
 }
 
+/* Charges candidate s->alt (its estimated layer time layer_us) the
+ * migration from `current` amortised over the horizon and makes it the plan
+ * if that beats the plan so far (*after + *adjust / horizon). */
+static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                           double layer_us, double *after, double *adjust, int *steps) {
+  const pl_env *env = &s->env;
+  int n = 0, gpn = env->cluster.gpus_per_node, rc;
+  int64_t bytes = pl_expert_move_bytes(&env->model);
+  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
+    return rc;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
+  double mig = rc ? 0 : pl_cost_moves_us(&env->cluster, mv, n);
+  pl_free(mv);
+  if (rc)
+    return rc;
+  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
+    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
+      return rc;
+    *after = layer_us;
+    *adjust = mig;
+    *steps += 1;
+  }
+  return PL_OK;
+}
+
+/*
+ * The rebuild candidate: EPLB's replica counts for a budget of `per` slots
+ * per GPU under the predicted loads (one copy each, then one more at a time
+ * to the expert with the highest load per copy, at most G), realised with
+ * few moves from `current`: every expert keeps up to its new count of its
+ * current copies (dropping those on the busiest GPUs first), and the missing
+ * copies, heaviest per copy first, go to the lightest GPUs (load per copy
+ * summed) with a free slot that lack the expert. The incremental greedy
+ * cannot cross the step in replica all-reduce time that the first GPU with
+ * two replicated experts costs; a whole new budget can. Writes s->alt,
+ * valid (every expert keeps at least one copy; at most s->slots per GPU).
+ * O(B log E + (G S + B) log G) for B = G x per copies.
+ */
+static int sticky_layout(fx_state *s, const pl_placement *current, const double *load, int per) {
+  int E = s->env.experts, G = s->env.cluster.gpus, S = s->slots, rc;
+  pl_placement *a = &s->alt;
+  if ((rc = pl_placement_copy(a, current)) != 0)
+    return rc;
+  int64_t B = (int64_t)G * per;
+  pl_seg te = {0}, tg = {0};
+  for (int e = 0; e < E; e++) {
+    s->need[e] = 1;
+    s->key[e] = G > 1 ? load[e] : -INFINITY;
+  }
+  if ((rc = pl_seg_init(&te, E, s->key, 1)) != 0)
+    return rc;
+  for (int64_t k = E; k < B; k++) {
+    int e = pl_seg_top(&te);
+    if (!(s->key[e] > -INFINITY))
+      break;
+    s->need[e]++;
+    s->key[e] = s->need[e] < G ? load[e] / s->need[e] : -INFINITY;
+    pl_seg_update(&te, e);
+  }
+  /* drop surplus copies, each from its busiest GPU (current loads per copy) */
+  pl_even_balance(a, load, s->gload);
+  for (int e = 0; e < E; e++) {
+    double w = load[e] / a->nrep[e];
+    while (a->nrep[e] > s->need[e]) {
+      const int *rep = a->rep + (size_t)e * G;
+      int best = rep[0];
+      for (int i = 1; i < a->nrep[e]; i++)
+        if (s->gload[rep[i]] >= s->gload[best])
+          best = rep[i];
+      if ((rc = pl_placement_remove(a, e, best)) != 0)
+        goto done;
+      s->gload[best] -= w;
+    }
+  }
+  /* GPU weights under the new counts; missing copies heaviest first */
+  for (int e = 0; e < E; e++) {
+    s->per[e] = load[e] / s->need[e];
+    s->need[e] -= a->nrep[e];
+    s->key[e] = s->need[e] > 0 ? s->per[e] : -INFINITY;
+    pl_seg_update(&te, e);
+  }
+  for (int g = 0; g < G; g++) {
+    const int *host = a->host + (size_t)g * a->slots;
+    double w = 0;
+    for (int j = 0; j < a->nhost[g]; j++)
+      w += s->per[host[j]];
+    s->gload[g] = w;
+    s->gk[g] = a->nhost[g] < S ? w : INFINITY;
+  }
+  if ((rc = pl_seg_init(&tg, G, s->gk, 0)) != 0)
+    goto done;
+  for (;;) {
+    int e = pl_seg_top(&te);
+    if (!(s->key[e] > -INFINITY))
+      break;
+    /* mask e's GPUs, take the need lightest GPUs with room, unmask */
+    const int *rep = a->rep + (size_t)e * G;
+    int nr = a->nrep[e], want = s->need[e];
+    for (int i = 0; i < nr; i++) {
+      s->gk[rep[i]] = INFINITY;
+      pl_seg_update(&tg, rep[i]);
+    }
+    for (int k = 0; k < want; k++) {
+      int g = pl_seg_top(&tg);
+      if (!(s->gk[g] < INFINITY))
+        break; /* no GPU with room lacks e: it gets fewer copies */
+      if ((rc = pl_placement_add(a, e, g)) != 0)
+        goto done;
+      s->gload[g] += s->per[e];
+      s->gk[g] = INFINITY; /* now holds e: masked below like the others */
+      pl_seg_update(&tg, g);
+    }
+    rep = a->rep + (size_t)e * G;
+    for (int i = 0; i < a->nrep[e]; i++) {
+      int g = rep[i];
+      s->gk[g] = a->nhost[g] < S ? s->gload[g] : INFINITY;
+      pl_seg_update(&tg, g);
+    }
+    s->key[e] = -INFINITY;
+    pl_seg_update(&te, e);
+  }
+done:
+  pl_seg_fini(&te);
+  pl_seg_fini(&tg);
+  return rc;
+}
+
+/* Rebuild candidates for every budget from ceil(E/G) to `slots` per GPU,
+ * each polished by the greedy (migration weighted 1/horizon) and charged
+ * its migration from the current placement. */
+static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                       const double *scen, int K, const double *load, double *after,
+                       double *adjust, int *steps) {
+  const pl_env *env = &s->env;
+  int E = env->experts, G = env->cluster.gpus;
+  int lo = (E + G - 1) / G, rc;
+  for (int per = lo; per <= s->slots; per++) {
+    if ((rc = sticky_layout(s, current, load, per)) != 0)
+      return rc;
+    pl_greedy g;
+    if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
+                             s->slots, 1.0 / s->horizon)) != 0)
+      return rc;
+    rc = pl_greedy_run(&g, s->max_steps);
+    double layer_us = pl_greedy_layer_us(&g);
+    pl_greedy_fini(&g);
+    if (rc || (rc = take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps)))
+      return rc;
+  }
+  return PL_OK;
+}
+
 static int fx_plan(void *state, int iteration, int layer,
                    const pl_placement *current, const int64_t *upcoming,
                    pl_plan *plan) {
@@ -183,6 +350,9 @@ static int fx_plan(void *state, int iteration, int layer,
   if (s->restart && (rc = try_restart(s, layer, current, plan, scen, K, &after, &adjust,
                                        &steps)) != 0)
     return rc;
+  if (s->rebuild && (iteration / s->interval) % s->rebuild == 0 &&
+      (rc = try_rebuild(s, layer, current, plan, scen, K, load, &after, &adjust, &steps)) != 0)
+    return rc;
   if (steps > 0 && (before - after) * s->horizon > adjust) {
     plan->changed = !pl_placement_equal(&plan->placement, current);
     plan->background = s->background;
@@ -199,6 +369,7 @@ static const pl_param_desc fx_params[] = {
     {"interval", "1", "check the trigger every this many iterations"},
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
     {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
+    {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts for each budget, packed around the current placement (0: off)"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 
