@@ -32,11 +32,12 @@
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
-  int slots, background, max_steps, interval, scenarios, restart, rebuild;
+  int slots, background, max_steps, interval, scenarios, restart, rebuild, polish;
   pl_monitor mon;
   pl_placement alt; /* restart / rebuild candidate */
   int *need;        /* [E] rebuild: replicas still to place (target count first) */
   double *key, *per, *gk; /* [E], [E], [G] rebuild scratch */
+  double *io;             /* [4G] moves_us scratch */
   double *gload; /* [G] */
   double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
   int64_t *seen; /* [layers] observations */
@@ -54,6 +55,7 @@ static void fx_fini(void *state) {
   pl_free(s->key);
   pl_free(s->per);
   pl_free(s->gk);
+  pl_free(s->io);
   pl_placement_fini(&s->alt);
   pl_free(s);
 }
@@ -74,6 +76,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
       (rc = pl_kv_int(kv, nkv, "restart", -1, -1, 1, &s->restart)) ||
       (rc = pl_kv_int(kv, nkv, "rebuild", 1, 0, 1 << 30, &s->rebuild)) ||
+      (rc = pl_kv_int(kv, nkv, "polish", 32, 0, 1 << 30, &s->polish)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -90,7 +93,8 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->key = pl_calloc((size_t)env->experts, sizeof(double));
   s->per = pl_calloc((size_t)env->experts, sizeof(double));
   s->gk = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
-  if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk) {
+  s->io = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(double));
+  if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk || !s->io) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -117,6 +121,69 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
   return PL_OK;
 }
 
+/* pl_cost_moves_us in O(G + moves) instead of O(G x moves) (a rebuild can
+ * move thousands of copies at 1,024 GPUs): the same per-GPU sums, each
+ * accumulated over the moves in the same order, the same formula: the same
+ * bits. */
+static double moves_us(fx_state *s, const pl_move *moves, int nmoves) {
+  const pl_cluster *c = &s->env.cluster;
+  double *io = s->io, worst = 0;
+  for (int k = 0; k < nmoves; k++) {
+    const pl_move *mv = &moves[k];
+    if (mv->to < 0 || mv->bytes <= 0)
+      continue;
+    int inter = pl_cluster_node(c, mv->from) != pl_cluster_node(c, mv->to);
+    io[4 * (size_t)mv->from + 2 * inter] += (double)mv->bytes;
+    io[4 * (size_t)mv->to + 2 * inter + 1] += (double)mv->bytes;
+  }
+  for (int k = 0; k < nmoves; k++) {
+    const pl_move *mv = &moves[k];
+    if (mv->to < 0 || mv->bytes <= 0)
+      continue;
+    int gs[2] = {mv->from, mv->to};
+    for (int i = 0; i < 2; i++) {
+      double *v = io + 4 * (size_t)gs[i];
+      if (v[0] + v[1] + v[2] + v[3] == 0)
+        continue; /* seen already */
+      double t = fmax(v[0], v[1]) / c->intra_Bps + fmax(v[2], v[3]) / (c->inter_Bps / c->oversub);
+      t += (v[0] + v[1] > 0 ? c->intra_lat_s : 0) + (v[2] + v[3] > 0 ? c->inter_lat_s : 0);
+      worst = fmax(worst, t);
+      v[0] = v[1] = v[2] = v[3] = 0;
+    }
+  }
+  return worst * 1e6;
+}
+
+/* Charges candidate s->alt (its estimated layer time layer_us) the
+ * migration from `current` amortised over the horizon and makes it the plan
+ * if that beats the plan so far (*after + *adjust / horizon). */
+static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                           double layer_us, double *after, double *adjust, int *steps) {
+  const pl_env *env = &s->env;
+  if (!(layer_us < *after + *adjust / s->horizon))
+    return PL_OK; /* loses even if its moves were free */
+  int n = 0, gpn = env->cluster.gpus_per_node, rc;
+  int64_t bytes = pl_expert_move_bytes(&env->model);
+  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
+    return rc;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
+  double mig = rc ? 0 : moves_us(s, mv, n);
+  pl_free(mv);
+  if (rc)
+    return rc;
+  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
+    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
+      return rc;
+    *after = layer_us;
+    *adjust = mig;
+    *steps += 1;
+  }
+  return PL_OK;
+}
+
 /* The restart candidate: the same greedy run from the static layout (no
  * migration term while it runs), then charged the migration from the
  * current placement, amortised over the horizon like the incremental plan;
@@ -138,54 +205,7 @@ static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_p
   pl_greedy_fini(&g);
   if (rc)
     return rc;
-  int n = 0, gpn = env->cluster.gpus_per_node;
-  int64_t bytes = pl_expert_move_bytes(&env->model);
-  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
-    return rc;
-  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
-  if (!mv)
-    return PL_ENOMEM;
-  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
-  double mig = rc ? 0 : pl_cost_moves_us(&env->cluster, mv, n);
-  pl_free(mv);
-  if (rc)
-    return rc;
-  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
-    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
-      return rc;
-    *after = layer_us;
-    *adjust = mig;
-    *steps += 1;
-  }
-  return PL_OK;
-}
-
-/* Charges candidate s->alt (its estimated layer time layer_us) the
- * migration from `current` amortised over the horizon and makes it the plan
- * if that beats the plan so far (*after + *adjust / horizon). */
-static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
-                           double layer_us, double *after, double *adjust, int *steps) {
-  const pl_env *env = &s->env;
-  int n = 0, gpn = env->cluster.gpus_per_node, rc;
-  int64_t bytes = pl_expert_move_bytes(&env->model);
-  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
-    return rc;
-  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
-  if (!mv)
-    return PL_ENOMEM;
-  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
-  double mig = rc ? 0 : pl_cost_moves_us(&env->cluster, mv, n);
-  pl_free(mv);
-  if (rc)
-    return rc;
-  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
-    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
-      return rc;
-    *after = layer_us;
-    *adjust = mig;
-    *steps += 1;
-  }
-  return PL_OK;
+  return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
 }
 
 /*
@@ -290,29 +310,29 @@ done:
   return rc;
 }
 
-/* Rebuild candidates for every budget from ceil(E/G) to `slots` per GPU,
- * each polished by the greedy (migration weighted 1/horizon) and charged
- * its migration from the current placement. */
+/* The rebuild candidate at the smallest budget, ceil(E/G) slots per GPU
+ * (more copies than that are the greedy's to add, one by one, where they
+ * pay: measured on the real traces at 8 and 64 GPUs and on bench_pl_speed's
+ * drift at 1,024 GPUs, a rebuild with a larger budget won 1 time in 3,500),
+ * polished by `polish` greedy steps (migration weighted 1/horizon) and
+ * charged its migration from the current placement. */
 static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                        const double *scen, int K, const double *load, double *after,
                        double *adjust, int *steps) {
   const pl_env *env = &s->env;
-  int E = env->experts, G = env->cluster.gpus;
-  int lo = (E + G - 1) / G, rc;
-  for (int per = lo; per <= s->slots; per++) {
-    if ((rc = sticky_layout(s, current, load, per)) != 0)
-      return rc;
-    pl_greedy g;
-    if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
-                             s->slots, 1.0 / s->horizon)) != 0)
-      return rc;
-    rc = pl_greedy_run(&g, s->max_steps);
-    double layer_us = pl_greedy_layer_us(&g);
-    pl_greedy_fini(&g);
-    if (rc || (rc = take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps)))
-      return rc;
-  }
-  return PL_OK;
+  int per = (env->experts + env->cluster.gpus - 1) / env->cluster.gpus, rc;
+  if ((rc = sticky_layout(s, current, load, per)) != 0)
+    return rc;
+  pl_greedy g;
+  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
+                           s->slots, 1.0 / s->horizon)) != 0)
+    return rc;
+  rc = pl_greedy_run(&g, s->polish);
+  double layer_us = pl_greedy_layer_us(&g);
+  pl_greedy_fini(&g);
+  if (rc)
+    return rc;
+  return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
 }
 
 static int fx_plan(void *state, int iteration, int layer,
@@ -369,7 +389,8 @@ static const pl_param_desc fx_params[] = {
     {"interval", "1", "check the trigger every this many iterations"},
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
     {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
-    {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts for each budget, packed around the current placement (0: off)"},
+    {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts (ceil(E/G) slots per GPU) packed around the current placement, kept if cheaper incl. migration (0: off)"},
+    {"polish", "32", "greedy steps that polish the rebuild candidate before it is costed"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 
