@@ -32,7 +32,9 @@
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
-  int slots, background, max_steps, interval, scenarios, restart, rebuild, polish;
+  int slots, background, max_steps, interval, scenarios, restart, rebuild, polish, noise;
+  double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
+  double *nscen; /* noise: [(noise+1)*E] scenarios of the next load */
   pl_monitor mon;
   pl_placement alt; /* restart / rebuild candidate */
   int *need;        /* [E] rebuild: replicas still to place (target count first) */
@@ -50,6 +52,8 @@ static void fx_fini(void *state) {
   pl_monitor_fini(&s->mon);
   pl_free(s->gload);
   pl_free(s->hist);
+  pl_free(s->nhist);
+  pl_free(s->nscen);
   pl_free(s->seen);
   pl_free(s->need);
   pl_free(s->key);
@@ -77,6 +81,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "restart", -1, -1, 1, &s->restart)) ||
       (rc = pl_kv_int(kv, nkv, "rebuild", 1, 0, 1 << 30, &s->rebuild)) ||
       (rc = pl_kv_int(kv, nkv, "polish", 32, 0, 1 << 30, &s->polish)) ||
+      (rc = pl_kv_int(kv, nkv, "noise", 0, 0, 32, &s->noise)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -84,6 +89,14 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
   s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
+  if (s->noise) {
+    s->nhist = pl_calloc((size_t)env->layers * (s->noise + 1) * env->experts, sizeof(double));
+    s->nscen = pl_calloc((size_t)(s->noise + 1) * env->experts, sizeof(double));
+    if (!s->nhist || !s->nscen) {
+      rc = PL_ENOMEM;
+      goto fail;
+    }
+  }
   if (s->restart < 0) /* auto: where a second greedy run is cheap */
     s->restart = (int64_t)env->cluster.gpus * env->experts <= 65536;
   if ((s->restart || s->rebuild) &&
@@ -117,6 +130,11 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
   int E = s->env.experts, G = s->env.cluster.gpus;
   double *row = s->hist + ((size_t)layer * s->scenarios + (size_t)(s->seen[layer] % s->scenarios)) * E;
   pl_sum_sources(counts, G, E, row);
+  if (s->noise) {
+    int R = s->noise + 1;
+    double *nrow = s->nhist + ((size_t)layer * R + (size_t)(s->seen[layer] % R)) * E;
+    memcpy(nrow, row, sizeof(double) * (size_t)E);
+  }
   s->seen[layer]++;
   return PL_OK;
 }
@@ -356,6 +374,22 @@ static int fx_plan(void *state, int iteration, int layer,
   const double *scen = K > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
   if (K < 2)
     K = 1;
+  if (s->noise && s->seen[layer] > s->noise) {
+    /* the prediction, and the prediction plus each of the last `noise`
+     * per-iteration changes: scenarios of the next load centred on the
+     * prediction with the spread routing has shown */
+    int R = s->noise + 1, E = env->experts;
+    int64_t t = s->seen[layer] - 1;
+    const double *h = s->nhist + (size_t)layer * R * E;
+    memcpy(s->nscen, load, sizeof(double) * (size_t)E);
+    for (int k = 1; k <= s->noise; k++) {
+      const double *a = h + (size_t)((t - k + 1) % R) * E, *b = h + (size_t)((t - k) % R) * E;
+      for (int e = 0; e < E; e++)
+        s->nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
+    }
+    scen = s->nscen;
+    K = R;
+  }
   pl_greedy g;
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile,
                            &plan->placement, scen, K, s->slots, 1.0 / s->horizon)) != 0)
@@ -390,6 +424,7 @@ static const pl_param_desc fx_params[] = {
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
     {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
     {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts (ceil(E/G) slots per GPU) packed around the current placement, kept if cheaper incl. migration (0: off)"},
+    {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off)"},
     {"polish", "32", "greedy steps that polish the rebuild candidate before it is costed"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};

@@ -30,6 +30,7 @@ static const char *const specs[] = {
     "flexmoe:predictor=window,window=4,max_steps=3",
     "flexmoe:rebuild=0",
     "flexmoe:restart=1,rebuild=2,polish=0,horizon=1000",
+    "flexmoe:noise=2",
     "oracle",
     NULL};
 
