@@ -14,13 +14,22 @@
  *      step accepted only if it lowers
  *         layer time (compute + all-to-all + replica all-reduce)
  *         + migration time / horizon;
+ *      Candidates beside the incremental plan, each charged its migration
+ *      from the current placement / horizon, the cheapest kept:
+ *      restart (the greedy from the static layout) and rebuild (EPLB's
+ *      replica counts for ceil(E/G) slots per GPU, realised by keeping
+ *      current copies and adding the missing ones on the lightest GPUs,
+ *      then `polish` greedy steps): the incremental greedy cannot cross the
+ *      step in replica all-reduce that the first GPU with two replicated
+ *      experts costs, a whole new replica budget can;
  *   3. the plan is issued only if the predicted gain over the horizon,
  *      (layer time now - layer time after) x horizon, exceeds the
  *      adjustment cost (the migration time of the plan's moves).
  * Moves run in the background (overlapping the next iteration) when
  * background=1. The placement starts as the static layout.
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
- * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy.
+ * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
+ * plus O(E G + G log E + (G S) log G) and a polish for the rebuild.
  */
 #include <math.h>
 #include <string.h>
@@ -424,8 +433,8 @@ static const pl_param_desc fx_params[] = {
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
     {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
     {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts (ceil(E/G) slots per GPU) packed around the current placement, kept if cheaper incl. migration (0: off)"},
-    {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off)"},
     {"polish", "32", "greedy steps that polish the rebuild candidate before it is costed"},
+    {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off)"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 
