@@ -13,10 +13,11 @@
  * (2) At the same slot budget, flexmoe vs eplb (period 10 and 100) over
  *     drifting loads: max/mean GPU load after routing (p50, p90), bytes
  *     migrated per iteration, and the layer time of the analytic model
- *     (pl_cost_layer + exposed migration; the replica all-reduce part
- *     beside it), iterations 10 and later.
+ *     (pl_cost_layer + exposed migration; compute, all-to-all, replica
+ *     all-reduce and exposed migration beside it), iterations 10 and later.
  *
- * Usage: bench_pl_speed [--iterations N]   (default 60)
+ * Usage: bench_pl_speed [--iterations N] [--drift-only] [--policy SPEC]...
+ *   (default 60 iterations; --drift-only skips (1); --policy replaces (2)'s list)
  */
 #include <math.h>
 #include <stdio.h>
@@ -316,7 +317,8 @@ drift:
   printf("%-34s %6s %9s %9s %12s %9s %8s %8s %8s %8s\n", "policy", "drift", "bal_p50", "bal_p90",
          "GB_moved/it", "layer_ms", "comp_ms", "a2a_ms", "ar_ms", "mig_ms");
   const char *specs[] = {"static", "eplb:slots=4,period=10", "eplb:slots=4,period=100",
-                         "flexmoe:slots=4", "flexmoe:slots=4,horizon=1000", NULL};
+                         "flexmoe:slots=4", "flexmoe:slots=4,rebuild=0", "flexmoe:slots=4,rebuild=5",
+                         "flexmoe:slots=4,horizon=1000", NULL};
   const double drifts[] = {0.1, 0.3};
   const char *const *list = nuser ? user : specs;
   for (int d = 0; d < 2; d++)
