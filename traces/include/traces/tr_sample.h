@@ -74,9 +74,10 @@ static inline uint64_t tr_rng_next(tr_rng *r) {
   return out;
 }
 
-/* Uniform on the open interval (0, 1), 53 random bits: (j + 1/2) / 2^53. */
+/* Uniform on the open interval (0, 1), 52 random bits: (j + 1/2) / 2^52,
+ * all exact in double (with 53 bits the top value would round up to 1). */
 static inline double tr_rng_open01(tr_rng *r) {
-  return ((double)(tr_rng_next(r) >> 11) + 0.5) * 0x1.0p-53;
+  return ((double)(tr_rng_next(r) >> 12) + 0.5) * 0x1.0p-52;
 }
 
 /*
