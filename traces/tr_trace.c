@@ -11,10 +11,13 @@
  * is parsed into a dense int64 array on the heap (it is a text format for
  * small traces and imports).
  *
- * Content hash: FNV-1a 64 over the shape (I, L, R, E as four little-endian
- * uint64) followed by every count as a little-endian int64 in C order. It
- * depends on the counts only, not on the file's dtype or format, so the same
- * trace stored as int32 .npy, int64 .npy or CSV hashes the same.
+ * Content hash: XXH3-64 (xxHash 0.8, seed 0) over the shape (I, L, R, E as
+ * four little-endian uint64) followed by every count as a little-endian
+ * int64 in C order. It depends on the counts only, not on the file's dtype
+ * or format, so the same trace stored as int32 .npy, int64 .npy or CSV
+ * hashes the same. (Until flexmoe 0.1.0's rescale change it was FNV-1a 64
+ * over the same bytes, byte by byte: 30 s for a 3.3 GB trace.) Like
+ * tr_slice, this assumes a little-endian host.
  *
  * Errors name the file (and the line for CSV or a malformed sidecar) in
  * tr_error; *t is zeroed on failure and nothing stays mapped or allocated.
@@ -35,20 +38,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: no allocation */
+#include <xxhash.h>
 
 /* Largest dense trace a CSV may describe (cells): 2^31 int64 = 16 GiB. */
 #define CSV_MAX_CELLS ((int64_t)1 << 31)
-
-static uint64_t fnv_u64(uint64_t h, uint64_t v) {
-  for (int i = 0; i < 8; i++) {
-    h ^= (v >> (8 * i)) & 0xff;
-    h *= FNV_PRIME;
-  }
-  return h;
-}
 
 static size_t dtype_size(tr_dtype d) {
   return d == TR_INT64 ? 8 : d == TR_INT32 ? 4 : 2;
@@ -139,40 +133,90 @@ void tr_sidecar_path(const char *path, char *buf, size_t len) {
   snprintf(buf, len, "%.*s.json", (int)stem, path);
 }
 
-/* Pass over the counts: negatives, slice-total overflow, hash. */
-static int scan_counts(tr_trace *t, tr_error *err) {
-  uint64_t h = FNV_OFFSET;
-  h = fnv_u64(h, (uint64_t)t->iterations);
-  h = fnv_u64(h, (uint64_t)t->layers);
-  h = fnv_u64(h, (uint64_t)t->ranks);
-  h = fnv_u64(h, (uint64_t)t->experts);
+/* Reports the first negative count of slice (it, l) (the caller saw one). */
+static int report_negative(tr_trace *t, int64_t it, int l, const unsigned char *slice,
+                           size_t n, tr_error *err) {
   size_t es = dtype_size(t->dtype);
+  for (size_t i = 0; i < n; i++) {
+    int64_t v = load_elem(slice + i * es, t->dtype);
+    if (v < 0)
+      return tr_seterr(err, TR_ENEG, t->path, 0,
+                       "negative count %" PRId64
+                       " at [iteration %" PRId64 ", layer %d, rank %d, expert %d]",
+                       v, it, l, (int)(i / (size_t)t->experts), (int)(i % (size_t)t->experts));
+  }
+  return TR_OK;
+}
+
+/*
+ * Pass over the counts: negatives, slice-total overflow, hash. Slice by
+ * slice, in chunks of SCAN_CHUNK counts widened to int64 (little-endian,
+ * as the hash defines them; a plain copy for int64 data) so that the checks
+ * and XXH3 run over contiguous int64s: an OR of the chunk finds negatives
+ * (sign bit) and counts of 2^51 or more, and only such chunks take the
+ * element-by-element overflow check; otherwise the chunk's sum (< 2^63)
+ * is added with one check.
+ */
+#define SCAN_CHUNK 4096
+static int scan_counts(tr_trace *t, tr_error *err) {
+  XXH3_state_t st;
+  XXH3_INITSTATE(&st);
+  if (XXH3_64bits_reset(&st) != XXH_OK)
+    return tr_seterr(err, TR_EINVAL, t->path, 0, "cannot start the content hash");
+  uint64_t shape[4] = {(uint64_t)t->iterations, (uint64_t)t->layers, (uint64_t)t->ranks,
+                       (uint64_t)t->experts};
+  XXH3_64bits_update(&st, shape, sizeof(shape));
+  size_t es = dtype_size(t->dtype), n = (size_t)t->ranks * (size_t)t->experts;
+  int64_t buf[SCAN_CHUNK];
   const unsigned char *p = t->data;
   for (int64_t it = 0; it < t->iterations; it++) {
     if (it % 4096 == 0)
       tr_release_before(t, it);
-    for (int l = 0; l < t->layers; l++) {
+    for (int l = 0; l < t->layers; l++, p += n * es) {
       int64_t total = 0;
-      for (int r = 0; r < t->ranks; r++)
-        for (int e = 0; e < t->experts; e++, p += es) {
-          int64_t v = load_elem(p, t->dtype);
-          if (v < 0)
-            return tr_seterr(err, TR_ENEG, t->path, 0,
-                             "negative count %" PRId64
-                             " at [iteration %" PRId64 ", layer %d, rank %d, expert %d]",
-                             v, it, l, r, e);
-          if (v > INT64_MAX - total)
-            return tr_seterr(err, TR_EOVERFLOW, t->path, 0,
-                             "the counts of iteration %" PRId64
-                             ", layer %d sum to more than int64 can hold",
-                             it, l);
-          total += v;
-          h = fnv_u64(h, (uint64_t)v);
+      for (size_t i0 = 0; i0 < n; i0 += SCAN_CHUNK) {
+        size_t m = n - i0 < SCAN_CHUNK ? n - i0 : SCAN_CHUNK;
+        const unsigned char *q = p + i0 * es;
+        if (t->dtype == TR_INT64)
+          memcpy(buf, q, m * 8);
+        else if (t->dtype == TR_INT32)
+          for (size_t i = 0; i < m; i++) {
+            int32_t v;
+            memcpy(&v, q + 4 * i, 4);
+            buf[i] = v;
+          }
+        else
+          for (size_t i = 0; i < m; i++) {
+            uint16_t v;
+            memcpy(&v, q + 2 * i, 2);
+            buf[i] = v;
+          }
+        uint64_t any = 0, sum = 0;
+        for (size_t i = 0; i < m; i++) {
+          any |= (uint64_t)buf[i];
+          sum += (uint64_t)buf[i];
         }
+        if (any >> 63)
+          return report_negative(t, it, l, p, n, err);
+        int over = 0;
+        if (any >> 51) /* a count >= 2^51: the chunk's sum may wrap */
+          for (size_t i = 0; i < m && !over; i++)
+            over = __builtin_add_overflow(total, buf[i], &total);
+        else if ((int64_t)sum > INT64_MAX - total) /* sum < 4096 x 2^51 = 2^63 */
+          over = 1;
+        else
+          total += (int64_t)sum;
+        if (over)
+          return tr_seterr(err, TR_EOVERFLOW, t->path, 0,
+                           "the counts of iteration %" PRId64
+                           ", layer %d sum to more than int64 can hold",
+                           it, l);
+        XXH3_64bits_update(&st, buf, m * sizeof(int64_t));
+      }
     }
   }
   tr_release_before(t, t->iterations);
-  t->hash = h;
+  t->hash = XXH3_64bits_digest(&st);
   return TR_OK;
 }
 
