@@ -13,11 +13,15 @@
  *     "realistic" generated trace, or TRACE), vs the GSL rescale it
  *     replaced (one MT19937 per slice, gsl_ran_multinomial per GPU; copied
  *     below as the peer).
+ * (4) --open FILE...: tr_open's CPU time per file (it maps the file and
+ *     makes one pass: negative/overflow checks and the XXH3 content hash),
+ *     vs the same pass with the byte-wise FNV-1a of before (peer, copied
+ *     below), both over the mapped counts, page cache warm.
  * Correctness in the same run: every row sums to N, and the mean count of
  * each category over all rows is within 6 standard errors of N p.
  * Times: CPU seconds (CLOCK_PROCESS_CPUTIME_ID), best of REPS repetitions.
  *
- * Usage: bench_tr_sample [--reps K] [--trace TRACE]
+ * Usage: bench_tr_sample [--reps K] [--trace TRACE] [--open FILE...]
  */
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_randist.h>
@@ -135,8 +139,8 @@ static void bench_multinomial(void) {
   printf("\n## multinomial row: ns per row of N slots over E experts, log-normal(1) "
          "weights (best of %d x %d rows)\n",
          reps, ROWS);
-  printf("%6s %4s %10s %10s %12s %12s %7s\n", "N", "E", "tr_ns/row", "gsl_ns/row",
-         "tr_ns/count", "gsl_ns/count", "ratio");
+  printf("%6s %4s %10s %10s %13s %13s %7s\n", "N", "E", "tr_ns/row", "gsl_ns/row",
+         "tr_ns/expert", "gsl_ns/expert", "ratio");
   gsl_rng *g = gsl_rng_alloc(gsl_rng_mt19937);
   gsl_rng_set(g, 2);
   tr_rng r;
@@ -177,8 +181,8 @@ static void bench_multinomial(void) {
         double se = sqrt(N * p[e] * (1 - p[e]) / rows);
         check(fabs(sum[e] / rows - N * p[e]) < 6 * se + 1e-9, "multinomial mean");
       }
-      printf("%6d %4d %10.0f %10.0f %12.2f %12.2f %6.2fx\n", N, E, best_t, best_g,
-             best_t / N, best_g / N, best_g / best_t);
+      printf("%6d %4d %10.0f %10.0f %13.1f %13.1f %6.2fx\n", N, E, best_t, best_g,
+             best_t / E, best_g / E, best_g / best_t);
     }
   gsl_rng_free(g);
 }
@@ -269,9 +273,9 @@ static int bench_rescale(const char *trace_path) {
     best_g = fmin(best_g, (cpu() - t0) / (double)slices * 1e3);
   }
   double per_count = best_t * 1e6 / ((double)G * E);
-  printf("%14s %14s %7s %14s %22s\n", "tr_ms/slice", "gsl_ms/slice", "ratio", "tr_ns/count",
+  printf("%14s %14s %7s %14s %24s\n", "tr_ms/slice", "gsl_ms/slice", "ratio", "tr_ns/count",
          "tr_s per 1000 it x 24 L");
-  printf("%14.3f %14.3f %6.2fx %14.1f %22.1f\n", best_t, best_g, best_g / best_t, per_count,
+  printf("%14.3f %14.3f %6.2fx %14.1f %24.1f\n", best_t, best_g, best_g / best_t, per_count,
          best_t * 24);
   free(out);
   free(src);
@@ -287,15 +291,72 @@ static int bench_rescale(const char *trace_path) {
   return 0;
 }
 
+/* ---- (4) opening a trace: the content-hash pass ---------------------- */
+
+/* The former hash pass: FNV-1a 64, byte by byte over each count as a
+ * little-endian int64, with the negative check. */
+static uint64_t fnv_pass(const tr_trace *t) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (int64_t it = 0; it < t->iterations; it++)
+    for (int l = 0; l < t->layers; l++)
+      for (int r = 0; r < t->ranks; r++)
+        for (int e = 0; e < t->experts; e++) {
+          int64_t v = tr_at(t, it, l, r, e);
+          if (v < 0)
+            return 0;
+          for (int i = 0; i < 8; i++) {
+            h ^= ((uint64_t)v >> (8 * i)) & 0xff;
+            h *= 0x100000001b3ULL;
+          }
+        }
+  return h;
+}
+
+static int bench_open(int nfiles, char **files) {
+  printf("\n## tr_open: CPU ms per open (map + checks + XXH3 hash) vs the byte-wise FNV-1a "
+         "pass of before over the same counts (best of %d)\n",
+         reps);
+  printf("%-48s %10s %10s %10s %10s %7s\n", "file", "MB", "open_ms", "fnv_ms", "open_GB/s",
+         "ratio");
+  for (int i = 0; i < nfiles; i++) {
+    double best_o = 1e9, best_f = 1e9, mb = 0;
+    for (int k = 0; k < reps; k++) {
+      tr_trace t;
+      tr_error err;
+      double t0 = cpu();
+      if (tr_open(&t, files[i], &err) != TR_OK) {
+        fprintf(stderr, "bench_tr_sample: %s\n", err.msg);
+        return 1;
+      }
+      best_o = fmin(best_o, cpu() - t0);
+      mb = (double)t.map_len / 1e6;
+      t0 = cpu();
+      sink = (int64_t)fnv_pass(&t);
+      best_f = fmin(best_f, cpu() - t0);
+      tr_close(&t);
+    }
+    const char *name = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
+    printf("%-48s %10.1f %10.2f %10.2f %10.2f %6.1fx\n", name, mb, best_o * 1e3,
+           best_f * 1e3, mb / 1e3 / best_o, best_f / best_o);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *trace = NULL;
+  char **open_files = NULL;
+  int nopen = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
       reps = atoi(argv[++i]);
     else if (strcmp(argv[i], "--trace") == 0 && i + 1 < argc)
       trace = argv[++i];
-    else {
-      fprintf(stderr, "usage: bench_tr_sample [--reps K] [--trace TRACE]\n");
+    else if (strcmp(argv[i], "--open") == 0 && i + 1 < argc) {
+      open_files = argv + i + 1;
+      nopen = argc - i - 1;
+      break;
+    } else {
+      fprintf(stderr, "usage: bench_tr_sample [--reps K] [--trace TRACE] [--open FILE...]\n");
       return 2;
     }
   }
@@ -306,6 +367,8 @@ int main(int argc, char **argv) {
          gsl_version);
   printf("# tr = tr_sample (xoshiro256**, inversion for n*p' < 10, BTRS above); "
          "gsl = gsl_ran_* on MT19937; ratio = gsl / tr\n");
+  if (nopen)
+    return bench_open(nopen, open_files);
   bench_binomial();
   bench_multinomial();
   if (bench_rescale(trace))
