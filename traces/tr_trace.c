@@ -133,29 +133,68 @@ void tr_sidecar_path(const char *path, char *buf, size_t len) {
   snprintf(buf, len, "%.*s.json", (int)stem, path);
 }
 
-/* Reports the first negative count of slice (it, l) (the caller saw one). */
-static int report_negative(tr_trace *t, int64_t it, int l, const unsigned char *slice,
-                           size_t n, tr_error *err) {
+/* The careful pass, only when the fast one saw a negative count or one
+ * large enough that a slice total might overflow: the first offending
+ * count or slice in C order, as an error. */
+static int check_counts(tr_trace *t, tr_error *err) {
   size_t es = dtype_size(t->dtype);
-  for (size_t i = 0; i < n; i++) {
-    int64_t v = load_elem(slice + i * es, t->dtype);
-    if (v < 0)
-      return tr_seterr(err, TR_ENEG, t->path, 0,
-                       "negative count %" PRId64
-                       " at [iteration %" PRId64 ", layer %d, rank %d, expert %d]",
-                       v, it, l, (int)(i / (size_t)t->experts), (int)(i % (size_t)t->experts));
-  }
+  const unsigned char *p = t->data;
+  for (int64_t it = 0; it < t->iterations; it++)
+    for (int l = 0; l < t->layers; l++) {
+      int64_t total = 0;
+      for (int r = 0; r < t->ranks; r++)
+        for (int e = 0; e < t->experts; e++, p += es) {
+          int64_t v = load_elem(p, t->dtype);
+          if (v < 0)
+            return tr_seterr(err, TR_ENEG, t->path, 0,
+                             "negative count %" PRId64
+                             " at [iteration %" PRId64 ", layer %d, rank %d, expert %d]",
+                             v, it, l, r, e);
+          if (__builtin_add_overflow(total, v, &total))
+            return tr_seterr(err, TR_EOVERFLOW, t->path, 0,
+                             "the counts of iteration %" PRId64
+                             ", layer %d sum to more than int64 can hold",
+                             it, l);
+        }
+    }
   return TR_OK;
 }
 
+/* Widens m counts at q to int64 in buf; returns the OR of them. A constant
+ * m lets the compiler vectorize the loop (the full chunks). */
+static inline uint64_t widen(const unsigned char *q, tr_dtype d, size_t m, int64_t *buf) {
+  uint64_t any = 0;
+  if (d == TR_INT64) {
+    memcpy(buf, q, m * 8);
+    for (size_t i = 0; i < m; i++)
+      any |= (uint64_t)buf[i];
+  } else if (d == TR_INT32) {
+    for (size_t i = 0; i < m; i++) {
+      int32_t v;
+      memcpy(&v, q + 4 * i, 4);
+      buf[i] = v;
+      any |= (uint64_t)(int64_t)v;
+    }
+  } else {
+    for (size_t i = 0; i < m; i++) {
+      uint16_t v;
+      memcpy(&v, q + 2 * i, 2);
+      buf[i] = v;
+      any |= v;
+    }
+  }
+  return any;
+}
+
 /*
- * Pass over the counts: negatives, slice-total overflow, hash. Slice by
- * slice, in chunks of SCAN_CHUNK counts widened to int64 (little-endian,
- * as the hash defines them; a plain copy for int64 data) so that the checks
- * and XXH3 run over contiguous int64s: an OR of the chunk finds negatives
- * (sign bit) and counts of 2^51 or more, and only such chunks take the
- * element-by-element overflow check; otherwise the chunk's sum (< 2^63)
- * is added with one check.
+ * Pass over the counts: hash, and the negative and slice-total overflow
+ * checks. The counts stream through a buffer in chunks of SCAN_CHUNK,
+ * widened to int64 (little-endian, as the hash defines them; a plain copy
+ * for int64 data), hashed with XXH3, and OR-ed together. The OR decides
+ * the checks at the end: its sign bit means a negative count; if every
+ * count is below 2^b with n 2^b <= 2^63 (n = counts per slice), no slice
+ * total can overflow. Otherwise (negative counts, or int64 counts near
+ * the limit) check_counts makes the exact pass and names the culprit.
  */
 #define SCAN_CHUNK 4096
 static int scan_counts(tr_trace *t, tr_error *err) {
@@ -166,56 +205,31 @@ static int scan_counts(tr_trace *t, tr_error *err) {
   uint64_t shape[4] = {(uint64_t)t->iterations, (uint64_t)t->layers, (uint64_t)t->ranks,
                        (uint64_t)t->experts};
   XXH3_64bits_update(&st, shape, sizeof(shape));
-  size_t es = dtype_size(t->dtype), n = (size_t)t->ranks * (size_t)t->experts;
+  size_t es = dtype_size(t->dtype), per_slice = (size_t)t->ranks * (size_t)t->experts;
+  size_t per_it = per_slice * (size_t)t->layers, total = per_it * (size_t)t->iterations;
   int64_t buf[SCAN_CHUNK];
-  const unsigned char *p = t->data;
-  for (int64_t it = 0; it < t->iterations; it++) {
-    if (it % 4096 == 0)
-      tr_release_before(t, it);
-    for (int l = 0; l < t->layers; l++, p += n * es) {
-      int64_t total = 0;
-      for (size_t i0 = 0; i0 < n; i0 += SCAN_CHUNK) {
-        size_t m = n - i0 < SCAN_CHUNK ? n - i0 : SCAN_CHUNK;
-        const unsigned char *q = p + i0 * es;
-        if (t->dtype == TR_INT64)
-          memcpy(buf, q, m * 8);
-        else if (t->dtype == TR_INT32)
-          for (size_t i = 0; i < m; i++) {
-            int32_t v;
-            memcpy(&v, q + 4 * i, 4);
-            buf[i] = v;
-          }
-        else
-          for (size_t i = 0; i < m; i++) {
-            uint16_t v;
-            memcpy(&v, q + 2 * i, 2);
-            buf[i] = v;
-          }
-        uint64_t any = 0, sum = 0;
-        for (size_t i = 0; i < m; i++) {
-          any |= (uint64_t)buf[i];
-          sum += (uint64_t)buf[i];
-        }
-        if (any >> 63)
-          return report_negative(t, it, l, p, n, err);
-        int over = 0;
-        if (any >> 51) /* a count >= 2^51: the chunk's sum may wrap */
-          for (size_t i = 0; i < m && !over; i++)
-            over = __builtin_add_overflow(total, buf[i], &total);
-        else if ((int64_t)sum > INT64_MAX - total) /* sum < 4096 x 2^51 = 2^63 */
-          over = 1;
-        else
-          total += (int64_t)sum;
-        if (over)
-          return tr_seterr(err, TR_EOVERFLOW, t->path, 0,
-                           "the counts of iteration %" PRId64
-                           ", layer %d sum to more than int64 can hold",
-                           it, l);
-        XXH3_64bits_update(&st, buf, m * sizeof(int64_t));
-      }
+  uint64_t any = 0;
+  int64_t next_release = 4096;
+  for (size_t i0 = 0; i0 < total; i0 += SCAN_CHUNK) {
+    if ((int64_t)(i0 / per_it) >= next_release) {
+      tr_release_before(t, (int64_t)(i0 / per_it));
+      next_release += 4096;
     }
+    const unsigned char *q = t->data + i0 * es;
+    size_t m = total - i0 < SCAN_CHUNK ? total - i0 : SCAN_CHUNK;
+    any |= m == SCAN_CHUNK ? widen(q, t->dtype, SCAN_CHUNK, buf) : widen(q, t->dtype, m, buf);
+    XXH3_64bits_update(&st, buf, m * sizeof(int64_t));
   }
   tr_release_before(t, t->iterations);
+  int bits = 0; /* n <= 2^bits */
+  while (bits < 63 && ((size_t)1 << bits) < per_slice)
+    bits++;
+  if ((any >> 63) || (bits > 0 && (any >> (63 - bits)) != 0)) {
+    int rc = check_counts(t, err);
+    tr_release_before(t, t->iterations);
+    if (rc)
+      return rc;
+  }
   t->hash = XXH3_64bits_digest(&st);
   return TR_OK;
 }
