@@ -269,7 +269,12 @@ static int bench_rescale(const char *trace_path) {
   printf("\n## tr_rescale_slice: ms per (iteration, layer), %d GPUs x %d experts, "
          "%lld slots per GPU, from %d ranks (best of %d x %lld slices)\n",
          G, E, (long long)N, R, reps, (long long)slices);
-  printf("# trace %s\n", trace_path);
+  if (tmp[0])
+    printf("# trace generated: pattern realistic, %lld iterations x %d layers x %d ranks x %d "
+           "experts, 4096 tokens per rank, top-2, seed 1\n",
+           (long long)t.iterations, t.layers, R, E);
+  else
+    printf("# trace %s\n", trace_path);
   double best_t = 1e9, best_g = 1e9;
   for (int k = 0; k < reps; k++) {
     double t0 = cpu();
