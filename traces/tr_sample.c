@@ -5,7 +5,7 @@
  *  - n p' < 10: inversion. u ~ U[0, 1); walk k = 0, 1, ... subtracting
  *    f(k) (f(0) = q^n = exp(n log1p(-p')), f(k) = f(k-1) (n-k+1)/k p'/q)
  *    until u < f(k). If rounding leaves u unspent past k = n (or past
- *    INV_KMAX, where the remaining mass is below 1e-60), the draw restarts
+ *    INV_KMAX, where the remaining mass is below 1e-170), the draw restarts
  *    with a fresh u, i.e. it is conditioned away, which changes no
  *    probability by more than that rounding.
  *  - n p' >= 10: BTRS (Hormann 1993), the two-uniform form: u ~ U(-1/2,
@@ -32,7 +32,7 @@
 #include "traces/tr_trace.h"
 
 #define BTRS_MIN_NP 10.0 /* Hormann's validity bound for BTRS's constants */
-#define INV_KMAX 200      /* n p' < 10: P(k > 200) < 1e-200 */
+#define INV_KMAX 200      /* n p' < 10: P(k > 200) < 1e-170 */
 #define SPLIT_N ((int64_t)1 << 52)
 
 static uint64_t splitmix64(uint64_t *x) {
