@@ -64,7 +64,7 @@ static const char help[] =
     "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
     "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
     "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
-    "                     [--jobs J] [--db FILE] [--quiet]\n"
+    "                     [--plan-moves] [--jobs J] [--db FILE] [--quiet]\n"
     "\n"
     "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
     "policies and stores each as one run (one transaction) in the database.\n"
@@ -83,6 +83,8 @@ static const char help[] =
     "  --seeds LIST      seeds (default 1)\n"
     "  --engine E        analytic (default) or des\n"
     "  --iterations A:B  iterations of the trace to simulate (default all)\n"
+    "  --plan-moves      also store every plan's moves (plans.moves_json); by\n"
+    "                    default a sweep stores each plan's move count and bytes\n"
     "  --jobs J          worker processes (default 1)\n"
     "  --db FILE         results database (default flexmoe.db)\n"
     "  --quiet           no progress bar\n"
@@ -751,10 +753,12 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
       {"slots", required_argument, NULL, 'S'},
       {"profile", required_argument, NULL, 'P'},
       {"quiet", no_argument, NULL, 'q'},
+      {"plan-moves", no_argument, NULL, 'm'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   cli_sim_config init = CLI_SIM_CONFIG_INIT;
   sw->base = init;
+  sw->base.plan_moves = 0;
   sw->jobs = 1;
   sw->db = "flexmoe.db";
   int c;
@@ -824,6 +828,9 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
       break;
     case 'q':
       sw->quiet = 1;
+      break;
+    case 'm':
+      sw->base.plan_moves = 1;
       break;
     case 'h':
       cli_help(help);

@@ -111,7 +111,7 @@ static void print_header(const tr_trace *t, const tr_stats *s) {
   if (s->first != 0 || s->iterations != t->iterations)
     printf("analysed  iterations %" PRId64 "..%" PRId64 "\n", s->first,
            s->first + s->iterations - 1);
-  printf("hash      fnv1a64:%016" PRIx64 "\n", t->hash);
+  printf("hash      xxh3:%016" PRIx64 "\n", t->hash);
   snprintf(v[0], 32, m->top_k ? "%d" : "-", m->top_k);
   snprintf(v[1], 32, m->d_model ? "%d" : "-", m->d_model);
   snprintf(v[2], 32, m->d_ff ? "%d" : "-", m->d_ff);

@@ -365,7 +365,16 @@ static double pct(const double *v, int64_t n, double p) {
   return v[k];
 }
 
-static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *plan) {
+/* Kind letters of a move in moves_json: r(eplicate), d(rop), m(igrate). */
+static char move_kind_letter(int kind) {
+  return kind == PL_MOVE_REPLICATE ? 'r' : kind == PL_MOVE_DROP ? 'd' : kind == PL_MOVE_MIGRATE ? 'm' : '?';
+}
+
+/* Records a plan that changed the placement: its count and bytes, and with
+ * keep_moves its moves as compact JSON, [[expert,from,to,"r|d|m"],...]
+ * (docs/results.md). */
+static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *plan,
+                    int keep_moves) {
   if (o->nplans == o->capplans) {
     int nc = o->capplans ? o->capplans * 2 : 64;
     plan_rec *np = realloc(o->plans, (size_t)nc * sizeof(plan_rec));
@@ -374,21 +383,24 @@ static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *pla
     o->plans = np;
     o->capplans = nc;
   }
-  size_t cap = 32 + (size_t)plan->nmoves * 64, off = 0;
-  char *js = malloc(cap);
-  if (!js)
-    return -1;
-  int64_t bytes = 0;
-  off += (size_t)snprintf(js + off, cap - off, "[");
-  for (int k = 0; k < plan->nmoves; k++) {
-    const pl_move *m = &plan->moves[k];
-    static const char *kinds[] = {"?", "replicate", "drop", "migrate"};
-    off += (size_t)snprintf(js + off, cap - off, "%s{\"expert\":%d,\"from\":%d,\"to\":%d,\"kind\":\"%s\"}",
-                            k ? "," : "", m->expert, m->from, m->to,
-                            kinds[m->kind >= 1 && m->kind <= 3 ? m->kind : 0]);
-    bytes += m->bytes;
+  char *js = NULL;
+  if (keep_moves) {
+    /* at most 3 x 11 digits + 10 punctuation per move */
+    size_t cap = 4 + (size_t)plan->nmoves * 48, off = 0;
+    js = malloc(cap);
+    if (!js)
+      return -1;
+    js[off++] = '[';
+    for (int k = 0; k < plan->nmoves; k++) {
+      const pl_move *m = &plan->moves[k];
+      off += (size_t)snprintf(js + off, cap - off, "%s[%d,%d,%d,\"%c\"]", k ? "," : "",
+                              m->expert, m->from, m->to, move_kind_letter(m->kind));
+    }
+    snprintf(js + off, cap - off, "]");
   }
-  snprintf(js + off, cap - off, "]");
+  int64_t bytes = 0;
+  for (int k = 0; k < plan->nmoves; k++)
+    bytes += plan->moves[k].bytes;
   plan_rec *p = &o->plans[o->nplans++];
   p->iteration = it;
   p->layer = layer;
@@ -545,7 +557,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
       lin[l].nmoves = plans[l].changed ? plans[l].nmoves : 0;
       lin[l].uncharged = plans[l].changed && plans[l].uncharged;
       lin[l].background = plans[l].background;
-      if (plans[l].changed && plans[l].nmoves && add_plan(o, it, l, &plans[l])) {
+      if (plans[l].changed && plans[l].nmoves && add_plan(o, it, l, &plans[l], cfg->plan_moves)) {
         free(bal);
         goto nomem;
       }
@@ -720,7 +732,9 @@ int cli_sim_record(st_db *db, const cli_sim_output *o, int64_t *run_id, char *er
                         o->layer_ms[(size_t)i * o->layers + l]);
   for (int i = 0; !rc && i < o->nplans; i++)
     rc = st_run_plan(run, o->plans[i].iteration, o->plans[i].layer, o->plans[i].nmoves,
-                     o->plans[i].bytes, o->plans[i].moves_json);
+                     o->plans[i].bytes,
+                     o->plans[i].moves_json && *o->plans[i].moves_json ? o->plans[i].moves_json
+                                                                        : NULL);
   if (!rc)
     rc = st_run_commit(run, run_id);
   else

@@ -39,9 +39,13 @@ typedef struct cli_sim_config {
    * measure the error of aggregating the rings and migrations). Ignored by
    * analytic. */
   int exact_net;
+  /* 1 = record each plan's moves (the plans table's moves_json); 0 = only
+   * its count and bytes (sweeps, where per-move rows of re-planning
+   * policies dominate the database). Not part of the config key. */
+  int plan_moves;
 } cli_sim_config;
 
-#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0}
+#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0, 1}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct cli_sim_summary {

@@ -361,7 +361,8 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
   g->cnt = pl_calloc(E * N + E, sizeof(int));
   g->cover = pl_calloc(K * N + K, sizeof(double));
-  g->tsc = pl_calloc(K * E * N * 3, sizeof(double));
+  /* not zeroed: an entry is read only after fill_terms wrote it (tstamp) */
+  g->tsc = pl_malloc(K * E * N * 3 * sizeof(double));
   g->tstamp = pl_calloc(E * N + E, sizeof(unsigned));
   if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
       !g->cover || !g->tsc || !g->tstamp) {

@@ -14,14 +14,24 @@
  *      step accepted only if it lowers
  *         layer time (compute + all-to-all + replica all-reduce)
  *         + migration time / horizon;
+ *      Candidates beside the incremental plan, each charged its migration
+ *      from the current placement / horizon, the cheapest kept:
+ *      restart (the greedy from the static layout) and rebuild (EPLB's
+ *      replica counts for ceil(E/G) slots per GPU, realised by keeping
+ *      current copies and adding the missing ones on the lightest GPUs,
+ *      then `polish` greedy steps): the incremental greedy cannot cross the
+ *      step in replica all-reduce that the first GPU with two replicated
+ *      experts costs, a whole new replica budget can;
  *   3. the plan is issued only if the predicted gain over the horizon,
  *      (layer time now - layer time after) x horizon, exceeds the
  *      adjustment cost (the migration time of the plan's moves).
  * Moves run in the background (overlapping the next iteration) when
  * background=1. The placement starts as the static layout.
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
- * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy.
+ * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
+ * plus O(E G + G log E + (G S) log G) and a polish for the rebuild.
  */
+#include <math.h>
 #include <string.h>
 
 #include "placement/pl_error.h"
@@ -31,9 +41,14 @@
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
-  int slots, background, max_steps, interval, scenarios, restart;
+  int slots, background, max_steps, interval, scenarios, restart, rebuild, polish, noise;
+  double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
+  double *nscen; /* noise: [(noise+1)*E] scenarios of the next load */
   pl_monitor mon;
-  pl_placement alt; /* restart candidate (restart only) */
+  pl_placement alt; /* restart / rebuild candidate */
+  int *need;        /* [E] rebuild: replicas still to place (target count first) */
+  double *key, *per, *gk; /* [E], [E], [G] rebuild scratch */
+  double *io;             /* [4G] moves_us scratch */
   double *gload; /* [G] */
   double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
   int64_t *seen; /* [layers] observations */
@@ -46,7 +61,14 @@ static void fx_fini(void *state) {
   pl_monitor_fini(&s->mon);
   pl_free(s->gload);
   pl_free(s->hist);
+  pl_free(s->nhist);
+  pl_free(s->nscen);
   pl_free(s->seen);
+  pl_free(s->need);
+  pl_free(s->key);
+  pl_free(s->per);
+  pl_free(s->gk);
+  pl_free(s->io);
   pl_placement_fini(&s->alt);
   pl_free(s);
 }
@@ -66,6 +88,9 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "interval", 1, 1, 1 << 30, &s->interval)) ||
       (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
       (rc = pl_kv_int(kv, nkv, "restart", -1, -1, 1, &s->restart)) ||
+      (rc = pl_kv_int(kv, nkv, "rebuild", 1, 0, 1 << 30, &s->rebuild)) ||
+      (rc = pl_kv_int(kv, nkv, "polish", 32, 0, 1 << 30, &s->polish)) ||
+      (rc = pl_kv_int(kv, nkv, "noise", 0, 0, 32, &s->noise)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -73,12 +98,25 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
   s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
+  if (s->noise) {
+    s->nhist = pl_calloc((size_t)env->layers * (s->noise + 1) * env->experts, sizeof(double));
+    s->nscen = pl_calloc((size_t)(s->noise + 1) * env->experts, sizeof(double));
+    if (!s->nhist || !s->nscen) {
+      rc = PL_ENOMEM;
+      goto fail;
+    }
+  }
   if (s->restart < 0) /* auto: where a second greedy run is cheap */
     s->restart = (int64_t)env->cluster.gpus * env->experts <= 65536;
-  if (s->restart &&
+  if ((s->restart || s->rebuild) &&
       (rc = pl_placement_init(&s->alt, env->experts, env->cluster.gpus, env->cluster.slots)))
     goto fail;
-  if (!s->gload || !s->hist || !s->seen) {
+  s->need = pl_calloc((size_t)env->experts, sizeof(int));
+  s->key = pl_calloc((size_t)env->experts, sizeof(double));
+  s->per = pl_calloc((size_t)env->experts, sizeof(double));
+  s->gk = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
+  s->io = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(double));
+  if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk || !s->io) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -101,7 +139,75 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
   int E = s->env.experts, G = s->env.cluster.gpus;
   double *row = s->hist + ((size_t)layer * s->scenarios + (size_t)(s->seen[layer] % s->scenarios)) * E;
   pl_sum_sources(counts, G, E, row);
+  if (s->noise) {
+    int R = s->noise + 1;
+    double *nrow = s->nhist + ((size_t)layer * R + (size_t)(s->seen[layer] % R)) * E;
+    memcpy(nrow, row, sizeof(double) * (size_t)E);
+  }
   s->seen[layer]++;
+  return PL_OK;
+}
+
+/* pl_cost_moves_us in O(G + moves) instead of O(G x moves) (a rebuild can
+ * move thousands of copies at 1,024 GPUs): the same per-GPU sums, each
+ * accumulated over the moves in the same order, the same formula: the same
+ * bits. */
+static double moves_us(fx_state *s, const pl_move *moves, int nmoves) {
+  const pl_cluster *c = &s->env.cluster;
+  double *io = s->io, worst = 0;
+  for (int k = 0; k < nmoves; k++) {
+    const pl_move *mv = &moves[k];
+    if (mv->to < 0 || mv->bytes <= 0)
+      continue;
+    int inter = pl_cluster_node(c, mv->from) != pl_cluster_node(c, mv->to);
+    io[4 * (size_t)mv->from + 2 * inter] += (double)mv->bytes;
+    io[4 * (size_t)mv->to + 2 * inter + 1] += (double)mv->bytes;
+  }
+  for (int k = 0; k < nmoves; k++) {
+    const pl_move *mv = &moves[k];
+    if (mv->to < 0 || mv->bytes <= 0)
+      continue;
+    int gs[2] = {mv->from, mv->to};
+    for (int i = 0; i < 2; i++) {
+      double *v = io + 4 * (size_t)gs[i];
+      if (v[0] + v[1] + v[2] + v[3] == 0)
+        continue; /* seen already */
+      double t = fmax(v[0], v[1]) / c->intra_Bps + fmax(v[2], v[3]) / (c->inter_Bps / c->oversub);
+      t += (v[0] + v[1] > 0 ? c->intra_lat_s : 0) + (v[2] + v[3] > 0 ? c->inter_lat_s : 0);
+      worst = fmax(worst, t);
+      v[0] = v[1] = v[2] = v[3] = 0;
+    }
+  }
+  return worst * 1e6;
+}
+
+/* Charges candidate s->alt (its estimated layer time layer_us) the
+ * migration from `current` amortised over the horizon and makes it the plan
+ * if that beats the plan so far (*after + *adjust / horizon). */
+static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                           double layer_us, double *after, double *adjust, int *steps) {
+  const pl_env *env = &s->env;
+  if (!(layer_us < *after + *adjust / s->horizon))
+    return PL_OK; /* loses even if its moves were free */
+  int n = 0, gpn = env->cluster.gpus_per_node, rc;
+  int64_t bytes = pl_expert_move_bytes(&env->model);
+  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
+    return rc;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
+  double mig = rc ? 0 : moves_us(s, mv, n);
+  pl_free(mv);
+  if (rc)
+    return rc;
+  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
+    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
+      return rc;
+    *after = layer_us;
+    *adjust = mig;
+    *steps += 1;
+  }
   return PL_OK;
 }
 
@@ -126,26 +232,134 @@ static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_p
   pl_greedy_fini(&g);
   if (rc)
     return rc;
-  int n = 0, gpn = env->cluster.gpus_per_node;
-  int64_t bytes = pl_expert_move_bytes(&env->model);
-  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
+  return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
+}
+
+/*
+ * The rebuild candidate: EPLB's replica counts for a budget of `per` slots
+ * per GPU under the predicted loads (one copy each, then one more at a time
+ * to the expert with the highest load per copy, at most G), realised with
+ * few moves from `current`: every expert keeps up to its new count of its
+ * current copies (dropping those on the busiest GPUs first), and the missing
+ * copies, heaviest per copy first, go to the lightest GPUs (load per copy
+ * summed) with a free slot that lack the expert. The incremental greedy
+ * cannot cross the step in replica all-reduce time that the first GPU with
+ * two replicated experts costs; a whole new budget can. Writes s->alt,
+ * valid (every expert keeps at least one copy; at most s->slots per GPU).
+ * O(B log E + (G S + B) log G) for B = G x per copies.
+ */
+static int sticky_layout(fx_state *s, const pl_placement *current, const double *load, int per) {
+  int E = s->env.experts, G = s->env.cluster.gpus, S = s->slots, rc;
+  pl_placement *a = &s->alt;
+  if ((rc = pl_placement_copy(a, current)) != 0)
     return rc;
-  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
-  if (!mv)
-    return PL_ENOMEM;
-  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
-  double mig = rc ? 0 : pl_cost_moves_us(&env->cluster, mv, n);
-  pl_free(mv);
+  int64_t B = (int64_t)G * per;
+  pl_seg te = {0}, tg = {0};
+  for (int e = 0; e < E; e++) {
+    s->need[e] = 1;
+    s->key[e] = G > 1 ? load[e] : -INFINITY;
+  }
+  if ((rc = pl_seg_init(&te, E, s->key, 1)) != 0)
+    return rc;
+  for (int64_t k = E; k < B; k++) {
+    int e = pl_seg_top(&te);
+    if (!(s->key[e] > -INFINITY))
+      break;
+    s->need[e]++;
+    s->key[e] = s->need[e] < G ? load[e] / s->need[e] : -INFINITY;
+    pl_seg_update(&te, e);
+  }
+  /* drop surplus copies, each from its busiest GPU (current loads per copy) */
+  pl_even_balance(a, load, s->gload);
+  for (int e = 0; e < E; e++) {
+    double w = load[e] / a->nrep[e];
+    while (a->nrep[e] > s->need[e]) {
+      const int *rep = a->rep + (size_t)e * G;
+      int best = rep[0];
+      for (int i = 1; i < a->nrep[e]; i++)
+        if (s->gload[rep[i]] >= s->gload[best])
+          best = rep[i];
+      if ((rc = pl_placement_remove(a, e, best)) != 0)
+        goto done;
+      s->gload[best] -= w;
+    }
+  }
+  /* GPU weights under the new counts; missing copies heaviest first */
+  for (int e = 0; e < E; e++) {
+    s->per[e] = load[e] / s->need[e];
+    s->need[e] -= a->nrep[e];
+    s->key[e] = s->need[e] > 0 ? s->per[e] : -INFINITY;
+    pl_seg_update(&te, e);
+  }
+  for (int g = 0; g < G; g++) {
+    const int *host = a->host + (size_t)g * a->slots;
+    double w = 0;
+    for (int j = 0; j < a->nhost[g]; j++)
+      w += s->per[host[j]];
+    s->gload[g] = w;
+    s->gk[g] = a->nhost[g] < S ? w : INFINITY;
+  }
+  if ((rc = pl_seg_init(&tg, G, s->gk, 0)) != 0)
+    goto done;
+  for (;;) {
+    int e = pl_seg_top(&te);
+    if (!(s->key[e] > -INFINITY))
+      break;
+    /* mask e's GPUs, take the need lightest GPUs with room, unmask */
+    const int *rep = a->rep + (size_t)e * G;
+    int nr = a->nrep[e], want = s->need[e];
+    for (int i = 0; i < nr; i++) {
+      s->gk[rep[i]] = INFINITY;
+      pl_seg_update(&tg, rep[i]);
+    }
+    for (int k = 0; k < want; k++) {
+      int g = pl_seg_top(&tg);
+      if (!(s->gk[g] < INFINITY))
+        break; /* no GPU with room lacks e: it gets fewer copies */
+      if ((rc = pl_placement_add(a, e, g)) != 0)
+        goto done;
+      s->gload[g] += s->per[e];
+      s->gk[g] = INFINITY; /* now holds e: masked below like the others */
+      pl_seg_update(&tg, g);
+    }
+    rep = a->rep + (size_t)e * G;
+    for (int i = 0; i < a->nrep[e]; i++) {
+      int g = rep[i];
+      s->gk[g] = a->nhost[g] < S ? s->gload[g] : INFINITY;
+      pl_seg_update(&tg, g);
+    }
+    s->key[e] = -INFINITY;
+    pl_seg_update(&te, e);
+  }
+done:
+  pl_seg_fini(&te);
+  pl_seg_fini(&tg);
+  return rc;
+}
+
+/* The rebuild candidate at the smallest budget, ceil(E/G) slots per GPU
+ * (more copies than that are the greedy's to add, one by one, where they
+ * pay: measured on the real traces at 8 and 64 GPUs and on bench_pl_speed's
+ * drift at 1,024 GPUs, a rebuild with a larger budget won 1 time in 3,500),
+ * polished by `polish` greedy steps (migration weighted 1/horizon) and
+ * charged its migration from the current placement. */
+static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                       const double *scen, int K, const double *load, double *after,
+                       double *adjust, int *steps) {
+  const pl_env *env = &s->env;
+  int per = (env->experts + env->cluster.gpus - 1) / env->cluster.gpus, rc;
+  if ((rc = sticky_layout(s, current, load, per)) != 0)
+    return rc;
+  pl_greedy g;
+  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
+                           s->slots, 1.0 / s->horizon)) != 0)
+    return rc;
+  rc = pl_greedy_run(&g, s->polish);
+  double layer_us = pl_greedy_layer_us(&g);
+  pl_greedy_fini(&g);
   if (rc)
     return rc;
-  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
-    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
-      return rc;
-    *after = layer_us;
-    *adjust = mig;
-    *steps += 1;
-  }
-  return PL_OK;
+  return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
 }
 
 static int fx_plan(void *state, int iteration, int layer,
@@ -169,6 +383,22 @@ static int fx_plan(void *state, int iteration, int layer,
   const double *scen = K > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
   if (K < 2)
     K = 1;
+  if (s->noise && s->seen[layer] > s->noise) {
+    /* the prediction, and the prediction plus each of the last `noise`
+     * per-iteration changes: scenarios of the next load centred on the
+     * prediction with the spread routing has shown */
+    int R = s->noise + 1, E = env->experts;
+    int64_t t = s->seen[layer] - 1;
+    const double *h = s->nhist + (size_t)layer * R * E;
+    memcpy(s->nscen, load, sizeof(double) * (size_t)E);
+    for (int k = 1; k <= s->noise; k++) {
+      const double *a = h + (size_t)((t - k + 1) % R) * E, *b = h + (size_t)((t - k) % R) * E;
+      for (int e = 0; e < E; e++)
+        s->nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
+    }
+    scen = s->nscen;
+    K = R;
+  }
   pl_greedy g;
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile,
                            &plan->placement, scen, K, s->slots, 1.0 / s->horizon)) != 0)
@@ -182,6 +412,9 @@ static int fx_plan(void *state, int iteration, int layer,
     return rc;
   if (s->restart && (rc = try_restart(s, layer, current, plan, scen, K, &after, &adjust,
                                        &steps)) != 0)
+    return rc;
+  if (s->rebuild && (iteration / s->interval) % s->rebuild == 0 &&
+      (rc = try_rebuild(s, layer, current, plan, scen, K, load, &after, &adjust, &steps)) != 0)
     return rc;
   if (steps > 0 && (before - after) * s->horizon > adjust) {
     plan->changed = !pl_placement_equal(&plan->placement, current);
@@ -199,6 +432,9 @@ static const pl_param_desc fx_params[] = {
     {"interval", "1", "check the trigger every this many iterations"},
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
     {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
+    {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts (ceil(E/G) slots per GPU) packed around the current placement, kept if cheaper incl. migration (0: off)"},
+    {"polish", "32", "greedy steps that polish the rebuild candidate before it is costed"},
+    {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off)"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 

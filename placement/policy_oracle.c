@@ -25,7 +25,7 @@
 #include "placement/pl_policies.h"
 #include "pl_internal.h"
 
-#define NCAND 5
+#define NCAND 6
 
 /* Budget of the EPLB start: EPLB always fills every slot it is given, so
  * with the cluster's memory-sized slots (often every expert on every GPU)
@@ -152,9 +152,19 @@ static int or_plan(void *state, int iteration, int layer,
   if (rc || (rc = pl_eplb_layout(&s->cand[4], &env->cluster, s->load, s->eplb_slots, 0)) ||
       (rc = refine(s, &s->cand[4])))
     return rc;
+  /* 5 greedy(eplb with the fewest slots, ceil(E/G) per GPU): few replica
+   * groups per GPU, so little all-reduce (the start flexmoe's rebuild
+   * uses; skipped when it is the EPLB start above) */
+  int need = (env->experts + env->cluster.gpus - 1) / env->cluster.gpus, ncand = NCAND - 1;
+  if (need < s->eplb_slots) {
+    if ((rc = pl_eplb_layout(&s->cand[5], &env->cluster, s->load, need, 0)) ||
+        (rc = refine(s, &s->cand[5])))
+      return rc;
+    ncand = NCAND;
+  }
   int best = 0;
   double best_us = INFINITY;
-  for (int k = 0; k < NCAND; k++) {
+  for (int k = 0; k < ncand; k++) {
     double us;
     if ((rc = exact_us(s, &s->cand[k], upcoming, &us)) != 0)
       return rc;

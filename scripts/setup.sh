@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 apt_pkgs=(meson ninja-build pkg-config gcc libc6-dev
-          libgsl-dev libsqlite3-dev libjansson-dev libcriterion-dev
+          libgsl-dev libsqlite3-dev libjansson-dev libxxhash-dev libcriterion-dev
           libopenmpi-dev openmpi-bin sqlite3 python3 python3-pip)
 missing=()
 for p in "${apt_pkgs[@]}"; do

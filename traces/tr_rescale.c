@@ -8,17 +8,21 @@
  * N / total[s], so skew and fluctuation carry over. When G == R and N equals
  * the source's own total, the row is copied (the identity rescale is exact).
  *
- * Random stream: one gsl_rng (MT19937) per (iteration, layer), seeded with a
- * SplitMix64 mix of (seed, iteration, layer); GPUs draw in order 0..G-1 from
- * it. gsl_ran_multinomial takes an unsigned int N, so a larger N is drawn in
- * chunks (a sum of multinomials with the same p is a multinomial).
+ * Sampler: tr_sample's conditional binomials (BTRS and inversion, exact),
+ * with the conditional probabilities of a source rank prepared once per
+ * slice and shared by the GPUs that read it, whose rows are drawn
+ * interleaved (tr_multinomial_rows: the same draws as one row at a time).
+ *
+ * Random stream: one xoshiro256** stream per (iteration, layer, GPU), keyed
+ * by SplitMix64(tr_stream_seed(seed, iteration, layer) ^ g). A GPU's row
+ * depends on (seed, iteration, layer, g, its source row, N) only: not on G,
+ * nor on the other GPUs, nor on the order anything is drawn in.
  */
 #include "traces/tr_rescale.h"
 
-#include <gsl/gsl_randist.h>
-#include <gsl/gsl_rng.h>
-#include <limits.h>
 #include <string.h>
+
+#include "traces/tr_sample.h"
 
 static uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -37,56 +41,42 @@ int tr_rescale_slice(const tr_trace *t, int64_t iteration, int layer, int gpus,
       layer < 0 || layer >= t->layers)
     return TR_EINVAL;
   int R = t->ranks, E = t->experts, rc = TR_OK;
+  int per = (gpus + R - 1) / R; /* most GPUs reading one source rank */
   int64_t *src = tr_malloc((size_t)R * E * sizeof(int64_t));
-  double *p = tr_malloc((size_t)E * sizeof(double));
-  unsigned int *draw = tr_malloc((size_t)E * sizeof(unsigned int));
-  gsl_rng *rng = NULL;
-  if (!src || !p || !draw) {
+  tr_binp *cat = tr_malloc((size_t)E * sizeof(tr_binp));
+  tr_rng *rng = tr_malloc((size_t)per * sizeof(tr_rng));
+  if (!src || !cat || !rng) {
     rc = TR_ENOMEM;
     goto done;
   }
   tr_slice(t, iteration, layer, src);
-  for (int g = 0; g < gpus; g++) {
-    const int64_t *row = src + (size_t)(g % R) * E;
-    int64_t *dst = out + (size_t)g * E;
+  uint64_t key = tr_stream_seed(seed, (uint64_t)iteration, (uint64_t)layer);
+  /* Source rank s drives GPUs s, s + R, s + 2R, ...: rows at stride R x E. */
+  for (int s = 0; s < R && s < gpus; s++) {
+    const int64_t *row = src + (size_t)s * E;
     int64_t total = 0;
     for (int e = 0; e < E; e++)
-      total += row[e];
+      total += row[e]; /* fits: slice totals are checked on open */
     int64_t target = slots_per_gpu > 0 ? slots_per_gpu : total;
-    if (total == 0 || target == 0) {
-      memset(dst, 0, (size_t)E * sizeof(int64_t));
-      continue;
-    }
-    if (gpus == R && target == total) {
-      memcpy(dst, row, (size_t)E * sizeof(int64_t));
-      continue;
-    }
-    if (!rng) {
-      rng = gsl_rng_alloc(gsl_rng_mt19937);
-      if (!rng) {
-        rc = TR_ENOMEM;
-        goto done;
+    int n = (gpus - 1 - s) / R + 1;
+    if (total == 0 || target == 0 || (gpus == R && target == total)) {
+      for (int j = 0; j < n; j++) {
+        int64_t *dst = out + ((size_t)j * R + s) * E;
+        if (total == 0 || target == 0)
+          memset(dst, 0, (size_t)E * sizeof(int64_t));
+        else
+          memcpy(dst, row, (size_t)E * sizeof(int64_t)); /* the identity rescale */
       }
-      gsl_rng_set(rng, (unsigned long)tr_stream_seed(seed, (uint64_t)iteration,
-                                                     (uint64_t)layer));
+      continue;
     }
-    for (int e = 0; e < E; e++) {
-      p[e] = (double)row[e] / (double)total;
-      dst[e] = 0;
-    }
-    for (int64_t left = target; left > 0;) {
-      unsigned int n = left > (int64_t)UINT_MAX ? UINT_MAX : (unsigned int)left;
-      gsl_ran_multinomial(rng, (size_t)E, n, p, draw);
-      for (int e = 0; e < E; e++)
-        dst[e] += draw[e];
-      left -= n;
-    }
+    tr_multinomial_prepare(cat, E, row); /* cannot fail: total > 0, no negatives */
+    for (int j = 0; j < n; j++)
+      tr_rng_seed(&rng[j], splitmix64(key ^ (uint64_t)(j * R + s)));
+    tr_multinomial_rows(rng, n, target, E, cat, out + (size_t)s * E, (size_t)R * E);
   }
 done:
-  if (rng)
-    gsl_rng_free(rng);
-  tr_free(draw);
-  tr_free(p);
+  tr_free(rng);
+  tr_free(cat);
   tr_free(src);
   return rc;
 }

@@ -90,6 +90,7 @@ typedef struct bq_result {
   double drop_frac;
   double plan_us;      /* mean wall time of pl_policy_plan per call */
   double compute_us, alltoall_us, allreduce_us; /* per iteration, means */
+  double *layer_us;    /* optional, [iters * layers]: each layer's time (no migration) */
 } bq_result;
 
 /* Runs spec over counts[it][layer][G*E] for `iters` iterations. A spec
@@ -144,6 +145,8 @@ static inline int bq_run(const char *spec, const pl_env *env, const int64_t *cou
                               pl_policy_placement(p, l), &r, &cost)) != 0)
         break;
       it_us += cost.total_us;
+      if (out->layer_us)
+        out->layer_us[(size_t)it * L + l] = cost.total_us;
       comp += cost.compute_us;
       a2a += cost.alltoall_us;
       ar += cost.allreduce_us;

@@ -10,8 +10,11 @@
  *
  * Usage: bench_pl_quality [--iterations N] [--gpus 8,32,64] [--trace FILE]...
  *                         [--policy SPEC]... [--large] [--extra-slots N] [--lag]
+ *                         [--hindsight]
  * --policy replaces the list (the oracle is always added), --large runs only
- * the 2048 x 8192 model, --lag adds "lag:oracle" (bench_common.h).
+ * the 2048 x 8192 model, --lag adds "lag:oracle" (bench_common.h),
+ * --hindsight adds a row: per layer and iteration the fastest placement of
+ * the past-only policies run (real counts known, moves free).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,14 @@ static const char *policies[32] = {
     "static", "capacity", "fastermoe", "smartmoe", "eplb", "eplb:mode=hierarchical",
     "flexmoe", "oracle", NULL};
 static int only_large = 0;
+static int hindsight = 0;
+
+/* Past-only: plans from counts already seen (lag:SPEC included); oracle and
+ * fastermoe read the iteration's own counts, capacity drops tokens. */
+static int past_only(const char *spec) {
+  return strncmp(spec, "oracle", 6) && strncmp(spec, "fastermoe", 9) &&
+         strncmp(spec, "capacity", 8);
+}
 static int extra_slots = 2;
 
 static int run_config(const tr_trace *t, int G, bq_model *m, int iters) {
@@ -61,11 +72,14 @@ static int run_config(const tr_trace *t, int G, bq_model *m, int iters) {
   printf("%-24s %7s %7s %11s %9s %9s %9s %7s %7s %7s %7s %7s %8s\n", "policy", "bal_p50",
          "bal_p90", "MB_moved/it", "iter_ms", "vs_oracle", "vs_static", "drop_%", "comp_ms",
          "a2a_ms", "ar_ms", "mig_ms", "plan_us");
-  bq_result res[16];
+  bq_result res[32];
+  memset(res, 0, sizeof(res));
   int n = 0;
   for (; policies[n]; n++) {
     char spec[128], err[256] = "";
     snprintf(spec, sizeof(spec), "%s", policies[n]);
+    if (hindsight)
+      res[n].layer_us = malloc(sizeof(double) * (size_t)iters * L);
     int rc = bq_run(spec, &env, counts, iters, &res[n], err, sizeof(err));
     if (rc) {
       fprintf(stderr, "bench_pl_quality: %s: %s (%s)\n", spec, pl_strerror(rc), err);
@@ -83,6 +97,32 @@ static int run_config(const tr_trace *t, int G, bq_model *m, int iters) {
            res[i].iter_us / 1e3, res[i].iter_us / oracle, stat / res[i].iter_us,
            res[i].drop_frac * 100, res[i].compute_us / 1e3, res[i].alltoall_us / 1e3,
            res[i].allreduce_us / 1e3, res[i].migr_us / 1e3, res[i].plan_us);
+  if (hindsight) {
+    /* per (iteration, layer) the fastest of the past-only policies'
+     * placements, chosen knowing the real counts, moves free: no policy that
+     * picks one of these placements from past counts can beat it */
+    double sum = 0;
+    int wins[32] = {0};
+    for (size_t k = 0; k < (size_t)iters * L; k++) {
+      int best = -1;
+      for (int i = 0; i < n; i++)
+        if (past_only(policies[i]) && (best < 0 || res[i].layer_us[k] < res[best].layer_us[k]))
+          best = i;
+      if (best >= 0) {
+        sum += res[best].layer_us[k];
+        wins[best]++;
+      }
+    }
+    printf("%-24s %7s %7s %11s %9.3f %9.3f %9.3f   (best past-only placement per layer and "
+           "iteration in hindsight, moves free; wins:", "hindsight:past-only", "-", "-", "-",
+           sum / iters / 1e3, sum / iters / oracle, stat / (sum / iters));
+    for (int i = 0; i < n; i++)
+      if (past_only(policies[i]))
+        printf(" %s %.0f%%", policies[i], 100.0 * wins[i] / ((double)iters * L));
+    printf(")\n");
+  }
+  for (int i = 0; i < n; i++)
+    free(res[i].layer_us);
   free(counts);
   return 0;
 }
@@ -117,13 +157,15 @@ int main(int argc, char **argv) {
         policies[n] = "lag:oracle";
         policies[n + 1] = NULL;
       }
-    } else if (!strcmp(argv[i], "--large"))
+    } else if (!strcmp(argv[i], "--hindsight"))
+      hindsight = 1;
+    else if (!strcmp(argv[i], "--large"))
       only_large = 1;
     else if (!strcmp(argv[i], "--trace") && i + 1 < argc && ntraces < 8)
       traces[ntraces++] = argv[++i];
     else {
       fprintf(stderr, "usage: bench_pl_quality [--iterations N] [--gpus 8,32,64] [--trace FILE]... "
-                      "[--policy SPEC]... [--large] [--extra-slots N] [--lag]\n");
+                      "[--policy SPEC]... [--large] [--extra-slots N] [--lag] [--hindsight]\n");
       return 2;
     }
   }

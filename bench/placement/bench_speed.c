@@ -13,10 +13,11 @@
  * (2) At the same slot budget, flexmoe vs eplb (period 10 and 100) over
  *     drifting loads: max/mean GPU load after routing (p50, p90), bytes
  *     migrated per iteration, and the layer time of the analytic model
- *     (pl_cost_layer + exposed migration; the replica all-reduce part
- *     beside it), iterations 10 and later.
+ *     (pl_cost_layer + exposed migration; compute, all-to-all, replica
+ *     all-reduce and exposed migration beside it), iterations 10 and later.
  *
- * Usage: bench_pl_speed [--iterations N]   (default 60)
+ * Usage: bench_pl_speed [--iterations N] [--drift-only] [--policy SPEC]...
+ *   (default 60 iterations; --drift-only skips (1); --policy replaces (2)'s list)
  */
 #include <math.h>
 #include <stdio.h>
@@ -160,7 +161,8 @@ static int time_plans(const char *spec, const pl_env *env, int warm, int iters, 
 
 /* Balance and bytes of spec over drifting loads. */
 static int drift_run(const char *spec, const pl_env *env, int iters, double drift,
-                     double *b50, double *b90, double *gb_per_it, double *ms, double *ar_ms) {
+                     double *b50, double *b90, double *gb_per_it, double *ms, double *ar_ms,
+                     double *comp_ms, double *a2a_ms, double *mig_ms) {
   pl_policy *p = NULL;
   char err[256];
   if (pl_policy_create(&p, spec, env, err, sizeof(err))) {
@@ -176,7 +178,7 @@ static int drift_run(const char *spec, const pl_env *env, int iters, double drif
   pl_plan_init(&plan);
   pl_routing r;
   pl_routing_init(&r, G, E, 0);
-  double sum_us = 0, sum_ar = 0;
+  double sum_us = 0, sum_ar = 0, sum_comp = 0, sum_a2a = 0, sum_mig = 0;
   for (int it = 0; it < iters; it++) {
     next_counts(&g, drift, c);
     pl_policy_plan(p, it, 0, c, &plan);
@@ -191,14 +193,21 @@ static int drift_run(const char *spec, const pl_env *env, int iters, double drif
     pl_cost cost;
     pl_cost_layer(&env->cluster, &env->model, &env->profile, pl_policy_placement(p, 0), &r, &cost);
     if (it >= 10) {
-      sum_us += cost.total_us + pl_cost_exposed_us(mig, plan.changed && plan.background,
-                                                   plan.changed && plan.uncharged, cost.total_us);
+      double exposed = pl_cost_exposed_us(mig, plan.changed && plan.background,
+                                          plan.changed && plan.uncharged, cost.total_us);
+      sum_us += cost.total_us + exposed;
       sum_ar += cost.allreduce_us;
+      sum_comp += cost.compute_us;
+      sum_a2a += cost.alltoall_us;
+      sum_mig += exposed;
     }
     pl_policy_observe(p, it, 0, c);
   }
   *ms = sum_us / (iters - 10) / 1e3;
   *ar_ms = sum_ar / (iters - 10) / 1e3;
+  *comp_ms = sum_comp / (iters - 10) / 1e3;
+  *a2a_ms = sum_a2a / (iters - 10) / 1e3;
+  *mig_ms = sum_mig / (iters - 10) / 1e3;
   /* skip the first 10 iterations (everyone starts from its initial layout) */
   *b50 = bq_pct(bal + 10, (size_t)(iters - 10), 0.5);
   *b90 = bq_pct(bal + 10, (size_t)(iters - 10), 0.9);
@@ -212,15 +221,21 @@ static int drift_run(const char *spec, const pl_env *env, int iters, double drif
 }
 
 int main(int argc, char **argv) {
-  int iters = 60;
+  int iters = 60, drift_only = 0, nuser = 0;
+  const char *user[16];
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
       iters = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--drift-only"))
+      drift_only = 1;
+    else if (!strcmp(argv[i], "--policy") && i + 1 < argc && nuser < 15)
+      user[nuser++] = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_pl_speed [--iterations N]\n");
+      fprintf(stderr, "usage: bench_pl_speed [--iterations N] [--drift-only] [--policy SPEC]...\n");
       return 2;
     }
   }
+  user[nuser] = NULL;
   if (iters < 20)
     iters = 20;
   static bq_model m;
@@ -236,6 +251,8 @@ int main(int argc, char **argv) {
   printf("# bench_pl_speed: placement %s; %d GPUs (%d/node) x %d experts x %d slots, one layer, "
          "d_model 2048, d_ff 8192, 8192 token slots/GPU, log-normal loads (sigma 1) drifting; one core, thread CPU time\n",
          pl_planner_version(), G, GPN, E, S);
+  if (drift_only)
+    goto drift;
   /* (1) speed */
   timing fa, fc, ea, ec, sa, sc;
   int nf, ne, ns;
@@ -287,27 +304,30 @@ int main(int argc, char **argv) {
   printf("target: under 1000 us per plan: flexmoe %s, eplb %s\n",
          fa.max < 1000 ? "met (max)" : fa.med < 1000 ? "met (median)" : "NOT met",
          ea.max < 1000 ? "met (max)" : ea.med < 1000 ? "met (median)" : "NOT met");
-  /* (2) drift */
-  printf("\n## (2) same slot budget (%d per GPU), %d iterations of drifting loads (log-weight "
-         "step sigma 0.1 and 0.3)\n", S, iters);
-  printf("%-30s %6s %9s %9s %12s %9s %9s\n", "policy", "drift", "bal_p50", "bal_p90", "GB_moved/it",
-         "layer_ms", "ar_ms");
-  const char *specs[] = {"static", "eplb:slots=4,period=10", "eplb:slots=4,period=100",
-                         "flexmoe:slots=4", "flexmoe:slots=4,horizon=1000", NULL};
-  const double drifts[] = {0.1, 0.3};
-  for (int d = 0; d < 2; d++)
-    for (int i = 0; specs[i]; i++) {
-      double b50, b90, gb, ms, ar;
-      if (drift_run(specs[i], &env, iters, drifts[d], &b50, &b90, &gb, &ms, &ar))
-        return 1;
-      printf("%-30s %6.1f %9.3f %9.3f %12.2f %9.2f %9.2f\n", specs[i], drifts[d], b50, b90, gb, ms,
-             ar);
-    }
   pl_routing_fini(&r);
   pl_policy_destroy(stat);
   free(c);
   free(tr);
   free(tn);
   free(has);
+drift:
+  /* (2) drift */
+  printf("\n## (2) same slot budget (%d per GPU), %d iterations of drifting loads (log-weight "
+         "step sigma 0.1 and 0.3)\n", S, iters);
+  printf("%-34s %6s %9s %9s %12s %9s %8s %8s %8s %8s\n", "policy", "drift", "bal_p50", "bal_p90",
+         "GB_moved/it", "layer_ms", "comp_ms", "a2a_ms", "ar_ms", "mig_ms");
+  const char *specs[] = {"static", "eplb:slots=4,period=10", "eplb:slots=4,period=100",
+                         "flexmoe:slots=4", "flexmoe:slots=4,rebuild=0", "flexmoe:slots=4,rebuild=5",
+                         "flexmoe:slots=4,horizon=1000", NULL};
+  const double drifts[] = {0.1, 0.3};
+  const char *const *list = nuser ? user : specs;
+  for (int d = 0; d < 2; d++)
+    for (int i = 0; list[i]; i++) {
+      double b50, b90, gb, ms, ar, comp, a2a, mig;
+      if (drift_run(list[i], &env, iters, drifts[d], &b50, &b90, &gb, &ms, &ar, &comp, &a2a, &mig))
+        return 1;
+      printf("%-34s %6.1f %9.3f %9.3f %12.2f %9.2f %8.2f %8.2f %8.2f %8.2f\n", list[i], drifts[d],
+             b50, b90, gb, ms, comp, a2a, ar, mig);
+    }
   return 0;
 }

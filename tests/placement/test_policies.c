@@ -28,6 +28,9 @@ static const char *const specs[] = {
     "flexmoe",
     "flexmoe:threshold=1.0,horizon=5,background=0,predictor=last",
     "flexmoe:predictor=window,window=4,max_steps=3",
+    "flexmoe:rebuild=0",
+    "flexmoe:restart=1,rebuild=2,polish=0,horizon=1000",
+    "flexmoe:noise=2",
     "oracle",
     NULL};
 
@@ -198,6 +201,68 @@ Test(policies, flexmoe_does_not_move_when_the_horizon_cannot_pay_for_it) {
   cr_assert_eq(plan.changed, 0);
   pl_plan_fini(&plan);
   pl_policy_destroy(p);
+}
+
+/* Runs flexmoe `spec` on constant skewed counts (expert e gets (e+1)^2 of
+ * the tokens' weight) for `iters` iterations; returns the routed balance of
+ * the last iteration, the layer time, the plans made and the moves. */
+static double far_off_run(const char *spec, const pl_env *env, int iters, double *layer_us,
+                          int *plans, int *moves) {
+  int G = env->cluster.gpus, E = env->experts;
+  int64_t *c = calloc((size_t)G * E, sizeof(int64_t));
+  double wsum = 0;
+  for (int e = 0; e < E; e++)
+    wsum += (double)(e + 1) * (e + 1);
+  for (int g = 0; g < G; g++)
+    for (int e = 0; e < E; e++)
+      c[g * E + e] = (int64_t)(8192.0 * (e + 1) * (e + 1) / wsum);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, spec, env, NULL, 0), PL_OK);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  *plans = *moves = 0;
+  for (int it = 0; it < iters; it++) {
+    cr_assert_eq(pl_policy_plan(p, it, 0, NULL, &plan), PL_OK);
+    if (plan.changed) {
+      (*plans)++;
+      *moves += plan.nmoves;
+    }
+    cr_assert_eq(pl_policy_observe(p, it, 0, c), PL_OK);
+  }
+  pl_routing r;
+  cr_assert_eq(pl_routing_init(&r, G, E, 0), PL_OK);
+  cr_assert_eq(pl_policy_route(p, 0, c, &r), PL_OK);
+  double bal = pl_routing_balance(&r);
+  *layer_us = chk_layer_us(env, pl_policy_placement(p, 0), c);
+  pl_routing_fini(&r);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+  free(c);
+  return bal;
+}
+
+Test(policies, flexmoe_rebuild_reaches_balance_from_a_far_off_start_with_bounded_moves) {
+  /* 128 GPUs in 16 nodes, 32 experts: the static start gives every expert
+   * 4 copies, so the hottest GPU has 32x the coldest's load. Step by step
+   * the greedy cannot leave it (the first GPU with two replicated experts
+   * doubles the replica all-reduce); the rebuild's new replica counts can,
+   * in one plan whose moves are bounded by the copies it adds. */
+  pl_env env = chk_env(1, 32, 128, 8, 3);
+  double us0, us1;
+  int plans0, moves0, plans1, moves1;
+  double b0 = far_off_run("flexmoe:rebuild=0,restart=0", &env, 6, &us0, &plans0, &moves0);
+  double b1 = far_off_run("flexmoe:restart=0", &env, 6, &us1, &plans1, &moves1);
+  cr_log_info("rebuild off: balance %.3f, %.1f us, %d plans, %d moves; on: %.3f, %.1f us, %d "
+              "plans, %d moves", b0, us0, plans0, moves0, b1, us1, plans1, moves1);
+  cr_assert_eq(plans0, 0, "the incremental greedy alone finds no step that pays");
+  cr_assert_gt(b0, 2.5);
+  cr_assert_eq(plans1, 1, "one plan, then nothing left to gain");
+  cr_assert_lt(b1, 1.6, "the rebuild balances");
+  cr_assert_lt(us1, 0.8 * us0, "and is cheaper in the cost model");
+  /* the rebuild keeps the total at G x ceil(E/G) = 128 copies: each of at
+   * most 128 - 32 new copies replaces a dropped one; the polish adds at most
+   * 4 changes per step (32 steps) */
+  cr_assert_leq(moves1, 2 * (128 - 32) + 4 * 32, "moves %d", moves1);
 }
 
 Test(policies, smartmoe_rebalances_only_on_its_period_and_never_replicates) {

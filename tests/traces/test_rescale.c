@@ -135,3 +135,44 @@ Test(rescale, bad_arguments_are_einval) {
   cr_assert_eq(tr_rescale_slice(NULL, 0, 0, 8, 0, 1, out), TR_EINVAL);
   tr_close(&t);
 }
+
+/* One random stream per (iteration, layer, GPU): GPU g's row is the same
+ * whatever the cluster size, so a sweep over G rescales consistently (and
+ * a slice can be drawn for a subset of GPUs). Not at G == R with the
+ * trace's own slot count: that is the identity copy. */
+Test(rescale, a_gpu_draws_the_same_row_at_every_gpu_count) {
+  tr_trace t = sample();
+  static int64_t a[8 * 32], b[64 * 32], c[1024 * 32];
+  for (int l = 0; l < 6; l += 5) {
+    cr_assert_eq(tr_rescale_slice(&t, 42, l, 8, 3000, 5, a), TR_OK);
+    cr_assert_eq(tr_rescale_slice(&t, 42, l, 64, 3000, 5, b), TR_OK);
+    cr_assert_eq(tr_rescale_slice(&t, 42, l, 1024, 3000, 5, c), TR_OK);
+    cr_assert_arr_eq(a, b, sizeof(a), "layer %d: GPUs 0-7 at G = 8 and 64", l);
+    cr_assert_arr_eq(b, c, sizeof(b), "layer %d: GPUs 0-63 at G = 64 and 1024", l);
+  }
+  /* ... and different GPUs reading the same rank draw different rows */
+  cr_assert(memcmp(c, c + 8 * 32, 32 * sizeof(int64_t)) != 0);
+  tr_close(&t);
+}
+
+/* Slot counts beyond 32 bits: totals stay exact and the skew carries over
+ * (the relative sampling noise at 2^40 slots is ~1e-6). */
+Test(rescale, slot_counts_beyond_32_bits_are_exact) {
+  tr_trace t = sample();
+  int64_t src[8 * 32], out[16 * 32];
+  const int64_t N = (int64_t)1 << 40;
+  tr_slice(&t, 9, 1, src);
+  cr_assert_eq(tr_rescale_slice(&t, 9, 1, 16, N, 2, out), TR_OK);
+  for (int g = 0; g < 16; g++) {
+    int64_t s = 0, tot = 0;
+    for (int e = 0; e < 32; e++)
+      s += out[g * 32 + e], tot += src[(g % 8) * 32 + e];
+    cr_assert_eq(s, N, "gpu %d", g);
+    for (int e = 0; e < 32; e++) {
+      double want = (double)N * (double)src[(g % 8) * 32 + e] / (double)tot;
+      cr_assert(fabs((double)out[g * 32 + e] - want) <= 1e-4 * (double)N / 32 + 1,
+                "gpu %d expert %d: %lld, want %.0f", g, e, (long long)out[g * 32 + e], want);
+    }
+  }
+  tr_close(&t);
+}

@@ -2,11 +2,13 @@
  * input a user can hand us, round trips. */
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "tr_testutil.h"
 #include "traces/tr_trace.h"
+#include <xxhash.h>
 
 #define P(name) tu_path((char[512]){0}, 512, name)
 
@@ -365,6 +367,80 @@ Test(trace, content_hash_depends_on_counts_not_on_format) {
   cr_assert_neq(a.hash, b.hash);
   tr_close(&a);
   tr_close(&b);
+}
+
+/* The hash's definition, checked against a one-shot XXH3 of the bytes it
+ * is defined over: int32, int64 and uint16 files, slices longer than the
+ * scan's 4,096-count chunks, and counts >= 2^51 (the element-wise path). */
+static uint64_t reference_hash(const int64_t shape[4], const int64_t *c, size_t n) {
+  uint64_t *b = malloc((4 + n) * sizeof(uint64_t));
+  for (int i = 0; i < 4; i++)
+    b[i] = (uint64_t)shape[i];
+  memcpy(b + 4, c, n * sizeof(int64_t));
+  uint64_t h = XXH3_64bits(b, (4 + n) * sizeof(uint64_t));
+  free(b);
+  return h;
+}
+
+Test(trace, content_hash_is_xxh3_of_the_shape_and_the_counts_as_int64) {
+  enum { I = 2, L = 2, R = 3, E = 2000, N = I * L * R * E };
+  static int64_t c[N];
+  static int32_t c32[N];
+  static uint16_t c16[N];
+  for (int i = 0; i < N; i++) {
+    c[i] = (i * 7919) % 60000;
+    c32[i] = (int32_t)c[i];
+    c16[i] = (uint16_t)c[i];
+  }
+  const int64_t shape[4] = {I, L, R, E};
+  uint64_t want = reference_hash(shape, c, N);
+  const char *p32 = P("x32.npy"), *p64 = P("x64.npy"), *p16 = P("x16.npy");
+  const char *dict = "'fortran_order': False, 'shape': (2, 2, 3, 2000), }";
+  char d[128];
+  snprintf(d, sizeof(d), "{'descr': '<i4', %s", dict);
+  tu_npy(p32, 1, d, c32, sizeof(c32));
+  snprintf(d, sizeof(d), "{'descr': '<i8', %s", dict);
+  tu_npy(p64, 1, d, c, sizeof(c));
+  snprintf(d, sizeof(d), "{'descr': '<u2', %s", dict);
+  tu_npy(p16, 1, d, c16, sizeof(c16));
+  const char *paths[] = {p32, p64, p16};
+  for (int i = 0; i < 3; i++) {
+    tr_trace t;
+    tr_error err;
+    cr_assert_eq(tr_open(&t, paths[i], &err), TR_OK, "%s", err.msg);
+    cr_assert_eq(t.hash, want, "%s", paths[i]);
+    tr_close(&t);
+  }
+  /* counts of 2^51 and more: the element-wise path, same definition */
+  int64_t big[4] = {(int64_t)1 << 62, 5, ((int64_t)1 << 62) - 6, 0};
+  const int64_t bshape[4] = {1, 1, 2, 2};
+  const char *pb = P("big.npy");
+  tu_npy(pb, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 2, 2), }", big,
+         sizeof(big));
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, pb, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.hash, reference_hash(bshape, big, 4));
+  tr_close(&t);
+}
+
+/* A slice total that overflows only across two of the scan's chunks. */
+Test(trace, overflow_across_scan_chunks_is_eoverflow) {
+  enum { N = 4097 };
+  static int64_t d[N];
+  for (int i = 0; i < N; i++)
+    d[i] = ((int64_t)1 << 51) - 1; /* below the element-wise threshold */
+  const char *p = P("chunks.npy");
+  tu_npy(p, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 1, 4097), }", d,
+         sizeof(d));
+  expect_err(p, TR_EOVERFLOW, 0);
+  d[N - 1] = INT64_MAX - 4096 * (((int64_t)1 << 51) - 1); /* total INT64_MAX */
+  tu_npy(p, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 1, 4097), }", d,
+         sizeof(d));
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "a total of exactly INT64_MAX fits: %s", err.msg);
+  tr_close(&t);
 }
 
 Test(writer, round_trip_keeps_counts_shape_and_metadata) {

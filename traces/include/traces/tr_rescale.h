@@ -4,13 +4,16 @@
  * Rule (DESIGN.md): simulated GPU g takes the routing distribution of source
  * rank g mod R at the same (iteration, layer), scaled to the simulated
  * per-GPU token-slot count; integer counts are drawn by a seeded multinomial
- * (GSL), so each GPU's total is exact, skew and fluctuation are preserved,
- * and the same seed gives the same counts. When G == R and the slot count is
- * the trace's own, counts are copied unchanged (no randomness).
+ * (tr_sample.h: exact conditional binomials), so each GPU's total is exact,
+ * skew and fluctuation are preserved, and the same seed gives the same
+ * counts. When G == R and the slot count is the trace's own, counts are
+ * copied unchanged (no randomness).
  *
- * Every (iteration, layer) has its own random stream seeded from
- * (seed, iteration, layer), so slices can be drawn in any order, or in
- * parallel, with identical results.
+ * Every (iteration, layer, GPU) has its own random stream seeded from
+ * (seed, iteration, layer, g), so slices can be drawn in any order, or in
+ * parallel, with identical results, and GPU g's row does not depend on G:
+ * the first 64 rows at G = 1,024 are the rows at G = 64 (same seed and slot
+ * count; the identity copy at G == R excepted).
  */
 #ifndef FLEXMOE_TR_RESCALE_H
 #define FLEXMOE_TR_RESCALE_H
@@ -42,8 +45,9 @@ int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
                      const tr_meta *meta, tr_error *err);
 
 /* The 64-bit seed of random stream (a, b) of a run seeded with `seed`
- * (SplitMix64 mix); used for the (iteration, layer) streams here and by the
- * generators, so streams never depend on the order they are drawn in. */
+ * (SplitMix64 mix); used for the (iteration, layer) streams here (GPU g's
+ * key is SplitMix64 of it xor g) and by the generators, so streams never
+ * depend on the order they are drawn in. */
 uint64_t tr_stream_seed(uint64_t seed, uint64_t a, uint64_t b);
 
 #ifdef __cplusplus

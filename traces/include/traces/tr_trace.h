@@ -71,7 +71,7 @@ typedef struct tr_trace {
   tr_dtype dtype;
   tr_meta meta;
   char path[512];
-  uint64_t hash; /* FNV-1a 64 of the shape and the counts as little-endian
+  uint64_t hash; /* XXH3-64 of the shape and the counts as little-endian
                     int64 (the same for any dtype or format) */
   /* private */
   const unsigned char *data; /* counts, native element order */
