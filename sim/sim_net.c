@@ -308,9 +308,7 @@ static int fill(sim_net *n, double now) {
     sim_link *l = &n->links[id];
     l->rem = l->cap;
     l->unfrozen = l->nflows;
-    l->wsum = 0;
-    for (int i = 0; i < l->nflows; i++)
-      l->wsum += n->flows[l->flows[i]].w;
+    l->wsum = l->wtot;
     l->hver++;
     if (l->unfrozen > 0 && sh_push(n, l->rem / l->wsum, id))
       return SIM_ENOMEM;
@@ -426,7 +424,8 @@ int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
 
 int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
                            int64_t lat_ns, double bytes, double w, int64_t tag) {
-  if (!(bytes > 0) || !(w > 0) || plen < 1 || plen > SIM_NET_MAXPATH || now < n->last)
+  if (!(bytes > 0) || !(w > 0) || w != floor(w) || w >= 2147483648.0 || plen < 1 ||
+      plen > SIM_NET_MAXPATH || now < n->last)
     return SIM_EINVAL;
   if (now > n->last && n->ndirty && recompute(n))
     return SIM_ENOMEM;
@@ -471,6 +470,7 @@ int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
     sim_link *l = &n->links[path[k]];
     f->path[k] = path[k];
     f->pos[k] = l->nflows;
+    l->wtot += w;
     if (push_int(&l->flows, &l->nflows, &l->capflows, id) || mark_dirty(n, path[k]))
       return SIM_ENOMEM;
   }
@@ -493,6 +493,7 @@ static int remove_flow(sim_net *n, int id) {
   sim_flow *f = &n->flows[id];
   for (int k = 0; k < f->plen; k++) {
     sim_link *l = &n->links[f->path[k]];
+    l->wtot -= f->w;
     int p = f->pos[k], last = l->flows[--l->nflows];
     if (last != id) {
       l->flows[p] = last;

@@ -55,7 +55,9 @@ typedef struct sim_link {
   /* progressive-filling scratch */
   double rem;
   int unfrozen;
-  double wsum;     /* weight of its unfrozen flows */
+  double wsum;     /* weight of its unfrozen flows (filling scratch) */
+  double wtot;     /* weight of all its flows; weights are whole numbers, so
+                      adding and removing them is exact */
   uint32_t stamp;  /* component search mark */
   uint32_t hver;   /* share-heap version */
   int dirty;       /* a flow started or ended on it since the last recompute */
@@ -125,9 +127,10 @@ void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
 int sim_net_start(sim_net *n, int64_t now, int src, int dst, double bytes, int64_t tag);
 int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
                        int64_t lat_ns, double bytes, int64_t tag);
-/* The same with weight w > 0: weighted max-min sharing, where a flow of
- * weight w gets w shares of a link (an aggregate of w pair flows gets what
- * those w flows would together); weight 1 everywhere is plain max-min. */
+/* The same with weight w > 0, a whole number (< 2^31): weighted max-min
+ * sharing, where a flow of weight w gets w shares of a link (an aggregate of
+ * w pair flows gets what those w flows would together); weight 1 everywhere
+ * is plain max-min. */
 int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
                            int64_t lat_ns, double bytes, double w, int64_t tag);
 
