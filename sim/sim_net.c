@@ -48,7 +48,43 @@ int sim_net_init(sim_net *n, const sim_cluster *c) {
       cap = node_nic / c->oversub;
     n->links[l].cap = cap;
   }
+  /*
+   * Redundant tiers. Max-min rates depend only on the set of feasible rate
+   * vectors; a link whose constraint is implied by others can be left off
+   * every path without changing a rate. Per-GPU NICs: the node's uplink
+   * carries exactly the flows of its gpn NICs, so with capacity >= gpn x
+   * NIC (oversubscription <= 1) it never binds. One NIC per node: NIC and
+   * uplink carry the same flows, so only the narrower one constrains.
+   * Leaving them off keeps an all-to-all's per-GPU hose flows on links of
+   * their own (components of one link) instead of one per node.
+   */
+  n->use_nic = n->use_up = 1;
+  if (c->nodes > 1) {
+    double up = n->links[n->up_out0].cap, nicc = n->links[n->nic_out0].cap;
+    if (!c->nic_per_node)
+      n->use_up = !(up >= nicc * n->gpn);
+    else if (up <= nicc)
+      n->use_nic = 0;
+    else
+      n->use_up = 0;
+  }
   return SIM_OK;
+}
+
+int sim_net_inter_half(const sim_net *n, int g, int in, int *path) {
+  int node = g / n->gpn, nic = n->nic_per_node ? node : g, k = 0;
+  if (!in) {
+    if (n->use_nic)
+      path[k++] = n->nic_out0 + nic;
+    if (n->use_up)
+      path[k++] = n->up_out0 + node;
+  } else {
+    if (n->use_up)
+      path[k++] = n->up_in0 + node;
+    if (n->use_nic)
+      path[k++] = n->nic_in0 + nic;
+  }
+  return k;
 }
 
 void sim_net_fini(sim_net *n) {
@@ -82,12 +118,8 @@ void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
     *plen = 2;
     *lat_ns = n->intra_lat_ns;
   } else {
-    int si = n->nic_per_node ? sn : src, di = n->nic_per_node ? dn : dst;
-    path[0] = n->nic_out0 + si;
-    path[1] = n->up_out0 + sn;
-    path[2] = n->up_in0 + dn;
-    path[3] = n->nic_in0 + di;
-    *plen = 4;
+    int k = sim_net_inter_half(n, src, 0, path);
+    *plen = k + sim_net_inter_half(n, dst, 1, path + k);
     *lat_ns = n->inter_lat_ns;
   }
 }

@@ -149,6 +149,42 @@ Test(net, oversubscribed_switch_divides_the_node_uplink) {
   sim_net_fini(&n);
 }
 
+Test(net, a_switch_tier_that_cannot_bind_is_left_off_without_changing_rates) {
+  /* Per-GPU NICs of 50, 2 GPUs a node. Oversubscription 1: the uplink (100)
+   * carries exactly its two NICs' flows, so it never binds and inter-node
+   * routes cross the NICs alone; 0.5 (uplink 200) likewise; 2 (uplink 50)
+   * binds and stays. One NIC per node (50): NIC and uplink carry the same
+   * flows, and only the narrower of them is kept. In every case the two
+   * flows 0->2 and 1->3 get the rates max-min gives with every link. */
+  const struct {
+    double oversub;
+    int nic_per_node, plen;
+    int64_t fin_ns;
+  } cases[] = {
+      {1.0, 0, 2, 20000000}, /* 1e9 bytes at 50 each */
+      {0.5, 0, 2, 20000000},
+      {2.0, 0, 4, 40000000}, /* uplink 50 shared: 25 each */
+      {1.0, 1, 2, 40000000}, /* node NIC 50 shared: 25 each */
+      {2.0, 1, 2, 80000000}, /* uplink 25 shared: 12.5 each */
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    sim_cluster c = mk(2, 2, 450, 0, 50, 0, cases[i].oversub);
+    c.nic_per_node = cases[i].nic_per_node;
+    sim_net n;
+    int64_t fin[2], lat;
+    int path[SIM_NET_MAXPATH], plen;
+    cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+    sim_net_path(&n, 0, 2, path, &plen, &lat);
+    cr_assert_eq(plen, cases[i].plen, "case %zu: %d links", i, plen);
+    sim_net_start(&n, 0, 0, 2, 1e9, 0);
+    sim_net_start(&n, 0, 1, 3, 1e9, 1);
+    run_all(&n, fin);
+    cr_assert_eq(fin[0], cases[i].fin_ns, "case %zu: %lld ns", i, (long long)fin[0]);
+    cr_assert_eq(fin[1], cases[i].fin_ns, "case %zu", i);
+    sim_net_fini(&n);
+  }
+}
+
 Test(net, a_flow_of_weight_w_gets_w_shares_of_a_link) {
   sim_cluster c = mk(1, 4, 100, 0, 100, 0, 1);
   sim_net n;

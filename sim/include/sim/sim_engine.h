@@ -65,6 +65,11 @@
  * measure the gap otherwise.
  * With aggregate = 0 every GPU pair is a flow (exact, G(G-1) flows per
  * all-to-all, one per ring step and per move).
+ * Shortcut: an all-to-all hose flow on a link of its own (intra-node links;
+ * the per-GPU NIC when the uplink cannot bind, sim_net_init) with no
+ * background flow on it sends at the link's capacity until it ends, so its
+ * completion is computed in closed form instead of carried by the network
+ * (SIM_AGG_NO_SHORTCUT turns that off; the two agree within 1 ns a flow).
  * Without contention the DES equals the analytic engine up to integer-ns
  * rounding (at most 1 ns per phase): e.g. one node, no replicas, no moves.
  * (The analytic model adds intra- and inter-node all-to-all times of a GPU;
@@ -92,6 +97,10 @@ extern "C" {
 #define SIM_AGG_ALLTOALL 1   /* the four all-to-alls of every layer */
 #define SIM_AGG_BACKGROUND 2 /* replica all-reduce rings and migrations */
 #define SIM_AGG_ALL 3
+/* Not part of SIM_AGG_ALL: carry every all-to-all hose flow through the
+ * network, also those alone on a link of their own, whose completion the
+ * engine otherwise computes in closed form (tests compare the two). */
+#define SIM_AGG_NO_SHORTCUT 4
 
 typedef enum sim_engine_kind { SIM_ENGINE_ANALYTIC = 1, SIM_ENGINE_DES = 2 } sim_engine_kind;
 

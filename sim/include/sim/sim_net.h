@@ -95,6 +95,9 @@ typedef struct sim_net {
   sim_link *links;
   int nlinks;
   int intra_out0, intra_in0, nic_out0, nic_in0, up_out0, up_in0;
+  /* Which tiers an inter-node route crosses: a tier whose constraint is
+   * implied by the other is left off (sim_net_init), rates are unchanged. */
+  int use_nic, use_up;
   sim_flow *flows;
   int nflows, capflows;
   int *freelist;
@@ -117,6 +120,12 @@ typedef struct sim_net {
 
 int sim_net_init(sim_net *n, const sim_cluster *c);
 void sim_net_fini(sim_net *n);
+
+/* The links GPU g's inter-node traffic crosses on its side of the switch,
+ * egress (in = 0: NIC out, uplink out) or ingress (in = 1: uplink in, NIC
+ * in), without the tiers sim_net_init found redundant; returns how many
+ * (1 or 2) were written to path. */
+int sim_net_inter_half(const sim_net *n, int g, int in, int *path);
 
 /* Path and latency of a GPU-to-GPU flow; plen 0 for src == dst. */
 void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
