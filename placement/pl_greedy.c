@@ -170,12 +170,20 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
     }
     double cover = g->cover[(size_t)k * N + n];
     double iout = fmax(0.0, cover / G - own), xout = fmax(0.0, (g->total[k] - cover) / G);
-    g->sa2a[(size_t)k * g->G + gpu] = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
-    a2a_mean += g->sa2a[(size_t)k * g->G + gpu];
-    g->scomp[(size_t)k * g->G + gpu] = sc;
+    /* a tree is touched only where its value changed (it is consistent
+     * with the unchanged one already) */
+    double a2a = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
+    size_t kg = (size_t)k * g->G + gpu;
+    a2a_mean += a2a;
     comp += sc;
-    pl_seg_update(&g->t_sa2a[k], gpu);
-    pl_seg_update(&g->t_scomp[k], gpu);
+    if (g->sa2a[kg] != a2a) {
+      g->sa2a[kg] = a2a;
+      pl_seg_update(&g->t_sa2a[k], gpu);
+    }
+    if (g->scomp[kg] != sc) {
+      g->scomp[kg] = sc;
+      pl_seg_update(&g->t_scomp[k], gpu);
+    }
   }
   comp /= g->K;
   a2a_mean /= g->K;
@@ -183,15 +191,24 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   g->sum_t += t - t0;
   g->sq += t * t - t0 * t0;
   g->tgpu[gpu] = t;
-  g->tok[gpu] = tok;
   g->comp[gpu] = comp;
-  g->ar[gpu] = ar;
-  g->kall[gpu] = tok;
-  g->kfree[gpu] = p->nhost[gpu] < g->S ? tok : INFINITY;
-  pl_seg_update(&g->t_tok, gpu);
-  pl_seg_update(&g->t_ar, gpu);
-  pl_seg_update(&g->t_all, gpu);
-  pl_seg_update(&g->t_free, gpu);
+  double kfree = p->nhost[gpu] < g->S ? tok : INFINITY;
+  if (g->tok[gpu] != tok) {
+    g->tok[gpu] = tok;
+    pl_seg_update(&g->t_tok, gpu);
+  }
+  if (g->ar[gpu] != ar) {
+    g->ar[gpu] = ar;
+    pl_seg_update(&g->t_ar, gpu);
+  }
+  if (g->kall[gpu] != tok) {
+    g->kall[gpu] = tok;
+    pl_seg_update(&g->t_all, gpu);
+  }
+  if (g->kfree[gpu] != kfree) {
+    g->kfree[gpu] = kfree;
+    pl_seg_update(&g->t_free, gpu);
+  }
 }
 
 /* Placement add/remove that keep the per-node replica counts, the number
