@@ -148,7 +148,8 @@ static int emit_table(const place_opts *o, const pl_policy *pol, int G, int gpn,
     printf("\nlayer %d: balance %.3f (max/mean GPU load after routing)", l, lo->balance);
     if (lo->dropped)
       printf(", %" PRId64 " token slots dropped", lo->dropped);
-    printf(", %d moves%s\n", lo->nmoves, lo->nmoves && lo->background ? " (background)" : "");
+    printf(", %d move%s%s\n", lo->nmoves, lo->nmoves == 1 ? "" : "s",
+           lo->nmoves && lo->background ? " (background)" : "");
     printf("  %4s %10s  %s\n", "gpu", "tokens", "experts");
     for (int g = 0; g < G; g++) {
       printf("  %4d %10" PRId64 " ", g, lo->gpu_load[g]);
