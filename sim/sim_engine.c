@@ -712,14 +712,17 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
     if (hose && pl_routing_wire_sums(r, layers[l].placement, e->cl.gpus_per_node,
                                      e->hose_all + (size_t)l * 4 * G))
       return SIM_EINVAL;
-    /* bytes_alltoall counts the real tokens (off the diagonal), as before */
-    if (r->hose)
+    /* bytes_alltoall: the tokens on the wire, which the time is charged for
+     * (a capacity routing's padded buffers; the real tokens otherwise), off
+     * the diagonal: each GPU's egress inside and across nodes */
+    if (hose) {
+      const int64_t *h = e->hose_all + (size_t)l * 4 * G;
       for (size_t g = 0; g < G; g++)
-        tok += r->hose[g] + r->hose[2 * G + g];
-    else
-      for (size_t s = 0; s < G; s++)
-        for (size_t d = 0; d < G; d++)
-          tok += d == s ? 0 : r->traffic[s * G + d];
+        tok += h[g] + h[2 * G + g];
+    } else
+      for (int s = 0; s < e->gpus; s++)
+        for (int d = 0; d < e->gpus; d++)
+          tok += d == s ? 0 : pl_routing_wire_tokens(r, layers[l].placement, s, d);
     o.bytes_alltoall += 4 * (int64_t)((double)tok * tb);
     for (int k = 0; k < layers[l].nmoves; k++)
       o.bytes_migrated += layers[l].moves[k].bytes;

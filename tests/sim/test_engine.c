@@ -113,8 +113,15 @@ Test(engine, des_charges_capacity_padding_as_analytic_in_one_node) {
   cr_assert(f.r[0].padded && f.r[0].dropped > 0);
   run(&f, SIM_ENGINE_ANALYTIC, &a, NULL);
   cr_assert(fabs(a.compute_us - real.compute_us) > 1.0, "padding must change the time");
+  /* the bytes are those on the wire: every source sends each of the 7 other
+   * GPUs 2 experts x 125 slots, 2 layers x 4 all-to-alls */
+  int64_t wire = 4 * 2 * 8 * 7 * 250 * (int64_t)pl_token_bytes(&f.m);
+  cr_assert_eq(a.bytes_alltoall, wire, "analytic: %lld bytes", (long long)a.bytes_alltoall);
+  cr_assert_neq(real.bytes_alltoall, wire);
   for (int aggregate = 1; aggregate >= 0; aggregate--) { /* hose, then exact */
     run_net(&f, SIM_ENGINE_DES, aggregate, &d, NULL);
+    cr_assert_eq(d.bytes_alltoall, wire, "aggregate %d: %lld bytes", aggregate,
+                 (long long)d.bytes_alltoall);
     cr_assert(fabs(a.time_us - d.time_us) <= TOL_US, "aggregate %d: analytic %.6f us, des %.6f us",
               aggregate, a.time_us, d.time_us);
     cr_assert(fabs(a.compute_us - d.compute_us) <= TOL_US, "compute: analytic %.6f, des %.6f",
