@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "flexmoe_config.h"
 #include "placement/pl_error.h"
@@ -414,23 +415,29 @@ static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *pla
  * Rescaled counts of the last configuration simulated in this process.
  * `flexmoe sim` compares several policies on one (trace, GPUs, slots, seed,
  * iterations) and the seeded multinomial draws of tr_rescale_slice are the
- * same for all of them (and a third of a run's time), so they are drawn
- * once and replayed. Kept only when they fit RESCALE_CACHE_BYTES as int32;
- * installed only after a complete run, so a failed run never leaves a
- * partial cache. The CLI runs one simulation at a time per process (sweep
- * workers are processes), so this process-wide state is not locked.
+ * same for all of them (most of a run's time at 1,024 GPUs), so they are
+ * drawn once and replayed. Stored as uint16 when no count can exceed 65,535
+ * (every count is at most the slots per GPU the draw targets), else as
+ * int32 (a run whose counts do not fit draws every time); kept when that
+ * takes at most an eighth of the machine's memory (at least 512 MiB: a
+ * sweep's workers each hold one). Installed only after a complete run, so a
+ * failed run never leaves a partial cache. The CLI runs one simulation at a
+ * time per process (sweep workers are processes), so this process-wide
+ * state is not locked.
  */
-#define RESCALE_CACHE_BYTES ((size_t)512 << 20)
 typedef struct rescale_key {
   uint64_t hash, seed;
   int gpus, layers, experts;
   int64_t slots, a, b; /* slots per GPU, iterations [a, b) */
 } rescale_key;
 
-static struct {
+typedef struct rescale_store {
   rescale_key key;
-  int32_t *counts; /* [(b - a) * layers * gpus * experts] */
-} rescale_cache;
+  int narrow;  /* 1: uint16 counts, 0: int32 */
+  void *counts; /* [(b - a) * layers * gpus * experts] */
+} rescale_store;
+
+static rescale_store rescale_cache;
 
 static int rescale_key_equal(const rescale_key *x, const rescale_key *y) {
   return x->hash == y->hash && x->seed == y->seed && x->gpus == y->gpus &&
@@ -438,12 +445,45 @@ static int rescale_key_equal(const rescale_key *x, const rescale_key *y) {
          x->a == y->a && x->b == y->b;
 }
 
-/* Room for a new cache entry, or NULL when it would not fit. */
-static int32_t *rescale_cache_alloc(const rescale_key *k) {
+static size_t rescale_cache_limit(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  size_t floor = (size_t)512 << 20;
+  if (pages <= 0 || page <= 0)
+    return floor;
+  size_t eighth = (size_t)pages / 8 * (size_t)page;
+  return eighth > floor ? eighth : floor;
+}
+
+/* Room for a new cache entry (s->counts NULL when it would not fit). */
+static void rescale_cache_alloc(rescale_store *s, const rescale_key *k) {
   size_t n = (size_t)(k->b - k->a) * (size_t)k->layers * (size_t)k->gpus * (size_t)k->experts;
-  if (n == 0 || n > RESCALE_CACHE_BYTES / sizeof(int32_t))
-    return NULL;
-  return malloc(n * sizeof(int32_t));
+  s->key = *k;
+  s->narrow = k->slots > 0 && k->slots <= UINT16_MAX;
+  size_t width = s->narrow ? sizeof(uint16_t) : sizeof(int32_t);
+  s->counts = n == 0 || n > rescale_cache_limit() / width ? NULL : malloc(n * width);
+}
+
+/* Counts [at, at + n) of the cache into c. */
+static void rescale_cache_get(const rescale_store *s, size_t at, size_t n, int64_t *c) {
+  if (s->narrow)
+    for (size_t k = 0; k < n; k++)
+      c[k] = ((const uint16_t *)s->counts)[at + k];
+  else
+    for (size_t k = 0; k < n; k++)
+      c[k] = ((const int32_t *)s->counts)[at + k];
+}
+
+/* Records c into the cache at [at, at + n); 0 when a count does not fit. */
+static int rescale_cache_put(rescale_store *s, size_t at, size_t n, const int64_t *c) {
+  for (size_t k = 0; k < n; k++) {
+    if (c[k] < 0 || c[k] > (s->narrow ? UINT16_MAX : INT32_MAX))
+      return 0;
+    if (s->narrow)
+      ((uint16_t *)s->counts)[at + k] = (uint16_t)c[k];
+    else
+      ((int32_t *)s->counts)[at + k] = (int32_t)c[k];
+  }
+  return 1;
 }
 
 int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errmsg,
@@ -468,8 +508,8 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   sim_layer_in *lin = NULL;
   sim_engine eng;
   int eng_ok = 0;
-  const int32_t *cached = NULL; /* rescaled counts replayed from the cache */
-  int32_t *fresh = NULL;        /* rescaled counts being recorded for it */
+  int cached = 0;                  /* replaying rescaled counts from the cache */
+  rescale_store fresh = {0};       /* rescaled counts being recorded for it */
   memset(&eng, 0, sizeof(eng));
   rc = CLI_EFAIL;
   if (!o)
@@ -510,9 +550,9 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     goto nomem;
   rescale_key rkey = {t->hash, cfg->seed, G, L, E, r.slots_per_gpu, r.a, r.b};
   if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
-    cached = rescale_cache.counts;
-  else
-    fresh = rescale_cache_alloc(&rkey);
+    cached = 1;
+  else if (G != t->ranks || r.slots_per_gpu > 0) /* G == R without a target: a copy */
+    rescale_cache_alloc(&fresh, &rkey);
   for (int64_t it = r.a; it < r.b; it++) {
     st_iter_row *row = &o->rows[it - r.a];
     row->iteration = it;
@@ -521,18 +561,13 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
       int64_t *c = counts + (size_t)l * G * E;
       size_t GE = (size_t)G * E, at = ((size_t)(it - r.a) * L + l) * GE;
       int trc = 0;
-      if (cached) {
-        for (size_t k = 0; k < GE; k++)
-          c[k] = cached[at + k];
-      } else {
+      if (cached)
+        rescale_cache_get(&rescale_cache, at, GE, c);
+      else {
         trc = tr_rescale_slice(t, it, l, G, r.slots_per_gpu, cfg->seed, c);
-        for (size_t k = 0; fresh && !trc && k < GE; k++) {
-          if (c[k] > INT32_MAX) { /* does not fit the cache: draw every run */
-            free(fresh);
-            fresh = NULL;
-            break;
-          }
-          fresh[at + k] = (int32_t)c[k];
+        if (fresh.counts && !trc && !rescale_cache_put(&fresh, at, GE, c)) {
+          free(fresh.counts); /* does not fit the cache: draw every run */
+          fresh.counts = NULL;
         }
       }
       if (trc) {
@@ -645,11 +680,10 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   if (!o->trace_path || !o->trace_meta || !o->cluster_json || !o->engine || !o->params_json ||
       !o->config_key)
     goto nomem;
-  if (fresh) { /* complete: replaces the previous entry */
+  if (fresh.counts) { /* complete: replaces the previous entry */
     free(rescale_cache.counts);
-    rescale_cache.counts = fresh;
-    rescale_cache.key = rkey;
-    fresh = NULL;
+    rescale_cache = fresh;
+    fresh.counts = NULL;
   }
   rc = CLI_OK;
   goto done;
@@ -666,7 +700,7 @@ done:
   free(plans);
   free(lin);
   free(counts);
-  free(fresh);
+  free(fresh.counts);
   resolved_fini(&r);
   if (rc) {
     cli_sim_output_free(o);
