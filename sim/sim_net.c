@@ -124,16 +124,25 @@ void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
   }
 }
 
-static int push_int(int **arr, int *len, int *cap, int v) {
-  if (*len == *cap) {
-    int nc = *cap ? *cap * 2 : 16;
-    int *na = sim_realloc(*arr, (size_t)nc * sizeof(int));
-    if (!na)
-      return SIM_ENOMEM;
-    *arr = na;
+/* arr with room for one more element (len used of *cap, each elem bytes,
+ * doubling from `first`): arr itself when there is room, the grown array,
+ * or NULL when out of memory (arr is then unchanged). */
+static void *grow(void *arr, int len, int *cap, size_t elem, int first) {
+  if (len < *cap)
+    return arr;
+  int nc = *cap ? *cap * 2 : first;
+  void *na = sim_realloc(arr, (size_t)nc * elem);
+  if (na)
     *cap = nc;
-  }
-  (*arr)[(*len)++] = v;
+  return na;
+}
+
+static int push_int(int **arr, int *len, int *cap, int v) {
+  int *na = grow(*arr, *len, cap, sizeof(int), 16);
+  if (!na)
+    return SIM_ENOMEM;
+  *arr = na;
+  na[(*len)++] = v;
   return SIM_OK;
 }
 
@@ -184,14 +193,10 @@ static int heap_set(sim_net *n, int id, double fin) {
   sim_finq e = {fin, id, 0};
   int i = n->hpos[id];
   if (i < 0) {
-    if (n->nheap == n->capheap) {
-      int nc = n->capheap ? n->capheap * 2 : 256;
-      sim_finq *nh = sim_realloc(n->heap, (size_t)nc * sizeof(sim_finq));
-      if (!nh)
-        return SIM_ENOMEM;
-      n->heap = nh;
-      n->capheap = nc;
-    }
+    sim_finq *nh = grow(n->heap, n->nheap, &n->capheap, sizeof(sim_finq), 256);
+    if (!nh)
+      return SIM_ENOMEM;
+    n->heap = nh;
     heap_up(n, n->nheap++, e);
     return SIM_OK;
   }
@@ -266,14 +271,10 @@ static inline int share_before(const share_ent *a, const share_ent *b) {
 }
 
 static int sh_push(sim_net *n, double share, int link) {
-  if (n->nsh == n->capsh) {
-    int nc = n->capsh ? n->capsh * 2 : 256;
-    share_ent *nh = sim_realloc(n->sh, (size_t)nc * sizeof(share_ent));
-    if (!nh)
-      return SIM_ENOMEM;
-    n->sh = nh;
-    n->capsh = nc;
-  }
+  share_ent *nsh = grow(n->sh, n->nsh, &n->capsh, sizeof(share_ent), 256);
+  if (!nsh)
+    return SIM_ENOMEM;
+  n->sh = nsh;
   share_ent e = {share, link, n->links[link].hver};
   int i = n->nsh++;
   while (i > 0) {
