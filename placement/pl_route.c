@@ -11,14 +11,15 @@
 int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic) {
   if (!r || gpus < 1 || experts < 1)
     return PL_EINVAL;
-  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0, -1, 0, NULL, NULL};
+  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0, -1, 0, NULL, NULL, NULL};
   t.load = pl_calloc((size_t)gpus * (size_t)experts, sizeof(int64_t));
   t.gpu_load = pl_calloc((size_t)gpus, sizeof(int64_t));
   t.hose = pl_calloc(4 * (size_t)gpus, sizeof(int64_t));
   t.acc = pl_calloc(2 * (size_t)experts * ((size_t)gpus + 1), sizeof(int64_t));
+  t.over = pl_calloc((size_t)experts, 1);
   if (with_traffic)
     t.traffic = pl_calloc((size_t)gpus * (size_t)gpus, sizeof(int64_t));
-  if (!t.load || !t.gpu_load || !t.hose || !t.acc || (with_traffic && !t.traffic)) {
+  if (!t.load || !t.gpu_load || !t.hose || !t.acc || !t.over || (with_traffic && !t.traffic)) {
     pl_routing_fini(&t);
     return PL_ENOMEM;
   }
@@ -34,6 +35,7 @@ void pl_routing_fini(pl_routing *r) {
   pl_free(r->traffic);
   pl_free(r->hose);
   pl_free(r->acc);
+  pl_free(r->over);
   memset(r, 0, sizeof(*r));
 }
 
@@ -82,9 +84,11 @@ static void deliver(pl_routing *r, int src, int dst, int inter, int e, int64_t t
  * range additions, recorded in O(1) in a difference array per expert (one
  * for intra-node shares, one for inter-node shares, so the per-GPU in sums
  * stay split) and summed once per expert at the end. Integer arithmetic:
- * bit-identical to delivering share by share.
+ * bit-identical to delivering share by share. Experts with skip[e] set
+ * (skip may be NULL) are left out entirely.
  */
-static void route_sums(const pl_placement *p, int gpn, const int64_t *counts, pl_routing *r) {
+static void route_sums(const pl_placement *p, int gpn, const int64_t *counts,
+                       const unsigned char *skip, pl_routing *r) {
   int G = p->gpus, E = p->experts;
   size_t W = (size_t)G + 1;
   int64_t *dI = r->acc, *dX = r->acc + (size_t)E * W;
@@ -97,6 +101,8 @@ static void route_sums(const pl_placement *p, int gpn, const int64_t *counts, pl
   /* node by node, so each (node, expert) locates its replicas once */
   for (int node_lo = 0; node_lo < G; node_lo += gpn)
     for (int e = 0; e < E; e++) {
+      if (skip && skip[e])
+        continue;
       const int *rep = p->rep + (size_t)e * G;
       int n = p->nrep[e];
       int nlo = lower_bound(rep, n, node_lo);
@@ -140,6 +146,8 @@ static void route_sums(const pl_placement *p, int gpn, const int64_t *counts, pl
       }
     }
   for (int e = 0; e < E; e++) {
+    if (skip && skip[e])
+      continue;
     const int *rep = p->rep + (size_t)e * G;
     const int64_t *a = dI + (size_t)e * W, *b = dX + (size_t)e * W;
     int64_t runI = 0, runX = 0;
@@ -174,13 +182,39 @@ int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
   r->total = 0;
   r->capacity = cap >= 0 ? cap : -1;
   r->padded = cap >= 0;
-  if (cap < 0 && !r->traffic && r->hose && r->acc) {
-    route_sums(p, gpn, counts, r);
-    return PL_OK;
+  const unsigned char *only = NULL; /* the general loop's experts (NULL: all) */
+  if (!r->traffic && r->hose && r->acc && r->over) {
+    route_sums(p, gpn, counts, NULL, r);
+    if (cap < 0)
+      return PL_OK;
+    /* With a capacity, an expert none of whose replicas gets more than cap
+     * routes as without one. Replicas fill in source order expert by
+     * expert, so the others go through the general loop alone, in the same
+     * order, and every replica receives exactly what it would in one loop
+     * over all experts. */
+    unsigned char *over = r->over;
+    int any = 0;
+    for (int e = 0; e < E; e++) {
+      const int *rep = p->rep + (size_t)e * G;
+      over[e] = 0;
+      for (int i = 0; i < p->nrep[e] && !over[e]; i++)
+        over[e] = r->load[(size_t)rep[i] * E + e] > cap;
+      any |= over[e];
+    }
+    if (!any)
+      return PL_OK;
+    memset(r->load, 0, (size_t)G * E * sizeof(int64_t));
+    memset(r->gpu_load, 0, (size_t)G * sizeof(int64_t));
+    memset(r->hose, 0, 4 * (size_t)G * sizeof(int64_t));
+    r->total = 0;
+    route_sums(p, gpn, counts, over, r); /* the experts under capacity */
+    only = over;
   }
   for (int src = 0; src < G; src++) {
     int node_lo = (src / gpn) * gpn;
     for (int e = 0; e < E; e++) {
+      if (only && !only[e])
+        continue;
       int64_t tokens = counts[(size_t)src * E + e];
       if (tokens == 0)
         continue;

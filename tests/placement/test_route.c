@@ -116,6 +116,25 @@ Test(route, per_gpu_sums_match_the_matrix_and_the_fast_path_is_exact) {
     }
     cr_assert_eq(pl_routing_init(&full, G, E, 1), PL_OK);
     cr_assert_eq(pl_routing_init(&fast, G, E, 0), PL_OK);
+    /* capacities too: the fast path routes the experts that stay under it
+     * and leaves the others to the general loop; every replica must get
+     * what one loop over all experts gives it */
+    int64_t caps[] = {0, 1, 40, 900, 4000, 30000};
+    for (size_t k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+      int64_t cap = trial % 2 ? caps[k] / 50 : caps[k];
+      cr_assert_eq(pl_route(&p, &c, counts, cap, &full), PL_OK);
+      cr_assert_eq(pl_route(&p, &c, counts, cap, &fast), PL_OK);
+      cr_assert_eq(fast.total, full.total);
+      cr_assert_eq(fast.dropped, full.dropped, "trial %d cap %lld", trial, (long long)cap);
+      for (int i = 0; i < G * E; i++)
+        cr_assert_eq(fast.load[i], full.load[i], "trial %d cap %lld load[%d]", trial,
+                     (long long)cap, i);
+      for (int i = 0; i < 4 * G; i++)
+        cr_assert_eq(fast.hose[i], full.hose[i], "trial %d cap %lld hose[%d]", trial,
+                     (long long)cap, i);
+      for (int g = 0; g < G; g++)
+        cr_assert_eq(fast.gpu_load[g], full.gpu_load[g]);
+    }
     cr_assert_eq(pl_route(&p, &c, counts, -1, &full), PL_OK);
     cr_assert_eq(pl_route(&p, &c, counts, -1, &fast), PL_OK);
     cr_assert_eq(fast.total, full.total);

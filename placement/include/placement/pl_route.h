@@ -55,6 +55,7 @@ typedef struct pl_routing {
    * only these. NULL in a pl_routing not made by pl_routing_init. */
   int64_t *hose;
   int64_t *acc; /* [2*E*(G+1)] pl_route's scratch (difference arrays), internal */
+  unsigned char *over; /* [E] pl_route's scratch (experts over capacity), internal */
 } pl_routing;
 
 /* with_traffic = 0 skips the G*G matrix: everything but `flexmoe net`, the
