@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "placement/pl_policy.h"
@@ -27,7 +28,8 @@ static const char help[] =
     "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
     "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
     "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
-    "                   [--network hose|exact] [--db FILE | --no-db] [--format table|json]\n"
+    "                   [--network hose|exact] [--threads 1|2] [--db FILE | --no-db]\n"
+    "                   [--format table|json]\n"
     "\n"
     "Simulates MoE training on a routing trace with each placement policy and\n"
     "prints the comparison: mean iteration time, speedup over static, load\n"
@@ -49,6 +51,9 @@ static const char help[] =
     "  --tokens-per-gpu T  tokens per GPU per iteration (default: the trace's)\n"
     "  --slots S           expert slots per GPU and layer (default: from HBM)\n"
     "  --profile F.json    compute profile (default: built-in for the cluster's GPU)\n"
+    "  --threads N         2: a second thread draws the next iteration's rescaled\n"
+    "                      counts while one is simulated (default where the machine\n"
+    "                      has more than one core); 1: one thread. Same results.\n"
     "  --db FILE           results database (default flexmoe.db); --db '' or\n"
     "                      --no-db: do not record\n"
     "  --format F          table (default) or json\n"
@@ -68,9 +73,10 @@ int cmd_sim(int argc, char **argv) {
       {"slots", required_argument, 0, 'S'},     {"profile", required_argument, 0, 'P'},
       {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
       {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
-      {"network", required_argument, 0, 'W'},
+      {"network", required_argument, 0, 'W'},   {"threads", required_argument, 0, 'H'},
       {0, 0, 0, 0}};
   cli_sim_config base = CLI_SIM_CONFIG_INIT;
+  base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
   const char *policies[MAX_POLICIES];
   int npol = 0, fmt = CLI_FMT_TABLE, c;
   const char *db_path = "flexmoe.db";
@@ -150,6 +156,11 @@ int cmd_sim(int argc, char **argv) {
       break;
     case 'N':
       db_path = "";
+      break;
+    case 'H':
+      if (strcmp(optarg, "1") && strcmp(optarg, "2"))
+        return cli_fail(CLI_EUSAGE, "sim", "--threads: '%s' is not 1 or 2", optarg);
+      base.prefetch = optarg[0] == '2';
       break;
     case 'W':
       if (strcmp(optarg, "hose") && strcmp(optarg, "exact"))

@@ -33,6 +33,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -486,6 +487,46 @@ static int rescale_cache_put(rescale_store *s, size_t at, size_t n, const int64_
   return 1;
 }
 
+/* One iteration's rescaled counts, drawn on a helper thread while the
+ * previous iteration is simulated. The draws are the same as inline ones
+ * (tr_rescale_slice is a pure function of its arguments). */
+typedef struct prefetch {
+  const tr_trace *t;
+  int64_t it, slots;
+  int gpus;
+  uint64_t seed;
+  int64_t *counts; /* [layers * gpus * experts] */
+  int rc, layer;   /* the first failure and its layer */
+  pthread_t th;
+  int running;
+} prefetch;
+
+static void *prefetch_run(void *arg) {
+  prefetch *p = arg;
+  size_t GE = (size_t)p->gpus * (size_t)p->t->experts;
+  p->rc = 0;
+  for (p->layer = 0; p->layer < p->t->layers; p->layer++)
+    if ((p->rc = tr_rescale_slice(p->t, p->it, p->layer, p->gpus, p->slots, p->seed,
+                                  p->counts + (size_t)p->layer * GE)) != 0)
+      break;
+  return NULL;
+}
+
+/* Starts drawing iteration it into buf; 0 if the thread could not start
+ * (the caller then draws inline). */
+static int prefetch_start(prefetch *p, int64_t it, int64_t *buf) {
+  p->it = it;
+  p->counts = buf;
+  p->running = pthread_create(&p->th, NULL, prefetch_run, p) == 0;
+  return p->running;
+}
+
+static void prefetch_join(prefetch *p) {
+  if (p->running)
+    pthread_join(p->th, NULL);
+  p->running = 0;
+}
+
 int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errmsg,
                     size_t errlen) {
   resolved r;
@@ -502,7 +543,8 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   const tr_trace *t = &r.trace;
   int G = r.pc.gpus, E = t->experts, L = t->layers;
   cli_sim_output *o = calloc(1, sizeof(*o));
-  int64_t *counts = NULL;
+  int64_t *counts = NULL, *ahead = NULL; /* this iteration's counts, the next one's */
+  prefetch pf = {0};
   pl_routing *rt = NULL;
   pl_plan *plans = NULL;
   sim_layer_in *lin = NULL;
@@ -553,10 +595,37 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     cached = 1;
   else if (G != t->ranks || r.slots_per_gpu > 0) /* G == R without a target: a copy */
     rescale_cache_alloc(&fresh, &rkey);
+  /* draws worth a thread: not replayed, not a plain copy, several iterations */
+  int drawing = cfg->prefetch && !cached && (G != t->ranks || r.slots_per_gpu > 0) &&
+                r.b - r.a > 1;
+  if (drawing) {
+    ahead = malloc((size_t)L * G * E * sizeof(int64_t));
+    pf.t = t;
+    pf.slots = r.slots_per_gpu;
+    pf.gpus = G;
+    pf.seed = cfg->seed;
+    drawing = ahead && prefetch_start(&pf, r.a, ahead);
+  }
   for (int64_t it = r.a; it < r.b; it++) {
     st_iter_row *row = &o->rows[it - r.a];
     row->iteration = it;
     double worst_bal = 0;
+    int drawn = 0; /* counts already hold this iteration (drawn ahead) */
+    if (drawing) {
+      prefetch_join(&pf);
+      if (pf.rc) {
+        free(bal);
+        rc = fail(errmsg, errlen, CLI_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
+                  cfg->trace_path, it, pf.layer, G, tr_strerror(pf.rc));
+        goto done;
+      }
+      int64_t *swap = counts;
+      counts = ahead;
+      ahead = swap;
+      drawn = 1;
+      if (it + 1 < r.b)
+        drawing = prefetch_start(&pf, it + 1, ahead);
+    }
     for (int l = 0; l < L; l++) {
       int64_t *c = counts + (size_t)l * G * E;
       size_t GE = (size_t)G * E, at = ((size_t)(it - r.a) * L + l) * GE;
@@ -564,7 +633,8 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
       if (cached)
         rescale_cache_get(&rescale_cache, at, GE, c);
       else {
-        trc = tr_rescale_slice(t, it, l, G, r.slots_per_gpu, cfg->seed, c);
+        if (!drawn)
+          trc = tr_rescale_slice(t, it, l, G, r.slots_per_gpu, cfg->seed, c);
         if (fresh.counts && !trc && !rescale_cache_put(&fresh, at, GE, c)) {
           free(fresh.counts); /* does not fit the cache: draw every run */
           fresh.counts = NULL;
@@ -690,6 +760,8 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
 nomem:
   rc = fail(errmsg, errlen, CLI_EFAIL, "out of memory");
 done:
+  prefetch_join(&pf);
+  free(ahead);
   if (eng_ok)
     sim_engine_fini(&eng);
   for (int l = 0; rt && l < L; l++)

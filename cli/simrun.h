@@ -43,9 +43,13 @@ typedef struct cli_sim_config {
    * its count and bytes (sweeps, where per-move rows of re-planning
    * policies dominate the database). Not part of the config key. */
   int plan_moves;
+  /* 1 = draw the next iteration's rescaled counts on a second thread while
+   * this one is simulated (same counts; for `sim` on a machine with more
+   * than one core), 0 = one thread (sweep workers, benchmarks). */
+  int prefetch;
 } cli_sim_config;
 
-#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0, 1}
+#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0, 1, 0}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct cli_sim_summary {
