@@ -648,14 +648,15 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
       }
       int prc;
       if ((prc = pl_policy_plan(r.policy, (int)(it - r.a), l, c, &plans[l])) ||
-          (prc = pl_policy_route(r.policy, l, c, &rt[l])) ||
+          (prc = pl_policy_route_serving(r.policy, l, c, &rt[l])) ||
           (prc = pl_policy_observe(r.policy, (int)(it - r.a), l, c))) {
         free(bal);
         rc = fail(errmsg, errlen, CLI_EFAIL, "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
                   pl_policy_spec(r.policy), it, l, pl_strerror(prc));
         goto done;
       }
-      lin[l].placement = pl_policy_placement(r.policy, l);
+      /* a background plan's replicas serve from the next iteration on */
+      lin[l].placement = pl_policy_serving(r.policy, l);
       lin[l].routing = &rt[l];
       /* the oracle re-plans for free: its moves are reported, not charged */
       lin[l].moves = plans[l].changed ? plans[l].moves : NULL;

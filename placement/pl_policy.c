@@ -25,6 +25,10 @@ struct pl_policy {
   void *state;
   pl_env env;
   pl_placement *cur; /* [layers] */
+  /* [layers] the placement before the last plan, which serves the layer's
+   * tokens while that plan's background moves are in flight (inflight) */
+  pl_placement *prev;
+  unsigned char *inflight;
   char spec[512];
 };
 
@@ -212,12 +216,16 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
   p->ops = ops;
   p->env = *env;
   p->cur = pl_calloc((size_t)env->layers, sizeof(pl_placement));
-  if (!p->cur) {
+  p->prev = pl_calloc((size_t)env->layers, sizeof(pl_placement));
+  p->inflight = pl_calloc((size_t)env->layers, 1);
+  if (!p->cur || !p->prev || !p->inflight) {
     rc = PL_ENOMEM;
     goto fail;
   }
   for (int l = 0; l < env->layers; l++)
     if ((rc = pl_placement_init(&p->cur[l], env->experts, env->cluster.gpus,
+                                env->cluster.slots)) != 0 ||
+        (rc = pl_placement_init(&p->prev[l], env->experts, env->cluster.gpus,
                                 env->cluster.slots)) != 0)
       goto fail;
   if ((rc = ops->init(&p->state, &p->env, kv, nkv, p->cur)) != 0) {
@@ -246,10 +254,15 @@ void pl_policy_destroy(pl_policy *p) {
     return;
   if (p->state && p->ops->fini)
     p->ops->fini(p->state);
-  if (p->cur)
-    for (int l = 0; l < p->env.layers; l++)
+  for (int l = 0; l < p->env.layers; l++) {
+    if (p->cur)
       pl_placement_fini(&p->cur[l]);
+    if (p->prev)
+      pl_placement_fini(&p->prev[l]);
+  }
   pl_free(p->cur);
+  pl_free(p->prev);
+  pl_free(p->inflight);
   pl_free(p);
 }
 
@@ -280,6 +293,7 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
   if (!p || !plan || layer < 0 || layer >= p->env.layers || iteration < 0)
     return PL_EINVAL;
   plan_reset(plan);
+  p->inflight[layer] = 0; /* the previous plan's moves have landed */
   int rc = p->ops->plan(p->state, iteration, layer, &p->cur[layer],
                         p->ops->clairvoyant ? upcoming : NULL, plan);
   if (rc || !plan->changed)
@@ -311,8 +325,13 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
         plan->moves[k].bytes = plan->copy_bytes;
   if (n == 0)
     plan->changed = 0;
-  else
+  else if (plan->background && !plan->uncharged &&
+           (rc = pl_placement_copy(&p->prev[layer], &p->cur[layer])) != 0)
+    goto done;
+  else {
+    p->inflight[layer] = plan->background && !plan->uncharged;
     rc = pl_placement_copy(&p->cur[layer], next);
+  }
 done:
   if (rc)
     pl_plan_fini(plan);
@@ -325,6 +344,20 @@ int pl_policy_route(pl_policy *p, int layer, const int64_t *counts,
     return PL_EINVAL;
   int64_t cap = p->ops->capacity ? p->ops->capacity(p->state, layer, counts) : -1;
   return pl_route(&p->cur[layer], &p->env.cluster, counts, cap, r);
+}
+
+const pl_placement *pl_policy_serving(const pl_policy *p, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers)
+    return NULL;
+  return p->inflight[layer] ? &p->prev[layer] : &p->cur[layer];
+}
+
+int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
+                            pl_routing *r) {
+  if (!p || layer < 0 || layer >= p->env.layers)
+    return PL_EINVAL;
+  int64_t cap = p->ops->capacity ? p->ops->capacity(p->state, layer, counts) : -1;
+  return pl_route(pl_policy_serving(p, layer), &p->env.cluster, counts, cap, r);
 }
 
 int pl_policy_observe(pl_policy *p, int iteration, int layer,

@@ -140,9 +140,9 @@ static inline int bq_run(const char *spec, const pl_env *env, const int64_t *cou
         }
       }
       pl_cost cost;
-      if ((rc = pl_policy_route(p, l, c, &r)) != 0 ||
+      if ((rc = pl_policy_route_serving(p, l, c, &r)) != 0 ||
           (rc = pl_cost_layer(&env->cluster, &env->model, &env->profile,
-                              pl_policy_placement(p, l), &r, &cost)) != 0)
+                              pl_policy_serving(p, l), &r, &cost)) != 0)
         break;
       it_us += cost.total_us;
       if (out->layer_us)

@@ -188,10 +188,10 @@ static int drift_run(const char *spec, const pl_env *env, int iters, double drif
         bytes += (double)plan.moves[k].bytes;
       mig = pl_cost_moves_us(&env->cluster, plan.moves, plan.nmoves);
     }
-    pl_policy_route(p, 0, c, &r);
+    pl_policy_route_serving(p, 0, c, &r);
     bal[it] = pl_routing_balance(&r);
     pl_cost cost;
-    pl_cost_layer(&env->cluster, &env->model, &env->profile, pl_policy_placement(p, 0), &r, &cost);
+    pl_cost_layer(&env->cluster, &env->model, &env->profile, pl_policy_serving(p, 0), &r, &cost);
     if (it >= 10) {
       double exposed = pl_cost_exposed_us(mig, plan.changed && plan.background,
                                           plan.changed && plan.uncharged, cost.total_us);

@@ -98,3 +98,66 @@ Test(policy, static_never_changes_its_placement) {
   pl_plan_fini(&plan);
   pl_policy_destroy(p);
 }
+
+/* Runs a policy on 8 GPUs with one hot expert (0, then 7 from iteration 5
+ * on, so that a clairvoyant policy re-plans too) until it re-plans; returns
+ * the iteration of the first changed plan after the initial one (-1: none
+ * in 20), with counts holding that iteration's counts. */
+static int first_change(pl_policy *p, pl_plan *plan, int64_t *counts) {
+  for (int it = 0; it < 20; it++) {
+    for (int s = 0; s < 8; s++)
+      for (int e = 0; e < 32; e++)
+        counts[s * 32 + e] = e == (it < 5 ? 0 : 7) ? 4000 : 40;
+    cr_assert_eq(pl_policy_plan(p, it, 0, counts, plan), PL_OK);
+    if (it > 0 && plan->changed && plan->nmoves > 0)
+      return it;
+    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
+  }
+  return -1;
+}
+
+Test(policy, background_moves_serve_tokens_from_the_next_iteration) {
+  const char *specs[] = {"flexmoe", "flexmoe:background=0", "oracle"};
+  for (int k = 0; k < 3; k++) {
+    pl_env env = env8();
+    env.cluster.slots = 6; /* room for replicas of the hot expert */
+    pl_policy *p = NULL;
+    cr_assert_eq(pl_policy_create(&p, specs[k], &env, NULL, 0), PL_OK, "%s", specs[k]);
+    pl_plan plan;
+    pl_plan_init(&plan);
+    pl_placement before;
+    cr_assert_eq(pl_placement_init(&before, 32, 8, env.cluster.slots), PL_OK);
+    cr_assert_eq(pl_placement_copy(&before, pl_policy_placement(p, 0)), PL_OK);
+    static int64_t counts[8 * 32];
+    int it = first_change(p, &plan, counts);
+    cr_assert_geq(it, 1, "%s never re-planned for a hot expert", specs[k]);
+    const pl_placement *now = pl_policy_placement(p, 0), *serving = pl_policy_serving(p, 0);
+    cr_assert_not(pl_placement_equal(now, &before), "%s: the plan changed nothing", specs[k]);
+    int in_flight = plan.background && !plan.uncharged;
+    cr_assert_eq(in_flight, k == 0, "%s: background %d uncharged %d", specs[k], plan.background,
+                 plan.uncharged);
+    /* while the moves are in flight the old placement serves the tokens */
+    cr_assert_eq(pl_placement_equal(serving, in_flight ? &before : now), 1, "%s", specs[k]);
+    pl_routing r;
+    cr_assert_eq(pl_routing_init(&r, 8, 32, 0), PL_OK);
+    cr_assert_eq(pl_policy_route_serving(p, 0, counts, &r), PL_OK);
+    for (int g = 0; g < 8; g++)
+      for (int e = 0; e < 32; e++)
+        if (r.load[g * 32 + e] > 0)
+          cr_assert(pl_placement_has(serving, e, g), "%s: tokens on a replica not serving",
+                    specs[k]);
+    /* from the next plan on, the new placement serves */
+    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
+    pl_placement landed;
+    cr_assert_eq(pl_placement_init(&landed, 32, 8, env.cluster.slots), PL_OK);
+    cr_assert_eq(pl_placement_copy(&landed, now), PL_OK);
+    cr_assert_eq(pl_policy_plan(p, it + 1, 0, counts, &plan), PL_OK);
+    if (!plan.changed)
+      cr_assert_eq(pl_placement_equal(pl_policy_serving(p, 0), &landed), 1, "%s", specs[k]);
+    pl_routing_fini(&r);
+    pl_placement_fini(&landed);
+    pl_placement_fini(&before);
+    pl_plan_fini(&plan);
+    pl_policy_destroy(p);
+  }
+}

@@ -11,6 +11,9 @@
  *                                              read only by clairvoyant policies,
  *                                              i.e. the oracle; NULL otherwise)
  *   pl_policy_route(p, l, counts, &routing)    routes iteration i's tokens
+ *                                              (pl_policy_route_serving: on the
+ *                                              placement serving them while a
+ *                                              background plan is in flight)
  *   pl_policy_observe(p, i, l, counts)         feeds iteration i's counts
  * The plan for iteration 0 is the initial placement (no moves charged).
  *
@@ -137,6 +140,20 @@ int pl_policy_route(pl_policy *p, int layer, const int64_t *counts,
                     pl_routing *r);
 int pl_policy_observe(pl_policy *p, int iteration, int layer,
                       const int64_t *counts);
+
+/* The placement that serves iteration i's tokens of `layer` once plan i is
+ * made: the one in place before plan i while plan i's moves are in flight
+ * in the background (plan.background, charged), else the current one.
+ * Background moves overlap iteration i and land by iteration i + 1, so the
+ * new replicas cannot take tokens before then; blocking moves land before
+ * iteration i and the oracle's are free, so both serve from the new
+ * placement at once. The simulator and the benches route and cost with it
+ * (pl_policy_route_serving); pl_policy_route keeps routing on the current
+ * placement (the runtime executes every plan's moves before the iteration). */
+const pl_placement *pl_policy_serving(const pl_policy *p, int layer);
+/* pl_policy_route on pl_policy_serving's placement. */
+int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
+                            pl_routing *r);
 
 /* Helpers for policy implementations. */
 int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
