@@ -183,7 +183,13 @@ int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
   r->capacity = cap >= 0 ? cap : -1;
   r->padded = cap >= 0;
   const unsigned char *only = NULL; /* the general loop's experts (NULL: all) */
-  if (!r->traffic && r->hose && r->acc && r->over) {
+  int64_t reps = 0;
+  for (int e = 0; e < E; e++)
+    reps += p->nrep[e];
+  /* With a capacity the split below pays only where experts have many
+   * replicas (the general loop delivers to each of them share by share);
+   * with few, one general loop is cheaper than route_sums twice. */
+  if (!r->traffic && r->hose && r->acc && r->over && (cap < 0 || reps > 4 * (int64_t)E)) {
     route_sums(p, gpn, counts, NULL, r);
     if (cap < 0)
       return PL_OK;
