@@ -101,7 +101,11 @@ int pl_planner_plan(pl_planner *p, int iteration, int layer,
 int pl_planner_moves(const pl_planner *p, int64_t *out, int max);
 
 /* The last plan's flags: background (moves overlap the next iteration) and
- * uncharged (oracle: moves cost no time). Either pointer may be NULL. */
+ * uncharged (oracle: moves cost no time). Either pointer may be NULL. With
+ * background set, keep serving that iteration's tokens from the placement
+ * before the plan (the new replicas' parameters are still on the wire) and
+ * switch once the moves have landed; flexmoe's simulator does exactly that
+ * (pl_policy_serving in pl_policy.h). */
 int pl_planner_plan_flags(const pl_planner *p, int *background, int *uncharged);
 
 /* Current placement of a layer as a 0/1 matrix out[expert * gpus + g]. */
