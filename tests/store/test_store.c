@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "store/st_store.h"
 
 static char dir[256];
@@ -105,19 +106,6 @@ static size_t count_runs(const char *path) {
   free(rows);
   st_close(db);
   return n;
-}
-
-static int64_t sql_int(const char *path, const char *sql) {
-  sqlite3 *h = NULL;
-  sqlite3_stmt *s = NULL;
-  cr_assert_eq(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK, "%s",
-               sqlite3_errmsg(h));
-  cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
-  int64_t v = sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
-  sqlite3_close(h);
-  return v;
 }
 
 static void sql_exec(const char *path, const char *sql) {

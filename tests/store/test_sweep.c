@@ -189,19 +189,6 @@ Test(sweep, workers_give_the_same_results_as_one_process) {
 
 /* Processes whose command line mentions text (the sweep and its workers
  * carry the database path), zombies excluded. */
-/* One integer from a read-only query of db. */
-static int64_t query_int(const char *db, const char *sql) {
-  sqlite3 *h = NULL;
-  sqlite3_stmt *q = NULL;
-  cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
-  cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
-  int64_t v = sqlite3_column_int64(q, 0);
-  sqlite3_finalize(q);
-  sqlite3_close(h);
-  return v;
-}
-
 Test(sweep, plans_keep_their_moves_only_when_asked) {
   need_sample();
   char db[300], dbm[300], *out, *err;
@@ -216,19 +203,19 @@ Test(sweep, plans_keep_their_moves_only_when_asked) {
   free(out);
   free(err);
   /* Same plans either way: counts and bytes per (iteration, layer). */
-  int64_t plans = query_int(db, "SELECT count(*) FROM plans WHERE nmoves > 0");
+  int64_t plans = sql_int(db, "SELECT count(*) FROM plans WHERE nmoves > 0");
   cr_assert_gt(plans, 0, "flexmoe re-planned nothing in 20 iterations on 16 GPUs");
-  cr_assert_eq(query_int(dbm, "SELECT count(*) FROM plans WHERE nmoves > 0"), plans);
-  cr_assert_eq(query_int(db, "SELECT sum(bytes) FROM plans"),
-               query_int(dbm, "SELECT sum(bytes) FROM plans"));
+  cr_assert_eq(sql_int(dbm, "SELECT count(*) FROM plans WHERE nmoves > 0"), plans);
+  cr_assert_eq(sql_int(db, "SELECT sum(bytes) FROM plans"),
+               sql_int(dbm, "SELECT sum(bytes) FROM plans"));
   /* A sweep stores the summary by default ... */
-  cr_assert_eq(query_int(db, "SELECT count(*) FROM plans WHERE moves_json IS NOT NULL"), 0);
+  cr_assert_eq(sql_int(db, "SELECT count(*) FROM plans WHERE moves_json IS NOT NULL"), 0);
   /* ... and with --plan-moves one [expert, from, to, kind] array per move. */
-  cr_assert_eq(query_int(dbm, "SELECT count(*) FROM plans WHERE moves_json IS NULL"), 0);
-  cr_assert_eq(query_int(dbm, "SELECT count(*) FROM plans "
+  cr_assert_eq(sql_int(dbm, "SELECT count(*) FROM plans WHERE moves_json IS NULL"), 0);
+  cr_assert_eq(sql_int(dbm, "SELECT count(*) FROM plans "
                               "WHERE json_array_length(moves_json) != nmoves"),
                0);
-  cr_assert_eq(query_int(dbm, "SELECT count(*) FROM plans, json_each(plans.moves_json) m "
+  cr_assert_eq(sql_int(dbm, "SELECT count(*) FROM plans, json_each(plans.moves_json) m "
                               "WHERE json_array_length(m.value) != 4 "
                               "OR json_extract(m.value, '$[3]') NOT IN ('r', 'd', 'm')"),
                0);
