@@ -166,6 +166,18 @@ static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int
   return SIM_OK;
 }
 
+/* The links of GPU g's hose flow of one class (inter = cross-node, in =
+ * ingress) into path; returns how many, with the class latency in *lat. */
+static int hose_path(const sim_net *n, int g, int inter, int in, int *path, int64_t *lat) {
+  if (!inter) {
+    path[0] = in ? n->intra_in0 + g : n->intra_out0 + g;
+    *lat = n->intra_lat_ns;
+    return 1;
+  }
+  *lat = n->inter_lat_ns;
+  return sim_net_inter_half(n, g, in, path);
+}
+
 /* A hose flow: one GPU's whole egress or ingress of one class over its own
  * links. inter = cross-node, in = ingress; lat_mult scales the class
  * latency (ring steps). */
@@ -173,17 +185,9 @@ static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes, int 
                      int lat_mult, double w) {
   if (!(bytes > 0))
     return SIM_OK;
-  const sim_net *n = &e->net;
-  int path[2], plen;
+  int path[2];
   int64_t lat;
-  if (!inter) {
-    path[0] = in ? n->intra_in0 + g : n->intra_out0 + g;
-    plen = 1;
-    lat = n->intra_lat_ns;
-  } else {
-    plen = sim_net_inter_half(n, g, in, path);
-    lat = n->inter_lat_ns;
-  }
+  int plen = hose_path(&e->net, g, inter, in, path, &lat);
   int rec = add_rec(e, g, g, kind);
   if (rec < 0)
     return rec;
@@ -255,15 +259,13 @@ static int fg_hose_flow(sim_engine *e, int g, int inter, int in, double bytes, d
   if (!(bytes > 0))
     return SIM_OK;
   const sim_net *n = &e->net;
-  int link = -1;
-  int64_t lat = n->intra_lat_ns;
-  if (!inter)
-    link = in ? n->intra_in0 + g : n->intra_out0 + g;
-  else if (!n->nic_per_node && !n->use_up) {
-    link = in ? n->nic_in0 + g : n->nic_out0 + g;
-    lat = n->inter_lat_ns;
-  }
-  if (link < 0 || n->links[link].nflows != 0 || (e->aggregate & SIM_AGG_NO_SHORTCUT))
+  int path[2];
+  int64_t lat;
+  /* a link of its own: intra-node links, or the only link left of a per-GPU
+   * NIC route (a per-node NIC or uplink is shared by the node's GPUs) */
+  int own = hose_path(n, g, inter, in, path, &lat) == 1 && (!inter || !n->nic_per_node);
+  int link = path[0];
+  if (!own || n->links[link].nflows != 0 || (e->aggregate & SIM_AGG_NO_SHORTCUT))
     return hose_flow(e, g, inter, in, bytes, FK_FG, 1, w);
   int64_t now = e->sim.now;
   int64_t t = (int64_t)ceil((double)now + bytes / n->links[link].cap - 1e-6);
