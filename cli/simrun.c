@@ -591,13 +591,13 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   if (!bal)
     goto nomem;
   rescale_key rkey = {t->hash, cfg->seed, G, L, E, r.slots_per_gpu, r.a, r.b};
+  int draws = G != t->ranks || r.slots_per_gpu > 0; /* else the trace is copied */
   if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
     cached = 1;
-  else if (G != t->ranks || r.slots_per_gpu > 0) /* G == R without a target: a copy */
+  else if (draws)
     rescale_cache_alloc(&fresh, &rkey);
-  /* draws worth a thread: not replayed, not a plain copy, several iterations */
-  int drawing = cfg->prefetch && !cached && (G != t->ranks || r.slots_per_gpu > 0) &&
-                r.b - r.a > 1;
+  /* draws worth a thread: not replayed, several iterations */
+  int drawing = cfg->prefetch && !cached && draws && r.b - r.a > 1;
   if (drawing) {
     ahead = malloc((size_t)L * G * E * sizeof(int64_t));
     pf.t = t;

@@ -323,15 +323,17 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
     for (int k = 0; k < n; k++)
       if (plan->moves[k].kind == PL_MOVE_REPLICATE)
         plan->moves[k].bytes = plan->copy_bytes;
-  if (n == 0)
+  if (n == 0) {
     plan->changed = 0;
-  else if (plan->background && !plan->uncharged &&
-           (rc = pl_placement_copy(&p->prev[layer], &p->cur[layer])) != 0)
     goto done;
-  else {
-    p->inflight[layer] = plan->background && !plan->uncharged;
-    rc = pl_placement_copy(&p->cur[layer], next);
   }
+  /* background moves are in flight during the iteration: keep what serves it */
+  int inflight = plan->background && !plan->uncharged;
+  if (inflight)
+    rc = pl_placement_copy(&p->prev[layer], &p->cur[layer]);
+  if (!rc)
+    rc = pl_placement_copy(&p->cur[layer], next);
+  p->inflight[layer] = !rc && inflight;
 done:
   if (rc)
     pl_plan_fini(plan);
