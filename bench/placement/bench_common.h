@@ -96,14 +96,25 @@ typedef struct bq_result {
 /* Runs spec over counts[it][layer][G*E] for `iters` iterations. A spec
  * "lag:SPEC" (bench only) gives the policy the previous iteration's counts
  * as `upcoming`: "lag:oracle" is the clairvoyant planner one iteration late,
- * the best any policy planning on past counts could do with free moves. */
+ * the best any policy planning on past counts could do with free moves.
+ * "lagN:SPEC" gives the counts N iterations old: "lag2:oracle" plans on
+ * what a background plan knows (it plans on iteration t-1's counts and its
+ * placement serves from t+1), moves still free. */
 static inline int bq_run(const char *spec, const pl_env *env, const int64_t *counts,
                          int iters, bq_result *out, char *err, size_t errlen) {
   int L = env->layers, G = env->cluster.gpus, E = env->experts;
   pl_policy *p = NULL;
-  int lag = strncmp(spec, "lag:", 4) == 0;
-  if (lag)
-    spec += 4;
+  int lag = 0;
+  if (!strncmp(spec, "lag", 3)) {
+    const char *q = spec + 3;
+    while (*q >= '0' && *q <= '9')
+      lag = 10 * lag + (*q++ - '0');
+    if (*q == ':') {
+      lag = q == spec + 3 ? 1 : lag;
+      spec = q + 1;
+    } else
+      lag = 0;
+  }
   int rc = pl_policy_create(&p, spec, env, err, errlen);
   if (rc)
     return rc;
@@ -125,7 +136,7 @@ static inline int bq_run(const char *spec, const pl_env *env, const int64_t *cou
     for (int l = 0; l < L && !rc; l++) {
       const int64_t *c = counts + ((size_t)it * L + l) * G * E;
       double t0 = bq_now();
-      const int64_t *up = !lag ? c : it ? c - (size_t)L * G * E : NULL;
+      const int64_t *up = !lag ? c : it >= lag ? c - (size_t)lag * L * G * E : NULL;
       if ((rc = pl_policy_plan(p, it, l, up, &plan)) != 0)
         break;
       planned += bq_now() - t0;
