@@ -29,6 +29,12 @@
 #include "placement/pl_error.h"
 #include "pl_internal.h"
 
+/* Covered loads are kept in fixed point, 1/PL_QSCALE of a token (see
+ * pl_greedy.cover): sums that go up and down by whole experts' loads come
+ * back to the same value, and a node that holds every expert sends exactly
+ * nothing over the NIC. */
+#define PL_QSCALE 1024.0
+
 /* Weight of the spread term in the objective (see pl_greedy_objective). */
 #define PL_TIE 0.2
 
@@ -157,19 +163,21 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   }
   double a2a_mean = 0;
   for (int k = 0; k < g->K; k++) {
-    const double *L = g->load + (size_t)k * g->E;
+    const int64_t *Q = g->qload + (size_t)k * g->E;
     const double *tsc = g->tsc + k * EN, *tiin = g->tiin + k * EN, *txin = g->txin + k * EN;
-    double sc = 0, own = 0, iin = 0, xin = 0;
+    double sc = 0, iin = 0, xin = 0;
+    int64_t own = 0;
     for (int j = 0; j < nh; j++) {
       int e = host[j];
       size_t en = (size_t)e * N + n;
-      own += L[e] / G;
+      own += Q[e];
       iin += tiin[en];
       xin += txin[en];
       sc += tsc[en];
     }
-    double cover = g->cover[(size_t)k * N + n];
-    double iout = fmax(0.0, cover / G - own), xout = fmax(0.0, (g->total[k] - cover) / G);
+    int64_t cover = g->cover[(size_t)k * N + n];
+    double iout = (double)(cover > own ? cover - own : 0) / (PL_QSCALE * G);
+    double xout = (double)(g->total[k] - cover) / (PL_QSCALE * G);
     /* a tree is touched only where its value changed (it is consistent
      * with the unchanged one already) */
     double a2a = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
@@ -193,13 +201,13 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   g->tgpu[gpu] = t;
   g->comp[gpu] = comp;
   double kfree = p->nhost[gpu] < g->S ? tok : INFINITY;
-  if (g->tok[gpu] != tok) {
-    g->tok[gpu] = tok;
-    pl_seg_update(&g->t_tok, gpu);
-  }
   if (g->ar[gpu] != ar) {
     g->ar[gpu] = ar;
     pl_seg_update(&g->t_ar, gpu);
+  }
+  if (g->tok[gpu] != tok) {
+    g->tok[gpu] = tok;
+    pl_seg_update(&g->t_tok, gpu);
   }
   if (g->kall[gpu] != tok) {
     g->kall[gpu] = tok;
@@ -223,7 +231,7 @@ static int place_add(pl_greedy *g, int e, int gpu) {
   if (g->cnt[(size_t)e * N + n]++ == 0) {
     g->knodes[e]++;
     for (int k = 0; k < g->K; k++)
-      g->cover[(size_t)k * N + n] += g->load[(size_t)k * g->E + e];
+      g->cover[(size_t)k * N + n] += g->qload[(size_t)k * g->E + e];
     g->dirty_node = n; /* its GPUs are refreshed by refresh_expert */
   }
   return PL_OK;
@@ -238,7 +246,7 @@ static int place_remove(pl_greedy *g, int e, int gpu) {
   if (--g->cnt[(size_t)e * N + n] == 0) {
     g->knodes[e]--;
     for (int k = 0; k < g->K; k++)
-      g->cover[(size_t)k * N + n] -= g->load[(size_t)k * g->E + e];
+      g->cover[(size_t)k * N + n] -= g->qload[(size_t)k * g->E + e];
     g->dirty_node = n;
   }
   return PL_OK;
@@ -377,7 +385,7 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->sa2a = pl_calloc(K * G * 2, sizeof(double));
   g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
   g->cnt = pl_calloc(E * N + E, sizeof(int));
-  g->cover = pl_calloc(K * N + K, sizeof(double));
+  g->cover = pl_calloc(K * N + K + K * E, sizeof(int64_t));
   /* not zeroed: an entry is read only after fill_terms wrote it (tstamp) */
   g->tsc = pl_malloc(K * E * N * 3 * sizeof(double));
   g->tstamp = pl_calloc(E * N + E, sizeof(unsigned));
@@ -400,6 +408,9 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->t_scomp = g->t_sa2a + K;
   g->knodes = g->cnt + E * N;
   g->total = g->cover + K * N;
+  g->qload = g->total + K;
+  for (size_t i = 0; i < K * E; i++)
+    g->qload[i] = llround(load[i] * PL_QSCALE);
   g->tiin = g->tsc + K * E * N;
   g->txin = g->tsc + 2 * K * E * N;
   g->estamp = g->tstamp + E * N;
@@ -412,10 +423,10 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
       if (g->cnt[e * N + (size_t)(rep[i] / g->gpn)]++ == 0) {
         g->knodes[e]++;
         for (size_t k = 0; k < K; k++)
-          g->cover[k * N + (size_t)(rep[i] / g->gpn)] += load[k * E + e];
+          g->cover[k * N + (size_t)(rep[i] / g->gpn)] += g->qload[k * E + e];
       }
     for (size_t k = 0; k < K; k++)
-      g->total[k] += load[k * E + e];
+      g->total[k] += g->qload[k * E + e];
   }
   for (size_t e = 0; e < E; e++) {
     double sum = 0;

@@ -67,7 +67,11 @@ typedef struct pl_greedy {
   double *sa2a, *scomp;           /* [K*G] per scenario: all-to-all, compute (us) */
   pl_seg *t_sa2a, *t_scomp;       /* [K] maxima per scenario */
   int *cnt, *knodes;              /* [E*N] replicas of e in node n; [E] nodes holding e */
-  double *cover, *total;          /* [K*N] load of the experts node n holds; [K] */
+  /* [K*N] load of the experts node n holds, [K] all of it, [K*E] each
+   * expert's: fixed point (pl_greedy.c PL_QSCALE), exact under the +/- of
+   * adds and removes (doubles drifted: a node holding every expert still
+   * "sent" a rounding error over the NIC and paid its latency) */
+  int64_t *cover, *total, *qload;
   int dirty_node;                 /* node whose cover changed, -1 */
   pl_seg t_tok, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
   int steps;                      /* steps applied by pl_greedy_run */
