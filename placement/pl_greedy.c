@@ -205,17 +205,21 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
     g->ar[gpu] = ar;
     pl_seg_update(&g->t_ar, gpu);
   }
+  /* the trees that only choose candidates wait while one is on trial */
   if (g->tok[gpu] != tok) {
     g->tok[gpu] = tok;
-    pl_seg_update(&g->t_tok, gpu);
+    if (!g->trial)
+      pl_seg_update(&g->t_tok, gpu);
   }
   if (g->kall[gpu] != tok) {
     g->kall[gpu] = tok;
-    pl_seg_update(&g->t_all, gpu);
+    if (!g->trial)
+      pl_seg_update(&g->t_all, gpu);
   }
   if (g->kfree[gpu] != kfree) {
     g->kfree[gpu] = kfree;
-    pl_seg_update(&g->t_free, gpu);
+    if (!g->trial)
+      pl_seg_update(&g->t_free, gpu);
   }
 }
 
@@ -271,8 +275,10 @@ static void refresh_expert_keys(pl_greedy *g, int e) {
   g->ring[e] = ring_us(g, e);
   g->khot[e] = n < g->G ? g->per[e] : -INFINITY;
   g->kcold[e] = n > 1 ? g->per[e] : INFINITY;
-  pl_seg_update(&g->t_hot, e);
-  pl_seg_update(&g->t_cold, e);
+  if (!g->trial) {
+    pl_seg_update(&g->t_hot, e);
+    pl_seg_update(&g->t_cold, e);
+  }
 }
 
 /* Expert e's replica set changed (extra: a GPU that lost it, or -1): its
@@ -344,8 +350,13 @@ static void undo_op(pl_greedy *g, const op *o) {
 }
 
 /* Applies ops; on success leaves them applied and returns the objective,
- * else reverts and returns +inf. keep = 0 reverts in any case. */
+ * else reverts and returns +inf. keep = 0 reverts in any case: a trial,
+ * during which the trees that only choose candidates (t_tok, t_free,
+ * t_all, t_hot, t_cold) are not updated. Their values change and change
+ * back to the same bits, so the untouched trees are right again after the
+ * revert, and the objective reads none of them. */
 static double try_ops(pl_greedy *g, const op *ops, int n, int keep) {
+  g->trial = !keep;
   int done = 0;
   for (; done < n; done++)
     if (do_op(g, &ops[done]) != 0)
@@ -354,6 +365,7 @@ static double try_ops(pl_greedy *g, const op *ops, int n, int keep) {
   if (!keep || done < n)
     for (int k = done - 1; k >= 0; k--)
       undo_op(g, &ops[k]);
+  g->trial = 0;
   return j;
 }
 

@@ -75,6 +75,7 @@ typedef struct pl_greedy {
   int dirty_node;                 /* node whose cover changed, -1 */
   pl_seg t_tok, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
   int steps;                      /* steps applied by pl_greedy_run */
+  int trial;                      /* a candidate is on trial (pl_greedy.c try_ops) */
   double *tgpu;                   /* [G] estimated time of each GPU (us) */
   double sq, sum_t;               /* sums over GPUs of tgpu^2 and tgpu */
   /* Per (scenario, expert, node) terms of refresh_gpu's sums, which depend
