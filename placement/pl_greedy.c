@@ -20,8 +20,12 @@
  *            is taken);
  *   shrink   the cold expert loses a replica (saves all-reduce time).
  * Candidates are applied to the model, scored and reverted exactly (every
- * per-GPU quantity is recomputed from the placement, never accumulated in
- * floating point, so reverting restores the same bits).
+ * per-GPU quantity is recomputed from the placement, and the sums over
+ * GPUs and nodes are kept in fixed point, never accumulated in floating
+ * point, so reverting restores the same bits and the objective of a
+ * placement does not depend on the path to it). A migration or a swap is
+ * one operation that refreshes only the two nodes it touches, where a
+ * remove and an add would refresh every replica of the expert twice.
  */
 #include <math.h>
 #include <string.h>
@@ -34,6 +38,8 @@
  * back to the same value, and a node that holds every expert sends exactly
  * nothing over the NIC. */
 #define PL_QSCALE 1024.0
+/* The same for the sums of the spread term (pl_greedy.tq): 1/1024 us. */
+#define PL_TSCALE 1024.0
 
 /* Weight of the spread term in the objective (see pl_greedy_objective). */
 #define PL_TIE 0.2
@@ -195,10 +201,11 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   }
   comp /= g->K;
   a2a_mean /= g->K;
-  double t = comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_mean + ar, t0 = g->tgpu[gpu];
-  g->sum_t += t - t0;
-  g->sq += t * t - t0 * t0;
-  g->tgpu[gpu] = t;
+  double t = comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_mean + ar;
+  int64_t tq = llround(t * PL_TSCALE), t0 = g->tq[gpu];
+  g->sum_t += tq - t0;
+  g->sq += (pl_i128)tq * tq - (pl_i128)t0 * t0;
+  g->tq[gpu] = tq;
   g->comp[gpu] = comp;
   double kfree = p->nhost[gpu] < g->S ? tok : INFINITY;
   if (g->ar[gpu] != ar) {
@@ -223,6 +230,26 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   }
 }
 
+/* A node whose covered load changed: all its GPUs' outgoing traffic did.
+ * At most two nodes change before a refresh (a swap touches two). */
+static void mark_dirty(pl_greedy *g, int n) {
+  for (int i = 0; i < g->ndirty; i++)
+    if (g->dirty[i] == n)
+      return;
+  g->dirty[g->ndirty++] = n;
+}
+
+static void refresh_node(pl_greedy *g, int n) {
+  for (int u = n * g->gpn; u < (n + 1) * g->gpn; u++)
+    refresh_gpu(g, u);
+}
+
+static void refresh_dirty(pl_greedy *g) {
+  for (int i = 0; i < g->ndirty; i++)
+    refresh_node(g, g->dirty[i]);
+  g->ndirty = 0;
+}
+
 /* Placement add/remove that keep the per-node replica counts, the number
  * of nodes holding each expert and each node's covered load in step, and
  * refresh every GPU whose expected routing changed. */
@@ -236,7 +263,7 @@ static int place_add(pl_greedy *g, int e, int gpu) {
     g->knodes[e]++;
     for (int k = 0; k < g->K; k++)
       g->cover[(size_t)k * N + n] += g->qload[(size_t)k * g->E + e];
-    g->dirty_node = n; /* its GPUs are refreshed by refresh_expert */
+    mark_dirty(g, n); /* its GPUs are refreshed with the expert's */
   }
   return PL_OK;
 }
@@ -251,7 +278,7 @@ static int place_remove(pl_greedy *g, int e, int gpu) {
     g->knodes[e]--;
     for (int k = 0; k < g->K; k++)
       g->cover[(size_t)k * N + n] -= g->qload[(size_t)k * g->E + e];
-    g->dirty_node = n;
+    mark_dirty(g, n);
   }
   return PL_OK;
 }
@@ -290,12 +317,35 @@ static void refresh_expert(pl_greedy *g, int e, int extra) {
     refresh_gpu(g, rep[i]);
   if (extra >= 0)
     refresh_gpu(g, extra);
-  if (g->dirty_node >= 0) {
-    int n = g->dirty_node;
-    g->dirty_node = -1;
-    for (int u = n * g->gpn; u < (n + 1) * g->gpn; u++)
-      refresh_gpu(g, u);
+  refresh_dirty(g);
+}
+
+/*
+ * After replicas moved between GPUs of nodes a and b (the experts' replica
+ * counts unchanged; kn0 / ring0: their node counts and rings before): a
+ * replica's model depends on the expert's load per replica, its replica
+ * count in the replica's node, the number of nodes holding it and its
+ * ring, and the node's covered load. Only the first two nodes' counts and
+ * covers changed, so only their GPUs (the two ends included) change, unless
+ * an expert now spans another number of nodes or its ring changed: then
+ * all its replicas do. A migration of an expert with r replicas costs
+ * O(gpn) refreshes instead of the O(r) twice of a remove and an add.
+ */
+static void refresh_moved(pl_greedy *g, const int *es, const int *kn0, const double *ring0,
+                          int ne, int a, int b) {
+  for (int i = 0; i < ne; i++) {
+    int e = es[i];
+    refresh_expert_keys(g, e);
+    if (g->knodes[e] != kn0[i] || g->ring[e] != ring0[i]) {
+      const int *rep = g->p->rep + (size_t)e * g->G;
+      for (int j = 0; j < g->p->nrep[e]; j++)
+        refresh_gpu(g, rep[j]);
+    }
   }
+  refresh_node(g, a);
+  if (b != a)
+    refresh_node(g, b);
+  g->ndirty = 0; /* the dirty nodes are a and b */
 }
 
 static void account(pl_greedy *g, int from, int to, int sign) {
@@ -317,35 +367,93 @@ static int copy_source(const pl_greedy *g, int e, int to) {
 }
 
 typedef struct op {
-  int add; /* 1 add, 0 remove */
-  int e, gpu, src; /* src: copy source for an add (-1: none) */
+  int add; /* OP_REMOVE, OP_ADD, OP_MOVE or OP_SWAP */
+  int e, gpu, src; /* add: e onto gpu, copied from src (-1: no copy); remove: e
+                    * from gpu; move: e from src to gpu; swap: e from src to
+                    * gpu and e2 from gpu to src */
+  int e2;
 } op;
+enum { OP_REMOVE, OP_ADD, OP_MOVE, OP_SWAP };
+
+/* Moves e from a to b in the placement (and e2 from b to a when e2 >= 0),
+ * all or nothing; the model is refreshed by the caller. */
+static int place_moves(pl_greedy *g, int e, int a, int b, int e2) {
+  int rc = place_remove(g, e, a);
+  if (rc)
+    return rc;
+  if (e2 >= 0 && (rc = place_remove(g, e2, b)) != 0) {
+    place_add(g, e, a);
+    return rc;
+  }
+  if ((rc = place_add(g, e, b)) != 0) {
+    if (e2 >= 0)
+      place_add(g, e2, b);
+    place_add(g, e, a);
+    return rc;
+  }
+  if (e2 >= 0 && (rc = place_add(g, e2, a)) != 0) {
+    place_remove(g, e, b);
+    place_add(g, e2, b);
+    place_add(g, e, a);
+    return rc;
+  }
+  return PL_OK;
+}
+
+/* A move (e2 < 0) or swap between a and b, with its copies accounted
+ * (sign +1) or taken back (-1). */
+static int do_moves(pl_greedy *g, int e, int a, int b, int e2, int sign) {
+  int es[2] = {e, e2}, ne = e2 >= 0 ? 2 : 1, kn0[2];
+  double ring0[2];
+  for (int i = 0; i < ne; i++) {
+    kn0[i] = g->knodes[es[i]];
+    ring0[i] = g->ring[es[i]];
+  }
+  int rc = place_moves(g, e, a, b, e2);
+  if (!rc) {
+    /* the copies: a -> b, and b -> a for a swap (taken back: the same) */
+    account(g, sign > 0 ? a : b, sign > 0 ? b : a, sign);
+    if (e2 >= 0)
+      account(g, sign > 0 ? b : a, sign > 0 ? a : b, sign);
+  }
+  refresh_moved(g, es, kn0, ring0, ne, node_of(g, a), node_of(g, b));
+  return rc;
+}
 
 static int do_op(pl_greedy *g, const op *o) {
   int rc;
-  if (o->add) {
+  switch (o->add) {
+  case OP_ADD:
     if ((rc = place_add(g, o->e, o->gpu)) != 0)
       return rc;
     if (o->src >= 0)
       account(g, o->src, o->gpu, +1);
     refresh_expert(g, o->e, -1);
-  } else {
+    return PL_OK;
+  case OP_REMOVE:
     if ((rc = place_remove(g, o->e, o->gpu)) != 0)
       return rc;
     refresh_expert(g, o->e, o->gpu);
+    return PL_OK;
+  default:
+    return do_moves(g, o->e, o->src, o->gpu, o->add == OP_SWAP ? o->e2 : -1, +1);
   }
-  return PL_OK;
 }
 
 static void undo_op(pl_greedy *g, const op *o) {
-  if (o->add) {
+  switch (o->add) {
+  case OP_ADD:
     place_remove(g, o->e, o->gpu);
     if (o->src >= 0)
       account(g, o->src, o->gpu, -1);
     refresh_expert(g, o->e, o->gpu);
-  } else {
+    break;
+  case OP_REMOVE:
     place_add(g, o->e, o->gpu);
     refresh_expert(g, o->e, -1);
+    break;
+  default: /* the same moves backwards */
+    do_moves(g, o->e, o->gpu, o->src, o->add == OP_SWAP ? o->e2 : -1, -1);
   }
 }
 
@@ -390,8 +498,8 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->grad_bytes = (double)pl_expert_params(m) * m->bytes_per_elem;
   g->move_bytes = pl_expert_move_bytes(m);
   size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
-  g->tok = pl_calloc(G * 7, sizeof(double));
-  g->mio = pl_calloc(G * 4, sizeof(int64_t));
+  g->tok = pl_calloc(G * 6, sizeof(double));
+  g->mio = pl_calloc(G * 5, sizeof(int64_t));
   g->per = pl_calloc(E * 5, sizeof(double));
   size_t N = G / (size_t)g->gpn;
   g->sa2a = pl_calloc(K * G * 2, sizeof(double));
@@ -411,7 +519,7 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->migt = g->tok + 3 * G;
   g->kfree = g->tok + 4 * G;
   g->kall = g->tok + 5 * G;
-  g->tgpu = g->tok + 6 * G;
+  g->tq = g->mio + 4 * G;
   g->ring = g->per + E;
   g->khot = g->per + 2 * E;
   g->kcold = g->per + 3 * E;
@@ -428,7 +536,6 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->estamp = g->tstamp + E * N;
   for (size_t e = 0; e < E; e++)
     g->estamp[e] = 1; /* every cached term starts stale (tstamp 0) */
-  g->dirty_node = -1;
   for (size_t e = 0; e < E; e++) {
     const int *rep = p->rep + e * G;
     for (int i = 0; i < p->nrep[e]; i++)
@@ -520,7 +627,7 @@ double pl_greedy_migration_us(const pl_greedy *g) {
  * greedy walk off such plateaus (tuned on the real traces: 0.1 to 0.5 give
  * the same quality, 0 is clearly worse at 64 GPUs). */
 double pl_greedy_objective(const pl_greedy *g) {
-  double spread = g->sum_t > 0 ? fmax(g->sq, 0) / g->sum_t : 0;
+  double spread = g->sum_t > 0 ? (double)g->sq / ((double)g->sum_t * PL_TSCALE) : 0;
   return pl_greedy_layer_us(g) + g->mig_weight * pl_greedy_migration_us(g) + PL_TIE * spread;
 }
 
@@ -607,14 +714,14 @@ static void candidates(pl_greedy *g, cand *best) {
     /* expand onto the least-loaded GPU with a free slot */
     int f = least_without(g, &g->t_free, g->kfree, hot);
     if (f >= 0) {
-      op o[1] = {{1, hot, f, copy_source(g, hot, f)}};
+      op o[1] = {{OP_ADD, hot, f, copy_source(g, hot, f), -1}};
       consider(g, best, o, 1);
     }
     /* expand onto the least-loaded GPU overall, making room there */
     int a = least_without(g, &g->t_all, g->kall, hot);
     if (a >= 0 && a != f && g->p->nhost[a] >= g->S && cold >= 0 && cold != hot) {
       if (pl_placement_has(g->p, cold, a)) {
-        op o[2] = {{0, cold, a, -1}, {1, hot, a, copy_source(g, hot, a)}};
+        op o[2] = {{OP_REMOVE, cold, a, -1, -1}, {OP_ADD, hot, a, copy_source(g, hot, a), -1}};
         consider(g, best, o, 2);
       } else {
         const int *rep = g->p->rep + (size_t)cold * g->G;
@@ -624,12 +731,10 @@ static void candidates(pl_greedy *g, cand *best) {
           int x = lightest_on(g, a, hot, cgpu);
           if (x < 0)
             continue;
-          op o[4] = {{0, cold, cgpu, -1},
-                     {0, x, a, -1},
-                     {1, x, cgpu, a},
-                     {1, hot, a, -1}};
-          o[3].src = copy_source(g, hot, a);
-          consider(g, best, o, 4);
+          op o[3] = {{OP_REMOVE, cold, cgpu, -1, -1},
+                     {OP_MOVE, x, cgpu, a, -1},
+                     {OP_ADD, hot, a, copy_source(g, hot, a), -1}};
+          consider(g, best, o, 3);
         }
       }
     }
@@ -647,8 +752,8 @@ static void candidates(pl_greedy *g, cand *best) {
     int f = least_without(g, &g->t_free, g->kfree, y);
     if (f < 0 || f == mx)
       continue;
-    op o[2] = {{0, y, mx, -1}, {1, y, f, mx}};
-    consider(g, best, o, 2);
+    op o[1] = {{OP_MOVE, y, f, mx, -1}};
+    consider(g, best, o, 1);
   }
   /* on the most loaded GPU: shrink a replicated expert there, or swap one of
    * its experts with one of the least-loaded GPU's */
@@ -660,7 +765,7 @@ static void candidates(pl_greedy *g, cand *best) {
   for (int j = 0; j < nh; j++) {
     int y = hosted[j];
     if (g->p->nrep[y] > 1) {
-      op o[1] = {{0, y, mx, -1}};
+      op o[1] = {{OP_REMOVE, y, mx, -1, -1}};
       consider(g, best, o, 1);
     }
     if (mn == mx || pl_placement_has(g->p, y, mn))
@@ -669,8 +774,8 @@ static void candidates(pl_greedy *g, cand *best) {
       int z = light[k];
       if (pl_placement_has(g->p, z, mx))
         continue;
-      op o[4] = {{0, y, mx, -1}, {0, z, mn, -1}, {1, y, mn, mx}, {1, z, mx, mn}};
-      consider(g, best, o, 4);
+      op o[1] = {{OP_SWAP, y, mn, mx, z}};
+      consider(g, best, o, 1);
     }
   }
   /* shrink the cold expert */
@@ -680,7 +785,7 @@ static void candidates(pl_greedy *g, cand *best) {
     int reps[8];
     memcpy(reps, rep, sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) {
-      op o[1] = {{0, cold, reps[i], -1}};
+      op o[1] = {{OP_REMOVE, cold, reps[i], -1, -1}};
       consider(g, best, o, 1);
     }
   }

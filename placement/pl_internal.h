@@ -50,6 +50,8 @@ void pl_seg_fini(pl_seg *s);
 void pl_seg_update(pl_seg *s, int i); /* after v[i] changed */
 static inline int pl_seg_top(const pl_seg *s) { return s->t[1]; }
 
+__extension__ typedef __int128 pl_i128; /* gcc, clang: exact sums of squares */
+
 typedef struct pl_greedy {
   const pl_cluster *c;
   const pl_model *m;
@@ -72,12 +74,16 @@ typedef struct pl_greedy {
    * adds and removes (doubles drifted: a node holding every expert still
    * "sent" a rounding error over the NIC and paid its latency) */
   int64_t *cover, *total, *qload;
-  int dirty_node;                 /* node whose cover changed, -1 */
+  int dirty[4], ndirty;           /* nodes whose cover changed, not yet refreshed */
   pl_seg t_tok, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
   int steps;                      /* steps applied by pl_greedy_run */
   int trial;                      /* a candidate is on trial (pl_greedy.c try_ops) */
-  double *tgpu;                   /* [G] estimated time of each GPU (us) */
-  double sq, sum_t;               /* sums over GPUs of tgpu^2 and tgpu */
+  /* [G] estimated time of each GPU, and the sums over GPUs of tq^2 and tq:
+   * fixed point (1/1024 us, pl_greedy.c PL_TSCALE), so the sums do not
+   * depend on the order of the changes that led to a placement */
+  int64_t *tq;
+  pl_i128 sq;
+  int64_t sum_t;
   /* Per (scenario, expert, node) terms of refresh_gpu's sums, which depend
    * only on the expert's replica counts, not on the GPU: computed lazily,
    * valid while tstamp[e*N + n] == estamp[e] (estamp[e] moves on whenever

@@ -60,9 +60,15 @@ static void run_steps(int gpus, int experts, int slots, int scenarios) {
     cr_assert_eq(pl_placement_copy(&q, &p), PL_OK);
     cr_assert_eq(pl_greedy_init(&fresh, &env.cluster, &env.model, &env.profile, &q, load,
                                 scenarios, slots, 0.0), PL_OK);
+    /* exactly: every quantity is recomputed from the placement or kept
+     * in fixed point, none accumulated in floating point */
     double a = pl_greedy_layer_us(&g), b = pl_greedy_layer_us(&fresh);
-    cr_assert(fabs(a - b) <= 1e-9 * b, "step %d: %.17g vs %.17g", steps, a, b);
+    cr_assert(a == b, "step %d: %.17g vs %.17g", steps, a, b);
     cr_assert_eq(pl_greedy_balance(&g), pl_greedy_balance(&fresh));
+    cr_assert_eq(g.sum_t, fresh.sum_t, "step %d", steps);
+    cr_assert(g.sq == fresh.sq, "step %d", steps);
+    for (int u = 0; u < gpus; u++)
+      cr_assert_eq(g.tq[u], fresh.tq[u], "step %d gpu %d", steps, u);
     pl_greedy_fini(&fresh);
   }
   cr_assert_gt(steps, 3, "the skewed loads must give the greedy work (%d steps)", steps);
