@@ -11,8 +11,9 @@
  * Usage: bench_pl_quality [--iterations N] [--gpus 8,32,64] [--trace FILE]...
  *                         [--policy SPEC]... [--large] [--extra-slots N] [--lag]
  *                         [--hindsight]
- * --policy replaces the list (the oracle is always added), --large runs only
- * the 2048 x 8192 model, --lag adds "lag:oracle" (bench_common.h),
+ * --policy replaces the list (the oracle is always added; "lagN:SPEC" runs
+ * SPEC on counts N iterations old, bench_common.h), --large runs only the
+ * 2048 x 8192 model, --lag adds "lag:oracle",
  * --hindsight adds a row: per layer and iteration the fastest placement of
  * the past-only policies run (real counts known, moves free).
  */
