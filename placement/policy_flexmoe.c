@@ -89,7 +89,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
       (rc = pl_kv_int(kv, nkv, "restart", -1, -1, 1, &s->restart)) ||
       (rc = pl_kv_int(kv, nkv, "rebuild", 1, 0, 1 << 30, &s->rebuild)) ||
-      (rc = pl_kv_int(kv, nkv, "polish", 32, 0, 1 << 30, &s->polish)) ||
+      (rc = pl_kv_int(kv, nkv, "polish", 8, 0, 1 << 30, &s->polish)) ||
       (rc = pl_kv_int(kv, nkv, "noise", 0, 0, 32, &s->noise)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
@@ -433,7 +433,7 @@ static const pl_param_desc fx_params[] = {
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
     {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
     {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts (ceil(E/G) slots per GPU) packed around the current placement, kept if cheaper incl. migration (0: off)"},
-    {"polish", "32", "greedy steps that polish the rebuild candidate before it is costed"},
+    {"polish", "8", "greedy steps that polish the rebuild candidate before it is costed"},
     {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off)"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
