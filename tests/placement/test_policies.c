@@ -206,16 +206,24 @@ Test(policies, flexmoe_does_not_move_when_the_horizon_cannot_pay_for_it) {
 /* Runs flexmoe `spec` on constant skewed counts (expert e gets (e+1)^2 of
  * the tokens' weight) for `iters` iterations; returns the routed balance of
  * the last iteration, the layer time, the plans made and the moves. */
-static double far_off_run(const char *spec, const pl_env *env, int iters, double *layer_us,
-                          int *plans, int *moves) {
-  int G = env->cluster.gpus, E = env->experts;
+/* Counts [G*E] where every GPU routes 8192 slots, expert e weighing
+ * (e + 1)^2. */
+static int64_t *skewed_counts(int G, int E) {
   int64_t *c = calloc((size_t)G * E, sizeof(int64_t));
+  cr_assert(c);
   double wsum = 0;
   for (int e = 0; e < E; e++)
     wsum += (double)(e + 1) * (e + 1);
   for (int g = 0; g < G; g++)
     for (int e = 0; e < E; e++)
       c[g * E + e] = (int64_t)(8192.0 * (e + 1) * (e + 1) / wsum);
+  return c;
+}
+
+static double far_off_run(const char *spec, const pl_env *env, int iters, double *layer_us,
+                          int *plans, int *moves) {
+  int G = env->cluster.gpus, E = env->experts;
+  int64_t *c = skewed_counts(G, E);
   pl_policy *p = NULL;
   cr_assert_eq(pl_policy_create(&p, spec, env, NULL, 0), PL_OK);
   pl_plan plan;
@@ -263,6 +271,44 @@ Test(policies, flexmoe_rebuild_reaches_balance_from_a_far_off_start_with_bounded
    * most 128 - 32 new copies replaces a dropped one; the polish adds at most
    * 4 changes per step (8 steps) */
   cr_assert_leq(moves1, 2 * (128 - 32) + 4 * 8, "moves %d", moves1);
+}
+
+Test(policies, flexmoe_rebuild_tries_a_second_budget_where_the_first_cannot_replicate) {
+  /* 32 GPUs, 32 experts, 3 slots: ceil(E/G) = 1 slot per GPU gives every
+   * expert exactly one copy, so that rebuild cannot replicate; one slot
+   * more (64 copies) can. With one greedy step per plan and no polish,
+   * only that second budget can give several experts replicas at once. */
+  pl_env env = chk_env(1, 32, 32, 8, 3);
+  const char *spec[2] = {"flexmoe:restart=0,max_steps=1,polish=0,rebuild=0",
+                         "flexmoe:restart=0,max_steps=1,polish=0"};
+  int replicated[2], copies[2];
+  for (int k = 0; k < 2; k++) {
+    int64_t *c = skewed_counts(32, 32);
+    pl_policy *p = NULL;
+    cr_assert_eq(pl_policy_create(&p, spec[k], &env, NULL, 0), PL_OK);
+    pl_plan plan;
+    pl_plan_init(&plan);
+    for (int it = 0; it < 2; it++) {
+      cr_assert_eq(pl_policy_plan(p, it, 0, NULL, &plan), PL_OK);
+      cr_assert_eq(pl_policy_observe(p, it, 0, c), PL_OK);
+    }
+    const pl_placement *pl = pl_policy_placement(p, 0);
+    replicated[k] = copies[k] = 0;
+    for (int e = 0; e < 32; e++) {
+      copies[k] += pl->nrep[e];
+      replicated[k] += pl->nrep[e] > 1;
+    }
+    for (int g = 0; g < 32; g++)
+      cr_assert_leq(pl->nhost[g], 3);
+    pl_plan_fini(&plan);
+    pl_policy_destroy(p);
+    free(c);
+  }
+  cr_log_info("rebuild off: %d copies, %d experts replicated; on: %d, %d", copies[0],
+              replicated[0], copies[1], replicated[1]);
+  cr_assert_leq(replicated[0], 1, "one greedy step adds at most one replica");
+  cr_assert_geq(replicated[1], 4, "the second budget replicates the hot experts at once");
+  cr_assert_leq(copies[1], 64 + 2, "within G x (ceil(E/G) + 1) copies and one greedy step");
 }
 
 Test(policies, smartmoe_rebalances_only_on_its_period_and_never_replicates) {
