@@ -367,7 +367,7 @@ static int copy_source(const pl_greedy *g, int e, int to) {
 }
 
 typedef struct op {
-  int add; /* OP_REMOVE, OP_ADD, OP_MOVE or OP_SWAP */
+  int kind; /* OP_REMOVE, OP_ADD, OP_MOVE or OP_SWAP */
   int e, gpu, src; /* add: e onto gpu, copied from src (-1: no copy); remove: e
                     * from gpu; move: e from src to gpu; swap: e from src to
                     * gpu and e2 from gpu to src */
@@ -422,7 +422,7 @@ static int do_moves(pl_greedy *g, int e, int a, int b, int e2, int sign) {
 
 static int do_op(pl_greedy *g, const op *o) {
   int rc;
-  switch (o->add) {
+  switch (o->kind) {
   case OP_ADD:
     if ((rc = place_add(g, o->e, o->gpu)) != 0)
       return rc;
@@ -436,12 +436,12 @@ static int do_op(pl_greedy *g, const op *o) {
     refresh_expert(g, o->e, o->gpu);
     return PL_OK;
   default:
-    return do_moves(g, o->e, o->src, o->gpu, o->add == OP_SWAP ? o->e2 : -1, +1);
+    return do_moves(g, o->e, o->src, o->gpu, o->kind == OP_SWAP ? o->e2 : -1, +1);
   }
 }
 
 static void undo_op(pl_greedy *g, const op *o) {
-  switch (o->add) {
+  switch (o->kind) {
   case OP_ADD:
     place_remove(g, o->e, o->gpu);
     if (o->src >= 0)
@@ -453,7 +453,7 @@ static void undo_op(pl_greedy *g, const op *o) {
     refresh_expert(g, o->e, -1);
     break;
   default: /* the same moves backwards */
-    do_moves(g, o->e, o->gpu, o->src, o->add == OP_SWAP ? o->e2 : -1, -1);
+    do_moves(g, o->e, o->gpu, o->src, o->kind == OP_SWAP ? o->e2 : -1, -1);
   }
 }
 
