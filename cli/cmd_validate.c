@@ -51,8 +51,10 @@ static const char *const help =
     "(measured) and through the simulator with the calibrated profile of that\n"
     "backend (predicted), and prints predicted vs measured per phase with the\n"
     "relative error (predicted - measured) / measured. Without --profile the backend\n"
-    "is calibrated first (as flexmoe calibrate). Policies default to static, flexmoe\n"
-    "and eplb (those this build has). With --db both runs and the validation are stored.\n"
+    "is calibrated first (as flexmoe calibrate). Policies default to static,\n"
+    "flexmoe:background=0 and eplb (those this build has). A policy that moves experts\n"
+    "in the background is refused: the runtime migrates between iterations, blocking.\n"
+    "With --db both runs and the validation are stored.\n"
     "--engine: the simulator's analytic (default) or discrete-event engine, or 'cost':\n"
     "the placement library's cost model alone, as the planners see the run.\n"
     "\n"
@@ -63,8 +65,9 @@ static const char *const help =
     "\n"
     "example:\n"
     "  flexmoe validate --backend cuda --partitions 4 --trace gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --iterations 0:50 --d-model 1024 --d-ff 4096 --policy static --policy flexmoe \\\n"
-    "      --policy eplb --profile h200-green-4.json --db flexmoe.db --format json\n";
+    "      --iterations 0:50 --d-model 1024 --d-ff 4096 --policy static \\\n"
+    "      --policy flexmoe:background=0 --policy eplb --profile h200-green-4.json \\\n"
+    "      --db flexmoe.db --format json\n";
 
 typedef struct vrun {
   char policy[256];
@@ -99,6 +102,33 @@ static double pct(double *v, int n, double q) {
   double pos = q * (n - 1);
   int lo = (int)floor(pos), hi = (int)ceil(pos);
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+}
+
+/* Whether policy `spec` moves experts in the background: it has a
+ * `background` parameter whose value, as given in the spec or by default,
+ * is not 0. The runtime migrates between iterations, blocking, and serves
+ * from the new placement at once, while the simulator overlaps background
+ * moves with the iteration and serves from the old placement meanwhile: a
+ * prediction of the one would be compared with a measurement of the other.
+ * An unknown policy is left to the policy library's own error. */
+static int moves_in_background(const char *spec) {
+  char name[64];
+  size_t n = strcspn(spec, ":");
+  if (n >= sizeof name)
+    return 0;
+  memcpy(name, spec, n);
+  name[n] = '\0';
+  const pl_policy_ops *ops = pl_policy_find(name);
+  const char *val = NULL;
+  for (const pl_param_desc *d = ops ? ops->params : NULL; d && d->key; d++)
+    if (!strcmp(d->key, "background"))
+      val = d->defval;
+  if (!val)
+    return 0;
+  for (const char *q = spec + n; (q = strstr(q, "background=")) != NULL; q++)
+    if (q[-1] == ':' || q[-1] == ',')
+      val = q + strlen("background=");
+  return !(val[0] == '0' && (val[1] == '\0' || val[1] == ','));
 }
 
 int cmd_validate(int argc, char **argv) {
@@ -150,10 +180,18 @@ int cmd_validate(int argc, char **argv) {
   if (cfg.partitions > 0 && strcmp(cfg.backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
   if (npol == 0) {
-    static const char *const defaults[] = {"static", "flexmoe", "eplb"};
+    static const char *const defaults[][2] = {
+        {"static", "static"}, {"flexmoe", "flexmoe:background=0"}, {"eplb", "eplb"}};
     for (int i = 0; i < 3; i++)
-      if (pl_policy_find(defaults[i])) policies[npol++] = defaults[i];
+      if (pl_policy_find(defaults[i][0])) policies[npol++] = defaults[i][1];
   }
+  for (int p = 0; p < npol; p++)
+    if (moves_in_background(policies[p]))
+      return cli_fail(CLI_EUSAGE, "validate",
+                      "policy '%s' moves experts in the background, which the runtime does not do "
+                      "(it migrates between iterations, blocking): its prediction would describe "
+                      "another run; set background=0",
+                      policies[p]);
   char em[1024] = "";
   /* 1. the calibrated profile: given, or measured now */
   cli_rt_profile prof;

@@ -234,6 +234,12 @@ Test(rt_cli, bad_command_lines_get_one_clear_line) {
   fails_with("validate", "--engine");
   cr_assert_eq(run("validate " SMALL " " SAMPLE " --profile /nonexistent.json"), 1);
   fails_with("validate", "/nonexistent.json");
+  /* the runtime migrates blocking: a background policy's prediction would
+   * describe another run (flexmoe's default is background=1) */
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy static --policy flexmoe"), 2);
+  fails_with("validate", "'flexmoe' moves experts in the background");
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy flexmoe:horizon=20,background=1"), 2);
+  fails_with("validate", "set background=0");
 }
 
 Test(rt_cli, a_gpu_backend_that_cannot_start_says_why) {
