@@ -642,6 +642,13 @@ double pl_greedy_balance(const pl_greedy *g) {
 
 /* Least-loaded GPU in tree t (kfree or kall) that does not host e, or -1. */
 static int least_without(pl_greedy *g, pl_seg *t, double *key, int e) {
+  /* the common case, the least-loaded GPU lacks e: it is the answer, as the
+   * masked search or the scan below would find (same ties: lowest index) */
+  int top = pl_seg_top(t);
+  if (!(key[top] < INFINITY))
+    return -1;
+  if (!pl_placement_has(g->p, e, top))
+    return top;
   const int *rep = g->p->rep + (size_t)e * g->G;
   int n = g->p->nrep[e];
   double saved[64];
