@@ -28,6 +28,7 @@
 #include "rtprof.h"
 #include "rtrun.h"
 #include "runtime/rt_calib.h"
+#include "placement/pl_error.h"
 #include "placement/pl_policy.h"
 #include "sim/sim_profile.h"
 #include "simrun.h"
@@ -110,25 +111,14 @@ static double pct(double *v, int n, double q) {
  * from the new placement at once, while the simulator overlaps background
  * moves with the iteration and serves from the old placement meanwhile: a
  * prediction of the one would be compared with a measurement of the other.
- * An unknown policy is left to the policy library's own error. */
+ * A policy without the parameter, or a spec the policy library rejects, is
+ * left to the library's own error later. */
 static int moves_in_background(const char *spec) {
-  char name[64];
-  size_t n = strcspn(spec, ":");
-  if (n >= sizeof name)
+  char v[64], *end;
+  if (pl_policy_param(spec, "background", v, sizeof v) != PL_OK)
     return 0;
-  memcpy(name, spec, n);
-  name[n] = '\0';
-  const pl_policy_ops *ops = pl_policy_find(name);
-  const char *val = NULL;
-  for (const pl_param_desc *d = ops ? ops->params : NULL; d && d->key; d++)
-    if (!strcmp(d->key, "background"))
-      val = d->defval;
-  if (!val)
-    return 0;
-  for (const char *q = spec + n; (q = strstr(q, "background=")) != NULL; q++)
-    if (q[-1] == ':' || q[-1] == ',')
-      val = q + strlen("background=");
-  return !(val[0] == '0' && (val[1] == '\0' || val[1] == ','));
+  long b = strtol(v, &end, 10);
+  return !(end != v && *end == '\0' && b == 0);
 }
 
 int cmd_validate(int argc, char **argv) {

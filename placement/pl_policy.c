@@ -122,6 +122,30 @@ static const char *kv_get(const pl_kv *kv, int nkv, const char *key) {
   return NULL;
 }
 
+int pl_policy_param(const char *spec, const char *key, char *buf, size_t len) {
+  if (!spec || !key || !buf || len == 0)
+    return PL_EINVAL;
+  char name[64];
+  pl_kv kv[MAX_KV];
+  int nkv = 0;
+  int rc = parse_spec(spec, name, sizeof(name), kv, &nkv, NULL, 0);
+  if (rc)
+    return rc;
+  const pl_policy_ops *ops = pl_policy_find(name);
+  if (!ops)
+    return PL_EPOLICY;
+  const pl_param_desc *d = find_param(ops, key);
+  if (!d)
+    return PL_EPARAM;
+  const char *v = kv_get(kv, nkv, key);
+  if (!v)
+    v = d->defval;
+  if (strlen(v) >= len)
+    return PL_EINVAL;
+  memcpy(buf, v, strlen(v) + 1);
+  return PL_OK;
+}
+
 int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
                  double lo, double hi, double *out) {
   const char *v = kv_get(kv, nkv, key);

@@ -61,6 +61,24 @@ Test(policy, canonical_spec_fills_defaults) {
   pl_policy_destroy(p);
 }
 
+Test(policy, param_reads_a_specs_value_or_the_default_without_an_environment) {
+  char v[64];
+  cr_assert_eq(pl_policy_param("flexmoe", "background", v, sizeof v), PL_OK);
+  cr_assert_str_eq(v, "1", "the default");
+  cr_assert_eq(pl_policy_param("flexmoe:background=0,horizon=20", "background", v, sizeof v),
+               PL_OK);
+  cr_assert_str_eq(v, "0");
+  cr_assert_eq(pl_policy_param("flexmoe:background=0,background=1", "background", v, sizeof v),
+               PL_OK);
+  cr_assert_str_eq(v, "1", "the last one given, as pl_policy_create reads it");
+  cr_assert_eq(pl_policy_param("flexmoe:horizon=20", "horizon", v, sizeof v), PL_OK);
+  cr_assert_str_eq(v, "20");
+  cr_assert_eq(pl_policy_param("static", "background", v, sizeof v), PL_EPARAM);
+  cr_assert_eq(pl_policy_param("teleport", "background", v, sizeof v), PL_EPOLICY);
+  cr_assert_eq(pl_policy_param("flexmoe:horizon", "horizon", v, sizeof v), PL_EPARAM);
+  cr_assert_eq(pl_policy_param("flexmoe:horizon=1000", "horizon", v, 4), PL_EINVAL);
+}
+
 Test(policy, capacity_drops_over_cf_times_even_share) {
   pl_env env = env8();
   pl_policy *p = NULL;

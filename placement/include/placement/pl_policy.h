@@ -127,6 +127,13 @@ void pl_policy_destroy(pl_policy *p);
 const pl_policy_ops *pl_policy_ops_of(const pl_policy *p);
 /* Canonical spec with all parameters, e.g. "capacity:cf=1.25". */
 const char *pl_policy_spec(const pl_policy *p);
+/* The value parameter `key` of policy `spec` takes: the spec's own (the
+ * last one given) or the policy's default, as text, copied into buf[len].
+ * PL_EPOLICY for an unknown policy, PL_EPARAM for a malformed spec or a key
+ * the policy does not have, PL_EINVAL for a value longer than len - 1.
+ * Needs no environment: the value is not range-checked (pl_policy_create
+ * does that). */
+int pl_policy_param(const char *spec, const char *key, char *buf, size_t len);
 /* The layer's current placement (owned by the policy). */
 const pl_placement *pl_policy_placement(const pl_policy *p, int layer);
 
