@@ -126,6 +126,18 @@ static timing summarise(double *v, int n) {
                   bq_pct(v, (size_t)n, 0.99), mx, over};
 }
 
+/* One row of table (1); changed < 0 and a NaN median_changed print "-". */
+static void print_row(const char *name, const timing *t, int changed, double med_changed,
+                      double vs_route) {
+  char c[16] = "-", m[32] = "-";
+  if (changed >= 0)
+    snprintf(c, sizeof c, "%d", changed);
+  if (!isnan(med_changed))
+    snprintf(m, sizeof m, "%.1f", med_changed);
+  printf("%-34s %10.1f %10.1f %10.1f %10.1f %8d %8s %15s %13.3f\n", name, t->med, t->p90, t->p99,
+         t->max, t->over, c, m, vs_route);
+}
+
 /* Times `iters` plan calls of spec after `warm` warm-up iterations. */
 static int time_plans(const char *spec, const pl_env *env, int warm, int iters, double drift,
                       timing *all, timing *changed, int *nchanged) {
@@ -304,23 +316,11 @@ int main(int argc, char **argv) {
   printf("\n## (1) plan time, %d timed plan calls each (microseconds)\n", iters);
   printf("%-34s %10s %10s %10s %10s %8s %8s %15s %13s\n", "planner", "median_us", "p90_us",
          "p99_us", "max_us", "over_1ms", "changed", "median_changed", "vs_one_route");
-  const char *row = "%-34s %10.1f %10.1f %10.1f %10.1f %8d %8s %15s %13.3f\n";
-  char nbuf[3][16], mbuf[2][32];
-  snprintf(nbuf[0], sizeof nbuf[0], "%d", nf);
-  snprintf(nbuf[1], sizeof nbuf[1], "%d", ne);
-  snprintf(nbuf[2], sizeof nbuf[2], "%d", ns);
-  snprintf(mbuf[0], sizeof mbuf[0], "%.1f", fc.med);
-  snprintf(mbuf[1], sizeof mbuf[1], "%.1f", ec.med);
-  printf(row, "flexmoe (defaults)", fa.med, fa.p90, fa.p99, fa.max, fa.over, nbuf[0], mbuf[0],
-         fa.med / ra.med);
-  printf(row, "eplb (re-plans every call)", ea.med, ea.p90, ea.p99, ea.max, ea.over, nbuf[1],
-         mbuf[1], ea.med / ra.med);
-  printf(row, "static (peer: no work)", sa.med, sa.p90, sa.p99, sa.max, sa.over, nbuf[2], "-",
-         sa.med / ra.med);
-  printf(row, "peer: one pl_route (G x E counts)", ra.med, ra.p90, ra.p99, ra.max, ra.over, "-",
-         "-", 1.0);
-  printf(row, "peer: naive eplb (linear scans)", na.med, na.p90, na.p99, na.max, na.over, "-", "-",
-         na.med / ra.med);
+  print_row("flexmoe (defaults)", &fa, nf, fc.med, fa.med / ra.med);
+  print_row("eplb (re-plans every call)", &ea, ne, ec.med, ea.med / ra.med);
+  print_row("static (peer: no work)", &sa, ns, NAN, sa.med / ra.med);
+  print_row("peer: one pl_route (G x E counts)", &ra, -1, NAN, 1.0);
+  print_row("peer: naive eplb (linear scans)", &na, -1, NAN, na.med / ra.med);
   printf("eplb tree-based vs naive: %.1fx faster (checksum %.0f)\n", na.med / ea.med, chk);
   printf("target: under 1000 us per plan: flexmoe %d of %d calls over, eplb %d of %d\n",
          fa.over, iters, ea.over, iters);
