@@ -310,11 +310,15 @@ static void refresh_expert_keys(pl_greedy *g, int e) {
 
 /* Expert e's replica set changed (extra: a GPU that lost it, or -1): its
  * GPUs, and all GPUs of a node whose covered load changed. */
-static void refresh_expert(pl_greedy *g, int e, int extra) {
-  refresh_expert_keys(g, e);
+static void refresh_replicas(pl_greedy *g, int e) {
   const int *rep = g->p->rep + (size_t)e * g->G;
   for (int i = 0; i < g->p->nrep[e]; i++)
     refresh_gpu(g, rep[i]);
+}
+
+static void refresh_expert(pl_greedy *g, int e, int extra) {
+  refresh_expert_keys(g, e);
+  refresh_replicas(g, e);
   if (extra >= 0)
     refresh_gpu(g, extra);
   refresh_dirty(g);
@@ -336,11 +340,8 @@ static void refresh_moved(pl_greedy *g, const int *es, const int *kn0, const dou
   for (int i = 0; i < ne; i++) {
     int e = es[i];
     refresh_expert_keys(g, e);
-    if (g->knodes[e] != kn0[i] || g->ring[e] != ring0[i]) {
-      const int *rep = g->p->rep + (size_t)e * g->G;
-      for (int j = 0; j < g->p->nrep[e]; j++)
-        refresh_gpu(g, rep[j]);
-    }
+    if (g->knodes[e] != kn0[i] || g->ring[e] != ring0[i])
+      refresh_replicas(g, e);
   }
   refresh_node(g, a);
   if (b != a)
