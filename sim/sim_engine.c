@@ -1,13 +1,17 @@
 /*
- * sim_engine.c - the iteration model, analytic and discrete-event
- * (see sim_engine.h for what is modelled).
+ * sim_engine.c - the iteration model: one schedule (see sim_engine.h), two
+ * networks behind a few primitives (wait_ns, alltoall, the transfer batch
+ * xfer_*, fg_wait, drain).
  *
  * The DES has two models on one loop: the network (event: "next flow
  * finishes sending", rescheduled - the old event cancelled - whenever flows
  * start or end) and the engine (events: a flow completed, a compute phase
- * timer). The engine drives the iteration phase by phase and steps the loop
- * until the phase's foreground flows or timer are done; background flows
- * (all-reduce, background migration) simply keep going across phases.
+ * timer). The schedule drives the iteration phase by phase and steps the
+ * loop until the phase's foreground flows or timer are done; background
+ * flows (gradient synchronisation, background migration) simply keep going
+ * across phases. The analytic engine's network (sim_fluid) needs no loop:
+ * a phase's foreground flows are run to completion link by link, time
+ * passes by adding to `now`, and background flows are advanced lazily.
  */
 #include "sim/sim_engine.h"
 
@@ -146,8 +150,8 @@ static int add_rec(sim_engine *e, int a, int b, int kind) {
   return e->nrec++;
 }
 
-/* A GPU-to-GPU flow; lat_mult scales the path latency (ring steps). */
-static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int lat_mult) {
+/* A GPU-to-GPU flow of the DES; lat_ns < 0: the path's latency. */
+static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int64_t lat_ns) {
   if (src == dst || !(bytes > 0))
     return SIM_OK;
   int path[SIM_NET_MAXPATH], plen;
@@ -156,7 +160,8 @@ static int gpu_flow(sim_engine *e, int src, int dst, double bytes, int kind, int
   int rec = add_rec(e, src, dst, kind);
   if (rec < 0)
     return rec;
-  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat * lat_mult, bytes, rec);
+  int rc = sim_net_start_path(&e->net, e->sim.now, path, plen, lat_ns < 0 ? lat : lat_ns,
+                              bytes, rec);
   if (rc < 0)
     return rc;
   if (kind == FK_FG)
@@ -178,11 +183,11 @@ static int hose_path(const sim_net *n, int g, int inter, int in, int *path, int6
   return sim_net_inter_half(n, g, in, path);
 }
 
-/* A hose flow: one GPU's whole egress or ingress of one class over its own
- * links. inter = cross-node, in = ingress; lat_mult scales the class
- * latency (ring steps). */
+/* A hose flow of the DES: one GPU's whole egress or ingress of one class
+ * over its own links. inter = cross-node, in = ingress; lat_ns < 0: the
+ * class latency. */
 static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes, int kind,
-                     int lat_mult, double w) {
+                     int64_t lat_ns, double w) {
   if (!(bytes > 0))
     return SIM_OK;
   int path[2];
@@ -191,7 +196,8 @@ static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes, int 
   int rec = add_rec(e, g, g, kind);
   if (rec < 0)
     return rec;
-  int rc = sim_net_start_weighted(&e->net, e->sim.now, path, plen, lat * lat_mult, bytes, w, rec);
+  int rc = sim_net_start_weighted(&e->net, e->sim.now, path, plen, lat_ns < 0 ? lat : lat_ns,
+                                  bytes, w, rec);
   if (rc < 0)
     return rc;
   if (kind == FK_FG)
@@ -201,18 +207,17 @@ static int hose_flow(sim_engine *e, int g, int inter, int in, double bytes, int 
   return SIM_OK;
 }
 
-/* Per-GPU sums of background-class transfers (replica rings, migrations):
- * agg_bytes[c * G + g] for class c = 2 x inter + in (intra out, intra in,
- * inter out, inter in), agg_lat[c * G + g] the largest latency multiple of
- * the transfers summed there. */
+/* Per-GPU sums of transfers (moves, rings, chains): agg_bytes[c * G + g]
+ * for class c = 2 x inter + in (intra out, intra in, inter out, inter in),
+ * agg_lat[c * G + g] the largest latency of the transfers summed there. */
 static void agg_clear(sim_engine *e) {
   size_t n = 4 * (size_t)e->gpus;
   memset(e->agg_bytes, 0, n * sizeof(double));
-  memset(e->agg_lat, 0, n * sizeof(int));
+  memset(e->agg_lat, 0, n * sizeof(int64_t));
   memset(e->agg_cnt, 0, n * sizeof(int));
 }
 
-static void agg_add(sim_engine *e, int src, int dst, double bytes, int lat_mult) {
+static void agg_add(sim_engine *e, int src, int dst, double bytes, int64_t lat_ns) {
   if (src == dst || !(bytes > 0))
     return;
   int G = e->gpus, inter = src / e->cl.gpus_per_node != dst / e->cl.gpus_per_node;
@@ -221,22 +226,29 @@ static void agg_add(sim_engine *e, int src, int dst, double bytes, int lat_mult)
   e->agg_bytes[i] += bytes;
   e->agg_cnt[o]++;
   e->agg_cnt[i]++;
-  if (lat_mult > e->agg_lat[o])
-    e->agg_lat[o] = lat_mult;
-  if (lat_mult > e->agg_lat[i])
-    e->agg_lat[i] = lat_mult;
+  if (lat_ns > e->agg_lat[o])
+    e->agg_lat[o] = lat_ns;
+  if (lat_ns > e->agg_lat[i])
+    e->agg_lat[i] = lat_ns;
 }
 
 /* Starts the hose flows of the sums (GPU by GPU, class by class: a fixed
- * order, so runs are deterministic). */
+ * order, so runs are deterministic) on the engine's network. A foreground
+ * flow of the analytic network is tagged with its GPU. */
 static int agg_start(sim_engine *e, int kind) {
   int G = e->gpus, rc = SIM_OK;
   for (int g = 0; g < G && !rc; g++)
     for (int c = 0; c < 4 && !rc; c++) {
       size_t k = (size_t)c * G + g;
-      if (e->agg_bytes[k] > 0)
+      if (!(e->agg_bytes[k] > 0))
+        continue;
+      if (e->kind == SIM_ENGINE_DES)
         rc = hose_flow(e, g, c >> 1, c & 1, e->agg_bytes[k], kind, e->agg_lat[k],
                        (double)e->agg_cnt[k]);
+      else
+        rc = sim_fluid_start(&e->fluid, e->sim.now, g, c >> 1, c & 1, e->agg_bytes[k],
+                             (double)e->agg_cnt[k], e->agg_lat[k], kind == FK_FG ? g : -1,
+                             kind);
     }
   return rc;
 }
@@ -266,7 +278,7 @@ static int fg_hose_flow(sim_engine *e, int g, int inter, int in, double bytes, d
   int own = hose_path(n, g, inter, in, path, &lat) == 1 && (!inter || !n->nic_per_node);
   int link = path[0];
   if (!own || n->links[link].nflows != 0 || (e->aggregate & SIM_AGG_NO_SHORTCUT))
-    return hose_flow(e, g, inter, in, bytes, FK_FG, 1, w);
+    return hose_flow(e, g, inter, in, bytes, FK_FG, -1, w);
   int64_t now = e->sim.now;
   int64_t t = (int64_t)ceil((double)now + bytes / n->links[link].cap - 1e-6);
   int64_t done = (t < now ? now : t) + lat;
@@ -314,6 +326,28 @@ static double gpu_compute_us(const sim_engine *e, const pl_routing *r, const pl_
   return us;
 }
 
+/* Expert compute of GPU g in the forward pass, split into its own experts
+ * (own) and the shadows it holds of other owners (sh), us: the same terms
+ * as gpu_compute_us, an expert's tokens going to `sh` when owner[e] is
+ * another GPU. */
+static void gpu_compute_split(const sim_engine *e, const pl_routing *r, const pl_placement *p,
+                              const int *owner, int g, double *own, double *sh) {
+  *own = *sh = 0;
+  const int *host = p->host + (size_t)g * p->slots;
+  for (int j = 0; j < p->nhost[g]; j++) {
+    int x = host[j];
+    int64_t t = r->padded ? pl_routing_compute_tokens(r, p, g, x)
+                          : r->load[(size_t)g * r->experts + x];
+    if (!t)
+      continue;
+    double us = pl_ffn_us(&e->prof, (double)t);
+    if (owner[x] >= 0 && owner[x] != g)
+      *sh += us;
+    else
+      *own += us;
+  }
+}
+
 static int wait_ns(sim_engine *e, int64_t dur);
 
 /* Runs the loop until the foreground flows started since the last call have
@@ -333,11 +367,14 @@ static int run_until_fg_done(sim_engine *e, int64_t lone_done) {
   return rc;
 }
 
+/* ------------------------------------------- the networks, one interface --- */
+
+/* Lets time pass by dur ns while the network carries what it carries. */
 static int wait_ns(sim_engine *e, int64_t dur) {
   if (dur <= 0)
     return SIM_OK;
-  if (sim_evq_pending(&e->sim.q) == 0) {
-    e->sim.now += dur; /* nothing in flight: time just passes */
+  if (e->kind != SIM_ENGINE_DES || sim_evq_pending(&e->sim.q) == 0) {
+    e->sim.now += dur; /* the fluid network is advanced lazily; an empty DES has nothing to run */
     return SIM_OK;
   }
   e->timer_fired = 0;
@@ -351,23 +388,46 @@ static int wait_ns(sim_engine *e, int64_t dur) {
   return rc;
 }
 
+static void fluid_done(void *arg, int64_t tag, int64_t t) {
+  mark_end(arg, (int)tag, t);
+}
+
+/* Waits until every foreground flow started since the phase began has
+ * completed; gpu_comm_end[g] = the last completion among GPU g's flows
+ * (the phase start for a GPU without any). lone_done: the DES's closed-form
+ * completions (fg_hose_flow). */
+static int fg_wait(sim_engine *e, int64_t lone_done) {
+  if (e->kind == SIM_ENGINE_DES)
+    return run_until_fg_done(e, lone_done);
+  int64_t end;
+  int rc = sim_fluid_run_fg(&e->fluid, e->sim.now, fluid_done, e, &end);
+  if (!rc && end > e->sim.now)
+    e->sim.now = end;
+  return rc;
+}
+
+static void phase_begin(sim_engine *e) {
+  for (int g = 0; g < e->gpus; g++)
+    e->gpu_comm_end[g] = e->sim.now;
+}
+
 /* One all-to-all, forward (src -> dst as the routing says) or reverse, of
  * the tokens on the wire (pl_routing_wire_tokens: padded buffers for a
- * capacity routing). Hose mode needs e->hose (pl_routing_wire_sums). */
-static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, int reverse,
-                    double *busy_phase) {
+ * capacity routing), until its last flow completes. Hose flows need
+ * e->hose (pl_routing_wire_sums); the exact DES network sends every pair. */
+static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, int reverse) {
   int G = e->gpus;
   double tb = (double)pl_token_bytes(&e->model);
-  int64_t t0 = e->sim.now, lone_done = 0;
-  for (int g = 0; g < G; g++)
-    e->gpu_comm_end[g] = t0;
+  int64_t lone_done = 0;
+  phase_begin(e);
   int rc = SIM_OK;
-  if (e->aggregate & SIM_AGG_ALLTOALL) {
+  if (e->kind != SIM_ENGINE_DES || (e->aggregate & SIM_AGG_ALLTOALL)) {
     const int64_t *h = e->hose;
     /* a hose flow weighs the pair flows it can stand for: the other GPUs
      * of the node, or those of the other nodes */
     int gpn = e->cl.gpus_per_node;
     double w[2] = {gpn > 1 ? gpn - 1 : 1, G > gpn ? G - gpn : 1};
+    int64_t lat[2] = {e->fluid.topo.intra_lat_ns, e->fluid.topo.inter_lat_ns};
     for (int g = 0; g < G && !rc; g++)
       for (int x = 0; x < 2 && !rc; x++) {
         int64_t out = h[(2 * x) * G + g], in = h[(2 * x + 1) * G + g];
@@ -376,9 +436,14 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
           out = in;
           in = t;
         }
-        rc = fg_hose_flow(e, g, x, 0, (double)out * tb, w[x], &lone_done);
-        if (!rc)
-          rc = fg_hose_flow(e, g, x, 1, (double)in * tb, w[x], &lone_done);
+        for (int dir = 0; dir < 2 && !rc; dir++) {
+          double bytes = (double)(dir ? in : out) * tb;
+          if (e->kind == SIM_ENGINE_DES)
+            rc = fg_hose_flow(e, g, x, dir, bytes, w[x], &lone_done);
+          else
+            rc = sim_fluid_start(&e->fluid, e->sim.now, g, x, dir, bytes, w[x], lat[x], g,
+                                 FK_FG);
+        }
       }
   } else {
     for (int s = 0; s < G && !rc; s++) {
@@ -387,46 +452,213 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
         if (!tok)
           continue;
         double bytes = (double)tok * tb;
-        rc = reverse ? gpu_flow(e, d, s, bytes, FK_FG, 1) : gpu_flow(e, s, d, bytes, FK_FG, 1);
+        rc = reverse ? gpu_flow(e, d, s, bytes, FK_FG, -1) : gpu_flow(e, s, d, bytes, FK_FG, -1);
       }
     }
   }
-  if (!rc)
-    rc = run_until_fg_done(e, lone_done);
-  if (!rc)
-    for (int g = 0; g < G; g++)
-      busy_phase[g] += (double)(e->gpu_comm_end[g] - t0) * 1e-3;
+  return rc ? rc : fg_wait(e, lone_done);
+}
+
+/* A batch of GPU-to-GPU transfers of one kind (FK_FG: the schedule waits
+ * for them with fg_wait; FK_AR, FK_MIG: background): moves, ring steps,
+ * chain steps. Summed into per-GPU hose flows (agg_*), or with the exact
+ * DES network one flow each. */
+static int batch_agg(const sim_engine *e) {
+  return e->kind != SIM_ENGINE_DES || (e->aggregate & SIM_AGG_BACKGROUND);
+}
+
+static void xfer_begin(sim_engine *e, int kind) {
+  e->xkind = kind;
+  e->xany = 0;
+  if (batch_agg(e))
+    agg_clear(e);
+}
+
+static int xfer_add(void *arg, int src, int dst, double bytes, int64_t lat_ns) {
+  sim_engine *e = arg;
+  if (src == dst || !(bytes > 0))
+    return SIM_OK;
+  e->xany = 1;
+  if (!batch_agg(e))
+    return gpu_flow(e, src, dst, bytes, e->xkind, lat_ns);
+  agg_add(e, src, dst, bytes, lat_ns);
+  return SIM_OK;
+}
+
+static int xfer_start(sim_engine *e) {
+  if (!e->xany)
+    return SIM_OK;
+  int rc = batch_agg(e) ? agg_start(e, e->xkind) : SIM_OK;
+  if (!rc && e->kind == SIM_ENGINE_DES)
+    rc = kick(e);
   return rc;
+}
+
+/* Waits for every background transfer; *tail_us = how long past now, and
+ * the kind of the last one to complete (FK_AR when none). */
+static int drain(sim_engine *e, double *tail_us, int *kind) {
+  int64_t fg_end = e->sim.now;
+  int rc = SIM_OK;
+  if (e->kind == SIM_ENGINE_DES) {
+    while (e->pending_bg > 0) {
+      int s = sim_step(&e->sim);
+      if (s < 0)
+        return s;
+      if (s == 0)
+        return SIM_EINVARIANT;
+    }
+    if (e->bg_last_done > e->sim.now && (rc = wait_ns(e, e->bg_last_done - e->sim.now)))
+      return rc;
+    *kind = e->last_bg_kind;
+  } else {
+    int64_t end;
+    int k;
+    if ((rc = sim_fluid_drain(&e->fluid, e->sim.now, &end, &k)))
+      return rc;
+    e->sim.now = end;
+    *kind = k < 0 ? FK_AR : k;
+  }
+  *tail_us = (double)(e->sim.now - fg_end) * 1e-3;
+  return SIM_OK;
+}
+
+/* ------------------------------------------------ synchronisation plan --- */
+
+static int64_t hop_ns(const sim_cluster *cl, int a, int b) {
+  int inter = a / cl->gpus_per_node != b / cl->gpus_per_node;
+  return (int64_t)llround((inter ? cl->inter_lat_us : cl->intra_lat_us) * 1e3);
+}
+
+/* The chain of shadowed expert x: its replicas in ascending GPU order,
+ * rotated to start at the owner; calls fn per step (forward: towards the
+ * end; backward: towards the owner). */
+static int chain(const sim_cluster *cl, const pl_placement *p, int x, int owner, double bytes,
+                 int backward, sim_xfer_fn fn, void *arg) {
+  int n = p->nrep[x];
+  const int *rep = p->rep + (size_t)x * p->gpus;
+  int at = 0;
+  while (at < n && rep[at] != owner)
+    at++;
+  if (at == n || n < 2)
+    return SIM_OK; /* the owner holds no copy, or nobody else does: nothing to send */
+  int64_t lat = 0;
+  for (int k = 0; k + 1 < n; k++)
+    lat += hop_ns(cl, rep[(at + k) % n], rep[(at + k + 1) % n]);
+  for (int k = 0; k + 1 < n; k++) {
+    int a = rep[(at + k) % n], b = rep[(at + k + 1) % n];
+    int rc = backward ? fn(arg, b, a, bytes, lat) : fn(arg, a, b, bytes, lat);
+    if (rc)
+      return rc;
+  }
+  return SIM_OK;
+}
+
+int sim_sync_transfers(const sim_cluster *cl, const pl_model *m, const pl_placement *p,
+                       const int *shadow_owner, int backward, sim_xfer_fn fn, void *arg) {
+  if (!cl || !m || !p || !fn)
+    return SIM_EINVAL;
+  double grad = (double)pl_expert_params(m) * m->bytes_per_elem;
+  int rc = SIM_OK;
+  for (int x = 0; x < p->experts && !rc; x++) {
+    int n = p->nrep[x];
+    if (n < 2)
+      continue;
+    if (shadow_owner && shadow_owner[x] >= 0) {
+      rc = chain(cl, p, x, shadow_owner[x], grad, backward, fn, arg);
+      continue;
+    }
+    if (!backward)
+      continue;
+    const int *rep = p->rep + (size_t)x * p->gpus;
+    /* replicas ascend, so the ring spans nodes iff its ends are on two */
+    int64_t lat = 2 * (int64_t)(n - 1) * hop_ns(cl, rep[0], rep[n - 1]);
+    double bytes = 2.0 * (n - 1) / n * grad;
+    for (int k = 0; k < n && !rc; k++)
+      rc = fn(arg, rep[k], rep[(k + 1) % n], bytes, lat);
+  }
+  return rc;
+}
+
+typedef struct sync_ctx {
+  sim_engine *e;
+  int64_t bytes;
+} sync_ctx;
+
+static int sync_add(void *arg, int src, int dst, double bytes, int64_t lat_ns) {
+  sync_ctx *c = arg;
+  c->bytes += src != dst ? (int64_t)bytes : 0;
+  return xfer_add(c->e, src, dst, bytes, lat_ns);
+}
+
+/* Starts layer l's synchronisation transfers of one pass as a batch of
+ * `kind`; their bytes are added to o->bytes_sync. */
+static int start_sync(sim_engine *e, const sim_layer_in *L, int backward, int kind,
+                      sim_iter_out *o) {
+  sync_ctx c = {.e = e, .bytes = 0};
+  xfer_begin(e, kind);
+  int rc = sim_sync_transfers(&e->cl, &e->model, L->placement, L->shadow_owner, backward,
+                              sync_add, &c);
+  o->bytes_sync += c.bytes;
+  return rc ? rc : xfer_start(e);
 }
 
 /* Starts the charged moves of the iteration that are (background = 1) or
- * are not (0) in the background, as flows of `kind`: one per move, or with
- * SIM_AGG_BACKGROUND per-GPU hose flows of the moves' bytes. */
+ * are not (0) in the background, as a batch of `kind`. */
 static int start_moves(sim_engine *e, const sim_layer_in *L, int nl, int background, int kind) {
-  int agg = e->aggregate & SIM_AGG_BACKGROUND, rc = SIM_OK, any = 0;
+  xfer_begin(e, kind);
+  int rc = SIM_OK;
   for (int l = 0; l < nl && !rc; l++) {
     if (!L[l].background != !background || L[l].uncharged || !L[l].nmoves)
       continue;
-    if (agg && !any) {
-      agg_clear(e);
-      any = 1;
-    }
     for (int k = 0; k < L[l].nmoves && !rc; k++) {
       const pl_move *mv = &L[l].moves[k];
-      if (mv->to < 0)
+      if (mv->to < 0 || mv->from < 0)
         continue;
-      if (agg)
-        agg_add(e, mv->from, mv->to, (double)mv->bytes, 1);
-      else
-        rc = gpu_flow(e, mv->from, mv->to, (double)mv->bytes, kind, 1);
+      rc = xfer_add(e, mv->from, mv->to, (double)mv->bytes, hop_ns(&e->cl, mv->from, mv->to));
     }
   }
-  if (!rc && any)
-    rc = agg_start(e, kind);
-  return rc;
+  return rc ? rc : xfer_start(e);
 }
 
-static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *o) {
+/* ----------------------------------------------------------- schedule --- */
+
+/* Layer l's forward compute when it holds shadows: the shadow broadcasts
+ * run beside the own experts' compute, a GPU computes its shadows once
+ * their weights have arrived. Adds the compute to o->compute_us and the
+ * wait beyond it to o->allreduce_us. */
+static int shadowed_compute(sim_engine *e, const sim_layer_in *L, sim_iter_out *o,
+                            double *fwd, double *worst_out) {
+  int G = e->gpus;
+  int64_t ts = e->sim.now;
+  phase_begin(e);
+  int rc = start_sync(e, L, 0, FK_FG, o);
+  if (!rc)
+    rc = fg_wait(e, 0);
+  if (rc)
+    return rc;
+  double worst = 0;
+  int64_t end = ts;
+  for (int g = 0; g < G; g++) {
+    double own = e->ns_us[g], sh = e->sh_us[g];
+    fwd[g] = own + sh;
+    worst = fmax(worst, own + sh);
+    int64_t ready = ts + us_ns(own);
+    if (e->gpu_comm_end[g] > ready)
+      ready = e->gpu_comm_end[g];
+    int64_t done = ready + us_ns(sh);
+    if (done > end)
+      end = done;
+  }
+  if (end > e->sim.now && (rc = wait_ns(e, end - e->sim.now)))
+    return rc;
+  double phase = (double)(e->sim.now - ts) * 1e-3;
+  o->compute_us += fmin(worst, phase);
+  o->allreduce_us += fmax(0.0, phase - worst);
+  *worst_out = worst;
+  return SIM_OK;
+}
+
+static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *o) {
   int G = e->gpus, rc = SIM_OK;
   int64_t t0 = e->sim.now;
   double *busy = e->busy_us;
@@ -443,165 +675,89 @@ static int des_iteration(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_
       any_blocking = 1;
   if (any_blocking) {
     int64_t tm = e->sim.now;
-    for (int g = 0; g < G; g++)
-      e->gpu_comm_end[g] = tm;
+    phase_begin(e);
     rc = start_moves(e, L, nl, 0, FK_FG);
     if (!rc)
-      rc = run_until_fg_done(e, 0);
+      rc = fg_wait(e, 0);
     if (rc)
       return rc;
     for (int g = 0; g < G; g++)
       busy[g] += (double)(e->gpu_comm_end[g] - tm) * 1e-3;
     o->migration_us += (double)(e->sim.now - tm) * 1e-3;
   }
-  if (!rc)
-    rc = start_moves(e, L, nl, 1, FK_MIG);
-  if (!rc)
-    rc = kick(e);
-  double grad = (double)pl_expert_params(&e->model) * e->model.bytes_per_elem;
+  if ((rc = start_moves(e, L, nl, 1, FK_MIG)))
+    return rc;
   for (int pass = 0; pass < 2 && !rc; pass++) {
     double mult = pass == 0 ? 1.0 : e->prof.bwd_ratio;
     for (int i = 0; i < nl && !rc; i++) {
       int l = pass == 0 ? i : nl - 1 - i;
       const pl_routing *r = L[l].routing;
+      const pl_placement *p = L[l].placement;
       e->hose = e->hose_all + (size_t)l * 4 * G;
       /* other work of the layer */
-      int64_t ts = e->sim.now;
-      int64_t layer_t0 = ts;
+      int64_t layer_t0 = e->sim.now;
       if ((rc = wait_ns(e, other_ns)))
         break;
-      o->other_us += (double)(e->sim.now - ts) * 1e-3;
+      o->other_us += (double)(e->sim.now - layer_t0) * 1e-3;
       for (int g = 0; g < G; g++)
         busy[g] += nonmoe;
       /* dispatch */
-      ts = e->sim.now;
-      if ((rc = alltoall(e, r, L[l].placement, 0, busy)))
+      int64_t ts = e->sim.now;
+      if ((rc = alltoall(e, r, p, 0)))
         break;
+      for (int g = 0; g < G; g++)
+        busy[g] += (double)(e->gpu_comm_end[g] - ts) * 1e-3;
       o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
-      /* expert compute: the slowest GPU */
+      /* expert compute: the slowest GPU (forward computes it, backward
+       * reuses it) */
       double worst = 0, *fwd = e->comp_us + (size_t)l * G;
-      for (int g = 0; g < G; g++) {
-        /* forward computes it, backward reuses it */
-        if (pass == 0)
-          fwd[g] = gpu_compute_us(e, r, L[l].placement, g);
-        double us = fwd[g] * mult;
-        busy[g] += us;
-        if (us > worst)
-          worst = us;
+      int shadows = L[l].shadow_owner != NULL;
+      if (pass == 0 && shadows) {
+        for (int g = 0; g < G; g++)
+          gpu_compute_split(e, r, p, L[l].shadow_owner, g, &e->ns_us[g], &e->sh_us[g]);
+        if ((rc = shadowed_compute(e, &L[l], o, fwd, &worst)))
+          break;
+        for (int g = 0; g < G; g++)
+          busy[g] += fwd[g];
+      } else {
+        for (int g = 0; g < G; g++) {
+          if (pass == 0)
+            fwd[g] = gpu_compute_us(e, r, p, g);
+          double us = fwd[g] * mult;
+          busy[g] += us;
+          if (us > worst)
+            worst = us;
+        }
+        ts = e->sim.now;
+        if ((rc = wait_ns(e, us_ns(worst))))
+          break;
+        o->compute_us += (double)(e->sim.now - ts) * 1e-3;
       }
-      ts = e->sim.now;
-      if ((rc = wait_ns(e, us_ns(worst))))
-        break;
-      o->compute_us += (double)(e->sim.now - ts) * 1e-3;
       /* combine */
       ts = e->sim.now;
-      if ((rc = alltoall(e, r, L[l].placement, 1, busy)))
+      if ((rc = alltoall(e, r, p, 1)))
         break;
+      for (int g = 0; g < G; g++)
+        busy[g] += (double)(e->gpu_comm_end[g] - ts) * 1e-3;
       o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
       if (o->layer_us)
         o->layer_us[l] += (double)(e->sim.now - layer_t0) * 1e-3;
-      if (pass == 1) {
-        /* replica gradient all-reduce of layer l, in the background */
-        const pl_placement *p = L[l].placement;
-        int agg = e->aggregate & SIM_AGG_BACKGROUND;
-        if (agg)
-          agg_clear(e);
-        for (int x = 0; x < p->experts && !rc; x++) {
-          int n = p->nrep[x];
-          if (n < 2)
-            continue;
-          const int *rep = p->rep + (size_t)x * p->gpus;
-          double bytes = 2.0 * (n - 1) / n * grad;
-          for (int k = 0; k < n && !rc; k++) {
-            int src = rep[k], dst = rep[(k + 1) % n];
-            if (agg)
-              agg_add(e, src, dst, bytes, 2 * (n - 1));
-            else
-              rc = gpu_flow(e, src, dst, bytes, FK_AR, 2 * (n - 1));
-          }
-        }
-        if (!rc && agg)
-          rc = agg_start(e, FK_AR);
-        if (!rc)
-          rc = kick(e);
-      }
+      /* gradient synchronisation of layer l, in the background */
+      if (pass == 1)
+        rc = start_sync(e, &L[l], 1, FK_AR, o);
     }
   }
   if (rc)
     return rc;
-  int64_t fg_end = e->sim.now;
-  while (e->pending_bg > 0) {
-    int s = sim_step(&e->sim);
-    if (s < 0)
-      return s;
-    if (s == 0)
-      return SIM_EINVARIANT;
-  }
-  if (e->bg_last_done > e->sim.now && (rc = wait_ns(e, e->bg_last_done - e->sim.now)))
+  double tail;
+  int kind;
+  if ((rc = drain(e, &tail, &kind)))
     return rc;
-  double tail = (double)(e->sim.now - fg_end) * 1e-3;
-  if (e->last_bg_kind == FK_MIG)
+  if (kind == FK_MIG)
     o->migration_us += tail;
   else
     o->allreduce_us += tail;
   o->time_us = (double)(e->sim.now - t0) * 1e-3;
-  return SIM_OK;
-}
-
-/* ----------------------------------------------------------- analytic --- */
-
-static int analytic_iteration(sim_engine *e, const sim_layer_in *L, int nl,
-                              sim_iter_out *o) {
-  int G = e->gpus;
-  double tb = (double)pl_token_bytes(&e->model);
-  double inter = e->pc.inter_Bps / e->pc.oversub;
-  int nmoves = 0;
-  for (int l = 0; l < nl; l++) {
-    pl_cost c;
-    int rc = pl_cost_layer(&e->pc, &e->model, &e->prof, L[l].placement, L[l].routing, &c);
-    if (rc)
-      return SIM_EPLACEMENT;
-    o->compute_us += c.compute_us;
-    o->alltoall_us += c.alltoall_us;
-    o->allreduce_us += c.allreduce_us;
-    o->other_us += c.other_us;
-    if (o->layer_us)
-      o->layer_us[l] = c.total_us;
-    nmoves += L[l].nmoves;
-    /* per-GPU busy: its own compute and all-to-all time */
-    const pl_routing *r = L[l].routing;
-    for (int g = 0; g < G; g++) {
-      double us = gpu_compute_us(e, r, L[l].placement, g);
-      const int64_t *hs = e->hose_all + (size_t)l * 4 * G;
-      int64_t oi = hs[g], ii = hs[G + g], ox = hs[2 * (size_t)G + g], ix = hs[3 * (size_t)G + g];
-      double a2a = 0;
-      int64_t intra = oi > ii ? oi : ii, x2 = ox > ix ? ox : ix;
-      if (intra)
-        a2a += e->pc.intra_lat_s + (double)intra * tb / e->pc.intra_Bps;
-      if (x2)
-        a2a += e->pc.inter_lat_s + (double)x2 * tb / inter;
-      e->busy_us[g] += us * (1.0 + e->prof.bwd_ratio) + 4.0 * a2a * 1e6 + c.other_us;
-    }
-  }
-  double layers_us = o->compute_us + o->alltoall_us + o->allreduce_us + o->other_us;
-  if (nmoves) {
-    pl_move *all = sim_calloc((size_t)nmoves, sizeof(pl_move));
-    if (!all)
-      return SIM_ENOMEM;
-    int k = 0, bg = 1;
-    for (int l = 0; l < nl; l++) {
-      if (L[l].uncharged)
-        continue;
-      if (L[l].nmoves && !L[l].background)
-        bg = 0;
-      for (int j = 0; j < L[l].nmoves; j++)
-        all[k++] = L[l].moves[j];
-    }
-    double mig = k ? pl_cost_moves_us(&e->pc, all, k) : 0.0;
-    sim_free(all);
-    o->migration_us = pl_cost_exposed_us(mig, bg, 0, layers_us);
-  }
-  o->time_us = layers_us + o->migration_us;
   return SIM_OK;
 }
 
@@ -626,10 +782,12 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->gpu_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
   e->agg_bytes = sim_calloc(4 * (size_t)e->gpus, sizeof(double));
-  e->agg_lat = sim_calloc(4 * (size_t)e->gpus, sizeof(int));
+  e->agg_lat = sim_calloc(4 * (size_t)e->gpus, sizeof(int64_t));
   e->agg_cnt = sim_calloc(4 * (size_t)e->gpus, sizeof(int));
+  e->ns_us = sim_calloc((size_t)e->gpus, sizeof(double));
+  e->sh_us = sim_calloc((size_t)e->gpus, sizeof(double));
   if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->agg_bytes || !e->agg_lat ||
-      !e->agg_cnt)
+      !e->agg_cnt || !e->ns_us || !e->sh_us)
     goto fail;
   if (kind == SIM_ENGINE_DES) {
     e->tags = sim_calloc(DRAIN_BATCH, sizeof(int64_t));
@@ -640,6 +798,8 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
         (rc = sim_add_model(&e->sim, &net_ops, e, &e->m_net)) ||
         (rc = sim_add_model(&e->sim, &eng_ops, e, &e->m_eng)))
       goto fail;
+  } else if ((rc = sim_fluid_init(&e->fluid, cl))) {
+    goto fail;
   }
   return SIM_OK;
 fail:
@@ -656,6 +816,8 @@ void sim_engine_fini(sim_engine *e) {
   sim_free(e->agg_bytes);
   sim_free(e->agg_lat);
   sim_free(e->agg_cnt);
+  sim_free(e->ns_us);
+  sim_free(e->sh_us);
   sim_free(e->hose_all);
   sim_free(e->comp_us);
   sim_free(e->tags);
@@ -666,6 +828,8 @@ void sim_engine_fini(sim_engine *e) {
   if (e->kind == SIM_ENGINE_DES) {
     sim_net_fini(&e->net);
     sim_fini(&e->sim);
+  } else {
+    sim_fluid_fini(&e->fluid);
   }
   memset(e, 0, sizeof(*e));
 }
@@ -729,8 +893,7 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
     for (int k = 0; k < layers[l].nmoves; k++)
       o.bytes_migrated += layers[l].moves[k].bytes;
   }
-  int rc = e->kind == SIM_ENGINE_DES ? des_iteration(e, layers, nlayers, &o)
-                                     : analytic_iteration(e, layers, nlayers, &o);
+  int rc = schedule(e, layers, nlayers, &o);
   if (rc)
     return rc;
   e->total_us += o.time_us;

@@ -361,3 +361,206 @@ Test(engine, aggregated_network_agrees_with_exact_within_two_percent) {
   cr_assert(fabs(t[0] - t[1]) <= 0.02 * t[1], "hose %.3f us, exact %.3f us (%.2f%%)", t[0], t[1],
             (t[0] - t[1]) / t[1] * 100);
 }
+
+/* ------------------------------------------------ one schedule, two nets --- */
+
+/* Runs one iteration of layers `in` on engine `kind` (hose network). */
+static sim_iter_out one_iteration(fixture *f, sim_engine_kind kind, const sim_layer_in *in) {
+  sim_engine e;
+  cr_assert_eq(sim_engine_init(&e, kind, &f->cl, &f->pc, &f->m, &f->prof, -1), SIM_OK);
+  sim_iter_out o;
+  cr_assert_eq(sim_engine_iteration(&e, in, 2, &o), SIM_OK);
+  sim_engine_fini(&e);
+  return o;
+}
+
+static void expect_same(const sim_iter_out *a, const sim_iter_out *d, const char *what) {
+  /* every phase rounded to the ns by both; a few dozen phases */
+  double tol = 0.05;
+  cr_assert(fabs(a->time_us - d->time_us) <= tol, "%s: analytic %.4f us, des %.4f us", what,
+            a->time_us, d->time_us);
+  cr_assert(fabs(a->alltoall_us - d->alltoall_us) <= tol, "%s: all-to-all %.4f vs %.4f", what,
+            a->alltoall_us, d->alltoall_us);
+  cr_assert(fabs(a->allreduce_us - d->allreduce_us) <= tol, "%s: allreduce %.4f vs %.4f", what,
+            a->allreduce_us, d->allreduce_us);
+  cr_assert(fabs(a->migration_us - d->migration_us) <= tol, "%s: migration %.4f vs %.4f", what,
+            a->migration_us, d->migration_us);
+  cr_assert_eq(a->bytes_sync, d->bytes_sync, "%s", what);
+}
+
+/* Replicas spanning nodes, background moves that share links with the
+ * all-to-alls, rings overlapping the backward of lower layers, a shadow:
+ * the analytic network (per-link fluid) and the DES's aggregated network
+ * carry the same flows, so they agree to the rounding. */
+Test(engine, both_engines_agree_under_contention_moves_rings_and_shadows) {
+  static fixture f;
+  setup(&f, 2, 4, 8);
+  for (int l = 0; l < 2; l++) {
+    pl_placement_fini(&f.p[l]);
+    cr_assert_eq(pl_placement_init(&f.p[l], 8, 8, 8), PL_OK);
+    cr_assert_eq(pl_placement_static(&f.p[l]), PL_OK);
+    for (int g = 1; g < 8; g += 2)
+      cr_assert_eq(pl_placement_add(&f.p[l], 0, g), PL_OK);
+    cr_assert_eq(pl_placement_add(&f.p[l], 1, 4), PL_OK);
+    for (int g = 0; g < 8; g++)
+      f.counts[l][g * 8 + 0] *= 6;
+  }
+  /* layer 1 also shadows expert 5 (owner GPU 5) on every GPU */
+  for (int g = 0; g < 8; g++)
+    if (!pl_placement_has(&f.p[1], 5, g))
+      cr_assert_eq(pl_placement_add(&f.p[1], 5, g), PL_OK);
+  int owner[8] = {-1, -1, -1, -1, -1, 5, -1, -1};
+  for (int l = 0; l < 2; l++)
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
+  pl_move mv[3] = {{1, 2, 2, 6, PL_MOVE_REPLICATE, 40000000},
+                   {1, 3, 3, 5, PL_MOVE_REPLICATE, 40000000},
+                   {1, 5, 5, 4, PL_MOVE_REPLICATE, 40000000}};
+  for (int bg = 0; bg < 2; bg++) {
+    sim_layer_in in[2];
+    memset(in, 0, sizeof(in));
+    for (int l = 0; l < 2; l++) {
+      in[l].placement = &f.p[l];
+      in[l].routing = &f.r[l];
+      in[l].background = bg;
+    }
+    in[0].moves = mv;
+    in[0].nmoves = 3;
+    in[1].shadow_owner = owner;
+    sim_iter_out a = one_iteration(&f, SIM_ENGINE_ANALYTIC, in);
+    sim_iter_out d = one_iteration(&f, SIM_ENGINE_DES, in);
+    expect_same(&a, &d, bg ? "background moves" : "blocking moves");
+    cr_assert_gt(d.allreduce_us, 0, "the case must expose synchronisation");
+    cr_assert_gt(d.bytes_sync, 0);
+    if (!bg)
+      cr_assert_gt(d.migration_us, 0);
+  }
+  teardown(&f);
+}
+
+/* Background moves share the links of the all-to-alls: in both engines
+ * they slow the iteration even when they end before it does. */
+Test(engine, background_moves_slow_the_all_to_alls_they_share_links_with) {
+  static fixture f;
+  setup(&f, 1, 4, 4);
+  pl_move mv[1] = {{0, 0, 0, 1, PL_MOVE_REPLICATE, 200000000}}; /* 667 us on NVLink */
+  for (int k = 0; k < 2; k++) {
+    sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
+    sim_layer_in in[2];
+    memset(in, 0, sizeof(in));
+    for (int l = 0; l < 2; l++) {
+      in[l].placement = &f.p[l];
+      in[l].routing = &f.r[l];
+    }
+    sim_iter_out quiet = one_iteration(&f, kind, in);
+    in[0].moves = mv;
+    in[0].nmoves = 1;
+    in[0].background = 1;
+    sim_iter_out busy = one_iteration(&f, kind, in);
+    cr_assert_gt(busy.alltoall_us, quiet.alltoall_us + 0.01, "kind %d: %.4f vs %.4f", kind,
+                 busy.alltoall_us, quiet.alltoall_us);
+  }
+  teardown(&f);
+}
+
+typedef struct xfer_sum {
+  double bytes[4][4]; /* [gpu][class: intra out, intra in, inter out, inter in] */
+  int64_t lat[4][4];
+  int n;
+} xfer_sum;
+
+static int sum_xfer(void *arg, int src, int dst, double bytes, int64_t lat_ns) {
+  xfer_sum *s = arg;
+  int inter = src / 2 != dst / 2; /* 2 GPUs per node */
+  s->bytes[src][2 * inter] += bytes;
+  s->bytes[dst][2 * inter + 1] += bytes;
+  s->lat[src][2 * inter] = lat_ns;
+  s->lat[dst][2 * inter + 1] = lat_ns;
+  s->n++;
+  return 0;
+}
+
+/* FasterMoE's shadow on 2 nodes x 2 GPUs, by hand: expert 1 (owner GPU 1)
+ * shadowed on all four; its weights go 1 -> 2 -> 3 -> 0 (GPU order from
+ * the owner), one parameter copy P per hop: GPU 1's NIC out, GPU 2's NIC
+ * in and NVLink out, GPU 3's NVLink in and NIC out, GPU 0's NIC in; the
+ * chain's latency is its hops summed (5 + 2 + 5 us). Its gradient goes
+ * back the reverse way. Expert 3, replicated on GPUs 2 and 3 and not
+ * shadowed, all-reduces by a ring (2(r-1)/r x P each way, 2(r-1) NVLink
+ * hops). */
+Test(engine, shadow_broadcast_and_reduce_bytes_per_link_by_hand) {
+  static fixture f;
+  setup(&f, 2, 2, 4);
+  pl_placement p;
+  cr_assert_eq(pl_placement_init(&p, 4, 4, 3), PL_OK);
+  cr_assert_eq(pl_placement_static(&p), PL_OK); /* expert g on GPU g */
+  for (int g = 0; g < 4; g++)
+    if (g != 1)
+      cr_assert_eq(pl_placement_add(&p, 1, g), PL_OK);
+  cr_assert_eq(pl_placement_add(&p, 3, 2), PL_OK);
+  int owner[4] = {-1, 1, -1, -1};
+  double P = 2.0 * 1024 * 4096 * 2; /* parameters x bf16 */
+  xfer_sum fw = {0}, bw = {0};
+  cr_assert_eq(sim_sync_transfers(&f.cl, &f.m, &p, owner, 0, sum_xfer, &fw), SIM_OK);
+  cr_assert_eq(sim_sync_transfers(&f.cl, &f.m, &p, owner, 1, sum_xfer, &bw), SIM_OK);
+  const double want_fw[4][4] = {{0, 0, 0, P}, {0, 0, P, 0}, {P, 0, 0, P}, {0, P, P, 0}};
+  cr_assert_eq(fw.n, 3, "one chain of 3 hops");
+  for (int g = 0; g < 4; g++)
+    for (int c = 0; c < 4; c++) {
+      cr_assert_float_eq(fw.bytes[g][c], want_fw[g][c], 1e-6, "forward GPU %d class %d", g, c);
+      if (want_fw[g][c] > 0)
+        cr_assert_eq(fw.lat[g][c], 12000, "chain latency = 5 + 2 + 5 us");
+    }
+  /* backward: the reverse chain (3 hops) plus the ring of expert 3 (2 steps) */
+  const double want_bw[4][4] = {
+      {0, 0, P, 0}, {0, 0, 0, P}, {P, P + P, P, 0}, {P + P, P, 0, P}};
+  cr_assert_eq(bw.n, 5);
+  for (int g = 0; g < 4; g++)
+    for (int c = 0; c < 4; c++)
+      cr_assert_float_eq(bw.bytes[g][c], want_bw[g][c], 1e-6, "backward GPU %d class %d", g, c);
+  /* without the shadow, expert 1 is all-reduced by a 4-GPU ring that spans
+   * the nodes: 2(r-1) = 6 hops of the inter-node latency */
+  xfer_sum ring = {0};
+  cr_assert_eq(sim_sync_transfers(&f.cl, &f.m, &p, NULL, 1, sum_xfer, &ring), SIM_OK);
+  cr_assert_eq(ring.n, 4 + 2);
+  cr_assert_float_eq(ring.bytes[1][2], 1.5 * P, 1e-6, "GPU 1 -> 2 crosses the switch");
+  cr_assert_eq(ring.lat[1][2], 6 * 5000);
+  pl_placement_fini(&p);
+  teardown(&f);
+}
+
+/* A GPU computes a shadow only once its weights arrived: with weights
+ * that take long to broadcast the forward compute phase lasts the
+ * broadcast plus the shadow's compute, and that wait is reported as
+ * synchronisation, in both engines. */
+Test(engine, shadowed_experts_wait_for_their_broadcast) {
+  static fixture f;
+  setup(&f, 2, 2, 4);
+  f.m.d_ff = 65536; /* 268 MB of weights: 10.7 ms over a 25 GB/s NIC */
+  for (int l = 0; l < 2; l++) {
+    pl_placement_fini(&f.p[l]);
+    cr_assert_eq(pl_placement_init(&f.p[l], 4, 4, 3), PL_OK);
+    cr_assert_eq(pl_placement_static(&f.p[l]), PL_OK);
+    for (int g = 0; g < 4; g++)
+      if (g != 1)
+        cr_assert_eq(pl_placement_add(&f.p[l], 1, g), PL_OK);
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
+  }
+  int owner[4] = {-1, 1, -1, -1};
+  sim_layer_in in[2];
+  memset(in, 0, sizeof(in));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = &f.p[l];
+    in[l].routing = &f.r[l];
+    in[l].shadow_owner = owner;
+  }
+  sim_iter_out a = one_iteration(&f, SIM_ENGINE_ANALYTIC, in);
+  sim_iter_out d = one_iteration(&f, SIM_ENGINE_DES, in);
+  expect_same(&a, &d, "shadow");
+  double P = 2.0 * 1024 * 65536 * 2;
+  /* per layer: the chain's two NIC hops run concurrently (pipelined),
+   * each P / 25 GB/s, + 12 us of hop latencies; two layers forward */
+  double bcast = P / 25e3 + 12.0;
+  cr_assert_gt(d.allreduce_us, 2 * bcast * 0.9, "allreduce %.1f us, broadcast %.1f us",
+               d.allreduce_us, bcast);
+  teardown(&f);
+}

@@ -1,80 +1,88 @@
 /*
- * sim_engine.h - the MoE training-iteration model (DESIGN.md), in two modes.
+ * sim_engine.h - the MoE training-iteration model (DESIGN.md), one schedule
+ * run on two networks.
  *
  * Input per iteration: for each MoE layer its placement, its routing
- * (pl_route; the G x G traffic matrix is needed only without SIM_AGG_ALLTOALL,
- * the per-GPU sums r->hose serve the analytic engine and hose flows) and
- * the moves of the plan that produced the placement (charged before the
- * iteration, or in the background). A capacity (padded) routing is charged
- * its padded buffers by both engines, on the wire and in compute
- * (pl_routing_wire_tokens / _wire_sums / _compute_tokens).
+ * (pl_route; the G x G traffic matrix is needed only by the exact network,
+ * aggregate without SIM_AGG_ALLTOALL; the per-GPU sums r->hose serve
+ * everything else), the moves of the plan that produced the placement
+ * (blocking, in the background, or uncharged) and, for a policy that
+ * shadows experts (FasterMoE), the owner of each shadowed expert. A
+ * capacity (padded) routing is charged its padded buffers, on the wire and
+ * in compute (pl_routing_wire_tokens / _wire_sums / _compute_tokens).
  *
- * SIM_ENGINE_ANALYTIC: closed form per layer = pl_cost_layer (the placement
- * library's cost model: non-MoE + dispatch + slowest GPU's compute + combine,
- * forward and backward, + replica all-reduce); migration = pl_cost_moves_us
- * over the iteration's moves, added when blocking, or only the part that
- * exceeds the iteration's own time when in the background.
- *
- * SIM_ENGINE_DES: a discrete-event simulation on the link graph of sim_net.
- * Per iteration:
- *   [blocking migration: every move is a flow from->to; the phase ends when
- *    the last one completes]
- *   [background migration: the same flows start at the iteration's start and
- *    compete for links with everything below]
+ * The schedule (the same code for both engines):
+ *   [blocking migration: the moves as transfers; the phase ends when the
+ *    last one has landed]
+ *   [background migration: the same transfers start at the iteration's
+ *    start and share links with everything below]
  *   forward, l = 0..L-1:  other(l) | dispatch(l) | compute(l) | combine(l)
  *   backward, l = L-1..0: other(l) | dispatch-direction gradient all-to-all |
  *                         compute x bwd_ratio | combine-direction all-to-all,
- *                         then the replica gradient all-reduce of layer l
- *                         starts in the background (one ring per replicated
- *                         expert: each member sends 2(r-1)/r x gradient bytes
- *                         to its ring successor) and overlaps the backward of
- *                         the layers below
- *   the iteration ends when the last phase and every background flow are done.
+ *                         then layer l's gradient synchronisation starts in
+ *                         the background and overlaps the backward of the
+ *                         layers below: one ring all-reduce per replicated
+ *                         expert (each member sends 2(r-1)/r x gradient
+ *                         bytes to its ring successor; latency 2(r-1) hops
+ *                         of the ring's slowest link), and for a shadowed
+ *                         expert one pipelined reduce of its gradient to
+ *                         the owner along the chain of its replicas
+ *   the iteration ends when the last phase and every background transfer
+ *   are done.
+ * Shadowed experts (sim_layer_in.shadow_owner, FasterMoE's smart schedule):
+ * in the forward pass, after the dispatch, each shadow's weights are
+ * broadcast from its owner by a pipelined chain over its replicas in GPU
+ * order starting at the owner (each member receives the parameter bytes
+ * once and passes them on; latency = the chain's hop latencies summed).
+ * Each GPU computes its non-shadowed experts meanwhile and its shadowed
+ * ones once their weights have arrived: the compute phase ends at
+ * max over GPUs of max(start + own compute, weights arrived) + shadow
+ * compute. The wait beyond the compute itself is reported as allreduce
+ * (replica synchronisation). A shadow's gradient goes back by the reverse
+ * chain after the layer's backward. Shadows are not moved (no migration)
+ * and not all-reduced; the optimizer state stays with the owner.
  * All-to-alls are collectives: one starts when every GPU finished the previous
- * phase (a layer waits for its slowest GPU), each (src, dst) with traffic is a
- * flow of tokens x d_model x bytes_per_elem bytes, and it ends when its last
- * flow completes. Compute phases last the slowest GPU's time. Each GPU has a
- * compute stream and a communication engine: background flows progress while
- * it computes.
+ * phase (a layer waits for its slowest GPU) and ends when its last transfer
+ * completes. Compute phases last the slowest GPU's time. Each GPU has a
+ * compute stream and a communication engine: background transfers progress
+ * while it computes.
  *
- * Aggregation (aggregate = SIM_AGG_ALL, the default; a bit mask). With
- * SIM_AGG_ALLTOALL each all-to-all is carried by "hose" flows: per GPU one
- * egress and one ingress flow inside the node (its intra out / in link,
- * bytes = everything it sends to / receives from GPUs of its node) and one
- * egress and one ingress flow across nodes (NIC out + node uplink, node
- * downlink + NIC in). That is 4G flows instead of G(G-1). With
- * SIM_AGG_BACKGROUND the replica all-reduce rings of a layer and the
- * migrations (blocking or background) are carried the same way: per GPU and
- * class (intra / inter, egress / ingress) one flow of the bytes of all its
- * ring steps (or moves), whose latency is the class latency x the largest
- * latency multiple among them (a ring of r GPUs: 2(r-1) hops). Hose flows
- * keep every component of the link graph inside one node (per-pair flows
- * across nodes join all of them into one), which is what makes max-min
- * refilling cheap at 1,024 GPUs. Kept: each GPU's own link limits, the switch
- * oversubscription, contention between foreground and background traffic.
- * Max-min fairness counts flows, so a hose flow is weighted by the pair
- * flows it stands for (sim_net_start_weighted): a ring/migration hose flow
- * by the ring steps or moves summed in it, an all-to-all hose flow by the
- * GPUs it can send to (gpus_per_node - 1 inside the node, G - gpus_per_node
- * across), so an all-to-all and background traffic split a shared link
- * about as their pair flows would. Lost: the coupling of the two ends of a
- * (src, dst) pair (in exact max-min a flow into a congested GPU also slows
- * its sender), and an all-to-all's weight is its possible peers, not those
- * it really sends to. For a uniform all-to-all, a ring on its own or moves
- * out of one GPU the two agree exactly; tests/sim and docs/simulator.md
- * measure the gap otherwise.
- * With aggregate = 0 every GPU pair is a flow (exact, G(G-1) flows per
- * all-to-all, one per ring step and per move).
- * Shortcut: an all-to-all hose flow on a link of its own (intra-node links;
- * the per-GPU NIC when the uplink cannot bind, sim_net_init) with no
- * background flow on it sends at the link's capacity until it ends, so its
- * completion is computed in closed form instead of carried by the network
+ * The networks. Both carry the same hose flows: per GPU and class
+ * (intra-node out / in, inter-node out / in) one flow of the phase's bytes,
+ * weighted by the pair flows it stands for in max-min sharing (an all-to-all
+ * hose flow by the GPUs it can send to: gpus_per_node - 1 inside the node,
+ * G - gpus_per_node across; a transfer hose flow by the transfers summed in
+ * it), with the latency of its largest transfer.
+ *
+ * SIM_ENGINE_ANALYTIC: every link a fluid server with weighted processor
+ * sharing, computed in closed form link by link (sim_fluid.h). Exact for
+ * hose flows whose routes are links of their own (every preset: per-GPU
+ * NICs, a switch that cannot bind); with a shared tier (one NIC per node,
+ * an oversubscribed uplink) a flow's own NIC is a rate cap only.
+ *
+ * SIM_ENGINE_DES: a discrete-event simulation on the link graph of sim_net
+ * with max-min fair sharing across all links of a route (event: "next flow
+ * finishes sending", rescheduled whenever flows start or end).
+ * Aggregation (aggregate = SIM_AGG_ALL, the default; a bit mask):
+ * SIM_AGG_ALLTOALL carries each all-to-all by hose flows (4G flows instead
+ * of G(G-1)); SIM_AGG_BACKGROUND carries the transfers (rings, chains,
+ * moves) the same way. Hose flows keep every component of the link graph
+ * inside one node, which is what makes max-min refilling cheap at 1,024
+ * GPUs. Lost: the coupling of the two ends of a (src, dst) pair (in exact
+ * max-min a flow into a congested GPU also slows its sender), and an
+ * all-to-all's weight is its possible peers, not those it really sends
+ * to. For a uniform all-to-all, a ring on its own or moves out of one GPU
+ * the two agree exactly; tests/sim and docs/simulator.md measure the gap
+ * otherwise. With aggregate = 0 every GPU pair is a flow (exact, G(G-1)
+ * flows per all-to-all, one per ring step, chain step and move).
+ * Shortcut: an all-to-all hose flow on a link of its own with no background
+ * flow on it sends at the link's capacity until it ends, so its completion
+ * is computed in closed form instead of carried by the network
  * (SIM_AGG_NO_SHORTCUT turns that off; the two agree within 1 ns a flow).
- * Without contention the DES equals the analytic engine up to integer-ns
- * rounding (at most 1 ns per phase): e.g. one node, no replicas, no moves.
- * (The analytic model adds intra- and inter-node all-to-all times of a GPU;
- * the DES runs them concurrently on their separate links, so with traffic of
- * both kinds the DES is faster or equal.)
+ *
+ * So the engines differ in detail, not in meaning: with per-GPU links of
+ * their own (every preset) they agree up to integer-ns rounding; the DES
+ * adds shared-tier coupling and the exact per-pair network.
  */
 #ifndef FLEXMOE_SIM_ENGINE_H
 #define FLEXMOE_SIM_ENGINE_H
@@ -86,6 +94,7 @@
 #include "placement/pl_placement.h"
 #include "placement/pl_route.h"
 #include "sim/sim_cluster.h"
+#include "sim/sim_fluid.h"
 #include "sim/sim_loop.h"
 #include "sim/sim_net.h"
 
@@ -111,6 +120,10 @@ typedef struct sim_layer_in {
   int nmoves;
   int background;            /* moves overlap the iteration */
   int uncharged;             /* moves are free (oracle): bytes counted, no time */
+  /* [experts] or NULL: the GPU whose copy of expert e is broadcast to its
+   * other replicas each forward pass and receives their gradients (a
+   * FasterMoE shadow), -1 for an expert that is not shadowed */
+  const int *shadow_owner;
 } sim_layer_in;
 
 typedef struct sim_iter_out {
@@ -118,6 +131,7 @@ typedef struct sim_iter_out {
   double compute_us, alltoall_us, allreduce_us, migration_us, other_us;
   int64_t bytes_alltoall; /* all four all-to-alls of every layer */
   int64_t bytes_migrated;
+  int64_t bytes_sync;     /* gradient all-reduce rings, shadow broadcasts and reduces */
   double *layer_us; /* see sim_engine_iteration_layers; NULL otherwise */
 } sim_iter_out;
 
@@ -152,9 +166,13 @@ typedef struct sim_engine {
   int64_t *hose_all;     /* [layers][4*G] per-GPU intra/inter out/in tokens */
   int hose_layers;       /* layers hose_all and comp_us have room for */
   double *comp_us;       /* [layers][G] forward expert compute of each GPU, us */
-  double *agg_bytes;     /* [4*G] background hose sums (SIM_AGG_BACKGROUND) */
-  int *agg_lat;          /* [4*G] their latency multiples */
+  double *agg_bytes;     /* [4*G] transfer hose sums (SIM_AGG_BACKGROUND) */
+  int64_t *agg_lat;      /* [4*G] their largest latency, ns */
   int *agg_cnt;          /* [4*G] transfers summed in each (the flow's weight) */
+  int xkind, xany;       /* the transfer batch being built: kind, any transfer */
+  double *ns_us, *sh_us; /* [G] forward compute of own / shadowed experts (scratch) */
+  /* analytic state */
+  sim_fluid fluid;
 } sim_engine;
 
 /* prof's arrays must outlive the engine. aggregate: SIM_AGG_* bits, see
@@ -167,10 +185,23 @@ void sim_engine_fini(sim_engine *e);
 int sim_engine_iteration(sim_engine *e, const sim_layer_in *layers, int nlayers,
                          sim_iter_out *out);
 /* The same, and layer_us[nlayers] (may be NULL) receives each layer's own
- * time in microseconds: its forward and backward phases (DES) or its
- * pl_cost total (analytic). */
+ * time in microseconds: its forward and backward phases. */
 int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int nlayers,
                                 sim_iter_out *out, double *layer_us);
+
+/* The gradient synchronisation of one layer as GPU-to-GPU transfers, in
+ * the schedule's order: backward = 0, the forward broadcasts of its
+ * shadowed experts (a chain per shadow: replicas in ascending GPU order
+ * from the owner, each passing the parameter bytes to the next); backward
+ * = 1, a ring all-reduce per replicated expert that is not shadowed (each
+ * member sends 2(r-1)/r x gradient bytes to its successor) and the reverse
+ * chain of each shadow (its gradient reduced to the owner). Calls
+ * fn(arg, src, dst, bytes, latency_ns) per transfer, stopping at a
+ * non-zero return, which it returns. Latencies: a ring 2(r-1) hops of its
+ * slowest link (inter-node when it spans nodes), a chain its hops summed. */
+typedef int (*sim_xfer_fn)(void *arg, int src, int dst, double bytes, int64_t lat_ns);
+int sim_sync_transfers(const sim_cluster *cl, const pl_model *m, const pl_placement *p,
+                       const int *shadow_owner, int backward, sim_xfer_fn fn, void *arg);
 
 /* Event counters of the DES (0 for analytic): scheduled, executed, cancelled. */
 void sim_engine_events(const sim_engine *e, uint64_t *scheduled, uint64_t *executed,

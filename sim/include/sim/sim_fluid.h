@@ -1,0 +1,104 @@
+/*
+ * sim_fluid.h - the analytic engine's network: every link a fluid server
+ * shared by weighted processor sharing, in closed form between the instants
+ * the iteration schedule asks about.
+ *
+ * It carries the same hose flows as the discrete-event engine's aggregated
+ * network (sim_engine.h: per GPU and class - intra-node out / in, inter-node
+ * out / in - one flow of a phase's bytes, weighted by the pair flows it
+ * stands for), with the same link capacities and latencies (the link graph
+ * of sim_net), but without an event queue: each link is advanced on its own
+ * clock, lazily, only when a flow is added to it, when the schedule waits
+ * for the foreground flows on it, or when the iteration drains.
+ *
+ * Sharing on a link: its flows get rates in proportion to their weights
+ * (weighted max-min on one link), each at most its rate cap; a flow's
+ * route is one link of its own (intra-node links; a GPU's NIC when the
+ * switch tier cannot bind) or a shared tier (one NIC per node, or an
+ * oversubscribed node uplink), in which case the flow lives on the shared
+ * tier with its own NIC as its rate cap. That is where this model and the
+ * event-driven max-min of sim_net can differ: there a GPU's NIC also
+ * couples that GPU's flows to one another. With per-GPU NICs and a switch
+ * that does not bind (every preset) every hose flow's route is one link and
+ * the two models are the same up to rounding.
+ *
+ * Timing as in sim_net: a flow sends from its start until its bytes are out
+ * and completes `latency` later; completions are rounded up to whole
+ * nanoseconds like the event engine's.
+ *
+ * Cost: O(k log k) per change of a link's flow set for k flows on the link
+ * (a handful: one foreground flow, a few background ones), O(links) per
+ * drain. Deterministic: links and flows are visited in index order.
+ */
+#ifndef FLEXMOE_SIM_FLUID_H
+#define FLEXMOE_SIM_FLUID_H
+
+#include <stdint.h>
+
+#include "sim/sim_cluster.h"
+#include "sim/sim_net.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sim_fluid_flow {
+  double left;    /* bytes still to send at the link's clock */
+  double w;       /* weight (> 0) */
+  double rcap;    /* most bytes per ns it can get (its own NIC) */
+  double rate;    /* current rate, bytes per ns (scratch) */
+  int64_t lat_ns; /* completion = end of sending + lat_ns */
+  int64_t tag;    /* >= 0: foreground (reported by sim_fluid_run_fg); -1: background */
+  int kind;       /* caller's kind, reported for the last background completion */
+} sim_fluid_flow;
+
+typedef struct sim_fluid_link {
+  double cap;          /* bytes per ns */
+  double t;            /* its flows' state is current at this time, ns */
+  sim_fluid_flow *f;   /* [n] active flows */
+  int n, capf;
+  int nfg;             /* foreground flows among them */
+  int listed;          /* on the foreground list of the current phase */
+  int rated;           /* rates are current for this flow set */
+} sim_fluid_link;
+
+typedef struct sim_fluid {
+  sim_net topo;         /* link graph (capacities, routes); no flows */
+  sim_fluid_link *links; /* [topo.nlinks] */
+  int *fgl;             /* links holding foreground flows of this phase */
+  int nfgl;
+  int64_t *lone;        /* [2 x nlone] (tag, completion) of foreground flows
+                           alone on a link of their own: known at their start */
+  int nlone, caplone;
+  double bg_last;       /* latest background completion seen, ns */
+  int bg_last_kind;
+  int nbg;              /* background flows not yet completed */
+} sim_fluid;
+
+int sim_fluid_init(sim_fluid *f, const sim_cluster *c);
+void sim_fluid_fini(sim_fluid *f);
+
+/* Starts GPU g's hose flow of one class (inter: across nodes; in: ingress)
+ * at time now: bytes > 0, weight w > 0, completing lat_ns after its last
+ * byte. tag >= 0 makes it foreground (sim_fluid_run_fg waits for it), -1
+ * background of `kind`. SIM_ENOMEM, SIM_EINVAL. */
+int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double bytes,
+                    double w, int64_t lat_ns, int64_t tag, int kind);
+
+/* Runs every foreground flow started since the last call to completion,
+ * calling done(arg, tag, t) for each (t its completion, whole ns); *end =
+ * the latest completion, at least now. Background flows on those links
+ * progress alongside. */
+int sim_fluid_run_fg(sim_fluid *f, int64_t now,
+                     void (*done)(void *arg, int64_t tag, int64_t t), void *arg,
+                     int64_t *end);
+
+/* Runs every remaining (background) flow to completion: *end = the latest
+ * background completion since the last drain (at least now), *kind its
+ * kind (-1 when there was none). Leaves the network empty. */
+int sim_fluid_drain(sim_fluid *f, int64_t now, int64_t *end, int *kind);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
