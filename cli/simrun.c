@@ -598,6 +598,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     rescale_cache_alloc(&fresh, &rkey);
   /* draws worth a thread: not replayed, several iterations */
   int drawing = cfg->prefetch && !cached && draws && r.b - r.a > 1;
+  int shadowing = pl_policy_shadowing(r.policy);
   if (drawing) {
     ahead = malloc((size_t)L * G * E * sizeof(int64_t));
     pf.t = t;
@@ -658,12 +659,16 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
       /* a background plan's replicas serve from the next iteration on */
       lin[l].placement = pl_policy_serving(r.policy, l);
       lin[l].routing = &rt[l];
-      /* the oracle re-plans for free: its moves are reported, not charged */
-      lin[l].moves = plans[l].changed ? plans[l].moves : NULL;
-      lin[l].nmoves = plans[l].changed ? plans[l].nmoves : 0;
-      lin[l].uncharged = plans[l].changed && plans[l].uncharged;
+      /* the oracle re-plans for free: its moves are reported, not charged;
+       * a shadowing policy's moves only create its shadows, which the
+       * engine charges as a broadcast and a reduce every iteration */
+      int moved = plans[l].changed && !shadowing;
+      lin[l].moves = moved ? plans[l].moves : NULL;
+      lin[l].nmoves = moved ? plans[l].nmoves : 0;
+      lin[l].uncharged = moved && plans[l].uncharged;
       lin[l].background = plans[l].background;
-      if (plans[l].changed && plans[l].nmoves && add_plan(o, it, l, &plans[l], cfg->plan_moves)) {
+      lin[l].shadow_owner = pl_policy_shadows(r.policy, l);
+      if (moved && plans[l].nmoves && add_plan(o, it, l, &plans[l], cfg->plan_moves)) {
         free(bal);
         goto nomem;
       }

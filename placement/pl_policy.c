@@ -378,6 +378,14 @@ const pl_placement *pl_policy_serving(const pl_policy *p, int layer) {
   return p->inflight[layer] ? &p->prev[layer] : &p->cur[layer];
 }
 
+const int *pl_policy_shadows(const pl_policy *p, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers || !p->ops->shadows)
+    return NULL;
+  return p->ops->shadows(p->state, layer);
+}
+
+int pl_policy_shadowing(const pl_policy *p) { return p && p->ops->shadows != NULL; }
+
 int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
                             pl_routing *r) {
   if (!p || layer < 0 || layer >= p->env.layers)

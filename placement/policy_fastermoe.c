@@ -1,17 +1,35 @@
 /*
- * policy_fastermoe.c - FasterMoE's dynamic shadowing (He et al., PPoPP'22).
+ * policy_fastermoe.c - FasterMoE's dynamic shadowing (He et al., PPoPP'22;
+ * laekov/fastmoe: fmoe/fastermoe/shadow_policy.py, global_policy, and
+ * cuda/fastermoe/smart_schedule.h).
  *
- * Each iteration, after the gate: sort experts by global load
- * B(1) >= B(2) >= ... and shadow (broadcast to every GPU) expert i while
+ * Each iteration, per layer, after the gate: sort experts by global load
+ * B(1) >= B(2) >= ... and shadow (give every GPU a copy of) expert i while
  *     (3 t_c + 4 t_x) (B(i) - B(i+1)) > t_m,
+ * which is global_policy's loop (it keeps shadowing while the predicted
+ * layer latency 3 t_c B + 4 t_x B + (shadows x t_m) still falls). Here
  * t_c = forward compute time per token (the profile's time at the mean
- * tokens per expert, divided by that count), t_x = time to send one token's
- * activations over the slowest link of the cluster (the NIC share when
- * there are several nodes, else the intra-node link), t_m = time to
- * broadcast one expert's parameters and reduce its gradient over that link,
- * charged as the cost model's ring all-reduce over the G GPUs
- * (2(G-1)/G x parameter bytes / bandwidth + 2(G-1) x hop latency). Shadowed experts' tokens are computed
- * on every GPU (routing takes the local replica).
+ * tokens per expert, divided by that count: the GPU's real throughput at
+ * this size where upstream uses a FLOP rate), t_x = time to send one
+ * token's activations, t_m = time to send one expert's parameters, both
+ * over the network bandwidth (upstream's bw_net: the NIC share across
+ * nodes, else the intra-node link) and nothing else: no latency terms,
+ * as upstream. B is the expert's load summed over all sources (the
+ * paper's B; upstream's code sums the gathered count matrix over its
+ * second dimension, which with its one expert per worker gives each
+ * worker's sent total instead - we follow the paper, docs/baselines.md).
+ * Shadowed experts' tokens are computed on the GPU they come from
+ * (routing takes the local replica).
+ *
+ * How shadows are paid for (pl_policy_ops.shadows; sim_engine.h): as
+ * upstream's smart schedule runs them, every shadow's weights are
+ * broadcast from its owner in every forward pass (overlapping the own
+ * experts' compute; the GPU computes its shadows once they arrive) and its
+ * gradient is reduced back to the owner after its backward; the owner
+ * keeps the optimizer state. Shadows are therefore never migrated: the
+ * plan's replicate/drop moves only tell the runtime which copies exist
+ * (they carry parameters only, pl_plan.copy_bytes), and a simulator
+ * charges the per-iteration broadcast and reduce instead.
  *
  * FasterMoE decides on the iteration's own gate output, so by default
  * (lookahead=1) the policy reads the upcoming counts (it is registered as
@@ -21,12 +39,10 @@
  * Shadows and slots: a shadow is a real copy of the expert in every GPU's
  * memory for the iteration, so it takes a slot on every GPU; at most
  * `slots` - (experts per GPU of the base layout) experts are shadowed, the
- * most loaded ones first. Base layout: the static one (expert parallelism).
- * Shadow copies carry parameters only (the owner keeps the optimizer
- * state), so a plan charges params x bytes_per_elem per new shadow copy
- * (pl_plan.copy_bytes). A shadow kept from one iteration to the next moves
- * nothing again; its per-iteration sync is the replica all-reduce the cost
- * model charges. Shadow changes are blocking (on the critical path).
+ * most loaded ones first (upstream allocates shadows as temporary buffers
+ * without a limit; with the default slots from memory this rarely binds).
+ * Base layout: the static one (expert parallelism); the owner of an
+ * expert is its first GPU there.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +58,8 @@ typedef struct fm_state {
   pl_placement base;
   double *load; /* [E] */
   int *order;   /* [E] */
+  int *owner;   /* [layers][E] shadow owner of each expert, -1 not shadowed */
+  int *nshadow; /* [layers] experts shadowed */
 } fm_state;
 
 static void fm_fini(void *state) {
@@ -52,6 +70,8 @@ static void fm_fini(void *state) {
   pl_placement_fini(&s->base);
   pl_free(s->load);
   pl_free(s->order);
+  pl_free(s->owner);
+  pl_free(s->nshadow);
   pl_free(s);
 }
 
@@ -78,10 +98,14 @@ static int fm_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       s->base_slots = s->base.nhost[g];
   s->load = pl_calloc((size_t)env->experts, sizeof(double));
   s->order = pl_calloc((size_t)env->experts, sizeof(int));
-  if (!s->load || !s->order) {
+  s->owner = pl_calloc((size_t)env->layers * env->experts, sizeof(int));
+  s->nshadow = pl_calloc((size_t)env->layers, sizeof(int));
+  if (!s->load || !s->order || !s->owner || !s->nshadow) {
     rc = PL_ENOMEM;
     goto fail;
   }
+  for (int i = 0; i < env->layers * env->experts; i++)
+    s->owner[i] = -1;
   for (int l = 0; l < env->layers; l++)
     if ((rc = pl_placement_copy(&initial[l], &s->base)) != 0)
       goto fail;
@@ -141,12 +165,7 @@ static int fm_plan(void *state, int iteration, int layer,
   double t_c = pl_ffn_us(&env->profile, mean) * 1e-6 / mean;
   double t_x = (double)pl_token_bytes(&env->model) / bw;
   double param_bytes = (double)pl_expert_params(&env->model) * env->model.bytes_per_elem;
-  /* A shadow's gradient is reduced over all G GPUs every iteration; charge
-   * it as the cost model does (ring: 2(G-1)/G x bytes over the link plus
-   * 2(G-1) hop latencies), so the rule stops shadowing where the latency of
-   * a cluster-wide ring outweighs the compute it saves. */
-  double lat = c->gpus > c->gpus_per_node ? c->inter_lat_s : c->intra_lat_s;
-  double t_m = G > 1 ? 2.0 * (G - 1) / G * param_bytes / bw + 2.0 * (G - 1) * lat : 0.0;
+  double t_m = param_bytes / bw;
   int limit = s->slots - s->base_slots;
   if (s->max_shadows > 0 && s->max_shadows < limit)
     limit = s->max_shadows;
@@ -157,6 +176,12 @@ static int fm_plan(void *state, int iteration, int layer,
       break;
     nshadow = i + 1;
   }
+  int *owner = s->owner + (size_t)layer * E;
+  for (int e = 0; e < E; e++)
+    owner[e] = -1;
+  for (int i = 0; i < nshadow; i++)
+    owner[s->order[i]] = s->base.rep[(size_t)s->order[i] * G];
+  s->nshadow[layer] = nshadow;
   int rc = pl_plan_take_copy(plan, &s->base);
   for (int i = 0; i < nshadow && !rc; i++)
     for (int g = 0; g < G && !rc; g++)
@@ -168,6 +193,13 @@ static int fm_plan(void *state, int iteration, int layer,
   plan->background = 0;
   plan->copy_bytes = (int64_t)param_bytes;
   return PL_OK;
+}
+
+static const int *fm_shadows(void *state, int layer) {
+  fm_state *s = state;
+  if (layer < 0 || layer >= s->env.layers || s->nshadow[layer] == 0)
+    return NULL;
+  return s->owner + (size_t)layer * s->env.experts;
 }
 
 static const pl_param_desc fm_params[] = {
@@ -187,4 +219,5 @@ const pl_policy_ops pl_policy_fastermoe_ops = {
     .plan = fm_plan,
     .capacity = NULL,
     .fini = fm_fini,
+    .shadows = fm_shadows,
 };

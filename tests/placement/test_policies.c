@@ -155,6 +155,61 @@ Test(policies, fastermoe_shadows_only_experts_whose_gap_pays_for_the_broadcast) 
   pl_policy_destroy(p);
 }
 
+/*
+ * FasterMoE's rule as upstream's global_policy runs it, by hand: one node
+ * of 8 GPUs (450 GB/s), d_model 2048, d_ff 8192, bf16. t_m = one copy of
+ * the parameters over the link = 2 x 2048 x 8192 x 2 B / 450 GB/s =
+ * 149.1 us; t_x = 4096 B / 450 GB/s; t_c = the profile's time per token at
+ * the mean load (1199 slots: 93.27 + (332.14 - 93.27) x 175 / 3072 us
+ * over 1199). A shadow pays while the gap to the next load exceeds
+ * t_m / (3 t_c + 4 t_x) = 490 slots. Loads: expert 5 3424, expert 9 2624
+ * (gap 800: shadow 5), expert 20 2024 (gap 600: shadow 9), expert 13 1624
+ * (gap 400: stop, although 13's own gap to the rest is 600), 28 experts at
+ * 1024. Slots allow 4 shadows, so the rule, not memory, stops at two:
+ * shadows {5, 9}, owned by their static GPUs (4 experts per GPU: GPUs 1
+ * and 2). The earlier rule (a ring all-reduce over 8 GPUs with 14 hop
+ * latencies, 289 us) shadowed nothing here.
+ */
+Test(policies, fastermoe_shadows_by_upstreams_rule_with_one_parameter_copy) {
+  pl_env env = chk_env(1, 32, 8, 8, 8);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "fastermoe", &env, NULL, 0), PL_OK);
+  cr_assert(pl_policy_shadowing(p));
+  int64_t c[8 * 32];
+  for (int s = 0; s < 8; s++)
+    for (int e = 0; e < 32; e++)
+      c[s * 32 + e] = e == 5 ? 428 : e == 9 ? 328 : e == 20 ? 253 : e == 13 ? 203 : 128;
+  double mean = (28 * 1024.0 + 3424 + 2624 + 2024 + 1624) / 32;
+  double tc = (93.27 + (332.14 - 93.27) * (mean - 1024) / 3072) * 1e-6 / mean;
+  double tm = 2.0 * 2048 * 8192 * 2 / 450e9, tx = 4096 / 450e9;
+  double gap = tm / (3 * tc + 4 * tx);
+  cr_assert(600 > gap && 400 < gap, "the hand case brackets the threshold (%.1f)", gap);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(p, 0, 0, c, &plan), PL_OK);
+  cr_assert_null(pl_policy_shadows(p, 0), "iteration 0: the initial layout, no shadow");
+  cr_assert_eq(pl_policy_plan(p, 1, 0, c, &plan), PL_OK);
+  const int *owner = pl_policy_shadows(p, 0);
+  cr_assert_not_null(owner);
+  for (int e = 0; e < 32; e++)
+    cr_assert_eq(owner[e], e == 5 ? 1 : e == 9 ? 2 : -1, "expert %d owner %d", e, owner[e]);
+  const pl_placement *pl = pl_policy_placement(p, 0);
+  for (int e = 0; e < 32; e++)
+    cr_assert_eq(pl->nrep[e], e == 5 || e == 9 ? 8 : 1, "expert %d", e);
+  /* 7 new copies of each shadow, parameters only */
+  cr_assert_eq(plan.nmoves, 14);
+  for (int k = 0; k < plan.nmoves; k++)
+    cr_assert_eq(plan.moves[k].bytes, 2LL * 2048 * 8192 * 2);
+  /* a balanced iteration drops the shadows again */
+  for (int i = 0; i < 8 * 32; i++)
+    c[i] = 128;
+  cr_assert_eq(pl_policy_plan(p, 2, 0, c, &plan), PL_OK);
+  cr_assert_null(pl_policy_shadows(p, 0));
+  cr_assert_eq(pl_policy_placement(p, 0)->nrep[5], 1);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
 Test(policies, flexmoe_stays_put_while_balanced_and_expands_a_hot_expert) {
   pl_env env = chk_env(1, 32, 8, 8, 6);
   pl_policy *p = NULL;

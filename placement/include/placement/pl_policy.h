@@ -112,6 +112,15 @@ typedef struct pl_policy_ops {
   /* Per-replica capacity for routing (-1 dropless). May be NULL (dropless). */
   int64_t (*capacity)(void *state, int layer, const int64_t *counts);
   void (*fini)(void *state);
+  /* Appended. May be NULL (the policy never shadows). For a policy whose
+   * extra replicas are per-iteration shadows (FasterMoE): [experts], the
+   * GPU whose copy of expert e is broadcast to e's other replicas in every
+   * forward pass and receives their gradients, -1 for an expert not
+   * shadowed; NULL when the layer has no shadow. Valid until the next plan
+   * of the layer. Shadows are synchronised, not migrated: a caller charges
+   * their broadcast and reduce every iteration (sim_engine.h) instead of
+   * the plan's replicate and drop moves. */
+  const int *(*shadows)(void *state, int layer);
 } pl_policy_ops;
 
 /* Registry: NULL-terminated array of all policies, in listing order. */
@@ -158,6 +167,13 @@ int pl_policy_observe(pl_policy *p, int iteration, int layer,
  * (pl_policy_route_serving); pl_policy_route keeps routing on the current
  * placement (the runtime executes every plan's moves before the iteration). */
 const pl_placement *pl_policy_serving(const pl_policy *p, int layer);
+/* The layer's shadow owners after its last plan (pl_policy_ops.shadows),
+ * or NULL when the policy does not shadow or the layer has no shadow. */
+const int *pl_policy_shadows(const pl_policy *p, int layer);
+/* Whether the policy shadows experts: its plans' moves are per-iteration
+ * shadow copies, charged as synchronisation (pl_policy_shadows), not as
+ * migrations. */
+int pl_policy_shadowing(const pl_policy *p);
 /* pl_policy_route on pl_policy_serving's placement. */
 int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
                             pl_routing *r);
