@@ -41,9 +41,9 @@ expect() {
   done
 }
 
-# The notebooks' helper compares policies as `flexmoe report` does (its JSON
-# has 9 significant digits): effective
-# time (capacity drops tokens here), speedup over static and gap to the oracle.
+# The notebooks' helper compares policies as `flexmoe report` does: effective
+# time (capacity drops tokens here), speedup over static and gap to the oracle
+# (to the 9 significant digits of the report's JSON).
 "$FLEXMOE_BIN" report --db "$db" --format json >"$tmp/report.json"
 PYTHONPATH=$FLEXMOE_SOURCE_ROOT/notebooks python3 - "$tmp/report.json" <<'PY'
 import json, math, sys
