@@ -128,7 +128,7 @@ int cli_bad_option(const char *cmd, const char *arg) {
 }
 
 double cli_speedup(double ref_ms, double ms) {
-  if (isnan(ref_ms) || isnan(ms) || !isfinite(ref_ms) || ref_ms <= 0 || ms <= 0)
+  if (!isfinite(ref_ms) || ref_ms <= 0 || isnan(ms) || ms <= 0)
     return NAN;
   return isinf(ms) ? 0.0 : ref_ms / ms;
 }
