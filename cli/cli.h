@@ -57,6 +57,17 @@ int cli_parse_list(const char *cmd, const char *flag, const char *text,
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
 
+/* A comparison column over effective times (st_effective_ms): ref_ms / ms.
+ * 0 when ms is +INFINITY (a policy that drops every token slot does no
+ * useful work); NAN when undefined (no peer: ref_ms NAN; ms <= 0; ref_ms
+ * not finite and positive). Tables print NAN as "-", JSON as null. */
+double cli_speedup(double ref_ms, double ms);
+
+/* A JSON number, or null where v is not finite (NAN: no value; +INFINITY:
+ * an effective time with every token slot dropped): JSON has no infinity. */
+struct json_t;
+struct json_t *cli_json_number(double v);
+
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);
 

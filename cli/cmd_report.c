@@ -7,11 +7,16 @@
  *     config_key, e.g. `flexmoe sim --db` run twice) counts once, its latest
  *     run; runs without a config_key count each;
  *   - a row is (kind, trace, cluster, engine, gpus, policy): its mean
- *     iteration time is the mean over its runs (seeds) of each run's mean;
- *   - speedup = static's mean / the policy's mean in the same group (the
- *     first static spec when several exist); oracle gap = the policy's mean /
- *     the oracle's mean - 1 (how far above the lower bound it is). Both are
- *     absent when the peer was not run.
+ *     iteration time is the mean over its runs (seeds) of each run's mean,
+ *     its effective time the mean of each run's effective time (the store's
+ *     st_effective_ms: mean / (1 - dropped share of token slots); +inf when
+ *     a run drops every slot);
+ *   - comparisons are over effective time, so a policy that drops tokens
+ *     cannot look faster than the work it does: speedup = static's / the
+ *     policy's in the same group (the first static spec when several exist);
+ *     oracle gap = the policy's / the oracle's - 1 (how far above the lower
+ *     bound it is). Both are absent when the peer was not run. For dropless
+ *     policies effective time is the mean and nothing changes.
  * The database is opened read-only and never changed.
  */
 #include <getopt.h>
@@ -30,21 +35,24 @@ static const char help[] =
     "                      [--runs]\n"
     "\n"
     "Prints the runs stored in a results database: per trace, cluster and\n"
-    "number of GPUs, each policy's mean iteration time, its speedup over\n"
-    "`static` and its distance to the `oracle` lower bound (when those runs\n"
-    "exist), and the mean time breakdown per iteration.\n"
+    "number of GPUs, each policy's mean and effective iteration time, its\n"
+    "speedup over `static` and its distance to the `oracle` lower bound (when\n"
+    "those runs exist, in effective time), and the mean time breakdown per\n"
+    "iteration.\n"
     "\n"
     "  --db FILE        results database (default flexmoe.db)\n"
     "  --format F       table (default), csv or json\n"
     "  --kind K         only simulated (sim) or measured (gpu) runs\n"
     "  --runs           list every stored run instead of the comparison\n"
     "\n"
-    "columns: mean_ms = mean iteration time; speedup = static / policy;\n"
-    "vs_oracle = policy / oracle - 1; compute, a2a (dispatch + combine),\n"
-    "allreduce (replica gradients), migr (expert moves), other: mean ms per\n"
-    "iteration; balance = mean over iterations of max/mean GPU load;\n"
-    "dropped = share of token slots dropped (a policy that drops tokens can\n"
-    "look faster than the oracle, which drops none).\n"
+    "columns: mean_ms = mean iteration time; eff_ms = mean_ms / (1 - dropped)\n"
+    "(time per iteration of useful work; inf if every slot is dropped);\n"
+    "speedup = static / policy and vs_oracle = policy / oracle - 1, both in\n"
+    "eff_ms; compute, a2a (dispatch + combine), allreduce (replica\n"
+    "gradients), migr (expert moves), other: mean ms per iteration; balance =\n"
+    "mean over iterations of max/mean GPU load; dropped = share of token\n"
+    "slots dropped. eff_ms prices dropping as lost throughput only, not its\n"
+    "effect on model quality.\n"
     "\n"
     "example:\n"
     "  flexmoe sweep --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
@@ -57,8 +65,8 @@ typedef struct row {
   const st_run_summary *first; /* group identity and policy */
   int runs;
   int64_t iterations;
-  double mean_ms, compute_ms, alltoall_ms, allreduce_ms, migration_ms,
-      other_ms, balance;
+  double mean_ms, effective_ms, compute_ms, alltoall_ms, allreduce_ms,
+      migration_ms, other_ms, balance;
   double migrated_bytes, dropped_tokens, total_tokens;
   double speedup;    /* NAN when there is no static peer */
   double oracle_gap; /* NAN when there is no oracle peer */
@@ -184,6 +192,7 @@ static size_t build_rows(const st_run_summary *runs, size_t n, row *rows) {
     r->runs++;
     r->iterations += s->iterations;
     r->mean_ms += s->mean_ms;
+    r->effective_ms += s->effective_ms; /* +inf stays +inf */
     r->compute_ms += s->compute_ms;
     r->alltoall_ms += s->alltoall_ms;
     r->allreduce_ms += s->allreduce_ms;
@@ -198,6 +207,7 @@ static size_t build_rows(const st_run_summary *runs, size_t n, row *rows) {
     row *r = &rows[i];
     double k = r->runs;
     r->mean_ms /= k;
+    r->effective_ms /= k;
     r->compute_ms /= k;
     r->alltoall_ms /= k;
     r->allreduce_ms /= k;
@@ -211,14 +221,16 @@ static size_t build_rows(const st_run_summary *runs, size_t n, row *rows) {
     double stat = NAN, orac = NAN;
     while (j < nr && same_group(rows[i].first, rows[j].first)) {
       if (isnan(stat) && policy_is(rows[j].first->policy, "static"))
-        stat = rows[j].mean_ms;
+        stat = rows[j].effective_ms;
       if (isnan(orac) && policy_is(rows[j].first->policy, "oracle"))
-        orac = rows[j].mean_ms;
+        orac = rows[j].effective_ms;
       j++;
     }
     for (size_t k = i; k < j; k++) {
-      rows[k].speedup = rows[k].mean_ms > 0 ? stat / rows[k].mean_ms : NAN;
-      rows[k].oracle_gap = orac > 0 ? rows[k].mean_ms / orac - 1 : NAN;
+      double eff = rows[k].effective_ms;
+      rows[k].speedup = cli_speedup(stat, eff);
+      /* policy / oracle - 1: +inf for a policy that drops everything */
+      rows[k].oracle_gap = isfinite(orac) && orac > 0 ? eff / orac - 1 : NAN;
     }
     i = j;
   }
@@ -248,8 +260,8 @@ static void print_table(const char *db, const row *rows, size_t nr,
              f->kind, f->trace[0] ? base_name(f->trace) : "-", f->cluster,
              f->engine[0] ? f->engine : "-", (long long)f->it_first,
              (long long)f->it_last + 1);
-      printf("%5s  %-22s %4s %6s %10s %8s %9s %8s %8s %9s %7s %7s %7s %7s\n",
-             "gpus", "policy", "runs", "iters", "mean_ms", "speedup",
+      printf("%5s  %-22s %4s %6s %10s %10s %8s %9s %8s %8s %9s %7s %7s %7s %7s\n",
+             "gpus", "policy", "runs", "iters", "mean_ms", "eff_ms", "speedup",
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
              "balance", "dropped");
     }
@@ -267,16 +279,18 @@ static void print_table(const char *db, const row *rows, size_t nr,
              rows[i].total_tokens > 0
                  ? 100 * rows[i].dropped_tokens / rows[i].total_tokens
                  : 0.0);
-    printf("%5d  %-22s %4d %6lld %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f %7.3f "
-           "%7.2f %7s\n",
+    /* %f prints an effective time of +inf (all dropped) as "inf" */
+    printf("%5d  %-22s %4d %6lld %10.3f %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f "
+           "%7.3f %7.2f %7s\n",
            f->gpus, name, rows[i].runs, (long long)rows[i].iterations,
-           rows[i].mean_ms, speed, gap, rows[i].compute_ms, rows[i].alltoall_ms,
+           rows[i].mean_ms, rows[i].effective_ms, speed, gap, rows[i].compute_ms, rows[i].alltoall_ms,
            rows[i].allreduce_ms, rows[i].migration_ms, rows[i].other_ms,
            rows[i].balance, drop);
   }
   free(specs);
-  printf("\n(times: mean ms per iteration; speedup = static / policy; vs_oracle = "
-         "policy / oracle - 1;\n dropped = share of token slots dropped "
+  printf("\n(times: mean ms per iteration; eff_ms = mean_ms / (1 - dropped), inf "
+         "if all are dropped;\n speedup = static / policy and vs_oracle = policy / "
+         "oracle - 1, both in eff_ms;\n dropped = share of token slots dropped "
          "(capacity); policies by name and the\n parameters that differ, in full: "
          "--format csv|json or --runs)\n");
 }
@@ -307,7 +321,7 @@ static void print_csv(const row *rows, size_t nr) {
        "runs,iterations,"
        "mean_iteration_ms,speedup_vs_static,oracle_gap,compute_ms,alltoall_ms,"
        "allreduce_ms,migration_ms,other_ms,balance_mean,migrated_bytes,"
-       "dropped_tokens");
+       "dropped_tokens,effective_iteration_ms");
   for (size_t i = 0; i < nr; i++) {
     const row *r = &rows[i];
     const st_run_summary *f = r->first;
@@ -333,12 +347,9 @@ static void print_csv(const row *rows, size_t nr) {
     csv_num(r->balance, "%.6f");
     csv_num(r->migrated_bytes, "%.0f");
     csv_num(r->dropped_tokens, "%.0f");
+    csv_num(r->effective_ms, "%.6f"); /* "inf" when every slot is dropped */
     putchar('\n');
   }
-}
-
-static json_t *num_or_null(double v) {
-  return isnan(v) ? json_null() : json_real(v);
 }
 
 static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) {
@@ -353,13 +364,14 @@ static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) 
                            r->allreduce_ms, "migration", r->migration_ms,
                            "other", r->other_ms);
     json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:[I,I],s:i,s:s,s:i,s:I,s:f,s:o,s:o,s:o,s:f,s:I,s:I}",
+        "{s:s,s:s,s:s,s:s,s:[I,I],s:i,s:s,s:i,s:I,s:f,s:o,s:o,s:o,s:o,s:f,s:I,s:I}",
         "kind", f->kind, "trace", f->trace, "cluster", f->cluster, "engine",
         f->engine, "iteration_range", (json_int_t)f->it_first,
         (json_int_t)f->it_last + 1, "gpus", f->gpus, "policy", f->policy, "runs", r->runs, "iterations",
         (json_int_t)r->iterations, "mean_iteration_ms", r->mean_ms,
-        "speedup_vs_static", num_or_null(r->speedup), "oracle_gap",
-        num_or_null(r->oracle_gap), "breakdown_ms", bd, "balance_mean",
+        "effective_iteration_ms", cli_json_number(r->effective_ms),
+        "speedup_vs_static", cli_json_number(r->speedup), "oracle_gap",
+        cli_json_number(r->oracle_gap), "breakdown_ms", bd, "balance_mean",
         r->balance, "migrated_bytes", (json_int_t)r->migrated_bytes,
         "dropped_tokens", (json_int_t)r->dropped_tokens);
     if (!o) {
@@ -385,13 +397,15 @@ static int print_runs(const char *db, const st_run_summary *runs, size_t n,
     for (size_t i = 0; i < n; i++) {
       const st_run_summary *r = &runs[i];
       json_array_append_new(
-          arr, json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:f,s:s}", "id",
+          arr, json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:f,s:o,s:s}", "id",
                          (json_int_t)r->id, "kind", r->kind, "policy",
                          r->policy, "cluster", r->cluster, "engine", r->engine,
                          "gpus", r->gpus, "trace", r->trace, "seed",
                          (json_int_t)r->seed, "iterations",
                          (json_int_t)r->iterations, "mean_iteration_ms",
-                         r->mean_ms, "config_key", r->config_key));
+                         r->mean_ms, "effective_iteration_ms",
+                         cli_json_number(r->effective_ms), "config_key",
+                         r->config_key));
     }
     json_object_set_new(doc, "runs", arr);
     json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
@@ -401,10 +415,11 @@ static int print_runs(const char *db, const st_run_summary *runs, size_t n,
   }
   if (fmt == CLI_FMT_CSV)
     puts("id,kind,policy,cluster,engine,gpus,trace,seed,iterations,"
-         "mean_iteration_ms");
+         "mean_iteration_ms,effective_iteration_ms");
   else
-    printf("%6s %-4s %-22s %-12s %-9s %5s %6s %10s  %s\n", "id", "kind",
-           "policy", "cluster", "engine", "gpus", "iters", "mean_ms", "trace");
+    printf("%6s %-4s %-22s %-12s %-9s %5s %6s %10s %10s  %s\n", "id", "kind",
+           "policy", "cluster", "engine", "gpus", "iters", "mean_ms", "eff_ms",
+           "trace");
   for (size_t i = 0; i < n; i++) {
     const st_run_summary *r = &runs[i];
     if (fmt == CLI_FMT_CSV) {
@@ -414,12 +429,12 @@ static int print_runs(const char *db, const st_run_summary *runs, size_t n,
       csv_field(r->cluster);
       printf(",%s,%d,", r->engine, r->gpus);
       csv_field(r->trace);
-      printf(",%llu,%lld,%.6f\n", (unsigned long long)r->seed,
-             (long long)r->iterations, r->mean_ms);
+      printf(",%llu,%lld,%.6f,%.6f\n", (unsigned long long)r->seed,
+             (long long)r->iterations, r->mean_ms, r->effective_ms);
     } else {
-      printf("%6lld %-4s %-22s %-12s %-9s %5d %6lld %10.3f  %s\n",
+      printf("%6lld %-4s %-22s %-12s %-9s %5d %6lld %10.3f %10.3f  %s\n",
              (long long)r->id, r->kind, r->policy, r->cluster, r->engine,
-             r->gpus, (long long)r->iterations, r->mean_ms,
+             r->gpus, (long long)r->iterations, r->mean_ms, r->effective_ms,
              r->trace[0] ? base_name(r->trace) : "-");
     }
   }

@@ -168,6 +168,12 @@ int cmd_run(int argc, char **argv) {
                           o->balance_p90, "migrated_bytes", (json_int_t)o->migrated_bytes,
                           "dropped_tokens", (json_int_t)o->dropped_tokens, "alltoall_bytes",
                           (json_int_t)o->bytes_alltoall);
+    int64_t slots = 0; /* token slots routed, for the effective time */
+    for (int64_t i = 0; i < o->iterations; i++)
+      slots += o->rows[i].tokens_total;
+    json_object_set_new(r, "effective_iteration_ms",
+                        cli_json_number(st_effective_ms(o->mean_iteration_ms,
+                                                        o->dropped_tokens, slots)));
     json_object_set_new(r, "nonmoe_us", json_real(o->nonmoe_us));
     if (db) json_object_set_new(r, "run_id", json_integer(run_id));
     if (o->checked)

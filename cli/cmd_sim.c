@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,9 @@ static const char help[] =
     "                   [--format table|json]\n"
     "\n"
     "Simulates MoE training on a routing trace with each placement policy and\n"
-    "prints the comparison: mean iteration time, speedup over static, load\n"
+    "prints the comparison: mean iteration time, effective time (iteration\n"
+    "time / (1 - dropped share of token slots): a policy that drops tokens\n"
+    "pays for the work it skips), speedup over static in effective time, load\n"
     "balance (max/mean GPU load, worst layer) p50/p90, bytes migrated, tokens\n"
     "dropped, and the time breakdown. Each run goes into the results database.\n"
     "\n"
@@ -220,16 +223,18 @@ int cmd_sim(int argc, char **argv) {
     if ((rc = cli_sim_record(db, out[i], &run_ids[i], err, sizeof(err))) != 0)
       cli_fail(rc, "sim", "%s", err);
   if (!rc) {
-    double ref = cli_sim_summary_of(out[static_idx])->mean_iteration_ms;
+    /* comparisons are over effective time: dropping cannot look like speed */
+    double ref = cli_sim_summary_of(out[static_idx])->effective_iteration_ms;
     if (fmt == CLI_FMT_JSON) {
       json_t *runs = json_array();
       for (int i = 0; i < npol; i++) {
         const cli_sim_summary *s = cli_sim_summary_of(out[i]);
         json_t *o = json_pack(
-            "{s:s, s:s, s:i, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f}, s:s}",
+            "{s:s, s:s, s:i, s:I, s:f, s:o, s:o, s:f, s:f, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f}, s:s}",
             "policy", s->policy, "cluster", s->cluster, "gpus", s->gpus, "iterations",
             (json_int_t)s->iterations, "mean_iteration_ms", s->mean_iteration_ms,
-            "speedup_vs_static", s->mean_iteration_ms > 0 ? ref / s->mean_iteration_ms : 0.0,
+            "speedup_vs_static", cli_json_number(cli_speedup(ref, s->effective_iteration_ms)),
+            "effective_iteration_ms", cli_json_number(s->effective_iteration_ms),
             "balance_p50", s->balance_p50, "balance_p90", s->balance_p90, "migrated_bytes",
             (json_int_t)s->migrated_bytes, "dropped_tokens", (json_int_t)s->dropped_tokens,
             "breakdown_ms", "compute", s->compute_ms, "alltoall", s->alltoall_ms, "allreduce",
@@ -249,19 +254,25 @@ int cmd_sim(int argc, char **argv) {
       printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
              base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, base.engine,
              db ? ", results in " : "", db ? db_path : "");
-      printf("%-20s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy", "iter_ms",
-             "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped", "compute", "alltoall",
-             "allred", "migrate", "other");
+      printf("%-20s %9s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy",
+             "iter_ms", "eff_ms", "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped",
+             "compute", "alltoall", "allred", "migrate", "other");
       for (int i = 0; i < npol; i++) {
         const cli_sim_summary *s = cli_sim_summary_of(out[i]);
-        printf("%-20s %9.3f %6.2fx %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
-               policies[i], s->mean_iteration_ms,
-               s->mean_iteration_ms > 0 ? ref / s->mean_iteration_ms : 0.0, s->balance_p50,
-               s->balance_p90, (double)s->migrated_bytes / 1048576.0,
+        double sp = cli_speedup(ref, s->effective_iteration_ms);
+        char speed[32] = "-";
+        if (!isnan(sp))
+          snprintf(speed, sizeof(speed), "%.2fx", sp);
+        /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
+        printf("%-20s %9.3f %9.3f %7s %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
+               policies[i], s->mean_iteration_ms, s->effective_iteration_ms, speed,
+               s->balance_p50, s->balance_p90, (double)s->migrated_bytes / 1048576.0,
                (long long)s->dropped_tokens, s->compute_ms, s->alltoall_ms, s->allreduce_ms,
                s->migration_ms, s->other_ms);
       }
-      printf("(times in ms per iteration; balance = max/mean GPU load after routing, worst\n"
+      printf("(times in ms per iteration; eff_ms = iter_ms / (1 - share of token slots\n"
+             " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"
+             " does not count as speed; balance = max/mean GPU load after routing, worst\n"
              " layer; policy parameters in full: --format json or flexmoe report)\n");
     }
   }

@@ -718,7 +718,10 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     s->other_ms += row->other_ms / n;
     s->migrated_bytes += row->bytes_migrated;
     s->dropped_tokens += row->tokens_dropped;
+    s->total_tokens += row->tokens_total;
   }
+  s->effective_iteration_ms =
+      st_effective_ms(s->mean_iteration_ms, s->dropped_tokens, s->total_tokens);
   qsort(bal, (size_t)o->nrows, sizeof(double), cmp_double);
   s->balance_p50 = pct(bal, o->nrows, 0.5);
   s->balance_p90 = pct(bal, o->nrows, 0.9);

@@ -62,6 +62,11 @@ typedef struct cli_sim_summary {
   int64_t migrated_bytes;
   int64_t dropped_tokens;
   double compute_ms, alltoall_ms, allreduce_ms, migration_ms, other_ms; /* means */
+  /* Appended: token slots routed (sum of the rows' tokens_total) and the
+   * time per iteration of useful work, st_effective_ms(mean_iteration_ms,
+   * dropped_tokens, total_tokens): +INFINITY when every slot is dropped. */
+  int64_t total_tokens;
+  double effective_iteration_ms;
 } cli_sim_summary;
 
 typedef struct cli_sim_output cli_sim_output; /* opaque: summary + all rows */

@@ -10,6 +10,8 @@
 
 #include "cli.h"
 
+#include <jansson.h>
+
 int cli_fail(int code, const char *cmd, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "flexmoe %s: ", cmd);
@@ -124,3 +126,11 @@ int cli_bad_option(const char *cmd, const char *arg) {
                   "unknown option or missing value: '%s' (see 'flexmoe %s --help')",
                   arg ? arg : "", cmd);
 }
+
+double cli_speedup(double ref_ms, double ms) {
+  if (!isfinite(ref_ms) || ref_ms <= 0 || isnan(ms) || ms <= 0)
+    return NAN;
+  return isinf(ms) ? 0.0 : ref_ms / ms;
+}
+
+json_t *cli_json_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }

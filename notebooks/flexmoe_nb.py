@@ -15,6 +15,7 @@ import os
 import sqlite3
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # headless: figures go to files
 import matplotlib.pyplot as plt  # noqa: E402
@@ -72,6 +73,8 @@ def runs(con, kind="sim"):
                   avg(i.compute_ms) AS compute_ms, avg(i.alltoall_ms) AS alltoall_ms,
                   avg(i.allreduce_ms) AS allreduce_ms, avg(i.migration_ms) AS migration_ms,
                   avg(i.other_ms) AS other_ms, avg(i.balance) AS balance,
+                  total(i.tokens_dropped) AS tokens_dropped,
+                  total(i.tokens_total) AS tokens_total,
                   min(i.iteration) AS it_first, max(i.iteration) + 1 AS it_end
            FROM runs r LEFT JOIN clusters c ON c.id = r.cluster_id
            LEFT JOIN traces t ON t.id = r.trace_id
@@ -80,12 +83,27 @@ def runs(con, kind="sim"):
            GROUP BY r.id ORDER BY r.id""", con, params=(kind, kind))
     keyed = df[df.config_key.notna() & (df.config_key != "")]
     latest = keyed.groupby("config_key").id.max()
-    df = df[df.config_key.isna() | (df.config_key == "") | df.id.isin(latest)]
+    df = df[df.config_key.isna() | (df.config_key == "") | df.id.isin(latest)].copy()
+    df["effective_ms"] = effective_ms(df.mean_ms, df.tokens_dropped, df.tokens_total)
     df["trace_name"] = df.trace.fillna("-").map(os.path.basename)
     df["base_policy"] = df.policy.str.split(":").str[0]
     names = short_names(df.policy.unique())
     df["name"] = df.policy.map(names)
     return df.reset_index(drop=True)
+
+
+def effective_ms(mean_ms, dropped, total):
+    """Time per iteration of useful work, as `flexmoe` reports it
+    (st_effective_ms in store/st_store.c): mean_ms / (1 - dropped / total)
+    with the token slots summed over a run's iterations; mean_ms where
+    nothing is dropped or no slots were counted; inf where every slot is
+    dropped. It prices dropping as lost throughput only."""
+    mean = np.asarray(mean_ms, dtype=float)
+    d = np.asarray(dropped, dtype=float)
+    t = np.asarray(total, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = mean * t / (t - d)
+    return np.where((t <= 0) | (d <= 0), mean, np.where(d >= t, np.inf, eff))
 
 
 def short_names(specs):
@@ -113,10 +131,12 @@ GROUP = ["kind", "trace_name", "trace_hash", "cluster", "engine", "it_first", "i
 
 def compare(df):
     """One row per (group, policy): mean over seeds, speedup over static and
-    gap to the oracle in the same group (NaN when the peer is missing)."""
+    gap to the oracle in the same group (NaN when the peer is missing), both
+    over effective time as `flexmoe report` computes them: a policy that
+    drops tokens cannot look faster than the work it does."""
     if df.empty:
         return df
-    cols = ["mean_ms", "compute_ms", "alltoall_ms", "allreduce_ms", "migration_ms",
+    cols = ["mean_ms", "effective_ms", "compute_ms", "alltoall_ms", "allreduce_ms", "migration_ms",
             "other_ms", "balance"]
     agg = {c: (c, "mean") for c in cols}
     agg["runs"] = ("id", "count")
@@ -125,13 +145,17 @@ def compare(df):
          .agg(**agg).reset_index())
 
     def peer(name):
-        p = g[g.base_policy == name].groupby(GROUP).mean_ms.first()
+        p = g[g.base_policy == name].groupby(GROUP).effective_ms.first()
         return g.set_index(GROUP).index.map(lambda k: p.get(k, float("nan")))
 
     g["static_ms"] = list(peer("static"))
     g["oracle_ms"] = list(peer("oracle"))
-    g["speedup"] = g.static_ms / g.mean_ms
-    g["oracle_gap"] = g.mean_ms / g.oracle_ms - 1
+    eff = g.effective_ms
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.isfinite(g.static_ms) & (g.static_ms > 0) & (eff > 0)
+        g["speedup"] = np.where(ok, g.static_ms / eff, np.nan)  # 0 when eff is inf
+        ok = np.isfinite(g.oracle_ms) & (g.oracle_ms > 0)
+        g["oracle_gap"] = np.where(ok, eff / g.oracle_ms - 1, np.nan)
     return g
 
 

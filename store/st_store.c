@@ -953,6 +953,17 @@ static int grow_rows(void **arr, size_t *cap, size_t elem, size_t first) {
   return ST_OK;
 }
 
+double st_effective_ms(double mean_ms, int64_t tokens_dropped,
+                       int64_t tokens_total) {
+  if (tokens_total <= 0 || tokens_dropped <= 0)
+    return mean_ms;
+  if (tokens_dropped >= tokens_total)
+    return INFINITY;
+  /* mean / (1 - d/t) written as mean * t / (t - d): no cancellation in
+   * 1 - d/t when nearly everything is dropped */
+  return mean_ms * (double)tokens_total / (double)(tokens_total - tokens_dropped);
+}
+
 int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
                  size_t *n) {
   if (!db || !rows || !n)
@@ -1012,6 +1023,7 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
     r->tokens_total = (int64_t)sqlite3_column_double(s, 24);
     r->it_first = sqlite3_column_int64(s, 25);
     r->it_last = sqlite3_column_int64(s, 26);
+    r->effective_ms = st_effective_ms(r->mean_ms, r->tokens_dropped, r->tokens_total);
   }
   if (rc == ST_OK && step != SQLITE_DONE)
     rc = map_rc(step);

@@ -1,6 +1,7 @@
 /* flexmoe sim / net / clusters as a user meets them: outputs, errors, the
  * database left untouched on error, byte-identical results for equal input. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -154,6 +155,83 @@ Test(simcli, same_inputs_give_byte_identical_database_rows_with_one_or_two_threa
   cr_assert_str_eq(da, db);
   free(da);
   free(db);
+}
+
+/* One row of numbers from a read-only query of the database at path. */
+static void sql_doubles(const char *path, const char *sql, double *out, int n) {
+  sqlite3 *h;
+  sqlite3_stmt *s;
+  cr_assert_eq(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
+  cr_assert_eq(sqlite3_step(s), SQLITE_ROW, "%s", sql);
+  for (int i = 0; i < n; i++)
+    out[i] = sqlite3_column_double(s, i);
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+}
+
+static double num(json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  cr_assert(json_is_number(v), "no number '%s'", key);
+  return json_number_value(v);
+}
+
+Test(simcli, dropped_tokens_are_priced_in_effective_time_and_the_speedup) {
+  const char *db = path_in("eff.db");
+  unlink(db);
+  res *r = run("sim", "--trace", sample(), "--iterations", "0:5", "--policy", "static",
+               "--policy", "capacity", "--db", db, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  json_error_t je;
+  json_t *doc = json_loads(r->out, 0, &je);
+  cr_assert_not_null(doc, "%s: %s", je.text, r->out);
+  json_t *runs = json_object_get(doc, "runs");
+  json_t *st = json_array_get(runs, 0), *cap = json_array_get(runs, 1);
+  cr_assert_str_eq(json_string_value(json_object_get(cap, "policy")), "capacity:cf=1.25");
+  /* dropless static: effective time is its mean, bit for bit */
+  cr_assert_eq(num(st, "effective_iteration_ms"), num(st, "mean_iteration_ms"));
+  cr_assert_eq(num(st, "speedup_vs_static"), 1.0);
+  /* capacity: the dropped share of token slots from its stored iterations */
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "SELECT avg(time_ms), sum(tokens_dropped), sum(tokens_total), count(*) "
+           "FROM iterations WHERE run_id = %lld",
+           (long long)json_integer_value(json_object_get(cap, "run_id")));
+  double v[4];
+  sql_doubles(db, sql, v, 4);
+  cr_assert_eq(v[3], 5);
+  double share = v[1] / v[2];
+  cr_assert(share > 0.05 && share < 0.9, "capacity should drop some slots: share %g", share);
+  cr_assert_eq(num(cap, "dropped_tokens"), v[1]);
+  double mean = num(cap, "mean_iteration_ms"), eff = num(cap, "effective_iteration_ms");
+  cr_assert_float_eq(mean, v[0], 1e-7 * v[0]);
+  cr_assert_float_eq(eff, v[0] / (1 - share), 1e-7 * eff);
+  /* the speedup is over effective time: lower than raw time would say */
+  double ref = num(st, "mean_iteration_ms");
+  cr_assert_float_eq(num(cap, "speedup_vs_static"), ref / eff, 1e-6);
+  cr_assert_lt(num(cap, "speedup_vs_static"), ref / mean * (1 - share / 2));
+  json_decref(doc);
+  /* the report reads the same effective time back from the database */
+  r = run("report", "--db", db, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  doc = json_loads(r->out, 0, &je);
+  cr_assert_not_null(doc, "%s: %s", je.text, r->out);
+  json_t *row = json_array_get(json_object_get(doc, "rows"), 1);
+  cr_assert_str_eq(json_string_value(json_object_get(row, "policy")), "capacity:cf=1.25");
+  cr_assert_float_eq(num(row, "effective_iteration_ms"), eff, 1e-7 * eff);
+  cr_assert_float_eq(num(row, "speedup_vs_static"), ref / eff, 1e-6);
+  json_decref(doc);
+  /* the table shows it and says the speedup is over it */
+  r = run("sim", "--trace", sample(), "--iterations", "0:5", "--policy", "static", "--policy",
+          "capacity", "--no-db", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  cr_assert(strstr(r->out, "iter_ms    eff_ms speedup"), "%s", r->out);
+  cr_assert(strstr(r->out, "eff_ms = iter_ms / (1 - share of token slots") &&
+                strstr(r->out, "speedup = static / policy in eff_ms"),
+            "%s", r->out);
+  char want[64];
+  snprintf(want, sizeof(want), " %9.3f %9.3f %6.2fx ", mean, eff, ref / eff);
+  cr_assert(strstr(r->out, want), "no '%s' in\n%s", want, r->out);
 }
 
 Test(simcli, des_and_analytic_agree_on_one_node_without_moves) {

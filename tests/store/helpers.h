@@ -98,11 +98,12 @@ static inline const char *flexmoe_bin(void) {
 }
 
 /* Writes a complete run whose iterations all take time_ms (compute 60%,
- * all-to-all 30%, other 10%). */
-static inline int64_t put_run(st_db *db, const char *kind, const char *trace_path,
-                              const char *cluster, int gpus, const char *policy,
-                              uint64_t seed, const char *key, double time_ms,
-                              int iterations) {
+ * all-to-all 30%, other 10%) and route 1000 token slots each, of which
+ * `dropped` are dropped. */
+static inline int64_t put_run_dropping(st_db *db, const char *kind, const char *trace_path,
+                                       const char *cluster, int gpus, const char *policy,
+                                       uint64_t seed, const char *key, double time_ms,
+                                       int iterations, int64_t dropped) {
   st_trace_row t = {trace_path, 0x1234, 200, 6, 8, 32, NULL};
   st_run_row r = {0};
   r.kind = kind;
@@ -126,12 +127,22 @@ static inline int64_t put_run(st_db *db, const char *kind, const char *trace_pat
     it.other_ms = 0.1 * time_ms;
     it.balance = 1.5;
     it.tokens_total = 1000;
+    it.tokens_dropped = dropped;
     it.bytes_migrated = 10;
     cr_assert_eq(st_run_iteration(w, &it), ST_OK);
   }
   int64_t id = 0;
   cr_assert_eq(st_run_commit(w, &id), ST_OK);
   return id;
+}
+
+/* A dropless run (put_run_dropping with nothing dropped). */
+static inline int64_t put_run(st_db *db, const char *kind, const char *trace_path,
+                              const char *cluster, int gpus, const char *policy,
+                              uint64_t seed, const char *key, double time_ms,
+                              int iterations) {
+  return put_run_dropping(db, kind, trace_path, cluster, gpus, policy, seed, key, time_ms,
+                          iterations, 0);
 }
 
 #endif

@@ -41,6 +41,31 @@ expect() {
   done
 }
 
+# The notebooks' helper compares policies as `flexmoe report` does: effective
+# time (capacity drops tokens here), speedup over static and gap to the oracle
+# (to the 9 significant digits of the report's JSON).
+"$FLEXMOE_BIN" report --db "$db" --format json >"$tmp/report.json"
+PYTHONPATH=$FLEXMOE_SOURCE_ROOT/notebooks python3 - "$tmp/report.json" <<'PY'
+import json, math, sys
+import flexmoe_nb as fx
+rows = json.load(open(sys.argv[1]))["rows"]
+cmp = fx.compare(fx.runs(fx.connect(), "sim"))
+assert len(rows) == len(cmp), (len(rows), len(cmp))
+dropping = 0
+for r in rows:
+    m = cmp[(cmp.policy == r["policy"]) & (cmp.gpus == r["gpus"])]
+    assert len(m) == 1, r["policy"]
+    m = m.iloc[0]
+    for key, col in (("effective_iteration_ms", "effective_ms"),
+                     ("speedup_vs_static", "speedup"), ("oracle_gap", "oracle_gap")):
+        want, got = r[key], m[col]
+        assert (want is None and not math.isfinite(got)) or \
+            math.isclose(want, got, rel_tol=1e-8, abs_tol=1e-12), (r["policy"], key, want, got)
+    dropping += r["effective_iteration_ms"] > r["mean_iteration_ms"]
+assert dropping >= 2, "capacity at 8 and 16 GPUs should drop tokens"
+print(f"ok: flexmoe_nb.compare agrees with flexmoe report on {len(rows)} rows")
+PY
+
 execute traces policies sweep validation
 expect 'traces_heatmap_*.png' 'traces_imbalance_*.png' policies_iteration_time.png \
   policies_speedup.png policies_breakdown.png sweep_speedup.png

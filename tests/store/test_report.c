@@ -249,3 +249,89 @@ Test(report, runs_over_different_iterations_are_not_compared) {
   free(out);
   free(err);
 }
+
+/* 8 GPUs: static 20 ms (dropless), capacity 10 ms dropping 500 of 1000 slots
+ * per iteration (effective 20 ms: no faster than static), capacity:cf=0.01
+ * 5 ms dropping all 1000 (effective +inf), oracle 8 ms (dropless). */
+static void fill_dropping(void) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  const char *t = "x.npy";
+  put_run(db, "sim", t, "dgx-h100", 8, "static", 1, "s", 20, 4);
+  put_run_dropping(db, "sim", t, "dgx-h100", 8, "capacity:cf=1.25", 1, "c", 10, 4, 500);
+  put_run_dropping(db, "sim", t, "dgx-h100", 8, "capacity:cf=0.01", 1, "z", 5, 4, 1000);
+  put_run(db, "sim", t, "dgx-h100", 8, "oracle", 1, "o", 8, 4);
+  st_close(db);
+}
+
+Test(report, json_compares_policies_that_drop_tokens_by_effective_time) {
+  fill_dropping();
+  char *out, *err;
+  cr_assert_eq(report(&out, &err, "--db", dbpath, "--format", "json"), 0, "%s", err);
+  json_error_t je;
+  json_t *doc = json_loads(out, 0, &je);
+  cr_assert_not_null(doc, "not JSON: %s\n%s", je.text, out);
+  json_t *rows = json_object_get(doc, "rows");
+  cr_assert_eq(json_array_size(rows), 4);
+  /* capacity specs in spec order: cf=0.01 before cf=1.25 */
+  json_t *stat = json_array_get(rows, 0), *all = json_array_get(rows, 1),
+         *cap = json_array_get(rows, 2), *orac = json_array_get(rows, 3);
+  cr_assert_str_eq(json_string_value(json_object_get(cap, "policy")), "capacity:cf=1.25");
+  cr_assert_str_eq(json_string_value(json_object_get(all, "policy")), "capacity:cf=0.01");
+  /* dropless: effective = mean */
+  cr_assert_float_eq(json_real_value(json_object_get(stat, "effective_iteration_ms")), 20, 1e-9);
+  cr_assert_float_eq(json_real_value(json_object_get(orac, "effective_iteration_ms")), 8, 1e-9);
+  cr_assert_float_eq(json_real_value(json_object_get(orac, "speedup_vs_static")), 2.5, 1e-9);
+  /* half the slots dropped: 10 / (1 - 0.5) = 20 ms, the speed of static, and
+   * 20 / 8 - 1 above the oracle (by raw time it would be 2x and -20%) */
+  cr_assert_float_eq(json_real_value(json_object_get(cap, "mean_iteration_ms")), 10, 1e-9);
+  cr_assert_float_eq(json_real_value(json_object_get(cap, "effective_iteration_ms")), 20, 1e-9);
+  cr_assert_float_eq(json_real_value(json_object_get(cap, "speedup_vs_static")), 1.0, 1e-9);
+  cr_assert_float_eq(json_real_value(json_object_get(cap, "oracle_gap")), 1.5, 1e-9);
+  /* everything dropped: no useful work; JSON has no infinity (the table says
+   * inf and +inf%) */
+  cr_assert(json_is_null(json_object_get(all, "effective_iteration_ms")), "%s", out);
+  cr_assert_float_eq(json_real_value(json_object_get(all, "speedup_vs_static")), 0.0, 1e-12);
+  cr_assert(json_is_null(json_object_get(all, "oracle_gap")), "%s", out);
+  json_decref(doc);
+  free(out);
+  free(err);
+}
+
+Test(report, table_and_csv_show_effective_time_and_inf_when_everything_is_dropped) {
+  fill_dropping();
+  char *out, *err;
+  cr_assert_eq(report(&out, &err, "--db", dbpath, NULL, NULL), 0, "%s", err);
+  cr_assert(strstr(out, "mean_ms     eff_ms  speedup vs_oracle"), "%s", out);
+  cr_assert(strstr(out, "eff_ms = mean_ms / (1 - dropped)"), "no footnote:\n%s", out);
+  char *line = strstr(out, "    8  capacity:cf=1.25");
+  cr_assert_not_null(line, "%s", out);
+  *strchr(line, '\n') = '\0';
+  cr_assert(strstr(line, "  10.000     20.000    1.00x   +150.0%"), "%s", line);
+  cr_assert(strstr(line, "50.0%"), "%s", line);
+  line[strlen(line)] = '\n';
+  line = strstr(out, "    8  capacity:cf=0.01");
+  cr_assert_not_null(line, "%s", out);
+  cr_assert(strstr(line, "   5.000        inf    0.00x     +inf%"), "%s", line);
+  free(out);
+  free(err);
+  cr_assert_eq(report(&out, &err, "--db", dbpath, "--format", "csv"), 0, "%s", err);
+  cr_assert(strstr(out, ",dropped_tokens,effective_iteration_ms\n"), "%s", out);
+  cr_assert(strstr(out, ",capacity:cf=1.25,1,4,10.000000,1.000000,1.500000,"), "%s", out);
+  cr_assert(strstr(out, ",2000,20.000000\n"), "%s", out);
+  cr_assert(strstr(out, ",4000,inf\n"), "%s", out);
+  free(out);
+  free(err);
+  char *const argv[] = {(char *)flexmoe_bin(), "report", "--db", dbpath, "--runs",
+                        "--format", "json", NULL};
+  cr_assert_eq(run_capture(dir, argv, &out, &err), 0, "%s", err);
+  json_t *doc = json_loads(out, 0, NULL);
+  cr_assert_not_null(doc, "%s", out);
+  json_t *runs = json_object_get(doc, "runs");
+  cr_assert_float_eq(json_real_value(json_object_get(json_array_get(runs, 1),
+                                                     "effective_iteration_ms")), 20, 1e-9);
+  cr_assert(json_is_null(json_object_get(json_array_get(runs, 2), "effective_iteration_ms")));
+  json_decref(doc);
+  free(out);
+  free(err);
+}

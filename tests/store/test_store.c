@@ -202,6 +202,9 @@ Test(store, a_run_reads_back_exactly_with_its_summary) {
   cr_assert_float_eq(sum[0].mean_ms, mean, 1e-12);
   cr_assert_eq(sum[0].bytes_migrated, 45000);
   cr_assert_eq(sum[0].tokens_dropped, 45);
+  /* 45 of 10 x 65536 slots dropped */
+  cr_assert_float_eq(sum[0].effective_ms, mean / (1 - 45.0 / 655360), 1e-12);
+  cr_assert_gt(sum[0].effective_ms, sum[0].mean_ms);
   free(sum);
   cr_assert_eq(st_runs_list(db, "gpu", &sum, &n), ST_OK);
   cr_assert_eq(n, 0);
@@ -437,6 +440,59 @@ Test(store, an_older_schema_is_migrated_and_keeps_its_runs) {
   cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), ST_SCHEMA_VERSION);
   cr_assert_eq(sql_int(dbpath, "SELECT sum(tokens) FROM trace_loads"), 10);
   cr_assert_eq(count_runs(dbpath), 1);
+}
+
+Test(store, effective_time_is_the_mean_over_one_minus_the_dropped_share) {
+  static const struct {
+    double mean;
+    int64_t dropped, total;
+    double want;
+  } cases[] = {
+      {10, 0, 100, 10},        /* dropless: unchanged */
+      {10, 25, 100, 10 / 0.75},
+      {3, 1, 3, 4.5},
+      {10, 99, 100, 1000},     /* 1% of the work done */
+      {10, 5, 0, 10},          /* no slots counted: nothing to price */
+      {10, 0, 0, 10},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    cr_assert_float_eq(st_effective_ms(cases[i].mean, cases[i].dropped, cases[i].total),
+                       cases[i].want, 1e-9 * cases[i].want, "case %zu", i);
+  /* every slot dropped: no useful work at any speed, never a finite time */
+  cr_assert(isinf(st_effective_ms(10, 100, 100)) && st_effective_ms(10, 100, 100) > 0);
+  cr_assert(isinf(st_effective_ms(10, 101, 100)));
+}
+
+Test(store, a_version_1_database_gives_effective_time_from_its_iterations) {
+  /* Effective time has no column: a database written by a schema-1 build,
+   * opened read-only (not migrated), prices its drops the same way. */
+  char sql[256];
+  sql_exec(dbpath, st_migration_sql(1));
+  snprintf(sql, sizeof(sql), "PRAGMA user_version = 1; PRAGMA application_id = %d;",
+           ST_APPLICATION_ID);
+  sql_exec(dbpath, sql);
+  sql_exec(dbpath,
+           "INSERT INTO runs(kind, policy, gpus, seed, status) "
+           "VALUES('sim', 'capacity', 8, 1, 'complete');"
+           "INSERT INTO iterations(run_id, iteration, time_ms, tokens_dropped, tokens_total) "
+           "VALUES(1, 0, 4.0, 100, 1000), (1, 1, 6.0, 300, 1000);"
+           "INSERT INTO runs(kind, policy, gpus, seed, status) "
+           "VALUES('sim', 'static', 8, 1, 'complete');"
+           "INSERT INTO iterations(run_id, iteration, time_ms, tokens_dropped, tokens_total) "
+           "VALUES(2, 0, 7.0, 0, 1000), (2, 1, 9.0, 0, 1000);");
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_OK);
+  cr_assert_eq(st_schema_version(db), 1);
+  st_run_summary *sum = NULL;
+  size_t n = 0;
+  cr_assert_eq(st_runs_list(db, NULL, &sum, &n), ST_OK);
+  cr_assert_eq(n, 2);
+  /* mean 5 ms, 400 of 2000 slots dropped: 5 / 0.8 */
+  cr_assert_float_eq(sum[0].effective_ms, 6.25, 1e-12);
+  cr_assert_float_eq(sum[1].effective_ms, sum[1].mean_ms, 0);
+  free(sum);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 1);
 }
 
 Test(store, missing_files_and_directories_are_named) {

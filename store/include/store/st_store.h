@@ -177,7 +177,24 @@ typedef struct st_run_summary {
   double balance_mean;
   int64_t bytes_alltoall, bytes_migrated, tokens_dropped, tokens_total; /* sums */
   int64_t it_first, it_last; /* iteration range of the rows (0, -1 if none) */
+  /* Appended: st_effective_ms(mean_ms, tokens_dropped, tokens_total), from
+   * the stored iterations (no column of its own: every schema version
+   * already has both token columns). */
+  double effective_ms;
 } st_run_summary;
+
+/* Time per iteration of useful work: mean_ms / (1 - share), share =
+ * tokens_dropped / tokens_total (token slots summed over a run's
+ * iterations). A policy that drops a share s of the slots needs 1 / (1 - s)
+ * iterations to process what a dropless one does in one, so this prices
+ * dropping as lost throughput only (not its effect on model quality).
+ * Returns mean_ms when nothing is dropped or tokens_total <= 0 (no count
+ * recorded), and +INFINITY when every slot is dropped (tokens_dropped >=
+ * tokens_total > 0): no useful work at any speed. Faces print that as "inf"
+ * in tables and null in JSON. The one definition that sim, sweep (through
+ * the database), report and the notebooks' helper share. */
+double st_effective_ms(double mean_ms, int64_t tokens_dropped,
+                       int64_t tokens_total);
 
 /* Complete runs (status "complete"), of `kind` unless NULL, ordered by id.
  * *rows is malloc'd (caller frees; NULL when *n is 0). */
