@@ -24,15 +24,34 @@ int sim_fluid_init(sim_fluid *f, const sim_cluster *c) {
   int rc = sim_net_init(&f->topo, c);
   if (rc)
     return rc;
-  int n = f->topo.nlinks;
+  int n = f->topo.nlinks, G = f->topo.gpus;
   f->links = sim_calloc((size_t)n, sizeof(sim_fluid_link));
   f->fgl = sim_calloc((size_t)n, sizeof(int));
-  if (!f->links || !f->fgl) {
+  f->link_of = sim_calloc(4 * (size_t)G, sizeof(int));
+  f->rcap_of = sim_calloc(4 * (size_t)G, sizeof(double));
+  f->alone = sim_calloc(4 * (size_t)G, 1);
+  if (!f->links || !f->fgl || !f->link_of || !f->rcap_of || !f->alone) {
     sim_fluid_fini(f);
     return SIM_ENOMEM;
   }
   for (int l = 0; l < n; l++)
     f->links[l].cap = f->topo.links[l].cap;
+  /* each hose class's link: its own, or the shared tier of its route, with
+   * the first (own) link's capacity as the flow's cap */
+  for (int cls = 0; cls < 4; cls++)
+    for (int g = 0; g < G; g++) {
+      int inter = cls >> 1, in = cls & 1, path[2], plen = 1;
+      if (!inter)
+        path[0] = in ? f->topo.intra_in0 + g : f->topo.intra_out0 + g;
+      else
+        plen = sim_net_inter_half(&f->topo, g, in, path);
+      int own = in ? path[plen - 1] : path[0];  /* the NIC side */
+      int tier = in ? path[0] : path[plen - 1]; /* the uplink side */
+      size_t c = (size_t)cls * G + g;
+      f->link_of[c] = tier;
+      f->rcap_of[c] = f->topo.links[own].cap;
+      f->alone[c] = own == tier && !(inter && f->topo.nic_per_node);
+    }
   f->bg_last_kind = -1;
   return SIM_OK;
 }
@@ -45,7 +64,9 @@ void sim_fluid_fini(sim_fluid *f) {
       sim_free(f->links[l].f);
   sim_free(f->links);
   sim_free(f->fgl);
-  sim_free(f->lone);
+  sim_free(f->link_of);
+  sim_free(f->rcap_of);
+  sim_free(f->alone);
   sim_net_fini(&f->topo);
   memset(f, 0, sizeof(*f));
 }
@@ -60,10 +81,19 @@ static void set_rates(sim_fluid_link *k) {
     return;
   }
   double C = k->cap, W = 0;
-  for (int i = 0; i < k->n; i++) {
+  for (int i = 0; i < k->n; i++)
     W += k->f[i].w;
-    k->f[i].rate = -1; /* unassigned */
+  int capped = 0;
+  for (int i = 0; i < k->n; i++)
+    capped |= k->f[i].rcap < k->f[i].w * C / W;
+  if (!capped) { /* plain weighted shares (every flow on a link of its own) */
+    for (int i = 0; i < k->n; i++)
+      k->f[i].rate = k->f[i].w * C / W;
+    k->rated = 1;
+    return;
   }
+  for (int i = 0; i < k->n; i++)
+    k->f[i].rate = -1; /* unassigned */
   for (;;) {
     int best = -1;
     for (int i = 0; i < k->n; i++)
@@ -92,7 +122,9 @@ typedef void (*done_fn)(void *arg, int64_t tag, int64_t t);
 /* A flow's completion time: its end of sending rounded up to whole ns (as
  * sim_net_next does), plus its latency. */
 static int64_t completion(double t_end, int64_t lat_ns) {
-  return (int64_t)ceil(t_end - 1e-6) + lat_ns;
+  double x = t_end - 1e-6;
+  int64_t i = (int64_t)x; /* x >= 0: truncation is the floor */
+  return i + ((double)i < x) + lat_ns;
 }
 
 /* Advances link k until time `until` (ns; INFINITY: no limit) or, with
@@ -147,50 +179,9 @@ static void advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, 
     k->t = until; /* idle: the clock just moves */
 }
 
-/* Records a lone foreground completion for the next sim_fluid_run_fg. */
-static int lone_push(sim_fluid *f, int64_t tag, int64_t t) {
-  if (f->nlone == f->caplone) {
-    int nc = f->caplone ? 2 * f->caplone : 64;
-    int64_t *nt = sim_realloc(f->lone, 2 * (size_t)nc * sizeof(int64_t));
-    if (!nt)
-      return SIM_ENOMEM;
-    f->lone = nt;
-    f->caplone = nc;
-  }
-  f->lone[2 * f->nlone] = tag;
-  f->lone[2 * f->nlone + 1] = t;
-  f->nlone++;
-  return SIM_OK;
-}
-
-int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double bytes,
-                    double w, int64_t lat_ns, int64_t tag, int kind) {
-  if (!(bytes > 0))
-    return SIM_OK;
-  if (!(w > 0) || g < 0 || g >= f->topo.gpus)
-    return SIM_EINVAL;
-  /* the flow's link: its own, or the shared tier of its route, with the
-   * first (own) link's capacity as its cap */
-  int path[2], plen;
-  if (!inter) {
-    path[0] = in ? f->topo.intra_in0 + g : f->topo.intra_out0 + g;
-    plen = 1;
-  } else {
-    plen = sim_net_inter_half(&f->topo, g, in, path);
-  }
-  int own = in ? path[plen - 1] : path[0];   /* the NIC side */
-  int shared = in ? path[0] : path[plen - 1]; /* the uplink side */
-  sim_fluid_link *k = &f->links[shared];
-  advance(f, k, (double)now, 0, NULL, NULL);
-  if (tag >= 0 && k->n == 0 && own == shared && !(inter && f->topo.nic_per_node)) {
-    /* alone on a link of its own: nothing can join it before it ends
-     * (flows start between phases, and the phase's other flows have links
-     * of their own), so it sends at the link's rate and its completion is
-     * known now; done for it is called by the next sim_fluid_run_fg */
-    double end = fmax((double)now, k->t) + bytes / k->cap;
-    k->t = end;
-    return lone_push(f, tag, completion(end, lat_ns));
-  }
+/* Adds a flow to link k (already advanced to now) for hose class c. */
+static int push(sim_fluid *f, sim_fluid_link *k, size_t c, double bytes, double w,
+                int64_t lat_ns, int64_t tag, int kind) {
   if (k->n == k->capf) {
     int nc = k->capf ? 2 * k->capf : 4;
     sim_fluid_flow *nf = sim_realloc(k->f, (size_t)nc * sizeof(*nf));
@@ -202,7 +193,7 @@ int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double 
   k->f[k->n++] = (sim_fluid_flow){
       .left = bytes,
       .w = w,
-      .rcap = f->links[own].cap,
+      .rcap = f->rcap_of[c],
       .rate = 0,
       .lat_ns = lat_ns,
       .tag = tag,
@@ -213,11 +204,77 @@ int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double 
     k->nfg++;
     if (!k->listed) {
       k->listed = 1;
-      f->fgl[f->nfgl++] = shared;
+      f->fgl[f->nfgl++] = f->link_of[c];
     }
   } else {
     f->nbg++;
   }
+  return SIM_OK;
+}
+
+/* Brings link k to time now; 1 when it is then empty. */
+static int settle(sim_fluid *f, sim_fluid_link *k, int64_t now) {
+  if (k->n > 0)
+    advance(f, k, (double)now, 0, NULL, NULL); /* may empty it */
+  if (k->n > 0)
+    return 0;
+  if (k->t < (double)now)
+    k->t = (double)now; /* idle: the clock just moves */
+  return 1;
+}
+
+int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double bytes,
+                    double w, int64_t lat_ns, int64_t tag, int kind, int64_t *done) {
+  if (done)
+    *done = -1;
+  if (!(bytes > 0))
+    return SIM_OK;
+  if (!(w > 0) || g < 0 || g >= f->topo.gpus)
+    return SIM_EINVAL;
+  size_t c = (size_t)(2 * !!inter + !!in) * (size_t)f->topo.gpus + (size_t)g;
+  sim_fluid_link *k = &f->links[f->link_of[c]];
+  if (settle(f, k, now) && tag >= 0 && done && f->alone[c]) {
+    /* alone on a link of its own: nothing can join it before it ends
+     * (flows start between phases, and the phase's other flows have links
+     * of their own), so it sends at the link's rate and its completion is
+     * known now; it is not carried */
+    k->t += bytes / k->cap;
+    *done = completion(k->t, lat_ns);
+    return SIM_OK;
+  }
+  return push(f, k, c, bytes, w, lat_ns, tag, kind);
+}
+
+int sim_fluid_hose_phase(sim_fluid *f, int64_t now, const int64_t *h, int reverse,
+                         double token_bytes, const double w[2], int64_t *comm_end,
+                         int64_t *lone_end) {
+  int G = f->topo.gpus;
+  int64_t lat[2] = {f->topo.intra_lat_ns, f->topo.inter_lat_ns};
+  int64_t end = now;
+  for (int c = 0; c < 4; c++) {
+    int x = c >> 1;
+    const int64_t *src = h + (size_t)(c ^ reverse) * G; /* reverse: in and out swap */
+    for (int g = 0; g < G; g++) {
+      if (src[g] <= 0)
+        continue;
+      double bytes = (double)src[g] * token_bytes;
+      size_t cg = (size_t)c * G + g;
+      sim_fluid_link *k = &f->links[f->link_of[cg]];
+      if (settle(f, k, now) && f->alone[cg]) { /* as in sim_fluid_start */
+        k->t += bytes / k->cap;
+        int64_t t = completion(k->t, lat[x]);
+        if (t > comm_end[g])
+          comm_end[g] = t;
+        if (t > end)
+          end = t;
+        continue;
+      }
+      int rc = push(f, k, cg, bytes, w[x], lat[x], g, 0);
+      if (rc)
+        return rc;
+    }
+  }
+  *lone_end = end;
   return SIM_OK;
 }
 
@@ -237,9 +294,6 @@ static void fg_done(void *arg, int64_t tag, int64_t t) {
 
 int sim_fluid_run_fg(sim_fluid *f, int64_t now, done_fn done, void *arg, int64_t *end) {
   fg_ctx c = {.done = done, .arg = arg, .end = now};
-  for (int i = 0; i < f->nlone; i++)
-    fg_done(&c, f->lone[2 * i], f->lone[2 * i + 1]);
-  f->nlone = 0;
   for (int i = 0; i < f->nfgl; i++) {
     sim_fluid_link *k = &f->links[f->fgl[i]];
     advance(f, k, INFINITY, 1, fg_done, &c);
@@ -251,7 +305,7 @@ int sim_fluid_run_fg(sim_fluid *f, int64_t now, done_fn done, void *arg, int64_t
 }
 
 int sim_fluid_drain(sim_fluid *f, int64_t now, int64_t *end, int *kind) {
-  if (f->nfgl || f->nlone)
+  if (f->nfgl)
     return SIM_EINVARIANT; /* foreground flows must be run first */
   for (int l = 0; l < f->topo.nlinks && f->nbg > 0; l++)
     if (f->links[l].n)

@@ -171,8 +171,12 @@ typedef struct sim_engine {
   int *agg_cnt;          /* [4*G] transfers summed in each (the flow's weight) */
   int xkind, xany;       /* the transfer batch being built: kind, any transfer */
   double *ns_us, *sh_us; /* [G] forward compute of own / shadowed experts (scratch) */
+  int cur_layer;         /* the layer the schedule is in */
   /* analytic state */
   sim_fluid fluid;
+  int a2a_layer;         /* the layer whose all-to-all a2a_* hold (-1: none) */
+  int64_t a2a_dur;       /* its duration, ns */
+  int64_t *a2a_off;      /* [G] each GPU's last completion after its start, ns */
 } sim_engine;
 
 /* prof's arrays must outlive the engine. aggregate: SIM_AGG_* bits, see

@@ -67,9 +67,10 @@ typedef struct sim_fluid {
   sim_fluid_link *links; /* [topo.nlinks] */
   int *fgl;             /* links holding foreground flows of this phase */
   int nfgl;
-  int64_t *lone;        /* [2 x nlone] (tag, completion) of foreground flows
-                           alone on a link of their own: known at their start */
-  int nlone, caplone;
+  /* per hose class c = (2 x inter + in) x G + g: */
+  int *link_of;         /* [4G] the link the flow lives on */
+  double *rcap_of;      /* [4G] its rate cap (its own first link) */
+  unsigned char *alone; /* [4G] 1: a link no other GPU's flows use */
   double bg_last;       /* latest background completion seen, ns */
   int bg_last_kind;
   int nbg;              /* background flows not yet completed */
@@ -81,9 +82,23 @@ void sim_fluid_fini(sim_fluid *f);
 /* Starts GPU g's hose flow of one class (inter: across nodes; in: ingress)
  * at time now: bytes > 0, weight w > 0, completing lat_ns after its last
  * byte. tag >= 0 makes it foreground (sim_fluid_run_fg waits for it), -1
- * background of `kind`. SIM_ENOMEM, SIM_EINVAL. */
+ * background of `kind`. With done non-NULL, a foreground flow alone on a
+ * link of its own is not carried: its completion is known at once and
+ * written to *done (-1 otherwise; the caller accounts for it, run_fg does
+ * not report it). SIM_ENOMEM, SIM_EINVAL. */
 int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double bytes,
-                    double w, int64_t lat_ns, int64_t tag, int kind);
+                    double w, int64_t lat_ns, int64_t tag, int kind, int64_t *done);
+
+/* One all-to-all's hose flows at once (sim_fluid_start's flows, tagged
+ * with their GPU): h[4G] the per-GPU token sums in pl_routing's hose layout
+ * (intra out, intra in, inter out, inter in), swapped in and out when
+ * reverse, times token_bytes; weights w[intra, inter], the class latency.
+ * Lone flows complete at once: comm_end[g] (initialised by the caller) is
+ * raised to GPU g's, *lone_end = the latest (at least now). The others
+ * wait for sim_fluid_run_fg. */
+int sim_fluid_hose_phase(sim_fluid *f, int64_t now, const int64_t *h, int reverse,
+                         double token_bytes, const double w[2], int64_t *comm_end,
+                         int64_t *lone_end);
 
 /* Runs every foreground flow started since the last call to completion,
  * calling done(arg, tag, t) for each (t its completion, whole ns); *end =
