@@ -205,6 +205,34 @@ static void canonical_spec(pl_policy *p, const pl_kv *kv, int nkv) {
   }
 }
 
+/* A policy's init refused a value (PL_EPARAM): names the parameter with
+ * its help text, which states its range, e.g. "policy 'capacity': bad value
+ * cf=0 (cf: capacity factor ..., 0.01 to 1000)". The parameter is the last
+ * of the shortest prefix kv[0..i] that init refuses too (init is a pure
+ * function of its parameters; this runs only on the error path, with the
+ * failing handle's placements as scratch). */
+static void bad_value_err(char *errbuf, size_t errlen, const pl_policy_ops *ops,
+                          const pl_env *env, const char *spec, const pl_kv *kv, int nkv,
+                          pl_placement *scratch) {
+  if (!errbuf || !errlen)
+    return;
+  for (int i = 0; i < nkv; i++) {
+    void *state = NULL;
+    for (int l = 0; l < env->layers; l++)
+      pl_placement_clear(&scratch[l]);
+    int rc = ops->init(&state, env, kv, i + 1, scratch);
+    if (rc == PL_OK && ops->fini)
+      ops->fini(state);
+    const pl_param_desc *d = find_param(ops, kv[i].key);
+    if (rc == PL_EPARAM && d) {
+      snprintf(errbuf, errlen, "policy '%s': bad value %s=%s (%s: %s)", ops->name, kv[i].key,
+               kv[i].value, d->key, d->help);
+      return;
+    }
+  }
+  set_err(errbuf, errlen, "policy '%s': bad parameter value in '%s'", ops->name, spec);
+}
+
 int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
                      char *errbuf, size_t errlen) {
   if (!out || !spec || !env || env->size < sizeof(pl_env) || env->layers < 1 ||
@@ -255,7 +283,7 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
   if ((rc = ops->init(&p->state, &p->env, kv, nkv, p->cur)) != 0) {
     p->state = NULL;
     if (rc == PL_EPARAM)
-      set_err(errbuf, errlen, "policy '%s': bad parameter value in '%s'", name, spec);
+      bad_value_err(errbuf, errlen, ops, &p->env, spec, kv, nkv, p->cur);
     else
       set_err(errbuf, errlen, "policy '%s': %s", name, pl_strerror(rc));
     goto fail;
@@ -364,12 +392,22 @@ done:
   return rc;
 }
 
+/* Routes on placement pl with the policy's per-source capacity, if any. */
+static int route_on(pl_policy *p, const pl_placement *pl, int layer, const int64_t *counts,
+                    pl_routing *r) {
+  if (!p->ops->capacity)
+    return pl_route(pl, &p->env.cluster, counts, -1, r);
+  if (!r || !r->cap || !counts || r->gpus != p->env.cluster.gpus)
+    return PL_EINVAL;
+  int rc = p->ops->capacity(p->state, layer, counts, r->cap);
+  return rc ? rc : pl_route_caps(pl, &p->env.cluster, counts, r->cap, r);
+}
+
 int pl_policy_route(pl_policy *p, int layer, const int64_t *counts,
                     pl_routing *r) {
   if (!p || layer < 0 || layer >= p->env.layers)
     return PL_EINVAL;
-  int64_t cap = p->ops->capacity ? p->ops->capacity(p->state, layer, counts) : -1;
-  return pl_route(&p->cur[layer], &p->env.cluster, counts, cap, r);
+  return route_on(p, &p->cur[layer], layer, counts, r);
 }
 
 const pl_placement *pl_policy_serving(const pl_policy *p, int layer) {
@@ -390,8 +428,7 @@ int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
                             pl_routing *r) {
   if (!p || layer < 0 || layer >= p->env.layers)
     return PL_EINVAL;
-  int64_t cap = p->ops->capacity ? p->ops->capacity(p->state, layer, counts) : -1;
-  return pl_route(pl_policy_serving(p, layer), &p->env.cluster, counts, cap, r);
+  return route_on(p, pl_policy_serving(p, layer), layer, counts, r);
 }
 
 int pl_policy_observe(pl_policy *p, int iteration, int layer,

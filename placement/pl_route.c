@@ -11,18 +11,22 @@
 int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic) {
   if (!r || gpus < 1 || experts < 1)
     return PL_EINVAL;
-  pl_routing t = {gpus, experts, NULL, NULL, NULL, 0, 0, -1, 0, NULL, NULL, NULL};
+  pl_routing t = {.gpus = gpus, .experts = experts, .capacity = -1, .gpus_per_node = 1};
   t.load = pl_calloc((size_t)gpus * (size_t)experts, sizeof(int64_t));
   t.gpu_load = pl_calloc((size_t)gpus, sizeof(int64_t));
   t.hose = pl_calloc(4 * (size_t)gpus, sizeof(int64_t));
   t.acc = pl_calloc(2 * (size_t)experts * ((size_t)gpus + 1), sizeof(int64_t));
-  t.over = pl_calloc((size_t)experts, 1);
+  t.cap = pl_calloc((size_t)gpus, sizeof(int64_t));
+  t.pad_hose = pl_calloc(4 * (size_t)gpus, sizeof(int64_t));
   if (with_traffic)
     t.traffic = pl_calloc((size_t)gpus * (size_t)gpus, sizeof(int64_t));
-  if (!t.load || !t.gpu_load || !t.hose || !t.acc || !t.over || (with_traffic && !t.traffic)) {
+  if (!t.load || !t.gpu_load || !t.hose || !t.acc || !t.cap || !t.pad_hose ||
+      (with_traffic && !t.traffic)) {
     pl_routing_fini(&t);
     return PL_ENOMEM;
   }
+  for (int g = 0; g < gpus; g++)
+    t.cap[g] = -1;
   *r = t;
   return PL_OK;
 }
@@ -35,7 +39,9 @@ void pl_routing_fini(pl_routing *r) {
   pl_free(r->traffic);
   pl_free(r->hose);
   pl_free(r->acc);
-  pl_free(r->over);
+  pl_free(r->cap);
+  pl_free(r->pad_load);
+  pl_free(r->pad_hose);
   memset(r, 0, sizeof(*r));
 }
 
@@ -52,48 +58,114 @@ static int lower_bound(const int *a, int n, int v) {
   return lo;
 }
 
-/* Gives `tokens` from src to replica GPU dst of expert e, within capacity.
- * inter: dst is on another node than src. */
-static void deliver(pl_routing *r, int src, int dst, int inter, int e, int64_t tokens,
-                    int64_t cap) {
-  int64_t *slot = &r->load[(size_t)dst * r->experts + e];
-  int64_t take = tokens;
-  if (cap >= 0 && *slot + take > cap)
-    take = cap > *slot ? cap - *slot : 0;
-  *slot += take;
-  r->gpu_load[dst] += take;
-  r->dropped += tokens - take;
+/* The token slots a routing delivers for (src, e): the real ones within
+ * src's capacity (cap NULL: all of them), or with pad set src's whole
+ * padded buffer cap[src]. */
+typedef struct slots_view {
+  const int64_t *counts;
+  const int64_t *cap;
+  int pad;
+  int experts;
+} slots_view;
+
+static int64_t slots_of(const slots_view *v, int src, int e) {
+  if (v->pad)
+    return v->cap[src];
+  int64_t t = v->counts[(size_t)src * v->experts + e];
+  return v->cap && t > v->cap[src] ? v->cap[src] : t;
+}
+
+/* Where delivered slots are added up: the real routing (r's load,
+ * gpu_load, hose, traffic) or the padded one (pad_load, pad_hose). A NULL
+ * array is not kept. */
+typedef struct sink {
+  int64_t *load, *gpu_load, *hose, *traffic;
+} sink;
+
+/* The replicas of e that serve src's slots, the locality rule of
+ * pl_route.h: rep[*lo .. *hi) of e's ascending replica list (the one on src
+ * alone when there is one). Returns 1 when they lie on other nodes. */
+static int serving(const pl_placement *p, int gpn, int src, int e, int *lo, int *hi) {
+  const int *rep = p->rep + (size_t)e * p->gpus;
+  int n = p->nrep[e], node_lo = (src / gpn) * gpn;
+  *lo = lower_bound(rep, n, node_lo);
+  *hi = lower_bound(rep, n, node_lo + gpn);
+  int self = lower_bound(rep + *lo, *hi - *lo, src) + *lo;
+  if (self < *hi && rep[self] == src) {
+    *lo = self;
+    *hi = self + 1;
+    return 0;
+  }
+  if (*hi == *lo) { /* no replica on this node: all replicas share */
+    *lo = 0;
+    *hi = n;
+    return 1;
+  }
+  return 0;
+}
+
+/* Replica i's share (0 <= i < k) of `tokens` split evenly over k replicas
+ * for source src: the remainder goes one each to indices src mod k, ... */
+static int64_t share_of(int64_t tokens, int k, int i, int src) {
+  return tokens / k + (((i - src % k + k) % k) < tokens % k ? 1 : 0);
+}
+
+/* Gives `tokens` from src to replica GPU dst of expert e. inter: dst is on
+ * another node than src. */
+static void deliver(const sink *s, int G, int E, int src, int dst, int inter, int e,
+                    int64_t tokens) {
+  s->load[(size_t)dst * E + e] += tokens;
+  if (s->gpu_load)
+    s->gpu_load[dst] += tokens;
   if (dst != src) {
-    size_t G = (size_t)r->gpus;
-    if (r->hose) {
-      r->hose[2 * G * (size_t)inter + (size_t)src] += take;
-      r->hose[2 * G * (size_t)inter + G + (size_t)dst] += take;
+    if (s->hose) {
+      s->hose[2 * (size_t)G * (size_t)inter + (size_t)src] += tokens;
+      s->hose[2 * (size_t)G * (size_t)inter + (size_t)G + (size_t)dst] += tokens;
     }
-    if (r->traffic)
-      r->traffic[(size_t)src * G + dst] += take;
+    if (s->traffic)
+      s->traffic[(size_t)src * (size_t)G + (size_t)dst] += tokens;
   }
 }
 
+/* The general loop: every (src, e) share by share. O(sum over (src, e) of
+ * the replicas sharing it). */
+static void route_each(const pl_placement *p, int gpn, const slots_view *v, const sink *s) {
+  int G = p->gpus, E = p->experts;
+  for (int src = 0; src < G; src++)
+    for (int e = 0; e < E; e++) {
+      int64_t tokens = slots_of(v, src, e);
+      if (tokens == 0)
+        continue;
+      const int *rep = p->rep + (size_t)e * G;
+      int lo, hi;
+      int inter = serving(p, gpn, src, e, &lo, &hi);
+      int k = hi - lo;
+      for (int i = 0; i < k; i++) {
+        int64_t share = share_of(tokens, k, i, src);
+        if (share)
+          deliver(s, G, E, src, rep[lo + i], inter, e, share);
+      }
+    }
+}
+
 /*
- * Dropless routing without the matrix, the same result as the general loop
- * in O(G E + sum of replicas) instead of O(sum over (src, e) of the
- * replicas sharing it) - with data-parallel layouts at 1,024 GPUs (16 or
- * more replicas per expert, mostly on other nodes) that was 1M deliveries
- * per layer. An even split hands `base` to a contiguous range of e's
- * replica list and one more token to a cyclic sub-range of it; both are
- * range additions, recorded in O(1) in a difference array per expert (one
- * for intra-node shares, one for inter-node shares, so the per-GPU in sums
- * stay split) and summed once per expert at the end. Integer arithmetic:
- * bit-identical to delivering share by share. Experts with skip[e] set
- * (skip may be NULL) are left out entirely.
+ * The same result as route_each without the matrix (s->traffic unused, s->hose
+ * needed), in O(G E + sum of replicas) - with data-parallel layouts at 1,024
+ * GPUs (16 or more replicas per expert, mostly on other nodes) route_each
+ * made 1M deliveries per layer. An even split hands `base` to a contiguous
+ * range of e's replica list and one more token to a cyclic sub-range of it;
+ * both are range additions, recorded in O(1) in a difference array per
+ * expert (acc: one for intra-node shares, one for inter-node shares, so the
+ * per-GPU in sums stay split) and summed once per expert at the end.
+ * Integer arithmetic: bit-identical to delivering share by share.
  */
-static void route_sums(const pl_placement *p, int gpn, const int64_t *counts,
-                       const unsigned char *skip, pl_routing *r) {
+static void route_sums(const pl_placement *p, int gpn, const slots_view *v, int64_t *acc,
+                       const sink *s) {
   int G = p->gpus, E = p->experts;
   size_t W = (size_t)G + 1;
-  int64_t *dI = r->acc, *dX = r->acc + (size_t)E * W;
-  int64_t *io = r->hose, *ii = r->hose + G, *xo = r->hose + 2 * (size_t)G,
-          *xi = r->hose + 3 * (size_t)G;
+  int64_t *dI = acc, *dX = acc + (size_t)E * W;
+  int64_t *io = s->hose, *ii = s->hose + G, *xo = s->hose + 2 * (size_t)G,
+          *xi = s->hose + 3 * (size_t)G;
   for (int e = 0; e < E; e++) {
     memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
     memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
@@ -101,24 +173,22 @@ static void route_sums(const pl_placement *p, int gpn, const int64_t *counts,
   /* node by node, so each (node, expert) locates its replicas once */
   for (int node_lo = 0; node_lo < G; node_lo += gpn)
     for (int e = 0; e < E; e++) {
-      if (skip && skip[e])
-        continue;
       const int *rep = p->rep + (size_t)e * G;
       int n = p->nrep[e];
       int nlo = lower_bound(rep, n, node_lo);
       int nhi = lower_bound(rep, n, node_lo + gpn);
       int self = nlo; /* first replica >= src: src ascends, so it only moves up */
       for (int src = node_lo; src < node_lo + gpn; src++) {
-        int64_t tokens = counts[(size_t)src * E + e];
+        int64_t tokens = slots_of(v, src, e);
         if (tokens == 0)
           continue;
-        r->total += tokens;
         int lo = nlo, hi = nhi;
         while (self < hi && rep[self] < src)
           self++;
         if (self < hi && rep[self] == src) {
-          r->load[(size_t)src * E + e] += tokens;
-          r->gpu_load[src] += tokens;
+          s->load[(size_t)src * E + e] += tokens;
+          if (s->gpu_load)
+            s->gpu_load[src] += tokens;
           continue;
         }
         int inter = hi == lo;
@@ -146,8 +216,6 @@ static void route_sums(const pl_placement *p, int gpn, const int64_t *counts,
       }
     }
   for (int e = 0; e < E; e++) {
-    if (skip && skip[e])
-      continue;
     const int *rep = p->rep + (size_t)e * G;
     const int64_t *a = dI + (size_t)e * W, *b = dX + (size_t)e * W;
     int64_t runI = 0, runX = 0;
@@ -155,147 +223,126 @@ static void route_sums(const pl_placement *p, int gpn, const int64_t *counts,
       runI += a[i];
       runX += b[i];
       int dst = rep[i];
-      r->load[(size_t)dst * E + e] += runI + runX;
-      r->gpu_load[dst] += runI + runX;
+      s->load[(size_t)dst * E + e] += runI + runX;
+      if (s->gpu_load)
+        s->gpu_load[dst] += runI + runX;
       ii[dst] += runI;
       xi[dst] += runX;
     }
   }
 }
 
-int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
-             int64_t cap, pl_routing *r) {
+/* pl_route and pl_route_caps: the capacity of source src is cap[src], or
+ * ucap for all sources when cap is NULL (ucap < 0: dropless). */
+static int route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
+                 const int64_t *cap, int64_t ucap, pl_routing *r) {
+  int capped = cap || ucap >= 0;
   if (!p || !c || !counts || !r || p->gpus != c->gpus || r->gpus != p->gpus ||
-      r->experts != p->experts)
+      r->experts != p->experts || c->gpus_per_node < 1 ||
+      (capped && (!r->cap || !r->acc || !r->hose || !r->pad_hose)))
     return PL_EINVAL;
   int G = p->gpus, E = p->experts, gpn = c->gpus_per_node;
-  for (size_t i = 0; i < (size_t)G * E; i++)
-    if (counts[i] < 0)
+  int64_t total = 0, dropped = 0, maxcap = -1;
+  for (int src = 0; src < G; src++) {
+    int64_t k = cap ? cap[src] : ucap;
+    if (cap && k < 0)
       return PL_EINVAL;
+    for (int e = 0; e < E; e++) {
+      int64_t t = counts[(size_t)src * E + e];
+      if (t < 0)
+        return PL_EINVAL;
+      total += t;
+      if (capped && t > k)
+        dropped += t - k;
+    }
+    if (k > maxcap)
+      maxcap = k;
+  }
+  if (capped && !r->pad_load &&
+      !(r->pad_load = pl_calloc((size_t)G * (size_t)E, sizeof(int64_t))))
+    return PL_ENOMEM;
+  if (r->cap)
+    for (int g = 0; g < G; g++)
+      r->cap[g] = cap ? cap[g] : capped ? ucap : -1;
   memset(r->load, 0, (size_t)G * E * sizeof(int64_t));
   memset(r->gpu_load, 0, (size_t)G * sizeof(int64_t));
   if (r->traffic)
     memset(r->traffic, 0, (size_t)G * G * sizeof(int64_t));
   if (r->hose)
     memset(r->hose, 0, 4 * (size_t)G * sizeof(int64_t));
-  r->dropped = 0;
-  r->total = 0;
-  r->capacity = cap >= 0 ? cap : -1;
-  r->padded = cap >= 0;
-  const unsigned char *only = NULL; /* the general loop's experts (NULL: all) */
-  int64_t reps = 0;
-  for (int e = 0; e < E; e++)
-    reps += p->nrep[e];
-  /* With a capacity the split below pays only where experts have many
-   * replicas (the general loop delivers to each of them share by share);
-   * with few, one general loop is cheaper than route_sums twice. */
-  if (!r->traffic && r->hose && r->acc && r->over && (cap < 0 || reps > 4 * (int64_t)E)) {
-    route_sums(p, gpn, counts, NULL, r);
-    if (cap < 0)
-      return PL_OK;
-    /* With a capacity, an expert none of whose replicas gets more than cap
-     * routes as without one. Replicas fill in source order expert by
-     * expert, so the others go through the general loop alone, in the same
-     * order, and every replica receives exactly what it would in one loop
-     * over all experts. */
-    unsigned char *over = r->over;
-    int any = 0;
-    for (int e = 0; e < E; e++) {
-      const int *rep = p->rep + (size_t)e * G;
-      over[e] = 0;
-      for (int i = 0; i < p->nrep[e] && !over[e]; i++)
-        over[e] = r->load[(size_t)rep[i] * E + e] > cap;
-      any |= over[e];
-    }
-    if (!any)
-      return PL_OK;
-    memset(r->load, 0, (size_t)G * E * sizeof(int64_t));
-    memset(r->gpu_load, 0, (size_t)G * sizeof(int64_t));
-    memset(r->hose, 0, 4 * (size_t)G * sizeof(int64_t));
-    r->total = 0;
-    route_sums(p, gpn, counts, over, r); /* the experts under capacity */
-    only = over;
-  }
-  for (int src = 0; src < G; src++) {
-    int node_lo = (src / gpn) * gpn;
-    for (int e = 0; e < E; e++) {
-      if (only && !only[e])
-        continue;
-      int64_t tokens = counts[(size_t)src * E + e];
-      if (tokens == 0)
-        continue;
-      r->total += tokens;
-      const int *rep = p->rep + (size_t)e * G;
-      int n = p->nrep[e];
-      int lo = lower_bound(rep, n, node_lo);
-      int hi = lower_bound(rep, n, node_lo + gpn);
-      int self = lower_bound(rep + lo, hi - lo, src) + lo;
-      if (self < hi && rep[self] == src) {
-        deliver(r, src, src, 0, e, tokens, cap);
-        continue;
-      }
-      int inter = hi == lo;
-      if (inter) { /* no replica on this node: all replicas share */
-        lo = 0;
-        hi = n;
-      }
-      int k = hi - lo;
-      int64_t base = tokens / k, rem = tokens % k;
-      for (int i = 0; i < k; i++) {
-        int64_t share = base + (((i - src % k + k) % k) < rem ? 1 : 0);
-        if (share)
-          deliver(r, src, rep[lo + i], inter, e, share, cap);
-      }
-    }
-  }
+  r->dropped = dropped;
+  r->total = total;
+  r->capacity = capped ? maxcap : -1;
+  r->padded = capped;
+  r->gpus_per_node = gpn;
+  /* the kept slots, dropless; without the matrix by range sums */
+  slots_view kept = {.counts = counts, .cap = capped ? r->cap : NULL, .pad = 0, .experts = E};
+  sink real = {.load = r->load, .gpu_load = r->gpu_load, .hose = r->hose, .traffic = r->traffic};
+  if (!r->traffic && r->hose && r->acc)
+    route_sums(p, gpn, &kept, r->acc, &real);
+  else
+    route_each(p, gpn, &kept, &real);
+  if (!capped)
+    return PL_OK;
+  /* the padded buffers: cap[src] slots from every source to every expert */
+  memset(r->pad_load, 0, (size_t)G * E * sizeof(int64_t));
+  memset(r->pad_hose, 0, 4 * (size_t)G * sizeof(int64_t));
+  slots_view pad = {.counts = counts, .cap = r->cap, .pad = 1, .experts = E};
+  sink padded = {.load = r->pad_load, .gpu_load = NULL, .hose = r->pad_hose, .traffic = NULL};
+  route_sums(p, gpn, &pad, r->acc, &padded);
   return PL_OK;
 }
 
-/* Per-(source, replica) share of a padded buffer. */
-static int64_t pad_share(const pl_routing *r) {
-  return (r->capacity + r->gpus - 1) / r->gpus;
+int pl_route_caps(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
+                  const int64_t *cap, pl_routing *r) {
+  return route(p, c, counts, cap, -1, r);
+}
+
+int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
+             int64_t cap, pl_routing *r) {
+  return route(p, c, counts, NULL, cap < 0 ? -1 : cap, r);
 }
 
 int64_t pl_routing_wire_tokens(const pl_routing *r, const pl_placement *p,
                                int src, int dst) {
   if (src == dst)
     return 0;
-  if (r->padded)
-    return (int64_t)p->nhost[dst] * pad_share(r);
-  return r->traffic ? r->traffic[(size_t)src * r->gpus + dst] : 0;
+  if (!r->padded)
+    return r->traffic ? r->traffic[(size_t)src * r->gpus + dst] : 0;
+  /* dst's share of src's padded buffer of each expert it hosts */
+  int gpn = r->gpus_per_node, node_lo = (src / gpn) * gpn;
+  int in_node = dst >= node_lo && dst < node_lo + gpn;
+  const int *host = p->host + (size_t)dst * p->slots;
+  int64_t tok = 0;
+  for (int j = 0; j < p->nhost[dst]; j++) {
+    int e = host[j], lo, hi;
+    int inter = serving(p, gpn, src, e, &lo, &hi);
+    if (inter == in_node) /* served inside src's node, dst outside, or the reverse */
+      continue;
+    const int *rep = p->rep + (size_t)e * p->gpus;
+    int i = lower_bound(rep, p->nrep[e], dst);
+    if (i >= lo && i < hi && rep[i] == dst)
+      tok += share_of(r->cap[src], hi - lo, i - lo, src);
+  }
+  return tok;
 }
 
 int64_t pl_routing_compute_tokens(const pl_routing *r, const pl_placement *p,
                                   int gpu, int expert) {
-  if (r->padded)
-    return pl_placement_has(p, expert, gpu) ? (int64_t)r->gpus * pad_share(r) : 0;
-  return r->load[(size_t)gpu * r->experts + expert];
+  (void)p;
+  const int64_t *load = r->padded ? r->pad_load : r->load;
+  return load[(size_t)gpu * r->experts + expert];
 }
 
 int pl_routing_wire_sums(const pl_routing *r, const pl_placement *p, int gpus_per_node,
                          int64_t *h) {
   if (!r || !p || !h || p->gpus != r->gpus || gpus_per_node < 1 ||
-      r->gpus % gpus_per_node || (!r->hose && !r->traffic && !r->padded))
+      r->gpus % gpus_per_node || (!r->hose && !r->traffic && !r->padded) ||
+      (r->padded && (gpus_per_node != r->gpus_per_node || !r->pad_hose)))
     return PL_EINVAL;
   size_t G = (size_t)r->gpus, gpn = (size_t)gpus_per_node;
-  int64_t *io = h, *ii = h + G, *xo = h + 2 * G, *xi = h + 3 * G;
   if (r->padded) {
-    /* src sends nhost[dst] x pad to every dst != src: out sums the hosts
-     * of the other GPUs, in is nhost[g] x pad from each other GPU. */
-    int64_t pad = pad_share(r), all = 0;
-    for (size_t g = 0; g < G; g++)
-      all += p->nhost[g];
-    for (size_t lo = 0; lo < G; lo += gpn) {
-      int64_t node = 0;
-      for (size_t g = lo; g < lo + gpn; g++)
-        node += p->nhost[g];
-      for (size_t g = lo; g < lo + gpn; g++) {
-        io[g] = (node - p->nhost[g]) * pad;
-        xo[g] = (all - node) * pad;
-        ii[g] = (int64_t)(gpn - 1) * p->nhost[g] * pad;
-        xi[g] = (int64_t)(G - gpn) * p->nhost[g] * pad;
-      }
-    }
+    memcpy(h, r->pad_hose, 4 * G * sizeof(int64_t));
     return PL_OK;
   }
   if (r->hose) {

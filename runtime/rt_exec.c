@@ -515,27 +515,24 @@ static int layout_layer(rt_exec *x, int64_t it, int l, const int64_t *counts) {
   int G = x->G, E = x->E, k = x->k;
   const pl_placement *pp = pl_policy_placement(x->policy, l);
   int64_t *split = x->split_l + (size_t)l * G * E * G;
-  /* split[src][e][g]: pl_route of one source row at a time (dropless),
-   * then capacity applied in source order as pl_route does. */
+  /* split[src][e][g]: pl_route of one source row at a time, dropless, of
+   * the slots the source keeps within its capacity (x->route.cap[src], -1
+   * when dropless): drops are per (source, expert), as pl_route_caps makes
+   * them, and each source's split does not depend on the others. The
+   * runtime sends the kept tokens, not the padding the simulator charges
+   * for a capacity routing. */
   for (int src = 0; src < G; src++) {
+    int64_t cap = x->route.cap ? x->route.cap[src] : -1;
     memset(x->rowc, 0, sizeof(int64_t) * (size_t)G * (size_t)E);
-    memcpy(x->rowc + (size_t)src * E, counts + (size_t)src * E, sizeof(int64_t) * (size_t)E);
+    for (int e = 0; e < E; e++) {
+      int64_t c = counts[(size_t)src * E + e];
+      x->rowc[(size_t)src * E + e] = cap >= 0 && c > cap ? cap : c;
+    }
     int prc = pl_route(pp, &x->env.cluster, x->rowc, -1, &x->tmp);
     if (prc) return fail(x, RT_EPLACEMENT, "pl_route: %s", pl_strerror(prc));
     for (int e = 0; e < E; e++)
       for (int g = 0; g < G; g++)
         split[((size_t)src * E + e) * G + g] = x->tmp.load[(size_t)g * E + e];
-  }
-  if (x->route.dropped > 0) {
-    for (int g = 0; g < G; g++)
-      for (int e = 0; e < E; e++) {
-        int64_t left = x->route.load[(size_t)g * E + e];
-        for (int src = 0; src < G; src++) {
-          int64_t *s = &split[((size_t)src * E + e) * G + g];
-          if (*s > left) *s = left;
-          left -= *s;
-        }
-      }
   }
   for (int r = 0; r < G; r++) {
     lr *q = LR(x, l, r);

@@ -72,8 +72,8 @@ Test(cost, replica_allreduce_is_a_ring_over_the_slowest_link) {
 }
 
 Test(cost, capacity_routing_is_charged_its_padded_buffers) {
-  /* 2 GPUs, 2 experts (one each), cap 40: every source sends every replica
-   * ceil(40/2) = 20 slots whatever it has, every replica computes 40. */
+  /* 2 GPUs, 2 experts (one each), capacity 20 per source: every source
+   * sends every expert 20 slots whatever it has, every replica computes 40. */
   pl_cluster c = {2, 2, 1, 100e9, 0, 10e9, 0, 1.0};
   pl_model m = {1000, 4000, 1, 2, 12.0};
   pl_placement p;
@@ -81,11 +81,12 @@ Test(cost, capacity_routing_is_charged_its_padded_buffers) {
   cr_assert_eq(pl_placement_init(&p, 2, 2, 1), PL_OK);
   cr_assert_eq(pl_placement_static(&p), PL_OK);
   cr_assert_eq(pl_routing_init(&r, 2, 2, 1), PL_OK);
-  int64_t counts[4] = {30, 1, 30, 1}; /* GPU 1 sends 30 to expert 0, 1 kept */
-  cr_assert_eq(pl_route(&p, &c, counts, 40, &r), PL_OK);
+  int64_t counts[4] = {30, 1, 30, 1}; /* GPU 1 sends 30 to expert 0, 20 kept */
+  cr_assert_eq(pl_route(&p, &c, counts, 20, &r), PL_OK);
   cr_assert(r.padded);
-  cr_assert_eq(r.capacity, 40);
-  cr_assert_eq(r.traffic[1 * 2 + 0], 10, "traffic keeps the real tokens: 10 of 30 fit");
+  cr_assert_eq(r.capacity, 20);
+  cr_assert_eq(r.dropped, 20);
+  cr_assert_eq(r.traffic[1 * 2 + 0], 20, "traffic keeps the real tokens: 20 of 30 fit");
   cr_assert_eq(pl_routing_wire_tokens(&r, &p, 1, 0), 20);
   cr_assert_eq(pl_routing_wire_tokens(&r, &p, 0, 1), 20, "padding is sent even for 1 token");
   cr_assert_eq(pl_routing_compute_tokens(&r, &p, 1, 1), 40);

@@ -19,7 +19,8 @@
 static const char *const specs[] = {
     "static",
     "capacity",
-    "capacity:cf=1.0",
+    "capacity:cf=1.25,min_capacity=16",
+    "capacity:drop=0",
     "fastermoe",
     "fastermoe:lookahead=0,predictor=window,window=3",
     "smartmoe:period=4",

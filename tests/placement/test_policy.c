@@ -39,6 +39,14 @@ Test(policy, unknown_names_keys_and_values_say_what_is_wrong) {
   cr_assert(strstr(err, "zz"));
   cr_assert_eq(pl_policy_create(&p, "capacity:cf=abc", &env, err, sizeof(err)), PL_EPARAM);
   cr_assert_eq(pl_policy_create(&p, "capacity:cf", &env, err, sizeof(err)), PL_EPARAM);
+  /* a value out of range names its key and the range */
+  cr_assert_eq(pl_policy_create(&p, "capacity:cf=0", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "cf: ") && strstr(err, "0.01 to 1000"), "%s", err);
+  cr_assert_eq(pl_policy_create(&p, "capacity:cf=2,drop=2", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "drop: ") && strstr(err, "0 or 1"), "%s", err);
+  cr_assert_eq(pl_policy_create(&p, "capacity:min_capacity=-1", &env, err, sizeof(err)),
+               PL_EPARAM);
+  cr_assert(strstr(err, "min_capacity: ") && strstr(err, "0 to 1073741824"), "%s", err);
   cr_assert_null(p);
 }
 
@@ -54,10 +62,10 @@ Test(policy, canonical_spec_fills_defaults) {
   pl_env env = env8();
   pl_policy *p = NULL;
   cr_assert_eq(pl_policy_create(&p, "capacity", &env, NULL, 0), PL_OK);
-  cr_assert_str_eq(pl_policy_spec(p), "capacity:cf=1.25");
+  cr_assert_str_eq(pl_policy_spec(p), "capacity:cf=1.0,min_capacity=4,drop=1");
   pl_policy_destroy(p);
   cr_assert_eq(pl_policy_create(&p, "capacity:cf=2", &env, NULL, 0), PL_OK);
-  cr_assert_str_eq(pl_policy_spec(p), "capacity:cf=2");
+  cr_assert_str_eq(pl_policy_spec(p), "capacity:cf=2,min_capacity=4,drop=1");
   pl_policy_destroy(p);
 }
 
@@ -79,17 +87,19 @@ Test(policy, param_reads_a_specs_value_or_the_default_without_an_environment) {
   cr_assert_eq(pl_policy_param("flexmoe:horizon=1000", "horizon", v, 4), PL_EINVAL);
 }
 
-Test(policy, capacity_drops_over_cf_times_even_share) {
+Test(policy, capacity_drops_over_each_ranks_own_capacity) {
   pl_env env = env8();
   pl_policy *p = NULL;
-  cr_assert_eq(pl_policy_create(&p, "capacity:cf=1.0", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_create(&p, "capacity:cf=1.0,min_capacity=0", &env, NULL, 0), PL_OK);
   int64_t counts[8 * 32] = {0};
   for (int s = 0; s < 8; s++)
     counts[s * 32 + 0] = 64; /* all 512 slots to expert 0 */
   pl_routing r;
   cr_assert_eq(pl_routing_init(&r, 8, 32, 1), PL_OK);
   cr_assert_eq(pl_policy_route(p, 0, counts, &r), PL_OK);
-  cr_assert_eq(r.load[0], 16); /* ceil(512 / 32 x 1.0) */
+  /* each rank: 64 slots = 32 top-2 tokens, capacity ceil(32 / 32 x 1.0 x 2)
+   * = 2 per expert, so 8 ranks x 2 reach expert 0 */
+  cr_assert_eq(r.load[0], 16);
   cr_assert_eq(r.dropped, 512 - 16);
   pl_routing_fini(&r);
   pl_policy_destroy(p);

@@ -1,5 +1,6 @@
 /* Routing: locality first, exact conservation, capacity drops. */
 #include <criterion/criterion.h>
+#include <string.h>
 
 #include "placement/pl_error.h"
 #include "placement/pl_route.h"
@@ -57,7 +58,7 @@ Test(route, remote_tokens_split_evenly_and_are_conserved) {
   pl_placement_fini(&p);
 }
 
-Test(route, capacity_drops_what_exceeds_a_replica_and_counts_it) {
+Test(route, capacity_drops_per_source_and_expert_and_counts_it) {
   pl_cluster c = cluster(2, 2, 1);
   pl_placement p;
   pl_routing r;
@@ -65,11 +66,14 @@ Test(route, capacity_drops_what_exceeds_a_replica_and_counts_it) {
   cr_assert_eq(pl_placement_static(&p), PL_OK);
   cr_assert_eq(pl_routing_init(&r, 2, 2, 0), PL_OK);
   int64_t counts[4] = {30, 5, 30, 5};
-  cr_assert_eq(pl_route(&p, &c, counts, 40, &r), PL_OK);
+  /* each source keeps 20 of its 30 for expert 0 (not the first 40 of 60) */
+  cr_assert_eq(pl_route(&p, &c, counts, 20, &r), PL_OK);
   cr_assert_eq(r.load[0], 40);
   cr_assert_eq(r.load[3], 10);
   cr_assert_eq(r.dropped, 20);
   cr_assert_eq(r.total, 70);
+  cr_assert_eq(r.capacity, 20);
+  cr_assert(r.padded);
   pl_routing_fini(&r);
   pl_placement_fini(&p);
 }
@@ -155,6 +159,122 @@ Test(route, per_gpu_sums_match_the_matrix_and_the_fast_path_is_exact) {
       cr_assert_eq(fast.gpu_load[g], full.gpu_load[g]);
     pl_routing_fini(&full);
     pl_routing_fini(&fast);
+    pl_placement_fini(&p);
+  }
+}
+
+/* Padded dispatch with several replicas: a source's buffer for an expert is
+ * split like its tokens, locality first. 4 GPUs in 2 nodes; expert 0 on
+ * GPUs 0 and 2, expert 1 on GPUs 2 and 3 (node 1 only). */
+Test(route, padded_buffers_are_split_over_replicas_like_tokens) {
+  pl_cluster c = cluster(4, 2, 2);
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 2, 4, 2), PL_OK);
+  pl_placement_add(&p, 0, 0);
+  pl_placement_add(&p, 0, 2);
+  pl_placement_add(&p, 1, 2);
+  pl_placement_add(&p, 1, 3);
+  cr_assert_eq(pl_routing_init(&r, 4, 2, 1), PL_OK);
+  int64_t counts[8] = {0}; /* no real tokens at all: the padding is still sent */
+  int64_t cap[4] = {5, 7, 4, 6};
+  cr_assert_eq(pl_route_caps(&p, &c, counts, cap, &r), PL_OK);
+  cr_assert(r.padded);
+  cr_assert_eq(r.capacity, 7);
+  cr_assert_eq(r.dropped, 0);
+  /* expert 0: GPU 0 keeps its own, GPU 1 sends to GPU 0 (its node), GPU 2
+   * keeps its own, GPU 3 sends to GPU 2. Expert 1: GPUs 0 and 1 have no
+   * replica on their node, so GPUs 2 and 3 share: 5 -> 3 to index 0 (GPU 2),
+   * 2 to GPU 3; 7 from GPU 1 -> 4 to index 1 (GPU 3), 3 to GPU 2. */
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 1, 0), 7);
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 0, 2), 3);
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 0, 3), 2);
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 1, 2), 3);
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 1, 3), 4);
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 3, 2), 6, "expert 0's buffer; expert 1 local");
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 2, 3), 0, "both of GPU 2's experts are local");
+  cr_assert_eq(pl_routing_wire_tokens(&r, &p, 0, 1), 0, "GPU 1 hosts nothing");
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 0, 0), 5 + 7);
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 2, 0), 4 + 6);
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 2, 1), 3 + 3 + 4);
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 3, 1), 2 + 4 + 6);
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 1, 0), 0);
+  cr_assert_eq(pl_routing_compute_tokens(&r, &p, 1, 1), 0);
+  cr_assert_eq(r.gpu_load[0] + r.gpu_load[1] + r.gpu_load[2] + r.gpu_load[3], 0);
+  /* a negative capacity is refused and leaves r as it was */
+  int64_t bad[4] = {5, -1, 4, 6};
+  cr_assert_eq(pl_route_caps(&p, &c, counts, bad, &r), PL_EINVAL);
+  cr_assert_eq(r.cap[1], 7);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
+}
+
+/* For random placements and capacities: the padded per-GPU sums are the
+ * per-pair buffers of pl_routing_wire_tokens summed by node, each expert
+ * computes every source's buffer exactly once (sum over its replicas =
+ * sum of cap), kept tokens never exceed a source's capacity, and the
+ * padded volume is at least the real one. */
+Test(route, padded_sums_match_the_pairs_and_bound_the_real_tokens) {
+  enum { G = 24, GPN = 4, E = 10, S = 5 };
+  pl_cluster c = cluster(G, GPN, S);
+  unsigned x = 11;
+  for (int trial = 0; trial < 20; trial++) {
+    pl_placement p;
+    pl_routing r;
+    cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
+    for (int e = 0; e < E; e++) {
+      x = x * 1103515245u + 12345u;
+      int want = 1 + (int)((x >> 16) % 9);
+      for (int tries = 0; tries < 200 && p.nrep[e] < want; tries++) {
+        x = x * 1103515245u + 12345u;
+        int g = (int)((x >> 16) % G);
+        if (p.nhost[g] < S && !pl_placement_has(&p, e, g))
+          pl_placement_add(&p, e, g);
+      }
+      cr_assert_gt(p.nrep[e], 0);
+    }
+    static int64_t counts[G * E];
+    int64_t cap[G];
+    for (int i = 0; i < G * E; i++) {
+      x = x * 1103515245u + 12345u;
+      counts[i] = (x >> 16) % 300;
+    }
+    for (int g = 0; g < G; g++) {
+      x = x * 1103515245u + 12345u;
+      cap[g] = (x >> 16) % 200;
+    }
+    cr_assert_eq(pl_routing_init(&r, G, E, trial % 2), PL_OK);
+    cr_assert_eq(pl_route_caps(&p, &c, counts, cap, &r), PL_OK);
+    int64_t h[4 * G], want[4 * G], drop = 0, sumcap = 0;
+    memset(want, 0, sizeof(want));
+    for (int s = 0; s < G; s++) {
+      sumcap += cap[s];
+      for (int e = 0; e < E; e++)
+        drop += counts[s * E + e] > cap[s] ? counts[s * E + e] - cap[s] : 0;
+      for (int d = 0; d < G; d++) {
+        int64_t t = pl_routing_wire_tokens(&r, &p, s, d);
+        int inter = s / GPN != d / GPN;
+        want[2 * G * inter + s] += t;
+        want[2 * G * inter + G + d] += t;
+      }
+    }
+    cr_assert_eq(r.dropped, drop, "trial %d", trial);
+    cr_assert_eq(pl_routing_wire_sums(&r, &p, GPN, h), PL_OK);
+    for (int i = 0; i < 4 * G; i++) {
+      cr_assert_eq(h[i], want[i], "trial %d sums[%d]", trial, i);
+      cr_assert_geq(h[i], r.hose[i], "trial %d: padding below the real tokens", trial);
+    }
+    for (int e = 0; e < E; e++) {
+      int64_t sum = 0;
+      for (int g = 0; g < G; g++) {
+        int64_t t = pl_routing_compute_tokens(&r, &p, g, e);
+        cr_assert(t == 0 || pl_placement_has(&p, e, g));
+        cr_assert_geq(t, r.load[g * E + e]);
+        sum += t;
+      }
+      cr_assert_eq(sum, sumcap, "trial %d expert %d", trial, e);
+    }
+    pl_routing_fini(&r);
     pl_placement_fini(&p);
   }
 }

@@ -106,10 +106,10 @@ Test(engine, des_charges_capacity_padding_as_analytic_in_one_node) {
   setup(&f, 1, 8, 16); /* ~1,200 token slots per expert */
   sim_iter_out real, a, d;
   run(&f, SIM_ENGINE_ANALYTIC, &real, NULL);
-  /* capacity 1,000: drops some tokens, and pads every (source, expert)
-   * buffer to 125 slots, every expert's compute to 1,000 */
+  /* capacity 125 per source: drops some tokens, and pads every (source,
+   * expert) buffer to 125 slots, every expert's compute to 8 x 125 */
   for (int l = 0; l < 2; l++)
-    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], 1000, &f.r[l]), PL_OK);
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], 125, &f.r[l]), PL_OK);
   cr_assert(f.r[0].padded && f.r[0].dropped > 0);
   run(&f, SIM_ENGINE_ANALYTIC, &a, NULL);
   cr_assert(fabs(a.compute_us - real.compute_us) > 1.0, "padding must change the time");

@@ -49,7 +49,7 @@ Test(simrun, config_key_is_stable_and_tells_configurations_apart) {
   c.policy = "capacity";
   char a[128], b[128], d[128], err[512];
   cr_assert_eq(cli_sim_config_key(&c, a, sizeof(a), err, sizeof(err)), 0, "%s", err);
-  c.policy = "capacity:cf=1.25"; /* the default, spelled out: same config */
+  c.policy = "capacity:cf=1.0,drop=1"; /* the defaults, spelled out: same config */
   cr_assert_eq(cli_sim_config_key(&c, b, sizeof(b), err, sizeof(err)), 0, "%s", err);
   cr_assert_str_eq(a, b);
   c.nodes = 2;

@@ -23,7 +23,8 @@
  *     not at all when plan.uncharged (the oracle: its moves are free);
  *     replicate moves carry plan.copy_bytes when the policy set it (already
  *     written into each move's bytes by pl_policy_plan);
- *   - routing: pl_policy_route applies the policy's capacity; a capacity
+ *   - routing: pl_policy_route applies the policy's capacity (one per
+ *     source GPU, written into the routing's r->cap); a capacity
  *     routing is padded dispatch (pl_route.h): charge the wire and compute
  *     tokens of pl_routing_wire_tokens / pl_routing_compute_tokens (as
  *     pl_cost_layer does), not the routing's real load and traffic.
@@ -77,7 +78,7 @@ typedef struct pl_plan {
   pl_move *moves;         /* [nmoves], owned by the plan */
   int nmoves;
   int cap_moves;
-  int64_t capacity;       /* per-replica token capacity, -1 = dropless */
+  int64_t capacity;       /* unused, -1 (capacities are per source GPU: pl_policy_ops.capacity) */
   /* Appended fields (0 after pl_plan_init). */
   int uncharged;          /* 1: the moves are free (clairvoyant oracle): report
                              their bytes but charge no time for them */
@@ -109,8 +110,11 @@ typedef struct pl_policy_ops {
   /* current: the layer's placement now. Fill plan (changed=0 for none). */
   int (*plan)(void *state, int iteration, int layer, const pl_placement *current,
               const int64_t *upcoming, pl_plan *plan);
-  /* Per-replica capacity for routing (-1 dropless). May be NULL (dropless). */
-  int64_t (*capacity)(void *state, int layer, const int64_t *counts);
+  /* Capacity for routing the layer's counts [G*E]: cap[src] >= 0 token
+   * slots per expert for each source GPU (pl_route_caps: drops per (source,
+   * expert), padded dispatch). Returns 0 or a PL_ code. May be NULL
+   * (dropless, not padded). */
+  int (*capacity)(void *state, int layer, const int64_t *counts, int64_t *cap /* [G] */);
   void (*fini)(void *state);
   /* Appended. May be NULL (the policy never shadows). For a policy whose
    * extra replicas are per-iteration shadows (FasterMoE): [experts], the
@@ -134,7 +138,7 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
 void pl_policy_destroy(pl_policy *p);
 
 const pl_policy_ops *pl_policy_ops_of(const pl_policy *p);
-/* Canonical spec with all parameters, e.g. "capacity:cf=1.25". */
+/* Canonical spec with all parameters, e.g. "capacity:cf=1.0,min_capacity=4,drop=1". */
 const char *pl_policy_spec(const pl_policy *p);
 /* The value parameter `key` of policy `spec` takes: the spec's own (the
  * last one given) or the policy's default, as text, copied into buf[len].
@@ -151,7 +155,9 @@ const pl_placement *pl_policy_placement(const pl_policy *p, int layer);
  * caller initialised with pl_plan_init and finalises. */
 int pl_policy_plan(pl_policy *p, int iteration, int layer,
                    const int64_t *upcoming, pl_plan *plan);
-/* Routes counts [G*E] with the current placement and the policy's capacity. */
+/* Routes counts [G*E] with the current placement and the policy's capacity
+ * (r made by pl_routing_init: the policy writes its per-source capacity
+ * into r->cap, then pl_route_caps routes). */
 int pl_policy_route(pl_policy *p, int layer, const int64_t *counts,
                     pl_routing *r);
 int pl_policy_observe(pl_policy *p, int iteration, int layer,

@@ -11,20 +11,25 @@
  * at index (src mod n), so totals are conserved exactly and no replica is
  * favoured systematically. Pure function of its inputs.
  *
- * Capacity dropping (DeepSpeed/GShard) is applied on top when cap >= 0: each
- * replica accepts at most cap tokens in source order; the rest are dropped
- * and counted.
+ * Capacity (DeepSpeed-MoE, docs/baselines.md): pl_route_caps takes a
+ * capacity per source GPU, cap[src] >= 0 token slots per expert. Source src
+ * keeps min(counts[src][e], cap[src]) of its slots for expert e and drops
+ * the rest (counted in r->dropped), then the kept slots are routed as
+ * above, dropless: drops are per (source, expert), whatever the replicas.
  *
- * Padded dispatch. A capacity routing (cap >= 0) also means fixed-size
- * buffers, as DeepSpeed-MoE and GShard run them: every source sends every
- * expert replica a buffer of ceil(cap / G) token slots whether or not it has
- * that many tokens for it, and every replica computes its full buffer of
- * G x ceil(cap / G) slots. pl_route records this in r->padded and
- * r->capacity; load, gpu_load, traffic and dropped keep the real tokens
- * (balance and drop statistics), while pl_routing_wire_tokens and
- * pl_routing_compute_tokens give what the links and the GPUs really
- * carry (pl_routing_wire_sums: the same per GPU). pl_cost_layer and the
- * simulator (both engines) charge time from those.
+ * Padded dispatch. A capacity routing also means fixed-size buffers, as
+ * DeepSpeed-MoE runs them: source src sends every expert a buffer of
+ * cap[src] slots whether or not it has that many tokens for it (its whole
+ * buffer is E x cap[src]), and every replica computes all the buffers it
+ * receives, its own included. With several replicas of an expert the
+ * buffer is split over them by the same locality-first rule as real
+ * tokens (1.-3. above): a replica on src takes it whole, else the replicas
+ * on src's node share it evenly, else all do. pl_route records this in
+ * r->padded and r->cap; load, gpu_load, traffic, hose and dropped keep the
+ * real (kept) tokens (balance and drop statistics), while
+ * pl_routing_wire_tokens and pl_routing_compute_tokens give what the links
+ * and the GPUs really carry (pl_routing_wire_sums: the same per GPU).
+ * pl_cost_layer and the simulator (both engines) charge time from those.
  */
 #ifndef FLEXMOE_PL_ROUTE_H
 #define FLEXMOE_PL_ROUTE_H
@@ -46,7 +51,7 @@ typedef struct pl_routing {
   int64_t dropped;   /* tokens dropped by capacity */
   int64_t total;     /* tokens routed (sum of counts) */
   /* Appended fields. */
-  int64_t capacity;  /* per-replica capacity applied, -1 = dropless */
+  int64_t capacity;  /* the largest per-source capacity applied, -1 = dropless */
   int padded;        /* 1: dispatch is padded to capacity (see above) */
   /* Per-GPU sums of the off-diagonal traffic, [4*G]: hose[g] intra-node
    * out, hose[G+g] intra-node in, hose[2G+g] inter-node out, hose[3G+g]
@@ -55,7 +60,16 @@ typedef struct pl_routing {
    * only these. NULL in a pl_routing not made by pl_routing_init. */
   int64_t *hose;
   int64_t *acc; /* [2*E*(G+1)] pl_route's scratch (difference arrays), internal */
-  unsigned char *over; /* [E] pl_route's scratch (experts over capacity), internal */
+  /* [G] capacity per source GPU of the last pl_route, each -1 when
+   * dropless; pl_policy_route has the policy write it (NULL in a pl_routing
+   * not made by pl_routing_init) */
+  int64_t *cap;
+  /* Padded routings only (padded = 1), allocated by the first one: [G*E]
+   * token slots GPU g computes for expert e, and [4*G] the padded per-GPU
+   * wire sums in hose's layout. */
+  int64_t *pad_load;
+  int64_t *pad_hose;
+  int gpus_per_node; /* of the cluster of the last pl_route */
 } pl_routing;
 
 /* with_traffic = 0 skips the G*G matrix: everything but `flexmoe net`, the
@@ -66,28 +80,42 @@ int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic);
 void pl_routing_fini(pl_routing *r);
 
 /*
- * counts: [G*E] (row = source GPU), non-negative. cap: per-replica capacity
- * in tokens, or -1 for dropless. Overwrites r. Errors: PL_EINVAL on
- * mismatched dimensions or negative counts.
+ * counts: [G*E] (row = source GPU), non-negative. cap: the capacity of every
+ * source GPU (pl_route_caps with cap[src] = cap for all src), or -1 for
+ * dropless. Overwrites r. Errors: PL_EINVAL on mismatched dimensions or
+ * negative counts, PL_ENOMEM (a padded routing's buffers).
  */
 int pl_route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
              int64_t cap, pl_routing *r);
 
+/*
+ * pl_route with a capacity per source GPU: cap [G], each >= 0 (token slots
+ * per expert; see the header), or NULL for dropless. cap may be r->cap
+ * itself. Needs a routing made by pl_routing_init. Errors as pl_route;
+ * PL_EINVAL also for a negative capacity.
+ */
+int pl_route_caps(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
+                  const int64_t *cap, pl_routing *r);
+
 /* Token slots on the wire from src to dst (src != dst): r->traffic, or for
- * a padded routing nhost[dst] x ceil(capacity / G). Needs r->traffic unless
- * padded. */
+ * a padded routing the parts of src's padded buffers (cap[src] per expert)
+ * that the locality rule sends to dst's replicas: nhost[dst] x cap[src] when
+ * every expert has one replica. Needs r->traffic unless padded. O(nhost[dst]
+ * log replicas) for a padded routing. */
 int64_t pl_routing_wire_tokens(const pl_routing *r, const pl_placement *p,
                                int src, int dst);
 /* Token slots GPU g computes for expert e: r->load, or for a padded routing
- * G x ceil(capacity / G) when g hosts e (0 otherwise). */
+ * the padded buffers it receives for e (r->pad_load; the sum of cap[src]
+ * over all sources when e has one replica, 0 where g does not host e). */
 int64_t pl_routing_compute_tokens(const pl_routing *r, const pl_placement *p,
                                   int gpu, int expert);
 
 /* Per-GPU token slots on the wire, h[4*G] in r->hose's layout (intra out,
  * intra in, inter out, inter in): r->hose (or sums of r->traffic when hose
  * is NULL), or for a padded routing the padded buffers of
- * pl_routing_wire_tokens summed per GPU. O(G). PL_EINVAL when r has
- * neither hose nor traffic and is not padded, or on mismatched sizes. */
+ * pl_routing_wire_tokens summed per GPU (r->pad_hose). O(G). PL_EINVAL when
+ * r has neither hose nor traffic and is not padded, or on mismatched sizes
+ * (gpus_per_node must be the one the routing was made with). */
 int pl_routing_wire_sums(const pl_routing *r, const pl_placement *p, int gpus_per_node,
                          int64_t *h);
 
