@@ -6,6 +6,13 @@
  * pl_placement_diff (so moves always turn the old placement into the new
  * one exactly) and installs it. Policies never touch the current placement
  * directly.
+ *
+ * The migration protocol is the handle's too: for a policy that lists the
+ * `background` parameter (PL_BACKGROUND_PARAM, pl_internal.h) the handle
+ * parses it here and stamps it on every changed plan, so that every
+ * re-planning policy follows one rule with one default, and the serving
+ * view (pl_policy_serving) is the one place that decides which placement
+ * serves an iteration.
  */
 #include "placement/pl_policy.h"
 
@@ -17,6 +24,7 @@
 
 #include "placement/pl_error.h"
 #include "placement/pl_policies.h"
+#include "pl_internal.h"
 
 #define MAX_KV 16
 
@@ -29,6 +37,8 @@ struct pl_policy {
    * tokens while that plan's background moves are in flight (inflight) */
   pl_placement *prev;
   unsigned char *inflight;
+  int has_background; /* the policy lists the `background` parameter */
+  int background;     /* its value: stamped on every changed plan */
   char spec[512];
 };
 
@@ -205,6 +215,29 @@ static void canonical_spec(pl_policy *p, const pl_kv *kv, int nkv) {
   }
 }
 
+/* The message for a value the policy refused: the spec, then each key the
+ * spec gives with its help text (which states the key's range), since the
+ * policy's init reports only that some value is out of range. */
+static void bad_value_err(char *errbuf, size_t errlen, const pl_policy_ops *ops,
+                          const char *spec, const pl_kv *kv, int nkv) {
+  if (!errbuf || !errlen)
+    return;
+  size_t off = (size_t)snprintf(errbuf, errlen, "policy '%s': bad parameter value in '%s'",
+                                ops->name, spec);
+  const char *sep = ": ";
+  for (int i = 0; i < nkv && off < errlen; i++) {
+    const pl_param_desc *d = find_param(ops, kv[i].key);
+    int dup = 0;
+    for (int j = i + 1; j < nkv; j++)
+      dup |= strcmp(kv[j].key, kv[i].key) == 0; /* the last one counts */
+    if (!d || dup)
+      continue;
+    off += (size_t)snprintf(errbuf + off, errlen - off, "%s%s=%s (%s)", sep, d->key,
+                            kv[i].value, d->help);
+    sep = "; ";
+  }
+}
+
 int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
                      char *errbuf, size_t errlen) {
   if (!out || !spec || !env || env->size < sizeof(pl_env) || env->layers < 1 ||
@@ -226,6 +259,15 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
       return PL_EPARAM;
     }
   }
+  int has_background = find_param(ops, "background") != NULL, background = 0;
+  if (has_background && pl_param_background(kv, nkv, &background) != PL_OK) {
+    if (errbuf && errlen)
+      snprintf(errbuf, errlen,
+               "policy '%s': background must be 0 (blocking) or 1 (moves overlap the "
+               "iteration), not '%s'",
+               name, kv_get(kv, nkv, "background"));
+    return PL_EPARAM;
+  }
   if ((rc = pl_cluster_check(&env->cluster)) != 0) {
     set_err(errbuf, errlen, "invalid cluster for policy '%s'%s", name, "");
     return rc;
@@ -239,6 +281,8 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
     return PL_ENOMEM;
   p->ops = ops;
   p->env = *env;
+  p->has_background = has_background;
+  p->background = background;
   p->cur = pl_calloc((size_t)env->layers, sizeof(pl_placement));
   p->prev = pl_calloc((size_t)env->layers, sizeof(pl_placement));
   p->inflight = pl_calloc((size_t)env->layers, 1);
@@ -255,7 +299,7 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
   if ((rc = ops->init(&p->state, &p->env, kv, nkv, p->cur)) != 0) {
     p->state = NULL;
     if (rc == PL_EPARAM)
-      set_err(errbuf, errlen, "policy '%s': bad parameter value in '%s'", name, spec);
+      bad_value_err(errbuf, errlen, ops, spec, kv, nkv);
     else
       set_err(errbuf, errlen, "policy '%s': %s", name, pl_strerror(rc));
     goto fail;
@@ -322,6 +366,8 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
                         p->ops->clairvoyant ? upcoming : NULL, plan);
   if (rc || !plan->changed)
     goto done;
+  if (p->has_background)
+    plan->background = p->background;
   pl_placement *next = &plan->placement;
   if ((rc = pl_placement_check(next)) != 0)
     goto done;
