@@ -53,8 +53,10 @@ static const char *const help =
     "backend (predicted), and prints predicted vs measured per phase with the\n"
     "relative error (predicted - measured) / measured. Without --profile the backend\n"
     "is calibrated first (as flexmoe calibrate). Policies default to static,\n"
-    "flexmoe:background=0 and eplb (those this build has). A policy that moves experts\n"
-    "in the background is refused: the runtime migrates between iterations, blocking.\n"
+    "flexmoe:background=0 and eplb:background=0 (those this build has). A policy that\n"
+    "moves experts in the background is refused: the runtime migrates between\n"
+    "iterations, blocking, and every re-planning policy (smartmoe, eplb, flexmoe)\n"
+    "defaults to background=1, so give them background=0.\n"
     "With --db both runs and the validation are stored.\n"
     "--engine: the simulator's analytic (default) or discrete-event engine, or 'cost':\n"
     "the placement library's cost model alone, as the planners see the run.\n"
@@ -67,8 +69,8 @@ static const char *const help =
     "example:\n"
     "  flexmoe validate --backend cuda --partitions 4 --trace gpt-l6-e32-top2-aux-200.npy \\\n"
     "      --iterations 0:50 --d-model 1024 --d-ff 4096 --policy static \\\n"
-    "      --policy flexmoe:background=0 --policy eplb --profile h200-green-4.json \\\n"
-    "      --db flexmoe.db --format json\n";
+    "      --policy flexmoe:background=0 --policy eplb:background=0 \\\n"
+    "      --profile h200-green-4.json --db flexmoe.db --format json\n";
 
 typedef struct vrun {
   char policy[256];
@@ -171,7 +173,9 @@ int cmd_validate(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
   if (npol == 0) {
     static const char *const defaults[][2] = {
-        {"static", "static"}, {"flexmoe", "flexmoe:background=0"}, {"eplb", "eplb"}};
+        {"static", "static"},
+        {"flexmoe", "flexmoe:background=0"},
+        {"eplb", "eplb:background=0"}};
     for (int i = 0; i < 3; i++)
       if (pl_policy_find(defaults[i][0])) policies[npol++] = defaults[i][1];
   }

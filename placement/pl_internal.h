@@ -159,6 +159,28 @@ double pl_even_balance(const pl_placement *p, const double *load, double *out);
 /* Makes plan->placement a copy of src (initialising it). */
 int pl_plan_take_copy(pl_plan *plan, const pl_placement *src);
 
+/*
+ * The migration protocol of every policy that re-plans (DESIGN.md "one
+ * protocol"): a policy declares it by listing PL_BACKGROUND_PARAM among its
+ * parameters, and the policy handle (pl_policy.c) then parses the value
+ * with pl_param_background and sets plan.background on every changed plan
+ * itself; the policy neither reads the parameter nor sets the flag. One
+ * default for all of them: 1, the moves overlap the iteration the plan is
+ * made for, which is served from the old placement until they land
+ * (pl_policy_serving); 0 executes them before that iteration, blocking.
+ */
+#define PL_BACKGROUND_DEFAULT 1
+#define PL_STR_(x) #x
+#define PL_STR(x) PL_STR_(x)
+#define PL_BACKGROUND_PARAM                                                    \
+  {"background", PL_STR(PL_BACKGROUND_DEFAULT),                                \
+   "1: moves overlap the iteration the plan is for, the old placement "       \
+   "serving it until they land; 0: blocking (one protocol for all re-planning " \
+   "policies)"}
+/* The value of `background` in kv: PL_BACKGROUND_DEFAULT when absent, 0 or
+ * 1; PL_EPARAM for anything else (*out untouched). */
+int pl_param_background(const pl_kv *kv, int nkv, int *out);
+
 #define PL_MONITOR_PARAMS(def_pred, def_alpha, def_window)                     \
   {"predictor", def_pred, "load predictor: last, ewma or window"},             \
   {"alpha", def_alpha, "ewma weight of the newest iteration, (0, 1]"},         \

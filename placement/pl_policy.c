@@ -6,6 +6,13 @@
  * pl_placement_diff (so moves always turn the old placement into the new
  * one exactly) and installs it. Policies never touch the current placement
  * directly.
+ *
+ * The migration protocol is the handle's too: for a policy that lists the
+ * `background` parameter (PL_BACKGROUND_PARAM, pl_internal.h) the handle
+ * parses it here and stamps it on every changed plan, so that every
+ * re-planning policy follows one rule with one default, and the serving
+ * view (pl_policy_serving) is the one place that decides which placement
+ * serves an iteration.
  */
 #include "placement/pl_policy.h"
 
@@ -17,6 +24,7 @@
 
 #include "placement/pl_error.h"
 #include "placement/pl_policies.h"
+#include "pl_internal.h"
 
 #define MAX_KV 16
 
@@ -29,6 +37,8 @@ struct pl_policy {
    * tokens while that plan's background moves are in flight (inflight) */
   pl_placement *prev;
   unsigned char *inflight;
+  int has_background; /* the policy lists the `background` parameter */
+  int background;     /* its value: stamped on every changed plan */
   char spec[512];
 };
 
@@ -254,6 +264,15 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
       return PL_EPARAM;
     }
   }
+  int has_background = find_param(ops, "background") != NULL, background = 0;
+  if (has_background && pl_param_background(kv, nkv, &background) != PL_OK) {
+    if (errbuf && errlen)
+      snprintf(errbuf, errlen,
+               "policy '%s': background must be 0 (blocking) or 1 (moves overlap the "
+               "iteration), not '%s'",
+               name, kv_get(kv, nkv, "background"));
+    return PL_EPARAM;
+  }
   if ((rc = pl_cluster_check(&env->cluster)) != 0) {
     set_err(errbuf, errlen, "invalid cluster for policy '%s'%s", name, "");
     return rc;
@@ -267,6 +286,8 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
     return PL_ENOMEM;
   p->ops = ops;
   p->env = *env;
+  p->has_background = has_background;
+  p->background = background;
   p->cur = pl_calloc((size_t)env->layers, sizeof(pl_placement));
   p->prev = pl_calloc((size_t)env->layers, sizeof(pl_placement));
   p->inflight = pl_calloc((size_t)env->layers, 1);
@@ -350,6 +371,8 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
                         p->ops->clairvoyant ? upcoming : NULL, plan);
   if (rc || !plan->changed)
     goto done;
+  if (p->has_background)
+    plan->background = p->background;
   pl_placement *next = &plan->placement;
   if ((rc = pl_placement_check(next)) != 0)
     goto done;

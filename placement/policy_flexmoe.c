@@ -26,8 +26,9 @@
  *   3. the plan is issued only if the predicted gain over the horizon,
  *      (layer time now - layer time after) x horizon, exceeds the
  *      adjustment cost (the migration time of the plan's moves).
- * Moves run in the background (overlapping the next iteration) when
- * background=1. The placement starts as the static layout.
+ * Moves follow the common protocol (`background`, applied by the policy
+ * handle: pl_internal.h PL_BACKGROUND_PARAM). The placement starts as the
+ * static layout.
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
  * plus O(E G + G log E + (G S) log G) and a polish for the rebuild.
@@ -42,7 +43,7 @@
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
-  int slots, background, max_steps, interval, scenarios, restart, rebuild, polish, noise;
+  int slots, max_steps, interval, scenarios, restart, rebuild, polish, noise;
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
   double *nscen; /* noise: [(noise+1)*E] scenarios of the next load */
   pl_monitor mon;
@@ -84,7 +85,6 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   if ((rc = pl_kv_double(kv, nkv, "threshold", 1.1, 1.0, 1e6, &s->threshold)) ||
       (rc = pl_kv_double(kv, nkv, "horizon", 50, 1, 1e9, &s->horizon)) ||
       (rc = pl_param_slots(env, kv, nkv, env->cluster.slots, &s->slots)) ||
-      (rc = pl_kv_int(kv, nkv, "background", 1, 0, 1, &s->background)) ||
       (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
       (rc = pl_kv_int(kv, nkv, "interval", 1, 1, 1 << 30, &s->interval)) ||
       (rc = pl_kv_int(kv, nkv, "scenarios", 1, 1, 64, &s->scenarios)) ||
@@ -428,10 +428,8 @@ static int fx_plan(void *state, int iteration, int layer,
                           &steps)) != 0)
       return rc;
   }
-  if (steps > 0 && (before - after) * s->horizon > adjust) {
+  if (steps > 0 && (before - after) * s->horizon > adjust)
     plan->changed = !pl_placement_equal(&plan->placement, current);
-    plan->background = s->background;
-  }
   return PL_OK;
 }
 
@@ -439,7 +437,7 @@ static const pl_param_desc fx_params[] = {
     {"threshold", "1.1", "re-plan only when max/mean GPU load (predicted) exceeds this"},
     {"horizon", "50", "iterations a plan is expected to last: migration is amortised over them"},
     {"slots", "0", "replicas per GPU the planner may use (0: the cluster's slots)"},
-    {"background", "1", "1: moves overlap the next iteration; 0: blocking"},
+    PL_BACKGROUND_PARAM,
     {"max_steps", "0", "greedy steps per plan (0: the number of experts)"},
     {"interval", "1", "check the trigger every this many iterations"},
     {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},

@@ -1,17 +1,35 @@
 /*
- * policy_smartmoe.c - SmartMoE-style periodic re-placement without replicas
- * (Zhai et al., USENIX ATC'23).
+ * policy_smartmoe.c - SmartMoE's online expert re-placement without
+ * replicas (Zhai et al., USENIX ATC'23), as its artifact runs it
+ * (thu-pacman/SmartMoE-AE, fmoe/layers.py FMoE.forward and
+ * fmoe/smartmoe/mapping.py greedy_gen_mapping_from_history; facts and
+ * sources in docs/baselines.md).
  *
- * Every `period` iterations: take the predicted per-expert loads (window
- * mean over the period by default), sort the experts by load (descending,
- * ties by id) and put each on the least-loaded GPU that has a free slot,
- * preferring the expert's current GPU when several are equally loaded (then
- * the lowest id). Keep the new mapping only if it lowers the maximum GPU
- * load. No replicas are added: with G > E the units placed are the replicas
- * of the static expert-data-parallel layout (each carrying load / copies),
- * never two of one expert on a GPU. Slots default to what the static layout
- * uses (ceil(E/G)): SmartMoE needs no extra memory. Moves are blocking.
- * O(U G) per re-placement for U placed units.
+ * Timing: the artifact re-places before the gate of every iteration k with
+ * k % dynamic_freq == dynamic_freq - 1 (0-based; --dynamic-freq 10 in its
+ * runs), on the mean gate counts of the 2 iterations before (it records
+ * iterations k with (k + 1) % freq >= freq - 2 and clears the record at
+ * each re-placement). Here pl_policy_plan(i) comes before iteration i's
+ * counts are observed, so a plan at every i with (i + 1) % period == 0 on
+ * the window mean of the last `window` observed iterations is exactly
+ * that: iterations 9, 19, ... on i-2 and i-1. period=10 and window=2 (the
+ * period when shorter, as the artifact's record) are the defaults; both
+ * remain parameters.
+ *
+ * Greedy: the experts sorted by load, descending; among equal loads the
+ * higher expert id first (the artifact reverses numpy's ascending argsort:
+ * with a stable sort that is this order, its default quicksort leaves
+ * ties unspecified). Each goes to the least-loaded GPU that has a free
+ * slot, the lowest id among equals, except that its current GPU wins an
+ * equal load. The new mapping is kept only if it lowers the maximum GPU
+ * load. No replicas: with G > E (which the artifact never runs: E is a
+ * multiple of G there) the units placed are the replicas of the static
+ * expert-data-parallel layout (each carrying load / copies), never two of
+ * one expert on a GPU. Slots default to what the static layout uses
+ * (ceil(E/G)): SmartMoE needs no extra memory. Moves follow the common
+ * protocol (`background`, applied by the policy handle; the artifact's
+ * moves are blocking: background=0). O(U G) per re-placement for U placed
+ * units.
  */
 #include <math.h>
 #include <string.h>
@@ -19,6 +37,10 @@
 #include "placement/pl_error.h"
 #include "placement/pl_policies.h"
 #include "pl_internal.h"
+
+/* SmartMoE-AE's defaults: re-place every 10 iterations on the last 2 */
+#define SM_PERIOD 10
+#define SM_WINDOW 2
 
 typedef struct sm_state {
   pl_env env;
@@ -50,8 +72,9 @@ static int sm_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   int E = env->experts, G = env->cluster.gpus, rc;
   int base = (E + G - 1) / G;
   if ((rc = pl_param_slots(env, kv, nkv, base, &s->slots)) ||
-      (rc = pl_kv_int(kv, nkv, "period", 100, 1, 1 << 30, &s->period)) ||
-      (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_WINDOW, s->period)))
+      (rc = pl_kv_int(kv, nkv, "period", SM_PERIOD, 1, 1 << 30, &s->period)) ||
+      (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_WINDOW,
+                            s->period < SM_WINDOW ? s->period : SM_WINDOW)))
     goto fail;
   for (int l = 0; l < env->layers; l++)
     if ((rc = pl_placement_static(&initial[l])) != 0)
@@ -94,9 +117,9 @@ static int sm_plan(void *state, int iteration, int layer,
   int E = s->env.experts, G = s->env.cluster.gpus;
   plan->changed = 0;
   const double *load = pl_monitor_estimate(&s->mon, layer);
-  if (iteration == 0 || iteration % s->period != 0 || !load)
+  if ((iteration + 1) % s->period != 0 || !load)
     return PL_OK;
-  /* units sorted by load per copy, descending, ties by expert id */
+  /* units sorted by load per copy, descending; ties: higher expert id first */
   int n = 0;
   for (int e = 0; e < E; e++)
     for (int k = 0; k < s->copies[e]; k++)
@@ -107,7 +130,7 @@ static int sm_plan(void *state, int iteration, int layer,
     while (j >= 0) {
       int y = s->unit[j];
       double wy = load[y] / s->copies[y];
-      if (wy > wx || (wy == wx && y <= x))
+      if (wy > wx || (wy == wx && y >= x))
         break;
       s->unit[j + 1] = y;
       j--;
@@ -140,14 +163,20 @@ static int sm_plan(void *state, int iteration, int layer,
   }
   if (max_of(s->gload, G) < max_before)
     plan->changed = !pl_placement_equal(p, current);
-  plan->background = 0;
   return PL_OK;
 }
 
 static const pl_param_desc sm_params[] = {
-    {"period", "100", "re-place every this many iterations"},
+    {"period", PL_STR(SM_PERIOD),
+     "re-place before each iteration i with (i + 1) % period == 0, >= 1 (SmartMoE-AE: "
+     "--dynamic-freq 10)"},
     {"slots", "0", "experts per GPU (0: ceil(E/G), the static layout's memory)"},
-    PL_MONITOR_PARAMS("window", "0.5", "0"),
+    PL_BACKGROUND_PARAM,
+    {"predictor", "window", "load predictor: last, ewma or window"},
+    {"alpha", "0.5", "ewma weight of the newest iteration, (0, 1]"},
+    {"window", PL_STR(SM_WINDOW),
+     "window predictor: the last N iterations averaged (0 or absent: 2, or the period if "
+     "shorter, as SmartMoE-AE records them)"},
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_smartmoe_ops = {

@@ -1,7 +1,8 @@
 /*
- * policy_util.c - what the built-in policies share: the slots parameter,
- * the per-layer load monitor (one predictor per layer), source sums and
- * the even-split balance estimate (see pl_internal.h).
+ * policy_util.c - what the built-in policies share: the slots and
+ * background parameters, the per-layer load monitor (one predictor per
+ * layer), source sums and the even-split balance estimate (see
+ * pl_internal.h).
  */
 #include <math.h>
 #include <string.h>
@@ -22,6 +23,10 @@ int pl_param_slots(const pl_env *env, const pl_kv *kv, int nkv, int def,
     return PL_EPARAM;
   *out = v;
   return PL_OK;
+}
+
+int pl_param_background(const pl_kv *kv, int nkv, int *out) {
+  return pl_kv_int(kv, nkv, "background", PL_BACKGROUND_DEFAULT, 0, 1, out);
 }
 
 int pl_monitor_init(pl_monitor *mon, const pl_env *env, const pl_kv *kv,

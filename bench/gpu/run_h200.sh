@@ -25,7 +25,7 @@ timeout 180 $F calibrate --backend cuda --partitions 4 --d-model 1024 --d-ff 409
   --out $OUT/h200-green-4.json --db $OUT/flexmoe.db 2>&1 | tee -a $LOG
 say "4. validate"
 timeout 400 $F validate --backend cuda --partitions 4 --trace $T --iterations ${ITERS:-0:200} \
-  --d-model 1024 --d-ff 4096 --policy static --policy flexmoe:background=0 --policy eplb \
+  --d-model 1024 --d-ff 4096 --policy static --policy flexmoe:background=0 --policy eplb:background=0 \
   --profile $OUT/h200-green-4.json --db $OUT/flexmoe.db --format json > $OUT/validate.json 2>>$LOG
 echo "validate exit $?" | tee -a $LOG
 python3 - $OUT/validate.json <<'PY' 2>&1 | tee -a $LOG

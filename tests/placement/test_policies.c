@@ -378,7 +378,8 @@ Test(policies, smartmoe_rebalances_only_on_its_period_and_never_replicates) {
   pl_plan_init(&plan);
   for (int it = 0; it < 4; it++) {
     cr_assert_eq(pl_policy_plan(p, it, 0, NULL, &plan), PL_OK);
-    cr_assert_eq(plan.changed, it == 3, "iteration %d", it);
+    /* SmartMoE-AE's phase: before iteration i with (i + 1) % period == 0 */
+    cr_assert_eq(plan.changed, it == 2, "iteration %d", it);
     cr_assert_eq(pl_policy_observe(p, it, 0, c), PL_OK);
   }
   const pl_placement *pl = pl_policy_placement(p, 0);
@@ -414,4 +415,248 @@ Test(policies, oracle_is_clairvoyant_free_and_never_worse_than_static) {
   pl_plan_fini(&plan);
   pl_policy_destroy(o);
   pl_policy_destroy(s);
+}
+
+/* Per-expert totals of counts[G*E] over the source GPUs. */
+static void sum_sources(const int64_t *c, int G, int E, double *out) {
+  for (int e = 0; e < E; e++) {
+    out[e] = 0;
+    for (int g = 0; g < G; g++)
+      out[e] += (double)c[g * E + e];
+  }
+}
+
+/* SmartMoE-AE's greedy (fmoe/smartmoe/mapping.py), written independently
+ * for E = n x G experts with one copy each: experts by load descending
+ * (equal loads: the higher id first, the reversed stable argsort), each to
+ * the least-loaded GPU with room (the lowest id among equals) unless its
+ * current GPU has room and the same load; the result only if it lowers the
+ * maximum GPU load. gpu[e] is the current GPU of e, updated in place;
+ * returns whether it changed. */
+static int smartmoe_reference(const double *load, int E, int G, int *gpu) {
+  int n = E / G, order[64], cnt[64] = {0}, next[64];
+  double old[64] = {0}, tok[64] = {0}, old_max = 0, new_max = 0;
+  cr_assert(E <= 64 && G <= 64 && E % G == 0);
+  for (int e = 0; e < E; e++) {
+    old[gpu[e]] += load[e];
+    order[e] = e;
+  }
+  for (int g = 0; g < G; g++)
+    old_max = fmax(old_max, old[g]);
+  for (int i = 0; i < E; i++) /* selection sort: plain, obviously right */
+    for (int j = i + 1; j < E; j++) {
+      int a = order[i], b = order[j];
+      if (load[b] > load[a] || (load[b] == load[a] && b > a)) {
+        order[i] = b;
+        order[j] = a;
+      }
+    }
+  for (int i = 0; i < E; i++) {
+    int e = order[i], pos = -1;
+    for (int g = 0; g < G; g++)
+      if (cnt[g] < n && (pos < 0 || tok[g] < tok[pos]))
+        pos = g;
+    if (cnt[gpu[e]] < n && tok[gpu[e]] == tok[pos])
+      pos = gpu[e];
+    next[e] = pos;
+    cnt[pos]++;
+    tok[pos] += load[e];
+    new_max = fmax(new_max, tok[pos]);
+  }
+  if (!(old_max > new_max))
+    return 0;
+  int changed = 0;
+  for (int e = 0; e < E; e++) {
+    changed |= gpu[e] != next[e];
+    gpu[e] = next[e];
+  }
+  return changed;
+}
+
+Test(policies, smartmoe_replaces_before_every_tenth_iteration_on_the_two_before) {
+  /* SmartMoE-AE, --dynamic-freq 10: before the gate of iterations 9, 19,
+   * ... (0-based), on the mean of iterations 7, 8 (17, 18, ...). Random
+   * skewed counts make every window give its own layout: the placement
+   * must be the reference greedy's on exactly that window, not on one
+   * iteration more or less, nor on one that includes the iteration itself
+   * (its counts come after the plan). */
+  enum { G = 8, E = 32, IT = 21 };
+  pl_env env = chk_env(1, E, G, 8, 4);
+  chk_loads loads;
+  chk_loads_generate(&loads, IT, 1, G, E, 4096, 77);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "smartmoe", &env, NULL, 0), PL_OK);
+  cr_assert_str_eq(pl_policy_spec(p), "smartmoe:period=10,slots=0,background=1,predictor=window,"
+                                      "alpha=0.5,window=2");
+  int gpu[E];
+  for (int e = 0; e < E; e++)
+    gpu[e] = pl_policy_placement(p, 0)->rep[e * G];
+  double sums[IT][E]; /* per iteration, summed over sources */
+  for (int it = 0; it < IT; it++)
+    sum_sources(chk_loads_at(&loads, it, 0), G, E, sums[it]);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  int replans = 0;
+  for (int it = 0; it < IT; it++) {
+    cr_assert_eq(pl_policy_plan(p, it, 0, NULL, &plan), PL_OK);
+    if (it == 9 || it == 19) {
+      /* the reference on windows (a, b]: only (it-3, it-1] is the one */
+      int want[E], other[E], lo[3] = {it - 3, it - 2, it - 2}, hi[3] = {it - 1, it - 1, it};
+      double mean[E];
+      for (int w = 0; w < 3; w++) {
+        for (int e = 0; e < E; e++) {
+          double s = 0;
+          for (int k = lo[w]; k <= hi[w]; k++)
+            s += sums[k][e];
+          mean[e] = s / (hi[w] - lo[w] + 1);
+        }
+        int *g = w == 1 ? want : other;
+        memcpy(g, gpu, sizeof gpu);
+        smartmoe_reference(mean, E, G, g);
+        if (w != 1) { /* the other windows give other layouts: the test can tell */
+          int same = 1;
+          for (int e = 0; e < E; e++)
+            same &= pl_placement_has(pl_policy_placement(p, 0), e, g[e]);
+          cr_assert_not(same, "iteration %d: window %d..%d gives the same layout", it, lo[w],
+                        hi[w]);
+        }
+      }
+      cr_assert(plan.changed, "iteration %d: no re-placement", it);
+      for (int e = 0; e < E; e++) {
+        cr_assert_eq(pl_policy_placement(p, 0)->nrep[e], 1);
+        cr_assert(pl_placement_has(pl_policy_placement(p, 0), e, want[e]),
+                  "iteration %d: expert %d not on GPU %d as on the mean of %d and %d", it, e,
+                  want[e], it - 2, it - 1);
+      }
+      memcpy(gpu, want, sizeof gpu);
+      replans++;
+    } else {
+      cr_assert_not(plan.changed, "iteration %d re-placed", it);
+    }
+    cr_assert_eq(pl_policy_observe(p, it, 0, chk_loads_at(&loads, it, 0)), PL_OK);
+  }
+  cr_assert_eq(replans, 2);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+  chk_loads_free(&loads);
+}
+
+Test(policies, smartmoe_breaks_equal_loads_by_the_higher_expert_id) {
+  /* 4 experts on 2 GPUs, 2 slots: 0 and 1 (on GPU 0) hot and equal, 2 and
+   * 3 (on GPU 1) cold and equal. Higher id first: 1 stays on GPU 0 (both
+   * empty, its own wins), 0 goes to GPU 1, 3 stays on GPU 1 (equal loads,
+   * its own wins), 2 fills GPU 0. Lower id first would keep 0 and 2 and
+   * move 1 and 3. */
+  pl_env env = chk_env(1, 4, 2, 2, 2);
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "smartmoe:period=1,window=1", &env, NULL, 0), PL_OK);
+  int64_t c[2 * 4] = {500, 500, 10, 10, 500, 500, 10, 10};
+  double load[4];
+  sum_sources(c, 2, 4, load);
+  int gpu[4] = {0, 0, 1, 1};
+  cr_assert(smartmoe_reference(load, 4, 2, gpu));
+  pl_plan plan;
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(p, 0, 0, NULL, &plan), PL_OK);
+  cr_assert_eq(pl_policy_observe(p, 0, 0, c), PL_OK);
+  cr_assert_eq(pl_policy_plan(p, 1, 0, NULL, &plan), PL_OK);
+  cr_assert(plan.changed);
+  const pl_placement *pl = pl_policy_placement(p, 0);
+  for (int e = 0; e < 4; e++)
+    cr_assert(pl_placement_has(pl, e, gpu[e]), "expert %d not on GPU %d", e, gpu[e]);
+  cr_assert(pl_placement_has(pl, 1, 0) && pl_placement_has(pl, 0, 1), "tie order");
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
+/* The placement of layer 0 after running `spec` on `loads` up to and
+ * including the plan of iteration `last` (copied into *out, initialised). */
+static void eplb_after(const char *spec, const pl_env *env, const chk_loads *loads, int last,
+                       pl_placement *out) {
+  pl_policy *p = NULL;
+  char err[256] = "";
+  cr_assert_eq(pl_policy_create(&p, spec, env, err, sizeof err), PL_OK, "%s: %s", spec, err);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  for (int it = 0; it <= last; it++) {
+    cr_assert_eq(pl_policy_plan(p, it, 0, NULL, &plan), PL_OK);
+    if (it < last)
+      cr_assert_eq(pl_policy_observe(p, it, 0, chk_loads_at(loads, it, 0)), PL_OK);
+  }
+  const pl_placement *pl = pl_policy_placement(p, 0);
+  cr_assert_eq(pl_placement_init(out, pl->experts, pl->gpus, pl->slots), PL_OK);
+  cr_assert_eq(pl_placement_copy(out, pl), PL_OK);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
+
+Test(policies, eplb_starts_from_upstreams_trivial_layout) {
+  /* vLLM and SGLang: physical expert k is expert k mod E, on GPU k / slots */
+  pl_env env = chk_env(1, 32, 16, 8, 6); /* slots: ceil(32/16) + 1 = 3 */
+  chk_loads loads;
+  chk_loads_generate(&loads, 1, 1, 16, 32, 1024, 5);
+  pl_placement a, b, st;
+  eplb_after("eplb", &env, &loads, 0, &a);
+  for (int g = 0; g < 16; g++) {
+    cr_assert_eq(a.nhost[g], 3);
+    for (int j = 0; j < 3; j++)
+      cr_assert(pl_placement_has(&a, (3 * g + j) % 32, g), "GPU %d lacks expert %d", g,
+                (3 * g + j) % 32);
+  }
+  /* init=static: the static layout, the redundant slots empty */
+  eplb_after("eplb:init=static", &env, &loads, 0, &b);
+  cr_assert_eq(pl_placement_init(&st, 32, 16, 6), PL_OK);
+  cr_assert_eq(pl_placement_static(&st), PL_OK);
+  cr_assert(pl_placement_equal(&b, &st));
+  pl_placement_fini(&a);
+  pl_placement_fini(&b);
+  pl_placement_fini(&st);
+  chk_loads_free(&loads);
+}
+
+Test(policies, eplb_is_hierarchical_exactly_when_the_expert_groups_divide_by_the_nodes) {
+  /* eplb.py rebalance_experts: hierarchical iff num_groups % num_nodes == 0.
+   * A model without expert groups counts 1 (vLLM): global on 2 nodes. */
+  pl_env env = chk_env(1, 32, 16, 8, 6);
+  chk_loads loads;
+  chk_loads_generate(&loads, 3, 1, 16, 32, 4096, 11);
+  pl_placement autog, global, hier4, auto4, auto1;
+  eplb_after("eplb:period=2", &env, &loads, 2, &autog);
+  eplb_after("eplb:mode=global,period=2", &env, &loads, 2, &global);
+  eplb_after("eplb:mode=hierarchical,groups=4,period=2", &env, &loads, 2, &hier4);
+  eplb_after("eplb:groups=4,period=2", &env, &loads, 2, &auto4);
+  cr_assert(pl_placement_equal(&autog, &global), "no groups on 2 nodes: global");
+  cr_assert(pl_placement_equal(&auto4, &hier4), "4 groups on 2 nodes: hierarchical");
+  cr_assert_not(pl_placement_equal(&global, &hier4), "the test needs the modes to differ");
+  /* hierarchical keeps each expert's replicas in one node; here global does not */
+  int spread_h = 0, spread_g = 0;
+  for (int e = 0; e < 32; e++) {
+    int nh[2] = {0, 0}, ng[2] = {0, 0};
+    for (int g = 0; g < 16; g++) {
+      nh[g / 8] += pl_placement_has(&hier4, e, g);
+      ng[g / 8] += pl_placement_has(&global, e, g);
+    }
+    spread_h += nh[0] && nh[1];
+    spread_g += ng[0] && ng[1];
+  }
+  cr_assert_eq(spread_h, 0);
+  cr_assert_gt(spread_g, 0);
+  /* one node: no groups means one group on one node, the global layout */
+  pl_env one = chk_env(1, 32, 8, 8, 6);
+  chk_loads l8;
+  chk_loads_generate(&l8, 3, 1, 8, 32, 4096, 12);
+  pl_placement g8;
+  eplb_after("eplb:period=2", &one, &l8, 2, &auto1);
+  eplb_after("eplb:mode=global,period=2", &one, &l8, 2, &g8);
+  cr_assert(pl_placement_equal(&auto1, &g8));
+  /* groups must divide the experts */
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "eplb:groups=3", &env, NULL, 0), PL_EPARAM);
+  cr_assert_eq(pl_policy_create(&p, "eplb:mode=hierarchical,groups=1", &env, NULL, 0), PL_EPARAM);
+  cr_assert_null(p);
+  pl_placement *all[] = {&autog, &global, &hier4, &auto4, &auto1, &g8};
+  for (int i = 0; i < 6; i++)
+    pl_placement_fini(all[i]);
+  chk_loads_free(&loads);
+  chk_loads_free(&l8);
 }

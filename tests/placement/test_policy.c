@@ -50,6 +50,28 @@ Test(policy, unknown_names_keys_and_values_say_what_is_wrong) {
   cr_assert_null(p);
 }
 
+Test(policy, a_bad_background_value_names_the_parameter_and_its_range) {
+  pl_env env = env8();
+  pl_policy *p = NULL;
+  char err[256];
+  const char *bad[] = {"smartmoe:background=2", "eplb:background=2", "flexmoe:background=2",
+                       "flexmoe:background=yes", "eplb:period=5,background=-1"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    err[0] = '\0';
+    cr_assert_eq(pl_policy_create(&p, bad[i], &env, err, sizeof(err)), PL_EPARAM, "%s", bad[i]);
+    cr_assert(strstr(err, "background must be 0") && strstr(err, "or 1"), "%s: %s", bad[i], err);
+    cr_assert_null(p);
+  }
+  /* a policy that does not re-plan has no such parameter */
+  cr_assert_eq(pl_policy_create(&p, "static:background=0", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "no parameter 'background'"), "%s", err);
+  /* other refused values name the keys the spec gives, with their help */
+  cr_assert_eq(pl_policy_create(&p, "smartmoe:period=0", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "period=0 (") && strstr(err, ">= 1"), "%s", err);
+  cr_assert_eq(pl_policy_create(&p, "eplb:groups=5", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "groups=5 (") && strstr(err, "divides E"), "%s", err);
+}
+
 Test(policy, too_few_slots_for_the_experts_is_refused) {
   pl_env env = env8();
   env.cluster.slots = 3; /* 8 x 3 < 32 */
@@ -127,15 +149,16 @@ Test(policy, static_never_changes_its_placement) {
   pl_policy_destroy(p);
 }
 
-/* Runs a policy on 8 GPUs with one hot expert (0, then 7 from iteration 5
- * on, so that a clairvoyant policy re-plans too) until it re-plans; returns
+/* Runs a policy on 8 GPUs with two hot experts on one GPU (0 and 1, then
+ * 6 and 7 from iteration 5 on, so that a clairvoyant policy re-plans too;
+ * two, so that one without replicas can spread them) until it re-plans; returns
  * the iteration of the first changed plan after the initial one (-1: none
  * in 20), with counts holding that iteration's counts. */
 static int first_change(pl_policy *p, pl_plan *plan, int64_t *counts) {
   for (int it = 0; it < 20; it++) {
     for (int s = 0; s < 8; s++)
       for (int e = 0; e < 32; e++)
-        counts[s * 32 + e] = e == (it < 5 ? 0 : 7) ? 4000 : 40;
+        counts[s * 32 + e] = e / 2 == (it < 5 ? 0 : 3) ? 4000 : 40;
     cr_assert_eq(pl_policy_plan(p, it, 0, counts, plan), PL_OK);
     if (it > 0 && plan->changed && plan->nmoves > 0)
       return it;
@@ -145,8 +168,22 @@ static int first_change(pl_policy *p, pl_plan *plan, int64_t *counts) {
 }
 
 Test(policy, background_moves_serve_tokens_from_the_next_iteration) {
-  const char *specs[] = {"flexmoe", "flexmoe:background=0", "oracle"};
-  for (int k = 0; k < 3; k++) {
+  /* one protocol for every policy that re-plans: background=1 (the common
+   * default) serves the plan's iteration from the old placement, 0 from the
+   * new one at once; the oracle's moves are free */
+  const struct {
+    const char *spec;
+    int in_flight;
+  } cases[] = {
+      {"flexmoe", 1},           {"flexmoe:background=0", 0},  {"flexmoe:background=1", 1},
+      {"smartmoe", 1},          {"smartmoe:background=0", 0}, {"eplb:period=4", 1},
+      {"eplb:period=4,background=0", 0}, {"oracle", 0},
+  };
+  const int ncases = (int)(sizeof cases / sizeof cases[0]);
+  const char *specs[sizeof cases / sizeof cases[0]];
+  for (int k = 0; k < ncases; k++)
+    specs[k] = cases[k].spec;
+  for (int k = 0; k < ncases; k++) {
     pl_env env = env8();
     env.cluster.slots = 6; /* room for replicas of the hot expert */
     pl_policy *p = NULL;
@@ -162,8 +199,8 @@ Test(policy, background_moves_serve_tokens_from_the_next_iteration) {
     const pl_placement *now = pl_policy_placement(p, 0), *serving = pl_policy_serving(p, 0);
     cr_assert_not(pl_placement_equal(now, &before), "%s: the plan changed nothing", specs[k]);
     int in_flight = plan.background && !plan.uncharged;
-    cr_assert_eq(in_flight, k == 0, "%s: background %d uncharged %d", specs[k], plan.background,
-                 plan.uncharged);
+    cr_assert_eq(in_flight, cases[k].in_flight, "%s: background %d uncharged %d", specs[k],
+                 plan.background, plan.uncharged);
     /* while the moves are in flight the old placement serves the tokens */
     cr_assert_eq(pl_placement_equal(serving, in_flight ? &before : now), 1, "%s", specs[k]);
     pl_routing r;

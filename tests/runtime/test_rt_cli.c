@@ -184,7 +184,7 @@ Test(rt_cli, validate_runtime_and_simulator_make_the_same_plans, .timeout = 120)
   snprintf(db, sizeof db, "%s/v.db", dir);
   snprintf(args, sizeof args,
            "validate --backend cpu --ranks 4 --d-model 8 --d-ff 16 " SAMPLE " --iterations 0:12 --slots 12"
-           " --profile %s/p.json --policy flexmoe:background=0 --policy eplb:period=5 --db %s", dir, db);
+           " --profile %s/p.json --policy flexmoe:background=0 --policy eplb:period=5,background=0 --db %s", dir, db);
   cr_assert_eq(run(args), 0, "%s", err);
   sqlite3 *s;
   cr_assert_eq(sqlite3_open(db, &s), SQLITE_OK);
@@ -235,9 +235,13 @@ Test(rt_cli, bad_command_lines_get_one_clear_line) {
   cr_assert_eq(run("validate " SMALL " " SAMPLE " --profile /nonexistent.json"), 1);
   fails_with("validate", "/nonexistent.json");
   /* the runtime migrates blocking: a background policy's prediction would
-   * describe another run (flexmoe's default is background=1) */
+   * describe another run (every re-planning policy defaults to background=1) */
   cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy static --policy flexmoe"), 2);
   fails_with("validate", "'flexmoe' moves experts in the background");
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy eplb:period=5"), 2);
+  fails_with("validate", "'eplb:period=5' moves experts in the background");
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy smartmoe"), 2);
+  fails_with("validate", "'smartmoe' moves experts in the background");
   cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy flexmoe:horizon=20,background=1"), 2);
   fails_with("validate", "set background=0");
 }

@@ -17,6 +17,13 @@
  *   pl_policy_observe(p, i, l, counts)         feeds iteration i's counts
  * The plan for iteration 0 is the initial placement (no moves charged).
  *
+ * Migration protocol, one for every policy that re-plans: a policy that
+ * lists the `background` parameter (0|1, default 1; `flexmoe policies`
+ * shows which) gets it applied by the handle, which sets plan.background on
+ * each changed plan from it. Background: plan i's moves overlap iteration
+ * i, which the old placement serves (pl_policy_serving); blocking: the
+ * moves land before iteration i, which the new placement serves.
+ *
  * What a caller charges for a plan (the simulator's engines, the runtime):
  *   - moves: pl_cost_moves_us of the iteration's moves, added in full when
  *     blocking, only beyond the iteration's own time when plan.background,
@@ -73,7 +80,9 @@ typedef struct pl_param_desc {
 /* A plan for one layer: the new placement and the moves that produce it. */
 typedef struct pl_plan {
   int changed;            /* 0: keep the current placement */
-  int background;         /* 1: moves overlap the next iteration's compute */
+  int background;         /* 1: moves overlap the iteration the plan is for
+                             (set by the handle from the policy's
+                             `background` parameter where it has one) */
   pl_placement placement; /* valid when changed (owned by the plan) */
   pl_move *moves;         /* [nmoves], owned by the plan */
   int nmoves;
