@@ -187,7 +187,7 @@ Test(simcli, dropped_tokens_are_priced_in_effective_time_and_the_speedup) {
   cr_assert_not_null(doc, "%s: %s", je.text, r->out);
   json_t *runs = json_object_get(doc, "runs");
   json_t *st = json_array_get(runs, 0), *cap = json_array_get(runs, 1);
-  cr_assert_str_eq(json_string_value(json_object_get(cap, "policy")), "capacity:cf=1.25");
+  cr_assert_str_eq(json_string_value(json_object_get(cap, "policy")), "capacity:cf=1.0,min_capacity=4,drop=1");
   /* dropless static: effective time is its mean, bit for bit */
   cr_assert_eq(num(st, "effective_iteration_ms"), num(st, "mean_iteration_ms"));
   cr_assert_eq(num(st, "speedup_vs_static"), 1.0);
@@ -217,7 +217,7 @@ Test(simcli, dropped_tokens_are_priced_in_effective_time_and_the_speedup) {
   doc = json_loads(r->out, 0, &je);
   cr_assert_not_null(doc, "%s: %s", je.text, r->out);
   json_t *row = json_array_get(json_object_get(doc, "rows"), 1);
-  cr_assert_str_eq(json_string_value(json_object_get(row, "policy")), "capacity:cf=1.25");
+  cr_assert_str_eq(json_string_value(json_object_get(row, "policy")), "capacity:cf=1.0,min_capacity=4,drop=1");
   cr_assert_float_eq(num(row, "effective_iteration_ms"), eff, 1e-7 * eff);
   cr_assert_float_eq(num(row, "speedup_vs_static"), ref / eff, 1e-6);
   json_decref(doc);
