@@ -240,6 +240,7 @@ int cmd_sim(int argc, char **argv) {
             "breakdown_ms", "compute", s->compute_ms, "alltoall", s->alltoall_ms, "allreduce",
             s->allreduce_ms, "migration", s->migration_ms, "other", s->other_ms, "engine",
             base.engine);
+        json_object_set_new(o, "slots_per_gpu", json_integer(s->slots_per_gpu));
         if (db)
           json_object_set_new(o, "run_id", json_integer(run_ids[i]));
         json_array_append_new(runs, o);

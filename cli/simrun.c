@@ -706,6 +706,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   snprintf(s->policy, sizeof(s->policy), "%s", pl_policy_spec(r.policy));
   snprintf(s->cluster, sizeof(s->cluster), "%s", r.cl.name);
   s->gpus = G;
+  s->slots_per_gpu = r.pc.slots;
   s->iterations = o->nrows;
   double n = (double)o->nrows;
   for (int64_t i = 0; i < o->nrows; i++) {

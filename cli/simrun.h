@@ -67,6 +67,8 @@ typedef struct cli_sim_summary {
    * dropped_tokens, total_tokens): +INFINITY when every slot is dropped. */
   int64_t total_tokens;
   double effective_iteration_ms;
+  int slots_per_gpu; /* expert copies a GPU can hold (--slots or from HBM): a
+                        policy's slots=0 means these */
 } cli_sim_summary;
 
 typedef struct cli_sim_output cli_sim_output; /* opaque: summary + all rows */

@@ -1,6 +1,14 @@
 /*
- * pl_cost.h - the analytical cost model shared by planners and the
- * simulator's analytic engine.
+ * pl_cost.h - the analytical cost model the planners use (the oracle, the
+ * benches; flexmoe's greedy keeps an incremental copy of the same formulas).
+ *
+ * It is a per-layer, contention-free estimate: it adds a GPU's intra- and
+ * inter-node all-to-all times and serialises the replica all-reduce on the
+ * critical path. The simulator's engines (sim_engine.h) run the iteration
+ * with the overlaps (intra and inter links concurrently, all-reduce behind
+ * the backward of lower layers, background moves sharing links), so a
+ * layer's simulated time is at most about this estimate; they share its
+ * building blocks (pl_ffn_us, pl_routing_wire_sums, pl_expert_move_bytes).
  *
  * A compute profile is a table of measured expert-FFN forward times at
  * increasing token counts for one (d_model, d_ff, dtype); pl_ffn_us
