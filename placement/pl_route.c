@@ -159,8 +159,12 @@ static void route_each(const pl_placement *p, int gpn, const slots_view *v, cons
  * per-GPU in sums stay split) and summed once per expert at the end.
  * Integer arithmetic: bit-identical to delivering share by share.
  */
-static void route_sums(const pl_placement *p, int gpn, const slots_view *v, int64_t *acc,
-                       const sink *s) {
+/* Inlined into its two callers (route_sums_real, route_sums_padded) so that
+ * each is compiled for its own sink and slots: the dropless routing of
+ * every run must not pay the padded one's generality. */
+static inline __attribute__((always_inline)) void
+route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *acc,
+                const sink *s, int padded) {
   int G = p->gpus, E = p->experts;
   size_t W = (size_t)G + 1;
   int64_t *dI = acc, *dX = acc + (size_t)E * W;
@@ -179,7 +183,7 @@ static void route_sums(const pl_placement *p, int gpn, const slots_view *v, int6
       int nhi = lower_bound(rep, n, node_lo + gpn);
       int self = nlo; /* first replica >= src: src ascends, so it only moves up */
       for (int src = node_lo; src < node_lo + gpn; src++) {
-        int64_t tokens = slots_of(v, src, e);
+        int64_t tokens = padded ? v->cap[src] : slots_of(v, src, e);
         if (tokens == 0)
           continue;
         int lo = nlo, hi = nhi;
@@ -187,7 +191,7 @@ static void route_sums(const pl_placement *p, int gpn, const slots_view *v, int6
           self++;
         if (self < hi && rep[self] == src) {
           s->load[(size_t)src * E + e] += tokens;
-          if (s->gpu_load)
+          if (!padded)
             s->gpu_load[src] += tokens;
           continue;
         }
@@ -224,12 +228,22 @@ static void route_sums(const pl_placement *p, int gpn, const slots_view *v, int6
       runX += b[i];
       int dst = rep[i];
       s->load[(size_t)dst * E + e] += runI + runX;
-      if (s->gpu_load)
+      if (!padded)
         s->gpu_load[dst] += runI + runX;
       ii[dst] += runI;
       xi[dst] += runX;
     }
   }
+}
+
+static void route_sums_real(const pl_placement *p, int gpn, const slots_view *v, int64_t *acc,
+                            const sink *s) {
+  route_sums_impl(p, gpn, v, acc, s, 0);
+}
+
+static void route_sums_padded(const pl_placement *p, int gpn, const slots_view *v,
+                              int64_t *acc, const sink *s) {
+  route_sums_impl(p, gpn, v, acc, s, 1);
 }
 
 /* pl_route and pl_route_caps: the capacity of source src is cap[src], or
@@ -243,7 +257,16 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
     return PL_EINVAL;
   int G = p->gpus, E = p->experts, gpn = c->gpus_per_node;
   int64_t total = 0, dropped = 0, maxcap = -1;
-  for (int src = 0; src < G; src++) {
+  if (!capped) { /* the common case: one branch-free pass */
+    int64_t neg = 0;
+    for (size_t i = 0; i < (size_t)G * E; i++) {
+      total += counts[i];
+      neg |= counts[i];
+    }
+    if (neg < 0)
+      return PL_EINVAL;
+  }
+  for (int src = 0; capped && src < G; src++) {
     int64_t k = cap ? cap[src] : ucap;
     if (cap && k < 0)
       return PL_EINVAL;
@@ -252,7 +275,7 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
       if (t < 0)
         return PL_EINVAL;
       total += t;
-      if (capped && t > k)
+      if (t > k)
         dropped += t - k;
     }
     if (k > maxcap)
@@ -279,7 +302,7 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
   slots_view kept = {.counts = counts, .cap = capped ? r->cap : NULL, .pad = 0, .experts = E};
   sink real = {.load = r->load, .gpu_load = r->gpu_load, .hose = r->hose, .traffic = r->traffic};
   if (!r->traffic && r->hose && r->acc)
-    route_sums(p, gpn, &kept, r->acc, &real);
+    route_sums_real(p, gpn, &kept, r->acc, &real);
   else
     route_each(p, gpn, &kept, &real);
   if (!capped)
@@ -289,7 +312,7 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
   memset(r->pad_hose, 0, 4 * (size_t)G * sizeof(int64_t));
   slots_view pad = {.counts = counts, .cap = r->cap, .pad = 1, .experts = E};
   sink padded = {.load = r->pad_load, .gpu_load = NULL, .hose = r->pad_hose, .traffic = NULL};
-  route_sums(p, gpn, &pad, r->acc, &padded);
+  route_sums_padded(p, gpn, &pad, r->acc, &padded);
   return PL_OK;
 }
 

@@ -50,6 +50,7 @@ int sim_fluid_init(sim_fluid *f, const sim_cluster *c) {
       size_t c = (size_t)cls * G + g;
       f->link_of[c] = tier;
       f->rcap_of[c] = f->topo.links[own].cap;
+      f->links[tier].shared |= own != tier || (inter && f->topo.nic_per_node);
       f->alone[c] = own == tier && !(inter && f->topo.nic_per_node);
     }
   f->bg_last_kind = -1;
@@ -84,7 +85,7 @@ static void set_rates(sim_fluid_link *k) {
   for (int i = 0; i < k->n; i++)
     W += k->f[i].w;
   int capped = 0;
-  for (int i = 0; i < k->n; i++)
+  for (int i = 0; k->shared && i < k->n; i++)
     capped |= k->f[i].rcap < k->f[i].w * C / W;
   if (!capped) { /* plain weighted shares (every flow on a link of its own) */
     for (int i = 0; i < k->n; i++)

@@ -60,6 +60,7 @@ typedef struct sim_fluid_link {
   int nfg;             /* foreground flows among them */
   int listed;          /* on the foreground list of the current phase */
   int rated;           /* rates are current for this flow set */
+  int shared;          /* carries flows of several GPUs (their NICs are caps) */
 } sim_fluid_link;
 
 typedef struct sim_fluid {
