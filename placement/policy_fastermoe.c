@@ -211,7 +211,7 @@ static const pl_param_desc fm_params[] = {
 
 const pl_policy_ops pl_policy_fastermoe_ops = {
     .name = "fastermoe",
-    .summary = "FasterMoE: shadow the hottest experts on every GPU when it pays, each iteration",
+    .summary = "FasterMoE: shadow the hottest experts on every GPU when their gap pays one parameter copy; shadows broadcast and reduced every iteration",
     .params = fm_params,
     .clairvoyant = 1,
     .init = fm_init,
