@@ -17,28 +17,11 @@ node of G). The oracle's planner is slow at 1,024 GPUs; --iterations limits
 every run.
 """
 import argparse
-import json
-import subprocess
 import sys
-import time
+
+from fmsim import sim_runs
 
 DEFAULT_POLICIES = ["static", "capacity", "fastermoe", "smartmoe", "eplb", "flexmoe", "oracle"]
-
-
-def run(flexmoe, trace, gpus, engine, policies, iterations, cluster):
-    cmd = [flexmoe, "sim", "--trace", trace, "--cluster", cluster, "--engine", engine,
-           "--format", "json", "--no-db"]
-    if gpus >= 8:
-        cmd += ["--nodes", str(gpus // 8)]
-    else:
-        cmd += ["--nodes", "1", "--gpus-per-node", str(gpus)]
-    if iterations:
-        cmd += ["--iterations", iterations]
-    for p in policies:
-        cmd += ["--policy", p]
-    t0 = time.monotonic()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["runs"], time.monotonic() - t0
 
 
 def main():
@@ -58,8 +41,8 @@ def main():
     for trace in a.trace:
         name = trace.rsplit("/", 1)[-1]
         for g in (int(x) for x in a.gpus.split(",")):
-            ra, ta = run(a.flexmoe, trace, g, "analytic", policies, a.iterations, a.cluster)
-            rd, td = run(a.flexmoe, trace, g, "des", policies, a.iterations, a.cluster)
+            ra, ta = sim_runs(a.flexmoe, trace, g, "analytic", policies, a.iterations, a.cluster)
+            rd, td = sim_runs(a.flexmoe, trace, g, "des", policies, a.iterations, a.cluster)
             for x, y in zip(ra, rd):
                 err = x["mean_iteration_ms"] / y["mean_iteration_ms"] - 1
                 worst = max(worst, abs(err))

@@ -14,22 +14,13 @@ over each baseline, at flexmoe's default memory and at eplb's.
 """
 import argparse
 import json
-import shlex
-import subprocess
 import sys
+
+from fmsim import sim_runs
 
 
 def sim(flexmoe, trace, gpus, engine, iterations, extra, policies):
-    cmd = [flexmoe, "sim", "--trace", trace, "--cluster", "dgx-h100", "--engine", engine,
-           "--format", "json", "--no-db"]
-    cmd += ["--nodes", str(gpus // 8)] if gpus >= 8 else ["--nodes", "1", "--gpus-per-node", str(gpus)]
-    if iterations:
-        cmd += ["--iterations", iterations]
-    cmd += shlex.split(extra or "")
-    for p in policies:
-        cmd += ["--policy", p]
-    runs = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["runs"]
-    return runs
+    return sim_runs(flexmoe, trace, gpus, engine, policies, iterations, extra=extra)[0]
 
 
 def experts_of(trace):

@@ -91,6 +91,22 @@ Test(route, negative_counts_are_refused) {
   pl_placement_fini(&p);
 }
 
+/* Gives every expert of the empty placement p 1 to most replicas on
+ * random GPUs with a free slot (a linear congruential stream in *x). */
+static void random_replicas(pl_placement *p, int most, unsigned *x) {
+  for (int e = 0; e < p->experts; e++) {
+    *x = *x * 1103515245u + 12345u;
+    int want = 1 + (int)((*x >> 16) % (unsigned)most);
+    for (int tries = 0; tries < 200 && p->nrep[e] < want; tries++) {
+      *x = *x * 1103515245u + 12345u;
+      int g = (int)((*x >> 16) % (unsigned)p->gpus);
+      if (p->nhost[g] < p->slots && !pl_placement_has(p, e, g))
+        pl_placement_add(p, e, g);
+    }
+    cr_assert_gt(p->nrep[e], 0);
+  }
+}
+
 /* Without the matrix a dropless route takes a faster path (range sums per
  * expert); it must give exactly what delivering share by share gives, and
  * the per-GPU sums must be the matrix's row and column sums, split by node. */
@@ -102,17 +118,7 @@ Test(route, per_gpu_sums_match_the_matrix_and_the_fast_path_is_exact) {
     pl_placement p;
     pl_routing full, fast;
     cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
-    for (int e = 0; e < E; e++) { /* 1 to 12 replicas anywhere, within slots */
-      x = x * 1103515245u + 12345u;
-      int want = 1 + (int)((x >> 16) % 12);
-      for (int tries = 0; tries < 200 && p.nrep[e] < want; tries++) {
-        x = x * 1103515245u + 12345u;
-        int g = (int)((x >> 16) % G);
-        if (p.nhost[g] < S && !pl_placement_has(&p, e, g))
-          pl_placement_add(&p, e, g);
-      }
-      cr_assert_gt(p.nrep[e], 0);
-    }
+    random_replicas(&p, 12, &x); /* 1 to 12 replicas anywhere, within slots */
     static int64_t counts[G * E];
     for (int i = 0; i < G * E; i++) {
       x = x * 1103515245u + 12345u;
@@ -222,17 +228,7 @@ Test(route, padded_sums_match_the_pairs_and_bound_the_real_tokens) {
     pl_placement p;
     pl_routing r;
     cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
-    for (int e = 0; e < E; e++) {
-      x = x * 1103515245u + 12345u;
-      int want = 1 + (int)((x >> 16) % 9);
-      for (int tries = 0; tries < 200 && p.nrep[e] < want; tries++) {
-        x = x * 1103515245u + 12345u;
-        int g = (int)((x >> 16) % G);
-        if (p.nhost[g] < S && !pl_placement_has(&p, e, g))
-          pl_placement_add(&p, e, g);
-      }
-      cr_assert_gt(p.nrep[e], 0);
-    }
+    random_replicas(&p, 9, &x);
     static int64_t counts[G * E];
     int64_t cap[G];
     for (int i = 0; i < G * E; i++) {
