@@ -307,13 +307,17 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
            r->model.optimizer_bytes_per_param, r->tokens_per_gpu, r->pc.slots, r->a, r->b,
            r->engine == SIM_ENGINE_DES ? "des" : "analytic", r->prof.name, ph,
            r->plp.pl.bwd_ratio, r->plp.pl.nonmoe_us, r->slots_per_gpu,
-           /* "hose-all": rings and migrations aggregated too, all hose flows
-            * weighted (the results differ from the earlier "hose", so sweeps
-            * do not take old rows for these configurations) */
-           r->engine == SIM_ENGINE_ANALYTIC ? "closed-form"
-           : cfg->exact_net == 1        ? "exact"
-           : cfg->exact_net == 2        ? "hose-alltoall"
-                                        : "hose-all");
+           /* the network's name is part of the configuration key, so a
+            * sweep never takes rows of an earlier model for this one:
+            * "fluid" (the analytic engine's per-link model; "closed-form"
+            * was pl_cost_layer per layer), "hose-sync" / "exact-sync"
+            * (transfers carry absolute latencies and shadows are broadcast;
+            * "hose-all" / "exact" before), "hose-alltoall" (rings and
+            * migrations per GPU pair) */
+           r->engine == SIM_ENGINE_ANALYTIC ? "fluid"
+           : cfg->exact_net == 1        ? "exact-sync"
+           : cfg->exact_net == 2        ? "hose-alltoall-sync"
+                                        : "hose-sync");
 }
 
 /* The configuration key of a resolved configuration (cli_sim_config_key). */
