@@ -803,7 +803,6 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->aggregate = aggregate < 0 ? SIM_AGG_ALL : aggregate & (SIM_AGG_ALL | SIM_AGG_NO_SHORTCUT);
   int rc = SIM_ENOMEM;
   e->busy_us = sim_calloc((size_t)e->gpus, sizeof(double));
-  e->gpu_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
   e->agg_bytes = sim_calloc(4 * (size_t)e->gpus, sizeof(double));
   e->agg_lat = sim_calloc(4 * (size_t)e->gpus, sizeof(int64_t));
@@ -811,7 +810,7 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->ns_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->a2a_off = sim_calloc((size_t)e->gpus, sizeof(int64_t));
   e->sh_us = sim_calloc((size_t)e->gpus, sizeof(double));
-  if (!e->busy_us || !e->gpu_us || !e->gpu_comm_end || !e->agg_bytes || !e->agg_lat ||
+  if (!e->busy_us || !e->gpu_comm_end || !e->agg_bytes || !e->agg_lat ||
       !e->agg_cnt || !e->ns_us || !e->sh_us || !e->a2a_off)
     goto fail;
   if (kind == SIM_ENGINE_DES) {
@@ -836,7 +835,6 @@ void sim_engine_fini(sim_engine *e) {
   if (!e)
     return;
   sim_free(e->busy_us);
-  sim_free(e->gpu_us);
   sim_free(e->gpu_comm_end);
   sim_free(e->agg_bytes);
   sim_free(e->agg_lat);

@@ -156,12 +156,10 @@ typedef struct sim_engine {
   int64_t fg_last_done, bg_last_done;
   int timer_fired, phase_done;
   int64_t *tags, *dones; /* drain scratch */
-  int ntags;
   /* flow records: endpoints for busy accounting */
   int *rec_a, *rec_b, *rec_kind;
   int nrec, caprec;
   int64_t *gpu_comm_end; /* [G] last flow completion of the current phase */
-  double *gpu_us;        /* [G] scratch */
   int64_t *hose;         /* the current layer's [4*G] in hose_all */
   int64_t *hose_all;     /* [layers][4*G] per-GPU intra/inter out/in tokens */
   int hose_layers;       /* layers hose_all and comp_us have room for */
