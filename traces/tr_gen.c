@@ -204,6 +204,21 @@ static double *copy_or_fill(const double *src, int n, double v) {
   return d;
 }
 
+/* gsl_rng_mt19937's state (624 words and an index) and the gsl_rng around it. */
+#define GEN_RNG_BYTES 5120
+
+uint64_t tr_gen_memory(const tr_gen_config *c) {
+  uint64_t L = c->layers > 0 ? (uint64_t)c->layers : 0, R = c->ranks > 0 ? (uint64_t)c->ranks : 0,
+           E = c->experts > 0 ? (uint64_t)c->experts : 0;
+  uint64_t le = tr_mul_sat(L, E), re = tr_mul_sat(R, E);
+  uint64_t need = tr_mul_sat(le, 3 * sizeof(double) + sizeof(int)); /* base, z, v, burst */
+  need = tr_add_sat(need, tr_mul_sat(re, 2 * sizeof(double)));     /* eta, output slice */
+  need = tr_add_sat(need, tr_mul_sat(L, 5 * sizeof(double) + sizeof(gsl_rng *) + GEN_RNG_BYTES));
+  need = tr_add_sat(need, tr_mul_sat(R, sizeof(int64_t)));
+  need = tr_add_sat(need, tr_mul_sat(E, 3 * sizeof(double) + sizeof(unsigned) + sizeof(size_t)));
+  return tr_add_sat(need, sizeof(tr_gen) + 2 * GEN_RNG_BYTES);
+}
+
 int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
   if (!c || !out || c->iterations < 1 || c->layers < 1 || c->ranks < 1 || c->experts < 1 ||
       c->top_k < 1 || c->top_k > c->experts || c->tokens_per_rank < 0 ||
@@ -212,6 +227,8 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
       c->burst_prob > 1 || c->hot_rank >= c->ranks || c->zero_rank >= c->ranks ||
       c->hot_rank_experts < 0 || c->hot_rank_experts > c->experts)
     return TR_EINVAL;
+  if (tr_gen_memory(c) > tr_max_memory(c->max_memory))
+    return TR_EBUDGET;
   int L = c->layers, R = c->ranks, E = c->experts;
   for (int l = 0; l < L; l++) {
     double phi = c->phi ? c->phi[l] : c->phi1, psi = c->psi ? c->psi[l] : c->psi1;
@@ -413,7 +430,13 @@ int tr_gen_next(tr_gen *g, int64_t *out) {
 
 int tr_gen_write(const tr_gen_config *c, const char *path, tr_error *err) {
   tr_gen *g = NULL;
-  int rc = tr_gen_new(c, &g);
+  char what[160];
+  snprintf(what, sizeof(what), "generating %d layers x %d ranks x %d experts",
+           c ? c->layers : 0, c ? c->ranks : 0, c ? c->experts : 0);
+  int rc = c ? tr_check_memory(tr_gen_memory(c), c->max_memory, path, what, err) : TR_OK;
+  if (rc)
+    return rc;
+  rc = tr_gen_new(c, &g);
   if (rc)
     return tr_seterr(err, rc, path, 0, "%s", rc == TR_ENOMEM ? "out of memory"
                                                  : "invalid generator configuration");

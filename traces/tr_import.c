@@ -86,7 +86,21 @@ static int parse_axes(const char *axes, int perm[4]) {
   return n;
 }
 
-int tr_import_axes(const char *in, const char *axes, const char *out, tr_error *err) {
+/* The output slice of R x E counts, within the budget. */
+static int slice_alloc(int64_t R, int64_t E, uint64_t max_memory, const char *in,
+                       int64_t **slice, tr_error *err) {
+  char what[128];
+  snprintf(what, sizeof(what), "one slice of %" PRId64 " ranks x %" PRId64 " experts", R, E);
+  uint64_t need = tr_mul_sat(tr_mul_sat((uint64_t)R, (uint64_t)E), sizeof(int64_t));
+  int rc = tr_check_memory(need, max_memory, in, what, err);
+  if (rc)
+    return rc;
+  *slice = tr_malloc((size_t)need);
+  return *slice ? TR_OK : tr_seterr(err, TR_ENOMEM, in, 0, "out of memory");
+}
+
+int tr_import_axes(const char *in, const char *axes, const char *out, uint64_t max_memory,
+                   tr_error *err) {
   int perm[4];
   int n = parse_axes(axes, perm);
   if (n < 0)
@@ -124,12 +138,8 @@ int tr_import_axes(const char *in, const char *axes, const char *out, tr_error *
     }
     most = v > most ? v : most;
   }
-  size_t cells = (size_t)dim[2] * (size_t)dim[3];
-  slice = tr_malloc(cells * sizeof(int64_t));
-  if (!slice) {
-    rc = tr_seterr(err, TR_ENOMEM, out, 0, "out of memory");
+  if ((rc = slice_alloc(dim[2], dim[3], max_memory, in, &slice, err)))
     goto done;
-  }
   tr_meta meta = {0};
   snprintf(meta.source, sizeof(meta.source), "imported from %s (axes %s)", in, axes);
   tr_writer w;
@@ -151,7 +161,8 @@ done:
   return rc;
 }
 
-int tr_import_ids(const char *in, int experts, const char *out, tr_error *err) {
+int tr_import_ids(const char *in, int experts, const char *out, uint64_t max_memory,
+                  tr_error *err) {
   tr_npy a;
   int rc = tr_npy_open(&a, in, err);
   if (rc)
@@ -186,11 +197,8 @@ int tr_import_ids(const char *in, int experts, const char *out, tr_error *err) {
     goto done;
   }
   size_t cells = (size_t)R * experts;
-  slice = tr_malloc(cells * sizeof(int64_t));
-  if (!slice) {
-    rc = tr_seterr(err, TR_ENOMEM, out, 0, "out of memory");
+  if ((rc = slice_alloc(R, experts, max_memory, in, &slice, err)))
     goto done;
-  }
   tr_meta meta = {.top_k = (int)K, .tokens_per_rank = T};
   snprintf(meta.source, sizeof(meta.source), "imported from per-token expert ids %s", in);
   tr_writer w;

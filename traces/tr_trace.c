@@ -9,7 +9,10 @@
  * total overflows int64, and computes the content hash; after a successful
  * open every count is >= 0 and every slice total fits in int64. A CSV trace
  * is parsed into a dense int64 array on the heap (it is a text format for
- * small traces and imports).
+ * small traces and imports); its dimensions come from the largest indices,
+ * so one line can describe a huge array: the lines held while parsing and
+ * the dense array are checked against the memory budget before they are
+ * allocated (tr_open_within).
  *
  * Content hash: XXH3-64 (xxHash 0.8, seed 0) over the shape (I, L, R, E as
  * four little-endian uint64) followed by every count as a little-endian
@@ -40,9 +43,6 @@
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: no allocation */
 #include <xxhash.h>
-
-/* Largest dense trace a CSV may describe (cells): 2^31 int64 = 16 GiB. */
-#define CSV_MAX_CELLS ((int64_t)1 << 31)
 
 static size_t dtype_size(tr_dtype d) {
   return d == TR_INT64 ? 8 : d == TR_INT32 ? 4 : 2;
@@ -651,7 +651,15 @@ static int csv_line(tr_trace *t, char *s, long line, csv_rec *r, tr_error *err) 
   return TR_OK;
 }
 
-static int open_csv(tr_trace *t, tr_error *err) {
+/* Bytes held while a CSV becomes dense: the parsed lines, the int64 counts
+ * and one int64 total per (iteration, layer); saturates at UINT64_MAX. */
+static uint64_t csv_need(uint64_t cells, uint64_t slices, size_t nrec) {
+  uint64_t need = tr_mul_sat(cells, sizeof(int64_t));
+  need = tr_add_sat(need, tr_mul_sat(slices, sizeof(int64_t)));
+  return tr_add_sat(need, tr_mul_sat(nrec, sizeof(csv_rec)));
+}
+
+static int open_csv(tr_trace *t, uint64_t max_memory, tr_error *err) {
   FILE *fp = fopen(t->path, "r");
   if (!fp)
     return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, t->path, 0,
@@ -697,6 +705,13 @@ static int open_csv(tr_trace *t, tr_error *err) {
       continue; /* blank lines are allowed */
     if (nrec == rcap) {
       size_t ncap = rcap ? 2 * rcap : 1024;
+      char what[96];
+      snprintf(what, sizeof(what), "holding %zu parsed CSV lines", ncap);
+      if ((rc = tr_check_memory(csv_need(0, 0, ncap), max_memory, t->path, what, err))) {
+        if (err)
+          err->line = line;
+        goto done;
+      }
       csv_rec *nr = tr_realloc(recs, ncap * sizeof(*recs));
       if (!nr) {
         rc = tr_seterr(err, TR_ENOMEM, t->path, line, "out of memory");
@@ -724,17 +739,17 @@ static int open_csv(tr_trace *t, tr_error *err) {
     rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "CSV has a header but no data lines");
     goto done;
   }
-  int64_t cells = 1;
-  for (int i = 0; i < 4; i++) {
-    if (maxv[i] + 1 > CSV_MAX_CELLS / cells) {
-      rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
-                     "the indices imply a dense trace of more than %" PRId64
-                     " cells; too large (use .npy)",
-                     CSV_MAX_CELLS);
-      goto done;
-    }
-    cells *= maxv[i] + 1;
-  }
+  uint64_t cells = 1;
+  for (int i = 0; i < 4; i++)
+    cells = tr_mul_sat(cells, (uint64_t)maxv[i] + 1);
+  uint64_t slices = tr_mul_sat((uint64_t)maxv[0] + 1, (uint64_t)maxv[1] + 1);
+  char what[200];
+  snprintf(what, sizeof(what),
+           "the largest indices make a dense trace of %" PRId64 " x %" PRId64 " x %" PRId64
+           " x %" PRId64 " counts; reading it",
+           maxv[0] + 1, maxv[1] + 1, maxv[2] + 1, maxv[3] + 1);
+  if ((rc = tr_check_memory(csv_need(cells, slices, rcap), max_memory, t->path, what, err)))
+    goto done;
   t->iterations = maxv[0] + 1;
   t->layers = (int)maxv[1] + 1;
   t->ranks = (int)maxv[2] + 1;
@@ -744,7 +759,7 @@ static int open_csv(tr_trace *t, tr_error *err) {
   totals = tr_calloc((size_t)(t->iterations * t->layers), sizeof(int64_t));
   t->owned = dense;
   if (!dense || !totals) {
-    rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory for %" PRId64 " cells", cells);
+    rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory for %" PRIu64 " cells", cells);
     goto done;
   }
   for (size_t k = 0; k < nrec; k++) {
@@ -779,6 +794,10 @@ done:
 }
 
 int tr_open(tr_trace *t, const char *path, tr_error *err) {
+  return tr_open_within(t, path, 0, err);
+}
+
+int tr_open_within(tr_trace *t, const char *path, uint64_t max_memory, tr_error *err) {
   if (err)
     memset(err, 0, sizeof(*err));
   if (!t || !path)
@@ -793,7 +812,7 @@ int tr_open(tr_trace *t, const char *path, tr_error *err) {
   if (dot && (!slash || dot > slash) && strcasecmp(dot, ".npy") == 0)
     rc = open_npy(t, err);
   else if (dot && (!slash || dot > slash) && strcasecmp(dot, ".csv") == 0)
-    rc = open_csv(t, err);
+    rc = open_csv(t, max_memory, err);
   else if (access(path, F_OK) != 0)
     rc = tr_seterr(err, TR_ENOENT, path, 0, "cannot open: %s", strerror(errno));
   else

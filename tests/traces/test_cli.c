@@ -261,3 +261,68 @@ Test(cli, import_converts_csv_and_refuses_bad_axes) {
   snprintf(where, sizeof(where), "%s:2: ", bad);
   tu_one_line(r, "flexmoe trace import: ", where, NULL);
 }
+
+/* Issue 20, finding 1: a 20-byte CSV line whose indices describe 10^9
+ * counts made `trace import` allocate gigabytes and run for minutes. It is
+ * refused before allocating, with the size it would need and the flag that
+ * raises the budget; nothing is written. (The CPU limit turns a regression
+ * into a quick failure instead of minutes of work.) */
+Test(cli, import_refuses_a_tiny_csv_whose_dense_size_is_over_the_memory_budget) {
+  tu_cpu_limit_s = 20;
+  const char *csv = P("tiny.csv"), *out = P("tiny.npy");
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n1000000,999,0,0,1\n");
+  tu_result *r = tu_run("trace", "import", csv, "-o", out, "--max-memory", "1G", NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace import: ", csv, "1000001 x 1000 x 1 x 1", "needs 14.9 GiB",
+              "budget of 1.00 GiB", "--max-memory", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  /* with the default budget (half of this machine's memory), 10^15 counts */
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n999999,999,999,999,1\n");
+  r = tu_run("trace", "import", csv, "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace import: ", csv, "needs 7.11 PiB", "--max-memory", NULL);
+  /* the same refusal where any trace subcommand reads the CSV */
+  static const char *readers[] = {"info", "stats"};
+  for (size_t i = 0; i < 2; i++) {
+    r = tu_run("trace", readers[i], csv, NULL);
+    cr_assert_eq(r->code, 1, "%s", r->err);
+    cr_assert(strstr(r->err, "needs 7.11 PiB") != NULL, "%s", r->err);
+  }
+  r = tu_run("trace", "rescale", csv, "--gpus", "4", "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  cr_assert(strstr(r->err, "needs 7.11 PiB") != NULL, "%s", r->err);
+  /* and a budget that holds it reads it */
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n1,1,0,3,4\n");
+  r = tu_run("trace", "import", csv, "-o", out, "--max-memory", "64K", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  tu_cpu_limit_s = 0;
+}
+
+Test(cli, gen_and_rescale_refuse_working_sets_over_the_memory_budget) {
+  tu_cpu_limit_s = 20;
+  const char *out = P("big.npy");
+  tu_result *r = tu_run("trace", "gen", "--pattern", "balanced", "--iterations", "2", "--ranks",
+                        "1048576", "--experts", "1048576", "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace gen: ", "1048576 ranks x 1048576 experts needs 16.0 TiB",
+              "--max-memory", NULL);
+  r = tu_run("trace", "rescale", tu_sample(), "--gpus", "1000000", "--max-memory", "100M", "-o",
+             out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace rescale: ", "1000000 GPUs x 32 experts needs 248 MiB",
+              "budget of 100 MiB", "--max-memory", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  tu_cpu_limit_s = 0;
+}
+
+Test(cli, every_trace_subcommand_takes_max_memory_and_refuses_a_bad_size) {
+  for (size_t i = 0; i < NSUBS; i++) {
+    tu_result *r = tu_run("trace", SUBS[i], "--help", NULL);
+    cr_assert(strstr(r->out, "--max-memory SIZE") != NULL, "trace %s --help", SUBS[i]);
+    r = tu_run("trace", SUBS[i], tu_sample(), "--max-memory", "12X", NULL);
+    cr_assert_eq(r->code, 2, "trace %s: %s", SUBS[i], r->err);
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "flexmoe trace %s: ", SUBS[i]);
+    tu_one_line(r, prefix, "--max-memory", "'12X'", "512M", NULL);
+  }
+}

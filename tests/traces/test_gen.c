@@ -212,3 +212,33 @@ Test(gen, bad_configurations_are_refused) {
   cr_assert_eq(tr_gen_write(&c, P("x.npy"), &err), TR_EINVAL);
   cr_assert_neq(access(P("x.npy"), F_OK), 0);
 }
+
+/* What the generator holds grows with layers x experts and ranks x experts,
+ * not with the length: it is checked against the budget before anything is
+ * allocated, and nothing is written. */
+Test(gen, a_configuration_over_the_memory_budget_is_refused_with_its_size) {
+  tr_gen_config c;
+  tr_gen_defaults(&c);
+  c.ranks = 1 << 20;
+  c.experts = 1 << 20;
+  c.max_memory = (uint64_t)1 << 30;
+  tr_gen *g = NULL;
+  cr_assert_eq(tr_gen_new(&c, &g), TR_EBUDGET);
+  cr_assert_null(g);
+  tr_error err;
+  cr_assert_eq(tr_gen_write(&c, P("huge.npy"), &err), TR_EBUDGET);
+  cr_assert(strstr(err.msg, "1048576 ranks x 1048576 experts needs 16.0 TiB") != NULL, "%s",
+            err.msg);
+  cr_assert(strstr(err.msg, "budget of 1.00 GiB") != NULL, "%s", err.msg);
+  cr_assert_neq(access(P("huge.npy"), F_OK), 0);
+  /* the default configuration fits a small budget; its length does not count */
+  tr_gen_defaults(&c);
+  c.iterations = 3;
+  uint64_t need = tr_gen_memory(&c);
+  c.max_memory = need;
+  cr_assert_eq(tr_gen_write(&c, P("small.npy"), &err), TR_OK, "%s", err.msg);
+  c.iterations = 300;
+  cr_assert_eq(tr_gen_memory(&c), need);
+  c.max_memory = need - 1;
+  cr_assert_eq(tr_gen_write(&c, P("small.npy"), &err), TR_EBUDGET);
+}

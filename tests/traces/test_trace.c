@@ -593,3 +593,121 @@ Test(trace, corrupted_files_fail_cleanly) {
   }
   cr_assert(ok > 0 && failed > 0, "ok %d failed %d", ok, failed);
 }
+
+/* ---- the memory budget (issue 20, finding 1) ------------------------------ */
+
+static size_t largest_alloc; /* largest block requested through the hook */
+static void *measuring_malloc(size_t n) {
+  largest_alloc = n > largest_alloc ? n : largest_alloc;
+  return malloc(n);
+}
+static void *measuring_realloc(void *p, size_t n) {
+  largest_alloc = n > largest_alloc ? n : largest_alloc;
+  return realloc(p, n);
+}
+
+/* One line whose indices describe 10^6 x 1000 counts (15 GiB as int64)
+ * is refused by what it would need, before anything near that size is
+ * allocated; the message gives the shape and both sizes. */
+Test(trace, csv_larger_than_the_memory_budget_is_refused_before_it_is_allocated) {
+  const char *p = P("tiny-huge.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n1000000,999,0,0,1\n");
+  tr_set_allocator(measuring_malloc, measuring_realloc, NULL);
+  tr_trace t;
+  tr_error err;
+  int rc = tr_open_within(&t, p, (uint64_t)1 << 30, &err);
+  tr_set_allocator(NULL, NULL, NULL);
+  cr_assert_eq(rc, TR_EBUDGET, "%s", err.msg);
+  cr_assert_str_eq(err.path, p);
+  cr_assert(strstr(err.msg, "1000001 x 1000 x 1 x 1") != NULL, "%s", err.msg);
+  cr_assert(strstr(err.msg, "needs 14.9 GiB") != NULL, "%s", err.msg);
+  cr_assert(strstr(err.msg, "memory budget of 1.00 GiB") != NULL, "%s", err.msg);
+  cr_assert_lt(largest_alloc, (size_t)1 << 20, "allocated %zu bytes", largest_alloc);
+  cr_assert_eq(t.owned, NULL);
+  /* The default budget is half of this machine's memory: 10^15 counts are
+   * beyond any machine. */
+  tu_text(p, "iteration,layer,rank,expert,tokens\n999999,999,999,999,1\n");
+  cr_assert_eq(tr_open(&t, p, &err), TR_EBUDGET, "%s", err.msg);
+  cr_assert(strstr(err.msg, "needs 7.11 PiB") != NULL, "%s", err.msg);
+}
+
+/* The budget counts the dense counts, the per-slice totals and the parsed
+ * lines (room for 1,024 at 48 bytes): exactly that much is enough. */
+Test(trace, csv_exactly_within_the_budget_opens) {
+  const char *p = P("budget.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n1,1,0,3,4\n");
+  uint64_t need = 2 * 2 * 1 * 4 * 8 + 2 * 2 * 8 + 1024 * 48;
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open_within(&t, p, need, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_at(&t, 1, 1, 0, 3), 4);
+  tr_close(&t);
+  cr_assert_eq(tr_open_within(&t, p, need - 1, &err), TR_EBUDGET);
+  cr_assert_eq(t.data, NULL);
+}
+
+/* A CSV of many lines is refused while it is read, at the line where
+ * holding the lines would pass the budget. */
+Test(trace, csv_with_more_lines_than_the_budget_holds_is_refused_at_that_line) {
+  const char *p = P("long-lines.csv");
+  FILE *fp = fopen(p, "w");
+  cr_assert_not_null(fp);
+  fprintf(fp, "iteration,layer,rank,expert,tokens\n");
+  for (int i = 0; i < 3000; i++)
+    fprintf(fp, "%d,0,0,0,1\n", i);
+  cr_assert_eq(fclose(fp), 0);
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open_within(&t, p, 60000, &err), TR_EBUDGET, "%s", err.msg);
+  cr_assert_eq(err.line, 1026, "the 1,025th data line needs room for 2,048");
+  cr_assert(strstr(err.msg, "2048 parsed CSV lines") != NULL, "%s", err.msg);
+  cr_assert_eq(tr_open_within(&t, p, 1 << 20, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.iterations, 3000);
+  tr_close(&t);
+}
+
+Test(limits, sizes_parse_with_binary_suffixes_and_refuse_the_rest) {
+  static const struct {
+    const char *text;
+    uint64_t bytes;
+  } ok[] = {{"1", 1},           {"4096", 4096},         {"512M", 512ull << 20},
+            {"4G", 4ull << 30}, {"4GiB", 4ull << 30},   {"4gb", 4ull << 30},
+            {"1.5G", 3ull << 29}, {"2T", 2ull << 40},   {"64k", 64ull << 10},
+            {"100B", 100}};
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    uint64_t b = 0;
+    cr_assert_eq(tr_parse_size(ok[i].text, &b), TR_OK, "%s", ok[i].text);
+    cr_assert_eq(b, ok[i].bytes, "%s: %llu", ok[i].text, (unsigned long long)b);
+  }
+  static const char *bad[] = {"", "0", "-1G", " 4G", "4 G", "4X", "G", "inf", "nan",
+                              "0.1", "2000000T", "1e400", "4GG"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    uint64_t b = 77;
+    cr_assert_eq(tr_parse_size(bad[i], &b), TR_EINVAL, "'%s' accepted", bad[i]);
+    cr_assert_eq(b, 77, "untouched on error");
+  }
+}
+
+Test(limits, sizes_format_with_three_significant_digits) {
+  char b[32];
+  cr_assert_str_eq(tr_format_size(1023, b, sizeof(b)), "1023 bytes");
+  cr_assert_str_eq(tr_format_size(1536, b, sizeof(b)), "1.50 KiB");
+  cr_assert_str_eq(tr_format_size(16e9, b, sizeof(b)), "14.9 GiB");
+  cr_assert_str_eq(tr_format_size(512e12, b, sizeof(b)), "466 TiB");
+  cr_assert_str_eq(tr_format_size(18446744073709551615.0, b, sizeof(b)), "16.0 EiB");
+}
+
+Test(limits, the_default_budget_is_half_of_memory_at_most) {
+  uint64_t d = tr_default_max_memory();
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  cr_assert_gt(d, 0);
+  cr_assert_leq(d, (uint64_t)pages * (uint64_t)page / 2);
+  cr_assert_eq(tr_max_memory(0), d);
+  cr_assert_eq(tr_max_memory(12345), 12345);
+  tr_error err;
+  cr_assert_eq(tr_check_memory(100, 100, "x", "a thing", &err), TR_OK);
+  cr_assert_eq(tr_check_memory(101, 100, "x", "a thing", &err), TR_EBUDGET);
+  cr_assert_str_eq(err.msg, "a thing needs 101 bytes, more than the memory budget of 100 bytes");
+  cr_assert_eq(tr_check_memory(UINT64_MAX, 100, "x", "a thing", &err), TR_EBUDGET);
+  cr_assert(strstr(err.msg, "needs more than 16.0 EiB") != NULL, "%s", err.msg);
+}
