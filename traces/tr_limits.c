@@ -129,3 +129,36 @@ uint64_t tr_add_sat(uint64_t a, uint64_t b) {
   uint64_t r;
   return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
 }
+
+/* ---- physical ranges --------------------------------------------------- */
+
+const tr_limit tr_limits[TR_LIM_COUNT] = {
+#define TR_LIM_ROW(id, nm, l, h) [TR_LIM_##id] = {.name = nm, .lo = l, .hi = h},
+    TR_LIMIT_MAP(TR_LIM_ROW)
+#undef TR_LIM_ROW
+};
+
+int tr_in_limit(tr_limit_id id, int64_t v) {
+  return id >= 0 && id < TR_LIM_COUNT && v >= tr_limits[id].lo && v <= tr_limits[id].hi;
+}
+
+int tr_check_meta(const tr_meta *m, int experts, int code, const char *path, tr_error *err) {
+  const struct {
+    tr_limit_id id;
+    int64_t v;
+  } f[] = {{TR_LIM_TOP_K, m->top_k},
+           {TR_LIM_D_MODEL, m->d_model},
+           {TR_LIM_D_FF, m->d_ff},
+           {TR_LIM_BYTES_PER_ELEM, m->bytes_per_elem},
+           {TR_LIM_TOKENS_PER_RANK, m->tokens_per_rank}};
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    const tr_limit *l = &tr_limits[f[i].id];
+    int64_t hi = f[i].id == TR_LIM_TOP_K && experts > 0 && experts < l->hi ? experts : l->hi;
+    if (f[i].v != 0 && (f[i].v < l->lo || f[i].v > hi))
+      return tr_seterr(err, code, path, 0,
+                       "%s %" PRId64 " is out of range: it must be between %" PRId64
+                       " and %" PRId64 "%s (0: unknown)",
+                       l->name, f[i].v, l->lo, hi, hi < l->hi ? " (the experts)" : "");
+  }
+  return TR_OK;
+}

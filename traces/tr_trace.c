@@ -236,28 +236,63 @@ static int scan_counts(tr_trace *t, tr_error *err) {
 
 /* ---- sidecar ----------------------------------------------------------- */
 
-/* Optional non-negative integer key; 1 if present. */
-static int meta_int(json_t *root, const char *key, int64_t lo, int64_t hi,
-                    int64_t *out, int *bad) {
+/*
+ * Integer key `key` of the sidecar into *out: 0 when absent or null (*out
+ * untouched), 1 when present and in [lo, hi], or an error naming the key,
+ * its value and the range (`zero_ok`: 0 is also accepted, meaning
+ * unknown; `hi_why` says where a bound below the physical range comes
+ * from). JSON reals and strings are not integers.
+ */
+static int side_int(json_t *root, const char *key, int64_t lo, int64_t hi, int zero_ok,
+                    const char *hi_why, const char *side, int64_t *out, tr_error *err) {
   json_t *v = json_object_get(root, key);
   if (!v || json_is_null(v))
     return 0;
-  if (!json_is_integer(v) || json_integer_value(v) < lo ||
-      json_integer_value(v) > hi) {
-    *bad = 1;
+  const char *zero = zero_ok ? "; 0: unknown" : "";
+  if (!json_is_integer(v))
+    return tr_seterr(err, TR_EMETA, side, 0,
+                     "key '%s' must be an integer between %" PRId64 " and %" PRId64 "%s%s",
+                     key, lo, hi, hi_why, zero);
+  int64_t x = json_integer_value(v);
+  if ((x < lo || x > hi) && !(zero_ok && x == 0))
+    return tr_seterr(err, TR_EMETA, side, 0,
+                     "key '%s' is %" PRId64 ": it must be between %" PRId64 " and %" PRId64
+                     "%s%s",
+                     key, x, lo, hi, hi_why, zero);
+  *out = x;
+  return 1;
+}
+
+/* A model number and its alias (d_ff / expert_hidden): either may be
+ * given; both must then agree. Returns <0 (error), 0 (absent) or 1. */
+static int side_meta(json_t *root, const char *key, const char *alias, tr_limit_id id,
+                     int64_t hi, const char *hi_why, const char *side, int64_t *out,
+                     tr_error *err) {
+  int64_t a = 0, b = 0;
+  int ha = side_int(root, key, tr_limits[id].lo, hi, 1, hi_why, side, &a, err);
+  if (ha < 0)
+    return ha;
+  int hb = alias ? side_int(root, alias, tr_limits[id].lo, hi, 1, hi_why, side, &b, err) : 0;
+  if (hb < 0)
+    return hb;
+  if (ha && hb && a != b)
+    return tr_seterr(err, TR_EMETA, side, 0,
+                     "keys '%s' (%" PRId64 ") and '%s' (%" PRId64 ") disagree", key, a, alias,
+                     b);
+  if (!ha && !hb)
     return 0;
-  }
-  *out = json_integer_value(v);
+  *out = ha ? a : b;
   return 1;
 }
 
 /*
  * Reads the same-name .json sidecar, if any, into t->meta. Accepted keys
- * (any may be absent; 0 = unknown): top_k, d_model, d_ff (or expert_hidden),
- * bytes_per_elem (or bytes_per_element), tokens_per_rank (or, failing that,
- * batch x seq / ranks as recorded by the real traces' recorder), source
- * (else "name" and "corpus" make one); layers, ranks and experts, when
- * present, must match the array's shape.
+ * (any may be absent; 0 = unknown), each within its physical range
+ * (tr_limits): top_k (also at most the trace's experts), d_model, d_ff (or
+ * expert_hidden), bytes_per_elem (or bytes_per_element), tokens_per_rank
+ * (or, failing that, batch x seq / ranks as recorded by the real traces'
+ * recorder), source (else "name" and "corpus" make one); iterations,
+ * layers, ranks and experts, when present, must match the array's shape.
  */
 static int read_sidecar(tr_trace *t, tr_error *err) {
   char side[sizeof(t->path) + 8];
@@ -269,63 +304,80 @@ static int read_sidecar(tr_trace *t, tr_error *err) {
   if (!root)
     return tr_seterr(err, TR_EMETA, side, jerr.line > 0 ? jerr.line : 0,
                      "malformed JSON sidecar: %s", jerr.text);
-  int rc = TR_OK, bad = 0;
-  const char *key = NULL;
+  int rc = TR_OK, got;
   int64_t v;
   if (!json_is_object(root)) {
     rc = tr_seterr(err, TR_EMETA, side, 0, "sidecar is not a JSON object");
     goto done;
   }
-  static const struct {
-    const char *key;
-    int64_t lo;
-  } ints[] = {{"top_k", 0},          {"d_model", 0},           {"d_ff", 0},
-              {"expert_hidden", 0},  {"bytes_per_elem", 0},    {"bytes_per_element", 0},
-              {"tokens_per_rank", 0}, {"layers", 1},           {"ranks", 1},
-              {"experts", 1},        {"batch", 1},             {"seq", 1}};
-  size_t i_bad = 0;
-  for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-    meta_int(root, ints[i].key, ints[i].lo, INT64_MAX, &v, &bad);
-    if (bad) {
-      key = ints[i].key;
-      i_bad = i;
-      break;
-    }
-  }
-  if (key) {
-    rc = tr_seterr(err, TR_EMETA, side, 0, "key '%s' must be an integer >= %d", key,
-                   (int)ints[i_bad].lo);
-    goto done;
-  }
-  if (meta_int(root, "top_k", 0, INT_MAX, &v, &bad))
-    t->meta.top_k = (int)v;
-  if (meta_int(root, "d_model", 0, INT_MAX, &v, &bad))
-    t->meta.d_model = (int)v;
-  if (meta_int(root, "d_ff", 0, INT_MAX, &v, &bad) ||
-      meta_int(root, "expert_hidden", 0, INT_MAX, &v, &bad))
-    t->meta.d_ff = (int)v;
-  if (meta_int(root, "bytes_per_elem", 0, 64, &v, &bad) ||
-      meta_int(root, "bytes_per_element", 0, 64, &v, &bad))
-    t->meta.bytes_per_elem = (int)v;
-  int64_t batch, seq, ranks = t->ranks;
-  if (meta_int(root, "tokens_per_rank", 0, INT64_MAX, &v, &bad))
-    t->meta.tokens_per_rank = v;
-  else if (meta_int(root, "batch", 1, INT32_MAX, &batch, &bad) &&
-           meta_int(root, "seq", 1, INT32_MAX, &seq, &bad))
-    t->meta.tokens_per_rank = batch * seq / ranks;
-  if (bad) {
-    rc = tr_seterr(err, TR_EMETA, side, 0, "an integer key is out of range");
-    goto done;
-  }
-  static const char *dims[] = {"layers", "ranks", "experts"};
-  int have[] = {t->layers, t->ranks, t->experts};
-  for (int i = 0; i < 3; i++)
-    if (meta_int(root, dims[i], 1, INT64_MAX, &v, &bad) && v != have[i]) {
-      rc = tr_seterr(err, TR_EMETA, side, 0,
-                     "sidecar says %s = %" PRId64 " but the trace has %d", dims[i],
-                     v, have[i]);
+  /* The shape first: the other ranges (top_k <= experts) depend on it. */
+  static const char *dims[] = {"iterations", "layers", "ranks", "experts"};
+  static const tr_limit_id dim_lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                        TR_LIM_EXPERTS};
+  int64_t have[] = {t->iterations, t->layers, t->ranks, t->experts};
+  for (int i = 0; i < 4; i++) {
+    const tr_limit *l = &tr_limits[dim_lim[i]];
+    if ((got = side_int(root, dims[i], l->lo, l->hi, 0, "", side, &v, err)) < 0) {
+      rc = got;
       goto done;
     }
+    if (got && v != have[i]) {
+      rc = tr_seterr(err, TR_EMETA, side, 0,
+                     "sidecar says %s = %" PRId64 " but the trace has %" PRId64, dims[i], v,
+                     have[i]);
+      goto done;
+    }
+  }
+  const tr_limit *lk = &tr_limits[TR_LIM_TOP_K];
+  int64_t top_hi = t->experts < lk->hi ? t->experts : lk->hi;
+  if ((got = side_meta(root, "top_k", NULL, TR_LIM_TOP_K, top_hi,
+                       top_hi < lk->hi ? " (the trace's experts)" : "", side, &v, err)) < 0) {
+    rc = got;
+    goto done;
+  }
+  if (got)
+    t->meta.top_k = (int)v;
+  static const struct {
+    const char *key, *alias;
+    tr_limit_id id;
+  } model[] = {{"d_model", NULL, TR_LIM_D_MODEL},
+               {"d_ff", "expert_hidden", TR_LIM_D_FF},
+               {"bytes_per_elem", "bytes_per_element", TR_LIM_BYTES_PER_ELEM},
+               {"tokens_per_rank", NULL, TR_LIM_TOKENS_PER_RANK}};
+  int64_t mv[4] = {0, 0, 0, 0};
+  int have_tokens = 0;
+  for (int i = 0; i < 4; i++) {
+    got = side_meta(root, model[i].key, model[i].alias, model[i].id, tr_limits[model[i].id].hi,
+                    "", side, &mv[i], err);
+    if (got < 0) {
+      rc = got;
+      goto done;
+    }
+    have_tokens |= i == 3 && got && mv[3] > 0; /* 0: unknown, as if absent */
+  }
+  t->meta.d_model = (int)mv[0];
+  t->meta.d_ff = (int)mv[1];
+  t->meta.bytes_per_elem = (int)mv[2];
+  t->meta.tokens_per_rank = mv[3];
+  int64_t batch = 0, seq = 0;
+  int hb = side_int(root, "batch", 1, INT32_MAX, 0, "", side, &batch, err);
+  int hs = hb < 0 ? 0 : side_int(root, "seq", 1, INT32_MAX, 0, "", side, &seq, err);
+  if (hb < 0 || hs < 0) {
+    rc = hb < 0 ? hb : hs;
+    goto done;
+  }
+  if (!have_tokens && hb && hs) { /* the recorder's global batch x sequence length */
+    const tr_limit *l = &tr_limits[TR_LIM_TOKENS_PER_RANK];
+    int64_t tok = batch * seq / t->ranks; /* < 2^62: both below 2^31 */
+    if (tok < l->lo || tok > l->hi) {
+      rc = tr_seterr(err, TR_EMETA, side, 0,
+                     "batch x seq / ranks = %" PRId64 " x %" PRId64 " / %d = %" PRId64
+                     " tokens per rank: it must be between %" PRId64 " and %" PRId64,
+                     batch, seq, t->ranks, tok, l->lo, l->hi);
+      goto done;
+    }
+    t->meta.tokens_per_rank = tok;
+  }
   json_t *src = json_object_get(root, "source");
   json_t *name = json_object_get(root, "name");
   json_t *corpus = json_object_get(root, "corpus");

@@ -326,3 +326,25 @@ Test(cli, every_trace_subcommand_takes_max_memory_and_refuses_a_bad_size) {
     tu_one_line(r, prefix, "--max-memory", "'12X'", "512M", NULL);
   }
 }
+
+/* Issue 20, finding 6: a sidecar with tokens_per_rank = INT64_MAX (or any
+ * model number out of its physical range) is refused naming the sidecar,
+ * the key and the range. */
+Test(cli, a_sidecar_with_numbers_out_of_range_is_refused_naming_key_and_range) {
+  const char *npy = P("s.npy"), *side = P("s.json");
+  tu_result *r = tu_run("trace", "import", tu_sample(), "--iterations", "0:2", "-o", npy, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  static const struct {
+    const char *json, *key, *range;
+  } bad[] = {{"{\"tokens_per_rank\": 9223372036854775807}", "'tokens_per_rank'",
+              "between 1 and 1099511627776"},
+             {"{\"d_model\": 2147483647}", "'d_model'", "between 1 and 1048576"},
+             {"{\"top_k\": 33}", "'top_k'", "between 1 and 32 (the trace's experts)"},
+             {"{\"bytes_per_elem\": 64}", "'bytes_per_elem'", "between 1 and 8"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tu_text(side, bad[i].json);
+    r = tu_run("trace", "info", npy, NULL);
+    cr_assert_eq(r->code, 1, "%s: %s", bad[i].json, r->err);
+    tu_one_line(r, "flexmoe trace info: ", side, bad[i].key, bad[i].range, NULL);
+  }
+}

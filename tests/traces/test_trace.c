@@ -711,3 +711,84 @@ Test(limits, the_default_budget_is_half_of_memory_at_most) {
   cr_assert_eq(tr_check_memory(UINT64_MAX, 100, "x", "a thing", &err), TR_EBUDGET);
   cr_assert(strstr(err.msg, "needs more than 16.0 EiB") != NULL, "%s", err.msg);
 }
+
+/* ---- physical ranges (issue 20, finding 6 and "What to build" 2) --------- */
+
+/* A 1 x 1 x 1 x 4 trace with `sidecar` beside it; returns tr_open's code. */
+static int open_with_sidecar(const char *sidecar, tr_trace *t, tr_error *err) {
+  int32_t d[4] = {1, 2, 3, 4};
+  tu_npy(P("ranged.npy"), 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 1, 4), }",
+         d, sizeof(d));
+  tu_text(P("ranged.json"), sidecar);
+  return tr_open(t, P("ranged.npy"), err);
+}
+
+/* Every model number a sidecar carries is refused outside its physical
+ * range, with the key, the value and the range in the message. */
+Test(trace, sidecar_numbers_out_of_their_physical_range_are_refused_naming_key_and_range) {
+  static const struct {
+    const char *json, *want[3];
+  } bad[] = {
+      {"{\"tokens_per_rank\": 9223372036854775807}",
+       {"'tokens_per_rank' is 9223372036854775807", "between 1 and 1099511627776", "0: unknown"}},
+      {"{\"tokens_per_rank\": 1099511627777}", {"'tokens_per_rank'", "1099511627776", NULL}},
+      {"{\"tokens_per_rank\": -1}", {"'tokens_per_rank' is -1", NULL, NULL}},
+      {"{\"top_k\": 5}", {"'top_k' is 5", "between 1 and 4 (the trace's experts)", NULL}},
+      {"{\"top_k\": 2.0}", {"'top_k' must be an integer between 1 and 4", NULL, NULL}},
+      {"{\"d_model\": 1048577}", {"'d_model' is 1048577", "between 1 and 1048576", NULL}},
+      {"{\"d_ff\": 4194305}", {"'d_ff' is 4194305", "between 1 and 4194304", NULL}},
+      {"{\"expert_hidden\": -3}", {"'expert_hidden' is -3", "4194304", NULL}},
+      {"{\"d_ff\": 768, \"expert_hidden\": 512}", {"'d_ff' (768)", "'expert_hidden' (512)",
+                                                   "disagree"}},
+      {"{\"bytes_per_elem\": 16}", {"'bytes_per_elem' is 16", "between 1 and 8", NULL}},
+      {"{\"bytes_per_element\": \"2\"}", {"'bytes_per_element' must be an integer", NULL, NULL}},
+      {"{\"iterations\": 2}", {"iterations = 2 but the trace has 1", NULL, NULL}},
+      {"{\"layers\": 0}", {"'layers' is 0", "between 1 and 4096", NULL}},
+      {"{\"ranks\": 1048577}", {"'ranks' is 1048577", "between 1 and 1048576", NULL}},
+      {"{\"experts\": 4.5}", {"'experts' must be an integer", NULL, NULL}},
+      {"{\"batch\": 0, \"seq\": 256}", {"'batch' is 0", "between 1 and 2147483647", NULL}},
+      {"{\"batch\": 2147483647, \"seq\": 2147483647}",
+       {"batch x seq / ranks", "4611686014132420609 tokens per rank", "1099511627776"}},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tr_trace t;
+    tr_error err;
+    cr_assert_eq(open_with_sidecar(bad[i].json, &t, &err), TR_EMETA, "%s accepted", bad[i].json);
+    cr_assert_str_eq(err.path, P("ranged.json"));
+    for (int k = 0; k < 3 && bad[i].want[k]; k++)
+      cr_assert(strstr(err.msg, bad[i].want[k]) != NULL, "%s: '%s' lacks '%s'", bad[i].json,
+                err.msg, bad[i].want[k]);
+    cr_assert_eq(t.data, NULL);
+  }
+}
+
+/* The ends of every range, and 0 (unknown), are accepted. */
+Test(trace, sidecar_numbers_at_the_ends_of_their_ranges_are_accepted) {
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(open_with_sidecar("{\"top_k\": 4, \"d_model\": 1048576, \"d_ff\": 4194304, "
+                                 "\"expert_hidden\": 4194304, \"bytes_per_elem\": 8, "
+                                 "\"tokens_per_rank\": 1099511627776, \"iterations\": 1, "
+                                 "\"layers\": 1, \"ranks\": 1, \"experts\": 4}",
+                                 &t, &err),
+               TR_OK, "%s", err.msg);
+  cr_assert_eq(t.meta.top_k, 4);
+  cr_assert_eq(t.meta.d_model, 1048576);
+  cr_assert_eq(t.meta.d_ff, 4194304);
+  cr_assert_eq(t.meta.bytes_per_elem, 8);
+  cr_assert_eq(t.meta.tokens_per_rank, (int64_t)1 << 40);
+  tr_close(&t);
+  cr_assert_eq(open_with_sidecar("{\"top_k\": 1, \"d_model\": 1, \"d_ff\": 1, "
+                                 "\"bytes_per_elem\": 1, \"tokens_per_rank\": 1}",
+                                 &t, &err),
+               TR_OK, "%s", err.msg);
+  tr_close(&t);
+  cr_assert_eq(open_with_sidecar("{\"top_k\": 0, \"d_model\": 0, \"d_ff\": 0, "
+                                 "\"bytes_per_elem\": 0, \"tokens_per_rank\": 0, \"batch\": 8, "
+                                 "\"seq\": 4}",
+                                 &t, &err),
+               TR_OK, "%s", err.msg);
+  cr_assert_eq(t.meta.top_k, 0, "0 is unknown");
+  cr_assert_eq(t.meta.tokens_per_rank, 32, "batch x seq / ranks when tokens_per_rank is 0");
+  tr_close(&t);
+}
