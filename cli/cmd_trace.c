@@ -53,6 +53,9 @@ static int parse_max_memory(const char *cmd, const char *text, uint64_t *bytes) 
 #define MAX_MEMORY_HELP                                                                    \
   "  --max-memory SIZE  what it may allocate (512M, 4G; default half of physical memory)\n"
 
+/* The upper end of a physical range (traces/tr_trace.h) for a flag. */
+#define LIM(id) ((long)tr_limits[TR_LIM_##id].hi)
+
 static int is_help(const char *a) {
   return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
@@ -450,7 +453,7 @@ static int trace_gen(int argc, char **argv) {
     case 'F': fitpath = optarg; break;
     case 'o': out = optarg; break;
     case 'n':
-      if (cli_parse_long(cmd, "--iterations", optarg, 1, LONG_MAX, &iters))
+      if (cli_parse_long(cmd, "--iterations", optarg, 1, LIM(ITERATIONS), &iters))
         return CLI_EUSAGE;
       break;
     case 's':
@@ -459,18 +462,20 @@ static int trace_gen(int argc, char **argv) {
       break;
     case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
       static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
-      int k = c - O_LAYERS;
-      if (cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, k == 3 ? (1L << 40) : 1 << 20,
+      static const tr_limit_id lim[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS,
+                                        TR_LIM_TOKENS_PER_RANK, TR_LIM_TOP_K};
+      int k = c - O_LAYERS; /* --tokens 0: a trace that routes nothing */
+      if (cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, (long)tr_limits[lim[k]].hi,
                          &sizes[k]))
         return CLI_EUSAGE;
       break;
     }
     case O_DMODEL:
-      if (cli_parse_long(cmd, "--d-model", optarg, 1, INT32_MAX, &dmodel))
+      if (cli_parse_long(cmd, "--d-model", optarg, 1, LIM(D_MODEL), &dmodel))
         return CLI_EUSAGE;
       break;
     case O_DFF:
-      if (cli_parse_long(cmd, "--d-ff", optarg, 1, INT32_MAX, &dff))
+      if (cli_parse_long(cmd, "--d-ff", optarg, 1, LIM(D_FF), &dff))
         return CLI_EUSAGE;
       break;
     case O_MAXMEM:
@@ -710,9 +715,15 @@ static int trace_fit(int argc, char **argv) {
     return cli_fail(CLI_EFAIL, cmd, "%s: fitting needs at least 12 iterations", argv[optind]);
   }
   tr_fit f;
-  if (tr_fit_trace(&t, it0, it1, (uint64_t)seed, &f)) {
+  if ((c = tr_fit_trace(&t, it0, it1, (uint64_t)seed, &f))) {
     tr_close(&t);
-    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
+    if (c == TR_ENOMEM)
+      return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
+    return cli_fail(CLI_EFAIL, cmd,
+                    "%s: its tokens per rank (slots per rank / top_k) must be between %" PRId64
+                    " and %" PRId64 " to fit a model (is the trace empty?)",
+                    argv[optind], tr_limits[TR_LIM_TOKENS_PER_RANK].lo,
+                    tr_limits[TR_LIM_TOKENS_PER_RANK].hi);
   }
   tr_close(&t);
   tr_error err;
@@ -791,11 +802,11 @@ static int trace_rescale(int argc, char **argv) {
     switch (c) {
     case 'h': cli_help(RESCALE_HELP); return CLI_OK;
     case 'g':
-      if (cli_parse_long(cmd, "--gpus", optarg, 1, 1 << 20, &gpus))
+      if (cli_parse_long(cmd, "--gpus", optarg, 1, LIM(RANKS), &gpus))
         return CLI_EUSAGE;
       break;
     case 't':
-      if (cli_parse_long(cmd, "--tokens-per-gpu", optarg, 1, 1L << 40, &tokens))
+      if (cli_parse_long(cmd, "--tokens-per-gpu", optarg, 1, LIM(TOKENS_PER_RANK), &tokens))
         return CLI_EUSAGE;
       break;
     case 's':
@@ -893,7 +904,7 @@ static int trace_import(int argc, char **argv) {
     case 'a': axes = optarg; break;
     case 'x': ids = 1; break;
     case 'e':
-      if (cli_parse_long(cmd, "--experts", optarg, 1, 1 << 20, &experts))
+      if (cli_parse_long(cmd, "--experts", optarg, 1, LIM(EXPERTS), &experts))
         return CLI_EUSAGE;
       break;
     case 'i':

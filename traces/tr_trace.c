@@ -565,19 +565,24 @@ int tr_npy_open(tr_npy *a, const char *path, tr_error *err) {
     goto fail;
   size_t es = dtype_size(a->dtype);
   size_t data_off = hstart + hlen;
+  /* What the header claims is checked against what the file holds before
+   * any of it is read: the product saturates instead of wrapping. */
   uint64_t cells = 1;
+  char shape[160] = "(";
   for (int i = 0; i < a->ndim; i++) {
-    if (a->shape[i] && (uint64_t)a->shape[i] > (UINT64_MAX / es) / (cells ? cells : 1)) {
-      rc = tr_seterr(err, TR_ESHAPE, path, 0, "shape is too large");
-      goto fail;
-    }
-    cells *= (uint64_t)a->shape[i];
+    cells = a->shape[i] == 0 ? 0 : cells ? tr_mul_sat(cells, (uint64_t)a->shape[i]) : 0;
+    size_t n = strlen(shape);
+    snprintf(shape + n, sizeof(shape) - n, "%s%" PRId64, i ? ", " : "", a->shape[i]);
   }
-  uint64_t need = cells * es;
+  strncat(shape, ")", sizeof(shape) - strlen(shape) - 1);
+  uint64_t need = tr_mul_sat(cells, es);
   if (need > size - data_off) {
+    char hs[32];
     rc = tr_seterr(err, TR_ETRUNC, path, 0,
-                   "file is truncated: shape needs %" PRIu64 " data bytes, file has %zu",
-                   need, size - data_off);
+                   "file is truncated: its header claims shape %s, %s%s (%" PRIu64
+                   " bytes) of data, but the file holds %zu",
+                   shape, need == UINT64_MAX ? "more than " : "",
+                   tr_format_size((double)need, hs, sizeof(hs)), need, size - data_off);
     goto fail;
   }
   if (need < size - data_off) {
@@ -619,11 +624,14 @@ static int open_npy(tr_trace *t, tr_error *err) {
     rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "trace has no iterations (shape[0] = 0)");
     goto fail;
   }
-  static const char *names[] = {"iterations", "layers", "ranks", "experts"};
-  for (int i = 1; i < 4; i++)
-    if (shape[i] < 1 || shape[i] > INT_MAX) {
-      rc = tr_seterr(err, TR_ESHAPE, t->path, 0, "trace has %" PRId64 " %s", shape[i],
-                     names[i]);
+  static const tr_limit_id lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                     TR_LIM_EXPERTS};
+  for (int i = 0; i < 4; i++)
+    if (!tr_in_limit(lim[i], shape[i])) {
+      const tr_limit *l = &tr_limits[lim[i]];
+      rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
+                     "trace has %" PRId64 " %s: %s must be between %" PRId64 " and %" PRId64,
+                     shape[i], l->name, l->name, l->lo, l->hi);
       goto fail;
     }
   t->iterations = shape[0];
@@ -651,6 +659,9 @@ typedef struct csv_rec {
 } csv_rec;
 
 static const char *CSV_FIELDS[5] = {"iteration", "layer", "rank", "expert", "tokens"};
+/* An index must be below its dimension's largest value (tr_limits). */
+static const tr_limit_id CSV_LIMIT[4] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                         TR_LIM_EXPERTS};
 
 static char *trim(char *s) {
   while (isspace((unsigned char)*s))
@@ -693,9 +704,12 @@ static int csv_line(tr_trace *t, char *s, long line, csv_rec *r, tr_error *err) 
                          "count '%.40s' overflows a 64-bit integer", f);
       if (v < 0)
         return tr_seterr(err, TR_ENEG, t->path, line, "negative count %lld", v);
-    } else if (errno == ERANGE || v < 0 || v >= (i == 0 ? INT64_MAX : INT_MAX)) {
-      return tr_seterr(err, TR_EFORMAT, t->path, line, "%s %.40s is out of range",
-                       CSV_FIELDS[i], f);
+    } else if (errno == ERANGE || v < 0 || v >= tr_limits[CSV_LIMIT[i]].hi) {
+      const tr_limit *l = &tr_limits[CSV_LIMIT[i]];
+      return tr_seterr(err, TR_EFORMAT, t->path, line,
+                       "%s %.40s is out of range: indices go from 0 to %" PRId64
+                       " (%s must be between %" PRId64 " and %" PRId64 ")",
+                       CSV_FIELDS[i], f, l->hi - 1, l->name, l->lo, l->hi);
     }
     r->v[i] = v;
   }

@@ -327,6 +327,22 @@ Test(cli, every_trace_subcommand_takes_max_memory_and_refuses_a_bad_size) {
   }
 }
 
+/* Issue 20, finding 1, the file itself: one line with iteration 10^9 is
+ * refused on its line by the iterations range, with no allocation. */
+Test(cli, import_refuses_the_csv_line_with_iteration_one_billion_naming_the_range) {
+  tu_cpu_limit_s = 20;
+  const char *csv = P("f1.csv"), *out = P("f1.npy");
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n1000000000,0,0,0,1\n");
+  tu_result *r = tu_run("trace", "import", csv, "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  char where[600];
+  snprintf(where, sizeof(where), "%s:2: ", csv);
+  tu_one_line(r, "flexmoe trace import: ", where, "iteration 1000000000 is out of range",
+              "0 to 16777215", "between 1 and 16777216", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  tu_cpu_limit_s = 0;
+}
+
 /* Issue 20, finding 6: a sidecar with tokens_per_rank = INT64_MAX (or any
  * model number out of its physical range) is refused naming the sidecar,
  * the key and the range. */
@@ -346,5 +362,44 @@ Test(cli, a_sidecar_with_numbers_out_of_range_is_refused_naming_key_and_range) {
     r = tu_run("trace", "info", npy, NULL);
     cr_assert_eq(r->code, 1, "%s: %s", bad[i].json, r->err);
     tu_one_line(r, "flexmoe trace info: ", side, bad[i].key, bad[i].range, NULL);
+  }
+}
+
+/* A .npy whose header claims more data than the file holds is refused from
+ * the header: the claimed shape and both sizes. */
+Test(cli, an_npy_whose_header_claims_more_than_its_file_is_refused) {
+  tu_cpu_limit_s = 20;
+  int32_t d[6] = {0};
+  const char *p = P("claims.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (16000000, 64, 64, 64), }", d,
+         sizeof(d));
+  static tu_result keep[5]; /* tu_run's result is overwritten by the next run */
+  keep[0] = *tu_run("trace", "info", p, NULL);
+  keep[1] = *tu_run("trace", "stats", p, NULL);
+  keep[2] = *tu_run("trace", "fit", p, "-o", P("f.json"), NULL);
+  keep[3] = *tu_run("trace", "rescale", p, "--gpus", "2", "-o", P("x.npy"), NULL);
+  keep[4] = *tu_run("trace", "import", p, "-o", P("x.npy"), NULL);
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(keep[i].code, 1, "%d: %s", i, keep[i].err);
+    cr_assert(strstr(keep[i].err, "truncated: its header claims shape (16000000, 64, 64, 64), "
+                                  "15.3 TiB") != NULL &&
+                  strstr(keep[i].err, "the file holds 24") != NULL,
+              "%d: %s", i, keep[i].err);
+  }
+  tu_cpu_limit_s = 0;
+}
+
+Test(cli, gen_flags_beyond_the_physical_ranges_exit_2_with_the_range) {
+  static const char *bad[][3] = {{"--layers", "4097", "[1, 4096]"},
+                                 {"--experts", "1048577", "[1, 1048576]"},
+                                 {"--d-model", "1048577", "[1, 1048576]"},
+                                 {"--d-ff", "4194305", "[1, 4194304]"},
+                                 {"--iterations", "16777217", "[1, 16777216]"},
+                                 {"--tokens", "1099511627777", "[0, 1099511627776]"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tu_result *r = tu_run("trace", "gen", "--pattern", "balanced", "--iterations", "5",
+                          bad[i][0], bad[i][1], "-o", P("x.npy"), NULL);
+    cr_assert_eq(r->code, 2, "%s %s: %s", bad[i][0], bad[i][1], r->err);
+    tu_one_line(r, "flexmoe trace gen: ", bad[i][0], bad[i][2], NULL);
   }
 }

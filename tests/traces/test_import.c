@@ -196,3 +196,28 @@ Test(import, a_rescale_over_the_memory_budget_is_refused_with_its_size) {
                err.msg);
   tr_close(&t);
 }
+
+/* Per-token expert ids beyond the experts range, or more choices per token
+ * than experts, are refused naming the range. */
+Test(import, expert_ids_beyond_the_physical_range_are_refused_naming_it) {
+  const char *in = P("ids-range.npy");
+  int32_t ids[2] = {3, 1048576};
+  tu_npy(in, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2, 1, 1), }", ids,
+         sizeof(ids));
+  tr_error err;
+  cr_assert_eq(tr_import_ids(in, 0, P("c.npy"), 0, &err), TR_EFORMAT);
+  cr_assert(strstr(err.msg, "expert id 1048576 is out of range: ids go from 0 to 1048575") != NULL,
+            "%s", err.msg);
+  int32_t k3[3] = {0, 1, -1};
+  tu_npy(in, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 1, 1, 3), }", k3,
+         sizeof(k3));
+  cr_assert_eq(tr_import_ids(in, 0, P("c.npy"), 0, &err), TR_ESHAPE);
+  cr_assert(strstr(err.msg, "3 expert choices per token but 2 experts") != NULL, "%s", err.msg);
+  cr_assert_eq(tr_import_ids(in, 3, P("c.npy"), 0, &err), TR_OK, "%s", err.msg);
+  static int32_t deep[4097];
+  tu_npy(in, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (4097, 1, 1), }", deep,
+         sizeof(deep));
+  cr_assert_eq(tr_import_axes(in, "LIE", P("c.npy"), 0, &err), TR_ESHAPE);
+  cr_assert(strstr(err.msg, "4097 layers: layers must be between 1 and 4096") != NULL, "%s",
+            err.msg);
+}

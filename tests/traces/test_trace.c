@@ -792,3 +792,96 @@ Test(trace, sidecar_numbers_at_the_ends_of_their_ranges_are_accepted) {
   cr_assert_eq(t.meta.tokens_per_rank, 32, "batch x seq / ranks when tokens_per_rank is 0");
   tr_close(&t);
 }
+
+/* The shape of a .npy trace is within the physical ranges, named in the
+ * message. */
+Test(trace, npy_shapes_beyond_the_physical_ranges_are_eshape_naming_the_range) {
+  static int32_t d[4097];
+  const char *p = P("deep.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 4097, 1, 1), }", d,
+         sizeof(d));
+  expect_err(p, TR_ESHAPE, 0);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "4097 layers: layers must be between 1 and 4096") != NULL, "%s",
+            err.msg);
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 4096, 1, 1), }", d,
+         4096 * 4);
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  tr_close(&t);
+}
+
+/* A header that claims more data than the file holds is refused from the
+ * header alone: the claimed shape, both sizes, nothing large allocated
+ * (a product that overflows 64 bits says "more than"). */
+Test(trace, npy_header_claiming_more_than_the_file_holds_is_etrunc_with_both_sizes) {
+  int32_t d[6] = {0};
+  const char *p = P("claims.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (16000000, 64, 64, 64), }", d,
+         sizeof(d));
+  tr_set_allocator(measuring_malloc, measuring_realloc, NULL);
+  largest_alloc = 0;
+  expect_err(p, TR_ETRUNC, 0);
+  tr_set_allocator(NULL, NULL, NULL);
+  cr_assert_lt(largest_alloc, (size_t)4096);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "claims shape (16000000, 64, 64, 64), 15.3 TiB (16777216000000 "
+                            "bytes) of data, but the file holds 24") != NULL,
+            "%s", err.msg);
+  tu_npy(p, 1,
+         "{'descr': '<i8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 2, 1), }",
+         d, sizeof(d));
+  expect_err(p, TR_ETRUNC, 0);
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "more than 16.0 EiB") != NULL, "%s", err.msg);
+}
+
+/* Issue 20, finding 1: the 20-byte line with iteration 10^9 is refused on
+ * its line by the iterations range, before any dense size is computed; so
+ * is every index beyond its dimension's range. */
+Test(trace, csv_indices_beyond_the_physical_ranges_are_eformat_naming_the_range) {
+  static const struct {
+    const char *line, *want;
+  } bad[] = {{"1000000000,0,0,0,1\n", "iteration 1000000000 is out of range: indices go from 0 "
+                                      "to 16777215 (iterations must be between 1 and 16777216)"},
+             {"16777216,0,0,0,1\n", "iteration 16777216 is out of range"},
+             {"0,4096,0,0,1\n", "layer 4096 is out of range: indices go from 0 to 4095"},
+             {"0,0,1048576,0,1\n", "rank 1048576 is out of range: indices go from 0 to 1048575"},
+             {"0,0,0,1048576,1\n", "expert 1048576 is out of range"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char text[128];
+    snprintf(text, sizeof(text), "iteration,layer,rank,expert,tokens\n%s", bad[i].line);
+    const char *p = P("ranges.csv");
+    tu_text(p, text);
+    expect_err(p, TR_EFORMAT, 2);
+    tr_trace t;
+    tr_error err;
+    tr_open(&t, p, &err);
+    cr_assert(strstr(err.msg, bad[i].want) != NULL, "'%s' lacks '%s'", err.msg, bad[i].want);
+  }
+}
+
+/* The writer never writes what tr_open would refuse. */
+Test(writer, shapes_and_model_numbers_beyond_their_ranges_are_not_written) {
+  int64_t c[4] = {1, 2, 3, 4};
+  tr_error err;
+  tr_writer w;
+  cr_assert_eq(tr_writer_open(&w, P("w.npy"), 1, 4097, 1, 1, TR_INT32, NULL, &err), TR_EINVAL);
+  cr_assert(strstr(err.msg, "4097 layers: layers must be between 1 and 4096") != NULL, "%s",
+            err.msg);
+  tr_meta m = {.top_k = 5};
+  cr_assert_eq(tr_write_npy(P("w.npy"), c, 1, 1, 1, 4, &m, &err), TR_EINVAL);
+  cr_assert(strstr(err.msg, "top_k 5 is out of range: it must be between 1 and 4 (the experts)") !=
+                NULL,
+            "%s", err.msg);
+  m = (tr_meta){.tokens_per_rank = INT64_MAX};
+  cr_assert_eq(tr_write_npy(P("w.npy"), c, 1, 1, 1, 4, &m, &err), TR_EINVAL);
+  cr_assert(strstr(err.msg, "tokens_per_rank 9223372036854775807") != NULL, "%s", err.msg);
+  cr_assert_neq(access(P("w.npy"), F_OK), 0);
+  cr_assert_neq(access(P("w.json"), F_OK), 0);
+  m = (tr_meta){.top_k = 4, .d_model = 1 << 20, .tokens_per_rank = (int64_t)1 << 40};
+  cr_assert_eq(tr_write_npy(P("w.npy"), c, 1, 1, 1, 4, &m, &err), TR_OK, "%s", err.msg);
+}

@@ -49,7 +49,9 @@ typedef struct tr_fit {
 } tr_fit;
 
 /* Fits iterations [it0, it1) (it1 < 0: to the end) of t. seed: the
- * calibration stream. Errors: TR_EINVAL, TR_ENOMEM. */
+ * calibration stream. Errors: TR_ENOMEM; TR_EINVAL for fewer than 12
+ * iterations or tokens per rank (the sidecar's, else the mean slots per
+ * rank / top_k) outside the physical range (an all-zero trace). */
 int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_fit *f);
 void tr_fit_fini(tr_fit *f); /* accepts NULL and zeroed */
 
