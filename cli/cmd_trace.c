@@ -533,8 +533,18 @@ static int trace_gen(int argc, char **argv) {
                   pattern);
     goto done;
   }
-  if (fitpath && tr_fit_apply(&fit, &g, &owned)) {
-    rc = cli_fail(CLI_EFAIL, cmd, "%s: out of memory", fitpath);
+  if (fitpath && (c = tr_fit_apply(&fit, &g, &owned))) {
+    char need[32], have[32];
+    if (c == TR_EBUDGET)
+      rc = cli_fail(CLI_EFAIL, cmd,
+                    "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
+                    "than %s, the memory budget (--max-memory SIZE raises it; the generator "
+                    "alone needs %s)",
+                    fitpath, g.layers, g.ranks, g.experts,
+                    tr_format_size((double)tr_max_memory(g.max_memory), have, sizeof(have)),
+                    tr_format_size((double)tr_gen_memory(&g), need, sizeof(need)));
+    else
+      rc = cli_fail(CLI_EFAIL, cmd, "%s: out of memory", fitpath);
     goto done;
   }
   /* Second pass: model options on top of the pattern or fit. */

@@ -486,7 +486,11 @@ int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned) {
   if (!f || !c || !owned || c->layers < 1 || c->experts < 1)
     return TR_EINVAL;
   int L = c->layers, E = c->experts, FE = f->experts;
-  double *m = tr_malloc(((size_t)L * E + 5 * (size_t)L + (size_t)FE) * sizeof(double));
+  uint64_t bytes = tr_mul_sat(tr_mul_sat((uint64_t)L, (uint64_t)E) + 5 * (uint64_t)L + (uint64_t)FE,
+                              sizeof(double));
+  if (tr_add_sat(bytes, tr_gen_memory(c)) > tr_max_memory(c->max_memory))
+    return TR_EBUDGET; /* the model and the generator it feeds, over the budget */
+  double *m = tr_malloc((size_t)bytes);
   if (!m)
     return TR_ENOMEM;
   double *base = m, *scale = base + (size_t)L * E, *innov = scale + L, *phi = innov + L,

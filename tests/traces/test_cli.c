@@ -403,3 +403,24 @@ Test(cli, gen_flags_beyond_the_physical_ranges_exit_2_with_the_range) {
     tu_one_line(r, "flexmoe trace gen: ", bad[i][0], bad[i][2], NULL);
   }
 }
+
+/* trace gen --fit: the fitted model spread over the requested sizes (L x E
+ * doubles) counts with the generator's state against the budget, checked
+ * before either is allocated. */
+Test(cli, gen_from_a_fit_refuses_sizes_over_the_memory_budget) {
+  tu_cpu_limit_s = 20;
+  const char *fit = P("tiny-fit.json"), *out = P("fit-gen.npy");
+  tu_text(fit, "{\"layers\": 1, \"ranks\": 1, \"experts\": 2, \"top_k\": 1, "
+               "\"tokens_per_rank\": 8, \"iterations\": 20, \"per_layer\": [{\"scale\": 1, "
+               "\"innov\": 0.1, \"phi\": 0.9, \"rank_sigma\": 0, \"base\": [0.5, -0.5]}]}");
+  tu_result *r = tu_run("trace", "gen", "--fit", fit, "--iterations", "3", "--layers", "4096",
+                        "--experts", "1048576", "--max-memory", "1G", "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace gen: ", fit, "4096 layers x 1 ranks x 1048576 experts",
+              "1.00 GiB", "--max-memory", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  r = tu_run("trace", "gen", "--fit", fit, "--iterations", "3", "--max-memory", "1M", "-o", out,
+             NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  tu_cpu_limit_s = 0;
+}

@@ -176,3 +176,29 @@ Test(fit, fit_files_with_numbers_beyond_their_ranges_are_refused_naming_them) {
   cr_assert_eq(tr_fit_trace(&t, 0, -1, 1, &f), TR_EINVAL);
   tr_close(&t);
 }
+
+/* tr_fit_apply spreads the model over the generator's sizes (L x E
+ * doubles): with the generator's own state, checked against c's budget
+ * before allocating. */
+Test(fit, applying_a_fit_over_the_memory_budget_is_ebudget) {
+  tu_text(P("tiny-fit.json"), "{\"layers\": 1, \"ranks\": 1, \"experts\": 2, \"top_k\": 1, "
+                              "\"tokens_per_rank\": 8, \"iterations\": 20, \"per_layer\": "
+                              "[{\"scale\": 1, \"innov\": 0.1, \"phi\": 0.9, \"rank_sigma\": 0, "
+                              "\"base\": [0.5, -0.5]}]}");
+  tr_fit f;
+  tr_error err;
+  cr_assert_eq(tr_fit_load(&f, P("tiny-fit.json"), &err), TR_OK, "%s", err.msg);
+  tr_gen_config c;
+  tr_gen_defaults(&c);
+  c.layers = 4096;
+  c.experts = 1 << 20;
+  c.max_memory = (uint64_t)1 << 30;
+  double *owned = (double *)&c; /* untouched on error */
+  cr_assert_eq(tr_fit_apply(&f, &c, &owned), TR_EBUDGET);
+  cr_assert_eq(owned, (double *)&c);
+  c.layers = 2;
+  c.experts = 4;
+  cr_assert_eq(tr_fit_apply(&f, &c, &owned), TR_OK);
+  tr_free(owned);
+  tr_fit_fini(&f);
+}

@@ -66,7 +66,9 @@ int tr_fit_load(tr_fit *f, const char *path, tr_error *err);
  * profile's quantiles (sorted, interpolated, hottest first on ids 0, s, 2s,
  * ... mod E with a golden-ratio stride s coprime to E). When top_k or
  * tokens_per_rank are 0 in c, f's are used. *owned receives the arrays c
- * points to (free with tr_free after the generator is done).
+ * points to (free with tr_free after the generator is done). Errors:
+ * TR_EINVAL, TR_ENOMEM, TR_EBUDGET (those arrays and tr_gen_memory(c)
+ * exceed c->max_memory; nothing allocated).
  */
 int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned);
 
