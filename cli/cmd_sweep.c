@@ -274,7 +274,7 @@ static int store_trace_loads(sweep *sw, st_db *db) {
     tr_close(&tr);
     if (rc != ST_OK)
       return cli_fail(CLI_EFAIL, CMD, "%s: cannot store trace loads: %s",
-                      sw->db, st_strerror(rc));
+                      sw->db, rc == ST_ENOMEM ? st_strerror(rc) : st_errmsg(db));
   }
   return CLI_OK;
 }

@@ -665,6 +665,81 @@ Test(store, error_messages_cover_every_code) {
   cr_assert_str_eq(st_strerror(12345), "unknown store error");
 }
 
+/* Issue 20, finding 5: a write that does not fit (disk full; here the file
+ * size limit, which fails writes the same way without root) is named as
+ * such, not as the failed rollback that follows it, and leaves the
+ * database whole. */
+Test(store, a_full_disk_is_named_and_rolls_back_cleanly) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "before", 4);
+  st_close(db);
+  struct stat st;
+  cr_assert_eq(stat(dbpath, &st), 0);
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    /* Room for the WAL to hold a little more than the file has now. */
+    struct rlimit rl = {(rlim_t)st.st_size + 64 * 1024, (rlim_t)st.st_size + 64 * 1024};
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0 ||
+        st_open(&db, dbpath, ST_WRITE, NULL, 0) != ST_OK)
+      _exit(100);
+    char line[1200];
+    int code = ST_OK, k = 0;
+    for (; code == ST_OK && k < 200; k++) {
+      char key[32];
+      snprintf(key, sizeof(key), "k%d", k);
+      st_run_row rr = run_row("capacity", key);
+      st_run *r = NULL;
+      code = st_run_begin(db, &trace, &rr, &r);
+      for (int i = 0; code == ST_OK && i < 500; i++) {
+        st_iter_row it = iter_row(i);
+        code = st_run_iteration(r, &it);
+      }
+      if (code == ST_OK)
+        code = st_run_commit(r, NULL);
+      else
+        st_run_abort(r);
+    }
+    int n = snprintf(line, sizeof(line), "%d %d %s", code, st_errcode(db),
+                     st_errmsg(db));
+    if (write(fds[1], line, (size_t)n) != n)
+      _exit(101);
+    st_close(db);
+    _exit(0);
+  }
+  close(fds[1]);
+  char line[1200] = "";
+  ssize_t got = read(fds[0], line, sizeof(line) - 1);
+  close(fds[0]);
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+  cr_assert_gt(got, 0);
+  line[got] = '\0';
+  int code = 0, last = 0, off = 0;
+  cr_assert_eq(sscanf(line, "%d %d %n", &code, &last, &off), 2, "%s", line);
+  cr_assert_eq(code, ST_EFULL, "code %d (%s): %s", code, st_strerror(code), line);
+  cr_assert_eq(last, ST_EFULL);
+  cr_assert(strstr(line + off, "file size limit") && strstr(line + off, dbpath),
+            "message: %s", line + off);
+  cr_assert_null(strstr(line + off, "rollback"), "message: %s", line + off);
+  cr_assert_str_eq(st_strerror(ST_EFULL), "disk is full or the file size limit was reached");
+  /* Every committed run is whole, nothing of the failed one is there, and
+   * the database takes new runs once there is room again. */
+  size_t n = count_runs(dbpath);
+  cr_assert_geq(n, 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM iterations"), 4 + (int64_t)(n - 1) * 500);
+  cr_assert_eq(sql_int(dbpath, "SELECT quick_check = 'ok' FROM pragma_quick_check"), 1);
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "after", 2);
+  st_close(db);
+  cr_assert_eq(count_runs(dbpath), n + 1);
+}
+
 Test(store, a_second_writer_waits_for_the_first_then_proceeds) {
   st_db *a = NULL, *b = NULL;
   cr_assert_eq(st_open(&a, dbpath, ST_WRITE, NULL, 0), ST_OK);

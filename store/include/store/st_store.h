@@ -40,8 +40,11 @@ extern "C" {
   X(EVERSION, -5, "database schema is newer than this flexmoe")                \
   X(EREADONLY, -6, "database is read-only")                                    \
   X(ESQL, -7, "database error")                                                \
-  X(EBUSY, -8, "database is locked")                                           \
-  X(ENOTFOUND, -9, "no such row")
+  X(EBUSY, -8, "database is locked by another process")                       \
+  X(ENOTFOUND, -9, "no such row")                                              \
+  X(EFULL, -10, "disk is full or the file size limit was reached")             \
+  X(EIO, -11, "input/output error on the database file")                       \
+  X(ECORRUPT, -12, "database file is damaged")
 
 typedef enum st_err {
 #define ST_ERR_ENUM(name, value, msg) ST_##name = (value),
@@ -58,8 +61,12 @@ enum { ST_READ = 0, ST_WRITE = 1 };
  * gets a sentence naming the file and the problem. */
 int st_open(st_db **out, const char *path, int mode, char *errmsg, size_t errlen);
 void st_close(st_db *db);
-/* Last SQLite message, for diagnostics. */
+/* The sentence of the last failure on db (the cause, e.g. "disk is full or
+ * the file size limit was reached: File too large (disk I/O error)", not
+ * the rollback that followed it); SQLite's last message if nothing failed. */
 const char *st_errmsg(const st_db *db);
+/* The ST_ code of the last failure on db (ST_OK if none). */
+int st_errcode(const st_db *db);
 
 typedef struct st_trace_row {
   const char *path;
