@@ -98,6 +98,8 @@ struct st_db {
   int version;
   int busy_ms; /* the busy timeout, for the "locked" message */
   char *path;  /* as given to st_open, for messages */
+  int immutable;     /* read through immutable=1 (open_reader) */
+  struct stat ident; /* the file when it was opened immutable */
   st_run *open_run;
   sqlite3_stmt *q[NQ];
   int code;      /* ST_ code of the last failure (failed()), ST_OK if none */
@@ -483,15 +485,53 @@ static int check_path(const char *path, int mode, int *is_new, char *errmsg,
   return ST_OK;
 }
 
+/* Opens path for reading. Without a -wal file (no connection has the
+ * database open in WAL mode and none died mid-write: the last writer's close
+ * checkpoints and deletes it) and without a hot -journal, every committed row
+ * is in the file itself, and it is opened immutable: SQLite then creates no
+ * -wal or -shm file and takes no locks, so a read-only file in a read-only
+ * directory can be read, and nothing is left next to the database. With a
+ * -wal file, the ordinary read-only open reads the committed frames in it
+ * through the existing -wal and -shm. *immutable says which; *ident is the
+ * file's identity at open, for changed_under_us(). An SQLite result code. */
+static int open_reader(const char *path, sqlite3 **h, int *immutable,
+                       struct stat *ident) {
+  char side[4200];
+  struct stat st;
+  snprintf(side, sizeof(side), "%s-wal", path);
+  int wal = stat(side, &st) == 0;
+  snprintf(side, sizeof(side), "%s-journal", path);
+  int journal = stat(side, &st) == 0 && st.st_size > 0;
+  *immutable = !wal && !journal && stat(path, ident) == 0;
+  if (!*immutable)
+    return sqlite3_open_v2(path, h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  /* file: URI of the path; '%', '?' and '#' escaped */
+  char uri[3 * 4096 + 64];
+  size_t n = (size_t)snprintf(uri, sizeof(uri), "file:%s",
+                              path[0] == '/' ? "//" : "");
+  for (const char *c = path; *c && n + 4 < sizeof(uri); c++) {
+    if (*c == '%' || *c == '?' || *c == '#')
+      n += (size_t)snprintf(uri + n, sizeof(uri) - n, "%%%02X", (unsigned char)*c);
+    else
+      uri[n++] = *c;
+  }
+  snprintf(uri + n, sizeof(uri) - n, "?mode=ro&immutable=1");
+  return sqlite3_open_v2(uri, h,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+                             SQLITE_OPEN_NOMUTEX,
+                         NULL);
+}
+
 /* Step 3: application_id, user_version and emptiness through a read-only
  * connection. *fresh = 1 for an SQLite file with no schema at all. */
 static int check_identity(const char *path, int *fresh, char *errmsg,
                           size_t errlen) {
   sqlite3 *h = NULL;
   int64_t app = 0, ver = 0, tables = 0;
-  int rc = map_rc(
-      sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      NULL));
+  int immutable = 0;
+  struct stat ident;
+  int rc = map_rc(open_reader(path, &h, &immutable, &ident));
   if (rc == ST_OK) {
     sqlite3_busy_timeout(h, BUSY_TIMEOUT_MS);
     rc = map_rc(query_int_raw(h, "PRAGMA application_id", &app));
@@ -602,10 +642,13 @@ int st_open(st_db **out, const char *path, int mode, char *errmsg,
     free(db);
     return ST_ENOMEM;
   }
-  int flags = SQLITE_OPEN_NOMUTEX |
-              (mode == ST_WRITE ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                                : SQLITE_OPEN_READONLY);
-  rc = map_rc(sqlite3_open_v2(path, &db->h, flags, NULL));
+  if (mode == ST_WRITE)
+    rc = map_rc(sqlite3_open_v2(
+        path, &db->h,
+        SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+        NULL));
+  else
+    rc = map_rc(open_reader(path, &db->h, &db->immutable, &db->ident));
   if (rc != ST_OK) {
     say(errmsg, errlen, "%s: cannot open database: %s", path,
         db->h ? sqlite3_errmsg(db->h) : "out of memory");
@@ -944,6 +987,30 @@ void st_run_abort(st_run *r) {
   free(r);
 }
 
+/* For a connection opened immutable (open_reader): whether the file changed
+ * since, i.e. a writer opened the database meanwhile and checkpointed into
+ * it (or wrote it in rollback-journal mode), so that what was just read may
+ * mix two states. Then records ST_EBUSY with a sentence that says to read
+ * again; otherwise returns rc. The window is the few milliseconds of a read:
+ * a writer's commits go to its -wal file, and the file itself only changes
+ * at a checkpoint (at 1,000 pages of WAL, or when the last writer closes). */
+static int changed_under_us(st_db *db, int rc) {
+  struct stat now;
+  if (!db->immutable)
+    return rc;
+  if (stat(db->path, &now) == 0 && now.st_ino == db->ident.st_ino &&
+      now.st_dev == db->ident.st_dev && now.st_size == db->ident.st_size &&
+      now.st_mtim.tv_sec == db->ident.st_mtim.tv_sec &&
+      now.st_mtim.tv_nsec == db->ident.st_mtim.tv_nsec)
+    return rc;
+  snprintf(db->msg, sizeof(db->msg),
+           "%.400s changed while it was being read (another process wrote to "
+           "it): read it again",
+           db->path);
+  db->code = ST_EBUSY;
+  return ST_EBUSY;
+}
+
 int st_run_exists(st_db *db, const char *config_key, int *exists) {
   if (!db || !config_key || !exists)
     return ST_EINVAL;
@@ -954,7 +1021,9 @@ int st_run_exists(st_db *db, const char *config_key, int *exists) {
   int rc = sqlite3_step(s);
   sqlite3_reset(s);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return failed(db, rc);
+    return changed_under_us(db, failed(db, rc));
+  if (changed_under_us(db, ST_OK) != ST_OK)
+    return db->code;
   *exists = rc == SQLITE_ROW;
   return ST_OK;
 }
@@ -1051,7 +1120,12 @@ int st_validation_add(st_db *db, const st_validation_row *v, int64_t *id) {
 int st_validations_count(st_db *db, int64_t *n) {
   if (!db || !n)
     return ST_EINVAL;
-  return query_int(db, "SELECT count(*) FROM validations", n);
+  int64_t v = 0;
+  int rc = changed_under_us(
+      db, query_int(db, "SELECT count(*) FROM validations", &v));
+  if (rc == ST_OK)
+    *n = v;
+  return rc;
 }
 
 /* ---- queries ---- */
@@ -1148,6 +1222,7 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
   if (rc == ST_OK && step != SQLITE_DONE)
     rc = failed(db, step);
   sqlite3_finalize(s);
+  rc = changed_under_us(db, rc);
   if (rc != ST_OK) {
     free(out);
     return rc;
@@ -1195,6 +1270,7 @@ int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
   if (rc == ST_OK && step != SQLITE_DONE)
     rc = failed(db, step);
   sqlite3_finalize(s);
+  rc = changed_under_us(db, rc);
   if (rc != ST_OK) {
     free(out);
     return rc;

@@ -740,6 +740,63 @@ Test(store, a_full_disk_is_named_and_rolls_back_cleanly) {
   cr_assert_eq(count_runs(dbpath), n + 1);
 }
 
+static int exists_file(const char *path, const char *ext) {
+  char f[400];
+  snprintf(f, sizeof(f), "%s%s", path, ext);
+  return access(f, F_OK) == 0;
+}
+
+/* Issue 20, finding 7: reading creates no -wal/-shm files (a read-only
+ * directory can be read, nothing is left behind) and still sees what a
+ * writer that has the database open has committed into its WAL. */
+Test(store, reading_creates_no_files_and_sees_an_open_writers_commits) {
+  st_db *w = NULL, *r = NULL;
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "static", "a", 2);
+  st_close(w);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"));
+  cr_assert_eq(st_open(&r, dbpath, ST_READ, NULL, 0), ST_OK);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"),
+            "opening for reading created SQLite's side files");
+  cr_assert_eq(count_runs(dbpath), 1);
+  st_close(r);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"),
+            "reading left SQLite's side files");
+  /* A writer keeps the database open: its commit is in the WAL only. */
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "capacity", "b", 2);
+  cr_assert(exists_file(dbpath, "-wal"));
+  cr_assert_eq(count_runs(dbpath), 2);
+  st_close(w);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"));
+}
+
+/* A reader opened without the WAL machinery (immutable) reads the file
+ * itself; a writer that comes and checkpoints into it meanwhile is noticed,
+ * not read as a mix of two states. */
+Test(store, a_reader_notices_a_checkpoint_under_it) {
+  st_db *w = NULL, *r = NULL;
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "static", "a", 2);
+  st_close(w);
+  cr_assert_eq(st_open(&r, dbpath, ST_READ, NULL, 0), ST_OK);
+  st_run_summary *rows = NULL;
+  size_t n = 0;
+  cr_assert_eq(st_runs_list(r, NULL, &rows, &n), ST_OK);
+  cr_assert_eq(n, 1);
+  free(rows);
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "capacity", "b", 2);
+  st_close(w); /* the last connection it knows of: checkpoints into the file */
+  rows = NULL;
+  cr_assert_eq(st_runs_list(r, NULL, &rows, &n), ST_EBUSY);
+  cr_assert_null(rows);
+  cr_assert(strstr(st_errmsg(r), "changed while it was being read"), "%s",
+            st_errmsg(r));
+  st_close(r);
+  cr_assert_eq(count_runs(dbpath), 2);
+}
+
 Test(store, a_second_writer_waits_for_the_first_then_proceeds) {
   st_db *a = NULL, *b = NULL;
   cr_assert_eq(st_open(&a, dbpath, ST_WRITE, NULL, 0), ST_OK);
