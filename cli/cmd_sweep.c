@@ -64,7 +64,8 @@ static const char help[] =
     "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
     "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
     "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
-    "                     [--plan-moves] [--jobs J] [--db FILE] [--quiet]\n"
+    "                     [--plan-moves] [--jobs J] [--db FILE] [--lock-wait S]\n"
+    "                     [--quiet]\n"
     "\n"
     "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
     "policies and stores each as one run (one transaction) in the database.\n"
@@ -87,6 +88,8 @@ static const char help[] =
     "                    default a sweep stores each plan's move count and bytes\n"
     "  --jobs J          worker processes (default 1)\n"
     "  --db FILE         results database (default flexmoe.db)\n"
+    "  --lock-wait S     seconds to wait while another process writes the\n"
+    "                    database, 0 to 3600 (default 30); then it fails\n"
     "  --quiet           no progress bar\n"
     "\n"
     "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
@@ -124,6 +127,7 @@ typedef struct sweep {
   int gpus_per_node;
   long jobs;
   const char *db;
+  long lock_wait_s; /* busy timeout of the database, seconds */
   int quiet;
   /* grid */
   point *points;
@@ -588,6 +592,12 @@ static int open_db(const sweep *sw, st_db **db) {
   char msg[1024];
   if (st_open(db, sw->db, ST_WRITE, msg, sizeof(msg)) != ST_OK)
     return cli_fail(CLI_EFAIL, CMD, "%s", msg);
+  if (st_busy_timeout(*db, (int)(sw->lock_wait_s * 1000)) != ST_OK) {
+    int rc = cli_fail(CLI_EFAIL, CMD, "%s: %s", sw->db, st_errmsg(*db));
+    st_close(*db);
+    *db = NULL;
+    return rc;
+  }
   return CLI_OK;
 }
 
@@ -745,6 +755,7 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
       {"iterations", required_argument, NULL, 'i'},
       {"jobs", required_argument, NULL, 'j'},
       {"db", required_argument, NULL, 'd'},
+      {"lock-wait", required_argument, NULL, 'W'},
       {"gpus-per-node", required_argument, NULL, 'G'},
       {"d-model", required_argument, NULL, 'M'},
       {"d-ff", required_argument, NULL, 'F'},
@@ -761,6 +772,7 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
   sw->base.plan_moves = 0;
   sw->jobs = 1;
   sw->db = "flexmoe.db";
+  sw->lock_wait_s = 30;
   int c;
   long v;
   opterr = 0;
@@ -798,6 +810,9 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
       break;
     case 'd':
       sw->db = optarg;
+      break;
+    case 'W':
+      rc = cli_parse_long(CMD, "--lock-wait", optarg, 0, 3600, &sw->lock_wait_s);
       break;
     case 'G':
       rc = cli_parse_long(CMD, "--gpus-per-node", optarg, 1, 1024, &v);

@@ -523,6 +523,15 @@ static int open_reader(const char *path, sqlite3 **h, int *immutable,
                          NULL);
 }
 
+static int say_newer(char *errmsg, size_t errlen, const char *path,
+                     int64_t ver) {
+  say(errmsg, errlen,
+      "%s: the database is newer than this flexmoe (schema version %" PRId64
+      "; this flexmoe reads versions 1 to %d): use a newer flexmoe",
+      path, ver, ST_SCHEMA_VERSION);
+  return ST_EVERSION;
+}
+
 /* Step 3: application_id, user_version and emptiness through a read-only
  * connection. *fresh = 1 for an SQLite file with no schema at all. */
 static int check_identity(const char *path, int *fresh, char *errmsg,
@@ -564,29 +573,29 @@ static int check_identity(const char *path, int *fresh, char *errmsg,
         path, app);
     return ST_ENOTDB;
   }
-  if (ver > ST_SCHEMA_VERSION) {
-    say(errmsg, errlen,
-        "%s: database schema version %" PRId64
-        " is newer than this flexmoe understands (%d): use a newer flexmoe",
-        path, ver, ST_SCHEMA_VERSION);
-    return ST_EVERSION;
-  }
+  if (ver > ST_SCHEMA_VERSION)
+    return say_newer(errmsg, errlen, path, ver);
   return ST_OK;
 }
 
 /* Step 4: runs the missing migration steps in one IMMEDIATE transaction. */
 static int migrate(st_db *db, const char *path, char *errmsg, size_t errlen) {
-  int64_t ver = 0;
+  /* Up to date (the common case): no transaction, so opening does not wait
+   * for another process's write lock; the first write will, with the
+   * caller's busy timeout. */
+  int64_t ver = 0, app = 0;
+  if (query_int(db, "PRAGMA user_version", &ver) == ST_OK &&
+      query_int(db, "PRAGMA application_id", &app) == ST_OK &&
+      ver == ST_SCHEMA_VERSION && app == ST_APPLICATION_ID) {
+    db->version = ST_SCHEMA_VERSION;
+    return ST_OK;
+  }
   int rc = exec(db, "BEGIN IMMEDIATE");
   if (rc == ST_OK)
     rc = query_int(db, "PRAGMA user_version", &ver);
   if (rc == ST_OK && ver > ST_SCHEMA_VERSION) {
     rollback(db);
-    say(errmsg, errlen,
-        "%s: database schema version %" PRId64
-        " is newer than this flexmoe understands (%d)",
-        path, ver, ST_SCHEMA_VERSION);
-    return ST_EVERSION;
+    return say_newer(errmsg, errlen, path, ver);
   }
   for (int i = 0; rc == ST_OK && i < NMIGRATIONS; i++) {
     if (migrations[i].version <= ver)

@@ -518,3 +518,72 @@ Test(sweep, a_full_disk_is_named_and_the_stored_points_stay_whole) {
   drop(&s);
   cr_assert_eq(sql_int(db, "SELECT quick_check = 'ok' FROM pragma_quick_check"), 1);
 }
+
+/* Issue 20, what to build 4: a database that another process holds a write
+ * transaction on is named as locked by another process after --lock-wait,
+ * not after a hang. */
+Test(sweep, a_locked_database_is_named_after_the_lock_wait) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "locked.db");
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  sqlite3 *other = NULL;
+  cr_assert_eq(sqlite3_open(db, &other), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  const char *extra[] = {"--lock-wait", "1", NULL};
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int rc = sweep_run(&out, &err, db, "8,16", "1", extra);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_close(other);
+  cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+  cr_assert(strstr(err, db) && strstr(err, "locked by another process"), "%s", err);
+  cr_assert(took >= 1.0 && took < 20.0, "took %.2f s", took);
+  free(out);
+  free(err);
+  /* --lock-wait is checked like every other number. */
+  const char *bad[] = {"--lock-wait", "4000", NULL};
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", bad), 2);
+  cr_assert(strstr(err, "--lock-wait") && strstr(err, "3600"), "%s", err);
+  free(out);
+  free(err);
+}
+
+/* A database written by a newer flexmoe (schema above this build's) is
+ * refused by sweep and report alike, untouched, with a message saying so. */
+Test(sweep, a_newer_database_is_refused_by_sweep_and_report) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "newer.db");
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  sqlite3 *h = NULL;
+  cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(h, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(h);
+  struct stat st;
+  cr_assert_eq(stat(db, &st), 0);
+  size_t blen = (size_t)st.st_size;
+  char *before = read_all(db);
+  cr_assert_eq(sweep_run(&out, &err, db, "8,16", "1", NULL), 1);
+  cr_assert(strstr(err, db) && strstr(err, "newer than this flexmoe"), "%s", err);
+  free(out);
+  free(err);
+  const char *argv[] = {flexmoe_bin(), "report", "--db", db, NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)argv, &out, &err), 1);
+  cr_assert(strstr(err, "flexmoe report: ") == err && strstr(err, "newer than this flexmoe"),
+            "%s", err);
+  free(out);
+  free(err);
+  cr_assert_eq(stat(db, &st), 0);
+  cr_assert_eq((size_t)st.st_size, blen);
+  char *after = read_all(db);
+  cr_assert_eq(memcmp(before, after, blen), 0, "the database changed");
+  free(before);
+  free(after);
+}
