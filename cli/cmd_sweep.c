@@ -135,6 +135,7 @@ typedef struct sweep {
   int *order; /* largest clusters first: the longest points start early */
   /* progress */
   int total_pending, done, failed;
+  int elsewhere; /* pending points another process stored meanwhile */
   double t0;
   int bar; /* progress bar on stderr */
 } sweep;
@@ -288,7 +289,7 @@ static int store_trace_loads(sweep *sw, st_db *db) {
 static void progress(sweep *sw) {
   if (!sw->bar)
     return;
-  int n = sw->done + sw->failed, total = sw->total_pending;
+  int n = sw->done + sw->failed + sw->elsewhere, total = sw->total_pending;
   double el = now_s() - sw->t0;
   int width = 30, fill = total ? n * width / total : width;
   char bar[64];
@@ -323,6 +324,13 @@ static int record_packed(sweep *sw, st_db *db, const point *pt, const void *buf,
   int64_t id = 0;
   int rc = cli_sim_record(db, o, &id, msg, sizeof(msg));
   cli_sim_output_free(o);
+  if (rc != 0 && st_errcode(db) == ST_EEXISTS) {
+    /* Another sweep on this database stored the point first: the claim and
+     * the insert are one transaction, so it is stored once. */
+    sw->elsewhere++;
+    progress(sw);
+    return CLI_OK;
+  }
   if (rc != 0) {
     if (sw->bar)
       fputc('\n', stderr);
@@ -416,10 +424,25 @@ typedef struct worker {
   int busy; /* point index in flight, or -1 */
 } worker;
 
-static int next_pending(const sweep *sw, int *cursor) {
-  while (*cursor < sw->npoints && !sw->points[sw->order[*cursor]].pending)
-    (*cursor)++;
-  return *cursor < sw->npoints ? sw->order[(*cursor)++] : -1;
+/* Whether another process stored pt since the sweep started (a second
+ * sweep on the same database): then it is not computed again. A failed
+ * check says no; recording settles it (ST_EEXISTS). */
+static int stored_elsewhere(sweep *sw, st_db *db, const point *pt) {
+  int exists = 0;
+  if (st_run_exists(db, pt->key, &exists) != ST_OK || !exists)
+    return 0;
+  sw->elsewhere++;
+  progress(sw);
+  return 1;
+}
+
+static int next_pending(sweep *sw, st_db *db, int *cursor) {
+  while (*cursor < sw->npoints) {
+    int idx = sw->order[(*cursor)++];
+    if (sw->points[idx].pending && !stored_elsewhere(sw, db, &sw->points[idx]))
+      return idx;
+  }
+  return -1;
 }
 
 static int give(worker *w, int idx) {
@@ -480,7 +503,7 @@ static int start_workers(const sweep *sw, worker *ws, int n) {
 static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
   int cursor = 0, inflight = 0, rc = CLI_OK;
   for (int i = 0; i < n; i++) {
-    int idx = next_pending(sw, &cursor);
+    int idx = next_pending(sw, db, &cursor);
     if (idx < 0)
       break;
     if (give(&ws[i], idx))
@@ -529,7 +552,7 @@ static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
         point_failed(sw, pt, (const char *)buf);
       }
       free(buf);
-      int idx = rc == CLI_OK ? next_pending(sw, &cursor) : -1;
+      int idx = rc == CLI_OK ? next_pending(sw, db, &cursor) : -1;
       if (idx >= 0) {
         if (give(&ws[i], idx) == 0) {
           inflight++;
@@ -546,7 +569,7 @@ static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
 
 static int run_inline(sweep *sw, st_db *db) {
   for (int i = 0; i < sw->npoints; i++) {
-    if (!sw->points[i].pending)
+    if (!sw->points[i].pending || stored_elsewhere(sw, db, &sw->points[i]))
       continue;
     void *buf = NULL;
     size_t len = 0;
@@ -588,11 +611,17 @@ static int mark_pending(sweep *sw, st_db *db, int *skipped) {
   return CLI_OK;
 }
 
+/* Opens the database for recording: waits --lock-wait for other writers,
+ * and a point another process stored first is counted, not stored again
+ * (ST_DUP_KEEP). Says what opening did (a migration's notice). */
 static int open_db(const sweep *sw, st_db **db) {
   char msg[1024];
   if (st_open(db, sw->db, ST_WRITE, msg, sizeof(msg)) != ST_OK)
     return cli_fail(CLI_EFAIL, CMD, "%s", msg);
-  if (st_busy_timeout(*db, (int)(sw->lock_wait_s * 1000)) != ST_OK) {
+  if (st_notice(*db)[0])
+    fprintf(stderr, "flexmoe %s: note: %s\n", CMD, st_notice(*db));
+  if (st_busy_timeout(*db, (int)(sw->lock_wait_s * 1000)) != ST_OK ||
+      st_on_duplicate(*db, ST_DUP_KEEP) != ST_OK) {
     int rc = cli_fail(CLI_EFAIL, CMD, "%s: %s", sw->db, st_errmsg(*db));
     st_close(*db);
     *db = NULL;
@@ -614,7 +643,10 @@ static void summary(const sweep *sw, int skipped, int workers, int ranks) {
          sw->npolicies == 1 ? "y" : "ies",
          unique < sw->npoints ? " after removing duplicates" : "");
   printf("  computed %d, already in %s %d, failed %d\n", sw->done, sw->db,
-         skipped, sw->failed);
+         skipped + sw->elsewhere, sw->failed);
+  if (sw->elsewhere)
+    printf("  (%d of them stored by another process while this sweep ran)\n",
+           sw->elsewhere);
   if (ranks > 1)
     printf("  wall %.2f s on %d MPI ranks\n", wall, ranks);
   else

@@ -60,6 +60,7 @@ enum {
   Q_CLUSTER_INSERT,
   Q_RUN_EXISTS,
   Q_LOAD_INSERT,
+  Q_RUN_SUPERSEDE,
   NQ
 };
 
@@ -90,6 +91,8 @@ static const char *const query_sql[NQ] = {
                      "'complete' LIMIT 1",
     [Q_LOAD_INSERT] = "INSERT INTO trace_loads(trace_id, iteration, layer, "
                       "expert, tokens) VALUES(?,?,?,?,?)",
+    [Q_RUN_SUPERSEDE] = "UPDATE runs SET status = 'superseded' WHERE "
+                        "config_key = ? AND status = 'complete'",
 };
 
 struct st_db {
@@ -98,6 +101,8 @@ struct st_db {
   int version;
   int busy_ms; /* the busy timeout, for the "locked" message */
   char *path;  /* as given to st_open, for messages */
+  int on_duplicate;  /* ST_DUP_SUPERSEDE or ST_DUP_KEEP (st_run_begin) */
+  char notice[256];  /* what opening did that the user should know */
   int immutable;     /* read through immutable=1 (open_reader) */
   struct stat ident; /* the file when it was opened immutable */
   st_run *open_run;
@@ -197,6 +202,24 @@ static const char schema_v2[] =
     "  balance REAL, time_ms REAL,"
     "  PRIMARY KEY(run_id, iteration, layer)) WITHOUT ROWID;";
 
+/* Version 3: one complete run per configuration. Before it, nothing stopped
+ * two sweeps started together on one database from both storing every point
+ * (each checked the key, computed, and inserted). Existing duplicates keep
+ * their latest complete run, the one `flexmoe report` already counted, and
+ * the earlier ones become 'superseded' (kept, not deleted: validations may
+ * point at them); st_open says how many (st_notice). The partial unique index
+ * then makes a second complete run of a configuration impossible, whatever
+ * the writer; st_run_begin checks first, inside its IMMEDIATE transaction. */
+#define V3_DUPLICATES                                                          \
+  "FROM runs WHERE status = 'complete' AND config_key <> '' AND id NOT IN "   \
+  "(SELECT max(id) FROM runs WHERE status = 'complete' AND config_key <> '' " \
+  "GROUP BY config_key)"
+static const char schema_v3[] =
+    "UPDATE runs SET status = 'superseded' WHERE id IN (SELECT id " V3_DUPLICATES
+    ");"
+    "CREATE UNIQUE INDEX runs_complete_config ON runs(config_key) "
+    "WHERE status = 'complete' AND config_key <> '';";
+
 typedef struct st_migration {
   int version; /* user_version after this step */
   const char *sql;
@@ -205,6 +228,7 @@ typedef struct st_migration {
 static const st_migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2},
+    {3, schema_v3},
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == ST_SCHEMA_VERSION,
@@ -600,6 +624,16 @@ static int migrate(st_db *db, const char *path, char *errmsg, size_t errlen) {
   for (int i = 0; rc == ST_OK && i < NMIGRATIONS; i++) {
     if (migrations[i].version <= ver)
       continue;
+    int64_t dups = 0;
+    if (migrations[i].version == 3 &&
+        (rc = query_int(db, "SELECT count(*) " V3_DUPLICATES, &dups)) != ST_OK)
+      break;
+    if (dups > 0)
+      snprintf(db->notice, sizeof(db->notice),
+               "%s: %" PRId64 " run%s stored twice under one configuration "
+               "(before schema version 3) marked 'superseded'; the latest "
+               "complete run of each configuration is kept",
+               path, dups, dups == 1 ? "" : "s");
     rc = exec(db, migrations[i].sql);
     if (rc == ST_OK) {
       char sql[64];
@@ -618,6 +652,7 @@ static int migrate(st_db *db, const char *path, char *errmsg, size_t errlen) {
   if (rc != ST_OK) {
     say(errmsg, errlen, "%s: cannot set up the schema: %s", path, db->msg);
     rollback(db);
+    db->notice[0] = '\0';
     return rc;
   }
   db->version = ST_SCHEMA_VERSION;
@@ -854,6 +889,37 @@ int st_trace_loads_put(st_db *db, int64_t trace_id, int64_t it_begin,
 
 /* ---- runs ---- */
 
+/* Inside st_run_begin's transaction: makes room for a complete run of
+ * config_key, or says it is taken (ST_EEXISTS, with ST_DUP_KEEP). */
+static int claim(st_db *db, const char *config_key) {
+  int exists = 0;
+  int rc = st_run_exists(db, config_key, &exists);
+  if (rc != ST_OK || !exists)
+    return rc;
+  if (db->on_duplicate == ST_DUP_KEEP) {
+    snprintf(db->msg, sizeof(db->msg),
+             "a complete run of this configuration is already stored "
+             "(config_key %.300s)",
+             config_key);
+    db->code = ST_EEXISTS;
+    return ST_EEXISTS;
+  }
+  sqlite3_stmt *s = stmt(db, Q_RUN_SUPERSEDE);
+  if (!s)
+    return db->code;
+  bind_text(s, 1, config_key);
+  return step_done(db, s);
+}
+
+int st_on_duplicate(st_db *db, int what) {
+  if (!db || (what != ST_DUP_SUPERSEDE && what != ST_DUP_KEEP))
+    return ST_EINVAL;
+  db->on_duplicate = what;
+  return ST_OK;
+}
+
+const char *st_notice(const st_db *db) { return db ? db->notice : ""; }
+
 int st_run_begin(st_db *db, const st_trace_row *trace, const st_run_row *run,
                  st_run **out) {
   if (!run || !out || !run->kind || !run->policy || run->gpus <= 0 ||
@@ -868,8 +934,11 @@ int st_run_begin(st_db *db, const st_trace_row *trace, const st_run_row *run,
     free(r);
     return rc;
   }
+  const char *status = run->status ? run->status : "complete";
+  if (run->config_key && *run->config_key && strcmp(status, "complete") == 0)
+    rc = claim(db, run->config_key);
   int64_t trace_id = 0, cluster_id = 0;
-  if (trace)
+  if (rc == ST_OK && trace)
     rc = trace_upsert(db, trace, &trace_id);
   if (rc == ST_OK)
     rc = cluster_upsert(db, run->cluster ? run->cluster : "", run->cluster_json,
@@ -891,7 +960,7 @@ int st_run_begin(st_db *db, const st_trace_row *trace, const st_run_row *run,
     bind_text(s, 10, run->code_version);
     sqlite3_bind_double(s, 11, run->started);
     sqlite3_bind_double(s, 12, run->finished);
-    bind_text(s, 13, run->status ? run->status : "complete");
+    bind_text(s, 13, status);
     bind_text(s, 14, run->config_key);
     rc = step_done(db, s);
   }

@@ -800,6 +800,78 @@ Test(store, a_reader_notices_a_checkpoint_under_it) {
   cr_assert_eq(count_runs(dbpath), 2);
 }
 
+/* Issue 20, finding 8: one complete run per configuration. A version-2
+ * database that has duplicates (two sweeps at once stored them) keeps the
+ * latest of each, says so, and then refuses a second complete run of a key
+ * (raw SQL included); st_run_begin supersedes by default and keeps the
+ * stored run with ST_DUP_KEEP. */
+Test(store, one_complete_run_per_configuration_and_old_duplicates_are_superseded) {
+  char sql[256];
+  sql_exec(dbpath, st_migration_sql(1));
+  sql_exec(dbpath, st_migration_sql(2));
+  snprintf(sql, sizeof(sql), "PRAGMA user_version = 2; PRAGMA application_id = %d;",
+           ST_APPLICATION_ID);
+  sql_exec(dbpath, sql);
+  sql_exec(dbpath,
+           "INSERT INTO runs(kind, policy, gpus, seed, status, config_key) VALUES"
+           "('sim', 'static', 8, 1, 'complete', 'dup'),"
+           "('sim', 'static', 8, 1, 'complete', 'solo'),"
+           "('sim', 'static', 8, 1, 'complete', 'dup'),"
+           "('sim', 'static', 8, 1, 'complete', NULL),"
+           "('sim', 'static', 8, 1, 'complete', NULL),"
+           "('sim', 'static', 8, 1, 'complete', ''),"
+           "('sim', 'static', 8, 1, 'complete', ''),"
+           "('sim', 'static', 8, 1, 'complete', 'dup');"
+           "INSERT INTO iterations(run_id, iteration, time_ms) VALUES"
+           "(1, 0, 40.0), (3, 0, 30.0), (8, 0, 20.0);"
+           "INSERT INTO validations(predicted_run, measured_run) VALUES(1, 3);");
+  st_db *db = NULL;
+  char msg[512] = "";
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_OK, "%s", msg);
+  cr_assert_eq(st_schema_version(db), 3);
+  cr_assert(strstr(st_notice(db), dbpath) && strstr(st_notice(db), "2 runs") &&
+                strstr(st_notice(db), "superseded"),
+            "notice: %s", st_notice(db));
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT group_concat(id) FROM runs WHERE "
+                               "config_key = 'dup' AND status = 'complete'"),
+               8, "the latest run of a configuration is kept");
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM runs WHERE status = 'superseded'"), 2);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM iterations"), 3, "nothing deleted");
+  cr_assert_eq(count_runs(dbpath), 6, "dup, solo, two without a key, two with ''");
+  /* Opening again says nothing. */
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  cr_assert_str_eq(st_notice(db), "");
+  /* The schema itself refuses a second complete run of a key... */
+  sqlite3 *h = NULL;
+  cr_assert_eq(sqlite3_open(dbpath, &h), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(h,
+                            "INSERT INTO runs(kind, policy, gpus, seed, status, "
+                            "config_key) VALUES('sim', 'x', 8, 1, 'complete', 'solo')",
+                            NULL, NULL, NULL),
+               SQLITE_CONSTRAINT);
+  sqlite3_close(h);
+  /* ...st_run_begin keeps the stored one when asked, writing nothing... */
+  cr_assert_eq(st_on_duplicate(db, ST_DUP_KEEP), ST_OK);
+  st_run_row rr = run_row("static", "solo");
+  st_run *r = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_EEXISTS);
+  cr_assert_null(r);
+  cr_assert_eq(st_errcode(db), ST_EEXISTS);
+  cr_assert(strstr(st_errmsg(db), "already stored"), "%s", st_errmsg(db));
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM traces"), 0, "nothing written");
+  /* ...and by default the new run supersedes it. */
+  cr_assert_eq(st_on_duplicate(db, ST_DUP_SUPERSEDE), ST_OK);
+  int64_t id = write_run(db, "static", "solo", 2);
+  cr_assert_eq(st_on_duplicate(db, 7), ST_EINVAL);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT id FROM runs WHERE config_key = 'solo' "
+                               "AND status = 'complete'"),
+               id);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM runs WHERE config_key = 'solo'"), 2);
+  cr_assert_eq(count_runs(dbpath), 6);
+}
+
 static double mono_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -587,3 +587,73 @@ Test(sweep, a_newer_database_is_refused_by_sweep_and_report) {
   free(before);
   free(after);
 }
+
+/* "computed N, already in DB M" of a sweep's summary. */
+static void counts_of(const char *out, int *computed, int *already) {
+  const char *p = strstr(out, "computed ");
+  cr_assert_not_null(p, "%s", out);
+  cr_assert_eq(sscanf(p, "computed %d", computed), 1, "%s", out);
+  p = strstr(p, "already in ");
+  cr_assert_not_null(p, "%s", out);
+  const char *num = strstr(p, ".db ");
+  cr_assert_not_null(num, "%s", out);
+  cr_assert_eq(sscanf(num + 4, "%d", already), 1, "%s", out);
+}
+
+/* Issue 20, finding 8: two identical sweeps started at once on one database
+ * stored every point twice (both found it missing, both computed, both
+ * inserted). Now the claim and the insert are one transaction over a unique
+ * key: each point is stored once, and each sweep counts the other's. */
+Test(sweep, two_sweeps_at_once_store_every_point_once) {
+  need_sample();
+  char db[300];
+  db_path(db, sizeof(db), "twice.db");
+  const size_t total = 4 * 3 * 2;
+  const char *argv[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                        "static", "--policy", "capacity", "--gpus", "8,16,32,64",
+                        "--seeds", "1,2,3", "--iterations", "0:50", "--jobs", "1",
+                        "--db", db, "--quiet", NULL};
+  pid_t pid[2];
+  char po[2][400], pe[2][400];
+  for (int k = 0; k < 2; k++) {
+    snprintf(po[k], sizeof(po[k]), "%s/out%d", dir, k);
+    snprintf(pe[k], sizeof(pe[k]), "%s/err%d", dir, k);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, po[k], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, pe[k], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_eq(posix_spawn(&pid[k], argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  int computed_sum = 0;
+  for (int k = 0; k < 2; k++) {
+    int status = 0;
+    cr_assert_eq(waitpid(pid[k], &status, 0), pid[k]);
+    char *out = read_all(po[k]), *err = read_all(pe[k]);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sweep %d: %s%s", k, out, err);
+    int computed = -1, already = -1;
+    counts_of(out, &computed, &already);
+    cr_assert_eq((size_t)(computed + already), total, "sweep %d: %s", k, out);
+    computed_sum += computed;
+    fprintf(stderr, "# sweep %d of 2 at once:\n%s", k, out);
+    free(out);
+    free(err);
+  }
+  cr_assert_eq((size_t)computed_sum, total, "the two sweeps stored %d points", computed_sum);
+  cr_assert_eq(sql_int(db, "SELECT count(*) FROM runs"), (int64_t)total);
+  cr_assert_eq(sql_int(db, "SELECT count(DISTINCT config_key) FROM runs"), (int64_t)total);
+  /* And the rows are those of one sweep alone. */
+  char ref[300], *out, *err;
+  db_path(ref, sizeof(ref), "alone.db");
+  const char *argv1[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                         "static", "--policy", "capacity", "--gpus", "8,16,32,64",
+                         "--seeds", "1,2,3", "--iterations", "0:50", "--db", ref,
+                         "--quiet", NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)argv1, &out, &err), 0, "%s", err);
+  free(out);
+  free(err);
+  snapshot a = take(db), b = take(ref);
+  assert_same(&a, &b);
+  drop(&a);
+  drop(&b);
+}
