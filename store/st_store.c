@@ -18,7 +18,20 @@
  *   4. only then is the file opened for writing, WAL mode set and the
  *      migration steps run, each inside one IMMEDIATE transaction that
  *      re-reads user_version (two processes opening a new file at once
- *      migrate it once).
+ *      migrate it once); a current schema takes no lock at all.
+ * Reading (steps 3 and ST_READ) opens a database without a -wal file as
+ * immutable: no side files, no locks, so read-only files and directories
+ * work and nothing is left behind (open_reader, changed_under_us).
+ *
+ * Errors: every failed SQLite call is recorded on the st_db (failed()) as an
+ * ST_ code and a sentence that names the cause: a full disk or the file size
+ * limit (ST_EFULL), a lock held by another process (ST_EBUSY, after the busy
+ * timeout), an I/O error, corruption. The rollback that follows never
+ * overwrites it.
+ *
+ * One complete run per configuration (schema 3): st_run_begin claims the
+ * config_key inside its transaction (supersede the stored run, or refuse
+ * with ST_EEXISTS), and a partial unique index backs the claim.
  *
  * Writing a run: st_run_begin starts an IMMEDIATE transaction (the write
  * lock is taken up front, waiting up to the busy timeout), inserts the run
