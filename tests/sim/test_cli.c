@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct res {
@@ -353,4 +354,71 @@ Test(simcli, clusters_lists_presets_and_reads_files) {
   r = run("clusters", bad, NULL);
   cr_assert_eq(r->code, 1);
   one_line(r, "gpus_per_node");
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A two-node H100 cluster file with one key's value replaced. */
+static const char *hostile_cluster(const char *name, const char *hbm, const char *intra_bw,
+                                   const char *oversub) {
+  char text[1024];
+  snprintf(text, sizeof(text),
+           "{\"nodes\": 2, \"gpus_per_node\": 8, \"gpu\": {\"profile\": \"h100\", "
+           "\"hbm_gib\": %s}, \"intra\": {\"bandwidth_GBps\": %s, \"latency_us\": 2}, "
+           "\"inter\": {\"bandwidth_GBps\": 50, \"latency_us\": 5, "
+           "\"oversubscription\": %s}}",
+           hbm, intra_bw, oversub);
+  const char *path = path_in(name);
+  write_file(path, text);
+  return path;
+}
+
+/* Finding: oversubscription 1e300 or bandwidth 1e-300 made sim and net loop
+ * for minutes or print nonsense with exit 0; hbm_gib 1e300 became a NaN and
+ * then an int. Each is now one line naming the key and its range, exit 1,
+ * at once, from every command that reads a cluster. */
+Test(simcli, hostile_cluster_numbers_fail_fast_naming_the_key_and_range) {
+  const struct {
+    const char *file, *key, *range;
+  } cases[] = {
+      {hostile_cluster("os.json", "80", "450", "1e300"), "inter.oversubscription",
+       "between 1 and 1000"},
+      {hostile_cluster("bw.json", "80", "1e-300", "1"), "intra.bandwidth_GBps",
+       "between 0.001 and 100000"},
+      {hostile_cluster("hbm.json", "1e300", "450", "1"), "gpu.hbm_gib",
+       "between 0.001 and 1e+06"},
+  };
+  const char *csv = path_in("f.csv");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,1000000000\n0,8,1000000000\n");
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *eng[] = {"analytic", "des"};
+    for (int k = 0; k < 2; k++) {
+      double t0 = now_s();
+      res *r = run("sim", "--trace", sample(), "--cluster", cases[i].file, "--policy", "static",
+                   "--iterations", "0:2", "--engine", eng[k], "--no-db", NULL);
+      cr_assert_eq(r->code, 1, "%s %s: exit %d", cases[i].key, eng[k], r->code);
+      one_line(r, cases[i].key);
+      one_line(r, cases[i].range);
+      cr_assert_lt(now_s() - t0, 10.0, "%s: not at once", cases[i].key);
+    }
+    double t0 = now_s();
+    res *r = run("net", "--cluster", cases[i].file, "--flows", csv, NULL);
+    cr_assert_eq(r->code, 1, "net %s: exit %d", cases[i].key, r->code);
+    one_line(r, cases[i].key);
+    one_line(r, cases[i].range);
+    cr_assert_lt(now_s() - t0, 10.0);
+    r = run("clusters", cases[i].file, NULL);
+    cr_assert_eq(r->code, 1);
+    one_line(r, cases[i].range);
+  }
+  /* the ends of the ranges still run */
+  const char *edge = hostile_cluster("edge.json", "1000000", "0.001", "1000");
+  res *r = run("net", "--cluster", edge, "--flows", csv, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  /* 1 GB over a 1 MB/s NVLink: 1000 s + 2 us */
+  cr_assert(strstr(r->out, "\"finish_us\": 1000000002.0"), "%s", r->out);
 }
