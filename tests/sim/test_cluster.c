@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "placement/pl_cluster.h"
+#include "placement/pl_error.h"
+#include "placement/pl_memory.h"
 #include "sim/sim_cluster.h"
 #include "sim/sim_error.h"
 #include "sim/sim_profile.h"
@@ -219,6 +221,37 @@ Test(cluster, planner_view_refuses_nan_infinite_and_extreme_links) {
     c.intra_lat_s = bad_lat[i];
     cr_assert_neq(pl_cluster_check(&c), 0, "intra_lat_s %g", bad_lat[i]);
   }
+}
+
+/* Finding: hbm_gib 1e300 became inf bytes, inf - inf / 2 a NaN, and the
+ * NaN was cast to an int. Slots from memory: a hand case, then every
+ * non-finite or hostile input is an error and *slots is never touched. */
+Test(memory, slots_from_hbm_are_exact_and_nan_or_infinite_memory_is_an_error) {
+  pl_model m = {.d_model = 1024, .d_ff = 4096, .top_k = 2, .bytes_per_elem = 2,
+                .optimizer_bytes_per_param = 12};
+  /* a replica: 2 x 1024 x 4096 params x (2 + 12 + 2) bytes = 128 MiB */
+  double replica = 2.0 * 1024 * 4096 * 16;
+  int slots = -7;
+  cr_assert_eq(pl_slots_from_memory(&m, 10.5 * replica, 0, 64, 8, &slots), PL_OK);
+  cr_assert_eq(slots, 10);
+  cr_assert_eq(pl_slots_from_memory(&m, 1e6 * 1073741824.0, 5e5 * 1073741824.0, 64, 8, &slots),
+               PL_OK);
+  cr_assert_eq(slots, 64, "capped at the experts");
+  cr_assert_eq(pl_slots_from_memory(&m, 7.9 * replica, 0, 64, 8, &slots), PL_ESLOTS);
+  cr_assert_eq(pl_slots_from_memory(&m, replica, 2 * replica, 64, 8, &slots), PL_ESLOTS,
+               "reserve above the memory");
+  slots = -7;
+  double hbm[] = {NAN, INFINITY, -INFINITY, 1e300 * 1073741824.0, 0, -1};
+  for (size_t i = 0; i < sizeof(hbm) / sizeof(hbm[0]); i++) {
+    cr_assert_eq(pl_slots_from_memory(&m, hbm[i], 0.5 * hbm[i], 64, 8, &slots), PL_EINVAL,
+                 "hbm %g", hbm[i]);
+    if (hbm[i] != 0) /* a reserve of 0 is fine */
+      cr_assert_eq(pl_slots_from_memory(&m, 80e9, hbm[i], 64, 8, &slots), PL_EINVAL,
+                   "reserve %g", hbm[i]);
+  }
+  m.optimizer_bytes_per_param = NAN;
+  cr_assert_eq(pl_slots_from_memory(&m, 80e9, 0, 64, 8, &slots), PL_EINVAL);
+  cr_assert_eq(slots, -7, "untouched on error");
 }
 
 Test(profile, h200_is_the_calibration_table_and_other_shapes_scale_by_flops) {
