@@ -32,6 +32,8 @@ static int64_t us_ns(double us) { return (int64_t)llround(us * 1e3); }
 
 static int kick(sim_engine *e) {
   int64_t t = sim_net_next(&e->net);
+  if (t < 0)
+    return (int)t; /* SIM_ETIME, SIM_ELIMIT, ... */
   if (e->drain_id && t == e->drain_t)
     return SIM_OK;
   if (e->drain_id) {
@@ -106,6 +108,8 @@ static int net_handle(sim_t *s, void *state, const sim_event *ev) {
       }
     } while (got == DRAIN_BATCH);
     int64_t t = sim_net_next(&e->net);
+    if (t < 0)
+      return (int)t;
     if (t == INT64_MAX || t >= sim_evq_peek_time(&s->q))
       break;
     s->now = t > s->now ? t : s->now;

@@ -422,3 +422,33 @@ Test(simcli, hostile_cluster_numbers_fail_fast_naming_the_key_and_range) {
   /* 1 GB over a 1 MB/s NVLink: 1000 s + 2 us */
   cr_assert(strstr(r->out, "\"finish_us\": 1000000002.0"), "%s", r->out);
 }
+
+/* Finding: a flow of 2^63 - 1 bytes made `net` loop for ever with exit 0.
+ * Bytes are bounded (2^50) with the range in the message; a makespan past
+ * the clock's 2^62 ns is an error; 2^50 bytes on a real cluster runs. */
+Test(simcli, net_bounds_flow_bytes_and_the_makespan) {
+  const char *csv = path_in("big.csv");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,9223372036854775807\n");
+  double t0 = now_s();
+  res *r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1, "exit %d: %s", r->code, r->err);
+  one_line(r, "big.csv:2: bytes must be between 0 and 1125899906842624");
+  cr_assert_lt(now_s() - t0, 10.0);
+  /* six flows of 2^50 bytes into one 1 MB/s NVLink: 6.75e18 ns */
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,1125899906842624\n2,1,1125899906842624\n"
+                  "3,1,1125899906842624\n4,1,1125899906842624\n5,1,1125899906842624\n"
+                  "6,1,1125899906842624\n");
+  const char *slow = hostile_cluster("slow.json", "80", "0.001", "1");
+  r = run("net", "--cluster", slow, "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1, "exit %d: %s", r->code, r->out);
+  one_line(r, "longer than 2^62 ns");
+  /* the six on a DGX H100: 6 x 2^50 bytes into one 450 GB/s NVLink, + 2 us */
+  r = run("net", "--cluster", "dgx-h100", "--flows", csv, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  cr_assert(strstr(r->out, "\"makespan_us\": 15011998759.9"), "%s", r->out);
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,1125899906842624\n");
+  r = run("net", "--cluster", "dgx-h100", "--flows", csv, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  /* 2^50 bytes over a 450 GB/s NVLink: 2,501,999,792.982 us + 2 us */
+  cr_assert(strstr(r->out, "\"makespan_us\": 2501999794.98"), "%s", r->out);
+}
