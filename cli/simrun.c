@@ -688,8 +688,21 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     int erc = sim_engine_iteration_layers(&eng, lin, L, &io, lus);
     if (erc) {
       free(bal);
-      rc = fail(errmsg, errlen, CLI_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
-                sim_strerror(erc));
+      if (erc == SIM_ELIMIT)
+        rc = fail(errmsg, errlen, CLI_EFAIL,
+                  "simulation stopped at iteration %" PRId64 ": the discrete-event network "
+                  "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
+                  "(--network exact grows with the fourth power of the GPUs); use --network "
+                  "hose or fewer GPUs",
+                  it);
+      else if (erc == SIM_ETIME || erc == SIM_ERANGE)
+        rc = fail(errmsg, errlen, CLI_EFAIL,
+                  "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
+                  "numbers make it too long; see 'Limits' in docs/simulator.md)",
+                  it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
+      else
+        rc = fail(errmsg, errlen, CLI_EFAIL, "simulation failed at iteration %" PRId64 ": %s",
+                  it, sim_strerror(erc));
       goto done;
     }
     for (int l = 0; l < L; l++)

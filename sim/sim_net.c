@@ -503,6 +503,8 @@ int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
     id = n->freelist[--n->nfree];
   else {
     if (n->nflows == n->capflows) {
+      if (n->capflows >= SIM_NET_MAX_FLOWS)
+        return SIM_ELIMIT;
       int nc = n->capflows ? n->capflows * 2 : 64;
       sim_flow *nf = sim_realloc(n->flows, (size_t)nc * sizeof(sim_flow));
       if (nf)

@@ -58,6 +58,9 @@ extern "C" {
 #endif
 
 #define SIM_NET_MAXPATH 4
+/* Flows alive at once (ids are ints; about 130 bytes each): SIM_ELIMIT
+ * beyond. */
+#define SIM_NET_MAX_FLOWS (1 << 26)
 
 typedef struct sim_link {
   double cap;      /* bytes per ns */
@@ -149,8 +152,9 @@ void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
 
 /* Starts a flow at time now (>= the last time given, <= SIM_TIME_MAX).
  * bytes > 0 and finite. Returns the flow id (>= 0) or a negative code
- * (SIM_EINVAL for bad arguments; a pending recompute's SIM_ENOMEM or
- * SIM_ELIMIT). Rates are recomputed lazily. */
+ * (SIM_EINVAL for bad arguments; SIM_ELIMIT past SIM_NET_MAX_FLOWS; a
+ * pending recompute's SIM_ENOMEM or SIM_ELIMIT). Rates are recomputed
+ * lazily. */
 int sim_net_start(sim_net *n, int64_t now, int src, int dst, double bytes, int64_t tag);
 int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
                        int64_t lat_ns, double bytes, int64_t tag);
