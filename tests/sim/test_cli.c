@@ -452,3 +452,34 @@ Test(simcli, net_bounds_flow_bytes_and_the_makespan) {
   /* 2^50 bytes over a 450 GB/s NVLink: 2,501,999,792.982 us + 2 us */
   cr_assert(strstr(r->out, "\"makespan_us\": 2501999794.98"), "%s", r->out);
 }
+
+/* The model numbers: --tokens-per-gpu past its range (the flag parser
+ * takes up to 2^40) is a usage error naming the range; a cluster at the
+ * ends of its ranges with a model too large for it is one line, exit 1;
+ * the same cluster with a small enough load runs on both engines. */
+Test(simcli, model_numbers_and_scale_are_bounded_and_the_ends_still_run) {
+  res *r = run("sim", "--trace", sample(), "--tokens-per-gpu", "1099511627776", "--no-db", NULL);
+  cr_assert_eq(r->code, 2, "exit %d: %s", r->code, r->err);
+  one_line(r, "--tokens-per-gpu must be between 1 and 1073741824");
+  char text[1024];
+  snprintf(text, sizeof(text),
+           "{\"nodes\": 2, \"gpus_per_node\": 8, \"gpu\": {\"profile\": \"h100\", "
+           "\"hbm_gib\": 1000000}, \"intra\": {\"bandwidth_GBps\": 0.001, \"latency_us\": "
+           "1000000}, \"inter\": {\"bandwidth_GBps\": 0.001, \"latency_us\": 1000000, "
+           "\"oversubscription\": 1000}}");
+  const char *edge = path_in("edge.json");
+  write_file(edge, text);
+  double t0 = now_s();
+  r = run("sim", "--trace", sample(), "--cluster", edge, "--policy", "static", "--no-db", NULL);
+  cr_assert_eq(r->code, 1, "exit %d: %s", r->code, r->out);
+  one_line(r, "model too large for the cluster");
+  cr_assert_lt(now_s() - t0, 10.0);
+  const char *eng[] = {"analytic", "des"};
+  for (int k = 0; k < 2; k++) {
+    r = run("sim", "--trace", sample(), "--cluster", edge, "--tokens-per-gpu", "16", "--slots",
+            "2", "--policy", "static", "--policy", "flexmoe", "--iterations", "0:2", "--engine",
+            eng[k], "--format", "json", "--no-db", NULL);
+    cr_assert_eq(r->code, 0, "%s: %s", eng[k], r->err);
+    cr_assert(strstr(r->out, "\"mean_iteration_ms\": 376704.1"), "%s: %s", eng[k], r->out);
+  }
+}
