@@ -290,3 +290,39 @@ Test(profile, json_round_trip_and_errors_name_the_key) {
   cr_assert(strstr(e.msg, "shapes[0].tokens"), "%s", e.msg);
   unlink(bad);
 }
+
+/* A profile file's numbers have physical ranges too: a backward ratio of
+ * 1e300 or a time of 1e300 us made every later time infinite. The error
+ * names the key and the range; the ends of the ranges load. */
+Test(profile, numbers_outside_their_ranges_are_refused_naming_key_and_range) {
+  static const struct {
+    const char *bwd, *nonmoe, *tokens, *us, *msg;
+  } cases[] = {
+      {"1e300", "1.3", "16", "5", "'bwd_ratio' must be a number between 0.01 and 100"},
+      {"0.001", "1.3", "16", "5", "'bwd_ratio' must be a number between 0.01 and 100"},
+      {"2", "1e300", "16", "5", "'nonmoe_factor' must be a number between 0 and 100"},
+      {"2", "1.3", "1e300", "5", "shapes[0].tokens must be between 1 and 1.09951e+12"},
+      {"2", "1.3", "0.5", "5", "shapes[0].tokens must be between 1 and 1.09951e+12"},
+      {"2", "1.3", "16", "1e300", "shapes[0].us[0] must be a time between 0 and 1e+09 us"},
+      {"100", "100", "1099511627776", "1e9", NULL},
+      {"0.01", "0", "1", "0", NULL},
+  };
+  sim_profile p;
+  sim_errbuf e;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"name\": \"x\", \"bwd_ratio\": %s, \"nonmoe_factor\": %s, \"shapes\": "
+             "[{\"d_model\": 8, \"d_ff\": 8, \"tokens\": [%s], \"us\": [%s]}]}",
+             cases[i].bwd, cases[i].nonmoe, cases[i].tokens, cases[i].us);
+    const char *path = write_tmp("rangeprof.json", text);
+    int rc = sim_profile_load(path, &p, &e);
+    if (!cases[i].msg) {
+      cr_assert_eq(rc, SIM_OK, "case %zu: %s", i, e.msg);
+    } else {
+      cr_assert_eq(rc, SIM_ERANGE, "case %zu", i);
+      cr_assert(strstr(e.msg, cases[i].msg), "case %zu: '%s'", i, e.msg);
+    }
+    unlink(path);
+  }
+}
