@@ -4,6 +4,13 @@
  * Every flow of the CSV starts at time 0 and shares the links of the
  * cluster's link graph by max-min fair sharing (sim/sim_net.h), one flow per
  * line (no aggregation). Output: each flow's finish time and the makespan.
+ *
+ * Limits (docs/simulator.md): a flow carries at most 2^50 bytes (1 PiB), a
+ * file holds at most 2^20 flows, the makespan must stay below 2^62 ns (146
+ * years: sim_net's SIM_ETIME), and the max-min refilling may re-rate at
+ * most NET_MAX_WORK flows in all (SIM_ELIMIT; the worst case, every flow on
+ * one link with its own finish time, costs flows^2 / 2 and ran at about
+ * 1.2e7 re-ratings a second: the limit stops it within about 20 s).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,8 +34,9 @@ static const char help[] =
     "sharing, recomputed whenever a flow ends; a flow takes its path's latency\n"
     "plus its bytes at its share of the bandwidth.\n"
     "\n"
-    "  --flows F           CSV with header src_gpu,dst_gpu,bytes (one flow a line;\n"
-    "                      GPUs are 0..G-1, node = gpu / gpus-per-node)\n"
+    "  --flows F           CSV with header src_gpu,dst_gpu,bytes (one flow a line,\n"
+    "                      at most 2^20; GPUs are 0..G-1, node = gpu / gpus-per-node;\n"
+    "                      bytes 0..2^50)\n"
     "  --cluster C         preset (see 'flexmoe clusters') or cluster JSON; dgx-h100\n"
     "  --nodes N, --gpus-per-node G   resize the cluster\n"
     "  --format F          table (default) or json\n"
@@ -36,6 +44,10 @@ static const char help[] =
     "example:\n"
     "  printf 'src_gpu,dst_gpu,bytes\\n0,1,1000000000\\n0,8,1000000000\\n' > f.csv\n"
     "  flexmoe net --cluster dgx-h100 --nodes 2 --flows f.csv\n";
+
+#define NET_MAX_BYTES ((int64_t)1 << 50)
+#define NET_MAX_FLOWS (1 << 20)
+#define NET_MAX_WORK ((uint64_t)1 << 28)
 
 typedef struct flow_line {
   int src, dst;
@@ -110,9 +122,20 @@ static int read_flows(const char *path, int gpus, flow_line **out, int *nout) {
       if (k < 2)
         s++;
     }
+    if (a[2] > NET_MAX_BYTES) {
+      rc = cli_fail(CLI_EFAIL, "net",
+                    "%s:%ld: bytes must be between 0 and %lld (2^50, 1 PiB) (got %lld)", path,
+                    lineno, (long long)NET_MAX_BYTES, (long long)a[2]);
+      goto done;
+    }
     if (a[0] >= gpus || a[1] >= gpus) {
       rc = cli_fail(CLI_EFAIL, "net", "%s:%ld: GPU %lld is not in the cluster (GPUs 0..%d)",
                     path, lineno, (long long)(a[0] >= gpus ? a[0] : a[1]), gpus - 1);
+      goto done;
+    }
+    if (n == NET_MAX_FLOWS) {
+      rc = cli_fail(CLI_EFAIL, "net", "%s:%ld: more than %d flows (2^20) in one file", path,
+                    lineno, NET_MAX_FLOWS);
       goto done;
     }
     if (n == cap) {
@@ -207,6 +230,7 @@ int cmd_net(int argc, char **argv) {
     free(fl);
     return cli_fail(CLI_EFAIL, "net", "out of memory");
   }
+  net.work_limit = NET_MAX_WORK;
   int64_t makespan = 0;
   for (int i = 0; i < nf && !rc; i++) {
     if (fl[i].src == fl[i].dst || fl[i].bytes == 0) {
@@ -218,15 +242,25 @@ int cmd_net(int argc, char **argv) {
       fl[i].finish_ns = lat;
       continue;
     }
-    if (sim_net_start(&net, 0, fl[i].src, fl[i].dst, (double)fl[i].bytes, i) < 0)
-      rc = cli_fail(CLI_EFAIL, "net", "out of memory");
+    int id = sim_net_start(&net, 0, fl[i].src, fl[i].dst, (double)fl[i].bytes, i);
+    if (id < 0)
+      rc = cli_fail(CLI_EFAIL, "net", "%s", sim_strerror(id));
   }
   int64_t tags[256], dones[256];
   while (!rc && sim_net_active(&net) > 0) {
     int64_t t = sim_net_next(&net);
-    int got = sim_net_advance(&net, t, tags, dones, 256);
-    if (got < 0)
-      rc = cli_fail(CLI_EFAIL, "net", "internal error: %d", got);
+    int got = t < 0 ? (int)t : sim_net_advance(&net, t, tags, dones, 256);
+    if (got == SIM_ETIME)
+      rc = cli_fail(CLI_EFAIL, "net",
+                    "%s: the flows would take longer than 2^62 ns (146 years) on cluster %s",
+                    flows_path, cl.name);
+    else if (got == SIM_ELIMIT)
+      rc = cli_fail(CLI_EFAIL, "net",
+                    "%s: more than %llu flow rate updates (2^28): %d flows with this many "
+                    "distinct finish times on shared links take too long; split the file",
+                    flows_path, (unsigned long long)NET_MAX_WORK, nf);
+    else if (got < 0)
+      rc = cli_fail(CLI_EFAIL, "net", "%s: %s", flows_path, sim_strerror(got));
     for (int k = 0; k < got; k++)
       fl[tags[k]].finish_ns = dones[k];
   }

@@ -21,6 +21,12 @@
  *              cluster's GPU; scaled to the model shape and to the cluster's
  *              compute_scale (sim_profile.h).
  *   policy     pl_policy_create(spec) with the env above and the seed.
+ *   limits     every model number has a physical range (MODEL_RANGES; an
+ *              error names the flag, or the sidecar key, and the range), and
+ *              the whole configuration must fit the simulator's arithmetic
+ *              (check_scale): one layer's worst case at most 2^36 us and one
+ *              iteration's all-to-all bytes at most 2^62. docs/simulator.md
+ *              "Limits" lists them.
  * Per iteration i in [A, B) and layer l: counts = tr_rescale_slice(i, l);
  * plan (the policy sees iterations renumbered from 0, so the first simulated
  * iteration gets the initial placement for free; the oracle gets this
@@ -54,6 +60,21 @@
 
 #define OPT_BYTES_PER_PARAM 12.0
 #define HBM_RESERVE_FRACTION 0.5
+
+/* Physical ranges of the model numbers (inclusive). d_model and d_ff match
+ * the flag parsers and the profile files; a real model is far inside them
+ * (d_model 8,192, d_ff 32,768, top-k 8, a few thousand tokens per GPU), and
+ * at their ends every token count of the simulator - G x tokens x top_k,
+ * and that times 1,024 (pl_greedy's fixed point) - stays below 2^63:
+ * 2^16 GPUs x 2^30 tokens x 2^6 = 2^52. */
+#define MAX_D_MODEL (1 << 20)
+#define MAX_D_FF (1 << 22)
+#define MAX_TOP_K 64
+#define MAX_BYTES_PER_ELEM 8
+#define MAX_TOKENS_PER_GPU ((int64_t)1 << 30)
+/* check_scale: one layer's worst case, and one iteration's wire bytes. */
+#define MAX_LAYER_US 0x1p36
+#define MAX_ITER_BYTES 0x1p62
 
 typedef struct plan_rec {
   int64_t iteration;
@@ -127,6 +148,65 @@ static char *dupstr(const char *s) {
   return d;
 }
 
+/* A model number against its range: from a flag (cfg value non-zero: exit 2,
+ * the flag named) or from the trace's sidecar (exit 1, the key named). */
+static int model_range(const char *trace, const char *flag, const char *key, int from_flag,
+                       int64_t v, int64_t hi, char *em, size_t el) {
+  if (v >= 1 && v <= hi)
+    return CLI_OK;
+  if (from_flag)
+    return fail(em, el, CLI_EUSAGE, "%s must be between 1 and %" PRId64 " (got %" PRId64 ")",
+                flag, hi, v);
+  return fail(em, el, CLI_EFAIL,
+              "%s: the trace's %s is %" PRId64 "; it must be between 1 and %" PRId64
+              " (or pass %s)",
+              trace, key, v, hi, flag);
+}
+
+/*
+ * The whole configuration against the simulator's arithmetic, once every
+ * number is known. The worst case of one layer bounds every time the
+ * placement library and the engines form (so none overflows its integer
+ * form: pl_greedy sums G GPUs' times in 1/1,024 us in an int64, which needs
+ * G x 1,024 x t < 2^63, i.e. t < 2^37 us at 65,536 GPUs; the limit is half
+ * of that): all S = G x tokens x top_k token slots of the layer through
+ * one GPU's slowest link in each of the four all-to-alls (intra and inter),
+ * computed by one GPU for each of its slots forward and backward, and
+ * every slot's ring all-reduce over the slowest link. Then one iteration's
+ * all-to-all bytes, 4 x layers x S x token bytes, must fit the int64 byte
+ * counters.
+ */
+static int check_scale(const resolved *r, int layers, int slots, char *em, size_t el) {
+  const pl_cluster *c = &r->pc;
+  const pl_profile *p = &r->plp.pl;
+  double G = c->gpus, S = G * (double)r->tokens_per_gpu * r->model.top_k;
+  double tb = (double)r->model.d_model * r->model.bytes_per_elem;
+  int one_node = c->gpus == c->gpus_per_node; /* no traffic leaves the node */
+  double bw = one_node ? c->intra_Bps : fmin(c->intra_Bps, c->inter_Bps / c->oversub);
+  double lat = one_node ? c->intra_lat_s : fmax(c->intra_lat_s, c->inter_lat_s);
+  double grad = 2.0 * r->model.d_model * r->model.d_ff * r->model.bytes_per_elem;
+  double ffn = pl_ffn_us(p, 2.0 * S); /* pl_greedy's estimate reaches 2 S */
+  for (int i = 0; i < p->npoints; i++)
+    ffn = fmax(ffn, p->us[i]);
+  double a2a_us = 2.0 * (S * tb / bw + lat) * 1e6;
+  double ring_us = slots * (2.0 * grad / bw + 2.0 * (G - 1) * lat) * 1e6;
+  double layer_us = 4.0 * a2a_us + ring_us + slots * ffn * (1.0 + p->bwd_ratio) +
+                    2.0 * p->nonmoe_us;
+  if (!(layer_us <= MAX_LAYER_US))
+    return fail(em, el, CLI_EFAIL,
+                "model too large for the cluster: one layer could take %.3g s (%d GPUs x "
+                "%" PRId64 " tokens x top-%d of %.3g bytes through a %.3g GB/s link, and "
+                "their compute), above the simulator's 2^36 us (19 h); use fewer tokens per "
+                "GPU, a smaller model or faster links",
+                layer_us * 1e-6, c->gpus, r->tokens_per_gpu, r->model.top_k, tb, bw * 1e-9);
+  if (!(4.0 * layers * S * tb <= MAX_ITER_BYTES))
+    return fail(em, el, CLI_EFAIL,
+                "model too large: one iteration's all-to-alls would carry %.3g bytes (4 x %d "
+                "layers x %d GPUs x %" PRId64 " tokens x top-%d x %.3g bytes), above 2^62",
+                4.0 * layers * S * tb, layers, c->gpus, r->tokens_per_gpu, r->model.top_k, tb);
+  return CLI_OK;
+}
+
 static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) {
   memset(r, 0, sizeof(*r));
   if (!cfg || !cfg->trace_path)
@@ -180,15 +260,26 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
       goto bad;
     }
   }
-  if (cfg->tokens_per_gpu < 0) {
-    rc = fail(em, el, CLI_EUSAGE, "--tokens-per-gpu must be positive");
+  if ((rc = model_range(cfg->trace_path, "--d-model", "d_model", cfg->d_model != 0,
+                        r->model.d_model, MAX_D_MODEL, em, el)) ||
+      (rc = model_range(cfg->trace_path, "--d-ff", "d_ff", cfg->d_ff != 0, r->model.d_ff,
+                        MAX_D_FF, em, el)) ||
+      (rc = model_range(cfg->trace_path, "--top-k", "top_k", cfg->top_k != 0, r->model.top_k,
+                        MAX_TOP_K, em, el)))
+    goto bad;
+  if (r->model.bytes_per_elem > MAX_BYTES_PER_ELEM) {
+    rc = fail(em, el, CLI_EFAIL,
+              "%s: the trace's bytes_per_elem is %d; it must be between 1 and %d",
+              cfg->trace_path, r->model.bytes_per_elem, MAX_BYTES_PER_ELEM);
+    goto bad;
+  }
+  if (cfg->tokens_per_gpu < 0 || cfg->tokens_per_gpu > MAX_TOKENS_PER_GPU) {
+    rc = fail(em, el, CLI_EUSAGE,
+              "--tokens-per-gpu must be between 1 and %" PRId64 " (2^30) (got %" PRId64 ")",
+              MAX_TOKENS_PER_GPU, cfg->tokens_per_gpu);
     goto bad;
   }
   if (cfg->tokens_per_gpu > 0) {
-    if (cfg->tokens_per_gpu > INT64_MAX / 64 / r->model.top_k) {
-      rc = fail(em, el, CLI_EUSAGE, "--tokens-per-gpu %" PRId64 " is too large", cfg->tokens_per_gpu);
-      goto bad;
-    }
     r->tokens_per_gpu = cfg->tokens_per_gpu;
     r->slots_per_gpu = cfg->tokens_per_gpu * r->model.top_k;
   } else {
@@ -200,6 +291,13 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
       for (int e = 0; e < t->experts; e++)
         s += tr_at(t, r->a, 0, 0, e);
       r->tokens_per_gpu = s / r->model.top_k;
+    }
+    if (r->tokens_per_gpu > MAX_TOKENS_PER_GPU) {
+      rc = fail(em, el, CLI_EFAIL,
+                "%s: the trace gives %" PRId64 " tokens per rank; at most %" PRId64
+                " (2^30) can be simulated (pass --tokens-per-gpu)",
+                cfg->trace_path, r->tokens_per_gpu, MAX_TOKENS_PER_GPU);
+      goto bad;
     }
   }
   /* cluster */
@@ -259,6 +357,8 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
     rc = fail(em, el, CLI_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
     goto bad;
   }
+  if ((rc = check_scale(r, t->layers, slots, em, el)))
+    goto bad;
   /* policy */
   pl_env env = PL_ENV_INIT;
   env.layers = t->layers;
@@ -688,8 +788,21 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     int erc = sim_engine_iteration_layers(&eng, lin, L, &io, lus);
     if (erc) {
       free(bal);
-      rc = fail(errmsg, errlen, CLI_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
-                sim_strerror(erc));
+      if (erc == SIM_ELIMIT)
+        rc = fail(errmsg, errlen, CLI_EFAIL,
+                  "simulation stopped at iteration %" PRId64 ": the discrete-event network "
+                  "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
+                  "(--network exact grows with the fourth power of the GPUs); use --network "
+                  "hose or fewer GPUs",
+                  it);
+      else if (erc == SIM_ETIME || erc == SIM_ERANGE)
+        rc = fail(errmsg, errlen, CLI_EFAIL,
+                  "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
+                  "numbers make it too long; see 'Limits' in docs/simulator.md)",
+                  it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
+      else
+        rc = fail(errmsg, errlen, CLI_EFAIL, "simulation failed at iteration %" PRId64 ": %s",
+                  it, sim_strerror(erc));
       goto done;
     }
     for (int l = 0; l < L; l++)

@@ -10,8 +10,12 @@ int pl_cluster_check(const pl_cluster *c) {
     return PL_EINVAL;
   if (c->gpus % c->gpus_per_node != 0)
     return PL_EINVAL;
-  if (!(c->intra_Bps > 0) || !(c->inter_Bps > 0) || c->intra_lat_s < 0 ||
-      c->inter_lat_s < 0 || !(c->oversub >= 1.0))
+  /* written so that NaN fails every test */
+  if (!(c->intra_Bps >= PL_BW_MIN_BPS && c->intra_Bps <= PL_BW_MAX_BPS) ||
+      !(c->inter_Bps >= PL_BW_MIN_BPS && c->inter_Bps <= PL_BW_MAX_BPS) ||
+      !(c->intra_lat_s >= 0 && c->intra_lat_s <= PL_LAT_MAX_S) ||
+      !(c->inter_lat_s >= 0 && c->inter_lat_s <= PL_LAT_MAX_S) ||
+      !(c->oversub >= 1.0 && c->oversub <= PL_OVERSUB_MAX))
     return PL_EINVAL;
   return PL_OK;
 }

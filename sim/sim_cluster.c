@@ -123,12 +123,13 @@ int sim_cluster_preset(const char *name, sim_cluster *out, sim_errbuf *err) {
 }
 
 int sim_cluster_check(const sim_cluster *c, sim_errbuf *err) {
-  if (c->nodes < 1) {
-    seterr(err, "nodes must be >= 1 (got %d)", c->nodes);
+  if (c->nodes < 1 || c->nodes > SIM_MAX_GPUS) {
+    seterr(err, "nodes must be between 1 and %d (got %d)", SIM_MAX_GPUS, c->nodes);
     return SIM_ERANGE;
   }
-  if (c->gpus_per_node < 1) {
-    seterr(err, "gpus_per_node must be >= 1 (got %d)", c->gpus_per_node);
+  if (c->gpus_per_node < 1 || c->gpus_per_node > SIM_MAX_GPUS) {
+    seterr(err, "gpus_per_node must be between 1 and %d (got %d)", SIM_MAX_GPUS,
+           c->gpus_per_node);
     return SIM_ERANGE;
   }
   if ((long long)c->nodes * c->gpus_per_node > SIM_MAX_GPUS) {
@@ -136,22 +137,21 @@ int sim_cluster_check(const sim_cluster *c, sim_errbuf *err) {
            c->nodes, c->gpus_per_node, SIM_MAX_GPUS);
     return SIM_ERANGE;
   }
+  /* Inclusive physical ranges; NaN fails every comparison and is refused. */
   struct {
     const char *key;
-    double v, lo;
-    int strict;
-  } f[] = {{"gpu.hbm_gib", c->hbm_gib, 0, 1},
-           {"gpu.compute_scale", c->compute_scale, 0, 1},
-           {"intra.bandwidth_GBps", c->intra_GBps, 0, 1},
-           {"intra.latency_us", c->intra_lat_us, 0, 0},
-           {"inter.bandwidth_GBps", c->inter_GBps, 0, 1},
-           {"inter.latency_us", c->inter_lat_us, 0, 0},
-           {"inter.oversubscription", c->oversub, 1, 0}};
+    double v, lo, hi;
+  } f[] = {{"gpu.hbm_gib", c->hbm_gib, SIM_HBM_MIN_GIB, SIM_HBM_MAX_GIB},
+           {"gpu.compute_scale", c->compute_scale, SIM_SCALE_MIN, SIM_SCALE_MAX},
+           {"intra.bandwidth_GBps", c->intra_GBps, SIM_BW_MIN_GBPS, SIM_BW_MAX_GBPS},
+           {"intra.latency_us", c->intra_lat_us, 0, SIM_LAT_MAX_US},
+           {"inter.bandwidth_GBps", c->inter_GBps, SIM_BW_MIN_GBPS, SIM_BW_MAX_GBPS},
+           {"inter.latency_us", c->inter_lat_us, 0, SIM_LAT_MAX_US},
+           {"inter.oversubscription", c->oversub, 1, SIM_OVERSUB_MAX}};
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-    int bad = !isfinite(f[i].v) || (f[i].strict ? !(f[i].v > f[i].lo) : !(f[i].v >= f[i].lo));
-    if (bad) {
-      seterr(err, "%s must be %s %g (got %g)", f[i].key, f[i].strict ? ">" : ">=",
-             f[i].lo, f[i].v);
+    if (!(f[i].v >= f[i].lo && f[i].v <= f[i].hi)) {
+      seterr(err, "%s must be between %g and %g (got %g)", f[i].key, f[i].lo, f[i].hi,
+             f[i].v);
       return SIM_ERANGE;
     }
   }
@@ -190,7 +190,7 @@ static int get_int(json_t *obj, const char *key, const char *path, int *out,
   }
   if (!json_is_integer(v) || json_integer_value(v) < 1 ||
       json_integer_value(v) > SIM_MAX_GPUS) {
-    seterr(err, "%s: key '%s' must be an integer in 1..%d", path, key, SIM_MAX_GPUS);
+    seterr(err, "%s: key '%s' must be an integer between 1 and %d", path, key, SIM_MAX_GPUS);
     return SIM_ERANGE;
   }
   *out = (int)json_integer_value(v);
@@ -335,8 +335,13 @@ int sim_cluster_resolve(const char *spec, sim_cluster *c, sim_errbuf *err) {
 
 int sim_cluster_resize(sim_cluster *c, int nodes, int gpus_per_node, sim_errbuf *err) {
   sim_cluster n = *c;
-  if (nodes < 0 || gpus_per_node < 0) {
-    seterr(err, "node and GPU counts must be positive");
+  if (nodes < 0 || nodes > SIM_MAX_GPUS) {
+    seterr(err, "nodes must be between 1 and %d (got %d)", SIM_MAX_GPUS, nodes);
+    return SIM_ERANGE;
+  }
+  if (gpus_per_node < 0 || gpus_per_node > SIM_MAX_GPUS) {
+    seterr(err, "gpus_per_node must be between 1 and %d (got %d)", SIM_MAX_GPUS,
+           gpus_per_node);
     return SIM_ERANGE;
   }
   if (nodes)

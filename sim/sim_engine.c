@@ -26,12 +26,29 @@ enum { EV_PHASE_DONE = 1, EV_TIMER = 2 };
 enum { FK_FG = 0, FK_AR = 1, FK_MIG = 2 };
 #define DRAIN_BATCH 256
 
-static int64_t us_ns(double us) { return (int64_t)llround(us * 1e3); }
+/* us -> ns into *ns. SIM_ETIME for a time past the clock (or NaN): the
+ * conversion would be undefined, and a sum with it would overflow. */
+static int us_ns(double us, int64_t *ns) {
+  if (!(us >= 0 && us * 1e3 <= (double)SIM_TIME_MAX))
+    return SIM_ETIME;
+  *ns = (int64_t)llround(us * 1e3);
+  return SIM_OK;
+}
+
+/* a + b into *out for times 0..SIM_TIME_MAX; SIM_ETIME past the clock. */
+static int add_ns(int64_t a, int64_t b, int64_t *out) {
+  if (b > SIM_TIME_MAX - a)
+    return SIM_ETIME;
+  *out = a + b;
+  return SIM_OK;
+}
 
 /* ---------------------------------------------------------------- DES --- */
 
 static int kick(sim_engine *e) {
   int64_t t = sim_net_next(&e->net);
+  if (t < 0)
+    return (int)t; /* SIM_ETIME, SIM_ELIMIT, ... */
   if (e->drain_id && t == e->drain_t)
     return SIM_OK;
   if (e->drain_id) {
@@ -106,6 +123,8 @@ static int net_handle(sim_t *s, void *state, const sim_event *ev) {
       }
     } while (got == DRAIN_BATCH);
     int64_t t = sim_net_next(&e->net);
+    if (t < 0)
+      return (int)t;
     if (t == INT64_MAX || t >= sim_evq_peek_time(&s->q))
       break;
     s->now = t > s->now ? t : s->now;
@@ -129,6 +148,8 @@ static const sim_model_ops net_ops = {"network", net_handle};
 static const sim_model_ops eng_ops = {"iteration", eng_handle};
 
 static int add_rec(sim_engine *e, int a, int b, int kind) {
+  if (e->nrec >= e->max_flows)
+    return SIM_ELIMIT;
   if (e->nrec == e->caprec) {
     int nc = e->caprec ? e->caprec * 2 : 1024;
     int *na = sim_realloc(e->rec_a, (size_t)nc * sizeof(int));
@@ -280,7 +301,10 @@ static int fg_hose_flow(sim_engine *e, int g, int inter, int in, double bytes, d
   if (!own || n->links[link].nflows != 0 || (e->aggregate & SIM_AGG_NO_SHORTCUT))
     return hose_flow(e, g, inter, in, bytes, FK_FG, -1, w);
   int64_t now = e->sim.now;
-  int64_t t = (int64_t)ceil((double)now + bytes / n->links[link].cap - 1e-6);
+  double x = ceil((double)now + bytes / n->links[link].cap - 1e-6);
+  if (!(x <= (double)SIM_TIME_MAX))
+    return SIM_ETIME;
+  int64_t t = (int64_t)x;
   int64_t done = (t < now ? now : t) + lat;
   mark_end(e, g, done);
   if (done > *lone_done)
@@ -373,6 +397,8 @@ static int run_until_fg_done(sim_engine *e, int64_t lone_done) {
 static int wait_ns(sim_engine *e, int64_t dur) {
   if (dur <= 0)
     return SIM_OK;
+  if (dur > SIM_TIME_MAX - e->sim.now)
+    return SIM_ETIME;
   if (e->kind != SIM_ENGINE_DES || sim_evq_pending(&e->sim.q) == 0) {
     e->sim.now += dur; /* the fluid network is advanced lazily; an empty DES has nothing to run */
     return SIM_OK;
@@ -664,10 +690,14 @@ static int shadowed_compute(sim_engine *e, const sim_layer_in *L, sim_iter_out *
     double own = e->ns_us[g], sh = e->sh_us[g];
     fwd[g] = own + sh;
     worst = fmax(worst, own + sh);
-    int64_t ready = ts + us_ns(own);
+    int64_t own_ns, sh_ns, ready, done;
+    if ((rc = us_ns(own, &own_ns)) || (rc = us_ns(sh, &sh_ns)) ||
+        (rc = add_ns(ts, own_ns, &ready)))
+      return rc;
     if (e->gpu_comm_end[g] > ready)
       ready = e->gpu_comm_end[g];
-    int64_t done = ready + us_ns(sh);
+    if ((rc = add_ns(ready, sh_ns, &done)))
+      return rc;
     if (done > end)
       end = done;
   }
@@ -685,10 +715,13 @@ static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *
   int64_t t0 = e->sim.now;
   double *busy = e->busy_us;
   double nonmoe = e->prof.nonmoe_us;
-  int64_t other_ns = us_ns(nonmoe);
+  int64_t other_ns;
+  if ((rc = us_ns(nonmoe, &other_ns)))
+    return rc;
   e->pending_bg = 0;
   e->a2a_layer = -1; /* this iteration's routings are new */
   e->nrec = 0; /* every flow of the previous iteration has completed */
+  e->net.work_limit = e->net.work + e->max_work;
   e->last_bg_kind = FK_AR;
   e->bg_last_done = 0;
   /* migration: blocking phase first, or background from the start */
@@ -753,7 +786,8 @@ static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *
             worst = us;
         }
         ts = e->sim.now;
-        if ((rc = wait_ns(e, us_ns(worst))))
+        int64_t worst_ns;
+        if ((rc = us_ns(worst, &worst_ns)) || (rc = wait_ns(e, worst_ns)))
           break;
         o->compute_us += (double)(e->sim.now - ts) * 1e-3;
       }
@@ -801,6 +835,8 @@ int sim_engine_init(sim_engine *e, sim_engine_kind kind, const sim_cluster *cl,
   e->prof = *prof;
   e->gpus = pc->gpus;
   e->aggregate = aggregate < 0 ? SIM_AGG_ALL : aggregate & (SIM_AGG_ALL | SIM_AGG_NO_SHORTCUT);
+  e->max_flows = SIM_ENGINE_MAX_FLOWS;
+  e->max_work = SIM_ENGINE_MAX_WORK;
   int rc = SIM_ENOMEM;
   e->busy_us = sim_calloc((size_t)e->gpus, sizeof(double));
   e->gpu_comm_end = sim_calloc((size_t)e->gpus, sizeof(int64_t));
@@ -913,7 +949,12 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
       for (int s = 0; s < e->gpus; s++)
         for (int d = 0; d < e->gpus; d++)
           tok += d == s ? 0 : pl_routing_wire_tokens(r, layers[l].placement, s, d);
-    o.bytes_alltoall += 4 * (int64_t)((double)tok * tb);
+    /* the clamp keeps the cast defined; the CLI's model ranges keep every
+     * layer far below it (docs/simulator.md, Limits) */
+    double bytes = (double)tok * tb;
+    if (!(bytes <= 0x1p60) || 4 * (int64_t)bytes > INT64_MAX - o.bytes_alltoall)
+      return SIM_ERANGE;
+    o.bytes_alltoall += 4 * (int64_t)bytes;
     for (int k = 0; k < layers[l].nmoves; k++)
       o.bytes_migrated += layers[l].moves[k].bytes;
   }

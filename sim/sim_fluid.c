@@ -6,14 +6,19 @@
  * bytes still to send at that clock; nfg counts its foreground flows; a link
  * is on the foreground list at most once (listed); nbg counts background
  * flows on all links.
+ *
+ * Time bound: a completion past SIM_TIME_MAX is SIM_ETIME, never a cast of
+ * a double beyond int64. Every flow on a link has a positive rate (capacity
+ * >= 1e-6 bytes per ns, weights > 0, caps > 0), so advancing always makes
+ * progress; a link that could not would be SIM_EINVARIANT, not an abort.
  */
 #include "sim/sim_fluid.h"
 
-#include <assert.h>
 #include <math.h>
 #include <string.h>
 
 #include "sim/sim_error.h"
+#include "sim/sim_evq.h"
 
 /* A flow whose bytes left would be sent in under this many ns has ended
  * (what remains is floating-point residue of rate x time). */
@@ -120,22 +125,26 @@ static void set_rates(sim_fluid_link *k) {
 
 typedef void (*done_fn)(void *arg, int64_t tag, int64_t t);
 
-/* A flow's completion time: its end of sending rounded up to whole ns (as
- * sim_net_next does), plus its latency. */
-static int64_t completion(double t_end, int64_t lat_ns) {
+/* A flow's completion time into *out: its end of sending rounded up to
+ * whole ns (as sim_net_next does), plus its latency. SIM_ETIME past
+ * SIM_TIME_MAX (the cast below needs x in int64's range). */
+static int completion(double t_end, int64_t lat_ns, int64_t *out) {
   double x = t_end - 1e-6;
+  if (!(x <= (double)SIM_TIME_MAX))
+    return SIM_ETIME;
   int64_t i = (int64_t)x; /* x >= 0: truncation is the floor */
-  return i + ((double)i < x) + lat_ns;
+  *out = i + ((double)i < x) + lat_ns;
+  return SIM_OK;
 }
 
 /* Advances link k until time `until` (ns; INFINITY: no limit) or, with
  * fg_only, until it holds no foreground flow, whichever comes first. Flows
  * that finish are removed in index order; foreground ones are reported to
  * done, background ones update bg_last. */
-static void advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, done_fn done,
-                    void *arg) {
+static int advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, done_fn done,
+                   void *arg) {
   if (until <= k->t)
-    return; /* already there (a link's clock never runs backwards) */
+    return SIM_OK; /* already there (a link's clock never runs backwards) */
   while (k->n > 0 && (!fg_only || k->nfg > 0)) {
     if (!k->rated)
       set_rates(k);
@@ -143,13 +152,14 @@ static void advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, 
     for (int i = 0; i < k->n; i++)
       if (k->f[i].rate > 0 && k->f[i].left / k->f[i].rate < dt)
         dt = k->f[i].left / k->f[i].rate;
-    assert(dt < INFINITY); /* a link with flows has capacity */
+    if (!(dt < INFINITY))
+      return SIM_EINVARIANT; /* a link with flows has capacity */
     if (k->t + dt > until) {
       double step = until - k->t;
       for (int i = 0; i < k->n; i++)
         k->f[i].left -= k->f[i].rate * step;
       k->t = until;
-      return;
+      return SIM_OK;
     }
     k->t += dt;
     int keep = 0;
@@ -160,7 +170,10 @@ static void advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, 
         k->f[keep++] = *x;
         continue;
       }
-      int64_t t = completion(k->t, x->lat_ns);
+      int64_t t;
+      int rc = completion(k->t, x->lat_ns, &t);
+      if (rc)
+        return rc;
       if (x->tag >= 0) {
         k->nfg--;
         if (done)
@@ -178,6 +191,7 @@ static void advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, 
   }
   if (k->n == 0 && until < INFINITY && k->t < until)
     k->t = until; /* idle: the clock just moves */
+  return SIM_OK;
 }
 
 /* Adds a flow to link k (already advanced to now) for hose class c. */
@@ -213,15 +227,20 @@ static int push(sim_fluid *f, sim_fluid_link *k, size_t c, double bytes, double 
   return SIM_OK;
 }
 
-/* Brings link k to time now; 1 when it is then empty. */
-static int settle(sim_fluid *f, sim_fluid_link *k, int64_t now) {
+/* Brings link k to time now; *empty = 1 when it is then empty. */
+static int settle(sim_fluid *f, sim_fluid_link *k, int64_t now, int *empty) {
+  *empty = 0;
+  if (k->n > 0) {
+    int rc = advance(f, k, (double)now, 0, NULL, NULL); /* may empty it */
+    if (rc)
+      return rc;
+  }
   if (k->n > 0)
-    advance(f, k, (double)now, 0, NULL, NULL); /* may empty it */
-  if (k->n > 0)
-    return 0;
+    return SIM_OK;
   if (k->t < (double)now)
     k->t = (double)now; /* idle: the clock just moves */
-  return 1;
+  *empty = 1;
+  return SIM_OK;
 }
 
 int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double bytes,
@@ -230,18 +249,20 @@ int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double 
     *done = -1;
   if (!(bytes > 0))
     return SIM_OK;
-  if (!(w > 0) || g < 0 || g >= f->topo.gpus)
+  if (!isfinite(bytes) || !(w > 0) || g < 0 || g >= f->topo.gpus)
     return SIM_EINVAL;
   size_t c = (size_t)(2 * !!inter + !!in) * (size_t)f->topo.gpus + (size_t)g;
   sim_fluid_link *k = &f->links[f->link_of[c]];
-  if (settle(f, k, now) && tag >= 0 && done && f->alone[c]) {
+  int empty, rc = settle(f, k, now, &empty);
+  if (rc)
+    return rc;
+  if (empty && tag >= 0 && done && f->alone[c]) {
     /* alone on a link of its own: nothing can join it before it ends
      * (flows start between phases, and the phase's other flows have links
      * of their own), so it sends at the link's rate and its completion is
      * known now; it is not carried */
     k->t += bytes / k->cap;
-    *done = completion(k->t, lat_ns);
-    return SIM_OK;
+    return completion(k->t, lat_ns, done);
   }
   return push(f, k, c, bytes, w, lat_ns, tag, kind);
 }
@@ -261,17 +282,21 @@ int sim_fluid_hose_phase(sim_fluid *f, int64_t now, const int64_t *h, int revers
       double bytes = (double)src[g] * token_bytes;
       size_t cg = (size_t)c * G + g;
       sim_fluid_link *k = &f->links[f->link_of[cg]];
-      if (settle(f, k, now) && f->alone[cg]) { /* as in sim_fluid_start */
+      int empty, rc = settle(f, k, now, &empty);
+      if (rc)
+        return rc;
+      if (empty && f->alone[cg]) { /* as in sim_fluid_start */
         k->t += bytes / k->cap;
-        int64_t t = completion(k->t, lat[x]);
+        int64_t t;
+        if ((rc = completion(k->t, lat[x], &t)))
+          return rc;
         if (t > comm_end[g])
           comm_end[g] = t;
         if (t > end)
           end = t;
         continue;
       }
-      int rc = push(f, k, cg, bytes, w[x], lat[x], g, 0);
-      if (rc)
+      if ((rc = push(f, k, cg, bytes, w[x], lat[x], g, 0)))
         return rc;
     }
   }
@@ -295,11 +320,14 @@ static void fg_done(void *arg, int64_t tag, int64_t t) {
 
 int sim_fluid_run_fg(sim_fluid *f, int64_t now, done_fn done, void *arg, int64_t *end) {
   fg_ctx c = {.done = done, .arg = arg, .end = now};
-  for (int i = 0; i < f->nfgl; i++) {
+  int rc = SIM_OK;
+  for (int i = 0; i < f->nfgl && !rc; i++) {
     sim_fluid_link *k = &f->links[f->fgl[i]];
-    advance(f, k, INFINITY, 1, fg_done, &c);
+    rc = advance(f, k, INFINITY, 1, fg_done, &c);
     k->listed = 0;
   }
+  if (rc)
+    return rc;
   f->nfgl = 0;
   *end = c.end;
   return SIM_OK;
@@ -309,8 +337,11 @@ int sim_fluid_drain(sim_fluid *f, int64_t now, int64_t *end, int *kind) {
   if (f->nfgl)
     return SIM_EINVARIANT; /* foreground flows must be run first */
   for (int l = 0; l < f->topo.nlinks && f->nbg > 0; l++)
-    if (f->links[l].n)
-      advance(f, &f->links[l], INFINITY, 0, NULL, NULL);
+    if (f->links[l].n) {
+      int rc = advance(f, &f->links[l], INFINITY, 0, NULL, NULL);
+      if (rc)
+        return rc;
+    }
   if (f->nbg != 0)
     return SIM_EINVARIANT;
   *end = f->bg_last > (double)now ? (int64_t)f->bg_last : now;

@@ -34,6 +34,8 @@ int sim_add_model(sim_t *s, const sim_model_ops *ops, void *state, uint32_t *id)
 int sim_at(sim_t *s, int64_t t, uint32_t model, uint32_t kind, int64_t arg, uint64_t *id) {
   if (t < s->now || model >= (uint32_t)s->nmodels)
     return SIM_EINVAL;
+  if (t > SIM_TIME_MAX)
+    return SIM_ETIME;
   return sim_evq_push(&s->q, t, model, kind, arg, id);
 }
 

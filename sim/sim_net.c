@@ -5,6 +5,9 @@
  * its index in those lists, so starting and ending a flow is O(path length).
  * Rates are recomputed lazily (once per batch of starts/ends at one instant)
  * over the links that carry flows.
+ *
+ * After any error other than SIM_EINVAL the network is only fit for
+ * sim_net_fini (a fill may have stopped half way).
  */
 #include "sim/sim_net.h"
 
@@ -12,11 +15,29 @@
 #include <string.h>
 
 #include "sim/sim_error.h"
+#include "sim/sim_evq.h"
 
 static int64_t us_to_ns(double us) { return (int64_t)llround(us * 1e3); }
 
+/* The cluster ranges a link graph relies on: capacities of at least
+ * 1e-6 bytes per ns and latencies that fit the clock (sim_cluster.h). */
+static int check_cluster(const sim_cluster *c) {
+  if (c->nodes < 1 || c->gpus_per_node < 1 ||
+      (int64_t)c->nodes * c->gpus_per_node > SIM_MAX_GPUS)
+    return SIM_ERANGE;
+  if (!(c->intra_GBps >= SIM_BW_MIN_GBPS && c->intra_GBps <= SIM_BW_MAX_GBPS) ||
+      !(c->inter_GBps >= SIM_BW_MIN_GBPS && c->inter_GBps <= SIM_BW_MAX_GBPS) ||
+      !(c->intra_lat_us >= 0 && c->intra_lat_us <= SIM_LAT_MAX_US) ||
+      !(c->inter_lat_us >= 0 && c->inter_lat_us <= SIM_LAT_MAX_US) ||
+      !(c->oversub >= 1e-3 && c->oversub <= SIM_OVERSUB_MAX))
+    return SIM_ERANGE;
+  return SIM_OK;
+}
+
 int sim_net_init(sim_net *n, const sim_cluster *c) {
   memset(n, 0, sizeof(*n));
+  if (check_cluster(c))
+    return SIM_ERANGE;
   n->gpus = sim_cluster_gpus(c);
   n->gpn = c->gpus_per_node;
   n->nodes = c->nodes;
@@ -316,6 +337,9 @@ static void sh_pop(sim_net *n) {
  */
 static int fill(sim_net *n, double now) {
   n->recomputes++;
+  n->work += (uint64_t)n->ncf;
+  if (n->work_limit && n->work > n->work_limit)
+    return SIM_ELIMIT;
   for (int k = 0; k < n->ncf; k++) {
     sim_flow *f = &n->flows[n->comp_flows[k]];
     f->left -= f->rate * (now - f->t_ref);
@@ -346,13 +370,21 @@ static int fill(sim_net *n, double now) {
     if (l->unfrozen > 0 && sh_push(n, l->rem / l->wsum, id))
       return SIM_ENOMEM;
   }
+  /* Exact max-min visits bottleneck shares in non-decreasing order (a
+   * link's share rem / wsum cannot fall when flows freeze elsewhere at a
+   * smaller rate). Rounding can leave a tied link a hair below, even at a
+   * negative remainder: clamping to the previous share keeps every rate at
+   * least the first share, cap / weights > 0, so no flow stalls at rate 0
+   * (which would leave it without a finish time forever). */
+  double floor_share = 0;
   while (n->nsh > 0) {
     share_ent top = n->sh[0];
     sh_pop(n);
     sim_link *bl = &n->links[top.link];
     if (top.ver != bl->hver || bl->unfrozen <= 0)
       continue;
-    double share = top.share > 0 ? top.share : 0;
+    double share = top.share > floor_share ? top.share : floor_share;
+    floor_share = share;
     for (int i = 0; i < bl->nflows; i++) {
       sim_flow *f = &n->flows[bl->flows[i]];
       if (f->frozen)
@@ -382,9 +414,11 @@ project:
     if (f->rate == f->old_rate && isfinite(f->fin))
       continue; /* same rate: its projected finish and heap entry still hold */
     f->old_rate = f->rate;
+    /* a positive rate always gets an entry, even a projection past
+     * SIM_TIME_MAX (or inf): sim_net_next reports it as SIM_ETIME */
     double fin = f->rate > 0 ? now + (f->left > 0 ? f->left : 0) / f->rate : INFINITY;
     f->fin = fin;
-    if (!isfinite(fin))
+    if (!(f->rate > 0))
       heap_remove(n, id);
     else if (heap_set(n, id, fin))
       return SIM_ENOMEM;
@@ -457,17 +491,20 @@ int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
 
 int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
                            int64_t lat_ns, double bytes, double w, int64_t tag) {
-  if (!(bytes > 0) || !(w > 0) || w != floor(w) || w >= 2147483648.0 || plen < 1 ||
-      plen > SIM_NET_MAXPATH || now < n->last)
+  if (!(bytes > 0) || !isfinite(bytes) || !(w > 0) || w != floor(w) || w >= 2147483648.0 ||
+      plen < 1 || plen > SIM_NET_MAXPATH || now < n->last || now > SIM_TIME_MAX)
     return SIM_EINVAL;
-  if (now > n->last && n->ndirty && recompute(n))
-    return SIM_ENOMEM;
+  int rc;
+  if (now > n->last && n->ndirty && (rc = recompute(n)))
+    return rc;
   n->last = now;
   int id;
   if (n->nfree)
     id = n->freelist[--n->nfree];
   else {
     if (n->nflows == n->capflows) {
+      if (n->capflows >= SIM_NET_MAX_FLOWS)
+        return SIM_ELIMIT;
       int nc = n->capflows ? n->capflows * 2 : 64;
       sim_flow *nf = sim_realloc(n->flows, (size_t)nc * sizeof(sim_flow));
       if (nf)
@@ -557,24 +594,30 @@ static int remove_flow(sim_net *n, int id) {
 int64_t sim_net_next(sim_net *n) {
   if (n->nactive == 0)
     return INT64_MAX;
-  if (n->ndirty && recompute(n))
-    return INT64_MAX;
+  int rc;
+  if (n->ndirty && (rc = recompute(n)))
+    return rc;
   if (n->nheap == 0)
-    return INT64_MAX;
+    return SIM_EINVARIANT; /* active flows, none with a rate: none could end */
   double fin = n->heap[0].fin;
+  if (!(fin - 1e-6 <= (double)SIM_TIME_MAX))
+    return SIM_ETIME;
   int64_t t = (int64_t)ceil(fin - 1e-6);
   return t < n->last ? n->last : t;
 }
 
 int sim_net_advance(sim_net *n, int64_t t, int64_t *out_tag, int64_t *out_done, int max) {
-  if (t < n->last)
+  if (t < n->last || t > SIM_TIME_MAX)
     return SIM_EINVAL;
-  if (t > n->last && n->ndirty && recompute(n))
-    return SIM_ENOMEM;
+  int rc;
+  if (t > n->last && n->ndirty && (rc = recompute(n)))
+    return rc;
   n->last = t;
   int got = 0;
-  /* flows that finish sending before the next nanosecond are done now */
-  while (got < max && n->nheap && n->heap[0].fin < (double)t + 1.0) {
+  /* flows that finish sending before the next nanosecond are done now
+   * (fin - t, not fin < t + 1: past 2^53 ns, t + 1 rounds back to t and
+   * the flow sim_net_next named would never be taken) */
+  while (got < max && n->nheap && n->heap[0].fin - (double)t < 1.0) {
     int id = n->heap[0].flow;
     out_tag[got] = n->flows[id].tag;
     out_done[got] = t + n->flows[id].lat_ns;

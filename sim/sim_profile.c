@@ -147,15 +147,21 @@ int sim_profile_load(const char *path, sim_profile *out, sim_errbuf *err) {
     goto done;
   }
   v = json_object_get(root, "bwd_ratio");
-  if (!v || !json_is_number(v) || !(json_number_value(v) > 0)) {
-    seterr(err, "%s: key 'bwd_ratio' must be a number > 0", path);
+  if (!v || !json_is_number(v) || !(json_number_value(v) >= SIM_PROFILE_MIN_BWD) ||
+      !(json_number_value(v) <= SIM_PROFILE_MAX_BWD)) {
+    seterr(err, "%s: key 'bwd_ratio' must be a number between %g and %g", path,
+           SIM_PROFILE_MIN_BWD, SIM_PROFILE_MAX_BWD);
+    rc = v && json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
     goto done;
   }
   p.bwd_ratio = json_number_value(v);
   v = json_object_get(root, "nonmoe_factor");
   if (v) {
-    if (!json_is_number(v) || json_number_value(v) < 0) {
-      seterr(err, "%s: key 'nonmoe_factor' must be a number >= 0", path);
+    if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
+        !(json_number_value(v) <= SIM_PROFILE_MAX_NONMOE)) {
+      seterr(err, "%s: key 'nonmoe_factor' must be a number between 0 and %g", path,
+             SIM_PROFILE_MAX_NONMOE);
+      rc = json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
       goto done;
     }
     p.nonmoe_factor = json_number_value(v);
@@ -186,7 +192,10 @@ int sim_profile_load(const char *path, sim_profile *out, sim_errbuf *err) {
     if (!d || !json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 1 << 20 ||
         !ff || !json_is_integer(ff) || json_integer_value(ff) < 1 ||
         json_integer_value(ff) > 1 << 22) {
-      seterr(err, "%s: shapes[%d] needs integer keys 'd_model' and 'd_ff' >= 1", path, s);
+      seterr(err,
+             "%s: shapes[%d] needs integer keys 'd_model' (between 1 and %d) and 'd_ff' "
+             "(between 1 and %d)",
+             path, s, 1 << 20, 1 << 22);
       goto done;
     }
     sh->d_model = (int)json_integer_value(d);
@@ -202,13 +211,17 @@ int sim_profile_load(const char *path, sim_profile *out, sim_errbuf *err) {
     }
     sh->npoints = nt;
     for (int i = 0; i < nt; i++) {
-      if (!(sh->tokens[i] > 0) || (i && !(sh->tokens[i] > sh->tokens[i - 1]))) {
-        seterr(err, "%s: shapes[%d].tokens must be > 0 and strictly ascending (at index %d)",
-               path, s, i);
+      if (!(sh->tokens[i] >= 1) || !(sh->tokens[i] <= SIM_PROFILE_MAX_TOKENS) ||
+          (i && !(sh->tokens[i] > sh->tokens[i - 1]))) {
+        seterr(err,
+               "%s: shapes[%d].tokens must be between 1 and %g and strictly ascending (at "
+               "index %d)",
+               path, s, SIM_PROFILE_MAX_TOKENS, i);
         goto done;
       }
-      if (!(sh->us[i] >= 0) || !isfinite(sh->us[i])) {
-        seterr(err, "%s: shapes[%d].us[%d] must be a time >= 0", path, s, i);
+      if (!(sh->us[i] >= 0) || !(sh->us[i] <= SIM_PROFILE_MAX_US)) {
+        seterr(err, "%s: shapes[%d].us[%d] must be a time between 0 and %g us", path, s, i,
+               SIM_PROFILE_MAX_US);
         goto done;
       }
     }

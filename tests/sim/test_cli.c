@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct res {
@@ -353,4 +354,132 @@ Test(simcli, clusters_lists_presets_and_reads_files) {
   r = run("clusters", bad, NULL);
   cr_assert_eq(r->code, 1);
   one_line(r, "gpus_per_node");
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A two-node H100 cluster file with one key's value replaced. */
+static const char *hostile_cluster(const char *name, const char *hbm, const char *intra_bw,
+                                   const char *oversub) {
+  char text[1024];
+  snprintf(text, sizeof(text),
+           "{\"nodes\": 2, \"gpus_per_node\": 8, \"gpu\": {\"profile\": \"h100\", "
+           "\"hbm_gib\": %s}, \"intra\": {\"bandwidth_GBps\": %s, \"latency_us\": 2}, "
+           "\"inter\": {\"bandwidth_GBps\": 50, \"latency_us\": 5, "
+           "\"oversubscription\": %s}}",
+           hbm, intra_bw, oversub);
+  const char *path = path_in(name);
+  write_file(path, text);
+  return path;
+}
+
+/* Finding: oversubscription 1e300 or bandwidth 1e-300 made sim and net loop
+ * for minutes or print nonsense with exit 0; hbm_gib 1e300 became a NaN and
+ * then an int. Each is now one line naming the key and its range, exit 1,
+ * at once, from every command that reads a cluster. */
+Test(simcli, hostile_cluster_numbers_fail_fast_naming_the_key_and_range) {
+  const struct {
+    const char *file, *key, *range;
+  } cases[] = {
+      {hostile_cluster("os.json", "80", "450", "1e300"), "inter.oversubscription",
+       "between 1 and 1000"},
+      {hostile_cluster("bw.json", "80", "1e-300", "1"), "intra.bandwidth_GBps",
+       "between 0.001 and 100000"},
+      {hostile_cluster("hbm.json", "1e300", "450", "1"), "gpu.hbm_gib",
+       "between 0.001 and 1e+06"},
+  };
+  const char *csv = path_in("f.csv");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,1000000000\n0,8,1000000000\n");
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *eng[] = {"analytic", "des"};
+    for (int k = 0; k < 2; k++) {
+      double t0 = now_s();
+      res *r = run("sim", "--trace", sample(), "--cluster", cases[i].file, "--policy", "static",
+                   "--iterations", "0:2", "--engine", eng[k], "--no-db", NULL);
+      cr_assert_eq(r->code, 1, "%s %s: exit %d", cases[i].key, eng[k], r->code);
+      one_line(r, cases[i].key);
+      one_line(r, cases[i].range);
+      cr_assert_lt(now_s() - t0, 10.0, "%s: not at once", cases[i].key);
+    }
+    double t0 = now_s();
+    res *r = run("net", "--cluster", cases[i].file, "--flows", csv, NULL);
+    cr_assert_eq(r->code, 1, "net %s: exit %d", cases[i].key, r->code);
+    one_line(r, cases[i].key);
+    one_line(r, cases[i].range);
+    cr_assert_lt(now_s() - t0, 10.0);
+    r = run("clusters", cases[i].file, NULL);
+    cr_assert_eq(r->code, 1);
+    one_line(r, cases[i].range);
+  }
+  /* the ends of the ranges still run */
+  const char *edge = hostile_cluster("edge.json", "1000000", "0.001", "1000");
+  res *r = run("net", "--cluster", edge, "--flows", csv, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  /* 1 GB over a 1 MB/s NVLink: 1000 s + 2 us */
+  cr_assert(strstr(r->out, "\"finish_us\": 1000000002.0"), "%s", r->out);
+}
+
+/* Finding: a flow of 2^63 - 1 bytes made `net` loop for ever with exit 0.
+ * Bytes are bounded (2^50) with the range in the message; a makespan past
+ * the clock's 2^62 ns is an error; 2^50 bytes on a real cluster runs. */
+Test(simcli, net_bounds_flow_bytes_and_the_makespan) {
+  const char *csv = path_in("big.csv");
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,9223372036854775807\n");
+  double t0 = now_s();
+  res *r = run("net", "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1, "exit %d: %s", r->code, r->err);
+  one_line(r, "big.csv:2: bytes must be between 0 and 1125899906842624");
+  cr_assert_lt(now_s() - t0, 10.0);
+  /* six flows of 2^50 bytes into one 1 MB/s NVLink: 6.75e18 ns */
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,1125899906842624\n2,1,1125899906842624\n"
+                  "3,1,1125899906842624\n4,1,1125899906842624\n5,1,1125899906842624\n"
+                  "6,1,1125899906842624\n");
+  const char *slow = hostile_cluster("slow.json", "80", "0.001", "1");
+  r = run("net", "--cluster", slow, "--flows", csv, NULL);
+  cr_assert_eq(r->code, 1, "exit %d: %s", r->code, r->out);
+  one_line(r, "longer than 2^62 ns");
+  /* the six on a DGX H100: 6 x 2^50 bytes into one 450 GB/s NVLink, + 2 us */
+  r = run("net", "--cluster", "dgx-h100", "--flows", csv, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  cr_assert(strstr(r->out, "\"makespan_us\": 15011998759.9"), "%s", r->out);
+  write_file(csv, "src_gpu,dst_gpu,bytes\n0,1,1125899906842624\n");
+  r = run("net", "--cluster", "dgx-h100", "--flows", csv, "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  /* 2^50 bytes over a 450 GB/s NVLink: 2,501,999,792.982 us + 2 us */
+  cr_assert(strstr(r->out, "\"makespan_us\": 2501999794.98"), "%s", r->out);
+}
+
+/* The model numbers: --tokens-per-gpu past its range (the flag parser
+ * takes up to 2^40) is a usage error naming the range; a cluster at the
+ * ends of its ranges with a model too large for it is one line, exit 1;
+ * the same cluster with a small enough load runs on both engines. */
+Test(simcli, model_numbers_and_scale_are_bounded_and_the_ends_still_run) {
+  res *r = run("sim", "--trace", sample(), "--tokens-per-gpu", "1099511627776", "--no-db", NULL);
+  cr_assert_eq(r->code, 2, "exit %d: %s", r->code, r->err);
+  one_line(r, "--tokens-per-gpu must be between 1 and 1073741824");
+  char text[1024];
+  snprintf(text, sizeof(text),
+           "{\"nodes\": 2, \"gpus_per_node\": 8, \"gpu\": {\"profile\": \"h100\", "
+           "\"hbm_gib\": 1000000}, \"intra\": {\"bandwidth_GBps\": 0.001, \"latency_us\": "
+           "1000000}, \"inter\": {\"bandwidth_GBps\": 0.001, \"latency_us\": 1000000, "
+           "\"oversubscription\": 1000}}");
+  const char *edge = path_in("edge.json");
+  write_file(edge, text);
+  double t0 = now_s();
+  r = run("sim", "--trace", sample(), "--cluster", edge, "--policy", "static", "--no-db", NULL);
+  cr_assert_eq(r->code, 1, "exit %d: %s", r->code, r->out);
+  one_line(r, "model too large for the cluster");
+  cr_assert_lt(now_s() - t0, 10.0);
+  const char *eng[] = {"analytic", "des"};
+  for (int k = 0; k < 2; k++) {
+    r = run("sim", "--trace", sample(), "--cluster", edge, "--tokens-per-gpu", "16", "--slots",
+            "2", "--policy", "static", "--policy", "flexmoe", "--iterations", "0:2", "--engine",
+            eng[k], "--format", "json", "--no-db", NULL);
+    cr_assert_eq(r->code, 0, "%s: %s", eng[k], r->err);
+    cr_assert(strstr(r->out, "\"mean_iteration_ms\": 376704.1"), "%s: %s", eng[k], r->out);
+  }
 }

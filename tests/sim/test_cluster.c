@@ -1,9 +1,13 @@
 /* Cluster presets and files; compute profiles. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "placement/pl_cluster.h"
+#include "placement/pl_error.h"
+#include "placement/pl_memory.h"
 #include "sim/sim_cluster.h"
 #include "sim/sim_error.h"
 #include "sim/sim_profile.h"
@@ -96,6 +100,160 @@ Test(cluster, json_file_round_trips_and_bad_keys_are_named) {
   unlink(broken);
 }
 
+/* A cluster file with one number replaced (key = "intra.bandwidth_GBps"
+ * style, value as JSON text). */
+static const char *cluster_with(const char *key, const char *value) {
+  static char text[1024];
+  const char *v[8] = {"2", "8", "80", "1", "450", "2", "50", "5"};
+  const char *o = "1";
+  static const char *const keys[] = {"nodes", "gpus_per_node", "gpu.hbm_gib",
+                                     "gpu.compute_scale", "intra.bandwidth_GBps",
+                                     "intra.latency_us", "inter.bandwidth_GBps",
+                                     "inter.latency_us"};
+  for (int i = 0; i < 8; i++)
+    if (strcmp(key, keys[i]) == 0)
+      v[i] = value;
+  if (strcmp(key, "inter.oversubscription") == 0)
+    o = value;
+  snprintf(text, sizeof(text),
+           "{\"nodes\": %s, \"gpus_per_node\": %s, \"gpu\": {\"profile\": \"h100\", "
+           "\"hbm_gib\": %s, \"compute_scale\": %s}, \"intra\": {\"bandwidth_GBps\": %s, "
+           "\"latency_us\": %s}, \"inter\": {\"bandwidth_GBps\": %s, \"latency_us\": %s, "
+           "\"oversubscription\": %s}}",
+           v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], o);
+  return write_tmp("range.json", text);
+}
+
+Test(cluster, every_number_outside_its_physical_range_is_refused_naming_key_and_range) {
+  static const struct {
+    const char *key, *value, *range;
+  } bad[] = {
+      {"inter.oversubscription", "1e300", "between 1 and 1000"},
+      {"inter.oversubscription", "1000.5", "between 1 and 1000"},
+      {"inter.oversubscription", "0.5", "between 1 and 1000"},
+      {"intra.bandwidth_GBps", "1e-300", "between 0.001 and 100000"},
+      {"intra.bandwidth_GBps", "4.9e-324", "between 0.001 and 100000"},
+      {"intra.bandwidth_GBps", "0", "between 0.001 and 100000"},
+      {"inter.bandwidth_GBps", "1e300", "between 0.001 and 100000"},
+      {"intra.latency_us", "1e300", "between 0 and 1e+06"},
+      {"inter.latency_us", "-1", "between 0 and 1e+06"},
+      {"gpu.hbm_gib", "1e300", "between 0.001 and 1e+06"},
+      {"gpu.hbm_gib", "1e-300", "between 0.001 and 1e+06"},
+      {"gpu.compute_scale", "1e-300", "between 0.001 and 1000"},
+      {"gpu.compute_scale", "1e300", "between 0.001 and 1000"},
+  };
+  sim_cluster c;
+  sim_errbuf e;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    const char *path = cluster_with(bad[i].key, bad[i].value);
+    cr_assert_eq(sim_cluster_load(path, &c, &e), SIM_ERANGE, "%s = %s", bad[i].key,
+                 bad[i].value);
+    cr_assert(strstr(e.msg, bad[i].key) && strstr(e.msg, bad[i].range), "%s = %s: '%s'",
+              bad[i].key, bad[i].value, e.msg);
+    unlink(path);
+  }
+  /* the counts: named with their range too */
+  const char *path = cluster_with("nodes", "70000");
+  cr_assert_eq(sim_cluster_load(path, &c, &e), SIM_ERANGE);
+  cr_assert(strstr(e.msg, "'nodes'") && strstr(e.msg, "between 1 and 65536"), "%s", e.msg);
+  cr_assert_eq(sim_cluster_preset("dgx-h100", &c, &e), SIM_OK);
+  cr_assert_eq(sim_cluster_resize(&c, -3, 0, &e), SIM_ERANGE);
+  cr_assert(strstr(e.msg, "nodes must be between 1 and 65536 (got -3)"), "%s", e.msg);
+  cr_assert_eq(sim_cluster_resize(&c, 0, 70000, &e), SIM_ERANGE);
+  cr_assert(strstr(e.msg, "gpus_per_node must be between 1 and 65536"), "%s", e.msg);
+  unlink(path);
+}
+
+Test(cluster, the_ends_of_every_range_are_accepted_and_give_a_valid_planner_view) {
+  static const struct {
+    const char *key, *value;
+  } ok[] = {
+      {"inter.oversubscription", "1000"}, {"inter.oversubscription", "1"},
+      {"intra.bandwidth_GBps", "0.001"},  {"intra.bandwidth_GBps", "100000"},
+      {"inter.bandwidth_GBps", "0.001"},  {"intra.latency_us", "0"},
+      {"inter.latency_us", "1000000"},    {"gpu.hbm_gib", "0.001"},
+      {"gpu.hbm_gib", "1000000"},         {"gpu.compute_scale", "0.001"},
+      {"gpu.compute_scale", "1000"},
+  };
+  sim_cluster c;
+  sim_errbuf e;
+  pl_cluster pc;
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    const char *path = cluster_with(ok[i].key, ok[i].value);
+    cr_assert_eq(sim_cluster_load(path, &c, &e), SIM_OK, "%s = %s: %s", ok[i].key, ok[i].value,
+                 e.msg);
+    sim_cluster_to_pl(&c, 4, &pc);
+    cr_assert_eq(pl_cluster_check(&pc), 0, "%s = %s", ok[i].key, ok[i].value);
+    unlink(path);
+  }
+  /* the narrowest link there is: one 1 MB/s NIC per node shared by 65,536
+   * GPUs behind a 1000x oversubscribed switch */
+  cr_assert_eq(sim_cluster_preset("pcie-a100", &c, &e), SIM_OK);
+  c.inter_GBps = SIM_BW_MIN_GBPS;
+  c.oversub = SIM_OVERSUB_MAX;
+  cr_assert_eq(sim_cluster_resize(&c, 1, SIM_MAX_GPUS, &e), SIM_OK, "%s", e.msg);
+  sim_cluster_to_pl(&c, 1, &pc);
+  cr_assert_eq(pl_cluster_check(&pc), 0);
+}
+
+Test(cluster, planner_view_refuses_nan_infinite_and_extreme_links) {
+  pl_cluster ok = {.gpus = 16, .gpus_per_node = 8, .slots = 2, .intra_Bps = 450e9,
+                   .intra_lat_s = 2e-6, .inter_Bps = 50e9, .inter_lat_s = 5e-6, .oversub = 1};
+  cr_assert_eq(pl_cluster_check(&ok), 0);
+  double bad[] = {NAN, INFINITY, -INFINITY, 1e300, 1e-300, 0};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    pl_cluster c = ok;
+    c.intra_Bps = bad[i];
+    cr_assert_neq(pl_cluster_check(&c), 0, "intra_Bps %g", bad[i]);
+    c = ok;
+    c.inter_Bps = bad[i];
+    cr_assert_neq(pl_cluster_check(&c), 0, "inter_Bps %g", bad[i]);
+    c = ok;
+    c.oversub = bad[i];
+    cr_assert_neq(pl_cluster_check(&c), 0, "oversub %g", bad[i]);
+  }
+  double bad_lat[] = {NAN, INFINITY, 1.5, -1e-300};
+  for (size_t i = 0; i < sizeof(bad_lat) / sizeof(bad_lat[0]); i++) {
+    pl_cluster c = ok;
+    c.inter_lat_s = bad_lat[i];
+    cr_assert_neq(pl_cluster_check(&c), 0, "inter_lat_s %g", bad_lat[i]);
+    c = ok;
+    c.intra_lat_s = bad_lat[i];
+    cr_assert_neq(pl_cluster_check(&c), 0, "intra_lat_s %g", bad_lat[i]);
+  }
+}
+
+/* Finding: hbm_gib 1e300 became inf bytes, inf - inf / 2 a NaN, and the
+ * NaN was cast to an int. Slots from memory: a hand case, then every
+ * non-finite or hostile input is an error and *slots is never touched. */
+Test(memory, slots_from_hbm_are_exact_and_nan_or_infinite_memory_is_an_error) {
+  pl_model m = {.d_model = 1024, .d_ff = 4096, .top_k = 2, .bytes_per_elem = 2,
+                .optimizer_bytes_per_param = 12};
+  /* a replica: 2 x 1024 x 4096 params x (2 + 12 + 2) bytes = 128 MiB */
+  double replica = 2.0 * 1024 * 4096 * 16;
+  int slots = -7;
+  cr_assert_eq(pl_slots_from_memory(&m, 10.5 * replica, 0, 64, 8, &slots), PL_OK);
+  cr_assert_eq(slots, 10);
+  cr_assert_eq(pl_slots_from_memory(&m, 1e6 * 1073741824.0, 5e5 * 1073741824.0, 64, 8, &slots),
+               PL_OK);
+  cr_assert_eq(slots, 64, "capped at the experts");
+  cr_assert_eq(pl_slots_from_memory(&m, 7.9 * replica, 0, 64, 8, &slots), PL_ESLOTS);
+  cr_assert_eq(pl_slots_from_memory(&m, replica, 2 * replica, 64, 8, &slots), PL_ESLOTS,
+               "reserve above the memory");
+  slots = -7;
+  double hbm[] = {NAN, INFINITY, -INFINITY, 1e300 * 1073741824.0, 0, -1};
+  for (size_t i = 0; i < sizeof(hbm) / sizeof(hbm[0]); i++) {
+    cr_assert_eq(pl_slots_from_memory(&m, hbm[i], 0.5 * hbm[i], 64, 8, &slots), PL_EINVAL,
+                 "hbm %g", hbm[i]);
+    if (hbm[i] != 0) /* a reserve of 0 is fine */
+      cr_assert_eq(pl_slots_from_memory(&m, 80e9, hbm[i], 64, 8, &slots), PL_EINVAL,
+                   "reserve %g", hbm[i]);
+  }
+  m.optimizer_bytes_per_param = NAN;
+  cr_assert_eq(pl_slots_from_memory(&m, 80e9, 0, 64, 8, &slots), PL_EINVAL);
+  cr_assert_eq(slots, -7, "untouched on error");
+}
+
 Test(profile, h200_is_the_calibration_table_and_other_shapes_scale_by_flops) {
   sim_profile p;
   sim_pl_profile out;
@@ -131,4 +289,40 @@ Test(profile, json_round_trip_and_errors_name_the_key) {
   cr_assert_eq(sim_profile_load(bad, &q, &e), SIM_ERANGE);
   cr_assert(strstr(e.msg, "shapes[0].tokens"), "%s", e.msg);
   unlink(bad);
+}
+
+/* A profile file's numbers have physical ranges too: a backward ratio of
+ * 1e300 or a time of 1e300 us made every later time infinite. The error
+ * names the key and the range; the ends of the ranges load. */
+Test(profile, numbers_outside_their_ranges_are_refused_naming_key_and_range) {
+  static const struct {
+    const char *bwd, *nonmoe, *tokens, *us, *msg;
+  } cases[] = {
+      {"1e300", "1.3", "16", "5", "'bwd_ratio' must be a number between 0.01 and 100"},
+      {"0.001", "1.3", "16", "5", "'bwd_ratio' must be a number between 0.01 and 100"},
+      {"2", "1e300", "16", "5", "'nonmoe_factor' must be a number between 0 and 100"},
+      {"2", "1.3", "1e300", "5", "shapes[0].tokens must be between 1 and 1.09951e+12"},
+      {"2", "1.3", "0.5", "5", "shapes[0].tokens must be between 1 and 1.09951e+12"},
+      {"2", "1.3", "16", "1e300", "shapes[0].us[0] must be a time between 0 and 1e+09 us"},
+      {"100", "100", "1099511627776", "1e9", NULL},
+      {"0.01", "0", "1", "0", NULL},
+  };
+  sim_profile p;
+  sim_errbuf e;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"name\": \"x\", \"bwd_ratio\": %s, \"nonmoe_factor\": %s, \"shapes\": "
+             "[{\"d_model\": 8, \"d_ff\": 8, \"tokens\": [%s], \"us\": [%s]}]}",
+             cases[i].bwd, cases[i].nonmoe, cases[i].tokens, cases[i].us);
+    const char *path = write_tmp("rangeprof.json", text);
+    int rc = sim_profile_load(path, &p, &e);
+    if (!cases[i].msg) {
+      cr_assert_eq(rc, SIM_OK, "case %zu: %s", i, e.msg);
+    } else {
+      cr_assert_eq(rc, SIM_ERANGE, "case %zu", i);
+      cr_assert(strstr(e.msg, cases[i].msg), "case %zu: '%s'", i, e.msg);
+    }
+    unlink(path);
+  }
 }

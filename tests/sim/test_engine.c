@@ -564,3 +564,92 @@ Test(engine, shadowed_experts_wait_for_their_broadcast) {
                d.allreduce_us, bcast);
   teardown(&f);
 }
+
+/* One iteration of the fixture's two layers on engine kind; its code. */
+static int bounded_iteration(fixture *f, sim_engine_kind kind, int aggregate, int max_flows,
+                         uint64_t max_work, sim_iter_out *o) {
+  sim_engine e;
+  cr_assert_eq(sim_engine_init(&e, kind, &f->cl, &f->pc, &f->m, &f->prof, aggregate), SIM_OK);
+  if (max_flows)
+    e.max_flows = max_flows;
+  if (max_work)
+    e.max_work = max_work;
+  sim_layer_in in[2];
+  memset(in, 0, sizeof(in));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = &f->p[l];
+    in[l].routing = &f->r[l];
+  }
+  int rc = sim_engine_iteration(&e, in, 2, o);
+  sim_engine_fini(&e);
+  return rc;
+}
+
+/* Finding: extreme numbers reached undefined behaviour in the engines (a
+ * compute time past int64 ns through llround, an all-to-all end past it
+ * through a cast, the analytic network's completion cast). Each is now
+ * SIM_ETIME at once, from both engines and every DES network. */
+Test(engine, a_time_past_the_clock_is_an_error_from_both_engines) {
+  static fixture f;
+  static const double huge_us[] = {1e17, 1e17, 1e17}; /* 1e20 ns per expert */
+  sim_iter_out o;
+  setup(&f, 2, 2, 8);
+  f.prof.us = huge_us;
+  for (int agg = -1; agg <= 0; agg++) {
+    cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_ANALYTIC, agg, 0, 0, &o), SIM_ETIME);
+    cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_DES, agg, 0, 0, &o), SIM_ETIME, "aggregate %d",
+                 agg);
+  }
+  teardown(&f);
+  /* the network: about 1e15 bytes per GPU (tokens of 2^40 bytes) over
+   * 0.001 GB/s links behind a 1000x oversubscribed switch: 1e21 ns */
+  setup(&f, 2, 2, 8);
+  f.cl.intra_GBps = f.cl.inter_GBps = SIM_BW_MIN_GBPS;
+  f.cl.oversub = SIM_OVERSUB_MAX;
+  f.m.d_model = 1 << 20;
+  f.m.bytes_per_elem = 1 << 20;
+  sim_cluster_to_pl(&f.cl, f.pc.slots, &f.pc);
+  for (int agg = -1; agg <= 0; agg++) {
+    cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_ANALYTIC, agg, 0, 0, &o), SIM_ETIME);
+    cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_DES, agg, 0, 0, &o), SIM_ETIME, "aggregate %d",
+                 agg);
+  }
+  teardown(&f);
+}
+
+/* The ends of the cluster ranges still simulate: the slowest links, the
+ * longest latency and the most oversubscribed switch give finite times on
+ * which the engines agree as they do on a preset. */
+Test(engine, the_ends_of_the_cluster_ranges_simulate_and_the_engines_agree) {
+  static fixture f;
+  sim_iter_out a, d;
+  setup(&f, 2, 2, 8);
+  f.cl.intra_GBps = SIM_BW_MIN_GBPS;
+  f.cl.inter_GBps = SIM_BW_MIN_GBPS;
+  f.cl.intra_lat_us = f.cl.inter_lat_us = SIM_LAT_MAX_US;
+  f.cl.oversub = SIM_OVERSUB_MAX;
+  sim_cluster_to_pl(&f.cl, f.pc.slots, &f.pc);
+  for (int l = 0; l < 2; l++)
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
+  cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_ANALYTIC, -1, 0, 0, &a), SIM_OK);
+  cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_DES, -1, 0, 0, &d), SIM_OK);
+  cr_assert(isfinite(a.time_us) && a.time_us > 8 * SIM_LAT_MAX_US, "%g us", a.time_us);
+  cr_assert(fabs(a.time_us - d.time_us) <= 1e-6 * a.time_us, "analytic %.3f us, des %.3f us",
+            a.time_us, d.time_us);
+  teardown(&f);
+}
+
+/* The DES's work per iteration is bounded: past the flow or the rate-update
+ * bound an iteration is SIM_ELIMIT, not hours of refilling (the exact
+ * network grows with about G^4); the defaults leave a real run untouched. */
+Test(engine, the_des_work_bounds_stop_an_iteration_with_an_error) {
+  static fixture f;
+  sim_iter_out o, ref;
+  setup(&f, 2, 4, 16);
+  cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_DES, 0, 0, 0, &ref), SIM_OK);
+  cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_DES, 0, 20, 0, &o), SIM_ELIMIT);
+  cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_DES, 0, 0, 50, &o), SIM_ELIMIT);
+  cr_assert_eq(bounded_iteration(&f, SIM_ENGINE_DES, 0, 0, 0, &o), SIM_OK);
+  cr_assert_eq(o.time_us, ref.time_us);
+  teardown(&f);
+}

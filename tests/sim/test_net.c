@@ -2,10 +2,12 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sim/sim_cluster.h"
 #include "sim/sim_error.h"
+#include "sim/sim_evq.h"
 #include "sim/sim_net.h"
 
 static sim_cluster mk(int nodes, int gpn, double intra, double ilat, double nic, double xlat,
@@ -31,7 +33,7 @@ static void run_all(sim_net *n, int64_t *finish) {
   int64_t tags[64], dones[64];
   while (sim_net_active(n) > 0) {
     int64_t t = sim_net_next(n);
-    cr_assert_neq(t, INT64_MAX);
+    cr_assert(t >= 0 && t != INT64_MAX, "next %lld with flows active", (long long)t);
     int got = sim_net_advance(n, t, tags, dones, 64);
     cr_assert_geq(got, 1, "an advance to the next finish time finishes a flow");
     for (int k = 0; k < got; k++)
@@ -210,4 +212,99 @@ Test(net, a_flow_of_weight_w_gets_w_shares_of_a_link) {
     cr_assert_eq(fin[k], 1000000, "flow %d: %lld ns", k, (long long)fin[k]);
   cr_assert_eq(sim_net_start_weighted(&n, 0, p01, 2, 0, 1, 0.0, 0), SIM_EINVAL);
   sim_net_fini(&n);
+}
+
+/* Finding: a flow of 2^63 bytes made `net` loop for ever. A finish past
+ * 2^53 ns (where t + 1 rounds back to t in a double) is still taken, at its
+ * exact nanosecond; one past the clock's 2^62 ns is SIM_ETIME, not a wrapped
+ * time. */
+Test(net, a_finish_past_2_to_the_53_ns_completes_and_one_past_2_to_the_62_is_an_error) {
+  /* the slowest link the ranges allow: 0.001 GB/s = 1e-3 bytes/ns */
+  sim_cluster c = mk(1, 2, SIM_BW_MIN_GBPS, 7, 1, 0, 1);
+  sim_net n;
+  int64_t fin[1] = {-1};
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  cr_assert_geq(sim_net_start(&n, 0, 0, 1, 1125899906842624.0 /* 2^50 */, 0), 0);
+  run_all(&n, fin);
+  cr_assert_eq(fin[0], 1125899906842624000LL + 7000, "%lld", (long long)fin[0]);
+  cr_assert_geq(sim_net_start(&n, fin[0], 0, 1, 1e22, 0), 0);
+  cr_assert_eq(sim_net_next(&n), SIM_ETIME);
+  sim_net_fini(&n);
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  cr_assert_eq(sim_net_start(&n, 0, 0, 1, INFINITY, 0), SIM_EINVAL);
+  cr_assert_eq(sim_net_start(&n, 0, 0, 1, NAN, 0), SIM_EINVAL);
+  cr_assert_eq(sim_net_start(&n, SIM_TIME_MAX + 1, 0, 1, 1, 0), SIM_EINVAL);
+  sim_net_fini(&n);
+}
+
+Test(net, a_link_graph_outside_the_cluster_ranges_is_refused) {
+  sim_net n;
+  sim_cluster bad[] = {mk(2, 8, 1e-300, 2, 50, 5, 1), mk(2, 8, 450, 2, 50, 5, 1e300),
+                       mk(2, 8, 450, 2, 4.9e-324, 5, 1), mk(2, 8, 450, 1e300, 50, 5, 1),
+                       mk(2, 8, NAN, 2, 50, 5, 1), mk(70000, 1, 450, 2, 50, 5, 1)};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    cr_assert_eq(sim_net_init(&n, &bad[i]), SIM_ERANGE, "case %zu", i);
+}
+
+/* Every flow on one link, each with its own finish: each finish refills
+ * all the others, flows^2 / 2 re-ratings. The work limit stops it with
+ * SIM_ELIMIT instead of a run of hours; below the limit nothing changes. */
+Test(net, the_work_limit_turns_quadratic_refilling_into_an_error) {
+  sim_cluster c = mk(1, 2, 100, 0, 100, 0, 1);
+  sim_net n;
+  enum { F = 400 };
+  int64_t fin[F];
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  for (int k = 0; k < F; k++)
+    cr_assert_geq(sim_net_start(&n, 0, 0, 1, 1e6 + 1e3 * k, k), 0);
+  run_all(&n, fin);
+  uint64_t work = n.work;
+  cr_assert_geq(work, (uint64_t)F * (F + 1) / 2, "%llu", (unsigned long long)work);
+  sim_net_fini(&n);
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  n.work_limit = work / 2;
+  for (int k = 0; k < F; k++)
+    cr_assert_geq(sim_net_start(&n, 0, 0, 1, 1e6 + 1e3 * k, k), 0);
+  int64_t tags[64], dones[64], t = 0;
+  int steps = 0;
+  while (steps++ < 2 * F && (t = sim_net_next(&n)) >= 0 && t != INT64_MAX)
+    cr_assert_geq(sim_net_advance(&n, t, tags, dones, 64), 1);
+  cr_assert_eq(t, SIM_ELIMIT, "%lld", (long long)t);
+  sim_net_fini(&n);
+}
+
+/* Max-min filling never leaves an active flow at rate 0 (it would never
+ * finish): random clusters, paths, weights and sizes, fixed seed; every
+ * step to sim_net_next's time finishes at least one flow. */
+Test(net, every_active_flow_has_a_positive_rate_and_every_step_finishes_one) {
+  srand(20);
+  const double caps[] = {0.1, 0.3, 1.0 / 3, 0.7, 3.3, SIM_BW_MIN_GBPS, SIM_BW_MAX_GBPS};
+  for (int trial = 0; trial < 2000; trial++) {
+    sim_cluster c = mk(1 + rand() % 3, 1 + rand() % 4, caps[rand() % 7], 0, caps[rand() % 7],
+                       0, 1 + (rand() % 7) * 0.5);
+    c.nic_per_node = rand() % 2;
+    int G = c.nodes * c.gpus_per_node;
+    if (G < 2)
+      continue;
+    sim_net n;
+    cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+    int nf = 1 + rand() % 40;
+    for (int k = 0; k < nf; k++) {
+      int s = rand() % G, d = (s + 1 + rand() % (G - 1)) % G, path[SIM_NET_MAXPATH], plen;
+      int64_t lat;
+      sim_net_path(&n, s, d, path, &plen, &lat);
+      cr_assert_geq(sim_net_start_weighted(&n, 0, path, plen, lat, 1e3 + rand() % 1000,
+                                           1 + rand() % 3, k),
+                    0);
+    }
+    int64_t tags[64], dones[64];
+    while (sim_net_active(&n) > 0) {
+      int64_t t = sim_net_next(&n);
+      cr_assert(t >= 0 && t != INT64_MAX, "trial %d: next %lld", trial, (long long)t);
+      for (int i = 0; i < n.nactive; i++)
+        cr_assert_gt(n.flows[n.active[i]].rate, 0, "trial %d", trial);
+      cr_assert_geq(sim_net_advance(&n, t, tags, dones, 64), 1, "trial %d", trial);
+    }
+    sim_net_fini(&n);
+  }
 }

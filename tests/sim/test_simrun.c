@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "simrun.h"
 
@@ -58,4 +59,82 @@ Test(simrun, config_key_is_stable_and_tells_configurations_apart) {
   c.policy = "nosuch";
   cr_assert_neq(cli_sim_config_key(&c, d, sizeof(d), err, sizeof(err)), 0);
   cr_assert(strstr(err, "nosuch"), "%s", err);
+}
+
+/* Resolves c (config key only: no simulation); the code, err filled. */
+static int resolve_code(cli_sim_config *c, char *err, size_t len) {
+  char key[128];
+  err[0] = '\0';
+  return cli_sim_config_key(c, key, sizeof(key), err, len);
+}
+
+/* Every model number from the flags has a physical range given in the
+ * error (exit 2: a bad command line), and the whole configuration must fit
+ * the simulator's arithmetic (exit 1); a large real model still resolves. */
+Test(simrun, model_numbers_outside_their_ranges_are_refused_naming_flag_and_range) {
+  static const struct {
+    int d_model, d_ff, top_k;
+    int64_t tokens;
+    const char *msg;
+  } bad[] = {
+      {(1 << 20) + 1, 0, 0, 0, "--d-model must be between 1 and 1048576"},
+      {0, (1 << 22) + 1, 0, 0, "--d-ff must be between 1 and 4194304"},
+      {0, 0, 65, 0, "--top-k must be between 1 and 64"},
+      {0, 0, 0, ((int64_t)1 << 30) + 1, "--tokens-per-gpu must be between 1 and 1073741824"},
+      {0, 0, 0, -5, "--tokens-per-gpu must be between 1 and 1073741824"},
+      {0, 0, 0, INT64_MAX, "--tokens-per-gpu must be between 1 and 1073741824"},
+  };
+  char err[512];
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cli_sim_config c = CLI_SIM_CONFIG_INIT;
+    c.trace_path = sample();
+    c.d_model = bad[i].d_model;
+    c.d_ff = bad[i].d_ff;
+    c.top_k = bad[i].top_k;
+    c.tokens_per_gpu = bad[i].tokens;
+    cr_assert_eq(resolve_code(&c, err, sizeof(err)), 2, "case %zu: %s", i, err);
+    cr_assert(strstr(err, bad[i].msg), "case %zu: '%s'", i, err);
+  }
+  /* each at its end of the range, on 65,536 GPUs: the products are far past
+   * what the simulator's clock and counters hold */
+  cli_sim_config c = CLI_SIM_CONFIG_INIT;
+  c.trace_path = sample();
+  c.nodes = 8192;
+  c.d_model = 1 << 20;
+  c.d_ff = 1 << 22;
+  c.top_k = 64;
+  c.tokens_per_gpu = (int64_t)1 << 30;
+  c.slots = 1;
+  cr_assert_eq(resolve_code(&c, err, sizeof(err)), 1, "%s", err);
+  cr_assert(strstr(err, "model too large") && strstr(err, "2^36 us"), "%s", err);
+  /* a GPT-4-sized layer on 1,024 H100s: inside every limit */
+  c.nodes = 128;
+  c.d_model = 8192;
+  c.d_ff = 32768;
+  c.top_k = 8;
+  c.tokens_per_gpu = 16384;
+  c.slots = 0;
+  cr_assert_eq(resolve_code(&c, err, sizeof(err)), 0, "%s", err);
+}
+
+/* The same ranges hold for numbers from the trace's sidecar, named as the
+ * sidecar's key (exit 1: the input, not the command line, is wrong). */
+Test(simrun, a_sidecar_model_number_outside_its_range_is_refused) {
+  char npy[256], json[256], err[512];
+  snprintf(npy, sizeof(npy), "/tmp/flexmoe-simrun-%d.npy", (int)getpid());
+  snprintf(json, sizeof(json), "/tmp/flexmoe-simrun-%d.json", (int)getpid());
+  unlink(npy);
+  cr_assert_eq(symlink(sample(), npy), 0);
+  FILE *f = fopen(json, "w");
+  cr_assert_not_null(f);
+  fputs("{\"top_k\": 2, \"d_model\": 384, \"d_ff\": 16777216}", f);
+  fclose(f);
+  cli_sim_config c = CLI_SIM_CONFIG_INIT;
+  c.trace_path = npy;
+  cr_assert_eq(resolve_code(&c, err, sizeof(err)), 1, "%s", err);
+  cr_assert(strstr(err, "d_ff") && strstr(err, "between 1 and 4194304"), "%s", err);
+  c.d_ff = 768; /* the flag overrides the sidecar */
+  cr_assert_eq(resolve_code(&c, err, sizeof(err)), 0, "%s", err);
+  unlink(npy);
+  unlink(json);
 }

@@ -25,7 +25,18 @@ typedef struct pl_cluster {
   double oversub;      /* switch oversubscription, >= 1 (1 = non-blocking) */
 } pl_cluster;
 
-/* 0 if the numbers are consistent, PL_EINVAL otherwise. */
+/* Physical ranges of the link numbers (inclusive), the simulator's cluster
+ * ranges (sim_cluster.h) in these units, with room below for a per-node NIC
+ * shared by up to 65,536 GPUs: bandwidths 1 B/s .. 1e14 B/s, latencies
+ * 0 .. 1 s, oversubscription 1 .. 1000. Inside them every time the cost
+ * model forms (bytes / bandwidth + latency) is finite and positive. */
+#define PL_BW_MIN_BPS 1.0
+#define PL_BW_MAX_BPS 1e14
+#define PL_LAT_MAX_S 1.0
+#define PL_OVERSUB_MAX 1000.0
+
+/* 0 if the numbers are consistent and inside the ranges above (NaN and
+ * infinities are not), PL_EINVAL otherwise. */
 int pl_cluster_check(const pl_cluster *c);
 
 static inline int pl_cluster_node(const pl_cluster *c, int gpu) {

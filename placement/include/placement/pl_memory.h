@@ -15,8 +15,12 @@
 extern "C" {
 #endif
 
-/* PL_ESLOTS when fewer than ceil(experts / gpus) fit; PL_EINVAL on bad
- * numbers. reserve_bytes: memory kept for activations, non-MoE weights... */
+/* PL_ESLOTS when fewer than ceil(experts / gpus) fit (also when reserve_bytes
+ * >= hbm_bytes); PL_EINVAL on bad numbers: hbm_bytes not finite and > 0,
+ * reserve_bytes not finite and >= 0 (NaN and infinities included), a model
+ * dimension < 1 or an optimizer size not finite and >= 0. *slots is written
+ * only on success and is then in 1..experts. reserve_bytes: memory kept for
+ * activations, non-MoE weights... */
 int pl_slots_from_memory(const pl_model *m, double hbm_bytes, double reserve_bytes,
                          int experts, int gpus, int *slots);
 

@@ -15,14 +15,28 @@
  * "GPU" of a one-node cluster; see sim_cluster_preset for the numbers).
  *
  * JSON keys (DESIGN.md; required unless marked):
- *   name (string, optional: default file name), nodes (int >= 1),
- *   gpus_per_node (int >= 1),
- *   gpu: {profile (string: h200, h100, a100), hbm_gib (> 0),
- *         compute_scale (optional, > 0, default 1: time multiplier)},
- *   intra: {bandwidth_GBps (> 0), latency_us (>= 0)},
- *   inter: {bandwidth_GBps (> 0), latency_us (>= 0), oversubscription (>= 1),
+ *   name (string, optional: default file name), nodes (int),
+ *   gpus_per_node (int),
+ *   gpu: {profile (string: h200, h100, a100), hbm_gib,
+ *         compute_scale (optional, default 1: time multiplier)},
+ *   intra: {bandwidth_GBps, latency_us},
+ *   inter: {bandwidth_GBps, latency_us, oversubscription,
  *           nic_per_node (optional bool, default false)}.
  * Unknown keys are refused (a typo must not silently become a default).
+ *
+ * Physical ranges (sim_cluster_check; every preset, file and resize is
+ * checked, and an error names the key and its range). They are wide enough
+ * for any machine built or planned (a 1 MB/s link to a 100 TB/s one, up to
+ * a second of latency, 1 MiB to 1 PiB of memory per GPU) and narrow enough
+ * that no product of them overflows or underflows a double or the
+ * simulator's int64 nanosecond clock (a link never has a denormal or zero
+ * capacity, so max-min filling always makes progress):
+ *   nodes, gpus_per_node  1..65,536, nodes x gpus_per_node <= SIM_MAX_GPUS
+ *   bandwidth_GBps        0.001..100,000 (intra and inter)
+ *   latency_us            0..1,000,000 (intra and inter)
+ *   oversubscription      1..1,000
+ *   hbm_gib               0.001..1,000,000
+ *   compute_scale         0.001..1,000
  */
 #ifndef FLEXMOE_SIM_CLUSTER_H
 #define FLEXMOE_SIM_CLUSTER_H
@@ -35,6 +49,16 @@ extern "C" {
 #endif
 
 #define SIM_MAX_GPUS 65536
+
+/* The physical ranges above (inclusive). */
+#define SIM_BW_MIN_GBPS 0.001
+#define SIM_BW_MAX_GBPS 100000.0
+#define SIM_LAT_MAX_US 1e6
+#define SIM_OVERSUB_MAX 1000.0
+#define SIM_HBM_MIN_GIB 0.001
+#define SIM_HBM_MAX_GIB 1e6
+#define SIM_SCALE_MIN 0.001
+#define SIM_SCALE_MAX 1000.0
 
 typedef struct sim_cluster {
   char name[64];
@@ -77,7 +101,10 @@ static inline int sim_cluster_gpus(const sim_cluster *c) {
   return c->nodes * c->gpus_per_node;
 }
 
-/* 0 when consistent; SIM_ERANGE with err naming the field otherwise. */
+/* 0 when every number is inside its physical range (above) and the
+ * profile is known; SIM_ERANGE with err naming the field and its range
+ * ("inter.oversubscription must be between 1 and 1000 (got 1e+300)")
+ * otherwise. */
 int sim_cluster_check(const sim_cluster *c, sim_errbuf *err);
 
 /* The placement library's view (bytes/s, seconds; NIC share per GPU). */

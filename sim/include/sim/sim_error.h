@@ -29,7 +29,9 @@ extern "C" {
   X(EKEY, -5, "missing or bad key")                                            \
   X(ERANGE, -6, "value out of range")                                          \
   X(EPLACEMENT, -7, "placement library error")                                 \
-  X(EINVARIANT, -8, "simulator invariant violated")
+  X(EINVARIANT, -8, "simulator invariant violated")                           \
+  X(ETIME, -9, "simulated time would pass 2^62 ns (146 years)")                \
+  X(ELIMIT, -10, "simulation work limit reached")
 
 typedef enum sim_err {
 #define SIM_ERR_ENUM(name, value, msg) SIM_##name = (value),

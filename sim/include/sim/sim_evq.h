@@ -13,7 +13,8 @@
  * 4-ary heap has half the depth of a binary one and each level of a
  * sift-down touches one line. Pop moves the hole to a leaf along the smallest
  * children, then lets the last element rise (bottom-up heapsort). Limits:
- * 2^24 pending events, 2^40 events scheduled in a queue's life.
+ * 2^24 pending events, 2^40 events scheduled in a queue's life, times
+ * 0..SIM_TIME_MAX.
  *
  * Cancellation is lazy: sim_evq_cancel records the event's sequence number
  * in a small open-addressing set; sim_evq_pop discards cancelled entries when
@@ -29,6 +30,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The simulator's clock runs from 0 to 2^62 ns (146 years). Anything later
+ * is an error (SIM_ETIME), never a wrapped or saturated time: a completion
+ * time plus a latency (at most 1 s) then still fits an int64. */
+#define SIM_TIME_MAX ((int64_t)1 << 62)
 
 typedef struct sim_event {
   int64_t t;    /* ns */

@@ -86,7 +86,8 @@ void sim_fluid_fini(sim_fluid *f);
  * background of `kind`. With done non-NULL, a foreground flow alone on a
  * link of its own is not carried: its completion is known at once and
  * written to *done (-1 otherwise; the caller accounts for it, run_fg does
- * not report it). SIM_ENOMEM, SIM_EINVAL. */
+ * not report it). SIM_ENOMEM, SIM_EINVAL (bytes not finite), SIM_ETIME (a
+ * completion past SIM_TIME_MAX, here or while advancing the link). */
 int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double bytes,
                     double w, int64_t lat_ns, int64_t tag, int kind, int64_t *done);
 
@@ -96,7 +97,7 @@ int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double 
  * reverse, times token_bytes; weights w[intra, inter], the class latency.
  * Lone flows complete at once: comm_end[g] (initialised by the caller) is
  * raised to GPU g's, *lone_end = the latest (at least now). The others
- * wait for sim_fluid_run_fg. */
+ * wait for sim_fluid_run_fg. SIM_ENOMEM, SIM_ETIME. */
 int sim_fluid_hose_phase(sim_fluid *f, int64_t now, const int64_t *h, int reverse,
                          double token_bytes, const double w[2], int64_t *comm_end,
                          int64_t *lone_end);
@@ -104,14 +105,17 @@ int sim_fluid_hose_phase(sim_fluid *f, int64_t now, const int64_t *h, int revers
 /* Runs every foreground flow started since the last call to completion,
  * calling done(arg, tag, t) for each (t its completion, whole ns); *end =
  * the latest completion, at least now. Background flows on those links
- * progress alongside. */
+ * progress alongside. SIM_ETIME when a completion would pass
+ * SIM_TIME_MAX. */
 int sim_fluid_run_fg(sim_fluid *f, int64_t now,
                      void (*done)(void *arg, int64_t tag, int64_t t), void *arg,
                      int64_t *end);
 
 /* Runs every remaining (background) flow to completion: *end = the latest
  * background completion since the last drain (at least now), *kind its
- * kind (-1 when there was none). Leaves the network empty. */
+ * kind (-1 when there was none). Leaves the network empty. SIM_ETIME as
+ * sim_fluid_run_fg; after any error the network is only fit for
+ * sim_fluid_fini. */
 int sim_fluid_drain(sim_fluid *f, int64_t now, int64_t *end, int *kind);
 
 #ifdef __cplusplus

@@ -41,7 +41,8 @@ int sim_init(sim_t *s);
 void sim_fini(sim_t *s);
 /* Registers a model; its id (the `model` of its events) in *id. */
 int sim_add_model(sim_t *s, const sim_model_ops *ops, void *state, uint32_t *id);
-/* Schedules an event at absolute time t >= now. */
+/* Schedules an event at absolute time t >= now (SIM_EINVAL otherwise);
+ * SIM_ETIME when t > SIM_TIME_MAX. */
 int sim_at(sim_t *s, int64_t t, uint32_t model, uint32_t kind, int64_t arg, uint64_t *id);
 int sim_cancel(sim_t *s, uint64_t id);
 /* Runs until the queue is empty or the next event is after `until`

@@ -31,6 +31,17 @@
  * flow's remaining bytes are brought up to date only when its rate changes,
  * and the next finishing flow comes from a heap of projected finish times.
  *
+ * Bounds. Every link has a capacity of at least 1e-6 bytes per ns (the
+ * cluster ranges; sim_net_init refuses less), and the filling never gives
+ * a flow a zero rate: the bottleneck shares it visits never decrease (true
+ * of exact max-min; rounding is clamped to the previous share), so every
+ * active flow has a finite projected finish and each step of the caller's
+ * loop finishes one. A finish beyond SIM_TIME_MAX is SIM_ETIME from
+ * sim_net_next, never a wrapped time. The filling work (flows re-rated,
+ * summed over all fills) can be capped (work_limit): past it, SIM_ELIMIT
+ * instead of a run that would take hours (all flows on one link, each
+ * finishing at its own time, cost O(flows^2)).
+ *
  * Aggregated flows: a flow may stand for several (src, dst) GPU pairs with
  * an explicit link list (sim_net_start_path); see sim_engine.h for how the
  * iteration model uses it.
@@ -47,6 +58,9 @@ extern "C" {
 #endif
 
 #define SIM_NET_MAXPATH 4
+/* Flows alive at once (ids are ints; about 130 bytes each): SIM_ELIMIT
+ * beyond. */
+#define SIM_NET_MAX_FLOWS (1 << 26)
 
 typedef struct sim_link {
   double cap;      /* bytes per ns */
@@ -116,8 +130,13 @@ typedef struct sim_net {
   int nsh, capsh;
   int64_t last;    /* latest time seen */
   uint64_t recomputes; /* progressive-filling runs (one per component) */
+  uint64_t work;       /* flows re-rated, summed over all fills */
+  uint64_t work_limit; /* 0: none; else SIM_ELIMIT once work passes it */
 } sim_net;
 
+/* SIM_ERANGE when a count, bandwidth or latency of c is outside the cluster
+ * ranges of sim_cluster.h (oversubscription may be anywhere in
+ * [0.001, 1000] here: below 1 is an over-provisioned switch), SIM_ENOMEM. */
 int sim_net_init(sim_net *n, const sim_cluster *c);
 void sim_net_fini(sim_net *n);
 
@@ -131,8 +150,11 @@ int sim_net_inter_half(const sim_net *n, int g, int in, int *path);
 void sim_net_path(const sim_net *n, int src, int dst, int *path, int *plen,
                   int64_t *lat_ns);
 
-/* Starts a flow at time now (>= the last time given). bytes > 0. Returns the
- * flow id (>= 0) or a negative code. Rates are recomputed lazily. */
+/* Starts a flow at time now (>= the last time given, <= SIM_TIME_MAX).
+ * bytes > 0 and finite. Returns the flow id (>= 0) or a negative code
+ * (SIM_EINVAL for bad arguments; SIM_ELIMIT past SIM_NET_MAX_FLOWS; a
+ * pending recompute's SIM_ENOMEM or SIM_ELIMIT). Rates are recomputed
+ * lazily. */
 int sim_net_start(sim_net *n, int64_t now, int src, int dst, double bytes, int64_t tag);
 int sim_net_start_path(sim_net *n, int64_t now, const int *path, int plen,
                        int64_t lat_ns, double bytes, int64_t tag);
@@ -144,12 +166,16 @@ int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
                            int64_t lat_ns, double bytes, double w, int64_t tag);
 
 /* Recomputes rates if needed and returns the time the next flow finishes
- * sending (INT64_MAX if none). */
+ * sending (INT64_MAX if none is active), or a negative code: SIM_ETIME when
+ * that time is past SIM_TIME_MAX, SIM_ELIMIT past the work limit,
+ * SIM_ENOMEM, SIM_EINVARIANT if active flows could never finish. */
 int64_t sim_net_next(sim_net *n);
 
 /* Advances to time t (<= sim_net_next), removing flows that finished
  * sending; for each, out_tag[k] = its tag and out_done[k] = t + latency.
- * Returns the number removed (at most max; call again if it equals max). */
+ * Returns the number removed (at most max; call again if it equals max) or
+ * a negative code (as sim_net_next; SIM_EINVAL for t before the last time
+ * or past SIM_TIME_MAX). */
 int sim_net_advance(sim_net *n, int64_t t, int64_t *out_tag, int64_t *out_done, int max);
 
 static inline int sim_net_active(const sim_net *n) { return n->nactive; }

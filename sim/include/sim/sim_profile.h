@@ -32,11 +32,11 @@
  *   {"name": "h200-mybox",            string
  *    "device": "NVIDIA H200",         string, optional
  *    "dtype": "bf16",                 string, optional (bf16 assumed)
- *    "bwd_ratio": 2.15,               number > 0
- *    "nonmoe_factor": 1.3,            number >= 0, optional (default 1.3)
- *    "shapes": [{"d_model": 2048, "d_ff": 8192,
- *                "tokens": [16, 64, ...],     ascending, > 0
- *                "us": [27.3, 28.1, ...]}]}   forward microseconds, >= 0
+ *    "bwd_ratio": 2.15,               number, 0.01..100
+ *    "nonmoe_factor": 1.3,            number 0..100, optional (default 1.3)
+ *    "shapes": [{"d_model": 2048, "d_ff": 8192,   1..2^20, 1..2^22
+ *                "tokens": [16, 64, ...],     ascending, 1..2^40
+ *                "us": [27.3, 28.1, ...]}]}   forward microseconds, 0..1e9
  * Unknown keys are refused. At least one shape, at least one point each.
  */
 #ifndef FLEXMOE_SIM_PROFILE_H
@@ -53,6 +53,15 @@ extern "C" {
 
 #define SIM_PROFILE_MAX_SHAPES 16
 #define SIM_PROFILE_MAX_POINTS 64
+/* Physical ranges of a profile file's numbers (inclusive): a backward pass
+ * 0.01..100 times the forward (measured: 2.15), a non-MoE factor 0..100
+ * (default 1.3), points at 1..2^40 tokens taking 0..1e9 us (1,000 s) each.
+ * Errors name the key and the range (SIM_ERANGE). */
+#define SIM_PROFILE_MIN_BWD 0.01
+#define SIM_PROFILE_MAX_BWD 100.0
+#define SIM_PROFILE_MAX_NONMOE 100.0
+#define SIM_PROFILE_MAX_TOKENS 0x1p40
+#define SIM_PROFILE_MAX_US 1e9
 
 typedef struct sim_shape {
   int d_model, d_ff;
