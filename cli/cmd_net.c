@@ -1,18 +1,9 @@
 /*
  * cmd_net.c - flexmoe net: finish times of a traffic matrix on a cluster.
- *
- * Every flow of the CSV starts at time 0 and shares the links of the
- * cluster's link graph by max-min fair sharing (sim/sim_net.h), one flow per
- * line (no aggregation). Output: each flow's finish time and the makespan.
- *
- * Limits (docs/simulator.md): a flow carries at most 2^50 bytes (1 PiB), a
- * file holds at most 2^20 flows, the makespan must stay below 2^62 ns (146
- * years: sim_net's SIM_ETIME), and the max-min refilling may re-rate at
- * most NET_MAX_WORK flows in all (SIM_ELIMIT; the worst case, every flow on
- * one link with its own finish time, costs flows^2 / 2 and ran at about
- * 1.2e7 re-ratings a second: the limit stops it within about 20 s).
+ * Parses flags, reads and runs the flows with sim_flows (every flow of the
+ * CSV starts at time 0 and shares the cluster's links by max-min fairness;
+ * its limits are sim_flows.h's), prints each flow's finish and the makespan.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -22,7 +13,7 @@
 
 #include "cli.h"
 #include "sim/sim_cluster.h"
-#include "sim/sim_net.h"
+#include "sim/sim_flows.h"
 
 static const char help[] =
     "usage: flexmoe net --flows FLOWS.csv [--cluster PRESET|FILE.json] [--nodes N]\n"
@@ -45,132 +36,6 @@ static const char help[] =
     "  printf 'src_gpu,dst_gpu,bytes\\n0,1,1000000000\\n0,8,1000000000\\n' > f.csv\n"
     "  flexmoe net --cluster dgx-h100 --nodes 2 --flows f.csv\n";
 
-#define NET_MAX_BYTES ((int64_t)1 << 50)
-#define NET_MAX_FLOWS (1 << 20)
-#define NET_MAX_WORK ((uint64_t)1 << 28)
-
-typedef struct flow_line {
-  int src, dst;
-  int64_t bytes;
-  int64_t finish_ns;
-} flow_line;
-
-/* Parses one unsigned decimal field; 0 on success. */
-static int field(const char **s, int64_t *out) {
-  const char *p = *s;
-  while (*p == ' ' || *p == '\t')
-    p++;
-  if (*p < '0' || *p > '9')
-    return -1;
-  int64_t v = 0;
-  while (*p >= '0' && *p <= '9') {
-    if (v > (INT64_MAX - (*p - '0')) / 10)
-      return -2;
-    v = v * 10 + (*p - '0');
-    p++;
-  }
-  while (*p == ' ' || *p == '\t')
-    p++;
-  *out = v;
-  *s = p;
-  return 0;
-}
-
-static int read_flows(const char *path, int gpus, flow_line **out, int *nout) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return cli_fail(CLI_EFAIL, "net", "%s: cannot open (%s)", path, strerror(errno));
-  char line[4096];
-  int n = 0, cap = 0, rc = CLI_OK;
-  long lineno = 0;
-  flow_line *v = NULL;
-  while (fgets(line, sizeof(line), f)) {
-    lineno++;
-    size_t len = strlen(line);
-    if (len && line[len - 1] != '\n' && !feof(f)) {
-      rc = cli_fail(CLI_EFAIL, "net", "%s:%ld: line too long", path, lineno);
-      goto done;
-    }
-    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-      line[--len] = '\0';
-    if (lineno == 1) {
-      if (strcmp(line, "src_gpu,dst_gpu,bytes") != 0) {
-        rc = cli_fail(CLI_EFAIL, "net", "%s:1: header must be 'src_gpu,dst_gpu,bytes' (got '%s')",
-                      path, line);
-        goto done;
-      }
-      continue;
-    }
-    if (len == 0)
-      continue;
-    const char *s = line;
-    int64_t a[3];
-    for (int k = 0; k < 3; k++) {
-      int e = field(&s, &a[k]);
-      static const char *names[] = {"src_gpu", "dst_gpu", "bytes"};
-      if (e == -2) {
-        rc = cli_fail(CLI_EFAIL, "net", "%s:%ld: %s overflows", path, lineno, names[k]);
-        goto done;
-      }
-      if (e || (k < 2 ? *s != ',' : *s != '\0')) {
-        rc = cli_fail(CLI_EFAIL, "net",
-                      "%s:%ld: expected three non-negative integers src_gpu,dst_gpu,bytes "
-                      "(got '%s')",
-                      path, lineno, line);
-        goto done;
-      }
-      if (k < 2)
-        s++;
-    }
-    if (a[2] > NET_MAX_BYTES) {
-      rc = cli_fail(CLI_EFAIL, "net",
-                    "%s:%ld: bytes must be between 0 and %lld (2^50, 1 PiB) (got %lld)", path,
-                    lineno, (long long)NET_MAX_BYTES, (long long)a[2]);
-      goto done;
-    }
-    if (a[0] >= gpus || a[1] >= gpus) {
-      rc = cli_fail(CLI_EFAIL, "net", "%s:%ld: GPU %lld is not in the cluster (GPUs 0..%d)",
-                    path, lineno, (long long)(a[0] >= gpus ? a[0] : a[1]), gpus - 1);
-      goto done;
-    }
-    if (n == NET_MAX_FLOWS) {
-      rc = cli_fail(CLI_EFAIL, "net", "%s:%ld: more than %d flows (2^20) in one file", path,
-                    lineno, NET_MAX_FLOWS);
-      goto done;
-    }
-    if (n == cap) {
-      cap = cap ? cap * 2 : 64;
-      flow_line *nv = realloc(v, (size_t)cap * sizeof(*v));
-      if (!nv) {
-        rc = cli_fail(CLI_EFAIL, "net", "out of memory");
-        goto done;
-      }
-      v = nv;
-    }
-    v[n].src = (int)a[0];
-    v[n].dst = (int)a[1];
-    v[n].bytes = a[2];
-    v[n].finish_ns = 0;
-    n++;
-  }
-  if (ferror(f)) {
-    rc = cli_fail(CLI_EFAIL, "net", "%s: read error", path);
-    goto done;
-  }
-  if (lineno == 0) {
-    rc = cli_fail(CLI_EFAIL, "net", "%s: file is empty", path);
-    goto done;
-  }
-done:
-  fclose(f);
-  if (rc) {
-    free(v);
-    return rc;
-  }
-  *out = v;
-  *nout = n;
-  return CLI_OK;
-}
 
 int cmd_net(int argc, char **argv) {
   static const struct option opts[] = {{"cluster", required_argument, 0, 'c'},
@@ -221,53 +86,14 @@ int cmd_net(int argc, char **argv) {
   if (sim_cluster_resolve(cluster, &cl, &err) ||
       sim_cluster_resize(&cl, (int)nodes, (int)gpn, &err))
     return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
-  flow_line *fl = NULL;
-  int nf = 0, rc = read_flows(flows_path, sim_cluster_gpus(&cl), &fl, &nf);
-  if (rc)
-    return rc;
-  sim_net net;
-  if (sim_net_init(&net, &cl)) {
-    free(fl);
-    return cli_fail(CLI_EFAIL, "net", "out of memory");
-  }
-  net.work_limit = NET_MAX_WORK;
+  sim_flow_line *fl = NULL;
+  int nf = 0;
   int64_t makespan = 0;
-  for (int i = 0; i < nf && !rc; i++) {
-    if (fl[i].src == fl[i].dst || fl[i].bytes == 0) {
-      /* nothing crosses a link: a local or empty flow finishes at once
-       * (plus latency when it does cross one) */
-      int path[SIM_NET_MAXPATH], plen;
-      int64_t lat;
-      sim_net_path(&net, fl[i].src, fl[i].dst, path, &plen, &lat);
-      fl[i].finish_ns = lat;
-      continue;
-    }
-    int id = sim_net_start(&net, 0, fl[i].src, fl[i].dst, (double)fl[i].bytes, i);
-    if (id < 0)
-      rc = cli_fail(CLI_EFAIL, "net", "%s", sim_strerror(id));
-  }
-  int64_t tags[256], dones[256];
-  while (!rc && sim_net_active(&net) > 0) {
-    int64_t t = sim_net_next(&net);
-    int got = t < 0 ? (int)t : sim_net_advance(&net, t, tags, dones, 256);
-    if (got == SIM_ETIME)
-      rc = cli_fail(CLI_EFAIL, "net",
-                    "%s: the flows would take longer than 2^62 ns (146 years) on cluster %s",
-                    flows_path, cl.name);
-    else if (got == SIM_ELIMIT)
-      rc = cli_fail(CLI_EFAIL, "net",
-                    "%s: more than %llu flow rate updates (2^28): %d flows with this many "
-                    "distinct finish times on shared links take too long; split the file",
-                    flows_path, (unsigned long long)NET_MAX_WORK, nf);
-    else if (got < 0)
-      rc = cli_fail(CLI_EFAIL, "net", "%s: %s", flows_path, sim_strerror(got));
-    for (int k = 0; k < got; k++)
-      fl[tags[k]].finish_ns = dones[k];
-  }
-  sim_net_fini(&net);
-  for (int i = 0; i < nf; i++)
-    if (fl[i].finish_ns > makespan)
-      makespan = fl[i].finish_ns;
+  int rc = sim_flows_read(flows_path, sim_cluster_gpus(&cl), &fl, &nf, &err);
+  if (rc)
+    return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
+  if ((rc = sim_flows_run(&cl, fl, nf, &makespan, &err)))
+    rc = cli_fail(CLI_EFAIL, "net", "%s: %s", flows_path, err.msg);
   if (!rc && fmt == CLI_FMT_JSON) {
     json_t *arr = json_array();
     for (int i = 0; i < nf; i++)
@@ -287,6 +113,6 @@ int cmd_net(int argc, char **argv) {
              (double)fl[i].finish_ns * 1e-3);
     printf("makespan_us %.3f\n", (double)makespan * 1e-3);
   }
-  free(fl);
+  sim_free(fl);
   return rc;
 }

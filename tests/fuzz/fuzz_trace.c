@@ -4,7 +4,8 @@
  * CSV reader (the input is the file), and the JSON sidecar (the input is
  * the sidecar of a fixed, valid 1 x 1 x 2 x 2 .npy). An opened trace is
  * read at a few indices and its slices summed, so a header that lies about
- * its shape is caught by ASan rather than by luck.
+ * its shape is caught by ASan rather than by luck. Traces are opened within
+ * a 256 MiB memory budget (the fuzzer's RSS limit is 2 GiB).
  */
 #include <stdint.h>
 
@@ -66,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   tr_trace t;
   tr_error err;
   memset(&err, 0, sizeof(err));
-  if (tr_open(&t, path, &err) == 0) {
+  if (tr_open_within(&t, path, (uint64_t)256 << 20, &err) == 0) { /* 256 MiB budget */
     touch(&t);
     tr_close(&t);
   }
