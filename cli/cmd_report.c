@@ -26,7 +26,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "placement/pl_policy.h"
 #include "store/st_store.h"
+
+/* a stored run's policy is its whole canonical spec: never cut on reading */
+_Static_assert(sizeof(((st_run_summary *)0)->policy) > PL_SPEC_MAX,
+               "st_run_summary.policy holds a canonical spec");
 
 #define CMD "report"
 
@@ -265,7 +270,7 @@ static void print_table(const char *db, const row *rows, size_t nr,
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
              "balance", "dropped");
     }
-    char speed[32] = "-", gap[32] = "-", name[256];
+    char speed[32] = "-", gap[32] = "-", name[sizeof f->policy];
     if (specs)
       short_spec(f->policy, specs, nr, name, sizeof(name));
     else

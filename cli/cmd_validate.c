@@ -73,7 +73,7 @@ static const char *const help =
     "      --profile h200-green-4.json --db flexmoe.db --format json\n";
 
 typedef struct vrun {
-  char policy[256];
+  char policy[PL_SPEC_MAX + 1];
   double pred[RT_PH_COUNT + 1], meas[RT_PH_COUNT + 1]; /* [RT_PH_COUNT] = time */
   int64_t pred_id, meas_id;
 } vrun;

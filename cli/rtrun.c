@@ -415,8 +415,13 @@ int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, 
            "{\"d_model\":%d,\"d_ff\":%d,\"top_k\":%d,\"slots_per_gpu\":%d,\"iterations\":[%" PRId64
            ",%" PRId64 "],\"bytes_per_elem\":2,\"optimizer_bytes_per_param\":12}",
            o->d_model, o->d_ff, o->top_k, o->slots, o->it_begin, o->it_end);
-  snprintf(key, sizeof key, "gpu|%s|%s|%016" PRIx64 "|%s|%s", o->backend, o->cluster,
-           o->trace_hash, o->policy, params);
+  /* the key carries the whole canonical spec: a cut one would make two
+   * policies one run (report keeps the latest of equal keys) */
+  int kn = snprintf(key, sizeof key, "gpu|%s|%s|%016" PRIx64 "|%s|%s", o->backend, o->cluster,
+                    o->trace_hash, o->policy, params);
+  if (kn < 0 || (size_t)kn >= sizeof key)
+    return efail(em, el, CLI_EFAIL, "cannot record the run: its key is over %zu bytes",
+                 sizeof key - 1);
   st_trace_row tr = {o->trace_path, o->trace_hash, o->trace_iterations, o->trace_layers,
                      o->trace_ranks, o->trace_experts, NULL};
   st_run_row rr = {"gpu", o->policy, o->cluster, cluster_json, o->backend, params, o->gpus, 0,

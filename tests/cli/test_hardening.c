@@ -1,0 +1,173 @@
+/*
+ * Issue 20 (hardening) as a user meets it on the command line: policy specs
+ * kept whole or refused naming the limit, numbers on flags checked for
+ * range and trailing bytes, and every `--format json` output (results and
+ * errors) valid JSON without NaN or Infinity, parsed here with jansson.
+ *
+ * Commands run through fork/exec with an argv array, not a shell, so file
+ * names and specs can carry any byte (control bytes, quotes, newlines).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SAMPLE "traces/samples/gpt-l6-e32-top2-aux-200.npy"
+
+static char out[1 << 20], err[1 << 16];
+
+/* Reads fd into buf[len] (NUL-terminated). */
+static void slurp(int fd, char *buf, size_t len) {
+  size_t n = 0;
+  ssize_t r;
+  while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) != 0) {
+    if (r < 0 && errno == EINTR)
+      continue;
+    cr_assert_geq(r, 0, "read: %s", strerror(errno));
+    n += (size_t)r;
+  }
+  buf[n] = '\0';
+}
+
+/* Runs `flexmoe argv...` (NULL-terminated) in the source root; stdout into
+ * out, stderr into err (through files, so neither pipe can fill and block);
+ * returns the exit status, -1 when killed by a signal. */
+static int runv(const char *const *argv) {
+  const char *bin = getenv("FLEXMOE_BIN"), *src = getenv("FLEXMOE_SOURCE_ROOT");
+  cr_assert(bin && src, "FLEXMOE_BIN / FLEXMOE_SOURCE_ROOT not set");
+  char op[] = "/tmp/flexmoe-hard-out-XXXXXX", ep[] = "/tmp/flexmoe-hard-err-XXXXXX";
+  int ofd = mkstemp(op), efd = mkstemp(ep);
+  cr_assert(ofd >= 0 && efd >= 0);
+  const char *args[64] = {bin};
+  int n = 1;
+  for (; argv[n - 1] && n < 63; n++)
+    args[n] = argv[n - 1];
+  args[n] = NULL;
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    if (chdir(src) != 0 || dup2(ofd, 1) < 0 || dup2(efd, 2) < 0)
+      _exit(126);
+    execv(bin, (char *const *)args);
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    cr_assert_eq(errno, EINTR);
+  lseek(ofd, 0, SEEK_SET);
+  lseek(efd, 0, SEEK_SET);
+  slurp(ofd, out, sizeof out);
+  slurp(efd, err, sizeof err);
+  close(ofd);
+  close(efd);
+  unlink(op);
+  unlink(ep);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+#define RUN(...) runv((const char *const[]){__VA_ARGS__, NULL})
+
+/* A fresh temporary directory for databases and hostile files. */
+static char tmpdir[64];
+static void make_tmpdir(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/flexmoe-hard-XXXXXX");
+  cr_assert_not_null(mkdtemp(tmpdir));
+}
+static void remove_tmpdir(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+/* flexmoe:k=000...v,... with every numeric parameter in the policy's order,
+ * each padded by leading zeros to `width` bytes, window = `last`. */
+static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
+  static const char *const kv[][2] = {
+      {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},       {"background", "1"},
+      {"max_steps", "0"},   {"interval", "1"}, {"scenarios", "1"},   {"restart", "0"},
+      {"rebuild", "1"},     {"polish", "8"},   {"noise", "0"},       {"predictor", "last"},
+      {"alpha", "0.5"}};
+  size_t off = (size_t)snprintf(buf, len, "flexmoe");
+  for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+    int pad = width - (int)strlen(kv[i][1]);
+    if (strcmp(kv[i][0], "predictor") == 0)
+      off += (size_t)snprintf(buf + off, len - off, "%c%s=%s", i ? ',' : ':', kv[i][0],
+                              kv[i][1]);
+    else
+      off += (size_t)snprintf(buf + off, len - off, "%c%s=%0*d%s", i ? ',' : ':', kv[i][0],
+                              pad, 0, kv[i][1]);
+  }
+  int pad = width - (int)strlen(last);
+  off += (size_t)snprintf(buf + off, len - off, ",window=%0*d%s", pad, 0, last);
+  cr_assert_lt(off, len);
+  return off;
+}
+
+/* ---- finding 3: long policy specs ---- */
+
+/* Two specs of 650 bytes that differ only in their last byte: before the
+ * fix the handle cut its canonical spec at 511 bytes, so both had one run
+ * key and the sweep computed one point "after removing duplicates", and the
+ * stores cut the spec at 255, so report showed one policy. */
+Test(cli_hardening, long_specs_differing_at_the_end_are_two_sweep_points,
+     .init = make_tmpdir, .fini = remove_tmpdir) {
+  char a[1100], b[1100], db[128];
+  size_t na = long_flexmoe_spec(a, sizeof a, 40, "10");
+  long_flexmoe_spec(b, sizeof b, 40, "11");
+  cr_assert_gt(na, 600);
+  snprintf(db, sizeof db, "%s/sweep.db", tmpdir);
+  cr_assert_eq(RUN("sweep", "--trace", SAMPLE, "--gpus", "8", "--iterations", "0:3", "--policy",
+                   a, "--policy", b, "--db", db, "--quiet"),
+               0, "%s", err);
+  cr_assert(strstr(out, "sweep: 2 grid points"), "%s", out);
+  cr_assert_null(strstr(out, "duplicates"), "%s", out);
+  cr_assert(strstr(out, "computed 2"), "%s", out);
+  cr_assert_eq(RUN("report", "--db", db, "--format", "json"), 0, "%s", err);
+  json_error_t je;
+  json_t *root = json_loads(out, 0, &je);
+  cr_assert_not_null(root, "not JSON: %s", je.text);
+  json_t *rows = json_object_get(root, "rows");
+  cr_assert(json_is_array(rows), "%s", out);
+  cr_assert_eq(json_array_size(rows), 2, "%s", out);
+  int seen_a = 0, seen_b = 0;
+  for (size_t i = 0; i < 2; i++) {
+    const char *p = json_string_value(json_object_get(json_array_get(rows, i), "policy"));
+    cr_assert_not_null(p);
+    seen_a += strcmp(p, a) == 0;
+    seen_b += strcmp(p, b) == 0;
+  }
+  cr_assert(seen_a == 1 && seen_b == 1, "report does not carry both whole specs");
+  json_decref(root);
+  /* sim's own JSON carries the whole spec too */
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--iterations", "0:2", "--policy", b, "--no-db",
+                   "--format", "json"),
+               0, "%s", err);
+  root = json_loads(out, 0, &je);
+  cr_assert_not_null(root, "not JSON: %s", je.text);
+  const char *p = json_string_value(
+      json_object_get(json_array_get(json_object_get(root, "runs"), 0), "policy"));
+  cr_assert_str_eq(p, b);
+  json_decref(root);
+}
+
+Test(cli_hardening, a_spec_over_the_limit_is_refused_naming_the_limit) {
+  char big[1300];
+  size_t n = (size_t)snprintf(big, sizeof big, "flexmoe");
+  for (int i = 0; i < 16; i++)
+    n += (size_t)snprintf(big + n, sizeof big - n, "%cthreshold=%062d%d", i ? ',' : ':', 0,
+                          i % 2 + 1);
+  cr_assert_gt(n, 1000);
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--iterations", "0:2", "--policy", big, "--no-db"),
+               2);
+  cr_assert(strstr(err, "--policy") && strstr(err, "over the limit of 1000 bytes"), "%s", err);
+  cr_assert_str_eq(out, "");
+  cr_assert_eq(RUN("place", "--trace", SAMPLE, "--gpus", "8", "--policy", big), 2);
+  cr_assert(strstr(err, "over the limit of 1000 bytes"), "%s", err);
+}
