@@ -39,12 +39,23 @@ int cmd_report(int argc, char **argv);
 int cli_fail(int code, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Strict number parsing of a flag's value; on error prints
- * "flexmoe CMD: --flag: 'text' is not ..." and returns CLI_EUSAGE. */
+/* Strict number parsing of a flag's value: the whole text (no leading
+ * space, no trailing bytes, decimal), in [lo, hi] (a value that overflows
+ * the type, ERANGE, is out of range too). On error prints "flexmoe CMD:
+ * --flag: 'text' is not an integer between LO and HI" or "--flag: TEXT is
+ * out of range: must be between LO and HI" and returns CLI_EUSAGE; *out is
+ * untouched. Every number a flag takes goes through these. */
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out);
+/* The same check without a message: 0 and *out set, -1 not an integer,
+ * -2 out of the range of long (ERANGE). */
+int cli_text_long(const char *text, long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *text,
                      double lo, double hi, double *out);
+/* A seed: 0 to CLI_SEED_MAX (2^63 - 1: the results database stores it as
+ * SQLite's signed 64-bit integer, so a larger one would read back negative). */
+#define CLI_SEED_MAX INT64_MAX
+int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t *out);
 /* "A:B" (half-open, either side optional: "100:", ":50") into [*a, *b);
  * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,

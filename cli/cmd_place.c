@@ -59,7 +59,7 @@ static const char help[] =
     "  --cluster P          preset or JSON file for link numbers (default dgx-h100)\n"
     "  --d-model, --d-ff, --top-k   model shape (default: the trace's sidecar)\n"
     "  --tokens-per-gpu T   tokens per GPU per iteration (default: the trace's)\n"
-    "  --seed S             rescaling seed (default 0)\n"
+    "  --seed S             rescaling seed, 0 to 2^63 - 1 (default 0)\n"
     "  --format table|json  output (default table)\n"
     "\n"
     "example:\n"
@@ -212,7 +212,7 @@ static int parse(int argc, char **argv, place_opts *o) {
     case O_DFF: rc = cli_parse_long(CMD, "--d-ff", optarg, 1, 1 << 22, &o->d_ff); break;
     case O_TOPK: rc = cli_parse_long(CMD, "--top-k", optarg, 1, 64, &o->top_k); break;
     case O_TOK: rc = cli_parse_long(CMD, "--tokens-per-gpu", optarg, 1, 1L << 32, &o->tokens); break;
-    case O_SEED: rc = cli_parse_long(CMD, "--seed", optarg, 0, 1L << 62, &o->seed); break;
+    case O_SEED: rc = cli_parse_long(CMD, "--seed", optarg, 0, CLI_SEED_MAX, &o->seed); break;
     case O_FMT: rc = cli_parse_format(CMD, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &o->fmt); break;
     case O_HELP: cli_help(help); return -1;
     default: return cli_bad_option(CMD, argv[optind - 1]);

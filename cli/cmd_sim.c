@@ -49,7 +49,8 @@ static const char help[] =
     "  --network N         des only: hose (default: 4 flows per GPU per all-to-all)\n"
     "                      or exact (one flow per GPU pair; slower)\n"
     "  --iterations A:B    simulate iterations [A, B) of the trace (default all)\n"
-    "  --seed S            seed of the trace rescaling and of the policies (0)\n"
+    "  --seed S            seed of the trace rescaling and of the policies,\n"
+    "                      0 to 2^63 - 1 (0)\n"
     "  --d-model D, --d-ff F, --top-k K   model shape (default: the trace's sidecar)\n"
     "  --tokens-per-gpu T  tokens per GPU per iteration (default: the trace's)\n"
     "  --slots S           expert slots per GPU and layer (default: from HBM)\n"
@@ -118,14 +119,10 @@ int cmd_sim(int argc, char **argv) {
       if (cli_parse_range("sim", "--iterations", optarg, &base.it_begin, &base.it_end))
         return CLI_EUSAGE;
       break;
-    case 's': {
-      char *end;
-      unsigned long long s = optarg[0] == '-' ? 0 : strtoull(optarg, &end, 10);
-      if (optarg[0] == '-' || !optarg[0] || *end)
-        return cli_fail(CLI_EUSAGE, "sim", "--seed: '%s' is not a non-negative integer", optarg);
-      base.seed = s;
+    case 's':
+      if (cli_parse_seed("sim", "--seed", optarg, &base.seed))
+        return CLI_EUSAGE;
       break;
-    }
     case 'D':
       if (cli_parse_long("sim", "--d-model", optarg, 1, 1 << 20, &v))
         return CLI_EUSAGE;

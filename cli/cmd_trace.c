@@ -333,7 +333,7 @@ static const char GEN_HELP[] =
     "  --pattern NAME     a named pattern (below); model options then adjust it\n"
     "  --fit FIT.json     the model fitted by 'flexmoe trace fit' (its sizes by default)\n"
     "  --iterations N     iterations to generate (required)\n"
-    "  --seed S           random seed (default 1)\n"
+    "  --seed S           random seed, 0 to 2^63 - 1 (default 1)\n"
     "  --layers, --ranks, --experts, --tokens (per rank), --top-k\n"
     "                     sizes (defaults 4, 8, 16, 1024, 2; from the fit with --fit)\n"
     "  --d-model D, --d-ff F   model shape written to the sidecar\n"
@@ -419,7 +419,7 @@ static int trace_gen(int argc, char **argv) {
         return CLI_EUSAGE;
       break;
     case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
         return CLI_EUSAGE;
       break;
     case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
@@ -612,7 +612,7 @@ static const char FIT_HELP[] =
     "\n"
     "  -o FIT.json        where to write the model (temp + rename)\n"
     "  --iterations A:B   fit only iterations [A, B)\n"
-    "  --seed S           calibration random stream (default 1)\n"
+    "  --seed S           calibration random stream, 0 to 2^63 - 1 (default 1)\n"
     "  --format F         table (default) or json (the FIT.json document)\n"
     "\n"
     "example:\n"
@@ -641,7 +641,7 @@ static int trace_fit(int argc, char **argv) {
         return CLI_EUSAGE;
       break;
     case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
         return CLI_EUSAGE;
       break;
     case 'f':
@@ -715,7 +715,7 @@ static const char RESCALE_HELP[] =
     "  --gpus G             GPUs of the simulated cluster (required)\n"
     "  --tokens-per-gpu T   tokens per GPU per iteration (default: each source rank's own;\n"
     "                       slots = T x top_k from the sidecar, or T when top_k is unknown)\n"
-    "  --seed S             random seed (default 1)\n"
+    "  --seed S             random seed, 0 to 2^63 - 1 (default 1)\n"
     "  --iterations A:B     only iterations [A, B)\n"
     "\n"
     "example:\n"
@@ -749,7 +749,7 @@ static int trace_rescale(int argc, char **argv) {
         return CLI_EUSAGE;
       break;
     case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
         return CLI_EUSAGE;
       break;
     case 'i':

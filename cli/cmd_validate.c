@@ -116,11 +116,11 @@ static double pct(double *v, int n, double q) {
  * A policy without the parameter, or a spec the policy library rejects, is
  * left to the library's own error later. */
 static int moves_in_background(const char *spec) {
-  char v[64], *end;
-  if (pl_policy_param(spec, "background", v, sizeof v) != PL_OK)
-    return 0;
-  long b = strtol(v, &end, 10);
-  return !(end != v && *end == '\0' && b == 0);
+  char v[PL_VALUE_MAX + 1];
+  long b;
+  if (pl_policy_param(spec, "background", v, sizeof v) != PL_OK || cli_text_long(v, &b))
+    return 0; /* not an integer: the library names the value later */
+  return b != 0;
 }
 
 int cmd_validate(int argc, char **argv) {

@@ -493,7 +493,7 @@ int cli_rt_parse_option(const char *cmd, int opt, const char *arg, cli_rt_config
     rc = cli_parse_range(cmd, "--iterations", arg, &cfg->it_begin, &cfg->it_end);
     break;
   case 's':
-    if (!(rc = cli_parse_long(cmd, "--seed", arg, 0, LONG_MAX, &v))) cfg->seed = (uint64_t)v;
+    rc = cli_parse_seed(cmd, "--seed", arg, &cfg->seed);
     break;
   case 'd':
     if (!(rc = cli_parse_long(cmd, "--d-model", arg, 8, 1 << 16, &v))) cfg->d_model = (int)v;

@@ -1,6 +1,7 @@
 /*
  * util.c - messages and strict flag parsing shared by the subcommands.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -22,32 +23,59 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) {
   return code;
 }
 
+/* The text of a number as a user typed it: no leading space (strtol and
+ * strtod would skip it), not empty. */
+static int starts_number(const char *text) {
+  return text && text[0] && !isspace((unsigned char)text[0]);
+}
+
+int cli_text_long(const char *text, long *out) {
+  char *end = NULL;
+  errno = 0;
+  long v = starts_number(text) && text[0] != '+' ? strtol(text, &end, 10) : 0;
+  if (!end || end == text || *end)
+    return -1;
+  if (errno == ERANGE)
+    return -2;
+  *out = v;
+  return 0;
+}
+
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = text ? strtol(text, &end, 10) : 0;
-  if (!text || errno || end == text || *end)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not an integer", flag,
-                    text ? text : "");
-  if (v < lo || v > hi)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: %ld is out of range [%ld, %ld]", flag,
-                    v, lo, hi);
+  long v = 0;
+  int rc = cli_text_long(text, &v);
+  if (rc == -1)
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not an integer between %ld and %ld", flag,
+                    text ? text : "", lo, hi);
+  if (rc == -2 || v < lo || v > hi)
+    return cli_fail(CLI_EUSAGE, cmd, "%s: %s is out of range: must be between %ld and %ld",
+                    flag, text, lo, hi);
   *out = v;
+  return CLI_OK;
+}
+
+int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t *out) {
+  long v = 0;
+  if (cli_parse_long(cmd, flag, text, 0, CLI_SEED_MAX, &v))
+    return CLI_EUSAGE;
+  *out = (uint64_t)v;
   return CLI_OK;
 }
 
 int cli_parse_double(const char *cmd, const char *flag, const char *text,
                      double lo, double hi, double *out) {
-  char *end;
+  char *end = NULL;
   errno = 0;
-  double v = text ? strtod(text, &end) : 0;
-  if (!text || errno || end == text || *end || !isfinite(v))
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not a number", flag,
-                    text ? text : "");
-  if (v < lo || v > hi)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: %g is out of range [%g, %g]", flag, v,
-                    lo, hi);
+  double v = starts_number(text) ? strtod(text, &end) : 0;
+  if (!end || end == text || *end || isnan(v))
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not a number between %g and %g", flag,
+                    text ? text : "", lo, hi);
+  /* ERANGE: overflow to +-HUGE_VAL or underflow to (nearly) 0; either is
+   * not the number the user typed */
+  if (errno == ERANGE || !isfinite(v) || v < lo || v > hi)
+    return cli_fail(CLI_EUSAGE, cmd, "%s: %s is out of range: must be between %g and %g",
+                    flag, text, lo, hi);
   *out = v;
   return CLI_OK;
 }

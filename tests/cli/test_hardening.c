@@ -171,3 +171,48 @@ Test(cli_hardening, a_spec_over_the_limit_is_refused_naming_the_limit) {
   cr_assert_eq(RUN("place", "--trace", SAMPLE, "--gpus", "8", "--policy", big), 2);
   cr_assert(strstr(err, "over the limit of 1000 bytes"), "%s", err);
 }
+
+/* ---- finding 9: numbers on flags ---- */
+
+/* `--seed 99999999999999999999999` was accepted by sim (strtoull's ERANGE
+ * unchecked: the seed became 2^64 - 1). Every command's seed, and numbers
+ * on other flags, are refused when they overflow, carry trailing bytes or
+ * a leading space, with the flag and its range in one line, exit 2. */
+Test(cli_hardening, seeds_that_overflow_or_carry_trailing_bytes_are_refused) {
+  const char *bad[] = {"99999999999999999999999", "9223372036854775808", "12x", "1e3",
+                       " 5", "-1", ""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const char *cmds[][10] = {
+        {"sim", "--trace", SAMPLE, "--iterations", "0:1", "--policy", "static", "--no-db",
+         "--seed", bad[i]},
+        {"place", "--trace", SAMPLE, "--gpus", "8", "--seed", bad[i], NULL},
+        {"run", "--backend", "cpu", "--trace", SAMPLE, "--seed", bad[i], NULL},
+        {"trace", "gen", "--pattern", "hot-experts", "--iterations", "2", "--seed", bad[i],
+         NULL},
+    };
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+      const char *argv[12] = {0};
+      for (size_t k = 0; k < 10 && cmds[c][k]; k++)
+        argv[k] = cmds[c][k];
+      cr_assert_eq(runv(argv), 2, "%s --seed '%s' accepted: %s", cmds[c][0], bad[i], err);
+      cr_assert(strstr(err, "--seed: ") && strstr(err, "between 0 and 9223372036854775807"),
+                "%s: %s", cmds[c][0], err);
+      cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+    }
+  }
+  /* the largest seed is a seed */
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--iterations", "0:1", "--policy", "static",
+                   "--no-db", "--seed", "9223372036854775807"),
+               0, "%s", err);
+  /* other flags: overflow and trailing bytes name the flag and the range */
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--no-db", "--nodes", "99999999999999999999"), 2);
+  cr_assert(strstr(err, "--nodes: 99999999999999999999 is out of range: must be between 1 and"),
+            "%s", err);
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--no-db", "--d-model", "1024k"), 2);
+  cr_assert(strstr(err, "--d-model: '1024k' is not an integer between 1 and"), "%s", err);
+  cr_assert_eq(RUN("trace", "gen", "--pattern", "hot-experts", "--iterations", "2", "--burst",
+                   "1e-999", "-o", "/tmp/flexmoe-hard-never.npy"),
+               2);
+  cr_assert(strstr(err, "--burst: 1e-999 is out of range: must be between 0 and 1"), "%s", err);
+  cr_assert_eq(access("/tmp/flexmoe-hard-never.npy", F_OK), -1);
+}
