@@ -35,9 +35,20 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
-/* Prints "flexmoe CMD: message" on stderr and returns code. */
+/* Prints the error "flexmoe CMD: message" as one line on stderr and returns
+ * code. The line cannot be broken or turned into terminal commands by what
+ * the message quotes (a file name, a line of a file): control bytes and
+ * bytes that are not UTF-8 are written as \xNN. With --format json the line
+ * is a JSON object instead, {"command": CMD, "error": message, "exit":
+ * code}, escaped by jansson (control bytes as \u00NN, bytes that are not
+ * UTF-8 as the text \xNN). cmd NULL: "flexmoe: message". */
 int cli_fail(int code, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Errors as JSON (cli_fail) from now on: main calls cli_detect_json_errors
+ * with the command line before any parsing (--format json or
+ * --format=json anywhere), and cli_parse_format turns it on for json. */
+void cli_detect_json_errors(int argc, char **argv);
+void cli_set_json_errors(int on);
 
 /* Strict number parsing of a flag's value: the whole text (no leading
  * space, no trailing bytes, decimal), in [lo, hi] (a value that overflows
@@ -78,6 +89,11 @@ double cli_speedup(double ref_ms, double ms);
  * an effective time with every token slot dropped): JSON has no infinity. */
 struct json_t;
 struct json_t *cli_json_number(double v);
+/* A JSON string of s that is always valid: bytes that are not well-formed
+ * UTF-8 (a file name, a field of a file) appear as the text \xNN, where
+ * json_string would return NULL and make the object holding it vanish.
+ * NULL s gives null; NULL only when out of memory. */
+struct json_t *cli_json_string(const char *s);
 
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);

@@ -38,6 +38,7 @@ static void usage(FILE *out) {
 
 int main(int argc, char **argv) {
   gsl_set_error_handler_off();
+  cli_detect_json_errors(argc, argv);
   if (argc < 2) {
     usage(stderr);
     return CLI_EUSAGE;
@@ -56,6 +57,5 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NCOMMANDS; i++)
     if (strcmp(argv[1], commands[i].name) == 0)
       return commands[i].fn(argc - 1, argv + 1);
-  fprintf(stderr, "flexmoe: unknown command '%s' (see 'flexmoe --help')\n", argv[1]);
-  return CLI_EUSAGE;
+  return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
 }

@@ -86,6 +86,33 @@ static void remove_tmpdir(void) {
   cr_assert_eq(system(cmd), 0);
 }
 
+static void write_file(const char *path, const void *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+  cr_assert_eq(fwrite(data, 1, len, f), len);
+  cr_assert_eq(fclose(f), 0);
+}
+
+/* stderr is exactly one line of JSON, {"command", "error", "exit"}, with
+ * exit equal to the status; stdout is empty. Returns the error text
+ * (valid until the next run). */
+static json_t *last_error;
+static const char *json_error_line(int status, const char *command) {
+  cr_assert_str_eq(out, "", "stdout on error: %s", out);
+  size_t n = strlen(err);
+  cr_assert(n > 0 && err[n - 1] == '\n' && strchr(err, '\n') == err + n - 1,
+            "not one line: %s", err);
+  json_error_t je;
+  json_decref(last_error);
+  last_error = json_loads(err, 0, &je);
+  cr_assert_not_null(last_error, "stderr is not JSON (%s): %s", je.text, err);
+  cr_assert_str_eq(json_string_value(json_object_get(last_error, "command")), command);
+  cr_assert_eq(json_integer_value(json_object_get(last_error, "exit")), status);
+  const char *e = json_string_value(json_object_get(last_error, "error"));
+  cr_assert_not_null(e, "%s", err);
+  return e;
+}
+
 /* flexmoe:k=000...v,... with every numeric parameter in the policy's order,
  * each padded by leading zeros to `width` bytes, window = `last`. */
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
@@ -215,4 +242,75 @@ Test(cli_hardening, seeds_that_overflow_or_carry_trailing_bytes_are_refused) {
                2);
   cr_assert(strstr(err, "--burst: 1e-999 is out of range: must be between 0 and 1"), "%s", err);
   cr_assert_eq(access("/tmp/flexmoe-hard-never.npy", F_OK), -1);
+}
+
+/* ---- finding 9: error output under --format json ---- */
+
+/* Raw control bytes from a file name or a file reached the error output
+ * unescaped, and --format json gave a plain-text error. Now an error under
+ * --format json is one line of JSON that parses, the bytes escaped; in
+ * table mode the one line stays one line (\xNN). */
+Test(cli_hardening, control_bytes_in_a_file_name_give_a_valid_json_error,
+     .init = make_tmpdir, .fini = remove_tmpdir) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/a\x01\x1b[2J\"q\nz\xff.npy", tmpdir);
+  cr_assert_eq(RUN("sim", "--trace", path, "--no-db", "--format", "json"), 1);
+  const char *e = json_error_line(1, "sim");
+  cr_assert(strstr(e, "a\x01\x1b[2J\"q\nz\\xff.npy"), "the name, escaped: %s", err);
+  cr_assert_eq(RUN("trace", "info", path, "--format", "json"), 1);
+  json_error_line(1, "trace info");
+  cr_assert_eq(RUN("place", "--trace", path, "--gpus", "8", "--format=json"), 1);
+  json_error_line(1, "place");
+  /* an error before --format was parsed is JSON too */
+  cr_assert_eq(RUN("sim", "--seed", "x\x01y", "--format", "json", "--trace", path), 2);
+  e = json_error_line(2, "sim");
+  cr_assert(strstr(e, "--seed: 'x\x01y'"), "%s", e);
+  cr_assert_eq(RUN("no-such-command", "--format", "json"), 2);
+  json_error_line(2, "");
+  /* table mode: one line, the bytes written as \xNN */
+  cr_assert_eq(RUN("sim", "--trace", path, "--no-db"), 1);
+  cr_assert(strstr(err, "a\\x01\\x1b[2J\"q\\x0az\\xff.npy: "), "%s", err);
+  cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+}
+
+Test(cli_hardening, control_bytes_in_a_files_content_give_a_valid_json_error,
+     .init = make_tmpdir, .fini = remove_tmpdir) {
+  char csv[128], cl[128], prof[128];
+  snprintf(csv, sizeof csv, "%s/bad.csv", tmpdir);
+  const char body[] = "iteration,layer,rank,expert,tokens\n0,0,0,0,5\n0,0,0,1,x\x01\x1b[2J\"\\\xff\n";
+  write_file(csv, body, sizeof body - 1);
+  cr_assert_eq(RUN("trace", "info", csv, "--format", "json"), 1);
+  const char *e = json_error_line(1, "trace info");
+  cr_assert(strstr(e, "bad.csv:3"), "names the line: %s", e);
+  cr_assert_eq(RUN("sim", "--trace", csv, "--no-db", "--format", "json"), 1);
+  json_error_line(1, "sim");
+  /* a cluster file whose name field holds control bytes and a quote, and
+   * a nodes value out of range */
+  snprintf(cl, sizeof cl, "%s/cl.json", tmpdir);
+  const char cj[] = "{\"name\": \"n\\u0001\\u001b[2J\\\"\", \"nodes\": 0, \"gpus_per_node\": 8}";
+  write_file(cl, cj, sizeof cj - 1);
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--cluster", cl, "--no-db", "--format", "json"), 1);
+  json_error_line(1, "sim");
+  /* a flows file whose bad line is quoted in the message, raw bytes and all */
+  char fl[128];
+  snprintf(fl, sizeof fl, "%s/flows.csv", tmpdir);
+  const char fb[] = "src_gpu,dst_gpu,bytes\n0,1,1e\x01\x1b\"\xff\n";
+  write_file(fl, fb, sizeof fb - 1);
+  cr_assert_eq(RUN("net", "--flows", fl, "--format", "json"), 1);
+  e = json_error_line(1, "net");
+  cr_assert(strstr(e, "flows.csv:2") && strstr(e, "1e\x01\x1b\"\\xff"), "%s", e);
+  cr_assert_eq(RUN("net", "--flows", fl), 1);
+  cr_assert(strstr(err, "1e\\x01\\x1b\"\\xff"), "%s", err);
+  cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+  cr_assert_eq(RUN("net", "--flows", fl, "--cluster", cl, "--format", "json"), 1);
+  json_error_line(1, "net");
+  /* a profile that is not JSON at all, with raw control bytes */
+  snprintf(prof, sizeof prof, "%s/prof.json", tmpdir);
+  const char pj[] = "{\"name\": \"p\x01\x1b\", \xff}";
+  write_file(prof, pj, sizeof pj - 1);
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--profile", prof, "--no-db", "--format", "json"),
+               1);
+  json_error_line(1, "sim");
+  json_decref(last_error);
+  last_error = NULL;
 }
