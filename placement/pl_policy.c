@@ -278,10 +278,12 @@ static size_t canonical_spec(const pl_policy_ops *ops, const pl_kv *kv, int nkv,
 
 /* A policy's init refused a value (PL_EPARAM): names the parameter with
  * its help text, which states its range, e.g. "policy 'capacity': bad value
- * cf=0 (cf: capacity factor ..., 0.01 to 1000)". The parameter is the last
+ * cf=0 (cf: capacity factor ..., 0.01 to 1000)"; for `slots`, whose range
+ * depends on the job, the range of this job too. The parameter is the last
  * of the shortest prefix kv[0..i] that init refuses too (init is a pure
  * function of its parameters; this runs only on the error path, with the
- * failing handle's placements as scratch). */
+ * failing handle's placements as scratch). When init refuses the defaults
+ * alone (no prefix to blame), the message names the job they do not fit. */
 static void bad_value_err(char *errbuf, size_t errlen, const pl_policy_ops *ops,
                           const pl_env *env, const char *spec, const pl_kv *kv, int nkv,
                           pl_placement *scratch) {
@@ -296,12 +298,22 @@ static void bad_value_err(char *errbuf, size_t errlen, const pl_policy_ops *ops,
       ops->fini(state);
     const pl_param_desc *d = find_param(ops, kv[i].key);
     if (rc == PL_EPARAM && d) {
-      snprintf(errbuf, errlen, "policy '%s': bad value %s=%s (%s: %s)", ops->name, kv[i].key,
-               kv[i].value, d->key, d->help);
+      int G = env->cluster.gpus;
+      if (strcmp(d->key, "slots") == 0)
+        set_err(errbuf, errlen, "policy '%s': bad value %s=%s (%s: %s: here 0 or %d to %d)",
+                ops->name, kv[i].key, kv[i].value, d->key, d->help,
+                (env->experts + G - 1) / G, env->cluster.slots);
+      else
+        set_err(errbuf, errlen, "policy '%s': bad value %s=%s (%s: %s)", ops->name, kv[i].key,
+                kv[i].value, d->key, d->help);
       return;
     }
   }
-  set_err(errbuf, errlen, "policy '%s': bad parameter value in '%s'", ops->name, spec);
+  set_err(errbuf, errlen,
+          "policy '%s': the parameters of '%.200s' do not fit %d experts on %d GPUs (%d per "
+          "node) with %d slots each; see 'flexmoe policies' for each parameter's range",
+          ops->name, spec, env->experts, env->cluster.gpus, env->cluster.gpus_per_node,
+          env->cluster.slots);
 }
 
 int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
@@ -321,7 +333,12 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
   }
   for (int i = 0; i < nkv; i++) {
     if (!find_param(ops, kv[i].key)) {
-      set_err(errbuf, errlen, "policy '%s' has no parameter '%s'", name, kv[i].key);
+      char keys[256] = "";
+      size_t off = 0;
+      for (const pl_param_desc *d = ops->params; d && d->key && off < sizeof keys; d++)
+        off += (size_t)snprintf(keys + off, sizeof keys - off, "%s%s", off ? ", " : "", d->key);
+      set_err(errbuf, errlen, "policy '%s' has no parameter '%s' (%s%s)", name, kv[i].key,
+              keys[0] ? "its parameters: " : "it has none", keys);
       return PL_EPARAM;
     }
   }
