@@ -94,6 +94,13 @@ struct json_t *cli_json_number(double v);
  * json_string would return NULL and make the object holding it vanish.
  * NULL s gives null; NULL only when out of memory. */
 struct json_t *cli_json_string(const char *s);
+/* Prints root as JSON (json_dumps flags) and a newline on stdout, and
+ * releases it. Every JSON printer ends here, its values built with
+ * cli_json_number and cli_json_string (or json_integer): so json_pack never
+ * fails on a value, and a NULL root means out of memory, reported as an
+ * error instead of printing "(null)" or nothing. Returns CLI_OK or
+ * CLI_EFAIL (message printed). */
+int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
 
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);

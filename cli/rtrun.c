@@ -408,9 +408,17 @@ done:
 
 int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, size_t el) {
   char cluster_json[1024], params[1024], key[2048];
-  snprintf(cluster_json, sizeof cluster_json,
-           "{\"name\":\"%s\",\"nodes\":1,\"gpus_per_node\":%d,\"backend\":\"%s\",\"device\":\"%s\"}",
-           o->cluster, o->gpus, o->backend, o->device);
+  /* names (the device's from the driver) escaped by jansson, never pasted */
+  json_t *cj = json_pack("{s:o, s:i, s:i, s:o, s:o}", "name", cli_json_string(o->cluster),
+                         "nodes", 1, "gpus_per_node", o->gpus, "backend",
+                         cli_json_string(o->backend), "device", cli_json_string(o->device));
+  size_t cn = cj ? json_dumpb(cj, cluster_json, sizeof cluster_json - 1,
+                              JSON_COMPACT | JSON_PRESERVE_ORDER)
+                 : 0;
+  json_decref(cj);
+  if (cn == 0 || cn >= sizeof cluster_json)
+    return efail(em, el, CLI_EFAIL, "cannot record the run: its cluster description is not JSON");
+  cluster_json[cn] = '\0';
   snprintf(params, sizeof params,
            "{\"d_model\":%d,\"d_ff\":%d,\"top_k\":%d,\"slots_per_gpu\":%d,\"iterations\":[%" PRId64
            ",%" PRId64 "],\"bytes_per_elem\":2,\"optimizer_bytes_per_param\":12}",

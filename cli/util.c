@@ -270,3 +270,14 @@ double cli_speedup(double ref_ms, double ms) {
 }
 
 json_t *cli_json_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int cli_json_print(const char *cmd, json_t *root, size_t flags) {
+  char *text = root ? json_dumps(root, flags) : NULL;
+  json_decref(root);
+  if (!text)
+    return cli_fail(CLI_EFAIL, cmd, "cannot build the JSON output (out of memory)");
+  int ok = puts(text) >= 0 && fflush(stdout) == 0;
+  free(text);
+  return ok ? CLI_OK : cli_fail(CLI_EFAIL, cmd, "cannot write the JSON output: %s",
+                                strerror(errno));
+}

@@ -99,12 +99,16 @@ static void write_file(const char *path, const void *data, size_t len) {
 static json_t *last_error;
 static const char *json_error_line(int status, const char *command) {
   cr_assert_str_eq(out, "", "stdout on error: %s", out);
-  size_t n = strlen(err);
-  cr_assert(n > 0 && err[n - 1] == '\n' && strchr(err, '\n') == err + n - 1,
+  /* the runtime's "progress: ..." lines may come before the error */
+  char *line = err;
+  while (strncmp(line, "progress: ", 10) == 0 && strchr(line, '\n'))
+    line = strchr(line, '\n') + 1;
+  size_t n = strlen(line);
+  cr_assert(n > 0 && line[n - 1] == '\n' && strchr(line, '\n') == line + n - 1,
             "not one line: %s", err);
   json_error_t je;
   json_decref(last_error);
-  last_error = json_loads(err, 0, &je);
+  last_error = json_loads(line, 0, &je);
   cr_assert_not_null(last_error, "stderr is not JSON (%s): %s", je.text, err);
   cr_assert_str_eq(json_string_value(json_object_get(last_error, "command")), command);
   cr_assert_eq(json_integer_value(json_object_get(last_error, "exit")), status);
@@ -313,4 +317,222 @@ Test(cli_hardening, control_bytes_in_a_files_content_give_a_valid_json_error,
   json_error_line(1, "sim");
   json_decref(last_error);
   last_error = NULL;
+}
+
+/* ---- what to build 5: every --format json output is JSON ---- */
+
+/* Parses text as one JSON document (json_loads refuses trailing bytes and
+ * the NaN / Infinity tokens JSON does not have) and scans it outside
+ * strings for those tokens too. Returns the document (caller releases). */
+static json_t *parse_json_doc(const char *what, const char *text) {
+  json_error_t je;
+  json_t *doc = json_loads(text, 0, &je);
+  cr_assert_not_null(doc, "%s: not JSON (%s, line %d): %.400s", what, je.text, je.line, text);
+  int in_str = 0;
+  for (const char *p = text; *p; p++) {
+    if (in_str) {
+      if (*p == '\\')
+        p++;
+      else if (*p == '"')
+        in_str = 0;
+      continue;
+    }
+    if (*p == '"')
+      in_str = 1;
+    else
+      cr_assert(strncmp(p, "NaN", 3) && strncmp(p, "nan", 3) && strncmp(p, "Infinity", 8) &&
+                    strncmp(p, "inf", 3),
+                "%s: a non-finite number: %.80s", what, p);
+  }
+  return doc;
+}
+
+/* One command with --format json: exit status `want`; on success stdout
+ * parses and stderr holds no JSON error; on failure stderr is one JSON
+ * line. Returns the parsed stdout (NULL on failure). */
+static json_t *json_case(int want, const char *const *argv) {
+  char what[256] = "";
+  for (int i = 0; argv[i] && strlen(what) < 200; i++)
+    snprintf(what + strlen(what), sizeof what - strlen(what), "%s ", argv[i]);
+  int rc = runv(argv);
+  cr_assert_eq(rc, want, "%s: exit %d, not %d: %s", what, rc, want, err);
+  if (want != 0) {
+    const char *cmd = argv[0];
+    char two[64];
+    if (strcmp(cmd, "trace") == 0) {
+      snprintf(two, sizeof two, "trace %s", argv[1]);
+      cmd = two;
+    }
+    json_error_line(want, cmd);
+    return NULL;
+  }
+  return parse_json_doc(what, out);
+}
+
+#define JCASE(want, ...) json_case(want, (const char *const[]){__VA_ARGS__, NULL})
+
+/* Every command that has --format json, in success and in error cases,
+ * on ordinary input and on input made to produce NaN-prone values (a
+ * trace with no tokens) and strings JSON cannot carry raw (a trace path
+ * with a byte that is not UTF-8 and a control byte). */
+Test(cli_hardening, every_json_output_parses_in_success_and_error,
+     .init = make_tmpdir, .fini = remove_tmpdir, .timeout = 120) {
+  char db[128], zero[128], flows[128], fit[128], odd[160], prof[128];
+  snprintf(db, sizeof db, "%s/r.db", tmpdir);
+  snprintf(zero, sizeof zero, "%s/zero.csv", tmpdir);
+  snprintf(flows, sizeof flows, "%s/flows.csv", tmpdir);
+  snprintf(fit, sizeof fit, "%s/fit.json", tmpdir);
+  snprintf(odd, sizeof odd, "%s/odd\xff\x01.csv", tmpdir);
+  snprintf(prof, sizeof prof, "%s/prof.json", tmpdir);
+  const char zb[] = "iteration,layer,rank,expert,tokens\n0,0,0,0,0\n0,0,0,1,0\n1,0,0,0,0\n"
+                    "1,0,0,1,0\n";
+  write_file(zero, zb, sizeof zb - 1);
+  const char ob[] = "iteration,layer,rank,expert,tokens\n0,0,0,0,7\n0,0,0,1,1\n1,0,0,0,2\n"
+                    "1,0,0,1,6\n";
+  write_file(odd, ob, sizeof ob - 1);
+  const char fb[] = "src_gpu,dst_gpu,bytes\n0,1,1000000\n0,8,1000000\n";
+  write_file(flows, fb, sizeof fb - 1);
+  /* a profile whose name holds a quote, a control byte and a backslash */
+  const char pb[] = "{\"name\": \"p\\\"q\\u0001\\\\\", \"bwd_ratio\": 2.0, \"shapes\": "
+                    "[{\"d_model\": 384, \"d_ff\": 768, \"tokens\": [16, 256, 4096, 65536], "
+                    "\"us\": [5, 10, 60, 800]}]}";
+  write_file(prof, pb, sizeof pb - 1);
+  json_t *d;
+
+  /* sim: the sample with a dropping policy, the empty trace, the odd path */
+  d = JCASE(0, "sim", "--trace", SAMPLE, "--iterations", "0:3", "--policy", "static", "--policy",
+            "capacity:cf=0.01", "--db", db, "--format", "json");
+  cr_assert_eq(json_array_size(json_object_get(d, "runs")), 2);
+  json_decref(d);
+  d = JCASE(0, "sim", "--trace", zero, "--d-model", "64", "--d-ff", "128", "--top-k", "1",
+            "--tokens-per-gpu", "16", "--policy", "static", "--policy", "flexmoe", "--db", db,
+            "--format", "json");
+  json_decref(d);
+  d = JCASE(0, "sim", "--trace", odd, "--d-model", "64", "--d-ff", "128", "--top-k", "1",
+            "--tokens-per-gpu", "16", "--policy", "static", "--profile", prof, "--db", db,
+            "--format", "json");
+  cr_assert_eq(json_array_size(json_object_get(d, "runs")), 1, "%s", out);
+  json_decref(d);
+  JCASE(2, "sim", "--format", "json");
+  JCASE(1, "sim", "--trace", odd, "--cluster", zero, "--no-db", "--format", "json");
+  JCASE(2, "sim", "--trace", SAMPLE, "--policy", "flexmoe:alpha=2", "--no-db", "--format",
+        "json");
+
+  /* report: rows and runs, every stored run there with its path */
+  d = JCASE(0, "report", "--db", db, "--format", "json");
+  cr_assert_eq(json_integer_value(json_object_get(d, "runs")), 5, "%s", out);
+  json_t *rows = json_object_get(d, "rows"), *row;
+  size_t i;
+  int seen_odd = 0;
+  json_array_foreach(rows, i, row) {
+    const char *t = json_string_value(json_object_get(row, "trace"));
+    cr_assert_not_null(t, "a row without its trace: %s", out);
+    seen_odd += strstr(t, "odd\\xff\x01.csv") != NULL;
+  }
+  cr_assert_eq(seen_odd, 1, "the odd path's row: %s", out);
+  json_decref(d);
+  d = JCASE(0, "report", "--db", db, "--runs", "--format", "json");
+  cr_assert_eq(json_array_size(json_object_get(d, "runs")), 5, "%s", out);
+  json_decref(d);
+  JCASE(1, "report", "--db", zero, "--format", "json");
+
+  /* place */
+  d = JCASE(0, "place", "--trace", SAMPLE, "--gpus", "8", "--iteration", "3", "--format", "json");
+  json_decref(d);
+  d = JCASE(0, "place", "--trace", zero, "--gpus", "2", "--d-model", "64", "--d-ff", "128",
+            "--top-k", "1", "--tokens-per-gpu", "16", "--format", "json");
+  json_decref(d);
+  d = JCASE(0, "place", "--trace", odd, "--gpus", "2", "--d-model", "64", "--d-ff", "128",
+            "--top-k", "1", "--tokens-per-gpu", "16", "--format", "json");
+  cr_assert(strstr(json_string_value(json_object_get(d, "trace")), "odd\\xff\x01.csv"), "%s",
+            out);
+  json_decref(d);
+  JCASE(2, "place", "--trace", SAMPLE, "--format", "json");
+
+  /* net */
+  d = JCASE(0, "net", "--flows", flows, "--nodes", "2", "--format", "json");
+  json_decref(d);
+  JCASE(1, "net", "--flows", zero, "--format", "json");
+
+  /* trace info, stats, fit */
+  const char *traces[] = {SAMPLE, zero, odd};
+  for (int k = 0; k < 3; k++) {
+    d = JCASE(0, "trace", "info", traces[k], "--format", "json");
+    cr_assert_not_null(json_string_value(json_object_get(d, "path")), "%s", out);
+    json_decref(d);
+    d = JCASE(0, "trace", "stats", traces[k], "--format", "json");
+    cr_assert_not_null(json_string_value(json_object_get(d, "path")), "%s", out);
+    json_decref(d);
+  }
+  JCASE(1, "trace", "info", flows, "--format", "json");
+  JCASE(1, "trace", "stats", prof, "--format", "json");
+  /* fit needs 12 iterations; a small trace of 14 keeps it to a second */
+  char small[128], sb[2048];
+  snprintf(small, sizeof small, "%s/small.csv", tmpdir);
+  size_t sn = (size_t)snprintf(sb, sizeof sb, "iteration,layer,rank,expert,tokens\n");
+  for (int it = 0; it < 14; it++)
+    for (int e = 0; e < 4; e++)
+      sn += (size_t)snprintf(sb + sn, sizeof sb - sn, "%d,0,0,%d,%d\n", it, e,
+                             (it * 7 + e * 3) % 11 + 1);
+  write_file(small, sb, sn);
+  d = JCASE(0, "trace", "fit", small, "-o", fit, "--format", "json");
+  json_decref(d);
+  JCASE(1, "trace", "fit", zero, "-o", fit, "--format", "json");
+
+  /* clusters, policies */
+  d = JCASE(0, "clusters", "--format", "json");
+  json_decref(d);
+  JCASE(1, "clusters", prof, "--format", "json");
+  d = JCASE(0, "policies", "--format", "json");
+  json_decref(d);
+  JCASE(2, "policies", "--format", "json", "extra");
+
+  /* the cpu runtime: run, validate, calibrate (small shapes: seconds) */
+  d = JCASE(0, "run", "--backend", "cpu", "--trace", SAMPLE, "--iterations", "0:2", "--d-model",
+            "64", "--d-ff", "128", "--tokens-per-gpu", "64", "--policy", "static", "--format",
+            "json");
+  json_decref(d);
+  JCASE(2, "run", "--backend", "cpu", "--format", "json");
+  d = JCASE(0, "validate", "--backend", "cpu", "--trace", SAMPLE, "--iterations", "0:2",
+            "--d-model", "64", "--d-ff", "128", "--tokens-per-gpu", "64", "--slots", "8",
+            "--policy", "static", "--format", "json");
+  json_decref(d);
+  JCASE(1, "validate", "--backend", "cpu", "--trace", SAMPLE, "--iterations", "0:2",
+        "--d-model", "64", "--d-ff", "128", "--tokens-per-gpu", "64", "--policy", "static",
+        "--format", "json");
+  d = JCASE(0, "calibrate", "--backend", "cpu", "--d-model", "64", "--d-ff", "128", "--reps",
+            "1", "--format", "json");
+  json_decref(d);
+  JCASE(2, "calibrate", "--backend", "cpu", "--reps", "0", "--format", "json");
+  json_decref(last_error);
+  last_error = NULL;
+}
+
+/* The database keeps valid JSON too: the run parameters carry the
+ * profile's name written by jansson (before: pasted between quotes, so a
+ * name with a quote stored a params_json that no reader parses). */
+Test(cli_hardening, a_profile_name_with_a_quote_is_stored_as_valid_json,
+     .init = make_tmpdir, .fini = remove_tmpdir) {
+  char db[128], prof[128], cmd[512];
+  snprintf(db, sizeof db, "%s/p.db", tmpdir);
+  snprintf(prof, sizeof prof, "%s/prof.json", tmpdir);
+  const char pb[] = "{\"name\": \"p\\\"q\\u0001\\\\\", \"bwd_ratio\": 2.0, \"shapes\": "
+                    "[{\"d_model\": 384, \"d_ff\": 768, \"tokens\": [16, 256, 4096, 65536], "
+                    "\"us\": [5, 10, 60, 800]}]}";
+  write_file(prof, pb, sizeof pb - 1);
+  cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--iterations", "0:2", "--policy", "static",
+                   "--profile", prof, "--db", db),
+               0, "%s", err);
+  /* read the stored text back with the sqlite3 shell when there is one */
+  if (system("command -v sqlite3 >/dev/null 2>&1") != 0)
+    cr_skip_test("no sqlite3 shell to read the database");
+  snprintf(cmd, sizeof cmd, "sqlite3 '%s' 'select params_json from runs'", db);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  cr_assert_eq(pclose(p), 0);
+  json_t *doc = parse_json_doc("params_json", out);
+  cr_assert_str_eq(json_string_value(json_object_get(doc, "profile")), "p\"q\x01\\");
+  json_decref(doc);
 }
