@@ -220,8 +220,11 @@ int cli_parse_list(const char *cmd, const char *flag, const char *text,
     const char *comma = strchr(s, ',');
     size_t len = comma ? (size_t)(comma - s) : strlen(s);
     char buf[32];
-    if (len == 0 || len >= sizeof(buf))
+    if (len == 0)
       return cli_fail(CLI_EUSAGE, cmd, "%s: malformed list '%s'", flag, text);
+    if (len >= sizeof(buf)) /* more digits than any value in range has */
+      return cli_fail(CLI_EUSAGE, cmd, "%s: %.*s is out of range: must be between 1 and %d",
+                      flag, (int)len, s, INT_MAX);
     if (count >= max)
       return cli_fail(CLI_EUSAGE, cmd, "%s: more than %d values", flag, max);
     memcpy(buf, s, len);

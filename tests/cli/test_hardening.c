@@ -235,6 +235,15 @@ Test(cli_hardening, seeds_that_overflow_or_carry_trailing_bytes_are_refused) {
   cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--iterations", "0:1", "--policy", "static",
                    "--no-db", "--seed", "9223372036854775807"),
                0, "%s", err);
+  /* a sweep's seed list: each value checked the same way, however long */
+  cr_assert_eq(RUN("sweep", "--trace", SAMPLE, "--gpus", "8", "--seeds", "1,99999999999999999999"),
+               2);
+  cr_assert(strstr(err, "--seeds: 99999999999999999999 is out of range"), "%s", err);
+  cr_assert_eq(RUN("sweep", "--trace", SAMPLE, "--gpus", "8",
+                   "--seeds", "1,999999999999999999999999999999999999"),
+               2);
+  cr_assert(strstr(err, "--seeds: 999999999999999999999999999999999999 is out of range"), "%s",
+            err);
   /* other flags: overflow and trailing bytes name the flag and the range */
   cr_assert_eq(RUN("sim", "--trace", SAMPLE, "--no-db", "--nodes", "99999999999999999999"), 2);
   cr_assert(strstr(err, "--nodes: 99999999999999999999 is out of range: must be between 1 and"),
