@@ -5,7 +5,8 @@
  * Aggregation rules (docs/results.md):
  *   - only complete runs count; a configuration stored more than once (same
  *     config_key, e.g. `flexmoe sim --db` run twice) counts once, its latest
- *     run; runs without a config_key count each;
+ *     run (schema 3 keeps one complete run per key itself; older databases
+ *     are read as they are); runs without a config_key count each;
  *   - a row is (kind, trace, cluster, engine, gpus, policy): its mean
  *     iteration time is the mean over its runs (seeds) of each run's mean,
  *     its effective time the mean of each run's effective time (the store's
@@ -48,7 +49,7 @@ static const char help[] =
     "  --db FILE        results database (default flexmoe.db)\n"
     "  --format F       table (default), csv or json\n"
     "  --kind K         only simulated (sim) or measured (gpu) runs\n"
-    "  --runs           list every stored run instead of the comparison\n"
+    "  --runs           list every complete run instead of the comparison\n"
     "\n"
     "columns: mean_ms = mean iteration time; eff_ms = mean_ms / (1 - dropped)\n"
     "(time per iteration of useful work; inf if every slot is dropped);\n"

@@ -18,7 +18,15 @@
  *     alone records, each point in its own transaction (cli_sim_record).
  *     Workers die with the parent (PR_SET_PDEATHSIG, and EOF on their task
  *     pipe), so a killed sweep leaves no process behind and, thanks to the
- *     store's transactions, no partial point.
+ *     store's transactions, no partial point. A worker that dies loses the
+ *     point it was computing; the others take the rest. Every pending point
+ *     ends DONE, FAILED (the simulation refused it), ELSEWHERE (another
+ *     process stored it first) or lost (its worker died, or it was never
+ *     handed out: every worker dead, or a database error): lost points are
+ *     listed and make the exit status 1, and the next run computes them.
+ *   - Two sweeps on one database: the store claims a point and inserts it in
+ *     one transaction (st_on_duplicate ST_DUP_KEEP), so a point is stored
+ *     once; the sweep also checks before handing a point out.
  *   - Under mpirun (built with MPI, launched with OMPI_COMM_WORLD_SIZE / PMI
  *     in the environment) the pending points are dealt round-robin to the
  *     ranks; rank 0 computes its share too, and between its own points
@@ -27,7 +35,7 @@
  *   - Results do not depend on --jobs, on MPI or on interruption: a point's
  *     output is a function of its configuration only (simrun.h).
  * Output: a progress bar on stderr when it is a terminal, a summary on
- * stdout at the end; failed points are listed on stderr (exit 1).
+ * stdout at the end; failed and lost points are listed on stderr (exit 1).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +72,8 @@ static const char help[] =
     "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
     "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
     "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
-    "                     [--plan-moves] [--jobs J] [--db FILE] [--quiet]\n"
+    "                     [--plan-moves] [--jobs J] [--db FILE] [--lock-wait S]\n"
+    "                     [--quiet]\n"
     "\n"
     "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
     "policies and stores each as one run (one transaction) in the database.\n"
@@ -87,6 +96,8 @@ static const char help[] =
     "                    default a sweep stores each plan's move count and bytes\n"
     "  --jobs J          worker processes (default 1)\n"
     "  --db FILE         results database (default flexmoe.db)\n"
+    "  --lock-wait S     seconds to wait while another process writes the\n"
+    "                    database, 0 to 3600 (default 30); then it fails\n"
     "  --quiet           no progress bar\n"
     "\n"
     "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
@@ -106,7 +117,14 @@ typedef struct point {
   char label[PL_SPEC_MAX + 512]; /* the spec as given, whole, and the point */
   int duplicate; /* same key as an earlier point */
   int pending;   /* to compute in this invocation */
+  int outcome;   /* of a pending point: OUT_* */
 } point;
+
+/* What became of a pending point. OUT_NONE at the end means it was never
+ * computed (every worker died, or the sweep stopped on a database error):
+ * like OUT_LOST it is not stored, and the next run of the same command
+ * computes it. */
+enum { OUT_NONE, OUT_DONE, OUT_FAILED, OUT_ELSEWHERE, OUT_LOST };
 
 typedef struct sweep {
   /* options */
@@ -124,6 +142,7 @@ typedef struct sweep {
   int gpus_per_node;
   long jobs;
   const char *db;
+  long lock_wait_s; /* busy timeout of the database, seconds */
   int quiet;
   /* grid */
   point *points;
@@ -131,6 +150,7 @@ typedef struct sweep {
   int *order; /* largest clusters first: the longest points start early */
   /* progress */
   int total_pending, done, failed;
+  int elsewhere; /* pending points another process stored meanwhile */
   double t0;
   int bar; /* progress bar on stderr */
 } sweep;
@@ -274,7 +294,7 @@ static int store_trace_loads(sweep *sw, st_db *db) {
     tr_close(&tr);
     if (rc != ST_OK)
       return cli_fail(CLI_EFAIL, CMD, "%s: cannot store trace loads: %s",
-                      sw->db, st_strerror(rc));
+                      sw->db, rc == ST_ENOMEM ? st_strerror(rc) : st_errmsg(db));
   }
   return CLI_OK;
 }
@@ -284,7 +304,7 @@ static int store_trace_loads(sweep *sw, st_db *db) {
 static void progress(sweep *sw) {
   if (!sw->bar)
     return;
-  int n = sw->done + sw->failed, total = sw->total_pending;
+  int n = sw->done + sw->failed + sw->elsewhere, total = sw->total_pending;
   double el = now_s() - sw->t0;
   int width = 30, fill = total ? n * width / total : width;
   char bar[64];
@@ -299,16 +319,50 @@ static void progress(sweep *sw) {
   fflush(stderr);
 }
 
-static void point_failed(sweep *sw, const point *pt, const char *why) {
+static void point_failed(sweep *sw, point *pt, const char *why) {
   if (sw->bar)
     fputc('\n', stderr);
   cli_fail(CLI_EFAIL, CMD, "%s: %s", pt->label, why);
+  pt->outcome = OUT_FAILED;
   sw->failed++;
+}
+
+/* Pending points that are not stored and did not fail: lost with a worker
+ * or never started. */
+static int count_lost(const sweep *sw) {
+  int n = 0;
+  for (int i = 0; i < sw->npoints; i++)
+    n += sw->points[i].pending && (sw->points[i].outcome == OUT_NONE ||
+                                   sw->points[i].outcome == OUT_LOST);
+  return n;
+}
+
+/* Lists the lost points on stderr (the first 64, then how many more). */
+static void list_lost(const sweep *sw) {
+  int n = count_lost(sw), shown = 0;
+  if (!n)
+    return;
+  if (sw->bar)
+    fputc('\n', stderr);
+  cli_fail(CLI_EFAIL, CMD,
+           "%d point%s not computed and not stored (run the same command again "
+           "to compute %s):",
+           n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+  for (int k = 0; k < sw->npoints; k++) {
+    const point *pt = &sw->points[sw->order[k]];
+    if (!pt->pending || (pt->outcome != OUT_NONE && pt->outcome != OUT_LOST))
+      continue;
+    if (shown++ < 64)
+      fprintf(stderr, "  %s%s\n", pt->label,
+              pt->outcome == OUT_LOST ? " (its worker died)" : "");
+  }
+  if (shown > 64)
+    fprintf(stderr, "  ... and %d more\n", shown - 64);
 }
 
 /* Records one packed output; returns CLI_OK or CLI_EFAIL (fatal: the
  * database could not be written). */
-static int record_packed(sweep *sw, st_db *db, const point *pt, const void *buf,
+static int record_packed(sweep *sw, st_db *db, point *pt, const void *buf,
                          size_t len) {
   cli_sim_output *o = NULL;
   if (cli_sim_unpack(buf, len, &o) != 0) {
@@ -319,12 +373,21 @@ static int record_packed(sweep *sw, st_db *db, const point *pt, const void *buf,
   int64_t id = 0;
   int rc = cli_sim_record(db, o, &id, msg, sizeof(msg));
   cli_sim_output_free(o);
+  if (rc != 0 && st_errcode(db) == ST_EEXISTS) {
+    /* Another sweep on this database stored the point first: the claim and
+     * the insert are one transaction, so it is stored once. */
+    pt->outcome = OUT_ELSEWHERE;
+    sw->elsewhere++;
+    progress(sw);
+    return CLI_OK;
+  }
   if (rc != 0) {
     if (sw->bar)
       fputc('\n', stderr);
     return cli_fail(CLI_EFAIL, CMD, "%s: %s", sw->db,
                     msg[0] ? msg : "cannot record a result");
   }
+  pt->outcome = OUT_DONE;
   sw->done++;
   progress(sw);
   return CLI_OK;
@@ -412,10 +475,26 @@ typedef struct worker {
   int busy; /* point index in flight, or -1 */
 } worker;
 
-static int next_pending(const sweep *sw, int *cursor) {
-  while (*cursor < sw->npoints && !sw->points[sw->order[*cursor]].pending)
-    (*cursor)++;
-  return *cursor < sw->npoints ? sw->order[(*cursor)++] : -1;
+/* Whether another process stored pt since the sweep started (a second
+ * sweep on the same database): then it is not computed again. A failed
+ * check says no; recording settles it (ST_EEXISTS). */
+static int stored_elsewhere(sweep *sw, st_db *db, point *pt) {
+  int exists = 0;
+  if (st_run_exists(db, pt->key, &exists) != ST_OK || !exists)
+    return 0;
+  pt->outcome = OUT_ELSEWHERE;
+  sw->elsewhere++;
+  progress(sw);
+  return 1;
+}
+
+static int next_pending(sweep *sw, st_db *db, int *cursor) {
+  while (*cursor < sw->npoints) {
+    int idx = sw->order[(*cursor)++];
+    if (sw->points[idx].pending && !stored_elsewhere(sw, db, &sw->points[idx]))
+      return idx;
+  }
+  return -1;
 }
 
 static int give(worker *w, int idx) {
@@ -472,23 +551,87 @@ static int start_workers(const sweep *sw, worker *ws, int n) {
   return CLI_OK;
 }
 
-/* The parent's loop with workers: hand out, receive, record. */
-static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
-  int cursor = 0, inflight = 0, rc = CLI_OK;
-  for (int i = 0; i < n; i++) {
-    int idx = next_pending(sw, &cursor);
-    if (idx < 0)
-      break;
-    if (give(&ws[i], idx))
-      return cli_fail(CLI_EFAIL, CMD, "a worker died before starting");
-    inflight++;
+/* What became of a worker whose result pipe ended (or that sent garbage):
+ * reaps it (killing it first if it is somehow still alive after a second)
+ * and says so, naming the point it was computing; that point is lost, not
+ * failed: nothing is wrong with it, and the next run computes it. */
+static void worker_gone(sweep *sw, worker *w) {
+  int status = 0;
+  pid_t got = 0;
+  for (int t = 0; t < 100 && (got = waitpid(w->pid, &status, WNOHANG)) == 0; t++) {
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
   }
+  int killed_here = 0;
+  if (got == 0) {
+    kill(w->pid, SIGKILL);
+    got = waitpid(w->pid, &status, 0);
+    killed_here = 1;
+  }
+  char why[160];
+  if (got != w->pid)
+    snprintf(why, sizeof(why), "worker %d died", (int)w->pid);
+  else if (killed_here)
+    snprintf(why, sizeof(why), "worker %d sent a malformed result and was stopped",
+             (int)w->pid);
+  else if (WIFSIGNALED(status))
+    snprintf(why, sizeof(why), "worker %d was killed by signal %d (%s)",
+             (int)w->pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+  else
+    snprintf(why, sizeof(why), "worker %d exited with status %d", (int)w->pid,
+             WEXITSTATUS(status));
+  if (sw->bar)
+    fputc('\n', stderr);
+  if (w->busy >= 0) {
+    point *pt = &sw->points[w->busy];
+    pt->outcome = OUT_LOST;
+    cli_fail(CLI_EFAIL, CMD, "%s while computing %s: that point is lost", why,
+             pt->label);
+  } else {
+    cli_fail(CLI_EFAIL, CMD, "%s", why);
+  }
+  close(w->task_fd);
+  close(w->result_fd);
+  w->task_fd = w->result_fd = -1;
+  w->pid = -1;
+  w->busy = -1;
+  progress(sw);
+}
+
+/* Gives every live idle worker its next point. A worker found dead here
+ * (killed while idle) puts its point back for the others. */
+static void dispatch(sweep *sw, worker *ws, int n, st_db *db, int *cursor) {
+  for (int i = 0; i < n; i++) {
+    if (ws[i].task_fd < 0 || ws[i].busy >= 0)
+      continue;
+    int idx = next_pending(sw, db, cursor);
+    if (idx < 0)
+      return;
+    if (give(&ws[i], idx) != 0) {
+      ws[i].busy = -1;
+      (*cursor)--; /* idx is order[*cursor - 1]: back in the queue */
+      worker_gone(sw, &ws[i]);
+    }
+  }
+}
+
+/* The parent's loop with workers: hand out, receive, record. Runs until no
+ * point is in flight: all done, every worker dead (the rest are listed as
+ * lost by the caller), or a database error (CLI_EFAIL, already said). */
+static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
+  int cursor = 0, rc = CLI_OK;
   struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
   if (!pf)
     return cli_fail(CLI_EFAIL, CMD, "out of memory");
-  while (inflight > 0 && rc == CLI_OK) {
-    for (int i = 0; i < n; i++)
+  dispatch(sw, ws, n, db, &cursor);
+  for (;;) {
+    int inflight = 0;
+    for (int i = 0; i < n; i++) {
       pf[i] = (struct pollfd){ws[i].busy >= 0 ? ws[i].result_fd : -1, POLLIN, 0};
+      inflight += ws[i].busy >= 0;
+    }
+    if (!inflight)
+      break;
     if (poll(pf, (nfds_t)n, -1) < 0) {
       if (errno == EINTR)
         continue;
@@ -507,17 +650,15 @@ static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
         got = read_all_fd(ws[i].result_fd, buf, h.len);
       else if (got == 1)
         got = -1;
-      ws[i].busy = -1;
-      inflight--;
       if (got != 1) {
-        /* The worker died (killed, out of memory): its point failed. */
+        /* The worker died (killed, out of memory, crashed). */
         free(buf);
-        point_failed(sw, pt, "worker process died");
-        close(ws[i].task_fd);
-        close(ws[i].result_fd);
-        ws[i].task_fd = ws[i].result_fd = -1;
+        worker_gone(sw, &ws[i]);
         continue;
       }
+      ws[i].busy = -1;
+      /* The worker computes its next point while this one is recorded. */
+      dispatch(sw, ws, n, db, &cursor);
       if (h.status == 0) {
         rc = record_packed(sw, db, pt, buf, h.len);
       } else {
@@ -525,16 +666,10 @@ static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
         point_failed(sw, pt, (const char *)buf);
       }
       free(buf);
-      int idx = rc == CLI_OK ? next_pending(sw, &cursor) : -1;
-      if (idx >= 0) {
-        if (give(&ws[i], idx) == 0) {
-          inflight++;
-        } else {
-          point_failed(sw, &sw->points[idx], "worker process died");
-          ws[i].busy = -1;
-        }
-      }
     }
+    if (rc != CLI_OK)
+      break;
+    dispatch(sw, ws, n, db, &cursor);
   }
   free(pf);
   return rc;
@@ -542,7 +677,7 @@ static int run_workers(sweep *sw, worker *ws, int n, st_db *db) {
 
 static int run_inline(sweep *sw, st_db *db) {
   for (int i = 0; i < sw->npoints; i++) {
-    if (!sw->points[i].pending)
+    if (!sw->points[i].pending || stored_elsewhere(sw, db, &sw->points[i]))
       continue;
     void *buf = NULL;
     size_t len = 0;
@@ -584,10 +719,22 @@ static int mark_pending(sweep *sw, st_db *db, int *skipped) {
   return CLI_OK;
 }
 
+/* Opens the database for recording: waits --lock-wait for other writers,
+ * and a point another process stored first is counted, not stored again
+ * (ST_DUP_KEEP). Says what opening did (a migration's notice). */
 static int open_db(const sweep *sw, st_db **db) {
   char msg[1024];
   if (st_open(db, sw->db, ST_WRITE, msg, sizeof(msg)) != ST_OK)
     return cli_fail(CLI_EFAIL, CMD, "%s", msg);
+  if (st_notice(*db)[0])
+    fprintf(stderr, "flexmoe %s: note: %s\n", CMD, st_notice(*db));
+  if (st_busy_timeout(*db, (int)(sw->lock_wait_s * 1000)) != ST_OK ||
+      st_on_duplicate(*db, ST_DUP_KEEP) != ST_OK) {
+    int rc = cli_fail(CLI_EFAIL, CMD, "%s: %s", sw->db, st_errmsg(*db));
+    st_close(*db);
+    *db = NULL;
+    return rc;
+  }
   return CLI_OK;
 }
 
@@ -604,7 +751,15 @@ static void summary(const sweep *sw, int skipped, int workers, int ranks) {
          sw->npolicies == 1 ? "y" : "ies",
          unique < sw->npoints ? " after removing duplicates" : "");
   printf("  computed %d, already in %s %d, failed %d\n", sw->done, sw->db,
-         skipped, sw->failed);
+         skipped + sw->elsewhere, sw->failed);
+  if (sw->elsewhere)
+    printf("  (%d of them stored by another process while this sweep ran)\n",
+           sw->elsewhere);
+  int lost = count_lost(sw);
+  if (lost)
+    printf("  lost %d (not stored: listed on stderr; run the same command "
+           "again to compute them)\n",
+           lost);
   if (ranks > 1)
     printf("  wall %.2f s on %d MPI ranks\n", wall, ranks);
   else
@@ -712,6 +867,8 @@ static int run_mpi(sweep *sw, int rank, int size, int *skipped) {
   }
   if (rank == 0) {
     st_close(db);
+    if (rc != CLI_OK && db)
+      list_lost(sw); /* a database error stopped the sweep */
     if (rc == CLI_OK && sw->failed)
       rc = CLI_EFAIL;
   }
@@ -745,6 +902,7 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
       {"iterations", required_argument, NULL, 'i'},
       {"jobs", required_argument, NULL, 'j'},
       {"db", required_argument, NULL, 'd'},
+      {"lock-wait", required_argument, NULL, 'W'},
       {"gpus-per-node", required_argument, NULL, 'G'},
       {"d-model", required_argument, NULL, 'M'},
       {"d-ff", required_argument, NULL, 'F'},
@@ -761,6 +919,7 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
   sw->base.plan_moves = 0;
   sw->jobs = 1;
   sw->db = "flexmoe.db";
+  sw->lock_wait_s = 30;
   int c;
   long v;
   opterr = 0;
@@ -798,6 +957,9 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
       break;
     case 'd':
       sw->db = optarg;
+      break;
+    case 'W':
+      rc = cli_parse_long(CMD, "--lock-wait", optarg, 0, 3600, &sw->lock_wait_s);
       break;
     case 'G':
       rc = cli_parse_long(CMD, "--gpus-per-node", optarg, 1, 1024, &v);
@@ -888,7 +1050,7 @@ int cmd_sweep(int argc, char **argv) {
     sw.bar = rank == 0 && !sw.quiet && isatty(2);
     int skipped = 0;
     rc = run_mpi(&sw, rank, size, &skipped);
-    if (rank == 0 && (rc == CLI_OK || sw.failed))
+    if (rank == 0 && (rc == CLI_OK || sw.failed || count_lost(&sw)))
       summary(&sw, skipped, 1, size);
     free(sw.order);
     free(sw.points);
@@ -913,26 +1075,36 @@ int cmd_sweep(int argc, char **argv) {
   int nworkers = (int)(sw.jobs < sw.total_pending ? sw.jobs : sw.total_pending);
   if (nworkers < 1)
     nworkers = 1;
+  int ran = 0; /* points were handed out: what is missing is listed */
   if (sw.total_pending > 0 && sw.jobs > 1) {
     worker ws[256];
     if ((rc = start_workers(&sw, ws, nworkers)) != CLI_OK)
       goto out;
     db = NULL;
     rc = open_db(&sw, &db); /* after fork: no connection crosses it */
-    if (rc == CLI_OK)
+    if (rc == CLI_OK) {
+      ran = 1;
       rc = run_workers(&sw, ws, nworkers, db);
+    }
     stop_workers(ws, nworkers, rc != CLI_OK);
     st_close(db);
   } else if (sw.total_pending > 0) {
     db = NULL;
-    if ((rc = open_db(&sw, &db)) == CLI_OK)
+    if ((rc = open_db(&sw, &db)) == CLI_OK) {
+      ran = 1;
       rc = run_inline(&sw, db);
+    }
     st_close(db);
     nworkers = 1;
   }
-  if (rc == CLI_OK || sw.failed)
+  /* A sweep that lost points (worker killed, database error) says which
+   * and exits non-zero; they are not stored, so the next run computes them. */
+  int lost = ran ? count_lost(&sw) : 0;
+  if (lost)
+    list_lost(&sw);
+  if (rc == CLI_OK || sw.failed || lost)
     summary(&sw, skipped, sw.jobs > 1 ? nworkers : 1, 1);
-  if (rc == CLI_OK && sw.failed)
+  if (rc == CLI_OK && (sw.failed || lost))
     rc = CLI_EFAIL;
 out:
   free(sw.order);

@@ -5,7 +5,10 @@
  *
  * Errors: a trace library error becomes one line
  * "flexmoe trace SUB: FILE[:LINE]: what is wrong" and exit 1; a bad command
- * line exits 2.
+ * line exits 2. Every subcommand takes --max-memory SIZE, the budget of what
+ * it may allocate (a CSV read densely, a generator's or a rescale's working
+ * set, an importer's slice; traces/tr_limits.c); a refusal names the size
+ * needed and the flag.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -27,10 +30,31 @@
 /* ---- shared helpers ------------------------------------------------------- */
 
 static int trace_fail(const char *cmd, const tr_error *err) {
+  if (err->code == TR_EBUDGET && err->line > 0)
+    return cli_fail(CLI_EFAIL, cmd, "%s:%ld: %s (--max-memory SIZE raises it)", err->path,
+                    err->line, err->msg);
+  if (err->code == TR_EBUDGET)
+    return cli_fail(CLI_EFAIL, cmd, "%s: %s (--max-memory SIZE raises it)", err->path, err->msg);
   if (err->line > 0)
     return cli_fail(CLI_EFAIL, cmd, "%s:%ld: %s", err->path, err->line, err->msg);
   return cli_fail(CLI_EFAIL, cmd, "%s: %s", err->path, err->msg);
 }
+
+/* --max-memory SIZE into *bytes; CLI_EUSAGE with one line when malformed. */
+static int parse_max_memory(const char *cmd, const char *text, uint64_t *bytes) {
+  if (tr_parse_size(text, bytes) == TR_OK)
+    return CLI_OK;
+  return cli_fail(CLI_EUSAGE, cmd,
+                  "--max-memory: '%s' is not a size between 1 byte and 1 EiB (bytes, or a "
+                  "number with K, M, G or T: 512M, 4G)",
+                  text);
+}
+
+#define MAX_MEMORY_HELP                                                                    \
+  "  --max-memory SIZE  what it may allocate (512M, 4G; default half of physical memory)\n"
+
+/* The upper end of a physical range (traces/tr_trace.h) for a flag. */
+#define LIM(id) ((long)tr_limits[TR_LIM_##id].hi)
 
 static int is_help(const char *a) {
   return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
@@ -52,10 +76,10 @@ static const char *dtype_name(tr_dtype d) {
 
 /* Opens FILE and clamps [it0, it1) to it; prints the error and returns
  * non-zero on failure. */
-static int open_range(const char *cmd, const char *path, tr_trace *t, int64_t *it0,
-                      int64_t *it1) {
+static int open_range(const char *cmd, const char *path, uint64_t max_memory, tr_trace *t,
+                      int64_t *it0, int64_t *it1) {
   tr_error err;
-  if (tr_open(t, path, &err))
+  if (tr_open_within(t, path, max_memory, &err))
     return trace_fail(cmd, &err);
   if (*it1 < 0 || *it1 > t->iterations)
     *it1 = t->iterations;
@@ -78,6 +102,7 @@ static void fmt_num(char *buf, size_t n, double v, int prec) {
 
 static const char INFO_HELP[] =
     "usage: flexmoe trace info FILE [--iterations A:B] [--format table|json]\n"
+    "                          [--max-memory SIZE]\n"
     "\n"
     "What a routing trace holds: shape, dtype, model metadata from the .json sidecar,\n"
     "token slots per (iteration, layer), and per layer the expert max/mean load (median\n"
@@ -87,6 +112,7 @@ static const char INFO_HELP[] =
     "  FILE               .npy ([I,L,R,E] or [I,L,E]; int32, int64, uint16) or long CSV\n"
     "  --iterations A:B   only iterations [A, B)\n"
     "  --format F         table (default) or json\n"
+    MAX_MEMORY_HELP
     "\n"
     "example:\n"
     "  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n";
@@ -138,15 +164,17 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
   static const struct option opts[] = {{"help", no_argument, 0, 'h'},
                                        {"format", required_argument, 0, 'f'},
                                        {"iterations", required_argument, 0, 'i'},
+                                       {"max-memory", required_argument, 0, 'M'},
                                        {0, 0, 0, 0}};
   int c;
+  uint64_t max_memory = 0;
   *fmt = CLI_FMT_TABLE;
   *done = 0;
   *it0 = 0;
   *it1 = -1;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hf:i:", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":hf:i:M:", opts, NULL)) != -1) {
     switch (c) {
     case 'h':
       cli_help(help);
@@ -160,13 +188,17 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
       if (cli_parse_range(cmd, "--iterations", optarg, it0, it1))
         return CLI_EUSAGE;
       break;
+    case 'M':
+      if (parse_max_memory(cmd, optarg, &max_memory))
+        return CLI_EUSAGE;
+      break;
     default:
       return cli_bad_option(cmd, argv[optind - 1]);
     }
   }
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe %s --help')", cmd);
-  if ((c = open_range(cmd, argv[optind], t, it0, it1)))
+  if ((c = open_range(cmd, argv[optind], max_memory, t, it0, it1)))
     return c;
   if (tr_stats_compute(t, *it0, *it1, s)) {
     tr_close(t);
@@ -231,6 +263,7 @@ static int trace_info(int argc, char **argv) {
 
 static const char STATS_HELP[] =
     "usage: flexmoe trace stats FILE [--iterations A:B] [--format table|json]\n"
+    "                           [--max-memory SIZE]\n"
     "\n"
     "Per layer: skew (expert max/mean load median and p90, Gini, normalised entropy),\n"
     "fluctuation (L1 distance between normalised load distributions at lags 1, 10 and\n"
@@ -241,6 +274,7 @@ static const char STATS_HELP[] =
     "\n"
     "  --iterations A:B   only iterations [A, B)\n"
     "  --format F         table (default) or json\n"
+    MAX_MEMORY_HELP
     "\n"
     "example:\n"
     "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
@@ -323,7 +357,8 @@ static int trace_stats(int argc, char **argv) {
 static const char GEN_HELP[] =
     "usage: flexmoe trace gen (--pattern NAME | --fit FIT.json) --iterations N -o OUT.npy\n"
     "                         [--seed S] [--layers L] [--ranks R] [--experts E]\n"
-    "                         [--tokens T] [--top-k K] [model options]\n"
+    "                         [--tokens T] [--top-k K] [--max-memory SIZE]\n"
+    "                         [model options]\n"
     "\n"
     "Generates a synthetic routing trace (.npy + .json sidecar), seeded: the same\n"
     "options and seed give the same file, byte for byte. Logits per expert =\n"
@@ -337,6 +372,7 @@ static const char GEN_HELP[] =
     "  --layers, --ranks, --experts, --tokens (per rank), --top-k\n"
     "                     sizes (defaults 4, 8, 16, 1024, 2; from the fit with --fit)\n"
     "  --d-model D, --d-ff F   model shape written to the sidecar\n"
+    MAX_MEMORY_HELP
     "model options:\n"
     "  --dist uniform|zipf|lognormal|dirichlet[:P]   base popularity (P: Zipf\n"
     "                     exponent, log-normal sigma, Dirichlet alpha)\n"
@@ -376,7 +412,7 @@ static int trace_gen(int argc, char **argv) {
   const char *cmd = "trace gen";
   enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
          O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED,
-         O_MOMENTUM };
+         O_MOMENTUM, O_MAXMEM };
   static const struct option opts[] = {
       {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
       {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
@@ -390,12 +426,14 @@ static int trace_gen(int argc, char **argv) {
       {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
       {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
       {"momentum", required_argument, 0, O_MOMENTUM},
+      {"max-memory", required_argument, 0, O_MAXMEM},
       {0, 0, 0, 0}};
   /* First pass: sizes, pattern and fit (model options apply on top). */
   const char *pattern = NULL, *fitpath = NULL, *out = NULL;
   long v, iters = -1, seed = 1;
   long sizes[5] = {-1, -1, -1, -1, -1}; /* layers ranks experts tokens top-k */
   long dmodel = 0, dff = 0;
+  uint64_t max_memory = 0;
   int c;
   opterr = 0;
   optind = 1;
@@ -415,7 +453,7 @@ static int trace_gen(int argc, char **argv) {
     case 'F': fitpath = optarg; break;
     case 'o': out = optarg; break;
     case 'n':
-      if (cli_parse_long(cmd, "--iterations", optarg, 1, LONG_MAX, &iters))
+      if (cli_parse_long(cmd, "--iterations", optarg, 1, LIM(ITERATIONS), &iters))
         return CLI_EUSAGE;
       break;
     case 's':
@@ -424,18 +462,24 @@ static int trace_gen(int argc, char **argv) {
       break;
     case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
       static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
-      int k = c - O_LAYERS;
-      if (cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, k == 3 ? (1L << 40) : 1 << 20,
+      static const tr_limit_id lim[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS,
+                                        TR_LIM_TOKENS_PER_RANK, TR_LIM_TOP_K};
+      int k = c - O_LAYERS; /* --tokens 0: a trace that routes nothing */
+      if (cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, (long)tr_limits[lim[k]].hi,
                          &sizes[k]))
         return CLI_EUSAGE;
       break;
     }
     case O_DMODEL:
-      if (cli_parse_long(cmd, "--d-model", optarg, 1, INT32_MAX, &dmodel))
+      if (cli_parse_long(cmd, "--d-model", optarg, 1, LIM(D_MODEL), &dmodel))
         return CLI_EUSAGE;
       break;
     case O_DFF:
-      if (cli_parse_long(cmd, "--d-ff", optarg, 1, INT32_MAX, &dff))
+      if (cli_parse_long(cmd, "--d-ff", optarg, 1, LIM(D_FF), &dff))
+        return CLI_EUSAGE;
+      break;
+    case O_MAXMEM:
+      if (parse_max_memory(cmd, optarg, &max_memory))
         return CLI_EUSAGE;
       break;
     case '?': case ':':
@@ -478,6 +522,7 @@ static int trace_gen(int argc, char **argv) {
   if (dff) g.meta.d_ff = (int)dff;
   g.iterations = iters;
   g.seed = (uint64_t)seed;
+  g.max_memory = max_memory;
   int rc = CLI_OK;
   if (g.top_k > g.experts) {
     rc = cli_fail(CLI_EUSAGE, cmd, "--top-k %d is larger than --experts %d", g.top_k, g.experts);
@@ -488,8 +533,18 @@ static int trace_gen(int argc, char **argv) {
                   pattern);
     goto done;
   }
-  if (fitpath && tr_fit_apply(&fit, &g, &owned)) {
-    rc = cli_fail(CLI_EFAIL, cmd, "%s: out of memory", fitpath);
+  if (fitpath && (c = tr_fit_apply(&fit, &g, &owned))) {
+    char need[32], have[32];
+    if (c == TR_EBUDGET)
+      rc = cli_fail(CLI_EFAIL, cmd,
+                    "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
+                    "than %s, the memory budget (--max-memory SIZE raises it; the generator "
+                    "alone needs %s)",
+                    fitpath, g.layers, g.ranks, g.experts,
+                    tr_format_size((double)tr_max_memory(g.max_memory), have, sizeof(have)),
+                    tr_format_size((double)tr_gen_memory(&g), need, sizeof(need)));
+    else
+      rc = cli_fail(CLI_EFAIL, cmd, "%s: out of memory", fitpath);
     goto done;
   }
   /* Second pass: model options on top of the pattern or fit. */
@@ -601,7 +656,7 @@ done:
 
 static const char FIT_HELP[] =
     "usage: flexmoe trace fit FILE -o FIT.json [--iterations A:B] [--seed S]\n"
-    "                         [--format table|json]\n"
+    "                         [--format table|json] [--max-memory SIZE]\n"
     "\n"
     "Estimates the generator's model from a trace, per layer: the base popularity\n"
     "profile (log mean share of each expert), then the profile scale, the AR(1)\n"
@@ -614,6 +669,7 @@ static const char FIT_HELP[] =
     "  --iterations A:B   fit only iterations [A, B)\n"
     "  --seed S           calibration random stream, 0 to 2^63 - 1 (default 1)\n"
     "  --format F         table (default) or json (the FIT.json document)\n"
+    MAX_MEMORY_HELP
     "\n"
     "example:\n"
     "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
@@ -625,14 +681,16 @@ static int trace_fit(int argc, char **argv) {
                                        {"iterations", required_argument, 0, 'i'},
                                        {"seed", required_argument, 0, 's'},
                                        {"format", required_argument, 0, 'f'},
+                                       {"max-memory", required_argument, 0, 'M'},
                                        {0, 0, 0, 0}};
   const char *out = NULL;
   int64_t it0 = 0, it1 = -1;
+  uint64_t max_memory = 0;
   long seed = 1;
   int fmt = CLI_FMT_TABLE, c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":ho:i:s:f:", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":ho:i:s:f:M:", opts, NULL)) != -1) {
     switch (c) {
     case 'h': cli_help(FIT_HELP); return CLI_OK;
     case 'o': out = optarg; break;
@@ -648,6 +706,10 @@ static int trace_fit(int argc, char **argv) {
       if (cli_parse_format(cmd, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
         return CLI_EUSAGE;
       break;
+    case 'M':
+      if (parse_max_memory(cmd, optarg, &max_memory))
+        return CLI_EUSAGE;
+      break;
     default: return cli_bad_option(cmd, argv[optind - 1]);
     }
   }
@@ -656,16 +718,22 @@ static int trace_fit(int argc, char **argv) {
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o FIT.json is required");
   tr_trace t;
-  if ((c = open_range(cmd, argv[optind], &t, &it0, &it1)))
+  if ((c = open_range(cmd, argv[optind], max_memory, &t, &it0, &it1)))
     return c;
   if (it1 - it0 < 12) {
     tr_close(&t);
     return cli_fail(CLI_EFAIL, cmd, "%s: fitting needs at least 12 iterations", argv[optind]);
   }
   tr_fit f;
-  if (tr_fit_trace(&t, it0, it1, (uint64_t)seed, &f)) {
+  if ((c = tr_fit_trace(&t, it0, it1, (uint64_t)seed, &f))) {
     tr_close(&t);
-    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
+    if (c == TR_ENOMEM)
+      return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
+    return cli_fail(CLI_EFAIL, cmd,
+                    "%s: its tokens per rank (slots per rank / top_k) must be between %" PRId64
+                    " and %" PRId64 " to fit a model (is the trace empty?)",
+                    argv[optind], tr_limits[TR_LIM_TOKENS_PER_RANK].lo,
+                    tr_limits[TR_LIM_TOKENS_PER_RANK].hi);
   }
   tr_close(&t);
   tr_error err;
@@ -703,7 +771,7 @@ static int trace_fit(int argc, char **argv) {
 
 static const char RESCALE_HELP[] =
     "usage: flexmoe trace rescale FILE --gpus G [--tokens-per-gpu T] [--seed S]\n"
-    "                             [--iterations A:B] -o OUT.npy\n"
+    "                             [--iterations A:B] [--max-memory SIZE] -o OUT.npy\n"
     "\n"
     "Rescales a trace recorded on R ranks to G GPUs: GPU g takes the routing\n"
     "distribution of source rank g mod R at the same (iteration, layer), scaled to\n"
@@ -717,6 +785,7 @@ static const char RESCALE_HELP[] =
     "                       slots = T x top_k from the sidecar, or T when top_k is unknown)\n"
     "  --seed S             random seed, 0 to 2^63 - 1 (default 1)\n"
     "  --iterations A:B     only iterations [A, B)\n"
+    "  --max-memory SIZE    what it may allocate (512M, 4G; default half of physical memory)\n"
     "\n"
     "example:\n"
     "  flexmoe trace rescale traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 64 "
@@ -730,22 +799,24 @@ static int trace_rescale(int argc, char **argv) {
                                        {"seed", required_argument, 0, 's'},
                                        {"iterations", required_argument, 0, 'i'},
                                        {"output", required_argument, 0, 'o'},
+                                       {"max-memory", required_argument, 0, 'M'},
                                        {0, 0, 0, 0}};
   const char *out = NULL;
   long gpus = -1, tokens = 0, seed = 1;
+  uint64_t max_memory = 0;
   int64_t it0 = 0, it1 = -1;
   int c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hg:t:s:i:o:", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":hg:t:s:i:o:M:", opts, NULL)) != -1) {
     switch (c) {
     case 'h': cli_help(RESCALE_HELP); return CLI_OK;
     case 'g':
-      if (cli_parse_long(cmd, "--gpus", optarg, 1, 1 << 20, &gpus))
+      if (cli_parse_long(cmd, "--gpus", optarg, 1, LIM(RANKS), &gpus))
         return CLI_EUSAGE;
       break;
     case 't':
-      if (cli_parse_long(cmd, "--tokens-per-gpu", optarg, 1, 1L << 40, &tokens))
+      if (cli_parse_long(cmd, "--tokens-per-gpu", optarg, 1, LIM(TOKENS_PER_RANK), &tokens))
         return CLI_EUSAGE;
       break;
     case 's':
@@ -757,6 +828,10 @@ static int trace_rescale(int argc, char **argv) {
         return CLI_EUSAGE;
       break;
     case 'o': out = optarg; break;
+    case 'M':
+      if (parse_max_memory(cmd, optarg, &max_memory))
+        return CLI_EUSAGE;
+      break;
     default: return cli_bad_option(cmd, argv[optind - 1]);
     }
   }
@@ -767,7 +842,7 @@ static int trace_rescale(int argc, char **argv) {
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
   tr_trace t;
-  if ((c = open_range(cmd, argv[optind], &t, &it0, &it1)))
+  if ((c = open_range(cmd, argv[optind], max_memory, &t, &it0, &it1)))
     return c;
   int k = t.meta.top_k > 0 ? t.meta.top_k : 1;
   tr_meta meta = t.meta;
@@ -779,7 +854,7 @@ static int trace_rescale(int argc, char **argv) {
   tr_error err;
   int rc = CLI_OK;
   if (tr_rescale_write(&t, it0, it1, (int)gpus, tokens > 0 ? tokens * k : 0, (uint64_t)seed, out,
-                       &meta, &err))
+                       &meta, max_memory, &err))
     rc = trace_fail(cmd, &err);
   else
     printf("wrote %s: %" PRId64 " iterations x %d layers x %ld GPUs x %d experts, %s slots "
@@ -795,6 +870,7 @@ static int trace_rescale(int argc, char **argv) {
 static const char IMPORT_HELP[] =
     "usage: flexmoe trace import FILE.csv|FILE.npy -o OUT.npy [--axes ORDER]\n"
     "                            [--expert-ids [--experts E]] [--iterations A:B]\n"
+    "                            [--max-memory SIZE]\n"
     "\n"
     "Converts a trace into flexmoe's .npy (+ .json sidecar), streaming:\n"
     "  long CSV with header iteration,layer,rank,expert,tokens (missing cells are 0,\n"
@@ -805,6 +881,10 @@ static const char IMPORT_HELP[] =
     "  per-token expert ids (--expert-ids): a .npy [I, L, R, T, k] (or [I, L, T, k])\n"
     "  of expert ids, -1 = dropped slot; counts per (iteration, layer, rank, expert);\n"
     "  E = --experts or the largest id + 1; the sidecar gets top_k = k, tokens = T.\n"
+    "A CSV is read into memory (I x L x R x E int64 counts from its largest indices);\n"
+    "the other inputs are mapped and stream one slice at a time.\n"
+    "\n"
+    MAX_MEMORY_HELP
     "\n"
     "example:\n"
     "  flexmoe trace import routing.csv -o routing.npy\n";
@@ -817,28 +897,34 @@ static int trace_import(int argc, char **argv) {
                                        {"expert-ids", no_argument, 0, 'x'},
                                        {"experts", required_argument, 0, 'e'},
                                        {"iterations", required_argument, 0, 'i'},
+                                       {"max-memory", required_argument, 0, 'M'},
                                        {0, 0, 0, 0}};
   const char *out = NULL, *axes = NULL;
+  uint64_t max_memory = 0;
   int ids = 0, c;
   long experts = 0;
   int64_t it0 = 0, it1 = -1;
   int ranged = 0;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":ho:a:xe:i:", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":ho:a:xe:i:M:", opts, NULL)) != -1) {
     switch (c) {
     case 'h': cli_help(IMPORT_HELP); return CLI_OK;
     case 'o': out = optarg; break;
     case 'a': axes = optarg; break;
     case 'x': ids = 1; break;
     case 'e':
-      if (cli_parse_long(cmd, "--experts", optarg, 1, 1 << 20, &experts))
+      if (cli_parse_long(cmd, "--experts", optarg, 1, LIM(EXPERTS), &experts))
         return CLI_EUSAGE;
       break;
     case 'i':
       if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
         return CLI_EUSAGE;
       ranged = 1;
+      break;
+    case 'M':
+      if (parse_max_memory(cmd, optarg, &max_memory))
+        return CLI_EUSAGE;
       break;
     default: return cli_bad_option(cmd, argv[optind - 1]);
     }
@@ -855,14 +941,14 @@ static int trace_import(int argc, char **argv) {
   tr_error err;
   int rc;
   if (axes) {
-    rc = tr_import_axes(in, axes, out, &err);
+    rc = tr_import_axes(in, axes, out, max_memory, &err);
     if (rc == TR_EINVAL)
       return cli_fail(CLI_EUSAGE, cmd, "%s", err.msg);
   } else if (ids) {
-    rc = tr_import_ids(in, (int)experts, out, &err);
+    rc = tr_import_ids(in, (int)experts, out, max_memory, &err);
   } else {
     tr_trace t;
-    if ((c = open_range(cmd, in, &t, &it0, &it1)))
+    if ((c = open_range(cmd, in, max_memory, &t, &it0, &it1)))
       return c;
     tr_meta meta = t.meta;
     if (!meta.source[0])

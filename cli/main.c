@@ -2,6 +2,7 @@
  * main.c - the `flexmoe` command: dispatches to one subcommand per file.
  */
 #include <gsl/gsl_errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "cli.h"
@@ -38,6 +39,10 @@ static void usage(FILE *out) {
 
 int main(int argc, char **argv) {
   gsl_set_error_handler_off();
+  /* A write past the file size limit (ulimit -f) fails with EFBIG instead
+   * of killing the process without a word: the store then says the disk is
+   * full or the file is too large, and the transaction is rolled back. */
+  signal(SIGXFSZ, SIG_IGN);
   cli_detect_json_errors(argc, argv);
   if (argc < 2) {
     usage(stderr);

@@ -48,7 +48,11 @@ def connect(path=None):
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{path}: no such database (set FLEXMOE_DB, or run `flexmoe sweep` first)")
-    con = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True)
+    # As `flexmoe report` reads: with no writer's log (-wal) or unfinished
+    # journal beside it, immutable (no side files, no locks); else read-only.
+    quiet = not any(os.path.exists(path + s) for s in ("-wal", "-journal"))
+    mode = "mode=ro&immutable=1" if quiet else "mode=ro"
+    con = sqlite3.connect(f"file:{os.path.abspath(path)}?{mode}", uri=True)
     try:
         app = con.execute("PRAGMA application_id").fetchone()[0]
     except sqlite3.DatabaseError as e:

@@ -27,6 +27,18 @@ pip_install() {
 }
 
 if [ "${1:-}" = "--test" ]; then
+  # clang and its libFuzzer runtime for the fuzz targets (tests/fuzz)
+  fuzz_pkgs=(clang libclang-rt-14-dev)
+  fmissing=()
+  for p in "${fuzz_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || fmissing+=("$p")
+  done
+  if [ ${#fmissing[@]} -gt 0 ]; then
+    echo "setup: installing ${fmissing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${fmissing[@]}" >/dev/null
+  fi
   # (traces/capture/requirements.txt is torch: multi-GB, optional; its tests skip without it)
   for req in "$here"/notebooks/requirements.txt; do
     [ -f "$req" ] && pip_install -r "$req"

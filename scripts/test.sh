@@ -2,7 +2,8 @@
 # Fresh machine to a tested build: installs what is missing (test extras too),
 # builds with warnings as errors and runs the whole default test-suite, then
 # builds again with AddressSanitizer + UndefinedBehaviorSanitizer (CPU only)
-# and runs the suite once more under them.
+# and runs the suite once more under them, then runs the libFuzzer targets of
+# every parser for a short fixed time each (clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -19,3 +20,13 @@ meson setup build-asan -Dwerror=true -Dcuda=disabled -Db_sanitize=address,undefi
 meson compile -C build-asan
 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite notebooks
+
+# libFuzzer targets of every parser (clang; tests/fuzz/meson.build): each runs
+# FLEXMOE_FUZZ_SECONDS (default 15) from its seed corpus, failing on any crash,
+# leak or sanitizer report.
+CC=clang meson setup build-fuzz -Dfuzz=enabled -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dcuda=disabled -Dtests=disabled --reconfigure >/dev/null 2>&1 ||
+  CC=clang meson setup build-fuzz -Dfuzz=enabled -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dcuda=disabled -Dtests=disabled >/dev/null
+meson compile -C build-fuzz
+meson test -C build-fuzz --suite fuzz --print-errorlogs

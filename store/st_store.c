@@ -18,7 +18,20 @@
  *   4. only then is the file opened for writing, WAL mode set and the
  *      migration steps run, each inside one IMMEDIATE transaction that
  *      re-reads user_version (two processes opening a new file at once
- *      migrate it once).
+ *      migrate it once); a current schema takes no lock at all.
+ * Reading (steps 3 and ST_READ) opens a database without a -wal file as
+ * immutable: no side files, no locks, so read-only files and directories
+ * work and nothing is left behind (open_reader, changed_under_us).
+ *
+ * Errors: every failed SQLite call is recorded on the st_db (failed()) as an
+ * ST_ code and a sentence that names the cause: a full disk or the file size
+ * limit (ST_EFULL), a lock held by another process (ST_EBUSY, after the busy
+ * timeout), an I/O error, corruption. The rollback that follows never
+ * overwrites it.
+ *
+ * One complete run per configuration (schema 3): st_run_begin claims the
+ * config_key inside its transaction (supersede the stored run, or refuse
+ * with ST_EEXISTS), and a partial unique index backs the claim.
  *
  * Writing a run: st_run_begin starts an IMMEDIATE transaction (the write
  * lock is taken up front, waiting up to the busy timeout), inserts the run
@@ -39,7 +52,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +73,7 @@ enum {
   Q_CLUSTER_INSERT,
   Q_RUN_EXISTS,
   Q_LOAD_INSERT,
+  Q_RUN_SUPERSEDE,
   NQ
 };
 
@@ -88,14 +104,24 @@ static const char *const query_sql[NQ] = {
                      "'complete' LIMIT 1",
     [Q_LOAD_INSERT] = "INSERT INTO trace_loads(trace_id, iteration, layer, "
                       "expert, tokens) VALUES(?,?,?,?,?)",
+    [Q_RUN_SUPERSEDE] = "UPDATE runs SET status = 'superseded' WHERE "
+                        "config_key = ? AND status = 'complete'",
 };
 
 struct st_db {
   sqlite3 *h;
   int mode;
   int version;
+  int busy_ms; /* the busy timeout, for the "locked" message */
+  char *path;  /* as given to st_open, for messages */
+  int on_duplicate;  /* ST_DUP_SUPERSEDE or ST_DUP_KEEP (st_run_begin) */
+  char notice[256];  /* what opening did that the user should know */
+  int immutable;     /* read through immutable=1 (open_reader) */
+  struct stat ident; /* the file when it was opened immutable */
   st_run *open_run;
   sqlite3_stmt *q[NQ];
+  int code;      /* ST_ code of the last failure (failed()), ST_OK if none */
+  char msg[1024]; /* its sentence, for st_errmsg */
 };
 
 struct st_run {
@@ -189,6 +215,24 @@ static const char schema_v2[] =
     "  balance REAL, time_ms REAL,"
     "  PRIMARY KEY(run_id, iteration, layer)) WITHOUT ROWID;";
 
+/* Version 3: one complete run per configuration. Before it, nothing stopped
+ * two sweeps started together on one database from both storing every point
+ * (each checked the key, computed, and inserted). Existing duplicates keep
+ * their latest complete run, the one `flexmoe report` already counted, and
+ * the earlier ones become 'superseded' (kept, not deleted: validations may
+ * point at them); st_open says how many (st_notice). The partial unique index
+ * then makes a second complete run of a configuration impossible, whatever
+ * the writer; st_run_begin checks first, inside its IMMEDIATE transaction. */
+#define V3_DUPLICATES                                                          \
+  "FROM runs WHERE status = 'complete' AND config_key <> '' AND id NOT IN "   \
+  "(SELECT max(id) FROM runs WHERE status = 'complete' AND config_key <> '' " \
+  "GROUP BY config_key)"
+static const char schema_v3[] =
+    "UPDATE runs SET status = 'superseded' WHERE id IN (SELECT id " V3_DUPLICATES
+    ");"
+    "CREATE UNIQUE INDEX runs_complete_config ON runs(config_key) "
+    "WHERE status = 'complete' AND config_key <> '';";
+
 typedef struct st_migration {
   int version; /* user_version after this step */
   const char *sql;
@@ -197,6 +241,7 @@ typedef struct st_migration {
 static const st_migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2},
+    {3, schema_v3},
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == ST_SCHEMA_VERSION,
@@ -239,16 +284,105 @@ static int map_rc(int rc) {
     return ST_ENOTDB;
   case SQLITE_CANTOPEN:
     return ST_EOPEN;
+  case SQLITE_FULL:
+    return ST_EFULL;
+  case SQLITE_IOERR:
+    return ST_EIO;
+  case SQLITE_CORRUPT:
+    return ST_ECORRUPT;
   default:
     return ST_ESQL;
   }
 }
 
-static int exec(sqlite3 *h, const char *sql) {
-  return map_rc(sqlite3_exec(h, sql, NULL, NULL, NULL));
+/* Why a write of the database at path failed with an I/O error: its file
+ * system is full, or one of its files (the database, -wal, -journal) has
+ * reached the process's file size limit (RLIMIT_FSIZE, `ulimit -f`: with
+ * SIGXFSZ ignored the write fails with EFBIG). SQLite says SQLITE_FULL only
+ * for ENOSPC and short writes, and the errno it keeps is not reliable once
+ * it has cleaned up, so the file system is asked. Returns ST_EFULL with a
+ * sentence in why, or ST_EIO. */
+static void dir_of(const char *path, char *buf, size_t len);
+static int diagnose_io(const char *path, char *why, size_t len) {
+  if (!path)
+    return ST_EIO;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    static const char *const ext[] = {"", "-wal", "-journal"};
+    for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+      char f[4200];
+      struct stat st;
+      snprintf(f, sizeof(f), "%s%s", path, ext[i]);
+      /* a failed write is at most a page (64 KiB) and a WAL frame header */
+      if (stat(f, &st) == 0 && (unsigned long long)st.st_size + 65536 + 24 >
+                                   (unsigned long long)rl.rlim_cur) {
+        snprintf(why, len,
+                 "%.300s%s reached the file size limit of %llu bytes "
+                 "(ulimit -f)",
+                 path, ext[i], (unsigned long long)rl.rlim_cur);
+        return ST_EFULL;
+      }
+    }
+  }
+  char dir[4096];
+  struct statfs vs;
+  dir_of(path, dir, sizeof(dir));
+  if (statfs(dir, &vs) == 0 &&
+      (unsigned long long)vs.f_bavail * (unsigned long long)vs.f_bsize <
+          65536 + 24) {
+    snprintf(why, len, "no space left on the file system holding %s", path);
+    return ST_EFULL;
+  }
+  return ST_EIO;
 }
 
-static int query_int(sqlite3 *h, const char *sql, int64_t *out) {
+/* Records a failed SQLite call on db and returns its ST_ code: st_errmsg
+ * gives the sentence until the next failure. The ROLLBACK that follows a
+ * failure goes through rollback(), which records nothing, so the caller sees
+ * the cause (say "disk full"), not the rollback's own complaint ("cannot
+ * rollback - no transaction is active", which is what SQLite says after it
+ * rolled back by itself). */
+static int failed(st_db *db, int rc) {
+  int st = map_rc(rc);
+  if (st == ST_OK)
+    return ST_OK;
+  char why[512] = "";
+  if (st == ST_EIO || st == ST_EFULL) {
+    int e = sqlite3_system_errno(db->h);
+    if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+      snprintf(why, sizeof(why), "%s", strerror(e));
+    else
+      diagnose_io(db->path, why, sizeof(why));
+    if (why[0])
+      st = ST_EFULL;
+  }
+  if (st == ST_EBUSY)
+    snprintf(db->msg, sizeof(db->msg),
+             "database is locked by another process (gave up after waiting "
+             "%d ms)",
+             db->busy_ms);
+  else if (why[0])
+    snprintf(db->msg, sizeof(db->msg), "%s", why);
+  else
+    snprintf(db->msg, sizeof(db->msg), "%s", sqlite3_errmsg(db->h));
+  db->code = st;
+  return st;
+}
+
+static int exec(st_db *db, const char *sql) {
+  return failed(db, sqlite3_exec(db->h, sql, NULL, NULL, NULL));
+}
+
+/* Ends the open transaction after a failure (SQLite may have ended it
+ * already); keeps the failure's message. */
+static void rollback(st_db *db) {
+  if (!sqlite3_get_autocommit(db->h))
+    sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* The first column of the first row of sql as an integer (0 without rows);
+ * an SQLite result code. */
+static int query_int_raw(sqlite3 *h, const char *sql, int64_t *out) {
   sqlite3_stmt *s = NULL;
   int rc = sqlite3_prepare_v2(h, sql, -1, &s, NULL);
   if (rc == SQLITE_OK) {
@@ -262,15 +396,24 @@ static int query_int(sqlite3 *h, const char *sql, int64_t *out) {
     }
   }
   sqlite3_finalize(s);
-  return map_rc(rc);
+  return rc;
 }
 
-/* Prepared statement `id`, reset and unbound, or NULL (see st_errmsg). */
+static int query_int(st_db *db, const char *sql, int64_t *out) {
+  return failed(db, query_int_raw(db->h, sql, out));
+}
+
+/* Prepared statement `id`, reset and unbound, or NULL (the failure is
+ * recorded: db->code, st_errmsg). */
 static sqlite3_stmt *stmt(st_db *db, int id) {
-  if (!db->q[id] &&
-      sqlite3_prepare_v3(db->h, query_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-                         &db->q[id], NULL) != SQLITE_OK)
-    return NULL;
+  if (!db->q[id]) {
+    int rc = sqlite3_prepare_v3(db->h, query_sql[id], -1,
+                                SQLITE_PREPARE_PERSISTENT, &db->q[id], NULL);
+    if (rc != SQLITE_OK) {
+      failed(db, rc);
+      return NULL;
+    }
+  }
   sqlite3_reset(db->q[id]);
   sqlite3_clear_bindings(db->q[id]);
   return db->q[id];
@@ -284,10 +427,11 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t) {
 }
 
 /* Steps an INSERT to completion; the statement is reset afterwards. */
-static int step_done(sqlite3_stmt *s) {
+static int step_done(st_db *db, sqlite3_stmt *s) {
   int rc = sqlite3_step(s);
+  int st = rc == SQLITE_DONE ? ST_OK : failed(db, rc);
   sqlite3_reset(s);
-  return rc == SQLITE_DONE ? ST_OK : map_rc(rc);
+  return st;
 }
 
 static int writable_bits(const struct stat *st) {
@@ -378,23 +522,71 @@ static int check_path(const char *path, int mode, int *is_new, char *errmsg,
   return ST_OK;
 }
 
+/* Opens path for reading. Without a -wal file (no connection has the
+ * database open in WAL mode and none died mid-write: the last writer's close
+ * checkpoints and deletes it) and without a hot -journal, every committed row
+ * is in the file itself, and it is opened immutable: SQLite then creates no
+ * -wal or -shm file and takes no locks, so a read-only file in a read-only
+ * directory can be read, and nothing is left next to the database. With a
+ * -wal file, the ordinary read-only open reads the committed frames in it
+ * through the existing -wal and -shm. *immutable says which; *ident is the
+ * file's identity at open, for changed_under_us(). An SQLite result code. */
+static int open_reader(const char *path, sqlite3 **h, int *immutable,
+                       struct stat *ident) {
+  char side[4200];
+  struct stat st;
+  snprintf(side, sizeof(side), "%s-wal", path);
+  int wal = stat(side, &st) == 0;
+  snprintf(side, sizeof(side), "%s-journal", path);
+  int journal = stat(side, &st) == 0 && st.st_size > 0;
+  *immutable = !wal && !journal && stat(path, ident) == 0;
+  if (!*immutable)
+    return sqlite3_open_v2(path, h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  /* file: URI of the path; '%', '?' and '#' escaped */
+  char uri[3 * 4096 + 64];
+  size_t n = (size_t)snprintf(uri, sizeof(uri), "file:%s",
+                              path[0] == '/' ? "//" : "");
+  for (const char *c = path; *c && n + 4 < sizeof(uri); c++) {
+    if (*c == '%' || *c == '?' || *c == '#')
+      n += (size_t)snprintf(uri + n, sizeof(uri) - n, "%%%02X", (unsigned char)*c);
+    else
+      uri[n++] = *c;
+  }
+  snprintf(uri + n, sizeof(uri) - n, "?mode=ro&immutable=1");
+  return sqlite3_open_v2(uri, h,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+                             SQLITE_OPEN_NOMUTEX,
+                         NULL);
+}
+
+static int say_newer(char *errmsg, size_t errlen, const char *path,
+                     int64_t ver) {
+  say(errmsg, errlen,
+      "%s: the database is newer than this flexmoe (schema version %" PRId64
+      "; this flexmoe reads versions 1 to %d): use a newer flexmoe",
+      path, ver, ST_SCHEMA_VERSION);
+  return ST_EVERSION;
+}
+
 /* Step 3: application_id, user_version and emptiness through a read-only
  * connection. *fresh = 1 for an SQLite file with no schema at all. */
 static int check_identity(const char *path, int *fresh, char *errmsg,
                           size_t errlen) {
   sqlite3 *h = NULL;
   int64_t app = 0, ver = 0, tables = 0;
-  int rc = map_rc(
-      sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      NULL));
+  int immutable = 0;
+  struct stat ident;
+  int rc = map_rc(open_reader(path, &h, &immutable, &ident));
   if (rc == ST_OK) {
     sqlite3_busy_timeout(h, BUSY_TIMEOUT_MS);
-    rc = query_int(h, "PRAGMA application_id", &app);
+    rc = map_rc(query_int_raw(h, "PRAGMA application_id", &app));
   }
   if (rc == ST_OK)
-    rc = query_int(h, "PRAGMA user_version", &ver);
+    rc = map_rc(query_int_raw(h, "PRAGMA user_version", &ver));
   if (rc == ST_OK)
-    rc = query_int(h, "SELECT count(*) FROM sqlite_master", &tables);
+    rc = map_rc(query_int_raw(h, "SELECT count(*) FROM sqlite_master",
+                                  &tables));
   if (rc != ST_OK) {
     if (rc == ST_ENOTDB || rc == ST_ESQL)
       say(errmsg, errlen, "%s: not a flexmoe database (%s)", path,
@@ -418,52 +610,62 @@ static int check_identity(const char *path, int *fresh, char *errmsg,
         path, app);
     return ST_ENOTDB;
   }
-  if (ver > ST_SCHEMA_VERSION) {
-    say(errmsg, errlen,
-        "%s: database schema version %" PRId64
-        " is newer than this flexmoe understands (%d): use a newer flexmoe",
-        path, ver, ST_SCHEMA_VERSION);
-    return ST_EVERSION;
-  }
+  if (ver > ST_SCHEMA_VERSION)
+    return say_newer(errmsg, errlen, path, ver);
   return ST_OK;
 }
 
 /* Step 4: runs the missing migration steps in one IMMEDIATE transaction. */
 static int migrate(st_db *db, const char *path, char *errmsg, size_t errlen) {
-  int64_t ver = 0;
-  int rc = exec(db->h, "BEGIN IMMEDIATE");
+  /* Up to date (the common case): no transaction, so opening does not wait
+   * for another process's write lock; the first write will, with the
+   * caller's busy timeout. */
+  int64_t ver = 0, app = 0;
+  if (query_int(db, "PRAGMA user_version", &ver) == ST_OK &&
+      query_int(db, "PRAGMA application_id", &app) == ST_OK &&
+      ver == ST_SCHEMA_VERSION && app == ST_APPLICATION_ID) {
+    db->version = ST_SCHEMA_VERSION;
+    return ST_OK;
+  }
+  int rc = exec(db, "BEGIN IMMEDIATE");
   if (rc == ST_OK)
-    rc = query_int(db->h, "PRAGMA user_version", &ver);
+    rc = query_int(db, "PRAGMA user_version", &ver);
   if (rc == ST_OK && ver > ST_SCHEMA_VERSION) {
-    exec(db->h, "ROLLBACK");
-    say(errmsg, errlen,
-        "%s: database schema version %" PRId64
-        " is newer than this flexmoe understands (%d)",
-        path, ver, ST_SCHEMA_VERSION);
-    return ST_EVERSION;
+    rollback(db);
+    return say_newer(errmsg, errlen, path, ver);
   }
   for (int i = 0; rc == ST_OK && i < NMIGRATIONS; i++) {
     if (migrations[i].version <= ver)
       continue;
-    rc = exec(db->h, migrations[i].sql);
+    int64_t dups = 0;
+    if (migrations[i].version == 3 &&
+        (rc = query_int(db, "SELECT count(*) " V3_DUPLICATES, &dups)) != ST_OK)
+      break;
+    if (dups > 0)
+      snprintf(db->notice, sizeof(db->notice),
+               "%s: %" PRId64 " run%s stored twice under one configuration "
+               "(before schema version 3) marked 'superseded'; the latest "
+               "complete run of each configuration is kept",
+               path, dups, dups == 1 ? "" : "s");
+    rc = exec(db, migrations[i].sql);
     if (rc == ST_OK) {
       char sql[64];
       snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
                migrations[i].version);
-      rc = exec(db->h, sql);
+      rc = exec(db, sql);
     }
   }
   if (rc == ST_OK) {
     char sql[64];
     snprintf(sql, sizeof(sql), "PRAGMA application_id = %d", ST_APPLICATION_ID);
-    rc = exec(db->h, sql);
+    rc = exec(db, sql);
   }
   if (rc == ST_OK)
-    rc = exec(db->h, "COMMIT");
+    rc = exec(db, "COMMIT");
   if (rc != ST_OK) {
-    say(errmsg, errlen, "%s: cannot set up the schema: %s", path,
-        sqlite3_errmsg(db->h));
-    exec(db->h, "ROLLBACK");
+    say(errmsg, errlen, "%s: cannot set up the schema: %s", path, db->msg);
+    rollback(db);
+    db->notice[0] = '\0';
     return rc;
   }
   db->version = ST_SCHEMA_VERSION;
@@ -492,28 +694,37 @@ int st_open(st_db **out, const char *path, int mode, char *errmsg,
     return ST_ENOMEM;
   }
   db->mode = mode;
-  int flags = SQLITE_OPEN_NOMUTEX |
-              (mode == ST_WRITE ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                                : SQLITE_OPEN_READONLY);
-  rc = map_rc(sqlite3_open_v2(path, &db->h, flags, NULL));
+  if (!(db->path = strdup(path))) {
+    say(errmsg, errlen, "%s: out of memory", path);
+    free(db);
+    return ST_ENOMEM;
+  }
+  if (mode == ST_WRITE)
+    rc = map_rc(sqlite3_open_v2(
+        path, &db->h,
+        SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+        NULL));
+  else
+    rc = map_rc(open_reader(path, &db->h, &db->immutable, &db->ident));
   if (rc != ST_OK) {
     say(errmsg, errlen, "%s: cannot open database: %s", path,
         db->h ? sqlite3_errmsg(db->h) : "out of memory");
     goto fail;
   }
   sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+  db->busy_ms = BUSY_TIMEOUT_MS;
   sqlite3_extended_result_codes(db->h, 0);
-  if ((rc = exec(db->h, "PRAGMA foreign_keys = ON")) != ST_OK)
+  if ((rc = exec(db, "PRAGMA foreign_keys = ON")) != ST_OK)
     goto fail_sql;
   if (mode == ST_WRITE) {
-    if ((rc = exec(db->h, "PRAGMA journal_mode = WAL")) != ST_OK ||
-        (rc = exec(db->h, "PRAGMA synchronous = NORMAL")) != ST_OK)
+    if ((rc = exec(db, "PRAGMA journal_mode = WAL")) != ST_OK ||
+        (rc = exec(db, "PRAGMA synchronous = NORMAL")) != ST_OK)
       goto fail_sql;
     if ((rc = migrate(db, path, errmsg, errlen)) != ST_OK)
       goto fail;
   } else {
     int64_t ver = 0;
-    if ((rc = query_int(db->h, "PRAGMA user_version", &ver)) != ST_OK)
+    if ((rc = query_int(db, "PRAGMA user_version", &ver)) != ST_OK)
       goto fail_sql;
     /* A read-only connection cannot migrate an older schema: the v1 tables
      * and queries are all there; st_schema_version tells what is. */
@@ -522,9 +733,10 @@ int st_open(st_db **out, const char *path, int mode, char *errmsg,
   *out = db;
   return ST_OK;
 fail_sql:
-  say(errmsg, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
+  say(errmsg, errlen, "%s: %s", path, db->msg);
 fail:
   sqlite3_close(db->h);
+  free(db->path);
   free(db);
   return rc;
 }
@@ -537,19 +749,27 @@ void st_close(st_db *db) {
   for (int i = 0; i < NQ; i++)
     sqlite3_finalize(db->q[i]);
   sqlite3_close(db->h);
+  free(db->path);
   free(db);
 }
 
 const char *st_errmsg(const st_db *db) {
-  return db && db->h ? sqlite3_errmsg(db->h) : "no database";
+  if (!db || !db->h)
+    return "no database";
+  return db->code != ST_OK ? db->msg : sqlite3_errmsg(db->h);
 }
+
+int st_errcode(const st_db *db) { return db ? db->code : ST_EINVAL; }
 
 int st_schema_version(const st_db *db) { return db ? db->version : 0; }
 
 int st_busy_timeout(st_db *db, int ms) {
   if (!db || ms < 0)
     return ST_EINVAL;
-  return map_rc(sqlite3_busy_timeout(db->h, ms));
+  int rc = failed(db, sqlite3_busy_timeout(db->h, ms));
+  if (rc == ST_OK)
+    db->busy_ms = ms;
+  return rc;
 }
 
 /* ---- traces and clusters (inside the caller's transaction) ---- */
@@ -559,7 +779,7 @@ static int trace_upsert(st_db *db, const st_trace_row *t, int64_t *id) {
   snprintf(hash, sizeof(hash), "%016" PRIx64, t->hash);
   sqlite3_stmt *s = stmt(db, Q_TRACE_FIND);
   if (!s)
-    return ST_ESQL;
+    return db->code;
   bind_text(s, 1, t->path);
   bind_text(s, 2, hash);
   int rc = sqlite3_step(s);
@@ -570,9 +790,9 @@ static int trace_upsert(st_db *db, const st_trace_row *t, int64_t *id) {
   }
   sqlite3_reset(s);
   if (rc != SQLITE_DONE)
-    return map_rc(rc);
+    return failed(db, rc);
   if (!(s = stmt(db, Q_TRACE_INSERT)))
-    return ST_ESQL;
+    return db->code;
   bind_text(s, 1, t->path);
   bind_text(s, 2, hash);
   sqlite3_bind_int64(s, 3, t->iterations);
@@ -580,7 +800,7 @@ static int trace_upsert(st_db *db, const st_trace_row *t, int64_t *id) {
   sqlite3_bind_int(s, 5, t->ranks);
   sqlite3_bind_int(s, 6, t->experts);
   bind_text(s, 7, t->meta_json);
-  if ((rc = step_done(s)) != ST_OK)
+  if ((rc = step_done(db, s)) != ST_OK)
     return rc;
   *id = sqlite3_last_insert_rowid(db->h);
   return ST_OK;
@@ -590,7 +810,7 @@ static int cluster_upsert(st_db *db, const char *name, const char *json,
                           int gpus, int64_t *id) {
   sqlite3_stmt *s = stmt(db, Q_CLUSTER_FIND);
   if (!s)
-    return ST_ESQL;
+    return db->code;
   bind_text(s, 1, name);
   bind_text(s, 2, json);
   sqlite3_bind_int(s, 3, gpus);
@@ -602,13 +822,13 @@ static int cluster_upsert(st_db *db, const char *name, const char *json,
   }
   sqlite3_reset(s);
   if (rc != SQLITE_DONE)
-    return map_rc(rc);
+    return failed(db, rc);
   if (!(s = stmt(db, Q_CLUSTER_INSERT)))
-    return ST_ESQL;
+    return db->code;
   bind_text(s, 1, name);
   sqlite3_bind_int(s, 2, gpus);
   bind_text(s, 3, json);
-  if ((rc = step_done(s)) != ST_OK)
+  if ((rc = step_done(db, s)) != ST_OK)
     return rc;
   *id = sqlite3_last_insert_rowid(db->h);
   return ST_OK;
@@ -622,13 +842,13 @@ static int begin_write(st_db *db) {
     return ST_EREADONLY;
   if (db->open_run)
     return ST_EBUSY;
-  return exec(db->h, "BEGIN IMMEDIATE");
+  return exec(db, "BEGIN IMMEDIATE");
 }
 
 static int end_write(st_db *db, int rc) {
-  if (rc == ST_OK && (rc = exec(db->h, "COMMIT")) == ST_OK)
+  if (rc == ST_OK && (rc = exec(db, "COMMIT")) == ST_OK)
     return ST_OK;
-  exec(db->h, "ROLLBACK");
+  rollback(db);
   return rc;
 }
 
@@ -659,10 +879,10 @@ int st_trace_loads_put(st_db *db, int64_t trace_id, int64_t it_begin,
   snprintf(sql, sizeof(sql),
            "SELECT count(*) FROM trace_loads WHERE trace_id = %" PRId64,
            trace_id);
-  rc = query_int(db->h, sql, &have);
+  rc = query_int(db, sql, &have);
   if (rc == ST_OK && have == 0) {
     if (!(s = stmt(db, Q_LOAD_INSERT)))
-      rc = ST_ESQL;
+      rc = db->code;
     for (int64_t i = 0; rc == ST_OK && i < iterations; i++)
       for (int l = 0; rc == ST_OK && l < layers; l++)
         for (int e = 0; rc == ST_OK && e < experts; e++) {
@@ -671,7 +891,7 @@ int st_trace_loads_put(st_db *db, int64_t trace_id, int64_t it_begin,
           sqlite3_bind_int(s, 3, l);
           sqlite3_bind_int(s, 4, e);
           sqlite3_bind_int64(s, 5, loads[(i * layers + l) * experts + e]);
-          rc = step_done(s);
+          rc = step_done(db, s);
         }
   }
   rc = end_write(db, rc);
@@ -681,6 +901,37 @@ int st_trace_loads_put(st_db *db, int64_t trace_id, int64_t it_begin,
 }
 
 /* ---- runs ---- */
+
+/* Inside st_run_begin's transaction: makes room for a complete run of
+ * config_key, or says it is taken (ST_EEXISTS, with ST_DUP_KEEP). */
+static int claim(st_db *db, const char *config_key) {
+  int exists = 0;
+  int rc = st_run_exists(db, config_key, &exists);
+  if (rc != ST_OK || !exists)
+    return rc;
+  if (db->on_duplicate == ST_DUP_KEEP) {
+    snprintf(db->msg, sizeof(db->msg),
+             "a complete run of this configuration is already stored "
+             "(config_key %.300s)",
+             config_key);
+    db->code = ST_EEXISTS;
+    return ST_EEXISTS;
+  }
+  sqlite3_stmt *s = stmt(db, Q_RUN_SUPERSEDE);
+  if (!s)
+    return db->code;
+  bind_text(s, 1, config_key);
+  return step_done(db, s);
+}
+
+int st_on_duplicate(st_db *db, int what) {
+  if (!db || (what != ST_DUP_SUPERSEDE && what != ST_DUP_KEEP))
+    return ST_EINVAL;
+  db->on_duplicate = what;
+  return ST_OK;
+}
+
+const char *st_notice(const st_db *db) { return db ? db->notice : ""; }
 
 int st_run_begin(st_db *db, const st_trace_row *trace, const st_run_row *run,
                  st_run **out) {
@@ -696,15 +947,18 @@ int st_run_begin(st_db *db, const st_trace_row *trace, const st_run_row *run,
     free(r);
     return rc;
   }
+  const char *status = run->status ? run->status : "complete";
+  if (run->config_key && *run->config_key && strcmp(status, "complete") == 0)
+    rc = claim(db, run->config_key);
   int64_t trace_id = 0, cluster_id = 0;
-  if (trace)
+  if (rc == ST_OK && trace)
     rc = trace_upsert(db, trace, &trace_id);
   if (rc == ST_OK)
     rc = cluster_upsert(db, run->cluster ? run->cluster : "", run->cluster_json,
                         run->gpus, &cluster_id);
   sqlite3_stmt *s = rc == ST_OK ? stmt(db, Q_RUN_INSERT) : NULL;
   if (rc == ST_OK && !s)
-    rc = ST_ESQL;
+    rc = db->code;
   if (rc == ST_OK) {
     bind_text(s, 1, run->kind);
     if (trace)
@@ -719,12 +973,12 @@ int st_run_begin(st_db *db, const st_trace_row *trace, const st_run_row *run,
     bind_text(s, 10, run->code_version);
     sqlite3_bind_double(s, 11, run->started);
     sqlite3_bind_double(s, 12, run->finished);
-    bind_text(s, 13, run->status ? run->status : "complete");
+    bind_text(s, 13, status);
     bind_text(s, 14, run->config_key);
-    rc = step_done(s);
+    rc = step_done(db, s);
   }
   if (rc != ST_OK) {
-    exec(db->h, "ROLLBACK");
+    rollback(db);
     free(r);
     return rc;
   }
@@ -740,7 +994,7 @@ int st_run_iteration(st_run *r, const st_iter_row *row) {
     return ST_EINVAL;
   sqlite3_stmt *s = stmt(r->db, Q_ITER_INSERT);
   if (!s)
-    return ST_ESQL;
+    return r->db->code;
   sqlite3_bind_int64(s, 1, r->id);
   sqlite3_bind_int64(s, 2, row->iteration);
   sqlite3_bind_double(s, 3, row->time_ms);
@@ -754,7 +1008,7 @@ int st_run_iteration(st_run *r, const st_iter_row *row) {
   sqlite3_bind_int64(s, 11, row->bytes_migrated);
   sqlite3_bind_int64(s, 12, row->tokens_dropped);
   sqlite3_bind_int64(s, 13, row->tokens_total);
-  return step_done(s);
+  return step_done(r->db, s);
 }
 
 int st_run_plan(st_run *r, int64_t iteration, int layer, int nmoves,
@@ -763,14 +1017,14 @@ int st_run_plan(st_run *r, int64_t iteration, int layer, int nmoves,
     return ST_EINVAL;
   sqlite3_stmt *s = stmt(r->db, Q_PLAN_INSERT);
   if (!s)
-    return ST_ESQL;
+    return r->db->code;
   sqlite3_bind_int64(s, 1, r->id);
   sqlite3_bind_int64(s, 2, iteration);
   sqlite3_bind_int(s, 3, layer);
   sqlite3_bind_int(s, 4, nmoves);
   sqlite3_bind_int64(s, 5, bytes);
   bind_text(s, 6, moves_json);
-  return step_done(s);
+  return step_done(r->db, s);
 }
 
 int st_run_gpu(st_run *r, int gpu, double busy_ms, double idle_ms) {
@@ -778,12 +1032,12 @@ int st_run_gpu(st_run *r, int gpu, double busy_ms, double idle_ms) {
     return ST_EINVAL;
   sqlite3_stmt *s = stmt(r->db, Q_GPU_INSERT);
   if (!s)
-    return ST_ESQL;
+    return r->db->code;
   sqlite3_bind_int64(s, 1, r->id);
   sqlite3_bind_int(s, 2, gpu);
   sqlite3_bind_double(s, 3, busy_ms);
   sqlite3_bind_double(s, 4, idle_ms);
-  return step_done(s);
+  return step_done(r->db, s);
 }
 
 int st_run_layer(st_run *r, int64_t iteration, int layer, double balance,
@@ -792,13 +1046,13 @@ int st_run_layer(st_run *r, int64_t iteration, int layer, double balance,
     return ST_EINVAL;
   sqlite3_stmt *s = stmt(r->db, Q_LAYER_INSERT);
   if (!s)
-    return ST_ESQL;
+    return r->db->code;
   sqlite3_bind_int64(s, 1, r->id);
   sqlite3_bind_int64(s, 2, iteration);
   sqlite3_bind_int(s, 3, layer);
   sqlite3_bind_double(s, 4, balance);
   sqlite3_bind_double(s, 5, time_ms);
-  return step_done(s);
+  return step_done(r->db, s);
 }
 
 int st_run_commit(st_run *r, int64_t *run_id) {
@@ -806,9 +1060,9 @@ int st_run_commit(st_run *r, int64_t *run_id) {
     return ST_EINVAL;
   st_db *db = r->db;
   int64_t id = r->id;
-  int rc = exec(db->h, "COMMIT");
+  int rc = exec(db, "COMMIT");
   if (rc != ST_OK)
-    exec(db->h, "ROLLBACK");
+    rollback(db);
   db->open_run = NULL;
   free(r);
   if (rc == ST_OK && run_id)
@@ -819,9 +1073,33 @@ int st_run_commit(st_run *r, int64_t *run_id) {
 void st_run_abort(st_run *r) {
   if (!r)
     return;
-  exec(r->db->h, "ROLLBACK");
+  rollback(r->db);
   r->db->open_run = NULL;
   free(r);
+}
+
+/* For a connection opened immutable (open_reader): whether the file changed
+ * since, i.e. a writer opened the database meanwhile and checkpointed into
+ * it (or wrote it in rollback-journal mode), so that what was just read may
+ * mix two states. Then records ST_EBUSY with a sentence that says to read
+ * again; otherwise returns rc. The window is the few milliseconds of a read:
+ * a writer's commits go to its -wal file, and the file itself only changes
+ * at a checkpoint (at 1,000 pages of WAL, or when the last writer closes). */
+static int changed_under_us(st_db *db, int rc) {
+  struct stat now;
+  if (!db->immutable)
+    return rc;
+  if (stat(db->path, &now) == 0 && now.st_ino == db->ident.st_ino &&
+      now.st_dev == db->ident.st_dev && now.st_size == db->ident.st_size &&
+      now.st_mtim.tv_sec == db->ident.st_mtim.tv_sec &&
+      now.st_mtim.tv_nsec == db->ident.st_mtim.tv_nsec)
+    return rc;
+  snprintf(db->msg, sizeof(db->msg),
+           "%.400s changed while it was being read (another process wrote to "
+           "it): read it again",
+           db->path);
+  db->code = ST_EBUSY;
+  return ST_EBUSY;
 }
 
 int st_run_exists(st_db *db, const char *config_key, int *exists) {
@@ -829,12 +1107,14 @@ int st_run_exists(st_db *db, const char *config_key, int *exists) {
     return ST_EINVAL;
   sqlite3_stmt *s = stmt(db, Q_RUN_EXISTS);
   if (!s)
-    return ST_ESQL;
+    return db->code;
   bind_text(s, 1, config_key);
   int rc = sqlite3_step(s);
   sqlite3_reset(s);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return map_rc(rc);
+    return changed_under_us(db, failed(db, rc));
+  if (changed_under_us(db, ST_OK) != ST_OK)
+    return db->code;
   *exists = rc == SQLITE_ROW;
   return ST_OK;
 }
@@ -848,7 +1128,7 @@ int st_profile_put(st_db *db, const char *name, const char *json) {
   if (rc != ST_OK)
     return rc;
   sqlite3_stmt *s = NULL;
-  rc = map_rc(sqlite3_prepare_v2(db->h,
+  rc = failed(db, sqlite3_prepare_v2(db->h,
                                  "INSERT OR REPLACE INTO profiles(name, json, "
                                  "created) VALUES(?, ?, ?)",
                                  -1, &s, NULL));
@@ -858,7 +1138,7 @@ int st_profile_put(st_db *db, const char *name, const char *json) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     sqlite3_bind_double(s, 3, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
-    rc = step_done(s);
+    rc = step_done(db, s);
   }
   sqlite3_finalize(s);
   return end_write(db, rc);
@@ -868,7 +1148,7 @@ int st_profile_get(st_db *db, const char *name, char **json) {
   if (!db || !name || !json)
     return ST_EINVAL;
   sqlite3_stmt *s = NULL;
-  int rc = map_rc(sqlite3_prepare_v2(
+  int rc = failed(db, sqlite3_prepare_v2(
       db->h, "SELECT json FROM profiles WHERE name = ?", -1, &s, NULL));
   if (rc == ST_OK) {
     bind_text(s, 1, name);
@@ -881,7 +1161,7 @@ int st_profile_get(st_db *db, const char *name, char **json) {
       else
         *json = copy;
     } else {
-      rc = step == SQLITE_DONE ? ST_ENOTFOUND : map_rc(step);
+      rc = step == SQLITE_DONE ? ST_ENOTFOUND : failed(db, step);
     }
   }
   sqlite3_finalize(s);
@@ -902,7 +1182,7 @@ int st_validation_add(st_db *db, const st_validation_row *v, int64_t *id) {
   if (rc != ST_OK)
     return rc;
   sqlite3_stmt *s = NULL;
-  rc = map_rc(sqlite3_prepare_v2(
+  rc = failed(db, sqlite3_prepare_v2(
       db->h,
       "INSERT INTO validations(predicted_run, measured_run, err_time, "
       "err_compute, err_alltoall, err_allreduce, err_migration, err_other, "
@@ -918,7 +1198,7 @@ int st_validation_add(st_db *db, const st_validation_row *v, int64_t *id) {
     bind_maybe(s, 7, v->err_migration);
     bind_maybe(s, 8, v->err_other);
     bind_text(s, 9, v->detail_json);
-    rc = step_done(s);
+    rc = step_done(db, s);
   }
   sqlite3_finalize(s);
   int64_t rowid = sqlite3_last_insert_rowid(db->h);
@@ -931,7 +1211,12 @@ int st_validation_add(st_db *db, const st_validation_row *v, int64_t *id) {
 int st_validations_count(st_db *db, int64_t *n) {
   if (!db || !n)
     return ST_EINVAL;
-  return query_int(db->h, "SELECT count(*) FROM validations", n);
+  int64_t v = 0;
+  int rc = changed_under_us(
+      db, query_int(db, "SELECT count(*) FROM validations", &v));
+  if (rc == ST_OK)
+    *n = v;
+  return rc;
 }
 
 /* ---- queries ---- */
@@ -986,7 +1271,7 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
   sqlite3_stmt *s = NULL;
   st_run_summary *out = NULL;
   size_t count = 0, cap = 0;
-  int rc = map_rc(sqlite3_prepare_v2(db->h, sql, -1, &s, NULL));
+  int rc = failed(db, sqlite3_prepare_v2(db->h, sql, -1, &s, NULL));
   if (rc != ST_OK)
     return rc;
   bind_text(s, 1, kind);
@@ -1026,8 +1311,9 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
     r->effective_ms = st_effective_ms(r->mean_ms, r->tokens_dropped, r->tokens_total);
   }
   if (rc == ST_OK && step != SQLITE_DONE)
-    rc = map_rc(step);
+    rc = failed(db, step);
   sqlite3_finalize(s);
+  rc = changed_under_us(db, rc);
   if (rc != ST_OK) {
     free(out);
     return rc;
@@ -1044,7 +1330,7 @@ int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
   sqlite3_stmt *s = NULL;
   st_iter_row *out = NULL;
   size_t count = 0, cap = 0;
-  int rc = map_rc(sqlite3_prepare_v2(
+  int rc = failed(db, sqlite3_prepare_v2(
       db->h,
       "SELECT iteration, time_ms, compute_ms, alltoall_ms, allreduce_ms, "
       "migration_ms, other_ms, balance, bytes_alltoall, bytes_migrated, "
@@ -1073,8 +1359,9 @@ int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
     r->tokens_total = sqlite3_column_int64(s, 11);
   }
   if (rc == ST_OK && step != SQLITE_DONE)
-    rc = map_rc(step);
+    rc = failed(db, step);
   sqlite3_finalize(s);
+  rc = changed_under_us(db, rc);
   if (rc != ST_OK) {
     free(out);
     return rc;

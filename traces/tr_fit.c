@@ -167,8 +167,13 @@ int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_
   /* sizes of the model: tokens per rank from the sidecar, else the data */
   f->top_k = t->meta.top_k > 0 ? t->meta.top_k : 1;
   double slots = (double)(st.tokens_min + st.tokens_max) / 2 / R;
-  f->tokens_per_rank = t->meta.tokens_per_rank > 0 ? t->meta.tokens_per_rank
-                                                   : (int64_t)llround(slots / f->top_k);
+  double tokens = t->meta.tokens_per_rank > 0 ? (double)t->meta.tokens_per_rank
+                                              : round(slots / f->top_k);
+  if (!(tokens >= 1 && tokens <= (double)tr_limits[TR_LIM_TOKENS_PER_RANK].hi)) {
+    rc = TR_EINVAL; /* an empty trace, or more than any rank routes: no model to fit */
+    goto fail;
+  }
+  f->tokens_per_rank = (int64_t)tokens;
   double cv = 0;
   for (int l = 0; l < L; l++)
     cv += st.layer[l].rank_total_cv / L;
@@ -387,15 +392,20 @@ int tr_fit_load(tr_fit *f, const char *path, tr_error *err) {
   const char *what = "";
   double v;
   json_t *pl = json_object_get(o, "per_layer");
-  static const char *ints[] = {"layers", "ranks", "experts", "top_k", "tokens_per_rank",
-                               "iterations"};
-  int64_t iv[6];
+  /* Sizes within their physical ranges (tr_limits); top_k at most experts. */
+  static const tr_limit_id ints[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS, TR_LIM_TOP_K,
+                                     TR_LIM_TOKENS_PER_RANK, TR_LIM_ITERATIONS};
+  int64_t iv[6] = {0, 0, 0, 0, 0, 0};
   for (int i = 0; i < 6; i++) {
-    json_t *x = json_object_get(o, ints[i]);
-    if (!json_is_integer(x) || json_integer_value(x) < 1 ||
-        (i < 4 && json_integer_value(x) > 1 << 20)) {
-      what = ints[i];
-      goto bad;
+    const tr_limit *l = &tr_limits[ints[i]];
+    int64_t hi = ints[i] == TR_LIM_TOP_K && iv[2] < l->hi ? iv[2] : l->hi;
+    json_t *x = json_object_get(o, l->name);
+    if (!json_is_integer(x) || json_integer_value(x) < l->lo || json_integer_value(x) > hi) {
+      rc = tr_seterr(err, TR_EMETA, path, 0,
+                     "not a flexmoe fit file: '%s' must be an integer between %" PRId64
+                     " and %" PRId64 "%s",
+                     l->name, l->lo, hi, hi < l->hi ? " (its experts)" : "");
+      goto fail;
     }
     iv[i] = json_integer_value(x);
   }
@@ -410,13 +420,26 @@ int tr_fit_load(tr_fit *f, const char *path, tr_error *err) {
   json_t *s = json_object_get(o, "source");
   if (json_is_string(s))
     snprintf(f->source, sizeof(f->source), "%s", json_string_value(s));
-  json_t *x;
-  if (json_is_integer(x = json_object_get(o, "d_model")))
-    f->meta.d_model = (int)json_integer_value(x);
-  if (json_is_integer(x = json_object_get(o, "d_ff")))
-    f->meta.d_ff = (int)json_integer_value(x);
-  if (json_is_integer(x = json_object_get(o, "bytes_per_elem")))
-    f->meta.bytes_per_elem = (int)json_integer_value(x);
+  const struct {
+    tr_limit_id id;
+    int *dst;
+  } model[] = {{TR_LIM_D_MODEL, &f->meta.d_model},
+               {TR_LIM_D_FF, &f->meta.d_ff},
+               {TR_LIM_BYTES_PER_ELEM, &f->meta.bytes_per_elem}};
+  for (size_t i = 0; i < sizeof(model) / sizeof(model[0]); i++) {
+    const tr_limit *l = &tr_limits[model[i].id];
+    json_t *x = json_object_get(o, l->name);
+    if (!x || json_is_null(x))
+      continue;
+    int64_t m = json_is_integer(x) ? json_integer_value(x) : -1;
+    if (m != 0 && (m < l->lo || m > l->hi)) {
+      rc = tr_seterr(err, TR_EMETA, path, 0,
+                     "'%s' must be an integer between %" PRId64 " and %" PRId64 " (0: unknown)",
+                     l->name, l->lo, l->hi);
+      goto fail;
+    }
+    *model[i].dst = (int)m;
+  }
   if (!json_is_array(pl) || json_array_size(pl) != (size_t)f->layers) {
     what = "per_layer";
     goto bad;
@@ -463,7 +486,11 @@ int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned) {
   if (!f || !c || !owned || c->layers < 1 || c->experts < 1)
     return TR_EINVAL;
   int L = c->layers, E = c->experts, FE = f->experts;
-  double *m = tr_malloc(((size_t)L * E + 5 * (size_t)L + (size_t)FE) * sizeof(double));
+  uint64_t bytes = tr_mul_sat(tr_mul_sat((uint64_t)L, (uint64_t)E) + 5 * (uint64_t)L + (uint64_t)FE,
+                              sizeof(double));
+  if (tr_add_sat(bytes, tr_gen_memory(c)) > tr_max_memory(c->max_memory))
+    return TR_EBUDGET; /* the model and the generator it feeds, over the budget */
+  double *m = tr_malloc((size_t)bytes);
   if (!m)
     return TR_ENOMEM;
   double *base = m, *scale = base + (size_t)L * E, *innov = scale + L, *phi = innov + L,

@@ -10,6 +10,7 @@
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -204,14 +205,55 @@ static double *copy_or_fill(const double *src, int n, double v) {
   return d;
 }
 
+/* gsl_rng_mt19937's state (624 words and an index) and the gsl_rng around it. */
+#define GEN_RNG_BYTES 5120
+
+uint64_t tr_gen_memory(const tr_gen_config *c) {
+  uint64_t L = c->layers > 0 ? (uint64_t)c->layers : 0, R = c->ranks > 0 ? (uint64_t)c->ranks : 0,
+           E = c->experts > 0 ? (uint64_t)c->experts : 0;
+  uint64_t le = tr_mul_sat(L, E), re = tr_mul_sat(R, E);
+  uint64_t need = tr_mul_sat(le, 3 * sizeof(double) + sizeof(int)); /* base, z, v, burst */
+  need = tr_add_sat(need, tr_mul_sat(re, 2 * sizeof(double)));     /* eta, output slice */
+  need = tr_add_sat(need, tr_mul_sat(L, 5 * sizeof(double) + sizeof(gsl_rng *) + GEN_RNG_BYTES));
+  need = tr_add_sat(need, tr_mul_sat(R, sizeof(int64_t)));
+  need = tr_add_sat(need, tr_mul_sat(E, 3 * sizeof(double) + sizeof(unsigned) + sizeof(size_t)));
+  return tr_add_sat(need, sizeof(tr_gen) + 2 * GEN_RNG_BYTES);
+}
+
+/* The sizes of c within their physical ranges (tr_limits; tokens_per_rank
+ * may also be 0: nothing routed), the model numbers of c->meta too. TR_OK
+ * or TR_EINVAL with err naming the field and its range. */
+static int check_sizes(const tr_gen_config *c, const char *path, tr_error *err) {
+  const struct {
+    tr_limit_id id;
+    int64_t v, hi;
+  } f[] = {{TR_LIM_ITERATIONS, c->iterations, tr_limits[TR_LIM_ITERATIONS].hi},
+           {TR_LIM_LAYERS, c->layers, tr_limits[TR_LIM_LAYERS].hi},
+           {TR_LIM_RANKS, c->ranks, tr_limits[TR_LIM_RANKS].hi},
+           {TR_LIM_EXPERTS, c->experts, tr_limits[TR_LIM_EXPERTS].hi},
+           {TR_LIM_TOP_K, c->top_k, c->experts < tr_limits[TR_LIM_TOP_K].hi && c->experts > 0
+                                        ? c->experts : tr_limits[TR_LIM_TOP_K].hi},
+           {TR_LIM_TOKENS_PER_RANK, c->tokens_per_rank, tr_limits[TR_LIM_TOKENS_PER_RANK].hi}};
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    int64_t lo = f[i].id == TR_LIM_TOKENS_PER_RANK ? 0 : tr_limits[f[i].id].lo;
+    if (f[i].v < lo || f[i].v > f[i].hi)
+      return tr_seterr(err, TR_EINVAL, path, 0,
+                       "%s %" PRId64 " is out of range: it must be between %" PRId64
+                       " and %" PRId64 "%s",
+                       tr_limits[f[i].id].name, f[i].v, lo, f[i].hi,
+                       f[i].id == TR_LIM_TOP_K && f[i].hi == c->experts ? " (the experts)" : "");
+  }
+  return tr_check_meta(&c->meta, c->experts, TR_EINVAL, path, err);
+}
+
 int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
-  if (!c || !out || c->iterations < 1 || c->layers < 1 || c->ranks < 1 || c->experts < 1 ||
-      c->top_k < 1 || c->top_k > c->experts || c->tokens_per_rank < 0 ||
-      c->tokens_per_rank > INT64_MAX / c->top_k / 4 || c->hot < 0 || c->hot > c->experts ||
+  if (!c || !out || check_sizes(c, NULL, NULL) || c->hot < 0 || c->hot > c->experts ||
       c->zero_experts < 0 || c->zero_experts >= c->experts || c->burst_prob < 0 ||
       c->burst_prob > 1 || c->hot_rank >= c->ranks || c->zero_rank >= c->ranks ||
       c->hot_rank_experts < 0 || c->hot_rank_experts > c->experts)
     return TR_EINVAL;
+  if (tr_gen_memory(c) > tr_max_memory(c->max_memory))
+    return TR_EBUDGET;
   int L = c->layers, R = c->ranks, E = c->experts;
   for (int l = 0; l < L; l++) {
     double phi = c->phi ? c->phi[l] : c->phi1, psi = c->psi ? c->psi[l] : c->psi1;
@@ -263,7 +305,12 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
                    ? exp(gsl_ran_gaussian(g->prof, c->rank_total_sigma) -
                          c->rank_total_sigma * c->rank_total_sigma / 2)
                    : 1.0;
-    g->slots[r] = (int64_t)llround((double)c->tokens_per_rank * w) * c->top_k;
+    double tokens = (double)c->tokens_per_rank * w;
+    if (!(tokens * c->top_k <= 0x1p62)) { /* a ragged factor of 10^4 on 2^40 x 2^20 */
+      tr_gen_free(g);
+      return TR_EINVAL;
+    }
+    g->slots[r] = (int64_t)llround(tokens) * c->top_k;
   }
   /* The stationary start of the AR(1) state (random walk: start at 0). */
   for (int l = 0; l < L; l++)
@@ -413,10 +460,22 @@ int tr_gen_next(tr_gen *g, int64_t *out) {
 
 int tr_gen_write(const tr_gen_config *c, const char *path, tr_error *err) {
   tr_gen *g = NULL;
-  int rc = tr_gen_new(c, &g);
+  if (!c)
+    return tr_seterr(err, TR_EINVAL, path, 0, "no generator configuration");
+  int rc = check_sizes(c, path, err);
   if (rc)
-    return tr_seterr(err, rc, path, 0, "%s", rc == TR_ENOMEM ? "out of memory"
-                                                 : "invalid generator configuration");
+    return rc;
+  char what[160];
+  snprintf(what, sizeof(what), "generating %d layers x %d ranks x %d experts", c->layers,
+           c->ranks, c->experts);
+  if ((rc = tr_check_memory(tr_gen_memory(c), c->max_memory, path, what, err)))
+    return rc;
+  rc = tr_gen_new(c, &g);
+  if (rc)
+    return tr_seterr(err, rc, path, 0, "%s",
+                     rc == TR_ENOMEM ? "out of memory"
+                                     : "invalid generator configuration (or a rank's tokens x "
+                                       "top_k x ragged factor above 2^62 slots)");
   int64_t most = 0;
   for (int r = 0; r < c->ranks; r++)
     most = g->slots[r] > most ? g->slots[r] : most;

@@ -13,6 +13,22 @@
 
 static tr_dtype dtype_for(int64_t most) { return most > INT32_MAX ? TR_INT64 : TR_INT32; }
 
+/* The shape [I, L, R, E] within the physical ranges (tr_limits): TR_OK, or
+ * TR_EEMPTY (no iterations) / TR_ESHAPE naming the axis and its range. */
+static int check_dims(const int64_t dim[4], const char *in, tr_error *err) {
+  static const tr_limit_id lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                    TR_LIM_EXPERTS};
+  for (int i = 0; i < 4; i++)
+    if (!tr_in_limit(lim[i], dim[i])) {
+      const tr_limit *l = &tr_limits[lim[i]];
+      return tr_seterr(err, i == 0 && dim[i] < 1 ? TR_EEMPTY : TR_ESHAPE, in, 0,
+                       "the array has %" PRId64 " %s: %s must be between %" PRId64
+                       " and %" PRId64,
+                       dim[i], l->name, l->name, l->lo, l->hi);
+    }
+  return TR_OK;
+}
+
 int tr_import_trace(const tr_trace *t, int64_t it0, int64_t it1, const char *out,
                     const tr_meta *meta, tr_error *err) {
   if (it1 < 0 || it1 > t->iterations)
@@ -86,7 +102,21 @@ static int parse_axes(const char *axes, int perm[4]) {
   return n;
 }
 
-int tr_import_axes(const char *in, const char *axes, const char *out, tr_error *err) {
+/* The output slice of R x E counts, within the budget. */
+static int slice_alloc(int64_t R, int64_t E, uint64_t max_memory, const char *in,
+                       int64_t **slice, tr_error *err) {
+  char what[128];
+  snprintf(what, sizeof(what), "one slice of %" PRId64 " ranks x %" PRId64 " experts", R, E);
+  uint64_t need = tr_mul_sat(tr_mul_sat((uint64_t)R, (uint64_t)E), sizeof(int64_t));
+  int rc = tr_check_memory(need, max_memory, in, what, err);
+  if (rc)
+    return rc;
+  *slice = tr_malloc((size_t)need);
+  return *slice ? TR_OK : tr_seterr(err, TR_ENOMEM, in, 0, "out of memory");
+}
+
+int tr_import_axes(const char *in, const char *axes, const char *out, uint64_t max_memory,
+                   tr_error *err) {
   int perm[4];
   int n = parse_axes(axes, perm);
   if (n < 0)
@@ -110,11 +140,8 @@ int tr_import_axes(const char *in, const char *axes, const char *out, tr_error *
     stride[perm[k]] = st;
     st *= a.shape[k];
   }
-  if (dim[0] < 1 || dim[1] < 1 || dim[2] < 1 || dim[3] < 1 || dim[1] > INT_MAX ||
-      dim[2] > INT_MAX || dim[3] > INT_MAX) {
-    rc = tr_seterr(err, dim[0] < 1 ? TR_EEMPTY : TR_ESHAPE, in, 0, "an axis is empty or too long");
+  if ((rc = check_dims(dim, in, err)))
     goto done;
-  }
   int64_t most = 0;
   for (uint64_t k = 0; k < a.cells; k++) {
     int64_t v = tr_npy_at(&a, k);
@@ -124,12 +151,8 @@ int tr_import_axes(const char *in, const char *axes, const char *out, tr_error *
     }
     most = v > most ? v : most;
   }
-  size_t cells = (size_t)dim[2] * (size_t)dim[3];
-  slice = tr_malloc(cells * sizeof(int64_t));
-  if (!slice) {
-    rc = tr_seterr(err, TR_ENOMEM, out, 0, "out of memory");
+  if ((rc = slice_alloc(dim[2], dim[3], max_memory, in, &slice, err)))
     goto done;
-  }
   tr_meta meta = {0};
   snprintf(meta.source, sizeof(meta.source), "imported from %s (axes %s)", in, axes);
   tr_writer w;
@@ -151,7 +174,8 @@ done:
   return rc;
 }
 
-int tr_import_ids(const char *in, int experts, const char *out, tr_error *err) {
+int tr_import_ids(const char *in, int experts, const char *out, uint64_t max_memory,
+                  tr_error *err) {
   tr_npy a;
   int rc = tr_npy_open(&a, in, err);
   if (rc)
@@ -165,8 +189,15 @@ int tr_import_ids(const char *in, int experts, const char *out, tr_error *err) {
   }
   int64_t I = a.shape[0], L = a.shape[1], R = a.ndim == 5 ? a.shape[2] : 1;
   int64_t T = a.shape[a.ndim - 2], K = a.shape[a.ndim - 1];
-  if (I < 1 || L < 1 || R < 1 || T < 1 || K < 1 || L > INT_MAX || R > INT_MAX) {
-    rc = tr_seterr(err, I < 1 ? TR_EEMPTY : TR_ESHAPE, in, 0, "an axis is empty");
+  if ((rc = check_dims((int64_t[4]){I, L, R, 1}, in, err)))
+    goto done;
+  const tr_limit *lt = &tr_limits[TR_LIM_TOKENS_PER_RANK], *lk = &tr_limits[TR_LIM_TOP_K];
+  if (T < lt->lo || T > lt->hi || K < lk->lo || K > lk->hi) {
+    rc = tr_seterr(err, TR_ESHAPE, in, 0,
+                   "the array has %" PRId64 " tokens x %" PRId64
+                   " choices: tokens_per_rank must be between %" PRId64 " and %" PRId64
+                   ", top_k between %" PRId64 " and %" PRId64,
+                   T, K, lt->lo, lt->hi, lk->lo, lk->hi);
     goto done;
   }
   int64_t most = -1;
@@ -174,9 +205,17 @@ int tr_import_ids(const char *in, int experts, const char *out, tr_error *err) {
     int64_t v = tr_npy_at(&a, k);
     most = v > most ? v : most;
   }
+  const tr_limit *le = &tr_limits[TR_LIM_EXPERTS];
   if (experts <= 0) {
-    if (most < 0 || most >= INT_MAX) {
+    if (most < 0) {
       rc = tr_seterr(err, TR_EFORMAT, in, 0, "no expert id found (all slots negative)");
+      goto done;
+    }
+    if (most >= le->hi) {
+      rc = tr_seterr(err, TR_EFORMAT, in, 0,
+                     "expert id %" PRId64 " is out of range: ids go from 0 to %" PRId64
+                     " (experts must be between %" PRId64 " and %" PRId64 ")",
+                     most, le->hi - 1, le->lo, le->hi);
       goto done;
     }
     experts = (int)most + 1;
@@ -185,12 +224,16 @@ int tr_import_ids(const char *in, int experts, const char *out, tr_error *err) {
                    most, experts);
     goto done;
   }
-  size_t cells = (size_t)R * experts;
-  slice = tr_malloc(cells * sizeof(int64_t));
-  if (!slice) {
-    rc = tr_seterr(err, TR_ENOMEM, out, 0, "out of memory");
+  if (K > experts) {
+    rc = tr_seterr(err, TR_ESHAPE, in, 0,
+                   "%" PRId64 " expert choices per token but %d experts: top_k must be between "
+                   "1 and the experts",
+                   K, experts);
     goto done;
   }
+  size_t cells = (size_t)R * experts;
+  if ((rc = slice_alloc(R, experts, max_memory, in, &slice, err)))
+    goto done;
   tr_meta meta = {.top_k = (int)K, .tokens_per_rank = T};
   snprintf(meta.source, sizeof(meta.source), "imported from per-token expert ids %s", in);
   tr_writer w;

@@ -20,6 +20,7 @@
  */
 #include "traces/tr_rescale.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "traces/tr_sample.h"
@@ -81,15 +82,29 @@ done:
   return rc;
 }
 
+uint64_t tr_rescale_memory(const tr_trace *t, int gpus) {
+  uint64_t G = gpus > 0 ? (uint64_t)gpus : 0, R = (uint64_t)t->ranks, E = (uint64_t)t->experts;
+  uint64_t per = R ? (G + R - 1) / R : 0;
+  uint64_t need = tr_mul_sat(tr_mul_sat(G, E), sizeof(int64_t)); /* output slice */
+  need = tr_add_sat(need, tr_mul_sat(tr_mul_sat(R, E), sizeof(int64_t)));
+  need = tr_add_sat(need, tr_mul_sat(E, sizeof(tr_binp)));
+  return tr_add_sat(need, tr_mul_sat(per, sizeof(tr_rng)));
+}
+
 int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
                      int64_t slots_per_gpu, uint64_t seed, const char *out,
-                     const tr_meta *meta, tr_error *err) {
+                     const tr_meta *meta, uint64_t max_memory, tr_error *err) {
   if (!t)
     return tr_seterr(err, TR_EINVAL, out, 0, "no trace");
   if (it1 < 0 || it1 > t->iterations)
     it1 = t->iterations;
   if (gpus < 1 || it0 < 0 || it0 >= it1)
     return tr_seterr(err, TR_EINVAL, out, 0, "bad GPU count or iteration range");
+  char what[160];
+  snprintf(what, sizeof(what), "rescaling to %d GPUs x %d experts", gpus, t->experts);
+  int rc = tr_check_memory(tr_rescale_memory(t, gpus), max_memory, out, what, err);
+  if (rc)
+    return rc;
   /* The largest count is bounded by the largest slot total of a GPU. */
   int64_t most = slots_per_gpu;
   if (slots_per_gpu <= 0)
@@ -105,7 +120,7 @@ int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
   if (!slice)
     return tr_seterr(err, TR_ENOMEM, out, 0, "out of memory");
   tr_writer w;
-  int rc = tr_writer_open(&w, out, it1 - it0, t->layers, gpus, t->experts,
+  rc = tr_writer_open(&w, out, it1 - it0, t->layers, gpus, t->experts,
                           most > INT32_MAX ? TR_INT64 : TR_INT32, meta, err);
   for (int64_t it = it0; rc == TR_OK && it < it1; it++) {
     if ((it - it0) % 4096 == 0)

@@ -9,7 +9,10 @@
  * total overflows int64, and computes the content hash; after a successful
  * open every count is >= 0 and every slice total fits in int64. A CSV trace
  * is parsed into a dense int64 array on the heap (it is a text format for
- * small traces and imports).
+ * small traces and imports); its dimensions come from the largest indices,
+ * so one line can describe a huge array: the lines held while parsing and
+ * the dense array are checked against the memory budget before they are
+ * allocated (tr_open_within).
  *
  * Content hash: XXH3-64 (xxHash 0.8, seed 0) over the shape (I, L, R, E as
  * four little-endian uint64) followed by every count as a little-endian
@@ -40,9 +43,6 @@
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: no allocation */
 #include <xxhash.h>
-
-/* Largest dense trace a CSV may describe (cells): 2^31 int64 = 16 GiB. */
-#define CSV_MAX_CELLS ((int64_t)1 << 31)
 
 static size_t dtype_size(tr_dtype d) {
   return d == TR_INT64 ? 8 : d == TR_INT32 ? 4 : 2;
@@ -236,28 +236,63 @@ static int scan_counts(tr_trace *t, tr_error *err) {
 
 /* ---- sidecar ----------------------------------------------------------- */
 
-/* Optional non-negative integer key; 1 if present. */
-static int meta_int(json_t *root, const char *key, int64_t lo, int64_t hi,
-                    int64_t *out, int *bad) {
+/*
+ * Integer key `key` of the sidecar into *out: 0 when absent or null (*out
+ * untouched), 1 when present and in [lo, hi], or an error naming the key,
+ * its value and the range (`zero_ok`: 0 is also accepted, meaning
+ * unknown; `hi_why` says where a bound below the physical range comes
+ * from). JSON reals and strings are not integers.
+ */
+static int side_int(json_t *root, const char *key, int64_t lo, int64_t hi, int zero_ok,
+                    const char *hi_why, const char *side, int64_t *out, tr_error *err) {
   json_t *v = json_object_get(root, key);
   if (!v || json_is_null(v))
     return 0;
-  if (!json_is_integer(v) || json_integer_value(v) < lo ||
-      json_integer_value(v) > hi) {
-    *bad = 1;
+  const char *zero = zero_ok ? "; 0: unknown" : "";
+  if (!json_is_integer(v))
+    return tr_seterr(err, TR_EMETA, side, 0,
+                     "key '%s' must be an integer between %" PRId64 " and %" PRId64 "%s%s",
+                     key, lo, hi, hi_why, zero);
+  int64_t x = json_integer_value(v);
+  if ((x < lo || x > hi) && !(zero_ok && x == 0))
+    return tr_seterr(err, TR_EMETA, side, 0,
+                     "key '%s' is %" PRId64 ": it must be between %" PRId64 " and %" PRId64
+                     "%s%s",
+                     key, x, lo, hi, hi_why, zero);
+  *out = x;
+  return 1;
+}
+
+/* A model number and its alias (d_ff / expert_hidden): either may be
+ * given; both must then agree. Returns <0 (error), 0 (absent) or 1. */
+static int side_meta(json_t *root, const char *key, const char *alias, tr_limit_id id,
+                     int64_t hi, const char *hi_why, const char *side, int64_t *out,
+                     tr_error *err) {
+  int64_t a = 0, b = 0;
+  int ha = side_int(root, key, tr_limits[id].lo, hi, 1, hi_why, side, &a, err);
+  if (ha < 0)
+    return ha;
+  int hb = alias ? side_int(root, alias, tr_limits[id].lo, hi, 1, hi_why, side, &b, err) : 0;
+  if (hb < 0)
+    return hb;
+  if (ha && hb && a != b)
+    return tr_seterr(err, TR_EMETA, side, 0,
+                     "keys '%s' (%" PRId64 ") and '%s' (%" PRId64 ") disagree", key, a, alias,
+                     b);
+  if (!ha && !hb)
     return 0;
-  }
-  *out = json_integer_value(v);
+  *out = ha ? a : b;
   return 1;
 }
 
 /*
  * Reads the same-name .json sidecar, if any, into t->meta. Accepted keys
- * (any may be absent; 0 = unknown): top_k, d_model, d_ff (or expert_hidden),
- * bytes_per_elem (or bytes_per_element), tokens_per_rank (or, failing that,
- * batch x seq / ranks as recorded by the real traces' recorder), source
- * (else "name" and "corpus" make one); layers, ranks and experts, when
- * present, must match the array's shape.
+ * (any may be absent; 0 = unknown), each within its physical range
+ * (tr_limits): top_k (also at most the trace's experts), d_model, d_ff (or
+ * expert_hidden), bytes_per_elem (or bytes_per_element), tokens_per_rank
+ * (or, failing that, batch x seq / ranks as recorded by the real traces'
+ * recorder), source (else "name" and "corpus" make one); iterations,
+ * layers, ranks and experts, when present, must match the array's shape.
  */
 static int read_sidecar(tr_trace *t, tr_error *err) {
   char side[sizeof(t->path) + 8];
@@ -269,63 +304,80 @@ static int read_sidecar(tr_trace *t, tr_error *err) {
   if (!root)
     return tr_seterr(err, TR_EMETA, side, jerr.line > 0 ? jerr.line : 0,
                      "malformed JSON sidecar: %s", jerr.text);
-  int rc = TR_OK, bad = 0;
-  const char *key = NULL;
+  int rc = TR_OK, got;
   int64_t v;
   if (!json_is_object(root)) {
     rc = tr_seterr(err, TR_EMETA, side, 0, "sidecar is not a JSON object");
     goto done;
   }
-  static const struct {
-    const char *key;
-    int64_t lo;
-  } ints[] = {{"top_k", 0},          {"d_model", 0},           {"d_ff", 0},
-              {"expert_hidden", 0},  {"bytes_per_elem", 0},    {"bytes_per_element", 0},
-              {"tokens_per_rank", 0}, {"layers", 1},           {"ranks", 1},
-              {"experts", 1},        {"batch", 1},             {"seq", 1}};
-  size_t i_bad = 0;
-  for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-    meta_int(root, ints[i].key, ints[i].lo, INT64_MAX, &v, &bad);
-    if (bad) {
-      key = ints[i].key;
-      i_bad = i;
-      break;
-    }
-  }
-  if (key) {
-    rc = tr_seterr(err, TR_EMETA, side, 0, "key '%s' must be an integer >= %d", key,
-                   (int)ints[i_bad].lo);
-    goto done;
-  }
-  if (meta_int(root, "top_k", 0, INT_MAX, &v, &bad))
-    t->meta.top_k = (int)v;
-  if (meta_int(root, "d_model", 0, INT_MAX, &v, &bad))
-    t->meta.d_model = (int)v;
-  if (meta_int(root, "d_ff", 0, INT_MAX, &v, &bad) ||
-      meta_int(root, "expert_hidden", 0, INT_MAX, &v, &bad))
-    t->meta.d_ff = (int)v;
-  if (meta_int(root, "bytes_per_elem", 0, 64, &v, &bad) ||
-      meta_int(root, "bytes_per_element", 0, 64, &v, &bad))
-    t->meta.bytes_per_elem = (int)v;
-  int64_t batch, seq, ranks = t->ranks;
-  if (meta_int(root, "tokens_per_rank", 0, INT64_MAX, &v, &bad))
-    t->meta.tokens_per_rank = v;
-  else if (meta_int(root, "batch", 1, INT32_MAX, &batch, &bad) &&
-           meta_int(root, "seq", 1, INT32_MAX, &seq, &bad))
-    t->meta.tokens_per_rank = batch * seq / ranks;
-  if (bad) {
-    rc = tr_seterr(err, TR_EMETA, side, 0, "an integer key is out of range");
-    goto done;
-  }
-  static const char *dims[] = {"layers", "ranks", "experts"};
-  int have[] = {t->layers, t->ranks, t->experts};
-  for (int i = 0; i < 3; i++)
-    if (meta_int(root, dims[i], 1, INT64_MAX, &v, &bad) && v != have[i]) {
-      rc = tr_seterr(err, TR_EMETA, side, 0,
-                     "sidecar says %s = %" PRId64 " but the trace has %d", dims[i],
-                     v, have[i]);
+  /* The shape first: the other ranges (top_k <= experts) depend on it. */
+  static const char *dims[] = {"iterations", "layers", "ranks", "experts"};
+  static const tr_limit_id dim_lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                        TR_LIM_EXPERTS};
+  int64_t have[] = {t->iterations, t->layers, t->ranks, t->experts};
+  for (int i = 0; i < 4; i++) {
+    const tr_limit *l = &tr_limits[dim_lim[i]];
+    if ((got = side_int(root, dims[i], l->lo, l->hi, 0, "", side, &v, err)) < 0) {
+      rc = got;
       goto done;
     }
+    if (got && v != have[i]) {
+      rc = tr_seterr(err, TR_EMETA, side, 0,
+                     "sidecar says %s = %" PRId64 " but the trace has %" PRId64, dims[i], v,
+                     have[i]);
+      goto done;
+    }
+  }
+  const tr_limit *lk = &tr_limits[TR_LIM_TOP_K];
+  int64_t top_hi = t->experts < lk->hi ? t->experts : lk->hi;
+  if ((got = side_meta(root, "top_k", NULL, TR_LIM_TOP_K, top_hi,
+                       top_hi < lk->hi ? " (the trace's experts)" : "", side, &v, err)) < 0) {
+    rc = got;
+    goto done;
+  }
+  if (got)
+    t->meta.top_k = (int)v;
+  static const struct {
+    const char *key, *alias;
+    tr_limit_id id;
+  } model[] = {{"d_model", NULL, TR_LIM_D_MODEL},
+               {"d_ff", "expert_hidden", TR_LIM_D_FF},
+               {"bytes_per_elem", "bytes_per_element", TR_LIM_BYTES_PER_ELEM},
+               {"tokens_per_rank", NULL, TR_LIM_TOKENS_PER_RANK}};
+  int64_t mv[4] = {0, 0, 0, 0};
+  int have_tokens = 0;
+  for (int i = 0; i < 4; i++) {
+    got = side_meta(root, model[i].key, model[i].alias, model[i].id, tr_limits[model[i].id].hi,
+                    "", side, &mv[i], err);
+    if (got < 0) {
+      rc = got;
+      goto done;
+    }
+    have_tokens |= i == 3 && got && mv[3] > 0; /* 0: unknown, as if absent */
+  }
+  t->meta.d_model = (int)mv[0];
+  t->meta.d_ff = (int)mv[1];
+  t->meta.bytes_per_elem = (int)mv[2];
+  t->meta.tokens_per_rank = mv[3];
+  int64_t batch = 0, seq = 0;
+  int hb = side_int(root, "batch", 1, INT32_MAX, 0, "", side, &batch, err);
+  int hs = hb < 0 ? 0 : side_int(root, "seq", 1, INT32_MAX, 0, "", side, &seq, err);
+  if (hb < 0 || hs < 0) {
+    rc = hb < 0 ? hb : hs;
+    goto done;
+  }
+  if (!have_tokens && hb && hs) { /* the recorder's global batch x sequence length */
+    const tr_limit *l = &tr_limits[TR_LIM_TOKENS_PER_RANK];
+    int64_t tok = batch * seq / t->ranks; /* < 2^62: both below 2^31 */
+    if (tok < l->lo || tok > l->hi) {
+      rc = tr_seterr(err, TR_EMETA, side, 0,
+                     "batch x seq / ranks = %" PRId64 " x %" PRId64 " / %d = %" PRId64
+                     " tokens per rank: it must be between %" PRId64 " and %" PRId64,
+                     batch, seq, t->ranks, tok, l->lo, l->hi);
+      goto done;
+    }
+    t->meta.tokens_per_rank = tok;
+  }
   json_t *src = json_object_get(root, "source");
   json_t *name = json_object_get(root, "name");
   json_t *corpus = json_object_get(root, "corpus");
@@ -513,19 +565,24 @@ int tr_npy_open(tr_npy *a, const char *path, tr_error *err) {
     goto fail;
   size_t es = dtype_size(a->dtype);
   size_t data_off = hstart + hlen;
+  /* What the header claims is checked against what the file holds before
+   * any of it is read: the product saturates instead of wrapping. */
   uint64_t cells = 1;
+  char shape[160] = "(";
   for (int i = 0; i < a->ndim; i++) {
-    if (a->shape[i] && (uint64_t)a->shape[i] > (UINT64_MAX / es) / (cells ? cells : 1)) {
-      rc = tr_seterr(err, TR_ESHAPE, path, 0, "shape is too large");
-      goto fail;
-    }
-    cells *= (uint64_t)a->shape[i];
+    cells = a->shape[i] == 0 ? 0 : cells ? tr_mul_sat(cells, (uint64_t)a->shape[i]) : 0;
+    size_t n = strlen(shape);
+    snprintf(shape + n, sizeof(shape) - n, "%s%" PRId64, i ? ", " : "", a->shape[i]);
   }
-  uint64_t need = cells * es;
+  strncat(shape, ")", sizeof(shape) - strlen(shape) - 1);
+  uint64_t need = tr_mul_sat(cells, es);
   if (need > size - data_off) {
+    char hs[32];
     rc = tr_seterr(err, TR_ETRUNC, path, 0,
-                   "file is truncated: shape needs %" PRIu64 " data bytes, file has %zu",
-                   need, size - data_off);
+                   "file is truncated: its header claims shape %s, %s%s (%" PRIu64
+                   " bytes) of data, but the file holds %zu",
+                   shape, need == UINT64_MAX ? "more than " : "",
+                   tr_format_size((double)need, hs, sizeof(hs)), need, size - data_off);
     goto fail;
   }
   if (need < size - data_off) {
@@ -567,11 +624,14 @@ static int open_npy(tr_trace *t, tr_error *err) {
     rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "trace has no iterations (shape[0] = 0)");
     goto fail;
   }
-  static const char *names[] = {"iterations", "layers", "ranks", "experts"};
-  for (int i = 1; i < 4; i++)
-    if (shape[i] < 1 || shape[i] > INT_MAX) {
-      rc = tr_seterr(err, TR_ESHAPE, t->path, 0, "trace has %" PRId64 " %s", shape[i],
-                     names[i]);
+  static const tr_limit_id lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                     TR_LIM_EXPERTS};
+  for (int i = 0; i < 4; i++)
+    if (!tr_in_limit(lim[i], shape[i])) {
+      const tr_limit *l = &tr_limits[lim[i]];
+      rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
+                     "trace has %" PRId64 " %s: %s must be between %" PRId64 " and %" PRId64,
+                     shape[i], l->name, l->name, l->lo, l->hi);
       goto fail;
     }
   t->iterations = shape[0];
@@ -599,6 +659,9 @@ typedef struct csv_rec {
 } csv_rec;
 
 static const char *CSV_FIELDS[5] = {"iteration", "layer", "rank", "expert", "tokens"};
+/* An index must be below its dimension's largest value (tr_limits). */
+static const tr_limit_id CSV_LIMIT[4] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                         TR_LIM_EXPERTS};
 
 static char *trim(char *s) {
   while (isspace((unsigned char)*s))
@@ -641,9 +704,12 @@ static int csv_line(tr_trace *t, char *s, long line, csv_rec *r, tr_error *err) 
                          "count '%.40s' overflows a 64-bit integer", f);
       if (v < 0)
         return tr_seterr(err, TR_ENEG, t->path, line, "negative count %lld", v);
-    } else if (errno == ERANGE || v < 0 || v >= (i == 0 ? INT64_MAX : INT_MAX)) {
-      return tr_seterr(err, TR_EFORMAT, t->path, line, "%s %.40s is out of range",
-                       CSV_FIELDS[i], f);
+    } else if (errno == ERANGE || v < 0 || v >= tr_limits[CSV_LIMIT[i]].hi) {
+      const tr_limit *l = &tr_limits[CSV_LIMIT[i]];
+      return tr_seterr(err, TR_EFORMAT, t->path, line,
+                       "%s %.40s is out of range: indices go from 0 to %" PRId64
+                       " (%s must be between %" PRId64 " and %" PRId64 ")",
+                       CSV_FIELDS[i], f, l->hi - 1, l->name, l->lo, l->hi);
     }
     r->v[i] = v;
   }
@@ -651,7 +717,15 @@ static int csv_line(tr_trace *t, char *s, long line, csv_rec *r, tr_error *err) 
   return TR_OK;
 }
 
-static int open_csv(tr_trace *t, tr_error *err) {
+/* Bytes held while a CSV becomes dense: the parsed lines, the int64 counts
+ * and one int64 total per (iteration, layer); saturates at UINT64_MAX. */
+static uint64_t csv_need(uint64_t cells, uint64_t slices, size_t nrec) {
+  uint64_t need = tr_mul_sat(cells, sizeof(int64_t));
+  need = tr_add_sat(need, tr_mul_sat(slices, sizeof(int64_t)));
+  return tr_add_sat(need, tr_mul_sat(nrec, sizeof(csv_rec)));
+}
+
+static int open_csv(tr_trace *t, uint64_t max_memory, tr_error *err) {
   FILE *fp = fopen(t->path, "r");
   if (!fp)
     return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, t->path, 0,
@@ -697,6 +771,13 @@ static int open_csv(tr_trace *t, tr_error *err) {
       continue; /* blank lines are allowed */
     if (nrec == rcap) {
       size_t ncap = rcap ? 2 * rcap : 1024;
+      char what[96];
+      snprintf(what, sizeof(what), "holding %zu parsed CSV lines", ncap);
+      if ((rc = tr_check_memory(csv_need(0, 0, ncap), max_memory, t->path, what, err))) {
+        if (err)
+          err->line = line;
+        goto done;
+      }
       csv_rec *nr = tr_realloc(recs, ncap * sizeof(*recs));
       if (!nr) {
         rc = tr_seterr(err, TR_ENOMEM, t->path, line, "out of memory");
@@ -724,17 +805,17 @@ static int open_csv(tr_trace *t, tr_error *err) {
     rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "CSV has a header but no data lines");
     goto done;
   }
-  int64_t cells = 1;
-  for (int i = 0; i < 4; i++) {
-    if (maxv[i] + 1 > CSV_MAX_CELLS / cells) {
-      rc = tr_seterr(err, TR_ESHAPE, t->path, 0,
-                     "the indices imply a dense trace of more than %" PRId64
-                     " cells; too large (use .npy)",
-                     CSV_MAX_CELLS);
-      goto done;
-    }
-    cells *= maxv[i] + 1;
-  }
+  uint64_t cells = 1;
+  for (int i = 0; i < 4; i++)
+    cells = tr_mul_sat(cells, (uint64_t)maxv[i] + 1);
+  uint64_t slices = tr_mul_sat((uint64_t)maxv[0] + 1, (uint64_t)maxv[1] + 1);
+  char what[200];
+  snprintf(what, sizeof(what),
+           "the largest indices make a dense trace of %" PRId64 " x %" PRId64 " x %" PRId64
+           " x %" PRId64 " counts; reading it",
+           maxv[0] + 1, maxv[1] + 1, maxv[2] + 1, maxv[3] + 1);
+  if ((rc = tr_check_memory(csv_need(cells, slices, rcap), max_memory, t->path, what, err)))
+    goto done;
   t->iterations = maxv[0] + 1;
   t->layers = (int)maxv[1] + 1;
   t->ranks = (int)maxv[2] + 1;
@@ -744,7 +825,7 @@ static int open_csv(tr_trace *t, tr_error *err) {
   totals = tr_calloc((size_t)(t->iterations * t->layers), sizeof(int64_t));
   t->owned = dense;
   if (!dense || !totals) {
-    rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory for %" PRId64 " cells", cells);
+    rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory for %" PRIu64 " cells", cells);
     goto done;
   }
   for (size_t k = 0; k < nrec; k++) {
@@ -779,6 +860,10 @@ done:
 }
 
 int tr_open(tr_trace *t, const char *path, tr_error *err) {
+  return tr_open_within(t, path, 0, err);
+}
+
+int tr_open_within(tr_trace *t, const char *path, uint64_t max_memory, tr_error *err) {
   if (err)
     memset(err, 0, sizeof(*err));
   if (!t || !path)
@@ -793,7 +878,7 @@ int tr_open(tr_trace *t, const char *path, tr_error *err) {
   if (dot && (!slash || dot > slash) && strcasecmp(dot, ".npy") == 0)
     rc = open_npy(t, err);
   else if (dot && (!slash || dot > slash) && strcasecmp(dot, ".csv") == 0)
-    rc = open_csv(t, err);
+    rc = open_csv(t, max_memory, err);
   else if (access(path, F_OK) != 0)
     rc = tr_seterr(err, TR_ENOENT, path, 0, "cannot open: %s", strerror(errno));
   else

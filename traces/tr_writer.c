@@ -94,13 +94,23 @@ int tr_writer_open(tr_writer *w, const char *path, int64_t iterations,
   memset(w, 0, sizeof(*w));
   if (!path || strlen(path) >= sizeof(w->path))
     return tr_seterr(err, TR_EINVAL, path, 0, "bad output path");
-  if (iterations < 1 || layers < 1 || ranks < 1 || experts < 1 ||
-      (dtype != TR_INT32 && dtype != TR_INT64))
-    return tr_seterr(err, TR_EINVAL, path, 0,
-                     "bad shape [%" PRId64 ", %d, %d, %d] or dtype", iterations, layers,
-                     ranks, experts);
-  if ((uint64_t)iterations > (uint64_t)INT64_MAX / (uint64_t)layers)
-    return tr_seterr(err, TR_EINVAL, path, 0, "shape is too large");
+  if (dtype != TR_INT32 && dtype != TR_INT64)
+    return tr_seterr(err, TR_EINVAL, path, 0, "a trace is written as int32 or int64");
+  /* Never write what tr_open would refuse: the shape and the model numbers
+   * within their physical ranges. */
+  static const tr_limit_id lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                    TR_LIM_EXPERTS};
+  int64_t dim[] = {iterations, layers, ranks, experts};
+  for (int i = 0; i < 4; i++)
+    if (!tr_in_limit(lim[i], dim[i])) {
+      const tr_limit *l = &tr_limits[lim[i]];
+      return tr_seterr(err, TR_EINVAL, path, 0,
+                       "cannot write a trace of %" PRId64 " %s: %s must be between %" PRId64
+                       " and %" PRId64,
+                       dim[i], l->name, l->name, l->lo, l->hi);
+    }
+  if (meta && tr_check_meta(meta, experts, TR_EINVAL, path, err))
+    return TR_EINVAL;
   snprintf(w->path, sizeof(w->path), "%s", path);
   w->dtype = dtype;
   w->ranks = ranks;

@@ -5,12 +5,15 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <ftw.h>
 #include <spawn.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +71,70 @@ static inline int run_capture(const char *dir, char *const argv[], char **out,
   int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   cr_assert_eq(rc, 0, "cannot run %s", argv[0]);
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  if (out)
+    *out = read_all(po);
+  if (err)
+    *err = read_all(pe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* run_capture with the child's file size limit (RLIMIT_FSIZE) set to
+ * fsize bytes: its writes past it fail as on a full disk. SIGXFSZ is reset
+ * to its default (death) in the child, so whatever survives it is the
+ * program's own doing. Returns the exit status, or 128 + signal. */
+static inline int run_capture_fsize(const char *dir, char *const argv[],
+                                    char **out, char **err, rlim_t fsize) {
+  char po[512], pe[512];
+  snprintf(po, sizeof(po), "%s/.stdout", dir);
+  snprintf(pe, sizeof(pe), "%s/.stderr", dir);
+  fflush(NULL);
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+      _exit(126);
+    struct rlimit rl = {fsize, fsize};
+    signal(SIGXFSZ, SIG_DFL);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+      _exit(126);
+    execve(argv[0], argv, environ);
+    _exit(127);
+  }
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  if (out)
+    *out = read_all(po);
+  if (err)
+    *err = read_all(pe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* run_capture as another user (uid = gid = uid; -1: as we are): for tests
+ * running as root, where file permissions do not stop writes. Returns the
+ * exit status, or 128 + signal; 126 when the user could not be taken. */
+static inline int run_capture_as(const char *dir, char *const argv[], char **out,
+                                 char **err, int uid) {
+  char po[512], pe[512];
+  snprintf(po, sizeof(po), "%s/.stdout", dir);
+  snprintf(pe, sizeof(pe), "%s/.stderr", dir);
+  fflush(NULL);
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+      _exit(126);
+    if (uid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 ||
+                     setuid((uid_t)uid) != 0))
+      _exit(126);
+    execve(argv[0], argv, environ);
+    _exit(127);
+  }
   int status = 0;
   cr_assert_eq(waitpid(pid, &status, 0), pid);
   if (out)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -403,7 +404,9 @@ Test(store, a_newer_schema_is_refused_untouched) {
   char *before = slurp(dbpath, &blen);
   char msg[512] = "";
   cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_EVERSION);
-  cr_assert(strstr(msg, dbpath) && strstr(msg, "newer"), "message: %s", msg);
+  cr_assert(strstr(msg, dbpath) && strstr(msg, "newer than this flexmoe") &&
+                strstr(msg, "99"),
+            "message: %s", msg);
   cr_assert_eq(st_open(&db, dbpath, ST_READ, NULL, 0), ST_EVERSION);
   assert_untouched(dbpath, before, blen);
   free(before);
@@ -663,6 +666,254 @@ Test(store, error_messages_cover_every_code) {
   cr_assert_str_eq(st_strerror(ST_ENOTDB), "not a flexmoe database");
   cr_assert_str_eq(st_strerror(ST_EREADONLY), "database is read-only");
   cr_assert_str_eq(st_strerror(12345), "unknown store error");
+}
+
+/* Issue 20, finding 5: a write that does not fit (disk full; here the file
+ * size limit, which fails writes the same way without root) is named as
+ * such, not as the failed rollback that follows it, and leaves the
+ * database whole. */
+Test(store, a_full_disk_is_named_and_rolls_back_cleanly) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "before", 4);
+  st_close(db);
+  struct stat st;
+  cr_assert_eq(stat(dbpath, &st), 0);
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    /* Room for the WAL to hold a little more than the file has now. */
+    struct rlimit rl = {(rlim_t)st.st_size + 64 * 1024, (rlim_t)st.st_size + 64 * 1024};
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0 ||
+        st_open(&db, dbpath, ST_WRITE, NULL, 0) != ST_OK)
+      _exit(100);
+    char line[1200];
+    int code = ST_OK, k = 0;
+    for (; code == ST_OK && k < 200; k++) {
+      char key[32];
+      snprintf(key, sizeof(key), "k%d", k);
+      st_run_row rr = run_row("capacity", key);
+      st_run *r = NULL;
+      code = st_run_begin(db, &trace, &rr, &r);
+      for (int i = 0; code == ST_OK && i < 500; i++) {
+        st_iter_row it = iter_row(i);
+        code = st_run_iteration(r, &it);
+      }
+      if (code == ST_OK)
+        code = st_run_commit(r, NULL);
+      else
+        st_run_abort(r);
+    }
+    int n = snprintf(line, sizeof(line), "%d %d %s", code, st_errcode(db),
+                     st_errmsg(db));
+    if (write(fds[1], line, (size_t)n) != n)
+      _exit(101);
+    st_close(db);
+    _exit(0);
+  }
+  close(fds[1]);
+  char line[1200] = "";
+  ssize_t got = read(fds[0], line, sizeof(line) - 1);
+  close(fds[0]);
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+  cr_assert_gt(got, 0);
+  line[got] = '\0';
+  int code = 0, last = 0, off = 0;
+  cr_assert_eq(sscanf(line, "%d %d %n", &code, &last, &off), 2, "%s", line);
+  cr_assert_eq(code, ST_EFULL, "code %d (%s): %s", code, st_strerror(code), line);
+  cr_assert_eq(last, ST_EFULL);
+  cr_assert(strstr(line + off, "file size limit") && strstr(line + off, dbpath),
+            "message: %s", line + off);
+  cr_assert_null(strstr(line + off, "rollback"), "message: %s", line + off);
+  cr_assert_str_eq(st_strerror(ST_EFULL), "disk is full or the file size limit was reached");
+  /* Every committed run is whole, nothing of the failed one is there, and
+   * the database takes new runs once there is room again. */
+  size_t n = count_runs(dbpath);
+  cr_assert_geq(n, 1);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM iterations"), 4 + (int64_t)(n - 1) * 500);
+  cr_assert_eq(sql_int(dbpath, "SELECT quick_check = 'ok' FROM pragma_quick_check"), 1);
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "after", 2);
+  st_close(db);
+  cr_assert_eq(count_runs(dbpath), n + 1);
+}
+
+static int exists_file(const char *path, const char *ext) {
+  char f[400];
+  snprintf(f, sizeof(f), "%s%s", path, ext);
+  return access(f, F_OK) == 0;
+}
+
+/* Issue 20, finding 7: reading creates no -wal/-shm files (a read-only
+ * directory can be read, nothing is left behind) and still sees what a
+ * writer that has the database open has committed into its WAL. */
+Test(store, reading_creates_no_files_and_sees_an_open_writers_commits) {
+  st_db *w = NULL, *r = NULL;
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "static", "a", 2);
+  st_close(w);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"));
+  cr_assert_eq(st_open(&r, dbpath, ST_READ, NULL, 0), ST_OK);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"),
+            "opening for reading created SQLite's side files");
+  cr_assert_eq(count_runs(dbpath), 1);
+  st_close(r);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"),
+            "reading left SQLite's side files");
+  /* A writer keeps the database open: its commit is in the WAL only. */
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "capacity", "b", 2);
+  cr_assert(exists_file(dbpath, "-wal"));
+  cr_assert_eq(count_runs(dbpath), 2);
+  st_close(w);
+  cr_assert(!exists_file(dbpath, "-wal") && !exists_file(dbpath, "-shm"));
+}
+
+/* A reader opened without the WAL machinery (immutable) reads the file
+ * itself; a writer that comes and checkpoints into it meanwhile is noticed,
+ * not read as a mix of two states. */
+Test(store, a_reader_notices_a_checkpoint_under_it) {
+  st_db *w = NULL, *r = NULL;
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "static", "a", 2);
+  st_close(w);
+  cr_assert_eq(st_open(&r, dbpath, ST_READ, NULL, 0), ST_OK);
+  st_run_summary *rows = NULL;
+  size_t n = 0;
+  cr_assert_eq(st_runs_list(r, NULL, &rows, &n), ST_OK);
+  cr_assert_eq(n, 1);
+  free(rows);
+  cr_assert_eq(st_open(&w, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(w, "capacity", "b", 2);
+  st_close(w); /* the last connection it knows of: checkpoints into the file */
+  rows = NULL;
+  cr_assert_eq(st_runs_list(r, NULL, &rows, &n), ST_EBUSY);
+  cr_assert_null(rows);
+  cr_assert(strstr(st_errmsg(r), "changed while it was being read"), "%s",
+            st_errmsg(r));
+  st_close(r);
+  cr_assert_eq(count_runs(dbpath), 2);
+}
+
+/* Issue 20, finding 8: one complete run per configuration. A version-2
+ * database that has duplicates (two sweeps at once stored them) keeps the
+ * latest of each, says so, and then refuses a second complete run of a key
+ * (raw SQL included); st_run_begin supersedes by default and keeps the
+ * stored run with ST_DUP_KEEP. */
+Test(store, one_complete_run_per_configuration_and_old_duplicates_are_superseded) {
+  char sql[256];
+  sql_exec(dbpath, st_migration_sql(1));
+  sql_exec(dbpath, st_migration_sql(2));
+  snprintf(sql, sizeof(sql), "PRAGMA user_version = 2; PRAGMA application_id = %d;",
+           ST_APPLICATION_ID);
+  sql_exec(dbpath, sql);
+  sql_exec(dbpath,
+           "INSERT INTO runs(kind, policy, gpus, seed, status, config_key) VALUES"
+           "('sim', 'static', 8, 1, 'complete', 'dup'),"
+           "('sim', 'static', 8, 1, 'complete', 'solo'),"
+           "('sim', 'static', 8, 1, 'complete', 'dup'),"
+           "('sim', 'static', 8, 1, 'complete', NULL),"
+           "('sim', 'static', 8, 1, 'complete', NULL),"
+           "('sim', 'static', 8, 1, 'complete', ''),"
+           "('sim', 'static', 8, 1, 'complete', ''),"
+           "('sim', 'static', 8, 1, 'complete', 'dup');"
+           "INSERT INTO iterations(run_id, iteration, time_ms) VALUES"
+           "(1, 0, 40.0), (3, 0, 30.0), (8, 0, 20.0);"
+           "INSERT INTO validations(predicted_run, measured_run) VALUES(1, 3);");
+  st_db *db = NULL;
+  char msg[512] = "";
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_OK, "%s", msg);
+  cr_assert_eq(st_schema_version(db), 3);
+  cr_assert(strstr(st_notice(db), dbpath) && strstr(st_notice(db), "2 runs") &&
+                strstr(st_notice(db), "superseded"),
+            "notice: %s", st_notice(db));
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT group_concat(id) FROM runs WHERE "
+                               "config_key = 'dup' AND status = 'complete'"),
+               8, "the latest run of a configuration is kept");
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM runs WHERE status = 'superseded'"), 2);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM iterations"), 3, "nothing deleted");
+  cr_assert_eq(count_runs(dbpath), 6, "dup, solo, two without a key, two with ''");
+  /* Opening again says nothing. */
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  cr_assert_str_eq(st_notice(db), "");
+  /* The schema itself refuses a second complete run of a key... */
+  sqlite3 *h = NULL;
+  cr_assert_eq(sqlite3_open(dbpath, &h), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(h,
+                            "INSERT INTO runs(kind, policy, gpus, seed, status, "
+                            "config_key) VALUES('sim', 'x', 8, 1, 'complete', 'solo')",
+                            NULL, NULL, NULL),
+               SQLITE_CONSTRAINT);
+  sqlite3_close(h);
+  /* ...st_run_begin keeps the stored one when asked, writing nothing... */
+  cr_assert_eq(st_on_duplicate(db, ST_DUP_KEEP), ST_OK);
+  st_run_row rr = run_row("static", "solo");
+  st_run *r = NULL;
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_EEXISTS);
+  cr_assert_null(r);
+  cr_assert_eq(st_errcode(db), ST_EEXISTS);
+  cr_assert(strstr(st_errmsg(db), "already stored"), "%s", st_errmsg(db));
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM traces"), 0, "nothing written");
+  /* ...and by default the new run supersedes it. */
+  cr_assert_eq(st_on_duplicate(db, ST_DUP_SUPERSEDE), ST_OK);
+  int64_t id = write_run(db, "static", "solo", 2);
+  cr_assert_eq(st_on_duplicate(db, 7), ST_EINVAL);
+  st_close(db);
+  cr_assert_eq(sql_int(dbpath, "SELECT id FROM runs WHERE config_key = 'solo' "
+                               "AND status = 'complete'"),
+               id);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM runs WHERE config_key = 'solo'"), 2);
+  cr_assert_eq(count_runs(dbpath), 6);
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Issue 20, what to build 4: a database another process is writing is named
+ * as locked by another process, after the busy timeout, not after a hang;
+ * opening an up-to-date database does not wait for the lock at all. */
+Test(store, a_locked_database_is_named_and_nothing_hangs) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  write_run(db, "static", "a", 2);
+  st_close(db);
+  sqlite3 *other = NULL;
+  cr_assert_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  double t0 = mono_s();
+  char msg[512] = "";
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg)), ST_OK, "%s", msg);
+  cr_assert_lt(mono_s() - t0, 5.0, "opening waited for the other writer");
+  cr_assert_eq(st_busy_timeout(db, 200), ST_OK);
+  st_run_row rr = run_row("capacity", "b");
+  st_run *r = NULL;
+  t0 = mono_s();
+  cr_assert_eq(st_run_begin(db, &trace, &rr, &r), ST_EBUSY);
+  double waited = mono_s() - t0;
+  cr_assert(waited >= 0.15 && waited < 5.0, "waited %.3f s", waited);
+  cr_assert(strstr(st_errmsg(db), "locked by another process") &&
+                strstr(st_errmsg(db), "200 ms"),
+            "%s", st_errmsg(db));
+  cr_assert_eq(st_errcode(db), ST_EBUSY);
+  cr_assert_str_eq(st_strerror(ST_EBUSY), "database is locked by another process");
+  int64_t tid = 0;
+  cr_assert_eq(st_trace_put(db, &trace, &tid), ST_EBUSY);
+  /* Readers are not blocked, and the lock's end lets the write through. */
+  cr_assert_eq(count_runs(dbpath), 1);
+  cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(other);
+  write_run(db, "capacity", "b", 2);
+  st_close(db);
+  cr_assert_eq(count_runs(dbpath), 2);
 }
 
 Test(store, a_second_writer_waits_for_the_first_then_proceeds) {

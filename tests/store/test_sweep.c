@@ -483,3 +483,297 @@ Test(sweep, bad_input_fails_before_the_database_is_touched) {
   free(out);
   free(err);
 }
+
+/* Issue 20, finding 5: a full disk (here the file size limit, which fails
+ * writes the same way without root) was reported as "cannot rollback", and
+ * SIGXFSZ killed the sweep without a word. */
+Test(sweep, a_full_disk_is_named_and_the_stored_points_stay_whole) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "full.db");
+  /* The trace's loads and a first point, without a limit. */
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  struct stat st;
+  cr_assert_eq(stat(db, &st), 0);
+  /* Room for a few more points in the WAL, not for 64. */
+  rlim_t limit = (rlim_t)st.st_size + 128 * 1024;
+  const char *argv[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                        "static", "--policy", "capacity", "--gpus", "8,16,32,64",
+                        "--seeds", "1,2,3,4,5,6,7,8", "--iterations", "0:20",
+                        "--db", db, "--quiet", NULL};
+  int rc = run_capture_fsize(dir, (char *const *)argv, &out, &err, limit);
+  cr_assert_eq(rc, 1, "exit %d (128 + %d is a signal)\nstderr: %s", rc, SIGXFSZ, err);
+  cr_assert(strstr(err, db) && strstr(err, "file size limit"), "%s", err);
+  cr_assert_null(strstr(err, "rollback"), "%s", err);
+  fprintf(stderr, "# the sweep under ulimit -f says:\n%s", err);
+  free(out);
+  free(err);
+  /* What was stored is whole, and the database is sound. */
+  snapshot s = take(db);
+  cr_assert(s.n >= 1 && s.n < 64, "%zu points stored", s.n);
+  for (size_t i = 0; i < s.n; i++)
+    cr_assert_eq(s.nrows[i], 20, "partial point %s", s.runs[i].config_key);
+  drop(&s);
+  cr_assert_eq(sql_int(db, "SELECT quick_check = 'ok' FROM pragma_quick_check"), 1);
+}
+
+/* Issue 20, what to build 4: a database that another process holds a write
+ * transaction on is named as locked by another process after --lock-wait,
+ * not after a hang. */
+Test(sweep, a_locked_database_is_named_after_the_lock_wait) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "locked.db");
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  sqlite3 *other = NULL;
+  cr_assert_eq(sqlite3_open(db, &other), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  const char *extra[] = {"--lock-wait", "1", NULL};
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int rc = sweep_run(&out, &err, db, "8,16", "1", extra);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_close(other);
+  cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+  cr_assert(strstr(err, db) && strstr(err, "locked by another process"), "%s", err);
+  cr_assert(took >= 1.0 && took < 20.0, "took %.2f s", took);
+  free(out);
+  free(err);
+  /* --lock-wait is checked like every other number. */
+  const char *bad[] = {"--lock-wait", "4000", NULL};
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", bad), 2);
+  cr_assert(strstr(err, "--lock-wait") && strstr(err, "3600"), "%s", err);
+  free(out);
+  free(err);
+}
+
+/* A database written by a newer flexmoe (schema above this build's) is
+ * refused by sweep and report alike, untouched, with a message saying so. */
+Test(sweep, a_newer_database_is_refused_by_sweep_and_report) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "newer.db");
+  cr_assert_eq(sweep_run(&out, &err, db, "8", "1", NULL), 0, "%s", err);
+  free(out);
+  free(err);
+  sqlite3 *h = NULL;
+  cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(h, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(h);
+  struct stat st;
+  cr_assert_eq(stat(db, &st), 0);
+  size_t blen = (size_t)st.st_size;
+  char *before = read_all(db);
+  cr_assert_eq(sweep_run(&out, &err, db, "8,16", "1", NULL), 1);
+  cr_assert(strstr(err, db) && strstr(err, "newer than this flexmoe"), "%s", err);
+  free(out);
+  free(err);
+  const char *argv[] = {flexmoe_bin(), "report", "--db", db, NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)argv, &out, &err), 1);
+  cr_assert(strstr(err, "flexmoe report: ") == err && strstr(err, "newer than this flexmoe"),
+            "%s", err);
+  free(out);
+  free(err);
+  cr_assert_eq(stat(db, &st), 0);
+  cr_assert_eq((size_t)st.st_size, blen);
+  char *after = read_all(db);
+  cr_assert_eq(memcmp(before, after, blen), 0, "the database changed");
+  free(before);
+  free(after);
+}
+
+/* "computed N, already in DB M" of a sweep's summary. */
+static void counts_of(const char *out, int *computed, int *already) {
+  const char *p = strstr(out, "computed ");
+  cr_assert_not_null(p, "%s", out);
+  cr_assert_eq(sscanf(p, "computed %d", computed), 1, "%s", out);
+  p = strstr(p, "already in ");
+  cr_assert_not_null(p, "%s", out);
+  const char *num = strstr(p, ".db ");
+  cr_assert_not_null(num, "%s", out);
+  cr_assert_eq(sscanf(num + 4, "%d", already), 1, "%s", out);
+}
+
+/* Issue 20, finding 8: two identical sweeps started at once on one database
+ * stored every point twice (both found it missing, both computed, both
+ * inserted). Now the claim and the insert are one transaction over a unique
+ * key: each point is stored once, and each sweep counts the other's. */
+Test(sweep, two_sweeps_at_once_store_every_point_once) {
+  need_sample();
+  char db[300];
+  db_path(db, sizeof(db), "twice.db");
+  const size_t total = 4 * 3 * 2;
+  const char *argv[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                        "static", "--policy", "capacity", "--gpus", "8,16,32,64",
+                        "--seeds", "1,2,3", "--iterations", "0:50", "--jobs", "1",
+                        "--db", db, "--quiet", NULL};
+  pid_t pid[2];
+  char po[2][400], pe[2][400];
+  for (int k = 0; k < 2; k++) {
+    snprintf(po[k], sizeof(po[k]), "%s/out%d", dir, k);
+    snprintf(pe[k], sizeof(pe[k]), "%s/err%d", dir, k);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, po[k], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, pe[k], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_eq(posix_spawn(&pid[k], argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  int computed_sum = 0;
+  for (int k = 0; k < 2; k++) {
+    int status = 0;
+    cr_assert_eq(waitpid(pid[k], &status, 0), pid[k]);
+    char *out = read_all(po[k]), *err = read_all(pe[k]);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sweep %d: %s%s", k, out, err);
+    int computed = -1, already = -1;
+    counts_of(out, &computed, &already);
+    cr_assert_eq((size_t)(computed + already), total, "sweep %d: %s", k, out);
+    computed_sum += computed;
+    fprintf(stderr, "# sweep %d of 2 at once:\n%s", k, out);
+    free(out);
+    free(err);
+  }
+  cr_assert_eq((size_t)computed_sum, total, "the two sweeps stored %d points", computed_sum);
+  cr_assert_eq(sql_int(db, "SELECT count(*) FROM runs"), (int64_t)total);
+  cr_assert_eq(sql_int(db, "SELECT count(DISTINCT config_key) FROM runs"), (int64_t)total);
+  /* And the rows are those of one sweep alone. */
+  char ref[300], *out, *err;
+  db_path(ref, sizeof(ref), "alone.db");
+  const char *argv1[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                         "static", "--policy", "capacity", "--gpus", "8,16,32,64",
+                         "--seeds", "1,2,3", "--iterations", "0:50", "--db", ref,
+                         "--quiet", NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)argv1, &out, &err), 0, "%s", err);
+  free(out);
+  free(err);
+  snapshot a = take(db), b = take(ref);
+  assert_same(&a, &b);
+  drop(&a);
+  drop(&b);
+}
+
+/* Starts a 50-point sweep with two workers, waits until a point is stored,
+ * SIGKILLs its workers (all of them, or only the first) and waits for the
+ * sweep. Returns its exit status; *out and *err are its stdout and stderr. */
+static int sweep_losing_workers(const char *db, int all, char **out, char **err) {
+  const char *argv[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                        "static", "--policy", "capacity", "--gpus", "8,16,32,64,128",
+                        "--seeds", "1,2,3,4,5", "--iterations", "0:100", "--jobs", "2",
+                        "--db", db, "--quiet", NULL};
+  char po[400], pe[400];
+  snprintf(po, sizeof(po), "%s/lost.out", dir);
+  snprintf(pe, sizeof(pe), "%s/lost.err", dir);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, po, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, pe, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid;
+  cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  for (int i = 0; i < 60000 && count_complete(db) < 1; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    if (waitpid(pid, NULL, WNOHANG) == pid)
+      cr_assert_fail("the sweep ended before a worker could be killed");
+  }
+  char path[128], kids[256] = "";
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f, "%s", path);
+  size_t got = fread(kids, 1, sizeof(kids) - 1, f);
+  fclose(f);
+  kids[got] = '\0';
+  int nkilled = 0;
+  for (char *tok = strtok(kids, " \n"); tok && (all || nkilled < 1);
+       tok = strtok(NULL, " \n"))
+    nkilled += kill((pid_t)atoi(tok), SIGKILL) == 0;
+  cr_assert_eq(nkilled, all ? 2 : 1, "killed %d workers (children: %s)", nkilled, kids);
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  *out = read_all(po);
+  *err = read_all(pe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Lines of err that name a point ("  static on dgx-h100, ..."). */
+static int listed_points(const char *err) {
+  int n = 0;
+  for (const char *p = err; (p = strstr(p, "\n  ")); p++)
+    n += strncmp(p + 3, "...", 3) != 0;
+  return n;
+}
+
+/* Issue 20, finding 4: killing all the sweep's workers dropped the points
+ * they had not reached with no word and a successful exit. Now the sweep
+ * says which worker died and which points are lost, exits 1, and the next
+ * run computes exactly them. */
+Test(sweep, killed_workers_lose_points_that_are_listed_and_resumed) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "lost.db");
+  const int total = 50;
+  int rc = sweep_losing_workers(db, 1, &out, &err);
+  fprintf(stderr, "# both workers killed; the sweep says:\n%s%s", out, err);
+  cr_assert_eq(rc, 1, "exit %d\n%s%s", rc, out, err);
+  int computed = -1, already = -1, lost = -1;
+  counts_of(out, &computed, &already);
+  const char *l = strstr(out, "  lost ");
+  cr_assert_not_null(l, "%s", out);
+  cr_assert_eq(sscanf(l, "  lost %d", &lost), 1);
+  cr_assert_eq(computed + lost, total, "%s", out);
+  cr_assert_gt(lost, 0);
+  cr_assert_eq((int)count_complete(db), computed);
+  cr_assert(strstr(err, "was killed by signal 9"), "%s", err);
+  char want[128];
+  snprintf(want, sizeof(want), "%d point%s not computed and not stored", lost,
+           lost == 1 ? "" : "s");
+  cr_assert(strstr(err, want), "want '%s' in:\n%s", want, err);
+  cr_assert_eq(listed_points(err), lost < 64 ? lost : 64, "%s", err);
+  free(out);
+  free(err);
+  /* The next run computes exactly the lost points. */
+  const char *argv[] = {flexmoe_bin(), "sweep", "--trace", trace, "--policy",
+                        "static", "--policy", "capacity", "--gpus", "8,16,32,64,128",
+                        "--seeds", "1,2,3,4,5", "--iterations", "0:100", "--jobs", "2",
+                        "--db", db, "--quiet", NULL};
+  cr_assert_eq(run_capture(dir, (char *const *)argv, &out, &err), 0, "%s", err);
+  char again[512];
+  snprintf(again, sizeof(again), "computed %d, already in %s %d, failed 0", lost, db,
+           computed);
+  cr_assert(strstr(out, again), "want '%s' in:\n%s", again, out);
+  cr_assert_null(strstr(out, "  lost "), "%s", out);
+  free(out);
+  free(err);
+  cr_assert_eq((int)count_complete(db), total);
+}
+
+/* One worker of two killed: the point it was computing is lost and named
+ * (none, in the rare case it was killed between two points), the other
+ * worker computes everything else. */
+Test(sweep, one_killed_worker_loses_only_its_point) {
+  need_sample();
+  char db[300], *out, *err;
+  db_path(db, sizeof(db), "one.db");
+  int rc = sweep_losing_workers(db, 0, &out, &err);
+  cr_assert(strstr(err, "was killed by signal 9"), "%s", err);
+  int lost = 0;
+  const char *l = strstr(out, "  lost ");
+  if (l)
+    cr_assert_eq(sscanf(l, "  lost %d", &lost), 1);
+  cr_assert(lost <= 1, "%s", out);
+  cr_assert_eq(rc, lost ? 1 : 0, "exit %d\n%s%s", rc, out, err);
+  cr_assert_eq(listed_points(err), lost, "%s", err);
+  if (lost)
+    cr_assert(strstr(err, "that point is lost") &&
+                  strstr(err, "1 point not computed and not stored"),
+              "%s", err);
+  cr_assert_eq((int)count_complete(db), 50 - lost);
+  free(out);
+  free(err);
+}

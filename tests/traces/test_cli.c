@@ -261,3 +261,166 @@ Test(cli, import_converts_csv_and_refuses_bad_axes) {
   snprintf(where, sizeof(where), "%s:2: ", bad);
   tu_one_line(r, "flexmoe trace import: ", where, NULL);
 }
+
+/* Issue 20, finding 1: a 20-byte CSV line whose indices describe 10^9
+ * counts made `trace import` allocate gigabytes and run for minutes. It is
+ * refused before allocating, with the size it would need and the flag that
+ * raises the budget; nothing is written. (The CPU limit turns a regression
+ * into a quick failure instead of minutes of work.) */
+Test(cli, import_refuses_a_tiny_csv_whose_dense_size_is_over_the_memory_budget) {
+  tu_cpu_limit_s = 20;
+  const char *csv = P("tiny.csv"), *out = P("tiny.npy");
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n1000000,999,0,0,1\n");
+  tu_result *r = tu_run("trace", "import", csv, "-o", out, "--max-memory", "1G", NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace import: ", csv, "1000001 x 1000 x 1 x 1", "needs 14.9 GiB",
+              "budget of 1.00 GiB", "--max-memory", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  /* with the default budget (half of this machine's memory), 10^15 counts */
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n999999,999,999,999,1\n");
+  r = tu_run("trace", "import", csv, "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace import: ", csv, "needs 7.11 PiB", "--max-memory", NULL);
+  /* the same refusal where any trace subcommand reads the CSV */
+  static const char *readers[] = {"info", "stats"};
+  for (size_t i = 0; i < 2; i++) {
+    r = tu_run("trace", readers[i], csv, NULL);
+    cr_assert_eq(r->code, 1, "%s", r->err);
+    cr_assert(strstr(r->err, "needs 7.11 PiB") != NULL, "%s", r->err);
+  }
+  r = tu_run("trace", "rescale", csv, "--gpus", "4", "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  cr_assert(strstr(r->err, "needs 7.11 PiB") != NULL, "%s", r->err);
+  /* and a budget that holds it reads it */
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n1,1,0,3,4\n");
+  r = tu_run("trace", "import", csv, "-o", out, "--max-memory", "64K", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  tu_cpu_limit_s = 0;
+}
+
+Test(cli, gen_and_rescale_refuse_working_sets_over_the_memory_budget) {
+  tu_cpu_limit_s = 20;
+  const char *out = P("big.npy");
+  tu_result *r = tu_run("trace", "gen", "--pattern", "balanced", "--iterations", "2", "--ranks",
+                        "1048576", "--experts", "1048576", "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace gen: ", "1048576 ranks x 1048576 experts needs 16.0 TiB",
+              "--max-memory", NULL);
+  r = tu_run("trace", "rescale", tu_sample(), "--gpus", "1000000", "--max-memory", "100M", "-o",
+             out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace rescale: ", "1000000 GPUs x 32 experts needs 248 MiB",
+              "budget of 100 MiB", "--max-memory", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  tu_cpu_limit_s = 0;
+}
+
+Test(cli, every_trace_subcommand_takes_max_memory_and_refuses_a_bad_size) {
+  for (size_t i = 0; i < NSUBS; i++) {
+    tu_result *r = tu_run("trace", SUBS[i], "--help", NULL);
+    cr_assert(strstr(r->out, "--max-memory SIZE") != NULL, "trace %s --help", SUBS[i]);
+    r = tu_run("trace", SUBS[i], tu_sample(), "--max-memory", "12X", NULL);
+    cr_assert_eq(r->code, 2, "trace %s: %s", SUBS[i], r->err);
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "flexmoe trace %s: ", SUBS[i]);
+    tu_one_line(r, prefix, "--max-memory", "'12X'", "512M", NULL);
+  }
+}
+
+/* Issue 20, finding 1, the file itself: one line with iteration 10^9 is
+ * refused on its line by the iterations range, with no allocation. */
+Test(cli, import_refuses_the_csv_line_with_iteration_one_billion_naming_the_range) {
+  tu_cpu_limit_s = 20;
+  const char *csv = P("f1.csv"), *out = P("f1.npy");
+  tu_text(csv, "iteration,layer,rank,expert,tokens\n1000000000,0,0,0,1\n");
+  tu_result *r = tu_run("trace", "import", csv, "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  char where[600];
+  snprintf(where, sizeof(where), "%s:2: ", csv);
+  tu_one_line(r, "flexmoe trace import: ", where, "iteration 1000000000 is out of range",
+              "0 to 16777215", "between 1 and 16777216", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  tu_cpu_limit_s = 0;
+}
+
+/* Issue 20, finding 6: a sidecar with tokens_per_rank = INT64_MAX (or any
+ * model number out of its physical range) is refused naming the sidecar,
+ * the key and the range. */
+Test(cli, a_sidecar_with_numbers_out_of_range_is_refused_naming_key_and_range) {
+  const char *npy = P("s.npy"), *side = P("s.json");
+  tu_result *r = tu_run("trace", "import", tu_sample(), "--iterations", "0:2", "-o", npy, NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  static const struct {
+    const char *json, *key, *range;
+  } bad[] = {{"{\"tokens_per_rank\": 9223372036854775807}", "'tokens_per_rank'",
+              "between 1 and 1099511627776"},
+             {"{\"d_model\": 2147483647}", "'d_model'", "between 1 and 1048576"},
+             {"{\"top_k\": 33}", "'top_k'", "between 1 and 32 (the trace's experts)"},
+             {"{\"bytes_per_elem\": 64}", "'bytes_per_elem'", "between 1 and 8"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tu_text(side, bad[i].json);
+    r = tu_run("trace", "info", npy, NULL);
+    cr_assert_eq(r->code, 1, "%s: %s", bad[i].json, r->err);
+    tu_one_line(r, "flexmoe trace info: ", side, bad[i].key, bad[i].range, NULL);
+  }
+}
+
+/* A .npy whose header claims more data than the file holds is refused from
+ * the header: the claimed shape and both sizes. */
+Test(cli, an_npy_whose_header_claims_more_than_its_file_is_refused) {
+  tu_cpu_limit_s = 20;
+  int32_t d[6] = {0};
+  const char *p = P("claims.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (16000000, 64, 64, 64), }", d,
+         sizeof(d));
+  static tu_result keep[5]; /* tu_run's result is overwritten by the next run */
+  keep[0] = *tu_run("trace", "info", p, NULL);
+  keep[1] = *tu_run("trace", "stats", p, NULL);
+  keep[2] = *tu_run("trace", "fit", p, "-o", P("f.json"), NULL);
+  keep[3] = *tu_run("trace", "rescale", p, "--gpus", "2", "-o", P("x.npy"), NULL);
+  keep[4] = *tu_run("trace", "import", p, "-o", P("x.npy"), NULL);
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(keep[i].code, 1, "%d: %s", i, keep[i].err);
+    cr_assert(strstr(keep[i].err, "truncated: its header claims shape (16000000, 64, 64, 64), "
+                                  "15.3 TiB") != NULL &&
+                  strstr(keep[i].err, "the file holds 24") != NULL,
+              "%d: %s", i, keep[i].err);
+  }
+  tu_cpu_limit_s = 0;
+}
+
+Test(cli, gen_flags_beyond_the_physical_ranges_exit_2_with_the_range) {
+  static const char *bad[][3] = {{"--layers", "4097", "[1, 4096]"},
+                                 {"--experts", "1048577", "[1, 1048576]"},
+                                 {"--d-model", "1048577", "[1, 1048576]"},
+                                 {"--d-ff", "4194305", "[1, 4194304]"},
+                                 {"--iterations", "16777217", "[1, 16777216]"},
+                                 {"--tokens", "1099511627777", "[0, 1099511627776]"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tu_result *r = tu_run("trace", "gen", "--pattern", "balanced", "--iterations", "5",
+                          bad[i][0], bad[i][1], "-o", P("x.npy"), NULL);
+    cr_assert_eq(r->code, 2, "%s %s: %s", bad[i][0], bad[i][1], r->err);
+    tu_one_line(r, "flexmoe trace gen: ", bad[i][0], bad[i][2], NULL);
+  }
+}
+
+/* trace gen --fit: the fitted model spread over the requested sizes (L x E
+ * doubles) counts with the generator's state against the budget, checked
+ * before either is allocated. */
+Test(cli, gen_from_a_fit_refuses_sizes_over_the_memory_budget) {
+  tu_cpu_limit_s = 20;
+  const char *fit = P("tiny-fit.json"), *out = P("fit-gen.npy");
+  tu_text(fit, "{\"layers\": 1, \"ranks\": 1, \"experts\": 2, \"top_k\": 1, "
+               "\"tokens_per_rank\": 8, \"iterations\": 20, \"per_layer\": [{\"scale\": 1, "
+               "\"innov\": 0.1, \"phi\": 0.9, \"rank_sigma\": 0, \"base\": [0.5, -0.5]}]}");
+  tu_result *r = tu_run("trace", "gen", "--fit", fit, "--iterations", "3", "--layers", "4096",
+                        "--experts", "1048576", "--max-memory", "1G", "-o", out, NULL);
+  cr_assert_eq(r->code, 1, "%s", r->err);
+  tu_one_line(r, "flexmoe trace gen: ", fit, "4096 layers x 1 ranks x 1048576 experts",
+              "1.00 GiB", "--max-memory", NULL);
+  cr_assert_neq(access(out, F_OK), 0, "nothing written");
+  r = tu_run("trace", "gen", "--fit", fit, "--iterations", "3", "--max-memory", "1M", "-o", out,
+             NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  tu_cpu_limit_s = 0;
+}

@@ -133,3 +133,72 @@ Test(fit, a_malformed_fit_file_is_emeta_naming_it) {
   cr_assert_eq(err.line, 2);
   cr_assert_eq(tr_fit_load(&f, P("none.json"), &err), TR_ENOENT);
 }
+
+/* A fit file's sizes and model numbers are within their physical ranges,
+ * named in the message; a trace with no tokens has no model to fit. */
+Test(fit, fit_files_with_numbers_beyond_their_ranges_are_refused_naming_them) {
+  static const struct {
+    const char *json, *want;
+  } bad[] = {
+      {"{\"layers\": 1, \"ranks\": 1, \"experts\": 1048577, \"top_k\": 1, "
+       "\"tokens_per_rank\": 8, \"iterations\": 20}",
+       "'experts' must be an integer between 1 and 1048576"},
+      {"{\"layers\": 1, \"ranks\": 1, \"experts\": 4, \"top_k\": 5, "
+       "\"tokens_per_rank\": 8, \"iterations\": 20}",
+       "'top_k' must be an integer between 1 and 4 (its experts)"},
+      {"{\"layers\": 1, \"ranks\": 1, \"experts\": 4, \"top_k\": 2, "
+       "\"tokens_per_rank\": 9223372036854775807, \"iterations\": 20}",
+       "'tokens_per_rank' must be an integer between 1 and 1099511627776"},
+      {"{\"layers\": 1, \"ranks\": 1, \"experts\": 4, \"top_k\": 2, "
+       "\"tokens_per_rank\": 8, \"iterations\": 16777217}",
+       "'iterations' must be an integer between 1 and 16777216"},
+      {"{\"layers\": 1, \"ranks\": 1, \"experts\": 4, \"top_k\": 2, "
+       "\"tokens_per_rank\": 8, \"iterations\": 20, \"d_model\": 4294967296}",
+       "'d_model' must be an integer between 1 and 1048576"},
+      {"{\"layers\": 1, \"ranks\": 1, \"experts\": 4, \"top_k\": 2, "
+       "\"tokens_per_rank\": 8, \"iterations\": 20, \"bytes_per_elem\": 9}",
+       "'bytes_per_elem' must be an integer between 1 and 8"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tu_text(P("bad-fit.json"), bad[i].json);
+    tr_fit f;
+    tr_error err;
+    cr_assert_eq(tr_fit_load(&f, P("bad-fit.json"), &err), TR_EMETA, "%s", bad[i].json);
+    cr_assert(strstr(err.msg, bad[i].want) != NULL, "'%s' lacks '%s'", err.msg, bad[i].want);
+    cr_assert_null(f.base);
+  }
+  int32_t zero[12 * 4] = {0};
+  tu_npy(P("zero.npy"), 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (12, 1, 1, 4), }",
+         zero, sizeof(zero));
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open(&t, P("zero.npy"), &err), TR_OK, "%s", err.msg);
+  tr_fit f;
+  cr_assert_eq(tr_fit_trace(&t, 0, -1, 1, &f), TR_EINVAL);
+  tr_close(&t);
+}
+
+/* tr_fit_apply spreads the model over the generator's sizes (L x E
+ * doubles): with the generator's own state, checked against c's budget
+ * before allocating. */
+Test(fit, applying_a_fit_over_the_memory_budget_is_ebudget) {
+  tu_text(P("tiny-fit.json"), "{\"layers\": 1, \"ranks\": 1, \"experts\": 2, \"top_k\": 1, "
+                              "\"tokens_per_rank\": 8, \"iterations\": 20, \"per_layer\": "
+                              "[{\"scale\": 1, \"innov\": 0.1, \"phi\": 0.9, \"rank_sigma\": 0, "
+                              "\"base\": [0.5, -0.5]}]}");
+  tr_fit f;
+  tr_error err;
+  cr_assert_eq(tr_fit_load(&f, P("tiny-fit.json"), &err), TR_OK, "%s", err.msg);
+  tr_gen_config c;
+  tr_gen_defaults(&c);
+  c.layers = 4096;
+  c.experts = 1 << 20;
+  c.max_memory = (uint64_t)1 << 30;
+  double *owned = (double *)&c; /* untouched on error */
+  cr_assert_eq(tr_fit_apply(&f, &c, &owned), TR_EBUDGET);
+  cr_assert_eq(owned, (double *)&c);
+  c.layers = 2;
+  c.experts = 4;
+  cr_assert_eq(tr_fit_apply(&f, &c, &owned), TR_OK);
+  tr_free(owned);
+  tr_fit_fini(&f);
+}

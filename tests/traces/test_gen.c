@@ -212,3 +212,71 @@ Test(gen, bad_configurations_are_refused) {
   cr_assert_eq(tr_gen_write(&c, P("x.npy"), &err), TR_EINVAL);
   cr_assert_neq(access(P("x.npy"), F_OK), 0);
 }
+
+/* What the generator holds grows with layers x experts and ranks x experts,
+ * not with the length: it is checked against the budget before anything is
+ * allocated, and nothing is written. */
+Test(gen, a_configuration_over_the_memory_budget_is_refused_with_its_size) {
+  tr_gen_config c;
+  tr_gen_defaults(&c);
+  c.ranks = 1 << 20;
+  c.experts = 1 << 20;
+  c.max_memory = (uint64_t)1 << 30;
+  tr_gen *g = NULL;
+  cr_assert_eq(tr_gen_new(&c, &g), TR_EBUDGET);
+  cr_assert_null(g);
+  tr_error err;
+  cr_assert_eq(tr_gen_write(&c, P("huge.npy"), &err), TR_EBUDGET);
+  cr_assert(strstr(err.msg, "1048576 ranks x 1048576 experts needs 16.0 TiB") != NULL, "%s",
+            err.msg);
+  cr_assert(strstr(err.msg, "budget of 1.00 GiB") != NULL, "%s", err.msg);
+  cr_assert_neq(access(P("huge.npy"), F_OK), 0);
+  /* the default configuration fits a small budget; its length does not count */
+  tr_gen_defaults(&c);
+  c.iterations = 3;
+  uint64_t need = tr_gen_memory(&c);
+  c.max_memory = need;
+  cr_assert_eq(tr_gen_write(&c, P("small.npy"), &err), TR_OK, "%s", err.msg);
+  c.iterations = 300;
+  cr_assert_eq(tr_gen_memory(&c), need);
+  c.max_memory = need - 1;
+  cr_assert_eq(tr_gen_write(&c, P("small.npy"), &err), TR_EBUDGET);
+}
+
+/* Sizes and model numbers outside their physical ranges are refused with
+ * the field and the range in the message; nothing is written. */
+Test(gen, sizes_beyond_their_physical_ranges_are_refused_naming_the_range) {
+  static const struct {
+    int field;
+    int64_t v;
+    const char *want;
+  } bad[] = {{0, 16777217, "iterations 16777217 is out of range: it must be between 1 and 16777216"},
+             {1, 4097, "layers 4097 is out of range: it must be between 1 and 4096"},
+             {2, 1048577, "ranks 1048577 is out of range"},
+             {3, 0, "experts 0 is out of range: it must be between 1 and 1048576"},
+             {4, 17, "top_k 17 is out of range: it must be between 1 and 16 (the experts)"},
+             {5, ((int64_t)1 << 40) + 1, "tokens_per_rank 1099511627777 is out of range"},
+             {6, 1048577, "d_model 1048577 is out of range"},
+             {7, 9, "bytes_per_elem 9 is out of range: it must be between 1 and 8"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tr_gen_config c;
+    tr_gen_defaults(&c);
+    int64_t v = bad[i].v;
+    switch (bad[i].field) {
+    case 0: c.iterations = v; break;
+    case 1: c.layers = (int)v; break;
+    case 2: c.ranks = (int)v; break;
+    case 3: c.experts = (int)v; break;
+    case 4: c.top_k = (int)v; break;
+    case 5: c.tokens_per_rank = v; break;
+    case 6: c.meta.d_model = (int)v; break;
+    default: c.meta.bytes_per_elem = (int)v; break;
+    }
+    tr_gen *g = NULL;
+    cr_assert_eq(tr_gen_new(&c, &g), TR_EINVAL, "%s", bad[i].want);
+    tr_error err;
+    cr_assert_eq(tr_gen_write(&c, P("r.npy"), &err), TR_EINVAL, "%s", bad[i].want);
+    cr_assert(strstr(err.msg, bad[i].want) != NULL, "'%s' lacks '%s'", err.msg, bad[i].want);
+    cr_assert_neq(access(P("r.npy"), F_OK), 0);
+  }
+}

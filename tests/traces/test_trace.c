@@ -593,3 +593,295 @@ Test(trace, corrupted_files_fail_cleanly) {
   }
   cr_assert(ok > 0 && failed > 0, "ok %d failed %d", ok, failed);
 }
+
+/* ---- the memory budget (issue 20, finding 1) ------------------------------ */
+
+static size_t largest_alloc; /* largest block requested through the hook */
+static void *measuring_malloc(size_t n) {
+  largest_alloc = n > largest_alloc ? n : largest_alloc;
+  return malloc(n);
+}
+static void *measuring_realloc(void *p, size_t n) {
+  largest_alloc = n > largest_alloc ? n : largest_alloc;
+  return realloc(p, n);
+}
+
+/* One line whose indices describe 10^6 x 1000 counts (15 GiB as int64)
+ * is refused by what it would need, before anything near that size is
+ * allocated; the message gives the shape and both sizes. */
+Test(trace, csv_larger_than_the_memory_budget_is_refused_before_it_is_allocated) {
+  const char *p = P("tiny-huge.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n1000000,999,0,0,1\n");
+  tr_set_allocator(measuring_malloc, measuring_realloc, NULL);
+  tr_trace t;
+  tr_error err;
+  int rc = tr_open_within(&t, p, (uint64_t)1 << 30, &err);
+  tr_set_allocator(NULL, NULL, NULL);
+  cr_assert_eq(rc, TR_EBUDGET, "%s", err.msg);
+  cr_assert_str_eq(err.path, p);
+  cr_assert(strstr(err.msg, "1000001 x 1000 x 1 x 1") != NULL, "%s", err.msg);
+  cr_assert(strstr(err.msg, "needs 14.9 GiB") != NULL, "%s", err.msg);
+  cr_assert(strstr(err.msg, "memory budget of 1.00 GiB") != NULL, "%s", err.msg);
+  cr_assert_lt(largest_alloc, (size_t)1 << 20, "allocated %zu bytes", largest_alloc);
+  cr_assert_eq(t.owned, NULL);
+  /* The default budget is half of this machine's memory: 10^15 counts are
+   * beyond any machine. */
+  tu_text(p, "iteration,layer,rank,expert,tokens\n999999,999,999,999,1\n");
+  cr_assert_eq(tr_open(&t, p, &err), TR_EBUDGET, "%s", err.msg);
+  cr_assert(strstr(err.msg, "needs 7.11 PiB") != NULL, "%s", err.msg);
+}
+
+/* The budget counts the dense counts, the per-slice totals and the parsed
+ * lines (room for 1,024 at 48 bytes): exactly that much is enough. */
+Test(trace, csv_exactly_within_the_budget_opens) {
+  const char *p = P("budget.csv");
+  tu_text(p, "iteration,layer,rank,expert,tokens\n1,1,0,3,4\n");
+  uint64_t need = 2 * 2 * 1 * 4 * 8 + 2 * 2 * 8 + 1024 * 48;
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open_within(&t, p, need, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_at(&t, 1, 1, 0, 3), 4);
+  tr_close(&t);
+  cr_assert_eq(tr_open_within(&t, p, need - 1, &err), TR_EBUDGET);
+  cr_assert_eq(t.data, NULL);
+}
+
+/* A CSV of many lines is refused while it is read, at the line where
+ * holding the lines would pass the budget. */
+Test(trace, csv_with_more_lines_than_the_budget_holds_is_refused_at_that_line) {
+  const char *p = P("long-lines.csv");
+  FILE *fp = fopen(p, "w");
+  cr_assert_not_null(fp);
+  fprintf(fp, "iteration,layer,rank,expert,tokens\n");
+  for (int i = 0; i < 3000; i++)
+    fprintf(fp, "%d,0,0,0,1\n", i);
+  cr_assert_eq(fclose(fp), 0);
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(tr_open_within(&t, p, 60000, &err), TR_EBUDGET, "%s", err.msg);
+  cr_assert_eq(err.line, 1026, "the 1,025th data line needs room for 2,048");
+  cr_assert(strstr(err.msg, "2048 parsed CSV lines") != NULL, "%s", err.msg);
+  cr_assert_eq(tr_open_within(&t, p, 1 << 20, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(t.iterations, 3000);
+  tr_close(&t);
+}
+
+Test(limits, sizes_parse_with_binary_suffixes_and_refuse_the_rest) {
+  static const struct {
+    const char *text;
+    uint64_t bytes;
+  } ok[] = {{"1", 1},           {"4096", 4096},         {"512M", 512ull << 20},
+            {"4G", 4ull << 30}, {"4GiB", 4ull << 30},   {"4gb", 4ull << 30},
+            {"1.5G", 3ull << 29}, {"2T", 2ull << 40},   {"64k", 64ull << 10},
+            {"100B", 100}};
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    uint64_t b = 0;
+    cr_assert_eq(tr_parse_size(ok[i].text, &b), TR_OK, "%s", ok[i].text);
+    cr_assert_eq(b, ok[i].bytes, "%s: %llu", ok[i].text, (unsigned long long)b);
+  }
+  static const char *bad[] = {"", "0", "-1G", " 4G", "4 G", "4X", "G", "inf", "nan",
+                              "0.1", "2000000T", "1e400", "4GG"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    uint64_t b = 77;
+    cr_assert_eq(tr_parse_size(bad[i], &b), TR_EINVAL, "'%s' accepted", bad[i]);
+    cr_assert_eq(b, 77, "untouched on error");
+  }
+}
+
+Test(limits, sizes_format_with_three_significant_digits) {
+  char b[32];
+  cr_assert_str_eq(tr_format_size(1023, b, sizeof(b)), "1023 bytes");
+  cr_assert_str_eq(tr_format_size(1536, b, sizeof(b)), "1.50 KiB");
+  cr_assert_str_eq(tr_format_size(16e9, b, sizeof(b)), "14.9 GiB");
+  cr_assert_str_eq(tr_format_size(512e12, b, sizeof(b)), "466 TiB");
+  cr_assert_str_eq(tr_format_size(18446744073709551615.0, b, sizeof(b)), "16.0 EiB");
+}
+
+Test(limits, the_default_budget_is_half_of_memory_at_most) {
+  uint64_t d = tr_default_max_memory();
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  cr_assert_gt(d, 0);
+  cr_assert_leq(d, (uint64_t)pages * (uint64_t)page / 2);
+  cr_assert_eq(tr_max_memory(0), d);
+  cr_assert_eq(tr_max_memory(12345), 12345);
+  tr_error err;
+  cr_assert_eq(tr_check_memory(100, 100, "x", "a thing", &err), TR_OK);
+  cr_assert_eq(tr_check_memory(101, 100, "x", "a thing", &err), TR_EBUDGET);
+  cr_assert_str_eq(err.msg, "a thing needs 101 bytes, more than the memory budget of 100 bytes");
+  cr_assert_eq(tr_check_memory(UINT64_MAX, 100, "x", "a thing", &err), TR_EBUDGET);
+  cr_assert(strstr(err.msg, "needs more than 16.0 EiB") != NULL, "%s", err.msg);
+}
+
+/* ---- physical ranges (issue 20, finding 6 and "What to build" 2) --------- */
+
+/* A 1 x 1 x 1 x 4 trace with `sidecar` beside it; returns tr_open's code. */
+static int open_with_sidecar(const char *sidecar, tr_trace *t, tr_error *err) {
+  int32_t d[4] = {1, 2, 3, 4};
+  tu_npy(P("ranged.npy"), 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 1, 4), }",
+         d, sizeof(d));
+  tu_text(P("ranged.json"), sidecar);
+  return tr_open(t, P("ranged.npy"), err);
+}
+
+/* Every model number a sidecar carries is refused outside its physical
+ * range, with the key, the value and the range in the message. */
+Test(trace, sidecar_numbers_out_of_their_physical_range_are_refused_naming_key_and_range) {
+  static const struct {
+    const char *json, *want[3];
+  } bad[] = {
+      {"{\"tokens_per_rank\": 9223372036854775807}",
+       {"'tokens_per_rank' is 9223372036854775807", "between 1 and 1099511627776", "0: unknown"}},
+      {"{\"tokens_per_rank\": 1099511627777}", {"'tokens_per_rank'", "1099511627776", NULL}},
+      {"{\"tokens_per_rank\": -1}", {"'tokens_per_rank' is -1", NULL, NULL}},
+      {"{\"top_k\": 5}", {"'top_k' is 5", "between 1 and 4 (the trace's experts)", NULL}},
+      {"{\"top_k\": 2.0}", {"'top_k' must be an integer between 1 and 4", NULL, NULL}},
+      {"{\"d_model\": 1048577}", {"'d_model' is 1048577", "between 1 and 1048576", NULL}},
+      {"{\"d_ff\": 4194305}", {"'d_ff' is 4194305", "between 1 and 4194304", NULL}},
+      {"{\"expert_hidden\": -3}", {"'expert_hidden' is -3", "4194304", NULL}},
+      {"{\"d_ff\": 768, \"expert_hidden\": 512}", {"'d_ff' (768)", "'expert_hidden' (512)",
+                                                   "disagree"}},
+      {"{\"bytes_per_elem\": 16}", {"'bytes_per_elem' is 16", "between 1 and 8", NULL}},
+      {"{\"bytes_per_element\": \"2\"}", {"'bytes_per_element' must be an integer", NULL, NULL}},
+      {"{\"iterations\": 2}", {"iterations = 2 but the trace has 1", NULL, NULL}},
+      {"{\"layers\": 0}", {"'layers' is 0", "between 1 and 4096", NULL}},
+      {"{\"ranks\": 1048577}", {"'ranks' is 1048577", "between 1 and 1048576", NULL}},
+      {"{\"experts\": 4.5}", {"'experts' must be an integer", NULL, NULL}},
+      {"{\"batch\": 0, \"seq\": 256}", {"'batch' is 0", "between 1 and 2147483647", NULL}},
+      {"{\"batch\": 2147483647, \"seq\": 2147483647}",
+       {"batch x seq / ranks", "4611686014132420609 tokens per rank", "1099511627776"}},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tr_trace t;
+    tr_error err;
+    cr_assert_eq(open_with_sidecar(bad[i].json, &t, &err), TR_EMETA, "%s accepted", bad[i].json);
+    cr_assert_str_eq(err.path, P("ranged.json"));
+    for (int k = 0; k < 3 && bad[i].want[k]; k++)
+      cr_assert(strstr(err.msg, bad[i].want[k]) != NULL, "%s: '%s' lacks '%s'", bad[i].json,
+                err.msg, bad[i].want[k]);
+    cr_assert_eq(t.data, NULL);
+  }
+}
+
+/* The ends of every range, and 0 (unknown), are accepted. */
+Test(trace, sidecar_numbers_at_the_ends_of_their_ranges_are_accepted) {
+  tr_trace t;
+  tr_error err;
+  cr_assert_eq(open_with_sidecar("{\"top_k\": 4, \"d_model\": 1048576, \"d_ff\": 4194304, "
+                                 "\"expert_hidden\": 4194304, \"bytes_per_elem\": 8, "
+                                 "\"tokens_per_rank\": 1099511627776, \"iterations\": 1, "
+                                 "\"layers\": 1, \"ranks\": 1, \"experts\": 4}",
+                                 &t, &err),
+               TR_OK, "%s", err.msg);
+  cr_assert_eq(t.meta.top_k, 4);
+  cr_assert_eq(t.meta.d_model, 1048576);
+  cr_assert_eq(t.meta.d_ff, 4194304);
+  cr_assert_eq(t.meta.bytes_per_elem, 8);
+  cr_assert_eq(t.meta.tokens_per_rank, (int64_t)1 << 40);
+  tr_close(&t);
+  cr_assert_eq(open_with_sidecar("{\"top_k\": 1, \"d_model\": 1, \"d_ff\": 1, "
+                                 "\"bytes_per_elem\": 1, \"tokens_per_rank\": 1}",
+                                 &t, &err),
+               TR_OK, "%s", err.msg);
+  tr_close(&t);
+  cr_assert_eq(open_with_sidecar("{\"top_k\": 0, \"d_model\": 0, \"d_ff\": 0, "
+                                 "\"bytes_per_elem\": 0, \"tokens_per_rank\": 0, \"batch\": 8, "
+                                 "\"seq\": 4}",
+                                 &t, &err),
+               TR_OK, "%s", err.msg);
+  cr_assert_eq(t.meta.top_k, 0, "0 is unknown");
+  cr_assert_eq(t.meta.tokens_per_rank, 32, "batch x seq / ranks when tokens_per_rank is 0");
+  tr_close(&t);
+}
+
+/* The shape of a .npy trace is within the physical ranges, named in the
+ * message. */
+Test(trace, npy_shapes_beyond_the_physical_ranges_are_eshape_naming_the_range) {
+  static int32_t d[4097];
+  const char *p = P("deep.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 4097, 1, 1), }", d,
+         sizeof(d));
+  expect_err(p, TR_ESHAPE, 0);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "4097 layers: layers must be between 1 and 4096") != NULL, "%s",
+            err.msg);
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 4096, 1, 1), }", d,
+         4096 * 4);
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  tr_close(&t);
+}
+
+/* A header that claims more data than the file holds is refused from the
+ * header alone: the claimed shape, both sizes, nothing large allocated
+ * (a product that overflows 64 bits says "more than"). */
+Test(trace, npy_header_claiming_more_than_the_file_holds_is_etrunc_with_both_sizes) {
+  int32_t d[6] = {0};
+  const char *p = P("claims.npy");
+  tu_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (16000000, 64, 64, 64), }", d,
+         sizeof(d));
+  tr_set_allocator(measuring_malloc, measuring_realloc, NULL);
+  largest_alloc = 0;
+  expect_err(p, TR_ETRUNC, 0);
+  tr_set_allocator(NULL, NULL, NULL);
+  cr_assert_lt(largest_alloc, (size_t)4096);
+  tr_trace t;
+  tr_error err;
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "claims shape (16000000, 64, 64, 64), 15.3 TiB (16777216000000 "
+                            "bytes) of data, but the file holds 24") != NULL,
+            "%s", err.msg);
+  tu_npy(p, 1,
+         "{'descr': '<i8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 2, 1), }",
+         d, sizeof(d));
+  expect_err(p, TR_ETRUNC, 0);
+  tr_open(&t, p, &err);
+  cr_assert(strstr(err.msg, "more than 16.0 EiB") != NULL, "%s", err.msg);
+}
+
+/* Issue 20, finding 1: the 20-byte line with iteration 10^9 is refused on
+ * its line by the iterations range, before any dense size is computed; so
+ * is every index beyond its dimension's range. */
+Test(trace, csv_indices_beyond_the_physical_ranges_are_eformat_naming_the_range) {
+  static const struct {
+    const char *line, *want;
+  } bad[] = {{"1000000000,0,0,0,1\n", "iteration 1000000000 is out of range: indices go from 0 "
+                                      "to 16777215 (iterations must be between 1 and 16777216)"},
+             {"16777216,0,0,0,1\n", "iteration 16777216 is out of range"},
+             {"0,4096,0,0,1\n", "layer 4096 is out of range: indices go from 0 to 4095"},
+             {"0,0,1048576,0,1\n", "rank 1048576 is out of range: indices go from 0 to 1048575"},
+             {"0,0,0,1048576,1\n", "expert 1048576 is out of range"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char text[128];
+    snprintf(text, sizeof(text), "iteration,layer,rank,expert,tokens\n%s", bad[i].line);
+    const char *p = P("ranges.csv");
+    tu_text(p, text);
+    expect_err(p, TR_EFORMAT, 2);
+    tr_trace t;
+    tr_error err;
+    tr_open(&t, p, &err);
+    cr_assert(strstr(err.msg, bad[i].want) != NULL, "'%s' lacks '%s'", err.msg, bad[i].want);
+  }
+}
+
+/* The writer never writes what tr_open would refuse. */
+Test(writer, shapes_and_model_numbers_beyond_their_ranges_are_not_written) {
+  int64_t c[4] = {1, 2, 3, 4};
+  tr_error err;
+  tr_writer w;
+  cr_assert_eq(tr_writer_open(&w, P("w.npy"), 1, 4097, 1, 1, TR_INT32, NULL, &err), TR_EINVAL);
+  cr_assert(strstr(err.msg, "4097 layers: layers must be between 1 and 4096") != NULL, "%s",
+            err.msg);
+  tr_meta m = {.top_k = 5};
+  cr_assert_eq(tr_write_npy(P("w.npy"), c, 1, 1, 1, 4, &m, &err), TR_EINVAL);
+  cr_assert(strstr(err.msg, "top_k 5 is out of range: it must be between 1 and 4 (the experts)") !=
+                NULL,
+            "%s", err.msg);
+  m = (tr_meta){.tokens_per_rank = INT64_MAX};
+  cr_assert_eq(tr_write_npy(P("w.npy"), c, 1, 1, 1, 4, &m, &err), TR_EINVAL);
+  cr_assert(strstr(err.msg, "tokens_per_rank 9223372036854775807") != NULL, "%s", err.msg);
+  cr_assert_neq(access(P("w.npy"), F_OK), 0);
+  cr_assert_neq(access(P("w.json"), F_OK), 0);
+  m = (tr_meta){.top_k = 4, .d_model = 1 << 20, .tokens_per_rank = (int64_t)1 << 40};
+  cr_assert_eq(tr_write_npy(P("w.npy"), c, 1, 1, 1, 4, &m, &err), TR_OK, "%s", err.msg);
+}

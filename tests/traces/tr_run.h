@@ -6,6 +6,7 @@
 #define FLEXMOE_TR_RUN_H
 
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "tr_testutil.h"
@@ -23,6 +24,11 @@ static inline void tu_slurp(const char *path, char *buf, size_t len) {
   if (fp)
     fclose(fp);
 }
+
+/* CPU seconds each run may use (0: no limit): a test of a refusal sets it,
+ * so that a regression that goes on to do the work fails in seconds
+ * (SIGXCPU) instead of running for minutes. */
+static int tu_cpu_limit_s;
 
 /* Runs FLEXMOE_BIN with the NULL-terminated arguments. */
 static inline tu_result *tu_run(const char *arg, ...) {
@@ -46,6 +52,9 @@ static inline tu_result *tu_run(const char *arg, ...) {
   cr_assert_geq(pid, 0);
   if (pid == 0) {
     if (!freopen(out, "w", stdout) || !freopen(err, "w", stderr))
+      _exit(127);
+    struct rlimit cpu = {.rlim_cur = (rlim_t)tu_cpu_limit_s, .rlim_max = (rlim_t)tu_cpu_limit_s};
+    if (tu_cpu_limit_s > 0 && setrlimit(RLIMIT_CPU, &cpu) != 0)
       _exit(127);
     execv(bin, argv);
     _exit(127);

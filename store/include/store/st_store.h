@@ -15,6 +15,9 @@
  *   2  trace_loads (per iteration, layer, expert token slots summed over
  *      ranks: the notebooks' heatmaps) and layer_iterations (per iteration
  *      and layer balance of a run)
+ *   3  at most one complete run per non-empty config_key (a partial unique
+ *      index); earlier duplicates become status 'superseded', the latest
+ *      complete run of each configuration kept
  * Unsigned 64-bit values (seed) are stored bit-for-bit in SQLite's signed
  * INTEGER and read back unchanged; content hashes are 16 hex digits.
  */
@@ -28,7 +31,7 @@
 extern "C" {
 #endif
 
-#define ST_SCHEMA_VERSION 2
+#define ST_SCHEMA_VERSION 3
 #define ST_APPLICATION_ID 0x464D4F45 /* "FMOE" */
 
 #define ST_ERRNO_MAP(X)                                                        \
@@ -40,8 +43,12 @@ extern "C" {
   X(EVERSION, -5, "database schema is newer than this flexmoe")                \
   X(EREADONLY, -6, "database is read-only")                                    \
   X(ESQL, -7, "database error")                                                \
-  X(EBUSY, -8, "database is locked")                                           \
-  X(ENOTFOUND, -9, "no such row")
+  X(EBUSY, -8, "database is locked by another process")                       \
+  X(ENOTFOUND, -9, "no such row")                                              \
+  X(EFULL, -10, "disk is full or the file size limit was reached")             \
+  X(EIO, -11, "input/output error on the database file")                       \
+  X(ECORRUPT, -12, "database file is damaged")                                \
+  X(EEXISTS, -13, "a complete run of this configuration is already stored")
 
 typedef enum st_err {
 #define ST_ERR_ENUM(name, value, msg) ST_##name = (value),
@@ -58,8 +65,12 @@ enum { ST_READ = 0, ST_WRITE = 1 };
  * gets a sentence naming the file and the problem. */
 int st_open(st_db **out, const char *path, int mode, char *errmsg, size_t errlen);
 void st_close(st_db *db);
-/* Last SQLite message, for diagnostics. */
+/* The sentence of the last failure on db (the cause, e.g. "disk is full or
+ * the file size limit was reached: File too large (disk I/O error)", not
+ * the rollback that followed it); SQLite's last message if nothing failed. */
 const char *st_errmsg(const st_db *db);
+/* The ST_ code of the last failure on db (ST_OK if none). */
+int st_errcode(const st_db *db);
 
 typedef struct st_trace_row {
   const char *path;
@@ -112,6 +123,24 @@ void st_run_abort(st_run *r);                  /* frees r; accepts NULL */
 
 /* Whether a complete run with this config_key exists (sweeps resume). */
 int st_run_exists(st_db *db, const char *config_key, int *exists);
+
+/* What st_run_begin does with a complete run (status "complete", non-empty
+ * config_key) when a complete run of the same config_key is already stored;
+ * the check and the insert are in one IMMEDIATE transaction, and a unique
+ * index backs it, so no two complete runs ever share a key:
+ *   ST_DUP_SUPERSEDE (default): the stored run's status becomes
+ *     "superseded" and the new run is the complete one (the latest wins, as
+ *     `flexmoe report` always counted: `sim --db` run twice);
+ *   ST_DUP_KEEP: nothing is written and st_run_begin returns ST_EEXISTS
+ *     (sweeps: another sweep stored the point while this one computed it).
+ * Per connection. */
+enum { ST_DUP_SUPERSEDE = 0, ST_DUP_KEEP = 1 };
+int st_on_duplicate(st_db *db, int what);
+
+/* What st_open did that the user should hear about (a sentence naming the
+ * file), "" if nothing: migrating to schema 3 marks runs stored twice under
+ * one configuration as superseded, and says how many. */
+const char *st_notice(const st_db *db);
 
 /* ---- Additions (store authors): traces, profiles, validations, queries ---- */
 

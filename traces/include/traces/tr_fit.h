@@ -49,7 +49,9 @@ typedef struct tr_fit {
 } tr_fit;
 
 /* Fits iterations [it0, it1) (it1 < 0: to the end) of t. seed: the
- * calibration stream. Errors: TR_EINVAL, TR_ENOMEM. */
+ * calibration stream. Errors: TR_ENOMEM; TR_EINVAL for fewer than 12
+ * iterations or tokens per rank (the sidecar's, else the mean slots per
+ * rank / top_k) outside the physical range (an all-zero trace). */
 int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_fit *f);
 void tr_fit_fini(tr_fit *f); /* accepts NULL and zeroed */
 
@@ -64,7 +66,9 @@ int tr_fit_load(tr_fit *f, const char *path, tr_error *err);
  * profile's quantiles (sorted, interpolated, hottest first on ids 0, s, 2s,
  * ... mod E with a golden-ratio stride s coprime to E). When top_k or
  * tokens_per_rank are 0 in c, f's are used. *owned receives the arrays c
- * points to (free with tr_free after the generator is done).
+ * points to (free with tr_free after the generator is done). Errors:
+ * TR_EINVAL, TR_ENOMEM, TR_EBUDGET (those arrays and tr_gen_memory(c)
+ * exceed c->max_memory; nothing allocated).
  */
 int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned);
 

@@ -84,6 +84,9 @@ typedef struct tr_gen_config {
   double hot_rank_share;
   double rank_total_sigma;
   int zero_rank, zero_experts;
+  /* Bytes the generator may allocate (tr_gen_memory); 0: the default
+   * budget (tr_default_max_memory). */
+  uint64_t max_memory;
 } tr_gen_config;
 
 /* Defaults: 100 iterations, 4 layers, 8 ranks, 16 experts, top-2, 1024
@@ -96,7 +99,14 @@ int tr_gen_pattern(tr_gen_config *c, const char *name);
 extern const char *const tr_gen_patterns[];
 extern const char *const tr_gen_pattern_help[];
 
-/* Streaming generator: slices in C order ((t, l) with l fastest). */
+/* Bytes tr_gen_write holds for c (the generator's state, which grows with
+ * layers x experts and ranks x experts, and one output slice); saturates
+ * at UINT64_MAX. The length of the trace does not count: it streams. */
+uint64_t tr_gen_memory(const tr_gen_config *c);
+
+/* Streaming generator: slices in C order ((t, l) with l fastest).
+ * Errors: TR_EINVAL (bad configuration), TR_EBUDGET (tr_gen_memory is over
+ * c->max_memory; nothing allocated), TR_ENOMEM. */
 typedef struct tr_gen tr_gen;
 int tr_gen_new(const tr_gen_config *c, tr_gen **g);
 /* Next slice into out[ranks * experts]; TR_EINVAL after the last one. */

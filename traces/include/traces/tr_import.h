@@ -13,6 +13,13 @@
  *   (-1) marks a dropped or padding slot and is not counted. Counts become
  *   the number of slots per (i, l, r, expert); E is `experts` or, when 0,
  *   the largest id + 1. Metadata: top_k = k, tokens_per_rank = T.
+ *
+ * The importers hold one output slice (R x E int64 counts); with the shapes
+ * an axes or ids file may declare, or an expert id of 2^31 - 2, that slice
+ * could be huge, so it must fit in max_memory bytes (0: the default
+ * budget), else TR_EBUDGET before it is allocated. tr_import_trace's input
+ * is already open (mapped, or a CSV read within its budget), and its slice
+ * is one slice of that input.
  */
 #ifndef FLEXMOE_TR_IMPORT_H
 #define FLEXMOE_TR_IMPORT_H
@@ -27,8 +34,10 @@ extern "C" {
 
 int tr_import_trace(const tr_trace *t, int64_t it0, int64_t it1, const char *out,
                     const tr_meta *meta, tr_error *err);
-int tr_import_axes(const char *in, const char *axes, const char *out, tr_error *err);
-int tr_import_ids(const char *in, int experts, const char *out, tr_error *err);
+int tr_import_axes(const char *in, const char *axes, const char *out, uint64_t max_memory,
+                   tr_error *err);
+int tr_import_ids(const char *in, int experts, const char *out, uint64_t max_memory,
+                  tr_error *err);
 
 #ifdef __cplusplus
 }

@@ -35,14 +35,22 @@ extern "C" {
 int tr_rescale_slice(const tr_trace *t, int64_t iteration, int layer, int gpus,
                      int64_t slots_per_gpu, uint64_t seed, int64_t *out);
 
+/* Bytes tr_rescale_write holds for t at `gpus` GPUs: one output slice
+ * (gpus x E counts) and tr_rescale_slice's scratch (the source slice, the
+ * prepared probabilities, one generator per GPU of a source rank);
+ * saturates at UINT64_MAX. */
+uint64_t tr_rescale_memory(const tr_trace *t, int gpus);
+
 /*
  * The whole trace (iterations [it0, it1), it1 < 0: to the end) rescaled to
  * `gpus` GPUs and written to out (.npy + sidecar with meta), slice by slice:
- * neither the input nor the output is held in memory. Errors name the file.
+ * neither the input nor the output is held in memory. What is held
+ * (tr_rescale_memory) must fit in max_memory bytes (0: the default budget),
+ * else TR_EBUDGET before anything is allocated. Errors name the file.
  */
 int tr_rescale_write(const tr_trace *t, int64_t it0, int64_t it1, int gpus,
                      int64_t slots_per_gpu, uint64_t seed, const char *out,
-                     const tr_meta *meta, tr_error *err);
+                     const tr_meta *meta, uint64_t max_memory, tr_error *err);
 
 /* The 64-bit seed of random stream (a, b) of a run seeded with `seed`
  * (SplitMix64 mix); used for the (iteration, layer) streams here (GPU g's

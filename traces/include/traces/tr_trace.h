@@ -35,7 +35,8 @@ extern "C" {
   X(ENEG, -10, "negative count")                                               \
   X(EOVERFLOW, -11, "count overflows")                                         \
   X(EMETA, -12, "malformed metadata sidecar")                                  \
-  X(EWRITE, -13, "cannot write file")
+  X(EWRITE, -13, "cannot write file")                                          \
+  X(EBUDGET, -14, "larger than the memory budget")
 
 typedef enum tr_err {
 #define TR_ERR_ENUM(name, value, msg) TR_##name = (value),
@@ -54,6 +55,49 @@ typedef struct tr_error {
 } tr_error;
 
 typedef enum tr_dtype { TR_INT32 = 1, TR_INT64 = 2, TR_UINT16 = 3 } tr_dtype;
+
+/*
+ * Physical ranges of every model number a trace, its sidecar, a fit file or
+ * a generator carries (docs/traces.md, "Limits"); anything outside is
+ * refused with the range in the message. Chosen with room above the largest
+ * published models, and so that products the simulator forms stay exact:
+ *   iterations       2^24   ~16x the longest training runs (~10^6 steps)
+ *   layers           4096   4x the deepest trained transformer (DeepNet, 1000)
+ *   ranks, experts   2^20   a million GPUs; PEER's 1024^2 experts
+ *   top_k            2^20   and never above the trace's experts
+ *   d_model          2^20   ~50x the widest published (18,432, PaLM 540B)
+ *   d_ff             2^22   ~50x the widest published (73,728, PaLM 540B)
+ *   bytes_per_elem   8      fp8 to fp64
+ *   tokens_per_rank  2^40   so tokens x top_k (2^60) x 8 bytes fits int64
+ * In a sidecar or tr_meta, 0 means unknown and is accepted for the model
+ * numbers (top_k to tokens_per_rank).
+ */
+#define TR_LIMIT_MAP(X)                                                        \
+  X(ITERATIONS, "iterations", 1, INT64_C(16777216))                            \
+  X(LAYERS, "layers", 1, INT64_C(4096))                                        \
+  X(RANKS, "ranks", 1, INT64_C(1048576))                                       \
+  X(EXPERTS, "experts", 1, INT64_C(1048576))                                   \
+  X(TOP_K, "top_k", 1, INT64_C(1048576))                                       \
+  X(D_MODEL, "d_model", 1, INT64_C(1048576))                                   \
+  X(D_FF, "d_ff", 1, INT64_C(4194304))                                         \
+  X(BYTES_PER_ELEM, "bytes_per_elem", 1, INT64_C(8))                           \
+  X(TOKENS_PER_RANK, "tokens_per_rank", 1, INT64_C(1099511627776))
+
+typedef enum tr_limit_id {
+#define TR_LIM_ENUM(id, name, lo, hi) TR_LIM_##id,
+  TR_LIMIT_MAP(TR_LIM_ENUM)
+#undef TR_LIM_ENUM
+  TR_LIM_COUNT
+} tr_limit_id;
+
+typedef struct tr_limit {
+  const char *name;
+  int64_t lo, hi;
+} tr_limit;
+extern const tr_limit tr_limits[TR_LIM_COUNT];
+
+/* 1 when tr_limits[id].lo <= v <= tr_limits[id].hi. */
+int tr_in_limit(tr_limit_id id, int64_t v);
 
 /* Model metadata (sidecar or defaults; 0 = unknown). */
 typedef struct tr_meta {
@@ -80,8 +124,16 @@ typedef struct tr_trace {
   void *owned;               /* heap copy (CSV), or NULL */
 } tr_trace;
 
-/* Opens FILE by extension (.npy, .csv). On error *t is zeroed and err set. */
+/* Opens FILE by extension (.npy, .csv). On error *t is zeroed and err set.
+ * The memory budget is the default one (tr_open_within with 0). */
 int tr_open(tr_trace *t, const char *path, tr_error *err);
+
+/* tr_open with a memory budget: a CSV is read into a dense int64 array
+ * only when the array, its per-slice totals and the parsed lines fit in
+ * max_memory bytes (0: tr_default_max_memory()); otherwise TR_EBUDGET with
+ * the size it would need, before anything that size is allocated. A .npy
+ * is mapped, not allocated: the budget does not apply to it. */
+int tr_open_within(tr_trace *t, const char *path, uint64_t max_memory, tr_error *err);
 void tr_close(tr_trace *t); /* accepts NULL and zeroed */
 
 /* One count (no bounds check beyond an assert). */
@@ -137,6 +189,36 @@ void tr_release_before(const tr_trace *t, int64_t it);
 
 /* Sum of the counts of one (iteration, layer) (all ranks, all experts). */
 int64_t tr_slice_total(const tr_trace *t, int64_t it, int layer);
+
+/*
+ * The memory budget (tr_limits.c). Operations that allocate in proportion
+ * to what a file or a configuration says (a CSV read densely, a generator's
+ * or a rescale's working set, an importer's slice) compute the bytes first
+ * and call tr_check_memory, so a hostile 20-byte file cannot make them
+ * allocate gigabytes. max_memory 0 everywhere means the default: half of
+ * physical memory, or of the cgroup's memory limit when that is lower.
+ */
+#define TR_MAX_MEMORY_LIMIT 1152921504606846976.0 /* 2^60 bytes: largest budget */
+uint64_t tr_default_max_memory(void);
+uint64_t tr_max_memory(uint64_t max_memory); /* 0 -> the default */
+/* TR_OK when need <= the budget; else TR_EBUDGET and err says "WHAT needs
+ * X, more than the memory budget of Y" (need UINT64_MAX: "more than"). */
+int tr_check_memory(uint64_t need, uint64_t max_memory, const char *path, const char *what,
+                    tr_error *err);
+/* The model numbers of m: each 0 (unknown) or within its range, top_k also
+ * at most `experts` (when > 0). TR_OK, or `code` with err saying which
+ * field, its value and its range. */
+int tr_check_meta(const tr_meta *m, int experts, int code, const char *path,
+                  tr_error *err);
+/* "4G", "512M", "1.5GiB", "1048576": bytes (K, M, G, T are powers of 1024;
+ * an optional B or iB; case-insensitive), 1 to 2^60. TR_OK or TR_EINVAL
+ * (*bytes untouched). */
+int tr_parse_size(const char *text, uint64_t *bytes);
+/* "512 bytes", "1.50 GiB", "14.9 GiB", "466 TiB" into buf; returns buf. */
+const char *tr_format_size(double bytes, char *buf, size_t len);
+/* Saturating arithmetic for sizes (UINT64_MAX = overflowed). */
+uint64_t tr_mul_sat(uint64_t a, uint64_t b);
+uint64_t tr_add_sat(uint64_t a, uint64_t b);
 
 /* Reads FILE's .json sidecar path into buf ("x.npy" -> "x.json"). */
 void tr_sidecar_path(const char *path, char *buf, size_t len);
