@@ -35,16 +35,38 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
-/* Prints "flexmoe CMD: message" on stderr and returns code. */
+/* Prints the error "flexmoe CMD: message" as one line on stderr and returns
+ * code. The line cannot be broken or turned into terminal commands by what
+ * the message quotes (a file name, a line of a file): control bytes and
+ * bytes that are not UTF-8 are written as \xNN. With --format json the line
+ * is a JSON object instead, {"command": CMD, "error": message, "exit":
+ * code}, escaped by jansson (control bytes as \u00NN, bytes that are not
+ * UTF-8 as the text \xNN). cmd NULL: "flexmoe: message". */
 int cli_fail(int code, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Errors as JSON (cli_fail) from now on: main calls cli_detect_json_errors
+ * with the command line before any parsing (--format json or
+ * --format=json anywhere), and cli_parse_format turns it on for json. */
+void cli_detect_json_errors(int argc, char **argv);
+void cli_set_json_errors(int on);
 
-/* Strict number parsing of a flag's value; on error prints
- * "flexmoe CMD: --flag: 'text' is not ..." and returns CLI_EUSAGE. */
+/* Strict number parsing of a flag's value: the whole text (no leading
+ * space, no trailing bytes, decimal), in [lo, hi] (a value that overflows
+ * the type, ERANGE, is out of range too). On error prints "flexmoe CMD:
+ * --flag: 'text' is not an integer between LO and HI" or "--flag: TEXT is
+ * out of range: must be between LO and HI" and returns CLI_EUSAGE; *out is
+ * untouched. Every number a flag takes goes through these. */
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out);
+/* The same check without a message: 0 and *out set, -1 not an integer,
+ * -2 out of the range of long (ERANGE). */
+int cli_text_long(const char *text, long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *text,
                      double lo, double hi, double *out);
+/* A seed: 0 to CLI_SEED_MAX (2^63 - 1: the results database stores it as
+ * SQLite's signed 64-bit integer, so a larger one would read back negative). */
+#define CLI_SEED_MAX INT64_MAX
+int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t *out);
 /* "A:B" (half-open, either side optional: "100:", ":50") into [*a, *b);
  * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
@@ -67,6 +89,18 @@ double cli_speedup(double ref_ms, double ms);
  * an effective time with every token slot dropped): JSON has no infinity. */
 struct json_t;
 struct json_t *cli_json_number(double v);
+/* A JSON string of s that is always valid: bytes that are not well-formed
+ * UTF-8 (a file name, a field of a file) appear as the text \xNN, where
+ * json_string would return NULL and make the object holding it vanish.
+ * NULL s gives null; NULL only when out of memory. */
+struct json_t *cli_json_string(const char *s);
+/* Prints root as JSON (json_dumps flags) and a newline on stdout, and
+ * releases it. Every JSON printer ends here, its values built with
+ * cli_json_number and cli_json_string (or json_integer): so json_pack never
+ * fails on a value, and a NULL root means out of memory, reported as an
+ * error instead of printing "(null)" or nothing. Returns CLI_OK or
+ * CLI_EFAIL (message printed). */
+int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
 
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);

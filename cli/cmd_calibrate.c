@@ -157,23 +157,24 @@ int cmd_calibrate(int argc, char **argv) {
     json_t *pts = json_array(), *xs = json_array();
     for (int i = 0; i < res.ntokens; i++) {
       double fl = 4.0 * (double)res.tokens[i] * d * f;
-      json_array_append_new(pts, json_pack("{s:I, s:f, s:f, s:f}", "tokens", (json_int_t)res.tokens[i],
-                                           "fwd_us", res.fwd_us[i], "bwd_us", res.bwd_us[i],
-                                           "fwd_tflops", fl / res.fwd_us[i] * 1e-6));
+      json_array_append_new(pts, json_pack("{s:I, s:o, s:o, s:o}", "tokens", (json_int_t)res.tokens[i],
+                                           "fwd_us", cli_json_number(res.fwd_us[i]), "bwd_us",
+                                           cli_json_number(res.bwd_us[i]), "fwd_tflops",
+                                           cli_json_number(fl / res.fwd_us[i] * 1e-6)));
     }
     for (int i = 0; i < res.nsizes; i++)
-      json_array_append_new(xs, json_pack("{s:f, s:f}", "bytes_per_rank", res.x_bytes[i], "us", res.x_us[i]));
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:f}",
-                            "name", p.name, "backend", backend, "device", p.device, "ranks", G,
-                            "d_model", d, "d_ff", f, "ffn", pts, "bwd_ratio", res.bwd_ratio,
-                            "exchange", xs, "exchange_GBps", res.exchange_GBps,
-                            "exchange_latency_us", res.exchange_latency_us, "local_latency_us",
-                            res.local_lat_us, "local_us_per_row", res.local_us_per_row,
-                            "launch_us", res.launch_us);
-    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    putchar('\n');
-    json_decref(doc);
-    return CLI_OK;
+      json_array_append_new(xs, json_pack("{s:o, s:o}", "bytes_per_rank", cli_json_number(res.x_bytes[i]),
+                                          "us", cli_json_number(res.x_us[i])));
+    json_t *doc = json_pack("{s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                            "name", cli_json_string(p.name), "backend", cli_json_string(backend),
+                            "device", cli_json_string(p.device), "ranks", G, "d_model", d, "d_ff", f,
+                            "ffn", pts, "bwd_ratio", cli_json_number(res.bwd_ratio), "exchange", xs,
+                            "exchange_GBps", cli_json_number(res.exchange_GBps),
+                            "exchange_latency_us", cli_json_number(res.exchange_latency_us),
+                            "local_latency_us", cli_json_number(res.local_lat_us),
+                            "local_us_per_row", cli_json_number(res.local_us_per_row), "launch_us",
+                            cli_json_number(res.launch_us));
+    return cli_json_print("calibrate", doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   }
   printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p.name, p.device, G, d, f);
   printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_GFLOP/s");

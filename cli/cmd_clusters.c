@@ -84,16 +84,18 @@ int cmd_clusters(int argc, char **argv) {
       if (sim_cluster_json(&cl[i], buf, sizeof(buf)) < 0)
         return cli_fail(CLI_EFAIL, "clusters", "cluster description too long");
       json_t *o = json_loads(buf, 0, NULL);
+      if (!o) {
+        json_decref(arr);
+        return cli_fail(CLI_EFAIL, "clusters", "%s: cannot describe the cluster as JSON",
+                        list[i]);
+      }
       json_object_set_new(o, "gpus", json_integer(sim_cluster_gpus(&cl[i])));
-      json_object_set_new(o, "description", json_string(cl[i].description));
+      json_object_set_new(o, "description", cli_json_string(cl[i].description));
       json_array_append_new(arr, o);
     }
     json_t *root = json_pack("{s:o}", "clusters", arr);
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    printf("%s\n", s);
-    free(s);
-    json_decref(root);
-    return CLI_OK;
+    return cli_json_print("clusters", root,
+                          JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
   }
   printf("%-14s %5s %4s %4s %-7s %7s %10s %8s %10s %8s %7s  %s\n", "cluster", "nodes",
          "gpn", "gpus", "profile", "hbm_GiB", "intra_GBps", "intra_us", "nic_GBps",

@@ -96,15 +96,20 @@ int cmd_net(int argc, char **argv) {
     rc = cli_fail(CLI_EFAIL, "net", "%s: %s", flows_path, err.msg);
   if (!rc && fmt == CLI_FMT_JSON) {
     json_t *arr = json_array();
-    for (int i = 0; i < nf; i++)
-      json_array_append_new(arr, json_pack("{s:i, s:i, s:I, s:f}", "src", fl[i].src, "dst",
-                                           fl[i].dst, "bytes", (json_int_t)fl[i].bytes,
-                                           "finish_us", (double)fl[i].finish_ns * 1e-3));
-    json_t *root = json_pack("{s:f, s:o}", "makespan_us", (double)makespan * 1e-3, "flows", arr);
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-    printf("%s\n", s);
-    free(s);
-    json_decref(root);
+    int bad = !arr; /* a pack that failed (out of memory) fails the output */
+    for (int i = 0; i < nf && !bad; i++)
+      bad |= json_array_append_new(
+                 arr, json_pack("{s:i, s:i, s:I, s:o}", "src", fl[i].src, "dst", fl[i].dst,
+                                "bytes", (json_int_t)fl[i].bytes, "finish_us",
+                                cli_json_number((double)fl[i].finish_ns * 1e-3))) != 0;
+    json_t *root = json_pack("{s:o, s:o}", "makespan_us",
+                             cli_json_number((double)makespan * 1e-3), "flows", arr);
+    if (bad) {
+      json_decref(root);
+      root = NULL;
+    }
+    rc = cli_json_print("net", root,
+                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
   } else if (!rc) {
     printf("cluster %s: %d nodes x %d GPUs, %d flows\n", cl.name, cl.nodes, cl.gpus_per_node, nf);
     printf("%6s %6s %16s %14s\n", "src", "dst", "bytes", "finish_us");

@@ -59,7 +59,7 @@ static const char help[] =
     "  --cluster P          preset or JSON file for link numbers (default dgx-h100)\n"
     "  --d-model, --d-ff, --top-k   model shape (default: the trace's sidecar)\n"
     "  --tokens-per-gpu T   tokens per GPU per iteration (default: the trace's)\n"
-    "  --seed S             rescaling seed (default 0)\n"
+    "  --seed S             rescaling seed, 0 to 2^63 - 1 (default 0)\n"
     "  --format table|json  output (default table)\n"
     "\n"
     "example:\n"
@@ -87,55 +87,61 @@ typedef struct layer_out {
   int nmoves;
 } layer_out;
 
+/* Every set and append is checked (bad): a value that could not be built
+ * (out of memory) fails the output instead of leaving a key out. */
 static int emit_json(const place_opts *o, const pl_policy *pol, int G, int gpn, int slots,
                      layer_out *out, int l0, int l1) {
   json_t *root = json_object(), *layers = json_array();
-  json_object_set_new(root, "policy", json_string(pl_policy_spec(pol)));
-  json_object_set_new(root, "trace", json_string(o->trace));
-  json_object_set_new(root, "iteration", json_integer(o->iteration));
-  json_object_set_new(root, "gpus", json_integer(G));
-  json_object_set_new(root, "gpus_per_node", json_integer(gpn));
-  json_object_set_new(root, "slots_per_gpu", json_integer(slots));
-  for (int l = l0; l < l1; l++) {
+  int bad = !root || !layers;
+  bad |= json_object_set_new(root, "policy", cli_json_string(pl_policy_spec(pol)));
+  bad |= json_object_set_new(root, "trace", cli_json_string(o->trace));
+  bad |= json_object_set_new(root, "iteration", json_integer(o->iteration));
+  bad |= json_object_set_new(root, "gpus", json_integer(G));
+  bad |= json_object_set_new(root, "gpus_per_node", json_integer(gpn));
+  bad |= json_object_set_new(root, "slots_per_gpu", json_integer(slots));
+  for (int l = l0; l < l1 && !bad; l++) {
     layer_out *lo = &out[l - l0];
     const pl_placement *p = &lo->placement;
     json_t *lj = json_object(), *experts = json_array(), *load = json_array(),
            *moves = json_array();
-    for (int e = 0; e < p->experts; e++) {
+    bad |= !lj || !experts || !load || !moves;
+    for (int e = 0; e < p->experts && !bad; e++) {
       json_t *ej = json_object(), *gpus = json_array();
-      for (int i = 0; i < p->nrep[e]; i++)
-        json_array_append_new(gpus, json_integer(p->rep[(size_t)e * p->gpus + i]));
-      json_object_set_new(ej, "expert", json_integer(e));
-      json_object_set_new(ej, "gpus", gpus);
-      json_array_append_new(experts, ej);
+      bad |= !ej || !gpus;
+      for (int i = 0; i < p->nrep[e] && !bad; i++)
+        bad |= json_array_append_new(gpus, json_integer(p->rep[(size_t)e * p->gpus + i]));
+      bad |= json_object_set_new(ej, "expert", json_integer(e));
+      bad |= json_object_set_new(ej, "gpus", gpus);
+      bad |= json_array_append_new(experts, ej);
     }
-    for (int g = 0; g < G; g++)
-      json_array_append_new(load, json_integer(lo->gpu_load[g]));
-    for (int k = 0; k < lo->nmoves; k++) {
+    for (int g = 0; g < G && !bad; g++)
+      bad |= json_array_append_new(load, json_integer(lo->gpu_load[g]));
+    for (int k = 0; k < lo->nmoves && !bad; k++) {
       const pl_move *m = &lo->moves[k];
       json_t *mj = json_object();
-      json_object_set_new(mj, "expert", json_integer(m->expert));
-      json_object_set_new(mj, "from", json_integer(m->from));
-      json_object_set_new(mj, "to", json_integer(m->to));
-      json_object_set_new(mj, "kind", json_string(kind_name(m->kind)));
-      json_object_set_new(mj, "bytes", json_integer(m->bytes));
-      json_array_append_new(moves, mj);
+      bad |= json_object_set_new(mj, "expert", json_integer(m->expert));
+      bad |= json_object_set_new(mj, "from", json_integer(m->from));
+      bad |= json_object_set_new(mj, "to", json_integer(m->to));
+      bad |= json_object_set_new(mj, "kind", json_string(kind_name(m->kind)));
+      bad |= json_object_set_new(mj, "bytes", json_integer(m->bytes));
+      bad |= json_array_append_new(moves, mj);
     }
-    json_object_set_new(lj, "layer", json_integer(l));
-    json_object_set_new(lj, "experts", experts);
-    json_object_set_new(lj, "gpu_load", load);
-    json_object_set_new(lj, "balance", json_real(lo->balance));
-    json_object_set_new(lj, "dropped", json_integer(lo->dropped));
-    json_object_set_new(lj, "background", json_boolean(lo->background));
-    json_object_set_new(lj, "moves", moves);
-    json_array_append_new(layers, lj);
+    bad |= json_object_set_new(lj, "layer", json_integer(l));
+    bad |= json_object_set_new(lj, "experts", experts);
+    bad |= json_object_set_new(lj, "gpu_load", load);
+    /* NAN (a layer without load) is null: JSON has no NaN */
+    bad |= json_object_set_new(lj, "balance", cli_json_number(lo->balance));
+    bad |= json_object_set_new(lj, "dropped", json_integer(lo->dropped));
+    bad |= json_object_set_new(lj, "background", json_boolean(lo->background));
+    bad |= json_object_set_new(lj, "moves", moves);
+    bad |= json_array_append_new(layers, lj);
   }
-  json_object_set_new(root, "layers", layers);
-  int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-  json_decref(root);
-  if (rc || fputc('\n', stdout) == EOF || fflush(stdout))
-    return cli_fail(CLI_EFAIL, CMD, "cannot write to stdout");
-  return CLI_OK;
+  bad |= json_object_set_new(root, "layers", layers);
+  if (bad) {
+    json_decref(root);
+    root = NULL;
+  }
+  return cli_json_print(CMD, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 }
 
 static int emit_table(const place_opts *o, const pl_policy *pol, int G, int gpn, int slots,
@@ -212,7 +218,7 @@ static int parse(int argc, char **argv, place_opts *o) {
     case O_DFF: rc = cli_parse_long(CMD, "--d-ff", optarg, 1, 1 << 22, &o->d_ff); break;
     case O_TOPK: rc = cli_parse_long(CMD, "--top-k", optarg, 1, 64, &o->top_k); break;
     case O_TOK: rc = cli_parse_long(CMD, "--tokens-per-gpu", optarg, 1, 1L << 32, &o->tokens); break;
-    case O_SEED: rc = cli_parse_long(CMD, "--seed", optarg, 0, 1L << 62, &o->seed); break;
+    case O_SEED: rc = cli_parse_long(CMD, "--seed", optarg, 0, CLI_SEED_MAX, &o->seed); break;
     case O_FMT: rc = cli_parse_format(CMD, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &o->fmt); break;
     case O_HELP: cli_help(help); return -1;
     default: return cli_bad_option(CMD, argv[optind - 1]);

@@ -29,36 +29,37 @@ static const char help[] =
 
 static int print_json(void) {
   json_t *root = json_object(), *list = json_array();
-  json_object_set_new(root, "policies", list);
-  for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {
+  int bad = !root || json_object_set_new(root, "policies", list);
+  for (const pl_policy_ops *const *r = pl_policy_registry(); *r && !bad; r++) {
     const pl_policy_ops *ops = *r;
     json_t *o = json_object(), *params = json_array();
-    char spec[512];
+    char spec[PL_SPEC_MAX + 1];
     size_t off = (size_t)snprintf(spec, sizeof(spec), "%s", ops->name);
     char sep = ':';
     for (const pl_param_desc *d = ops->params; d && d->key; d++) {
       json_t *p = json_object();
-      json_object_set_new(p, "key", json_string(d->key));
-      json_object_set_new(p, "default", json_string(d->defval));
-      json_object_set_new(p, "help", json_string(d->help));
-      json_array_append_new(params, p);
+      bad |= json_object_set_new(p, "key", cli_json_string(d->key));
+      bad |= json_object_set_new(p, "default", cli_json_string(d->defval));
+      bad |= json_object_set_new(p, "help", cli_json_string(d->help));
+      bad |= json_array_append_new(params, p);
       if (off < sizeof(spec))
         off += (size_t)snprintf(spec + off, sizeof(spec) - off, "%c%s=%s", sep, d->key,
                                 d->defval);
       sep = ',';
     }
-    json_object_set_new(o, "name", json_string(ops->name));
-    json_object_set_new(o, "summary", json_string(ops->summary));
-    json_object_set_new(o, "clairvoyant", json_boolean(ops->clairvoyant));
-    json_object_set_new(o, "spec", json_string(spec));
-    json_object_set_new(o, "parameters", params);
-    json_array_append_new(list, o);
+    bad |= off >= sizeof(spec); /* never a cut spec */
+    bad |= json_object_set_new(o, "name", cli_json_string(ops->name));
+    bad |= json_object_set_new(o, "summary", cli_json_string(ops->summary));
+    bad |= json_object_set_new(o, "clairvoyant", json_boolean(ops->clairvoyant));
+    bad |= json_object_set_new(o, "spec", cli_json_string(spec));
+    bad |= json_object_set_new(o, "parameters", params);
+    bad |= json_array_append_new(list, o);
   }
-  int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  json_decref(root);
-  if (rc || fputc('\n', stdout) == EOF || fflush(stdout))
-    return cli_fail(CLI_EFAIL, "policies", "cannot write to stdout");
-  return CLI_OK;
+  if (bad) {
+    json_decref(root);
+    root = NULL;
+  }
+  return cli_json_print("policies", root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 }
 
 static int print_table(void) {

@@ -27,7 +27,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "placement/pl_policy.h"
 #include "store/st_store.h"
+
+/* a stored run's policy is its whole canonical spec: never cut on reading */
+_Static_assert(sizeof(((st_run_summary *)0)->policy) > PL_SPEC_MAX,
+               "st_run_summary.policy holds a canonical spec");
 
 #define CMD "report"
 
@@ -266,7 +271,7 @@ static void print_table(const char *db, const row *rows, size_t nr,
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
              "balance", "dropped");
     }
-    char speed[32] = "-", gap[32] = "-", name[256];
+    char speed[32] = "-", gap[32] = "-", name[sizeof f->policy];
     if (specs)
       short_spec(f->policy, specs, nr, name, sizeof(name));
     else
@@ -353,40 +358,41 @@ static void print_csv(const row *rows, size_t nr) {
   }
 }
 
+/* Strings from the database (paths, names, specs) go through
+ * cli_json_string and numbers through cli_json_number, so no row can make
+ * json_pack fail and vanish; a NULL pack is out of memory, an error. */
 static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) {
   json_t *doc = json_object(), *arr = json_array();
-  json_object_set_new(doc, "database", json_string(db));
-  json_object_set_new(doc, "runs", json_integer((json_int_t)nruns));
-  for (size_t i = 0; i < nr; i++) {
+  int bad = !doc || !arr;
+  bad |= json_object_set_new(doc, "database", cli_json_string(db));
+  bad |= json_object_set_new(doc, "runs", json_integer((json_int_t)nruns));
+  for (size_t i = 0; i < nr && !bad; i++) {
     const row *r = &rows[i];
     const st_run_summary *f = r->first;
-    json_t *bd = json_pack("{s:f,s:f,s:f,s:f,s:f}", "compute", r->compute_ms,
-                           "alltoall", r->alltoall_ms, "allreduce",
-                           r->allreduce_ms, "migration", r->migration_ms,
-                           "other", r->other_ms);
+    json_t *bd = json_pack("{s:o,s:o,s:o,s:o,s:o}", "compute", cli_json_number(r->compute_ms),
+                           "alltoall", cli_json_number(r->alltoall_ms), "allreduce",
+                           cli_json_number(r->allreduce_ms), "migration",
+                           cli_json_number(r->migration_ms), "other",
+                           cli_json_number(r->other_ms));
     json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:[I,I],s:i,s:s,s:i,s:I,s:f,s:o,s:o,s:o,s:o,s:f,s:I,s:I}",
-        "kind", f->kind, "trace", f->trace, "cluster", f->cluster, "engine",
-        f->engine, "iteration_range", (json_int_t)f->it_first,
-        (json_int_t)f->it_last + 1, "gpus", f->gpus, "policy", f->policy, "runs", r->runs, "iterations",
-        (json_int_t)r->iterations, "mean_iteration_ms", r->mean_ms,
-        "effective_iteration_ms", cli_json_number(r->effective_ms),
-        "speedup_vs_static", cli_json_number(r->speedup), "oracle_gap",
-        cli_json_number(r->oracle_gap), "breakdown_ms", bd, "balance_mean",
-        r->balance, "migrated_bytes", (json_int_t)r->migrated_bytes,
+        "{s:o,s:o,s:o,s:o,s:[I,I],s:i,s:o,s:i,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I}",
+        "kind", cli_json_string(f->kind), "trace", cli_json_string(f->trace), "cluster",
+        cli_json_string(f->cluster), "engine", cli_json_string(f->engine), "iteration_range",
+        (json_int_t)f->it_first, (json_int_t)f->it_last + 1, "gpus", f->gpus, "policy",
+        cli_json_string(f->policy), "runs", r->runs, "iterations", (json_int_t)r->iterations,
+        "mean_iteration_ms", cli_json_number(r->mean_ms), "effective_iteration_ms",
+        cli_json_number(r->effective_ms), "speedup_vs_static", cli_json_number(r->speedup),
+        "oracle_gap", cli_json_number(r->oracle_gap), "breakdown_ms", bd, "balance_mean",
+        cli_json_number(r->balance), "migrated_bytes", (json_int_t)r->migrated_bytes,
         "dropped_tokens", (json_int_t)r->dropped_tokens);
-    if (!o) {
-      json_decref(doc);
-      json_decref(arr);
-      return cli_fail(CLI_EFAIL, CMD, "out of memory");
-    }
-    json_array_append_new(arr, o);
+    bad |= json_array_append_new(arr, o);
   }
-  json_object_set_new(doc, "rows", arr);
-  json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-  putchar('\n');
-  json_decref(doc);
-  return CLI_OK;
+  bad |= json_object_set_new(doc, "rows", arr);
+  if (bad) {
+    json_decref(doc);
+    doc = NULL;
+  }
+  return cli_json_print(CMD, doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 }
 
 /* --runs: one line (or object) per stored run, in id order. */
@@ -394,25 +400,28 @@ static int print_runs(const char *db, const st_run_summary *runs, size_t n,
                       int fmt) {
   if (fmt == CLI_FMT_JSON) {
     json_t *doc = json_object(), *arr = json_array();
-    json_object_set_new(doc, "database", json_string(db));
-    for (size_t i = 0; i < n; i++) {
+    int bad = !doc || !arr;
+    bad |= json_object_set_new(doc, "database", cli_json_string(db));
+    for (size_t i = 0; i < n && !bad; i++) {
       const st_run_summary *r = &runs[i];
-      json_array_append_new(
-          arr, json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:f,s:o,s:s}", "id",
-                         (json_int_t)r->id, "kind", r->kind, "policy",
-                         r->policy, "cluster", r->cluster, "engine", r->engine,
-                         "gpus", r->gpus, "trace", r->trace, "seed",
-                         (json_int_t)r->seed, "iterations",
+      bad |= json_array_append_new(
+          arr, json_pack("{s:I,s:o,s:o,s:o,s:o,s:i,s:o,s:I,s:I,s:o,s:o,s:o}", "id",
+                         (json_int_t)r->id, "kind", cli_json_string(r->kind), "policy",
+                         cli_json_string(r->policy), "cluster", cli_json_string(r->cluster),
+                         "engine", cli_json_string(r->engine), "gpus", r->gpus, "trace",
+                         cli_json_string(r->trace), "seed", (json_int_t)r->seed, "iterations",
                          (json_int_t)r->iterations, "mean_iteration_ms",
-                         r->mean_ms, "effective_iteration_ms",
+                         cli_json_number(r->mean_ms), "effective_iteration_ms",
                          cli_json_number(r->effective_ms), "config_key",
-                         r->config_key));
+                         cli_json_string(r->config_key)));
     }
-    json_object_set_new(doc, "runs", arr);
-    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-    putchar('\n');
-    json_decref(doc);
-    return CLI_OK;
+    bad |= json_object_set_new(doc, "runs", arr);
+    if (bad) {
+      json_decref(doc);
+      doc = NULL;
+    }
+    return cli_json_print(CMD, doc,
+                          JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
   }
   if (fmt == CLI_FMT_CSV)
     puts("id,kind,policy,cluster,engine,gpus,trace,seed,iterations,"

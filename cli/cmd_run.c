@@ -115,6 +115,7 @@ int cmd_run(int argc, char **argv) {
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
   }
   json_t *runs = json_array();
+  int json_bad = !runs; /* a value that could not be built fails the JSON output */
   int out = CLI_OK, owner = 1;
   int header = 0;
   for (int p = 0; p < npol && out == CLI_OK; p++) {
@@ -156,44 +157,49 @@ int cmd_run(int argc, char **argv) {
                o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
                check_ok ? "ok" : "FAILED");
     }
-    json_t *bd = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "dispatch", o->phase_ms[RT_PH_DISPATCH],
-                           "compute", o->phase_ms[RT_PH_COMPUTE], "combine", o->phase_ms[RT_PH_COMBINE],
-                           "local", o->phase_ms[RT_PH_LOCAL], "allreduce", o->phase_ms[RT_PH_ALLREDUCE],
-                           "migration", o->phase_ms[RT_PH_MIGRATION]);
-    json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:f, s:o, s:f, s:f, s:I, s:I, s:I}",
-                          "policy", o->policy, "backend", o->backend, "cluster", o->cluster,
-                          "device", o->device, "gpus", o->gpus, "iterations",
-                          (json_int_t)o->iterations, "mean_iteration_ms", o->mean_iteration_ms,
-                          "breakdown_ms", bd, "balance_p50", o->balance_p50, "balance_p90",
-                          o->balance_p90, "migrated_bytes", (json_int_t)o->migrated_bytes,
-                          "dropped_tokens", (json_int_t)o->dropped_tokens, "alltoall_bytes",
+    json_t *bd = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}",
+                           "dispatch", cli_json_number(o->phase_ms[RT_PH_DISPATCH]),
+                           "compute", cli_json_number(o->phase_ms[RT_PH_COMPUTE]),
+                           "combine", cli_json_number(o->phase_ms[RT_PH_COMBINE]),
+                           "local", cli_json_number(o->phase_ms[RT_PH_LOCAL]),
+                           "allreduce", cli_json_number(o->phase_ms[RT_PH_ALLREDUCE]),
+                           "migration", cli_json_number(o->phase_ms[RT_PH_MIGRATION]));
+    json_t *r = json_pack("{s:o, s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
+                          "policy", cli_json_string(o->policy), "backend",
+                          cli_json_string(o->backend), "cluster", cli_json_string(o->cluster),
+                          "device", cli_json_string(o->device), "gpus", o->gpus, "iterations",
+                          (json_int_t)o->iterations, "mean_iteration_ms",
+                          cli_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
+                          "balance_p50", cli_json_number(o->balance_p50), "balance_p90",
+                          cli_json_number(o->balance_p90), "migrated_bytes",
+                          (json_int_t)o->migrated_bytes, "dropped_tokens",
+                          (json_int_t)o->dropped_tokens, "alltoall_bytes",
                           (json_int_t)o->bytes_alltoall);
     int64_t slots = 0; /* token slots routed, for the effective time */
     for (int64_t i = 0; i < o->iterations; i++)
       slots += o->rows[i].tokens_total;
-    json_object_set_new(r, "effective_iteration_ms",
-                        cli_json_number(st_effective_ms(o->mean_iteration_ms,
-                                                        o->dropped_tokens, slots)));
-    json_object_set_new(r, "nonmoe_us", json_real(o->nonmoe_us));
-    if (db) json_object_set_new(r, "run_id", json_integer(run_id));
+    json_bad |= json_object_set_new(r, "effective_iteration_ms",
+                                    cli_json_number(st_effective_ms(o->mean_iteration_ms,
+                                                                    o->dropped_tokens, slots)));
+    json_bad |= json_object_set_new(r, "nonmoe_us", cli_json_number(o->nonmoe_us));
+    if (db) json_bad |= json_object_set_new(r, "run_id", json_integer(run_id));
     if (o->checked)
-      json_object_set_new(r, "check",
-                          json_pack("{s:f, s:f, s:f, s:I, s:I, s:i, s:i, s:b}", "out_err",
-                                    o->check.out_err, "din_err", o->check.din_err, "grad_err",
-                                    o->check.grad_err, "tokens", (json_int_t)o->check.tokens_checked,
-                                    "tokens_missing", (json_int_t)o->check.tokens_missing,
-                                    "replicas", o->check.replicas_checked, "checksum_mismatches",
-                                    o->check.checksum_mismatches, "ok", check_ok));
-    json_array_append_new(runs, r);
+      json_bad |= json_object_set_new(
+          r, "check",
+          json_pack("{s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:b}", "out_err",
+                    cli_json_number(o->check.out_err), "din_err",
+                    cli_json_number(o->check.din_err), "grad_err",
+                    cli_json_number(o->check.grad_err), "tokens",
+                    (json_int_t)o->check.tokens_checked, "tokens_missing",
+                    (json_int_t)o->check.tokens_missing, "replicas", o->check.replicas_checked,
+                    "checksum_mismatches", o->check.checksum_mismatches, "ok", check_ok));
+    json_bad |= json_array_append_new(runs, r);
     cli_rt_output_free(o);
     if (!check_ok) out = cli_fail(CLI_EFAIL, "run", "--check: results depend on the placement or tokens were lost (see above)");
   }
-  if (out == CLI_OK && fmt == CLI_FMT_JSON && owner) {
-    json_t *doc = json_pack("{s:O}", "runs", runs);
-    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    putchar('\n');
-    json_decref(doc);
-  }
+  if (out == CLI_OK && fmt == CLI_FMT_JSON && owner)
+    out = cli_json_print("run", json_bad ? NULL : json_pack("{s:O}", "runs", runs),
+                         JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(runs);
   if (db) st_close(db);
   return out;

@@ -49,7 +49,8 @@ static const char help[] =
     "  --network N         des only: hose (default: 4 flows per GPU per all-to-all)\n"
     "                      or exact (one flow per GPU pair; slower)\n"
     "  --iterations A:B    simulate iterations [A, B) of the trace (default all)\n"
-    "  --seed S            seed of the trace rescaling and of the policies (0)\n"
+    "  --seed S            seed of the trace rescaling and of the policies,\n"
+    "                      0 to 2^63 - 1 (0)\n"
     "  --d-model D, --d-ff F, --top-k K   model shape (default: the trace's sidecar)\n"
     "  --tokens-per-gpu T  tokens per GPU per iteration (default: the trace's)\n"
     "  --slots S           expert slots per GPU and layer (default: from HBM)\n"
@@ -118,14 +119,10 @@ int cmd_sim(int argc, char **argv) {
       if (cli_parse_range("sim", "--iterations", optarg, &base.it_begin, &base.it_end))
         return CLI_EUSAGE;
       break;
-    case 's': {
-      char *end;
-      unsigned long long s = optarg[0] == '-' ? 0 : strtoull(optarg, &end, 10);
-      if (optarg[0] == '-' || !optarg[0] || *end)
-        return cli_fail(CLI_EUSAGE, "sim", "--seed: '%s' is not a non-negative integer", optarg);
-      base.seed = s;
+    case 's':
+      if (cli_parse_seed("sim", "--seed", optarg, &base.seed))
+        return CLI_EUSAGE;
       break;
-    }
     case 'D':
       if (cli_parse_long("sim", "--d-model", optarg, 1, 1 << 20, &v))
         return CLI_EUSAGE;
@@ -227,29 +224,35 @@ int cmd_sim(int argc, char **argv) {
     double ref = cli_sim_summary_of(out[static_idx])->effective_iteration_ms;
     if (fmt == CLI_FMT_JSON) {
       json_t *runs = json_array();
-      for (int i = 0; i < npol; i++) {
+      int bad = !runs; /* a value that could not be built fails the output */
+      for (int i = 0; i < npol && !bad; i++) {
         const cli_sim_summary *s = cli_sim_summary_of(out[i]);
         json_t *o = json_pack(
-            "{s:s, s:s, s:i, s:I, s:f, s:o, s:o, s:f, s:f, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f}, s:s}",
-            "policy", s->policy, "cluster", s->cluster, "gpus", s->gpus, "iterations",
-            (json_int_t)s->iterations, "mean_iteration_ms", s->mean_iteration_ms,
-            "speedup_vs_static", cli_json_number(cli_speedup(ref, s->effective_iteration_ms)),
-            "effective_iteration_ms", cli_json_number(s->effective_iteration_ms),
-            "balance_p50", s->balance_p50, "balance_p90", s->balance_p90, "migrated_bytes",
-            (json_int_t)s->migrated_bytes, "dropped_tokens", (json_int_t)s->dropped_tokens,
-            "breakdown_ms", "compute", s->compute_ms, "alltoall", s->alltoall_ms, "allreduce",
-            s->allreduce_ms, "migration", s->migration_ms, "other", s->other_ms, "engine",
-            base.engine);
-        json_object_set_new(o, "slots_per_gpu", json_integer(s->slots_per_gpu));
+            "{s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:o}",
+            "policy", cli_json_string(s->policy), "cluster", cli_json_string(s->cluster), "gpus",
+            s->gpus, "iterations", (json_int_t)s->iterations, "mean_iteration_ms",
+            cli_json_number(s->mean_iteration_ms), "speedup_vs_static",
+            cli_json_number(cli_speedup(ref, s->effective_iteration_ms)),
+            "effective_iteration_ms", cli_json_number(s->effective_iteration_ms), "balance_p50",
+            cli_json_number(s->balance_p50), "balance_p90", cli_json_number(s->balance_p90),
+            "migrated_bytes", (json_int_t)s->migrated_bytes, "dropped_tokens",
+            (json_int_t)s->dropped_tokens, "breakdown_ms", "compute",
+            cli_json_number(s->compute_ms), "alltoall", cli_json_number(s->alltoall_ms),
+            "allreduce", cli_json_number(s->allreduce_ms), "migration",
+            cli_json_number(s->migration_ms), "other", cli_json_number(s->other_ms), "engine",
+            cli_json_string(base.engine));
+        bad |= json_object_set_new(o, "slots_per_gpu", json_integer(s->slots_per_gpu));
         if (db)
-          json_object_set_new(o, "run_id", json_integer(run_ids[i]));
-        json_array_append_new(runs, o);
+          bad |= json_object_set_new(o, "run_id", json_integer(run_ids[i]));
+        bad |= json_array_append_new(runs, o);
       }
       json_t *root = json_pack("{s:o}", "runs", runs);
-      char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
-      printf("%s\n", txt);
-      free(txt);
-      json_decref(root);
+      if (bad) {
+        json_decref(root);
+        root = NULL;
+      }
+      rc = cli_json_print("sim", root,
+                          JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
     } else {
       const cli_sim_summary *s0 = cli_sim_summary_of(out[0]);
       printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",

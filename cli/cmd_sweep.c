@@ -114,7 +114,7 @@ static const char *const default_policies[] = {
 typedef struct point {
   cli_sim_config cfg;
   char key[1024];
-  char label[512];
+  char label[PL_SPEC_MAX + 512]; /* the spec as given, whole, and the point */
   int duplicate; /* same key as an earlier point */
   int pending;   /* to compute in this invocation */
   int outcome;   /* of a pending point: OUT_* */

@@ -61,13 +61,13 @@ static int is_help(const char *a) {
 }
 
 /* JSON number, or null for NaN/inf (JSON has no NaN). */
-static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+static json_t *jnum(double x) { return cli_json_number(x); }
 
-static int print_json(json_t *root) {
-  int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-  fputc('\n', stdout);
-  json_decref(root);
-  return rc ? CLI_EFAIL : CLI_OK;
+/* Strings from a file (its path, the sidecar's source) go through
+ * cli_json_string: bytes that are not UTF-8 would make json_string return
+ * NULL and the key vanish. */
+static int print_json(const char *cmd, json_t *root) {
+  return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 }
 
 static const char *dtype_name(tr_dtype d) {
@@ -124,7 +124,7 @@ static json_t *meta_json(const tr_trace *t) {
   json_object_set_new(m, "d_ff", json_integer(t->meta.d_ff));
   json_object_set_new(m, "bytes_per_elem", json_integer(t->meta.bytes_per_elem));
   json_object_set_new(m, "tokens_per_rank", json_integer(t->meta.tokens_per_rank));
-  json_object_set_new(m, "source", json_string(t->meta.source));
+  json_object_set_new(m, "source", cli_json_string(t->meta.source));
   return m;
 }
 
@@ -218,7 +218,7 @@ static int trace_info(int argc, char **argv) {
   int rc = CLI_OK;
   if (fmt == CLI_FMT_JSON) {
     json_t *o = json_object();
-    json_object_set_new(o, "path", json_string(t.path));
+    json_object_set_new(o, "path", cli_json_string(t.path));
     json_object_set_new(o, "dtype", json_string(dtype_name(t.dtype)));
     json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t.iterations, t.layers,
                                               t.ranks, t.experts));
@@ -242,7 +242,7 @@ static int trace_info(int argc, char **argv) {
       json_array_append_new(layers, x);
     }
     json_object_set_new(o, "layers", layers);
-    rc = print_json(o);
+    rc = print_json(cmd, o);
   } else {
     print_header(&t, &s);
     printf("\nlayer  max/mean p50  max/mean p90  change/step (L1)\n");
@@ -281,7 +281,7 @@ static const char STATS_HELP[] =
 
 static json_t *stats_json(const tr_trace *t, const tr_stats *s) {
   json_t *o = json_object();
-  json_object_set_new(o, "path", json_string(t->path));
+  json_object_set_new(o, "path", cli_json_string(t->path));
   json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t->iterations, t->layers,
                                             t->ranks, t->experts));
   json_object_set_new(o, "iterations_analysed",
@@ -321,7 +321,7 @@ static int trace_stats(int argc, char **argv) {
     return c;
   int rc = CLI_OK;
   if (fmt == CLI_FMT_JSON) {
-    rc = print_json(stats_json(&t, &s));
+    rc = print_json(cmd, stats_json(&t, &s));
   } else {
     print_header(&t, &s);
     printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
@@ -368,7 +368,7 @@ static const char GEN_HELP[] =
     "  --pattern NAME     a named pattern (below); model options then adjust it\n"
     "  --fit FIT.json     the model fitted by 'flexmoe trace fit' (its sizes by default)\n"
     "  --iterations N     iterations to generate (required)\n"
-    "  --seed S           random seed (default 1)\n"
+    "  --seed S           random seed, 0 to 2^63 - 1 (default 1)\n"
     "  --layers, --ranks, --experts, --tokens (per rank), --top-k\n"
     "                     sizes (defaults 4, 8, 16, 1024, 2; from the fit with --fit)\n"
     "  --d-model D, --d-ff F   model shape written to the sidecar\n"
@@ -457,7 +457,7 @@ static int trace_gen(int argc, char **argv) {
         return CLI_EUSAGE;
       break;
     case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
         return CLI_EUSAGE;
       break;
     case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
@@ -667,7 +667,7 @@ static const char FIT_HELP[] =
     "\n"
     "  -o FIT.json        where to write the model (temp + rename)\n"
     "  --iterations A:B   fit only iterations [A, B)\n"
-    "  --seed S           calibration random stream (default 1)\n"
+    "  --seed S           calibration random stream, 0 to 2^63 - 1 (default 1)\n"
     "  --format F         table (default) or json (the FIT.json document)\n"
     MAX_MEMORY_HELP
     "\n"
@@ -699,7 +699,7 @@ static int trace_fit(int argc, char **argv) {
         return CLI_EUSAGE;
       break;
     case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
         return CLI_EUSAGE;
       break;
     case 'f':
@@ -742,7 +742,7 @@ static int trace_fit(int argc, char **argv) {
     rc = trace_fail(cmd, &err);
   } else if (fmt == CLI_FMT_JSON) {
     json_t *o = json_load_file(out, 0, NULL);
-    rc = o ? print_json(o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", out);
+    rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", out);
   } else {
     printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
            " iterations, up to %d rounds\n\n",
@@ -783,7 +783,7 @@ static const char RESCALE_HELP[] =
     "  --gpus G             GPUs of the simulated cluster (required)\n"
     "  --tokens-per-gpu T   tokens per GPU per iteration (default: each source rank's own;\n"
     "                       slots = T x top_k from the sidecar, or T when top_k is unknown)\n"
-    "  --seed S             random seed (default 1)\n"
+    "  --seed S             random seed, 0 to 2^63 - 1 (default 1)\n"
     "  --iterations A:B     only iterations [A, B)\n"
     "  --max-memory SIZE    what it may allocate (512M, 4G; default half of physical memory)\n"
     "\n"
@@ -820,7 +820,7 @@ static int trace_rescale(int argc, char **argv) {
         return CLI_EUSAGE;
       break;
     case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, LONG_MAX, &seed))
+      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
         return CLI_EUSAGE;
       break;
     case 'i':

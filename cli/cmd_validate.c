@@ -73,7 +73,7 @@ static const char *const help =
     "      --profile h200-green-4.json --db flexmoe.db --format json\n";
 
 typedef struct vrun {
-  char policy[256];
+  char policy[PL_SPEC_MAX + 1];
   double pred[RT_PH_COUNT + 1], meas[RT_PH_COUNT + 1]; /* [RT_PH_COUNT] = time */
   int64_t pred_id, meas_id;
 } vrun;
@@ -116,11 +116,11 @@ static double pct(double *v, int n, double q) {
  * A policy without the parameter, or a spec the policy library rejects, is
  * left to the library's own error later. */
 static int moves_in_background(const char *spec) {
-  char v[64], *end;
-  if (pl_policy_param(spec, "background", v, sizeof v) != PL_OK)
-    return 0;
-  long b = strtol(v, &end, 10);
-  return !(end != v && *end == '\0' && b == 0);
+  char v[PL_VALUE_MAX + 1];
+  long b;
+  if (pl_policy_param(spec, "background", v, sizeof v) != PL_OK || cli_text_long(v, &b))
+    return 0; /* not an integer: the library names the value later */
+  return b != 0;
 }
 
 int cmd_validate(int argc, char **argv) {
@@ -385,26 +385,41 @@ int cmd_validate(int argc, char **argv) {
   snprintf(predictor, sizeof predictor, "%s", use_sim ? (strcmp(engine, "des") == 0 ? "simulator (des)" : "simulator (analytic)")
                                                       : "placement cost model");
   if (fmt == CLI_FMT_JSON) {
+    /* an error that is not defined (a phase not measured: 0 ms) is null,
+     * never a number JSON cannot hold or a made-up 0 */
     json_t *runs = json_array();
-    for (int p = 0; p < npol; p++) {
+    int bad = !runs;
+    for (int p = 0; p < npol && !bad; p++) {
       json_t *ph = json_object();
       for (int q = 0; q < V_TIME; q++)
-        json_object_set_new(ph, vnames[q],
-                            json_pack("{s:f, s:f, s:f}", "predicted_ms", vr[p].pred[q], "measured_ms",
-                                      vr[p].meas[q], "error",
-                                      isnan(rel(vr[p].pred[q], vr[p].meas[q])) ? 0.0 : rel(vr[p].pred[q], vr[p].meas[q])));
-      json_array_append_new(runs, json_pack("{s:s, s:f, s:f, s:f, s:o}", "policy", vr[p].policy,
-                                            "predicted_ms", vr[p].pred[V_TIME], "measured_ms",
-                                            vr[p].meas[V_TIME], "error",
-                                            rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME]), "phases", ph));
+        bad |= json_object_set_new(
+            ph, vnames[q],
+            json_pack("{s:o, s:o, s:o}", "predicted_ms", cli_json_number(vr[p].pred[q]),
+                      "measured_ms", cli_json_number(vr[p].meas[q]), "error",
+                      cli_json_number(rel(vr[p].pred[q], vr[p].meas[q]))));
+      bad |= json_array_append_new(
+          runs, json_pack("{s:o, s:o, s:o, s:o, s:o}", "policy", cli_json_string(vr[p].policy),
+                          "predicted_ms", cli_json_number(vr[p].pred[V_TIME]), "measured_ms",
+                          cli_json_number(vr[p].meas[V_TIME]), "error",
+                          cli_json_number(rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME])),
+                          "phases", ph));
     }
-    json_t *doc = json_pack("{s:o, s:f, s:f, s:b, s:s, s:s, s:s}", "runs", runs, "median_abs_error", med,
-                            "p95_abs_error", p95, "ranking_agrees", agrees, "predictor", predictor,
-                            "profile", profile_path == tmpprof ? "calibrated now" : profile_path,
-                            "backend", cfg.backend);
-    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    putchar('\n');
-    json_decref(doc);
+    json_t *doc = json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "runs", runs,
+                            "median_abs_error", cli_json_number(med), "p95_abs_error",
+                            cli_json_number(p95), "ranking_agrees", agrees, "predictor",
+                            cli_json_string(predictor), "profile",
+                            cli_json_string(profile_path == tmpprof ? "calibrated now"
+                                                                    : profile_path),
+                            "backend", cli_json_string(cfg.backend));
+    if (bad) {
+      json_decref(doc);
+      doc = NULL;
+    }
+    int prc = cli_json_print("validate", doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (prc) {
+      free(vr);
+      return prc;
+    }
   } else {
     printf("validate: backend %s, predictor: %s\n", cfg.backend, predictor);
     printf("%-12s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");

@@ -43,6 +43,7 @@ int main(int argc, char **argv) {
    * of killing the process without a word: the store then says the disk is
    * full or the file is too large, and the transaction is rolled back. */
   signal(SIGXFSZ, SIG_IGN);
+  cli_detect_json_errors(argc, argv);
   if (argc < 2) {
     usage(stderr);
     return CLI_EUSAGE;
@@ -61,6 +62,5 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NCOMMANDS; i++)
     if (strcmp(argv[1], commands[i].name) == 0)
       return commands[i].fn(argc - 1, argv + 1);
-  fprintf(stderr, "flexmoe: unknown command '%s' (see 'flexmoe --help')\n", argv[1]);
-  return CLI_EUSAGE;
+  return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
 }

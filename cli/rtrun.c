@@ -408,15 +408,28 @@ done:
 
 int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, size_t el) {
   char cluster_json[1024], params[1024], key[2048];
-  snprintf(cluster_json, sizeof cluster_json,
-           "{\"name\":\"%s\",\"nodes\":1,\"gpus_per_node\":%d,\"backend\":\"%s\",\"device\":\"%s\"}",
-           o->cluster, o->gpus, o->backend, o->device);
+  /* names (the device's from the driver) escaped by jansson, never pasted */
+  json_t *cj = json_pack("{s:o, s:i, s:i, s:o, s:o}", "name", cli_json_string(o->cluster),
+                         "nodes", 1, "gpus_per_node", o->gpus, "backend",
+                         cli_json_string(o->backend), "device", cli_json_string(o->device));
+  size_t cn = cj ? json_dumpb(cj, cluster_json, sizeof cluster_json - 1,
+                              JSON_COMPACT | JSON_PRESERVE_ORDER)
+                 : 0;
+  json_decref(cj);
+  if (cn == 0 || cn >= sizeof cluster_json)
+    return efail(em, el, CLI_EFAIL, "cannot record the run: its cluster description is not JSON");
+  cluster_json[cn] = '\0';
   snprintf(params, sizeof params,
            "{\"d_model\":%d,\"d_ff\":%d,\"top_k\":%d,\"slots_per_gpu\":%d,\"iterations\":[%" PRId64
            ",%" PRId64 "],\"bytes_per_elem\":2,\"optimizer_bytes_per_param\":12}",
            o->d_model, o->d_ff, o->top_k, o->slots, o->it_begin, o->it_end);
-  snprintf(key, sizeof key, "gpu|%s|%s|%016" PRIx64 "|%s|%s", o->backend, o->cluster,
-           o->trace_hash, o->policy, params);
+  /* the key carries the whole canonical spec: a cut one would make two
+   * policies one run (report keeps the latest of equal keys) */
+  int kn = snprintf(key, sizeof key, "gpu|%s|%s|%016" PRIx64 "|%s|%s", o->backend, o->cluster,
+                    o->trace_hash, o->policy, params);
+  if (kn < 0 || (size_t)kn >= sizeof key)
+    return efail(em, el, CLI_EFAIL, "cannot record the run: its key is over %zu bytes",
+                 sizeof key - 1);
   st_trace_row tr = {o->trace_path, o->trace_hash, o->trace_iterations, o->trace_layers,
                      o->trace_ranks, o->trace_experts, NULL};
   st_run_row rr = {"gpu", o->policy, o->cluster, cluster_json, o->backend, params, o->gpus, 0,
@@ -488,7 +501,7 @@ int cli_rt_parse_option(const char *cmd, int opt, const char *arg, cli_rt_config
     rc = cli_parse_range(cmd, "--iterations", arg, &cfg->it_begin, &cfg->it_end);
     break;
   case 's':
-    if (!(rc = cli_parse_long(cmd, "--seed", arg, 0, LONG_MAX, &v))) cfg->seed = (uint64_t)v;
+    rc = cli_parse_seed(cmd, "--seed", arg, &cfg->seed);
     break;
   case 'd':
     if (!(rc = cli_parse_long(cmd, "--d-model", arg, 8, 1 << 16, &v))) cfg->d_model = (int)v;

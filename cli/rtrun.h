@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "placement/pl_cost.h"
+#include "placement/pl_policy.h"
 #include "runtime/rt_exec.h"
 #include "store/st_store.h"
 
@@ -58,7 +59,7 @@ typedef struct cli_rt_config {
 int cli_rt_parse_option(const char *cmd, int opt, const char *arg, cli_rt_config *cfg);
 
 typedef struct cli_rt_output {
-  char policy[256];
+  char policy[PL_SPEC_MAX + 1]; /* canonical spec, whole */
   char backend[16];
   char cluster[64];
   char device[512];

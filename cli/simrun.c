@@ -392,7 +392,14 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   return h;
 }
 
+/* The run's parameters as JSON text (stored, and hashed into the
+ * configuration key). The profile's name comes from a file: it is written
+ * as a JSON string by jansson (quotes and control bytes escaped), which is
+ * the same text as before for a plain name, so keys of stored runs hold. */
 static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf, size_t len) {
+  json_t *pn = json_string(r->prof.name); /* UTF-8: read by jansson or built in */
+  char *pname = pn ? json_dumps(pn, JSON_ENCODE_ANY) : NULL;
+  json_decref(pn);
   uint64_t ph = 14695981039346656037ULL;
   ph = fnv(ph, r->plp.tokens, sizeof(double) * (size_t)r->plp.pl.npoints);
   ph = fnv(ph, r->plp.us, sizeof(double) * (size_t)r->plp.pl.npoints);
@@ -400,12 +407,12 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
            "{\"d_model\":%d,\"d_ff\":%d,\"top_k\":%d,\"bytes_per_elem\":%d,"
            "\"optimizer_bytes_per_param\":%g,\"tokens_per_gpu\":%" PRId64
            ",\"slots_per_gpu\":%d,\"iterations\":[%" PRId64 ",%" PRId64
-           "],\"engine\":\"%s\",\"profile\":\"%s\",\"profile_hash\":\"%016" PRIx64
+           "],\"engine\":\"%s\",\"profile\":%s,\"profile_hash\":\"%016" PRIx64
            "\",\"bwd_ratio\":%.6g,\"nonmoe_us\":%.6g,\"rescale_slots_per_gpu\":%" PRId64
            ",\"network\":\"%s\"}",
            r->model.d_model, r->model.d_ff, r->model.top_k, r->model.bytes_per_elem,
            r->model.optimizer_bytes_per_param, r->tokens_per_gpu, r->pc.slots, r->a, r->b,
-           r->engine == SIM_ENGINE_DES ? "des" : "analytic", r->prof.name, ph,
+           r->engine == SIM_ENGINE_DES ? "des" : "analytic", pname ? pname : "null", ph,
            r->plp.pl.bwd_ratio, r->plp.pl.nonmoe_us, r->slots_per_gpu,
            /* the network's name is part of the configuration key, so a
             * sweep never takes rows of an earlier model for this one:
@@ -418,6 +425,7 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
            : cfg->exact_net == 1        ? "exact-sync"
            : cfg->exact_net == 2        ? "hose-alltoall-sync"
                                         : "hose-sync");
+  free(pname);
 }
 
 /* The configuration key of a resolved configuration (cli_sim_config_key). */

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "placement/pl_policy.h"
 #include "store/st_store.h"
 
 typedef struct cli_sim_config {
@@ -53,7 +54,7 @@ typedef struct cli_sim_config {
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct cli_sim_summary {
-  char policy[256];  /* canonical spec */
+  char policy[PL_SPEC_MAX + 1]; /* canonical spec, whole (pl_policy.h limits) */
   char cluster[128];
   int gpus;
   int64_t iterations;

@@ -1,6 +1,7 @@
 /*
  * util.c - messages and strict flag parsing shared by the subcommands.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,42 +13,175 @@
 
 #include <jansson.h>
 
+static int json_errors; /* errors as JSON (cli_set_json_errors) */
+
+void cli_set_json_errors(int on) { json_errors = on; }
+
+void cli_detect_json_errors(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--format=json") == 0 ||
+        (strcmp(argv[i], "--format") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0))
+      json_errors = 1;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, at most U+10FFFF), 0 when the byte at s does not
+ * start one. */
+static size_t utf8_len(const unsigned char *s) {
+  unsigned char c = s[0];
+  if (c < 0x80)
+    return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2;
+  else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0)
+      lo = 0xa0;
+    if (c == 0xed)
+      hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0)
+      lo = 0x90;
+    if (c == 0xf4)
+      hi = 0x8f;
+  } else
+    return 0;
+  if (s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t i = 2; i < n; i++)
+    if (s[i] < 0x80 || s[i] > 0xbf)
+      return 0;
+  return n;
+}
+
+/* A malloc'd copy of s where every byte that JSON or a terminal must not
+ * get raw is written as the four characters \xNN: bytes that are not
+ * well-formed UTF-8 always, control bytes (below 0x20 and 0x7f) when
+ * `controls` (a one-line text message; JSON escapes those itself). NULL
+ * when out of memory. */
+static char *escape_bytes(const char *s, int controls) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t len = strlen(s);
+  char *out = malloc(4 * len + 1), *o = out;
+  if (!out)
+    return NULL;
+  for (size_t i = 0; i < len;) {
+    size_t n = utf8_len(u + i);
+    if (n == 0 || (controls && (u[i] < 0x20 || u[i] == 0x7f))) {
+      o += sprintf(o, "\\x%02x", u[i]);
+      i++;
+    } else {
+      memcpy(o, u + i, n);
+      o += n;
+      i += n;
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+json_t *cli_json_string(const char *s) {
+  if (!s)
+    return json_null();
+  char *clean = escape_bytes(s, 0);
+  json_t *j = clean ? json_string(clean) : NULL;
+  free(clean);
+  return j;
+}
+
 int cli_fail(int code, const char *cmd, const char *fmt, ...) {
+  char small[1024], *msg = small;
   va_list ap;
-  fprintf(stderr, "flexmoe %s: ", cmd);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  if (n >= (int)sizeof small && (msg = malloc((size_t)n + 1)) != NULL) {
+    va_start(ap, fmt);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+  }
+  if (!msg || n < 0)
+    msg = small; /* the cut message rather than none */
+  char *text = NULL;
+  if (json_errors) {
+    /* one line of JSON: the message's bytes escaped by jansson (controls,
+     * quotes) after escape_bytes made it valid UTF-8 */
+    json_t *e = json_object();
+    json_object_set_new(e, "command", cli_json_string(cmd ? cmd : ""));
+    json_object_set_new(e, "error", cli_json_string(msg));
+    json_object_set_new(e, "exit", json_integer(code));
+    text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(e);
+    if (text)
+      fprintf(stderr, "%s\n", text);
+  } else {
+    text = escape_bytes(msg, 1);
+    fprintf(stderr, "flexmoe%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", text ? text : msg);
+  }
+  if (json_errors && !text) /* out of memory: still one valid line */
+    fprintf(stderr, "{\"command\":\"\",\"error\":\"out of memory\",\"exit\":%d}\n", code);
+  free(text);
+  if (msg != small)
+    free(msg);
   return code;
+}
+
+/* The text of a number as a user typed it: no leading space (strtol and
+ * strtod would skip it), not empty. */
+static int starts_number(const char *text) {
+  return text && text[0] && !isspace((unsigned char)text[0]);
+}
+
+int cli_text_long(const char *text, long *out) {
+  char *end = NULL;
+  errno = 0;
+  long v = starts_number(text) && text[0] != '+' ? strtol(text, &end, 10) : 0;
+  if (!end || end == text || *end)
+    return -1;
+  if (errno == ERANGE)
+    return -2;
+  *out = v;
+  return 0;
 }
 
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = text ? strtol(text, &end, 10) : 0;
-  if (!text || errno || end == text || *end)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not an integer", flag,
-                    text ? text : "");
-  if (v < lo || v > hi)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: %ld is out of range [%ld, %ld]", flag,
-                    v, lo, hi);
+  long v = 0;
+  int rc = cli_text_long(text, &v);
+  if (rc == -1)
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not an integer between %ld and %ld", flag,
+                    text ? text : "", lo, hi);
+  if (rc == -2 || v < lo || v > hi)
+    return cli_fail(CLI_EUSAGE, cmd, "%s: %s is out of range: must be between %ld and %ld",
+                    flag, text, lo, hi);
   *out = v;
+  return CLI_OK;
+}
+
+int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t *out) {
+  long v = 0;
+  if (cli_parse_long(cmd, flag, text, 0, CLI_SEED_MAX, &v))
+    return CLI_EUSAGE;
+  *out = (uint64_t)v;
   return CLI_OK;
 }
 
 int cli_parse_double(const char *cmd, const char *flag, const char *text,
                      double lo, double hi, double *out) {
-  char *end;
+  char *end = NULL;
   errno = 0;
-  double v = text ? strtod(text, &end) : 0;
-  if (!text || errno || end == text || *end || !isfinite(v))
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not a number", flag,
-                    text ? text : "");
-  if (v < lo || v > hi)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: %g is out of range [%g, %g]", flag, v,
-                    lo, hi);
+  double v = starts_number(text) ? strtod(text, &end) : 0;
+  if (!end || end == text || *end || isnan(v))
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not a number between %g and %g", flag,
+                    text ? text : "", lo, hi);
+  /* ERANGE: overflow to +-HUGE_VAL or underflow to (nearly) 0; either is
+   * not the number the user typed */
+  if (errno == ERANGE || !isfinite(v) || v < lo || v > hi)
+    return cli_fail(CLI_EUSAGE, cmd, "%s: %s is out of range: must be between %g and %g",
+                    flag, text, lo, hi);
   *out = v;
   return CLI_OK;
 }
@@ -86,8 +220,11 @@ int cli_parse_list(const char *cmd, const char *flag, const char *text,
     const char *comma = strchr(s, ',');
     size_t len = comma ? (size_t)(comma - s) : strlen(s);
     char buf[32];
-    if (len == 0 || len >= sizeof(buf))
+    if (len == 0)
       return cli_fail(CLI_EUSAGE, cmd, "%s: malformed list '%s'", flag, text);
+    if (len >= sizeof(buf)) /* more digits than any value in range has */
+      return cli_fail(CLI_EUSAGE, cmd, "%s: %.*s is out of range: must be between 1 and %d",
+                      flag, (int)len, s, INT_MAX);
     if (count >= max)
       return cli_fail(CLI_EUSAGE, cmd, "%s: more than %d values", flag, max);
     memcpy(buf, s, len);
@@ -111,6 +248,8 @@ int cli_parse_format(const char *cmd, const char *text, int allowed, int *out) {
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     if (text && strcmp(text, names[i].name) == 0 && (allowed & names[i].fmt)) {
       *out = names[i].fmt;
+      if (*out == CLI_FMT_JSON)
+        json_errors = 1; /* the errors after this one, as --format json asked */
       return CLI_OK;
     }
   return cli_fail(CLI_EUSAGE, cmd, "--format: '%s' is not one of%s%s%s", text ? text : "",
@@ -134,3 +273,14 @@ double cli_speedup(double ref_ms, double ms) {
 }
 
 json_t *cli_json_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int cli_json_print(const char *cmd, json_t *root, size_t flags) {
+  char *text = root ? json_dumps(root, flags) : NULL;
+  json_decref(root);
+  if (!text)
+    return cli_fail(CLI_EFAIL, cmd, "cannot build the JSON output (out of memory)");
+  int ok = puts(text) >= 0 && fflush(stdout) == 0;
+  free(text);
+  return ok ? CLI_OK : cli_fail(CLI_EFAIL, cmd, "cannot write the JSON output: %s",
+                                strerror(errno));
+}

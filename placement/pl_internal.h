@@ -176,14 +176,14 @@ int pl_plan_take_copy(pl_plan *plan, const pl_placement *src);
   {"background", PL_STR(PL_BACKGROUND_DEFAULT),                                \
    "1: moves overlap the iteration the plan is for, the old placement "       \
    "serving it until they land; 0: blocking (one protocol for all re-planning " \
-   "policies)"}
+   "policies); 0 or 1"}
 /* The value of `background` in kv: PL_BACKGROUND_DEFAULT when absent, 0 or
  * 1; PL_EPARAM for anything else (*out untouched). */
 int pl_param_background(const pl_kv *kv, int nkv, int *out);
 
 #define PL_MONITOR_PARAMS(def_pred, def_alpha, def_window)                     \
   {"predictor", def_pred, "load predictor: last, ewma or window"},             \
-  {"alpha", def_alpha, "ewma weight of the newest iteration, (0, 1]"},         \
-  {"window", def_window, "window predictor: iterations averaged (0: the period if the policy has one, else 10)"}
+  {"alpha", def_alpha, "ewma weight of the newest iteration; 0.000001 to 1"},  \
+  {"window", def_window, "window predictor: iterations averaged (0: the period if the policy has one, at most 100000, else 10); 0 to 100000"}
 
 #endif

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,6 @@
 #include "placement/pl_error.h"
 #include "placement/pl_policies.h"
 #include "pl_internal.h"
-
-#define MAX_KV 16
 
 struct pl_policy {
   const pl_policy_ops *ops;
@@ -39,7 +38,7 @@ struct pl_policy {
   unsigned char *inflight;
   int has_background; /* the policy lists the `background` parameter */
   int background;     /* its value: stamped on every changed plan */
-  char spec[512];
+  char spec[PL_SPEC_MAX + 1]; /* canonical: never cut (canonical_spec) */
 };
 
 static const pl_policy_ops *const registry[] = {
@@ -75,10 +74,15 @@ void pl_plan_fini(pl_plan *plan) {
   pl_plan_init(plan);
 }
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, const char *a,
-                    const char *b) {
-  if (errbuf && errlen)
-    snprintf(errbuf, errlen, fmt, a, b);
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
+  if (!errbuf || !errlen)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, errlen, fmt, ap);
+  va_end(ap);
 }
 
 static const pl_param_desc *find_param(const pl_policy_ops *ops, const char *key) {
@@ -88,13 +92,37 @@ static const pl_param_desc *find_param(const pl_policy_ops *ops, const char *key
   return NULL;
 }
 
-/* "name:k=v,k=v" -> name, kv. */
+/* "name:k=v,k=v" -> name, kv. Every limit of pl_policy.h is checked here,
+ * with a message naming it: nothing is cut. A fragment of the spec is
+ * quoted in a message at most 40 bytes long, so the message fits the
+ * caller's buffer and names the part at fault. */
 static int parse_spec(const char *spec, char *name, size_t namelen, pl_kv *kv,
                       int *nkv, char *errbuf, size_t errlen) {
+  size_t total = strlen(spec);
+  if (total > PL_SPEC_MAX) {
+    set_err(errbuf, errlen,
+            "policy spec '%.40s...' is %zu bytes, over the limit of %d bytes", spec, total,
+            PL_SPEC_MAX);
+    return PL_EPARAM;
+  }
+  for (size_t i = 0; i < total; i++) {
+    unsigned char c = (unsigned char)spec[i];
+    if (c <= ' ' || c >= 0x7f) {
+      set_err(errbuf, errlen,
+              "policy spec: byte %zu is 0x%02x; a spec is printable ASCII without spaces "
+              "(name:key=value,...)",
+              i + 1, c);
+      return PL_EPARAM;
+    }
+  }
   const char *colon = strchr(spec, ':');
-  size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
-  if (n == 0 || n >= namelen) {
-    set_err(errbuf, errlen, "policy spec '%s' has no valid name%s", spec, "");
+  size_t n = colon ? (size_t)(colon - spec) : total;
+  if (n == 0) {
+    set_err(errbuf, errlen, "policy spec '%.40s' has no policy name before ':'", spec);
+    return PL_EPOLICY;
+  }
+  if (n >= namelen) {
+    set_err(errbuf, errlen, "unknown policy '%.40s...' (see 'flexmoe policies')", spec);
     return PL_EPOLICY;
   }
   memcpy(name, spec, n);
@@ -107,17 +135,38 @@ static int parse_spec(const char *spec, char *name, size_t namelen, pl_kv *kv,
     const char *end = strchr(s, ',');
     size_t len = end ? (size_t)(end - s) : strlen(s);
     const char *eq = memchr(s, '=', len);
-    if (!eq || eq == s || *nkv >= MAX_KV ||
-        (size_t)(eq - s) >= sizeof(kv->key) || len - (size_t)(eq - s) - 1 >= sizeof(kv->value) ||
-        len - (size_t)(eq - s) - 1 == 0) {
-      set_err(errbuf, errlen, "policy spec '%s': malformed parameter (expected key=value)%s", spec, "");
+    int show = len > 40 ? 40 : (int)len;
+    if (!eq || eq == s) {
+      set_err(errbuf, errlen, "policy '%s': '%.*s%s' is not key=value", name, show, s,
+              len > 40 ? "..." : "");
+      return PL_EPARAM;
+    }
+    size_t klen = (size_t)(eq - s), vlen = len - klen - 1;
+    int kshow = klen > 40 ? 40 : (int)klen;
+    if (*nkv >= PL_KV_MAX) {
+      set_err(errbuf, errlen, "policy '%s': more than %d key=value pairs", name, PL_KV_MAX);
+      return PL_EPARAM;
+    }
+    if (klen > PL_KEY_MAX) {
+      set_err(errbuf, errlen, "policy '%s': key '%.*s...' is %zu bytes, over the limit of %d",
+              name, kshow, s, klen, PL_KEY_MAX);
+      return PL_EPARAM;
+    }
+    if (vlen == 0) {
+      set_err(errbuf, errlen, "policy '%s': %.*s= has no value", name, kshow, s);
+      return PL_EPARAM;
+    }
+    if (vlen > PL_VALUE_MAX) {
+      set_err(errbuf, errlen,
+              "policy '%s': the value of %.*s is %zu bytes, over the limit of %d", name,
+              kshow, s, vlen, PL_VALUE_MAX);
       return PL_EPARAM;
     }
     pl_kv *p = &kv[(*nkv)++];
-    memcpy(p->key, s, (size_t)(eq - s));
-    p->key[eq - s] = '\0';
-    memcpy(p->value, eq + 1, len - (size_t)(eq - s) - 1);
-    p->value[len - (size_t)(eq - s) - 1] = '\0';
+    memcpy(p->key, s, klen);
+    p->key[klen] = '\0';
+    memcpy(p->value, eq + 1, vlen);
+    p->value[vlen] = '\0';
     s += len;
     if (*s == ',')
       s++;
@@ -136,7 +185,7 @@ int pl_policy_param(const char *spec, const char *key, char *buf, size_t len) {
   if (!spec || !key || !buf || len == 0)
     return PL_EINVAL;
   char name[64];
-  pl_kv kv[MAX_KV];
+  pl_kv kv[PL_KV_MAX];
   int nkv = 0;
   int rc = parse_spec(spec, name, sizeof(name), kv, &nkv, NULL, 0);
   if (rc)
@@ -203,24 +252,38 @@ int pl_kv_choice(const pl_kv *kv, int nkv, const char *key,
   return PL_EPARAM;
 }
 
-static void canonical_spec(pl_policy *p, const pl_kv *kv, int nkv) {
-  size_t off = (size_t)snprintf(p->spec, sizeof(p->spec), "%s", p->ops->name);
-  char sep = ':';
-  for (const pl_param_desc *d = p->ops->params; d && d->key; d++) {
+/* The canonical spec of ops with kv: every parameter in the policy's order,
+ * the spec's value (the last given) or the default. Writes it into
+ * buf[len] only when it fits; returns its length (without the NUL), so the
+ * caller refuses a spec whose canonical form is over PL_SPEC_MAX instead of
+ * storing a cut one, which would make two different specs one run key. */
+static size_t canonical_spec(const pl_policy_ops *ops, const pl_kv *kv, int nkv, char *buf,
+                             size_t len) {
+  size_t need = strlen(ops->name);
+  for (const pl_param_desc *d = ops->params; d && d->key; d++) {
     const char *v = kv_get(kv, nkv, d->key);
-    if (off < sizeof(p->spec))
-      off += (size_t)snprintf(p->spec + off, sizeof(p->spec) - off, "%c%s=%s",
-                              sep, d->key, v ? v : d->defval);
+    need += 2 + strlen(d->key) + strlen(v ? v : d->defval);
+  }
+  if (need >= len)
+    return need;
+  size_t off = (size_t)snprintf(buf, len, "%s", ops->name);
+  char sep = ':';
+  for (const pl_param_desc *d = ops->params; d && d->key; d++) {
+    const char *v = kv_get(kv, nkv, d->key);
+    off += (size_t)snprintf(buf + off, len - off, "%c%s=%s", sep, d->key, v ? v : d->defval);
     sep = ',';
   }
+  return need;
 }
 
 /* A policy's init refused a value (PL_EPARAM): names the parameter with
  * its help text, which states its range, e.g. "policy 'capacity': bad value
- * cf=0 (cf: capacity factor ..., 0.01 to 1000)". The parameter is the last
+ * cf=0 (cf: capacity factor ..., 0.01 to 1000)"; for `slots`, whose range
+ * depends on the job, the range of this job too. The parameter is the last
  * of the shortest prefix kv[0..i] that init refuses too (init is a pure
  * function of its parameters; this runs only on the error path, with the
- * failing handle's placements as scratch). */
+ * failing handle's placements as scratch). When init refuses the defaults
+ * alone (no prefix to blame), the message names the job they do not fit. */
 static void bad_value_err(char *errbuf, size_t errlen, const pl_policy_ops *ops,
                           const pl_env *env, const char *spec, const pl_kv *kv, int nkv,
                           pl_placement *scratch) {
@@ -235,12 +298,22 @@ static void bad_value_err(char *errbuf, size_t errlen, const pl_policy_ops *ops,
       ops->fini(state);
     const pl_param_desc *d = find_param(ops, kv[i].key);
     if (rc == PL_EPARAM && d) {
-      snprintf(errbuf, errlen, "policy '%s': bad value %s=%s (%s: %s)", ops->name, kv[i].key,
-               kv[i].value, d->key, d->help);
+      int G = env->cluster.gpus;
+      if (strcmp(d->key, "slots") == 0)
+        set_err(errbuf, errlen, "policy '%s': bad value %s=%s (%s: %s: here 0 or %d to %d)",
+                ops->name, kv[i].key, kv[i].value, d->key, d->help,
+                (env->experts + G - 1) / G, env->cluster.slots);
+      else
+        set_err(errbuf, errlen, "policy '%s': bad value %s=%s (%s: %s)", ops->name, kv[i].key,
+                kv[i].value, d->key, d->help);
       return;
     }
   }
-  set_err(errbuf, errlen, "policy '%s': bad parameter value in '%s'", ops->name, spec);
+  set_err(errbuf, errlen,
+          "policy '%s': the parameters of '%.200s' do not fit %d experts on %d GPUs (%d per "
+          "node) with %d slots each; see 'flexmoe policies' for each parameter's range",
+          ops->name, spec, env->experts, env->cluster.gpus, env->cluster.gpus_per_node,
+          env->cluster.slots);
 }
 
 int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
@@ -249,7 +322,7 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
       env->experts < 1)
     return PL_EINVAL;
   char name[64];
-  pl_kv kv[MAX_KV];
+  pl_kv kv[PL_KV_MAX];
   int nkv = 0, rc = parse_spec(spec, name, sizeof(name), kv, &nkv, errbuf, errlen);
   if (rc)
     return rc;
@@ -260,9 +333,23 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
   }
   for (int i = 0; i < nkv; i++) {
     if (!find_param(ops, kv[i].key)) {
-      set_err(errbuf, errlen, "policy '%s' has no parameter '%s'", name, kv[i].key);
+      char keys[256] = "";
+      size_t off = 0;
+      for (const pl_param_desc *d = ops->params; d && d->key && off < sizeof keys; d++)
+        off += (size_t)snprintf(keys + off, sizeof keys - off, "%s%s", off ? ", " : "", d->key);
+      set_err(errbuf, errlen, "policy '%s' has no parameter '%s' (%s%s)", name, kv[i].key,
+              keys[0] ? "its parameters: " : "it has none", keys);
       return PL_EPARAM;
     }
+  }
+  char canon[PL_SPEC_MAX + 1];
+  size_t clen = canonical_spec(ops, kv, nkv, canon, sizeof(canon));
+  if (clen > PL_SPEC_MAX) {
+    set_err(errbuf, errlen,
+            "policy '%s': the spec with every parameter written out (its canonical form, "
+            "the run's key) is %zu bytes, over the limit of %d bytes: shorten its values",
+            name, clen, PL_SPEC_MAX);
+    return PL_EPARAM;
   }
   int has_background = find_param(ops, "background") != NULL, background = 0;
   if (has_background && pl_param_background(kv, nkv, &background) != PL_OK) {
@@ -314,7 +401,7 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
       set_err(errbuf, errlen, "policy '%s': initial placement invalid%s", name, "");
       goto fail;
     }
-  canonical_spec(p, kv, nkv);
+  memcpy(p->spec, canon, clen + 1);
   *out = p;
   return PL_OK;
 fail:

@@ -159,12 +159,14 @@ static const pl_param_desc eplb_params[] = {
     {"mode", "auto",
      "auto (eplb.py: hierarchical when the expert groups divide by the nodes, else global), "
      "global, or hierarchical (groups onto nodes, then replicas inside nodes)"},
-    {"slots", "0", "replicas per GPU, all used (0: ceil(E/G) + 1, one redundant slot)"},
-    {"period", "100", "rebalance before iterations period, 2 period, ...; >= 1"},
+    {"slots", "0",
+     "replicas per GPU, all used (0: ceil(E/G) + 1, one redundant slot, at most the GPU's); "
+     "0 or ceil(E/G) to the GPU's slots"},
+    {"period", "100", "rebalance before iterations period, 2 period, ...; 1 to 1073741824"},
     {"groups", "0",
      "the model's expert groups (group-limited routing): divides E, and hierarchical needs a "
      "multiple of the nodes (0: none, counted as 1 as vLLM does; mode=hierarchical: one per "
-     "node)"},
+     "node); 0 or a divisor of E up to 1048576"},
     {"init", "trivial",
      "first layout: trivial (upstream: physical expert k is expert k mod E, k / slots its "
      "GPU), static (redundant slots empty) or uniform (EPLB's layout of uniform loads)"},

@@ -203,9 +203,9 @@ static const int *fm_shadows(void *state, int layer) {
 }
 
 static const pl_param_desc fm_params[] = {
-    {"slots", "0", "replicas per GPU incl. shadows (0: the cluster's slots)"},
-    {"max_shadows", "0", "most experts shadowed at once (0: as slots allow)"},
-    {"lookahead", "1", "1: decide on the iteration's own gate counts (FasterMoE); 0: on the predictor"},
+    {"slots", "0", "replicas per GPU incl. shadows (0: the cluster's slots); 0 or ceil(E/G) to the GPU's slots"},
+    {"max_shadows", "0", "most experts shadowed at once (0: as slots allow); 0 to 1048576"},
+    {"lookahead", "1", "1: decide on the iteration's own gate counts (FasterMoE); 0: on the predictor; 0 or 1"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 

@@ -434,17 +434,17 @@ static int fx_plan(void *state, int iteration, int layer,
 }
 
 static const pl_param_desc fx_params[] = {
-    {"threshold", "1.1", "re-plan only when max/mean GPU load (predicted) exceeds this"},
-    {"horizon", "50", "iterations a plan is expected to last: migration is amortised over them"},
-    {"slots", "0", "replicas per GPU the planner may use (0: the cluster's slots)"},
+    {"threshold", "1.1", "re-plan only when max/mean GPU load (predicted) exceeds this; 1 to 1000000"},
+    {"horizon", "50", "iterations a plan is expected to last: migration is amortised over them; 1 to 1000000000"},
+    {"slots", "0", "replicas per GPU the planner may use (0: the cluster's slots); 0 or ceil(E/G) to the GPU's slots"},
     PL_BACKGROUND_PARAM,
-    {"max_steps", "0", "greedy steps per plan (0: the number of experts)"},
-    {"interval", "1", "check the trigger every this many iterations"},
-    {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only)"},
-    {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536)"},
-    {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts (ceil(E/G) slots per GPU, and one more where that gives under 2 copies per expert) packed around the current placement, kept if cheaper incl. migration (0: off)"},
-    {"polish", "8", "greedy steps that polish the rebuild candidate before it is costed"},
-    {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off)"},
+    {"max_steps", "0", "greedy steps per plan (0: the number of experts); 0 to 16777216"},
+    {"interval", "1", "check the trigger every this many iterations; 1 to 1073741824"},
+    {"scenarios", "1", "plan for the mean cost over the last N iterations' loads (1: the prediction only); 1 to 64"},
+    {"restart", "-1", "also plan from the static layout, keep the cheaper incl. migration (1, 0; -1: when G x E <= 65536); -1 to 1"},
+    {"rebuild", "1", "every N-th triggered check also try EPLB's replica counts (ceil(E/G) slots per GPU, and one more where that gives under 2 copies per expert) packed around the current placement, kept if cheaper incl. migration (0: off); 0 to 1073741824"},
+    {"polish", "8", "greedy steps that polish the rebuild candidate before it is costed; 0 to 1073741824"},
+    {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off); 0 to 32"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     {NULL, NULL, NULL}};
 

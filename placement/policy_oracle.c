@@ -184,8 +184,8 @@ static int or_plan(void *state, int iteration, int layer,
 }
 
 static const pl_param_desc or_params[] = {
-    {"slots", "0", "replicas per GPU (0: the cluster's slots)"},
-    {"max_steps", "0", "greedy steps per candidate (0: 8 x experts)"},
+    {"slots", "0", "replicas per GPU (0: the cluster's slots); 0 or ceil(E/G) to the GPU's slots"},
+    {"max_steps", "0", "greedy steps per candidate (0: 8 x experts); 0 to 16777216"},
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_oracle_ops = {

@@ -168,15 +168,15 @@ static int sm_plan(void *state, int iteration, int layer,
 
 static const pl_param_desc sm_params[] = {
     {"period", PL_STR(SM_PERIOD),
-     "re-place before each iteration i with (i + 1) % period == 0, >= 1 (SmartMoE-AE: "
-     "--dynamic-freq 10)"},
-    {"slots", "0", "experts per GPU (0: ceil(E/G), the static layout's memory)"},
+     "re-place before each iteration i with (i + 1) % period == 0 (SmartMoE-AE: "
+     "--dynamic-freq 10); 1 to 1073741824"},
+    {"slots", "0", "experts per GPU (0: ceil(E/G), the static layout's memory); 0 or ceil(E/G) to the GPU's slots"},
     PL_BACKGROUND_PARAM,
     {"predictor", "window", "load predictor: last, ewma or window"},
-    {"alpha", "0.5", "ewma weight of the newest iteration, (0, 1]"},
+    {"alpha", "0.5", "ewma weight of the newest iteration; 0.000001 to 1"},
     {"window", PL_STR(SM_WINDOW),
      "window predictor: the last N iterations averaged (0 or absent: 2, or the period if "
-     "shorter, as SmartMoE-AE records them)"},
+     "shorter, as SmartMoE-AE records them); 0 to 100000"},
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_smartmoe_ops = {

@@ -29,6 +29,8 @@ int pl_param_background(const pl_kv *kv, int nkv, int *out) {
   return pl_kv_int(kv, nkv, "background", PL_BACKGROUND_DEFAULT, 0, 1, out);
 }
 
+#define WINDOW_MAX 100000 /* the window parameter's range: 0 to this */
+
 int pl_monitor_init(pl_monitor *mon, const pl_env *env, const pl_kv *kv,
                     int nkv, int def_kind, int def_window) {
   memset(mon, 0, sizeof(*mon));
@@ -36,10 +38,12 @@ int pl_monitor_init(pl_monitor *mon, const pl_env *env, const pl_kv *kv,
   double alpha;
   if ((rc = pl_kv_choice(kv, nkv, "predictor", pl_predictor_names, def_kind, &kind)) ||
       (rc = pl_kv_double(kv, nkv, "alpha", 0.5, 1e-6, 1.0, &alpha)) ||
-      (rc = pl_kv_int(kv, nkv, "window", 0, 0, 100000, &window)))
+      (rc = pl_kv_int(kv, nkv, "window", 0, 0, WINDOW_MAX, &window)))
     return rc;
+  /* a default taken from the period keeps to the window's own range: eplb's
+   * period=1073741824 must not ask for a window of 2^30 iterations */
   if (window == 0)
-    window = def_window;
+    window = def_window < WINDOW_MAX ? def_window : WINDOW_MAX;
   mon->layers = env->layers;
   mon->experts = env->experts;
   mon->gpus = env->cluster.gpus;

@@ -1,5 +1,7 @@
 /* Policy registry, spec parsing and the handle's plan protocol. */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "placement/pl_error.h"
@@ -67,7 +69,7 @@ Test(policy, a_bad_background_value_names_the_parameter_and_its_range) {
   cr_assert(strstr(err, "no parameter 'background'"), "%s", err);
   /* other refused values name the keys the spec gives, with their help */
   cr_assert_eq(pl_policy_create(&p, "smartmoe:period=0", &env, err, sizeof(err)), PL_EPARAM);
-  cr_assert(strstr(err, "period=0 (") && strstr(err, ">= 1"), "%s", err);
+  cr_assert(strstr(err, "period=0 (") && strstr(err, "1 to 1073741824"), "%s", err);
   cr_assert_eq(pl_policy_create(&p, "eplb:groups=5", &env, err, sizeof(err)), PL_EPARAM);
   cr_assert(strstr(err, "groups=5 (") && strstr(err, "divides E"), "%s", err);
 }
@@ -89,6 +91,188 @@ Test(policy, canonical_spec_fills_defaults) {
   cr_assert_eq(pl_policy_create(&p, "capacity:cf=2", &env, NULL, 0), PL_OK);
   cr_assert_str_eq(pl_policy_spec(p), "capacity:cf=2,min_capacity=4,drop=1");
   pl_policy_destroy(p);
+}
+
+/* flexmoe:k=000...v,... with every numeric parameter in the policy's order,
+ * each numeric value padded by leading zeros to `width` bytes (the same
+ * number), window = `last`: canonical as given. Returns the spec's length. */
+static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
+  static const char *const kv[][2] = {
+      {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
+      {"max_steps", "0"},   {"interval", "1"}, {"scenarios", "1"}, {"restart", "0"},
+      {"rebuild", "1"},     {"polish", "8"},   {"noise", "0"},     {"predictor", "last"}, {"alpha", "0.5"}};
+  size_t off = (size_t)snprintf(buf, len, "flexmoe");
+  char sep = ':';
+  for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+    int pad = width - (int)strlen(kv[i][1]);
+    if (strcmp(kv[i][0], "predictor") == 0) /* a name: not padded */
+      off += (size_t)snprintf(buf + off, len - off, "%c%s=%s", sep, kv[i][0], kv[i][1]);
+    else
+      off += (size_t)snprintf(buf + off, len - off, "%c%s=%0*d%s", sep, kv[i][0], pad, 0,
+                              kv[i][1]);
+    sep = ',';
+  }
+  int pad = width - (int)strlen(last);
+  off += (size_t)snprintf(buf + off, len - off, ",window=%0*d%s", pad, 0, last);
+  cr_assert_lt(off, len);
+  return off;
+}
+
+/* Issue 20, finding 3: a spec over 512 bytes was cut silently in the
+ * handle's canonical spec (and at 255 in the stores), so two specs that
+ * differ only at the end were one run. Now every spec up to the documented
+ * limit is kept whole, and a longer one is refused naming the limit. */
+Test(policy, long_specs_are_kept_whole_or_refused_naming_the_limit) {
+  pl_env env = env8();
+  pl_policy *a = NULL, *b = NULL;
+  char sa[2048], sb[2048], err[512] = "";
+  size_t na = long_flexmoe_spec(sa, sizeof sa, 40, "10");
+  long_flexmoe_spec(sb, sizeof sb, 40, "11");
+  cr_assert_gt(na, 600, "long enough to have been cut: %zu", na);
+  cr_assert_leq(na, PL_SPEC_MAX);
+  cr_assert_eq(pl_policy_create(&a, sa, &env, err, sizeof err), PL_OK, "%s", err);
+  cr_assert_eq(pl_policy_create(&b, sb, &env, err, sizeof err), PL_OK, "%s", err);
+  /* every parameter given in the policy's order: canonical = as given */
+  cr_assert_str_eq(pl_policy_spec(a), sa);
+  cr_assert_str_eq(pl_policy_spec(b), sb);
+  cr_assert_str_neq(pl_policy_spec(a), pl_policy_spec(b));
+  pl_policy_destroy(a);
+  pl_policy_destroy(b);
+  a = NULL;
+
+  /* over the limit as given (16 pairs of 63-byte values): refused, the
+   * message names the limit */
+  char big[1300];
+  size_t nb = (size_t)snprintf(big, sizeof big, "flexmoe");
+  for (int i = 0; i < 16; i++)
+    nb += (size_t)snprintf(big + nb, sizeof big - nb, "%cthreshold=%062d%d", i ? ',' : ':', 0,
+                           i % 2 + 1);
+  cr_assert_gt(nb, PL_SPEC_MAX);
+  cr_assert_eq(pl_policy_create(&a, big, &env, err, sizeof err), PL_EPARAM);
+  cr_assert(strstr(err, "over the limit of 1000 bytes"), "%s", err);
+  cr_assert_null(a);
+  char v[8];
+  cr_assert_eq(pl_policy_param(big, "threshold", v, sizeof v), PL_EPARAM);
+  /* the longest canonical spec a built-in policy can have fits the limit
+   * (the canonical check of pl_policy_create guards policies with more
+   * parameters): every flexmoe parameter at its longest value */
+  char c[1300];
+  size_t nc = long_flexmoe_spec(c, sizeof c, 63, "10");
+  cr_assert_leq(nc, PL_SPEC_MAX, "%zu", nc);
+  cr_assert_eq(pl_policy_create(&a, c, &env, err, sizeof err), PL_OK, "%s", err);
+  cr_assert_str_eq(pl_policy_spec(a), c);
+  pl_policy_destroy(a);
+}
+
+Test(policy, each_part_over_its_limit_is_refused_naming_the_part_and_the_limit) {
+  pl_env env = env8();
+  pl_policy *p = NULL;
+  char err[512], spec[256];
+  /* a value of 64 bytes (63 is the limit) */
+  snprintf(spec, sizeof spec, "flexmoe:horizon=%064d", 5);
+  cr_assert_eq(pl_policy_create(&p, spec, &env, err, sizeof err), PL_EPARAM);
+  cr_assert(strstr(err, "value of horizon is 64 bytes, over the limit of 63"), "%s", err);
+  snprintf(spec, sizeof spec, "flexmoe:horizon=%063d", 5);
+  cr_assert_eq(pl_policy_create(&p, spec, &env, err, sizeof err), PL_OK, "%s", err);
+  pl_policy_destroy(p);
+  p = NULL;
+  /* a key of 32 bytes */
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:abcdefghijklmnopqrstuvwxyz012345=1", &env, err,
+                                sizeof err),
+               PL_EPARAM);
+  cr_assert(strstr(err, "over the limit of 31"), "%s", err);
+  /* 17 pairs */
+  size_t off = (size_t)snprintf(spec, sizeof spec, "flexmoe:");
+  for (int i = 0; i < 17; i++)
+    off += (size_t)snprintf(spec + off, sizeof spec - off, "%shorizon=%d", i ? "," : "", i + 1);
+  cr_assert_eq(pl_policy_create(&p, spec, &env, err, sizeof err), PL_EPARAM);
+  cr_assert(strstr(err, "more than 16 key=value pairs"), "%s", err);
+  /* no value, no '=' */
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:horizon=", &env, err, sizeof err), PL_EPARAM);
+  cr_assert(strstr(err, "horizon= has no value"), "%s", err);
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:horizon", &env, err, sizeof err), PL_EPARAM);
+  cr_assert(strstr(err, "'horizon' is not key=value"), "%s", err);
+  /* bytes a spec never holds: spaces and control bytes (strtod would skip a
+   * leading space or newline and keep it in the canonical spec) */
+  const char *bad[] = {"flexmoe:horizon= 5", "flexmoe:horizon=\n5", "flexmoe:horizon=5\x1b",
+                       "flex\x01moe", "flexmoe:horizon=\xc3\xa9"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(pl_policy_create(&p, bad[i], &env, err, sizeof err), PL_EPARAM, "%zu", i);
+    cr_assert(strstr(err, "printable ASCII"), "%s", err);
+    cr_assert_null(p);
+  }
+}
+
+/* Creates name:key=value on env8; returns the code, the message in err. */
+static int try_value(const char *name, const char *key, const char *value, char *err,
+                     size_t len) {
+  pl_env env = env8();
+  pl_policy *p = NULL;
+  char spec[256];
+  snprintf(spec, sizeof spec, "%s:%s=%s", name, key, value);
+  err[0] = '\0';
+  int rc = pl_policy_create(&p, spec, &env, err, len);
+  pl_policy_destroy(p);
+  return rc;
+}
+
+/* Issue 20, finding 9: a refused value names its key and the key's range.
+ * Every parameter's help states its range after the last "; " (a choice
+ * lists its names); where that is "LO to HI" the test checks it against
+ * the code: LO and HI are accepted, the values just outside refused with a
+ * message naming key=value and the range. A range the code changes
+ * without the help fails here. */
+Test(policy, every_parameter_states_its_range_and_the_code_keeps_to_it) {
+  int checked = 0;
+  for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++)
+    for (const pl_param_desc *d = (*r)->params; d && d->key; d++) {
+      const char *semi = strrchr(d->help, ';');
+      int choice = strstr(d->help, ": ") && strstr(d->help, " or ") && !semi;
+      cr_assert(semi || choice, "%s:%s states no range: %s", (*r)->name, d->key, d->help);
+      if (!semi)
+        continue;
+      double lo, hi;
+      char tail[8];
+      if (sscanf(semi, "; %lf to %lf%7s", &lo, &hi, tail) != 2) {
+        cr_assert(strstr(semi, " or ") || strstr(semi, " to "), "%s:%s: %s", (*r)->name,
+                  d->key, d->help);
+        continue;
+      }
+      char v[64], err[512], want[96];
+      const double in[] = {lo, hi};
+      for (int k = 0; k < 2; k++) {
+        snprintf(v, sizeof v, "%.17g", in[k]);
+        cr_assert_eq(try_value((*r)->name, d->key, v, err, sizeof err), PL_OK,
+                     "%s:%s=%s refused though the help allows it: %s", (*r)->name, d->key, v,
+                     err);
+      }
+      const double out[] = {nextafter(lo, -INFINITY), nextafter(hi, INFINITY), lo - 1, hi + 1};
+      for (int k = 0; k < 4; k++) {
+        snprintf(v, sizeof v, "%.17g", out[k]);
+        cr_assert_eq(try_value((*r)->name, d->key, v, err, sizeof err), PL_EPARAM,
+                     "%s:%s=%s accepted outside the help's range", (*r)->name, d->key, v);
+        snprintf(want, sizeof want, "%s=%s", d->key, v);
+        cr_assert(strstr(err, want) && strstr(err, semi + 2), "%s:%s=%s: %s", (*r)->name,
+                  d->key, v, err);
+      }
+      checked++;
+    }
+  cr_assert_geq(checked, 20, "only %d ranges checked", checked);
+}
+
+Test(policy, a_slots_value_out_of_range_names_this_jobs_range) {
+  char err[512];
+  const char *pols[] = {"fastermoe", "smartmoe", "eplb", "flexmoe", "oracle"};
+  for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
+    /* env8: 32 experts on 8 GPUs, 4 slots each: 0 or 4 to 4 */
+    cr_assert_eq(try_value(pols[i], "slots", "5", err, sizeof err), PL_EPARAM, "%s", pols[i]);
+    cr_assert(strstr(err, "slots=5 (") && strstr(err, "here 0 or 4 to 4"), "%s", err);
+    cr_assert_eq(try_value(pols[i], "slots", "3", err, sizeof err), PL_EPARAM, "%s", pols[i]);
+    cr_assert_eq(try_value(pols[i], "slots", "4", err, sizeof err), PL_OK, "%s", err);
+  }
+  /* an unknown key lists the keys there are */
+  cr_assert_eq(try_value("oracle", "steps", "4", err, sizeof err), PL_EPARAM);
+  cr_assert(strstr(err, "no parameter 'steps' (its parameters: slots, max_steps)"), "%s", err);
 }
 
 Test(policy, param_reads_a_specs_value_or_the_default_without_an_environment) {

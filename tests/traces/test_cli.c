@@ -390,12 +390,12 @@ Test(cli, an_npy_whose_header_claims_more_than_its_file_is_refused) {
 }
 
 Test(cli, gen_flags_beyond_the_physical_ranges_exit_2_with_the_range) {
-  static const char *bad[][3] = {{"--layers", "4097", "[1, 4096]"},
-                                 {"--experts", "1048577", "[1, 1048576]"},
-                                 {"--d-model", "1048577", "[1, 1048576]"},
-                                 {"--d-ff", "4194305", "[1, 4194304]"},
-                                 {"--iterations", "16777217", "[1, 16777216]"},
-                                 {"--tokens", "1099511627777", "[0, 1099511627776]"}};
+  static const char *bad[][3] = {{"--layers", "4097", "between 1 and 4096"},
+                                 {"--experts", "1048577", "between 1 and 1048576"},
+                                 {"--d-model", "1048577", "between 1 and 1048576"},
+                                 {"--d-ff", "4194305", "between 1 and 4194304"},
+                                 {"--iterations", "16777217", "between 1 and 16777216"},
+                                 {"--tokens", "1099511627777", "between 0 and 1099511627776"}};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     tu_result *r = tu_run("trace", "gen", "--pattern", "balanced", "--iterations", "5",
                           bad[i][0], bad[i][1], "-o", P("x.npy"), NULL);

@@ -37,8 +37,17 @@
  *     pl_cost_layer does), not the routing's real load and traffic.
  *
  * Policy specs are "name" or "name:key=value,key=value". Unknown names give
- * PL_EPOLICY, unknown keys or bad values PL_EPARAM; pl_policy_error() then
- * says which.
+ * PL_EPOLICY, unknown keys or bad values PL_EPARAM; the error buffer of
+ * pl_policy_create then names the key and its range.
+ *
+ * Limits (docs/placement.md "Limits"): a spec, as given and in its
+ * canonical form with every default written out, is at most PL_SPEC_MAX
+ * bytes of printable ASCII without spaces; a key at most PL_KEY_MAX bytes,
+ * a value at most PL_VALUE_MAX, at most PL_KV_MAX key=value pairs. A spec
+ * over a limit is refused with a message naming the limit, never cut, so
+ * the canonical spec (pl_policy_spec) that results, run keys and stores
+ * carry is always the whole of it: a buffer of PL_SPEC_MAX + 1 bytes holds
+ * any.
  */
 #ifndef FLEXMOE_PL_POLICY_H
 #define FLEXMOE_PL_POLICY_H
@@ -99,10 +108,15 @@ typedef struct pl_plan {
 void pl_plan_init(pl_plan *plan);
 void pl_plan_fini(pl_plan *plan);
 
+#define PL_SPEC_MAX 1000 /* bytes of a spec, as given and canonical */
+#define PL_KEY_MAX 31     /* bytes of a key */
+#define PL_VALUE_MAX 63   /* bytes of a value */
+#define PL_KV_MAX 16      /* key=value pairs in a spec */
+
 /* A parsed key=value pair of a spec. */
 typedef struct pl_kv {
-  char key[32];
-  char value[64];
+  char key[PL_KEY_MAX + 1];
+  char value[PL_VALUE_MAX + 1];
 } pl_kv;
 
 typedef struct pl_policy pl_policy; /* opaque handle */
@@ -147,7 +161,9 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
 void pl_policy_destroy(pl_policy *p);
 
 const pl_policy_ops *pl_policy_ops_of(const pl_policy *p);
-/* Canonical spec with all parameters, e.g. "capacity:cf=1.0,min_capacity=4,drop=1". */
+/* Canonical spec with all parameters, e.g. "capacity:cf=1.0,min_capacity=4,drop=1":
+ * at most PL_SPEC_MAX bytes (pl_policy_create refuses a spec whose
+ * canonical form is longer). Owned by the handle. */
 const char *pl_policy_spec(const pl_policy *p);
 /* The value parameter `key` of policy `spec` takes: the spec's own (the
  * last one given) or the policy's default, as text, copied into buf[len].

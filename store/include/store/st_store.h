@@ -190,13 +190,13 @@ int st_validation_add(st_db *db, const st_validation_row *v, int64_t *id);
 typedef struct st_run_summary {
   int64_t id;
   char kind[8];
-  char policy[256];
+  char policy[1024];    /* canonical spec: holds any (PL_SPEC_MAX + 1 <= 1024) */
   char cluster[128];
   char engine[32];
   char trace[512];      /* trace path, "" if none */
   char trace_hash[17];  /* 16 hex digits, "" if none */
   char status[16];
-  char config_key[512];
+  char config_key[2048]; /* a gpu run's key carries the whole spec */
   int gpus;
   uint64_t seed;
   double started, finished;
