@@ -80,30 +80,44 @@ static inline int run_capture(const char *dir, char *const argv[], char **out,
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* run_capture with the child's file size limit (RLIMIT_FSIZE) set to
- * fsize bytes: its writes past it fail as on a full disk. SIGXFSZ is reset
- * to its default (death) in the child, so whatever survives it is the
- * program's own doing. Returns the exit status, or 128 + signal. */
-static inline int run_capture_fsize(const char *dir, char *const argv[],
-                                    char **out, char **err, rlim_t fsize) {
+/* The child of run_capture_in: stdout/stderr into po/pe (mode), then the
+ * file size limit (fsize > 0: RLIMIT_FSIZE, with SIGXFSZ back to its
+ * default, death, so whatever survives is the program's own doing), then
+ * the user (uid >= 0: uid = gid = uid), then argv. Never returns. */
+static inline void run_child(const char *po, const char *pe, mode_t mode, char *const argv[],
+                             rlim_t fsize, int uid) {
+  int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  int fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+    _exit(126);
+  if (fsize > 0) {
+    struct rlimit rl = {fsize, fsize};
+    signal(SIGXFSZ, SIG_DFL);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+      _exit(126);
+  }
+  if (uid >= 0 &&
+      (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
+    _exit(126);
+  execve(argv[0], argv, environ);
+  _exit(127);
+}
+
+/* run_capture with a file size limit (fsize bytes, 0: none; writes past it
+ * fail as on a full disk) and as another user (uid, -1: as we are; for
+ * tests running as root, where file permissions do not stop writes).
+ * Returns the exit status, or 128 + signal; 126 when the limit or the user
+ * could not be set. */
+static inline int run_capture_in(const char *dir, char *const argv[], char **out, char **err,
+                                 rlim_t fsize, int uid) {
   char po[512], pe[512];
   snprintf(po, sizeof(po), "%s/.stdout", dir);
   snprintf(pe, sizeof(pe), "%s/.stderr", dir);
   fflush(NULL);
   pid_t pid = fork();
   cr_assert_neq(pid, -1);
-  if (pid == 0) {
-    int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
-      _exit(126);
-    struct rlimit rl = {fsize, fsize};
-    signal(SIGXFSZ, SIG_DFL);
-    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
-      _exit(126);
-    execve(argv[0], argv, environ);
-    _exit(127);
-  }
+  if (pid == 0)
+    run_child(po, pe, uid >= 0 ? 0666 : 0600, argv, fsize, uid);
   int status = 0;
   cr_assert_eq(waitpid(pid, &status, 0), pid);
   if (out)
@@ -113,35 +127,16 @@ static inline int run_capture_fsize(const char *dir, char *const argv[],
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* run_capture as another user (uid = gid = uid; -1: as we are): for tests
- * running as root, where file permissions do not stop writes. Returns the
- * exit status, or 128 + signal; 126 when the user could not be taken. */
-static inline int run_capture_as(const char *dir, char *const argv[], char **out,
-                                 char **err, int uid) {
-  char po[512], pe[512];
-  snprintf(po, sizeof(po), "%s/.stdout", dir);
-  snprintf(pe, sizeof(pe), "%s/.stderr", dir);
-  fflush(NULL);
-  pid_t pid = fork();
-  cr_assert_neq(pid, -1);
-  if (pid == 0) {
-    int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    int fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
-      _exit(126);
-    if (uid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 ||
-                     setuid((uid_t)uid) != 0))
-      _exit(126);
-    execve(argv[0], argv, environ);
-    _exit(127);
-  }
-  int status = 0;
-  cr_assert_eq(waitpid(pid, &status, 0), pid);
-  if (out)
-    *out = read_all(po);
-  if (err)
-    *err = read_all(pe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+/* run_capture with the child's file size limit set to fsize bytes. */
+static inline int run_capture_fsize(const char *dir, char *const argv[], char **out,
+                                    char **err, rlim_t fsize) {
+  return run_capture_in(dir, argv, out, err, fsize, -1);
+}
+
+/* run_capture as user uid (-1: as we are). */
+static inline int run_capture_as(const char *dir, char *const argv[], char **out, char **err,
+                                 int uid) {
+  return run_capture_in(dir, argv, out, err, 0, uid);
 }
 
 /* One integer from a read-only query of the database at path. */
