@@ -33,7 +33,11 @@ pip_install() {
 if [ "${1:-}" = "--test" ]; then
   # clang and its libFuzzer runtime for the fuzz targets (tests/fuzz)
   apt_ensure clang libclang-rt-14-dev
-  # (traces/capture/requirements.txt is torch: multi-GB, optional; its tests skip without it)
+  # PyTorch for the capture hook's tests and example (traces/capture): Debian's
+  # CPU-only build, about 170 packages, 50 MB, 30 s (PyPI's wheel pulls GBs of
+  # CUDA libraries). It goes to Debian's /usr/bin/python3; tests/meson.build
+  # picks that interpreter for the torch tests when python3 on PATH lacks torch.
+  apt_ensure python3-torch
   for req in "$here"/notebooks/requirements.txt; do
     [ -f "$req" ] && pip_install -r "$req"
   done

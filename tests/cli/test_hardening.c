@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../require.h"
+
 #define SAMPLE "traces/samples/gpt-l6-e32-top2-aux-200.npy"
 
 static char out[1 << 20], err[1 << 16];
@@ -534,7 +536,7 @@ Test(cli_hardening, a_profile_name_with_a_quote_is_stored_as_valid_json,
                0, "%s", err);
   /* read the stored text back with the sqlite3 shell when there is one */
   if (system("command -v sqlite3 >/dev/null 2>&1") != 0)
-    cr_skip_test("no sqlite3 shell to read the database");
+    fm_skip("sqlite3", "no sqlite3 shell to read the database");
   snprintf(cmd, sizeof cmd, "sqlite3 '%s' 'select params_json from runs'", db);
   FILE *p = popen(cmd, "r");
   cr_assert_not_null(p);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../require.h"
 #include "pl_check.h"
 #include "traces/tr_rescale.h"
 #include "traces/tr_trace.h"
@@ -78,5 +79,5 @@ Test(realtrace, every_policy_keeps_the_invariants_on_the_full_real_traces) {
     chk_loads_free(&l);
   }
   if (!found)
-    cr_skip_test("../shared/traces/real not present");
+    fm_skip("real-traces", "../shared/traces/real not present");
 }

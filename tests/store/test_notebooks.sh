@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Executes the four notebooks headless (jupyter nbconvert --execute) on a small
 # database built by `flexmoe sweep` from the bundled sample, and checks the
-# figures they write. Exit 77 (skip) when the notebook stack is not installed:
+# figures they write. Exit 77 (skip) when the notebook stack is not installed
+# (1 when FLEXMOE_REQUIRE names notebooks or all):
 #   pip install -r notebooks/requirements.txt
 set -euo pipefail
 : "${FLEXMOE_BIN:?run through meson test}" "${FLEXMOE_SOURCE_ROOT:?run through meson test}"
 if ! python3 -c "import nbconvert, nbclient, ipykernel, pandas, matplotlib" 2>/dev/null; then
-  echo "SKIP: the notebook stack is not installed (pip install -r notebooks/requirements.txt)"
+  why="the notebook stack is not installed (pip install -r notebooks/requirements.txt)"
+  case ",${FLEXMOE_REQUIRE:-}," in
+    *,notebooks,* | *,all,*)
+      echo "FLEXMOE_REQUIRE names notebooks, but $why" >&2
+      exit 1 ;;
+  esac
+  echo "SKIP: $why"
   exit 77
 fi
 trace=$FLEXMOE_SOURCE_ROOT/traces/samples/gpt-l6-e32-top2-aux-200.npy
 if [ ! -f "$trace" ]; then
-  echo "SKIP: bundled sample $trace not present"
-  exit 77
+  echo "bundled sample $trace not present: the tree is incomplete" >&2
+  exit 1
 fi
 tmp=$(mktemp -d /tmp/flexmoe-nb-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include "../require.h"
 #include "helpers.h"
 
 #define SAMPLE "traces/samples/gpt-l6-e32-top2-aux-200.npy"
@@ -22,9 +23,9 @@ static void setup(void) {
 static void teardown(void) { rm_tree(dir); }
 TestSuite(sweep, .init = setup, .fini = teardown, .timeout = 300);
 
+/* The bundled sample is part of the tree: without it the tree is broken. */
 static void need_sample(void) {
-  if (access(trace, R_OK) != 0)
-    cr_skip_test("bundled sample %s not present", trace);
+  cr_assert_eq(access(trace, R_OK), 0, "bundled sample %s not present", trace);
 }
 
 static void db_path(char *buf, size_t len, const char *name) {
@@ -352,14 +353,14 @@ Test(sweep, mpi_ranks_share_the_grid_and_rank_zero_writes) {
   need_sample();
   char mpirun[512], *out, *err;
   if (!have_mpirun(mpirun, sizeof(mpirun)))
-    cr_skip_test("mpirun not found");
+    fm_skip("mpi", "mpirun not found");
   const char *vargv[] = {flexmoe_bin(), "--version", NULL};
   run_capture(dir, (char *const *)vargv, &out, &err);
   int with_mpi = strstr(out, "mpi yes") != NULL;
   free(out);
   free(err);
   if (!with_mpi)
-    cr_skip_test("flexmoe built without MPI");
+    fm_skip("mpi", "flexmoe built without MPI");
   /* Open MPI's plugins (dlopen'ed, unloaded at exit) leak by design and
    * cannot be named in LSan suppressions; our own code's leaks are checked
    * by the tests without MPI. */

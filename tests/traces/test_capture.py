@@ -2,11 +2,12 @@
 
 The bookkeeping and the file format are tested with plain lists (standard
 library only); the PyTorch hooks on a tiny MoE model trained on the CPU run
-when torch is importable and are skipped otherwise. Every written trace is
+with --torch (meson test traces/capture-torch), which exits 77, a skip meson
+counts, when torch is not importable. Every written trace is
 read back by the flexmoe binary (FLEXMOE_BIN), so the format is checked by
 the real reader, not by this module's own code.
 
-Run: FLEXMOE_BIN=build/cli/flexmoe python3 -m unittest tests/traces/test_capture.py
+Run: FLEXMOE_BIN=build/cli/flexmoe python3 tests/traces/test_capture.py [--torch] [-v]
 """
 
 import json
@@ -128,7 +129,7 @@ def read_npy_int32(path):
               for r in range(R)] for l in range(L)] for i in range(I)]
 
 
-@unittest.skipIf(torch is None, "torch is not installed (pip install torch to run)")
+@unittest.skipIf(torch is None, "torch is not installed")
 class TinyModel(unittest.TestCase):
     """A 2-layer top-2 MoE with 4 experts, trained for a few steps on the CPU."""
 
@@ -222,4 +223,24 @@ class TinyModel(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    # --torch: the torch tests only (meson test traces/capture-torch), exit 77 (a
+    # skip) without torch, or 1 when FLEXMOE_REQUIRE names torch; else the rest.
+    if "--torch" in sys.argv:
+        sys.argv.remove("--torch")
+        if torch is None:
+            need = {n.strip() for n in os.environ.get("FLEXMOE_REQUIRE", "").split(",")}
+            why = "%s cannot import torch (Debian: apt-get install python3-torch)" % sys.executable
+            if "torch" in need or "all" in need:
+                print("FLEXMOE_REQUIRE names torch, but " + why, file=sys.stderr)
+                sys.exit(1)
+            print("SKIP: " + why)
+            sys.exit(77)
+        suite = unittest.defaultTestLoader.loadTestsFromTestCase(TinyModel)
+    else:
+        suite = unittest.TestSuite(
+            t for t in unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+            if not isinstance(t, unittest.TestSuite) or
+            not any(isinstance(c, TinyModel) for c in t))
+    verbosity = 2 if "-v" in sys.argv else 1
+    ok = unittest.TextTestRunner(verbosity=verbosity).run(suite).wasSuccessful()
+    sys.exit(0 if ok else 1)

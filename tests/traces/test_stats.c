@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "../require.h"
 #include "tr_testutil.h"
 #include "traces/tr_stats.h"
 #include "traces/tr_trace.h"
@@ -131,7 +132,7 @@ static int cmp_double(const void *a, const void *b) {
 Test(stats, real_traces_match_the_published_numbers) {
   const char *aux = tu_real("gpt-l6-e32-top2-aux"), *noaux = tu_real("gpt-l6-e32-top2-noaux");
   if (!aux || !noaux)
-    cr_skip("real traces not present");
+    fm_skip("real-traces", "../shared/traces/real not present");
   /* DESIGN.md: max/mean median 3.2 with the auxiliary loss, 7.8 without (over all
    * layers and iterations); about 14% of the distribution changes per step. */
   const char *paths[2] = {aux, noaux};

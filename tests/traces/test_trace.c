@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../require.h"
 #include "tr_testutil.h"
 #include "traces/tr_trace.h"
 #include <xxhash.h>
@@ -58,7 +59,7 @@ Test(trace, bundled_sample_opens_with_shape_and_model_metadata) {
 Test(trace, bundled_sample_is_the_first_200_iterations_of_the_real_trace) {
   const char *real = tu_real("gpt-l6-e32-top2-aux");
   if (!real)
-    cr_skip("real traces not present");
+    fm_skip("real-traces", "../shared/traces/real not present");
   tr_trace a, b;
   tr_error err;
   cr_assert_eq(tr_open(&a, tu_sample(), &err), TR_OK, "%s", err.msg);
