@@ -105,16 +105,39 @@ static inline int chk_same_plan(const pl_plan *a, const pl_plan *b) {
   return memcmp(a->moves, b->moves, sizeof(pl_move) * (size_t)a->nmoves) == 0;
 }
 
+/* The most experts per GPU that policy `spec` may place under env, written
+ * down here from docs/placement.md rather than read from the policy: the
+ * spec's own slots=, else the policy's documented default: eplb ceil(E/G) + 1
+ * (at most the cluster's), smartmoe ceil(E/G), fastermoe, flexmoe and oracle
+ * the cluster's; static and capacity (no slots parameter) keep the static
+ * layout, ceil(E/G). */
+static inline int chk_policy_slots(const char *spec, const pl_env *env) {
+  int E = env->experts, G = env->cluster.gpus, need = (E + G - 1) / G;
+  char v[64];
+  if (pl_policy_param(spec, "slots", v, sizeof v) != PL_OK)
+    return need; /* static, capacity */
+  int slots = atoi(v);
+  if (slots > 0)
+    return slots;
+  if (strncmp(spec, "eplb", 4) == 0)
+    return need + 1 < env->cluster.slots ? need + 1 : env->cluster.slots;
+  if (strncmp(spec, "smartmoe", 8) == 0)
+    return need;
+  return env->cluster.slots;
+}
+
 /* Drives `spec` through every (iteration, layer) of the loads with two
- * handles and checks every invariant at every step. Returns the number of
- * plans that changed the placement. */
+ * handles and checks every invariant at every step, the policy's own slot
+ * limit (chk_policy_slots) included. Returns the number of plans that
+ * changed the placement. */
 static inline int chk_run_policy(const char *spec, const pl_env *env,
                                  const chk_loads *l) {
   pl_policy *p = NULL, *q = NULL;
   char err[256] = "";
   cr_assert_eq(pl_policy_create(&p, spec, env, err, sizeof(err)), PL_OK, "%s: %s", spec, err);
   cr_assert_eq(pl_policy_create(&q, spec, env, err, sizeof(err)), PL_OK, "%s: %s", spec, err);
-  int G = env->cluster.gpus, E = env->experts;
+  int G = env->cluster.gpus, E = env->experts, slots = chk_policy_slots(spec, env);
+  cr_assert_leq(slots, env->cluster.slots, "%s", spec);
   pl_plan a, b;
   pl_plan_init(&a);
   pl_plan_init(&b);
@@ -135,7 +158,8 @@ static inline int chk_run_policy(const char *spec, const pl_env *env,
       for (int e = 0; e < E; e++)
         cr_assert_geq(now->nrep[e], 1);
       for (int g = 0; g < G; g++)
-        cr_assert_leq(now->nhost[g], env->cluster.slots);
+        cr_assert_leq(now->nhost[g], slots, "%s: GPU %d holds %d experts at it %d layer %d",
+                      spec, g, now->nhost[g], it, ly);
       if (a.changed) {
         changes++;
         cr_assert(pl_placement_equal(&a.placement, now));
