@@ -36,6 +36,7 @@ def same(a, b, what, rel=1e-9):
     for a non-finite b."""
     global checked
     checked += 1
+    b = None if b is None else float(b)
     if a is None or b is None or not math.isfinite(b):
         if not (a is None and (b is None or not math.isfinite(b))):
             fail(f"{what}: drawn {a}, database {b}")
