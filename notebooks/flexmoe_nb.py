@@ -9,8 +9,12 @@ Environment:
                    in the current folder.
   FLEXMOE_FIGURES  folder for the PNG figures; default: figures/ next to the
                    notebooks.
-The notebooks never write to the database.
+The notebooks never write to the database. Beside each figure NAME.png,
+save() writes NAME.json: the values the figure draws, read back from the
+figure itself (figure_data), so they can be checked against the database
+(tests/store/test_notebooks.sh does).
 """
+import json
 import os
 import sqlite3
 
@@ -181,10 +185,67 @@ def style(policy):
     return {}
 
 
+def _num(v):
+    v = float(v)
+    return v if np.isfinite(v) else None  # JSON has no NaN or inf
+
+
+def _nums(a):
+    return [_num(v) for v in np.ravel(np.asarray(a, dtype=float))]
+
+
+def _ticks(axis):
+    """{position: label} of an axis' tick labels (categorical bars)."""
+    return {round(t.get_position()[0 if axis.axis_name == "x" else 1], 6): t.get_text()
+            for t in axis.get_ticklabels() if t.get_text()}
+
+
+def figure_data(fig):
+    """What fig draws, per axes: lines (label, x, y in data coordinates;
+    axhline's x in axes fraction), bars (each container's label and, per
+    bar, its x tick label, height and bottom), scatter points (label, x, y)
+    and images (the array, rows as drawn). Read from the artists, not from
+    the notebook's variables. Call it after the figure is drawn (save does):
+    tick labels exist only then."""
+    out = []
+    for ax in fig.get_axes():
+        if ax.get_label() == "<colorbar>":
+            continue
+        ticks = _ticks(ax.xaxis)
+        d = {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+             "lines": [], "bars": [], "points": [], "images": []}
+        for ln in ax.get_lines():
+            d["lines"].append({"label": ln.get_label(), "x": _nums(ln.get_xdata()),
+                               "y": _nums(ln.get_ydata())})
+        for c in ax.containers:
+            if not hasattr(c, "patches"):
+                continue
+            bars = []
+            for r in c.patches:
+                x = r.get_x() + r.get_width() / 2
+                bars.append({"x": ticks.get(round(x, 6), _num(x)), "height": _num(r.get_height()),
+                             "bottom": _num(r.get_y())})
+            d["bars"].append({"label": c.get_label(), "bars": bars})
+        for col in ax.collections:
+            off = np.asarray(col.get_offsets(), dtype=float)
+            if off.ndim == 2 and off.shape[0] and col.get_label():
+                d["points"].append({"label": col.get_label(), "x": _nums(off[:, 0]),
+                                    "y": _nums(off[:, 1])})
+        for im in ax.get_images():
+            a = np.ma.filled(np.ma.asarray(im.get_array(), dtype=float), np.nan)
+            d["images"].append({"shape": list(a.shape), "values": _nums(a)})
+        out.append(d)
+    return out
+
+
 def save(fig, name):
-    """Saves fig as FLEXMOE_FIGURES/name (PNG) and returns the path."""
+    """Saves fig as FLEXMOE_FIGURES/name (PNG) and the values it draws
+    (figure_data) beside it as the same name with .json; returns the PNG's
+    path."""
     path = os.path.join(figures_dir(), name)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump({"figure": name, "axes": figure_data(fig)}, f)
     plt.close(fig)
     print("wrote", path)
     return path

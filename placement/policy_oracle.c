@@ -12,8 +12,10 @@
  * layout, the greedy planner (pl_greedy, migration weight 0) run from the
  * current placement, from the static layout and from EPLB's layout of the
  * upcoming loads (budget: EPLB_SPARE below). It is therefore never worse
- * than static or than keeping its placement, and in practice a tight bound
- * that no non-clairvoyant policy reaches; it is not a proof of optimality.
+ * than static or than keeping its placement; it is not a proof of
+ * optimality, and on small clusters flexmoe, hierarchical eplb and smartmoe
+ * sometimes beat it (tests/placement/test_oracle_bound.c, an expected
+ * failure until it finds their placements).
  * Without upcoming counts it keeps its placement. O(K (G E + replicas)) per
  * plan for K candidates (it routes each, without the G x G matrix: the cost
  * needs only per-GPU sums) plus the greedy runs.

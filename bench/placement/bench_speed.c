@@ -10,7 +10,10 @@
  *     in the same process: one
  *     routing of the same counts (pl_route, what any simulator step costs
  *     anyway), the static policy's plan, and a naive EPLB (linear argmax per
- *     replica, linear scan per packed copy) against our tree-based one.
+ *     replica, linear scan per packed copy) against our tree-based one at
+ *     the same budget (4 slots per GPU, G x 4 copies). Correctness in the
+ *     same run: on several loads the naive and the tree-based EPLB must
+ *     produce the same layout, copy for copy; the bench exits 1 if not.
  * (2) At the same slot budget, flexmoe vs eplb (period 10 and 100) over
  *     drifting loads: max/mean GPU load after routing (p50, p90), bytes
  *     migrated per iteration, and the layer time of the analytic model
@@ -69,7 +72,10 @@ static void next_counts(gen *g, double drift, int64_t *c) {
 }
 
 /* Naive EPLB for the peer: O(E) argmax per extra replica, O(G) scan per
- * packed copy. Returns a checksum so the work is not optimised away. */
+ * packed copy; has[g * E + e] = 1 where it puts a copy of e. Returns a
+ * checksum so the work is not optimised away; a copy it cannot place (no
+ * GPU with room lacks the expert: the tree-based one repairs that case,
+ * this one does not) makes the checksum -1. */
 static double naive_eplb(const double *load, int *nrep, int *count, double *gw,
                          unsigned char *has) {
   for (int e = 0; e < E; e++)
@@ -88,6 +94,7 @@ static double naive_eplb(const double *load, int *nrep, int *count, double *gw,
   static unsigned char done[E];
   memset(done, 0, sizeof(done));
   double chk = 0;
+  int lost = 0;
   for (int n = 0; n < E; n++) {
     int x = -1;
     for (int e = 0; e < E; e++)
@@ -99,15 +106,62 @@ static double naive_eplb(const double *load, int *nrep, int *count, double *gw,
       for (int g = 0; g < G; g++)
         if (count[g] < S && !has[(size_t)g * E + x] && (best < 0 || gw[g] < gw[best]))
           best = g;
-      if (best < 0)
+      if (best < 0) {
+        lost = 1;
         continue;
+      }
       count[best]++;
       has[(size_t)best * E + x] = 1;
       gw[best] += load[x] / nrep[x];
       chk += best;
     }
   }
-  return chk;
+  return lost ? -1 : chk;
+}
+
+/* The tree-based EPLB (the eplb policy at 4 slots, re-planning from the
+ * last counts) and the naive one on the same loads: 0 when every layout is
+ * the same, copy for copy. */
+static int same_eplb_layouts(const pl_env *env, int loads) {
+  pl_policy *p = NULL;
+  if (pl_policy_create(&p, "eplb:slots=4,period=1,predictor=last,background=0", env, NULL, 0))
+    return 1;
+  gen g = {4242, {0}};
+  for (int e = 0; e < E; e++)
+    g.lw[e] = gauss(&g.s);
+  int64_t *c = malloc(sizeof(int64_t) * G * E);
+  unsigned char *has = malloc((size_t)G * E);
+  static double gw[G];
+  static int count[G];
+  int nrep[E], bad = 0;
+  pl_plan plan;
+  pl_plan_init(&plan);
+  pl_policy_plan(p, 0, 0, NULL, &plan);
+  for (int k = 0; k < loads && !bad; k++) {
+    next_counts(&g, 0.3, c);
+    double load[E] = {0};
+    for (int i = 0; i < G * E; i++)
+      load[i % E] += (double)c[i];
+    pl_policy_observe(p, k, 0, c);
+    pl_policy_plan(p, k + 1, 0, NULL, &plan);
+    const pl_placement *pl = pl_policy_placement(p, 0);
+    if (naive_eplb(load, nrep, count, gw, has) < 0) {
+      fprintf(stderr, "bench_pl_speed: load %d: the naive EPLB could not place a copy\n", k);
+      bad = 1;
+    }
+    for (int gg = 0; gg < G && !bad; gg++)
+      for (int e = 0; e < E && !bad; e++)
+        if (has[(size_t)gg * E + e] != pl_placement_has(pl, e, gg)) {
+          fprintf(stderr, "bench_pl_speed: load %d: GPU %d expert %d: naive %d, tree-based %d\n",
+                  k, gg, e, has[(size_t)gg * E + e], pl_placement_has(pl, e, gg));
+          bad = 1;
+        }
+  }
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+  free(c);
+  free(has);
+  return bad;
 }
 
 typedef struct timing {
@@ -283,7 +337,7 @@ int main(int argc, char **argv) {
   timing fa, fc, ea, ec, sa, sc;
   int nf, ne, ns;
   if (time_plans("flexmoe", &env, 5, iters, 0.1, &fa, &fc, &nf) ||
-      time_plans("eplb:period=1,predictor=last", &env, 2, iters, 0.1, &ea, &ec, &ne) ||
+      time_plans("eplb:slots=4,period=1,predictor=last", &env, 2, iters, 0.1, &ea, &ec, &ne) ||
       time_plans("static", &env, 2, iters, 0.1, &sa, &sc, &ns))
     return 1;
   /* peers: one routing, naive EPLB */
@@ -317,11 +371,13 @@ int main(int argc, char **argv) {
   printf("%-34s %10s %10s %10s %10s %8s %8s %15s %13s\n", "planner", "median_us", "p90_us",
          "p99_us", "max_us", "over_1ms", "changed", "median_changed", "vs_one_route");
   print_row("flexmoe (defaults)", &fa, nf, fc.med, fa.med / ra.med);
-  print_row("eplb (re-plans every call)", &ea, ne, ec.med, ea.med / ra.med);
+  print_row("eplb (slots=4, re-plans every call)", &ea, ne, ec.med, ea.med / ra.med);
   print_row("static (peer: no work)", &sa, ns, NAN, sa.med / ra.med);
   print_row("peer: one pl_route (G x E counts)", &ra, -1, NAN, 1.0);
   print_row("peer: naive eplb (linear scans)", &na, -1, NAN, na.med / ra.med);
-  printf("eplb tree-based vs naive: %.1fx faster (checksum %.0f)\n", na.med / ea.med, chk);
+  int differ = same_eplb_layouts(&env, 8);
+  printf("eplb tree-based vs naive: %.1fx faster (checksum %.0f); same layouts on 8 loads: %s\n",
+         na.med / ea.med, chk, differ ? "NO" : "yes");
   printf("target: under 1000 us per plan: flexmoe %d of %d calls over, eplb %d of %d\n",
          fa.over, iters, ea.over, iters);
   pl_routing_fini(&r);
@@ -330,6 +386,8 @@ int main(int argc, char **argv) {
   free(tr);
   free(tn);
   free(has);
+  if (differ)
+    return 1;
   if (speed_only)
     return 0;
 drift:

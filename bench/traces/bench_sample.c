@@ -18,7 +18,10 @@
  *     vs the same pass with the byte-wise FNV-1a of before (peer, copied
  *     below), both over the mapped counts, page cache warm.
  * Correctness in the same run: every row sums to N, and the mean count of
- * each category over all rows is within 6 standard errors of N p.
+ * each category over all rows is within 6 standard errors of N p; in (3)
+ * the GSL peer's rows sum to N too and its totals per (source rank,
+ * expert) agree with tr_rescale_slice's within 6 standard errors of their
+ * difference; the bench exits 1 when a check fails.
  * Times: CPU seconds (CLOCK_PROCESS_CPUTIME_ID), best of REPS repetitions.
  *
  * Usage: bench_tr_sample [--reps K] [--trace TRACE] [--open FILE...]
@@ -293,6 +296,46 @@ static int bench_rescale(const char *trace_path) {
       gsl_rescale_slice(&t, s / t.layers, (int)(s % t.layers), G, N, 1, src, p, draw, out);
     best_g = fmin(best_g, (cpu() - t0) / (double)slices * 1e3);
   }
+  /* The peer computes the same thing: per slice, source rank and expert,
+   * the two rescales' totals over the GPUs reading that rank agree within 6
+   * standard errors of their difference (both draw N slots per GPU from
+   * the distribution of GPU g's source rank g mod R), and the peer's rows
+   * sum to N. */
+  double *mine = malloc((size_t)R * E * sizeof(double));
+  double *theirs = malloc((size_t)R * E * sizeof(double));
+  int agree = mine && theirs;
+  for (int64_t s = 0; s < slices && agree; s++) {
+    int64_t it = s / t.layers;
+    int l = (int)(s % t.layers);
+    tr_rescale_slice(&t, it, l, G, N, 1, out);
+    memset(mine, 0, (size_t)R * E * sizeof(double));
+    memset(theirs, 0, (size_t)R * E * sizeof(double));
+    for (int g = 0; g < G; g++)
+      for (int e = 0; e < E; e++)
+        mine[(g % R) * E + e] += (double)out[(size_t)g * E + e];
+    gsl_rescale_slice(&t, it, l, G, N, 1, src, p, draw, out);
+    for (int g = 0; g < G; g++) {
+      int64_t tot = 0;
+      for (int e = 0; e < E; e++) {
+        tot += out[(size_t)g * E + e];
+        theirs[(g % R) * E + e] += (double)out[(size_t)g * E + e];
+      }
+      agree &= tot == N;
+    }
+    for (int r = 0; r < R; r++) {
+      const int64_t *row = src + (size_t)r * E;
+      double total = 0, n = (double)((G - 1 - r) / R + 1); /* GPUs reading rank r */
+      for (int e = 0; e < E; e++)
+        total += (double)row[e];
+      for (int e = 0; e < E; e++) {
+        double q = (double)row[e] / total, var = n * (double)N * q * (1 - q);
+        agree &= fabs(mine[r * E + e] - theirs[r * E + e]) <= 6 * sqrt(2 * var) + 1e-9;
+      }
+    }
+  }
+  free(mine);
+  free(theirs);
+  check(agree, "the GSL peer and tr_rescale_slice draw the same distribution");
   double per_count = best_t * 1e6 / ((double)G * E);
   printf("%14s %14s %7s %14s %24s\n", "tr_ms/slice", "gsl_ms/slice", "ratio", "tr_ns/count",
          "tr_s per 1000 it x 24 L");

@@ -105,16 +105,39 @@ static inline int chk_same_plan(const pl_plan *a, const pl_plan *b) {
   return memcmp(a->moves, b->moves, sizeof(pl_move) * (size_t)a->nmoves) == 0;
 }
 
+/* The most experts per GPU that policy `spec` may place under env, written
+ * down here from docs/placement.md rather than read from the policy: the
+ * spec's own slots=, else the policy's documented default: eplb ceil(E/G) + 1
+ * (at most the cluster's), smartmoe ceil(E/G), fastermoe, flexmoe and oracle
+ * the cluster's; static and capacity (no slots parameter) keep the static
+ * layout, ceil(E/G). */
+static inline int chk_policy_slots(const char *spec, const pl_env *env) {
+  int E = env->experts, G = env->cluster.gpus, need = (E + G - 1) / G;
+  char v[64];
+  if (pl_policy_param(spec, "slots", v, sizeof v) != PL_OK)
+    return need; /* static, capacity */
+  int slots = atoi(v);
+  if (slots > 0)
+    return slots;
+  if (strncmp(spec, "eplb", 4) == 0)
+    return need + 1 < env->cluster.slots ? need + 1 : env->cluster.slots;
+  if (strncmp(spec, "smartmoe", 8) == 0)
+    return need;
+  return env->cluster.slots;
+}
+
 /* Drives `spec` through every (iteration, layer) of the loads with two
- * handles and checks every invariant at every step. Returns the number of
- * plans that changed the placement. */
+ * handles and checks every invariant at every step, the policy's own slot
+ * limit (chk_policy_slots) included. Returns the number of plans that
+ * changed the placement. */
 static inline int chk_run_policy(const char *spec, const pl_env *env,
                                  const chk_loads *l) {
   pl_policy *p = NULL, *q = NULL;
   char err[256] = "";
   cr_assert_eq(pl_policy_create(&p, spec, env, err, sizeof(err)), PL_OK, "%s: %s", spec, err);
   cr_assert_eq(pl_policy_create(&q, spec, env, err, sizeof(err)), PL_OK, "%s: %s", spec, err);
-  int G = env->cluster.gpus, E = env->experts;
+  int G = env->cluster.gpus, E = env->experts, slots = chk_policy_slots(spec, env);
+  cr_assert_leq(slots, env->cluster.slots, "%s", spec);
   pl_plan a, b;
   pl_plan_init(&a);
   pl_plan_init(&b);
@@ -135,7 +158,8 @@ static inline int chk_run_policy(const char *spec, const pl_env *env,
       for (int e = 0; e < E; e++)
         cr_assert_geq(now->nrep[e], 1);
       for (int g = 0; g < G; g++)
-        cr_assert_leq(now->nhost[g], env->cluster.slots);
+        cr_assert_leq(now->nhost[g], slots, "%s: GPU %d holds %d experts at it %d layer %d",
+                      spec, g, now->nhost[g], it, ly);
       if (a.changed) {
         changes++;
         cr_assert(pl_placement_equal(&a.placement, now));
@@ -173,6 +197,76 @@ static inline int chk_run_policy(const char *spec, const pl_env *env,
   pl_policy_destroy(p);
   pl_policy_destroy(q);
   return changes;
+}
+
+/* Layer time of routing c on the placement that serves it (pl_cost_layer,
+ * migration not charged). */
+static inline double chk_serving_us(pl_policy *p, const pl_env *env, const int64_t *c,
+                                    pl_routing *r) {
+  pl_cost cost;
+  cr_assert_eq(pl_policy_route_serving(p, 0, c, r), PL_OK);
+  cr_assert_eq(pl_cost_layer(&env->cluster, &env->model, &env->profile,
+                             pl_policy_serving(p, 0), r, &cost), PL_OK);
+  return cost.total_us;
+}
+
+/*
+ * The oracle's objective is pl_cost_layer of the iteration's own routing,
+ * over placements within the cluster's slots (every policy's are a subset),
+ * its moves free. Runs the oracle and each of `rivals` (dropless policies)
+ * on random small cases (shapes of one and two nodes, E above, equal to and
+ * below G, skewed drifting loads, fixed seeds) and asserts on every
+ * iteration that the oracle's layer time is at most each rival's serving
+ * placement's, charged no migration either. Returns the comparisons made.
+ */
+static inline int chk_oracle_bounds(const char *const *rivals) {
+  typedef struct { int gpus, gpn, experts, slots; } small_shape;
+  static const small_shape small[] = {{4, 4, 8, 3}, {8, 4, 16, 3}, {8, 8, 8, 2},
+                                      {8, 4, 4, 2}, {6, 3, 12, 4}, {16, 8, 32, 3}};
+  int compared = 0;
+  for (size_t k = 0; k < sizeof(small) / sizeof(small[0]); k++)
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+      const small_shape *sh = &small[k];
+      pl_env env = chk_env(1, sh->experts, sh->gpus, sh->gpn, sh->slots);
+      chk_loads loads;
+      chk_loads_generate(&loads, 8, 1, sh->gpus, sh->experts, 4096, 500 + 10 * k + seed);
+      int n = 0;
+      pl_policy *pol[16];
+      cr_assert_eq(pl_policy_create(&pol[n++], "oracle", &env, NULL, 0), PL_OK);
+      for (int i = 0; rivals[i] && n < 16; i++) {
+        char err[256] = "";
+        int rc = pl_policy_create(&pol[n], rivals[i], &env, err, sizeof err);
+        if (rc == PL_EPARAM && sh->gpn == sh->gpus && strstr(rivals[i], "hierarchical"))
+          continue; /* one node: no hierarchy to build */
+        cr_assert_eq(rc, PL_OK, "%s: %s", rivals[i], err);
+        n++;
+      }
+      pl_routing r;
+      cr_assert_eq(pl_routing_init(&r, sh->gpus, sh->experts, 0), PL_OK);
+      pl_plan plan;
+      pl_plan_init(&plan);
+      for (int it = 0; it < loads.iterations; it++) {
+        const int64_t *c = chk_loads_at(&loads, it, 0);
+        double us[16];
+        for (int i = 0; i < n; i++) {
+          cr_assert_eq(pl_policy_plan(pol[i], it, 0, c, &plan), PL_OK);
+          us[i] = chk_serving_us(pol[i], &env, c, &r);
+        }
+        for (int i = 1; i < n; i++, compared++)
+          cr_assert_leq(us[0], us[i] * (1 + 1e-12),
+                        "G %d (%d per node) E %d slots %d seed %llu it %d: oracle %.3f us > "
+                        "%s %.3f us", sh->gpus, sh->gpn, sh->experts, sh->slots,
+                        (unsigned long long)seed, it, us[0], pl_policy_spec(pol[i]), us[i]);
+        for (int i = 0; i < n; i++)
+          cr_assert_eq(pl_policy_observe(pol[i], it, 0, c), PL_OK);
+      }
+      for (int i = 0; i < n; i++)
+        pl_policy_destroy(pol[i]);
+      pl_plan_fini(&plan);
+      pl_routing_fini(&r);
+      chk_loads_free(&loads);
+    }
+  return compared;
 }
 
 #endif

@@ -2,6 +2,8 @@
  * expert), padded dispatch and the dropless padded mode (drop=0), checked
  * against hand-computed cases. */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -203,4 +205,101 @@ Test(capacity, capacity_is_per_rank_from_its_own_tokens) {
   cr_assert_eq(r.capacity, 40, "the largest per-rank capacity");
   pl_routing_fini(&r);
   pl_policy_destroy(p);
+}
+
+/* DeepSpeed's _capacity as its float32 tensors compute it, written out
+ * here: ceil(float(T / E) x float(cf x k)), at least min_capacity. */
+static int64_t ds_cap(int64_t tokens, int E, double cf, int k, int min_capacity) {
+  float c = ceilf((float)((double)tokens / E) * (float)(cf * k));
+  return (int64_t)c < min_capacity ? min_capacity : (int64_t)c;
+}
+
+/*
+ * Random counts, capacity factors other than 1 (below and above), top-1 to
+ * top-3, G below, equal to and above E (expert-data-parallel static layout:
+ * an expert has G/E replicas), one and several nodes: the routing's drops,
+ * capacities, kept tokens and padded buffers against a direct count. Each
+ * rank r keeps min(count, cap_r) of each expert's slots; the padded
+ * buffers are cap_r per (rank, expert), so the GPUs compute
+ * sum_r E x cap_r slots in all and rank r sends cap_r for each expert it
+ * does not host itself.
+ */
+Test(capacity, drops_kept_tokens_and_buffers_equal_a_direct_count_for_any_cf_and_size) {
+  static const int shapes[][3] = {/* G, gpus per node, E */
+                                  {4, 4, 16}, {8, 4, 8}, {16, 8, 4}, {12, 4, 3}, {32, 8, 8}};
+  static const double cfs[] = {0.5, 0.8, 1.25, 1.5, 2.0, 3.3};
+  uint64_t seed = 0xca9ac17;
+  int64_t total_dropped = 0, cases = 0, dropless = 0;
+  for (size_t sh = 0; sh < sizeof(shapes) / sizeof(shapes[0]); sh++) {
+    int G = shapes[sh][0], gpn = shapes[sh][1], E = shapes[sh][2];
+    for (size_t ci = 0; ci < sizeof(cfs) / sizeof(cfs[0]); ci++)
+      for (int k = 1; k <= 3; k++)
+        for (int minc = 0; minc <= 8; minc += 8) {
+          pl_env env = env_of(G, gpn, E, k);
+          char spec[96];
+          snprintf(spec, sizeof spec, "capacity:cf=%g,min_capacity=%d", cfs[ci], minc);
+          pl_policy *p = NULL;
+          cr_assert_eq(pl_policy_create(&p, spec, &env, NULL, 0), PL_OK, "%s", spec);
+          const pl_placement *pl = pl_policy_placement(p, 0);
+          /* skewed random counts; some ranks much busier than others */
+          int64_t c[32 * 16];
+          for (int s = 0; s < G; s++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            int busy = 1 + (int)((seed >> 33) % 4);
+            for (int e = 0; e < E; e++) {
+              seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+              int64_t u = (int64_t)((seed >> 33) % 1000);
+              c[s * E + e] = busy * (u * u / 4000 + (e == s % E ? 300 : 0));
+            }
+          }
+          int64_t cap[32], want_drop = 0, kept[16] = {0}, pad_total = 0, pad_wire = 0;
+          for (int s = 0; s < G; s++) {
+            int64_t slots = 0;
+            for (int e = 0; e < E; e++)
+              slots += c[s * E + e];
+            cap[s] = ds_cap((slots + k - 1) / k, E, cfs[ci], k, minc);
+            for (int e = 0; e < E; e++) {
+              int64_t keep = c[s * E + e] < cap[s] ? c[s * E + e] : cap[s];
+              kept[e] += keep;
+              want_drop += c[s * E + e] - keep;
+            }
+            pad_total += E * cap[s];
+            pad_wire += (E - pl->nhost[s]) * cap[s];
+          }
+          pl_routing r;
+          cr_assert_eq(pl_routing_init(&r, G, E, 1), PL_OK);
+          cr_assert_eq(pl_policy_route(p, 0, c, &r), PL_OK);
+          for (int s = 0; s < G; s++)
+            cr_assert_eq(r.cap[s], cap[s], "%s G %d E %d k %d: rank %d capacity %lld, want %lld",
+                         spec, G, E, k, s, (long long)r.cap[s], (long long)cap[s]);
+          cr_assert_eq(r.dropped, want_drop, "%s G %d E %d k %d: dropped %lld, want %lld", spec,
+                       G, E, k, (long long)r.dropped, (long long)want_drop);
+          int64_t got_pad = 0, got_wire = 0;
+          for (int e = 0; e < E; e++) {
+            int64_t sum = 0;
+            for (int g = 0; g < G; g++) {
+              sum += r.load[g * E + e];
+              got_pad += pl_routing_compute_tokens(&r, pl, g, e);
+            }
+            cr_assert_eq(sum, kept[e], "%s G %d E %d k %d: expert %d computes %lld, want %lld",
+                         spec, G, E, k, e, (long long)sum, (long long)kept[e]);
+          }
+          for (int s = 0; s < G; s++)
+            for (int d = 0; d < G; d++)
+              if (d != s)
+                got_wire += pl_routing_wire_tokens(&r, pl, s, d);
+          cr_assert_eq(got_pad, pad_total, "%s G %d E %d k %d: padded compute", spec, G, E, k);
+          cr_assert_eq(got_wire, pad_wire, "%s G %d E %d k %d: padded wire", spec, G, E, k);
+          total_dropped += want_drop;
+          dropless += want_drop == 0;
+          cases++;
+          pl_routing_fini(&r);
+          pl_policy_destroy(p);
+        }
+  }
+  cr_log_info("%lld cases, %lld without drops, %lld slots dropped", (long long)cases,
+              (long long)dropless, (long long)total_dropped);
+  /* the cases drop, and not always: small cf drops, large cf keeps all */
+  cr_assert_gt(cases - dropless, cases / 2);
+  cr_assert_gt(dropless, 0);
 }

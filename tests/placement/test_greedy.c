@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "../../placement/pl_internal.h"
 #include "pl_check.h"
@@ -84,4 +85,124 @@ Test(greedy, model_after_each_step_equals_a_fresh_model_many_nodes) { run_steps(
 
 Test(greedy, model_after_each_step_equals_a_fresh_model_with_scenarios) {
   run_steps(64, 96, 3, 3);
+}
+
+/* A random valid placement: every expert on one GPU with room, then
+ * `extra` more replicas on random GPUs with room that lack the expert. */
+static void random_placement(pl_placement *p, int S, int extra, uint64_t *s) {
+  int E = p->experts, G = p->gpus;
+  pl_placement_clear(p);
+  for (int e = 0; e < E; e++) {
+    int g;
+    do
+      g = (int)(chk_rng(s) % (uint64_t)G);
+    while (p->nhost[g] >= S);
+    cr_assert_eq(pl_placement_add(p, e, g), PL_OK);
+  }
+  for (int k = 0, tries = 0; k < extra && tries < 100 * extra; tries++) {
+    int e = (int)(chk_rng(s) % (uint64_t)E), g = (int)(chk_rng(s) % (uint64_t)G);
+    if (p->nhost[g] < S && !pl_placement_has(p, e, g)) {
+      cr_assert_eq(pl_placement_add(p, e, g), PL_OK);
+      k++;
+    }
+  }
+  cr_assert_eq(pl_placement_check(p), PL_OK);
+}
+
+/*
+ * The greedy's model of a placement is pl_cost_layer applied to the
+ * expected routing under uniform sources (pl_internal.h): every source GPU
+ * sends L_e / G of expert e's load. So with counts that are exactly that
+ * (every GPU sends m_e slots to expert e, m_e a multiple of lcm(1..G) so
+ * that every even split of pl_route is exact) the two must agree: compute,
+ * all-to-all and all-reduce, on random placements of random shapes, one
+ * node or several. With K scenarios the model's layer time is the mean of
+ * pl_cost_layer's over the scenarios (the all-reduce does not depend on the
+ * load). On one node the model's balance (loads split evenly over
+ * replicas) is the routing's too.
+ */
+Test(greedy, model_is_pl_cost_layer_of_the_uniform_source_routing_on_random_placements) {
+  static const int shapes[][4] = {/* G, gpus per node, E, S */
+                                  {4, 4, 8, 4},   {8, 8, 12, 3},  {8, 4, 16, 4}, {8, 2, 6, 3},
+                                  {12, 4, 10, 2}, {16, 8, 32, 3}, {16, 4, 8, 2}, {6, 3, 9, 4}};
+  const int64_t unit = 720720; /* lcm(1 .. 16) */
+  uint64_t s = 0x9eed;
+  int checked = 0;
+  for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+    int G = shapes[k][0], gpn = shapes[k][1], E = shapes[k][2], S = shapes[k][3];
+    pl_env env = chk_env(1, E, G, gpn, S);
+    env.cluster.oversub = 1.0 + (double)(k % 3); /* 1, 2, 3: a switch that blocks */
+    pl_placement p;
+    cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
+    pl_routing r;
+    cr_assert_eq(pl_routing_init(&r, G, E, 0), PL_OK);
+    int64_t *counts = calloc((size_t)G * E, sizeof(int64_t));
+    double *load = calloc(2 * (size_t)E, sizeof(double));
+    cr_assert(counts && load);
+    for (int trial = 0; trial < 25; trial++) {
+      random_placement(&p, S, (int)(chk_rng(&s) % (uint64_t)(G * S - E + 1)), &s);
+      double want_layer = 0, want_comp[2], want_a2a[2], want_ar = 0, want_bal = 0;
+      for (int sc = 0; sc < 2; sc++) {
+        for (int e = 0; e < E; e++) {
+          int64_t m = unit * (int64_t)(chk_rng(&s) % 40); /* some experts idle */
+          load[sc * E + e] = (double)(m * G);
+          for (int g = 0; g < G; g++)
+            counts[g * E + e] = m;
+        }
+        pl_cost cost;
+        cr_assert_eq(pl_route(&p, &env.cluster, counts, -1, &r), PL_OK);
+        cr_assert_eq(pl_cost_layer(&env.cluster, &env.model, &env.profile, &p, &r, &cost),
+                     PL_OK);
+        want_layer += cost.total_us / 2;
+        want_comp[sc] = cost.compute_us;
+        want_a2a[sc] = cost.alltoall_us;
+        want_ar = cost.allreduce_us;
+        if (sc == 0)
+          want_bal = pl_routing_balance(&r);
+      }
+      char what[96];
+      snprintf(what, sizeof what, "G %d gpn %d E %d S %d trial %d", G, gpn, E, S, trial);
+      pl_greedy one, two;
+      cr_assert_eq(pl_greedy_init(&one, &env.cluster, &env.model, &env.profile, &p, load, 1, S,
+                                  0.0), PL_OK);
+      cr_assert_eq(pl_greedy_init(&two, &env.cluster, &env.model, &env.profile, &p, load, 2, S,
+                                  0.0), PL_OK);
+      for (int sc = 0; sc < 2; sc++) {
+        double comp = 0, a2a = 0;
+        for (int g = 0; g < G; g++) {
+          comp = fmax(comp, two.scomp[(size_t)sc * G + g]);
+          a2a = fmax(a2a, two.sa2a[(size_t)sc * G + g]);
+        }
+        comp *= 1.0 + env.profile.bwd_ratio;
+        cr_assert(fabs(comp - want_comp[sc]) <= 1e-9 * want_comp[sc] + 1e-9,
+                  "%s scenario %d: compute %.9g us, pl_cost_layer %.9g", what, sc, comp,
+                  want_comp[sc]);
+        cr_assert(fabs(4 * a2a - want_a2a[sc]) <= 1e-9 * want_a2a[sc] + 1e-9,
+                  "%s scenario %d: all-to-all %.9g us, pl_cost_layer %.9g", what, sc, 4 * a2a,
+                  want_a2a[sc]);
+      }
+      double ar = 0;
+      for (int g = 0; g < G; g++)
+        ar = fmax(ar, one.ar[g]);
+      cr_assert(fabs(ar - want_ar) <= 1e-9 * want_ar + 1e-9, "%s: all-reduce %.9g, %.9g", what,
+                ar, want_ar);
+      double l1 = pl_greedy_layer_us(&one), l2 = pl_greedy_layer_us(&two);
+      double want1 = want_comp[0] + want_a2a[0] + want_ar + 2 * env.profile.nonmoe_us;
+      cr_assert(fabs(l1 - want1) <= 1e-9 * want1, "%s: layer %.9g us, pl_cost_layer %.9g", what,
+                l1, want1);
+      cr_assert(fabs(l2 - want_layer) <= 1e-9 * want_layer,
+                "%s: two scenarios %.9g us, mean of pl_cost_layer %.9g", what, l2, want_layer);
+      if (gpn == G)
+        cr_assert(fabs(pl_greedy_balance(&one) - want_bal) <= 1e-12,
+                  "%s: balance %.12g, routing %.12g", what, pl_greedy_balance(&one), want_bal);
+      pl_greedy_fini(&one);
+      pl_greedy_fini(&two);
+      checked++;
+    }
+    free(counts);
+    free(load);
+    pl_routing_fini(&r);
+    pl_placement_fini(&p);
+  }
+  cr_assert_eq(checked, 200);
 }

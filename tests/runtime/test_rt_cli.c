@@ -6,11 +6,14 @@
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -158,6 +161,183 @@ Test(rt_cli, validate_compares_runtime_and_simulator_per_policy, .timeout = 120)
   cr_assert(json_is_number(json_object_get(root, "p95_abs_error")));
   cr_assert(json_is_boolean(json_object_get(root, "ranking_agrees")));
   json_decref(root);
+}
+
+/* A document whose every real number is the median of the documents'
+ * numbers at the same place (same keys, same array positions); anything
+ * else is taken from the first. New reference. */
+static json_t *median_of(json_t **docs, int n) {
+  json_t *d0 = docs[0];
+  if (json_is_real(d0)) {
+    double v[16];
+    for (int i = 0; i < n; i++)
+      v[i] = json_number_value(docs[i]);
+    for (int i = 1; i < n; i++) /* insertion sort: n is small */
+      for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+        double t = v[j];
+        v[j] = v[j - 1];
+        v[j - 1] = t;
+      }
+    return json_real(n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+  }
+  json_t *part[16];
+  if (json_is_object(d0)) {
+    json_t *o = json_object();
+    const char *key;
+    json_t *val;
+    json_object_foreach(d0, key, val) {
+      for (int i = 0; i < n; i++)
+        cr_assert_not_null(part[i] = json_object_get(docs[i], key), "calibration lacks %s", key);
+      json_object_set_new(o, key, median_of(part, n));
+    }
+    return o;
+  }
+  if (json_is_array(d0)) {
+    json_t *a = json_array();
+    for (size_t k = 0; k < json_array_size(d0); k++) {
+      for (int i = 0; i < n; i++)
+        cr_assert_not_null(part[i] = json_array_get(docs[i], k));
+      json_array_append_new(a, median_of(part, n));
+    }
+    return a;
+  }
+  return json_incref(d0);
+}
+
+/* Share of a core each of two spinning threads gets for 0.2 s (1.0: the
+ * machine has two idle cores for the cpu backend's two ranks); the
+ * smaller of the two. */
+static double now_s(clockid_t c) {
+  struct timespec t;
+  clock_gettime(c, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+static void *spin(void *arg) {
+  double *share = arg, w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+  volatile unsigned long x = 0;
+  while (now_s(CLOCK_MONOTONIC) - w0 < 0.2)
+    x++;
+  *share = (now_s(CLOCK_THREAD_CPUTIME_ID) - c0) / (now_s(CLOCK_MONOTONIC) - w0);
+  return NULL;
+}
+static double core_share(void) {
+  pthread_t t[2];
+  double s[2];
+  for (int i = 0; i < 2; i++)
+    cr_assert_eq(pthread_create(&t[i], NULL, spin, &s[i]), 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  return fmin(s[0], s[1]);
+}
+
+/*
+ * validate on the cpu backend with a stated error bound. The cpu backend's
+ * times are wall times on a machine other jobs share, so the test measures
+ * robustly and refuses to judge a busy machine:
+ *   - one calibration jumps 2-3x at single points (another job takes a core
+ *     for a few ms of its 3 repetitions: over six calibrations the 256 and
+ *     512 token points ranged 240-865 and 948-2132 us), so the test
+ *     calibrates five times and predicts with each number's median
+ *     (profile, cluster and runtime files);
+ *   - a replay is only ever slowed by other jobs, so it replays three times
+ *     and compares the prediction (the same each time) with the fastest
+ *     measurement;
+ *   - before and after, two threads spin for 0.2 s each; if either got less
+ *     than 75% of a core, other jobs hold the cores and the test is
+ *     skipped, saying so (on this 2-core build machine, shared with
+ *     sweeps and fuzzers, that happens: the skip is the honest result).
+ * Bounds (docs/runtime.md, "validate on the cpu backend"), from 13 runs of
+ * this procedure on the build machine when it was written, three policies
+ * each (a 14th skipped):
+ *   - compute, which the profile predicts: |error| <= 0.35 (measured -0.21
+ *     to +0.04, median -0.10). With every FFN time of the cost model
+ *     doubled it gave +0.81 to +1.12, halved -0.50 to -0.54;
+ *   - the iteration time: |error| <= 0.5 (measured -0.36 to -0.03, median
+ *     -0.23: the cpu ranks also wait at the exchange barriers, which the
+ *     simulator's all-to-all, a copy at the calibrated bandwidth, does not
+ *     model; that phase's error is about -0.9 and not bounded here).
+ */
+Test(rt_cli, validate_on_cpu_predicts_compute_and_iteration_time_within_stated_bounds,
+     .timeout = 120) {
+  double share = core_share();
+  if (share < 0.75)
+    cr_skip_test("the machine is busy (a spinning thread got %.0f%% of a core): the cpu "
+                 "backend's times would measure the other jobs", 100 * share);
+  char dir[] = "/tmp/flexmoe-rt-bound-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char args[1024], path[700];
+  enum { K = 5 };
+  static const char *const ext[] = {".json", ".cluster.json", ".runtime.json"};
+  json_t *docs[3][K];
+  for (int k = 0; k < K; k++) {
+    snprintf(args, sizeof args, "calibrate --backend cpu --ranks 2 --d-model 64 --d-ff 128 --out %s/c%d.json",
+             dir, k);
+    cr_assert_eq(run(args), 0, "%s", err);
+    for (int f = 0; f < 3; f++) {
+      json_error_t je;
+      snprintf(path, sizeof path, "%s/c%d%s", dir, k, ext[f]);
+      cr_assert_not_null(docs[f][k] = json_load_file(path, 0, &je), "%s: %s", path, je.text);
+      unlink(path);
+    }
+  }
+  for (int f = 0; f < 3; f++) {
+    json_t *m = median_of(docs[f], K);
+    snprintf(path, sizeof path, "%s/median%s", dir, ext[f]);
+    cr_assert_eq(json_dump_file(m, path, 0), 0);
+    json_decref(m);
+    for (int k = 0; k < K; k++)
+      json_decref(docs[f][k]);
+  }
+  snprintf(args, sizeof args,
+           "validate --backend cpu --ranks 2 --d-model 64 --d-ff 128 --tokens-per-gpu 256 " SAMPLE
+           " --iterations 0:5 --profile %s/median.json --policy static --policy flexmoe:background=0"
+           " --policy eplb:period=2,background=0 --format json", dir);
+  /* three replays; per policy the fastest measurement of each (a job that
+   * takes a core during a replay makes it slower, never faster), against
+   * the prediction, the same in every replay */
+  enum { V = 3, P = 3 };
+  double pt[P], pc[P], mt[P], mc[P];
+  char pol[P][48];
+  for (int v = 0; v < V; v++) {
+    cr_assert_eq(run(args), 0, "%s", err);
+    json_t *root = parse(), *runs = json_object_get(root, "runs");
+    cr_assert_eq(json_array_size(runs), P);
+    for (int i = 0; i < P; i++) {
+      json_t *r = json_array_get(runs, (size_t)i);
+      json_t *comp = json_object_get(json_object_get(r, "phases"), "compute");
+      double t = json_real_value(json_object_get(r, "predicted_ms"));
+      double c = json_real_value(json_object_get(comp, "predicted_ms"));
+      double tm = json_real_value(json_object_get(r, "measured_ms"));
+      double cm = json_real_value(json_object_get(comp, "measured_ms"));
+      if (v == 0) {
+        snprintf(pol[i], sizeof pol[i], "%s", json_string_value(json_object_get(r, "policy")));
+        pt[i] = t, pc[i] = c, mt[i] = tm, mc[i] = cm;
+      } else {
+        cr_assert(t == pt[i] && c == pc[i], "%s: the prediction changed between replays", pol[i]);
+        mt[i] = fmin(mt[i], tm);
+        mc[i] = fmin(mc[i], cm);
+      }
+    }
+    json_decref(root);
+  }
+  for (int f = 0; f < 3; f++) {
+    snprintf(path, sizeof path, "%s/median%s", dir, ext[f]);
+    unlink(path);
+  }
+  rmdir(dir);
+  share = core_share();
+  if (share < 0.75)
+    cr_skip_test("the machine became busy (a spinning thread got %.0f%% of a core)",
+                 100 * share);
+  for (int i = 0; i < P; i++) {
+    double et = pt[i] / mt[i] - 1, ec = pc[i] / mc[i] - 1;
+    cr_log_info("%.40s: iteration %.3f / %.3f ms, error %+.3f; compute %.3f / %.3f ms, error "
+                "%+.3f", pol[i], pt[i], mt[i], et, pc[i], mc[i], ec);
+    cr_assert(fabs(ec) <= 0.35, "%s: compute predicted %.3f ms, measured %.3f ms (fastest of %d): "
+              "error %+.3f beyond 0.35", pol[i], pc[i], mc[i], V, ec);
+    cr_assert(fabs(et) <= 0.5, "%s: iteration predicted %.3f ms, measured %.3f ms (fastest of %d): "
+              "error %+.3f beyond 0.5", pol[i], pt[i], mt[i], V, et);
+  }
 }
 
 /* Sum of (nmoves, bytes) of a run's plans after its first iteration. */

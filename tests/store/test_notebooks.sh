@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Executes the four notebooks headless (jupyter nbconvert --execute) on a small
 # database built by `flexmoe sweep` from the bundled sample, and checks the
-# figures they write. Exit 77 (skip) when the notebook stack is not installed
-# (1 when FLEXMOE_REQUIRE names notebooks or all):
+# figures they write: each exists, and every value it draws (flexmoe_nb.save
+# writes them beside the PNG) equals the one check_figures.py recomputes from
+# the database, `flexmoe report` and the trace. Exit 77 (skip) when the
+# notebook stack is not installed (1 when FLEXMOE_REQUIRE names notebooks or all):
 #   pip install -r notebooks/requirements.txt
 set -euo pipefail
 : "${FLEXMOE_BIN:?run through meson test}" "${FLEXMOE_SOURCE_ROOT:?run through meson test}"
@@ -76,6 +78,9 @@ PY
 execute traces policies sweep validation
 expect 'traces_heatmap_*.png' 'traces_imbalance_*.png' policies_iteration_time.png \
   policies_speedup.png policies_breakdown.png sweep_speedup.png
+check() { python3 "$FLEXMOE_SOURCE_ROOT/tests/store/check_figures.py" "$FLEXMOE_FIGURES" "$db" \
+  "$tmp/report.json" "$trace" "$@"; }
+check
 # No validations yet: the notebook says so and draws nothing.
 grep -q "validations table is empty" "$tmp/out/validation.ipynb" ||
   { echo "FAIL: validation.ipynb did not report the empty table" >&2; exit 1; }
@@ -93,4 +98,5 @@ con.commit()
 PY
 execute validation
 expect validation_scatter.png validation_errors.png
-echo "notebooks: 4 executed, $(ls "$FLEXMOE_FIGURES" | wc -l) figures"
+check validation
+echo "notebooks: 4 executed, $(ls "$FLEXMOE_FIGURES"/*.png | wc -l) figures"

@@ -176,3 +176,84 @@ Test(rescale, slot_counts_beyond_32_bits_are_exact) {
   }
   tr_close(&t);
 }
+
+/*
+ * The rule for every relation of G to R (here R = 3): G < R, G = R, R < G <
+ * 2R, G a multiple of R, G above and not a multiple. GPU g reads rank
+ * g mod R; its row sums to the target (N, or the rank's own total when
+ * N <= 0), is zero where the rank's is, is the rank's row itself only when
+ * G == R and the target is the rank's own total, and is otherwise a
+ * multinomial draw: the same draw GPU g makes at any other G (one stream
+ * per GPU), so a multiple of R gets no copies. At G = 301 (about 100 GPUs per
+ * rank) the mean row of each rank's GPUs is the rank's distribution scaled
+ * to the target, within 6 standard errors per expert.
+ */
+Test(rescale, every_gpu_count_below_at_and_above_the_ranks_follows_the_rule) {
+  enum { R = 3, E = 12, BIG = 301 };
+  /* uneven totals (600, 1500, 3001) and zeros */
+  int64_t c[R * E] = {100, 0, 50, 50, 100, 0, 200, 25, 25, 25, 25, 0,
+                      0, 700, 100, 100, 100, 100, 100, 100, 100, 0, 50, 50,
+                      1, 1000, 0, 0, 0, 0, 1000, 500, 250, 125, 125, 0};
+  int64_t total[R] = {0};
+  for (int r = 0; r < R; r++)
+    for (int e = 0; e < E; e++)
+      total[r] += c[r * E + e];
+  cr_assert(total[0] == 600 && total[1] == 1500 && total[2] == 3001);
+  const char *p = tu_path((char[512]){0}, 512, "three.npy");
+  tr_error err;
+  cr_assert_eq(tr_write_npy(p, c, 1, 1, R, E, NULL, &err), TR_OK, "%s", err.msg);
+  tr_trace t;
+  cr_assert_eq(tr_open(&t, p, &err), TR_OK, "%s", err.msg);
+  static int64_t big[BIG * E], out[BIG * E];
+  const int gpus[] = {1, 2, 3, 4, 5, 6, 9, 10, 17, 24};
+  const int64_t targets[] = {0, 600, 1000};
+  for (int ti = 0; ti < 3; ti++) {
+    int64_t N = targets[ti];
+    cr_assert_eq(tr_rescale_slice(&t, 0, 0, BIG, N, 9, big), TR_OK);
+    for (size_t gi = 0; gi < sizeof(gpus) / sizeof(gpus[0]); gi++) {
+      int G = gpus[gi];
+      cr_assert_eq(tr_rescale_slice(&t, 0, 0, G, N, 9, out), TR_OK);
+      for (int g = 0; g < G; g++) {
+        int r = g % R;
+        int64_t target = N > 0 ? N : total[r], sum = 0;
+        const int64_t *row = out + (size_t)g * E, *src = c + (size_t)r * E;
+        for (int e = 0; e < E; e++) {
+          sum += row[e];
+          if (src[e] == 0)
+            cr_assert_eq(row[e], 0, "G %d N %lld GPU %d expert %d: rank %d sends none", G,
+                         (long long)N, g, e, r);
+        }
+        cr_assert_eq(sum, target, "G %d N %lld GPU %d", G, (long long)N, g);
+        int identity = G == R && target == total[r];
+        if (identity)
+          cr_assert_arr_eq(row, src, E * sizeof(int64_t), "G %d N %lld GPU %d: not a copy", G,
+                           (long long)N, g);
+        else
+          cr_assert_arr_eq(row, big + (size_t)g * E, E * sizeof(int64_t),
+                           "G %d N %lld GPU %d: not the draw GPU %d makes at G %d (a copy of "
+                           "rank %d?)", G, (long long)N, g, g, BIG, r);
+      }
+    }
+    /* the draws follow the rank's distribution */
+    for (int r = 0; r < R; r++) {
+      int64_t target = N > 0 ? N : total[r];
+      int n = 0;
+      double mean[E] = {0};
+      for (int g = r; g < BIG; g += R, n++)
+        for (int e = 0; e < E; e++)
+          mean[e] += (double)big[(size_t)g * E + e];
+      int differ = 0;
+      for (int g = r + R; g < BIG; g += R)
+        differ += memcmp(big + (size_t)g * E, big + (size_t)r * E, E * sizeof(int64_t)) != 0;
+      cr_assert_gt(differ, n - 5, "N %lld rank %d: its GPUs draw the same rows", (long long)N, r);
+      for (int e = 0; e < E; e++) {
+        double q = (double)c[r * E + e] / (double)total[r];
+        double want = (double)target * q, se = sqrt((double)target * q * (1 - q) / n);
+        cr_assert(fabs(mean[e] / n - want) <= 6 * se + 1e-9,
+                  "N %lld rank %d expert %d: mean %.2f, want %.2f (se %.2f)", (long long)N, r, e,
+                  mean[e] / n, want, se);
+      }
+    }
+  }
+  tr_close(&t);
+}
