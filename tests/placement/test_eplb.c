@@ -143,7 +143,7 @@ typedef struct ref_layout {
  * rule (legal 1: at most m copies of an expert, never two on one GPU). */
 static void ref_node(const double *load, const int *ex, int n, int R, int g0, int m, int legal,
                      ref_layout *out) {
-  double l[MAXE], w[MAXR] = {0};
+  double l[MAXE] = {0}, w[MAXR] = {0};
   int cnt[MAXE], owner[MAXR] = {0}, pack[MAXR], fill[MAXG] = {0};
   static unsigned char has[MAXG][MAXE];
   memset(has, 0, sizeof has);
