@@ -128,10 +128,15 @@ def run(args):
     for k, m in enumerate(mutants):
         path = os.path.join(wt, m["file"])
         text = open(path).read().split("\n")
-        if text[m["line"] - 1] != m["original"]:
-            results.append((m, "stale", "the line changed since the mutant was defined"))
-            continue
-        text[m["line"] - 1] = m["mutated"]
+        at = m["line"] - 1
+        if at >= len(text) or text[at] != m["original"]:
+            # the file moved on: the same line text, if it occurs exactly once
+            hits = [i for i, t in enumerate(text) if t == m["original"]]
+            if len(hits) != 1:
+                results.append((m, "stale", "the line changed since the mutant was defined"))
+                continue
+            at = hits[0]
+        text[at] = m["mutated"]
         open(path, "w").write("\n".join(text))
         try:
             rc, log = sh("meson compile -C build-mut", wt, timeout=600)
@@ -148,7 +153,7 @@ def run(args):
                 except subprocess.TimeoutExpired:
                     status, why = "killed", "test run timed out"
         finally:
-            text[m["line"] - 1] = m["original"]
+            text[at] = m["original"]
             open(path, "w").write("\n".join(text))
         results.append((m, status, why))
         print(f"[{k + 1}/{len(mutants)} {time.time() - t0:.0f}s] {status:9} {m['id']} {why}",
