@@ -315,6 +315,47 @@ Test(engine, moves_out_of_one_gpu_share_its_link_in_both_modes) {
   teardown(&f);
 }
 
+/* The mirror image: moves into one GPU from several share its ingress link.
+ * Each sender's egress carries only its own move, so a network that charged
+ * egress alone would finish in half the time. */
+Test(engine, moves_into_one_gpu_share_its_ingress_link_in_both_engines) {
+  static fixture f;
+  setup(&f, 2, 2, 4); /* GPUs 0, 1 on node 0; 2, 3 on node 1 */
+  for (int l = 0; l < 2; l++) {
+    memset(f.counts[l], 0, sizeof(f.counts[l]));
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
+  }
+  /* GPUs 2 and 3 send 1 GB each to GPU 0: 2 GB through GPU 0's 25 GB/s NIC
+   * ingress, 80 ms + 5 us (each sender's NIC egress alone: 40 ms); GPU 1
+   * sends 0.3 GB over NVLink (1 ms + 2 us, concurrently) */
+  pl_move mv[3] = {{0, 0, 2, 0, PL_MOVE_REPLICATE, 1000000000},
+                   {0, 1, 3, 0, PL_MOVE_REPLICATE, 1000000000},
+                   {0, 2, 1, 0, PL_MOVE_REPLICATE, 300000000}};
+  static const struct {
+    sim_engine_kind kind;
+    int agg;
+  } mode[] = {{SIM_ENGINE_DES, SIM_AGG_ALL}, {SIM_ENGINE_DES, 0}, {SIM_ENGINE_ANALYTIC, -1}};
+  for (size_t k = 0; k < sizeof(mode) / sizeof(mode[0]); k++) {
+    sim_engine e;
+    cr_assert_eq(sim_engine_init(&e, mode[k].kind, &f.cl, &f.pc, &f.m, &f.prof, mode[k].agg),
+                 SIM_OK);
+    sim_layer_in in[2];
+    memset(in, 0, sizeof(in));
+    for (int l = 0; l < 2; l++) {
+      in[l].placement = &f.p[l];
+      in[l].routing = &f.r[l];
+    }
+    in[0].moves = mv;
+    in[0].nmoves = 3;
+    sim_iter_out o;
+    cr_assert_eq(sim_engine_iteration(&e, in, 2, &o), SIM_OK);
+    cr_assert_float_eq(o.migration_us, 80000.0 + 5.0, 1e-3, "engine %d aggregate %d: %.6f us",
+                       (int)mode[k].kind, mode[k].agg, o.migration_us);
+    sim_engine_fini(&e);
+  }
+  teardown(&f);
+}
+
 /* Replicas and background moves under a skewed all-to-all on 2 x 4 GPUs:
  * the fully aggregated network stays within 2% of the exact per-pair one
  * (measured: -0.35%: the two ends of a pair are not coupled, and an
