@@ -247,7 +247,7 @@ int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double 
                     double w, int64_t lat_ns, int64_t tag, int kind, int64_t *done) {
   if (done)
     *done = -1;
-  if (!(bytes > 0))
+  if (bytes <= 0) /* NaN goes on to be refused */
     return SIM_OK;
   if (!isfinite(bytes) || !(w > 0) || g < 0 || g >= f->topo.gpus)
     return SIM_EINVAL;

@@ -122,3 +122,39 @@ Test(fluid, a_shared_tier_is_water_filled_under_each_flows_nic) {
   cr_assert_eq(g.t[0], 167 + 20);
   sim_fluid_fini(&f);
 }
+
+/* A flow the network could not carry is refused and leaves nothing behind:
+ * a weight that is not positive (a zero share would never finish, and a
+ * negative one would send backwards), a GPU id outside 0..G-1 (G itself
+ * included), and a size that is not finite. */
+Test(fluid, a_flow_without_a_positive_weight_a_gpu_or_a_finite_size_is_refused) {
+  sim_cluster c = cluster(2, 2, 1);
+  sim_fluid f;
+  cr_assert_eq(sim_fluid_init(&f, &c), SIM_OK);
+  static const struct {
+    int g;
+    double bytes, w;
+  } bad[] = {{0, 100, 0},   {0, 100, -0.0},  {0, 100, -1},       {0, 100, NAN},
+             {-1, 100, 1},  {4, 100, 1},     {0, INFINITY, 1},   {0, NAN, 1}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    for (int fg = 0; fg < 2; fg++) {
+      int64_t done = 0;
+      cr_assert_eq(sim_fluid_start(&f, 0, bad[i].g, 0, 0, bad[i].bytes, bad[i].w, 10,
+                                   fg ? (int64_t)i : -1, 0, &done),
+                   SIM_EINVAL, "gpu %d, %g bytes, weight %g", bad[i].g, bad[i].bytes, bad[i].w);
+      cr_assert_eq(done, -1);
+    }
+  got g = {0};
+  int64_t end;
+  int kind;
+  cr_assert_eq(sim_fluid_run_fg(&f, 0, record, &g, &end), SIM_OK);
+  cr_assert_eq(g.n, 0, "nothing was started");
+  cr_assert_eq(sim_fluid_drain(&f, 5, &end, &kind), SIM_OK);
+  cr_assert_eq(end, 5);
+  cr_assert_eq(kind, -1);
+  /* the smallest of each still works: GPU G - 1, any positive weight */
+  int64_t done;
+  cr_assert_eq(sim_fluid_start(&f, 5, 3, 0, 0, 100, 1e-300, 10, 0, 0, &done), SIM_OK);
+  cr_assert_eq(done, 5 + 100 + 10);
+  sim_fluid_fini(&f);
+}

@@ -86,8 +86,10 @@ void sim_fluid_fini(sim_fluid *f);
  * background of `kind`. With done non-NULL, a foreground flow alone on a
  * link of its own is not carried: its completion is known at once and
  * written to *done (-1 otherwise; the caller accounts for it, run_fg does
- * not report it). SIM_ENOMEM, SIM_EINVAL (bytes not finite), SIM_ETIME (a
- * completion past SIM_TIME_MAX, here or while advancing the link). */
+ * not report it). bytes <= 0 sends nothing (SIM_OK). SIM_ENOMEM, SIM_EINVAL
+ * (bytes infinite or NaN, w not > 0, g outside 0..G-1; nothing is started),
+ * SIM_ETIME (a completion past SIM_TIME_MAX, here or while advancing the
+ * link). */
 int sim_fluid_start(sim_fluid *f, int64_t now, int g, int inter, int in, double bytes,
                     double w, int64_t lat_ns, int64_t tag, int kind, int64_t *done);
 
