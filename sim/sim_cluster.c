@@ -270,6 +270,11 @@ int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
   v = json_object_get(root, "description");
   if (v && json_is_string(v))
     snprintf(c.description, sizeof(c.description), "%s", json_string_value(v));
+  else if (v) {
+    seterr(err, "%s: key 'description' must be a string", path);
+    rc = SIM_EKEY;
+    goto done;
+  }
   if ((rc = get_int(root, "nodes", path, &c.nodes, err)) ||
       (rc = get_int(root, "gpus_per_node", path, &c.gpus_per_node, err)))
     goto done;

@@ -164,6 +164,87 @@ Test(cluster, every_number_outside_its_physical_range_is_refused_naming_key_and_
   unlink(path);
 }
 
+/* The optional string keys: a string is kept, any other JSON type is
+ * refused naming the key (never printed as "(null)" or dropped silently). */
+Test(cluster, optional_string_keys_of_another_type_are_refused_naming_the_key) {
+  static const char *const fmt =
+      "{%s\"nodes\": 2, \"gpus_per_node\": 8, \"gpu\": {\"profile\": \"h100\", "
+      "\"hbm_gib\": 80}, \"intra\": {\"bandwidth_GBps\": 450, \"latency_us\": 2}, "
+      "\"inter\": {\"bandwidth_GBps\": 50, \"latency_us\": 5, \"oversubscription\": 1}}";
+  char text[1024];
+  sim_cluster c;
+  sim_errbuf e;
+  snprintf(text, sizeof(text), fmt, "\"name\": \"x\", \"description\": \"two DGX\", ");
+  const char *path = write_tmp("strkeys.json", text);
+  cr_assert_eq(sim_cluster_load(path, &c, &e), SIM_OK, "%s", e.msg);
+  cr_assert_str_eq(c.name, "x");
+  cr_assert_str_eq(c.description, "two DGX");
+  unlink(path);
+  static const char *const keys[] = {"name", "description"};
+  static const char *const values[] = {"5", "1.5", "true", "null", "[\"a\"]", "{}"};
+  for (size_t k = 0; k < 2; k++)
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+      char kv[64];
+      snprintf(kv, sizeof(kv), "\"%s\": %s, ", keys[k], values[i]);
+      snprintf(text, sizeof(text), fmt, kv);
+      path = write_tmp("strkeys.json", text);
+      cr_assert_eq(sim_cluster_load(path, &c, &e), SIM_EKEY, "%s%s", kv, e.msg);
+      char want[64];
+      snprintf(want, sizeof(want), "key '%s' must be a string", keys[k]);
+      cr_assert(strstr(e.msg, want) && strstr(e.msg, path), "%s: '%s'", kv, e.msg);
+      unlink(path);
+    }
+}
+
+/* The GPU-count limits are inclusive at 65,536: as nodes of one GPU, as
+ * GPUs of one node, and one past either end is refused naming the count. */
+Test(cluster, exactly_65536_gpus_are_accepted_either_way_and_one_more_is_refused) {
+  sim_cluster c;
+  sim_errbuf e;
+  cr_assert_eq(sim_cluster_preset("dgx-h100", &c, &e), SIM_OK);
+  cr_assert_eq(sim_cluster_resize(&c, 65536, 1, &e), SIM_OK, "%s", e.msg);
+  cr_assert_eq(c.nodes, 65536);
+  cr_assert_eq(sim_cluster_gpus(&c), 65536);
+  cr_assert_eq(sim_cluster_check(&c, &e), SIM_OK, "%s", e.msg);
+  cr_assert_eq(sim_cluster_resize(&c, 1, 65536, &e), SIM_OK, "%s", e.msg);
+  cr_assert_eq(sim_cluster_gpus(&c), 65536);
+  sim_cluster big = c;
+  big.nodes = 65537;
+  big.gpus_per_node = 1;
+  cr_assert_eq(sim_cluster_check(&big, &e), SIM_ERANGE);
+  cr_assert(strstr(e.msg, "nodes must be between 1 and 65536 (got 65537)"), "%s", e.msg);
+  cr_assert_eq(sim_cluster_resize(&c, 65537, 1, &e), SIM_ERANGE);
+  cr_assert(strstr(e.msg, "nodes must be between 1 and 65536 (got 65537)"), "%s", e.msg);
+  cr_assert_eq(sim_cluster_resize(&c, 1, 65537, &e), SIM_ERANGE);
+  cr_assert(strstr(e.msg, "gpus_per_node must be between 1 and 65536 (got 65537)"), "%s", e.msg);
+  cr_assert_eq(sim_cluster_gpus(&c), 65536, "a refused resize leaves the cluster as it was");
+}
+
+/* A resize's own arguments are range-checked before any cluster rule, so
+ * the error names the argument that is out of range: also on a
+ * green-context preset, whose one-node rule a bad count would otherwise
+ * hide behind. */
+Test(cluster, a_resize_argument_out_of_range_is_named_before_the_clusters_rules) {
+  static const char *const presets[] = {"dgx-h100", "pcie-a100", "h200-green-4"};
+  static const int bad[] = {-1, -65536, 65537, 1 << 30};
+  sim_cluster c;
+  sim_errbuf e;
+  char want[128];
+  for (size_t p = 0; p < 3; p++)
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      cr_assert_eq(sim_cluster_preset(presets[p], &c, &e), SIM_OK);
+      sim_cluster before = c;
+      cr_assert_eq(sim_cluster_resize(&c, 2, bad[i], &e), SIM_ERANGE);
+      snprintf(want, sizeof(want), "gpus_per_node must be between 1 and 65536 (got %d)", bad[i]);
+      cr_assert(strstr(e.msg, want), "%s, 2 x %d: '%s'", presets[p], bad[i], e.msg);
+      cr_assert_eq(sim_cluster_resize(&c, bad[i], 2, &e), SIM_ERANGE);
+      snprintf(want, sizeof(want), "nodes must be between 1 and 65536 (got %d)", bad[i]);
+      cr_assert(strstr(e.msg, want), "%s, %d x 2: '%s'", presets[p], bad[i], e.msg);
+      cr_assert_eq(memcmp(&c, &before, sizeof(c)), 0, "%s: a refused resize changed it",
+                   presets[p]);
+    }
+}
+
 Test(cluster, the_ends_of_every_range_are_accepted_and_give_a_valid_planner_view) {
   static const struct {
     const char *key, *value;

@@ -15,7 +15,8 @@
  * "GPU" of a one-node cluster; see sim_cluster_preset for the numbers).
  *
  * JSON keys (DESIGN.md; required unless marked):
- *   name (string, optional: default file name), nodes (int),
+ *   name (string, optional: default file name),
+ *   description (string, optional: shown by `flexmoe clusters`), nodes (int),
  *   gpus_per_node (int),
  *   gpu: {profile (string: h200, h100, a100), hbm_gib,
  *         compute_scale (optional, default 1: time multiplier)},
@@ -92,9 +93,10 @@ int sim_cluster_load(const char *path, sim_cluster *c, sim_errbuf *err);
  * file. */
 int sim_cluster_resolve(const char *spec, sim_cluster *c, sim_errbuf *err);
 
-/* Applies --nodes / --gpus-per-node (0 = keep). SIM_ERANGE when the result
- * has more than SIM_MAX_GPUS GPUs or a green-context preset gets more than
- * one node. */
+/* Applies --nodes / --gpus-per-node (0 = keep). SIM_ERANGE when either is
+ * negative or above SIM_MAX_GPUS (checked first: the error names that
+ * argument and its range), the result has more than SIM_MAX_GPUS GPUs, or a
+ * green-context preset gets more than one node. */
 int sim_cluster_resize(sim_cluster *c, int nodes, int gpus_per_node, sim_errbuf *err);
 
 static inline int sim_cluster_gpus(const sim_cluster *c) {
