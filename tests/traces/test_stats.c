@@ -98,6 +98,72 @@ Test(stats, a_moving_hot_expert_has_no_persistence) {
   tr_close(&t);
 }
 
+/* 16 experts (hot set of 2): all equal, then 0 and 1 ahead, then a
+ * three-way tie of 1, 7 and 12. */
+static int64_t ties(int64_t it, int r, int e) {
+  (void)r;
+  if (it == 0)
+    return 10;
+  if (it == 1)
+    return e < 2 ? 20 : 10;
+  return e == 1 || e == 7 || e == 12 ? 30 : 10;
+}
+
+/* Ties for the hot set go to the lower expert id: {0, 1}, {0, 1}, {1, 7}.
+ * Lag-1 persistence is then 2/2 and 1/2 (mean 0.75); lag 10 has no pair. */
+Test(stats, ties_for_the_hot_set_go_to_the_lower_expert_id) {
+  tr_trace t = make("ties.npy", 3, 1, 16, ties);
+  tr_stats s;
+  cr_assert_eq(tr_stats_compute(&t, 0, -1, &s), TR_OK);
+  cr_assert_eq(s.hot, 2);
+  cr_assert_float_eq(s.layer[0].hot_persist[0], 0.75, 1e-12, "got %g",
+                     s.layer[0].hot_persist[0]);
+  cr_assert(isnan(s.layer[0].hot_persist[1]));
+  tr_stats_fini(&s);
+  tr_close(&t);
+}
+
+/* Expert 3 takes everything, except iteration 2 where nothing is routed. */
+static int64_t gap(int64_t it, int r, int e) { return (void)r, it != 2 && e == 3 ? 80 : 0; }
+static int64_t none(int64_t it, int r, int e) { return (void)it, (void)r, (void)e, 0; }
+
+/* A slice whose total is 0 has no distribution: it is left out of every
+ * statistic (never a NaN or inf inside a mean), and the lags that would
+ * pair with it are skipped. A trace with nothing routed at all has no
+ * statistic (NaN, printed as null). */
+Test(stats, slices_with_no_tokens_are_left_out_of_every_statistic) {
+  tr_trace t = make("gap.npy", 6, 2, 4, gap);
+  tr_stats s;
+  cr_assert_eq(tr_stats_compute(&t, 0, -1, &s), TR_OK);
+  const tr_layer_stats *x = &s.layer[0];
+  cr_assert_eq(x->samples, 5);
+  cr_assert_float_eq(x->max_mean_p50, 4, 1e-12);
+  cr_assert_float_eq(x->max_mean_p90, 4, 1e-12);
+  cr_assert_float_eq(x->max_mean_mean, 4, 1e-12);
+  cr_assert_float_eq(x->gini, 3.0 / 4, 1e-12);
+  cr_assert_float_eq(x->entropy, 0, 1e-12);
+  cr_assert_float_eq(x->change[0], 0, 1e-12, "pairs (1,0), (4,3), (5,4) only");
+  cr_assert_float_eq(x->hot_persist[0], 1, 1e-12);
+  cr_assert_float_eq(x->rank_divergence, 0, 1e-12);
+  cr_assert_float_eq(x->rank_total_cv, 0, 1e-12);
+  cr_assert_eq(s.tokens_min, 0);
+  cr_assert_eq(s.tokens_max, 160);
+  tr_stats_fini(&s);
+  tr_close(&t);
+
+  t = make("none.npy", 4, 2, 4, none);
+  cr_assert_eq(tr_stats_compute(&t, 0, -1, &s), TR_OK);
+  x = &s.layer[0];
+  cr_assert_eq(x->samples, 0);
+  cr_assert(isnan(x->max_mean_p50) && isnan(x->max_mean_mean) && isnan(x->gini) &&
+            isnan(x->entropy) && isnan(x->change[0]) && isnan(x->hot_persist[0]) &&
+            isnan(x->rank_total_cv));
+  cr_assert_eq(s.tokens_min, 0);
+  cr_assert_eq(s.tokens_max, 0);
+  tr_stats_fini(&s);
+  tr_close(&t);
+}
+
 Test(stats, ranks_routing_to_disjoint_experts_diverge_and_ragged_totals_vary) {
   tr_trace t = make("diag.npy", 5, 4, 4, diagonal);
   tr_stats s;

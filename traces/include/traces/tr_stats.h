@@ -66,7 +66,8 @@ typedef struct tr_stats {
 int tr_stats_compute(const tr_trace *t, int64_t it0, int64_t it1, tr_stats *s);
 void tr_stats_fini(tr_stats *s); /* accepts NULL and zeroed */
 
-/* Helpers on one load vector of n experts (also used by the fitter). */
+/* Helpers on one load vector of n experts (load[e] >= 0; also used by the
+ * fitter). max/mean and gini are NaN when the loads sum to 0. */
 double tr_max_mean(const double *load, int n);
 double tr_gini(const double *load, int n, double *scratch /* n */);
 double tr_entropy(const double *p, int n); /* normalised by log n */
