@@ -101,6 +101,108 @@ Test(policies, every_policy_keeps_its_own_slot_limit_below_the_clusters) {
   }
 }
 
+/*
+ * Layers are planned independently: a layer's plans depend on its own
+ * loads only. Two handles of each policy see the same layer-0 loads and
+ * different layer-1 loads (another seed); every layer-0 plan and placement
+ * must be the same in both, for every spec of the table (each policy's
+ * per-layer state: predictors, histories, flexmoe's noise ring, shadows).
+ * Layer 1's plans really differ (else the check compared nothing).
+ */
+Test(policies, a_layers_plans_do_not_depend_on_another_layers_loads) {
+  static const shape sh[] = {{8, 8, 32, 6}, {16, 4, 32, 4}};
+  for (size_t k = 0; k < sizeof(sh) / sizeof(sh[0]); k++) {
+    pl_env env = chk_env(2, sh[k].experts, sh[k].gpus, sh[k].gpn, sh[k].slots);
+    int G = sh[k].gpus, E = sh[k].experts;
+    chk_loads la, lb;
+    chk_loads_generate(&la, 12, 2, G, E, 4096, 70 + k);
+    chk_loads_generate(&lb, 12, 2, G, E, 4096, 90 + k);
+    for (int i = 0; specs[i]; i++) {
+      pl_policy *a = NULL, *b = NULL;
+      char err[256] = "";
+      cr_assert_eq(pl_policy_create(&a, specs[i], &env, err, sizeof err), PL_OK, "%s", err);
+      cr_assert_eq(pl_policy_create(&b, specs[i], &env, err, sizeof err), PL_OK, "%s", err);
+      pl_plan pa, pb;
+      pl_plan_init(&pa);
+      pl_plan_init(&pb);
+      int differ1 = 0;
+      for (int it = 0; it < la.iterations; it++)
+        for (int ly = 0; ly < 2; ly++) {
+          const int64_t *ca = chk_loads_at(&la, it, ly);
+          const int64_t *cb = ly == 0 ? ca : chk_loads_at(&lb, it, ly);
+          cr_assert_eq(pl_policy_plan(a, it, ly, ca, &pa), PL_OK, "%s", specs[i]);
+          cr_assert_eq(pl_policy_plan(b, it, ly, cb, &pb), PL_OK, "%s", specs[i]);
+          if (ly == 0) {
+            cr_assert(chk_same_plan(&pa, &pb),
+                      "%s (G %d): layer 0's plan at iteration %d changed with layer 1's loads",
+                      specs[i], G, it);
+            cr_assert(pl_placement_equal(pl_policy_placement(a, 0), pl_policy_placement(b, 0)),
+                      "%s (G %d): layer 0's placement at iteration %d", specs[i], G, it);
+          } else {
+            differ1 |= !chk_same_plan(&pa, &pb);
+          }
+          cr_assert_eq(pl_policy_observe(a, it, ly, ca), PL_OK);
+          cr_assert_eq(pl_policy_observe(b, it, ly, cb), PL_OK);
+        }
+      int dynamic = strncmp(specs[i], "static", 6) && strncmp(specs[i], "capacity", 8);
+      if (dynamic)
+        cr_assert(differ1, "%s (G %d): layer 1's different loads never changed its plans",
+                  specs[i], G);
+      pl_plan_fini(&pa);
+      pl_plan_fini(&pb);
+      pl_policy_destroy(a);
+      pl_policy_destroy(b);
+    }
+    chk_loads_free(&la);
+    chk_loads_free(&lb);
+  }
+}
+
+/*
+ * One pl_plan may serve several policies in turn (the simulator keeps one
+ * per run; a caller may reuse it across runs of other shapes): a plan that
+ * last held a placement of another number of experts, GPUs or slots gives
+ * the same plans as a fresh one. The plan is first filled by eplb on 32
+ * experts x 8 GPUs, then used for shapes that differ in one dimension each.
+ */
+Test(policies, a_plan_reused_for_another_shape_plans_as_a_fresh_one) {
+  static const shape next[] = {{8, 8, 16, 6}, {16, 8, 16, 6}, {16, 8, 16, 4}, {8, 8, 32, 6}};
+  pl_plan reused;
+  pl_plan_init(&reused);
+  shape prev = {8, 8, 32, 6};
+  for (size_t k = 0; k <= sizeof(next) / sizeof(next[0]); k++) {
+    const shape *sh = k == 0 ? &prev : &next[k - 1];
+    pl_env env = chk_env(1, sh->experts, sh->gpus, sh->gpn, sh->slots);
+    chk_loads l;
+    chk_loads_generate(&l, 6, 1, sh->gpus, sh->experts, 4096, 40 + k);
+    pl_policy *a = NULL, *b = NULL;
+    cr_assert_eq(pl_policy_create(&a, "eplb:period=2", &env, NULL, 0), PL_OK);
+    cr_assert_eq(pl_policy_create(&b, "eplb:period=2", &env, NULL, 0), PL_OK);
+    pl_plan fresh;
+    pl_plan_init(&fresh);
+    int changed = 0;
+    for (int it = 0; it < l.iterations; it++) {
+      const int64_t *c = chk_loads_at(&l, it, 0);
+      int rc = pl_policy_plan(a, it, 0, c, &reused);
+      cr_assert_eq(rc, PL_OK, "E %d G %d slots %d, iteration %d: %s", sh->experts, sh->gpus,
+                   sh->slots, it, pl_strerror(rc));
+      cr_assert_eq(pl_policy_plan(b, it, 0, c, &fresh), PL_OK);
+      cr_assert(chk_same_plan(&reused, &fresh), "E %d G %d slots %d, iteration %d",
+                sh->experts, sh->gpus, sh->slots, it);
+      changed += fresh.changed;
+      cr_assert_eq(pl_policy_observe(a, it, 0, c), PL_OK);
+      cr_assert_eq(pl_policy_observe(b, it, 0, c), PL_OK);
+    }
+    cr_assert_gt(changed, 0, "E %d G %d: eplb never re-placed: the plan was not used",
+                 sh->experts, sh->gpus);
+    pl_plan_fini(&fresh);
+    pl_policy_destroy(a);
+    pl_policy_destroy(b);
+    chk_loads_free(&l);
+  }
+  pl_plan_fini(&reused);
+}
+
 Test(policies, every_policy_is_in_the_registry_with_documented_parameters) {
   const char *const names[] = {"static", "capacity", "fastermoe", "smartmoe",
                                "eplb", "flexmoe", "oracle"};
