@@ -113,8 +113,13 @@ def run(args):
         keep = set(args.only.split(","))
         mutants = [m for m in mutants if m["id"] in keep]
     wt = args.worktree
+    head = sh("git rev-parse HEAD", ROOT)[1].strip()
     if not os.path.isdir(wt):
-        sh(f"git worktree add --detach {wt} HEAD", ROOT)
+        sh(f"git worktree add --detach {wt} {head}", ROOT)
+    else:  # a reused worktree: move it to this HEAD, or it tests an older commit
+        rc, log = sh(f"git checkout --quiet --detach {head}", wt)
+        if rc:
+            sys.exit(f"{wt}: cannot move to {head}:\n{log}")
     build = os.path.join(wt, "build-mut")
     if not os.path.isdir(build):
         rc, log = sh("meson setup build-mut --buildtype=debugoptimized -Dcuda=disabled", wt)

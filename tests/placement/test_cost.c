@@ -1,5 +1,6 @@
 /* Cost model: profile interpolation and closed-form layer costs. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 
 #include "placement/pl_cost.h"
 #include "placement/pl_error.h"
@@ -108,4 +109,48 @@ Test(cost, background_moves_cost_only_what_exceeds_the_iteration) {
   cr_assert_float_eq(pl_cost_exposed_us(500, 1, 0, 2000), 0, 1e-12);
   cr_assert_float_eq(pl_cost_exposed_us(2500, 1, 0, 2000), 500, 1e-12);
   cr_assert_float_eq(pl_cost_exposed_us(2500, 0, 1, 2000), 0, 1e-12);
+}
+
+/* An allocator that fails its n-th call (1-based) and passes the rest to
+ * malloc: pl_set_allocator's hook for tests. */
+static int alloc_calls, alloc_fail_at;
+static void *failing_malloc(size_t size) {
+  return ++alloc_calls == alloc_fail_at ? NULL : malloc(size);
+}
+
+/*
+ * The time of a list of moves, in closed form: 4 GPUs, 2 per node; GPU 0
+ * sends 1 GB inside its node (to GPU 1) and 2 GB to GPU 2 in the other
+ * node, GPU 3 sends 0.5 GB to GPU 2; a drop and a move of no bytes cost
+ * nothing. GPU 0 is the slowest: 1 GB / 450 GB/s + 2 GB / 50 GB/s plus both
+ * latencies (GPU 2 receives the same inter-node 2 GB but only 0.5 GB inside
+ * its node). pl_cost_moves_us sums per GPU in scratch memory and falls back
+ * to a scan when that cannot be allocated: with either of its two
+ * allocations failing it gives the same bits.
+ */
+Test(cost, moves_time_is_the_slowest_gpus_links_even_without_scratch_memory) {
+  pl_cluster c = {4, 2, 4, 450e9, 2e-6, 50e9, 5e-6, 1.0};
+  const pl_move mv[] = {
+      {.layer = 0, .expert = 0, .from = 0, .to = 1, .kind = PL_MOVE_MIGRATE, .bytes = 1000000000},
+      {.layer = 0, .expert = 1, .from = 0, .to = 2, .kind = PL_MOVE_REPLICATE, .bytes = 2000000000},
+      {.layer = 0, .expert = 2, .from = 3, .to = 2, .kind = PL_MOVE_MIGRATE, .bytes = 500000000},
+      {.layer = 0, .expert = 3, .from = 1, .to = -1, .kind = PL_MOVE_DROP, .bytes = 0},
+      {.layer = 0, .expert = 4, .from = 1, .to = 3, .kind = PL_MOVE_REPLICATE, .bytes = 0},
+  };
+  int n = (int)(sizeof(mv) / sizeof(mv[0]));
+  double want = (1e9 / 450e9 + 2e9 / 50e9 + 2e-6 + 5e-6) * 1e6;
+  double us = pl_cost_moves_us(&c, mv, n);
+  cr_assert_float_eq(us, want, 1e-9 * want, "%.9g us, want %.9g", us, want);
+  for (int at = 1; at <= 3; at++) {
+    alloc_calls = 0;
+    alloc_fail_at = at;
+    pl_set_allocator(failing_malloc, NULL, NULL);
+    double got = pl_cost_moves_us(&c, mv, n);
+    int calls = alloc_calls;
+    pl_set_allocator(NULL, NULL, NULL);
+    cr_assert(got == us, "allocation %d failing: %.17g us, %.17g with memory", at, got, us);
+    if (at == 3) /* nothing failed: so failing calls 1 and 2 covered every allocation */
+      cr_assert_eq(calls, 2, "the scratch sums took %d allocations, not 2", calls);
+  }
+  cr_assert_eq(pl_cost_moves_us(&c, mv, 0), 0.0);
 }

@@ -498,3 +498,65 @@ Test(eplb, policy_plans_upstreams_layout_of_the_observed_loads) {
   pl_policy_destroy(p);
   chk_loads_free(&loads);
 }
+
+/*
+ * More slots than an expert can use: a GPU holds at most one copy of an
+ * expert, so once every expert is on every GPU of its span (the cluster, or
+ * its node when hierarchical) the remaining slots stay empty, and the
+ * layout is exactly "every expert everywhere" whatever the loads. Global:
+ * 3 experts on 4 GPUs with 5 slots each; hierarchical: 2 groups of 2
+ * experts on 2 nodes of 2 GPUs with 3 slots, and on 2 nodes of one GPU
+ * each; and through the policy, eplb:slots=6 for 4 experts on 2 GPUs (the
+ * cluster's memory fits them all, as the oracle's comment warns is common).
+ */
+Test(eplb, slots_beyond_every_expert_on_every_gpu_stay_empty) {
+  static const struct {
+    int E, G, gpn, S, groups;
+  } cases[] = {{3, 4, 4, 5, 0}, {4, 4, 2, 3, 2}, {2, 2, 1, 2, 2}, {6, 2, 2, 9, 0}};
+  for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    int E = cases[k].E, G = cases[k].G, gpn = cases[k].gpn, S = cases[k].S;
+    int groups = cases[k].groups;
+    int span = groups ? gpn : G, per_span = groups ? E / (G / gpn) : E;
+    pl_cluster c = cluster_of(G, gpn, S);
+    double load[8];
+    for (int e = 0; e < E; e++)
+      load[e] = 100.0 * (e + 1) * (e + 1); /* skewed: the hot ones would take more */
+    pl_placement p;
+    cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
+    cr_assert_eq(pl_eplb_layout(&p, &c, load, S, groups), PL_OK, "case %zu", k);
+    cr_assert_eq(pl_placement_check(&p), PL_OK);
+    for (int e = 0; e < E; e++)
+      cr_assert_eq(p.nrep[e], span, "case %zu: expert %d has %d copies, not %d", k, e,
+                   p.nrep[e], span);
+    for (int g = 0; g < G; g++) {
+      cr_assert_eq(p.nhost[g], per_span, "case %zu: GPU %d holds %d", k, g, p.nhost[g]);
+      /* its span's experts, in order: all of them, or one whole group (the
+       * one its node drew), the same on every GPU of the node */
+      int base = p.host[(size_t)g * S], first = p.host[(size_t)(g / span * span) * S];
+      cr_assert(base % per_span == 0 && base == first, "case %zu: GPU %d starts at %d", k, g,
+                base);
+      for (int j = 0; j < per_span; j++)
+        cr_assert_eq(p.host[(size_t)g * S + j], base + j);
+    }
+    pl_placement_fini(&p);
+  }
+  pl_env env = chk_env(1, 4, 2, 2, 6);
+  chk_loads loads;
+  chk_loads_generate(&loads, 3, 1, 2, 4, 4096, 5);
+  pl_policy *pol = NULL;
+  char err[256] = "";
+  cr_assert_eq(pl_policy_create(&pol, "eplb:slots=6,period=1", &env, err, sizeof err), PL_OK,
+               "%s", err);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  for (int it = 0; it < loads.iterations; it++) {
+    cr_assert_eq(pl_policy_plan(pol, it, 0, NULL, &plan), PL_OK, "iteration %d", it);
+    cr_assert_eq(pl_policy_observe(pol, it, 0, chk_loads_at(&loads, it, 0)), PL_OK);
+  }
+  const pl_placement *pl = pl_policy_placement(pol, 0);
+  for (int g = 0; g < 2; g++)
+    cr_assert_eq(pl->nhost[g], 4, "GPU %d holds %d experts", g, pl->nhost[g]);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(pol);
+  chk_loads_free(&loads);
+}

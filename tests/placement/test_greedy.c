@@ -206,3 +206,74 @@ Test(greedy, model_is_pl_cost_layer_of_the_uniform_source_routing_on_random_plac
   }
   cr_assert_eq(checked, 200);
 }
+
+/* Smallest layer time over every placement of E experts on G GPUs with at
+ * most S each (every expert at least once), by exhaustive search: each GPU
+ * takes one of the subsets of at most S experts (E <= 8). */
+static void best_of_all(const pl_env *env, const double *load, pl_placement *p, int g,
+                        double *best) {
+  int E = p->experts, S = p->slots;
+  if (g == p->gpus) {
+    for (int e = 0; e < E; e++)
+      if (p->nrep[e] == 0)
+        return;
+    pl_greedy m;
+    cr_assert_eq(pl_greedy_init(&m, &env->cluster, &env->model, &env->profile, p, load, 1, S,
+                                0.0), PL_OK);
+    *best = fmin(*best, pl_greedy_layer_us(&m));
+    pl_greedy_fini(&m);
+    return;
+  }
+  for (int set = 0; set < 1 << E; set++) {
+    if (__builtin_popcount((unsigned)set) > S)
+      continue;
+    for (int e = 0; e < E; e++)
+      if (set >> e & 1)
+        cr_assert_eq(pl_placement_add(p, e, g), PL_OK);
+    best_of_all(env, load, p, g + 1, best);
+    for (int e = 0; e < E; e++)
+      if (set >> e & 1)
+        cr_assert_eq(pl_placement_remove(p, e, g), PL_OK);
+  }
+}
+
+/*
+ * Every slot taken, so the hot expert grows only by expand + shrink +
+ * migrate. 4 GPUs in one node, 2 slots each, 6 experts with loads 1000,
+ * 7500, 17500, 22500, 1000, 18500; start {2,5} {3,5} {0,1} {4,5}: expert 5
+ * (cold, 3 copies) crowds every GPU but GPU 2, and expert 3 (the hottest)
+ * has one copy. The greedy first drops 5's copy on GPU 1; GPU 1 then has a
+ * free slot but already holds 3, and GPU 2 is full. So 5's copy on GPU 0
+ * goes, GPU 2's lightest expert (0, 1000) moves into that slot and 3
+ * expands onto GPU 2; one more step reaches {0,2} {3,4} {1,3} {5}, the
+ * best of all 16,380 placements by exhaustive search. Moving GPU 2's other
+ * expert (1, 7500) instead overloads GPU 0 and the greedy stops 18% above.
+ */
+Test(greedy, reaches_the_exhaustive_optimum_when_the_hot_expert_grows_by_a_swap) {
+  enum { G = 4, E = 6, S = 2 };
+  pl_env env = chk_env(1, E, G, G, S);
+  const double load[E] = {1000, 7500, 17500, 22500, 1000, 18500};
+  const int start[G][S] = {{2, 5}, {3, 5}, {0, 1}, {4, 5}};
+  pl_placement p, all;
+  cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
+  cr_assert_eq(pl_placement_init(&all, E, G, S), PL_OK);
+  for (int g = 0; g < G; g++)
+    for (int j = 0; j < S; j++)
+      cr_assert_eq(pl_placement_add(&p, start[g][j], g), PL_OK);
+  double best = INFINITY;
+  best_of_all(&env, load, &all, 0, &best);
+  pl_greedy g;
+  cr_assert_eq(pl_greedy_init(&g, &env.cluster, &env.model, &env.profile, &p, load, 1, S, 0.0),
+               PL_OK);
+  double before = pl_greedy_layer_us(&g);
+  cr_assert_eq(pl_greedy_run(&g, 8 * E), PL_OK);
+  double after = pl_greedy_layer_us(&g);
+  cr_assert(fabs(after - best) <= 1e-9 * best,
+            "greedy ends at %.3f us, the best placement takes %.3f us (start %.3f us)", after,
+            best, before);
+  cr_assert_eq(p.nrep[3], 2, "the hot expert has %d copies", p.nrep[3]);
+  cr_assert_eq(pl_placement_check(&p), PL_OK);
+  pl_greedy_fini(&g);
+  pl_placement_fini(&p);
+  pl_placement_fini(&all);
+}

@@ -54,6 +54,36 @@ Test(placement, add_refuses_full_gpus_and_duplicate_replicas) {
   pl_placement_fini(&p);
 }
 
+/* Ids come from callers (the ctypes API, moves read back from a plan): an
+ * expert or GPU id just outside its range, on either side, is refused by
+ * every call that takes one, and changes nothing; has() says no. The
+ * placement is 3 experts on 2 GPUs, every expert on GPU 0. */
+Test(placement, every_call_refuses_expert_and_gpu_ids_out_of_range) {
+  enum { E = 3, G = 2 };
+  pl_placement p, before;
+  cr_assert_eq(pl_placement_init(&p, E, G, 3), PL_OK);
+  cr_assert_eq(pl_placement_init(&before, E, G, 3), PL_OK);
+  for (int e = 0; e < E; e++)
+    cr_assert_eq(pl_placement_add(&p, e, 0), PL_OK);
+  cr_assert_eq(pl_placement_copy(&before, &p), PL_OK);
+  static const int bad[][2] = {{-1, 0}, {E, 0}, {E, 1}, {0, -1}, {0, G}, {E - 1, G}, {-1, -1}};
+  for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+    int e = bad[k][0], g = bad[k][1];
+    cr_assert_eq(pl_placement_has(&p, e, g), 0, "has(%d, %d)", e, g);
+    cr_assert_eq(pl_placement_add(&p, e, g), PL_ERANGE, "add(%d, %d)", e, g);
+    cr_assert_eq(pl_placement_remove(&p, e, g), PL_ERANGE, "remove(%d, %d)", e, g);
+    pl_move mv[1] = {{.layer = 0, .expert = e, .from = g, .to = g, .bytes = 1,
+                      .kind = PL_MOVE_MIGRATE}};
+    cr_assert_neq(pl_placement_apply(&p, mv, 1), PL_OK, "apply(%d, %d)", e, g);
+    cr_assert(pl_placement_equal(&p, &before), "a refused call at (%d, %d) changed it", e, g);
+  }
+  /* the ids at the ends of the ranges are accepted */
+  cr_assert_eq(pl_placement_add(&p, E - 1, G - 1), PL_OK);
+  cr_assert_eq(pl_placement_remove(&p, E - 1, G - 1), PL_OK);
+  pl_placement_fini(&p);
+  pl_placement_fini(&before);
+}
+
 Test(placement, diff_then_apply_turns_old_into_new_exactly) {
   pl_placement a, b, c;
   cr_assert_eq(pl_placement_init(&a, 8, 4, 3), PL_OK);

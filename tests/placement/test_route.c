@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "placement/pl_error.h"
+#include "placement/pl_cost.h"
 #include "placement/pl_route.h"
 
 static pl_cluster cluster(int gpus, int gpn, int slots) {
@@ -167,6 +168,53 @@ Test(route, per_gpu_sums_match_the_matrix_and_the_fast_path_is_exact) {
     pl_routing_fini(&fast);
     pl_placement_fini(&p);
   }
+}
+
+/* A routing given as its G x G traffic matrix alone (hose NULL: a
+ * pl_routing a caller fills by hand, e.g. measured traffic, as pl_route.h
+ * allows) has the per-GPU sums of the routing it came from, row and column
+ * sums of the matrix split by node, and so the same all-to-all time: on
+ * random placements over 4 nodes, the matrix-only view of each routing
+ * against the routing's own hose sums. */
+Test(route, a_traffic_matrix_alone_gives_the_routings_per_gpu_sums_and_cost) {
+  enum { G = 16, GPN = 4, E = 12, S = 5 };
+  pl_cluster c = cluster(G, GPN, S);
+  pl_model m = {2048, 8192, 2, 2, 12.0};
+  static const double tok[] = {16, 4096}, us[] = {27, 332};
+  pl_profile prof = {2, tok, us, 2.0, 10.0};
+  unsigned x = 23;
+  int64_t sent = 0;
+  for (int trial = 0; trial < 10; trial++) {
+    pl_placement p;
+    pl_routing r;
+    cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
+    random_replicas(&p, 6, &x);
+    static int64_t counts[G * E];
+    for (int i = 0; i < G * E; i++) {
+      x = x * 1103515245u + 12345u;
+      counts[i] = (x >> 16) % 700;
+    }
+    cr_assert_eq(pl_routing_init(&r, G, E, 1), PL_OK);
+    cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+    pl_routing bare = r; /* the same buffers, without the sums */
+    bare.hose = NULL;
+    int64_t h[4 * G];
+    cr_assert_eq(pl_routing_wire_sums(&bare, &p, GPN, h), PL_OK);
+    for (int i = 0; i < 4 * G; i++) {
+      cr_assert_eq(h[i], r.hose[i], "trial %d sums[%d]: matrix %lld, routing %lld", trial, i,
+                   (long long)h[i], (long long)r.hose[i]);
+      sent += h[i];
+    }
+    pl_cost a, b;
+    cr_assert_eq(pl_cost_layer(&c, &m, &prof, &p, &r, &a), PL_OK);
+    cr_assert_eq(pl_cost_layer(&c, &m, &prof, &p, &bare, &b), PL_OK);
+    cr_assert(a.alltoall_us == b.alltoall_us && a.total_us == b.total_us,
+              "trial %d: all-to-all %.9g us from the matrix, %.9g from the sums", trial,
+              b.alltoall_us, a.alltoall_us);
+    pl_routing_fini(&r);
+    pl_placement_fini(&p);
+  }
+  cr_assert_gt(sent, 0, "no token crossed a link: nothing was compared");
 }
 
 /* Padded dispatch with several replicas: a source's buffer for an expert is

@@ -445,6 +445,75 @@ Test(store, an_older_schema_is_migrated_and_keeps_its_runs) {
   cr_assert_eq(count_runs(dbpath), 1);
 }
 
+/*
+ * Step 4 of opening re-reads the schema version inside its write
+ * transaction: a newer flexmoe may upgrade the file after step 3 read it
+ * and before this one gets the write lock to migrate. Here another
+ * connection (the newer flexmoe) holds the write lock of a version-1
+ * database while a child process opens it for writing: the child passes
+ * step 3 (version 1 is committed) and waits for the lock to migrate; then
+ * the newer one sets version 99 and commits. The child must refuse the
+ * file, name it as newer, and leave it as the newer one wrote it. (Steps 1
+ * to 3 take milliseconds; the lock is held 1 s. Were the child slower, step
+ * 3 would see version 99 and refuse as well.)
+ */
+Test(store, a_database_upgraded_while_waiting_to_migrate_is_refused_untouched) {
+  char sql[256];
+  sql_exec(dbpath, st_migration_sql(1));
+  snprintf(sql, sizeof(sql),
+           "PRAGMA user_version = 1; PRAGMA application_id = %d; PRAGMA journal_mode = WAL;",
+           ST_APPLICATION_ID);
+  sql_exec(dbpath, sql);
+  int go[2], result[2];
+  cr_assert_eq(pipe(go), 0);
+  cr_assert_eq(pipe(result), 0);
+  pid_t pid = fork(); /* before this process opens the database again */
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    char c;
+    close(go[1]);
+    close(result[0]);
+    if (read(go[0], &c, 1) != 1)
+      _exit(3);
+    struct {
+      int rc;
+      char msg[500];
+    } out = {.rc = 1};
+    st_db *db = NULL;
+    out.rc = st_open(&db, dbpath, ST_WRITE, out.msg, sizeof(out.msg));
+    st_close(db);
+    _exit(write(result[1], &out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 4);
+  }
+  close(go[0]);
+  close(result[1]);
+  sqlite3 *newer = NULL;
+  cr_assert_eq(sqlite3_open(dbpath, &newer), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(newer, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  cr_assert_eq(write(go[1], "g", 1), 1);
+  struct timespec hold = {.tv_sec = 1, .tv_nsec = 0};
+  nanosleep(&hold, NULL);
+  cr_assert_eq(sqlite3_exec(newer, "PRAGMA user_version = 99; COMMIT", NULL, NULL, NULL),
+               SQLITE_OK, "%s", sqlite3_errmsg(newer));
+  sqlite3_close(newer);
+  struct {
+    int rc;
+    char msg[500];
+  } got = {.rc = 1};
+  cr_assert_eq(read(result[0], &got, sizeof(got)), (ssize_t)sizeof(got));
+  int status = 0;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(go[1]);
+  close(result[0]);
+  cr_assert_eq(got.rc, ST_EVERSION, "opened with %d: %s", got.rc, got.msg);
+  cr_assert(strstr(got.msg, dbpath) && strstr(got.msg, "newer than this flexmoe") &&
+                strstr(got.msg, "99"),
+            "message: %s", got.msg);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 99);
+  cr_assert_eq(sql_int(dbpath, "SELECT count(*) FROM sqlite_master WHERE name = 'trace_loads'"),
+               0, "the older flexmoe migrated the newer file");
+}
+
 Test(store, effective_time_is_the_mean_over_one_minus_the_dropped_share) {
   static const struct {
     double mean;
