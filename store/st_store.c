@@ -531,15 +531,15 @@ static int check_path(const char *path, int mode, int *is_new, char *errmsg,
  * -wal file, the ordinary read-only open reads the committed frames in it
  * through the existing -wal and -shm. *immutable says which; *ident is the
  * file's identity at open, for changed_under_us(). An SQLite result code. */
-static int open_reader(const char *path, sqlite3 **h, int *immutable,
-                       struct stat *ident) {
+static int open_reader(const char *path, sqlite3 **h, int allow_immutable,
+                       int *immutable, struct stat *ident) {
   char side[4200];
   struct stat st;
   snprintf(side, sizeof(side), "%s-wal", path);
   int wal = stat(side, &st) == 0;
   snprintf(side, sizeof(side), "%s-journal", path);
   int journal = stat(side, &st) == 0 && st.st_size > 0;
-  *immutable = !wal && !journal && stat(path, ident) == 0;
+  *immutable = allow_immutable && !wal && !journal && stat(path, ident) == 0;
   if (!*immutable)
     return sqlite3_open_v2(path, h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                            NULL);
@@ -569,24 +569,51 @@ static int say_newer(char *errmsg, size_t errlen, const char *path,
   return ST_EVERSION;
 }
 
+/* The identity of the file at path: application_id, user_version and the
+ * number of schema entries, read in one read transaction so that another
+ * process's migration committing between them cannot mix two states (it did:
+ * two sweeps creating one database, one saw the tables but not yet the id).
+ * A writer reads through an ordinary read-only connection; a reader may read
+ * an idle file immutable (read-only media) and then checks that the file did
+ * not change under it, reading again through a locking connection if it did.
+ * An SQLite result code; *h stays open for the caller's error message. */
+static int read_identity(const char *path, int writer, sqlite3 **h,
+                         int64_t *app, int64_t *ver, int64_t *tables) {
+  for (int attempt = 0;; attempt++) {
+    int immutable = 0;
+    struct stat ident, now;
+    int rc = open_reader(path, h, !writer && attempt == 0, &immutable, &ident);
+    if (rc == SQLITE_OK) {
+      sqlite3_busy_timeout(*h, BUSY_TIMEOUT_MS);
+      rc = sqlite3_exec(*h, "BEGIN", NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK)
+      rc = query_int_raw(*h, "PRAGMA application_id", app);
+    if (rc == SQLITE_OK)
+      rc = query_int_raw(*h, "PRAGMA user_version", ver);
+    if (rc == SQLITE_OK)
+      rc = query_int_raw(*h, "SELECT count(*) FROM sqlite_master", tables);
+    if (rc != SQLITE_OK)
+      return rc;
+    sqlite3_exec(*h, "COMMIT", NULL, NULL, NULL);
+    if (!immutable ||
+        (stat(path, &now) == 0 && now.st_ino == ident.st_ino &&
+         now.st_size == ident.st_size &&
+         now.st_mtim.tv_sec == ident.st_mtim.tv_sec &&
+         now.st_mtim.tv_nsec == ident.st_mtim.tv_nsec))
+      return SQLITE_OK;
+    sqlite3_close(*h);
+    *h = NULL;
+  }
+}
+
 /* Step 3: application_id, user_version and emptiness through a read-only
  * connection. *fresh = 1 for an SQLite file with no schema at all. */
-static int check_identity(const char *path, int *fresh, char *errmsg,
-                          size_t errlen) {
+static int check_identity(const char *path, int writer, int *fresh,
+                          char *errmsg, size_t errlen) {
   sqlite3 *h = NULL;
   int64_t app = 0, ver = 0, tables = 0;
-  int immutable = 0;
-  struct stat ident;
-  int rc = map_rc(open_reader(path, &h, &immutable, &ident));
-  if (rc == ST_OK) {
-    sqlite3_busy_timeout(h, BUSY_TIMEOUT_MS);
-    rc = map_rc(query_int_raw(h, "PRAGMA application_id", &app));
-  }
-  if (rc == ST_OK)
-    rc = map_rc(query_int_raw(h, "PRAGMA user_version", &ver));
-  if (rc == ST_OK)
-    rc = map_rc(query_int_raw(h, "SELECT count(*) FROM sqlite_master",
-                                  &tables));
+  int rc = map_rc(read_identity(path, writer, &h, &app, &ver, &tables));
   if (rc != ST_OK) {
     if (rc == ST_ENOTDB || rc == ST_ESQL)
       say(errmsg, errlen, "%s: not a flexmoe database (%s)", path,
@@ -672,6 +699,28 @@ static int migrate(st_db *db, const char *path, char *errmsg, size_t errlen) {
   return ST_OK;
 }
 
+/* Switches a writer's connection to WAL. Leaving rollback-journal mode needs
+ * the exclusive lock, and SQLite answers SQLITE_BUSY at once, without calling
+ * the busy handler, while another process holds any lock on the file (two
+ * sweeps creating one database at the same moment). So this waits itself, in
+ * steps of 10 ms, up to the busy timeout. An already-WAL database takes no
+ * exclusive lock and returns at once. */
+static int set_wal(st_db *db) {
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    int rc = exec(db, "PRAGMA journal_mode = WAL");
+    if (rc != ST_EBUSY)
+      return rc;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double waited_ms = (double)(now.tv_sec - t0.tv_sec) * 1e3 +
+                       (double)(now.tv_nsec - t0.tv_nsec) / 1e6;
+    if (waited_ms >= db->busy_ms)
+      return rc;
+    sqlite3_sleep(10);
+  }
+}
+
 int st_open(st_db **out, const char *path, int mode, char *errmsg,
             size_t errlen) {
   if (!out || !path || !*path || (mode != ST_READ && mode != ST_WRITE)) {
@@ -682,7 +731,7 @@ int st_open(st_db **out, const char *path, int mode, char *errmsg,
   int rc = check_path(path, mode, &is_new, errmsg, errlen);
   if (rc != ST_OK)
     return rc;
-  if (!is_new && (rc = check_identity(path, &fresh, errmsg, errlen)) != ST_OK)
+  if (!is_new && (rc = check_identity(path, mode == ST_WRITE, &fresh, errmsg, errlen)) != ST_OK)
     return rc;
   if (mode == ST_READ && fresh) {
     say(errmsg, errlen, "%s: not a flexmoe database (no flexmoe tables)", path);
@@ -705,7 +754,7 @@ int st_open(st_db **out, const char *path, int mode, char *errmsg,
         SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
         NULL));
   else
-    rc = map_rc(open_reader(path, &db->h, &db->immutable, &db->ident));
+    rc = map_rc(open_reader(path, &db->h, 1, &db->immutable, &db->ident));
   if (rc != ST_OK) {
     say(errmsg, errlen, "%s: cannot open database: %s", path,
         db->h ? sqlite3_errmsg(db->h) : "out of memory");
@@ -717,7 +766,7 @@ int st_open(st_db **out, const char *path, int mode, char *errmsg,
   if ((rc = exec(db, "PRAGMA foreign_keys = ON")) != ST_OK)
     goto fail_sql;
   if (mode == ST_WRITE) {
-    if ((rc = exec(db, "PRAGMA journal_mode = WAL")) != ST_OK ||
+    if ((rc = set_wal(db)) != ST_OK ||
         (rc = exec(db, "PRAGMA synchronous = NORMAL")) != ST_OK)
       goto fail_sql;
     if ((rc = migrate(db, path, errmsg, errlen)) != ST_OK)

@@ -985,6 +985,69 @@ Test(store, a_locked_database_is_named_and_nothing_hangs) {
   cr_assert_eq(count_runs(dbpath), 2);
 }
 
+/* CI found it: two sweeps creating one database at the same moment, and one
+ * failed at once with "locked by another process (gave up after waiting
+ * 30000 ms)": switching a fresh file to WAL while another process does the
+ * same returned SQLITE_BUSY without the busy handler being called; or it
+ * read the schema's identity while the other's migration committed, and
+ * called the file "an SQLite file of another application". Here four
+ * processes create one database at once, sixty times over; every one of
+ * them must open it. */
+Test(store, processes_creating_one_database_at_once_all_open_it) {
+  enum { ROUNDS = 60, PROCS = 4 };
+  int failures = 0;
+  char first[600] = "";
+  for (int round = 0; round < ROUNDS; round++) {
+    unlink(dbpath);
+    char side[320];
+    snprintf(side, sizeof(side), "%s-wal", dbpath);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", dbpath);
+    unlink(side);
+    int go[2], result[2];
+    cr_assert_eq(pipe(go), 0);
+    cr_assert_eq(pipe(result), 0);
+    pid_t pid[PROCS];
+    for (int k = 0; k < PROCS; k++) {
+      pid[k] = fork();
+      cr_assert_geq(pid[k], 0);
+      if (pid[k] == 0) {
+        char c, msg[500] = "";
+        close(go[1]);
+        close(result[0]);
+        if (read(go[0], &c, 1) != 0) /* wakes when the parent closes go */
+          _exit(3);
+        /* staggered by 0-9 ms, so that some find the file mid-migration */
+        struct timespec lag = {.tv_sec = 0, .tv_nsec = ((round * 3 + k * 7) % 10) * 1000000L};
+        nanosleep(&lag, NULL);
+        st_db *db = NULL;
+        int rc = st_open(&db, dbpath, ST_WRITE, msg, sizeof(msg));
+        st_close(db);
+        if (rc != ST_OK && write(result[1], msg, strlen(msg) + 1) < 0)
+          _exit(4);
+        _exit(rc == ST_OK ? 0 : 1);
+      }
+    }
+    close(go[0]);
+    close(result[1]);
+    close(go[1]); /* all children start at once */
+    for (int k = 0; k < PROCS; k++) {
+      int status = 0;
+      cr_assert_eq(waitpid(pid[k], &status, 0), pid[k]);
+      cr_assert(WIFEXITED(status) && WEXITSTATUS(status) <= 1, "child %d: status %d", k,
+                status);
+      failures += WEXITSTATUS(status);
+    }
+    if (failures && !first[0] && read(result[0], first, sizeof(first) - 1) < 0)
+      first[0] = '\0';
+    close(result[0]);
+  }
+  cr_assert_eq(failures, 0, "%d of %d opens failed; the first: %s", failures,
+               ROUNDS * PROCS, first);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA application_id"), ST_APPLICATION_ID);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), ST_SCHEMA_VERSION);
+}
+
 Test(store, a_second_writer_waits_for_the_first_then_proceeds) {
   st_db *a = NULL, *b = NULL;
   cr_assert_eq(st_open(&a, dbpath, ST_WRITE, NULL, 0), ST_OK);
