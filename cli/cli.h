@@ -12,7 +12,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum { CLI_OK = 0, CLI_EFAIL = 1, CLI_EUSAGE = 2 };
+#include "run/fm_error.h"
+#include "run/fm_json.h"
+
+/* The run library's codes are the exit codes (run/fm_error.h). */
+enum { CLI_OK = FM_OK, CLI_EFAIL = FM_EFAIL, CLI_EUSAGE = FM_EUSAGE };
 
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 
@@ -85,22 +89,23 @@ int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
  * not finite and positive). Tables print NAN as "-", JSON as null. */
 double cli_speedup(double ref_ms, double ms);
 
-/* A JSON number, or null where v is not finite (NAN: no value; +INFINITY:
- * an effective time with every token slot dropped): JSON has no infinity. */
-struct json_t;
-struct json_t *cli_json_number(double v);
-/* A JSON string of s that is always valid: bytes that are not well-formed
- * UTF-8 (a file name, a field of a file) appear as the text \xNN, where
- * json_string would return NULL and make the object holding it vanish.
- * NULL s gives null; NULL only when out of memory. */
-struct json_t *cli_json_string(const char *s);
+/* JSON values: fm_json_number and fm_json_string (run/fm_json.h). */
 /* Prints root as JSON (json_dumps flags) and a newline on stdout, and
  * releases it. Every JSON printer ends here, its values built with
- * cli_json_number and cli_json_string (or json_integer): so json_pack never
+ * fm_json_number and fm_json_string (or json_integer): so json_pack never
  * fails on a value, and a NULL root means out of memory, reported as an
  * error instead of printing "(null)" or nothing. Returns CLI_OK or
  * CLI_EFAIL (message printed). */
 int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
+
+/* The replay options `run` and `validate` share, by their getopt letter:
+ * b backend, t trace, P partitions, r ranks, D device, i iterations, s seed,
+ * d d-model, f d-ff, k top-k, T tokens-per-gpu, S slots. Returns 1 when opt
+ * was one of them and is stored in cfg, 0 when it is not (the caller handles
+ * it), or CLI_EUSAGE (negated: -CLI_EUSAGE) after printing the message for a
+ * bad value. cmd names the subcommand in messages (cli/replay_opts.c). */
+struct fm_replay_config;
+int cli_replay_option(const char *cmd, int opt, const char *arg, struct fm_replay_config *cfg);
 
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);

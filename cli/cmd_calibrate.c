@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "rtprof.h"
+#include "run/fm_profile.h"
 #include "runtime/rt_calib.h"
 #include "store/st_store.h"
 
@@ -113,7 +113,7 @@ int cmd_calibrate(int argc, char **argv) {
     rt_backend_destroy(b);
     return cli_fail(CLI_EFAIL, "calibrate", "%s", err);
   }
-  cli_rt_profile p;
+  fm_profile p;
   memset(&p, 0, sizeof p);
   if (name) snprintf(p.name, sizeof p.name, "%s", name);
   else if (partitions) snprintf(p.name, sizeof p.name, "h200-green-%d", partitions);
@@ -139,13 +139,13 @@ int cmd_calibrate(int argc, char **argv) {
   int G = b->ranks;
   rt_backend_destroy(b);
   char em[1024] = "";
-  if (out_path && cli_rt_profile_save(&p, out_path, em, sizeof em))
+  if (out_path && fm_profile_save(&p, out_path, em, sizeof em))
     return cli_fail(CLI_EFAIL, "calibrate", "--out %s", em);
   if (db_path) {
     st_db *db = NULL;
     if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "calibrate", "%s", em);
     char *pj = NULL, *cj = NULL, cname[96];
-    rc = cli_rt_profile_json(&p, &pj, &cj);
+    rc = fm_profile_json(&p, &pj, &cj);
     snprintf(cname, sizeof cname, "%s.cluster", p.name);
     if (!rc) rc = st_profile_put(db, p.name, pj) || st_profile_put(db, cname, cj);
     free(pj);
@@ -158,22 +158,22 @@ int cmd_calibrate(int argc, char **argv) {
     for (int i = 0; i < res.ntokens; i++) {
       double fl = 4.0 * (double)res.tokens[i] * d * f;
       json_array_append_new(pts, json_pack("{s:I, s:o, s:o, s:o}", "tokens", (json_int_t)res.tokens[i],
-                                           "fwd_us", cli_json_number(res.fwd_us[i]), "bwd_us",
-                                           cli_json_number(res.bwd_us[i]), "fwd_tflops",
-                                           cli_json_number(fl / res.fwd_us[i] * 1e-6)));
+                                           "fwd_us", fm_json_number(res.fwd_us[i]), "bwd_us",
+                                           fm_json_number(res.bwd_us[i]), "fwd_tflops",
+                                           fm_json_number(fl / res.fwd_us[i] * 1e-6)));
     }
     for (int i = 0; i < res.nsizes; i++)
-      json_array_append_new(xs, json_pack("{s:o, s:o}", "bytes_per_rank", cli_json_number(res.x_bytes[i]),
-                                          "us", cli_json_number(res.x_us[i])));
+      json_array_append_new(xs, json_pack("{s:o, s:o}", "bytes_per_rank", fm_json_number(res.x_bytes[i]),
+                                          "us", fm_json_number(res.x_us[i])));
     json_t *doc = json_pack("{s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                            "name", cli_json_string(p.name), "backend", cli_json_string(backend),
-                            "device", cli_json_string(p.device), "ranks", G, "d_model", d, "d_ff", f,
-                            "ffn", pts, "bwd_ratio", cli_json_number(res.bwd_ratio), "exchange", xs,
-                            "exchange_GBps", cli_json_number(res.exchange_GBps),
-                            "exchange_latency_us", cli_json_number(res.exchange_latency_us),
-                            "local_latency_us", cli_json_number(res.local_lat_us),
-                            "local_us_per_row", cli_json_number(res.local_us_per_row), "launch_us",
-                            cli_json_number(res.launch_us));
+                            "name", fm_json_string(p.name), "backend", fm_json_string(backend),
+                            "device", fm_json_string(p.device), "ranks", G, "d_model", d, "d_ff", f,
+                            "ffn", pts, "bwd_ratio", fm_json_number(res.bwd_ratio), "exchange", xs,
+                            "exchange_GBps", fm_json_number(res.exchange_GBps),
+                            "exchange_latency_us", fm_json_number(res.exchange_latency_us),
+                            "local_latency_us", fm_json_number(res.local_lat_us),
+                            "local_us_per_row", fm_json_number(res.local_us_per_row), "launch_us",
+                            fm_json_number(res.launch_us));
     return cli_json_print("calibrate", doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   }
   printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p.name, p.device, G, d, f);
@@ -192,7 +192,7 @@ int cmd_calibrate(int argc, char **argv) {
          res.launch_us);
   if (out_path) {
     char cpath[1024];
-    cli_rt_cluster_path(out_path, cpath, sizeof cpath);
+    fm_profile_cluster_path(out_path, cpath, sizeof cpath);
     printf("wrote %s, %s and the .runtime.json beside them\n", out_path, cpath);
   }
   return CLI_OK;

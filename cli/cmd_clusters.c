@@ -90,7 +90,7 @@ int cmd_clusters(int argc, char **argv) {
                         list[i]);
       }
       json_object_set_new(o, "gpus", json_integer(sim_cluster_gpus(&cl[i])));
-      json_object_set_new(o, "description", cli_json_string(cl[i].description));
+      json_object_set_new(o, "description", fm_json_string(cl[i].description));
       json_array_append_new(arr, o);
     }
     json_t *root = json_pack("{s:o}", "clusters", arr);

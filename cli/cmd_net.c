@@ -101,9 +101,9 @@ int cmd_net(int argc, char **argv) {
       bad |= json_array_append_new(
                  arr, json_pack("{s:i, s:i, s:I, s:o}", "src", fl[i].src, "dst", fl[i].dst,
                                 "bytes", (json_int_t)fl[i].bytes, "finish_us",
-                                cli_json_number((double)fl[i].finish_ns * 1e-3))) != 0;
+                                fm_json_number((double)fl[i].finish_ns * 1e-3))) != 0;
     json_t *root = json_pack("{s:o, s:o}", "makespan_us",
-                             cli_json_number((double)makespan * 1e-3), "flows", arr);
+                             fm_json_number((double)makespan * 1e-3), "flows", arr);
     if (bad) {
       json_decref(root);
       root = NULL;

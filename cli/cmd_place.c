@@ -93,8 +93,8 @@ static int emit_json(const place_opts *o, const pl_policy *pol, int G, int gpn, 
                      layer_out *out, int l0, int l1) {
   json_t *root = json_object(), *layers = json_array();
   int bad = !root || !layers;
-  bad |= json_object_set_new(root, "policy", cli_json_string(pl_policy_spec(pol)));
-  bad |= json_object_set_new(root, "trace", cli_json_string(o->trace));
+  bad |= json_object_set_new(root, "policy", fm_json_string(pl_policy_spec(pol)));
+  bad |= json_object_set_new(root, "trace", fm_json_string(o->trace));
   bad |= json_object_set_new(root, "iteration", json_integer(o->iteration));
   bad |= json_object_set_new(root, "gpus", json_integer(G));
   bad |= json_object_set_new(root, "gpus_per_node", json_integer(gpn));
@@ -130,7 +130,7 @@ static int emit_json(const place_opts *o, const pl_policy *pol, int G, int gpn, 
     bad |= json_object_set_new(lj, "experts", experts);
     bad |= json_object_set_new(lj, "gpu_load", load);
     /* NAN (a layer without load) is null: JSON has no NaN */
-    bad |= json_object_set_new(lj, "balance", cli_json_number(lo->balance));
+    bad |= json_object_set_new(lj, "balance", fm_json_number(lo->balance));
     bad |= json_object_set_new(lj, "dropped", json_integer(lo->dropped));
     bad |= json_object_set_new(lj, "background", json_boolean(lo->background));
     bad |= json_object_set_new(lj, "moves", moves);

@@ -38,9 +38,9 @@ static int print_json(void) {
     char sep = ':';
     for (const pl_param_desc *d = ops->params; d && d->key; d++) {
       json_t *p = json_object();
-      bad |= json_object_set_new(p, "key", cli_json_string(d->key));
-      bad |= json_object_set_new(p, "default", cli_json_string(d->defval));
-      bad |= json_object_set_new(p, "help", cli_json_string(d->help));
+      bad |= json_object_set_new(p, "key", fm_json_string(d->key));
+      bad |= json_object_set_new(p, "default", fm_json_string(d->defval));
+      bad |= json_object_set_new(p, "help", fm_json_string(d->help));
       bad |= json_array_append_new(params, p);
       if (off < sizeof(spec))
         off += (size_t)snprintf(spec + off, sizeof(spec) - off, "%c%s=%s", sep, d->key,
@@ -48,10 +48,10 @@ static int print_json(void) {
       sep = ',';
     }
     bad |= off >= sizeof(spec); /* never a cut spec */
-    bad |= json_object_set_new(o, "name", cli_json_string(ops->name));
-    bad |= json_object_set_new(o, "summary", cli_json_string(ops->summary));
+    bad |= json_object_set_new(o, "name", fm_json_string(ops->name));
+    bad |= json_object_set_new(o, "summary", fm_json_string(ops->summary));
     bad |= json_object_set_new(o, "clairvoyant", json_boolean(ops->clairvoyant));
-    bad |= json_object_set_new(o, "spec", cli_json_string(spec));
+    bad |= json_object_set_new(o, "spec", fm_json_string(spec));
     bad |= json_object_set_new(o, "parameters", params);
     bad |= json_array_append_new(list, o);
   }

@@ -359,31 +359,31 @@ static void print_csv(const row *rows, size_t nr) {
 }
 
 /* Strings from the database (paths, names, specs) go through
- * cli_json_string and numbers through cli_json_number, so no row can make
+ * fm_json_string and numbers through fm_json_number, so no row can make
  * json_pack fail and vanish; a NULL pack is out of memory, an error. */
 static int print_json(const char *db, const row *rows, size_t nr, size_t nruns) {
   json_t *doc = json_object(), *arr = json_array();
   int bad = !doc || !arr;
-  bad |= json_object_set_new(doc, "database", cli_json_string(db));
+  bad |= json_object_set_new(doc, "database", fm_json_string(db));
   bad |= json_object_set_new(doc, "runs", json_integer((json_int_t)nruns));
   for (size_t i = 0; i < nr && !bad; i++) {
     const row *r = &rows[i];
     const st_run_summary *f = r->first;
-    json_t *bd = json_pack("{s:o,s:o,s:o,s:o,s:o}", "compute", cli_json_number(r->compute_ms),
-                           "alltoall", cli_json_number(r->alltoall_ms), "allreduce",
-                           cli_json_number(r->allreduce_ms), "migration",
-                           cli_json_number(r->migration_ms), "other",
-                           cli_json_number(r->other_ms));
+    json_t *bd = json_pack("{s:o,s:o,s:o,s:o,s:o}", "compute", fm_json_number(r->compute_ms),
+                           "alltoall", fm_json_number(r->alltoall_ms), "allreduce",
+                           fm_json_number(r->allreduce_ms), "migration",
+                           fm_json_number(r->migration_ms), "other",
+                           fm_json_number(r->other_ms));
     json_t *o = json_pack(
         "{s:o,s:o,s:o,s:o,s:[I,I],s:i,s:o,s:i,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I}",
-        "kind", cli_json_string(f->kind), "trace", cli_json_string(f->trace), "cluster",
-        cli_json_string(f->cluster), "engine", cli_json_string(f->engine), "iteration_range",
+        "kind", fm_json_string(f->kind), "trace", fm_json_string(f->trace), "cluster",
+        fm_json_string(f->cluster), "engine", fm_json_string(f->engine), "iteration_range",
         (json_int_t)f->it_first, (json_int_t)f->it_last + 1, "gpus", f->gpus, "policy",
-        cli_json_string(f->policy), "runs", r->runs, "iterations", (json_int_t)r->iterations,
-        "mean_iteration_ms", cli_json_number(r->mean_ms), "effective_iteration_ms",
-        cli_json_number(r->effective_ms), "speedup_vs_static", cli_json_number(r->speedup),
-        "oracle_gap", cli_json_number(r->oracle_gap), "breakdown_ms", bd, "balance_mean",
-        cli_json_number(r->balance), "migrated_bytes", (json_int_t)r->migrated_bytes,
+        fm_json_string(f->policy), "runs", r->runs, "iterations", (json_int_t)r->iterations,
+        "mean_iteration_ms", fm_json_number(r->mean_ms), "effective_iteration_ms",
+        fm_json_number(r->effective_ms), "speedup_vs_static", fm_json_number(r->speedup),
+        "oracle_gap", fm_json_number(r->oracle_gap), "breakdown_ms", bd, "balance_mean",
+        fm_json_number(r->balance), "migrated_bytes", (json_int_t)r->migrated_bytes,
         "dropped_tokens", (json_int_t)r->dropped_tokens);
     bad |= json_array_append_new(arr, o);
   }
@@ -401,19 +401,19 @@ static int print_runs(const char *db, const st_run_summary *runs, size_t n,
   if (fmt == CLI_FMT_JSON) {
     json_t *doc = json_object(), *arr = json_array();
     int bad = !doc || !arr;
-    bad |= json_object_set_new(doc, "database", cli_json_string(db));
+    bad |= json_object_set_new(doc, "database", fm_json_string(db));
     for (size_t i = 0; i < n && !bad; i++) {
       const st_run_summary *r = &runs[i];
       bad |= json_array_append_new(
           arr, json_pack("{s:I,s:o,s:o,s:o,s:o,s:i,s:o,s:I,s:I,s:o,s:o,s:o}", "id",
-                         (json_int_t)r->id, "kind", cli_json_string(r->kind), "policy",
-                         cli_json_string(r->policy), "cluster", cli_json_string(r->cluster),
-                         "engine", cli_json_string(r->engine), "gpus", r->gpus, "trace",
-                         cli_json_string(r->trace), "seed", (json_int_t)r->seed, "iterations",
+                         (json_int_t)r->id, "kind", fm_json_string(r->kind), "policy",
+                         fm_json_string(r->policy), "cluster", fm_json_string(r->cluster),
+                         "engine", fm_json_string(r->engine), "gpus", r->gpus, "trace",
+                         fm_json_string(r->trace), "seed", (json_int_t)r->seed, "iterations",
                          (json_int_t)r->iterations, "mean_iteration_ms",
-                         cli_json_number(r->mean_ms), "effective_iteration_ms",
-                         cli_json_number(r->effective_ms), "config_key",
-                         cli_json_string(r->config_key)));
+                         fm_json_number(r->mean_ms), "effective_iteration_ms",
+                         fm_json_number(r->effective_ms), "config_key",
+                         fm_json_string(r->config_key)));
     }
     bad |= json_object_set_new(doc, "runs", arr);
     if (bad) {

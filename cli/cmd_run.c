@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "rtrun.h"
-#include "rtprof.h"
+#include "run/fm_replay.h"
+#include "run/fm_profile.h"
 
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
@@ -67,7 +67,7 @@ int cmd_run(int argc, char **argv) {
       {"check", no_argument, 0, 'c'}, {"db", required_argument, 0, 'B'},
       {"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
-  cli_rt_config cfg = CLI_RT_CONFIG_INIT;
+  fm_replay_config cfg = FM_REPLAY_CONFIG_INIT;
   const char *policies[64];
   int npol = 0, fmt = CLI_FMT_TABLE, rc;
   const char *db_path = NULL, *profile_path = NULL;
@@ -88,7 +88,7 @@ int cmd_run(int argc, char **argv) {
       break;
     case 'h': cli_help(help); return CLI_OK;
     default:
-      if ((rc = cli_rt_parse_option("run", c, optarg, &cfg)) == 0)
+      if ((rc = cli_replay_option("run", c, optarg, &cfg)) == 0)
         return cli_bad_option("run", argv[optind - 1]);
       if (rc < 0)
         return -rc;
@@ -101,9 +101,9 @@ int cmd_run(int argc, char **argv) {
   if (cfg.partitions > 0 && strcmp(cfg.backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
   char em[1024] = "";
-  cli_rt_profile prof;
+  fm_profile prof;
   if (profile_path) {
-    if (cli_rt_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
+    if (fm_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
     cfg.profile_path = profile_path;
     if (prof.exchange_GBps > 0) {
       cfg.exchange_GBps = prof.exchange_GBps;
@@ -120,16 +120,16 @@ int cmd_run(int argc, char **argv) {
   int header = 0;
   for (int p = 0; p < npol && out == CLI_OK; p++) {
     cfg.policy = policies[p];
-    cli_rt_output *o = NULL;
-    if ((rc = cli_rt_compute(&cfg, &o, em, sizeof em))) {
+    fm_replay_output *o = NULL;
+    if ((rc = fm_replay_compute(&cfg, &o, em, sizeof em))) {
       out = cli_fail(rc, "run", "%s", em);
       break;
     }
     owner = o->owner;
     int64_t run_id = 0;
-    if (db && owner && (rc = cli_rt_record(db, o, &run_id, em, sizeof em))) {
+    if (db && owner && (rc = fm_replay_record(db, o, &run_id, em, sizeof em))) {
       out = cli_fail(rc, "run", "%s: %s", db_path, em);
-      cli_rt_output_free(o);
+      fm_replay_output_free(o);
       break;
     }
     int check_ok = 1;
@@ -158,20 +158,20 @@ int cmd_run(int argc, char **argv) {
                check_ok ? "ok" : "FAILED");
     }
     json_t *bd = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}",
-                           "dispatch", cli_json_number(o->phase_ms[RT_PH_DISPATCH]),
-                           "compute", cli_json_number(o->phase_ms[RT_PH_COMPUTE]),
-                           "combine", cli_json_number(o->phase_ms[RT_PH_COMBINE]),
-                           "local", cli_json_number(o->phase_ms[RT_PH_LOCAL]),
-                           "allreduce", cli_json_number(o->phase_ms[RT_PH_ALLREDUCE]),
-                           "migration", cli_json_number(o->phase_ms[RT_PH_MIGRATION]));
+                           "dispatch", fm_json_number(o->phase_ms[RT_PH_DISPATCH]),
+                           "compute", fm_json_number(o->phase_ms[RT_PH_COMPUTE]),
+                           "combine", fm_json_number(o->phase_ms[RT_PH_COMBINE]),
+                           "local", fm_json_number(o->phase_ms[RT_PH_LOCAL]),
+                           "allreduce", fm_json_number(o->phase_ms[RT_PH_ALLREDUCE]),
+                           "migration", fm_json_number(o->phase_ms[RT_PH_MIGRATION]));
     json_t *r = json_pack("{s:o, s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
-                          "policy", cli_json_string(o->policy), "backend",
-                          cli_json_string(o->backend), "cluster", cli_json_string(o->cluster),
-                          "device", cli_json_string(o->device), "gpus", o->gpus, "iterations",
+                          "policy", fm_json_string(o->policy), "backend",
+                          fm_json_string(o->backend), "cluster", fm_json_string(o->cluster),
+                          "device", fm_json_string(o->device), "gpus", o->gpus, "iterations",
                           (json_int_t)o->iterations, "mean_iteration_ms",
-                          cli_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
-                          "balance_p50", cli_json_number(o->balance_p50), "balance_p90",
-                          cli_json_number(o->balance_p90), "migrated_bytes",
+                          fm_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
+                          "balance_p50", fm_json_number(o->balance_p50), "balance_p90",
+                          fm_json_number(o->balance_p90), "migrated_bytes",
                           (json_int_t)o->migrated_bytes, "dropped_tokens",
                           (json_int_t)o->dropped_tokens, "alltoall_bytes",
                           (json_int_t)o->bytes_alltoall);
@@ -179,22 +179,22 @@ int cmd_run(int argc, char **argv) {
     for (int64_t i = 0; i < o->iterations; i++)
       slots += o->rows[i].tokens_total;
     json_bad |= json_object_set_new(r, "effective_iteration_ms",
-                                    cli_json_number(st_effective_ms(o->mean_iteration_ms,
+                                    fm_json_number(st_effective_ms(o->mean_iteration_ms,
                                                                     o->dropped_tokens, slots)));
-    json_bad |= json_object_set_new(r, "nonmoe_us", cli_json_number(o->nonmoe_us));
+    json_bad |= json_object_set_new(r, "nonmoe_us", fm_json_number(o->nonmoe_us));
     if (db) json_bad |= json_object_set_new(r, "run_id", json_integer(run_id));
     if (o->checked)
       json_bad |= json_object_set_new(
           r, "check",
           json_pack("{s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:b}", "out_err",
-                    cli_json_number(o->check.out_err), "din_err",
-                    cli_json_number(o->check.din_err), "grad_err",
-                    cli_json_number(o->check.grad_err), "tokens",
+                    fm_json_number(o->check.out_err), "din_err",
+                    fm_json_number(o->check.din_err), "grad_err",
+                    fm_json_number(o->check.grad_err), "tokens",
                     (json_int_t)o->check.tokens_checked, "tokens_missing",
                     (json_int_t)o->check.tokens_missing, "replicas", o->check.replicas_checked,
                     "checksum_mismatches", o->check.checksum_mismatches, "ok", check_ok));
     json_bad |= json_array_append_new(runs, r);
-    cli_rt_output_free(o);
+    fm_replay_output_free(o);
     if (!check_ok) out = cli_fail(CLI_EFAIL, "run", "--check: results depend on the placement or tokens were lost (see above)");
   }
   if (out == CLI_OK && fmt == CLI_FMT_JSON && owner)

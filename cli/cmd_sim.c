@@ -1,6 +1,6 @@
 /*
  * cmd_sim.c - flexmoe sim: compare placement policies on a routing trace and
- * a modelled cluster (cli/simrun.h does the work).
+ * a modelled cluster (cli/fm_sim.h does the work).
  *
  * Order of work, so that bad input never touches the database: parse flags;
  * open the database (a read-only or foreign file fails here, unchanged);
@@ -19,7 +19,7 @@
 
 #include "cli.h"
 #include "placement/pl_policy.h"
-#include "simrun.h"
+#include "run/fm_sim.h"
 #include "store/st_store.h"
 
 #define MAX_POLICIES 32
@@ -79,7 +79,7 @@ int cmd_sim(int argc, char **argv) {
       {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
       {"network", required_argument, 0, 'W'},   {"threads", required_argument, 0, 'H'},
       {0, 0, 0, 0}};
-  cli_sim_config base = CLI_SIM_CONFIG_INIT;
+  fm_sim_config base = FM_SIM_CONFIG_INIT;
   base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
   const char *policies[MAX_POLICIES];
   int npol = 0, fmt = CLI_FMT_TABLE, c;
@@ -201,46 +201,46 @@ int cmd_sim(int argc, char **argv) {
   st_db *db = NULL;
   if (db_path[0] && st_open(&db, db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);
-  cli_sim_output *out[MAX_POLICIES + 1];
+  fm_sim_output *out[MAX_POLICIES + 1];
   memset(out, 0, sizeof(out));
   for (int i = 0; i < nrun && !rc; i++) {
-    cli_sim_config cfg = base;
+    fm_sim_config cfg = base;
     cfg.policy = policies[i];
-    if ((rc = cli_sim_config_key(&cfg, key, sizeof(key), err, sizeof(err))) != 0)
+    if ((rc = fm_sim_config_key(&cfg, key, sizeof(key), err, sizeof(err))) != 0)
       cli_fail(rc, "sim", "%s", err);
   }
   for (int i = 0; i < nrun && !rc; i++) {
-    cli_sim_config cfg = base;
+    fm_sim_config cfg = base;
     cfg.policy = policies[i];
-    if ((rc = cli_sim_compute(&cfg, &out[i], err, sizeof(err))) != 0)
+    if ((rc = fm_sim_compute(&cfg, &out[i], err, sizeof(err))) != 0)
       cli_fail(rc, "sim", "%s", err);
   }
   int64_t run_ids[MAX_POLICIES + 1];
   for (int i = 0; i < npol && !rc && db; i++)
-    if ((rc = cli_sim_record(db, out[i], &run_ids[i], err, sizeof(err))) != 0)
+    if ((rc = fm_sim_record(db, out[i], &run_ids[i], err, sizeof(err))) != 0)
       cli_fail(rc, "sim", "%s", err);
   if (!rc) {
     /* comparisons are over effective time: dropping cannot look like speed */
-    double ref = cli_sim_summary_of(out[static_idx])->effective_iteration_ms;
+    double ref = fm_sim_summary_of(out[static_idx])->effective_iteration_ms;
     if (fmt == CLI_FMT_JSON) {
       json_t *runs = json_array();
       int bad = !runs; /* a value that could not be built fails the output */
       for (int i = 0; i < npol && !bad; i++) {
-        const cli_sim_summary *s = cli_sim_summary_of(out[i]);
+        const fm_sim_summary *s = fm_sim_summary_of(out[i]);
         json_t *o = json_pack(
             "{s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:o}",
-            "policy", cli_json_string(s->policy), "cluster", cli_json_string(s->cluster), "gpus",
+            "policy", fm_json_string(s->policy), "cluster", fm_json_string(s->cluster), "gpus",
             s->gpus, "iterations", (json_int_t)s->iterations, "mean_iteration_ms",
-            cli_json_number(s->mean_iteration_ms), "speedup_vs_static",
-            cli_json_number(cli_speedup(ref, s->effective_iteration_ms)),
-            "effective_iteration_ms", cli_json_number(s->effective_iteration_ms), "balance_p50",
-            cli_json_number(s->balance_p50), "balance_p90", cli_json_number(s->balance_p90),
+            fm_json_number(s->mean_iteration_ms), "speedup_vs_static",
+            fm_json_number(cli_speedup(ref, s->effective_iteration_ms)),
+            "effective_iteration_ms", fm_json_number(s->effective_iteration_ms), "balance_p50",
+            fm_json_number(s->balance_p50), "balance_p90", fm_json_number(s->balance_p90),
             "migrated_bytes", (json_int_t)s->migrated_bytes, "dropped_tokens",
             (json_int_t)s->dropped_tokens, "breakdown_ms", "compute",
-            cli_json_number(s->compute_ms), "alltoall", cli_json_number(s->alltoall_ms),
-            "allreduce", cli_json_number(s->allreduce_ms), "migration",
-            cli_json_number(s->migration_ms), "other", cli_json_number(s->other_ms), "engine",
-            cli_json_string(base.engine));
+            fm_json_number(s->compute_ms), "alltoall", fm_json_number(s->alltoall_ms),
+            "allreduce", fm_json_number(s->allreduce_ms), "migration",
+            fm_json_number(s->migration_ms), "other", fm_json_number(s->other_ms), "engine",
+            fm_json_string(base.engine));
         bad |= json_object_set_new(o, "slots_per_gpu", json_integer(s->slots_per_gpu));
         if (db)
           bad |= json_object_set_new(o, "run_id", json_integer(run_ids[i]));
@@ -254,7 +254,7 @@ int cmd_sim(int argc, char **argv) {
       rc = cli_json_print("sim", root,
                           JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
     } else {
-      const cli_sim_summary *s0 = cli_sim_summary_of(out[0]);
+      const fm_sim_summary *s0 = fm_sim_summary_of(out[0]);
       printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
              base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, base.engine,
              db ? ", results in " : "", db ? db_path : "");
@@ -262,7 +262,7 @@ int cmd_sim(int argc, char **argv) {
              "iter_ms", "eff_ms", "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped",
              "compute", "alltoall", "allred", "migrate", "other");
       for (int i = 0; i < npol; i++) {
-        const cli_sim_summary *s = cli_sim_summary_of(out[i]);
+        const fm_sim_summary *s = fm_sim_summary_of(out[i]);
         double sp = cli_speedup(ref, s->effective_iteration_ms);
         char speed[32] = "-";
         if (!isnan(sp))
@@ -281,7 +281,7 @@ int cmd_sim(int argc, char **argv) {
     }
   }
   for (int i = 0; i < nrun; i++)
-    cli_sim_output_free(out[i]);
+    fm_sim_output_free(out[i]);
   st_close(db);
   return rc;
 }

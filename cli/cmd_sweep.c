@@ -5,7 +5,7 @@
  *
  * Design:
  *   - The grid is built and every point's configuration key is computed
- *     (cli_sim_config_key: trace content hash, resolved cluster and model,
+ *     (fm_sim_config_key: trace content hash, resolved cluster and model,
  *     canonical policy) before anything runs, so a bad trace, preset or
  *     policy fails the whole sweep up front with one message.
  *   - Points whose key is already complete in the database are skipped: an
@@ -14,8 +14,8 @@
  *   - --jobs J > 1 forks J workers before the database is opened for
  *     writing. The parent hands out point indices on one pipe per worker
  *     (dynamic scheduling: a worker gets the next point when it returns a
- *     result) and reads packed outputs (cli_sim_pack) back on another; it
- *     alone records, each point in its own transaction (cli_sim_record).
+ *     result) and reads packed outputs (fm_sim_pack) back on another; it
+ *     alone records, each point in its own transaction (fm_sim_record).
  *     Workers die with the parent (PR_SET_PDEATHSIG, and EOF on their task
  *     pipe), so a killed sweep leaves no process behind and, thanks to the
  *     store's transactions, no partial point. A worker that dies loses the
@@ -33,7 +33,7 @@
  *     receives the other ranks' packed outputs and records them. --jobs is
  *     per machine and ignored under MPI (each rank computes sequentially).
  *   - Results do not depend on --jobs, on MPI or on interruption: a point's
- *     output is a function of its configuration only (simrun.h).
+ *     output is a function of its configuration only (fm_sim.h).
  * Output: a progress bar on stderr when it is a terminal, a summary on
  * stdout at the end; failed and lost points are listed on stderr (exit 1).
  */
@@ -53,7 +53,7 @@
 #include "cli.h"
 #include "flexmoe_config.h"
 #include "sim/sim_cluster.h"
-#include "simrun.h"
+#include "run/fm_sim.h"
 #include "store/st_store.h"
 #include "traces/tr_trace.h"
 
@@ -112,7 +112,7 @@ static const char *const default_policies[] = {
     "static", "capacity", "fastermoe", "smartmoe", "eplb", "flexmoe", "oracle"};
 
 typedef struct point {
-  cli_sim_config cfg;
+  fm_sim_config cfg;
   char key[1024];
   char label[PL_SPEC_MAX + 512]; /* the spec as given, whole, and the point */
   int duplicate; /* same key as an earlier point */
@@ -138,7 +138,7 @@ typedef struct sweep {
   int nsizes;
   long seeds[MAX_LIST];
   int nseeds;
-  cli_sim_config base;
+  fm_sim_config base;
   int gpus_per_node;
   long jobs;
   const char *db;
@@ -230,7 +230,7 @@ static int build_grid(sweep *sw, int verbose) {
                      sw->clusters[c], sw->sizes[g], sw->seeds[s],
                      base_name(sw->traces[t]));
             msg[0] = '\0';
-            rc = cli_sim_config_key(&pt->cfg, pt->key, sizeof(pt->key), msg,
+            rc = fm_sim_config_key(&pt->cfg, pt->key, sizeof(pt->key), msg,
                                     sizeof(msg));
             if (rc)
               return verbose ? cli_fail(rc, CMD, "%s", msg[0] ? msg : "bad point")
@@ -364,15 +364,15 @@ static void list_lost(const sweep *sw) {
  * database could not be written). */
 static int record_packed(sweep *sw, st_db *db, point *pt, const void *buf,
                          size_t len) {
-  cli_sim_output *o = NULL;
-  if (cli_sim_unpack(buf, len, &o) != 0) {
+  fm_sim_output *o = NULL;
+  if (fm_sim_unpack(buf, len, &o) != 0) {
     point_failed(sw, pt, "worker sent a malformed result");
     return CLI_OK;
   }
   char msg[1024] = "";
   int64_t id = 0;
-  int rc = cli_sim_record(db, o, &id, msg, sizeof(msg));
-  cli_sim_output_free(o);
+  int rc = fm_sim_record(db, o, &id, msg, sizeof(msg));
+  fm_sim_output_free(o);
   if (rc != 0 && st_errcode(db) == ST_EEXISTS) {
     /* Another sweep on this database stored the point first: the claim and
      * the insert are one transaction, so it is stored once. */
@@ -397,11 +397,11 @@ static int record_packed(sweep *sw, st_db *db, point *pt, const void *buf,
  * message and the return is non-zero. */
 static int compute_packed(const point *pt, void **buf, size_t *len) {
   char msg[1024] = "";
-  cli_sim_output *o = NULL;
-  int rc = cli_sim_compute(&pt->cfg, &o, msg, sizeof(msg));
+  fm_sim_output *o = NULL;
+  int rc = fm_sim_compute(&pt->cfg, &o, msg, sizeof(msg));
   if (rc == 0) {
-    rc = cli_sim_pack(o, buf, len) == 0 ? 0 : CLI_EFAIL;
-    cli_sim_output_free(o);
+    rc = fm_sim_pack(o, buf, len) == 0 ? 0 : CLI_EFAIL;
+    fm_sim_output_free(o);
     if (rc)
       snprintf(msg, sizeof(msg), "cannot pack the result (out of memory)");
   }
@@ -914,7 +914,7 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
       {"plan-moves", no_argument, NULL, 'm'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  cli_sim_config init = CLI_SIM_CONFIG_INIT;
+  fm_sim_config init = FM_SIM_CONFIG_INIT;
   sw->base = init;
   sw->base.plan_moves = 0;
   sw->jobs = 1;

@@ -61,10 +61,10 @@ static int is_help(const char *a) {
 }
 
 /* JSON number, or null for NaN/inf (JSON has no NaN). */
-static json_t *jnum(double x) { return cli_json_number(x); }
+static json_t *jnum(double x) { return fm_json_number(x); }
 
 /* Strings from a file (its path, the sidecar's source) go through
- * cli_json_string: bytes that are not UTF-8 would make json_string return
+ * fm_json_string: bytes that are not UTF-8 would make json_string return
  * NULL and the key vanish. */
 static int print_json(const char *cmd, json_t *root) {
   return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
@@ -124,7 +124,7 @@ static json_t *meta_json(const tr_trace *t) {
   json_object_set_new(m, "d_ff", json_integer(t->meta.d_ff));
   json_object_set_new(m, "bytes_per_elem", json_integer(t->meta.bytes_per_elem));
   json_object_set_new(m, "tokens_per_rank", json_integer(t->meta.tokens_per_rank));
-  json_object_set_new(m, "source", cli_json_string(t->meta.source));
+  json_object_set_new(m, "source", fm_json_string(t->meta.source));
   return m;
 }
 
@@ -218,7 +218,7 @@ static int trace_info(int argc, char **argv) {
   int rc = CLI_OK;
   if (fmt == CLI_FMT_JSON) {
     json_t *o = json_object();
-    json_object_set_new(o, "path", cli_json_string(t.path));
+    json_object_set_new(o, "path", fm_json_string(t.path));
     json_object_set_new(o, "dtype", json_string(dtype_name(t.dtype)));
     json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t.iterations, t.layers,
                                               t.ranks, t.experts));
@@ -281,7 +281,7 @@ static const char STATS_HELP[] =
 
 static json_t *stats_json(const tr_trace *t, const tr_stats *s) {
   json_t *o = json_object();
-  json_object_set_new(o, "path", cli_json_string(t->path));
+  json_object_set_new(o, "path", fm_json_string(t->path));
   json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t->iterations, t->layers,
                                             t->ranks, t->experts));
   json_object_set_new(o, "iterations_analysed",

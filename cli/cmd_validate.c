@@ -4,7 +4,7 @@
  * the simulator with the calibrated profile (predicted); both stored, and
  * predicted vs measured shown per phase and per policy with the errors.
  *
- * Predictor: the simulator's runner (cli_sim_compute, cli/simrun.c) with
+ * Predictor: the simulator's runner (fm_sim_compute, run/fm_sim.c) with
  * the calibrated profile and its cluster file, engine analytic or des; or,
  * with --engine cost, the placement library's cost model alone
  * (pl_cost_layer + pl_cost_moves_us: the numbers the planners reason with).
@@ -25,13 +25,13 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "rtprof.h"
-#include "rtrun.h"
+#include "run/fm_profile.h"
+#include "run/fm_replay.h"
 #include "runtime/rt_calib.h"
 #include "placement/pl_error.h"
 #include "placement/pl_policy.h"
 #include "sim/sim_profile.h"
-#include "simrun.h"
+#include "run/fm_sim.h"
 
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
@@ -134,7 +134,7 @@ int cmd_validate(int argc, char **argv) {
       {"profile", required_argument, 0, 'R'}, {"engine", required_argument, 0, 'e'},
       {"db", required_argument, 0, 'B'}, {"format", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-  cli_rt_config cfg = CLI_RT_CONFIG_INIT;
+  fm_replay_config cfg = FM_REPLAY_CONFIG_INIT;
   cfg.backend = NULL;
   const char *policies[64], *db_path = NULL, *profile_path = NULL, *engine = "analytic";
   int npol = 0, fmt = CLI_FMT_TABLE, rc;
@@ -159,7 +159,7 @@ int cmd_validate(int argc, char **argv) {
       break;
     case 'h': cli_help(help); return CLI_OK;
     default:
-      if ((rc = cli_rt_parse_option("validate", c, optarg, &cfg)) == 0)
+      if ((rc = cli_replay_option("validate", c, optarg, &cfg)) == 0)
         return cli_bad_option("validate", argv[optind - 1]);
       if (rc < 0)
         return -rc;
@@ -188,7 +188,7 @@ int cmd_validate(int argc, char **argv) {
                       policies[p]);
   char em[1024] = "";
   /* 1. the calibrated profile: given, or measured now */
-  cli_rt_profile prof;
+  fm_profile prof;
   char tmpdir[64] = "", tmpprof[128] = "";
   if (!profile_path) {
     rt_backend_config bc = {cfg.partitions ? cfg.partitions : (cfg.ranks ? cfg.ranks : 4),
@@ -231,16 +231,16 @@ int cmd_validate(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/flexmoe-validate-XXXXXX");
     if (!mkdtemp(tmpdir)) return cli_fail(CLI_EFAIL, "validate", "cannot make a temporary directory");
     snprintf(tmpprof, sizeof tmpprof, "%s/profile.json", tmpdir);
-    if (cli_rt_profile_save(&prof, tmpprof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
+    if (fm_profile_save(&prof, tmpprof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
     profile_path = tmpprof;
   }
-  if (cli_rt_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
+  if (fm_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "validate", "%s", em);
   if (prof.exchange_GBps <= 0)
     return cli_fail(CLI_EFAIL, "validate",
                     "%s: no exchange bandwidth (no .cluster.json beside it, or a zero bandwidth in it; "
                     "write both with flexmoe calibrate --out)", profile_path);
   char cluster_path[1024];
-  cli_rt_cluster_path(profile_path, cluster_path, sizeof cluster_path);
+  fm_profile_cluster_path(profile_path, cluster_path, sizeof cluster_path);
   cfg.profile_path = profile_path;
   cfg.exchange_GBps = prof.exchange_GBps;
   cfg.exchange_lat_us = prof.exchange_latency_us;
@@ -255,26 +255,26 @@ int cmd_validate(int argc, char **argv) {
   for (int p = 0; p < npol && out == CLI_OK; p++) {
     cfg.policy = policies[p];
     cfg.predict = 0;
-    cli_rt_output *m = NULL;
-    if ((rc = cli_rt_compute(&cfg, &m, em, sizeof em))) {
+    fm_replay_output *m = NULL;
+    if ((rc = fm_replay_compute(&cfg, &m, em, sizeof em))) {
       out = cli_fail(rc, "validate", "%s", em);
       break;
     }
     owner = m->owner;
     snprintf(vr[p].policy, sizeof vr[p].policy, "%s", m->policy);
     fold(m->phase_ms, m->mean_iteration_ms, vr[p].meas);
-    if (db && owner && (rc = cli_rt_record(db, m, &vr[p].meas_id, em, sizeof em))) {
+    if (db && owner && (rc = fm_replay_record(db, m, &vr[p].meas_id, em, sizeof em))) {
       out = cli_fail(rc, "validate", "%s: %s", db_path, em);
-      cli_rt_output_free(m);
+      fm_replay_output_free(m);
       break;
     }
     int gpus = m->gpus, slots = m->slots, d = m->d_model, f = m->d_ff, k = m->top_k;
     int64_t a = m->it_begin, bnd = m->it_end;
     int64_t tokens_per_gpu = m->tokens_per_gpu;
-    cli_rt_output_free(m);
+    fm_replay_output_free(m);
     if (!owner) continue;
     if (use_sim) {
-      cli_sim_config sc = CLI_SIM_CONFIG_INIT;
+      fm_sim_config sc = FM_SIM_CONFIG_INIT;
       sc.trace_path = cfg.trace_path;
       sc.cluster = cluster_path;
       sc.policy = policies[p];
@@ -290,11 +290,11 @@ int cmd_validate(int argc, char **argv) {
       sc.slots = slots;
       (void)gpus;
       /* The simulator reads the same profile with its non-MoE factor set to
-       * the runtime's local token movement (rtprof.h), as the runtime's
+       * the runtime's local token movement (fm_profile.h), as the runtime's
        * own policy environment did. */
       char simprof[1100] = "";
       sim_profile sp;
-      if ((rc = cli_rt_sim_profile(profile_path, d, f, k, (double)tokens_per_gpu, &sp, em, sizeof em))) {
+      if ((rc = fm_profile_for_sim(profile_path, d, f, k, (double)tokens_per_gpu, &sp, em, sizeof em))) {
         out = cli_fail(rc, "validate", "%s", em);
         break;
       }
@@ -304,39 +304,39 @@ int cmd_validate(int argc, char **argv) {
         if (sim_profile_save(&sp, simprof, &se) == 0) sc.profile_path = simprof;
         else simprof[0] = 0;
       }
-      cli_sim_output *so = NULL;
-      rc = cli_sim_compute(&sc, &so, em, sizeof em);
+      fm_sim_output *so = NULL;
+      rc = fm_sim_compute(&sc, &so, em, sizeof em);
       if (simprof[0]) unlink(simprof);
       if (rc) {
         out = cli_fail(rc, "validate", "simulator: %s", em);
         break;
       }
-      const cli_sim_summary *s = cli_sim_summary_of(so);
+      const fm_sim_summary *s = fm_sim_summary_of(so);
       vr[p].pred[V_COMPUTE] = s->compute_ms;
       vr[p].pred[V_ALLTOALL] = s->alltoall_ms;
       vr[p].pred[V_ALLREDUCE] = s->allreduce_ms;
       vr[p].pred[V_MIGRATION] = s->migration_ms;
       vr[p].pred[V_OTHER] = s->other_ms;
       vr[p].pred[V_TIME] = s->mean_iteration_ms;
-      if (db && (rc = cli_sim_record(db, so, &vr[p].pred_id, em, sizeof em))) {
-        cli_sim_output_free(so);
+      if (db && (rc = fm_sim_record(db, so, &vr[p].pred_id, em, sizeof em))) {
+        fm_sim_output_free(so);
         out = cli_fail(rc, "validate", "%s: %s", db_path, em);
         break;
       }
-      cli_sim_output_free(so);
+      fm_sim_output_free(so);
     } else {
-      cli_rt_config pc = cfg;
+      fm_replay_config pc = cfg;
       pc.predict = 1;
       pc.ranks = gpus;
       pc.partitions = 0;
       pc.quiet = 1;
-      cli_rt_output *po = NULL;
-      if ((rc = cli_rt_compute(&pc, &po, em, sizeof em))) {
+      fm_replay_output *po = NULL;
+      if ((rc = fm_replay_compute(&pc, &po, em, sizeof em))) {
         out = cli_fail(rc, "validate", "prediction: %s", em);
         break;
       }
       fold(po->phase_ms, po->mean_iteration_ms, vr[p].pred);
-      cli_rt_output_free(po);
+      fm_replay_output_free(po);
     }
     if (db && vr[p].pred_id) {
       st_validation_row row = {vr[p].pred_id, vr[p].meas_id,
@@ -356,7 +356,7 @@ int cmd_validate(int argc, char **argv) {
   if (db) st_close(db);
   if (tmpprof[0]) {
     char cp[1024];
-    cli_rt_cluster_path(tmpprof, cp, sizeof cp);
+    fm_profile_cluster_path(tmpprof, cp, sizeof cp);
     unlink(tmpprof);
     unlink(cp);
     rmdir(tmpdir);
@@ -394,23 +394,23 @@ int cmd_validate(int argc, char **argv) {
       for (int q = 0; q < V_TIME; q++)
         bad |= json_object_set_new(
             ph, vnames[q],
-            json_pack("{s:o, s:o, s:o}", "predicted_ms", cli_json_number(vr[p].pred[q]),
-                      "measured_ms", cli_json_number(vr[p].meas[q]), "error",
-                      cli_json_number(rel(vr[p].pred[q], vr[p].meas[q]))));
+            json_pack("{s:o, s:o, s:o}", "predicted_ms", fm_json_number(vr[p].pred[q]),
+                      "measured_ms", fm_json_number(vr[p].meas[q]), "error",
+                      fm_json_number(rel(vr[p].pred[q], vr[p].meas[q]))));
       bad |= json_array_append_new(
-          runs, json_pack("{s:o, s:o, s:o, s:o, s:o}", "policy", cli_json_string(vr[p].policy),
-                          "predicted_ms", cli_json_number(vr[p].pred[V_TIME]), "measured_ms",
-                          cli_json_number(vr[p].meas[V_TIME]), "error",
-                          cli_json_number(rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME])),
+          runs, json_pack("{s:o, s:o, s:o, s:o, s:o}", "policy", fm_json_string(vr[p].policy),
+                          "predicted_ms", fm_json_number(vr[p].pred[V_TIME]), "measured_ms",
+                          fm_json_number(vr[p].meas[V_TIME]), "error",
+                          fm_json_number(rel(vr[p].pred[V_TIME], vr[p].meas[V_TIME])),
                           "phases", ph));
     }
     json_t *doc = json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "runs", runs,
-                            "median_abs_error", cli_json_number(med), "p95_abs_error",
-                            cli_json_number(p95), "ranking_agrees", agrees, "predictor",
-                            cli_json_string(predictor), "profile",
-                            cli_json_string(profile_path == tmpprof ? "calibrated now"
+                            "median_abs_error", fm_json_number(med), "p95_abs_error",
+                            fm_json_number(p95), "ranking_agrees", agrees, "predictor",
+                            fm_json_string(predictor), "profile",
+                            fm_json_string(profile_path == tmpprof ? "calibrated now"
                                                                     : profile_path),
-                            "backend", cli_json_string(cfg.backend));
+                            "backend", fm_json_string(cfg.backend));
     if (bad) {
       json_decref(doc);
       doc = NULL;

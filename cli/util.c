@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_json.h"
 
 #include <jansson.h>
 
@@ -22,74 +23,6 @@ void cli_detect_json_errors(int argc, char **argv) {
     if (strcmp(argv[i], "--format=json") == 0 ||
         (strcmp(argv[i], "--format") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0))
       json_errors = 1;
-}
-
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
- * forms, no surrogates, at most U+10FFFF), 0 when the byte at s does not
- * start one. */
-static size_t utf8_len(const unsigned char *s) {
-  unsigned char c = s[0];
-  if (c < 0x80)
-    return 1;
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xbf;
-  if (c >= 0xc2 && c <= 0xdf)
-    n = 2;
-  else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0)
-      lo = 0xa0;
-    if (c == 0xed)
-      hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0)
-      lo = 0x90;
-    if (c == 0xf4)
-      hi = 0x8f;
-  } else
-    return 0;
-  if (s[1] < lo || s[1] > hi)
-    return 0;
-  for (size_t i = 2; i < n; i++)
-    if (s[i] < 0x80 || s[i] > 0xbf)
-      return 0;
-  return n;
-}
-
-/* A malloc'd copy of s where every byte that JSON or a terminal must not
- * get raw is written as the four characters \xNN: bytes that are not
- * well-formed UTF-8 always, control bytes (below 0x20 and 0x7f) when
- * `controls` (a one-line text message; JSON escapes those itself). NULL
- * when out of memory. */
-static char *escape_bytes(const char *s, int controls) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t len = strlen(s);
-  char *out = malloc(4 * len + 1), *o = out;
-  if (!out)
-    return NULL;
-  for (size_t i = 0; i < len;) {
-    size_t n = utf8_len(u + i);
-    if (n == 0 || (controls && (u[i] < 0x20 || u[i] == 0x7f))) {
-      o += sprintf(o, "\\x%02x", u[i]);
-      i++;
-    } else {
-      memcpy(o, u + i, n);
-      o += n;
-      i += n;
-    }
-  }
-  *o = '\0';
-  return out;
-}
-
-json_t *cli_json_string(const char *s) {
-  if (!s)
-    return json_null();
-  char *clean = escape_bytes(s, 0);
-  json_t *j = clean ? json_string(clean) : NULL;
-  free(clean);
-  return j;
 }
 
 int cli_fail(int code, const char *cmd, const char *fmt, ...) {
@@ -110,15 +43,15 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) {
     /* one line of JSON: the message's bytes escaped by jansson (controls,
      * quotes) after escape_bytes made it valid UTF-8 */
     json_t *e = json_object();
-    json_object_set_new(e, "command", cli_json_string(cmd ? cmd : ""));
-    json_object_set_new(e, "error", cli_json_string(msg));
+    json_object_set_new(e, "command", fm_json_string(cmd ? cmd : ""));
+    json_object_set_new(e, "error", fm_json_string(msg));
     json_object_set_new(e, "exit", json_integer(code));
     text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(e);
     if (text)
       fprintf(stderr, "%s\n", text);
   } else {
-    text = escape_bytes(msg, 1);
+    text = fm_escape_bytes(msg, 1);
     fprintf(stderr, "flexmoe%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", text ? text : msg);
   }
   if (json_errors && !text) /* out of memory: still one valid line */
@@ -272,7 +205,6 @@ double cli_speedup(double ref_ms, double ms) {
   return isinf(ms) ? 0.0 : ref_ms / ms;
 }
 
-json_t *cli_json_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 int cli_json_print(const char *cmd, json_t *root, size_t flags) {
   char *text = root ? json_dumps(root, flags) : NULL;

@@ -33,7 +33,7 @@
 
 #include "flexmoe_config.h"
 #include "placement/pl_policy.h"
-#include "simrun.h"
+#include "run/fm_sim.h"
 
 static double wall(void) {
   struct timespec ts;
@@ -50,13 +50,13 @@ static double cpu(void) {
 typedef struct timing {
   double wall_s, cpu_s, mean_ms;
   int64_t iters;
-  cli_sim_summary sum;
+  fm_sim_summary sum;
 } timing;
 
-/* One run; network: 0 hose, 1 exact, 2 hose-alltoall (cli_sim_config). */
+/* One run; network: 0 hose, 1 exact, 2 hose-alltoall (fm_sim_config). */
 static int one_net(const char *trace, int nodes, int gpn, const char *policy,
                    const char *engine, int64_t iters, int network, timing *t) {
-  cli_sim_config c = CLI_SIM_CONFIG_INIT;
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
   c.trace_path = trace;
   c.cluster = "dgx-h100";
   c.nodes = nodes;
@@ -66,19 +66,19 @@ static int one_net(const char *trace, int nodes, int gpn, const char *policy,
   c.exact_net = network;
   c.it_end = iters > 0 ? iters : -1;
   char err[1024];
-  cli_sim_output *o = NULL;
+  fm_sim_output *o = NULL;
   double w0 = wall(), c0 = cpu();
-  int rc = cli_sim_compute(&c, &o, err, sizeof(err));
+  int rc = fm_sim_compute(&c, &o, err, sizeof(err));
   t->wall_s = wall() - w0;
   t->cpu_s = cpu() - c0;
   if (rc) {
     fprintf(stderr, "bench_sim_runs: %s %s: %s\n", policy, engine, err);
     return 1;
   }
-  t->sum = *cli_sim_summary_of(o);
+  t->sum = *fm_sim_summary_of(o);
   t->mean_ms = t->sum.mean_iteration_ms;
   t->iters = t->sum.iterations;
-  cli_sim_output_free(o);
+  fm_sim_output_free(o);
   if (!(t->mean_ms > 0) || !isfinite(t->mean_ms)) {
     fprintf(stderr, "bench_sim_runs: %s %s: bad mean %g\n", policy, engine, t->mean_ms);
     return 1;
@@ -127,7 +127,7 @@ static int agg(const char *trace, int64_t iters, const char *list, const char *p
         continue;
       }
       for (int k = 0; k < 3; k++) {
-        const cli_sim_summary *x = &t[k].sum, *ref = &t[0].sum;
+        const fm_sim_summary *x = &t[k].sum, *ref = &t[0].sum;
         printf("%5d %-10s %-9s %8.2f %10.4f %9.4f %9.4f %9.4f %8.3f %8.3f %8.3f\n", g, pol,
                names[k], t[k].cpu_s, x->mean_iteration_ms, x->alltoall_ms, x->allreduce_ms,
                x->migration_ms, rel(x->mean_iteration_ms, ref->mean_iteration_ms),
@@ -142,7 +142,7 @@ static int agg(const char *trace, int64_t iters, const char *list, const char *p
 static int real(const char *trace, int nodes, int oracle_iters) {
   printf("# bench_sim_runs real: flexmoe %s, trace %s, dgx-h100 %d x 8 GPUs, one core\n",
          FLEXMOE_VERSION, trace, nodes);
-  printf("# times: CPU seconds of cli_sim_compute (wall in brackets); peer = analytic engine\n");
+  printf("# times: CPU seconds of fm_sim_compute (wall in brackets); peer = analytic engine\n");
   printf("%-10s %6s %10s %18s %18s %8s %10s %10s\n", "policy", "iters", "scaled_to", "des_cpu_s",
          "analytic_cpu_s", "des/an", "des_ms", "analytic_ms");
   const pl_policy_ops *const *reg = pl_policy_registry();

@@ -1,8 +1,8 @@
 /*
- * rtrun.c - one runtime replay: resolve the configuration like the
- * simulator's runner, run it on a backend, record it (contract: rtrun.h).
+ * fm_replay.c - one runtime replay: resolve the configuration like the
+ * simulator's runner, run it on a backend, record it (contract: fm_replay.h).
  */
-#include "rtrun.h"
+#include "run/fm_replay.h"
 
 #include <limits.h>
 #include <inttypes.h>
@@ -14,17 +14,18 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
+#include "run/fm_error.h"
+#include "run/fm_json.h"
 #include "flexmoe_config.h"
 #include "placement/pl_error.h"
 #include "placement/pl_policy.h"
-#include "rtprof.h"
+#include "run/fm_profile.h"
 #include "sim/sim_profile.h"
 #include "traces/tr_rescale.h"
 #include "traces/tr_trace.h"
 
 
-const char *const cli_rt_phase_names[RT_PH_COUNT] = {"dispatch", "compute", "combine",
+const char *const fm_replay_phase_names[RT_PH_COUNT] = {"dispatch", "compute", "combine",
                                                      "allreduce", "migration", "local"};
 
 static int efail(char *em, size_t el, int code, const char *fmt, ...)
@@ -61,7 +62,7 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-void cli_rt_output_free(cli_rt_output *o) {
+void fm_replay_output_free(fm_replay_output *o) {
   if (!o) return;
   free(o->rows);
   free(o->busy_ms);
@@ -88,7 +89,7 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
   int G = env->cluster.gpus, E = env->experts, rc;
   size_t GE = (size_t)G * E;
   if (!p->inited) {
-    if (pl_routing_init(&p->r, G, E, 1)) return efail(em, el, CLI_EFAIL, "out of memory");
+    if (pl_routing_init(&p->r, G, E, 1)) return efail(em, el, FM_EFAIL, "out of memory");
     p->inited = 1;
   }
   memset(res, 0, sizeof *res);
@@ -105,7 +106,7 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
           pl_move *n = realloc(p->moves, sizeof *n * (size_t)nc);
           if (!n) {
             pl_plan_fini(&plan);
-            return efail(em, el, CLI_EFAIL, "out of memory");
+            return efail(em, el, FM_EFAIL, "out of memory");
           }
           p->moves = n;
           p->cap = nc;
@@ -114,13 +115,13 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
         if (i > 0) res->bytes_migrated += plan.moves[m].bytes;
       }
     pl_plan_fini(&plan);
-    if (rc) return efail(em, el, CLI_EFAIL, "policy plan: %s", pl_strerror(rc));
+    if (rc) return efail(em, el, FM_EFAIL, "policy plan: %s", pl_strerror(rc));
     if ((rc = pl_policy_route(pol, l, counts + l * GE, &p->r)))
-      return efail(em, el, CLI_EFAIL, "policy route: %s", pl_strerror(rc));
+      return efail(em, el, FM_EFAIL, "policy route: %s", pl_strerror(rc));
     pl_cost c;
     if ((rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, pl_policy_placement(pol, l),
                             &p->r, &c)))
-      return efail(em, el, CLI_EFAIL, "cost model: %s", pl_strerror(rc));
+      return efail(em, el, FM_EFAIL, "cost model: %s", pl_strerror(rc));
     res->phase_ms[RT_PH_COMPUTE] += c.compute_us / 1e3;
     res->phase_ms[RT_PH_DISPATCH] += c.alltoall_us / 2e3;
     res->phase_ms[RT_PH_COMBINE] += c.alltoall_us / 2e3;
@@ -133,7 +134,7 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
     for (size_t q = 0; q < (size_t)G * G; q++)
       res->bytes_alltoall += 4 * p->r.traffic[q] * pl_token_bytes(&env->model);
     if ((rc = pl_policy_observe(pol, (int)i, l, counts + l * GE)))
-      return efail(em, el, CLI_EFAIL, "policy observe: %s", pl_strerror(rc));
+      return efail(em, el, FM_EFAIL, "policy observe: %s", pl_strerror(rc));
   }
   if (i > 0 && p->nmoves > 0)
     res->phase_ms[RT_PH_MIGRATION] = pl_cost_moves_us(&env->cluster, p->moves, p->nmoves) / 1e3;
@@ -142,18 +143,18 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
   return 0;
 }
 
-int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, size_t el) {
+int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char *em, size_t el) {
   tr_trace t;
   tr_error terr;
   memset(&terr, 0, sizeof terr);
-  if (!cfg->trace_path) return efail(em, el, CLI_EUSAGE, "--trace is required");
+  if (!cfg->trace_path) return efail(em, el, FM_EUSAGE, "--trace is required");
   if (tr_open(&t, cfg->trace_path, &terr)) {
     if (terr.line > 0)
-      return efail(em, el, CLI_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
-    return efail(em, el, CLI_EFAIL, "%s: %s", cfg->trace_path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
+      return efail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
+    return efail(em, el, FM_EFAIL, "%s: %s", cfg->trace_path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
   }
-  int rc = CLI_OK;
-  cli_rt_output *o = calloc(1, sizeof *o);
+  int rc = FM_OK;
+  fm_replay_output *o = calloc(1, sizeof *o);
   int64_t *counts = NULL;
   rt_backend *b = NULL;
   pl_policy *pol = NULL;
@@ -166,7 +167,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   char err[768] = "";
   if (!o) {
     tr_close(&t);
-    return efail(em, el, CLI_EFAIL, "out of memory");
+    return efail(em, el, FM_EFAIL, "out of memory");
   }
   o->started = wall_s();
   int L = t.layers, E = t.experts;
@@ -174,18 +175,18 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   int f = cfg->d_ff ? cfg->d_ff : t.meta.d_ff;
   int k = cfg->top_k ? cfg->top_k : t.meta.top_k;
   if (d <= 0 || f <= 0 || k <= 0) {
-    rc = efail(em, el, CLI_EUSAGE, "%s has no %s in its sidecar: give %s", cfg->trace_path,
+    rc = efail(em, el, FM_EUSAGE, "%s has no %s in its sidecar: give %s", cfg->trace_path,
                d <= 0 ? "d_model" : f <= 0 ? "d_ff" : "top_k",
                d <= 0 ? "--d-model" : f <= 0 ? "--d-ff" : "--top-k");
     goto done;
   }
   if (d % 8 || f % 8) {
-    rc = efail(em, el, CLI_EUSAGE, "--d-model %d / --d-ff %d: the runtime needs multiples of 8", d, f);
+    rc = efail(em, el, FM_EUSAGE, "--d-model %d / --d-ff %d: the runtime needs multiples of 8", d, f);
     goto done;
   }
   int64_t A = cfg->it_begin, B = cfg->it_end < 0 || cfg->it_end > t.iterations ? t.iterations : cfg->it_end;
   if (A < 0 || A >= B) {
-    rc = efail(em, el, CLI_EUSAGE, "--iterations: [%" PRId64 ", %" PRId64 ") is empty for a trace of %" PRId64 " iterations",
+    rc = efail(em, el, FM_EUSAGE, "--iterations: [%" PRId64 ", %" PRId64 ") is empty for a trace of %" PRId64 " iterations",
                A, B, t.iterations);
     goto done;
   }
@@ -195,25 +196,25 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cuda") == 0) bc.ranks = 1;
   if (cfg->predict) {
     if (bc.ranks < 1) {
-      rc = efail(em, el, CLI_EUSAGE, "--ranks is needed to predict a %s run", cfg->backend);
+      rc = efail(em, el, FM_EUSAGE, "--ranks is needed to predict a %s run", cfg->backend);
       goto done;
     }
   } else if (rt_backend_create(&b, cfg->backend, &bc, err, sizeof err)) {
-    rc = efail(em, el, CLI_EFAIL, "%s", err);
+    rc = efail(em, el, FM_EFAIL, "%s", err);
     goto done;
   }
   int G = b ? b->ranks : bc.ranks;
   int slots = cfg->slots ? cfg->slots : (int)ceil(1.5 * E / G);
   if (slots > E) slots = E;
   if ((int64_t)slots * G < E) {
-    rc = efail(em, el, CLI_EUSAGE, "--slots %d: %d ranks x %d slots < %d experts", slots, G, slots, E);
+    rc = efail(em, el, FM_EUSAGE, "--slots %d: %d ranks x %d slots < %d experts", slots, G, slots, E);
     goto done;
   }
   int64_t I = B - A;
   size_t per = (size_t)L * G * E;
   counts = malloc(sizeof(int64_t) * per * (size_t)I);
   if (!counts) {
-    rc = efail(em, el, CLI_EFAIL, "out of memory for %" PRId64 " iterations of counts", I);
+    rc = efail(em, el, FM_EFAIL, "out of memory for %" PRId64 " iterations of counts", I);
     goto done;
   }
   int64_t slots_per_gpu = cfg->tokens_per_gpu * k, smax = 1, emax = 1;
@@ -223,7 +224,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
       int64_t *c = counts + per * (size_t)i + (size_t)l * G * E;
       int trc = tr_rescale_slice(&t, A + i, l, G, slots_per_gpu, cfg->seed, c);
       if (trc) {
-        rc = efail(em, el, CLI_EFAIL, "%s: rescaling iteration %" PRId64 " layer %d: %s", cfg->trace_path,
+        rc = efail(em, el, FM_EFAIL, "%s: rescaling iteration %" PRId64 " layer %d: %s", cfg->trace_path,
                    A + i, l, tr_strerror(trc));
         goto done;
       }
@@ -239,7 +240,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
         if (s > emax) emax = s;
       }
     }
-  /* tokens per GPU as the simulator's runner resolves it (simrun.c) */
+  /* tokens per GPU as the simulator's runner resolves it (fm_sim.c) */
   int64_t tpg = cfg->tokens_per_gpu;
   if (tpg <= 0) {
     if (t.meta.tokens_per_rank > 0) tpg = t.meta.tokens_per_rank;
@@ -252,9 +253,9 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   o->tokens_per_gpu = tpg;
   /* profile: the calibrated one through the simulator's own resolution */
   if (cfg->profile_path) {
-    if ((rc = cli_rt_sim_profile(cfg->profile_path, d, f, k, (double)tpg, &kp.sp, em, el))) goto done;
+    if ((rc = fm_profile_for_sim(cfg->profile_path, d, f, k, (double)tpg, &kp.sp, em, el))) goto done;
     if (sim_profile_for_shape(&kp.sp, d, f, tpg, 1.0, &kp.plp)) {
-      rc = efail(em, el, CLI_EFAIL, "%s: no usable profile for d_model %d, d_ff %d", cfg->profile_path, d, f);
+      rc = efail(em, el, FM_EFAIL, "%s: no usable profile for d_model %d, d_ff %d", cfg->profile_path, d, f);
       goto done;
     }
     kp.pl = kp.plp.pl; /* points into kp.plp, which stays in place */
@@ -297,7 +298,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   char perr[256] = "";
   int prc = pl_policy_create(&pol, cfg->policy, &env, perr, sizeof perr);
   if (prc) {
-    rc = efail(em, el, CLI_EUSAGE, "--policy '%s': %s", cfg->policy, perr[0] ? perr : pl_strerror(prc));
+    rc = efail(em, el, FM_EUSAGE, "--policy '%s': %s", cfg->policy, perr[0] ? perr : pl_strerror(prc));
     goto done;
   }
   /* GPU warm-up at every token count an expert can get here (bounded by an
@@ -305,7 +306,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed,
                        strcmp(cfg->backend, "cpu") != 0 ? emax : 0};
   if (!cfg->predict && rt_exec_create(&x, b, pol, &env, &xc, err, sizeof err)) {
-    rc = efail(em, el, CLI_EFAIL, "backend '%s': %s", cfg->backend, err);
+    rc = efail(em, el, FM_EFAIL, "backend '%s': %s", cfg->backend, err);
     goto done;
   }
   o->rows = calloc((size_t)I, sizeof *o->rows);
@@ -314,7 +315,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   bal = calloc((size_t)I, sizeof(double));
   plans = json_array();
   if (!o->rows || !o->busy_ms || !o->total_ms || !bal || !plans) {
-    rc = efail(em, el, CLI_EFAIL, "out of memory");
+    rc = efail(em, el, FM_EFAIL, "out of memory");
     goto done;
   }
   for (int64_t i = 0; i < I; i++) {
@@ -327,7 +328,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
       nm = pred.nmoves;
     } else {
       if (rt_exec_iteration(x, i, counts + per * (size_t)i, r, err, sizeof err)) {
-        rc = efail(em, el, CLI_EFAIL, "iteration %" PRId64 ": %s", A + i, err);
+        rc = efail(em, el, FM_EFAIL, "iteration %" PRId64 ": %s", A + i, err);
         goto done;
       }
       mv = rt_exec_moves(x, &nm);
@@ -345,7 +346,7 @@ int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **outp, char *em, siz
   }
   if (cfg->check && x) {
     if (rt_exec_check(x, &o->check, err, sizeof err)) {
-      rc = efail(em, el, CLI_EFAIL, "check: %s", err);
+      rc = efail(em, el, FM_EFAIL, "check: %s", err);
       goto done;
     }
     o->checked = 1;
@@ -399,25 +400,25 @@ done:
   free(counts);
   tr_close(&t);
   if (rc) {
-    cli_rt_output_free(o);
+    fm_replay_output_free(o);
     return rc;
   }
   *outp = o;
-  return CLI_OK;
+  return FM_OK;
 }
 
-int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, size_t el) {
+int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char *em, size_t el) {
   char cluster_json[1024], params[1024], key[2048];
   /* names (the device's from the driver) escaped by jansson, never pasted */
-  json_t *cj = json_pack("{s:o, s:i, s:i, s:o, s:o}", "name", cli_json_string(o->cluster),
+  json_t *cj = json_pack("{s:o, s:i, s:i, s:o, s:o}", "name", fm_json_string(o->cluster),
                          "nodes", 1, "gpus_per_node", o->gpus, "backend",
-                         cli_json_string(o->backend), "device", cli_json_string(o->device));
+                         fm_json_string(o->backend), "device", fm_json_string(o->device));
   size_t cn = cj ? json_dumpb(cj, cluster_json, sizeof cluster_json - 1,
                               JSON_COMPACT | JSON_PRESERVE_ORDER)
                  : 0;
   json_decref(cj);
   if (cn == 0 || cn >= sizeof cluster_json)
-    return efail(em, el, CLI_EFAIL, "cannot record the run: its cluster description is not JSON");
+    return efail(em, el, FM_EFAIL, "cannot record the run: its cluster description is not JSON");
   cluster_json[cn] = '\0';
   snprintf(params, sizeof params,
            "{\"d_model\":%d,\"d_ff\":%d,\"top_k\":%d,\"slots_per_gpu\":%d,\"iterations\":[%" PRId64
@@ -428,7 +429,7 @@ int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, 
   int kn = snprintf(key, sizeof key, "gpu|%s|%s|%016" PRIx64 "|%s|%s", o->backend, o->cluster,
                     o->trace_hash, o->policy, params);
   if (kn < 0 || (size_t)kn >= sizeof key)
-    return efail(em, el, CLI_EFAIL, "cannot record the run: its key is over %zu bytes",
+    return efail(em, el, FM_EFAIL, "cannot record the run: its key is over %zu bytes",
                  sizeof key - 1);
   st_trace_row tr = {o->trace_path, o->trace_hash, o->trace_iterations, o->trace_layers,
                      o->trace_ranks, o->trace_experts, NULL};
@@ -436,7 +437,7 @@ int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, 
                    "splitmix64", FLEXMOE_VERSION, o->started, o->finished, "complete", key};
   st_run *r = NULL;
   int rc = st_run_begin(db, &tr, &rr, &r);
-  if (rc) return efail(em, el, CLI_EFAIL, "cannot record the run: %s", st_strerror(rc));
+  if (rc) return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   for (int64_t i = 0; i < o->iterations && !rc; i++) {
     const rt_iter_result *x = &o->rows[i];
     st_iter_row row = {x->iteration, x->time_ms, x->phase_ms[RT_PH_COMPUTE],
@@ -475,51 +476,9 @@ int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *em, 
     rc = st_run_gpu(r, g, o->busy_ms[g], o->total_ms[g] - o->busy_ms[g]);
   if (rc) {
     st_run_abort(r);
-    return efail(em, el, CLI_EFAIL, "cannot record the run: %s", st_strerror(rc));
+    return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   }
   rc = st_run_commit(r, run_id);
-  if (rc) return efail(em, el, CLI_EFAIL, "cannot record the run: %s", st_strerror(rc));
-  return CLI_OK;
-}
-
-int cli_rt_parse_option(const char *cmd, int opt, const char *arg, cli_rt_config *cfg) {
-  long v;
-  int rc = 0;
-  switch (opt) {
-  case 'b': cfg->backend = arg; return 1;
-  case 't': cfg->trace_path = arg; return 1;
-  case 'P':
-    if (!(rc = cli_parse_long(cmd, "--partitions", arg, 1, 64, &v))) cfg->partitions = (int)v;
-    break;
-  case 'r':
-    if (!(rc = cli_parse_long(cmd, "--ranks", arg, 1, 4096, &v))) cfg->ranks = (int)v;
-    break;
-  case 'D':
-    if (!(rc = cli_parse_long(cmd, "--device", arg, 0, 1024, &v))) cfg->device = (int)v;
-    break;
-  case 'i':
-    rc = cli_parse_range(cmd, "--iterations", arg, &cfg->it_begin, &cfg->it_end);
-    break;
-  case 's':
-    rc = cli_parse_seed(cmd, "--seed", arg, &cfg->seed);
-    break;
-  case 'd':
-    if (!(rc = cli_parse_long(cmd, "--d-model", arg, 8, 1 << 16, &v))) cfg->d_model = (int)v;
-    break;
-  case 'f':
-    if (!(rc = cli_parse_long(cmd, "--d-ff", arg, 8, 1 << 18, &v))) cfg->d_ff = (int)v;
-    break;
-  case 'k':
-    if (!(rc = cli_parse_long(cmd, "--top-k", arg, 1, 64, &v))) cfg->top_k = (int)v;
-    break;
-  case 'T':
-    if (!(rc = cli_parse_long(cmd, "--tokens-per-gpu", arg, 1, 1L << 30, &v))) cfg->tokens_per_gpu = v;
-    break;
-  case 'S':
-    if (!(rc = cli_parse_long(cmd, "--slots", arg, 1, 4096, &v))) cfg->slots = (int)v;
-    break;
-  default:
-    return 0;
-  }
-  return rc ? -rc : 1;
+  if (rc) return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
+  return FM_OK;
 }

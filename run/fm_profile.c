@@ -1,7 +1,7 @@
 /*
- * rtprof.c - calibrated profiles on disk (contract: rtprof.h).
+ * fm_profile.c - calibrated profiles on disk (contract: fm_profile.h).
  */
-#include "rtprof.h"
+#include "run/fm_profile.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -9,10 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "run/fm_error.h"
+#include "run/fm_json.h"
 #include "sim/sim_profile.h"
 
-double cli_rt_local_us(const cli_rt_profile *p, double slots) {
+double fm_profile_local_us(const fm_profile *p, double slots) {
   if (p->local_us_per_row <= 0 && p->local_lat_us <= 0) return 0.0;
   return 4.0 * (p->local_lat_us + slots * p->local_us_per_row);
 }
@@ -25,7 +26,7 @@ static void sibling(const char *path, const char *ext, char *buf, size_t len) {
     snprintf(buf, len, "%s.%s.json", path, ext);
 }
 
-void cli_rt_cluster_path(const char *path, char *buf, size_t len) {
+void fm_profile_cluster_path(const char *path, char *buf, size_t len) {
   size_t n = strlen(path);
   if (n > 5 && strcmp(path + n - 5, ".json") == 0)
     snprintf(buf, len, "%.*s.cluster.json", (int)(n - 5), path);
@@ -33,15 +34,15 @@ void cli_rt_cluster_path(const char *path, char *buf, size_t len) {
     snprintf(buf, len, "%s.cluster.json", path);
 }
 
-int cli_rt_profile_load(const char *path, cli_rt_profile *p, char *em, size_t el) {
+int fm_profile_load(const char *path, fm_profile *p, char *em, size_t el) {
   json_error_t je;
   json_t *root = json_load_file(path, 0, &je);
   if (!root) {
     snprintf(em, el, "%s:%d: %s", path, je.line, je.text);
-    return CLI_EFAIL;
+    return FM_EFAIL;
   }
   memset(p, 0, sizeof *p);
-  int rc = CLI_EFAIL;
+  int rc = FM_EFAIL;
   json_t *shapes = json_object_get(root, "shapes"), *sh = json_array_get(shapes, 0);
   json_t *br = json_object_get(root, "bwd_ratio");
   json_t *tk = json_object_get(sh, "tokens"), *us = json_object_get(sh, "us");
@@ -72,7 +73,7 @@ int cli_rt_profile_load(const char *path, cli_rt_profile *p, char *em, size_t el
     goto done;
   }
   char cpath[1024];
-  cli_rt_cluster_path(path, cpath, sizeof cpath);
+  fm_profile_cluster_path(path, cpath, sizeof cpath);
   if (access(cpath, R_OK) == 0) {
     json_t *c = json_load_file(cpath, 0, &je);
     if (!c) {
@@ -97,13 +98,13 @@ int cli_rt_profile_load(const char *path, cli_rt_profile *p, char *em, size_t el
     p->launch_us = json_number_value(json_object_get(c, "launch_us"));
     json_decref(c);
   }
-  rc = CLI_OK;
+  rc = FM_OK;
 done:
   json_decref(root);
   return rc;
 }
 
-int cli_rt_profile_json(const cli_rt_profile *p, char **pj, char **cj) {
+int fm_profile_json(const fm_profile *p, char **pj, char **cj) {
   json_t *tk = json_array(), *us = json_array();
   for (int i = 0; i < p->npoints; i++) {
     json_array_append_new(tk, json_real(p->tok[i]));
@@ -129,9 +130,9 @@ int cli_rt_profile_json(const cli_rt_profile *p, char **pj, char **cj) {
   if (!*pj || !*cj) {
     free(*pj);
     free(*cj);
-    return CLI_EFAIL;
+    return FM_EFAIL;
   }
-  return CLI_OK;
+  return FM_OK;
 }
 
 static int write_atomic(const char *path, const char *text, char *em, size_t el) {
@@ -140,23 +141,23 @@ static int write_atomic(const char *path, const char *text, char *em, size_t el)
   FILE *f = fopen(tmp, "wb");
   if (!f) {
     snprintf(em, el, "%s: cannot write", path);
-    return CLI_EFAIL;
+    return FM_EFAIL;
   }
   int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
   ok = (fclose(f) == 0) && ok;
   if (!ok || rename(tmp, path) != 0) {
     unlink(tmp);
     snprintf(em, el, "%s: cannot write", path);
-    return CLI_EFAIL;
+    return FM_EFAIL;
   }
-  return CLI_OK;
+  return FM_OK;
 }
 
-int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, size_t el) {
+int fm_profile_save(const fm_profile *p, const char *path, char *em, size_t el) {
   char *pj = NULL, *cj = NULL, cpath[1024], rpath[1024];
-  if (cli_rt_profile_json(p, &pj, &cj)) {
+  if (fm_profile_json(p, &pj, &cj)) {
     snprintf(em, el, "out of memory");
-    return CLI_EFAIL;
+    return FM_EFAIL;
   }
   json_t *rt = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "name", p->name, "local_latency_us",
                          p->local_lat_us, "local_us_per_row", p->local_us_per_row, "launch_us",
@@ -164,9 +165,9 @@ int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, siz
                          p->exchange_latency_us);
   char *rj = rt ? json_dumps(rt, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) : NULL;
   json_decref(rt);
-  cli_rt_cluster_path(path, cpath, sizeof cpath);
+  fm_profile_cluster_path(path, cpath, sizeof cpath);
   sibling(path, "runtime", rpath, sizeof rpath);
-  int rc = rj ? write_atomic(rpath, rj, em, el) : CLI_EFAIL;
+  int rc = rj ? write_atomic(rpath, rj, em, el) : FM_EFAIL;
   free(rj);
   if (!rc) rc = write_atomic(cpath, cj, em, el);
   if (!rc) rc = write_atomic(path, pj, em, el);
@@ -175,17 +176,17 @@ int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, siz
   return rc;
 }
 
-int cli_rt_sim_profile(const char *path, int d, int f, int k, double tokens_per_gpu,
+int fm_profile_for_sim(const char *path, int d, int f, int k, double tokens_per_gpu,
                        sim_profile *out, char *em, size_t el) {
   sim_errbuf se;
   memset(&se, 0, sizeof se);
   if (sim_profile_load(path, out, &se)) {
     snprintf(em, el, "%s", se.msg[0] ? se.msg : path);
-    return CLI_EFAIL;
+    return FM_EFAIL;
   }
-  cli_rt_profile rp;
-  if (cli_rt_profile_load(path, &rp, em, el)) return CLI_EFAIL;
-  double local = cli_rt_local_us(&rp, tokens_per_gpu * k);
+  fm_profile rp;
+  if (fm_profile_load(path, &rp, em, el)) return FM_EFAIL;
+  double local = fm_profile_local_us(&rp, tokens_per_gpu * k);
   out->nonmoe_factor = 0.0;
   if (local > 0) {
     /* sim_profile.h: nonmoe_us = factor (2d/f) ffn_us(T) (1 + bwd)/2 */
@@ -196,5 +197,5 @@ int cli_rt_sim_profile(const char *path, int d, int f, int k, double tokens_per_
     else
       out->nonmoe_factor = 0.0;
   }
-  return CLI_OK;
+  return FM_OK;
 }

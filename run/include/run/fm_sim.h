@@ -1,15 +1,15 @@
 /*
- * simrun.h - one simulation configuration: computed, serialised, recorded.
+ * fm_sim.h - one simulation configuration: computed, serialised, recorded.
  *
  * Shared by `flexmoe sim`, `flexmoe sweep` (worker processes and MPI ranks
  * compute; one writer records) and `flexmoe validate`. Computing touches no
  * database; recording writes one run and all its rows in one transaction.
  * The output can be packed into a flat byte buffer and unpacked in another
  * process (same binary), so workers send results to the writer.
- * Owned by the sim authors (cli/simrun.c).
+ * Owned by the sim authors (run/fm_sim.c).
  */
-#ifndef FLEXMOE_CLI_SIMRUN_H
-#define FLEXMOE_CLI_SIMRUN_H
+#ifndef FLEXMOE_RUN_FM_SIM_H
+#define FLEXMOE_RUN_FM_SIM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,7 +17,7 @@
 #include "placement/pl_policy.h"
 #include "store/st_store.h"
 
-typedef struct cli_sim_config {
+typedef struct fm_sim_config {
   const char *trace_path;
   const char *cluster;      /* preset name or JSON file */
   int nodes;                /* 0 = preset default */
@@ -48,12 +48,12 @@ typedef struct cli_sim_config {
    * this one is simulated (same counts; for `sim` on a machine with more
    * than one core), 0 = one thread (sweep workers, benchmarks). */
   int prefetch;
-} cli_sim_config;
+} fm_sim_config;
 
-#define CLI_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0, 1, 0}
+#define FM_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0, 1, 0}
 
 /* Summary of one run (the `sim --format json` keys). */
-typedef struct cli_sim_summary {
+typedef struct fm_sim_summary {
   char policy[PL_SPEC_MAX + 1]; /* canonical spec, whole (pl_policy.h limits) */
   char cluster[128];
   int gpus;
@@ -70,28 +70,28 @@ typedef struct cli_sim_summary {
   double effective_iteration_ms;
   int slots_per_gpu; /* expert copies a GPU can hold (--slots or from HBM): a
                         policy's slots=0 means these */
-} cli_sim_summary;
+} fm_sim_summary;
 
-typedef struct cli_sim_output cli_sim_output; /* opaque: summary + all rows */
+typedef struct fm_sim_output fm_sim_output; /* opaque: summary + all rows */
 
-/* Runs cfg. On failure returns CLI_EFAIL or CLI_EUSAGE and writes one
+/* Runs cfg. On failure returns FM_EFAIL or FM_EUSAGE and writes one
  * sentence naming the file/flag/value at fault into errmsg. */
-int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out,
+int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out,
                     char *errmsg, size_t errlen);
-const cli_sim_summary *cli_sim_summary_of(const cli_sim_output *o);
+const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o);
 /* Writes the run (kind "sim") in one transaction; *run_id set on success. */
-int cli_sim_record(st_db *db, const cli_sim_output *o, int64_t *run_id,
+int fm_sim_record(st_db *db, const fm_sim_output *o, int64_t *run_id,
                    char *errmsg, size_t errlen);
-void cli_sim_output_free(cli_sim_output *o);
+void fm_sim_output_free(fm_sim_output *o);
 
 /* Flat byte image of an output (malloc'd, caller frees) and back. */
-int cli_sim_pack(const cli_sim_output *o, void **buf, size_t *len);
-int cli_sim_unpack(const void *buf, size_t len, cli_sim_output **out);
+int fm_sim_pack(const fm_sim_output *o, void **buf, size_t *len);
+int fm_sim_unpack(const void *buf, size_t len, fm_sim_output **out);
 
 /* Stable identity of a configuration (policy canonicalised, cluster and
  * model resolved, trace content hash): equal keys = same results. Used by
  * sweeps to skip points already complete in the database. */
-int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len,
+int fm_sim_config_key(const fm_sim_config *cfg, char *buf, size_t len,
                        char *errmsg, size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * rtprof.h - calibrated profiles on disk, in the simulator's formats.
+ * fm_profile.h - calibrated profiles on disk, in the simulator's formats.
  *
  * `flexmoe calibrate --out P.json` writes two files (temporary + rename):
  *   P.json          the compute profile in the format of sim/sim_profile.h
@@ -18,14 +18,14 @@
  * gives it to the simulator as the profile's nonmoe_factor for the run.
  * Owned by the runtime authors.
  */
-#ifndef FLEXMOE_CLI_RTPROF_H
-#define FLEXMOE_CLI_RTPROF_H
+#ifndef FLEXMOE_RUN_FM_PROFILE_H
+#define FLEXMOE_RUN_FM_PROFILE_H
 
 #include <stddef.h>
 
 #include "placement/pl_cost.h"
 
-typedef struct cli_rt_profile {
+typedef struct fm_profile {
   char name[64];
   char device[128];
   int d_model, d_ff;
@@ -37,11 +37,11 @@ typedef struct cli_rt_profile {
   double launch_us;
   double local_lat_us, local_us_per_row; /* 0 when no runtime file */
   int gpus;
-} cli_rt_profile;
+} fm_profile;
 
 /* Non-MoE time per layer and direction the runtime spends moving S token
  * slots locally (see above). */
-double cli_rt_local_us(const cli_rt_profile *p, double slots_per_gpu);
+double fm_profile_local_us(const fm_profile *p, double slots_per_gpu);
 
 /* The simulator's profile of P.json with its nonmoe_factor set so that the
  * simulator's non-MoE time equals the runtime's local token movement for a
@@ -50,21 +50,21 @@ double cli_rt_local_us(const cli_rt_profile *p, double slots_per_gpu);
  * sim_profile_for_shape from this same struct: the policies see identical
  * numbers, so the simulator and the runtime plan identically. */
 struct sim_profile;
-int cli_rt_sim_profile(const char *path, int d_model, int d_ff, int top_k,
+int fm_profile_for_sim(const char *path, int d_model, int d_ff, int top_k,
                        double tokens_per_gpu, struct sim_profile *out, char *em,
                        size_t el);
 
 /* P.json -> P.cluster.json */
-void cli_rt_cluster_path(const char *profile_path, char *buf, size_t len);
+void fm_profile_cluster_path(const char *profile_path, char *buf, size_t len);
 
 /* Reads P.json (the shape matching d_model/d_ff if given, else the first)
  * and, when present, P.cluster.json. */
-int cli_rt_profile_load(const char *path, cli_rt_profile *p, char *em, size_t el);
+int fm_profile_load(const char *path, fm_profile *p, char *em, size_t el);
 
 /* JSON texts of both files (malloc'd, caller frees). */
-int cli_rt_profile_json(const cli_rt_profile *p, char **profile_json, char **cluster_json);
+int fm_profile_json(const fm_profile *p, char **profile_json, char **cluster_json);
 
 /* Writes both files; nothing half-written on failure. */
-int cli_rt_profile_save(const cli_rt_profile *p, const char *path, char *em, size_t el);
+int fm_profile_save(const fm_profile *p, const char *path, char *em, size_t el);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * simrun.c - one simulation configuration: resolve, compute, record, pack
- * (the contract is simrun.h).
+ * fm_sim.c - one simulation configuration: resolve, compute, record, pack
+ * (the contract is fm_sim.h).
  *
  * Resolution (shared by compute and config_key):
  *   trace      tr_open; its content hash identifies it.
@@ -33,9 +33,10 @@
  * iteration's counts as `upcoming`), route, observe; then the engine turns
  * the iteration's layers (placements, routings, moves) into its time.
  */
-#include "simrun.h"
+#include "run/fm_sim.h"
 
-#include "cli.h"
+#include "run/fm_error.h"
+#include "run/fm_json.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -84,8 +85,8 @@ typedef struct plan_rec {
   char *moves_json;
 } plan_rec;
 
-struct cli_sim_output {
-  cli_sim_summary sum;
+struct fm_sim_output {
+  fm_sim_summary sum;
   char *trace_path, *trace_meta, *cluster_json, *engine, *params_json, *config_key;
   uint64_t trace_hash, seed;
   int64_t t_iters;
@@ -153,11 +154,11 @@ static char *dupstr(const char *s) {
 static int model_range(const char *trace, const char *flag, const char *key, int from_flag,
                        int64_t v, int64_t hi, char *em, size_t el) {
   if (v >= 1 && v <= hi)
-    return CLI_OK;
+    return FM_OK;
   if (from_flag)
-    return fail(em, el, CLI_EUSAGE, "%s must be between 1 and %" PRId64 " (got %" PRId64 ")",
+    return fail(em, el, FM_EUSAGE, "%s must be between 1 and %" PRId64 " (got %" PRId64 ")",
                 flag, hi, v);
-  return fail(em, el, CLI_EFAIL,
+  return fail(em, el, FM_EFAIL,
               "%s: the trace's %s is %" PRId64 "; it must be between 1 and %" PRId64
               " (or pass %s)",
               trace, key, v, hi, flag);
@@ -193,52 +194,52 @@ static int check_scale(const resolved *r, int layers, int slots, char *em, size_
   double layer_us = 4.0 * a2a_us + ring_us + slots * ffn * (1.0 + p->bwd_ratio) +
                     2.0 * p->nonmoe_us;
   if (!(layer_us <= MAX_LAYER_US))
-    return fail(em, el, CLI_EFAIL,
+    return fail(em, el, FM_EFAIL,
                 "model too large for the cluster: one layer could take %.3g s (%d GPUs x "
                 "%" PRId64 " tokens x top-%d of %.3g bytes through a %.3g GB/s link, and "
                 "their compute), above the simulator's 2^36 us (19 h); use fewer tokens per "
                 "GPU, a smaller model or faster links",
                 layer_us * 1e-6, c->gpus, r->tokens_per_gpu, r->model.top_k, tb, bw * 1e-9);
   if (!(4.0 * layers * S * tb <= MAX_ITER_BYTES))
-    return fail(em, el, CLI_EFAIL,
+    return fail(em, el, FM_EFAIL,
                 "model too large: one iteration's all-to-alls would carry %.3g bytes (4 x %d "
                 "layers x %d GPUs x %" PRId64 " tokens x top-%d x %.3g bytes), above 2^62",
                 4.0 * layers * S * tb, layers, c->gpus, r->tokens_per_gpu, r->model.top_k, tb);
-  return CLI_OK;
+  return FM_OK;
 }
 
-static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) {
+static int resolve(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   memset(r, 0, sizeof(*r));
   if (!cfg || !cfg->trace_path)
-    return fail(em, el, CLI_EUSAGE, "--trace is required");
+    return fail(em, el, FM_EUSAGE, "--trace is required");
   const char *engine = cfg->engine ? cfg->engine : "analytic";
   if (strcmp(engine, "analytic") == 0)
     r->engine = SIM_ENGINE_ANALYTIC;
   else if (strcmp(engine, "des") == 0)
     r->engine = SIM_ENGINE_DES;
   else
-    return fail(em, el, CLI_EUSAGE, "--engine: '%s' is not analytic or des", engine);
+    return fail(em, el, FM_EUSAGE, "--engine: '%s' is not analytic or des", engine);
   tr_error terr;
   memset(&terr, 0, sizeof(terr));
   if (tr_open(&r->trace, cfg->trace_path, &terr) != 0) {
     if (terr.line > 0)
-      return fail(em, el, CLI_EFAIL, "%s:%ld: %s", terr.path[0] ? terr.path : cfg->trace_path,
+      return fail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path[0] ? terr.path : cfg->trace_path,
                   terr.line, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
-    return fail(em, el, CLI_EFAIL, "%s: %s", terr.path[0] ? terr.path : cfg->trace_path,
+    return fail(em, el, FM_EFAIL, "%s: %s", terr.path[0] ? terr.path : cfg->trace_path,
                 terr.msg[0] ? terr.msg : tr_strerror(terr.code));
   }
   r->trace_open = 1;
   const tr_trace *t = &r->trace;
-  int rc = CLI_EFAIL;
+  int rc = FM_EFAIL;
   if (t->iterations < 1 || t->layers < 1 || t->ranks < 1 || t->experts < 1) {
-    rc = fail(em, el, CLI_EFAIL, "%s: the trace is empty", cfg->trace_path);
+    rc = fail(em, el, FM_EFAIL, "%s: the trace is empty", cfg->trace_path);
     goto bad;
   }
   /* iterations */
   r->a = cfg->it_begin;
   r->b = cfg->it_end < 0 ? t->iterations : cfg->it_end;
   if (r->a < 0 || r->a >= t->iterations || r->b > t->iterations || r->b <= r->a) {
-    rc = fail(em, el, CLI_EUSAGE,
+    rc = fail(em, el, FM_EUSAGE,
               "--iterations: %" PRId64 ":%" PRId64 " is not inside the trace's 0:%" PRId64,
               cfg->it_begin, cfg->it_end < 0 ? t->iterations : cfg->it_end, t->iterations);
     goto bad;
@@ -255,7 +256,7 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
                           : r->model.top_k < 1 ? "top_k (--top-k)"
                                                : NULL;
     if (missing) {
-      rc = fail(em, el, CLI_EFAIL, "%s: the trace's sidecar does not give %s; pass it on the command line",
+      rc = fail(em, el, FM_EFAIL, "%s: the trace's sidecar does not give %s; pass it on the command line",
                 cfg->trace_path, missing);
       goto bad;
     }
@@ -268,13 +269,13 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
                         MAX_TOP_K, em, el)))
     goto bad;
   if (r->model.bytes_per_elem > MAX_BYTES_PER_ELEM) {
-    rc = fail(em, el, CLI_EFAIL,
+    rc = fail(em, el, FM_EFAIL,
               "%s: the trace's bytes_per_elem is %d; it must be between 1 and %d",
               cfg->trace_path, r->model.bytes_per_elem, MAX_BYTES_PER_ELEM);
     goto bad;
   }
   if (cfg->tokens_per_gpu < 0 || cfg->tokens_per_gpu > MAX_TOKENS_PER_GPU) {
-    rc = fail(em, el, CLI_EUSAGE,
+    rc = fail(em, el, FM_EUSAGE,
               "--tokens-per-gpu must be between 1 and %" PRId64 " (2^30) (got %" PRId64 ")",
               MAX_TOKENS_PER_GPU, cfg->tokens_per_gpu);
     goto bad;
@@ -293,7 +294,7 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
       r->tokens_per_gpu = s / r->model.top_k;
     }
     if (r->tokens_per_gpu > MAX_TOKENS_PER_GPU) {
-      rc = fail(em, el, CLI_EFAIL,
+      rc = fail(em, el, FM_EFAIL,
                 "%s: the trace gives %" PRId64 " tokens per rank; at most %" PRId64
                 " (2^30) can be simulated (pass --tokens-per-gpu)",
                 cfg->trace_path, r->tokens_per_gpu, MAX_TOKENS_PER_GPU);
@@ -304,57 +305,57 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
   sim_errbuf serr;
   if (sim_cluster_resolve(cfg->cluster ? cfg->cluster : "dgx-h100", &r->cl, &serr) ||
       sim_cluster_resize(&r->cl, cfg->nodes, cfg->gpus_per_node, &serr)) {
-    rc = fail(em, el, CLI_EFAIL, "%s", serr.msg);
+    rc = fail(em, el, FM_EFAIL, "%s", serr.msg);
     goto bad;
   }
   if (sim_cluster_json(&r->cl, r->cluster_json, sizeof(r->cluster_json)) < 0) {
-    rc = fail(em, el, CLI_EFAIL, "cluster description too long");
+    rc = fail(em, el, FM_EFAIL, "cluster description too long");
     goto bad;
   }
   int G = sim_cluster_gpus(&r->cl), E = t->experts;
   /* profile */
   if (cfg->profile_path ? sim_profile_load(cfg->profile_path, &r->prof, &serr)
                         : sim_profile_builtin(r->cl.profile, &r->prof, &serr)) {
-    rc = fail(em, el, CLI_EFAIL, "%s", serr.msg);
+    rc = fail(em, el, FM_EFAIL, "%s", serr.msg);
     goto bad;
   }
   if (sim_profile_for_shape(&r->prof, r->model.d_model, r->model.d_ff, r->tokens_per_gpu,
                             r->cl.compute_scale, &r->plp)) {
-    rc = fail(em, el, CLI_EFAIL, "cannot scale profile '%s' to d_model %d, d_ff %d",
+    rc = fail(em, el, FM_EFAIL, "cannot scale profile '%s' to d_model %d, d_ff %d",
               r->prof.name, r->model.d_model, r->model.d_ff);
     goto bad;
   }
   /* slots */
   int slots = cfg->slots;
   if (slots < 0) {
-    rc = fail(em, el, CLI_EUSAGE, "--slots must be positive");
+    rc = fail(em, el, FM_EUSAGE, "--slots must be positive");
     goto bad;
   }
   if (slots == 0) {
     double hbm = r->cl.hbm_gib * 1073741824.0;
     int prc = pl_slots_from_memory(&r->model, hbm, hbm * HBM_RESERVE_FRACTION, E, G, &slots);
     if (prc == PL_ESLOTS) {
-      rc = fail(em, el, CLI_EFAIL,
+      rc = fail(em, el, FM_EFAIL,
                 "fewer expert slots than experts: %d experts of %.1f MiB (with optimizer "
                 "state) do not fit on %d GPUs of %.0f GiB (half reserved); use more GPUs",
                 E, (double)pl_expert_move_bytes(&r->model) / 1048576.0, G, r->cl.hbm_gib);
       goto bad;
     }
     if (prc) {
-      rc = fail(em, el, CLI_EFAIL, "cannot size expert slots: %s", pl_strerror(prc));
+      rc = fail(em, el, FM_EFAIL, "cannot size expert slots: %s", pl_strerror(prc));
       goto bad;
     }
   }
   if (slots > E)
     slots = E;
   if ((int64_t)slots * G < E) {
-    rc = fail(em, el, CLI_EFAIL,
+    rc = fail(em, el, FM_EFAIL,
               "fewer expert slots than experts: %d GPUs x %d slots < %d experts", G, slots, E);
     goto bad;
   }
   sim_cluster_to_pl(&r->cl, slots, &r->pc);
   if (pl_cluster_check(&r->pc)) {
-    rc = fail(em, el, CLI_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
+    rc = fail(em, el, FM_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
     goto bad;
   }
   if ((rc = check_scale(r, t->layers, slots, em, el)))
@@ -372,11 +373,11 @@ static int resolve(const cli_sim_config *cfg, resolved *r, char *em, size_t el) 
   int prc = pl_policy_create(&r->policy, cfg->policy ? cfg->policy : "static", &r->env, perr,
                              sizeof(perr));
   if (prc) {
-    rc = fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? CLI_EUSAGE : CLI_EFAIL,
+    rc = fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? FM_EUSAGE : FM_EFAIL,
               "--policy: %s", perr[0] ? perr : pl_strerror(prc));
     goto bad;
   }
-  return CLI_OK;
+  return FM_OK;
 bad:
   resolved_fini(r);
   return rc;
@@ -396,7 +397,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
  * configuration key). The profile's name comes from a file: it is written
  * as a JSON string by jansson (quotes and control bytes escaped), which is
  * the same text as before for a plain name, so keys of stored runs hold. */
-static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf, size_t len) {
+static void params_text(const resolved *r, const fm_sim_config *cfg, char *buf, size_t len) {
   json_t *pn = json_string(r->prof.name); /* UTF-8: read by jansson or built in */
   char *pname = pn ? json_dumps(pn, JSON_ENCODE_ANY) : NULL;
   json_decref(pn);
@@ -428,8 +429,8 @@ static void params_text(const resolved *r, const cli_sim_config *cfg, char *buf,
   free(pname);
 }
 
-/* The configuration key of a resolved configuration (cli_sim_config_key). */
-static int key_of(const resolved *r, const cli_sim_config *cfg, char *buf, size_t len) {
+/* The configuration key of a resolved configuration (fm_sim_config_key). */
+static int key_of(const resolved *r, const fm_sim_config *cfg, char *buf, size_t len) {
   char params[1024];
   params_text(r, cfg, params, sizeof(params));
   uint64_t h = 14695981039346656037ULL;
@@ -443,7 +444,7 @@ static int key_of(const resolved *r, const cli_sim_config *cfg, char *buf, size_
   return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len, char *errmsg,
+int fm_sim_config_key(const fm_sim_config *cfg, char *buf, size_t len, char *errmsg,
                        size_t errlen) {
   resolved r;
   int rc = resolve(cfg, &r, errmsg, errlen);
@@ -452,8 +453,8 @@ int cli_sim_config_key(const cli_sim_config *cfg, char *buf, size_t len, char *e
   rc = key_of(&r, cfg, buf, len);
   resolved_fini(&r);
   if (rc)
-    return fail(errmsg, errlen, CLI_EFAIL, "config key buffer too small");
-  return CLI_OK;
+    return fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
+  return FM_OK;
 }
 
 static double now_s(void) {
@@ -487,7 +488,7 @@ static char move_kind_letter(int kind) {
 /* Records a plan that changed the placement: its count and bytes, and with
  * keep_moves its moves as compact JSON, [[expert,from,to,"r|d|m"],...]
  * (docs/results.md). */
-static int add_plan(cli_sim_output *o, int64_t it, int layer, const pl_plan *plan,
+static int add_plan(fm_sim_output *o, int64_t it, int layer, const pl_plan *plan,
                     int keep_moves) {
   if (o->nplans == o->capplans) {
     int nc = o->capplans ? o->capplans * 2 : 64;
@@ -639,7 +640,7 @@ static void prefetch_join(prefetch *p) {
   p->running = 0;
 }
 
-int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errmsg,
+int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
                     size_t errlen) {
   resolved r;
   int rc = resolve(cfg, &r, errmsg, errlen);
@@ -650,11 +651,11 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   char key[128];
   if (key_of(&r, cfg, key, sizeof(key))) {
     resolved_fini(&r);
-    return fail(errmsg, errlen, CLI_EFAIL, "config key buffer too small");
+    return fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
   }
   const tr_trace *t = &r.trace;
   int G = r.pc.gpus, E = t->experts, L = t->layers;
-  cli_sim_output *o = calloc(1, sizeof(*o));
+  fm_sim_output *o = calloc(1, sizeof(*o));
   int64_t *counts = NULL, *ahead = NULL; /* this iteration's counts, the next one's */
   prefetch pf = {0};
   pl_routing *rt = NULL;
@@ -665,7 +666,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   int cached = 0;                  /* replaying rescaled counts from the cache */
   rescale_store fresh = {0};       /* rescaled counts being recorded for it */
   memset(&eng, 0, sizeof(eng));
-  rc = CLI_EFAIL;
+  rc = FM_EFAIL;
   if (!o)
     goto nomem;
   o->started = now_s();
@@ -694,7 +695,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
   }
   int agg = cfg->exact_net == 1 ? 0 : cfg->exact_net == 2 ? SIM_AGG_ALLTOALL : SIM_AGG_ALL;
   if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl, agg)) {
-    rc = fail(errmsg, errlen, CLI_EFAIL, "cannot start the %s engine (out of memory?)",
+    rc = fail(errmsg, errlen, FM_EFAIL, "cannot start the %s engine (out of memory?)",
               r.engine == SIM_ENGINE_DES ? "des" : "analytic");
     goto done;
   }
@@ -728,7 +729,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
       prefetch_join(&pf);
       if (pf.rc) {
         free(bal);
-        rc = fail(errmsg, errlen, CLI_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
+        rc = fail(errmsg, errlen, FM_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
                   cfg->trace_path, it, pf.layer, G, tr_strerror(pf.rc));
         goto done;
       }
@@ -755,7 +756,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
       }
       if (trc) {
         free(bal);
-        rc = fail(errmsg, errlen, CLI_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
+        rc = fail(errmsg, errlen, FM_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
                   cfg->trace_path, it, l, G, tr_strerror(trc));
         goto done;
       }
@@ -764,7 +765,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
           (prc = pl_policy_route_serving(r.policy, l, c, &rt[l])) ||
           (prc = pl_policy_observe(r.policy, (int)(it - r.a), l, c))) {
         free(bal);
-        rc = fail(errmsg, errlen, CLI_EFAIL, "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
+        rc = fail(errmsg, errlen, FM_EFAIL, "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
                   pl_policy_spec(r.policy), it, l, pl_strerror(prc));
         goto done;
       }
@@ -797,19 +798,19 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     if (erc) {
       free(bal);
       if (erc == SIM_ELIMIT)
-        rc = fail(errmsg, errlen, CLI_EFAIL,
+        rc = fail(errmsg, errlen, FM_EFAIL,
                   "simulation stopped at iteration %" PRId64 ": the discrete-event network "
                   "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
                   "(--network exact grows with the fourth power of the GPUs); use --network "
                   "hose or fewer GPUs",
                   it);
       else if (erc == SIM_ETIME || erc == SIM_ERANGE)
-        rc = fail(errmsg, errlen, CLI_EFAIL,
+        rc = fail(errmsg, errlen, FM_EFAIL,
                   "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
                   "numbers make it too long; see 'Limits' in docs/simulator.md)",
                   it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
       else
-        rc = fail(errmsg, errlen, CLI_EFAIL, "simulation failed at iteration %" PRId64 ": %s",
+        rc = fail(errmsg, errlen, FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s",
                   it, sim_strerror(erc));
       goto done;
     }
@@ -827,7 +828,7 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     bal[it - r.a] = worst_bal;
   }
   /* summary */
-  cli_sim_summary *s = &o->sum;
+  fm_sim_summary *s = &o->sum;
   snprintf(s->policy, sizeof(s->policy), "%s", pl_policy_spec(r.policy));
   snprintf(s->cluster, sizeof(s->cluster), "%s", r.cl.name);
   s->gpus = G;
@@ -890,10 +891,10 @@ int cli_sim_compute(const cli_sim_config *cfg, cli_sim_output **out, char *errms
     rescale_cache = fresh;
     fresh.counts = NULL;
   }
-  rc = CLI_OK;
+  rc = FM_OK;
   goto done;
 nomem:
-  rc = fail(errmsg, errlen, CLI_EFAIL, "out of memory");
+  rc = fail(errmsg, errlen, FM_EFAIL, "out of memory");
 done:
   prefetch_join(&pf);
   free(ahead);
@@ -910,16 +911,16 @@ done:
   free(fresh.counts);
   resolved_fini(&r);
   if (rc) {
-    cli_sim_output_free(o);
+    fm_sim_output_free(o);
     return rc;
   }
   *out = o;
-  return CLI_OK;
+  return FM_OK;
 }
 
-const cli_sim_summary *cli_sim_summary_of(const cli_sim_output *o) { return &o->sum; }
+const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o) { return &o->sum; }
 
-void cli_sim_output_free(cli_sim_output *o) {
+void fm_sim_output_free(fm_sim_output *o) {
   if (!o)
     return;
   free(o->trace_path);
@@ -939,10 +940,10 @@ void cli_sim_output_free(cli_sim_output *o) {
   free(o);
 }
 
-int cli_sim_record(st_db *db, const cli_sim_output *o, int64_t *run_id, char *errmsg,
+int fm_sim_record(st_db *db, const fm_sim_output *o, int64_t *run_id, char *errmsg,
                    size_t errlen) {
   if (!db || !o)
-    return fail(errmsg, errlen, CLI_EFAIL, "no database");
+    return fail(errmsg, errlen, FM_EFAIL, "no database");
   st_trace_row tr = {o->trace_path, o->trace_hash, o->t_iters, o->t_layers, o->t_ranks,
                      o->t_experts, o->trace_meta};
   st_run_row rr;
@@ -981,9 +982,9 @@ int cli_sim_record(st_db *db, const cli_sim_output *o, int64_t *run_id, char *er
   else
     st_run_abort(run);
   if (rc)
-    return fail(errmsg, errlen, CLI_EFAIL, "cannot record the run: %s (%s)", st_strerror(rc),
+    return fail(errmsg, errlen, FM_EFAIL, "cannot record the run: %s (%s)", st_strerror(rc),
                 st_errmsg(db));
-  return CLI_OK;
+  return FM_OK;
 }
 
 /* ------------------------------------------------------------- packing --- */
@@ -1021,7 +1022,7 @@ static void put_str(wbuf *w, const char *s) {
   put(w, s ? s : "", n);
 }
 
-int cli_sim_pack(const cli_sim_output *o, void **buf, size_t *len) {
+int fm_sim_pack(const fm_sim_output *o, void **buf, size_t *len) {
   wbuf w = {0};
   uint32_t magic = PACK_MAGIC;
   put(&w, &magic, sizeof(magic));
@@ -1055,11 +1056,11 @@ int cli_sim_pack(const cli_sim_output *o, void **buf, size_t *len) {
   }
   if (w.bad) {
     free(w.p);
-    return CLI_EFAIL;
+    return FM_EFAIL;
   }
   *buf = w.p;
   *len = w.len;
-  return CLI_OK;
+  return FM_OK;
 }
 
 typedef struct rbuf {
@@ -1095,11 +1096,11 @@ static char *get_str(rbuf *r) {
   return s;
 }
 
-int cli_sim_unpack(const void *buf, size_t len, cli_sim_output **out) {
+int fm_sim_unpack(const void *buf, size_t len, fm_sim_output **out) {
   rbuf r = {buf, len, 0, 0};
-  cli_sim_output *o = calloc(1, sizeof(*o));
+  fm_sim_output *o = calloc(1, sizeof(*o));
   if (!o)
-    return CLI_EFAIL;
+    return FM_EFAIL;
   uint32_t magic = 0;
   get(&r, &magic, sizeof(magic));
   if (magic != PACK_MAGIC)
@@ -1169,9 +1170,9 @@ int cli_sim_unpack(const void *buf, size_t len, cli_sim_output **out) {
     o->nplans = i + 1;
   }
   if (r.bad || r.off != r.len) {
-    cli_sim_output_free(o);
-    return CLI_EFAIL;
+    fm_sim_output_free(o);
+    return FM_EFAIL;
   }
   *out = o;
-  return CLI_OK;
+  return FM_OK;
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "simrun.h"
+#include "run/fm_sim.h"
 
 static const char *sample(void) {
   static char p[1024];
@@ -15,63 +15,63 @@ static const char *sample(void) {
   return p;
 }
 
-Test(simrun, pack_unpack_gives_back_the_same_output) {
-  cli_sim_config c = CLI_SIM_CONFIG_INIT;
+Test(fm_sim, pack_unpack_gives_back_the_same_output) {
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
   c.trace_path = sample();
   c.policy = "flexmoe";
   c.engine = "des";
   c.nodes = 2;
   c.it_end = 30;
   char err[512];
-  cli_sim_output *o = NULL, *back = NULL;
-  cr_assert_eq(cli_sim_compute(&c, &o, err, sizeof(err)), 0, "%s", err);
+  fm_sim_output *o = NULL, *back = NULL;
+  cr_assert_eq(fm_sim_compute(&c, &o, err, sizeof(err)), 0, "%s", err);
   void *buf = NULL, *buf2 = NULL;
   size_t len = 0, len2 = 0;
-  cr_assert_eq(cli_sim_pack(o, &buf, &len), 0);
-  cr_assert_eq(cli_sim_unpack(buf, len, &back), 0);
-  cr_assert_eq(cli_sim_pack(back, &buf2, &len2), 0);
+  cr_assert_eq(fm_sim_pack(o, &buf, &len), 0);
+  cr_assert_eq(fm_sim_unpack(buf, len, &back), 0);
+  cr_assert_eq(fm_sim_pack(back, &buf2, &len2), 0);
   cr_assert_eq(len, len2);
   cr_assert_eq(memcmp(buf, buf2, len), 0);
-  cr_assert_eq(memcmp(cli_sim_summary_of(o), cli_sim_summary_of(back), sizeof(cli_sim_summary)), 0);
-  cr_assert_eq(cli_sim_summary_of(back)->iterations, 30);
+  cr_assert_eq(memcmp(fm_sim_summary_of(o), fm_sim_summary_of(back), sizeof(fm_sim_summary)), 0);
+  cr_assert_eq(fm_sim_summary_of(back)->iterations, 30);
   /* a truncated image is refused */
-  cli_sim_output *bad = NULL;
-  cr_assert_neq(cli_sim_unpack(buf, len - 1, &bad), 0);
+  fm_sim_output *bad = NULL;
+  cr_assert_neq(fm_sim_unpack(buf, len - 1, &bad), 0);
   cr_assert_null(bad);
   free(buf);
   free(buf2);
-  cli_sim_output_free(o);
-  cli_sim_output_free(back);
+  fm_sim_output_free(o);
+  fm_sim_output_free(back);
 }
 
-Test(simrun, config_key_is_stable_and_tells_configurations_apart) {
-  cli_sim_config c = CLI_SIM_CONFIG_INIT;
+Test(fm_sim, config_key_is_stable_and_tells_configurations_apart) {
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
   c.trace_path = sample();
   c.policy = "capacity";
   char a[128], b[128], d[128], err[512];
-  cr_assert_eq(cli_sim_config_key(&c, a, sizeof(a), err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(fm_sim_config_key(&c, a, sizeof(a), err, sizeof(err)), 0, "%s", err);
   c.policy = "capacity:cf=1.0,drop=1"; /* the defaults, spelled out: same config */
-  cr_assert_eq(cli_sim_config_key(&c, b, sizeof(b), err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(fm_sim_config_key(&c, b, sizeof(b), err, sizeof(err)), 0, "%s", err);
   cr_assert_str_eq(a, b);
   c.nodes = 2;
-  cr_assert_eq(cli_sim_config_key(&c, d, sizeof(d), err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(fm_sim_config_key(&c, d, sizeof(d), err, sizeof(err)), 0, "%s", err);
   cr_assert_str_neq(a, d);
   c.policy = "nosuch";
-  cr_assert_neq(cli_sim_config_key(&c, d, sizeof(d), err, sizeof(err)), 0);
+  cr_assert_neq(fm_sim_config_key(&c, d, sizeof(d), err, sizeof(err)), 0);
   cr_assert(strstr(err, "nosuch"), "%s", err);
 }
 
 /* Resolves c (config key only: no simulation); the code, err filled. */
-static int resolve_code(cli_sim_config *c, char *err, size_t len) {
+static int resolve_code(fm_sim_config *c, char *err, size_t len) {
   char key[128];
   err[0] = '\0';
-  return cli_sim_config_key(c, key, sizeof(key), err, len);
+  return fm_sim_config_key(c, key, sizeof(key), err, len);
 }
 
 /* Every model number from the flags has a physical range given in the
  * error (exit 2: a bad command line), and the whole configuration must fit
  * the simulator's arithmetic (exit 1); a large real model still resolves. */
-Test(simrun, model_numbers_outside_their_ranges_are_refused_naming_flag_and_range) {
+Test(fm_sim, model_numbers_outside_their_ranges_are_refused_naming_flag_and_range) {
   static const struct {
     int d_model, d_ff, top_k;
     int64_t tokens;
@@ -86,7 +86,7 @@ Test(simrun, model_numbers_outside_their_ranges_are_refused_naming_flag_and_rang
   };
   char err[512];
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    cli_sim_config c = CLI_SIM_CONFIG_INIT;
+    fm_sim_config c = FM_SIM_CONFIG_INIT;
     c.trace_path = sample();
     c.d_model = bad[i].d_model;
     c.d_ff = bad[i].d_ff;
@@ -97,7 +97,7 @@ Test(simrun, model_numbers_outside_their_ranges_are_refused_naming_flag_and_rang
   }
   /* each at its end of the range, on 65,536 GPUs: the products are far past
    * what the simulator's clock and counters hold */
-  cli_sim_config c = CLI_SIM_CONFIG_INIT;
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
   c.trace_path = sample();
   c.nodes = 8192;
   c.d_model = 1 << 20;
@@ -120,7 +120,7 @@ Test(simrun, model_numbers_outside_their_ranges_are_refused_naming_flag_and_rang
 /* The same ranges hold for numbers from the trace's sidecar, named as the
  * sidecar's key (exit 1: the input, not the command line, is wrong); the
  * trace reader refuses such a sidecar when it opens the trace. */
-Test(simrun, a_sidecar_model_number_outside_its_range_is_refused) {
+Test(fm_sim, a_sidecar_model_number_outside_its_range_is_refused) {
   char npy[256], json[256], err[512];
   snprintf(npy, sizeof(npy), "/tmp/flexmoe-simrun-%d.npy", (int)getpid());
   snprintf(json, sizeof(json), "/tmp/flexmoe-simrun-%d.json", (int)getpid());
@@ -130,7 +130,7 @@ Test(simrun, a_sidecar_model_number_outside_its_range_is_refused) {
   cr_assert_not_null(f);
   fputs("{\"top_k\": 2, \"d_model\": 384, \"d_ff\": 16777216}", f);
   fclose(f);
-  cli_sim_config c = CLI_SIM_CONFIG_INIT;
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
   c.trace_path = npy;
   cr_assert_eq(resolve_code(&c, err, sizeof(err)), 1, "%s", err);
   cr_assert(strstr(err, "d_ff") && strstr(err, "between 1 and 4194304"), "%s", err);

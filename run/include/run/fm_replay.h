@@ -1,8 +1,8 @@
 /*
- * rtrun.h - one runtime replay configuration: resolved, run, recorded.
+ * fm_replay.h - one runtime replay configuration: resolved, run, recorded.
  *
  * Shared by `flexmoe run` and `flexmoe validate` (and the GPU self-check).
- * Resolution mirrors the simulator's runner (simrun.h) so that both sides
+ * Resolution mirrors the simulator's runner (fm_sim.h) so that both sides
  * see the same counts, the same policy environment and therefore the same
  * plans: GPU g replays trace rank g mod R through tr_rescale_slice with the
  * run's seed (own slot count unless --tokens-per-gpu), the policy sees
@@ -10,8 +10,8 @@
  * given slots, exchange bandwidth and latency, and the compute profile is
  * the calibrated one (or a nominal default). Owned by the runtime authors.
  */
-#ifndef FLEXMOE_CLI_RTRUN_H
-#define FLEXMOE_CLI_RTRUN_H
+#ifndef FLEXMOE_RUN_FM_REPLAY_H
+#define FLEXMOE_RUN_FM_REPLAY_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +21,7 @@
 #include "runtime/rt_exec.h"
 #include "store/st_store.h"
 
-typedef struct cli_rt_config {
+typedef struct fm_replay_config {
   const char *backend;       /* cpu, cuda, nccl */
   int ranks;                 /* 0: partitions, else trace ranks (cpu), GPUs (cuda), world (nccl) */
   int partitions;            /* cuda: SM partitions of one GPU */
@@ -46,19 +46,11 @@ typedef struct cli_rt_config {
                                 the placement cost model (pl_cost_layer +
                                 pl_cost_moves_us), the analytic formulas of
                                 the simulator, instead of running it */
-} cli_rt_config;
+} fm_replay_config;
 
-#define CLI_RT_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, NULL, 0, 0, 0}
+#define FM_REPLAY_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, NULL, 0, 0, 0}
 
-/* The replay options `run` and `validate` share, by their getopt letter:
- * b backend, t trace, P partitions, r ranks, D device, i iterations, s seed,
- * d d-model, f d-ff, k top-k, T tokens-per-gpu, S slots. Returns 1 when opt
- * was one of them and is stored in cfg, 0 when it is not (the caller handles
- * it), or CLI_EUSAGE (negated: -CLI_EUSAGE) after printing the message for a
- * bad value. cmd names the subcommand in messages. */
-int cli_rt_parse_option(const char *cmd, int opt, const char *arg, cli_rt_config *cfg);
-
-typedef struct cli_rt_output {
+typedef struct fm_replay_output {
   char policy[PL_SPEC_MAX + 1]; /* canonical spec, whole */
   char backend[16];
   char cluster[64];
@@ -84,18 +76,18 @@ typedef struct cli_rt_output {
   int trace_layers, trace_ranks, trace_experts;
   double started, finished;
   int owner;                       /* this process records (rank 0) */
-} cli_rt_output;
+} fm_replay_output;
 
-/* Runs cfg; on failure returns CLI_EFAIL/CLI_EUSAGE with one sentence in
+/* Runs cfg; on failure returns FM_EFAIL/FM_EUSAGE with one sentence in
  * errmsg. */
-int cli_rt_compute(const cli_rt_config *cfg, cli_rt_output **out, char *errmsg,
+int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **out, char *errmsg,
                    size_t errlen);
 /* Writes the run as kind "gpu" in one transaction. */
-int cli_rt_record(st_db *db, const cli_rt_output *o, int64_t *run_id, char *errmsg,
+int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char *errmsg,
                   size_t errlen);
-void cli_rt_output_free(cli_rt_output *o);
+void fm_replay_output_free(fm_replay_output *o);
 
 /* Short phase names, index = enum rt_phase. */
-extern const char *const cli_rt_phase_names[RT_PH_COUNT];
+extern const char *const fm_replay_phase_names[RT_PH_COUNT];
 
 #endif
