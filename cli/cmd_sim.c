@@ -20,9 +20,10 @@
 #include "cli.h"
 #include "placement/pl_policy.h"
 #include "run/fm_sim.h"
+#include "run/fm_sim_json.h"
 #include "store/st_store.h"
 
-#define MAX_POLICIES 32
+#define MAX_POLICIES FM_SIM_MAX_POLICIES
 
 static const char help[] =
     "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--nodes N]\n"
@@ -182,94 +183,36 @@ int cmd_sim(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, "sim", "unexpected argument '%s'", argv[optind]);
   if (!base.trace_path)
     return cli_fail(CLI_EUSAGE, "sim", "--trace is required (see 'flexmoe sim --help')");
-  if (npol == 0) {
-    const pl_policy_ops *const *reg = pl_policy_registry();
-    for (int i = 0; reg[i] && npol < MAX_POLICIES; i++)
-      policies[npol++] = reg[i]->name;
-  }
-  /* static is the reference of the speedup column: run it if not asked */
-  int static_idx = -1;
-  for (int i = 0; i < npol; i++)
-    if (strcmp(policies[i], "static") == 0 && static_idx < 0)
-      static_idx = i;
-  int nrun = npol, hidden_static = static_idx < 0;
-  if (hidden_static)
-    policies[static_idx = nrun++] = "static";
-
-  char err[1024], key[128];
-  int rc = CLI_OK;
+  char err[1024];
   st_db *db = NULL;
   if (db_path[0] && st_open(&db, db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);
-  fm_sim_output *out[MAX_POLICIES + 1];
-  memset(out, 0, sizeof(out));
-  for (int i = 0; i < nrun && !rc; i++) {
-    fm_sim_config cfg = base;
-    cfg.policy = policies[i];
-    if ((rc = fm_sim_config_key(&cfg, key, sizeof(key), err, sizeof(err))) != 0)
-      cli_fail(rc, "sim", "%s", err);
-  }
-  for (int i = 0; i < nrun && !rc; i++) {
-    fm_sim_config cfg = base;
-    cfg.policy = policies[i];
-    if ((rc = fm_sim_compute(&cfg, &out[i], err, sizeof(err))) != 0)
-      cli_fail(rc, "sim", "%s", err);
-  }
-  int64_t run_ids[MAX_POLICIES + 1];
-  for (int i = 0; i < npol && !rc && db; i++)
-    if ((rc = fm_sim_record(db, out[i], &run_ids[i], err, sizeof(err))) != 0)
-      cli_fail(rc, "sim", "%s", err);
+  fm_sim_comparison cmp;
+  int rc = fm_sim_compare(&base, policies, npol, db, &cmp, err, sizeof(err));
+  if (rc)
+    cli_fail(rc, "sim", "%s", err);
   if (!rc) {
-    /* comparisons are over effective time: dropping cannot look like speed */
-    double ref = fm_sim_summary_of(out[static_idx])->effective_iteration_ms;
     if (fmt == CLI_FMT_JSON) {
-      json_t *runs = json_array();
-      int bad = !runs; /* a value that could not be built fails the output */
-      for (int i = 0; i < npol && !bad; i++) {
-        const fm_sim_summary *s = fm_sim_summary_of(out[i]);
-        json_t *o = json_pack(
-            "{s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:o}",
-            "policy", fm_json_string(s->policy), "cluster", fm_json_string(s->cluster), "gpus",
-            s->gpus, "iterations", (json_int_t)s->iterations, "mean_iteration_ms",
-            fm_json_number(s->mean_iteration_ms), "speedup_vs_static",
-            fm_json_number(cli_speedup(ref, s->effective_iteration_ms)),
-            "effective_iteration_ms", fm_json_number(s->effective_iteration_ms), "balance_p50",
-            fm_json_number(s->balance_p50), "balance_p90", fm_json_number(s->balance_p90),
-            "migrated_bytes", (json_int_t)s->migrated_bytes, "dropped_tokens",
-            (json_int_t)s->dropped_tokens, "breakdown_ms", "compute",
-            fm_json_number(s->compute_ms), "alltoall", fm_json_number(s->alltoall_ms),
-            "allreduce", fm_json_number(s->allreduce_ms), "migration",
-            fm_json_number(s->migration_ms), "other", fm_json_number(s->other_ms), "engine",
-            fm_json_string(base.engine));
-        bad |= json_object_set_new(o, "slots_per_gpu", json_integer(s->slots_per_gpu));
-        if (db)
-          bad |= json_object_set_new(o, "run_id", json_integer(run_ids[i]));
-        bad |= json_array_append_new(runs, o);
-      }
-      json_t *root = json_pack("{s:o}", "runs", runs);
-      if (bad) {
-        json_decref(root);
-        root = NULL;
-      }
-      rc = cli_json_print("sim", root,
-                          JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+      rc = cli_json_print("sim", fm_sim_comparison_json(&cmp, base.engine), FM_SIM_JSON_FLAGS);
     } else {
-      const fm_sim_summary *s0 = fm_sim_summary_of(out[0]);
+      /* comparisons are over effective time: dropping cannot look like speed */
+      double ref = fm_sim_summary_of(cmp.out[cmp.static_idx])->effective_iteration_ms;
+      const fm_sim_summary *s0 = fm_sim_summary_of(cmp.out[0]);
       printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
              base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, base.engine,
              db ? ", results in " : "", db ? db_path : "");
       printf("%-20s %9s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy",
              "iter_ms", "eff_ms", "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped",
              "compute", "alltoall", "allred", "migrate", "other");
-      for (int i = 0; i < npol; i++) {
-        const fm_sim_summary *s = fm_sim_summary_of(out[i]);
+      for (int i = 0; i < cmp.n; i++) {
+        const fm_sim_summary *s = fm_sim_summary_of(cmp.out[i]);
         double sp = cli_speedup(ref, s->effective_iteration_ms);
         char speed[32] = "-";
         if (!isnan(sp))
           snprintf(speed, sizeof(speed), "%.2fx", sp);
         /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
         printf("%-20s %9.3f %9.3f %7s %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
-               policies[i], s->mean_iteration_ms, s->effective_iteration_ms, speed,
+               cmp.policies[i], s->mean_iteration_ms, s->effective_iteration_ms, speed,
                s->balance_p50, s->balance_p90, (double)s->migrated_bytes / 1048576.0,
                (long long)s->dropped_tokens, s->compute_ms, s->alltoall_ms, s->allreduce_ms,
                s->migration_ms, s->other_ms);
@@ -280,8 +223,7 @@ int cmd_sim(int argc, char **argv) {
              " layer; policy parameters in full: --format json or flexmoe report)\n");
     }
   }
-  for (int i = 0; i < nrun; i++)
-    fm_sim_output_free(out[i]);
+  fm_sim_comparison_fini(&cmp);
   st_close(db);
   return rc;
 }

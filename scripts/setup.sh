@@ -38,6 +38,9 @@ if [ "${1:-}" = "--test" ]; then
   # CUDA libraries). It goes to Debian's /usr/bin/python3; tests/meson.build
   # picks that interpreter for the torch tests when python3 on PATH lacks torch.
   apt_ensure python3-torch
+  # the Python package's tests (scripts/test.sh): a venv of that python3, and
+  # patchelf, which meson-python runs on the wheel's libraries
+  apt_ensure python3-venv patchelf
   for req in "$here"/notebooks/requirements.txt; do
     [ -f "$req" ] && pip_install -r "$req"
   done

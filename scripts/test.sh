@@ -22,6 +22,19 @@ meson compile -C build-test
 meson test -C build-test --print-errorlogs --num-processes 2
 python3 tests/check_skips.py build-test
 
+# The Python package (pyproject.toml, python/): `pip install .` into a venv of
+# the python3 that imports torch (Debian's, with python3-torch and numpy seen
+# through --system-site-packages; a venv needs no --break-system-packages and
+# works as root from a fresh clone), then its pytest suite (python/tests). The
+# build runs without isolation on the pinned backend, in build-py/wheel.
+py=python3
+python3 -c 'import torch' 2>/dev/null || py=/usr/bin/python3
+"$py" -m venv --system-site-packages build-py/venv
+build-py/venv/bin/pip install -q --disable-pip-version-check -r python/tests/requirements.txt
+build-py/venv/bin/pip install -q --disable-pip-version-check --no-build-isolation \
+  --config-settings=build-dir="$PWD/build-py/wheel" .
+build-py/venv/bin/python -m pytest -q -rs -p no:cacheprovider python/tests
+
 meson setup build-asan -Dwerror=true -Dcuda=disabled -Db_sanitize=address,undefined \
   -Db_lundef=false --buildtype=debug --reconfigure >/dev/null 2>&1 ||
   meson setup build-asan -Dwerror=true -Dcuda=disabled -Db_sanitize=address,undefined \

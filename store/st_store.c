@@ -1419,3 +1419,63 @@ int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
   *n = count;
   return ST_OK;
 }
+
+/* A REAL column, NAN where it is NULL (a phase that was not measured). */
+static double col_real(sqlite3_stmt *s, int i) {
+  return sqlite3_column_type(s, i) == SQLITE_NULL ? NAN : sqlite3_column_double(s, i);
+}
+
+void st_validations_free(st_validation_entry *rows, size_t n) {
+  for (size_t i = 0; rows && i < n; i++)
+    free((char *)rows[i].v.detail_json);
+  free(rows);
+}
+
+int st_validations_list(st_db *db, st_validation_entry **rows, size_t *n) {
+  if (!db || !rows || !n)
+    return ST_EINVAL;
+  sqlite3_stmt *s = NULL;
+  st_validation_entry *out = NULL;
+  size_t count = 0, cap = 0;
+  int rc = failed(db, sqlite3_prepare_v2(
+      db->h,
+      "SELECT id, predicted_run, measured_run, err_time, err_compute, err_alltoall, "
+      "err_allreduce, err_migration, err_other, detail_json FROM validations ORDER BY id",
+      -1, &s, NULL));
+  if (rc != ST_OK)
+    return rc;
+  int step;
+  while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+    if (count == cap && (rc = grow_rows((void **)&out, &cap, sizeof(*out), 16)) != ST_OK)
+      break;
+    const char *detail = (const char *)sqlite3_column_text(s, 9);
+    char *copy = detail ? strdup(detail) : NULL;
+    if (detail && !copy) {
+      rc = ST_ENOMEM;
+      break;
+    }
+    out[count++] = (st_validation_entry){
+        .id = sqlite3_column_int64(s, 0),
+        .v = {.predicted_run = sqlite3_column_int64(s, 1),
+              .measured_run = sqlite3_column_int64(s, 2),
+              .err_time = col_real(s, 3),
+              .err_compute = col_real(s, 4),
+              .err_alltoall = col_real(s, 5),
+              .err_allreduce = col_real(s, 6),
+              .err_migration = col_real(s, 7),
+              .err_other = col_real(s, 8),
+              .detail_json = copy},
+    };
+  }
+  if (rc == ST_OK && step != SQLITE_DONE)
+    rc = failed(db, step);
+  sqlite3_finalize(s);
+  rc = changed_under_us(db, rc);
+  if (rc != ST_OK) {
+    st_validations_free(out, count);
+    return rc;
+  }
+  *rows = out;
+  *n = count;
+  return ST_OK;
+}

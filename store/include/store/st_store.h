@@ -234,6 +234,15 @@ int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
                       size_t *n);
 /* Number of rows of the validations table. */
 int st_validations_count(st_db *db, int64_t *n);
+/* The validations table by id (for the Python package's results): each
+ * row's errors NAN where not measured, detail_json malloc'd or NULL. *rows
+ * malloc'd (NULL when *n is 0); release with st_validations_free. */
+typedef struct st_validation_entry {
+  int64_t id;
+  st_validation_row v;
+} st_validation_entry;
+int st_validations_list(st_db *db, st_validation_entry **rows, size_t *n);
+void st_validations_free(st_validation_entry *rows, size_t n);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,383 @@
+/*
+ * fm_api.c - JSON in, JSON out (fm_api.h): a request object becomes the
+ * fm_sim_config `flexmoe sim` builds from its flags, checked against the
+ * same ranges with one sentence naming the key; the comparison and its
+ * document are the CLI's own (fm_sim_compare, fm_sim_json).
+ */
+#include "run/fm_api.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "flexmoe_config.h"
+#include "run/fm_error.h"
+#include "run/fm_json.h"
+#include "run/fm_sim.h"
+#include "run/fm_sim_json.h"
+#include "store/st_store.h"
+
+static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...) {
+  if (errmsg && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+const char *fm_version(void) { return FLEXMOE_VERSION; }
+
+void fm_free(void *p) { free(p); }
+
+/* The integer keys of a request: the ranges of the CLI's flags. */
+typedef struct int_key {
+  const char *name;
+  int64_t lo, hi;
+} int_key;
+enum { K_NODES, K_GPN, K_SEED, K_DMODEL, K_DFF, K_TOPK, K_TOKENS, K_SLOTS, K_THREADS, NINT };
+static const int_key int_keys[NINT] = {
+    [K_NODES] = {.name = "nodes", .lo = 1, .hi = 65536},
+    [K_GPN] = {.name = "gpus_per_node", .lo = 1, .hi = 65536},
+    [K_SEED] = {.name = "seed", .lo = 0, .hi = INT64_MAX},
+    [K_DMODEL] = {.name = "d_model", .lo = 1, .hi = 1 << 20},
+    [K_DFF] = {.name = "d_ff", .lo = 1, .hi = 1 << 22},
+    [K_TOPK] = {.name = "top_k", .lo = 1, .hi = 64},
+    [K_TOKENS] = {.name = "tokens_per_gpu", .lo = 1, .hi = INT64_C(1) << 40},
+    [K_SLOTS] = {.name = "slots", .lo = 1, .hi = INT_MAX},
+    [K_THREADS] = {.name = "threads", .lo = 1, .hi = 2},
+};
+static const char *const string_keys[] = {"trace", "cluster", "engine", "network",
+                                          "profile", "db", "policies", "iterations"};
+#define KEY_LIST                                                                           \
+  "trace, cluster, nodes, gpus_per_node, policies, engine, network, iterations, seed, "    \
+  "d_model, d_ff, top_k, tokens_per_gpu, slots, profile, threads, db"
+
+/* An optional integer key into *out (untouched when absent or null). */
+static int get_int(const json_t *req, const int_key *k, int64_t *out, char *em, size_t el) {
+  const json_t *v = json_object_get(req, k->name);
+  if (!v || json_is_null(v))
+    return FM_OK;
+  if (!json_is_integer(v))
+    return fail(em, el, FM_EUSAGE, "%s: not an integer between %" PRId64 " and %" PRId64,
+                k->name, k->lo, k->hi);
+  int64_t x = json_integer_value(v);
+  if (x < k->lo || x > k->hi)
+    return fail(em, el, FM_EUSAGE,
+                "%s: %" PRId64 " is out of range: must be between %" PRId64 " and %" PRId64,
+                k->name, x, k->lo, k->hi);
+  *out = x;
+  return FM_OK;
+}
+
+/* An optional string key into *out (untouched when absent or null). */
+static int get_str(const json_t *req, const char *key, const char **out, char *em, size_t el) {
+  const json_t *v = json_object_get(req, key);
+  if (!v || json_is_null(v))
+    return FM_OK;
+  if (!json_is_string(v))
+    return fail(em, el, FM_EUSAGE, "%s: not a string", key);
+  *out = json_string_value(v);
+  return FM_OK;
+}
+
+/* One of two words (engine, network) into *out. */
+static int get_choice(const json_t *req, const char *key, const char *a, const char *b,
+                      const char **out, char *em, size_t el) {
+  const char *s = NULL;
+  int rc = get_str(req, key, &s, em, el);
+  if (rc || !s)
+    return rc;
+  if (strcmp(s, a) && strcmp(s, b))
+    return fail(em, el, FM_EUSAGE, "%s: '%s' is not %s or %s", key, s, a, b);
+  *out = s;
+  return FM_OK;
+}
+
+/* iterations: "A:B" (either side optional) or [A, B] (B null: to the end). */
+static int get_range(const json_t *req, int64_t *a, int64_t *b, char *em, size_t el) {
+  const json_t *v = json_object_get(req, "iterations");
+  if (!v || json_is_null(v))
+    return FM_OK;
+  int64_t lo = 0, hi = -1;
+  if (json_is_array(v) && json_array_size(v) == 2) {
+    const json_t *x = json_array_get(v, 0), *y = json_array_get(v, 1);
+    if (!json_is_integer(x) || !(json_is_integer(y) || json_is_null(y)))
+      return fail(em, el, FM_EUSAGE, "iterations: not a range [A, B] of integers");
+    lo = json_integer_value(x);
+    hi = json_is_null(y) ? -1 : json_integer_value(y);
+    if (lo < 0 || (!json_is_null(y) && hi < 1))
+      return fail(em, el, FM_EUSAGE,
+                  "iterations: [%" PRId64 ", %" PRId64 "] is out of range: A must be at "
+                  "least 0 and B at least 1",
+                  lo, hi);
+  } else if (json_is_string(v)) {
+    const char *t = json_string_value(v), *colon = strchr(t, ':');
+    char *end = NULL;
+    if (!colon)
+      return fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
+    if (colon != t) {
+      long long x = strtoll(t, &end, 10);
+      if (end != colon || x < 0 || t[0] == '+' || t[0] == ' ')
+        return fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
+      lo = x;
+    }
+    if (colon[1]) {
+      long long y = strtoll(colon + 1, &end, 10);
+      if (*end || y < 1 || colon[1] == '+' || colon[1] == ' ')
+        return fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
+      hi = y;
+    }
+  } else {
+    return fail(em, el, FM_EUSAGE, "iterations: not a range \"A:B\" or [A, B]");
+  }
+  if (hi >= 0 && hi <= lo)
+    return fail(em, el, FM_EUSAGE, "iterations: empty range %" PRId64 ":%" PRId64, lo, hi);
+  *a = lo;
+  *b = hi;
+  return FM_OK;
+}
+
+/* policies: an array of specs or one spec, into specs[*n]. */
+static int get_policies(const json_t *req, const char **specs, int *n, char *em, size_t el) {
+  const json_t *v = json_object_get(req, "policies");
+  *n = 0;
+  if (!v || json_is_null(v))
+    return FM_OK;
+  if (json_is_string(v)) {
+    specs[(*n)++] = json_string_value(v);
+    return FM_OK;
+  }
+  if (!json_is_array(v))
+    return fail(em, el, FM_EUSAGE, "policies: not a list of policy specs");
+  if (json_array_size(v) > FM_SIM_MAX_POLICIES)
+    return fail(em, el, FM_EUSAGE, "policies: at most %d policies (got %zu)",
+                FM_SIM_MAX_POLICIES, json_array_size(v));
+  size_t i;
+  const json_t *p;
+  json_array_foreach(v, i, p) {
+    if (!json_is_string(p))
+      return fail(em, el, FM_EUSAGE, "policies: item %zu is not a policy spec string", i);
+    specs[(*n)++] = json_string_value(p);
+  }
+  return FM_OK;
+}
+
+/* Every key of req known; the first unknown one named. */
+static int check_keys(const json_t *req, char *em, size_t el) {
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)req, key, v) {
+    int known = 0;
+    for (int i = 0; i < NINT && !known; i++)
+      known = strcmp(key, int_keys[i].name) == 0;
+    for (size_t i = 0; i < sizeof(string_keys) / sizeof(string_keys[0]) && !known; i++)
+      known = strcmp(key, string_keys[i]) == 0;
+    if (!known)
+      return fail(em, el, FM_EUSAGE, "unknown key '%s' (keys: " KEY_LIST ")", key);
+  }
+  return FM_OK;
+}
+
+/* The request's configuration, as cmd_sim builds it from flags. */
+static int request_config(const json_t *req, fm_sim_config *cfg, const char **db,
+                          const char **specs, int *nspecs, char *em, size_t el) {
+  int rc = check_keys(req, em, el);
+  int64_t iv[NINT] = {0};
+  iv[K_THREADS] = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1; /* a second core draws ahead */
+  for (int i = 0; i < NINT && !rc; i++)
+    rc = get_int(req, &int_keys[i], &iv[i], em, el);
+  const char *network = NULL;
+  if (!rc)
+    rc = get_str(req, "trace", &cfg->trace_path, em, el);
+  if (!rc)
+    rc = get_str(req, "cluster", &cfg->cluster, em, el);
+  if (!rc)
+    rc = get_str(req, "profile", &cfg->profile_path, em, el);
+  if (!rc)
+    rc = get_str(req, "db", db, em, el);
+  if (!rc)
+    rc = get_choice(req, "engine", "analytic", "des", &cfg->engine, em, el);
+  if (!rc)
+    rc = get_choice(req, "network", "hose", "exact", &network, em, el);
+  if (!rc)
+    rc = get_range(req, &cfg->it_begin, &cfg->it_end, em, el);
+  if (!rc)
+    rc = get_policies(req, specs, nspecs, em, el);
+  if (rc)
+    return rc;
+  if (!cfg->trace_path)
+    return fail(em, el, FM_EUSAGE, "trace is required (a routing trace .npy or .csv)");
+  cfg->nodes = (int)iv[K_NODES];
+  cfg->gpus_per_node = (int)iv[K_GPN];
+  cfg->seed = (uint64_t)iv[K_SEED];
+  cfg->d_model = (int)iv[K_DMODEL];
+  cfg->d_ff = (int)iv[K_DFF];
+  cfg->top_k = (int)iv[K_TOPK];
+  cfg->tokens_per_gpu = iv[K_TOKENS];
+  cfg->slots = (int)iv[K_SLOTS];
+  cfg->prefetch = iv[K_THREADS] == 2;
+  cfg->exact_net = network && strcmp(network, "exact") == 0;
+  return FM_OK;
+}
+
+/* json_dumps of doc (released) into *result; FM_EFAIL when out of memory. */
+static int dump(json_t *doc, size_t flags, char **result, char *em, size_t el) {
+  *result = doc ? json_dumps(doc, flags) : NULL;
+  json_decref(doc);
+  return *result ? FM_OK : fail(em, el, FM_EFAIL, "cannot build the JSON output (out of memory)");
+}
+
+int fm_simulate_json(const char *request, char **result, char *errmsg, size_t errlen) {
+  if (!result)
+    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+  *result = NULL;
+  json_error_t jerr;
+  json_t *req = request ? json_loads(request, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+  if (!req)
+    return fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
+                request ? jerr.text : "NULL");
+  fm_sim_config cfg = FM_SIM_CONFIG_INIT;
+  const char *db_path = NULL, *specs[FM_SIM_MAX_POLICIES];
+  int nspecs = 0, rc = FM_EUSAGE;
+  st_db *db = NULL;
+  fm_sim_comparison cmp = {.nrun = 0};
+  if (!json_is_object(req))
+    fail(errmsg, errlen, rc, "request: not a JSON object");
+  else
+    rc = request_config(req, &cfg, &db_path, specs, &nspecs, errmsg, errlen);
+  if (!rc && db_path && db_path[0] && st_open(&db, db_path, ST_WRITE, errmsg, errlen) != 0)
+    rc = FM_EFAIL;
+  if (!rc)
+    rc = fm_sim_compare(&cfg, specs, nspecs, db, &cmp, errmsg, errlen);
+  if (!rc)
+    rc = dump(fm_sim_comparison_json(&cmp, cfg.engine), FM_SIM_JSON_FLAGS, result, errmsg,
+              errlen);
+  fm_sim_comparison_fini(&cmp);
+  st_close(db);
+  json_decref(req);
+  return rc;
+}
+
+/* {"columns": [names...], "rows": []}: rows appended by the caller. */
+static json_t *table(const char *const *cols, size_t n) {
+  json_t *c = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(c, json_string(cols[i]));
+  return json_pack("{s:o, s:o}", "columns", c, "rows", json_array());
+}
+#define TABLE(cols) table(cols, sizeof(cols) / sizeof(cols[0]))
+
+static int add_row(json_t *t, json_t *row) {
+  return !row || json_array_append_new(json_object_get(t, "rows"), row);
+}
+
+static const char *const run_cols[] = {
+    "id", "kind", "policy", "cluster", "engine", "trace", "trace_hash", "config_key", "gpus",
+    "seed", "started", "finished", "iterations", "mean_ms", "compute_ms", "alltoall_ms",
+    "allreduce_ms", "migration_ms", "other_ms", "balance_mean", "bytes_alltoall",
+    "bytes_migrated", "tokens_dropped", "tokens_total", "effective_ms"};
+static json_t *run_row(const st_run_summary *r) {
+  return json_pack("[I, o, o, o, o, o, o, o, i, I, o, o, I, o, o, o, o, o, o, o, I, I, I, I, o]",
+                   (json_int_t)r->id, fm_json_string(r->kind), fm_json_string(r->policy),
+                   fm_json_string(r->cluster), fm_json_string(r->engine),
+                   fm_json_string(r->trace), fm_json_string(r->trace_hash),
+                   fm_json_string(r->config_key), r->gpus, (json_int_t)r->seed,
+                   fm_json_number(r->started), fm_json_number(r->finished),
+                   (json_int_t)r->iterations, fm_json_number(r->mean_ms),
+                   fm_json_number(r->compute_ms), fm_json_number(r->alltoall_ms),
+                   fm_json_number(r->allreduce_ms), fm_json_number(r->migration_ms),
+                   fm_json_number(r->other_ms), fm_json_number(r->balance_mean),
+                   (json_int_t)r->bytes_alltoall, (json_int_t)r->bytes_migrated,
+                   (json_int_t)r->tokens_dropped, (json_int_t)r->tokens_total,
+                   fm_json_number(r->effective_ms));
+}
+
+static const char *const iter_cols[] = {
+    "run_id", "iteration", "time_ms", "compute_ms", "alltoall_ms", "allreduce_ms",
+    "migration_ms", "other_ms", "balance", "bytes_alltoall", "bytes_migrated",
+    "tokens_dropped", "tokens_total"};
+static json_t *iter_row(int64_t run_id, const st_iter_row *r) {
+  return json_pack("[I, I, o, o, o, o, o, o, o, I, I, I, I]", (json_int_t)run_id,
+                   (json_int_t)r->iteration, fm_json_number(r->time_ms),
+                   fm_json_number(r->compute_ms), fm_json_number(r->alltoall_ms),
+                   fm_json_number(r->allreduce_ms), fm_json_number(r->migration_ms),
+                   fm_json_number(r->other_ms), fm_json_number(r->balance),
+                   (json_int_t)r->bytes_alltoall, (json_int_t)r->bytes_migrated,
+                   (json_int_t)r->tokens_dropped, (json_int_t)r->tokens_total);
+}
+
+static const char *const val_cols[] = {
+    "id", "predicted_run", "measured_run", "err_time", "err_compute", "err_alltoall",
+    "err_allreduce", "err_migration", "err_other", "detail_json"};
+static json_t *val_row(const st_validation_entry *e) {
+  const st_validation_row *v = &e->v;
+  return json_pack("[I, I, I, o, o, o, o, o, o, o]", (json_int_t)e->id,
+                   (json_int_t)v->predicted_run, (json_int_t)v->measured_run,
+                   fm_json_number(v->err_time), fm_json_number(v->err_compute),
+                   fm_json_number(v->err_alltoall), fm_json_number(v->err_allreduce),
+                   fm_json_number(v->err_migration), fm_json_number(v->err_other),
+                   fm_json_string(v->detail_json));
+}
+
+/* The three tables of db into doc; ST_ codes of the store. */
+static int read_tables(st_db *db, json_t *doc) {
+  json_t *runs = json_object_get(doc, "runs"), *iters = json_object_get(doc, "iterations"),
+         *vals = json_object_get(doc, "validations");
+  st_run_summary *rs = NULL;
+  st_validation_entry *vs = NULL;
+  size_t nr = 0, nv = 0;
+  int rc = st_runs_list(db, NULL, &rs, &nr), bad = 0;
+  for (size_t i = 0; i < nr && !rc && !bad; i++) {
+    st_iter_row *it = NULL;
+    size_t ni = 0;
+    bad |= add_row(runs, run_row(&rs[i]));
+    rc = st_run_iterations(db, rs[i].id, &it, &ni);
+    for (size_t j = 0; j < ni && !rc && !bad; j++)
+      bad |= add_row(iters, iter_row(rs[i].id, &it[j]));
+    free(it);
+  }
+  if (!rc && !bad)
+    rc = st_validations_list(db, &vs, &nv);
+  for (size_t i = 0; i < nv && !rc && !bad; i++)
+    bad |= add_row(vals, val_row(&vs[i]));
+  st_validations_free(vs, nv);
+  free(rs);
+  return rc ? rc : bad ? ST_ENOMEM : ST_OK;
+}
+
+int fm_results_json(const char *db_path, char **result, char *errmsg, size_t errlen) {
+  if (!result)
+    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+  *result = NULL;
+  if (!db_path || !db_path[0])
+    return fail(errmsg, errlen, FM_EUSAGE, "db: a results database path is required");
+  if (access(db_path, F_OK) != 0)
+    return fail(errmsg, errlen, FM_EFAIL, "%s: no such results database", db_path);
+  st_db *db = NULL;
+  if (st_open(&db, db_path, ST_READ, errmsg, errlen) != 0)
+    return FM_EFAIL;
+  json_t *doc = json_pack("{s:o, s:o, s:o}", "runs", TABLE(run_cols), "iterations",
+                          TABLE(iter_cols), "validations", TABLE(val_cols));
+  int rc = doc ? read_tables(db, doc) : ST_ENOMEM;
+  if (rc != ST_OK) {
+    fail(errmsg, errlen, FM_EFAIL, "%s: cannot read the results: %s", db_path,
+         rc == ST_ENOMEM ? st_strerror(rc) : st_errmsg(db));
+    json_decref(doc);
+    st_close(db);
+    return FM_EFAIL;
+  }
+  st_close(db);
+  return dump(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17), result,
+              errmsg, errlen);
+}
