@@ -89,7 +89,7 @@ static const char help[] =
     "  --gpus LIST       cluster sizes in GPUs, e.g. 8,16,32,64,128,256,512,1024;\n"
     "                    a size below a node's GPU count is one partial node,\n"
     "                    above it must be a multiple of it\n"
-    "  --seeds LIST      seeds (default 1)\n"
+    "  --seeds LIST      seeds (default 0, as every command)\n"
     "  --engine E        analytic (default) or des\n"
     "  --iterations A:B  iterations of the trace to simulate (default all)\n"
     "  --plan-moves      also store every plan's moves (plans.moves_json); by\n"
@@ -1017,7 +1017,7 @@ static int parse(sweep *sw, int argc, char **argv, int *help_only) {
   if (sw->nclusters == 0)
     sw->clusters[sw->nclusters++] = "dgx-h100";
   if (sw->nseeds == 0)
-    sw->seeds[sw->nseeds++] = 1;
+    sw->seeds[sw->nseeds++] = FM_DEFAULT_SEED;
   return CLI_OK;
 }
 
