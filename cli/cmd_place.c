@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
 #include "placement/pl_error.h"
 #include "placement/pl_memory.h"
 #include "placement/pl_policy.h"
@@ -236,7 +237,8 @@ static int parse(int argc, char **argv, place_opts *o) {
 }
 
 int cmd_place(int argc, char **argv) {
-  place_opts o = {NULL, "flexmoe", "dgx-h100", 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, CLI_FMT_TABLE};
+  place_opts o = {NULL, "flexmoe", "dgx-h100", 0, 0, 0, -1, -1, 0, 0, 0, 0, FM_DEFAULT_SEED,
+                  CLI_FMT_TABLE};
   int rc = parse(argc, argv, &o);
   if (rc)
     return rc < 0 ? CLI_OK : rc;

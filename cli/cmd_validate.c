@@ -94,19 +94,6 @@ static void fold(const double *ph, double time, double *v) {
 
 static double rel(double p, double m) { return m != 0 ? (p - m) / m : (p == 0 ? 0 : NAN); }
 
-static int cmpd(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double pct(double *v, int n, double q) {
-  if (n == 0) return NAN;
-  qsort(v, (size_t)n, sizeof *v, cmpd);
-  double pos = q * (n - 1);
-  int lo = (int)floor(pos), hi = (int)ceil(pos);
-  return v[lo] + (v[hi] - v[lo]) * (pos - lo);
-}
-
 /* Whether policy `spec` moves experts in the background: it has a
  * `background` parameter whose value, as given in the spec or by default,
  * is not 0. The runtime migrates between iterations, blocking, and serves
@@ -375,7 +362,7 @@ int cmd_validate(int argc, char **argv) {
       if (vr[p].meas[q] >= 0.05 * vr[p].meas[V_TIME] && vr[p].meas[q] > 0)
         all[na++] = fabs(rel(vr[p].pred[q], vr[p].meas[q]));
   }
-  double med = pct(tim, nt, 0.5), p95 = pct(all, na, 0.95);
+  double med = fm_percentile_of(tim, nt, 0.5), p95 = fm_percentile_of(all, na, 0.95);
   int agrees = 1;
   for (int p = 0; p < npol; p++)
     for (int q = 0; q < npol; q++)

@@ -184,12 +184,9 @@ int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char
     rc = efail(em, el, FM_EUSAGE, "--d-model %d / --d-ff %d: the runtime needs multiples of 8", d, f);
     goto done;
   }
-  int64_t A = cfg->it_begin, B = cfg->it_end < 0 || cfg->it_end > t.iterations ? t.iterations : cfg->it_end;
-  if (A < 0 || A >= B) {
-    rc = efail(em, el, FM_EUSAGE, "--iterations: [%" PRId64 ", %" PRId64 ") is empty for a trace of %" PRId64 " iterations",
-               A, B, t.iterations);
+  int64_t A = 0, B = 0;
+  if ((rc = fm_iteration_range(cfg->it_begin, cfg->it_end, t.iterations, &A, &B, em, el)) != FM_OK)
     goto done;
-  }
   rt_backend_config bc = {cfg->ranks, cfg->partitions, cfg->device, 300.0, 0};
   if (cfg->partitions > 0) bc.ranks = cfg->partitions;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cpu") == 0) bc.ranks = t.ranks;
@@ -377,8 +374,8 @@ int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char
     bal[i] = r->balance;
   }
   qsort(bal, (size_t)I, sizeof *bal, cmp_double);
-  o->balance_p50 = bal[(size_t)((I - 1) * 0.5)];
-  o->balance_p90 = bal[(size_t)((I - 1) * 0.9)];
+  o->balance_p50 = fm_percentile(bal, I, 0.5);
+  o->balance_p90 = fm_percentile(bal, I, 0.9);
   if (x)
     for (int g = 0; g < G; g++) rt_exec_rank_time(x, g, &o->busy_ms[g], &o->total_ms[g]);
   o->plans_json = json_dumps(plans, JSON_COMPACT);

@@ -236,14 +236,9 @@ static int resolve(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
     goto bad;
   }
   /* iterations */
-  r->a = cfg->it_begin;
-  r->b = cfg->it_end < 0 ? t->iterations : cfg->it_end;
-  if (r->a < 0 || r->a >= t->iterations || r->b > t->iterations || r->b <= r->a) {
-    rc = fail(em, el, FM_EUSAGE,
-              "--iterations: %" PRId64 ":%" PRId64 " is not inside the trace's 0:%" PRId64,
-              cfg->it_begin, cfg->it_end < 0 ? t->iterations : cfg->it_end, t->iterations);
+  if ((rc = fm_iteration_range(cfg->it_begin, cfg->it_end, t->iterations, &r->a, &r->b, em,
+                                el)) != FM_OK)
     goto bad;
-  }
   /* model */
   r->model.d_model = cfg->d_model ? cfg->d_model : t->meta.d_model;
   r->model.d_ff = cfg->d_ff ? cfg->d_ff : t->meta.d_ff;
@@ -466,18 +461,6 @@ static double now_s(void) {
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted v[n]. */
-static double pct(const double *v, int64_t n, double p) {
-  if (n <= 0)
-    return 0;
-  int64_t k = (int64_t)ceil(p * (double)n) - 1;
-  if (k < 0)
-    k = 0;
-  if (k >= n)
-    k = n - 1;
-  return v[k];
 }
 
 /* Kind letters of a move in moves_json: r(eplicate), d(rop), m(igrate). */
@@ -850,8 +833,8 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
   s->effective_iteration_ms =
       st_effective_ms(s->mean_iteration_ms, s->dropped_tokens, s->total_tokens);
   qsort(bal, (size_t)o->nrows, sizeof(double), cmp_double);
-  s->balance_p50 = pct(bal, o->nrows, 0.5);
-  s->balance_p90 = pct(bal, o->nrows, 0.9);
+  s->balance_p50 = fm_percentile(bal, o->nrows, 0.5);
+  s->balance_p90 = fm_percentile(bal, o->nrows, 0.9);
   free(bal);
   for (int g = 0; g < G; g++) {
     o->busy_ms[g] = eng.busy_us[g] * 1e-3;

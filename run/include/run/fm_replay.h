@@ -18,6 +18,7 @@
 
 #include "placement/pl_cost.h"
 #include "placement/pl_policy.h"
+#include "run/fm_config.h"
 #include "runtime/rt_exec.h"
 #include "store/st_store.h"
 
@@ -48,7 +49,7 @@ typedef struct fm_replay_config {
                                 the simulator, instead of running it */
 } fm_replay_config;
 
-#define FM_REPLAY_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, 0, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, NULL, 0, 0, 0}
+#define FM_REPLAY_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, FM_DEFAULT_SEED, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, NULL, 0, 0, 0}
 
 typedef struct fm_replay_output {
   char policy[PL_SPEC_MAX + 1]; /* canonical spec, whole */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "placement/pl_policy.h"
+#include "run/fm_config.h"
 #include "store/st_store.h"
 
 typedef struct fm_sim_config {
@@ -50,7 +51,7 @@ typedef struct fm_sim_config {
   int prefetch;
 } fm_sim_config;
 
-#define FM_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, 0, 0, 0, 0, 0, NULL, 0, 0, 1, 0}
+#define FM_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, FM_DEFAULT_SEED, 0, 0, 0, 0, NULL, 0, 0, 1, 0}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {

@@ -1,0 +1,49 @@
+/*
+ * fm_config.c - the default seed, the percentile and the iteration range
+ * every command shares (fm_config.h).
+ */
+#include "run/fm_config.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "run/fm_error.h"
+
+double fm_percentile(const double *sorted, int64_t n, double q) {
+  if (n < 1)
+    return NAN;
+  int64_t k = (int64_t)ceil(q * (double)n) - 1;
+  if (k < 0)
+    k = 0;
+  if (k >= n)
+    k = n - 1;
+  return sorted[k];
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+double fm_percentile_of(double *v, int64_t n, double q) {
+  if (n > 1)
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return fm_percentile(v, n, q);
+}
+
+int fm_iteration_range(int64_t begin, int64_t end, int64_t iterations, int64_t *a,
+                       int64_t *b, char *errmsg, size_t errlen) {
+  int64_t e = end < 0 ? iterations : end;
+  if (begin < 0 || begin >= iterations || e > iterations || e <= begin) {
+    if (errmsg && errlen)
+      snprintf(errmsg, errlen,
+               "--iterations: %" PRId64 ":%" PRId64 " is not inside the trace's 0:%" PRId64,
+               begin, e, iterations);
+    return FM_EUSAGE;
+  }
+  *a = begin;
+  *b = e;
+  return FM_OK;
+}
