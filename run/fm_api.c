@@ -20,6 +20,7 @@
 #include "flexmoe_config.h"
 #include "run/fm_error.h"
 #include "run/fm_json.h"
+#include "run/fm_report.h"
 #include "run/fm_sim.h"
 #include "run/fm_sim_json.h"
 #include "store/st_store.h"
@@ -380,4 +381,85 @@ int fm_results_json(const char *db_path, char **result, char *errmsg, size_t err
   st_close(db);
   return dump(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17), result,
               errmsg, errlen);
+}
+
+/* Opens db_path read-only for a reading call; a missing file is an error. */
+static int open_read(const char *db_path, st_db **db, char *errmsg, size_t errlen) {
+  if (!db_path || !db_path[0])
+    return fail(errmsg, errlen, FM_EUSAGE, "db: a results database path is required");
+  if (access(db_path, F_OK) != 0)
+    return fail(errmsg, errlen, FM_EFAIL, "%s: no such results database", db_path);
+  return st_open(db, db_path, ST_READ, errmsg, errlen) == 0 ? FM_OK : FM_EFAIL;
+}
+
+int fm_report_json(const char *db_path, const char *kind, char **result, char *errmsg,
+                   size_t errlen) {
+  if (!result)
+    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+  *result = NULL;
+  if (kind && !kind[0])
+    kind = NULL;
+  if (kind && strcmp(kind, "sim") != 0 && strcmp(kind, "gpu") != 0)
+    return fail(errmsg, errlen, FM_EUSAGE, "kind: '%s' is not one of sim gpu", kind);
+  st_db *db = NULL;
+  int rc = open_read(db_path, &db, errmsg, errlen);
+  fm_report rep = {.runs = NULL};
+  if (!rc)
+    rc = fm_report_build(db, db_path, kind, &rep, errmsg, errlen);
+  st_close(db);
+  if (!rc)
+    rc = dump(fm_report_doc(db_path, &rep, 1),
+              JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17), result, errmsg,
+              errlen);
+  fm_report_fini(&rep);
+  return rc;
+}
+
+static const char *const load_cols[] = {"trace", "trace_hash", "iteration", "layer", "expert",
+                                        "tokens"};
+
+/* The rows of loads (traces by id in traces) into t; 1 when out of memory. */
+static int add_loads(json_t *t, const st_trace_entry *traces, size_t ntr,
+                     const st_trace_load *loads, size_t nl) {
+  int bad = 0;
+  size_t k = 0;
+  for (size_t i = 0; i < nl && !bad; i++) {
+    while (k < ntr && traces[k].id < loads[i].trace_id)
+      k++; /* both sorted by trace id */
+    const st_trace_entry *tr = k < ntr && traces[k].id == loads[i].trace_id ? &traces[k] : NULL;
+    bad |= add_row(t, json_pack("[o, o, I, i, i, I]", fm_json_string(tr ? tr->path : ""),
+                                fm_json_string(tr ? tr->hash : ""),
+                                (json_int_t)loads[i].iteration, loads[i].layer, loads[i].expert,
+                                (json_int_t)loads[i].tokens));
+  }
+  return bad;
+}
+
+int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t errlen) {
+  if (!result)
+    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+  *result = NULL;
+  st_db *db = NULL;
+  int rc = open_read(db_path, &db, errmsg, errlen);
+  if (rc)
+    return rc;
+  st_trace_entry *traces = NULL;
+  st_trace_load *loads = NULL;
+  size_t ntr = 0, nl = 0;
+  int src = st_traces_list(db, &traces, &ntr);
+  if (src == ST_OK)
+    src = st_trace_loads_list(db, &loads, &nl);
+  json_t *t = src == ST_OK ? TABLE(load_cols) : NULL;
+  if (src != ST_OK)
+    rc = fail(errmsg, errlen, FM_EFAIL, "%s: cannot read the trace loads: %s", db_path,
+              src == ST_ENOMEM ? st_strerror(src) : st_errmsg(db));
+  else if (!t || add_loads(t, traces, ntr, loads, nl))
+    rc = fail(errmsg, errlen, FM_EFAIL, "cannot build the JSON output (out of memory)");
+  else
+    rc = dump(json_incref(t), JSON_COMPACT | JSON_PRESERVE_ORDER, result, errmsg, errlen);
+  json_decref(t);
+  free(loads);
+  free(traces);
+  st_close(db);
+  return rc;
 }

@@ -1479,3 +1479,77 @@ int st_validations_list(st_db *db, st_validation_entry **rows, size_t *n) {
   *n = count;
   return ST_OK;
 }
+
+int st_traces_list(st_db *db, st_trace_entry **rows, size_t *n) {
+  if (!db || !rows || !n)
+    return ST_EINVAL;
+  sqlite3_stmt *s = NULL;
+  st_trace_entry *out = NULL;
+  size_t count = 0, cap = 0;
+  int rc = failed(db, sqlite3_prepare_v2(db->h, "SELECT id, path, hash FROM traces ORDER BY id",
+                                         -1, &s, NULL));
+  if (rc != ST_OK)
+    return rc;
+  int step;
+  while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+    if (count == cap && (rc = grow_rows((void **)&out, &cap, sizeof(*out), 4)) != ST_OK)
+      break;
+    st_trace_entry *r = &out[count++];
+    r->id = sqlite3_column_int64(s, 0);
+    copy_col(s, 1, r->path, sizeof(r->path));
+    copy_col(s, 2, r->hash, sizeof(r->hash));
+  }
+  if (rc == ST_OK && step != SQLITE_DONE)
+    rc = failed(db, step);
+  sqlite3_finalize(s);
+  rc = changed_under_us(db, rc);
+  if (rc != ST_OK) {
+    free(out);
+    return rc;
+  }
+  *rows = out;
+  *n = count;
+  return ST_OK;
+}
+
+int st_trace_loads_list(st_db *db, st_trace_load **rows, size_t *n) {
+  if (!db || !rows || !n)
+    return ST_EINVAL;
+  *rows = NULL;
+  *n = 0;
+  int64_t have = 0;
+  int rc = query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                         "AND name = 'trace_loads'", &have);
+  if (rc != ST_OK || !have)
+    return rc;
+  sqlite3_stmt *s = NULL;
+  st_trace_load *out = NULL;
+  size_t count = 0, cap = 0;
+  rc = failed(db, sqlite3_prepare_v2(db->h,
+                                     "SELECT trace_id, iteration, layer, expert, tokens "
+                                     "FROM trace_loads ORDER BY trace_id, iteration, layer, "
+                                     "expert", -1, &s, NULL));
+  if (rc != ST_OK)
+    return rc;
+  int step;
+  while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+    if (count == cap && (rc = grow_rows((void **)&out, &cap, sizeof(*out), 256)) != ST_OK)
+      break;
+    out[count++] = (st_trace_load){.trace_id = sqlite3_column_int64(s, 0),
+                                   .iteration = sqlite3_column_int64(s, 1),
+                                   .layer = sqlite3_column_int(s, 2),
+                                   .expert = sqlite3_column_int(s, 3),
+                                   .tokens = sqlite3_column_int64(s, 4)};
+  }
+  if (rc == ST_OK && step != SQLITE_DONE)
+    rc = failed(db, step);
+  sqlite3_finalize(s);
+  rc = changed_under_us(db, rc);
+  if (rc != ST_OK) {
+    free(out);
+    return rc;
+  }
+  *rows = out;
+  *n = count;
+  return ST_OK;
+}

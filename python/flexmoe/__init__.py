@@ -7,6 +7,8 @@ subprocess:
   one row per policy;
 - results(db): a results database's runs, iterations and validations as
   DataFrames;
+- report(db): `flexmoe report`'s policy comparison as a DataFrame;
+- trace_loads(db): the per-expert token loads stored for each trace;
 - Planner(policy, experts=, gpus=, ...): the placement planner for a
   training framework (observe counts, get plans);
 - capture: the PyTorch hook that records a model's routing as a trace
@@ -27,7 +29,7 @@ from . import capture
 from ._errors import ConfigError, Error, InputError
 from ._planner import Move, Plan, Planner
 
-__all__ = ["simulate", "results", "Results", "Planner", "Plan", "Move", "capture", "Error",
+__all__ = ["simulate", "results", "Results", "report", "trace_loads", "Planner", "Plan", "Move", "capture", "Error",
            "ConfigError", "InputError", "version"]
 
 Results = namedtuple("Results", "runs iterations validations")
@@ -120,3 +122,44 @@ def results(db):
     doc = json.loads(_call(_lib.lib().fm_results_json, os.fspath(db)))
     return Results(*(pd.DataFrame(doc[t]["rows"], columns=doc[t]["columns"])
                      for t in ("runs", "iterations", "validations")))
+
+
+def report(db, kind=None):
+    """The policy comparison of the results database db, as `flexmoe report
+    --format json` computes it (run/fm_report.h): one row per (kind, trace,
+    cluster, engine, iterations, gpus, policy) of the complete runs (of kind
+    "sim" or "gpu"; None: both), a configuration stored twice counted once.
+
+    Columns: those of the command's JSON rows (mean_iteration_ms,
+    effective_iteration_ms, speedup_vs_static and oracle_gap in effective
+    time, breakdown_ms.compute, ..., balance_mean), iteration_range split
+    into first_iteration and end_iteration, plus trace_hash, name (the
+    table's short policy name) and run_ids (the runs a row averages: ids of
+    results(db).runs). Missing peers and infinite times are NaN.
+    """
+    text = _call(lambda path, out, err, n: _lib.lib().fm_report_json(
+        path, _lib.ffi.NULL if kind is None else str(kind).encode(), out, err, n), os.fspath(db))
+    rows = json.loads(text)["rows"]
+    df = pd.json_normalize(rows) if rows else pd.DataFrame(columns=[
+        "kind", "trace", "cluster", "engine", "iteration_range", "gpus", "policy", "runs",
+        "iterations", "mean_iteration_ms", "effective_iteration_ms", "speedup_vs_static",
+        "oracle_gap", "breakdown_ms.compute", "breakdown_ms.alltoall", "breakdown_ms.allreduce",
+        "breakdown_ms.migration", "breakdown_ms.other", "balance_mean", "migrated_bytes",
+        "dropped_tokens", "trace_hash", "name", "run_ids"])
+    at = df.columns.get_loc("iteration_range")
+    rng = list(df.pop("iteration_range"))
+    df.insert(at, "end_iteration", [r[1] for r in rng])
+    df.insert(at, "first_iteration", [r[0] for r in rng])
+    num = ["mean_iteration_ms", "effective_iteration_ms", "speedup_vs_static", "oracle_gap",
+           "balance_mean"] + [c for c in df.columns if c.startswith("breakdown_ms.")]
+    df[num] = df[num].astype(float)
+    return df
+
+
+def trace_loads(db):
+    """The token loads `flexmoe sweep` stores for each trace it runs, of the
+    results database db, as a DataFrame: trace (path), trace_hash,
+    iteration, layer, expert, tokens (token slots summed over the
+    data-parallel ranks); empty when none are stored."""
+    doc = json.loads(_call(_lib.lib().fm_trace_loads_json, os.fspath(db)))
+    return pd.DataFrame(doc["rows"], columns=doc["columns"])

@@ -18,6 +18,9 @@ CDEF = """
 const char *fm_version(void);
 int fm_simulate_json(const char *request, char **result, char *errmsg, size_t errlen);
 int fm_results_json(const char *db_path, char **result, char *errmsg, size_t errlen);
+int fm_report_json(const char *db_path, const char *kind, char **result, char *errmsg,
+                   size_t errlen);
+int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t errlen);
 void fm_free(void *p);
 
 typedef struct pl_planner pl_planner;

@@ -3,12 +3,16 @@
 # database built by `flexmoe sweep` from the bundled sample, and checks the
 # figures they write: each exists, and every value it draws (flexmoe_nb.save
 # writes them beside the PNG) equals the one check_figures.py recomputes from
-# the database, `flexmoe report` and the trace. Exit 77 (skip) when the
-# notebook stack is not installed (1 when FLEXMOE_REQUIRE names notebooks or all):
+# the database, `flexmoe report` and the trace. The notebooks read the
+# database through the flexmoe package: its modules from this tree, laid out
+# as `pip install .` installs them, over this build's libflexmoe (argument 1;
+# FLEXMOE_LIBRARY). Exit 77 (skip) when the notebook stack is not installed
+# (1 when FLEXMOE_REQUIRE names notebooks or all):
 #   pip install -r notebooks/requirements.txt
 set -euo pipefail
 : "${FLEXMOE_BIN:?run through meson test}" "${FLEXMOE_SOURCE_ROOT:?run through meson test}"
-if ! python3 -c "import nbconvert, nbclient, ipykernel, pandas, matplotlib" 2>/dev/null; then
+lib=${1:?usage: test_notebooks.sh LIBFLEXMOE (run through meson test)}
+if ! python3 -c "import nbconvert, nbclient, ipykernel, pandas, matplotlib, cffi" 2>/dev/null; then
   why="the notebook stack is not installed (pip install -r notebooks/requirements.txt)"
   case ",${FLEXMOE_REQUIRE:-}," in
     *,notebooks,* | *,all,*)
@@ -27,6 +31,11 @@ tmp=$(mktemp -d /tmp/flexmoe-nb-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 db=$tmp/nb.db
 export FLEXMOE_DB=$db FLEXMOE_FIGURES=$tmp/figures
+# the package as python/meson.build installs it (the capture hook included)
+mkdir -p "$tmp/site/flexmoe"
+cp "$FLEXMOE_SOURCE_ROOT"/python/flexmoe/*.py "$tmp/site/flexmoe/"
+cp "$FLEXMOE_SOURCE_ROOT/traces/capture/flexmoe_capture.py" "$tmp/site/flexmoe/capture.py"
+export PYTHONPATH=$tmp/site${PYTHONPATH:+:$PYTHONPATH} FLEXMOE_LIBRARY=$lib
 
 # The oracle with few planner steps: the full one takes seconds per iteration.
 "$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy capacity --policy flexmoe \
@@ -50,29 +59,33 @@ expect() {
   done
 }
 
-# The notebooks' helper compares policies as `flexmoe report` does: effective
-# time (capacity drops tokens here), speedup over static and gap to the oracle
-# (to the 9 significant digits of the report's JSON).
+# The notebooks compare policies with flexmoe.report (through their helper):
+# the same rows as `flexmoe report --format json` (to its 9 significant
+# digits), effective time (capacity drops tokens here), speedup over static
+# and gap to the oracle; each row's run_ids are its runs.
 "$FLEXMOE_BIN" report --db "$db" --format json >"$tmp/report.json"
-PYTHONPATH=$FLEXMOE_SOURCE_ROOT/notebooks python3 - "$tmp/report.json" <<'PY'
+PYTHONPATH=$FLEXMOE_SOURCE_ROOT/notebooks:$PYTHONPATH python3 - "$tmp/report.json" "$tmp/site" <<'PY'
 import json, math, sys
-import flexmoe_nb as fx
+import flexmoe, flexmoe_nb as fx
+assert flexmoe.__file__.startswith(sys.argv[2]), flexmoe.__file__  # this tree's package
 rows = json.load(open(sys.argv[1]))["rows"]
-cmp = fx.compare(fx.runs(fx.connect(), "sim"))
+cmp = fx.report("sim")
+runs = flexmoe.results(fx.db_path()).runs
 assert len(rows) == len(cmp), (len(rows), len(cmp))
 dropping = 0
-for r in rows:
-    m = cmp[(cmp.policy == r["policy"]) & (cmp.gpus == r["gpus"])]
-    assert len(m) == 1, r["policy"]
-    m = m.iloc[0]
-    for key, col in (("effective_iteration_ms", "effective_ms"),
+for r, (_, m) in zip(rows, cmp.iterrows()):
+    assert (r["policy"], r["gpus"], r["runs"]) == (m.policy, m.gpus, len(m.run_ids)), r["policy"]
+    assert r["iteration_range"] == [m.it_first, m.it_end], r["policy"]
+    mine = runs[runs.id.isin(m.run_ids)]
+    assert (mine.policy == r["policy"]).all() and (mine.gpus == r["gpus"]).all(), r["policy"]
+    for key, col in (("mean_iteration_ms", "mean_ms"), ("effective_iteration_ms", "effective_ms"),
                      ("speedup_vs_static", "speedup"), ("oracle_gap", "oracle_gap")):
         want, got = r[key], m[col]
         assert (want is None and not math.isfinite(got)) or \
             math.isclose(want, got, rel_tol=1e-8, abs_tol=1e-12), (r["policy"], key, want, got)
     dropping += r["effective_iteration_ms"] > r["mean_iteration_ms"]
 assert dropping >= 2, "capacity at 8 and 16 GPUs should drop tokens"
-print(f"ok: flexmoe_nb.compare agrees with flexmoe report on {len(rows)} rows")
+print(f"ok: flexmoe.report agrees with flexmoe report on {len(rows)} rows")
 PY
 
 execute traces policies sweep validation

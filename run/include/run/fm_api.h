@@ -58,6 +58,27 @@ int fm_simulate_json(const char *request, char **result, char *errmsg, size_t er
  */
 int fm_results_json(const char *db_path, char **result, char *errmsg, size_t errlen);
 
+/*
+ * `flexmoe report --format json` as a call: the policy comparison of the
+ * results database db_path (read only; a missing file is an error), of
+ * complete runs of kind ("sim" or "gpu"; NULL or "": both), run/fm_report.h.
+ * *result: {"database", "runs", "rows": [...]}, each row the keys of the
+ * command's rows plus "trace_hash", "name" (the table's short policy name)
+ * and "run_ids" (the runs it averages); numbers that are not finite are
+ * null.
+ */
+int fm_report_json(const char *db_path, const char *kind, char **result, char *errmsg,
+                   size_t errlen);
+
+/*
+ * The per-(iteration, layer, expert) token loads `flexmoe sweep` stores for
+ * each trace it runs (table trace_loads, summed over ranks), of db_path
+ * (read only) as one table {"columns": [trace, trace_hash, iteration, layer,
+ * expert, tokens], "rows": [...]} ordered by trace, iteration, layer,
+ * expert; no rows when none are stored.
+ */
+int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t errlen);
+
 /* Releases a result string (accepts NULL). */
 void fm_free(void *p);
 

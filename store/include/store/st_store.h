@@ -244,6 +244,24 @@ typedef struct st_validation_entry {
 int st_validations_list(st_db *db, st_validation_entry **rows, size_t *n);
 void st_validations_free(st_validation_entry *rows, size_t n);
 
+/* The traces table by id (for the Python package's trace_loads): path and
+ * content hash (16 hex digits). *rows malloc'd (NULL when *n is 0). */
+typedef struct st_trace_entry {
+  int64_t id;
+  char path[512];
+  char hash[17];
+} st_trace_entry;
+int st_traces_list(st_db *db, st_trace_entry **rows, size_t *n);
+/* The trace_loads table (token slots per iteration, layer and expert,
+ * summed over ranks) ordered by trace id, iteration, layer, expert; none in
+ * a database older than schema 2. *rows malloc'd (NULL when *n is 0). */
+typedef struct st_trace_load {
+  int64_t trace_id, iteration;
+  int layer, expert;
+  int64_t tokens;
+} st_trace_load;
+int st_trace_loads_list(st_db *db, st_trace_load **rows, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif
