@@ -696,7 +696,8 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
   double *bal = calloc((size_t)o->nrows, sizeof(double));
   if (!bal)
     goto nomem;
-  rescale_key rkey = {t->hash, cfg->seed, G, L, E, r.slots_per_gpu, r.a, r.b};
+  rescale_key rkey = {.hash = t->hash, .seed = cfg->seed, .gpus = G, .layers = L, .experts = E,
+                      .slots = r.slots_per_gpu, .a = r.a, .b = r.b};
   int draws = G != t->ranks || r.slots_per_gpu > 0; /* else the trace is copied */
   if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
     cached = 1;
@@ -944,8 +945,9 @@ int fm_sim_record(st_db *db, const fm_sim_output *o, int64_t *run_id, char *errm
                    size_t errlen) {
   if (!db || !o)
     return fail(errmsg, errlen, FM_EFAIL, "no database");
-  st_trace_row tr = {o->trace_path, o->trace_hash, o->t_iters, o->t_layers, o->t_ranks,
-                     o->t_experts, o->trace_meta};
+  st_trace_row tr = {.path = o->trace_path, .hash = o->trace_hash, .iterations = o->t_iters,
+                     .layers = o->t_layers, .ranks = o->t_ranks, .experts = o->t_experts,
+                     .meta_json = o->trace_meta};
   st_run_row rr;
   memset(&rr, 0, sizeof(rr));
   rr.kind = "sim";
@@ -1097,7 +1099,7 @@ static char *get_str(rbuf *r) {
 }
 
 int fm_sim_unpack(const void *buf, size_t len, fm_sim_output **out) {
-  rbuf r = {buf, len, 0, 0};
+  rbuf r = {.p = buf, .len = len, .off = 0, .bad = 0};
   fm_sim_output *o = calloc(1, sizeof(*o));
   if (!o)
     return FM_EFAIL;
