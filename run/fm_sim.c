@@ -1098,6 +1098,71 @@ static char *get_str(rbuf *r) {
   return s;
 }
 
+/* The rows and per-GPU times of a packed output into o (counts checked
+ * against what is left of the buffer first); sets r->bad on failure. */
+static void unpack_rows(rbuf *r, fm_sim_output *o) {
+  get(r, &o->nrows, sizeof(o->nrows));
+  if (!r->bad && (o->nrows < 0 || o->gpus < 0 || o->gpus > SIM_MAX_GPUS ||
+                  (size_t)o->nrows > (r->len - r->off) / sizeof(st_iter_row)))
+    r->bad = 1;
+  if (!r->bad) {
+    o->rows = calloc((size_t)o->nrows + 1, sizeof(st_iter_row));
+    o->busy_ms = calloc((size_t)o->gpus + 1, sizeof(double));
+    o->idle_ms = calloc((size_t)o->gpus + 1, sizeof(double));
+    if (!o->rows || !o->busy_ms || !o->idle_ms)
+      r->bad = 1;
+  }
+  if (!r->bad) {
+    get(r, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
+    get(r, o->busy_ms, sizeof(double) * (size_t)o->gpus);
+    get(r, o->idle_ms, sizeof(double) * (size_t)o->gpus);
+  }
+}
+
+/* The per-layer balance and times ([nrows * layers] each); sets r->bad. */
+static void unpack_layers(rbuf *r, fm_sim_output *o) {
+  get(r, &o->layers, sizeof(o->layers));
+  if (!r->bad && (o->layers < 0 || (o->layers && (size_t)o->nrows * (size_t)o->layers >
+                                                      (r->len - r->off) / sizeof(double))))
+    r->bad = 1;
+  if (!r->bad) {
+    size_t nl = (size_t)o->nrows * (size_t)o->layers + 1;
+    o->layer_bal = calloc(nl, sizeof(double));
+    o->layer_ms = calloc(nl, sizeof(double));
+    if (!o->layer_bal || !o->layer_ms)
+      r->bad = 1;
+  }
+  if (!r->bad) {
+    get(r, o->layer_bal, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
+    get(r, o->layer_ms, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
+  }
+}
+
+/* The plans (o->nplans counts those read, so a failure frees them all);
+ * sets r->bad. */
+static void unpack_plans(rbuf *r, fm_sim_output *o) {
+  int np = 0;
+  get(r, &np, sizeof(np));
+  if (!r->bad && (np < 0 || (size_t)np > r->len - r->off))
+    r->bad = 1;
+  if (!r->bad && np) {
+    o->plans = calloc((size_t)np, sizeof(plan_rec));
+    if (!o->plans)
+      r->bad = 1;
+    else
+      o->capplans = np;
+  }
+  for (int i = 0; !r->bad && i < np; i++) {
+    plan_rec *p = &o->plans[i];
+    get(r, &p->iteration, sizeof(int64_t));
+    get(r, &p->layer, sizeof(int));
+    get(r, &p->nmoves, sizeof(int));
+    get(r, &p->bytes, sizeof(int64_t));
+    p->moves_json = get_str(r);
+    o->nplans = i + 1;
+  }
+}
+
 int fm_sim_unpack(const void *buf, size_t len, fm_sim_output **out) {
   rbuf r = {.p = buf, .len = len, .off = 0, .bad = 0};
   fm_sim_output *o = calloc(1, sizeof(*o));
@@ -1120,57 +1185,9 @@ int fm_sim_unpack(const void *buf, size_t len, fm_sim_output **out) {
   get(&r, &o->t_layers, sizeof(int) * 3);
   get(&r, &o->gpus, sizeof(o->gpus));
   get(&r, &o->started, sizeof(double) * 2);
-  get(&r, &o->nrows, sizeof(o->nrows));
-  if (!r.bad && (o->nrows < 0 || o->gpus < 0 || o->gpus > SIM_MAX_GPUS ||
-                 (size_t)o->nrows > (r.len - r.off) / sizeof(st_iter_row)))
-    r.bad = 1;
-  if (!r.bad) {
-    o->rows = calloc((size_t)o->nrows + 1, sizeof(st_iter_row));
-    o->busy_ms = calloc((size_t)o->gpus + 1, sizeof(double));
-    o->idle_ms = calloc((size_t)o->gpus + 1, sizeof(double));
-    if (!o->rows || !o->busy_ms || !o->idle_ms)
-      r.bad = 1;
-  }
-  if (!r.bad) {
-    get(&r, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
-    get(&r, o->busy_ms, sizeof(double) * (size_t)o->gpus);
-    get(&r, o->idle_ms, sizeof(double) * (size_t)o->gpus);
-  }
-  get(&r, &o->layers, sizeof(o->layers));
-  if (!r.bad && (o->layers < 0 || (o->layers && (size_t)o->nrows * (size_t)o->layers >
-                                                     (r.len - r.off) / sizeof(double))))
-    r.bad = 1;
-  if (!r.bad) {
-    size_t nl = (size_t)o->nrows * (size_t)o->layers + 1;
-    o->layer_bal = calloc(nl, sizeof(double));
-    o->layer_ms = calloc(nl, sizeof(double));
-    if (!o->layer_bal || !o->layer_ms)
-      r.bad = 1;
-  }
-  if (!r.bad) {
-    get(&r, o->layer_bal, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
-    get(&r, o->layer_ms, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
-  }
-  int np = 0;
-  get(&r, &np, sizeof(np));
-  if (!r.bad && (np < 0 || (size_t)np > r.len - r.off))
-    r.bad = 1;
-  if (!r.bad && np) {
-    o->plans = calloc((size_t)np, sizeof(plan_rec));
-    if (!o->plans)
-      r.bad = 1;
-    else
-      o->capplans = np;
-  }
-  for (int i = 0; !r.bad && i < np; i++) {
-    plan_rec *p = &o->plans[i];
-    get(&r, &p->iteration, sizeof(int64_t));
-    get(&r, &p->layer, sizeof(int));
-    get(&r, &p->nmoves, sizeof(int));
-    get(&r, &p->bytes, sizeof(int64_t));
-    p->moves_json = get_str(&r);
-    o->nplans = i + 1;
-  }
+  unpack_rows(&r, o);
+  unpack_layers(&r, o);
+  unpack_plans(&r, o);
   if (r.bad || r.off != r.len) {
     fm_sim_output_free(o);
     return FM_EFAIL;
