@@ -408,6 +408,19 @@ done:
   return FM_OK;
 }
 
+/* A measured iteration as the store's row: all-to-all = dispatch +
+ * combine, other = the local token movement. */
+static st_iter_row row_of(const rt_iter_result *x) {
+  return (st_iter_row){.iteration = x->iteration, .time_ms = x->time_ms,
+                       .compute_ms = x->phase_ms[RT_PH_COMPUTE],
+                       .alltoall_ms = x->phase_ms[RT_PH_DISPATCH] + x->phase_ms[RT_PH_COMBINE],
+                       .allreduce_ms = x->phase_ms[RT_PH_ALLREDUCE],
+                       .migration_ms = x->phase_ms[RT_PH_MIGRATION],
+                       .other_ms = x->phase_ms[RT_PH_LOCAL], .balance = x->balance,
+                       .bytes_alltoall = x->bytes_alltoall, .bytes_migrated = x->bytes_migrated,
+                       .tokens_dropped = x->tokens_dropped, .tokens_total = x->tokens_total};
+}
+
 int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char *em, size_t el) {
   char cluster_json[1024], params[1024], key[2048];
   /* names (the device's from the driver) escaped by jansson, never pasted */
@@ -445,14 +458,7 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
   if (rc) return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   for (int64_t i = 0; i < o->iterations && !rc; i++) {
     const rt_iter_result *x = &o->rows[i];
-    st_iter_row row = {.iteration = x->iteration, .time_ms = x->time_ms,
-                       .compute_ms = x->phase_ms[RT_PH_COMPUTE],
-                       .alltoall_ms = x->phase_ms[RT_PH_DISPATCH] + x->phase_ms[RT_PH_COMBINE],
-                       .allreduce_ms = x->phase_ms[RT_PH_ALLREDUCE],
-                       .migration_ms = x->phase_ms[RT_PH_MIGRATION],
-                       .other_ms = x->phase_ms[RT_PH_LOCAL], .balance = x->balance,
-                       .bytes_alltoall = x->bytes_alltoall, .bytes_migrated = x->bytes_migrated,
-                       .tokens_dropped = x->tokens_dropped, .tokens_total = x->tokens_total};
+    st_iter_row row = row_of(x);
     rc = st_run_iteration(r, &row);
   }
   /* plans: one row per (iteration, layer) with moves */
