@@ -88,6 +88,70 @@ static int add_item(const char **arr, int *n, const char *v, const char *flag) {
   return CLI_OK;
 }
 
+/* NOT_MINE: an option the step below does not take (the next one does). */
+enum { NOT_MINE = -1 };
+
+/* The grid's options and where results go (--trace, --policy, --cluster,
+ * --gpus, --seeds, --engine, --iterations, --jobs, --db, --lock-wait) into
+ * sw: CLI_OK, the exit code of the message printed, or NOT_MINE. */
+static int take_grid_option(opts *sw, int c, const char *arg) {
+  switch (c) {
+  case 't': return add_item(sw->traces, &sw->ntraces, arg, "--trace");
+  case 'p': return add_item(sw->policies, &sw->npolicies, arg, "--policy");
+  case 'c': return add_item(sw->clusters, &sw->nclusters, arg, "--cluster");
+  case 'g': return cli_parse_list(CMD, "--gpus", arg, sw->sizes, MAX_SIZES, &sw->nsizes);
+  case 's': return cli_parse_list(CMD, "--seeds", arg, sw->seeds, MAX_LIST, &sw->nseeds);
+  case 'e':
+    if (strcmp(arg, "analytic") && strcmp(arg, "des"))
+      return cli_fail(CLI_EUSAGE, CMD, "--engine: '%s' is not one of analytic des", arg);
+    sw->base.engine = arg;
+    return CLI_OK;
+  case 'i':
+    return cli_parse_range(CMD, "--iterations", arg, &sw->base.it_begin, &sw->base.it_end);
+  case 'j': return cli_parse_long(CMD, "--jobs", arg, 1, 256, &sw->jobs);
+  case 'd': sw->db = arg; return CLI_OK;
+  case 'W': return cli_parse_long(CMD, "--lock-wait", arg, 0, 3600, &sw->lock_wait_s);
+  default: return NOT_MINE;
+  }
+}
+
+/* The model and simulator options every point shares (--gpus-per-node,
+ * --d-model, --d-ff, --top-k, --tokens-per-gpu, --slots, --profile,
+ * --quiet, --plan-moves) into sw: CLI_OK, an exit code, or NOT_MINE. A
+ * value is stored only once it parsed. */
+static int take_model_option(opts *sw, int c, const char *arg) {
+  long v = 0;
+  int rc = CLI_OK;
+  switch (c) {
+  case 'G':
+    if (!(rc = cli_parse_long(CMD, "--gpus-per-node", arg, 1, 1024, &v))) sw->gpus_per_node = (int)v;
+    return rc;
+  case 'M':
+    if (!(rc = cli_parse_long(CMD, "--d-model", arg, 1, 1 << 20, &v))) sw->base.d_model = (int)v;
+    return rc;
+  case 'F':
+    if (!(rc = cli_parse_long(CMD, "--d-ff", arg, 1, 1 << 22, &v))) sw->base.d_ff = (int)v;
+    return rc;
+  case 'K':
+    if (!(rc = cli_parse_long(CMD, "--top-k", arg, 1, 64, &v))) sw->base.top_k = (int)v;
+    return rc;
+  case 'T':
+    if (!(rc = cli_parse_long(CMD, "--tokens-per-gpu", arg, 1, LONG_MAX, &v)))
+      sw->base.tokens_per_gpu = v;
+    return rc;
+  case 'S':
+    if (!(rc = cli_parse_long(CMD, "--slots", arg, 1, 1 << 16, &v))) sw->base.slots = (int)v;
+    return rc;
+  case 'P': sw->base.profile_path = arg; return CLI_OK;
+  case 'q': sw->quiet = 1; return CLI_OK;
+  case 'm': sw->base.plan_moves = 1; return CLI_OK;
+  default: return NOT_MINE;
+  }
+}
+
+/* argv into sw (defaults: one job, flexmoe.db, 30 s lock wait, no plan
+ * moves); CLI_OK (with *help_only = 1 after --help) or the exit code of the
+ * one message printed. */
 static int parse(opts *sw, int argc, char **argv, int *help_only) {
   static const struct option opts[] = {
       {"trace", required_argument, NULL, 't'},
@@ -112,93 +176,25 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
       {"plan-moves", no_argument, NULL, 'm'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  fm_sim_config init = FM_SIM_CONFIG_INIT;
-  sw->base = init;
+  sw->base = (fm_sim_config)FM_SIM_CONFIG_INIT;
   sw->base.plan_moves = 0;
   sw->jobs = 1;
   sw->db = "flexmoe.db";
   sw->lock_wait_s = 30;
   int c;
-  long v;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    int rc = CLI_OK;
-    switch (c) {
-    case 't':
-      rc = add_item(sw->traces, &sw->ntraces, optarg, "--trace");
-      break;
-    case 'p':
-      rc = add_item(sw->policies, &sw->npolicies, optarg, "--policy");
-      break;
-    case 'c':
-      rc = add_item(sw->clusters, &sw->nclusters, optarg, "--cluster");
-      break;
-    case 'g':
-      rc = cli_parse_list(CMD, "--gpus", optarg, sw->sizes, MAX_SIZES, &sw->nsizes);
-      break;
-    case 's':
-      rc = cli_parse_list(CMD, "--seeds", optarg, sw->seeds, MAX_LIST, &sw->nseeds);
-      break;
-    case 'e':
-      if (strcmp(optarg, "analytic") && strcmp(optarg, "des"))
-        return cli_fail(CLI_EUSAGE, CMD,
-                        "--engine: '%s' is not one of analytic des", optarg);
-      sw->base.engine = optarg;
-      break;
-    case 'i':
-      rc = cli_parse_range(CMD, "--iterations", optarg, &sw->base.it_begin,
-                           &sw->base.it_end);
-      break;
-    case 'j':
-      rc = cli_parse_long(CMD, "--jobs", optarg, 1, 256, &sw->jobs);
-      break;
-    case 'd':
-      sw->db = optarg;
-      break;
-    case 'W':
-      rc = cli_parse_long(CMD, "--lock-wait", optarg, 0, 3600, &sw->lock_wait_s);
-      break;
-    case 'G':
-      rc = cli_parse_long(CMD, "--gpus-per-node", optarg, 1, 1024, &v);
-      sw->gpus_per_node = (int)v;
-      break;
-    case 'M':
-      rc = cli_parse_long(CMD, "--d-model", optarg, 1, 1 << 20, &v);
-      sw->base.d_model = (int)v;
-      break;
-    case 'F':
-      rc = cli_parse_long(CMD, "--d-ff", optarg, 1, 1 << 22, &v);
-      sw->base.d_ff = (int)v;
-      break;
-    case 'K':
-      rc = cli_parse_long(CMD, "--top-k", optarg, 1, 64, &v);
-      sw->base.top_k = (int)v;
-      break;
-    case 'T':
-      rc = cli_parse_long(CMD, "--tokens-per-gpu", optarg, 1, LONG_MAX, &v);
-      sw->base.tokens_per_gpu = v;
-      break;
-    case 'S':
-      rc = cli_parse_long(CMD, "--slots", optarg, 1, 1 << 16, &v);
-      sw->base.slots = (int)v;
-      break;
-    case 'P':
-      sw->base.profile_path = optarg;
-      break;
-    case 'q':
-      sw->quiet = 1;
-      break;
-    case 'm':
-      sw->base.plan_moves = 1;
-      break;
-    case 'h':
+    if (c == 'h') {
       cli_help(help);
       *help_only = 1;
       return CLI_OK;
-    default:
-      return cli_bad_option(CMD, argv[optind - 1]);
     }
+    int rc = take_grid_option(sw, c, optarg);
+    if (rc == NOT_MINE)
+      rc = take_model_option(sw, c, optarg);
+    if (rc == NOT_MINE)
+      return cli_bad_option(CMD, argv[optind - 1]);
     if (rc)
       return rc;
   }

@@ -187,7 +187,8 @@ int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char
   int64_t A = 0, B = 0;
   if ((rc = fm_iteration_range(cfg->it_begin, cfg->it_end, t.iterations, &A, &B, em, el)) != FM_OK)
     goto done;
-  rt_backend_config bc = {cfg->ranks, cfg->partitions, cfg->device, 300.0, 0};
+  rt_backend_config bc = {.ranks = cfg->ranks, .partitions = cfg->partitions,
+                          .device = cfg->device, .timeout_s = 300.0, .direct = 0};
   if (cfg->partitions > 0) bc.ranks = cfg->partitions;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cpu") == 0) bc.ranks = t.ranks;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cuda") == 0) bc.ranks = 1;
@@ -300,8 +301,11 @@ int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char
   }
   /* GPU warm-up at every token count an expert can get here (bounded by an
    * expert's largest total load in the trace slice). */
-  rt_exec_config xc = {L, E, k, d, f, slots, smax, 12.0, 2, cfg->seed,
-                       strcmp(cfg->backend, "cpu") != 0 ? emax : 0};
+  rt_exec_config xc = {.layers = L, .experts = E, .top_k = k, .d_model = d, .d_ff = f,
+                       .slots = slots, .max_slots_per_rank = smax,
+                       .optimizer_bytes_per_param = 12.0, .model_bytes_per_elem = 2,
+                       .seed = cfg->seed,
+                       .warm_tokens = strcmp(cfg->backend, "cpu") != 0 ? emax : 0};
   if (!cfg->predict && rt_exec_create(&x, b, pol, &env, &xc, err, sizeof err)) {
     rc = efail(em, el, FM_EFAIL, "backend '%s': %s", cfg->backend, err);
     goto done;
@@ -404,6 +408,19 @@ done:
   return FM_OK;
 }
 
+/* A measured iteration as the store's row: all-to-all = dispatch +
+ * combine, other = the local token movement. */
+static st_iter_row row_of(const rt_iter_result *x) {
+  return (st_iter_row){.iteration = x->iteration, .time_ms = x->time_ms,
+                       .compute_ms = x->phase_ms[RT_PH_COMPUTE],
+                       .alltoall_ms = x->phase_ms[RT_PH_DISPATCH] + x->phase_ms[RT_PH_COMBINE],
+                       .allreduce_ms = x->phase_ms[RT_PH_ALLREDUCE],
+                       .migration_ms = x->phase_ms[RT_PH_MIGRATION],
+                       .other_ms = x->phase_ms[RT_PH_LOCAL], .balance = x->balance,
+                       .bytes_alltoall = x->bytes_alltoall, .bytes_migrated = x->bytes_migrated,
+                       .tokens_dropped = x->tokens_dropped, .tokens_total = x->tokens_total};
+}
+
 int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char *em, size_t el) {
   char cluster_json[1024], params[1024], key[2048];
   /* names (the device's from the driver) escaped by jansson, never pasted */
@@ -428,21 +445,20 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
   if (kn < 0 || (size_t)kn >= sizeof key)
     return efail(em, el, FM_EFAIL, "cannot record the run: its key is over %zu bytes",
                  sizeof key - 1);
-  st_trace_row tr = {o->trace_path, o->trace_hash, o->trace_iterations, o->trace_layers,
-                     o->trace_ranks, o->trace_experts, NULL};
-  st_run_row rr = {"gpu", o->policy, o->cluster, cluster_json, o->backend, params, o->gpus, 0,
-                   "splitmix64", FLEXMOE_VERSION, o->started, o->finished, "complete", key};
+  st_trace_row tr = {.path = o->trace_path, .hash = o->trace_hash,
+                     .iterations = o->trace_iterations, .layers = o->trace_layers,
+                     .ranks = o->trace_ranks, .experts = o->trace_experts, .meta_json = NULL};
+  st_run_row rr = {.kind = "gpu", .policy = o->policy, .cluster = o->cluster,
+                   .cluster_json = cluster_json, .engine = o->backend, .params_json = params,
+                   .gpus = o->gpus, .seed = 0, .rng = "splitmix64",
+                   .code_version = FLEXMOE_VERSION, .started = o->started,
+                   .finished = o->finished, .status = "complete", .config_key = key};
   st_run *r = NULL;
   int rc = st_run_begin(db, &tr, &rr, &r);
   if (rc) return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   for (int64_t i = 0; i < o->iterations && !rc; i++) {
     const rt_iter_result *x = &o->rows[i];
-    st_iter_row row = {x->iteration, x->time_ms, x->phase_ms[RT_PH_COMPUTE],
-                       x->phase_ms[RT_PH_DISPATCH] + x->phase_ms[RT_PH_COMBINE],
-                       x->phase_ms[RT_PH_ALLREDUCE], x->phase_ms[RT_PH_MIGRATION],
-                       x->phase_ms[RT_PH_LOCAL],
-                       x->balance, x->bytes_alltoall, x->bytes_migrated, x->tokens_dropped,
-                       x->tokens_total};
+    st_iter_row row = row_of(x);
     rc = st_run_iteration(r, &row);
   }
   /* plans: one row per (iteration, layer) with moves */

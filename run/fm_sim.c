@@ -208,8 +208,8 @@ static int check_scale(const resolved *r, int layers, int slots, char *em, size_
   return FM_OK;
 }
 
-static int resolve(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
-  memset(r, 0, sizeof(*r));
+/* Engine name and trace: opened into r (r->trace_open), not empty. */
+static int open_trace(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   if (!cfg || !cfg->trace_path)
     return fail(em, el, FM_EUSAGE, "--trace is required");
   const char *engine = cfg->engine ? cfg->engine : "analytic";
@@ -230,135 +230,127 @@ static int resolve(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   }
   r->trace_open = 1;
   const tr_trace *t = &r->trace;
-  int rc = FM_EFAIL;
-  if (t->iterations < 1 || t->layers < 1 || t->ranks < 1 || t->experts < 1) {
-    rc = fail(em, el, FM_EFAIL, "%s: the trace is empty", cfg->trace_path);
-    goto bad;
-  }
-  /* iterations */
-  if ((rc = fm_iteration_range(cfg->it_begin, cfg->it_end, t->iterations, &r->a, &r->b, em,
-                                el)) != FM_OK)
-    goto bad;
-  /* model */
+  if (t->iterations < 1 || t->layers < 1 || t->ranks < 1 || t->experts < 1)
+    return fail(em, el, FM_EFAIL, "%s: the trace is empty", cfg->trace_path);
+  return FM_OK;
+}
+
+/* The model (flags, else the trace's sidecar) inside its physical ranges. */
+static int resolve_model(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
+  const tr_trace *t = &r->trace;
+  int rc;
   r->model.d_model = cfg->d_model ? cfg->d_model : t->meta.d_model;
   r->model.d_ff = cfg->d_ff ? cfg->d_ff : t->meta.d_ff;
   r->model.top_k = cfg->top_k ? cfg->top_k : t->meta.top_k;
   r->model.bytes_per_elem = t->meta.bytes_per_elem > 0 ? t->meta.bytes_per_elem : 2;
   r->model.optimizer_bytes_per_param = OPT_BYTES_PER_PARAM;
-  {
-    const char *missing = r->model.d_model < 1 ? "d_model (--d-model)"
-                          : r->model.d_ff < 1  ? "d_ff (--d-ff)"
-                          : r->model.top_k < 1 ? "top_k (--top-k)"
-                                               : NULL;
-    if (missing) {
-      rc = fail(em, el, FM_EFAIL, "%s: the trace's sidecar does not give %s; pass it on the command line",
+  const char *missing = r->model.d_model < 1 ? "d_model (--d-model)"
+                        : r->model.d_ff < 1  ? "d_ff (--d-ff)"
+                        : r->model.top_k < 1 ? "top_k (--top-k)"
+                                             : NULL;
+  if (missing)
+    return fail(em, el, FM_EFAIL,
+                "%s: the trace's sidecar does not give %s; pass it on the command line",
                 cfg->trace_path, missing);
-      goto bad;
-    }
-  }
   if ((rc = model_range(cfg->trace_path, "--d-model", "d_model", cfg->d_model != 0,
                         r->model.d_model, MAX_D_MODEL, em, el)) ||
       (rc = model_range(cfg->trace_path, "--d-ff", "d_ff", cfg->d_ff != 0, r->model.d_ff,
                         MAX_D_FF, em, el)) ||
       (rc = model_range(cfg->trace_path, "--top-k", "top_k", cfg->top_k != 0, r->model.top_k,
                         MAX_TOP_K, em, el)))
-    goto bad;
-  if (r->model.bytes_per_elem > MAX_BYTES_PER_ELEM) {
-    rc = fail(em, el, FM_EFAIL,
-              "%s: the trace's bytes_per_elem is %d; it must be between 1 and %d",
-              cfg->trace_path, r->model.bytes_per_elem, MAX_BYTES_PER_ELEM);
-    goto bad;
-  }
-  if (cfg->tokens_per_gpu < 0 || cfg->tokens_per_gpu > MAX_TOKENS_PER_GPU) {
-    rc = fail(em, el, FM_EUSAGE,
-              "--tokens-per-gpu must be between 1 and %" PRId64 " (2^30) (got %" PRId64 ")",
-              MAX_TOKENS_PER_GPU, cfg->tokens_per_gpu);
-    goto bad;
-  }
+    return rc;
+  if (r->model.bytes_per_elem > MAX_BYTES_PER_ELEM)
+    return fail(em, el, FM_EFAIL,
+                "%s: the trace's bytes_per_elem is %d; it must be between 1 and %d",
+                cfg->trace_path, r->model.bytes_per_elem, MAX_BYTES_PER_ELEM);
+  return FM_OK;
+}
+
+/* Tokens per GPU: the flag (and the rescaled slot count), else the trace's
+ * tokens per rank, else the first layer's routed slots of rank 0 / top_k. */
+static int resolve_tokens(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
+  const tr_trace *t = &r->trace;
+  if (cfg->tokens_per_gpu < 0 || cfg->tokens_per_gpu > MAX_TOKENS_PER_GPU)
+    return fail(em, el, FM_EUSAGE,
+                "--tokens-per-gpu must be between 1 and %" PRId64 " (2^30) (got %" PRId64 ")",
+                MAX_TOKENS_PER_GPU, cfg->tokens_per_gpu);
   if (cfg->tokens_per_gpu > 0) {
     r->tokens_per_gpu = cfg->tokens_per_gpu;
     r->slots_per_gpu = cfg->tokens_per_gpu * r->model.top_k;
-  } else {
-    r->slots_per_gpu = 0;
-    if (t->meta.tokens_per_rank > 0)
-      r->tokens_per_gpu = t->meta.tokens_per_rank;
-    else {
-      int64_t s = 0;
-      for (int e = 0; e < t->experts; e++)
-        s += tr_at(t, r->a, 0, 0, e);
-      r->tokens_per_gpu = s / r->model.top_k;
-    }
-    if (r->tokens_per_gpu > MAX_TOKENS_PER_GPU) {
-      rc = fail(em, el, FM_EFAIL,
+    return FM_OK;
+  }
+  r->slots_per_gpu = 0;
+  if (t->meta.tokens_per_rank > 0)
+    r->tokens_per_gpu = t->meta.tokens_per_rank;
+  else {
+    int64_t s = 0;
+    for (int e = 0; e < t->experts; e++)
+      s += tr_at(t, r->a, 0, 0, e);
+    r->tokens_per_gpu = s / r->model.top_k;
+  }
+  if (r->tokens_per_gpu > MAX_TOKENS_PER_GPU)
+    return fail(em, el, FM_EFAIL,
                 "%s: the trace gives %" PRId64 " tokens per rank; at most %" PRId64
                 " (2^30) can be simulated (pass --tokens-per-gpu)",
                 cfg->trace_path, r->tokens_per_gpu, MAX_TOKENS_PER_GPU);
-      goto bad;
-    }
-  }
-  /* cluster */
+  return FM_OK;
+}
+
+/* The cluster (preset or file, resized) and the compute profile (in
+ * memory, file or built-in) scaled to the model and the cluster. */
+static int resolve_cluster_profile(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   sim_errbuf serr;
   if (sim_cluster_resolve(cfg->cluster ? cfg->cluster : "dgx-h100", &r->cl, &serr) ||
-      sim_cluster_resize(&r->cl, cfg->nodes, cfg->gpus_per_node, &serr)) {
-    rc = fail(em, el, FM_EFAIL, "%s", serr.msg);
-    goto bad;
-  }
-  if (sim_cluster_json(&r->cl, r->cluster_json, sizeof(r->cluster_json)) < 0) {
-    rc = fail(em, el, FM_EFAIL, "cluster description too long");
-    goto bad;
-  }
-  int G = sim_cluster_gpus(&r->cl), E = t->experts;
-  /* profile */
-  if (cfg->profile_path ? sim_profile_load(cfg->profile_path, &r->prof, &serr)
-                        : sim_profile_builtin(r->cl.profile, &r->prof, &serr)) {
-    rc = fail(em, el, FM_EFAIL, "%s", serr.msg);
-    goto bad;
-  }
+      sim_cluster_resize(&r->cl, cfg->nodes, cfg->gpus_per_node, &serr))
+    return fail(em, el, FM_EFAIL, "%s", serr.msg);
+  if (sim_cluster_json(&r->cl, r->cluster_json, sizeof(r->cluster_json)) < 0)
+    return fail(em, el, FM_EFAIL, "cluster description too long");
+  if (cfg->sim_profile)
+    r->prof = *cfg->sim_profile;
+  else if (cfg->profile_path ? sim_profile_load(cfg->profile_path, &r->prof, &serr)
+                             : sim_profile_builtin(r->cl.profile, &r->prof, &serr))
+    return fail(em, el, FM_EFAIL, "%s", serr.msg);
   if (sim_profile_for_shape(&r->prof, r->model.d_model, r->model.d_ff, r->tokens_per_gpu,
-                            r->cl.compute_scale, &r->plp)) {
-    rc = fail(em, el, FM_EFAIL, "cannot scale profile '%s' to d_model %d, d_ff %d",
-              r->prof.name, r->model.d_model, r->model.d_ff);
-    goto bad;
-  }
-  /* slots */
+                            r->cl.compute_scale, &r->plp))
+    return fail(em, el, FM_EFAIL, "cannot scale profile '%s' to d_model %d, d_ff %d",
+                r->prof.name, r->model.d_model, r->model.d_ff);
+  return FM_OK;
+}
+
+/* Expert slots per GPU (the flag, else from HBM with half reserved; at
+ * most E) into r->pc, at least E slots in all, within check_scale. */
+static int resolve_slots(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
+  int G = sim_cluster_gpus(&r->cl), E = r->trace.experts;
   int slots = cfg->slots;
-  if (slots < 0) {
-    rc = fail(em, el, FM_EUSAGE, "--slots must be positive");
-    goto bad;
-  }
+  if (slots < 0)
+    return fail(em, el, FM_EUSAGE, "--slots must be positive");
   if (slots == 0) {
     double hbm = r->cl.hbm_gib * 1073741824.0;
     int prc = pl_slots_from_memory(&r->model, hbm, hbm * HBM_RESERVE_FRACTION, E, G, &slots);
-    if (prc == PL_ESLOTS) {
-      rc = fail(em, el, FM_EFAIL,
-                "fewer expert slots than experts: %d experts of %.1f MiB (with optimizer "
-                "state) do not fit on %d GPUs of %.0f GiB (half reserved); use more GPUs",
-                E, (double)pl_expert_move_bytes(&r->model) / 1048576.0, G, r->cl.hbm_gib);
-      goto bad;
-    }
-    if (prc) {
-      rc = fail(em, el, FM_EFAIL, "cannot size expert slots: %s", pl_strerror(prc));
-      goto bad;
-    }
+    if (prc == PL_ESLOTS)
+      return fail(em, el, FM_EFAIL,
+                  "fewer expert slots than experts: %d experts of %.1f MiB (with optimizer "
+                  "state) do not fit on %d GPUs of %.0f GiB (half reserved); use more GPUs",
+                  E, (double)pl_expert_move_bytes(&r->model) / 1048576.0, G, r->cl.hbm_gib);
+    if (prc)
+      return fail(em, el, FM_EFAIL, "cannot size expert slots: %s", pl_strerror(prc));
   }
   if (slots > E)
     slots = E;
-  if ((int64_t)slots * G < E) {
-    rc = fail(em, el, FM_EFAIL,
-              "fewer expert slots than experts: %d GPUs x %d slots < %d experts", G, slots, E);
-    goto bad;
-  }
+  if ((int64_t)slots * G < E)
+    return fail(em, el, FM_EFAIL,
+                "fewer expert slots than experts: %d GPUs x %d slots < %d experts", G, slots, E);
   sim_cluster_to_pl(&r->cl, slots, &r->pc);
-  if (pl_cluster_check(&r->pc)) {
-    rc = fail(em, el, FM_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
-    goto bad;
-  }
-  if ((rc = check_scale(r, t->layers, slots, em, el)))
-    goto bad;
-  /* policy */
+  if (pl_cluster_check(&r->pc))
+    return fail(em, el, FM_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
+  return check_scale(r, r->trace.layers, slots, em, el);
+}
+
+/* The policy of cfg in the environment resolved above (r->policy). */
+static int create_policy(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   pl_env env = PL_ENV_INIT;
-  env.layers = t->layers;
-  env.experts = E;
+  env.layers = r->trace.layers;
+  env.experts = r->trace.experts;
   env.cluster = r->pc;
   env.model = r->model;
   env.profile = r->plp.pl;
@@ -367,14 +359,32 @@ static int resolve(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   char perr[512] = "";
   int prc = pl_policy_create(&r->policy, cfg->policy ? cfg->policy : "static", &r->env, perr,
                              sizeof(perr));
-  if (prc) {
-    rc = fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? FM_EUSAGE : FM_EFAIL,
-              "--policy: %s", perr[0] ? perr : pl_strerror(prc));
-    goto bad;
-  }
+  if (prc)
+    return fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? FM_EUSAGE : FM_EFAIL,
+                "--policy: %s", perr[0] ? perr : pl_strerror(prc));
   return FM_OK;
-bad:
-  resolved_fini(r);
+}
+
+/* Resolves cfg into r (the file's opening comment), step by step; on
+ * failure r holds nothing and errmsg names the flag or file at fault. */
+static int resolve(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
+  memset(r, 0, sizeof(*r));
+  int rc = open_trace(cfg, r, em, el);
+  if (!rc)
+    rc = fm_iteration_range(cfg->it_begin, cfg->it_end, r->trace.iterations, &r->a, &r->b, em,
+                            el);
+  if (!rc)
+    rc = resolve_model(cfg, r, em, el);
+  if (!rc)
+    rc = resolve_tokens(cfg, r, em, el);
+  if (!rc)
+    rc = resolve_cluster_profile(cfg, r, em, el);
+  if (!rc)
+    rc = resolve_slots(cfg, r, em, el);
+  if (!rc)
+    rc = create_policy(cfg, r, em, el);
+  if (rc)
+    resolved_fini(r);
   return rc;
 }
 
@@ -686,7 +696,8 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
   double *bal = calloc((size_t)o->nrows, sizeof(double));
   if (!bal)
     goto nomem;
-  rescale_key rkey = {t->hash, cfg->seed, G, L, E, r.slots_per_gpu, r.a, r.b};
+  rescale_key rkey = {.hash = t->hash, .seed = cfg->seed, .gpus = G, .layers = L, .experts = E,
+                      .slots = r.slots_per_gpu, .a = r.a, .b = r.b};
   int draws = G != t->ranks || r.slots_per_gpu > 0; /* else the trace is copied */
   if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
     cached = 1;
@@ -903,6 +914,13 @@ done:
 
 const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o) { return &o->sum; }
 
+int64_t fm_sim_iteration_rows(const fm_sim_output *o, const st_iter_row **rows) {
+  *rows = o->rows;
+  return o->nrows;
+}
+
+const char *fm_sim_params_json(const fm_sim_output *o) { return o->params_json; }
+
 void fm_sim_output_free(fm_sim_output *o) {
   if (!o)
     return;
@@ -927,8 +945,9 @@ int fm_sim_record(st_db *db, const fm_sim_output *o, int64_t *run_id, char *errm
                    size_t errlen) {
   if (!db || !o)
     return fail(errmsg, errlen, FM_EFAIL, "no database");
-  st_trace_row tr = {o->trace_path, o->trace_hash, o->t_iters, o->t_layers, o->t_ranks,
-                     o->t_experts, o->trace_meta};
+  st_trace_row tr = {.path = o->trace_path, .hash = o->trace_hash, .iterations = o->t_iters,
+                     .layers = o->t_layers, .ranks = o->t_ranks, .experts = o->t_experts,
+                     .meta_json = o->trace_meta};
   st_run_row rr;
   memset(&rr, 0, sizeof(rr));
   rr.kind = "sim";
@@ -1079,8 +1098,73 @@ static char *get_str(rbuf *r) {
   return s;
 }
 
+/* The rows and per-GPU times of a packed output into o (counts checked
+ * against what is left of the buffer first); sets r->bad on failure. */
+static void unpack_rows(rbuf *r, fm_sim_output *o) {
+  get(r, &o->nrows, sizeof(o->nrows));
+  if (!r->bad && (o->nrows < 0 || o->gpus < 0 || o->gpus > SIM_MAX_GPUS ||
+                  (size_t)o->nrows > (r->len - r->off) / sizeof(st_iter_row)))
+    r->bad = 1;
+  if (!r->bad) {
+    o->rows = calloc((size_t)o->nrows + 1, sizeof(st_iter_row));
+    o->busy_ms = calloc((size_t)o->gpus + 1, sizeof(double));
+    o->idle_ms = calloc((size_t)o->gpus + 1, sizeof(double));
+    if (!o->rows || !o->busy_ms || !o->idle_ms)
+      r->bad = 1;
+  }
+  if (!r->bad) {
+    get(r, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
+    get(r, o->busy_ms, sizeof(double) * (size_t)o->gpus);
+    get(r, o->idle_ms, sizeof(double) * (size_t)o->gpus);
+  }
+}
+
+/* The per-layer balance and times ([nrows * layers] each); sets r->bad. */
+static void unpack_layers(rbuf *r, fm_sim_output *o) {
+  get(r, &o->layers, sizeof(o->layers));
+  if (!r->bad && (o->layers < 0 || (o->layers && (size_t)o->nrows * (size_t)o->layers >
+                                                      (r->len - r->off) / sizeof(double))))
+    r->bad = 1;
+  if (!r->bad) {
+    size_t nl = (size_t)o->nrows * (size_t)o->layers + 1;
+    o->layer_bal = calloc(nl, sizeof(double));
+    o->layer_ms = calloc(nl, sizeof(double));
+    if (!o->layer_bal || !o->layer_ms)
+      r->bad = 1;
+  }
+  if (!r->bad) {
+    get(r, o->layer_bal, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
+    get(r, o->layer_ms, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
+  }
+}
+
+/* The plans (o->nplans counts those read, so a failure frees them all);
+ * sets r->bad. */
+static void unpack_plans(rbuf *r, fm_sim_output *o) {
+  int np = 0;
+  get(r, &np, sizeof(np));
+  if (!r->bad && (np < 0 || (size_t)np > r->len - r->off))
+    r->bad = 1;
+  if (!r->bad && np) {
+    o->plans = calloc((size_t)np, sizeof(plan_rec));
+    if (!o->plans)
+      r->bad = 1;
+    else
+      o->capplans = np;
+  }
+  for (int i = 0; !r->bad && i < np; i++) {
+    plan_rec *p = &o->plans[i];
+    get(r, &p->iteration, sizeof(int64_t));
+    get(r, &p->layer, sizeof(int));
+    get(r, &p->nmoves, sizeof(int));
+    get(r, &p->bytes, sizeof(int64_t));
+    p->moves_json = get_str(r);
+    o->nplans = i + 1;
+  }
+}
+
 int fm_sim_unpack(const void *buf, size_t len, fm_sim_output **out) {
-  rbuf r = {buf, len, 0, 0};
+  rbuf r = {.p = buf, .len = len, .off = 0, .bad = 0};
   fm_sim_output *o = calloc(1, sizeof(*o));
   if (!o)
     return FM_EFAIL;
@@ -1101,57 +1185,9 @@ int fm_sim_unpack(const void *buf, size_t len, fm_sim_output **out) {
   get(&r, &o->t_layers, sizeof(int) * 3);
   get(&r, &o->gpus, sizeof(o->gpus));
   get(&r, &o->started, sizeof(double) * 2);
-  get(&r, &o->nrows, sizeof(o->nrows));
-  if (!r.bad && (o->nrows < 0 || o->gpus < 0 || o->gpus > SIM_MAX_GPUS ||
-                 (size_t)o->nrows > (r.len - r.off) / sizeof(st_iter_row)))
-    r.bad = 1;
-  if (!r.bad) {
-    o->rows = calloc((size_t)o->nrows + 1, sizeof(st_iter_row));
-    o->busy_ms = calloc((size_t)o->gpus + 1, sizeof(double));
-    o->idle_ms = calloc((size_t)o->gpus + 1, sizeof(double));
-    if (!o->rows || !o->busy_ms || !o->idle_ms)
-      r.bad = 1;
-  }
-  if (!r.bad) {
-    get(&r, o->rows, sizeof(st_iter_row) * (size_t)o->nrows);
-    get(&r, o->busy_ms, sizeof(double) * (size_t)o->gpus);
-    get(&r, o->idle_ms, sizeof(double) * (size_t)o->gpus);
-  }
-  get(&r, &o->layers, sizeof(o->layers));
-  if (!r.bad && (o->layers < 0 || (o->layers && (size_t)o->nrows * (size_t)o->layers >
-                                                     (r.len - r.off) / sizeof(double))))
-    r.bad = 1;
-  if (!r.bad) {
-    size_t nl = (size_t)o->nrows * (size_t)o->layers + 1;
-    o->layer_bal = calloc(nl, sizeof(double));
-    o->layer_ms = calloc(nl, sizeof(double));
-    if (!o->layer_bal || !o->layer_ms)
-      r.bad = 1;
-  }
-  if (!r.bad) {
-    get(&r, o->layer_bal, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
-    get(&r, o->layer_ms, sizeof(double) * (size_t)o->nrows * (size_t)o->layers);
-  }
-  int np = 0;
-  get(&r, &np, sizeof(np));
-  if (!r.bad && (np < 0 || (size_t)np > r.len - r.off))
-    r.bad = 1;
-  if (!r.bad && np) {
-    o->plans = calloc((size_t)np, sizeof(plan_rec));
-    if (!o->plans)
-      r.bad = 1;
-    else
-      o->capplans = np;
-  }
-  for (int i = 0; !r.bad && i < np; i++) {
-    plan_rec *p = &o->plans[i];
-    get(&r, &p->iteration, sizeof(int64_t));
-    get(&r, &p->layer, sizeof(int));
-    get(&r, &p->nmoves, sizeof(int));
-    get(&r, &p->bytes, sizeof(int64_t));
-    p->moves_json = get_str(&r);
-    o->nplans = i + 1;
-  }
+  unpack_rows(&r, o);
+  unpack_layers(&r, o);
+  unpack_plans(&r, o);
   if (r.bad || r.off != r.len) {
     fm_sim_output_free(o);
     return FM_EFAIL;

@@ -230,8 +230,9 @@ static int store_trace_loads(sweep *sw, st_db *db) {
           for (int e = 0; e < tr.experts; e++)
             row[e] += slice[(int64_t)r * tr.experts + e];
       }
-    st_trace_row row = {tr.path, tr.hash, tr.iterations, tr.layers, tr.ranks,
-                        tr.experts, NULL};
+    st_trace_row row = {.path = tr.path, .hash = tr.hash, .iterations = tr.iterations,
+                        .layers = tr.layers, .ranks = tr.ranks, .experts = tr.experts,
+                        .meta_json = NULL};
     int64_t tid = 0;
     if (rc == ST_OK)
       rc = st_trace_put(db, &row, &tid);
@@ -369,7 +370,7 @@ static void worker_main(const sweep *sw, int task_fd, int result_fd) {
     void *buf = NULL;
     size_t len = 0;
     int rc = compute_packed(&sw->points[idx], &buf, &len);
-    msg_hdr h = {idx, rc, len};
+    msg_hdr h = {.index = idx, .status = rc, .len = len};
     if (write_all(result_fd, &h, sizeof(h)) || write_all(result_fd, buf, len))
       _exit(4);
     free(buf);

@@ -49,7 +49,12 @@ typedef struct fm_replay_config {
                                 the simulator, instead of running it */
 } fm_replay_config;
 
-#define FM_REPLAY_CONFIG_INIT {"cpu", 0, 0, 0, NULL, "static", 0, -1, FM_DEFAULT_SEED, 0, 0, 0, 0, 0, 500.0, 4.0, NULL, NULL, 0, 0, 0}
+#define FM_REPLAY_CONFIG_INIT                                                                    \
+  {.backend = "cpu", .ranks = 0, .partitions = 0, .device = 0, .trace_path = NULL,               \
+   .policy = "static", .it_begin = 0, .it_end = -1, .seed = FM_DEFAULT_SEED, .d_model = 0,        \
+   .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0, .slots = 0, .exchange_GBps = 500.0,                \
+   .exchange_lat_us = 4.0, .profile_path = NULL, .profile = NULL, .check = 0, .quiet = 0,        \
+   .predict = 0}
 
 typedef struct fm_replay_output {
   char policy[PL_SPEC_MAX + 1]; /* canonical spec, whole */

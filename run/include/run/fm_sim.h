@@ -49,9 +49,20 @@ typedef struct fm_sim_config {
    * this one is simulated (same counts; for `sim` on a machine with more
    * than one core), 0 = one thread (sweep workers, benchmarks). */
   int prefetch;
+  /* Appended (validate): a compute profile in memory, used instead of
+   * profile_path and the built-in one (NULL: those). Read during
+   * fm_sim_compute / fm_sim_config_key only; the caller keeps it. The run's
+   * parameters name and hash it as they would the same profile read from a
+   * file, so a configuration keys alike either way. */
+  const struct sim_profile *sim_profile;
 } fm_sim_config;
 
-#define FM_SIM_CONFIG_INIT {NULL, "dgx-h100", 0, 0, "static", "analytic", 0, -1, FM_DEFAULT_SEED, 0, 0, 0, 0, NULL, 0, 0, 1, 0}
+#define FM_SIM_CONFIG_INIT                                                                       \
+  {.trace_path = NULL, .cluster = "dgx-h100", .nodes = 0, .gpus_per_node = 0,                   \
+   .policy = "static", .engine = "analytic", .it_begin = 0, .it_end = -1,                       \
+   .seed = FM_DEFAULT_SEED, .d_model = 0, .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0,           \
+   .profile_path = NULL, .slots = 0, .exact_net = 0, .plan_moves = 1, .prefetch = 0,             \
+   .sim_profile = NULL}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {
@@ -80,6 +91,11 @@ typedef struct fm_sim_output fm_sim_output; /* opaque: summary + all rows */
 int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out,
                     char *errmsg, size_t errlen);
 const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o);
+/* The run's per-iteration rows (*rows points into o) and their count. */
+int64_t fm_sim_iteration_rows(const fm_sim_output *o, const st_iter_row **rows);
+/* The run's parameters as stored (JSON text owned by o): model, tokens,
+ * slots, engine, profile name and hash, nonmoe_us, network. */
+const char *fm_sim_params_json(const fm_sim_output *o);
 /* Writes the run (kind "sim") in one transaction; *run_id set on success. */
 int fm_sim_record(st_db *db, const fm_sim_output *o, int64_t *run_id,
                    char *errmsg, size_t errlen);
