@@ -93,7 +93,8 @@ static void help_of(const fm_key *k, int width, char *buf, size_t len, size_t *a
     n += (size_t)snprintf(text + n, sizeof text - n, ", %s to %s%s%s", lo, hi,
                           k->unit[0] ? " " : "", k->unit);
   if (n < sizeof text)
-    snprintf(text + n, sizeof text - n, " (default: %s)", k->def);
+    snprintf(text + n, sizeof text - n, strcmp(k->def, "required") ? " (default: %s)" : " (%s)",
+             k->def);
   int col = width;
   const char *w = text;
   while (*w) {
@@ -120,7 +121,7 @@ size_t fm_keys_help(int scope, int width, char *buf, size_t len) {
       continue;
     char head[64];
     int hn = snprintf(head, sizeof head, "  %s%s%s", k->flag, k->arg[0] ? " " : "", k->arg);
-    if (hn + 1 > width)
+    if (hn + 2 > width)
       put(buf, len, &at, "%s\n%*s", head, width, "");
     else
       put(buf, len, &at, "%-*s", width, head);

@@ -101,8 +101,8 @@ enum { FM_KS_SIM = 1, FM_KS_SWEEP = 2, FM_KS_BOTH = 3 };
     "core", "", "N", "threads", FM_KS_SIM,                                                      \
     "2: a second thread draws the next iteration's rescaled counts while one is simulated; "   \
     "1: one thread; same results")                                                              \
-  X(DB, "--db", "db", FM_KT_PATH, 0, 0, "flexmoe.db (Python simulate: none)", "", "FILE", "",  \
-    FM_KS_BOTH, "results database the runs are recorded in")                                   \
+  X(DB, "--db", "db", FM_KT_PATH, 0, 0, "flexmoe.db", "", "FILE", "", FM_KS_BOTH,               \
+    "results database the runs are recorded in")                                                \
   X(JOBS, "--jobs", "jobs", FM_KT_INT, 1, 256, "1", "", "J", "processes", FM_KS_SWEEP,         \
     "worker processes")                                                                         \
   X(LOCK_WAIT, "--lock-wait", "lock_wait", FM_KT_INT, 0, 3600, "30", "", "S", "s",             \
