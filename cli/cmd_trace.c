@@ -408,244 +408,273 @@ static int parse_pair(const char *cmd, const char *flag, const char *text, doubl
   return CLI_OK;
 }
 
-static int trace_gen(int argc, char **argv) {
-  const char *cmd = "trace gen";
-  enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
-         O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED,
-         O_MOMENTUM, O_MAXMEM };
-  static const struct option opts[] = {
-      {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
-      {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
-      {"seed", required_argument, 0, 's'},    {"output", required_argument, 0, 'o'},
-      {"layers", required_argument, 0, O_LAYERS}, {"ranks", required_argument, 0, O_RANKS},
-      {"experts", required_argument, 0, O_EXPERTS}, {"tokens", required_argument, 0, O_TOKENS},
-      {"top-k", required_argument, 0, O_TOPK}, {"d-model", required_argument, 0, O_DMODEL},
-      {"d-ff", required_argument, 0, O_DFF},  {"dist", required_argument, 0, O_DIST},
-      {"drift", required_argument, 0, O_DRIFT}, {"rank-sigma", required_argument, 0, O_RSIGMA},
-      {"hot", required_argument, 0, O_HOT},   {"spread", no_argument, 0, O_SPREAD},
-      {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
-      {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
-      {"momentum", required_argument, 0, O_MOMENTUM},
-      {"max-memory", required_argument, 0, O_MAXMEM},
-      {0, 0, 0, 0}};
-  /* First pass: sizes, pattern and fit (model options apply on top). */
-  const char *pattern = NULL, *fitpath = NULL, *out = NULL;
-  long v, iters = -1, seed = 1;
-  long sizes[5] = {-1, -1, -1, -1, -1}; /* layers ranks experts tokens top-k */
-  long dmodel = 0, dff = 0;
-  uint64_t max_memory = 0;
-  int c;
+/* trace gen's long options beyond the one-letter ones. */
+enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
+       O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED,
+       O_MOMENTUM, O_MAXMEM };
+
+static const struct option gen_opts[] = {
+    {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
+    {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
+    {"seed", required_argument, 0, 's'},    {"output", required_argument, 0, 'o'},
+    {"layers", required_argument, 0, O_LAYERS}, {"ranks", required_argument, 0, O_RANKS},
+    {"experts", required_argument, 0, O_EXPERTS}, {"tokens", required_argument, 0, O_TOKENS},
+    {"top-k", required_argument, 0, O_TOPK}, {"d-model", required_argument, 0, O_DMODEL},
+    {"d-ff", required_argument, 0, O_DFF},  {"dist", required_argument, 0, O_DIST},
+    {"drift", required_argument, 0, O_DRIFT}, {"rank-sigma", required_argument, 0, O_RSIGMA},
+    {"hot", required_argument, 0, O_HOT},   {"spread", no_argument, 0, O_SPREAD},
+    {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
+    {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
+    {"momentum", required_argument, 0, O_MOMENTUM},
+    {"max-memory", required_argument, 0, O_MAXMEM},
+    {0, 0, 0, 0}};
+
+/* What trace gen's first pass reads: the sizes, the pattern or fit, the
+ * output and budget; the model options wait for the second pass. A size of
+ * -1 (0 for d_model, d_ff) means "the pattern's or the fit's". */
+typedef struct {
+  const char *pattern, *fitpath, *out;
+  long iters, seed;
+  long sizes[5]; /* layers ranks experts tokens top-k */
+  long dmodel, dff;
+  uint64_t max_memory;
+  int help; /* --help was printed: nothing else to do */
+} gen_args;
+
+/* Prints trace gen's help with the generator's pattern list. */
+static void gen_help(void) {
+  char list[2048] = "";
+  for (int i = 0; tr_gen_patterns[i]; i++) {
+    char line[160];
+    snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
+    strncat(list, line, sizeof(list) - strlen(list) - 1);
+  }
+  printf(GEN_HELP, list);
+}
+
+/* One first-pass option c (with optarg) into *a; CLI_OK, or CLI_EUSAGE with
+ * one message printed. Model options are left for gen_model_option. */
+static int gen_first_option(const char *cmd, int c, char **argv, gen_args *a) {
+  switch (c) {
+  case 'h': gen_help(); a->help = 1; break;
+  case 'p': a->pattern = optarg; break;
+  case 'F': a->fitpath = optarg; break;
+  case 'o': a->out = optarg; break;
+  case 'n':
+    return cli_parse_long(cmd, "--iterations", optarg, 1, LIM(ITERATIONS), &a->iters)
+               ? CLI_EUSAGE : CLI_OK;
+  case 's':
+    return cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &a->seed) ? CLI_EUSAGE
+                                                                             : CLI_OK;
+  case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
+    static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
+    static const tr_limit_id lim[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS,
+                                      TR_LIM_TOKENS_PER_RANK, TR_LIM_TOP_K};
+    int k = c - O_LAYERS; /* --tokens 0: a trace that routes nothing */
+    return cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, (long)tr_limits[lim[k]].hi,
+                          &a->sizes[k])
+               ? CLI_EUSAGE : CLI_OK;
+  }
+  case O_DMODEL:
+    return cli_parse_long(cmd, "--d-model", optarg, 1, LIM(D_MODEL), &a->dmodel) ? CLI_EUSAGE
+                                                                                  : CLI_OK;
+  case O_DFF:
+    return cli_parse_long(cmd, "--d-ff", optarg, 1, LIM(D_FF), &a->dff) ? CLI_EUSAGE : CLI_OK;
+  case O_MAXMEM:
+    return parse_max_memory(cmd, optarg, &a->max_memory) ? CLI_EUSAGE : CLI_OK;
+  case '?': case ':':
+    return cli_bad_option(cmd, argv[optind - 1]);
+  default:
+    break; /* model options: second pass */
+  }
+  return CLI_OK;
+}
+
+/* The first pass over argv into *a, then the required flags checked;
+ * CLI_OK (a->help set when --help was printed) or CLI_EUSAGE with one
+ * message printed. */
+static int gen_parse_first(const char *cmd, int argc, char **argv, gen_args *a) {
+  int c, rc;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", opts, NULL)) != -1) {
-    switch (c) {
-    case 'h': {
-      char list[2048] = "";
-      for (int i = 0; tr_gen_patterns[i]; i++) {
-        char line[160];
-        snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
-        strncat(list, line, sizeof(list) - strlen(list) - 1);
-      }
-      printf(GEN_HELP, list);
-      return CLI_OK;
-    }
-    case 'p': pattern = optarg; break;
-    case 'F': fitpath = optarg; break;
-    case 'o': out = optarg; break;
-    case 'n':
-      if (cli_parse_long(cmd, "--iterations", optarg, 1, LIM(ITERATIONS), &iters))
-        return CLI_EUSAGE;
-      break;
-    case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
-        return CLI_EUSAGE;
-      break;
-    case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
-      static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
-      static const tr_limit_id lim[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS,
-                                        TR_LIM_TOKENS_PER_RANK, TR_LIM_TOP_K};
-      int k = c - O_LAYERS; /* --tokens 0: a trace that routes nothing */
-      if (cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, (long)tr_limits[lim[k]].hi,
-                         &sizes[k]))
-        return CLI_EUSAGE;
-      break;
-    }
-    case O_DMODEL:
-      if (cli_parse_long(cmd, "--d-model", optarg, 1, LIM(D_MODEL), &dmodel))
-        return CLI_EUSAGE;
-      break;
-    case O_DFF:
-      if (cli_parse_long(cmd, "--d-ff", optarg, 1, LIM(D_FF), &dff))
-        return CLI_EUSAGE;
-      break;
-    case O_MAXMEM:
-      if (parse_max_memory(cmd, optarg, &max_memory))
-        return CLI_EUSAGE;
-      break;
-    case '?': case ':':
-      return cli_bad_option(cmd, argv[optind - 1]);
-    default:
-      break; /* model options: second pass */
-    }
-  }
+  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+    if ((rc = gen_first_option(cmd, c, argv, a)) || a->help)
+      return rc;
   if (optind != argc)
     return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
-  if (!pattern == !fitpath)
+  if (!a->pattern == !a->fitpath)
     return cli_fail(CLI_EUSAGE, cmd, "give exactly one of --pattern NAME or --fit FIT.json");
-  if (iters < 0)
+  if (a->iters < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--iterations N is required");
-  if (!out)
+  if (!a->out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
+  return CLI_OK;
+}
+
+/* The generator's defaults, then the fit's sizes when --fit was given
+ * (loaded into *fit, which the caller finalizes), then the flags' sizes on
+ * top; CLI_OK or CLI_EFAIL with one message printed. */
+static int gen_sizes(const char *cmd, const gen_args *a, tr_gen_config *g, tr_fit *fit) {
+  tr_error err;
+  tr_gen_defaults(g);
+  if (a->fitpath) {
+    if (tr_fit_load(fit, a->fitpath, &err))
+      return trace_fail(cmd, &err);
+    g->layers = fit->layers;
+    g->ranks = fit->ranks;
+    g->experts = fit->experts;
+    g->top_k = fit->top_k;
+    g->tokens_per_rank = fit->tokens_per_rank;
+    g->meta.d_model = fit->meta.d_model;
+    g->meta.d_ff = fit->meta.d_ff;
+    g->meta.bytes_per_elem = fit->meta.bytes_per_elem;
+  }
+  if (a->sizes[0] > 0) g->layers = (int)a->sizes[0];
+  if (a->sizes[1] > 0) g->ranks = (int)a->sizes[1];
+  if (a->sizes[2] > 0) g->experts = (int)a->sizes[2];
+  if (a->sizes[3] >= 0) g->tokens_per_rank = a->sizes[3];
+  if (a->sizes[4] > 0) g->top_k = (int)a->sizes[4];
+  if (a->dmodel) g->meta.d_model = (int)a->dmodel;
+  if (a->dff) g->meta.d_ff = (int)a->dff;
+  g->iterations = a->iters;
+  g->seed = (uint64_t)a->seed;
+  g->max_memory = a->max_memory;
+  return CLI_OK;
+}
+
+/* The pattern's or the fit's model into *g (the fit's arrays into *owned,
+ * the caller's to tr_free); CLI_OK, CLI_EUSAGE for --top-k over --experts
+ * or an unknown pattern, CLI_EFAIL for a fit over the memory budget. */
+static int gen_model(const char *cmd, const gen_args *a, const tr_fit *fit, tr_gen_config *g,
+                     double **owned) {
+  int c;
+  if (g->top_k > g->experts)
+    return cli_fail(CLI_EUSAGE, cmd, "--top-k %d is larger than --experts %d", g->top_k,
+                    g->experts);
+  if (a->pattern && tr_gen_pattern(g, a->pattern))
+    return cli_fail(CLI_EUSAGE, cmd, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
+                    a->pattern);
+  if (a->fitpath && (c = tr_fit_apply(fit, g, owned))) {
+    char need[32], have[32];
+    if (c == TR_EBUDGET)
+      return cli_fail(CLI_EFAIL, cmd,
+                      "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
+                      "than %s, the memory budget (--max-memory SIZE raises it; the generator "
+                      "alone needs %s)",
+                      a->fitpath, g->layers, g->ranks, g->experts,
+                      tr_format_size((double)tr_max_memory(g->max_memory), have, sizeof(have)),
+                      tr_format_size((double)tr_gen_memory(g), need, sizeof(need)));
+    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", a->fitpath);
+  }
+  return CLI_OK;
+}
+
+/* --dist NAME[:PARAM] into *g (replacing a fitted profile); CLI_OK or
+ * CLI_EUSAGE with one message printed. */
+static int gen_dist(const char *cmd, const char *text, tr_gen_config *g) {
+  static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
+  char name[32];
+  snprintf(name, sizeof(name), "%s", text);
+  char *colon = strchr(name, ':');
+  if (colon)
+    *colon = '\0';
+  int k = -1;
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, names[i]) == 0)
+      k = i;
+  if (k < 0)
+    return cli_fail(CLI_EUSAGE, cmd, "--dist: '%s' is not one of uniform zipf lognormal dirichlet",
+                    text);
+  g->dist = (tr_dist)k;
+  g->base = NULL; /* a distribution replaces the fitted profile */
+  if (colon && cli_parse_double(cmd, "--dist", colon + 1, 1e-6, 100, &g->dist_param))
+    return CLI_EUSAGE;
+  return CLI_OK;
+}
+
+/* One second-pass (model) option c, with optarg, on top of the pattern or
+ * fit in *g; CLI_OK or CLI_EUSAGE with one message printed. */
+static int gen_model_option(const char *cmd, int c, tr_gen_config *g) {
+  double a, b;
+  long v;
+  switch (c) {
+  case O_DIST: return gen_dist(cmd, optarg, g);
+  case O_DRIFT:
+    a = g->innov1, b = g->phi1;
+    if (parse_pair(cmd, "--drift", optarg, 0, 10, &a, 0, 1, &b))
+      return CLI_EUSAGE;
+    g->innov1 = a, g->phi1 = b, g->innov = g->phi = NULL;
+    break;
+  case O_RSIGMA:
+    if (cli_parse_double(cmd, "--rank-sigma", optarg, 0, 10, &g->rank_sigma1))
+      return CLI_EUSAGE;
+    g->rank_sigma = NULL;
+    break;
+  case O_HOT:
+    a = 0, b = g->hot_boost;
+    if (parse_pair(cmd, "--hot", optarg, 0, g->experts, &a, -20, 20, &b))
+      return CLI_EUSAGE;
+    g->hot = (int)a, g->hot_boost = b;
+    break;
+  case O_SPREAD: g->hot_layout = TR_HOT_SPREAD; break;
+  case O_ROTATE:
+    if (cli_parse_long(cmd, "--rotate", optarg, 1, LONG_MAX, &v))
+      return CLI_EUSAGE;
+    g->rotate_period = v;
+    break;
+  case O_BURST:
+    return cli_parse_double(cmd, "--burst", optarg, 0, 1, &g->burst_prob) ? CLI_EUSAGE : CLI_OK;
+  case O_REGIME:
+    if (cli_parse_long(cmd, "--regime", optarg, 1, LONG_MAX, &v))
+      return CLI_EUSAGE;
+    g->regime_period = v;
+    break;
+  case O_MOMENTUM:
+    if (cli_parse_double(cmd, "--momentum", optarg, 0, 0.99, &g->psi1))
+      return CLI_EUSAGE;
+    g->psi = NULL;
+    break;
+  case O_RAGGED:
+    return cli_parse_double(cmd, "--ragged", optarg, 0, 3, &g->rank_total_sigma) ? CLI_EUSAGE
+                                                                                 : CLI_OK;
+  default:
+    break;
+  }
+  return CLI_OK;
+}
+
+/* flexmoe trace gen ARGS: a first pass over the flags for the sizes and the
+ * pattern or fit, a second for the model options on top, then the trace
+ * written to -o; CLI_OK, CLI_EUSAGE for a bad command line, CLI_EFAIL (one
+ * message printed) for a fit or write error. */
+static int trace_gen(int argc, char **argv) {
+  const char *cmd = "trace gen";
+  gen_args a = {.iters = -1, .seed = 1, .sizes = {-1, -1, -1, -1, -1}};
+  int rc = gen_parse_first(cmd, argc, argv, &a), c;
+  if (rc || a.help)
+    return rc;
   tr_gen_config g;
-  tr_gen_defaults(&g);
   tr_fit fit = {0};
   double *owned = NULL;
   tr_error err;
-  if (fitpath) {
-    if (tr_fit_load(&fit, fitpath, &err))
-      return trace_fail(cmd, &err);
-    g.layers = fit.layers;
-    g.ranks = fit.ranks;
-    g.experts = fit.experts;
-    g.top_k = fit.top_k;
-    g.tokens_per_rank = fit.tokens_per_rank;
-    g.meta.d_model = fit.meta.d_model;
-    g.meta.d_ff = fit.meta.d_ff;
-    g.meta.bytes_per_elem = fit.meta.bytes_per_elem;
-  }
-  if (sizes[0] > 0) g.layers = (int)sizes[0];
-  if (sizes[1] > 0) g.ranks = (int)sizes[1];
-  if (sizes[2] > 0) g.experts = (int)sizes[2];
-  if (sizes[3] >= 0) g.tokens_per_rank = sizes[3];
-  if (sizes[4] > 0) g.top_k = (int)sizes[4];
-  if (dmodel) g.meta.d_model = (int)dmodel;
-  if (dff) g.meta.d_ff = (int)dff;
-  g.iterations = iters;
-  g.seed = (uint64_t)seed;
-  g.max_memory = max_memory;
-  int rc = CLI_OK;
-  if (g.top_k > g.experts) {
-    rc = cli_fail(CLI_EUSAGE, cmd, "--top-k %d is larger than --experts %d", g.top_k, g.experts);
+  if ((rc = gen_sizes(cmd, &a, &g, &fit)))
+    return rc;
+  if ((rc = gen_model(cmd, &a, &fit, &g, &owned)))
     goto done;
-  }
-  if (pattern && tr_gen_pattern(&g, pattern)) {
-    rc = cli_fail(CLI_EUSAGE, cmd, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
-                  pattern);
-    goto done;
-  }
-  if (fitpath && (c = tr_fit_apply(&fit, &g, &owned))) {
-    char need[32], have[32];
-    if (c == TR_EBUDGET)
-      rc = cli_fail(CLI_EFAIL, cmd,
-                    "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
-                    "than %s, the memory budget (--max-memory SIZE raises it; the generator "
-                    "alone needs %s)",
-                    fitpath, g.layers, g.ranks, g.experts,
-                    tr_format_size((double)tr_max_memory(g.max_memory), have, sizeof(have)),
-                    tr_format_size((double)tr_gen_memory(&g), need, sizeof(need)));
-    else
-      rc = cli_fail(CLI_EFAIL, cmd, "%s: out of memory", fitpath);
-    goto done;
-  }
   /* Second pass: model options on top of the pattern or fit. */
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", opts, NULL)) != -1) {
-    double a, b;
-    switch (c) {
-    case O_DIST: {
-      static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
-      char name[32];
-      snprintf(name, sizeof(name), "%s", optarg);
-      char *colon = strchr(name, ':');
-      if (colon)
-        *colon = '\0';
-      int k = -1;
-      for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0)
-          k = i;
-      if (k < 0) {
-        rc = cli_fail(CLI_EUSAGE, cmd, "--dist: '%s' is not one of uniform zipf lognormal dirichlet",
-                      optarg);
-        goto done;
-      }
-      g.dist = (tr_dist)k;
-      g.base = NULL; /* a distribution replaces the fitted profile */
-      if (colon && cli_parse_double(cmd, "--dist", colon + 1, 1e-6, 100, &g.dist_param)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      break;
-    }
-    case O_DRIFT:
-      a = g.innov1, b = g.phi1;
-      if (parse_pair(cmd, "--drift", optarg, 0, 10, &a, 0, 1, &b)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.innov1 = a, g.phi1 = b, g.innov = g.phi = NULL;
-      break;
-    case O_RSIGMA:
-      if (cli_parse_double(cmd, "--rank-sigma", optarg, 0, 10, &g.rank_sigma1)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.rank_sigma = NULL;
-      break;
-    case O_HOT:
-      a = 0, b = g.hot_boost;
-      if (parse_pair(cmd, "--hot", optarg, 0, g.experts, &a, -20, 20, &b)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.hot = (int)a, g.hot_boost = b;
-      break;
-    case O_SPREAD: g.hot_layout = TR_HOT_SPREAD; break;
-    case O_ROTATE:
-      if (cli_parse_long(cmd, "--rotate", optarg, 1, LONG_MAX, &v)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.rotate_period = v;
-      break;
-    case O_BURST:
-      if (cli_parse_double(cmd, "--burst", optarg, 0, 1, &g.burst_prob)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      break;
-    case O_REGIME:
-      if (cli_parse_long(cmd, "--regime", optarg, 1, LONG_MAX, &v)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.regime_period = v;
-      break;
-    case O_MOMENTUM:
-      if (cli_parse_double(cmd, "--momentum", optarg, 0, 0.99, &g.psi1)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.psi = NULL;
-      break;
-    case O_RAGGED:
-      if (cli_parse_double(cmd, "--ragged", optarg, 0, 3, &g.rank_total_sigma)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      break;
-    default:
-      break;
-    }
-  }
+  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+    if ((rc = gen_model_option(cmd, c, &g)))
+      goto done;
   snprintf(g.meta.source, sizeof(g.meta.source), "flexmoe trace gen %s %s, seed %ld",
-           pattern ? "--pattern" : "--fit", pattern ? pattern : fitpath, seed);
-  if (tr_gen_write(&g, out, &err)) {
+           a.pattern ? "--pattern" : "--fit", a.pattern ? a.pattern : a.fitpath, a.seed);
+  if (tr_gen_write(&g, a.out, &err)) {
     rc = trace_fail(cmd, &err);
     goto done;
   }
   printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
          " tokens per rank, seed %ld\n",
-         out, iters, g.layers, g.ranks, g.experts, g.top_k, g.tokens_per_rank, seed);
+         a.out, a.iters, g.layers, g.ranks, g.experts, g.top_k, g.tokens_per_rank, a.seed);
 done:
   tr_free(owned);
   tr_fit_fini(&fit);
@@ -674,6 +703,33 @@ static const char FIT_HELP[] =
     "example:\n"
     "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
 
+/* The fitted model f (written to out) as a table: per layer, the targets,
+ * what the fitted model reproduces and the model's parameters. */
+static void print_fit_table(const tr_fit *f, const char *out) {
+  printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
+         " iterations, up to %d rounds\n\n",
+         f->source, f->iterations, out, f->cal_iterations, f->rounds);
+  printf("       ---- max/mean p50 ----  ---- L1 change lag 1 --  --- L1 change lag 10 --"
+         "  -------------- model --------------\n");
+  printf("layer  target  fitted  error   target  fitted  error   target  fitted  error "
+         "   scale  innov    phi    psi  rank_s\n");
+  for (int l = 0; l < f->layers; l++) {
+    const tr_fit_layer *x = &f->layer[l];
+    printf("%5d  %6.2f  %6.2f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  "
+           "%6.3f  %5.3f  %5.3f  %5.3f  %6.3f\n",
+           l, x->target.max_mean_p50, x->fitted.max_mean_p50,
+           100 * (x->fitted.max_mean_p50 / x->target.max_mean_p50 - 1), x->target.change1,
+           x->fitted.change1, 100 * (x->fitted.change1 / x->target.change1 - 1),
+           x->target.change10, x->fitted.change10,
+           100 * (x->fitted.change10 / x->target.change10 - 1), x->scale, x->innov, x->phi,
+           x->psi, x->rank_sigma);
+  }
+}
+
+/* flexmoe trace fit FILE -o FIT.json: fits the generator's model to the
+ * trace, writes it and prints target vs fitted; CLI_OK, CLI_EUSAGE for a bad
+ * command line, CLI_EFAIL (one message printed) for a trace, fit or write
+ * error. */
 static int trace_fit(int argc, char **argv) {
   const char *cmd = "trace fit";
   static const struct option opts[] = {{"help", no_argument, 0, 'h'},
@@ -744,24 +800,7 @@ static int trace_fit(int argc, char **argv) {
     json_t *o = json_load_file(out, 0, NULL);
     rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", out);
   } else {
-    printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
-           " iterations, up to %d rounds\n\n",
-           f.source, f.iterations, out, f.cal_iterations, f.rounds);
-    printf("       ---- max/mean p50 ----  ---- L1 change lag 1 --  --- L1 change lag 10 --"
-           "  -------------- model --------------\n");
-    printf("layer  target  fitted  error   target  fitted  error   target  fitted  error "
-           "   scale  innov    phi    psi  rank_s\n");
-    for (int l = 0; l < f.layers; l++) {
-      const tr_fit_layer *x = &f.layer[l];
-      printf("%5d  %6.2f  %6.2f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  "
-             "%6.3f  %5.3f  %5.3f  %5.3f  %6.3f\n",
-             l, x->target.max_mean_p50, x->fitted.max_mean_p50,
-             100 * (x->fitted.max_mean_p50 / x->target.max_mean_p50 - 1), x->target.change1,
-             x->fitted.change1, 100 * (x->fitted.change1 / x->target.change1 - 1),
-             x->target.change10, x->fitted.change10,
-             100 * (x->fitted.change10 / x->target.change10 - 1), x->scale, x->innov, x->phi,
-             x->psi, x->rank_sigma);
-    }
+    print_fit_table(&f, out);
   }
   tr_fit_fini(&f);
   return rc;
