@@ -8,7 +8,9 @@
  * line exits 2. Every subcommand takes --max-memory SIZE, the budget of what
  * it may allocate (a CSV read densely, a generator's or a rescale's working
  * set, an importer's slice; traces/tr_limits.c); a refusal names the size
- * needed and the flag.
+ * needed and the flag. The operations themselves are the run library's
+ * (run/fm_trace.h): this file maps flags to its configurations and prints
+ * what comes back.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -20,24 +22,17 @@
 #include <string.h>
 
 #include "cli.h"
-#include "traces/tr_fit.h"
-#include "traces/tr_gen.h"
-#include "traces/tr_import.h"
-#include "traces/tr_rescale.h"
-#include "traces/tr_stats.h"
-#include "traces/tr_trace.h"
+#include "run/fm_trace.h"
 
 /* ---- shared helpers ------------------------------------------------------- */
 
-static int trace_fail(const char *cmd, const tr_error *err) {
-  if (err->code == TR_EBUDGET && err->line > 0)
-    return cli_fail(CLI_EFAIL, cmd, "%s:%ld: %s (--max-memory SIZE raises it)", err->path,
-                    err->line, err->msg);
-  if (err->code == TR_EBUDGET)
-    return cli_fail(CLI_EFAIL, cmd, "%s: %s (--max-memory SIZE raises it)", err->path, err->msg);
-  if (err->line > 0)
-    return cli_fail(CLI_EFAIL, cmd, "%s:%ld: %s", err->path, err->line, err->msg);
-  return cli_fail(CLI_EFAIL, cmd, "%s: %s", err->path, err->msg);
+/* The run library's error buffer: its sentences name a file (up to 512
+ * bytes), a line and a message, or a fit's sizes. */
+#define ERRLEN 2048
+
+/* rc from run/fm_trace (FM_EUSAGE or FM_EFAIL) printed with its sentence. */
+static int trace_fail(const char *cmd, int rc, const char *em) {
+  return cli_fail(rc, cmd, "%s", em);
 }
 
 /* --max-memory SIZE into *bytes; CLI_EUSAGE with one line when malformed. */
@@ -60,35 +55,10 @@ static int is_help(const char *a) {
   return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
-/* JSON number, or null for NaN/inf (JSON has no NaN). */
-static json_t *jnum(double x) { return fm_json_number(x); }
-
-/* Strings from a file (its path, the sidecar's source) go through
- * fm_json_string: bytes that are not UTF-8 would make json_string return
- * NULL and the key vanish. */
+/* The documents come from run/fm_trace (strings from a file through
+ * fm_json_string). */
 static int print_json(const char *cmd, json_t *root) {
   return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-}
-
-static const char *dtype_name(tr_dtype d) {
-  return d == TR_INT64 ? "int64" : d == TR_INT32 ? "int32" : "uint16";
-}
-
-/* Opens FILE and clamps [it0, it1) to it; prints the error and returns
- * non-zero on failure. */
-static int open_range(const char *cmd, const char *path, uint64_t max_memory, tr_trace *t,
-                      int64_t *it0, int64_t *it1) {
-  tr_error err;
-  if (tr_open_within(t, path, max_memory, &err))
-    return trace_fail(cmd, &err);
-  if (*it1 < 0 || *it1 > t->iterations)
-    *it1 = t->iterations;
-  if (*it0 >= *it1) {
-    int64_t n = t->iterations;
-    tr_close(t);
-    return cli_fail(CLI_EUSAGE, cmd, "--iterations: the trace has %" PRId64 " iterations", n);
-  }
-  return CLI_OK;
 }
 
 static void fmt_num(char *buf, size_t n, double v, int prec) {
@@ -117,23 +87,14 @@ static const char INFO_HELP[] =
     "example:\n"
     "  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n";
 
-static json_t *meta_json(const tr_trace *t) {
-  json_t *m = json_object();
-  json_object_set_new(m, "top_k", json_integer(t->meta.top_k));
-  json_object_set_new(m, "d_model", json_integer(t->meta.d_model));
-  json_object_set_new(m, "d_ff", json_integer(t->meta.d_ff));
-  json_object_set_new(m, "bytes_per_elem", json_integer(t->meta.bytes_per_elem));
-  json_object_set_new(m, "tokens_per_rank", json_integer(t->meta.tokens_per_rank));
-  json_object_set_new(m, "source", fm_json_string(t->meta.source));
-  return m;
-}
-
-static void print_header(const tr_trace *t, const tr_stats *s) {
+static void print_header(const fm_trace_analysis *a) {
+  const tr_trace *t = &a->trace;
+  const tr_stats *s = &a->stats;
   char v[5][32];
   const tr_meta *m = &t->meta;
   printf("trace     %s\n", t->path);
   printf("shape     %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n",
-         t->iterations, t->layers, t->ranks, t->experts, dtype_name(t->dtype));
+         t->iterations, t->layers, t->ranks, t->experts, fm_trace_dtype_name(t->dtype));
   if (s->first != 0 || s->iterations != t->iterations)
     printf("analysed  iterations %" PRId64 "..%" PRId64 "\n", s->first,
            s->first + s->iterations - 1);
@@ -155,23 +116,16 @@ static void print_header(const tr_trace *t, const tr_stats *s) {
 }
 
 /* What `trace info` and `trace stats` share: parse [--format] [--iterations]
- * FILE, open the trace and compute its statistics. Returns CLI_OK with *t
- * open and *s filled (caller closes t), or an exit code; *done is set when
- * --help was printed (exit code CLI_OK, nothing opened). */
-static int open_analysed(const char *cmd, const char *help, int argc, char **argv,
-                         int *fmt, tr_trace *t, int64_t *it0, int64_t *it1,
-                         tr_stats *s, int *done) {
+ * [--max-memory] FILE into *cfg. Returns CLI_OK, or an exit code with one
+ * message printed; *done is set when --help was printed. */
+static int parse_analysed(const char *cmd, const char *help, int argc, char **argv, int *fmt,
+                          fm_trace_config *cfg, int *done) {
   static const struct option opts[] = {{"help", no_argument, 0, 'h'},
                                        {"format", required_argument, 0, 'f'},
                                        {"iterations", required_argument, 0, 'i'},
                                        {"max-memory", required_argument, 0, 'M'},
                                        {0, 0, 0, 0}};
   int c;
-  uint64_t max_memory = 0;
-  *fmt = CLI_FMT_TABLE;
-  *done = 0;
-  *it0 = 0;
-  *it1 = -1;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":hf:i:M:", opts, NULL)) != -1) {
@@ -185,11 +139,11 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
         return CLI_EUSAGE;
       break;
     case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, it0, it1))
+      if (cli_parse_range(cmd, "--iterations", optarg, &cfg->it0, &cfg->it1))
         return CLI_EUSAGE;
       break;
     case 'M':
-      if (parse_max_memory(cmd, optarg, &max_memory))
+      if (parse_max_memory(cmd, optarg, &cfg->max_memory))
         return CLI_EUSAGE;
       break;
     default:
@@ -198,64 +152,49 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
   }
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe %s --help')", cmd);
-  if ((c = open_range(cmd, argv[optind], max_memory, t, it0, it1)))
-    return c;
-  if (tr_stats_compute(t, *it0, *it1, s)) {
-    tr_close(t);
-    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
-  }
+  cfg->path = argv[optind];
+  return CLI_OK;
+}
+
+/* parse_analysed, then the trace analysed (run/fm_trace) into *a; CLI_OK
+ * with *a filled (caller finalizes), or an exit code with one message
+ * printed; *done when --help was printed. */
+static int open_analysed(const char *cmd, const char *help, int argc, char **argv, int *fmt,
+                         fm_trace_analysis *a, int *done) {
+  fm_trace_config cfg = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  char em[ERRLEN];
+  int rc;
+  *fmt = CLI_FMT_TABLE;
+  *done = 0;
+  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg, done)) || *done)
+    return rc;
+  if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
+    return trace_fail(cmd, rc, em);
   return CLI_OK;
 }
 
 static int trace_info(int argc, char **argv) {
   const char *cmd = "trace info";
   int fmt, done, c;
-  int64_t it0, it1;
-  tr_trace t;
-  tr_stats s;
-  if ((c = open_analysed(cmd, INFO_HELP, argc, argv, &fmt, &t, &it0, &it1, &s, &done)) || done)
+  fm_trace_analysis a;
+  if ((c = open_analysed(cmd, INFO_HELP, argc, argv, &fmt, &a, &done)) || done)
     return c;
   int rc = CLI_OK;
+  const tr_stats *s = &a.stats;
   if (fmt == CLI_FMT_JSON) {
-    json_t *o = json_object();
-    json_object_set_new(o, "path", fm_json_string(t.path));
-    json_object_set_new(o, "dtype", json_string(dtype_name(t.dtype)));
-    json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t.iterations, t.layers,
-                                              t.ranks, t.experts));
-    json_object_set_new(o, "iterations_analysed",
-                        json_pack("[I,I]", (json_int_t)it0, (json_int_t)it1));
-    char h[32];
-    snprintf(h, sizeof(h), "%016" PRIx64, t.hash);
-    json_object_set_new(o, "hash", json_string(h));
-    json_object_set_new(o, "meta", meta_json(&t));
-    json_object_set_new(o, "slots_per_slice",
-                        json_pack("{s:I,s:I,s:b}", "min", (json_int_t)s.tokens_min, "max",
-                                  (json_int_t)s.tokens_max, "constant",
-                                  s.tokens_min == s.tokens_max));
-    json_t *layers = json_array();
-    for (int l = 0; l < s.layers; l++) {
-      json_t *x = json_object();
-      json_object_set_new(x, "layer", json_integer(l));
-      json_object_set_new(x, "max_mean_p50", jnum(s.layer[l].max_mean_p50));
-      json_object_set_new(x, "max_mean_p90", jnum(s.layer[l].max_mean_p90));
-      json_object_set_new(x, "change_l1", jnum(s.layer[l].change[0]));
-      json_array_append_new(layers, x);
-    }
-    json_object_set_new(o, "layers", layers);
-    rc = print_json(cmd, o);
+    rc = print_json(cmd, fm_trace_info_doc(&a));
   } else {
-    print_header(&t, &s);
+    print_header(&a);
     printf("\nlayer  max/mean p50  max/mean p90  change/step (L1)\n");
-    for (int l = 0; l < s.layers; l++) {
-      char a[3][32];
-      fmt_num(a[0], 32, s.layer[l].max_mean_p50, 2);
-      fmt_num(a[1], 32, s.layer[l].max_mean_p90, 2);
-      fmt_num(a[2], 32, s.layer[l].change[0], 3);
-      printf("%5d  %12s  %12s  %16s\n", l, a[0], a[1], a[2]);
+    for (int l = 0; l < s->layers; l++) {
+      char v[3][32];
+      fmt_num(v[0], 32, s->layer[l].max_mean_p50, 2);
+      fmt_num(v[1], 32, s->layer[l].max_mean_p90, 2);
+      fmt_num(v[2], 32, s->layer[l].change[0], 3);
+      printf("%5d  %12s  %12s  %16s\n", l, v[0], v[1], v[2]);
     }
   }
-  tr_stats_fini(&s);
-  tr_close(&t);
+  fm_trace_analysis_fini(&a);
   return rc;
 }
 
@@ -279,51 +218,18 @@ static const char STATS_HELP[] =
     "example:\n"
     "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
 
-static json_t *stats_json(const tr_trace *t, const tr_stats *s) {
-  json_t *o = json_object();
-  json_object_set_new(o, "path", fm_json_string(t->path));
-  json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t->iterations, t->layers,
-                                            t->ranks, t->experts));
-  json_object_set_new(o, "iterations_analysed",
-                      json_pack("[I,I]", (json_int_t)s->first,
-                                (json_int_t)(s->first + s->iterations)));
-  json_object_set_new(o, "hot_experts", json_integer(s->hot));
-  json_t *layers = json_array();
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    json_t *j = json_object();
-    json_object_set_new(j, "layer", json_integer(l));
-    json_object_set_new(j, "max_mean_p50", jnum(x->max_mean_p50));
-    json_object_set_new(j, "max_mean_p90", jnum(x->max_mean_p90));
-    json_object_set_new(j, "max_mean_mean", jnum(x->max_mean_mean));
-    json_object_set_new(j, "gini", jnum(x->gini));
-    json_object_set_new(j, "entropy", jnum(x->entropy));
-    json_object_set_new(j, "change_l1_lag1", jnum(x->change[0]));
-    json_object_set_new(j, "change_l1_lag10", jnum(x->change[1]));
-    json_object_set_new(j, "change_l1_lag100", jnum(x->change[2]));
-    json_object_set_new(j, "hot_persistence_lag1", jnum(x->hot_persist[0]));
-    json_object_set_new(j, "hot_persistence_lag10", jnum(x->hot_persist[1]));
-    json_object_set_new(j, "rank_divergence_l1", jnum(x->rank_divergence));
-    json_object_set_new(j, "rank_total_cv", jnum(x->rank_total_cv));
-    json_array_append_new(layers, j);
-  }
-  json_object_set_new(o, "layers", layers);
-  return o;
-}
-
 static int trace_stats(int argc, char **argv) {
   const char *cmd = "trace stats";
   int fmt, done, c;
-  int64_t it0, it1;
-  tr_trace t;
-  tr_stats s;
-  if ((c = open_analysed(cmd, STATS_HELP, argc, argv, &fmt, &t, &it0, &it1, &s, &done)) || done)
+  fm_trace_analysis an;
+  if ((c = open_analysed(cmd, STATS_HELP, argc, argv, &fmt, &an, &done)) || done)
     return c;
   int rc = CLI_OK;
+  const tr_stats s = an.stats;
   if (fmt == CLI_FMT_JSON) {
-    rc = print_json(cmd, stats_json(&t, &s));
+    rc = print_json(cmd, fm_trace_stats_doc(&an));
   } else {
-    print_header(&t, &s);
+    print_header(&an);
     printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
            "  --- ranks ---\n",
            s.hot);
@@ -347,8 +253,7 @@ static int trace_stats(int argc, char **argv) {
              a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
     }
   }
-  tr_stats_fini(&s);
-  tr_close(&t);
+  fm_trace_analysis_fini(&an);
   return rc;
 }
 
@@ -511,64 +416,6 @@ static int gen_parse_first(const char *cmd, int argc, char **argv, gen_args *a) 
   return CLI_OK;
 }
 
-/* The generator's defaults, then the fit's sizes when --fit was given
- * (loaded into *fit, which the caller finalizes), then the flags' sizes on
- * top; CLI_OK or CLI_EFAIL with one message printed. */
-static int gen_sizes(const char *cmd, const gen_args *a, tr_gen_config *g, tr_fit *fit) {
-  tr_error err;
-  tr_gen_defaults(g);
-  if (a->fitpath) {
-    if (tr_fit_load(fit, a->fitpath, &err))
-      return trace_fail(cmd, &err);
-    g->layers = fit->layers;
-    g->ranks = fit->ranks;
-    g->experts = fit->experts;
-    g->top_k = fit->top_k;
-    g->tokens_per_rank = fit->tokens_per_rank;
-    g->meta.d_model = fit->meta.d_model;
-    g->meta.d_ff = fit->meta.d_ff;
-    g->meta.bytes_per_elem = fit->meta.bytes_per_elem;
-  }
-  if (a->sizes[0] > 0) g->layers = (int)a->sizes[0];
-  if (a->sizes[1] > 0) g->ranks = (int)a->sizes[1];
-  if (a->sizes[2] > 0) g->experts = (int)a->sizes[2];
-  if (a->sizes[3] >= 0) g->tokens_per_rank = a->sizes[3];
-  if (a->sizes[4] > 0) g->top_k = (int)a->sizes[4];
-  if (a->dmodel) g->meta.d_model = (int)a->dmodel;
-  if (a->dff) g->meta.d_ff = (int)a->dff;
-  g->iterations = a->iters;
-  g->seed = (uint64_t)a->seed;
-  g->max_memory = a->max_memory;
-  return CLI_OK;
-}
-
-/* The pattern's or the fit's model into *g (the fit's arrays into *owned,
- * the caller's to tr_free); CLI_OK, CLI_EUSAGE for --top-k over --experts
- * or an unknown pattern, CLI_EFAIL for a fit over the memory budget. */
-static int gen_model(const char *cmd, const gen_args *a, const tr_fit *fit, tr_gen_config *g,
-                     double **owned) {
-  int c;
-  if (g->top_k > g->experts)
-    return cli_fail(CLI_EUSAGE, cmd, "--top-k %d is larger than --experts %d", g->top_k,
-                    g->experts);
-  if (a->pattern && tr_gen_pattern(g, a->pattern))
-    return cli_fail(CLI_EUSAGE, cmd, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
-                    a->pattern);
-  if (a->fitpath && (c = tr_fit_apply(fit, g, owned))) {
-    char need[32], have[32];
-    if (c == TR_EBUDGET)
-      return cli_fail(CLI_EFAIL, cmd,
-                      "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
-                      "than %s, the memory budget (--max-memory SIZE raises it; the generator "
-                      "alone needs %s)",
-                      a->fitpath, g->layers, g->ranks, g->experts,
-                      tr_format_size((double)tr_max_memory(g->max_memory), have, sizeof(have)),
-                      tr_format_size((double)tr_gen_memory(g), need, sizeof(need)));
-    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", a->fitpath);
-  }
-  return CLI_OK;
-}
-
 /* --dist NAME[:PARAM] into *g (replacing a fitted profile); CLI_OK or
  * CLI_EUSAGE with one message printed. */
 static int gen_dist(const char *cmd, const char *text, tr_gen_config *g) {
@@ -644,40 +491,42 @@ static int gen_model_option(const char *cmd, int c, tr_gen_config *g) {
 }
 
 /* flexmoe trace gen ARGS: a first pass over the flags for the sizes and the
- * pattern or fit, a second for the model options on top, then the trace
- * written to -o; CLI_OK, CLI_EUSAGE for a bad command line, CLI_EFAIL (one
- * message printed) for a fit or write error. */
+ * pattern or fit, the generator resolved (run/fm_trace), a second pass for
+ * the model options on top, then the trace written to -o; CLI_OK,
+ * CLI_EUSAGE for a bad command line, CLI_EFAIL (one message printed) for a
+ * fit or write error. */
 static int trace_gen(int argc, char **argv) {
   const char *cmd = "trace gen";
   gen_args a = {.iters = -1, .seed = 1, .sizes = {-1, -1, -1, -1, -1}};
   int rc = gen_parse_first(cmd, argc, argv, &a), c;
   if (rc || a.help)
     return rc;
-  tr_gen_config g;
-  tr_fit fit = {0};
-  double *owned = NULL;
-  tr_error err;
-  if ((rc = gen_sizes(cmd, &a, &g, &fit)))
-    return rc;
-  if ((rc = gen_model(cmd, &a, &fit, &g, &owned)))
+  fm_trace_gen_config cfg = {
+      .pattern = a.pattern, .fit_path = a.fitpath, .out = a.out, .iterations = a.iters,
+      .seed = (uint64_t)a.seed, .layers = a.sizes[0], .ranks = a.sizes[1],
+      .experts = a.sizes[2], .tokens_per_rank = a.sizes[3], .top_k = a.sizes[4],
+      .d_model = a.dmodel, .d_ff = a.dff, .max_memory = a.max_memory};
+  fm_trace_gen g;
+  char em[ERRLEN];
+  if ((rc = fm_trace_gen_prepare(&cfg, &g, em, sizeof(em)))) {
+    rc = trace_fail(cmd, rc, em);
     goto done;
+  }
   /* Second pass: model options on top of the pattern or fit. */
   optind = 1;
   while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
-    if ((rc = gen_model_option(cmd, c, &g)))
+    if ((rc = gen_model_option(cmd, c, &g.gen)))
       goto done;
-  snprintf(g.meta.source, sizeof(g.meta.source), "flexmoe trace gen %s %s, seed %ld",
-           a.pattern ? "--pattern" : "--fit", a.pattern ? a.pattern : a.fitpath, a.seed);
-  if (tr_gen_write(&g, a.out, &err)) {
-    rc = trace_fail(cmd, &err);
+  if ((rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em)))) {
+    rc = trace_fail(cmd, rc, em);
     goto done;
   }
   printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
          " tokens per rank, seed %ld\n",
-         a.out, a.iters, g.layers, g.ranks, g.experts, g.top_k, g.tokens_per_rank, a.seed);
+         a.out, a.iters, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
+         g.gen.tokens_per_rank, a.seed);
 done:
-  tr_free(owned);
-  tr_fit_fini(&fit);
+  fm_trace_gen_fini(&g);
   return rc;
 }
 
@@ -773,30 +622,15 @@ static int trace_fit(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace fit --help')");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o FIT.json is required");
-  tr_trace t;
-  if ((c = open_range(cmd, argv[optind], max_memory, &t, &it0, &it1)))
-    return c;
-  if (it1 - it0 < 12) {
-    tr_close(&t);
-    return cli_fail(CLI_EFAIL, cmd, "%s: fitting needs at least 12 iterations", argv[optind]);
-  }
+  fm_trace_fit_config cfg = {
+      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
+      .out = out, .seed = (uint64_t)seed};
   tr_fit f;
-  if ((c = tr_fit_trace(&t, it0, it1, (uint64_t)seed, &f))) {
-    tr_close(&t);
-    if (c == TR_ENOMEM)
-      return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
-    return cli_fail(CLI_EFAIL, cmd,
-                    "%s: its tokens per rank (slots per rank / top_k) must be between %" PRId64
-                    " and %" PRId64 " to fit a model (is the trace empty?)",
-                    argv[optind], tr_limits[TR_LIM_TOKENS_PER_RANK].lo,
-                    tr_limits[TR_LIM_TOKENS_PER_RANK].hi);
-  }
-  tr_close(&t);
-  tr_error err;
+  char em[ERRLEN];
+  if ((c = fm_trace_fit(&cfg, &f, em, sizeof(em))))
+    return trace_fail(cmd, c, em);
   int rc = CLI_OK;
-  if (tr_fit_save(&f, out, &err)) {
-    rc = trace_fail(cmd, &err);
-  } else if (fmt == CLI_FMT_JSON) {
+  if (fmt == CLI_FMT_JSON) {
     json_t *o = json_load_file(out, 0, NULL);
     rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", out);
   } else {
@@ -880,28 +714,18 @@ static int trace_rescale(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "--gpus G is required");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  tr_trace t;
-  if ((c = open_range(cmd, argv[optind], max_memory, &t, &it0, &it1)))
-    return c;
-  int k = t.meta.top_k > 0 ? t.meta.top_k : 1;
-  tr_meta meta = t.meta;
-  if (tokens > 0)
-    meta.tokens_per_rank = tokens;
-  snprintf(meta.source, sizeof(meta.source),
-           "flexmoe trace rescale %.150s --gpus %ld --tokens-per-gpu %ld --seed %ld (%.250s)",
-           t.path, gpus, tokens, seed, t.meta.source);
-  tr_error err;
-  int rc = CLI_OK;
-  if (tr_rescale_write(&t, it0, it1, (int)gpus, tokens > 0 ? tokens * k : 0, (uint64_t)seed, out,
-                       &meta, max_memory, &err))
-    rc = trace_fail(cmd, &err);
-  else
-    printf("wrote %s: %" PRId64 " iterations x %d layers x %ld GPUs x %d experts, %s slots "
-           "per GPU, seed %ld\n",
-           out, it1 - it0, t.layers, gpus, t.experts,
-           tokens > 0 ? "exact" : "source-rank", seed);
-  tr_close(&t);
-  return rc;
+  fm_trace_rescale_config cfg = {
+      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
+      .out = out, .gpus = (int)gpus, .tokens_per_gpu = tokens, .seed = (uint64_t)seed};
+  fm_trace_shape w;
+  char em[ERRLEN];
+  if ((c = fm_trace_rescale(&cfg, &w, em, sizeof(em))))
+    return trace_fail(cmd, c, em);
+  printf("wrote %s: %" PRId64 " iterations x %d layers x %ld GPUs x %d experts, %s slots "
+         "per GPU, seed %ld\n",
+         out, w.iterations, w.layers, gpus, w.experts, tokens > 0 ? "exact" : "source-rank",
+         seed);
+  return CLI_OK;
 }
 
 /* ---- trace import ------------------------------------------------------------- */
@@ -976,33 +800,15 @@ static int trace_import(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "--axes and --expert-ids do not go together");
   if ((axes || ids) && ranged)
     return cli_fail(CLI_EUSAGE, cmd, "--iterations works on .npy/.csv traces only");
-  const char *in = argv[optind];
-  tr_error err;
-  int rc;
-  if (axes) {
-    rc = tr_import_axes(in, axes, out, max_memory, &err);
-    if (rc == TR_EINVAL)
-      return cli_fail(CLI_EUSAGE, cmd, "%s", err.msg);
-  } else if (ids) {
-    rc = tr_import_ids(in, (int)experts, out, max_memory, &err);
-  } else {
-    tr_trace t;
-    if ((c = open_range(cmd, in, max_memory, &t, &it0, &it1)))
-      return c;
-    tr_meta meta = t.meta;
-    if (!meta.source[0])
-      snprintf(meta.source, sizeof(meta.source), "imported from %s", in);
-    rc = tr_import_trace(&t, it0, it1, out, &meta, &err);
-    tr_close(&t);
-  }
-  if (rc)
-    return trace_fail(cmd, &err);
-  tr_trace o;
-  if (tr_open(&o, out, &err))
-    return trace_fail(cmd, &err);
+  fm_trace_import_config cfg = {
+      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
+      .out = out, .axes = axes, .expert_ids = ids, .experts = (int)experts};
+  fm_trace_shape o;
+  char em[ERRLEN];
+  if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))
+    return trace_fail(cmd, c, em);
   printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
-         o.iterations, o.layers, o.ranks, o.experts, dtype_name(o.dtype));
-  tr_close(&o);
+         o.iterations, o.layers, o.ranks, o.experts, fm_trace_dtype_name(o.dtype));
   return CLI_OK;
 }
 
