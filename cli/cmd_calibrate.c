@@ -40,7 +40,26 @@ static const char *const help =
     "  flexmoe calibrate --backend cuda --partitions 4 --d-model 1024 --d-ff 4096 \\\n"
     "      --out h200-green-4.json --db flexmoe.db\n";
 
-int cmd_calibrate(int argc, char **argv) {
+/* What flexmoe calibrate's flags say (0 = the backend's default). */
+typedef struct {
+  const char *backend, *name, *db_path, *out_path;
+  int partitions, ranks, device, d, f, reps, fmt;
+  int help; /* --help was printed: nothing else to do */
+} calib_args;
+
+/* One numeric flag: --NAME TEXT in [lo, hi] into *dst; CLI_OK or CLI_EUSAGE
+ * with one message printed. */
+static int calib_int(const char *flag, const char *text, long lo, long hi, int *dst) {
+  long v;
+  int rc = cli_parse_long("calibrate", flag, text, lo, hi, &v);
+  if (!rc)
+    *dst = (int)v;
+  return rc;
+}
+
+/* argv into *a, then the combinations checked; CLI_OK (a->help set when
+ * --help was printed) or CLI_EUSAGE with one message printed. */
+static int calib_parse(int argc, char **argv, calib_args *a) {
   static const struct option opts[] = {
       {"backend", required_argument, 0, 'b'}, {"partitions", required_argument, 0, 'P'},
       {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
@@ -49,151 +68,170 @@ int cmd_calibrate(int argc, char **argv) {
       {"db", required_argument, 0, 'B'}, {"out", required_argument, 0, 'o'},
       {"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
-  const char *backend = NULL, *name = NULL, *db_path = NULL, *out_path = NULL;
-  int partitions = 0, ranks = 0, device = 0, d = 2048, f = 8192, reps = 0, fmt = CLI_FMT_TABLE, rc;
-  long v;
+  int c, rc = CLI_OK;
   opterr = 0;
   optind = 1;
-  int c;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while (!rc && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
-    case 'b': backend = optarg; break;
-    case 'P':
-      if ((rc = cli_parse_long("calibrate", "--partitions", optarg, 1, 64, &v))) return rc;
-      partitions = (int)v;
-      break;
-    case 'r':
-      if ((rc = cli_parse_long("calibrate", "--ranks", optarg, 1, 64, &v))) return rc;
-      ranks = (int)v;
-      break;
-    case 'D':
-      if ((rc = cli_parse_long("calibrate", "--device", optarg, 0, 1024, &v))) return rc;
-      device = (int)v;
-      break;
-    case 'd':
-      if ((rc = cli_parse_long("calibrate", "--d-model", optarg, 8, 1 << 16, &v))) return rc;
-      d = (int)v;
-      break;
-    case 'f':
-      if ((rc = cli_parse_long("calibrate", "--d-ff", optarg, 8, 1 << 18, &v))) return rc;
-      f = (int)v;
-      break;
-    case 'n':
-      if ((rc = cli_parse_long("calibrate", "--reps", optarg, 1, 100000, &v))) return rc;
-      reps = (int)v;
-      break;
-    case 'N': name = optarg; break;
-    case 'B': db_path = optarg; break;
-    case 'o': out_path = optarg; break;
-    case 'F':
-      if ((rc = cli_parse_format("calibrate", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))) return rc;
-      break;
-    case 'h': cli_help(help); return CLI_OK;
+    case 'b': a->backend = optarg; break;
+    case 'P': rc = calib_int("--partitions", optarg, 1, 64, &a->partitions); break;
+    case 'r': rc = calib_int("--ranks", optarg, 1, 64, &a->ranks); break;
+    case 'D': rc = calib_int("--device", optarg, 0, 1024, &a->device); break;
+    case 'd': rc = calib_int("--d-model", optarg, 8, 1 << 16, &a->d); break;
+    case 'f': rc = calib_int("--d-ff", optarg, 8, 1 << 18, &a->f); break;
+    case 'n': rc = calib_int("--reps", optarg, 1, 100000, &a->reps); break;
+    case 'N': a->name = optarg; break;
+    case 'B': a->db_path = optarg; break;
+    case 'o': a->out_path = optarg; break;
+    case 'F': rc = cli_parse_format("calibrate", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &a->fmt); break;
+    case 'h': cli_help(help); a->help = 1; return CLI_OK;
     default: return cli_bad_option("calibrate", argv[optind - 1]);
     }
   }
+  if (rc) return rc;
   if (optind < argc) return cli_fail(CLI_EUSAGE, "calibrate", "unexpected argument '%s'", argv[optind]);
-  if (!backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");
-  if (d % 8 || f % 8) return cli_fail(CLI_EUSAGE, "calibrate", "--d-model/--d-ff must be multiples of 8");
-  if (partitions > 0 && strcmp(backend, "cuda") != 0)
+  if (!a->backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");
+  if (a->d % 8 || a->f % 8) return cli_fail(CLI_EUSAGE, "calibrate", "--d-model/--d-ff must be multiples of 8");
+  if (a->partitions > 0 && strcmp(a->backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "calibrate", "--partitions needs --backend cuda");
-  if (strcmp(backend, "nccl") == 0)
+  if (strcmp(a->backend, "nccl") == 0)
     return cli_fail(CLI_EUSAGE, "calibrate", "--backend nccl: calibrate with cuda (same kernels) and run nccl with that profile");
-  rt_backend_config bc = {ranks ? ranks : (partitions ? partitions : (strcmp(backend, "cpu") == 0 ? 2 : 1)),
-                          partitions, device, 300.0, 0};
+  return CLI_OK;
+}
+
+/* The measurements res on backend b as the simulator's profile *p (whose
+ * pl arrays point into *p itself: fill it in place, never copy it). */
+static void calib_profile(const calib_args *a, const rt_backend *b, const rt_calib_result *res,
+                          fm_profile *p) {
+  memset(p, 0, sizeof *p);
+  if (a->name) snprintf(p->name, sizeof p->name, "%s", a->name);
+  else if (a->partitions) snprintf(p->name, sizeof p->name, "h200-green-%d", a->partitions);
+  else snprintf(p->name, sizeof p->name, "%s-%d", a->backend, b->ranks);
+  snprintf(p->device, sizeof p->device, "%s", b->ops->describe(b));
+  p->d_model = a->d;
+  p->d_ff = a->f;
+  p->npoints = res->ntokens;
+  for (int i = 0; i < res->ntokens; i++) {
+    p->tok[i] = (double)res->tokens[i];
+    p->us[i] = res->fwd_us[i];
+  }
+  p->pl.npoints = p->npoints;
+  p->pl.tokens = p->tok;
+  p->pl.us = p->us;
+  p->pl.bwd_ratio = res->bwd_ratio;
+  p->exchange_GBps = res->exchange_GBps;
+  p->exchange_latency_us = res->exchange_latency_us;
+  p->launch_us = res->launch_us;
+  p->local_lat_us = res->local_lat_us;
+  p->local_us_per_row = res->local_us_per_row;
+  p->gpus = b->ranks;
+}
+
+/* The profile written to --out and stored as NAME and NAME.cluster with
+ * --db, each only when asked for; CLI_OK or CLI_EFAIL with one message. */
+static int calib_save(const calib_args *a, const fm_profile *p) {
+  char em[1024] = "";
+  if (a->out_path && fm_profile_save(p, a->out_path, em, sizeof em))
+    return cli_fail(CLI_EFAIL, "calibrate", "--out %s", em);
+  if (!a->db_path)
+    return CLI_OK;
+  st_db *db = NULL;
+  if (st_open(&db, a->db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "calibrate", "%s", em);
+  char *pj = NULL, *cj = NULL, cname[96];
+  int rc = fm_profile_json(p, &pj, &cj);
+  snprintf(cname, sizeof cname, "%s.cluster", p->name);
+  if (!rc) rc = st_profile_put(db, p->name, pj) || st_profile_put(db, cname, cj);
+  free(pj);
+  free(cj);
+  st_close(db);
+  if (rc) return cli_fail(CLI_EFAIL, "calibrate", "%s: cannot store the profile", a->db_path);
+  return CLI_OK;
+}
+
+/* The measurements as one JSON document on stdout (G ranks); CLI_OK or
+ * CLI_EFAIL when it cannot be built. */
+static int calib_print_json(const calib_args *a, const fm_profile *p, const rt_calib_result *res,
+                            int G) {
+  int d = a->d, f = a->f;
+  json_t *pts = json_array(), *xs = json_array();
+  for (int i = 0; i < res->ntokens; i++) {
+    double fl = 4.0 * (double)res->tokens[i] * d * f;
+    json_array_append_new(pts, json_pack("{s:I, s:o, s:o, s:o}", "tokens", (json_int_t)res->tokens[i],
+                                         "fwd_us", fm_json_number(res->fwd_us[i]), "bwd_us",
+                                         fm_json_number(res->bwd_us[i]), "fwd_tflops",
+                                         fm_json_number(fl / res->fwd_us[i] * 1e-6)));
+  }
+  for (int i = 0; i < res->nsizes; i++)
+    json_array_append_new(xs, json_pack("{s:o, s:o}", "bytes_per_rank", fm_json_number(res->x_bytes[i]),
+                                        "us", fm_json_number(res->x_us[i])));
+  json_t *doc = json_pack("{s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                          "name", fm_json_string(p->name), "backend", fm_json_string(a->backend),
+                          "device", fm_json_string(p->device), "ranks", G, "d_model", d, "d_ff", f,
+                          "ffn", pts, "bwd_ratio", fm_json_number(res->bwd_ratio), "exchange", xs,
+                          "exchange_GBps", fm_json_number(res->exchange_GBps),
+                          "exchange_latency_us", fm_json_number(res->exchange_latency_us),
+                          "local_latency_us", fm_json_number(res->local_lat_us),
+                          "local_us_per_row", fm_json_number(res->local_us_per_row), "launch_us",
+                          fm_json_number(res->launch_us));
+  return cli_json_print("calibrate", doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+}
+
+/* The measurements as tables on stdout (G ranks), and the files written. */
+static void calib_print_table(const calib_args *a, const fm_profile *p, const rt_calib_result *res,
+                              int G) {
+  int d = a->d, f = a->f;
+  printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p->name, p->device, G, d, f);
+  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_GFLOP/s");
+  for (int i = 0; i < res->ntokens; i++) {
+    double fl = 4.0 * (double)res->tokens[i] * d * f;
+    printf("%8" PRId64 " %12.2f %12.2f %10.2f %12.1f\n", res->tokens[i], res->fwd_us[i], res->bwd_us[i],
+           res->bwd_us[i] / res->fwd_us[i], fl / res->fwd_us[i] * 1e-3);
+  }
+  printf("bwd_ratio %.3f (points >= 256 tokens)\n", res->bwd_ratio);
+  printf("%14s %12s\n", "bytes/rank", "alltoall_us");
+  for (int i = 0; i < res->nsizes; i++) printf("%14.0f %12.2f\n", res->x_bytes[i], res->x_us[i]);
+  printf("exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
+         " launch %.2f us per kernel\n",
+         res->exchange_GBps, res->exchange_latency_us, res->local_lat_us, res->local_us_per_row,
+         res->launch_us);
+  if (a->out_path) {
+    char cpath[1024];
+    fm_profile_cluster_path(a->out_path, cpath, sizeof cpath);
+    printf("wrote %s, %s and the .runtime.json beside them\n", a->out_path, cpath);
+  }
+}
+
+/* flexmoe calibrate ARGS: measures the backend, saves the profile where
+ * asked and prints the measurements; CLI_OK, CLI_EUSAGE for a bad command
+ * line, CLI_EFAIL (one message printed) for a backend, file or store error. */
+int cmd_calibrate(int argc, char **argv) {
+  calib_args a = {.d = 2048, .f = 8192, .fmt = CLI_FMT_TABLE};
+  int rc = calib_parse(argc, argv, &a);
+  if (rc || a.help)
+    return rc;
+  rt_backend_config bc = {
+      .ranks = a.ranks ? a.ranks : (a.partitions ? a.partitions : (strcmp(a.backend, "cpu") == 0 ? 2 : 1)),
+      .partitions = a.partitions, .device = a.device, .timeout_s = 300.0, .direct = 0};
   char err[1024] = "";
   rt_backend *b = NULL;
-  if ((rc = rt_backend_create(&b, backend, &bc, err, sizeof err)))
+  if ((rc = rt_backend_create(&b, a.backend, &bc, err, sizeof err)))
     return cli_fail(CLI_EFAIL, "calibrate", "%s", err);
   rt_calib_config cc;
-  rt_calib_defaults(&cc, b, d, f);
-  if (reps) cc.reps = reps;
+  rt_calib_defaults(&cc, b, a.d, a.f);
+  if (a.reps) cc.reps = a.reps;
   rt_calib_result res;
   if (rt_calibrate(b, &cc, &res, err, sizeof err)) {
     rt_backend_destroy(b);
     return cli_fail(CLI_EFAIL, "calibrate", "%s", err);
   }
   fm_profile p;
-  memset(&p, 0, sizeof p);
-  if (name) snprintf(p.name, sizeof p.name, "%s", name);
-  else if (partitions) snprintf(p.name, sizeof p.name, "h200-green-%d", partitions);
-  else snprintf(p.name, sizeof p.name, "%s-%d", backend, b->ranks);
-  snprintf(p.device, sizeof p.device, "%s", b->ops->describe(b));
-  p.d_model = d;
-  p.d_ff = f;
-  p.npoints = res.ntokens;
-  for (int i = 0; i < res.ntokens; i++) {
-    p.tok[i] = (double)res.tokens[i];
-    p.us[i] = res.fwd_us[i];
-  }
-  p.pl.npoints = p.npoints;
-  p.pl.tokens = p.tok;
-  p.pl.us = p.us;
-  p.pl.bwd_ratio = res.bwd_ratio;
-  p.exchange_GBps = res.exchange_GBps;
-  p.exchange_latency_us = res.exchange_latency_us;
-  p.launch_us = res.launch_us;
-  p.local_lat_us = res.local_lat_us;
-  p.local_us_per_row = res.local_us_per_row;
-  p.gpus = b->ranks;
+  calib_profile(&a, b, &res, &p);
   int G = b->ranks;
   rt_backend_destroy(b);
-  char em[1024] = "";
-  if (out_path && fm_profile_save(&p, out_path, em, sizeof em))
-    return cli_fail(CLI_EFAIL, "calibrate", "--out %s", em);
-  if (db_path) {
-    st_db *db = NULL;
-    if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "calibrate", "%s", em);
-    char *pj = NULL, *cj = NULL, cname[96];
-    rc = fm_profile_json(&p, &pj, &cj);
-    snprintf(cname, sizeof cname, "%s.cluster", p.name);
-    if (!rc) rc = st_profile_put(db, p.name, pj) || st_profile_put(db, cname, cj);
-    free(pj);
-    free(cj);
-    st_close(db);
-    if (rc) return cli_fail(CLI_EFAIL, "calibrate", "%s: cannot store the profile", db_path);
-  }
-  if (fmt == CLI_FMT_JSON) {
-    json_t *pts = json_array(), *xs = json_array();
-    for (int i = 0; i < res.ntokens; i++) {
-      double fl = 4.0 * (double)res.tokens[i] * d * f;
-      json_array_append_new(pts, json_pack("{s:I, s:o, s:o, s:o}", "tokens", (json_int_t)res.tokens[i],
-                                           "fwd_us", fm_json_number(res.fwd_us[i]), "bwd_us",
-                                           fm_json_number(res.bwd_us[i]), "fwd_tflops",
-                                           fm_json_number(fl / res.fwd_us[i] * 1e-6)));
-    }
-    for (int i = 0; i < res.nsizes; i++)
-      json_array_append_new(xs, json_pack("{s:o, s:o}", "bytes_per_rank", fm_json_number(res.x_bytes[i]),
-                                          "us", fm_json_number(res.x_us[i])));
-    json_t *doc = json_pack("{s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                            "name", fm_json_string(p.name), "backend", fm_json_string(backend),
-                            "device", fm_json_string(p.device), "ranks", G, "d_model", d, "d_ff", f,
-                            "ffn", pts, "bwd_ratio", fm_json_number(res.bwd_ratio), "exchange", xs,
-                            "exchange_GBps", fm_json_number(res.exchange_GBps),
-                            "exchange_latency_us", fm_json_number(res.exchange_latency_us),
-                            "local_latency_us", fm_json_number(res.local_lat_us),
-                            "local_us_per_row", fm_json_number(res.local_us_per_row), "launch_us",
-                            fm_json_number(res.launch_us));
-    return cli_json_print("calibrate", doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  }
-  printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p.name, p.device, G, d, f);
-  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_GFLOP/s");
-  for (int i = 0; i < res.ntokens; i++) {
-    double fl = 4.0 * (double)res.tokens[i] * d * f;
-    printf("%8" PRId64 " %12.2f %12.2f %10.2f %12.1f\n", res.tokens[i], res.fwd_us[i], res.bwd_us[i],
-           res.bwd_us[i] / res.fwd_us[i], fl / res.fwd_us[i] * 1e-3);
-  }
-  printf("bwd_ratio %.3f (points >= 256 tokens)\n", res.bwd_ratio);
-  printf("%14s %12s\n", "bytes/rank", "alltoall_us");
-  for (int i = 0; i < res.nsizes; i++) printf("%14.0f %12.2f\n", res.x_bytes[i], res.x_us[i]);
-  printf("exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
-         " launch %.2f us per kernel\n",
-         res.exchange_GBps, res.exchange_latency_us, res.local_lat_us, res.local_us_per_row,
-         res.launch_us);
-  if (out_path) {
-    char cpath[1024];
-    fm_profile_cluster_path(out_path, cpath, sizeof cpath);
-    printf("wrote %s, %s and the .runtime.json beside them\n", out_path, cpath);
-  }
+  if ((rc = calib_save(&a, &p)))
+    return rc;
+  if (a.fmt == CLI_FMT_JSON)
+    return calib_print_json(&a, &p, &res, G);
+  calib_print_table(&a, &p, &res, G);
   return CLI_OK;
 }

@@ -36,7 +36,42 @@ static const char help[] =
     "  printf 'src_gpu,dst_gpu,bytes\\n0,1,1000000000\\n0,8,1000000000\\n' > f.csv\n"
     "  flexmoe net --cluster dgx-h100 --nodes 2 --flows f.csv\n";
 
+/* The finished flows and the makespan as one JSON object on stdout; CLI_OK,
+ * or CLI_EFAIL with one message when a JSON value cannot be built (out of
+ * memory). The flows stay the caller's. */
+static int print_json(const sim_flow_line *fl, int nf, int64_t makespan) {
+  json_t *arr = json_array();
+  int bad = !arr; /* a pack that failed (out of memory) fails the output */
+  for (int i = 0; i < nf && !bad; i++)
+    bad |= json_array_append_new(
+               arr, json_pack("{s:i, s:i, s:I, s:o}", "src", fl[i].src, "dst", fl[i].dst,
+                              "bytes", (json_int_t)fl[i].bytes, "finish_us",
+                              fm_json_number((double)fl[i].finish_ns * 1e-3))) != 0;
+  json_t *root = json_pack("{s:o, s:o}", "makespan_us",
+                           fm_json_number((double)makespan * 1e-3), "flows", arr);
+  if (bad) {
+    json_decref(root);
+    root = NULL;
+  }
+  return cli_json_print("net", root,
+                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+}
 
+/* The cluster line, one row per finished flow and the makespan, as text. */
+static void print_table(const sim_cluster *cl, const sim_flow_line *fl, int nf,
+                        int64_t makespan) {
+  printf("cluster %s: %d nodes x %d GPUs, %d flows\n", cl->name, cl->nodes, cl->gpus_per_node,
+         nf);
+  printf("%6s %6s %16s %14s\n", "src", "dst", "bytes", "finish_us");
+  for (int i = 0; i < nf; i++)
+    printf("%6d %6d %16lld %14.3f\n", fl[i].src, fl[i].dst, (long long)fl[i].bytes,
+           (double)fl[i].finish_ns * 1e-3);
+  printf("makespan_us %.3f\n", (double)makespan * 1e-3);
+}
+
+/* flexmoe net ARGS: parses the flags, resolves the cluster, reads and runs
+ * the flows and prints them; CLI_OK, CLI_EUSAGE for a bad command line,
+ * CLI_EFAIL (one message printed) for a cluster, file or flow error. */
 int cmd_net(int argc, char **argv) {
   static const struct option opts[] = {{"cluster", required_argument, 0, 'c'},
                                        {"nodes", required_argument, 0, 'n'},
@@ -94,30 +129,10 @@ int cmd_net(int argc, char **argv) {
     return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
   if ((rc = sim_flows_run(&cl, fl, nf, &makespan, &err)))
     rc = cli_fail(CLI_EFAIL, "net", "%s: %s", flows_path, err.msg);
-  if (!rc && fmt == CLI_FMT_JSON) {
-    json_t *arr = json_array();
-    int bad = !arr; /* a pack that failed (out of memory) fails the output */
-    for (int i = 0; i < nf && !bad; i++)
-      bad |= json_array_append_new(
-                 arr, json_pack("{s:i, s:i, s:I, s:o}", "src", fl[i].src, "dst", fl[i].dst,
-                                "bytes", (json_int_t)fl[i].bytes, "finish_us",
-                                fm_json_number((double)fl[i].finish_ns * 1e-3))) != 0;
-    json_t *root = json_pack("{s:o, s:o}", "makespan_us",
-                             fm_json_number((double)makespan * 1e-3), "flows", arr);
-    if (bad) {
-      json_decref(root);
-      root = NULL;
-    }
-    rc = cli_json_print("net", root,
-                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-  } else if (!rc) {
-    printf("cluster %s: %d nodes x %d GPUs, %d flows\n", cl.name, cl.nodes, cl.gpus_per_node, nf);
-    printf("%6s %6s %16s %14s\n", "src", "dst", "bytes", "finish_us");
-    for (int i = 0; i < nf; i++)
-      printf("%6d %6d %16lld %14.3f\n", fl[i].src, fl[i].dst, (long long)fl[i].bytes,
-             (double)fl[i].finish_ns * 1e-3);
-    printf("makespan_us %.3f\n", (double)makespan * 1e-3);
-  }
+  if (!rc && fmt == CLI_FMT_JSON)
+    rc = print_json(fl, nf, makespan);
+  else if (!rc)
+    print_table(&cl, fl, nf, makespan);
   sim_free(fl);
   return rc;
 }

@@ -1,15 +1,9 @@
 /*
  * cmd_place.c - flexmoe place: a policy's placement plan for a trace.
  *
- * Drives the policy through the plan protocol (pl_policy.h) on the trace's
- * counts, rescaled to --gpus GPUs as `sim` does (tr_rescale_slice, --seed),
- * from iteration 0 up to --iteration I (default: the trace's last), and
- * prints the placement it uses for iteration I: per layer, each expert's
- * GPUs, each GPU's load after routing iteration I's counts, the balance
- * (max/mean GPU load) and the moves the plan for iteration I made. The
- * model, cluster, profile and slots are resolved as for `sim` (cluster
- * preset dgx-h100 with --gpus-per-node GPUs per node, built-in profile of
- * its GPU, slots from HBM with half reserved unless --slots).
+ * The run itself is the run library's (run/fm_place.h): this file maps the
+ * flags to an fm_place_config and prints the result as a table or as the
+ * library's JSON document.
  *
  * JSON (one document): {"policy", "trace", "iteration", "gpus",
  * "gpus_per_node", "slots_per_gpu", "layers": [{"layer", "experts":
@@ -25,13 +19,8 @@
 
 #include "cli.h"
 #include "run/fm_config.h"
-#include "placement/pl_error.h"
-#include "placement/pl_memory.h"
-#include "placement/pl_policy.h"
+#include "run/fm_place.h"
 #include "sim/sim_cluster.h"
-#include "sim/sim_profile.h"
-#include "traces/tr_rescale.h"
-#include "traces/tr_trace.h"
 
 #define CMD "place"
 
@@ -73,108 +62,41 @@ typedef struct place_opts {
   int fmt;
 } place_opts;
 
-static const char *kind_name(pl_move_kind k) {
-  return k == PL_MOVE_REPLICATE ? "replicate" : k == PL_MOVE_DROP ? "drop" : "migrate";
+/* One layer shown as a table: balance, drops and moves, then per GPU its
+ * load and experts (* replicated), then each move. */
+static void emit_layer(const fm_place_result *r, int i) {
+  const fm_place_layer *lo = &r->layers[i];
+  const pl_placement *p = &lo->placement;
+  printf("\nlayer %d: balance %.3f (max/mean GPU load after routing)", r->layer0 + i,
+         lo->balance);
+  if (lo->dropped)
+    printf(", %" PRId64 " token slots dropped", lo->dropped);
+  printf(", %d move%s%s\n", lo->nmoves, lo->nmoves == 1 ? "" : "s",
+         lo->nmoves && lo->background ? " (background)" : "");
+  printf("  %4s %10s  %s\n", "gpu", "tokens", "experts");
+  for (int g = 0; g < r->gpus; g++) {
+    printf("  %4d %10" PRId64 " ", g, lo->gpu_load[g]);
+    for (int j = 0; j < p->nhost[g]; j++) {
+      int e = p->host[(size_t)g * p->slots + j];
+      printf(" %d%s", e, p->nrep[e] > 1 ? "*" : "");
+    }
+    printf("\n");
+  }
+  for (int k = 0; k < lo->nmoves; k++) {
+    const pl_move *m = &lo->moves[k];
+    if (m->kind == PL_MOVE_DROP)
+      printf("  move: drop expert %d on GPU %d\n", m->expert, m->from);
+    else
+      printf("  move: %s expert %d GPU %d -> %d (%.1f MB)\n", fm_place_move_kind(m->kind),
+             m->expert, m->from, m->to, (double)m->bytes / 1e6);
+  }
 }
 
-/* Per-layer result of the iteration shown. */
-typedef struct layer_out {
-  pl_placement placement;
-  int64_t *gpu_load;
-  double balance;
-  int64_t dropped;
-  int background;
-  pl_move *moves;
-  int nmoves;
-} layer_out;
-
-/* Every set and append is checked (bad): a value that could not be built
- * (out of memory) fails the output instead of leaving a key out. */
-static int emit_json(const place_opts *o, const pl_policy *pol, int G, int gpn, int slots,
-                     layer_out *out, int l0, int l1) {
-  json_t *root = json_object(), *layers = json_array();
-  int bad = !root || !layers;
-  bad |= json_object_set_new(root, "policy", fm_json_string(pl_policy_spec(pol)));
-  bad |= json_object_set_new(root, "trace", fm_json_string(o->trace));
-  bad |= json_object_set_new(root, "iteration", json_integer(o->iteration));
-  bad |= json_object_set_new(root, "gpus", json_integer(G));
-  bad |= json_object_set_new(root, "gpus_per_node", json_integer(gpn));
-  bad |= json_object_set_new(root, "slots_per_gpu", json_integer(slots));
-  for (int l = l0; l < l1 && !bad; l++) {
-    layer_out *lo = &out[l - l0];
-    const pl_placement *p = &lo->placement;
-    json_t *lj = json_object(), *experts = json_array(), *load = json_array(),
-           *moves = json_array();
-    bad |= !lj || !experts || !load || !moves;
-    for (int e = 0; e < p->experts && !bad; e++) {
-      json_t *ej = json_object(), *gpus = json_array();
-      bad |= !ej || !gpus;
-      for (int i = 0; i < p->nrep[e] && !bad; i++)
-        bad |= json_array_append_new(gpus, json_integer(p->rep[(size_t)e * p->gpus + i]));
-      bad |= json_object_set_new(ej, "expert", json_integer(e));
-      bad |= json_object_set_new(ej, "gpus", gpus);
-      bad |= json_array_append_new(experts, ej);
-    }
-    for (int g = 0; g < G && !bad; g++)
-      bad |= json_array_append_new(load, json_integer(lo->gpu_load[g]));
-    for (int k = 0; k < lo->nmoves && !bad; k++) {
-      const pl_move *m = &lo->moves[k];
-      json_t *mj = json_object();
-      bad |= json_object_set_new(mj, "expert", json_integer(m->expert));
-      bad |= json_object_set_new(mj, "from", json_integer(m->from));
-      bad |= json_object_set_new(mj, "to", json_integer(m->to));
-      bad |= json_object_set_new(mj, "kind", json_string(kind_name(m->kind)));
-      bad |= json_object_set_new(mj, "bytes", json_integer(m->bytes));
-      bad |= json_array_append_new(moves, mj);
-    }
-    bad |= json_object_set_new(lj, "layer", json_integer(l));
-    bad |= json_object_set_new(lj, "experts", experts);
-    bad |= json_object_set_new(lj, "gpu_load", load);
-    /* NAN (a layer without load) is null: JSON has no NaN */
-    bad |= json_object_set_new(lj, "balance", fm_json_number(lo->balance));
-    bad |= json_object_set_new(lj, "dropped", json_integer(lo->dropped));
-    bad |= json_object_set_new(lj, "background", json_boolean(lo->background));
-    bad |= json_object_set_new(lj, "moves", moves);
-    bad |= json_array_append_new(layers, lj);
-  }
-  bad |= json_object_set_new(root, "layers", layers);
-  if (bad) {
-    json_decref(root);
-    root = NULL;
-  }
-  return cli_json_print(CMD, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-}
-
-static int emit_table(const place_opts *o, const pl_policy *pol, int G, int gpn, int slots,
-                      layer_out *out, int l0, int l1) {
-  printf("policy %s\n%s, iteration %ld: %d GPUs (%d per node), %d slots per GPU\n",
-         pl_policy_spec(pol), o->trace, o->iteration, G, gpn, slots);
-  for (int l = l0; l < l1; l++) {
-    layer_out *lo = &out[l - l0];
-    const pl_placement *p = &lo->placement;
-    printf("\nlayer %d: balance %.3f (max/mean GPU load after routing)", l, lo->balance);
-    if (lo->dropped)
-      printf(", %" PRId64 " token slots dropped", lo->dropped);
-    printf(", %d move%s%s\n", lo->nmoves, lo->nmoves == 1 ? "" : "s",
-           lo->nmoves && lo->background ? " (background)" : "");
-    printf("  %4s %10s  %s\n", "gpu", "tokens", "experts");
-    for (int g = 0; g < G; g++) {
-      printf("  %4d %10" PRId64 " ", g, lo->gpu_load[g]);
-      for (int j = 0; j < p->nhost[g]; j++) {
-        int e = p->host[(size_t)g * p->slots + j];
-        printf(" %d%s", e, p->nrep[e] > 1 ? "*" : "");
-      }
-      printf("\n");
-    }
-    for (int k = 0; k < lo->nmoves; k++) {
-      const pl_move *m = &lo->moves[k];
-      if (m->kind == PL_MOVE_DROP)
-        printf("  move: drop expert %d on GPU %d\n", m->expert, m->from);
-      else
-        printf("  move: %s expert %d GPU %d -> %d (%.1f MB)\n", kind_name(m->kind), m->expert,
-               m->from, m->to, (double)m->bytes / 1e6);
-    }
-  }
+static int emit_table(const fm_place_result *r) {
+  printf("policy %s\n%s, iteration %" PRId64 ": %d GPUs (%d per node), %d slots per GPU\n",
+         r->policy, r->trace, r->iteration, r->gpus, r->gpus_per_node, r->slots);
+  for (int i = 0; i < r->nlayers; i++)
+    emit_layer(r, i);
   printf("\n(* = replicated expert)\n");
   if (fflush(stdout))
     return cli_fail(CLI_EFAIL, CMD, "cannot write to stdout");
@@ -236,182 +158,29 @@ static int parse(int argc, char **argv, place_opts *o) {
   return CLI_OK;
 }
 
+/* flexmoe place ARGS: the flags into one configuration, the run
+ * (run/fm_place) and its placement printed; CLI_OK, CLI_EUSAGE for a bad
+ * command line, CLI_EFAIL (one message printed) otherwise. */
 int cmd_place(int argc, char **argv) {
-  place_opts o = {NULL, "flexmoe", "dgx-h100", 0, 0, 0, -1, -1, 0, 0, 0, 0, FM_DEFAULT_SEED,
-                  CLI_FMT_TABLE};
+  place_opts o = {.trace = NULL, .policy = "flexmoe", .cluster = "dgx-h100", .iteration = -1,
+                  .layer = -1, .seed = FM_DEFAULT_SEED, .fmt = CLI_FMT_TABLE};
   int rc = parse(argc, argv, &o);
   if (rc)
     return rc < 0 ? CLI_OK : rc;
-  tr_trace t;
-  tr_error terr;
-  if (tr_open(&t, o.trace, &terr) != 0) {
-    const char *msg = terr.msg[0] ? terr.msg : tr_strerror(terr.code);
-    if (strstr(msg, o.trace))
-      return cli_fail(CLI_EFAIL, CMD, "%s", msg);
-    if (terr.line > 0)
-      return cli_fail(CLI_EFAIL, CMD, "%s:%ld: %s", o.trace, terr.line, msg);
-    return cli_fail(CLI_EFAIL, CMD, "%s: %s", o.trace, msg);
-  }
-  pl_policy *pol = NULL;
-  layer_out *out = NULL;
-  int64_t *counts = NULL;
-  pl_routing r = {0};
-  pl_plan plan;
-  pl_plan_init(&plan);
-  int L = t.layers, E = t.experts, G = (int)o.gpus, nshow = 0, l0 = 0, l1 = L;
-  if (o.iteration < 0)
-    o.iteration = t.iterations - 1;
-  if (o.iteration >= t.iterations) {
-    rc = cli_fail(CLI_EUSAGE, CMD, "--iteration %ld: %s has iterations 0..%" PRId64, o.iteration,
-                  o.trace, t.iterations - 1);
-    goto done;
-  }
-  if (o.layer >= L) {
-    rc = cli_fail(CLI_EUSAGE, CMD, "--layer %ld: %s has layers 0..%d", o.layer, o.trace, L - 1);
-    goto done;
-  }
-  if (o.layer >= 0) {
-    l0 = (int)o.layer;
-    l1 = l0 + 1;
-  }
-  /* model */
-  pl_model model = {o.d_model ? (int)o.d_model : t.meta.d_model,
-                    o.d_ff ? (int)o.d_ff : t.meta.d_ff, o.top_k ? (int)o.top_k : t.meta.top_k,
-                    t.meta.bytes_per_elem > 0 ? t.meta.bytes_per_elem : 2, 12.0};
-  if (model.d_model < 1 || model.d_ff < 1 || model.top_k < 1) {
-    rc = cli_fail(CLI_EFAIL, CMD, "%s: the trace's sidecar does not give %s; pass it on the command line",
-                  o.trace, model.d_model < 1 ? "d_model (--d-model)"
-                           : model.d_ff < 1  ? "d_ff (--d-ff)" : "top_k (--top-k)");
-    goto done;
-  }
-  int64_t tokens = o.tokens ? o.tokens : t.meta.tokens_per_rank;
-  int64_t slots_per_gpu = o.tokens ? o.tokens * model.top_k : 0;
-  if (tokens <= 0) {
-    int64_t s = 0;
-    for (int e = 0; e < E; e++)
-      s += tr_at(&t, 0, 0, 0, e);
-    tokens = s / model.top_k;
-  }
-  /* cluster */
-  sim_cluster cl;
-  sim_errbuf serr;
-  if (sim_cluster_resolve(o.cluster, &cl, &serr)) {
-    rc = cli_fail(CLI_EFAIL, CMD, "%s", serr.msg);
-    goto done;
-  }
-  int gpn = o.gpn ? (int)o.gpn : (cl.gpus_per_node < G ? cl.gpus_per_node : G);
-  if (G % gpn) {
-    rc = cli_fail(CLI_EUSAGE, CMD, "--gpus %d cannot be split into nodes of %d GPUs (--gpus-per-node)",
-                  G, gpn);
-    goto done;
-  }
-  if (sim_cluster_resize(&cl, G / gpn, gpn, &serr)) {
-    rc = cli_fail(CLI_EFAIL, CMD, "%s", serr.msg);
-    goto done;
-  }
-  /* profile */
-  sim_profile prof;
-  sim_pl_profile plp; /* env.profile points into it: it outlives the policy */
-  if (sim_profile_builtin(cl.profile, &prof, &serr) ||
-      sim_profile_for_shape(&prof, model.d_model, model.d_ff, tokens, cl.compute_scale, &plp)) {
-    rc = cli_fail(CLI_EFAIL, CMD, "no compute profile for GPU '%s' and d_model %d, d_ff %d",
-                  cl.profile, model.d_model, model.d_ff);
-    goto done;
-  }
-  /* slots */
-  int slots = (int)o.slots;
-  if (!slots) {
-    double hbm = cl.hbm_gib * 1073741824.0;
-    int prc = pl_slots_from_memory(&model, hbm, hbm * 0.5, E, G, &slots);
-    if (prc) {
-      rc = cli_fail(CLI_EFAIL, CMD,
-                    "fewer expert slots than experts: %d experts of %.1f MiB (with optimizer "
-                    "state) do not fit on %d GPUs of %.0f GiB (half reserved); use more GPUs or --slots",
-                    E, (double)pl_expert_move_bytes(&model) / 1048576.0, G, cl.hbm_gib);
-      goto done;
-    }
-  }
-  if (slots > E)
-    slots = E;
-  if ((int64_t)slots * G < E) {
-    rc = cli_fail(CLI_EFAIL, CMD, "fewer expert slots than experts: %d GPUs x %d slots < %d experts",
-                  G, slots, E);
-    goto done;
-  }
-  pl_env env = PL_ENV_INIT;
-  env.layers = L;
-  env.experts = E;
-  sim_cluster_to_pl(&cl, slots, &env.cluster);
-  env.model = model;
-  env.profile = plp.pl;
-  env.seed = (uint64_t)o.seed;
-  char perr[512] = "";
-  int prc = pl_policy_create(&pol, o.policy, &env, perr, sizeof(perr));
-  if (prc) {
-    rc = cli_fail((prc == PL_EPOLICY || prc == PL_EPARAM) ? CLI_EUSAGE : CLI_EFAIL, CMD,
-                  "--policy: %s", perr[0] ? perr : pl_strerror(prc));
-    goto done;
-  }
-  nshow = l1 - l0;
-  out = calloc((size_t)nshow, sizeof(layer_out));
-  counts = malloc(sizeof(int64_t) * (size_t)G * E);
-  if (!out || !counts || pl_routing_init(&r, G, E, 0)) {
-    rc = cli_fail(CLI_EFAIL, CMD, "out of memory");
-    goto done;
-  }
-  for (int64_t it = 0; it <= o.iteration; it++)
-    for (int l = 0; l < L; l++) {
-      int trc = tr_rescale_slice(&t, it, l, G, slots_per_gpu, (uint64_t)o.seed, counts);
-      if (trc) {
-        rc = cli_fail(CLI_EFAIL, CMD, "%s: cannot map iteration %" PRId64 " onto %d GPUs: %s",
-                      o.trace, it, G, tr_strerror(trc));
-        goto done;
-      }
-      if ((prc = pl_policy_plan(pol, (int)it, l, counts, &plan)) != 0) {
-        rc = cli_fail(CLI_EFAIL, CMD, "policy %s failed at iteration %" PRId64 ", layer %d: %s",
-                      o.policy, it, l, pl_strerror(prc));
-        goto done;
-      }
-      if ((prc = pl_policy_route(pol, l, counts, &r)) != 0 ||
-          (prc = pl_policy_observe(pol, (int)it, l, counts)) != 0) {
-        rc = cli_fail(CLI_EFAIL, CMD, "routing iteration %" PRId64 ", layer %d: %s", it, l,
-                      pl_strerror(prc));
-        goto done;
-      }
-      if (it == o.iteration && l >= l0 && l < l1) {
-        layer_out *lo = &out[l - l0];
-        const pl_placement *p = pl_policy_placement(pol, l);
-        lo->gpu_load = malloc(sizeof(int64_t) * (size_t)G);
-        lo->moves = malloc(sizeof(pl_move) * (size_t)(plan.changed && plan.nmoves ? plan.nmoves : 1));
-        if (!lo->gpu_load || !lo->moves ||
-            pl_placement_init(&lo->placement, E, G, p->slots) ||
-            pl_placement_copy(&lo->placement, p)) {
-          rc = cli_fail(CLI_EFAIL, CMD, "out of memory");
-          goto done;
-        }
-        memcpy(lo->gpu_load, r.gpu_load, sizeof(int64_t) * (size_t)G);
-        lo->balance = pl_routing_balance(&r);
-        lo->dropped = r.dropped;
-        lo->nmoves = plan.changed ? plan.nmoves : 0;
-        lo->background = plan.changed && plan.background;
-        if (lo->nmoves)
-          memcpy(lo->moves, plan.moves, sizeof(pl_move) * (size_t)lo->nmoves);
-      }
-    }
-  rc = o.fmt == CLI_FMT_JSON ? emit_json(&o, pol, G, gpn, slots, out, l0, l1)
-                             : emit_table(&o, pol, G, gpn, slots, out, l0, l1);
-done:
-  if (out)
-    for (int i = 0; i < nshow; i++) {
-      pl_placement_fini(&out[i].placement);
-      free(out[i].gpu_load);
-      free(out[i].moves);
-    }
-  free(out);
-  free(counts);
-  pl_routing_fini(&r);
-  pl_plan_fini(&plan);
-  pl_policy_destroy(pol);
-  tr_close(&t);
+  fm_place_config cfg = {
+      .trace = o.trace, .policy = o.policy, .cluster = o.cluster, .gpus = (int)o.gpus,
+      .gpus_per_node = (int)o.gpn, .slots = (int)o.slots, .iteration = o.iteration,
+      .layer = (int)o.layer, .d_model = (int)o.d_model, .d_ff = (int)o.d_ff,
+      .top_k = (int)o.top_k, .tokens_per_gpu = o.tokens, .seed = (uint64_t)o.seed};
+  fm_place_result r;
+  char em[2048];
+  if ((rc = fm_place_run(&cfg, &r, em, sizeof(em))))
+    rc = cli_fail(rc, CMD, "%s", em);
+  else if (o.fmt == CLI_FMT_JSON)
+    rc = cli_json_print(CMD, fm_place_doc(&r),
+                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+  else
+    rc = emit_table(&r);
+  fm_place_result_fini(&r);
   return rc;
 }

@@ -55,7 +55,19 @@ static const char *const help =
     "  flexmoe run --backend cpu --ranks 4 --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
     "      --iterations 0:5 --d-model 64 --d-ff 128 --tokens-per-gpu 256 --policy static --check\n";
 
-int cmd_run(int argc, char **argv) {
+/* What flexmoe run's flags say: the replay configuration (one policy at a
+ * time goes into cfg.policy), the policies, the output and the database. */
+typedef struct {
+  fm_replay_config cfg;
+  const char *policies[64];
+  int npol, fmt;
+  const char *db_path, *profile_path;
+  int help; /* --help was printed: nothing else to do */
+} run_args;
+
+/* argv into *a; CLI_OK (a->help set when --help was printed), or CLI_EUSAGE
+ * (or the code of a replay option's refusal) with one message printed. */
+static int run_parse(int argc, char **argv, run_args *a) {
   static const struct option opts[] = {
       {"backend", required_argument, 0, 'b'}, {"trace", required_argument, 0, 't'},
       {"policy", required_argument, 0, 'p'}, {"partitions", required_argument, 0, 'P'},
@@ -67,28 +79,24 @@ int cmd_run(int argc, char **argv) {
       {"check", no_argument, 0, 'c'}, {"db", required_argument, 0, 'B'},
       {"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
-  fm_replay_config cfg = FM_REPLAY_CONFIG_INIT;
-  const char *policies[64];
-  int npol = 0, fmt = CLI_FMT_TABLE, rc;
-  const char *db_path = NULL, *profile_path = NULL;
+  int c, rc;
   opterr = 0;
   optind = 1;
-  int c;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
     case 'p':
-      if (npol == 64) return cli_fail(CLI_EUSAGE, "run", "--policy: at most 64");
-      policies[npol++] = optarg;
+      if (a->npol == 64) return cli_fail(CLI_EUSAGE, "run", "--policy: at most 64");
+      a->policies[a->npol++] = optarg;
       break;
-    case 'R': profile_path = optarg; break;
-    case 'c': cfg.check = 1; break;
-    case 'B': db_path = optarg; break;
+    case 'R': a->profile_path = optarg; break;
+    case 'c': a->cfg.check = 1; break;
+    case 'B': a->db_path = optarg; break;
     case 'F':
-      if ((rc = cli_parse_format("run", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))) return rc;
+      if ((rc = cli_parse_format("run", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &a->fmt))) return rc;
       break;
-    case 'h': cli_help(help); return CLI_OK;
+    case 'h': cli_help(help); a->help = 1; return CLI_OK;
     default:
-      if ((rc = cli_replay_option("run", c, optarg, &cfg)) == 0)
+      if ((rc = cli_replay_option("run", c, optarg, &a->cfg)) == 0)
         return cli_bad_option("run", argv[optind - 1]);
       if (rc < 0)
         return -rc;
@@ -96,30 +104,131 @@ int cmd_run(int argc, char **argv) {
     }
   }
   if (optind < argc) return cli_fail(CLI_EUSAGE, "run", "unexpected argument '%s'", argv[optind]);
-  if (!cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
-  if (npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
-  if (cfg.partitions > 0 && strcmp(cfg.backend, "cuda") != 0)
+  if (!a->cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
+  if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
+  if (a->cfg.partitions > 0 && strcmp(a->cfg.backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
+  return CLI_OK;
+}
+
+/* The calibrated profile's exchange numbers into a->cfg when --profile was
+ * given, then the database opened when --db was (*db, the caller's to
+ * st_close; NULL without --db); CLI_OK or CLI_EFAIL with one message. */
+static int run_open(run_args *a, st_db **db) {
   char em[1024] = "";
   fm_profile prof;
-  if (profile_path) {
-    if (fm_profile_load(profile_path, &prof, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
-    cfg.profile_path = profile_path;
+  if (a->profile_path) {
+    if (fm_profile_load(a->profile_path, &prof, em, sizeof em))
+      return cli_fail(CLI_EFAIL, "run", "%s", em);
+    a->cfg.profile_path = a->profile_path;
     if (prof.exchange_GBps > 0) {
-      cfg.exchange_GBps = prof.exchange_GBps;
-      cfg.exchange_lat_us = prof.exchange_latency_us;
+      a->cfg.exchange_GBps = prof.exchange_GBps;
+      a->cfg.exchange_lat_us = prof.exchange_latency_us;
     }
   }
+  *db = NULL;
+  if (a->db_path && st_open(db, a->db_path, ST_WRITE, em, sizeof em))
+    return cli_fail(CLI_EFAIL, "run", "%s", em);
+  return CLI_OK;
+}
+
+/* 1 when --check was not asked for or the replay matched the reference
+ * within the backend's tolerance with no token lost and no checksum off. */
+static int run_check_ok(const fm_replay_config *cfg, const fm_replay_output *o) {
+  if (!o->checked)
+    return 1;
+  double tol = strcmp(cfg->backend, "cpu") == 0 ? 1e-5 : 2e-2;
+  return o->check.out_err <= tol && o->check.din_err <= tol && o->check.grad_err <= tol &&
+         o->check.tokens_missing == 0 && o->check.checksum_mismatches == 0;
+}
+
+/* One replay's table row (and its check line), the header first when
+ * *header is 0 (then counted up). */
+static void print_row(const fm_replay_output *o, int check_ok, int *header) {
+  char sn[64];
+  if (!(*header)++)
+    printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
+           "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance",
+           "moved_MiB");
+  printf("%-12s %6" PRId64 " %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
+         short_name(o->policy, sn, sizeof sn),
+         o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],
+         o->phase_ms[RT_PH_COMPUTE], o->phase_ms[RT_PH_COMBINE], o->phase_ms[RT_PH_LOCAL],
+         o->phase_ms[RT_PH_ALLREDUCE],
+         o->phase_ms[RT_PH_MIGRATION], o->balance_p50, (double)o->migrated_bytes / 1048576.0);
+  if (o->checked)
+    printf("  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
+           " missing, %d replicas, %d checksum mismatches: %s\n",
+           o->check.out_err, o->check.din_err, o->check.grad_err, o->check.tokens_checked,
+           o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
+           check_ok ? "ok" : "FAILED");
+}
+
+/* One replay as a JSON object appended to runs (run_id only when has_db);
+ * non-zero when a value could not be built (out of memory). */
+static int append_json(json_t *runs, const fm_replay_output *o, int has_db, int64_t run_id,
+                       int check_ok) {
+  int json_bad = 0;
+  json_t *bd = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}",
+                         "dispatch", fm_json_number(o->phase_ms[RT_PH_DISPATCH]),
+                         "compute", fm_json_number(o->phase_ms[RT_PH_COMPUTE]),
+                         "combine", fm_json_number(o->phase_ms[RT_PH_COMBINE]),
+                         "local", fm_json_number(o->phase_ms[RT_PH_LOCAL]),
+                         "allreduce", fm_json_number(o->phase_ms[RT_PH_ALLREDUCE]),
+                         "migration", fm_json_number(o->phase_ms[RT_PH_MIGRATION]));
+  json_t *r = json_pack("{s:o, s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
+                        "policy", fm_json_string(o->policy), "backend",
+                        fm_json_string(o->backend), "cluster", fm_json_string(o->cluster),
+                        "device", fm_json_string(o->device), "gpus", o->gpus, "iterations",
+                        (json_int_t)o->iterations, "mean_iteration_ms",
+                        fm_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
+                        "balance_p50", fm_json_number(o->balance_p50), "balance_p90",
+                        fm_json_number(o->balance_p90), "migrated_bytes",
+                        (json_int_t)o->migrated_bytes, "dropped_tokens",
+                        (json_int_t)o->dropped_tokens, "alltoall_bytes",
+                        (json_int_t)o->bytes_alltoall);
+  int64_t slots = 0; /* token slots routed, for the effective time */
+  for (int64_t i = 0; i < o->iterations; i++)
+    slots += o->rows[i].tokens_total;
+  json_bad |= json_object_set_new(r, "effective_iteration_ms",
+                                  fm_json_number(st_effective_ms(o->mean_iteration_ms,
+                                                                  o->dropped_tokens, slots)));
+  json_bad |= json_object_set_new(r, "nonmoe_us", fm_json_number(o->nonmoe_us));
+  if (has_db) json_bad |= json_object_set_new(r, "run_id", json_integer(run_id));
+  if (o->checked)
+    json_bad |= json_object_set_new(
+        r, "check",
+        json_pack("{s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:b}", "out_err",
+                  fm_json_number(o->check.out_err), "din_err",
+                  fm_json_number(o->check.din_err), "grad_err",
+                  fm_json_number(o->check.grad_err), "tokens",
+                  (json_int_t)o->check.tokens_checked, "tokens_missing",
+                  (json_int_t)o->check.tokens_missing, "replicas", o->check.replicas_checked,
+                  "checksum_mismatches", o->check.checksum_mismatches, "ok", check_ok));
+  json_bad |= json_array_append_new(runs, r);
+  return json_bad;
+}
+
+/* flexmoe run ARGS: replays the trace once per --policy, records each run
+ * (owner rank only) when --db is given and prints a table or one JSON
+ * document; CLI_OK, CLI_EUSAGE for a bad command line, CLI_EFAIL (one
+ * message printed) for a replay, database or --check failure. */
+int cmd_run(int argc, char **argv) {
+  run_args a = {.cfg = FM_REPLAY_CONFIG_INIT, .fmt = CLI_FMT_TABLE};
+  int rc = run_parse(argc, argv, &a);
+  if (rc || a.help)
+    return rc;
   st_db *db = NULL;
-  if (db_path) {
-    if (st_open(&db, db_path, ST_WRITE, em, sizeof em)) return cli_fail(CLI_EFAIL, "run", "%s", em);
-  }
+  if ((rc = run_open(&a, &db)))
+    return rc;
+  fm_replay_config cfg = a.cfg;
+  char em[1024] = "";
   json_t *runs = json_array();
   int json_bad = !runs; /* a value that could not be built fails the JSON output */
   int out = CLI_OK, owner = 1;
   int header = 0;
-  for (int p = 0; p < npol && out == CLI_OK; p++) {
-    cfg.policy = policies[p];
+  for (int p = 0; p < a.npol && out == CLI_OK; p++) {
+    cfg.policy = a.policies[p];
     fm_replay_output *o = NULL;
     if ((rc = fm_replay_compute(&cfg, &o, em, sizeof em))) {
       out = cli_fail(rc, "run", "%s", em);
@@ -128,76 +237,18 @@ int cmd_run(int argc, char **argv) {
     owner = o->owner;
     int64_t run_id = 0;
     if (db && owner && (rc = fm_replay_record(db, o, &run_id, em, sizeof em))) {
-      out = cli_fail(rc, "run", "%s: %s", db_path, em);
+      out = cli_fail(rc, "run", "%s: %s", a.db_path, em);
       fm_replay_output_free(o);
       break;
     }
-    int check_ok = 1;
-    if (o->checked) {
-      double tol = strcmp(cfg.backend, "cpu") == 0 ? 1e-5 : 2e-2;
-      check_ok = o->check.out_err <= tol && o->check.din_err <= tol && o->check.grad_err <= tol &&
-                 o->check.tokens_missing == 0 && o->check.checksum_mismatches == 0;
-    }
-    if (fmt == CLI_FMT_TABLE && owner) {
-      char sn[64];
-      if (!header++)
-        printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
-               "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance",
-               "moved_MiB");
-      printf("%-12s %6" PRId64 " %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
-             short_name(o->policy, sn, sizeof sn),
-             o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],
-             o->phase_ms[RT_PH_COMPUTE], o->phase_ms[RT_PH_COMBINE], o->phase_ms[RT_PH_LOCAL],
-             o->phase_ms[RT_PH_ALLREDUCE],
-             o->phase_ms[RT_PH_MIGRATION], o->balance_p50, (double)o->migrated_bytes / 1048576.0);
-      if (o->checked)
-        printf("  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
-               " missing, %d replicas, %d checksum mismatches: %s\n",
-               o->check.out_err, o->check.din_err, o->check.grad_err, o->check.tokens_checked,
-               o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
-               check_ok ? "ok" : "FAILED");
-    }
-    json_t *bd = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}",
-                           "dispatch", fm_json_number(o->phase_ms[RT_PH_DISPATCH]),
-                           "compute", fm_json_number(o->phase_ms[RT_PH_COMPUTE]),
-                           "combine", fm_json_number(o->phase_ms[RT_PH_COMBINE]),
-                           "local", fm_json_number(o->phase_ms[RT_PH_LOCAL]),
-                           "allreduce", fm_json_number(o->phase_ms[RT_PH_ALLREDUCE]),
-                           "migration", fm_json_number(o->phase_ms[RT_PH_MIGRATION]));
-    json_t *r = json_pack("{s:o, s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
-                          "policy", fm_json_string(o->policy), "backend",
-                          fm_json_string(o->backend), "cluster", fm_json_string(o->cluster),
-                          "device", fm_json_string(o->device), "gpus", o->gpus, "iterations",
-                          (json_int_t)o->iterations, "mean_iteration_ms",
-                          fm_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
-                          "balance_p50", fm_json_number(o->balance_p50), "balance_p90",
-                          fm_json_number(o->balance_p90), "migrated_bytes",
-                          (json_int_t)o->migrated_bytes, "dropped_tokens",
-                          (json_int_t)o->dropped_tokens, "alltoall_bytes",
-                          (json_int_t)o->bytes_alltoall);
-    int64_t slots = 0; /* token slots routed, for the effective time */
-    for (int64_t i = 0; i < o->iterations; i++)
-      slots += o->rows[i].tokens_total;
-    json_bad |= json_object_set_new(r, "effective_iteration_ms",
-                                    fm_json_number(st_effective_ms(o->mean_iteration_ms,
-                                                                    o->dropped_tokens, slots)));
-    json_bad |= json_object_set_new(r, "nonmoe_us", fm_json_number(o->nonmoe_us));
-    if (db) json_bad |= json_object_set_new(r, "run_id", json_integer(run_id));
-    if (o->checked)
-      json_bad |= json_object_set_new(
-          r, "check",
-          json_pack("{s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:b}", "out_err",
-                    fm_json_number(o->check.out_err), "din_err",
-                    fm_json_number(o->check.din_err), "grad_err",
-                    fm_json_number(o->check.grad_err), "tokens",
-                    (json_int_t)o->check.tokens_checked, "tokens_missing",
-                    (json_int_t)o->check.tokens_missing, "replicas", o->check.replicas_checked,
-                    "checksum_mismatches", o->check.checksum_mismatches, "ok", check_ok));
-    json_bad |= json_array_append_new(runs, r);
+    int check_ok = run_check_ok(&cfg, o);
+    if (a.fmt == CLI_FMT_TABLE && owner)
+      print_row(o, check_ok, &header);
+    json_bad |= append_json(runs, o, db != NULL, run_id, check_ok);
     fm_replay_output_free(o);
     if (!check_ok) out = cli_fail(CLI_EFAIL, "run", "--check: results depend on the placement or tokens were lost (see above)");
   }
-  if (out == CLI_OK && fmt == CLI_FMT_JSON && owner)
+  if (out == CLI_OK && a.fmt == CLI_FMT_JSON && owner)
     out = cli_json_print("run", json_bad ? NULL : json_pack("{s:O}", "runs", runs),
                          JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(runs);

@@ -8,7 +8,9 @@
  * line exits 2. Every subcommand takes --max-memory SIZE, the budget of what
  * it may allocate (a CSV read densely, a generator's or a rescale's working
  * set, an importer's slice; traces/tr_limits.c); a refusal names the size
- * needed and the flag.
+ * needed and the flag. The operations themselves are the run library's
+ * (run/fm_trace.h): this file maps flags to its configurations and prints
+ * what comes back.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -20,24 +22,17 @@
 #include <string.h>
 
 #include "cli.h"
-#include "traces/tr_fit.h"
-#include "traces/tr_gen.h"
-#include "traces/tr_import.h"
-#include "traces/tr_rescale.h"
-#include "traces/tr_stats.h"
-#include "traces/tr_trace.h"
+#include "run/fm_trace.h"
 
 /* ---- shared helpers ------------------------------------------------------- */
 
-static int trace_fail(const char *cmd, const tr_error *err) {
-  if (err->code == TR_EBUDGET && err->line > 0)
-    return cli_fail(CLI_EFAIL, cmd, "%s:%ld: %s (--max-memory SIZE raises it)", err->path,
-                    err->line, err->msg);
-  if (err->code == TR_EBUDGET)
-    return cli_fail(CLI_EFAIL, cmd, "%s: %s (--max-memory SIZE raises it)", err->path, err->msg);
-  if (err->line > 0)
-    return cli_fail(CLI_EFAIL, cmd, "%s:%ld: %s", err->path, err->line, err->msg);
-  return cli_fail(CLI_EFAIL, cmd, "%s: %s", err->path, err->msg);
+/* The run library's error buffer: its sentences name a file (up to 512
+ * bytes), a line and a message, or a fit's sizes. */
+#define ERRLEN 2048
+
+/* rc from run/fm_trace (FM_EUSAGE or FM_EFAIL) printed with its sentence. */
+static int trace_fail(const char *cmd, int rc, const char *em) {
+  return cli_fail(rc, cmd, "%s", em);
 }
 
 /* --max-memory SIZE into *bytes; CLI_EUSAGE with one line when malformed. */
@@ -60,35 +55,10 @@ static int is_help(const char *a) {
   return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
-/* JSON number, or null for NaN/inf (JSON has no NaN). */
-static json_t *jnum(double x) { return fm_json_number(x); }
-
-/* Strings from a file (its path, the sidecar's source) go through
- * fm_json_string: bytes that are not UTF-8 would make json_string return
- * NULL and the key vanish. */
+/* The documents come from run/fm_trace (strings from a file through
+ * fm_json_string). */
 static int print_json(const char *cmd, json_t *root) {
   return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-}
-
-static const char *dtype_name(tr_dtype d) {
-  return d == TR_INT64 ? "int64" : d == TR_INT32 ? "int32" : "uint16";
-}
-
-/* Opens FILE and clamps [it0, it1) to it; prints the error and returns
- * non-zero on failure. */
-static int open_range(const char *cmd, const char *path, uint64_t max_memory, tr_trace *t,
-                      int64_t *it0, int64_t *it1) {
-  tr_error err;
-  if (tr_open_within(t, path, max_memory, &err))
-    return trace_fail(cmd, &err);
-  if (*it1 < 0 || *it1 > t->iterations)
-    *it1 = t->iterations;
-  if (*it0 >= *it1) {
-    int64_t n = t->iterations;
-    tr_close(t);
-    return cli_fail(CLI_EUSAGE, cmd, "--iterations: the trace has %" PRId64 " iterations", n);
-  }
-  return CLI_OK;
 }
 
 static void fmt_num(char *buf, size_t n, double v, int prec) {
@@ -117,23 +87,14 @@ static const char INFO_HELP[] =
     "example:\n"
     "  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n";
 
-static json_t *meta_json(const tr_trace *t) {
-  json_t *m = json_object();
-  json_object_set_new(m, "top_k", json_integer(t->meta.top_k));
-  json_object_set_new(m, "d_model", json_integer(t->meta.d_model));
-  json_object_set_new(m, "d_ff", json_integer(t->meta.d_ff));
-  json_object_set_new(m, "bytes_per_elem", json_integer(t->meta.bytes_per_elem));
-  json_object_set_new(m, "tokens_per_rank", json_integer(t->meta.tokens_per_rank));
-  json_object_set_new(m, "source", fm_json_string(t->meta.source));
-  return m;
-}
-
-static void print_header(const tr_trace *t, const tr_stats *s) {
+static void print_header(const fm_trace_analysis *a) {
+  const tr_trace *t = &a->trace;
+  const tr_stats *s = &a->stats;
   char v[5][32];
   const tr_meta *m = &t->meta;
   printf("trace     %s\n", t->path);
   printf("shape     %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n",
-         t->iterations, t->layers, t->ranks, t->experts, dtype_name(t->dtype));
+         t->iterations, t->layers, t->ranks, t->experts, fm_trace_dtype_name(t->dtype));
   if (s->first != 0 || s->iterations != t->iterations)
     printf("analysed  iterations %" PRId64 "..%" PRId64 "\n", s->first,
            s->first + s->iterations - 1);
@@ -155,23 +116,16 @@ static void print_header(const tr_trace *t, const tr_stats *s) {
 }
 
 /* What `trace info` and `trace stats` share: parse [--format] [--iterations]
- * FILE, open the trace and compute its statistics. Returns CLI_OK with *t
- * open and *s filled (caller closes t), or an exit code; *done is set when
- * --help was printed (exit code CLI_OK, nothing opened). */
-static int open_analysed(const char *cmd, const char *help, int argc, char **argv,
-                         int *fmt, tr_trace *t, int64_t *it0, int64_t *it1,
-                         tr_stats *s, int *done) {
+ * [--max-memory] FILE into *cfg. Returns CLI_OK, or an exit code with one
+ * message printed; *done is set when --help was printed. */
+static int parse_analysed(const char *cmd, const char *help, int argc, char **argv, int *fmt,
+                          fm_trace_config *cfg, int *done) {
   static const struct option opts[] = {{"help", no_argument, 0, 'h'},
                                        {"format", required_argument, 0, 'f'},
                                        {"iterations", required_argument, 0, 'i'},
                                        {"max-memory", required_argument, 0, 'M'},
                                        {0, 0, 0, 0}};
   int c;
-  uint64_t max_memory = 0;
-  *fmt = CLI_FMT_TABLE;
-  *done = 0;
-  *it0 = 0;
-  *it1 = -1;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":hf:i:M:", opts, NULL)) != -1) {
@@ -185,11 +139,11 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
         return CLI_EUSAGE;
       break;
     case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, it0, it1))
+      if (cli_parse_range(cmd, "--iterations", optarg, &cfg->it0, &cfg->it1))
         return CLI_EUSAGE;
       break;
     case 'M':
-      if (parse_max_memory(cmd, optarg, &max_memory))
+      if (parse_max_memory(cmd, optarg, &cfg->max_memory))
         return CLI_EUSAGE;
       break;
     default:
@@ -198,64 +152,49 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
   }
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe %s --help')", cmd);
-  if ((c = open_range(cmd, argv[optind], max_memory, t, it0, it1)))
-    return c;
-  if (tr_stats_compute(t, *it0, *it1, s)) {
-    tr_close(t);
-    return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
-  }
+  cfg->path = argv[optind];
+  return CLI_OK;
+}
+
+/* parse_analysed, then the trace analysed (run/fm_trace) into *a; CLI_OK
+ * with *a filled (caller finalizes), or an exit code with one message
+ * printed; *done when --help was printed. */
+static int open_analysed(const char *cmd, const char *help, int argc, char **argv, int *fmt,
+                         fm_trace_analysis *a, int *done) {
+  fm_trace_config cfg = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  char em[ERRLEN];
+  int rc;
+  *fmt = CLI_FMT_TABLE;
+  *done = 0;
+  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg, done)) || *done)
+    return rc;
+  if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
+    return trace_fail(cmd, rc, em);
   return CLI_OK;
 }
 
 static int trace_info(int argc, char **argv) {
   const char *cmd = "trace info";
   int fmt, done, c;
-  int64_t it0, it1;
-  tr_trace t;
-  tr_stats s;
-  if ((c = open_analysed(cmd, INFO_HELP, argc, argv, &fmt, &t, &it0, &it1, &s, &done)) || done)
+  fm_trace_analysis a;
+  if ((c = open_analysed(cmd, INFO_HELP, argc, argv, &fmt, &a, &done)) || done)
     return c;
   int rc = CLI_OK;
+  const tr_stats *s = &a.stats;
   if (fmt == CLI_FMT_JSON) {
-    json_t *o = json_object();
-    json_object_set_new(o, "path", fm_json_string(t.path));
-    json_object_set_new(o, "dtype", json_string(dtype_name(t.dtype)));
-    json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t.iterations, t.layers,
-                                              t.ranks, t.experts));
-    json_object_set_new(o, "iterations_analysed",
-                        json_pack("[I,I]", (json_int_t)it0, (json_int_t)it1));
-    char h[32];
-    snprintf(h, sizeof(h), "%016" PRIx64, t.hash);
-    json_object_set_new(o, "hash", json_string(h));
-    json_object_set_new(o, "meta", meta_json(&t));
-    json_object_set_new(o, "slots_per_slice",
-                        json_pack("{s:I,s:I,s:b}", "min", (json_int_t)s.tokens_min, "max",
-                                  (json_int_t)s.tokens_max, "constant",
-                                  s.tokens_min == s.tokens_max));
-    json_t *layers = json_array();
-    for (int l = 0; l < s.layers; l++) {
-      json_t *x = json_object();
-      json_object_set_new(x, "layer", json_integer(l));
-      json_object_set_new(x, "max_mean_p50", jnum(s.layer[l].max_mean_p50));
-      json_object_set_new(x, "max_mean_p90", jnum(s.layer[l].max_mean_p90));
-      json_object_set_new(x, "change_l1", jnum(s.layer[l].change[0]));
-      json_array_append_new(layers, x);
-    }
-    json_object_set_new(o, "layers", layers);
-    rc = print_json(cmd, o);
+    rc = print_json(cmd, fm_trace_info_doc(&a));
   } else {
-    print_header(&t, &s);
+    print_header(&a);
     printf("\nlayer  max/mean p50  max/mean p90  change/step (L1)\n");
-    for (int l = 0; l < s.layers; l++) {
-      char a[3][32];
-      fmt_num(a[0], 32, s.layer[l].max_mean_p50, 2);
-      fmt_num(a[1], 32, s.layer[l].max_mean_p90, 2);
-      fmt_num(a[2], 32, s.layer[l].change[0], 3);
-      printf("%5d  %12s  %12s  %16s\n", l, a[0], a[1], a[2]);
+    for (int l = 0; l < s->layers; l++) {
+      char v[3][32];
+      fmt_num(v[0], 32, s->layer[l].max_mean_p50, 2);
+      fmt_num(v[1], 32, s->layer[l].max_mean_p90, 2);
+      fmt_num(v[2], 32, s->layer[l].change[0], 3);
+      printf("%5d  %12s  %12s  %16s\n", l, v[0], v[1], v[2]);
     }
   }
-  tr_stats_fini(&s);
-  tr_close(&t);
+  fm_trace_analysis_fini(&a);
   return rc;
 }
 
@@ -279,51 +218,18 @@ static const char STATS_HELP[] =
     "example:\n"
     "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
 
-static json_t *stats_json(const tr_trace *t, const tr_stats *s) {
-  json_t *o = json_object();
-  json_object_set_new(o, "path", fm_json_string(t->path));
-  json_object_set_new(o, "shape", json_pack("[I,i,i,i]", (json_int_t)t->iterations, t->layers,
-                                            t->ranks, t->experts));
-  json_object_set_new(o, "iterations_analysed",
-                      json_pack("[I,I]", (json_int_t)s->first,
-                                (json_int_t)(s->first + s->iterations)));
-  json_object_set_new(o, "hot_experts", json_integer(s->hot));
-  json_t *layers = json_array();
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    json_t *j = json_object();
-    json_object_set_new(j, "layer", json_integer(l));
-    json_object_set_new(j, "max_mean_p50", jnum(x->max_mean_p50));
-    json_object_set_new(j, "max_mean_p90", jnum(x->max_mean_p90));
-    json_object_set_new(j, "max_mean_mean", jnum(x->max_mean_mean));
-    json_object_set_new(j, "gini", jnum(x->gini));
-    json_object_set_new(j, "entropy", jnum(x->entropy));
-    json_object_set_new(j, "change_l1_lag1", jnum(x->change[0]));
-    json_object_set_new(j, "change_l1_lag10", jnum(x->change[1]));
-    json_object_set_new(j, "change_l1_lag100", jnum(x->change[2]));
-    json_object_set_new(j, "hot_persistence_lag1", jnum(x->hot_persist[0]));
-    json_object_set_new(j, "hot_persistence_lag10", jnum(x->hot_persist[1]));
-    json_object_set_new(j, "rank_divergence_l1", jnum(x->rank_divergence));
-    json_object_set_new(j, "rank_total_cv", jnum(x->rank_total_cv));
-    json_array_append_new(layers, j);
-  }
-  json_object_set_new(o, "layers", layers);
-  return o;
-}
-
 static int trace_stats(int argc, char **argv) {
   const char *cmd = "trace stats";
   int fmt, done, c;
-  int64_t it0, it1;
-  tr_trace t;
-  tr_stats s;
-  if ((c = open_analysed(cmd, STATS_HELP, argc, argv, &fmt, &t, &it0, &it1, &s, &done)) || done)
+  fm_trace_analysis an;
+  if ((c = open_analysed(cmd, STATS_HELP, argc, argv, &fmt, &an, &done)) || done)
     return c;
   int rc = CLI_OK;
+  const tr_stats s = an.stats;
   if (fmt == CLI_FMT_JSON) {
-    rc = print_json(cmd, stats_json(&t, &s));
+    rc = print_json(cmd, fm_trace_stats_doc(&an));
   } else {
-    print_header(&t, &s);
+    print_header(&an);
     printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
            "  --- ranks ---\n",
            s.hot);
@@ -347,8 +253,7 @@ static int trace_stats(int argc, char **argv) {
              a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
     }
   }
-  tr_stats_fini(&s);
-  tr_close(&t);
+  fm_trace_analysis_fini(&an);
   return rc;
 }
 
@@ -408,247 +313,220 @@ static int parse_pair(const char *cmd, const char *flag, const char *text, doubl
   return CLI_OK;
 }
 
-static int trace_gen(int argc, char **argv) {
-  const char *cmd = "trace gen";
-  enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
-         O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED,
-         O_MOMENTUM, O_MAXMEM };
-  static const struct option opts[] = {
-      {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
-      {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
-      {"seed", required_argument, 0, 's'},    {"output", required_argument, 0, 'o'},
-      {"layers", required_argument, 0, O_LAYERS}, {"ranks", required_argument, 0, O_RANKS},
-      {"experts", required_argument, 0, O_EXPERTS}, {"tokens", required_argument, 0, O_TOKENS},
-      {"top-k", required_argument, 0, O_TOPK}, {"d-model", required_argument, 0, O_DMODEL},
-      {"d-ff", required_argument, 0, O_DFF},  {"dist", required_argument, 0, O_DIST},
-      {"drift", required_argument, 0, O_DRIFT}, {"rank-sigma", required_argument, 0, O_RSIGMA},
-      {"hot", required_argument, 0, O_HOT},   {"spread", no_argument, 0, O_SPREAD},
-      {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
-      {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
-      {"momentum", required_argument, 0, O_MOMENTUM},
-      {"max-memory", required_argument, 0, O_MAXMEM},
-      {0, 0, 0, 0}};
-  /* First pass: sizes, pattern and fit (model options apply on top). */
-  const char *pattern = NULL, *fitpath = NULL, *out = NULL;
-  long v, iters = -1, seed = 1;
-  long sizes[5] = {-1, -1, -1, -1, -1}; /* layers ranks experts tokens top-k */
-  long dmodel = 0, dff = 0;
-  uint64_t max_memory = 0;
-  int c;
+/* trace gen's long options beyond the one-letter ones. */
+enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
+       O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED,
+       O_MOMENTUM, O_MAXMEM };
+
+static const struct option gen_opts[] = {
+    {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
+    {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
+    {"seed", required_argument, 0, 's'},    {"output", required_argument, 0, 'o'},
+    {"layers", required_argument, 0, O_LAYERS}, {"ranks", required_argument, 0, O_RANKS},
+    {"experts", required_argument, 0, O_EXPERTS}, {"tokens", required_argument, 0, O_TOKENS},
+    {"top-k", required_argument, 0, O_TOPK}, {"d-model", required_argument, 0, O_DMODEL},
+    {"d-ff", required_argument, 0, O_DFF},  {"dist", required_argument, 0, O_DIST},
+    {"drift", required_argument, 0, O_DRIFT}, {"rank-sigma", required_argument, 0, O_RSIGMA},
+    {"hot", required_argument, 0, O_HOT},   {"spread", no_argument, 0, O_SPREAD},
+    {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
+    {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
+    {"momentum", required_argument, 0, O_MOMENTUM},
+    {"max-memory", required_argument, 0, O_MAXMEM},
+    {0, 0, 0, 0}};
+
+/* What trace gen's first pass reads: the sizes, the pattern or fit, the
+ * output and budget; the model options wait for the second pass. A size of
+ * -1 (0 for d_model, d_ff) means "the pattern's or the fit's". */
+typedef struct {
+  const char *pattern, *fitpath, *out;
+  long iters, seed;
+  long sizes[5]; /* layers ranks experts tokens top-k */
+  long dmodel, dff;
+  uint64_t max_memory;
+  int help; /* --help was printed: nothing else to do */
+} gen_args;
+
+/* Prints trace gen's help with the generator's pattern list. */
+static void gen_help(void) {
+  char list[2048] = "";
+  for (int i = 0; tr_gen_patterns[i]; i++) {
+    char line[160];
+    snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
+    strncat(list, line, sizeof(list) - strlen(list) - 1);
+  }
+  printf(GEN_HELP, list);
+}
+
+/* One first-pass option c (with optarg) into *a; CLI_OK, or CLI_EUSAGE with
+ * one message printed. Model options are left for gen_model_option. */
+static int gen_first_option(const char *cmd, int c, char **argv, gen_args *a) {
+  switch (c) {
+  case 'h': gen_help(); a->help = 1; break;
+  case 'p': a->pattern = optarg; break;
+  case 'F': a->fitpath = optarg; break;
+  case 'o': a->out = optarg; break;
+  case 'n':
+    return cli_parse_long(cmd, "--iterations", optarg, 1, LIM(ITERATIONS), &a->iters)
+               ? CLI_EUSAGE : CLI_OK;
+  case 's':
+    return cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &a->seed) ? CLI_EUSAGE
+                                                                             : CLI_OK;
+  case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
+    static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
+    static const tr_limit_id lim[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS,
+                                      TR_LIM_TOKENS_PER_RANK, TR_LIM_TOP_K};
+    int k = c - O_LAYERS; /* --tokens 0: a trace that routes nothing */
+    return cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, (long)tr_limits[lim[k]].hi,
+                          &a->sizes[k])
+               ? CLI_EUSAGE : CLI_OK;
+  }
+  case O_DMODEL:
+    return cli_parse_long(cmd, "--d-model", optarg, 1, LIM(D_MODEL), &a->dmodel) ? CLI_EUSAGE
+                                                                                  : CLI_OK;
+  case O_DFF:
+    return cli_parse_long(cmd, "--d-ff", optarg, 1, LIM(D_FF), &a->dff) ? CLI_EUSAGE : CLI_OK;
+  case O_MAXMEM:
+    return parse_max_memory(cmd, optarg, &a->max_memory) ? CLI_EUSAGE : CLI_OK;
+  case '?': case ':':
+    return cli_bad_option(cmd, argv[optind - 1]);
+  default:
+    break; /* model options: second pass */
+  }
+  return CLI_OK;
+}
+
+/* The first pass over argv into *a, then the required flags checked;
+ * CLI_OK (a->help set when --help was printed) or CLI_EUSAGE with one
+ * message printed. */
+static int gen_parse_first(const char *cmd, int argc, char **argv, gen_args *a) {
+  int c, rc;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", opts, NULL)) != -1) {
-    switch (c) {
-    case 'h': {
-      char list[2048] = "";
-      for (int i = 0; tr_gen_patterns[i]; i++) {
-        char line[160];
-        snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
-        strncat(list, line, sizeof(list) - strlen(list) - 1);
-      }
-      printf(GEN_HELP, list);
-      return CLI_OK;
-    }
-    case 'p': pattern = optarg; break;
-    case 'F': fitpath = optarg; break;
-    case 'o': out = optarg; break;
-    case 'n':
-      if (cli_parse_long(cmd, "--iterations", optarg, 1, LIM(ITERATIONS), &iters))
-        return CLI_EUSAGE;
-      break;
-    case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
-        return CLI_EUSAGE;
-      break;
-    case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
-      static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
-      static const tr_limit_id lim[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS,
-                                        TR_LIM_TOKENS_PER_RANK, TR_LIM_TOP_K};
-      int k = c - O_LAYERS; /* --tokens 0: a trace that routes nothing */
-      if (cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, (long)tr_limits[lim[k]].hi,
-                         &sizes[k]))
-        return CLI_EUSAGE;
-      break;
-    }
-    case O_DMODEL:
-      if (cli_parse_long(cmd, "--d-model", optarg, 1, LIM(D_MODEL), &dmodel))
-        return CLI_EUSAGE;
-      break;
-    case O_DFF:
-      if (cli_parse_long(cmd, "--d-ff", optarg, 1, LIM(D_FF), &dff))
-        return CLI_EUSAGE;
-      break;
-    case O_MAXMEM:
-      if (parse_max_memory(cmd, optarg, &max_memory))
-        return CLI_EUSAGE;
-      break;
-    case '?': case ':':
-      return cli_bad_option(cmd, argv[optind - 1]);
-    default:
-      break; /* model options: second pass */
-    }
-  }
+  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+    if ((rc = gen_first_option(cmd, c, argv, a)) || a->help)
+      return rc;
   if (optind != argc)
     return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
-  if (!pattern == !fitpath)
+  if (!a->pattern == !a->fitpath)
     return cli_fail(CLI_EUSAGE, cmd, "give exactly one of --pattern NAME or --fit FIT.json");
-  if (iters < 0)
+  if (a->iters < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--iterations N is required");
-  if (!out)
+  if (!a->out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  tr_gen_config g;
-  tr_gen_defaults(&g);
-  tr_fit fit = {0};
-  double *owned = NULL;
-  tr_error err;
-  if (fitpath) {
-    if (tr_fit_load(&fit, fitpath, &err))
-      return trace_fail(cmd, &err);
-    g.layers = fit.layers;
-    g.ranks = fit.ranks;
-    g.experts = fit.experts;
-    g.top_k = fit.top_k;
-    g.tokens_per_rank = fit.tokens_per_rank;
-    g.meta.d_model = fit.meta.d_model;
-    g.meta.d_ff = fit.meta.d_ff;
-    g.meta.bytes_per_elem = fit.meta.bytes_per_elem;
+  return CLI_OK;
+}
+
+/* --dist NAME[:PARAM] into *g (replacing a fitted profile); CLI_OK or
+ * CLI_EUSAGE with one message printed. */
+static int gen_dist(const char *cmd, const char *text, tr_gen_config *g) {
+  static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
+  char name[32];
+  snprintf(name, sizeof(name), "%s", text);
+  char *colon = strchr(name, ':');
+  if (colon)
+    *colon = '\0';
+  int k = -1;
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, names[i]) == 0)
+      k = i;
+  if (k < 0)
+    return cli_fail(CLI_EUSAGE, cmd, "--dist: '%s' is not one of uniform zipf lognormal dirichlet",
+                    text);
+  g->dist = (tr_dist)k;
+  g->base = NULL; /* a distribution replaces the fitted profile */
+  if (colon && cli_parse_double(cmd, "--dist", colon + 1, 1e-6, 100, &g->dist_param))
+    return CLI_EUSAGE;
+  return CLI_OK;
+}
+
+/* One second-pass (model) option c, with optarg, on top of the pattern or
+ * fit in *g; CLI_OK or CLI_EUSAGE with one message printed. */
+static int gen_model_option(const char *cmd, int c, tr_gen_config *g) {
+  double a, b;
+  long v;
+  switch (c) {
+  case O_DIST: return gen_dist(cmd, optarg, g);
+  case O_DRIFT:
+    a = g->innov1, b = g->phi1;
+    if (parse_pair(cmd, "--drift", optarg, 0, 10, &a, 0, 1, &b))
+      return CLI_EUSAGE;
+    g->innov1 = a, g->phi1 = b, g->innov = g->phi = NULL;
+    break;
+  case O_RSIGMA:
+    if (cli_parse_double(cmd, "--rank-sigma", optarg, 0, 10, &g->rank_sigma1))
+      return CLI_EUSAGE;
+    g->rank_sigma = NULL;
+    break;
+  case O_HOT:
+    a = 0, b = g->hot_boost;
+    if (parse_pair(cmd, "--hot", optarg, 0, g->experts, &a, -20, 20, &b))
+      return CLI_EUSAGE;
+    g->hot = (int)a, g->hot_boost = b;
+    break;
+  case O_SPREAD: g->hot_layout = TR_HOT_SPREAD; break;
+  case O_ROTATE:
+    if (cli_parse_long(cmd, "--rotate", optarg, 1, LONG_MAX, &v))
+      return CLI_EUSAGE;
+    g->rotate_period = v;
+    break;
+  case O_BURST:
+    return cli_parse_double(cmd, "--burst", optarg, 0, 1, &g->burst_prob) ? CLI_EUSAGE : CLI_OK;
+  case O_REGIME:
+    if (cli_parse_long(cmd, "--regime", optarg, 1, LONG_MAX, &v))
+      return CLI_EUSAGE;
+    g->regime_period = v;
+    break;
+  case O_MOMENTUM:
+    if (cli_parse_double(cmd, "--momentum", optarg, 0, 0.99, &g->psi1))
+      return CLI_EUSAGE;
+    g->psi = NULL;
+    break;
+  case O_RAGGED:
+    return cli_parse_double(cmd, "--ragged", optarg, 0, 3, &g->rank_total_sigma) ? CLI_EUSAGE
+                                                                                 : CLI_OK;
+  default:
+    break;
   }
-  if (sizes[0] > 0) g.layers = (int)sizes[0];
-  if (sizes[1] > 0) g.ranks = (int)sizes[1];
-  if (sizes[2] > 0) g.experts = (int)sizes[2];
-  if (sizes[3] >= 0) g.tokens_per_rank = sizes[3];
-  if (sizes[4] > 0) g.top_k = (int)sizes[4];
-  if (dmodel) g.meta.d_model = (int)dmodel;
-  if (dff) g.meta.d_ff = (int)dff;
-  g.iterations = iters;
-  g.seed = (uint64_t)seed;
-  g.max_memory = max_memory;
-  int rc = CLI_OK;
-  if (g.top_k > g.experts) {
-    rc = cli_fail(CLI_EUSAGE, cmd, "--top-k %d is larger than --experts %d", g.top_k, g.experts);
-    goto done;
-  }
-  if (pattern && tr_gen_pattern(&g, pattern)) {
-    rc = cli_fail(CLI_EUSAGE, cmd, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
-                  pattern);
-    goto done;
-  }
-  if (fitpath && (c = tr_fit_apply(&fit, &g, &owned))) {
-    char need[32], have[32];
-    if (c == TR_EBUDGET)
-      rc = cli_fail(CLI_EFAIL, cmd,
-                    "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
-                    "than %s, the memory budget (--max-memory SIZE raises it; the generator "
-                    "alone needs %s)",
-                    fitpath, g.layers, g.ranks, g.experts,
-                    tr_format_size((double)tr_max_memory(g.max_memory), have, sizeof(have)),
-                    tr_format_size((double)tr_gen_memory(&g), need, sizeof(need)));
-    else
-      rc = cli_fail(CLI_EFAIL, cmd, "%s: out of memory", fitpath);
+  return CLI_OK;
+}
+
+/* flexmoe trace gen ARGS: a first pass over the flags for the sizes and the
+ * pattern or fit, the generator resolved (run/fm_trace), a second pass for
+ * the model options on top, then the trace written to -o; CLI_OK,
+ * CLI_EUSAGE for a bad command line, CLI_EFAIL (one message printed) for a
+ * fit or write error. */
+static int trace_gen(int argc, char **argv) {
+  const char *cmd = "trace gen";
+  gen_args a = {.iters = -1, .seed = 1, .sizes = {-1, -1, -1, -1, -1}};
+  int rc = gen_parse_first(cmd, argc, argv, &a), c;
+  if (rc || a.help)
+    return rc;
+  fm_trace_gen_config cfg = {
+      .pattern = a.pattern, .fit_path = a.fitpath, .out = a.out, .iterations = a.iters,
+      .seed = (uint64_t)a.seed, .layers = a.sizes[0], .ranks = a.sizes[1],
+      .experts = a.sizes[2], .tokens_per_rank = a.sizes[3], .top_k = a.sizes[4],
+      .d_model = a.dmodel, .d_ff = a.dff, .max_memory = a.max_memory};
+  fm_trace_gen g;
+  char em[ERRLEN];
+  if ((rc = fm_trace_gen_prepare(&cfg, &g, em, sizeof(em)))) {
+    rc = trace_fail(cmd, rc, em);
     goto done;
   }
   /* Second pass: model options on top of the pattern or fit. */
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", opts, NULL)) != -1) {
-    double a, b;
-    switch (c) {
-    case O_DIST: {
-      static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
-      char name[32];
-      snprintf(name, sizeof(name), "%s", optarg);
-      char *colon = strchr(name, ':');
-      if (colon)
-        *colon = '\0';
-      int k = -1;
-      for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0)
-          k = i;
-      if (k < 0) {
-        rc = cli_fail(CLI_EUSAGE, cmd, "--dist: '%s' is not one of uniform zipf lognormal dirichlet",
-                      optarg);
-        goto done;
-      }
-      g.dist = (tr_dist)k;
-      g.base = NULL; /* a distribution replaces the fitted profile */
-      if (colon && cli_parse_double(cmd, "--dist", colon + 1, 1e-6, 100, &g.dist_param)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      break;
-    }
-    case O_DRIFT:
-      a = g.innov1, b = g.phi1;
-      if (parse_pair(cmd, "--drift", optarg, 0, 10, &a, 0, 1, &b)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.innov1 = a, g.phi1 = b, g.innov = g.phi = NULL;
-      break;
-    case O_RSIGMA:
-      if (cli_parse_double(cmd, "--rank-sigma", optarg, 0, 10, &g.rank_sigma1)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.rank_sigma = NULL;
-      break;
-    case O_HOT:
-      a = 0, b = g.hot_boost;
-      if (parse_pair(cmd, "--hot", optarg, 0, g.experts, &a, -20, 20, &b)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.hot = (int)a, g.hot_boost = b;
-      break;
-    case O_SPREAD: g.hot_layout = TR_HOT_SPREAD; break;
-    case O_ROTATE:
-      if (cli_parse_long(cmd, "--rotate", optarg, 1, LONG_MAX, &v)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.rotate_period = v;
-      break;
-    case O_BURST:
-      if (cli_parse_double(cmd, "--burst", optarg, 0, 1, &g.burst_prob)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      break;
-    case O_REGIME:
-      if (cli_parse_long(cmd, "--regime", optarg, 1, LONG_MAX, &v)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.regime_period = v;
-      break;
-    case O_MOMENTUM:
-      if (cli_parse_double(cmd, "--momentum", optarg, 0, 0.99, &g.psi1)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      g.psi = NULL;
-      break;
-    case O_RAGGED:
-      if (cli_parse_double(cmd, "--ragged", optarg, 0, 3, &g.rank_total_sigma)) {
-        rc = CLI_EUSAGE;
-        goto done;
-      }
-      break;
-    default:
-      break;
-    }
-  }
-  snprintf(g.meta.source, sizeof(g.meta.source), "flexmoe trace gen %s %s, seed %ld",
-           pattern ? "--pattern" : "--fit", pattern ? pattern : fitpath, seed);
-  if (tr_gen_write(&g, out, &err)) {
-    rc = trace_fail(cmd, &err);
+  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+    if ((rc = gen_model_option(cmd, c, &g.gen)))
+      goto done;
+  if ((rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em)))) {
+    rc = trace_fail(cmd, rc, em);
     goto done;
   }
   printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
          " tokens per rank, seed %ld\n",
-         out, iters, g.layers, g.ranks, g.experts, g.top_k, g.tokens_per_rank, seed);
+         a.out, a.iters, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
+         g.gen.tokens_per_rank, a.seed);
 done:
-  tr_free(owned);
-  tr_fit_fini(&fit);
+  fm_trace_gen_fini(&g);
   return rc;
 }
 
@@ -674,6 +552,33 @@ static const char FIT_HELP[] =
     "example:\n"
     "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
 
+/* The fitted model f (written to out) as a table: per layer, the targets,
+ * what the fitted model reproduces and the model's parameters. */
+static void print_fit_table(const tr_fit *f, const char *out) {
+  printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
+         " iterations, up to %d rounds\n\n",
+         f->source, f->iterations, out, f->cal_iterations, f->rounds);
+  printf("       ---- max/mean p50 ----  ---- L1 change lag 1 --  --- L1 change lag 10 --"
+         "  -------------- model --------------\n");
+  printf("layer  target  fitted  error   target  fitted  error   target  fitted  error "
+         "   scale  innov    phi    psi  rank_s\n");
+  for (int l = 0; l < f->layers; l++) {
+    const tr_fit_layer *x = &f->layer[l];
+    printf("%5d  %6.2f  %6.2f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  "
+           "%6.3f  %5.3f  %5.3f  %5.3f  %6.3f\n",
+           l, x->target.max_mean_p50, x->fitted.max_mean_p50,
+           100 * (x->fitted.max_mean_p50 / x->target.max_mean_p50 - 1), x->target.change1,
+           x->fitted.change1, 100 * (x->fitted.change1 / x->target.change1 - 1),
+           x->target.change10, x->fitted.change10,
+           100 * (x->fitted.change10 / x->target.change10 - 1), x->scale, x->innov, x->phi,
+           x->psi, x->rank_sigma);
+  }
+}
+
+/* flexmoe trace fit FILE -o FIT.json: fits the generator's model to the
+ * trace, writes it and prints target vs fitted; CLI_OK, CLI_EUSAGE for a bad
+ * command line, CLI_EFAIL (one message printed) for a trace, fit or write
+ * error. */
 static int trace_fit(int argc, char **argv) {
   const char *cmd = "trace fit";
   static const struct option opts[] = {{"help", no_argument, 0, 'h'},
@@ -717,51 +622,19 @@ static int trace_fit(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace fit --help')");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o FIT.json is required");
-  tr_trace t;
-  if ((c = open_range(cmd, argv[optind], max_memory, &t, &it0, &it1)))
-    return c;
-  if (it1 - it0 < 12) {
-    tr_close(&t);
-    return cli_fail(CLI_EFAIL, cmd, "%s: fitting needs at least 12 iterations", argv[optind]);
-  }
+  fm_trace_fit_config cfg = {
+      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
+      .out = out, .seed = (uint64_t)seed};
   tr_fit f;
-  if ((c = tr_fit_trace(&t, it0, it1, (uint64_t)seed, &f))) {
-    tr_close(&t);
-    if (c == TR_ENOMEM)
-      return cli_fail(CLI_EFAIL, cmd, "%s: out of memory", argv[optind]);
-    return cli_fail(CLI_EFAIL, cmd,
-                    "%s: its tokens per rank (slots per rank / top_k) must be between %" PRId64
-                    " and %" PRId64 " to fit a model (is the trace empty?)",
-                    argv[optind], tr_limits[TR_LIM_TOKENS_PER_RANK].lo,
-                    tr_limits[TR_LIM_TOKENS_PER_RANK].hi);
-  }
-  tr_close(&t);
-  tr_error err;
+  char em[ERRLEN];
+  if ((c = fm_trace_fit(&cfg, &f, em, sizeof(em))))
+    return trace_fail(cmd, c, em);
   int rc = CLI_OK;
-  if (tr_fit_save(&f, out, &err)) {
-    rc = trace_fail(cmd, &err);
-  } else if (fmt == CLI_FMT_JSON) {
+  if (fmt == CLI_FMT_JSON) {
     json_t *o = json_load_file(out, 0, NULL);
     rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", out);
   } else {
-    printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
-           " iterations, up to %d rounds\n\n",
-           f.source, f.iterations, out, f.cal_iterations, f.rounds);
-    printf("       ---- max/mean p50 ----  ---- L1 change lag 1 --  --- L1 change lag 10 --"
-           "  -------------- model --------------\n");
-    printf("layer  target  fitted  error   target  fitted  error   target  fitted  error "
-           "   scale  innov    phi    psi  rank_s\n");
-    for (int l = 0; l < f.layers; l++) {
-      const tr_fit_layer *x = &f.layer[l];
-      printf("%5d  %6.2f  %6.2f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  "
-             "%6.3f  %5.3f  %5.3f  %5.3f  %6.3f\n",
-             l, x->target.max_mean_p50, x->fitted.max_mean_p50,
-             100 * (x->fitted.max_mean_p50 / x->target.max_mean_p50 - 1), x->target.change1,
-             x->fitted.change1, 100 * (x->fitted.change1 / x->target.change1 - 1),
-             x->target.change10, x->fitted.change10,
-             100 * (x->fitted.change10 / x->target.change10 - 1), x->scale, x->innov, x->phi,
-             x->psi, x->rank_sigma);
-    }
+    print_fit_table(&f, out);
   }
   tr_fit_fini(&f);
   return rc;
@@ -841,28 +714,18 @@ static int trace_rescale(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "--gpus G is required");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  tr_trace t;
-  if ((c = open_range(cmd, argv[optind], max_memory, &t, &it0, &it1)))
-    return c;
-  int k = t.meta.top_k > 0 ? t.meta.top_k : 1;
-  tr_meta meta = t.meta;
-  if (tokens > 0)
-    meta.tokens_per_rank = tokens;
-  snprintf(meta.source, sizeof(meta.source),
-           "flexmoe trace rescale %.150s --gpus %ld --tokens-per-gpu %ld --seed %ld (%.250s)",
-           t.path, gpus, tokens, seed, t.meta.source);
-  tr_error err;
-  int rc = CLI_OK;
-  if (tr_rescale_write(&t, it0, it1, (int)gpus, tokens > 0 ? tokens * k : 0, (uint64_t)seed, out,
-                       &meta, max_memory, &err))
-    rc = trace_fail(cmd, &err);
-  else
-    printf("wrote %s: %" PRId64 " iterations x %d layers x %ld GPUs x %d experts, %s slots "
-           "per GPU, seed %ld\n",
-           out, it1 - it0, t.layers, gpus, t.experts,
-           tokens > 0 ? "exact" : "source-rank", seed);
-  tr_close(&t);
-  return rc;
+  fm_trace_rescale_config cfg = {
+      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
+      .out = out, .gpus = (int)gpus, .tokens_per_gpu = tokens, .seed = (uint64_t)seed};
+  fm_trace_shape w;
+  char em[ERRLEN];
+  if ((c = fm_trace_rescale(&cfg, &w, em, sizeof(em))))
+    return trace_fail(cmd, c, em);
+  printf("wrote %s: %" PRId64 " iterations x %d layers x %ld GPUs x %d experts, %s slots "
+         "per GPU, seed %ld\n",
+         out, w.iterations, w.layers, gpus, w.experts, tokens > 0 ? "exact" : "source-rank",
+         seed);
+  return CLI_OK;
 }
 
 /* ---- trace import ------------------------------------------------------------- */
@@ -937,33 +800,15 @@ static int trace_import(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "--axes and --expert-ids do not go together");
   if ((axes || ids) && ranged)
     return cli_fail(CLI_EUSAGE, cmd, "--iterations works on .npy/.csv traces only");
-  const char *in = argv[optind];
-  tr_error err;
-  int rc;
-  if (axes) {
-    rc = tr_import_axes(in, axes, out, max_memory, &err);
-    if (rc == TR_EINVAL)
-      return cli_fail(CLI_EUSAGE, cmd, "%s", err.msg);
-  } else if (ids) {
-    rc = tr_import_ids(in, (int)experts, out, max_memory, &err);
-  } else {
-    tr_trace t;
-    if ((c = open_range(cmd, in, max_memory, &t, &it0, &it1)))
-      return c;
-    tr_meta meta = t.meta;
-    if (!meta.source[0])
-      snprintf(meta.source, sizeof(meta.source), "imported from %s", in);
-    rc = tr_import_trace(&t, it0, it1, out, &meta, &err);
-    tr_close(&t);
-  }
-  if (rc)
-    return trace_fail(cmd, &err);
-  tr_trace o;
-  if (tr_open(&o, out, &err))
-    return trace_fail(cmd, &err);
+  fm_trace_import_config cfg = {
+      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
+      .out = out, .axes = axes, .expert_ids = ids, .experts = (int)experts};
+  fm_trace_shape o;
+  char em[ERRLEN];
+  if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))
+    return trace_fail(cmd, c, em);
   printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
-         o.iterations, o.layers, o.ranks, o.experts, dtype_name(o.dtype));
-  tr_close(&o);
+         o.iterations, o.layers, o.ranks, o.experts, fm_trace_dtype_name(o.dtype));
   return CLI_OK;
 }
 

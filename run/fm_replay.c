@@ -143,230 +143,268 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
   return 0;
 }
 
-int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char *em, size_t el) {
+/* One replay's state from start to summary, released by replay_fini.
+ * Invariants: kp never moves once env.profile points into it (the struct
+ * lives on fm_replay_compute's stack); counts holds I x L x G x E rescaled
+ * counts, iteration i at counts + per * i. */
+typedef struct replay {
+  const fm_replay_config *cfg;
+  char *em; /* the caller's message buffer [el] */
+  size_t el;
   tr_trace t;
-  tr_error terr;
-  memset(&terr, 0, sizeof terr);
-  if (!cfg->trace_path) return efail(em, el, FM_EUSAGE, "--trace is required");
-  if (tr_open(&t, cfg->trace_path, &terr)) {
-    if (terr.line > 0)
-      return efail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
-    return efail(em, el, FM_EFAIL, "%s: %s", cfg->trace_path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
-  }
-  int rc = FM_OK;
-  fm_replay_output *o = calloc(1, sizeof *o);
-  int64_t *counts = NULL;
-  rt_backend *b = NULL;
-  pl_policy *pol = NULL;
-  rt_exec *x = NULL;
-  json_t *plans = NULL;
-  double *bal = NULL;
+  fm_replay_output *o;
+  int L, E, G, d, f, k, slots;
+  int64_t A, B, I;          /* iterations [A, B) of the trace, I = B - A */
+  int64_t smax, emax;       /* largest slots on one GPU / one expert's total */
+  double ssum;              /* slots over every (iteration, layer, GPU) */
+  size_t per;               /* L * G * E */
+  int64_t *counts;
+  rt_backend *b;            /* NULL when predicting */
+  pl_policy *pol;
+  rt_exec *x;               /* NULL when predicting */
+  pl_env env;
+  json_t *plans;
+  double *bal;
   keep kp;
   predictor pred;
-  memset(&pred, 0, sizeof pred);
-  char err[768] = "";
-  if (!o) {
-    tr_close(&t);
-    return efail(em, el, FM_EFAIL, "out of memory");
-  }
-  o->started = wall_s();
-  int L = t.layers, E = t.experts;
-  int d = cfg->d_model ? cfg->d_model : t.meta.d_model;
-  int f = cfg->d_ff ? cfg->d_ff : t.meta.d_ff;
-  int k = cfg->top_k ? cfg->top_k : t.meta.top_k;
-  if (d <= 0 || f <= 0 || k <= 0) {
-    rc = efail(em, el, FM_EUSAGE, "%s has no %s in its sidecar: give %s", cfg->trace_path,
-               d <= 0 ? "d_model" : f <= 0 ? "d_ff" : "top_k",
-               d <= 0 ? "--d-model" : f <= 0 ? "--d-ff" : "--top-k");
-    goto done;
-  }
-  if (d % 8 || f % 8) {
-    rc = efail(em, el, FM_EUSAGE, "--d-model %d / --d-ff %d: the runtime needs multiples of 8", d, f);
-    goto done;
-  }
-  int64_t A = 0, B = 0;
-  if ((rc = fm_iteration_range(cfg->it_begin, cfg->it_end, t.iterations, &A, &B, em, el)) != FM_OK)
-    goto done;
+  char err[768];
+} replay;
+
+/* The model shape from the configuration or the trace's sidecar and the
+ * iteration range; FM_OK, or FM_EUSAGE with the message in w->em. */
+static int replay_shape(replay *w) {
+  const fm_replay_config *cfg = w->cfg;
+  w->L = w->t.layers;
+  w->E = w->t.experts;
+  w->d = cfg->d_model ? cfg->d_model : w->t.meta.d_model;
+  w->f = cfg->d_ff ? cfg->d_ff : w->t.meta.d_ff;
+  w->k = cfg->top_k ? cfg->top_k : w->t.meta.top_k;
+  int d = w->d, f = w->f, k = w->k;
+  if (d <= 0 || f <= 0 || k <= 0)
+    return efail(w->em, w->el, FM_EUSAGE, "%s has no %s in its sidecar: give %s", cfg->trace_path,
+                 d <= 0 ? "d_model" : f <= 0 ? "d_ff" : "top_k",
+                 d <= 0 ? "--d-model" : f <= 0 ? "--d-ff" : "--top-k");
+  if (d % 8 || f % 8)
+    return efail(w->em, w->el, FM_EUSAGE,
+                 "--d-model %d / --d-ff %d: the runtime needs multiples of 8", d, f);
+  return fm_iteration_range(cfg->it_begin, cfg->it_end, w->t.iterations, &w->A, &w->B, w->em,
+                            w->el);
+}
+
+/* The backend created (none when predicting: the ranks must be given), the
+ * ranks G and the slots per rank (default ceil(1.5 E / G), at most E, enough
+ * for every expert once); FM_OK, FM_EUSAGE or FM_EFAIL with the message. */
+static int replay_backend(replay *w) {
+  const fm_replay_config *cfg = w->cfg;
   rt_backend_config bc = {.ranks = cfg->ranks, .partitions = cfg->partitions,
                           .device = cfg->device, .timeout_s = 300.0, .direct = 0};
   if (cfg->partitions > 0) bc.ranks = cfg->partitions;
-  else if (bc.ranks == 0 && strcmp(cfg->backend, "cpu") == 0) bc.ranks = t.ranks;
+  else if (bc.ranks == 0 && strcmp(cfg->backend, "cpu") == 0) bc.ranks = w->t.ranks;
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cuda") == 0) bc.ranks = 1;
   if (cfg->predict) {
-    if (bc.ranks < 1) {
-      rc = efail(em, el, FM_EUSAGE, "--ranks is needed to predict a %s run", cfg->backend);
-      goto done;
-    }
-  } else if (rt_backend_create(&b, cfg->backend, &bc, err, sizeof err)) {
-    rc = efail(em, el, FM_EFAIL, "%s", err);
-    goto done;
+    if (bc.ranks < 1)
+      return efail(w->em, w->el, FM_EUSAGE, "--ranks is needed to predict a %s run", cfg->backend);
+  } else if (rt_backend_create(&w->b, cfg->backend, &bc, w->err, sizeof w->err)) {
+    return efail(w->em, w->el, FM_EFAIL, "%s", w->err);
   }
-  int G = b ? b->ranks : bc.ranks;
+  int G = w->G = w->b ? w->b->ranks : bc.ranks, E = w->E;
   int slots = cfg->slots ? cfg->slots : (int)ceil(1.5 * E / G);
   if (slots > E) slots = E;
-  if ((int64_t)slots * G < E) {
-    rc = efail(em, el, FM_EUSAGE, "--slots %d: %d ranks x %d slots < %d experts", slots, G, slots, E);
-    goto done;
-  }
-  int64_t I = B - A;
-  size_t per = (size_t)L * G * E;
-  counts = malloc(sizeof(int64_t) * per * (size_t)I);
-  if (!counts) {
-    rc = efail(em, el, FM_EFAIL, "out of memory for %" PRId64 " iterations of counts", I);
-    goto done;
-  }
-  int64_t slots_per_gpu = cfg->tokens_per_gpu * k, smax = 1, emax = 1;
-  double ssum = 0;
-  for (int64_t i = 0; i < I; i++)
+  w->slots = slots;
+  if ((int64_t)slots * G < E)
+    return efail(w->em, w->el, FM_EUSAGE, "--slots %d: %d ranks x %d slots < %d experts", slots,
+                 G, slots, E);
+  return FM_OK;
+}
+
+/* Every (iteration, layer) of the range rescaled to G ranks into w->counts,
+ * with the largest slots on one rank (smax), on one expert (emax) and their
+ * sum (ssum); FM_OK or FM_EFAIL with the message. */
+static int replay_counts(replay *w) {
+  const fm_replay_config *cfg = w->cfg;
+  int L = w->L, G = w->G, E = w->E;
+  w->I = w->B - w->A;
+  w->per = (size_t)L * G * E;
+  w->counts = malloc(sizeof(int64_t) * w->per * (size_t)w->I);
+  if (!w->counts)
+    return efail(w->em, w->el, FM_EFAIL, "out of memory for %" PRId64 " iterations of counts",
+                 w->I);
+  int64_t slots_per_gpu = cfg->tokens_per_gpu * w->k;
+  w->smax = w->emax = 1;
+  w->ssum = 0;
+  for (int64_t i = 0; i < w->I; i++)
     for (int l = 0; l < L; l++) {
-      int64_t *c = counts + per * (size_t)i + (size_t)l * G * E;
-      int trc = tr_rescale_slice(&t, A + i, l, G, slots_per_gpu, cfg->seed, c);
-      if (trc) {
-        rc = efail(em, el, FM_EFAIL, "%s: rescaling iteration %" PRId64 " layer %d: %s", cfg->trace_path,
-                   A + i, l, tr_strerror(trc));
-        goto done;
-      }
+      int64_t *c = w->counts + w->per * (size_t)i + (size_t)l * G * E;
+      int trc = tr_rescale_slice(&w->t, w->A + i, l, G, slots_per_gpu, cfg->seed, c);
+      if (trc)
+        return efail(w->em, w->el, FM_EFAIL, "%s: rescaling iteration %" PRId64 " layer %d: %s",
+                     cfg->trace_path, w->A + i, l, tr_strerror(trc));
       for (int g = 0; g < G; g++) {
         int64_t s = 0;
         for (int e = 0; e < E; e++) s += c[g * E + e];
-        if (s > smax) smax = s;
-        ssum += (double)s;
+        if (s > w->smax) w->smax = s;
+        w->ssum += (double)s;
       }
       for (int e = 0; e < E; e++) {
         int64_t s = 0;
         for (int g = 0; g < G; g++) s += c[g * E + e];
-        if (s > emax) emax = s;
+        if (s > w->emax) w->emax = s;
       }
     }
-  /* tokens per GPU as the simulator's runner resolves it (fm_sim.c) */
+  return FM_OK;
+}
+
+/* Tokens per GPU as the simulator's runner resolves it (fm_sim.c), then the
+ * cost model's profile into w->kp: the calibrated file through the
+ * simulator's own resolution, the caller's, or the nominal H200 table
+ * scaled; FM_OK or FM_EFAIL with the message. */
+static int replay_profile(replay *w) {
+  const fm_replay_config *cfg = w->cfg;
+  int d = w->d, f = w->f, k = w->k;
+  keep *kp = &w->kp;
   int64_t tpg = cfg->tokens_per_gpu;
   if (tpg <= 0) {
-    if (t.meta.tokens_per_rank > 0) tpg = t.meta.tokens_per_rank;
+    if (w->t.meta.tokens_per_rank > 0) tpg = w->t.meta.tokens_per_rank;
     else {
       int64_t s = 0;
-      for (int e = 0; e < E; e++) s += tr_at(&t, A, 0, 0, e);
+      for (int e = 0; e < w->E; e++) s += tr_at(&w->t, w->A, 0, 0, e);
       tpg = s / k;
     }
   }
-  o->tokens_per_gpu = tpg;
-  /* profile: the calibrated one through the simulator's own resolution */
+  w->o->tokens_per_gpu = tpg;
   if (cfg->profile_path) {
-    if ((rc = fm_profile_for_sim(cfg->profile_path, d, f, k, (double)tpg, &kp.sp, em, el))) goto done;
-    if (sim_profile_for_shape(&kp.sp, d, f, tpg, 1.0, &kp.plp)) {
-      rc = efail(em, el, FM_EFAIL, "%s: no usable profile for d_model %d, d_ff %d", cfg->profile_path, d, f);
-      goto done;
-    }
-    kp.pl = kp.plp.pl; /* points into kp.plp, which stays in place */
+    int rc = fm_profile_for_sim(cfg->profile_path, d, f, k, (double)tpg, &kp->sp, w->em, w->el);
+    if (rc) return rc;
+    if (sim_profile_for_shape(&kp->sp, d, f, tpg, 1.0, &kp->plp))
+      return efail(w->em, w->el, FM_EFAIL, "%s: no usable profile for d_model %d, d_ff %d",
+                   cfg->profile_path, d, f);
+    kp->pl = kp->plp.pl; /* points into kp->plp, which stays in place */
   } else if (cfg->profile) {
-    kp.pl = *cfg->profile;
+    kp->pl = *cfg->profile;
   } else {
     double scale = (double)d * f / (2048.0 * 8192.0);
     if (cfg->partitions > 1) scale *= 132.0 / ((132 / cfg->partitions / 8) * 8) * 1.02;
     int n = (int)(sizeof nom_tok / sizeof *nom_tok);
     for (int i = 0; i < n; i++) {
-      kp.tok[i] = nom_tok[i];
-      kp.us[i] = nom_us[i] * scale;
+      kp->tok[i] = nom_tok[i];
+      kp->us[i] = nom_us[i] * scale;
     }
-    kp.pl.npoints = n;
-    kp.pl.tokens = kp.tok;
-    kp.pl.us = kp.us;
-    kp.pl.bwd_ratio = 2.15;
-    kp.pl.nonmoe_us = 0.0;
+    kp->pl.npoints = n;
+    kp->pl.tokens = kp->tok;
+    kp->pl.us = kp->us;
+    kp->pl.bwd_ratio = 2.15;
+    kp->pl.nonmoe_us = 0.0;
   }
-  o->slots_per_gpu_mean = ssum / ((double)I * L * G);
-  o->nonmoe_us = kp.pl.nonmoe_us;
-  pl_env env = PL_ENV_INIT;
-  env.layers = L;
-  env.experts = E;
-  env.cluster.gpus = G;
-  env.cluster.gpus_per_node = G;
-  env.cluster.slots = slots;
-  env.cluster.intra_Bps = cfg->exchange_GBps * 1e9;
-  env.cluster.intra_lat_s = cfg->exchange_lat_us * 1e-6;
-  env.cluster.inter_Bps = cfg->exchange_GBps * 1e9;
-  env.cluster.inter_lat_s = cfg->exchange_lat_us * 1e-6;
-  env.cluster.oversub = 1.0;
-  env.model.d_model = d;
-  env.model.d_ff = f;
-  env.model.top_k = k;
-  env.model.bytes_per_elem = 2;
-  env.model.optimizer_bytes_per_param = 12.0;
-  env.profile = kp.pl;
-  env.seed = cfg->seed;
+  w->o->slots_per_gpu_mean = w->ssum / ((double)w->I * w->L * w->G);
+  w->o->nonmoe_us = kp->pl.nonmoe_us;
+  return FM_OK;
+}
+
+/* The placement environment (one node of G ranks at the exchange numbers),
+ * the policy, the executor (not when predicting) and the output arrays;
+ * FM_OK, FM_EUSAGE for a bad policy, FM_EFAIL otherwise. */
+static int replay_policy(replay *w) {
+  const fm_replay_config *cfg = w->cfg;
+  pl_env *env = &w->env;
+  *env = (pl_env)PL_ENV_INIT;
+  env->layers = w->L;
+  env->experts = w->E;
+  env->cluster.gpus = w->G;
+  env->cluster.gpus_per_node = w->G;
+  env->cluster.slots = w->slots;
+  env->cluster.intra_Bps = cfg->exchange_GBps * 1e9;
+  env->cluster.intra_lat_s = cfg->exchange_lat_us * 1e-6;
+  env->cluster.inter_Bps = cfg->exchange_GBps * 1e9;
+  env->cluster.inter_lat_s = cfg->exchange_lat_us * 1e-6;
+  env->cluster.oversub = 1.0;
+  env->model = (pl_model){.d_model = w->d, .d_ff = w->f, .top_k = w->k, .bytes_per_elem = 2,
+                          .optimizer_bytes_per_param = 12.0};
+  env->profile = w->kp.pl;
+  env->seed = cfg->seed;
   char perr[256] = "";
-  int prc = pl_policy_create(&pol, cfg->policy, &env, perr, sizeof perr);
-  if (prc) {
-    rc = efail(em, el, FM_EUSAGE, "--policy '%s': %s", cfg->policy, perr[0] ? perr : pl_strerror(prc));
-    goto done;
-  }
+  int prc = pl_policy_create(&w->pol, cfg->policy, env, perr, sizeof perr);
+  if (prc)
+    return efail(w->em, w->el, FM_EUSAGE, "--policy '%s': %s", cfg->policy,
+                 perr[0] ? perr : pl_strerror(prc));
   /* GPU warm-up at every token count an expert can get here (bounded by an
    * expert's largest total load in the trace slice). */
-  rt_exec_config xc = {.layers = L, .experts = E, .top_k = k, .d_model = d, .d_ff = f,
-                       .slots = slots, .max_slots_per_rank = smax,
+  rt_exec_config xc = {.layers = w->L, .experts = w->E, .top_k = w->k, .d_model = w->d,
+                       .d_ff = w->f, .slots = w->slots, .max_slots_per_rank = w->smax,
                        .optimizer_bytes_per_param = 12.0, .model_bytes_per_elem = 2,
                        .seed = cfg->seed,
-                       .warm_tokens = strcmp(cfg->backend, "cpu") != 0 ? emax : 0};
-  if (!cfg->predict && rt_exec_create(&x, b, pol, &env, &xc, err, sizeof err)) {
-    rc = efail(em, el, FM_EFAIL, "backend '%s': %s", cfg->backend, err);
-    goto done;
-  }
-  o->rows = calloc((size_t)I, sizeof *o->rows);
-  o->busy_ms = calloc((size_t)G, sizeof(double));
-  o->total_ms = calloc((size_t)G, sizeof(double));
-  bal = calloc((size_t)I, sizeof(double));
-  plans = json_array();
-  if (!o->rows || !o->busy_ms || !o->total_ms || !bal || !plans) {
-    rc = efail(em, el, FM_EFAIL, "out of memory");
-    goto done;
-  }
-  for (int64_t i = 0; i < I; i++) {
-    rt_iter_result *r = &o->rows[i];
+                       .warm_tokens = strcmp(cfg->backend, "cpu") != 0 ? w->emax : 0};
+  if (!cfg->predict && rt_exec_create(&w->x, w->b, w->pol, env, &xc, w->err, sizeof w->err))
+    return efail(w->em, w->el, FM_EFAIL, "backend '%s': %s", cfg->backend, w->err);
+  fm_replay_output *o = w->o;
+  o->rows = calloc((size_t)w->I, sizeof *o->rows);
+  o->busy_ms = calloc((size_t)w->G, sizeof(double));
+  o->total_ms = calloc((size_t)w->G, sizeof(double));
+  w->bal = calloc((size_t)w->I, sizeof(double));
+  w->plans = json_array();
+  if (!o->rows || !o->busy_ms || !o->total_ms || !w->bal || !w->plans)
+    return efail(w->em, w->el, FM_EFAIL, "out of memory");
+  return FM_OK;
+}
+
+/* Every iteration run (or predicted), its moves appended to w->plans and
+ * progress printed unless quiet, then the executor's check when asked;
+ * FM_OK or FM_EFAIL with the message. */
+static int replay_iterate(replay *w) {
+  const fm_replay_config *cfg = w->cfg;
+  int rc;
+  for (int64_t i = 0; i < w->I; i++) {
+    rt_iter_result *r = &w->o->rows[i];
     int nm = 0;
     const pl_move *mv = NULL;
+    const int64_t *c = w->counts + w->per * (size_t)i;
     if (cfg->predict) {
-      if ((rc = predict_iteration(pol, &env, i, counts + per * (size_t)i, r, &pred, em, el))) goto done;
-      mv = pred.moves;
-      nm = pred.nmoves;
+      if ((rc = predict_iteration(w->pol, &w->env, i, c, r, &w->pred, w->em, w->el))) return rc;
+      mv = w->pred.moves;
+      nm = w->pred.nmoves;
     } else {
-      if (rt_exec_iteration(x, i, counts + per * (size_t)i, r, err, sizeof err)) {
-        rc = efail(em, el, FM_EFAIL, "iteration %" PRId64 ": %s", A + i, err);
-        goto done;
-      }
-      mv = rt_exec_moves(x, &nm);
+      if (rt_exec_iteration(w->x, i, c, r, w->err, sizeof w->err))
+        return efail(w->em, w->el, FM_EFAIL, "iteration %" PRId64 ": %s", w->A + i, w->err);
+      mv = rt_exec_moves(w->x, &nm);
     }
-    r->iteration = A + i;
+    r->iteration = w->A + i;
     for (int m = 0; m < nm; m++)
-      json_array_append_new(plans, json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:I}", "iteration",
-                                             (json_int_t)(A + i), "layer", mv[m].layer, "expert",
-                                             mv[m].expert, "from", mv[m].from, "to", mv[m].to,
-                                             "kind", (int)mv[m].kind, "bytes",
-                                             (json_int_t)mv[m].bytes));
-    if (!cfg->quiet && ((i + 1) % 10 == 0 || i + 1 == I))
+      json_array_append_new(w->plans, json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:I}", "iteration",
+                                                (json_int_t)(w->A + i), "layer", mv[m].layer,
+                                                "expert", mv[m].expert, "from", mv[m].from, "to",
+                                                mv[m].to, "kind", (int)mv[m].kind, "bytes",
+                                                (json_int_t)mv[m].bytes));
+    if (!cfg->quiet && ((i + 1) % 10 == 0 || i + 1 == w->I))
       fprintf(stderr, "progress: %s: iteration %" PRId64 "/%" PRId64 " %.3f ms\n",
-              pl_policy_spec(pol), i + 1, I, r->time_ms);
+              pl_policy_spec(w->pol), i + 1, w->I, r->time_ms);
   }
-  if (cfg->check && x) {
-    if (rt_exec_check(x, &o->check, err, sizeof err)) {
-      rc = efail(em, el, FM_EFAIL, "check: %s", err);
-      goto done;
-    }
-    o->checked = 1;
+  if (cfg->check && w->x) {
+    if (rt_exec_check(w->x, &w->o->check, w->err, sizeof w->err))
+      return efail(w->em, w->el, FM_EFAIL, "check: %s", w->err);
+    w->o->checked = 1;
   }
-  /* summary */
-  snprintf(o->policy, sizeof o->policy, "%s", pl_policy_spec(pol));
+  return FM_OK;
+}
+
+/* The output's summary: names, shape, means over the iterations, balance
+ * percentiles, per-rank times, the plans as JSON and the trace's identity. */
+static void replay_summarize(replay *w) {
+  const fm_replay_config *cfg = w->cfg;
+  fm_replay_output *o = w->o;
+  int64_t I = w->I;
+  snprintf(o->policy, sizeof o->policy, "%s", pl_policy_spec(w->pol));
   snprintf(o->backend, sizeof o->backend, "%s", cfg->backend);
-  if (cfg->partitions > 0) snprintf(o->cluster, sizeof o->cluster, "h200-green-%d", G);
-  else snprintf(o->cluster, sizeof o->cluster, "%s-%d", cfg->backend, G);
-  snprintf(o->device, sizeof o->device, "%s", b ? b->ops->describe(b) : "cost model");
-  o->gpus = G;
-  o->slots = slots;
-  o->d_model = d;
-  o->d_ff = f;
-  o->top_k = k;
-  o->layers = L;
-  o->experts = E;
-  o->it_begin = A;
-  o->it_end = B;
+  if (cfg->partitions > 0) snprintf(o->cluster, sizeof o->cluster, "h200-green-%d", w->G);
+  else snprintf(o->cluster, sizeof o->cluster, "%s-%d", cfg->backend, w->G);
+  snprintf(o->device, sizeof o->device, "%s", w->b ? w->b->ops->describe(w->b) : "cost model");
+  o->gpus = w->G;
+  o->slots = w->slots;
+  o->d_model = w->d;
+  o->d_ff = w->f;
+  o->top_k = w->k;
+  o->layers = w->L;
+  o->experts = w->E;
+  o->it_begin = w->A;
+  o->it_end = w->B;
   o->iterations = I;
   for (int64_t i = 0; i < I; i++) {
     rt_iter_result *r = &o->rows[i];
@@ -375,31 +413,58 @@ int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char
     o->migrated_bytes += r->bytes_migrated;
     o->dropped_tokens += r->tokens_dropped;
     o->bytes_alltoall += r->bytes_alltoall;
-    bal[i] = r->balance;
+    w->bal[i] = r->balance;
   }
-  qsort(bal, (size_t)I, sizeof *bal, cmp_double);
-  o->balance_p50 = fm_percentile(bal, I, 0.5);
-  o->balance_p90 = fm_percentile(bal, I, 0.9);
-  if (x)
-    for (int g = 0; g < G; g++) rt_exec_rank_time(x, g, &o->busy_ms[g], &o->total_ms[g]);
-  o->plans_json = json_dumps(plans, JSON_COMPACT);
-  o->trace_hash = t.hash;
-  snprintf(o->trace_path, sizeof o->trace_path, "%s", t.path);
-  o->trace_iterations = t.iterations;
-  o->trace_layers = t.layers;
-  o->trace_ranks = t.ranks;
-  o->trace_experts = t.experts;
-  o->owner = b ? b->ops->owns(b, 0) : 1;
-  o->finished = wall_s();
-done:
-  json_decref(plans);
-  free(bal);
-  predict_fini(&pred);
-  rt_exec_destroy(x);
-  pl_policy_destroy(pol);
-  rt_backend_destroy(b);
-  free(counts);
-  tr_close(&t);
+  qsort(w->bal, (size_t)I, sizeof *w->bal, cmp_double);
+  o->balance_p50 = fm_percentile(w->bal, I, 0.5);
+  o->balance_p90 = fm_percentile(w->bal, I, 0.9);
+  if (w->x)
+    for (int g = 0; g < w->G; g++) rt_exec_rank_time(w->x, g, &o->busy_ms[g], &o->total_ms[g]);
+  o->plans_json = json_dumps(w->plans, JSON_COMPACT);
+  o->trace_hash = w->t.hash;
+  snprintf(o->trace_path, sizeof o->trace_path, "%s", w->t.path);
+  o->trace_iterations = w->t.iterations;
+  o->trace_layers = w->t.layers;
+  o->trace_ranks = w->t.ranks;
+  o->trace_experts = w->t.experts;
+  o->owner = w->b ? w->b->ops->owns(w->b, 0) : 1;
+}
+
+/* Releases what replay holds except the output, the trace last. */
+static void replay_fini(replay *w) {
+  json_decref(w->plans);
+  free(w->bal);
+  predict_fini(&w->pred);
+  rt_exec_destroy(w->x);
+  pl_policy_destroy(w->pol);
+  rt_backend_destroy(w->b);
+  free(w->counts);
+  tr_close(&w->t);
+}
+
+int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char *em, size_t el) {
+  tr_error terr;
+  memset(&terr, 0, sizeof terr);
+  if (!cfg->trace_path) return efail(em, el, FM_EUSAGE, "--trace is required");
+  replay rw = {.cfg = cfg, .em = em, .el = el}, *w = &rw; /* kp stays in place */
+  if (tr_open(&w->t, cfg->trace_path, &terr)) {
+    if (terr.line > 0)
+      return efail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
+    return efail(em, el, FM_EFAIL, "%s: %s", cfg->trace_path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
+  }
+  int rc = FM_OK;
+  fm_replay_output *o = w->o = calloc(1, sizeof *o);
+  if (!o) {
+    tr_close(&w->t);
+    return efail(em, el, FM_EFAIL, "out of memory");
+  }
+  o->started = wall_s();
+  if (!(rc = replay_shape(w)) && !(rc = replay_backend(w)) && !(rc = replay_counts(w)) &&
+      !(rc = replay_profile(w)) && !(rc = replay_policy(w)) && !(rc = replay_iterate(w))) {
+    replay_summarize(w);
+    o->finished = wall_s();
+  }
+  replay_fini(w);
   if (rc) {
     fm_replay_output_free(o);
     return rc;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Golden outputs of `flexmoe sim --format json`, `sweep` and `report --format
-json` on the bundled sample trace, recorded before the orchestration moved
+"""Golden outputs of `flexmoe sim --format json`, `sweep`, `report --format
+json`, `trace info`, `trace stats` and `place` on the bundled sample trace, recorded before the orchestration moved
 from cli/ into the run library (issue 15), compared byte for byte.
 
 Every case gives --seed/--seeds explicitly, so aligning the default seed does
@@ -37,6 +37,17 @@ CASES = [
                "--policy", "oracle", "--gpus", "8,16,32", "--seeds", "1,2",
                "--iterations", "0:30", "--db", "{db}", "--quiet", "--jobs", "2"]),
     ("report", ["report", "--db", "{db}", "--format", "json"]),
+    # trace and place, recorded before their orchestration moved into
+    # run/fm_trace and run/fm_place (issue 15)
+    ("trace-info", ["trace", "info", TRACE]),
+    ("trace-info-json-it10-60", ["trace", "info", TRACE, "--iterations", "10:60",
+                                 "--format", "json"]),
+    ("trace-stats-json", ["trace", "stats", TRACE, "--format", "json"]),
+    ("trace-stats-it0-120", ["trace", "stats", TRACE, "--iterations", ":120"]),
+    ("place", ["place", "--trace", TRACE, "--gpus", "8", "--slots", "6", "--policy",
+               "flexmoe:threshold=1.2,horizon=50", "--iteration", "120", "--layer", "0"]),
+    ("place-json-eplb-it40", ["place", "--trace", TRACE, "--gpus", "16", "--policy", "eplb",
+                              "--iteration", "40", "--seed", "3", "--format", "json"]),
 ]
 
 

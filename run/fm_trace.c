@@ -1,0 +1,344 @@
+/*
+ * fm_trace.c - `flexmoe trace`'s operations over the traces library: open a
+ * trace within a budget and clamp its range, analyse, generate, fit,
+ * rescale, import (run/fm_trace.h).
+ *
+ * Nothing here prints: each call fills its result or one sentence in the
+ * caller's buffer. The sentences are the ones the CLI has always printed
+ * after "flexmoe trace SUB: ", byte for byte (tests/run/golden.py,
+ * tests/traces/test_cli.c).
+ */
+#include "run/fm_trace.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "run/fm_error.h"
+#include "run/fm_json.h"
+#include "traces/tr_import.h"
+#include "traces/tr_rescale.h"
+
+/* Writes the message into em (when given) and returns code. */
+static int fail(char *em, size_t el, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *em, size_t el, int code, const char *fmt, ...) {
+  if (em && el) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(em, el, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+/* A traces library error as one sentence: FILE[:LINE]: message, and the
+ * flag that raises the budget when the budget refused; FM_EFAIL. */
+static int trace_fail(const tr_error *err, char *em, size_t el) {
+  const char *more = err->code == TR_EBUDGET ? " (--max-memory SIZE raises it)" : "";
+  if (err->line > 0)
+    return fail(em, el, FM_EFAIL, "%s:%ld: %s%s", err->path, err->line, err->msg, more);
+  return fail(em, el, FM_EFAIL, "%s: %s%s", err->path, err->msg, more);
+}
+
+const char *fm_trace_dtype_name(tr_dtype d) {
+  return d == TR_INT64 ? "int64" : d == TR_INT32 ? "int32" : "uint16";
+}
+
+/* Opens cfg->path within its budget into *t and clamps [*it0, *it1) to it
+ * (from cfg); FM_OK with *t open, or an error with *t closed. */
+static int open_range(const fm_trace_config *cfg, tr_trace *t, int64_t *it0, int64_t *it1,
+                      char *em, size_t el) {
+  tr_error err;
+  if (tr_open_within(t, cfg->path, cfg->max_memory, &err))
+    return trace_fail(&err, em, el);
+  *it0 = cfg->it0;
+  *it1 = cfg->it1;
+  if (*it1 < 0 || *it1 > t->iterations)
+    *it1 = t->iterations;
+  if (*it0 >= *it1) {
+    int64_t n = t->iterations;
+    tr_close(t);
+    return fail(em, el, FM_EUSAGE, "--iterations: the trace has %" PRId64 " iterations", n);
+  }
+  return FM_OK;
+}
+
+/* ---- info and stats ---- */
+
+int fm_trace_analyse(const fm_trace_config *cfg, fm_trace_analysis *out, char *em, size_t el) {
+  memset(out, 0, sizeof(*out));
+  int rc = open_range(cfg, &out->trace, &out->it0, &out->it1, em, el);
+  if (rc)
+    return rc;
+  if (tr_stats_compute(&out->trace, out->it0, out->it1, &out->stats)) {
+    tr_close(&out->trace);
+    memset(out, 0, sizeof(*out));
+    return fail(em, el, FM_EFAIL, "%s: out of memory", cfg->path);
+  }
+  return FM_OK;
+}
+
+void fm_trace_analysis_fini(fm_trace_analysis *a) {
+  if (!a)
+    return;
+  tr_stats_fini(&a->stats);
+  tr_close(&a->trace);
+}
+
+static json_t *meta_json(const tr_meta *m) {
+  return json_pack("{s:i,s:i,s:i,s:i,s:I,s:o}", "top_k", m->top_k, "d_model", m->d_model,
+                   "d_ff", m->d_ff, "bytes_per_elem", m->bytes_per_elem, "tokens_per_rank",
+                   (json_int_t)m->tokens_per_rank, "source", fm_json_string(m->source));
+}
+
+static json_t *shape_json(const tr_trace *t) {
+  return json_pack("[I,i,i,i]", (json_int_t)t->iterations, t->layers, t->ranks, t->experts);
+}
+
+/* One layer of `trace info`: max/mean median and p90, change at lag 1. */
+static json_t *info_layer_json(int l, const tr_layer_stats *x) {
+  return json_pack("{s:i,s:o,s:o,s:o}", "layer", l, "max_mean_p50",
+                   fm_json_number(x->max_mean_p50), "max_mean_p90",
+                   fm_json_number(x->max_mean_p90), "change_l1", fm_json_number(x->change[0]));
+}
+
+json_t *fm_trace_info_doc(const fm_trace_analysis *a) {
+  const tr_trace *t = &a->trace;
+  const tr_stats *s = &a->stats;
+  char h[32];
+  snprintf(h, sizeof(h), "%016" PRIx64, t->hash);
+  json_t *layers = json_array();
+  for (int l = 0; layers && l < s->layers; l++)
+    if (json_array_append_new(layers, info_layer_json(l, &s->layer[l]))) {
+      json_decref(layers);
+      layers = NULL;
+    }
+  return json_pack("{s:o,s:s,s:o,s:[I,I],s:s,s:o,s:{s:I,s:I,s:b},s:o}", "path",
+                   fm_json_string(t->path), "dtype", fm_trace_dtype_name(t->dtype), "shape",
+                   shape_json(t), "iterations_analysed", (json_int_t)a->it0,
+                   (json_int_t)a->it1, "hash", h, "meta", meta_json(&t->meta),
+                   "slots_per_slice", "min", (json_int_t)s->tokens_min, "max",
+                   (json_int_t)s->tokens_max, "constant", s->tokens_min == s->tokens_max,
+                   "layers", layers);
+}
+
+/* One layer of `trace stats`: every statistic, NAN as null. */
+static json_t *stats_layer_json(int l, const tr_layer_stats *x) {
+  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "layer", l,
+                   "max_mean_p50", fm_json_number(x->max_mean_p50), "max_mean_p90",
+                   fm_json_number(x->max_mean_p90), "max_mean_mean",
+                   fm_json_number(x->max_mean_mean), "gini", fm_json_number(x->gini),
+                   "entropy", fm_json_number(x->entropy), "change_l1_lag1",
+                   fm_json_number(x->change[0]), "change_l1_lag10",
+                   fm_json_number(x->change[1]), "change_l1_lag100",
+                   fm_json_number(x->change[2]), "hot_persistence_lag1",
+                   fm_json_number(x->hot_persist[0]), "hot_persistence_lag10",
+                   fm_json_number(x->hot_persist[1]), "rank_divergence_l1",
+                   fm_json_number(x->rank_divergence), "rank_total_cv",
+                   fm_json_number(x->rank_total_cv));
+}
+
+json_t *fm_trace_stats_doc(const fm_trace_analysis *a) {
+  const tr_trace *t = &a->trace;
+  const tr_stats *s = &a->stats;
+  json_t *layers = json_array();
+  for (int l = 0; layers && l < s->layers; l++)
+    if (json_array_append_new(layers, stats_layer_json(l, &s->layer[l]))) {
+      json_decref(layers);
+      layers = NULL;
+    }
+  return json_pack("{s:o,s:o,s:[I,I],s:i,s:o}", "path", fm_json_string(t->path), "shape",
+                   shape_json(t), "iterations_analysed", (json_int_t)s->first,
+                   (json_int_t)(s->first + s->iterations), "hot_experts", s->hot, "layers",
+                   layers);
+}
+
+/* ---- gen ---- */
+
+/* The generator's defaults, then the fit's sizes (loaded into g->fit), then
+ * cfg's on top; FM_OK or FM_EFAIL. */
+static int gen_sizes(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *em, size_t el) {
+  tr_gen_config *c = &g->gen;
+  tr_error err;
+  tr_gen_defaults(c);
+  if (cfg->fit_path) {
+    if (tr_fit_load(&g->fit, cfg->fit_path, &err))
+      return trace_fail(&err, em, el);
+    c->layers = g->fit.layers;
+    c->ranks = g->fit.ranks;
+    c->experts = g->fit.experts;
+    c->top_k = g->fit.top_k;
+    c->tokens_per_rank = g->fit.tokens_per_rank;
+    c->meta.d_model = g->fit.meta.d_model;
+    c->meta.d_ff = g->fit.meta.d_ff;
+    c->meta.bytes_per_elem = g->fit.meta.bytes_per_elem;
+  }
+  if (cfg->layers > 0) c->layers = (int)cfg->layers;
+  if (cfg->ranks > 0) c->ranks = (int)cfg->ranks;
+  if (cfg->experts > 0) c->experts = (int)cfg->experts;
+  if (cfg->tokens_per_rank >= 0) c->tokens_per_rank = cfg->tokens_per_rank;
+  if (cfg->top_k > 0) c->top_k = (int)cfg->top_k;
+  if (cfg->d_model) c->meta.d_model = (int)cfg->d_model;
+  if (cfg->d_ff) c->meta.d_ff = (int)cfg->d_ff;
+  c->iterations = cfg->iterations;
+  c->seed = cfg->seed;
+  c->max_memory = cfg->max_memory;
+  return FM_OK;
+}
+
+/* The pattern's or the fit's model into g->gen (the fit's arrays into
+ * g->owned); FM_OK, FM_EUSAGE or FM_EFAIL. */
+static int gen_model(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *em, size_t el) {
+  tr_gen_config *c = &g->gen;
+  int rc;
+  if (c->top_k > c->experts)
+    return fail(em, el, FM_EUSAGE, "--top-k %d is larger than --experts %d", c->top_k,
+                c->experts);
+  if (cfg->pattern && tr_gen_pattern(c, cfg->pattern))
+    return fail(em, el, FM_EUSAGE, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
+                cfg->pattern);
+  if (cfg->fit_path && (rc = tr_fit_apply(&g->fit, c, &g->owned))) {
+    char need[32], have[32];
+    if (rc == TR_EBUDGET)
+      return fail(em, el, FM_EFAIL,
+                  "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
+                  "than %s, the memory budget (--max-memory SIZE raises it; the generator "
+                  "alone needs %s)",
+                  cfg->fit_path, c->layers, c->ranks, c->experts,
+                  tr_format_size((double)tr_max_memory(c->max_memory), have, sizeof(have)),
+                  tr_format_size((double)tr_gen_memory(c), need, sizeof(need)));
+    return fail(em, el, FM_EFAIL, "%s: out of memory", cfg->fit_path);
+  }
+  return FM_OK;
+}
+
+int fm_trace_gen_prepare(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *em,
+                         size_t el) {
+  memset(g, 0, sizeof(*g));
+  int rc = gen_sizes(cfg, g, em, el);
+  return rc ? rc : gen_model(cfg, g, em, el);
+}
+
+int fm_trace_gen_write(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *em, size_t el) {
+  tr_error err;
+  snprintf(g->gen.meta.source, sizeof(g->gen.meta.source),
+           "flexmoe trace gen %s %s, seed %" PRIu64, cfg->pattern ? "--pattern" : "--fit",
+           cfg->pattern ? cfg->pattern : cfg->fit_path, cfg->seed);
+  if (tr_gen_write(&g->gen, cfg->out, &err))
+    return trace_fail(&err, em, el);
+  return FM_OK;
+}
+
+void fm_trace_gen_fini(fm_trace_gen *g) {
+  if (!g)
+    return;
+  tr_free(g->owned);
+  g->owned = NULL;
+  tr_fit_fini(&g->fit);
+}
+
+/* ---- fit ---- */
+
+int fm_trace_fit(const fm_trace_fit_config *cfg, tr_fit *f, char *em, size_t el) {
+  const char *path = cfg->trace.path;
+  tr_trace t;
+  int64_t it0, it1;
+  tr_error err;
+  int rc;
+  memset(f, 0, sizeof(*f));
+  if ((rc = open_range(&cfg->trace, &t, &it0, &it1, em, el)))
+    return rc;
+  if (it1 - it0 < 12) {
+    tr_close(&t);
+    return fail(em, el, FM_EFAIL, "%s: fitting needs at least 12 iterations", path);
+  }
+  rc = tr_fit_trace(&t, it0, it1, cfg->seed, f);
+  tr_close(&t);
+  if (rc == TR_ENOMEM)
+    return fail(em, el, FM_EFAIL, "%s: out of memory", path);
+  if (rc)
+    return fail(em, el, FM_EFAIL,
+                "%s: its tokens per rank (slots per rank / top_k) must be between %" PRId64
+                " and %" PRId64 " to fit a model (is the trace empty?)",
+                path, tr_limits[TR_LIM_TOKENS_PER_RANK].lo, tr_limits[TR_LIM_TOKENS_PER_RANK].hi);
+  if (tr_fit_save(f, cfg->out, &err)) {
+    tr_fit_fini(f);
+    return trace_fail(&err, em, el);
+  }
+  return FM_OK;
+}
+
+/* ---- rescale ---- */
+
+int fm_trace_rescale(const fm_trace_rescale_config *cfg, fm_trace_shape *out, char *em,
+                     size_t el) {
+  tr_trace t;
+  int64_t it0, it1;
+  tr_error err;
+  int rc = open_range(&cfg->trace, &t, &it0, &it1, em, el);
+  if (rc)
+    return rc;
+  int k = t.meta.top_k > 0 ? t.meta.top_k : 1;
+  int64_t tokens = cfg->tokens_per_gpu;
+  tr_meta meta = t.meta;
+  if (tokens > 0)
+    meta.tokens_per_rank = tokens;
+  snprintf(meta.source, sizeof(meta.source),
+           "flexmoe trace rescale %.150s --gpus %d --tokens-per-gpu %" PRId64 " --seed %" PRIu64
+           " (%.250s)",
+           t.path, cfg->gpus, tokens, cfg->seed, t.meta.source);
+  if (tr_rescale_write(&t, it0, it1, cfg->gpus, tokens > 0 ? tokens * k : 0, cfg->seed,
+                       cfg->out, &meta, cfg->trace.max_memory, &err))
+    rc = trace_fail(&err, em, el);
+  else
+    *out = (fm_trace_shape){.iterations = it1 - it0, .layers = t.layers, .ranks = cfg->gpus,
+                            .experts = t.experts, .dtype = t.dtype};
+  tr_close(&t);
+  return rc;
+}
+
+/* ---- import ---- */
+
+/* A .npy or long CSV trace (its range) re-written as flexmoe's .npy; the
+ * sidecar's source says where it came from when the input had none. */
+static int import_trace(const fm_trace_import_config *cfg, tr_error *err, char *em, size_t el) {
+  tr_trace t;
+  int64_t it0, it1;
+  int rc = open_range(&cfg->trace, &t, &it0, &it1, em, el);
+  if (rc)
+    return rc;
+  tr_meta meta = t.meta;
+  if (!meta.source[0])
+    snprintf(meta.source, sizeof(meta.source), "imported from %s", cfg->trace.path);
+  rc = tr_import_trace(&t, it0, it1, cfg->out, &meta, err);
+  tr_close(&t);
+  return rc ? trace_fail(err, em, el) : FM_OK;
+}
+
+int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char *em,
+                    size_t el) {
+  const char *in = cfg->trace.path;
+  uint64_t budget = cfg->trace.max_memory;
+  tr_error err;
+  int rc;
+  if (cfg->axes) {
+    rc = tr_import_axes(in, cfg->axes, cfg->out, budget, &err);
+    if (rc == TR_EINVAL)
+      return fail(em, el, FM_EUSAGE, "%s", err.msg);
+  } else if (cfg->expert_ids) {
+    rc = tr_import_ids(in, cfg->experts, cfg->out, budget, &err);
+  } else if ((rc = import_trace(cfg, &err, em, el))) {
+    return rc;
+  }
+  if (rc)
+    return trace_fail(&err, em, el);
+  tr_trace o;
+  if (tr_open(&o, cfg->out, &err))
+    return trace_fail(&err, em, el);
+  *out = (fm_trace_shape){.iterations = o.iterations, .layers = o.layers, .ranks = o.ranks,
+                          .experts = o.experts, .dtype = o.dtype};
+  tr_close(&o);
+  return FM_OK;
+}

@@ -1,0 +1,150 @@
+/*
+ * fm_trace.h - what `flexmoe trace` runs, as a library: a trace analysed
+ * (info, stats), generated, fitted, rescaled or imported, each from one
+ * configuration struct, over the traces library (traces/).
+ *
+ * Every call returns FM_OK, FM_EUSAGE (the configuration is wrong: an
+ * iteration range past the trace, an unknown pattern, --top-k over
+ * --experts) or FM_EFAIL (a file that cannot be read or written, a budget
+ * exceeded), and on failure writes one sentence into the caller's errmsg:
+ * "FILE[:LINE]: what is wrong", with "(--max-memory SIZE raises it)" when
+ * the memory budget refused. Messages name the CLI's flags, as the key table
+ * does (run/fm_keys.h). Owned by the run library authors.
+ */
+#ifndef FLEXMOE_RUN_FM_TRACE_H
+#define FLEXMOE_RUN_FM_TRACE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "traces/tr_fit.h"
+#include "traces/tr_gen.h"
+#include "traces/tr_stats.h"
+#include "traces/tr_trace.h"
+
+/* A trace file, the iterations [it0, it1) to use (it1 -1: to the end; it1
+ * past the end is clamped, it0 at or past it is FM_EUSAGE) and the budget of
+ * what a call may allocate (0: half of physical memory; traces/tr_limits.c). */
+typedef struct fm_trace_config {
+  const char *path;
+  int64_t it0, it1;
+  uint64_t max_memory;
+} fm_trace_config;
+
+/* "int64", "int32" or "uint16". */
+const char *fm_trace_dtype_name(tr_dtype d);
+
+/* ---- info and stats ---- */
+
+/* A trace open with its statistics over [it0, it1) (the range clamped). */
+typedef struct fm_trace_analysis {
+  tr_trace trace;
+  int64_t it0, it1;
+  tr_stats stats;
+} fm_trace_analysis;
+
+/* Opens cfg->path and computes its statistics into *out (release with
+ * fm_trace_analysis_fini; zeroed on failure). FM_OK, FM_EUSAGE for a range
+ * past the trace, FM_EFAIL for a file that cannot be read or out of memory. */
+int fm_trace_analyse(const fm_trace_config *cfg, fm_trace_analysis *out, char *errmsg,
+                     size_t errlen);
+/* Accepts a zeroed or failed analysis. */
+void fm_trace_analysis_fini(fm_trace_analysis *a);
+
+/* `trace info --format json`'s and `trace stats --format json`'s documents
+ * (docs/traces.md); NULL when out of memory. */
+json_t *fm_trace_info_doc(const fm_trace_analysis *a);
+json_t *fm_trace_stats_doc(const fm_trace_analysis *a);
+
+/* ---- gen ---- */
+
+/* A synthetic trace: a named pattern or a fitted model (exactly one), its
+ * sizes (-1, or 0 for d_model and d_ff: the pattern's or the fit's), the
+ * iterations, the seed and the output file. */
+typedef struct fm_trace_gen_config {
+  const char *pattern, *fit_path, *out;
+  int64_t iterations;
+  uint64_t seed;
+  long layers, ranks, experts, tokens_per_rank, top_k;
+  long d_model, d_ff;
+  uint64_t max_memory;
+} fm_trace_gen_config;
+
+/* The generator resolved from a configuration. gen is the model: a caller
+ * may adjust its parameters (the CLI's model options) between
+ * fm_trace_gen_prepare and fm_trace_gen_write. The fit and its arrays are
+ * owned here. */
+typedef struct fm_trace_gen {
+  tr_gen_config gen;
+  tr_fit fit;
+  double *owned;
+} fm_trace_gen;
+
+/* The generator's defaults, then the fit's sizes (cfg->fit_path), then
+ * cfg's sizes on top, then the pattern's or the fit's model, into *g
+ * (release with fm_trace_gen_fini, also on failure). FM_OK, FM_EUSAGE for
+ * top_k over experts or an unknown pattern, FM_EFAIL for a fit that cannot
+ * be read or exceeds the budget. */
+int fm_trace_gen_prepare(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *errmsg,
+                         size_t errlen);
+/* Writes g's trace to cfg->out (the sidecar's source names the pattern or
+ * fit and the seed). FM_OK or FM_EFAIL. */
+int fm_trace_gen_write(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *errmsg,
+                       size_t errlen);
+void fm_trace_gen_fini(fm_trace_gen *g);
+
+/* ---- fit ---- */
+
+typedef struct fm_trace_fit_config {
+  fm_trace_config trace;
+  const char *out; /* FIT.json, written by temp + rename */
+  uint64_t seed;   /* the calibration's random stream */
+} fm_trace_fit_config;
+
+/* Fits the generator's model to cfg->trace's iterations (at least 12) into
+ * *f and writes it to cfg->out. On success the caller releases *f with
+ * tr_fit_fini; on failure it is released. FM_OK, FM_EUSAGE for a range past
+ * the trace, FM_EFAIL otherwise. */
+int fm_trace_fit(const fm_trace_fit_config *cfg, tr_fit *f, char *errmsg, size_t errlen);
+
+/* ---- rescale ---- */
+
+typedef struct fm_trace_rescale_config {
+  fm_trace_config trace;
+  const char *out;
+  int gpus;               /* G: GPU g replays source rank g mod R */
+  int64_t tokens_per_gpu; /* 0: each source rank's own (counts copied when G = R) */
+  uint64_t seed;
+} fm_trace_rescale_config;
+
+/* What a written trace holds. */
+typedef struct fm_trace_shape {
+  int64_t iterations;
+  int layers, ranks, experts;
+  tr_dtype dtype;
+} fm_trace_shape;
+
+/* Rescales cfg->trace onto cfg->gpus GPUs and writes cfg->out; *out gets the
+ * written shape (ranks = gpus). FM_OK, FM_EUSAGE for a range past the
+ * trace, FM_EFAIL otherwise. */
+int fm_trace_rescale(const fm_trace_rescale_config *cfg, fm_trace_shape *out, char *errmsg,
+                     size_t errlen);
+
+/* ---- import ---- */
+
+typedef struct fm_trace_import_config {
+  fm_trace_config trace; /* the input; the range applies to .npy/.csv traces */
+  const char *out;
+  const char *axes; /* the input's axis order (a .npy), or NULL */
+  int expert_ids;   /* the input holds per-token expert ids */
+  int experts;      /* with expert_ids: E, 0 = the largest id + 1 */
+} fm_trace_import_config;
+
+/* Converts cfg->trace into flexmoe's .npy (+ sidecar) at cfg->out and reads
+ * back its shape into *out. FM_OK, FM_EUSAGE for malformed axes or a range
+ * past the trace, FM_EFAIL otherwise. */
+int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char *errmsg,
+                    size_t errlen);
+
+#endif
