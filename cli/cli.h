@@ -107,6 +107,17 @@ int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
 struct fm_replay_config;
 int cli_replay_option(const char *cmd, int opt, const char *arg, struct fm_replay_config *cfg);
 
+/* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): an integer
+ * flag parsed with the key's range (cli_parse_long's messages), a list of
+ * them (cli_parse_list's), a choice ("--engine: 'x' is not analytic or
+ * des"). */
+int cli_parse_key(const char *cmd, int key, const char *text, long *out);
+int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n);
+int cli_parse_choice(const char *cmd, int key, const char *text, const char **out);
+/* --help: head, the help lines of the table's keys of scope (FM_KS_SIM or
+ * FM_KS_SWEEP; flags padded to width columns), then tail. */
+void cli_help_keys(const char *head, int scope, int width, const char *tail);
+
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);
 

@@ -19,13 +19,17 @@
 
 #include "cli.h"
 #include "placement/pl_policy.h"
+#include "run/fm_keys.h"
 #include "run/fm_sim.h"
 #include "run/fm_sim_json.h"
 #include "store/st_store.h"
 
 #define MAX_POLICIES FM_SIM_MAX_POLICIES
 
-static const char help[] =
+/* --help: this head, the help lines of the keys of a simulation (the table
+ * run/fm_keys.h: flag, range, default, unit), then the command's own
+ * options and an example. */
+static const char help_head[] =
     "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--nodes N]\n"
     "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
     "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
@@ -39,28 +43,9 @@ static const char help[] =
     "pays for the work it skips), speedup over static in effective time, load\n"
     "balance (max/mean GPU load, worst layer) p50/p90, bytes migrated, tokens\n"
     "dropped, and the time breakdown. Each run goes into the results database.\n"
-    "\n"
-    "  --trace T           routing trace (.npy with optional .json sidecar, or .csv)\n"
-    "  --cluster C         preset (flexmoe clusters) or cluster JSON; default dgx-h100\n"
-    "  --nodes N, --gpus-per-node G   cluster size (default: the preset's)\n"
-    "  --policy SPEC       NAME or NAME:key=value,...; repeat to compare; default:\n"
-    "                      every registered policy (flexmoe policies)\n"
-    "  --engine E          analytic (closed form per layer, default) or des\n"
-    "                      (discrete events: flows share links, overlap, contention)\n"
-    "  --network N         des only: hose (default: 4 flows per GPU per all-to-all)\n"
-    "                      or exact (one flow per GPU pair; slower)\n"
-    "  --iterations A:B    simulate iterations [A, B) of the trace (default all)\n"
-    "  --seed S            seed of the trace rescaling and of the policies,\n"
-    "                      0 to 2^63 - 1 (0)\n"
-    "  --d-model D, --d-ff F, --top-k K   model shape (default: the trace's sidecar)\n"
-    "  --tokens-per-gpu T  tokens per GPU per iteration (default: the trace's)\n"
-    "  --slots S           expert slots per GPU and layer (default: from HBM)\n"
-    "  --profile F.json    compute profile (default: built-in for the cluster's GPU)\n"
-    "  --threads N         2: a second thread draws the next iteration's rescaled\n"
-    "                      counts while one is simulated (default where the machine\n"
-    "                      has more than one core); 1: one thread. Same results.\n"
-    "  --db FILE           results database (default flexmoe.db); --db '' or\n"
-    "                      --no-db: do not record\n"
+    "\n";
+static const char help_tail[] =
+    "  --no-db             do not record (as --db '')\n"
     "  --format F          table (default) or json\n"
     "\n"
     "example:\n"
@@ -84,7 +69,7 @@ int cmd_sim(int argc, char **argv) {
   base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
   const char *policies[MAX_POLICIES];
   int npol = 0, fmt = CLI_FMT_TABLE, c;
-  const char *db_path = "flexmoe.db";
+  const char *db_path = "flexmoe.db", *net = NULL;
   long v;
   opterr = 0;
   optind = 1;
@@ -97,12 +82,12 @@ int cmd_sim(int argc, char **argv) {
       base.cluster = optarg;
       break;
     case 'n':
-      if (cli_parse_long("sim", "--nodes", optarg, 1, 65536, &v))
+      if (cli_parse_key("sim", FM_KEY_NODES, optarg, &v))
         return CLI_EUSAGE;
       base.nodes = (int)v;
       break;
     case 'g':
-      if (cli_parse_long("sim", "--gpus-per-node", optarg, 1, 65536, &v))
+      if (cli_parse_key("sim", FM_KEY_GPUS_PER_NODE, optarg, &v))
         return CLI_EUSAGE;
       base.gpus_per_node = (int)v;
       break;
@@ -112,40 +97,40 @@ int cmd_sim(int argc, char **argv) {
       policies[npol++] = optarg;
       break;
     case 'e':
-      if (strcmp(optarg, "analytic") && strcmp(optarg, "des"))
-        return cli_fail(CLI_EUSAGE, "sim", "--engine: '%s' is not analytic or des", optarg);
-      base.engine = optarg;
+      if (cli_parse_choice("sim", FM_KEY_ENGINE, optarg, &base.engine))
+        return CLI_EUSAGE;
       break;
     case 'i':
       if (cli_parse_range("sim", "--iterations", optarg, &base.it_begin, &base.it_end))
         return CLI_EUSAGE;
       break;
     case 's':
-      if (cli_parse_seed("sim", "--seed", optarg, &base.seed))
+      if (cli_parse_key("sim", FM_KEY_SEED, optarg, &v))
         return CLI_EUSAGE;
+      base.seed = (uint64_t)v;
       break;
     case 'D':
-      if (cli_parse_long("sim", "--d-model", optarg, 1, 1 << 20, &v))
+      if (cli_parse_key("sim", FM_KEY_D_MODEL, optarg, &v))
         return CLI_EUSAGE;
       base.d_model = (int)v;
       break;
     case 'F':
-      if (cli_parse_long("sim", "--d-ff", optarg, 1, 1 << 22, &v))
+      if (cli_parse_key("sim", FM_KEY_D_FF, optarg, &v))
         return CLI_EUSAGE;
       base.d_ff = (int)v;
       break;
     case 'K':
-      if (cli_parse_long("sim", "--top-k", optarg, 1, 64, &v))
+      if (cli_parse_key("sim", FM_KEY_TOP_K, optarg, &v))
         return CLI_EUSAGE;
       base.top_k = (int)v;
       break;
     case 'T':
-      if (cli_parse_long("sim", "--tokens-per-gpu", optarg, 1, 1L << 40, &v))
+      if (cli_parse_key("sim", FM_KEY_TOKENS_PER_GPU, optarg, &v))
         return CLI_EUSAGE;
       base.tokens_per_gpu = v;
       break;
     case 'S':
-      if (cli_parse_long("sim", "--slots", optarg, 1, INT_MAX, &v))
+      if (cli_parse_key("sim", FM_KEY_SLOTS, optarg, &v))
         return CLI_EUSAGE;
       base.slots = (int)v;
       break;
@@ -164,16 +149,16 @@ int cmd_sim(int argc, char **argv) {
       base.prefetch = optarg[0] == '2';
       break;
     case 'W':
-      if (strcmp(optarg, "hose") && strcmp(optarg, "exact"))
-        return cli_fail(CLI_EUSAGE, "sim", "--network: '%s' is not hose or exact", optarg);
-      base.exact_net = strcmp(optarg, "exact") == 0;
+      if (cli_parse_choice("sim", FM_KEY_NETWORK, optarg, &net))
+        return CLI_EUSAGE;
+      base.exact_net = strcmp(net, "exact") == 0;
       break;
     case 'f':
       if (cli_parse_format("sim", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
         return CLI_EUSAGE;
       break;
     case 'h':
-      cli_help(help);
+      cli_help_keys(help_head, FM_KS_SIM, 22, help_tail);
       return CLI_OK;
     default:
       return cli_bad_option("sim", argv[optind - 1]);

@@ -12,13 +12,17 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_keys.h"
 #include "run/fm_sweep.h"
 
 #define CMD "sweep"
 #define MAX_LIST 64
 #define MAX_SIZES 64
 
-static const char help[] =
+/* --help: this head, the help lines of the keys of a sweep (the table
+ * run/fm_keys.h: flag, range, default, unit), then the command's own
+ * options, MPI and an example. */
+static const char help_head[] =
     "usage: flexmoe sweep --trace T [--trace T2 ...] [--policy SPEC ...]\n"
     "                     [--cluster PRESET|FILE.json ...] --gpus 8,16,...\n"
     "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
@@ -30,27 +34,12 @@ static const char help[] =
     "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
     "policies and stores each as one run (one transaction) in the database.\n"
     "Points already complete in the database are skipped, so an interrupted\n"
-    "sweep resumes. Compare the results with `flexmoe report`.\n"
-    "\n"
-    "  --trace T         routing trace (.npy or .csv); repeat for several\n"
-    "  --policy SPEC     policy with options, e.g. flexmoe:threshold=1.2;\n"
-    "                    repeat; default: static capacity fastermoe smartmoe\n"
-    "                    eplb flexmoe oracle\n"
-    "  --cluster P       preset (flexmoe clusters) or JSON file; repeat;\n"
-    "                    default dgx-h100\n"
-    "  --gpus LIST       cluster sizes in GPUs, e.g. 8,16,32,64,128,256,512,1024;\n"
-    "                    a size below a node's GPU count is one partial node,\n"
-    "                    above it must be a multiple of it\n"
-    "  --seeds LIST      seeds (default 0, as every command)\n"
-    "  --engine E        analytic (default) or des\n"
-    "  --iterations A:B  iterations of the trace to simulate (default all)\n"
-    "  --plan-moves      also store every plan's moves (plans.moves_json); by\n"
-    "                    default a sweep stores each plan's move count and bytes\n"
-    "  --jobs J          worker processes (default 1)\n"
-    "  --db FILE         results database (default flexmoe.db)\n"
-    "  --lock-wait S     seconds to wait while another process writes the\n"
-    "                    database, 0 to 3600 (default 30); then it fails\n"
-    "  --quiet           no progress bar\n"
+    "sweep resumes. Compare the results with `flexmoe report`. --trace,\n"
+    "--policy and --cluster repeat; the policies default to static capacity\n"
+    "fastermoe smartmoe eplb flexmoe oracle.\n"
+    "\n";
+static const char help_tail[] =
+    "  --quiet             no progress bar\n"
     "\n"
     "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
     "rank 0 alone writes the database.\n"
@@ -99,18 +88,14 @@ static int take_grid_option(opts *sw, int c, const char *arg) {
   case 't': return add_item(sw->traces, &sw->ntraces, arg, "--trace");
   case 'p': return add_item(sw->policies, &sw->npolicies, arg, "--policy");
   case 'c': return add_item(sw->clusters, &sw->nclusters, arg, "--cluster");
-  case 'g': return cli_parse_list(CMD, "--gpus", arg, sw->sizes, MAX_SIZES, &sw->nsizes);
-  case 's': return cli_parse_list(CMD, "--seeds", arg, sw->seeds, MAX_LIST, &sw->nseeds);
-  case 'e':
-    if (strcmp(arg, "analytic") && strcmp(arg, "des"))
-      return cli_fail(CLI_EUSAGE, CMD, "--engine: '%s' is not one of analytic des", arg);
-    sw->base.engine = arg;
-    return CLI_OK;
+  case 'g': return cli_parse_key_list(CMD, FM_KEY_GPUS, arg, sw->sizes, MAX_SIZES, &sw->nsizes);
+  case 's': return cli_parse_key_list(CMD, FM_KEY_SEEDS, arg, sw->seeds, MAX_LIST, &sw->nseeds);
+  case 'e': return cli_parse_choice(CMD, FM_KEY_ENGINE, arg, &sw->base.engine);
   case 'i':
     return cli_parse_range(CMD, "--iterations", arg, &sw->base.it_begin, &sw->base.it_end);
-  case 'j': return cli_parse_long(CMD, "--jobs", arg, 1, 256, &sw->jobs);
+  case 'j': return cli_parse_key(CMD, FM_KEY_JOBS, arg, &sw->jobs);
   case 'd': sw->db = arg; return CLI_OK;
-  case 'W': return cli_parse_long(CMD, "--lock-wait", arg, 0, 3600, &sw->lock_wait_s);
+  case 'W': return cli_parse_key(CMD, FM_KEY_LOCK_WAIT, arg, &sw->lock_wait_s);
   default: return NOT_MINE;
   }
 }
@@ -124,23 +109,23 @@ static int take_model_option(opts *sw, int c, const char *arg) {
   int rc = CLI_OK;
   switch (c) {
   case 'G':
-    if (!(rc = cli_parse_long(CMD, "--gpus-per-node", arg, 1, 1024, &v))) sw->gpus_per_node = (int)v;
+    if (!(rc = cli_parse_key(CMD, FM_KEY_GPUS_PER_NODE, arg, &v))) sw->gpus_per_node = (int)v;
     return rc;
   case 'M':
-    if (!(rc = cli_parse_long(CMD, "--d-model", arg, 1, 1 << 20, &v))) sw->base.d_model = (int)v;
+    if (!(rc = cli_parse_key(CMD, FM_KEY_D_MODEL, arg, &v))) sw->base.d_model = (int)v;
     return rc;
   case 'F':
-    if (!(rc = cli_parse_long(CMD, "--d-ff", arg, 1, 1 << 22, &v))) sw->base.d_ff = (int)v;
+    if (!(rc = cli_parse_key(CMD, FM_KEY_D_FF, arg, &v))) sw->base.d_ff = (int)v;
     return rc;
   case 'K':
-    if (!(rc = cli_parse_long(CMD, "--top-k", arg, 1, 64, &v))) sw->base.top_k = (int)v;
+    if (!(rc = cli_parse_key(CMD, FM_KEY_TOP_K, arg, &v))) sw->base.top_k = (int)v;
     return rc;
   case 'T':
-    if (!(rc = cli_parse_long(CMD, "--tokens-per-gpu", arg, 1, LONG_MAX, &v)))
+    if (!(rc = cli_parse_key(CMD, FM_KEY_TOKENS_PER_GPU, arg, &v)))
       sw->base.tokens_per_gpu = v;
     return rc;
   case 'S':
-    if (!(rc = cli_parse_long(CMD, "--slots", arg, 1, 1 << 16, &v))) sw->base.slots = (int)v;
+    if (!(rc = cli_parse_key(CMD, FM_KEY_SLOTS, arg, &v))) sw->base.slots = (int)v;
     return rc;
   case 'P': sw->base.profile_path = arg; return CLI_OK;
   case 'q': sw->quiet = 1; return CLI_OK;
@@ -186,7 +171,7 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
   optind = 1;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (c == 'h') {
-      cli_help(help);
+      cli_help_keys(help_head, FM_KS_SWEEP, 22, help_tail);
       *help_only = 1;
       return CLI_OK;
     }

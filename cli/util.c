@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "run/fm_json.h"
+#include "run/fm_keys.h"
 
 #include <jansson.h>
 
@@ -143,8 +144,17 @@ int cli_parse_range(const char *cmd, const char *flag, const char *text,
   return CLI_OK;
 }
 
+/* cli_parse_list with the range [lo, hi] of each value. */
+static int parse_list_in(const char *cmd, const char *flag, const char *text, long lo, long hi,
+                         long *out, int max, int *n);
+
 int cli_parse_list(const char *cmd, const char *flag, const char *text,
                    long *out, int max, int *n) {
+  return parse_list_in(cmd, flag, text, 1, INT_MAX, out, max, n);
+}
+
+static int parse_list_in(const char *cmd, const char *flag, const char *text, long lo, long hi,
+                         long *out, int max, int *n) {
   int count = 0;
   const char *s = text;
   if (!s || !*s)
@@ -156,13 +166,13 @@ int cli_parse_list(const char *cmd, const char *flag, const char *text,
     if (len == 0)
       return cli_fail(CLI_EUSAGE, cmd, "%s: malformed list '%s'", flag, text);
     if (len >= sizeof(buf)) /* more digits than any value in range has */
-      return cli_fail(CLI_EUSAGE, cmd, "%s: %.*s is out of range: must be between 1 and %d",
-                      flag, (int)len, s, INT_MAX);
+      return cli_fail(CLI_EUSAGE, cmd, "%s: %.*s is out of range: must be between %ld and %ld",
+                      flag, (int)len, s, lo, hi);
     if (count >= max)
       return cli_fail(CLI_EUSAGE, cmd, "%s: more than %d values", flag, max);
     memcpy(buf, s, len);
     buf[len] = '\0';
-    if (cli_parse_long(cmd, flag, buf, 1, INT_MAX, &out[count]))
+    if (cli_parse_long(cmd, flag, buf, lo, hi, &out[count]))
       return CLI_EUSAGE;
     count++;
     s += len;
@@ -215,4 +225,38 @@ int cli_json_print(const char *cmd, json_t *root, size_t flags) {
   free(text);
   return ok ? CLI_OK : cli_fail(CLI_EFAIL, cmd, "cannot write the JSON output: %s",
                                 strerror(errno));
+}
+
+int cli_parse_key(const char *cmd, int key, const char *text, long *out) {
+  const fm_key *k = fm_key_of((fm_key_id)key);
+  return cli_parse_long(cmd, k->flag, text, (long)k->lo, (long)k->hi, out);
+}
+
+int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n) {
+  const fm_key *k = fm_key_of((fm_key_id)key);
+  return parse_list_in(cmd, k->flag, text, (long)k->lo, (long)k->hi, out, max, n);
+}
+
+int cli_parse_choice(const char *cmd, int key, const char *text, const char **out) {
+  const fm_key *k = fm_key_of((fm_key_id)key);
+  if (!fm_key_choice_ok((fm_key_id)key, text)) {
+    int a = (int)strcspn(k->choices, "|");
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not %.*s or %s", k->flag, text ? text : "",
+                    a, k->choices, k->choices + a + 1);
+  }
+  *out = text;
+  return CLI_OK;
+}
+
+void cli_help_keys(const char *head, int scope, int width, const char *tail) {
+  char small[8192];
+  size_t n = fm_keys_help(scope, width, small, sizeof small);
+  char *buf = n < sizeof small ? small : malloc(n + 1);
+  if (buf && buf != small)
+    fm_keys_help(scope, width, buf, n + 1);
+  fputs(head, stdout);
+  fputs(buf ? buf : small, stdout);
+  fputs(tail, stdout);
+  if (buf != small)
+    free(buf);
 }

@@ -20,9 +20,11 @@
 #include "flexmoe_config.h"
 #include "run/fm_error.h"
 #include "run/fm_json.h"
+#include "run/fm_keys.h"
 #include "run/fm_report.h"
 #include "run/fm_sim.h"
 #include "run/fm_sim_json.h"
+#include "run/fm_sweep.h"
 #include "store/st_store.h"
 
 static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
@@ -41,67 +43,116 @@ const char *fm_version(void) { return FLEXMOE_VERSION; }
 
 void fm_free(void *p) { free(p); }
 
-/* The integer keys of a request: the ranges of the CLI's flags. */
-typedef struct int_key {
-  const char *name;
-  int64_t lo, hi;
-} int_key;
-enum { K_NODES, K_GPN, K_SEED, K_DMODEL, K_DFF, K_TOPK, K_TOKENS, K_SLOTS, K_THREADS, NINT };
-static const int_key int_keys[NINT] = {
-    [K_NODES] = {.name = "nodes", .lo = 1, .hi = 65536},
-    [K_GPN] = {.name = "gpus_per_node", .lo = 1, .hi = 65536},
-    [K_SEED] = {.name = "seed", .lo = 0, .hi = INT64_MAX},
-    [K_DMODEL] = {.name = "d_model", .lo = 1, .hi = 1 << 20},
-    [K_DFF] = {.name = "d_ff", .lo = 1, .hi = 1 << 22},
-    [K_TOPK] = {.name = "top_k", .lo = 1, .hi = 64},
-    [K_TOKENS] = {.name = "tokens_per_gpu", .lo = 1, .hi = INT64_C(1) << 40},
-    [K_SLOTS] = {.name = "slots", .lo = 1, .hi = INT_MAX},
-    [K_THREADS] = {.name = "threads", .lo = 1, .hi = 2},
-};
-static const char *const string_keys[] = {"trace", "cluster", "engine", "network",
-                                          "profile", "db", "policies", "iterations"};
-#define KEY_LIST                                                                           \
-  "trace, cluster, nodes, gpus_per_node, policies, engine, network, iterations, seed, "    \
-  "d_model, d_ff, top_k, tokens_per_gpu, slots, profile, threads, db"
+/* A request's keys are the table's (run/fm_keys.h), named as JSON and
+ * Python spell them; each check below reads its key's row. */
+#define NAME(id) fm_key_of(id)->name
 
 /* An optional integer key into *out (untouched when absent or null). */
-static int get_int(const json_t *req, const int_key *k, int64_t *out, char *em, size_t el) {
+static int get_int(const json_t *req, fm_key_id id, int64_t *out, char *em, size_t el) {
+  const fm_key *k = fm_key_of(id);
   const json_t *v = json_object_get(req, k->name);
   if (!v || json_is_null(v))
     return FM_OK;
   if (!json_is_integer(v))
     return fail(em, el, FM_EUSAGE, "%s: not an integer between %" PRId64 " and %" PRId64,
                 k->name, k->lo, k->hi);
-  int64_t x = json_integer_value(v);
-  if (x < k->lo || x > k->hi)
-    return fail(em, el, FM_EUSAGE,
-                "%s: %" PRId64 " is out of range: must be between %" PRId64 " and %" PRId64,
-                k->name, x, k->lo, k->hi);
-  *out = x;
+  int rc = fm_key_check(id, FM_NAME_JSON, json_integer_value(v), em, el);
+  if (!rc)
+    *out = json_integer_value(v);
+  return rc;
+}
+
+/* An optional list of integers (or one integer) into out[max], count *n. */
+static int get_int_list(const json_t *req, fm_key_id id, long *out, int max, int *n,
+                        char *em, size_t el) {
+  const fm_key *k = fm_key_of(id);
+  const json_t *v = json_object_get(req, k->name), *x;
+  size_t i;
+  *n = 0;
+  if (!v || json_is_null(v))
+    return FM_OK;
+  if (json_is_integer(v)) {
+    int rc = fm_key_check(id, FM_NAME_JSON, json_integer_value(v), em, el);
+    if (!rc) {
+      out[0] = (long)json_integer_value(v);
+      *n = 1;
+    }
+    return rc;
+  }
+  if (!json_is_array(v) || json_array_size(v) > (size_t)max)
+    return fail(em, el, FM_EUSAGE, "%s: not a list of at most %d integers", k->name, max);
+  json_array_foreach(v, i, x) {
+    if (!json_is_integer(x))
+      return fail(em, el, FM_EUSAGE, "%s: item %zu is not an integer", k->name, i);
+    int rc = fm_key_check(id, FM_NAME_JSON, json_integer_value(x), em, el);
+    if (rc)
+      return rc;
+    out[(*n)++] = (long)json_integer_value(x);
+  }
   return FM_OK;
 }
 
 /* An optional string key into *out (untouched when absent or null). */
-static int get_str(const json_t *req, const char *key, const char **out, char *em, size_t el) {
-  const json_t *v = json_object_get(req, key);
+static int get_str(const json_t *req, fm_key_id id, const char **out, char *em, size_t el) {
+  const json_t *v = json_object_get(req, NAME(id));
   if (!v || json_is_null(v))
     return FM_OK;
   if (!json_is_string(v))
-    return fail(em, el, FM_EUSAGE, "%s: not a string", key);
+    return fail(em, el, FM_EUSAGE, "%s: not a string", NAME(id));
   *out = json_string_value(v);
   return FM_OK;
 }
 
-/* One of two words (engine, network) into *out. */
-static int get_choice(const json_t *req, const char *key, const char *a, const char *b,
-                      const char **out, char *em, size_t el) {
-  const char *s = NULL;
-  int rc = get_str(req, key, &s, em, el);
+/* An optional list of strings (or one string) into out[max], count *n; what
+ * is listed (SPEC, path) names an item in the message. */
+static int get_str_list(const json_t *req, fm_key_id id, const char *what, const char **out,
+                        int max, int *n, char *em, size_t el) {
+  const json_t *v = json_object_get(req, NAME(id)), *p;
+  size_t i;
+  *n = 0;
+  if (!v || json_is_null(v))
+    return FM_OK;
+  if (json_is_string(v)) {
+    out[(*n)++] = json_string_value(v);
+    return FM_OK;
+  }
+  if (!json_is_array(v))
+    return fail(em, el, FM_EUSAGE, "%s: not a list of %ss", NAME(id), what);
+  if (json_array_size(v) > (size_t)max)
+    return fail(em, el, FM_EUSAGE, "%s: at most %d %ss (got %zu)", NAME(id), max, what,
+                json_array_size(v));
+  json_array_foreach(v, i, p) {
+    if (!json_is_string(p))
+      return fail(em, el, FM_EUSAGE, "%s: item %zu is not a %s string", NAME(id), i, what);
+    out[(*n)++] = json_string_value(p);
+  }
+  return FM_OK;
+}
+
+/* One of a choice key's words (engine, network) into *out. */
+static int get_choice(const json_t *req, fm_key_id id, const char **out, char *em,
+                      size_t el) {
+  const char *s = NULL, *choices = fm_key_of(id)->choices;
+  int rc = get_str(req, id, &s, em, el);
   if (rc || !s)
     return rc;
-  if (strcmp(s, a) && strcmp(s, b))
-    return fail(em, el, FM_EUSAGE, "%s: '%s' is not %s or %s", key, s, a, b);
+  if (!fm_key_choice_ok(id, s)) {
+    int a = (int)strcspn(choices, "|");
+    return fail(em, el, FM_EUSAGE, "%s: '%s' is not %.*s or %s", NAME(id), s, a, choices,
+                choices + a + 1);
+  }
   *out = s;
+  return FM_OK;
+}
+
+/* An optional boolean key into *out. */
+static int get_bool(const json_t *req, fm_key_id id, int *out, char *em, size_t el) {
+  const json_t *v = json_object_get(req, NAME(id));
+  if (!v || json_is_null(v))
+    return FM_OK;
+  if (!json_is_boolean(v))
+    return fail(em, el, FM_EUSAGE, "%s: not true or false", NAME(id));
+  *out = json_is_true(v);
   return FM_OK;
 }
 
@@ -149,85 +200,90 @@ static int get_range(const json_t *req, int64_t *a, int64_t *b, char *em, size_t
   return FM_OK;
 }
 
-/* policies: an array of specs or one spec, into specs[*n]. */
-static int get_policies(const json_t *req, const char **specs, int *n, char *em, size_t el) {
-  const json_t *v = json_object_get(req, "policies");
-  *n = 0;
-  if (!v || json_is_null(v))
-    return FM_OK;
-  if (json_is_string(v)) {
-    specs[(*n)++] = json_string_value(v);
-    return FM_OK;
-  }
-  if (!json_is_array(v))
-    return fail(em, el, FM_EUSAGE, "policies: not a list of policy specs");
-  if (json_array_size(v) > FM_SIM_MAX_POLICIES)
-    return fail(em, el, FM_EUSAGE, "policies: at most %d policies (got %zu)",
-                FM_SIM_MAX_POLICIES, json_array_size(v));
-  size_t i;
-  const json_t *p;
-  json_array_foreach(v, i, p) {
-    if (!json_is_string(p))
-      return fail(em, el, FM_EUSAGE, "policies: item %zu is not a policy spec string", i);
-    specs[(*n)++] = json_string_value(p);
+/* Every key of req one of the table's keys of scope; the first other one
+ * named with the list of those keys. */
+static int check_keys(const json_t *req, int scope, char *em, size_t el) {
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)req, key, v) {
+    int id = fm_key_by_name(key);
+    if (id >= 0 && (fm_key_of(id)->scope & scope))
+      continue;
+    char list[1024];
+    size_t at = 0;
+    list[0] = '\0';
+    for (int i = 0; i < FM_NKEYS && at < sizeof list; i++)
+      if (fm_key_of(i)->scope & scope)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", at ? ", " : "",
+                               fm_key_of(i)->name);
+    return fail(em, el, FM_EUSAGE, "unknown key '%s' (keys: %s)", key, list);
   }
   return FM_OK;
 }
 
-/* Every key of req known; the first unknown one named. */
-static int check_keys(const json_t *req, char *em, size_t el) {
-  const char *key;
-  const json_t *v;
-  json_object_foreach((json_t *)req, key, v) {
-    int known = 0;
-    for (int i = 0; i < NINT && !known; i++)
-      known = strcmp(key, int_keys[i].name) == 0;
-    for (size_t i = 0; i < sizeof(string_keys) / sizeof(string_keys[0]) && !known; i++)
-      known = strcmp(key, string_keys[i]) == 0;
-    if (!known)
-      return fail(em, el, FM_EUSAGE, "unknown key '%s' (keys: " KEY_LIST ")", key);
-  }
-  return FM_OK;
+/* The model and simulator keys a simulation and a sweep share into cfg
+ * (which keeps its value where a key is absent). */
+static int model_config(const json_t *req, fm_sim_config *cfg, char *em, size_t el) {
+  int64_t dm = cfg->d_model, dff = cfg->d_ff, tk = cfg->top_k, sl = cfg->slots;
+  int rc = get_int(req, FM_KEY_D_MODEL, &dm, em, el);
+  if (!rc)
+    rc = get_int(req, FM_KEY_D_FF, &dff, em, el);
+  if (!rc)
+    rc = get_int(req, FM_KEY_TOP_K, &tk, em, el);
+  if (!rc)
+    rc = get_int(req, FM_KEY_TOKENS_PER_GPU, &cfg->tokens_per_gpu, em, el);
+  if (!rc)
+    rc = get_int(req, FM_KEY_SLOTS, &sl, em, el);
+  if (!rc)
+    rc = get_str(req, FM_KEY_PROFILE, &cfg->profile_path, em, el);
+  if (!rc)
+    rc = get_choice(req, FM_KEY_ENGINE, &cfg->engine, em, el);
+  if (!rc)
+    rc = get_range(req, &cfg->it_begin, &cfg->it_end, em, el);
+  cfg->d_model = (int)dm;
+  cfg->d_ff = (int)dff;
+  cfg->top_k = (int)tk;
+  cfg->slots = (int)sl;
+  cfg->key_names = FM_NAME_JSON;
+  return rc;
 }
 
 /* The request's configuration, as cmd_sim builds it from flags. */
 static int request_config(const json_t *req, fm_sim_config *cfg, const char **db,
                           const char **specs, int *nspecs, char *em, size_t el) {
-  int rc = check_keys(req, em, el);
-  int64_t iv[NINT] = {0};
-  iv[K_THREADS] = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1; /* a second core draws ahead */
-  for (int i = 0; i < NINT && !rc; i++)
-    rc = get_int(req, &int_keys[i], &iv[i], em, el);
+  int rc = check_keys(req, FM_KS_SIM, em, el);
+  int64_t nodes = 0, gpn = 0, seed = FM_DEFAULT_SEED;
+  int64_t threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1; /* a second core draws ahead */
   const char *network = NULL;
   if (!rc)
-    rc = get_str(req, "trace", &cfg->trace_path, em, el);
+    rc = get_int(req, FM_KEY_NODES, &nodes, em, el);
   if (!rc)
-    rc = get_str(req, "cluster", &cfg->cluster, em, el);
+    rc = get_int(req, FM_KEY_GPUS_PER_NODE, &gpn, em, el);
   if (!rc)
-    rc = get_str(req, "profile", &cfg->profile_path, em, el);
+    rc = get_int(req, FM_KEY_SEED, &seed, em, el);
   if (!rc)
-    rc = get_str(req, "db", db, em, el);
+    rc = model_config(req, cfg, em, el);
   if (!rc)
-    rc = get_choice(req, "engine", "analytic", "des", &cfg->engine, em, el);
+    rc = get_int(req, FM_KEY_THREADS, &threads, em, el);
   if (!rc)
-    rc = get_choice(req, "network", "hose", "exact", &network, em, el);
+    rc = get_str(req, FM_KEY_TRACE, &cfg->trace_path, em, el);
   if (!rc)
-    rc = get_range(req, &cfg->it_begin, &cfg->it_end, em, el);
+    rc = get_str(req, FM_KEY_CLUSTER, &cfg->cluster, em, el);
   if (!rc)
-    rc = get_policies(req, specs, nspecs, em, el);
+    rc = get_str(req, FM_KEY_DB, db, em, el);
+  if (!rc)
+    rc = get_choice(req, FM_KEY_NETWORK, &network, em, el);
+  if (!rc)
+    rc = get_str_list(req, FM_KEY_POLICY, "policy spec", specs, FM_SIM_MAX_POLICIES, nspecs,
+                      em, el);
   if (rc)
     return rc;
   if (!cfg->trace_path)
     return fail(em, el, FM_EUSAGE, "trace is required (a routing trace .npy or .csv)");
-  cfg->nodes = (int)iv[K_NODES];
-  cfg->gpus_per_node = (int)iv[K_GPN];
-  cfg->seed = (uint64_t)iv[K_SEED];
-  cfg->d_model = (int)iv[K_DMODEL];
-  cfg->d_ff = (int)iv[K_DFF];
-  cfg->top_k = (int)iv[K_TOPK];
-  cfg->tokens_per_gpu = iv[K_TOKENS];
-  cfg->slots = (int)iv[K_SLOTS];
-  cfg->prefetch = iv[K_THREADS] == 2;
+  cfg->nodes = (int)nodes;
+  cfg->gpus_per_node = (int)gpn;
+  cfg->seed = (uint64_t)seed;
+  cfg->prefetch = threads == 2;
   cfg->exact_net = network && strcmp(network, "exact") == 0;
   return FM_OK;
 }
@@ -461,5 +517,157 @@ int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t
   free(loads);
   free(traces);
   st_close(db);
+  return rc;
+}
+
+char *fm_keys_json(void) { return fm_keys_json_text(); }
+
+/* ---- sweep ---- */
+
+#define SWEEP_MAX 64 /* values per list key, as `flexmoe sweep` takes */
+
+/* A sweep request: its lists and where they point (into the request). */
+typedef struct sweep_req {
+  const char *traces[SWEEP_MAX], *clusters[SWEEP_MAX], *policies[SWEEP_MAX];
+  long sizes[SWEEP_MAX], seeds[SWEEP_MAX];
+  fm_sweep_config c;
+} sweep_req;
+
+/* The request's sweep, as cmd_sweep builds it from flags. */
+static int sweep_config(const json_t *req, sweep_req *q, char *em, size_t el) {
+  fm_sweep_config *c = &q->c;
+  int64_t gpn = 0, jobs = 1, wait = 30;
+  int moves = 0, rc = check_keys(req, FM_KS_SWEEP, em, el);
+  c->base = (fm_sim_config)FM_SIM_CONFIG_INIT;
+  if (!rc)
+    rc = get_str_list(req, FM_KEY_TRACE, "path", q->traces, SWEEP_MAX, &c->ntraces, em, el);
+  if (!rc)
+    rc = get_str_list(req, FM_KEY_CLUSTER, "cluster", q->clusters, SWEEP_MAX, &c->nclusters,
+                      em, el);
+  if (!rc)
+    rc = get_str_list(req, FM_KEY_POLICY, "policy spec", q->policies, SWEEP_MAX,
+                      &c->npolicies, em, el);
+  if (!rc)
+    rc = get_int_list(req, FM_KEY_GPUS, q->sizes, SWEEP_MAX, &c->nsizes, em, el);
+  if (!rc)
+    rc = get_int_list(req, FM_KEY_SEEDS, q->seeds, SWEEP_MAX, &c->nseeds, em, el);
+  if (!rc)
+    rc = get_int(req, FM_KEY_GPUS_PER_NODE, &gpn, em, el);
+  if (!rc)
+    rc = get_int(req, FM_KEY_JOBS, &jobs, em, el);
+  if (!rc)
+    rc = get_int(req, FM_KEY_LOCK_WAIT, &wait, em, el);
+  if (!rc)
+    rc = get_bool(req, FM_KEY_PLAN_MOVES, &moves, em, el);
+  if (!rc)
+    rc = get_str(req, FM_KEY_DB, &c->db, em, el);
+  if (!rc)
+    rc = model_config(req, &c->base, em, el);
+  if (!rc && (!c->db || !c->db[0]))
+    rc = fail(em, el, FM_EUSAGE, "db: a results database path is required");
+  c->traces = q->traces;
+  c->clusters = q->clusters;
+  c->policies = q->policies;
+  c->sizes = q->sizes;
+  c->seeds = q->seeds;
+  c->gpus_per_node = (int)gpn;
+  c->jobs = (int)jobs;
+  c->lock_wait_s = (int)wait;
+  c->base.plan_moves = moves;
+  return rc;
+}
+
+static const char *const point_cols[] = {
+    "trace", "cluster", "gpus", "nodes", "gpus_per_node", "seed", "policy", "status", "error",
+    "run_id", "iterations", "mean_ms", "effective_ms", "compute_ms", "alltoall_ms",
+    "allreduce_ms", "migration_ms", "other_ms", "balance_mean", "bytes_migrated",
+    "tokens_dropped", "tokens_total"};
+
+/* A point's row: its configuration and what became of it, and the stored
+ * run of its key (r, NULL when none: nulls). */
+static json_t *point_row(const fm_sweep_point *p, const st_run_summary *r) {
+  const fm_sim_config *c = p->cfg;
+  json_t *row = json_pack("[o, o, i, i, i, I, o, s, o]", fm_json_string(c->trace_path),
+                          fm_json_string(c->cluster), c->nodes * c->gpus_per_node, c->nodes,
+                          c->gpus_per_node, (json_int_t)c->seed, fm_json_string(c->policy),
+                          p->status, p->error[0] ? fm_json_string(p->error) : json_null());
+  json_t *run = r ? json_pack("[I, I, o, o, o, o, o, o, o, o, I, I, I]", (json_int_t)r->id,
+                              (json_int_t)r->iterations, fm_json_number(r->mean_ms),
+                              fm_json_number(r->effective_ms), fm_json_number(r->compute_ms),
+                              fm_json_number(r->alltoall_ms), fm_json_number(r->allreduce_ms),
+                              fm_json_number(r->migration_ms), fm_json_number(r->other_ms),
+                              fm_json_number(r->balance_mean), (json_int_t)r->bytes_migrated,
+                              (json_int_t)r->tokens_dropped, (json_int_t)r->tokens_total)
+                  : NULL;
+  for (int i = 0; !r && row && i < 13; i++)
+    json_array_append_new(row, json_null());
+  if (row && run && json_array_extend(row, run) != 0) {
+    json_decref(row);
+    row = NULL;
+  }
+  json_decref(run);
+  return row;
+}
+
+/* The sweep's points as a table, each with its stored run (read from the
+ * sweep's database), and its counts, into *doc. */
+static int sweep_doc(const fm_sweep *sw, json_t **doc, char *em, size_t el) {
+  const fm_sweep_stats *s = fm_sweep_stats_of(sw);
+  const char *path = fm_sweep_config_of(sw)->db;
+  st_db *db = NULL;
+  st_run_summary *rs = NULL;
+  size_t nr = 0;
+  int rc = open_read(path, &db, em, el);
+  if (!rc && st_runs_list(db, "sim", &rs, &nr) != ST_OK)
+    rc = fail(em, el, FM_EFAIL, "%s: cannot read the runs: %s", path, st_errmsg(db));
+  st_close(db);
+  json_t *t = rc ? NULL : TABLE(point_cols);
+  fm_sweep_point p;
+  int bad = !rc && !t;
+  for (int i = 0; !rc && !bad && fm_sweep_point_of(sw, i, &p) == 0; i++) {
+    const st_run_summary *r = NULL;
+    for (size_t k = 0; k < nr && !r; k++)
+      r = strcmp(rs[k].config_key, p.key) == 0 ? &rs[k] : NULL;
+    bad |= add_row(t, point_row(&p, r));
+  }
+  free(rs);
+  if (!rc && !bad)
+    *doc = json_pack("{s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}}", "points",
+                     json_incref(t), "summary", "points", s->points, "unique", s->unique,
+                     "computed", s->done, "stored", s->skipped, "elsewhere", s->elsewhere,
+                     "failed", s->failed, "lost", s->lost, "workers", s->workers, "wall_s",
+                     fm_json_number(s->wall_s));
+  json_decref(t);
+  if (!rc && (bad || !*doc))
+    rc = fail(em, el, FM_EFAIL, "cannot build the JSON output (out of memory)");
+  return rc;
+}
+
+int fm_sweep_json(const char *request, char **result, char *errmsg, size_t errlen) {
+  if (!result)
+    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+  *result = NULL;
+  json_error_t jerr;
+  json_t *req = request ? json_loads(request, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+  if (!req)
+    return fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
+                request ? jerr.text : "NULL");
+  sweep_req q = {.c = {.jobs = 1}};
+  fm_sweep *sw = NULL;
+  json_t *doc = NULL;
+  int rc = FM_EUSAGE;
+  if (!json_is_object(req))
+    fail(errmsg, errlen, rc, "request: not a JSON object");
+  else
+    rc = sweep_config(req, &q, errmsg, errlen);
+  if (!rc)
+    rc = fm_sweep_run(&q.c, &sw, errmsg, errlen);
+  if (!rc)
+    rc = sweep_doc(sw, &doc, errmsg, errlen);
+  if (!rc)
+    rc = dump(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17), result,
+              errmsg, errlen);
+  fm_sweep_free(sw);
+  json_decref(req);
   return rc;
 }

@@ -35,11 +35,16 @@ double fm_percentile_of(double *v, int64_t n, double q) {
 
 int fm_iteration_range(int64_t begin, int64_t end, int64_t iterations, int64_t *a,
                        int64_t *b, char *errmsg, size_t errlen) {
+  return fm_iteration_range_as("--iterations", begin, end, iterations, a, b, errmsg, errlen);
+}
+
+int fm_iteration_range_as(const char *name, int64_t begin, int64_t end, int64_t iterations,
+                          int64_t *a, int64_t *b, char *errmsg, size_t errlen) {
   int64_t e = end < 0 ? iterations : end;
   if (begin < 0 || begin >= iterations || e > iterations || e <= begin) {
     if (errmsg && errlen)
       snprintf(errmsg, errlen,
-               "--iterations: %" PRId64 ":%" PRId64 " is not inside the trace's 0:%" PRId64,
+               "%s: %" PRId64 ":%" PRId64 " is not inside the trace's 0:%" PRId64, name,
                begin, e, iterations);
     return FM_EUSAGE;
   }

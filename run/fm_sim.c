@@ -63,15 +63,14 @@
 #define OPT_BYTES_PER_PARAM 12.0
 #define HBM_RESERVE_FRACTION 0.5
 
-/* Physical ranges of the model numbers (inclusive). d_model and d_ff match
- * the flag parsers and the profile files; a real model is far inside them
- * (d_model 8,192, d_ff 32,768, top-k 8, a few thousand tokens per GPU), and
+/* Physical ranges of the model numbers (inclusive): d_model, d_ff and top_k
+ * are the key table's (run/fm_keys.h), which the flag parsers and the JSON
+ * entry points check too, and match the profile files; a real model is far
+ * inside them (d_model 8,192, d_ff 32,768, top-k 8, a few thousand tokens
+ * per GPU), and
  * at their ends every token count of the simulator - G x tokens x top_k,
  * and that times 1,024 (pl_greedy's fixed point) - stays below 2^63:
  * 2^16 GPUs x 2^30 tokens x 2^6 = 2^52. */
-#define MAX_D_MODEL (1 << 20)
-#define MAX_D_FF (1 << 22)
-#define MAX_TOP_K 64
 #define MAX_BYTES_PER_ELEM 8
 #define MAX_TOKENS_PER_GPU ((int64_t)1 << 30)
 /* check_scale: one layer's worst case, and one iteration's wire bytes. */
@@ -150,19 +149,22 @@ static char *dupstr(const char *s) {
   return d;
 }
 
-/* A model number against its range: from a flag (cfg value non-zero: exit 2,
- * the flag named) or from the trace's sidecar (exit 1, the key named). */
-static int model_range(const char *trace, const char *flag, const char *key, int from_flag,
-                       int64_t v, int64_t hi, char *em, size_t el) {
-  if (v >= 1 && v <= hi)
+/* A model number against its key's range: from the configuration (cfg
+ * value non-zero: exit 2, the key named as cfg->key_names asks) or from the
+ * trace's sidecar (exit 1, the sidecar key named). */
+static int model_range(const fm_sim_config *cfg, fm_key_id id, int from_cfg, int64_t v,
+                       char *em, size_t el) {
+  const fm_key *k = fm_key_of(id);
+  const char *name = fm_key_name(id, cfg->key_names);
+  if (v >= 1 && v <= k->hi)
     return FM_OK;
-  if (from_flag)
+  if (from_cfg)
     return fail(em, el, FM_EUSAGE, "%s must be between 1 and %" PRId64 " (got %" PRId64 ")",
-                flag, hi, v);
+                name, k->hi, v);
   return fail(em, el, FM_EFAIL,
               "%s: the trace's %s is %" PRId64 "; it must be between 1 and %" PRId64
               " (or pass %s)",
-              trace, key, v, hi, flag);
+              cfg->trace_path, k->name, v, k->hi, name);
 }
 
 /*
@@ -211,15 +213,18 @@ static int check_scale(const resolved *r, int layers, int slots, char *em, size_
 
 /* Engine name and trace: opened into r (r->trace_open), not empty. */
 static int open_trace(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
-  if (!cfg || !cfg->trace_path)
+  if (!cfg)
     return fail(em, el, FM_EUSAGE, "--trace is required");
+  if (!cfg->trace_path)
+    return fail(em, el, FM_EUSAGE, "%s is required", fm_key_name(FM_KEY_TRACE, cfg->key_names));
   const char *engine = cfg->engine ? cfg->engine : "analytic";
   if (strcmp(engine, "analytic") == 0)
     r->engine = SIM_ENGINE_ANALYTIC;
   else if (strcmp(engine, "des") == 0)
     r->engine = SIM_ENGINE_DES;
   else
-    return fail(em, el, FM_EUSAGE, "--engine: '%s' is not analytic or des", engine);
+    return fail(em, el, FM_EUSAGE, "%s: '%s' is not analytic or des",
+                fm_key_name(FM_KEY_ENGINE, cfg->key_names), engine);
   tr_error terr;
   memset(&terr, 0, sizeof(terr));
   const tr_trace *cached = NULL;
@@ -250,20 +255,20 @@ static int resolve_model(const fm_sim_config *cfg, resolved *r, char *em, size_t
   r->model.top_k = cfg->top_k ? cfg->top_k : t->meta.top_k;
   r->model.bytes_per_elem = t->meta.bytes_per_elem > 0 ? t->meta.bytes_per_elem : 2;
   r->model.optimizer_bytes_per_param = OPT_BYTES_PER_PARAM;
-  const char *missing = r->model.d_model < 1 ? "d_model (--d-model)"
-                        : r->model.d_ff < 1  ? "d_ff (--d-ff)"
-                        : r->model.top_k < 1 ? "top_k (--top-k)"
-                                             : NULL;
-  if (missing)
+  int missing = r->model.d_model < 1 ? FM_KEY_D_MODEL
+                : r->model.d_ff < 1  ? FM_KEY_D_FF
+                : r->model.top_k < 1 ? FM_KEY_TOP_K
+                                     : -1;
+  if (missing >= 0 && cfg->key_names == FM_NAME_JSON)
+    return fail(em, el, FM_EFAIL, "%s: the trace's sidecar does not give %s; pass it as a key",
+                cfg->trace_path, fm_key_of(missing)->name);
+  if (missing >= 0)
     return fail(em, el, FM_EFAIL,
-                "%s: the trace's sidecar does not give %s; pass it on the command line",
-                cfg->trace_path, missing);
-  if ((rc = model_range(cfg->trace_path, "--d-model", "d_model", cfg->d_model != 0,
-                        r->model.d_model, MAX_D_MODEL, em, el)) ||
-      (rc = model_range(cfg->trace_path, "--d-ff", "d_ff", cfg->d_ff != 0, r->model.d_ff,
-                        MAX_D_FF, em, el)) ||
-      (rc = model_range(cfg->trace_path, "--top-k", "top_k", cfg->top_k != 0, r->model.top_k,
-                        MAX_TOP_K, em, el)))
+                "%s: the trace's sidecar does not give %s (%s); pass it on the command line",
+                cfg->trace_path, fm_key_of(missing)->name, fm_key_of(missing)->flag);
+  if ((rc = model_range(cfg, FM_KEY_D_MODEL, cfg->d_model != 0, r->model.d_model, em, el)) ||
+      (rc = model_range(cfg, FM_KEY_D_FF, cfg->d_ff != 0, r->model.d_ff, em, el)) ||
+      (rc = model_range(cfg, FM_KEY_TOP_K, cfg->top_k != 0, r->model.top_k, em, el)))
     return rc;
   if (r->model.bytes_per_elem > MAX_BYTES_PER_ELEM)
     return fail(em, el, FM_EFAIL,
@@ -278,8 +283,9 @@ static int resolve_tokens(const fm_sim_config *cfg, resolved *r, char *em, size_
   const tr_trace *t = &r->trace;
   if (cfg->tokens_per_gpu < 0 || cfg->tokens_per_gpu > MAX_TOKENS_PER_GPU)
     return fail(em, el, FM_EUSAGE,
-                "--tokens-per-gpu must be between 1 and %" PRId64 " (2^30) (got %" PRId64 ")",
-                MAX_TOKENS_PER_GPU, cfg->tokens_per_gpu);
+                "%s must be between 1 and %" PRId64 " (2^30) (got %" PRId64 ")",
+                fm_key_name(FM_KEY_TOKENS_PER_GPU, cfg->key_names), MAX_TOKENS_PER_GPU,
+                cfg->tokens_per_gpu);
   if (cfg->tokens_per_gpu > 0) {
     r->tokens_per_gpu = cfg->tokens_per_gpu;
     r->slots_per_gpu = cfg->tokens_per_gpu * r->model.top_k;
@@ -297,8 +303,9 @@ static int resolve_tokens(const fm_sim_config *cfg, resolved *r, char *em, size_
   if (r->tokens_per_gpu > MAX_TOKENS_PER_GPU)
     return fail(em, el, FM_EFAIL,
                 "%s: the trace gives %" PRId64 " tokens per rank; at most %" PRId64
-                " (2^30) can be simulated (pass --tokens-per-gpu)",
-                cfg->trace_path, r->tokens_per_gpu, MAX_TOKENS_PER_GPU);
+                " (2^30) can be simulated (pass %s)",
+                cfg->trace_path, r->tokens_per_gpu, MAX_TOKENS_PER_GPU,
+                fm_key_name(FM_KEY_TOKENS_PER_GPU, cfg->key_names));
   return FM_OK;
 }
 
@@ -329,7 +336,8 @@ static int resolve_slots(const fm_sim_config *cfg, resolved *r, char *em, size_t
   int G = sim_cluster_gpus(&r->cl), E = r->trace.experts;
   int slots = cfg->slots;
   if (slots < 0)
-    return fail(em, el, FM_EUSAGE, "--slots must be positive");
+    return fail(em, el, FM_EUSAGE, "%s must be positive",
+                fm_key_name(FM_KEY_SLOTS, cfg->key_names));
   if (slots == 0) {
     double hbm = r->cl.hbm_gib * 1073741824.0;
     int prc = pl_slots_from_memory(&r->model, hbm, hbm * HBM_RESERVE_FRACTION, E, G, &slots);
@@ -367,7 +375,8 @@ static int create_policy(const fm_sim_config *cfg, resolved *r, char *em, size_t
                              sizeof(perr));
   if (prc)
     return fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? FM_EUSAGE : FM_EFAIL,
-                "--policy: %s", perr[0] ? perr : pl_strerror(prc));
+                "%s: %s", fm_key_name(FM_KEY_POLICY, cfg->key_names),
+                perr[0] ? perr : pl_strerror(prc));
   return FM_OK;
 }
 
@@ -377,8 +386,8 @@ static int resolve(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   memset(r, 0, sizeof(*r));
   int rc = open_trace(cfg, r, em, el);
   if (!rc)
-    rc = fm_iteration_range(cfg->it_begin, cfg->it_end, r->trace.iterations, &r->a, &r->b, em,
-                            el);
+    rc = fm_iteration_range_as(fm_key_name(FM_KEY_ITERATIONS, cfg->key_names), cfg->it_begin,
+                               cfg->it_end, r->trace.iterations, &r->a, &r->b, em, el);
   if (!rc)
     rc = resolve_model(cfg, r, em, el);
   if (!rc)

@@ -64,6 +64,7 @@ typedef struct point {
   int duplicate; /* same key as an earlier point */
   int pending;   /* to compute in this invocation */
   int outcome;   /* of a pending point: OUT_* */
+  char why[512]; /* of a failed point: the simulation's sentence */
 } point;
 
 /* What became of a pending point. OUT_NONE at the end means it was never
@@ -123,8 +124,9 @@ static int split_size(const sweep *sw, const char *spec, long gpus, int *nodes,
                       int *gpn, char *msg, size_t len) {
   sim_cluster c;
   sim_errbuf err = {{0}};
+  int names = sw->cfg.base.key_names;
   if (sim_cluster_resolve(spec, &c, &err) != SIM_OK) {
-    snprintf(msg, len, "--cluster: %s", err.msg);
+    snprintf(msg, len, "%s: %s", fm_key_name(FM_KEY_CLUSTER, names), err.msg);
     return FM_EUSAGE;
   }
   int per = sw->cfg.gpus_per_node ? sw->cfg.gpus_per_node : c.gpus_per_node;
@@ -134,9 +136,8 @@ static int split_size(const sweep *sw, const char *spec, long gpus, int *nodes,
     return FM_OK;
   }
   if (gpus % per != 0) {
-    snprintf(msg, len,
-             "--gpus: %ld is not a multiple of %d GPUs per node of cluster %s",
-             gpus, per, spec);
+    snprintf(msg, len, "%s: %ld is not a multiple of %d GPUs per node of cluster %s",
+             fm_key_name(FM_KEY_GPUS, names), gpus, per, spec);
     return FM_EUSAGE;
   }
   *nodes = (int)(gpus / per);
@@ -259,6 +260,7 @@ static void point_failed(sweep *sw, point *pt, const char *why) {
   char line[PL_SPEC_MAX + 2048];
   snprintf(line, sizeof line, "%s: %s", pt->label, why);
   emit(sw, FM_SWEEP_POINT_FAILED, line);
+  snprintf(pt->why, sizeof pt->why, "%s", why);
   pt->outcome = OUT_FAILED;
   sw->st.failed++;
 }
@@ -762,14 +764,16 @@ static int run_mpi(sweep *sw, int rank, int size) {
  * cannot run. */
 static int configure(sweep *sw, const fm_sweep_config *cfg) {
   sw->cfg = *cfg;
+  int json = cfg->base.key_names == FM_NAME_JSON;
   if (cfg->ntraces < 1 || !cfg->traces)
-    return fatal(sw, FM_EUSAGE, "--trace is required (see 'flexmoe sweep --help')");
+    return fatal(sw, FM_EUSAGE, json ? "trace is required (a routing trace .npy or .csv)"
+                                     : "--trace is required (see 'flexmoe sweep --help')");
   if (cfg->nsizes < 1 || !cfg->sizes)
     return fatal(sw, FM_EUSAGE,
-                 "--gpus is required, e.g. --gpus 8,16,32 (see 'flexmoe sweep --help')");
-  if (cfg->jobs < 1 || cfg->jobs > 256)
-    return fatal(sw, FM_EUSAGE, "--jobs: %d is out of range: must be between 1 and 256",
-                 cfg->jobs);
+                 json ? "gpus is required, e.g. gpus=[8, 16, 32]"
+                      : "--gpus is required, e.g. --gpus 8,16,32 (see 'flexmoe sweep --help')");
+  if (fm_key_check(FM_KEY_JOBS, cfg->base.key_names, cfg->jobs, sw->em, sw->el))
+    return FM_EUSAGE;
   if (cfg->npolicies < 1) {
     sw->cfg.policies = default_policies;
     sw->cfg.npolicies = (int)(sizeof default_policies / sizeof *default_policies);
@@ -921,6 +925,21 @@ int fm_sweep_lost(const fm_sweep *sw, int i, const char **label, int *worker_die
     }
   }
   return -1;
+}
+
+int fm_sweep_point_of(const fm_sweep *sw, int i, fm_sweep_point *out) {
+  if (i < 0 || i >= sw->npoints)
+    return -1;
+  const point *pt = &sw->points[i];
+  const char *status = pt->duplicate  ? "duplicate"
+                       : !pt->pending ? "stored"
+                       : pt->outcome == OUT_DONE      ? "computed"
+                       : pt->outcome == OUT_ELSEWHERE ? "elsewhere"
+                       : pt->outcome == OUT_FAILED    ? "failed"
+                                                      : "lost";
+  *out = (fm_sweep_point){.cfg = &pt->cfg, .key = pt->key, .label = pt->label,
+                          .status = status, .error = pt->outcome == OUT_FAILED ? pt->why : ""};
+  return 0;
 }
 
 void fm_sweep_free(fm_sweep *sw) {

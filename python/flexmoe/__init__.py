@@ -5,6 +5,10 @@ subprocess:
 
 - simulate(trace, ...): `flexmoe sim --format json` as a pandas DataFrame,
   one row per policy;
+- sweep(trace, gpus=[...], db=...): `flexmoe sweep` (a grid of simulations
+  recorded in a results database) as a DataFrame, one row per grid point;
+- keys(): the table of configuration keys simulate and sweep take (the
+  CLI's flags under their Python names: type, range, default, unit, help);
 - results(db): a results database's runs, iterations and validations as
   DataFrames;
 - report(db): `flexmoe report`'s policy comparison as a DataFrame;
@@ -29,7 +33,7 @@ from . import capture
 from ._errors import ConfigError, Error, InputError
 from ._planner import Move, Plan, Planner
 
-__all__ = ["simulate", "results", "Results", "report", "trace_loads", "Planner", "Plan", "Move", "capture", "Error",
+__all__ = ["simulate", "sweep", "keys", "results", "Results", "report", "trace_loads", "Planner", "Plan", "Move", "capture", "Error",
            "ConfigError", "InputError", "version"]
 
 Results = namedtuple("Results", "runs iterations validations")
@@ -66,6 +70,87 @@ def _iterations(it):
     raise ConfigError("iterations: %r is not a range 'A:B', (A, B) or range(A, B)" % (it,))
 
 
+def keys():
+    """The table of configuration keys (run/fm_keys.h) as a DataFrame, one
+    row per key: name (the keyword of simulate and sweep), flag (the CLI's),
+    type, min, max, default, choices, unit, scope ("sim", "sweep") and
+    help. The CLI's flags, the JSON requests and these keywords are read
+    from this one table."""
+    lib = _lib.lib()
+    text = lib.fm_keys_json()
+    if text == _lib.ffi.NULL:
+        raise MemoryError("flexmoe.keys: out of memory")
+    try:
+        rows = json.loads(_lib.ffi.string(text).decode())
+    finally:
+        lib.fm_free(text)
+    cols = ["name", "flag", "type", "min", "max", "default", "choices", "unit", "scope", "help"]
+    # object columns: the bounds stay exact integers (2^63 - 1), None where none
+    return pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in cols})
+
+
+def _request(config):
+    """The JSON request of keyword arguments (None: absent)."""
+    req = {}
+    for key, value in config.items():
+        if value is None:
+            continue
+        if key == "iterations":
+            value = _iterations(value)
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        elif isinstance(value, (tuple, range)):
+            value = list(value)
+        if isinstance(value, list):
+            value = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        req[key] = value
+    try:
+        return json.dumps(req)
+    except (TypeError, ValueError) as e:
+        raise ConfigError("request: %s" % e) from None
+
+
+def sweep(trace, gpus, policies=None, seeds=None, db="flexmoe.db", jobs=1, cluster=None,
+          **model):
+    """Simulates every point of the grid trace(s) x cluster(s) x gpus x seeds
+    x policies and records each in the results database db, as `flexmoe
+    sweep` does (points already complete in db are skipped, so a sweep
+    resumes; duplicates run once).
+
+    trace: a path or a list of them; gpus: cluster sizes in GPUs (an int or
+    a list); policies: specs (default the seven of `flexmoe policies`);
+    seeds: an int or a list (default 0); db: the results database; jobs:
+    worker processes (1 to 256); cluster: a preset or .json, or a list
+    (default dgx-h100). model: gpus_per_node, engine, iterations, d_model,
+    d_ff, top_k, tokens_per_gpu, slots, profile, lock_wait, plan_moves
+    (keys() lists them with their ranges).
+
+    Returns a DataFrame, one row per grid point in grid order: trace,
+    cluster, gpus, nodes, gpus_per_node, seed, policy (as given), status
+    ("computed", "stored" before this call, "elsewhere", "duplicate",
+    "failed", "lost"), error (a failed point's sentence), and the stored
+    run: run_id, iterations, mean_ms, effective_ms, compute_ms,
+    alltoall_ms, allreduce_ms, migration_ms, other_ms, balance_mean,
+    bytes_migrated, tokens_dropped, tokens_total (the columns of
+    results(db).runs). df.attrs["summary"] holds the counts. A point that
+    fails does not raise: its status and error say why; a bad key or value
+    raises ConfigError before anything runs.
+    """
+    if isinstance(policies, str):
+        policies = [policies]
+    text = _call(_lib.lib().fm_sweep_json, _request(dict(
+        trace=trace, gpus=gpus, policies=policies, seeds=seeds, db=db, jobs=jobs,
+        cluster=cluster, **model)))
+    doc = json.loads(text)
+    t = doc["points"]
+    df = pd.DataFrame(t["rows"], columns=t["columns"])
+    num = ["mean_ms", "effective_ms", "compute_ms", "alltoall_ms", "allreduce_ms",
+           "migration_ms", "other_ms", "balance_mean"]
+    df[num] = df[num].astype(float)
+    df.attrs["summary"] = doc["summary"]
+    return df
+
+
 def simulate_json(trace, **config):
     """simulate()'s configuration; returns the text `flexmoe sim --format json`
     prints (without its final newline)."""
@@ -96,7 +181,8 @@ def simulate(trace, cluster="dgx-h100", nodes=None, policies=None, engine="analy
     "A:B", (A, B) or range(A, B) of the trace; seed: 0 to 2^63 - 1 (0).
     model: gpus_per_node, d_model, d_ff, top_k, tokens_per_gpu, slots,
     profile, network ("hose" or "exact"), threads (1 or 2), db (a results
-    database to record the runs in; default none).
+    database to record the runs in; default none). keys() lists every key
+    with its range, default and unit.
 
     Returns a DataFrame, one row per policy, with the columns of
     `flexmoe sim --format json` (breakdown_ms flattened to

@@ -79,6 +79,36 @@ int fm_report_json(const char *db_path, const char *kind, char **result, char *e
  */
 int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t errlen);
 
+/*
+ * The table of configuration keys (run/fm_keys.h) as JSON text: a list of
+ * {"name", "flag", "type", "min", "max", "default", "choices", "unit",
+ * "scope", "help"}, one per key, in table order; the request keys of
+ * fm_simulate_json (scope "sim") and fm_sweep_json ("sweep"). malloc'd:
+ * release with fm_free; NULL when out of memory.
+ */
+char *fm_keys_json(void);
+
+/*
+ * `flexmoe sweep` as a call (run/fm_sweep.h): every point of the grid
+ * traces x clusters x gpus x seeds x policies simulated and recorded in the
+ * results database, points already stored there skipped. request keys
+ * (fm_keys_json, scope "sweep"): trace (a path or a list, required), gpus
+ * (an integer or a list, required), db (required), cluster (a name or a
+ * list), policies, seeds (an integer or a list), gpus_per_node, engine,
+ * iterations, d_model, d_ff, top_k, tokens_per_gpu, slots, profile, jobs
+ * (worker processes, forked), lock_wait, plan_moves.
+ * *result: {"points": T, "summary": {points, unique, computed, stored,
+ * elsewhere, failed, lost, workers, wall_s}}, T = {"columns", "rows"} with
+ * one row per grid point in grid order: its configuration (trace, cluster,
+ * gpus, nodes, gpus_per_node, seed, policy as given), status ("computed",
+ * "stored" already, "elsewhere", "duplicate", "failed", "lost"), error (a
+ * failed point's sentence, else null) and its stored run's summary (run_id,
+ * iterations, mean_ms, effective_ms, compute_ms, ..., balance_mean,
+ * bytes_migrated, tokens_dropped, tokens_total; null when not stored).
+ * A point that fails does not fail the call: its status says so.
+ */
+int fm_sweep_json(const char *request, char **result, char *errmsg, size_t errlen);
+
 /* Releases a result string (accepts NULL). */
 void fm_free(void *p);
 

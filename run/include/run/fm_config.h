@@ -40,5 +40,9 @@ double fm_percentile_of(double *v, int64_t n, double q);
  * are untouched then. */
 int fm_iteration_range(int64_t begin, int64_t end, int64_t iterations, int64_t *a,
                        int64_t *b, char *errmsg, size_t errlen);
+/* The same check with the key named as the caller's face spells it
+ * ("--iterations" or "iterations", run/fm_keys.h fm_key_name). */
+int fm_iteration_range_as(const char *name, int64_t begin, int64_t end, int64_t iterations,
+                          int64_t *a, int64_t *b, char *errmsg, size_t errlen);
 
 #endif

@@ -86,6 +86,20 @@ const fm_sweep_config *fm_sweep_config_of(const fm_sweep *sw);
  * it was never handed out). 0, or -1 past the last. */
 int fm_sweep_lost(const fm_sweep *sw, int i, const char **label, int *worker_died);
 
+/* One point of the grid (i from 0, grid order: traces x clusters x sizes x
+ * seeds x policies). cfg: its whole configuration (trace, cluster, nodes,
+ * gpus_per_node, seed, policy as given); key: its configuration key (the
+ * stored run's config_key); label as in the lost list; status: "computed"
+ * (stored by this sweep), "stored" (complete in the database before it),
+ * "elsewhere" (stored by another process meanwhile), "duplicate" (same key
+ * as an earlier point), "failed" (error: the simulation's sentence) or
+ * "lost" (not stored). Everything points into sw. 0, or -1 past the last. */
+typedef struct fm_sweep_point {
+  const fm_sim_config *cfg;
+  const char *key, *label, *status, *error;
+} fm_sweep_point;
+int fm_sweep_point_of(const fm_sweep *sw, int i, fm_sweep_point *out);
+
 void fm_sweep_free(fm_sweep *sw);
 
 #endif

@@ -1,0 +1,85 @@
+/*
+ * test_fm_keys.c - the table of configuration keys (run/fm_keys.h): its
+ * invariants, the one range check every face makes, the help lines the CLI
+ * prints and the JSON the Python package lists.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "run/fm_api.h"
+#include "run/fm_error.h"
+#include "run/fm_keys.h"
+
+Test(fm_keys, flags_and_names_are_unique_and_ranges_ordered) {
+  for (int i = 0; i < FM_NKEYS; i++) {
+    const fm_key *a = fm_key_of(i);
+    cr_assert(strncmp(a->flag, "--", 2) == 0, "%s", a->flag);
+    cr_assert(a->help[0] && a->name[0] && a->def[0], "key %d", i);
+    cr_assert(a->lo <= a->hi, "%s: %lld > %lld", a->name, (long long)a->lo, (long long)a->hi);
+    cr_assert(a->scope & FM_KS_BOTH, "%s has no scope", a->name);
+    cr_assert_eq(fm_key_by_name(a->name), i);
+    for (int j = 0; j < i; j++) {
+      cr_assert_str_neq(a->flag, fm_key_of(j)->flag);
+      cr_assert_str_neq(a->name, fm_key_of(j)->name);
+    }
+  }
+  cr_assert_eq(fm_key_by_name("dmodel"), -1);
+}
+
+Test(fm_keys, the_range_check_names_the_key_as_the_face_spells_it) {
+  char em[256] = "";
+  cr_assert_eq(fm_key_check(FM_KEY_TOP_K, FM_NAME_FLAG, 64, em, sizeof em), FM_OK);
+  cr_assert_eq(fm_key_check(FM_KEY_TOP_K, FM_NAME_FLAG, 65, em, sizeof em), FM_EUSAGE);
+  cr_assert_str_eq(em, "--top-k: 65 is out of range: must be between 1 and 64");
+  cr_assert_eq(fm_key_check(FM_KEY_TOP_K, FM_NAME_JSON, 0, em, sizeof em), FM_EUSAGE);
+  cr_assert_str_eq(em, "top_k: 0 is out of range: must be between 1 and 64");
+  cr_assert_eq(fm_key_check(FM_KEY_LOCK_WAIT, FM_NAME_JSON, 0, em, sizeof em), FM_OK);
+  cr_assert_str_eq(fm_key_name(FM_KEY_POLICY, FM_NAME_JSON), "policies");
+  cr_assert_str_eq(fm_key_name(FM_KEY_POLICY, FM_NAME_FLAG), "--policy");
+}
+
+Test(fm_keys, choices_are_whole_words) {
+  cr_assert(fm_key_choice_ok(FM_KEY_ENGINE, "des"));
+  cr_assert(fm_key_choice_ok(FM_KEY_ENGINE, "analytic"));
+  cr_assert_not(fm_key_choice_ok(FM_KEY_ENGINE, "de"));
+  cr_assert_not(fm_key_choice_ok(FM_KEY_ENGINE, "des|"));
+  cr_assert_not(fm_key_choice_ok(FM_KEY_ENGINE, ""));
+  cr_assert_not(fm_key_choice_ok(FM_KEY_NETWORK, "analytic"));
+}
+
+/* Every key of a scope has a help line and no other key has one. */
+Test(fm_keys, help_lists_the_keys_of_its_scope_with_their_ranges) {
+  char text[8192], *buf = text + 1; /* text: a newline, then the lines */
+  text[0] = '\n';
+  size_t n = fm_keys_help(FM_KS_SWEEP, 22, buf, sizeof text - 1);
+  cr_assert(n > 0 && n < sizeof text - 1);
+  cr_assert_eq(fm_keys_help(FM_KS_SWEEP, 22, NULL, 0), n, "the length needed is the same");
+  for (int i = 0; i < FM_NKEYS; i++) {
+    char head[64];
+    snprintf(head, sizeof head, "\n  %s ", fm_key_of(i)->flag);
+    int in = strstr(text, head) != NULL;
+    cr_assert_eq(in, (fm_key_of(i)->scope & FM_KS_SWEEP) != 0, "%s", fm_key_of(i)->flag);
+  }
+  cr_assert(strstr(buf, "1 to 256 processes (default: 1)"), "%s", buf);
+  for (const char *l = buf; *l; l = strchr(l, '\n') + 1)
+    cr_assert_leq((size_t)(strchr(l, '\n') - l), 78, "line too long: %.90s", l);
+}
+
+Test(fm_keys, json_lists_every_key_with_its_range) {
+  char *text = fm_keys_json();
+  cr_assert_not_null(text);
+  json_error_t e;
+  json_t *list = json_loads(text, 0, &e);
+  cr_assert(json_is_array(list), "%s", e.text);
+  cr_assert_eq(json_array_size(list), FM_NKEYS);
+  json_t *k = json_array_get(list, FM_KEY_D_FF);
+  cr_assert_str_eq(json_string_value(json_object_get(k, "name")), "d_ff");
+  cr_assert_eq(json_integer_value(json_object_get(k, "max")), 1 << 22);
+  k = json_array_get(list, FM_KEY_ENGINE);
+  cr_assert(json_is_null(json_object_get(k, "min")));
+  cr_assert_str_eq(json_string_value(json_array_get(json_object_get(k, "choices"), 1)), "des");
+  json_decref(list);
+  fm_free(text);
+}
