@@ -16,6 +16,7 @@
  */
 #include "placement/pl_policy.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -448,6 +449,28 @@ static void plan_reset(pl_plan *plan) {
   plan->cap_moves = moves ? cap : 0;
 }
 
+#ifndef NDEBUG
+/* The invariants a placement in use always keeps, for assert(): every
+ * expert has between 1 and G replicas, no GPU hosts more than its `slots`
+ * (the cluster's slot limit), and the two views count the same replicas.
+ * O(E + G), so it is cheap enough after every plan; pl_placement_check is
+ * the full O(replicas) check a new placement gets before it is installed. */
+static int placement_sound(const pl_placement *p, int slots) {
+  int64_t nrep = 0, nhost = 0;
+  for (int e = 0; e < p->experts; e++) {
+    if (p->nrep[e] < 1 || p->nrep[e] > p->gpus)
+      return 0;
+    nrep += p->nrep[e];
+  }
+  for (int g = 0; g < p->gpus; g++) {
+    if (p->nhost[g] < 0 || p->nhost[g] > slots)
+      return 0;
+    nhost += p->nhost[g];
+  }
+  return nrep == nhost;
+}
+#endif
+
 int pl_policy_plan(pl_policy *p, int iteration, int layer,
                    const int64_t *upcoming, pl_plan *plan) {
   if (!p || !plan || layer < 0 || layer >= p->env.layers || iteration < 0)
@@ -499,6 +522,11 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
 done:
   if (rc)
     pl_plan_fini(plan);
+  /* whatever the policy proposed, the placement serving the layer keeps the
+   * slot limit and one replica per expert */
+  assert(rc || placement_sound(&p->cur[layer], p->env.cluster.slots));
+  assert(rc || !p->inflight[layer] ||
+         placement_sound(&p->prev[layer], p->env.cluster.slots));
   return rc;
 }
 

@@ -4,6 +4,7 @@
  */
 #include "placement/pl_route.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "placement/pl_error.h"
@@ -246,6 +247,75 @@ static void route_sums_padded(const pl_placement *p, int gpn, const slots_view *
   route_sums_impl(p, gpn, v, acc, s, 1);
 }
 
+#ifndef NDEBUG
+/* Routings up to this many (source, expert) pairs are checked against
+ * route_conserves by assert(); larger ones (the 1,024-GPU benchmarks) only
+ * get the O(G) sums, so a debug build's cost stays small everywhere. */
+#define ROUTE_CHECK_MAX_PAIRS (1 << 16)
+
+/* Token conservation of routing r on p of the kept slots v, for assert():
+ *  - every GPU's load is the sum of its per-expert loads, and those are
+ *    non-negative and only on replicas of their expert;
+ *  - each expert's delivered slots are the slots its sources kept;
+ *  - each source sends off-GPU (the hose sums, and the matrix when kept)
+ *    exactly its kept slots of experts it does not host: the rest stays on
+ *    it (the locality rule), so the sum over destinations is its count;
+ *  - delivered = total - dropped.
+ * One row-major pass, O(G E (+ G G with the matrix)); the per-expert
+ * balance is kept in r->acc, route's scratch, whose content is dead here.
+ * Returns 1 when all hold. */
+static int route_conserves(const pl_placement *p, const slots_view *v, pl_routing *r) {
+  int G = p->gpus, E = p->experts;
+  int64_t delivered = 0, *bal = r->acc; /* [E] delivered - kept, per expert */
+  if (!bal)
+    return 1;
+  memset(bal, 0, (size_t)E * sizeof(int64_t));
+  for (int g = 0; g < G; g++) {
+    const int *host = p->host + (size_t)g * p->slots;
+    const int64_t *load = r->load + (size_t)g * E;
+    int64_t sum = 0, off = 0, sent = 0;
+    for (int e = 0, j = 0; e < E; e++) {
+      while (j < p->nhost[g] && host[j] < e)
+        j++;
+      int hosted = j < p->nhost[g] && host[j] == e;
+      int64_t kept = slots_of(v, g, e);
+      if (load[e] < 0 || (load[e] && !hosted))
+        return 0;
+      sum += load[e];
+      bal[e] += load[e] - kept;
+      off += hosted ? 0 : kept;
+    }
+    if (sum != r->gpu_load[g] || (r->hose && r->hose[g] + r->hose[2 * (size_t)G + g] != off))
+      return 0;
+    for (int dst = 0; r->traffic && dst < G; dst++)
+      sent += dst == g ? 0 : r->traffic[(size_t)g * G + dst];
+    if (r->traffic && sent != off)
+      return 0;
+    delivered += sum;
+  }
+  for (int e = 0; e < E; e++)
+    if (bal[e])
+      return 0;
+  return delivered == r->total - r->dropped;
+}
+
+/* The O(G) part of route_conserves, for routings too large for it: the
+ * per-GPU loads add up to the slots kept, and the hose's out sums to its in
+ * sums (what leaves a GPU arrives at another). */
+static int route_sums_conserve(const pl_routing *r) {
+  int64_t delivered = 0, out = 0, in = 0;
+  size_t G = (size_t)r->gpus;
+  for (size_t g = 0; g < G; g++) {
+    delivered += r->gpu_load[g];
+    if (r->hose) {
+      out += r->hose[g] + r->hose[2 * G + g];
+      in += r->hose[G + g] + r->hose[3 * G + g];
+    }
+  }
+  return delivered == r->total - r->dropped && out == in;
+}
+#endif
+
 /* pl_route and pl_route_caps: the capacity of source src is cap[src], or
  * ucap for all sources when cap is NULL (ucap < 0: dropless). */
 static int route(const pl_placement *p, const pl_cluster *c, const int64_t *counts,
@@ -305,6 +375,8 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
     route_sums_real(p, gpn, &kept, r->acc, &real);
   else
     route_each(p, gpn, &kept, &real);
+  assert(route_sums_conserve(r));
+  assert((size_t)G * E > ROUTE_CHECK_MAX_PAIRS || route_conserves(p, &kept, r));
   if (!capped)
     return PL_OK;
   /* the padded buffers: cap[src] slots from every source to every expert */

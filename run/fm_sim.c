@@ -37,6 +37,7 @@
 
 #include "run/fm_error.h"
 #include "run/fm_json.h"
+#include "run/fm_trace_cache.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -103,7 +104,7 @@ struct fm_sim_output {
 
 /* Everything resolved from a configuration. */
 typedef struct resolved {
-  tr_trace trace;
+  tr_trace trace; /* opened here (trace_open), or a copy of cfg->traces' entry */
   int trace_open;
   sim_cluster cl;
   pl_cluster pc;
@@ -226,14 +227,19 @@ static int open_trace(const fm_sim_config *cfg, resolved *r, char *em, size_t el
                 fm_key_name(FM_KEY_ENGINE, cfg->key_names), engine);
   tr_error terr;
   memset(&terr, 0, sizeof(terr));
-  if (tr_open(&r->trace, cfg->trace_path, &terr) != 0) {
+  const tr_trace *cached = NULL;
+  int trc = cfg->traces ? fm_trace_cache_open(cfg->traces, cfg->trace_path, &cached, &terr)
+                        : tr_open(&r->trace, cfg->trace_path, &terr);
+  if (trc != 0) {
     if (terr.line > 0)
       return fail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path[0] ? terr.path : cfg->trace_path,
                   terr.line, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
     return fail(em, el, FM_EFAIL, "%s: %s", terr.path[0] ? terr.path : cfg->trace_path,
                 terr.msg[0] ? terr.msg : tr_strerror(terr.code));
   }
-  r->trace_open = 1;
+  if (cached)
+    r->trace = *cached; /* a view: the cache keeps the mapping, nothing to close */
+  r->trace_open = cached == NULL;
   const tr_trace *t = &r->trace;
   if (t->iterations < 1 || t->layers < 1 || t->ranks < 1 || t->experts < 1)
     return fail(em, el, FM_EFAIL, "%s: the trace is empty", cfg->trace_path);

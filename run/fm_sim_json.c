@@ -12,6 +12,7 @@
 #include "placement/pl_policy.h"
 #include "run/fm_error.h"
 #include "run/fm_json.h"
+#include "run/fm_trace_cache.h"
 
 double fm_speedup(double ref_ms, double ms) {
   if (!isfinite(ref_ms) || ref_ms <= 0 || isnan(ms) || ms <= 0)
@@ -89,17 +90,27 @@ int fm_sim_compare(const fm_sim_config *base, const char *const *policies, int n
   if (c->static_idx < 0)
     c->policies[c->static_idx = c->nrun++] = "static";
   char key[128];
+  /* every run of the comparison reads the trace through one cache: opened
+   * and hashed once, not twice per policy */
+  fm_trace_cache *own = NULL;
+  if (!base->traces && fm_trace_cache_new(&own)) {
+    snprintf(errmsg, errlen, "out of memory");
+    return FM_EFAIL;
+  }
   int rc = FM_OK;
   for (int i = 0; i < c->nrun && !rc; i++) {
     fm_sim_config cfg = *base;
     cfg.policy = c->policies[i];
+    cfg.traces = base->traces ? base->traces : own;
     rc = fm_sim_config_key(&cfg, key, sizeof(key), errmsg, errlen);
   }
   for (int i = 0; i < c->nrun && !rc; i++) {
     fm_sim_config cfg = *base;
     cfg.policy = c->policies[i];
+    cfg.traces = base->traces ? base->traces : own;
     rc = fm_sim_compute(&cfg, &c->out[i], errmsg, errlen);
   }
+  fm_trace_cache_free(own);
   for (int i = 0; i < c->n && !rc && db; i++)
     rc = fm_sim_record(db, c->out[i], &c->run_ids[i], errmsg, errlen);
   c->recorded = !rc && db;

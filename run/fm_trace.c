@@ -244,7 +244,7 @@ void fm_trace_gen_fini(fm_trace_gen *g) {
 int fm_trace_fit(const fm_trace_fit_config *cfg, tr_fit *f, char *em, size_t el) {
   const char *path = cfg->trace.path;
   tr_trace t;
-  int64_t it0, it1;
+  int64_t it0 = 0, it1 = 0;
   tr_error err;
   int rc;
   memset(f, 0, sizeof(*f));
@@ -275,7 +275,7 @@ int fm_trace_fit(const fm_trace_fit_config *cfg, tr_fit *f, char *em, size_t el)
 int fm_trace_rescale(const fm_trace_rescale_config *cfg, fm_trace_shape *out, char *em,
                      size_t el) {
   tr_trace t;
-  int64_t it0, it1;
+  int64_t it0 = 0, it1 = 0;
   tr_error err;
   int rc = open_range(&cfg->trace, &t, &it0, &it1, em, el);
   if (rc)
@@ -305,7 +305,7 @@ int fm_trace_rescale(const fm_trace_rescale_config *cfg, fm_trace_shape *out, ch
  * sidecar's source says where it came from when the input had none. */
 static int import_trace(const fm_trace_import_config *cfg, tr_error *err, char *em, size_t el) {
   tr_trace t;
-  int64_t it0, it1;
+  int64_t it0 = 0, it1 = 0;
   int rc = open_range(&cfg->trace, &t, &it0, &it1, em, el);
   if (rc)
     return rc;

@@ -34,6 +34,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -863,7 +864,13 @@ int tr_open(tr_trace *t, const char *path, tr_error *err) {
   return tr_open_within(t, path, 0, err);
 }
 
+/* tr_open_within calls so far (tr_open_count). */
+static atomic_uint_fast64_t open_calls;
+
+uint64_t tr_open_count(void) { return (uint64_t)atomic_load(&open_calls); }
+
 int tr_open_within(tr_trace *t, const char *path, uint64_t max_memory, tr_error *err) {
+  atomic_fetch_add(&open_calls, 1);
   if (err)
     memset(err, 0, sizeof(*err));
   if (!t || !path)

@@ -60,6 +60,12 @@ typedef struct fm_sim_config {
    * the CLI) or FM_NAME_JSON ("top_k", the JSON and Python faces);
    * run/fm_keys.h. Not part of the config key. */
   int key_names;
+  /* Appended (issue 15): opened traces shared between calls (fm_trace_cache.h;
+   * the caller owns it and keeps it alive across the calls that use it), so
+   * N configurations of one trace open and hash it once. NULL = this call
+   * opens the trace itself and closes it before returning. Not part of the
+   * config key: a cached trace is the same file. */
+  struct fm_trace_cache *traces;
 } fm_sim_config;
 
 #define FM_SIM_CONFIG_INIT                                                                       \
@@ -67,7 +73,7 @@ typedef struct fm_sim_config {
    .policy = "static", .engine = "analytic", .it_begin = 0, .it_end = -1,                       \
    .seed = FM_DEFAULT_SEED, .d_model = 0, .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0,           \
    .profile_path = NULL, .slots = 0, .exact_net = 0, .plan_moves = 1, .prefetch = 0,             \
-   .sim_profile = NULL, .key_names = 0}
+   .sim_profile = NULL, .key_names = 0, .traces = NULL}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {

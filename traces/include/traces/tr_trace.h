@@ -136,6 +136,11 @@ int tr_open(tr_trace *t, const char *path, tr_error *err);
 int tr_open_within(tr_trace *t, const char *path, uint64_t max_memory, tr_error *err);
 void tr_close(tr_trace *t); /* accepts NULL and zeroed */
 
+/* How many times this process called tr_open / tr_open_within (each call,
+ * whatever its outcome; thread-safe). A diagnostic: tests use it to prove a
+ * caller opens (and hashes) a file once where it means to. */
+uint64_t tr_open_count(void);
+
 /* One count (no bounds check beyond an assert). */
 int64_t tr_at(const tr_trace *t, int64_t it, int layer, int rank, int expert);
 /* counts of one (iteration, layer) into out[R*E] (row = rank). */
