@@ -1,6 +1,6 @@
 /*
  * cmd_sim.c - flexmoe sim: compare placement policies on a routing trace and
- * a modelled cluster (cli/fm_sim.h does the work).
+ * a modelled cluster (run/fm_sim.h does the work).
  *
  * Order of work, so that bad input never touches the database: parse flags;
  * open the database (a read-only or foreign file fails here, unchanged);
