@@ -1,6 +1,6 @@
 /*
  * cmd_sim.c - flexmoe sim: compare placement policies on a routing trace and
- * a modelled cluster (cli/fm_sim.h does the work).
+ * a modelled cluster (run/fm_sim.h does the work).
  *
  * Order of work, so that bad input never touches the database: parse flags;
  * open the database (a read-only or foreign file fails here, unchanged);
@@ -52,162 +52,177 @@ static const char help_tail[] =
     "  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
     "      --cluster dgx-h100 --nodes 2 --policy static --policy capacity --engine des\n";
 
-int cmd_sim(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"trace", required_argument, 0, 't'},     {"cluster", required_argument, 0, 'c'},
-      {"nodes", required_argument, 0, 'n'},     {"gpus-per-node", required_argument, 0, 'g'},
-      {"policy", required_argument, 0, 'p'},    {"engine", required_argument, 0, 'e'},
-      {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
-      {"d-model", required_argument, 0, 'D'},   {"d-ff", required_argument, 0, 'F'},
-      {"top-k", required_argument, 0, 'K'},     {"tokens-per-gpu", required_argument, 0, 'T'},
-      {"slots", required_argument, 0, 'S'},     {"profile", required_argument, 0, 'P'},
-      {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
-      {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
-      {"network", required_argument, 0, 'W'},   {"threads", required_argument, 0, 'H'},
-      {0, 0, 0, 0}};
-  fm_sim_config base = FM_SIM_CONFIG_INIT;
-  base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
+static const struct option sim_opts[] = {
+    {"trace", required_argument, 0, 't'},     {"cluster", required_argument, 0, 'c'},
+    {"nodes", required_argument, 0, 'n'},     {"gpus-per-node", required_argument, 0, 'g'},
+    {"policy", required_argument, 0, 'p'},    {"engine", required_argument, 0, 'e'},
+    {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
+    {"d-model", required_argument, 0, 'D'},   {"d-ff", required_argument, 0, 'F'},
+    {"top-k", required_argument, 0, 'K'},     {"tokens-per-gpu", required_argument, 0, 'T'},
+    {"slots", required_argument, 0, 'S'},     {"profile", required_argument, 0, 'P'},
+    {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
+    {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
+    {"network", required_argument, 0, 'W'},   {"threads", required_argument, 0, 'H'},
+    {0, 0, 0, 0}};
+
+/* What the flags say: the base configuration every policy's run starts
+ * from, the policy specs (pointing into argv), the output format and the
+ * database path ("" = none). */
+typedef struct sim_args {
+  fm_sim_config base;
   const char *policies[MAX_POLICIES];
-  int npol = 0, fmt = CLI_FMT_TABLE, c;
-  const char *db_path = "flexmoe.db", *net = NULL;
+  int npol, fmt;
+  const char *db_path;
+  int help; /* --help was printed: nothing else to do */
+} sim_args;
+
+/* A numeric flag of the key table (c its short option) into a->base;
+ * CLI_OK, CLI_EUSAGE after the parser's message naming the flag and its
+ * range, or -1 when c is no such flag. */
+static int sim_key_flag(sim_args *a, int c, const char *arg) {
+  fm_key_id id;
+  switch (c) {
+  case 'n': id = FM_KEY_NODES; break;
+  case 'g': id = FM_KEY_GPUS_PER_NODE; break;
+  case 's': id = FM_KEY_SEED; break;
+  case 'D': id = FM_KEY_D_MODEL; break;
+  case 'F': id = FM_KEY_D_FF; break;
+  case 'K': id = FM_KEY_TOP_K; break;
+  case 'T': id = FM_KEY_TOKENS_PER_GPU; break;
+  case 'S': id = FM_KEY_SLOTS; break;
+  default: return -1;
+  }
   long v;
+  if (cli_parse_key("sim", id, arg, &v))
+    return CLI_EUSAGE;
+  fm_sim_config *b = &a->base;
+  switch (c) {
+  case 'n': b->nodes = (int)v; break;
+  case 'g': b->gpus_per_node = (int)v; break;
+  case 's': b->seed = (uint64_t)v; break;
+  case 'D': b->d_model = (int)v; break;
+  case 'F': b->d_ff = (int)v; break;
+  case 'K': b->top_k = (int)v; break;
+  case 'T': b->tokens_per_gpu = v; break;
+  default: b->slots = (int)v; break; /* 'S' */
+  }
+  return CLI_OK;
+}
+
+/* Any other option (c as getopt_long returned it, optarg its argument) into
+ * a; CLI_OK, CLI_EUSAGE after one message naming the option, or CLI_OK with
+ * a->help set after printing --help. */
+static int sim_other_flag(sim_args *a, int c, char **argv) {
+  const char *net = NULL;
+  switch (c) {
+  case 't': a->base.trace_path = optarg; return CLI_OK;
+  case 'c': a->base.cluster = optarg; return CLI_OK;
+  case 'P': a->base.profile_path = optarg; return CLI_OK;
+  case 'b': a->db_path = optarg; return CLI_OK;
+  case 'N': a->db_path = ""; return CLI_OK;
+  case 'p':
+    if (a->npol == MAX_POLICIES)
+      return cli_fail(CLI_EUSAGE, "sim", "--policy: at most %d policies", MAX_POLICIES);
+    a->policies[a->npol++] = optarg;
+    return CLI_OK;
+  case 'e':
+    return cli_parse_choice("sim", FM_KEY_ENGINE, optarg, &a->base.engine) ? CLI_EUSAGE : CLI_OK;
+  case 'i':
+    return cli_parse_range("sim", "--iterations", optarg, &a->base.it_begin, &a->base.it_end)
+               ? CLI_EUSAGE
+               : CLI_OK;
+  case 'H':
+    if (strcmp(optarg, "1") && strcmp(optarg, "2"))
+      return cli_fail(CLI_EUSAGE, "sim", "--threads: '%s' is not 1 or 2", optarg);
+    a->base.prefetch = optarg[0] == '2';
+    return CLI_OK;
+  case 'W':
+    if (cli_parse_choice("sim", FM_KEY_NETWORK, optarg, &net))
+      return CLI_EUSAGE;
+    a->base.exact_net = strcmp(net, "exact") == 0;
+    return CLI_OK;
+  case 'f':
+    return cli_parse_format("sim", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &a->fmt) ? CLI_EUSAGE
+                                                                                  : CLI_OK;
+  case 'h':
+    cli_help_keys(help_head, FM_KS_SIM, 22, help_tail);
+    a->help = 1;
+    return CLI_OK;
+  default:
+    return cli_bad_option("sim", argv[optind - 1]);
+  }
+}
+
+/* The command line into a, flag by flag (the first bad one stops it with
+ * its message), then no operands and a trace; CLI_OK (a->help when --help
+ * was printed) or CLI_EUSAGE. */
+static int sim_parse(int argc, char **argv, sim_args *a) {
+  int c, rc;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    switch (c) {
-    case 't':
-      base.trace_path = optarg;
-      break;
-    case 'c':
-      base.cluster = optarg;
-      break;
-    case 'n':
-      if (cli_parse_key("sim", FM_KEY_NODES, optarg, &v))
-        return CLI_EUSAGE;
-      base.nodes = (int)v;
-      break;
-    case 'g':
-      if (cli_parse_key("sim", FM_KEY_GPUS_PER_NODE, optarg, &v))
-        return CLI_EUSAGE;
-      base.gpus_per_node = (int)v;
-      break;
-    case 'p':
-      if (npol == MAX_POLICIES)
-        return cli_fail(CLI_EUSAGE, "sim", "--policy: at most %d policies", MAX_POLICIES);
-      policies[npol++] = optarg;
-      break;
-    case 'e':
-      if (cli_parse_choice("sim", FM_KEY_ENGINE, optarg, &base.engine))
-        return CLI_EUSAGE;
-      break;
-    case 'i':
-      if (cli_parse_range("sim", "--iterations", optarg, &base.it_begin, &base.it_end))
-        return CLI_EUSAGE;
-      break;
-    case 's':
-      if (cli_parse_key("sim", FM_KEY_SEED, optarg, &v))
-        return CLI_EUSAGE;
-      base.seed = (uint64_t)v;
-      break;
-    case 'D':
-      if (cli_parse_key("sim", FM_KEY_D_MODEL, optarg, &v))
-        return CLI_EUSAGE;
-      base.d_model = (int)v;
-      break;
-    case 'F':
-      if (cli_parse_key("sim", FM_KEY_D_FF, optarg, &v))
-        return CLI_EUSAGE;
-      base.d_ff = (int)v;
-      break;
-    case 'K':
-      if (cli_parse_key("sim", FM_KEY_TOP_K, optarg, &v))
-        return CLI_EUSAGE;
-      base.top_k = (int)v;
-      break;
-    case 'T':
-      if (cli_parse_key("sim", FM_KEY_TOKENS_PER_GPU, optarg, &v))
-        return CLI_EUSAGE;
-      base.tokens_per_gpu = v;
-      break;
-    case 'S':
-      if (cli_parse_key("sim", FM_KEY_SLOTS, optarg, &v))
-        return CLI_EUSAGE;
-      base.slots = (int)v;
-      break;
-    case 'P':
-      base.profile_path = optarg;
-      break;
-    case 'b':
-      db_path = optarg;
-      break;
-    case 'N':
-      db_path = "";
-      break;
-    case 'H':
-      if (strcmp(optarg, "1") && strcmp(optarg, "2"))
-        return cli_fail(CLI_EUSAGE, "sim", "--threads: '%s' is not 1 or 2", optarg);
-      base.prefetch = optarg[0] == '2';
-      break;
-    case 'W':
-      if (cli_parse_choice("sim", FM_KEY_NETWORK, optarg, &net))
-        return CLI_EUSAGE;
-      base.exact_net = strcmp(net, "exact") == 0;
-      break;
-    case 'f':
-      if (cli_parse_format("sim", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'h':
-      cli_help_keys(help_head, FM_KS_SIM, 22, help_tail);
-      return CLI_OK;
-    default:
-      return cli_bad_option("sim", argv[optind - 1]);
-    }
+  while ((c = getopt_long(argc, argv, ":h", sim_opts, NULL)) != -1) {
+    if ((rc = sim_key_flag(a, c, optarg)) == -1)
+      rc = sim_other_flag(a, c, argv);
+    if (rc || a->help)
+      return rc;
   }
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, "sim", "unexpected argument '%s'", argv[optind]);
-  if (!base.trace_path)
+  if (!a->base.trace_path)
     return cli_fail(CLI_EUSAGE, "sim", "--trace is required (see 'flexmoe sim --help')");
+  return CLI_OK;
+}
+
+/* The comparison as the table: a heading, one line per policy (speedup over
+ * the static run in effective time) and the legend. */
+static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, const st_db *db) {
+  /* comparisons are over effective time: dropping cannot look like speed */
+  double ref = fm_sim_summary_of(cmp->out[cmp->static_idx])->effective_iteration_ms;
+  const fm_sim_summary *s0 = fm_sim_summary_of(cmp->out[0]);
+  printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
+         a->base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, a->base.engine,
+         db ? ", results in " : "", db ? a->db_path : "");
+  printf("%-20s %9s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy", "iter_ms",
+         "eff_ms", "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped", "compute",
+         "alltoall", "allred", "migrate", "other");
+  for (int i = 0; i < cmp->n; i++) {
+    const fm_sim_summary *s = fm_sim_summary_of(cmp->out[i]);
+    double sp = cli_speedup(ref, s->effective_iteration_ms);
+    char speed[32] = "-";
+    if (!isnan(sp))
+      snprintf(speed, sizeof(speed), "%.2fx", sp);
+    /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
+    printf("%-20s %9.3f %9.3f %7s %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
+           cmp->policies[i], s->mean_iteration_ms, s->effective_iteration_ms, speed,
+           s->balance_p50, s->balance_p90, (double)s->migrated_bytes / 1048576.0,
+           (long long)s->dropped_tokens, s->compute_ms, s->alltoall_ms, s->allreduce_ms,
+           s->migration_ms, s->other_ms);
+  }
+  printf("(times in ms per iteration; eff_ms = iter_ms / (1 - share of token slots\n"
+         " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"
+         " does not count as speed; balance = max/mean GPU load after routing, worst\n"
+         " layer; policy parameters in full: --format json or flexmoe report)\n");
+}
+
+int cmd_sim(int argc, char **argv) {
+  sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE,
+                .db_path = "flexmoe.db", .help = 0};
+  a.base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
+  int rc = sim_parse(argc, argv, &a);
+  if (rc || a.help)
+    return rc;
   char err[1024];
   st_db *db = NULL;
-  if (db_path[0] && st_open(&db, db_path, ST_WRITE, err, sizeof(err)) != 0)
+  if (a.db_path[0] && st_open(&db, a.db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);
   fm_sim_comparison cmp;
-  int rc = fm_sim_compare(&base, policies, npol, db, &cmp, err, sizeof(err));
+  rc = fm_sim_compare(&a.base, a.policies, a.npol, db, &cmp, err, sizeof(err));
   if (rc)
     cli_fail(rc, "sim", "%s", err);
-  if (!rc) {
-    if (fmt == CLI_FMT_JSON) {
-      rc = cli_json_print("sim", fm_sim_comparison_json(&cmp, base.engine), FM_SIM_JSON_FLAGS);
-    } else {
-      /* comparisons are over effective time: dropping cannot look like speed */
-      double ref = fm_sim_summary_of(cmp.out[cmp.static_idx])->effective_iteration_ms;
-      const fm_sim_summary *s0 = fm_sim_summary_of(cmp.out[0]);
-      printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
-             base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, base.engine,
-             db ? ", results in " : "", db ? db_path : "");
-      printf("%-20s %9s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy",
-             "iter_ms", "eff_ms", "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped",
-             "compute", "alltoall", "allred", "migrate", "other");
-      for (int i = 0; i < cmp.n; i++) {
-        const fm_sim_summary *s = fm_sim_summary_of(cmp.out[i]);
-        double sp = cli_speedup(ref, s->effective_iteration_ms);
-        char speed[32] = "-";
-        if (!isnan(sp))
-          snprintf(speed, sizeof(speed), "%.2fx", sp);
-        /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
-        printf("%-20s %9.3f %9.3f %7s %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
-               cmp.policies[i], s->mean_iteration_ms, s->effective_iteration_ms, speed,
-               s->balance_p50, s->balance_p90, (double)s->migrated_bytes / 1048576.0,
-               (long long)s->dropped_tokens, s->compute_ms, s->alltoall_ms, s->allreduce_ms,
-               s->migration_ms, s->other_ms);
-      }
-      printf("(times in ms per iteration; eff_ms = iter_ms / (1 - share of token slots\n"
-             " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"
-             " does not count as speed; balance = max/mean GPU load after routing, worst\n"
-             " layer; policy parameters in full: --format json or flexmoe report)\n");
-    }
-  }
+  else if (a.fmt == CLI_FMT_JSON)
+    rc = cli_json_print("sim", fm_sim_comparison_json(&cmp, a.base.engine), FM_SIM_JSON_FLAGS);
+  else
+    sim_print_table(&a, &cmp, db);
   fm_sim_comparison_fini(&cmp);
   st_close(db);
   return rc;

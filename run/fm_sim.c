@@ -648,200 +648,272 @@ static void prefetch_join(prefetch *p) {
   p->running = 0;
 }
 
-int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
-                    size_t errlen) {
+/* One simulation's state from resolution to output, released by
+ * simrun_fini. Invariants: it lives on fm_sim_compute's stack and never
+ * moves (the prefetch thread reads pf, and pf.t points at r.trace); counts
+ * and ahead each hold L x G x E counts, counts the iteration being simulated
+ * and ahead the next one while the thread draws it; every pointer is NULL or
+ * owned here, o until fm_sim_compute hands it out. */
+typedef struct simrun {
+  const fm_sim_config *cfg;
+  char *em; /* the caller's message buffer [el] */
+  size_t el;
   resolved r;
-  int rc = resolve(cfg, &r, errmsg, errlen);
-  if (rc)
-    return rc;
-  /* the key of this very resolution (the policy is fresh), instead of a
-   * second resolve that opens and checks the trace again */
-  char key[128];
-  if (key_of(&r, cfg, key, sizeof(key))) {
-    resolved_fini(&r);
-    return fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
-  }
-  const tr_trace *t = &r.trace;
-  int G = r.pc.gpus, E = t->experts, L = t->layers;
-  fm_sim_output *o = calloc(1, sizeof(*o));
-  int64_t *counts = NULL, *ahead = NULL; /* this iteration's counts, the next one's */
-  prefetch pf = {0};
-  pl_routing *rt = NULL;
-  pl_plan *plans = NULL;
-  sim_layer_in *lin = NULL;
+  char key[128]; /* the configuration key of r */
+  int G, E, L;
+  fm_sim_output *o;
+  int64_t *counts, *ahead; /* this iteration's counts, the next one's */
+  prefetch pf;
+  int drawing;         /* pf draws the next iteration on its thread */
+  int cached;          /* replaying rescaled counts from the cache */
+  rescale_store fresh; /* rescaled counts being recorded for it */
+  int shadowing;       /* pl_policy_shadowing of the policy */
+  pl_routing *rt;      /* [L] */
+  pl_plan *plans;      /* [L] */
+  sim_layer_in *lin;   /* [L], the engine's input of one iteration */
   sim_engine eng;
-  int eng_ok = 0;
-  int cached = 0;                  /* replaying rescaled counts from the cache */
-  rescale_store fresh = {0};       /* rescaled counts being recorded for it */
-  memset(&eng, 0, sizeof(eng));
-  rc = FM_EFAIL;
+  int eng_ok;
+  double *bal; /* [iterations], each iteration's worst layer balance */
+} simrun;
+
+static int simrun_nomem(simrun *w) { return fail(w->em, w->el, FM_EFAIL, "out of memory"); }
+
+/* The output with its per-iteration, per-GPU and per-layer arrays, and the
+ * per-layer work buffers (counts, routings, plans, engine inputs); FM_OK or
+ * FM_EFAIL "out of memory" (what was allocated stays for simrun_fini). */
+static int simrun_alloc(simrun *w) {
+  int G = w->G, E = w->E, L = w->L;
+  fm_sim_output *o = w->o = calloc(1, sizeof(*o));
   if (!o)
-    goto nomem;
+    return simrun_nomem(w);
   o->started = now_s();
   o->gpus = G;
-  o->seed = cfg->seed;
-  o->nrows = r.b - r.a;
+  o->seed = w->cfg->seed;
+  o->nrows = w->r.b - w->r.a;
   o->rows = calloc((size_t)o->nrows, sizeof(st_iter_row));
   o->busy_ms = calloc((size_t)G, sizeof(double));
   o->idle_ms = calloc((size_t)G, sizeof(double));
   o->layers = L;
   o->layer_bal = calloc((size_t)o->nrows * L, sizeof(double));
   o->layer_ms = calloc((size_t)o->nrows * L, sizeof(double));
-  counts = calloc((size_t)L * G * E, sizeof(int64_t));
-  rt = calloc((size_t)L, sizeof(pl_routing));
-  plans = calloc((size_t)L, sizeof(pl_plan));
-  lin = calloc((size_t)L, sizeof(sim_layer_in));
-  if (!o->rows || !o->busy_ms || !o->idle_ms || !o->layer_bal || !o->layer_ms || !counts ||
-      !rt || !plans || !lin)
-    goto nomem;
+  w->counts = calloc((size_t)L * G * E, sizeof(int64_t));
+  w->rt = calloc((size_t)L, sizeof(pl_routing));
+  w->plans = calloc((size_t)L, sizeof(pl_plan));
+  w->lin = calloc((size_t)L, sizeof(sim_layer_in));
+  if (!o->rows || !o->busy_ms || !o->idle_ms || !o->layer_bal || !o->layer_ms || !w->counts ||
+      !w->rt || !w->plans || !w->lin)
+    return simrun_nomem(w);
   for (int l = 0; l < L; l++) {
-    pl_plan_init(&plans[l]);
+    pl_plan_init(&w->plans[l]);
     /* the G x G matrix only for the exact network: at 1,024 GPUs it is 8 MiB
      * per layer and dominated routing time */
-    if (pl_routing_init(&rt[l], G, E, r.engine == SIM_ENGINE_DES && cfg->exact_net == 1))
-      goto nomem;
+    if (pl_routing_init(&w->rt[l], G, E, w->r.engine == SIM_ENGINE_DES && w->cfg->exact_net == 1))
+      return simrun_nomem(w);
   }
-  int agg = cfg->exact_net == 1 ? 0 : cfg->exact_net == 2 ? SIM_AGG_ALLTOALL : SIM_AGG_ALL;
-  if (sim_engine_init(&eng, r.engine, &r.cl, &r.pc, &r.model, &r.plp.pl, agg)) {
-    rc = fail(errmsg, errlen, FM_EFAIL, "cannot start the %s engine (out of memory?)",
-              r.engine == SIM_ENGINE_DES ? "des" : "analytic");
-    goto done;
-  }
-  eng_ok = 1;
-  double *bal = calloc((size_t)o->nrows, sizeof(double));
-  if (!bal)
-    goto nomem;
-  rescale_key rkey = {.hash = t->hash, .seed = cfg->seed, .gpus = G, .layers = L, .experts = E,
-                      .slots = r.slots_per_gpu, .a = r.a, .b = r.b};
-  int draws = G != t->ranks || r.slots_per_gpu > 0; /* else the trace is copied */
+  return FM_OK;
+}
+
+/* The engine of the resolved cluster, model and profile (w->eng_ok) and the
+ * per-iteration balance array; FM_OK or FM_EFAIL with the message. */
+static int simrun_engine(simrun *w) {
+  const resolved *r = &w->r;
+  int xn = w->cfg->exact_net;
+  int agg = xn == 1 ? 0 : xn == 2 ? SIM_AGG_ALLTOALL : SIM_AGG_ALL;
+  if (sim_engine_init(&w->eng, r->engine, &r->cl, &r->pc, &r->model, &r->plp.pl, agg))
+    return fail(w->em, w->el, FM_EFAIL, "cannot start the %s engine (out of memory?)",
+                r->engine == SIM_ENGINE_DES ? "des" : "analytic");
+  w->eng_ok = 1;
+  w->bal = calloc((size_t)w->o->nrows, sizeof(double));
+  return w->bal ? FM_OK : simrun_nomem(w);
+}
+
+/* Where the counts come from: the rescale cache when it holds this very
+ * draw (w->cached); else, when the trace is rescaled rather than copied, a
+ * fresh cache entry recorded as they are drawn (w->fresh, NULL counts when
+ * too large) and, with cfg->prefetch and several iterations, the first
+ * iteration drawn on the helper thread (w->drawing; inline draws when the
+ * buffer or the thread cannot be had). Never fails. */
+static void simrun_source(simrun *w) {
+  const fm_sim_config *cfg = w->cfg;
+  const resolved *r = &w->r;
+  const tr_trace *t = &r->trace;
+  rescale_key rkey = {.hash = t->hash, .seed = cfg->seed, .gpus = w->G, .layers = w->L,
+                      .experts = w->E, .slots = r->slots_per_gpu, .a = r->a, .b = r->b};
+  int draws = w->G != t->ranks || r->slots_per_gpu > 0; /* else the trace is copied */
   if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
-    cached = 1;
+    w->cached = 1;
   else if (draws)
-    rescale_cache_alloc(&fresh, &rkey);
+    rescale_cache_alloc(&w->fresh, &rkey);
   /* draws worth a thread: not replayed, several iterations */
-  int drawing = cfg->prefetch && !cached && draws && r.b - r.a > 1;
-  int shadowing = pl_policy_shadowing(r.policy);
-  if (drawing) {
-    ahead = malloc((size_t)L * G * E * sizeof(int64_t));
-    pf.t = t;
-    pf.slots = r.slots_per_gpu;
-    pf.gpus = G;
-    pf.seed = cfg->seed;
-    drawing = ahead && prefetch_start(&pf, r.a, ahead);
+  w->drawing = cfg->prefetch && !w->cached && draws && r->b - r->a > 1;
+  w->shadowing = pl_policy_shadowing(r->policy);
+  if (w->drawing) {
+    w->ahead = malloc((size_t)w->L * w->G * w->E * sizeof(int64_t));
+    w->pf.t = t;
+    w->pf.slots = r->slots_per_gpu;
+    w->pf.gpus = w->G;
+    w->pf.seed = cfg->seed;
+    w->drawing = w->ahead && prefetch_start(&w->pf, r->a, w->ahead);
   }
-  for (int64_t it = r.a; it < r.b; it++) {
-    st_iter_row *row = &o->rows[it - r.a];
+}
+
+/* Iteration it's counts into w->counts when the thread drew them (*drawn =
+ * 1; the thread then starts on it + 1), else nothing (*drawn = 0); FM_OK or
+ * FM_EFAIL naming the iteration and layer whose draw failed. */
+static int simrun_take_ahead(simrun *w, int64_t it, int *drawn) {
+  *drawn = 0;
+  if (!w->drawing)
+    return FM_OK;
+  prefetch_join(&w->pf);
+  if (w->pf.rc)
+    return fail(w->em, w->el, FM_EFAIL,
+                "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
+                w->cfg->trace_path, it, w->pf.layer, w->G, tr_strerror(w->pf.rc));
+  int64_t *swap = w->counts;
+  w->counts = w->ahead;
+  w->ahead = swap;
+  *drawn = 1;
+  if (it + 1 < w->r.b)
+    w->drawing = prefetch_start(&w->pf, it + 1, w->ahead);
+  return FM_OK;
+}
+
+/* Layer l's counts of iteration it in c: from the cache, already there
+ * (drawn), or drawn now and recorded into w->fresh (dropped when a count
+ * does not fit it); FM_OK or FM_EFAIL naming the iteration and layer. */
+static int simrun_counts(simrun *w, int64_t it, int l, int drawn, int64_t *c) {
+  size_t GE = (size_t)w->G * w->E, at = ((size_t)(it - w->r.a) * w->L + l) * GE;
+  int trc = 0;
+  if (w->cached) {
+    rescale_cache_get(&rescale_cache, at, GE, c);
+    return FM_OK;
+  }
+  if (!drawn)
+    trc = tr_rescale_slice(&w->r.trace, it, l, w->G, w->r.slots_per_gpu, w->cfg->seed, c);
+  if (w->fresh.counts && !trc && !rescale_cache_put(&w->fresh, at, GE, c)) {
+    free(w->fresh.counts); /* does not fit the cache: draw every run */
+    w->fresh.counts = NULL;
+  }
+  if (trc)
+    return fail(w->em, w->el, FM_EFAIL,
+                "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
+                w->cfg->trace_path, it, l, w->G, tr_strerror(trc));
+  return FM_OK;
+}
+
+/* Layer l of iteration it: its counts, the policy's plan, routing and
+ * observation, the engine's input w->lin[l], the plan recorded when it moved
+ * experts, the layer's balance into o->layer_bal and *worst_bal (raised to
+ * it), its tokens into row; FM_OK or FM_EFAIL with the message. */
+static int simrun_layer(simrun *w, int64_t it, int l, int drawn, st_iter_row *row,
+                        double *worst_bal) {
+  pl_policy *pol = w->r.policy;
+  pl_plan *plan = &w->plans[l];
+  pl_routing *rt = &w->rt[l];
+  sim_layer_in *in = &w->lin[l];
+  int64_t *c = w->counts + (size_t)l * w->G * w->E;
+  int rc = simrun_counts(w, it, l, drawn, c);
+  if (rc)
+    return rc;
+  int prc;
+  if ((prc = pl_policy_plan(pol, (int)(it - w->r.a), l, c, plan)) ||
+      (prc = pl_policy_route_serving(pol, l, c, rt)) ||
+      (prc = pl_policy_observe(pol, (int)(it - w->r.a), l, c)))
+    return fail(w->em, w->el, FM_EFAIL,
+                "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
+                pl_policy_spec(pol), it, l, pl_strerror(prc));
+  /* a background plan's replicas serve from the next iteration on */
+  in->placement = pl_policy_serving(pol, l);
+  in->routing = rt;
+  /* the oracle re-plans for free: its moves are reported, not charged;
+   * a shadowing policy's moves only create its shadows, which the
+   * engine charges as a broadcast and a reduce every iteration */
+  int moved = plan->changed && !w->shadowing;
+  in->moves = moved ? plan->moves : NULL;
+  in->nmoves = moved ? plan->nmoves : 0;
+  in->uncharged = moved && plan->uncharged;
+  in->background = plan->background;
+  in->shadow_owner = pl_policy_shadows(pol, l);
+  if (moved && plan->nmoves && add_plan(w->o, it, l, plan, w->cfg->plan_moves))
+    return simrun_nomem(w);
+  double b = pl_routing_balance(rt);
+  w->o->layer_bal[(size_t)(it - w->r.a) * w->L + l] = b;
+  if (b > *worst_bal)
+    *worst_bal = b;
+  row->tokens_dropped += rt->dropped;
+  row->tokens_total += rt->total;
+  return FM_OK;
+}
+
+/* The message of engine error erc at iteration it; returns FM_EFAIL. */
+static int simrun_engine_fail(simrun *w, int64_t it, int erc) {
+  if (erc == SIM_ELIMIT)
+    return fail(w->em, w->el, FM_EFAIL,
+                "simulation stopped at iteration %" PRId64 ": the discrete-event network "
+                "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
+                "(--network exact grows with the fourth power of the GPUs); use --network "
+                "hose or fewer GPUs",
+                it);
+  if (erc == SIM_ETIME || erc == SIM_ERANGE)
+    return fail(w->em, w->el, FM_EFAIL,
+                "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
+                "numbers make it too long; see 'Limits' in docs/simulator.md)",
+                it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
+  return fail(w->em, w->el, FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
+              sim_strerror(erc));
+}
+
+/* Iteration it through the engine (its layers in w->lin): the times of its
+ * row and of each layer (ms), its bytes, and its worst layer balance into the
+ * row and w->bal; FM_OK or FM_EFAIL with the message. */
+static int simrun_time(simrun *w, int64_t it, st_iter_row *row, double worst_bal) {
+  sim_iter_out io;
+  double *lus = w->o->layer_ms + (size_t)(it - w->r.a) * w->L;
+  int erc = sim_engine_iteration_layers(&w->eng, w->lin, w->L, &io, lus);
+  if (erc)
+    return simrun_engine_fail(w, it, erc);
+  for (int l = 0; l < w->L; l++)
+    lus[l] *= 1e-3; /* us -> ms */
+  row->time_ms = io.time_us * 1e-3;
+  row->compute_ms = io.compute_us * 1e-3;
+  row->alltoall_ms = io.alltoall_us * 1e-3;
+  row->allreduce_ms = io.allreduce_us * 1e-3;
+  row->migration_ms = io.migration_us * 1e-3;
+  row->other_ms = io.other_us * 1e-3;
+  row->balance = worst_bal;
+  row->bytes_alltoall = io.bytes_alltoall;
+  row->bytes_migrated = io.bytes_migrated;
+  w->bal[it - w->r.a] = worst_bal;
+  return FM_OK;
+}
+
+/* Every iteration of [a, b): counts, each layer through the policy, then
+ * the engine; FM_OK or FM_EFAIL with the first failure's message. */
+static int simrun_iterate(simrun *w) {
+  for (int64_t it = w->r.a; it < w->r.b; it++) {
+    st_iter_row *row = &w->o->rows[it - w->r.a];
     row->iteration = it;
     double worst_bal = 0;
-    int drawn = 0; /* counts already hold this iteration (drawn ahead) */
-    if (drawing) {
-      prefetch_join(&pf);
-      if (pf.rc) {
-        free(bal);
-        rc = fail(errmsg, errlen, FM_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
-                  cfg->trace_path, it, pf.layer, G, tr_strerror(pf.rc));
-        goto done;
-      }
-      int64_t *swap = counts;
-      counts = ahead;
-      ahead = swap;
-      drawn = 1;
-      if (it + 1 < r.b)
-        drawing = prefetch_start(&pf, it + 1, ahead);
-    }
-    for (int l = 0; l < L; l++) {
-      int64_t *c = counts + (size_t)l * G * E;
-      size_t GE = (size_t)G * E, at = ((size_t)(it - r.a) * L + l) * GE;
-      int trc = 0;
-      if (cached)
-        rescale_cache_get(&rescale_cache, at, GE, c);
-      else {
-        if (!drawn)
-          trc = tr_rescale_slice(t, it, l, G, r.slots_per_gpu, cfg->seed, c);
-        if (fresh.counts && !trc && !rescale_cache_put(&fresh, at, GE, c)) {
-          free(fresh.counts); /* does not fit the cache: draw every run */
-          fresh.counts = NULL;
-        }
-      }
-      if (trc) {
-        free(bal);
-        rc = fail(errmsg, errlen, FM_EFAIL, "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
-                  cfg->trace_path, it, l, G, tr_strerror(trc));
-        goto done;
-      }
-      int prc;
-      if ((prc = pl_policy_plan(r.policy, (int)(it - r.a), l, c, &plans[l])) ||
-          (prc = pl_policy_route_serving(r.policy, l, c, &rt[l])) ||
-          (prc = pl_policy_observe(r.policy, (int)(it - r.a), l, c))) {
-        free(bal);
-        rc = fail(errmsg, errlen, FM_EFAIL, "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
-                  pl_policy_spec(r.policy), it, l, pl_strerror(prc));
-        goto done;
-      }
-      /* a background plan's replicas serve from the next iteration on */
-      lin[l].placement = pl_policy_serving(r.policy, l);
-      lin[l].routing = &rt[l];
-      /* the oracle re-plans for free: its moves are reported, not charged;
-       * a shadowing policy's moves only create its shadows, which the
-       * engine charges as a broadcast and a reduce every iteration */
-      int moved = plans[l].changed && !shadowing;
-      lin[l].moves = moved ? plans[l].moves : NULL;
-      lin[l].nmoves = moved ? plans[l].nmoves : 0;
-      lin[l].uncharged = moved && plans[l].uncharged;
-      lin[l].background = plans[l].background;
-      lin[l].shadow_owner = pl_policy_shadows(r.policy, l);
-      if (moved && plans[l].nmoves && add_plan(o, it, l, &plans[l], cfg->plan_moves)) {
-        free(bal);
-        goto nomem;
-      }
-      double b = pl_routing_balance(&rt[l]);
-      o->layer_bal[(size_t)(it - r.a) * L + l] = b;
-      if (b > worst_bal)
-        worst_bal = b;
-      row->tokens_dropped += rt[l].dropped;
-      row->tokens_total += rt[l].total;
-    }
-    sim_iter_out io;
-    double *lus = o->layer_ms + (size_t)(it - r.a) * L;
-    int erc = sim_engine_iteration_layers(&eng, lin, L, &io, lus);
-    if (erc) {
-      free(bal);
-      if (erc == SIM_ELIMIT)
-        rc = fail(errmsg, errlen, FM_EFAIL,
-                  "simulation stopped at iteration %" PRId64 ": the discrete-event network "
-                  "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
-                  "(--network exact grows with the fourth power of the GPUs); use --network "
-                  "hose or fewer GPUs",
-                  it);
-      else if (erc == SIM_ETIME || erc == SIM_ERANGE)
-        rc = fail(errmsg, errlen, FM_EFAIL,
-                  "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
-                  "numbers make it too long; see 'Limits' in docs/simulator.md)",
-                  it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
-      else
-        rc = fail(errmsg, errlen, FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s",
-                  it, sim_strerror(erc));
-      goto done;
-    }
-    for (int l = 0; l < L; l++)
-      lus[l] *= 1e-3; /* us -> ms */
-    row->time_ms = io.time_us * 1e-3;
-    row->compute_ms = io.compute_us * 1e-3;
-    row->alltoall_ms = io.alltoall_us * 1e-3;
-    row->allreduce_ms = io.allreduce_us * 1e-3;
-    row->migration_ms = io.migration_us * 1e-3;
-    row->other_ms = io.other_us * 1e-3;
-    row->balance = worst_bal;
-    row->bytes_alltoall = io.bytes_alltoall;
-    row->bytes_migrated = io.bytes_migrated;
-    bal[it - r.a] = worst_bal;
+    int drawn; /* counts already hold this iteration (drawn ahead) */
+    int rc = simrun_take_ahead(w, it, &drawn);
+    for (int l = 0; !rc && l < w->L; l++)
+      rc = simrun_layer(w, it, l, drawn, row, &worst_bal);
+    if (rc || (rc = simrun_time(w, it, row, worst_bal)))
+      return rc;
   }
-  /* summary */
+  return FM_OK;
+}
+
+/* The output's summary (names, shape, means over the iterations, tokens,
+ * effective time, balance percentiles; sorts w->bal) and each GPU's busy
+ * and idle time. */
+static void simrun_summarize(simrun *w) {
+  fm_sim_output *o = w->o;
   fm_sim_summary *s = &o->sum;
-  snprintf(s->policy, sizeof(s->policy), "%s", pl_policy_spec(r.policy));
-  snprintf(s->cluster, sizeof(s->cluster), "%s", r.cl.name);
-  s->gpus = G;
-  s->slots_per_gpu = r.pc.slots;
+  snprintf(s->policy, sizeof(s->policy), "%s", pl_policy_spec(w->r.policy));
+  snprintf(s->cluster, sizeof(s->cluster), "%s", w->r.cl.name);
+  s->gpus = w->G;
+  s->slots_per_gpu = w->r.pc.slots;
   s->iterations = o->nrows;
   double n = (double)o->nrows;
   for (int64_t i = 0; i < o->nrows; i++) {
@@ -858,34 +930,37 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
   }
   s->effective_iteration_ms =
       st_effective_ms(s->mean_iteration_ms, s->dropped_tokens, s->total_tokens);
-  qsort(bal, (size_t)o->nrows, sizeof(double), cmp_double);
-  s->balance_p50 = fm_percentile(bal, o->nrows, 0.5);
-  s->balance_p90 = fm_percentile(bal, o->nrows, 0.9);
-  free(bal);
-  for (int g = 0; g < G; g++) {
-    o->busy_ms[g] = eng.busy_us[g] * 1e-3;
-    double idle = (eng.total_us - eng.busy_us[g]) * 1e-3;
+  qsort(w->bal, (size_t)o->nrows, sizeof(double), cmp_double);
+  s->balance_p50 = fm_percentile(w->bal, o->nrows, 0.5);
+  s->balance_p90 = fm_percentile(w->bal, o->nrows, 0.9);
+  for (int g = 0; g < w->G; g++) {
+    o->busy_ms[g] = w->eng.busy_us[g] * 1e-3;
+    double idle = (w->eng.total_us - w->eng.busy_us[g]) * 1e-3;
     o->idle_ms[g] = idle > 0 ? idle : 0;
   }
-  /* record data */
+}
+
+/* What the store records beside the numbers: trace path, sidecar as JSON,
+ * cluster, engine, parameters, key, the trace's identity and the finish
+ * time; FM_OK or FM_EFAIL "out of memory". */
+static int simrun_describe(simrun *w) {
+  const tr_trace *t = &w->r.trace;
+  fm_sim_output *o = w->o;
   char params[1024];
-  params_text(&r, cfg, params, sizeof(params));
-  char *meta = NULL;
-  {
-    json_t *m = json_pack("{s:i, s:i, s:i, s:i, s:I, s:s}", "top_k", t->meta.top_k, "d_model",
-                          t->meta.d_model, "d_ff", t->meta.d_ff, "bytes_per_elem",
-                          t->meta.bytes_per_elem, "tokens_per_rank",
-                          (json_int_t)t->meta.tokens_per_rank, "source", t->meta.source);
-    meta = m ? json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(m);
-  }
-  o->trace_path = dupstr(cfg->trace_path);
+  params_text(&w->r, w->cfg, params, sizeof(params));
+  json_t *m = json_pack("{s:i, s:i, s:i, s:i, s:I, s:s}", "top_k", t->meta.top_k, "d_model",
+                        t->meta.d_model, "d_ff", t->meta.d_ff, "bytes_per_elem",
+                        t->meta.bytes_per_elem, "tokens_per_rank",
+                        (json_int_t)t->meta.tokens_per_rank, "source", t->meta.source);
+  char *meta = m ? json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(m);
+  o->trace_path = dupstr(w->cfg->trace_path);
   o->trace_meta = dupstr(meta ? meta : "{}");
   free(meta);
-  o->cluster_json = dupstr(r.cluster_json);
-  o->engine = dupstr(r.engine == SIM_ENGINE_DES ? "des" : "analytic");
+  o->cluster_json = dupstr(w->r.cluster_json);
+  o->engine = dupstr(w->r.engine == SIM_ENGINE_DES ? "des" : "analytic");
   o->params_json = dupstr(params);
-  o->config_key = dupstr(key);
+  o->config_key = dupstr(w->key);
   o->trace_hash = t->hash;
   o->t_iters = t->iterations;
   o->t_layers = t->layers;
@@ -894,36 +969,63 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
   o->finished = now_s();
   if (!o->trace_path || !o->trace_meta || !o->cluster_json || !o->engine || !o->params_json ||
       !o->config_key)
-    goto nomem;
-  if (fresh.counts) { /* complete: replaces the previous entry */
-    free(rescale_cache.counts);
-    rescale_cache = fresh;
-    fresh.counts = NULL;
+    return simrun_nomem(w);
+  return FM_OK;
+}
+
+/* Releases what simrun holds except the output: the thread first, the
+ * trace and policy (resolved_fini) last. */
+static void simrun_fini(simrun *w) {
+  prefetch_join(&w->pf);
+  free(w->ahead);
+  if (w->eng_ok)
+    sim_engine_fini(&w->eng);
+  for (int l = 0; w->rt && l < w->L; l++)
+    pl_routing_fini(&w->rt[l]);
+  for (int l = 0; w->plans && l < w->L; l++)
+    pl_plan_fini(&w->plans[l]);
+  free(w->rt);
+  free(w->plans);
+  free(w->lin);
+  free(w->counts);
+  free(w->fresh.counts);
+  free(w->bal);
+  resolved_fini(&w->r);
+}
+
+int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
+                    size_t errlen) {
+  simrun rw = {.cfg = cfg, .em = errmsg, .el = errlen}, *w = &rw; /* pf stays in place */
+  int rc = resolve(cfg, &w->r, errmsg, errlen);
+  if (rc)
+    return rc;
+  /* the key of this very resolution (the policy is fresh), instead of a
+   * second resolve that opens and checks the trace again */
+  if (key_of(&w->r, cfg, w->key, sizeof(w->key))) {
+    resolved_fini(&w->r);
+    return fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
   }
-  rc = FM_OK;
-  goto done;
-nomem:
-  rc = fail(errmsg, errlen, FM_EFAIL, "out of memory");
-done:
-  prefetch_join(&pf);
-  free(ahead);
-  if (eng_ok)
-    sim_engine_fini(&eng);
-  for (int l = 0; rt && l < L; l++)
-    pl_routing_fini(&rt[l]);
-  for (int l = 0; plans && l < L; l++)
-    pl_plan_fini(&plans[l]);
-  free(rt);
-  free(plans);
-  free(lin);
-  free(counts);
-  free(fresh.counts);
-  resolved_fini(&r);
+  w->G = w->r.pc.gpus;
+  w->E = w->r.trace.experts;
+  w->L = w->r.trace.layers;
+  if (!(rc = simrun_alloc(w)) && !(rc = simrun_engine(w))) {
+    simrun_source(w);
+    if (!(rc = simrun_iterate(w))) {
+      simrun_summarize(w);
+      rc = simrun_describe(w);
+    }
+  }
+  if (!rc && w->fresh.counts) { /* complete: replaces the previous entry */
+    free(rescale_cache.counts);
+    rescale_cache = w->fresh;
+    w->fresh.counts = NULL;
+  }
+  simrun_fini(w);
   if (rc) {
-    fm_sim_output_free(o);
+    fm_sim_output_free(w->o);
     return rc;
   }
-  *out = o;
+  *out = w->o;
   return FM_OK;
 }
 
