@@ -27,18 +27,6 @@
 #include "run/fm_sweep.h"
 #include "store/st_store.h"
 
-static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...) {
-  if (errmsg && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errmsg, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 const char *fm_version(void) { return FLEXMOE_VERSION; }
 
 void fm_free(void *p) { free(p); }
@@ -54,7 +42,7 @@ static int get_int(const json_t *req, fm_key_id id, int64_t *out, char *em, size
   if (!v || json_is_null(v))
     return FM_OK;
   if (!json_is_integer(v))
-    return fail(em, el, FM_EUSAGE, "%s: not an integer between %" PRId64 " and %" PRId64,
+    return fm_fail(em, el, FM_EUSAGE, "%s: not an integer between %" PRId64 " and %" PRId64,
                 k->name, k->lo, k->hi);
   int rc = fm_key_check(id, FM_NAME_JSON, json_integer_value(v), em, el);
   if (!rc)
@@ -80,10 +68,10 @@ static int get_int_list(const json_t *req, fm_key_id id, long *out, int max, int
     return rc;
   }
   if (!json_is_array(v) || json_array_size(v) > (size_t)max)
-    return fail(em, el, FM_EUSAGE, "%s: not a list of at most %d integers", k->name, max);
+    return fm_fail(em, el, FM_EUSAGE, "%s: not a list of at most %d integers", k->name, max);
   json_array_foreach(v, i, x) {
     if (!json_is_integer(x))
-      return fail(em, el, FM_EUSAGE, "%s: item %zu is not an integer", k->name, i);
+      return fm_fail(em, el, FM_EUSAGE, "%s: item %zu is not an integer", k->name, i);
     int rc = fm_key_check(id, FM_NAME_JSON, json_integer_value(x), em, el);
     if (rc)
       return rc;
@@ -98,7 +86,7 @@ static int get_str(const json_t *req, fm_key_id id, const char **out, char *em, 
   if (!v || json_is_null(v))
     return FM_OK;
   if (!json_is_string(v))
-    return fail(em, el, FM_EUSAGE, "%s: not a string", NAME(id));
+    return fm_fail(em, el, FM_EUSAGE, "%s: not a string", NAME(id));
   *out = json_string_value(v);
   return FM_OK;
 }
@@ -117,13 +105,13 @@ static int get_str_list(const json_t *req, fm_key_id id, const char *what, const
     return FM_OK;
   }
   if (!json_is_array(v))
-    return fail(em, el, FM_EUSAGE, "%s: not a list of %ss", NAME(id), what);
+    return fm_fail(em, el, FM_EUSAGE, "%s: not a list of %ss", NAME(id), what);
   if (json_array_size(v) > (size_t)max)
-    return fail(em, el, FM_EUSAGE, "%s: at most %d %ss (got %zu)", NAME(id), max, what,
+    return fm_fail(em, el, FM_EUSAGE, "%s: at most %d %ss (got %zu)", NAME(id), max, what,
                 json_array_size(v));
   json_array_foreach(v, i, p) {
     if (!json_is_string(p))
-      return fail(em, el, FM_EUSAGE, "%s: item %zu is not a %s string", NAME(id), i, what);
+      return fm_fail(em, el, FM_EUSAGE, "%s: item %zu is not a %s string", NAME(id), i, what);
     out[(*n)++] = json_string_value(p);
   }
   return FM_OK;
@@ -138,7 +126,7 @@ static int get_choice(const json_t *req, fm_key_id id, const char **out, char *e
     return rc;
   if (!fm_key_choice_ok(id, s)) {
     int a = (int)strcspn(choices, "|");
-    return fail(em, el, FM_EUSAGE, "%s: '%s' is not %.*s or %s", NAME(id), s, a, choices,
+    return fm_fail(em, el, FM_EUSAGE, "%s: '%s' is not %.*s or %s", NAME(id), s, a, choices,
                 choices + a + 1);
   }
   *out = s;
@@ -151,7 +139,7 @@ static int get_bool(const json_t *req, fm_key_id id, int *out, char *em, size_t 
   if (!v || json_is_null(v))
     return FM_OK;
   if (!json_is_boolean(v))
-    return fail(em, el, FM_EUSAGE, "%s: not true or false", NAME(id));
+    return fm_fail(em, el, FM_EUSAGE, "%s: not true or false", NAME(id));
   *out = json_is_true(v);
   return FM_OK;
 }
@@ -165,11 +153,11 @@ static int get_range(const json_t *req, int64_t *a, int64_t *b, char *em, size_t
   if (json_is_array(v) && json_array_size(v) == 2) {
     const json_t *x = json_array_get(v, 0), *y = json_array_get(v, 1);
     if (!json_is_integer(x) || !(json_is_integer(y) || json_is_null(y)))
-      return fail(em, el, FM_EUSAGE, "iterations: not a range [A, B] of integers");
+      return fm_fail(em, el, FM_EUSAGE, "iterations: not a range [A, B] of integers");
     lo = json_integer_value(x);
     hi = json_is_null(y) ? -1 : json_integer_value(y);
     if (lo < 0 || (!json_is_null(y) && hi < 1))
-      return fail(em, el, FM_EUSAGE,
+      return fm_fail(em, el, FM_EUSAGE,
                   "iterations: [%" PRId64 ", %" PRId64 "] is out of range: A must be at "
                   "least 0 and B at least 1",
                   lo, hi);
@@ -177,24 +165,24 @@ static int get_range(const json_t *req, int64_t *a, int64_t *b, char *em, size_t
     const char *t = json_string_value(v), *colon = strchr(t, ':');
     char *end = NULL;
     if (!colon)
-      return fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
+      return fm_fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
     if (colon != t) {
       long long x = strtoll(t, &end, 10);
       if (end != colon || x < 0 || t[0] == '+' || t[0] == ' ')
-        return fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
+        return fm_fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
       lo = x;
     }
     if (colon[1]) {
       long long y = strtoll(colon + 1, &end, 10);
       if (*end || y < 1 || colon[1] == '+' || colon[1] == ' ')
-        return fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
+        return fm_fail(em, el, FM_EUSAGE, "iterations: '%s' is not a range A:B", t);
       hi = y;
     }
   } else {
-    return fail(em, el, FM_EUSAGE, "iterations: not a range \"A:B\" or [A, B]");
+    return fm_fail(em, el, FM_EUSAGE, "iterations: not a range \"A:B\" or [A, B]");
   }
   if (hi >= 0 && hi <= lo)
-    return fail(em, el, FM_EUSAGE, "iterations: empty range %" PRId64 ":%" PRId64, lo, hi);
+    return fm_fail(em, el, FM_EUSAGE, "iterations: empty range %" PRId64 ":%" PRId64, lo, hi);
   *a = lo;
   *b = hi;
   return FM_OK;
@@ -216,7 +204,7 @@ static int check_keys(const json_t *req, int scope, char *em, size_t el) {
       if (fm_key_of(i)->scope & scope)
         at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", at ? ", " : "",
                                fm_key_of(i)->name);
-    return fail(em, el, FM_EUSAGE, "unknown key '%s' (keys: %s)", key, list);
+    return fm_fail(em, el, FM_EUSAGE, "unknown key '%s' (keys: %s)", key, list);
   }
   return FM_OK;
 }
@@ -279,7 +267,7 @@ static int request_config(const json_t *req, fm_sim_config *cfg, const char **db
   if (rc)
     return rc;
   if (!cfg->trace_path)
-    return fail(em, el, FM_EUSAGE, "trace is required (a routing trace .npy or .csv)");
+    return fm_fail(em, el, FM_EUSAGE, "trace is required (a routing trace .npy or .csv)");
   cfg->nodes = (int)nodes;
   cfg->gpus_per_node = (int)gpn;
   cfg->seed = (uint64_t)seed;
@@ -292,17 +280,17 @@ static int request_config(const json_t *req, fm_sim_config *cfg, const char **db
 static int dump(json_t *doc, size_t flags, char **result, char *em, size_t el) {
   *result = doc ? json_dumps(doc, flags) : NULL;
   json_decref(doc);
-  return *result ? FM_OK : fail(em, el, FM_EFAIL, "cannot build the JSON output (out of memory)");
+  return *result ? FM_OK : fm_fail(em, el, FM_EFAIL, "cannot build the JSON output (out of memory)");
 }
 
 int fm_simulate_json(const char *request, char **result, char *errmsg, size_t errlen) {
   if (!result)
-    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
   *result = NULL;
   json_error_t jerr;
   json_t *req = request ? json_loads(request, JSON_REJECT_DUPLICATES, &jerr) : NULL;
   if (!req)
-    return fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
                 request ? jerr.text : "NULL");
   fm_sim_config cfg = FM_SIM_CONFIG_INIT;
   const char *db_path = NULL, *specs[FM_SIM_MAX_POLICIES];
@@ -310,7 +298,7 @@ int fm_simulate_json(const char *request, char **result, char *errmsg, size_t er
   st_db *db = NULL;
   fm_sim_comparison cmp = {.nrun = 0};
   if (!json_is_object(req))
-    fail(errmsg, errlen, rc, "request: not a JSON object");
+    fm_fail(errmsg, errlen, rc, "request: not a JSON object");
   else
     rc = request_config(req, &cfg, &db_path, specs, &nspecs, errmsg, errlen);
   if (!rc && db_path && db_path[0] && st_open(&db, db_path, ST_WRITE, errmsg, errlen) != 0)
@@ -415,12 +403,12 @@ static int read_tables(st_db *db, json_t *doc) {
 
 int fm_results_json(const char *db_path, char **result, char *errmsg, size_t errlen) {
   if (!result)
-    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
   *result = NULL;
   if (!db_path || !db_path[0])
-    return fail(errmsg, errlen, FM_EUSAGE, "db: a results database path is required");
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "db: a results database path is required");
   if (access(db_path, F_OK) != 0)
-    return fail(errmsg, errlen, FM_EFAIL, "%s: no such results database", db_path);
+    return fm_fail(errmsg, errlen, FM_EFAIL, "%s: no such results database", db_path);
   st_db *db = NULL;
   if (st_open(&db, db_path, ST_READ, errmsg, errlen) != 0)
     return FM_EFAIL;
@@ -428,7 +416,7 @@ int fm_results_json(const char *db_path, char **result, char *errmsg, size_t err
                           TABLE(iter_cols), "validations", TABLE(val_cols));
   int rc = doc ? read_tables(db, doc) : ST_ENOMEM;
   if (rc != ST_OK) {
-    fail(errmsg, errlen, FM_EFAIL, "%s: cannot read the results: %s", db_path,
+    fm_fail(errmsg, errlen, FM_EFAIL, "%s: cannot read the results: %s", db_path,
          rc == ST_ENOMEM ? st_strerror(rc) : st_errmsg(db));
     json_decref(doc);
     st_close(db);
@@ -442,21 +430,21 @@ int fm_results_json(const char *db_path, char **result, char *errmsg, size_t err
 /* Opens db_path read-only for a reading call; a missing file is an error. */
 static int open_read(const char *db_path, st_db **db, char *errmsg, size_t errlen) {
   if (!db_path || !db_path[0])
-    return fail(errmsg, errlen, FM_EUSAGE, "db: a results database path is required");
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "db: a results database path is required");
   if (access(db_path, F_OK) != 0)
-    return fail(errmsg, errlen, FM_EFAIL, "%s: no such results database", db_path);
+    return fm_fail(errmsg, errlen, FM_EFAIL, "%s: no such results database", db_path);
   return st_open(db, db_path, ST_READ, errmsg, errlen) == 0 ? FM_OK : FM_EFAIL;
 }
 
 int fm_report_json(const char *db_path, const char *kind, char **result, char *errmsg,
                    size_t errlen) {
   if (!result)
-    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
   *result = NULL;
   if (kind && !kind[0])
     kind = NULL;
   if (kind && strcmp(kind, "sim") != 0 && strcmp(kind, "gpu") != 0)
-    return fail(errmsg, errlen, FM_EUSAGE, "kind: '%s' is not one of sim gpu", kind);
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "kind: '%s' is not one of sim gpu", kind);
   st_db *db = NULL;
   int rc = open_read(db_path, &db, errmsg, errlen);
   fm_report rep = {.runs = NULL};
@@ -493,7 +481,7 @@ static int add_loads(json_t *t, const st_trace_entry *traces, size_t ntr,
 
 int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t errlen) {
   if (!result)
-    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
   *result = NULL;
   st_db *db = NULL;
   int rc = open_read(db_path, &db, errmsg, errlen);
@@ -507,10 +495,10 @@ int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t
     src = st_trace_loads_list(db, &loads, &nl);
   json_t *t = src == ST_OK ? TABLE(load_cols) : NULL;
   if (src != ST_OK)
-    rc = fail(errmsg, errlen, FM_EFAIL, "%s: cannot read the trace loads: %s", db_path,
+    rc = fm_fail(errmsg, errlen, FM_EFAIL, "%s: cannot read the trace loads: %s", db_path,
               src == ST_ENOMEM ? st_strerror(src) : st_errmsg(db));
   else if (!t || add_loads(t, traces, ntr, loads, nl))
-    rc = fail(errmsg, errlen, FM_EFAIL, "cannot build the JSON output (out of memory)");
+    rc = fm_fail(errmsg, errlen, FM_EFAIL, "cannot build the JSON output (out of memory)");
   else
     rc = dump(json_incref(t), JSON_COMPACT | JSON_PRESERVE_ORDER, result, errmsg, errlen);
   json_decref(t);
@@ -564,7 +552,7 @@ static int sweep_config(const json_t *req, sweep_req *q, char *em, size_t el) {
   if (!rc)
     rc = model_config(req, &c->base, em, el);
   if (!rc && (!c->db || !c->db[0]))
-    rc = fail(em, el, FM_EUSAGE, "db: a results database path is required");
+    rc = fm_fail(em, el, FM_EUSAGE, "db: a results database path is required");
   c->traces = q->traces;
   c->clusters = q->clusters;
   c->policies = q->policies;
@@ -619,7 +607,7 @@ static int sweep_doc(const fm_sweep *sw, json_t **doc, char *em, size_t el) {
   size_t nr = 0;
   int rc = open_read(path, &db, em, el);
   if (!rc && st_runs_list(db, "sim", &rs, &nr) != ST_OK)
-    rc = fail(em, el, FM_EFAIL, "%s: cannot read the runs: %s", path, st_errmsg(db));
+    rc = fm_fail(em, el, FM_EFAIL, "%s: cannot read the runs: %s", path, st_errmsg(db));
   st_close(db);
   json_t *t = rc ? NULL : TABLE(point_cols);
   fm_sweep_point p;
@@ -639,25 +627,25 @@ static int sweep_doc(const fm_sweep *sw, json_t **doc, char *em, size_t el) {
                      fm_json_number(s->wall_s));
   json_decref(t);
   if (!rc && (bad || !*doc))
-    rc = fail(em, el, FM_EFAIL, "cannot build the JSON output (out of memory)");
+    rc = fm_fail(em, el, FM_EFAIL, "cannot build the JSON output (out of memory)");
   return rc;
 }
 
 int fm_sweep_json(const char *request, char **result, char *errmsg, size_t errlen) {
   if (!result)
-    return fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
   *result = NULL;
   json_error_t jerr;
   json_t *req = request ? json_loads(request, JSON_REJECT_DUPLICATES, &jerr) : NULL;
   if (!req)
-    return fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
                 request ? jerr.text : "NULL");
   sweep_req q = {.c = {.jobs = 1}};
   fm_sweep *sw = NULL;
   json_t *doc = NULL;
   int rc = FM_EUSAGE;
   if (!json_is_object(req))
-    fail(errmsg, errlen, rc, "request: not a JSON object");
+    fm_fail(errmsg, errlen, rc, "request: not a JSON object");
   else
     rc = sweep_config(req, &q, errmsg, errlen);
   if (!rc)

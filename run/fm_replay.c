@@ -28,16 +28,6 @@
 const char *const fm_replay_phase_names[RT_PH_COUNT] = {"dispatch", "compute", "combine",
                                                      "allreduce", "migration", "local"};
 
-static int efail(char *em, size_t el, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int efail(char *em, size_t el, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (em && el) vsnprintf(em, el, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
 static double wall_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -89,7 +79,7 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
   int G = env->cluster.gpus, E = env->experts, rc;
   size_t GE = (size_t)G * E;
   if (!p->inited) {
-    if (pl_routing_init(&p->r, G, E, 1)) return efail(em, el, FM_EFAIL, "out of memory");
+    if (pl_routing_init(&p->r, G, E, 1)) return fm_fail(em, el, FM_EFAIL, "out of memory");
     p->inited = 1;
   }
   memset(res, 0, sizeof *res);
@@ -106,7 +96,7 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
           pl_move *n = realloc(p->moves, sizeof *n * (size_t)nc);
           if (!n) {
             pl_plan_fini(&plan);
-            return efail(em, el, FM_EFAIL, "out of memory");
+            return fm_fail(em, el, FM_EFAIL, "out of memory");
           }
           p->moves = n;
           p->cap = nc;
@@ -115,13 +105,13 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
         if (i > 0) res->bytes_migrated += plan.moves[m].bytes;
       }
     pl_plan_fini(&plan);
-    if (rc) return efail(em, el, FM_EFAIL, "policy plan: %s", pl_strerror(rc));
+    if (rc) return fm_fail(em, el, FM_EFAIL, "policy plan: %s", pl_strerror(rc));
     if ((rc = pl_policy_route(pol, l, counts + l * GE, &p->r)))
-      return efail(em, el, FM_EFAIL, "policy route: %s", pl_strerror(rc));
+      return fm_fail(em, el, FM_EFAIL, "policy route: %s", pl_strerror(rc));
     pl_cost c;
     if ((rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, pl_policy_placement(pol, l),
                             &p->r, &c)))
-      return efail(em, el, FM_EFAIL, "cost model: %s", pl_strerror(rc));
+      return fm_fail(em, el, FM_EFAIL, "cost model: %s", pl_strerror(rc));
     res->phase_ms[RT_PH_COMPUTE] += c.compute_us / 1e3;
     res->phase_ms[RT_PH_DISPATCH] += c.alltoall_us / 2e3;
     res->phase_ms[RT_PH_COMBINE] += c.alltoall_us / 2e3;
@@ -134,7 +124,7 @@ static int predict_iteration(pl_policy *pol, const pl_env *env, int64_t i, const
     for (size_t q = 0; q < (size_t)G * G; q++)
       res->bytes_alltoall += 4 * p->r.traffic[q] * pl_token_bytes(&env->model);
     if ((rc = pl_policy_observe(pol, (int)i, l, counts + l * GE)))
-      return efail(em, el, FM_EFAIL, "policy observe: %s", pl_strerror(rc));
+      return fm_fail(em, el, FM_EFAIL, "policy observe: %s", pl_strerror(rc));
   }
   if (i > 0 && p->nmoves > 0)
     res->phase_ms[RT_PH_MIGRATION] = pl_cost_moves_us(&env->cluster, p->moves, p->nmoves) / 1e3;
@@ -181,11 +171,11 @@ static int replay_shape(replay *w) {
   w->k = cfg->top_k ? cfg->top_k : w->t.meta.top_k;
   int d = w->d, f = w->f, k = w->k;
   if (d <= 0 || f <= 0 || k <= 0)
-    return efail(w->em, w->el, FM_EUSAGE, "%s has no %s in its sidecar: give %s", cfg->trace_path,
+    return fm_fail(w->em, w->el, FM_EUSAGE, "%s has no %s in its sidecar: give %s", cfg->trace_path,
                  d <= 0 ? "d_model" : f <= 0 ? "d_ff" : "top_k",
                  d <= 0 ? "--d-model" : f <= 0 ? "--d-ff" : "--top-k");
   if (d % 8 || f % 8)
-    return efail(w->em, w->el, FM_EUSAGE,
+    return fm_fail(w->em, w->el, FM_EUSAGE,
                  "--d-model %d / --d-ff %d: the runtime needs multiples of 8", d, f);
   return fm_iteration_range(cfg->it_begin, cfg->it_end, w->t.iterations, &w->A, &w->B, w->em,
                             w->el);
@@ -203,16 +193,16 @@ static int replay_backend(replay *w) {
   else if (bc.ranks == 0 && strcmp(cfg->backend, "cuda") == 0) bc.ranks = 1;
   if (cfg->predict) {
     if (bc.ranks < 1)
-      return efail(w->em, w->el, FM_EUSAGE, "--ranks is needed to predict a %s run", cfg->backend);
+      return fm_fail(w->em, w->el, FM_EUSAGE, "--ranks is needed to predict a %s run", cfg->backend);
   } else if (rt_backend_create(&w->b, cfg->backend, &bc, w->err, sizeof w->err)) {
-    return efail(w->em, w->el, FM_EFAIL, "%s", w->err);
+    return fm_fail(w->em, w->el, FM_EFAIL, "%s", w->err);
   }
   int G = w->G = w->b ? w->b->ranks : bc.ranks, E = w->E;
   int slots = cfg->slots ? cfg->slots : (int)ceil(1.5 * E / G);
   if (slots > E) slots = E;
   w->slots = slots;
   if ((int64_t)slots * G < E)
-    return efail(w->em, w->el, FM_EUSAGE, "--slots %d: %d ranks x %d slots < %d experts", slots,
+    return fm_fail(w->em, w->el, FM_EUSAGE, "--slots %d: %d ranks x %d slots < %d experts", slots,
                  G, slots, E);
   return FM_OK;
 }
@@ -227,7 +217,7 @@ static int replay_counts(replay *w) {
   w->per = (size_t)L * G * E;
   w->counts = malloc(sizeof(int64_t) * w->per * (size_t)w->I);
   if (!w->counts)
-    return efail(w->em, w->el, FM_EFAIL, "out of memory for %" PRId64 " iterations of counts",
+    return fm_fail(w->em, w->el, FM_EFAIL, "out of memory for %" PRId64 " iterations of counts",
                  w->I);
   int64_t slots_per_gpu = cfg->tokens_per_gpu * w->k;
   w->smax = w->emax = 1;
@@ -237,7 +227,7 @@ static int replay_counts(replay *w) {
       int64_t *c = w->counts + w->per * (size_t)i + (size_t)l * G * E;
       int trc = tr_rescale_slice(&w->t, w->A + i, l, G, slots_per_gpu, cfg->seed, c);
       if (trc)
-        return efail(w->em, w->el, FM_EFAIL, "%s: rescaling iteration %" PRId64 " layer %d: %s",
+        return fm_fail(w->em, w->el, FM_EFAIL, "%s: rescaling iteration %" PRId64 " layer %d: %s",
                      cfg->trace_path, w->A + i, l, tr_strerror(trc));
       for (int g = 0; g < G; g++) {
         int64_t s = 0;
@@ -276,7 +266,7 @@ static int replay_profile(replay *w) {
     int rc = fm_profile_for_sim(cfg->profile_path, d, f, k, (double)tpg, &kp->sp, w->em, w->el);
     if (rc) return rc;
     if (sim_profile_for_shape(&kp->sp, d, f, tpg, 1.0, &kp->plp))
-      return efail(w->em, w->el, FM_EFAIL, "%s: no usable profile for d_model %d, d_ff %d",
+      return fm_fail(w->em, w->el, FM_EFAIL, "%s: no usable profile for d_model %d, d_ff %d",
                    cfg->profile_path, d, f);
     kp->pl = kp->plp.pl; /* points into kp->plp, which stays in place */
   } else if (cfg->profile) {
@@ -324,7 +314,7 @@ static int replay_policy(replay *w) {
   char perr[256] = "";
   int prc = pl_policy_create(&w->pol, cfg->policy, env, perr, sizeof perr);
   if (prc)
-    return efail(w->em, w->el, FM_EUSAGE, "--policy '%s': %s", cfg->policy,
+    return fm_fail(w->em, w->el, FM_EUSAGE, "--policy '%s': %s", cfg->policy,
                  perr[0] ? perr : pl_strerror(prc));
   /* GPU warm-up at every token count an expert can get here (bounded by an
    * expert's largest total load in the trace slice). */
@@ -334,7 +324,7 @@ static int replay_policy(replay *w) {
                        .seed = cfg->seed,
                        .warm_tokens = strcmp(cfg->backend, "cpu") != 0 ? w->emax : 0};
   if (!cfg->predict && rt_exec_create(&w->x, w->b, w->pol, env, &xc, w->err, sizeof w->err))
-    return efail(w->em, w->el, FM_EFAIL, "backend '%s': %s", cfg->backend, w->err);
+    return fm_fail(w->em, w->el, FM_EFAIL, "backend '%s': %s", cfg->backend, w->err);
   fm_replay_output *o = w->o;
   o->rows = calloc((size_t)w->I, sizeof *o->rows);
   o->busy_ms = calloc((size_t)w->G, sizeof(double));
@@ -342,7 +332,7 @@ static int replay_policy(replay *w) {
   w->bal = calloc((size_t)w->I, sizeof(double));
   w->plans = json_array();
   if (!o->rows || !o->busy_ms || !o->total_ms || !w->bal || !w->plans)
-    return efail(w->em, w->el, FM_EFAIL, "out of memory");
+    return fm_fail(w->em, w->el, FM_EFAIL, "out of memory");
   return FM_OK;
 }
 
@@ -363,7 +353,7 @@ static int replay_iterate(replay *w) {
       nm = w->pred.nmoves;
     } else {
       if (rt_exec_iteration(w->x, i, c, r, w->err, sizeof w->err))
-        return efail(w->em, w->el, FM_EFAIL, "iteration %" PRId64 ": %s", w->A + i, w->err);
+        return fm_fail(w->em, w->el, FM_EFAIL, "iteration %" PRId64 ": %s", w->A + i, w->err);
       mv = rt_exec_moves(w->x, &nm);
     }
     r->iteration = w->A + i;
@@ -379,7 +369,7 @@ static int replay_iterate(replay *w) {
   }
   if (cfg->check && w->x) {
     if (rt_exec_check(w->x, &w->o->check, w->err, sizeof w->err))
-      return efail(w->em, w->el, FM_EFAIL, "check: %s", w->err);
+      return fm_fail(w->em, w->el, FM_EFAIL, "check: %s", w->err);
     w->o->checked = 1;
   }
   return FM_OK;
@@ -445,18 +435,18 @@ static void replay_fini(replay *w) {
 int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char *em, size_t el) {
   tr_error terr;
   memset(&terr, 0, sizeof terr);
-  if (!cfg->trace_path) return efail(em, el, FM_EUSAGE, "--trace is required");
+  if (!cfg->trace_path) return fm_fail(em, el, FM_EUSAGE, "--trace is required");
   replay rw = {.cfg = cfg, .em = em, .el = el}, *w = &rw; /* kp stays in place */
   if (tr_open(&w->t, cfg->trace_path, &terr)) {
     if (terr.line > 0)
-      return efail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
-    return efail(em, el, FM_EFAIL, "%s: %s", cfg->trace_path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
+      return fm_fail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
+    return fm_fail(em, el, FM_EFAIL, "%s: %s", cfg->trace_path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
   }
   int rc = FM_OK;
   fm_replay_output *o = w->o = calloc(1, sizeof *o);
   if (!o) {
     tr_close(&w->t);
-    return efail(em, el, FM_EFAIL, "out of memory");
+    return fm_fail(em, el, FM_EFAIL, "out of memory");
   }
   o->started = wall_s();
   if (!(rc = replay_shape(w)) && !(rc = replay_backend(w)) && !(rc = replay_counts(w)) &&
@@ -497,7 +487,7 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
                  : 0;
   json_decref(cj);
   if (cn == 0 || cn >= sizeof cluster_json)
-    return efail(em, el, FM_EFAIL, "cannot record the run: its cluster description is not JSON");
+    return fm_fail(em, el, FM_EFAIL, "cannot record the run: its cluster description is not JSON");
   cluster_json[cn] = '\0';
   snprintf(params, sizeof params,
            "{\"d_model\":%d,\"d_ff\":%d,\"top_k\":%d,\"slots_per_gpu\":%d,\"iterations\":[%" PRId64
@@ -508,7 +498,7 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
   int kn = snprintf(key, sizeof key, "gpu|%s|%s|%016" PRIx64 "|%s|%s", o->backend, o->cluster,
                     o->trace_hash, o->policy, params);
   if (kn < 0 || (size_t)kn >= sizeof key)
-    return efail(em, el, FM_EFAIL, "cannot record the run: its key is over %zu bytes",
+    return fm_fail(em, el, FM_EFAIL, "cannot record the run: its key is over %zu bytes",
                  sizeof key - 1);
   st_trace_row tr = {.path = o->trace_path, .hash = o->trace_hash,
                      .iterations = o->trace_iterations, .layers = o->trace_layers,
@@ -520,7 +510,7 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
                    .finished = o->finished, .status = "complete", .config_key = key};
   st_run *r = NULL;
   int rc = st_run_begin(db, &tr, &rr, &r);
-  if (rc) return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
+  if (rc) return fm_fail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   for (int64_t i = 0; i < o->iterations && !rc; i++) {
     const rt_iter_result *x = &o->rows[i];
     st_iter_row row = row_of(x);
@@ -554,9 +544,9 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
     rc = st_run_gpu(r, g, o->busy_ms[g], o->total_ms[g] - o->busy_ms[g]);
   if (rc) {
     st_run_abort(r);
-    return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
+    return fm_fail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   }
   rc = st_run_commit(r, run_id);
-  if (rc) return efail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
+  if (rc) return fm_fail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   return FM_OK;
 }

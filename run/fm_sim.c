@@ -119,18 +119,6 @@ typedef struct resolved {
   char cluster_json[2048];
 } resolved;
 
-static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...) {
-  if (errmsg && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errmsg, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 static void resolved_fini(resolved *r) {
   pl_policy_destroy(r->policy);
   r->policy = NULL;
@@ -159,9 +147,9 @@ static int model_range(const fm_sim_config *cfg, fm_key_id id, int from_cfg, int
   if (v >= 1 && v <= k->hi)
     return FM_OK;
   if (from_cfg)
-    return fail(em, el, FM_EUSAGE, "%s must be between 1 and %" PRId64 " (got %" PRId64 ")",
+    return fm_fail(em, el, FM_EUSAGE, "%s must be between 1 and %" PRId64 " (got %" PRId64 ")",
                 name, k->hi, v);
-  return fail(em, el, FM_EFAIL,
+  return fm_fail(em, el, FM_EFAIL,
               "%s: the trace's %s is %" PRId64 "; it must be between 1 and %" PRId64
               " (or pass %s)",
               cfg->trace_path, k->name, v, k->hi, name);
@@ -197,14 +185,14 @@ static int check_scale(const resolved *r, int layers, int slots, char *em, size_
   double layer_us = 4.0 * a2a_us + ring_us + slots * ffn * (1.0 + p->bwd_ratio) +
                     2.0 * p->nonmoe_us;
   if (!(layer_us <= MAX_LAYER_US))
-    return fail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                 "model too large for the cluster: one layer could take %.3g s (%d GPUs x "
                 "%" PRId64 " tokens x top-%d of %.3g bytes through a %.3g GB/s link, and "
                 "their compute), above the simulator's 2^36 us (19 h); use fewer tokens per "
                 "GPU, a smaller model or faster links",
                 layer_us * 1e-6, c->gpus, r->tokens_per_gpu, r->model.top_k, tb, bw * 1e-9);
   if (!(4.0 * layers * S * tb <= MAX_ITER_BYTES))
-    return fail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                 "model too large: one iteration's all-to-alls would carry %.3g bytes (4 x %d "
                 "layers x %d GPUs x %" PRId64 " tokens x top-%d x %.3g bytes), above 2^62",
                 4.0 * layers * S * tb, layers, c->gpus, r->tokens_per_gpu, r->model.top_k, tb);
@@ -214,16 +202,16 @@ static int check_scale(const resolved *r, int layers, int slots, char *em, size_
 /* Engine name and trace: opened into r (r->trace_open), not empty. */
 static int open_trace(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   if (!cfg)
-    return fail(em, el, FM_EUSAGE, "--trace is required");
+    return fm_fail(em, el, FM_EUSAGE, "--trace is required");
   if (!cfg->trace_path)
-    return fail(em, el, FM_EUSAGE, "%s is required", fm_key_name(FM_KEY_TRACE, cfg->key_names));
+    return fm_fail(em, el, FM_EUSAGE, "%s is required", fm_key_name(FM_KEY_TRACE, cfg->key_names));
   const char *engine = cfg->engine ? cfg->engine : "analytic";
   if (strcmp(engine, "analytic") == 0)
     r->engine = SIM_ENGINE_ANALYTIC;
   else if (strcmp(engine, "des") == 0)
     r->engine = SIM_ENGINE_DES;
   else
-    return fail(em, el, FM_EUSAGE, "%s: '%s' is not analytic or des",
+    return fm_fail(em, el, FM_EUSAGE, "%s: '%s' is not analytic or des",
                 fm_key_name(FM_KEY_ENGINE, cfg->key_names), engine);
   tr_error terr;
   memset(&terr, 0, sizeof(terr));
@@ -232,9 +220,9 @@ static int open_trace(const fm_sim_config *cfg, resolved *r, char *em, size_t el
                         : tr_open(&r->trace, cfg->trace_path, &terr);
   if (trc != 0) {
     if (terr.line > 0)
-      return fail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path[0] ? terr.path : cfg->trace_path,
+      return fm_fail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path[0] ? terr.path : cfg->trace_path,
                   terr.line, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
-    return fail(em, el, FM_EFAIL, "%s: %s", terr.path[0] ? terr.path : cfg->trace_path,
+    return fm_fail(em, el, FM_EFAIL, "%s: %s", terr.path[0] ? terr.path : cfg->trace_path,
                 terr.msg[0] ? terr.msg : tr_strerror(terr.code));
   }
   if (cached)
@@ -242,7 +230,7 @@ static int open_trace(const fm_sim_config *cfg, resolved *r, char *em, size_t el
   r->trace_open = cached == NULL;
   const tr_trace *t = &r->trace;
   if (t->iterations < 1 || t->layers < 1 || t->ranks < 1 || t->experts < 1)
-    return fail(em, el, FM_EFAIL, "%s: the trace is empty", cfg->trace_path);
+    return fm_fail(em, el, FM_EFAIL, "%s: the trace is empty", cfg->trace_path);
   return FM_OK;
 }
 
@@ -260,10 +248,10 @@ static int resolve_model(const fm_sim_config *cfg, resolved *r, char *em, size_t
                 : r->model.top_k < 1 ? FM_KEY_TOP_K
                                      : -1;
   if (missing >= 0 && cfg->key_names == FM_NAME_JSON)
-    return fail(em, el, FM_EFAIL, "%s: the trace's sidecar does not give %s; pass it as a key",
+    return fm_fail(em, el, FM_EFAIL, "%s: the trace's sidecar does not give %s; pass it as a key",
                 cfg->trace_path, fm_key_of(missing)->name);
   if (missing >= 0)
-    return fail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                 "%s: the trace's sidecar does not give %s (%s); pass it on the command line",
                 cfg->trace_path, fm_key_of(missing)->name, fm_key_of(missing)->flag);
   if ((rc = model_range(cfg, FM_KEY_D_MODEL, cfg->d_model != 0, r->model.d_model, em, el)) ||
@@ -271,7 +259,7 @@ static int resolve_model(const fm_sim_config *cfg, resolved *r, char *em, size_t
       (rc = model_range(cfg, FM_KEY_TOP_K, cfg->top_k != 0, r->model.top_k, em, el)))
     return rc;
   if (r->model.bytes_per_elem > MAX_BYTES_PER_ELEM)
-    return fail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                 "%s: the trace's bytes_per_elem is %d; it must be between 1 and %d",
                 cfg->trace_path, r->model.bytes_per_elem, MAX_BYTES_PER_ELEM);
   return FM_OK;
@@ -282,7 +270,7 @@ static int resolve_model(const fm_sim_config *cfg, resolved *r, char *em, size_t
 static int resolve_tokens(const fm_sim_config *cfg, resolved *r, char *em, size_t el) {
   const tr_trace *t = &r->trace;
   if (cfg->tokens_per_gpu < 0 || cfg->tokens_per_gpu > MAX_TOKENS_PER_GPU)
-    return fail(em, el, FM_EUSAGE,
+    return fm_fail(em, el, FM_EUSAGE,
                 "%s must be between 1 and %" PRId64 " (2^30) (got %" PRId64 ")",
                 fm_key_name(FM_KEY_TOKENS_PER_GPU, cfg->key_names), MAX_TOKENS_PER_GPU,
                 cfg->tokens_per_gpu);
@@ -301,7 +289,7 @@ static int resolve_tokens(const fm_sim_config *cfg, resolved *r, char *em, size_
     r->tokens_per_gpu = s / r->model.top_k;
   }
   if (r->tokens_per_gpu > MAX_TOKENS_PER_GPU)
-    return fail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                 "%s: the trace gives %" PRId64 " tokens per rank; at most %" PRId64
                 " (2^30) can be simulated (pass %s)",
                 cfg->trace_path, r->tokens_per_gpu, MAX_TOKENS_PER_GPU,
@@ -315,17 +303,17 @@ static int resolve_cluster_profile(const fm_sim_config *cfg, resolved *r, char *
   sim_errbuf serr;
   if (sim_cluster_resolve(cfg->cluster ? cfg->cluster : "dgx-h100", &r->cl, &serr) ||
       sim_cluster_resize(&r->cl, cfg->nodes, cfg->gpus_per_node, &serr))
-    return fail(em, el, FM_EFAIL, "%s", serr.msg);
+    return fm_fail(em, el, FM_EFAIL, "%s", serr.msg);
   if (sim_cluster_json(&r->cl, r->cluster_json, sizeof(r->cluster_json)) < 0)
-    return fail(em, el, FM_EFAIL, "cluster description too long");
+    return fm_fail(em, el, FM_EFAIL, "cluster description too long");
   if (cfg->sim_profile)
     r->prof = *cfg->sim_profile;
   else if (cfg->profile_path ? sim_profile_load(cfg->profile_path, &r->prof, &serr)
                              : sim_profile_builtin(r->cl.profile, &r->prof, &serr))
-    return fail(em, el, FM_EFAIL, "%s", serr.msg);
+    return fm_fail(em, el, FM_EFAIL, "%s", serr.msg);
   if (sim_profile_for_shape(&r->prof, r->model.d_model, r->model.d_ff, r->tokens_per_gpu,
                             r->cl.compute_scale, &r->plp))
-    return fail(em, el, FM_EFAIL, "cannot scale profile '%s' to d_model %d, d_ff %d",
+    return fm_fail(em, el, FM_EFAIL, "cannot scale profile '%s' to d_model %d, d_ff %d",
                 r->prof.name, r->model.d_model, r->model.d_ff);
   return FM_OK;
 }
@@ -336,27 +324,27 @@ static int resolve_slots(const fm_sim_config *cfg, resolved *r, char *em, size_t
   int G = sim_cluster_gpus(&r->cl), E = r->trace.experts;
   int slots = cfg->slots;
   if (slots < 0)
-    return fail(em, el, FM_EUSAGE, "%s must be positive",
+    return fm_fail(em, el, FM_EUSAGE, "%s must be positive",
                 fm_key_name(FM_KEY_SLOTS, cfg->key_names));
   if (slots == 0) {
     double hbm = r->cl.hbm_gib * 1073741824.0;
     int prc = pl_slots_from_memory(&r->model, hbm, hbm * HBM_RESERVE_FRACTION, E, G, &slots);
     if (prc == PL_ESLOTS)
-      return fail(em, el, FM_EFAIL,
+      return fm_fail(em, el, FM_EFAIL,
                   "fewer expert slots than experts: %d experts of %.1f MiB (with optimizer "
                   "state) do not fit on %d GPUs of %.0f GiB (half reserved); use more GPUs",
                   E, (double)pl_expert_move_bytes(&r->model) / 1048576.0, G, r->cl.hbm_gib);
     if (prc)
-      return fail(em, el, FM_EFAIL, "cannot size expert slots: %s", pl_strerror(prc));
+      return fm_fail(em, el, FM_EFAIL, "cannot size expert slots: %s", pl_strerror(prc));
   }
   if (slots > E)
     slots = E;
   if ((int64_t)slots * G < E)
-    return fail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                 "fewer expert slots than experts: %d GPUs x %d slots < %d experts", G, slots, E);
   sim_cluster_to_pl(&r->cl, slots, &r->pc);
   if (pl_cluster_check(&r->pc))
-    return fail(em, el, FM_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
+    return fm_fail(em, el, FM_EFAIL, "cluster '%s' is inconsistent", r->cl.name);
   return check_scale(r, r->trace.layers, slots, em, el);
 }
 
@@ -374,7 +362,7 @@ static int create_policy(const fm_sim_config *cfg, resolved *r, char *em, size_t
   int prc = pl_policy_create(&r->policy, cfg->policy ? cfg->policy : "static", &r->env, perr,
                              sizeof(perr));
   if (prc)
-    return fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? FM_EUSAGE : FM_EFAIL,
+    return fm_fail(em, el, (prc == PL_EPOLICY || prc == PL_EPARAM) ? FM_EUSAGE : FM_EFAIL,
                 "%s: %s", fm_key_name(FM_KEY_POLICY, cfg->key_names),
                 perr[0] ? perr : pl_strerror(prc));
   return FM_OK;
@@ -473,7 +461,7 @@ int fm_sim_config_key(const fm_sim_config *cfg, char *buf, size_t len, char *err
   rc = key_of(&r, cfg, buf, len);
   resolved_fini(&r);
   if (rc)
-    return fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
+    return fm_fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
   return FM_OK;
 }
 
@@ -676,7 +664,7 @@ typedef struct simrun {
   double *bal; /* [iterations], each iteration's worst layer balance */
 } simrun;
 
-static int simrun_nomem(simrun *w) { return fail(w->em, w->el, FM_EFAIL, "out of memory"); }
+static int simrun_nomem(simrun *w) { return fm_fail(w->em, w->el, FM_EFAIL, "out of memory"); }
 
 /* The output with its per-iteration, per-GPU and per-layer arrays, and the
  * per-layer work buffers (counts, routings, plans, engine inputs); FM_OK or
@@ -720,7 +708,7 @@ static int simrun_engine(simrun *w) {
   int xn = w->cfg->exact_net;
   int agg = xn == 1 ? 0 : xn == 2 ? SIM_AGG_ALLTOALL : SIM_AGG_ALL;
   if (sim_engine_init(&w->eng, r->engine, &r->cl, &r->pc, &r->model, &r->plp.pl, agg))
-    return fail(w->em, w->el, FM_EFAIL, "cannot start the %s engine (out of memory?)",
+    return fm_fail(w->em, w->el, FM_EFAIL, "cannot start the %s engine (out of memory?)",
                 r->engine == SIM_ENGINE_DES ? "des" : "analytic");
   w->eng_ok = 1;
   w->bal = calloc((size_t)w->o->nrows, sizeof(double));
@@ -766,7 +754,7 @@ static int simrun_take_ahead(simrun *w, int64_t it, int *drawn) {
     return FM_OK;
   prefetch_join(&w->pf);
   if (w->pf.rc)
-    return fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->em, w->el, FM_EFAIL,
                 "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
                 w->cfg->trace_path, it, w->pf.layer, w->G, tr_strerror(w->pf.rc));
   int64_t *swap = w->counts;
@@ -795,7 +783,7 @@ static int simrun_counts(simrun *w, int64_t it, int l, int drawn, int64_t *c) {
     w->fresh.counts = NULL;
   }
   if (trc)
-    return fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->em, w->el, FM_EFAIL,
                 "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
                 w->cfg->trace_path, it, l, w->G, tr_strerror(trc));
   return FM_OK;
@@ -819,7 +807,7 @@ static int simrun_layer(simrun *w, int64_t it, int l, int drawn, st_iter_row *ro
   if ((prc = pl_policy_plan(pol, (int)(it - w->r.a), l, c, plan)) ||
       (prc = pl_policy_route_serving(pol, l, c, rt)) ||
       (prc = pl_policy_observe(pol, (int)(it - w->r.a), l, c)))
-    return fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->em, w->el, FM_EFAIL,
                 "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
                 pl_policy_spec(pol), it, l, pl_strerror(prc));
   /* a background plan's replicas serve from the next iteration on */
@@ -848,18 +836,18 @@ static int simrun_layer(simrun *w, int64_t it, int l, int drawn, st_iter_row *ro
 /* The message of engine error erc at iteration it; returns FM_EFAIL. */
 static int simrun_engine_fail(simrun *w, int64_t it, int erc) {
   if (erc == SIM_ELIMIT)
-    return fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->em, w->el, FM_EFAIL,
                 "simulation stopped at iteration %" PRId64 ": the discrete-event network "
                 "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
                 "(--network exact grows with the fourth power of the GPUs); use --network "
                 "hose or fewer GPUs",
                 it);
   if (erc == SIM_ETIME || erc == SIM_ERANGE)
-    return fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->em, w->el, FM_EFAIL,
                 "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
                 "numbers make it too long; see 'Limits' in docs/simulator.md)",
                 it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
-  return fail(w->em, w->el, FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
+  return fm_fail(w->em, w->el, FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
               sim_strerror(erc));
 }
 
@@ -1003,7 +991,7 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
    * second resolve that opens and checks the trace again */
   if (key_of(&w->r, cfg, w->key, sizeof(w->key))) {
     resolved_fini(&w->r);
-    return fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
+    return fm_fail(errmsg, errlen, FM_EFAIL, "config key buffer too small");
   }
   w->G = w->r.pc.gpus;
   w->E = w->r.trace.experts;
@@ -1061,7 +1049,7 @@ void fm_sim_output_free(fm_sim_output *o) {
 int fm_sim_record(st_db *db, const fm_sim_output *o, int64_t *run_id, char *errmsg,
                    size_t errlen) {
   if (!db || !o)
-    return fail(errmsg, errlen, FM_EFAIL, "no database");
+    return fm_fail(errmsg, errlen, FM_EFAIL, "no database");
   st_trace_row tr = {.path = o->trace_path, .hash = o->trace_hash, .iterations = o->t_iters,
                      .layers = o->t_layers, .ranks = o->t_ranks, .experts = o->t_experts,
                      .meta_json = o->trace_meta};
@@ -1101,7 +1089,7 @@ int fm_sim_record(st_db *db, const fm_sim_output *o, int64_t *run_id, char *errm
   else
     st_run_abort(run);
   if (rc)
-    return fail(errmsg, errlen, FM_EFAIL, "cannot record the run: %s (%s)", st_strerror(rc),
+    return fm_fail(errmsg, errlen, FM_EFAIL, "cannot record the run: %s (%s)", st_strerror(rc),
                 st_errmsg(db));
   return FM_OK;
 }

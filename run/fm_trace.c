@@ -20,26 +20,13 @@
 #include "traces/tr_import.h"
 #include "traces/tr_rescale.h"
 
-/* Writes the message into em (when given) and returns code. */
-static int fail(char *em, size_t el, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *em, size_t el, int code, const char *fmt, ...) {
-  if (em && el) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(em, el, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* A traces library error as one sentence: FILE[:LINE]: message, and the
  * flag that raises the budget when the budget refused; FM_EFAIL. */
 static int trace_fail(const tr_error *err, char *em, size_t el) {
   const char *more = err->code == TR_EBUDGET ? " (--max-memory SIZE raises it)" : "";
   if (err->line > 0)
-    return fail(em, el, FM_EFAIL, "%s:%ld: %s%s", err->path, err->line, err->msg, more);
-  return fail(em, el, FM_EFAIL, "%s: %s%s", err->path, err->msg, more);
+    return fm_fail(em, el, FM_EFAIL, "%s:%ld: %s%s", err->path, err->line, err->msg, more);
+  return fm_fail(em, el, FM_EFAIL, "%s: %s%s", err->path, err->msg, more);
 }
 
 const char *fm_trace_dtype_name(tr_dtype d) {
@@ -60,7 +47,7 @@ static int open_range(const fm_trace_config *cfg, tr_trace *t, int64_t *it0, int
   if (*it0 >= *it1) {
     int64_t n = t->iterations;
     tr_close(t);
-    return fail(em, el, FM_EUSAGE, "--iterations: the trace has %" PRId64 " iterations", n);
+    return fm_fail(em, el, FM_EUSAGE, "--iterations: the trace has %" PRId64 " iterations", n);
   }
   return FM_OK;
 }
@@ -75,7 +62,7 @@ int fm_trace_analyse(const fm_trace_config *cfg, fm_trace_analysis *out, char *e
   if (tr_stats_compute(&out->trace, out->it0, out->it1, &out->stats)) {
     tr_close(&out->trace);
     memset(out, 0, sizeof(*out));
-    return fail(em, el, FM_EFAIL, "%s: out of memory", cfg->path);
+    return fm_fail(em, el, FM_EFAIL, "%s: out of memory", cfg->path);
   }
   return FM_OK;
 }
@@ -194,22 +181,22 @@ static int gen_model(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *em, 
   tr_gen_config *c = &g->gen;
   int rc;
   if (c->top_k > c->experts)
-    return fail(em, el, FM_EUSAGE, "--top-k %d is larger than --experts %d", c->top_k,
+    return fm_fail(em, el, FM_EUSAGE, "--top-k %d is larger than --experts %d", c->top_k,
                 c->experts);
   if (cfg->pattern && tr_gen_pattern(c, cfg->pattern))
-    return fail(em, el, FM_EUSAGE, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
+    return fm_fail(em, el, FM_EUSAGE, "unknown pattern '%s' (see 'flexmoe trace gen --help')",
                 cfg->pattern);
   if (cfg->fit_path && (rc = tr_fit_apply(&g->fit, c, &g->owned))) {
     char need[32], have[32];
     if (rc == TR_EBUDGET)
-      return fail(em, el, FM_EFAIL,
+      return fm_fail(em, el, FM_EFAIL,
                   "%s: generating %d layers x %d ranks x %d experts from the fit needs more "
                   "than %s, the memory budget (--max-memory SIZE raises it; the generator "
                   "alone needs %s)",
                   cfg->fit_path, c->layers, c->ranks, c->experts,
                   tr_format_size((double)tr_max_memory(c->max_memory), have, sizeof(have)),
                   tr_format_size((double)tr_gen_memory(c), need, sizeof(need)));
-    return fail(em, el, FM_EFAIL, "%s: out of memory", cfg->fit_path);
+    return fm_fail(em, el, FM_EFAIL, "%s: out of memory", cfg->fit_path);
   }
   return FM_OK;
 }
@@ -252,14 +239,14 @@ int fm_trace_fit(const fm_trace_fit_config *cfg, tr_fit *f, char *em, size_t el)
     return rc;
   if (it1 - it0 < 12) {
     tr_close(&t);
-    return fail(em, el, FM_EFAIL, "%s: fitting needs at least 12 iterations", path);
+    return fm_fail(em, el, FM_EFAIL, "%s: fitting needs at least 12 iterations", path);
   }
   rc = tr_fit_trace(&t, it0, it1, cfg->seed, f);
   tr_close(&t);
   if (rc == TR_ENOMEM)
-    return fail(em, el, FM_EFAIL, "%s: out of memory", path);
+    return fm_fail(em, el, FM_EFAIL, "%s: out of memory", path);
   if (rc)
-    return fail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                 "%s: its tokens per rank (slots per rank / top_k) must be between %" PRId64
                 " and %" PRId64 " to fit a model (is the trace empty?)",
                 path, tr_limits[TR_LIM_TOKENS_PER_RANK].lo, tr_limits[TR_LIM_TOKENS_PER_RANK].hi);
@@ -326,7 +313,7 @@ int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char
   if (cfg->axes) {
     rc = tr_import_axes(in, cfg->axes, cfg->out, budget, &err);
     if (rc == TR_EINVAL)
-      return fail(em, el, FM_EUSAGE, "%s", err.msg);
+      return fm_fail(em, el, FM_EUSAGE, "%s", err.msg);
   } else if (cfg->expert_ids) {
     rc = tr_import_ids(in, cfg->experts, cfg->out, budget, &err);
   } else if ((rc = import_trace(cfg, &err, em, el))) {

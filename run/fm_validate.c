@@ -52,18 +52,6 @@ typedef struct vstate {
   st_db *db;
 } vstate;
 
-static int vfail(char *em, size_t el, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int vfail(char *em, size_t el, int code, const char *fmt, ...) {
-  if (em && el) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(em, el, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 static double rel(double p, double m) { return m != 0 ? (p - m) / m : (p == 0 ? 0 : NAN); }
 
 static void fold(const double *ph, double time, double *v) {
@@ -97,7 +85,7 @@ static int moves_in_background(const char *spec) {
 static int choose_policies(vstate *st, char *em, size_t el) {
   const fm_validate_config *cfg = st->cfg;
   if (cfg->npolicies < 0 || cfg->npolicies > FM_VALIDATE_MAX_POLICIES)
-    return vfail(em, el, FM_EUSAGE, "--policy: at most %d", FM_VALIDATE_MAX_POLICIES);
+    return fm_fail(em, el, FM_EUSAGE, "--policy: at most %d", FM_VALIDATE_MAX_POLICIES);
   for (int p = 0; p < cfg->npolicies; p++) st->policies[st->npol++] = cfg->policies[p];
   if (st->npol == 0) {
     static const char *const defaults[][2] = {
@@ -107,7 +95,7 @@ static int choose_policies(vstate *st, char *em, size_t el) {
   }
   for (int p = 0; p < st->npol; p++)
     if (moves_in_background(st->policies[p]))
-      return vfail(em, el, FM_EUSAGE,
+      return fm_fail(em, el, FM_EUSAGE,
                    "policy '%s' moves experts in the background, which the runtime does not do "
                    "(it migrates between iterations, blocking): its prediction would describe "
                    "another run; set background=0",
@@ -147,29 +135,29 @@ static int calibrate_now(vstate *st, char *em, size_t el) {
   rt_backend_config bc = {.ranks = ranks, .partitions = rc->partitions, .device = rc->device,
                           .timeout_s = 300.0, .direct = 0};
   if (strcmp(rc->backend, "nccl") == 0)
-    return vfail(em, el, FM_EUSAGE, "--backend nccl needs --profile (calibrate with cuda)");
+    return fm_fail(em, el, FM_EUSAGE, "--backend nccl needs --profile (calibrate with cuda)");
   rt_backend *b = NULL;
   char err[1024] = "";
   if (rt_backend_create(&b, rc->backend, &bc, err, sizeof err))
-    return vfail(em, el, FM_EFAIL, "%s", err);
+    return fm_fail(em, el, FM_EFAIL, "%s", err);
   int d = rc->d_model, f = rc->d_ff, out = FM_OK;
   rt_calib_config cc;
   rt_calib_result res;
   fm_profile prof;
   if (!d || !f) {
-    out = vfail(em, el, FM_EUSAGE, "without --profile, give --d-model and --d-ff to calibrate");
+    out = fm_fail(em, el, FM_EUSAGE, "without --profile, give --d-model and --d-ff to calibrate");
     goto done;
   }
   rt_calib_defaults(&cc, b, d, f);
   if (rt_calibrate(b, &cc, &res, err, sizeof err)) {
-    out = vfail(em, el, FM_EFAIL, "calibration: %s", err);
+    out = fm_fail(em, el, FM_EFAIL, "calibration: %s", err);
     goto done;
   }
   profile_of(&res, b, rc->backend, d, f, &prof);
   snprintf(st->tmpdir, sizeof st->tmpdir, "/tmp/flexmoe-validate-XXXXXX");
   if (!mkdtemp(st->tmpdir)) {
     st->tmpdir[0] = 0;
-    out = vfail(em, el, FM_EFAIL, "cannot make a temporary directory");
+    out = fm_fail(em, el, FM_EFAIL, "cannot make a temporary directory");
     goto done;
   }
   snprintf(st->tmpprof, sizeof st->tmpprof, "%s/profile.json", st->tmpdir);
@@ -201,7 +189,7 @@ static int load_profile(vstate *st, char *em, size_t el) {
   fm_profile prof;
   if (fm_profile_load(st->profile_path, &prof, em, el)) return FM_EFAIL;
   if (prof.exchange_GBps <= 0)
-    return vfail(em, el, FM_EFAIL,
+    return fm_fail(em, el, FM_EFAIL,
                  "%s: no exchange bandwidth (no .cluster.json beside it, or a zero bandwidth in "
                  "it; write both with flexmoe calibrate --out)",
                  st->profile_path);
@@ -238,11 +226,11 @@ static int measure(vstate *st, int p, fm_validate_run *run, fm_replay_output **m
   run->predicted_nonmoe_us = NAN;
   run->iterations = o->iterations;
   if (times_of(&o->rows[0].time_ms, sizeof o->rows[0], o->iterations, &run->measured_ms))
-    return vfail(em, el, FM_EFAIL, "out of memory");
+    return fm_fail(em, el, FM_EFAIL, "out of memory");
   if (st->db && o->owner && (rc = fm_replay_record(st->db, o, &run->measured_id, em, el))) {
     char why[512];
     snprintf(why, sizeof why, "%s", em);
-    return vfail(em, el, rc, "%s: %s", st->cfg->db_path, why);
+    return fm_fail(em, el, rc, "%s: %s", st->cfg->db_path, why);
   }
   return FM_OK;
 }
@@ -291,7 +279,7 @@ static int predict_sim(vstate *st, int p, const fm_replay_output *m, fm_validate
   fm_sim_output *so = NULL;
   char why[900];
   if ((rc = fm_sim_compute(&sc, &so, why, sizeof why)))
-    return vfail(em, el, rc, "simulator: %s", why);
+    return fm_fail(em, el, rc, "simulator: %s", why);
   const fm_sim_summary *s = fm_sim_summary_of(so);
   run->predicted[FM_V_COMPUTE] = s->compute_ms;
   run->predicted[FM_V_ALLTOALL] = s->alltoall_ms;
@@ -302,13 +290,13 @@ static int predict_sim(vstate *st, int p, const fm_replay_output *m, fm_validate
   run->predicted_nonmoe_us = sim_nonmoe_us(so);
   const st_iter_row *rows = NULL;
   int64_t n = fm_sim_iteration_rows(so, &rows);
-  rc = n != run->iterations ? vfail(em, el, FM_EFAIL, "simulator: %lld iterations, runtime %lld",
+  rc = n != run->iterations ? fm_fail(em, el, FM_EFAIL, "simulator: %lld iterations, runtime %lld",
                                     (long long)n, (long long)run->iterations)
        : times_of(&rows[0].time_ms, sizeof rows[0], n, &run->predicted_ms)
-           ? vfail(em, el, FM_EFAIL, "out of memory")
+           ? fm_fail(em, el, FM_EFAIL, "out of memory")
            : FM_OK;
   if (!rc && st->db && (rc = fm_sim_record(st->db, so, &run->predicted_id, why, sizeof why)))
-    vfail(em, el, rc, "%s: %s", st->cfg->db_path, why);
+    fm_fail(em, el, rc, "%s: %s", st->cfg->db_path, why);
   fm_sim_output_free(so);
   return rc;
 }
@@ -325,13 +313,13 @@ static int predict_cost(vstate *st, const fm_replay_output *m, fm_validate_run *
   fm_replay_output *po = NULL;
   char why[900];
   int rc = fm_replay_compute(&pc, &po, why, sizeof why);
-  if (rc) return vfail(em, el, rc, "prediction: %s", why);
+  if (rc) return fm_fail(em, el, rc, "prediction: %s", why);
   fold(po->phase_ms, po->mean_iteration_ms, run->predicted);
   rc = po->iterations != run->iterations
-           ? vfail(em, el, FM_EFAIL, "prediction: %lld iterations, runtime %lld",
+           ? fm_fail(em, el, FM_EFAIL, "prediction: %lld iterations, runtime %lld",
                    (long long)po->iterations, (long long)run->iterations)
        : times_of(&po->rows[0].time_ms, sizeof po->rows[0], po->iterations, &run->predicted_ms)
-           ? vfail(em, el, FM_EFAIL, "out of memory")
+           ? fm_fail(em, el, FM_EFAIL, "out of memory")
            : FM_OK;
   fm_replay_output_free(po);
   return rc;
@@ -351,7 +339,7 @@ static int store_validation(vstate *st, const fm_validate_run *run, char *em, si
                            .detail_json = NULL};
   int64_t vid;
   if (st_validation_add(st->db, &row, &vid))
-    return vfail(em, el, FM_EFAIL, "%s: cannot store the validation", st->cfg->db_path);
+    return fm_fail(em, el, FM_EFAIL, "%s: cannot store the validation", st->cfg->db_path);
   return FM_OK;
 }
 
@@ -411,16 +399,16 @@ int fm_validate(const fm_validate_config *cfg, fm_validate_result *res, char *em
   vstate st = {.cfg = cfg, .replay = cfg->replay};
   const char *engine = cfg->engine ? cfg->engine : "analytic";
   if (strcmp(engine, "analytic") && strcmp(engine, "des") && strcmp(engine, "cost"))
-    return vfail(em, el, FM_EUSAGE, "--engine: '%s' is not analytic, des or cost", engine);
+    return fm_fail(em, el, FM_EUSAGE, "--engine: '%s' is not analytic, des or cost", engine);
   if (!cfg->replay.backend || !cfg->replay.trace_path)
-    return vfail(em, el, FM_EUSAGE, "%s is required",
+    return fm_fail(em, el, FM_EUSAGE, "%s is required",
                  cfg->replay.backend ? "--trace" : "--backend");
   st.use_sim = strcmp(engine, "cost") != 0;
   int rc = choose_policies(&st, em, el);
   if (!rc) rc = load_profile(&st, em, el);
   if (!rc && cfg->db_path) rc = st_open(&st.db, cfg->db_path, ST_WRITE, em, el) ? FM_EFAIL : FM_OK;
   if (!rc && !(res->runs = calloc((size_t)st.npol, sizeof *res->runs)))
-    rc = vfail(em, el, FM_EFAIL, "out of memory");
+    rc = fm_fail(em, el, FM_EFAIL, "out of memory");
   res->nruns = st.npol;
   res->owner = 1;
   for (int p = 0; p < st.npol && !rc; p++) rc = validate_one(&st, p, res, em, el);

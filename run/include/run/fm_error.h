@@ -12,6 +12,13 @@
 #ifndef FLEXMOE_RUN_FM_ERROR_H
 #define FLEXMOE_RUN_FM_ERROR_H
 
+#include <stddef.h>
+
 enum { FM_OK = 0, FM_EFAIL = 1, FM_EUSAGE = 2 };
+
+/* Writes the sentence (printf format) into em[el] when em is given, and
+ * returns code: `return fm_fail(em, el, FM_EFAIL, "%s: ...", path);`. */
+int fm_fail(char *em, size_t el, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif
