@@ -44,6 +44,7 @@
 #include "run/fm_error.h"
 #include "sim/sim_cluster.h"
 #include "store/st_store.h"
+#include "run/fm_trace_cache.h"
 #include "traces/tr_trace.h"
 
 #if FLEXMOE_HAVE_MPI
@@ -83,6 +84,10 @@ struct fm_sweep {
   int *order; /* largest clusters first: the longest points start early */
   fm_sweep_stats st;
   double t0;
+  /* The traces every point reads, each opened once (the caller's cache
+   * when its base configuration carries one, else the sweep's own, freed
+   * with it). Forked workers inherit it; MPI ranks open their own. */
+  fm_trace_cache *cache, *own_cache;
 };
 typedef struct fm_sweep sweep;
 
@@ -170,6 +175,7 @@ static int build_grid(sweep *sw) {
           for (int p = 0; p < sw->cfg.npolicies; p++) {
             point *pt = &sw->points[k++];
             pt->cfg = sw->cfg.base;
+            pt->cfg.traces = sw->cache;
             pt->cfg.trace_path = sw->cfg.traces[t];
             pt->cfg.cluster = sw->cfg.clusters[c];
             pt->cfg.nodes = nodes;
@@ -212,10 +218,11 @@ static int build_grid(sweep *sw) {
  * runner reports it per point), failing to write is. */
 static int store_trace_loads(sweep *sw, st_db *db) {
   for (int t = 0; t < sw->cfg.ntraces; t++) {
-    tr_trace tr;
+    const tr_trace *tp = NULL;
     tr_error terr;
-    if (tr_open(&tr, sw->cfg.traces[t], &terr) != TR_OK)
+    if (fm_trace_cache_open(sw->cache, sw->cfg.traces[t], &tp, &terr) != TR_OK)
       continue;
+    const tr_trace tr = *tp;
     int64_t per_it = (int64_t)tr.layers * tr.experts;
     int64_t its = tr.iterations;
     if (per_it > 0 && its * per_it > MAX_LOAD_ROWS)
@@ -242,7 +249,6 @@ static int store_trace_loads(sweep *sw, st_db *db) {
                               NULL);
     free(slice);
     free(loads);
-    tr_close(&tr);
     if (rc != ST_OK)
       return fatal(sw, FM_EFAIL, "%s: cannot store trace loads: %s",
                       sw->cfg.db, rc == ST_ENOMEM ? st_strerror(rc) : st_errmsg(db));
@@ -887,6 +893,11 @@ int fm_sweep_run(const fm_sweep_config *cfg, fm_sweep **out, char *errmsg, size_
   sw->el = errlen;
   sw->t0 = now_s();
   int rc = configure(sw, cfg);
+  if (rc == FM_OK && !(sw->cache = cfg->base.traces)) {
+    if (fm_trace_cache_new(&sw->own_cache) != FM_OK)
+      rc = fatal(sw, FM_EFAIL, "out of memory");
+    sw->cache = sw->own_cache;
+  }
   if (rc != FM_OK) {
     fm_sweep_free(sw);
     return rc;
@@ -947,5 +958,6 @@ void fm_sweep_free(fm_sweep *sw) {
     return;
   free(sw->order);
   free(sw->points);
+  fm_trace_cache_free(sw->own_cache);
   free(sw);
 }

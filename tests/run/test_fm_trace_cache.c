@@ -9,6 +9,7 @@
 #include "run/fm_error.h"
 #include "run/fm_sim.h"
 #include "run/fm_sim_json.h"
+#include "run/fm_sweep.h"
 #include "run/fm_trace_cache.h"
 
 static const char *sample(void) {
@@ -115,4 +116,32 @@ Test(fm_trace_cache, a_file_that_fails_to_open_is_not_cached_and_says_why) {
   cr_assert_eq(tr_open_count() - before, 4);
   fm_trace_cache_free(tc);
   fm_trace_cache_free(NULL);
+}
+
+/* A sweep reads its trace once for all its points (keys, the trace loads it
+ * stores, and the inline computations), where it opened it once per point
+ * and once more for the loads; the stored runs are the points. */
+Test(fm_trace_cache, a_sweep_opens_its_trace_once_for_all_its_points) {
+  char dir[] = "/tmp/flexmoe-sweep-cache-XXXXXX", db[600], err[512] = "";
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(db, sizeof(db), "%s/sweep.db", dir);
+  const char *traces[] = {sample()};
+  const char *policies[] = {"static", "eplb", "flexmoe"};
+  const long sizes[] = {8, 16}, seeds[] = {1, 2};
+  fm_sweep_config cfg = {.traces = traces, .ntraces = 1, .policies = policies, .npolicies = 3,
+                         .sizes = sizes, .nsizes = 2, .seeds = seeds, .nseeds = 2,
+                         .base = base_config(), .jobs = 1, .db = db, .lock_wait_s = 30};
+  fm_sweep *sw = NULL;
+  uint64_t before = tr_open_count();
+  cr_assert_eq(fm_sweep_run(&cfg, &sw, err, sizeof(err)), FM_OK, "%s", err);
+  uint64_t opens = tr_open_count() - before;
+  const fm_sweep_stats *st = fm_sweep_stats_of(sw);
+  cr_assert_eq(st->points, 12);
+  cr_assert_eq(st->done, 12, "done %d, failed %d", st->done, st->failed);
+  cr_assert_eq(opens, 1, "opened %llu times for %d points", (unsigned long long)opens,
+               st->points);
+  fm_sweep_free(sw);
+  char cmd[700];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  cr_assert_eq(system(cmd), 0);
 }

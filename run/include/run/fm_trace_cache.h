@@ -7,7 +7,8 @@
  * compute); without a cache each resolution opened the trace again. Pass
  * one cache in fm_sim_config.traces to every call that should share the
  * opened files; fm_sim_compare makes one for its own calls when the caller
- * gave none. Entries are keyed by the path string as given (the same file
+ * gave none, and a sweep makes one for all its points (its forked workers
+ * inherit it). Entries are keyed by the path string as given (the same file
  * under two spellings is opened twice) and stay open until the cache is
  * freed, so a file must not change while a cache holds it. Not thread-safe:
  * one thread uses a cache at a time (what it returns may be read from any).
