@@ -103,28 +103,11 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
  * pl arrays point into *p itself: fill it in place, never copy it). */
 static void calib_profile(const calib_args *a, const rt_backend *b, const rt_calib_result *res,
                           fm_profile *p) {
-  memset(p, 0, sizeof *p);
-  if (a->name) snprintf(p->name, sizeof p->name, "%s", a->name);
-  else if (a->partitions) snprintf(p->name, sizeof p->name, "h200-green-%d", a->partitions);
-  else snprintf(p->name, sizeof p->name, "%s-%d", a->backend, b->ranks);
-  snprintf(p->device, sizeof p->device, "%s", b->ops->describe(b));
-  p->d_model = a->d;
-  p->d_ff = a->f;
-  p->npoints = res->ntokens;
-  for (int i = 0; i < res->ntokens; i++) {
-    p->tok[i] = (double)res->tokens[i];
-    p->us[i] = res->fwd_us[i];
-  }
-  p->pl.npoints = p->npoints;
-  p->pl.tokens = p->tok;
-  p->pl.us = p->us;
-  p->pl.bwd_ratio = res->bwd_ratio;
-  p->exchange_GBps = res->exchange_GBps;
-  p->exchange_latency_us = res->exchange_latency_us;
-  p->launch_us = res->launch_us;
-  p->local_lat_us = res->local_lat_us;
-  p->local_us_per_row = res->local_us_per_row;
-  p->gpus = b->ranks;
+  char name[sizeof p->name];
+  if (a->name) snprintf(name, sizeof name, "%s", a->name);
+  else if (a->partitions) snprintf(name, sizeof name, "h200-green-%d", a->partitions);
+  else snprintf(name, sizeof name, "%s-%d", a->backend, b->ranks);
+  fm_profile_from_calib(res, b, name, a->d, a->f, p);
 }
 
 /* The profile written to --out and stored as NAME and NAME.cluster with

@@ -11,6 +11,8 @@
 
 #include "run/fm_error.h"
 #include "run/fm_json.h"
+#include "runtime/rt_backend.h"
+#include "runtime/rt_calib.h"
 #include "sim/sim_profile.h"
 
 double fm_profile_local_us(const fm_profile *p, double slots) {
@@ -198,4 +200,28 @@ int fm_profile_for_sim(const char *path, int d, int f, int k, double tokens_per_
       out->nonmoe_factor = 0.0;
   }
   return FM_OK;
+}
+
+void fm_profile_from_calib(const rt_calib_result *res, const rt_backend *b, const char *name,
+                           int d_model, int d_ff, fm_profile *p) {
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "%s", name);
+  snprintf(p->device, sizeof p->device, "%s", b->ops->describe(b));
+  p->d_model = d_model;
+  p->d_ff = d_ff;
+  p->npoints = res->ntokens;
+  for (int i = 0; i < res->ntokens; i++) {
+    p->tok[i] = (double)res->tokens[i];
+    p->us[i] = res->fwd_us[i];
+  }
+  p->pl.npoints = p->npoints;
+  p->pl.tokens = p->tok;
+  p->pl.us = p->us;
+  p->pl.bwd_ratio = res->bwd_ratio;
+  p->exchange_GBps = res->exchange_GBps;
+  p->exchange_latency_us = res->exchange_latency_us;
+  p->launch_us = res->launch_us;
+  p->local_lat_us = res->local_lat_us;
+  p->local_us_per_row = res->local_us_per_row;
+  p->gpus = b->ranks;
 }

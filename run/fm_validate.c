@@ -106,23 +106,9 @@ static int choose_policies(vstate *st, char *em, size_t el) {
 /* The calibration result as a profile of `b` (name BACKEND-G-validate). */
 static void profile_of(const rt_calib_result *res, const rt_backend *b, const char *backend,
                        int d, int f, fm_profile *prof) {
-  memset(prof, 0, sizeof *prof);
-  snprintf(prof->name, sizeof prof->name, "%s-%d-validate", backend, b->ranks);
-  snprintf(prof->device, sizeof prof->device, "%s", b->ops->describe(b));
-  prof->d_model = d;
-  prof->d_ff = f;
-  prof->npoints = res->ntokens;
-  for (int i = 0; i < res->ntokens; i++) {
-    prof->tok[i] = (double)res->tokens[i];
-    prof->us[i] = res->fwd_us[i];
-  }
-  prof->pl.bwd_ratio = res->bwd_ratio;
-  prof->exchange_GBps = res->exchange_GBps;
-  prof->exchange_latency_us = res->exchange_latency_us;
-  prof->local_lat_us = res->local_lat_us;
-  prof->local_us_per_row = res->local_us_per_row;
-  prof->launch_us = res->launch_us;
-  prof->gpus = b->ranks;
+  char name[sizeof prof->name];
+  snprintf(name, sizeof name, "%s-%d-validate", backend, b->ranks);
+  fm_profile_from_calib(res, b, name, d, f, prof);
 }
 
 /* Calibrates the backend now (as `flexmoe calibrate`) and writes the

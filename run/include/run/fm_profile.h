@@ -39,6 +39,15 @@ typedef struct fm_profile {
   int gpus;
 } fm_profile;
 
+/* The calibration res measured on backend b as a profile named name, for a
+ * model (d_model, d_ff): points, backward ratio, exchange, launch and local
+ * token movement. *p is filled in place (its pl arrays point into *p
+ * itself: never copy it). */
+struct rt_calib_result;
+struct rt_backend;
+void fm_profile_from_calib(const struct rt_calib_result *res, const struct rt_backend *b,
+                           const char *name, int d_model, int d_ff, fm_profile *p);
+
 /* Non-MoE time per layer and direction the runtime spends moving S token
  * slots locally (see above). */
 double fm_profile_local_us(const fm_profile *p, double slots_per_gpu);
