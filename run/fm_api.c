@@ -283,24 +283,38 @@ static int dump(json_t *doc, size_t flags, char **result, char *em, size_t el) {
   return *result ? FM_OK : fm_fail(em, el, FM_EFAIL, "cannot build the JSON output (out of memory)");
 }
 
-int fm_simulate_json(const char *request, char **result, char *errmsg, size_t errlen) {
+/* The request of a JSON entry point: *result NULLed, *req the parsed JSON
+ * object (the caller decrefs it). FM_EUSAGE with the sentence when result
+ * is NULL or the request is not a JSON object. */
+static int read_request(const char *request, char **result, json_t **req, char *errmsg,
+                        size_t errlen) {
   if (!result)
     return fm_fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
   *result = NULL;
   json_error_t jerr;
-  json_t *req = request ? json_loads(request, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-  if (!req)
+  *req = request ? json_loads(request, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+  if (!*req)
     return fm_fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
-                request ? jerr.text : "NULL");
+                   request ? jerr.text : "NULL");
+  if (!json_is_object(*req)) {
+    json_decref(*req);
+    *req = NULL;
+    return fm_fail(errmsg, errlen, FM_EUSAGE, "request: not a JSON object");
+  }
+  return FM_OK;
+}
+
+int fm_simulate_json(const char *request, char **result, char *errmsg, size_t errlen) {
+  json_t *req = NULL;
+  int rc = read_request(request, result, &req, errmsg, errlen);
+  if (rc)
+    return rc;
   fm_sim_config cfg = FM_SIM_CONFIG_INIT;
   const char *db_path = NULL, *specs[FM_SIM_MAX_POLICIES];
-  int nspecs = 0, rc = FM_EUSAGE;
+  int nspecs = 0;
   st_db *db = NULL;
   fm_sim_comparison cmp = {.nrun = 0};
-  if (!json_is_object(req))
-    fm_fail(errmsg, errlen, rc, "request: not a JSON object");
-  else
-    rc = request_config(req, &cfg, &db_path, specs, &nspecs, errmsg, errlen);
+  rc = request_config(req, &cfg, &db_path, specs, &nspecs, errmsg, errlen);
   if (!rc && db_path && db_path[0] && st_open(&db, db_path, ST_WRITE, errmsg, errlen) != 0)
     rc = FM_EFAIL;
   if (!rc)
@@ -632,22 +646,14 @@ static int sweep_doc(const fm_sweep *sw, json_t **doc, char *em, size_t el) {
 }
 
 int fm_sweep_json(const char *request, char **result, char *errmsg, size_t errlen) {
-  if (!result)
-    return fm_fail(errmsg, errlen, FM_EUSAGE, "result: NULL pointer");
-  *result = NULL;
-  json_error_t jerr;
-  json_t *req = request ? json_loads(request, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-  if (!req)
-    return fm_fail(errmsg, errlen, FM_EUSAGE, "request: not JSON (%s)",
-                request ? jerr.text : "NULL");
+  json_t *req = NULL;
+  int rc = read_request(request, result, &req, errmsg, errlen);
+  if (rc)
+    return rc;
   sweep_req q = {.c = {.jobs = 1}};
   fm_sweep *sw = NULL;
   json_t *doc = NULL;
-  int rc = FM_EUSAGE;
-  if (!json_is_object(req))
-    fm_fail(errmsg, errlen, rc, "request: not a JSON object");
-  else
-    rc = sweep_config(req, &q, errmsg, errlen);
+  rc = sweep_config(req, &q, errmsg, errlen);
   if (!rc)
     rc = fm_sweep_run(&q.c, &sw, errmsg, errlen);
   if (!rc)
