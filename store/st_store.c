@@ -1298,6 +1298,17 @@ double st_effective_ms(double mean_ms, int64_t tokens_dropped,
   return mean_ms * (double)tokens_total / (double)(tokens_total - tokens_dropped);
 }
 
+/* The end of a list query over s after its last sqlite3_step (step): a
+ * step error recorded, s finalised, and a file changed under an immutable
+ * reader reported (changed_under_us). Returns the list's status; on
+ * failure the caller frees the rows it gathered. */
+static int end_rows(st_db *db, sqlite3_stmt *s, int rc, int step) {
+  if (rc == ST_OK && step != SQLITE_DONE)
+    rc = failed(db, step);
+  sqlite3_finalize(s);
+  return changed_under_us(db, rc);
+}
+
 int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
                  size_t *n) {
   if (!db || !rows || !n)
@@ -1359,10 +1370,7 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
     r->it_last = sqlite3_column_int64(s, 26);
     r->effective_ms = st_effective_ms(r->mean_ms, r->tokens_dropped, r->tokens_total);
   }
-  if (rc == ST_OK && step != SQLITE_DONE)
-    rc = failed(db, step);
-  sqlite3_finalize(s);
-  rc = changed_under_us(db, rc);
+  rc = end_rows(db, s, rc, step);
   if (rc != ST_OK) {
     free(out);
     return rc;
@@ -1407,10 +1415,7 @@ int st_run_iterations(st_db *db, int64_t run_id, st_iter_row **rows,
     r->tokens_dropped = sqlite3_column_int64(s, 10);
     r->tokens_total = sqlite3_column_int64(s, 11);
   }
-  if (rc == ST_OK && step != SQLITE_DONE)
-    rc = failed(db, step);
-  sqlite3_finalize(s);
-  rc = changed_under_us(db, rc);
+  rc = end_rows(db, s, rc, step);
   if (rc != ST_OK) {
     free(out);
     return rc;
@@ -1467,10 +1472,7 @@ int st_validations_list(st_db *db, st_validation_entry **rows, size_t *n) {
               .detail_json = copy},
     };
   }
-  if (rc == ST_OK && step != SQLITE_DONE)
-    rc = failed(db, step);
-  sqlite3_finalize(s);
-  rc = changed_under_us(db, rc);
+  rc = end_rows(db, s, rc, step);
   if (rc != ST_OK) {
     st_validations_free(out, count);
     return rc;
@@ -1499,10 +1501,7 @@ int st_traces_list(st_db *db, st_trace_entry **rows, size_t *n) {
     copy_col(s, 1, r->path, sizeof(r->path));
     copy_col(s, 2, r->hash, sizeof(r->hash));
   }
-  if (rc == ST_OK && step != SQLITE_DONE)
-    rc = failed(db, step);
-  sqlite3_finalize(s);
-  rc = changed_under_us(db, rc);
+  rc = end_rows(db, s, rc, step);
   if (rc != ST_OK) {
     free(out);
     return rc;
@@ -1541,10 +1540,7 @@ int st_trace_loads_list(st_db *db, st_trace_load **rows, size_t *n) {
                                    .expert = sqlite3_column_int(s, 3),
                                    .tokens = sqlite3_column_int64(s, 4)};
   }
-  if (rc == ST_OK && step != SQLITE_DONE)
-    rc = failed(db, step);
-  sqlite3_finalize(s);
-  rc = changed_under_us(db, rc);
+  rc = end_rows(db, s, rc, step);
   if (rc != ST_OK) {
     free(out);
     return rc;
