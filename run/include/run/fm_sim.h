@@ -66,14 +66,29 @@ typedef struct fm_sim_config {
    * opens the trace itself and closes it before returning. Not part of the
    * config key: a cached trace is the same file. */
   struct fm_trace_cache *traces;
+  /* Appended (issue 19): threads of one run, 1 to FM_SIM_MAX_THREADS. 1 =
+   * everything on the caller's thread; N >= 2 = helper threads draw the
+   * next iteration's rescaled counts while one is simulated, and each
+   * iteration's layers are drawn and routed on N threads (each layer's
+   * result in its own slot, merged in layer order). Results are byte for
+   * byte the same for any N. 0 = from prefetch (2 when set, else 1). Not
+   * part of the config key. */
+  int threads;
 } fm_sim_config;
+
+/* The most threads one run uses (the key table's range of "threads"). */
+#define FM_SIM_MAX_THREADS 256
+
+/* The faces' default for threads: the machine's online cores, 1 to
+ * FM_SIM_MAX_THREADS. */
+int fm_sim_default_threads(void);
 
 #define FM_SIM_CONFIG_INIT                                                                       \
   {.trace_path = NULL, .cluster = "dgx-h100", .nodes = 0, .gpus_per_node = 0,                   \
    .policy = "static", .engine = "analytic", .it_begin = 0, .it_end = -1,                       \
    .seed = FM_DEFAULT_SEED, .d_model = 0, .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0,           \
    .profile_path = NULL, .slots = 0, .exact_net = 0, .plan_moves = 1, .prefetch = 0,             \
-   .sim_profile = NULL, .key_names = 0, .traces = NULL}
+   .sim_profile = NULL, .key_names = 0, .traces = NULL, .threads = 0}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {
