@@ -204,11 +204,19 @@ route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *ac
         (inter ? xo : io)[src] += tokens;
         int64_t *d = (inter ? dX : dI) + (size_t)e * W;
         int k = hi - lo;
-        int64_t base = tokens / k, rem = tokens % k;
+        int64_t base, rem;
+        if (tokens <= UINT32_MAX) { /* always in practice: 32-bit division is several times faster */
+          uint32_t t32 = (uint32_t)tokens, k32 = (uint32_t)k;
+          base = t32 / k32;
+          rem = t32 % k32;
+        } else {
+          base = tokens / k;
+          rem = tokens % k;
+        }
         d[lo] += base;
         d[hi] -= base;
         if (rem) { /* indices lo + (a .. a + rem - 1) mod k get one more */
-          int a = src % k;
+          int a = (int)((uint32_t)src % (uint32_t)k);
           d[lo + a] += 1;
           if (a + rem <= k) {
             d[lo + a + rem] -= 1;

@@ -531,8 +531,9 @@ static int add_plan(fm_sim_output *o, int64_t it, int layer, const pl_plan *plan
  * (every count is at most the slots per GPU the draw targets), else as
  * int32 (a run whose counts do not fit draws every time); kept when that
  * takes at most an eighth of the machine's memory (at least 512 MiB: a
- * sweep's workers each hold one). Installed only after a complete run, so a
- * failed run never leaves a partial cache. The CLI runs one simulation at a
+ * sweep's workers each hold one). Recorded only by a run that keeps its
+ * draws (cfg->keep_draws: not the last run of a comparison) and installed
+ * only after it completes, so a failed run never leaves a partial cache. The CLI runs one simulation at a
  * time per process (sweep workers are processes), so this process-wide
  * state is not locked.
  */
@@ -790,7 +791,7 @@ static void simrun_source(simrun *w) {
   int draws = w->G != t->ranks || r->slots_per_gpu > 0; /* else the trace is copied */
   if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
     w->cached = 1;
-  else if (draws)
+  else if (draws && cfg->keep_draws)
     rescale_cache_alloc(&w->fresh, &rkey);
   w->shadowing = pl_policy_shadowing(r->policy);
   draw_ctx d = {.t = t, .slots = r->slots_per_gpu, .gpus = w->G, .seed = cfg->seed};

@@ -74,6 +74,13 @@ typedef struct fm_sim_config {
    * byte the same for any N. 0 = from prefetch (2 when set, else 1). Not
    * part of the config key. */
   int threads;
+  /* Appended (issue 19): 1 = keep this run's rescaled counts in memory for
+   * the next run of this process with the same trace, GPUs, slots, seed and
+   * iterations (another policy of one comparison replays them instead of
+   * drawing again); 0 = do not (the last run of a comparison: at 1,024 GPUs
+   * the kept counts take 3 MiB per iteration, whose first writes cost page
+   * faults). A kept draw is replayed either way. Not part of the config key. */
+  int keep_draws;
 } fm_sim_config;
 
 /* The most threads one run uses (the key table's range of "threads"). */
@@ -88,7 +95,8 @@ int fm_sim_default_threads(void);
    .policy = "static", .engine = "analytic", .it_begin = 0, .it_end = -1,                       \
    .seed = FM_DEFAULT_SEED, .d_model = 0, .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0,           \
    .profile_path = NULL, .slots = 0, .exact_net = 0, .plan_moves = 1, .prefetch = 0,             \
-   .sim_profile = NULL, .key_names = 0, .traces = NULL, .threads = 0}
+   .sim_profile = NULL, .key_names = 0, .traces = NULL, .threads = 0,    \
+   .keep_draws = 1}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {
