@@ -256,10 +256,13 @@ static void route_sums_padded(const pl_placement *p, int gpn, const slots_view *
 }
 
 #ifndef NDEBUG
-/* Routings up to this many (source, expert) pairs are checked against
- * route_conserves by assert(); larger ones (the 1,024-GPU benchmarks) only
- * get the O(G) sums, so a debug build's cost stays small everywhere. */
-#define ROUTE_CHECK_MAX_PAIRS (1 << 16)
+/* Routings of fewer than this many (source, expert) pairs are checked
+ * against route_conserves by assert(); larger ones (the 1,024-GPU x
+ * 64-expert benchmarks: 2^16 pairs, where the check was a tenth of the
+ * routing time of every build that keeps assertions, debugoptimized
+ * included) only get the O(G) sums, so a debug build's cost stays small
+ * everywhere. The tests' routings are far below it. */
+#define ROUTE_CHECK_MAX_PAIRS (1 << 15)
 
 /* Token conservation of routing r on p of the kept slots v, for assert():
  *  - every GPU's load is the sum of its per-expert loads, and those are
@@ -384,7 +387,7 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
   else
     route_each(p, gpn, &kept, &real);
   assert(route_sums_conserve(r));
-  assert((size_t)G * E > ROUTE_CHECK_MAX_PAIRS || route_conserves(p, &kept, r));
+  assert((size_t)G * E >= ROUTE_CHECK_MAX_PAIRS || route_conserves(p, &kept, r));
   if (!capped)
     return PL_OK;
   /* the padded buffers: cap[src] slots from every source to every expert */
