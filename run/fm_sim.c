@@ -101,6 +101,7 @@ struct fm_sim_output {
   plan_rec *plans;
   int layers;
   double *layer_bal, *layer_ms; /* [nrows * layers] */
+  uint64_t events; /* DES events executed (not packed) */
 };
 
 /* Everything resolved from a configuration. */
@@ -1025,6 +1026,9 @@ static void simrun_summarize(simrun *w) {
   qsort(w->bal, (size_t)o->nrows, sizeof(double), cmp_double);
   s->balance_p50 = fm_percentile(w->bal, o->nrows, 0.5);
   s->balance_p90 = fm_percentile(w->bal, o->nrows, 0.9);
+  uint64_t scheduled, cancelled;
+  sim_engine_events(&w->eng, &scheduled, &o->events, &cancelled);
+  o->events += 2 * sim_engine_flows(&w->eng); /* a flow's start and its end */
   for (int g = 0; g < w->G; g++) {
     o->busy_ms[g] = w->eng.busy_us[g] * 1e-3;
     double idle = (w->eng.total_us - w->eng.busy_us[g]) * 1e-3;
@@ -1138,6 +1142,8 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
 }
 
 const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o) { return &o->sum; }
+
+uint64_t fm_sim_events(const fm_sim_output *o) { return o->events; }
 
 int64_t fm_sim_iteration_rows(const fm_sim_output *o, const st_iter_row **rows) {
   *rows = o->rows;

@@ -125,6 +125,11 @@ typedef struct fm_sim_output fm_sim_output; /* opaque: summary + all rows */
 int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out,
                     char *errmsg, size_t errlen);
 const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o);
+/* Events the DES handled in the run: queue events executed plus each
+ * network flow's start and end (0 for the analytic engine, and for an
+ * output unpacked by fm_sim_unpack, which does not carry it): the
+ * benchmarks' events per second. */
+uint64_t fm_sim_events(const fm_sim_output *o);
 /* The run's per-iteration rows (*rows points into o) and their count. */
 int64_t fm_sim_iteration_rows(const fm_sim_output *o, const st_iter_row **rows);
 /* The run's parameters as stored (JSON text owned by o): model, tokens,
