@@ -701,9 +701,24 @@ typedef struct simrun {
   int cached;          /* replaying rescaled counts from the cache */
   rescale_store fresh; /* rescaled counts being recorded for it */
   int shadowing;       /* pl_policy_shadowing of the policy */
-  pl_routing *rt;      /* [L] */
-  pl_plan *plans;      /* [L] */
-  sim_layer_in *lin;   /* [L], the engine's input of one iteration */
+  /* Per-layer buffers of nbuf iterations, slot ((it - a) % nbuf) x L + l:
+   * nbuf 2 when the engine times iteration it while a helper plans and
+   * routes it + 1 (w->pipe), else 1. */
+  int pipe, nbuf;
+  pl_routing *rt;      /* [nbuf L] */
+  pl_plan *plans;      /* [nbuf L] */
+  sim_layer_in *lin;   /* [nbuf L], the engine's input of an iteration */
+  /* pipe only: the engine's own copy of each layer's serving placement and
+   * shadows (the policy changes its own while the engine runs); a copy is
+   * refreshed when the layer's serving placement changed since it was made
+   * (ver counts a layer's plans that changed it or switched it over) */
+  pl_placement *snap;           /* [nbuf L] */
+  int *shadow;                  /* [nbuf L E] */
+  int64_t *ver, *snap_ver;      /* [L], [nbuf L] */
+  const pl_placement **serving; /* [L] the layer's serving placement last seen */
+  int route_slot;               /* slot of layer 0 that simrun_route fills */
+  double worst[2];              /* each buffered iteration's worst layer balance */
+  char eng_msg[1024];           /* the engine's failure (it runs beside the policy) */
   sim_engine eng;
   int eng_ok;
   double *bal; /* [iterations], each iteration's worst layer balance */
@@ -731,9 +746,21 @@ static int simrun_alloc(simrun *w) {
   o->layer_bal = calloc((size_t)o->nrows * L, sizeof(double));
   o->layer_ms = calloc((size_t)o->nrows * L, sizeof(double));
   w->counts = calloc((size_t)L * G * E, sizeof(int64_t));
-  w->rt = calloc((size_t)L, sizeof(pl_routing));
-  w->plans = calloc((size_t)L, sizeof(pl_plan));
-  w->lin = calloc((size_t)L, sizeof(sim_layer_in));
+  size_t NL = (size_t)w->nbuf * L;
+  w->rt = calloc(NL, sizeof(pl_routing));
+  w->plans = calloc(NL, sizeof(pl_plan));
+  w->lin = calloc(NL, sizeof(sim_layer_in));
+  if (w->pipe) {
+    w->snap = calloc(NL, sizeof(pl_placement));
+    w->shadow = calloc(NL * E, sizeof(int));
+    w->ver = calloc((size_t)L, sizeof(int64_t));
+    w->snap_ver = calloc(NL, sizeof(int64_t));
+    w->serving = calloc((size_t)L, sizeof(*w->serving));
+    if (!w->snap || !w->shadow || !w->ver || !w->snap_ver || !w->serving)
+      return simrun_nomem(w);
+    for (size_t k = 0; k < NL; k++)
+      w->snap_ver[k] = -1; /* no copy yet */
+  }
   w->draw_rc = calloc((size_t)L, sizeof(int));
   w->ahead_rc = calloc((size_t)L, sizeof(int));
   w->route_rc = calloc((size_t)L, sizeof(int));
@@ -747,7 +774,7 @@ static int simrun_alloc(simrun *w) {
    * runs beside the whole iteration, so it may use one more */
   w->now.cap = w->threads - 1;
   w->pf.cap = w->threads - 1;
-  for (int l = 0; l < L; l++) {
+  for (size_t l = 0; l < NL; l++) {
     pl_plan_init(&w->plans[l]);
     /* the G x G matrix only for the exact network: at 1,024 GPUs it is 8 MiB
      * per layer and dominated routing time */
@@ -850,6 +877,11 @@ static int simrun_draw(simrun *w, int64_t it) {
   return FM_OK;
 }
 
+/* The buffer slot of iteration it's layer 0 (rt, plans, lin, snap). */
+static size_t simrun_slot(const simrun *w, int64_t it) {
+  return (size_t)((it - w->r.a) % w->nbuf) * (size_t)w->L;
+}
+
 /* Layer l's counts of iteration it in c: from the cache, else recorded
  * into w->fresh (dropped when a count does not fit it). */
 static void simrun_cache(simrun *w, int64_t it, int l, int64_t *c) {
@@ -880,7 +912,7 @@ static int simrun_policy(simrun *w, int64_t it, int l) {
   int64_t *c = w->counts + (size_t)l * w->G * w->E;
   simrun_cache(w, it, l, c);
   int prc;
-  if ((prc = pl_policy_plan(pol, (int)(it - w->r.a), l, c, &w->plans[l])) ||
+  if ((prc = pl_policy_plan(pol, (int)(it - w->r.a), l, c, &w->plans[simrun_slot(w, it) + l])) ||
       (prc = pl_policy_observe(pol, (int)(it - w->r.a), l, c)))
     return simrun_policy_fail(w, it, l, prc);
   return FM_OK;
@@ -888,13 +920,14 @@ static int simrun_policy(simrun *w, int64_t it, int l) {
 
 static void route_layer(void *arg, int l) {
   simrun *w = arg;
-  w->route_rc[l] = pl_policy_route_serving(w->r.policy, l,
-                                           w->counts + (size_t)l * w->G * w->E, &w->rt[l]);
+  w->route_rc[l] = pl_policy_route_serving(w->r.policy, l, w->counts + (size_t)l * w->G * w->E,
+                                           &w->rt[w->route_slot + l]);
 }
 
 /* Every layer of iteration it routed on its serving placement, on the run's
  * threads; FM_OK or FM_EFAIL naming the first layer that failed. */
 static int simrun_route(simrun *w, int64_t it) {
+  w->route_slot = simrun_slot(w, it);
   job_start(&w->now, route_layer, w, w->L, w->now.cap);
   job_join(&w->now);
   for (int l = 0; l < w->L; l++)
@@ -903,17 +936,48 @@ static int simrun_route(simrun *w, int64_t it) {
   return FM_OK;
 }
 
+/* The engine's copies (slot k) of layer l's serving placement and shadows
+ * in `in` (pipe only), the placement copied again only when it changed
+ * since that slot's copy: the plan changed it (changed) or the serving
+ * view switched over (pl_policy_serving points elsewhere). 0, or -1 when
+ * out of memory. */
+static int simrun_snapshot(simrun *w, int l, size_t k, int changed, sim_layer_in *in) {
+  const pl_placement *sv = in->placement;
+  if (changed || sv != w->serving[l])
+    w->ver[l]++;
+  w->serving[l] = sv;
+  pl_placement *sn = &w->snap[k];
+  if (w->snap_ver[k] != w->ver[l]) {
+    if (!sn->nrep && pl_placement_init(sn, sv->experts, sv->gpus, sv->slots))
+      return -1;
+    if (pl_placement_copy(sn, sv))
+      return -1;
+    w->snap_ver[k] = w->ver[l];
+  }
+  in->placement = sn;
+  if (in->shadow_owner) {
+    int *sh = w->shadow + k * (size_t)w->E;
+    memcpy(sh, in->shadow_owner, (size_t)w->E * sizeof(int));
+    in->shadow_owner = sh;
+  }
+  return 0;
+}
+
 /* Layer l of iteration it after routing: the engine's input w->lin[l], the
  * plan recorded when it moved experts, the layer's balance into
  * o->layer_bal and *worst_bal (raised to it), its tokens into row; FM_OK
  * or FM_EFAIL "out of memory". */
 static int simrun_layer(simrun *w, int64_t it, int l, st_iter_row *row, double *worst_bal) {
   pl_policy *pol = w->r.policy;
-  pl_plan *plan = &w->plans[l];
-  pl_routing *rt = &w->rt[l];
-  sim_layer_in *in = &w->lin[l];
+  size_t k = simrun_slot(w, it) + (size_t)l;
+  pl_plan *plan = &w->plans[k];
+  pl_routing *rt = &w->rt[k];
+  sim_layer_in *in = &w->lin[k];
   /* a background plan's replicas serve from the next iteration on */
   in->placement = pl_policy_serving(pol, l);
+  in->shadow_owner = pl_policy_shadows(pol, l);
+  if (w->pipe && simrun_snapshot(w, l, k, plan->changed, in))
+    return simrun_nomem(w);
   in->routing = rt;
   /* the oracle re-plans for free: its moves are reported, not charged;
    * a shadowing policy's moves only create its shadows, which the
@@ -923,7 +987,6 @@ static int simrun_layer(simrun *w, int64_t it, int l, st_iter_row *row, double *
   in->nmoves = moved ? plan->nmoves : 0;
   in->uncharged = moved && plan->uncharged;
   in->background = plan->background;
-  in->shadow_owner = pl_policy_shadows(pol, l);
   if (moved && plan->nmoves && add_plan(w->o, it, l, plan, w->cfg->plan_moves))
     return simrun_nomem(w);
   double b = pl_routing_balance(rt);
@@ -935,21 +998,23 @@ static int simrun_layer(simrun *w, int64_t it, int l, st_iter_row *row, double *
   return FM_OK;
 }
 
-/* The message of engine error erc at iteration it; returns FM_EFAIL. */
+/* The message of engine error erc at iteration it into w->eng_msg (the
+ * engine may fail while a helper plans the next iteration, whose messages
+ * go to w->em); returns FM_EFAIL. */
 static int simrun_engine_fail(simrun *w, int64_t it, int erc) {
   if (erc == SIM_ELIMIT)
-    return fm_fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->eng_msg, sizeof(w->eng_msg), FM_EFAIL,
                 "simulation stopped at iteration %" PRId64 ": the discrete-event network "
                 "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
                 "(--network exact grows with the fourth power of the GPUs); use --network "
                 "hose or fewer GPUs",
                 it);
   if (erc == SIM_ETIME || erc == SIM_ERANGE)
-    return fm_fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->eng_msg, sizeof(w->eng_msg), FM_EFAIL,
                 "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
                 "numbers make it too long; see 'Limits' in docs/simulator.md)",
                 it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
-  return fm_fail(w->em, w->el, FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
+  return fm_fail(w->eng_msg, sizeof(w->eng_msg), FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
               sim_strerror(erc));
 }
 
@@ -959,7 +1024,7 @@ static int simrun_engine_fail(simrun *w, int64_t it, int erc) {
 static int simrun_time(simrun *w, int64_t it, st_iter_row *row, double worst_bal) {
   sim_iter_out io;
   double *lus = w->o->layer_ms + (size_t)(it - w->r.a) * w->L;
-  int erc = sim_engine_iteration_layers(&w->eng, w->lin, w->L, &io, lus);
+  int erc = sim_engine_iteration_layers(&w->eng, w->lin + simrun_slot(w, it), w->L, &io, lus);
   if (erc)
     return simrun_engine_fail(w, it, erc);
   for (int l = 0; l < w->L; l++)
@@ -977,26 +1042,84 @@ static int simrun_time(simrun *w, int64_t it, st_iter_row *row, double worst_bal
   return FM_OK;
 }
 
-/* Every iteration of [a, b): counts, each layer through the policy, the
- * layers' routings, then the engine; FM_OK or FM_EFAIL with the first
- * failure's message. */
-static int simrun_iterate(simrun *w) {
-  for (int64_t it = w->r.a; it < w->r.b; it++) {
-    st_iter_row *row = &w->o->rows[it - w->r.a];
-    row->iteration = it;
-    double worst_bal = 0;
-    int rc = simrun_draw(w, it);
-    for (int l = 0; !rc && l < w->L; l++)
-      rc = simrun_policy(w, it, l);
-    if (!rc)
-      rc = simrun_route(w, it);
-    for (int l = 0; !rc && l < w->L; l++)
-      rc = simrun_layer(w, it, l, row, &worst_bal);
-    if (rc || (rc = simrun_time(w, it, row, worst_bal)))
-      return rc;
-  }
-  return FM_OK;
+/* Iteration it up to the engine: its counts, each layer through the
+ * policy, the layers' routings, the engine's input in its slot and its
+ * worst layer balance in w->worst; FM_OK or FM_EFAIL with the message. */
+static int simrun_prepare(simrun *w, int64_t it) {
+  st_iter_row *row = &w->o->rows[it - w->r.a];
+  row->iteration = it;
+  double worst_bal = 0;
+  int rc = simrun_draw(w, it);
+  for (int l = 0; !rc && l < w->L; l++)
+    rc = simrun_policy(w, it, l);
+  if (!rc)
+    rc = simrun_route(w, it);
+  for (int l = 0; !rc && l < w->L; l++)
+    rc = simrun_layer(w, it, l, row, &worst_bal);
+  w->worst[(it - w->r.a) % 2] = worst_bal;
+  return rc;
 }
+
+/* The engine's time of iteration it (prepared); its failure's message
+ * into the caller's buffer. */
+static int simrun_timed(simrun *w, int64_t it) {
+  int rc = simrun_time(w, it, &w->o->rows[it - w->r.a], w->worst[(it - w->r.a) % 2]);
+  if (rc)
+    fm_fail(w->em, w->el, rc, "%s", w->eng_msg);
+  return rc;
+}
+
+/* The next iteration prepared on a helper thread while the engine times
+ * this one (w->pipe). */
+typedef struct next_prep {
+  simrun *w;
+  int64_t it;
+  int rc;
+} next_prep;
+
+static void *next_prep_run(void *arg) {
+  next_prep *n = arg;
+  n->rc = simrun_prepare(n->w, n->it);
+  return NULL;
+}
+
+/*
+ * Every iteration of [a, b): prepared, then timed by the engine; FM_OK or
+ * FM_EFAIL with the first failure's message. With w->pipe, iteration it + 1
+ * is prepared on a helper thread while the engine times it: the engine
+ * reads only its own slot (routings, plans, engine input, copies of the
+ * placements and shadows) and the helper writes only the other, and the
+ * policy sees nothing of the engine's results, so the order of effects on
+ * every output is the same as one iteration after the other. The first
+ * failure in iteration order is the one reported.
+ */
+static int simrun_iterate(simrun *w) {
+  int64_t a = w->r.a, b = w->r.b;
+  if (!w->pipe) {
+    for (int64_t it = a; it < b; it++) {
+      int rc = simrun_prepare(w, it);
+      if (rc || (rc = simrun_timed(w, it)))
+        return rc;
+    }
+    return FM_OK;
+  }
+  int rc = a < b ? simrun_prepare(w, a) : FM_OK;
+  for (int64_t it = a; !rc && it < b; it++) {
+    next_prep n = {.w = w, .it = it + 1, .rc = FM_OK};
+    pthread_t th;
+    int helper = it + 1 < b && pthread_create(&th, NULL, next_prep_run, &n) == 0;
+    int trc = simrun_time(w, it, &w->o->rows[it - a], w->worst[(it - a) % 2]);
+    if (helper)
+      pthread_join(th, NULL);
+    else if (it + 1 < b) /* no thread: one after the other */
+      n.rc = trc ? FM_OK : simrun_prepare(w, it + 1);
+    if (trc) /* this iteration failed first: its message replaces the next one's */
+      return fm_fail(w->em, w->el, trc, "%s", w->eng_msg);
+    rc = n.rc;
+  }
+  return rc;
+}
+
 /* The output's summary (names, shape, means over the iterations, tokens,
  * effective time, balance percentiles; sorts w->bal) and each GPU's busy
  * and idle time. */
@@ -1077,13 +1200,20 @@ static void simrun_fini(simrun *w) {
   free(w->draw_rc);
   free(w->ahead_rc);
   free(w->route_rc);
+  for (int k = 0; w->snap && k < w->nbuf * w->L; k++)
+    pl_placement_fini(&w->snap[k]);
+  free(w->snap);
+  free(w->shadow);
+  free(w->ver);
+  free(w->snap_ver);
+  free(w->serving);
   free(w->now.th);
   free(w->pf.th);
   if (w->eng_ok)
     sim_engine_fini(&w->eng);
-  for (int l = 0; w->rt && l < w->L; l++)
+  for (int l = 0; w->rt && l < w->nbuf * w->L; l++)
     pl_routing_fini(&w->rt[l]);
-  for (int l = 0; w->plans && l < w->L; l++)
+  for (int l = 0; w->plans && l < w->nbuf * w->L; l++)
     pl_plan_fini(&w->plans[l]);
   free(w->rt);
   free(w->plans);
@@ -1115,6 +1245,9 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
   w->E = w->r.trace.experts;
   w->L = w->r.trace.layers;
   w->threads = cfg->threads ? cfg->threads : cfg->prefetch ? 2 : 1;
+  /* the engine beside the next iteration's policy: several iterations */
+  w->pipe = w->threads > 1 && w->r.b - w->r.a > 1;
+  w->nbuf = w->pipe ? 2 : 1;
   if (cfg->threads && (rc = fm_key_check(FM_KEY_THREADS, cfg->key_names, cfg->threads, errmsg,
                                          errlen))) {
     resolved_fini(&w->r);

@@ -177,11 +177,12 @@ static void assert_same_output(const fm_sim_output *a, const fm_sim_output *b, c
 
 Test(fm_sim, results_are_byte_identical_for_any_thread_count) {
   /* flexmoe re-plans (plans serve after background moves), capacity routes
-   * with a per-source capacity, static on the DES and the analytic engine */
-  const char *pols[] = {"flexmoe", "capacity", "static"};
-  const char *engs[] = {"des", "des", "analytic"};
+   * with a per-source capacity, fastermoe shadows experts, static on the
+   * DES and the analytic engine */
+  const char *pols[] = {"flexmoe", "capacity", "fastermoe", "static"};
+  const char *engs[] = {"des", "des", "des", "analytic"};
   const int threads[] = {2, 3, 7};
-  for (int p = 0; p < 3; p++) {
+  for (int p = 0; p < 4; p++) {
     fm_sim_output *one = run_threads(pols[p], engs[p], 1);
     cr_assert_gt(fm_sim_summary_of(one)->mean_iteration_ms, 0);
     for (int t = 0; t < 3; t++) {
