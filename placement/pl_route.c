@@ -175,13 +175,28 @@ route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *ac
     memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
     memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
   }
-  /* node by node, so each (node, expert) locates its replicas once */
+  /* node by node, so each (node, expert) locates its replicas once: with a
+   * cursor per expert (nodes ascend, and so do an expert's replicas: at most
+   * one step per replica and node) when E fits the stack array, else by
+   * binary search */
+  enum { CURSORS = 1024 };
+  int cur[CURSORS];
+  int cursors = E <= CURSORS;
+  for (int e = 0; cursors && e < E; e++)
+    cur[e] = 0;
   for (int node_lo = 0; node_lo < G; node_lo += gpn)
     for (int e = 0; e < E; e++) {
       const int *rep = p->rep + (size_t)e * G;
-      int n = p->nrep[e];
-      int nlo = lower_bound(rep, n, node_lo);
-      int nhi = lower_bound(rep, n, node_lo + gpn);
+      int n = p->nrep[e], nlo, nhi;
+      if (cursors) {
+        nlo = cur[e];
+        for (nhi = nlo; nhi < n && rep[nhi] < node_lo + gpn;)
+          nhi++;
+        cur[e] = nhi;
+      } else {
+        nlo = lower_bound(rep, n, node_lo);
+        nhi = lower_bound(rep, n, node_lo + gpn);
+      }
       int self = nlo; /* first replica >= src: src ascends, so it only moves up */
       for (int src = node_lo; src < node_lo + gpn; src++) {
         int64_t tokens = padded ? v->cap[src] : slots_of(v, src, e);
