@@ -34,7 +34,7 @@ static const char help_head[] =
     "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
     "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
     "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
-    "                   [--network hose|exact] [--threads 1|2] [--db FILE | --no-db]\n"
+    "                   [--network hose|exact] [--threads N] [--db FILE | --no-db]\n"
     "                   [--format table|json]\n"
     "\n"
     "Simulates MoE training on a routing trace with each placement policy and\n"
@@ -131,11 +131,13 @@ static int sim_other_flag(sim_args *a, int c, char **argv) {
     return cli_parse_range("sim", "--iterations", optarg, &a->base.it_begin, &a->base.it_end)
                ? CLI_EUSAGE
                : CLI_OK;
-  case 'H':
-    if (strcmp(optarg, "1") && strcmp(optarg, "2"))
-      return cli_fail(CLI_EUSAGE, "sim", "--threads: '%s' is not 1 or 2", optarg);
-    a->base.prefetch = optarg[0] == '2';
+  case 'H': {
+    long th;
+    if (cli_parse_key("sim", FM_KEY_THREADS, optarg, &th))
+      return CLI_EUSAGE;
+    a->base.threads = (int)th;
     return CLI_OK;
+  }
   case 'W':
     if (cli_parse_choice("sim", FM_KEY_NETWORK, optarg, &net))
       return CLI_EUSAGE;
@@ -207,7 +209,7 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
 int cmd_sim(int argc, char **argv) {
   sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE,
                 .db_path = "flexmoe.db", .help = 0};
-  a.base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
+  a.base.threads = fm_sim_default_threads(); /* every core: same results, sooner */
   int rc = sim_parse(argc, argv, &a);
   if (rc || a.help)
     return rc;

@@ -241,7 +241,7 @@ static int request_config(const json_t *req, fm_sim_config *cfg, const char **db
                           const char **specs, int *nspecs, char *em, size_t el) {
   int rc = check_keys(req, FM_KS_SIM, em, el);
   int64_t nodes = 0, gpn = 0, seed = FM_DEFAULT_SEED;
-  int64_t threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1; /* a second core draws ahead */
+  int64_t threads = fm_sim_default_threads(); /* every core: same results, sooner */
   const char *network = NULL;
   if (!rc)
     rc = get_int(req, FM_KEY_NODES, &nodes, em, el);
@@ -271,7 +271,7 @@ static int request_config(const json_t *req, fm_sim_config *cfg, const char **db
   cfg->nodes = (int)nodes;
   cfg->gpus_per_node = (int)gpn;
   cfg->seed = (uint64_t)seed;
-  cfg->prefetch = threads == 2;
+  cfg->threads = (int)threads;
   cfg->exact_net = network && strcmp(network, "exact") == 0;
   return FM_OK;
 }

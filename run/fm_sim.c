@@ -42,6 +42,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +101,7 @@ struct fm_sim_output {
   plan_rec *plans;
   int layers;
   double *layer_bal, *layer_ms; /* [nrows * layers] */
+  uint64_t events; /* DES events executed (not packed) */
 };
 
 /* Everything resolved from a configuration. */
@@ -530,8 +532,9 @@ static int add_plan(fm_sim_output *o, int64_t it, int layer, const pl_plan *plan
  * (every count is at most the slots per GPU the draw targets), else as
  * int32 (a run whose counts do not fit draws every time); kept when that
  * takes at most an eighth of the machine's memory (at least 512 MiB: a
- * sweep's workers each hold one). Installed only after a complete run, so a
- * failed run never leaves a partial cache. The CLI runs one simulation at a
+ * sweep's workers each hold one). Recorded only by a run that keeps its
+ * draws (cfg->keep_draws: not the last run of a comparison) and installed
+ * only after it completes, so a failed run never leaves a partial cache. The CLI runs one simulation at a
  * time per process (sweep workers are processes), so this process-wide
  * state is not locked.
  */
@@ -596,52 +599,90 @@ static int rescale_cache_put(rescale_store *s, size_t at, size_t n, const int64_
   return 1;
 }
 
-/* One iteration's rescaled counts, drawn on a helper thread while the
- * previous iteration is simulated. The draws are the same as inline ones
- * (tr_rescale_slice is a pure function of its arguments). */
-typedef struct prefetch {
+/*
+ * Threads of one run (cfg->threads). The per-layer steps that depend on
+ * nothing but their own layer run on several threads: drawing a layer's
+ * rescaled counts (tr_rescale_slice is a pure function of its arguments)
+ * and routing a layer on its serving placement (pl_policy_route_serving
+ * only reads the policy; pl_policy.h). Each layer writes its own slot
+ * (counts, routing, return code), and everything that orders or adds up
+ * (the policy's plan and observe, the rescale cache, the rows, the errors)
+ * runs on the caller's thread in layer order, so the results are byte for
+ * byte the same for any number of threads. A job hands out layers through
+ * an atomic counter; the thread that joins it works on the layers still
+ * left first, so a helper that could not start only costs time.
+ */
+typedef struct layer_job {
+  void (*fn)(void *ctx, int layer);
+  void *ctx;
+  int layers;
+  atomic_int next;        /* the next layer to take */
+  pthread_t *th;          /* [cap] helper threads */
+  int cap, started;       /* helpers allowed, helpers running */
+} layer_job;
+
+static void job_work(layer_job *j) {
+  for (int l; (l = atomic_fetch_add(&j->next, 1)) < j->layers;)
+    j->fn(j->ctx, l);
+}
+
+static void *job_thread(void *arg) {
+  job_work(arg);
+  return NULL;
+}
+
+/* Starts up to `helpers` threads on j's layers (fewer when pthread_create
+ * fails; none when helpers <= 0). */
+static void job_start(layer_job *j, void (*fn)(void *, int), void *ctx, int layers,
+                      int helpers) {
+  j->fn = fn;
+  j->ctx = ctx;
+  j->layers = layers;
+  atomic_store(&j->next, 0);
+  j->started = 0;
+  for (int k = 0; k < helpers && k < j->cap; k++) {
+    if (pthread_create(&j->th[k], NULL, job_thread, j))
+      break;
+    j->started++;
+  }
+}
+
+/* Works on what is left of j on this thread, then waits for its helpers:
+ * every layer is done on return. */
+static void job_join(layer_job *j) {
+  if (!j->fn)
+    return;
+  job_work(j);
+  for (int k = 0; k < j->started; k++)
+    pthread_join(j->th[k], NULL);
+  j->started = 0;
+  j->fn = NULL;
+}
+
+/* One iteration's rescaled counts, each layer into its slot of counts and
+ * its tr_rescale_slice code into rc[layer]. */
+typedef struct draw_ctx {
   const tr_trace *t;
   int64_t it, slots;
   int gpus;
   uint64_t seed;
   int64_t *counts; /* [layers * gpus * experts] */
-  int rc, layer;   /* the first failure and its layer */
-  pthread_t th;
-  int running;
-} prefetch;
+  int *rc;         /* [layers] */
+} draw_ctx;
 
-static void *prefetch_run(void *arg) {
-  prefetch *p = arg;
-  size_t GE = (size_t)p->gpus * (size_t)p->t->experts;
-  p->rc = 0;
-  for (p->layer = 0; p->layer < p->t->layers; p->layer++)
-    if ((p->rc = tr_rescale_slice(p->t, p->it, p->layer, p->gpus, p->slots, p->seed,
-                                  p->counts + (size_t)p->layer * GE)) != 0)
-      break;
-  return NULL;
-}
-
-/* Starts drawing iteration it into buf; 0 if the thread could not start
- * (the caller then draws inline). */
-static int prefetch_start(prefetch *p, int64_t it, int64_t *buf) {
-  p->it = it;
-  p->counts = buf;
-  p->running = pthread_create(&p->th, NULL, prefetch_run, p) == 0;
-  return p->running;
-}
-
-static void prefetch_join(prefetch *p) {
-  if (p->running)
-    pthread_join(p->th, NULL);
-  p->running = 0;
+static void draw_layer(void *arg, int l) {
+  draw_ctx *d = arg;
+  size_t GE = (size_t)d->gpus * (size_t)d->t->experts;
+  d->rc[l] = tr_rescale_slice(d->t, d->it, l, d->gpus, d->slots, d->seed,
+                              d->counts + (size_t)l * GE);
 }
 
 /* One simulation's state from resolution to output, released by
  * simrun_fini. Invariants: it lives on fm_sim_compute's stack and never
- * moves (the prefetch thread reads pf, and pf.t points at r.trace); counts
- * and ahead each hold L x G x E counts, counts the iteration being simulated
- * and ahead the next one while the thread draws it; every pointer is NULL or
- * owned here, o until fm_sim_compute hands it out. */
+ * moves (helper threads read pf, dc and rj, and pf.t points at r.trace);
+ * counts and ahead each hold L x G x E counts, counts the iteration being
+ * simulated and ahead the next one while pf's helpers draw it; every
+ * pointer is NULL or owned here, o until fm_sim_compute hands it out. */
 typedef struct simrun {
   const fm_sim_config *cfg;
   char *em; /* the caller's message buffer [el] */
@@ -649,16 +690,35 @@ typedef struct simrun {
   resolved r;
   char key[128]; /* the configuration key of r */
   int G, E, L;
+  int threads;   /* 1 to FM_SIM_MAX_THREADS */
   fm_sim_output *o;
   int64_t *counts, *ahead; /* this iteration's counts, the next one's */
-  prefetch pf;
-  int drawing;         /* pf draws the next iteration on its thread */
+  draw_ctx dc, pc;         /* drawing counts now, drawing ahead */
+  layer_job now, pf;       /* this iteration's layer jobs, the draw ahead */
+  int *draw_rc, *ahead_rc; /* [L] each layer's draw result */
+  int *route_rc;           /* [L] each layer's routing result */
+  int drawing;         /* pf draws the next iteration on its threads */
   int cached;          /* replaying rescaled counts from the cache */
   rescale_store fresh; /* rescaled counts being recorded for it */
   int shadowing;       /* pl_policy_shadowing of the policy */
-  pl_routing *rt;      /* [L] */
-  pl_plan *plans;      /* [L] */
-  sim_layer_in *lin;   /* [L], the engine's input of one iteration */
+  /* Per-layer buffers of nbuf iterations, slot ((it - a) % nbuf) x L + l:
+   * nbuf 2 when the engine times iteration it while a helper plans and
+   * routes it + 1 (w->pipe), else 1. */
+  int pipe, nbuf;
+  pl_routing *rt;      /* [nbuf L] */
+  pl_plan *plans;      /* [nbuf L] */
+  sim_layer_in *lin;   /* [nbuf L], the engine's input of an iteration */
+  /* pipe only: the engine's own copy of each layer's serving placement and
+   * shadows (the policy changes its own while the engine runs); a copy is
+   * refreshed when the layer's serving placement changed since it was made
+   * (ver counts a layer's plans that changed it or switched it over) */
+  pl_placement *snap;           /* [nbuf L] */
+  int *shadow;                  /* [nbuf L E] */
+  int64_t *ver, *snap_ver;      /* [L], [nbuf L] */
+  const pl_placement **serving; /* [L] the layer's serving placement last seen */
+  int route_slot;               /* slot of layer 0 that simrun_route fills */
+  double worst[2];              /* each buffered iteration's worst layer balance */
+  char eng_msg[1024];           /* the engine's failure (it runs beside the policy) */
   sim_engine eng;
   int eng_ok;
   double *bal; /* [iterations], each iteration's worst layer balance */
@@ -667,8 +727,9 @@ typedef struct simrun {
 static int simrun_nomem(simrun *w) { return fm_fail(w->em, w->el, FM_EFAIL, "out of memory"); }
 
 /* The output with its per-iteration, per-GPU and per-layer arrays, and the
- * per-layer work buffers (counts, routings, plans, engine inputs); FM_OK or
- * FM_EFAIL "out of memory" (what was allocated stays for simrun_fini). */
+ * per-layer work buffers (counts, routings, plans, engine inputs, return
+ * codes, helper threads); FM_OK or FM_EFAIL "out of memory" (what was
+ * allocated stays for simrun_fini). */
 static int simrun_alloc(simrun *w) {
   int G = w->G, E = w->E, L = w->L;
   fm_sim_output *o = w->o = calloc(1, sizeof(*o));
@@ -685,13 +746,35 @@ static int simrun_alloc(simrun *w) {
   o->layer_bal = calloc((size_t)o->nrows * L, sizeof(double));
   o->layer_ms = calloc((size_t)o->nrows * L, sizeof(double));
   w->counts = calloc((size_t)L * G * E, sizeof(int64_t));
-  w->rt = calloc((size_t)L, sizeof(pl_routing));
-  w->plans = calloc((size_t)L, sizeof(pl_plan));
-  w->lin = calloc((size_t)L, sizeof(sim_layer_in));
+  size_t NL = (size_t)w->nbuf * L;
+  w->rt = calloc(NL, sizeof(pl_routing));
+  w->plans = calloc(NL, sizeof(pl_plan));
+  w->lin = calloc(NL, sizeof(sim_layer_in));
+  if (w->pipe) {
+    w->snap = calloc(NL, sizeof(pl_placement));
+    w->shadow = calloc(NL * E, sizeof(int));
+    w->ver = calloc((size_t)L, sizeof(int64_t));
+    w->snap_ver = calloc(NL, sizeof(int64_t));
+    w->serving = calloc((size_t)L, sizeof(*w->serving));
+    if (!w->snap || !w->shadow || !w->ver || !w->snap_ver || !w->serving)
+      return simrun_nomem(w);
+    for (size_t k = 0; k < NL; k++)
+      w->snap_ver[k] = -1; /* no copy yet */
+  }
+  w->draw_rc = calloc((size_t)L, sizeof(int));
+  w->ahead_rc = calloc((size_t)L, sizeof(int));
+  w->route_rc = calloc((size_t)L, sizeof(int));
+  w->now.th = calloc((size_t)w->threads, sizeof(pthread_t));
+  w->pf.th = calloc((size_t)w->threads, sizeof(pthread_t));
   if (!o->rows || !o->busy_ms || !o->idle_ms || !o->layer_bal || !o->layer_ms || !w->counts ||
-      !w->rt || !w->plans || !w->lin)
+      !w->rt || !w->plans || !w->lin || !w->draw_rc || !w->ahead_rc || !w->route_rc ||
+      !w->now.th || !w->pf.th)
     return simrun_nomem(w);
-  for (int l = 0; l < L; l++) {
+  /* helpers beside the caller's thread for the layer jobs; the draw ahead
+   * runs beside the whole iteration, so it may use one more */
+  w->now.cap = w->threads - 1;
+  w->pf.cap = w->threads - 1;
+  for (size_t l = 0; l < NL; l++) {
     pl_plan_init(&w->plans[l]);
     /* the G x G matrix only for the exact network: at 1,024 GPUs it is 8 MiB
      * per layer and dominated routing time */
@@ -715,12 +798,18 @@ static int simrun_engine(simrun *w) {
   return w->bal ? FM_OK : simrun_nomem(w);
 }
 
+/* Starts drawing iteration it into w->ahead on pf's helpers. */
+static void simrun_ahead_start(simrun *w, int64_t it) {
+  w->pc.it = it;
+  job_start(&w->pf, draw_layer, &w->pc, w->L, w->pf.cap);
+}
+
 /* Where the counts come from: the rescale cache when it holds this very
  * draw (w->cached); else, when the trace is rescaled rather than copied, a
  * fresh cache entry recorded as they are drawn (w->fresh, NULL counts when
- * too large) and, with cfg->prefetch and several iterations, the first
- * iteration drawn on the helper thread (w->drawing; inline draws when the
- * buffer or the thread cannot be had). Never fails. */
+ * too large) and, with two or more threads and several iterations, the
+ * first iteration drawn ahead on helper threads (w->drawing; drawn when
+ * needed when the buffer cannot be had). Never fails. */
 static void simrun_source(simrun *w) {
   const fm_sim_config *cfg = w->cfg;
   const resolved *r = &w->r;
@@ -730,88 +819,165 @@ static void simrun_source(simrun *w) {
   int draws = w->G != t->ranks || r->slots_per_gpu > 0; /* else the trace is copied */
   if (rescale_cache.counts && rescale_key_equal(&rescale_cache.key, &rkey))
     w->cached = 1;
-  else if (draws)
+  else if (draws && cfg->keep_draws)
     rescale_cache_alloc(&w->fresh, &rkey);
-  /* draws worth a thread: not replayed, several iterations */
-  w->drawing = cfg->prefetch && !w->cached && draws && r->b - r->a > 1;
   w->shadowing = pl_policy_shadowing(r->policy);
+  draw_ctx d = {.t = t, .slots = r->slots_per_gpu, .gpus = w->G, .seed = cfg->seed};
+  w->dc = d;
+  w->dc.counts = w->counts;
+  w->dc.rc = w->draw_rc;
+  /* draws worth a thread: not replayed, several iterations */
+  w->drawing = w->threads > 1 && !w->cached && draws && r->b - r->a > 1;
   if (w->drawing) {
     w->ahead = malloc((size_t)w->L * w->G * w->E * sizeof(int64_t));
-    w->pf.t = t;
-    w->pf.slots = r->slots_per_gpu;
-    w->pf.gpus = w->G;
-    w->pf.seed = cfg->seed;
-    w->drawing = w->ahead && prefetch_start(&w->pf, r->a, w->ahead);
+    w->pc = d;
+    w->pc.counts = w->ahead;
+    w->pc.rc = w->ahead_rc;
+    w->drawing = w->ahead != NULL;
+    if (w->drawing)
+      simrun_ahead_start(w, r->a);
   }
 }
 
-/* Iteration it's counts into w->counts when the thread drew them (*drawn =
- * 1; the thread then starts on it + 1), else nothing (*drawn = 0); FM_OK or
- * FM_EFAIL naming the iteration and layer whose draw failed. */
-static int simrun_take_ahead(simrun *w, int64_t it, int *drawn) {
-  *drawn = 0;
-  if (!w->drawing)
+/* The message of the first layer whose draw of iteration it failed (rc
+ * [L]), FM_EFAIL; FM_OK when none did. */
+static int simrun_draw_fail(simrun *w, int64_t it, const int *rc) {
+  for (int l = 0; l < w->L; l++)
+    if (rc[l])
+      return fm_fail(w->em, w->el, FM_EFAIL,
+                  "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
+                  w->cfg->trace_path, it, l, w->G, tr_strerror(rc[l]));
+  return FM_OK;
+}
+
+/* Iteration it's counts into w->counts: from the draw ahead (which then
+ * starts on it + 1), or drawn now on the run's threads, or nothing when
+ * they come from the cache (simrun_policy); FM_OK or FM_EFAIL naming the
+ * iteration and layer whose draw failed. */
+static int simrun_draw(simrun *w, int64_t it) {
+  if (w->cached)
     return FM_OK;
-  prefetch_join(&w->pf);
-  if (w->pf.rc)
-    return fm_fail(w->em, w->el, FM_EFAIL,
-                "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
-                w->cfg->trace_path, it, w->pf.layer, w->G, tr_strerror(w->pf.rc));
+  if (!w->drawing) {
+    w->dc.it = it;
+    job_start(&w->now, draw_layer, &w->dc, w->L, w->now.cap);
+    job_join(&w->now);
+    return simrun_draw_fail(w, it, w->draw_rc);
+  }
+  job_join(&w->pf);
+  int rc = simrun_draw_fail(w, it, w->ahead_rc);
+  if (rc)
+    return rc;
   int64_t *swap = w->counts;
   w->counts = w->ahead;
   w->ahead = swap;
-  *drawn = 1;
+  w->dc.counts = w->counts;
+  w->pc.counts = w->ahead;
   if (it + 1 < w->r.b)
-    w->drawing = prefetch_start(&w->pf, it + 1, w->ahead);
+    simrun_ahead_start(w, it + 1);
   return FM_OK;
 }
 
-/* Layer l's counts of iteration it in c: from the cache, already there
- * (drawn), or drawn now and recorded into w->fresh (dropped when a count
- * does not fit it); FM_OK or FM_EFAIL naming the iteration and layer. */
-static int simrun_counts(simrun *w, int64_t it, int l, int drawn, int64_t *c) {
+/* The buffer slot of iteration it's layer 0 (rt, plans, lin, snap). */
+static size_t simrun_slot(const simrun *w, int64_t it) {
+  return (size_t)((it - w->r.a) % w->nbuf) * (size_t)w->L;
+}
+
+/* Layer l's counts of iteration it in c: from the cache, else recorded
+ * into w->fresh (dropped when a count does not fit it). */
+static void simrun_cache(simrun *w, int64_t it, int l, int64_t *c) {
   size_t GE = (size_t)w->G * w->E, at = ((size_t)(it - w->r.a) * w->L + l) * GE;
-  int trc = 0;
   if (w->cached) {
     rescale_cache_get(&rescale_cache, at, GE, c);
-    return FM_OK;
+    return;
   }
-  if (!drawn)
-    trc = tr_rescale_slice(&w->r.trace, it, l, w->G, w->r.slots_per_gpu, w->cfg->seed, c);
-  if (w->fresh.counts && !trc && !rescale_cache_put(&w->fresh, at, GE, c)) {
+  if (w->fresh.counts && !rescale_cache_put(&w->fresh, at, GE, c)) {
     free(w->fresh.counts); /* does not fit the cache: draw every run */
     w->fresh.counts = NULL;
   }
-  if (trc)
-    return fm_fail(w->em, w->el, FM_EFAIL,
-                "%s: cannot map iteration %" PRId64 " layer %d onto %d GPUs: %s",
-                w->cfg->trace_path, it, l, w->G, tr_strerror(trc));
+}
+
+/* The message of a policy failure at (it, l), FM_EFAIL. */
+static int simrun_policy_fail(simrun *w, int64_t it, int l, int prc) {
+  return fm_fail(w->em, w->el, FM_EFAIL,
+              "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
+              pl_policy_spec(w->r.policy), it, l, pl_strerror(prc));
+}
+
+/* Layer l of iteration it through the policy, on the caller's thread: its
+ * counts (cache), the plan, and the observation; FM_OK or FM_EFAIL. The
+ * routing of the layer (simrun_route) reads only the serving placement,
+ * which the plan alone changes, so it may follow the observation. */
+static int simrun_policy(simrun *w, int64_t it, int l) {
+  pl_policy *pol = w->r.policy;
+  int64_t *c = w->counts + (size_t)l * w->G * w->E;
+  simrun_cache(w, it, l, c);
+  int prc;
+  if ((prc = pl_policy_plan(pol, (int)(it - w->r.a), l, c, &w->plans[simrun_slot(w, it) + l])) ||
+      (prc = pl_policy_observe(pol, (int)(it - w->r.a), l, c)))
+    return simrun_policy_fail(w, it, l, prc);
   return FM_OK;
 }
 
-/* Layer l of iteration it: its counts, the policy's plan, routing and
- * observation, the engine's input w->lin[l], the plan recorded when it moved
- * experts, the layer's balance into o->layer_bal and *worst_bal (raised to
- * it), its tokens into row; FM_OK or FM_EFAIL with the message. */
-static int simrun_layer(simrun *w, int64_t it, int l, int drawn, st_iter_row *row,
-                        double *worst_bal) {
+static void route_layer(void *arg, int l) {
+  simrun *w = arg;
+  w->route_rc[l] = pl_policy_route_serving(w->r.policy, l, w->counts + (size_t)l * w->G * w->E,
+                                           &w->rt[w->route_slot + l]);
+}
+
+/* Every layer of iteration it routed on its serving placement, on the run's
+ * threads; FM_OK or FM_EFAIL naming the first layer that failed. */
+static int simrun_route(simrun *w, int64_t it) {
+  w->route_slot = simrun_slot(w, it);
+  job_start(&w->now, route_layer, w, w->L, w->now.cap);
+  job_join(&w->now);
+  for (int l = 0; l < w->L; l++)
+    if (w->route_rc[l])
+      return simrun_policy_fail(w, it, l, w->route_rc[l]);
+  return FM_OK;
+}
+
+/* The engine's copies (slot k) of layer l's serving placement and shadows
+ * in `in` (pipe only), the placement copied again only when it changed
+ * since that slot's copy: the plan changed it (changed) or the serving
+ * view switched over (pl_policy_serving points elsewhere). 0, or -1 when
+ * out of memory. */
+static int simrun_snapshot(simrun *w, int l, size_t k, int changed, sim_layer_in *in) {
+  const pl_placement *sv = in->placement;
+  if (changed || sv != w->serving[l])
+    w->ver[l]++;
+  w->serving[l] = sv;
+  pl_placement *sn = &w->snap[k];
+  if (w->snap_ver[k] != w->ver[l]) {
+    if (!sn->nrep && pl_placement_init(sn, sv->experts, sv->gpus, sv->slots))
+      return -1;
+    if (pl_placement_copy(sn, sv))
+      return -1;
+    w->snap_ver[k] = w->ver[l];
+  }
+  in->placement = sn;
+  if (in->shadow_owner) {
+    int *sh = w->shadow + k * (size_t)w->E;
+    memcpy(sh, in->shadow_owner, (size_t)w->E * sizeof(int));
+    in->shadow_owner = sh;
+  }
+  return 0;
+}
+
+/* Layer l of iteration it after routing: the engine's input w->lin[l], the
+ * plan recorded when it moved experts, the layer's balance into
+ * o->layer_bal and *worst_bal (raised to it), its tokens into row; FM_OK
+ * or FM_EFAIL "out of memory". */
+static int simrun_layer(simrun *w, int64_t it, int l, st_iter_row *row, double *worst_bal) {
   pl_policy *pol = w->r.policy;
-  pl_plan *plan = &w->plans[l];
-  pl_routing *rt = &w->rt[l];
-  sim_layer_in *in = &w->lin[l];
-  int64_t *c = w->counts + (size_t)l * w->G * w->E;
-  int rc = simrun_counts(w, it, l, drawn, c);
-  if (rc)
-    return rc;
-  int prc;
-  if ((prc = pl_policy_plan(pol, (int)(it - w->r.a), l, c, plan)) ||
-      (prc = pl_policy_route_serving(pol, l, c, rt)) ||
-      (prc = pl_policy_observe(pol, (int)(it - w->r.a), l, c)))
-    return fm_fail(w->em, w->el, FM_EFAIL,
-                "policy '%s' failed at iteration %" PRId64 " layer %d: %s",
-                pl_policy_spec(pol), it, l, pl_strerror(prc));
+  size_t k = simrun_slot(w, it) + (size_t)l;
+  pl_plan *plan = &w->plans[k];
+  pl_routing *rt = &w->rt[k];
+  sim_layer_in *in = &w->lin[k];
   /* a background plan's replicas serve from the next iteration on */
   in->placement = pl_policy_serving(pol, l);
+  in->shadow_owner = pl_policy_shadows(pol, l);
+  if (w->pipe && simrun_snapshot(w, l, k, plan->changed, in))
+    return simrun_nomem(w);
   in->routing = rt;
   /* the oracle re-plans for free: its moves are reported, not charged;
    * a shadowing policy's moves only create its shadows, which the
@@ -821,7 +987,6 @@ static int simrun_layer(simrun *w, int64_t it, int l, int drawn, st_iter_row *ro
   in->nmoves = moved ? plan->nmoves : 0;
   in->uncharged = moved && plan->uncharged;
   in->background = plan->background;
-  in->shadow_owner = pl_policy_shadows(pol, l);
   if (moved && plan->nmoves && add_plan(w->o, it, l, plan, w->cfg->plan_moves))
     return simrun_nomem(w);
   double b = pl_routing_balance(rt);
@@ -833,21 +998,23 @@ static int simrun_layer(simrun *w, int64_t it, int l, int drawn, st_iter_row *ro
   return FM_OK;
 }
 
-/* The message of engine error erc at iteration it; returns FM_EFAIL. */
+/* The message of engine error erc at iteration it into w->eng_msg (the
+ * engine may fail while a helper plans the next iteration, whose messages
+ * go to w->em); returns FM_EFAIL. */
 static int simrun_engine_fail(simrun *w, int64_t it, int erc) {
   if (erc == SIM_ELIMIT)
-    return fm_fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->eng_msg, sizeof(w->eng_msg), FM_EFAIL,
                 "simulation stopped at iteration %" PRId64 ": the discrete-event network "
                 "needs more than 2^24 flows or 2^31 flow rate updates in one iteration "
                 "(--network exact grows with the fourth power of the GPUs); use --network "
                 "hose or fewer GPUs",
                 it);
   if (erc == SIM_ETIME || erc == SIM_ERANGE)
-    return fm_fail(w->em, w->el, FM_EFAIL,
+    return fm_fail(w->eng_msg, sizeof(w->eng_msg), FM_EFAIL,
                 "simulation stopped at iteration %" PRId64 ": %s (the cluster and model "
                 "numbers make it too long; see 'Limits' in docs/simulator.md)",
                 it, erc == SIM_ETIME ? sim_strerror(erc) : "all-to-all bytes past 2^60");
-  return fm_fail(w->em, w->el, FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
+  return fm_fail(w->eng_msg, sizeof(w->eng_msg), FM_EFAIL, "simulation failed at iteration %" PRId64 ": %s", it,
               sim_strerror(erc));
 }
 
@@ -857,7 +1024,7 @@ static int simrun_engine_fail(simrun *w, int64_t it, int erc) {
 static int simrun_time(simrun *w, int64_t it, st_iter_row *row, double worst_bal) {
   sim_iter_out io;
   double *lus = w->o->layer_ms + (size_t)(it - w->r.a) * w->L;
-  int erc = sim_engine_iteration_layers(&w->eng, w->lin, w->L, &io, lus);
+  int erc = sim_engine_iteration_layers(&w->eng, w->lin + simrun_slot(w, it), w->L, &io, lus);
   if (erc)
     return simrun_engine_fail(w, it, erc);
   for (int l = 0; l < w->L; l++)
@@ -875,21 +1042,82 @@ static int simrun_time(simrun *w, int64_t it, st_iter_row *row, double worst_bal
   return FM_OK;
 }
 
-/* Every iteration of [a, b): counts, each layer through the policy, then
- * the engine; FM_OK or FM_EFAIL with the first failure's message. */
+/* Iteration it up to the engine: its counts, each layer through the
+ * policy, the layers' routings, the engine's input in its slot and its
+ * worst layer balance in w->worst; FM_OK or FM_EFAIL with the message. */
+static int simrun_prepare(simrun *w, int64_t it) {
+  st_iter_row *row = &w->o->rows[it - w->r.a];
+  row->iteration = it;
+  double worst_bal = 0;
+  int rc = simrun_draw(w, it);
+  for (int l = 0; !rc && l < w->L; l++)
+    rc = simrun_policy(w, it, l);
+  if (!rc)
+    rc = simrun_route(w, it);
+  for (int l = 0; !rc && l < w->L; l++)
+    rc = simrun_layer(w, it, l, row, &worst_bal);
+  w->worst[(it - w->r.a) % 2] = worst_bal;
+  return rc;
+}
+
+/* The engine's time of iteration it (prepared); its failure's message
+ * into the caller's buffer. */
+static int simrun_timed(simrun *w, int64_t it) {
+  int rc = simrun_time(w, it, &w->o->rows[it - w->r.a], w->worst[(it - w->r.a) % 2]);
+  if (rc)
+    fm_fail(w->em, w->el, rc, "%s", w->eng_msg);
+  return rc;
+}
+
+/* The next iteration prepared on a helper thread while the engine times
+ * this one (w->pipe). */
+typedef struct next_prep {
+  simrun *w;
+  int64_t it;
+  int rc;
+} next_prep;
+
+static void *next_prep_run(void *arg) {
+  next_prep *n = arg;
+  n->rc = simrun_prepare(n->w, n->it);
+  return NULL;
+}
+
+/*
+ * Every iteration of [a, b): prepared, then timed by the engine; FM_OK or
+ * FM_EFAIL with the first failure's message. With w->pipe, iteration it + 1
+ * is prepared on a helper thread while the engine times it: the engine
+ * reads only its own slot (routings, plans, engine input, copies of the
+ * placements and shadows) and the helper writes only the other, and the
+ * policy sees nothing of the engine's results, so the order of effects on
+ * every output is the same as one iteration after the other. The first
+ * failure in iteration order is the one reported.
+ */
 static int simrun_iterate(simrun *w) {
-  for (int64_t it = w->r.a; it < w->r.b; it++) {
-    st_iter_row *row = &w->o->rows[it - w->r.a];
-    row->iteration = it;
-    double worst_bal = 0;
-    int drawn; /* counts already hold this iteration (drawn ahead) */
-    int rc = simrun_take_ahead(w, it, &drawn);
-    for (int l = 0; !rc && l < w->L; l++)
-      rc = simrun_layer(w, it, l, drawn, row, &worst_bal);
-    if (rc || (rc = simrun_time(w, it, row, worst_bal)))
-      return rc;
+  int64_t a = w->r.a, b = w->r.b;
+  if (!w->pipe) {
+    for (int64_t it = a; it < b; it++) {
+      int rc = simrun_prepare(w, it);
+      if (rc || (rc = simrun_timed(w, it)))
+        return rc;
+    }
+    return FM_OK;
   }
-  return FM_OK;
+  int rc = a < b ? simrun_prepare(w, a) : FM_OK;
+  for (int64_t it = a; !rc && it < b; it++) {
+    next_prep n = {.w = w, .it = it + 1, .rc = FM_OK};
+    pthread_t th;
+    int helper = it + 1 < b && pthread_create(&th, NULL, next_prep_run, &n) == 0;
+    int trc = simrun_time(w, it, &w->o->rows[it - a], w->worst[(it - a) % 2]);
+    if (helper)
+      pthread_join(th, NULL);
+    else if (it + 1 < b) /* no thread: one after the other */
+      n.rc = trc ? FM_OK : simrun_prepare(w, it + 1);
+    if (trc) /* this iteration failed first: its message replaces the next one's */
+      return fm_fail(w->em, w->el, trc, "%s", w->eng_msg);
+    rc = n.rc;
+  }
+  return rc;
 }
 
 /* The output's summary (names, shape, means over the iterations, tokens,
@@ -921,6 +1149,9 @@ static void simrun_summarize(simrun *w) {
   qsort(w->bal, (size_t)o->nrows, sizeof(double), cmp_double);
   s->balance_p50 = fm_percentile(w->bal, o->nrows, 0.5);
   s->balance_p90 = fm_percentile(w->bal, o->nrows, 0.9);
+  uint64_t scheduled, cancelled;
+  sim_engine_events(&w->eng, &scheduled, &o->events, &cancelled);
+  o->events += 2 * sim_engine_flows(&w->eng); /* a flow's start and its end */
   for (int g = 0; g < w->G; g++) {
     o->busy_ms[g] = w->eng.busy_us[g] * 1e-3;
     double idle = (w->eng.total_us - w->eng.busy_us[g]) * 1e-3;
@@ -964,13 +1195,25 @@ static int simrun_describe(simrun *w) {
 /* Releases what simrun holds except the output: the thread first, the
  * trace and policy (resolved_fini) last. */
 static void simrun_fini(simrun *w) {
-  prefetch_join(&w->pf);
+  job_join(&w->pf);
   free(w->ahead);
+  free(w->draw_rc);
+  free(w->ahead_rc);
+  free(w->route_rc);
+  for (int k = 0; w->snap && k < w->nbuf * w->L; k++)
+    pl_placement_fini(&w->snap[k]);
+  free(w->snap);
+  free(w->shadow);
+  free(w->ver);
+  free(w->snap_ver);
+  free(w->serving);
+  free(w->now.th);
+  free(w->pf.th);
   if (w->eng_ok)
     sim_engine_fini(&w->eng);
-  for (int l = 0; w->rt && l < w->L; l++)
+  for (int l = 0; w->rt && l < w->nbuf * w->L; l++)
     pl_routing_fini(&w->rt[l]);
-  for (int l = 0; w->plans && l < w->L; l++)
+  for (int l = 0; w->plans && l < w->nbuf * w->L; l++)
     pl_plan_fini(&w->plans[l]);
   free(w->rt);
   free(w->plans);
@@ -979,6 +1222,11 @@ static void simrun_fini(simrun *w) {
   free(w->fresh.counts);
   free(w->bal);
   resolved_fini(&w->r);
+}
+
+int fm_sim_default_threads(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > FM_SIM_MAX_THREADS ? FM_SIM_MAX_THREADS : (int)n;
 }
 
 int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
@@ -996,6 +1244,15 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
   w->G = w->r.pc.gpus;
   w->E = w->r.trace.experts;
   w->L = w->r.trace.layers;
+  w->threads = cfg->threads ? cfg->threads : cfg->prefetch ? 2 : 1;
+  /* the engine beside the next iteration's policy: several iterations */
+  w->pipe = w->threads > 1 && w->r.b - w->r.a > 1;
+  w->nbuf = w->pipe ? 2 : 1;
+  if (cfg->threads && (rc = fm_key_check(FM_KEY_THREADS, cfg->key_names, cfg->threads, errmsg,
+                                         errlen))) {
+    resolved_fini(&w->r);
+    return rc;
+  }
   if (!(rc = simrun_alloc(w)) && !(rc = simrun_engine(w))) {
     simrun_source(w);
     if (!(rc = simrun_iterate(w))) {
@@ -1018,6 +1275,8 @@ int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out, char *errmsg,
 }
 
 const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o) { return &o->sum; }
+
+uint64_t fm_sim_events(const fm_sim_output *o) { return o->events; }
 
 int64_t fm_sim_iteration_rows(const fm_sim_output *o, const st_iter_row **rows) {
   *rows = o->rows;

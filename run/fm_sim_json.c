@@ -108,6 +108,7 @@ int fm_sim_compare(const fm_sim_config *base, const char *const *policies, int n
     fm_sim_config cfg = *base;
     cfg.policy = c->policies[i];
     cfg.traces = base->traces ? base->traces : own;
+    cfg.keep_draws = base->keep_draws && i + 1 < c->nrun; /* the next policy replays them */
     rc = fm_sim_compute(&cfg, &c->out[i], errmsg, errlen);
   }
   fm_trace_cache_free(own);

@@ -966,6 +966,10 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
   return SIM_OK;
 }
 
+uint64_t sim_engine_flows(const sim_engine *e) {
+  return e->kind == SIM_ENGINE_DES ? e->net.started : 0;
+}
+
 void sim_engine_events(const sim_engine *e, uint64_t *scheduled, uint64_t *executed,
                        uint64_t *cancelled) {
   int des = e->kind == SIM_ENGINE_DES;

@@ -547,6 +547,7 @@ int sim_net_start_weighted(sim_net *n, int64_t now, const int *path, int plen,
   f->apos = n->nactive;
   if (push_int(&n->active, &n->nactive, &n->capactive, id))
     return SIM_ENOMEM;
+  n->started++;
   return id;
 }
 

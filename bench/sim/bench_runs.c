@@ -21,6 +21,17 @@
  *       flows are now weighted) and exact (every GPU pair its own flow); mean iteration time, its all-to-all / all-reduce / migration
  *       parts, and the relative error of each against exact
  *
+ *   bench_sim_runs perf TRACE ITERS [THREADS] [PERFORMANCE.md]
+ *       issue 19's table: static and flexmoe, --engine des, on dgx-h100 with
+ *       64, 256 and 1,024 GPUs, first ITERS iterations, THREADS threads
+ *       (0 or none: every core), each run drawing its own rescaled counts:
+ *       DES events per wall second, wall and CPU seconds per 1,000
+ *       iterations (the run's times x 1,000 / ITERS, set-up included), and
+ *       the ratio of the wall time recorded in PERFORMANCE.md's table
+ *       (rows "| GPUS | POLICY | WALL_PER_1000 | ...") to this run's (above
+ *       1: faster than recorded). Absolute times move with the machine's
+ *       load: record numbers from a side-by-side run (docs/performance.md)
+ *
  * Correctness in the same run: every run's mean iteration time is finite
  * and positive, and des == analytic where both are printed for static on
  * one node (checked by the test suite, not here).
@@ -38,6 +49,13 @@
 static double wall(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the calling thread alone (the engine's, with threads). */
+static double cpu_self(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -203,7 +221,92 @@ static int scale(const char *trace, int64_t iters, const char *list) {
   return fail;
 }
 
+/* The wall seconds per 1,000 iterations recorded for (gpus, policy) in the
+ * markdown table of path, or 0 when there is none (no file, no row). */
+static double recorded_wall(const char *path, int gpus, const char *policy) {
+  FILE *f = path ? fopen(path, "r") : NULL;
+  if (!f)
+    return 0;
+  char line[512], pol[64];
+  double v = 0;
+  while (fgets(line, sizeof(line), f)) {
+    int g;
+    double w;
+    if (sscanf(line, " | %d | %63[a-z] | %lf |", &g, pol, &w) == 3 && g == gpus &&
+        strcmp(pol, policy) == 0) {
+      v = w;
+      break;
+    }
+  }
+  fclose(f);
+  return v;
+}
+
+static int perf(const char *trace, int64_t iters, int threads, const char *doc) {
+  printf("# bench_sim_runs perf: flexmoe %s, trace %s, iterations 0:%lld, dgx-h100 x 8 GPUs "
+         "per node, --engine des, %d thread(s), draws not kept between runs\n",
+         FLEXMOE_VERSION, trace, (long long)iters, threads);
+  printf("# per 1,000 iterations = this run x 1,000 / iterations (set-up included); "
+         "ratio = recorded wall / this wall (%s)\n", doc ? doc : "no record");
+  printf("# cpu = all threads, main = the calling thread (the engine's); bound_s = "
+         "max(main, cpu / %d): the wall on %d idle cores can be no less, whatever the load\n",
+         threads, threads);
+  printf("%6s %-8s %6s %12s %14s %12s %12s %12s %10s %12s %8s %10s\n", "gpus", "policy",
+         "iters", "events", "events_per_s", "wall_1000_s", "cpu_1000_s", "main_1000_s",
+         "bound_s", "recorded_s", "ratio", "iter_ms");
+  static const int sizes[3] = {64, 256, 1024};
+  static const char *pols[2] = {"static", "flexmoe"};
+  int fail = 0;
+  for (int i = 0; i < 3; i++)
+    for (int p = 0; p < 2; p++) {
+      fm_sim_config c = FM_SIM_CONFIG_INIT;
+      c.trace_path = trace;
+      c.cluster = "dgx-h100";
+      c.nodes = sizes[i] / 8;
+      c.gpus_per_node = 8;
+      c.policy = pols[p];
+      c.engine = "des";
+      c.it_end = iters;
+      c.threads = threads;
+      c.keep_draws = 0;
+      char err[1024];
+      fm_sim_output *o = NULL;
+      double w0 = wall(), c0 = cpu(), m0 = cpu_self();
+      int rc = fm_sim_compute(&c, &o, err, sizeof(err));
+      double ws = wall() - w0, cs = cpu() - c0, ms = cpu_self() - m0;
+      const fm_sim_summary *sum = rc ? NULL : fm_sim_summary_of(o);
+      /* correctness in the same run: a finite positive time per iteration */
+      if (rc || !(sum->mean_iteration_ms > 0) || !isfinite(sum->mean_iteration_ms)) {
+        fprintf(stderr, "bench_sim_runs: %d GPUs %s: %s\n", sizes[i], pols[p],
+                rc ? err : "no finite positive iteration time");
+        fm_sim_output_free(o);
+        fail = 1;
+        continue;
+      }
+      double k = 1000.0 / (double)sum->iterations, rec = recorded_wall(doc, sizes[i], pols[p]);
+      uint64_t ev = fm_sim_events(o);
+      double bound = ms > cs / threads ? ms : cs / threads;
+      printf("%6d %-8s %6lld %12llu %14.0f %12.2f %12.2f %12.2f %10.2f %12.2f %8.2f %10.3f\n",
+             sizes[i], pols[p], (long long)sum->iterations, (unsigned long long)ev,
+             (double)ev / ws, ws * k, cs * k, ms * k, bound * k, rec,
+             rec > 0 ? rec / (ws * k) : 0.0, sum->mean_iteration_ms);
+      fflush(stdout);
+      fm_sim_output_free(o);
+    }
+  return fail;
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 4 && strcmp(argv[1], "perf") == 0) {
+    int th = argc > 4 ? atoi(argv[4]) : 0;
+    th = th ? th : fm_sim_default_threads();
+    if (th < 1 || th > FM_SIM_MAX_THREADS || atoll(argv[3]) < 1) {
+      fprintf(stderr, "bench_sim_runs perf: ITERS must be >= 1 and THREADS 0 (every core) "
+                      "to %d\n", FM_SIM_MAX_THREADS);
+      return 2;
+    }
+    return perf(argv[2], atoll(argv[3]), th, argc > 5 ? argv[5] : NULL);
+  }
   if (argc >= 3 && strcmp(argv[1], "real") == 0) {
     FILE *f = fopen(argv[2], "rb");
     if (!f) {
@@ -220,6 +323,7 @@ int main(int argc, char **argv) {
                argc > 5 ? argv[5] : "static,fastermoe,eplb,flexmoe");
   fprintf(stderr, "usage: bench_sim_runs real TRACE [NODES] [ORACLE_ITERS]\n"
                   "       bench_sim_runs scale TRACE ITERS G1,G2,...\n"
-                  "       bench_sim_runs agg TRACE ITERS G1,G2,... [POLICY,...]\n");
+                  "       bench_sim_runs agg TRACE ITERS G1,G2,... [POLICY,...]\n"
+                  "       bench_sim_runs perf TRACE ITERS [THREADS] [PERFORMANCE.md]\n");
   return 2;
 }

@@ -180,8 +180,9 @@ def simulate(trace, cluster="dgx-h100", nodes=None, policies=None, engine="analy
     every registered policy); engine: "analytic" or "des"; iterations:
     "A:B", (A, B) or range(A, B) of the trace; seed: 0 to 2^63 - 1 (0).
     model: gpus_per_node, d_model, d_ff, top_k, tokens_per_gpu, slots,
-    profile, network ("hose" or "exact"), threads (1 or 2), db (a results
-    database to record the runs in; default none). keys() lists every key
+    profile, network ("hose" or "exact"), threads (1 to 256, default every
+    core; same results), db (a results database to record the runs in;
+    default none). keys() lists every key
     with its range, default and unit.
 
     Returns a DataFrame, one row per policy, with the columns of

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "run/fm_error.h"
 #include "run/fm_sim.h"
 
 static const char *sample(void) {
@@ -140,4 +141,95 @@ Test(fm_sim, a_sidecar_model_number_outside_its_range_is_refused) {
   cr_assert(strstr(err, "d_ff") && strstr(err, "between 1 and 4194304"), "%s", err);
   unlink(npy);
   unlink(json);
+}
+
+/* One run of policy on 32 GPUs (the 8-rank sample rescaled: every layer is
+ * drawn) with `threads` threads, drawing afresh (keep_draws 0: a replayed
+ * draw would hide a difference). */
+static fm_sim_output *run_threads(const char *policy, const char *engine, int threads) {
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
+  c.trace_path = sample();
+  c.policy = policy;
+  c.engine = engine;
+  c.nodes = 4;
+  c.it_end = 20;
+  c.threads = threads;
+  c.keep_draws = 0;
+  char err[512];
+  fm_sim_output *o = NULL;
+  cr_assert_eq(fm_sim_compute(&c, &o, err, sizeof(err)), 0, "%s threads=%d: %s", policy,
+               threads, err);
+  return o;
+}
+
+/* The numbers two outputs report are the same bytes: summary, every row,
+ * the parameters, the DES's event count. */
+static void assert_same_output(const fm_sim_output *a, const fm_sim_output *b, const char *what) {
+  cr_assert_eq(memcmp(fm_sim_summary_of(a), fm_sim_summary_of(b), sizeof(fm_sim_summary)), 0,
+               "%s: summaries differ", what);
+  const st_iter_row *ra, *rb;
+  int64_t na = fm_sim_iteration_rows(a, &ra), nb = fm_sim_iteration_rows(b, &rb);
+  cr_assert_eq(na, nb, "%s", what);
+  cr_assert_eq(memcmp(ra, rb, (size_t)na * sizeof(st_iter_row)), 0, "%s: rows differ", what);
+  cr_assert_str_eq(fm_sim_params_json(a), fm_sim_params_json(b), "%s", what);
+  cr_assert_eq(fm_sim_events(a), fm_sim_events(b), "%s: event counts differ", what);
+}
+
+Test(fm_sim, results_are_byte_identical_for_any_thread_count) {
+  /* flexmoe re-plans (plans serve after background moves), capacity routes
+   * with a per-source capacity, fastermoe shadows experts, static on the
+   * DES and the analytic engine */
+  const char *pols[] = {"flexmoe", "capacity", "fastermoe", "static"};
+  const char *engs[] = {"des", "des", "des", "analytic"};
+  const int threads[] = {2, 3, 7};
+  for (int p = 0; p < 4; p++) {
+    fm_sim_output *one = run_threads(pols[p], engs[p], 1);
+    cr_assert_gt(fm_sim_summary_of(one)->mean_iteration_ms, 0);
+    for (int t = 0; t < 3; t++) {
+      char what[64];
+      snprintf(what, sizeof(what), "%s, 1 vs %d threads", pols[p], threads[t]);
+      fm_sim_output *o = run_threads(pols[p], engs[p], threads[t]);
+      assert_same_output(one, o, what);
+      fm_sim_output_free(o);
+    }
+    fm_sim_output_free(one);
+  }
+}
+
+Test(fm_sim, a_kept_draw_replayed_by_the_next_run_gives_the_same_results) {
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
+  c.trace_path = sample();
+  c.policy = "static";
+  c.engine = "des";
+  c.nodes = 4;
+  c.it_end = 10;
+  c.threads = 2;
+  char err[512];
+  fm_sim_output *first = NULL, *replay = NULL;
+  c.keep_draws = 1; /* this run keeps its draws, the next one replays them */
+  cr_assert_eq(fm_sim_compute(&c, &first, err, sizeof(err)), 0, "%s", err);
+  c.keep_draws = 0;
+  cr_assert_eq(fm_sim_compute(&c, &replay, err, sizeof(err)), 0, "%s", err);
+  fm_sim_output *fresh = run_threads("static", "des", 1); /* 20 iterations: another key */
+  assert_same_output(first, replay, "drawn vs replayed");
+  const st_iter_row *rows;
+  cr_assert_eq(fm_sim_iteration_rows(fresh, &rows), 20);
+  fm_sim_output_free(first);
+  fm_sim_output_free(replay);
+  fm_sim_output_free(fresh);
+}
+
+Test(fm_sim, a_thread_count_outside_its_range_is_refused_naming_the_flag) {
+  fm_sim_config c = FM_SIM_CONFIG_INIT;
+  c.trace_path = sample();
+  c.it_end = 2;
+  char err[512];
+  fm_sim_output *o = NULL;
+  const int bad[] = {-1, FM_SIM_MAX_THREADS + 1};
+  for (int i = 0; i < 2; i++) {
+    c.threads = bad[i];
+    cr_assert_eq(fm_sim_compute(&c, &o, err, sizeof(err)), FM_EUSAGE, "threads=%d", bad[i]);
+    cr_assert_null(o);
+    cr_assert(strstr(err, "--threads") && strstr(err, "256"), "message: %s", err);
+  }
 }

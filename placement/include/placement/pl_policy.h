@@ -136,7 +136,8 @@ typedef struct pl_policy_ops {
   /* Capacity for routing the layer's counts [G*E]: cap[src] >= 0 token
    * slots per expert for each source GPU (pl_route_caps: drops per (source,
    * expert), padded dispatch). Returns 0 or a PL_ code. May be NULL
-   * (dropless, not padded). */
+   * (dropless, not padded). Reads the state only: the simulator routes
+   * several layers at once from several threads (pl_policy_route_serving). */
   int (*capacity)(void *state, int layer, const int64_t *counts, int64_t *cap /* [G] */);
   void (*fini)(void *state);
   /* Appended. May be NULL (the policy never shadows). For a policy whose
@@ -205,7 +206,9 @@ const int *pl_policy_shadows(const pl_policy *p, int layer);
  * shadow copies, charged as synchronisation (pl_policy_shadows), not as
  * migrations. */
 int pl_policy_shadowing(const pl_policy *p);
-/* pl_policy_route on pl_policy_serving's placement. */
+/* pl_policy_route on pl_policy_serving's placement. Writes only r and
+ * reads only the policy, so calls for different layers (different r) may
+ * run at once on several threads, as long as no plan runs meanwhile. */
 int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
                             pl_routing *r);
 

@@ -97,10 +97,11 @@ enum { FM_KS_SIM = 1, FM_KS_SWEEP = 2, FM_KS_BOTH = 3 };
     FM_KS_BOTH, "expert slots per GPU and layer")                                               \
   X(PROFILE, "--profile", "profile", FM_KT_PATH, 0, 0, "built-in for the cluster's GPU", "",    \
     "F.json", "", FM_KS_BOTH, "compute profile")                                                \
-  X(THREADS, "--threads", "threads", FM_KT_INT, 1, 2, "2 where the machine has more than one " \
-    "core", "", "N", "threads", FM_KS_SIM,                                                      \
-    "2: a second thread draws the next iteration's rescaled counts while one is simulated; "   \
-    "1: one thread; same results")                                                              \
+  X(THREADS, "--threads", "threads", FM_KT_INT, 1, 256, "the machine's cores", "", "N",        \
+    "threads", FM_KS_SIM,                                                                       \
+    "threads of one run: helpers draw the rescaled counts ahead, draw and route the layers "   \
+    "in parallel, and plan the next iteration while the engine times one; byte-identical "     \
+    "results for any N")                                                                        \
   X(DB, "--db", "db", FM_KT_PATH, 0, 0, "flexmoe.db", "", "FILE", "", FM_KS_BOTH,               \
     "results database the runs are recorded in")                                                \
   X(JOBS, "--jobs", "jobs", FM_KT_INT, 1, 256, "1", "", "J", "processes", FM_KS_SWEEP,         \

@@ -66,14 +66,37 @@ typedef struct fm_sim_config {
    * opens the trace itself and closes it before returning. Not part of the
    * config key: a cached trace is the same file. */
   struct fm_trace_cache *traces;
+  /* Appended (issue 19): threads of one run, 1 to FM_SIM_MAX_THREADS. 1 =
+   * everything on the caller's thread; N >= 2 = helper threads draw the
+   * next iteration's rescaled counts while one is simulated, and each
+   * iteration's layers are drawn and routed on N threads (each layer's
+   * result in its own slot, merged in layer order). Results are byte for
+   * byte the same for any N. 0 = from prefetch (2 when set, else 1). Not
+   * part of the config key. */
+  int threads;
+  /* Appended (issue 19): 1 = keep this run's rescaled counts in memory for
+   * the next run of this process with the same trace, GPUs, slots, seed and
+   * iterations (another policy of one comparison replays them instead of
+   * drawing again); 0 = do not (the last run of a comparison: at 1,024 GPUs
+   * the kept counts take 3 MiB per iteration, whose first writes cost page
+   * faults). A kept draw is replayed either way. Not part of the config key. */
+  int keep_draws;
 } fm_sim_config;
+
+/* The most threads one run uses (the key table's range of "threads"). */
+#define FM_SIM_MAX_THREADS 256
+
+/* The faces' default for threads: the machine's online cores, 1 to
+ * FM_SIM_MAX_THREADS. */
+int fm_sim_default_threads(void);
 
 #define FM_SIM_CONFIG_INIT                                                                       \
   {.trace_path = NULL, .cluster = "dgx-h100", .nodes = 0, .gpus_per_node = 0,                   \
    .policy = "static", .engine = "analytic", .it_begin = 0, .it_end = -1,                       \
    .seed = FM_DEFAULT_SEED, .d_model = 0, .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0,           \
    .profile_path = NULL, .slots = 0, .exact_net = 0, .plan_moves = 1, .prefetch = 0,             \
-   .sim_profile = NULL, .key_names = 0, .traces = NULL}
+   .sim_profile = NULL, .key_names = 0, .traces = NULL, .threads = 0,    \
+   .keep_draws = 1}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {
@@ -102,6 +125,11 @@ typedef struct fm_sim_output fm_sim_output; /* opaque: summary + all rows */
 int fm_sim_compute(const fm_sim_config *cfg, fm_sim_output **out,
                     char *errmsg, size_t errlen);
 const fm_sim_summary *fm_sim_summary_of(const fm_sim_output *o);
+/* Events the DES handled in the run: queue events executed plus each
+ * network flow's start and end (0 for the analytic engine, and for an
+ * output unpacked by fm_sim_unpack, which does not carry it): the
+ * benchmarks' events per second. */
+uint64_t fm_sim_events(const fm_sim_output *o);
 /* The run's per-iteration rows (*rows points into o) and their count. */
 int64_t fm_sim_iteration_rows(const fm_sim_output *o, const st_iter_row **rows);
 /* The run's parameters as stored (JSON text owned by o): model, tokens,

@@ -225,6 +225,10 @@ typedef int (*sim_xfer_fn)(void *arg, int src, int dst, double bytes, int64_t la
 int sim_sync_transfers(const sim_cluster *cl, const pl_model *m, const pl_placement *p,
                        const int *shadow_owner, int backward, sim_xfer_fn fn, void *arg);
 
+/* Network flows the DES started (0 for analytic); each also ends once, not
+ * as a queue event: the network model drains finished flows itself. */
+uint64_t sim_engine_flows(const sim_engine *e);
+
 /* Event counters of the DES (0 for analytic): scheduled, executed, cancelled. */
 void sim_engine_events(const sim_engine *e, uint64_t *scheduled, uint64_t *executed,
                        uint64_t *cancelled);

@@ -132,6 +132,7 @@ typedef struct sim_net {
   uint64_t recomputes; /* progressive-filling runs (one per component) */
   uint64_t work;       /* flows re-rated, summed over all fills */
   uint64_t work_limit; /* 0: none; else SIM_ELIMIT once work passes it */
+  uint64_t started;    /* flows started (each ends once: benchmarks count both) */
 } sim_net;
 
 /* SIM_ERANGE when a count, bandwidth or latency of c is outside the cluster
