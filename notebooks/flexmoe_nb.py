@@ -11,6 +11,8 @@ Environment:
                    in the current folder.
   FLEXMOE_FIGURES  folder for the PNG figures; default: figures/ next to the
                    notebooks.
+notebooks/run.py sets both (--db, --out) and runs the notebooks without
+writing into notebooks/.
 The notebooks never write to the database (the package opens it read-only). Beside each figure NAME.png,
 save() writes NAME.json: the values the figure draws, read back from the
 figure itself (figure_data), so they can be checked against the database
@@ -46,9 +48,12 @@ def figures_dir():
     return path
 
 
-# Runs are compared inside a group: same trace, cluster, engine, iterations
-# and size (as `flexmoe report` does).
-GROUP = ["kind", "trace_name", "trace_hash", "cluster", "engine", "it_first", "it_end", "gpus"]
+# Runs are compared inside a group of `flexmoe report`: one configuration
+# (trace, cluster, GPUs, model shape and every other stored parameter,
+# engine, iterations, seed) but the policy; a family is a group without its
+# size (the lines of a sweep). Both are columns of report(): group, family,
+# and config (the family in words).
+GROUP = ["group"]
 
 # flexmoe.report's columns by the short names the notebooks use.
 _REPORT_NAMES = {
@@ -70,13 +75,72 @@ def report(kind="sim", path=None):
     per (group, policy), its means over seeds, speedup over static and gap to
     the oracle in effective time (mean / (1 - dropped share of token slots):
     a policy that drops tokens cannot look faster than the work it does),
-    NaN where the peer is missing; name = the report's short policy name,
-    run_ids = the runs it averages. Columns renamed to the notebooks' short
-    names (_REPORT_NAMES), plus trace_name and base_policy."""
+    NaN where the peer is missing (and the oracle gap of a policy that drops
+    tokens: the oracle bounds dropless policies); name = the report's short
+    policy name, run_ids = the runs it averages, group / family / config =
+    its configuration. Columns renamed to the notebooks' short names
+    (_REPORT_NAMES), plus trace_name, base_policy and drops."""
     df = flexmoe.report(path or db_path(), kind).rename(columns=_REPORT_NAMES)
     df["trace_name"] = df.trace.map(lambda p: os.path.basename(p) if p else "-")
     df["base_policy"] = df.policy.str.split(":").str[0]
+    df["drops"] = df.dropped_tokens.astype(float) > 0  # no oracle bound for these
     return df
+
+
+def title(row, gpus=True, width=90):
+    """A figure title that carries the configuration of a report row: its
+    family in words (trace, cluster, engine, iterations, seed, model shape
+    and what else differs; `flexmoe report`'s block header) and, with gpus,
+    the cluster size; wrapped to lines of about width characters."""
+    import textwrap
+    text = row["config"] + (f", {int(row['gpus'])} GPUs" if gpus else "")
+    return "\n".join(textwrap.wrap(text, width))
+
+
+_NICE = [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8]
+
+
+def readable_log_axis(axis, values, fmt="{:g}"):
+    """Ticks a log axis at round values inside the range of values (about 4
+    to 8 labels: 1, 1.5, 2, 3, 5 ... per decade as the range allows), so
+    that it never labels only one or two powers; fmt formats a tick."""
+    import matplotlib.ticker as mt
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return
+    lo, hi = v.min(), v.max()
+    ticks = []
+    for subs in ([1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7], _NICE):
+        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1,
+                                              int(np.ceil(np.log10(hi))) + 1)
+                 for m in subs if lo / 1.15 <= m * 10.0 ** e <= hi * 1.15]
+        if len(ticks) >= 4:
+            break
+    axis.set_major_locator(mt.FixedLocator(ticks))
+    axis.set_major_formatter(mt.FuncFormatter(lambda x, _: fmt.format(float(f"{x:.3g}"))))
+    axis.set_minor_formatter(mt.NullFormatter())
+
+
+def clip_spikes(ax, values, factor=3.0):
+    """When the largest value is over factor x the 99th percentile (one
+    spike would flatten every other line), limits the y axis to 1.3 x that
+    percentile and says in the axes how many points lie above and the
+    largest; the lines keep every value. Returns whether it clipped."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return False
+    p99 = np.percentile(v, 99)
+    if p99 <= 0 or v.max() <= factor * p99:
+        ax.set_ylim(bottom=0)
+        return False
+    top = 1.3 * p99
+    ax.set_ylim(0, top)
+    n = int((v > top).sum())
+    ax.text(0.99, 0.97, f"y clipped at {top:.3g} ms: {n} point(s) above, max {v.max():.3g} ms",
+            transform=ax.transAxes, ha="right", va="top", fontsize=8, color="dimgrey")
+    return True
 
 
 POLICY_ORDER = ["static", "capacity", "fastermoe", "smartmoe", "eplb", "flexmoe", "oracle"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Executes the four notebooks headless (jupyter nbconvert --execute) on a small
+# Executes the four notebooks headless (notebooks/run.py, over nbclient) on a small
 # database built by `flexmoe sweep` from the bundled sample, and checks the
 # figures they write: each exists, and every value it draws (flexmoe_nb.save
 # writes them beside the PNG) equals the one check_figures.py recomputes from
@@ -30,7 +30,8 @@ fi
 tmp=$(mktemp -d /tmp/flexmoe-nb-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 db=$tmp/nb.db
-export FLEXMOE_DB=$db FLEXMOE_FIGURES=$tmp/figures
+# notebooks/run.py puts the figures under --out/figures
+export FLEXMOE_DB=$db FLEXMOE_FIGURES=$tmp/out/figures
 # the package as python/meson.build installs it (the capture hook included)
 mkdir -p "$tmp/site/flexmoe"
 cp "$FLEXMOE_SOURCE_ROOT"/python/flexmoe/*.py "$tmp/site/flexmoe/"
@@ -41,16 +42,21 @@ export PYTHONPATH=$tmp/site${PYTHONPATH:+:$PYTHONPATH} FLEXMOE_LIBRARY=$lib
 "$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy capacity --policy flexmoe \
   --policy oracle:max_steps=4 --gpus 8,16 --iterations 0:10 --jobs 2 --db "$db" --quiet
 
-execute() { # one nbconvert for several notebooks: its start-up is slow
-  local paths=()
-  for nb in "$@"; do paths+=("$FLEXMOE_SOURCE_ROOT/notebooks/$nb.ipynb"); done
-  python3 -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 \
-    --output-dir "$tmp/out" "${paths[@]}" 2>"$tmp/nbconvert.log" ||
-    { cat "$tmp/nbconvert.log" >&2; echo "FAIL: a notebook did not run: $*" >&2; exit 1; }
+# The documented way to run them (README, docs/results.md): notebooks/run.py,
+# which must leave notebooks/ as it was (no *.nbconvert.ipynb, figures or
+# byte code in the tree).
+tree_state() { find "$FLEXMOE_SOURCE_ROOT/notebooks" -printf '%P %s %T@\n' | sort; }
+tree_state >"$tmp/tree.before"
+execute() { # one run.py for several notebooks: a kernel start-up is slow
+  python3 "$FLEXMOE_SOURCE_ROOT/notebooks/run.py" --db "$db" --out "$tmp/out" --timeout 300 \
+    "$@" >"$tmp/run.log" 2>&1 ||
+    { cat "$tmp/run.log" >&2; echo "FAIL: a notebook did not run: $*" >&2; exit 1; }
   for nb in "$@"; do
     [ -s "$tmp/out/$nb.ipynb" ] || { echo "FAIL: notebooks/$nb.ipynb: no output" >&2; exit 1; }
     echo "ok: notebooks/$nb.ipynb"
   done
+  tree_state | diff "$tmp/tree.before" - >&2 ||
+    { echo "FAIL: running the notebooks changed notebooks/ in the tree" >&2; exit 1; }
 }
 expect() {
   for f in "$@"; do
