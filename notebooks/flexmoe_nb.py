@@ -122,24 +122,29 @@ def readable_log_axis(axis, values, fmt="{:g}"):
     axis.set_minor_formatter(mt.NullFormatter())
 
 
-def clip_spikes(ax, values, factor=3.0):
-    """When the largest value is over factor x the 99th percentile (one
-    spike would flatten every other line), limits the y axis to 1.3 x that
-    percentile and says in the axes how many points lie above and the
-    largest; the lines keep every value. Returns whether it clipped."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if not len(v):
+def clip_spikes(ax, lines, factor=1.5):
+    """lines: the y values of each line drawn. When the largest value is over
+    factor x the highest of the lines' 99th percentiles (a lone spike would
+    flatten every other line), limits the y axis to 1.3 x that percentile
+    and says in the axes how many points lie above and the largest; the
+    lines keep every value. Otherwise the axis starts at 0. Returns whether
+    it clipped."""
+    vals = [np.asarray(v, dtype=float) for v in lines]
+    vals = [v[np.isfinite(v)] for v in vals]
+    vals = [v for v in vals if len(v)]
+    if not vals:
         return False
-    p99 = np.percentile(v, 99)
-    if p99 <= 0 or v.max() <= factor * p99:
+    basis = max(np.percentile(v, 99) for v in vals)
+    top_value = max(v.max() for v in vals)
+    if basis <= 0 or top_value <= factor * basis:
         ax.set_ylim(bottom=0)
         return False
-    top = 1.3 * p99
+    top = 1.3 * basis
     ax.set_ylim(0, top)
-    n = int((v > top).sum())
-    ax.text(0.99, 0.97, f"y clipped at {top:.3g} ms: {n} point(s) above, max {v.max():.3g} ms",
-            transform=ax.transAxes, ha="right", va="top", fontsize=8, color="dimgrey")
+    n = int(sum((v > top).sum() for v in vals))
+    ax.text(0.01, 0.97, f"y axis clipped at {top:.3g} ms: {n} point(s) above it, "
+            f"the highest {top_value:.3g} ms", transform=ax.transAxes, ha="left", va="top",
+            fontsize=8, color="dimgrey")
     return True
 
 
@@ -216,12 +221,13 @@ def figure_data(fig):
 
 def save(fig, name):
     """Saves fig as FLEXMOE_FIGURES/name (PNG) and the values it draws
-    (figure_data) beside it as the same name with .json; returns the PNG's
-    path."""
+    (figure_data) and its suptitle beside it as the same name with .json;
+    returns the PNG's path."""
     path = os.path.join(figures_dir(), name)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    sup = fig._suptitle.get_text() if fig._suptitle is not None else ""
     with open(os.path.splitext(path)[0] + ".json", "w") as f:
-        json.dump({"figure": name, "axes": figure_data(fig)}, f)
+        json.dump({"figure": name, "suptitle": sup, "axes": figure_data(fig)}, f)
     plt.close(fig)
     print("wrote", path)
     return path

@@ -41,6 +41,12 @@ export PYTHONPATH=$tmp/site${PYTHONPATH:+:$PYTHONPATH} FLEXMOE_LIBRARY=$lib
 # The oracle with few planner steps: the full one takes seconds per iteration.
 "$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy capacity --policy flexmoe \
   --policy oracle:max_steps=4 --gpus 8,16 --iterations 0:10 --jobs 2 --db "$db" --quiet
+# A second model shape in the same database (issue 18: it used to be mixed
+# into the first one's figures): each figure must draw one shape, named in
+# its title (check_figures.py).
+"$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy flexmoe \
+  --policy oracle:max_steps=4 --gpus 8,16 --iterations 0:10 --d-model 1024 --d-ff 4096 \
+  --jobs 2 --db "$db" --quiet
 
 # The documented way to run them (README, docs/results.md): notebooks/run.py,
 # which must leave notebooks/ as it was (no *.nbconvert.ipynb, figures or
