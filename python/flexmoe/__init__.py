@@ -202,7 +202,10 @@ def results(db):
     """The results database db (a file `flexmoe sim`, `sweep`, `run` or
     `validate` wrote) as Results(runs, iterations, validations), DataFrames:
     runs = the complete runs with their means (id, kind, policy, cluster,
-    engine, trace, ..., mean_ms, effective_ms), iterations = their
+    engine, trace, ..., mean_ms, effective_ms) and what their configuration
+    is beside those (seed, gpus, gpus_per_node, params_json: the stored
+    parameters as JSON text, model shape included; compare runs only of one
+    configuration, as report(db) does), iterations = their
     iteration rows (run_id, iteration, time_ms, ...), validations = predicted
     vs measured runs and the relative errors."""
     doc = json.loads(_call(_lib.lib().fm_results_json, os.fspath(db)))

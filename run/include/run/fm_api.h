@@ -52,7 +52,7 @@ int fm_simulate_json(const char *request, char **result, char *errmsg, size_t er
  * config_key, gpus, seed, started, finished, iterations, mean_ms,
  * compute_ms, alltoall_ms, allreduce_ms, migration_ms, other_ms,
  * balance_mean, bytes_alltoall, bytes_migrated, tokens_dropped,
- * tokens_total, effective_ms), iterations = every iteration row of those
+ * tokens_total, effective_ms, gpus_per_node, params_json), iterations = every iteration row of those
  * runs (run_id first), validations = predicted vs measured runs with their
  * relative errors. Numbers that are not finite are null.
  */
