@@ -1,7 +1,16 @@
 /*
  * fm_report.c - the policy comparison of a results database (fm_report.h):
- * the runs that count, one row per (group, policy), speedup and oracle gap.
- * Moved from cli/cmd_report.c, which now only prints it.
+ * the runs that count, one row per (group, policy), speedup and oracle gap,
+ * and each family's configuration in words. Moved from cli/cmd_report.c,
+ * which now only prints it.
+ *
+ * Runs are sorted by their whole configuration (cmp_runs), so a group (one
+ * configuration but the policy: same_group) and a family (a group without
+ * its size: same_family) are runs next to each other; peers are only ever
+ * looked up inside a group, which is why two model shapes, seeds or engines
+ * in one database cannot be set against each other. The configuration is
+ * what the store keeps of each run (st_run_summary: params_json, seed,
+ * cluster description), nothing the report guesses.
  */
 #include "run/fm_report.h"
 
