@@ -106,6 +106,24 @@ expect 'traces_heatmap_*.png' 'traces_imbalance_*.png' policies_iteration_time.p
 check() { python3 "$FLEXMOE_SOURCE_ROOT/tests/store/check_figures.py" "$FLEXMOE_FIGURES" "$db" \
   "$tmp/report.json" "$trace" "$@"; }
 check
+# The size is a parameter: --gpus 8 draws the 8-GPU group (the default picks
+# 16, the most GPUs), checked the same way; a size the database lacks is an
+# error naming the sizes it has.
+grep -q "16 GPUs" "$FLEXMOE_FIGURES/policies_speedup.json" ||
+  { echo "FAIL: policies.ipynb did not pick the 16-GPU group by default" >&2; exit 1; }
+python3 "$FLEXMOE_SOURCE_ROOT/notebooks/run.py" --db "$db" --out "$tmp/out" --gpus 8 policies \
+  >"$tmp/run.log" 2>&1 || { cat "$tmp/run.log" >&2; echo "FAIL: run.py --gpus 8" >&2; exit 1; }
+grep -q "8 GPUs" "$FLEXMOE_FIGURES/policies_speedup.json" ||
+  { echo "FAIL: run.py --gpus 8 did not draw 8 GPUs" >&2; exit 1; }
+check
+if python3 "$FLEXMOE_SOURCE_ROOT/notebooks/run.py" --db "$db" --out "$tmp/out3" --gpus 3 \
+  policies >"$tmp/run3.log" 2>&1 || ! grep -q "GPUS = 3: no simulation runs of that size" \
+  "$tmp/run3.log" || ! grep -q "sizes there: \[8, 16\]" "$tmp/run3.log"; then
+  cat "$tmp/run3.log" >&2; echo "FAIL: run.py --gpus 3 should fail naming the sizes" >&2; exit 1
+fi
+echo "ok: the policies notebook's size is the parameter GPUS (notebooks/run.py --gpus)"
+tree_state | diff "$tmp/tree.before" - >&2 ||
+  { echo "FAIL: running the notebooks changed notebooks/ in the tree" >&2; exit 1; }
 # No validations yet: the notebook says so and draws nothing.
 grep -q "validations table is empty" "$tmp/out/validation.ipynb" ||
   { echo "FAIL: validation.ipynb did not report the empty table" >&2; exit 1; }
