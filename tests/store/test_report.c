@@ -349,6 +349,57 @@ Test(report, two_model_shapes_are_reported_apart_and_the_oracle_is_never_beaten)
   free(err);
 }
 
+/* A schema-1 database (before trace_loads and the one-run-per-key index),
+ * read as it is (report never migrates): its runs' params_json and cluster
+ * description are the configuration, so its two shapes are reported apart
+ * too, and the file is left at version 1. */
+Test(report, an_old_schema_database_is_grouped_by_its_stored_configuration) {
+  sqlite3 *h = NULL;
+  cr_assert_eq(sqlite3_open(dbpath, &h), SQLITE_OK);
+  char sql[4096];
+  snprintf(sql, sizeof(sql),
+           "%s PRAGMA user_version = 1; PRAGMA application_id = %d;"
+           "INSERT INTO clusters(name, gpus, json) VALUES('dgx-h100', 8, "
+           "'{\"name\":\"dgx-h100\",\"nodes\":1,\"gpus_per_node\":8}');",
+           st_migration_sql(1), ST_APPLICATION_ID);
+  cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
+  const char *runs[][3] = {{"static", "{\"d_model\":4096}", "20"},
+                           {"oracle", "{\"d_model\":4096}", "10"},
+                           {"static", "{\"d_model\":1024}", "6"},
+                           {"flexmoe", "{\"d_model\":1024}", "5"}};
+  for (int i = 0; i < 4; i++) {
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO runs(kind, cluster_id, policy, engine, params_json, gpus, seed, "
+             "status, config_key) VALUES('sim', 1, '%s', 'analytic', '%s', 8, 0, 'complete', "
+             "'k%d'); INSERT INTO iterations(run_id, iteration, time_ms) VALUES(%d, 0, %s);",
+             runs[i][0], runs[i][1], i, i + 1, runs[i][2]);
+    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
+  }
+  sqlite3_close(h);
+  char *out, *err;
+  cr_assert_eq(report(&out, &err, "--db", dbpath, "--format", "json"), 0, "%s", err);
+  json_t *doc = json_loads(out, 0, NULL);
+  json_t *rows = json_object_get(doc, "rows");
+  cr_assert_eq(json_array_size(rows), 4, "%s", out);
+  for (size_t i = 0; i < 4; i++) {
+    json_t *r = json_array_get(rows, i);
+    int dm = (int)json_integer_value(json_object_get(json_object_get(r, "params"), "d_model"));
+    const char *pol = json_string_value(json_object_get(r, "policy"));
+    double sp = json_real_value(json_object_get(r, "speedup_vs_static"));
+    cr_assert_eq(json_integer_value(json_object_get(r, "gpus_per_node")), 8);
+    if (!strcmp(pol, "flexmoe")) /* its own shape's static (6 ms), and no oracle there */
+      cr_assert(dm == 1024 && fabs(sp - 1.2) < 1e-9 &&
+                    json_is_null(json_object_get(r, "oracle_gap")),
+                "%s", out);
+    if (!strcmp(pol, "oracle"))
+      cr_assert(dm == 4096 && fabs(sp - 2.0) < 1e-9, "%s", out);
+  }
+  json_decref(doc);
+  free(out);
+  free(err);
+  cr_assert_eq(sql_int(dbpath, "PRAGMA user_version"), 1, "report migrated the file");
+}
+
 /* An oracle run with a limited search is not a bound: a dropless policy
  * below it keeps its (negative) gap, and the report says why, on stderr
  * and in the JSON's notes. */
