@@ -1,6 +1,7 @@
 /*
  * cmd_report.c - flexmoe report: the policy comparison stored in a results
- * database, per (kind, trace, cluster, engine) and cluster size.
+ * database, per configuration (kind, trace, cluster, engine, iterations,
+ * seed, model shape and every other stored parameter) and cluster size.
  *
  * The comparison (which runs count, rows, speedup, oracle gap) is
  * run/fm_report.h's, shared with the Python package; this file prints it.
@@ -22,11 +23,13 @@ static const char help[] =
     "usage: flexmoe report [--db FILE] [--format table|csv|json] [--kind sim|gpu]\n"
     "                      [--runs]\n"
     "\n"
-    "Prints the runs stored in a results database: per trace, cluster and\n"
-    "number of GPUs, each policy's mean and effective iteration time, its\n"
-    "speedup over `static` and its distance to the `oracle` lower bound (when\n"
-    "those runs exist, in effective time), and the mean time breakdown per\n"
-    "iteration.\n"
+    "Prints the runs stored in a results database: per configuration (trace,\n"
+    "cluster, engine, iterations, seed, model shape and any other parameter\n"
+    "that differs between runs: the header of each block) and number of GPUs,\n"
+    "each policy's mean and effective iteration time, its speedup over\n"
+    "`static` and its distance to the `oracle` lower bound (when those runs\n"
+    "exist, in effective time), and the mean time breakdown per iteration.\n"
+    "Runs of different configurations are never compared.\n"
     "\n"
     "  --db FILE        results database (default flexmoe.db)\n"
     "  --format F       table (default), csv or json\n"
@@ -36,7 +39,8 @@ static const char help[] =
     "columns: mean_ms = mean iteration time; eff_ms = mean_ms / (1 - dropped)\n"
     "(time per iteration of useful work; inf if every slot is dropped);\n"
     "speedup = static / policy and vs_oracle = policy / oracle - 1, both in\n"
-    "eff_ms; compute, a2a (dispatch + combine), allreduce (replica\n"
+    "eff_ms (vs_oracle only for dropless policies: the oracle processes every\n"
+    "token); compute, a2a (dispatch + combine), allreduce (replica\n"
     "gradients), migr (expert moves), other: mean ms per iteration; balance =\n"
     "mean over iterations of max/mean GPU load; dropped = share of token\n"
     "slots dropped. eff_ms prices dropping as lost throughput only, not its\n"
@@ -53,29 +57,37 @@ static const char *base_name(const char *path) {
   return s ? s + 1 : path;
 }
 
+/* The gpus cell of row i: the size, as nodes x GPUs per node when another
+ * group of its family has the same size (two shapes of one size). */
+static void gpus_cell(const fm_report *rep, size_t i, char *out, size_t len) {
+  const fm_report_row *w = &rep->rows[i];
+  int twin = 0;
+  for (size_t k = 0; k < rep->nrows && !twin; k++)
+    twin = rep->rows[k].family == w->family && rep->rows[k].group != w->group &&
+           rep->rows[k].first->gpus == w->first->gpus;
+  int gpn = w->first->gpus_per_node;
+  if (twin && gpn > 0)
+    snprintf(out, len, "%dx%d", w->first->gpus / gpn, gpn);
+  else
+    snprintf(out, len, "%d", w->first->gpus);
+}
+
 static void print_table(const char *db, const fm_report *rep) {
   const fm_report_row *rows = rep->rows;
   size_t nr = rep->nrows;
   printf("%s: %zu complete run%s\n", db, rep->nruns, rep->nruns == 1 ? "" : "s");
   for (size_t i = 0; i < nr; i++) {
     const st_run_summary *f = rows[i].first;
-    if (i == 0 || strcmp(f->kind, rows[i - 1].first->kind) ||
-        strcmp(f->trace, rows[i - 1].first->trace) ||
-        strcmp(f->cluster, rows[i - 1].first->cluster) ||
-        strcmp(f->engine, rows[i - 1].first->engine) ||
-        f->it_first != rows[i - 1].first->it_first ||
-        f->it_last != rows[i - 1].first->it_last) {
-      printf("\n%s runs, trace %s, cluster %s, engine %s, iterations %lld:%lld\n",
-             f->kind, f->trace[0] ? base_name(f->trace) : "-", f->cluster,
-             f->engine[0] ? f->engine : "-", (long long)f->it_first,
-             (long long)f->it_last + 1);
+    if (i == 0 || rows[i].family != rows[i - 1].family) {
+      printf("\n%s runs, %s\n", f->kind, rows[i].config);
       printf("%5s  %-22s %4s %6s %10s %10s %8s %9s %8s %8s %9s %7s %7s %7s %7s\n",
              "gpus", "policy", "runs", "iters", "mean_ms", "eff_ms", "speedup",
              "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
              "balance", "dropped");
     }
-    char speed[32] = "-", gap[32] = "-", name[sizeof f->policy];
+    char speed[32] = "-", gap[32] = "-", name[sizeof f->policy], gpus[32];
     fm_report_short_name(rep, i, name, sizeof(name));
+    gpus_cell(rep, i, gpus, sizeof(gpus));
     if (!isnan(rows[i].speedup))
       snprintf(speed, sizeof(speed), "%.2fx", rows[i].speedup);
     if (!isnan(rows[i].oracle_gap))
@@ -86,18 +98,19 @@ static void print_table(const char *db, const fm_report *rep) {
                  ? 100 * rows[i].dropped_tokens / rows[i].total_tokens
                  : 0.0);
     /* %f prints an effective time of +inf (all dropped) as "inf" */
-    printf("%5d  %-22s %4d %6lld %10.3f %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f "
+    printf("%5s  %-22s %4d %6lld %10.3f %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f "
            "%7.3f %7.2f %7s\n",
-           f->gpus, name, rows[i].runs, (long long)rows[i].iterations,
+           gpus, name, rows[i].runs, (long long)rows[i].iterations,
            rows[i].mean_ms, rows[i].effective_ms, speed, gap, rows[i].compute_ms, rows[i].alltoall_ms,
            rows[i].allreduce_ms, rows[i].migration_ms, rows[i].other_ms,
            rows[i].balance, drop);
   }
   printf("\n(times: mean ms per iteration; eff_ms = mean_ms / (1 - dropped), inf "
          "if all are dropped;\n speedup = static / policy and vs_oracle = policy / "
-         "oracle - 1, both in eff_ms;\n dropped = share of token slots dropped "
-         "(capacity); policies by name and the\n parameters that differ, in full: "
-         "--format csv|json or --runs)\n");
+         "oracle - 1, both in eff_ms;\n vs_oracle is - for a policy that drops "
+         "tokens: the oracle bounds dropless policies;\n dropped = share of token "
+         "slots dropped (capacity); policies by name and the\n parameters that "
+         "differ, in full: --format csv|json or --runs)\n");
 }
 
 /* A CSV field, quoted when it holds a comma, quote or newline. */
@@ -126,7 +139,7 @@ static void print_csv(const fm_report_row *rows, size_t nr) {
        "runs,iterations,"
        "mean_iteration_ms,speedup_vs_static,oracle_gap,compute_ms,alltoall_ms,"
        "allreduce_ms,migration_ms,other_ms,balance_mean,migrated_bytes,"
-       "dropped_tokens,effective_iteration_ms");
+       "dropped_tokens,effective_iteration_ms,seed,gpus_per_node,group,config");
   for (size_t i = 0; i < nr; i++) {
     const fm_report_row *r = &rows[i];
     const st_run_summary *f = r->first;
@@ -153,6 +166,8 @@ static void print_csv(const fm_report_row *rows, size_t nr) {
     csv_num(r->migrated_bytes, "%.0f");
     csv_num(r->dropped_tokens, "%.0f");
     csv_num(r->effective_ms, "%.6f"); /* "inf" when every slot is dropped */
+    printf(",%llu,%d,%d,", (unsigned long long)f->seed, f->gpus_per_node, r->group);
+    csv_field(r->config);
     putchar('\n');
   }
 }
@@ -240,6 +255,10 @@ static int report_rows(st_db *db, const char *dbpath, const char *kind, int fmt)
     printf("%s: no complete runs%s%s\n", dbpath, kind ? " of kind " : "", kind ? kind : "");
   else
     print_table(dbpath, &rep);
+  char note[512];
+  fm_report_beaten_note(&rep, note, sizeof(note));
+  if (note[0])
+    fprintf(stderr, "flexmoe report: note: %s\n", note);
   fm_report_fini(&rep);
   return rc;
 }

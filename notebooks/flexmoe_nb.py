@@ -11,6 +11,8 @@ Environment:
                    in the current folder.
   FLEXMOE_FIGURES  folder for the PNG figures; default: figures/ next to the
                    notebooks.
+notebooks/run.py sets both (--db, --out) and runs the notebooks without
+writing into notebooks/.
 The notebooks never write to the database (the package opens it read-only). Beside each figure NAME.png,
 save() writes NAME.json: the values the figure draws, read back from the
 figure itself (figure_data), so they can be checked against the database
@@ -46,9 +48,12 @@ def figures_dir():
     return path
 
 
-# Runs are compared inside a group: same trace, cluster, engine, iterations
-# and size (as `flexmoe report` does).
-GROUP = ["kind", "trace_name", "trace_hash", "cluster", "engine", "it_first", "it_end", "gpus"]
+# Runs are compared inside a group of `flexmoe report`: one configuration
+# (trace, cluster, GPUs, model shape and every other stored parameter,
+# engine, iterations, seed) but the policy; a family is a group without its
+# size (the lines of a sweep). Both are columns of report(): group, family,
+# and config (the family in words).
+GROUP = ["group"]
 
 # flexmoe.report's columns by the short names the notebooks use.
 _REPORT_NAMES = {
@@ -70,13 +75,77 @@ def report(kind="sim", path=None):
     per (group, policy), its means over seeds, speedup over static and gap to
     the oracle in effective time (mean / (1 - dropped share of token slots):
     a policy that drops tokens cannot look faster than the work it does),
-    NaN where the peer is missing; name = the report's short policy name,
-    run_ids = the runs it averages. Columns renamed to the notebooks' short
-    names (_REPORT_NAMES), plus trace_name and base_policy."""
+    NaN where the peer is missing (and the oracle gap of a policy that drops
+    tokens: the oracle bounds dropless policies); name = the report's short
+    policy name, run_ids = the runs it averages, group / family / config =
+    its configuration. Columns renamed to the notebooks' short names
+    (_REPORT_NAMES), plus trace_name, base_policy and drops."""
     df = flexmoe.report(path or db_path(), kind).rename(columns=_REPORT_NAMES)
     df["trace_name"] = df.trace.map(lambda p: os.path.basename(p) if p else "-")
     df["base_policy"] = df.policy.str.split(":").str[0]
+    df["drops"] = df.dropped_tokens.astype(float) > 0  # no oracle bound for these
     return df
+
+
+def title(row, gpus=True, width=90):
+    """A figure title that carries the configuration of a report row: its
+    family in words (trace, cluster, engine, iterations, seed, model shape
+    and what else differs; `flexmoe report`'s block header) and, with gpus,
+    the cluster size; wrapped to lines of about width characters."""
+    import textwrap
+    text = row["config"] + (f", {int(row['gpus'])} GPUs" if gpus else "")
+    return "\n".join(textwrap.wrap(text, width))
+
+
+_NICE = [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8]
+
+
+def readable_log_axis(axis, values, fmt="{:g}"):
+    """Ticks a log axis at round values inside the range of values (about 4
+    to 8 labels: 1, 1.5, 2, 3, 5 ... per decade as the range allows), so
+    that it never labels only one or two powers; fmt formats a tick."""
+    import matplotlib.ticker as mt
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return
+    lo, hi = v.min(), v.max()
+    ticks = []
+    for subs in ([1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7], _NICE):
+        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1,
+                                              int(np.ceil(np.log10(hi))) + 1)
+                 for m in subs if lo / 1.15 <= m * 10.0 ** e <= hi * 1.15]
+        if len(ticks) >= 4:
+            break
+    axis.set_major_locator(mt.FixedLocator(ticks))
+    axis.set_major_formatter(mt.FuncFormatter(lambda x, _: fmt.format(float(f"{x:.3g}"))))
+    axis.set_minor_formatter(mt.NullFormatter())
+
+
+def clip_spikes(ax, lines, factor=1.5):
+    """lines: the y values of each line drawn. When the largest value is over
+    factor x the highest of the lines' 99th percentiles (a lone spike would
+    flatten every other line), limits the y axis to 1.3 x that percentile
+    and says in the axes how many points lie above and the largest; the
+    lines keep every value. Otherwise the axis starts at 0. Returns whether
+    it clipped."""
+    vals = [np.asarray(v, dtype=float) for v in lines]
+    vals = [v[np.isfinite(v)] for v in vals]
+    vals = [v for v in vals if len(v)]
+    if not vals:
+        return False
+    basis = max(np.percentile(v, 99) for v in vals)
+    top_value = max(v.max() for v in vals)
+    if basis <= 0 or top_value <= factor * basis:
+        ax.set_ylim(bottom=0)
+        return False
+    top = 1.3 * basis
+    ax.set_ylim(0, top)
+    n = int(sum((v > top).sum() for v in vals))
+    ax.text(0.01, 0.97, f"y axis clipped at {top:.3g} ms: {n} point(s) above it, "
+            f"the highest {top_value:.3g} ms", transform=ax.transAxes, ha="left", va="top",
+            fontsize=8, color="dimgrey")
+    return True
 
 
 POLICY_ORDER = ["static", "capacity", "fastermoe", "smartmoe", "eplb", "flexmoe", "oracle"]
@@ -152,12 +221,13 @@ def figure_data(fig):
 
 def save(fig, name):
     """Saves fig as FLEXMOE_FIGURES/name (PNG) and the values it draws
-    (figure_data) beside it as the same name with .json; returns the PNG's
-    path."""
+    (figure_data) and its suptitle beside it as the same name with .json;
+    returns the PNG's path."""
     path = os.path.join(figures_dir(), name)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    sup = fig._suptitle.get_text() if fig._suptitle is not None else ""
     with open(os.path.splitext(path)[0] + ".json", "w") as f:
-        json.dump({"figure": name, "axes": figure_data(fig)}, f)
+        json.dump({"figure": name, "suptitle": sup, "axes": figure_data(fig)}, f)
     plt.close(fig)
     print("wrote", path)
     return path

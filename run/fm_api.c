@@ -345,9 +345,13 @@ static const char *const run_cols[] = {
     "id", "kind", "policy", "cluster", "engine", "trace", "trace_hash", "config_key", "gpus",
     "seed", "started", "finished", "iterations", "mean_ms", "compute_ms", "alltoall_ms",
     "allreduce_ms", "migration_ms", "other_ms", "balance_mean", "bytes_alltoall",
-    "bytes_migrated", "tokens_dropped", "tokens_total", "effective_ms"};
+    "bytes_migrated", "tokens_dropped", "tokens_total", "effective_ms", "gpus_per_node",
+    "params_json"};
+/* gpus_per_node and params_json (the stored parameters: model shape, ...)
+ * say, with trace, cluster, engine, seed and gpus, which configuration a run
+ * is (run/fm_report.h groups by them). */
 static json_t *run_row(const st_run_summary *r) {
-  return json_pack("[I, o, o, o, o, o, o, o, i, I, o, o, I, o, o, o, o, o, o, o, I, I, I, I, o]",
+  return json_pack("[I, o, o, o, o, o, o, o, i, I, o, o, I, o, o, o, o, o, o, o, I, I, I, I, o, i, o]",
                    (json_int_t)r->id, fm_json_string(r->kind), fm_json_string(r->policy),
                    fm_json_string(r->cluster), fm_json_string(r->engine),
                    fm_json_string(r->trace), fm_json_string(r->trace_hash),
@@ -359,7 +363,8 @@ static json_t *run_row(const st_run_summary *r) {
                    fm_json_number(r->other_ms), fm_json_number(r->balance_mean),
                    (json_int_t)r->bytes_alltoall, (json_int_t)r->bytes_migrated,
                    (json_int_t)r->tokens_dropped, (json_int_t)r->tokens_total,
-                   fm_json_number(r->effective_ms));
+                   fm_json_number(r->effective_ms), r->gpus_per_node,
+                   fm_json_string(r->params_json));
 }
 
 static const char *const iter_cols[] = {

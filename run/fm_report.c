@@ -1,11 +1,21 @@
 /*
  * fm_report.c - the policy comparison of a results database (fm_report.h):
- * the runs that count, one row per (group, policy), speedup and oracle gap.
- * Moved from cli/cmd_report.c, which now only prints it.
+ * the runs that count, one row per (group, policy), speedup and oracle gap,
+ * and each family's configuration in words. Moved from cli/cmd_report.c,
+ * which now only prints it.
+ *
+ * Runs are sorted by their whole configuration (cmp_runs), so a group (one
+ * configuration but the policy: same_group) and a family (a group without
+ * its size: same_family) are runs next to each other; peers are only ever
+ * looked up inside a group, which is why two model shapes, seeds or engines
+ * in one database cannot be set against each other. The configuration is
+ * what the store keeps of each run (st_run_summary: params_json, seed,
+ * cluster description), nothing the report guesses.
  */
 #include "run/fm_report.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,33 +83,44 @@ void fm_report_short_name(const fm_report *r, size_t i, char *out, size_t len) {
   }
 }
 
-static int same_group(const st_run_summary *a, const st_run_summary *b) {
+/* Whether a and b are runs of one configuration but for the cluster size
+ * and the policy: kind, trace (path and content), cluster (name and
+ * description), engine, iteration range, seed and every stored parameter
+ * (model shape, tokens, slots, profile, network, ...). */
+static int same_family(const st_run_summary *a, const st_run_summary *b) {
   return strcmp(a->kind, b->kind) == 0 && strcmp(a->trace, b->trace) == 0 &&
          strcmp(a->trace_hash, b->trace_hash) == 0 && strcmp(a->cluster, b->cluster) == 0 &&
-         strcmp(a->engine, b->engine) == 0 && a->it_first == b->it_first &&
-         a->it_last == b->it_last && a->gpus == b->gpus;
+         strcmp(a->cluster_hash, b->cluster_hash) == 0 && strcmp(a->engine, b->engine) == 0 &&
+         strcmp(a->params_json, b->params_json) == 0 && a->seed == b->seed &&
+         a->it_first == b->it_first && a->it_last == b->it_last;
 }
+
+/* Whether a and b are runs of one configuration but the policy: the only
+ * runs ever compared (speedup, oracle gap) or averaged. */
+static int same_group(const st_run_summary *a, const st_run_summary *b) {
+  return same_family(a, b) && a->gpus == b->gpus && a->gpus_per_node == b->gpus_per_node;
+}
+
+static int cmp_i64(int64_t a, int64_t b) { return a < b ? -1 : a > b; }
 
 static int cmp_runs(const void *pa, const void *pb) {
   const st_run_summary *a = pa, *b = pb;
   int c;
   if ((c = strcmp(a->kind, b->kind)) || (c = strcmp(a->trace, b->trace)) ||
       (c = strcmp(a->trace_hash, b->trace_hash)) || (c = strcmp(a->cluster, b->cluster)) ||
-      (c = strcmp(a->engine, b->engine)))
+      (c = strcmp(a->cluster_hash, b->cluster_hash)) || (c = strcmp(a->engine, b->engine)) ||
+      (c = cmp_i64(a->it_first, b->it_first)) || (c = cmp_i64(a->it_last, b->it_last)) ||
+      (c = strcmp(a->params_json, b->params_json)) ||
+      (c = a->seed < b->seed ? -1 : a->seed > b->seed) || (c = cmp_i64(a->gpus, b->gpus)) ||
+      (c = cmp_i64(a->gpus_per_node, b->gpus_per_node)))
     return c;
-  if (a->it_first != b->it_first)
-    return a->it_first < b->it_first ? -1 : 1;
-  if (a->it_last != b->it_last)
-    return a->it_last < b->it_last ? -1 : 1;
-  if (a->gpus != b->gpus)
-    return a->gpus < b->gpus ? -1 : 1;
   if (policy_rank(a->policy) != policy_rank(b->policy))
     return policy_rank(a->policy) - policy_rank(b->policy);
   if ((c = strcmp(a->policy, b->policy)))
     return c;
   if ((c = strcmp(a->config_key, b->config_key)))
     return c;
-  return a->id < b->id ? -1 : a->id > b->id;
+  return cmp_i64(a->id, b->id);
 }
 
 /* Drops superseded runs (same non-empty config_key, older id) in place;
@@ -158,11 +179,19 @@ static size_t sum_rows(const st_run_summary *runs, size_t n, fm_report_row *rows
   return nr;
 }
 
-/* Speedup over static and gap to the oracle inside each group. */
-static void add_peers(fm_report_row *rows, size_t nr) {
+/* Speedup over static and gap to the oracle inside each group, and the
+ * group and family indices. The oracle processes every token: it bounds the
+ * dropless policies only, so a row that drops slots gets no gap (NAN), and
+ * a dropless row below its oracle (an oracle run with a limited search,
+ * e.g. max_steps) is counted in *beaten. */
+static void add_peers(fm_report_row *rows, size_t nr, int *beaten) {
+  int group = -1, family = -1;
   for (size_t i = 0; i < nr;) {
     size_t j = i;
     double stat = NAN, orac = NAN;
+    group++;
+    if (i == 0 || !same_family(rows[i - 1].first, rows[i].first))
+      family++;
     while (j < nr && same_group(rows[i].first, rows[j].first)) {
       if (isnan(stat) && policy_is(rows[j].first->policy, "static"))
         stat = rows[j].effective_ms;
@@ -171,13 +200,151 @@ static void add_peers(fm_report_row *rows, size_t nr) {
       j++;
     }
     for (size_t k = i; k < j; k++) {
-      double eff = rows[k].effective_ms;
-      rows[k].speedup = fm_speedup(stat, eff);
+      fm_report_row *r = &rows[k];
+      double eff = r->effective_ms;
+      r->group = group;
+      r->family = family;
+      r->drops = r->dropped_tokens > 0;
+      r->speedup = fm_speedup(stat, eff);
       /* policy / oracle - 1: +inf for a policy that drops everything */
-      rows[k].oracle_gap = isfinite(orac) && orac > 0 ? eff / orac - 1 : NAN;
+      r->oracle_gap = isfinite(orac) && orac > 0 && !r->drops ? eff / orac - 1 : NAN;
+      if (r->oracle_gap < -1e-9)
+        (*beaten)++;
     }
     i = j;
   }
+}
+
+/* ---- the configuration in words ---- */
+
+/* Whether key is one of the parameters every label shows (the model shape)
+ * or one it never shows as a parameter (said elsewhere in the label). */
+static int always_shown(const char *key) {
+  return !strcmp(key, "d_model") || !strcmp(key, "d_ff") || !strcmp(key, "top_k");
+}
+static int said_elsewhere(const char *key) {
+  return !strcmp(key, "iterations") || !strcmp(key, "engine");
+}
+
+/* A parameter's value as text: strings bare, the rest compact JSON. */
+static void value_text(const json_t *v, char *out, size_t len) {
+  if (json_is_string(v)) {
+    snprintf(out, len, "%s", json_string_value(v));
+    return;
+  }
+  char *t = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+  snprintf(out, len, "%s", t ? t : "null");
+  free(t);
+}
+
+static const char *base_of(const char *path) {
+  const char *sl = strrchr(path, '/');
+  return sl ? sl + 1 : path;
+}
+
+/* Whether rows i and k look alike by what every label shows: kind, trace
+ * name, cluster name, engine, iterations, seed and the model shape. */
+static int look_alike(const fm_report *r, json_t **pj, size_t i, size_t k) {
+  const st_run_summary *a = r->rows[i].first, *b = r->rows[k].first;
+  static const char *const shape[] = {"d_model", "d_ff", "top_k"};
+  int same = !strcmp(a->kind, b->kind) && !strcmp(base_of(a->trace), base_of(b->trace)) &&
+             !strcmp(a->cluster, b->cluster) && !strcmp(a->engine, b->engine) &&
+             a->it_first == b->it_first && a->it_last == b->it_last && a->seed == b->seed;
+  for (int s = 0; s < 3 && same; s++)
+    same = json_equal(json_object_get(pj[i], shape[s]), json_object_get(pj[k], shape[s])) ||
+           (!json_object_get(pj[i], shape[s]) && !json_object_get(pj[k], shape[s]));
+  return same;
+}
+
+/* Whether another family of the report (rows' firsts, parsed params in
+ * pj) that looks alike (look_alike) differs from row i's in a field, which
+ * must then be named to tell them apart: what = 0 trace (other path or
+ * content), 1 cluster (other description), 2 the parameter key (other
+ * value, or none). */
+static int differs(const fm_report *r, json_t **pj, size_t i, int what, const char *key) {
+  const st_run_summary *a = r->rows[i].first;
+  json_t *va = key ? json_object_get(pj[i], key) : NULL;
+  for (size_t k = 0; k < r->nrows; k++) {
+    const st_run_summary *b = r->rows[k].first;
+    if (!look_alike(r, pj, i, k))
+      continue;
+    if (what == 0 && (strcmp(a->trace, b->trace) || strcmp(a->trace_hash, b->trace_hash)))
+      return 1;
+    if (what == 1 && strcmp(a->cluster_hash, b->cluster_hash))
+      return 1;
+    if (what == 2 && !json_equal(va, json_object_get(pj[k], key)))
+      return 1;
+  }
+  return 0;
+}
+
+/* Appends fmt... to out (at *off, capacity len), cut where it is full. */
+static void add(char *out, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add(char *out, size_t len, size_t *off, const char *fmt, ...) {
+  if (*off >= len)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out + *off, len - *off, fmt, ap);
+  va_end(ap);
+  *off = n < 0 ? len : *off + (size_t)n;
+}
+
+/* Row i's family in words: trace, cluster, engine, iterations, seed, the
+ * model shape, and whatever else tells it apart from a family that looks
+ * alike by those (look_alike): the trace's path or content, the cluster's
+ * description, the parameters whose values differ. */
+static void describe(const fm_report *r, json_t **pj, size_t i, char *out, size_t len) {
+  const st_run_summary *f = r->rows[i].first;
+  size_t off = 0;
+  out[0] = '\0';
+  add(out, len, &off, "trace %s", f->trace[0] ? base_of(f->trace) : "-");
+  if (differs(r, pj, i, 0, NULL))
+    add(out, len, &off, " (%s, content %.8s)", f->trace, f->trace_hash);
+  add(out, len, &off, ", cluster %s", f->cluster);
+  if (differs(r, pj, i, 1, NULL))
+    add(out, len, &off, " (description %.8s)", f->cluster_hash);
+  add(out, len, &off, ", engine %s, iterations %lld:%lld, seed %llu", f->engine[0] ? f->engine : "-",
+      (long long)f->it_first, (long long)f->it_last + 1, (unsigned long long)f->seed);
+  const char *key;
+  json_t *v;
+  char val[256];
+  json_object_foreach(pj[i], key, v) {
+    if (said_elsewhere(key) || (!always_shown(key) && !differs(r, pj, i, 2, key)))
+      continue;
+    value_text(v, val, sizeof(val));
+    add(out, len, &off, ", %s=%s", key, val);
+  }
+}
+
+/* Every row's config (its family's words); parses each row's parameters
+ * once. FM_OK, or FM_EFAIL when out of memory. */
+static int add_configs(fm_report *r) {
+  json_t **pj = calloc(r->nrows ? r->nrows : 1, sizeof(*pj));
+  if (!pj)
+    return FM_EFAIL;
+  for (size_t i = 0; i < r->nrows; i++) {
+    json_t *p = json_loads(r->rows[i].first->params_json, 0, NULL);
+    pj[i] = json_is_object(p) ? p : json_object(); /* none, or not an object: nothing to show */
+    if (p && !json_is_object(p))
+      json_decref(p);
+  }
+  int rc = FM_OK;
+  for (size_t i = 0; i < r->nrows; i++) {
+    if (!pj[i]) {
+      rc = FM_EFAIL;
+      break;
+    }
+    if (i > 0 && r->rows[i].family == r->rows[i - 1].family)
+      memcpy(r->rows[i].config, r->rows[i - 1].config, sizeof(r->rows[i].config));
+    else
+      describe(r, pj, i, r->rows[i].config, sizeof(r->rows[i].config));
+  }
+  for (size_t i = 0; i < r->nrows; i++)
+    json_decref(pj[i]);
+  free(pj);
+  return rc;
 }
 
 int fm_report_build(st_db *db, const char *db_path, const char *kind, fm_report *out,
@@ -199,8 +366,14 @@ int fm_report_build(st_db *db, const char *db_path, const char *kind, fm_report 
     return FM_EFAIL;
   }
   size_t nr = sum_rows(runs, nused, rows);
-  add_peers(rows, nr);
-  *out = (fm_report){.runs = runs, .nruns = nused, .rows = rows, .nrows = nr};
+  int beaten = 0;
+  add_peers(rows, nr, &beaten);
+  *out = (fm_report){.runs = runs, .nruns = nused, .rows = rows, .nrows = nr, .nbeaten = beaten};
+  if (add_configs(out) != FM_OK) {
+    fm_report_fini(out);
+    snprintf(errmsg, errlen, "out of memory");
+    return FM_EFAIL;
+  }
   return FM_OK;
 }
 
@@ -225,6 +398,34 @@ static int add_detail(const fm_report *r, size_t i, json_t *o) {
   bad |= json_object_set_new(o, "name", fm_json_string(name));
   bad |= json_object_set_new(o, "run_ids", ids);
   return bad;
+}
+
+/* The group's configuration keys of a row: seed, gpus_per_node, params
+ * (the stored object, null if none), config, group, family; 1 when out of
+ * memory. */
+static int add_config(const fm_report_row *w, json_t *o) {
+  json_t *p = json_loads(w->first->params_json, 0, NULL);
+  if (!json_is_object(p)) {
+    json_decref(p);
+    p = json_null();
+  }
+  int bad = json_object_set_new(o, "seed", json_integer((json_int_t)w->first->seed));
+  bad |= json_object_set_new(o, "gpus_per_node", json_integer(w->first->gpus_per_node));
+  bad |= json_object_set_new(o, "params", p);
+  bad |= json_object_set_new(o, "config", fm_json_string(w->config));
+  bad |= json_object_set_new(o, "group", json_integer(w->group));
+  bad |= json_object_set_new(o, "family", json_integer(w->family));
+  return bad;
+}
+
+void fm_report_beaten_note(const fm_report *r, char *out, size_t len) {
+  out[0] = '\0';
+  if (r->nbeaten > 0)
+    snprintf(out, len,
+             "%d dropless row%s below the oracle of %s group: that oracle run is not a "
+             "lower bound (a limited search, e.g. oracle:max_steps); rerun it with the "
+             "defaults to compare against the bound",
+             r->nbeaten, r->nbeaten == 1 ? " is" : "s are", r->nbeaten == 1 ? "its" : "their");
 }
 
 /* Strings from the database (paths, names, specs) go through
@@ -253,10 +454,15 @@ json_t *fm_report_doc(const char *db_path, const fm_report *r, int detail) {
         "oracle_gap", fm_json_number(w->oracle_gap), "breakdown_ms", bd, "balance_mean",
         fm_json_number(w->balance), "migrated_bytes", (json_int_t)w->migrated_bytes,
         "dropped_tokens", (json_int_t)w->dropped_tokens);
-    bad |= !o || (detail && add_detail(r, i, o));
+    bad |= !o || add_config(w, o) || (detail && add_detail(r, i, o));
     bad |= json_array_append_new(arr, o);
   }
   bad |= json_object_set_new(doc, "rows", arr);
+  char note[512];
+  fm_report_beaten_note(r, note, sizeof(note));
+  json_t *notes = json_array();
+  bad |= !notes || (note[0] && json_array_append_new(notes, fm_json_string(note)));
+  bad |= json_object_set_new(doc, "notes", notes);
   if (bad) {
     json_decref(doc);
     return NULL;

@@ -1309,6 +1309,19 @@ static int end_rows(st_db *db, sqlite3_stmt *s, int rc, int step) {
   return changed_under_us(db, rc);
 }
 
+/* 16 hex digits of FNV-1a over a TEXT column, "" when it is empty: the
+ * identity of a cluster description without keeping all of it per run. */
+static void cluster_hash(sqlite3_stmt *s, int i, char out[17]) {
+  const unsigned char *t = sqlite3_column_text(s, i);
+  out[0] = '\0';
+  if (!t || !*t)
+    return;
+  uint64_t h = 14695981039346656037ULL;
+  for (; *t; t++)
+    h = (h ^ *t) * 1099511628211ULL;
+  snprintf(out, 17, "%016" PRIx64, h);
+}
+
 int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
                  size_t *n) {
   if (!db || !rows || !n)
@@ -1322,7 +1335,13 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
       "  avg(i.other_ms), avg(i.balance), total(i.bytes_alltoall),"
       "  total(i.bytes_migrated), total(i.tokens_dropped),"
       "  total(i.tokens_total), COALESCE(min(i.iteration), 0),"
-      "  COALESCE(max(i.iteration), -1) "
+      "  COALESCE(max(i.iteration), -1), COALESCE(r.params_json, ''),"
+      /* the cluster's description without its size (gpus and
+       * gpus_per_node say it), and its GPUs per node */
+      "  CASE WHEN c.json IS NULL THEN '' WHEN json_valid(c.json) THEN "
+      "  json_remove(c.json, '$.nodes', '$.gpus_per_node') ELSE c.json END,"
+      "  CASE WHEN json_valid(c.json) THEN "
+      "  COALESCE(json_extract(c.json, '$.gpus_per_node'), 0) ELSE 0 END "
       "FROM runs r LEFT JOIN clusters c ON c.id = r.cluster_id "
       "LEFT JOIN traces t ON t.id = r.trace_id "
       "LEFT JOIN iterations i ON i.run_id = r.id "
@@ -1369,6 +1388,9 @@ int st_runs_list(st_db *db, const char *kind, st_run_summary **rows,
     r->it_first = sqlite3_column_int64(s, 25);
     r->it_last = sqlite3_column_int64(s, 26);
     r->effective_ms = st_effective_ms(r->mean_ms, r->tokens_dropped, r->tokens_total);
+    copy_col(s, 27, r->params_json, sizeof(r->params_json));
+    cluster_hash(s, 28, r->cluster_hash);
+    r->gpus_per_node = sqlite3_column_int(s, 29);
   }
   rc = end_rows(db, s, rc, step);
   if (rc != ST_OK) {

@@ -203,7 +203,10 @@ def results(db):
     """The results database db (a file `flexmoe sim`, `sweep`, `run` or
     `validate` wrote) as Results(runs, iterations, validations), DataFrames:
     runs = the complete runs with their means (id, kind, policy, cluster,
-    engine, trace, ..., mean_ms, effective_ms), iterations = their
+    engine, trace, ..., mean_ms, effective_ms) and what their configuration
+    is beside those (seed, gpus, gpus_per_node, params_json: the stored
+    parameters as JSON text, model shape included; compare runs only of one
+    configuration, as report(db) does), iterations = their
     iteration rows (run_id, iteration, time_ms, ...), validations = predicted
     vs measured runs and the relative errors."""
     doc = json.loads(_call(_lib.lib().fm_results_json, os.fspath(db)))
@@ -213,9 +216,16 @@ def results(db):
 
 def report(db, kind=None):
     """The policy comparison of the results database db, as `flexmoe report
-    --format json` computes it (run/fm_report.h): one row per (kind, trace,
-    cluster, engine, iterations, gpus, policy) of the complete runs (of kind
-    "sim" or "gpu"; None: both), a configuration stored twice counted once.
+    --format json` computes it (run/fm_report.h): one row per configuration
+    and policy of the complete runs (of kind "sim" or "gpu"; None: both), a
+    configuration stored twice counted once. Runs are compared only inside
+    a group: the same kind, trace, cluster, GPUs, model shape and every
+    other stored parameter, engine, iteration range and seed; never across
+    configurations. Columns seed, gpus_per_node, params.* (the stored
+    parameters: params.d_model, params.d_ff, params.top_k, ...), config (the
+    configuration in words), group and family (group without its size)
+    say which; oracle_gap is NaN for a policy that drops tokens (the
+    oracle, which processes every token, bounds dropless policies only).
 
     Columns: those of the command's JSON rows (mean_iteration_ms,
     effective_iteration_ms, speedup_vs_static and oracle_gap in effective
@@ -232,7 +242,8 @@ def report(db, kind=None):
         "iterations", "mean_iteration_ms", "effective_iteration_ms", "speedup_vs_static",
         "oracle_gap", "breakdown_ms.compute", "breakdown_ms.alltoall", "breakdown_ms.allreduce",
         "breakdown_ms.migration", "breakdown_ms.other", "balance_mean", "migrated_bytes",
-        "dropped_tokens", "trace_hash", "name", "run_ids"])
+        "dropped_tokens", "seed", "gpus_per_node", "params", "config", "group", "family",
+        "trace_hash", "name", "run_ids"])
     at = df.columns.get_loc("iteration_range")
     rng = list(df.pop("iteration_range"))
     df.insert(at, "end_iteration", [r[1] for r in rng])

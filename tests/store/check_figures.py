@@ -75,24 +75,36 @@ def gpus_in(title):
     return int(m.group(1))
 
 
-def sim_runs(gpus=None):
-    """{run id: policy} of the complete simulation runs (at gpus)."""
-    q = "SELECT id, policy, gpus FROM runs WHERE kind = 'sim' AND status = 'complete'"
-    return {i: p for i, p, g in con.execute(q) if gpus is None or g == gpus}
+def d_model_in(title):
+    """The model width a figure's title names (its configuration)."""
+    m = re.search(r"d_model=(\d+)", title)
+    if not m:
+        fail(f"no model shape (d_model=) in the title {title!r}")
+    return int(m.group(1))
 
 
-def report_row(policy_base, gpus):
-    rows = [r for r in report if base(r["policy"]) == policy_base and r["gpus"] == gpus]
+def sim_runs(gpus=None, d_model=None):
+    """{run id: policy} of the complete simulation runs (at gpus, of the
+    model width d_model: the database holds two shapes)."""
+    q = ("SELECT id, policy, gpus, json_extract(params_json, '$.d_model') FROM runs "
+         "WHERE kind = 'sim' AND status = 'complete'")
+    return {i: p for i, p, g, d in con.execute(q)
+            if (gpus is None or g == gpus) and (d_model is None or d == d_model)}
+
+
+def report_row(policy_base, gpus, d_model):
+    rows = [r for r in report if base(r["policy"]) == policy_base and r["gpus"] == gpus
+            and r["params"]["d_model"] == d_model]
     if len(rows) != 1:
-        fail(f"report: {len(rows)} rows for {policy_base} at {gpus} GPUs")
+        fail(f"report: {len(rows)} rows for {policy_base} at {gpus} GPUs, d_model {d_model}")
     return rows[0]
 
 
 def check_policies():
     # iteration time per iteration, one line per policy of the shown size
     (ax,) = figure("policies_iteration_time")
-    gpus = gpus_in(ax["title"])
-    runs = sim_runs(gpus)
+    gpus, dm = gpus_in(ax["title"]), d_model_in(ax["title"])
+    runs = sim_runs(gpus, dm)
     lines = drawn(ax["lines"])
     if sorted(l["label"] for l in lines) != sorted(base(p) for p in runs.values()):
         fail(f"policies_iteration_time: lines {[l['label'] for l in lines]}, runs "
@@ -105,17 +117,17 @@ def check_policies():
         same_list(l["y"], [r[1] for r in rows], f"policies_iteration_time {l['label']} y", 0)
     # speedup over static: bars of the real policies, the oracle's as a line
     (ax,) = figure("policies_speedup")
-    if gpus_in(ax["title"]) != gpus:
-        fail("policies_speedup shows another size than policies_iteration_time")
+    if gpus_in(ax["title"]) != gpus or d_model_in(ax["title"]) != dm:
+        fail("policies_speedup shows another configuration than policies_iteration_time")
     (bars,) = ax["bars"]
     names = [b["x"] for b in bars["bars"]]
     if sorted(names) != sorted(base(p) for p in runs.values() if base(p) != "oracle"):
         fail(f"policies_speedup: bars {names}")
     for b in bars["bars"]:
-        same(b["height"], report_row(b["x"], gpus)["speedup_vs_static"],
+        same(b["height"], report_row(b["x"], gpus, dm)["speedup_vs_static"],
              f"policies_speedup {b['x']}", 1e-8)
     (orc,) = [l for l in drawn(ax["lines"]) if l["label"].startswith("oracle bound")]
-    same_list(orc["y"], [report_row("oracle", gpus)["speedup_vs_static"]] * 2,
+    same_list(orc["y"], [report_row("oracle", gpus, dm)["speedup_vs_static"]] * 2,
               "policies_speedup oracle line", 1e-8)
     # breakdown: stacked bars, each phase's mean over the run's iterations
     (ax,) = figure("policies_breakdown")
@@ -134,16 +146,30 @@ def check_policies():
 
 
 def check_sweep():
-    left, right = figure("sweep_speedup")
-    for ax, key in ((left, "speedup_vs_static"), (right, "effective_iteration_ms")):
-        lines = drawn(ax["lines"])
-        if sorted(l["label"] for l in lines) != sorted({base(p) for p in sim_runs().values()}):
-            fail(f"sweep_speedup: lines {[l['label'] for l in lines]}")
-        for l in lines:
-            sizes = sorted({r["gpus"] for r in report if base(r["policy"]) == l["label"]})
-            same_list(l["x"], sizes, f"sweep_speedup {l['label']} GPUs", 0)
-            same_list(l["y"], [report_row(l["label"], g)[key] for g in sizes],
-                      f"sweep_speedup {l['label']} {key}", 1e-8)
+    """One figure per model shape (the database holds two), each drawing
+    only the runs of the shape its title names."""
+    shapes = sorted({d for (d,) in con.execute(
+        "SELECT DISTINCT json_extract(params_json, '$.d_model') FROM runs WHERE kind = 'sim'")})
+    drawn_shapes = []
+    for n in range(len(shapes)):
+        fig = json.load(open(os.path.join(FIG, ("sweep_speedup" if n == 0 else
+                                                 f"sweep_speedup_{n}") + ".json")))
+        dm = d_model_in(fig["suptitle"])
+        drawn_shapes.append(dm)
+        left, right = fig["axes"]
+        for ax, key in ((left, "speedup_vs_static"), (right, "effective_iteration_ms")):
+            lines = drawn(ax["lines"])
+            if sorted(l["label"] for l in lines) != sorted({base(p) for p in
+                                                            sim_runs(None, dm).values()}):
+                fail(f"sweep_speedup d_model {dm}: lines {[l['label'] for l in lines]}")
+            for l in lines:
+                sizes = sorted({r["gpus"] for r in report if base(r["policy"]) == l["label"]
+                                and r["params"]["d_model"] == dm})
+                same_list(l["x"], sizes, f"sweep_speedup {dm} {l['label']} GPUs", 0)
+                same_list(l["y"], [report_row(l["label"], g, dm)[key] for g in sizes],
+                          f"sweep_speedup {dm} {l['label']} {key}", 1e-8)
+    if sorted(drawn_shapes) != shapes:
+        fail(f"sweep figures of d_model {drawn_shapes}, database {shapes}")
 
 
 def trace_counts():

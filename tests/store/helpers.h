@@ -161,13 +161,15 @@ static inline const char *flexmoe_bin(void) {
 
 /* Writes a complete run whose iterations all take time_ms (compute 60%,
  * all-to-all 30%, other 10%) and route 1000 token slots each, of which
- * `dropped` are dropped. */
-static inline int64_t put_run_dropping(st_db *db, const char *kind, const char *trace_path,
-                                       const char *cluster, int gpus, const char *policy,
-                                       uint64_t seed, const char *key, double time_ms,
-                                       int iterations, int64_t dropped) {
+ * `dropped` are dropped; params is its stored params_json (may be NULL: the
+ * model shape etc. that the report groups by). */
+static inline int64_t put_run_params(st_db *db, const char *kind, const char *trace_path,
+                                     const char *cluster, int gpus, const char *policy,
+                                     uint64_t seed, const char *key, double time_ms,
+                                     int iterations, int64_t dropped, const char *params) {
   st_trace_row t = {trace_path, 0x1234, 200, 6, 8, 32, NULL};
   st_run_row r = {0};
+  r.params_json = params;
   r.kind = kind;
   r.policy = policy;
   r.cluster = cluster;
@@ -196,6 +198,15 @@ static inline int64_t put_run_dropping(st_db *db, const char *kind, const char *
   int64_t id = 0;
   cr_assert_eq(st_run_commit(w, &id), ST_OK);
   return id;
+}
+
+/* put_run_params without stored parameters. */
+static inline int64_t put_run_dropping(st_db *db, const char *kind, const char *trace_path,
+                                       const char *cluster, int gpus, const char *policy,
+                                       uint64_t seed, const char *key, double time_ms,
+                                       int iterations, int64_t dropped) {
+  return put_run_params(db, kind, trace_path, cluster, gpus, policy, seed, key, time_ms,
+                        iterations, dropped, NULL);
 }
 
 /* A dropless run (put_run_dropping with nothing dropped). */

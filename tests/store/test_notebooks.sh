@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Executes the four notebooks headless (jupyter nbconvert --execute) on a small
+# Executes the four notebooks headless (notebooks/run.py, over nbclient) on a small
 # database built by `flexmoe sweep` from the bundled sample, and checks the
 # figures they write: each exists, and every value it draws (flexmoe_nb.save
 # writes them beside the PNG) equals the one check_figures.py recomputes from
@@ -30,7 +30,8 @@ fi
 tmp=$(mktemp -d /tmp/flexmoe-nb-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 db=$tmp/nb.db
-export FLEXMOE_DB=$db FLEXMOE_FIGURES=$tmp/figures
+# notebooks/run.py puts the figures under --out/figures
+export FLEXMOE_DB=$db FLEXMOE_FIGURES=$tmp/out/figures
 # the package as python/meson.build installs it (the capture hook included)
 mkdir -p "$tmp/site/flexmoe"
 cp "$FLEXMOE_SOURCE_ROOT"/python/flexmoe/*.py "$tmp/site/flexmoe/"
@@ -40,17 +41,28 @@ export PYTHONPATH=$tmp/site${PYTHONPATH:+:$PYTHONPATH} FLEXMOE_LIBRARY=$lib
 # The oracle with few planner steps: the full one takes seconds per iteration.
 "$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy capacity --policy flexmoe \
   --policy oracle:max_steps=4 --gpus 8,16 --iterations 0:10 --jobs 2 --db "$db" --quiet
+# A second model shape in the same database (issue 18: it used to be mixed
+# into the first one's figures): each figure must draw one shape, named in
+# its title (check_figures.py).
+"$FLEXMOE_BIN" sweep --trace "$trace" --policy static --policy flexmoe \
+  --policy oracle:max_steps=4 --gpus 8,16 --iterations 0:10 --d-model 1024 --d-ff 4096 \
+  --jobs 2 --db "$db" --quiet
 
-execute() { # one nbconvert for several notebooks: its start-up is slow
-  local paths=()
-  for nb in "$@"; do paths+=("$FLEXMOE_SOURCE_ROOT/notebooks/$nb.ipynb"); done
-  python3 -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 \
-    --output-dir "$tmp/out" "${paths[@]}" 2>"$tmp/nbconvert.log" ||
-    { cat "$tmp/nbconvert.log" >&2; echo "FAIL: a notebook did not run: $*" >&2; exit 1; }
+# The documented way to run them (README, docs/results.md): notebooks/run.py,
+# which must leave notebooks/ as it was (no *.nbconvert.ipynb, figures or
+# byte code in the tree).
+tree_state() { find "$FLEXMOE_SOURCE_ROOT/notebooks" -printf '%P %s %T@\n' | sort; }
+tree_state >"$tmp/tree.before"
+execute() { # one run.py for several notebooks: a kernel start-up is slow
+  python3 "$FLEXMOE_SOURCE_ROOT/notebooks/run.py" --db "$db" --out "$tmp/out" --timeout 300 \
+    "$@" >"$tmp/run.log" 2>&1 ||
+    { cat "$tmp/run.log" >&2; echo "FAIL: a notebook did not run: $*" >&2; exit 1; }
   for nb in "$@"; do
     [ -s "$tmp/out/$nb.ipynb" ] || { echo "FAIL: notebooks/$nb.ipynb: no output" >&2; exit 1; }
     echo "ok: notebooks/$nb.ipynb"
   done
+  tree_state | diff "$tmp/tree.before" - >&2 ||
+    { echo "FAIL: running the notebooks changed notebooks/ in the tree" >&2; exit 1; }
 }
 expect() {
   for f in "$@"; do
@@ -94,6 +106,24 @@ expect 'traces_heatmap_*.png' 'traces_imbalance_*.png' policies_iteration_time.p
 check() { python3 "$FLEXMOE_SOURCE_ROOT/tests/store/check_figures.py" "$FLEXMOE_FIGURES" "$db" \
   "$tmp/report.json" "$trace" "$@"; }
 check
+# The size is a parameter: --gpus 8 draws the 8-GPU group (the default picks
+# 16, the most GPUs), checked the same way; a size the database lacks is an
+# error naming the sizes it has.
+grep -q "16 GPUs" "$FLEXMOE_FIGURES/policies_speedup.json" ||
+  { echo "FAIL: policies.ipynb did not pick the 16-GPU group by default" >&2; exit 1; }
+python3 "$FLEXMOE_SOURCE_ROOT/notebooks/run.py" --db "$db" --out "$tmp/out" --gpus 8 policies \
+  >"$tmp/run.log" 2>&1 || { cat "$tmp/run.log" >&2; echo "FAIL: run.py --gpus 8" >&2; exit 1; }
+grep -q "8 GPUs" "$FLEXMOE_FIGURES/policies_speedup.json" ||
+  { echo "FAIL: run.py --gpus 8 did not draw 8 GPUs" >&2; exit 1; }
+check
+if python3 "$FLEXMOE_SOURCE_ROOT/notebooks/run.py" --db "$db" --out "$tmp/out3" --gpus 3 \
+  policies >"$tmp/run3.log" 2>&1 || ! grep -q "GPUS = 3: no simulation runs of that size" \
+  "$tmp/run3.log" || ! grep -q "sizes there: \[8, 16\]" "$tmp/run3.log"; then
+  cat "$tmp/run3.log" >&2; echo "FAIL: run.py --gpus 3 should fail naming the sizes" >&2; exit 1
+fi
+echo "ok: the policies notebook's size is the parameter GPUS (notebooks/run.py --gpus)"
+tree_state | diff "$tmp/tree.before" - >&2 ||
+  { echo "FAIL: running the notebooks changed notebooks/ in the tree" >&2; exit 1; }
 # No validations yet: the notebook says so and draws nothing.
 grep -q "validations table is empty" "$tmp/out/validation.ipynb" ||
   { echo "FAIL: validation.ipynb did not report the empty table" >&2; exit 1; }

@@ -52,7 +52,7 @@ int fm_simulate_json(const char *request, char **result, char *errmsg, size_t er
  * config_key, gpus, seed, started, finished, iterations, mean_ms,
  * compute_ms, alltoall_ms, allreduce_ms, migration_ms, other_ms,
  * balance_mean, bytes_alltoall, bytes_migrated, tokens_dropped,
- * tokens_total, effective_ms), iterations = every iteration row of those
+ * tokens_total, effective_ms, gpus_per_node, params_json), iterations = every iteration row of those
  * runs (run_id first), validations = predicted vs measured runs with their
  * relative errors. Numbers that are not finite are null.
  */
@@ -62,10 +62,11 @@ int fm_results_json(const char *db_path, char **result, char *errmsg, size_t err
  * `flexmoe report --format json` as a call: the policy comparison of the
  * results database db_path (read only; a missing file is an error), of
  * complete runs of kind ("sim" or "gpu"; NULL or "": both), run/fm_report.h.
- * *result: {"database", "runs", "rows": [...]}, each row the keys of the
- * command's rows plus "trace_hash", "name" (the table's short policy name)
- * and "run_ids" (the runs it averages); numbers that are not finite are
- * null.
+ * *result: {"database", "runs", "rows": [...], "notes": [...]}, each row the
+ * keys of the command's rows (its configuration among them: seed,
+ * gpus_per_node, params, config, group, family) plus "trace_hash", "name"
+ * (the table's short policy name) and "run_ids" (the runs it averages);
+ * numbers that are not finite are null.
  */
 int fm_report_json(const char *db_path, const char *kind, char **result, char *errmsg,
                    size_t errlen);

@@ -210,6 +210,16 @@ typedef struct st_run_summary {
    * the stored iterations (no column of its own: every schema version
    * already has both token columns). */
   double effective_ms;
+  /* Appended: what identifies the run's configuration beside its policy,
+   * trace, engine, seed and size, so that runs of different configurations
+   * are never compared (run/fm_report.h). params_json is the run's as
+   * stored ("" if none: model shape, iteration range, profile, ...);
+   * cluster_hash is 16 hex digits of the cluster's description without its
+   * size (nodes, gpus_per_node), "" if the run has no cluster;
+   * gpus_per_node is the description's (0 if it has none). */
+  char params_json[1024];
+  char cluster_hash[17];
+  int gpus_per_node;
 } st_run_summary;
 
 /* Time per iteration of useful work: mean_ms / (1 - share), share =
