@@ -10,6 +10,7 @@
 #define FLEXMOE_CLI_H
 
 #include <stdint.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include "run/fm_error.h"
@@ -122,7 +123,23 @@ void cli_help_keys(const char *head, int scope, int width, const char *tail);
 void cli_help(const char *text);
 
 /* Unknown option / missing argument message for getopt_long users:
- * call from the '?' and ':' cases with the offending argv element. */
+ * call from the '?' and ':' cases with the offending argv element. After
+ * cli_getopt it names the option that was probably meant ("did you mean
+ * --policy?"), or says what cli_getopt refused (an abbreviation, a flag
+ * given twice). */
 int cli_bad_option(const char *cmd, const char *arg);
+
+/*
+ * getopt_long with the rules every subcommand shares (call it as
+ * getopt_long: opterr 0, optind 1 before the first call, shortopts starting
+ * with ':'): a long option must be written in full ("--gpus" never means
+ * "--gpus-per-node"), and one that takes a single value may be given once
+ * ("sim --trace a --trace b" is refused, not the last one silently taken);
+ * repeat lists the names that may repeat, space-separated ("policy trace").
+ * Either refusal, an unknown option and a missing value return '?' with the
+ * message kept for cli_bad_option, which the callers' '?' case prints.
+ */
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+               const char *repeat);
 
 #endif

@@ -10,6 +10,9 @@
 #include "cli.h"
 #include "sim/sim_cluster.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
+
 static const char help[] =
     "usage: flexmoe clusters [--nodes N] [--gpus-per-node G] [--format table|json]\n"
     "                        [PRESET|FILE.json ...]\n"
@@ -79,7 +82,7 @@ int cmd_clusters(int argc, char **argv) {
   long nodes = 0, gpn = 0;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
     switch (c) {
     case 'n':
       if (cli_parse_long("clusters", "--nodes", optarg, 1, SIM_MAX_GPUS, &nodes))

@@ -15,6 +15,9 @@
 #include "sim/sim_cluster.h"
 #include "sim/sim_flows.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
+
 static const char help[] =
     "usage: flexmoe net --flows FLOWS.csv [--cluster PRESET|FILE.json] [--nodes N]\n"
     "                   [--gpus-per-node G] [--format table|json]\n"
@@ -85,7 +88,7 @@ int cmd_net(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE, c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
     switch (c) {
     case 'c':
       cluster = optarg;

@@ -22,6 +22,9 @@
 #include "run/fm_place.h"
 #include "sim/sim_cluster.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
+
 #define CMD "place"
 
 static const char help[] =
@@ -126,7 +129,7 @@ static int parse(int argc, char **argv, place_opts *o) {
   int c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":", opts, REPEATS)) != -1) {
     int rc = CLI_OK;
     switch (c) {
     case O_TRACE: o->trace = optarg; break;

@@ -12,6 +12,9 @@
 #include "cli.h"
 #include "placement/pl_policy.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
+
 static const char help[] =
     "usage: flexmoe policies [--format table|json]\n"
     "\n"
@@ -88,7 +91,7 @@ int cmd_policies(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE, c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":", opts, REPEATS)) != -1) {
     switch (c) {
     case 'f':
       if (cli_parse_format("policies", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))

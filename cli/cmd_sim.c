@@ -24,6 +24,9 @@
 #include "run/fm_sim_json.h"
 #include "store/st_store.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS "policy"
+
 #define MAX_POLICIES FM_SIM_MAX_POLICIES
 
 /* --help: this head, the help lines of the keys of a simulation (the table
@@ -160,7 +163,7 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
   int c, rc;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", sim_opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":h", sim_opts, REPEATS)) != -1) {
     if ((rc = sim_key_flag(a, c, optarg)) == -1)
       rc = sim_other_flag(a, c, argv);
     if (rc || a->help)

@@ -15,6 +15,9 @@
 #include "run/fm_keys.h"
 #include "run/fm_sweep.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS "trace policy cluster"
+
 #define CMD "sweep"
 #define MAX_LIST 64
 #define MAX_SIZES 64
@@ -169,7 +172,7 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
   int c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
     if (c == 'h') {
       cli_help_keys(help_head, FM_KS_SWEEP, 22, help_tail);
       *help_only = 1;

@@ -24,6 +24,9 @@
 #include "cli.h"
 #include "run/fm_trace.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
+
 /* ---- shared helpers ------------------------------------------------------- */
 
 /* The run library's error buffer: its sentences name a file (up to 512
@@ -128,7 +131,7 @@ static int parse_analysed(const char *cmd, const char *help, int argc, char **ar
   int c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hf:i:M:", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":hf:i:M:", opts, REPEATS)) != -1) {
     switch (c) {
     case 'h':
       cli_help(help);
@@ -402,7 +405,7 @@ static int gen_parse_first(const char *cmd, int argc, char **argv, gen_args *a) 
   int c, rc;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+  while ((c = cli_getopt(argc, argv, ":hp:F:n:s:o:", gen_opts, REPEATS)) != -1)
     if ((rc = gen_first_option(cmd, c, argv, a)) || a->help)
       return rc;
   if (optind != argc)
@@ -514,7 +517,7 @@ static int trace_gen(int argc, char **argv) {
   }
   /* Second pass: model options on top of the pattern or fit. */
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+  while ((c = cli_getopt(argc, argv, ":hp:F:n:s:o:", gen_opts, REPEATS)) != -1)
     if ((rc = gen_model_option(cmd, c, &g.gen)))
       goto done;
   if ((rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em)))) {
@@ -595,7 +598,7 @@ static int trace_fit(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE, c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":ho:i:s:f:M:", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":ho:i:s:f:M:", opts, REPEATS)) != -1) {
     switch (c) {
     case 'h': cli_help(FIT_HELP); return CLI_OK;
     case 'o': out = optarg; break;
@@ -681,7 +684,7 @@ static int trace_rescale(int argc, char **argv) {
   int c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hg:t:s:i:o:M:", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":hg:t:s:i:o:M:", opts, REPEATS)) != -1) {
     switch (c) {
     case 'h': cli_help(RESCALE_HELP); return CLI_OK;
     case 'g':
@@ -770,7 +773,7 @@ static int trace_import(int argc, char **argv) {
   int ranged = 0;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":ho:a:xe:i:M:", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":ho:a:xe:i:M:", opts, REPEATS)) != -1) {
     switch (c) {
     case 'h': cli_help(IMPORT_HELP); return CLI_OK;
     case 'o': out = optarg; break;

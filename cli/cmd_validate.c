@@ -18,6 +18,9 @@
 #include "run/fm_json.h"
 #include "run/fm_validate.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS "policy"
+
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
 static const char *short_name(const char *spec, char *buf, size_t len) {
   size_t n = strcspn(spec, ":");
@@ -107,7 +110,7 @@ static int parse(vopts *o, int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c, rc;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
+  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1)
     if ((rc = take_option(o, c, optarg, argv[optind - 1])) != CLI_OK) return rc;
   const fm_replay_config *r = &o->cfg.replay;
   if (optind < argc) return cli_fail(CLI_EUSAGE, "validate", "unexpected argument '%s'", argv[optind]);

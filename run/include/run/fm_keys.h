@@ -163,4 +163,14 @@ size_t fm_keys_help(int scope, int width, char *buf, size_t len);
  */
 char *fm_keys_json_text(void);
 
+/*
+ * "Did you mean": the word of cands[n] closest to word by edit distance
+ * (insertions, deletions, substitutions and swaps of two neighbours, each
+ * 1), when it is close enough to be a slip: at most 1 for words up to 4
+ * letters, 2 up to 8, 3 beyond; a word that starts cands[i] counts as
+ * close. NULL when none is (or word is NULL or empty). Ties go to the
+ * first. The CLI's unknown flags, policies, presets and keys use it.
+ */
+const char *fm_nearest(const char *word, const char *const *cands, int n);
+
 #endif
