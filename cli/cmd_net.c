@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
 #include "sim/sim_cluster.h"
 #include "sim/sim_flows.h"
 
@@ -19,8 +20,8 @@
 #define REPEATS ""
 
 static const char help[] =
-    "usage: flexmoe net --flows FLOWS.csv [--cluster PRESET|FILE.json] [--nodes N]\n"
-    "                   [--gpus-per-node G] [--format table|json]\n"
+    "usage: flexmoe net --flows FLOWS.csv [--cluster PRESET|FILE.json] [--gpus N]\n"
+    "                   [--nodes N] [--gpus-per-node G] [--format table|json]\n"
     "\n"
     "Finish time of every flow of a traffic matrix on a modelled cluster, and the\n"
     "makespan. All flows start at time 0 and share the links (per-GPU NVLink/PCIe\n"
@@ -32,7 +33,7 @@ static const char help[] =
     "                      at most 2^20; GPUs are 0..G-1, node = gpu / gpus-per-node;\n"
     "                      bytes 0..2^50)\n"
     "  --cluster C         preset (see 'flexmoe clusters') or cluster JSON; dgx-h100\n"
-    "  --nodes N, --gpus-per-node G   resize the cluster\n"
+    "  --gpus N, --nodes N, --gpus-per-node G   resize the cluster\n"
     "  --format F          table (default) or json\n"
     "\n"
     "example:\n"
@@ -78,13 +79,14 @@ static void print_table(const sim_cluster *cl, const sim_flow_line *fl, int nf,
 int cmd_net(int argc, char **argv) {
   static const struct option opts[] = {{"cluster", required_argument, 0, 'c'},
                                        {"nodes", required_argument, 0, 'n'},
+                                       {"gpus", required_argument, 0, 'G'},
                                        {"gpus-per-node", required_argument, 0, 'g'},
                                        {"flows", required_argument, 0, 'F'},
                                        {"format", required_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   const char *cluster = "dgx-h100", *flows_path = NULL;
-  long nodes = 0, gpn = 0;
+  long nodes = 0, gpn = 0, gpus = 0;
   int fmt = CLI_FMT_TABLE, c;
   opterr = 0;
   optind = 1;
@@ -95,6 +97,10 @@ int cmd_net(int argc, char **argv) {
       break;
     case 'n':
       if (cli_parse_long("net", "--nodes", optarg, 1, SIM_MAX_GPUS, &nodes))
+        return CLI_EUSAGE;
+      break;
+    case 'G':
+      if (cli_parse_long("net", "--gpus", optarg, 1, SIM_MAX_GPUS, &gpus))
         return CLI_EUSAGE;
       break;
     case 'g':
@@ -119,6 +125,14 @@ int cmd_net(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, "net", "unexpected argument '%s'", argv[optind]);
   if (!flows_path)
     return cli_fail(CLI_EUSAGE, "net", "--flows FLOWS.csv is required");
+  char em[512];
+  int n = 0, k = 0;
+  if (gpus && fm_cluster_size(cluster, gpus, (int)nodes, (int)gpn, &n, &k, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, "net", "%s", em);
+  if (gpus) {
+    nodes = n;
+    gpn = k;
+  }
   sim_cluster cl;
   sim_errbuf err;
   if (sim_cluster_resolve(cluster, &cl, &err) ||

@@ -28,7 +28,7 @@
 #define CMD "place"
 
 static const char help[] =
-    "usage: flexmoe place --trace T --gpus N [--gpus-per-node K] [--slots S]\n"
+    "usage: flexmoe place --trace T [--gpus N] [--nodes M] [--gpus-per-node K] [--slots S]\n"
     "                     [--policy NAME[:key=value,...]] [--iteration I] [--layer L]\n"
     "                     [--cluster PRESET|FILE.json] [--d-model D] [--d-ff F]\n"
     "                     [--top-k K] [--tokens-per-gpu T] [--seed S]\n"
@@ -41,8 +41,10 @@ static const char help[] =
     "A framework can take the JSON plan as is.\n"
     "\n"
     "  --trace T            routing trace (.npy or .csv)\n"
-    "  --gpus N             GPUs to place on (any N; GPU g replays rank g mod R)\n"
-    "  --gpus-per-node K    GPUs per node (default: the preset's, at most N)\n"
+    "  --gpus N             GPUs to place on (any N; GPU g replays rank g mod R;\n"
+    "                       default: the cluster's, nodes x GPUs per node)\n"
+    "  --nodes M            nodes (with --gpus: N/M GPUs each)\n"
+    "  --gpus-per-node K    GPUs per node (default: the cluster's, at most N)\n"
     "  --slots S            expert slots per GPU per layer (default: from HBM,\n"
     "                       half reserved; at most the number of experts)\n"
     "  --policy SPEC        policy and parameters (default flexmoe; see\n"
@@ -61,7 +63,7 @@ static const char help[] =
 
 typedef struct place_opts {
   const char *trace, *policy, *cluster;
-  long gpus, gpn, slots, iteration, layer, d_model, d_ff, top_k, tokens, seed;
+  long gpus, nodes, gpn, slots, iteration, layer, d_model, d_ff, top_k, tokens, seed;
   int fmt;
 } place_opts;
 
@@ -107,11 +109,12 @@ static int emit_table(const fm_place_result *r) {
 }
 
 static int parse(int argc, char **argv, place_opts *o) {
-  enum { O_TRACE = 256, O_GPUS, O_GPN, O_SLOTS, O_POLICY, O_IT, O_LAYER, O_CLUSTER, O_DM,
+  enum { O_TRACE = 256, O_GPUS, O_NODES, O_GPN, O_SLOTS, O_POLICY, O_IT, O_LAYER, O_CLUSTER, O_DM,
          O_DFF, O_TOPK, O_TOK, O_SEED, O_FMT, O_HELP };
   static const struct option opts[] = {
       {"trace", required_argument, NULL, O_TRACE},
       {"gpus", required_argument, NULL, O_GPUS},
+      {"nodes", required_argument, NULL, O_NODES},
       {"gpus-per-node", required_argument, NULL, O_GPN},
       {"slots", required_argument, NULL, O_SLOTS},
       {"policy", required_argument, NULL, O_POLICY},
@@ -136,6 +139,7 @@ static int parse(int argc, char **argv, place_opts *o) {
     case O_POLICY: o->policy = optarg; break;
     case O_CLUSTER: o->cluster = optarg; break;
     case O_GPUS: rc = cli_parse_long(CMD, "--gpus", optarg, 1, SIM_MAX_GPUS, &o->gpus); break;
+    case O_NODES: rc = cli_parse_long(CMD, "--nodes", optarg, 1, SIM_MAX_GPUS, &o->nodes); break;
     case O_GPN: rc = cli_parse_long(CMD, "--gpus-per-node", optarg, 1, SIM_MAX_GPUS, &o->gpn); break;
     case O_SLOTS: rc = cli_parse_long(CMD, "--slots", optarg, 1, 1 << 20, &o->slots); break;
     case O_IT: rc = cli_parse_long(CMD, "--iteration", optarg, 0, 1L << 40, &o->iteration); break;
@@ -156,8 +160,12 @@ static int parse(int argc, char **argv, place_opts *o) {
     return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (!o->trace)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe place --help')");
-  if (!o->gpus)
-    return cli_fail(CLI_EUSAGE, CMD, "--gpus is required (see 'flexmoe place --help')");
+  int n = 0, k = 0;
+  char em[512];
+  if (fm_cluster_size(o->cluster, o->gpus, (int)o->nodes, (int)o->gpn, &n, &k, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, CMD, "%s", em);
+  o->gpus = (long)n * k;
+  o->gpn = k;
   return CLI_OK;
 }
 

@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "placement/pl_policy.h"
+#include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sim.h"
 #include "run/fm_sim_json.h"
@@ -33,7 +34,7 @@
  * run/fm_keys.h: flag, range, default, unit), then the command's own
  * options and an example. */
 static const char help_head[] =
-    "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--nodes N]\n"
+    "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--gpus G] [--nodes N]\n"
     "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
     "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
     "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
@@ -48,6 +49,9 @@ static const char help_head[] =
     "dropped, and the time breakdown. Each run goes into the results database.\n"
     "\n";
 static const char help_tail[] =
+    "  --gpus G            GPUs in all: G/N per node with --nodes, else nodes of\n"
+    "                      --gpus-per-node (or the cluster's) GPUs; below a node's\n"
+    "                      count one partial node\n"
     "  --no-db             do not record (as --db '')\n"
     "  --format F          table (default) or json\n"
     "\n"
@@ -66,6 +70,7 @@ static const struct option sim_opts[] = {
     {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
     {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
     {"network", required_argument, 0, 'W'},   {"threads", required_argument, 0, 'H'},
+    {"gpus", required_argument, 0, 'G'},
     {0, 0, 0, 0}};
 
 /* What the flags say: the base configuration every policy's run starts
@@ -75,6 +80,7 @@ typedef struct sim_args {
   fm_sim_config base;
   const char *policies[MAX_POLICIES];
   int npol, fmt;
+  long gpus; /* --gpus, 0 when not given */
   const char *db_path;
   int help; /* --help was printed: nothing else to do */
 } sim_args;
@@ -93,6 +99,7 @@ static int sim_key_flag(sim_args *a, int c, const char *arg) {
   case 'K': id = FM_KEY_TOP_K; break;
   case 'T': id = FM_KEY_TOKENS_PER_GPU; break;
   case 'S': id = FM_KEY_SLOTS; break;
+  case 'G': id = FM_KEY_GPUS; break;
   default: return -1;
   }
   long v;
@@ -107,6 +114,7 @@ static int sim_key_flag(sim_args *a, int c, const char *arg) {
   case 'F': b->d_ff = (int)v; break;
   case 'K': b->top_k = (int)v; break;
   case 'T': b->tokens_per_gpu = v; break;
+  case 'G': a->gpus = v; break;
   default: b->slots = (int)v; break; /* 'S' */
   }
   return CLI_OK;
@@ -173,6 +181,10 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
     return cli_fail(CLI_EUSAGE, "sim", "unexpected argument '%s'", argv[optind]);
   if (!a->base.trace_path)
     return cli_fail(CLI_EUSAGE, "sim", "--trace is required (see 'flexmoe sim --help')");
+  char em[512];
+  if (a->gpus && fm_cluster_size(a->base.cluster, a->gpus, a->base.nodes, a->base.gpus_per_node,
+                                 &a->base.nodes, &a->base.gpus_per_node, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, "sim", "%s", em);
   return CLI_OK;
 }
 
@@ -208,7 +220,7 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
 }
 
 int cmd_sim(int argc, char **argv) {
-  sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE,
+  sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE, .gpus = 0,
                 .db_path = "flexmoe.db", .help = 0};
   a.base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
   int rc = sim_parse(argc, argv, &a);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sweep.h"
 
@@ -27,7 +28,7 @@
  * options, MPI and an example. */
 static const char help_head[] =
     "usage: flexmoe sweep --trace T [--trace T2 ...] [--policy SPEC ...]\n"
-    "                     [--cluster PRESET|FILE.json ...] --gpus 8,16,...\n"
+    "                     [--cluster PRESET|FILE.json ...] --gpus 8,16,... | --nodes 1,2,...\n"
     "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
     "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
     "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
@@ -42,6 +43,8 @@ static const char help_head[] =
     "fastermoe smartmoe eplb flexmoe oracle.\n"
     "\n";
 static const char help_tail[] =
+    "  --nodes LIST        cluster sizes in nodes (instead of --gpus): N x the\n"
+    "                      GPUs per node (--gpus-per-node or the clusters' own)\n"
     "  --quiet             no progress bar\n"
     "\n"
     "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
@@ -62,6 +65,8 @@ typedef struct opts {
   int nclusters;
   long sizes[MAX_SIZES];
   int nsizes;
+  long nodes[MAX_SIZES];
+  int nnodes;
   long seeds[MAX_LIST];
   int nseeds;
   fm_sim_config base;
@@ -92,6 +97,7 @@ static int take_grid_option(opts *sw, int c, const char *arg) {
   case 'p': return add_item(sw->policies, &sw->npolicies, arg, "--policy");
   case 'c': return add_item(sw->clusters, &sw->nclusters, arg, "--cluster");
   case 'g': return cli_parse_key_list(CMD, FM_KEY_GPUS, arg, sw->sizes, MAX_SIZES, &sw->nsizes);
+  case 'n': return cli_parse_key_list(CMD, FM_KEY_NODES, arg, sw->nodes, MAX_SIZES, &sw->nnodes);
   case 's': return cli_parse_key_list(CMD, FM_KEY_SEEDS, arg, sw->seeds, MAX_LIST, &sw->nseeds);
   case 'e': return cli_parse_choice(CMD, FM_KEY_ENGINE, arg, &sw->base.engine);
   case 'i':
@@ -137,6 +143,30 @@ static int take_model_option(opts *sw, int c, const char *arg) {
   }
 }
 
+/* --nodes N1,N2 into the sizes N x K GPUs, K the GPUs per node of every
+ * cluster (--gpus-per-node, else each cluster's own: they must agree). */
+static int nodes_to_sizes(opts *sw) {
+  const char *dflt = "dgx-h100";
+  int k = 0, nc = sw->nclusters ? sw->nclusters : 1;
+  for (int i = 0; i < nc; i++) {
+    const char *c = sw->nclusters ? sw->clusters[i] : dflt;
+    int n = 0, per = 0;
+    char em[512];
+    if (fm_cluster_size(c, 0, 1, sw->gpus_per_node, &n, &per, em, sizeof em))
+      return cli_fail(CLI_EUSAGE, CMD, "%s", em);
+    if (k && per != k)
+      return cli_fail(CLI_EUSAGE, CMD,
+                      "--nodes: the clusters have %d and %d GPUs per node; give --gpus, or "
+                      "--gpus-per-node",
+                      k, per);
+    k = per;
+  }
+  for (int i = 0; i < sw->nnodes; i++)
+    sw->sizes[i] = sw->nodes[i] * k;
+  sw->nsizes = sw->nnodes;
+  return CLI_OK;
+}
+
 /* argv into sw (defaults: one job, flexmoe.db, 30 s lock wait, no plan
  * moves); CLI_OK (with *help_only = 1 after --help) or the exit code of the
  * one message printed. */
@@ -146,6 +176,7 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
       {"policy", required_argument, NULL, 'p'},
       {"cluster", required_argument, NULL, 'c'},
       {"gpus", required_argument, NULL, 'g'},
+      {"nodes", required_argument, NULL, 'n'},
       {"seeds", required_argument, NULL, 's'},
       {"seed", required_argument, NULL, 's'},
       {"engine", required_argument, NULL, 'e'},
@@ -190,9 +221,14 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
     return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (sw->ntraces == 0)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe sweep --help')");
+  if (sw->nnodes && sw->nsizes)
+    return cli_fail(CLI_EUSAGE, CMD, "give the sizes once: --gpus or --nodes, not both");
+  if (sw->nnodes)
+    return nodes_to_sizes(sw);
   if (sw->nsizes == 0)
     return cli_fail(CLI_EUSAGE, CMD,
-                    "--gpus is required, e.g. --gpus 8,16,32 (see 'flexmoe sweep --help')");
+                    "--gpus or --nodes is required, e.g. --gpus 8,16,32 (see 'flexmoe sweep "
+                    "--help')");
   return CLI_OK;
 }
 

@@ -155,9 +155,14 @@ int sim_cluster_check(const sim_cluster *c, sim_errbuf *err) {
       return SIM_ERANGE;
     }
   }
-  if (strcmp(c->profile, "h200") && strcmp(c->profile, "h100") &&
-      strcmp(c->profile, "a100")) {
-    seterr(err, "gpu.profile '%s' is not one of h200, h100, a100", c->profile);
+  /* any GPU's name: a built-in profile (h200, h100, a100) or one measured
+   * and given with --profile; the simulator says which when neither is */
+  size_t plen = strlen(c->profile);
+  if (plen == 0 || strspn(c->profile, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789_.-") != plen) {
+    seterr(err, "gpu.profile '%s' is not a GPU name (letters, digits, '_', '.', '-'): a "
+                "built-in (h200, h100, a100) or the GPU of a --profile file",
+           c->profile);
     return SIM_ERANGE;
   }
   return SIM_OK;
