@@ -119,6 +119,20 @@ int cli_parse_choice(const char *cmd, int key, const char *text, const char **ou
  * FM_KS_SWEEP; flags padded to width columns), then tail. */
 void cli_help_keys(const char *head, int scope, int width, const char *tail);
 
+/*
+ * The trace sanity check every command that reads a trace makes before its
+ * work (run/fm_trace.h fm_trace_check): each finding printed as
+ * "flexmoe CMD: warning: PATH: what; what to do" on stderr (JSON errors:
+ * {"command", "warning"}). flags: CLI_TRACE_STRICT turns warnings into
+ * errors; CLI_TRACE_REFUSE_EMPTY refuses an all-zero trace unless
+ * CLI_TRACE_ALLOW_EMPTY. used_ranks: the ranks (GPUs) the command replays
+ * (0: not compared). A trace that cannot be opened is left to the command
+ * (its own message). Returns CLI_OK or CLI_EFAIL (message printed).
+ */
+enum { CLI_TRACE_STRICT = 1, CLI_TRACE_REFUSE_EMPTY = 2, CLI_TRACE_ALLOW_EMPTY = 4 };
+int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
+                    int used_ranks, int flags);
+
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);
 

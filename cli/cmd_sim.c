@@ -39,7 +39,7 @@ static const char help_head[] =
     "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
     "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
     "                   [--network hose|exact] [--threads 1|2] [--db FILE | --no-db]\n"
-    "                   [--format table|json]\n"
+    "                   [--strict] [--allow-empty] [--format table|json]\n"
     "\n"
     "Simulates MoE training on a routing trace with each placement policy and\n"
     "prints the comparison: mean iteration time, effective time (iteration\n"
@@ -52,6 +52,9 @@ static const char help_tail[] =
     "  --gpus G            GPUs in all: G/N per node with --nodes, else nodes of\n"
     "                      --gpus-per-node (or the cluster's) GPUs; below a node's\n"
     "                      count one partial node\n"
+    "  --strict            trace warnings (empty ranks or iterations, ids that look\n"
+    "                      1-based, unused ranks) are errors\n"
+    "  --allow-empty       simulate a trace whose counts are all 0 (refused otherwise)\n"
     "  --no-db             do not record (as --db '')\n"
     "  --format F          table (default) or json\n"
     "\n"
@@ -70,7 +73,8 @@ static const struct option sim_opts[] = {
     {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
     {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
     {"network", required_argument, 0, 'W'},   {"threads", required_argument, 0, 'H'},
-    {"gpus", required_argument, 0, 'G'},
+    {"gpus", required_argument, 0, 'G'},      {"strict", no_argument, 0, 'Y'},
+    {"allow-empty", no_argument, 0, 'Z'},
     {0, 0, 0, 0}};
 
 /* What the flags say: the base configuration every policy's run starts
@@ -81,6 +85,7 @@ typedef struct sim_args {
   const char *policies[MAX_POLICIES];
   int npol, fmt;
   long gpus; /* --gpus, 0 when not given */
+  int trace_flags; /* CLI_TRACE_*: --strict, --allow-empty */
   const char *db_path;
   int help; /* --help was printed: nothing else to do */
 } sim_args;
@@ -131,6 +136,8 @@ static int sim_other_flag(sim_args *a, int c, char **argv) {
   case 'P': a->base.profile_path = optarg; return CLI_OK;
   case 'b': a->db_path = optarg; return CLI_OK;
   case 'N': a->db_path = ""; return CLI_OK;
+  case 'Y': a->trace_flags |= CLI_TRACE_STRICT; return CLI_OK;
+  case 'Z': a->trace_flags |= CLI_TRACE_ALLOW_EMPTY; return CLI_OK;
   case 'p':
     if (a->npol == MAX_POLICIES)
       return cli_fail(CLI_EUSAGE, "sim", "--policy: at most %d policies", MAX_POLICIES);
@@ -220,13 +227,20 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
 }
 
 int cmd_sim(int argc, char **argv) {
-  sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE, .gpus = 0,
+  sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE, .gpus = 0, .trace_flags = 0,
                 .db_path = "flexmoe.db", .help = 0};
   a.base.prefetch = sysconf(_SC_NPROCESSORS_ONLN) > 1; /* a second core draws ahead */
   int rc = sim_parse(argc, argv, &a);
   if (rc || a.help)
     return rc;
+  int nodes = 0, gpn = 0;
   char err[1024];
+  if (fm_cluster_size(a.base.cluster, 0, a.base.nodes, a.base.gpus_per_node, &nodes, &gpn, err,
+                      sizeof err))
+    nodes = gpn = 0; /* the simulation names a bad cluster itself */
+  if ((rc = cli_trace_check("sim", a.base.trace_path, a.base.it_begin, a.base.it_end,
+                            nodes * gpn, a.trace_flags | CLI_TRACE_REFUSE_EMPTY)))
+    return rc;
   st_db *db = NULL;
   if (a.db_path[0] && st_open(&db, a.db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);

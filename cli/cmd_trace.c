@@ -736,7 +736,9 @@ static int trace_rescale(int argc, char **argv) {
 static const char IMPORT_HELP[] =
     "usage: flexmoe trace import FILE.csv|FILE.npy -o OUT.npy [--axes ORDER]\n"
     "                            [--expert-ids [--experts E]] [--iterations A:B]\n"
-    "                            [--max-memory SIZE]\n"
+    "                            [--top-k K] [--d-model D] [--d-ff F]\n"
+    "                            [--tokens-per-rank T] [--bytes-per-elem B]\n"
+    "                            [--strict] [--max-memory SIZE]\n"
     "\n"
     "Converts a trace into flexmoe's .npy (+ .json sidecar), streaming:\n"
     "  long CSV with header iteration,layer,rank,expert,tokens (missing cells are 0,\n"
@@ -750,10 +752,51 @@ static const char IMPORT_HELP[] =
     "A CSV is read into memory (I x L x R x E int64 counts from its largest indices);\n"
     "the other inputs are mapped and stream one slice at a time.\n"
     "\n"
+    "\n"
+    "The model fields of the sidecar (what `sim`, `run` and `validate` read when\n"
+    "no flag gives them; 0 or absent: unknown):\n"
+    "  --top-k K, --d-model D, --d-ff F, --tokens-per-rank T (tokens, not slots,\n"
+    "  per rank per iteration), --bytes-per-elem B\n"
+    "The written trace is checked: empty ranks or iterations and ids that look\n"
+    "1-based are warnings on stderr; --strict makes them errors (nothing kept).\n"
+    "\n"
     MAX_MEMORY_HELP
     "\n"
     "example:\n"
-    "  flexmoe trace import routing.csv -o routing.npy\n";
+    "  flexmoe trace import routing.csv --top-k 2 --d-model 1024 --d-ff 4096 \\\n"
+    "      --tokens-per-rank 4096 -o routing.npy\n";
+
+/* A sidecar field's flag (c: K, D, F, T, B) into *m: 0 when it was one,
+ * -1 when c is no such flag; a bad value prints its message and sets
+ * m->top_k to -1. Ranges: the trace library's (traces/tr_limits.c). */
+static int import_meta_option(const char *cmd, int c, const char *arg, tr_meta *m) {
+  static const struct {
+    int c;
+    const char *flag;
+    tr_limit_id lim;
+  } f[] = {{'K', "--top-k", TR_LIM_TOP_K},     {'D', "--d-model", TR_LIM_D_MODEL},
+           {'F', "--d-ff", TR_LIM_D_FF},       {'T', "--tokens-per-rank", TR_LIM_TOKENS_PER_RANK},
+           {'B', "--bytes-per-elem", TR_LIM_BYTES_PER_ELEM}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    if (f[i].c != c)
+      continue;
+    long v = 0;
+    if (cli_parse_long(cmd, f[i].flag, arg, (long)tr_limits[f[i].lim].lo,
+                       (long)tr_limits[f[i].lim].hi, &v)) {
+      m->top_k = -1;
+      return 0;
+    }
+    switch (c) {
+    case 'K': m->top_k = (int)v; break;
+    case 'D': m->d_model = (int)v; break;
+    case 'F': m->d_ff = (int)v; break;
+    case 'T': m->tokens_per_rank = v; break;
+    default: m->bytes_per_elem = (int)v; break;
+    }
+    return 0;
+  }
+  return -1;
+}
 
 static int trace_import(int argc, char **argv) {
   const char *cmd = "trace import";
@@ -764,8 +807,16 @@ static int trace_import(int argc, char **argv) {
                                        {"experts", required_argument, 0, 'e'},
                                        {"iterations", required_argument, 0, 'i'},
                                        {"max-memory", required_argument, 0, 'M'},
+                                       {"top-k", required_argument, 0, 'K'},
+                                       {"d-model", required_argument, 0, 'D'},
+                                       {"d-ff", required_argument, 0, 'F'},
+                                       {"tokens-per-rank", required_argument, 0, 'T'},
+                                       {"bytes-per-elem", required_argument, 0, 'B'},
+                                       {"strict", no_argument, 0, 'S'},
                                        {0, 0, 0, 0}};
   const char *out = NULL, *axes = NULL;
+  tr_meta meta = {.top_k = 0};
+  int strict = 0;
   uint64_t max_memory = 0;
   int ids = 0, c;
   long experts = 0;
@@ -792,7 +843,12 @@ static int trace_import(int argc, char **argv) {
       if (parse_max_memory(cmd, optarg, &max_memory))
         return CLI_EUSAGE;
       break;
-    default: return cli_bad_option(cmd, argv[optind - 1]);
+    case 'S': strict = 1; break;
+    default:
+      if (import_meta_option(cmd, c, optarg, &meta) < 0)
+        return cli_bad_option(cmd, argv[optind - 1]);
+      if (meta.top_k < 0)
+        return CLI_EUSAGE;
     }
   }
   if (optind != argc - 1)
@@ -805,11 +861,18 @@ static int trace_import(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "--iterations works on .npy/.csv traces only");
   fm_trace_import_config cfg = {
       .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
-      .out = out, .axes = axes, .expert_ids = ids, .experts = (int)experts};
+      .out = out, .axes = axes, .expert_ids = ids, .experts = (int)experts, .meta = meta};
   fm_trace_shape o;
   char em[ERRLEN];
   if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))
     return trace_fail(cmd, c, em);
+  if ((c = cli_trace_check(cmd, out, 0, -1, 0, strict ? CLI_TRACE_STRICT : 0))) {
+    char side[600];
+    tr_sidecar_path(out, side, sizeof side);
+    remove(out);
+    remove(side);
+    return c;
+  }
   printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
          o.iterations, o.layers, o.ranks, o.experts, fm_trace_dtype_name(o.dtype));
   return CLI_OK;

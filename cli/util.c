@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "run/fm_json.h"
 #include "run/fm_keys.h"
+#include "run/fm_trace.h"
 
 #include <jansson.h>
 
@@ -333,4 +334,49 @@ void cli_help_keys(const char *head, int scope, int width, const char *tail) {
   fputs(tail, stdout);
   if (buf != small)
     free(buf);
+}
+
+/* One warning line on stderr, as cli_fail prints an error. */
+static void warn_line(const char *cmd, const char *msg) {
+  if (json_errors) {
+    json_t *e = json_pack("{s:o, s:o}", "command", fm_json_string(cmd), "warning",
+                          fm_json_string(msg));
+    char *text = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text)
+      fprintf(stderr, "%s\n", text);
+    free(text);
+    json_decref(e);
+    return;
+  }
+  char *text = fm_escape_bytes(msg, 1);
+  fprintf(stderr, "flexmoe %s: warning: %s\n", cmd, text ? text : msg);
+  free(text);
+}
+
+int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
+                    int used_ranks, int flags) {
+  tr_trace t;
+  tr_error terr;
+  if (!path || tr_open(&t, path, &terr) != TR_OK)
+    return CLI_OK;
+  fm_trace_sanity s;
+  char em[1024], text[4096];
+  int rc = fm_trace_check(&t, it0, it1, used_ranks, &s, em, sizeof em);
+  tr_close(&t);
+  if (rc)
+    return cli_fail(CLI_EFAIL, cmd, "%s", em);
+  fm_trace_sanity_text(&s, path, text, sizeof text);
+  int refuse = (flags & CLI_TRACE_STRICT) ||
+               (s.total == 0 && (flags & CLI_TRACE_REFUSE_EMPTY) &&
+                !(flags & CLI_TRACE_ALLOW_EMPTY));
+  for (char *l = text, *nl; *l; l = nl + 1) {
+    if (!(nl = strchr(l, '\n')))
+      break;
+    *nl = '\0';
+    if (refuse)
+      cli_fail(CLI_EFAIL, cmd, "%s%s", l, flags & CLI_TRACE_STRICT ? " (--strict)" : "");
+    else
+      warn_line(cmd, l);
+  }
+  return refuse && s.warnings ? CLI_EFAIL : CLI_OK;
 }
