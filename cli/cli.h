@@ -132,6 +132,10 @@ void cli_help_keys(const char *head, int scope, int width, const char *tail);
 enum { CLI_TRACE_STRICT = 1, CLI_TRACE_REFUSE_EMPTY = 2, CLI_TRACE_ALLOW_EMPTY = 4 };
 int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
                     int used_ranks, int flags);
+/* The same check of a trace the caller has open. */
+struct tr_trace;
+int cli_trace_check_open(const char *cmd, const struct tr_trace *t, int64_t it0, int64_t it1,
+                         int used_ranks, int flags);
 
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);

@@ -32,7 +32,7 @@ static const char help[] =
     "                     [--policy NAME[:key=value,...]] [--iteration I] [--layer L]\n"
     "                     [--cluster PRESET|FILE.json] [--d-model D] [--d-ff F]\n"
     "                     [--top-k K] [--tokens-per-gpu T] [--seed S]\n"
-    "                     [--format table|json]\n"
+    "                     [--strict] [--format table|json]\n"
     "\n"
     "Runs a placement policy over a routing trace (rescaled to N GPUs) up to\n"
     "iteration I and prints the placement it uses there: each expert's GPUs,\n"
@@ -55,6 +55,8 @@ static const char help[] =
     "  --d-model, --d-ff, --top-k   model shape (default: the trace's sidecar)\n"
     "  --tokens-per-gpu T   tokens per GPU per iteration (default: the trace's)\n"
     "  --seed S             rescaling seed, 0 to 2^63 - 1 (default 0)\n"
+    "  --strict             trace warnings (empty ranks or iterations, ids that\n"
+    "                       look 1-based, unused ranks) are errors\n"
     "  --format table|json  output (default table)\n"
     "\n"
     "example:\n"
@@ -64,7 +66,7 @@ static const char help[] =
 typedef struct place_opts {
   const char *trace, *policy, *cluster;
   long gpus, nodes, gpn, slots, iteration, layer, d_model, d_ff, top_k, tokens, seed;
-  int fmt;
+  int fmt, strict;
 } place_opts;
 
 /* One layer shown as a table: balance, drops and moves, then per GPU its
@@ -110,7 +112,7 @@ static int emit_table(const fm_place_result *r) {
 
 static int parse(int argc, char **argv, place_opts *o) {
   enum { O_TRACE = 256, O_GPUS, O_NODES, O_GPN, O_SLOTS, O_POLICY, O_IT, O_LAYER, O_CLUSTER, O_DM,
-         O_DFF, O_TOPK, O_TOK, O_SEED, O_FMT, O_HELP };
+         O_DFF, O_TOPK, O_TOK, O_SEED, O_FMT, O_HELP, O_STRICT };
   static const struct option opts[] = {
       {"trace", required_argument, NULL, O_TRACE},
       {"gpus", required_argument, NULL, O_GPUS},
@@ -128,6 +130,7 @@ static int parse(int argc, char **argv, place_opts *o) {
       {"seed", required_argument, NULL, O_SEED},
       {"format", required_argument, NULL, O_FMT},
       {"help", no_argument, NULL, O_HELP},
+      {"strict", no_argument, NULL, O_STRICT},
       {NULL, 0, NULL, 0}};
   int c;
   opterr = 0;
@@ -151,6 +154,7 @@ static int parse(int argc, char **argv, place_opts *o) {
     case O_SEED: rc = cli_parse_long(CMD, "--seed", optarg, 0, CLI_SEED_MAX, &o->seed); break;
     case O_FMT: rc = cli_parse_format(CMD, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &o->fmt); break;
     case O_HELP: cli_help(help); return -1;
+    case O_STRICT: o->strict = 1; break;
     default: return cli_bad_option(CMD, argv[optind - 1]);
     }
     if (rc)
@@ -166,7 +170,8 @@ static int parse(int argc, char **argv, place_opts *o) {
     return cli_fail(CLI_EUSAGE, CMD, "%s", em);
   o->gpus = (long)n * k;
   o->gpn = k;
-  return CLI_OK;
+  return cli_trace_check(CMD, o->trace, 0, o->iteration < 0 ? -1 : o->iteration + 1,
+                         (int)o->gpus, o->strict ? CLI_TRACE_STRICT : 0);
 }
 
 /* flexmoe place ARGS: the flags into one configuration, the run

@@ -111,7 +111,9 @@ static int run_parse(int argc, char **argv, run_args *a) {
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
   if (a->cfg.partitions > 0 && strcmp(a->cfg.backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
-  return CLI_OK;
+  const fm_replay_config *r = &a->cfg;
+  return cli_trace_check("run", r->trace_path, r->it_begin, r->it_end,
+                         r->partitions > 0 ? r->partitions : r->ranks, 0);
 }
 
 /* The calibrated profile's exchange numbers into a->cfg when --profile was

@@ -33,7 +33,7 @@ static const char help_head[] =
     "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
     "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
     "                     [--plan-moves] [--jobs J] [--db FILE] [--lock-wait S]\n"
-    "                     [--quiet]\n"
+    "                     [--strict] [--allow-empty] [--quiet]\n"
     "\n"
     "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
     "policies and stores each as one run (one transaction) in the database.\n"
@@ -45,6 +45,9 @@ static const char help_head[] =
 static const char help_tail[] =
     "  --nodes LIST        cluster sizes in nodes (instead of --gpus): N x the\n"
     "                      GPUs per node (--gpus-per-node or the clusters' own)\n"
+    "  --strict            trace warnings (empty ranks or iterations, ids that look\n"
+    "                      1-based) are errors\n"
+    "  --allow-empty       simulate traces whose counts are all 0 (refused otherwise)\n"
     "  --quiet             no progress bar\n"
     "\n"
     "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
@@ -75,6 +78,7 @@ typedef struct opts {
   const char *db;
   long lock_wait_s;
   int quiet;
+  int trace_flags; /* CLI_TRACE_*: --strict, --allow-empty */
   int bar; /* progress bar on stderr */
 } opts;
 
@@ -138,6 +142,8 @@ static int take_model_option(opts *sw, int c, const char *arg) {
     return rc;
   case 'P': sw->base.profile_path = arg; return CLI_OK;
   case 'q': sw->quiet = 1; return CLI_OK;
+  case 'X': sw->trace_flags |= CLI_TRACE_STRICT; return CLI_OK;
+  case 'Z': sw->trace_flags |= CLI_TRACE_ALLOW_EMPTY; return CLI_OK;
   case 'm': sw->base.plan_moves = 1; return CLI_OK;
   default: return NOT_MINE;
   }
@@ -192,6 +198,8 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
       {"slots", required_argument, NULL, 'S'},
       {"profile", required_argument, NULL, 'P'},
       {"quiet", no_argument, NULL, 'q'},
+      {"strict", no_argument, NULL, 'X'},
+      {"allow-empty", no_argument, NULL, 'Z'},
       {"plan-moves", no_argument, NULL, 'm'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -223,12 +231,16 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe sweep --help')");
   if (sw->nnodes && sw->nsizes)
     return cli_fail(CLI_EUSAGE, CMD, "give the sizes once: --gpus or --nodes, not both");
-  if (sw->nnodes)
-    return nodes_to_sizes(sw);
+  if (sw->nnodes && nodes_to_sizes(sw))
+    return CLI_EUSAGE;
   if (sw->nsizes == 0)
     return cli_fail(CLI_EUSAGE, CMD,
                     "--gpus or --nodes is required, e.g. --gpus 8,16,32 (see 'flexmoe sweep "
                     "--help')");
+  for (int i = 0; i < sw->ntraces; i++)
+    if (cli_trace_check(CMD, sw->traces[i], sw->base.it_begin, sw->base.it_end, 0,
+                        sw->trace_flags | CLI_TRACE_REFUSE_EMPTY))
+      return CLI_EFAIL;
   return CLI_OK;
 }
 

@@ -173,6 +173,7 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
     return rc;
   if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
     return trace_fail(cmd, rc, em);
+  cli_trace_check_open(cmd, &a->trace, a->it0, a->it1, 0, 0); /* warnings only */
   return CLI_OK;
 }
 

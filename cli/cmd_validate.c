@@ -100,7 +100,7 @@ static int parse(vopts *o, int argc, char **argv) {
       {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
       {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
       {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
-      {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
+      {"top-k", required_argument, 0, 'k'}, {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
       {"profile", required_argument, 0, 'R'}, {"engine", required_argument, 0, 'e'},
       {"db", required_argument, 0, 'B'}, {"format", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -118,7 +118,8 @@ static int parse(vopts *o, int argc, char **argv) {
   if (!r->trace_path) return cli_fail(CLI_EUSAGE, "validate", "--trace is required");
   if (r->partitions > 0 && strcmp(r->backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
-  return CLI_OK;
+  return cli_trace_check("validate", r->trace_path, r->it_begin, r->it_end,
+                         r->partitions > 0 ? r->partitions : r->ranks, 0);
 }
 
 /* The result as JSON (help text). An error that is not defined (a phase

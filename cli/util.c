@@ -359,13 +359,18 @@ int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
   tr_error terr;
   if (!path || tr_open(&t, path, &terr) != TR_OK)
     return CLI_OK;
+  int rc = cli_trace_check_open(cmd, &t, it0, it1, used_ranks, flags);
+  tr_close(&t);
+  return rc;
+}
+
+int cli_trace_check_open(const char *cmd, const tr_trace *t, int64_t it0, int64_t it1,
+                         int used_ranks, int flags) {
   fm_trace_sanity s;
   char em[1024], text[4096];
-  int rc = fm_trace_check(&t, it0, it1, used_ranks, &s, em, sizeof em);
-  tr_close(&t);
-  if (rc)
+  if (fm_trace_check(t, it0, it1, used_ranks, &s, em, sizeof em))
     return cli_fail(CLI_EFAIL, cmd, "%s", em);
-  fm_trace_sanity_text(&s, path, text, sizeof text);
+  fm_trace_sanity_text(&s, t->path, text, sizeof text);
   int refuse = (flags & CLI_TRACE_STRICT) ||
                (s.total == 0 && (flags & CLI_TRACE_REFUSE_EMPTY) &&
                 !(flags & CLI_TRACE_ALLOW_EMPTY));

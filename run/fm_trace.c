@@ -469,9 +469,12 @@ int fm_trace_sanity_text(const fm_trace_sanity *s, const char *p, char *buf, siz
                         "): missing data?\n", p, s->empty_iterations,
          s->empty_iterations == 1 ? "" : "s", s->first_empty_iteration);
   if (s->used_ranks && s->used_ranks < s->ranks && ++n)
-    line(buf, len, &at, "%s: %d ranks, this run uses %d (GPU g replays rank g): ranks %d to "
-                        "%d are not used (--gpus %d or --ranks %d uses them all)\n", p,
-         s->ranks, s->used_ranks, s->used_ranks, s->ranks - 1, s->ranks, s->ranks);
+    line(buf, len, &at, "%s: %d ranks, this run uses %d (GPU g replays rank g): rank%s %d%s%.0d "
+                        "%s not used (%d GPUs or ranks use them all)\n", p,
+         s->ranks, s->used_ranks, s->ranks - s->used_ranks > 1 ? "s" : "", s->used_ranks,
+         s->ranks - s->used_ranks > 1 ? " to " : "",
+         s->ranks - s->used_ranks > 1 ? s->ranks - 1 : 0,
+         s->ranks - s->used_ranks > 1 ? "are" : "is", s->ranks);
   else if (s->used_ranks > s->ranks && s->used_ranks % s->ranks && ++n)
     line(buf, len, &at, "%s: %d ranks, this run uses %d: GPU g replays rank g mod %d, so "
                         "ranks 0 to %d are replayed once more than the others\n", p,
