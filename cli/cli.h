@@ -137,6 +137,22 @@ struct tr_trace;
 int cli_trace_check_open(const char *cmd, const struct tr_trace *t, int64_t it0, int64_t it1,
                          int used_ranks, int flags);
 
+/*
+ * A progress line for work that may take long: on stderr when it is a
+ * terminal (or FLEXMOE_PROGRESS=1; FLEXMOE_PROGRESS=0 silences it), shown
+ * only once the work has run 2 s, redrawn at most 4 times a second as
+ * "flexmoe CMD: WHAT  P%  T s  eta E s", cleared at the end. Nothing is
+ * printed otherwise, so pipes and logs see no change.
+ */
+typedef struct cli_progress {
+  const char *cmd;
+  double t0, last; /* start and last redraw (monotonic seconds) */
+  int on, shown;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *cmd);
+void cli_progress_update(cli_progress *p, double fraction, const char *what);
+void cli_progress_end(cli_progress *p);
+
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);
 

@@ -226,6 +226,36 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
          " layer; policy parameters in full: --format json or flexmoe report)\n");
 }
 
+/* What the progress line needs: which of how many runs is simulated. */
+typedef struct sim_progress {
+  cli_progress line;
+  int run, runs; /* the run being simulated (from 0) and how many there are */
+  int started;   /* a run's first iteration was seen */
+} sim_progress;
+
+/* fm_sim_config.progress: one iteration of one policy's run done. */
+static void on_progress(void *ctx, const char *policy, int64_t done, int64_t total) {
+  sim_progress *p = ctx;
+  if (done == 1 && p->started++ && p->run + 1 < p->runs)
+    p->run++; /* the next run's first iteration */
+  char what[96];
+  snprintf(what, sizeof what, "%.40s (%d/%d), iteration %lld/%lld", policy, p->run + 1,
+           p->runs, (long long)done, (long long)total);
+  cli_progress_update(&p->line, (p->run + (double)done / (double)total) / p->runs, what);
+}
+
+/* How many runs fm_sim_compare makes: the policies (all registered when
+ * none is named) and static when it is not among them. */
+static int runs_of(const sim_args *a) {
+  int n = a->npol, has_static = a->npol == 0;
+  if (n == 0)
+    for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++)
+      n++;
+  for (int i = 0; i < a->npol; i++)
+    has_static |= strcmp(a->policies[i], "static") == 0;
+  return n + !has_static;
+}
+
 int cmd_sim(int argc, char **argv) {
   sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE, .gpus = 0, .trace_flags = 0,
                 .db_path = "flexmoe.db", .help = 0};
@@ -245,7 +275,12 @@ int cmd_sim(int argc, char **argv) {
   if (a.db_path[0] && st_open(&db, a.db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);
   fm_sim_comparison cmp;
+  sim_progress prog = {.run = 0, .runs = runs_of(&a), .started = 0};
+  cli_progress_start(&prog.line, "sim");
+  a.base.progress = on_progress;
+  a.base.progress_ctx = &prog;
   rc = fm_sim_compare(&a.base, a.policies, a.npol, db, &cmp, err, sizeof(err));
+  cli_progress_end(&prog.line);
   if (rc)
     cli_fail(rc, "sim", "%s", err);
   else if (a.fmt == CLI_FMT_JSON)

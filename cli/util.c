@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "run/fm_json.h"
@@ -384,4 +386,36 @@ int cli_trace_check_open(const char *cmd, const tr_trace *t, int64_t it0, int64_
       warn_line(cmd, l);
   }
   return refuse && s.warnings ? CLI_EFAIL : CLI_OK;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_start(cli_progress *p, const char *cmd) {
+  const char *env = getenv("FLEXMOE_PROGRESS");
+  *p = (cli_progress){.cmd = cmd, .t0 = mono_s(), .last = 0, .shown = 0,
+                      .on = env && env[0] ? strcmp(env, "0") != 0 : isatty(2)};
+}
+
+void cli_progress_update(cli_progress *p, double fraction, const char *what) {
+  if (!p->on)
+    return;
+  double now = mono_s(), t = now - p->t0;
+  if (t < 2.0 || now - p->last < 0.25 || !(fraction > 0))
+    return;
+  p->last = now;
+  p->shown = 1;
+  double eta = t / fraction * (1 - fraction);
+  fprintf(stderr, "\r\033[Kflexmoe %s: %.60s  %3.0f%%  %.0f s  eta %.0f s", p->cmd, what,
+          100 * fraction, t, eta > 0 ? eta : 0);
+  fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p) {
+  if (p->shown)
+    fprintf(stderr, "\r\033[K");
+  p->shown = 0;
 }

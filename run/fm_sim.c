@@ -888,6 +888,8 @@ static int simrun_iterate(simrun *w) {
       rc = simrun_layer(w, it, l, drawn, row, &worst_bal);
     if (rc || (rc = simrun_time(w, it, row, worst_bal)))
       return rc;
+    if (w->cfg->progress)
+      w->cfg->progress(w->cfg->progress_ctx, w->cfg->policy, it + 1 - w->r.a, w->r.b - w->r.a);
   }
   return FM_OK;
 }

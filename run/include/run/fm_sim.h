@@ -66,6 +66,12 @@ typedef struct fm_sim_config {
    * opens the trace itself and closes it before returning. Not part of the
    * config key: a cached trace is the same file. */
   struct fm_trace_cache *traces;
+  /* Appended (issue 18, progress): called after every simulated iteration
+   * with the policy spec as given, the iterations done and their total
+   * (NULL: not called). For progress lines only: it must not touch the
+   * configuration. Not part of the config key. */
+  void (*progress)(void *ctx, const char *policy, int64_t done, int64_t total);
+  void *progress_ctx;
 } fm_sim_config;
 
 #define FM_SIM_CONFIG_INIT                                                                       \
@@ -73,7 +79,8 @@ typedef struct fm_sim_config {
    .policy = "static", .engine = "analytic", .it_begin = 0, .it_end = -1,                       \
    .seed = FM_DEFAULT_SEED, .d_model = 0, .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0,           \
    .profile_path = NULL, .slots = 0, .exact_net = 0, .plan_moves = 1, .prefetch = 0,             \
-   .sim_profile = NULL, .key_names = 0, .traces = NULL}
+   .sim_profile = NULL, .key_names = 0, .traces = NULL, .progress = NULL,                   \
+   .progress_ctx = NULL}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {
