@@ -5,6 +5,8 @@
  * the run library's (run/fm_sweep.h).
  */
 #include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,10 +246,89 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
   return CLI_OK;
 }
 
+/* ---- Ctrl-C: what was stored and how to resume ---------------------------- */
+
+/* Set before the sweep starts, read by the handler (async-signal-safe:
+ * it only formats into its own buffer and write()s). */
+static char resume_cmd[4096];
+static const char *resume_db;
+static pid_t sweep_pid;
+static volatile sig_atomic_t points_stored, points_before;
+
+/* The command line as a shell reads it back: words with characters other
+ * than [A-Za-z0-9_./:,=+-] in single quotes. */
+static void build_resume(int argc, char **argv) {
+  size_t at = (size_t)snprintf(resume_cmd, sizeof resume_cmd, "flexmoe sweep");
+  for (int i = 1; i < argc && at < sizeof resume_cmd; i++) {
+    const char *w = argv[i];
+    int plain = w[0] && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                  "0123456789_./:,=+-") == strlen(w);
+    at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, plain ? " %s" : " '", w);
+    for (const char *c = w; !plain && *c && at < sizeof resume_cmd; c++)
+      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, *c == '\'' ? "'\\''" : "%c",
+                             *c);
+    if (!plain && at < sizeof resume_cmd)
+      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, "'");
+  }
+}
+
+/* Appends a decimal to buf at *at (no stdio: a signal handler calls it). */
+static void put_num(char *buf, size_t len, size_t *at, long v) {
+  char d[24];
+  int n = 0;
+  do
+    d[n++] = (char)('0' + v % 10);
+  while ((v /= 10) > 0 && n < 23);
+  while (n > 0 && *at + 1 < len)
+    buf[(*at)++] = d[--n];
+}
+
+static void put_str(char *buf, size_t len, size_t *at, const char *s) {
+  while (*s && *at + 1 < len)
+    buf[(*at)++] = *s++;
+}
+
+/* SIGINT / SIGTERM: workers leave quietly (the parent speaks); the parent
+ * says what is stored and the command that resumes, then exits 130. A
+ * point being computed was not committed: its transaction never happened. */
+static void on_interrupt(int sig) {
+  if (getpid() != sweep_pid)
+    _exit(128 + sig);
+  char msg[5120];
+  size_t at = 0;
+  put_str(msg, sizeof msg, &at, "\nflexmoe sweep: interrupted: ");
+  put_num(msg, sizeof msg, &at, (long)points_stored);
+  put_str(msg, sizeof msg, &at, " point(s) computed by this sweep are stored in ");
+  put_str(msg, sizeof msg, &at, resume_db);
+  put_str(msg, sizeof msg, &at, " (");
+  put_num(msg, sizeof msg, &at, (long)points_before);
+  put_str(msg, sizeof msg, &at, " were there before; points being computed are not stored)."
+                                "\nThe same command resumes where it stopped:\n  ");
+  put_str(msg, sizeof msg, &at, resume_cmd);
+  put_str(msg, sizeof msg, &at, "\n");
+  ssize_t w = write(2, msg, at);
+  (void)w;
+  _exit(128 + sig);
+}
+
+static void catch_interrupts(int argc, char **argv, const char *db) {
+  build_resume(argc, argv);
+  resume_db = db;
+  sweep_pid = getpid();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 /* Draws the bar (a terminal only) and says what the sweep reports. */
 static void on_event(void *ctx, const fm_sweep_event *ev) {
   const opts *o = ctx;
   const fm_sweep_stats *s = fm_sweep_stats_of(ev->sweep);
+  points_stored = s->done;
+  points_before = s->skipped + s->elsewhere;
   if (ev->kind == FM_SWEEP_NOTE) {
     fprintf(stderr, "flexmoe %s: note: %s\n", CMD, ev->message);
     return;
@@ -325,6 +406,7 @@ int cmd_sweep(int argc, char **argv) {
   if (rc || help_only)
     return rc;
   o.bar = !o.quiet && isatty(2);
+  catch_interrupts(argc, argv, o.db);
   fm_sweep_config c = {
       .traces = o.traces, .ntraces = o.ntraces, .policies = o.policies,
       .npolicies = o.npolicies, .clusters = o.clusters, .nclusters = o.nclusters,
