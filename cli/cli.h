@@ -139,7 +139,8 @@ int cli_trace_check_open(const char *cmd, const struct tr_trace *t, int64_t it0,
 
 /*
  * A progress line for work that may take long: on stderr when it is a
- * terminal (or FLEXMOE_PROGRESS=1; FLEXMOE_PROGRESS=0 silences it), shown
+ * terminal (or FLEXMOE_PROGRESS=1; =0 silences it; =always also skips the
+ * 2 s wait, for tests), shown
  * only once the work has run 2 s, redrawn at most 4 times a second as
  * "flexmoe CMD: WHAT  P%  T s  eta E s", cleared at the end. Nothing is
  * printed otherwise, so pipes and logs see no change.

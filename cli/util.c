@@ -398,6 +398,8 @@ void cli_progress_start(cli_progress *p, const char *cmd) {
   const char *env = getenv("FLEXMOE_PROGRESS");
   *p = (cli_progress){.cmd = cmd, .t0 = mono_s(), .last = 0, .shown = 0,
                       .on = env && env[0] ? strcmp(env, "0") != 0 : isatty(2)};
+  if (env && strcmp(env, "always") == 0) /* tests: from the first step on */
+    p->t0 -= 2.0;
 }
 
 void cli_progress_update(cli_progress *p, double fraction, const char *what) {
