@@ -237,7 +237,7 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
     return CLI_EUSAGE;
   if (sw->nsizes == 0)
     return cli_fail(CLI_EUSAGE, CMD,
-                    "--gpus or --nodes is required, e.g. --gpus 8,16,32 (see 'flexmoe sweep "
+                    "--gpus is required (or --nodes), e.g. --gpus 8,16,32 (see 'flexmoe sweep "
                     "--help')");
   for (int i = 0; i < sw->ntraces; i++)
     if (cli_trace_check(CMD, sw->traces[i], sw->base.it_begin, sw->base.it_end, 0,
