@@ -154,6 +154,37 @@ void cli_progress_start(cli_progress *p, const char *cmd);
 void cli_progress_update(cli_progress *p, double fraction, const char *what);
 void cli_progress_end(cli_progress *p);
 
+/*
+ * A subcommand's flags as one table, parsed and documented from it
+ * (cli/opts.c). A row: the flag ("--layer"; NULL: the key's), its kind and
+ * destination, the key of run/fm_keys.h it is (its range, placeholder and
+ * help; -1 for none), a range of its own (lo, hi; both 0: the key's; for
+ * CLI_O_FORMAT lo is the CLI_FMT_* mask), and the placeholder and help
+ * sentence (NULL: the key's). The table ends with a CLI_O_END row.
+ */
+typedef enum cli_opt_kind {
+  CLI_O_END,    /* end of the table */
+  CLI_O_STR,    /* const char *: the value as given */
+  CLI_O_LONG,   /* long: an integer in range (cli_parse_long's messages) */
+  CLI_O_RANGE,  /* int64_t[2]: A:B (cli_parse_range) */
+  CLI_O_FORMAT, /* int: CLI_FMT_* of the mask in lo */
+  CLI_O_BOOL    /* int: set to 1 by the flag alone */
+} cli_opt_kind;
+typedef struct cli_opt {
+  const char *flag;
+  cli_opt_kind kind;
+  void *to;
+  int key;
+  long lo, hi;
+  const char *arg, *help;
+} cli_opt;
+enum { CLI_HELP = -1 };
+/* argv (options only; operands left from optind on) into the table's
+ * destinations: CLI_OK, CLI_EUSAGE after one message, or CLI_HELP after
+ * printing head, one help entry per row (flags padded to 22 columns), tail. */
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                   const char *head, const char *tail);
+
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);
 

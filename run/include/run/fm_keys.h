@@ -155,6 +155,13 @@ int fm_key_check(fm_key_id id, int naming, int64_t v, char *errmsg, size_t errle
  */
 size_t fm_keys_help(int scope, int width, char *buf, size_t len);
 
+/* A help line of any flag in the same layout: "  FLAG ARG" padded to
+ * width, text wrapped at 78 columns; returns the length it needed. */
+size_t fm_help_line(const char *flag, const char *arg, const char *text, int width, char *buf,
+                    size_t len);
+/* The help lines of one key, as fm_keys_help writes them. */
+size_t fm_key_help(fm_key_id id, int width, char *buf, size_t len);
+
 /*
  * The table as JSON text (malloc'd, release with free / fm_free): a list of
  * {"name", "flag", "type", "min", "max", "default", "choices", "unit",
