@@ -166,14 +166,18 @@ typedef enum cli_opt_kind {
   CLI_O_END,    /* end of the table */
   CLI_O_STR,    /* const char *: the value as given */
   CLI_O_LONG,   /* long: an integer in range (cli_parse_long's messages) */
-  CLI_O_RANGE,  /* int64_t[2]: A:B (cli_parse_range) */
+  CLI_O_RANGE,  /* int64_t A into *to, B into *to2 (cli_parse_range) */
   CLI_O_FORMAT, /* int: CLI_FMT_* of the mask in lo */
-  CLI_O_BOOL    /* int: set to 1 by the flag alone */
+  CLI_O_BOOL,   /* int: set to 1 by the flag alone */
+  CLI_O_INT,    /* int: as CLI_O_LONG */
+  CLI_O_I64,    /* int64_t (or uint64_t: a seed): as CLI_O_LONG */
+  CLI_O_CHOICE, /* const char *: one of the key's choices (cli_parse_choice) */
+  CLI_O_MULTI   /* const char *[hi], count in *to2: the flag repeats */
 } cli_opt_kind;
 typedef struct cli_opt {
   const char *flag;
   cli_opt_kind kind;
-  void *to;
+  void *to, *to2; /* to2: CLI_O_RANGE's end (int64_t), CLI_O_MULTI's count (int) */
   int key;
   long lo, hi;
   const char *arg, *help;

@@ -6,6 +6,7 @@
  * range, placeholder and help sentence (with range and default) from there.
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,15 +44,30 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
     lo = (long)fm_key_of((fm_key_id)o->key)->lo;
     hi = (long)fm_key_of((fm_key_id)o->key)->hi;
   }
+  long v = 0;
+  int rc = CLI_OK;
   switch (o->kind) {
   case CLI_O_STR: *(const char **)o->to = arg; return CLI_OK;
   case CLI_O_BOOL: *(int *)o->to = 1; return CLI_OK;
   case CLI_O_LONG: return cli_parse_long(cmd, flag_of(o), arg, lo, hi, (long *)o->to);
-  case CLI_O_RANGE: {
-    int64_t *r = o->to;
-    return cli_parse_range(cmd, flag_of(o), arg, &r[0], &r[1]);
-  }
+  case CLI_O_INT:
+    if (!(rc = cli_parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+      *(int *)o->to = (int)v;
+    return rc;
+  case CLI_O_I64:
+    if (!(rc = cli_parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+      *(int64_t *)o->to = v;
+    return rc;
+  case CLI_O_RANGE: return cli_parse_range(cmd, flag_of(o), arg, o->to, o->to2);
   case CLI_O_FORMAT: return cli_parse_format(cmd, arg, (int)o->lo, (int *)o->to);
+  case CLI_O_CHOICE: return cli_parse_choice(cmd, o->key, arg, (const char **)o->to);
+  case CLI_O_MULTI: {
+    int *n = o->to2;
+    if (*n >= o->hi)
+      return cli_fail(CLI_EUSAGE, cmd, "%s: at most %ld", flag_of(o), o->hi);
+    ((const char **)o->to)[(*n)++] = arg;
+    return CLI_OK;
+  }
   default: return CLI_EUSAGE;
   }
 }
@@ -69,8 +85,12 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   lo[n] = (struct option){.name = NULL, .has_arg = 0, .flag = NULL, .val = 0};
   opterr = 0;
   optind = 1;
+  char repeat[256] = ""; /* the CLI_O_MULTI flags may repeat */
+  for (int i = 0; opts[i].kind != CLI_O_END && i < MAX_OPTS; i++)
+    if (opts[i].kind == CLI_O_MULTI && strlen(repeat) + strlen(lo[i].name) + 2 < sizeof repeat)
+      strcat(strcat(repeat, " "), lo[i].name);
   int c;
-  while ((c = cli_getopt(argc, argv, ":h", lo, "")) != -1) {
+  while ((c = cli_getopt(argc, argv, ":h", lo, repeat)) != -1) {
     if (c == 'h') {
       print_help(opts, head, tail);
       return CLI_HELP;
