@@ -4,7 +4,6 @@
  * grid, the worker processes, the MPI ranks and the claim/record logic are
  * the run library's (run/fm_sweep.h).
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <limits.h>
@@ -17,9 +16,6 @@
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sweep.h"
-
-/* The options that may be given more than once (cli_getopt). */
-#define REPEATS "trace policy cluster"
 
 #define CMD "sweep"
 #define MAX_LIST 64
@@ -45,12 +41,6 @@ static const char help_head[] =
     "fastermoe smartmoe eplb flexmoe oracle.\n"
     "\n";
 static const char help_tail[] =
-    "  --nodes LIST        cluster sizes in nodes (instead of --gpus): N x the\n"
-    "                      GPUs per node (--gpus-per-node or the clusters' own)\n"
-    "  --strict            trace warnings (empty ranks or iterations, ids that look\n"
-    "                      1-based) are errors\n"
-    "  --allow-empty       simulate traces whose counts are all 0 (refused otherwise)\n"
-    "  --quiet             no progress bar\n"
     "\n"
     "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
     "rank 0 alone writes the database.\n"
@@ -79,77 +69,9 @@ typedef struct opts {
   long jobs;
   const char *db;
   long lock_wait_s;
-  int quiet;
-  int trace_flags; /* CLI_TRACE_*: --strict, --allow-empty */
+  int quiet, strict, allow_empty;
   int bar; /* progress bar on stderr */
 } opts;
-
-static int add_item(const char **arr, int *n, const char *v, const char *flag) {
-  if (*n >= MAX_LIST)
-    return cli_fail(CLI_EUSAGE, CMD, "%s: more than %d values", flag, MAX_LIST);
-  arr[(*n)++] = v;
-  return CLI_OK;
-}
-
-/* NOT_MINE: an option the step below does not take (the next one does). */
-enum { NOT_MINE = -1 };
-
-/* The grid's options and where results go (--trace, --policy, --cluster,
- * --gpus, --seeds, --engine, --iterations, --jobs, --db, --lock-wait) into
- * sw: CLI_OK, the exit code of the message printed, or NOT_MINE. */
-static int take_grid_option(opts *sw, int c, const char *arg) {
-  switch (c) {
-  case 't': return add_item(sw->traces, &sw->ntraces, arg, "--trace");
-  case 'p': return add_item(sw->policies, &sw->npolicies, arg, "--policy");
-  case 'c': return add_item(sw->clusters, &sw->nclusters, arg, "--cluster");
-  case 'g': return cli_parse_key_list(CMD, FM_KEY_GPUS, arg, sw->sizes, MAX_SIZES, &sw->nsizes);
-  case 'n': return cli_parse_key_list(CMD, FM_KEY_NODES, arg, sw->nodes, MAX_SIZES, &sw->nnodes);
-  case 's': return cli_parse_key_list(CMD, FM_KEY_SEEDS, arg, sw->seeds, MAX_LIST, &sw->nseeds);
-  case 'e': return cli_parse_choice(CMD, FM_KEY_ENGINE, arg, &sw->base.engine);
-  case 'i':
-    return cli_parse_range(CMD, "--iterations", arg, &sw->base.it_begin, &sw->base.it_end);
-  case 'j': return cli_parse_key(CMD, FM_KEY_JOBS, arg, &sw->jobs);
-  case 'd': sw->db = arg; return CLI_OK;
-  case 'W': return cli_parse_key(CMD, FM_KEY_LOCK_WAIT, arg, &sw->lock_wait_s);
-  default: return NOT_MINE;
-  }
-}
-
-/* The model and simulator options every point shares (--gpus-per-node,
- * --d-model, --d-ff, --top-k, --tokens-per-gpu, --slots, --profile,
- * --quiet, --plan-moves) into sw: CLI_OK, an exit code, or NOT_MINE. A
- * value is stored only once it parsed. */
-static int take_model_option(opts *sw, int c, const char *arg) {
-  long v = 0;
-  int rc = CLI_OK;
-  switch (c) {
-  case 'G':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_GPUS_PER_NODE, arg, &v))) sw->gpus_per_node = (int)v;
-    return rc;
-  case 'M':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_D_MODEL, arg, &v))) sw->base.d_model = (int)v;
-    return rc;
-  case 'F':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_D_FF, arg, &v))) sw->base.d_ff = (int)v;
-    return rc;
-  case 'K':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_TOP_K, arg, &v))) sw->base.top_k = (int)v;
-    return rc;
-  case 'T':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_TOKENS_PER_GPU, arg, &v)))
-      sw->base.tokens_per_gpu = v;
-    return rc;
-  case 'S':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_SLOTS, arg, &v))) sw->base.slots = (int)v;
-    return rc;
-  case 'P': sw->base.profile_path = arg; return CLI_OK;
-  case 'q': sw->quiet = 1; return CLI_OK;
-  case 'X': sw->trace_flags |= CLI_TRACE_STRICT; return CLI_OK;
-  case 'Z': sw->trace_flags |= CLI_TRACE_ALLOW_EMPTY; return CLI_OK;
-  case 'm': sw->base.plan_moves = 1; return CLI_OK;
-  default: return NOT_MINE;
-  }
-}
 
 /* --nodes N1,N2 into the sizes N x K GPUs, K the GPUs per node of every
  * cluster (--gpus-per-node, else each cluster's own: they must agree). */
@@ -175,58 +97,57 @@ static int nodes_to_sizes(opts *sw) {
   return CLI_OK;
 }
 
-/* argv into sw (defaults: one job, flexmoe.db, 30 s lock wait, no plan
- * moves); CLI_OK (with *help_only = 1 after --help) or the exit code of the
- * one message printed. */
-static int parse(opts *sw, int argc, char **argv, int *help_only) {
-  static const struct option opts[] = {
-      {"trace", required_argument, NULL, 't'},
-      {"policy", required_argument, NULL, 'p'},
-      {"cluster", required_argument, NULL, 'c'},
-      {"gpus", required_argument, NULL, 'g'},
-      {"nodes", required_argument, NULL, 'n'},
-      {"seeds", required_argument, NULL, 's'},
-      {"seed", required_argument, NULL, 's'},
-      {"engine", required_argument, NULL, 'e'},
-      {"iterations", required_argument, NULL, 'i'},
-      {"jobs", required_argument, NULL, 'j'},
-      {"db", required_argument, NULL, 'd'},
-      {"lock-wait", required_argument, NULL, 'W'},
-      {"gpus-per-node", required_argument, NULL, 'G'},
-      {"d-model", required_argument, NULL, 'M'},
-      {"d-ff", required_argument, NULL, 'F'},
-      {"top-k", required_argument, NULL, 'K'},
-      {"tokens-per-gpu", required_argument, NULL, 'T'},
-      {"slots", required_argument, NULL, 'S'},
-      {"profile", required_argument, NULL, 'P'},
-      {"quiet", no_argument, NULL, 'q'},
-      {"strict", no_argument, NULL, 'X'},
-      {"allow-empty", no_argument, NULL, 'Z'},
-      {"plan-moves", no_argument, NULL, 'm'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  sw->base = (fm_sim_config)FM_SIM_CONFIG_INIT;
-  sw->base.plan_moves = 0;
+/* argv into sw (the flag table: the sweep keys of run/fm_keys.h in its
+ * order, then the command's own; defaults: one job, flexmoe.db, 30 s lock
+ * wait, no plan moves); CLI_OK, CLI_HELP after --help, or the exit code of
+ * the one message printed. */
+static int parse(opts *sw, int argc, char **argv) {
+  fm_sim_config *b = &sw->base;
+  *b = (fm_sim_config)FM_SIM_CONFIG_INIT;
+  b->plan_moves = 0;
   sw->jobs = 1;
   sw->db = "flexmoe.db";
   sw->lock_wait_s = 30;
-  int c;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
-    if (c == 'h') {
-      cli_help_keys(help_head, FM_KS_SWEEP, 22, help_tail);
-      *help_only = 1;
-      return CLI_OK;
-    }
-    int rc = take_grid_option(sw, c, optarg);
-    if (rc == NOT_MINE)
-      rc = take_model_option(sw, c, optarg);
-    if (rc == NOT_MINE)
-      return cli_bad_option(CMD, argv[optind - 1]);
-    if (rc)
-      return rc;
-  }
+  const cli_opt opts[] = {
+      {.kind = CLI_O_MULTI, .to = sw->traces, .to2 = &sw->ntraces, .key = FM_KEY_TRACE,
+       .hi = MAX_LIST},
+      {.kind = CLI_O_MULTI, .to = sw->clusters, .to2 = &sw->nclusters, .key = FM_KEY_CLUSTER,
+       .hi = MAX_LIST},
+      {.kind = CLI_O_LIST, .to = sw->sizes, .to2 = &sw->nsizes, .key = FM_KEY_GPUS,
+       .max = MAX_SIZES},
+      {.kind = CLI_O_INT, .to = &sw->gpus_per_node, .key = FM_KEY_GPUS_PER_NODE},
+      {.kind = CLI_O_MULTI, .to = sw->policies, .to2 = &sw->npolicies, .key = FM_KEY_POLICY,
+       .hi = MAX_LIST},
+      {.kind = CLI_O_CHOICE, .to = &b->engine, .key = FM_KEY_ENGINE},
+      {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
+      {.kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds, .key = FM_KEY_SEEDS,
+       .max = MAX_LIST},
+      {.kind = CLI_O_INT, .to = &b->d_model, .key = FM_KEY_D_MODEL},
+      {.kind = CLI_O_INT, .to = &b->d_ff, .key = FM_KEY_D_FF},
+      {.kind = CLI_O_INT, .to = &b->top_k, .key = FM_KEY_TOP_K},
+      {.kind = CLI_O_I64, .to = &b->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
+      {.kind = CLI_O_INT, .to = &b->slots, .key = FM_KEY_SLOTS},
+      {.kind = CLI_O_STR, .to = &b->profile_path, .key = FM_KEY_PROFILE},
+      {.kind = CLI_O_STR, .to = &sw->db, .key = FM_KEY_DB},
+      {.kind = CLI_O_LONG, .to = &sw->jobs, .key = FM_KEY_JOBS},
+      {.kind = CLI_O_LONG, .to = &sw->lock_wait_s, .key = FM_KEY_LOCK_WAIT},
+      {.kind = CLI_O_BOOL, .to = &b->plan_moves, .key = FM_KEY_PLAN_MOVES},
+      {.flag = "--nodes", .kind = CLI_O_LIST, .to = sw->nodes, .to2 = &sw->nnodes,
+       .key = FM_KEY_NODES, .max = MAX_SIZES, .arg = "LIST",
+       .help = "cluster sizes in nodes (instead of --gpus): N x the GPUs per node "
+               "(--gpus-per-node or the clusters' own)"},
+      {.flag = "--seed", .kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds,
+       .key = FM_KEY_SEEDS, .max = MAX_LIST, .arg = "LIST", .help = "as --seeds"},
+      {.flag = "--strict", .kind = CLI_O_BOOL, .to = &sw->strict, .key = -1,
+       .help = "trace warnings (empty ranks or iterations, ids that look 1-based) are errors"},
+      {.flag = "--allow-empty", .kind = CLI_O_BOOL, .to = &sw->allow_empty, .key = -1,
+       .help = "simulate traces whose counts are all 0 (refused otherwise)"},
+      {.flag = "--quiet", .kind = CLI_O_BOOL, .to = &sw->quiet, .key = -1,
+       .help = "no progress bar"},
+      {.kind = CLI_O_END}};
+  int rc = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  if (rc)
+    return rc;
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (sw->ntraces == 0)
@@ -241,7 +162,8 @@ static int parse(opts *sw, int argc, char **argv, int *help_only) {
                     "--help')");
   for (int i = 0; i < sw->ntraces; i++)
     if (cli_trace_check(CMD, sw->traces[i], sw->base.it_begin, sw->base.it_end, 0,
-                        sw->trace_flags | CLI_TRACE_REFUSE_EMPTY))
+                        (sw->strict ? CLI_TRACE_STRICT : 0) | CLI_TRACE_REFUSE_EMPTY |
+                            (sw->allow_empty ? CLI_TRACE_ALLOW_EMPTY : 0)))
       return CLI_EFAIL;
   return CLI_OK;
 }
@@ -402,9 +324,9 @@ static void summary(const opts *o, const fm_sweep_config *c, const fm_sweep_stat
 int cmd_sweep(int argc, char **argv) {
   opts o;
   memset(&o, 0, sizeof(o));
-  int help_only = 0, rc = parse(&o, argc, argv, &help_only);
-  if (rc || help_only)
-    return rc;
+  int rc = parse(&o, argc, argv);
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   o.bar = !o.quiet && isatty(2);
   catch_interrupts(argc, argv, o.db);
   fm_sweep_config c = {

@@ -68,6 +68,7 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
     ((const char **)o->to)[(*n)++] = arg;
     return CLI_OK;
   }
+  case CLI_O_LIST: return cli_parse_key_list(cmd, o->key, arg, o->to, o->max, o->to2);
   default: return CLI_EUSAGE;
   }
 }
