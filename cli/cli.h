@@ -173,7 +173,8 @@ typedef enum cli_opt_kind {
   CLI_O_I64,    /* int64_t (or uint64_t: a seed): as CLI_O_LONG */
   CLI_O_CHOICE, /* const char *: one of the key's choices (cli_parse_choice) */
   CLI_O_MULTI,  /* const char *[hi], count in *to2: the flag repeats */
-  CLI_O_LIST    /* long[max] from "8,16", count in *to2 (cli_parse_key_list) */
+  CLI_O_LIST,   /* long[max] from "8,16", count in *to2 (cli_parse_key_list) */
+  CLI_O_FN      /* fn(cmd, value, to): a value only its command parses */
 } cli_opt_kind;
 typedef struct cli_opt {
   const char *flag;
@@ -182,7 +183,9 @@ typedef struct cli_opt {
   int key;
   long lo, hi;
   const char *arg, *help;
-  int max; /* CLI_O_LIST: most values */
+  int max;    /* CLI_O_LIST: most values */
+  char letter; /* a short form ("-o"), or 0 */
+  int (*fn)(const char *cmd, const char *arg, void *to); /* CLI_O_FN */
 } cli_opt;
 enum { CLI_HELP = -1 };
 /* argv (options only; operands left from optind on) into the table's

@@ -22,6 +22,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
+#include "run/fm_keys.h"
 #include "run/fm_trace.h"
 
 /* The options that may be given more than once (cli_getopt). */
@@ -646,7 +648,7 @@ static int trace_fit(int argc, char **argv) {
 
 /* ---- trace rescale ------------------------------------------------------------- */
 
-static const char RESCALE_HELP[] =
+static const char RESCALE_HEAD[] =
     "usage: flexmoe trace rescale FILE --gpus G [--tokens-per-gpu T] [--seed S]\n"
     "                             [--iterations A:B] [--max-memory SIZE] -o OUT.npy\n"
     "\n"
@@ -656,71 +658,56 @@ static const char RESCALE_HELP[] =
     "exact; skew and fluctuation are preserved; the same seed gives the same file).\n"
     "With G = R and no --tokens-per-gpu the counts are copied. Streams slice by\n"
     "slice: neither trace is held in memory.\n"
-    "\n"
-    "  --gpus G             GPUs of the simulated cluster (required)\n"
-    "  --tokens-per-gpu T   tokens per GPU per iteration (default: each source rank's own;\n"
-    "                       slots = T x top_k from the sidecar, or T when top_k is unknown)\n"
-    "  --seed S             random seed, 0 to 2^63 - 1 (default 1)\n"
-    "  --iterations A:B     only iterations [A, B)\n"
-    "  --max-memory SIZE    what it may allocate (512M, 4G; default half of physical memory)\n"
+    "\n";
+static const char RESCALE_TAIL[] =
     "\n"
     "example:\n"
     "  flexmoe trace rescale traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 64 "
     "--tokens-per-gpu 4096 --seed 1 -o g64.npy\n";
 
+/* --max-memory SIZE into *(uint64_t *)to (a cli_opt CLI_O_FN). */
+static int max_memory_opt(const char *cmd, const char *arg, void *to) {
+  return parse_max_memory(cmd, arg, to);
+}
+
+#define MAX_MEMORY_ROW(dest)                                                                  \
+  {.flag = "--max-memory", .kind = CLI_O_FN, .to = (dest), .key = -1, .arg = "SIZE",         \
+   .fn = max_memory_opt,                                                                       \
+   .help = "what it may allocate (512M, 4G; default half of physical memory)"}
+#define OUTPUT_ROW(dest, what)                                                                \
+  {.flag = "--output", .letter = 'o', .kind = CLI_O_STR, .to = (dest), .key = -1,           \
+   .arg = "OUT.npy", .help = what}
+
 static int trace_rescale(int argc, char **argv) {
-  const char *cmd = "trace rescale";
-  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-                                       {"gpus", required_argument, 0, 'g'},
-                                       {"tokens-per-gpu", required_argument, 0, 't'},
-                                       {"seed", required_argument, 0, 's'},
-                                       {"iterations", required_argument, 0, 'i'},
-                                       {"output", required_argument, 0, 'o'},
-                                       {"max-memory", required_argument, 0, 'M'},
-                                       {0, 0, 0, 0}};
-  const char *out = NULL;
-  long gpus = -1, tokens = 0, seed = 1;
-  uint64_t max_memory = 0;
-  int64_t it0 = 0, it1 = -1;
-  int c;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":hg:t:s:i:o:M:", opts, REPEATS)) != -1) {
-    switch (c) {
-    case 'h': cli_help(RESCALE_HELP); return CLI_OK;
-    case 'g':
-      if (cli_parse_long(cmd, "--gpus", optarg, 1, LIM(RANKS), &gpus))
-        return CLI_EUSAGE;
-      break;
-    case 't':
-      if (cli_parse_long(cmd, "--tokens-per-gpu", optarg, 1, LIM(TOKENS_PER_RANK), &tokens))
-        return CLI_EUSAGE;
-      break;
-    case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
-        return CLI_EUSAGE;
-      break;
-    case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
-        return CLI_EUSAGE;
-      break;
-    case 'o': out = optarg; break;
-    case 'M':
-      if (parse_max_memory(cmd, optarg, &max_memory))
-        return CLI_EUSAGE;
-      break;
-    default: return cli_bad_option(cmd, argv[optind - 1]);
-    }
-  }
+  const char *cmd = "trace rescale", *out = NULL;
+  long gpus = -1, tokens = 0, seed = FM_DEFAULT_SEED;
+  fm_trace_config in = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  const cli_opt opts[] = {
+      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = LIM(RANKS),
+       .arg = "G", .help = "GPUs of the simulated cluster (required)"},
+      {.flag = "--tokens-per-gpu", .kind = CLI_O_LONG, .to = &tokens, .key = -1, .lo = 1,
+       .hi = LIM(TOKENS_PER_RANK), .arg = "T",
+       .help = "tokens per GPU per iteration (default: each source rank's own; slots = T x "
+               "top_k from the sidecar, or T when top_k is unknown)"},
+      {.kind = CLI_O_LONG, .to = &seed, .key = FM_KEY_SEED, .help = "random seed, 0 to 2^63 - 1 "
+                                                                    "(default 0, as everywhere)"},
+      {.kind = CLI_O_RANGE, .to = &in.it0, .to2 = &in.it1, .key = FM_KEY_ITERATIONS,
+       .help = "only iterations [A, B)"},
+      OUTPUT_ROW(&out, "the rescaled trace (required)"),
+      MAX_MEMORY_ROW(&in.max_memory),
+      {.kind = CLI_O_END}};
+  int c = cli_parse_opts(cmd, argc, argv, opts, RESCALE_HEAD, RESCALE_TAIL);
+  if (c)
+    return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace rescale --help')");
   if (gpus < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--gpus G is required");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  fm_trace_rescale_config cfg = {
-      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
-      .out = out, .gpus = (int)gpus, .tokens_per_gpu = tokens, .seed = (uint64_t)seed};
+  in.path = argv[optind];
+  fm_trace_rescale_config cfg = {.trace = in, .out = out, .gpus = (int)gpus,
+                                 .tokens_per_gpu = tokens, .seed = (uint64_t)seed};
   fm_trace_shape w;
   char em[ERRLEN];
   if ((c = fm_trace_rescale(&cfg, &w, em, sizeof(em))))
@@ -734,7 +721,7 @@ static int trace_rescale(int argc, char **argv) {
 
 /* ---- trace import ------------------------------------------------------------- */
 
-static const char IMPORT_HELP[] =
+static const char IMPORT_HEAD[] =
     "usage: flexmoe trace import FILE.csv|FILE.npy -o OUT.npy [--axes ORDER]\n"
     "                            [--expert-ids [--experts E]] [--iterations A:B]\n"
     "                            [--top-k K] [--d-model D] [--d-ff F]\n"
@@ -751,118 +738,62 @@ static const char IMPORT_HELP[] =
     "  of expert ids, -1 = dropped slot; counts per (iteration, layer, rank, expert);\n"
     "  E = --experts or the largest id + 1; the sidecar gets top_k = k, tokens = T.\n"
     "A CSV is read into memory (I x L x R x E int64 counts from its largest indices);\n"
-    "the other inputs are mapped and stream one slice at a time.\n"
-    "\n"
-    "\n"
-    "The model fields of the sidecar (what `sim`, `run` and `validate` read when\n"
-    "no flag gives them; 0 or absent: unknown):\n"
-    "  --top-k K, --d-model D, --d-ff F, --tokens-per-rank T (tokens, not slots,\n"
-    "  per rank per iteration), --bytes-per-elem B\n"
-    "The written trace is checked: empty ranks or iterations and ids that look\n"
-    "1-based are warnings on stderr; --strict makes them errors (nothing kept).\n"
-    "\n"
-    MAX_MEMORY_HELP
+    "the other inputs are mapped and stream one slice at a time. The written trace\n"
+    "is checked: empty ranks or iterations and ids that look 1-based are warnings\n"
+    "on stderr; --strict makes them errors (nothing kept).\n"
+    "\n";
+static const char IMPORT_TAIL[] =
     "\n"
     "example:\n"
     "  flexmoe trace import routing.csv --top-k 2 --d-model 1024 --d-ff 4096 \\\n"
     "      --tokens-per-rank 4096 -o routing.npy\n";
 
-/* A sidecar field's flag (c: K, D, F, T, B) into *m: 0 when it was one,
- * -1 when c is no such flag; a bad value prints its message and sets
- * m->top_k to -1. Ranges: the trace library's (traces/tr_limits.c). */
-static int import_meta_option(const char *cmd, int c, const char *arg, tr_meta *m) {
-  static const struct {
-    int c;
-    const char *flag;
-    tr_limit_id lim;
-  } f[] = {{'K', "--top-k", TR_LIM_TOP_K},     {'D', "--d-model", TR_LIM_D_MODEL},
-           {'F', "--d-ff", TR_LIM_D_FF},       {'T', "--tokens-per-rank", TR_LIM_TOKENS_PER_RANK},
-           {'B', "--bytes-per-elem", TR_LIM_BYTES_PER_ELEM}};
-  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-    if (f[i].c != c)
-      continue;
-    long v = 0;
-    if (cli_parse_long(cmd, f[i].flag, arg, (long)tr_limits[f[i].lim].lo,
-                       (long)tr_limits[f[i].lim].hi, &v)) {
-      m->top_k = -1;
-      return 0;
-    }
-    switch (c) {
-    case 'K': m->top_k = (int)v; break;
-    case 'D': m->d_model = (int)v; break;
-    case 'F': m->d_ff = (int)v; break;
-    case 'T': m->tokens_per_rank = v; break;
-    default: m->bytes_per_elem = (int)v; break;
-    }
-    return 0;
-  }
-  return -1;
-}
+/* A sidecar field's row: its trace library range (traces/tr_limits.c). */
+#define META_ROW(name, id, field, text)                                                       \
+  {.flag = name, .kind = CLI_O_INT, .to = &meta.field, .key = -1,                             \
+   .lo = (long)tr_limits[TR_LIM_##id].lo, .hi = (long)tr_limits[TR_LIM_##id].hi, .arg = "N", \
+   .help = text " (the sidecar's; 0 or absent: unknown)"}
 
 static int trace_import(int argc, char **argv) {
-  const char *cmd = "trace import";
-  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-                                       {"output", required_argument, 0, 'o'},
-                                       {"axes", required_argument, 0, 'a'},
-                                       {"expert-ids", no_argument, 0, 'x'},
-                                       {"experts", required_argument, 0, 'e'},
-                                       {"iterations", required_argument, 0, 'i'},
-                                       {"max-memory", required_argument, 0, 'M'},
-                                       {"top-k", required_argument, 0, 'K'},
-                                       {"d-model", required_argument, 0, 'D'},
-                                       {"d-ff", required_argument, 0, 'F'},
-                                       {"tokens-per-rank", required_argument, 0, 'T'},
-                                       {"bytes-per-elem", required_argument, 0, 'B'},
-                                       {"strict", no_argument, 0, 'S'},
-                                       {0, 0, 0, 0}};
-  const char *out = NULL, *axes = NULL;
+  const char *cmd = "trace import", *out = NULL, *axes = NULL;
   tr_meta meta = {.top_k = 0};
-  int strict = 0;
-  uint64_t max_memory = 0;
-  int ids = 0, c;
-  long experts = 0;
-  int64_t it0 = 0, it1 = -1;
-  int ranged = 0;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":ho:a:xe:i:M:", opts, REPEATS)) != -1) {
-    switch (c) {
-    case 'h': cli_help(IMPORT_HELP); return CLI_OK;
-    case 'o': out = optarg; break;
-    case 'a': axes = optarg; break;
-    case 'x': ids = 1; break;
-    case 'e':
-      if (cli_parse_long(cmd, "--experts", optarg, 1, LIM(EXPERTS), &experts))
-        return CLI_EUSAGE;
-      break;
-    case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
-        return CLI_EUSAGE;
-      ranged = 1;
-      break;
-    case 'M':
-      if (parse_max_memory(cmd, optarg, &max_memory))
-        return CLI_EUSAGE;
-      break;
-    case 'S': strict = 1; break;
-    default:
-      if (import_meta_option(cmd, c, optarg, &meta) < 0)
-        return cli_bad_option(cmd, argv[optind - 1]);
-      if (meta.top_k < 0)
-        return CLI_EUSAGE;
-    }
-  }
+  int strict = 0, ids = 0, experts = 0;
+  fm_trace_config in = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  const cli_opt opts[] = {
+      OUTPUT_ROW(&out, "the imported trace (required)"),
+      {.flag = "--axes", .kind = CLI_O_STR, .to = &axes, .key = -1, .arg = "ORDER",
+       .help = "the input .npy's axes in order (iteration,layer,rank,expert or LIER)"},
+      {.flag = "--expert-ids", .kind = CLI_O_BOOL, .to = &ids, .key = -1,
+       .help = "the input holds per-token expert ids"},
+      {.flag = "--experts", .kind = CLI_O_INT, .to = &experts, .key = -1, .lo = 1,
+       .hi = LIM(EXPERTS), .arg = "E", .help = "with --expert-ids: E (default: largest id + 1)"},
+      {.kind = CLI_O_RANGE, .to = &in.it0, .to2 = &in.it1, .key = FM_KEY_ITERATIONS,
+       .help = "only iterations [A, B) (.npy and .csv inputs)"},
+      META_ROW("--top-k", TOP_K, top_k, "experts per token"),
+      META_ROW("--d-model", D_MODEL, d_model, "model width"),
+      META_ROW("--d-ff", D_FF, d_ff, "expert FFN width"),
+      {.flag = "--tokens-per-rank", .kind = CLI_O_I64, .to = &meta.tokens_per_rank, .key = -1,
+       .lo = 1, .hi = LIM(TOKENS_PER_RANK), .arg = "T",
+       .help = "tokens (not slots) per rank per iteration (the sidecar's)"},
+      META_ROW("--bytes-per-elem", BYTES_PER_ELEM, bytes_per_elem, "bytes per element"),
+      {.flag = "--strict", .kind = CLI_O_BOOL, .to = &strict, .key = -1,
+       .help = "trace warnings are errors, and the output is removed"},
+      MAX_MEMORY_ROW(&in.max_memory),
+      {.kind = CLI_O_END}};
+  int c = cli_parse_opts(cmd, argc, argv, opts, IMPORT_HEAD, IMPORT_TAIL);
+  if (c)
+    return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one input FILE (see 'flexmoe trace import --help')");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
   if (axes && ids)
     return cli_fail(CLI_EUSAGE, cmd, "--axes and --expert-ids do not go together");
-  if ((axes || ids) && ranged)
+  if ((axes || ids) && (in.it0 != 0 || in.it1 != -1))
     return cli_fail(CLI_EUSAGE, cmd, "--iterations works on .npy/.csv traces only");
-  fm_trace_import_config cfg = {
-      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
-      .out = out, .axes = axes, .expert_ids = ids, .experts = (int)experts, .meta = meta};
+  in.path = argv[optind];
+  fm_trace_import_config cfg = {.trace = in, .out = out, .axes = axes, .expert_ids = ids,
+                                .experts = experts, .meta = meta};
   fm_trace_shape o;
   char em[ERRLEN];
   if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))

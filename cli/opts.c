@@ -28,9 +28,13 @@ static void print_help(const cli_opt *opts, const char *head, const char *tail) 
     char buf[2048];
     if (!o->help && o->key >= 0)
       fm_key_help((fm_key_id)o->key, HELP_WIDTH, buf, sizeof buf);
-    else
-      fm_help_line(flag_of(o), o->arg ? o->arg : (o->key >= 0 ? fm_key_of(o->key)->arg : ""),
+    else {
+      char flag[64];
+      snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
+      fm_help_line(o->letter ? flag : flag_of(o),
+                   o->arg ? o->arg : (o->key >= 0 ? fm_key_of(o->key)->arg : ""),
                    o->help ? o->help : "", HELP_WIDTH, buf, sizeof buf);
+    }
     fputs(buf, stdout);
   }
   fputs(tail, stdout);
@@ -69,6 +73,7 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
     return CLI_OK;
   }
   case CLI_O_LIST: return cli_parse_key_list(cmd, o->key, arg, o->to, o->max, o->to2);
+  case CLI_O_FN: return o->fn(cmd, arg, o->to);
   default: return CLI_EUSAGE;
   }
 }
@@ -90,12 +95,23 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   for (int i = 0; opts[i].kind != CLI_O_END && i < MAX_OPTS; i++)
     if (opts[i].kind == CLI_O_MULTI && strlen(repeat) + strlen(lo[i].name) + 2 < sizeof repeat)
       strcat(strcat(repeat, " "), lo[i].name);
+  char shorts[2 * MAX_OPTS + 3] = ":h"; /* the rows' short forms, "o:" */
+  for (int i = 0, at = 2; opts[i].kind != CLI_O_END && i < MAX_OPTS; i++)
+    if (opts[i].letter) {
+      shorts[at++] = opts[i].letter;
+      if (opts[i].kind != CLI_O_BOOL)
+        shorts[at++] = ':';
+      shorts[at] = '\0';
+    }
   int c;
-  while ((c = cli_getopt(argc, argv, ":h", lo, repeat)) != -1) {
+  while ((c = cli_getopt(argc, argv, shorts, lo, repeat)) != -1) {
     if (c == 'h') {
       print_help(opts, head, tail);
       return CLI_HELP;
     }
+    for (int i = 0; c < 256 && c != '?' && c != ':' && opts[i].kind != CLI_O_END; i++)
+      if (opts[i].letter == c)
+        c = 256 + i;
     if (c < 256)
       return cli_bad_option(cmd, argv[optind - 1]);
     if (store(cmd, &opts[c - 256], optarg))
