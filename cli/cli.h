@@ -53,7 +53,6 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...)
  * with the command line before any parsing (--format json or
  * --format=json anywhere), and cli_parse_format turns it on for json. */
 void cli_detect_json_errors(int argc, char **argv);
-void cli_set_json_errors(int on);
 
 /* Strict number parsing of a flag's value: the whole text (no leading
  * space, no trailing bytes, decimal), in [lo, hi] (a value that overflows
@@ -76,9 +75,6 @@ int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t
  * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
                     int64_t *a, int64_t *b);
-/* Comma-separated positive integers ("8,16,64") into out[max]; count in *n. */
-int cli_parse_list(const char *cmd, const char *flag, const char *text,
-                   long *out, int max, int *n);
 
 /* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
@@ -108,16 +104,12 @@ int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
 struct fm_replay_config;
 int cli_replay_option(const char *cmd, int opt, const char *arg, struct fm_replay_config *cfg);
 
-/* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): an integer
- * flag parsed with the key's range (cli_parse_long's messages), a list of
- * them (cli_parse_list's), a choice ("--engine: 'x' is not analytic or
- * des"). */
-int cli_parse_key(const char *cmd, int key, const char *text, long *out);
+/* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): a list of
+ * integers in the key's range ("8,16,64": cli_parse_long's messages, "empty
+ * list", "more than MAX values"), a choice ("--engine: 'x' is not analytic
+ * or des"). */
 int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n);
 int cli_parse_choice(const char *cmd, int key, const char *text, const char **out);
-/* --help: head, the help lines of the table's keys of scope (FM_KS_SIM or
- * FM_KS_SWEEP; flags padded to width columns), then tail. */
-void cli_help_keys(const char *head, int scope, int width, const char *tail);
 
 /*
  * The trace sanity check every command that reads a trace makes before its

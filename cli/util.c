@@ -20,7 +20,6 @@
 
 static int json_errors; /* errors as JSON (cli_set_json_errors) */
 
-void cli_set_json_errors(int on) { json_errors = on; }
 
 void cli_detect_json_errors(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
@@ -145,15 +144,6 @@ int cli_parse_range(const char *cmd, const char *flag, const char *text,
   *a = lo;
   *b = hi;
   return CLI_OK;
-}
-
-/* cli_parse_list with the range [lo, hi] of each value. */
-static int parse_list_in(const char *cmd, const char *flag, const char *text, long lo, long hi,
-                         long *out, int max, int *n);
-
-int cli_parse_list(const char *cmd, const char *flag, const char *text,
-                   long *out, int max, int *n) {
-  return parse_list_in(cmd, flag, text, 1, INT_MAX, out, max, n);
 }
 
 static int parse_list_in(const char *cmd, const char *flag, const char *text, long lo, long hi,
@@ -304,10 +294,6 @@ int cli_json_print(const char *cmd, json_t *root, size_t flags) {
                                 strerror(errno));
 }
 
-int cli_parse_key(const char *cmd, int key, const char *text, long *out) {
-  const fm_key *k = fm_key_of((fm_key_id)key);
-  return cli_parse_long(cmd, k->flag, text, (long)k->lo, (long)k->hi, out);
-}
 
 int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n) {
   const fm_key *k = fm_key_of((fm_key_id)key);
@@ -325,18 +311,6 @@ int cli_parse_choice(const char *cmd, int key, const char *text, const char **ou
   return CLI_OK;
 }
 
-void cli_help_keys(const char *head, int scope, int width, const char *tail) {
-  char small[8192];
-  size_t n = fm_keys_help(scope, width, small, sizeof small);
-  char *buf = n < sizeof small ? small : malloc(n + 1);
-  if (buf && buf != small)
-    fm_keys_help(scope, width, buf, n + 1);
-  fputs(head, stdout);
-  fputs(buf ? buf : small, stdout);
-  fputs(tail, stdout);
-  if (buf != small)
-    free(buf);
-}
 
 /* One warning line on stderr, as cli_fail prints an error. */
 static void warn_line(const char *cmd, const char *msg) {
