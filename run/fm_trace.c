@@ -400,6 +400,15 @@ int fm_trace_check(const tr_trace *t, int64_t it0, int64_t it1, int used_ranks,
     it1 = t->iterations;
   if (it0 < 0 || it0 > it1)
     it0 = it1;
+  fm_trace_sanity s = {.ranks = R, .used_ranks = used_ranks, .first_empty_iteration = -1};
+  tr_error berr;
+  uint64_t need = tr_mul_sat(tr_add_sat(tr_mul_sat((uint64_t)R, (uint64_t)E), (uint64_t)R + E),
+                             sizeof(int64_t));
+  if (tr_check_memory(need, 0, t->path, "the sanity check", &berr) != TR_OK) {
+    s.total = 1; /* a slice past the memory budget: the command's own checks speak */
+    *out = s;
+    return FM_OK;
+  }
   int64_t *slice = tr_calloc((size_t)R * E, sizeof(int64_t));
   int64_t *rank_tot = tr_calloc((size_t)R, sizeof(int64_t));
   int64_t *expert_tot = tr_calloc((size_t)E, sizeof(int64_t));
@@ -408,7 +417,6 @@ int fm_trace_check(const tr_trace *t, int64_t it0, int64_t it1, int used_ranks,
     rc = fm_fail(em, el, FM_EFAIL, "%s: out of memory checking the trace", t->path);
     goto done;
   }
-  fm_trace_sanity s = {.ranks = R, .used_ranks = used_ranks, .first_empty_iteration = -1};
   for (int64_t it = it0; it < it1; it++) {
     int64_t it_sum = 0;
     for (int l = 0; l < t->layers; l++) {

@@ -171,7 +171,9 @@ typedef struct fm_trace_sanity {
 } fm_trace_sanity;
 
 /* Scans the range once (pages released as it goes) into *out; FM_OK, or
- * FM_EFAIL when out of memory (message in errmsg). */
+ * FM_EFAIL when out of memory (message in errmsg). A trace whose one slice
+ * (R x E counts) exceeds the default memory budget is not scanned: *out
+ * then says nothing (no warnings), and the command meets the budget itself. */
 int fm_trace_check(const tr_trace *t, int64_t it0, int64_t it1, int used_ranks,
                    fm_trace_sanity *out, char *errmsg, size_t errlen);
 
