@@ -10,6 +10,7 @@
 #define FLEXMOE_CLI_H
 
 #include <stdint.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include "run/fm_error.h"
@@ -52,7 +53,6 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...)
  * with the command line before any parsing (--format json or
  * --format=json anywhere), and cli_parse_format turns it on for json. */
 void cli_detect_json_errors(int argc, char **argv);
-void cli_set_json_errors(int on);
 
 /* Strict number parsing of a flag's value: the whole text (no leading
  * space, no trailing bytes, decimal), in [lo, hi] (a value that overflows
@@ -75,9 +75,6 @@ int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t
  * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
                     int64_t *a, int64_t *b);
-/* Comma-separated positive integers ("8,16,64") into out[max]; count in *n. */
-int cli_parse_list(const char *cmd, const char *flag, const char *text,
-                   long *out, int max, int *n);
 
 /* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
@@ -107,22 +104,109 @@ int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
 struct fm_replay_config;
 int cli_replay_option(const char *cmd, int opt, const char *arg, struct fm_replay_config *cfg);
 
-/* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): an integer
- * flag parsed with the key's range (cli_parse_long's messages), a list of
- * them (cli_parse_list's), a choice ("--engine: 'x' is not analytic or
- * des"). */
-int cli_parse_key(const char *cmd, int key, const char *text, long *out);
+/* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): a list of
+ * integers in the key's range ("8,16,64": cli_parse_long's messages, "empty
+ * list", "more than MAX values"), a choice ("--engine: 'x' is not analytic
+ * or des"). */
 int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n);
 int cli_parse_choice(const char *cmd, int key, const char *text, const char **out);
-/* --help: head, the help lines of the table's keys of scope (FM_KS_SIM or
- * FM_KS_SWEEP; flags padded to width columns), then tail. */
-void cli_help_keys(const char *head, int scope, int width, const char *tail);
+
+/*
+ * The trace sanity check every command that reads a trace makes before its
+ * work (run/fm_trace.h fm_trace_check): each finding printed as
+ * "flexmoe CMD: warning: PATH: what; what to do" on stderr (JSON errors:
+ * {"command", "warning"}). flags: CLI_TRACE_STRICT turns warnings into
+ * errors; CLI_TRACE_REFUSE_EMPTY refuses an all-zero trace unless
+ * CLI_TRACE_ALLOW_EMPTY. used_ranks: the ranks (GPUs) the command replays
+ * (0: not compared). A trace that cannot be opened is left to the command
+ * (its own message). Returns CLI_OK or CLI_EFAIL (message printed).
+ */
+enum { CLI_TRACE_STRICT = 1, CLI_TRACE_REFUSE_EMPTY = 2, CLI_TRACE_ALLOW_EMPTY = 4 };
+int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
+                    int used_ranks, int flags);
+/* The same check of a trace the caller has open. */
+struct tr_trace;
+int cli_trace_check_open(const char *cmd, const struct tr_trace *t, int64_t it0, int64_t it1,
+                         int used_ranks, int flags);
+
+/*
+ * A progress line for work that may take long: on stderr when it is a
+ * terminal (or FLEXMOE_PROGRESS=1; =0 silences it; =always also skips the
+ * 2 s wait, for tests), shown
+ * only once the work has run 2 s, redrawn at most 4 times a second as
+ * "flexmoe CMD: WHAT  P%  T s  eta E s", cleared at the end. Nothing is
+ * printed otherwise, so pipes and logs see no change.
+ */
+typedef struct cli_progress {
+  const char *cmd;
+  double t0, last; /* start and last redraw (monotonic seconds) */
+  int on, shown;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *cmd);
+void cli_progress_update(cli_progress *p, double fraction, const char *what);
+void cli_progress_end(cli_progress *p);
+
+/*
+ * A subcommand's flags as one table, parsed and documented from it
+ * (cli/opts.c). A row: the flag ("--layer"; NULL: the key's), its kind and
+ * destination, the key of run/fm_keys.h it is (its range, placeholder and
+ * help; -1 for none), a range of its own (lo, hi; both 0: the key's; for
+ * CLI_O_FORMAT lo is the CLI_FMT_* mask), and the placeholder and help
+ * sentence (NULL: the key's). The table ends with a CLI_O_END row.
+ */
+typedef enum cli_opt_kind {
+  CLI_O_END,    /* end of the table */
+  CLI_O_STR,    /* const char *: the value as given */
+  CLI_O_LONG,   /* long: an integer in range (cli_parse_long's messages) */
+  CLI_O_RANGE,  /* int64_t A into *to, B into *to2 (cli_parse_range) */
+  CLI_O_FORMAT, /* int: CLI_FMT_* of the mask in lo */
+  CLI_O_BOOL,   /* int: set to 1 by the flag alone */
+  CLI_O_INT,    /* int: as CLI_O_LONG */
+  CLI_O_I64,    /* int64_t (or uint64_t: a seed): as CLI_O_LONG */
+  CLI_O_CHOICE, /* const char *: one of the key's choices (cli_parse_choice) */
+  CLI_O_MULTI,  /* const char *[hi], count in *to2: the flag repeats */
+  CLI_O_LIST,   /* long[max] from "8,16", count in *to2 (cli_parse_key_list) */
+  CLI_O_FN      /* fn(cmd, value, to): a value only its command parses */
+} cli_opt_kind;
+typedef struct cli_opt {
+  const char *flag;
+  cli_opt_kind kind;
+  void *to, *to2; /* to2: CLI_O_RANGE's end (int64_t), CLI_O_MULTI's count (int) */
+  int key;
+  long lo, hi;
+  const char *arg, *help;
+  int max;    /* CLI_O_LIST: most values */
+  char letter; /* a short form ("-o"), or 0 */
+  int (*fn)(const char *cmd, const char *arg, void *to); /* CLI_O_FN */
+} cli_opt;
+enum { CLI_HELP = -1 };
+/* argv (options only; operands left from optind on) into the table's
+ * destinations: CLI_OK, CLI_EUSAGE after one message, or CLI_HELP after
+ * printing head, one help entry per row (flags padded to 22 columns), tail. */
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                   const char *head, const char *tail);
 
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);
 
 /* Unknown option / missing argument message for getopt_long users:
- * call from the '?' and ':' cases with the offending argv element. */
+ * call from the '?' and ':' cases with the offending argv element. After
+ * cli_getopt it names the option that was probably meant ("did you mean
+ * --policy?"), or says what cli_getopt refused (an abbreviation, a flag
+ * given twice). */
 int cli_bad_option(const char *cmd, const char *arg);
+
+/*
+ * getopt_long with the rules every subcommand shares (call it as
+ * getopt_long: opterr 0, optind 1 before the first call, shortopts starting
+ * with ':'): a long option must be written in full ("--gpus" never means
+ * "--gpus-per-node"), and one that takes a single value may be given once
+ * ("sim --trace a --trace b" is refused, not the last one silently taken);
+ * repeat lists the names that may repeat, space-separated ("policy trace").
+ * Either refusal, an unknown option and a missing value return '?' with the
+ * message kept for cli_bad_option, which the callers' '?' case prints.
+ */
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+               const char *repeat);
 
 #endif

@@ -17,6 +17,9 @@
 #include "runtime/rt_calib.h"
 #include "store/st_store.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
+
 
 static const char *const help =
     "usage: flexmoe calibrate --backend cuda|cpu [--partitions N] [--ranks N] [--device D]\n"
@@ -71,7 +74,7 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
   int c, rc = CLI_OK;
   opterr = 0;
   optind = 1;
-  while (!rc && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while (!rc && (c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
     switch (c) {
     case 'b': a->backend = optarg; break;
     case 'P': rc = calib_int("--partitions", optarg, 1, 64, &a->partitions); break;

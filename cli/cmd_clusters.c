@@ -1,27 +1,26 @@
 /*
  * cmd_clusters.c - flexmoe clusters: the cluster presets and their numbers.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
 #include "sim/sim_cluster.h"
 
-static const char help[] =
-    "usage: flexmoe clusters [--nodes N] [--gpus-per-node G] [--format table|json]\n"
-    "                        [PRESET|FILE.json ...]\n"
+static const char help_head[] =
+    "usage: flexmoe clusters [--gpus N] [--nodes N] [--gpus-per-node G]\n"
+    "                        [--format table|json] [PRESET|FILE.json ...]\n"
     "\n"
     "Lists the cluster presets (or the named presets / cluster files) with their\n"
     "numbers: GPUs, compute profile, HBM, intra-node link, NIC, switch. Bandwidths\n"
     "are GB/s per direction, latencies microseconds. h200-green-N works for any\n"
-    "N in 1..16 (one H200 split into N SM partitions).\n"
-    "\n"
-    "  --nodes N           show the presets resized to N nodes\n"
-    "  --gpus-per-node G   ... and G GPUs per node\n"
-    "  --format F          table (default) or json\n"
+    "N in 1..16 (one H200 split into N SM partitions). The JSON of one cluster\n"
+    "is a cluster file: flexmoe clusters NAME --format json > FILE.json.\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "example:\n"
     "  flexmoe clusters\n"
@@ -70,36 +69,21 @@ static void print_table(const sim_cluster *cl, int count) {
  * named (all presets by default) and prints them; CLI_OK, CLI_EUSAGE for a
  * bad command line, CLI_EFAIL (one message printed) for an unknown cluster. */
 int cmd_clusters(int argc, char **argv) {
-  static const struct option opts[] = {{"nodes", required_argument, 0, 'n'},
-                                       {"gpus-per-node", required_argument, 0, 'g'},
-                                       {"format", required_argument, 0, 'f'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-  int fmt = CLI_FMT_TABLE, c;
-  long nodes = 0, gpn = 0;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'n':
-      if (cli_parse_long("clusters", "--nodes", optarg, 1, SIM_MAX_GPUS, &nodes))
-        return CLI_EUSAGE;
-      break;
-    case 'g':
-      if (cli_parse_long("clusters", "--gpus-per-node", optarg, 1, SIM_MAX_GPUS, &gpn))
-        return CLI_EUSAGE;
-      break;
-    case 'f':
-      if (cli_parse_format("clusters", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'h':
-      cli_help(help);
-      return CLI_OK;
-    default:
-      return cli_bad_option("clusters", argv[optind - 1]);
-    }
-  }
+  int fmt = CLI_FMT_TABLE;
+  long nodes = 0, gpn = 0, gpus = 0;
+  const cli_opt opts[] = {
+      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = SIM_MAX_GPUS,
+       .arg = "N", .help = "show the clusters resized to N GPUs (whole nodes)"},
+      {.flag = "--nodes", .kind = CLI_O_LONG, .to = &nodes, .key = -1, .lo = 1,
+       .hi = SIM_MAX_GPUS, .arg = "N", .help = "... to N nodes"},
+      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = &gpn, .key = -1, .lo = 1,
+       .hi = SIM_MAX_GPUS, .arg = "G", .help = "... and G GPUs per node"},
+      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &fmt, .key = -1,
+       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      {.kind = CLI_O_END}};
+  int rc = cli_parse_opts("clusters", argc, argv, opts, help_head, help_tail);
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   const char *const *names = sim_cluster_presets();
   int nnames = 0;
   while (names[nnames])
@@ -115,8 +99,11 @@ int cmd_clusters(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, "clusters", "at most 64 clusters at once");
   for (int i = 0; i < count; i++) {
     sim_errbuf err;
-    if (sim_cluster_resolve(list[i], &cl[i], &err) ||
-        sim_cluster_resize(&cl[i], (int)nodes, (int)gpn, &err))
+    int n = (int)nodes, k = (int)gpn;
+    char em[512];
+    if (gpus && fm_cluster_size(list[i], gpus, n, k, &n, &k, em, sizeof em))
+      return cli_fail(CLI_EUSAGE, "clusters", "%s", em);
+    if (sim_cluster_resolve(list[i], &cl[i], &err) || sim_cluster_resize(&cl[i], n, k, &err))
       return cli_fail(CLI_EFAIL, "clusters", "%s", err.msg);
   }
   if (fmt == CLI_FMT_JSON)

@@ -4,7 +4,6 @@
  * CSV starts at time 0 and shares the cluster's links by max-min fairness;
  * its limits are sim_flows.h's), prints each flow's finish and the makespan.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,25 +11,22 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
+#include "run/fm_keys.h"
 #include "sim/sim_cluster.h"
 #include "sim/sim_flows.h"
 
-static const char help[] =
-    "usage: flexmoe net --flows FLOWS.csv [--cluster PRESET|FILE.json] [--nodes N]\n"
-    "                   [--gpus-per-node G] [--format table|json]\n"
+static const char help_head[] =
+    "usage: flexmoe net --flows FLOWS.csv [--cluster PRESET|FILE.json] [--gpus N]\n"
+    "                   [--nodes N] [--gpus-per-node G] [--format table|json]\n"
     "\n"
     "Finish time of every flow of a traffic matrix on a modelled cluster, and the\n"
     "makespan. All flows start at time 0 and share the links (per-GPU NVLink/PCIe\n"
     "in and out, NICs, switch uplinks with oversubscription) by max-min fair\n"
     "sharing, recomputed whenever a flow ends; a flow takes its path's latency\n"
     "plus its bytes at its share of the bandwidth.\n"
-    "\n"
-    "  --flows F           CSV with header src_gpu,dst_gpu,bytes (one flow a line,\n"
-    "                      at most 2^20; GPUs are 0..G-1, node = gpu / gpus-per-node;\n"
-    "                      bytes 0..2^50)\n"
-    "  --cluster C         preset (see 'flexmoe clusters') or cluster JSON; dgx-h100\n"
-    "  --nodes N, --gpus-per-node G   resize the cluster\n"
-    "  --format F          table (default) or json\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "example:\n"
     "  printf 'src_gpu,dst_gpu,bytes\\n0,1,1000000000\\n0,8,1000000000\\n' > f.csv\n"
@@ -73,49 +69,38 @@ static void print_table(const sim_cluster *cl, const sim_flow_line *fl, int nf,
  * the flows and prints them; CLI_OK, CLI_EUSAGE for a bad command line,
  * CLI_EFAIL (one message printed) for a cluster, file or flow error. */
 int cmd_net(int argc, char **argv) {
-  static const struct option opts[] = {{"cluster", required_argument, 0, 'c'},
-                                       {"nodes", required_argument, 0, 'n'},
-                                       {"gpus-per-node", required_argument, 0, 'g'},
-                                       {"flows", required_argument, 0, 'F'},
-                                       {"format", required_argument, 0, 'f'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
   const char *cluster = "dgx-h100", *flows_path = NULL;
-  long nodes = 0, gpn = 0;
-  int fmt = CLI_FMT_TABLE, c;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'c':
-      cluster = optarg;
-      break;
-    case 'n':
-      if (cli_parse_long("net", "--nodes", optarg, 1, SIM_MAX_GPUS, &nodes))
-        return CLI_EUSAGE;
-      break;
-    case 'g':
-      if (cli_parse_long("net", "--gpus-per-node", optarg, 1, SIM_MAX_GPUS, &gpn))
-        return CLI_EUSAGE;
-      break;
-    case 'F':
-      flows_path = optarg;
-      break;
-    case 'f':
-      if (cli_parse_format("net", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'h':
-      cli_help(help);
-      return CLI_OK;
-    default:
-      return cli_bad_option("net", argv[optind - 1]);
-    }
-  }
+  long nodes = 0, gpn = 0, gpus = 0;
+  int fmt = CLI_FMT_TABLE;
+  const cli_opt opts[] = {
+      {.flag = "--flows", .kind = CLI_O_STR, .to = &flows_path, .key = -1, .arg = "F",
+       .help = "CSV with header src_gpu,dst_gpu,bytes (one flow a line, at most 2^20; GPUs "
+               "are 0..G-1, node = gpu / gpus-per-node; bytes 0..2^50)"},
+      {.kind = CLI_O_STR, .to = &cluster, .key = FM_KEY_CLUSTER},
+      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = SIM_MAX_GPUS,
+       .arg = "N", .help = "resize the cluster to N GPUs (whole nodes)"},
+      {.flag = "--nodes", .kind = CLI_O_LONG, .to = &nodes, .key = -1, .lo = 1,
+       .hi = SIM_MAX_GPUS, .arg = "N", .help = "... to N nodes"},
+      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = &gpn, .key = -1, .lo = 1,
+       .hi = SIM_MAX_GPUS, .arg = "G", .help = "... of G GPUs"},
+      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &fmt, .key = -1,
+       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      {.kind = CLI_O_END}};
+  int rc = cli_parse_opts("net", argc, argv, opts, help_head, help_tail);
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, "net", "unexpected argument '%s'", argv[optind]);
   if (!flows_path)
     return cli_fail(CLI_EUSAGE, "net", "--flows FLOWS.csv is required");
+  char em[512];
+  int n = 0, k = 0;
+  if (gpus && fm_cluster_size(cluster, gpus, (int)nodes, (int)gpn, &n, &k, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, "net", "%s", em);
+  if (gpus) {
+    nodes = n;
+    gpn = k;
+  }
   sim_cluster cl;
   sim_errbuf err;
   if (sim_cluster_resolve(cluster, &cl, &err) ||
@@ -124,7 +109,7 @@ int cmd_net(int argc, char **argv) {
   sim_flow_line *fl = NULL;
   int nf = 0;
   int64_t makespan = 0;
-  int rc = sim_flows_read(flows_path, sim_cluster_gpus(&cl), &fl, &nf, &err);
+  rc = sim_flows_read(flows_path, sim_cluster_gpus(&cl), &fl, &nf, &err);
   if (rc)
     return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
   if ((rc = sim_flows_run(&cl, fl, nf, &makespan, &err)))

@@ -10,7 +10,6 @@
  * [{"expert", "gpus": [..]}], "gpu_load": [..], "balance", "dropped",
  * "background", "moves": [{"expert", "from", "to", "kind", "bytes"}]}]}.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -19,38 +18,27 @@
 
 #include "cli.h"
 #include "run/fm_config.h"
+#include "run/fm_keys.h"
 #include "run/fm_place.h"
 #include "sim/sim_cluster.h"
 
 #define CMD "place"
 
-static const char help[] =
-    "usage: flexmoe place --trace T --gpus N [--gpus-per-node K] [--slots S]\n"
+/* --help: this head, one entry per row of the flag table (parse), the tail. */
+static const char help_head[] =
+    "usage: flexmoe place --trace T [--gpus N] [--nodes M] [--gpus-per-node K] [--slots S]\n"
     "                     [--policy NAME[:key=value,...]] [--iteration I] [--layer L]\n"
     "                     [--cluster PRESET|FILE.json] [--d-model D] [--d-ff F]\n"
     "                     [--top-k K] [--tokens-per-gpu T] [--seed S]\n"
-    "                     [--format table|json]\n"
+    "                     [--strict] [--format table|json]\n"
     "\n"
     "Runs a placement policy over a routing trace (rescaled to N GPUs) up to\n"
     "iteration I and prints the placement it uses there: each expert's GPUs,\n"
     "each GPU's load after routing iteration I, the balance (max/mean GPU\n"
     "load) and the moves of that iteration's plan, for layer L or all layers.\n"
     "A framework can take the JSON plan as is.\n"
-    "\n"
-    "  --trace T            routing trace (.npy or .csv)\n"
-    "  --gpus N             GPUs to place on (any N; GPU g replays rank g mod R)\n"
-    "  --gpus-per-node K    GPUs per node (default: the preset's, at most N)\n"
-    "  --slots S            expert slots per GPU per layer (default: from HBM,\n"
-    "                       half reserved; at most the number of experts)\n"
-    "  --policy SPEC        policy and parameters (default flexmoe; see\n"
-    "                       'flexmoe policies')\n"
-    "  --iteration I        iteration to show (default: the last)\n"
-    "  --layer L            one layer (default: all)\n"
-    "  --cluster P          preset or JSON file for link numbers (default dgx-h100)\n"
-    "  --d-model, --d-ff, --top-k   model shape (default: the trace's sidecar)\n"
-    "  --tokens-per-gpu T   tokens per GPU per iteration (default: the trace's)\n"
-    "  --seed S             rescaling seed, 0 to 2^63 - 1 (default 0)\n"
-    "  --format table|json  output (default table)\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "example:\n"
     "  flexmoe place --trace traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 8 \\\n"
@@ -58,8 +46,8 @@ static const char help[] =
 
 typedef struct place_opts {
   const char *trace, *policy, *cluster;
-  long gpus, gpn, slots, iteration, layer, d_model, d_ff, top_k, tokens, seed;
-  int fmt;
+  long gpus, nodes, gpn, slots, iteration, layer, d_model, d_ff, top_k, tokens, seed;
+  int fmt, strict;
 } place_opts;
 
 /* One layer shown as a table: balance, drops and moves, then per GPU its
@@ -104,58 +92,52 @@ static int emit_table(const fm_place_result *r) {
 }
 
 static int parse(int argc, char **argv, place_opts *o) {
-  enum { O_TRACE = 256, O_GPUS, O_GPN, O_SLOTS, O_POLICY, O_IT, O_LAYER, O_CLUSTER, O_DM,
-         O_DFF, O_TOPK, O_TOK, O_SEED, O_FMT, O_HELP };
-  static const struct option opts[] = {
-      {"trace", required_argument, NULL, O_TRACE},
-      {"gpus", required_argument, NULL, O_GPUS},
-      {"gpus-per-node", required_argument, NULL, O_GPN},
-      {"slots", required_argument, NULL, O_SLOTS},
-      {"policy", required_argument, NULL, O_POLICY},
-      {"iteration", required_argument, NULL, O_IT},
-      {"layer", required_argument, NULL, O_LAYER},
-      {"cluster", required_argument, NULL, O_CLUSTER},
-      {"d-model", required_argument, NULL, O_DM},
-      {"d-ff", required_argument, NULL, O_DFF},
-      {"top-k", required_argument, NULL, O_TOPK},
-      {"tokens-per-gpu", required_argument, NULL, O_TOK},
-      {"seed", required_argument, NULL, O_SEED},
-      {"format", required_argument, NULL, O_FMT},
-      {"help", no_argument, NULL, O_HELP},
-      {NULL, 0, NULL, 0}};
-  int c;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-    int rc = CLI_OK;
-    switch (c) {
-    case O_TRACE: o->trace = optarg; break;
-    case O_POLICY: o->policy = optarg; break;
-    case O_CLUSTER: o->cluster = optarg; break;
-    case O_GPUS: rc = cli_parse_long(CMD, "--gpus", optarg, 1, SIM_MAX_GPUS, &o->gpus); break;
-    case O_GPN: rc = cli_parse_long(CMD, "--gpus-per-node", optarg, 1, SIM_MAX_GPUS, &o->gpn); break;
-    case O_SLOTS: rc = cli_parse_long(CMD, "--slots", optarg, 1, 1 << 20, &o->slots); break;
-    case O_IT: rc = cli_parse_long(CMD, "--iteration", optarg, 0, 1L << 40, &o->iteration); break;
-    case O_LAYER: rc = cli_parse_long(CMD, "--layer", optarg, 0, 1 << 20, &o->layer); break;
-    case O_DM: rc = cli_parse_long(CMD, "--d-model", optarg, 1, 1 << 20, &o->d_model); break;
-    case O_DFF: rc = cli_parse_long(CMD, "--d-ff", optarg, 1, 1 << 22, &o->d_ff); break;
-    case O_TOPK: rc = cli_parse_long(CMD, "--top-k", optarg, 1, 64, &o->top_k); break;
-    case O_TOK: rc = cli_parse_long(CMD, "--tokens-per-gpu", optarg, 1, 1L << 32, &o->tokens); break;
-    case O_SEED: rc = cli_parse_long(CMD, "--seed", optarg, 0, CLI_SEED_MAX, &o->seed); break;
-    case O_FMT: rc = cli_parse_format(CMD, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &o->fmt); break;
-    case O_HELP: cli_help(help); return -1;
-    default: return cli_bad_option(CMD, argv[optind - 1]);
-    }
-    if (rc)
-      return rc;
-  }
+  const cli_opt opts[] = {
+      {.kind = CLI_O_STR, .to = &o->trace, .key = FM_KEY_TRACE},
+      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &o->gpus, .key = -1, .lo = 1,
+       .hi = SIM_MAX_GPUS, .arg = "N",
+       .help = "GPUs to place on (any N; GPU g replays rank g mod R; default: the cluster's, "
+               "nodes x GPUs per node)"},
+      {.kind = CLI_O_LONG, .to = &o->nodes, .key = FM_KEY_NODES, .hi = SIM_MAX_GPUS, .lo = 1,
+       .help = "nodes (with --gpus: N/M GPUs each)", .arg = "M"},
+      {.kind = CLI_O_LONG, .to = &o->gpn, .key = FM_KEY_GPUS_PER_NODE, .lo = 1,
+       .hi = SIM_MAX_GPUS, .arg = "K", .help = "GPUs per node (default: the cluster's, at most N)"},
+      {.flag = "--slots", .kind = CLI_O_LONG, .to = &o->slots, .key = -1, .lo = 1, .hi = 1 << 20,
+       .arg = "S", .help = "expert slots per GPU per layer (default: from HBM, half reserved; at "
+                           "most the number of experts)"},
+      {.kind = CLI_O_STR, .to = &o->policy, .key = FM_KEY_POLICY,
+       .help = "policy and parameters (default flexmoe; see 'flexmoe policies')"},
+      {.flag = "--iteration", .kind = CLI_O_LONG, .to = &o->iteration, .key = -1, .lo = 0,
+       .hi = 1L << 40, .arg = "I", .help = "iteration to show (default: the last)"},
+      {.flag = "--layer", .kind = CLI_O_LONG, .to = &o->layer, .key = -1, .lo = 0, .hi = 1 << 20,
+       .arg = "L", .help = "one layer (default: all)"},
+      {.kind = CLI_O_STR, .to = &o->cluster, .key = FM_KEY_CLUSTER},
+      {.kind = CLI_O_LONG, .to = &o->d_model, .key = FM_KEY_D_MODEL},
+      {.kind = CLI_O_LONG, .to = &o->d_ff, .key = FM_KEY_D_FF},
+      {.kind = CLI_O_LONG, .to = &o->top_k, .key = FM_KEY_TOP_K},
+      {.kind = CLI_O_LONG, .to = &o->tokens, .key = FM_KEY_TOKENS_PER_GPU},
+      {.kind = CLI_O_LONG, .to = &o->seed, .key = FM_KEY_SEED},
+      {.flag = "--strict", .kind = CLI_O_BOOL, .to = &o->strict, .key = -1,
+       .help = "trace warnings (empty ranks or iterations, ids that look 1-based, unused "
+               "ranks) are errors"},
+      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &o->fmt, .key = -1,
+       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      {.kind = CLI_O_END}};
+  int rc = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  if (rc)
+    return rc;
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (!o->trace)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe place --help')");
-  if (!o->gpus)
-    return cli_fail(CLI_EUSAGE, CMD, "--gpus is required (see 'flexmoe place --help')");
-  return CLI_OK;
+  int n = 0, k = 0;
+  char em[512];
+  if (fm_cluster_size(o->cluster, o->gpus, (int)o->nodes, (int)o->gpn, &n, &k, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, CMD, "%s", em);
+  o->gpus = (long)n * k;
+  o->gpn = k;
+  return cli_trace_check(CMD, o->trace, 0, o->iteration < 0 ? -1 : o->iteration + 1,
+                         (int)o->gpus, o->strict ? CLI_TRACE_STRICT : 0);
 }
 
 /* flexmoe place ARGS: the flags into one configuration, the run
@@ -166,7 +148,7 @@ int cmd_place(int argc, char **argv) {
                   .layer = -1, .seed = FM_DEFAULT_SEED, .fmt = CLI_FMT_TABLE};
   int rc = parse(argc, argv, &o);
   if (rc)
-    return rc < 0 ? CLI_OK : rc;
+    return rc == CLI_HELP ? CLI_OK : rc;
   fm_place_config cfg = {
       .trace = o.trace, .policy = o.policy, .cluster = o.cluster, .gpus = (int)o.gpus,
       .gpus_per_node = (int)o.gpn, .slots = (int)o.slots, .iteration = o.iteration,

@@ -4,7 +4,6 @@
  * {"policies": [{"name", "summary", "clairvoyant", "spec", "parameters":
  * [{"key", "default", "help"}]}]}.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,15 +11,14 @@
 #include "cli.h"
 #include "placement/pl_policy.h"
 
-static const char help[] =
+static const char help_head[] =
     "usage: flexmoe policies [--format table|json]\n"
     "\n"
     "Lists the placement policies and their parameters with defaults. A policy\n"
     "is given to sim, place, sweep, run and validate as NAME or\n"
     "NAME:key=value,key=value (unknown keys are refused).\n"
-    "\n"
-    "  --format table|json   output format (default table)\n"
-    "  --help                this text\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "example:\n"
     "  flexmoe policies\n"
@@ -82,25 +80,14 @@ static int print_table(void) {
 }
 
 int cmd_policies(int argc, char **argv) {
-  static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
-  int fmt = CLI_FMT_TABLE, c;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-    switch (c) {
-    case 'f':
-      if (cli_parse_format("policies", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'h':
-      cli_help(help);
-      return CLI_OK;
-    default:
-      return cli_bad_option("policies", argv[optind - 1]);
-    }
-  }
+  int fmt = CLI_FMT_TABLE;
+  const cli_opt opts[] = {{.flag = "--format", .kind = CLI_O_FORMAT, .to = &fmt, .key = -1,
+                           .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F",
+                           .help = "table (default) or json"},
+                          {.kind = CLI_O_END}};
+  int rc = cli_parse_opts("policies", argc, argv, opts, help_head, help_tail);
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, "policies", "unexpected argument '%s'", argv[optind]);
   return fmt == CLI_FMT_JSON ? print_json() : print_table();

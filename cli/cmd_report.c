@@ -17,6 +17,9 @@
 #include "run/fm_report.h"
 #include "store/st_store.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
+
 #define CMD "report"
 
 static const char help[] =
@@ -275,7 +278,7 @@ int cmd_report(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE, list_runs = 0, c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
     switch (c) {
     case 'd':
       dbpath = optarg;

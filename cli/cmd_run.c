@@ -14,6 +14,9 @@
 #include "run/fm_replay.h"
 #include "run/fm_profile.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS "policy"
+
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
 static const char *short_name(const char *spec, char *buf, size_t len) {
@@ -82,7 +85,7 @@ static int run_parse(int argc, char **argv, run_args *a) {
   int c, rc;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
     switch (c) {
     case 'p':
       if (a->npol == 64) return cli_fail(CLI_EUSAGE, "run", "--policy: at most 64");
@@ -108,7 +111,9 @@ static int run_parse(int argc, char **argv, run_args *a) {
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
   if (a->cfg.partitions > 0 && strcmp(a->cfg.backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
-  return CLI_OK;
+  const fm_replay_config *r = &a->cfg;
+  return cli_trace_check("run", r->trace_path, r->it_begin, r->it_end,
+                         r->partitions > 0 ? r->partitions : r->ranks, 0);
 }
 
 /* The calibrated profile's exchange numbers into a->cfg when --profile was

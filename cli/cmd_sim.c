@@ -8,7 +8,6 @@
  * slots, policy spec: any error stops here); simulate all; then record each
  * run in its own transaction and print the comparison.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -19,6 +18,7 @@
 
 #include "cli.h"
 #include "placement/pl_policy.h"
+#include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sim.h"
 #include "run/fm_sim_json.h"
@@ -30,12 +30,12 @@
  * run/fm_keys.h: flag, range, default, unit), then the command's own
  * options and an example. */
 static const char help_head[] =
-    "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--nodes N]\n"
+    "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--gpus G] [--nodes N]\n"
     "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
     "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
     "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
     "                   [--network hose|exact] [--threads N] [--db FILE | --no-db]\n"
-    "                   [--format table|json]\n"
+    "                   [--strict] [--allow-empty] [--format table|json]\n"
     "\n"
     "Simulates MoE training on a routing trace with each placement policy and\n"
     "prints the comparison: mean iteration time, effective time (iteration\n"
@@ -45,25 +45,10 @@ static const char help_head[] =
     "dropped, and the time breakdown. Each run goes into the results database.\n"
     "\n";
 static const char help_tail[] =
-    "  --no-db             do not record (as --db '')\n"
-    "  --format F          table (default) or json\n"
     "\n"
     "example:\n"
     "  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
     "      --cluster dgx-h100 --nodes 2 --policy static --policy capacity --engine des\n";
-
-static const struct option sim_opts[] = {
-    {"trace", required_argument, 0, 't'},     {"cluster", required_argument, 0, 'c'},
-    {"nodes", required_argument, 0, 'n'},     {"gpus-per-node", required_argument, 0, 'g'},
-    {"policy", required_argument, 0, 'p'},    {"engine", required_argument, 0, 'e'},
-    {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
-    {"d-model", required_argument, 0, 'D'},   {"d-ff", required_argument, 0, 'F'},
-    {"top-k", required_argument, 0, 'K'},     {"tokens-per-gpu", required_argument, 0, 'T'},
-    {"slots", required_argument, 0, 'S'},     {"profile", required_argument, 0, 'P'},
-    {"db", required_argument, 0, 'b'},        {"no-db", no_argument, 0, 'N'},
-    {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
-    {"network", required_argument, 0, 'W'},   {"threads", required_argument, 0, 'H'},
-    {0, 0, 0, 0}};
 
 /* What the flags say: the base configuration every policy's run starts
  * from, the policy specs (pointing into argv), the output format and the
@@ -72,106 +57,63 @@ typedef struct sim_args {
   fm_sim_config base;
   const char *policies[MAX_POLICIES];
   int npol, fmt;
+  long gpus;                     /* --gpus, 0 when not given */
+  int strict, allow_empty, no_db; /* --strict, --allow-empty, --no-db */
+  const char *network;            /* --network hose|exact */
   const char *db_path;
-  int help; /* --help was printed: nothing else to do */
 } sim_args;
 
-/* A numeric flag of the key table (c its short option) into a->base;
- * CLI_OK, CLI_EUSAGE after the parser's message naming the flag and its
- * range, or -1 when c is no such flag. */
-static int sim_key_flag(sim_args *a, int c, const char *arg) {
-  fm_key_id id;
-  switch (c) {
-  case 'n': id = FM_KEY_NODES; break;
-  case 'g': id = FM_KEY_GPUS_PER_NODE; break;
-  case 's': id = FM_KEY_SEED; break;
-  case 'D': id = FM_KEY_D_MODEL; break;
-  case 'F': id = FM_KEY_D_FF; break;
-  case 'K': id = FM_KEY_TOP_K; break;
-  case 'T': id = FM_KEY_TOKENS_PER_GPU; break;
-  case 'S': id = FM_KEY_SLOTS; break;
-  default: return -1;
-  }
-  long v;
-  if (cli_parse_key("sim", id, arg, &v))
-    return CLI_EUSAGE;
-  fm_sim_config *b = &a->base;
-  switch (c) {
-  case 'n': b->nodes = (int)v; break;
-  case 'g': b->gpus_per_node = (int)v; break;
-  case 's': b->seed = (uint64_t)v; break;
-  case 'D': b->d_model = (int)v; break;
-  case 'F': b->d_ff = (int)v; break;
-  case 'K': b->top_k = (int)v; break;
-  case 'T': b->tokens_per_gpu = v; break;
-  default: b->slots = (int)v; break; /* 'S' */
-  }
-  return CLI_OK;
-}
-
-/* Any other option (c as getopt_long returned it, optarg its argument) into
- * a; CLI_OK, CLI_EUSAGE after one message naming the option, or CLI_OK with
- * a->help set after printing --help. */
-static int sim_other_flag(sim_args *a, int c, char **argv) {
-  const char *net = NULL;
-  switch (c) {
-  case 't': a->base.trace_path = optarg; return CLI_OK;
-  case 'c': a->base.cluster = optarg; return CLI_OK;
-  case 'P': a->base.profile_path = optarg; return CLI_OK;
-  case 'b': a->db_path = optarg; return CLI_OK;
-  case 'N': a->db_path = ""; return CLI_OK;
-  case 'p':
-    if (a->npol == MAX_POLICIES)
-      return cli_fail(CLI_EUSAGE, "sim", "--policy: at most %d policies", MAX_POLICIES);
-    a->policies[a->npol++] = optarg;
-    return CLI_OK;
-  case 'e':
-    return cli_parse_choice("sim", FM_KEY_ENGINE, optarg, &a->base.engine) ? CLI_EUSAGE : CLI_OK;
-  case 'i':
-    return cli_parse_range("sim", "--iterations", optarg, &a->base.it_begin, &a->base.it_end)
-               ? CLI_EUSAGE
-               : CLI_OK;
-  case 'H': {
-    long th;
-    if (cli_parse_key("sim", FM_KEY_THREADS, optarg, &th))
-      return CLI_EUSAGE;
-    a->base.threads = (int)th;
-    return CLI_OK;
-  }
-  case 'W':
-    if (cli_parse_choice("sim", FM_KEY_NETWORK, optarg, &net))
-      return CLI_EUSAGE;
-    a->base.exact_net = strcmp(net, "exact") == 0;
-    return CLI_OK;
-  case 'f':
-    return cli_parse_format("sim", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &a->fmt) ? CLI_EUSAGE
-                                                                                  : CLI_OK;
-  case 'h':
-    cli_help_keys(help_head, FM_KS_SIM, 22, help_tail);
-    a->help = 1;
-    return CLI_OK;
-  default:
-    return cli_bad_option("sim", argv[optind - 1]);
-  }
-}
-
-/* The command line into a, flag by flag (the first bad one stops it with
- * its message), then no operands and a trace; CLI_OK (a->help when --help
- * was printed) or CLI_EUSAGE. */
+/* The command line into a (the flag table below: keys of run/fm_keys.h in
+ * its order, then the command's own), then no operands, a trace, the sizes;
+ * CLI_OK, CLI_HELP after --help, or CLI_EUSAGE after one message. */
 static int sim_parse(int argc, char **argv, sim_args *a) {
-  int c, rc;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", sim_opts, NULL)) != -1) {
-    if ((rc = sim_key_flag(a, c, optarg)) == -1)
-      rc = sim_other_flag(a, c, argv);
-    if (rc || a->help)
-      return rc;
-  }
+  fm_sim_config *b = &a->base;
+  const cli_opt opts[] = {
+      {.kind = CLI_O_STR, .to = &b->trace_path, .key = FM_KEY_TRACE},
+      {.kind = CLI_O_STR, .to = &b->cluster, .key = FM_KEY_CLUSTER},
+      {.kind = CLI_O_INT, .to = &b->nodes, .key = FM_KEY_NODES},
+      {.kind = CLI_O_INT, .to = &b->gpus_per_node, .key = FM_KEY_GPUS_PER_NODE},
+      {.kind = CLI_O_MULTI, .to = a->policies, .to2 = &a->npol, .key = FM_KEY_POLICY,
+       .hi = MAX_POLICIES},
+      {.kind = CLI_O_CHOICE, .to = &b->engine, .key = FM_KEY_ENGINE},
+      {.kind = CLI_O_CHOICE, .to = &a->network, .key = FM_KEY_NETWORK},
+      {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
+      {.kind = CLI_O_I64, .to = &b->seed, .key = FM_KEY_SEED},
+      {.kind = CLI_O_INT, .to = &b->d_model, .key = FM_KEY_D_MODEL},
+      {.kind = CLI_O_INT, .to = &b->d_ff, .key = FM_KEY_D_FF},
+      {.kind = CLI_O_INT, .to = &b->top_k, .key = FM_KEY_TOP_K},
+      {.kind = CLI_O_I64, .to = &b->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
+      {.kind = CLI_O_INT, .to = &b->slots, .key = FM_KEY_SLOTS},
+      {.kind = CLI_O_STR, .to = &b->profile_path, .key = FM_KEY_PROFILE},
+      {.kind = CLI_O_INT, .to = &b->threads, .key = FM_KEY_THREADS},
+      {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_DB},
+      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &a->gpus, .key = FM_KEY_GPUS, .arg = "G",
+       .help = "GPUs in all: G/N per node with --nodes, else nodes of --gpus-per-node (or "
+               "the cluster's) GPUs; below a node's count one partial node"},
+      {.flag = "--strict", .kind = CLI_O_BOOL, .to = &a->strict, .key = -1,
+       .help = "trace warnings (empty ranks or iterations, ids that look 1-based, unused "
+               "ranks) are errors"},
+      {.flag = "--allow-empty", .kind = CLI_O_BOOL, .to = &a->allow_empty, .key = -1,
+       .help = "simulate a trace whose counts are all 0 (refused otherwise)"},
+      {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &a->no_db, .key = -1,
+       .help = "do not record (as --db '')"},
+      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &a->fmt, .key = -1,
+       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      {.kind = CLI_O_END}};
+  int rc = cli_parse_opts("sim", argc, argv, opts, help_head, help_tail);
+  if (rc)
+    return rc;
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, "sim", "unexpected argument '%s'", argv[optind]);
-  if (!a->base.trace_path)
+  if (!b->trace_path)
     return cli_fail(CLI_EUSAGE, "sim", "--trace is required (see 'flexmoe sim --help')");
+  b->exact_net = a->network && strcmp(a->network, "exact") == 0;
+  if (a->no_db)
+    a->db_path = "";
+  char em[512];
+  if (a->gpus && fm_cluster_size(b->cluster, a->gpus, b->nodes, b->gpus_per_node, &b->nodes,
+                                 &b->gpus_per_node, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, "sim", "%s", em);
   return CLI_OK;
 }
 
@@ -206,19 +148,63 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
          " layer; policy parameters in full: --format json or flexmoe report)\n");
 }
 
+/* What the progress line needs: which of how many runs is simulated. */
+typedef struct sim_progress {
+  cli_progress line;
+  int run, runs; /* the run being simulated (from 0) and how many there are */
+  int started;   /* a run's first iteration was seen */
+} sim_progress;
+
+/* fm_sim_config.progress: one iteration of one policy's run done. */
+static void on_progress(void *ctx, const char *policy, int64_t done, int64_t total) {
+  sim_progress *p = ctx;
+  if (done == 1 && p->started++ && p->run + 1 < p->runs)
+    p->run++; /* the next run's first iteration */
+  char what[96];
+  snprintf(what, sizeof what, "%.40s (%d/%d), iteration %lld/%lld", policy, p->run + 1,
+           p->runs, (long long)done, (long long)total);
+  cli_progress_update(&p->line, (p->run + (double)done / (double)total) / p->runs, what);
+}
+
+/* How many runs fm_sim_compare makes: the policies (all registered when
+ * none is named) and static when it is not among them. */
+static int runs_of(const sim_args *a) {
+  int n = a->npol, has_static = a->npol == 0;
+  if (n == 0)
+    for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++)
+      n++;
+  for (int i = 0; i < a->npol; i++)
+    has_static |= strcmp(a->policies[i], "static") == 0;
+  return n + !has_static;
+}
+
 int cmd_sim(int argc, char **argv) {
-  sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE,
-                .db_path = "flexmoe.db", .help = 0};
+  sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE, .gpus = 0,
+                .db_path = "flexmoe.db", .network = NULL};
   a.base.threads = fm_sim_default_threads(); /* every core: same results, sooner */
   int rc = sim_parse(argc, argv, &a);
-  if (rc || a.help)
-    return rc;
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
+  int nodes = 0, gpn = 0;
   char err[1024];
+  if (fm_cluster_size(a.base.cluster, 0, a.base.nodes, a.base.gpus_per_node, &nodes, &gpn, err,
+                      sizeof err))
+    nodes = gpn = 0; /* the simulation names a bad cluster itself */
+  if ((rc = cli_trace_check("sim", a.base.trace_path, a.base.it_begin, a.base.it_end,
+                            nodes * gpn, (a.strict ? CLI_TRACE_STRICT : 0) |
+                                CLI_TRACE_REFUSE_EMPTY |
+                                (a.allow_empty ? CLI_TRACE_ALLOW_EMPTY : 0))))
+    return rc;
   st_db *db = NULL;
   if (a.db_path[0] && st_open(&db, a.db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);
   fm_sim_comparison cmp;
+  sim_progress prog = {.run = 0, .runs = runs_of(&a), .started = 0};
+  cli_progress_start(&prog.line, "sim");
+  a.base.progress = on_progress;
+  a.base.progress_ctx = &prog;
   rc = fm_sim_compare(&a.base, a.policies, a.npol, db, &cmp, err, sizeof(err));
+  cli_progress_end(&prog.line);
   if (rc)
     cli_fail(rc, "sim", "%s", err);
   else if (a.fmt == CLI_FMT_JSON)

@@ -4,7 +4,8 @@
  * grid, the worker processes, the MPI ranks and the claim/record logic are
  * the run library's (run/fm_sweep.h).
  */
-#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sweep.h"
 
@@ -24,12 +26,12 @@
  * options, MPI and an example. */
 static const char help_head[] =
     "usage: flexmoe sweep --trace T [--trace T2 ...] [--policy SPEC ...]\n"
-    "                     [--cluster PRESET|FILE.json ...] --gpus 8,16,...\n"
+    "                     [--cluster PRESET|FILE.json ...] --gpus 8,16,... | --nodes 1,2,...\n"
     "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
     "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
     "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
     "                     [--plan-moves] [--jobs J] [--db FILE] [--lock-wait S]\n"
-    "                     [--quiet]\n"
+    "                     [--strict] [--allow-empty] [--quiet]\n"
     "\n"
     "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
     "policies and stores each as one run (one transaction) in the database.\n"
@@ -39,7 +41,6 @@ static const char help_head[] =
     "fastermoe smartmoe eplb flexmoe oracle.\n"
     "\n";
 static const char help_tail[] =
-    "  --quiet             no progress bar\n"
     "\n"
     "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
     "rank 0 alone writes the database.\n"
@@ -59,6 +60,8 @@ typedef struct opts {
   int nclusters;
   long sizes[MAX_SIZES];
   int nsizes;
+  long nodes[MAX_SIZES];
+  int nnodes;
   long seeds[MAX_LIST];
   int nseeds;
   fm_sim_config base;
@@ -66,137 +69,188 @@ typedef struct opts {
   long jobs;
   const char *db;
   long lock_wait_s;
-  int quiet;
+  int quiet, strict, allow_empty;
   int bar; /* progress bar on stderr */
 } opts;
 
-static int add_item(const char **arr, int *n, const char *v, const char *flag) {
-  if (*n >= MAX_LIST)
-    return cli_fail(CLI_EUSAGE, CMD, "%s: more than %d values", flag, MAX_LIST);
-  arr[(*n)++] = v;
+/* --nodes N1,N2 into the sizes N x K GPUs, K the GPUs per node of every
+ * cluster (--gpus-per-node, else each cluster's own: they must agree). */
+static int nodes_to_sizes(opts *sw) {
+  const char *dflt = "dgx-h100";
+  int k = 0, nc = sw->nclusters ? sw->nclusters : 1;
+  for (int i = 0; i < nc; i++) {
+    const char *c = sw->nclusters ? sw->clusters[i] : dflt;
+    int n = 0, per = 0;
+    char em[512];
+    if (fm_cluster_size(c, 0, 1, sw->gpus_per_node, &n, &per, em, sizeof em))
+      return cli_fail(CLI_EUSAGE, CMD, "%s", em);
+    if (k && per != k)
+      return cli_fail(CLI_EUSAGE, CMD,
+                      "--nodes: the clusters have %d and %d GPUs per node; give --gpus, or "
+                      "--gpus-per-node",
+                      k, per);
+    k = per;
+  }
+  for (int i = 0; i < sw->nnodes; i++)
+    sw->sizes[i] = sw->nodes[i] * k;
+  sw->nsizes = sw->nnodes;
   return CLI_OK;
 }
 
-/* NOT_MINE: an option the step below does not take (the next one does). */
-enum { NOT_MINE = -1 };
-
-/* The grid's options and where results go (--trace, --policy, --cluster,
- * --gpus, --seeds, --engine, --iterations, --jobs, --db, --lock-wait) into
- * sw: CLI_OK, the exit code of the message printed, or NOT_MINE. */
-static int take_grid_option(opts *sw, int c, const char *arg) {
-  switch (c) {
-  case 't': return add_item(sw->traces, &sw->ntraces, arg, "--trace");
-  case 'p': return add_item(sw->policies, &sw->npolicies, arg, "--policy");
-  case 'c': return add_item(sw->clusters, &sw->nclusters, arg, "--cluster");
-  case 'g': return cli_parse_key_list(CMD, FM_KEY_GPUS, arg, sw->sizes, MAX_SIZES, &sw->nsizes);
-  case 's': return cli_parse_key_list(CMD, FM_KEY_SEEDS, arg, sw->seeds, MAX_LIST, &sw->nseeds);
-  case 'e': return cli_parse_choice(CMD, FM_KEY_ENGINE, arg, &sw->base.engine);
-  case 'i':
-    return cli_parse_range(CMD, "--iterations", arg, &sw->base.it_begin, &sw->base.it_end);
-  case 'j': return cli_parse_key(CMD, FM_KEY_JOBS, arg, &sw->jobs);
-  case 'd': sw->db = arg; return CLI_OK;
-  case 'W': return cli_parse_key(CMD, FM_KEY_LOCK_WAIT, arg, &sw->lock_wait_s);
-  default: return NOT_MINE;
-  }
-}
-
-/* The model and simulator options every point shares (--gpus-per-node,
- * --d-model, --d-ff, --top-k, --tokens-per-gpu, --slots, --profile,
- * --quiet, --plan-moves) into sw: CLI_OK, an exit code, or NOT_MINE. A
- * value is stored only once it parsed. */
-static int take_model_option(opts *sw, int c, const char *arg) {
-  long v = 0;
-  int rc = CLI_OK;
-  switch (c) {
-  case 'G':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_GPUS_PER_NODE, arg, &v))) sw->gpus_per_node = (int)v;
-    return rc;
-  case 'M':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_D_MODEL, arg, &v))) sw->base.d_model = (int)v;
-    return rc;
-  case 'F':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_D_FF, arg, &v))) sw->base.d_ff = (int)v;
-    return rc;
-  case 'K':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_TOP_K, arg, &v))) sw->base.top_k = (int)v;
-    return rc;
-  case 'T':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_TOKENS_PER_GPU, arg, &v)))
-      sw->base.tokens_per_gpu = v;
-    return rc;
-  case 'S':
-    if (!(rc = cli_parse_key(CMD, FM_KEY_SLOTS, arg, &v))) sw->base.slots = (int)v;
-    return rc;
-  case 'P': sw->base.profile_path = arg; return CLI_OK;
-  case 'q': sw->quiet = 1; return CLI_OK;
-  case 'm': sw->base.plan_moves = 1; return CLI_OK;
-  default: return NOT_MINE;
-  }
-}
-
-/* argv into sw (defaults: one job, flexmoe.db, 30 s lock wait, no plan
- * moves); CLI_OK (with *help_only = 1 after --help) or the exit code of the
- * one message printed. */
-static int parse(opts *sw, int argc, char **argv, int *help_only) {
-  static const struct option opts[] = {
-      {"trace", required_argument, NULL, 't'},
-      {"policy", required_argument, NULL, 'p'},
-      {"cluster", required_argument, NULL, 'c'},
-      {"gpus", required_argument, NULL, 'g'},
-      {"seeds", required_argument, NULL, 's'},
-      {"seed", required_argument, NULL, 's'},
-      {"engine", required_argument, NULL, 'e'},
-      {"iterations", required_argument, NULL, 'i'},
-      {"jobs", required_argument, NULL, 'j'},
-      {"db", required_argument, NULL, 'd'},
-      {"lock-wait", required_argument, NULL, 'W'},
-      {"gpus-per-node", required_argument, NULL, 'G'},
-      {"d-model", required_argument, NULL, 'M'},
-      {"d-ff", required_argument, NULL, 'F'},
-      {"top-k", required_argument, NULL, 'K'},
-      {"tokens-per-gpu", required_argument, NULL, 'T'},
-      {"slots", required_argument, NULL, 'S'},
-      {"profile", required_argument, NULL, 'P'},
-      {"quiet", no_argument, NULL, 'q'},
-      {"plan-moves", no_argument, NULL, 'm'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  sw->base = (fm_sim_config)FM_SIM_CONFIG_INIT;
-  sw->base.plan_moves = 0;
+/* argv into sw (the flag table: the sweep keys of run/fm_keys.h in its
+ * order, then the command's own; defaults: one job, flexmoe.db, 30 s lock
+ * wait, no plan moves); CLI_OK, CLI_HELP after --help, or the exit code of
+ * the one message printed. */
+static int parse(opts *sw, int argc, char **argv) {
+  fm_sim_config *b = &sw->base;
+  *b = (fm_sim_config)FM_SIM_CONFIG_INIT;
+  b->plan_moves = 0;
   sw->jobs = 1;
   sw->db = "flexmoe.db";
   sw->lock_wait_s = 30;
-  int c;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    if (c == 'h') {
-      cli_help_keys(help_head, FM_KS_SWEEP, 22, help_tail);
-      *help_only = 1;
-      return CLI_OK;
-    }
-    int rc = take_grid_option(sw, c, optarg);
-    if (rc == NOT_MINE)
-      rc = take_model_option(sw, c, optarg);
-    if (rc == NOT_MINE)
-      return cli_bad_option(CMD, argv[optind - 1]);
-    if (rc)
-      return rc;
-  }
+  const cli_opt opts[] = {
+      {.kind = CLI_O_MULTI, .to = sw->traces, .to2 = &sw->ntraces, .key = FM_KEY_TRACE,
+       .hi = MAX_LIST},
+      {.kind = CLI_O_MULTI, .to = sw->clusters, .to2 = &sw->nclusters, .key = FM_KEY_CLUSTER,
+       .hi = MAX_LIST},
+      {.kind = CLI_O_LIST, .to = sw->sizes, .to2 = &sw->nsizes, .key = FM_KEY_GPUS,
+       .max = MAX_SIZES},
+      {.kind = CLI_O_INT, .to = &sw->gpus_per_node, .key = FM_KEY_GPUS_PER_NODE},
+      {.kind = CLI_O_MULTI, .to = sw->policies, .to2 = &sw->npolicies, .key = FM_KEY_POLICY,
+       .hi = MAX_LIST},
+      {.kind = CLI_O_CHOICE, .to = &b->engine, .key = FM_KEY_ENGINE},
+      {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
+      {.kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds, .key = FM_KEY_SEEDS,
+       .max = MAX_LIST},
+      {.kind = CLI_O_INT, .to = &b->d_model, .key = FM_KEY_D_MODEL},
+      {.kind = CLI_O_INT, .to = &b->d_ff, .key = FM_KEY_D_FF},
+      {.kind = CLI_O_INT, .to = &b->top_k, .key = FM_KEY_TOP_K},
+      {.kind = CLI_O_I64, .to = &b->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
+      {.kind = CLI_O_INT, .to = &b->slots, .key = FM_KEY_SLOTS},
+      {.kind = CLI_O_STR, .to = &b->profile_path, .key = FM_KEY_PROFILE},
+      {.kind = CLI_O_STR, .to = &sw->db, .key = FM_KEY_DB},
+      {.kind = CLI_O_LONG, .to = &sw->jobs, .key = FM_KEY_JOBS},
+      {.kind = CLI_O_LONG, .to = &sw->lock_wait_s, .key = FM_KEY_LOCK_WAIT},
+      {.kind = CLI_O_BOOL, .to = &b->plan_moves, .key = FM_KEY_PLAN_MOVES},
+      {.flag = "--nodes", .kind = CLI_O_LIST, .to = sw->nodes, .to2 = &sw->nnodes,
+       .key = FM_KEY_NODES, .max = MAX_SIZES, .arg = "LIST",
+       .help = "cluster sizes in nodes (instead of --gpus): N x the GPUs per node "
+               "(--gpus-per-node or the clusters' own)"},
+      {.flag = "--seed", .kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds,
+       .key = FM_KEY_SEEDS, .max = MAX_LIST, .arg = "LIST", .help = "as --seeds"},
+      {.flag = "--strict", .kind = CLI_O_BOOL, .to = &sw->strict, .key = -1,
+       .help = "trace warnings (empty ranks or iterations, ids that look 1-based) are errors"},
+      {.flag = "--allow-empty", .kind = CLI_O_BOOL, .to = &sw->allow_empty, .key = -1,
+       .help = "simulate traces whose counts are all 0 (refused otherwise)"},
+      {.flag = "--quiet", .kind = CLI_O_BOOL, .to = &sw->quiet, .key = -1,
+       .help = "no progress bar"},
+      {.kind = CLI_O_END}};
+  int rc = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  if (rc)
+    return rc;
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (sw->ntraces == 0)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe sweep --help')");
+  if (sw->nnodes && sw->nsizes)
+    return cli_fail(CLI_EUSAGE, CMD, "give the sizes once: --gpus or --nodes, not both");
+  if (sw->nnodes && nodes_to_sizes(sw))
+    return CLI_EUSAGE;
   if (sw->nsizes == 0)
     return cli_fail(CLI_EUSAGE, CMD,
-                    "--gpus is required, e.g. --gpus 8,16,32 (see 'flexmoe sweep --help')");
+                    "--gpus is required (or --nodes), e.g. --gpus 8,16,32 (see 'flexmoe sweep "
+                    "--help')");
+  for (int i = 0; i < sw->ntraces; i++)
+    if (cli_trace_check(CMD, sw->traces[i], sw->base.it_begin, sw->base.it_end, 0,
+                        (sw->strict ? CLI_TRACE_STRICT : 0) | CLI_TRACE_REFUSE_EMPTY |
+                            (sw->allow_empty ? CLI_TRACE_ALLOW_EMPTY : 0)))
+      return CLI_EFAIL;
   return CLI_OK;
+}
+
+/* ---- Ctrl-C: what was stored and how to resume ---------------------------- */
+
+/* Set before the sweep starts, read by the handler (async-signal-safe:
+ * it only formats into its own buffer and write()s). */
+static char resume_cmd[4096];
+static const char *resume_db;
+static pid_t sweep_pid;
+static volatile sig_atomic_t points_stored, points_before;
+
+/* The command line as a shell reads it back: words with characters other
+ * than [A-Za-z0-9_./:,=+-] in single quotes. */
+static void build_resume(int argc, char **argv) {
+  size_t at = (size_t)snprintf(resume_cmd, sizeof resume_cmd, "flexmoe sweep");
+  for (int i = 1; i < argc && at < sizeof resume_cmd; i++) {
+    const char *w = argv[i];
+    int plain = w[0] && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                  "0123456789_./:,=+-") == strlen(w);
+    at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, plain ? " %s" : " '", w);
+    for (const char *c = w; !plain && *c && at < sizeof resume_cmd; c++)
+      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, *c == '\'' ? "'\\''" : "%c",
+                             *c);
+    if (!plain && at < sizeof resume_cmd)
+      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, "'");
+  }
+}
+
+/* Appends a decimal to buf at *at (no stdio: a signal handler calls it). */
+static void put_num(char *buf, size_t len, size_t *at, long v) {
+  char d[24];
+  int n = 0;
+  do
+    d[n++] = (char)('0' + v % 10);
+  while ((v /= 10) > 0 && n < 23);
+  while (n > 0 && *at + 1 < len)
+    buf[(*at)++] = d[--n];
+}
+
+static void put_str(char *buf, size_t len, size_t *at, const char *s) {
+  while (*s && *at + 1 < len)
+    buf[(*at)++] = *s++;
+}
+
+/* SIGINT / SIGTERM: workers leave quietly (the parent speaks); the parent
+ * says what is stored and the command that resumes, then exits 130. A
+ * point being computed was not committed: its transaction never happened. */
+static void on_interrupt(int sig) {
+  if (getpid() != sweep_pid)
+    _exit(128 + sig);
+  char msg[5120];
+  size_t at = 0;
+  put_str(msg, sizeof msg, &at, "\nflexmoe sweep: interrupted: ");
+  put_num(msg, sizeof msg, &at, (long)points_stored);
+  put_str(msg, sizeof msg, &at, " point(s) computed by this sweep are stored in ");
+  put_str(msg, sizeof msg, &at, resume_db);
+  put_str(msg, sizeof msg, &at, " (");
+  put_num(msg, sizeof msg, &at, (long)points_before);
+  put_str(msg, sizeof msg, &at, " were there before; points being computed are not stored)."
+                                "\nThe same command resumes where it stopped:\n  ");
+  put_str(msg, sizeof msg, &at, resume_cmd);
+  put_str(msg, sizeof msg, &at, "\n");
+  ssize_t w = write(2, msg, at);
+  (void)w;
+  _exit(128 + sig);
+}
+
+static void catch_interrupts(int argc, char **argv, const char *db) {
+  build_resume(argc, argv);
+  resume_db = db;
+  sweep_pid = getpid();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 /* Draws the bar (a terminal only) and says what the sweep reports. */
 static void on_event(void *ctx, const fm_sweep_event *ev) {
   const opts *o = ctx;
   const fm_sweep_stats *s = fm_sweep_stats_of(ev->sweep);
+  points_stored = s->done;
+  points_before = s->skipped + s->elsewhere;
   if (ev->kind == FM_SWEEP_NOTE) {
     fprintf(stderr, "flexmoe %s: note: %s\n", CMD, ev->message);
     return;
@@ -270,10 +324,11 @@ static void summary(const opts *o, const fm_sweep_config *c, const fm_sweep_stat
 int cmd_sweep(int argc, char **argv) {
   opts o;
   memset(&o, 0, sizeof(o));
-  int help_only = 0, rc = parse(&o, argc, argv, &help_only);
-  if (rc || help_only)
-    return rc;
+  int rc = parse(&o, argc, argv);
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   o.bar = !o.quiet && isatty(2);
+  catch_interrupts(argc, argv, o.db);
   fm_sweep_config c = {
       .traces = o.traces, .ntraces = o.ntraces, .policies = o.policies,
       .npolicies = o.npolicies, .clusters = o.clusters, .nclusters = o.nclusters,

@@ -22,7 +22,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_config.h"
+#include "run/fm_keys.h"
 #include "run/fm_trace.h"
+
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS ""
 
 /* ---- shared helpers ------------------------------------------------------- */
 
@@ -128,7 +133,7 @@ static int parse_analysed(const char *cmd, const char *help, int argc, char **ar
   int c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hf:i:M:", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":hf:i:M:", opts, REPEATS)) != -1) {
     switch (c) {
     case 'h':
       cli_help(help);
@@ -170,6 +175,7 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
     return rc;
   if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
     return trace_fail(cmd, rc, em);
+  cli_trace_check_open(cmd, &a->trace, a->it0, a->it1, 0, 0); /* warnings only */
   return CLI_OK;
 }
 
@@ -402,7 +408,7 @@ static int gen_parse_first(const char *cmd, int argc, char **argv, gen_args *a) 
   int c, rc;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+  while ((c = cli_getopt(argc, argv, ":hp:F:n:s:o:", gen_opts, REPEATS)) != -1)
     if ((rc = gen_first_option(cmd, c, argv, a)) || a->help)
       return rc;
   if (optind != argc)
@@ -514,7 +520,7 @@ static int trace_gen(int argc, char **argv) {
   }
   /* Second pass: model options on top of the pattern or fit. */
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":hp:F:n:s:o:", gen_opts, NULL)) != -1)
+  while ((c = cli_getopt(argc, argv, ":hp:F:n:s:o:", gen_opts, REPEATS)) != -1)
     if ((rc = gen_model_option(cmd, c, &g.gen)))
       goto done;
   if ((rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em)))) {
@@ -595,7 +601,7 @@ static int trace_fit(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE, c;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":ho:i:s:f:M:", opts, NULL)) != -1) {
+  while ((c = cli_getopt(argc, argv, ":ho:i:s:f:M:", opts, REPEATS)) != -1) {
     switch (c) {
     case 'h': cli_help(FIT_HELP); return CLI_OK;
     case 'o': out = optarg; break;
@@ -642,7 +648,7 @@ static int trace_fit(int argc, char **argv) {
 
 /* ---- trace rescale ------------------------------------------------------------- */
 
-static const char RESCALE_HELP[] =
+static const char RESCALE_HEAD[] =
     "usage: flexmoe trace rescale FILE --gpus G [--tokens-per-gpu T] [--seed S]\n"
     "                             [--iterations A:B] [--max-memory SIZE] -o OUT.npy\n"
     "\n"
@@ -652,71 +658,56 @@ static const char RESCALE_HELP[] =
     "exact; skew and fluctuation are preserved; the same seed gives the same file).\n"
     "With G = R and no --tokens-per-gpu the counts are copied. Streams slice by\n"
     "slice: neither trace is held in memory.\n"
-    "\n"
-    "  --gpus G             GPUs of the simulated cluster (required)\n"
-    "  --tokens-per-gpu T   tokens per GPU per iteration (default: each source rank's own;\n"
-    "                       slots = T x top_k from the sidecar, or T when top_k is unknown)\n"
-    "  --seed S             random seed, 0 to 2^63 - 1 (default 1)\n"
-    "  --iterations A:B     only iterations [A, B)\n"
-    "  --max-memory SIZE    what it may allocate (512M, 4G; default half of physical memory)\n"
+    "\n";
+static const char RESCALE_TAIL[] =
     "\n"
     "example:\n"
     "  flexmoe trace rescale traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 64 "
     "--tokens-per-gpu 4096 --seed 1 -o g64.npy\n";
 
+/* --max-memory SIZE into *(uint64_t *)to (a cli_opt CLI_O_FN). */
+static int max_memory_opt(const char *cmd, const char *arg, void *to) {
+  return parse_max_memory(cmd, arg, to);
+}
+
+#define MAX_MEMORY_ROW(dest)                                                                  \
+  {.flag = "--max-memory", .kind = CLI_O_FN, .to = (dest), .key = -1, .arg = "SIZE",         \
+   .fn = max_memory_opt,                                                                       \
+   .help = "what it may allocate (512M, 4G; default half of physical memory)"}
+#define OUTPUT_ROW(dest, what)                                                                \
+  {.flag = "--output", .letter = 'o', .kind = CLI_O_STR, .to = (dest), .key = -1,           \
+   .arg = "OUT.npy", .help = what}
+
 static int trace_rescale(int argc, char **argv) {
-  const char *cmd = "trace rescale";
-  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-                                       {"gpus", required_argument, 0, 'g'},
-                                       {"tokens-per-gpu", required_argument, 0, 't'},
-                                       {"seed", required_argument, 0, 's'},
-                                       {"iterations", required_argument, 0, 'i'},
-                                       {"output", required_argument, 0, 'o'},
-                                       {"max-memory", required_argument, 0, 'M'},
-                                       {0, 0, 0, 0}};
-  const char *out = NULL;
-  long gpus = -1, tokens = 0, seed = 1;
-  uint64_t max_memory = 0;
-  int64_t it0 = 0, it1 = -1;
-  int c;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":hg:t:s:i:o:M:", opts, NULL)) != -1) {
-    switch (c) {
-    case 'h': cli_help(RESCALE_HELP); return CLI_OK;
-    case 'g':
-      if (cli_parse_long(cmd, "--gpus", optarg, 1, LIM(RANKS), &gpus))
-        return CLI_EUSAGE;
-      break;
-    case 't':
-      if (cli_parse_long(cmd, "--tokens-per-gpu", optarg, 1, LIM(TOKENS_PER_RANK), &tokens))
-        return CLI_EUSAGE;
-      break;
-    case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
-        return CLI_EUSAGE;
-      break;
-    case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
-        return CLI_EUSAGE;
-      break;
-    case 'o': out = optarg; break;
-    case 'M':
-      if (parse_max_memory(cmd, optarg, &max_memory))
-        return CLI_EUSAGE;
-      break;
-    default: return cli_bad_option(cmd, argv[optind - 1]);
-    }
-  }
+  const char *cmd = "trace rescale", *out = NULL;
+  long gpus = -1, tokens = 0, seed = FM_DEFAULT_SEED;
+  fm_trace_config in = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  const cli_opt opts[] = {
+      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = LIM(RANKS),
+       .arg = "G", .help = "GPUs of the simulated cluster (required)"},
+      {.flag = "--tokens-per-gpu", .kind = CLI_O_LONG, .to = &tokens, .key = -1, .lo = 1,
+       .hi = LIM(TOKENS_PER_RANK), .arg = "T",
+       .help = "tokens per GPU per iteration (default: each source rank's own; slots = T x "
+               "top_k from the sidecar, or T when top_k is unknown)"},
+      {.kind = CLI_O_LONG, .to = &seed, .key = FM_KEY_SEED, .help = "random seed, 0 to 2^63 - 1 "
+                                                                    "(default 0, as everywhere)"},
+      {.kind = CLI_O_RANGE, .to = &in.it0, .to2 = &in.it1, .key = FM_KEY_ITERATIONS,
+       .help = "only iterations [A, B)"},
+      OUTPUT_ROW(&out, "the rescaled trace (required)"),
+      MAX_MEMORY_ROW(&in.max_memory),
+      {.kind = CLI_O_END}};
+  int c = cli_parse_opts(cmd, argc, argv, opts, RESCALE_HEAD, RESCALE_TAIL);
+  if (c)
+    return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace rescale --help')");
   if (gpus < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--gpus G is required");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  fm_trace_rescale_config cfg = {
-      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
-      .out = out, .gpus = (int)gpus, .tokens_per_gpu = tokens, .seed = (uint64_t)seed};
+  in.path = argv[optind];
+  fm_trace_rescale_config cfg = {.trace = in, .out = out, .gpus = (int)gpus,
+                                 .tokens_per_gpu = tokens, .seed = (uint64_t)seed};
   fm_trace_shape w;
   char em[ERRLEN];
   if ((c = fm_trace_rescale(&cfg, &w, em, sizeof(em))))
@@ -730,10 +721,12 @@ static int trace_rescale(int argc, char **argv) {
 
 /* ---- trace import ------------------------------------------------------------- */
 
-static const char IMPORT_HELP[] =
+static const char IMPORT_HEAD[] =
     "usage: flexmoe trace import FILE.csv|FILE.npy -o OUT.npy [--axes ORDER]\n"
     "                            [--expert-ids [--experts E]] [--iterations A:B]\n"
-    "                            [--max-memory SIZE]\n"
+    "                            [--top-k K] [--d-model D] [--d-ff F]\n"
+    "                            [--tokens-per-rank T] [--bytes-per-elem B]\n"
+    "                            [--strict] [--max-memory SIZE]\n"
     "\n"
     "Converts a trace into flexmoe's .npy (+ .json sidecar), streaming:\n"
     "  long CSV with header iteration,layer,rank,expert,tokens (missing cells are 0,\n"
@@ -745,68 +738,73 @@ static const char IMPORT_HELP[] =
     "  of expert ids, -1 = dropped slot; counts per (iteration, layer, rank, expert);\n"
     "  E = --experts or the largest id + 1; the sidecar gets top_k = k, tokens = T.\n"
     "A CSV is read into memory (I x L x R x E int64 counts from its largest indices);\n"
-    "the other inputs are mapped and stream one slice at a time.\n"
-    "\n"
-    MAX_MEMORY_HELP
+    "the other inputs are mapped and stream one slice at a time. The written trace\n"
+    "is checked: empty ranks or iterations and ids that look 1-based are warnings\n"
+    "on stderr; --strict makes them errors (nothing kept).\n"
+    "\n";
+static const char IMPORT_TAIL[] =
     "\n"
     "example:\n"
-    "  flexmoe trace import routing.csv -o routing.npy\n";
+    "  flexmoe trace import routing.csv --top-k 2 --d-model 1024 --d-ff 4096 \\\n"
+    "      --tokens-per-rank 4096 -o routing.npy\n";
+
+/* A sidecar field's row: its trace library range (traces/tr_limits.c). */
+#define META_ROW(name, id, field, text)                                                       \
+  {.flag = name, .kind = CLI_O_INT, .to = &meta.field, .key = -1,                             \
+   .lo = (long)tr_limits[TR_LIM_##id].lo, .hi = (long)tr_limits[TR_LIM_##id].hi, .arg = "N", \
+   .help = text " (the sidecar's; 0 or absent: unknown)"}
 
 static int trace_import(int argc, char **argv) {
-  const char *cmd = "trace import";
-  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-                                       {"output", required_argument, 0, 'o'},
-                                       {"axes", required_argument, 0, 'a'},
-                                       {"expert-ids", no_argument, 0, 'x'},
-                                       {"experts", required_argument, 0, 'e'},
-                                       {"iterations", required_argument, 0, 'i'},
-                                       {"max-memory", required_argument, 0, 'M'},
-                                       {0, 0, 0, 0}};
-  const char *out = NULL, *axes = NULL;
-  uint64_t max_memory = 0;
-  int ids = 0, c;
-  long experts = 0;
-  int64_t it0 = 0, it1 = -1;
-  int ranged = 0;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":ho:a:xe:i:M:", opts, NULL)) != -1) {
-    switch (c) {
-    case 'h': cli_help(IMPORT_HELP); return CLI_OK;
-    case 'o': out = optarg; break;
-    case 'a': axes = optarg; break;
-    case 'x': ids = 1; break;
-    case 'e':
-      if (cli_parse_long(cmd, "--experts", optarg, 1, LIM(EXPERTS), &experts))
-        return CLI_EUSAGE;
-      break;
-    case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
-        return CLI_EUSAGE;
-      ranged = 1;
-      break;
-    case 'M':
-      if (parse_max_memory(cmd, optarg, &max_memory))
-        return CLI_EUSAGE;
-      break;
-    default: return cli_bad_option(cmd, argv[optind - 1]);
-    }
-  }
+  const char *cmd = "trace import", *out = NULL, *axes = NULL;
+  tr_meta meta = {.top_k = 0};
+  int strict = 0, ids = 0, experts = 0;
+  fm_trace_config in = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  const cli_opt opts[] = {
+      OUTPUT_ROW(&out, "the imported trace (required)"),
+      {.flag = "--axes", .kind = CLI_O_STR, .to = &axes, .key = -1, .arg = "ORDER",
+       .help = "the input .npy's axes in order (iteration,layer,rank,expert or LIER)"},
+      {.flag = "--expert-ids", .kind = CLI_O_BOOL, .to = &ids, .key = -1,
+       .help = "the input holds per-token expert ids"},
+      {.flag = "--experts", .kind = CLI_O_INT, .to = &experts, .key = -1, .lo = 1,
+       .hi = LIM(EXPERTS), .arg = "E", .help = "with --expert-ids: E (default: largest id + 1)"},
+      {.kind = CLI_O_RANGE, .to = &in.it0, .to2 = &in.it1, .key = FM_KEY_ITERATIONS,
+       .help = "only iterations [A, B) (.npy and .csv inputs)"},
+      META_ROW("--top-k", TOP_K, top_k, "experts per token"),
+      META_ROW("--d-model", D_MODEL, d_model, "model width"),
+      META_ROW("--d-ff", D_FF, d_ff, "expert FFN width"),
+      {.flag = "--tokens-per-rank", .kind = CLI_O_I64, .to = &meta.tokens_per_rank, .key = -1,
+       .lo = 1, .hi = LIM(TOKENS_PER_RANK), .arg = "T",
+       .help = "tokens (not slots) per rank per iteration (the sidecar's)"},
+      META_ROW("--bytes-per-elem", BYTES_PER_ELEM, bytes_per_elem, "bytes per element"),
+      {.flag = "--strict", .kind = CLI_O_BOOL, .to = &strict, .key = -1,
+       .help = "trace warnings are errors, and the output is removed"},
+      MAX_MEMORY_ROW(&in.max_memory),
+      {.kind = CLI_O_END}};
+  int c = cli_parse_opts(cmd, argc, argv, opts, IMPORT_HEAD, IMPORT_TAIL);
+  if (c)
+    return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one input FILE (see 'flexmoe trace import --help')");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
   if (axes && ids)
     return cli_fail(CLI_EUSAGE, cmd, "--axes and --expert-ids do not go together");
-  if ((axes || ids) && ranged)
+  if ((axes || ids) && (in.it0 != 0 || in.it1 != -1))
     return cli_fail(CLI_EUSAGE, cmd, "--iterations works on .npy/.csv traces only");
-  fm_trace_import_config cfg = {
-      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
-      .out = out, .axes = axes, .expert_ids = ids, .experts = (int)experts};
+  in.path = argv[optind];
+  fm_trace_import_config cfg = {.trace = in, .out = out, .axes = axes, .expert_ids = ids,
+                                .experts = experts, .meta = meta};
   fm_trace_shape o;
   char em[ERRLEN];
   if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))
     return trace_fail(cmd, c, em);
+  if ((c = cli_trace_check(cmd, out, 0, -1, 0, strict ? CLI_TRACE_STRICT : 0))) {
+    char side[600];
+    tr_sidecar_path(out, side, sizeof side);
+    remove(out);
+    remove(side);
+    return c;
+  }
   printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
          o.iterations, o.layers, o.ranks, o.experts, fm_trace_dtype_name(o.dtype));
   return CLI_OK;

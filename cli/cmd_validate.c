@@ -18,6 +18,9 @@
 #include "run/fm_json.h"
 #include "run/fm_validate.h"
 
+/* The options that may be given more than once (cli_getopt). */
+#define REPEATS "policy"
+
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
 static const char *short_name(const char *spec, char *buf, size_t len) {
   size_t n = strcspn(spec, ":");
@@ -97,7 +100,7 @@ static int parse(vopts *o, int argc, char **argv) {
       {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
       {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
       {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
-      {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
+      {"top-k", required_argument, 0, 'k'}, {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
       {"profile", required_argument, 0, 'R'}, {"engine", required_argument, 0, 'e'},
       {"db", required_argument, 0, 'B'}, {"format", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -107,7 +110,7 @@ static int parse(vopts *o, int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c, rc;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
+  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1)
     if ((rc = take_option(o, c, optarg, argv[optind - 1])) != CLI_OK) return rc;
   const fm_replay_config *r = &o->cfg.replay;
   if (optind < argc) return cli_fail(CLI_EUSAGE, "validate", "unexpected argument '%s'", argv[optind]);
@@ -115,7 +118,8 @@ static int parse(vopts *o, int argc, char **argv) {
   if (!r->trace_path) return cli_fail(CLI_EUSAGE, "validate", "--trace is required");
   if (r->partitions > 0 && strcmp(r->backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
-  return CLI_OK;
+  return cli_trace_check("validate", r->trace_path, r->it_begin, r->it_end,
+                         r->partitions > 0 ? r->partitions : r->ranks, 0);
 }
 
 /* The result as JSON (help text). An error that is not defined (a phase

@@ -8,16 +8,18 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "run/fm_json.h"
 #include "run/fm_keys.h"
+#include "run/fm_trace.h"
 
 #include <jansson.h>
 
 static int json_errors; /* errors as JSON (cli_set_json_errors) */
 
-void cli_set_json_errors(int on) { json_errors = on; }
 
 void cli_detect_json_errors(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
@@ -144,15 +146,6 @@ int cli_parse_range(const char *cmd, const char *flag, const char *text,
   return CLI_OK;
 }
 
-/* cli_parse_list with the range [lo, hi] of each value. */
-static int parse_list_in(const char *cmd, const char *flag, const char *text, long lo, long hi,
-                         long *out, int max, int *n);
-
-int cli_parse_list(const char *cmd, const char *flag, const char *text,
-                   long *out, int max, int *n) {
-  return parse_list_in(cmd, flag, text, 1, INT_MAX, out, max, n);
-}
-
 static int parse_list_in(const char *cmd, const char *flag, const char *text, long lo, long hi,
                          long *out, int max, int *n) {
   int count = 0;
@@ -203,10 +196,84 @@ int cli_parse_format(const char *cmd, const char *text, int allowed, int *out) {
 
 void cli_help(const char *text) { fputs(text, stdout); }
 
+/* What cli_getopt last saw: its options (for "did you mean") and the
+ * message of a refusal it made (for cli_bad_option). */
+static const struct option *last_opts;
+static char refused[512];
+static const char *given[128]; /* first value of each long option, by index */
+static int given_n[128];
+
+/* The long option of opts closest to the name in arg ("--polcy=x"), or NULL. */
+static const char *near_option(const char *arg) {
+  const char *cands[128];
+  int n = 0;
+  for (; last_opts && last_opts[n].name && n < 128; n++)
+    cands[n] = last_opts[n].name;
+  char word[64];
+  const char *w = arg ? arg + strspn(arg, "-") : "";
+  snprintf(word, sizeof word, "%.*s", (int)strcspn(w, "="), w);
+  return fm_nearest(word, cands, n);
+}
+
 int cli_bad_option(const char *cmd, const char *arg) {
+  if (refused[0]) {
+    int rc = cli_fail(CLI_EUSAGE, cmd, "%s", refused);
+    refused[0] = '\0';
+    return rc;
+  }
+  const char *near = arg && arg[0] == '-' ? near_option(arg) : NULL;
+  if (near)
+    return cli_fail(CLI_EUSAGE, cmd, "unknown option '%s': did you mean --%s? (see 'flexmoe %s "
+                    "--help')", arg, near, cmd);
   return cli_fail(CLI_EUSAGE, cmd,
                   "unknown option or missing value: '%s' (see 'flexmoe %s --help')",
                   arg ? arg : "", cmd);
+}
+
+/* 1 when name is one of the space-separated words of list. */
+static int in_list(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *s = list; s && *s; s += strspn(s, " ")) {
+    size_t len = strcspn(s, " ");
+    if (len == n && strncmp(s, name, n) == 0)
+      return 1;
+    s += len;
+  }
+  return 0;
+}
+
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+               const char *repeat) {
+  if (optind <= 1 || last_opts != opts) {
+    memset(given_n, 0, sizeof given_n);
+    refused[0] = '\0';
+  }
+  last_opts = opts;
+  int li = -1, c = getopt_long(argc, argv, shortopts, opts, &li);
+  if (c == ':' && optind >= 1 && optind <= argc && argv[optind - 1][0] == '-') {
+    snprintf(refused, sizeof refused, "%s needs a value", argv[optind - 1]);
+    return '?';
+  }
+  if (c == -1 || c == '?' || li < 0 || li >= 128)
+    return c;
+  const struct option *o = &opts[li];
+  /* the element that held the option: before its separate value, if any */
+  int at = optind - 1 - (o->has_arg == required_argument && optarg && optind >= 2 &&
+                         optarg == argv[optind - 1] && strncmp(argv[optind - 1], "--", 2) != 0);
+  const char *el = at >= 0 && at < argc ? argv[at] : NULL;
+  size_t len = el && strncmp(el, "--", 2) == 0 ? strcspn(el + 2, "=") : 0;
+  if (!el || !len || len != strlen(o->name) || strncmp(el + 2, o->name, len)) {
+    snprintf(refused, sizeof refused, "'%.100s': write the option in full: --%s", el ? el : "", o->name);
+    return '?';
+  }
+  if (given_n[li]++ && !in_list(repeat, o->name)) {
+    snprintf(refused, sizeof refused,
+             "--%s given twice ('%.100s' and '%.100s'): it takes one value; give it once",
+             o->name, given[li] ? given[li] : "", optarg ? optarg : "");
+    return '?';
+  }
+  given[li] = optarg;
+  return c;
 }
 
 double cli_speedup(double ref_ms, double ms) {
@@ -227,10 +294,6 @@ int cli_json_print(const char *cmd, json_t *root, size_t flags) {
                                 strerror(errno));
 }
 
-int cli_parse_key(const char *cmd, int key, const char *text, long *out) {
-  const fm_key *k = fm_key_of((fm_key_id)key);
-  return cli_parse_long(cmd, k->flag, text, (long)k->lo, (long)k->hi, out);
-}
 
 int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n) {
   const fm_key *k = fm_key_of((fm_key_id)key);
@@ -248,15 +311,87 @@ int cli_parse_choice(const char *cmd, int key, const char *text, const char **ou
   return CLI_OK;
 }
 
-void cli_help_keys(const char *head, int scope, int width, const char *tail) {
-  char small[8192];
-  size_t n = fm_keys_help(scope, width, small, sizeof small);
-  char *buf = n < sizeof small ? small : malloc(n + 1);
-  if (buf && buf != small)
-    fm_keys_help(scope, width, buf, n + 1);
-  fputs(head, stdout);
-  fputs(buf ? buf : small, stdout);
-  fputs(tail, stdout);
-  if (buf != small)
-    free(buf);
+
+/* One warning line on stderr, as cli_fail prints an error. */
+static void warn_line(const char *cmd, const char *msg) {
+  if (json_errors) {
+    json_t *e = json_pack("{s:o, s:o}", "command", fm_json_string(cmd), "warning",
+                          fm_json_string(msg));
+    char *text = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text)
+      fprintf(stderr, "%s\n", text);
+    free(text);
+    json_decref(e);
+    return;
+  }
+  char *text = fm_escape_bytes(msg, 1);
+  fprintf(stderr, "flexmoe %s: warning: %s\n", cmd, text ? text : msg);
+  free(text);
+}
+
+int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
+                    int used_ranks, int flags) {
+  tr_trace t;
+  tr_error terr;
+  if (!path || tr_open(&t, path, &terr) != TR_OK)
+    return CLI_OK;
+  int rc = cli_trace_check_open(cmd, &t, it0, it1, used_ranks, flags);
+  tr_close(&t);
+  return rc;
+}
+
+int cli_trace_check_open(const char *cmd, const tr_trace *t, int64_t it0, int64_t it1,
+                         int used_ranks, int flags) {
+  fm_trace_sanity s;
+  char em[1024], text[4096];
+  if (fm_trace_check(t, it0, it1, used_ranks, &s, em, sizeof em))
+    return cli_fail(CLI_EFAIL, cmd, "%s", em);
+  fm_trace_sanity_text(&s, t->path, text, sizeof text);
+  int refuse = (flags & CLI_TRACE_STRICT) ||
+               (s.total == 0 && (flags & CLI_TRACE_REFUSE_EMPTY) &&
+                !(flags & CLI_TRACE_ALLOW_EMPTY));
+  for (char *l = text, *nl; *l; l = nl + 1) {
+    if (!(nl = strchr(l, '\n')))
+      break;
+    *nl = '\0';
+    if (refuse)
+      cli_fail(CLI_EFAIL, cmd, "%s%s", l, flags & CLI_TRACE_STRICT ? " (--strict)" : "");
+    else
+      warn_line(cmd, l);
+  }
+  return refuse && s.warnings ? CLI_EFAIL : CLI_OK;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_start(cli_progress *p, const char *cmd) {
+  const char *env = getenv("FLEXMOE_PROGRESS");
+  *p = (cli_progress){.cmd = cmd, .t0 = mono_s(), .last = 0, .shown = 0,
+                      .on = env && env[0] ? strcmp(env, "0") != 0 : isatty(2)};
+  if (env && strcmp(env, "always") == 0) /* tests: from the first step on */
+    p->t0 -= 2.0;
+}
+
+void cli_progress_update(cli_progress *p, double fraction, const char *what) {
+  if (!p->on)
+    return;
+  double now = mono_s(), t = now - p->t0;
+  if (t < 2.0 || now - p->last < 0.25 || !(fraction > 0))
+    return;
+  p->last = now;
+  p->shown = 1;
+  double eta = t / fraction * (1 - fraction);
+  fprintf(stderr, "\r\033[Kflexmoe %s: %.60s  %3.0f%%  %.0f s  eta %.0f s", p->cmd, what,
+          100 * fraction, t, eta > 0 ? eta : 0);
+  fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p) {
+  if (p->shown)
+    fprintf(stderr, "\r\033[K");
+  p->shown = 0;
 }

@@ -86,6 +86,49 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Optimal string alignment distance of a and b (at most 63 bytes each,
+ * else 99): how many typed letters separate a slip from the word meant. */
+static int slip_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 63 || lb > 63)
+    return 99;
+  int d[64][64];
+  for (size_t i = 0; i <= la; i++)
+    d[i][0] = (int)i;
+  for (size_t j = 0; j <= lb; j++)
+    d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best)
+        best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best)
+        best = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
+    }
+  return d[la][lb];
+}
+
+/* " (did you mean NAME?)" into out when word is a slip of one of the
+ * names[n] (1 letter off up to 4 letters, 2 up to 8, 3 beyond), else "". */
+static void did_you_mean(const char *word, const char *const *names, int n, char *out,
+                         size_t len) {
+  size_t lw = strlen(word);
+  int limit = lw <= 4 ? 1 : lw <= 8 ? 2 : 3, best = limit + 1;
+  const char *pick = NULL;
+  for (int i = 0; i < n; i++) {
+    int d = slip_distance(word, names[i]);
+    if (d < best) {
+      best = d;
+      pick = names[i];
+    }
+  }
+  snprintf(out, len, pick ? " (did you mean '%s'?)" : "%s", pick ? pick : "");
+}
+
 static const pl_param_desc *find_param(const pl_policy_ops *ops, const char *key) {
   for (const pl_param_desc *d = ops->params; d && d->key; d++)
     if (strcmp(d->key, key) == 0)
@@ -329,17 +372,33 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
     return rc;
   const pl_policy_ops *ops = pl_policy_find(name);
   if (!ops) {
-    set_err(errbuf, errlen, "unknown policy '%s' (see 'flexmoe policies')%s", name, "");
+    const char *names[16];
+    int n = 0;
+    char hint[96], all[256] = "";
+    for (size_t off = 0; registry[n] && n < 16; n++) {
+      names[n] = registry[n]->name;
+      off += (size_t)snprintf(all + off, off < sizeof all ? sizeof all - off : 0, "%s%s",
+                              n ? ", " : "", names[n]);
+    }
+    did_you_mean(name, names, n, hint, sizeof hint);
+    set_err(errbuf, errlen, "unknown policy '%s'%s; the policies: %s (see 'flexmoe policies')",
+            name, hint, all);
     return PL_EPOLICY;
   }
   for (int i = 0; i < nkv; i++) {
     if (!find_param(ops, kv[i].key)) {
-      char keys[256] = "";
+      char keys[256] = "", hint[96] = "";
+      const char *names[64];
+      int n = 0;
       size_t off = 0;
-      for (const pl_param_desc *d = ops->params; d && d->key && off < sizeof keys; d++)
+      for (const pl_param_desc *d = ops->params; d && d->key && off < sizeof keys; d++) {
         off += (size_t)snprintf(keys + off, sizeof keys - off, "%s%s", off ? ", " : "", d->key);
-      set_err(errbuf, errlen, "policy '%s' has no parameter '%s' (%s%s)", name, kv[i].key,
-              keys[0] ? "its parameters: " : "it has none", keys);
+        if (n < 64)
+          names[n++] = d->key;
+      }
+      did_you_mean(kv[i].key, names, n, hint, sizeof hint);
+      set_err(errbuf, errlen, "policy '%s' has no parameter '%s'%s (%s%s)", name, kv[i].key,
+              hint, keys[0] ? "its parameters: " : "it has none", keys);
       return PL_EPARAM;
     }
   }

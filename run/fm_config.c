@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "run/fm_error.h"
+#include "sim/sim_cluster.h"
 
 double fm_percentile(const double *sorted, int64_t n, double q) {
   if (n < 1)
@@ -50,5 +51,44 @@ int fm_iteration_range_as(const char *name, int64_t begin, int64_t end, int64_t 
   }
   *a = begin;
   *b = e;
+  return FM_OK;
+}
+
+int fm_cluster_size(const char *cluster, int64_t gpus, int nodes, int gpus_per_node,
+                    int *nodes_out, int *gpn_out, char *em, size_t el) {
+  sim_cluster c;
+  sim_errbuf err = {{0}};
+  if (sim_cluster_resolve(cluster, &c, &err) != SIM_OK)
+    return fm_fail(em, el, FM_EUSAGE, "--cluster: %s", err.msg);
+  int k = gpus_per_node ? gpus_per_node : c.gpus_per_node;
+  int n = nodes ? nodes : c.nodes;
+  if (gpus && nodes) {
+    if (gpus % nodes)
+      return fm_fail(em, el, FM_EUSAGE,
+                     "--gpus %" PRId64 " cannot be split evenly over --nodes %d: give one "
+                     "of them, or a multiple of %d GPUs",
+                     gpus, nodes, nodes);
+    if (gpus_per_node && gpus != (int64_t)nodes * gpus_per_node)
+      return fm_fail(em, el, FM_EUSAGE,
+                     "--gpus %" PRId64 " is not --nodes %d x --gpus-per-node %d = %" PRId64
+                     ": give two of the three",
+                     gpus, nodes, gpus_per_node, (int64_t)nodes * gpus_per_node);
+    k = (int)(gpus / nodes);
+  } else if (gpus && gpus <= k && !gpus_per_node) {
+    n = 1;
+    k = (int)gpus;
+  } else if (gpus) {
+    if (gpus % k)
+      return fm_fail(em, el, FM_EUSAGE,
+                     "--gpus %" PRId64 " is not a whole number of nodes of %d GPUs (%s): "
+                     "give a multiple of %d, or --gpus-per-node",
+                     gpus, k, gpus_per_node ? "--gpus-per-node" : "the cluster's gpus_per_node",
+                     k);
+    if (gpus / k > 2147483647)
+      return fm_fail(em, el, FM_EUSAGE, "--gpus %" PRId64 " is too many", gpus);
+    n = (int)(gpus / k);
+  }
+  *nodes_out = n;
+  *gpn_out = k;
   return FM_OK;
 }

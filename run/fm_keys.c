@@ -71,6 +71,8 @@ static void put(char *buf, size_t len, size_t *at, const char *fmt, ...) {
     *at += (size_t)n;
 }
 
+static void wrap(const char *text, int width, char *buf, size_t len, size_t *at);
+
 /* An integer bound as help prints it: 2^N - 1 and 2^N spelled so. */
 static void bound_text(int64_t v, char *out, size_t len) {
   if (v == FM_KEY_INT64_MAX)
@@ -95,6 +97,12 @@ static void help_of(const fm_key *k, int width, char *buf, size_t len, size_t *a
   if (n < sizeof text)
     snprintf(text + n, sizeof text - n, strcmp(k->def, "required") ? " (default: %s)" : " (%s)",
              k->def);
+  wrap(text, width, buf, len, at);
+}
+
+/* text wrapped at 78 columns, continuation lines indented by width, and a
+ * newline, appended to buf at *at. */
+static void wrap(const char *text, int width, char *buf, size_t len, size_t *at) {
   int col = width;
   const char *w = text;
   while (*w) {
@@ -111,22 +119,49 @@ static void help_of(const fm_key *k, int width, char *buf, size_t len, size_t *a
   put(buf, len, at, "\n");
 }
 
+/* "  FLAG ARG" padded to width (alone on its line when longer). */
+static void flag_head(const char *flag, const char *arg, int width, char *buf, size_t len,
+                      size_t *at) {
+  char head[96];
+  int hn = snprintf(head, sizeof head, "  %s%s%s", flag, arg && arg[0] ? " " : "",
+                    arg ? arg : "");
+  if (hn + 2 > width)
+    put(buf, len, at, "%s\n%*s", head, width, "");
+  else
+    put(buf, len, at, "%-*s", width, head);
+}
+
+size_t fm_help_line(const char *flag, const char *arg, const char *text, int width, char *buf,
+                    size_t len) {
+  size_t at = 0;
+  if (buf && len)
+    buf[0] = '\0';
+  flag_head(flag, arg, width, buf, len, &at);
+  wrap(text, width, buf, len, &at);
+  return at;
+}
+
+/* One key's help lines appended to buf at *at. */
+static void key_help(const fm_key *k, int width, char *buf, size_t len, size_t *at) {
+  flag_head(k->flag, k->arg, width, buf, len, at);
+  help_of(k, width, buf, len, at);
+}
+
 size_t fm_keys_help(int scope, int width, char *buf, size_t len) {
   size_t at = 0;
   if (buf && len)
     buf[0] = '\0';
-  for (int i = 0; i < FM_NKEYS; i++) {
-    const fm_key *k = &keys[i];
-    if (!(k->scope & scope))
-      continue;
-    char head[64];
-    int hn = snprintf(head, sizeof head, "  %s%s%s", k->flag, k->arg[0] ? " " : "", k->arg);
-    if (hn + 2 > width)
-      put(buf, len, &at, "%s\n%*s", head, width, "");
-    else
-      put(buf, len, &at, "%-*s", width, head);
-    help_of(k, width, buf, len, &at);
-  }
+  for (int i = 0; i < FM_NKEYS; i++)
+    if (keys[i].scope & scope)
+      key_help(&keys[i], width, buf, len, &at);
+  return at;
+}
+
+size_t fm_key_help(fm_key_id id, int width, char *buf, size_t len) {
+  size_t at = 0;
+  if (buf && len)
+    buf[0] = '\0';
+  key_help(&keys[id], width, buf, len, &at);
   return at;
 }
 
@@ -171,4 +206,49 @@ char *fm_keys_json_text(void) {
   char *text = list ? json_dumps(list, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(list);
   return text;
+}
+
+/* Optimal string alignment distance of a[la] and b[lb] (both at most 63
+ * bytes; longer words are not slips of each other: returns 99). */
+static int edit_distance(const char *a, size_t la, const char *b, size_t lb) {
+  if (la > 63 || lb > 63)
+    return 99;
+  int d[64][64];
+  for (size_t i = 0; i <= la; i++)
+    d[i][0] = (int)i;
+  for (size_t j = 0; j <= lb; j++)
+    d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+      int best = sub < del ? sub : del;
+      best = best < ins ? best : ins;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
+    }
+  return d[la][lb];
+}
+
+const char *fm_nearest(const char *word, const char *const *cands, int n) {
+  size_t lw = word ? strlen(word) : 0;
+  if (!lw)
+    return NULL;
+  int limit = lw <= 4 ? 1 : lw <= 8 ? 2 : 3, best = limit + 1;
+  const char *pick = NULL;
+  for (int i = 0; i < n; i++) {
+    if (!cands[i])
+      continue;
+    size_t lc = strlen(cands[i]);
+    int dist = lw >= 3 && lc > lw && strncmp(cands[i], word, lw) == 0
+                   ? 1
+                   : edit_distance(word, lw, cands[i], lc);
+    if (dist < best) {
+      best = dist;
+      pick = cands[i];
+    }
+  }
+  return pick;
 }

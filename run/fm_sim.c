@@ -1069,6 +1069,12 @@ static int simrun_timed(simrun *w, int64_t it) {
   return rc;
 }
 
+/* The configuration's progress callback, if any, after iteration it. */
+static void simrun_progress(simrun *w, int64_t it) {
+  if (w->cfg->progress)
+    w->cfg->progress(w->cfg->progress_ctx, w->cfg->policy, it + 1 - w->r.a, w->r.b - w->r.a);
+}
+
 /* The next iteration prepared on a helper thread while the engine times
  * this one (w->pipe). */
 typedef struct next_prep {
@@ -1100,6 +1106,7 @@ static int simrun_iterate(simrun *w) {
       int rc = simrun_prepare(w, it);
       if (rc || (rc = simrun_timed(w, it)))
         return rc;
+      simrun_progress(w, it);
     }
     return FM_OK;
   }
@@ -1115,6 +1122,7 @@ static int simrun_iterate(simrun *w) {
       n.rc = trc ? FM_OK : simrun_prepare(w, it + 1);
     if (trc) /* this iteration failed first: its message replaces the next one's */
       return fm_fail(w->em, w->el, trc, "%s", w->eng_msg);
+    simrun_progress(w, it);
     rc = n.rc;
   }
   return rc;

@@ -304,6 +304,35 @@ static int import_trace(const fm_trace_import_config *cfg, tr_error *err, char *
   return rc ? trace_fail(err, em, el) : FM_OK;
 }
 
+/* The sidecar fields cfg sets written over what *o (the imported file,
+ * reopened) says: the file is written again with them (temp + rename, so
+ * *o's mapping stays valid) and *o reopened. FM_OK when nothing is set. */
+static int set_meta(const fm_trace_import_config *cfg, tr_trace *o, char *em, size_t el) {
+  const tr_meta *m = &cfg->meta;
+  if (!m->top_k && !m->d_model && !m->d_ff && !m->bytes_per_elem && !m->tokens_per_rank)
+    return FM_OK;
+  tr_meta meta = o->meta;
+  meta.top_k = m->top_k ? m->top_k : meta.top_k;
+  meta.d_model = m->d_model ? m->d_model : meta.d_model;
+  meta.d_ff = m->d_ff ? m->d_ff : meta.d_ff;
+  meta.bytes_per_elem = m->bytes_per_elem ? m->bytes_per_elem : meta.bytes_per_elem;
+  meta.tokens_per_rank = m->tokens_per_rank ? m->tokens_per_rank : meta.tokens_per_rank;
+  tr_error err;
+  if (tr_check_meta(&meta, o->experts, TR_EINVAL, cfg->out, &err)) {
+    char side[600]; /* nothing half-done stays: the file without the fields asked */
+    tr_sidecar_path(cfg->out, side, sizeof side);
+    remove(cfg->out);
+    remove(side);
+    return fm_fail(em, el, FM_EUSAGE, "%s (--top-k at most the trace's experts)", err.msg);
+  }
+  if (tr_import_trace(o, 0, o->iterations, cfg->out, &meta, &err)) {
+    tr_close(o);
+    return trace_fail(&err, em, el);
+  }
+  tr_close(o);
+  return tr_open(o, cfg->out, &err) ? trace_fail(&err, em, el) : FM_OK;
+}
+
 int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char *em,
                     size_t el) {
   const char *in = cfg->trace.path;
@@ -324,8 +353,139 @@ int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char
   tr_trace o;
   if (tr_open(&o, cfg->out, &err))
     return trace_fail(&err, em, el);
+  if ((rc = set_meta(cfg, &o, em, el))) {
+    tr_close(&o);
+    return rc;
+  }
   *out = (fm_trace_shape){.iterations = o.iterations, .layers = o.layers, .ranks = o.ranks,
                           .experts = o.experts, .dtype = o.dtype};
   tr_close(&o);
   return FM_OK;
+}
+
+/* ---- sanity ---- */
+
+/* One (iteration, layer) slice's counts added to the per-rank and
+ * per-expert totals; returns the slice's sum. */
+static int64_t add_slice(const int64_t *slice, int R, int E, int64_t *rank_tot,
+                         int64_t *expert_tot) {
+  int64_t sum = 0;
+  for (int r = 0; r < R; r++)
+    for (int e = 0; e < E; e++) {
+      int64_t v = slice[(size_t)r * E + e];
+      rank_tot[r] += v;
+      expert_tot[e] += v;
+      sum += v;
+    }
+  return sum;
+}
+
+/* The totals into the counts of *s. */
+static void sum_up(const int64_t *rank_tot, const int64_t *expert_tot, int R, int E,
+                   fm_trace_sanity *s) {
+  s->first_empty_rank = -1;
+  for (int r = 0; r < R; r++)
+    if (rank_tot[r] == 0 && s->empty_ranks++ == 0)
+      s->first_empty_rank = r;
+  for (int e = 0; e < E; e++)
+    s->empty_experts += expert_tot[e] == 0;
+  s->rank0_only_empty = R > 1 && s->empty_ranks == 1 && rank_tot[0] == 0;
+  s->expert0_only_empty = E > 1 && s->empty_experts == 1 && expert_tot[0] == 0;
+}
+
+int fm_trace_check(const tr_trace *t, int64_t it0, int64_t it1, int used_ranks,
+                   fm_trace_sanity *out, char *em, size_t el) {
+  int R = t->ranks, E = t->experts;
+  if (it1 < 0 || it1 > t->iterations)
+    it1 = t->iterations;
+  if (it0 < 0 || it0 > it1)
+    it0 = it1;
+  fm_trace_sanity s = {.ranks = R, .used_ranks = used_ranks, .first_empty_iteration = -1};
+  tr_error berr;
+  uint64_t need = tr_mul_sat(tr_add_sat(tr_mul_sat((uint64_t)R, (uint64_t)E), (uint64_t)R + E),
+                             sizeof(int64_t));
+  if (tr_check_memory(need, 0, t->path, "the sanity check", &berr) != TR_OK) {
+    s.total = 1; /* a slice past the memory budget: the command's own checks speak */
+    *out = s;
+    return FM_OK;
+  }
+  int64_t *slice = tr_calloc((size_t)R * E, sizeof(int64_t));
+  int64_t *rank_tot = tr_calloc((size_t)R, sizeof(int64_t));
+  int64_t *expert_tot = tr_calloc((size_t)E, sizeof(int64_t));
+  int rc = FM_OK;
+  if (!slice || !rank_tot || !expert_tot) {
+    rc = fm_fail(em, el, FM_EFAIL, "%s: out of memory checking the trace", t->path);
+    goto done;
+  }
+  for (int64_t it = it0; it < it1; it++) {
+    int64_t it_sum = 0;
+    for (int l = 0; l < t->layers; l++) {
+      tr_slice(t, it, l, slice);
+      it_sum += add_slice(slice, R, E, rank_tot, expert_tot);
+    }
+    if (it_sum == 0 && s.empty_iterations++ == 0)
+      s.first_empty_iteration = it;
+    s.total += it_sum;
+    tr_release_before(t, it);
+  }
+  sum_up(rank_tot, expert_tot, R, E, &s);
+  s.warnings = fm_trace_sanity_text(&s, t->path, NULL, 0);
+  *out = s;
+done:
+  tr_free(slice);
+  tr_free(rank_tot);
+  tr_free(expert_tot);
+  return rc;
+}
+
+/* Appends one line to buf[len] at *at (counting what did not fit). */
+static void line(char *buf, size_t len, size_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void line(char *buf, size_t len, size_t *at, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf && *at < len ? buf + *at : NULL, buf && *at < len ? len - *at : 0,
+                    fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    *at += (size_t)n;
+}
+
+int fm_trace_sanity_text(const fm_trace_sanity *s, const char *p, char *buf, size_t len) {
+  size_t at = 0;
+  int n = 0;
+  if (buf && len)
+    buf[0] = '\0';
+  if (s->total == 0) {
+    line(buf, len, &at, "%s: every count is 0: nothing was routed (did the capture record?); "
+                        "sim refuses it unless --allow-empty\n", p);
+    return 1;
+  }
+  if (s->rank0_only_empty && ++n)
+    line(buf, len, &at, "%s: rank 0 is empty and ranks 1 to %d are not: the rank ids look "
+                        "1-based (ids start at 0: subtract 1 and import again)\n", p,
+         s->ranks - 1);
+  else if (s->empty_ranks && ++n)
+    line(buf, len, &at, "%s: %d of %d ranks have no token slot (the first: rank %d): missing "
+                        "data?\n", p, s->empty_ranks, s->ranks, s->first_empty_rank);
+  if (s->expert0_only_empty && ++n)
+    line(buf, len, &at, "%s: expert 0 is empty in every layer and the others are not: the "
+                        "expert ids look 1-based (ids start at 0: subtract 1 and import "
+                        "again)\n", p);
+  if (s->empty_iterations && ++n)
+    line(buf, len, &at, "%s: %" PRId64 " iteration%s without a token slot (the first: %" PRId64
+                        "): missing data?\n", p, s->empty_iterations,
+         s->empty_iterations == 1 ? "" : "s", s->first_empty_iteration);
+  if (s->used_ranks && s->used_ranks < s->ranks && ++n)
+    line(buf, len, &at, "%s: %d ranks, this run uses %d (GPU g replays rank g): rank%s %d%s%.0d "
+                        "%s not used (%d GPUs or ranks use them all)\n", p,
+         s->ranks, s->used_ranks, s->ranks - s->used_ranks > 1 ? "s" : "", s->used_ranks,
+         s->ranks - s->used_ranks > 1 ? " to " : "",
+         s->ranks - s->used_ranks > 1 ? s->ranks - 1 : 0,
+         s->ranks - s->used_ranks > 1 ? "are" : "is", s->ranks);
+  else if (s->used_ranks > s->ranks && s->used_ranks % s->ranks && ++n)
+    line(buf, len, &at, "%s: %d ranks, this run uses %d: GPU g replays rank g mod %d, so "
+                        "ranks 0 to %d are replayed once more than the others\n", p,
+         s->ranks, s->used_ranks, s->ranks, s->used_ranks % s->ranks - 1);
+  return n;
 }

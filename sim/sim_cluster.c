@@ -155,9 +155,14 @@ int sim_cluster_check(const sim_cluster *c, sim_errbuf *err) {
       return SIM_ERANGE;
     }
   }
-  if (strcmp(c->profile, "h200") && strcmp(c->profile, "h100") &&
-      strcmp(c->profile, "a100")) {
-    seterr(err, "gpu.profile '%s' is not one of h200, h100, a100", c->profile);
+  /* any GPU's name: a built-in profile (h200, h100, a100) or one measured
+   * and given with --profile; the simulator says which when neither is */
+  size_t plen = strlen(c->profile);
+  if (plen == 0 || strspn(c->profile, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789_.-") != plen) {
+    seterr(err, "gpu.profile '%s' is not a GPU name (letters, digits, '_', '.', '-'): a "
+                "built-in (h200, h100, a100) or the GPU of a --profile file",
+           c->profile);
     return SIM_ERANGE;
   }
   return SIM_OK;
@@ -237,13 +242,28 @@ int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
     seterr(err, "%s:%d:%d: not valid JSON: %s", path, jerr.line, jerr.column, jerr.text);
     return SIM_EFORMAT;
   }
+  /* `flexmoe clusters NAME --format json > FILE` writes {"clusters": [one]}:
+   * that file is loadable as the one cluster it holds */
+  json_t *list = json_is_object(root) ? json_object_get(root, "clusters") : NULL;
+  if (list && json_object_size(root) == 1 && json_is_array(list)) {
+    if (json_array_size(list) != 1) {
+      seterr(err, "%s: holds %zu clusters; a cluster file holds one (write one with "
+                  "'flexmoe clusters NAME --format json > FILE')",
+             path, json_array_size(list));
+      json_decref(root);
+      return SIM_EKEY;
+    }
+    json_t *one = json_incref(json_array_get(list, 0));
+    json_decref(root);
+    root = one;
+  }
   int rc = 0;
   sim_cluster c;
   memset(&c, 0, sizeof(c));
   c.compute_scale = 1.0;
   json_t *gpu = NULL, *intra = NULL, *inter = NULL, *v;
   static const char *const top[] = {"name", "nodes", "gpus_per_node", "gpu", "intra",
-                                    "inter", "description", NULL};
+                                    "inter", "description", "gpus", NULL};
   static const char *const gpuk[] = {"profile", "hbm_gib", "compute_scale", NULL};
   static const char *const intrak[] = {"bandwidth_GBps", "latency_us", NULL};
   static const char *const interk[] = {"bandwidth_GBps", "latency_us", "oversubscription",
@@ -278,6 +298,14 @@ int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
   if ((rc = get_int(root, "nodes", path, &c.nodes, err)) ||
       (rc = get_int(root, "gpus_per_node", path, &c.gpus_per_node, err)))
     goto done;
+  v = json_object_get(root, "gpus"); /* what `clusters --format json` adds: must agree */
+  if (v && (!json_is_integer(v) ||
+            json_integer_value(v) != (json_int_t)c.nodes * c.gpus_per_node)) {
+    seterr(err, "%s: key 'gpus' must be nodes x gpus_per_node = %lld (or be left out)", path,
+           (long long)c.nodes * c.gpus_per_node);
+    rc = SIM_EKEY;
+    goto done;
+  }
   if (!(gpu = get_obj(root, "gpu", path, err, &rc)) ||
       !(intra = get_obj(root, "intra", path, err, &rc)) ||
       !(inter = get_obj(root, "inter", path, err, &rc)))

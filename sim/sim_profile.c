@@ -51,7 +51,10 @@ int sim_profile_builtin(const char *name, sim_profile *out, sim_errbuf *err) {
   else if (name && strcmp(name, "a100") == 0)
     peak = PEAK_A100;
   else {
-    seterr(err, "unknown compute profile '%s' (built-in: h200, h100, a100)",
+    seterr(err,
+           "no built-in compute profile for GPU '%s' (built-in: h200, h100, a100): give "
+           "its measured profile with --profile F.json ('flexmoe calibrate --out F.json' "
+           "measures one), or a built-in name as the cluster's gpu.profile",
            name ? name : "");
     return SIM_ENOENT;
   }

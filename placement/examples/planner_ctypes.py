@@ -13,7 +13,13 @@ import ctypes
 import random
 import sys
 
-lib = ctypes.CDLL(sys.argv[1] if len(sys.argv) > 1 else "libflexmoe_placement.so")
+LIBRARY = sys.argv[1] if len(sys.argv) > 1 else "libflexmoe_placement.so"
+try:
+    lib = ctypes.CDLL(LIBRARY)
+except OSError as e:
+    sys.exit("planner_ctypes.py: cannot load %s (%s): give the library's path as the first "
+             "argument, e.g. build/placement/libflexmoe_placement.so after meson compile, or "
+             "put its folder on LD_LIBRARY_PATH" % (LIBRARY, e))
 I64P = ctypes.POINTER(ctypes.c_int64)
 lib.pl_planner_version.restype = ctypes.c_char_p
 lib.pl_planner_strerror.restype = ctypes.c_char_p

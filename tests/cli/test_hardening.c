@@ -417,7 +417,7 @@ Test(cli_hardening, every_json_output_parses_in_success_and_error,
   json_decref(d);
   d = JCASE(0, "sim", "--trace", zero, "--d-model", "64", "--d-ff", "128", "--top-k", "1",
             "--tokens-per-gpu", "16", "--policy", "static", "--policy", "flexmoe", "--db", db,
-            "--format", "json");
+            "--allow-empty", "--format", "json");
   json_decref(d);
   d = JCASE(0, "sim", "--trace", odd, "--d-model", "64", "--d-ff", "128", "--top-k", "1",
             "--tokens-per-gpu", "16", "--policy", "static", "--profile", prof, "--db", db,
@@ -458,7 +458,7 @@ Test(cli_hardening, every_json_output_parses_in_success_and_error,
   cr_assert(strstr(json_string_value(json_object_get(d, "trace")), "odd\\xff\x01.csv"), "%s",
             out);
   json_decref(d);
-  JCASE(2, "place", "--trace", SAMPLE, "--format", "json");
+  JCASE(2, "place", "--trace", SAMPLE, "--gpus", "12", "--format", "json"); /* not whole nodes */
 
   /* net */
   d = JCASE(0, "net", "--flows", flows, "--nodes", "2", "--format", "json");

@@ -158,7 +158,7 @@ Test(cli, place_refuses_unknown_policies_and_parameters) {
 }
 
 Test(cli, place_refuses_too_few_slots_and_unmappable_gpu_counts) {
-  cr_assert_eq(run("place " SAMPLE " --gpus 4 --slots 7"), 1);
+  cr_assert_eq(run("place " SAMPLE " --gpus 8 --slots 3"), 1);
   one_line("place", "fewer expert slots than experts");
   cr_assert_eq(run("place " SAMPLE " --gpus 12 --gpus-per-node 8"), 2);
   one_line("place", "--gpus 12");

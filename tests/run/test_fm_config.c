@@ -105,3 +105,33 @@ Test(fm_config, sim_and_replay_refuse_out_of_range_iterations_alike) {
   cr_assert_str_eq(es, "--iterations: 150:250 is not inside the trace's 0:200");
   cr_assert_str_eq(er, es);
 }
+
+/* The one sizing rule of sim, place, sweep, net and clusters (issue 18 item
+ * 8): each combination of --gpus, --nodes and --gpus-per-node against hand
+ * answers, and the disagreements refused naming the flags. */
+Test(fm_config, cluster_size_is_one_rule_for_gpus_nodes_and_gpus_per_node) {
+  char em[512];
+  int n = -1, k = -1;
+  cr_assert_eq(fm_cluster_size("dgx-h100", 0, 0, 0, &n, &k, em, sizeof em), FM_OK);
+  cr_assert(n == 1 && k == 8, "the preset's own: %d x %d", n, k);
+  cr_assert_eq(fm_cluster_size("dgx-h100", 32, 0, 0, &n, &k, em, sizeof em), FM_OK);
+  cr_assert(n == 4 && k == 8, "--gpus 32: %d x %d", n, k);
+  cr_assert_eq(fm_cluster_size("dgx-h100", 4, 0, 0, &n, &k, em, sizeof em), FM_OK);
+  cr_assert(n == 1 && k == 4, "--gpus 4 is one partial node: %d x %d", n, k);
+  cr_assert_eq(fm_cluster_size("dgx-h100", 16, 4, 0, &n, &k, em, sizeof em), FM_OK);
+  cr_assert(n == 4 && k == 4, "--gpus 16 --nodes 4: %d x %d", n, k);
+  cr_assert_eq(fm_cluster_size("dgx-h100", 0, 3, 2, &n, &k, em, sizeof em), FM_OK);
+  cr_assert(n == 3 && k == 2, "--nodes 3 --gpus-per-node 2: %d x %d", n, k);
+  cr_assert_eq(fm_cluster_size("dgx-h100", 12, 0, 4, &n, &k, em, sizeof em), FM_OK);
+  cr_assert(n == 3 && k == 4, "--gpus 12 --gpus-per-node 4: %d x %d", n, k);
+  n = k = -1;
+  cr_assert_eq(fm_cluster_size("dgx-h100", 12, 0, 0, &n, &k, em, sizeof em), FM_EUSAGE);
+  cr_assert(strstr(em, "--gpus 12 is not a whole number of nodes of 8 GPUs"), "%s", em);
+  cr_assert(n == -1 && k == -1, "outputs touched on error");
+  cr_assert_eq(fm_cluster_size("dgx-h100", 16, 4, 8, &n, &k, em, sizeof em), FM_EUSAGE);
+  cr_assert(strstr(em, "--gpus 16 is not --nodes 4 x --gpus-per-node 8 = 32"), "%s", em);
+  cr_assert_eq(fm_cluster_size("dgx-h100", 10, 4, 0, &n, &k, em, sizeof em), FM_EUSAGE);
+  cr_assert(strstr(em, "--gpus 10 cannot be split evenly over --nodes 4"), "%s", em);
+  cr_assert_eq(fm_cluster_size("dgx-z", 8, 0, 0, &n, &k, em, sizeof em), FM_EUSAGE);
+  cr_assert(strstr(em, "dgx-z"), "%s", em);
+}

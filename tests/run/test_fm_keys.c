@@ -83,3 +83,19 @@ Test(fm_keys, json_lists_every_key_with_its_range) {
   json_decref(list);
   fm_free(text);
 }
+
+/* "Did you mean" (fm_nearest): slips of one or two letters find the word,
+ * a prefix finds its word, unrelated words find none (issue 18 item 9). */
+Test(fm_keys, nearest_finds_slips_and_nothing_for_other_words) {
+  const char *flags[] = {"trace", "policy", "gpus", "gpus-per-node", "iterations", "seed"};
+  cr_assert_str_eq(fm_nearest("polcy", flags, 6), "policy");
+  cr_assert_str_eq(fm_nearest("pollicy", flags, 6), "policy");
+  cr_assert_str_eq(fm_nearest("itertaions", flags, 6), "iterations"); /* a swap is one */
+  cr_assert_str_eq(fm_nearest("trcae", flags, 6), "trace");
+  cr_assert_str_eq(fm_nearest("gpus-per", flags, 6), "gpus-per-node"); /* a prefix */
+  cr_assert_str_eq(fm_nearest("gpu", flags, 6), "gpus");
+  cr_assert_null(fm_nearest("frobnicate", flags, 6));
+  cr_assert_null(fm_nearest("x", flags, 6));
+  cr_assert_null(fm_nearest("", flags, 6));
+  cr_assert_null(fm_nearest(NULL, flags, 6));
+}

@@ -107,7 +107,7 @@ Test(fm_place, iteration_layer_and_policy_errors_are_usage_errors, .init = to_ro
   c = golden_config();
   c.policy = "nope";
   cr_assert_eq(fm_place_run(&c, &r, em, sizeof(em)), FM_EUSAGE);
-  cr_assert_str_eq(em, "--policy: unknown policy 'nope' (see 'flexmoe policies')");
+  cr_assert_str_eq(em, "--policy: unknown policy 'nope'; the policies: static, capacity, fastermoe, smartmoe, eplb, flexmoe, oracle (see 'flexmoe policies')");
   fm_place_result_fini(&r);
   c = golden_config();
   c.slots = 1;

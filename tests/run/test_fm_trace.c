@@ -188,3 +188,65 @@ Test(fm_trace, fit_writes_a_model_that_loads_back_and_needs_12_iterations) {
   drop(gen), remove(fit);
   rmdir(dir);
 }
+
+/* A CSV written to a temporary file and opened; the caller closes t and
+ * removes path. */
+static void open_csv(const char *text, char *path, size_t len, tr_trace *t) {
+  snprintf(path, len, "/tmp/fm-sanity-XXXXXX.csv");
+  int fd = mkstemps(path, 4);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  tr_error err;
+  cr_assert_eq(tr_open(t, path, &err), TR_OK, "%s", err.msg);
+}
+
+/* Issue 18 item 4: what the sanity check finds in hand-made traces, and
+ * that a clean trace gives no sentence. */
+Test(fm_trace, sanity_names_one_based_ids_empty_iterations_and_unused_ranks) {
+  char path[64], em[256], text[2048];
+  tr_trace t;
+  fm_trace_sanity s;
+  /* ranks numbered from 1 (rank 0 empty), iteration 2 missing */
+  open_csv("iteration,layer,rank,expert,tokens\n0,0,1,0,5\n0,0,2,1,3\n1,0,1,1,2\n1,0,2,0,9\n"
+           "3,0,1,0,4\n3,0,2,1,4\n", path, sizeof path, &t);
+  cr_assert_eq(fm_trace_check(&t, 0, -1, 2, &s, em, sizeof em), FM_OK, "%s", em);
+  cr_assert_eq(s.total, 27);
+  cr_assert(s.rank0_only_empty && s.empty_ranks == 1 && s.first_empty_rank == 0);
+  cr_assert(s.empty_iterations == 1 && s.first_empty_iteration == 2);
+  cr_assert_eq(s.empty_experts, 0);
+  cr_assert_eq(fm_trace_sanity_text(&s, "T", text, sizeof text), 3);
+  cr_assert(strstr(text, "T: rank 0 is empty and ranks 1 to 2 are not: the rank ids look "
+                         "1-based"), "%s", text);
+  cr_assert(strstr(text, "T: 1 iteration without a token slot (the first: 2)"), "%s", text);
+  cr_assert(strstr(text, "T: 3 ranks, this run uses 2 (GPU g replays rank g): rank 2 is not "
+                         "used"), "%s", text);
+  cr_assert_eq(s.warnings, 3);
+  /* the range leaves out the empty iteration; 3 ranks used: only the ids */
+  cr_assert_eq(fm_trace_check(&t, 0, 2, 3, &s, em, sizeof em), FM_OK);
+  cr_assert_eq(s.warnings, 1);
+  tr_close(&t);
+  remove(path);
+  /* all zero */
+  open_csv("iteration,layer,rank,expert,tokens\n0,0,0,0,0\n1,1,1,1,0\n", path, sizeof path, &t);
+  cr_assert_eq(fm_trace_check(&t, 0, -1, 0, &s, em, sizeof em), FM_OK);
+  cr_assert_eq(s.total, 0);
+  cr_assert_eq(fm_trace_sanity_text(&s, "Z", text, sizeof text), 1);
+  cr_assert(strstr(text, "Z: every count is 0"), "%s", text);
+  tr_close(&t);
+  remove(path);
+}
+
+Test(fm_trace, sanity_of_the_bundled_sample_is_silent, .init = to_root) {
+  tr_trace t;
+  tr_error err;
+  fm_trace_sanity s;
+  char em[256];
+  cr_assert_eq(tr_open(&t, SAMPLE, &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(fm_trace_check(&t, 0, -1, 8, &s, em, sizeof em), FM_OK);
+  cr_assert_eq(s.warnings, 0);
+  cr_assert_eq(s.total, (int64_t)200 * 6 * 32768);
+  cr_assert_eq(fm_trace_check(&t, 0, -1, 16, &s, em, sizeof em), FM_OK);
+  cr_assert_eq(s.warnings, 0, "16 GPUs replay each rank twice: nothing to say");
+  tr_close(&t);
+}

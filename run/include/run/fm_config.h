@@ -45,4 +45,18 @@ int fm_iteration_range(int64_t begin, int64_t end, int64_t iterations, int64_t *
 int fm_iteration_range_as(const char *name, int64_t begin, int64_t end, int64_t iterations,
                           int64_t *a, int64_t *b, char *errmsg, size_t errlen);
 
+/*
+ * The one sizing rule of `sim`, `place`, `sweep` and `net`: a cluster
+ * (preset or file) sized by any of --gpus G, --nodes N, --gpus-per-node K
+ * (0: not given) into *nodes x *gpn. K defaults to the cluster's; G alone
+ * below K is one partial node of G GPUs (as a sweep's sizes), else G must
+ * be a whole number of nodes; G with N gives N nodes of G/N GPUs and must
+ * agree with K when both are given; nothing given keeps the cluster's own
+ * size (a file's nodes and gpus_per_node). FM_OK, or FM_EUSAGE with one
+ * sentence naming the flags that disagree and what fits (an unknown
+ * cluster: the resolver's sentence).
+ */
+int fm_cluster_size(const char *cluster, int64_t gpus, int nodes, int gpus_per_node,
+                    int *nodes_out, int *gpn_out, char *errmsg, size_t errlen);
+
 #endif

@@ -156,6 +156,13 @@ int fm_key_check(fm_key_id id, int naming, int64_t v, char *errmsg, size_t errle
  */
 size_t fm_keys_help(int scope, int width, char *buf, size_t len);
 
+/* A help line of any flag in the same layout: "  FLAG ARG" padded to
+ * width, text wrapped at 78 columns; returns the length it needed. */
+size_t fm_help_line(const char *flag, const char *arg, const char *text, int width, char *buf,
+                    size_t len);
+/* The help lines of one key, as fm_keys_help writes them. */
+size_t fm_key_help(fm_key_id id, int width, char *buf, size_t len);
+
 /*
  * The table as JSON text (malloc'd, release with free / fm_free): a list of
  * {"name", "flag", "type", "min", "max", "default", "choices", "unit",
@@ -163,5 +170,15 @@ size_t fm_keys_help(int scope, int width, char *buf, size_t len);
  * no range, choices a list or null. NULL when out of memory.
  */
 char *fm_keys_json_text(void);
+
+/*
+ * "Did you mean": the word of cands[n] closest to word by edit distance
+ * (insertions, deletions, substitutions and swaps of two neighbours, each
+ * 1), when it is close enough to be a slip: at most 1 for words up to 4
+ * letters, 2 up to 8, 3 beyond; a word that starts cands[i] counts as
+ * close. NULL when none is (or word is NULL or empty). Ties go to the
+ * first. The CLI's unknown flags, policies, presets and keys use it.
+ */
+const char *fm_nearest(const char *word, const char *const *cands, int n);
 
 #endif

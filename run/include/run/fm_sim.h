@@ -81,6 +81,12 @@ typedef struct fm_sim_config {
    * the kept counts take 3 MiB per iteration, whose first writes cost page
    * faults). A kept draw is replayed either way. Not part of the config key. */
   int keep_draws;
+  /* Appended (issue 18, progress): called after every simulated iteration
+   * with the policy spec as given, the iterations done and their total
+   * (NULL: not called). For progress lines only: it must not touch the
+   * configuration. Not part of the config key. */
+  void (*progress)(void *ctx, const char *policy, int64_t done, int64_t total);
+  void *progress_ctx;
 } fm_sim_config;
 
 /* The most threads one run uses (the key table's range of "threads"). */
@@ -95,8 +101,8 @@ int fm_sim_default_threads(void);
    .policy = "static", .engine = "analytic", .it_begin = 0, .it_end = -1,                       \
    .seed = FM_DEFAULT_SEED, .d_model = 0, .d_ff = 0, .top_k = 0, .tokens_per_gpu = 0,           \
    .profile_path = NULL, .slots = 0, .exact_net = 0, .plan_moves = 1, .prefetch = 0,             \
-   .sim_profile = NULL, .key_names = 0, .traces = NULL, .threads = 0,    \
-   .keep_draws = 1}
+   .sim_profile = NULL, .key_names = 0, .traces = NULL, .threads = 0,                        \
+   .keep_draws = 1, .progress = NULL, .progress_ctx = NULL}
 
 /* Summary of one run (the `sim --format json` keys). */
 typedef struct fm_sim_summary {

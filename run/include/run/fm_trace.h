@@ -139,6 +139,8 @@ typedef struct fm_trace_import_config {
   const char *axes; /* the input's axis order (a .npy), or NULL */
   int expert_ids;   /* the input holds per-token expert ids */
   int experts;      /* with expert_ids: E, 0 = the largest id + 1 */
+  tr_meta meta;     /* sidecar fields to set (top_k .. tokens_per_rank; 0 = keep
+                       what the input says); checked against their ranges */
 } fm_trace_import_config;
 
 /* Converts cfg->trace into flexmoe's .npy (+ sidecar) at cfg->out and reads
@@ -146,5 +148,39 @@ typedef struct fm_trace_import_config {
  * past the trace, FM_EFAIL otherwise. */
 int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char *errmsg,
                     size_t errlen);
+
+/* ---- sanity ---- */
+
+/*
+ * What looks wrong in a trace over iterations [it0, it1) (it1 -1: to the
+ * end; clamped): checked on import and before every command reads one, so
+ * suspicious input never passes silently. used_ranks is the ranks (GPUs) the
+ * command replays (0: none in particular).
+ */
+typedef struct fm_trace_sanity {
+  int64_t total;            /* token slots in the range */
+  int64_t empty_iterations; /* iterations without a slot */
+  int64_t first_empty_iteration;
+  int empty_ranks;          /* ranks without a slot in the whole range */
+  int first_empty_rank;     /* -1 when none */
+  int empty_experts;        /* experts without a slot in any layer */
+  int rank0_only_empty;     /* rank 0 is the one empty rank (ids from 1?) */
+  int expert0_only_empty;   /* expert 0 is the one empty expert (ids from 1?) */
+  int ranks, used_ranks;
+  int warnings; /* how many sentences fm_trace_sanity_text writes */
+} fm_trace_sanity;
+
+/* Scans the range once (pages released as it goes) into *out; FM_OK, or
+ * FM_EFAIL when out of memory (message in errmsg). A trace whose one slice
+ * (R x E counts) exceeds the default memory budget is not scanned: *out
+ * then says nothing (no warnings), and the command meets the budget itself. */
+int fm_trace_check(const tr_trace *t, int64_t it0, int64_t it1, int used_ranks,
+                   fm_trace_sanity *out, char *errmsg, size_t errlen);
+
+/* The findings as sentences, one per line ("PATH: what; what to do"), into
+ * buf (NUL-terminated, cut at len): an all-zero trace, ids that look
+ * 1-based, empty ranks, empty iterations, ranks fewer or more than the
+ * command uses. Returns the number of sentences. */
+int fm_trace_sanity_text(const fm_trace_sanity *s, const char *path, char *buf, size_t len);
 
 #endif

@@ -1,0 +1,121 @@
+/*
+ * opts.c - a subcommand's flags as one table (cli.h: cli_opt): the parser
+ * (cli_getopt's rules: options in full, single values once, "did you mean")
+ * and the --help text both come from it, so a flag and its help cannot
+ * drift. A row that names a key of run/fm_keys.h takes the key's flag,
+ * range, placeholder and help sentence (with range and default) from there.
+ */
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "run/fm_keys.h"
+
+#define MAX_OPTS 48
+#define HELP_WIDTH 22
+
+static const char *flag_of(const cli_opt *o) {
+  return o->flag ? o->flag : fm_key_of((fm_key_id)o->key)->flag;
+}
+
+/* The help lines of the table between head and tail, on stdout. */
+static void print_help(const cli_opt *opts, const char *head, const char *tail) {
+  fputs(head, stdout);
+  for (const cli_opt *o = opts; o->kind != CLI_O_END; o++) {
+    char buf[2048];
+    if (!o->help && o->key >= 0)
+      fm_key_help((fm_key_id)o->key, HELP_WIDTH, buf, sizeof buf);
+    else {
+      char flag[64];
+      snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
+      fm_help_line(o->letter ? flag : flag_of(o),
+                   o->arg ? o->arg : (o->key >= 0 ? fm_key_of(o->key)->arg : ""),
+                   o->help ? o->help : "", HELP_WIDTH, buf, sizeof buf);
+    }
+    fputs(buf, stdout);
+  }
+  fputs(tail, stdout);
+}
+
+/* One option's value into its destination; CLI_OK or CLI_EUSAGE (message
+ * printed by the number and format parsers). */
+static int store(const char *cmd, const cli_opt *o, const char *arg) {
+  long lo = o->lo, hi = o->hi;
+  if (o->key >= 0 && lo == 0 && hi == 0) {
+    lo = (long)fm_key_of((fm_key_id)o->key)->lo;
+    hi = (long)fm_key_of((fm_key_id)o->key)->hi;
+  }
+  long v = 0;
+  int rc = CLI_OK;
+  switch (o->kind) {
+  case CLI_O_STR: *(const char **)o->to = arg; return CLI_OK;
+  case CLI_O_BOOL: *(int *)o->to = 1; return CLI_OK;
+  case CLI_O_LONG: return cli_parse_long(cmd, flag_of(o), arg, lo, hi, (long *)o->to);
+  case CLI_O_INT:
+    if (!(rc = cli_parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+      *(int *)o->to = (int)v;
+    return rc;
+  case CLI_O_I64:
+    if (!(rc = cli_parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+      *(int64_t *)o->to = v;
+    return rc;
+  case CLI_O_RANGE: return cli_parse_range(cmd, flag_of(o), arg, o->to, o->to2);
+  case CLI_O_FORMAT: return cli_parse_format(cmd, arg, (int)o->lo, (int *)o->to);
+  case CLI_O_CHOICE: return cli_parse_choice(cmd, o->key, arg, (const char **)o->to);
+  case CLI_O_MULTI: {
+    int *n = o->to2;
+    if (*n >= o->hi)
+      return cli_fail(CLI_EUSAGE, cmd, "%s: at most %ld", flag_of(o), o->hi);
+    ((const char **)o->to)[(*n)++] = arg;
+    return CLI_OK;
+  }
+  case CLI_O_LIST: return cli_parse_key_list(cmd, o->key, arg, o->to, o->max, o->to2);
+  case CLI_O_FN: return o->fn(cmd, arg, o->to);
+  default: return CLI_EUSAGE;
+  }
+}
+
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                   const char *head, const char *tail) {
+  struct option lo[MAX_OPTS + 2];
+  int n = 0;
+  for (; opts[n].kind != CLI_O_END && n < MAX_OPTS; n++)
+    lo[n] = (struct option){.name = flag_of(&opts[n]) + 2,
+                            .has_arg = opts[n].kind == CLI_O_BOOL ? no_argument
+                                                                  : required_argument,
+                            .flag = NULL, .val = 256 + n};
+  lo[n++] = (struct option){.name = "help", .has_arg = no_argument, .flag = NULL, .val = 'h'};
+  lo[n] = (struct option){.name = NULL, .has_arg = 0, .flag = NULL, .val = 0};
+  opterr = 0;
+  optind = 1;
+  char repeat[256] = ""; /* the CLI_O_MULTI flags may repeat */
+  for (int i = 0; opts[i].kind != CLI_O_END && i < MAX_OPTS; i++)
+    if (opts[i].kind == CLI_O_MULTI && strlen(repeat) + strlen(lo[i].name) + 2 < sizeof repeat)
+      strcat(strcat(repeat, " "), lo[i].name);
+  char shorts[2 * MAX_OPTS + 3] = ":h"; /* the rows' short forms, "o:" */
+  for (int i = 0, at = 2; opts[i].kind != CLI_O_END && i < MAX_OPTS; i++)
+    if (opts[i].letter) {
+      shorts[at++] = opts[i].letter;
+      if (opts[i].kind != CLI_O_BOOL)
+        shorts[at++] = ':';
+      shorts[at] = '\0';
+    }
+  int c;
+  while ((c = cli_getopt(argc, argv, shorts, lo, repeat)) != -1) {
+    if (c == 'h') {
+      print_help(opts, head, tail);
+      return CLI_HELP;
+    }
+    for (int i = 0; c < 256 && c != '?' && c != ':' && opts[i].kind != CLI_O_END; i++)
+      if (opts[i].letter == c)
+        c = 256 + i;
+    if (c < 256)
+      return cli_bad_option(cmd, argv[optind - 1]);
+    if (store(cmd, &opts[c - 256], optarg))
+      return CLI_EUSAGE;
+  }
+  return CLI_OK;
+}
