@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "run/fm_error.h"
 #include "run/fm_json.h"
@@ -198,6 +199,14 @@ static int replay_backend(replay *w) {
     return fm_fail(w->em, w->el, FM_EFAIL, "%s", w->err);
   }
   int G = w->G = w->b ? w->b->ranks : bc.ranks, E = w->E;
+  if (G > w->t.ranks)
+    return fm_fail(w->em, w->el, FM_EUSAGE,
+                   "--%s %d: %s has %d ranks, and every replay rank replays one of them "
+                   "(give --%s 1..%d)",
+                   cfg->partitions > 0 ? "partitions" : "ranks", G, cfg->trace_path, w->t.ranks,
+                   cfg->partitions > 0 ? "partitions" : "ranks", w->t.ranks);
+  if (w->b && strcmp(cfg->backend, "cpu") == 0)
+    fm_replay_cores_warning(G, w->o->warning, sizeof w->o->warning);
   int slots = cfg->slots ? cfg->slots : (int)ceil(1.5 * E / G);
   if (slots > E) slots = E;
   w->slots = slots;
@@ -430,6 +439,31 @@ static void replay_fini(replay *w) {
   rt_backend_destroy(w->b);
   free(w->counts);
   tr_close(&w->t);
+}
+
+void fm_replay_cores_warning(int ranks, char *buf, size_t len) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (len) buf[0] = '\0';
+  if (cores > 0 && ranks > cores)
+    snprintf(buf, len,
+             "%d cpu ranks on %ld cores: the rank threads take turns on the cores, so the "
+             "measured times include the scheduler's; give --ranks %ld or fewer for times "
+             "worth comparing",
+             ranks, cores, cores);
+}
+
+int fm_replay_trace_ranks(const char *path, int *ranks, char *em, size_t el) {
+  tr_trace t;
+  tr_error terr;
+  memset(&terr, 0, sizeof terr);
+  if (!path) return fm_fail(em, el, FM_EUSAGE, "--trace is required");
+  if (tr_open(&t, path, &terr)) {
+    if (terr.line > 0) return fm_fail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
+    return fm_fail(em, el, FM_EFAIL, "%s: %s", path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
+  }
+  *ranks = t.ranks;
+  tr_close(&t);
+  return FM_OK;
 }
 
 int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char *em, size_t el) {

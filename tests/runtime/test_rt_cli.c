@@ -414,16 +414,16 @@ Test(rt_cli, bad_command_lines_get_one_clear_line) {
   fails_with("validate", "--engine");
   cr_assert_eq(run("validate " SMALL " " SAMPLE " --profile /nonexistent.json"), 1);
   fails_with("validate", "/nonexistent.json");
-  /* the runtime migrates blocking: a background policy's prediction would
-   * describe another run (every re-planning policy defaults to background=1) */
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy static --policy flexmoe"), 2);
-  fails_with("validate", "'flexmoe' moves experts in the background");
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy eplb:period=5"), 2);
-  fails_with("validate", "'eplb:period=5' moves experts in the background");
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy smartmoe"), 2);
-  fails_with("validate", "'smartmoe' moves experts in the background");
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy flexmoe:horizon=20,background=1"), 2);
-  fails_with("validate", "set background=0");
+  /* before anything is measured: ranks beyond the trace's, slots below
+   * the experts, a database that cannot be written (issues 16 and 18) */
+  cr_assert_eq(run("validate --backend cpu --ranks 9 --d-model 16 --d-ff 32 " SAMPLE), 2);
+  fails_with("validate", "--ranks 9: traces/samples/gpt-l6-e32-top2-aux-200.npy has 8 ranks");
+  cr_assert_eq(run("run --backend cpu --ranks 9 --d-model 16 --d-ff 32 " SAMPLE " --policy static"), 2);
+  fails_with("run", "--ranks 9: ");
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --slots 3 --policy flexmoe"), 2);
+  fails_with("validate", "--slots 3: 4 ranks x 3 slots < 32 experts");
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --db /nonexistent-dir/v.db"), 1);
+  fails_with("validate", "--db /nonexistent-dir/v.db: cannot open it for writing");
 }
 
 Test(rt_cli, a_gpu_backend_that_cannot_start_says_why) {

@@ -82,6 +82,8 @@ typedef struct fm_replay_output {
   int trace_layers, trace_ranks, trace_experts;
   double started, finished;
   int owner;                       /* this process records (rank 0) */
+  char warning[256];               /* "" or one sentence for the user (more
+                                      cpu ranks than cores) */
 } fm_replay_output;
 
 /* Runs cfg; on failure returns FM_EFAIL/FM_EUSAGE with one sentence in
@@ -92,6 +94,14 @@ int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **out, char 
 int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char *errmsg,
                   size_t errlen);
 void fm_replay_output_free(fm_replay_output *o);
+
+/* The ranks of the trace at path (opened and closed); FM_OK or FM_EFAIL
+ * with the message naming the file. */
+int fm_replay_trace_ranks(const char *path, int *ranks, char *errmsg, size_t errlen);
+/* One sentence into buf[len] when `ranks` cpu rank threads exceed the
+ * machine's online cores (their times then measure the scheduler), else
+ * "". */
+void fm_replay_cores_warning(int ranks, char *buf, size_t len);
 
 /* Short phase names, index = enum rt_phase. */
 extern const char *const fm_replay_phase_names[RT_PH_COUNT];
