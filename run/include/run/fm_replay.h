@@ -41,7 +41,10 @@ typedef struct fm_replay_config {
                                 local token movement); NULL: nominal H200
                                 partition numbers */
   const pl_profile *profile; /* used when profile_path is NULL */
-  int check;                 /* run rt_exec_check after the last iteration */
+  int check;                 /* 1: rt_exec_check after the last iteration;
+                                2: after every iteration, folded (worst
+                                errors, summed counts: background moves
+                                in flight are checked where they happen) */
   int quiet;                 /* no progress on stderr */
   int predict;               /* no backend: predict every iteration with
                                 the placement cost model (pl_cost_layer +
@@ -73,9 +76,12 @@ typedef struct fm_replay_output {
   int64_t migrated_bytes, dropped_tokens, bytes_alltoall;
   rt_iter_result *rows;            /* [iterations] */
   double *busy_ms, *total_ms;      /* [gpus] */
-  char *plans_json;                /* per iteration with moves: [[it, layer, nmoves, bytes, moves]...] */
+  pl_move *moves;                  /* [nmoves] every plan's moves in order of
+                                      (iteration, layer) */
+  int64_t *move_iteration;         /* [nmoves] the trace iteration of each */
+  int64_t nmoves;
   rt_check check;
-  int checked;
+  int checked;                     /* iterations checked */
   uint64_t trace_hash;
   char trace_path[512];
   int64_t trace_iterations;
