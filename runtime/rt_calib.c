@@ -74,6 +74,20 @@ static void fit(const double *x, const double *y, int n, double *a, double *b) {
   if (*a <= 0) *a = n > 0 ? 0.5 * y[0] : 0;
 }
 
+/* Repetitions of the barrier measurement (odd: a median). */
+#define BARRIER_REPS 7
+
+/* Median of v[n], n odd (v is reordered). */
+static double median_of(double *v, int n) {
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+      double t = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = t;
+    }
+  return v[n / 2];
+}
+
 /* Slowest rank's (stamp s1 - stamp s0), ms. */
 static double span(const double *ms, int G, int s0, int s1) {
   double w = 0;
@@ -208,6 +222,28 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
     out->exchange_GBps = slope > 0 ? 1e-3 / slope
                                    : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
     out->exchange_latency_us = icpt;
+  }
+  /* barrier cost as the replay meets it (rt_calib.h) */
+  if (G > 1 && cfg->nsizes >= 2) {
+    double wake[2];
+    for (int pass = 0; pass < 2; pass++) {
+      double v[BARRIER_REPS];
+      for (int rep = 0; rep < BARRIER_REPS; rep++) {
+        BK(o->barrier(b));
+        if (pass == 0 && o->owns(b, 0))
+          BK(o->ffn_fwd(b, 0, cb[0].X, cb[0].P, cb[0].A, cb[0].Y, cfg->tokens[cfg->ntokens / 2], d, f));
+        BK(o->mark(b, 0));
+        BK(o->barrier(b));
+        BK(o->mark(b, 1));
+        BK(o->collect(b, 2, ms));
+        double w = 0;
+        for (int r = 0; r < G; r++) w = fmax(w, ms[G + r] - ms[0]);
+        v[rep] = 1e3 * w;
+      }
+      wake[pass] = median_of(v, BARRIER_REPS);
+    }
+    out->barrier_us = fmax(0.0, wake[0] - wake[1]);
+    out->exchange_latency_us += out->barrier_us;
   }
   /* local token movement: permute of m * G rows */
   double lx[RT_CALIB_MAX], ly[RT_CALIB_MAX];

@@ -13,7 +13,16 @@
  *  - local token movement: the permute kernel at several row counts,
  *    fitted as latency + rows x cost per row (the replay runs four such
  *    passes per layer and direction around the exchanges);
- *  - launch overhead: the time per tiny kernel of a long chain.
+ *  - launch overhead: the time per tiny kernel of a long chain;
+ *  - barrier cost as the replay meets it: rank 0 computes an expert FFN
+ *    while the others wait at the barrier after it, and the time from rank
+ *    0's arrival to the last rank's release, less the same with no work
+ *    before the barrier (medians of 7). On the cpu backend a waiting rank
+ *    thread sleeps and must be woken and scheduled: tens of microseconds
+ *    on an idle machine, milliseconds on a loaded one, paid at every
+ *    exchange of a replay but not by the tight loop of the exchange fit.
+ *    It is added to exchange_latency_us (the simulator charges it per
+ *    all-to-all) and kept in barrier_us.
  */
 #ifndef FLEXMOE_RT_CALIB_H
 #define FLEXMOE_RT_CALIB_H
@@ -52,6 +61,8 @@ typedef struct rt_calib_result {
   double local_lat_us;          /* permute: fitted intercept */
   double local_us_per_row;      /* permute: fitted slope */
   double launch_us;
+  double barrier_us;            /* appended: barrier cost, included in
+                                   exchange_latency_us (0 with one rank) */
 } rt_calib_result;
 
 /* Fills cfg with the default point lists for the backend's element size
