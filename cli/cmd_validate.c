@@ -26,7 +26,7 @@ static const char *short_name(const char *spec, char *buf, size_t len) {
   size_t n = strcspn(spec, ":");
   char bg[8];
   if (n < 40 && pl_policy_param(spec, "background", bg, sizeof bg) == 0)
-    snprintf(buf, len, "%.*s bg=%.7s", (int)n, spec, bg);
+    snprintf(buf, len, "%.*s:bg=%.7s", (int)n, spec, bg);
   else
     snprintf(buf, len, "%.*s", (int)n, spec);
   return buf;
