@@ -20,7 +20,7 @@
 #include "run/fm_validate.h"
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec),
- * "name bg=0|1" for a policy with the background parameter, so the
+ * "name:bg=0|1" for a policy with the background parameter, so the
  * default flexmoe and flexmoe:background=0 stay apart. */
 static const char *short_name(const char *spec, char *buf, size_t len) {
   size_t n = strcspn(spec, ":");
