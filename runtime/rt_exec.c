@@ -28,9 +28,11 @@
  * copies start after stamp 0 on the backend's mover and the fence after
  * the all-reduce waits for them (the wait is the iteration's migration
  * phase). At the next iteration's start (the boundary) incoming slots
- * become the experts' and leaving ones free (land()). So a rank holds up
- * to `slots` more physical slots than the limit when its policy moves in
- * the background (nphys), one more otherwise.
+ * become the experts' and leaving ones free (land()). So a rank may need
+ * up to `slots` more physical slots than the limit when its policy moves
+ * in the background (nphys), one more otherwise; the extra ones are
+ * allocated when a move first needs them (expert -3 until then), so
+ * memory grows with the largest set of moves in flight, not the worst.
  */
 #include "runtime/rt_exec.h"
 
@@ -45,7 +47,8 @@
 #include "placement/pl_route.h"
 
 typedef struct slot {
-  int expert; /* -1: free, -2: being freed in this migration round */
+  int expert; /* -1: free, -2: being freed in this migration round,
+                 -3: no buffers yet (allocated by the first move into it) */
   int was;    /* expert of a slot being freed (still readable this round) */
   int born;   /* migration round that filled it (-1: earlier) */
   int incoming; /* expert arriving in the background (not yet served), -1 */
@@ -320,6 +323,10 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
       }
       for (int s = 0; s < x->nphys; s++) {
         slot *sl = &q->slots[s];
+        if (s > cfg->slots) {
+          sl->expert = -3; /* allocated on demand (alloc_slot) */
+          continue;
+        }
         sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
         sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
         sl->stage = dalloc(x, r, x->pelems * (size_t)x->esz);
@@ -368,7 +375,7 @@ static int warmup(rt_exec *x) {
   for (int r = 0; r < x->G; r++) {
     if (!x->ops->owns(x->b, r)) continue;
     lr *q = LR(x, 0, r);
-    slot *sp = &q->slots[x->nphys - 1];
+    slot *sp = &q->slots[x->cfg.slots]; /* the spare: free, allocated */
     BK(x, x->ops->fill(x->b, r, sp->param, x->pelems, 7, 0.01f));
     BK(x, x->ops->fill(x->b, r, q->d_xin, (size_t)x->Cap * x->d, 8, 1.0f));
     BK(x, x->ops->fill(x->b, r, x->rk[r].dY, (size_t)x->Cap * x->d, 9, 1.0f));
@@ -438,6 +445,34 @@ static void land(rt_exec *x) {
     }
 }
 
+/* Gives the first slot of q without buffers (expert -3) its buffers on
+ * rank r (none on a rank this process does not own) and makes it free;
+ * *ds = its index, or -1 when every physical slot exists already. */
+static int alloc_slot(rt_exec *x, int r, lr *q, int *ds) {
+  *ds = -1;
+  for (int s = 0; s < x->nphys; s++) {
+    slot *sl = &q->slots[s];
+    if (sl->expert != -3) continue;
+    if (x->ops->owns(x->b, r)) {
+      sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
+      sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
+      sl->stage = dalloc(x, r, x->pelems * (size_t)x->esz);
+      sl->opt = dalloc(x, r, x->optbytes);
+      if (!sl->param || !sl->grad || !sl->stage || !sl->opt) {
+        void *p[] = {sl->param, sl->grad, sl->stage, sl->opt};
+        for (int i = 0; i < 4; i++)
+          if (p[i]) x->ops->release(x->b, r, p[i]);
+        sl->param = sl->grad = sl->stage = sl->opt = NULL;
+        return RT_ENOMEM;
+      }
+    }
+    sl->expert = -1;
+    *ds = s;
+    return 0;
+  }
+  return 0;
+}
+
 /* The moves of layer l (x->moves[first..]), in flight during this
  * iteration: every arriving replica is copied into a free physical slot of
  * its destination (marked incoming), every replica that goes away stays
@@ -458,6 +493,17 @@ static int plan_background(rt_exec *x, int l, int first) {
       if (find_slot(dst, S, m->expert) >= 0 || find_incoming(dst, S, m->expert) >= 0)
         return fail(x, RT_EPLACEMENT, "%s", "plan puts a second replica of an expert on one GPU");
       int ds = find_slot(dst, S, -1);
+      if (ds < 0) {
+        int rc = alloc_slot(x, m->to, dst, &ds);
+        if (rc) {
+          const char *be = x->ops->last_error(x->b);
+          snprintf(why, sizeof why,
+                   "layer %d: out of device memory for a slot receiving expert %d on GPU %d in "
+                   "the background (%s)",
+                   l, m->expert, m->to, be && be[0] ? be : "the allocation failed");
+          return fail(x, rc, "%s", why);
+        }
+      }
       if (ds < 0) {
         snprintf(why, sizeof why,
                  "layer %d: expert %d cannot move to GPU %d in the background: its %d physical "
