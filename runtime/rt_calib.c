@@ -74,18 +74,43 @@ static void fit(const double *x, const double *y, int n, double *a, double *b) {
   if (*a <= 0) *a = n > 0 ? 0.5 * y[0] : 0;
 }
 
-/* Repetitions of the barrier measurement (odd: a median). */
-#define BARRIER_REPS 7
+/* Phases of the barrier measurement, all in one run of the queues. */
+#define BARRIER_REPS 16
 
-/* Median of v[n], n odd (v is reordered). */
-static double median_of(double *v, int n) {
-  for (int i = 1; i < n; i++)
-    for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-      double t = v[j];
-      v[j] = v[j - 1];
-      v[j - 1] = t;
+/* BARRIER_REPS phases as a replay runs them, in one run of the queues: rank
+ * 0 computes an expert FFN of n tokens (none when n is 0) and the others a
+ * quarter of it, a stamp, a barrier, a stamp; *mean_us = the mean over the
+ * phases of the latest release less the latest arrival. The mean, not the
+ * median: a replay's mean time pays every slow wake-up (on a loaded cpu a
+ * waiting rank thread loses its core and waits for one, milliseconds in a
+ * few phases out of many). ms holds 2 * BARRIER_REPS * ranks entries. */
+static int barrier_pass(rt_backend *b, const cbuf *cb, const rt_calib_config *cfg, int64_t n,
+                        double *ms, double *mean_us) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, f = cfg->d_ff, rc;
+  if ((rc = o->barrier(b))) return rc;
+  for (int k = 0; k < BARRIER_REPS; k++) {
+    for (int r = 0; r < G && n > 0; r++) {
+      int64_t m = r == 0 ? n : (n / 4 > 0 ? n / 4 : 1);
+      if (o->owns(b, r) &&
+          (rc = o->ffn_fwd(b, r, cb[r].X, cb[r].P, cb[r].A, cb[r].Y, m, d, f)))
+        return rc;
     }
-  return v[n / 2];
+    if ((rc = o->mark(b, 2 * k)) || (rc = o->barrier(b)) || (rc = o->mark(b, 2 * k + 1)))
+      return rc;
+  }
+  if ((rc = o->collect(b, 2 * BARRIER_REPS, ms))) return rc;
+  double sum = 0;
+  for (int k = 0; k < BARRIER_REPS; k++) {
+    double in = 0, outt = 0;
+    for (int r = 0; r < G; r++) {
+      in = fmax(in, ms[(2 * k) * G + r]);
+      outt = fmax(outt, ms[(2 * k + 1) * G + r]);
+    }
+    sum += 1e3 * (outt - in);
+  }
+  *mean_us = sum / BARRIER_REPS;
+  return 0;
 }
 
 /* Slowest rank's (stamp s1 - stamp s0), ms. */
@@ -225,24 +250,20 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
   }
   /* barrier cost as the replay meets it (rt_calib.h) */
   if (G > 1 && cfg->nsizes >= 2) {
-    double wake[2];
-    for (int pass = 0; pass < 2; pass++) {
-      double v[BARRIER_REPS];
-      for (int rep = 0; rep < BARRIER_REPS; rep++) {
-        BK(o->barrier(b));
-        if (pass == 0 && o->owns(b, 0))
-          BK(o->ffn_fwd(b, 0, cb[0].X, cb[0].P, cb[0].A, cb[0].Y, cfg->tokens[cfg->ntokens / 2], d, f));
-        BK(o->mark(b, 0));
-        BK(o->barrier(b));
-        BK(o->mark(b, 1));
-        BK(o->collect(b, 2, ms));
-        double w = 0;
-        for (int r = 0; r < G; r++) w = fmax(w, ms[G + r] - ms[0]);
-        v[rep] = 1e3 * w;
-      }
-      wake[pass] = median_of(v, BARRIER_REPS);
+    double *bm = rt_malloc(sizeof(double) * 2 * BARRIER_REPS * (size_t)G);
+    if (!bm) {
+      rc = RT_ENOMEM;
+      goto done;
     }
-    out->barrier_us = fmax(0.0, wake[0] - wake[1]);
+    int64_t n = cfg->tokens[cfg->ntokens - 1];
+    double mean[2];
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+      rc = barrier_pass(b, cb, cfg, pass == 0 ? n : 0, bm, &mean[pass]);
+      if (rc && err) snprintf(err, errlen, "%s", o->last_error(b));
+    }
+    rt_free(bm);
+    if (rc) goto done;
+    out->barrier_us = fmax(0.0, mean[0] - mean[1]);
     out->exchange_latency_us += out->barrier_us;
   }
   /* local token movement: permute of m * G rows */

@@ -14,15 +14,17 @@
  *    fitted as latency + rows x cost per row (the replay runs four such
  *    passes per layer and direction around the exchanges);
  *  - launch overhead: the time per tiny kernel of a long chain;
- *  - barrier cost as the replay meets it: rank 0 computes an expert FFN
- *    while the others wait at the barrier after it, and the time from rank
- *    0's arrival to the last rank's release, less the same with no work
- *    before the barrier (medians of 7). On the cpu backend a waiting rank
- *    thread sleeps and must be woken and scheduled: tens of microseconds
- *    on an idle machine, milliseconds on a loaded one, paid at every
- *    exchange of a replay but not by the tight loop of the exchange fit.
- *    It is added to exchange_latency_us (the simulator charges it per
- *    all-to-all) and kept in barrier_us.
+ *  - barrier cost as the replay meets it: 16 phases in one run of the
+ *    queues, rank 0 computing an expert FFN of the largest token count
+ *    and the others a quarter of it, then a barrier; the mean time from
+ *    the latest arrival to the latest release, less the same with no work
+ *    before the barrier. On the cpu backend a waiting rank thread sleeps
+ *    and must be woken and get a core again: about 0.1 ms on an idle
+ *    machine, milliseconds on a loaded one (measured on the 2-core build
+ *    machine at load 13-16: a mean of 9 ms after 256-token FFNs, median
+ *    0.1 ms), paid at every exchange of a replay but not by the tight
+ *    loop of the exchange fit. It is added to exchange_latency_us (the
+ *    simulator charges it per all-to-all) and kept in barrier_us.
  */
 #ifndef FLEXMOE_RT_CALIB_H
 #define FLEXMOE_RT_CALIB_H
