@@ -26,7 +26,7 @@ void rt_calib_defaults(rt_calib_config *cfg, const rt_backend *b, int d_model, i
   cfg->nsizes = gpu ? 6 : 4;
   memcpy(cfg->rows, gpu ? gr : cr, sizeof(int64_t) * (size_t)cfg->nsizes);
   cfg->warmup = gpu ? 3 : 1;
-  cfg->reps = gpu ? 20 : 3;
+  cfg->reps = gpu ? 20 : 5;
   cfg->model_bytes_per_elem = 2;
   cfg->seed = 1;
 }
@@ -71,6 +71,29 @@ static void fit(const double *x, const double *y, int n, double *a, double *b) {
   *b = sxx > 0 ? sxy / sxx : 0;
   if (*b < 0) *b = 0;
   *a = my - *b * mx;
+  if (*a <= 0) *a = n > 0 ? 0.5 * y[0] : 0;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Theil-Sen line y = a + b x through n <= RT_CALIB_MAX points: b the
+ * median of the pairwise slopes (>= 0), a the median of y - b x (> 0:
+ * else half the smallest y, a floor as in fit()). */
+static void theil_sen(const double *x, const double *y, int n, double *a, double *b) {
+  double sl[RT_CALIB_MAX * RT_CALIB_MAX / 2], r[RT_CALIB_MAX];
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (x[j] != x[i]) sl[m++] = (y[j] - y[i]) / (x[j] - x[i]);
+  qsort(sl, (size_t)m, sizeof *sl, cmp_dbl);
+  *b = m ? (m % 2 ? sl[m / 2] : 0.5 * (sl[m / 2 - 1] + sl[m / 2])) : 0;
+  if (*b < 0) *b = 0;
+  for (int i = 0; i < n; i++) r[i] = y[i] - *b * x[i];
+  qsort(r, (size_t)n, sizeof *r, cmp_dbl);
+  *a = n % 2 ? r[n / 2] : 0.5 * (r[n / 2 - 1] + r[n / 2]);
   if (*a <= 0) *a = n > 0 ? 0.5 * y[0] : 0;
 }
 
@@ -207,6 +230,29 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
       sf += out->fwd_us[i];
       sb += out->bwd_us[i];
     }
+  }
+  if (o->elem_bytes(b) == 4 && cfg->ntokens >= 3) {
+    /* cpu: the FFN is plain loops, linear in tokens; a shared machine's
+     * bursts land on single points (one run measured 4.1 ms at 64 tokens
+     * and 0.25 ms at 32), and the simulator's piecewise-linear profile
+     * turns such a jump into a cliff that rewards splitting tokens over
+     * replicas. The points become a Theil-Sen line through them (median
+     * of the pairwise slopes, median intercept): a burst on a few points
+     * moves it little, where a least-squares line followed the largest
+     * points' bursts (+50..90% on the replay's compute at load 16). */
+    double xs[RT_CALIB_MAX];
+    for (int i = 0; i < cfg->ntokens; i++) xs[i] = (double)cfg->tokens[i];
+    for (int pass = 0; pass < 2; pass++) {
+      double *y = pass == 0 ? out->fwd_us : out->bwd_us, a, s1;
+      theil_sen(xs, y, cfg->ntokens, &a, &s1);
+      for (int i = 0; i < cfg->ntokens; i++) y[i] = a + s1 * xs[i];
+    }
+    sf = sb = 0;
+    for (int i = 0; i < cfg->ntokens; i++)
+      if (cfg->tokens[i] >= 256) {
+        sf += out->fwd_us[i];
+        sb += out->bwd_us[i];
+      }
   }
   if (sf <= 0)
     for (int i = 0; i < cfg->ntokens; i++) {

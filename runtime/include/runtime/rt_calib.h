@@ -4,7 +4,10 @@
  *
  *  - expert FFN forward and backward time vs tokens for (d_model, d_ff), on
  *    every rank at once (as in a replay, where all ranks compute together),
- *    the slowest rank's mean over `reps` after `warmup` runs;
+ *    the slowest rank's mean over `reps` after `warmup` runs; on the cpu
+ *    backend (plain loops, linear in tokens) the points are then replaced
+ *    by a Theil-Sen line through them (median slope), so that a burst of other work
+ *    during one point does not become a cliff in the profile;
  *  - exchange: a uniform all-to-all (the runtime's copies or send/recv and
  *    the wait for every rank) at several sizes, fitted by least squares as
  *    time = latency + bytes / bandwidth, bytes = what one rank sends to the
