@@ -240,6 +240,7 @@ int cmd_run(int argc, char **argv) {
       break;
     }
     owner = o->owner;
+    if (p == 0 && o->warning[0]) fprintf(stderr, "flexmoe run: warning: %s\n", o->warning);
     int64_t run_id = 0;
     if (db && owner && (rc = fm_replay_record(db, o, &run_id, em, sizeof em))) {
       out = cli_fail(rc, "run", "%s: %s", a.db_path, em);

@@ -16,35 +16,46 @@
 
 #include "cli.h"
 #include "run/fm_json.h"
+#include "placement/pl_policy.h"
 #include "run/fm_validate.h"
 
 /* The options that may be given more than once (cli_getopt). */
 #define REPEATS "policy"
 
-/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
+/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec),
+ * "name:bg=0|1" for a policy with the background parameter, so the
+ * default flexmoe and flexmoe:background=0 stay apart. */
 static const char *short_name(const char *spec, char *buf, size_t len) {
   size_t n = strcspn(spec, ":");
-  snprintf(buf, len, "%.*s", (int)n, spec);
+  char bg[8];
+  if (n < 40 && pl_policy_param(spec, "background", bg, sizeof bg) == 0)
+    snprintf(buf, len, "%.*s:bg=%.7s", (int)n, spec, bg);
+  else
+    snprintf(buf, len, "%.*s", (int)n, spec);
   return buf;
 }
 
 static const char *const help =
     "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
     "                        [--partitions N] [--ranks N] [--iterations A:B] [--seed S]\n"
-    "                        [--d-model D] [--d-ff F] [--tokens-per-gpu T] [--slots S]\n"
-    "                        [--profile P.json] [--engine analytic|des|cost] [--db FILE]\n"
-    "                        [--format table|json]\n"
+    "                        [--d-model D] [--d-ff F] [--top-k K] [--tokens-per-gpu T]\n"
+    "                        [--slots S] [--profile P.json] [--engine analytic|des|cost]\n"
+    "                        [--db FILE | --no-db] [--format table|json]\n"
     "\n"
     "Runs each policy twice on the same configuration: on the runtime backend\n"
     "(measured) and through the simulator with the calibrated profile of that\n"
     "backend (predicted), and prints predicted vs measured per phase with the\n"
     "relative error (predicted - measured) / measured. Without --profile the backend\n"
-    "is calibrated first (as flexmoe calibrate). Policies default to static,\n"
-    "flexmoe:background=0 and eplb:background=0 (those this build has). A policy that\n"
-    "moves experts in the background is refused: the runtime migrates between\n"
-    "iterations, blocking, and every re-planning policy (smartmoe, eplb, flexmoe)\n"
-    "defaults to background=1, so give them background=0.\n"
-    "With --db both runs and the validation are stored.\n"
+    "is calibrated first (as flexmoe calibrate), on the ranks the replay uses.\n"
+    "Policies default to static, flexmoe, flexmoe:background=0 and eplb (those this\n"
+    "build has). Every policy is validated at its defaults: background moves overlap\n"
+    "the iteration on the runtime as in the simulator (docs/runtime.md, \"Background\n"
+    "moves\"). Every policy is predicted before any is measured, so a configuration\n"
+    "the simulator refuses fails at once. --ranks: at most the trace's ranks (cpu: a\n"
+    "warning above the machine's cores). With --db both runs of every policy and the\n"
+    "validations are stored once all are done (nothing for a validation that fails);\n"
+    "--no-db (the default) stores nothing. An error is n/a where a phase was not\n"
+    "measured; two phases both under a microsecond agree (0.0%).\n"
     "--engine: the simulator's analytic (default) or discrete-event engine, or 'cost':\n"
     "the placement library's cost model alone, as the planners see the run.\n"
     "\n"
@@ -56,7 +67,7 @@ static const char *const help =
     "example:\n"
     "  flexmoe validate --backend cuda --partitions 4 --trace gpt-l6-e32-top2-aux-200.npy \\\n"
     "      --iterations 0:50 --d-model 1024 --d-ff 4096 --policy static \\\n"
-    "      --policy flexmoe:background=0 --policy eplb:background=0 \\\n"
+    "      --policy flexmoe --policy flexmoe:background=0 --policy eplb \\\n"
     "      --profile h200-green-4.json --db flexmoe.db --format json\n";
 
 /* The command line of validate. */
@@ -82,7 +93,8 @@ static int take_option(vopts *o, int c, const char *arg, const char *text) {
       return cli_fail(CLI_EUSAGE, "validate", "--engine: '%s' is not analytic, des or cost", arg);
     o->cfg.engine = arg;
     return CLI_OK;
-  case 'B': o->cfg.db_path = arg; return CLI_OK;
+  case 'B': o->cfg.db_path = arg[0] ? arg : NULL; return CLI_OK;
+  case 'N': o->cfg.db_path = NULL; return CLI_OK;
   case 'F': return cli_parse_format("validate", arg, CLI_FMT_TABLE | CLI_FMT_JSON, &o->fmt);
   case 'h': cli_help(help); return -1;
   default:
@@ -100,9 +112,10 @@ static int parse(vopts *o, int argc, char **argv) {
       {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
       {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
       {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
-      {"top-k", required_argument, 0, 'k'}, {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
+      {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
       {"profile", required_argument, 0, 'R'}, {"engine", required_argument, 0, 'e'},
-      {"db", required_argument, 0, 'B'}, {"format", required_argument, 0, 'F'},
+      {"db", required_argument, 0, 'B'}, {"no-db", no_argument, 0, 'N'},
+      {"top-k", required_argument, 0, 'k'}, {"format", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   *o = (vopts){.cfg = FM_VALIDATE_CONFIG_INIT, .fmt = CLI_FMT_TABLE};
   o->cfg.replay.backend = NULL;
@@ -164,10 +177,12 @@ static void print_table(const fm_validate_result *res) {
     for (int q = FM_V_N - 1; q >= 0; q--) {
       const fm_validate_run *r = &res->runs[p];
       double e = r->error[q];
-      char sn[64];
-      printf("%-12s %-10s %12.3f %12.3f %8.1f%%\n",
+      char sn[64], es[32];
+      if (isnan(e)) snprintf(es, sizeof es, "n/a");
+      else snprintf(es, sizeof es, "%.1f%%", 100.0 * e);
+      printf("%-12s %-10s %12.3f %12.3f %9s\n",
              q == FM_V_TIME ? short_name(r->policy, sn, sizeof sn) : "", fm_validate_phase_names[q],
-             r->predicted[q], r->measured[q], isnan(e) ? 0.0 : 100.0 * e);
+             r->predicted[q], r->measured[q], es);
     }
   printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
          100 * res->median_abs_error, 100 * res->p95_abs_error,
@@ -181,6 +196,7 @@ int cmd_validate(int argc, char **argv) {
   fm_validate_result res;
   char em[1024] = "";
   if ((rc = fm_validate(&o.cfg, &res, em, sizeof em))) return cli_fail(rc, "validate", "%s", em);
+  if (res.warning[0]) fprintf(stderr, "flexmoe validate: warning: %s\n", res.warning);
   if (res.owner) {
     if (o.fmt == CLI_FMT_JSON) rc = print_json(&res);
     else print_table(&res);

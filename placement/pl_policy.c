@@ -619,6 +619,16 @@ const int *pl_policy_shadows(const pl_policy *p, int layer) {
   return p->ops->shadows(p->state, layer);
 }
 
+int pl_policy_inflight(const pl_policy *p, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers)
+    return 0;
+  return p->inflight[layer] != 0;
+}
+
+int pl_policy_background(const pl_policy *p) {
+  return p && p->has_background && p->background;
+}
+
 int pl_policy_shadowing(const pl_policy *p) { return p && p->ops->shadows != NULL; }
 
 int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,

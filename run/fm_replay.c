@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "run/fm_error.h"
 #include "run/fm_json.h"
@@ -57,7 +58,8 @@ void fm_replay_output_free(fm_replay_output *o) {
   free(o->rows);
   free(o->busy_ms);
   free(o->total_ms);
-  free(o->plans_json);
+  free(o->moves);
+  free(o->move_iteration);
   free(o);
 }
 
@@ -153,7 +155,7 @@ typedef struct replay {
   pl_policy *pol;
   rt_exec *x;               /* NULL when predicting */
   pl_env env;
-  json_t *plans;
+  int64_t capmoves;
   double *bal;
   keep kp;
   predictor pred;
@@ -198,6 +200,14 @@ static int replay_backend(replay *w) {
     return fm_fail(w->em, w->el, FM_EFAIL, "%s", w->err);
   }
   int G = w->G = w->b ? w->b->ranks : bc.ranks, E = w->E;
+  if (G > w->t.ranks)
+    return fm_fail(w->em, w->el, FM_EUSAGE,
+                   "--%s %d: %s has %d ranks, and every replay rank replays one of them "
+                   "(give --%s 1..%d)",
+                   cfg->partitions > 0 ? "partitions" : "ranks", G, cfg->trace_path, w->t.ranks,
+                   cfg->partitions > 0 ? "partitions" : "ranks", w->t.ranks);
+  if (w->b && strcmp(cfg->backend, "cpu") == 0)
+    fm_replay_cores_warning(G, w->o->warning, sizeof w->o->warning);
   int slots = cfg->slots ? cfg->slots : (int)ceil(1.5 * E / G);
   if (slots > E) slots = E;
   w->slots = slots;
@@ -330,13 +340,50 @@ static int replay_policy(replay *w) {
   o->busy_ms = calloc((size_t)w->G, sizeof(double));
   o->total_ms = calloc((size_t)w->G, sizeof(double));
   w->bal = calloc((size_t)w->I, sizeof(double));
-  w->plans = json_array();
-  if (!o->rows || !o->busy_ms || !o->total_ms || !w->bal || !w->plans)
+  if (!o->rows || !o->busy_ms || !o->total_ms || !w->bal)
     return fm_fail(w->em, w->el, FM_EFAIL, "out of memory");
   return FM_OK;
 }
 
-/* Every iteration run (or predicted), its moves appended to w->plans and
+/* check 2: the iteration just run against the single-device reference,
+ * folded into the output's check (worst errors, summed counts). */
+static int check_fold(replay *w) {
+  rt_check c;
+  if (rt_exec_check(w->x, &c, w->err, sizeof w->err))
+    return fm_fail(w->em, w->el, FM_EFAIL, "check: %s", w->err);
+  rt_check *o = &w->o->check;
+  o->out_err = fmax(o->out_err, c.out_err);
+  o->din_err = fmax(o->din_err, c.din_err);
+  o->grad_err = fmax(o->grad_err, c.grad_err);
+  o->tokens_checked += c.tokens_checked;
+  o->tokens_missing += c.tokens_missing;
+  o->replicas_checked += c.replicas_checked;
+  o->checksum_mismatches += c.checksum_mismatches;
+  o->moved_checked += c.moved_checked;
+  w->o->checked++;
+  return FM_OK;
+}
+
+/* Appends the n moves of trace iteration it to the output's moves. */
+static int keep_moves(replay *w, int64_t it, const pl_move *mv, int n) {
+  fm_replay_output *o = w->o;
+  if (o->nmoves + n > w->capmoves) {
+    int64_t nc = 2 * w->capmoves + n + 64;
+    pl_move *p = realloc(o->moves, sizeof *p * (size_t)nc);
+    if (p) o->moves = p;
+    int64_t *q = p ? realloc(o->move_iteration, sizeof *q * (size_t)nc) : NULL;
+    if (q) o->move_iteration = q;
+    if (!p || !q) return fm_fail(w->em, w->el, FM_EFAIL, "out of memory for the plans' moves");
+    w->capmoves = nc;
+  }
+  for (int m = 0; m < n; m++) {
+    o->move_iteration[o->nmoves] = it;
+    o->moves[o->nmoves++] = mv[m];
+  }
+  return FM_OK;
+}
+
+/* Every iteration run (or predicted), its moves appended to the output's and
  * progress printed unless quiet, then the executor's check when asked;
  * FM_OK or FM_EFAIL with the message. */
 static int replay_iterate(replay *w) {
@@ -357,17 +404,13 @@ static int replay_iterate(replay *w) {
       mv = rt_exec_moves(w->x, &nm);
     }
     r->iteration = w->A + i;
-    for (int m = 0; m < nm; m++)
-      json_array_append_new(w->plans, json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:I}", "iteration",
-                                                (json_int_t)(w->A + i), "layer", mv[m].layer,
-                                                "expert", mv[m].expert, "from", mv[m].from, "to",
-                                                mv[m].to, "kind", (int)mv[m].kind, "bytes",
-                                                (json_int_t)mv[m].bytes));
+    if ((rc = keep_moves(w, w->A + i, mv, nm))) return rc;
+    if (cfg->check == 2 && w->x && (rc = check_fold(w))) return rc;
     if (!cfg->quiet && ((i + 1) % 10 == 0 || i + 1 == w->I))
       fprintf(stderr, "progress: %s: iteration %" PRId64 "/%" PRId64 " %.3f ms\n",
               pl_policy_spec(w->pol), i + 1, w->I, r->time_ms);
   }
-  if (cfg->check && w->x) {
+  if (cfg->check == 1 && w->x) {
     if (rt_exec_check(w->x, &w->o->check, w->err, sizeof w->err))
       return fm_fail(w->em, w->el, FM_EFAIL, "check: %s", w->err);
     w->o->checked = 1;
@@ -410,7 +453,6 @@ static void replay_summarize(replay *w) {
   o->balance_p90 = fm_percentile(w->bal, I, 0.9);
   if (w->x)
     for (int g = 0; g < w->G; g++) rt_exec_rank_time(w->x, g, &o->busy_ms[g], &o->total_ms[g]);
-  o->plans_json = json_dumps(w->plans, JSON_COMPACT);
   o->trace_hash = w->t.hash;
   snprintf(o->trace_path, sizeof o->trace_path, "%s", w->t.path);
   o->trace_iterations = w->t.iterations;
@@ -422,7 +464,6 @@ static void replay_summarize(replay *w) {
 
 /* Releases what replay holds except the output, the trace last. */
 static void replay_fini(replay *w) {
-  json_decref(w->plans);
   free(w->bal);
   predict_fini(&w->pred);
   rt_exec_destroy(w->x);
@@ -430,6 +471,31 @@ static void replay_fini(replay *w) {
   rt_backend_destroy(w->b);
   free(w->counts);
   tr_close(&w->t);
+}
+
+void fm_replay_cores_warning(int ranks, char *buf, size_t len) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (len) buf[0] = '\0';
+  if (cores > 0 && ranks > cores)
+    snprintf(buf, len,
+             "%d cpu ranks on %ld cores: the rank threads take turns on the cores, so the "
+             "measured times include the scheduler's; give --ranks %ld or fewer for times "
+             "worth comparing",
+             ranks, cores, cores);
+}
+
+int fm_replay_trace_ranks(const char *path, int *ranks, char *em, size_t el) {
+  tr_trace t;
+  tr_error terr;
+  memset(&terr, 0, sizeof terr);
+  if (!path) return fm_fail(em, el, FM_EUSAGE, "--trace is required");
+  if (tr_open(&t, path, &terr)) {
+    if (terr.line > 0) return fm_fail(em, el, FM_EFAIL, "%s:%ld: %s", terr.path, terr.line, terr.msg);
+    return fm_fail(em, el, FM_EFAIL, "%s: %s", path, terr.msg[0] ? terr.msg : tr_strerror(terr.code));
+  }
+  *ranks = t.ranks;
+  tr_close(&t);
+  return FM_OK;
 }
 
 int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **outp, char *em, size_t el) {
@@ -516,30 +582,17 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
     st_iter_row row = row_of(x);
     rc = st_run_iteration(r, &row);
   }
-  /* plans: one row per (iteration, layer) with moves */
-  json_t *all = o->plans_json ? json_loads(o->plans_json, 0, NULL) : NULL;
-  size_t n = all ? json_array_size(all) : 0, i = 0;
-  while (!rc && i < n) {
-    json_t *m0 = json_array_get(all, i);
-    json_int_t it = json_integer_value(json_object_get(m0, "iteration"));
-    int layer = (int)json_integer_value(json_object_get(m0, "layer"));
-    json_t *grp = json_array();
-    int64_t bytes = 0;
-    while (i < n) {
-      json_t *m = json_array_get(all, i);
-      if (json_integer_value(json_object_get(m, "iteration")) != it ||
-          json_integer_value(json_object_get(m, "layer")) != layer)
-        break;
-      bytes += json_integer_value(json_object_get(m, "bytes"));
-      json_array_append(grp, m);
-      i++;
-    }
-    char *s = json_dumps(grp, JSON_COMPACT);
-    rc = st_run_plan(r, it, layer, (int)json_array_size(grp), bytes, s ? s : "[]");
-    free(s);
-    json_decref(grp);
+  /* plans: one row per (iteration, layer) with moves, in the store's one
+   * encoding (the simulator's runs write theirs through it too) */
+  for (int64_t i = 0; !rc && i < o->nmoves;) {
+    int64_t j = i;
+    while (j < o->nmoves && o->move_iteration[j] == o->move_iteration[i] &&
+           o->moves[j].layer == o->moves[i].layer)
+      j++;
+    rc = st_run_plan_moves(r, o->move_iteration[i], o->moves[i].layer, o->moves + i,
+                           (int)(j - i), 1);
+    i = j;
   }
-  json_decref(all);
   for (int g = 0; g < o->gpus && !rc; g++)
     rc = st_run_gpu(r, g, o->busy_ms[g], o->total_ms[g] - o->busy_ms[g]);
   if (rc) {

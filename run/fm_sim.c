@@ -479,13 +479,9 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Kind letters of a move in moves_json: r(eplicate), d(rop), m(igrate). */
-static char move_kind_letter(int kind) {
-  return kind == PL_MOVE_REPLICATE ? 'r' : kind == PL_MOVE_DROP ? 'd' : kind == PL_MOVE_MIGRATE ? 'm' : '?';
-}
-
 /* Records a plan that changed the placement: its count and bytes, and with
- * keep_moves its moves as compact JSON, [[expert,from,to,"r|d|m"],...]
- * (docs/results.md). */
+ * keep_moves its moves in the store's one plans encoding
+ * (st_plan_moves_json, docs/results.md). */
 static int add_plan(fm_sim_output *o, int64_t it, int layer, const pl_plan *plan,
                     int keep_moves) {
   if (o->nplans == o->capplans) {
@@ -497,20 +493,8 @@ static int add_plan(fm_sim_output *o, int64_t it, int layer, const pl_plan *plan
     o->capplans = nc;
   }
   char *js = NULL;
-  if (keep_moves) {
-    /* at most 3 x 11 digits + 10 punctuation per move */
-    size_t cap = 4 + (size_t)plan->nmoves * 48, off = 0;
-    js = malloc(cap);
-    if (!js)
-      return -1;
-    js[off++] = '[';
-    for (int k = 0; k < plan->nmoves; k++) {
-      const pl_move *m = &plan->moves[k];
-      off += (size_t)snprintf(js + off, cap - off, "%s[%d,%d,%d,\"%c\"]", k ? "," : "",
-                              m->expert, m->from, m->to, move_kind_letter(m->kind));
-    }
-    snprintf(js + off, cap - off, "]");
-  }
+  if (keep_moves && !(js = st_plan_moves_json(plan->moves, plan->nmoves)))
+    return -1;
   int64_t bytes = 0;
   for (int k = 0; k < plan->nmoves; k++)
     bytes += plan->moves[k].bytes;

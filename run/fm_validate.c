@@ -1,12 +1,19 @@
 /*
  * fm_validate.c - one validation (the contract is fm_validate.h).
  *
- * Steps: choose and check the policies; get the calibrated profile (load
- * P.json, or calibrate the backend now into a private temporary directory
- * that is removed at the end); open the database; then per policy replay on
- * the backend (measured), predict the same configuration (fm_sim with the
- * profile in memory, or fm_replay's cost-model prediction), store both and
- * the validation row; last the statistics over all policies.
+ * Steps: choose the policies; resolve the ranks against the trace (and the
+ * machine's cores on the cpu backend); open the database (so a database
+ * that cannot be written fails before any work); get the calibrated
+ * profile (load P.json, or calibrate the backend now, on the ranks the
+ * replay uses, into a private temporary directory that is removed at the
+ * end); then predict every policy (fm_sim with the profile in memory, or
+ * the cost model) before measuring any, so a configuration the simulator
+ * refuses fails in seconds, not after the measurement; then replay every
+ * policy on the backend (measured); last the statistics, and only when
+ * every policy is done, store both runs of each and the validation rows
+ * (nothing is stored for a validation that fails). Background policies
+ * are validated like blocking ones: the runtime overlaps their moves as
+ * the simulator does (docs/runtime.md, "Background moves").
  *
  * The simulator sees the profile's iteration range, model, tokens per GPU
  * and slots as the replay resolved them, and the profile's non-MoE factor
@@ -50,9 +57,19 @@ typedef struct vstate {
   char cluster_path[1024];       /* P.cluster.json: the simulator's cluster */
   int use_sim;
   st_db *db;
+  int G;                         /* ranks the replay uses, 0: known only after
+                                    the backend starts (nccl without --ranks) */
+  fm_replay_output *shape[FM_VALIDATE_MAX_POLICIES]; /* resolved before measuring */
+  fm_replay_output *meas[FM_VALIDATE_MAX_POLICIES];  /* measured */
+  fm_sim_output *sims[FM_VALIDATE_MAX_POLICIES];     /* predicted by the simulator */
 } vstate;
 
-static double rel(double p, double m) { return m != 0 ? (p - m) / m : (p == 0 ? 0 : NAN); }
+/* Relative error; two times both under a microsecond (the resolution the
+ * phases are printed and timed at) agree: 0, never -100%. */
+static double rel(double p, double m) {
+  if (fabs(p) < 1e-3 && fabs(m) < 1e-3) return 0.0;
+  return m != 0 ? (p - m) / m : NAN;
+}
 
 static void fold(const double *ph, double time, double *v) {
   v[FM_V_COMPUTE] = ph[RT_PH_COMPUTE];
@@ -63,43 +80,45 @@ static void fold(const double *ph, double time, double *v) {
   v[FM_V_TIME] = time;
 }
 
-/* Whether policy `spec` moves experts in the background: it has a
- * `background` parameter whose value, as given in the spec or by default,
- * is not 0. The runtime migrates between iterations, blocking, and serves
- * from the new placement at once, while the simulator overlaps background
- * moves with the iteration and serves from the old placement meanwhile: a
- * prediction of the one would be compared with a measurement of the other.
- * A policy without the parameter, or a value that is not a whole decimal
- * integer, is left to the policy library's own error later. */
-static int moves_in_background(const char *spec) {
-  char v[PL_VALUE_MAX + 1], *end = NULL;
-  if (pl_policy_param(spec, "background", v, sizeof v) != PL_OK) return 0;
-  errno = 0;
-  long b = (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')) ? strtol(v, &end, 10) : 0;
-  if (!end || end == v || *end || errno == ERANGE) return 0;
-  return b != 0;
-}
-
-/* The policies of cfg, or the defaults this build has, into st; FM_EUSAGE
- * naming the first one that moves experts in the background. */
+/* The policies of cfg, or the defaults this build has, into st. */
 static int choose_policies(vstate *st, char *em, size_t el) {
   const fm_validate_config *cfg = st->cfg;
   if (cfg->npolicies < 0 || cfg->npolicies > FM_VALIDATE_MAX_POLICIES)
     return fm_fail(em, el, FM_EUSAGE, "--policy: at most %d", FM_VALIDATE_MAX_POLICIES);
   for (int p = 0; p < cfg->npolicies; p++) st->policies[st->npol++] = cfg->policies[p];
   if (st->npol == 0) {
-    static const char *const defaults[][2] = {
-        {"static", "static"}, {"flexmoe", "flexmoe:background=0"}, {"eplb", "eplb:background=0"}};
-    for (int i = 0; i < 3; i++)
+    static const char *const defaults[][2] = {{"static", "static"},
+                                              {"flexmoe", "flexmoe"},
+                                              {"flexmoe", "flexmoe:background=0"},
+                                              {"eplb", "eplb"}};
+    for (int i = 0; i < 4; i++)
       if (pl_policy_find(defaults[i][0])) st->policies[st->npol++] = defaults[i][1];
   }
-  for (int p = 0; p < st->npol; p++)
-    if (moves_in_background(st->policies[p]))
-      return fm_fail(em, el, FM_EUSAGE,
-                   "policy '%s' moves experts in the background, which the runtime does not do "
-                   "(it migrates between iterations, blocking): its prediction would describe "
-                   "another run; set background=0",
-                   st->policies[p]);
+  return FM_OK;
+}
+
+/* The ranks the replay will use (fm_replay.c's rule: --partitions, else
+ * --ranks, else the trace's ranks on cpu, one GPU on cuda; unknown on nccl
+ * before MPI starts), checked against the trace's ranks (a replay rank
+ * replays one trace rank: more ranks than the trace has would replay some
+ * twice); on the cpu backend a rank count above the machine's cores is
+ * warned about in warning[wl]. FM_OK, FM_EUSAGE or FM_EFAIL. */
+static int resolve_ranks(vstate *st, char *warning, size_t wl, char *em, size_t el) {
+  const fm_replay_config *rc = &st->cfg->replay;
+  int R = 0;
+  int orc = fm_replay_trace_ranks(rc->trace_path, &R, em, el);
+  if (orc) return orc;
+  int G = rc->partitions > 0 ? rc->partitions : rc->ranks;
+  if (!G && strcmp(rc->backend, "cpu") == 0) G = R;
+  if (!G && strcmp(rc->backend, "cuda") == 0) G = 1;
+  if (G > R)
+    return fm_fail(em, el, FM_EUSAGE,
+                   "--%s %d: %s has %d ranks, and every replay rank replays one of them "
+                   "(give --%s 1..%d)",
+                   rc->partitions > 0 ? "partitions" : "ranks", G, rc->trace_path, R,
+                   rc->partitions > 0 ? "partitions" : "ranks", R);
+  st->G = G;
+  if (strcmp(rc->backend, "cpu") == 0) fm_replay_cores_warning(G, warning, wl);
   return FM_OK;
 }
 
@@ -117,7 +136,8 @@ static void profile_of(const rt_calib_result *res, const rt_backend *b, const ch
  * simulator its cluster from files. st->profile_path points at it. */
 static int calibrate_now(vstate *st, char *em, size_t el) {
   const fm_replay_config *rc = &st->cfg->replay;
-  int ranks = rc->partitions ? rc->partitions : (rc->ranks ? rc->ranks : 4);
+  /* the ranks the replay uses: the simulator's cluster is the profile's */
+  int ranks = st->G > 0 ? st->G : 4;
   rt_backend_config bc = {.ranks = ranks, .partitions = rc->partitions, .device = rc->device,
                           .timeout_s = 300.0, .direct = 0};
   if (strcmp(rc->backend, "nccl") == 0)
@@ -197,28 +217,38 @@ static int times_of(const double *first, size_t stride, int64_t n, double **out)
 }
 
 /* Replays policy p on the backend into run->measured (and the
- * per-iteration times), recording it when st->db. *m (caller frees) stays
- * for the prediction, which takes the replay's resolved numbers. */
-static int measure(vstate *st, int p, fm_validate_run *run, fm_replay_output **m, char *em,
-                   size_t el) {
+ * per-iteration times); the output stays in st->meas[p] to be stored. */
+static int measure(vstate *st, int p, fm_validate_run *run, char *em, size_t el) {
   int rc;
   st->replay.policy = st->policies[p];
   st->replay.predict = 0;
-  if ((rc = fm_replay_compute(&st->replay, m, em, el))) return rc;
-  const fm_replay_output *o = *m;
+  if ((rc = fm_replay_compute(&st->replay, &st->meas[p], em, el))) return rc;
+  const fm_replay_output *o = st->meas[p];
   snprintf(run->policy, sizeof run->policy, "%s", o->policy);
   fold(o->phase_ms, o->mean_iteration_ms, run->measured);
   run->measured_nonmoe_us = o->nonmoe_us;
-  run->predicted_nonmoe_us = NAN;
   run->iterations = o->iterations;
   if (times_of(&o->rows[0].time_ms, sizeof o->rows[0], o->iterations, &run->measured_ms))
     return fm_fail(em, el, FM_EFAIL, "out of memory");
-  if (st->db && o->owner && (rc = fm_replay_record(st->db, o, &run->measured_id, em, el))) {
-    char why[512];
-    snprintf(why, sizeof why, "%s", em);
-    return fm_fail(em, el, rc, "%s: %s", st->cfg->db_path, why);
-  }
   return FM_OK;
+}
+
+/* The configuration of policy p resolved as the replay resolves it (the
+ * replay's cost-model prediction on the resolved ranks: no backend, no
+ * measurement) into st->shape[p]: the iteration range, model, tokens per
+ * GPU and slots the simulator gets. Refuses what the replay would refuse
+ * (slots below the experts, a bad policy) before anything is measured. */
+static int resolve_shape(vstate *st, int p, char *em, size_t el) {
+  fm_replay_config pc = st->replay;
+  pc.policy = st->policies[p];
+  pc.predict = 1;
+  pc.ranks = st->G;
+  pc.partitions = 0;
+  pc.quiet = 1;
+  int rc = fm_replay_compute(&pc, &st->shape[p], em, el);
+  if (!rc) snprintf(st->shape[p]->cluster, sizeof st->shape[p]->cluster, "%s-%d",
+                    st->replay.backend, st->G);
+  return rc;
 }
 
 /* The simulator's non-MoE time of a run (its stored parameters). */
@@ -229,12 +259,15 @@ static double sim_nonmoe_us(const fm_sim_output *so) {
   return pj ? v : NAN;
 }
 
-/* The simulator's configuration of measured run m: the same trace, range,
- * seed, model, tokens per GPU and slots, the profile's cluster. */
+/* The simulator's configuration of resolved run m: the same trace, range,
+ * seed, model, tokens per GPU and slots, the profile's cluster (on m's
+ * ranks when the profile was measured on another count). */
 static fm_sim_config sim_config_of(const vstate *st, int p, const fm_replay_output *m,
-                                   const sim_profile *sp) {
+                                   const sim_profile *sp, int gpus_per_node) {
   return (fm_sim_config){.trace_path = st->replay.trace_path,
                          .cluster = st->cluster_path,
+                         .nodes = gpus_per_node ? 1 : 0,
+                         .gpus_per_node = gpus_per_node,
                          .policy = st->policies[p],
                          .engine = st->cfg->engine ? st->cfg->engine : "analytic",
                          .it_begin = m->it_begin,
@@ -250,22 +283,26 @@ static fm_sim_config sim_config_of(const vstate *st, int p, const fm_replay_outp
                          .sim_profile = sp};
 }
 
-/* Predicts measured run m with the simulator, the profile in memory with
+/* Predicts resolved run m with the simulator, the profile in memory with
  * its non-MoE factor set to the replay's local token movement. Without
  * that movement (no P.runtime.json) the simulator reads P.json itself, its
  * own nonmoe_factor included, as validate always did (the replay then uses
- * a factor of 0: the two sides differ there). */
+ * a factor of 0: the two sides differ there). The output stays in
+ * st->sims[p] to be stored. */
 static int predict_sim(vstate *st, int p, const fm_replay_output *m, fm_validate_run *run,
                        char *em, size_t el) {
   sim_profile sp;
   int rc = fm_profile_for_sim(st->profile_path, m->d_model, m->d_ff, m->top_k,
                               (double)m->tokens_per_gpu, &sp, em, el);
   if (rc) return rc;
-  fm_sim_config sc = sim_config_of(st, p, m, sp.nonmoe_factor > 0 ? &sp : NULL);
-  fm_sim_output *so = NULL;
+  fm_profile prof;
+  if (fm_profile_load(st->profile_path, &prof, em, el)) return FM_EFAIL;
+  int gpn = prof.gpus > 0 && prof.gpus != m->gpus ? m->gpus : 0;
+  fm_sim_config sc = sim_config_of(st, p, m, sp.nonmoe_factor > 0 ? &sp : NULL, gpn);
   char why[900];
-  if ((rc = fm_sim_compute(&sc, &so, why, sizeof why)))
-    return fm_fail(em, el, rc, "simulator: %s", why);
+  if ((rc = fm_sim_compute(&sc, &st->sims[p], why, sizeof why)))
+    return fm_fail(em, el, rc, "simulator, policy '%s': %s", st->policies[p], why);
+  const fm_sim_output *so = st->sims[p];
   const fm_sim_summary *s = fm_sim_summary_of(so);
   run->predicted[FM_V_COMPUTE] = s->compute_ms;
   run->predicted[FM_V_ALLTOALL] = s->alltoall_ms;
@@ -276,39 +313,35 @@ static int predict_sim(vstate *st, int p, const fm_replay_output *m, fm_validate
   run->predicted_nonmoe_us = sim_nonmoe_us(so);
   const st_iter_row *rows = NULL;
   int64_t n = fm_sim_iteration_rows(so, &rows);
-  rc = n != run->iterations ? fm_fail(em, el, FM_EFAIL, "simulator: %lld iterations, runtime %lld",
-                                    (long long)n, (long long)run->iterations)
-       : times_of(&rows[0].time_ms, sizeof rows[0], n, &run->predicted_ms)
-           ? fm_fail(em, el, FM_EFAIL, "out of memory")
-           : FM_OK;
-  if (!rc && st->db && (rc = fm_sim_record(st->db, so, &run->predicted_id, why, sizeof why)))
-    fm_fail(em, el, rc, "%s: %s", st->cfg->db_path, why);
-  fm_sim_output_free(so);
-  return rc;
+  run->npredicted = n;
+  return times_of(&rows[0].time_ms, sizeof rows[0], n, &run->predicted_ms)
+             ? fm_fail(em, el, FM_EFAIL, "out of memory")
+             : FM_OK;
 }
 
-/* Predicts measured run m with the placement cost model (fm_replay's
- * predict mode on the replay's ranks). */
-static int predict_cost(vstate *st, const fm_replay_output *m, fm_validate_run *run, char *em,
-                        size_t el) {
-  fm_replay_config pc = st->replay;
-  pc.predict = 1;
-  pc.ranks = m->gpus;
-  pc.partitions = 0;
-  pc.quiet = 1;
-  fm_replay_output *po = NULL;
-  char why[900];
-  int rc = fm_replay_compute(&pc, &po, why, sizeof why);
-  if (rc) return fm_fail(em, el, rc, "prediction: %s", why);
+/* Predicts resolved run m (a cost-model replay: fm_replay's predict mode
+ * on the replay's ranks) by taking its numbers. */
+static int predict_cost(const fm_replay_output *po, fm_validate_run *run, char *em, size_t el) {
   fold(po->phase_ms, po->mean_iteration_ms, run->predicted);
-  rc = po->iterations != run->iterations
-           ? fm_fail(em, el, FM_EFAIL, "prediction: %lld iterations, runtime %lld",
-                   (long long)po->iterations, (long long)run->iterations)
-       : times_of(&po->rows[0].time_ms, sizeof po->rows[0], po->iterations, &run->predicted_ms)
-           ? fm_fail(em, el, FM_EFAIL, "out of memory")
-           : FM_OK;
-  fm_replay_output_free(po);
-  return rc;
+  run->npredicted = po->iterations;
+  return times_of(&po->rows[0].time_ms, sizeof po->rows[0], po->iterations, &run->predicted_ms)
+             ? fm_fail(em, el, FM_EFAIL, "out of memory")
+             : FM_OK;
+}
+
+/* Policy p predicted from resolved run m (st->shape[p], or the
+ * measurement when the ranks were known only after the backend started). */
+static int predict(vstate *st, int p, const fm_replay_output *m, fm_validate_run *run, char *em,
+                   size_t el) {
+  run->predicted_nonmoe_us = NAN;
+  if (st->use_sim) return predict_sim(st, p, m, run, em, el);
+  if (m->backend[0] && !st->shape[p]) {
+    /* resolved from the measurement: predict on its ranks now */
+    st->G = m->gpus;
+    int rc = resolve_shape(st, p, em, el);
+    if (rc) return rc;
+  }
+  return predict_cost(st->shape[p], run, em, el);
 }
 
 /* The validation row of a run whose both sides are stored. */
@@ -329,20 +362,45 @@ static int store_validation(vstate *st, const fm_validate_run *run, char *em, si
   return FM_OK;
 }
 
-/* Policy p: measured, predicted, compared, stored. res->owner becomes 0
- * on an MPI rank that records nothing (it only takes part in the replay). */
+/* Every policy's measured run, predicted run (simulator only: the cost
+ * model's prediction is not a run) and validation row, once all are done. */
+static int store_all(vstate *st, fm_validate_result *res, char *em, size_t el) {
+  char why[900];
+  for (int p = 0; p < st->npol; p++) {
+    fm_validate_run *run = &res->runs[p];
+    int rc = FM_OK;
+    if (st->meas[p]->owner &&
+        (rc = fm_replay_record(st->db, st->meas[p], &run->measured_id, why, sizeof why)))
+      return fm_fail(em, el, rc, "%s: %s", st->cfg->db_path, why);
+    if (st->sims[p] &&
+        (rc = fm_sim_record(st->db, st->sims[p], &run->predicted_id, why, sizeof why)))
+      return fm_fail(em, el, rc, "%s: %s", st->cfg->db_path, why);
+    if (run->predicted_id && (rc = store_validation(st, run, em, el))) return rc;
+  }
+  return FM_OK;
+}
+
+/* Policy p measured, predicted when it was not before, and compared.
+ * res->owner becomes 0 on an MPI rank that records nothing. */
 static int validate_one(vstate *st, int p, fm_validate_result *res, char *em, size_t el) {
   fm_validate_run *run = &res->runs[p];
-  fm_replay_output *m = NULL;
-  int rc = measure(st, p, run, &m, em, el);
-  if (!rc && m->owner) {
-    rc = st->use_sim ? predict_sim(st, p, m, run, em, el) : predict_cost(st, m, run, em, el);
-    for (int q = 0; q < FM_V_N; q++) run->error[q] = rel(run->predicted[q], run->measured[q]);
-    if (!rc && st->db && run->predicted_id) rc = store_validation(st, run, em, el);
-  }
+  int rc = measure(st, p, run, em, el);
+  const fm_replay_output *m = st->meas[p];
   if (m) res->owner = m->owner;
-  fm_replay_output_free(m);
-  return rc;
+  if (rc || !m->owner) return rc;
+  if (!run->predicted_ms && (rc = predict(st, p, m, run, em, el))) return rc;
+  const fm_replay_output *sh = st->shape[p] ? st->shape[p] : m;
+  if (sh->it_begin != m->it_begin || sh->it_end != m->it_end || sh->slots != m->slots ||
+      sh->gpus != m->gpus)
+    return fm_fail(em, el, FM_EFAIL,
+                   "policy '%s': the replay resolved another configuration than the prediction "
+                   "(%d ranks, %d slots; predicted on %d ranks, %d slots)",
+                   st->policies[p], m->gpus, m->slots, sh->gpus, sh->slots);
+  if (run->npredicted != run->iterations)
+    return fm_fail(em, el, FM_EFAIL, "prediction: %lld iterations, runtime %lld",
+                   (long long)run->npredicted, (long long)run->iterations);
+  for (int q = 0; q < FM_V_N; q++) run->error[q] = rel(run->predicted[q], run->measured[q]);
+  return FM_OK;
 }
 
 /* Median, p95 and ranking over the runs (fm_validate.h). */
@@ -380,6 +438,29 @@ static void describe(const vstate *st, fm_validate_result *res) {
   snprintf(res->backend, sizeof res->backend, "%s", st->replay.backend);
 }
 
+/* Opens the database for writing before any work, so one that cannot be
+ * written fails first, naming the file. */
+static int open_db(vstate *st, char *em, size_t el) {
+  if (!st->cfg->db_path) return FM_OK;
+  char why[512] = "";
+  if (st_open(&st->db, st->cfg->db_path, ST_WRITE, why, sizeof why))
+    return fm_fail(em, el, FM_EFAIL, "--db %s: cannot open it for writing: %s", st->cfg->db_path,
+                   why[0] ? why : "unknown error");
+  return FM_OK;
+}
+
+/* Every policy predicted (when the ranks are known), then every policy
+ * measured and compared. */
+static int run_all(vstate *st, fm_validate_result *res, char *em, size_t el) {
+  int rc = FM_OK;
+  for (int p = 0; p < st->npol && !rc && st->G > 0; p++) {
+    if (!(rc = resolve_shape(st, p, em, el)))
+      rc = predict(st, p, st->shape[p], &res->runs[p], em, el);
+  }
+  for (int p = 0; p < st->npol && !rc; p++) rc = validate_one(st, p, res, em, el);
+  return rc;
+}
+
 int fm_validate(const fm_validate_config *cfg, fm_validate_result *res, char *em, size_t el) {
   memset(res, 0, sizeof *res);
   vstate st = {.cfg = cfg, .replay = cfg->replay};
@@ -391,18 +472,30 @@ int fm_validate(const fm_validate_config *cfg, fm_validate_result *res, char *em
                  cfg->replay.backend ? "--trace" : "--backend");
   st.use_sim = strcmp(engine, "cost") != 0;
   int rc = choose_policies(&st, em, el);
+  if (!rc) rc = resolve_ranks(&st, res->warning, sizeof res->warning, em, el);
+  if (!rc) rc = open_db(&st, em, el);
   if (!rc) rc = load_profile(&st, em, el);
-  if (!rc && cfg->db_path) rc = st_open(&st.db, cfg->db_path, ST_WRITE, em, el) ? FM_EFAIL : FM_OK;
   if (!rc && !(res->runs = calloc((size_t)st.npol, sizeof *res->runs)))
     rc = fm_fail(em, el, FM_EFAIL, "out of memory");
   res->nruns = st.npol;
   res->owner = 1;
-  for (int p = 0; p < st.npol && !rc; p++) rc = validate_one(&st, p, res, em, el);
-  if (st.db) st_close(st.db);
+  if (!rc) rc = run_all(&st, res, em, el);
   if (!rc && res->owner) statistics(res);
+  if (!rc && res->owner && st.db) rc = store_all(&st, res, em, el);
+  if (st.db) st_close(st.db);
   if (!rc) describe(&st, res);
+  for (int p = 0; p < st.npol; p++) {
+    fm_replay_output_free(st.shape[p]);
+    fm_replay_output_free(st.meas[p]);
+    fm_sim_output_free(st.sims[p]);
+  }
   remove_calibrated(&st);
-  if (rc) fm_validate_result_fini(res);
+  if (rc) {
+    char keep[sizeof res->warning];
+    snprintf(keep, sizeof keep, "%s", res->warning);
+    fm_validate_result_fini(res);
+    snprintf(res->warning, sizeof res->warning, "%s", keep);
+  }
   return rc;
 }
 

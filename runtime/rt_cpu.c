@@ -9,6 +9,16 @@
  * rank's thread (memcpy). Kernels are the CPU twins of kernels/ in float.
  * Time stamps are CLOCK_MONOTONIC read by the rank thread when it reaches
  * the mark.
+ *
+ * Background moves have a queue of their own, run by a mover thread (a
+ * pool of one for all ranks) beside the rank threads: move_begin puts a GO
+ * entry in every rank's queue and an AWAIT_GO in the mover's, which waits
+ * until every rank has passed it; move_copy appends a memcpy to the
+ * mover's queue; move_fence appends a DONE to the mover's queue and a
+ * WAIT in every rank's, which waits until the mover has passed it. The
+ * epochs (go, done) only grow, so a fence never waits for a later begin.
+ * The mover shares the cores and the memory system with the ranks, which
+ * is what the iteration's phases measure while it copies.
  */
 #include "runtime/rt_backend.h"
 
@@ -22,7 +32,11 @@
 
 enum op_kind {
   OP_UPLOAD, OP_FILL, OP_FILL_BYTES, OP_PERMUTE, OP_COMBINE, OP_FFN_FWD,
-  OP_FFN_BWD, OP_ADD, OP_COPY, OP_BARRIER, OP_MARK
+  OP_FFN_BWD, OP_ADD, OP_COPY, OP_BARRIER, OP_MARK,
+  OP_MOVE_GO,       /* rank: it has reached move_begin number k */
+  OP_MOVE_WAIT,     /* rank: wait for the mover's fence number k */
+  OP_MOVE_AWAIT_GO, /* mover: wait until every rank reached GO k */
+  OP_MOVE_DONE      /* mover: fence number k passed */
 };
 
 typedef struct op {
@@ -54,6 +68,12 @@ typedef struct cpu_backend {
   pthread_mutex_t gate_mu;
   pthread_cond_t gate_cv;
   int gate; /* 0 wait, 1 run, -1 leave */
+  cpu_rank mover;      /* the mover's queue */
+  pthread_mutex_t mv_mu;
+  pthread_cond_t mv_cv;
+  int64_t *go;         /* [ranks] last GO epoch each rank passed */
+  int64_t mv_done;     /* last fence epoch the mover passed */
+  int64_t go_epoch, fence_epoch; /* last handed out */
   int failed; /* a push failed: queues may disagree on barriers; never run them */
   char err[256];
 } cpu_backend;
@@ -64,12 +84,13 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Appends o to rank r's queue, or to the mover's when r == -1. */
 static int push(cpu_backend *c, int r, const op *o) {
-  if (r < 0 || r >= c->base.ranks) {
+  if (r < -1 || r >= c->base.ranks) {
     snprintf(c->err, sizeof c->err, "rank %d out of range", r);
     return RT_EINVAL;
   }
-  cpu_rank *q = &c->rank[r];
+  cpu_rank *q = r < 0 ? &c->mover : &c->rank[r];
   if (c->failed) return c->failed;
   if (q->nq == q->cap) {
     int nc = q->cap ? 2 * q->cap : 64;
@@ -130,12 +151,47 @@ static void run_op(cpu_backend *c, int r, const op *o) {
   case OP_MARK:
     c->stamp[(size_t)o->k * (size_t)c->base.ranks + (size_t)r] = now_s();
     break;
+  case OP_MOVE_GO:
+    pthread_mutex_lock(&c->mv_mu);
+    c->go[r] = o->n;
+    pthread_cond_broadcast(&c->mv_cv);
+    pthread_mutex_unlock(&c->mv_mu);
+    break;
+  case OP_MOVE_WAIT:
+    pthread_mutex_lock(&c->mv_mu);
+    while (c->mv_done < o->n) pthread_cond_wait(&c->mv_cv, &c->mv_mu);
+    pthread_mutex_unlock(&c->mv_mu);
+    break;
+  case OP_MOVE_AWAIT_GO:
+    pthread_mutex_lock(&c->mv_mu);
+    for (int g = 0; g < c->base.ranks; g++)
+      while (c->go[g] < o->n) pthread_cond_wait(&c->mv_cv, &c->mv_mu);
+    pthread_mutex_unlock(&c->mv_mu);
+    break;
+  case OP_MOVE_DONE:
+    pthread_mutex_lock(&c->mv_mu);
+    c->mv_done = o->n;
+    pthread_cond_broadcast(&c->mv_cv);
+    pthread_mutex_unlock(&c->mv_mu);
+    break;
+  }
+}
+
+/* Serial mode: the mover's entries up to and including fence `epoch`,
+ * run inline by the rank that waits for it (every GO before it has
+ * passed: serial queues run a rank's entries in order, and a fence is
+ * queued after its begin). *pos: the mover's next entry. */
+static void run_mover_until(cpu_backend *c, int *pos, int64_t epoch) {
+  while (c->mv_done < epoch && *pos < c->mover.nq) {
+    const op *o = &c->mover.q[(*pos)++];
+    if (o->kind == OP_MOVE_AWAIT_GO) continue;
+    run_op(c, -1, o);
   }
 }
 
 static void *run_rank(void *p) {
   run_arg *a = p;
-  cpu_rank *q = &a->c->rank[a->r];
+  cpu_rank *q = a->r < 0 ? &a->c->mover : &a->c->rank[a->r];
   for (int i = 0; i < q->nq; i++) run_op(a->c, a->r, &q->q[i]);
   return NULL;
 }
@@ -143,20 +199,25 @@ static void *run_rank(void *p) {
 /* Without threads (none could be started): runs the queues one after the
  * other, barrier segment by barrier segment; same results, no overlap. */
 static void run_serial(cpu_backend *c) {
-  int G = c->base.ranks;
+  int G = c->base.ranks, mpos = 0;
   int pos[G];
   for (int r = 0; r < G; r++) pos[r] = 0;
   for (int more = 1; more;) {
     more = 0;
     for (int r = 0; r < G; r++) {
       cpu_rank *q = &c->rank[r];
-      while (pos[r] < q->nq && q->q[pos[r]].kind != OP_BARRIER) run_op(c, r, &q->q[pos[r]++]);
+      while (pos[r] < q->nq && q->q[pos[r]].kind != OP_BARRIER) {
+        const op *o = &q->q[pos[r]++];
+        if (o->kind == OP_MOVE_WAIT) run_mover_until(c, &mpos, o->n);
+        else run_op(c, r, o);
+      }
       if (pos[r] < q->nq) {
         pos[r]++; /* step over the barrier */
         more = 1;
       }
     }
   }
+  run_mover_until(c, &mpos, INT64_MAX);
 }
 
 /* Runs every queue to its end, one thread per rank. Threads wait at a gate
@@ -179,24 +240,27 @@ static int flush(cpu_backend *c) {
     for (int r = 0; r < G; r++) c->rank[r].nq = 0;
     return c->failed;
   }
-  pthread_t th[G];
-  run_arg arg[G];
-  for (int r = 0; r < G; r++) {
+  /* one thread per rank, and the mover's (argument r = -1) when it has work */
+  int T = G + (c->mover.nq > 0);
+  pthread_t th[T];
+  run_arg arg[T];
+  for (int r = 0; r < T; r++) {
     arg[r].c = c;
-    arg[r].r = r;
+    arg[r].r = r < G ? r : -1;
   }
   int started = 0;
   c->gate = 0;
-  if (G > 1)
-    for (; started < G; started++)
+  if (T > 1)
+    for (; started < T; started++)
       if (pthread_create(&th[started], NULL, run_gated, &arg[started])) break;
   pthread_mutex_lock(&c->gate_mu);
-  c->gate = started == G ? 1 : -1;
+  c->gate = started == T ? 1 : -1;
   pthread_cond_broadcast(&c->gate_cv);
   pthread_mutex_unlock(&c->gate_mu);
   for (int r = 0; r < started; r++) pthread_join(th[r], NULL);
-  if (started < G) run_serial(c);
+  if (started < T) run_serial(c);
   for (int r = 0; r < G; r++) c->rank[r].nq = 0;
+  c->mover.nq = 0;
   return 0;
 }
 
@@ -212,11 +276,20 @@ static int cpu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
   c->base.ranks = cfg->ranks;
   c->rank = rt_calloc((size_t)cfg->ranks, sizeof *c->rank);
   c->stamp = rt_calloc((size_t)CPU_MAX_MARKS * (size_t)cfg->ranks, sizeof(double));
+  c->go = rt_calloc((size_t)cfg->ranks, sizeof *c->go);
   pthread_mutex_init(&c->gate_mu, NULL);
   pthread_cond_init(&c->gate_cv, NULL);
-  if (!c->rank || !c->stamp || pthread_barrier_init(&c->bar, NULL, (unsigned)cfg->ranks)) {
+  pthread_mutex_init(&c->mv_mu, NULL);
+  pthread_cond_init(&c->mv_cv, NULL);
+  if (!c->rank || !c->stamp || !c->go ||
+      pthread_barrier_init(&c->bar, NULL, (unsigned)cfg->ranks)) {
     rt_free(c->rank);
     rt_free(c->stamp);
+    rt_free(c->go);
+    pthread_mutex_destroy(&c->gate_mu);
+    pthread_cond_destroy(&c->gate_cv);
+    pthread_mutex_destroy(&c->mv_mu);
+    pthread_cond_destroy(&c->mv_cv);
     rt_free(c);
     return RT_ENOMEM;
   }
@@ -227,8 +300,12 @@ static int cpu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
 static void cpu_destroy(rt_backend *b) {
   cpu_backend *c = (cpu_backend *)b;
   for (int r = 0; r < b->ranks; r++) rt_free(c->rank[r].q);
+  rt_free(c->mover.q);
   rt_free(c->rank);
   rt_free(c->stamp);
+  rt_free(c->go);
+  pthread_mutex_destroy(&c->mv_mu);
+  pthread_cond_destroy(&c->mv_cv);
   pthread_barrier_destroy(&c->bar);
   pthread_mutex_destroy(&c->gate_mu);
   pthread_cond_destroy(&c->gate_cv);
@@ -335,6 +412,33 @@ static int cpu_collect(rt_backend *b, int nslots, double *ms) {
   for (int i = 0; i < nslots * G; i++) ms[i] = 1e3 * (c->stamp[i] - t0);
   return 0;
 }
+static int cpu_move_begin(rt_backend *b) {
+  cpu_backend *c = (cpu_backend *)b;
+  int64_t epoch = c->go_epoch + 1;
+  op go = {.kind = OP_MOVE_GO, .n = epoch}, await = {.kind = OP_MOVE_AWAIT_GO, .n = epoch};
+  for (int r = 0; r < b->ranks; r++) {
+    int rc = push(c, r, &go);
+    if (rc) return rc;
+  }
+  int rc = push(c, -1, &await);
+  if (!rc) c->go_epoch = epoch;
+  return rc;
+}
+static int cpu_move_copy(rt_backend *b, int sr, const void *src, int dr, void *dst,
+                         size_t bytes) {
+  if (sr < 0 || sr >= b->ranks || dr < 0 || dr >= b->ranks) return RT_EINVAL;
+  op o = {.kind = OP_COPY, .dst = dst, .a = src, .n = (int64_t)bytes};
+  return push((cpu_backend *)b, -1, &o);
+}
+static int cpu_move_fence(rt_backend *b) {
+  cpu_backend *c = (cpu_backend *)b;
+  int64_t epoch = c->fence_epoch + 1;
+  op done = {.kind = OP_MOVE_DONE, .n = epoch}, wait = {.kind = OP_MOVE_WAIT, .n = epoch};
+  int rc = push(c, -1, &done);
+  for (int r = 0; r < b->ranks && !rc; r++) rc = push(c, r, &wait);
+  if (!rc) c->fence_epoch = epoch;
+  return rc;
+}
 static int cpu_max_marks(const rt_backend *b) { (void)b; return CPU_MAX_MARKS; }
 static const char *cpu_last_error(const rt_backend *b) { return ((const cpu_backend *)b)->err; }
 
@@ -367,4 +471,7 @@ const rt_backend_ops rt_backend_cpu_ops = {
     .collect = cpu_collect,
     .max_marks = cpu_max_marks,
     .last_error = cpu_last_error,
+    .move_begin = cpu_move_begin,
+    .move_copy = cpu_move_copy,
+    .move_fence = cpu_move_fence,
 };

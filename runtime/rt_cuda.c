@@ -18,6 +18,15 @@
  * the last ones (cudaEventQuery, 50 us sleeps) until a timeout instead of
  * blocking forever. Every CUDA call is checked (RT_CU / RT_DRV), the failing
  * call, file, line and message kept for last_error().
+ *
+ * Background moves (rt_backend.h move_begin/copy/fence): every rank has a
+ * copy stream of its own beside its compute stream. move_begin records an
+ * event on each rank's stream and makes the rank's copy stream wait for it
+ * (the iteration's start: sources written, destinations idle since the
+ * barrier before it); a move copies on its source rank's copy stream (peer
+ * copies between GPUs), so compute and all-to-all keep their streams; the
+ * fence records an event on every copy stream and makes every rank's
+ * stream wait for all of them (two alternating sets, like the barrier).
  */
 #include "runtime/rt_backend.h"
 
@@ -89,6 +98,9 @@ typedef struct cu_rank {
   cudaEvent_t bar2[2];  /* worker-mode barrier events, alternating */
   cudaEvent_t *mark_ev; /* [CU_MAX_MARKS], created on first use */
   int sms;
+  cudaStream_t mv_stream; /* background moves from this rank */
+  cudaEvent_t go_ev;      /* move_begin's point on the rank's stream */
+  cudaEvent_t mv_ev[2];   /* fence: the copy stream's end, alternating */
 } cu_rank;
 
 typedef struct cu_backend {
@@ -101,6 +113,7 @@ typedef struct cu_backend {
   struct wk_arg *wargs;
   pthread_barrier_t pbar;
   int bar_set;
+  int mv_set; /* fence event set, alternating */
   char desc[512];
   char err[768];
 } cu_backend;
@@ -301,7 +314,11 @@ static int cu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
     if (cudaSetDevice(k->dev) != cudaSuccess ||
         cudaEventCreateWithFlags(&k->bar_ev, cudaEventDisableTiming) != cudaSuccess ||
         cudaEventCreateWithFlags(&k->bar2[0], cudaEventDisableTiming) != cudaSuccess ||
-        cudaEventCreateWithFlags(&k->bar2[1], cudaEventDisableTiming) != cudaSuccess) {
+        cudaEventCreateWithFlags(&k->bar2[1], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&k->go_ev, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&k->mv_ev[0], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&k->mv_ev[1], cudaEventDisableTiming) != cudaSuccess ||
+        cudaStreamCreateWithFlags(&k->mv_stream, cudaStreamNonBlocking) != cudaSuccess) {
       snprintf(c->err, sizeof c->err, "cannot create events on device %d", k->dev);
       rc = RT_EDEVICE;
       break;
@@ -332,14 +349,19 @@ static void cu_destroy(rt_backend *b) {
       cu_rank *k = &c->rank[r];
       cudaSetDevice(k->dev);
       if (k->stream) cudaStreamSynchronize(k->stream);
+      if (k->mv_stream) cudaStreamSynchronize(k->mv_stream);
       kn_cuda_blas_destroy(k->blas);
       if (k->mark_ev)
         for (int i = 0; i < CU_MAX_MARKS; i++)
           if (k->mark_ev[i]) cudaEventDestroy(k->mark_ev[i]);
       rt_free(k->mark_ev);
       if (k->bar_ev) cudaEventDestroy(k->bar_ev);
-      for (int i = 0; i < 2; i++)
+      for (int i = 0; i < 2; i++) {
         if (k->bar2[i]) cudaEventDestroy(k->bar2[i]);
+        if (k->mv_ev[i]) cudaEventDestroy(k->mv_ev[i]);
+      }
+      if (k->go_ev) cudaEventDestroy(k->go_ev);
+      if (k->mv_stream) cudaStreamDestroy(k->mv_stream);
       if (k->stream) cudaStreamDestroy(k->stream);
       if (k->green && drv.GreenCtxDestroy) drv.GreenCtxDestroy(k->green);
     }
@@ -379,7 +401,8 @@ static void cu_release(rt_backend *b, int r, void *p) {
  * kept per worker and returned by the next download/collect; a failed
  * worker still joins every barrier, so none waits forever. */
 enum cu_kind { K_UPLOAD, K_FILL, K_FILL_BYTES, K_PERMUTE, K_COMBINE, K_FFN_FWD, K_FFN_BWD,
-               K_ADD, K_COPY, K_BARRIER, K_MARK, K_DELAY, K_STOP };
+               K_ADD, K_COPY, K_BARRIER, K_MARK, K_DELAY, K_STOP,
+               K_MOVE_GO, K_MOVE_COPY, K_MOVE_FENCE };
 
 typedef struct cu_op {
   enum cu_kind kind;
@@ -436,6 +459,14 @@ static void *worker_main(void *p) {
       if (!w->rc)
         for (int q = 0; q < c->base.ranks; q++)
           if (q != a->r) cudaStreamWaitEvent(k->stream, c->rank[q].bar2[o.set], 0);
+    } else if (o.kind == K_MOVE_FENCE) {
+      /* the copy stream's end, meet the others, wait on every copy stream */
+      cu_rank *k = &c->rank[a->r];
+      if (!w->rc) cudaEventRecord(k->mv_ev[o.set], k->mv_stream);
+      pthread_barrier_wait(&c->pbar);
+      if (!w->rc)
+        for (int q = 0; q < c->base.ranks; q++)
+          cudaStreamWaitEvent(k->stream, c->rank[q].mv_ev[o.set], 0);
     } else if (!w->rc) {
       int rc = exec_op(&c->base, &o);
       if (rc) {
@@ -558,7 +589,9 @@ static int cu_download(rt_backend *b, int r, void *host, const void *src, size_t
   if (rc) return rc;
   if ((rc = use(c, r))) return keep(c, rc);
   for (int q = 0; q < b->ranks; q++)
-    if ((rc = wait_poll(c, NULL, c->rank[q].stream))) return rc;
+    if ((rc = wait_poll(c, NULL, c->rank[q].stream)) ||
+        (rc = wait_poll(c, NULL, c->rank[q].mv_stream)))
+      return rc;
   if (bytes) RT_CU(c, cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost));
   return 0;
 }
@@ -640,6 +673,40 @@ static int do_barrier(rt_backend *b) {
   }
   return 0;
 }
+/* move_begin on rank r: the copy stream starts after the rank's stream
+ * reaches this point. */
+static int do_move_go(rt_backend *b, int r) {
+  cu_backend *c = (cu_backend *)b;
+  int rc = use(c, r);
+  if (rc) return rc;
+  cu_rank *k = &c->rank[r];
+  RT_CU(c, cudaEventRecord(k->go_ev, k->stream));
+  RT_CU(c, cudaStreamWaitEvent(k->mv_stream, k->go_ev, 0));
+  return 0;
+}
+static int do_move_copy(rt_backend *b, int sr, const void *src, int dr, void *dst, size_t bytes) {
+  cu_backend *c = (cu_backend *)b;
+  int rc = use(c, sr);
+  if (rc) return rc;
+  if (dr < 0 || dr >= b->ranks) return RT_EINVAL;
+  RT_KN(c, kn_cuda_copy(R(b, sr)->mv_stream, dst, R(b, dr)->dev, src, R(b, sr)->dev, bytes));
+  return 0;
+}
+/* Direct mode's fence: every stream waits for every copy stream. */
+static int do_move_fence(rt_backend *b, int set) {
+  cu_backend *c = (cu_backend *)b;
+  int G = b->ranks, rc;
+  for (int r = 0; r < G; r++) {
+    if ((rc = use(c, r))) return rc;
+    RT_CU(c, cudaEventRecord(c->rank[r].mv_ev[set], c->rank[r].mv_stream));
+  }
+  for (int r = 0; r < G; r++) {
+    if ((rc = use(c, r))) return rc;
+    for (int q = 0; q < G; q++)
+      RT_CU(c, cudaStreamWaitEvent(c->rank[r].stream, c->rank[q].mv_ev[set], 0));
+  }
+  return 0;
+}
 static int do_mark(rt_backend *b, int slot) {
   cu_backend *c = (cu_backend *)b;
   int rc;
@@ -665,6 +732,8 @@ static int exec_op(rt_backend *b, const cu_op *o) {
     return do_ffn_bwd(b, o->r, o->a, o->b, o->c, o->e, o->x1, o->x2, o->dst, o->n, o->d, o->f);
   case K_ADD: return do_add(b, o->r, o->dst, o->a, (size_t)o->n);
   case K_COPY: return do_copy(b, o->r, o->a, o->r2, o->dst, o->bytes);
+  case K_MOVE_GO: return do_move_go(b, o->r);
+  case K_MOVE_COPY: return do_move_copy(b, o->r, o->a, o->r2, o->dst, o->bytes);
   case K_DELAY: {
     cu_backend *c = (cu_backend *)b;
     int rc = use(c, o->r);
@@ -777,6 +846,31 @@ static int cu_mark(rt_backend *b, int slot) {
   return 0;
 }
 
+static int cu_move_begin(rt_backend *b) {
+  for (int r = 0; r < b->ranks; r++) {
+    cu_op o = {.kind = K_MOVE_GO, .r = r};
+    int rc = submit(b, &o);
+    if (rc) return rc;
+  }
+  return 0;
+}
+static int cu_move_copy(rt_backend *b, int sr, const void *src, int dr, void *dst, size_t bytes) {
+  if (dr < 0 || dr >= b->ranks) return RT_EINVAL;
+  cu_op o = {.kind = K_MOVE_COPY, .r = sr, .r2 = dr, .a = src, .dst = dst, .bytes = bytes};
+  return submit(b, &o);
+}
+static int cu_move_fence(rt_backend *b) {
+  cu_backend *c = (cu_backend *)b;
+  c->mv_set ^= 1;
+  if (!c->wk) return keep(c, do_move_fence(b, c->mv_set));
+  for (int r = 0; r < b->ranks; r++) {
+    cu_op o = {.kind = K_MOVE_FENCE, .r = r, .set = c->mv_set};
+    int rc = submit(b, &o);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 static int collect_direct(rt_backend *b, int nslots, double *ms);
 static int cu_collect(rt_backend *b, int nslots, double *ms) {
   cu_backend *c = (cu_backend *)b;
@@ -792,7 +886,9 @@ static int collect_direct(rt_backend *b, int nslots, double *ms) {
   int G = b->ranks, rc;
   if (nslots < 1 || nslots > CU_MAX_MARKS) return RT_EINVAL;
   for (int r = 0; r < G; r++)
-    if ((rc = wait_poll(c, NULL, c->rank[r].stream))) return rc;
+    if ((rc = wait_poll(c, NULL, c->rank[r].stream)) ||
+        (rc = wait_poll(c, NULL, c->rank[r].mv_stream)))
+      return rc;
   cudaEvent_t ref = c->rank[0].mark_ev[0];
   if (!ref) {
     snprintf(c->err, sizeof c->err, "collect before the first mark");
@@ -861,6 +957,9 @@ const rt_backend_ops rt_backend_cuda_ops = {
     .collect = cu_collect,
     .max_marks = cu_max_marks,
     .last_error = cu_last_error,
+    .move_begin = cu_move_begin,
+    .move_copy = cu_move_copy,
+    .move_fence = cu_move_fence,
 };
 
 void *rt_cuda_stream(rt_backend *b, int rank) { return R(b, rank)->stream; }

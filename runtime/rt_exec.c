@@ -15,9 +15,24 @@
  *
  * Time stamps: 0 after input generation (and, on the first iteration,
  * after the initial layout), 1 after migration, then one per phase of every
- * layer and direction, then one after the all-reduce. A phase lasts from the
- * latest rank's previous stamp to the latest rank's stamp: the critical path
- * the simulator predicts.
+ * layer and direction, then one after the all-reduce, and one after the
+ * background moves' fence when the iteration has any. A phase lasts from
+ * the latest rank's previous stamp to the latest rank's stamp: the critical
+ * path the simulator predicts.
+ *
+ * Background moves (the contract is pl_policy.h's, "The background-move
+ * contract"): a layer whose plan is in flight (pl_policy_inflight) keeps
+ * its slots as the serving placement has them for the whole iteration;
+ * every arriving replica gets a free physical slot (marked `incoming`, not
+ * served), every replica that goes away stays served (`leaving`). The
+ * copies start after stamp 0 on the backend's mover and the fence after
+ * the all-reduce waits for them (the wait is the iteration's migration
+ * phase). At the next iteration's start (the boundary) incoming slots
+ * become the experts' and leaving ones free (land()). So a rank may need
+ * up to `slots` more physical slots than the limit when its policy moves
+ * in the background (nphys), one more otherwise; the extra ones are
+ * allocated when a move first needs them (expert -3 until then), so
+ * memory grows with the largest set of moves in flight, not the worst.
  */
 #include "runtime/rt_exec.h"
 
@@ -32,9 +47,12 @@
 #include "placement/pl_route.h"
 
 typedef struct slot {
-  int expert; /* -1: free, -2: being freed in this migration round */
+  int expert; /* -1: free, -2: being freed in this migration round,
+                 -3: no buffers yet (allocated by the first move into it) */
   int was;    /* expert of a slot being freed (still readable this round) */
   int born;   /* migration round that filled it (-1: earlier) */
+  int incoming; /* expert arriving in the background (not yet served), -1 */
+  int leaving;  /* 1: served this iteration, freed at the boundary */
   void *param, *grad, *stage, *opt;
 } slot;
 
@@ -60,7 +78,7 @@ typedef struct rk {
 typedef struct mig_copy {
   int src_rank, dst_rank;
   slot src, dst;
-  int round;
+  int round;   /* blocking round, -1: a background copy */
 } mig_copy;
 
 struct rt_exec {
@@ -87,6 +105,7 @@ struct rt_exec {
   int nmoves, capmoves;
   mig_copy *mig;
   int nmig, capmig, rounds;
+  int nbg;         /* background copies of this iteration (round -1) */
   double *stamps;
   int *kind;       /* phase of each time stamp */
   double *busy, *total;
@@ -206,7 +225,9 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->d = cfg->d_model;
   x->f = cfg->d_ff;
   x->esz = x->ops->elem_bytes(b);
-  x->nphys = cfg->slots + 1;
+  /* one spare for blocking swaps; the slot limit more when moves overlap an
+   * iteration (incoming replicas beside the served ones, pl_policy.h) */
+  x->nphys = cfg->slots + (pl_policy_background(policy) ? cfg->slots : 1);
   x->Smax = cfg->max_slots_per_rank;
   x->Tmax = (x->Smax + x->k - 1) / x->k;
   x->Cap = x->Smax * x->G;
@@ -221,7 +242,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->rowc = rt_calloc((size_t)G * (size_t)E, sizeof *x->rowc);
   x->busy = rt_calloc((size_t)G, sizeof *x->busy);
   x->total = rt_calloc((size_t)G, sizeof *x->total);
-  int nst = 14 * L + 3;
+  int nst = 14 * L + 4;
   x->stamps = rt_calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
   x->kind = rt_calloc((size_t)nst, sizeof *x->kind);
   if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
@@ -280,6 +301,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
       for (int s = 0; s < x->nphys; s++) {
         q->slots[s].expert = -1;
         q->slots[s].born = -1;
+        q->slots[s].incoming = -1;
       }
       if (!x->ops->owns(b, r)) continue;
       q->d_sidx = dalloc(x, r, (size_t)x->Smax * 4);
@@ -301,6 +323,10 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
       }
       for (int s = 0; s < x->nphys; s++) {
         slot *sl = &q->slots[s];
+        if (s > cfg->slots) {
+          sl->expert = -3; /* allocated on demand (alloc_slot) */
+          continue;
+        }
         sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
         sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
         sl->stage = dalloc(x, r, x->pelems * (size_t)x->esz);
@@ -349,7 +375,7 @@ static int warmup(rt_exec *x) {
   for (int r = 0; r < x->G; r++) {
     if (!x->ops->owns(x->b, r)) continue;
     lr *q = LR(x, 0, r);
-    slot *sp = &q->slots[x->nphys - 1];
+    slot *sp = &q->slots[x->cfg.slots]; /* the spare: free, allocated */
     BK(x, x->ops->fill(x->b, r, sp->param, x->pelems, 7, 0.01f));
     BK(x, x->ops->fill(x->b, r, q->d_xin, (size_t)x->Cap * x->d, 8, 1.0f));
     BK(x, x->ops->fill(x->b, r, x->rk[r].dY, (size_t)x->Cap * x->d, 9, 1.0f));
@@ -392,8 +418,147 @@ static int add_mig(rt_exec *x, const mig_copy *m) {
 
 static int find_slot(const lr *q, int nslots, int expert) {
   for (int s = 0; s < nslots; s++)
-    if (q->slots[s].expert == expert) return s;
+    if (q->slots[s].expert == expert && (expert >= 0 || q->slots[s].incoming < 0)) return s;
   return -1;
+}
+
+static int find_incoming(const lr *q, int nslots, int expert) {
+  for (int s = 0; s < nslots; s++)
+    if (q->slots[s].incoming == expert) return s;
+  return -1;
+}
+
+/* The boundary before an iteration: background copies of the previous one
+ * have landed (its fence), so arriving replicas are served from now on and
+ * the ones that went away free their slots (pl_policy.h, rule 2). */
+static void land(rt_exec *x) {
+  for (int l = 0; l < x->L; l++)
+    for (int g = 0; g < x->G; g++) {
+      lr *q = LR(x, l, g);
+      for (int s = 0; s < x->nphys; s++) {
+        slot *sl = &q->slots[s];
+        if (sl->leaving) sl->expert = -1;
+        if (sl->incoming >= 0) sl->expert = sl->incoming;
+        sl->incoming = -1;
+        sl->leaving = 0;
+      }
+    }
+}
+
+/* Gives the first slot of q without buffers (expert -3) its buffers on
+ * rank r (none on a rank this process does not own) and makes it free;
+ * *ds = its index, or -1 when every physical slot exists already. */
+static int alloc_slot(rt_exec *x, int r, lr *q, int *ds) {
+  *ds = -1;
+  for (int s = 0; s < x->nphys; s++) {
+    slot *sl = &q->slots[s];
+    if (sl->expert != -3) continue;
+    if (x->ops->owns(x->b, r)) {
+      sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
+      sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
+      sl->stage = dalloc(x, r, x->pelems * (size_t)x->esz);
+      sl->opt = dalloc(x, r, x->optbytes);
+      if (!sl->param || !sl->grad || !sl->stage || !sl->opt) {
+        void *p[] = {sl->param, sl->grad, sl->stage, sl->opt};
+        for (int i = 0; i < 4; i++)
+          if (p[i]) x->ops->release(x->b, r, p[i]);
+        sl->param = sl->grad = sl->stage = sl->opt = NULL;
+        return RT_ENOMEM;
+      }
+    }
+    sl->expert = -1;
+    *ds = s;
+    return 0;
+  }
+  return 0;
+}
+
+/* The moves of layer l (x->moves[first..]), in flight during this
+ * iteration: every arriving replica is copied into a free physical slot of
+ * its destination (marked incoming), every replica that goes away stays
+ * served (leaving); nothing is freed before the boundary. */
+static int plan_background(rt_exec *x, int l, int first) {
+  int S = x->nphys, G = x->G;
+  char why[200];
+  for (int i = first; i < x->nmoves; i++) {
+    const pl_move *m = &x->moves[i];
+    if (m->from < 0 || m->from >= G || (m->kind != PL_MOVE_DROP && (m->to < 0 || m->to >= G)))
+      return fail(x, RT_EPLACEMENT, "%s", "plan move names a GPU out of range");
+    lr *src = LR(x, l, m->from);
+    int ss = find_slot(src, S, m->expert);
+    if (ss < 0)
+      return fail(x, RT_EPLACEMENT, "%s", "plan moves an expert from a GPU that does not host it");
+    if (m->kind != PL_MOVE_DROP) {
+      lr *dst = LR(x, l, m->to);
+      if (find_slot(dst, S, m->expert) >= 0 || find_incoming(dst, S, m->expert) >= 0)
+        return fail(x, RT_EPLACEMENT, "%s", "plan puts a second replica of an expert on one GPU");
+      int ds = find_slot(dst, S, -1);
+      if (ds < 0) {
+        int rc = alloc_slot(x, m->to, dst, &ds);
+        if (rc) {
+          const char *be = x->ops->last_error(x->b);
+          snprintf(why, sizeof why,
+                   "layer %d: out of device memory for a slot receiving expert %d on GPU %d in "
+                   "the background (%s)",
+                   l, m->expert, m->to, be && be[0] ? be : "the allocation failed");
+          return fail(x, rc, "%s", why);
+        }
+      }
+      if (ds < 0) {
+        snprintf(why, sizeof why,
+                 "layer %d: expert %d cannot move to GPU %d in the background: its %d physical "
+                 "expert slots (%d + %d for moves in flight) are all taken",
+                 l, m->expert, m->to, S, x->cfg.slots, S - x->cfg.slots);
+        return fail(x, RT_ESLOTS, "%s", why);
+      }
+      mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1};
+      int rc = add_mig(x, &c);
+      if (rc) return rc;
+      x->nbg++;
+      dst->slots[ds].incoming = m->expert;
+    }
+    if (m->kind != PL_MOVE_REPLICATE) src->slots[ss].leaving = 1;
+  }
+  return 0;
+}
+
+/* Starts this iteration's background copies on the backend's mover. */
+static int start_background(rt_exec *x) {
+  if (!x->nbg || !x->ops->move_copy) return 0;
+  size_t pb = x->pelems * (size_t)x->esz;
+  BK(x, x->ops->move_begin(x->b));
+  for (int i = 0; i < x->nmig; i++) {
+    const mig_copy *c = &x->mig[i];
+    if (c->round != -1) continue;
+    BK(x, x->ops->move_copy(x->b, c->src_rank, c->src.param, c->dst_rank, c->dst.param, pb));
+    if (x->optbytes)
+      BK(x, x->ops->move_copy(x->b, c->src_rank, c->src.opt, c->dst_rank, c->dst.opt,
+                              x->optbytes));
+  }
+  return 0;
+}
+
+/* The boundary's wait for the background copies (pl_policy.h, rule 3). A
+ * backend without a mover makes them here, blocking: the same placements
+ * serve, the copies are only not overlapped. */
+static int finish_background(rt_exec *x) {
+  if (!x->nbg) return 0;
+  if (x->ops->move_fence) {
+    BK(x, x->ops->move_fence(x->b));
+    return 0;
+  }
+  size_t pb = x->pelems * (size_t)x->esz;
+  BK(x, x->ops->group_begin(x->b));
+  for (int i = 0; i < x->nmig; i++) {
+    const mig_copy *c = &x->mig[i];
+    if (c->round != -1) continue;
+    BK(x, x->ops->copy(x->b, c->src_rank, c->src.param, c->dst_rank, c->dst.param, pb));
+    if (x->optbytes)
+      BK(x, x->ops->copy(x->b, c->src_rank, c->src.opt, c->dst_rank, c->dst.opt, x->optbytes));
+  }
+  BK(x, x->ops->group_end(x->b));
+  BK(x, x->ops->barrier(x->b));
+  return 0;
 }
 
 /* Turns the moves of layer l (x->moves[first..]) into slot copies in
@@ -486,7 +651,9 @@ static int plan_migration(rt_exec *x, int l, int first) {
     }
     if (round + 1 > x->rounds) x->rounds = round + 1;
     if (!rc && !progress && nfreeing == 0 && left > 0)
-      rc = fail(x, RT_ESLOTS, "%s", "plan needs more expert slots than a GPU has");
+      rc = fail(x, RT_ESLOTS, "%s",
+                "a plan needs more expert slots than a GPU has (the slot limit + 1 spare) "
+                "to make its moves");
   }
   rt_free(done);
   rt_free(freeing);
@@ -513,7 +680,7 @@ static int run_migration(rt_exec *x) {
 /* Host layout of layer l from the routing in x->route and counts. */
 static int layout_layer(rt_exec *x, int64_t it, int l, const int64_t *counts) {
   int G = x->G, E = x->E, k = x->k;
-  const pl_placement *pp = pl_policy_placement(x->policy, l);
+  const pl_placement *pp = pl_policy_serving(x->policy, l);
   int64_t *split = x->split_l + (size_t)l * G * E * G;
   /* split[src][e][g]: pl_route of one source row at a time, dropless, of
    * the slots the source keeps within its capacity (x->route.cap[src], -1
@@ -610,7 +777,7 @@ static int layout_layer(rt_exec *x, int64_t it, int l, const int64_t *counts) {
 }
 
 static int check_layout(rt_exec *x, int l) {
-  const pl_placement *pp = pl_policy_placement(x->policy, l);
+  const pl_placement *pp = pl_policy_serving(x->policy, l);
   for (int g = 0; g < x->G; g++) {
     lr *q = LR(x, l, g);
     int n = 0;
@@ -740,7 +907,7 @@ static int layer_pass(rt_exec *x, int l, int bwd, int *mark) {
 static int allreduce_op(rt_exec *x) {
   int S = x->nphys;
   for (int l = 0; l < x->L; l++) {
-    const pl_placement *pp = pl_policy_placement(x->policy, l);
+    const pl_placement *pp = pl_policy_serving(x->policy, l);
     for (int e = 0; e < x->E; e++) {
       int nr = pp->nrep[e];
       if (nr < 2) continue;
@@ -767,7 +934,7 @@ static int allreduce(rt_exec *x) {
   for (int step = 0; step < 3; step++) {
     if (step != 1) BK(x, x->ops->group_begin(x->b));
     for (int l = 0; l < x->L; l++) {
-      const pl_placement *pp = pl_policy_placement(x->policy, l);
+      const pl_placement *pp = pl_policy_serving(x->policy, l);
       for (int e = 0; e < x->E; e++) {
         int nr = pp->nrep[e];
         if (nr < 2) continue;
@@ -822,9 +989,12 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   size_t GE = (size_t)G * (size_t)E;
   memset(res, 0, sizeof *res);
   res->iteration = it;
-  /* 1. plans, turned into slot copies */
+  /* 1. plans, turned into slot copies, at the boundary where the previous
+   * iteration's background moves land */
+  land(x);
   x->nmoves = 0;
   x->nmig = 0;
+  x->nbg = 0;
   x->rounds = 0;
   int64_t migrated = 0;
   double balance = 0.0;
@@ -846,13 +1016,15 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
     if (rc) return rc;
     /* Rounds are counted over all layers: plan each layer's moves. */
     int saved = x->rounds;
-    if ((rc = plan_migration(x, l, first))) return rc;
+    if (pl_policy_inflight(x->policy, l)) rc = plan_background(x, l, first);
+    else rc = plan_migration(x, l, first);
+    if (rc) return rc;
     if (x->rounds < saved) x->rounds = saved;
     if ((rc = check_layout(x, l))) return rc;
-    /* 2. routing and layout; then the policy observes the counts (it
-     * only uses them for later plans), in the simulator's call order:
-     * plan, route, observe, layer by layer. */
-    rc = pl_policy_route(x->policy, l, counts + l * GE, &x->route);
+    /* 2. routing and layout on the serving placement; then the policy
+     * observes the counts (it only uses them for later plans), in the
+     * simulator's call order: plan, route, observe, layer by layer. */
+    rc = pl_policy_route_serving(x->policy, l, counts + l * GE, &x->route);
     if (rc) return fail(x, RT_EPLACEMENT, "policy route: %s", pl_strerror(rc));
     double bal = pl_routing_balance(&x->route);
     if (bal > balance) balance = bal;
@@ -894,12 +1066,17 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   if ((rc = stamp(x, &mark, -1))) return rc;
   if (x->iters > 0 && (rc = run_migration(x))) return rc;
   if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
+  if ((rc = start_background(x))) return rc;
   for (int l = 0; l < L; l++)
     if ((rc = layer_pass(x, l, 0, &mark))) return rc;
   for (int l = L - 1; l >= 0; l--)
     if ((rc = layer_pass(x, l, 1, &mark))) return rc;
   if ((rc = allreduce(x))) return rc;
   if ((rc = stamp(x, &mark, RT_PH_ALLREDUCE))) return rc;
+  if (x->nbg) {
+    if ((rc = finish_background(x))) return rc;
+    if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
+  }
   BK(x, x->ops->collect(x->b, mark, x->stamps));
   /* 4. phase times: latest rank to latest rank */
   double prev = 0.0;
@@ -1057,21 +1234,31 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
         memcpy(Ys[rowr[i]] + (size_t)rowp[i] * d, yb + i * d, sizeof(float) * (size_t)d);
         memcpy(dXs[rowr[i]] + (size_t)rowp[i] * d, dxb + i * d, sizeof(float) * (size_t)d);
       }
-      /* Every replica's reduced gradient. */
+      /* Every replica's reduced gradient, and the checksum of every
+       * replica, those that arrived in the background in the last
+       * iteration included (landed: collect waited for the fence; they
+       * are served from the next iteration on, so have no gradient). */
       for (int g = 0; g < G; g++) {
         if (!x->ops->owns(x->b, g)) continue;
         lr *q = LR(x, l, g);
-        int s = find_slot(q, x->nphys, e);
-        if (s < 0) continue;
-        BK(x, x->ops->download(x->b, g, raw, q->slots[s].grad, pb));
-        to_float(x, raw, Gd, x->pelems);
-        acc_err(Gd, Gref, x->pelems, &gn, &gd);
-        out->replicas_checked++;
+        int s = find_slot(q, x->nphys, e), in = find_incoming(q, x->nphys, e);
+        if (s < 0 && in < 0) continue;
+        if (s >= 0) {
+          BK(x, x->ops->download(x->b, g, raw, q->slots[s].grad, pb));
+          to_float(x, raw, Gd, x->pelems);
+          acc_err(Gd, Gref, x->pelems, &gn, &gd);
+        }
         uint64_t want = expected_checksum(x, l, e, Gd, raw2, rawo2);
-        BK(x, x->ops->download(x->b, g, raw, q->slots[s].param, pb));
-        if (x->optbytes) BK(x, x->ops->download(x->b, g, rawo, q->slots[s].opt, x->optbytes));
-        uint64_t got = kn_checksum(raw, pb) ^ kn_mix64(kn_checksum(rawo, x->optbytes));
-        if (got != want) out->checksum_mismatches++;
+        for (int pass = 0; pass < 2; pass++) {
+          int u = pass == 0 ? s : in;
+          if (u < 0) continue;
+          out->replicas_checked++;
+          out->moved_checked += pass;
+          BK(x, x->ops->download(x->b, g, raw, q->slots[u].param, pb));
+          if (x->optbytes) BK(x, x->ops->download(x->b, g, rawo, q->slots[u].opt, x->optbytes));
+          uint64_t got = kn_checksum(raw, pb) ^ kn_mix64(kn_checksum(rawo, x->optbytes));
+          if (got != want) out->checksum_mismatches++;
+        }
       }
     }
     for (int r = 0; r < G && !rc; r++) {

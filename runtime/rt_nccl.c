@@ -14,6 +14,16 @@
  * communicator: later work on every stream waits for earlier work on all.
  * Kernels, memory and time stamps are the cuda backend's for the local GPU;
  * collect() gathers every rank's stamps with MPI_Allgather.
+ *
+ * Background moves (rt_backend.h move_begin/copy/fence) run on a separate
+ * communicator (ncclCommSplit of the world one, made at start) and a copy
+ * stream of their own, so the iteration's all-to-all and all-reduce keep
+ * theirs: move_begin records an event on the rank's stream that the copy
+ * stream waits for and opens one NCCL group on the move communicator; the
+ * moves are its send/recv pairs (a swap between two GPUs cannot deadlock
+ * inside a group); the group is closed by the backend's next call of any
+ * other kind (every process makes the same calls in the same order, SPMD);
+ * the fence makes the rank's stream wait for the copy stream's event.
  */
 #include "runtime/rt_backend.h"
 
@@ -44,6 +54,10 @@ typedef struct nc_backend {
   subcomm sub[NC_MAX_SUBCOMMS];
   int nsub;
   double *mine;
+  ncclComm_t mcomm;      /* background moves */
+  cudaStream_t mstream;  /* their stream on the local GPU */
+  cudaEvent_t go_ev, mv_ev;
+  int mv_open;           /* a move group is open (move_begin .. next call) */
   char err[640];
 } nc_backend;
 
@@ -137,6 +151,20 @@ static int nc_create(rt_backend **out, const rt_backend_config *cfg, char *err,
     }
   }
   if (!rc) {
+    /* the move communicator: a collective, every process makes it */
+    ncclResult_t r = ncclCommSplit(c->comm, 0, c->me, &c->mcomm, NULL);
+    if (r != ncclSuccess) {
+      snprintf(c->err, sizeof c->err, "ncclCommSplit (move communicator): %s",
+               ncclGetErrorString(r));
+      rc = RT_ECOMM;
+    } else if (cudaStreamCreateWithFlags(&c->mstream, cudaStreamNonBlocking) != cudaSuccess ||
+               cudaEventCreateWithFlags(&c->go_ev, cudaEventDisableTiming) != cudaSuccess ||
+               cudaEventCreateWithFlags(&c->mv_ev, cudaEventDisableTiming) != cudaSuccess) {
+      snprintf(c->err, sizeof c->err, "cannot create the move stream and events");
+      rc = RT_EDEVICE;
+    }
+  }
+  if (!rc) {
     c->one = c->local->ops->alloc(c->local, 0, 64);
     c->mine = rt_calloc(4096, sizeof(double));
     if (!c->one || !c->mine) rc = RT_ENOMEM;
@@ -153,6 +181,12 @@ static int nc_create(rt_backend **out, const rt_backend_config *cfg, char *err,
 static void nc_destroy(rt_backend *b) {
   nc_backend *c = (nc_backend *)b;
   for (int i = 0; i < c->nsub; i++) ncclCommDestroy(c->sub[i].comm);
+  if (c->mv_open) ncclGroupEnd();
+  if (c->mstream) cudaStreamSynchronize(c->mstream);
+  if (c->mcomm) ncclCommDestroy(c->mcomm);
+  if (c->mstream) cudaStreamDestroy(c->mstream);
+  if (c->go_ev) cudaEventDestroy(c->go_ev);
+  if (c->mv_ev) cudaEventDestroy(c->mv_ev);
   if (c->comm) ncclCommDestroy(c->comm);
   if (c->one) c->local->ops->release(c->local, 0, c->one);
   rt_backend_destroy(c->local);
@@ -175,6 +209,19 @@ static void nc_release(rt_backend *b, int r, void *p) {
   nc_backend *c = (nc_backend *)b;
   if (r == c->me) c->local->ops->release(c->local, 0, p);
 }
+
+/* Closes the open move group before any other NCCL or stream work. */
+static int close_moves(nc_backend *c) {
+  if (!c->mv_open) return 0;
+  c->mv_open = 0;
+  NC(c, ncclGroupEnd());
+  return 0;
+}
+#define CLOSE(c)                                                               \
+  do {                                                                         \
+    int cm_ = close_moves(c);                                                  \
+    if (cm_) return cm_;                                                       \
+  } while (0)
 
 #define MINE(c, r) if ((r) != (c)->me) return 0
 static int nc_upload(rt_backend *b, int r, void *dst, const void *host, size_t bytes) {
@@ -243,6 +290,7 @@ static int nc_delay(rt_backend *b, int r, double us) {
 }
 static int nc_group_begin(rt_backend *b) {
   nc_backend *c = (nc_backend *)b;
+  CLOSE(c);
   NC(c, ncclGroupStart());
   return 0;
 }
@@ -254,6 +302,7 @@ static int nc_group_end(rt_backend *b) {
 static int nc_copy(rt_backend *b, int sr, const void *src, int dr, void *dst, size_t bytes) {
   nc_backend *c = (nc_backend *)b;
   cudaStream_t s = rt_cuda_stream(c->local, 0);
+  CLOSE(c);
   if (bytes == 0) return 0;
   if (sr == c->me && dr == c->me) {
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s);
@@ -300,6 +349,7 @@ static int nc_allreduce(rt_backend *b, const int *ranks, int nranks, void *const
   nc_backend *c = (nc_backend *)b;
   (void)scratch;
   if (b->ranks > 64) return RT_EINVAL;
+  CLOSE(c);
   ncclComm_t sc;
   int rc = sub_of(c, ranks, nranks, &sc);
   if (rc) return rc;
@@ -310,18 +360,21 @@ static int nc_allreduce(rt_backend *b, const int *ranks, int nranks, void *const
 }
 static int nc_barrier(rt_backend *b) {
   nc_backend *c = (nc_backend *)b;
+  CLOSE(c);
   if (b->ranks == 1) return 0;
   NC(c, ncclAllReduce(c->one, c->one, 1, ncclFloat, ncclSum, c->comm, rt_cuda_stream(c->local, 0)));
   return 0;
 }
 static int nc_mark(rt_backend *b, int slot) {
   nc_backend *c = (nc_backend *)b;
+  CLOSE(c);
   LOC(c, c->local->ops->mark(c->local, slot));
   return 0;
 }
 static int nc_collect(rt_backend *b, int nslots, double *ms) {
   nc_backend *c = (nc_backend *)b;
   if (nslots > 4096) return RT_EINVAL;
+  CLOSE(c);
   LOC(c, c->local->ops->collect(c->local, nslots, c->mine));
   double *all = rt_malloc(sizeof(double) * (size_t)nslots * (size_t)b->ranks);
   if (!all) return RT_ENOMEM;
@@ -329,6 +382,48 @@ static int nc_collect(rt_backend *b, int nslots, double *ms) {
   for (int r = 0; r < b->ranks; r++)
     for (int s = 0; s < nslots; s++) ms[s * b->ranks + r] = all[r * nslots + s];
   rt_free(all);
+  return 0;
+}
+#define CUDA_OK(c, call)                                                       \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      snprintf((c)->err, sizeof (c)->err, "%s:%d: %s: %s", __FILE__, __LINE__, \
+               #call, cudaGetErrorString(e_));                                 \
+      return RT_EDEVICE;                                                       \
+    }                                                                          \
+  } while (0)
+
+static int nc_move_begin(rt_backend *b) {
+  nc_backend *c = (nc_backend *)b;
+  CLOSE(c);
+  CUDA_OK(c, cudaEventRecord(c->go_ev, rt_cuda_stream(c->local, 0)));
+  CUDA_OK(c, cudaStreamWaitEvent(c->mstream, c->go_ev, 0));
+  NC(c, ncclGroupStart());
+  c->mv_open = 1;
+  return 0;
+}
+static int nc_move_copy(rt_backend *b, int sr, const void *src, int dr, void *dst, size_t bytes) {
+  nc_backend *c = (nc_backend *)b;
+  if (sr < 0 || sr >= b->ranks || dr < 0 || dr >= b->ranks) return RT_EINVAL;
+  if (!c->mv_open) {
+    snprintf(c->err, sizeof c->err, "move_copy outside move_begin .. its group");
+    return RT_EINVAL;
+  }
+  if (bytes == 0) return 0;
+  if (sr == c->me && dr == c->me)
+    CUDA_OK(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->mstream));
+  else if (sr == c->me)
+    NC(c, ncclSend(src, bytes, ncclChar, dr, c->mcomm, c->mstream));
+  else if (dr == c->me)
+    NC(c, ncclRecv(dst, bytes, ncclChar, sr, c->mcomm, c->mstream));
+  return 0;
+}
+static int nc_move_fence(rt_backend *b) {
+  nc_backend *c = (nc_backend *)b;
+  CLOSE(c);
+  CUDA_OK(c, cudaEventRecord(c->mv_ev, c->mstream));
+  CUDA_OK(c, cudaStreamWaitEvent(rt_cuda_stream(c->local, 0), c->mv_ev, 0));
   return 0;
 }
 static int nc_max_marks(const rt_backend *b) { (void)b; return 4096; }
@@ -363,4 +458,7 @@ const rt_backend_ops rt_backend_nccl_ops = {
     .collect = nc_collect,
     .max_marks = nc_max_marks,
     .last_error = nc_last_error,
+    .move_begin = nc_move_begin,
+    .move_copy = nc_move_copy,
+    .move_fence = nc_move_fence,
 };

@@ -1571,3 +1571,42 @@ int st_trace_loads_list(st_db *db, st_trace_load **rows, size_t *n) {
   *n = count;
   return ST_OK;
 }
+
+/* ---------------------------------------------------------------- plans --- */
+
+static char move_kind_letter(pl_move_kind kind) {
+  return kind == PL_MOVE_REPLICATE ? 'r' : kind == PL_MOVE_DROP ? 'd' : kind == PL_MOVE_MIGRATE ? 'm' : '?';
+}
+
+char *st_plan_moves_json(const pl_move *moves, int nmoves) {
+  if (nmoves < 0 || (nmoves > 0 && !moves))
+    return NULL;
+  /* at most 3 x 11 digits + 10 punctuation per move */
+  size_t cap = 4 + (size_t)nmoves * 48, off = 0;
+  char *js = malloc(cap);
+  if (!js)
+    return NULL;
+  js[off++] = '[';
+  for (int k = 0; k < nmoves; k++) {
+    const pl_move *m = &moves[k];
+    off += (size_t)snprintf(js + off, cap - off, "%s[%d,%d,%d,\"%c\"]", k ? "," : "", m->expert,
+                            m->from, m->to, move_kind_letter(m->kind));
+  }
+  snprintf(js + off, cap - off, "]");
+  return js;
+}
+
+int st_run_plan_moves(st_run *r, int64_t iteration, int layer, const pl_move *moves,
+                      int nmoves, int keep_moves) {
+  if (!r || nmoves < 0 || (nmoves > 0 && !moves))
+    return ST_EINVAL;
+  int64_t bytes = 0;
+  for (int k = 0; k < nmoves; k++)
+    bytes += moves[k].bytes;
+  char *js = keep_moves ? st_plan_moves_json(moves, nmoves) : NULL;
+  if (keep_moves && !js)
+    return ST_ENOMEM;
+  int rc = st_run_plan(r, iteration, layer, nmoves, bytes, js);
+  free(js);
+  return rc;
+}

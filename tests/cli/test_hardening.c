@@ -508,9 +508,13 @@ Test(cli_hardening, every_json_output_parses_in_success_and_error,
             "--d-model", "64", "--d-ff", "128", "--tokens-per-gpu", "64", "--slots", "8",
             "--policy", "static", "--format", "json");
   json_decref(d);
+  /* refused before measuring (issue 18 item 3): more ranks than the trace has */
+  JCASE(2, "validate", "--backend", "cpu", "--trace", SAMPLE, "--iterations", "0:2",
+        "--ranks", "9", "--d-model", "64", "--d-ff", "128", "--tokens-per-gpu", "64",
+        "--policy", "static", "--format", "json");
   JCASE(1, "validate", "--backend", "cpu", "--trace", SAMPLE, "--iterations", "0:2",
-        "--d-model", "64", "--d-ff", "128", "--tokens-per-gpu", "64", "--policy", "static",
-        "--format", "json");
+        "--ranks", "2", "--d-model", "64", "--d-ff", "128", "--tokens-per-gpu", "64",
+        "--policy", "static", "--db", "/nonexistent-dir/v.db", "--format", "json");
   d = JCASE(0, "calibrate", "--backend", "cpu", "--d-model", "64", "--d-ff", "128", "--reps",
             "1", "--format", "json");
   json_decref(d);

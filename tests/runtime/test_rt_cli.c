@@ -169,6 +169,33 @@ Test(rt_cli, validate_compares_runtime_and_simulator_per_policy, .timeout = 120)
   json_decref(root);
 }
 
+/* The CI-sized cpu validation (issue 16): every default policy, background
+ * ones included, calibrated now on the replay's ranks, in well under a
+ * minute. */
+Test(rt_cli, validate_with_its_defaults_calibrates_and_compares_four_policies, .timeout = 60) {
+  time_t t0 = time(NULL);
+  cr_assert_eq(run("validate --backend cpu --ranks 2 --d-model 16 --d-ff 32 --tokens-per-gpu 64 "
+                   SAMPLE " --iterations 0:4 --format json"), 0, "%s", err);
+  cr_expect_leq(time(NULL) - t0, 50, "the CI-sized validation took %lld s",
+                (long long)(time(NULL) - t0));
+  json_t *root = parse(), *runs = json_object_get(root, "runs");
+  cr_assert_eq(json_array_size(runs), 4);
+  const char *want[] = {"static", "flexmoe:", "flexmoe:", "eplb:"};
+  const char *bg[] = {NULL, "background=1", "background=0", "background=1"};
+  for (size_t i = 0; i < 4; i++) {
+    json_t *r = json_array_get(runs, i);
+    const char *pol = json_string_value(json_object_get(r, "policy"));
+    cr_assert_not_null(pol);
+    cr_expect_eq(strncmp(pol, want[i], strlen(want[i])), 0, "run %zu is %s", i, pol);
+    if (bg[i]) cr_expect(strstr(pol, bg[i]), "run %zu: %s lacks %s", i, pol, bg[i]);
+    cr_expect_gt(json_real_value(json_object_get(r, "predicted_ms")), 0.0);
+    cr_expect_gt(json_real_value(json_object_get(r, "measured_ms")), 0.0);
+    cr_expect(json_is_number(json_object_get(r, "error")), "%s: no error", pol);
+  }
+  cr_expect_str_eq(json_string_value(json_object_get(root, "profile")), "calibrated now");
+  json_decref(root);
+}
+
 /* A document whose every real number is the median of the documents'
  * numbers at the same place (same keys, same array positions); anything
  * else is taken from the first. New reference. */
@@ -420,16 +447,16 @@ Test(rt_cli, bad_command_lines_get_one_clear_line) {
   fails_with("validate", "--engine");
   cr_assert_eq(run("validate " SMALL " " SAMPLE " --profile /nonexistent.json"), 1);
   fails_with("validate", "/nonexistent.json");
-  /* the runtime migrates blocking: a background policy's prediction would
-   * describe another run (every re-planning policy defaults to background=1) */
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy static --policy flexmoe"), 2);
-  fails_with("validate", "'flexmoe' moves experts in the background");
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy eplb:period=5"), 2);
-  fails_with("validate", "'eplb:period=5' moves experts in the background");
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy smartmoe"), 2);
-  fails_with("validate", "'smartmoe' moves experts in the background");
-  cr_assert_eq(run("validate " SMALL " " SAMPLE " --policy flexmoe:horizon=20,background=1"), 2);
-  fails_with("validate", "set background=0");
+  /* before anything is measured: ranks beyond the trace's, slots below
+   * the experts, a database that cannot be written (issues 16 and 18) */
+  cr_assert_eq(run("validate --backend cpu --ranks 9 --d-model 16 --d-ff 32 " SAMPLE), 2);
+  fails_with("validate", "--ranks 9: traces/samples/gpt-l6-e32-top2-aux-200.npy has 8 ranks");
+  cr_assert_eq(run("run --backend cpu --ranks 9 --d-model 16 --d-ff 32 " SAMPLE " --policy static"), 2);
+  fails_with("run", "--ranks 9: ");
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --slots 3 --policy flexmoe"), 2);
+  fails_with("validate", "--slots 3: 4 ranks x 3 slots < 32 experts");
+  cr_assert_eq(run("validate " SMALL " " SAMPLE " --db /nonexistent-dir/v.db"), 1);
+  fails_with("validate", "--db /nonexistent-dir/v.db: cannot open it for writing");
 }
 
 Test(rt_cli, a_gpu_backend_that_cannot_start_says_why) {

@@ -169,6 +169,45 @@ Test(rt_backend, unknown_and_absent_backends_say_so) {
   cr_assert_str_eq(rt_strerror(RT_ETIMEOUT), "timed out waiting for the device");
 }
 
+/* Background moves on the cpu backend's mover thread (rt_backend.h):
+ * a copy given after move_begin reads what every rank wrote before it,
+ * and after move_fence every rank reads what it wrote; the ranks' own
+ * work in between runs beside it. Repeated, so an ordering that only
+ * holds by luck fails one of the rounds. */
+Test(rt_backend, moves_start_at_the_begin_and_land_by_the_fence) {
+  rt_backend *b = NULL;
+  rt_backend_config bc = {2, 0, 0, 10.0, 0};
+  char err[256] = "";
+  cr_assert_eq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0);
+  const rt_backend_ops *o = b->ops;
+  cr_assert(o->move_begin && o->move_copy && o->move_fence);
+  enum { N = 1 << 16 };
+  float *src = o->alloc(b, 0, N * sizeof(float)), *dst = o->alloc(b, 1, N * sizeof(float));
+  float *acc = o->alloc(b, 1, N * sizeof(float)), *work = o->alloc(b, 0, N * sizeof(float));
+  float *host = malloc(N * sizeof(float)), *want = malloc(N * sizeof(float));
+  for (int round = 0; round < 20; round++) {
+    cr_assert_eq(o->fill(b, 0, src, N, (uint64_t)round + 1, 1.0f), 0);
+    cr_assert_eq(o->fill(b, 1, acc, N, 99, 0.0f), 0);
+    cr_assert_eq(o->move_begin(b), 0);
+    cr_assert_eq(o->move_copy(b, 0, src, 1, dst, N * sizeof(float)), 0);
+    /* the ranks keep working while the copy runs */
+    for (int k = 0; k < 4; k++) cr_assert_eq(o->fill(b, 0, work, N, 7, 1.0f), 0);
+    cr_assert_eq(o->move_fence(b), 0);
+    cr_assert_eq(o->add(b, 1, acc, dst, N), 0);
+    cr_assert_eq(o->download(b, 1, host, acc, N * sizeof(float)), 0);
+    kn_cpu_fill(want, N, (uint64_t)round + 1, 1.0f);
+    for (int i = 0; i < N; i++)
+      cr_assert_float_eq(host[i], want[i], 0.0f, "round %d element %d", round, i);
+  }
+  free(host);
+  free(want);
+  o->release(b, 0, src);
+  o->release(b, 1, dst);
+  o->release(b, 1, acc);
+  o->release(b, 0, work);
+  rt_backend_destroy(b);
+}
+
 Test(rt_backend, barrier_orders_copies_between_rank_threads) {
   rt_backend *b = NULL;
   rt_backend_config bc = {3, 0, 0, 10.0, 0};

@@ -212,6 +212,45 @@ int pl_policy_shadowing(const pl_policy *p);
 int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
                             pl_routing *r);
 
+/*
+ * The background-move contract (docs/runtime.md, "Background moves"), one
+ * for the simulator and the runtime, decided here and nowhere else:
+ *   1. Plan i of a layer is made at the boundary before iteration i. When
+ *      pl_policy_inflight says so after it, plan i's moves start with
+ *      iteration i and overlap it; iteration i is routed, computed and
+ *      all-reduced on pl_policy_serving (the placement before plan i), and
+ *      the new replicas take no token and no gradient in iteration i.
+ *   2. The switch happens at the boundary after iteration i: the next
+ *      pl_policy_plan call of the layer (plan i + 1) lands the moves
+ *      (pl_policy_inflight becomes 0), and iteration i + 1 is served by the
+ *      new placement. There is no other switch point: a move never lands
+ *      within an iteration, and a layer never serves from a half-moved
+ *      placement.
+ *   3. A late move (one still copying when iteration i's own work is done)
+ *      holds the boundary: iteration i ends when its last move has landed,
+ *      and the wait beyond its own work is charged as migration (the
+ *      simulator's drain tail, the runtime's fence after the all-reduce).
+ *      Iteration i + 1 never starts on a placement whose copies are missing.
+ *   4. While in flight, the copies share the links (simulator) or the
+ *      memory system and cores (cpu runtime) with the iteration's own
+ *      traffic: that slowdown is part of the iteration's phases, not of
+ *      migration.
+ *   5. Blocking plans (background 0) and the oracle's free plans have no
+ *      in-flight state: their moves land before iteration i, which the new
+ *      placement serves.
+ * The source of a move stays readable and serving during iteration i (a
+ * migrated expert is freed at the boundary), so a rank needs, for the
+ * length of one iteration, a free buffer for every replica that arrives
+ * in addition to those it serves: at most the slot limit more.
+ */
+/* 1 when the moves of the layer's last plan are in flight (its changed
+ * plan was background and charged), 0 otherwise or on bad arguments. */
+int pl_policy_inflight(const pl_policy *p, int layer);
+/* 1 when the policy's changed plans move in the background (its
+ * `background` parameter is 1), 0 when they block or it never re-plans
+ * with that protocol. */
+int pl_policy_background(const pl_policy *p);
+
 /* Helpers for policy implementations. */
 int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
                  double lo, double hi, double *out);

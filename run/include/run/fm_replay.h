@@ -41,7 +41,10 @@ typedef struct fm_replay_config {
                                 local token movement); NULL: nominal H200
                                 partition numbers */
   const pl_profile *profile; /* used when profile_path is NULL */
-  int check;                 /* run rt_exec_check after the last iteration */
+  int check;                 /* 1: rt_exec_check after the last iteration;
+                                2: after every iteration, folded (worst
+                                errors, summed counts: background moves
+                                in flight are checked where they happen) */
   int quiet;                 /* no progress on stderr */
   int predict;               /* no backend: predict every iteration with
                                 the placement cost model (pl_cost_layer +
@@ -73,15 +76,20 @@ typedef struct fm_replay_output {
   int64_t migrated_bytes, dropped_tokens, bytes_alltoall;
   rt_iter_result *rows;            /* [iterations] */
   double *busy_ms, *total_ms;      /* [gpus] */
-  char *plans_json;                /* per iteration with moves: [[it, layer, nmoves, bytes, moves]...] */
+  pl_move *moves;                  /* [nmoves] every plan's moves in order of
+                                      (iteration, layer) */
+  int64_t *move_iteration;         /* [nmoves] the trace iteration of each */
+  int64_t nmoves;
   rt_check check;
-  int checked;
+  int checked;                     /* iterations checked */
   uint64_t trace_hash;
   char trace_path[512];
   int64_t trace_iterations;
   int trace_layers, trace_ranks, trace_experts;
   double started, finished;
   int owner;                       /* this process records (rank 0) */
+  char warning[256];               /* "" or one sentence for the user (more
+                                      cpu ranks than cores) */
 } fm_replay_output;
 
 /* Runs cfg; on failure returns FM_EFAIL/FM_EUSAGE with one sentence in
@@ -92,6 +100,14 @@ int fm_replay_compute(const fm_replay_config *cfg, fm_replay_output **out, char 
 int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char *errmsg,
                   size_t errlen);
 void fm_replay_output_free(fm_replay_output *o);
+
+/* The ranks of the trace at path (opened and closed); FM_OK or FM_EFAIL
+ * with the message naming the file. */
+int fm_replay_trace_ranks(const char *path, int *ranks, char *errmsg, size_t errlen);
+/* One sentence into buf[len] when `ranks` cpu rank threads exceed the
+ * machine's online cores (their times then measure the scheduler), else
+ * "". */
+void fm_replay_cores_warning(int ranks, char *buf, size_t len);
 
 /* Short phase names, index = enum rt_phase. */
 extern const char *const fm_replay_phase_names[RT_PH_COUNT];

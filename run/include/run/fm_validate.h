@@ -49,9 +49,9 @@ typedef struct fm_validate_config {
    * tokens per GPU, slots; its policy, profile and exchange fields are set
    * by fm_validate */
   fm_replay_config replay;
-  const char *const *policies; /* [npolicies]; npolicies 0: static,
-                                  flexmoe:background=0, eplb:background=0
-                                  (those this build has) */
+  const char *const *policies; /* [npolicies]; npolicies 0: static, flexmoe,
+                                  flexmoe:background=0, eplb (those this
+                                  build has), each at its defaults */
   int npolicies;
   const char *profile_path;    /* NULL: calibrate the backend now (cpu, cuda;
                                   needs d_model and d_ff) */
@@ -72,6 +72,7 @@ typedef struct fm_validate_run {
   double measured_nonmoe_us;    /* the replay's profile: non-MoE us per layer and direction */
   double predicted_nonmoe_us;   /* the simulator's (NAN for the cost engine) */
   int64_t predicted_id, measured_id; /* stored run ids, 0 without a database */
+  int64_t npredicted;           /* rows of predicted_ms */
 } fm_validate_run;
 
 typedef struct fm_validate_result {
@@ -85,12 +86,16 @@ typedef struct fm_validate_result {
   char backend[16];
   int owner;                    /* 0: an MPI rank other than 0 (nccl):
                                    runs, statistics and storing are rank 0's */
+  char warning[256];            /* "" or one sentence for the user (more cpu
+                                   ranks than cores); kept on failure too */
 } fm_validate_result;
 
 /* Runs the validation of cfg into *res (caller-owned, filled on success;
- * release with fm_validate_result_fini). Returns FM_OK, FM_EUSAGE for a
- * configuration a user fixes (a background policy, nccl without a profile,
- * a missing model shape), or FM_EFAIL; errmsg gets one sentence naming the
+ * release with fm_validate_result_fini; res->warning is set even on
+ * failure). Returns FM_OK, FM_EUSAGE for a
+ * configuration a user fixes (more ranks than the trace has, slots below
+ * the experts, nccl without a profile, a missing model shape), checked
+ * before anything is measured, or FM_EFAIL; errmsg gets one sentence naming the
  * policy, file or value at fault. *res is left empty on failure. */
 int fm_validate(const fm_validate_config *cfg, fm_validate_result *res, char *errmsg,
                 size_t errlen);

@@ -135,6 +135,22 @@ typedef struct rt_backend_ops {
   int (*max_marks)(const rt_backend *b);
 
   const char *(*last_error)(const rt_backend *b);
+
+  /* Appended: background moves (docs/runtime.md, "Background moves"; the
+   * contract is pl_policy.h's). move_begin() marks a point in every rank's
+   * queue: copies given to move_copy() after it start once every rank has
+   * reached that point (their sources are then written) and run beside the
+   * ranks' later work, on the backend's mover (cpu: a mover thread; cuda:
+   * a copy stream per rank ordered by events; nccl: a separate
+   * communicator). move_fence() makes every rank's later work wait until
+   * every copy given so far has landed. Copies must not write what the
+   * ranks read or write between the begin and the fence, nor read what
+   * they write. Any of the three may be NULL: the backend has no mover,
+   * and the executor then makes the copies at the fence, blocking. */
+  int (*move_begin)(rt_backend *b);
+  int (*move_copy)(rt_backend *b, int src_rank, const void *src, int dst_rank, void *dst,
+                   size_t bytes);
+  int (*move_fence)(rt_backend *b);
 } rt_backend_ops;
 
 /* Every backend struct starts with this. */

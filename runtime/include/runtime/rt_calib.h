@@ -4,7 +4,10 @@
  *
  *  - expert FFN forward and backward time vs tokens for (d_model, d_ff), on
  *    every rank at once (as in a replay, where all ranks compute together),
- *    the slowest rank's mean over `reps` after `warmup` runs;
+ *    the slowest rank's mean over `reps` after `warmup` runs; on the cpu
+ *    backend (plain loops, linear in tokens) the points are then replaced
+ *    by a Theil-Sen line through them (median slope), so that a burst of other work
+ *    during one point does not become a cliff in the profile;
  *  - exchange: a uniform all-to-all (the runtime's copies or send/recv and
  *    the wait for every rank) at several sizes, fitted by least squares as
  *    time = latency + bytes / bandwidth, bytes = what one rank sends to the
@@ -13,7 +16,18 @@
  *  - local token movement: the permute kernel at several row counts,
  *    fitted as latency + rows x cost per row (the replay runs four such
  *    passes per layer and direction around the exchanges);
- *  - launch overhead: the time per tiny kernel of a long chain.
+ *  - launch overhead: the time per tiny kernel of a long chain;
+ *  - barrier cost as the replay meets it: 16 phases in one run of the
+ *    queues, rank 0 computing an expert FFN of the largest token count
+ *    and the others a quarter of it, then a barrier; the mean time from
+ *    the latest arrival to the latest release, less the same with no work
+ *    before the barrier. On the cpu backend a waiting rank thread sleeps
+ *    and must be woken and get a core again: about 0.1 ms on an idle
+ *    machine, milliseconds on a loaded one (measured on the 2-core build
+ *    machine at load 13-16: a mean of 9 ms after 256-token FFNs, median
+ *    0.1 ms), paid at every exchange of a replay but not by the tight
+ *    loop of the exchange fit. It is added to exchange_latency_us (the
+ *    simulator charges it per all-to-all) and kept in barrier_us.
  */
 #ifndef FLEXMOE_RT_CALIB_H
 #define FLEXMOE_RT_CALIB_H
@@ -52,6 +66,8 @@ typedef struct rt_calib_result {
   double local_lat_us;          /* permute: fitted intercept */
   double local_us_per_row;      /* permute: fitted slope */
   double launch_us;
+  double barrier_us;            /* appended: barrier cost, included in
+                                   exchange_latency_us (0 with one rank) */
 } rt_calib_result;
 
 /* Fills cfg with the default point lists for the backend's element size

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "placement/pl_placement.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -271,6 +273,18 @@ typedef struct st_trace_load {
   int64_t tokens;
 } st_trace_load;
 int st_trace_loads_list(st_db *db, st_trace_load **rows, size_t *n);
+
+/* The one encoding of a plan's moves in the plans table (docs/results.md):
+ * [[expert,from,to,"k"],...] with k "r" replicate, "d" drop (to -1), "m"
+ * migrate, no spaces; every run kind (sim, gpu) writes its plans through
+ * st_run_plan_moves, so equal plans are equal bytes. Returns a malloc'd
+ * string ("[]" for none), NULL when out of memory. */
+char *st_plan_moves_json(const pl_move *moves, int nmoves);
+/* Writes plan (iteration, layer): its move count, the sum of the moves'
+ * bytes and st_plan_moves_json of them (NULL moves_json with keep_moves
+ * 0: count and bytes only, as a sweep without --plan-moves stores). */
+int st_run_plan_moves(st_run *r, int64_t iteration, int layer, const pl_move *moves,
+                      int nmoves, int keep_moves);
 
 #ifdef __cplusplus
 }
