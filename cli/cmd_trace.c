@@ -208,7 +208,9 @@ static const char STATS_HELP[] =
     "fluctuation (L1 distance between normalised load distributions at lags 1, 10 and\n"
     "100 iterations), persistence of the hot experts (share of the E/8 most loaded\n"
     "experts still among them 1 and 10 iterations later), and per-rank variation (L1\n"
-    "distance of each rank's distribution from the layer's; CV of rank totals).\n"
+    "distance of each rank's distribution from the layer's; CV of rank totals), and\n"
+    "the distribution of the per-iteration lag-1 change (median, p90, p99): compare a\n"
+    "real trace and one generated from its fit.\n"
     "Streams through the file: a trace larger than memory works.\n"
     "\n"
     "  --iterations A:B   only iterations [A, B)\n"
@@ -217,6 +219,22 @@ static const char STATS_HELP[] =
     "\n"
     "example:\n"
     "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
+
+/* The distribution of the per-iteration lag-1 change, per layer: the mean
+ * above hides that real routing changes in bursts. */
+static void print_change_table(const tr_stats *s) {
+  printf("\n       -- lag-1 change (L1) per iteration --\n");
+  printf("layer     p50     p90     p99  p90/p50\n");
+  for (int l = 0; l < s->layers; l++) {
+    const tr_layer_stats *x = &s->layer[l];
+    char a[4][32];
+    fmt_num(a[0], 32, x->change1_p50, 3);
+    fmt_num(a[1], 32, x->change1_p90, 3);
+    fmt_num(a[2], 32, x->change1_p99, 3);
+    fmt_num(a[3], 32, x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN, 2);
+    printf("%5d  %6s  %6s  %6s  %7s\n", l, a[0], a[1], a[2], a[3]);
+  }
+}
 
 static int trace_stats(int argc, char **argv) {
   const char *cmd = "trace stats";
@@ -252,6 +270,7 @@ static int trace_stats(int argc, char **argv) {
       printf("%5d  %12s  %5s  %5s  %7s  %5s  %5s  %6s  %4s  %5s  %5s  %5s\n", l, a[0], a[1],
              a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
     }
+    print_change_table(&s);
   }
   fm_trace_analysis_fini(&an);
   return rc;
