@@ -379,9 +379,10 @@ static void update(tr_fit_layer *p, const tr_fit_stats *g, const tr_fit_stats *w
     double ratio = (g->change10 / g->change1) / (w->change10 / w->change1);
     if (p->psi > 0 || (p->phi >= 0.97 && ratio < 1)) {
       p->psi = clampd(p->psi + 0.5 * gain * (1 / ratio - 1), 0, 0.9);
-      /* the profile scale at its floor cannot lower the skew: lower the
-       * logits' stationary variance through phi, psi keeps the ratio */
-      if (p->scale <= 0.05 && g->max_mean_p50 > w->max_mean_p50 && w->max_mean_p50 > 1)
+      /* a skew too high comes from the logits' stationary variance, which
+       * psi inflates and the profile scale cannot undo: lower it through
+       * phi, psi keeps the ratio */
+      if (g->max_mean_p50 > w->max_mean_p50 && w->max_mean_p50 > 1)
         p->phi = 1 - clampd((1 - p->phi) *
                                 pow((g->max_mean_p50 - 1) / (w->max_mean_p50 - 1), gain),
                             0.01, 1.0);
@@ -903,3 +904,4 @@ int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned) {
   *owned = m;
   return TR_OK;
 }
+
