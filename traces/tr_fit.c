@@ -689,9 +689,11 @@ static int load_layer(json_t *j, int l, int version, tr_fit_layer *fl, const cha
       else
         snprintf(got, sizeof(got), "is %s", x ? "not a number" : "missing");
       return tr_seterr(err, TR_EMETA, path, 0,
-                       "'per_layer[%d].%s' %s: it must be a number %s %g and %s %g", l, k->key,
-                       got, k->hi_open ? "at least" : "between", k->lo,
-                       k->hi_open ? "below" : "at most", k->hi);
+                       k->hi_open ? "'per_layer[%d].%s' %s: it must be a number at least %g "
+                                    "and below %g"
+                                  : "'per_layer[%d].%s' %s: it must be a number between %g "
+                                    "and %g",
+                       l, k->key, got, k->lo, k->hi);
     }
     *dst = v;
   }
