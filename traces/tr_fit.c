@@ -700,14 +700,14 @@ static int load_layer(json_t *j, int l, int version, tr_fit_layer *fl, const cha
   return TR_OK;
 }
 
-/* The base profile of per_layer[l] (j) into b[E]: E logits within
- * [-100, 100]; TR_OK or TR_EMETA naming the field. */
+/* The base profile of per_layer[l] (j) into b[E] (b NULL: its length
+ * only): E logits within [-100, 100]; TR_OK or TR_EMETA naming the field. */
 static int load_base(json_t *j, int l, int E, double *b, const char *path, tr_error *err) {
   json_t *a = json_object_get(j, "base");
   if (!json_is_array(a) || json_array_size(a) != (size_t)E)
     return tr_seterr(err, TR_EMETA, path, 0,
                      "'per_layer[%d].base' must be an array of %d numbers (the experts)", l, E);
-  for (int e = 0; e < E; e++) {
+  for (int e = 0; b && e < E; e++) {
     json_t *x = json_array_get(a, (size_t)e);
     double v = json_is_number(x) ? json_number_value(x) : NAN;
     if (!(v >= -100 && v <= 100))
@@ -821,18 +821,29 @@ int tr_fit_load(tr_fit *f, const char *path, tr_error *err) {
                    f->layers);
     goto fail;
   }
-  f->base = tr_calloc((size_t)f->layers * f->experts, sizeof(double));
+  /* The layers' numbers and base lengths first, then the base profiles:
+   * they are allocated only once the file holds every one of their
+   * numbers (a few bytes of JSON each), whatever sizes it claims. */
   f->layer = tr_calloc((size_t)f->layers, sizeof(tr_fit_layer));
-  if (!f->base || !f->layer) {
+  if (!f->layer) {
     rc = tr_seterr(err, TR_ENOMEM, path, 0, "out of memory");
     goto fail;
   }
   for (int l = 0; l < f->layers; l++) {
     json_t *j = json_array_get(pl, (size_t)l);
     if ((rc = load_layer(j, l, version, &f->layer[l], path, err)) ||
-        (rc = load_base(j, l, f->experts, f->base + (size_t)l * f->experts, path, err)))
+        (rc = load_base(j, l, f->experts, NULL, path, err)))
       goto fail;
   }
+  f->base = tr_calloc((size_t)f->layers * f->experts, sizeof(double));
+  if (!f->base) {
+    rc = tr_seterr(err, TR_ENOMEM, path, 0, "out of memory");
+    goto fail;
+  }
+  for (int l = 0; l < f->layers; l++)
+    if ((rc = load_base(json_array_get(pl, (size_t)l), l, f->experts,
+                        f->base + (size_t)l * f->experts, path, err)))
+      goto fail;
   json_decref(o);
   return TR_OK;
 fail:
