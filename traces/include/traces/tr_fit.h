@@ -10,9 +10,11 @@
  * burst regime, each a normal law of y, and the probabilities of entering
  * and leaving the burst regime. The generator's logits then get a regime
  * chain with those probabilities, whose burst regime multiplies the
- * innovation by vol_ratio. Then the free parameters of the layer's model
- * (profile scale, AR(1) innovation and coefficient, trend persistence,
- * vol_ratio, per-rank noise) are calibrated by simulation so that the
+ * innovation by vol_ratio (the ML ratio of the regimes' typical changes),
+ * and a log-normal factor per iteration (vol_sigma) on the innovation. Then
+ * the free parameters of the layer's model (profile scale, AR(1) innovation
+ * and coefficient, trend persistence, vol_sigma, per-rank noise) are
+ * calibrated by simulation so that the
  * generated layer matches the original's expert max/mean load median
  * (skew), median and p90 of the lag-1 L1 change, mean L1 change at lag 10
  * and rank divergence: damped multiplicative fixed-point updates on a
@@ -107,7 +109,8 @@ int tr_fit_load(tr_fit *f, const char *path, tr_error *err);
  */
 int tr_fit_apply(const tr_fit *f, tr_gen_config *c, double **owned);
 
-/* The four statistics of one trace's layer l (helper for tests/reports). */
+/* The statistics of tr_fit_stats for every layer of a trace, into
+ * per_layer[layers] (helper for tests/reports). */
 int tr_fit_measure(const tr_trace *t, tr_fit_stats *per_layer);
 
 #ifdef __cplusplus
