@@ -214,7 +214,9 @@ static const char STATS_HELP[] =
     "fluctuation (L1 distance between normalised load distributions at lags 1, 10 and\n"
     "100 iterations), persistence of the hot experts (share of the E/8 most loaded\n"
     "experts still among them 1 and 10 iterations later), and per-rank variation (L1\n"
-    "distance of each rank's distribution from the layer's; CV of rank totals).\n"
+    "distance of each rank's distribution from the layer's; CV of rank totals), and\n"
+    "the distribution of the per-iteration lag-1 change (median, p90, p99): compare a\n"
+    "real trace and one generated from its fit.\n"
     "Streams through the file: a trace larger than memory works.\n"
     "\n"
     "  --iterations A:B   only iterations [A, B)\n"
@@ -223,6 +225,22 @@ static const char STATS_HELP[] =
     "\n"
     "example:\n"
     "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
+
+/* The distribution of the per-iteration lag-1 change, per layer: the mean
+ * above hides that real routing changes in bursts. */
+static void print_change_table(const tr_stats *s) {
+  printf("\n       -- lag-1 change (L1) per iteration --\n");
+  printf("layer     p50     p90     p99  p90/p50\n");
+  for (int l = 0; l < s->layers; l++) {
+    const tr_layer_stats *x = &s->layer[l];
+    char a[4][32];
+    fmt_num(a[0], 32, x->change1_p50, 3);
+    fmt_num(a[1], 32, x->change1_p90, 3);
+    fmt_num(a[2], 32, x->change1_p99, 3);
+    fmt_num(a[3], 32, x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN, 2);
+    printf("%5d  %6s  %6s  %6s  %7s\n", l, a[0], a[1], a[2], a[3]);
+  }
+}
 
 static int trace_stats(int argc, char **argv) {
   const char *cmd = "trace stats";
@@ -258,6 +276,7 @@ static int trace_stats(int argc, char **argv) {
       printf("%5d  %12s  %5s  %5s  %7s  %5s  %5s  %6s  %4s  %5s  %5s  %5s\n", l, a[0], a[1],
              a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
     }
+    print_change_table(&s);
   }
   fm_trace_analysis_fini(&an);
   return rc;
@@ -543,11 +562,15 @@ static const char FIT_HELP[] =
     "                         [--format table|json] [--max-memory SIZE]\n"
     "\n"
     "Estimates the generator's model from a trace, per layer: the base popularity\n"
-    "profile (log mean share of each expert), then the profile scale, the AR(1)\n"
-    "fluctuation of the logits and the per-rank noise, calibrated by simulation so\n"
-    "the generated trace has the original's expert max/mean load median, L1 change at\n"
-    "lags 1 and 10, and rank divergence. 'flexmoe trace gen --fit FIT.json' then makes\n"
-    "longer or larger traces with the same statistics. Prints target vs fitted.\n"
+    "profile (log mean share of each expert); the burst regimes of the per-iteration\n"
+    "change (a two-state Markov-switching model of the log lag-1 change, fitted by\n"
+    "maximum likelihood); then the profile scale, the AR(1) fluctuation of the logits,\n"
+    "the spread of its steps and the per-rank noise, calibrated by simulation so the\n"
+    "generated trace has the original's expert max/mean load median, median and p90\n"
+    "of the lag-1 L1 change, L1 change at lag 10, and rank divergence. 'flexmoe trace\n"
+    "gen --fit FIT.json' then makes longer or larger traces with the same statistics.\n"
+    "Prints target vs fitted and the model. FIT.json is version 2 (version 1 files\n"
+    "are still read, without bursts).\n"
     "\n"
     "  -o FIT.json        where to write the model (temp + rename)\n"
     "  --iterations A:B   fit only iterations [A, B)\n"
@@ -558,26 +581,42 @@ static const char FIT_HELP[] =
     "example:\n"
     "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
 
-/* The fitted model f (written to out) as a table: per layer, the targets,
- * what the fitted model reproduces and the model's parameters. */
+/* One "target fitted error" cell group of the fit table. */
+static void print_fit_cell(double target, double fitted, int prec) {
+  printf("  %7.*f %7.*f %+6.1f%%", prec, target, prec, fitted, 100 * (fitted / target - 1));
+}
+
+/* The fitted model f (written to out) as two tables: per layer, the
+ * targets and what the fitted model reproduces; then the model's
+ * parameters (dynamics of the logits, burst regimes and step spread). */
 static void print_fit_table(const tr_fit *f, const char *out) {
   printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
          " iterations, up to %d rounds\n\n",
          f->source, f->iterations, out, f->cal_iterations, f->rounds);
-  printf("       ---- max/mean p50 ----  ---- L1 change lag 1 --  --- L1 change lag 10 --"
-         "  -------------- model --------------\n");
-  printf("layer  target  fitted  error   target  fitted  error   target  fitted  error "
-         "   scale  innov    phi    psi  rank_s\n");
+  printf("       ---- max/mean p50 -----  -- lag-1 change p50 ---  -- lag-1 change p90 ---"
+         "  -- L1 change lag 10 ---\n");
+  printf("layer");
+  for (int k = 0; k < 4; k++)
+    printf("   target  fitted  error");
+  printf("\n");
+  for (int l = 0; l < f->layers; l++) {
+    const tr_fit_stats *t = &f->layer[l].target, *g = &f->layer[l].fitted;
+    printf("%5d", l);
+    print_fit_cell(t->max_mean_p50, g->max_mean_p50, 2);
+    print_fit_cell(t->change1_p50, g->change1_p50, 4);
+    print_fit_cell(t->change1_p90, g->change1_p90, 4);
+    print_fit_cell(t->change10, g->change10, 4);
+    printf("\n");
+  }
+  printf("\n       ------------ logits ------------  ---- burst regimes (ML) ----  steps\n");
+  printf("layer   scale  innov    phi    psi  rank_s   enter  leave  ratio  share  sigma\n");
   for (int l = 0; l < f->layers; l++) {
     const tr_fit_layer *x = &f->layer[l];
-    printf("%5d  %6.2f  %6.2f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  %6.3f  %6.3f  %+5.1f%%  "
-           "%6.3f  %5.3f  %5.3f  %5.3f  %6.3f\n",
-           l, x->target.max_mean_p50, x->fitted.max_mean_p50,
-           100 * (x->fitted.max_mean_p50 / x->target.max_mean_p50 - 1), x->target.change1,
-           x->fitted.change1, 100 * (x->fitted.change1 / x->target.change1 - 1),
-           x->target.change10, x->fitted.change10,
-           100 * (x->fitted.change10 / x->target.change10 - 1), x->scale, x->innov, x->phi,
-           x->psi, x->rank_sigma);
+    double share = x->vol_enter + x->vol_leave > 0
+                       ? x->vol_enter / (x->vol_enter + x->vol_leave) : 0;
+    printf("%5d  %6.3f  %5.3f  %5.3f  %5.3f  %6.3f   %5.3f  %5.3f  %5.2f  %5.2f  %5.3f\n", l,
+           x->scale, x->innov, x->phi, x->psi, x->rank_sigma, x->vol_enter, x->vol_leave,
+           x->vol_ratio, share, x->vol_sigma);
   }
 }
 

@@ -113,14 +113,18 @@ json_t *fm_trace_info_doc(const fm_trace_analysis *a) {
 
 /* One layer of `trace stats`: every statistic, NAN as null. */
 static json_t *stats_layer_json(int l, const tr_layer_stats *x) {
-  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "layer", l,
+  return json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+                   "layer", l,
                    "max_mean_p50", fm_json_number(x->max_mean_p50), "max_mean_p90",
                    fm_json_number(x->max_mean_p90), "max_mean_mean",
                    fm_json_number(x->max_mean_mean), "gini", fm_json_number(x->gini),
                    "entropy", fm_json_number(x->entropy), "change_l1_lag1",
                    fm_json_number(x->change[0]), "change_l1_lag10",
                    fm_json_number(x->change[1]), "change_l1_lag100",
-                   fm_json_number(x->change[2]), "hot_persistence_lag1",
+                   fm_json_number(x->change[2]), "change_l1_lag1_p50",
+                   fm_json_number(x->change1_p50), "change_l1_lag1_p90",
+                   fm_json_number(x->change1_p90), "change_l1_lag1_p99",
+                   fm_json_number(x->change1_p99), "hot_persistence_lag1",
                    fm_json_number(x->hot_persist[0]), "hot_persistence_lag10",
                    fm_json_number(x->hot_persist[1]), "rank_divergence_l1",
                    fm_json_number(x->rank_divergence), "rank_total_cv",

@@ -20,6 +20,8 @@
 struct tr_gen {
   tr_gen_config c;
   double *base, *scale, *innov, *phi, *rank_sigma, *psi; /* owned copies */
+  double *vol_ratio, *vol_enter, *vol_leave, *vol_sigma; /* owned copies [L] */
+  unsigned char *regime;                            /* [L] 1: burst regime */
   double *z, *v;                                    /* [L*E] logit state, velocity */
   int *burst;                                       /* [L*E] iterations left */
   int64_t *slots;                                   /* [R] slots per rank */
@@ -65,6 +67,7 @@ void tr_gen_defaults(tr_gen_config *c) {
   c->dist_param = 1;
   c->scale1 = 1;
   c->phi1 = 0.9;
+  c->vol_ratio1 = 1;
   c->hot_boost = log(8.0);
   c->burst_boost = log(16.0);
   c->burst_len = 3;
@@ -156,6 +159,11 @@ void tr_gen_free(tr_gen *g) {
   tr_free(g->phi);
   tr_free(g->rank_sigma);
   tr_free(g->psi);
+  tr_free(g->vol_ratio);
+  tr_free(g->vol_enter);
+  tr_free(g->vol_leave);
+  tr_free(g->vol_sigma);
+  tr_free(g->regime);
   tr_free(g->z);
   tr_free(g->v);
   tr_free(g->burst);
@@ -214,7 +222,8 @@ uint64_t tr_gen_memory(const tr_gen_config *c) {
   uint64_t le = tr_mul_sat(L, E), re = tr_mul_sat(R, E);
   uint64_t need = tr_mul_sat(le, 3 * sizeof(double) + sizeof(int)); /* base, z, v, burst */
   need = tr_add_sat(need, tr_mul_sat(re, 2 * sizeof(double)));     /* eta, output slice */
-  need = tr_add_sat(need, tr_mul_sat(L, 5 * sizeof(double) + sizeof(gsl_rng *) + GEN_RNG_BYTES));
+  need = tr_add_sat(need, tr_mul_sat(L, 9 * sizeof(double) + 1 + sizeof(gsl_rng *) +
+                                            GEN_RNG_BYTES));
   need = tr_add_sat(need, tr_mul_sat(R, sizeof(int64_t)));
   need = tr_add_sat(need, tr_mul_sat(E, 3 * sizeof(double) + sizeof(unsigned) + sizeof(size_t)));
   return tr_add_sat(need, sizeof(tr_gen) + 2 * GEN_RNG_BYTES);
@@ -257,7 +266,12 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
   int L = c->layers, R = c->ranks, E = c->experts;
   for (int l = 0; l < L; l++) {
     double phi = c->phi ? c->phi[l] : c->phi1, psi = c->psi ? c->psi[l] : c->psi1;
-    if (!(phi >= 0 && phi <= 1) || !(psi >= 0 && psi < 1))
+    double vr = c->vol_ratio ? c->vol_ratio[l] : c->vol_ratio1;
+    double ve = c->vol_enter ? c->vol_enter[l] : c->vol_enter1;
+    double vl = c->vol_leave ? c->vol_leave[l] : c->vol_leave1;
+    double vs = c->vol_sigma ? c->vol_sigma[l] : c->vol_sigma1;
+    if (!(phi >= 0 && phi <= 1) || !(psi >= 0 && psi < 1) || !(vr >= 1 && vr <= 100) ||
+        !(ve >= 0 && ve <= 1) || !(vl >= 0 && vl <= 1) || !(vs >= 0 && vs <= 5))
       return TR_EINVAL;
   }
   tr_gen *g = tr_calloc(1, sizeof(*g));
@@ -265,12 +279,18 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
     return TR_ENOMEM;
   g->c = *c;
   g->c.base = g->c.scale = g->c.innov = g->c.phi = g->c.rank_sigma = g->c.psi = NULL;
+  g->c.vol_ratio = g->c.vol_enter = g->c.vol_leave = g->c.vol_sigma = NULL;
   g->base = tr_malloc((size_t)L * E * sizeof(double));
   g->scale = copy_or_fill(c->scale, L, c->scale1);
   g->innov = copy_or_fill(c->innov, L, c->innov1);
   g->phi = copy_or_fill(c->phi, L, c->phi1);
   g->rank_sigma = copy_or_fill(c->rank_sigma, L, c->rank_sigma1);
   g->psi = copy_or_fill(c->psi, L, c->psi1);
+  g->vol_ratio = copy_or_fill(c->vol_ratio, L, c->vol_ratio1);
+  g->vol_enter = copy_or_fill(c->vol_enter, L, c->vol_enter1);
+  g->vol_leave = copy_or_fill(c->vol_leave, L, c->vol_leave1);
+  g->vol_sigma = copy_or_fill(c->vol_sigma, L, c->vol_sigma1);
+  g->regime = tr_calloc((size_t)L, 1);
   g->z = tr_calloc((size_t)L * E, sizeof(double));
   g->v = tr_calloc((size_t)L * E, sizeof(double));
   g->burst = tr_calloc((size_t)L * E, sizeof(int));
@@ -282,7 +302,8 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
   g->dyn = tr_calloc((size_t)L, sizeof(gsl_rng *));
   g->prof = gsl_rng_alloc(gsl_rng_mt19937);
   g->draw = gsl_rng_alloc(gsl_rng_mt19937);
-  if (!g->base || !g->scale || !g->innov || !g->phi || !g->rank_sigma || !g->psi || !g->z || !g->v || !g->burst ||
+  if (!g->base || !g->scale || !g->innov || !g->phi || !g->rank_sigma || !g->psi || !g->vol_ratio ||
+      !g->vol_enter || !g->vol_leave || !g->vol_sigma || !g->regime || !g->z || !g->v || !g->burst ||
       !g->slots || !g->y || !g->eta || !g->n || !g->perm || !g->dyn || !g->prof || !g->draw)
     goto nomem;
   g->x = g->y + E;
@@ -312,12 +333,22 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
     }
     g->slots[r] = (int64_t)llround(tokens) * c->top_k;
   }
-  /* The stationary start of the AR(1) state (random walk: start at 0). */
-  for (int l = 0; l < L; l++)
+  /* The stationary start of the regime chain and of the AR(1) state (random
+   * walk: start at 0). */
+  for (int l = 0; l < L; l++) {
+    double sd = g->innov[l];
+    if (g->vol_ratio[l] != 1) {
+      double enter = g->vol_enter[l], leave = g->vol_leave[l];
+      double pi1 = enter + leave > 0 ? enter / (enter + leave) : 0;
+      g->regime[l] = gsl_rng_uniform(g->dyn[l]) < pi1;
+      sd *= sqrt(1 - pi1 + pi1 * g->vol_ratio[l] * g->vol_ratio[l]);
+    }
+    if (g->vol_sigma[l] > 0) /* E[factor^2] = exp(vol_sigma^2) */
+      sd *= exp(g->vol_sigma[l] * g->vol_sigma[l] / 2);
     if (g->phi[l] < 1 && g->innov[l] > 0)
       for (int e = 0; e < E; e++)
-        g->z[(size_t)l * E + e] =
-            gsl_ran_gaussian(g->dyn[l], g->innov[l] / sqrt(1 - g->phi[l] * g->phi[l]));
+        g->z[(size_t)l * E + e] = gsl_ran_gaussian(g->dyn[l], sd / sqrt(1 - g->phi[l] * g->phi[l]));
+  }
   *out = g;
   return TR_OK;
 nomem:
@@ -358,9 +389,19 @@ int tr_gen_next(tr_gen *g, int64_t *out) {
   int *burst = g->burst + (size_t)l * E;
   /* dynamics of layer l, advanced once per iteration */
   if (t > 0) {
-    if (g->innov[l] > 0)
+    double innov = g->innov[l];
+    if (g->vol_ratio[l] != 1) { /* the regime chain, one step */
+      double u = gsl_rng_uniform(dyn);
+      g->regime[l] = g->regime[l] ? u >= g->vol_leave[l] : u < g->vol_enter[l];
+      innov *= g->regime[l] ? g->vol_ratio[l] : 1;
+    }
+    if (g->vol_sigma[l] > 0) { /* this iteration's log-normal factor, mean 1 */
+      double sg = g->vol_sigma[l];
+      innov *= exp(sg * gsl_ran_gaussian(dyn, 1.0) - sg * sg / 2);
+    }
+    if (innov > 0)
       for (int e = 0; e < E; e++) {
-        vel[e] = g->psi[l] * vel[e] + gsl_ran_gaussian(dyn, g->innov[l]);
+        vel[e] = g->psi[l] * vel[e] + gsl_ran_gaussian(dyn, innov);
         z[e] = g->phi[l] * z[e] + vel[e];
       }
     if (c->regime_period > 0 && t % c->regime_period == 0)

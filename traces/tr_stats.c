@@ -4,7 +4,8 @@
  *
  * Memory: a ring of RING = 101 past distributions and hot-set flags per
  * layer (lag 100 needs the distribution 100 iterations back), one slice
- * buffer, and one max/mean value per (iteration, layer) for the quantiles.
+ * buffer, and one max/mean value and one lag-1 change per (iteration, layer)
+ * for the quantiles.
  */
 #include "traces/tr_stats.h"
 
@@ -86,9 +87,10 @@ int tr_stats_compute(const tr_trace *t, int64_t it0, int64_t it1, tr_stats *s) {
   unsigned char *hot = tr_malloc((size_t)RING * L * E);
   unsigned char *valid = tr_calloc((size_t)RING * L, 1);
   double *mm = tr_malloc((size_t)N * L * sizeof(double));
+  double *chg = tr_malloc((size_t)N * L * sizeof(double));
   int64_t *n_lag = tr_calloc((size_t)L * (TR_STATS_LAGS + 2), sizeof(int64_t));
   int64_t *n_rank = tr_calloc((size_t)L, sizeof(int64_t));
-  if (!ls || !slice || !load || !ring || !hot || !valid || !mm || !n_lag || !n_rank)
+  if (!ls || !slice || !load || !ring || !hot || !valid || !mm || !chg || !n_lag || !n_rank)
     goto fail;
   double *p = load + E, *scratch = load + 2 * E;
   s->tokens_min = INT64_MAX;
@@ -140,6 +142,8 @@ int tr_stats_compute(const tr_trace *t, int64_t it0, int64_t it1, tr_stats *s) {
         for (int e = 0; e < E; e++)
           d += fabs(cur[e] - prev[e]);
         st->change[k] += d;
+        if (k == 0)
+          chg[(size_t)l * N + (size_t)n_lag[(size_t)l * (TR_STATS_LAGS + 2)]] = d;
         n_lag[(size_t)l * (TR_STATS_LAGS + 2) + k]++;
         if (k < 2) {
           const unsigned char *hprev = hot + ((size_t)old * L + l) * E;
@@ -189,6 +193,15 @@ int tr_stats_compute(const tr_trace *t, int64_t it0, int64_t it1, tr_stats *s) {
       if (k < 2)
         st->hot_persist[k] = c ? st->hot_persist[k] / c : NAN;
     }
+    int64_t n1 = n_lag[(size_t)l * (TR_STATS_LAGS + 2)];
+    double *d = chg + (size_t)l * N;
+    st->change1_p50 = st->change1_p90 = st->change1_p99 = NAN;
+    if (n1 > 0) {
+      gsl_sort(d, 1, (size_t)n1);
+      st->change1_p50 = gsl_stats_quantile_from_sorted_data(d, 1, (size_t)n1, 0.5);
+      st->change1_p90 = gsl_stats_quantile_from_sorted_data(d, 1, (size_t)n1, 0.9);
+      st->change1_p99 = gsl_stats_quantile_from_sorted_data(d, 1, (size_t)n1, 0.99);
+    }
     st->rank_divergence = n_rank[l] ? st->rank_divergence / n_rank[l] : (R == 1 ? 0 : NAN);
   }
   if (s->tokens_min == INT64_MAX)
@@ -205,6 +218,7 @@ int tr_stats_compute(const tr_trace *t, int64_t it0, int64_t it1, tr_stats *s) {
 fail:
   tr_free(n_rank);
   tr_free(n_lag);
+  tr_free(chg);
   tr_free(mm);
   tr_free(valid);
   tr_free(hot);

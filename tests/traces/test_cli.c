@@ -412,7 +412,7 @@ Test(cli, gen_flags_beyond_the_physical_ranges_exit_2_with_the_range) {
 Test(cli, gen_from_a_fit_refuses_sizes_over_the_memory_budget) {
   tu_cpu_limit_s = 20;
   const char *fit = P("tiny-fit.json"), *out = P("fit-gen.npy");
-  tu_text(fit, "{\"layers\": 1, \"ranks\": 1, \"experts\": 2, \"top_k\": 1, "
+  tu_text(fit, "{\"version\": 1, \"layers\": 1, \"ranks\": 1, \"experts\": 2, \"top_k\": 1, "
                "\"tokens_per_rank\": 8, \"iterations\": 20, \"per_layer\": [{\"scale\": 1, "
                "\"innov\": 0.1, \"phi\": 0.9, \"rank_sigma\": 0, \"base\": [0.5, -0.5]}]}");
   tu_result *r = tu_run("trace", "gen", "--fit", fit, "--iterations", "3", "--layers", "4096",

@@ -280,3 +280,49 @@ Test(gen, sizes_beyond_their_physical_ranges_are_refused_naming_the_range) {
     cr_assert_neq(access(P("r.npy"), F_OK), 0);
   }
 }
+
+/* Bursts off (vol_ratio 1, vol_sigma 0) draw nothing: the trace is the
+ * same bytes whatever the chain's probabilities; bursts on change it; a
+ * regime number outside its range is refused. */
+Test(gen, bursts_off_draw_nothing_and_bad_burst_numbers_are_refused) {
+  tr_gen_config c;
+  tr_gen_defaults(&c);
+  cr_assert_eq(tr_gen_pattern(&c, "realistic"), TR_OK);
+  c.iterations = 30;
+  tr_error err;
+  cr_assert_eq(tr_gen_write(&c, P("plain.npy"), &err), TR_OK, "%s", err.msg);
+  c.vol_enter1 = 0.3;
+  c.vol_leave1 = 0.5;
+  cr_assert_eq(tr_gen_write(&c, P("off.npy"), &err), TR_OK, "%s", err.msg);
+  c.vol_ratio1 = 3;
+  cr_assert_eq(tr_gen_write(&c, P("on.npy"), &err), TR_OK, "%s", err.msg);
+  c.vol_ratio1 = 1;
+  c.vol_sigma1 = 0.5;
+  cr_assert_eq(tr_gen_write(&c, P("sigma.npy"), &err), TR_OK, "%s", err.msg);
+  tr_trace a, b, on, sg;
+  cr_assert_eq(tr_open(&a, P("plain.npy"), &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_open(&b, P("off.npy"), &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_open(&on, P("on.npy"), &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(tr_open(&sg, P("sigma.npy"), &err), TR_OK, "%s", err.msg);
+  cr_assert_eq(a.hash, b.hash, "bursts off: the same counts");
+  cr_assert_neq(a.hash, on.hash, "a burst regime changes them");
+  cr_assert_neq(a.hash, sg.hash, "a log-normal step factor too");
+  tr_close(&a);
+  tr_close(&b);
+  tr_close(&on);
+  tr_close(&sg);
+  static const struct {
+    double ratio, enter, leave, sigma;
+  } bad[] = {{0.5, 0.1, 0.1, 0}, {101, 0.1, 0.1, 0}, {2, -0.1, 0.1, 0},
+             {2, 0.1, 1.5, 0},   {1, 0, 0, 5.5},     {NAN, 0.1, 0.1, 0}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tr_gen_defaults(&c);
+    c.vol_ratio1 = bad[i].ratio;
+    c.vol_enter1 = bad[i].enter;
+    c.vol_leave1 = bad[i].leave;
+    c.vol_sigma1 = bad[i].sigma;
+    tr_gen *g = NULL;
+    cr_assert_eq(tr_gen_new(&c, &g), TR_EINVAL, "case %zu", i);
+    cr_assert_null(g);
+  }
+}

@@ -87,6 +87,32 @@ Test(stats, change_is_the_l1_distance_at_each_lag) {
   tr_close(&t);
 }
 
+/* Expert 0's share per iteration: 1, .9, .6, .6, .2, .3 (expert 1 the
+ * rest), so the lag-1 changes are .2, .6, 0, .8, .2. */
+static int64_t steps(int64_t it, int r, int e) {
+  static const int64_t first[6] = {100, 90, 60, 60, 20, 30};
+  return (void)r, e == 0 ? first[it] : 100 - first[it];
+}
+
+/* The lag-1 change's quantiles interpolate between order statistics:
+ * sorted 0, .2, .2, .6, .8 -> p50 .2, p90 .6 + .6 x .2, p99 .6 + .96 x .2;
+ * with one iteration there is no change (NaN). */
+Test(stats, the_lag1_change_distribution_is_its_interpolated_quantiles) {
+  tr_trace t = make("steps.npy", 6, 1, 2, steps);
+  tr_stats s;
+  cr_assert_eq(tr_stats_compute(&t, 0, -1, &s), TR_OK);
+  tr_layer_stats *x = &s.layer[0];
+  cr_assert_float_eq(x->change[0], 1.8 / 5, 1e-12);
+  cr_assert_float_eq(x->change1_p50, 0.2, 1e-12);
+  cr_assert_float_eq(x->change1_p90, 0.72, 1e-12);
+  cr_assert_float_eq(x->change1_p99, 0.792, 1e-12);
+  tr_stats_fini(&s);
+  cr_assert_eq(tr_stats_compute(&t, 2, 3, &s), TR_OK);
+  cr_assert(isnan(s.layer[0].change1_p50) && isnan(s.layer[0].change1_p99));
+  tr_stats_fini(&s);
+  tr_close(&t);
+}
+
 Test(stats, a_moving_hot_expert_has_no_persistence) {
   tr_trace t = make("rotate.npy", 40, 1, 16, rotate);
   tr_stats s;

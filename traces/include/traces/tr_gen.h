@@ -6,11 +6,22 @@
  *     x[e] = scale_l * base_l[e]            static popularity
  *          + hot(t, e) + burst_t[e]         patterns (hot set, rotation, bursts)
  *          + z_t[e]                         dynamics on the logits:
- *                                           v_t = psi_l v_{t-1} + innov_l * N(0,1)
+ *                                           v_t = psi_l v_{t-1} + innov_l s_t N(0,1)
  *                                           z_t = phi_l z_{t-1} + v_t
  *                                           (psi = 0: AR(1); phi = 1: a random walk =
  *                                           drift; psi > 0: trends that persist, as in
- *                                           early training)
+ *                                           early training); s_t = 1 in
+ *                                           the calm regime, vol_ratio_l in
+ *                                           the burst regime of layer l's
+ *                                           two-state Markov chain (enters
+ *                                           with vol_enter_l, leaves with
+ *                                           vol_leave_l per iteration):
+ *                                           routing that changes in bursts;
+ *                                           with vol_sigma_l > 0, s_t also
+ *                                           gets an independent log-normal
+ *                                           factor exp(vol_sigma_l N(0,1) -
+ *                                           vol_sigma_l^2 / 2) per iteration
+ *                                           (heavy-tailed steps)
  *          + eta_{t,r}[e]                   per-rank variation, N(0, rank_sigma_l^2)
  *                                           minus its mean over the ranks (zero-sum:
  *                                           it moves routing between ranks, not the
@@ -23,7 +34,9 @@
  * re-drawn every regime_period iterations (regime switches).
  *
  * Randomness: the base profiles and the rank totals come from stream
- * (seed, 1, 0); the dynamics of layer l from stream (seed, 2, l); the
+ * (seed, 1, 0); the dynamics of layer l (its regime chain, when vol_ratio_l
+ * is not 1, its log-normal factor, when vol_sigma_l > 0, then its logits)
+ * from stream (seed, 2, l); the
  * multinomial draws of (t, l) from stream (seed, t, l) offset (see
  * tr_stream_seed), so the same config and seed give the same trace, byte for
  * byte.
@@ -87,6 +100,18 @@ typedef struct tr_gen_config {
   /* Bytes the generator may allocate (tr_gen_memory); 0: the default
    * budget (tr_default_max_memory). */
   uint64_t max_memory;
+  /* Bursty dynamics: per-layer arrays [layers] (NULL: the scalar below).
+   * The innovation of layer l's logits is innov_l x vol_ratio_l while its
+   * regime chain is in the burst state; the chain enters it with probability
+   * vol_enter_l and leaves it with vol_leave_l per iteration, and starts in
+   * its stationary distribution. vol_ratio 1 (the default, and the value of
+   * every pattern): no regimes, and no random numbers drawn for them, so the
+   * trace is the one of the model without them. vol_sigma > 0 multiplies
+   * each iteration's innovation by an independent log-normal factor of
+   * mean 1 (0, the default: none, nothing drawn). Ranges: vol_ratio in
+   * [1, 100], vol_enter and vol_leave in [0, 1], vol_sigma in [0, 5]. */
+  const double *vol_ratio, *vol_enter, *vol_leave, *vol_sigma;
+  double vol_ratio1, vol_enter1, vol_leave1, vol_sigma1;
 } tr_gen_config;
 
 /* Defaults: 100 iterations, 4 layers, 8 ranks, 16 experts, top-2, 1024

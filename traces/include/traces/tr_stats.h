@@ -12,6 +12,10 @@
  * - change at lag k: L1 distance sum_e |p_i[e] - p_{i-k}[e]| (0..2), mean
  *   over i >= k; NaN when the trace has no k+1 iterations. Half of it is the
  *   share of the load that moved between experts.
+ * - change distribution at lag 1: the median, p90 and p99 over i >= 1 of the
+ *   same per-iteration L1 distance (linear interpolation between order
+ *   statistics, as NumPy's default percentile). Real routing changes in
+ *   bursts: most steps move little, a few move a lot, which the mean hides.
  * - hot-expert persistence at lag k: hot set = the H = max(1, E/8) most
  *   loaded experts (ties by lower id); mean over i >= k of
  *   |hot_i & hot_{i-k}| / H. 1 = the same experts stay hot.
@@ -23,9 +27,9 @@
  * Slices whose total is 0 are left out of every statistic.
  *
  * The pass streams: one (iteration, layer) slice at a time and a ring of the
- * last 100 distributions per layer, plus one double per (iteration, layer)
- * for the max/mean quantiles; the trace itself is never copied, so a
- * memory-mapped trace larger than memory works.
+ * last 100 distributions per layer, plus two doubles per (iteration, layer)
+ * for the max/mean and the lag-1 change quantiles; the trace itself is never
+ * copied, so a memory-mapped trace larger than memory works.
  */
 #ifndef FLEXMOE_TR_STATS_H
 #define FLEXMOE_TR_STATS_H
@@ -46,6 +50,7 @@ typedef struct tr_layer_stats {
   double max_mean_p50, max_mean_p90, max_mean_mean;
   double gini, entropy;
   double change[TR_STATS_LAGS];     /* L1 at lags 1, 10, 100 (NaN: too short) */
+  double change1_p50, change1_p90, change1_p99; /* lag-1 L1 quantiles (NaN: too short) */
   double hot_persist[2];            /* lags 1 and 10 */
   double rank_divergence, rank_total_cv;
 } tr_layer_stats;
