@@ -121,7 +121,14 @@ int cli_parse_choice(const char *cmd, int key, const char *text, const char **ou
  * (0: not compared). A trace that cannot be opened is left to the command
  * (its own message). Returns CLI_OK or CLI_EFAIL (message printed).
  */
-enum { CLI_TRACE_STRICT = 1, CLI_TRACE_REFUSE_EMPTY = 2, CLI_TRACE_ALLOW_EMPTY = 4 };
+/* CLI_TRACE_REPLAY: the command replays ranks one to one and refuses more
+ * ranks than the trace has itself, so that case gets no warning here. */
+enum {
+  CLI_TRACE_STRICT = 1,
+  CLI_TRACE_REFUSE_EMPTY = 2,
+  CLI_TRACE_ALLOW_EMPTY = 4,
+  CLI_TRACE_REPLAY = 8
+};
 int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
                     int used_ranks, int flags);
 /* The same check of a trace the caller has open. */

@@ -113,7 +113,7 @@ static int run_parse(int argc, char **argv, run_args *a) {
     return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
   const fm_replay_config *r = &a->cfg;
   return cli_trace_check("run", r->trace_path, r->it_begin, r->it_end,
-                         r->partitions > 0 ? r->partitions : r->ranks, 0);
+                         r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
 }
 
 /* The calibrated profile's exchange numbers into a->cfg when --profile was

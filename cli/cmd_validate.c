@@ -132,7 +132,7 @@ static int parse(vopts *o, int argc, char **argv) {
   if (r->partitions > 0 && strcmp(r->backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
   return cli_trace_check("validate", r->trace_path, r->it_begin, r->it_end,
-                         r->partitions > 0 ? r->partitions : r->ranks, 0);
+                         r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
 }
 
 /* The result as JSON (help text). An error that is not defined (a phase

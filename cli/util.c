@@ -344,6 +344,8 @@ int cli_trace_check_open(const char *cmd, const tr_trace *t, int64_t it0, int64_
                          int used_ranks, int flags) {
   fm_trace_sanity s;
   char em[1024], text[4096];
+  if ((flags & CLI_TRACE_REPLAY) && used_ranks > t->ranks)
+    used_ranks = 0; /* refused by the replay with its own message */
   if (fm_trace_check(t, it0, it1, used_ranks, &s, em, sizeof em))
     return cli_fail(CLI_EFAIL, cmd, "%s", em);
   fm_trace_sanity_text(&s, t->path, text, sizeof text);

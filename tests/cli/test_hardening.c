@@ -101,10 +101,27 @@ static void write_file(const char *path, const void *data, size_t len) {
 static json_t *last_error;
 static const char *json_error_line(int status, const char *command) {
   cr_assert_str_eq(out, "", "stdout on error: %s", out);
-  /* the runtime's "progress: ..." lines may come before the error */
+  /* the runtime's "progress: ..." lines and JSON warnings of this command
+   * (trace sanity, cores) may come before the error; each warning must be
+   * one valid JSON line too */
   char *line = err;
-  while (strncmp(line, "progress: ", 10) == 0 && strchr(line, '\n'))
-    line = strchr(line, '\n') + 1;
+  for (;;) {
+    char *nl = strchr(line, '\n');
+    if (!nl)
+      break;
+    if (strncmp(line, "progress: ", 10) == 0) {
+      line = nl + 1;
+      continue;
+    }
+    json_t *w = json_loadb(line, (size_t)(nl - line), 0, NULL);
+    int warning = w && json_string_value(json_object_get(w, "warning")) &&
+                  json_string_value(json_object_get(w, "command")) &&
+                  strcmp(json_string_value(json_object_get(w, "command")), command) == 0;
+    json_decref(w);
+    if (!warning)
+      break;
+    line = nl + 1;
+  }
   size_t n = strlen(line);
   cr_assert(n > 0 && line[n - 1] == '\n' && strchr(line, '\n') == line + n - 1,
             "not one line: %s", err);
