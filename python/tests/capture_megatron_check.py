@@ -65,8 +65,15 @@ def moe_layers(cfg):
     from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
     get_cuda_rng_tracker().reset()  # checkpointing on the CPU left it half set up
     spec = get_gpt_layer_local_spec(num_experts=E, moe_grouped_gemm=False)
-    return torch.nn.ModuleList(MoELayer(cfg, spec.submodules.mlp.submodules, layer_number=i + 1)
-                               for i in range(2))
+    layers = torch.nn.ModuleList(MoELayer(cfg, spec.submodules.mlp.submodules,
+                                          layer_number=i + 1) for i in range(2))
+    # 0.8 leaves the router's weight as torch.empty when its CUDA RNG tracker
+    # is not set up (the CPU case): give it seeded values
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for layer in layers:
+            layer.router.weight.copy_(torch.randn(layer.router.weight.shape, generator=g))
+    return layers
 
 
 def rows_probe(layers, store):
