@@ -26,15 +26,16 @@ Design and invariants:
 * Counts stay on the device of the router: each call adds its slots to one
   int64 buffer with ``index_add_`` (``bincount`` on the CPU; CUDA's bincount
   reads its maximum back to the host, a sync per layer), and ``step()`` makes
-  the one transfer of the iteration (after one all-reduce under
+  the one transfer of the iteration (after one reduce onto rank 0 under
   ``torch.distributed``). Nothing in a hook reads a value back to the host.
-* An expert id outside [0, E) (-1, or Megatron's INT64_MAX for a dropped slot)
-  is counted in a per-(layer, rank) "dropped" bucket, never raised inside the
-  model's forward; ``save()`` warns about it.
+* An expert id outside [0, E) is counted in a per-(layer, rank) bucket, never
+  raised inside the model's forward: a negative id is a slot the framework
+  dropped (-1; the Megatron adapter turns its INT64_MAX marker into -1), an
+  id >= E is out of range and ``save()`` warns about it.
 * Ranks: under ``torch.distributed`` a process records its tokens as its rank
   in the data-parallel group (Megatron's when parallel_state is initialised,
   else ``dp_group``, else the world) and the trace has that group's size of
-  ranks. ``step()`` all-reduces (sums) the buffer over all processes: pipeline
+  ranks. ``step()`` sums the buffers of all processes onto rank 0: pipeline
   stages own disjoint layers, data-parallel ranks disjoint rows, and tensor-
   parallel replicas of the same tokens contribute once (``contributes``).
   In one process, ``virtual_ranks=R`` splits each call's batch into R
@@ -278,8 +279,9 @@ class RoutingRecorder:
         self.two_stage = False     # a router that can drop slots was recorded
         self.iterations = []       # per iteration: array("q") [2, L, R, E + 2]
         self.handles = []
-        # per (stage, layer, rank): E experts, then the slots dropped (id < 0
-        # or INT64_MAX, the frameworks' markers), then ids out of range
+        # per (stage, layer, rank): the slots dropped (id < 0, the frameworks'
+        # marker), the E experts, then ids >= E (out of range): an id's slot
+        # is clamp(id, -1, E) + 1, one pass on the device
         self._stride = experts + 2
         self._n = 2 * layers * self.ranks * self._stride
         self._buf = None           # torch int64 [n] on the routers' device, or a list
@@ -344,8 +346,9 @@ class RoutingRecorder:
 
     def record(self, layer, expert_ids, rank=None, stage="both", order="batch", batch=None):
         """Expert ids chosen by the tokens of one router call, shape [..., k]
-        (a tensor or nested lists; a 1-D sequence is one slot per token). Ids
-        outside [0, E) are counted as dropped slots. rank: the data-parallel
+        (a tensor or nested lists; a 1-D sequence is one slot per token). A
+        negative id is a slot the framework dropped; an id >= E is counted as
+        dropped too, and save() warns about it. rank: the data-parallel
         rank of these tokens (default: this process's, or the virtual_ranks
         split by sequence: order "batch" = tokens [b, s] batch-first,
         "sequence" = [s, b]; batch = sequences in the call, default the first
@@ -380,14 +383,14 @@ class RoutingRecorder:
         per = torch.zeros(R, S, dtype=torch.int64, device=buf.device)
         m = m.to(device=buf.device, dtype=torch.int64)
         if isinstance(r, int):
-            per[r, :E] += m.sum(0)
-            per[r, E] += self.top_k * n
+            per[r, 1:E + 1] += m.sum(0)
+            per[r, 0] += self.top_k * n
         else:
             r = r.to(buf.device)
-            per[:, :E].index_add_(0, r, m)
-            per[:, E].index_add_(0, r, torch.full((n,), self.top_k, dtype=torch.int64,
+            per[:, 1:E + 1].index_add_(0, r, m)
+            per[:, 0].index_add_(0, r, torch.full((n,), self.top_k, dtype=torch.int64,
                                                   device=buf.device))
-        per[:, E] -= per[:, :E].sum(1)
+        per[:, 0] -= per[:, 1:E + 1].sum(1)
         self._mark(stage)
         for s in _STAGES[stage]:
             base = (s * self.layers + layer) * R * S
@@ -414,7 +417,7 @@ class RoutingRecorder:
             buf = self._buffer(counts.device)
             c = counts.reshape(-1).to(device=buf.device, dtype=buf.dtype)
             for s in _STAGES[stage]:
-                base = ((s * self.layers + layer) * self.ranks + rank) * S
+                base = ((s * self.layers + layer) * self.ranks + rank) * S + 1
                 buf[base:base + E] += c
             total = tokens * self.top_k if tokens is not None else None
         else:
@@ -425,7 +428,7 @@ class RoutingRecorder:
                 raise ValueError("expert counts must be >= 0")
             buf = self._buffer(None)
             for s in _STAGES[stage]:
-                base = ((s * self.layers + layer) * self.ranks + rank) * S
+                base = ((s * self.layers + layer) * self.ranks + rank) * S + 1
                 for e, x in enumerate(c):
                     buf[base + e] += x
             total = sum(c)
@@ -505,22 +508,40 @@ class RoutingRecorder:
             ids = ids.to(buf.device, non_blocking=True)
         r = self._token_ranks(n, rank, order, batch, ids.device, default_batch)
         E, S, R = self.experts, self._stride, self.ranks
-        ids = ids.long()
-        drop = (ids < 0) | (ids == _INT64_MAX)
-        e = torch.where((ids >= 0) & (ids < E), ids,
-                        torch.where(drop, torch.full_like(ids, E), torch.full_like(ids, E + 1)))
-        row = r if isinstance(r, int) else r.view(-1, 1)
-        self._mark(stage)
-        parts = []
-        for s in _STAGES[stage]:
-            parts.append(((s * self.layers + layer) * R + row) * S + e)
-        idx = torch.cat([p.reshape(-1) for p in parts]) if len(parts) > 1 else parts[0].reshape(-1)
-        if buf.device.type == "cpu":
-            buf += torch.bincount(idx, minlength=self._n)
+        half = self.layers * R * S
+        # slot of each id within its (layer, rank) stride, plus that stride's
+        # start: 2 passes over the ids, then one count
+        idx = ids.clamp(-1, E)
+        if idx.dtype != torch.int64:
+            idx = idx.long()
+        if isinstance(r, int):
+            idx = idx + ((layer * R + r) * S + 1)
         else:
-            buf.index_add_(0, idx, torch.ones(1, dtype=torch.int64, device=buf.device)
-                           .expand(idx.numel()))
+            idx = idx + self._row_base(layer, r, n)
+        idx = idx.reshape(-1)
+        stages = _STAGES[stage]
+        self._mark(stage)
+        halves = buf.view(2, half)
+        if buf.device.type == "cpu":
+            c = torch.bincount(idx, minlength=half)
+            for st in stages:
+                halves[st] += c
+        else:
+            ones = torch.ones(1, dtype=torch.int64, device=buf.device).expand(idx.numel())
+            for st in stages:
+                halves[st].index_add_(0, idx, ones)
         self._count_tokens(layer, n, stage)
+
+    def _row_base(self, layer, r, n):
+        """[n, 1] start of each token's (layer, rank) stride (+1: the dropped
+        slot comes first), cached per (layer, ranks tensor)."""
+        key = ("base", layer, id(r))
+        v = self._rank_cache.get(key)
+        if v is None or v[0] is not r:
+            base = ((layer * self.ranks + r) * self._stride + 1).view(-1, 1)
+            v = (r, base)
+            self._rank_cache[key] = v
+        return v[1]
 
     def _record_list(self, layer, ids, rank, stage, order, batch):
         tokens, first = _list_tokens(ids)
@@ -548,7 +569,7 @@ class RoutingRecorder:
             else:
                 r = self.dp_rank
             for x in t:
-                e = x if 0 <= x < E else (E if x < 0 or x == _INT64_MAX else E + 1)
+                e = min(max(x, -1), E) + 1
                 for s in _STAGES[stage]:
                     buf[((s * self.layers + layer) * R + r) * S + e] += 1
         self._count_tokens(layer, n, stage)
@@ -556,17 +577,19 @@ class RoutingRecorder:
     # -- iterations ----------------------------------------------------------
     def step(self):
         """Closes the current iteration (call once per optimizer step): one
-        all-reduce over the processes, one transfer to the host."""
+        reduce onto rank 0 over the processes, one transfer to the host there."""
         buf = self._buf
         if self.dist_world > 1:
             buf = self._reduce(buf)
-        if buf is None:
+        if self.dist_rank != 0:
+            host = None
+        elif buf is None:
             host = array.array("q", bytes(8 * self._n))
         elif isinstance(buf, list):
             host = array.array("q", buf)
         else:
             host = array.array("q", buf.cpu().tolist())  # the iteration's one transfer
-        if len(host) > self._n:
+        if host is not None and len(host) > self._n:
             self.two_stage = self.two_stage or host[self._n] > 0
             del host[self._n:]
         if self.dist_rank == 0:
@@ -582,8 +605,9 @@ class RoutingRecorder:
         self._tokens = [0] * self.layers
 
     def _reduce(self, buf):
-        """Sums the buffers of all processes (one all-reduce). The last
-        element carries whether any process saw a router that drops."""
+        """Sums the buffers of all processes onto rank 0 (one reduce over
+        gather_group, which must hold global rank 0). The last element
+        carries whether any process saw a router that drops."""
         torch = _torch()
         import torch.distributed as dist
         dev = torch.device("cpu")
@@ -593,8 +617,8 @@ class RoutingRecorder:
         if buf is not None and self.contributes:
             t[:self._n] = buf if not isinstance(buf, list) else torch.tensor(buf)
         t[self._n] = 1 if self.two_stage else 0
-        dist.all_reduce(t, group=self.gather_group)
-        return t
+        dist.reduce(t, dst=0, group=self.gather_group)
+        return t if self.dist_rank == 0 else None
 
     def _stage_counts(self, stage):
         """Flat [I, L, R, E] counts of one stage, the slots marked dropped and
@@ -606,8 +630,8 @@ class RoutingRecorder:
         for it in self.iterations:
             part = it[stage * half:(stage + 1) * half]
             for j in range(L * R):
-                out.extend(part[j * S:j * S + E])
-                dropped += part[j * S + E]
+                out.extend(part[j * S + 1:j * S + E + 1])
+                dropped += part[j * S]
                 bad += part[j * S + E + 1]
         return out, dropped, bad
 
@@ -1081,6 +1105,8 @@ def _megatron_router(rec, router, layer):
         elif padded:
             _megatron_padded(rec, layer, probs, idx, E, b)
         else:
+            if capacity:  # INT64_MAX marks a dropped slot: -1 is the recorder's marker
+                idx = idx.masked_fill(idx == _INT64_MAX, -1)
             rec.record(layer, idx, stage="kept" if capacity else "both", order="sequence",
                        batch=b)
         if capacity and state["logits"] is not None:
@@ -1106,7 +1132,7 @@ def _megatron_padded(rec, layer, probs, idx, E, b):
         r = (tok % seqs) * rec.virtual_ranks // seqs
     else:
         r = torch.full_like(tok, rec.dp_rank)
-    e = torch.arange(E, device=buf.device).repeat_interleave(C)
+    e = torch.arange(1, E + 1, device=buf.device).repeat_interleave(C)
     base = (KEPT * rec.layers + layer) * rec.ranks
     buf.index_add_(0, (base + r) * rec._stride + e, real)
     rec._mark("kept")
