@@ -117,7 +117,7 @@ class FileFormat(unittest.TestCase):
     def test_ids_out_of_range_are_dropped_with_a_warning_never_raised(self):
         path = os.path.join(self.dir, "oor.npy")
         rec = fc.RoutingRecorder(path, layers=1, experts=3, top_k=2)
-        # 5 is out of range (a bug somewhere), -1 and INT64_MAX are drop markers
+        # 5 and 2**63 - 1 are out of range (a bug somewhere), -1 marks a dropped slot
         rec.record(0, [[0, 5], [1, -1], [2, 2**63 - 1]])
         rec.step()
         with warnings.catch_warnings(record=True) as w:
@@ -125,7 +125,7 @@ class FileFormat(unittest.TestCase):
             rec.save()
         self.assertEqual(read_npy_int32(path)[0][0][0], [1, 1, 1])
         msgs = [str(x.message) for x in w]
-        self.assertTrue(any("1 slots had expert ids outside [0, 3)" in m for m in msgs), msgs)
+        self.assertTrue(any("2 slots had expert ids outside [0, 3)" in m for m in msgs), msgs)
 
     def test_an_all_zero_or_partly_zero_trace_warns_at_save(self):
         path = os.path.join(self.dir, "z.npy")

@@ -6,7 +6,7 @@
    experts (issue 22 measured the old per-slot Python loop at 118 ms), with 1
    and 8 virtual ranks; median of N calls after a warm-up.
 2. A training step of a Mixtral-style model (HF transformers' MixtralForCausalLM
-   when it imports, 4 layers, d_model 256, 8 experts top-2, batch 8 x 256
+   when it imports, 4 layers, d_model 128, 8 experts top-2, batch 4 x 64
    tokens; else the same shape as plain PyTorch), forward + backward + Adam,
    with and without attach(model) + step(): the two interleaved in one
    process (A B A B ...), medians and their ratio, because the machine is
@@ -57,7 +57,7 @@ def model(dev):
     try:
         import transformers
         cfg = transformers.MixtralConfig(
-            vocab_size=1024, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+            vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
             num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,
             num_experts_per_tok=2, max_position_embeddings=512)
         net = transformers.MixtralForCausalLM(cfg).to(dev)
@@ -69,14 +69,14 @@ def model(dev):
     class Block(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.gate = torch.nn.Linear(256, 8, bias=False)
+            self.gate = torch.nn.Linear(128, 8, bias=False)
             self.experts = torch.nn.ModuleList(torch.nn.Sequential(
-                torch.nn.Linear(256, 512), torch.nn.SiLU(), torch.nn.Linear(512, 256))
+                torch.nn.Linear(128, 256), torch.nn.SiLU(), torch.nn.Linear(256, 128))
                 for _ in range(8))
             self.top_k = 2
 
         def forward(self, x):
-            flat = x.reshape(-1, 256)
+            flat = x.reshape(-1, 128)
             w, idx = torch.softmax(self.gate(flat), -1).topk(2, dim=-1)
             out = torch.zeros_like(flat)
             for j in range(2):
@@ -85,9 +85,9 @@ def model(dev):
                     out[m] += w[m, j:j + 1] * ex(flat[m])
             return x + out.view_as(x)
 
-    emb = torch.nn.Embedding(1024, 256)
+    emb = torch.nn.Embedding(1024, 128)
     blocks = torch.nn.Sequential(*[Block() for _ in range(4)])
-    head = torch.nn.Linear(256, 1024)
+    head = torch.nn.Linear(128, 1024)
     net = torch.nn.ModuleDict({"emb": emb, "blocks": blocks, "head": head}).to(dev)
 
     def loss(x):
@@ -99,8 +99,8 @@ def model(dev):
 def bench_step(dev, reps):
     net, what, loss_fn = model(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    x = torch.randint(0, 1024, (8, 256), device=dev)
-    rec = fc.attach(net, "/dev/null", virtual_ranks=8)
+    x = torch.randint(0, 1024, (4, 64), device=dev)
+    rec = fc.attach(net, "/dev/null", virtual_ranks=4)
     rec.detach()
 
     def step(hooked):
@@ -112,12 +112,25 @@ def bench_step(dev, reps):
         if hooked:
             rec.step()
 
-    # attach once; "off" = the recorder detached (no hooks at all)
+    # "off" = the recorder detached (no hooks at all); "on" = attached, with
+    # the time spent inside the recorder (its hooks' record calls and step())
+    # summed directly as well, which the noise of a shared machine does not hide
     timings = {True: [], False: []}
+    inside = []
     for i in range(2 * reps + 4):
         hooked = i % 2 == 0
         if hooked:
-            rec = fc.attach(net, "/dev/null", virtual_ranks=8)
+            rec = fc.attach(net, "/dev/null", virtual_ranks=4)
+            spent = [0.0]
+            for name in ("record", "step"):
+                def timed(*a, _f=getattr(rec, name), **kw):
+                    sync(dev)
+                    t = time.perf_counter()
+                    out = _f(*a, **kw)
+                    sync(dev)
+                    spent[0] += time.perf_counter() - t
+                    return out
+                setattr(rec, name, timed)
         sync(dev)
         t0 = time.perf_counter()
         if hooked and dev.type == "cuda":
@@ -137,8 +150,10 @@ def bench_step(dev, reps):
             rec.detach()
         if i >= 4:
             timings[hooked].append(dt)
+            if hooked:
+                inside.append(spent[0])
     on, off = statistics.median(timings[True]), statistics.median(timings[False])
-    return what, on * 1e3, off * 1e3
+    return what, on * 1e3, off * 1e3, statistics.median(inside) * 1e3
 
 
 def main():
@@ -151,15 +166,17 @@ def main():
           % (torch.__version__, torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
              torch.get_num_threads(), a.reps))
     rows = bench_record(dev, a.reps)
-    what, on, off = bench_step(dev, a.reps)
-    print("# model: %s, 4 layers, d_model 256, 8 experts top-2, batch 8 x 256 tokens, "
-          "8 virtual ranks, Adam" % what)
+    what, on, off, spent = bench_step(dev, a.reps)
+    print("# model: %s, 4 layers, d_model 128, 8 experts top-2, batch 4 x 64 tokens, "
+          "4 virtual ranks, Adam" % what)
     print("%-48s %12s" % ("measure", "value"))
     for name, ms in rows:
         print("%-48s %9.3f ms" % (name, ms))
     print("%-48s %9.1f ms" % ("training step, no recorder (median)", off))
     print("%-48s %9.1f ms" % ("training step, attach + step() (median)", on))
     print("%-48s %9.2f %%" % ("overhead (on / off - 1)", (on / off - 1) * 100))
+    print("%-48s %9.3f ms" % ("inside the recorder per step (median)", spent))
+    print("%-48s %9.3f %%" % ("inside the recorder / step without it", spent / off * 100))
 
 
 if __name__ == "__main__":

@@ -875,7 +875,9 @@ def _pre_batch(module, slot, axis):
 def _hf_sparse_block(rec, block, layer, k, E):
     """Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, PhiMoE-style blocks: `gate` is a
     Linear giving logits over flattened [B*T] tokens, batch-first; the router
-    takes the top-k of softmax(logits), the same experts as topk(logits)."""
+    takes the top-k of softmax(logits) in float32, done here the same way (not
+    topk(logits): values 1 ulp apart can tie after the softmax, and ties break
+    by position)."""
     slot = _Batch()
     rec._hooked(_pre_batch(block, slot, 0))
 
@@ -885,7 +887,8 @@ def _hf_sparse_block(rec, block, layer, k, E):
         ids = _int_tensor(output)
         if ids is None:
             logits = output[0] if isinstance(output, (tuple, list)) else output
-            ids = logits.detach().topk(k, dim=-1).indices
+            probs = _torch().softmax(logits.detach(), dim=-1, dtype=_torch().float)
+            ids = probs.topk(k, dim=-1).indices
         rec.record(layer, ids, batch=slot.batch)
 
     rec._hooked(block.gate.register_forward_hook(hook))
@@ -927,7 +930,8 @@ def _switch_router(rec, router, layer):
         if not rec.active(mod):
             return
         mask, _, logits = output[0], output[1], output[2]
-        rec.record(layer, logits.detach().argmax(-1, keepdim=True), stage="routed")
+        probs = _torch().softmax(logits.detach(), dim=-1)   # as the router does
+        rec.record(layer, probs.argmax(-1, keepdim=True), stage="routed")
         rec.record_mask(layer, mask, stage="kept")
 
     rec._hooked(router.register_forward_hook(hook))
