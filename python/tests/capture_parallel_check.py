@@ -1,6 +1,6 @@
 """flexmoe.capture under torch.distributed on gloo (CPU): several processes,
-one trace. Run as a script: capture_parallel_check.py LAYOUT OUT_DIR, with
-LAYOUT one of
+one trace. Run as a script: capture_parallel_check.py LAYOUT[,LAYOUT...] OUT_DIR
+(the layouts run one after the other in the same 4 processes), LAYOUT one of
   dp4      4 data-parallel processes (the world is the data-parallel group)
   tp2dp2   Megatron parallel_state with tensor parallel 2 x data parallel 2:
            both TP ranks route the same tokens, counted once, ranks = 2
@@ -70,9 +70,16 @@ def expected(dp_size):
     return out
 
 
-def worker(rank, world, layout, out_dir, port):
+def worker(rank, world, layouts, out_dir, port):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    for layout in layouts:
+        run_layout(rank, layout, out_dir)
+        dist.barrier()
+    dist.destroy_process_group()
+
+
+def run_layout(rank, layout, out_dir):
     import flexmoe.capture as fc
     dp_rank, stage, layers_here = rank, 0, [0, 1]
     if layout in ("tp2dp2", "pp2dp2"):
@@ -105,15 +112,17 @@ def worker(rank, world, layout, out_dir, port):
     if rank == 0:
         with open(os.path.join(out_dir, layout + ".json.expected"), "w") as f:
             json.dump({"ranks": rec.ranks, "counts": expected(rec.ranks).tolist()}, f)
-    dist.barrier()
-    dist.destroy_process_group()
+    if layout != "dp4":
+        from megatron.core import parallel_state as ps
+        dist.barrier()
+        ps.destroy_model_parallel()
 
 
 def main():
-    layout, out_dir = sys.argv[1], sys.argv[2]
+    layouts, out_dir = sys.argv[1].split(","), sys.argv[2]
     world = 4
     port = 31000 + os.getpid() % 2000
-    mp.spawn(worker, args=(world, layout, out_dir, port), nprocs=world, join=True)
+    mp.spawn(worker, args=(world, layouts, out_dir, port), nprocs=world, join=True)
     return 0
 
 

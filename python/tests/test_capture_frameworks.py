@@ -329,14 +329,17 @@ def test_megatron_core_router_and_moe_layer_exact_sequence_first():
 
 
 # ----------------------------------------------------------------- processes
-@pytest.mark.parametrize("layout", ["dp4", "tp2dp2", "pp2dp2"])
-def test_processes_on_gloo_make_one_trace_of_the_data_parallel_ranks(layout, tmp_path):
-    if layout != "dp4":
-        need("megatron.core")
-    p = run_script("capture_parallel_check.py", layout, tmp_path,
+def test_processes_on_gloo_make_one_trace_of_the_data_parallel_ranks(tmp_path):
+    """4 processes: data parallel 4, then tensor parallel 2 x data parallel 2,
+    then pipeline parallel 2 x data parallel 2 (Megatron parallel_state):
+    rank 0's trace == each data-parallel rank's routing computed alone."""
+    need("megatron.core")
+    layouts = ["dp4", "tp2dp2", "pp2dp2"]
+    p = run_script("capture_parallel_check.py", ",".join(layouts), tmp_path,
                    env={"PYTHONPATH": os.pathsep.join(sys.path)})
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
-    trace = np.load(tmp_path / (layout + ".npy"))
-    want = json.loads((tmp_path / (layout + ".json.expected")).read_text())
-    assert trace.shape[2] == want["ranks"] == (4 if layout == "dp4" else 2)
-    assert (trace == np.array(want["counts"])).all()
+    for layout in layouts:
+        trace = np.load(tmp_path / (layout + ".npy"))
+        want = json.loads((tmp_path / (layout + ".json.expected")).read_text())
+        assert trace.shape[2] == want["ranks"] == (4 if layout == "dp4" else 2), layout
+        assert (trace == np.array(want["counts"])).all(), layout
