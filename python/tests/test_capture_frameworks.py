@@ -283,6 +283,33 @@ def test_hf_trainer_callback_steps_once_per_optimizer_step(tmp_path):
     assert (trace.sum(axis=(2, 3)) == 2 * B * T * k).all()
 
 
+def test_step_with_follows_the_optimizer_and_detach_restores_it(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(DeepSeekStyleBlock(), DeepSeekStyleBlock())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    orig = opt.step
+    rec = fc.attach(net, str(tmp_path / "s.npy"))
+    rec.step_with(opt)
+    for _ in range(3):
+        for _ in range(2):                       # accumulation: one iteration per step
+            net(torch.randn(2, 3, 16)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    rec.detach()
+    assert opt.step == orig
+    assert np.array(rec.counts()).sum(axis=(1, 2, 3)).tolist() == [2 * 2 * 3 * 2 * 2] * 3
+
+
+def test_counts_cannot_be_split_into_virtual_ranks_and_say_so():
+    """Per-expert counts say nothing of which rank sent the tokens: refused
+    when the hook is attached, not silently put on rank 0."""
+    rec = fc.RoutingRecorder("/dev/null", layers=1, experts=4, top_k=1, virtual_ranks=2)
+    with pytest.raises(ValueError, match="virtual_ranks"):
+        fc.attach_counts(rec, torch.nn.Linear(4, 4), 0, lambda out: out.sum(0))
+    with pytest.raises(ValueError, match="virtual_ranks"):
+        rec.record_counts(0, [1, 0, 0, 0])
+
+
 # ----------------------------------------------------------------- DeepSpeed
 def deepspeed_versions():
     out = [("venv", None)]
