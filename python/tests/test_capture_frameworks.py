@@ -1,7 +1,7 @@
 """flexmoe.capture.attach on the frameworks people train with, each checked
 against the router's real choices on tiny random configs (no weights
 downloaded): HF transformers (Mixtral, Qwen2-MoE, SwitchTransformers, a
-DeepSeek-style gate module, the Trainer callback), DeepSpeed (the version in
+OLMoE, a DeepSeek-style gate module, the Trainer callback), DeepSpeed (the version in
 the venv and the oldest one, capture_deepspeed_check.py), Megatron-core
 (capture_megatron_check.py), and several processes on gloo (data parallel,
 tensor x data parallel, pipeline x data parallel: capture_parallel_check.py).
@@ -65,6 +65,12 @@ def tiny_hf(kind):
             num_attention_heads=2, num_key_value_heads=1, num_local_experts=4,
             num_experts_per_tok=2, max_position_embeddings=64)
         return transformers.MixtralForCausalLM(cfg), 4, 2
+    if kind == "olmoe":
+        cfg = transformers.OlmoeConfig(
+            vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=1, num_experts=6, num_experts_per_tok=2,
+            max_position_embeddings=64)
+        return transformers.OlmoeForCausalLM(cfg), 6, 2
     cfg = transformers.Qwen2MoeConfig(
         vocab_size=64, hidden_size=16, intermediate_size=32, moe_intermediate_size=8,
         shared_expert_intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
@@ -85,9 +91,9 @@ def expert_rows(blocks, store):
     return hs
 
 
-@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe"])
+@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe", "olmoe"])
 def test_hf_sparse_blocks_record_the_routers_choices_per_rank(kind, tmp_path):
-    """Mixtral / Qwen2-MoE with 2 virtual ranks, gradient checkpointing,
+    """Mixtral / Qwen2-MoE / OLMoE with 2 virtual ranks, gradient checkpointing,
     2 micro-batches per step and an eval pass: per step and layer the trace
     == the rows each expert received (counted once: the recomputation in
     backward is not), and per rank == the model run on that rank's half of
