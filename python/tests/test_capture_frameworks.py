@@ -205,7 +205,7 @@ class DeepSeekStyleGate(torch.nn.Module):
     """The interface of DeepSeek-V2/V3's MoEGate (their remote modeling code):
     group-limited top-k with a score bias, returning (topk_idx, topk_weight,
     aux_loss) for hidden states [B, T, d]. Not DeepSeek's code: a stand-in
-    with its output shape, since transformers 4.44 (the torch-1.13 pin) has
+    with its output shape, since transformers 4.45 (the torch-1.13 pin) has
     no DeepSeek model."""
 
     def __init__(self, d, E, k, groups=2, topk_groups=1):
