@@ -31,6 +31,15 @@ py=python3
 python3 -c 'import torch' 2>/dev/null || py=/usr/bin/python3
 "$py" -m venv --system-site-packages build-py/venv
 build-py/venv/bin/pip install -q --disable-pip-version-check -r python/tests/requirements.txt
+# The training frameworks flexmoe.capture is tested on (python/tests/
+# requirements-capture.txt says why these pins): DeepSpeed without its declared
+# deps (they would pull a CUDA torch) and built against Debian's torch, the
+# newest release in the venv and the oldest tested one in build-py/deepspeed-old.
+build-py/venv/bin/pip install -q --disable-pip-version-check -r python/tests/requirements-capture.txt
+build-py/venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation deepspeed==0.19.8
+[ -f build-py/deepspeed-old/deepspeed/__init__.py ] ||
+  build-py/venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+    --target build-py/deepspeed-old deepspeed==0.13.5
 build-py/venv/bin/pip install -q --disable-pip-version-check --no-build-isolation \
   --config-settings=build-dir="$PWD/build-py/wheel" .
 build-py/venv/bin/python -m pytest -q -rs -p no:cacheprovider python/tests

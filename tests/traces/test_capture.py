@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("FLEXMOE_SOURCE_ROOT", os.path.join(HERE, "..", ".."))
@@ -103,15 +104,54 @@ class FileFormat(unittest.TestCase):
         path = os.path.join(self.dir, "bad.npy")
         rec = fc.RoutingRecorder(path, layers=1, experts=3, top_k=1)
         with self.assertRaises(ValueError):
-            rec.record(0, [[5]])
-        with self.assertRaises(ValueError):
-            rec.record(3, [[0]])
+            rec.record(3, [[0]])  # a layer the recorder does not have: the caller's bug
         with self.assertRaises(ValueError):
             rec.save()  # no iteration
         with self.assertRaises(ValueError):
             fc.write_npy(path, [1, -2], (1, 1, 1, 2))
+        with self.assertRaises(ValueError):
+            fc.RoutingRecorder(path, layers=1, experts=3, top_k=4)
         self.assertFalse(os.path.exists(path))
         self.assertEqual([f for f in os.listdir(self.dir) if ".tmp." in f], [])
+
+    def test_ids_out_of_range_are_dropped_with_a_warning_never_raised(self):
+        path = os.path.join(self.dir, "oor.npy")
+        rec = fc.RoutingRecorder(path, layers=1, experts=3, top_k=2)
+        # 5 and 2**63 - 1 are out of range (a bug somewhere), -1 marks a dropped slot
+        rec.record(0, [[0, 5], [1, -1], [2, 2**63 - 1]])
+        rec.step()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            rec.save()
+        self.assertEqual(read_npy_int32(path)[0][0][0], [1, 1, 1])
+        msgs = [str(x.message) for x in w]
+        self.assertTrue(any("2 slots had expert ids outside [0, 3)" in m for m in msgs), msgs)
+
+    def test_an_all_zero_or_partly_zero_trace_warns_at_save(self):
+        path = os.path.join(self.dir, "z.npy")
+        rec = fc.RoutingRecorder(path, layers=2, experts=3, top_k=1, ranks=2)
+        rec.step()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            rec.save()
+        self.assertTrue(any("all zero" in str(x.message) for x in w), [str(x.message) for x in w])
+        rec.record(0, [[1]], rank=0)  # layer 1 and rank 1 of layer 0 record nothing
+        rec.step()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            rec.save()
+        msgs = [str(x.message) for x in w]
+        self.assertTrue(any("3 of 4 (iteration, layer) cells recorded no slot" in m
+                            for m in msgs), msgs)
+        self.assertTrue(any("1 (iteration, layer, rank) cells recorded no slot" in m
+                            for m in msgs), msgs)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            full = fc.RoutingRecorder(path, layers=1, experts=2, top_k=1, ranks=1)
+            full.record(0, [[0], [1]])
+            full.step()
+            full.save()
+        self.assertEqual([str(x.message) for x in w], [])
 
 
 def read_npy_int32(path):
