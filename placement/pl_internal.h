@@ -195,7 +195,7 @@ int pl_plan_take_copy(pl_plan *plan, const pl_placement *src);
 int pl_param_background(const pl_kv *kv, int nkv, int *out);
 
 #define PL_MONITOR_PARAMS(def_pred, def_alpha, def_window)                     \
-  {"predictor", def_pred, "load predictor: last, ewma or window"},             \
+  {"predictor", def_pred, "load predictor: last, ewma, window or auto (per layer the one of last, ewma and trend with the lowest recent error)"},             \
   {"alpha", def_alpha, "ewma weight of the newest iteration; 0.000001 to 1"},  \
   {"window", def_window, "window predictor: iterations averaged (0: the period if the policy has one, at most 100000, else 10); 0 to 100000"}
 
