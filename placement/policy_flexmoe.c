@@ -23,15 +23,30 @@
  *      `polish` greedy steps): the incremental greedy cannot cross the
  *      step in replica all-reduce that the first GPU with two replicated
  *      experts costs, a whole new replica budget can;
- *   3. the plan is issued only if the predicted gain over the horizon,
- *      (layer time now - layer time after) x horizon, exceeds the
- *      adjustment cost (the migration time of the plan's moves).
+ *   3. the plan is issued only if the predicted gain over its lifetime,
+ *      (layer time now - layer time after) x lifetime, exceeds the
+ *      adjustment cost of its moves;
+ *   4. the guard (guard=1) judges the plan once more on the last observed
+ *      counts routed and costed exactly (pl_route, pl_cost_layer): against
+ *      keeping the current placement and against the static layout, each
+ *      charged its moves over the lifetime; the cheapest wins.
+ * Migration (charge=1, issue 17): the plans of one iteration's layers share
+ * the links, so a plan pays what its moves add to the moves already issued
+ * this iteration (per-GPU bytes in s->acc, the worst GPU's time T): for
+ * background moves lin x T + max(0, T - free_us) with lin = all-to-all /
+ * iteration time (contention) and free_us = iteration - all-to-all (the
+ * link time that hides them), from the layers' last estimates; blocking
+ * moves pay T. The lifetime (lifetime > 0) is lifetime / the layer's change
+ * rate (EWMA of the total variation of consecutive load shares), at most
+ * horizon; charge=0, lifetime=0, guard=0 give the model of before.
  * Moves follow the common protocol (`background`, applied by the policy
  * handle: pl_internal.h PL_BACKGROUND_PARAM). The placement starts as the
  * static layout.
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
- * plus O(E G + G log E + (G S) log G) and a polish for the rebuild.
+ * plus O(E G + G log E + (G S) log G) and a polish for the rebuild, plus
+ * O(G E) for the guard's three routings (14 ms at 1,024 GPUs x 256 experts,
+ * bench_pl_speed).
  */
 #include <math.h>
 #include <string.h>
@@ -570,6 +585,32 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
   return PL_OK;
 }
 
+/* The load scenarios the planner minimises the mean cost over, *K of them:
+ * the last min(seen, scenarios) observed loads in ring order; with noise,
+ * the prediction and the prediction plus each of the last `noise`
+ * per-iteration changes (scenarios of the next load centred on the
+ * prediction with the spread routing has shown); else the prediction. */
+static const double *fx_scenarios(fx_state *s, int layer, const double *load, int *K) {
+  const pl_env *env = &s->env;
+  int k0 = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
+  const double *scen = k0 > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
+  *K = k0 < 2 ? 1 : k0;
+  if (s->noise && s->seen[layer] > s->noise) {
+    int R = s->noise + 1, E = env->experts;
+    int64_t t = s->seen[layer] - 1;
+    const double *h = s->nhist + (size_t)layer * R * E;
+    memcpy(s->nscen, load, sizeof(double) * (size_t)E);
+    for (int k = 1; k <= s->noise; k++) {
+      const double *a = h + (size_t)((t - k + 1) % R) * E, *b = h + (size_t)((t - k) % R) * E;
+      for (int e = 0; e < E; e++)
+        s->nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
+    }
+    scen = s->nscen;
+    *K = R;
+  }
+  return scen;
+}
+
 static int fx_plan(void *state, int iteration, int layer,
                    const pl_placement *current, const int64_t *upcoming,
                    pl_plan *plan) {
@@ -590,28 +631,8 @@ static int fx_plan(void *state, int iteration, int layer,
   int rc = pl_plan_take_copy(plan, current);
   if (rc)
     return rc;
-  /* scenarios: the last min(seen, scenarios) observed loads, in ring order
-   * (their mean cost is what is minimised); 1: the predictor's estimate */
-  int K = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
-  const double *scen = K > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
-  if (K < 2)
-    K = 1;
-  if (s->noise && s->seen[layer] > s->noise) {
-    /* the prediction, and the prediction plus each of the last `noise`
-     * per-iteration changes: scenarios of the next load centred on the
-     * prediction with the spread routing has shown */
-    int R = s->noise + 1, E = env->experts;
-    int64_t t = s->seen[layer] - 1;
-    const double *h = s->nhist + (size_t)layer * R * E;
-    memcpy(s->nscen, load, sizeof(double) * (size_t)E);
-    for (int k = 1; k <= s->noise; k++) {
-      const double *a = h + (size_t)((t - k + 1) % R) * E, *b = h + (size_t)((t - k) % R) * E;
-      for (int e = 0; e < E; e++)
-        s->nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
-    }
-    scen = s->nscen;
-    K = R;
-  }
+  int K;
+  const double *scen = fx_scenarios(s, layer, load, &K);
   s->life = fx_life(s, layer);
   pl_greedy g;
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile,
