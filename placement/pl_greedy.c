@@ -357,14 +357,23 @@ static void account(pl_greedy *g, int from, int to, int sign) {
   refresh_mig(g, to);
 }
 
-/* Where a new replica of e on `to` is copied from: same node first, then
- * the lowest GPU id (as pl_placement_diff does). */
+/* Where a new replica of e on `to` is copied from: a replica on the same
+ * node first, then the one sending the fewest bytes so far (ties: the lowest
+ * GPU id), as pl_placement_diff spreads copies over the old replicas. */
 static int copy_source(const pl_greedy *g, int e, int to) {
   const int *rep = g->p->rep + (size_t)e * g->G;
-  for (int i = 0; i < g->p->nrep[e]; i++)
-    if (node_of(g, rep[i]) == node_of(g, to))
-      return rep[i];
-  return rep[0];
+  int best = -1, near = 0;
+  int64_t best_out = 0;
+  for (int i = 0; i < g->p->nrep[e]; i++) {
+    int s = rep[i], same = node_of(g, s) == node_of(g, to);
+    int64_t out = g->mio[4 * (size_t)s] + g->mio[4 * (size_t)s + 2];
+    if (best < 0 || same > near || (same == near && out < best_out)) {
+      best = s;
+      near = same;
+      best_out = out;
+    }
+  }
+  return best;
 }
 
 typedef struct op {
@@ -493,6 +502,8 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->S = S;
   g->gpn = c->gpus_per_node;
   g->mig_weight = mig_weight;
+  g->mig_lin = 1.0;
+  g->mig_free_us = INFINITY;
   g->p = p;
   g->load = load;
   g->token_bytes = (double)pl_token_bytes(m);
@@ -620,6 +631,36 @@ double pl_greedy_migration_us(const pl_greedy *g) {
   return g->migt[pl_seg_top(&g->t_mig)];
 }
 
+double pl_greedy_alltoall_us(const pl_greedy *g) {
+  double sum = 0;
+  for (int k = 0; k < g->K; k++) {
+    const double *sa = g->sa2a + (size_t)k * g->G;
+    sum += 4.0 * sa[pl_seg_top(&g->t_sa2a[k])];
+  }
+  return sum / g->K;
+}
+
+void pl_greedy_set_migration(pl_greedy *g, const int64_t *base, double lin, double free_us) {
+  g->mig_lin = lin;
+  g->mig_free_us = free_us;
+  if (!base)
+    return;
+  for (int gpu = 0; gpu < g->G; gpu++) {
+    const int64_t *b = base + 4 * (size_t)gpu;
+    if (!(b[0] | b[1] | b[2] | b[3]))
+      continue;
+    for (int j = 0; j < 4; j++)
+      g->mio[4 * (size_t)gpu + j] += b[j];
+    refresh_mig(g, gpu);
+  }
+}
+
+/* The objective's migration term (before mig_weight). */
+static double mig_term(const pl_greedy *g) {
+  double t = pl_greedy_migration_us(g);
+  return g->mig_lin * t + fmax(0.0, t - g->mig_free_us);
+}
+
 /* The max-based layer time is flat while several GPUs are near the
  * maximum: no single step lowers it and a pure max objective stops there.
  * The spread term sum(t_g^2) / sum(t_g) over the GPUs' estimated times t_g
@@ -629,7 +670,7 @@ double pl_greedy_migration_us(const pl_greedy *g) {
  * the same quality, 0 is clearly worse at 64 GPUs). */
 double pl_greedy_objective(const pl_greedy *g) {
   double spread = g->sum_t > 0 ? (double)g->sq / ((double)g->sum_t * PL_TSCALE) : 0;
-  return pl_greedy_layer_us(g) + g->mig_weight * pl_greedy_migration_us(g) + PL_TIE * spread;
+  return pl_greedy_layer_us(g) + g->mig_weight * mig_term(g) + PL_TIE * spread;
 }
 
 double pl_greedy_balance(const pl_greedy *g) {

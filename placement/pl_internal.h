@@ -58,6 +58,10 @@ typedef struct pl_greedy {
   const pl_profile *prof;
   int E, G, S, gpn, K;
   double mig_weight; /* weight of the migration time in the objective */
+  /* migration time T enters the objective as mig_weight x (mig_lin x T +
+   * max(0, T - mig_free_us)): 1 and +inf (all of T) unless
+   * pl_greedy_set_migration says otherwise */
+  double mig_lin, mig_free_us;
   pl_placement *p;   /* edited in place, not owned */
   const double *load;/* [K*E] load scenarios, not owned */
   double token_bytes, grad_bytes;
@@ -107,6 +111,15 @@ double pl_greedy_objective(const pl_greedy *g);
 /* Estimated layer time alone, and the migration time of the moves so far. */
 double pl_greedy_layer_us(const pl_greedy *g);
 double pl_greedy_migration_us(const pl_greedy *g);
+/* The all-to-all part of pl_greedy_layer_us (4 passes, scenario mean). */
+double pl_greedy_alltoall_us(const pl_greedy *g);
+/* Migration as the engines charge background moves: bytes `base` ([4G]
+ * intra out/in, inter out/in per GPU, or NULL) already committed by other
+ * layers' plans of the same iteration count towards every GPU's move time
+ * T (the worst GPU's), and T costs lin x T (contention with the
+ * iteration's traffic) + max(0, T - free_us) (what the iteration cannot
+ * hide) in the objective, x mig_weight. O(G). */
+void pl_greedy_set_migration(pl_greedy *g, const int64_t *base, double lin, double free_us);
 /* max / mean estimated GPU load (1.0 when idle). */
 double pl_greedy_balance(const pl_greedy *g);
 /* Runs up to max_steps expand / shrink / migrate steps, each the best of its
@@ -182,7 +195,7 @@ int pl_plan_take_copy(pl_plan *plan, const pl_placement *src);
 int pl_param_background(const pl_kv *kv, int nkv, int *out);
 
 #define PL_MONITOR_PARAMS(def_pred, def_alpha, def_window)                     \
-  {"predictor", def_pred, "load predictor: last, ewma or window"},             \
+  {"predictor", def_pred, "load predictor: last, ewma, window or auto (per layer the one of last, ewma and trend with the lowest recent error)"},             \
   {"alpha", def_alpha, "ewma weight of the newest iteration; 0.000001 to 1"},  \
   {"window", def_window, "window predictor: iterations averaged (0: the period if the policy has one, at most 100000, else 10); 0 to 100000"}
 

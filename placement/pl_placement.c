@@ -185,13 +185,23 @@ int pl_placement_static(pl_placement *p) {
   return PL_OK;
 }
 
-/* Old replica to copy a new replica on `to` from: same node first, then the
- * lowest GPU id. */
-static int copy_source(const int *old, int nold, int to, int gpus_per_node) {
-  for (int i = 0; i < nold; i++)
-    if (old[i] / gpus_per_node == to / gpus_per_node)
-      return old[i];
-  return old[0];
+/* Old replica to copy a new replica on `to` from: one on the same node if
+ * there is one (the intra-node link is several times the NIC), else any;
+ * among those, the one that sends the fewest copies of this diff so far
+ * (`sent`, per GPU), ties to the lowest GPU id. Spreading the copies over
+ * the old replicas matters at scale: a hot expert replicated to 50 GPUs from
+ * one owner puts 50 copies on that owner's NIC, while its 16 old replicas
+ * can each send 3 or 4; the engines charge every move on its `from` link. */
+static int copy_source(const int *old, int nold, int to, int gpus_per_node, const int *sent) {
+  int best = -1, near = 0;
+  for (int i = 0; i < nold; i++) {
+    int g = old[i], same = g / gpus_per_node == to / gpus_per_node;
+    if (best < 0 || same > near || (same == near && sent[g] < sent[best])) {
+      best = g;
+      near = same;
+    }
+  }
+  return best;
 }
 
 /* Appends one move. Written field by field over zeroed bytes, so the
@@ -218,9 +228,10 @@ int pl_placement_diff(const pl_placement *old, const pl_placement *new_,
   if (!old || !new_ || !nmoves || !same_dims(old, new_) || gpus_per_node < 1)
     return PL_EINVAL;
   int G = old->gpus, n = 0;
-  int *add = pl_malloc((size_t)G * 2 * sizeof(int)), *rem = add + G;
+  int *add = pl_malloc((size_t)G * 3 * sizeof(int)), *rem = add + G, *sent = rem + G;
   if (!add)
     return PL_ENOMEM;
+  memset(sent, 0, (size_t)G * sizeof(int));
   for (int e = 0; e < old->experts; e++) {
     const int *o = old->rep + (size_t)e * G, *w = new_->rep + (size_t)e * G;
     int no = old->nrep[e], nw = new_->nrep[e], nadd = 0, nrem = 0;
@@ -241,9 +252,11 @@ int pl_placement_diff(const pl_placement *old, const pl_placement *new_,
     int pairs = nadd < nrem ? nadd : nrem;
     for (int k = 0; k < pairs; k++)
       emit(moves, &n, layer, e, rem[k], add[k], PL_MOVE_MIGRATE, expert_bytes);
-    for (int k = pairs; k < nadd; k++)
-      emit(moves, &n, layer, e, copy_source(o, no, add[k], gpus_per_node), add[k],
-           PL_MOVE_REPLICATE, expert_bytes);
+    for (int k = pairs; k < nadd; k++) {
+      int src = copy_source(o, no, add[k], gpus_per_node, sent);
+      sent[src]++;
+      emit(moves, &n, layer, e, src, add[k], PL_MOVE_REPLICATE, expert_bytes);
+    }
     for (int k = pairs; k < nrem; k++)
       emit(moves, &n, layer, e, rem[k], -1, PL_MOVE_DROP, 0);
   }

@@ -23,15 +23,30 @@
  *      `polish` greedy steps): the incremental greedy cannot cross the
  *      step in replica all-reduce that the first GPU with two replicated
  *      experts costs, a whole new replica budget can;
- *   3. the plan is issued only if the predicted gain over the horizon,
- *      (layer time now - layer time after) x horizon, exceeds the
- *      adjustment cost (the migration time of the plan's moves).
+ *   3. the plan is issued only if the predicted gain over its lifetime,
+ *      (layer time now - layer time after) x lifetime, exceeds the
+ *      adjustment cost of its moves;
+ *   4. the guard (guard=1) judges the plan once more on the last observed
+ *      counts routed and costed exactly (pl_route, pl_cost_layer): against
+ *      keeping the current placement and against the static layout, each
+ *      charged its moves over the lifetime; the cheapest wins.
+ * Migration (charge=1, issue 17): the plans of one iteration's layers share
+ * the links, so a plan pays what its moves add to the moves already issued
+ * this iteration (per-GPU bytes in s->acc, the worst GPU's time T): for
+ * background moves lin x T + max(0, T - free_us) with lin = all-to-all /
+ * iteration time (contention) and free_us = iteration - all-to-all (the
+ * link time that hides them), from the layers' last estimates; blocking
+ * moves pay T. The lifetime (lifetime > 0) is lifetime / the layer's change
+ * rate (EWMA of the total variation of consecutive load shares), at most
+ * horizon; charge=0, lifetime=0, guard=0 give the model of before.
  * Moves follow the common protocol (`background`, applied by the policy
  * handle: pl_internal.h PL_BACKGROUND_PARAM). The placement starts as the
  * static layout.
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
- * plus O(E G + G log E + (G S) log G) and a polish for the rebuild.
+ * plus O(E G + G log E + (G S) log G) and a polish for the rebuild, plus
+ * O(G E) for the guard's three routings (14 ms at 1,024 GPUs x 256 experts,
+ * bench_pl_speed).
  */
 #include <math.h>
 #include <string.h>
@@ -44,6 +59,8 @@ typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
   int slots, max_steps, interval, scenarios, restart, rebuild, polish, noise;
+  int charge, background, guard;
+  double lifetime; /* lifetime = this / change rate, at most horizon (0: horizon) */
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
   double *nscen; /* noise: [(noise+1)*E] scenarios of the next load */
   pl_monitor mon;
@@ -54,6 +71,17 @@ typedef struct fx_state {
   double *gload; /* [G] */
   double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
   int64_t *seen; /* [layers] observations */
+  /* charge=1: the iteration's committed moves and the window that hides them */
+  int64_t *acc;    /* [4G] bytes of this iteration's issued plans, per GPU (pl_greedy) */
+  int acc_it;      /* the iteration acc belongs to */
+  double acc_us;   /* worst GPU's time for acc's bytes alone */
+  double *lay_us, *lay_a2a; /* [layers] last estimated layer time, its all-to-all (-1: none) */
+  double *prev, *chg; /* [layers][E] last observed loads; [layers] EWMA of the change */
+  /* the plan being made: its lifetime, and migration time T costing
+   * lin x T + max(0, T - free_us) (charge=1; else 1 x T) */
+  double life, lin, free_us;
+  int64_t *lastc;  /* guard: [layers][G*E] the last observed counts */
+  pl_routing r;    /* guard: routing scratch */
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -71,6 +99,11 @@ static void fx_fini(void *state) {
   pl_free(s->per);
   pl_free(s->gk);
   pl_free(s->io);
+  pl_free(s->acc);
+  pl_free(s->lay_us);
+  pl_free(s->prev);
+  pl_free(s->lastc);
+  pl_routing_fini(&s->r);
   pl_placement_fini(&s->alt);
   pl_free(s);
 }
@@ -92,6 +125,10 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "rebuild", 1, 0, 1 << 30, &s->rebuild)) ||
       (rc = pl_kv_int(kv, nkv, "polish", 8, 0, 1 << 30, &s->polish)) ||
       (rc = pl_kv_int(kv, nkv, "noise", 0, 0, 32, &s->noise)) ||
+      (rc = pl_kv_int(kv, nkv, "charge", 1, 0, 1, &s->charge)) ||
+      (rc = pl_kv_double(kv, nkv, "lifetime", 0.5, 0, 1e9, &s->lifetime)) ||
+      (rc = pl_param_background(kv, nkv, &s->background)) ||
+      (rc = pl_kv_int(kv, nkv, "guard", 1, 0, 1, &s->guard)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -109,7 +146,16 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   }
   if (s->restart < 0) /* auto: where a second greedy run is cheap */
     s->restart = (int64_t)env->cluster.gpus * env->experts <= 65536;
-  if ((s->restart || s->rebuild) &&
+  if (s->guard) {
+    s->lastc = pl_calloc((size_t)env->layers * env->cluster.gpus * env->experts, sizeof(int64_t));
+    if (!s->lastc) {
+      rc = PL_ENOMEM;
+      goto fail;
+    }
+    if ((rc = pl_routing_init(&s->r, env->cluster.gpus, env->experts, 0)) != 0)
+      goto fail;
+  }
+  if ((s->restart || s->rebuild || s->guard) &&
       (rc = pl_placement_init(&s->alt, env->experts, env->cluster.gpus, env->cluster.slots)))
     goto fail;
   s->need = pl_calloc((size_t)env->experts, sizeof(int));
@@ -117,10 +163,19 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->per = pl_calloc((size_t)env->experts, sizeof(double));
   s->gk = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->io = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(double));
-  if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk || !s->io) {
+  s->acc = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(int64_t));
+  s->lay_us = pl_calloc((size_t)env->layers * 3, sizeof(double));
+  s->prev = pl_calloc((size_t)env->layers * env->experts, sizeof(double));
+  if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk || !s->io ||
+      !s->acc || !s->lay_us || !s->prev) {
     rc = PL_ENOMEM;
     goto fail;
   }
+  s->lay_a2a = s->lay_us + env->layers;
+  s->chg = s->lay_a2a + env->layers;
+  for (int l = 0; l < env->layers; l++)
+    s->lay_us[l] = s->lay_a2a[l] = -1;
+  s->acc_it = -1;
   for (int l = 0; l < env->layers; l++)
     if ((rc = pl_placement_static(&initial[l])) != 0)
       goto fail;
@@ -140,6 +195,22 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
   int E = s->env.experts, G = s->env.cluster.gpus;
   double *row = s->hist + ((size_t)layer * s->scenarios + (size_t)(s->seen[layer] % s->scenarios)) * E;
   pl_sum_sources(counts, G, E, row);
+  /* the change rate: total variation between the last two observations'
+   * load shares, an EWMA (weight 0.2) over iterations */
+  double *pv = s->prev + (size_t)layer * E, ta = 0, tb = 0, tv = 0;
+  for (int e = 0; e < E; e++) {
+    ta += row[e];
+    tb += pv[e];
+  }
+  if (s->seen[layer] > 0 && ta > 0 && tb > 0) {
+    for (int e = 0; e < E; e++)
+      tv += fabs(row[e] / ta - pv[e] / tb);
+    tv *= 0.5;
+    s->chg[layer] = s->seen[layer] == 1 ? tv : 0.8 * s->chg[layer] + 0.2 * tv;
+  }
+  memcpy(pv, row, sizeof(double) * (size_t)E);
+  if (s->guard)
+    memcpy(s->lastc + (size_t)layer * G * E, counts, sizeof(int64_t) * (size_t)G * E);
   if (s->noise) {
     int R = s->noise + 1;
     double *nrow = s->nhist + ((size_t)layer * R + (size_t)(s->seen[layer] % R)) * E;
@@ -153,7 +224,7 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
  * move thousands of copies at 1,024 GPUs): the same per-GPU sums, each
  * accumulated over the moves in the same order, the same formula: the same
  * bits. */
-static double moves_us(fx_state *s, const pl_move *moves, int nmoves) {
+static double moves_us(fx_state *s, const pl_move *moves, int nmoves, const int64_t *base) {
   const pl_cluster *c = &s->env.cluster;
   double *io = s->io, worst = 0;
   for (int k = 0; k < nmoves; k++) {
@@ -173,13 +244,94 @@ static double moves_us(fx_state *s, const pl_move *moves, int nmoves) {
       double *v = io + 4 * (size_t)gs[i];
       if (v[0] + v[1] + v[2] + v[3] == 0)
         continue; /* seen already */
+      if (base)
+        for (int j = 0; j < 4; j++)
+          v[j] += (double)base[4 * (size_t)gs[i] + j];
       double t = fmax(v[0], v[1]) / c->intra_Bps + fmax(v[2], v[3]) / (c->inter_Bps / c->oversub);
       t += (v[0] + v[1] > 0 ? c->intra_lat_s : 0) + (v[2] + v[3] > 0 ? c->inter_lat_s : 0);
       worst = fmax(worst, t);
       v[0] = v[1] = v[2] = v[3] = 0;
     }
   }
-  return worst * 1e6;
+  /* GPUs with committed bytes only keep their time (s->acc_us) */
+  return base ? fmax(worst * 1e6, s->acc_us) : worst * 1e6;
+}
+
+/* What moves lasting t_us (the worst GPU, this iteration's committed moves
+ * included) cost the iteration: with charge=0 all of it (amortised by the
+ * caller); with charge=1 as the engines charge them: blocking moves all of
+ * it, background ones the share that slows the iteration's traffic (lin)
+ * and what the iteration cannot hide (beyond free_us). */
+static double mig_cost(const fx_state *s, double t_us) {
+  return s->lin * t_us + fmax(0.0, t_us - s->free_us);
+}
+
+/* The cost of a plan's moves lasting t_us with the committed ones: the
+ * increase over the committed moves alone (charge=1), or t_us (charge=0). */
+static double mig_marginal(const fx_state *s, double t_us) {
+  return s->charge ? mig_cost(s, t_us) - mig_cost(s, s->acc_us) : t_us;
+}
+
+/* The plan's lifetime for `layer`: horizon, or with lifetime > 0,
+ * lifetime / (the layer's change rate: EWMA of the total variation between
+ * consecutive load shares), within [1, horizon]. */
+static double fx_life(const fx_state *s, int layer) {
+  double c = s->chg[layer];
+  if (!(s->lifetime > 0) || !(c > 0))
+    return s->horizon;
+  return fmin(s->horizon, fmax(1.0, s->lifetime / c));
+}
+
+/* Sets s->lin and s->free_us for a plan of `layer`: the iteration time W
+ * and its all-to-all A from the layers' last estimates (a layer not yet
+ * estimated counts as the mean of those that are); background moves have
+ * W - A of link time to themselves and slow the traffic they share the
+ * links with in proportion A / W. Blocking moves: all of their time. */
+static void fx_window(fx_state *s) {
+  int L = s->env.layers, known = 0;
+  double w = 0, a = 0;
+  for (int l = 0; l < L; l++)
+    if (s->lay_us[l] >= 0) {
+      w += s->lay_us[l];
+      a += s->lay_a2a[l];
+      known++;
+    }
+  if (!s->charge || !s->background || known == 0 || !(w > 0)) {
+    s->lin = 1.0;
+    s->free_us = INFINITY;
+    return;
+  }
+  w *= (double)L / known;
+  a *= (double)L / known;
+  s->lin = a / w;
+  s->free_us = w - a;
+}
+
+/* Adds the moves of an issued plan (current -> next) to the iteration's
+ * committed bytes. */
+static int fx_commit(fx_state *s, int layer, const pl_placement *current,
+                     const pl_placement *next) {
+  const pl_env *env = &s->env;
+  const pl_cluster *c = &env->cluster;
+  int n = 0, rc;
+  int64_t bytes = pl_expert_move_bytes(&env->model);
+  if ((rc = pl_placement_diff(current, next, layer, c->gpus_per_node, bytes, NULL, &n)) != 0)
+    return rc;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  if ((rc = pl_placement_diff(current, next, layer, c->gpus_per_node, bytes, mv, &n)) == 0) {
+    s->acc_us = moves_us(s, mv, n, s->acc);
+    for (int k = 0; k < n; k++) {
+      if (mv[k].to < 0 || mv[k].bytes <= 0)
+        continue;
+      int inter = pl_cluster_node(c, mv[k].from) != pl_cluster_node(c, mv[k].to);
+      s->acc[4 * (size_t)mv[k].from + 2 * inter] += mv[k].bytes;
+      s->acc[4 * (size_t)mv[k].to + 2 * inter + 1] += mv[k].bytes;
+    }
+  }
+  pl_free(mv);
+  return rc;
 }
 
 /* Charges candidate s->alt (its estimated layer time layer_us) the
@@ -188,7 +340,7 @@ static double moves_us(fx_state *s, const pl_move *moves, int nmoves) {
 static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                            double layer_us, double *after, double *adjust, int *steps) {
   const pl_env *env = &s->env;
-  if (!(layer_us < *after + *adjust / s->horizon))
+  if (!(layer_us < *after + *adjust / s->life))
     return PL_OK; /* loses even if its moves were free */
   int n = 0, gpn = env->cluster.gpus_per_node, rc;
   int64_t bytes = pl_expert_move_bytes(&env->model);
@@ -198,11 +350,11 @@ static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, 
   if (!mv)
     return PL_ENOMEM;
   rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
-  double mig = rc ? 0 : moves_us(s, mv, n);
+  double mig = rc ? 0 : mig_marginal(s, moves_us(s, mv, n, s->charge ? s->acc : NULL));
   pl_free(mv);
   if (rc)
     return rc;
-  if (layer_us + mig / s->horizon < *after + *adjust / s->horizon) {
+  if (layer_us + mig / s->life < *after + *adjust / s->life) {
     if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
       return rc;
     *after = layer_us;
@@ -350,8 +502,10 @@ static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_p
     return rc;
   pl_greedy g;
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
-                           s->slots, 1.0 / s->horizon)) != 0)
+                           s->slots, 1.0 / s->life)) != 0)
     return rc;
+  if (s->charge)
+    pl_greedy_set_migration(&g, s->acc, s->lin, s->free_us);
   rc = pl_greedy_run(&g, s->polish);
   double layer_us = pl_greedy_layer_us(&g);
   pl_greedy_fini(&g);
@@ -360,31 +514,88 @@ static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_p
   return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
 }
 
-static int fx_plan(void *state, int iteration, int layer,
-                   const pl_placement *current, const int64_t *upcoming,
-                   pl_plan *plan) {
-  (void)upcoming;
-  fx_state *s = state;
+/* Layer time of p for the counts last observed for `layer`, routed as the
+ * engines route them (pl_route: locality first, per source GPU) and costed
+ * by pl_cost_layer: the guard's judge, free of the planner's assumptions
+ * (loads split evenly over replicas, sources uniform). */
+static int exact_us(fx_state *s, int layer, const pl_placement *p, double *us) {
   const pl_env *env = &s->env;
-  plan->changed = 0;
-  const double *load = pl_monitor_estimate(&s->mon, layer);
-  if (iteration == 0 || iteration % s->interval != 0 || !load)
-    return PL_OK;
-  if (!(pl_even_balance(current, load, s->gload) > s->threshold))
-    return PL_OK;
-  int rc = pl_plan_take_copy(plan, current);
-  if (rc)
+  const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
+  pl_cost cost;
+  int rc = pl_route(p, &env->cluster, c, -1, &s->r);
+  if (!rc)
+    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
+  if (!rc)
+    *us = cost.total_us;
+  return rc;
+}
+
+/* The marginal migration cost (mig_marginal) of current -> next. */
+static int plan_mig(fx_state *s, int layer, const pl_placement *current,
+                    const pl_placement *next, double *out) {
+  const pl_env *env = &s->env;
+  int n = 0, gpn = env->cluster.gpus_per_node, rc;
+  int64_t bytes = pl_expert_move_bytes(&env->model);
+  if ((rc = pl_placement_diff(current, next, layer, gpn, bytes, NULL, &n)) != 0)
     return rc;
-  /* scenarios: the last min(seen, scenarios) observed loads, in ring order
-   * (their mean cost is what is minimised); 1: the predictor's estimate */
-  int K = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
-  const double *scen = K > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
-  if (K < 2)
-    K = 1;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  rc = pl_placement_diff(current, next, layer, gpn, bytes, mv, &n);
+  if (!rc)
+    *out = mig_marginal(s, moves_us(s, mv, n, s->charge ? s->acc : NULL));
+  pl_free(mv);
+  return rc;
+}
+
+/*
+ * The guard: the plan (plan->changed) against keeping the current placement
+ * and against going back to the static layout, each judged by exact_us on
+ * the last observed counts and charged its migration over the plan's
+ * lifetime; the cheapest wins (the current placement on ties). A plan the
+ * greedy's model liked but the real routing does not is dropped, and a
+ * layer whose placement has become worse than static returns to it.
+ */
+static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                    double adjust) {
+  double cur, best, st, mig;
+  int rc;
+  if ((rc = exact_us(s, layer, current, &cur)) != 0)
+    return rc;
+  best = cur;
+  if (plan->changed) {
+    double nw;
+    if ((rc = exact_us(s, layer, &plan->placement, &nw)) != 0)
+      return rc;
+    if (nw + adjust / s->life < best)
+      best = nw + adjust / s->life;
+    else
+      plan->changed = 0;
+  }
+  if ((rc = pl_placement_static(&s->alt)) != 0 || pl_placement_equal(&s->alt, current))
+    return rc;
+  if ((rc = exact_us(s, layer, &s->alt, &st)) != 0 ||
+      (rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0)
+    return rc;
+  if (st + mig / s->life < best) {
+    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
+      return rc;
+    plan->changed = 1;
+  }
+  return PL_OK;
+}
+
+/* The load scenarios the planner minimises the mean cost over, *K of them:
+ * the last min(seen, scenarios) observed loads in ring order; with noise,
+ * the prediction and the prediction plus each of the last `noise`
+ * per-iteration changes (scenarios of the next load centred on the
+ * prediction with the spread routing has shown); else the prediction. */
+static const double *fx_scenarios(fx_state *s, int layer, const double *load, int *K) {
+  const pl_env *env = &s->env;
+  int k0 = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
+  const double *scen = k0 > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
+  *K = k0 < 2 ? 1 : k0;
   if (s->noise && s->seen[layer] > s->noise) {
-    /* the prediction, and the prediction plus each of the last `noise`
-     * per-iteration changes: scenarios of the next load centred on the
-     * prediction with the spread routing has shown */
     int R = s->noise + 1, E = env->experts;
     int64_t t = s->seen[layer] - 1;
     const double *h = s->nhist + (size_t)layer * R * E;
@@ -395,15 +606,46 @@ static int fx_plan(void *state, int iteration, int layer,
         s->nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
     }
     scen = s->nscen;
-    K = R;
+    *K = R;
   }
+  return scen;
+}
+
+static int fx_plan(void *state, int iteration, int layer,
+                   const pl_placement *current, const int64_t *upcoming,
+                   pl_plan *plan) {
+  (void)upcoming;
+  fx_state *s = state;
+  const pl_env *env = &s->env;
+  plan->changed = 0;
+  if (iteration != s->acc_it) {
+    memset(s->acc, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
+    s->acc_us = 0;
+    s->acc_it = iteration;
+  }
+  const double *load = pl_monitor_estimate(&s->mon, layer);
+  if (iteration == 0 || iteration % s->interval != 0 || !load)
+    return PL_OK;
+  if (!(pl_even_balance(current, load, s->gload) > s->threshold))
+    return PL_OK;
+  int rc = pl_plan_take_copy(plan, current);
+  if (rc)
+    return rc;
+  int K;
+  const double *scen = fx_scenarios(s, layer, load, &K);
+  s->life = fx_life(s, layer);
   pl_greedy g;
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile,
-                           &plan->placement, scen, K, s->slots, 1.0 / s->horizon)) != 0)
+                           &plan->placement, scen, K, s->slots, 1.0 / s->life)) != 0)
     return rc;
   double before = pl_greedy_layer_us(&g);
+  s->lay_us[layer] = before;
+  s->lay_a2a[layer] = pl_greedy_alltoall_us(&g);
+  fx_window(s);
+  if (s->charge)
+    pl_greedy_set_migration(&g, s->acc, s->lin, s->free_us);
   rc = pl_greedy_run(&g, s->max_steps);
-  double after = pl_greedy_layer_us(&g), adjust = pl_greedy_migration_us(&g);
+  double after = pl_greedy_layer_us(&g), adjust = mig_marginal(s, pl_greedy_migration_us(&g));
   int steps = g.steps;
   pl_greedy_fini(&g);
   if (rc)
@@ -428,8 +670,12 @@ static int fx_plan(void *state, int iteration, int layer,
                           &steps)) != 0)
       return rc;
   }
-  if (steps > 0 && (before - after) * s->horizon > adjust)
+  if (steps > 0 && (before - after) * s->life > adjust)
     plan->changed = !pl_placement_equal(&plan->placement, current);
+  if (s->guard && s->seen[layer] > 0 && (rc = fx_guard(s, layer, current, plan, adjust)) != 0)
+    return rc;
+  if (plan->changed && s->charge && (rc = fx_commit(s, layer, current, &plan->placement)) != 0)
+    return rc;
   return PL_OK;
 }
 
@@ -446,6 +692,10 @@ static const pl_param_desc fx_params[] = {
     {"polish", "8", "greedy steps that polish the rebuild candidate before it is costed; 0 to 1073741824"},
     {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off); 0 to 32"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
+    /* appended (issue 17): parameters keep their order, canonical specs stay */
+    {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime; 0: off; 0 to 1"},
+    {"charge", "1", "1: moves cost what the engines charge (the iteration's moves of all layers together; background: contention with its traffic and what it cannot hide); 0: a layer's own move time / horizon; 0 to 1"},
+    {"lifetime", "0.5", "a plan lasts this / the layer's recent change rate (total variation of the load shares per iteration) iterations, at most horizon (0: horizon); 0 to 1000000000"},
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_flexmoe_ops = {

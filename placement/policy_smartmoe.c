@@ -172,7 +172,7 @@ static const pl_param_desc sm_params[] = {
      "--dynamic-freq 10); 1 to 1073741824"},
     {"slots", "0", "experts per GPU (0: ceil(E/G), the static layout's memory); 0 or ceil(E/G) to the GPU's slots"},
     PL_BACKGROUND_PARAM,
-    {"predictor", "window", "load predictor: last, ewma or window"},
+    {"predictor", "window", "load predictor: last, ewma, window or auto (per layer the one of last, ewma and trend with the lowest recent error)"},
     {"alpha", "0.5", "ewma weight of the newest iteration; 0.000001 to 1"},
     {"window", PL_STR(SM_WINDOW),
      "window predictor: the last N iterations averaged (0 or absent: 2, or the period if "

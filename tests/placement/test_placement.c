@@ -147,3 +147,37 @@ Test(placement, diff_pairs_a_moved_replica_as_one_migration) {
   pl_placement_fini(&a);
   pl_placement_fini(&b);
 }
+
+/* Replicates spread their copies over the old replicas: one expert on GPUs
+ * 0 and 4 (nodes of 4 GPUs) gains copies on 8..15 (other nodes): each old
+ * replica sends 4, not GPU 0 all 8; a new copy on GPU 5 comes from GPU 4,
+ * its node. Independent count: per source, the moves naming it. */
+Test(placement, diff_spreads_a_replicates_copies_over_the_old_replicas) {
+  pl_placement a, b;
+  cr_assert_eq(pl_placement_init(&a, 1, 16, 1), PL_OK);
+  cr_assert_eq(pl_placement_init(&b, 1, 16, 1), PL_OK);
+  pl_placement_add(&a, 0, 0);
+  pl_placement_add(&a, 0, 4);
+  pl_placement_add(&b, 0, 0);
+  pl_placement_add(&b, 0, 4);
+  pl_placement_add(&b, 0, 5);
+  for (int g = 8; g < 16; g++)
+    pl_placement_add(&b, 0, g);
+  pl_move m[16];
+  int n = 0, from0 = 0, from4 = 0;
+  cr_assert_eq(pl_placement_diff(&a, &b, 0, 4, 10, m, &n), PL_OK);
+  cr_assert_eq(n, 9);
+  for (int k = 0; k < n; k++) {
+    cr_assert_eq(m[k].kind, PL_MOVE_REPLICATE);
+    if (m[k].to == 5)
+      cr_assert_eq(m[k].from, 4, "the copy on GPU 5 comes from its node's GPU 4");
+    else if (m[k].from == 0)
+      from0++;
+    else if (m[k].from == 4)
+      from4++;
+  }
+  cr_assert_eq(from0 + from4, 8);
+  cr_assert(from0 <= 5 && from4 <= 5, "GPU 0 sends %d copies, GPU 4 %d", from0, from4);
+  pl_placement_fini(&a);
+  pl_placement_fini(&b);
+}

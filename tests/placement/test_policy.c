@@ -95,7 +95,9 @@ Test(policy, canonical_spec_fills_defaults) {
 
 /* flexmoe:k=000...v,... with every numeric parameter in the policy's order,
  * each numeric value padded by leading zeros to `width` bytes (the same
- * number), window = `last`: canonical as given. Returns the spec's length. */
+ * number), window = `last`: canonical as given, followed by the parameters
+ * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
@@ -132,7 +134,10 @@ Test(policy, long_specs_are_kept_whole_or_refused_naming_the_limit) {
   cr_assert_leq(na, PL_SPEC_MAX);
   cr_assert_eq(pl_policy_create(&a, sa, &env, err, sizeof err), PL_OK, "%s", err);
   cr_assert_eq(pl_policy_create(&b, sb, &env, err, sizeof err), PL_OK, "%s", err);
-  /* every parameter given in the policy's order: canonical = as given */
+  /* every parameter up to window given in the policy's order: canonical = as
+   * given, then the appended ones at their defaults */
+  strcat(sa, FX_APPENDED);
+  strcat(sb, FX_APPENDED);
   cr_assert_str_eq(pl_policy_spec(a), sa);
   cr_assert_str_eq(pl_policy_spec(b), sb);
   cr_assert_str_neq(pl_policy_spec(a), pl_policy_spec(b));
@@ -158,8 +163,9 @@ Test(policy, long_specs_are_kept_whole_or_refused_naming_the_limit) {
    * parameters): every flexmoe parameter at its longest value */
   char c[1300];
   size_t nc = long_flexmoe_spec(c, sizeof c, 63, "10");
-  cr_assert_leq(nc, PL_SPEC_MAX, "%zu", nc);
+  cr_assert_leq(nc + strlen(FX_APPENDED), PL_SPEC_MAX, "%zu", nc);
   cr_assert_eq(pl_policy_create(&a, c, &env, err, sizeof err), PL_OK, "%s", err);
+  strcat(c, FX_APPENDED);
   cr_assert_str_eq(pl_policy_spec(a), c);
   pl_policy_destroy(a);
 }

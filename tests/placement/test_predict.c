@@ -46,3 +46,28 @@ Test(predict, bad_parameters_are_refused) {
   cr_assert_eq(pl_predictor_init(&p, PL_PRED_WINDOW, 4, 0, 0), PL_EINVAL);
   cr_assert_eq(pl_predictor_init(&p, PL_PRED_LAST, 0, 0, 0), PL_EINVAL);
 }
+
+/* auto follows the candidate with the lowest recent error: on a steady ramp
+ * (+10 per iteration) the damped trend is closest, so after a few
+ * observations the estimate is above the last value; on a level that jumps
+ * once and stays, the last value wins and the estimate equals it. */
+Test(predict, auto_follows_the_trend_on_a_ramp_and_the_last_value_on_steps) {
+  pl_predictor p;
+  cr_assert_eq(pl_predictor_init(&p, PL_PRED_AUTO, 1, 0.5, 0), PL_OK);
+  for (int t = 0; t < 10; t++) {
+    int64_t x[1] = {100 + 10 * t};
+    pl_predictor_observe(&p, x);
+  }
+  /* trend: 190 + (190 - 180) / 2 */
+  cr_assert_float_eq(pl_predictor_estimate(&p)[0], 195.0, 1e-9);
+  pl_predictor_fini(&p);
+  cr_assert_eq(pl_predictor_init(&p, PL_PRED_AUTO, 2, 0.5, 0), PL_OK);
+  for (int t = 0; t < 10; t++) {
+    int64_t x[2] = {t < 3 ? 100 : 300, t < 3 ? 300 : 100};
+    pl_predictor_observe(&p, x);
+  }
+  cr_assert_float_eq(pl_predictor_estimate(&p)[0], 300.0, 1e-9);
+  cr_assert_float_eq(pl_predictor_estimate(&p)[1], 100.0, 1e-9);
+  pl_predictor_fini(&p);
+  cr_assert_eq(pl_predictor_init(&p, PL_PRED_AUTO, 1, 0, 0), PL_EINVAL);
+}

@@ -74,8 +74,10 @@ typedef struct pl_move {
 /*
  * Moves that turn `old` into `new_` exactly: for each expert, replicas only
  * in `new_` are paired with replicas only in `old` as migrations (in
- * ascending GPU order), the rest become replicates (source: the nearest old
- * replica, same node first) or drops. `expert_bytes` is charged per copy.
+ * ascending GPU order), the rest become replicates or drops. A replicate's
+ * source is an old replica on the new one's node if any, else any old one;
+ * among those the one sending the fewest copies of this diff so far (ties:
+ * the lowest GPU id), so copies spread over the old replicas' links. `expert_bytes` is charged per copy.
  * `moves` must hold at least E*G entries (or call with moves=NULL to count).
  * Writes the count to *nmoves.
  */
