@@ -96,7 +96,7 @@ Test(user_path, policy_mistakes_name_the_range_the_values_or_the_word_meant) {
   HAS(err, "threshold=0.9");
   HAS(err, "1 to 1000000");
   cr_assert_eq(sh("$F sim --trace " TRACE " --policy flexmoe:predictor=ema --no-db"), 2);
-  HAS(err, "last, ewma or window");
+  HAS(err, "last, ewma, window or auto");
   cr_assert_eq(sh("$F sim --trace " TRACE " --policy flexmoe:treshold=1.2 --no-db"), 2);
   HAS(err, "no parameter 'treshold' (did you mean 'threshold'?)");
   cr_assert_eq(sh("$F sim --trace " TRACE " --policy flexmo --no-db"), 2);
