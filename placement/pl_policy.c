@@ -86,10 +86,9 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Optimal string alignment distance of a and b (at most 63 bytes each,
- * else 99): how many typed letters separate a slip from the word meant. */
-static int slip_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
+/* Optimal string alignment distance of a[la] and b[lb] (both at most 63
+ * bytes; longer words are not slips of each other: returns 99). */
+static int slip_distance(const char *a, size_t la, const char *b, size_t lb) {
   if (la > 63 || lb > 63)
     return 99;
   int d[64][64];
@@ -112,20 +111,32 @@ static int slip_distance(const char *a, const char *b) {
   return d[la][lb];
 }
 
-/* " (did you mean NAME?)" into out when word is a slip of one of the
- * names[n] (1 letter off up to 4 letters, 2 up to 8, 3 beyond), else "". */
-static void did_you_mean(const char *word, const char *const *names, int n, char *out,
-                         size_t len) {
-  size_t lw = strlen(word);
+const char *pl_nearest(const char *word, const char *const *cands, int n) {
+  size_t lw = word ? strlen(word) : 0;
+  if (!lw)
+    return NULL;
   int limit = lw <= 4 ? 1 : lw <= 8 ? 2 : 3, best = limit + 1;
   const char *pick = NULL;
   for (int i = 0; i < n; i++) {
-    int d = slip_distance(word, names[i]);
-    if (d < best) {
-      best = d;
-      pick = names[i];
+    if (!cands[i])
+      continue;
+    size_t lc = strlen(cands[i]);
+    int dist = lw >= 3 && lc > lw && strncmp(cands[i], word, lw) == 0
+                   ? 1
+                   : slip_distance(word, lw, cands[i], lc);
+    if (dist < best) {
+      best = dist;
+      pick = cands[i];
     }
   }
+  return pick;
+}
+
+/* " (did you mean NAME?)" into out when word is a slip of one of the
+ * names[n] (pl_nearest), else "". */
+static void did_you_mean(const char *word, const char *const *names, int n, char *out,
+                         size_t len) {
+  const char *pick = pl_nearest(word, names, n);
   snprintf(out, len, pick ? " (did you mean '%s'?)" : "%s", pick ? pick : "");
 }
 

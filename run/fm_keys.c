@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "placement/pl_policy.h"
 #include "run/fm_error.h"
 
 static const fm_key keys[FM_NKEYS] = {
@@ -208,47 +209,6 @@ char *fm_keys_json_text(void) {
   return text;
 }
 
-/* Optimal string alignment distance of a[la] and b[lb] (both at most 63
- * bytes; longer words are not slips of each other: returns 99). */
-static int edit_distance(const char *a, size_t la, const char *b, size_t lb) {
-  if (la > 63 || lb > 63)
-    return 99;
-  int d[64][64];
-  for (size_t i = 0; i <= la; i++)
-    d[i][0] = (int)i;
-  for (size_t j = 0; j <= lb; j++)
-    d[0][j] = (int)j;
-  for (size_t i = 1; i <= la; i++)
-    for (size_t j = 1; j <= lb; j++) {
-      int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-      int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-      int best = sub < del ? sub : del;
-      best = best < ins ? best : ins;
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-          d[i - 2][j - 2] + 1 < best)
-        best = d[i - 2][j - 2] + 1;
-      d[i][j] = best;
-    }
-  return d[la][lb];
-}
-
 const char *fm_nearest(const char *word, const char *const *cands, int n) {
-  size_t lw = word ? strlen(word) : 0;
-  if (!lw)
-    return NULL;
-  int limit = lw <= 4 ? 1 : lw <= 8 ? 2 : 3, best = limit + 1;
-  const char *pick = NULL;
-  for (int i = 0; i < n; i++) {
-    if (!cands[i])
-      continue;
-    size_t lc = strlen(cands[i]);
-    int dist = lw >= 3 && lc > lw && strncmp(cands[i], word, lw) == 0
-                   ? 1
-                   : edit_distance(word, lw, cands[i], lc);
-    if (dist < best) {
-      best = dist;
-      pick = cands[i];
-    }
-  }
-  return pick;
+  return pl_nearest(word, cands, n);
 }

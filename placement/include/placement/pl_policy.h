@@ -173,6 +173,17 @@ const char *pl_policy_spec(const pl_policy *p);
  * Needs no environment: the value is not range-checked (pl_policy_create
  * does that). */
 int pl_policy_param(const char *spec, const char *key, char *buf, size_t len);
+
+/*
+ * The one of cands[n] (NULL entries skipped) that word is a slip of: the
+ * fewest edits (insertions, deletions, substitutions and swaps of two
+ * neighbours, each 1), at most 1 for words up to 4 letters, 2 up to 8, 3
+ * beyond; a word of 3 or more letters that starts cands[i] counts as 1.
+ * NULL when none is close enough (or word is NULL or empty). Ties go to the
+ * first. Every "did you mean" of the project (policies, parameters, and the
+ * CLI's flags, presets and keys through fm_nearest) uses it.
+ */
+const char *pl_nearest(const char *word, const char *const *cands, int n);
 /* The layer's current placement (owned by the policy). */
 const pl_placement *pl_policy_placement(const pl_policy *p, int layer);
 
