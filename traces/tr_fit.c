@@ -459,6 +459,11 @@ static int calibrate(tr_fit *f, int l, int64_t short_iters, int64_t long_iters, 
 }
 
 int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_fit *f) {
+  return tr_fit_trace_progress(t, it0, it1, seed, f, NULL, NULL);
+}
+
+int tr_fit_trace_progress(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_fit *f,
+                          tr_fit_progress_fn progress, void *ctx) {
   if (!t || !f)
     return TR_EINVAL;
   if (it1 < 0 || it1 > t->iterations)
@@ -510,6 +515,8 @@ int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_
     detrend(y, ny, y + I);
     if ((rc = tr_fit_regimes_ml(y, ny, &f->layer[l].regimes)))
       goto fail; /* fewer than 8 steps that change: no regimes to fit */
+    if (progress)
+      progress(ctx, l + 1, 2 * L);
   }
   int64_t per_iter = (int64_t)R * E * (int64_t)sizeof(int64_t);
   int64_t short_iters = I > CAL_SHORT ? I : CAL_SHORT;
@@ -524,9 +531,12 @@ int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_
     rc = TR_ENOMEM;
     goto fail;
   }
-  for (int l = 0; l < L; l++)
+  for (int l = 0; l < L; l++) {
     if ((rc = calibrate(f, l, short_iters, long_iters, seed, buf)))
       goto fail;
+    if (progress)
+      progress(ctx, L + l + 1, 2 * L);
+  }
   rc = TR_OK;
 fail:
   tr_stats_fini(&st);

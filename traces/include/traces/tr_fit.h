@@ -84,6 +84,16 @@ typedef struct tr_fit {
  * rank / top_k) outside the physical range (an all-zero trace), or a
  * layer with fewer than 8 steps that change (no regimes to fit). */
 int tr_fit_trace(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_fit *f);
+
+/* Called after each of the fit's 2 x layers steps (each layer's regimes,
+ * then each layer's calibration) with the steps done and their total; for
+ * progress lines only. */
+typedef void (*tr_fit_progress_fn)(void *ctx, int done, int total);
+
+/* tr_fit_trace, calling progress (when not NULL) after every step. The
+ * result does not depend on it. */
+int tr_fit_trace_progress(const tr_trace *t, int64_t it0, int64_t it1, uint64_t seed, tr_fit *f,
+                          tr_fit_progress_fn progress, void *ctx);
 void tr_fit_fini(tr_fit *f); /* accepts NULL and zeroed */
 
 /* Fits the Markov-switching model to y[0..n) by maximum likelihood
