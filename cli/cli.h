@@ -95,15 +95,6 @@ double cli_speedup(double ref_ms, double ms);
  * CLI_EFAIL (message printed). */
 int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
 
-/* The replay options `run` and `validate` share, by their getopt letter:
- * b backend, t trace, P partitions, r ranks, D device, i iterations, s seed,
- * d d-model, f d-ff, k top-k, T tokens-per-gpu, S slots. Returns 1 when opt
- * was one of them and is stored in cfg, 0 when it is not (the caller handles
- * it), or CLI_EUSAGE (negated: -CLI_EUSAGE) after printing the message for a
- * bad value. cmd names the subcommand in messages (cli/replay_opts.c). */
-struct fm_replay_config;
-int cli_replay_option(const char *cmd, int opt, const char *arg, struct fm_replay_config *cfg);
-
 /* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): a list of
  * integers in the key's range ("8,16,64": cli_parse_long's messages, "empty
  * list", "more than MAX values"), a choice ("--engine: 'x' is not analytic
@@ -192,6 +183,14 @@ enum { CLI_HELP = -1 };
  * printing head, one help entry per row (flags padded to 22 columns), tail. */
 int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
                    const char *head, const char *tail);
+
+/* The rows of the flags `run` and `validate` share (--backend, --trace,
+ * --partitions, --ranks, --device, --iterations, --seed, --d-model, --d-ff,
+ * --top-k, --tokens-per-gpu, --slots) into cfg: writes CLI_REPLAY_NOPTS
+ * rows to rows and returns how many (cli/replay_opts.c). */
+enum { CLI_REPLAY_NOPTS = 12 };
+struct fm_replay_config;
+int cli_replay_opts(struct fm_replay_config *cfg, cli_opt *rows);
 
 /* Prints help text with the usage line to stdout (for --help). */
 void cli_help(const char *text);
