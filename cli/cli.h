@@ -62,15 +62,8 @@ void cli_detect_json_errors(int argc, char **argv);
  * untouched. Every number a flag takes goes through these. */
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out);
-/* The same check without a message: 0 and *out set, -1 not an integer,
- * -2 out of the range of long (ERANGE). */
-int cli_text_long(const char *text, long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *text,
                      double lo, double hi, double *out);
-/* A seed: 0 to CLI_SEED_MAX (2^63 - 1: the results database stores it as
- * SQLite's signed 64-bit integer, so a larger one would read back negative). */
-#define CLI_SEED_MAX INT64_MAX
-int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t *out);
 /* "A:B" (half-open, either side optional: "100:", ":50") into [*a, *b);
  * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
@@ -191,28 +184,5 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
 enum { CLI_REPLAY_NOPTS = 12 };
 struct fm_replay_config;
 int cli_replay_opts(struct fm_replay_config *cfg, cli_opt *rows);
-
-/* Prints help text with the usage line to stdout (for --help). */
-void cli_help(const char *text);
-
-/* Unknown option / missing argument message for getopt_long users:
- * call from the '?' and ':' cases with the offending argv element. After
- * cli_getopt it names the option that was probably meant ("did you mean
- * --policy?"), or says what cli_getopt refused (an abbreviation, a flag
- * given twice). */
-int cli_bad_option(const char *cmd, const char *arg);
-
-/*
- * getopt_long with the rules every subcommand shares (call it as
- * getopt_long: opterr 0, optind 1 before the first call, shortopts starting
- * with ':'): a long option must be written in full ("--gpus" never means
- * "--gpus-per-node"), and one that takes a single value may be given once
- * ("sim --trace a --trace b" is refused, not the last one silently taken);
- * repeat lists the names that may repeat, space-separated ("policy trace").
- * Either refusal, an unknown option and a missing value return '?' with the
- * message kept for cli_bad_option, which the callers' '?' case prints.
- */
-int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
-               const char *repeat);
 
 #endif
