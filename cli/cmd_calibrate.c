@@ -60,7 +60,7 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
       {.flag = "--d-ff", .kind = CLI_O_INT, .to = &a->f, .key = -1, .lo = 8, .hi = 1 << 18,
        .arg = "F", .help = "expert FFN width, 8..262144, a multiple of 8 (default 8192)"},
       {.flag = "--reps", .kind = CLI_O_INT, .to = &a->reps, .key = -1, .lo = 1, .hi = 100000,
-       .arg = "R", .help = "timed repetitions per point (default 20 on GPUs, 3 on cpu)"},
+       .arg = "R", .help = "timed repetitions per point (default 20 on GPUs, 5 on cpu)"},
       {.flag = "--name", .kind = CLI_O_STR, .to = &a->name, .key = -1, .arg = "NAME",
        .help = "profile name (default h200-green-N, cuda-N or cpu-N)"},
       {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_DB,
