@@ -151,19 +151,16 @@ static int parse_analysed(const char *cmd, const char *const help[2], int argc, 
 }
 
 /* parse_analysed, then the trace analysed (run/fm_trace) into *a; CLI_OK
- * with *a filled (caller finalizes), or an exit code with one message
- * printed; *done when --help was printed. */
+ * with *a filled (caller finalizes), CLI_HELP after --help, or an exit code
+ * with one message printed. */
 static int open_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
-                         int *fmt, fm_trace_analysis *a, int *done) {
+                         int *fmt, fm_trace_analysis *a) {
   fm_trace_config cfg = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
   char em[ERRLEN];
   int rc;
   *fmt = CLI_FMT_TABLE;
-  *done = 0;
-  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg)) == CLI_HELP)
-    *done = 1;
-  if (rc)
-    return rc == CLI_HELP ? CLI_OK : rc;
+  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg)))
+    return rc;
   if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
     return trace_fail(cmd, rc, em);
   cli_trace_check_open(cmd, &a->trace, a->it0, a->it1, 0, 0); /* warnings only */
@@ -172,11 +169,11 @@ static int open_analysed(const char *cmd, const char *const help[2], int argc, c
 
 static int trace_info(int argc, char **argv) {
   const char *cmd = "trace info";
-  int fmt, done, c;
+  int fmt, c;
   fm_trace_analysis a;
   static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
-  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &a, &done)) || done)
-    return c;
+  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &a)))
+    return c == CLI_HELP ? CLI_OK : c;
   int rc = CLI_OK;
   const tr_stats *s = &a.stats;
   if (fmt == CLI_FMT_JSON) {
@@ -234,11 +231,11 @@ static void print_change_table(const tr_stats *s) {
 
 static int trace_stats(int argc, char **argv) {
   const char *cmd = "trace stats";
-  int fmt, done, c;
+  int fmt, c;
   fm_trace_analysis an;
   static const char *const help[2] = {STATS_HEAD, STATS_TAIL};
-  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &an, &done)) || done)
-    return c;
+  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &an)))
+    return c == CLI_HELP ? CLI_OK : c;
   int rc = CLI_OK;
   const tr_stats s = an.stats;
   if (fmt == CLI_FMT_JSON) {
@@ -766,13 +763,8 @@ static int trace_import(int argc, char **argv) {
 
 /* ---- dispatch -------------------------------------------------------------- */
 
-typedef struct trace_sub {
-  const char *name;
-  int (*fn)(int argc, char **argv);
-  const char *summary;
-} trace_sub;
-
-static const trace_sub subs[] = {
+/* The subcommands, as main's table of commands. */
+static const cli_command subs[] = {
     {"info", trace_info, "shape, metadata, tokens, skew and change per layer"},
     {"stats", trace_stats, "skew, fluctuation, hot-expert persistence, rank variation"},
     {"gen", trace_gen, "generate a synthetic trace (patterns or a fitted model), seeded"},
