@@ -177,6 +177,12 @@ enum { CLI_HELP = -1 };
 int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
                    const char *head, const char *tail);
 
+/* The --format row of a command that prints a table or JSON, into *dest
+ * (int: CLI_FMT_*). */
+#define CLI_FORMAT_ROW(dest)                                                                  \
+  {.flag = "--format", .kind = CLI_O_FORMAT, .to = (dest), .key = -1,                       \
+   .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"}
+
 /* The rows of the flags `run` and `validate` share (--backend, --trace,
  * --partitions, --ranks, --device, --iterations, --seed, --d-model, --d-ff,
  * --top-k, --tokens-per-gpu, --slots) into cfg: writes CLI_REPLAY_NOPTS

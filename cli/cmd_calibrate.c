@@ -69,8 +69,7 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
        .help = "store nothing (the default; as --db '')"},
       {.flag = "--out", .kind = CLI_O_STR, .to = &a->out_path, .key = -1, .arg = "P.json",
        .help = "write the profile to P.json and P.cluster.json"},
-      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &a->fmt, .key = -1,
-       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_opts("calibrate", argc, argv, opts, help_head, help_tail);
   if (rc) return rc;

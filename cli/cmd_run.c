@@ -68,8 +68,7 @@ static int run_parse(int argc, char **argv, run_args *a) {
        .help = "record each run (kind gpu) in the results database (default: none)"},
       {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &a->no_db, .key = -1,
        .help = "record nothing (the default; as --db '')"},
-      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &a->fmt, .key = -1,
-       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
   memcpy(opts + n, own, sizeof own);
   int rc = cli_parse_opts("run", argc, argv, opts, help_head, help_tail);

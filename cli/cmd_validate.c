@@ -106,8 +106,7 @@ static int parse(vopts *o, int argc, char **argv) {
        .help = "store both runs of every policy and the validations (default: none)"},
       {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &o->no_db, .key = -1,
        .help = "store nothing (the default; as --db '')"},
-      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &o->fmt, .key = -1,
-       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
   memcpy(opts + n, own, sizeof own);
   int rc = cli_parse_opts("validate", argc, argv, opts, help_head, help_tail);
