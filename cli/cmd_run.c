@@ -3,6 +3,7 @@
  * runtime backend (real expert FFNs, real exchange, real migrations) and
  * record the measured iterations as runs of kind "gpu".
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -70,6 +71,7 @@ static int run_parse(int argc, char **argv, run_args *a) {
        .help = "record nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
+  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
   memcpy(opts + n, own, sizeof own);
   int rc = cli_parse_opts("run", argc, argv, opts, help_head, help_tail);
   if (rc) return rc;

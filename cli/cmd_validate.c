@@ -8,6 +8,7 @@
  * numbers the planners reason with). fm_validate.h defines the errors and
  * the statistics printed.
  */
+#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -108,6 +109,7 @@ static int parse(vopts *o, int argc, char **argv) {
        .help = "store nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
+  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
   memcpy(opts + n, own, sizeof own);
   int rc = cli_parse_opts("validate", argc, argv, opts, help_head, help_tail);
   if (rc) return rc;
