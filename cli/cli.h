@@ -62,15 +62,8 @@ void cli_detect_json_errors(int argc, char **argv);
  * untouched. Every number a flag takes goes through these. */
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out);
-/* The same check without a message: 0 and *out set, -1 not an integer,
- * -2 out of the range of long (ERANGE). */
-int cli_text_long(const char *text, long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *text,
                      double lo, double hi, double *out);
-/* A seed: 0 to CLI_SEED_MAX (2^63 - 1: the results database stores it as
- * SQLite's signed 64-bit integer, so a larger one would read back negative). */
-#define CLI_SEED_MAX INT64_MAX
-int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t *out);
 /* "A:B" (half-open, either side optional: "100:", ":50") into [*a, *b);
  * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
@@ -94,15 +87,6 @@ double cli_speedup(double ref_ms, double ms);
  * error instead of printing "(null)" or nothing. Returns CLI_OK or
  * CLI_EFAIL (message printed). */
 int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
-
-/* The replay options `run` and `validate` share, by their getopt letter:
- * b backend, t trace, P partitions, r ranks, D device, i iterations, s seed,
- * d d-model, f d-ff, k top-k, T tokens-per-gpu, S slots. Returns 1 when opt
- * was one of them and is stored in cfg, 0 when it is not (the caller handles
- * it), or CLI_EUSAGE (negated: -CLI_EUSAGE) after printing the message for a
- * bad value. cmd names the subcommand in messages (cli/replay_opts.c). */
-struct fm_replay_config;
-int cli_replay_option(const char *cmd, int opt, const char *arg, struct fm_replay_config *cfg);
 
 /* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): a list of
  * integers in the key's range ("8,16,64": cli_parse_long's messages, "empty
@@ -193,27 +177,18 @@ enum { CLI_HELP = -1 };
 int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
                    const char *head, const char *tail);
 
-/* Prints help text with the usage line to stdout (for --help). */
-void cli_help(const char *text);
+/* The --format row of a command that prints a table or JSON, into *dest
+ * (int: CLI_FMT_*). */
+#define CLI_FORMAT_ROW(dest)                                                                  \
+  {.flag = "--format", .kind = CLI_O_FORMAT, .to = (dest), .key = -1,                       \
+   .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"}
 
-/* Unknown option / missing argument message for getopt_long users:
- * call from the '?' and ':' cases with the offending argv element. After
- * cli_getopt it names the option that was probably meant ("did you mean
- * --policy?"), or says what cli_getopt refused (an abbreviation, a flag
- * given twice). */
-int cli_bad_option(const char *cmd, const char *arg);
-
-/*
- * getopt_long with the rules every subcommand shares (call it as
- * getopt_long: opterr 0, optind 1 before the first call, shortopts starting
- * with ':'): a long option must be written in full ("--gpus" never means
- * "--gpus-per-node"), and one that takes a single value may be given once
- * ("sim --trace a --trace b" is refused, not the last one silently taken);
- * repeat lists the names that may repeat, space-separated ("policy trace").
- * Either refusal, an unknown option and a missing value return '?' with the
- * message kept for cli_bad_option, which the callers' '?' case prints.
- */
-int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
-               const char *repeat);
+/* The rows of the flags `run` and `validate` share (--backend, --trace,
+ * --partitions, --ranks, --device, --iterations, --seed, --d-model, --d-ff,
+ * --top-k, --tokens-per-gpu, --slots) into cfg: writes CLI_REPLAY_NOPTS
+ * rows to rows and returns how many (cli/replay_opts.c). */
+enum { CLI_REPLAY_NOPTS = 12 };
+struct fm_replay_config;
+int cli_replay_opts(struct fm_replay_config *cfg, cli_opt *rows);
 
 #endif

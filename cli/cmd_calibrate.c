@@ -5,7 +5,6 @@
  * (st_profile_put: NAME = the simulator's profile JSON, NAME.cluster = the
  * cluster JSON) and/or as files (--out P.json and P.cluster.json).
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,18 +12,16 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_keys.h"
 #include "run/fm_profile.h"
 #include "runtime/rt_calib.h"
 #include "store/st_store.h"
 
-/* The options that may be given more than once (cli_getopt). */
-#define REPEATS ""
-
-
-static const char *const help =
+static const char help_head[] =
     "usage: flexmoe calibrate --backend cuda|cpu [--partitions N] [--ranks N] [--device D]\n"
     "                         [--d-model D] [--d-ff F] [--reps R] [--name NAME]\n"
-    "                         [--db FILE] [--out profile.json] [--format table|json]\n"
+    "                         [--db FILE | --no-db] [--out profile.json]\n"
+    "                         [--format table|json]\n"
     "\n"
     "Measures the backend the way the runtime uses it: expert FFN forward and backward\n"
     "(bf16 cuBLAS GEMMs on GPUs) at 16..16384 tokens on every rank at once, a uniform\n"
@@ -33,11 +30,8 @@ static const char *const help =
     "Writes the simulator's profile JSON (--out P.json) and a cluster JSON beside it\n"
     "(P.cluster.json: one node of the ranks, the measured exchange numbers), and\n"
     "stores both in the database as profiles NAME and NAME.cluster (--db).\n"
-    "\n"
-    "  --partitions N   cuda: measure N green-context SM partitions of one GPU\n"
-    "  --d-model/--d-ff expert shape (default 2048 / 8192)\n"
-    "  --reps R         timed repetitions per point (default 20 on GPUs, 3 on cpu)\n"
-    "  --name NAME      profile name (default h200-green-N, cuda-N or cpu-N)\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "example:\n"
     "  flexmoe calibrate --backend cuda --partitions 4 --d-model 1024 --d-ff 4096 \\\n"
@@ -46,52 +40,40 @@ static const char *const help =
 /* What flexmoe calibrate's flags say (0 = the backend's default). */
 typedef struct {
   const char *backend, *name, *db_path, *out_path;
-  int partitions, ranks, device, d, f, reps, fmt;
-  int help; /* --help was printed: nothing else to do */
+  int partitions, ranks, device, d, f, reps, fmt, no_db;
 } calib_args;
 
-/* One numeric flag: --NAME TEXT in [lo, hi] into *dst; CLI_OK or CLI_EUSAGE
- * with one message printed. */
-static int calib_int(const char *flag, const char *text, long lo, long hi, int *dst) {
-  long v;
-  int rc = cli_parse_long("calibrate", flag, text, lo, hi, &v);
-  if (!rc)
-    *dst = (int)v;
-  return rc;
-}
-
-/* argv into *a, then the combinations checked; CLI_OK (a->help set when
- * --help was printed) or CLI_EUSAGE with one message printed. */
+/* argv into *a (the flag table), then the combinations checked; CLI_OK,
+ * CLI_HELP after --help, or CLI_EUSAGE with one message printed. */
 static int calib_parse(int argc, char **argv, calib_args *a) {
-  static const struct option opts[] = {
-      {"backend", required_argument, 0, 'b'}, {"partitions", required_argument, 0, 'P'},
-      {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
-      {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
-      {"reps", required_argument, 0, 'n'}, {"name", required_argument, 0, 'N'},
-      {"db", required_argument, 0, 'B'}, {"out", required_argument, 0, 'o'},
-      {"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
-  int c, rc = CLI_OK;
-  opterr = 0;
-  optind = 1;
-  while (!rc && (c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
-    switch (c) {
-    case 'b': a->backend = optarg; break;
-    case 'P': rc = calib_int("--partitions", optarg, 1, 64, &a->partitions); break;
-    case 'r': rc = calib_int("--ranks", optarg, 1, 64, &a->ranks); break;
-    case 'D': rc = calib_int("--device", optarg, 0, 1024, &a->device); break;
-    case 'd': rc = calib_int("--d-model", optarg, 8, 1 << 16, &a->d); break;
-    case 'f': rc = calib_int("--d-ff", optarg, 8, 1 << 18, &a->f); break;
-    case 'n': rc = calib_int("--reps", optarg, 1, 100000, &a->reps); break;
-    case 'N': a->name = optarg; break;
-    case 'B': a->db_path = optarg; break;
-    case 'o': a->out_path = optarg; break;
-    case 'F': rc = cli_parse_format("calibrate", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &a->fmt); break;
-    case 'h': cli_help(help); a->help = 1; return CLI_OK;
-    default: return cli_bad_option("calibrate", argv[optind - 1]);
-    }
-  }
+  const cli_opt opts[] = {
+      {.flag = "--backend", .kind = CLI_O_STR, .to = &a->backend, .key = -1, .arg = "B",
+       .help = "cuda (GPUs, or --partitions N SM partitions of one GPU) or cpu"},
+      {.flag = "--partitions", .kind = CLI_O_INT, .to = &a->partitions, .key = -1, .lo = 1,
+       .hi = 64, .arg = "N", .help = "cuda: measure N green-context SM partitions of one GPU"},
+      {.flag = "--ranks", .kind = CLI_O_INT, .to = &a->ranks, .key = -1, .lo = 1, .hi = 64,
+       .arg = "N", .help = "ranks, 1..64 (default: the partitions, 2 on cpu, else 1)"},
+      {.flag = "--device", .kind = CLI_O_INT, .to = &a->device, .key = -1, .lo = 0, .hi = 1024,
+       .arg = "D", .help = "CUDA device, 0..1024 (default 0)"},
+      {.flag = "--d-model", .kind = CLI_O_INT, .to = &a->d, .key = -1, .lo = 8, .hi = 1 << 16,
+       .arg = "D", .help = "expert shape: model width, 8..65536, a multiple of 8 (default 2048)"},
+      {.flag = "--d-ff", .kind = CLI_O_INT, .to = &a->f, .key = -1, .lo = 8, .hi = 1 << 18,
+       .arg = "F", .help = "expert FFN width, 8..262144, a multiple of 8 (default 8192)"},
+      {.flag = "--reps", .kind = CLI_O_INT, .to = &a->reps, .key = -1, .lo = 1, .hi = 100000,
+       .arg = "R", .help = "timed repetitions per point (default 20 on GPUs, 5 on cpu)"},
+      {.flag = "--name", .kind = CLI_O_STR, .to = &a->name, .key = -1, .arg = "NAME",
+       .help = "profile name (default h200-green-N, cuda-N or cpu-N)"},
+      {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_DB,
+       .help = "store the profile as NAME and NAME.cluster in the database (default: none)"},
+      {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &a->no_db, .key = -1,
+       .help = "store nothing (the default; as --db '')"},
+      {.flag = "--out", .kind = CLI_O_STR, .to = &a->out_path, .key = -1, .arg = "P.json",
+       .help = "write the profile to P.json and P.cluster.json"},
+      CLI_FORMAT_ROW(&a->fmt),
+      {.kind = CLI_O_END}};
+  int rc = cli_parse_opts("calibrate", argc, argv, opts, help_head, help_tail);
   if (rc) return rc;
+  if (a->no_db || (a->db_path && !a->db_path[0])) a->db_path = NULL;
   if (optind < argc) return cli_fail(CLI_EUSAGE, "calibrate", "unexpected argument '%s'", argv[optind]);
   if (!a->backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");
   if (a->d % 8 || a->f % 8) return cli_fail(CLI_EUSAGE, "calibrate", "--d-model/--d-ff must be multiples of 8");
@@ -193,8 +175,8 @@ static void calib_print_table(const calib_args *a, const fm_profile *p, const rt
 int cmd_calibrate(int argc, char **argv) {
   calib_args a = {.d = 2048, .f = 8192, .fmt = CLI_FMT_TABLE};
   int rc = calib_parse(argc, argv, &a);
-  if (rc || a.help)
-    return rc;
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   rt_backend_config bc = {
       .ranks = a.ranks ? a.ranks : (a.partitions ? a.partitions : (strcmp(a.backend, "cpu") == 0 ? 2 : 1)),
       .partitions = a.partitions, .device = a.device, .timeout_s = 300.0, .direct = 0};

@@ -78,8 +78,7 @@ int cmd_clusters(int argc, char **argv) {
        .hi = SIM_MAX_GPUS, .arg = "N", .help = "... to N nodes"},
       {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = &gpn, .key = -1, .lo = 1,
        .hi = SIM_MAX_GPUS, .arg = "G", .help = "... and G GPUs per node"},
-      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &fmt, .key = -1,
-       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_opts("clusters", argc, argv, opts, help_head, help_tail);
   if (rc)

@@ -120,8 +120,7 @@ static int parse(int argc, char **argv, place_opts *o) {
       {.flag = "--strict", .kind = CLI_O_BOOL, .to = &o->strict, .key = -1,
        .help = "trace warnings (empty ranks or iterations, ids that look 1-based, unused "
                "ranks) are errors"},
-      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &o->fmt, .key = -1,
-       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
   if (rc)

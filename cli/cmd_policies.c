@@ -81,10 +81,7 @@ static int print_table(void) {
 
 int cmd_policies(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
-  const cli_opt opts[] = {{.flag = "--format", .kind = CLI_O_FORMAT, .to = &fmt, .key = -1,
-                           .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F",
-                           .help = "table (default) or json"},
-                          {.kind = CLI_O_END}};
+  const cli_opt opts[] = {CLI_FORMAT_ROW(&fmt), {.kind = CLI_O_END}};
   int rc = cli_parse_opts("policies", argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;

@@ -7,22 +7,19 @@
  * run/fm_report.h's, shared with the Python package; this file prints it.
  * The database is opened read-only and never changed.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_keys.h"
 #include "run/fm_report.h"
 #include "store/st_store.h"
 
-/* The options that may be given more than once (cli_getopt). */
-#define REPEATS ""
-
 #define CMD "report"
 
-static const char help[] =
+static const char help_head[] =
     "usage: flexmoe report [--db FILE] [--format table|csv|json] [--kind sim|gpu]\n"
     "                      [--runs]\n"
     "\n"
@@ -33,11 +30,8 @@ static const char help[] =
     "`static` and its distance to the `oracle` lower bound (when those runs\n"
     "exist, in effective time), and the mean time breakdown per iteration.\n"
     "Runs of different configurations are never compared.\n"
-    "\n"
-    "  --db FILE        results database (default flexmoe.db)\n"
-    "  --format F       table (default), csv or json\n"
-    "  --kind K         only simulated (sim) or measured (gpu) runs\n"
-    "  --runs           list every complete run instead of the comparison\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "columns: mean_ms = mean iteration time; eff_ms = mean_ms / (1 - dropped)\n"
     "(time per iteration of useful work; inf if every slot is dropped);\n"
@@ -266,44 +260,31 @@ static int report_rows(st_db *db, const char *dbpath, const char *kind, int fmt)
   return rc;
 }
 
+/* --kind: sim or gpu (cli_opt CLI_O_FN); CLI_OK or CLI_EUSAGE. */
+static int kind_opt(const char *cmd, const char *arg, void *to) {
+  if (strcmp(arg, "sim") != 0 && strcmp(arg, "gpu") != 0)
+    return cli_fail(CLI_EUSAGE, cmd, "--kind: '%s' is not one of sim gpu", arg);
+  *(const char **)to = arg;
+  return CLI_OK;
+}
+
 int cmd_report(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"db", required_argument, NULL, 'd'},
-      {"format", required_argument, NULL, 'f'},
-      {"kind", required_argument, NULL, 'k'},
-      {"runs", no_argument, NULL, 'r'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
   const char *dbpath = "flexmoe.db", *kind = NULL;
-  int fmt = CLI_FMT_TABLE, list_runs = 0, c;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
-    switch (c) {
-    case 'd':
-      dbpath = optarg;
-      break;
-    case 'f':
-      if (cli_parse_format(CMD, optarg,
-                           CLI_FMT_TABLE | CLI_FMT_CSV | CLI_FMT_JSON, &fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'k':
-      if (strcmp(optarg, "sim") != 0 && strcmp(optarg, "gpu") != 0)
-        return cli_fail(CLI_EUSAGE, CMD, "--kind: '%s' is not one of sim gpu",
-                        optarg);
-      kind = optarg;
-      break;
-    case 'r':
-      list_runs = 1;
-      break;
-    case 'h':
-      cli_help(help);
-      return CLI_OK;
-    default:
-      return cli_bad_option(CMD, argv[optind - 1]);
-    }
-  }
+  int fmt = CLI_FMT_TABLE, list_runs = 0;
+  const cli_opt opts[] = {
+      {.kind = CLI_O_STR, .to = &dbpath, .key = FM_KEY_DB,
+       .help = "results database (default flexmoe.db)"},
+      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &fmt, .key = -1,
+       .lo = CLI_FMT_TABLE | CLI_FMT_CSV | CLI_FMT_JSON, .arg = "F",
+       .help = "table (default), csv or json"},
+      {.flag = "--kind", .kind = CLI_O_FN, .to = &kind, .key = -1, .arg = "K", .fn = kind_opt,
+       .help = "only simulated (sim) or measured (gpu) runs"},
+      {.flag = "--runs", .kind = CLI_O_BOOL, .to = &list_runs, .key = -1,
+       .help = "list every complete run instead of the comparison"},
+      {.kind = CLI_O_END}};
+  int c = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  if (c)
+    return c == CLI_HELP ? CLI_OK : c;
   if (optind < argc)
     return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
 

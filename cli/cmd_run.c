@@ -3,7 +3,7 @@
  * runtime backend (real expert FFNs, real exchange, real migrations) and
  * record the measured iterations as runs of kind "gpu".
  */
-#include <getopt.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -11,12 +11,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_keys.h"
 #include "run/fm_replay.h"
 #include "run/fm_profile.h"
-
-/* The options that may be given more than once (cli_getopt). */
-#define REPEATS "policy"
-
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
 static const char *short_name(const char *spec, char *buf, size_t len) {
@@ -25,34 +22,20 @@ static const char *short_name(const char *spec, char *buf, size_t len) {
   return buf;
 }
 
-static const char *const help =
+static const char help_head[] =
     "usage: flexmoe run --backend cpu|cuda|nccl --trace T --policy SPEC [--policy SPEC]...\n"
     "                   [--partitions N] [--ranks N] [--device D] [--iterations A:B] [--seed S]\n"
     "                   [--d-model D] [--d-ff F] [--top-k K] [--tokens-per-gpu T] [--slots S]\n"
-    "                   [--profile FILE.json] [--check] [--db FILE] [--format table|json]\n"
+    "                   [--profile FILE.json] [--check] [--db FILE | --no-db]\n"
+    "                   [--format table|json]\n"
     "\n"
     "Replays the trace on a runtime backend: tokens generated from the seed and routed\n"
     "as the trace says (GPU g replays trace rank g mod R), dispatch, expert FFN forward\n"
     "and backward, combine, replica gradient all-reduce, and the policy's plans applied\n"
     "by really moving expert parameters and optimizer state. Per-phase times are\n"
     "measured (CUDA events on GPUs, the clock on cpu); input generation is not timed.\n"
-    "\n"
-    "  --backend B        cpu (reference, ranks are threads), cuda (one process: GPUs,\n"
-    "                     or --partitions N SM partitions of one GPU), nccl (under mpirun,\n"
-    "                     one process per GPU)\n"
-    "  --ranks N          ranks (cpu: default the trace's ranks; cuda: GPUs, default 1;\n"
-    "                     nccl: default the MPI world size)\n"
-    "  --partitions N     cuda: N green-context SM partitions of one GPU as N ranks\n"
-    "  --policy SPEC      placement policy (flexmoe policies); repeat to run several\n"
-    "  --iterations A:B   iterations [A, B) of the trace (default all)\n"
-    "  --d-model/--d-ff/--top-k  model shape (default: the trace's sidecar)\n"
-    "  --tokens-per-gpu T tokens each rank routes per layer (default: its own count)\n"
-    "  --slots S          expert slots per rank per layer (default ceil(1.5 E / G))\n"
-    "  --profile FILE     calibrated profile (flexmoe calibrate --out) for the policies'\n"
-    "                     cost model; its .cluster.json sibling gives the exchange numbers\n"
-    "  --check            compare the last iteration with a single-device reference and\n"
-    "                     verify every replica's parameter checksum (small shapes)\n"
-    "  --db FILE          record each run (kind gpu) in the results database\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "example:\n"
     "  flexmoe run --backend cpu --ranks 4 --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
@@ -63,54 +46,42 @@ static const char *const help =
 typedef struct {
   fm_replay_config cfg;
   const char *policies[64];
-  int npol, fmt;
+  int npol, fmt, no_db;
   const char *db_path, *profile_path;
-  int help; /* --help was printed: nothing else to do */
 } run_args;
 
-/* argv into *a; CLI_OK (a->help set when --help was printed), or CLI_EUSAGE
- * (or the code of a replay option's refusal) with one message printed. */
+/* argv into *a (the shared replay rows, then run's own); CLI_OK, CLI_HELP
+ * after --help, or CLI_EUSAGE (or the trace check's code) with one message. */
 static int run_parse(int argc, char **argv, run_args *a) {
-  static const struct option opts[] = {
-      {"backend", required_argument, 0, 'b'}, {"trace", required_argument, 0, 't'},
-      {"policy", required_argument, 0, 'p'}, {"partitions", required_argument, 0, 'P'},
-      {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
-      {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
-      {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
-      {"top-k", required_argument, 0, 'k'}, {"tokens-per-gpu", required_argument, 0, 'T'},
-      {"slots", required_argument, 0, 'S'}, {"profile", required_argument, 0, 'R'},
-      {"check", no_argument, 0, 'c'}, {"db", required_argument, 0, 'B'},
-      {"format", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
-  int c, rc;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1) {
-    switch (c) {
-    case 'p':
-      if (a->npol == 64) return cli_fail(CLI_EUSAGE, "run", "--policy: at most 64");
-      a->policies[a->npol++] = optarg;
-      break;
-    case 'R': a->profile_path = optarg; break;
-    case 'c': a->cfg.check = 1; break;
-    case 'B': a->db_path = optarg; break;
-    case 'F':
-      if ((rc = cli_parse_format("run", optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &a->fmt))) return rc;
-      break;
-    case 'h': cli_help(help); a->help = 1; return CLI_OK;
-    default:
-      if ((rc = cli_replay_option("run", c, optarg, &a->cfg)) == 0)
-        return cli_bad_option("run", argv[optind - 1]);
-      if (rc < 0)
-        return -rc;
-      break;
-    }
-  }
+  cli_opt opts[CLI_REPLAY_NOPTS + 8];
+  int n = cli_replay_opts(&a->cfg, opts);
+  const cli_opt own[] = {
+      {.kind = CLI_O_MULTI, .to = a->policies, .to2 = &a->npol, .key = FM_KEY_POLICY, .hi = 64,
+       .help = "placement policy, NAME or NAME:key=value,... (flexmoe policies); repeat to "
+               "run several (at most 64)"},
+      {.kind = CLI_O_STR, .to = &a->profile_path, .key = FM_KEY_PROFILE,
+       .help = "calibrated profile (flexmoe calibrate --out) for the policies' cost model; "
+               "its .cluster.json sibling gives the exchange numbers"},
+      {.flag = "--check", .kind = CLI_O_BOOL, .to = &a->cfg.check, .key = -1,
+       .help = "compare the last iteration with a single-device reference and verify every "
+               "replica's parameter checksum (small shapes)"},
+      {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_DB,
+       .help = "record each run (kind gpu) in the results database (default: none)"},
+      {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &a->no_db, .key = -1,
+       .help = "record nothing (the default; as --db '')"},
+      CLI_FORMAT_ROW(&a->fmt),
+      {.kind = CLI_O_END}};
+  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
+  memcpy(opts + n, own, sizeof own);
+  int rc = cli_parse_opts("run", argc, argv, opts, help_head, help_tail);
+  if (rc) return rc;
   if (optind < argc) return cli_fail(CLI_EUSAGE, "run", "unexpected argument '%s'", argv[optind]);
   if (!a->cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
   if (a->cfg.partitions > 0 && strcmp(a->cfg.backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
+  if (a->no_db || (a->db_path && !a->db_path[0]))
+    a->db_path = NULL;
   const fm_replay_config *r = &a->cfg;
   return cli_trace_check("run", r->trace_path, r->it_begin, r->it_end,
                          r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
@@ -221,8 +192,8 @@ static int append_json(json_t *runs, const fm_replay_output *o, int has_db, int6
 int cmd_run(int argc, char **argv) {
   run_args a = {.cfg = FM_REPLAY_CONFIG_INIT, .fmt = CLI_FMT_TABLE};
   int rc = run_parse(argc, argv, &a);
-  if (rc || a.help)
-    return rc;
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   st_db *db = NULL;
   if ((rc = run_open(&a, &db)))
     return rc;

@@ -97,8 +97,7 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
        .help = "simulate a trace whose counts are all 0 (refused otherwise)"},
       {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &a->no_db, .key = -1,
        .help = "do not record (as --db '')"},
-      {.flag = "--format", .kind = CLI_O_FORMAT, .to = &a->fmt, .key = -1,
-       .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"},
+      CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_opts("sim", argc, argv, opts, help_head, help_tail);
   if (rc)

@@ -12,7 +12,6 @@
  * (run/fm_trace.h): this file maps flags to its configurations and prints
  * what comes back.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
@@ -25,9 +24,6 @@
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_trace.h"
-
-/* The options that may be given more than once (cli_getopt). */
-#define REPEATS ""
 
 /* ---- shared helpers ------------------------------------------------------- */
 
@@ -50,11 +46,29 @@ static int parse_max_memory(const char *cmd, const char *text, uint64_t *bytes) 
                   text);
 }
 
-#define MAX_MEMORY_HELP                                                                    \
-  "  --max-memory SIZE  what it may allocate (512M, 4G; default half of physical memory)\n"
 
 /* The upper end of a physical range (traces/tr_trace.h) for a flag. */
 #define LIM(id) ((long)tr_limits[TR_LIM_##id].hi)
+
+/* --max-memory SIZE into *(uint64_t *)to (a cli_opt CLI_O_FN). */
+static int max_memory_opt(const char *cmd, const char *arg, void *to) {
+  return parse_max_memory(cmd, arg, to);
+}
+
+#define MAX_MEMORY_ROW(dest, letter_)                                                         \
+  {.flag = "--max-memory", .letter = (letter_), .kind = CLI_O_FN, .to = (dest), .key = -1, .arg = "SIZE",         \
+   .fn = max_memory_opt,                                                                       \
+   .help = "what it may allocate (512M, 4G; default half of physical memory)"}
+#define OUTPUT_ROW(dest, arg_, what)                                                                \
+  {.flag = "--output", .letter = 'o', .kind = CLI_O_STR, .to = (dest), .key = -1,           \
+   .arg = (arg_), .help = what}
+
+#define ITERATIONS_ROW(a, b, what)                                                            \
+  {.kind = CLI_O_RANGE, .letter = 'i', .to = (a), .to2 = (b), .key = FM_KEY_ITERATIONS,        \
+   .help = what}
+#define FORMAT_ROW(dest, what)                                                                \
+  {.flag = "--format", .letter = 'f', .kind = CLI_O_FORMAT, .to = (dest), .key = -1,        \
+   .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = what}
 
 static int is_help(const char *a) {
   return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
@@ -75,7 +89,7 @@ static void fmt_num(char *buf, size_t n, double v, int prec) {
 
 /* ---- trace info ------------------------------------------------------------ */
 
-static const char INFO_HELP[] =
+static const char INFO_HEAD[] =
     "usage: flexmoe trace info FILE [--iterations A:B] [--format table|json]\n"
     "                          [--max-memory SIZE]\n"
     "\n"
@@ -83,11 +97,9 @@ static const char INFO_HELP[] =
     "token slots per (iteration, layer), and per layer the expert max/mean load (median\n"
     "and p90 over iterations) and the step-to-step change (mean L1 distance between\n"
     "consecutive normalised load distributions, 0..2).\n"
-    "\n"
-    "  FILE               .npy ([I,L,R,E] or [I,L,E]; int32, int64, uint16) or long CSV\n"
-    "  --iterations A:B   only iterations [A, B)\n"
-    "  --format F         table (default) or json\n"
-    MAX_MEMORY_HELP
+    "FILE: .npy ([I,L,R,E] or [I,L,E]; int32, int64, uint16) or long CSV.\n"
+    "\n";
+static const char INFO_TAIL[] =
     "\n"
     "example:\n"
     "  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n";
@@ -120,41 +132,18 @@ static void print_header(const fm_trace_analysis *a) {
            s->tokens_min, s->tokens_max);
 }
 
-/* What `trace info` and `trace stats` share: parse [--format] [--iterations]
- * [--max-memory] FILE into *cfg. Returns CLI_OK, or an exit code with one
- * message printed; *done is set when --help was printed. */
-static int parse_analysed(const char *cmd, const char *help, int argc, char **argv, int *fmt,
-                          fm_trace_config *cfg, int *done) {
-  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-                                       {"format", required_argument, 0, 'f'},
-                                       {"iterations", required_argument, 0, 'i'},
-                                       {"max-memory", required_argument, 0, 'M'},
-                                       {0, 0, 0, 0}};
-  int c;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":hf:i:M:", opts, REPEATS)) != -1) {
-    switch (c) {
-    case 'h':
-      cli_help(help);
-      *done = 1;
-      return CLI_OK;
-    case 'f':
-      if (cli_parse_format(cmd, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &cfg->it0, &cfg->it1))
-        return CLI_EUSAGE;
-      break;
-    case 'M':
-      if (parse_max_memory(cmd, optarg, &cfg->max_memory))
-        return CLI_EUSAGE;
-      break;
-    default:
-      return cli_bad_option(cmd, argv[optind - 1]);
-    }
-  }
+/* What `trace info` and `trace stats` share: parse [--format]
+ * [--iterations] [--max-memory] FILE into *cfg (help: head, the rows,
+ * tail). Returns CLI_OK, CLI_HELP after --help, or an exit code with one
+ * message printed. */
+static int parse_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
+                          int *fmt, fm_trace_config *cfg) {
+  const cli_opt opts[] = {ITERATIONS_ROW(&cfg->it0, &cfg->it1, "only iterations [A, B)"),
+                          FORMAT_ROW(fmt, "table (default) or json"),
+                          MAX_MEMORY_ROW(&cfg->max_memory, 'M'), {.kind = CLI_O_END}};
+  int rc = cli_parse_opts(cmd, argc, argv, opts, help[0], help[1]);
+  if (rc)
+    return rc;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe %s --help')", cmd);
   cfg->path = argv[optind];
@@ -162,16 +151,15 @@ static int parse_analysed(const char *cmd, const char *help, int argc, char **ar
 }
 
 /* parse_analysed, then the trace analysed (run/fm_trace) into *a; CLI_OK
- * with *a filled (caller finalizes), or an exit code with one message
- * printed; *done when --help was printed. */
-static int open_analysed(const char *cmd, const char *help, int argc, char **argv, int *fmt,
-                         fm_trace_analysis *a, int *done) {
+ * with *a filled (caller finalizes), CLI_HELP after --help, or an exit code
+ * with one message printed. */
+static int open_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
+                         int *fmt, fm_trace_analysis *a) {
   fm_trace_config cfg = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
   char em[ERRLEN];
   int rc;
   *fmt = CLI_FMT_TABLE;
-  *done = 0;
-  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg, done)) || *done)
+  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg)))
     return rc;
   if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
     return trace_fail(cmd, rc, em);
@@ -181,10 +169,11 @@ static int open_analysed(const char *cmd, const char *help, int argc, char **arg
 
 static int trace_info(int argc, char **argv) {
   const char *cmd = "trace info";
-  int fmt, done, c;
+  int fmt, c;
   fm_trace_analysis a;
-  if ((c = open_analysed(cmd, INFO_HELP, argc, argv, &fmt, &a, &done)) || done)
-    return c;
+  static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
+  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &a)))
+    return c == CLI_HELP ? CLI_OK : c;
   int rc = CLI_OK;
   const tr_stats *s = &a.stats;
   if (fmt == CLI_FMT_JSON) {
@@ -206,7 +195,7 @@ static int trace_info(int argc, char **argv) {
 
 /* ---- trace stats ----------------------------------------------------------- */
 
-static const char STATS_HELP[] =
+static const char STATS_HEAD[] =
     "usage: flexmoe trace stats FILE [--iterations A:B] [--format table|json]\n"
     "                           [--max-memory SIZE]\n"
     "\n"
@@ -218,10 +207,8 @@ static const char STATS_HELP[] =
     "the distribution of the per-iteration lag-1 change (median, p90, p99): compare a\n"
     "real trace and one generated from its fit.\n"
     "Streams through the file: a trace larger than memory works.\n"
-    "\n"
-    "  --iterations A:B   only iterations [A, B)\n"
-    "  --format F         table (default) or json\n"
-    MAX_MEMORY_HELP
+    "\n";
+static const char STATS_TAIL[] =
     "\n"
     "example:\n"
     "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
@@ -244,10 +231,11 @@ static void print_change_table(const tr_stats *s) {
 
 static int trace_stats(int argc, char **argv) {
   const char *cmd = "trace stats";
-  int fmt, done, c;
+  int fmt, c;
   fm_trace_analysis an;
-  if ((c = open_analysed(cmd, STATS_HELP, argc, argv, &fmt, &an, &done)) || done)
-    return c;
+  static const char *const help[2] = {STATS_HEAD, STATS_TAIL};
+  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &an)))
+    return c == CLI_HELP ? CLI_OK : c;
   int rc = CLI_OK;
   const tr_stats s = an.stats;
   if (fmt == CLI_FMT_JSON) {
@@ -284,7 +272,7 @@ static int trace_stats(int argc, char **argv) {
 
 /* ---- trace gen --------------------------------------------------------------- */
 
-static const char GEN_HELP[] =
+static const char GEN_HEAD[] =
     "usage: flexmoe trace gen (--pattern NAME | --fit FIT.json) --iterations N -o OUT.npy\n"
     "                         [--seed S] [--layers L] [--ranks R] [--experts E]\n"
     "                         [--tokens T] [--top-k K] [--max-memory SIZE]\n"
@@ -294,28 +282,11 @@ static const char GEN_HELP[] =
     "options and seed give the same file, byte for byte. Logits per expert =\n"
     "profile x scale + hot set + bursts + AR(1) fluctuation + per-rank noise;\n"
     "each rank draws tokens x top-k slots as a multinomial over softmax(logits).\n"
-    "\n"
-    "  --pattern NAME     a named pattern (below); model options then adjust it\n"
-    "  --fit FIT.json     the model fitted by 'flexmoe trace fit' (its sizes by default)\n"
-    "  --iterations N     iterations to generate (required)\n"
-    "  --seed S           random seed, 0 to 2^63 - 1 (default 1)\n"
-    "  --layers, --ranks, --experts, --tokens (per rank), --top-k\n"
-    "                     sizes (defaults 4, 8, 16, 1024, 2; from the fit with --fit)\n"
-    "  --d-model D, --d-ff F   model shape written to the sidecar\n"
-    MAX_MEMORY_HELP
-    "model options:\n"
-    "  --dist uniform|zipf|lognormal|dirichlet[:P]   base popularity (P: Zipf\n"
-    "                     exponent, log-normal sigma, Dirichlet alpha)\n"
-    "  --drift INNOV[:PHI]  AR(1) on the logits: z = PHI z + INNOV N(0,1); PHI 1 = random walk\n"
-    "  --momentum PSI     trends persist: the step itself is AR(1) with coefficient PSI\n"
-    "  --rank-sigma S     per-rank logit noise\n"
-    "  --hot N[:BOOST]    N hot experts with BOOST extra logits (default ln 8)\n"
-    "  --spread           hot experts spread over the ids instead of contiguous\n"
-    "  --rotate P         the hot set moves by one expert every P iterations\n"
-    "  --burst PROB       per expert and iteration, chance of a 16x burst for 3 iterations\n"
-    "  --regime P         re-shuffle the popularity every P iterations\n"
-    "  --ragged SIGMA     ranks route log-normal different token totals\n"
-    "patterns:\n"
+    "Sizes default to 4 layers, 8 ranks, 16 experts, 1024 tokens, top-2 (with --fit:\n"
+    "the fit's). Model options (--dist to --ragged) adjust the pattern or the fit.\n"
+    "\n";
+static const char GEN_TAIL[] =
+    "\npatterns:\n"
     "%s"
     "\n"
     "example:\n"
@@ -338,98 +309,81 @@ static int parse_pair(const char *cmd, const char *flag, const char *text, doubl
   return CLI_OK;
 }
 
-/* trace gen's long options beyond the one-letter ones. */
-enum { O_LAYERS = 256, O_RANKS, O_EXPERTS, O_TOKENS, O_TOPK, O_DMODEL, O_DFF, O_DIST,
-       O_DRIFT, O_RSIGMA, O_HOT, O_SPREAD, O_ROTATE, O_BURST, O_REGIME, O_RAGGED,
-       O_MOMENTUM, O_MAXMEM };
+/* trace gen's model options, applied on top of the pattern or fit once it
+ * is resolved (each sets its own fields, so their order does not matter). */
+enum { M_DIST, M_DRIFT, M_RSIGMA, M_HOT, M_ROTATE, M_BURST, M_REGIME, M_RAGGED, M_MOMENTUM,
+       M_N };
 
-static const struct option gen_opts[] = {
-    {"help", no_argument, 0, 'h'},          {"pattern", required_argument, 0, 'p'},
-    {"fit", required_argument, 0, 'F'},     {"iterations", required_argument, 0, 'n'},
-    {"seed", required_argument, 0, 's'},    {"output", required_argument, 0, 'o'},
-    {"layers", required_argument, 0, O_LAYERS}, {"ranks", required_argument, 0, O_RANKS},
-    {"experts", required_argument, 0, O_EXPERTS}, {"tokens", required_argument, 0, O_TOKENS},
-    {"top-k", required_argument, 0, O_TOPK}, {"d-model", required_argument, 0, O_DMODEL},
-    {"d-ff", required_argument, 0, O_DFF},  {"dist", required_argument, 0, O_DIST},
-    {"drift", required_argument, 0, O_DRIFT}, {"rank-sigma", required_argument, 0, O_RSIGMA},
-    {"hot", required_argument, 0, O_HOT},   {"spread", no_argument, 0, O_SPREAD},
-    {"rotate", required_argument, 0, O_ROTATE}, {"burst", required_argument, 0, O_BURST},
-    {"regime", required_argument, 0, O_REGIME}, {"ragged", required_argument, 0, O_RAGGED},
-    {"momentum", required_argument, 0, O_MOMENTUM},
-    {"max-memory", required_argument, 0, O_MAXMEM},
-    {0, 0, 0, 0}};
-
-/* What trace gen's first pass reads: the sizes, the pattern or fit, the
- * output and budget; the model options wait for the second pass. A size of
- * -1 (0 for d_model, d_ff) means "the pattern's or the fit's". */
+/* What trace gen's flags say. A size of -1 (0 for d_model, d_ff) means
+ * "the pattern's or the fit's"; model options are kept as text until the
+ * generator exists. */
 typedef struct {
   const char *pattern, *fitpath, *out;
   long iters, seed;
   long sizes[5]; /* layers ranks experts tokens top-k */
   long dmodel, dff;
   uint64_t max_memory;
-  int help; /* --help was printed: nothing else to do */
+  const char *model[M_N];
+  int spread;
 } gen_args;
 
-/* Prints trace gen's help with the generator's pattern list. */
-static void gen_help(void) {
-  char list[2048] = "";
+#define SIZE_ROW(flag_, i, lo_, id, what)                                                     \
+  {.flag = (flag_), .kind = CLI_O_LONG, .to = &a->sizes[i], .key = -1, .lo = (lo_),          \
+   .hi = LIM(id), .arg = "N", .help = what}
+#define MODEL_ROW(flag_, i, arg_, what)                                                       \
+  {.flag = (flag_), .kind = CLI_O_STR, .to = &a->model[i], .key = -1, .arg = (arg_),         \
+   .help = what}
+
+/* argv into *a (the flag table), then the required flags checked; CLI_OK,
+ * CLI_HELP after --help (with the generator's pattern list), or CLI_EUSAGE
+ * with one message printed. */
+static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
+  const cli_opt opts[] = {
+      {.flag = "--pattern", .letter = 'p', .kind = CLI_O_STR, .to = &a->pattern, .key = -1,
+       .arg = "NAME", .help = "a named pattern (below); model options then adjust it"},
+      {.flag = "--fit", .letter = 'F', .kind = CLI_O_STR, .to = &a->fitpath, .key = -1,
+       .arg = "FIT.json", .help = "the model fitted by 'flexmoe trace fit' (its sizes by default)"},
+      {.flag = "--iterations", .letter = 'n', .kind = CLI_O_LONG, .to = &a->iters, .key = -1,
+       .lo = 1, .hi = LIM(ITERATIONS), .arg = "N", .help = "iterations to generate (required)"},
+      {.kind = CLI_O_LONG, .letter = 's', .to = &a->seed, .key = FM_KEY_SEED,
+       .help = "random seed, 0 to 2^63 - 1 (default 1)"},
+      OUTPUT_ROW(&a->out, "OUT.npy", "the generated trace (required)"),
+      SIZE_ROW("--layers", 0, 1, LAYERS, "layers"),
+      SIZE_ROW("--ranks", 1, 1, RANKS, "ranks"),
+      SIZE_ROW("--experts", 2, 1, EXPERTS, "experts"),
+      SIZE_ROW("--tokens", 3, 0, TOKENS_PER_RANK, "tokens per rank (0: a trace that routes nothing)"),
+      SIZE_ROW("--top-k", 4, 1, TOP_K, "experts per token"),
+      {.flag = "--d-model", .kind = CLI_O_LONG, .to = &a->dmodel, .key = -1, .lo = 1,
+       .hi = LIM(D_MODEL), .arg = "D", .help = "model width written to the sidecar"},
+      {.flag = "--d-ff", .kind = CLI_O_LONG, .to = &a->dff, .key = -1, .lo = 1, .hi = LIM(D_FF),
+       .arg = "F", .help = "expert FFN width written to the sidecar"},
+      MAX_MEMORY_ROW(&a->max_memory, 0),
+      MODEL_ROW("--dist", M_DIST, "D[:P]", "base popularity: uniform, zipf, lognormal or "
+                "dirichlet (P: Zipf exponent, log-normal sigma, Dirichlet alpha)"),
+      MODEL_ROW("--drift", M_DRIFT, "INNOV[:PHI]",
+                "AR(1) on the logits: z = PHI z + INNOV N(0,1); PHI 1 = random walk"),
+      MODEL_ROW("--momentum", M_MOMENTUM, "PSI",
+                "trends persist: the step itself is AR(1) with coefficient PSI"),
+      MODEL_ROW("--rank-sigma", M_RSIGMA, "S", "per-rank logit noise"),
+      MODEL_ROW("--hot", M_HOT, "N[:BOOST]", "N hot experts with BOOST extra logits (default ln 8)"),
+      {.flag = "--spread", .kind = CLI_O_BOOL, .to = &a->spread, .key = -1,
+       .help = "hot experts spread over the ids instead of contiguous"},
+      MODEL_ROW("--rotate", M_ROTATE, "P", "the hot set moves by one expert every P iterations"),
+      MODEL_ROW("--burst", M_BURST, "PROB",
+                "per expert and iteration, chance of a 16x burst for 3 iterations"),
+      MODEL_ROW("--regime", M_REGIME, "P", "re-shuffle the popularity every P iterations"),
+      MODEL_ROW("--ragged", M_RAGGED, "SIGMA", "ranks route log-normal different token totals"),
+      {.kind = CLI_O_END}};
+  char list[2048] = "", tail[4096];
   for (int i = 0; tr_gen_patterns[i]; i++) {
     char line[160];
     snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
     strncat(list, line, sizeof(list) - strlen(list) - 1);
   }
-  printf(GEN_HELP, list);
-}
-
-/* One first-pass option c (with optarg) into *a; CLI_OK, or CLI_EUSAGE with
- * one message printed. Model options are left for gen_model_option. */
-static int gen_first_option(const char *cmd, int c, char **argv, gen_args *a) {
-  switch (c) {
-  case 'h': gen_help(); a->help = 1; break;
-  case 'p': a->pattern = optarg; break;
-  case 'F': a->fitpath = optarg; break;
-  case 'o': a->out = optarg; break;
-  case 'n':
-    return cli_parse_long(cmd, "--iterations", optarg, 1, LIM(ITERATIONS), &a->iters)
-               ? CLI_EUSAGE : CLI_OK;
-  case 's':
-    return cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &a->seed) ? CLI_EUSAGE
-                                                                             : CLI_OK;
-  case O_LAYERS: case O_RANKS: case O_EXPERTS: case O_TOKENS: case O_TOPK: {
-    static const char *names[] = {"--layers", "--ranks", "--experts", "--tokens", "--top-k"};
-    static const tr_limit_id lim[] = {TR_LIM_LAYERS, TR_LIM_RANKS, TR_LIM_EXPERTS,
-                                      TR_LIM_TOKENS_PER_RANK, TR_LIM_TOP_K};
-    int k = c - O_LAYERS; /* --tokens 0: a trace that routes nothing */
-    return cli_parse_long(cmd, names[k], optarg, k == 3 ? 0 : 1, (long)tr_limits[lim[k]].hi,
-                          &a->sizes[k])
-               ? CLI_EUSAGE : CLI_OK;
-  }
-  case O_DMODEL:
-    return cli_parse_long(cmd, "--d-model", optarg, 1, LIM(D_MODEL), &a->dmodel) ? CLI_EUSAGE
-                                                                                  : CLI_OK;
-  case O_DFF:
-    return cli_parse_long(cmd, "--d-ff", optarg, 1, LIM(D_FF), &a->dff) ? CLI_EUSAGE : CLI_OK;
-  case O_MAXMEM:
-    return parse_max_memory(cmd, optarg, &a->max_memory) ? CLI_EUSAGE : CLI_OK;
-  case '?': case ':':
-    return cli_bad_option(cmd, argv[optind - 1]);
-  default:
-    break; /* model options: second pass */
-  }
-  return CLI_OK;
-}
-
-/* The first pass over argv into *a, then the required flags checked;
- * CLI_OK (a->help set when --help was printed) or CLI_EUSAGE with one
- * message printed. */
-static int gen_parse_first(const char *cmd, int argc, char **argv, gen_args *a) {
-  int c, rc;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":hp:F:n:s:o:", gen_opts, REPEATS)) != -1)
-    if ((rc = gen_first_option(cmd, c, argv, a)) || a->help)
-      return rc;
+  snprintf(tail, sizeof(tail), GEN_TAIL, list);
+  int rc = cli_parse_opts(cmd, argc, argv, opts, GEN_HEAD, tail);
+  if (rc)
+    return rc;
   if (optind != argc)
     return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
   if (!a->pattern == !a->fitpath)
@@ -464,68 +418,66 @@ static int gen_dist(const char *cmd, const char *text, tr_gen_config *g) {
   return CLI_OK;
 }
 
-/* One second-pass (model) option c, with optarg, on top of the pattern or
- * fit in *g; CLI_OK or CLI_EUSAGE with one message printed. */
-static int gen_model_option(const char *cmd, int c, tr_gen_config *g) {
+/* Model option k (its text) on top of the pattern or fit in *g; CLI_OK or
+ * CLI_EUSAGE with one message printed. */
+static int gen_model_option(const char *cmd, int k, const char *text, tr_gen_config *g) {
   double a, b;
   long v;
-  switch (c) {
-  case O_DIST: return gen_dist(cmd, optarg, g);
-  case O_DRIFT:
+  switch (k) {
+  case M_DIST: return gen_dist(cmd, text, g);
+  case M_DRIFT:
     a = g->innov1, b = g->phi1;
-    if (parse_pair(cmd, "--drift", optarg, 0, 10, &a, 0, 1, &b))
+    if (parse_pair(cmd, "--drift", text, 0, 10, &a, 0, 1, &b))
       return CLI_EUSAGE;
     g->innov1 = a, g->phi1 = b, g->innov = g->phi = NULL;
     break;
-  case O_RSIGMA:
-    if (cli_parse_double(cmd, "--rank-sigma", optarg, 0, 10, &g->rank_sigma1))
+  case M_RSIGMA:
+    if (cli_parse_double(cmd, "--rank-sigma", text, 0, 10, &g->rank_sigma1))
       return CLI_EUSAGE;
     g->rank_sigma = NULL;
     break;
-  case O_HOT:
+  case M_HOT:
     a = 0, b = g->hot_boost;
-    if (parse_pair(cmd, "--hot", optarg, 0, g->experts, &a, -20, 20, &b))
+    if (parse_pair(cmd, "--hot", text, 0, g->experts, &a, -20, 20, &b))
       return CLI_EUSAGE;
     g->hot = (int)a, g->hot_boost = b;
     break;
-  case O_SPREAD: g->hot_layout = TR_HOT_SPREAD; break;
-  case O_ROTATE:
-    if (cli_parse_long(cmd, "--rotate", optarg, 1, LONG_MAX, &v))
+  case M_ROTATE:
+    if (cli_parse_long(cmd, "--rotate", text, 1, LONG_MAX, &v))
       return CLI_EUSAGE;
     g->rotate_period = v;
     break;
-  case O_BURST:
-    return cli_parse_double(cmd, "--burst", optarg, 0, 1, &g->burst_prob) ? CLI_EUSAGE : CLI_OK;
-  case O_REGIME:
-    if (cli_parse_long(cmd, "--regime", optarg, 1, LONG_MAX, &v))
+  case M_BURST:
+    return cli_parse_double(cmd, "--burst", text, 0, 1, &g->burst_prob) ? CLI_EUSAGE : CLI_OK;
+  case M_REGIME:
+    if (cli_parse_long(cmd, "--regime", text, 1, LONG_MAX, &v))
       return CLI_EUSAGE;
     g->regime_period = v;
     break;
-  case O_MOMENTUM:
-    if (cli_parse_double(cmd, "--momentum", optarg, 0, 0.99, &g->psi1))
+  case M_MOMENTUM:
+    if (cli_parse_double(cmd, "--momentum", text, 0, 0.99, &g->psi1))
       return CLI_EUSAGE;
     g->psi = NULL;
     break;
-  case O_RAGGED:
-    return cli_parse_double(cmd, "--ragged", optarg, 0, 3, &g->rank_total_sigma) ? CLI_EUSAGE
-                                                                                 : CLI_OK;
+  case M_RAGGED:
+    return cli_parse_double(cmd, "--ragged", text, 0, 3, &g->rank_total_sigma) ? CLI_EUSAGE
+                                                                               : CLI_OK;
   default:
     break;
   }
   return CLI_OK;
 }
 
-/* flexmoe trace gen ARGS: a first pass over the flags for the sizes and the
- * pattern or fit, the generator resolved (run/fm_trace), a second pass for
- * the model options on top, then the trace written to -o; CLI_OK,
- * CLI_EUSAGE for a bad command line, CLI_EFAIL (one message printed) for a
- * fit or write error. */
+/* flexmoe trace gen ARGS: the flags, the generator resolved from the
+ * pattern or fit (run/fm_trace), the model options on top, then the trace
+ * written to -o; CLI_OK, CLI_EUSAGE for a bad command line, CLI_EFAIL (one
+ * message printed) for a fit or write error. */
 static int trace_gen(int argc, char **argv) {
   const char *cmd = "trace gen";
   gen_args a = {.iters = -1, .seed = 1, .sizes = {-1, -1, -1, -1, -1}};
-  int rc = gen_parse_first(cmd, argc, argv, &a), c;
-  if (rc || a.help)
-    return rc;
+  int rc = gen_parse(cmd, argc, argv, &a);
+  if (rc)
+    return rc == CLI_HELP ? CLI_OK : rc;
   fm_trace_gen_config cfg = {
       .pattern = a.pattern, .fit_path = a.fitpath, .out = a.out, .iterations = a.iters,
       .seed = (uint64_t)a.seed, .layers = a.sizes[0], .ranks = a.sizes[1],
@@ -537,19 +489,18 @@ static int trace_gen(int argc, char **argv) {
     rc = trace_fail(cmd, rc, em);
     goto done;
   }
-  /* Second pass: model options on top of the pattern or fit. */
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":hp:F:n:s:o:", gen_opts, REPEATS)) != -1)
-    if ((rc = gen_model_option(cmd, c, &g.gen)))
-      goto done;
-  if ((rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em)))) {
+  for (int k = 0; k < M_N && !rc; k++)
+    if (a.model[k])
+      rc = gen_model_option(cmd, k, a.model[k], &g.gen);
+  if (a.spread)
+    g.gen.hot_layout = TR_HOT_SPREAD;
+  if (!rc && (rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em))))
     rc = trace_fail(cmd, rc, em);
-    goto done;
-  }
-  printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
-         " tokens per rank, seed %ld\n",
-         a.out, a.iters, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
-         g.gen.tokens_per_rank, a.seed);
+  if (!rc)
+    printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
+           " tokens per rank, seed %ld\n",
+           a.out, a.iters, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
+           g.gen.tokens_per_rank, a.seed);
 done:
   fm_trace_gen_fini(&g);
   return rc;
@@ -557,7 +508,7 @@ done:
 
 /* ---- trace fit ---------------------------------------------------------------- */
 
-static const char FIT_HELP[] =
+static const char FIT_HEAD[] =
     "usage: flexmoe trace fit FILE -o FIT.json [--iterations A:B] [--seed S]\n"
     "                         [--format table|json] [--max-memory SIZE]\n"
     "\n"
@@ -571,12 +522,8 @@ static const char FIT_HELP[] =
     "gen --fit FIT.json' then makes longer or larger traces with the same statistics.\n"
     "Prints target vs fitted and the model. FIT.json is version 2 (version 1 files\n"
     "are still read, without bursts).\n"
-    "\n"
-    "  -o FIT.json        where to write the model (temp + rename)\n"
-    "  --iterations A:B   fit only iterations [A, B)\n"
-    "  --seed S           calibration random stream, 0 to 2^63 - 1 (default 1)\n"
-    "  --format F         table (default) or json (the FIT.json document)\n"
-    MAX_MEMORY_HELP
+    "\n";
+static const char FIT_TAIL[] =
     "\n"
     "example:\n"
     "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
@@ -626,43 +573,21 @@ static void print_fit_table(const tr_fit *f, const char *out) {
  * error. */
 static int trace_fit(int argc, char **argv) {
   const char *cmd = "trace fit";
-  static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-                                       {"output", required_argument, 0, 'o'},
-                                       {"iterations", required_argument, 0, 'i'},
-                                       {"seed", required_argument, 0, 's'},
-                                       {"format", required_argument, 0, 'f'},
-                                       {"max-memory", required_argument, 0, 'M'},
-                                       {0, 0, 0, 0}};
   const char *out = NULL;
   int64_t it0 = 0, it1 = -1;
   uint64_t max_memory = 0;
   long seed = 1;
-  int fmt = CLI_FMT_TABLE, c;
-  opterr = 0;
-  optind = 1;
-  while ((c = cli_getopt(argc, argv, ":ho:i:s:f:M:", opts, REPEATS)) != -1) {
-    switch (c) {
-    case 'h': cli_help(FIT_HELP); return CLI_OK;
-    case 'o': out = optarg; break;
-    case 'i':
-      if (cli_parse_range(cmd, "--iterations", optarg, &it0, &it1))
-        return CLI_EUSAGE;
-      break;
-    case 's':
-      if (cli_parse_long(cmd, "--seed", optarg, 0, CLI_SEED_MAX, &seed))
-        return CLI_EUSAGE;
-      break;
-    case 'f':
-      if (cli_parse_format(cmd, optarg, CLI_FMT_TABLE | CLI_FMT_JSON, &fmt))
-        return CLI_EUSAGE;
-      break;
-    case 'M':
-      if (parse_max_memory(cmd, optarg, &max_memory))
-        return CLI_EUSAGE;
-      break;
-    default: return cli_bad_option(cmd, argv[optind - 1]);
-    }
-  }
+  int fmt = CLI_FMT_TABLE;
+  const cli_opt opts[] = {
+      OUTPUT_ROW(&out, "FIT.json", "where to write the model (temp + rename; required)"),
+      ITERATIONS_ROW(&it0, &it1, "fit only iterations [A, B)"),
+      {.kind = CLI_O_LONG, .letter = 's', .to = &seed, .key = FM_KEY_SEED,
+       .help = "calibration random stream, 0 to 2^63 - 1 (default 1)"},
+      FORMAT_ROW(&fmt, "table (default) or json (the FIT.json document)"),
+      MAX_MEMORY_ROW(&max_memory, 'M'), {.kind = CLI_O_END}};
+  int c = cli_parse_opts(cmd, argc, argv, opts, FIT_HEAD, FIT_TAIL);
+  if (c)
+    return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace fit --help')");
   if (!out)
@@ -704,19 +629,6 @@ static const char RESCALE_TAIL[] =
     "  flexmoe trace rescale traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 64 "
     "--tokens-per-gpu 4096 --seed 1 -o g64.npy\n";
 
-/* --max-memory SIZE into *(uint64_t *)to (a cli_opt CLI_O_FN). */
-static int max_memory_opt(const char *cmd, const char *arg, void *to) {
-  return parse_max_memory(cmd, arg, to);
-}
-
-#define MAX_MEMORY_ROW(dest)                                                                  \
-  {.flag = "--max-memory", .kind = CLI_O_FN, .to = (dest), .key = -1, .arg = "SIZE",         \
-   .fn = max_memory_opt,                                                                       \
-   .help = "what it may allocate (512M, 4G; default half of physical memory)"}
-#define OUTPUT_ROW(dest, what)                                                                \
-  {.flag = "--output", .letter = 'o', .kind = CLI_O_STR, .to = (dest), .key = -1,           \
-   .arg = "OUT.npy", .help = what}
-
 static int trace_rescale(int argc, char **argv) {
   const char *cmd = "trace rescale", *out = NULL;
   long gpus = -1, tokens = 0, seed = FM_DEFAULT_SEED;
@@ -732,8 +644,8 @@ static int trace_rescale(int argc, char **argv) {
                                                                     "(default 0, as everywhere)"},
       {.kind = CLI_O_RANGE, .to = &in.it0, .to2 = &in.it1, .key = FM_KEY_ITERATIONS,
        .help = "only iterations [A, B)"},
-      OUTPUT_ROW(&out, "the rescaled trace (required)"),
-      MAX_MEMORY_ROW(&in.max_memory),
+      OUTPUT_ROW(&out, "OUT.npy", "the rescaled trace (required)"),
+      MAX_MEMORY_ROW(&in.max_memory, 0),
       {.kind = CLI_O_END}};
   int c = cli_parse_opts(cmd, argc, argv, opts, RESCALE_HEAD, RESCALE_TAIL);
   if (c)
@@ -799,7 +711,7 @@ static int trace_import(int argc, char **argv) {
   int strict = 0, ids = 0, experts = 0;
   fm_trace_config in = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
   const cli_opt opts[] = {
-      OUTPUT_ROW(&out, "the imported trace (required)"),
+      OUTPUT_ROW(&out, "OUT.npy", "the imported trace (required)"),
       {.flag = "--axes", .kind = CLI_O_STR, .to = &axes, .key = -1, .arg = "ORDER",
        .help = "the input .npy's axes in order (iteration,layer,rank,expert or LIER)"},
       {.flag = "--expert-ids", .kind = CLI_O_BOOL, .to = &ids, .key = -1,
@@ -817,7 +729,7 @@ static int trace_import(int argc, char **argv) {
       META_ROW("--bytes-per-elem", BYTES_PER_ELEM, bytes_per_elem, "bytes per element"),
       {.flag = "--strict", .kind = CLI_O_BOOL, .to = &strict, .key = -1,
        .help = "trace warnings are errors, and the output is removed"},
-      MAX_MEMORY_ROW(&in.max_memory),
+      MAX_MEMORY_ROW(&in.max_memory, 0),
       {.kind = CLI_O_END}};
   int c = cli_parse_opts(cmd, argc, argv, opts, IMPORT_HEAD, IMPORT_TAIL);
   if (c)
@@ -851,13 +763,8 @@ static int trace_import(int argc, char **argv) {
 
 /* ---- dispatch -------------------------------------------------------------- */
 
-typedef struct trace_sub {
-  const char *name;
-  int (*fn)(int argc, char **argv);
-  const char *summary;
-} trace_sub;
-
-static const trace_sub subs[] = {
+/* The subcommands, as main's table of commands. */
+static const cli_command subs[] = {
     {"info", trace_info, "shape, metadata, tokens, skew and change per layer"},
     {"stats", trace_stats, "skew, fluctuation, hot-expert persistence, rank variation"},
     {"gen", trace_gen, "generate a synthetic trace (patterns or a fitted model), seeded"},

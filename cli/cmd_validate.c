@@ -8,7 +8,7 @@
  * numbers the planners reason with). fm_validate.h defines the errors and
  * the statistics printed.
  */
-#include <getopt.h>
+#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,11 +16,9 @@
 
 #include "cli.h"
 #include "run/fm_json.h"
+#include "run/fm_keys.h"
 #include "placement/pl_policy.h"
 #include "run/fm_validate.h"
-
-/* The options that may be given more than once (cli_getopt). */
-#define REPEATS "policy"
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec),
  * "name:bg=0|1" for a policy with the background parameter, so the
@@ -35,7 +33,7 @@ static const char *short_name(const char *spec, char *buf, size_t len) {
   return buf;
 }
 
-static const char *const help =
+static const char help_head[] =
     "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
     "                        [--partitions N] [--ranks N] [--iterations A:B] [--seed S]\n"
     "                        [--d-model D] [--d-ff F] [--top-k K] [--tokens-per-gpu T]\n"
@@ -56,8 +54,8 @@ static const char *const help =
     "validations are stored once all are done (nothing for a validation that fails);\n"
     "--no-db (the default) stores nothing. An error is n/a where a phase was not\n"
     "measured; two phases both under a microsecond agree (0.0%).\n"
-    "--engine: the simulator's analytic (default) or discrete-event engine, or 'cost':\n"
-    "the placement library's cost model alone, as the planners see the run.\n"
+    "\n";
+static const char help_tail[] =
     "\n"
     "JSON: {\"runs\": [{\"policy\", \"predicted_ms\", \"measured_ms\", \"error\", \"phases\"}],\n"
     "       \"median_abs_error\", \"p95_abs_error\", \"ranking_agrees\", \"predictor\"}\n"
@@ -74,57 +72,48 @@ static const char *const help =
 typedef struct vopts {
   fm_validate_config cfg;
   const char *policies[FM_VALIDATE_MAX_POLICIES];
-  int fmt;
+  int fmt, no_db;
 } vopts;
 
-/* One option c (argument arg) into o; CLI_OK or the exit code of the
- * message printed; -1 for --help (printed). */
-static int take_option(vopts *o, int c, const char *arg, const char *text) {
-  int rc;
-  switch (c) {
-  case 'p':
-    if (o->cfg.npolicies == FM_VALIDATE_MAX_POLICIES)
-      return cli_fail(CLI_EUSAGE, "validate", "--policy: at most %d", FM_VALIDATE_MAX_POLICIES);
-    o->policies[o->cfg.npolicies++] = arg;
-    return CLI_OK;
-  case 'R': o->cfg.profile_path = arg; return CLI_OK;
-  case 'e':
-    if (strcmp(arg, "analytic") && strcmp(arg, "des") && strcmp(arg, "cost"))
-      return cli_fail(CLI_EUSAGE, "validate", "--engine: '%s' is not analytic, des or cost", arg);
-    o->cfg.engine = arg;
-    return CLI_OK;
-  case 'B': o->cfg.db_path = arg[0] ? arg : NULL; return CLI_OK;
-  case 'N': o->cfg.db_path = NULL; return CLI_OK;
-  case 'F': return cli_parse_format("validate", arg, CLI_FMT_TABLE | CLI_FMT_JSON, &o->fmt);
-  case 'h': cli_help(help); return -1;
-  default:
-    if ((rc = cli_replay_option("validate", c, arg, &o->cfg.replay)) == 0)
-      return cli_bad_option("validate", text);
-    return rc < 0 ? -rc : CLI_OK;
-  }
+/* --engine: the simulator's two engines or the placement library's cost
+ * model (cli_opt CLI_O_FN); CLI_OK or CLI_EUSAGE with one message. */
+static int engine_opt(const char *cmd, const char *arg, void *to) {
+  if (strcmp(arg, "analytic") && strcmp(arg, "des") && strcmp(arg, "cost"))
+    return cli_fail(CLI_EUSAGE, cmd, "--engine: '%s' is not analytic, des or cost", arg);
+  *(const char **)to = arg;
+  return CLI_OK;
 }
 
-/* Parses argv into o; CLI_OK, -1 after --help, or an exit code. */
+/* Parses argv into o (the shared replay rows, then validate's own); CLI_OK,
+ * CLI_HELP after --help, or an exit code after one message. */
 static int parse(vopts *o, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"backend", required_argument, 0, 'b'}, {"trace", required_argument, 0, 't'},
-      {"policy", required_argument, 0, 'p'}, {"partitions", required_argument, 0, 'P'},
-      {"ranks", required_argument, 0, 'r'}, {"device", required_argument, 0, 'D'},
-      {"iterations", required_argument, 0, 'i'}, {"seed", required_argument, 0, 's'},
-      {"d-model", required_argument, 0, 'd'}, {"d-ff", required_argument, 0, 'f'},
-      {"tokens-per-gpu", required_argument, 0, 'T'}, {"slots", required_argument, 0, 'S'},
-      {"profile", required_argument, 0, 'R'}, {"engine", required_argument, 0, 'e'},
-      {"db", required_argument, 0, 'B'}, {"no-db", no_argument, 0, 'N'},
-      {"top-k", required_argument, 0, 'k'}, {"format", required_argument, 0, 'F'},
-      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   *o = (vopts){.cfg = FM_VALIDATE_CONFIG_INIT, .fmt = CLI_FMT_TABLE};
   o->cfg.replay.backend = NULL;
   o->cfg.policies = o->policies;
-  opterr = 0;
-  optind = 1;
-  int c, rc;
-  while ((c = cli_getopt(argc, argv, ":h", opts, REPEATS)) != -1)
-    if ((rc = take_option(o, c, optarg, argv[optind - 1])) != CLI_OK) return rc;
+  cli_opt opts[CLI_REPLAY_NOPTS + 8];
+  int n = cli_replay_opts(&o->cfg.replay, opts);
+  const cli_opt own[] = {
+      {.kind = CLI_O_MULTI, .to = o->policies, .to2 = &o->cfg.npolicies, .key = FM_KEY_POLICY,
+       .hi = FM_VALIDATE_MAX_POLICIES,
+       .help = "placement policy, NAME or NAME:key=value,... (flexmoe policies); repeat to "
+               "validate several (default static, flexmoe, flexmoe:background=0, eplb)"},
+      {.kind = CLI_O_STR, .to = &o->cfg.profile_path, .key = FM_KEY_PROFILE,
+       .help = "calibrated profile (flexmoe calibrate --out; default: calibrate now)"},
+      {.flag = "--engine", .kind = CLI_O_FN, .to = &o->cfg.engine, .key = -1, .arg = "E",
+       .fn = engine_opt,
+       .help = "the simulator's analytic (default) or discrete-event (des) engine, or 'cost': "
+               "the placement library's cost model alone, as the planners see the run"},
+      {.kind = CLI_O_STR, .to = &o->cfg.db_path, .key = FM_KEY_DB,
+       .help = "store both runs of every policy and the validations (default: none)"},
+      {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &o->no_db, .key = -1,
+       .help = "store nothing (the default; as --db '')"},
+      CLI_FORMAT_ROW(&o->fmt),
+      {.kind = CLI_O_END}};
+  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
+  memcpy(opts + n, own, sizeof own);
+  int rc = cli_parse_opts("validate", argc, argv, opts, help_head, help_tail);
+  if (rc) return rc;
+  if (o->no_db || (o->cfg.db_path && !o->cfg.db_path[0])) o->cfg.db_path = NULL;
   const fm_replay_config *r = &o->cfg.replay;
   if (optind < argc) return cli_fail(CLI_EUSAGE, "validate", "unexpected argument '%s'", argv[optind]);
   if (!r->backend) return cli_fail(CLI_EUSAGE, "validate", "--backend is required (cpu, cuda or nccl)");
@@ -192,7 +181,7 @@ static void print_table(const fm_validate_result *res) {
 int cmd_validate(int argc, char **argv) {
   vopts o;
   int rc = parse(&o, argc, argv);
-  if (rc) return rc < 0 ? CLI_OK : rc;
+  if (rc) return rc == CLI_HELP ? CLI_OK : rc;
   fm_validate_result res;
   char em[1024] = "";
   if ((rc = fm_validate(&o.cfg, &res, em, sizeof em))) return cli_fail(rc, "validate", "%s", em);

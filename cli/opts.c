@@ -1,6 +1,6 @@
 /*
  * opts.c - a subcommand's flags as one table (cli.h: cli_opt): the parser
- * (cli_getopt's rules: options in full, single values once, "did you mean")
+ * (getopt_strict's rules: options in full, single values once, "did you mean")
  * and the --help text both come from it, so a flag and its help cannot
  * drift. A row that names a key of run/fm_keys.h takes the key's flag,
  * range, placeholder and help sentence (with range and default) from there.
@@ -16,6 +16,95 @@
 
 #define MAX_OPTS 48
 #define HELP_WIDTH 22
+
+/* What cli_getopt last saw: its options (for "did you mean") and the
+ * message of a refusal it made (for cli_bad_option). */
+static const struct option *last_opts;
+static char refused[512];
+static const char *given[128]; /* first value of each long option, by index */
+static int given_n[128];
+
+/* The long option of opts closest to the name in arg ("--polcy=x"), or NULL. */
+static const char *near_option(const char *arg) {
+  const char *cands[128];
+  int n = 0;
+  for (; last_opts && last_opts[n].name && n < 128; n++)
+    cands[n] = last_opts[n].name;
+  char word[64];
+  const char *w = arg ? arg + strspn(arg, "-") : "";
+  snprintf(word, sizeof word, "%.*s", (int)strcspn(w, "="), w);
+  return fm_nearest(word, cands, n);
+}
+
+/* The message for an unknown option or a missing value (arg: the argv
+ * element at fault): what cli_getopt refused, or the option probably meant
+ * ("did you mean --policy?"); returns CLI_EUSAGE. */
+static int bad_option(const char *cmd, const char *arg) {
+  if (refused[0]) {
+    int rc = cli_fail(CLI_EUSAGE, cmd, "%s", refused);
+    refused[0] = '\0';
+    return rc;
+  }
+  const char *near = arg && arg[0] == '-' ? near_option(arg) : NULL;
+  if (near)
+    return cli_fail(CLI_EUSAGE, cmd, "unknown option '%s': did you mean --%s? (see 'flexmoe %s "
+                    "--help')", arg, near, cmd);
+  return cli_fail(CLI_EUSAGE, cmd,
+                  "unknown option or missing value: '%s' (see 'flexmoe %s --help')",
+                  arg ? arg : "", cmd);
+}
+
+/* 1 when name is one of the space-separated words of list. */
+static int in_list(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *s = list; s && *s; s += strspn(s, " ")) {
+    size_t len = strcspn(s, " ");
+    if (len == n && strncmp(s, name, n) == 0)
+      return 1;
+    s += len;
+  }
+  return 0;
+}
+
+/* getopt_long with the rules every subcommand shares: a long option must
+ * be written in full ("--gpus" never means "--gpus-per-node"), and one that
+ * takes a single value may be given once ("sim --trace a --trace b" is
+ * refused); repeat lists the names that may repeat, space-separated. Either
+ * refusal, an unknown option and a missing value return '?' with the
+ * message kept for bad_option. */
+static int getopt_strict(int argc, char **argv, const char *shortopts, const struct option *opts,
+                         const char *repeat) {
+  if (optind <= 1 || last_opts != opts) {
+    memset(given_n, 0, sizeof given_n);
+    refused[0] = '\0';
+  }
+  last_opts = opts;
+  int li = -1, c = getopt_long(argc, argv, shortopts, opts, &li);
+  if (c == ':' && optind >= 1 && optind <= argc && argv[optind - 1][0] == '-') {
+    snprintf(refused, sizeof refused, "%s needs a value", argv[optind - 1]);
+    return '?';
+  }
+  if (c == -1 || c == '?' || li < 0 || li >= 128)
+    return c;
+  const struct option *o = &opts[li];
+  /* the element that held the option: before its separate value, if any */
+  int at = optind - 1 - (o->has_arg == required_argument && optarg && optind >= 2 &&
+                         optarg == argv[optind - 1] && strncmp(argv[optind - 1], "--", 2) != 0);
+  const char *el = at >= 0 && at < argc ? argv[at] : NULL;
+  size_t len = el && strncmp(el, "--", 2) == 0 ? strcspn(el + 2, "=") : 0;
+  if (!el || !len || len != strlen(o->name) || strncmp(el + 2, o->name, len)) {
+    snprintf(refused, sizeof refused, "'%.100s': write the option in full: --%s", el ? el : "", o->name);
+    return '?';
+  }
+  if (given_n[li]++ && !in_list(repeat, o->name)) {
+    snprintf(refused, sizeof refused,
+             "--%s given twice ('%.100s' and '%.100s'): it takes one value; give it once",
+             o->name, given[li] ? given[li] : "", optarg ? optarg : "");
+    return '?';
+  }
+  given[li] = optarg;
+  return c;
+}
 
 static const char *flag_of(const cli_opt *o) {
   return o->flag ? o->flag : fm_key_of((fm_key_id)o->key)->flag;
@@ -104,7 +193,7 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
       shorts[at] = '\0';
     }
   int c;
-  while ((c = cli_getopt(argc, argv, shorts, lo, repeat)) != -1) {
+  while ((c = getopt_strict(argc, argv, shorts, lo, repeat)) != -1) {
     if (c == 'h') {
       print_help(opts, head, tail);
       return CLI_HELP;
@@ -113,7 +202,7 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
       if (opts[i].letter == c)
         c = 256 + i;
     if (c < 256)
-      return cli_bad_option(cmd, argv[optind - 1]);
+      return bad_option(cmd, argv[optind - 1]);
     if (store(cmd, &opts[c - 256], optarg))
       return CLI_EUSAGE;
   }

@@ -71,7 +71,9 @@ static int starts_number(const char *text) {
   return text && text[0] && !isspace((unsigned char)text[0]);
 }
 
-int cli_text_long(const char *text, long *out) {
+/* The whole text as a decimal long: 0 and *out set, -1 not an integer, -2
+ * out of the range of long (ERANGE). */
+static int text_long(const char *text, long *out) {
   char *end = NULL;
   errno = 0;
   long v = starts_number(text) && text[0] != '+' ? strtol(text, &end, 10) : 0;
@@ -86,7 +88,7 @@ int cli_text_long(const char *text, long *out) {
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out) {
   long v = 0;
-  int rc = cli_text_long(text, &v);
+  int rc = text_long(text, &v);
   if (rc == -1)
     return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not an integer between %ld and %ld", flag,
                     text ? text : "", lo, hi);
@@ -94,14 +96,6 @@ int cli_parse_long(const char *cmd, const char *flag, const char *text,
     return cli_fail(CLI_EUSAGE, cmd, "%s: %s is out of range: must be between %ld and %ld",
                     flag, text, lo, hi);
   *out = v;
-  return CLI_OK;
-}
-
-int cli_parse_seed(const char *cmd, const char *flag, const char *text, uint64_t *out) {
-  long v = 0;
-  if (cli_parse_long(cmd, flag, text, 0, CLI_SEED_MAX, &v))
-    return CLI_EUSAGE;
-  *out = (uint64_t)v;
   return CLI_OK;
 }
 
@@ -192,88 +186,6 @@ int cli_parse_format(const char *cmd, const char *text, int allowed, int *out) {
                   (allowed & CLI_FMT_TABLE) ? " table" : "",
                   (allowed & CLI_FMT_JSON) ? " json" : "",
                   (allowed & CLI_FMT_CSV) ? " csv" : "");
-}
-
-void cli_help(const char *text) { fputs(text, stdout); }
-
-/* What cli_getopt last saw: its options (for "did you mean") and the
- * message of a refusal it made (for cli_bad_option). */
-static const struct option *last_opts;
-static char refused[512];
-static const char *given[128]; /* first value of each long option, by index */
-static int given_n[128];
-
-/* The long option of opts closest to the name in arg ("--polcy=x"), or NULL. */
-static const char *near_option(const char *arg) {
-  const char *cands[128];
-  int n = 0;
-  for (; last_opts && last_opts[n].name && n < 128; n++)
-    cands[n] = last_opts[n].name;
-  char word[64];
-  const char *w = arg ? arg + strspn(arg, "-") : "";
-  snprintf(word, sizeof word, "%.*s", (int)strcspn(w, "="), w);
-  return fm_nearest(word, cands, n);
-}
-
-int cli_bad_option(const char *cmd, const char *arg) {
-  if (refused[0]) {
-    int rc = cli_fail(CLI_EUSAGE, cmd, "%s", refused);
-    refused[0] = '\0';
-    return rc;
-  }
-  const char *near = arg && arg[0] == '-' ? near_option(arg) : NULL;
-  if (near)
-    return cli_fail(CLI_EUSAGE, cmd, "unknown option '%s': did you mean --%s? (see 'flexmoe %s "
-                    "--help')", arg, near, cmd);
-  return cli_fail(CLI_EUSAGE, cmd,
-                  "unknown option or missing value: '%s' (see 'flexmoe %s --help')",
-                  arg ? arg : "", cmd);
-}
-
-/* 1 when name is one of the space-separated words of list. */
-static int in_list(const char *list, const char *name) {
-  size_t n = strlen(name);
-  for (const char *s = list; s && *s; s += strspn(s, " ")) {
-    size_t len = strcspn(s, " ");
-    if (len == n && strncmp(s, name, n) == 0)
-      return 1;
-    s += len;
-  }
-  return 0;
-}
-
-int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
-               const char *repeat) {
-  if (optind <= 1 || last_opts != opts) {
-    memset(given_n, 0, sizeof given_n);
-    refused[0] = '\0';
-  }
-  last_opts = opts;
-  int li = -1, c = getopt_long(argc, argv, shortopts, opts, &li);
-  if (c == ':' && optind >= 1 && optind <= argc && argv[optind - 1][0] == '-') {
-    snprintf(refused, sizeof refused, "%s needs a value", argv[optind - 1]);
-    return '?';
-  }
-  if (c == -1 || c == '?' || li < 0 || li >= 128)
-    return c;
-  const struct option *o = &opts[li];
-  /* the element that held the option: before its separate value, if any */
-  int at = optind - 1 - (o->has_arg == required_argument && optarg && optind >= 2 &&
-                         optarg == argv[optind - 1] && strncmp(argv[optind - 1], "--", 2) != 0);
-  const char *el = at >= 0 && at < argc ? argv[at] : NULL;
-  size_t len = el && strncmp(el, "--", 2) == 0 ? strcspn(el + 2, "=") : 0;
-  if (!el || !len || len != strlen(o->name) || strncmp(el + 2, o->name, len)) {
-    snprintf(refused, sizeof refused, "'%.100s': write the option in full: --%s", el ? el : "", o->name);
-    return '?';
-  }
-  if (given_n[li]++ && !in_list(repeat, o->name)) {
-    snprintf(refused, sizeof refused,
-             "--%s given twice ('%.100s' and '%.100s'): it takes one value; give it once",
-             o->name, given[li] ? given[li] : "", optarg ? optarg : "");
-    return '?';
-  }
-  given[li] = optarg;
-  return c;
 }
 
 double cli_speedup(double ref_ms, double ms) {

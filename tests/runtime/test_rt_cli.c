@@ -148,6 +148,27 @@ Test(rt_cli, calibrate_writes_the_simulators_profile_and_cluster_files, .timeout
   rmdir(dir);
 }
 
+/* --no-db wins over --db in every command that can write a database
+ * (issue 18): the file is never created; without --no-db it is. */
+Test(rt_cli, no_db_stores_nothing_in_calibrate_and_run, .timeout = 90) {
+  char dir[] = "/tmp/flexmoe-rt-nodb-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char args[1024], db[64];
+  snprintf(db, sizeof db, "%s/r.db", dir);
+  const char *cmds[] = {"calibrate --backend cpu --d-model 16 --d-ff 32 --reps 1",
+                        "run " SMALL " " SAMPLE " --iterations 0:1 --policy static"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(args, sizeof args, "%s --db %s --no-db", cmds[i], db);
+    cr_assert_eq(run(args), 0, "%s: %s", cmds[i], err);
+    cr_assert_neq(access(db, F_OK), 0, "%s --no-db wrote %s", cmds[i], db);
+    snprintf(args, sizeof args, "%s --db %s", cmds[i], db);
+    cr_assert_eq(run(args), 0, "%s: %s", cmds[i], err);
+    cr_assert_eq(access(db, F_OK), 0, "%s --db did not write %s", cmds[i], db);
+    unlink(db);
+  }
+  rmdir(dir);
+}
+
 Test(rt_cli, validate_compares_runtime_and_simulator_per_policy, .timeout = 120) {
   cr_assert_eq(run("validate " SMALL " " SAMPLE " --iterations 0:2 --policy static --policy flexmoe:background=0"
                    " --format json"), 0, "%s", err);
