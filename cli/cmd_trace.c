@@ -567,6 +567,15 @@ static void print_fit_table(const tr_fit *f, const char *out) {
   }
 }
 
+/* tr_fit_progress_fn for the progress line: a layer's regimes, then its
+ * calibration. */
+static void fit_progress(void *ctx, int done, int total) {
+  char what[64];
+  snprintf(what, sizeof what, "step %d/%d (%s)", done, total,
+           done <= total / 2 ? "regimes" : "calibration");
+  cli_progress_update(ctx, (double)done / total, what);
+}
+
 /* flexmoe trace fit FILE -o FIT.json: fits the generator's model to the
  * trace, writes it and prints target vs fitted; CLI_OK, CLI_EUSAGE for a bad
  * command line, CLI_EFAIL (one message printed) for a trace, fit or write
@@ -592,12 +601,16 @@ static int trace_fit(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace fit --help')");
   if (!out)
     return cli_fail(CLI_EUSAGE, cmd, "-o FIT.json is required");
+  cli_progress line;
+  cli_progress_start(&line, cmd);
   fm_trace_fit_config cfg = {
       .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
-      .out = out, .seed = (uint64_t)seed};
+      .out = out, .seed = (uint64_t)seed, .progress = fit_progress, .progress_ctx = &line};
   tr_fit f;
   char em[ERRLEN];
-  if ((c = fm_trace_fit(&cfg, &f, em, sizeof(em))))
+  c = fm_trace_fit(&cfg, &f, em, sizeof(em));
+  cli_progress_end(&line);
+  if (c)
     return trace_fail(cmd, c, em);
   int rc = CLI_OK;
   if (fmt == CLI_FMT_JSON) {

@@ -245,7 +245,7 @@ int fm_trace_fit(const fm_trace_fit_config *cfg, tr_fit *f, char *em, size_t el)
     tr_close(&t);
     return fm_fail(em, el, FM_EFAIL, "%s: fitting needs at least 12 iterations", path);
   }
-  rc = tr_fit_trace(&t, it0, it1, cfg->seed, f);
+  rc = tr_fit_trace_progress(&t, it0, it1, cfg->seed, f, cfg->progress, cfg->progress_ctx);
   tr_close(&t);
   if (rc == TR_ENOMEM)
     return fm_fail(em, el, FM_EFAIL, "%s: out of memory", path);

@@ -100,6 +100,10 @@ typedef struct fm_trace_fit_config {
   fm_trace_config trace;
   const char *out; /* FIT.json, written by temp + rename */
   uint64_t seed;   /* the calibration's random stream */
+  /* called after each step of the fit (tr_fit_progress_fn; NULL: not
+   * called), for progress lines only */
+  tr_fit_progress_fn progress;
+  void *progress_ctx;
 } fm_trace_fit_config;
 
 /* Fits the generator's model to cfg->trace's iterations (at least 12) into
