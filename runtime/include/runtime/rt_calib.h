@@ -84,7 +84,7 @@ typedef struct rt_calib_result {
 } rt_calib_result;
 
 /* Fills cfg with the default point lists for the backend's element size
- * (GPU: 16..16384 tokens; cpu: 8..512). */
+ * (GPU: 16..16384 tokens; cpu: 1..512). */
 void rt_calib_defaults(rt_calib_config *cfg, const rt_backend *b, int d_model, int d_ff);
 
 int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out,
