@@ -17,12 +17,18 @@ void rt_calib_defaults(rt_calib_config *cfg, const rt_backend *b, int d_model, i
   cfg->d_ff = d_ff;
   int gpu = b->ops->elem_bytes(b) == 2;
   static const int64_t gt[] = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
-  static const int64_t ct[] = {8, 16, 32, 64, 128, 256, 512};
+  /* cpu from 1 token: below its first point the profile charges the
+   * first point's time (pl_ffn_us), and in the replay of the bundled aux
+   * sample at 256 tokens a GPU, 22% of the static placement's experts get
+   * under 8 tokens (12% under 4): a floor at 8 charged each of them as 8 */
+  static const int64_t ct[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   const int64_t *t = gpu ? gt : ct;
-  cfg->ntokens = gpu ? 11 : 7;
+  cfg->ntokens = gpu ? 11 : 10;
   memcpy(cfg->tokens, t, sizeof(int64_t) * (size_t)cfg->ntokens);
   static const int64_t gr[] = {16, 64, 256, 1024, 2048, 4096};
-  static const int64_t cr[] = {4, 16, 64, 256};
+  /* cpu: up to 1024 rows (256 KiB a destination at d_model 64), where
+   * the memcpy, not the clock, sets the time: the slope is the bandwidth */
+  static const int64_t cr[] = {16, 64, 256, 1024};
   cfg->nsizes = gpu ? 6 : 4;
   memcpy(cfg->rows, gpu ? gr : cr, sizeof(int64_t) * (size_t)cfg->nsizes);
   cfg->warmup = gpu ? 3 : 1;
@@ -136,6 +142,58 @@ static int barrier_pass(rt_backend *b, const cbuf *cb, const rt_calib_config *cf
   return 0;
 }
 
+/* Phases of each kind in the exchange-latency measurement. */
+#define XPHASE_REPS 16
+
+/* The exchange as a replay meets it, in one run of the queues: a layer's
+ * dispatch follows a short, balanced local pass (the ranks arrive at the
+ * barrier almost together) and its combine follows the expert compute,
+ * where the ranks arrive apart (one waits, asleep on the cpu backend, and
+ * must be woken). XPHASE_REPS pairs of phases: [permute of `rows` rows on
+ * every rank, stamp, copies of `rows` rows to every other rank, barrier,
+ * stamp] then [rank 0 an expert FFN of n tokens and the others a quarter
+ * of it, stamp, the same copies, barrier, stamp]. *mean_us = the mean over
+ * all 2 XPHASE_REPS phases of the latest stamp after less the latest stamp
+ * before: how the replay measures an exchange phase (rt_exec.c, "phase
+ * times"). The mean, not the median: a replay's mean time pays every slow
+ * wake-up. ms holds 4 * XPHASE_REPS * ranks entries. */
+static int exchange_pass(rt_backend *b, const cbuf *cb, const rt_calib_config *cfg, int64_t n,
+                         int64_t rows, double *ms, double *mean_us) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, f = cfg->d_ff, rc;
+  size_t chunk = (size_t)rows * d * (size_t)o->elem_bytes(b);
+  if ((rc = o->barrier(b))) return rc;
+  for (int k = 0; k < 2 * XPHASE_REPS; k++) {
+    for (int r = 0; r < G; r++) {
+      if (!o->owns(b, r)) continue;
+      int64_t m = r == 0 ? n : (n / 4 > 0 ? n / 4 : 1);
+      rc = k % 2 ? o->ffn_fwd(b, r, cb[r].X, cb[r].P, cb[r].A, cb[r].Y, m, d, f)
+                 : o->permute(b, r, cb[r].out, cb[r].send, cb[r].idx, NULL, rows * G, d);
+      if (rc) return rc;
+    }
+    if ((rc = o->mark(b, 2 * k)) || (rc = o->group_begin(b))) return rc;
+    for (int r = 0; r < G; r++)
+      for (int g = 0; g < G; g++)
+        if (g != r && (rc = o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
+                                    (char *)cb[g].recv + (size_t)r * chunk, chunk)))
+          return rc;
+    if ((rc = o->group_end(b)) || (rc = o->barrier(b)) || (rc = o->mark(b, 2 * k + 1)))
+      return rc;
+  }
+  if ((rc = o->collect(b, 4 * XPHASE_REPS, ms))) return rc;
+  double sum = 0;
+  for (int k = 0; k < 2 * XPHASE_REPS; k++) {
+    double in = 0, outt = 0;
+    for (int r = 0; r < G; r++) {
+      in = fmax(in, ms[(2 * k) * G + r]);
+      outt = fmax(outt, ms[(2 * k + 1) * G + r]);
+    }
+    sum += 1e3 * (outt - in);
+  }
+  *mean_us = sum / (2 * XPHASE_REPS);
+  return 0;
+}
+
 /* Slowest rank's (stamp s1 - stamp s0), ms. */
 static double span(const double *ms, int G, int s0, int s1) {
   double w = 0;
@@ -144,6 +202,48 @@ static double span(const double *ms, int G, int s0, int s1) {
     if (t > w) w = t;
   }
   return w;
+}
+
+/* The cpu backend's exchange numbers (rt_calib.h): the bandwidth from the
+ * copies alone (no barrier: at these sizes the memcpy sets the time, and a
+ * barrier per repetition would put its noise into the slope), a Theil-Sen
+ * line through the sizes; the latency from the replay's own phases
+ * (exchange_pass at the middle size) less their copy time. x_us keeps the
+ * copy times. ms holds 4 * XPHASE_REPS * ranks entries. */
+static int cpu_exchange(rt_backend *b, const cbuf *cb, const rt_calib_config *cfg,
+                        rt_calib_result *out, double *ms) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, rc;
+  size_t esz = (size_t)o->elem_bytes(b);
+  for (int i = 0; i < cfg->nsizes; i++) {
+    int64_t m = cfg->rows[i];
+    size_t chunk = (size_t)m * d * esz;
+    if ((rc = o->barrier(b))) return rc;
+    for (int rep = -cfg->warmup; rep < 4 * cfg->reps; rep++) {
+      if (rep == 0 && (rc = o->mark(b, 0))) return rc;
+      for (int r = 0; r < G; r++)
+        for (int g = 0; g < G; g++)
+          if (g != r && (rc = o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
+                                      (char *)cb[g].recv + (size_t)r * chunk, chunk)))
+            return rc;
+    }
+    if ((rc = o->mark(b, 1)) || (rc = o->collect(b, 2, ms))) return rc;
+    out->x_bytes[i] = (double)m * (G - 1) * d * cfg->model_bytes_per_elem;
+    out->x_us[i] = 1e3 * span(ms, G, 0, 1) / (4 * cfg->reps);
+  }
+  double icpt, slope; /* us, us per byte */
+  theil_sen(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
+  int last = cfg->nsizes - 1;
+  out->exchange_GBps = slope > 0 ? 1e-3 / slope
+                                 : (out->x_us[last] > 0 ? 1e-3 * out->x_bytes[last] / out->x_us[last] : 1.0);
+  int mid = cfg->nsizes / 2;
+  double mean;
+  if ((rc = exchange_pass(b, cb, cfg, cfg->tokens[cfg->ntokens - 1], cfg->rows[mid], ms, &mean)))
+    return rc;
+  double copy = 1e-3 * out->x_bytes[mid] / out->exchange_GBps;
+  out->exchange_latency_us = fmax(mean - copy, 0.5 * out->x_us[0]);
+  out->barrier_us = fmax(0.0, out->exchange_latency_us - icpt);
+  return 0;
 }
 
 int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out,
@@ -164,7 +264,7 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
   int64_t xrows = rmax * G > tmax ? rmax * G : tmax;
   cbuf *cb = rt_calloc((size_t)G, sizeof *cb);
   int32_t *hidx = rt_malloc(sizeof(int32_t) * (size_t)xrows);
-  double *ms = rt_malloc(sizeof(double) * 8 * (size_t)G);
+  double *ms = rt_malloc(sizeof(double) * (4 * XPHASE_REPS > 8 ? 4 * XPHASE_REPS : 8) * (size_t)G);
   if (!cb || !hidx || !ms) {
     rt_free(cb);
     rt_free(hidx);
@@ -195,8 +295,15 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
     }
     BK(o->fill(b, r, c->X, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 0, 0), 1.0f));
     BK(o->fill(b, r, c->dY, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 1, 0), 1.0f));
-    BK(o->fill(b, r, c->P, 2 * (size_t)d * f, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 0),
-               1.0f / sqrtf((float)d)));
+    /* W1 | W2 scaled as the replay makes its experts (rt_exec.c,
+     * gen_expert): the cpu backward's time depends on the values (measured
+     * in thread cpu time at d_model 64, d_ff 128: W2 at 1/sqrt(d_model)
+     * made it 1.67-1.77x the forward, at 1/sqrt(d_ff) 1.32-1.41x), so a
+     * profile measured on other weights mispredicts the replay's. */
+    size_t df = (size_t)d * f;
+    BK(o->fill(b, r, c->P, df, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 0), 1.0f / sqrtf((float)d)));
+    BK(o->fill(b, r, (char *)c->P + df * esz, df, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 1),
+               1.0f / sqrtf((float)f)));
     BK(o->fill(b, r, c->send, (size_t)xrows * d, kn_seed(cfg->seed, 7, (uint64_t)r, 3, 0), 1.0f));
     BK(o->upload(b, r, c->idx, hidx, (size_t)xrows * 4));
   }
@@ -260,57 +367,65 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
       sb += out->bwd_us[i];
     }
   out->bwd_ratio = sf > 0 ? sb / sf : 2.0;
-  /* exchange: uniform all-to-all at several sizes (copies + barrier) */
   out->nsizes = cfg->nsizes;
-  for (int i = 0; i < cfg->nsizes; i++) {
-    int64_t m = cfg->rows[i];
-    size_t chunk = (size_t)m * d * esz;
-    for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
-      if (rep == 0) {
-        BK(head_start(b, 500.0 + 100.0 * cfg->reps));
-        BK(o->mark(b, 0));
-      }
-      BK(o->group_begin(b));
-      for (int r = 0; r < G; r++)
-        for (int g = 0; g < G; g++)
-          BK(o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
-                     (char *)cb[g].recv + (size_t)r * chunk, chunk));
-      BK(o->group_end(b));
-      BK(o->barrier(b));
-    }
-    BK(o->mark(b, 1));
-    BK(o->collect(b, 2, ms));
-    out->x_bytes[i] = (double)m * (G > 1 ? G - 1 : 1) * d * cfg->model_bytes_per_elem;
-    out->x_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
-  }
-  /* least squares t = latency + bytes / bandwidth */
-  if (cfg->nsizes >= 2) {
-    double icpt, slope; /* us, us per byte */
-    fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
-    /* No positive slope (noise on a busy host): the largest size's
-     * throughput is the bandwidth. */
-    int n = cfg->nsizes - 1;
-    out->exchange_GBps = slope > 0 ? 1e-3 / slope
-                                   : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
-    out->exchange_latency_us = icpt;
-  }
-  /* barrier cost as the replay meets it (rt_calib.h) */
-  if (G > 1 && cfg->nsizes >= 2) {
-    double *bm = rt_malloc(sizeof(double) * 2 * BARRIER_REPS * (size_t)G);
-    if (!bm) {
-      rc = RT_ENOMEM;
+  if (o->elem_bytes(b) == 4 && G > 1 && cfg->nsizes >= 2) {
+    /* cpu: the exchange as the replay pays it (rt_calib.h) */
+    if ((rc = cpu_exchange(b, cb, cfg, out, ms))) {
+      if (err) snprintf(err, errlen, "%s", o->last_error(b));
       goto done;
     }
-    int64_t n = cfg->tokens[cfg->ntokens - 1];
-    double mean[2];
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-      rc = barrier_pass(b, cb, cfg, pass == 0 ? n : 0, bm, &mean[pass]);
-      if (rc && err) snprintf(err, errlen, "%s", o->last_error(b));
+  } else {
+    /* exchange: uniform all-to-all at several sizes (copies + barrier) */
+    for (int i = 0; i < cfg->nsizes; i++) {
+      int64_t m = cfg->rows[i];
+      size_t chunk = (size_t)m * d * esz;
+      for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
+        if (rep == 0) {
+          BK(head_start(b, 500.0 + 100.0 * cfg->reps));
+          BK(o->mark(b, 0));
+        }
+        BK(o->group_begin(b));
+        for (int r = 0; r < G; r++)
+          for (int g = 0; g < G; g++)
+            BK(o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
+                       (char *)cb[g].recv + (size_t)r * chunk, chunk));
+        BK(o->group_end(b));
+        BK(o->barrier(b));
+      }
+      BK(o->mark(b, 1));
+      BK(o->collect(b, 2, ms));
+      out->x_bytes[i] = (double)m * (G > 1 ? G - 1 : 1) * d * cfg->model_bytes_per_elem;
+      out->x_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
     }
-    rt_free(bm);
-    if (rc) goto done;
-    out->barrier_us = fmax(0.0, mean[0] - mean[1]);
-    out->exchange_latency_us += out->barrier_us;
+    if (cfg->nsizes >= 2) {
+      /* least squares t = latency + bytes / bandwidth */
+      double icpt, slope; /* us, us per byte */
+      fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
+      /* No positive slope (noise on a busy host): the largest size's
+       * throughput is the bandwidth. */
+      int n = cfg->nsizes - 1;
+      out->exchange_GBps = slope > 0 ? 1e-3 / slope
+                                     : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
+      out->exchange_latency_us = icpt;
+      /* barrier cost as the replay meets it (rt_calib.h) */
+      if (G > 1) {
+        double *bm = rt_malloc(sizeof(double) * 2 * BARRIER_REPS * (size_t)G);
+        if (!bm) {
+          rc = RT_ENOMEM;
+          goto done;
+        }
+        int64_t n = cfg->tokens[cfg->ntokens - 1];
+        double mean[2];
+        for (int pass = 0; pass < 2 && !rc; pass++) {
+          rc = barrier_pass(b, cb, cfg, pass == 0 ? n : 0, bm, &mean[pass]);
+          if (rc && err) snprintf(err, errlen, "%s", o->last_error(b));
+        }
+        rt_free(bm);
+        if (rc) goto done;
+        out->barrier_us = fmax(0.0, mean[0] - mean[1]);
+        out->exchange_latency_us += out->barrier_us;
+      }
+    }
   }
   /* local token movement: permute of m * G rows */
   double lx[RT_CALIB_MAX], ly[RT_CALIB_MAX];

@@ -927,9 +927,24 @@ static int allreduce_op(rt_exec *x) {
   return 0;
 }
 
+/* 1 when some expert of some layer has two replicas or more. */
+static int any_replicated(const rt_exec *x) {
+  for (int l = 0; l < x->L; l++) {
+    const pl_placement *pp = pl_policy_serving(x->policy, l);
+    for (int e = 0; e < x->E; e++)
+      if (pp->nrep[e] > 1) return 1;
+  }
+  return 0;
+}
+
+/* The replica gradient all-reduce. Without a replica it does nothing, not
+ * even its barriers: there is nothing to order, and the simulator charges
+ * such an iteration no all-reduce (every rank's placement is the same, so
+ * every process of the nccl backend skips alike). */
 static int allreduce(rt_exec *x) {
   int S = x->nphys;
   size_t n = x->pelems, esz = (size_t)x->esz;
+  if (!any_replicated(x)) return 0;
   if (x->ops->allreduce) return allreduce_op(x);
   for (int step = 0; step < 3; step++) {
     if (step != 1) BK(x, x->ops->group_begin(x->b));

@@ -12,22 +12,35 @@
  *    the wait for every rank) at several sizes, fitted by least squares as
  *    time = latency + bytes / bandwidth, bytes = what one rank sends to the
  *    others counted at `model_bytes_per_elem` (so the fit is in the units
- *    the cost model charges);
+ *    the cost model charges). On the cpu backend with 2+ ranks instead:
+ *    the bandwidth from the copies alone at 16..1024 rows a destination
+ *    (a Theil-Sen line; the barrier per repetition of the old tight loop
+ *    put its noise into the slope, and at the old 4..256 rows the clock,
+ *    not the memcpy, set the time), and the latency from the replay's own
+ *    exchange phases: 16 dispatch-like phases (a permute on every rank,
+ *    then copies and a barrier: the ranks arrive almost together) and 16
+ *    combine-like ones (rank 0 an FFN of the largest token count, the
+ *    others a quarter: one rank waits, asleep, and must be woken), each
+ *    timed as the replay times a phase (latest stamp before to latest
+ *    stamp after); latency = their mean less the copy time at that size.
+ *    The replay pays the long wake-up once per layer and direction (after
+ *    the compute), not at every exchange as the old barrier cost added to
+ *    both; barrier_us keeps the latency less the copies' own intercept;
  *  - local token movement: the permute kernel at several row counts,
  *    fitted as latency + rows x cost per row (the replay runs four such
  *    passes per layer and direction around the exchanges);
  *  - launch overhead: the time per tiny kernel of a long chain;
- *  - barrier cost as the replay meets it: 16 phases in one run of the
- *    queues, rank 0 computing an expert FFN of the largest token count
- *    and the others a quarter of it, then a barrier; the mean time from
- *    the latest arrival to the latest release, less the same with no work
- *    before the barrier. On the cpu backend a waiting rank thread sleeps
- *    and must be woken and get a core again: about 0.1 ms on an idle
- *    machine, milliseconds on a loaded one (measured on the 2-core build
- *    machine at load 13-16: a mean of 9 ms after 256-token FFNs, median
- *    0.1 ms), paid at every exchange of a replay but not by the tight
- *    loop of the exchange fit. It is added to exchange_latency_us (the
- *    simulator charges it per all-to-all) and kept in barrier_us.
+ *  - barrier cost as the replay meets it (GPU backends; the cpu backend
+ *    measures it inside the exchange phases above): 16 phases in one run
+ *    of the queues, rank 0 computing an expert FFN of the largest token
+ *    count and the others a quarter of it, then a barrier; the mean time
+ *    from the latest arrival to the latest release, less the same with no
+ *    work before the barrier, added to exchange_latency_us (the simulator
+ *    charges it per all-to-all) and kept in barrier_us.
+ *
+ * The FFN runs on weights scaled as the replay makes its experts (W1 at
+ * 1/sqrt(d_model), W2 at 1/sqrt(d_ff)): the cpu backward's time depends on
+ * the values.
  */
 #ifndef FLEXMOE_RT_CALIB_H
 #define FLEXMOE_RT_CALIB_H
@@ -71,7 +84,7 @@ typedef struct rt_calib_result {
 } rt_calib_result;
 
 /* Fills cfg with the default point lists for the backend's element size
- * (GPU: 16..16384 tokens; cpu: 8..512). */
+ * (GPU: 16..16384 tokens; cpu: 1..512). */
 void rt_calib_defaults(rt_calib_config *cfg, const rt_backend *b, int d_model, int d_ff);
 
 int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out,
