@@ -11,13 +11,7 @@
 #include "run/fm_replay.h"
 #include "run/fm_sim.h"
 
-static const char *sample(void) {
-  static char p[1024];
-  const char *root = getenv("FLEXMOE_SOURCE_ROOT");
-  cr_assert_not_null(root);
-  snprintf(p, sizeof(p), "%s/traces/samples/gpt-l6-e32-top2-aux-200.npy", root);
-  return p;
-}
+#include "helpers.h"
 
 Test(fm_config, every_command_starts_from_the_one_default_seed) {
   fm_sim_config s = FM_SIM_CONFIG_INIT;

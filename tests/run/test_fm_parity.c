@@ -21,15 +21,9 @@
 #include "run/fm_replay.h"
 #include "run/fm_validate.h"
 
-static char dir[64], prof_path[128], db_path[128];
+#include "helpers.h"
 
-static const char *sample(void) {
-  static char p[1024];
-  const char *root = getenv("FLEXMOE_SOURCE_ROOT");
-  cr_assert_not_null(root);
-  snprintf(p, sizeof p, "%s/traces/samples/gpt-l6-e32-top2-aux-200.npy", root);
-  return p;
-}
+static char dir[64], prof_path[128], db_path[128];
 
 /* A profile as `flexmoe calibrate --out` writes it, plausible numbers for
  * 4 cpu ranks (only the plans matter here, and both sides read it). */
@@ -38,26 +32,7 @@ static void setup(void) {
   cr_assert_not_null(mkdtemp(dir));
   snprintf(prof_path, sizeof prof_path, "%s/cpu-4.json", dir);
   snprintf(db_path, sizeof db_path, "%s/v.db", dir);
-  fm_profile p;
-  memset(&p, 0, sizeof p);
-  snprintf(p.name, sizeof p.name, "cpu-4-parity");
-  snprintf(p.device, sizeof p.device, "test cpu");
-  p.d_model = 16;
-  p.d_ff = 32;
-  const double tok[] = {8, 64, 512, 4096}, us[] = {12.0, 30.0, 150.0, 1100.0};
-  p.npoints = 4;
-  for (int i = 0; i < 4; i++) {
-    p.tok[i] = tok[i];
-    p.us[i] = us[i];
-  }
-  p.pl.bwd_ratio = 2.0;
-  p.exchange_GBps = 5.0;
-  p.exchange_latency_us = 8.0;
-  p.local_lat_us = 3.0;
-  p.local_us_per_row = 0.02;
-  p.gpus = 4;
-  char em[512];
-  cr_assert_eq(fm_profile_save(&p, prof_path, em, sizeof em), FM_OK, "%s", em);
+  write_test_profile(prof_path, "cpu-4-parity", 4, 4);
 }
 
 static void teardown(void) {

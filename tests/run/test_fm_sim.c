@@ -8,13 +8,7 @@
 #include "run/fm_error.h"
 #include "run/fm_sim.h"
 
-static const char *sample(void) {
-  static char p[1024];
-  const char *root = getenv("FLEXMOE_SOURCE_ROOT");
-  cr_assert_not_null(root);
-  snprintf(p, sizeof(p), "%s/traces/samples/gpt-l6-e32-top2-aux-200.npy", root);
-  return p;
-}
+#include "helpers.h"
 
 Test(fm_sim, pack_unpack_gives_back_the_same_output) {
   fm_sim_config c = FM_SIM_CONFIG_INIT;

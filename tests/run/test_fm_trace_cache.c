@@ -12,13 +12,7 @@
 #include "run/fm_sweep.h"
 #include "run/fm_trace_cache.h"
 
-static const char *sample(void) {
-  static char p[1024];
-  const char *root = getenv("FLEXMOE_SOURCE_ROOT");
-  cr_assert_not_null(root);
-  snprintf(p, sizeof(p), "%s/traces/samples/gpt-l6-e32-top2-aux-200.npy", root);
-  return p;
-}
+#include "helpers.h"
 
 static fm_sim_config base_config(void) {
   fm_sim_config c = FM_SIM_CONFIG_INIT;

@@ -19,15 +19,9 @@
 #include "run/fm_profile.h"
 #include "run/fm_validate.h"
 
-static char dir[64], prof_path[128], db_dir[64], db_path[128];
+#include "helpers.h"
 
-static const char *sample(void) {
-  static char p[1024];
-  const char *root = getenv("FLEXMOE_SOURCE_ROOT");
-  cr_assert_not_null(root);
-  snprintf(p, sizeof p, "%s/traces/samples/gpt-l6-e32-top2-aux-200.npy", root);
-  return p;
-}
+static char dir[64], prof_path[128], db_dir[64], db_path[128];
 
 /* A calibrated profile written as `flexmoe calibrate --out` does, with
  * made-up but plausible numbers (the cpu backend is measured anyway; only
@@ -36,26 +30,7 @@ static void write_profile(void) {
   snprintf(dir, sizeof dir, "/tmp/fm-validate-prof-XXXXXX");
   cr_assert_not_null(mkdtemp(dir));
   snprintf(prof_path, sizeof prof_path, "%s/cpu-2.json", dir);
-  fm_profile p;
-  memset(&p, 0, sizeof p);
-  snprintf(p.name, sizeof p.name, "cpu-2-test");
-  snprintf(p.device, sizeof p.device, "test cpu");
-  p.d_model = 16;
-  p.d_ff = 32;
-  const double tok[] = {8, 64, 512}, us[] = {12.0, 30.0, 150.0};
-  p.npoints = 3;
-  for (int i = 0; i < 3; i++) {
-    p.tok[i] = tok[i];
-    p.us[i] = us[i];
-  }
-  p.pl.bwd_ratio = 2.0;
-  p.exchange_GBps = 5.0;
-  p.exchange_latency_us = 8.0;
-  p.local_lat_us = 3.0;
-  p.local_us_per_row = 0.02;
-  p.gpus = 2;
-  char em[512];
-  cr_assert_eq(fm_profile_save(&p, prof_path, em, sizeof em), FM_OK, "%s", em);
+  write_test_profile(prof_path, "cpu-2-test", 2, 3);
   snprintf(db_dir, sizeof db_dir, "/tmp/fm-validate-db-XXXXXX");
   cr_assert_not_null(mkdtemp(db_dir));
   snprintf(db_path, sizeof db_path, "%s/v.db", db_dir);
