@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "run/fm_config.h"
-#include "sim/sim_cluster.h"
+#include "run/fm_cluster.h"
 
 static const char help_head[] =
     "usage: flexmoe clusters [--gpus N] [--nodes N] [--gpus-per-node G]\n"
@@ -25,30 +24,6 @@ static const char help_tail[] =
     "example:\n"
     "  flexmoe clusters\n"
     "  flexmoe clusters --format json dgx-h100 h200-green-4\n";
-
-/* The resolved clusters cl[0..count) (named list[i] in messages) as one
- * JSON object on stdout; CLI_OK, or CLI_EFAIL with one message when a
- * description does not fit or does not parse. */
-static int print_json(const sim_cluster *cl, const char *const *list, int count) {
-  json_t *arr = json_array();
-  for (int i = 0; i < count; i++) {
-    char buf[2048];
-    if (sim_cluster_json(&cl[i], buf, sizeof(buf)) < 0)
-      return cli_fail(CLI_EFAIL, "clusters", "cluster description too long");
-    json_t *o = json_loads(buf, 0, NULL);
-    if (!o) {
-      json_decref(arr);
-      return cli_fail(CLI_EFAIL, "clusters", "%s: cannot describe the cluster as JSON",
-                      list[i]);
-    }
-    json_object_set_new(o, "gpus", json_integer(sim_cluster_gpus(&cl[i])));
-    json_object_set_new(o, "description", fm_json_string(cl[i].description));
-    json_array_append_new(arr, o);
-  }
-  json_t *root = json_pack("{s:o}", "clusters", arr);
-  return cli_json_print("clusters", root,
-                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-}
 
 /* The clusters cl[0..count) as a table, one line each. */
 static void print_table(const sim_cluster *cl, int count) {
@@ -96,17 +71,17 @@ int cmd_clusters(int argc, char **argv) {
   sim_cluster cl[64];
   if (count > 64)
     return cli_fail(CLI_EUSAGE, "clusters", "at most 64 clusters at once");
-  for (int i = 0; i < count; i++) {
-    sim_errbuf err;
-    int n = (int)nodes, k = (int)gpn;
-    char em[512];
-    if (gpus && fm_cluster_size(list[i], gpus, n, k, &n, &k, em, sizeof em))
-      return cli_fail(CLI_EUSAGE, "clusters", "%s", em);
-    if (sim_cluster_resolve(list[i], &cl[i], &err) || sim_cluster_resize(&cl[i], n, k, &err))
-      return cli_fail(CLI_EFAIL, "clusters", "%s", err.msg);
+  char em[512];
+  for (int i = 0; i < count; i++)
+    if ((rc = fm_cluster_open(list[i], gpus, nodes, gpn, &cl[i], em, sizeof em)))
+      return cli_fail(rc, "clusters", "%s", em);
+  if (fmt == CLI_FMT_JSON) {
+    json_t *doc = NULL;
+    if (fm_clusters_doc(cl, list, count, &doc, em, sizeof em))
+      return cli_fail(CLI_EFAIL, "clusters", "%s", em);
+    return cli_json_print("clusters", doc,
+                          JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
   }
-  if (fmt == CLI_FMT_JSON)
-    return print_json(cl, list, count);
   print_table(cl, count);
   return CLI_OK;
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "run/fm_config.h"
+#include "run/fm_cluster.h"
 #include "run/fm_keys.h"
 #include "sim/sim_cluster.h"
 #include "sim/sim_flows.h"
@@ -31,27 +31,6 @@ static const char help_tail[] =
     "example:\n"
     "  printf 'src_gpu,dst_gpu,bytes\\n0,1,1000000000\\n0,8,1000000000\\n' > f.csv\n"
     "  flexmoe net --cluster dgx-h100 --nodes 2 --flows f.csv\n";
-
-/* The finished flows and the makespan as one JSON object on stdout; CLI_OK,
- * or CLI_EFAIL with one message when a JSON value cannot be built (out of
- * memory). The flows stay the caller's. */
-static int print_json(const sim_flow_line *fl, int nf, int64_t makespan) {
-  json_t *arr = json_array();
-  int bad = !arr; /* a pack that failed (out of memory) fails the output */
-  for (int i = 0; i < nf && !bad; i++)
-    bad |= json_array_append_new(
-               arr, json_pack("{s:i, s:i, s:I, s:o}", "src", fl[i].src, "dst", fl[i].dst,
-                              "bytes", (json_int_t)fl[i].bytes, "finish_us",
-                              fm_json_number((double)fl[i].finish_ns * 1e-3))) != 0;
-  json_t *root = json_pack("{s:o, s:o}", "makespan_us",
-                           fm_json_number((double)makespan * 1e-3), "flows", arr);
-  if (bad) {
-    json_decref(root);
-    root = NULL;
-  }
-  return cli_json_print("net", root,
-                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-}
 
 /* The cluster line, one row per finished flow and the makespan, as text. */
 static void print_table(const sim_cluster *cl, const sim_flow_line *fl, int nf,
@@ -92,31 +71,15 @@ int cmd_net(int argc, char **argv) {
     return cli_fail(CLI_EUSAGE, "net", "unexpected argument '%s'", argv[optind]);
   if (!flows_path)
     return cli_fail(CLI_EUSAGE, "net", "--flows FLOWS.csv is required");
-  char em[512];
-  int n = 0, k = 0;
-  if (gpus && fm_cluster_size(cluster, gpus, (int)nodes, (int)gpn, &n, &k, em, sizeof em))
-    return cli_fail(CLI_EUSAGE, "net", "%s", em);
-  if (gpus) {
-    nodes = n;
-    gpn = k;
-  }
-  sim_cluster cl;
-  sim_errbuf err;
-  if (sim_cluster_resolve(cluster, &cl, &err) ||
-      sim_cluster_resize(&cl, (int)nodes, (int)gpn, &err))
-    return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
-  sim_flow_line *fl = NULL;
-  int nf = 0;
-  int64_t makespan = 0;
-  rc = sim_flows_read(flows_path, sim_cluster_gpus(&cl), &fl, &nf, &err);
-  if (rc)
-    return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
-  if ((rc = sim_flows_run(&cl, fl, nf, &makespan, &err)))
-    rc = cli_fail(CLI_EFAIL, "net", "%s: %s", flows_path, err.msg);
-  if (!rc && fmt == CLI_FMT_JSON)
-    rc = print_json(fl, nf, makespan);
-  else if (!rc)
-    print_table(&cl, fl, nf, makespan);
-  sim_free(fl);
+  char em[1024];
+  fm_net_result r;
+  if ((rc = fm_net_run(cluster, flows_path, gpus, nodes, gpn, &r, em, sizeof em)))
+    cli_fail(rc, "net", "%s", em);
+  else if (fmt == CLI_FMT_JSON)
+    rc = cli_json_print("net", fm_net_doc(&r),
+                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+  else
+    print_table(&r.cluster, r.flows, r.nflows, r.makespan_ns);
+  fm_net_result_fini(&r);
   return rc;
 }

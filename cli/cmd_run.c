@@ -13,7 +13,6 @@
 #include "cli.h"
 #include "run/fm_keys.h"
 #include "run/fm_replay.h"
-#include "run/fm_profile.h"
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
 static const char *short_name(const char *spec, char *buf, size_t len) {
@@ -92,30 +91,12 @@ static int run_parse(int argc, char **argv, run_args *a) {
  * st_close; NULL without --db); CLI_OK or CLI_EFAIL with one message. */
 static int run_open(run_args *a, st_db **db) {
   char em[1024] = "";
-  fm_profile prof;
-  if (a->profile_path) {
-    if (fm_profile_load(a->profile_path, &prof, em, sizeof em))
-      return cli_fail(CLI_EFAIL, "run", "%s", em);
-    a->cfg.profile_path = a->profile_path;
-    if (prof.exchange_GBps > 0) {
-      a->cfg.exchange_GBps = prof.exchange_GBps;
-      a->cfg.exchange_lat_us = prof.exchange_latency_us;
-    }
-  }
+  if (a->profile_path && fm_replay_use_profile(&a->cfg, a->profile_path, em, sizeof em))
+    return cli_fail(CLI_EFAIL, "run", "%s", em);
   *db = NULL;
   if (a->db_path && st_open(db, a->db_path, ST_WRITE, em, sizeof em))
     return cli_fail(CLI_EFAIL, "run", "%s", em);
   return CLI_OK;
-}
-
-/* 1 when --check was not asked for or the replay matched the reference
- * within the backend's tolerance with no token lost and no checksum off. */
-static int run_check_ok(const fm_replay_config *cfg, const fm_replay_output *o) {
-  if (!o->checked)
-    return 1;
-  double tol = strcmp(cfg->backend, "cpu") == 0 ? 1e-5 : 2e-2;
-  return o->check.out_err <= tol && o->check.din_err <= tol && o->check.grad_err <= tol &&
-         o->check.tokens_missing == 0 && o->check.checksum_mismatches == 0;
 }
 
 /* One replay's table row (and its check line), the header first when
@@ -138,51 +119,6 @@ static void print_row(const fm_replay_output *o, int check_ok, int *header) {
            o->check.out_err, o->check.din_err, o->check.grad_err, o->check.tokens_checked,
            o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
            check_ok ? "ok" : "FAILED");
-}
-
-/* One replay as a JSON object appended to runs (run_id only when has_db);
- * non-zero when a value could not be built (out of memory). */
-static int append_json(json_t *runs, const fm_replay_output *o, int has_db, int64_t run_id,
-                       int check_ok) {
-  int json_bad = 0;
-  json_t *bd = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}",
-                         "dispatch", fm_json_number(o->phase_ms[RT_PH_DISPATCH]),
-                         "compute", fm_json_number(o->phase_ms[RT_PH_COMPUTE]),
-                         "combine", fm_json_number(o->phase_ms[RT_PH_COMBINE]),
-                         "local", fm_json_number(o->phase_ms[RT_PH_LOCAL]),
-                         "allreduce", fm_json_number(o->phase_ms[RT_PH_ALLREDUCE]),
-                         "migration", fm_json_number(o->phase_ms[RT_PH_MIGRATION]));
-  json_t *r = json_pack("{s:o, s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
-                        "policy", fm_json_string(o->policy), "backend",
-                        fm_json_string(o->backend), "cluster", fm_json_string(o->cluster),
-                        "device", fm_json_string(o->device), "gpus", o->gpus, "iterations",
-                        (json_int_t)o->iterations, "mean_iteration_ms",
-                        fm_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
-                        "balance_p50", fm_json_number(o->balance_p50), "balance_p90",
-                        fm_json_number(o->balance_p90), "migrated_bytes",
-                        (json_int_t)o->migrated_bytes, "dropped_tokens",
-                        (json_int_t)o->dropped_tokens, "alltoall_bytes",
-                        (json_int_t)o->bytes_alltoall);
-  int64_t slots = 0; /* token slots routed, for the effective time */
-  for (int64_t i = 0; i < o->iterations; i++)
-    slots += o->rows[i].tokens_total;
-  json_bad |= json_object_set_new(r, "effective_iteration_ms",
-                                  fm_json_number(st_effective_ms(o->mean_iteration_ms,
-                                                                  o->dropped_tokens, slots)));
-  json_bad |= json_object_set_new(r, "nonmoe_us", fm_json_number(o->nonmoe_us));
-  if (has_db) json_bad |= json_object_set_new(r, "run_id", json_integer(run_id));
-  if (o->checked)
-    json_bad |= json_object_set_new(
-        r, "check",
-        json_pack("{s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:b}", "out_err",
-                  fm_json_number(o->check.out_err), "din_err",
-                  fm_json_number(o->check.din_err), "grad_err",
-                  fm_json_number(o->check.grad_err), "tokens",
-                  (json_int_t)o->check.tokens_checked, "tokens_missing",
-                  (json_int_t)o->check.tokens_missing, "replicas", o->check.replicas_checked,
-                  "checksum_mismatches", o->check.checksum_mismatches, "ok", check_ok));
-  json_bad |= json_array_append_new(runs, r);
-  return json_bad;
 }
 
 /* flexmoe run ARGS: replays the trace once per --policy, records each run
@@ -218,10 +154,10 @@ int cmd_run(int argc, char **argv) {
       fm_replay_output_free(o);
       break;
     }
-    int check_ok = run_check_ok(&cfg, o);
+    int check_ok = fm_replay_check_ok(&cfg, o);
     if (a.fmt == CLI_FMT_TABLE && owner)
       print_row(o, check_ok, &header);
-    json_bad |= append_json(runs, o, db != NULL, run_id, check_ok);
+    json_bad |= json_array_append_new(runs, fm_replay_doc(o, db ? &run_id : NULL, check_ok));
     fm_replay_output_free(o);
     if (!check_ok) out = cli_fail(CLI_EFAIL, "run", "--check: results depend on the placement or tokens were lost (see above)");
   }

@@ -125,21 +125,32 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
   printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
          a->base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, a->base.engine,
          db ? ", results in " : "", db ? a->db_path : "");
-  printf("%-20s %9s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy", "iter_ms",
-         "eff_ms", "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped", "compute",
-         "alltoall", "allred", "migrate", "other");
+  static const cli_col cols[] = {
+      {.head = "policy", .width = -20, .fmt = "%s"},
+      {.head = "iter_ms", .width = 9, .fmt = "%.3f"},
+      {.head = "eff_ms", .width = 9, .fmt = "%.3f"},
+      {.head = "speedup", .width = 7, .fmt = "%.2fx", .nan = "-"},
+      {.head = "bal_p50", .width = 7, .fmt = "%.2f"},
+      {.head = "bal_p90", .width = 7, .fmt = "%.2f"},
+      {.head = "migrated_MB", .width = 12, .fmt = "%.1f"},
+      {.head = "dropped", .width = 9, .fmt = "%lld"},
+      {.head = "compute", .width = 8, .fmt = "%.3f", .sep = " | "},
+      {.head = "alltoall", .width = 8, .fmt = "%.3f"},
+      {.head = "allred", .width = 8, .fmt = "%.3f"},
+      {.head = "migrate", .width = 8, .fmt = "%.3f"},
+      {.head = "other", .width = 8, .fmt = "%.3f"},
+      CLI_END_COL};
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int i = 0; i < cmp->n; i++) {
     const fm_sim_summary *s = fm_sim_summary_of(cmp->out[i]);
-    double sp = cli_speedup(ref, s->effective_iteration_ms);
-    char speed[32] = "-";
-    if (!isnan(sp))
-      snprintf(speed, sizeof(speed), "%.2fx", sp);
     /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
-    printf("%-20s %9.3f %9.3f %7s %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
-           cmp->policies[i], s->mean_iteration_ms, s->effective_iteration_ms, speed,
-           s->balance_p50, s->balance_p90, (double)s->migrated_bytes / 1048576.0,
-           (long long)s->dropped_tokens, s->compute_ms, s->alltoall_ms, s->allreduce_ms,
-           s->migration_ms, s->other_ms);
+    const cli_cell row[] = {
+        CLI_S(cmp->policies[i]), CLI_F(s->mean_iteration_ms), CLI_F(s->effective_iteration_ms),
+        CLI_F(cli_speedup(ref, s->effective_iteration_ms)), CLI_F(s->balance_p50),
+        CLI_F(s->balance_p90), CLI_F((double)s->migrated_bytes / 1048576.0),
+        CLI_I(s->dropped_tokens), CLI_F(s->compute_ms), CLI_F(s->alltoall_ms),
+        CLI_F(s->allreduce_ms), CLI_F(s->migration_ms), CLI_F(s->other_ms)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
   }
   printf("(times in ms per iteration; eff_ms = iter_ms / (1 - share of token slots\n"
          " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"

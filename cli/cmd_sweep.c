@@ -73,26 +73,12 @@ typedef struct opts {
   int bar; /* progress bar on stderr */
 } opts;
 
-/* --nodes N1,N2 into the sizes N x K GPUs, K the GPUs per node of every
- * cluster (--gpus-per-node, else each cluster's own: they must agree). */
+/* --nodes N1,N2 into the sizes in GPUs (run/fm_sweep.h). */
 static int nodes_to_sizes(opts *sw) {
-  const char *dflt = "dgx-h100";
-  int k = 0, nc = sw->nclusters ? sw->nclusters : 1;
-  for (int i = 0; i < nc; i++) {
-    const char *c = sw->nclusters ? sw->clusters[i] : dflt;
-    int n = 0, per = 0;
-    char em[512];
-    if (fm_cluster_size(c, 0, 1, sw->gpus_per_node, &n, &per, em, sizeof em))
-      return cli_fail(CLI_EUSAGE, CMD, "%s", em);
-    if (k && per != k)
-      return cli_fail(CLI_EUSAGE, CMD,
-                      "--nodes: the clusters have %d and %d GPUs per node; give --gpus, or "
-                      "--gpus-per-node",
-                      k, per);
-    k = per;
-  }
-  for (int i = 0; i < sw->nnodes; i++)
-    sw->sizes[i] = sw->nodes[i] * k;
+  char em[512];
+  if (fm_sweep_sizes_of_nodes(sw->clusters, sw->nclusters, sw->gpus_per_node, sw->nodes,
+                              sw->nnodes, sw->sizes, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, CMD, "%s", em);
   sw->nsizes = sw->nnodes;
   return CLI_OK;
 }

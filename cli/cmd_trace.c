@@ -293,27 +293,6 @@ static const char GEN_TAIL[] =
     "  flexmoe trace gen --pattern hot-experts --layers 2 --experts 16 --iterations 50 --seed 7 "
     "-o hot.npy\n";
 
-static int parse_pair(const char *cmd, const char *flag, const char *text, double lo, double hi,
-                      double *a, double lo2, double hi2, double *b) {
-  char buf[64];
-  snprintf(buf, sizeof(buf), "%s", text);
-  char *colon = strchr(buf, ':');
-  if (colon)
-    *colon = '\0';
-  if (cli_parse_double(cmd, flag, buf, lo, hi, a))
-    return CLI_EUSAGE;
-  if (colon && b && cli_parse_double(cmd, flag, colon + 1, lo2, hi2, b))
-    return CLI_EUSAGE;
-  if (colon && !b)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' takes no ':' part", flag, text);
-  return CLI_OK;
-}
-
-/* trace gen's model options, applied on top of the pattern or fit once it
- * is resolved (each sets its own fields, so their order does not matter). */
-enum { M_DIST, M_DRIFT, M_RSIGMA, M_HOT, M_ROTATE, M_BURST, M_REGIME, M_RAGGED, M_MOMENTUM,
-       M_N };
-
 /* What trace gen's flags say. A size of -1 (0 for d_model, d_ff) means
  * "the pattern's or the fit's"; model options are kept as text until the
  * generator exists. */
@@ -323,7 +302,7 @@ typedef struct {
   long sizes[5]; /* layers ranks experts tokens top-k */
   long dmodel, dff;
   uint64_t max_memory;
-  const char *model[M_N];
+  const char *model[FM_GEN_NOPTS]; /* run/fm_trace.h fm_gen_option */
   int spread;
 } gen_args;
 
@@ -358,21 +337,21 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
       {.flag = "--d-ff", .kind = CLI_O_LONG, .to = &a->dff, .key = -1, .lo = 1, .hi = LIM(D_FF),
        .arg = "F", .help = "expert FFN width written to the sidecar"},
       MAX_MEMORY_ROW(&a->max_memory, 0),
-      MODEL_ROW("--dist", M_DIST, "D[:P]", "base popularity: uniform, zipf, lognormal or "
+      MODEL_ROW("--dist", FM_GEN_DIST, "D[:P]", "base popularity: uniform, zipf, lognormal or "
                 "dirichlet (P: Zipf exponent, log-normal sigma, Dirichlet alpha)"),
-      MODEL_ROW("--drift", M_DRIFT, "INNOV[:PHI]",
+      MODEL_ROW("--drift", FM_GEN_DRIFT, "INNOV[:PHI]",
                 "AR(1) on the logits: z = PHI z + INNOV N(0,1); PHI 1 = random walk"),
-      MODEL_ROW("--momentum", M_MOMENTUM, "PSI",
+      MODEL_ROW("--momentum", FM_GEN_MOMENTUM, "PSI",
                 "trends persist: the step itself is AR(1) with coefficient PSI"),
-      MODEL_ROW("--rank-sigma", M_RSIGMA, "S", "per-rank logit noise"),
-      MODEL_ROW("--hot", M_HOT, "N[:BOOST]", "N hot experts with BOOST extra logits (default ln 8)"),
+      MODEL_ROW("--rank-sigma", FM_GEN_RANK_SIGMA, "S", "per-rank logit noise"),
+      MODEL_ROW("--hot", FM_GEN_HOT, "N[:BOOST]", "N hot experts with BOOST extra logits (default ln 8)"),
       {.flag = "--spread", .kind = CLI_O_BOOL, .to = &a->spread, .key = -1,
        .help = "hot experts spread over the ids instead of contiguous"},
-      MODEL_ROW("--rotate", M_ROTATE, "P", "the hot set moves by one expert every P iterations"),
-      MODEL_ROW("--burst", M_BURST, "PROB",
+      MODEL_ROW("--rotate", FM_GEN_ROTATE, "P", "the hot set moves by one expert every P iterations"),
+      MODEL_ROW("--burst", FM_GEN_BURST, "PROB",
                 "per expert and iteration, chance of a 16x burst for 3 iterations"),
-      MODEL_ROW("--regime", M_REGIME, "P", "re-shuffle the popularity every P iterations"),
-      MODEL_ROW("--ragged", M_RAGGED, "SIGMA", "ranks route log-normal different token totals"),
+      MODEL_ROW("--regime", FM_GEN_REGIME, "P", "re-shuffle the popularity every P iterations"),
+      MODEL_ROW("--ragged", FM_GEN_RAGGED, "SIGMA", "ranks route log-normal different token totals"),
       {.kind = CLI_O_END}};
   char list[2048] = "", tail[4096];
   for (int i = 0; tr_gen_patterns[i]; i++) {
@@ -395,79 +374,6 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
   return CLI_OK;
 }
 
-/* --dist NAME[:PARAM] into *g (replacing a fitted profile); CLI_OK or
- * CLI_EUSAGE with one message printed. */
-static int gen_dist(const char *cmd, const char *text, tr_gen_config *g) {
-  static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
-  char name[32];
-  snprintf(name, sizeof(name), "%s", text);
-  char *colon = strchr(name, ':');
-  if (colon)
-    *colon = '\0';
-  int k = -1;
-  for (int i = 0; i < 4; i++)
-    if (strcmp(name, names[i]) == 0)
-      k = i;
-  if (k < 0)
-    return cli_fail(CLI_EUSAGE, cmd, "--dist: '%s' is not one of uniform zipf lognormal dirichlet",
-                    text);
-  g->dist = (tr_dist)k;
-  g->base = NULL; /* a distribution replaces the fitted profile */
-  if (colon && cli_parse_double(cmd, "--dist", colon + 1, 1e-6, 100, &g->dist_param))
-    return CLI_EUSAGE;
-  return CLI_OK;
-}
-
-/* Model option k (its text) on top of the pattern or fit in *g; CLI_OK or
- * CLI_EUSAGE with one message printed. */
-static int gen_model_option(const char *cmd, int k, const char *text, tr_gen_config *g) {
-  double a, b;
-  long v;
-  switch (k) {
-  case M_DIST: return gen_dist(cmd, text, g);
-  case M_DRIFT:
-    a = g->innov1, b = g->phi1;
-    if (parse_pair(cmd, "--drift", text, 0, 10, &a, 0, 1, &b))
-      return CLI_EUSAGE;
-    g->innov1 = a, g->phi1 = b, g->innov = g->phi = NULL;
-    break;
-  case M_RSIGMA:
-    if (cli_parse_double(cmd, "--rank-sigma", text, 0, 10, &g->rank_sigma1))
-      return CLI_EUSAGE;
-    g->rank_sigma = NULL;
-    break;
-  case M_HOT:
-    a = 0, b = g->hot_boost;
-    if (parse_pair(cmd, "--hot", text, 0, g->experts, &a, -20, 20, &b))
-      return CLI_EUSAGE;
-    g->hot = (int)a, g->hot_boost = b;
-    break;
-  case M_ROTATE:
-    if (cli_parse_long(cmd, "--rotate", text, 1, LONG_MAX, &v))
-      return CLI_EUSAGE;
-    g->rotate_period = v;
-    break;
-  case M_BURST:
-    return cli_parse_double(cmd, "--burst", text, 0, 1, &g->burst_prob) ? CLI_EUSAGE : CLI_OK;
-  case M_REGIME:
-    if (cli_parse_long(cmd, "--regime", text, 1, LONG_MAX, &v))
-      return CLI_EUSAGE;
-    g->regime_period = v;
-    break;
-  case M_MOMENTUM:
-    if (cli_parse_double(cmd, "--momentum", text, 0, 0.99, &g->psi1))
-      return CLI_EUSAGE;
-    g->psi = NULL;
-    break;
-  case M_RAGGED:
-    return cli_parse_double(cmd, "--ragged", text, 0, 3, &g->rank_total_sigma) ? CLI_EUSAGE
-                                                                               : CLI_OK;
-  default:
-    break;
-  }
-  return CLI_OK;
-}
-
 /* flexmoe trace gen ARGS: the flags, the generator resolved from the
  * pattern or fit (run/fm_trace), the model options on top, then the trace
  * written to -o; CLI_OK, CLI_EUSAGE for a bad command line, CLI_EFAIL (one
@@ -484,24 +390,27 @@ static int trace_gen(int argc, char **argv) {
       .experts = a.sizes[2], .tokens_per_rank = a.sizes[3], .top_k = a.sizes[4],
       .d_model = a.dmodel, .d_ff = a.dff, .max_memory = a.max_memory};
   fm_trace_gen g;
-  char em[ERRLEN];
-  if ((rc = fm_trace_gen_prepare(&cfg, &g, em, sizeof(em)))) {
-    rc = trace_fail(cmd, rc, em);
+  size_t el = ERRLEN; /* room for the model options' texts, quoted whole */
+  for (int k = 0; k < FM_GEN_NOPTS; k++)
+    el += a.model[k] ? strlen(a.model[k]) : 0;
+  char *em = malloc(el);
+  if (!em)
+    return cli_fail(CLI_EFAIL, cmd, "out of memory");
+  if ((rc = fm_trace_gen_prepare(&cfg, &g, em, el)) ||
+      (rc = fm_trace_gen_options(&g, a.model, em, el)))
     goto done;
-  }
-  for (int k = 0; k < M_N && !rc; k++)
-    if (a.model[k])
-      rc = gen_model_option(cmd, k, a.model[k], &g.gen);
   if (a.spread)
     g.gen.hot_layout = TR_HOT_SPREAD;
-  if (!rc && (rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em))))
-    rc = trace_fail(cmd, rc, em);
+  rc = fm_trace_gen_write(&cfg, &g, em, el);
   if (!rc)
     printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
            " tokens per rank, seed %ld\n",
            a.out, a.iters, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
            g.gen.tokens_per_rank, a.seed);
 done:
+  if (rc)
+    trace_fail(cmd, rc, em);
+  free(em);
   fm_trace_gen_fini(&g);
   return rc;
 }

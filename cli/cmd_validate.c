@@ -124,40 +124,6 @@ static int parse(vopts *o, int argc, char **argv) {
                          r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
 }
 
-/* The result as JSON (help text). An error that is not defined (a phase
- * not measured: 0 ms) is null, never a number JSON cannot hold or a
- * made-up 0. */
-static int print_json(const fm_validate_result *res) {
-  json_t *runs = json_array();
-  int bad = !runs;
-  for (int p = 0; p < res->nruns && !bad; p++) {
-    const fm_validate_run *r = &res->runs[p];
-    json_t *ph = json_object();
-    for (int q = 0; q < FM_V_TIME; q++)
-      bad |= json_object_set_new(
-          ph, fm_validate_phase_names[q],
-          json_pack("{s:o, s:o, s:o}", "predicted_ms", fm_json_number(r->predicted[q]),
-                    "measured_ms", fm_json_number(r->measured[q]), "error",
-                    fm_json_number(r->error[q])));
-    bad |= json_array_append_new(
-        runs, json_pack("{s:o, s:o, s:o, s:o, s:o}", "policy", fm_json_string(r->policy),
-                        "predicted_ms", fm_json_number(r->predicted[FM_V_TIME]), "measured_ms",
-                        fm_json_number(r->measured[FM_V_TIME]), "error",
-                        fm_json_number(r->error[FM_V_TIME]), "phases", ph));
-  }
-  json_t *doc = json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "runs", runs,
-                          "median_abs_error", fm_json_number(res->median_abs_error),
-                          "p95_abs_error", fm_json_number(res->p95_abs_error), "ranking_agrees",
-                          res->ranking_agrees, "predictor", fm_json_string(res->predictor),
-                          "profile", fm_json_string(res->profile), "backend",
-                          fm_json_string(res->backend));
-  if (bad) {
-    json_decref(doc);
-    doc = NULL;
-  }
-  return cli_json_print("validate", doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-}
-
 /* The result as a table: per policy the iteration time, then the phases. */
 static void print_table(const fm_validate_result *res) {
   printf("validate: backend %s, predictor: %s\n", res->backend, res->predictor);
@@ -187,7 +153,7 @@ int cmd_validate(int argc, char **argv) {
   if ((rc = fm_validate(&o.cfg, &res, em, sizeof em))) return cli_fail(rc, "validate", "%s", em);
   if (res.warning[0]) fprintf(stderr, "flexmoe validate: warning: %s\n", res.warning);
   if (res.owner) {
-    if (o.fmt == CLI_FMT_JSON) rc = print_json(&res);
+    if (o.fmt == CLI_FMT_JSON) rc = cli_json_print("validate", fm_validate_doc(&res), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     else print_table(&res);
   }
   fm_validate_result_fini(&res);
