@@ -73,12 +73,6 @@ int cli_parse_range(const char *cmd, const char *flag, const char *text,
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
 
-/* A comparison column over effective times (st_effective_ms): ref_ms / ms.
- * 0 when ms is +INFINITY (a policy that drops every token slot does no
- * useful work); NAN when undefined (no peer: ref_ms NAN; ms <= 0; ref_ms
- * not finite and positive). Tables print NAN as "-", JSON as null. */
-double cli_speedup(double ref_ms, double ms);
-
 /* JSON values: fm_json_number and fm_json_string (run/fm_json.h). */
 /* Prints root as JSON (json_dumps flags) and a newline on stdout, and
  * releases it. Every JSON printer ends here, its values built with

@@ -89,15 +89,26 @@ static void calib_print_table(const fm_calibrate_config *a, const fm_calibration
   const rt_calib_result *res = &c->res;
   int d = a->d_model, f = a->d_ff, G = c->ranks;
   printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p->name, p->device, G, d, f);
-  printf("%8s %12s %12s %10s %12s\n", "tokens", "fwd_us", "bwd_us", "bwd/fwd", "fwd_GFLOP/s");
+  static const cli_col ffn[] = {
+      {.head = "tokens", .width = 8, .fmt = "%lld"}, {.head = "fwd_us", .width = 12, .fmt = "%.2f"},
+      {.head = "bwd_us", .width = 12, .fmt = "%.2f"}, {.head = "bwd/fwd", .width = 10, .fmt = "%.2f"},
+      {.head = "fwd_GFLOP/s", .width = 12, .fmt = "%.1f"}, CLI_END_COL};
+  static const cli_col exchange[] = {{.head = "bytes/rank", .width = 14, .fmt = "%.0f"},
+                                     {.head = "alltoall_us", .width = 12, .fmt = "%.2f"},
+                                     CLI_END_COL};
+  cli_table_head(ffn, CLI_FMT_TABLE);
   for (int i = 0; i < res->ntokens; i++) {
     double fl = 4.0 * (double)res->tokens[i] * d * f;
-    printf("%8" PRId64 " %12.2f %12.2f %10.2f %12.1f\n", res->tokens[i], res->fwd_us[i], res->bwd_us[i],
-           res->bwd_us[i] / res->fwd_us[i], fl / res->fwd_us[i] * 1e-3);
+    const cli_cell row[] = {CLI_I(res->tokens[i]), CLI_F(res->fwd_us[i]), CLI_F(res->bwd_us[i]),
+                            CLI_F(res->bwd_us[i] / res->fwd_us[i]),
+                            CLI_F(fl / res->fwd_us[i] * 1e-3)};
+    cli_table_row(ffn, row, CLI_FMT_TABLE);
   }
   printf("bwd_ratio %.3f (points >= 256 tokens)\n", res->bwd_ratio);
-  printf("%14s %12s\n", "bytes/rank", "alltoall_us");
-  for (int i = 0; i < res->nsizes; i++) printf("%14.0f %12.2f\n", res->x_bytes[i], res->x_us[i]);
+  cli_table_head(exchange, CLI_FMT_TABLE);
+  for (int i = 0; i < res->nsizes; i++)
+    cli_table_row(exchange, (const cli_cell[]){CLI_F(res->x_bytes[i]), CLI_F(res->x_us[i])},
+                  CLI_FMT_TABLE);
   printf("exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
          " launch %.2f us per kernel\n",
          res->exchange_GBps, res->exchange_latency_us, res->local_lat_us, res->local_us_per_row,

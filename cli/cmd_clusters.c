@@ -27,16 +27,24 @@ static const char help_tail[] =
 
 /* The clusters cl[0..count) as a table, one line each. */
 static void print_table(const sim_cluster *cl, int count) {
-  printf("%-14s %5s %4s %4s %-7s %7s %10s %8s %10s %8s %7s  %s\n", "cluster", "nodes",
-         "gpn", "gpus", "profile", "hbm_GiB", "intra_GBps", "intra_us", "nic_GBps",
-         "inter_us", "oversub", "description");
+  static const cli_col cols[] = {
+      {.head = "cluster", .width = -14, .fmt = "%s"}, {.head = "nodes", .width = 5, .fmt = "%lld"},
+      {.head = "gpn", .width = 4, .fmt = "%lld"}, {.head = "gpus", .width = 4, .fmt = "%lld"},
+      {.head = "profile", .width = -7, .fmt = "%s"}, {.head = "hbm_GiB", .width = 7, .fmt = "%.1f"},
+      {.head = "intra_GBps", .width = 10, .fmt = "%g"}, {.head = "intra_us", .width = 8, .fmt = "%g"},
+      {.head = "nic_GBps", .width = 10, .fmt = "%s"}, {.head = "inter_us", .width = 8, .fmt = "%g"},
+      {.head = "oversub", .width = 7, .fmt = "%g"},
+      {.head = "description", .fmt = "%s", .sep = "  "}, CLI_END_COL};
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int i = 0; i < count; i++) {
+    const sim_cluster *c = &cl[i];
     char nic[32];
-    snprintf(nic, sizeof(nic), "%g%s", cl[i].inter_GBps, cl[i].nic_per_node ? "/node" : "");
-    printf("%-14s %5d %4d %4d %-7s %7.1f %10g %8g %10s %8g %7g  %s\n", cl[i].name,
-           cl[i].nodes, cl[i].gpus_per_node, sim_cluster_gpus(&cl[i]), cl[i].profile,
-           cl[i].hbm_gib, cl[i].intra_GBps, cl[i].intra_lat_us, nic, cl[i].inter_lat_us,
-           cl[i].oversub, cl[i].description);
+    snprintf(nic, sizeof(nic), "%g%s", c->inter_GBps, c->nic_per_node ? "/node" : "");
+    const cli_cell row[] = {
+        CLI_S(c->name), CLI_I(c->nodes), CLI_I(c->gpus_per_node), CLI_I(sim_cluster_gpus(c)),
+        CLI_S(c->profile), CLI_F(c->hbm_gib), CLI_F(c->intra_GBps), CLI_F(c->intra_lat_us),
+        CLI_S(nic), CLI_F(c->inter_lat_us), CLI_F(c->oversub), CLI_S(c->description)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
   }
 }
 

@@ -102,17 +102,24 @@ static int run_open(run_args *a, st_db **db) {
 /* One replay's table row (and its check line), the header first when
  * *header is 0 (then counted up). */
 static void print_row(const fm_replay_output *o, int check_ok, int *header) {
+  static const cli_col cols[] = {
+      {.head = "policy", .width = -12, .fmt = "%s"}, {.head = "iters", .width = 6, .fmt = "%lld"},
+      {.head = "mean_ms", .width = 9, .fmt = "%.3f"}, {.head = "dispatch", .width = 9, .fmt = "%.3f"},
+      {.head = "compute", .width = 9, .fmt = "%.3f"}, {.head = "combine", .width = 9, .fmt = "%.3f"},
+      {.head = "local", .width = 9, .fmt = "%.3f"}, {.head = "allreduce", .width = 9, .fmt = "%.3f"},
+      {.head = "migration", .width = 9, .fmt = "%.3f"}, {.head = "balance", .width = 8, .fmt = "%.3f"},
+      {.head = "moved_MiB", .width = 10, .fmt = "%.1f"}, CLI_END_COL};
   char sn[64];
+  const double *ph = o->phase_ms;
+  const cli_cell row[] = {
+      CLI_S(short_name(o->policy, sn, sizeof sn)), CLI_I(o->iterations),
+      CLI_F(o->mean_iteration_ms), CLI_F(ph[RT_PH_DISPATCH]), CLI_F(ph[RT_PH_COMPUTE]),
+      CLI_F(ph[RT_PH_COMBINE]), CLI_F(ph[RT_PH_LOCAL]), CLI_F(ph[RT_PH_ALLREDUCE]),
+      CLI_F(ph[RT_PH_MIGRATION]), CLI_F(o->balance_p50),
+      CLI_F((double)o->migrated_bytes / 1048576.0)};
   if (!(*header)++)
-    printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
-           "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance",
-           "moved_MiB");
-  printf("%-12s %6" PRId64 " %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
-         short_name(o->policy, sn, sizeof sn),
-         o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],
-         o->phase_ms[RT_PH_COMPUTE], o->phase_ms[RT_PH_COMBINE], o->phase_ms[RT_PH_LOCAL],
-         o->phase_ms[RT_PH_ALLREDUCE],
-         o->phase_ms[RT_PH_MIGRATION], o->balance_p50, (double)o->migrated_bytes / 1048576.0);
+    cli_table_head(cols, CLI_FMT_TABLE);
+  cli_table_row(cols, row, CLI_FMT_TABLE);
   if (o->checked)
     printf("  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
            " missing, %d replicas, %d checksum mismatches: %s\n",

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "placement/pl_policy.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sim.h"
@@ -146,7 +145,7 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
     /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
     const cli_cell row[] = {
         CLI_S(cmp->policies[i]), CLI_F(s->mean_iteration_ms), CLI_F(s->effective_iteration_ms),
-        CLI_F(cli_speedup(ref, s->effective_iteration_ms)), CLI_F(s->balance_p50),
+        CLI_F(fm_speedup(ref, s->effective_iteration_ms)), CLI_F(s->balance_p50),
         CLI_F(s->balance_p90), CLI_F((double)s->migrated_bytes / 1048576.0),
         CLI_I(s->dropped_tokens), CLI_F(s->compute_ms), CLI_F(s->alltoall_ms),
         CLI_F(s->allreduce_ms), CLI_F(s->migration_ms), CLI_F(s->other_ms)};
@@ -176,18 +175,6 @@ static void on_progress(void *ctx, const char *policy, int64_t done, int64_t tot
   cli_progress_update(&p->line, (p->run + (double)done / (double)total) / p->runs, what);
 }
 
-/* How many runs fm_sim_compare makes: the policies (all registered when
- * none is named) and static when it is not among them. */
-static int runs_of(const sim_args *a) {
-  int n = a->npol, has_static = a->npol == 0;
-  if (n == 0)
-    for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++)
-      n++;
-  for (int i = 0; i < a->npol; i++)
-    has_static |= strcmp(a->policies[i], "static") == 0;
-  return n + !has_static;
-}
-
 int cmd_sim(int argc, char **argv) {
   sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE, .gpus = 0,
                 .db_path = "flexmoe.db", .network = NULL};
@@ -209,7 +196,7 @@ int cmd_sim(int argc, char **argv) {
   if (a.db_path[0] && st_open(&db, a.db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);
   fm_sim_comparison cmp;
-  sim_progress prog = {.run = 0, .runs = runs_of(&a), .started = 0};
+  sim_progress prog = {.run = 0, .runs = fm_sim_compare_runs(a.policies, a.npol), .started = 0};
   cli_progress_start(&prog.line, "sim");
   a.base.progress = on_progress;
   a.base.progress_ctx = &prog;

@@ -80,12 +80,10 @@ static int print_json(const char *cmd, json_t *root) {
   return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 }
 
-static void fmt_num(char *buf, size_t n, double v, int prec) {
-  if (isfinite(v))
-    snprintf(buf, n, "%.*f", prec, v);
-  else
-    snprintf(buf, n, "-");
-}
+/* A column of the statistics tables: a number, "-" where it is not finite. */
+#define STAT_COL(head_, width_, fmt_)                                                         \
+  {.head = (head_), .width = (width_), .fmt = (fmt_), .sep = "  ", .nan = "-", .finite = 1}
+#define LAYER_COL {.head = "layer", .width = 5, .fmt = "%lld"}
 
 /* ---- trace info ------------------------------------------------------------ */
 
@@ -180,13 +178,16 @@ static int trace_info(int argc, char **argv) {
     rc = print_json(cmd, fm_trace_info_doc(&a));
   } else {
     print_header(&a);
-    printf("\nlayer  max/mean p50  max/mean p90  change/step (L1)\n");
+    static const cli_col cols[] = {LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"),
+                                   STAT_COL("max/mean p90", 12, "%.2f"),
+                                   STAT_COL("change/step (L1)", 16, "%.3f"), CLI_END_COL};
+    printf("\n");
+    cli_table_head(cols, CLI_FMT_TABLE);
     for (int l = 0; l < s->layers; l++) {
-      char v[3][32];
-      fmt_num(v[0], 32, s->layer[l].max_mean_p50, 2);
-      fmt_num(v[1], 32, s->layer[l].max_mean_p90, 2);
-      fmt_num(v[2], 32, s->layer[l].change[0], 3);
-      printf("%5d  %12s  %12s  %16s\n", l, v[0], v[1], v[2]);
+      const tr_layer_stats *x = &s->layer[l];
+      const cli_cell row[] = {CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90),
+                              CLI_F(x->change[0])};
+      cli_table_row(cols, row, CLI_FMT_TABLE);
     }
   }
   fm_trace_analysis_fini(&a);
@@ -216,17 +217,42 @@ static const char STATS_TAIL[] =
 /* The distribution of the per-iteration lag-1 change, per layer: the mean
  * above hides that real routing changes in bursts. */
 static void print_change_table(const tr_stats *s) {
+  static const cli_col cols[] = {LAYER_COL, STAT_COL("p50", 6, "%.3f"), STAT_COL("p90", 6, "%.3f"),
+                                 STAT_COL("p99", 6, "%.3f"), STAT_COL("p90/p50", 7, "%.2f"),
+                                 CLI_END_COL};
   printf("\n       -- lag-1 change (L1) per iteration --\n");
-  printf("layer     p50     p90     p99  p90/p50\n");
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int l = 0; l < s->layers; l++) {
     const tr_layer_stats *x = &s->layer[l];
-    char a[4][32];
-    fmt_num(a[0], 32, x->change1_p50, 3);
-    fmt_num(a[1], 32, x->change1_p90, 3);
-    fmt_num(a[2], 32, x->change1_p99, 3);
-    fmt_num(a[3], 32, x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN, 2);
-    printf("%5d  %6s  %6s  %6s  %7s\n", l, a[0], a[1], a[2], a[3]);
+    const cli_cell row[] = {
+        CLI_I(l), CLI_F(x->change1_p50), CLI_F(x->change1_p90), CLI_F(x->change1_p99),
+        CLI_F(x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
   }
+}
+
+/* Per layer: skew, change at three lags, hot-set persistence, ranks. */
+static void print_stats_table(const tr_stats *s) {
+  static const cli_col cols[] = {
+      LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"), STAT_COL("p90", 5, "%.2f"),
+      STAT_COL("gini", 5, "%.3f"), STAT_COL("entropy", 7, "%.3f"), STAT_COL("lag1", 5, "%.3f"),
+      STAT_COL("lag10", 5, "%.3f"), STAT_COL("lag100", 6, "%.3f"), STAT_COL("lag1", 4, "%.2f"),
+      STAT_COL("lag10", 5, "%.2f"), STAT_COL("L1div", 5, "%.3f"), STAT_COL("totcv", 5, "%.3f"),
+      CLI_END_COL};
+  printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
+         "  --- ranks ---\n",
+         s->hot);
+  cli_table_head(cols, CLI_FMT_TABLE);
+  for (int l = 0; l < s->layers; l++) {
+    const tr_layer_stats *x = &s->layer[l];
+    const cli_cell row[] = {
+        CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90), CLI_F(x->gini),
+        CLI_F(x->entropy), CLI_F(x->change[0]), CLI_F(x->change[1]), CLI_F(x->change[2]),
+        CLI_F(x->hot_persist[0]), CLI_F(x->hot_persist[1]), CLI_F(x->rank_divergence),
+        CLI_F(x->rank_total_cv)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
+  }
+  print_change_table(s);
 }
 
 static int trace_stats(int argc, char **argv) {
@@ -242,29 +268,7 @@ static int trace_stats(int argc, char **argv) {
     rc = print_json(cmd, fm_trace_stats_doc(&an));
   } else {
     print_header(&an);
-    printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
-           "  --- ranks ---\n",
-           s.hot);
-    printf("layer  max/mean p50    p90   gini  entropy   lag1  lag10  lag100  lag1  lag10"
-           "  L1div  totcv\n");
-    for (int l = 0; l < s.layers; l++) {
-      const tr_layer_stats *x = &s.layer[l];
-      char a[11][32];
-      fmt_num(a[0], 32, x->max_mean_p50, 2);
-      fmt_num(a[1], 32, x->max_mean_p90, 2);
-      fmt_num(a[2], 32, x->gini, 3);
-      fmt_num(a[3], 32, x->entropy, 3);
-      fmt_num(a[4], 32, x->change[0], 3);
-      fmt_num(a[5], 32, x->change[1], 3);
-      fmt_num(a[6], 32, x->change[2], 3);
-      fmt_num(a[7], 32, x->hot_persist[0], 2);
-      fmt_num(a[8], 32, x->hot_persist[1], 2);
-      fmt_num(a[9], 32, x->rank_divergence, 3);
-      fmt_num(a[10], 32, x->rank_total_cv, 3);
-      printf("%5d  %12s  %5s  %5s  %7s  %5s  %5s  %6s  %4s  %5s  %5s  %5s\n", l, a[0], a[1],
-             a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
-    }
-    print_change_table(&s);
+    print_stats_table(&s);
   }
   fm_trace_analysis_fini(&an);
   return rc;
@@ -437,42 +441,54 @@ static const char FIT_TAIL[] =
     "example:\n"
     "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
 
-/* One "target fitted error" cell group of the fit table. */
-static void print_fit_cell(double target, double fitted, int prec) {
-  printf("  %7.*f %7.*f %+6.1f%%", prec, target, prec, fitted, 100 * (fitted / target - 1));
-}
-
 /* The fitted model f (written to out) as two tables: per layer, the
- * targets and what the fitted model reproduces; then the model's
- * parameters (dynamics of the logits, burst regimes and step spread). */
+ * targets and what the fitted model reproduces (target, fitted, error of
+ * four statistics); then the model's parameters (dynamics of the logits,
+ * burst regimes and step spread). */
+#define FIT_COLS(prec)                                                                        \
+  {.width = 7, .fmt = prec, .sep = "  "}, {.width = 7, .fmt = prec},                          \
+      {.width = 7, .fmt = "%+.1f%%"}
+#define FIT_CELLS(t, g) CLI_F(t), CLI_F(g), CLI_F(100 * ((g) / (t) - 1))
 static void print_fit_table(const tr_fit *f, const char *out) {
+  static const cli_col fit[] = {LAYER_COL, FIT_COLS("%.2f"), FIT_COLS("%.4f"), FIT_COLS("%.4f"),
+                                FIT_COLS("%.4f"), CLI_END_COL};
+  static const cli_col model[] = {
+      LAYER_COL, {.head = "scale", .width = 6, .fmt = "%.3f", .sep = "  "},
+      {.head = "innov", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "phi", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "psi", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "rank_s", .width = 6, .fmt = "%.3f", .sep = "  "},
+      {.head = "enter", .width = 5, .fmt = "%.3f", .sep = "   "},
+      {.head = "leave", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "ratio", .width = 5, .fmt = "%.2f", .sep = "  "},
+      {.head = "share", .width = 5, .fmt = "%.2f", .sep = "  "},
+      {.head = "sigma", .width = 5, .fmt = "%.3f", .sep = "  "}, CLI_END_COL};
   printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
          " iterations, up to %d rounds\n\n",
          f->source, f->iterations, out, f->cal_iterations, f->rounds);
   printf("       ---- max/mean p50 -----  -- lag-1 change p50 ---  -- lag-1 change p90 ---"
-         "  -- L1 change lag 10 ---\n");
-  printf("layer");
+         "  -- L1 change lag 10 ---\nlayer");
   for (int k = 0; k < 4; k++)
     printf("   target  fitted  error");
   printf("\n");
   for (int l = 0; l < f->layers; l++) {
     const tr_fit_stats *t = &f->layer[l].target, *g = &f->layer[l].fitted;
-    printf("%5d", l);
-    print_fit_cell(t->max_mean_p50, g->max_mean_p50, 2);
-    print_fit_cell(t->change1_p50, g->change1_p50, 4);
-    print_fit_cell(t->change1_p90, g->change1_p90, 4);
-    print_fit_cell(t->change10, g->change10, 4);
-    printf("\n");
+    const cli_cell row[] = {
+        CLI_I(l), FIT_CELLS(t->max_mean_p50, g->max_mean_p50),
+        FIT_CELLS(t->change1_p50, g->change1_p50), FIT_CELLS(t->change1_p90, g->change1_p90),
+        FIT_CELLS(t->change10, g->change10)};
+    cli_table_row(fit, row, CLI_FMT_TABLE);
   }
   printf("\n       ------------ logits ------------  ---- burst regimes (ML) ----  steps\n");
-  printf("layer   scale  innov    phi    psi  rank_s   enter  leave  ratio  share  sigma\n");
+  cli_table_head(model, CLI_FMT_TABLE);
   for (int l = 0; l < f->layers; l++) {
     const tr_fit_layer *x = &f->layer[l];
-    double share = x->vol_enter + x->vol_leave > 0
-                       ? x->vol_enter / (x->vol_enter + x->vol_leave) : 0;
-    printf("%5d  %6.3f  %5.3f  %5.3f  %5.3f  %6.3f   %5.3f  %5.3f  %5.2f  %5.2f  %5.3f\n", l,
-           x->scale, x->innov, x->phi, x->psi, x->rank_sigma, x->vol_enter, x->vol_leave,
-           x->vol_ratio, share, x->vol_sigma);
+    double vol = x->vol_enter + x->vol_leave;
+    const cli_cell row[] = {CLI_I(l), CLI_F(x->scale), CLI_F(x->innov), CLI_F(x->phi),
+                            CLI_F(x->psi), CLI_F(x->rank_sigma), CLI_F(x->vol_enter),
+                            CLI_F(x->vol_leave), CLI_F(x->vol_ratio),
+                            CLI_F(vol > 0 ? x->vol_enter / vol : 0), CLI_F(x->vol_sigma)};
+    cli_table_row(model, row, CLI_FMT_TABLE);
   }
 }
 

@@ -127,17 +127,21 @@ static int parse(vopts *o, int argc, char **argv) {
 /* The result as a table: per policy the iteration time, then the phases. */
 static void print_table(const fm_validate_result *res) {
   printf("validate: backend %s, predictor: %s\n", res->backend, res->predictor);
-  printf("%-12s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");
+  static const cli_col cols[] = {
+      {.head = "policy", .width = -12, .fmt = "%s"}, {.head = "phase", .width = -10, .fmt = "%s"},
+      {.head = "predicted_ms", .width = 12, .fmt = "%.3f"},
+      {.head = "measured_ms", .width = 12, .fmt = "%.3f"},
+      {.head = "error", .width = 9, .fmt = "%.1f%%", .nan = "n/a"}, CLI_END_COL};
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int p = 0; p < res->nruns; p++)
     for (int q = FM_V_N - 1; q >= 0; q--) {
       const fm_validate_run *r = &res->runs[p];
-      double e = r->error[q];
-      char sn[64], es[32];
-      if (isnan(e)) snprintf(es, sizeof es, "n/a");
-      else snprintf(es, sizeof es, "%.1f%%", 100.0 * e);
-      printf("%-12s %-10s %12.3f %12.3f %9s\n",
-             q == FM_V_TIME ? short_name(r->policy, sn, sizeof sn) : "", fm_validate_phase_names[q],
-             r->predicted[q], r->measured[q], es);
+      char sn[64];
+      const cli_cell row[] = {
+          CLI_S(q == FM_V_TIME ? short_name(r->policy, sn, sizeof sn) : ""),
+          CLI_S(fm_validate_phase_names[q]), CLI_F(r->predicted[q]), CLI_F(r->measured[q]),
+          CLI_F(100.0 * r->error[q])};
+      cli_table_row(cols, row, CLI_FMT_TABLE);
     }
   printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
          100 * res->median_abs_error, 100 * res->p95_abs_error,

@@ -127,13 +127,6 @@ int cli_parse_format(const char *cmd, const char *text, int allowed, int *out) {
                   (allowed & CLI_FMT_CSV) ? " csv" : "");
 }
 
-double cli_speedup(double ref_ms, double ms) {
-  if (!isfinite(ref_ms) || ref_ms <= 0 || isnan(ms) || ms <= 0)
-    return NAN;
-  return isinf(ms) ? 0.0 : ref_ms / ms;
-}
-
-
 int cli_json_print(const char *cmd, json_t *root, size_t flags) {
   char *text = root ? json_dumps(root, flags) : NULL;
   json_decref(root);

@@ -69,25 +69,6 @@ void fm_net_result_fini(fm_net_result *r) {
   r->flows = NULL;
 }
 
-json_t *fm_net_doc(const fm_net_result *r) {
-  json_t *arr = json_array();
-  int bad = !arr; /* a pack that failed (out of memory) fails the output */
-  for (int i = 0; i < r->nflows && !bad; i++) {
-    const sim_flow_line *f = &r->flows[i];
-    bad |= json_array_append_new(
-               arr, json_pack("{s:i, s:i, s:I, s:o}", "src", f->src, "dst", f->dst, "bytes",
-                              (json_int_t)f->bytes, "finish_us",
-                              fm_json_number((double)f->finish_ns * 1e-3))) != 0;
-  }
-  json_t *root = json_pack("{s:o, s:o}", "makespan_us",
-                           fm_json_number((double)r->makespan_ns * 1e-3), "flows", arr);
-  if (bad) {
-    json_decref(root);
-    return NULL;
-  }
-  return root;
-}
-
 /* One policy: its name, summary, parameters and full default spec. */
 static json_t *policy_doc(const pl_policy_ops *ops) {
   json_t *o = json_object(), *params = json_array();

@@ -46,10 +46,6 @@ int fm_net_run(const char *cluster, const char *path, long gpus, long nodes, lon
                fm_net_result *out, char *errmsg, size_t errlen);
 void fm_net_result_fini(fm_net_result *r);
 
-/* {"makespan_us", "flows": [{"src", "dst", "bytes", "finish_us"}]}; NULL
- * when out of memory. */
-struct json_t *fm_net_doc(const fm_net_result *r);
-
 /* The registry's policies as the document {"policies": [{"name",
  * "summary", "clairvoyant", "spec", "parameters": [{"key", "default",
  * "help"}]}]}, spec being NAME:key=default,...; NULL when out of memory. */
