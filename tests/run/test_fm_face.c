@@ -85,7 +85,7 @@ Test(fm_trace_gen, model_options_set_their_parameters) {
   int fd = mkstemp(out);
   cr_assert(fd >= 0);
   close(fd);
-  fm_trace_gen_config cfg = {.pattern = "uniform", .out = out, .iterations = 4, .seed = 1,
+  fm_trace_gen_config cfg = {.pattern = "balanced", .out = out, .iterations = 4, .seed = 1,
                              .layers = -1, .ranks = -1, .experts = -1, .tokens_per_rank = -1,
                              .top_k = -1};
   fm_trace_gen g;
