@@ -27,6 +27,14 @@ typedef struct cli_command {
   const char *summary;
 } cli_command;
 
+/* argv[1] run as one of cmds[0..n) (argv shifted by one): with no word,
+ * usage(stderr) and CLI_EUSAGE; --help, -h or help, usage(stdout) and
+ * CLI_OK; an unknown word, "unknown command 'X' (see 'flexmoe --help')"
+ * (cmd NULL: main) or "unknown subcommand 'X' (see 'flexmoe CMD --help')"
+ * and CLI_EUSAGE. */
+int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
+                 int argc, char **argv);
+
 /* Subcommands, one file each (cli/cmd_NAME.c). argv[0] is the subcommand. */
 int cmd_trace(int argc, char **argv);
 int cmd_clusters(int argc, char **argv);
@@ -170,12 +178,27 @@ enum { CLI_HELP = -1 };
  * printing head, one help entry per row (flags padded to 22 columns), tail. */
 int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
                    const char *head, const char *tail);
+/* cli_parse_opts for a command that takes no operands: one left over is
+ * refused ("unexpected argument 'X'", CLI_EUSAGE). */
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                    const char *head, const char *tail);
 
 /* The --format row of a command that prints a table or JSON, into *dest
  * (int: CLI_FMT_*). */
 #define CLI_FORMAT_ROW(dest)                                                                  \
   {.flag = "--format", .kind = CLI_O_FORMAT, .to = (dest), .key = -1,                       \
    .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"}
+
+/* The rows of the model keys a simulation and a sweep share (--d-model,
+ * --d-ff, --top-k, --tokens-per-gpu, --slots, --profile), into the
+ * fm_sim_config *b (run/fm_keys.h: ranges, help). */
+#define CLI_SIM_MODEL_ROWS(b)                                                                 \
+  {.kind = CLI_O_INT, .to = &(b)->d_model, .key = FM_KEY_D_MODEL},                           \
+      {.kind = CLI_O_INT, .to = &(b)->d_ff, .key = FM_KEY_D_FF},                              \
+      {.kind = CLI_O_INT, .to = &(b)->top_k, .key = FM_KEY_TOP_K},                            \
+      {.kind = CLI_O_I64, .to = &(b)->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},          \
+      {.kind = CLI_O_INT, .to = &(b)->slots, .key = FM_KEY_SLOTS},                            \
+      {.kind = CLI_O_STR, .to = &(b)->profile_path, .key = FM_KEY_PROFILE}
 
 /* The rows of the flags `run` and `validate` share (--backend, --trace,
  * --partitions, --ranks, --device, --iterations, --seed, --d-model, --d-ff,
@@ -188,7 +211,7 @@ int cli_replay_opts(struct fm_replay_config *cfg, cli_opt *rows);
 /*
  * The one table printer (cli/table.c). A table is an array of columns
  * ending with a row whose fmt is NULL; a row is an array of cells in the
- * same order. Text: each column after its separator (sep, NULL: one space;
+ * same order. Text: each column after its separator (sep, NULL: one space,
  * none before the first), the cell in fmt padded to width (negative: left
  * aligned); the header line the same with the heads. CSV: the columns'
  * names (the key's JSON name, else name, else head), strings quoted when
@@ -210,6 +233,8 @@ typedef struct cli_col {
   int in;
 } cli_col;
 #define CLI_KEY(id) (FM_KEY_##id + 1)
+/* A column of head, width and fmt alone. */
+#define CLI_COL(head_, width_, fmt_) {.head = (head_), .width = (width_), .fmt = (fmt_)}
 typedef struct cli_cell {
   char type; /* 's', 'i' or 'f' */
   const char *s;

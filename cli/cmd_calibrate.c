@@ -70,10 +70,9 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
   fm_calibrate_config *c = &a->cfg;
-  int rc = cli_parse_opts("calibrate", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("calibrate", argc, argv, opts, help_head, help_tail);
   if (rc) return rc;
   if (a->no_db || (c->db_path && !c->db_path[0])) c->db_path = NULL;
-  if (optind < argc) return cli_fail(CLI_EUSAGE, "calibrate", "unexpected argument '%s'", argv[optind]);
   if (!c->backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");
   if (c->d_model % 8 || c->d_ff % 8) return cli_fail(CLI_EUSAGE, "calibrate", "--d-model/--d-ff must be multiples of 8");
   if (c->partitions > 0 && strcmp(c->backend, "cuda") != 0)
@@ -90,11 +89,10 @@ static void calib_print_table(const fm_calibrate_config *a, const fm_calibration
   int d = a->d_model, f = a->d_ff, G = c->ranks;
   printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p->name, p->device, G, d, f);
   static const cli_col ffn[] = {
-      {.head = "tokens", .width = 8, .fmt = "%lld"}, {.head = "fwd_us", .width = 12, .fmt = "%.2f"},
-      {.head = "bwd_us", .width = 12, .fmt = "%.2f"}, {.head = "bwd/fwd", .width = 10, .fmt = "%.2f"},
-      {.head = "fwd_GFLOP/s", .width = 12, .fmt = "%.1f"}, CLI_END_COL};
-  static const cli_col exchange[] = {{.head = "bytes/rank", .width = 14, .fmt = "%.0f"},
-                                     {.head = "alltoall_us", .width = 12, .fmt = "%.2f"},
+      CLI_COL("tokens", 8, "%lld"), CLI_COL("fwd_us", 12, "%.2f"), CLI_COL("bwd_us", 12, "%.2f"),
+      CLI_COL("bwd/fwd", 10, "%.2f"), CLI_COL("fwd_GFLOP/s", 12, "%.1f"), CLI_END_COL};
+  static const cli_col exchange[] = {CLI_COL("bytes/rank", 14, "%.0f"),
+                                     CLI_COL("alltoall_us", 12, "%.2f"),
                                      CLI_END_COL};
   cli_table_head(ffn, CLI_FMT_TABLE);
   for (int i = 0; i < res->ntokens; i++) {

@@ -28,12 +28,10 @@ static const char help_tail[] =
 /* The clusters cl[0..count) as a table, one line each. */
 static void print_table(const sim_cluster *cl, int count) {
   static const cli_col cols[] = {
-      {.head = "cluster", .width = -14, .fmt = "%s"}, {.head = "nodes", .width = 5, .fmt = "%lld"},
-      {.head = "gpn", .width = 4, .fmt = "%lld"}, {.head = "gpus", .width = 4, .fmt = "%lld"},
-      {.head = "profile", .width = -7, .fmt = "%s"}, {.head = "hbm_GiB", .width = 7, .fmt = "%.1f"},
-      {.head = "intra_GBps", .width = 10, .fmt = "%g"}, {.head = "intra_us", .width = 8, .fmt = "%g"},
-      {.head = "nic_GBps", .width = 10, .fmt = "%s"}, {.head = "inter_us", .width = 8, .fmt = "%g"},
-      {.head = "oversub", .width = 7, .fmt = "%g"},
+      CLI_COL("cluster", -14, "%s"), CLI_COL("nodes", 5, "%lld"), CLI_COL("gpn", 4, "%lld"),
+      CLI_COL("gpus", 4, "%lld"), CLI_COL("profile", -7, "%s"), CLI_COL("hbm_GiB", 7, "%.1f"),
+      CLI_COL("intra_GBps", 10, "%g"), CLI_COL("intra_us", 8, "%g"), CLI_COL("nic_GBps", 10, "%s"),
+      CLI_COL("inter_us", 8, "%g"), CLI_COL("oversub", 7, "%g"),
       {.head = "description", .fmt = "%s", .sep = "  "}, CLI_END_COL};
   cli_table_head(cols, CLI_FMT_TABLE);
   for (int i = 0; i < count; i++) {

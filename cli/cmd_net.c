@@ -38,9 +38,8 @@ static const char help_tail[] =
  * message when a JSON value cannot be built (out of memory). */
 static int print_flows(const fm_net_result *r, int fmt) {
   static const cli_col cols[] = {
-      {.head = "src", .width = 6, .fmt = "%lld"}, {.head = "dst", .width = 6, .fmt = "%lld"},
-      {.head = "bytes", .width = 16, .fmt = "%lld"},
-      {.head = "finish_us", .width = 14, .fmt = "%.3f"}, CLI_END_COL};
+      CLI_COL("src", 6, "%lld"), CLI_COL("dst", 6, "%lld"), CLI_COL("bytes", 16, "%lld"),
+      CLI_COL("finish_us", 14, "%.3f"), CLI_END_COL};
   const sim_cluster *cl = &r->cluster;
   json_t *flows = json_array();
   int bad = !flows;
@@ -69,7 +68,8 @@ static int print_flows(const fm_net_result *r, int fmt) {
     json_decref(root);
     root = NULL;
   }
-  return cli_json_print("net", root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+  return cli_json_print("net", root,
+                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 }
 
 /* flexmoe net ARGS: parses the flags, resolves the cluster, reads and runs
@@ -92,11 +92,9 @@ int cmd_net(int argc, char **argv) {
        .hi = SIM_MAX_GPUS, .arg = "G", .help = "... of G GPUs"},
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("net", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("net", argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, "net", "unexpected argument '%s'", argv[optind]);
   if (!flows_path)
     return cli_fail(CLI_EUSAGE, "net", "--flows FLOWS.csv is required");
   char em[1024];

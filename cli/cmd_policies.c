@@ -48,11 +48,9 @@ static int print_table(void) {
 int cmd_policies(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
   const cli_opt opts[] = {CLI_FORMAT_ROW(&fmt), {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("policies", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("policies", argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, "policies", "unexpected argument '%s'", argv[optind]);
   if (fmt == CLI_FMT_JSON)
     return cli_json_print("policies", fm_policies_doc(), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   return print_table();

@@ -56,21 +56,21 @@ static const char *base_name(const char *path) {
 
 /* The comparison as text, one block per configuration family. */
 static const cli_col table_cols[] = {
-    {.head = "gpus", .width = 5, .fmt = "%s"},
+    CLI_COL("gpus", 5, "%s"),
     {.head = "policy", .width = -22, .fmt = "%s", .sep = "  "},
-    {.head = "runs", .width = 4, .fmt = "%lld"},
-    {.head = "iters", .width = 6, .fmt = "%lld"},
-    {.head = "mean_ms", .width = 10, .fmt = "%.3f"},
-    {.head = "eff_ms", .width = 10, .fmt = "%.3f"}, /* "inf" when all are dropped */
+    CLI_COL("runs", 4, "%lld"),
+    CLI_COL("iters", 6, "%lld"),
+    CLI_COL("mean_ms", 10, "%.3f"),
+    CLI_COL("eff_ms", 10, "%.3f"), /* "inf" when all are dropped */
     {.head = "speedup", .width = 8, .fmt = "%.2fx", .nan = "-"},
     {.head = "vs_oracle", .width = 9, .fmt = "%+.1f%%", .nan = "-"},
-    {.head = "compute", .width = 8, .fmt = "%.3f"},
-    {.head = "a2a", .width = 8, .fmt = "%.3f"},
-    {.head = "allreduce", .width = 9, .fmt = "%.3f"},
-    {.head = "migr", .width = 7, .fmt = "%.3f"},
-    {.head = "other", .width = 7, .fmt = "%.3f"},
-    {.head = "balance", .width = 7, .fmt = "%.2f"},
-    {.head = "dropped", .width = 7, .fmt = "%.1f%%"},
+    CLI_COL("compute", 8, "%.3f"),
+    CLI_COL("a2a", 8, "%.3f"),
+    CLI_COL("allreduce", 9, "%.3f"),
+    CLI_COL("migr", 7, "%.3f"),
+    CLI_COL("other", 7, "%.3f"),
+    CLI_COL("balance", 7, "%.2f"),
+    CLI_COL("dropped", 7, "%.1f%%"),
     CLI_END_COL};
 
 static void print_table(const char *db, const fm_report *rep) {
@@ -138,9 +138,7 @@ static void print_csv(const fm_report_row *rows, size_t nr) {
 /* --runs: one line (or object) per stored run, in id order; the trace in
  * full in CSV and JSON, its base name last in the table. */
 static const cli_col runs_cols[] = {
-    {.head = "id", .width = 6, .fmt = "%lld"},
-    {.head = "kind", .width = -4, .fmt = "%s"},
-    {.head = "policy", .width = -22, .fmt = "%s"},
+    CLI_COL("id", 6, "%lld"), CLI_COL("kind", -4, "%s"), CLI_COL("policy", -22, "%s"),
     {.head = "cluster", .width = -12, .fmt = "%s", .key = CLI_KEY(CLUSTER)},
     {.head = "engine", .width = -9, .fmt = "%s", .key = CLI_KEY(ENGINE)},
     {.head = "gpus", .width = 5, .fmt = "%lld", .key = CLI_KEY(GPUS)},
@@ -148,11 +146,9 @@ static const cli_col runs_cols[] = {
     {.fmt = "%lld", .key = CLI_KEY(SEED), .in = CLI_IN_CSV | CLI_IN_JSON},
     {.head = "iters", .width = 6, .fmt = "%lld", .name = "iterations"},
     {.head = "mean_ms", .width = 10, .fmt = "%.3f", .csv = "%.6f", .name = "mean_iteration_ms"},
-    {.head = "eff_ms", .width = 10, .fmt = "%.3f", .csv = "%.6f",
-     .name = "effective_iteration_ms"},
+    {.head = "eff_ms", .width = 10, .fmt = "%.3f", .csv = "%.6f", .name = "effective_iteration_ms"},
     {.head = "trace", .fmt = "%s", .sep = "  ", .in = CLI_IN_TEXT},
-    {.fmt = "%s", .name = "config_key", .in = CLI_IN_JSON},
-    CLI_END_COL};
+    {.fmt = "%s", .name = "config_key", .in = CLI_IN_JSON}, CLI_END_COL};
 
 static int print_runs(const char *db, const st_run_summary *runs, size_t n, int fmt) {
   json_t *arr = json_array();
@@ -238,11 +234,9 @@ int cmd_report(int argc, char **argv) {
       {.flag = "--runs", .kind = CLI_O_BOOL, .to = &list_runs, .key = -1,
        .help = "list every complete run instead of the comparison"},
       {.kind = CLI_O_END}};
-  int c = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  int c = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
 
   char msg[1024];
   st_db *db = NULL;

@@ -72,9 +72,8 @@ static int run_parse(int argc, char **argv, run_args *a) {
       {.kind = CLI_O_END}};
   assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
   memcpy(opts + n, own, sizeof own);
-  int rc = cli_parse_opts("run", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("run", argc, argv, opts, help_head, help_tail);
   if (rc) return rc;
-  if (optind < argc) return cli_fail(CLI_EUSAGE, "run", "unexpected argument '%s'", argv[optind]);
   if (!a->cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
   if (a->cfg.partitions > 0 && strcmp(a->cfg.backend, "cuda") != 0)
@@ -103,12 +102,10 @@ static int run_open(run_args *a, st_db **db) {
  * *header is 0 (then counted up). */
 static void print_row(const fm_replay_output *o, int check_ok, int *header) {
   static const cli_col cols[] = {
-      {.head = "policy", .width = -12, .fmt = "%s"}, {.head = "iters", .width = 6, .fmt = "%lld"},
-      {.head = "mean_ms", .width = 9, .fmt = "%.3f"}, {.head = "dispatch", .width = 9, .fmt = "%.3f"},
-      {.head = "compute", .width = 9, .fmt = "%.3f"}, {.head = "combine", .width = 9, .fmt = "%.3f"},
-      {.head = "local", .width = 9, .fmt = "%.3f"}, {.head = "allreduce", .width = 9, .fmt = "%.3f"},
-      {.head = "migration", .width = 9, .fmt = "%.3f"}, {.head = "balance", .width = 8, .fmt = "%.3f"},
-      {.head = "moved_MiB", .width = 10, .fmt = "%.1f"}, CLI_END_COL};
+      CLI_COL("policy", -12, "%s"), CLI_COL("iters", 6, "%lld"), CLI_COL("mean_ms", 9, "%.3f"),
+      CLI_COL("dispatch", 9, "%.3f"), CLI_COL("compute", 9, "%.3f"), CLI_COL("combine", 9, "%.3f"),
+      CLI_COL("local", 9, "%.3f"), CLI_COL("allreduce", 9, "%.3f"), CLI_COL("migration", 9, "%.3f"),
+      CLI_COL("balance", 8, "%.3f"), CLI_COL("moved_MiB", 10, "%.1f"), CLI_END_COL};
   char sn[64];
   const double *ph = o->phase_ms;
   const cli_cell row[] = {

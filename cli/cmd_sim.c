@@ -78,12 +78,7 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
       {.kind = CLI_O_CHOICE, .to = &a->network, .key = FM_KEY_NETWORK},
       {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
       {.kind = CLI_O_I64, .to = &b->seed, .key = FM_KEY_SEED},
-      {.kind = CLI_O_INT, .to = &b->d_model, .key = FM_KEY_D_MODEL},
-      {.kind = CLI_O_INT, .to = &b->d_ff, .key = FM_KEY_D_FF},
-      {.kind = CLI_O_INT, .to = &b->top_k, .key = FM_KEY_TOP_K},
-      {.kind = CLI_O_I64, .to = &b->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
-      {.kind = CLI_O_INT, .to = &b->slots, .key = FM_KEY_SLOTS},
-      {.kind = CLI_O_STR, .to = &b->profile_path, .key = FM_KEY_PROFILE},
+      CLI_SIM_MODEL_ROWS(b),
       {.kind = CLI_O_INT, .to = &b->threads, .key = FM_KEY_THREADS},
       {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_DB},
       {.flag = "--gpus", .kind = CLI_O_LONG, .to = &a->gpus, .key = FM_KEY_GPUS, .arg = "G",
@@ -98,11 +93,9 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
        .help = "do not record (as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("sim", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("sim", argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, "sim", "unexpected argument '%s'", argv[optind]);
   if (!b->trace_path)
     return cli_fail(CLI_EUSAGE, "sim", "--trace is required (see 'flexmoe sim --help')");
   b->exact_net = a->network && strcmp(a->network, "exact") == 0;
@@ -125,20 +118,12 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
          a->base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, a->base.engine,
          db ? ", results in " : "", db ? a->db_path : "");
   static const cli_col cols[] = {
-      {.head = "policy", .width = -20, .fmt = "%s"},
-      {.head = "iter_ms", .width = 9, .fmt = "%.3f"},
-      {.head = "eff_ms", .width = 9, .fmt = "%.3f"},
-      {.head = "speedup", .width = 7, .fmt = "%.2fx", .nan = "-"},
-      {.head = "bal_p50", .width = 7, .fmt = "%.2f"},
-      {.head = "bal_p90", .width = 7, .fmt = "%.2f"},
-      {.head = "migrated_MB", .width = 12, .fmt = "%.1f"},
-      {.head = "dropped", .width = 9, .fmt = "%lld"},
-      {.head = "compute", .width = 8, .fmt = "%.3f", .sep = " | "},
-      {.head = "alltoall", .width = 8, .fmt = "%.3f"},
-      {.head = "allred", .width = 8, .fmt = "%.3f"},
-      {.head = "migrate", .width = 8, .fmt = "%.3f"},
-      {.head = "other", .width = 8, .fmt = "%.3f"},
-      CLI_END_COL};
+      CLI_COL("policy", -20, "%s"), CLI_COL("iter_ms", 9, "%.3f"), CLI_COL("eff_ms", 9, "%.3f"),
+      {.head = "speedup", .width = 7, .fmt = "%.2fx", .nan = "-"}, CLI_COL("bal_p50", 7, "%.2f"),
+      CLI_COL("bal_p90", 7, "%.2f"), CLI_COL("migrated_MB", 12, "%.1f"),
+      CLI_COL("dropped", 9, "%lld"), {.head = "compute", .width = 8, .fmt = "%.3f", .sep = " | "},
+      CLI_COL("alltoall", 8, "%.3f"), CLI_COL("allred", 8, "%.3f"), CLI_COL("migrate", 8, "%.3f"),
+      CLI_COL("other", 8, "%.3f"), CLI_END_COL};
   cli_table_head(cols, CLI_FMT_TABLE);
   for (int i = 0; i < cmp->n; i++) {
     const fm_sim_summary *s = fm_sim_summary_of(cmp->out[i]);

@@ -108,12 +108,7 @@ static int parse(opts *sw, int argc, char **argv) {
       {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
       {.kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds, .key = FM_KEY_SEEDS,
        .max = MAX_LIST},
-      {.kind = CLI_O_INT, .to = &b->d_model, .key = FM_KEY_D_MODEL},
-      {.kind = CLI_O_INT, .to = &b->d_ff, .key = FM_KEY_D_FF},
-      {.kind = CLI_O_INT, .to = &b->top_k, .key = FM_KEY_TOP_K},
-      {.kind = CLI_O_I64, .to = &b->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
-      {.kind = CLI_O_INT, .to = &b->slots, .key = FM_KEY_SLOTS},
-      {.kind = CLI_O_STR, .to = &b->profile_path, .key = FM_KEY_PROFILE},
+      CLI_SIM_MODEL_ROWS(b),
       {.kind = CLI_O_STR, .to = &sw->db, .key = FM_KEY_DB},
       {.kind = CLI_O_LONG, .to = &sw->jobs, .key = FM_KEY_JOBS},
       {.kind = CLI_O_LONG, .to = &sw->lock_wait_s, .key = FM_KEY_LOCK_WAIT},
@@ -131,11 +126,9 @@ static int parse(opts *sw, int argc, char **argv) {
       {.flag = "--quiet", .kind = CLI_O_BOOL, .to = &sw->quiet, .key = -1,
        .help = "no progress bar"},
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (sw->ntraces == 0)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe sweep --help')");
   if (sw->nnodes && sw->nsizes)

@@ -70,10 +70,6 @@ static int max_memory_opt(const char *cmd, const char *arg, void *to) {
   {.flag = "--format", .letter = 'f', .kind = CLI_O_FORMAT, .to = (dest), .key = -1,        \
    .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = what}
 
-static int is_help(const char *a) {
-  return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-}
-
 /* The documents come from run/fm_trace (strings from a file through
  * fm_json_string). */
 static int print_json(const char *cmd, json_t *root) {
@@ -83,7 +79,7 @@ static int print_json(const char *cmd, json_t *root) {
 /* A column of the statistics tables: a number, "-" where it is not finite. */
 #define STAT_COL(head_, width_, fmt_)                                                         \
   {.head = (head_), .width = (width_), .fmt = (fmt_), .sep = "  ", .nan = "-", .finite = 1}
-#define LAYER_COL {.head = "layer", .width = 5, .fmt = "%lld"}
+#define LAYER_COL CLI_COL("layer", 5, "%lld")
 
 /* ---- trace info ------------------------------------------------------------ */
 
@@ -165,33 +161,43 @@ static int open_analysed(const char *cmd, const char *const help[2], int argc, c
   return CLI_OK;
 }
 
-static int trace_info(int argc, char **argv) {
-  const char *cmd = "trace info";
-  int fmt, c;
+/* trace info and trace stats: FILE analysed, then the document doc makes
+ * of it (--format json) or the header and the tables table prints. */
+static int trace_analysed(const char *cmd, const char *const help[2],
+                          json_t *(*doc)(const fm_trace_analysis *),
+                          void (*table)(const tr_stats *), int argc, char **argv) {
+  int fmt, rc;
   fm_trace_analysis a;
-  static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
-  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &a)))
-    return c == CLI_HELP ? CLI_OK : c;
-  int rc = CLI_OK;
-  const tr_stats *s = &a.stats;
+  if ((rc = open_analysed(cmd, help, argc, argv, &fmt, &a)))
+    return rc == CLI_HELP ? CLI_OK : rc;
   if (fmt == CLI_FMT_JSON) {
-    rc = print_json(cmd, fm_trace_info_doc(&a));
+    rc = print_json(cmd, doc(&a));
   } else {
     print_header(&a);
-    static const cli_col cols[] = {LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"),
-                                   STAT_COL("max/mean p90", 12, "%.2f"),
-                                   STAT_COL("change/step (L1)", 16, "%.3f"), CLI_END_COL};
-    printf("\n");
-    cli_table_head(cols, CLI_FMT_TABLE);
-    for (int l = 0; l < s->layers; l++) {
-      const tr_layer_stats *x = &s->layer[l];
-      const cli_cell row[] = {CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90),
-                              CLI_F(x->change[0])};
-      cli_table_row(cols, row, CLI_FMT_TABLE);
-    }
+    table(&a.stats);
   }
   fm_trace_analysis_fini(&a);
   return rc;
+}
+
+/* Per layer: skew and change, in brief. */
+static void print_info_table(const tr_stats *s) {
+  static const cli_col cols[] = {LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"),
+                                 STAT_COL("max/mean p90", 12, "%.2f"),
+                                 STAT_COL("change/step (L1)", 16, "%.3f"), CLI_END_COL};
+  printf("\n");
+  cli_table_head(cols, CLI_FMT_TABLE);
+  for (int l = 0; l < s->layers; l++) {
+    const tr_layer_stats *x = &s->layer[l];
+    const cli_cell row[] = {CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90),
+                            CLI_F(x->change[0])};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
+  }
+}
+
+static int trace_info(int argc, char **argv) {
+  static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
+  return trace_analysed("trace info", help, fm_trace_info_doc, print_info_table, argc, argv);
 }
 
 /* ---- trace stats ----------------------------------------------------------- */
@@ -256,22 +262,8 @@ static void print_stats_table(const tr_stats *s) {
 }
 
 static int trace_stats(int argc, char **argv) {
-  const char *cmd = "trace stats";
-  int fmt, c;
-  fm_trace_analysis an;
   static const char *const help[2] = {STATS_HEAD, STATS_TAIL};
-  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &an)))
-    return c == CLI_HELP ? CLI_OK : c;
-  int rc = CLI_OK;
-  const tr_stats s = an.stats;
-  if (fmt == CLI_FMT_JSON) {
-    rc = print_json(cmd, fm_trace_stats_doc(&an));
-  } else {
-    print_header(&an);
-    print_stats_table(&s);
-  }
-  fm_trace_analysis_fini(&an);
-  return rc;
+  return trace_analysed("trace stats", help, fm_trace_stats_doc, print_stats_table, argc, argv);
 }
 
 /* ---- trace gen --------------------------------------------------------------- */
@@ -364,11 +356,9 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
     strncat(list, line, sizeof(list) - strlen(list) - 1);
   }
   snprintf(tail, sizeof(tail), GEN_TAIL, list);
-  int rc = cli_parse_opts(cmd, argc, argv, opts, GEN_HEAD, tail);
+  int rc = cli_parse_flags(cmd, argc, argv, opts, GEN_HEAD, tail);
   if (rc)
     return rc;
-  if (optind != argc)
-    return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
   if (!a->pattern == !a->fitpath)
     return cli_fail(CLI_EUSAGE, cmd, "give exactly one of --pattern NAME or --fit FIT.json");
   if (a->iters < 0)
@@ -688,10 +678,7 @@ static int trace_import(int argc, char **argv) {
   if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))
     return trace_fail(cmd, c, em);
   if ((c = cli_trace_check(cmd, out, 0, -1, 0, strict ? CLI_TRACE_STRICT : 0))) {
-    char side[600];
-    tr_sidecar_path(out, side, sizeof side);
-    remove(out);
-    remove(side);
+    fm_trace_remove(out);
     return c;
   }
   printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
@@ -725,17 +712,5 @@ static void trace_usage(FILE *out) {
 }
 
 int cmd_trace(int argc, char **argv) {
-  if (argc < 2) {
-    trace_usage(stderr);
-    return CLI_EUSAGE;
-  }
-  if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
-    trace_usage(stdout);
-    return CLI_OK;
-  }
-  for (size_t i = 0; i < NSUBS; i++)
-    if (strcmp(argv[1], subs[i].name) == 0)
-      return subs[i].fn(argc - 1, argv + 1);
-  return cli_fail(CLI_EUSAGE, "trace", "unknown subcommand '%s' (see 'flexmoe trace --help')",
-                  argv[1]);
+  return cli_dispatch("trace", subs, NSUBS, trace_usage, argc, argv);
 }

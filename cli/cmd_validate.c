@@ -111,11 +111,10 @@ static int parse(vopts *o, int argc, char **argv) {
       {.kind = CLI_O_END}};
   assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
   memcpy(opts + n, own, sizeof own);
-  int rc = cli_parse_opts("validate", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("validate", argc, argv, opts, help_head, help_tail);
   if (rc) return rc;
   if (o->no_db || (o->cfg.db_path && !o->cfg.db_path[0])) o->cfg.db_path = NULL;
   const fm_replay_config *r = &o->cfg.replay;
-  if (optind < argc) return cli_fail(CLI_EUSAGE, "validate", "unexpected argument '%s'", argv[optind]);
   if (!r->backend) return cli_fail(CLI_EUSAGE, "validate", "--backend is required (cpu, cuda or nccl)");
   if (!r->trace_path) return cli_fail(CLI_EUSAGE, "validate", "--trace is required");
   if (r->partitions > 0 && strcmp(r->backend, "cuda") != 0)
@@ -128,9 +127,8 @@ static int parse(vopts *o, int argc, char **argv) {
 static void print_table(const fm_validate_result *res) {
   printf("validate: backend %s, predictor: %s\n", res->backend, res->predictor);
   static const cli_col cols[] = {
-      {.head = "policy", .width = -12, .fmt = "%s"}, {.head = "phase", .width = -10, .fmt = "%s"},
-      {.head = "predicted_ms", .width = 12, .fmt = "%.3f"},
-      {.head = "measured_ms", .width = 12, .fmt = "%.3f"},
+      CLI_COL("policy", -12, "%s"), CLI_COL("phase", -10, "%s"),
+      CLI_COL("predicted_ms", 12, "%.3f"), CLI_COL("measured_ms", 12, "%.3f"),
       {.head = "error", .width = 9, .fmt = "%.1f%%", .nan = "n/a"}, CLI_END_COL};
   cli_table_head(cols, CLI_FMT_TABLE);
   for (int p = 0; p < res->nruns; p++)
@@ -157,7 +155,8 @@ int cmd_validate(int argc, char **argv) {
   if ((rc = fm_validate(&o.cfg, &res, em, sizeof em))) return cli_fail(rc, "validate", "%s", em);
   if (res.warning[0]) fprintf(stderr, "flexmoe validate: warning: %s\n", res.warning);
   if (res.owner) {
-    if (o.fmt == CLI_FMT_JSON) rc = cli_json_print("validate", fm_validate_doc(&res), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (o.fmt == CLI_FMT_JSON)
+      rc = cli_json_print("validate", fm_validate_doc(&res), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     else print_table(&res);
   }
   fm_validate_result_fini(&res);

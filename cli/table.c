@@ -4,7 +4,8 @@
  * A table is an array of column specs; a row is an array of cells, one per
  * column, in the same order. The text line, the CSV line and the JSON
  * object of a row all come from the same spec: text pads each cell to the
- * column's width after its separator; CSV writes every column that has a
+ * column's width after its separator (none before the first column unless
+ * it names one); CSV writes every column that has a
  * name, quoting strings that need it, NaN as an empty field; JSON names a
  * column by its key of run/fm_keys.h where it has one.
  */
@@ -51,11 +52,14 @@ static void text_line(const cli_col *cols, const cli_cell *cells) {
     if (!col_in(c, CLI_IN_TEXT))
       continue;
     char buf[512];
-    if (cells)
-      cell_text(c, &cells[i], c->fmt, buf, sizeof buf);
+    const char *text = buf; /* a string cell as it is: never cut */
+    if (!cells)
+      text = c->head ? c->head : "";
+    else if (cells[i].type == 's' && strcmp(c->fmt, "%s") == 0)
+      text = cells[i].s ? cells[i].s : "";
     else
-      snprintf(buf, sizeof buf, "%s", c->head);
-    printf("%s%*s", first ? "" : c->sep ? c->sep : " ", c->width, buf);
+      cell_text(c, &cells[i], c->fmt, buf, sizeof buf);
+    printf("%s%*s", c->sep ? c->sep : first ? "" : " ", c->width, text);
     first = 0;
   }
   putchar('\n');

@@ -244,3 +244,23 @@ void cli_progress_end(cli_progress *p) {
     fprintf(stderr, "\r\033[K");
   p->shown = 0;
 }
+
+int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
+                 int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_EUSAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(argv[1], cmds[i].name) == 0)
+      return cmds[i].fn(argc - 1, argv + 1);
+  if (!cmd)
+    return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
+  return cli_fail(CLI_EUSAGE, cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')", argv[1],
+                  cmd);
+}

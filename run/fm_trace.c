@@ -496,6 +496,13 @@ int fm_trace_sanity_text(const fm_trace_sanity *s, const char *p, char *buf, siz
   return n;
 }
 
+void fm_trace_remove(const char *path) {
+  char side[600];
+  tr_sidecar_path(path, side, sizeof side);
+  remove(path);
+  remove(side);
+}
+
 /* ---- the generator's model options ---- */
 
 const char *const fm_gen_option_flags[FM_GEN_NOPTS] = {

@@ -175,6 +175,9 @@ typedef struct fm_trace_import_config {
  * past the trace, FM_EFAIL otherwise. */
 int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char *errmsg,
                     size_t errlen);
+/* Removes a written trace and its .json sidecar (what an import that
+ * --strict refuses leaves behind); a file that is not there is no error. */
+void fm_trace_remove(const char *path);
 
 /* ---- sanity ---- */
 
