@@ -62,18 +62,13 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...)
  * --format=json anywhere), and cli_parse_format turns it on for json. */
 void cli_detect_json_errors(int argc, char **argv);
 
-/* Strict number parsing of a flag's value: the whole text (no leading
- * space, no trailing bytes, decimal), in [lo, hi] (a value that overflows
- * the type, ERANGE, is out of range too). On error prints "flexmoe CMD:
- * --flag: 'text' is not an integer between LO and HI" or "--flag: TEXT is
- * out of range: must be between LO and HI" and returns CLI_EUSAGE; *out is
- * untouched. Every number a flag takes goes through these. */
+/* A flag's value read strictly (run/fm_parse.h: the whole text, decimal,
+ * in [lo, hi]; "A:B" half-open with either side optional, *b = -1 for "to
+ * the end"): CLI_OK with the output set, or CLI_EUSAGE after printing the
+ * parser's sentence ("flexmoe CMD: --flag: ..."). Every number a flag takes
+ * goes through these. */
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out);
-int cli_parse_double(const char *cmd, const char *flag, const char *text,
-                     double lo, double hi, double *out);
-/* "A:B" (half-open, either side optional: "100:", ":50") into [*a, *b);
- * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
                     int64_t *a, int64_t *b);
 

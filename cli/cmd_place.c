@@ -68,14 +68,15 @@ static void emit_layer(const fm_place_result *r, int i) {
                                  CLI_END_COL};
   cli_table_head(cols, CLI_FMT_TABLE);
   for (int g = 0; g < r->gpus; g++) {
-    size_t len = (size_t)p->nhost[g] * 13 + 1, at = 0; /* " -2147483648*" each */
-    char *experts = malloc(len);
-    for (int j = 0; experts && j < p->nhost[g]; j++) {
+    char *experts = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&experts, &len);
+    for (int j = 0; f && j < p->nhost[g]; j++) {
       int e = p->host[(size_t)g * p->slots + j];
-      at += (size_t)snprintf(experts + at, len - at, " %d%s", e, p->nrep[e] > 1 ? "*" : "");
+      fprintf(f, " %d%s", e, p->nrep[e] > 1 ? "*" : "");
     }
-    if (experts)
-      experts[at] = '\0';
+    if (f)
+      fclose(f);
     cli_table_row(cols, (const cli_cell[]){CLI_I(g), CLI_I(lo->gpu_load[g]), CLI_S(experts)},
                   CLI_FMT_TABLE);
     free(experts);

@@ -1,8 +1,9 @@
 /*
- * util.c - messages and strict flag parsing shared by the subcommands.
+ * util.c - what the subcommands share: messages (errors, warnings, the
+ * progress line), flag values through run/fm_parse.h, the trace check, the
+ * JSON printer and the dispatcher of a command table.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,32 @@ void cli_detect_json_errors(int argc, char **argv) {
       json_errors = 1;
 }
 
+/* One line on stderr: "flexmoe CMD: MSG" (a warning: "flexmoe CMD:
+ * warning: MSG"), or with JSON errors {"command", "error" or "warning":
+ * MSG, "exit": code (errors only)}, the message's bytes escaped by jansson
+ * (controls, quotes) after fm_escape_bytes made it valid UTF-8. */
+static void say(const char *cmd, int warning, const char *msg, int code) {
+  char *text = NULL;
+  if (json_errors) {
+    json_t *e = json_object();
+    json_object_set_new(e, "command", fm_json_string(cmd ? cmd : ""));
+    json_object_set_new(e, warning ? "warning" : "error", fm_json_string(msg));
+    if (!warning)
+      json_object_set_new(e, "exit", json_integer(code));
+    text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(e);
+    if (text)
+      fprintf(stderr, "%s\n", text);
+    else if (!warning) /* out of memory: still one valid line */
+      fprintf(stderr, "{\"command\":\"\",\"error\":\"out of memory\",\"exit\":%d}\n", code);
+  } else {
+    text = fm_escape_bytes(msg, 1);
+    fprintf(stderr, "flexmoe%s%s: %s%s\n", cmd ? " " : "", cmd ? cmd : "",
+            warning ? "warning: " : "", text ? text : msg);
+  }
+  free(text);
+}
+
 int cli_fail(int code, const char *cmd, const char *fmt, ...) {
   char small[1024], *msg = small;
   va_list ap;
@@ -40,25 +67,7 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) {
   }
   if (!msg || n < 0)
     msg = small; /* the cut message rather than none */
-  char *text = NULL;
-  if (json_errors) {
-    /* one line of JSON: the message's bytes escaped by jansson (controls,
-     * quotes) after escape_bytes made it valid UTF-8 */
-    json_t *e = json_object();
-    json_object_set_new(e, "command", fm_json_string(cmd ? cmd : ""));
-    json_object_set_new(e, "error", fm_json_string(msg));
-    json_object_set_new(e, "exit", json_integer(code));
-    text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(e);
-    if (text)
-      fprintf(stderr, "%s\n", text);
-  } else {
-    text = fm_escape_bytes(msg, 1);
-    fprintf(stderr, "flexmoe%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", text ? text : msg);
-  }
-  if (json_errors && !text) /* out of memory: still one valid line */
-    fprintf(stderr, "{\"command\":\"\",\"error\":\"out of memory\",\"exit\":%d}\n", code);
-  free(text);
+  say(cmd, 0, msg, code);
   if (msg != small)
     free(msg);
   return code;
@@ -93,13 +102,6 @@ int cli_parse_long(const char *cmd, const char *flag, const char *text,
   parse_msg m;
   char *em = msg_for(&m, flag, text);
   return parsed(cmd, fm_parse_long(flag, text, lo, hi, out, em, m.n), &m);
-}
-
-int cli_parse_double(const char *cmd, const char *flag, const char *text,
-                     double lo, double hi, double *out) {
-  parse_msg m;
-  char *em = msg_for(&m, flag, text);
-  return parsed(cmd, fm_parse_double(flag, text, lo, hi, out, em, m.n), &m);
 }
 
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
@@ -159,23 +161,6 @@ int cli_parse_choice(const char *cmd, int key, const char *text, const char **ou
 }
 
 
-/* One warning line on stderr, as cli_fail prints an error. */
-static void warn_line(const char *cmd, const char *msg) {
-  if (json_errors) {
-    json_t *e = json_pack("{s:o, s:o}", "command", fm_json_string(cmd), "warning",
-                          fm_json_string(msg));
-    char *text = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    if (text)
-      fprintf(stderr, "%s\n", text);
-    free(text);
-    json_decref(e);
-    return;
-  }
-  char *text = fm_escape_bytes(msg, 1);
-  fprintf(stderr, "flexmoe %s: warning: %s\n", cmd, text ? text : msg);
-  free(text);
-}
-
 int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
                     int used_ranks, int flags) {
   tr_trace t;
@@ -206,7 +191,7 @@ int cli_trace_check_open(const char *cmd, const tr_trace *t, int64_t it0, int64_
     if (refuse)
       cli_fail(CLI_EFAIL, cmd, "%s%s", l, flags & CLI_TRACE_STRICT ? " (--strict)" : "");
     else
-      warn_line(cmd, l);
+      say(cmd, 1, l, 0);
   }
   return refuse && s.warnings ? CLI_EFAIL : CLI_OK;
 }
