@@ -184,6 +184,16 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
   {.flag = "--format", .kind = CLI_O_FORMAT, .to = (dest), .key = -1,                       \
    .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"}
 
+/* The rows that resize a cluster (--gpus N, --nodes N, --gpus-per-node G:
+ * 1 to SIM_MAX_GPUS each, into longs), their help sentences the command's. */
+#define CLI_RESIZE_ROWS(gpus, nodes, gpn, help_gpus, help_nodes, help_gpn)                   \
+  {.flag = "--gpus", .kind = CLI_O_LONG, .to = (gpus), .key = -1, .lo = 1,                   \
+   .hi = SIM_MAX_GPUS, .arg = "N", .help = (help_gpus)},                                      \
+      {.flag = "--nodes", .kind = CLI_O_LONG, .to = (nodes), .key = -1, .lo = 1,             \
+       .hi = SIM_MAX_GPUS, .arg = "N", .help = (help_nodes)},                                 \
+      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = (gpn), .key = -1, .lo = 1,       \
+       .hi = SIM_MAX_GPUS, .arg = "G", .help = (help_gpn)}
+
 /* The rows of the model keys a simulation and a sweep share (--d-model,
  * --d-ff, --top-k, --tokens-per-gpu, --slots, --profile), into the
  * fm_sim_config *b (run/fm_keys.h: ranges, help). */
@@ -195,13 +205,17 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
       {.kind = CLI_O_INT, .to = &(b)->slots, .key = FM_KEY_SLOTS},                            \
       {.kind = CLI_O_STR, .to = &(b)->profile_path, .key = FM_KEY_PROFILE}
 
-/* The rows of the flags `run` and `validate` share (--backend, --trace,
+/* `run` and `validate`: the flags they share (--backend, --trace,
  * --partitions, --ranks, --device, --iterations, --seed, --d-model, --d-ff,
- * --top-k, --tokens-per-gpu, --slots) into cfg: writes CLI_REPLAY_NOPTS
- * rows to rows and returns how many (cli/replay_opts.c). */
-enum { CLI_REPLAY_NOPTS = 12 };
+ * --top-k, --tokens-per-gpu, --slots) into cfg, then the command's own rows
+ * (ending with CLI_O_END, at most 16), parsed as cli_parse_flags does
+ * (cli/replay_opts.c). cli_replay_check: the checks both end with,
+ * --partitions only with --backend cuda and the trace check of the ranks
+ * replayed; CLI_OK or the exit code of the one message printed. */
 struct fm_replay_config;
-int cli_replay_opts(struct fm_replay_config *cfg, cli_opt *rows);
+int cli_parse_replay(const char *cmd, int argc, char **argv, struct fm_replay_config *cfg,
+                     const cli_opt *own, const char *head, const char *tail);
+int cli_replay_check(const char *cmd, const struct fm_replay_config *cfg);
 
 /*
  * The one table printer (cli/table.c). A table is an array of columns

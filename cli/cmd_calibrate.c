@@ -1,9 +1,11 @@
 /*
  * cmd_calibrate.c - flexmoe calibrate: measure a backend (expert FFN time vs
  * tokens for the model shape, exchange bandwidth between ranks, launch
- * overhead) and store it as a compute profile: in the database
- * (st_profile_put: NAME = the simulator's profile JSON, NAME.cluster = the
- * cluster JSON) and/or as files (--out P.json and P.cluster.json).
+ * overhead) and store it as a compute profile: in the database (NAME = the
+ * simulator's profile JSON, NAME.cluster = the cluster JSON) and/or as
+ * files (--out P.json and P.cluster.json). The measuring and the storing
+ * are the run library's (run/fm_profile.h fm_calibrate); this file parses
+ * the flags and prints the measurements.
  */
 #include <inttypes.h>
 #include <jansson.h>

@@ -1,5 +1,6 @@
 /*
- * cmd_clusters.c - flexmoe clusters: the cluster presets and their numbers.
+ * cmd_clusters.c - flexmoe clusters: the cluster presets and their numbers
+ * (resolved, sized and described by run/fm_cluster.h), as a table or JSON.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -53,12 +54,8 @@ int cmd_clusters(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
   long nodes = 0, gpn = 0, gpus = 0;
   const cli_opt opts[] = {
-      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = SIM_MAX_GPUS,
-       .arg = "N", .help = "show the clusters resized to N GPUs (whole nodes)"},
-      {.flag = "--nodes", .kind = CLI_O_LONG, .to = &nodes, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "N", .help = "... to N nodes"},
-      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = &gpn, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "G", .help = "... and G GPUs per node"},
+      CLI_RESIZE_ROWS(&gpus, &nodes, &gpn, "show the clusters resized to N GPUs (whole nodes)",
+                      "... to N nodes", "... and G GPUs per node"),
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_opts("clusters", argc, argv, opts, help_head, help_tail);

@@ -1,8 +1,9 @@
 /*
  * cmd_net.c - flexmoe net: finish times of a traffic matrix on a cluster.
- * Parses flags, reads and runs the flows with sim_flows (every flow of the
- * CSV starts at time 0 and shares the cluster's links by max-min fairness;
- * its limits are sim_flows.h's), prints each flow's finish and the makespan.
+ * Parses flags, runs the flows (run/fm_cluster.h fm_net_run: every flow of
+ * the CSV starts at time 0 and shares the cluster's links by max-min
+ * fairness; its limits are sim_flows.h's), prints each flow's finish and
+ * the makespan.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -84,12 +85,8 @@ int cmd_net(int argc, char **argv) {
        .help = "CSV with header src_gpu,dst_gpu,bytes (one flow a line, at most 2^20; GPUs "
                "are 0..G-1, node = gpu / gpus-per-node; bytes 0..2^50)"},
       {.kind = CLI_O_STR, .to = &cluster, .key = FM_KEY_CLUSTER},
-      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = SIM_MAX_GPUS,
-       .arg = "N", .help = "resize the cluster to N GPUs (whole nodes)"},
-      {.flag = "--nodes", .kind = CLI_O_LONG, .to = &nodes, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "N", .help = "... to N nodes"},
-      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = &gpn, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "G", .help = "... of G GPUs"},
+      CLI_RESIZE_ROWS(&gpus, &nodes, &gpn, "resize the cluster to N GPUs (whole nodes)",
+                      "... to N nodes", "... of G GPUs"),
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_flags("net", argc, argv, opts, help_head, help_tail);

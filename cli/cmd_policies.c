@@ -2,7 +2,7 @@
  * cmd_policies.c - flexmoe policies: the placement policies of the registry
  * with their parameters, defaults and help, as a table or one JSON document
  * {"policies": [{"name", "summary", "clairvoyant", "spec", "parameters":
- * [{"key", "default", "help"}]}]}.
+ * [{"key", "default", "help"}]}]} (run/fm_cluster.h fm_policies_doc).
  */
 #include <jansson.h>
 #include <stdio.h>

@@ -1,9 +1,10 @@
 /*
  * cmd_run.c - flexmoe run: replay a trace with a placement policy on a
  * runtime backend (real expert FFNs, real exchange, real migrations) and
- * record the measured iterations as runs of kind "gpu".
+ * record the measured iterations as runs of kind "gpu". The replay, its
+ * record, check verdict and JSON are run/fm_replay.h's; this file loops over
+ * the policies and prints.
  */
-#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -52,8 +53,6 @@ typedef struct {
 /* argv into *a (the shared replay rows, then run's own); CLI_OK, CLI_HELP
  * after --help, or CLI_EUSAGE (or the trace check's code) with one message. */
 static int run_parse(int argc, char **argv, run_args *a) {
-  cli_opt opts[CLI_REPLAY_NOPTS + 8];
-  int n = cli_replay_opts(&a->cfg, opts);
   const cli_opt own[] = {
       {.kind = CLI_O_MULTI, .to = a->policies, .to2 = &a->npol, .key = FM_KEY_POLICY, .hi = 64,
        .help = "placement policy, NAME or NAME:key=value,... (flexmoe policies); repeat to "
@@ -70,19 +69,13 @@ static int run_parse(int argc, char **argv, run_args *a) {
        .help = "record nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
-  memcpy(opts + n, own, sizeof own);
-  int rc = cli_parse_flags("run", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_replay("run", argc, argv, &a->cfg, own, help_head, help_tail);
   if (rc) return rc;
   if (!a->cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
-  if (a->cfg.partitions > 0 && strcmp(a->cfg.backend, "cuda") != 0)
-    return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
   if (a->no_db || (a->db_path && !a->db_path[0]))
     a->db_path = NULL;
-  const fm_replay_config *r = &a->cfg;
-  return cli_trace_check("run", r->trace_path, r->it_begin, r->it_end,
-                         r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
+  return cli_replay_check("run", &a->cfg);
 }
 
 /* The calibrated profile's exchange numbers into a->cfg when --profile was

@@ -8,7 +8,6 @@
  * numbers the planners reason with). fm_validate.h defines the errors and
  * the statistics printed.
  */
-#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -90,8 +89,6 @@ static int parse(vopts *o, int argc, char **argv) {
   *o = (vopts){.cfg = FM_VALIDATE_CONFIG_INIT, .fmt = CLI_FMT_TABLE};
   o->cfg.replay.backend = NULL;
   o->cfg.policies = o->policies;
-  cli_opt opts[CLI_REPLAY_NOPTS + 8];
-  int n = cli_replay_opts(&o->cfg.replay, opts);
   const cli_opt own[] = {
       {.kind = CLI_O_MULTI, .to = o->policies, .to2 = &o->cfg.npolicies, .key = FM_KEY_POLICY,
        .hi = FM_VALIDATE_MAX_POLICIES,
@@ -109,18 +106,13 @@ static int parse(vopts *o, int argc, char **argv) {
        .help = "store nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
-  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
-  memcpy(opts + n, own, sizeof own);
-  int rc = cli_parse_flags("validate", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_replay("validate", argc, argv, &o->cfg.replay, own, help_head, help_tail);
   if (rc) return rc;
   if (o->no_db || (o->cfg.db_path && !o->cfg.db_path[0])) o->cfg.db_path = NULL;
   const fm_replay_config *r = &o->cfg.replay;
   if (!r->backend) return cli_fail(CLI_EUSAGE, "validate", "--backend is required (cpu, cuda or nccl)");
   if (!r->trace_path) return cli_fail(CLI_EUSAGE, "validate", "--trace is required");
-  if (r->partitions > 0 && strcmp(r->backend, "cuda") != 0)
-    return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
-  return cli_trace_check("validate", r->trace_path, r->it_begin, r->it_end,
-                         r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
+  return cli_replay_check("validate", r);
 }
 
 /* The result as a table: per policy the iteration time, then the phases. */

@@ -2,9 +2,10 @@
  * fm_cluster.h - clusters as `flexmoe clusters` and `flexmoe net` see them:
  * a preset or cluster file resolved and sized, its description as JSON, and
  * the finish times of a traffic matrix on it (sim/sim_flows.h: every flow
- * starts at time 0 and shares the links by max-min fairness). Nothing here
- * prints; errors are one sentence in the caller's buffer. Owned by the run
- * library authors.
+ * starts at time 0 and shares the links by max-min fairness); and the other
+ * list the CLI prints, the policy registry (`flexmoe policies`) as JSON.
+ * Nothing here prints; errors are one sentence in the caller's buffer.
+ * Owned by the run library authors.
  */
 #ifndef FLEXMOE_RUN_FM_CLUSTER_H
 #define FLEXMOE_RUN_FM_CLUSTER_H

@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "placement/pl_cost.h"
+#include "runtime/rt_calib.h"
 
 typedef struct fm_profile {
   char name[64];
@@ -77,8 +78,6 @@ int fm_profile_json(const fm_profile *p, char **profile_json, char **cluster_jso
 int fm_profile_save(const fm_profile *p, const char *path, char *em, size_t el);
 
 /* ---- calibration: `flexmoe calibrate` as one call ---- */
-
-#include "runtime/rt_calib.h"
 
 /* What to measure and where to keep it (0 / NULL: the backend's default). */
 typedef struct fm_calibrate_config {
