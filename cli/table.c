@@ -5,9 +5,9 @@
  * column, in the same order. The text line, the CSV line and the JSON
  * object of a row all come from the same spec: text pads each cell to the
  * column's width after its separator (none before the first column unless
- * it names one); CSV writes every column that has a
- * name, quoting strings that need it, NaN as an empty field; JSON names a
- * column by its key of run/fm_keys.h where it has one.
+ * it names one); CSV writes the columns by name, quoting strings that need
+ * it, NaN as an empty field; JSON names a column by its key of
+ * run/fm_keys.h where it has one.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,18 +30,23 @@ static int col_in(const cli_col *c, int what) {
   return (c->in ? c->in : CLI_IN_ALL) & what;
 }
 
-/* The cell as text in fmt (a NaN, or with .finite any non-finite number,
- * as the column's .nan when it has one). */
-static void cell_text(const cli_col *c, const cli_cell *v, const char *fmt, char *buf,
-                      size_t len) {
-  if (v->type == 's')
-    snprintf(buf, len, fmt, v->s ? v->s : "");
-  else if (v->type == 'i')
+/* A number cell in fmt. */
+static void num_text(const cli_cell *v, const char *fmt, char *buf, size_t len) {
+  if (v->type == 'i')
     snprintf(buf, len, fmt, v->i);
-  else if (c->nan && (isnan(v->f) || (c->finite && !isfinite(v->f))))
-    snprintf(buf, len, "%s", c->nan);
   else
     snprintf(buf, len, fmt, v->f);
+}
+
+/* The cell as text in the column's fmt (a NaN, or with .finite any number
+ * that is not finite, as the column's .nan when it has one). */
+static void cell_text(const cli_col *c, const cli_cell *v, char *buf, size_t len) {
+  if (v->type == 's')
+    snprintf(buf, len, c->fmt, v->s ? v->s : "");
+  else if (v->type == 'f' && c->nan && (isnan(v->f) || (c->finite && !isfinite(v->f))))
+    snprintf(buf, len, "%s", c->nan);
+  else
+    num_text(v, c->fmt, buf, len);
 }
 
 /* One text line of cells (heads when cells is NULL). */
@@ -58,7 +63,7 @@ static void text_line(const cli_col *cols, const cli_cell *cells) {
     else if (cells[i].type == 's' && strcmp(c->fmt, "%s") == 0)
       text = cells[i].s ? cells[i].s : "";
     else
-      cell_text(c, &cells[i], c->fmt, buf, sizeof buf);
+      cell_text(c, &cells[i], buf, sizeof buf);
     printf("%s%*s", c->sep ? c->sep : first ? "" : " ", c->width, text);
     first = 0;
   }
@@ -97,7 +102,7 @@ static void csv_line(const cli_col *cols, const cli_cell *cells) {
     else if (v->type == 's')
       csv_field(v->s ? v->s : "");
     else if (v->type == 'i' || !isnan(v->f)) {
-      cell_text(&(cli_col){.fmt = c->fmt}, v, c->csv ? c->csv : c->fmt, buf, sizeof buf);
+      num_text(v, c->csv ? c->csv : c->fmt, buf, sizeof buf);
       fputs(buf, stdout);
     }
   }
