@@ -27,6 +27,14 @@ typedef struct cli_command {
   const char *summary;
 } cli_command;
 
+/* argv[1] run as one of cmds[0..n) (argv shifted by one): with no word,
+ * usage(stderr) and CLI_EUSAGE; --help, -h or help, usage(stdout) and
+ * CLI_OK; an unknown word, "unknown command 'X' (see 'flexmoe --help')"
+ * (cmd NULL: main) or "unknown subcommand 'X' (see 'flexmoe CMD --help')"
+ * and CLI_EUSAGE. */
+int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
+                 int argc, char **argv);
+
 /* Subcommands, one file each (cli/cmd_NAME.c). argv[0] is the subcommand. */
 int cmd_trace(int argc, char **argv);
 int cmd_clusters(int argc, char **argv);
@@ -54,30 +62,19 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...)
  * --format=json anywhere), and cli_parse_format turns it on for json. */
 void cli_detect_json_errors(int argc, char **argv);
 
-/* Strict number parsing of a flag's value: the whole text (no leading
- * space, no trailing bytes, decimal), in [lo, hi] (a value that overflows
- * the type, ERANGE, is out of range too). On error prints "flexmoe CMD:
- * --flag: 'text' is not an integer between LO and HI" or "--flag: TEXT is
- * out of range: must be between LO and HI" and returns CLI_EUSAGE; *out is
- * untouched. Every number a flag takes goes through these. */
+/* A flag's value read strictly (run/fm_parse.h: the whole text, decimal,
+ * in [lo, hi]; "A:B" half-open with either side optional, *b = -1 for "to
+ * the end"): CLI_OK with the output set, or CLI_EUSAGE after printing the
+ * parser's sentence ("flexmoe CMD: --flag: ..."). Every number a flag takes
+ * goes through these. */
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out);
-int cli_parse_double(const char *cmd, const char *flag, const char *text,
-                     double lo, double hi, double *out);
-/* "A:B" (half-open, either side optional: "100:", ":50") into [*a, *b);
- * *b = -1 means "to the end". */
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
                     int64_t *a, int64_t *b);
 
 /* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
-
-/* A comparison column over effective times (st_effective_ms): ref_ms / ms.
- * 0 when ms is +INFINITY (a policy that drops every token slot does no
- * useful work); NAN when undefined (no peer: ref_ms NAN; ms <= 0; ref_ms
- * not finite and positive). Tables print NAN as "-", JSON as null. */
-double cli_speedup(double ref_ms, double ms);
 
 /* JSON values: fm_json_number and fm_json_string (run/fm_json.h). */
 /* Prints root as JSON (json_dumps flags) and a newline on stdout, and
@@ -176,6 +173,10 @@ enum { CLI_HELP = -1 };
  * printing head, one help entry per row (flags padded to 22 columns), tail. */
 int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
                    const char *head, const char *tail);
+/* cli_parse_opts for a command that takes no operands: one left over is
+ * refused ("unexpected argument 'X'", CLI_EUSAGE). */
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                    const char *head, const char *tail);
 
 /* The --format row of a command that prints a table or JSON, into *dest
  * (int: CLI_FMT_*). */
@@ -183,12 +184,80 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   {.flag = "--format", .kind = CLI_O_FORMAT, .to = (dest), .key = -1,                       \
    .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"}
 
-/* The rows of the flags `run` and `validate` share (--backend, --trace,
+/* The rows that resize a cluster (--gpus N, --nodes N, --gpus-per-node G:
+ * 1 to SIM_MAX_GPUS each, into longs), their help sentences the command's. */
+#define CLI_RESIZE_ROWS(gpus, nodes, gpn, help_gpus, help_nodes, help_gpn)                   \
+  {.flag = "--gpus", .kind = CLI_O_LONG, .to = (gpus), .key = -1, .lo = 1,                   \
+   .hi = SIM_MAX_GPUS, .arg = "N", .help = (help_gpus)},                                      \
+      {.flag = "--nodes", .kind = CLI_O_LONG, .to = (nodes), .key = -1, .lo = 1,             \
+       .hi = SIM_MAX_GPUS, .arg = "N", .help = (help_nodes)},                                 \
+      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = (gpn), .key = -1, .lo = 1,       \
+       .hi = SIM_MAX_GPUS, .arg = "G", .help = (help_gpn)}
+
+/* The rows of the model keys a simulation and a sweep share (--d-model,
+ * --d-ff, --top-k, --tokens-per-gpu, --slots, --profile), into the
+ * fm_sim_config *b (run/fm_keys.h: ranges, help). */
+#define CLI_SIM_MODEL_ROWS(b)                                                                 \
+  {.kind = CLI_O_INT, .to = &(b)->d_model, .key = FM_KEY_D_MODEL},                           \
+      {.kind = CLI_O_INT, .to = &(b)->d_ff, .key = FM_KEY_D_FF},                              \
+      {.kind = CLI_O_INT, .to = &(b)->top_k, .key = FM_KEY_TOP_K},                            \
+      {.kind = CLI_O_I64, .to = &(b)->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},          \
+      {.kind = CLI_O_INT, .to = &(b)->slots, .key = FM_KEY_SLOTS},                            \
+      {.kind = CLI_O_STR, .to = &(b)->profile_path, .key = FM_KEY_PROFILE}
+
+/* `run` and `validate`: the flags they share (--backend, --trace,
  * --partitions, --ranks, --device, --iterations, --seed, --d-model, --d-ff,
- * --top-k, --tokens-per-gpu, --slots) into cfg: writes CLI_REPLAY_NOPTS
- * rows to rows and returns how many (cli/replay_opts.c). */
-enum { CLI_REPLAY_NOPTS = 12 };
+ * --top-k, --tokens-per-gpu, --slots) into cfg, then the command's own rows
+ * (ending with CLI_O_END, at most 16), parsed as cli_parse_flags does
+ * (cli/replay_opts.c). cli_replay_check: the checks both end with,
+ * --partitions only with --backend cuda and the trace check of the ranks
+ * replayed; CLI_OK or the exit code of the one message printed. */
 struct fm_replay_config;
-int cli_replay_opts(struct fm_replay_config *cfg, cli_opt *rows);
+int cli_parse_replay(const char *cmd, int argc, char **argv, struct fm_replay_config *cfg,
+                     const cli_opt *own, const char *head, const char *tail);
+int cli_replay_check(const char *cmd, const struct fm_replay_config *cfg);
+
+/*
+ * The one table printer (cli/table.c). A table is an array of columns
+ * ending with a row whose fmt is NULL; a row is an array of cells in the
+ * same order. Text: each column after its separator (sep, NULL: one space,
+ * none before the first), the cell in fmt padded to width (negative: left
+ * aligned); the header line the same with the heads. CSV: the columns'
+ * names (the key's JSON name, else name, else head), strings quoted when
+ * they need it, numbers in csv (NULL: fmt), NaN as an empty field. JSON:
+ * an object of the named columns (numbers that are not finite as null).
+ * in: where the column appears (CLI_IN_*; 0: everywhere).
+ */
+enum { CLI_IN_TEXT = 1, CLI_IN_CSV = 2, CLI_IN_JSON = 4, CLI_IN_ALL = 7 };
+typedef struct cli_col {
+  const char *head;
+  int width;
+  const char *fmt; /* printf conversion of the cell: "%s", "%lld" (CLI_I), "%.3f" (CLI_F) */
+  const char *sep;
+  const char *nan; /* text of a NaN cell (NULL: printf's) */
+  int finite;      /* 1: .nan also for infinities */
+  const char *csv; /* CSV conversion (NULL: fmt) */
+  const char *name;
+  int key; /* CLI_KEY(ID): named by the key FM_KEY_ID; 0: by name or head */
+  int in;
+} cli_col;
+#define CLI_KEY(id) (FM_KEY_##id + 1)
+/* A column of head, width and fmt alone. */
+#define CLI_COL(head_, width_, fmt_) {.head = (head_), .width = (width_), .fmt = (fmt_)}
+typedef struct cli_cell {
+  char type; /* 's', 'i' or 'f' */
+  const char *s;
+  long long i;
+  double f;
+} cli_cell;
+#define CLI_S(x) {.type = 's', .s = (x)}
+#define CLI_I(x) {.type = 'i', .i = (long long)(x)}
+#define CLI_F(x) {.type = 'f', .f = (double)(x)}
+#define CLI_END_COL {.fmt = NULL}
+/* fmt: CLI_FMT_TABLE (text) or CLI_FMT_CSV. */
+void cli_table_head(const cli_col *cols, int fmt);
+void cli_table_row(const cli_col *cols, const cli_cell *cells, int fmt);
+/* The row as a JSON object; NULL when out of memory. */
+struct json_t *cli_table_object(const cli_col *cols, const cli_cell *cells);
 
 #endif

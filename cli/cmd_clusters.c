@@ -1,5 +1,6 @@
 /*
- * cmd_clusters.c - flexmoe clusters: the cluster presets and their numbers.
+ * cmd_clusters.c - flexmoe clusters: the cluster presets and their numbers
+ * (resolved, sized and described by run/fm_cluster.h), as a table or JSON.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -7,8 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "run/fm_config.h"
-#include "sim/sim_cluster.h"
+#include "run/fm_cluster.h"
 
 static const char help_head[] =
     "usage: flexmoe clusters [--gpus N] [--nodes N] [--gpus-per-node G]\n"
@@ -26,42 +26,24 @@ static const char help_tail[] =
     "  flexmoe clusters\n"
     "  flexmoe clusters --format json dgx-h100 h200-green-4\n";
 
-/* The resolved clusters cl[0..count) (named list[i] in messages) as one
- * JSON object on stdout; CLI_OK, or CLI_EFAIL with one message when a
- * description does not fit or does not parse. */
-static int print_json(const sim_cluster *cl, const char *const *list, int count) {
-  json_t *arr = json_array();
-  for (int i = 0; i < count; i++) {
-    char buf[2048];
-    if (sim_cluster_json(&cl[i], buf, sizeof(buf)) < 0)
-      return cli_fail(CLI_EFAIL, "clusters", "cluster description too long");
-    json_t *o = json_loads(buf, 0, NULL);
-    if (!o) {
-      json_decref(arr);
-      return cli_fail(CLI_EFAIL, "clusters", "%s: cannot describe the cluster as JSON",
-                      list[i]);
-    }
-    json_object_set_new(o, "gpus", json_integer(sim_cluster_gpus(&cl[i])));
-    json_object_set_new(o, "description", fm_json_string(cl[i].description));
-    json_array_append_new(arr, o);
-  }
-  json_t *root = json_pack("{s:o}", "clusters", arr);
-  return cli_json_print("clusters", root,
-                        JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-}
-
 /* The clusters cl[0..count) as a table, one line each. */
 static void print_table(const sim_cluster *cl, int count) {
-  printf("%-14s %5s %4s %4s %-7s %7s %10s %8s %10s %8s %7s  %s\n", "cluster", "nodes",
-         "gpn", "gpus", "profile", "hbm_GiB", "intra_GBps", "intra_us", "nic_GBps",
-         "inter_us", "oversub", "description");
+  static const cli_col cols[] = {
+      CLI_COL("cluster", -14, "%s"), CLI_COL("nodes", 5, "%lld"), CLI_COL("gpn", 4, "%lld"),
+      CLI_COL("gpus", 4, "%lld"), CLI_COL("profile", -7, "%s"), CLI_COL("hbm_GiB", 7, "%.1f"),
+      CLI_COL("intra_GBps", 10, "%g"), CLI_COL("intra_us", 8, "%g"), CLI_COL("nic_GBps", 10, "%s"),
+      CLI_COL("inter_us", 8, "%g"), CLI_COL("oversub", 7, "%g"),
+      {.head = "description", .fmt = "%s", .sep = "  "}, CLI_END_COL};
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int i = 0; i < count; i++) {
+    const sim_cluster *c = &cl[i];
     char nic[32];
-    snprintf(nic, sizeof(nic), "%g%s", cl[i].inter_GBps, cl[i].nic_per_node ? "/node" : "");
-    printf("%-14s %5d %4d %4d %-7s %7.1f %10g %8g %10s %8g %7g  %s\n", cl[i].name,
-           cl[i].nodes, cl[i].gpus_per_node, sim_cluster_gpus(&cl[i]), cl[i].profile,
-           cl[i].hbm_gib, cl[i].intra_GBps, cl[i].intra_lat_us, nic, cl[i].inter_lat_us,
-           cl[i].oversub, cl[i].description);
+    snprintf(nic, sizeof(nic), "%g%s", c->inter_GBps, c->nic_per_node ? "/node" : "");
+    const cli_cell row[] = {
+        CLI_S(c->name), CLI_I(c->nodes), CLI_I(c->gpus_per_node), CLI_I(sim_cluster_gpus(c)),
+        CLI_S(c->profile), CLI_F(c->hbm_gib), CLI_F(c->intra_GBps), CLI_F(c->intra_lat_us),
+        CLI_S(nic), CLI_F(c->inter_lat_us), CLI_F(c->oversub), CLI_S(c->description)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
   }
 }
 
@@ -72,12 +54,8 @@ int cmd_clusters(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
   long nodes = 0, gpn = 0, gpus = 0;
   const cli_opt opts[] = {
-      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = SIM_MAX_GPUS,
-       .arg = "N", .help = "show the clusters resized to N GPUs (whole nodes)"},
-      {.flag = "--nodes", .kind = CLI_O_LONG, .to = &nodes, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "N", .help = "... to N nodes"},
-      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = &gpn, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "G", .help = "... and G GPUs per node"},
+      CLI_RESIZE_ROWS(&gpus, &nodes, &gpn, "show the clusters resized to N GPUs (whole nodes)",
+                      "... to N nodes", "... and G GPUs per node"),
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_opts("clusters", argc, argv, opts, help_head, help_tail);
@@ -96,17 +74,17 @@ int cmd_clusters(int argc, char **argv) {
   sim_cluster cl[64];
   if (count > 64)
     return cli_fail(CLI_EUSAGE, "clusters", "at most 64 clusters at once");
-  for (int i = 0; i < count; i++) {
-    sim_errbuf err;
-    int n = (int)nodes, k = (int)gpn;
-    char em[512];
-    if (gpus && fm_cluster_size(list[i], gpus, n, k, &n, &k, em, sizeof em))
-      return cli_fail(CLI_EUSAGE, "clusters", "%s", em);
-    if (sim_cluster_resolve(list[i], &cl[i], &err) || sim_cluster_resize(&cl[i], n, k, &err))
-      return cli_fail(CLI_EFAIL, "clusters", "%s", err.msg);
+  char em[512];
+  for (int i = 0; i < count; i++)
+    if ((rc = fm_cluster_open(list[i], gpus, nodes, gpn, &cl[i], em, sizeof em)))
+      return cli_fail(rc, "clusters", "%s", em);
+  if (fmt == CLI_FMT_JSON) {
+    json_t *doc = NULL;
+    if (fm_clusters_doc(cl, list, count, &doc, em, sizeof em))
+      return cli_fail(CLI_EFAIL, "clusters", "%s", em);
+    return cli_json_print("clusters", doc,
+                          JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
   }
-  if (fmt == CLI_FMT_JSON)
-    return print_json(cl, list, count);
   print_table(cl, count);
   return CLI_OK;
 }

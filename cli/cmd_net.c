@@ -1,8 +1,9 @@
 /*
  * cmd_net.c - flexmoe net: finish times of a traffic matrix on a cluster.
- * Parses flags, reads and runs the flows with sim_flows (every flow of the
- * CSV starts at time 0 and shares the cluster's links by max-min fairness;
- * its limits are sim_flows.h's), prints each flow's finish and the makespan.
+ * Parses flags, runs the flows (run/fm_cluster.h fm_net_run: every flow of
+ * the CSV starts at time 0 and shares the cluster's links by max-min
+ * fairness; its limits are sim_flows.h's), prints each flow's finish and
+ * the makespan.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "run/fm_config.h"
+#include "run/fm_cluster.h"
 #include "run/fm_keys.h"
 #include "sim/sim_cluster.h"
 #include "sim/sim_flows.h"
@@ -32,37 +33,44 @@ static const char help_tail[] =
     "  printf 'src_gpu,dst_gpu,bytes\\n0,1,1000000000\\n0,8,1000000000\\n' > f.csv\n"
     "  flexmoe net --cluster dgx-h100 --nodes 2 --flows f.csv\n";
 
-/* The finished flows and the makespan as one JSON object on stdout; CLI_OK,
- * or CLI_EFAIL with one message when a JSON value cannot be built (out of
- * memory). The flows stay the caller's. */
-static int print_json(const sim_flow_line *fl, int nf, int64_t makespan) {
-  json_t *arr = json_array();
-  int bad = !arr; /* a pack that failed (out of memory) fails the output */
-  for (int i = 0; i < nf && !bad; i++)
-    bad |= json_array_append_new(
-               arr, json_pack("{s:i, s:i, s:I, s:o}", "src", fl[i].src, "dst", fl[i].dst,
-                              "bytes", (json_int_t)fl[i].bytes, "finish_us",
-                              fm_json_number((double)fl[i].finish_ns * 1e-3))) != 0;
-  json_t *root = json_pack("{s:o, s:o}", "makespan_us",
-                           fm_json_number((double)makespan * 1e-3), "flows", arr);
+/* The flows as text (the cluster line, one row per flow, the makespan) or
+ * as one JSON document {"makespan_us", "flows": [{"src", "dst", "bytes",
+ * "finish_us"}]}, both from one table; CLI_OK, or CLI_EFAIL with one
+ * message when a JSON value cannot be built (out of memory). */
+static int print_flows(const fm_net_result *r, int fmt) {
+  static const cli_col cols[] = {
+      CLI_COL("src", 6, "%lld"), CLI_COL("dst", 6, "%lld"), CLI_COL("bytes", 16, "%lld"),
+      CLI_COL("finish_us", 14, "%.3f"), CLI_END_COL};
+  const sim_cluster *cl = &r->cluster;
+  json_t *flows = json_array();
+  int bad = !flows;
+  if (fmt == CLI_FMT_TABLE) {
+    printf("cluster %s: %d nodes x %d GPUs, %d flows\n", cl->name, cl->nodes, cl->gpus_per_node,
+           r->nflows);
+    cli_table_head(cols, fmt);
+  }
+  for (int i = 0; i < r->nflows && !bad; i++) {
+    const sim_flow_line *f = &r->flows[i];
+    const cli_cell row[] = {CLI_I(f->src), CLI_I(f->dst), CLI_I(f->bytes),
+                            CLI_F((double)f->finish_ns * 1e-3)};
+    if (fmt == CLI_FMT_JSON)
+      bad |= json_array_append_new(flows, cli_table_object(cols, row));
+    else
+      cli_table_row(cols, row, fmt);
+  }
+  double makespan = (double)r->makespan_ns * 1e-3;
+  if (fmt == CLI_FMT_TABLE) {
+    printf("makespan_us %.3f\n", makespan);
+    json_decref(flows);
+    return CLI_OK;
+  }
+  json_t *root = json_pack("{s:o, s:o}", "makespan_us", fm_json_number(makespan), "flows", flows);
   if (bad) {
     json_decref(root);
     root = NULL;
   }
   return cli_json_print("net", root,
                         JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-}
-
-/* The cluster line, one row per finished flow and the makespan, as text. */
-static void print_table(const sim_cluster *cl, const sim_flow_line *fl, int nf,
-                        int64_t makespan) {
-  printf("cluster %s: %d nodes x %d GPUs, %d flows\n", cl->name, cl->nodes, cl->gpus_per_node,
-         nf);
-  printf("%6s %6s %16s %14s\n", "src", "dst", "bytes", "finish_us");
-  for (int i = 0; i < nf; i++)
-    printf("%6d %6d %16lld %14.3f\n", fl[i].src, fl[i].dst, (long long)fl[i].bytes,
-           (double)fl[i].finish_ns * 1e-3);
-  printf("makespan_us %.3f\n", (double)makespan * 1e-3);
 }
 
 /* flexmoe net ARGS: parses the flags, resolves the cluster, reads and runs
@@ -77,46 +85,21 @@ int cmd_net(int argc, char **argv) {
        .help = "CSV with header src_gpu,dst_gpu,bytes (one flow a line, at most 2^20; GPUs "
                "are 0..G-1, node = gpu / gpus-per-node; bytes 0..2^50)"},
       {.kind = CLI_O_STR, .to = &cluster, .key = FM_KEY_CLUSTER},
-      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = SIM_MAX_GPUS,
-       .arg = "N", .help = "resize the cluster to N GPUs (whole nodes)"},
-      {.flag = "--nodes", .kind = CLI_O_LONG, .to = &nodes, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "N", .help = "... to N nodes"},
-      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = &gpn, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "G", .help = "... of G GPUs"},
+      CLI_RESIZE_ROWS(&gpus, &nodes, &gpn, "resize the cluster to N GPUs (whole nodes)",
+                      "... to N nodes", "... of G GPUs"),
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("net", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("net", argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, "net", "unexpected argument '%s'", argv[optind]);
   if (!flows_path)
     return cli_fail(CLI_EUSAGE, "net", "--flows FLOWS.csv is required");
-  char em[512];
-  int n = 0, k = 0;
-  if (gpus && fm_cluster_size(cluster, gpus, (int)nodes, (int)gpn, &n, &k, em, sizeof em))
-    return cli_fail(CLI_EUSAGE, "net", "%s", em);
-  if (gpus) {
-    nodes = n;
-    gpn = k;
-  }
-  sim_cluster cl;
-  sim_errbuf err;
-  if (sim_cluster_resolve(cluster, &cl, &err) ||
-      sim_cluster_resize(&cl, (int)nodes, (int)gpn, &err))
-    return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
-  sim_flow_line *fl = NULL;
-  int nf = 0;
-  int64_t makespan = 0;
-  rc = sim_flows_read(flows_path, sim_cluster_gpus(&cl), &fl, &nf, &err);
-  if (rc)
-    return cli_fail(CLI_EFAIL, "net", "%s", err.msg);
-  if ((rc = sim_flows_run(&cl, fl, nf, &makespan, &err)))
-    rc = cli_fail(CLI_EFAIL, "net", "%s: %s", flows_path, err.msg);
-  if (!rc && fmt == CLI_FMT_JSON)
-    rc = print_json(fl, nf, makespan);
-  else if (!rc)
-    print_table(&cl, fl, nf, makespan);
-  sim_free(fl);
+  char em[1024];
+  fm_net_result r;
+  if ((rc = fm_net_run(cluster, flows_path, gpus, nodes, gpn, &r, em, sizeof em)))
+    cli_fail(rc, "net", "%s", em);
+  else
+    rc = print_flows(&r, fmt);
+  fm_net_result_fini(&r);
   return rc;
 }

@@ -61,14 +61,25 @@ static void emit_layer(const fm_place_result *r, int i) {
     printf(", %" PRId64 " token slots dropped", lo->dropped);
   printf(", %d move%s%s\n", lo->nmoves, lo->nmoves == 1 ? "" : "s",
          lo->nmoves && lo->background ? " (background)" : "");
-  printf("  %4s %10s  %s\n", "gpu", "tokens", "experts");
+  /* the experts cell puts a space before each expert (a '*' after one with
+   * several replicas), its head one before "experts" */
+  static const cli_col cols[] = {{.head = "gpu", .width = 4, .fmt = "%lld", .sep = "  "},
+                                 CLI_COL("tokens", 10, "%lld"), CLI_COL(" experts", 0, "%s"),
+                                 CLI_END_COL};
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int g = 0; g < r->gpus; g++) {
-    printf("  %4d %10" PRId64 " ", g, lo->gpu_load[g]);
-    for (int j = 0; j < p->nhost[g]; j++) {
+    char *experts = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&experts, &len);
+    for (int j = 0; f && j < p->nhost[g]; j++) {
       int e = p->host[(size_t)g * p->slots + j];
-      printf(" %d%s", e, p->nrep[e] > 1 ? "*" : "");
+      fprintf(f, " %d%s", e, p->nrep[e] > 1 ? "*" : "");
     }
-    printf("\n");
+    if (f)
+      fclose(f);
+    cli_table_row(cols, (const cli_cell[]){CLI_I(g), CLI_I(lo->gpu_load[g]), CLI_S(experts)},
+                  CLI_FMT_TABLE);
+    free(experts);
   }
   for (int k = 0; k < lo->nmoves; k++) {
     const pl_move *m = &lo->moves[k];
@@ -122,11 +133,9 @@ static int parse(int argc, char **argv, place_opts *o) {
                "ranks) are errors"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (!o->trace)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe place --help')");
   int n = 0, k = 0;

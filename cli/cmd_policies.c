@@ -2,7 +2,7 @@
  * cmd_policies.c - flexmoe policies: the placement policies of the registry
  * with their parameters, defaults and help, as a table or one JSON document
  * {"policies": [{"name", "summary", "clairvoyant", "spec", "parameters":
- * [{"key", "default", "help"}]}]}.
+ * [{"key", "default", "help"}]}]} (run/fm_cluster.h fm_policies_doc).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "placement/pl_policy.h"
+#include "run/fm_cluster.h"
 
 static const char help_head[] =
     "usage: flexmoe policies [--format table|json]\n"
@@ -24,41 +25,6 @@ static const char help_tail[] =
     "  flexmoe policies\n"
     "  flexmoe place --trace traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 8 \\\n"
     "      --policy flexmoe:threshold=1.2,horizon=50,slots=6\n";
-
-static int print_json(void) {
-  json_t *root = json_object(), *list = json_array();
-  int bad = !root || json_object_set_new(root, "policies", list);
-  for (const pl_policy_ops *const *r = pl_policy_registry(); *r && !bad; r++) {
-    const pl_policy_ops *ops = *r;
-    json_t *o = json_object(), *params = json_array();
-    char spec[PL_SPEC_MAX + 1];
-    size_t off = (size_t)snprintf(spec, sizeof(spec), "%s", ops->name);
-    char sep = ':';
-    for (const pl_param_desc *d = ops->params; d && d->key; d++) {
-      json_t *p = json_object();
-      bad |= json_object_set_new(p, "key", fm_json_string(d->key));
-      bad |= json_object_set_new(p, "default", fm_json_string(d->defval));
-      bad |= json_object_set_new(p, "help", fm_json_string(d->help));
-      bad |= json_array_append_new(params, p);
-      if (off < sizeof(spec))
-        off += (size_t)snprintf(spec + off, sizeof(spec) - off, "%c%s=%s", sep, d->key,
-                                d->defval);
-      sep = ',';
-    }
-    bad |= off >= sizeof(spec); /* never a cut spec */
-    bad |= json_object_set_new(o, "name", fm_json_string(ops->name));
-    bad |= json_object_set_new(o, "summary", fm_json_string(ops->summary));
-    bad |= json_object_set_new(o, "clairvoyant", json_boolean(ops->clairvoyant));
-    bad |= json_object_set_new(o, "spec", fm_json_string(spec));
-    bad |= json_object_set_new(o, "parameters", params);
-    bad |= json_array_append_new(list, o);
-  }
-  if (bad) {
-    json_decref(root);
-    root = NULL;
-  }
-  return cli_json_print("policies", root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-}
 
 static int print_table(void) {
   for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {
@@ -82,10 +48,10 @@ static int print_table(void) {
 int cmd_policies(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
   const cli_opt opts[] = {CLI_FORMAT_ROW(&fmt), {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("policies", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("policies", argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, "policies", "unexpected argument '%s'", argv[optind]);
-  return fmt == CLI_FMT_JSON ? print_json() : print_table();
+  if (fmt == CLI_FMT_JSON)
+    return cli_json_print("policies", fm_policies_doc(), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  return print_table();
 }

@@ -54,53 +54,44 @@ static const char *base_name(const char *path) {
   return s ? s + 1 : path;
 }
 
-/* The gpus cell of row i: the size, as nodes x GPUs per node when another
- * group of its family has the same size (two shapes of one size). */
-static void gpus_cell(const fm_report *rep, size_t i, char *out, size_t len) {
-  const fm_report_row *w = &rep->rows[i];
-  int twin = 0;
-  for (size_t k = 0; k < rep->nrows && !twin; k++)
-    twin = rep->rows[k].family == w->family && rep->rows[k].group != w->group &&
-           rep->rows[k].first->gpus == w->first->gpus;
-  int gpn = w->first->gpus_per_node;
-  if (twin && gpn > 0)
-    snprintf(out, len, "%dx%d", w->first->gpus / gpn, gpn);
-  else
-    snprintf(out, len, "%d", w->first->gpus);
-}
+/* The comparison as text, one block per configuration family. */
+static const cli_col table_cols[] = {
+    CLI_COL("gpus", 5, "%s"),
+    {.head = "policy", .width = -22, .fmt = "%s", .sep = "  "},
+    CLI_COL("runs", 4, "%lld"),
+    CLI_COL("iters", 6, "%lld"),
+    CLI_COL("mean_ms", 10, "%.3f"),
+    CLI_COL("eff_ms", 10, "%.3f"), /* "inf" when all are dropped */
+    {.head = "speedup", .width = 8, .fmt = "%.2fx", .nan = "-"},
+    {.head = "vs_oracle", .width = 9, .fmt = "%+.1f%%", .nan = "-"},
+    CLI_COL("compute", 8, "%.3f"),
+    CLI_COL("a2a", 8, "%.3f"),
+    CLI_COL("allreduce", 9, "%.3f"),
+    CLI_COL("migr", 7, "%.3f"),
+    CLI_COL("other", 7, "%.3f"),
+    CLI_COL("balance", 7, "%.2f"),
+    CLI_COL("dropped", 7, "%.1f%%"),
+    CLI_END_COL};
 
 static void print_table(const char *db, const fm_report *rep) {
   const fm_report_row *rows = rep->rows;
-  size_t nr = rep->nrows;
   printf("%s: %zu complete run%s\n", db, rep->nruns, rep->nruns == 1 ? "" : "s");
-  for (size_t i = 0; i < nr; i++) {
-    const st_run_summary *f = rows[i].first;
-    if (i == 0 || rows[i].family != rows[i - 1].family) {
-      printf("\n%s runs, %s\n", f->kind, rows[i].config);
-      printf("%5s  %-22s %4s %6s %10s %10s %8s %9s %8s %8s %9s %7s %7s %7s %7s\n",
-             "gpus", "policy", "runs", "iters", "mean_ms", "eff_ms", "speedup",
-             "vs_oracle", "compute", "a2a", "allreduce", "migr", "other",
-             "balance", "dropped");
+  for (size_t i = 0; i < rep->nrows; i++) {
+    const fm_report_row *r = &rows[i];
+    if (i == 0 || r->family != rows[i - 1].family) {
+      printf("\n%s runs, %s\n", r->first->kind, r->config);
+      cli_table_head(table_cols, CLI_FMT_TABLE);
     }
-    char speed[32] = "-", gap[32] = "-", name[sizeof f->policy], gpus[32];
+    char name[sizeof r->first->policy], gpus[32];
     fm_report_short_name(rep, i, name, sizeof(name));
-    gpus_cell(rep, i, gpus, sizeof(gpus));
-    if (!isnan(rows[i].speedup))
-      snprintf(speed, sizeof(speed), "%.2fx", rows[i].speedup);
-    if (!isnan(rows[i].oracle_gap))
-      snprintf(gap, sizeof(gap), "%+.1f%%", 100 * rows[i].oracle_gap);
-    char drop[32];
-    snprintf(drop, sizeof(drop), "%.1f%%",
-             rows[i].total_tokens > 0
-                 ? 100 * rows[i].dropped_tokens / rows[i].total_tokens
-                 : 0.0);
-    /* %f prints an effective time of +inf (all dropped) as "inf" */
-    printf("%5s  %-22s %4d %6lld %10.3f %10.3f %8s %9s %8.3f %8.3f %9.3f %7.3f "
-           "%7.3f %7.2f %7s\n",
-           gpus, name, rows[i].runs, (long long)rows[i].iterations,
-           rows[i].mean_ms, rows[i].effective_ms, speed, gap, rows[i].compute_ms, rows[i].alltoall_ms,
-           rows[i].allreduce_ms, rows[i].migration_ms, rows[i].other_ms,
-           rows[i].balance, drop);
+    fm_report_gpus_label(rep, i, gpus, sizeof(gpus));
+    const cli_cell row[] = {
+        CLI_S(gpus), CLI_S(name), CLI_I(r->runs), CLI_I(r->iterations), CLI_F(r->mean_ms),
+        CLI_F(r->effective_ms), CLI_F(r->speedup), CLI_F(100 * r->oracle_gap),
+        CLI_F(r->compute_ms), CLI_F(r->alltoall_ms), CLI_F(r->allreduce_ms),
+        CLI_F(r->migration_ms), CLI_F(r->other_ms), CLI_F(r->balance),
+        CLI_F(r->total_tokens > 0 ? 100 * r->dropped_tokens / r->total_tokens : 0.0)};
+    cli_table_row(table_cols, row, CLI_FMT_TABLE);
   }
   printf("\n(times: mean ms per iteration; eff_ms = mean_ms / (1 - dropped), inf "
          "if all are dropped;\n speedup = static / policy and vs_oracle = policy / "
@@ -110,119 +101,80 @@ static void print_table(const char *db, const fm_report *rep) {
          "differ, in full: --format csv|json or --runs)\n");
 }
 
-/* A CSV field, quoted when it holds a comma, quote or newline. */
-static void csv_field(const char *s) {
-  if (!strpbrk(s, ",\"\n")) {
-    fputs(s, stdout);
-    return;
-  }
-  putchar('"');
-  for (; *s; s++) {
-    if (*s == '"')
-      putchar('"');
-    putchar(*s);
-  }
-  putchar('"');
-}
-
-static void csv_num(double v, const char *fmt) {
-  putchar(',');
-  if (!isnan(v))
-    printf(fmt, v);
-}
+/* The comparison as CSV: every row with its configuration, in full. */
+#define CSV_COL(name_, fmt_) {.name = (name_), .fmt = (fmt_), .in = CLI_IN_CSV}
+static const cli_col csv_cols[] = {
+    CSV_COL("kind", "%s"), CSV_COL("trace", "%s"), CSV_COL("cluster", "%s"),
+    CSV_COL("engine", "%s"), CSV_COL("first_iteration", "%lld"),
+    CSV_COL("end_iteration", "%lld"), CSV_COL("gpus", "%lld"), CSV_COL("policy", "%s"),
+    CSV_COL("runs", "%lld"), CSV_COL("iterations", "%lld"),
+    CSV_COL("mean_iteration_ms", "%.6f"), CSV_COL("speedup_vs_static", "%.6f"),
+    CSV_COL("oracle_gap", "%.6f"), CSV_COL("compute_ms", "%.6f"),
+    CSV_COL("alltoall_ms", "%.6f"), CSV_COL("allreduce_ms", "%.6f"),
+    CSV_COL("migration_ms", "%.6f"), CSV_COL("other_ms", "%.6f"),
+    CSV_COL("balance_mean", "%.6f"), CSV_COL("migrated_bytes", "%.0f"),
+    CSV_COL("dropped_tokens", "%.0f"),
+    CSV_COL("effective_iteration_ms", "%.6f"), /* "inf" when every slot is dropped */
+    CSV_COL("seed", "%lld"), CSV_COL("gpus_per_node", "%lld"), CSV_COL("group", "%lld"),
+    CSV_COL("config", "%s"), CLI_END_COL};
 
 static void print_csv(const fm_report_row *rows, size_t nr) {
-  puts("kind,trace,cluster,engine,first_iteration,end_iteration,gpus,policy,"
-       "runs,iterations,"
-       "mean_iteration_ms,speedup_vs_static,oracle_gap,compute_ms,alltoall_ms,"
-       "allreduce_ms,migration_ms,other_ms,balance_mean,migrated_bytes,"
-       "dropped_tokens,effective_iteration_ms,seed,gpus_per_node,group,config");
+  cli_table_head(csv_cols, CLI_FMT_CSV);
   for (size_t i = 0; i < nr; i++) {
     const fm_report_row *r = &rows[i];
     const st_run_summary *f = r->first;
-    csv_field(f->kind);
-    putchar(',');
-    csv_field(f->trace);
-    putchar(',');
-    csv_field(f->cluster);
-    putchar(',');
-    csv_field(f->engine);
-    printf(",%lld,%lld,%d,", (long long)f->it_first, (long long)f->it_last + 1,
-           f->gpus);
-    csv_field(f->policy);
-    printf(",%d,%lld", r->runs, (long long)r->iterations);
-    csv_num(r->mean_ms, "%.6f");
-    csv_num(r->speedup, "%.6f");
-    csv_num(r->oracle_gap, "%.6f");
-    csv_num(r->compute_ms, "%.6f");
-    csv_num(r->alltoall_ms, "%.6f");
-    csv_num(r->allreduce_ms, "%.6f");
-    csv_num(r->migration_ms, "%.6f");
-    csv_num(r->other_ms, "%.6f");
-    csv_num(r->balance, "%.6f");
-    csv_num(r->migrated_bytes, "%.0f");
-    csv_num(r->dropped_tokens, "%.0f");
-    csv_num(r->effective_ms, "%.6f"); /* "inf" when every slot is dropped */
-    printf(",%llu,%d,%d,", (unsigned long long)f->seed, f->gpus_per_node, r->group);
-    csv_field(r->config);
-    putchar('\n');
+    const cli_cell row[] = {
+        CLI_S(f->kind), CLI_S(f->trace), CLI_S(f->cluster), CLI_S(f->engine),
+        CLI_I(f->it_first), CLI_I(f->it_last + 1), CLI_I(f->gpus), CLI_S(f->policy),
+        CLI_I(r->runs), CLI_I(r->iterations), CLI_F(r->mean_ms), CLI_F(r->speedup),
+        CLI_F(r->oracle_gap), CLI_F(r->compute_ms), CLI_F(r->alltoall_ms),
+        CLI_F(r->allreduce_ms), CLI_F(r->migration_ms), CLI_F(r->other_ms), CLI_F(r->balance),
+        CLI_F(r->migrated_bytes), CLI_F(r->dropped_tokens), CLI_F(r->effective_ms),
+        CLI_I(f->seed), CLI_I(f->gpus_per_node), CLI_I(r->group), CLI_S(r->config)};
+    cli_table_row(csv_cols, row, CLI_FMT_CSV);
   }
 }
 
-/* --runs: one line (or object) per stored run, in id order. */
-static int print_runs(const char *db, const st_run_summary *runs, size_t n,
-                      int fmt) {
-  if (fmt == CLI_FMT_JSON) {
-    json_t *doc = json_object(), *arr = json_array();
-    int bad = !doc || !arr;
-    bad |= json_object_set_new(doc, "database", fm_json_string(db));
-    for (size_t i = 0; i < n && !bad; i++) {
-      const st_run_summary *r = &runs[i];
-      bad |= json_array_append_new(
-          arr, json_pack("{s:I,s:o,s:o,s:o,s:o,s:i,s:o,s:I,s:I,s:o,s:o,s:o}", "id",
-                         (json_int_t)r->id, "kind", fm_json_string(r->kind), "policy",
-                         fm_json_string(r->policy), "cluster", fm_json_string(r->cluster),
-                         "engine", fm_json_string(r->engine), "gpus", r->gpus, "trace",
-                         fm_json_string(r->trace), "seed", (json_int_t)r->seed, "iterations",
-                         (json_int_t)r->iterations, "mean_iteration_ms",
-                         fm_json_number(r->mean_ms), "effective_iteration_ms",
-                         fm_json_number(r->effective_ms), "config_key",
-                         fm_json_string(r->config_key)));
-    }
-    bad |= json_object_set_new(doc, "runs", arr);
-    if (bad) {
-      json_decref(doc);
-      doc = NULL;
-    }
-    return cli_json_print(CMD, doc,
-                          JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-  }
-  if (fmt == CLI_FMT_CSV)
-    puts("id,kind,policy,cluster,engine,gpus,trace,seed,iterations,"
-         "mean_iteration_ms,effective_iteration_ms");
-  else
-    printf("%6s %-4s %-22s %-12s %-9s %5s %6s %10s %10s  %s\n", "id", "kind",
-           "policy", "cluster", "engine", "gpus", "iters", "mean_ms", "eff_ms",
-           "trace");
-  for (size_t i = 0; i < n; i++) {
+/* --runs: one line (or object) per stored run, in id order; the trace in
+ * full in CSV and JSON, its base name last in the table. */
+static const cli_col runs_cols[] = {
+    CLI_COL("id", 6, "%lld"), CLI_COL("kind", -4, "%s"), CLI_COL("policy", -22, "%s"),
+    {.head = "cluster", .width = -12, .fmt = "%s", .key = CLI_KEY(CLUSTER)},
+    {.head = "engine", .width = -9, .fmt = "%s", .key = CLI_KEY(ENGINE)},
+    {.head = "gpus", .width = 5, .fmt = "%lld", .key = CLI_KEY(GPUS)},
+    {.fmt = "%s", .key = CLI_KEY(TRACE), .in = CLI_IN_CSV | CLI_IN_JSON},
+    {.fmt = "%lld", .key = CLI_KEY(SEED), .in = CLI_IN_CSV | CLI_IN_JSON},
+    {.head = "iters", .width = 6, .fmt = "%lld", .name = "iterations"},
+    {.head = "mean_ms", .width = 10, .fmt = "%.3f", .csv = "%.6f", .name = "mean_iteration_ms"},
+    {.head = "eff_ms", .width = 10, .fmt = "%.3f", .csv = "%.6f", .name = "effective_iteration_ms"},
+    {.head = "trace", .fmt = "%s", .sep = "  ", .in = CLI_IN_TEXT},
+    {.fmt = "%s", .name = "config_key", .in = CLI_IN_JSON}, CLI_END_COL};
+
+static int print_runs(const char *db, const st_run_summary *runs, size_t n, int fmt) {
+  json_t *arr = json_array();
+  int bad = !arr;
+  if (fmt != CLI_FMT_JSON)
+    cli_table_head(runs_cols, fmt);
+  for (size_t i = 0; i < n && !bad; i++) {
     const st_run_summary *r = &runs[i];
-    if (fmt == CLI_FMT_CSV) {
-      printf("%lld,%s,", (long long)r->id, r->kind);
-      csv_field(r->policy);
-      putchar(',');
-      csv_field(r->cluster);
-      printf(",%s,%d,", r->engine, r->gpus);
-      csv_field(r->trace);
-      printf(",%llu,%lld,%.6f,%.6f\n", (unsigned long long)r->seed,
-             (long long)r->iterations, r->mean_ms, r->effective_ms);
-    } else {
-      printf("%6lld %-4s %-22s %-12s %-9s %5d %6lld %10.3f %10.3f  %s\n",
-             (long long)r->id, r->kind, r->policy, r->cluster, r->engine,
-             r->gpus, (long long)r->iterations, r->mean_ms, r->effective_ms,
-             r->trace[0] ? base_name(r->trace) : "-");
-    }
+    const cli_cell row[] = {
+        CLI_I(r->id), CLI_S(r->kind), CLI_S(r->policy), CLI_S(r->cluster), CLI_S(r->engine),
+        CLI_I(r->gpus), CLI_S(r->trace), CLI_I(r->seed), CLI_I(r->iterations),
+        CLI_F(r->mean_ms), CLI_F(r->effective_ms),
+        CLI_S(r->trace[0] ? base_name(r->trace) : "-"), CLI_S(r->config_key)};
+    if (fmt == CLI_FMT_JSON)
+      bad |= json_array_append_new(arr, cli_table_object(runs_cols, row));
+    else
+      cli_table_row(runs_cols, row, fmt);
   }
-  return CLI_OK;
+  if (fmt != CLI_FMT_JSON) {
+    json_decref(arr);
+    return CLI_OK;
+  }
+  json_t *doc = bad ? NULL : json_pack("{s:o, s:o}", "database", fm_json_string(db), "runs", arr);
+  if (bad)
+    json_decref(arr);
+  return cli_json_print(CMD, doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 }
 
 /* --runs: every complete run (of kind unless NULL), in id order. */
@@ -282,11 +234,9 @@ int cmd_report(int argc, char **argv) {
       {.flag = "--runs", .kind = CLI_O_BOOL, .to = &list_runs, .key = -1,
        .help = "list every complete run instead of the comparison"},
       {.kind = CLI_O_END}};
-  int c = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  int c = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
 
   char msg[1024];
   st_db *db = NULL;

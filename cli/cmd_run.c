@@ -1,9 +1,10 @@
 /*
  * cmd_run.c - flexmoe run: replay a trace with a placement policy on a
  * runtime backend (real expert FFNs, real exchange, real migrations) and
- * record the measured iterations as runs of kind "gpu".
+ * record the measured iterations as runs of kind "gpu". The replay, its
+ * record, check verdict and JSON are run/fm_replay.h's; this file loops over
+ * the policies and prints.
  */
-#include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,7 +14,6 @@
 #include "cli.h"
 #include "run/fm_keys.h"
 #include "run/fm_replay.h"
-#include "run/fm_profile.h"
 
 /* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
 static const char *short_name(const char *spec, char *buf, size_t len) {
@@ -53,8 +53,6 @@ typedef struct {
 /* argv into *a (the shared replay rows, then run's own); CLI_OK, CLI_HELP
  * after --help, or CLI_EUSAGE (or the trace check's code) with one message. */
 static int run_parse(int argc, char **argv, run_args *a) {
-  cli_opt opts[CLI_REPLAY_NOPTS + 8];
-  int n = cli_replay_opts(&a->cfg, opts);
   const cli_opt own[] = {
       {.kind = CLI_O_MULTI, .to = a->policies, .to2 = &a->npol, .key = FM_KEY_POLICY, .hi = 64,
        .help = "placement policy, NAME or NAME:key=value,... (flexmoe policies); repeat to "
@@ -71,20 +69,13 @@ static int run_parse(int argc, char **argv, run_args *a) {
        .help = "record nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
-  memcpy(opts + n, own, sizeof own);
-  int rc = cli_parse_opts("run", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_replay("run", argc, argv, &a->cfg, own, help_head, help_tail);
   if (rc) return rc;
-  if (optind < argc) return cli_fail(CLI_EUSAGE, "run", "unexpected argument '%s'", argv[optind]);
   if (!a->cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
-  if (a->cfg.partitions > 0 && strcmp(a->cfg.backend, "cuda") != 0)
-    return cli_fail(CLI_EUSAGE, "run", "--partitions needs --backend cuda");
   if (a->no_db || (a->db_path && !a->db_path[0]))
     a->db_path = NULL;
-  const fm_replay_config *r = &a->cfg;
-  return cli_trace_check("run", r->trace_path, r->it_begin, r->it_end,
-                         r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
+  return cli_replay_check("run", &a->cfg);
 }
 
 /* The calibrated profile's exchange numbers into a->cfg when --profile was
@@ -92,97 +83,39 @@ static int run_parse(int argc, char **argv, run_args *a) {
  * st_close; NULL without --db); CLI_OK or CLI_EFAIL with one message. */
 static int run_open(run_args *a, st_db **db) {
   char em[1024] = "";
-  fm_profile prof;
-  if (a->profile_path) {
-    if (fm_profile_load(a->profile_path, &prof, em, sizeof em))
-      return cli_fail(CLI_EFAIL, "run", "%s", em);
-    a->cfg.profile_path = a->profile_path;
-    if (prof.exchange_GBps > 0) {
-      a->cfg.exchange_GBps = prof.exchange_GBps;
-      a->cfg.exchange_lat_us = prof.exchange_latency_us;
-    }
-  }
+  if (a->profile_path && fm_replay_use_profile(&a->cfg, a->profile_path, em, sizeof em))
+    return cli_fail(CLI_EFAIL, "run", "%s", em);
   *db = NULL;
   if (a->db_path && st_open(db, a->db_path, ST_WRITE, em, sizeof em))
     return cli_fail(CLI_EFAIL, "run", "%s", em);
   return CLI_OK;
 }
 
-/* 1 when --check was not asked for or the replay matched the reference
- * within the backend's tolerance with no token lost and no checksum off. */
-static int run_check_ok(const fm_replay_config *cfg, const fm_replay_output *o) {
-  if (!o->checked)
-    return 1;
-  double tol = strcmp(cfg->backend, "cpu") == 0 ? 1e-5 : 2e-2;
-  return o->check.out_err <= tol && o->check.din_err <= tol && o->check.grad_err <= tol &&
-         o->check.tokens_missing == 0 && o->check.checksum_mismatches == 0;
-}
-
 /* One replay's table row (and its check line), the header first when
  * *header is 0 (then counted up). */
 static void print_row(const fm_replay_output *o, int check_ok, int *header) {
+  static const cli_col cols[] = {
+      CLI_COL("policy", -12, "%s"), CLI_COL("iters", 6, "%lld"), CLI_COL("mean_ms", 9, "%.3f"),
+      CLI_COL("dispatch", 9, "%.3f"), CLI_COL("compute", 9, "%.3f"), CLI_COL("combine", 9, "%.3f"),
+      CLI_COL("local", 9, "%.3f"), CLI_COL("allreduce", 9, "%.3f"), CLI_COL("migration", 9, "%.3f"),
+      CLI_COL("balance", 8, "%.3f"), CLI_COL("moved_MiB", 10, "%.1f"), CLI_END_COL};
   char sn[64];
+  const double *ph = o->phase_ms;
+  const cli_cell row[] = {
+      CLI_S(short_name(o->policy, sn, sizeof sn)), CLI_I(o->iterations),
+      CLI_F(o->mean_iteration_ms), CLI_F(ph[RT_PH_DISPATCH]), CLI_F(ph[RT_PH_COMPUTE]),
+      CLI_F(ph[RT_PH_COMBINE]), CLI_F(ph[RT_PH_LOCAL]), CLI_F(ph[RT_PH_ALLREDUCE]),
+      CLI_F(ph[RT_PH_MIGRATION]), CLI_F(o->balance_p50),
+      CLI_F((double)o->migrated_bytes / 1048576.0)};
   if (!(*header)++)
-    printf("%-12s %6s %9s %9s %9s %9s %9s %9s %9s %8s %10s\n", "policy", "iters", "mean_ms",
-           "dispatch", "compute", "combine", "local", "allreduce", "migration", "balance",
-           "moved_MiB");
-  printf("%-12s %6" PRId64 " %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %10.1f\n",
-         short_name(o->policy, sn, sizeof sn),
-         o->iterations, o->mean_iteration_ms, o->phase_ms[RT_PH_DISPATCH],
-         o->phase_ms[RT_PH_COMPUTE], o->phase_ms[RT_PH_COMBINE], o->phase_ms[RT_PH_LOCAL],
-         o->phase_ms[RT_PH_ALLREDUCE],
-         o->phase_ms[RT_PH_MIGRATION], o->balance_p50, (double)o->migrated_bytes / 1048576.0);
+    cli_table_head(cols, CLI_FMT_TABLE);
+  cli_table_row(cols, row, CLI_FMT_TABLE);
   if (o->checked)
     printf("  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
            " missing, %d replicas, %d checksum mismatches: %s\n",
            o->check.out_err, o->check.din_err, o->check.grad_err, o->check.tokens_checked,
            o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
            check_ok ? "ok" : "FAILED");
-}
-
-/* One replay as a JSON object appended to runs (run_id only when has_db);
- * non-zero when a value could not be built (out of memory). */
-static int append_json(json_t *runs, const fm_replay_output *o, int has_db, int64_t run_id,
-                       int check_ok) {
-  int json_bad = 0;
-  json_t *bd = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}",
-                         "dispatch", fm_json_number(o->phase_ms[RT_PH_DISPATCH]),
-                         "compute", fm_json_number(o->phase_ms[RT_PH_COMPUTE]),
-                         "combine", fm_json_number(o->phase_ms[RT_PH_COMBINE]),
-                         "local", fm_json_number(o->phase_ms[RT_PH_LOCAL]),
-                         "allreduce", fm_json_number(o->phase_ms[RT_PH_ALLREDUCE]),
-                         "migration", fm_json_number(o->phase_ms[RT_PH_MIGRATION]));
-  json_t *r = json_pack("{s:o, s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
-                        "policy", fm_json_string(o->policy), "backend",
-                        fm_json_string(o->backend), "cluster", fm_json_string(o->cluster),
-                        "device", fm_json_string(o->device), "gpus", o->gpus, "iterations",
-                        (json_int_t)o->iterations, "mean_iteration_ms",
-                        fm_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
-                        "balance_p50", fm_json_number(o->balance_p50), "balance_p90",
-                        fm_json_number(o->balance_p90), "migrated_bytes",
-                        (json_int_t)o->migrated_bytes, "dropped_tokens",
-                        (json_int_t)o->dropped_tokens, "alltoall_bytes",
-                        (json_int_t)o->bytes_alltoall);
-  int64_t slots = 0; /* token slots routed, for the effective time */
-  for (int64_t i = 0; i < o->iterations; i++)
-    slots += o->rows[i].tokens_total;
-  json_bad |= json_object_set_new(r, "effective_iteration_ms",
-                                  fm_json_number(st_effective_ms(o->mean_iteration_ms,
-                                                                  o->dropped_tokens, slots)));
-  json_bad |= json_object_set_new(r, "nonmoe_us", fm_json_number(o->nonmoe_us));
-  if (has_db) json_bad |= json_object_set_new(r, "run_id", json_integer(run_id));
-  if (o->checked)
-    json_bad |= json_object_set_new(
-        r, "check",
-        json_pack("{s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:b}", "out_err",
-                  fm_json_number(o->check.out_err), "din_err",
-                  fm_json_number(o->check.din_err), "grad_err",
-                  fm_json_number(o->check.grad_err), "tokens",
-                  (json_int_t)o->check.tokens_checked, "tokens_missing",
-                  (json_int_t)o->check.tokens_missing, "replicas", o->check.replicas_checked,
-                  "checksum_mismatches", o->check.checksum_mismatches, "ok", check_ok));
-  json_bad |= json_array_append_new(runs, r);
-  return json_bad;
 }
 
 /* flexmoe run ARGS: replays the trace once per --policy, records each run
@@ -218,10 +151,10 @@ int cmd_run(int argc, char **argv) {
       fm_replay_output_free(o);
       break;
     }
-    int check_ok = run_check_ok(&cfg, o);
+    int check_ok = fm_replay_check_ok(&cfg, o);
     if (a.fmt == CLI_FMT_TABLE && owner)
       print_row(o, check_ok, &header);
-    json_bad |= append_json(runs, o, db != NULL, run_id, check_ok);
+    json_bad |= json_array_append_new(runs, fm_replay_doc(o, db ? &run_id : NULL, check_ok));
     fm_replay_output_free(o);
     if (!check_ok) out = cli_fail(CLI_EFAIL, "run", "--check: results depend on the placement or tokens were lost (see above)");
   }

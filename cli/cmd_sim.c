@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "placement/pl_policy.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sim.h"
@@ -79,12 +78,7 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
       {.kind = CLI_O_CHOICE, .to = &a->network, .key = FM_KEY_NETWORK},
       {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
       {.kind = CLI_O_I64, .to = &b->seed, .key = FM_KEY_SEED},
-      {.kind = CLI_O_INT, .to = &b->d_model, .key = FM_KEY_D_MODEL},
-      {.kind = CLI_O_INT, .to = &b->d_ff, .key = FM_KEY_D_FF},
-      {.kind = CLI_O_INT, .to = &b->top_k, .key = FM_KEY_TOP_K},
-      {.kind = CLI_O_I64, .to = &b->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
-      {.kind = CLI_O_INT, .to = &b->slots, .key = FM_KEY_SLOTS},
-      {.kind = CLI_O_STR, .to = &b->profile_path, .key = FM_KEY_PROFILE},
+      CLI_SIM_MODEL_ROWS(b),
       {.kind = CLI_O_INT, .to = &b->threads, .key = FM_KEY_THREADS},
       {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_DB},
       {.flag = "--gpus", .kind = CLI_O_LONG, .to = &a->gpus, .key = FM_KEY_GPUS, .arg = "G",
@@ -99,11 +93,9 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
        .help = "do not record (as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("sim", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("sim", argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, "sim", "unexpected argument '%s'", argv[optind]);
   if (!b->trace_path)
     return cli_fail(CLI_EUSAGE, "sim", "--trace is required (see 'flexmoe sim --help')");
   b->exact_net = a->network && strcmp(a->network, "exact") == 0;
@@ -125,21 +117,24 @@ static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, con
   printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
          a->base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, a->base.engine,
          db ? ", results in " : "", db ? a->db_path : "");
-  printf("%-20s %9s %9s %7s %7s %7s %12s %9s | %8s %8s %8s %8s %8s\n", "policy", "iter_ms",
-         "eff_ms", "speedup", "bal_p50", "bal_p90", "migrated_MB", "dropped", "compute",
-         "alltoall", "allred", "migrate", "other");
+  static const cli_col cols[] = {
+      CLI_COL("policy", -20, "%s"), CLI_COL("iter_ms", 9, "%.3f"), CLI_COL("eff_ms", 9, "%.3f"),
+      {.head = "speedup", .width = 7, .fmt = "%.2fx", .nan = "-"}, CLI_COL("bal_p50", 7, "%.2f"),
+      CLI_COL("bal_p90", 7, "%.2f"), CLI_COL("migrated_MB", 12, "%.1f"),
+      CLI_COL("dropped", 9, "%lld"), {.head = "compute", .width = 8, .fmt = "%.3f", .sep = " | "},
+      CLI_COL("alltoall", 8, "%.3f"), CLI_COL("allred", 8, "%.3f"), CLI_COL("migrate", 8, "%.3f"),
+      CLI_COL("other", 8, "%.3f"), CLI_END_COL};
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int i = 0; i < cmp->n; i++) {
     const fm_sim_summary *s = fm_sim_summary_of(cmp->out[i]);
-    double sp = cli_speedup(ref, s->effective_iteration_ms);
-    char speed[32] = "-";
-    if (!isnan(sp))
-      snprintf(speed, sizeof(speed), "%.2fx", sp);
     /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
-    printf("%-20s %9.3f %9.3f %7s %7.2f %7.2f %12.1f %9lld | %8.3f %8.3f %8.3f %8.3f %8.3f\n",
-           cmp->policies[i], s->mean_iteration_ms, s->effective_iteration_ms, speed,
-           s->balance_p50, s->balance_p90, (double)s->migrated_bytes / 1048576.0,
-           (long long)s->dropped_tokens, s->compute_ms, s->alltoall_ms, s->allreduce_ms,
-           s->migration_ms, s->other_ms);
+    const cli_cell row[] = {
+        CLI_S(cmp->policies[i]), CLI_F(s->mean_iteration_ms), CLI_F(s->effective_iteration_ms),
+        CLI_F(fm_speedup(ref, s->effective_iteration_ms)), CLI_F(s->balance_p50),
+        CLI_F(s->balance_p90), CLI_F((double)s->migrated_bytes / 1048576.0),
+        CLI_I(s->dropped_tokens), CLI_F(s->compute_ms), CLI_F(s->alltoall_ms),
+        CLI_F(s->allreduce_ms), CLI_F(s->migration_ms), CLI_F(s->other_ms)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
   }
   printf("(times in ms per iteration; eff_ms = iter_ms / (1 - share of token slots\n"
          " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"
@@ -165,18 +160,6 @@ static void on_progress(void *ctx, const char *policy, int64_t done, int64_t tot
   cli_progress_update(&p->line, (p->run + (double)done / (double)total) / p->runs, what);
 }
 
-/* How many runs fm_sim_compare makes: the policies (all registered when
- * none is named) and static when it is not among them. */
-static int runs_of(const sim_args *a) {
-  int n = a->npol, has_static = a->npol == 0;
-  if (n == 0)
-    for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++)
-      n++;
-  for (int i = 0; i < a->npol; i++)
-    has_static |= strcmp(a->policies[i], "static") == 0;
-  return n + !has_static;
-}
-
 int cmd_sim(int argc, char **argv) {
   sim_args a = {.base = FM_SIM_CONFIG_INIT, .npol = 0, .fmt = CLI_FMT_TABLE, .gpus = 0,
                 .db_path = "flexmoe.db", .network = NULL};
@@ -198,7 +181,7 @@ int cmd_sim(int argc, char **argv) {
   if (a.db_path[0] && st_open(&db, a.db_path, ST_WRITE, err, sizeof(err)) != 0)
     return cli_fail(CLI_EFAIL, "sim", "%s", err);
   fm_sim_comparison cmp;
-  sim_progress prog = {.run = 0, .runs = runs_of(&a), .started = 0};
+  sim_progress prog = {.run = 0, .runs = fm_sim_compare_runs(a.policies, a.npol), .started = 0};
   cli_progress_start(&prog.line, "sim");
   a.base.progress = on_progress;
   a.base.progress_ctx = &prog;

@@ -73,26 +73,12 @@ typedef struct opts {
   int bar; /* progress bar on stderr */
 } opts;
 
-/* --nodes N1,N2 into the sizes N x K GPUs, K the GPUs per node of every
- * cluster (--gpus-per-node, else each cluster's own: they must agree). */
+/* --nodes N1,N2 into the sizes in GPUs (run/fm_sweep.h). */
 static int nodes_to_sizes(opts *sw) {
-  const char *dflt = "dgx-h100";
-  int k = 0, nc = sw->nclusters ? sw->nclusters : 1;
-  for (int i = 0; i < nc; i++) {
-    const char *c = sw->nclusters ? sw->clusters[i] : dflt;
-    int n = 0, per = 0;
-    char em[512];
-    if (fm_cluster_size(c, 0, 1, sw->gpus_per_node, &n, &per, em, sizeof em))
-      return cli_fail(CLI_EUSAGE, CMD, "%s", em);
-    if (k && per != k)
-      return cli_fail(CLI_EUSAGE, CMD,
-                      "--nodes: the clusters have %d and %d GPUs per node; give --gpus, or "
-                      "--gpus-per-node",
-                      k, per);
-    k = per;
-  }
-  for (int i = 0; i < sw->nnodes; i++)
-    sw->sizes[i] = sw->nodes[i] * k;
+  char em[512];
+  if (fm_sweep_sizes_of_nodes(sw->clusters, sw->nclusters, sw->gpus_per_node, sw->nodes,
+                              sw->nnodes, sw->sizes, em, sizeof em))
+    return cli_fail(CLI_EUSAGE, CMD, "%s", em);
   sw->nsizes = sw->nnodes;
   return CLI_OK;
 }
@@ -122,12 +108,7 @@ static int parse(opts *sw, int argc, char **argv) {
       {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
       {.kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds, .key = FM_KEY_SEEDS,
        .max = MAX_LIST},
-      {.kind = CLI_O_INT, .to = &b->d_model, .key = FM_KEY_D_MODEL},
-      {.kind = CLI_O_INT, .to = &b->d_ff, .key = FM_KEY_D_FF},
-      {.kind = CLI_O_INT, .to = &b->top_k, .key = FM_KEY_TOP_K},
-      {.kind = CLI_O_I64, .to = &b->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
-      {.kind = CLI_O_INT, .to = &b->slots, .key = FM_KEY_SLOTS},
-      {.kind = CLI_O_STR, .to = &b->profile_path, .key = FM_KEY_PROFILE},
+      CLI_SIM_MODEL_ROWS(b),
       {.kind = CLI_O_STR, .to = &sw->db, .key = FM_KEY_DB},
       {.kind = CLI_O_LONG, .to = &sw->jobs, .key = FM_KEY_JOBS},
       {.kind = CLI_O_LONG, .to = &sw->lock_wait_s, .key = FM_KEY_LOCK_WAIT},
@@ -145,11 +126,9 @@ static int parse(opts *sw, int argc, char **argv) {
       {.flag = "--quiet", .kind = CLI_O_BOOL, .to = &sw->quiet, .key = -1,
        .help = "no progress bar"},
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts(CMD, argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc;
-  if (optind < argc)
-    return cli_fail(CLI_EUSAGE, CMD, "unexpected argument '%s'", argv[optind]);
   if (sw->ntraces == 0)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe sweep --help')");
   if (sw->nnodes && sw->nsizes)

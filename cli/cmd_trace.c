@@ -70,22 +70,16 @@ static int max_memory_opt(const char *cmd, const char *arg, void *to) {
   {.flag = "--format", .letter = 'f', .kind = CLI_O_FORMAT, .to = (dest), .key = -1,        \
    .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = what}
 
-static int is_help(const char *a) {
-  return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-}
-
 /* The documents come from run/fm_trace (strings from a file through
  * fm_json_string). */
 static int print_json(const char *cmd, json_t *root) {
   return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 }
 
-static void fmt_num(char *buf, size_t n, double v, int prec) {
-  if (isfinite(v))
-    snprintf(buf, n, "%.*f", prec, v);
-  else
-    snprintf(buf, n, "-");
-}
+/* A column of the statistics tables: a number, "-" where it is not finite. */
+#define STAT_COL(head_, width_, fmt_)                                                         \
+  {.head = (head_), .width = (width_), .fmt = (fmt_), .sep = "  ", .nan = "-", .finite = 1}
+#define LAYER_COL CLI_COL("layer", 5, "%lld")
 
 /* ---- trace info ------------------------------------------------------------ */
 
@@ -167,30 +161,43 @@ static int open_analysed(const char *cmd, const char *const help[2], int argc, c
   return CLI_OK;
 }
 
-static int trace_info(int argc, char **argv) {
-  const char *cmd = "trace info";
-  int fmt, c;
+/* trace info and trace stats: FILE analysed, then the document doc makes
+ * of it (--format json) or the header and the tables table prints. */
+static int trace_analysed(const char *cmd, const char *const help[2],
+                          json_t *(*doc)(const fm_trace_analysis *),
+                          void (*table)(const tr_stats *), int argc, char **argv) {
+  int fmt, rc;
   fm_trace_analysis a;
-  static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
-  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &a)))
-    return c == CLI_HELP ? CLI_OK : c;
-  int rc = CLI_OK;
-  const tr_stats *s = &a.stats;
+  if ((rc = open_analysed(cmd, help, argc, argv, &fmt, &a)))
+    return rc == CLI_HELP ? CLI_OK : rc;
   if (fmt == CLI_FMT_JSON) {
-    rc = print_json(cmd, fm_trace_info_doc(&a));
+    rc = print_json(cmd, doc(&a));
   } else {
     print_header(&a);
-    printf("\nlayer  max/mean p50  max/mean p90  change/step (L1)\n");
-    for (int l = 0; l < s->layers; l++) {
-      char v[3][32];
-      fmt_num(v[0], 32, s->layer[l].max_mean_p50, 2);
-      fmt_num(v[1], 32, s->layer[l].max_mean_p90, 2);
-      fmt_num(v[2], 32, s->layer[l].change[0], 3);
-      printf("%5d  %12s  %12s  %16s\n", l, v[0], v[1], v[2]);
-    }
+    table(&a.stats);
   }
   fm_trace_analysis_fini(&a);
   return rc;
+}
+
+/* Per layer: skew and change, in brief. */
+static void print_info_table(const tr_stats *s) {
+  static const cli_col cols[] = {LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"),
+                                 STAT_COL("max/mean p90", 12, "%.2f"),
+                                 STAT_COL("change/step (L1)", 16, "%.3f"), CLI_END_COL};
+  printf("\n");
+  cli_table_head(cols, CLI_FMT_TABLE);
+  for (int l = 0; l < s->layers; l++) {
+    const tr_layer_stats *x = &s->layer[l];
+    const cli_cell row[] = {CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90),
+                            CLI_F(x->change[0])};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
+  }
+}
+
+static int trace_info(int argc, char **argv) {
+  static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
+  return trace_analysed("trace info", help, fm_trace_info_doc, print_info_table, argc, argv);
 }
 
 /* ---- trace stats ----------------------------------------------------------- */
@@ -216,58 +223,47 @@ static const char STATS_TAIL[] =
 /* The distribution of the per-iteration lag-1 change, per layer: the mean
  * above hides that real routing changes in bursts. */
 static void print_change_table(const tr_stats *s) {
+  static const cli_col cols[] = {LAYER_COL, STAT_COL("p50", 6, "%.3f"), STAT_COL("p90", 6, "%.3f"),
+                                 STAT_COL("p99", 6, "%.3f"), STAT_COL("p90/p50", 7, "%.2f"),
+                                 CLI_END_COL};
   printf("\n       -- lag-1 change (L1) per iteration --\n");
-  printf("layer     p50     p90     p99  p90/p50\n");
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int l = 0; l < s->layers; l++) {
     const tr_layer_stats *x = &s->layer[l];
-    char a[4][32];
-    fmt_num(a[0], 32, x->change1_p50, 3);
-    fmt_num(a[1], 32, x->change1_p90, 3);
-    fmt_num(a[2], 32, x->change1_p99, 3);
-    fmt_num(a[3], 32, x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN, 2);
-    printf("%5d  %6s  %6s  %6s  %7s\n", l, a[0], a[1], a[2], a[3]);
+    const cli_cell row[] = {
+        CLI_I(l), CLI_F(x->change1_p50), CLI_F(x->change1_p90), CLI_F(x->change1_p99),
+        CLI_F(x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
   }
 }
 
-static int trace_stats(int argc, char **argv) {
-  const char *cmd = "trace stats";
-  int fmt, c;
-  fm_trace_analysis an;
-  static const char *const help[2] = {STATS_HEAD, STATS_TAIL};
-  if ((c = open_analysed(cmd, help, argc, argv, &fmt, &an)))
-    return c == CLI_HELP ? CLI_OK : c;
-  int rc = CLI_OK;
-  const tr_stats s = an.stats;
-  if (fmt == CLI_FMT_JSON) {
-    rc = print_json(cmd, fm_trace_stats_doc(&an));
-  } else {
-    print_header(&an);
-    printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
-           "  --- ranks ---\n",
-           s.hot);
-    printf("layer  max/mean p50    p90   gini  entropy   lag1  lag10  lag100  lag1  lag10"
-           "  L1div  totcv\n");
-    for (int l = 0; l < s.layers; l++) {
-      const tr_layer_stats *x = &s.layer[l];
-      char a[11][32];
-      fmt_num(a[0], 32, x->max_mean_p50, 2);
-      fmt_num(a[1], 32, x->max_mean_p90, 2);
-      fmt_num(a[2], 32, x->gini, 3);
-      fmt_num(a[3], 32, x->entropy, 3);
-      fmt_num(a[4], 32, x->change[0], 3);
-      fmt_num(a[5], 32, x->change[1], 3);
-      fmt_num(a[6], 32, x->change[2], 3);
-      fmt_num(a[7], 32, x->hot_persist[0], 2);
-      fmt_num(a[8], 32, x->hot_persist[1], 2);
-      fmt_num(a[9], 32, x->rank_divergence, 3);
-      fmt_num(a[10], 32, x->rank_total_cv, 3);
-      printf("%5d  %12s  %5s  %5s  %7s  %5s  %5s  %6s  %4s  %5s  %5s  %5s\n", l, a[0], a[1],
-             a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
-    }
-    print_change_table(&s);
+/* Per layer: skew, change at three lags, hot-set persistence, ranks. */
+static void print_stats_table(const tr_stats *s) {
+  static const cli_col cols[] = {
+      LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"), STAT_COL("p90", 5, "%.2f"),
+      STAT_COL("gini", 5, "%.3f"), STAT_COL("entropy", 7, "%.3f"), STAT_COL("lag1", 5, "%.3f"),
+      STAT_COL("lag10", 5, "%.3f"), STAT_COL("lag100", 6, "%.3f"), STAT_COL("lag1", 4, "%.2f"),
+      STAT_COL("lag10", 5, "%.2f"), STAT_COL("L1div", 5, "%.3f"), STAT_COL("totcv", 5, "%.3f"),
+      CLI_END_COL};
+  printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
+         "  --- ranks ---\n",
+         s->hot);
+  cli_table_head(cols, CLI_FMT_TABLE);
+  for (int l = 0; l < s->layers; l++) {
+    const tr_layer_stats *x = &s->layer[l];
+    const cli_cell row[] = {
+        CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90), CLI_F(x->gini),
+        CLI_F(x->entropy), CLI_F(x->change[0]), CLI_F(x->change[1]), CLI_F(x->change[2]),
+        CLI_F(x->hot_persist[0]), CLI_F(x->hot_persist[1]), CLI_F(x->rank_divergence),
+        CLI_F(x->rank_total_cv)};
+    cli_table_row(cols, row, CLI_FMT_TABLE);
   }
-  fm_trace_analysis_fini(&an);
-  return rc;
+  print_change_table(s);
+}
+
+static int trace_stats(int argc, char **argv) {
+  static const char *const help[2] = {STATS_HEAD, STATS_TAIL};
+  return trace_analysed("trace stats", help, fm_trace_stats_doc, print_stats_table, argc, argv);
 }
 
 /* ---- trace gen --------------------------------------------------------------- */
@@ -293,27 +289,6 @@ static const char GEN_TAIL[] =
     "  flexmoe trace gen --pattern hot-experts --layers 2 --experts 16 --iterations 50 --seed 7 "
     "-o hot.npy\n";
 
-static int parse_pair(const char *cmd, const char *flag, const char *text, double lo, double hi,
-                      double *a, double lo2, double hi2, double *b) {
-  char buf[64];
-  snprintf(buf, sizeof(buf), "%s", text);
-  char *colon = strchr(buf, ':');
-  if (colon)
-    *colon = '\0';
-  if (cli_parse_double(cmd, flag, buf, lo, hi, a))
-    return CLI_EUSAGE;
-  if (colon && b && cli_parse_double(cmd, flag, colon + 1, lo2, hi2, b))
-    return CLI_EUSAGE;
-  if (colon && !b)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' takes no ':' part", flag, text);
-  return CLI_OK;
-}
-
-/* trace gen's model options, applied on top of the pattern or fit once it
- * is resolved (each sets its own fields, so their order does not matter). */
-enum { M_DIST, M_DRIFT, M_RSIGMA, M_HOT, M_ROTATE, M_BURST, M_REGIME, M_RAGGED, M_MOMENTUM,
-       M_N };
-
 /* What trace gen's flags say. A size of -1 (0 for d_model, d_ff) means
  * "the pattern's or the fit's"; model options are kept as text until the
  * generator exists. */
@@ -323,7 +298,7 @@ typedef struct {
   long sizes[5]; /* layers ranks experts tokens top-k */
   long dmodel, dff;
   uint64_t max_memory;
-  const char *model[M_N];
+  const char *model[FM_GEN_NOPTS]; /* run/fm_trace.h fm_gen_option */
   int spread;
 } gen_args;
 
@@ -358,21 +333,21 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
       {.flag = "--d-ff", .kind = CLI_O_LONG, .to = &a->dff, .key = -1, .lo = 1, .hi = LIM(D_FF),
        .arg = "F", .help = "expert FFN width written to the sidecar"},
       MAX_MEMORY_ROW(&a->max_memory, 0),
-      MODEL_ROW("--dist", M_DIST, "D[:P]", "base popularity: uniform, zipf, lognormal or "
+      MODEL_ROW("--dist", FM_GEN_DIST, "D[:P]", "base popularity: uniform, zipf, lognormal or "
                 "dirichlet (P: Zipf exponent, log-normal sigma, Dirichlet alpha)"),
-      MODEL_ROW("--drift", M_DRIFT, "INNOV[:PHI]",
+      MODEL_ROW("--drift", FM_GEN_DRIFT, "INNOV[:PHI]",
                 "AR(1) on the logits: z = PHI z + INNOV N(0,1); PHI 1 = random walk"),
-      MODEL_ROW("--momentum", M_MOMENTUM, "PSI",
+      MODEL_ROW("--momentum", FM_GEN_MOMENTUM, "PSI",
                 "trends persist: the step itself is AR(1) with coefficient PSI"),
-      MODEL_ROW("--rank-sigma", M_RSIGMA, "S", "per-rank logit noise"),
-      MODEL_ROW("--hot", M_HOT, "N[:BOOST]", "N hot experts with BOOST extra logits (default ln 8)"),
+      MODEL_ROW("--rank-sigma", FM_GEN_RANK_SIGMA, "S", "per-rank logit noise"),
+      MODEL_ROW("--hot", FM_GEN_HOT, "N[:BOOST]", "N hot experts with BOOST extra logits (default ln 8)"),
       {.flag = "--spread", .kind = CLI_O_BOOL, .to = &a->spread, .key = -1,
        .help = "hot experts spread over the ids instead of contiguous"},
-      MODEL_ROW("--rotate", M_ROTATE, "P", "the hot set moves by one expert every P iterations"),
-      MODEL_ROW("--burst", M_BURST, "PROB",
+      MODEL_ROW("--rotate", FM_GEN_ROTATE, "P", "the hot set moves by one expert every P iterations"),
+      MODEL_ROW("--burst", FM_GEN_BURST, "PROB",
                 "per expert and iteration, chance of a 16x burst for 3 iterations"),
-      MODEL_ROW("--regime", M_REGIME, "P", "re-shuffle the popularity every P iterations"),
-      MODEL_ROW("--ragged", M_RAGGED, "SIGMA", "ranks route log-normal different token totals"),
+      MODEL_ROW("--regime", FM_GEN_REGIME, "P", "re-shuffle the popularity every P iterations"),
+      MODEL_ROW("--ragged", FM_GEN_RAGGED, "SIGMA", "ranks route log-normal different token totals"),
       {.kind = CLI_O_END}};
   char list[2048] = "", tail[4096];
   for (int i = 0; tr_gen_patterns[i]; i++) {
@@ -381,90 +356,15 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
     strncat(list, line, sizeof(list) - strlen(list) - 1);
   }
   snprintf(tail, sizeof(tail), GEN_TAIL, list);
-  int rc = cli_parse_opts(cmd, argc, argv, opts, GEN_HEAD, tail);
+  int rc = cli_parse_flags(cmd, argc, argv, opts, GEN_HEAD, tail);
   if (rc)
     return rc;
-  if (optind != argc)
-    return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
   if (!a->pattern == !a->fitpath)
     return cli_fail(CLI_EUSAGE, cmd, "give exactly one of --pattern NAME or --fit FIT.json");
   if (a->iters < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--iterations N is required");
   if (!a->out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  return CLI_OK;
-}
-
-/* --dist NAME[:PARAM] into *g (replacing a fitted profile); CLI_OK or
- * CLI_EUSAGE with one message printed. */
-static int gen_dist(const char *cmd, const char *text, tr_gen_config *g) {
-  static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
-  char name[32];
-  snprintf(name, sizeof(name), "%s", text);
-  char *colon = strchr(name, ':');
-  if (colon)
-    *colon = '\0';
-  int k = -1;
-  for (int i = 0; i < 4; i++)
-    if (strcmp(name, names[i]) == 0)
-      k = i;
-  if (k < 0)
-    return cli_fail(CLI_EUSAGE, cmd, "--dist: '%s' is not one of uniform zipf lognormal dirichlet",
-                    text);
-  g->dist = (tr_dist)k;
-  g->base = NULL; /* a distribution replaces the fitted profile */
-  if (colon && cli_parse_double(cmd, "--dist", colon + 1, 1e-6, 100, &g->dist_param))
-    return CLI_EUSAGE;
-  return CLI_OK;
-}
-
-/* Model option k (its text) on top of the pattern or fit in *g; CLI_OK or
- * CLI_EUSAGE with one message printed. */
-static int gen_model_option(const char *cmd, int k, const char *text, tr_gen_config *g) {
-  double a, b;
-  long v;
-  switch (k) {
-  case M_DIST: return gen_dist(cmd, text, g);
-  case M_DRIFT:
-    a = g->innov1, b = g->phi1;
-    if (parse_pair(cmd, "--drift", text, 0, 10, &a, 0, 1, &b))
-      return CLI_EUSAGE;
-    g->innov1 = a, g->phi1 = b, g->innov = g->phi = NULL;
-    break;
-  case M_RSIGMA:
-    if (cli_parse_double(cmd, "--rank-sigma", text, 0, 10, &g->rank_sigma1))
-      return CLI_EUSAGE;
-    g->rank_sigma = NULL;
-    break;
-  case M_HOT:
-    a = 0, b = g->hot_boost;
-    if (parse_pair(cmd, "--hot", text, 0, g->experts, &a, -20, 20, &b))
-      return CLI_EUSAGE;
-    g->hot = (int)a, g->hot_boost = b;
-    break;
-  case M_ROTATE:
-    if (cli_parse_long(cmd, "--rotate", text, 1, LONG_MAX, &v))
-      return CLI_EUSAGE;
-    g->rotate_period = v;
-    break;
-  case M_BURST:
-    return cli_parse_double(cmd, "--burst", text, 0, 1, &g->burst_prob) ? CLI_EUSAGE : CLI_OK;
-  case M_REGIME:
-    if (cli_parse_long(cmd, "--regime", text, 1, LONG_MAX, &v))
-      return CLI_EUSAGE;
-    g->regime_period = v;
-    break;
-  case M_MOMENTUM:
-    if (cli_parse_double(cmd, "--momentum", text, 0, 0.99, &g->psi1))
-      return CLI_EUSAGE;
-    g->psi = NULL;
-    break;
-  case M_RAGGED:
-    return cli_parse_double(cmd, "--ragged", text, 0, 3, &g->rank_total_sigma) ? CLI_EUSAGE
-                                                                               : CLI_OK;
-  default:
-    break;
-  }
   return CLI_OK;
 }
 
@@ -484,24 +384,27 @@ static int trace_gen(int argc, char **argv) {
       .experts = a.sizes[2], .tokens_per_rank = a.sizes[3], .top_k = a.sizes[4],
       .d_model = a.dmodel, .d_ff = a.dff, .max_memory = a.max_memory};
   fm_trace_gen g;
-  char em[ERRLEN];
-  if ((rc = fm_trace_gen_prepare(&cfg, &g, em, sizeof(em)))) {
-    rc = trace_fail(cmd, rc, em);
+  size_t el = ERRLEN; /* room for the model options' texts, quoted whole */
+  for (int k = 0; k < FM_GEN_NOPTS; k++)
+    el += a.model[k] ? strlen(a.model[k]) : 0;
+  char *em = malloc(el);
+  if (!em)
+    return cli_fail(CLI_EFAIL, cmd, "out of memory");
+  if ((rc = fm_trace_gen_prepare(&cfg, &g, em, el)) ||
+      (rc = fm_trace_gen_options(&g, a.model, em, el)))
     goto done;
-  }
-  for (int k = 0; k < M_N && !rc; k++)
-    if (a.model[k])
-      rc = gen_model_option(cmd, k, a.model[k], &g.gen);
   if (a.spread)
     g.gen.hot_layout = TR_HOT_SPREAD;
-  if (!rc && (rc = fm_trace_gen_write(&cfg, &g, em, sizeof(em))))
-    rc = trace_fail(cmd, rc, em);
+  rc = fm_trace_gen_write(&cfg, &g, em, el);
   if (!rc)
     printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
            " tokens per rank, seed %ld\n",
            a.out, a.iters, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
            g.gen.tokens_per_rank, a.seed);
 done:
+  if (rc)
+    trace_fail(cmd, rc, em);
+  free(em);
   fm_trace_gen_fini(&g);
   return rc;
 }
@@ -528,42 +431,54 @@ static const char FIT_TAIL[] =
     "example:\n"
     "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
 
-/* One "target fitted error" cell group of the fit table. */
-static void print_fit_cell(double target, double fitted, int prec) {
-  printf("  %7.*f %7.*f %+6.1f%%", prec, target, prec, fitted, 100 * (fitted / target - 1));
-}
-
 /* The fitted model f (written to out) as two tables: per layer, the
- * targets and what the fitted model reproduces; then the model's
- * parameters (dynamics of the logits, burst regimes and step spread). */
+ * targets and what the fitted model reproduces (target, fitted, error of
+ * four statistics); then the model's parameters (dynamics of the logits,
+ * burst regimes and step spread). */
+#define FIT_COLS(prec)                                                                        \
+  {.width = 7, .fmt = prec, .sep = "  "}, {.width = 7, .fmt = prec},                          \
+      {.width = 7, .fmt = "%+.1f%%"}
+#define FIT_CELLS(t, g) CLI_F(t), CLI_F(g), CLI_F(100 * ((g) / (t) - 1))
 static void print_fit_table(const tr_fit *f, const char *out) {
+  static const cli_col fit[] = {LAYER_COL, FIT_COLS("%.2f"), FIT_COLS("%.4f"), FIT_COLS("%.4f"),
+                                FIT_COLS("%.4f"), CLI_END_COL};
+  static const cli_col model[] = {
+      LAYER_COL, {.head = "scale", .width = 6, .fmt = "%.3f", .sep = "  "},
+      {.head = "innov", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "phi", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "psi", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "rank_s", .width = 6, .fmt = "%.3f", .sep = "  "},
+      {.head = "enter", .width = 5, .fmt = "%.3f", .sep = "   "},
+      {.head = "leave", .width = 5, .fmt = "%.3f", .sep = "  "},
+      {.head = "ratio", .width = 5, .fmt = "%.2f", .sep = "  "},
+      {.head = "share", .width = 5, .fmt = "%.2f", .sep = "  "},
+      {.head = "sigma", .width = 5, .fmt = "%.3f", .sep = "  "}, CLI_END_COL};
   printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
          " iterations, up to %d rounds\n\n",
          f->source, f->iterations, out, f->cal_iterations, f->rounds);
   printf("       ---- max/mean p50 -----  -- lag-1 change p50 ---  -- lag-1 change p90 ---"
-         "  -- L1 change lag 10 ---\n");
-  printf("layer");
+         "  -- L1 change lag 10 ---\nlayer");
   for (int k = 0; k < 4; k++)
     printf("   target  fitted  error");
   printf("\n");
   for (int l = 0; l < f->layers; l++) {
     const tr_fit_stats *t = &f->layer[l].target, *g = &f->layer[l].fitted;
-    printf("%5d", l);
-    print_fit_cell(t->max_mean_p50, g->max_mean_p50, 2);
-    print_fit_cell(t->change1_p50, g->change1_p50, 4);
-    print_fit_cell(t->change1_p90, g->change1_p90, 4);
-    print_fit_cell(t->change10, g->change10, 4);
-    printf("\n");
+    const cli_cell row[] = {
+        CLI_I(l), FIT_CELLS(t->max_mean_p50, g->max_mean_p50),
+        FIT_CELLS(t->change1_p50, g->change1_p50), FIT_CELLS(t->change1_p90, g->change1_p90),
+        FIT_CELLS(t->change10, g->change10)};
+    cli_table_row(fit, row, CLI_FMT_TABLE);
   }
   printf("\n       ------------ logits ------------  ---- burst regimes (ML) ----  steps\n");
-  printf("layer   scale  innov    phi    psi  rank_s   enter  leave  ratio  share  sigma\n");
+  cli_table_head(model, CLI_FMT_TABLE);
   for (int l = 0; l < f->layers; l++) {
     const tr_fit_layer *x = &f->layer[l];
-    double share = x->vol_enter + x->vol_leave > 0
-                       ? x->vol_enter / (x->vol_enter + x->vol_leave) : 0;
-    printf("%5d  %6.3f  %5.3f  %5.3f  %5.3f  %6.3f   %5.3f  %5.3f  %5.2f  %5.2f  %5.3f\n", l,
-           x->scale, x->innov, x->phi, x->psi, x->rank_sigma, x->vol_enter, x->vol_leave,
-           x->vol_ratio, share, x->vol_sigma);
+    double vol = x->vol_enter + x->vol_leave;
+    const cli_cell row[] = {CLI_I(l), CLI_F(x->scale), CLI_F(x->innov), CLI_F(x->phi),
+                            CLI_F(x->psi), CLI_F(x->rank_sigma), CLI_F(x->vol_enter),
+                            CLI_F(x->vol_leave), CLI_F(x->vol_ratio),
+                            CLI_F(vol > 0 ? x->vol_enter / vol : 0), CLI_F(x->vol_sigma)};
+    cli_table_row(model, row, CLI_FMT_TABLE);
   }
 }
 
@@ -763,10 +678,7 @@ static int trace_import(int argc, char **argv) {
   if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))
     return trace_fail(cmd, c, em);
   if ((c = cli_trace_check(cmd, out, 0, -1, 0, strict ? CLI_TRACE_STRICT : 0))) {
-    char side[600];
-    tr_sidecar_path(out, side, sizeof side);
-    remove(out);
-    remove(side);
+    fm_trace_remove(out);
     return c;
   }
   printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
@@ -800,17 +712,5 @@ static void trace_usage(FILE *out) {
 }
 
 int cmd_trace(int argc, char **argv) {
-  if (argc < 2) {
-    trace_usage(stderr);
-    return CLI_EUSAGE;
-  }
-  if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
-    trace_usage(stdout);
-    return CLI_OK;
-  }
-  for (size_t i = 0; i < NSUBS; i++)
-    if (strcmp(argv[1], subs[i].name) == 0)
-      return subs[i].fn(argc - 1, argv + 1);
-  return cli_fail(CLI_EUSAGE, "trace", "unknown subcommand '%s' (see 'flexmoe trace --help')",
-                  argv[1]);
+  return cli_dispatch("trace", subs, NSUBS, trace_usage, argc, argv);
 }

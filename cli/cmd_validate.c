@@ -8,7 +8,6 @@
  * numbers the planners reason with). fm_validate.h defines the errors and
  * the statistics printed.
  */
-#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -90,8 +89,6 @@ static int parse(vopts *o, int argc, char **argv) {
   *o = (vopts){.cfg = FM_VALIDATE_CONFIG_INIT, .fmt = CLI_FMT_TABLE};
   o->cfg.replay.backend = NULL;
   o->cfg.policies = o->policies;
-  cli_opt opts[CLI_REPLAY_NOPTS + 8];
-  int n = cli_replay_opts(&o->cfg.replay, opts);
   const cli_opt own[] = {
       {.kind = CLI_O_MULTI, .to = o->policies, .to2 = &o->cfg.npolicies, .key = FM_KEY_POLICY,
        .hi = FM_VALIDATE_MAX_POLICIES,
@@ -109,69 +106,32 @@ static int parse(vopts *o, int argc, char **argv) {
        .help = "store nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
-  assert(sizeof own <= sizeof opts - (size_t)n * sizeof opts[0]); /* room for own rows */
-  memcpy(opts + n, own, sizeof own);
-  int rc = cli_parse_opts("validate", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_replay("validate", argc, argv, &o->cfg.replay, own, help_head, help_tail);
   if (rc) return rc;
   if (o->no_db || (o->cfg.db_path && !o->cfg.db_path[0])) o->cfg.db_path = NULL;
   const fm_replay_config *r = &o->cfg.replay;
-  if (optind < argc) return cli_fail(CLI_EUSAGE, "validate", "unexpected argument '%s'", argv[optind]);
   if (!r->backend) return cli_fail(CLI_EUSAGE, "validate", "--backend is required (cpu, cuda or nccl)");
   if (!r->trace_path) return cli_fail(CLI_EUSAGE, "validate", "--trace is required");
-  if (r->partitions > 0 && strcmp(r->backend, "cuda") != 0)
-    return cli_fail(CLI_EUSAGE, "validate", "--partitions needs --backend cuda");
-  return cli_trace_check("validate", r->trace_path, r->it_begin, r->it_end,
-                         r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
-}
-
-/* The result as JSON (help text). An error that is not defined (a phase
- * not measured: 0 ms) is null, never a number JSON cannot hold or a
- * made-up 0. */
-static int print_json(const fm_validate_result *res) {
-  json_t *runs = json_array();
-  int bad = !runs;
-  for (int p = 0; p < res->nruns && !bad; p++) {
-    const fm_validate_run *r = &res->runs[p];
-    json_t *ph = json_object();
-    for (int q = 0; q < FM_V_TIME; q++)
-      bad |= json_object_set_new(
-          ph, fm_validate_phase_names[q],
-          json_pack("{s:o, s:o, s:o}", "predicted_ms", fm_json_number(r->predicted[q]),
-                    "measured_ms", fm_json_number(r->measured[q]), "error",
-                    fm_json_number(r->error[q])));
-    bad |= json_array_append_new(
-        runs, json_pack("{s:o, s:o, s:o, s:o, s:o}", "policy", fm_json_string(r->policy),
-                        "predicted_ms", fm_json_number(r->predicted[FM_V_TIME]), "measured_ms",
-                        fm_json_number(r->measured[FM_V_TIME]), "error",
-                        fm_json_number(r->error[FM_V_TIME]), "phases", ph));
-  }
-  json_t *doc = json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "runs", runs,
-                          "median_abs_error", fm_json_number(res->median_abs_error),
-                          "p95_abs_error", fm_json_number(res->p95_abs_error), "ranking_agrees",
-                          res->ranking_agrees, "predictor", fm_json_string(res->predictor),
-                          "profile", fm_json_string(res->profile), "backend",
-                          fm_json_string(res->backend));
-  if (bad) {
-    json_decref(doc);
-    doc = NULL;
-  }
-  return cli_json_print("validate", doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  return cli_replay_check("validate", r);
 }
 
 /* The result as a table: per policy the iteration time, then the phases. */
 static void print_table(const fm_validate_result *res) {
   printf("validate: backend %s, predictor: %s\n", res->backend, res->predictor);
-  printf("%-12s %-10s %12s %12s %9s\n", "policy", "phase", "predicted_ms", "measured_ms", "error");
+  static const cli_col cols[] = {
+      CLI_COL("policy", -12, "%s"), CLI_COL("phase", -10, "%s"),
+      CLI_COL("predicted_ms", 12, "%.3f"), CLI_COL("measured_ms", 12, "%.3f"),
+      {.head = "error", .width = 9, .fmt = "%.1f%%", .nan = "n/a"}, CLI_END_COL};
+  cli_table_head(cols, CLI_FMT_TABLE);
   for (int p = 0; p < res->nruns; p++)
     for (int q = FM_V_N - 1; q >= 0; q--) {
       const fm_validate_run *r = &res->runs[p];
-      double e = r->error[q];
-      char sn[64], es[32];
-      if (isnan(e)) snprintf(es, sizeof es, "n/a");
-      else snprintf(es, sizeof es, "%.1f%%", 100.0 * e);
-      printf("%-12s %-10s %12.3f %12.3f %9s\n",
-             q == FM_V_TIME ? short_name(r->policy, sn, sizeof sn) : "", fm_validate_phase_names[q],
-             r->predicted[q], r->measured[q], es);
+      char sn[64];
+      const cli_cell row[] = {
+          CLI_S(q == FM_V_TIME ? short_name(r->policy, sn, sizeof sn) : ""),
+          CLI_S(fm_validate_phase_names[q]), CLI_F(r->predicted[q]), CLI_F(r->measured[q]),
+          CLI_F(100.0 * r->error[q])};
+      cli_table_row(cols, row, CLI_FMT_TABLE);
     }
   printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
          100 * res->median_abs_error, 100 * res->p95_abs_error,
@@ -187,7 +147,8 @@ int cmd_validate(int argc, char **argv) {
   if ((rc = fm_validate(&o.cfg, &res, em, sizeof em))) return cli_fail(rc, "validate", "%s", em);
   if (res.warning[0]) fprintf(stderr, "flexmoe validate: warning: %s\n", res.warning);
   if (res.owner) {
-    if (o.fmt == CLI_FMT_JSON) rc = print_json(&res);
+    if (o.fmt == CLI_FMT_JSON)
+      rc = cli_json_print("validate", fm_validate_doc(&res), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     else print_table(&res);
   }
   fm_validate_result_fini(&res);

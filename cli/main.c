@@ -44,23 +44,11 @@ int main(int argc, char **argv) {
    * full or the file is too large, and the transaction is rolled back. */
   signal(SIGXFSZ, SIG_IGN);
   cli_detect_json_errors(argc, argv);
-  if (argc < 2) {
-    usage(stderr);
-    return CLI_EUSAGE;
-  }
-  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-      strcmp(argv[1], "help") == 0) {
-    usage(stdout);
-    return CLI_OK;
-  }
-  if (strcmp(argv[1], "--version") == 0) {
+  if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
     printf("flexmoe %s (cuda %s, nccl %s, mpi %s)\n", FLEXMOE_VERSION,
            FLEXMOE_HAVE_CUDA ? "yes" : "no", FLEXMOE_HAVE_NCCL ? "yes" : "no",
            FLEXMOE_HAVE_MPI ? "yes" : "no");
     return CLI_OK;
   }
-  for (size_t i = 0; i < NCOMMANDS; i++)
-    if (strcmp(argv[1], commands[i].name) == 0)
-      return commands[i].fn(argc - 1, argv + 1);
-  return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
+  return cli_dispatch(NULL, commands, NCOMMANDS, usage, argc, argv);
 }

@@ -208,3 +208,11 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   }
   return CLI_OK;
 }
+
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                    const char *head, const char *tail) {
+  int rc = cli_parse_opts(cmd, argc, argv, opts, head, tail);
+  if (rc == CLI_OK && optind < argc)
+    return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
+  return rc;
+}

@@ -1,15 +1,20 @@
 /*
  * replay_opts.c - the flags `run` and `validate` share, as rows of their
- * flag tables (cli.h: cli_replay_opts, cli/opts.c). The ranges are the
- * runtime's (a replay's shapes are real buffers), narrower than the
+ * flag tables, and the checks both make (cli.h: cli_parse_replay). The
+ * ranges are the runtime's (a replay's shapes are real buffers), narrower than the
  * simulator's keys, so the rows keep their own ranges and help.
  */
+#include <assert.h>
+#include <string.h>
+
 #include "cli.h"
 #include "run/fm_keys.h"
 #include "run/fm_replay.h"
 
-int cli_replay_opts(fm_replay_config *cfg, cli_opt *rows) {
-  const cli_opt own[CLI_REPLAY_NOPTS] = {
+int cli_parse_replay(const char *cmd, int argc, char **argv, fm_replay_config *cfg,
+                     const cli_opt *own, const char *head, const char *tail) {
+  enum { NREPLAY = 12, NOWN = 16 };
+  cli_opt rows[NREPLAY + NOWN + 1] = {
       {.flag = "--backend", .kind = CLI_O_STR, .to = &cfg->backend, .key = -1, .arg = "B",
        .help = "cpu (reference, ranks are threads), cuda (one process: GPUs, or --partitions "
                "N SM partitions of one GPU), nccl (under mpirun, one process per GPU)"},
@@ -35,7 +40,16 @@ int cli_replay_opts(fm_replay_config *cfg, cli_opt *rows) {
        .help = "tokens each rank routes per layer, 1..2^30 (default: its own count)"},
       {.flag = "--slots", .kind = CLI_O_INT, .to = &cfg->slots, .key = -1, .lo = 1, .hi = 4096,
        .arg = "S", .help = "expert slots per rank per layer, 1..4096 (default ceil(1.5 E / G))"}};
-  for (int i = 0; i < CLI_REPLAY_NOPTS; i++)
-    rows[i] = own[i];
-  return CLI_REPLAY_NOPTS;
+  int i = 0;
+  for (; i < NOWN && own[i].kind != CLI_O_END; i++)
+    rows[NREPLAY + i] = own[i];
+  assert(own[i].kind == CLI_O_END); /* all fit: the rows after them stay CLI_O_END */
+  return cli_parse_flags(cmd, argc, argv, rows, head, tail);
+}
+
+int cli_replay_check(const char *cmd, const fm_replay_config *r) {
+  if (r->partitions > 0 && strcmp(r->backend, "cuda") != 0)
+    return cli_fail(CLI_EUSAGE, cmd, "--partitions needs --backend cuda");
+  return cli_trace_check(cmd, r->trace_path, r->it_begin, r->it_end,
+                         r->partitions > 0 ? r->partitions : r->ranks, CLI_TRACE_REPLAY);
 }

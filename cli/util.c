@@ -1,10 +1,9 @@
 /*
- * util.c - messages and strict flag parsing shared by the subcommands.
+ * util.c - what the subcommands share: messages (errors, warnings, the
+ * progress line), flag values through run/fm_parse.h, the trace check, the
+ * JSON printer and the dispatcher of a command table.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "cli.h"
 #include "run/fm_json.h"
 #include "run/fm_keys.h"
+#include "run/fm_parse.h"
 #include "run/fm_trace.h"
 
 #include <jansson.h>
@@ -26,6 +26,32 @@ void cli_detect_json_errors(int argc, char **argv) {
     if (strcmp(argv[i], "--format=json") == 0 ||
         (strcmp(argv[i], "--format") == 0 && i + 1 < argc && strcmp(argv[i + 1], "json") == 0))
       json_errors = 1;
+}
+
+/* One line on stderr: "flexmoe CMD: MSG" (a warning: "flexmoe CMD:
+ * warning: MSG"), or with JSON errors {"command", "error" or "warning":
+ * MSG, "exit": code (errors only)}, the message's bytes escaped by jansson
+ * (controls, quotes) after fm_escape_bytes made it valid UTF-8. */
+static void say(const char *cmd, int warning, const char *msg, int code) {
+  char *text = NULL;
+  if (json_errors) {
+    json_t *e = json_object();
+    json_object_set_new(e, "command", fm_json_string(cmd ? cmd : ""));
+    json_object_set_new(e, warning ? "warning" : "error", fm_json_string(msg));
+    if (!warning)
+      json_object_set_new(e, "exit", json_integer(code));
+    text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(e);
+    if (text)
+      fprintf(stderr, "%s\n", text);
+    else if (!warning) /* out of memory: still one valid line */
+      fprintf(stderr, "{\"command\":\"\",\"error\":\"out of memory\",\"exit\":%d}\n", code);
+  } else {
+    text = fm_escape_bytes(msg, 1);
+    fprintf(stderr, "flexmoe%s%s: %s%s\n", cmd ? " " : "", cmd ? cmd : "",
+            warning ? "warning: " : "", text ? text : msg);
+  }
+  free(text);
 }
 
 int cli_fail(int code, const char *cmd, const char *fmt, ...) {
@@ -41,133 +67,48 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) {
   }
   if (!msg || n < 0)
     msg = small; /* the cut message rather than none */
-  char *text = NULL;
-  if (json_errors) {
-    /* one line of JSON: the message's bytes escaped by jansson (controls,
-     * quotes) after escape_bytes made it valid UTF-8 */
-    json_t *e = json_object();
-    json_object_set_new(e, "command", fm_json_string(cmd ? cmd : ""));
-    json_object_set_new(e, "error", fm_json_string(msg));
-    json_object_set_new(e, "exit", json_integer(code));
-    text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(e);
-    if (text)
-      fprintf(stderr, "%s\n", text);
-  } else {
-    text = fm_escape_bytes(msg, 1);
-    fprintf(stderr, "flexmoe%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", text ? text : msg);
-  }
-  if (json_errors && !text) /* out of memory: still one valid line */
-    fprintf(stderr, "{\"command\":\"\",\"error\":\"out of memory\",\"exit\":%d}\n", code);
-  free(text);
+  say(cmd, 0, msg, code);
   if (msg != small)
     free(msg);
   return code;
 }
 
-/* The text of a number as a user typed it: no leading space (strtol and
- * strtod would skip it), not empty. */
-static int starts_number(const char *text) {
-  return text && text[0] && !isspace((unsigned char)text[0]);
+/* A buffer for a run/fm_parse.h sentence that quotes text: as long as the
+ * text needs, so a long value is never cut (the small one when out of
+ * memory). */
+typedef struct parse_msg {
+  char *p, small[512];
+  size_t n;
+} parse_msg;
+
+static char *msg_for(parse_msg *m, const char *flag, const char *text) {
+  m->n = strlen(flag) + (text ? strlen(text) : 0) + 256;
+  if (!(m->p = malloc(m->n)))
+    m->p = m->small, m->n = sizeof m->small;
+  return m->p;
 }
 
-/* The whole text as a decimal long: 0 and *out set, -1 not an integer, -2
- * out of the range of long (ERANGE). */
-static int text_long(const char *text, long *out) {
-  char *end = NULL;
-  errno = 0;
-  long v = starts_number(text) && text[0] != '+' ? strtol(text, &end, 10) : 0;
-  if (!end || end == text || *end)
-    return -1;
-  if (errno == ERANGE)
-    return -2;
-  *out = v;
-  return 0;
+/* The parser's code rc, its sentence printed as cli_fail prints one. */
+static int parsed(const char *cmd, int rc, parse_msg *m) {
+  if (rc)
+    cli_fail(rc, cmd, "%s", m->p);
+  if (m->p != m->small)
+    free(m->p);
+  return rc;
 }
 
 int cli_parse_long(const char *cmd, const char *flag, const char *text,
                    long lo, long hi, long *out) {
-  long v = 0;
-  int rc = text_long(text, &v);
-  if (rc == -1)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not an integer between %ld and %ld", flag,
-                    text ? text : "", lo, hi);
-  if (rc == -2 || v < lo || v > hi)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: %s is out of range: must be between %ld and %ld",
-                    flag, text, lo, hi);
-  *out = v;
-  return CLI_OK;
-}
-
-int cli_parse_double(const char *cmd, const char *flag, const char *text,
-                     double lo, double hi, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double v = starts_number(text) ? strtod(text, &end) : 0;
-  if (!end || end == text || *end || isnan(v))
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not a number between %g and %g", flag,
-                    text ? text : "", lo, hi);
-  /* ERANGE: overflow to +-HUGE_VAL or underflow to (nearly) 0; either is
-   * not the number the user typed */
-  if (errno == ERANGE || !isfinite(v) || v < lo || v > hi)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: %s is out of range: must be between %g and %g",
-                    flag, text, lo, hi);
-  *out = v;
-  return CLI_OK;
+  parse_msg m;
+  char *em = msg_for(&m, flag, text);
+  return parsed(cmd, fm_parse_long(flag, text, lo, hi, out, em, m.n), &m);
 }
 
 int cli_parse_range(const char *cmd, const char *flag, const char *text,
                     int64_t *a, int64_t *b) {
-  const char *colon = text ? strchr(text, ':') : NULL;
-  if (!colon)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not a range A:B", flag,
-                    text ? text : "");
-  long lo = 0, hi = -1;
-  char buf[64];
-  size_t n = (size_t)(colon - text);
-  if (n >= sizeof(buf))
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not a range A:B", flag, text);
-  memcpy(buf, text, n);
-  buf[n] = '\0';
-  if (n && cli_parse_long(cmd, flag, buf, 0, LONG_MAX, &lo))
-    return CLI_EUSAGE;
-  if (colon[1] && cli_parse_long(cmd, flag, colon + 1, 1, LONG_MAX, &hi))
-    return CLI_EUSAGE;
-  if (hi >= 0 && hi <= lo)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: empty range '%s'", flag, text);
-  *a = lo;
-  *b = hi;
-  return CLI_OK;
-}
-
-static int parse_list_in(const char *cmd, const char *flag, const char *text, long lo, long hi,
-                         long *out, int max, int *n) {
-  int count = 0;
-  const char *s = text;
-  if (!s || !*s)
-    return cli_fail(CLI_EUSAGE, cmd, "%s: empty list", flag);
-  while (*s) {
-    const char *comma = strchr(s, ',');
-    size_t len = comma ? (size_t)(comma - s) : strlen(s);
-    char buf[32];
-    if (len == 0)
-      return cli_fail(CLI_EUSAGE, cmd, "%s: malformed list '%s'", flag, text);
-    if (len >= sizeof(buf)) /* more digits than any value in range has */
-      return cli_fail(CLI_EUSAGE, cmd, "%s: %.*s is out of range: must be between %ld and %ld",
-                      flag, (int)len, s, lo, hi);
-    if (count >= max)
-      return cli_fail(CLI_EUSAGE, cmd, "%s: more than %d values", flag, max);
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (cli_parse_long(cmd, flag, buf, lo, hi, &out[count]))
-      return CLI_EUSAGE;
-    count++;
-    s += len;
-    if (*s == ',' && !*++s)
-      return cli_fail(CLI_EUSAGE, cmd, "%s: malformed list '%s'", flag, text);
-  }
-  *n = count;
-  return CLI_OK;
+  parse_msg m;
+  char *em = msg_for(&m, flag, text);
+  return parsed(cmd, fm_parse_range(flag, text, a, b, em, m.n), &m);
 }
 
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out) {
@@ -188,13 +129,6 @@ int cli_parse_format(const char *cmd, const char *text, int allowed, int *out) {
                   (allowed & CLI_FMT_CSV) ? " csv" : "");
 }
 
-double cli_speedup(double ref_ms, double ms) {
-  if (!isfinite(ref_ms) || ref_ms <= 0 || isnan(ms) || ms <= 0)
-    return NAN;
-  return isinf(ms) ? 0.0 : ref_ms / ms;
-}
-
-
 int cli_json_print(const char *cmd, json_t *root, size_t flags) {
   char *text = root ? json_dumps(root, flags) : NULL;
   json_decref(root);
@@ -209,7 +143,10 @@ int cli_json_print(const char *cmd, json_t *root, size_t flags) {
 
 int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n) {
   const fm_key *k = fm_key_of((fm_key_id)key);
-  return parse_list_in(cmd, k->flag, text, (long)k->lo, (long)k->hi, out, max, n);
+  parse_msg m;
+  char *em = msg_for(&m, k->flag, text);
+  return parsed(cmd, fm_parse_list(k->flag, text, (long)k->lo, (long)k->hi, out, max, n, em, m.n),
+                &m);
 }
 
 int cli_parse_choice(const char *cmd, int key, const char *text, const char **out) {
@@ -223,23 +160,6 @@ int cli_parse_choice(const char *cmd, int key, const char *text, const char **ou
   return CLI_OK;
 }
 
-
-/* One warning line on stderr, as cli_fail prints an error. */
-static void warn_line(const char *cmd, const char *msg) {
-  if (json_errors) {
-    json_t *e = json_pack("{s:o, s:o}", "command", fm_json_string(cmd), "warning",
-                          fm_json_string(msg));
-    char *text = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    if (text)
-      fprintf(stderr, "%s\n", text);
-    free(text);
-    json_decref(e);
-    return;
-  }
-  char *text = fm_escape_bytes(msg, 1);
-  fprintf(stderr, "flexmoe %s: warning: %s\n", cmd, text ? text : msg);
-  free(text);
-}
 
 int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
                     int used_ranks, int flags) {
@@ -271,7 +191,7 @@ int cli_trace_check_open(const char *cmd, const tr_trace *t, int64_t it0, int64_
     if (refuse)
       cli_fail(CLI_EFAIL, cmd, "%s%s", l, flags & CLI_TRACE_STRICT ? " (--strict)" : "");
     else
-      warn_line(cmd, l);
+      say(cmd, 1, l, 0);
   }
   return refuse && s.warnings ? CLI_EFAIL : CLI_OK;
 }
@@ -308,4 +228,24 @@ void cli_progress_end(cli_progress *p) {
   if (p->shown)
     fprintf(stderr, "\r\033[K");
   p->shown = 0;
+}
+
+int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
+                 int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_EUSAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(argv[1], cmds[i].name) == 0)
+      return cmds[i].fn(argc - 1, argv + 1);
+  if (!cmd)
+    return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
+  return cli_fail(CLI_EUSAGE, cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')", argv[1],
+                  cmd);
 }

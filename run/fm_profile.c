@@ -14,6 +14,7 @@
 #include "runtime/rt_backend.h"
 #include "runtime/rt_calib.h"
 #include "sim/sim_profile.h"
+#include "store/st_store.h"
 
 double fm_profile_local_us(const fm_profile *p, double slots) {
   if (p->local_us_per_row <= 0 && p->local_lat_us <= 0) return 0.0;
@@ -224,4 +225,84 @@ void fm_profile_from_calib(const rt_calib_result *res, const rt_backend *b, cons
   p->local_lat_us = res->local_lat_us;
   p->local_us_per_row = res->local_us_per_row;
   p->gpus = b->ranks;
+}
+
+/* The profile written to cfg->out_path and stored as NAME and NAME.cluster
+ * in cfg->db_path, each only when given; FM_OK or FM_EFAIL. */
+static int calib_save(const fm_calibrate_config *cfg, const fm_profile *p, char *em, size_t el) {
+  char msg[1024];
+  if (cfg->out_path && fm_profile_save(p, cfg->out_path, msg, sizeof msg))
+    return fm_fail(em, el, FM_EFAIL, "--out %s", msg);
+  if (!cfg->db_path)
+    return FM_OK;
+  st_db *db = NULL;
+  if (st_open(&db, cfg->db_path, ST_WRITE, em, el))
+    return FM_EFAIL;
+  char *pj = NULL, *cj = NULL, cname[96];
+  int rc = fm_profile_json(p, &pj, &cj);
+  snprintf(cname, sizeof cname, "%s.cluster", p->name);
+  if (!rc)
+    rc = st_profile_put(db, p->name, pj) || st_profile_put(db, cname, cj);
+  free(pj);
+  free(cj);
+  st_close(db);
+  if (rc)
+    return fm_fail(em, el, FM_EFAIL, "%s: cannot store the profile", cfg->db_path);
+  return FM_OK;
+}
+
+int fm_calibrate(const fm_calibrate_config *cfg, fm_calibration *out, char *em, size_t el) {
+  int cpu = strcmp(cfg->backend, "cpu") == 0;
+  rt_backend_config bc = {
+      .ranks = cfg->ranks ? cfg->ranks : (cfg->partitions ? cfg->partitions : (cpu ? 2 : 1)),
+      .partitions = cfg->partitions, .device = cfg->device, .timeout_s = 300.0, .direct = 0};
+  rt_backend *b = NULL;
+  if (rt_backend_create(&b, cfg->backend, &bc, em, el))
+    return FM_EFAIL;
+  rt_calib_config cc;
+  rt_calib_defaults(&cc, b, cfg->d_model, cfg->d_ff);
+  if (cfg->reps)
+    cc.reps = cfg->reps;
+  if (rt_calibrate(b, &cc, &out->res, em, el)) {
+    rt_backend_destroy(b);
+    return FM_EFAIL;
+  }
+  char name[sizeof out->profile.name];
+  if (cfg->name)
+    snprintf(name, sizeof name, "%s", cfg->name);
+  else if (cfg->partitions)
+    snprintf(name, sizeof name, "h200-green-%d", cfg->partitions);
+  else
+    snprintf(name, sizeof name, "%s-%d", cfg->backend, b->ranks);
+  fm_profile_from_calib(&out->res, b, name, cfg->d_model, cfg->d_ff, &out->profile);
+  out->ranks = b->ranks;
+  rt_backend_destroy(b);
+  return calib_save(cfg, &out->profile, em, el);
+}
+
+json_t *fm_calibration_doc(const fm_calibrate_config *cfg, const fm_calibration *c) {
+  const rt_calib_result *res = &c->res;
+  int d = cfg->d_model, f = cfg->d_ff;
+  json_t *pts = json_array(), *xs = json_array();
+  for (int i = 0; i < res->ntokens; i++) {
+    double fl = 4.0 * (double)res->tokens[i] * d * f;
+    json_array_append_new(pts, json_pack("{s:I, s:o, s:o, s:o}", "tokens",
+                                         (json_int_t)res->tokens[i], "fwd_us",
+                                         fm_json_number(res->fwd_us[i]), "bwd_us",
+                                         fm_json_number(res->bwd_us[i]), "fwd_tflops",
+                                         fm_json_number(fl / res->fwd_us[i] * 1e-6)));
+  }
+  for (int i = 0; i < res->nsizes; i++)
+    json_array_append_new(xs, json_pack("{s:o, s:o}", "bytes_per_rank",
+                                        fm_json_number(res->x_bytes[i]), "us",
+                                        fm_json_number(res->x_us[i])));
+  return json_pack(
+      "{s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "name",
+      fm_json_string(c->profile.name), "backend", fm_json_string(cfg->backend), "device",
+      fm_json_string(c->profile.device), "ranks", c->ranks, "d_model", d, "d_ff", f, "ffn", pts,
+      "bwd_ratio", fm_json_number(res->bwd_ratio), "exchange", xs, "exchange_GBps",
+      fm_json_number(res->exchange_GBps), "exchange_latency_us",
+      fm_json_number(res->exchange_latency_us), "local_latency_us",
+      fm_json_number(res->local_lat_us), "local_us_per_row",
+      fm_json_number(res->local_us_per_row), "launch_us", fm_json_number(res->launch_us));
 }

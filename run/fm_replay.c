@@ -603,3 +603,74 @@ int fm_replay_record(st_db *db, const fm_replay_output *o, int64_t *run_id, char
   if (rc) return fm_fail(em, el, FM_EFAIL, "cannot record the run: %s", st_strerror(rc));
   return FM_OK;
 }
+
+/* ---- what `flexmoe run` adds around a replay ---- */
+
+int fm_replay_use_profile(fm_replay_config *cfg, const char *path, char *em, size_t el) {
+  fm_profile prof;
+  if (fm_profile_load(path, &prof, em, el))
+    return FM_EFAIL;
+  cfg->profile_path = path;
+  if (prof.exchange_GBps > 0) {
+    cfg->exchange_GBps = prof.exchange_GBps;
+    cfg->exchange_lat_us = prof.exchange_latency_us;
+  }
+  return FM_OK;
+}
+
+int fm_replay_check_ok(const fm_replay_config *cfg, const fm_replay_output *o) {
+  if (!o->checked)
+    return 1;
+  double tol = strcmp(cfg->backend, "cpu") == 0 ? 1e-5 : 2e-2;
+  return o->check.out_err <= tol && o->check.din_err <= tol && o->check.grad_err <= tol &&
+         o->check.tokens_missing == 0 && o->check.checksum_mismatches == 0;
+}
+
+/* The replay's --check as JSON. */
+static json_t *check_doc(const rt_check *c, int ok) {
+  return json_pack("{s:o, s:o, s:o, s:I, s:I, s:i, s:i, s:b}", "out_err",
+                   fm_json_number(c->out_err), "din_err", fm_json_number(c->din_err),
+                   "grad_err", fm_json_number(c->grad_err), "tokens",
+                   (json_int_t)c->tokens_checked, "tokens_missing",
+                   (json_int_t)c->tokens_missing, "replicas", c->replicas_checked,
+                   "checksum_mismatches", c->checksum_mismatches, "ok", ok);
+}
+
+json_t *fm_replay_doc(const fm_replay_output *o, const int64_t *run_id, int check_ok) {
+  const double *ph = o->phase_ms;
+  json_t *bd = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "dispatch",
+                         fm_json_number(ph[RT_PH_DISPATCH]), "compute",
+                         fm_json_number(ph[RT_PH_COMPUTE]), "combine",
+                         fm_json_number(ph[RT_PH_COMBINE]), "local",
+                         fm_json_number(ph[RT_PH_LOCAL]), "allreduce",
+                         fm_json_number(ph[RT_PH_ALLREDUCE]), "migration",
+                         fm_json_number(ph[RT_PH_MIGRATION]));
+  json_t *r = json_pack("{s:o, s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
+                        "policy", fm_json_string(o->policy), "backend",
+                        fm_json_string(o->backend), "cluster", fm_json_string(o->cluster),
+                        "device", fm_json_string(o->device), "gpus", o->gpus, "iterations",
+                        (json_int_t)o->iterations, "mean_iteration_ms",
+                        fm_json_number(o->mean_iteration_ms), "breakdown_ms", bd,
+                        "balance_p50", fm_json_number(o->balance_p50), "balance_p90",
+                        fm_json_number(o->balance_p90), "migrated_bytes",
+                        (json_int_t)o->migrated_bytes, "dropped_tokens",
+                        (json_int_t)o->dropped_tokens, "alltoall_bytes",
+                        (json_int_t)o->bytes_alltoall);
+  int64_t slots = 0; /* token slots routed, for the effective time */
+  for (int64_t i = 0; i < o->iterations; i++)
+    slots += o->rows[i].tokens_total;
+  int bad = !r;
+  bad |= json_object_set_new(r, "effective_iteration_ms",
+                             fm_json_number(st_effective_ms(o->mean_iteration_ms,
+                                                            o->dropped_tokens, slots)));
+  bad |= json_object_set_new(r, "nonmoe_us", fm_json_number(o->nonmoe_us));
+  if (run_id)
+    bad |= json_object_set_new(r, "run_id", json_integer(*run_id));
+  if (o->checked)
+    bad |= json_object_set_new(r, "check", check_doc(&o->check, check_ok));
+  if (bad) {
+    json_decref(r);
+    return NULL;
+  }
+  return r;
+}

@@ -469,3 +469,16 @@ json_t *fm_report_doc(const char *db_path, const fm_report *r, int detail) {
   }
   return doc;
 }
+
+void fm_report_gpus_label(const fm_report *rep, size_t i, char *out, size_t len) {
+  const fm_report_row *w = &rep->rows[i];
+  int twin = 0;
+  for (size_t k = 0; k < rep->nrows && !twin; k++)
+    twin = rep->rows[k].family == w->family && rep->rows[k].group != w->group &&
+           rep->rows[k].first->gpus == w->first->gpus;
+  int gpn = w->first->gpus_per_node;
+  if (twin && gpn > 0)
+    snprintf(out, len, "%dx%d", w->first->gpus / gpn, gpn);
+  else
+    snprintf(out, len, "%d", w->first->gpus);
+}

@@ -66,6 +66,16 @@ json_t *fm_sim_json(const fm_sim_output *const *out, int n, const fm_sim_output 
   return root;
 }
 
+int fm_sim_compare_runs(const char *const *policies, int npol) {
+  int n = npol, has_static = npol == 0;
+  if (n == 0)
+    for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++)
+      n++;
+  for (int i = 0; i < npol; i++)
+    has_static |= strcmp(policies[i], "static") == 0;
+  return n + !has_static;
+}
+
 int fm_sim_compare(const fm_sim_config *base, const char *const *policies, int npol,
                    st_db *db, fm_sim_comparison *c, char *errmsg, size_t errlen) {
   memset(c, 0, sizeof(*c));

@@ -961,3 +961,23 @@ void fm_sweep_free(fm_sweep *sw) {
   fm_trace_cache_free(sw->own_cache);
   free(sw);
 }
+
+int fm_sweep_sizes_of_nodes(const char *const *clusters, int nclusters, int gpus_per_node,
+                            const long *nodes, int n, long *sizes, char *em, size_t el) {
+  int k = 0, nc = nclusters ? nclusters : 1;
+  for (int i = 0; i < nc; i++) {
+    int nn = 0, per = 0;
+    if (fm_cluster_size(nclusters ? clusters[i] : default_clusters[0], 0, 1, gpus_per_node, &nn,
+                        &per, em, el))
+      return FM_EUSAGE;
+    if (k && per != k)
+      return fm_fail(em, el, FM_EUSAGE,
+                     "--nodes: the clusters have %d and %d GPUs per node; give --gpus, or "
+                     "--gpus-per-node",
+                     k, per);
+    k = per;
+  }
+  for (int i = 0; i < n; i++)
+    sizes[i] = nodes[i] * k;
+  return FM_OK;
+}

@@ -11,12 +11,14 @@
 #include "run/fm_trace.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "run/fm_error.h"
 #include "run/fm_json.h"
+#include "run/fm_parse.h"
 #include "traces/tr_import.h"
 #include "traces/tr_rescale.h"
 
@@ -492,4 +494,85 @@ int fm_trace_sanity_text(const fm_trace_sanity *s, const char *p, char *buf, siz
                         "ranks 0 to %d are replayed once more than the others\n", p,
          s->ranks, s->used_ranks, s->ranks, s->used_ranks % s->ranks - 1);
   return n;
+}
+
+void fm_trace_remove(const char *path) {
+  char side[600];
+  tr_sidecar_path(path, side, sizeof side);
+  remove(path);
+  remove(side);
+}
+
+/* ---- the generator's model options ---- */
+
+const char *const fm_gen_option_flags[FM_GEN_NOPTS] = {
+    "--dist", "--drift", "--rank-sigma", "--hot", "--rotate", "--burst", "--regime", "--ragged",
+    "--momentum"};
+
+/* --dist NAME[:PARAM] into *g (replacing a fitted profile). */
+static int gen_dist(const char *text, tr_gen_config *g, char *em, size_t el) {
+  static const char *names[] = {"uniform", "zipf", "lognormal", "dirichlet"};
+  char name[32];
+  snprintf(name, sizeof(name), "%s", text);
+  char *colon = strchr(name, ':');
+  if (colon)
+    *colon = '\0';
+  int k = -1;
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, names[i]) == 0)
+      k = i;
+  if (k < 0)
+    return fm_fail(em, el, FM_EUSAGE,
+                   "--dist: '%s' is not one of uniform zipf lognormal dirichlet", text);
+  g->dist = (tr_dist)k;
+  g->base = NULL; /* a distribution replaces the fitted profile */
+  if (colon && fm_parse_double("--dist", colon + 1, 1e-6, 100, &g->dist_param, em, el))
+    return FM_EUSAGE;
+  return FM_OK;
+}
+
+/* Model option k (its text) on top of the pattern or fit in *g. */
+static int gen_option(int k, const char *text, tr_gen_config *g, char *em, size_t el) {
+  const char *f = fm_gen_option_flags[k];
+  double a = 0, b = 0;
+  long v = 0;
+  int rc = FM_OK;
+  switch (k) {
+  case FM_GEN_DIST: return gen_dist(text, g, em, el);
+  case FM_GEN_DRIFT:
+    a = g->innov1, b = g->phi1;
+    if (!(rc = fm_parse_pair(f, text, 0, 10, &a, 0, 1, &b, em, el)))
+      g->innov1 = a, g->phi1 = b, g->innov = g->phi = NULL;
+    return rc;
+  case FM_GEN_RANK_SIGMA:
+    if (!(rc = fm_parse_double(f, text, 0, 10, &g->rank_sigma1, em, el)))
+      g->rank_sigma = NULL;
+    return rc;
+  case FM_GEN_HOT:
+    b = g->hot_boost;
+    if (!(rc = fm_parse_pair(f, text, 0, g->experts, &a, -20, 20, &b, em, el)))
+      g->hot = (int)a, g->hot_boost = b;
+    return rc;
+  case FM_GEN_ROTATE:
+  case FM_GEN_REGIME:
+    if (!(rc = fm_parse_long(f, text, 1, LONG_MAX, &v, em, el)))
+      *(k == FM_GEN_ROTATE ? &g->rotate_period : &g->regime_period) = v;
+    return rc;
+  case FM_GEN_BURST: return fm_parse_double(f, text, 0, 1, &g->burst_prob, em, el);
+  case FM_GEN_MOMENTUM:
+    if (!(rc = fm_parse_double(f, text, 0, 0.99, &g->psi1, em, el)))
+      g->psi = NULL;
+    return rc;
+  case FM_GEN_RAGGED: return fm_parse_double(f, text, 0, 3, &g->rank_total_sigma, em, el);
+  default: return FM_OK;
+  }
+}
+
+int fm_trace_gen_options(fm_trace_gen *g, const char *const text[FM_GEN_NOPTS], char *em,
+                         size_t el) {
+  int rc = FM_OK;
+  for (int k = 0; k < FM_GEN_NOPTS && !rc; k++)
+    if (text[k])
+      rc = gen_option(k, text[k], &g->gen, em, el);
+  return rc;
 }

@@ -36,6 +36,7 @@
 #include "placement/pl_policy.h"
 #include "run/fm_config.h"
 #include "run/fm_error.h"
+#include "run/fm_json.h"
 #include "run/fm_profile.h"
 #include "run/fm_sim.h"
 #include "runtime/rt_backend.h"
@@ -507,4 +508,42 @@ void fm_validate_result_fini(fm_validate_result *res) {
   }
   free(res->runs);
   memset(res, 0, sizeof *res);
+}
+
+/* One policy's predicted and measured times as JSON. */
+static json_t *run_doc(const fm_validate_run *r) {
+  json_t *ph = json_object();
+  int bad = !ph;
+  for (int q = 0; q < FM_V_TIME && !bad; q++)
+    bad |= json_object_set_new(
+        ph, fm_validate_phase_names[q],
+        json_pack("{s:o, s:o, s:o}", "predicted_ms", fm_json_number(r->predicted[q]),
+                  "measured_ms", fm_json_number(r->measured[q]), "error",
+                  fm_json_number(r->error[q])));
+  if (bad) {
+    json_decref(ph);
+    return NULL;
+  }
+  return json_pack("{s:o, s:o, s:o, s:o, s:o}", "policy", fm_json_string(r->policy),
+                   "predicted_ms", fm_json_number(r->predicted[FM_V_TIME]), "measured_ms",
+                   fm_json_number(r->measured[FM_V_TIME]), "error",
+                   fm_json_number(r->error[FM_V_TIME]), "phases", ph);
+}
+
+json_t *fm_validate_doc(const fm_validate_result *res) {
+  json_t *runs = json_array();
+  int bad = !runs;
+  for (int p = 0; p < res->nruns && !bad; p++)
+    bad |= json_array_append_new(runs, run_doc(&res->runs[p]));
+  json_t *doc = json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "runs", runs,
+                          "median_abs_error", fm_json_number(res->median_abs_error),
+                          "p95_abs_error", fm_json_number(res->p95_abs_error), "ranking_agrees",
+                          res->ranking_agrees, "predictor", fm_json_string(res->predictor),
+                          "profile", fm_json_string(res->profile), "backend",
+                          fm_json_string(res->backend));
+  if (bad) {
+    json_decref(doc);
+    return NULL;
+  }
+  return doc;
 }

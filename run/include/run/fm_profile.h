@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "placement/pl_cost.h"
+#include "runtime/rt_calib.h"
 
 typedef struct fm_profile {
   char name[64];
@@ -75,5 +76,40 @@ int fm_profile_json(const fm_profile *p, char **profile_json, char **cluster_jso
 
 /* Writes both files; nothing half-written on failure. */
 int fm_profile_save(const fm_profile *p, const char *path, char *em, size_t el);
+
+/* ---- calibration: `flexmoe calibrate` as one call ---- */
+
+/* What to measure and where to keep it (0 / NULL: the backend's default). */
+typedef struct fm_calibrate_config {
+  const char *backend; /* "cuda" or "cpu" */
+  int partitions;      /* cuda: green-context SM partitions of one GPU */
+  int ranks;           /* default: the partitions, 2 on cpu, else 1 */
+  int device, d_model, d_ff, reps;
+  const char *name;     /* NULL: h200-green-N with partitions, else BACKEND-RANKS */
+  const char *out_path; /* NULL: no files; else P.json and its siblings */
+  const char *db_path;  /* NULL: not stored; else profiles NAME and NAME.cluster */
+} fm_calibrate_config;
+
+/* The measurements, the profile made of them and the ranks measured. */
+typedef struct fm_calibration {
+  rt_calib_result res;
+  fm_profile profile; /* pl points into itself: use in place, never copy */
+  int ranks;
+} fm_calibration;
+
+/* Creates the backend, measures it, makes the profile, writes it to
+ * cfg->out_path and stores it in cfg->db_path (each only when given) into
+ * *out. FM_OK, or FM_EFAIL with the backend's, the file's or the
+ * database's sentence. */
+int fm_calibrate(const fm_calibrate_config *cfg, fm_calibration *out, char *errmsg,
+                 size_t errlen);
+
+/* The calibration as one JSON document {"name", "backend", "device",
+ * "ranks", "d_model", "d_ff", "ffn": [{"tokens", "fwd_us", "bwd_us",
+ * "fwd_tflops"}], "bwd_ratio", "exchange": [{"bytes_per_rank", "us"}],
+ * "exchange_GBps", "exchange_latency_us", "local_latency_us",
+ * "local_us_per_row", "launch_us"}; NULL when out of memory. */
+struct json_t;
+struct json_t *fm_calibration_doc(const fm_calibrate_config *cfg, const fm_calibration *c);
 
 #endif

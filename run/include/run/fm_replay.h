@@ -112,4 +112,26 @@ void fm_replay_cores_warning(int ranks, char *buf, size_t len);
 /* Short phase names, index = enum rt_phase. */
 extern const char *const fm_replay_phase_names[RT_PH_COUNT];
 
+/* ---- what `flexmoe run` adds around a replay ---- */
+
+/* The calibrated profile at path for the policies' cost model: sets
+ * cfg->profile_path and, when the profile has a cluster file, the exchange
+ * numbers. FM_OK or FM_EFAIL (the profile cannot be read). */
+int fm_replay_use_profile(fm_replay_config *cfg, const char *path, char *errmsg,
+                          size_t errlen);
+
+/* 1 when o was not checked, or matched the single-device reference within
+ * the backend's tolerance (1e-5 on cpu, 2e-2 on GPUs) with no token lost
+ * and no replica's checksum off; else 0. */
+int fm_replay_check_ok(const fm_replay_config *cfg, const fm_replay_output *o);
+
+/* One replay as the JSON object of `flexmoe run --format json`: {"policy",
+ * "backend", "cluster", "device", "gpus", "iterations", "mean_iteration_ms",
+ * "breakdown_ms": {phases}, "balance_p50", "balance_p90", "migrated_bytes",
+ * "dropped_tokens", "alltoall_bytes", "effective_iteration_ms",
+ * "nonmoe_us", "run_id" (when run_id is given), "check" (when checked, with
+ * "ok": check_ok)}; NULL when out of memory. */
+struct json_t;
+struct json_t *fm_replay_doc(const fm_replay_output *o, const int64_t *run_id, int check_ok);
+
 #endif

@@ -77,6 +77,11 @@ void fm_report_fini(fm_report *r);
  * report's rows (canonical specs list every parameter). */
 void fm_report_short_name(const fm_report *r, size_t i, char *out, size_t len);
 
+/* The table's size label of row i into out: its GPU count, or NODESxGPN
+ * when another group of its family has the same count (two shapes of one
+ * size). */
+void fm_report_gpus_label(const fm_report *r, size_t i, char *out, size_t len);
+
 /* The sentence the faces print when r->nbeaten > 0 (else ""), into out. */
 void fm_report_beaten_note(const fm_report *r, char *out, size_t len);
 

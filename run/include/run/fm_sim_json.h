@@ -38,6 +38,11 @@ int fm_sim_compare(const fm_sim_config *base, const char *const *policies, int n
                    st_db *db, fm_sim_comparison *c, char *errmsg, size_t errlen);
 void fm_sim_comparison_fini(fm_sim_comparison *c);
 
+/* How many runs fm_sim_compare makes of policies[0..npol): the policies
+ * (every registered one when npol is 0) and static when it is not among
+ * them (for a progress line). */
+int fm_sim_compare_runs(const char *const *policies, int npol);
+
 /* The comparison's document, fm_sim_json over c's runs. */
 json_t *fm_sim_comparison_json(const fm_sim_comparison *c, const char *engine);
 

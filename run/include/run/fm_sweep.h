@@ -102,4 +102,12 @@ int fm_sweep_point_of(const fm_sweep *sw, int i, fm_sweep_point *out);
 
 void fm_sweep_free(fm_sweep *sw);
 
+/* Cluster sizes given in nodes (`sweep --nodes 1,2`) as GPU counts:
+ * sizes[i] = nodes[i] x K, K the GPUs per node of every cluster of
+ * clusters[0..nclusters) (none: dgx-h100), gpus_per_node when non-zero,
+ * else each cluster's own, which must then agree. FM_OK, or FM_EUSAGE
+ * naming the cluster or the two counts. */
+int fm_sweep_sizes_of_nodes(const char *const *clusters, int nclusters, int gpus_per_node,
+                            const long *nodes, int n, long *sizes, char *errmsg, size_t errlen);
+
 #endif

@@ -94,6 +94,29 @@ int fm_trace_gen_write(const fm_trace_gen_config *cfg, fm_trace_gen *g, char *er
                        size_t errlen);
 void fm_trace_gen_fini(fm_trace_gen *g);
 
+/* The generator's model options as typed, on top of the pattern or fit
+ * resolved by fm_trace_gen_prepare: text[k] is option k's value (NULL: not
+ * given). Each sets its own parameters of g->gen (a distribution replaces
+ * the fitted profile; --drift, --rank-sigma and --momentum replace the
+ * fit's per-expert arrays), so their order does not matter; they are
+ * applied in enum order and the first error stops. Messages name an option
+ * by its CLI flag (fm_gen_option_flags). FM_OK or FM_EUSAGE. */
+typedef enum fm_gen_option {
+  FM_GEN_DIST,       /* NAME[:P] uniform, zipf, lognormal or dirichlet */
+  FM_GEN_DRIFT,      /* INNOV[:PHI] AR(1) on the logits */
+  FM_GEN_RANK_SIGMA, /* S per-rank logit noise */
+  FM_GEN_HOT,        /* N[:BOOST] hot experts */
+  FM_GEN_ROTATE,     /* P the hot set moves every P iterations */
+  FM_GEN_BURST,      /* PROB of a burst per expert and iteration */
+  FM_GEN_REGIME,     /* P re-shuffle the popularity every P iterations */
+  FM_GEN_RAGGED,     /* SIGMA log-normal rank totals */
+  FM_GEN_MOMENTUM,   /* PSI the step is AR(1) */
+  FM_GEN_NOPTS
+} fm_gen_option;
+extern const char *const fm_gen_option_flags[FM_GEN_NOPTS];
+int fm_trace_gen_options(fm_trace_gen *g, const char *const text[FM_GEN_NOPTS], char *errmsg,
+                         size_t errlen);
+
 /* ---- fit ---- */
 
 typedef struct fm_trace_fit_config {
@@ -152,6 +175,9 @@ typedef struct fm_trace_import_config {
  * past the trace, FM_EFAIL otherwise. */
 int fm_trace_import(const fm_trace_import_config *cfg, fm_trace_shape *out, char *errmsg,
                     size_t errlen);
+/* Removes a written trace and its .json sidecar (what an import that
+ * --strict refuses leaves behind); a file that is not there is no error. */
+void fm_trace_remove(const char *path);
 
 /* ---- sanity ---- */
 

@@ -103,4 +103,13 @@ int fm_validate(const fm_validate_config *cfg, fm_validate_result *res, char *er
 /* Frees what fm_validate allocated in res; accepts NULL and an empty res. */
 void fm_validate_result_fini(fm_validate_result *res);
 
+/* The result as the JSON document of `flexmoe validate --format json`:
+ * {"runs": [{"policy", "predicted_ms", "measured_ms", "error", "phases":
+ * {PHASE: {"predicted_ms", "measured_ms", "error"}}}], "median_abs_error",
+ * "p95_abs_error", "ranking_agrees", "predictor", "profile", "backend"}. An
+ * error that is not defined (a phase not measured) is null, never a number
+ * JSON cannot hold or a made-up 0. NULL when out of memory. */
+struct json_t;
+struct json_t *fm_validate_doc(const fm_validate_result *res);
+
 #endif
