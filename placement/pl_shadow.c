@@ -2,15 +2,21 @@
  * pl_shadow.c - temporaries on the iteration's own counts (see
  * pl_shadow.h for the model and the greedy decision).
  *
- * The decision keeps, per GPU, the forward compute of its planned copies
- * (own) and of its temporaries (tmp), the all-to-all wire tokens (hose, in
- * pl_routing's layout) and the temporaries' copy bytes in and out per link
- * class; per expert an augmented replica list (planned + temporaries,
- * ascending). An expert's tokens are routed by pl_route's rule (a replica
- * on the source; else those on its node, evenly; else all, evenly; the
- * remainder from index src mod k), one expert at a time, so a trial
- * re-routes only the expert it copies. Every sum runs in a fixed order:
- * the same inputs give the same temporaries, bit for bit.
+ * The model's state: per (node, expert) the tokens the node's sources send
+ * the expert (ns), those of its sources that hold a copy (lh) and its
+ * copies (rn); per expert the tokens from nodes without a copy (rem); per
+ * GPU its wire tokens (h, pl_routing's hose layout, fractional), the
+ * forward compute of its planned copies (own) and of its temporaries
+ * (tmp), and the temporaries' weight bytes in and out. A copy of x on GPU
+ * g in node n receives
+ *   counts[g][x] + (ns[n][x] - lh[n][x]) / rn[n][x] + rem[x] / copies(x),
+ * its own tokens, its share of its node's and its share of the rest.
+ * A trial (x to d) changes the copies of x, d, and when d's node had no
+ * copy of x the sources of d's node (their tokens of x stay inside the
+ * node): those GPUs get new values in the trial arrays (marked with the
+ * trial's stamp), and one scan over the GPUs takes the maxima. Every sum
+ * runs in a fixed order: the same inputs give the same temporaries, bit
+ * for bit.
  */
 #include "placement/pl_shadow.h"
 
@@ -24,13 +30,13 @@ void pl_temps_fini(pl_temps *t) {
     return;
   pl_free(t->temp);
   pl_placement_fini(&t->placement);
-  pl_free(t->load);
-  pl_free(t->col);
-  pl_free(t->hose);
-  pl_free(t->own);
-  pl_free(t->freeslots);
+  pl_free(t->ns);
+  pl_free(t->rn);
+  pl_free(t->hosts);
+  pl_free(t->h);
   pl_free(t->rep);
   pl_free(t->nrep);
+  pl_free(t->freeslots);
   memset(t, 0, sizeof(*t));
 }
 
@@ -42,82 +48,32 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   int rc = pl_placement_init(&s.placement, experts, gpus, slots);
   if (rc)
     return rc;
+  /* N <= G nodes: [N*E] arrays get G*E room */
   s.temp = pl_calloc(E * G, sizeof(pl_temp));
-  s.load = pl_calloc(E * G, sizeof(int64_t));
-  s.col = pl_calloc(G, sizeof(int64_t));
-  s.hose = pl_calloc(8 * G, sizeof(int64_t));
-  s.own = pl_calloc(9 * G, sizeof(double)); /* one block for the [G] doubles, carved below */
-  s.freeslots = pl_calloc(5 * G, sizeof(int));
+  s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
+  s.rn = pl_calloc(E * G, sizeof(int));
+  s.hosts = pl_calloc(E * G, 1);
+  s.h = pl_calloc(19 * G, sizeof(double)); /* h, nh, then the 11 [G] doubles */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
-  if (!s.temp || !s.load || !s.col || !s.hose || !s.own || !s.freeslots || !s.rep || !s.nrep) {
+  s.freeslots = pl_calloc(4 * G, sizeof(int));
+  if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots) {
     pl_temps_fini(&s);
     return PL_ENOMEM;
   }
-  s.those = s.hose + 4 * G;
-  s.tmp = s.own + G;
-  s.town = s.own + 2 * G;
-  s.ttmp = s.own + 3 * G;
-  s.oin = s.own + 4 * G;
-  s.oout = s.own + 5 * G;
-  s.xin = s.own + 6 * G;
-  s.xout = s.own + 7 * G;
-  s.arr = s.own + 8 * G;
+  s.lh = s.ns + E * G;
+  s.rem = s.ns + 2 * E * G;
+  s.nh = s.h + 4 * G;
+  double *d = s.h + 8 * G;
+  double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
+                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a};
+  for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+    *v[i] = d + i * G;
   s.sent = s.freeslots + G;
-  s.cand = s.freeslots + 2 * G;
-  s.trep = s.freeslots + 3 * G;
+  s.mark = s.freeslots + 2 * G;
+  s.chg = s.freeslots + 3 * G;
   *t = s;
   return PL_OK;
-}
-
-/* ------------------------------------------------ routing, one expert --- */
-
-static int lower_bound(const int *a, int n, int v) {
-  int lo = 0, hi = n;
-  while (lo < hi) {
-    int mid = lo + (hi - lo) / 2;
-    if (a[mid] < v)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
-/* Routes expert x's counts over the ascending replica list rep[0..n) by
- * pl_route's rule: adds sign x its tokens per GPU to col (if non-NULL) and
- * its wire tokens to hose [4G]. */
-static void route_expert(const int64_t *counts, int G, int E, int gpn, int x, const int *rep,
-                         int n, int64_t sign, int64_t *col, int64_t *hose) {
-  for (int src = 0; src < G; src++) {
-    int64_t tokens = counts[(size_t)src * E + x];
-    if (tokens == 0)
-      continue;
-    int node_lo = (src / gpn) * gpn;
-    int lo = lower_bound(rep, n, node_lo), hi = lower_bound(rep, n, node_lo + gpn);
-    int self = lower_bound(rep + lo, hi - lo, src) + lo, inter = 0;
-    if (self < hi && rep[self] == src) {
-      lo = self;
-      hi = self + 1;
-    } else if (hi == lo) {
-      lo = 0;
-      hi = n;
-      inter = 1;
-    }
-    int k = hi - lo;
-    for (int i = 0; i < k; i++) {
-      int64_t share = tokens / k + (((i - src % k + k) % k) < tokens % k ? 1 : 0);
-      int dst = rep[lo + i];
-      if (!share)
-        continue;
-      if (col)
-        col[dst] += sign * share;
-      if (dst != src) {
-        hose[2 * (size_t)G * inter + (size_t)src] += sign * share;
-        hose[2 * (size_t)G * inter + (size_t)G + (size_t)dst] += sign * share;
-      }
-    }
-  }
 }
 
 /* ------------------------------------------------------------- model --- */
@@ -126,26 +82,46 @@ static void route_expert(const int64_t *counts, int G, int E, int gpn, int x, co
 typedef struct model {
   const pl_cluster *c;
   const pl_profile *prof;
-  double tb;         /* bytes of one token slot */
-  double pbytes;     /* bytes of one expert's weights */
-  double inter_Bps;  /* NIC share over the oversubscription */
+  const int64_t *counts;
+  int G, E, gpn;
+  double tb;        /* bytes of one token slot */
+  double pbytes;    /* bytes of one expert's weights */
+  double inter_Bps; /* NIC share over the oversubscription */
   double bwd;
 } model;
 
-/* One all-to-all's time (us) of the slowest GPU for wire tokens h [4G]:
- * intra and inter links at once, each max(out, in) plus its latency. */
-static double a2a_us(const model *md, const int64_t *h, int G) {
-  double worst = 0;
-  for (int g = 0; g < G; g++) {
-    int64_t intra = h[g] > h[G + g] ? h[g] : h[G + g];
-    int64_t inter = h[2 * G + g] > h[3 * G + g] ? h[2 * G + g] : h[3 * G + g];
-    double a = intra ? md->c->intra_lat_s + (double)intra * md->tb / md->c->intra_Bps : 0;
-    double b = inter ? md->c->inter_lat_s + (double)inter * md->tb / md->inter_Bps : 0;
-    double t = a > b ? a : b;
-    if (t > worst)
-      worst = t;
-  }
-  return worst * 1e6;
+static model model_of(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
+                      const int64_t *counts) {
+  return (model){.c = c, .prof = prof, .counts = counts, .G = c->gpus,
+                 .E = 0, .gpn = c->gpus_per_node, .tb = (double)pl_token_bytes(m),
+                 .pbytes = (double)pl_expert_params(m) * m->bytes_per_elem,
+                 .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio};
+}
+
+/* One all-to-all's time (us) of a GPU with wire tokens io (intra out, intra
+ * in, inter out, inter in): both links at once, each max(out, in) plus
+ * its latency. */
+static double a2a_us(const model *md, double io, double ii, double xo, double xi) {
+  double intra = io > ii ? io : ii, inter = xo > xi ? xo : xi;
+  double a = intra > 0 ? md->c->intra_lat_s + intra * md->tb / md->c->intra_Bps : 0;
+  double b = inter > 0 ? md->c->inter_lat_s + inter * md->tb / md->inter_Bps : 0;
+  return (a > b ? a : b) * 1e6;
+}
+
+static double gpu_a2a(const model *md, const double *h, int g) {
+  int G = md->G;
+  return a2a_us(md, h[g], h[G + g], h[2 * G + g], h[3 * G + g]);
+}
+
+/* Tokens a copy of x on node n receives from the node's other sources,
+ * and from the nodes without a copy. */
+static double share_node(const pl_temps *t, int x, int n) {
+  size_t i = (size_t)n * t->experts + x;
+  return t->rn[i] ? (t->ns[i] - t->lh[i]) / t->rn[i] : 0;
+}
+
+static double share_rest(const pl_temps *t, int x) {
+  return t->nrep[x] ? t->rem[x] / t->nrep[x] : 0;
 }
 
 /* Copy time (us, no latency) of the bytes a GPU sends or receives. */
@@ -154,68 +130,258 @@ static double link_us(const model *md, double intra, double inter) {
   return (a > b ? a : b) * 1e6;
 }
 
-/* Predicted layer time of the state (own, tmp, hose, copy bytes,
- * temporaries temp[0..n)), split into the balance part (bal) and the
- * copies' cost (cost); returns their sum. Writes t->arr. */
-static double predict(pl_temps *t, const model *md, const double *own, const double *tmp,
-                      const int64_t *hose, const pl_temp *temp, int n, double *bal,
-                      double *cost) {
-  int G = t->gpus, gpn = md->c->gpus_per_node;
-  double cmax = 0;
-  for (int g = 0; g < G; g++) {
-    t->arr[g] = 0;
-    if (own[g] + tmp[g] > cmax)
-      cmax = own[g] + tmp[g];
-  }
+/* The temporaries' weight arrivals (t->arr) for temp[0..n) and the
+ * latest of them (the gradients' way back, the same bytes reversed). */
+static double arrivals(pl_temps *t, const model *md, const pl_temp *temp, int n) {
   double rmax = 0;
+  for (int k = 0; k < n; k++)
+    t->arr[temp[k].to] = 0;
   for (int k = 0; k < n; k++) {
     int a = temp[k].from, b = temp[k].to;
-    double lat = (a / gpn != b / gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
+    double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
     double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
     double at = lat + (in > out ? in : out);
     if (at > t->arr[b])
       t->arr[b] = at;
     if (at > rmax)
-      rmax = at; /* the gradient's way back: the same bytes, reversed */
+      rmax = at;
   }
-  double f = 0;
+  return rmax;
+}
+
+/* Predicted layer time for the state with the trial's values where
+ * mark[g] == stamp and temporaries temp[0..n) (pl_shadow.h's formula),
+ * split into its balance part (bal) and the copies' cost (cost). */
+static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, double *bal,
+                      double *cost) {
+  int G = md->G;
+  double rmax = arrivals(t, md, temp, n);
+  double cmax = 0, amax = 0, f = 0;
   for (int g = 0; g < G; g++) {
-    double ready = own[g] > t->arr[g] ? own[g] : t->arr[g];
-    if (ready + tmp[g] > f)
-      f = ready + tmp[g];
+    int tr = t->mark[g] == t->stamp;
+    double own = tr ? t->nown[g] : t->own[g], tmp = tr ? t->ntmp[g] : t->tmp[g];
+    double a = tr ? t->na2a[g] : t->a2a[g];
+    double ready = own > t->arr[g] ? own : t->arr[g];
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+    f = ready + tmp > f ? ready + tmp : f;
   }
-  *bal = (1 + md->bwd) * cmax + 4 * a2a_us(md, hose, G);
+  for (int k = 0; k < n; k++)
+    t->arr[temp[k].to] = 0;
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
   *cost = (f - cmax) + rmax;
   return *bal + *cost;
 }
 
-/* ---------------------------------------------------------- decision --- */
+/* ------------------------------------------------------ building it --- */
 
-/* The state of placement p (augmented lists t->rep/nrep for every expert)
- * with no temporaries: loads, compute, wire tokens; copy bytes zero. */
-static void base_state(pl_temps *t, const model *md, const pl_placement *p,
-                       const int64_t *counts) {
-  int G = t->gpus, E = t->experts, gpn = md->c->gpus_per_node;
-  memset(t->load, 0, (size_t)G * E * sizeof(int64_t));
-  memset(t->hose, 0, 4 * (size_t)G * sizeof(int64_t));
-  for (int x = 0; x < E; x++) {
-    memcpy(t->rep + (size_t)x * G, p->rep + (size_t)x * G, (size_t)p->nrep[x] * sizeof(int));
-    t->nrep[x] = p->nrep[x];
-    memset(t->col, 0, (size_t)G * sizeof(int64_t));
-    route_expert(counts, G, E, gpn, x, p->rep + (size_t)x * G, p->nrep[x], 1, t->col, t->hose);
-    for (int i = 0; i < p->nrep[x]; i++) {
-      int g = p->rep[(size_t)x * G + i];
-      t->load[(size_t)g * E + x] = t->col[g];
+/* The model of placement p (every copy planned): ns, lh, rn, rem, hosts,
+ * the replica lists, wire tokens and compute; no temporaries. */
+static void build(pl_temps *t, const model *md, const pl_placement *p) {
+  int G = md->G, E = md->E, gpn = md->gpn, N = G / gpn;
+  const int64_t *counts = md->counts;
+  memset(t->ns, 0, (size_t)N * E * sizeof(double));
+  memset(t->lh, 0, (size_t)N * E * sizeof(double));
+  memset(t->rem, 0, (size_t)E * sizeof(double));
+  memset(t->rn, 0, (size_t)N * E * sizeof(int));
+  for (int g = 0; g < G; g++) {
+    const int *host = p->host + (size_t)g * p->slots;
+    size_t nb = (size_t)(g / gpn) * E;
+    for (int j = 0; j < p->nhost[g]; j++) {
+      int x = host[j];
+      t->hosts[(size_t)g * E + x] = 1;
+      t->rn[nb + x]++;
+      t->lh[nb + x] += (double)counts[(size_t)g * E + x];
     }
   }
-  for (int g = 0; g < G; g++) {
-    double us = 0;
-    for (int x = 0; x < E; x++)
-      if (t->load[(size_t)g * E + x])
-        us += pl_ffn_us(md->prof, (double)t->load[(size_t)g * E + x]);
-    t->own[g] = us;
-    t->tmp[g] = t->oin[g] = t->oout[g] = t->xin[g] = t->xout[g] = 0;
+  for (int s = 0; s < G; s++) {
+    const int64_t *row = counts + (size_t)s * E;
+    const unsigned char *hs = t->hosts + (size_t)s * E;
+    const int *rn = t->rn + (size_t)(s / gpn) * E;
+    double *ns = t->ns + (size_t)(s / gpn) * E;
+    int64_t io = 0, xo = 0;
+    for (int x = 0; x < E; x++) {
+      int64_t v = row[x];
+      ns[x] += (double)v;
+      io += hs[x] || !rn[x] ? 0 : v;
+      xo += hs[x] || rn[x] ? 0 : v;
+    }
+    t->h[s] = (double)io;
+    t->h[2 * G + s] = (double)xo;
+    t->h[G + s] = t->h[3 * G + s] = 0;
+    t->own[s] = t->tmp[s] = 0;
+    t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = 0;
+    t->mark[s] = 0;
   }
+  for (int n = 0; n < N; n++)
+    for (int x = 0; x < E; x++)
+      t->rem[x] += t->rn[(size_t)n * E + x] ? 0 : t->ns[(size_t)n * E + x];
+  for (int x = 0; x < E; x++) {
+    const int *rep = p->rep + (size_t)x * G;
+    memcpy(t->rep + (size_t)x * G, rep, (size_t)p->nrep[x] * sizeof(int));
+    t->nrep[x] = p->nrep[x];
+    double rest = share_rest(t, x);
+    for (int i = 0; i < p->nrep[x]; i++) {
+      int g = rep[i];
+      double node = share_node(t, x, g / gpn);
+      t->h[G + g] += node;
+      t->h[3 * G + g] += rest;
+      t->own[g] += pl_ffn_us(md->prof, (double)counts[(size_t)g * E + x] + node + rest);
+    }
+  }
+  for (int g = 0; g < G; g++)
+    t->a2a[g] = gpu_a2a(md, t->h, g);
+  t->stamp = 1;
+}
+
+/* Clears what build set in hosts (the only array it does not overwrite). */
+static void unbuild(pl_temps *t, const model *md) {
+  int G = md->G, E = md->E;
+  for (int x = 0; x < E; x++)
+    for (int i = 0; i < t->nrep[x]; i++)
+      t->hosts[(size_t)t->rep[(size_t)x * G + i] * E + x] = 0;
+}
+
+/* ---------------------------------------------------------- decision --- */
+
+typedef struct trial {
+  int x, d, h;
+  double total, bal, cost;
+  int nchg; /* GPUs it changes (t->chg) */
+} trial;
+
+/* Gives GPU g trial values (a copy of its current ones) once per trial. */
+static void touch(pl_temps *t, int g, int *nchg) {
+  if (t->mark[g] == t->stamp)
+    return;
+  int G = t->gpus;
+  t->mark[g] = t->stamp;
+  for (int c = 0; c < 4; c++)
+    t->nh[c * G + g] = t->h[c * G + g];
+  t->nown[g] = t->own[g];
+  t->ntmp[g] = t->tmp[g];
+  t->chg[(*nchg)++] = g;
+}
+
+/* Whether GPU g's copy of x is planned (in sv), not a temporary. */
+static int planned(const pl_placement *sv, int x, int g) { return pl_placement_has(sv, x, g); }
+
+/* The trial values of copying x to d: its copies' shares and compute, d's
+ * node's sources' wire tokens. The model's own state is left as it was
+ * (rn, lh, rem, nrep are changed and put back). */
+static void trial_values(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
+  const int64_t *counts = md->counts;
+  size_t ix = (size_t)nd * E + x;
+  int had = t->rn[ix];
+  int nchg = 0;
+  t->stamp++;
+  /* sources: d keeps its own tokens; without a copy on the node before,
+   * the node's other sources send theirs inside it instead of across */
+  touch(t, d, &nchg);
+  double cd = (double)counts[(size_t)d * E + x];
+  t->nh[(had ? 0 : 2 * G) + d] -= cd;
+  if (!had)
+    for (int s = nd * gpn; s < (nd + 1) * gpn; s++) {
+      if (s == d || t->hosts[(size_t)s * E + x])
+        continue;
+      double v = (double)counts[(size_t)s * E + x];
+      if (v == 0)
+        continue;
+      touch(t, s, &nchg);
+      t->nh[2 * G + s] -= v;
+      t->nh[s] += v;
+    }
+  /* copies: old shares out, new shares in */
+  double old_rest = share_rest(t, x);
+  double old_node = share_node(t, x, nd);
+  const int *rep = t->rep + (size_t)x * G;
+  int n = t->nrep[x];
+  t->rn[ix]++;
+  t->lh[ix] += cd;
+  t->nrep[x]++;
+  double rem0 = t->rem[x];
+  if (!had)
+    t->rem[x] -= t->ns[ix];
+  double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
+  for (int i = 0; i < n; i++) {
+    int g = rep[i], same = g / gpn == nd;
+    touch(t, g, &nchg);
+    double c0 = (double)counts[(size_t)g * E + x];
+    double was = c0 + (same ? old_node : share_node(t, x, g / gpn)) + old_rest;
+    double now = c0 + (same ? new_node : share_node(t, x, g / gpn)) + new_rest;
+    if (same)
+      t->nh[G + g] += new_node - old_node;
+    t->nh[3 * G + g] += new_rest - old_rest;
+    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
+    if (planned(sv, x, g))
+      t->nown[g] += delta;
+    else
+      t->ntmp[g] += delta;
+  }
+  t->nh[G + d] += new_node;
+  t->nh[3 * G + d] += new_rest;
+  t->ntmp[d] += pl_ffn_us(md->prof, cd + new_node + new_rest);
+  t->rn[ix]--;
+  t->lh[ix] -= cd;
+  t->nrep[x]--;
+  t->rem[x] = rem0;
+  for (int k = 0; k < nchg; k++)
+    t->na2a[t->chg[k]] = gpu_a2a(md, t->nh, t->chg[k]);
+  tr->nchg = nchg;
+}
+
+/* Adds (sign 1) or removes (-1) the weight bytes of a copy h -> d. */
+static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) {
+  if (h / md->gpn == d / md->gpn) {
+    t->oout[h] += sign * md->pbytes;
+    t->oin[d] += sign * md->pbytes;
+  } else {
+    t->xout[h] += sign * md->pbytes;
+    t->xin[d] += sign * md->pbytes;
+  }
+}
+
+/* Evaluates copying tr->x to tr->d from tr->h: tr's predicted time and its
+ * parts; the trial values stay marked for commit. */
+static void evaluate(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+  trial_values(t, md, sv, tr);
+  t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
+  copy_bytes(t, md, tr->h, tr->d, 1);
+  tr->total = predict(t, md, t->temp, t->n + 1, &tr->bal, &tr->cost);
+  copy_bytes(t, md, tr->h, tr->d, -1);
+}
+
+/* Takes trial tr (evaluated again, so its values are the marked ones). */
+static void commit(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+  evaluate(t, md, sv, tr);
+  int G = md->G, E = md->E, x = tr->x, d = tr->d;
+  for (int k = 0; k < tr->nchg; k++) {
+    int g = t->chg[k];
+    for (int c = 0; c < 4; c++)
+      t->h[c * G + g] = t->nh[c * G + g];
+    t->own[g] = t->nown[g];
+    t->tmp[g] = t->ntmp[g];
+    t->a2a[g] = t->na2a[g];
+  }
+  size_t ix = (size_t)(d / md->gpn) * E + x;
+  if (!t->rn[ix])
+    t->rem[x] -= t->ns[ix];
+  t->rn[ix]++;
+  t->lh[ix] += (double)md->counts[(size_t)d * E + x];
+  int *rep = t->rep + (size_t)x * G, n = t->nrep[x], at = n;
+  while (at > 0 && rep[at - 1] > d) {
+    rep[at] = rep[at - 1];
+    at--;
+  }
+  rep[at] = d;
+  t->nrep[x] = n + 1;
+  t->hosts[(size_t)d * E + x] = 1;
+  copy_bytes(t, md, tr->h, d, 1);
+  t->sent[tr->h]++;
+  t->freeslots[d]--;
+  t->n++;
+  t->stamp++;
 }
 
 /* The holder that sends expert x's copy to d: a planned replica on d's
@@ -235,103 +401,51 @@ static int holder(const pl_temps *t, const pl_placement *sv, int gpn, int x, int
   return best;
 }
 
-/* Adds (sign 1) or removes (-1) the weight bytes of a copy h -> d. */
-static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) {
-  int gpn = md->c->gpus_per_node;
-  if (h / gpn == d / gpn) {
-    t->oout[h] += sign * md->pbytes;
-    t->oin[d] += sign * md->pbytes;
-  } else {
-    t->xout[h] += sign * md->pbytes;
-    t->xin[d] += sign * md->pbytes;
-  }
+/* The least computing GPU of [lo, hi) with a free slot and no copy of x
+ * (ties: lowest id), -1 if none. */
+static int least_free(const pl_temps *t, int x, int lo, int hi) {
+  int best = -1, E = t->experts;
+  for (int g = lo; g < hi; g++)
+    if (t->freeslots[g] > 0 && !t->hosts[(size_t)g * E + x] &&
+        (best < 0 || t->own[g] + t->tmp[g] < t->own[best] + t->tmp[best]))
+      best = g;
+  return best;
 }
 
-typedef struct trial {
-  int x, d, h;
-  double total, bal, cost;
-} trial;
+/* Destinations for x: the least computing free GPU of the node sending x
+ * the most tokens without a copy, and the least computing free GPU. */
+static int destinations(const pl_temps *t, const model *md, int x, int out[2]) {
+  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1;
+  for (int n = 0; n < N; n++) {
+    size_t i = (size_t)n * E + x;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]) &&
+        least_free(t, x, n * md->gpn, (n + 1) * md->gpn) >= 0)
+      bn = n;
+  }
+  if (bn >= 0)
+    out[k++] = least_free(t, x, bn * md->gpn, (bn + 1) * md->gpn);
+  int any = least_free(t, x, 0, md->G);
+  if (any >= 0 && (k == 0 || any != out[0]))
+    out[k++] = any;
+  return k;
+}
 
-/* Up to t->cand's room of the least computing GPUs with a free slot and no
- * copy of x, ascending (ties: lowest id): their count. */
-static int candidates(pl_temps *t, int x, int want) {
-  int G = t->gpus, nc = 0;
-  const int *rep = t->rep + (size_t)x * G;
-  for (int g = 0; g < G; g++) {
-    if (t->freeslots[g] <= 0)
+/* The expert of GPU g with the most tokens computed (by = 0) or received
+ * over the links (by = 1), -1 when it has none. */
+static int hottest(const pl_temps *t, const model *md, int g, int by) {
+  int E = md->E, best = -1;
+  double bv = 0;
+  for (int x = 0; x < E; x++) {
+    if (!t->hosts[(size_t)g * E + x])
       continue;
-    int at = lower_bound(rep, t->nrep[x], g);
-    if (at < t->nrep[x] && rep[at] == g)
-      continue;
-    double v = t->own[g] + t->tmp[g];
-    int j;
-    if (nc == want) {
-      int last = t->cand[want - 1];
-      if (!(v < t->own[last] + t->tmp[last]))
-        continue;
-      j = want - 1;
-    } else {
-      j = nc++;
+    double wire = share_node(t, x, g / md->gpn) + share_rest(t, x);
+    double v = by ? wire : wire + (double)md->counts[(size_t)g * E + x];
+    if (v > bv) {
+      bv = v;
+      best = x;
     }
-    while (j > 0 && t->own[t->cand[j - 1]] + t->tmp[t->cand[j - 1]] > v) {
-      t->cand[j] = t->cand[j - 1];
-      j--;
-    }
-    t->cand[j] = g;
   }
-  return nc;
-}
-
-/* Evaluates copying x to d (from holder h) without committing: the trial
- * state in town/ttmp/those and the copy bytes added then removed. */
-static void evaluate(pl_temps *t, const model *md, const pl_placement *sv,
-                     const int64_t *counts, trial *tr) {
-  int G = t->gpus, E = t->experts, gpn = md->c->gpus_per_node, x = tr->x, d = tr->d;
-  const int *rep = t->rep + (size_t)x * G;
-  int n = t->nrep[x], at = lower_bound(rep, n, d);
-  memcpy(t->trep, rep, (size_t)at * sizeof(int));
-  t->trep[at] = d;
-  memcpy(t->trep + at + 1, rep + at, (size_t)(n - at) * sizeof(int));
-  memcpy(t->town, t->own, (size_t)G * sizeof(double));
-  memcpy(t->ttmp, t->tmp, (size_t)G * sizeof(double));
-  memcpy(t->those, t->hose, 4 * (size_t)G * sizeof(int64_t));
-  for (int i = 0; i <= n; i++)
-    t->col[t->trep[i]] = 0;
-  route_expert(counts, G, E, gpn, x, rep, n, -1, NULL, t->those);
-  route_expert(counts, G, E, gpn, x, t->trep, n + 1, 1, t->col, t->those);
-  for (int i = 0; i <= n; i++) {
-    int g = t->trep[i];
-    int64_t was = g == d ? 0 : t->load[(size_t)g * E + x];
-    double delta = pl_ffn_us(md->prof, (double)t->col[g]) - pl_ffn_us(md->prof, (double)was);
-    if (g == d || !pl_placement_has(sv, x, g))
-      t->ttmp[g] += delta;
-    else
-      t->town[g] += delta;
-  }
-  t->temp[t->n] = (pl_temp){.expert = x, .from = tr->h, .to = d};
-  copy_bytes(t, md, tr->h, d, 1);
-  tr->total = predict(t, md, t->town, t->ttmp, t->those, t->temp, t->n + 1, &tr->bal, &tr->cost);
-  copy_bytes(t, md, tr->h, d, -1);
-}
-
-/* Takes trial tr: its loads, compute, wire tokens, copy bytes, replica
- * list and slot. */
-static void commit(pl_temps *t, const model *md, const pl_placement *sv,
-                   const int64_t *counts, const trial *tr) {
-  evaluate(t, md, sv, counts, (trial *)tr); /* trial state again, for this tr */
-  int G = t->gpus, E = t->experts, x = tr->x;
-  int n = t->nrep[x] + 1;
-  memcpy(t->rep + (size_t)x * G, t->trep, (size_t)n * sizeof(int));
-  t->nrep[x] = n;
-  for (int i = 0; i < n; i++)
-    t->load[(size_t)t->trep[i] * E + x] = t->col[t->trep[i]];
-  memcpy(t->own, t->town, (size_t)G * sizeof(double));
-  memcpy(t->tmp, t->ttmp, (size_t)G * sizeof(double));
-  memcpy(t->hose, t->those, 4 * (size_t)G * sizeof(int64_t));
-  copy_bytes(t, md, tr->h, tr->d, 1);
-  t->sent[tr->h]++;
-  t->freeslots[tr->d]--;
-  t->n++;
+  return best;
 }
 
 /* Free slots of each GPU: slots less its experts in sv and in cur. */
@@ -353,25 +467,6 @@ static void free_slots(pl_temps *t, const pl_placement *sv, const pl_placement *
   }
 }
 
-/* The two most loaded experts of GPU b (load > 0), into top[]: count. */
-static int hottest(const pl_temps *t, int b, int top[2]) {
-  int E = t->experts, k = 0;
-  const int64_t *ld = t->load + (size_t)b * E;
-  top[0] = top[1] = -1;
-  for (int x = 0; x < E; x++) {
-    if (ld[x] <= 0)
-      continue;
-    if (top[0] < 0 || ld[x] > ld[top[0]]) {
-      top[1] = top[0];
-      top[0] = x;
-    } else if (top[1] < 0 || ld[x] > ld[top[1]]) {
-      top[1] = x;
-    }
-  }
-  k = (top[0] >= 0) + (top[1] >= 0);
-  return k;
-}
-
 static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                       const pl_model *m, const pl_profile *prof, const pl_placement *sv,
                       const pl_placement *cur, const int64_t *counts, int slots) {
@@ -383,7 +478,7 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
   if (cur && (cur->experts != sv->experts || cur->gpus != sv->gpus || cur->slots != sv->slots))
     return PL_EINVAL;
   if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
-      cfg->candidates < 1 || pl_cluster_check(c) || pl_profile_check(prof))
+      pl_cluster_check(c) || pl_profile_check(prof))
     return PL_EINVAL;
   for (size_t i = 0; i < (size_t)sv->gpus * sv->experts; i++)
     if (counts[i] < 0)
@@ -391,10 +486,29 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
   return PL_OK;
 }
 
-static model model_of(const pl_cluster *c, const pl_model *m, const pl_profile *prof) {
-  return (model){.c = c, .prof = prof, .tb = (double)pl_token_bytes(m),
-                 .pbytes = (double)pl_expert_params(m) * m->bytes_per_elem,
-                 .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio};
+/* One greedy step's best trial (best->x = -1: none). */
+static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, trial *best) {
+  int G = md->G, bc = 0, ba = 0;
+  for (int g = 1; g < G; g++) {
+    if (t->own[g] + t->tmp[g] > t->own[bc] + t->tmp[bc])
+      bc = g;
+    if (t->a2a[g] > t->a2a[ba])
+      ba = g;
+  }
+  int xs[2] = {hottest(t, md, bc, 0), hottest(t, md, ba, 1)};
+  best->x = -1;
+  for (int i = 0; i < 2; i++) {
+    if (xs[i] < 0 || (i == 1 && xs[1] == xs[0]))
+      continue;
+    int ds[2], nd = destinations(t, md, xs[i], ds);
+    for (int j = 0; j < nd; j++) {
+      trial tr = {.x = xs[i], .d = ds[j]};
+      tr.h = holder(t, sv, md->gpn, tr.x, tr.d);
+      evaluate(t, md, sv, &tr);
+      if (best->x < 0 || tr.total < best->total)
+        *best = tr;
+    }
+  }
 }
 
 int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
@@ -405,40 +519,27 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
-  model md = model_of(c, m, prof);
-  int G = t->gpus;
+  model md = model_of(c, m, prof, counts);
+  md.E = t->experts;
   free_slots(t, serving, current, slots);
-  base_state(t, &md, serving, counts);
-  double bal0, cost0;
-  double cur = predict(t, &md, t->own, t->tmp, t->hose, t->temp, 0, &bal0, &cost0);
-  double bal = bal0, cost = cost0;
-  int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * G;
-  int want = cfg->candidates < G ? cfg->candidates : G;
+  build(t, &md, serving);
+  double bal0, cost0, bal, cost;
+  double cur = predict(t, &md, t->temp, 0, &bal0, &cost0);
+  bal = bal0;
+  cost = cost0;
+  int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
   while (t->n < budget) {
-    int b = 0;
-    for (int g = 1; g < G; g++)
-      if (t->own[g] + t->tmp[g] > t->own[b] + t->tmp[b])
-        b = g;
-    int top[2], nt = hottest(t, b, top);
-    trial best = {.x = -1};
-    for (int i = 0; i < nt; i++) {
-      int nc = candidates(t, top[i], want);
-      for (int j = 0; j < nc; j++) {
-        trial tr = {.x = top[i], .d = t->cand[j]};
-        tr.h = holder(t, serving, c->gpus_per_node, tr.x, tr.d);
-        evaluate(t, &md, serving, counts, &tr);
-        if (best.x < 0 || tr.total < best.total)
-          best = tr;
-      }
-    }
+    trial best;
+    best_trial(t, &md, serving, &best);
     if (best.x < 0 || !(best.total < cur) ||
         !(bal - best.bal > cfg->margin * (best.cost - cost)))
       break;
-    commit(t, &md, serving, counts, &best);
+    commit(t, &md, serving, &best);
     cur = best.total;
     bal = best.bal;
     cost = best.cost;
   }
+  unbuild(t, &md);
   if (t->n == 0)
     return PL_OK;
   t->gain_us = bal0 - bal;
@@ -459,27 +560,34 @@ fail:
 int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
                         const pl_profile *prof, const pl_placement *p, const pl_temp *temp,
                         int n, const int64_t *counts, double *us) {
-  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .candidates = 1};
+  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0};
   int rc = check_args(t, &cfg, c, m, prof, p, NULL, counts, p ? p->slots : 1);
   if (rc || !us || n < 0 || (n && !temp) || n > t->experts * t->gpus)
     return rc ? rc : PL_EINVAL;
-  model md = model_of(c, m, prof);
-  base_state(t, &md, p, counts);
-  /* temporaries' compute moves from own to tmp, their bytes onto the links */
+  for (int k = 0; k < n; k++)
+    if (temp[k].expert < 0 || temp[k].expert >= t->experts || temp[k].to < 0 ||
+        temp[k].to >= t->gpus || temp[k].from < 0 || temp[k].from >= t->gpus ||
+        !pl_placement_has(p, temp[k].expert, temp[k].to))
+      return PL_EINVAL;
+  model md = model_of(c, m, prof, counts);
+  md.E = t->experts;
+  build(t, &md, p);
+  /* a temporary's compute moves from own to tmp, its bytes onto the links */
+  int E = t->experts;
   for (int k = 0; k < n; k++) {
     int x = temp[k].expert, d = temp[k].to;
-    if (x < 0 || x >= t->experts || d < 0 || d >= t->gpus || temp[k].from < 0 ||
-        temp[k].from >= t->gpus || !pl_placement_has(p, x, d))
-      return PL_EINVAL;
-    double us_d = pl_ffn_us(md.prof, (double)t->load[(size_t)d * t->experts + x]);
+    double tok = (double)counts[(size_t)d * E + x] + share_node(t, x, d / md.gpn) +
+                 share_rest(t, x);
+    double us_d = pl_ffn_us(prof, tok);
     t->own[d] -= us_d;
     t->tmp[d] += us_d;
     copy_bytes(t, &md, temp[k].from, d, 1);
   }
-  if (n) /* copy: t->temp is the decision's, temp may be it */
+  if (n && t->temp != temp)
     memmove(t->temp, temp, (size_t)n * sizeof(pl_temp));
   double bal, cost;
-  *us = predict(t, &md, t->own, t->tmp, t->hose, t->temp, n, &bal, &cost);
+  *us = predict(t, &md, t->temp, n, &bal, &cost);
+  unbuild(t, &md);
   t->n = 0;
   return PL_OK;
 }

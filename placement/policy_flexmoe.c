@@ -114,7 +114,6 @@ static void fx_fini(void *state) {
 /* The shadow parameters (fx_params' last three). */
 static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
   int rc;
-  s->tcfg.candidates = 8;
   if ((rc = pl_kv_int(kv, nkv, "shadow", 0, 0, 1, &s->shadow)) ||
       (rc = pl_kv_double(kv, nkv, "shadow_margin", 1.0, 1.0, 1e6, &s->tcfg.margin)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)))

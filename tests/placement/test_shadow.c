@@ -11,7 +11,7 @@
 #include "placement/pl_route.h"
 #include "placement/pl_shadow.h"
 
-static const pl_temps_cfg cfg1 = {.margin = 1.0, .max_temps = 0, .candidates = 8};
+static const pl_temps_cfg cfg1 = {.margin = 1.0, .max_temps = 0};
 
 /* Independent check of one decision: temporaries on GPUs that had a free
  * slot in serving and current, held from a planned replica, one per

@@ -18,30 +18,36 @@
  * layer's time is
  *   F + bwd x max_g C'_g + 4 x A + R
  * with C'_g GPU g's forward expert compute (pl_ffn_us summed over the
- * experts it hosts, temporaries included, on the tokens pl_route's rule
- * gives them), F = max_g (max(own_g, arrival_g) + temp_g) the forward
- * compute phase when g computes its temporaries (temp_g) only once their
- * weights have arrived and its planned experts (own_g) meanwhile (the copies
- * start after the dispatch, as FasterMoE's smart schedule starts its
- * broadcasts, and overlap what it overlaps: the planned compute), A one
- * all-to-all (the slowest GPU's max of its intra-node and inter-node link
- * time, latency included, as the engines run the two links at once), and R
- * the gradients' way back (the slowest GPU's temporary bytes in or out over
- * its links), charged in full although the engines overlap it with the
- * backward of the layers below. Gain = what the balance saves,
- * (1 + bwd) x (max C - max C') + 4 x (A - A'); cost = (F - max C') + R.
- *
+ * experts it holds, temporaries included), F = max_g (max(own_g,
+ * arrival_g) + temp_g) the forward compute phase when g computes its
+ * temporaries (temp_g) only once their weights have arrived and its
+ * planned experts (own_g) meanwhile (the copies start after the dispatch,
+ * as FasterMoE's smart schedule starts its broadcasts, and overlap what it
+ * overlaps: the planned compute), A one all-to-all (the slowest GPU's max
+ * of its intra-node and inter-node link time, latency included, as the
+ * engines run the two links at once), and R the gradients' way back (the
+ * slowest temporary's bytes over the busier of its two ends' links),
+ * charged in full although the engines overlap it with the backward of
+ * the layers below. Gain = what the balance saves, (1 + bwd) x (max C -
+ * max C') + 4 x (A - A'); cost = (F - max C') + R.
+ * Tokens follow pl_route's rule in expectation, without its integer
+ * rounding (so that the decision needs per-node sums, not a routing): a
+ * source holding x keeps its tokens of x; the others on a node holding x
+ * split theirs evenly over the node's copies; the rest evenly over all
+ * copies. Building the model is one pass over the counts (O(G E), sums
+ * only) plus O(N E + copies) with N nodes; a trial touches the copies of
+ * one expert and the GPUs of one node, then rescans the GPUs (O(G)).
  * The decision, greedy and deterministic: while the budget lasts, take the
- * GPU with the largest forward compute (ties: lowest id), its most loaded
- * experts (the top two), and for each the `candidates` least loaded GPUs
- * (compute, ties: lowest id) that have a free slot and no copy of it; a
- * copy's holder is the expert's planned replica on the destination's node
+ * GPU with the largest forward compute and the one with the longest
+ * all-to-all (ties: lowest id), the expert with the most tokens on the
+ * first and the one receiving the most on the second, and for each two
+ * destinations with a free slot and no copy of it: the least computing
+ * GPU of the node that sends it the most tokens without holding it, and
+ * the least computing GPU anywhere (ties: lowest id); a copy's holder is the expert's planned replica on the destination's node
  * if any, else the one sending the fewest copies so far (ties: lowest id).
  * The trial with the lowest predicted layer time is taken when its gain
  * over the layer without it exceeds `margin` x its cost (margin >= 1) and
- * it lowers the predicted time; otherwise the decision stops. Each step
- * re-routes one expert (O(G log r)) and rescans the GPUs (O(G)); a decision
- * is O(G E) for the first routing plus O(steps x trials x G).
+ * it lowers the predicted time; otherwise the decision stops.
  *
  * Free slots: a GPU's slots (the `slots` argument) less the experts it
  * holds in the serving placement and in the current one (a background
@@ -73,7 +79,6 @@ typedef struct pl_temp {
 typedef struct pl_temps_cfg {
   double margin;  /* take a temporary when gain > margin x cost; >= 1 */
   int max_temps;  /* per layer and iteration, 0: as free slots allow */
-  int candidates; /* destinations tried per expert and step, >= 1 */
 } pl_temps_cfg;
 
 /* A layer's temporaries of one iteration and the decision's scratch,
@@ -87,17 +92,19 @@ typedef struct pl_temps {
   pl_temp *temp; /* [experts x gpus] room */
   pl_placement placement;
   double gain_us, cost_us;
-  /* scratch, internal */
-  int64_t *load;             /* [G*E] tokens per (GPU, expert) */
-  int64_t *col;              /* [G] a trial's tokens of one expert per GPU */
-  int64_t *hose, *those;     /* [4G] wire tokens (pl_routing's layout); a trial's */
-  double *own, *tmp, *town, *ttmp; /* [G] forward compute (us) of planned / temporary copies; a trial's */
-  double *oin, *oout, *xin, *xout; /* [G] temporaries' bytes in / out, intra- / inter-node */
-  double *arr;               /* [G] weights' arrival (us) */
-  int *freeslots;            /* [G] */
-  int *rep, *nrep;           /* [E*G] augmented replica lists, [E] their length */
-  int *sent;                 /* [G] copies each holder sends */
-  int *cand, *trep;          /* [G] candidate destinations; a trial's replica list */
+  /* scratch, internal (pl_shadow.c): the model's state */
+  double *ns, *lh;          /* [N*E] tokens of node n's sources for x; of those holding x */
+  int *rn;                  /* [N*E] copies of x on node n */
+  double *rem;              /* [E] tokens of x from nodes without a copy */
+  unsigned char *hosts;     /* [G*E] 1: GPU g holds x */
+  double *h, *nh;           /* [4G] wire tokens (pl_routing's hose layout); a trial's */
+  double *own, *tmp, *nown, *ntmp; /* [G] forward compute (us) of planned / temporary copies; a trial's */
+  double *oin, *oout, *xin, *xout; /* [G] temporaries' weight bytes in / out, intra / inter */
+  double *arr;              /* [G] their arrival (us) */
+  double *a2a, *na2a;       /* [G] one all-to-all's time (us) of each GPU; a trial's */
+  int *rep, *nrep;          /* [E*G] replica lists with the temporaries, [E] their length */
+  int *freeslots, *sent, *mark, *chg; /* [G] */
+  int stamp;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
