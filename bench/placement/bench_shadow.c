@@ -14,7 +14,9 @@
  * temporaries, summed over layers): the simulator's des iterations at
  * these sizes are within a few percent of it or longer (docs/placement.md).
  *
- * Usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--trace FILE]...
+ * Usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] [--trace FILE]...
+ * --large: the same routing driving d_model 2048, d_ff 8192 at 4,096 tokens
+ * per GPU (bench_pl_quality's large model) instead of the trace's own.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,8 @@ static int one_iteration(pl_policy *p, const pl_env *env, const int64_t *cs, int
   return rc;
 }
 
+static int large = 0; /* --large: d_model 2048, d_ff 8192, 4,096 tokens per GPU */
+
 static int run_config(const tr_trace *tr, int G, int iters) {
   int L = tr->layers, E = tr->experts, rc = 1;
   int64_t *cs = malloc(sizeof(int64_t) * (size_t)iters * L * G * E);
@@ -89,14 +93,14 @@ static int run_config(const tr_trace *tr, int G, int iters) {
   for (int it = 0; it < iters; it++)
     for (int l = 0; l < L; l++) {
       int64_t *c = cs + ((size_t)it * L + l) * G * E;
-      if (tr_rescale_slice(tr, it, l, G, 0, 1, c) != 0)
+      if (tr_rescale_slice(tr, it, l, G, large ? 2 * 4096 : 0, 1, c) != 0)
         goto done;
       for (int i = 0; it == 0 && l == 0 && i < G * E; i++)
         seen += c[i];
     }
   static bq_model m = {.name = "trace"};
-  m.d_model = tr->meta.d_model ? tr->meta.d_model : 384;
-  m.d_ff = tr->meta.d_ff ? tr->meta.d_ff : 768;
+  m.d_model = large ? 2048 : tr->meta.d_model ? tr->meta.d_model : 384;
+  m.d_ff = large ? 8192 : tr->meta.d_ff ? tr->meta.d_ff : 768;
   pl_env env;
   int slots = (E + G - 1) / G + 2;
   if (bq_env(&env, L, E, G, slots, &m, seen / G / 2) ||
@@ -137,10 +141,13 @@ int main(int argc, char **argv) {
       ngpus = 0;
       for (char *q = strtok(argv[++i], ","); q && ngpus < 8; q = strtok(NULL, ","))
         gpus[ngpus++] = atoi(q);
-    } else if (!strcmp(argv[i], "--trace") && i + 1 < argc && ntraces < 8)
+    } else if (!strcmp(argv[i], "--large"))
+      large = 1;
+    else if (!strcmp(argv[i], "--trace") && i + 1 < argc && ntraces < 8)
       traces[ntraces++] = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--trace FILE]...\n");
+      fprintf(stderr, "usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] "
+                      "[--trace FILE]...\n");
       return 2;
     }
   }
@@ -154,9 +161,10 @@ int main(int argc, char **argv) {
     traces[1] = def[1];
     ntraces = 2;
   }
-  printf("# bench_pl_shadow: placement %s, flexmoe:shadow=1, dgx-h100-like cluster, the trace's "
-         "model, H200 profile; thread CPU time per iteration (all layers), after 10 warm-up "
-         "iterations\n", pl_planner_version());
+  printf("# bench_pl_shadow: placement %s, flexmoe:shadow=1, dgx-h100-like cluster, %s, "
+         "H200 profile; thread CPU time per iteration (all layers), after 10 warm-up "
+         "iterations\n", pl_planner_version(),
+         large ? "d_model 2048 d_ff 8192 4096 tokens/GPU" : "the trace's model");
   printf("%-28s %5s %5s %9s %9s %9s %10s %10s %8s %9s\n", "trace", "gpus", "iters", "dec_us",
          "dec_p50", "dec_p99", "route_us", "iter_us", "dec_%", "temps/l");
   for (int k = 0; k < ntraces; k++) {

@@ -112,7 +112,7 @@ void pl_plan_fini(pl_plan *plan);
 #define PL_SPEC_MAX 1000 /* bytes of a spec, as given and canonical */
 #define PL_KEY_MAX 31     /* bytes of a key */
 #define PL_VALUE_MAX 63   /* bytes of a value */
-#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 17) */
+#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 20) */
 
 /* A parsed key=value pair of a spec. */
 typedef struct pl_kv {
