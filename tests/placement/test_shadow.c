@@ -237,8 +237,8 @@ Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
   pl_env env = chk_env(2, 8, 8, 4, 3);
   char err[256];
   pl_policy *off = NULL, *on = NULL, *fm = NULL, *bad = NULL;
-  cr_assert_eq(pl_policy_create(&off, "flexmoe", &env, err, sizeof(err)), PL_OK);
-  cr_assert_eq(pl_policy_create(&on, "flexmoe:shadow=1", &env, err, sizeof(err)), PL_OK);
+  cr_assert_eq(pl_policy_create(&off, "flexmoe:shadow=0", &env, err, sizeof(err)), PL_OK);
+  cr_assert_eq(pl_policy_create(&on, "flexmoe", &env, err, sizeof(err)), PL_OK); /* the default */
   cr_assert_eq(pl_policy_create(&fm, "fastermoe", &env, err, sizeof(err)), PL_OK);
   cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=2", &env, err, sizeof(err)), PL_EPARAM);
   cr_assert(strstr(err, "shadow") != NULL, "message: %s", err);

@@ -3,8 +3,8 @@
  * iteration's own gate counts (issue 17 step 2).
  *
  * After the gate of iteration i has run and before its dispatch, the
- * counts of i are known. pl_temps_decide looks at them routed on the
- * placement that serves i (a policy's planned replicas) and, for the
+ * counts of i are known. pl_temps_decide looks at them on the placement
+ * that serves i (a policy's planned replicas) and, for the
  * experts whose load this iteration exceeds what their replicas can
  * absorb, adds temporary replicas on chosen GPUs with a free slot when the
  * predicted gain this iteration exceeds what the copies cost. A temporary
@@ -37,14 +37,16 @@
  * copies. Building the model is one pass over the counts (O(G E), sums
  * only) plus O(N E + copies) with N nodes; a trial touches the copies of
  * one expert and the GPUs of one node, then rescans the GPUs (O(G)).
+ *
  * The decision, greedy and deterministic: while the budget lasts, take the
  * GPU with the largest forward compute and the one with the longest
  * all-to-all (ties: lowest id), the expert with the most tokens on the
  * first and the one receiving the most on the second, and for each two
  * destinations with a free slot and no copy of it: the least computing
  * GPU of the node that sends it the most tokens without holding it, and
- * the least computing GPU anywhere (ties: lowest id); a copy's holder is the expert's planned replica on the destination's node
- * if any, else the one sending the fewest copies so far (ties: lowest id).
+ * the least computing GPU anywhere (ties: lowest id); a copy's holder is
+ * the expert's planned replica on the destination's node if any, else the
+ * one sending the fewest copies so far (ties: lowest id).
  * The trial with the lowest predicted layer time is taken when its gain
  * over the layer without it exceeds `margin` x its cost (margin >= 1) and
  * it lowers the predicted time; otherwise the decision stops.
