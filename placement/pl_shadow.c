@@ -176,10 +176,13 @@ static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, 
 /* ------------------------------------------------------ building it --- */
 
 /* The model of placement p (every copy planned): ns, lh, rn, rem, hosts,
- * the replica lists, wire tokens and compute; no temporaries. */
-static void build(pl_temps *t, const model *md, const pl_placement *p) {
+ * the replica lists, wire tokens and compute; no temporaries. PL_EINVAL
+ * for a negative count (the model is then unusable; unbuild still
+ * applies), else 0. */
+static int build(pl_temps *t, const model *md, const pl_placement *p) {
   int G = md->G, E = md->E, gpn = md->gpn, N = G / gpn;
   const int64_t *counts = md->counts;
+  int neg = 0;
   memset(t->ns, 0, (size_t)N * E * sizeof(double));
   memset(t->lh, 0, (size_t)N * E * sizeof(double));
   memset(t->rem, 0, (size_t)E * sizeof(double));
@@ -202,6 +205,7 @@ static void build(pl_temps *t, const model *md, const pl_placement *p) {
     int64_t io = 0, xo = 0;
     for (int x = 0; x < E; x++) {
       int64_t v = row[x];
+      neg |= v < 0;
       ns[x] += (double)v;
       io += hs[x] || !rn[x] ? 0 : v;
       xo += hs[x] || rn[x] ? 0 : v;
@@ -232,6 +236,7 @@ static void build(pl_temps *t, const model *md, const pl_placement *p) {
   for (int g = 0; g < G; g++)
     t->a2a[g] = gpu_a2a(md, t->h, g);
   t->stamp = 1;
+  return neg ? PL_EINVAL : PL_OK;
 }
 
 /* Clears what build set in hosts (the only array it does not overwrite). */
@@ -480,10 +485,7 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
   if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
       pl_cluster_check(c) || pl_profile_check(prof))
     return PL_EINVAL;
-  for (size_t i = 0; i < (size_t)sv->gpus * sv->experts; i++)
-    if (counts[i] < 0)
-      return PL_EINVAL;
-  return PL_OK;
+  return PL_OK; /* negative counts: build */
 }
 
 /* One greedy step's best trial (best->x = -1: none). */
@@ -522,7 +524,10 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   model md = model_of(c, m, prof, counts);
   md.E = t->experts;
   free_slots(t, serving, current, slots);
-  build(t, &md, serving);
+  if (build(t, &md, serving)) {
+    unbuild(t, &md);
+    return PL_EINVAL;
+  }
   double bal0, cost0, bal, cost;
   double cur = predict(t, &md, t->temp, 0, &bal0, &cost0);
   bal = bal0;
@@ -571,7 +576,10 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
       return PL_EINVAL;
   model md = model_of(c, m, prof, counts);
   md.E = t->experts;
-  build(t, &md, p);
+  if (build(t, &md, p)) {
+    unbuild(t, &md);
+    return PL_EINVAL;
+  }
   /* a temporary's compute moves from own to tmp, its bytes onto the links */
   int E = t->experts;
   for (int k = 0; k < n; k++) {
