@@ -91,9 +91,9 @@ typedef struct model {
 } model;
 
 static model model_of(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
-                      const int64_t *counts) {
+                      const int64_t *counts, int experts) {
   return (model){.c = c, .prof = prof, .counts = counts, .G = c->gpus,
-                 .E = 0, .gpn = c->gpus_per_node, .tb = (double)pl_token_bytes(m),
+                 .E = experts, .gpn = c->gpus_per_node, .tb = (double)pl_token_bytes(m),
                  .pbytes = (double)pl_expert_params(m) * m->bytes_per_elem,
                  .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio};
 }
@@ -521,8 +521,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
-  model md = model_of(c, m, prof, counts);
-  md.E = t->experts;
+  model md = model_of(c, m, prof, counts, t->experts);
   free_slots(t, serving, current, slots);
   if (build(t, &md, serving)) {
     unbuild(t, &md);
@@ -574,8 +573,7 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
         temp[k].to >= t->gpus || temp[k].from < 0 || temp[k].from >= t->gpus ||
         !pl_placement_has(p, temp[k].expert, temp[k].to))
       return PL_EINVAL;
-  model md = model_of(c, m, prof, counts);
-  md.E = t->experts;
+  model md = model_of(c, m, prof, counts, t->experts);
   if (build(t, &md, p)) {
     unbuild(t, &md);
     return PL_EINVAL;
