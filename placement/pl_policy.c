@@ -649,6 +649,32 @@ int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
   return route_on(p, pl_policy_serving(p, layer), layer, counts, r);
 }
 
+int pl_policy_has_temporaries(const pl_policy *p) {
+  return p && p->ops->temporaries != NULL;
+}
+
+int pl_policy_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_temps *t) {
+  if (t)
+    t->n = 0;
+  if (!p || !t || !counts || layer < 0 || layer >= p->env.layers)
+    return PL_EINVAL;
+  if (!p->ops->temporaries)
+    return PL_OK;
+  int rc = p->ops->temporaries(p->state, layer, pl_policy_serving(p, layer), &p->cur[layer],
+                               counts, t);
+  if (rc)
+    t->n = 0;
+  return rc;
+}
+
+int pl_policy_route_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_temps *t,
+                                pl_routing *r) {
+  int rc = pl_policy_temporaries(p, layer, counts, t);
+  if (rc)
+    return rc;
+  return route_on(p, t->n ? &t->placement : pl_policy_serving(p, layer), layer, counts, r);
+}
+
 int pl_policy_observe(pl_policy *p, int iteration, int layer,
                       const int64_t *counts) {
   if (!p || !counts || layer < 0 || layer >= p->env.layers)

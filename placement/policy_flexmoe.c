@@ -82,6 +82,9 @@ typedef struct fx_state {
   double life, lin, free_us;
   int64_t *lastc;  /* guard: [layers][G*E] the last observed counts */
   pl_routing r;    /* guard: routing scratch */
+  /* shadow=1: temporaries on the iteration's own counts (fx_temporaries) */
+  int shadow;
+  pl_temps_cfg tcfg;
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -108,6 +111,16 @@ static void fx_fini(void *state) {
   pl_free(s);
 }
 
+/* The shadow parameters (fx_params' last three). */
+static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
+  int rc;
+  if ((rc = pl_kv_int(kv, nkv, "shadow", 1, 0, 1, &s->shadow)) ||
+      (rc = pl_kv_double(kv, nkv, "shadow_margin", 1.0, 1.0, 1e6, &s->tcfg.margin)) ||
+      (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)))
+    return rc;
+  return PL_OK;
+}
+
 static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
                    pl_placement *initial) {
   fx_state *s = pl_calloc(1, sizeof(*s));
@@ -129,6 +142,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_double(kv, nkv, "lifetime", 0.5, 0, 1e9, &s->lifetime)) ||
       (rc = pl_param_background(kv, nkv, &s->background)) ||
       (rc = pl_kv_int(kv, nkv, "guard", 1, 0, 1, &s->guard)) ||
+      (rc = fx_shadow_init(s, kv, nkv)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -696,7 +710,24 @@ static const pl_param_desc fx_params[] = {
     {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime; 0: off; 0 to 1"},
     {"charge", "1", "1: moves cost what the engines charge (the iteration's moves of all layers together; background: contention with its traffic and what it cannot hide); 0: a layer's own move time / horizon; 0 to 1"},
     {"lifetime", "0.5", "a plan lasts this / the layer's recent change rate (total variation of the load shares per iteration) iterations, at most horizon (0: horizon); 0 to 1000000000"},
+    {"shadow", "1", "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain this iteration exceeds the copies' cost (pl_shadow.h); 0: off; 0 to 1"},
+    {"shadow_margin", "1", "shadow=1: a temporary is taken when its predicted gain exceeds this x its cost; 1 to 1000000"},
+    {"shadow_max", "0", "shadow=1: most temporaries per layer and iteration (0: as free slots allow); 0 to 1048576"},
     {NULL, NULL, NULL}};
+
+/* shadow=1: the layer's temporaries on the iteration's own counts, within
+ * the planner's slots (pl_shadow.h; the contract in pl_policy.h). */
+static int fx_temporaries(void *state, int layer, const pl_placement *serving,
+                          const pl_placement *current, const int64_t *counts, pl_temps *out) {
+  (void)layer;
+  const fx_state *s = state;
+  out->n = 0;
+  if (!s->shadow)
+    return PL_OK;
+  const pl_env *env = &s->env;
+  return pl_temps_decide(out, &s->tcfg, &env->cluster, &env->model, &env->profile, serving,
+                         current, counts, s->slots);
+}
 
 const pl_policy_ops pl_policy_flexmoe_ops = {
     .name = "flexmoe",
@@ -708,4 +739,5 @@ const pl_policy_ops pl_policy_flexmoe_ops = {
     .plan = fx_plan,
     .capacity = NULL,
     .fini = fx_fini,
+    .temporaries = fx_temporaries,
 };

@@ -706,9 +706,27 @@ typedef struct simrun {
   sim_engine eng;
   int eng_ok;
   double *bal; /* [iterations], each iteration's worst layer balance */
+  pl_temps *temps; /* [nbuf L] each layer's temporaries (policies that make them), or NULL */
 } simrun;
 
 static int simrun_nomem(simrun *w) { return fm_fail(w->em, w->el, FM_EFAIL, "out of memory"); }
+
+/* The temporaries' buffers, one per layer and buffered iteration, when the
+ * policy makes temporaries (pl_policy_has_temporaries); FM_OK or FM_EFAIL
+ * "out of memory". */
+static int simrun_temps_alloc(simrun *w) {
+  const pl_policy *pol = w->r.policy;
+  if (!pl_policy_has_temporaries(pol))
+    return FM_OK;
+  size_t NL = (size_t)w->nbuf * w->L;
+  w->temps = calloc(NL, sizeof(pl_temps));
+  if (!w->temps)
+    return simrun_nomem(w);
+  for (size_t k = 0; k < NL; k++)
+    if (pl_temps_init(&w->temps[k], w->E, w->G, pl_policy_placement(pol, 0)->slots))
+      return simrun_nomem(w);
+  return FM_OK;
+}
 
 /* The output with its per-iteration, per-GPU and per-layer arrays, and the
  * per-layer work buffers (counts, routings, plans, engine inputs, return
@@ -765,7 +783,7 @@ static int simrun_alloc(simrun *w) {
     if (pl_routing_init(&w->rt[l], G, E, w->r.engine == SIM_ENGINE_DES && w->cfg->exact_net == 1))
       return simrun_nomem(w);
   }
-  return FM_OK;
+  return simrun_temps_alloc(w);
 }
 
 /* The engine of the resolved cluster, model and profile (w->eng_ok) and the
@@ -904,8 +922,11 @@ static int simrun_policy(simrun *w, int64_t it, int l) {
 
 static void route_layer(void *arg, int l) {
   simrun *w = arg;
-  w->route_rc[l] = pl_policy_route_serving(w->r.policy, l, w->counts + (size_t)l * w->G * w->E,
-                                           &w->rt[w->route_slot + l]);
+  const int64_t *c = w->counts + (size_t)l * w->G * w->E;
+  pl_routing *r = &w->rt[w->route_slot + l];
+  w->route_rc[l] = w->temps ? pl_policy_route_temporaries(w->r.policy, l, c,
+                                                          &w->temps[w->route_slot + l], r)
+                            : pl_policy_route_serving(w->r.policy, l, c, r);
 }
 
 /* Every layer of iteration it routed on its serving placement, on the run's
@@ -947,6 +968,18 @@ static int simrun_snapshot(simrun *w, int l, size_t k, int changed, sim_layer_in
   return 0;
 }
 
+/* The engine's view of slot k's temporaries (pl_policy.h's contract): the
+ * placement they were routed on, the planned one for the all-reduce. */
+static void simrun_layer_temps(simrun *w, size_t k, sim_layer_in *in) {
+  const pl_temps *t = w->temps ? &w->temps[k] : NULL;
+  int n = t ? t->n : 0;
+  in->ntemps = n;
+  in->temps = n ? t->temp : NULL;
+  in->planned = n ? in->placement : NULL;
+  if (n)
+    in->placement = &t->placement;
+}
+
 /* Layer l of iteration it after routing: the engine's input w->lin[l], the
  * plan recorded when it moved experts, the layer's balance into
  * o->layer_bal and *worst_bal (raised to it), its tokens into row; FM_OK
@@ -963,6 +996,7 @@ static int simrun_layer(simrun *w, int64_t it, int l, st_iter_row *row, double *
   if (w->pipe && simrun_snapshot(w, l, k, plan->changed, in))
     return simrun_nomem(w);
   in->routing = rt;
+  simrun_layer_temps(w, k, in);
   /* the oracle re-plans for free: its moves are reported, not charged;
    * a shadowing policy's moves only create its shadows, which the
    * engine charges as a broadcast and a reduce every iteration */
@@ -1207,6 +1241,9 @@ static void simrun_fini(simrun *w) {
     pl_routing_fini(&w->rt[l]);
   for (int l = 0; w->plans && l < w->nbuf * w->L; l++)
     pl_plan_fini(&w->plans[l]);
+  for (int l = 0; w->temps && l < w->nbuf * w->L; l++)
+    pl_temps_fini(&w->temps[l]);
+  free(w->temps);
   free(w->rt);
   free(w->plans);
   free(w->lin);

@@ -112,6 +112,7 @@ struct rt_exec {
   int64_t iters;
   char *err;
   size_t errlen;
+  pl_temps *temps; /* [L] this iteration's temporaries (policies that make them), or NULL */
 };
 
 #define LR(x, l, r) (&(x)->lr[(size_t)(l) * (size_t)(x)->G + (size_t)(r)])
@@ -187,6 +188,9 @@ void rt_exec_destroy(rt_exec *x) {
   rt_free(x->rowc);
   pl_routing_fini(&x->route);
   pl_routing_fini(&x->tmp);
+  for (int l = 0; x->temps && l < x->L; l++)
+    pl_temps_fini(&x->temps[l]);
+  rt_free(x->temps);
   rt_free(x->moves);
   rt_free(x->mig);
   rt_free(x->stamps);
@@ -197,6 +201,7 @@ void rt_exec_destroy(rt_exec *x) {
 }
 
 static int warmup(rt_exec *x);
+static int temps_init(rt_exec *x);
 
 int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
                    const pl_env *env, const rt_exec_config *cfg, char *err,
@@ -350,6 +355,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
     }
   }
   if (!rc) rc = warmup(x);
+  if (!rc) rc = temps_init(x);
   if (rc) goto fail;
   *out = x;
   return 0;
@@ -680,7 +686,8 @@ static int run_migration(rt_exec *x) {
 /* Host layout of layer l from the routing in x->route and counts. */
 static int layout_layer(rt_exec *x, int64_t it, int l, const int64_t *counts) {
   int G = x->G, E = x->E, k = x->k;
-  const pl_placement *pp = pl_policy_serving(x->policy, l);
+  const pl_placement *pp = x->temps && x->temps[l].n ? &x->temps[l].placement
+                                                     : pl_policy_serving(x->policy, l);
   int64_t *split = x->split_l + (size_t)l * G * E * G;
   /* split[src][e][g]: pl_route of one source row at a time, dropless, of
    * the slots the source keeps within its capacity (x->route.cap[src], -1
@@ -995,6 +1002,125 @@ static int allreduce(rt_exec *x) {
   return 0;
 }
 
+/* ---------------------------------------- temporaries (issue 17 step 2) --- */
+/*
+ * pl_policy.h's temporaries contract on the runtime. A layer's temporaries
+ * (pl_policy_route_temporaries, which also routes the layer on the
+ * placement with them) each take a free physical slot of their GPU
+ * (temps_place: expert -1 and nothing arriving; the decision keeps them
+ * within the slots the serving and current placements leave, so one is
+ * there, its buffers allocated on first use) and are served like a replica
+ * for the iteration. Their weights are copied from the holder's slot after
+ * the iteration's moves have run (temps_copy_in: before the first forward,
+ * where the simulator starts them after each layer's dispatch; the cpu
+ * backend's copies are memcpy, so only when they are timed differs); after
+ * the backward each temporary's gradient is added to its holder's (copied
+ * to the holder's staging buffer, then added there), before the replica
+ * all-reduce, and its slot is freed (temps_reduce_back). The policy's
+ * placement never holds them, so check_layout and the parameter checksums
+ * see the planned layout only.
+ */
+
+/* The temporaries' buffers, one per layer, when the policy makes them. */
+static int temps_init(rt_exec *x) {
+  if (!pl_policy_has_temporaries(x->policy)) return 0;
+  x->temps = rt_calloc((size_t)x->L, sizeof(pl_temps));
+  if (!x->temps) return RT_ENOMEM;
+  int slots = pl_policy_placement(x->policy, 0)->slots;
+  for (int l = 0; l < x->L; l++)
+    if (pl_temps_init(&x->temps[l], x->E, x->G, slots)) return RT_ENOMEM;
+  return 0;
+}
+
+/* A free physical slot of (l, to) for each of layer l's temporaries. */
+static int temps_place(rt_exec *x, int l) {
+  const pl_temps *t = x->temps ? &x->temps[l] : NULL;
+  for (int k = 0; t && k < t->n; k++) {
+    lr *q = LR(x, l, t->temp[k].to);
+    int s = -1;
+    for (int i = 0; i < x->nphys && s < 0; i++)
+      if (q->slots[i].expert == -1 && q->slots[i].incoming < 0 && !q->slots[i].leaving) s = i;
+    if (s < 0) {
+      int rc = alloc_slot(x, t->temp[k].to, q, &s);
+      if (rc) return fail(x, rc, "%s", "out of memory for a temporary's buffers");
+    }
+    if (s < 0) return fail(x, RT_ESLOTS, "%s", "no free slot for a temporary");
+    q->slots[s].expert = t->temp[k].expert;
+  }
+  return 0;
+}
+
+/* Slot of expert e on (l, g): the temporary's or its holder's. */
+static slot *temps_slot(rt_exec *x, int l, int g, int e) {
+  lr *q = LR(x, l, g);
+  int s = find_slot(q, x->nphys, e);
+  return s < 0 ? NULL : &q->slots[s];
+}
+
+/* Every temporary's weights from its holder. */
+static int temps_copy_in(rt_exec *x) {
+  int any = 0;
+  size_t bytes = x->pelems * (size_t)x->esz;
+  for (int l = 0; x->temps && l < x->L; l++)
+    for (int k = 0; k < x->temps[l].n; k++) {
+      const pl_temp *tp = &x->temps[l].temp[k];
+      slot *from = temps_slot(x, l, tp->from, tp->expert), *to = temps_slot(x, l, tp->to, tp->expert);
+      if (!from || !to) return fail(x, RT_EPLACEMENT, "%s", "a temporary's slot is missing");
+      if (!any++) BK(x, x->ops->group_begin(x->b));
+      BK(x, x->ops->copy(x->b, tp->from, from->param, tp->to, to->param, bytes));
+    }
+  if (!any) return 0;
+  BK(x, x->ops->group_end(x->b));
+  BK(x, x->ops->barrier(x->b));
+  return 0;
+}
+
+/* Every temporary's gradient added to its holder's, then its slot freed.
+ * A holder's copy has one staging buffer, so the temporaries of one
+ * (layer, expert, holder) go in rounds, one each. */
+static int temps_reduce_back(rt_exec *x) {
+  size_t n = x->pelems, bytes = n * (size_t)x->esz;
+  for (int round = 0;; round++) {
+    int any = 0;
+    for (int l = 0; x->temps && l < x->L; l++) {
+      const pl_temps *t = &x->temps[l];
+      for (int k = 0; k < t->n; k++) {
+        int dup = 0; /* the round-th temporary of its (layer, holder) goes now */
+        for (int j = 0; j < k; j++)
+          dup += t->temp[j].from == t->temp[k].from && t->temp[j].expert == t->temp[k].expert;
+        if (dup != round) continue;
+        const pl_temp *tp = &t->temp[k];
+        slot *from = temps_slot(x, l, tp->from, tp->expert), *to = temps_slot(x, l, tp->to, tp->expert);
+        if (!from || !to) return fail(x, RT_EPLACEMENT, "%s", "a temporary's slot is missing");
+        if (!any++) BK(x, x->ops->group_begin(x->b));
+        BK(x, x->ops->copy(x->b, tp->to, to->grad, tp->from, from->stage, bytes));
+      }
+    }
+    if (!any) break;
+    BK(x, x->ops->group_end(x->b));
+    BK(x, x->ops->barrier(x->b));
+    for (int l = 0; l < x->L; l++) {
+      const pl_temps *t = &x->temps[l];
+      for (int k = 0; k < t->n; k++) {
+        int dup = 0;
+        for (int j = 0; j < k; j++)
+          dup += t->temp[j].from == t->temp[k].from && t->temp[j].expert == t->temp[k].expert;
+        const pl_temp *tp = &t->temp[k];
+        if (dup != round || !x->ops->owns(x->b, tp->from)) continue;
+        slot *from = temps_slot(x, l, tp->from, tp->expert);
+        BK(x, x->ops->add(x->b, tp->from, from->grad, from->stage, n));
+      }
+    }
+    BK(x, x->ops->barrier(x->b));
+  }
+  for (int l = 0; x->temps && l < x->L; l++)
+    for (int k = 0; k < x->temps[l].n; k++) {
+      const pl_temp *tp = &x->temps[l].temp[k];
+      temps_slot(x, l, tp->to, tp->expert)->expert = -1;
+    }
+  return 0;
+}
+
 int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
                       rt_iter_result *res, char *err, size_t errlen) {
   int G = x->G, L = x->L, E = x->E, rc;
@@ -1039,8 +1165,11 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
     /* 2. routing and layout on the serving placement; then the policy
      * observes the counts (it only uses them for later plans), in the
      * simulator's call order: plan, route, observe, layer by layer. */
-    rc = pl_policy_route_serving(x->policy, l, counts + l * GE, &x->route);
+    rc = x->temps ? pl_policy_route_temporaries(x->policy, l, counts + l * GE, &x->temps[l],
+                                                &x->route)
+                  : pl_policy_route_serving(x->policy, l, counts + l * GE, &x->route);
     if (rc) return fail(x, RT_EPLACEMENT, "policy route: %s", pl_strerror(rc));
+    if ((rc = temps_place(x, l))) return rc;
     double bal = pl_routing_balance(&x->route);
     if (bal > balance) balance = bal;
     res->tokens_total += x->route.total;
@@ -1082,10 +1211,12 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   if (x->iters > 0 && (rc = run_migration(x))) return rc;
   if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
   if ((rc = start_background(x))) return rc;
+  if ((rc = temps_copy_in(x))) return rc;
   for (int l = 0; l < L; l++)
     if ((rc = layer_pass(x, l, 0, &mark))) return rc;
   for (int l = L - 1; l >= 0; l--)
     if ((rc = layer_pass(x, l, 1, &mark))) return rc;
+  if ((rc = temps_reduce_back(x))) return rc;
   if ((rc = allreduce(x))) return rc;
   if ((rc = stamp(x, &mark, RT_PH_ALLREDUCE))) return rc;
   if (x->nbg) {

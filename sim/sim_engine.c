@@ -372,6 +372,31 @@ static void gpu_compute_split(const sim_engine *e, const pl_routing *r, const pl
   }
 }
 
+/* Forward compute of every GPU with temporaries (pl_policy.h's contract):
+ * ns_us its planned experts, sh_us its temporaries, the same terms as
+ * gpu_compute_us. */
+static void temps_compute_split(sim_engine *e, const sim_layer_in *L) {
+  const pl_routing *r = L->routing;
+  const pl_placement *p = L->placement;
+  for (int g = 0; g < e->gpus; g++) {
+    e->ns_us[g] = L->shadow_owner ? 0 : gpu_compute_us(e, r, p, g);
+    e->sh_us[g] = 0;
+    if (L->shadow_owner)
+      gpu_compute_split(e, r, p, L->shadow_owner, g, &e->ns_us[g], &e->sh_us[g]);
+  }
+  for (int k = 0; k < L->ntemps; k++) {
+    int x = L->temps[k].expert, g = L->temps[k].to;
+    int64_t t = r->padded ? pl_routing_compute_tokens(r, p, g, x)
+                          : r->load[(size_t)g * r->experts + x];
+    double us = t ? pl_ffn_us(&e->prof, (double)t) : 0;
+    e->ns_us[g] -= us;
+    e->sh_us[g] += us;
+  }
+  for (int g = 0; g < e->gpus; g++)
+    if (e->ns_us[g] < 0)
+      e->ns_us[g] = 0; /* rounding of the difference */
+}
+
 static int wait_ns(sim_engine *e, int64_t dur);
 
 /* Runs the loop until the foreground flows started since the last call have
@@ -638,14 +663,31 @@ static int sync_add(void *arg, int src, int dst, double bytes, int64_t lat_ns) {
   return xfer_add(c->e, src, dst, bytes, lat_ns);
 }
 
+/* The temporaries' transfers of one pass (pl_policy.h's contract):
+ * forward their weights from -> to, backward their gradients to -> from,
+ * parameter bytes each. */
+static int temp_transfers(sim_engine *e, const sim_layer_in *L, int backward, sync_ctx *c) {
+  double bytes = (double)pl_expert_params(&e->model) * e->model.bytes_per_elem;
+  int rc = SIM_OK;
+  for (int k = 0; k < L->ntemps && !rc; k++) {
+    int a = L->temps[k].from, b = L->temps[k].to;
+    rc = backward ? sync_add(c, b, a, bytes, hop_ns(&e->cl, a, b))
+                  : sync_add(c, a, b, bytes, hop_ns(&e->cl, a, b));
+  }
+  return rc;
+}
+
 /* Starts layer l's synchronisation transfers of one pass as a batch of
- * `kind`; their bytes are added to o->bytes_sync. */
+ * `kind`; their bytes are added to o->bytes_sync. With temporaries the
+ * replica all-reduce runs over the planned placement. */
 static int start_sync(sim_engine *e, const sim_layer_in *L, int backward, int kind,
                       sim_iter_out *o) {
   sync_ctx c = {.e = e, .bytes = 0};
   xfer_begin(e, kind);
-  int rc = sim_sync_transfers(&e->cl, &e->model, L->placement, L->shadow_owner, backward,
-                              sync_add, &c);
+  const pl_placement *p = L->ntemps ? L->planned : L->placement;
+  int rc = sim_sync_transfers(&e->cl, &e->model, p, L->shadow_owner, backward, sync_add, &c);
+  if (!rc && L->ntemps)
+    rc = temp_transfers(e, L, backward, &c);
   o->bytes_sync += c.bytes;
   return rc ? rc : xfer_start(e);
 }
@@ -768,10 +810,13 @@ static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *
       /* expert compute: the slowest GPU (forward computes it, backward
        * reuses it) */
       double worst = 0, *fwd = e->comp_us + (size_t)l * G;
-      int shadows = L[l].shadow_owner != NULL;
+      int shadows = L[l].shadow_owner != NULL || L[l].ntemps > 0;
       if (pass == 0 && shadows) {
-        for (int g = 0; g < G; g++)
-          gpu_compute_split(e, r, p, L[l].shadow_owner, g, &e->ns_us[g], &e->sh_us[g]);
+        if (L[l].ntemps)
+          temps_compute_split(e, &L[l]);
+        else
+          for (int g = 0; g < G; g++)
+            gpu_compute_split(e, r, p, L[l].shadow_owner, g, &e->ns_us[g], &e->sh_us[g]);
         if ((rc = shadowed_compute(e, &L[l], o, fwd, &worst)))
           break;
         for (int g = 0; g < G; g++)
@@ -913,6 +958,16 @@ int sim_engine_iteration_layers(sim_engine *e, const sim_layer_in *layers, int n
         layers[l].placement->gpus != e->gpus || (!r->hose && !r->traffic) ||
         (!hose && !r->traffic && !r->padded))
       return SIM_EINVAL;
+    if (layers[l].ntemps < 0 ||
+        (layers[l].ntemps && (!layers[l].temps || !layers[l].planned ||
+                              layers[l].planned->gpus != e->gpus)))
+      return SIM_EINVAL;
+    for (int k = 0; k < layers[l].ntemps; k++) {
+      const pl_temp *t = &layers[l].temps[k];
+      if (t->from < 0 || t->from >= e->gpus || t->to < 0 || t->to >= e->gpus ||
+          t->expert < 0 || t->expert >= layers[l].placement->experts)
+        return SIM_EINVAL;
+    }
   }
   sim_iter_out o;
   memset(&o, 0, sizeof(o));

@@ -694,3 +694,62 @@ Test(engine, the_des_work_bounds_stop_an_iteration_with_an_error) {
   cr_assert_eq(o.time_us, ref.time_us);
   teardown(&f);
 }
+
+/* Temporaries (pl_policy.h's contract) on 2 nodes x 2 GPUs: expert 1
+ * (planned on GPU 1 only) gets a temporary on GPU 2, its weights sent
+ * 1 -> 2 in the forward pass and its gradient 2 -> 1 after the backward,
+ * P bytes each, and no ring (the planned placement has one replica). With
+ * weights that take long over the NIC, GPU 2 computes the temporary only
+ * once they have arrived: the wait is reported as synchronisation. Both
+ * engines charge the same; the same placement with expert 1 planned on
+ * GPUs 1 and 2 is all-reduced by a ring instead and does not wait. */
+Test(engine, temporaries_are_copied_in_and_reduced_back_by_both_engines) {
+  static fixture f;
+  setup(&f, 2, 2, 4);
+  f.m.d_ff = 65536; /* 268 MB of weights: 10.7 ms over a 25 GB/s NIC */
+  pl_placement planned[2];
+  pl_temp temp = {.expert = 1, .from = 1, .to = 2};
+  for (int l = 0; l < 2; l++) {
+    pl_placement_fini(&f.p[l]);
+    cr_assert_eq(pl_placement_init(&planned[l], 4, 4, 2), PL_OK);
+    cr_assert_eq(pl_placement_static(&planned[l]), PL_OK);
+    cr_assert_eq(pl_placement_init(&f.p[l], 4, 4, 2), PL_OK);
+    cr_assert_eq(pl_placement_copy(&f.p[l], &planned[l]), PL_OK);
+    cr_assert_eq(pl_placement_add(&f.p[l], 1, 2), PL_OK);
+    cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
+  }
+  sim_layer_in in[2], ring[2];
+  memset(in, 0, sizeof(in));
+  memset(ring, 0, sizeof(ring));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = ring[l].placement = &f.p[l];
+    in[l].routing = ring[l].routing = &f.r[l];
+    in[l].temps = &temp;
+    in[l].ntemps = 1;
+    in[l].planned = &planned[l];
+  }
+  sim_iter_out a = one_iteration(&f, SIM_ENGINE_ANALYTIC, in);
+  sim_iter_out d = one_iteration(&f, SIM_ENGINE_DES, in);
+  expect_same(&a, &d, "temporaries");
+  double P = 2.0 * 1024 * 65536 * 2;
+  cr_assert_eq(d.bytes_sync, 2 * 2 * (int64_t)P, "one copy in and one back per layer");
+  cr_assert_eq(d.bytes_migrated, 0);
+  double copy = P / 25e3 + 5.0; /* us over the NIC, one hop of latency */
+  cr_assert_gt(d.allreduce_us, 2 * copy * 0.9, "allreduce %.1f us, copies %.1f us",
+               d.allreduce_us, copy);
+  sim_iter_out r = one_iteration(&f, SIM_ENGINE_DES, ring);
+  cr_assert_eq(r.bytes_sync, 2 * 2 * (int64_t)P, "a 2-ring sends P each way per layer");
+  cr_assert_lt(r.time_us, d.time_us - copy, "planned %.1f us, temporaries %.1f us", r.time_us,
+               d.time_us);
+  /* a temporary naming a GPU out of range is refused */
+  pl_temp bad = {.expert = 1, .from = 1, .to = 4};
+  in[0].temps = &bad;
+  sim_engine e;
+  sim_iter_out o;
+  cr_assert_eq(sim_engine_init(&e, SIM_ENGINE_DES, &f.cl, &f.pc, &f.m, &f.prof, -1), SIM_OK);
+  cr_assert_eq(sim_engine_iteration(&e, in, 2, &o), SIM_EINVAL);
+  sim_engine_fini(&e);
+  for (int l = 0; l < 2; l++)
+    pl_placement_fini(&planned[l]);
+  teardown(&f);
+}

@@ -59,6 +59,7 @@
 #include "placement/pl_cost.h"
 #include "placement/pl_placement.h"
 #include "placement/pl_route.h"
+#include "placement/pl_shadow.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -111,7 +112,7 @@ void pl_plan_fini(pl_plan *plan);
 #define PL_SPEC_MAX 1000 /* bytes of a spec, as given and canonical */
 #define PL_KEY_MAX 31     /* bytes of a key */
 #define PL_VALUE_MAX 63   /* bytes of a value */
-#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 17) */
+#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 20) */
 
 /* A parsed key=value pair of a spec. */
 typedef struct pl_kv {
@@ -149,6 +150,14 @@ typedef struct pl_policy_ops {
    * their broadcast and reduce every iteration (sim_engine.h) instead of
    * the plan's replicate and drop moves. */
   const int *(*shadows)(void *state, int layer);
+  /* Appended (issue 17 step 2). May be NULL (the policy makes no
+   * temporaries). Decides layer `layer`'s temporaries of one iteration
+   * into out (pl_temps_decide; the temporaries contract below) from the
+   * serving and current placements and the iteration's own counts [G*E].
+   * Reads the state only (layers run on several threads); sets out->n = 0
+   * when the policy's configuration makes none. */
+  int (*temporaries)(void *state, int layer, const pl_placement *serving,
+                     const pl_placement *current, const int64_t *counts, pl_temps *out);
 } pl_policy_ops;
 
 /* Registry: NULL-terminated array of all policies, in listing order. */
@@ -261,6 +270,46 @@ int pl_policy_inflight(const pl_policy *p, int layer);
  * `background` parameter is 1), 0 when they block or it never re-plans
  * with that protocol. */
 int pl_policy_background(const pl_policy *p);
+
+/*
+ * The temporaries contract (issue 17 step 2; docs/placement.md), one for
+ * the simulator's engines and the runtime, decided here and nowhere else:
+ *   1. After plan i of a layer and the gate of iteration i, and before its
+ *      dispatch, pl_policy_temporaries decides the layer's temporaries from
+ *      iteration i's own counts and pl_policy_serving (t->n of them,
+ *      t->temp[k] = expert, holder `from`, destination `to`). Pure
+ *      function of the policy's configuration, the two placements and the
+ *      counts: every caller gets the same temporaries, bit for bit.
+ *   2. Iteration i of the layer is routed (pl_route's rule, the policy's
+ *      capacity) and computed on t->placement: the serving placement plus
+ *      the temporaries, each on a GPU with a free slot in both the serving
+ *      and the current placement (a background move's arriving replicas
+ *      keep their buffers), at most one copy of an expert per GPU.
+ *   3. Forward: after the layer's dispatch each temporary's weights
+ *      (parameter bytes: pl_expert_params x bytes_per_elem, no optimizer
+ *      state) are copied from -> to, beside the planned experts' compute,
+ *      and `to` computes the temporary's tokens once they have arrived.
+ *   4. Backward: the temporary computes its gradient, sends it to -> from
+ *      once after the layer's backward (added to the holder's before the
+ *      replica all-reduce, which runs over the planned replicas only), and
+ *      is freed. The policy never sees a temporary: plans, moves, serving
+ *      and inflight stay the planned ones, and nothing is migrated.
+ * With t->n = 0 the iteration is exactly what it is without temporaries.
+ */
+/* Whether the policy makes temporaries (its ops have `temporaries`; its
+ * configuration may still decide none). */
+int pl_policy_has_temporaries(const pl_policy *p);
+/* Layer `layer`'s temporaries of the iteration whose counts [G*E] these
+ * are, into t (pl_temps_init with the layer's dimensions: experts, GPUs and
+ * the cluster's slots): t->n = 0 when the policy makes none. Reads only
+ * the policy (layers may run at once on several threads, no plan running
+ * meanwhile). 0 or a PL_ code (t->n = 0). */
+int pl_policy_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_temps *t);
+/* pl_policy_temporaries, then pl_policy_route_serving on t->placement when
+ * it made any (else on the serving placement): the routing the engines and
+ * the runtime serve the iteration with. */
+int pl_policy_route_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_temps *t,
+                                pl_routing *r);
 
 /* Helpers for policy implementations. */
 int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,

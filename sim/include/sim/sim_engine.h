@@ -104,6 +104,7 @@
 #include "placement/pl_cost.h"
 #include "placement/pl_placement.h"
 #include "placement/pl_route.h"
+#include "placement/pl_shadow.h"
 #include "sim/sim_cluster.h"
 #include "sim/sim_fluid.h"
 #include "sim/sim_loop.h"
@@ -139,6 +140,18 @@ typedef struct sim_layer_in {
    * other replicas each forward pass and receives their gradients (a
    * FasterMoE shadow), -1 for an expert that is not shadowed */
   const int *shadow_owner;
+  /* Appended (issue 17 step 2): the iteration's temporaries (pl_shadow.h,
+   * the contract in pl_policy.h), temps[0..ntemps); placement and routing
+   * then include them and `planned` is the placement without them (the
+   * replicas whose gradients are all-reduced). Forward: each temporary's
+   * weights (parameter bytes) go from -> to as a transfer that starts
+   * after the dispatch, beside the compute (as shadows, above: `to`
+   * computes the temporary once they have arrived, the wait is reported
+   * as allreduce); backward: its gradient goes to -> from with the
+   * layer's synchronisation. Nothing is migrated. ntemps = 0: none. */
+  const pl_temp *temps;
+  int ntemps;
+  const pl_placement *planned;
 } sim_layer_in;
 
 typedef struct sim_iter_out {

@@ -1,0 +1,186 @@
+/*
+ * bench_shadow.c - what flexmoe's per-iteration temporaries decision
+ * (shadow=1, pl_shadow.h) costs, against the iteration it runs in (issue
+ * 17: under 1% of the simulated iteration at 64 GPUs).
+ *
+ * For each real trace and GPU count: the trace's counts rescaled to G GPUs
+ * (tr_rescale_slice, seed 1), flexmoe:shadow=1 driven through the plan,
+ * temporaries, route and observe protocol; timed (thread CPU time, after a
+ * warm-up of 10 iterations; each call repeated 10 times between two clock
+ * reads, a thread's CPU clock being a system call) is pl_policy_temporaries
+ * over all layers of an iteration, beside one pl_route of the same layers on the serving
+ * placement as the peer in the same run. The iteration it runs in is
+ * predicted by the cost model (pl_cost_layer on the routing with the
+ * temporaries, summed over layers): the simulator's des iterations at
+ * these sizes are within a few percent of it or longer (docs/placement.md).
+ *
+ * Usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] [--trace FILE]...
+ * --large: the same routing driving d_model 2048, d_ff 8192 at 4,096 tokens
+ * per GPU (bench_pl_quality's large model) instead of the trace's own.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_common.h"
+#include "placement/flexmoe_planner.h"
+#include "placement/pl_shadow.h"
+#include "traces/tr_rescale.h"
+#include "traces/tr_trace.h"
+
+#define REPS 10 /* calls timed together */
+
+typedef struct sh_sums {
+  double *dec;    /* [iters] decision CPU us per iteration */
+  double route_us, iter_us;
+  int64_t temps;
+  int iters;
+} sh_sums;
+
+/* One iteration: plan, decide (timed), route, cost, observe per layer. */
+static int one_iteration(pl_policy *p, const pl_env *env, const int64_t *cs, int it,
+                         pl_temps *t, pl_routing *r, sh_sums *s, int timed) {
+  int L = env->layers, G = env->cluster.gpus, E = env->experts, rc = 0;
+  double dec = 0, rt = 0, us = 0;
+  for (int l = 0; l < L && !rc; l++) {
+    const int64_t *c = cs + ((size_t)it * L + l) * G * E;
+    pl_plan plan;
+    pl_plan_init(&plan);
+    rc = pl_policy_plan(p, it, l, NULL, &plan);
+    pl_plan_fini(&plan);
+    /* REPS calls between two clock reads: the clock costs microseconds */
+    double t0 = bq_now();
+    for (int k = 0; k < REPS && !rc; k++)
+      rc = pl_policy_temporaries(p, l, c, t);
+    double t1 = bq_now();
+    for (int k = 0; k < REPS && !rc; k++)
+      rc = pl_route(pl_policy_serving(p, l), &env->cluster, c, -1, r);
+    double t2 = bq_now();
+    if (!rc && t->n)
+      rc = pl_route(&t->placement, &env->cluster, c, -1, r);
+    pl_cost cost;
+    if (!rc)
+      rc = pl_cost_layer(&env->cluster, &env->model, &env->profile,
+                         t->n ? &t->placement : pl_policy_serving(p, l), r, &cost);
+    if (!rc)
+      rc = pl_policy_observe(p, it, l, c);
+    dec += (t1 - t0) / REPS;
+    rt += (t2 - t1) / REPS;
+    us += rc ? 0 : cost.total_us;
+    s->temps += timed ? t->n : 0;
+  }
+  if (timed) {
+    s->dec[s->iters++] = dec * 1e6;
+    s->route_us += rt * 1e6;
+    s->iter_us += us;
+  }
+  return rc;
+}
+
+static int large = 0; /* --large: d_model 2048, d_ff 8192, 4,096 tokens per GPU */
+
+static int run_config(const tr_trace *tr, int G, int iters) {
+  int L = tr->layers, E = tr->experts, rc = 1;
+  int64_t *cs = malloc(sizeof(int64_t) * (size_t)iters * L * G * E);
+  sh_sums s = {.dec = calloc((size_t)iters, sizeof(double))};
+  pl_policy *p = NULL;
+  pl_temps t = {0};
+  pl_routing r = {0};
+  int64_t seen = 0;
+  char err[256];
+  if (!cs || !s.dec)
+    goto done;
+  for (int it = 0; it < iters; it++)
+    for (int l = 0; l < L; l++) {
+      int64_t *c = cs + ((size_t)it * L + l) * G * E;
+      if (tr_rescale_slice(tr, it, l, G, large ? 2 * 4096 : 0, 1, c) != 0)
+        goto done;
+      for (int i = 0; it == 0 && l == 0 && i < G * E; i++)
+        seen += c[i];
+    }
+  static bq_model m = {.name = "trace"};
+  m.d_model = large ? 2048 : tr->meta.d_model ? tr->meta.d_model : 384;
+  m.d_ff = large ? 8192 : tr->meta.d_ff ? tr->meta.d_ff : 768;
+  pl_env env;
+  int slots = (E + G - 1) / G + 2;
+  if (bq_env(&env, L, E, G, slots, &m, seen / G / 2) ||
+      pl_policy_create(&p, "flexmoe:shadow=1", &env, err, sizeof(err)) ||
+      pl_temps_init(&t, E, G, slots) || pl_routing_init(&r, G, E, 0))
+    goto done;
+  rc = 0;
+  for (int it = 0; it < iters && !rc; it++)
+    rc = one_iteration(p, &env, cs, it, &t, &r, &s, it >= 10);
+  if (rc || s.iters == 0)
+    goto done;
+  double mean = 0;
+  for (int i = 0; i < s.iters; i++)
+    mean += s.dec[i] / s.iters;
+  double p50 = bq_pct(s.dec, (size_t)s.iters, 0.5), p99 = bq_pct(s.dec, (size_t)s.iters, 0.99);
+  double iter = s.iter_us / s.iters;
+  printf("%-28s %5d %5d %9.1f %9.1f %9.1f %10.1f %10.1f %8.3f %9.2f\n",
+         strrchr(tr->path, '/') ? strrchr(tr->path, '/') + 1 : tr->path, G, s.iters, mean, p50,
+         p99, s.route_us / s.iters, iter, 100 * mean / iter, (double)s.temps / s.iters / L);
+done:
+  if (rc)
+    fprintf(stderr, "bench_pl_shadow: %s, %d GPUs failed\n", tr->path, G);
+  pl_routing_fini(&r);
+  pl_temps_fini(&t);
+  pl_policy_destroy(p);
+  free(s.dec);
+  free(cs);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  int iters_max = 210, gpus[8] = {8, 16, 64}, ngpus = 3, ntraces = 0;
+  const char *traces[8];
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
+      iters_max = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--gpus") && i + 1 < argc) {
+      ngpus = 0;
+      for (char *q = strtok(argv[++i], ","); q && ngpus < 8; q = strtok(NULL, ","))
+        gpus[ngpus++] = atoi(q);
+    } else if (!strcmp(argv[i], "--large"))
+      large = 1;
+    else if (!strcmp(argv[i], "--trace") && i + 1 < argc && ntraces < 8)
+      traces[ntraces++] = argv[++i];
+    else {
+      fprintf(stderr, "usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] "
+                      "[--trace FILE]...\n");
+      return 2;
+    }
+  }
+  static char def[2][1024];
+  if (ntraces == 0) {
+    const char *root = getenv("FLEXMOE_SOURCE_ROOT");
+    for (int k = 0; k < 2; k++)
+      snprintf(def[k], sizeof(def[k]), "%s/../shared/traces/real/gpt-l6-e32-top2-%s.npy",
+               root ? root : ".", k ? "noaux" : "aux");
+    traces[0] = def[0];
+    traces[1] = def[1];
+    ntraces = 2;
+  }
+  printf("# bench_pl_shadow: placement %s, flexmoe:shadow=1, dgx-h100-like cluster, %s, "
+         "H200 profile; thread CPU time per iteration (all layers), after 10 warm-up "
+         "iterations\n", pl_planner_version(),
+         large ? "d_model 2048 d_ff 8192 4096 tokens/GPU" : "the trace's model");
+  printf("%-28s %5s %5s %9s %9s %9s %10s %10s %8s %9s\n", "trace", "gpus", "iters", "dec_us",
+         "dec_p50", "dec_p99", "route_us", "iter_us", "dec_%", "temps/l");
+  for (int k = 0; k < ntraces; k++) {
+    tr_trace t;
+    tr_error err;
+    if (tr_open(&t, traces[k], &err) != 0) {
+      printf("# SKIP %s: %s\n", traces[k], err.msg);
+      continue;
+    }
+    int iters = iters_max > 0 && iters_max < t.iterations ? iters_max : (int)t.iterations;
+    for (int gi = 0; gi < ngpus; gi++)
+      if (run_config(&t, gpus[gi], iters)) {
+        tr_close(&t);
+        return 1;
+      }
+    tr_close(&t);
+  }
+  return 0;
+}

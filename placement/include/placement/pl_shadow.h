@@ -1,0 +1,142 @@
+/*
+ * pl_shadow.h - temporaries: per-iteration extra replicas decided on the
+ * iteration's own gate counts (issue 17 step 2).
+ *
+ * After the gate of iteration i has run and before its dispatch, the
+ * counts of i are known. pl_temps_decide looks at them on the placement
+ * that serves i (a policy's planned replicas) and, for the
+ * experts whose load this iteration exceeds what their replicas can
+ * absorb, adds temporary replicas on chosen GPUs with a free slot when the
+ * predicted gain this iteration exceeds what the copies cost. A temporary
+ * is the expert's weights only (parameter bytes, no optimizer state),
+ * copied from one of its planned replicas (the holder) in the forward pass
+ * and freed after the backward, its gradient sent once back to the holder.
+ * FasterMoE's shadows (policy_fastermoe.c) are the special case "every GPU,
+ * from the owner"; here they go to chosen GPUs on top of the plan.
+ *
+ * The model it decides with (the engines' schedule, sim_engine.h): a
+ * layer's time is
+ *   F + bwd x max_g C'_g + 4 x A + R
+ * with C'_g GPU g's forward expert compute (pl_ffn_us summed over the
+ * experts it holds, temporaries included), F = max_g (max(own_g,
+ * arrival_g) + temp_g) the forward compute phase when g computes its
+ * temporaries (temp_g) only once their weights have arrived and its
+ * planned experts (own_g) meanwhile (the copies start after the dispatch,
+ * as FasterMoE's smart schedule starts its broadcasts, and overlap what it
+ * overlaps: the planned compute), A one all-to-all (the slowest GPU's max
+ * of its intra-node and inter-node link time, latency included, as the
+ * engines run the two links at once), and R the gradients' way back (the
+ * slowest temporary's bytes over the busier of its two ends' links),
+ * charged in full although the engines overlap it with the backward of
+ * the layers below. Gain = what the balance saves, (1 + bwd) x (max C -
+ * max C') + 4 x (A - A'); cost = (F - max C') + R.
+ * Tokens follow pl_route's rule in expectation, without its integer
+ * rounding (so that the decision needs per-node sums, not a routing): a
+ * source holding x keeps its tokens of x; the others on a node holding x
+ * split theirs evenly over the node's copies; the rest evenly over all
+ * copies. Building the model is one pass over the counts (O(G E), sums
+ * only) plus O(N E + copies) with N nodes; a trial touches the copies of
+ * one expert and the GPUs of one node, then rescans the GPUs (O(G)).
+ *
+ * The decision, greedy and deterministic: while the budget lasts, take the
+ * GPU with the largest forward compute and the one with the longest
+ * all-to-all (ties: lowest id), the expert with the most tokens on the
+ * first and the one receiving the most on the second, and for each two
+ * destinations with a free slot and no copy of it: the least computing
+ * GPU of the node that sends it the most tokens without holding it, and
+ * the least computing GPU anywhere (ties: lowest id); a copy's holder is
+ * the expert's planned replica on the destination's node if any, else the
+ * one sending the fewest copies so far (ties: lowest id).
+ * The trial with the lowest predicted layer time is taken when its gain
+ * over the layer without it exceeds `margin` x its cost (margin >= 1) and
+ * it lowers the predicted time; otherwise the decision stops.
+ *
+ * Free slots: a GPU's slots (the `slots` argument) less the experts it
+ * holds in the serving placement and in the current one (a background
+ * plan's arriving replicas keep their buffers), so a temporary never
+ * takes memory a planned replica needs; at most one copy of an expert per
+ * GPU. The planned placements are never changed.
+ */
+#ifndef FLEXMOE_PL_SHADOW_H
+#define FLEXMOE_PL_SHADOW_H
+
+#include <stdint.h>
+
+#include "placement/pl_cluster.h"
+#include "placement/pl_cost.h"
+#include "placement/pl_placement.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One temporary replica: expert's weights copied from `from` (a planned
+ * replica, the holder) to `to`, for one iteration. */
+typedef struct pl_temp {
+  int expert;
+  int from;
+  int to;
+} pl_temp;
+
+typedef struct pl_temps_cfg {
+  double margin;  /* take a temporary when gain > margin x cost; >= 1 */
+  int max_temps;  /* per layer and iteration, 0: as free slots allow */
+} pl_temps_cfg;
+
+/* A layer's temporaries of one iteration and the decision's scratch,
+ * caller-owned (pl_temps_init / pl_temps_fini). After pl_temps_decide:
+ * temp[0..n) in the order taken, placement = the serving placement plus
+ * them when n > 0 (not touched when n = 0), gain_us and cost_us the
+ * predicted saving and cost of all of them (0 when n = 0). */
+typedef struct pl_temps {
+  int experts, gpus;
+  int n;
+  pl_temp *temp; /* [experts x gpus] room */
+  pl_placement placement;
+  double gain_us, cost_us;
+  /* scratch, internal (pl_shadow.c): the model's state */
+  double *ns, *lh;          /* [N*E] tokens of node n's sources for x; of those holding x */
+  int *rn;                  /* [N*E] copies of x on node n */
+  double *rem;              /* [E] tokens of x from nodes without a copy */
+  unsigned char *hosts;     /* [G*E] 1: GPU g holds x */
+  double *h, *nh;           /* [4G] wire tokens (pl_routing's hose layout); a trial's */
+  double *own, *tmp, *nown, *ntmp; /* [G] forward compute (us) of planned / temporary copies; a trial's */
+  double *oin, *oout, *xin, *xout; /* [G] temporaries' weight bytes in / out, intra / inter */
+  double *arr;              /* [G] their arrival (us) */
+  double *a2a, *na2a;       /* [G] one all-to-all's time (us) of each GPU; a trial's */
+  int *rep, *nrep;          /* [E*G] replica lists with the temporaries, [E] their length */
+  int *freeslots, *sent, *mark, *chg; /* [G] */
+  int stamp;
+} pl_temps;
+
+/* Room for E experts on G GPUs with S slots per GPU (the placement's
+ * dimensions). PL_EINVAL, PL_ESLOTS, PL_ENOMEM (t untouched on error). */
+int pl_temps_init(pl_temps *t, int experts, int gpus, int slots);
+void pl_temps_fini(pl_temps *t); /* accepts NULL and zeroed structs */
+
+/*
+ * Decides the temporaries of one layer for one iteration (see above).
+ * serving: the placement that serves the iteration; current: the
+ * policy's current placement (its buffers are reserved; NULL or serving
+ * when nothing is in flight); counts [G*E] the iteration's own gate
+ * counts (row = source GPU); slots: the per-GPU limit temporaries must
+ * stay within (<= serving->slots). Pure function of its inputs. 0, or
+ * PL_EINVAL on mismatched dimensions, bad numbers or negative counts,
+ * PL_ENOMEM; on error t->n = 0.
+ */
+int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
+                    const pl_model *m, const pl_profile *prof, const pl_placement *serving,
+                    const pl_placement *current, const int64_t *counts, int slots);
+
+/* The predicted layer time (us) of the model above for placement p (which
+ * may hold temporaries temp[0..n), n = 0 for none) and counts: what the
+ * decision minimises, for tests and benches. Needs a t made for p's
+ * dimensions (its scratch is used; its decision is lost). */
+int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
+                        const pl_profile *prof, const pl_placement *p, const pl_temp *temp,
+                        int n, const int64_t *counts, double *us);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

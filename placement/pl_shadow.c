@@ -1,0 +1,599 @@
+/*
+ * pl_shadow.c - temporaries on the iteration's own counts (see
+ * pl_shadow.h for the model and the greedy decision).
+ *
+ * The model's state: per (node, expert) the tokens the node's sources send
+ * the expert (ns), those of its sources that hold a copy (lh) and its
+ * copies (rn); per expert the tokens from nodes without a copy (rem); per
+ * GPU its wire tokens (h, pl_routing's hose layout, fractional), the
+ * forward compute of its planned copies (own) and of its temporaries
+ * (tmp), and the temporaries' weight bytes in and out. A copy of x on GPU
+ * g in node n receives
+ *   counts[g][x] + (ns[n][x] - lh[n][x]) / rn[n][x] + rem[x] / copies(x),
+ * its own tokens, its share of its node's and its share of the rest.
+ * A trial (x to d) changes the copies of x, d, and when d's node had no
+ * copy of x the sources of d's node (their tokens of x stay inside the
+ * node): those GPUs get new values in the trial arrays (marked with the
+ * trial's stamp), and one scan over the GPUs takes the maxima. Every sum
+ * runs in a fixed order: the same inputs give the same temporaries, bit
+ * for bit.
+ */
+#include "placement/pl_shadow.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "placement/pl_error.h"
+
+void pl_temps_fini(pl_temps *t) {
+  if (!t)
+    return;
+  pl_free(t->temp);
+  pl_placement_fini(&t->placement);
+  pl_free(t->ns);
+  pl_free(t->rn);
+  pl_free(t->hosts);
+  pl_free(t->h);
+  pl_free(t->rep);
+  pl_free(t->nrep);
+  pl_free(t->freeslots);
+  memset(t, 0, sizeof(*t));
+}
+
+int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
+  if (!t || experts < 1 || gpus < 1 || slots < 1)
+    return PL_EINVAL;
+  size_t E = (size_t)experts, G = (size_t)gpus;
+  pl_temps s = {.experts = experts, .gpus = gpus};
+  int rc = pl_placement_init(&s.placement, experts, gpus, slots);
+  if (rc)
+    return rc;
+  /* N <= G nodes: [N*E] arrays get G*E room */
+  s.temp = pl_calloc(E * G, sizeof(pl_temp));
+  s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
+  s.rn = pl_calloc(E * G, sizeof(int));
+  s.hosts = pl_calloc(E * G, 1);
+  s.h = pl_calloc(19 * G, sizeof(double)); /* h, nh, then the 11 [G] doubles */
+  s.rep = pl_calloc(E * G, sizeof(int));
+  s.nrep = pl_calloc(E, sizeof(int));
+  s.freeslots = pl_calloc(4 * G, sizeof(int));
+  if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots) {
+    pl_temps_fini(&s);
+    return PL_ENOMEM;
+  }
+  s.lh = s.ns + E * G;
+  s.rem = s.ns + 2 * E * G;
+  s.nh = s.h + 4 * G;
+  double *d = s.h + 8 * G;
+  double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
+                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a};
+  for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+    *v[i] = d + i * G;
+  s.sent = s.freeslots + G;
+  s.mark = s.freeslots + 2 * G;
+  s.chg = s.freeslots + 3 * G;
+  *t = s;
+  return PL_OK;
+}
+
+/* ------------------------------------------------------------- model --- */
+
+/* The numbers the model reads, fixed for one decision. */
+typedef struct model {
+  const pl_cluster *c;
+  const pl_profile *prof;
+  const int64_t *counts;
+  int G, E, gpn;
+  double tb;        /* bytes of one token slot */
+  double pbytes;    /* bytes of one expert's weights */
+  double inter_Bps; /* NIC share over the oversubscription */
+  double bwd;
+} model;
+
+static model model_of(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
+                      const int64_t *counts, int experts) {
+  return (model){.c = c, .prof = prof, .counts = counts, .G = c->gpus,
+                 .E = experts, .gpn = c->gpus_per_node, .tb = (double)pl_token_bytes(m),
+                 .pbytes = (double)pl_expert_params(m) * m->bytes_per_elem,
+                 .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio};
+}
+
+/* One all-to-all's time (us) of a GPU with wire tokens io (intra out, intra
+ * in, inter out, inter in): both links at once, each max(out, in) plus
+ * its latency. */
+static double a2a_us(const model *md, double io, double ii, double xo, double xi) {
+  double intra = io > ii ? io : ii, inter = xo > xi ? xo : xi;
+  double a = intra > 0 ? md->c->intra_lat_s + intra * md->tb / md->c->intra_Bps : 0;
+  double b = inter > 0 ? md->c->inter_lat_s + inter * md->tb / md->inter_Bps : 0;
+  return (a > b ? a : b) * 1e6;
+}
+
+static double gpu_a2a(const model *md, const double *h, int g) {
+  int G = md->G;
+  return a2a_us(md, h[g], h[G + g], h[2 * G + g], h[3 * G + g]);
+}
+
+/* Tokens a copy of x on node n receives from the node's other sources,
+ * and from the nodes without a copy. */
+static double share_node(const pl_temps *t, int x, int n) {
+  size_t i = (size_t)n * t->experts + x;
+  return t->rn[i] ? (t->ns[i] - t->lh[i]) / t->rn[i] : 0;
+}
+
+static double share_rest(const pl_temps *t, int x) {
+  return t->nrep[x] ? t->rem[x] / t->nrep[x] : 0;
+}
+
+/* Copy time (us, no latency) of the bytes a GPU sends or receives. */
+static double link_us(const model *md, double intra, double inter) {
+  double a = intra / md->c->intra_Bps, b = inter / md->inter_Bps;
+  return (a > b ? a : b) * 1e6;
+}
+
+/* The temporaries' weight arrivals (t->arr) for temp[0..n) and the
+ * latest of them (the gradients' way back, the same bytes reversed). */
+static double arrivals(pl_temps *t, const model *md, const pl_temp *temp, int n) {
+  double rmax = 0;
+  for (int k = 0; k < n; k++)
+    t->arr[temp[k].to] = 0;
+  for (int k = 0; k < n; k++) {
+    int a = temp[k].from, b = temp[k].to;
+    double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
+    double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
+    double at = lat + (in > out ? in : out);
+    if (at > t->arr[b])
+      t->arr[b] = at;
+    if (at > rmax)
+      rmax = at;
+  }
+  return rmax;
+}
+
+/* Predicted layer time for the state with the trial's values where
+ * mark[g] == stamp and temporaries temp[0..n) (pl_shadow.h's formula),
+ * split into its balance part (bal) and the copies' cost (cost). */
+static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, double *bal,
+                      double *cost) {
+  int G = md->G;
+  double rmax = arrivals(t, md, temp, n);
+  double cmax = 0, amax = 0, f = 0;
+  for (int g = 0; g < G; g++) {
+    int tr = t->mark[g] == t->stamp;
+    double own = tr ? t->nown[g] : t->own[g], tmp = tr ? t->ntmp[g] : t->tmp[g];
+    double a = tr ? t->na2a[g] : t->a2a[g];
+    double ready = own > t->arr[g] ? own : t->arr[g];
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+    f = ready + tmp > f ? ready + tmp : f;
+  }
+  for (int k = 0; k < n; k++)
+    t->arr[temp[k].to] = 0;
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = (f - cmax) + rmax;
+  return *bal + *cost;
+}
+
+/* ------------------------------------------------------ building it --- */
+
+/* The model of placement p (every copy planned): ns, lh, rn, rem, hosts,
+ * the replica lists, wire tokens and compute; no temporaries. PL_EINVAL
+ * for a negative count (the model is then unusable; unbuild still
+ * applies), else 0. */
+static int build(pl_temps *t, const model *md, const pl_placement *p) {
+  int G = md->G, E = md->E, gpn = md->gpn, N = G / gpn;
+  const int64_t *counts = md->counts;
+  int neg = 0;
+  memset(t->ns, 0, (size_t)N * E * sizeof(double));
+  memset(t->lh, 0, (size_t)N * E * sizeof(double));
+  memset(t->rem, 0, (size_t)E * sizeof(double));
+  memset(t->rn, 0, (size_t)N * E * sizeof(int));
+  for (int g = 0; g < G; g++) {
+    const int *host = p->host + (size_t)g * p->slots;
+    size_t nb = (size_t)(g / gpn) * E;
+    for (int j = 0; j < p->nhost[g]; j++) {
+      int x = host[j];
+      t->hosts[(size_t)g * E + x] = 1;
+      t->rn[nb + x]++;
+      t->lh[nb + x] += (double)counts[(size_t)g * E + x];
+    }
+  }
+  for (int s = 0; s < G; s++) {
+    const int64_t *row = counts + (size_t)s * E;
+    const unsigned char *hs = t->hosts + (size_t)s * E;
+    const int *rn = t->rn + (size_t)(s / gpn) * E;
+    double *ns = t->ns + (size_t)(s / gpn) * E;
+    int64_t io = 0, xo = 0;
+    for (int x = 0; x < E; x++) {
+      int64_t v = row[x];
+      neg |= v < 0;
+      ns[x] += (double)v;
+      io += hs[x] || !rn[x] ? 0 : v;
+      xo += hs[x] || rn[x] ? 0 : v;
+    }
+    t->h[s] = (double)io;
+    t->h[2 * G + s] = (double)xo;
+    t->h[G + s] = t->h[3 * G + s] = 0;
+    t->own[s] = t->tmp[s] = 0;
+    t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = 0;
+    t->mark[s] = 0;
+  }
+  for (int n = 0; n < N; n++)
+    for (int x = 0; x < E; x++)
+      t->rem[x] += t->rn[(size_t)n * E + x] ? 0 : t->ns[(size_t)n * E + x];
+  for (int x = 0; x < E; x++) {
+    const int *rep = p->rep + (size_t)x * G;
+    memcpy(t->rep + (size_t)x * G, rep, (size_t)p->nrep[x] * sizeof(int));
+    t->nrep[x] = p->nrep[x];
+    double rest = share_rest(t, x);
+    for (int i = 0; i < p->nrep[x]; i++) {
+      int g = rep[i];
+      double node = share_node(t, x, g / gpn);
+      t->h[G + g] += node;
+      t->h[3 * G + g] += rest;
+      t->own[g] += pl_ffn_us(md->prof, (double)counts[(size_t)g * E + x] + node + rest);
+    }
+  }
+  for (int g = 0; g < G; g++)
+    t->a2a[g] = gpu_a2a(md, t->h, g);
+  t->stamp = 1;
+  return neg ? PL_EINVAL : PL_OK;
+}
+
+/* Clears what build set in hosts (the only array it does not overwrite). */
+static void unbuild(pl_temps *t, const model *md) {
+  int G = md->G, E = md->E;
+  for (int x = 0; x < E; x++)
+    for (int i = 0; i < t->nrep[x]; i++)
+      t->hosts[(size_t)t->rep[(size_t)x * G + i] * E + x] = 0;
+}
+
+/* ---------------------------------------------------------- decision --- */
+
+typedef struct trial {
+  int x, d, h;
+  double total, bal, cost;
+  int nchg; /* GPUs it changes (t->chg) */
+} trial;
+
+/* Gives GPU g trial values (a copy of its current ones) once per trial. */
+static void touch(pl_temps *t, int g, int *nchg) {
+  if (t->mark[g] == t->stamp)
+    return;
+  int G = t->gpus;
+  t->mark[g] = t->stamp;
+  for (int c = 0; c < 4; c++)
+    t->nh[c * G + g] = t->h[c * G + g];
+  t->nown[g] = t->own[g];
+  t->ntmp[g] = t->tmp[g];
+  t->chg[(*nchg)++] = g;
+}
+
+/* Whether GPU g's copy of x is planned (in sv), not a temporary. */
+static int planned(const pl_placement *sv, int x, int g) { return pl_placement_has(sv, x, g); }
+
+/* The trial values of copying x to d: its copies' shares and compute, d's
+ * node's sources' wire tokens. The model's own state is left as it was
+ * (rn, lh, rem, nrep are changed and put back). */
+static void trial_values(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
+  const int64_t *counts = md->counts;
+  size_t ix = (size_t)nd * E + x;
+  int had = t->rn[ix];
+  int nchg = 0;
+  t->stamp++;
+  /* sources: d keeps its own tokens; without a copy on the node before,
+   * the node's other sources send theirs inside it instead of across */
+  touch(t, d, &nchg);
+  double cd = (double)counts[(size_t)d * E + x];
+  t->nh[(had ? 0 : 2 * G) + d] -= cd;
+  if (!had)
+    for (int s = nd * gpn; s < (nd + 1) * gpn; s++) {
+      if (s == d || t->hosts[(size_t)s * E + x])
+        continue;
+      double v = (double)counts[(size_t)s * E + x];
+      if (v == 0)
+        continue;
+      touch(t, s, &nchg);
+      t->nh[2 * G + s] -= v;
+      t->nh[s] += v;
+    }
+  /* copies: old shares out, new shares in */
+  double old_rest = share_rest(t, x);
+  double old_node = share_node(t, x, nd);
+  const int *rep = t->rep + (size_t)x * G;
+  int n = t->nrep[x];
+  t->rn[ix]++;
+  t->lh[ix] += cd;
+  t->nrep[x]++;
+  double rem0 = t->rem[x];
+  if (!had)
+    t->rem[x] -= t->ns[ix];
+  double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
+  for (int i = 0; i < n; i++) {
+    int g = rep[i], same = g / gpn == nd;
+    touch(t, g, &nchg);
+    double c0 = (double)counts[(size_t)g * E + x];
+    double was = c0 + (same ? old_node : share_node(t, x, g / gpn)) + old_rest;
+    double now = c0 + (same ? new_node : share_node(t, x, g / gpn)) + new_rest;
+    if (same)
+      t->nh[G + g] += new_node - old_node;
+    t->nh[3 * G + g] += new_rest - old_rest;
+    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
+    if (planned(sv, x, g))
+      t->nown[g] += delta;
+    else
+      t->ntmp[g] += delta;
+  }
+  t->nh[G + d] += new_node;
+  t->nh[3 * G + d] += new_rest;
+  t->ntmp[d] += pl_ffn_us(md->prof, cd + new_node + new_rest);
+  t->rn[ix]--;
+  t->lh[ix] -= cd;
+  t->nrep[x]--;
+  t->rem[x] = rem0;
+  for (int k = 0; k < nchg; k++)
+    t->na2a[t->chg[k]] = gpu_a2a(md, t->nh, t->chg[k]);
+  tr->nchg = nchg;
+}
+
+/* Adds (sign 1) or removes (-1) the weight bytes of a copy h -> d. */
+static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) {
+  if (h / md->gpn == d / md->gpn) {
+    t->oout[h] += sign * md->pbytes;
+    t->oin[d] += sign * md->pbytes;
+  } else {
+    t->xout[h] += sign * md->pbytes;
+    t->xin[d] += sign * md->pbytes;
+  }
+}
+
+/* Evaluates copying tr->x to tr->d from tr->h: tr's predicted time and its
+ * parts; the trial values stay marked for commit. */
+static void evaluate(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+  trial_values(t, md, sv, tr);
+  t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
+  copy_bytes(t, md, tr->h, tr->d, 1);
+  tr->total = predict(t, md, t->temp, t->n + 1, &tr->bal, &tr->cost);
+  copy_bytes(t, md, tr->h, tr->d, -1);
+}
+
+/* Takes trial tr (evaluated again, so its values are the marked ones). */
+static void commit(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+  evaluate(t, md, sv, tr);
+  int G = md->G, E = md->E, x = tr->x, d = tr->d;
+  for (int k = 0; k < tr->nchg; k++) {
+    int g = t->chg[k];
+    for (int c = 0; c < 4; c++)
+      t->h[c * G + g] = t->nh[c * G + g];
+    t->own[g] = t->nown[g];
+    t->tmp[g] = t->ntmp[g];
+    t->a2a[g] = t->na2a[g];
+  }
+  size_t ix = (size_t)(d / md->gpn) * E + x;
+  if (!t->rn[ix])
+    t->rem[x] -= t->ns[ix];
+  t->rn[ix]++;
+  t->lh[ix] += (double)md->counts[(size_t)d * E + x];
+  int *rep = t->rep + (size_t)x * G, n = t->nrep[x], at = n;
+  while (at > 0 && rep[at - 1] > d) {
+    rep[at] = rep[at - 1];
+    at--;
+  }
+  rep[at] = d;
+  t->nrep[x] = n + 1;
+  t->hosts[(size_t)d * E + x] = 1;
+  copy_bytes(t, md, tr->h, d, 1);
+  t->sent[tr->h]++;
+  t->freeslots[d]--;
+  t->n++;
+  t->stamp++;
+}
+
+/* The holder that sends expert x's copy to d: a planned replica on d's
+ * node if any, else any planned one; the fewest copies sent, then the
+ * lowest id. */
+static int holder(const pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
+  const int *rep = sv->rep + (size_t)x * sv->gpus;
+  int best = -1, best_local = 0;
+  for (int i = 0; i < sv->nrep[x]; i++) {
+    int g = rep[i], local = g / gpn == d / gpn;
+    if (best < 0 || local > best_local ||
+        (local == best_local && t->sent[g] < t->sent[best])) {
+      best = g;
+      best_local = local;
+    }
+  }
+  return best;
+}
+
+/* The least computing GPU of [lo, hi) with a free slot and no copy of x
+ * (ties: lowest id), -1 if none. */
+static int least_free(const pl_temps *t, int x, int lo, int hi) {
+  int best = -1, E = t->experts;
+  for (int g = lo; g < hi; g++)
+    if (t->freeslots[g] > 0 && !t->hosts[(size_t)g * E + x] &&
+        (best < 0 || t->own[g] + t->tmp[g] < t->own[best] + t->tmp[best]))
+      best = g;
+  return best;
+}
+
+/* Destinations for x: the least computing free GPU of the node sending x
+ * the most tokens without a copy, and the least computing free GPU. */
+static int destinations(const pl_temps *t, const model *md, int x, int out[2]) {
+  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1;
+  for (int n = 0; n < N; n++) {
+    size_t i = (size_t)n * E + x;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]) &&
+        least_free(t, x, n * md->gpn, (n + 1) * md->gpn) >= 0)
+      bn = n;
+  }
+  if (bn >= 0)
+    out[k++] = least_free(t, x, bn * md->gpn, (bn + 1) * md->gpn);
+  int any = least_free(t, x, 0, md->G);
+  if (any >= 0 && (k == 0 || any != out[0]))
+    out[k++] = any;
+  return k;
+}
+
+/* The expert of GPU g with the most tokens computed (by = 0) or received
+ * over the links (by = 1), -1 when it has none. */
+static int hottest(const pl_temps *t, const model *md, int g, int by) {
+  int E = md->E, best = -1;
+  double bv = 0;
+  for (int x = 0; x < E; x++) {
+    if (!t->hosts[(size_t)g * E + x])
+      continue;
+    double wire = share_node(t, x, g / md->gpn) + share_rest(t, x);
+    double v = by ? wire : wire + (double)md->counts[(size_t)g * E + x];
+    if (v > bv) {
+      bv = v;
+      best = x;
+    }
+  }
+  return best;
+}
+
+/* Free slots of each GPU: slots less its experts in sv and in cur. */
+static void free_slots(pl_temps *t, const pl_placement *sv, const pl_placement *cur, int slots) {
+  for (int g = 0; g < t->gpus; g++) {
+    int used = sv->nhost[g];
+    if (cur && cur != sv) {
+      const int *a = sv->host + (size_t)g * sv->slots, *b = cur->host + (size_t)g * cur->slots;
+      int i = 0, na = sv->nhost[g];
+      for (int j = 0; j < cur->nhost[g]; j++) { /* both ascending: merge */
+        while (i < na && a[i] < b[j])
+          i++;
+        if (i == na || a[i] != b[j])
+          used++;
+      }
+    }
+    t->freeslots[g] = slots - used;
+    t->sent[g] = 0;
+  }
+}
+
+static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
+                      const pl_model *m, const pl_profile *prof, const pl_placement *sv,
+                      const pl_placement *cur, const int64_t *counts, int slots) {
+  if (!t || !t->temp || !cfg || !c || !m || !prof || !sv || !counts)
+    return PL_EINVAL;
+  if (sv->experts != t->experts || sv->gpus != t->gpus || c->gpus != t->gpus ||
+      sv->slots != t->placement.slots || slots < 1 || slots > sv->slots)
+    return PL_EINVAL;
+  if (cur && (cur->experts != sv->experts || cur->gpus != sv->gpus || cur->slots != sv->slots))
+    return PL_EINVAL;
+  if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
+      pl_cluster_check(c) || pl_profile_check(prof))
+    return PL_EINVAL;
+  return PL_OK; /* negative counts: build */
+}
+
+/* One greedy step's best trial (best->x = -1: none). */
+static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, trial *best) {
+  int G = md->G, bc = 0, ba = 0;
+  for (int g = 1; g < G; g++) {
+    if (t->own[g] + t->tmp[g] > t->own[bc] + t->tmp[bc])
+      bc = g;
+    if (t->a2a[g] > t->a2a[ba])
+      ba = g;
+  }
+  int xs[2] = {hottest(t, md, bc, 0), hottest(t, md, ba, 1)};
+  best->x = -1;
+  for (int i = 0; i < 2; i++) {
+    if (xs[i] < 0 || (i == 1 && xs[1] == xs[0]))
+      continue;
+    int ds[2], nd = destinations(t, md, xs[i], ds);
+    for (int j = 0; j < nd; j++) {
+      trial tr = {.x = xs[i], .d = ds[j]};
+      tr.h = holder(t, sv, md->gpn, tr.x, tr.d);
+      evaluate(t, md, sv, &tr);
+      if (best->x < 0 || tr.total < best->total)
+        *best = tr;
+    }
+  }
+}
+
+int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
+                    const pl_model *m, const pl_profile *prof, const pl_placement *serving,
+                    const pl_placement *current, const int64_t *counts, int slots) {
+  if (t)
+    t->n = 0, t->gain_us = t->cost_us = 0;
+  int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
+  if (rc)
+    return rc;
+  model md = model_of(c, m, prof, counts, t->experts);
+  free_slots(t, serving, current, slots);
+  if (build(t, &md, serving)) {
+    unbuild(t, &md);
+    return PL_EINVAL;
+  }
+  double bal0, cost0, bal, cost;
+  double cur = predict(t, &md, t->temp, 0, &bal0, &cost0);
+  bal = bal0;
+  cost = cost0;
+  int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
+  while (t->n < budget) {
+    trial best;
+    best_trial(t, &md, serving, &best);
+    if (best.x < 0 || !(best.total < cur) ||
+        !(bal - best.bal > cfg->margin * (best.cost - cost)))
+      break;
+    commit(t, &md, serving, &best);
+    cur = best.total;
+    bal = best.bal;
+    cost = best.cost;
+  }
+  unbuild(t, &md);
+  if (t->n == 0)
+    return PL_OK;
+  t->gain_us = bal0 - bal;
+  t->cost_us = cost - cost0;
+  if ((rc = pl_placement_copy(&t->placement, serving)) != 0)
+    goto fail;
+  for (int k = 0; k < t->n && !rc; k++)
+    rc = pl_placement_add(&t->placement, t->temp[k].expert, t->temp[k].to);
+  if (rc)
+    goto fail;
+  return PL_OK;
+fail:
+  t->n = 0;
+  t->gain_us = t->cost_us = 0;
+  return rc;
+}
+
+int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
+                        const pl_profile *prof, const pl_placement *p, const pl_temp *temp,
+                        int n, const int64_t *counts, double *us) {
+  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0};
+  int rc = check_args(t, &cfg, c, m, prof, p, NULL, counts, p ? p->slots : 1);
+  if (rc || !us || n < 0 || (n && !temp) || n > t->experts * t->gpus)
+    return rc ? rc : PL_EINVAL;
+  for (int k = 0; k < n; k++)
+    if (temp[k].expert < 0 || temp[k].expert >= t->experts || temp[k].to < 0 ||
+        temp[k].to >= t->gpus || temp[k].from < 0 || temp[k].from >= t->gpus ||
+        !pl_placement_has(p, temp[k].expert, temp[k].to))
+      return PL_EINVAL;
+  model md = model_of(c, m, prof, counts, t->experts);
+  if (build(t, &md, p)) {
+    unbuild(t, &md);
+    return PL_EINVAL;
+  }
+  /* a temporary's compute moves from own to tmp, its bytes onto the links */
+  int E = t->experts;
+  for (int k = 0; k < n; k++) {
+    int x = temp[k].expert, d = temp[k].to;
+    double tok = (double)counts[(size_t)d * E + x] + share_node(t, x, d / md.gpn) +
+                 share_rest(t, x);
+    double us_d = pl_ffn_us(prof, tok);
+    t->own[d] -= us_d;
+    t->tmp[d] += us_d;
+    copy_bytes(t, &md, temp[k].from, d, 1);
+  }
+  if (n && t->temp != temp)
+    memmove(t->temp, temp, (size_t)n * sizeof(pl_temp));
+  double bal, cost;
+  *us = predict(t, &md, t->temp, n, &bal, &cost);
+  unbuild(t, &md);
+  t->n = 0;
+  return PL_OK;
+}

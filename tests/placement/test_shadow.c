@@ -1,0 +1,285 @@
+/* Temporaries on the iteration's own counts (pl_shadow.h): the decision's
+ * invariants on hand cases and random inputs, and flexmoe's shadow=1. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pl_check.h"
+#include "placement/pl_error.h"
+#include "placement/pl_policy.h"
+#include "placement/pl_route.h"
+#include "placement/pl_shadow.h"
+
+static const pl_temps_cfg cfg1 = {.margin = 1.0, .max_temps = 0};
+
+/* Independent check of one decision: temporaries on GPUs that had a free
+ * slot in serving and current, held from a planned replica, one per
+ * (expert, GPU), the placement = serving + them, tokens conserved by
+ * pl_route on it, gain > cost, and the predicted time lowered by exactly
+ * gain - cost. */
+static void check_decision(pl_temps *t, const pl_env *env, const pl_placement *sv,
+                           const pl_placement *cur, const int64_t *counts, int slots) {
+  int G = env->cluster.gpus, E = env->experts;
+  if (t->n == 0) {
+    cr_assert_eq(t->gain_us, 0.0);
+    cr_assert_eq(t->cost_us, 0.0);
+    return;
+  }
+  cr_assert_eq(pl_placement_check(&t->placement), PL_OK);
+  int *extra = calloc((size_t)G, sizeof(int));
+  for (int k = 0; k < t->n; k++) {
+    const pl_temp *x = &t->temp[k];
+    cr_assert(pl_placement_has(sv, x->expert, x->from), "holder %d of %d is planned", x->from,
+              x->expert);
+    cr_assert(!pl_placement_has(sv, x->expert, x->to), "temporary %d on %d duplicates", x->expert,
+              x->to);
+    cr_assert(pl_placement_has(&t->placement, x->expert, x->to));
+    for (int j = 0; j < k; j++)
+      cr_assert(t->temp[j].expert != x->expert || t->temp[j].to != x->to, "twice");
+    extra[x->to]++;
+  }
+  for (int g = 0; g < G; g++) {
+    int used = sv->nhost[g];
+    if (cur)
+      for (int j = 0; j < cur->nhost[g]; j++)
+        used += !pl_placement_has(sv, cur->host[g * cur->slots + j], g);
+    cr_assert_leq(used + extra[g], slots, "GPU %d: %d used + %d temporaries > %d slots", g,
+                  used, extra[g], slots);
+    cr_assert_eq(t->placement.nhost[g], sv->nhost[g] + extra[g]);
+  }
+  free(extra);
+  pl_routing r;
+  cr_assert_eq(pl_routing_init(&r, G, E, 0), PL_OK);
+  cr_assert_eq(pl_route(&t->placement, &env->cluster, counts, -1, &r), PL_OK);
+  for (int x = 0; x < E; x++) {
+    int64_t in = 0, out = 0;
+    for (int g = 0; g < G; g++) {
+      in += counts[(size_t)g * E + x];
+      out += r.load[(size_t)g * E + x];
+    }
+    cr_assert_eq(in, out, "expert %d: %lld tokens in, %lld routed", x, (long long)in,
+                 (long long)out);
+  }
+  pl_routing_fini(&r);
+  cr_assert_gt(t->gain_us, t->cost_us, "gain %.3f us <= cost %.3f us", t->gain_us, t->cost_us);
+  cr_assert_geq(t->cost_us, 0.0);
+  /* the predicted times, recomputed from scratch on a second pl_temps */
+  pl_temps u;
+  cr_assert_eq(pl_temps_init(&u, E, G, sv->slots), PL_OK);
+  double before, after;
+  cr_assert_eq(pl_temps_predict_us(&u, &env->cluster, &env->model, &env->profile, sv, NULL, 0,
+                                   counts, &before), PL_OK);
+  cr_assert_eq(pl_temps_predict_us(&u, &env->cluster, &env->model, &env->profile,
+                                   &t->placement, t->temp, t->n, counts, &after), PL_OK);
+  cr_assert_lt(after, before);
+  cr_assert_float_eq(before - after, t->gain_us - t->cost_us, 1e-6 * before,
+                     "saving %.6f us, gain - cost %.6f us", before - after,
+                     t->gain_us - t->cost_us);
+  pl_temps_fini(&u);
+}
+
+/* 2 nodes x 4 GPUs, 8 experts one per GPU, 3 slots: expert 0 gets most
+ * tokens from every source. */
+static void hot_case(pl_env *env, pl_placement *sv, int64_t *counts) {
+  *env = chk_env(1, 8, 8, 4, 3);
+  cr_assert_eq(pl_placement_init(sv, 8, 8, 3), PL_OK);
+  cr_assert_eq(pl_placement_static(sv), PL_OK);
+  for (int g = 0; g < 8; g++)
+    for (int x = 0; x < 8; x++)
+      counts[g * 8 + x] = x == 0 ? 3000 : 150;
+}
+
+Test(shadow, a_hot_expert_gets_temporaries_that_pay) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_gt(t.n, 0, "an expert with 14x the mean load gets no temporary");
+  for (int k = 0; k < t.n; k++)
+    cr_assert_eq(t.temp[k].expert, 0, "temporary %d copies expert %d", k, t.temp[k].expert);
+  check_decision(&t, &env, &sv, NULL, counts, 3);
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
+Test(shadow, balanced_load_or_a_huge_margin_takes_none) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  pl_temps_cfg big = cfg1;
+  big.margin = 1e6;
+  cr_assert_eq(pl_temps_decide(&t, &big, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_eq(t.n, 0);
+  for (int i = 0; i < 64; i++)
+    counts[i] = 500;
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_eq(t.n, 0, "balanced load: %d temporaries", t.n);
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
+Test(shadow, temporaries_stay_within_free_slots_of_serving_and_current) {
+  pl_env env;
+  pl_placement sv, cur;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  /* slots = what the static layout uses: no room */
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 1), PL_OK);
+  cr_assert_eq(t.n, 0);
+  /* a background plan lands replicas on GPUs 1..7 (two each): their
+   * buffers are taken, so no room left anywhere but GPU 0 (which holds
+   * expert 0 already) */
+  cr_assert_eq(pl_placement_init(&cur, 8, 8, 3), PL_OK);
+  cr_assert_eq(pl_placement_copy(&cur, &sv), PL_OK);
+  for (int g = 1; g < 8; g++) {
+    cr_assert_eq(pl_placement_add(&cur, (g + 1) % 8 == 0 ? 2 : (g + 1) % 8, g), PL_OK);
+    cr_assert_eq(pl_placement_add(&cur, (g + 2) % 8 == 0 ? 3 : (g + 2) % 8, g), PL_OK);
+  }
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, &cur,
+                               counts, 3), PL_OK);
+  cr_assert_eq(t.n, 0, "%d temporaries on buffers a background move holds", t.n);
+  /* max_temps bounds them */
+  pl_temps_cfg one = cfg1;
+  one.max_temps = 1;
+  cr_assert_eq(pl_temps_decide(&t, &one, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_eq(t.n, 1);
+  check_decision(&t, &env, &sv, NULL, counts, 3);
+  pl_placement_fini(&cur);
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
+Test(shadow, bad_arguments_are_refused_and_leave_none) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  pl_temps_cfg bad = cfg1;
+  bad.margin = 0.5;
+  cr_assert_eq(pl_temps_decide(&t, &bad, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_EINVAL);
+  cr_assert_eq(t.n, 0);
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 4), PL_EINVAL, "slots above the placement's");
+  counts[5] = -1;
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_EINVAL);
+  cr_assert_eq(pl_temps_init(&t, 0, 8, 3), PL_EINVAL);
+  pl_temps_fini(&t);
+  pl_temps_fini(NULL);
+  pl_placement_fini(&sv);
+}
+
+/* Random skewed loads on random planned placements (fixed seed): every
+ * decision keeps the invariants, and a second pl_temps makes the same. */
+Test(shadow, random_inputs_keep_the_invariants_and_decide_the_same_twice) {
+  uint64_t seed = 17;
+  int taken = 0;
+  for (int rep = 0; rep < 60; rep++) {
+    int gpn = 1 + (int)(chk_rng(&seed) % 4), nodes = 1 + (int)(chk_rng(&seed) % 4);
+    int G = gpn * nodes, E = 4 + (int)(chk_rng(&seed) % 13);
+    int S = (E + G - 1) / G + 1 + (int)(chk_rng(&seed) % 3);
+    pl_env env = chk_env(1, E, G, gpn, S);
+    if (rep % 3 == 0)
+      env.model.d_ff = 65536; /* heavy weights: copies rarely pay */
+    pl_placement sv;
+    cr_assert_eq(pl_placement_init(&sv, E, G, S), PL_OK);
+    cr_assert_eq(pl_placement_static(&sv), PL_OK);
+    for (int k = 0; k < G; k++) { /* a few planned replicas */
+      int x = (int)(chk_rng(&seed) % E), g = (int)(chk_rng(&seed) % G);
+      if (sv.nhost[g] < S - 1 && !pl_placement_has(&sv, x, g))
+        cr_assert_eq(pl_placement_add(&sv, x, g), PL_OK);
+    }
+    int64_t *counts = calloc((size_t)G * E, sizeof(int64_t));
+    int hot = (int)(chk_rng(&seed) % E);
+    for (int i = 0; i < G * E; i++)
+      counts[i] = (int64_t)(chk_rng(&seed) % 200) + (i % E == hot ? 4000 : 0);
+    pl_temps a, b;
+    cr_assert_eq(pl_temps_init(&a, E, G, S), PL_OK);
+    cr_assert_eq(pl_temps_init(&b, E, G, S), PL_OK);
+    int slots = S - (int)(chk_rng(&seed) % 2);
+    if (slots < (E + G - 1) / G + 1)
+      slots = S;
+    cr_assert_eq(pl_temps_decide(&a, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                 counts, slots), PL_OK);
+    cr_assert_eq(pl_temps_decide(&b, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                 counts, slots), PL_OK);
+    cr_assert_eq(a.n, b.n);
+    cr_assert_eq(memcmp(a.temp, b.temp, (size_t)a.n * sizeof(pl_temp)), 0, "case %d", rep);
+    cr_assert_eq(a.gain_us, b.gain_us);
+    check_decision(&a, &env, &sv, NULL, counts, slots);
+    taken += a.n > 0;
+    pl_temps_fini(&a);
+    pl_temps_fini(&b);
+    free(counts);
+    pl_placement_fini(&sv);
+  }
+  cr_assert_gt(taken, 10, "only %d of 60 cases took temporaries", taken);
+}
+
+Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
+  pl_env env = chk_env(2, 8, 8, 4, 3);
+  char err[256];
+  pl_policy *off = NULL, *on = NULL, *fm = NULL, *bad = NULL;
+  cr_assert_eq(pl_policy_create(&off, "flexmoe:shadow=0", &env, err, sizeof(err)), PL_OK);
+  cr_assert_eq(pl_policy_create(&on, "flexmoe", &env, err, sizeof(err)), PL_OK); /* the default */
+  cr_assert_eq(pl_policy_create(&fm, "fastermoe", &env, err, sizeof(err)), PL_OK);
+  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=2", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "shadow") != NULL, "message: %s", err);
+  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow_margin=0.5", &env, err, sizeof(err)),
+               PL_EPARAM);
+  cr_assert(strstr(err, "shadow_margin") != NULL, "message: %s", err);
+  cr_assert(pl_policy_has_temporaries(on));
+  cr_assert(!pl_policy_has_temporaries(fm));
+  int64_t counts[64];
+  for (int g = 0; g < 8; g++)
+    for (int x = 0; x < 8; x++)
+      counts[g * 8 + x] = x == 0 ? 3000 : 150;
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(on, 0, 0, NULL, &plan), PL_OK);
+  pl_plan_fini(&plan);
+  pl_plan_init(&plan);
+  cr_assert_eq(pl_policy_plan(off, 0, 0, NULL, &plan), PL_OK);
+  pl_plan_fini(&plan);
+  cr_assert_eq(pl_policy_temporaries(off, 0, counts, &t), PL_OK);
+  cr_assert_eq(t.n, 0);
+  cr_assert_eq(pl_policy_temporaries(fm, 0, counts, &t), PL_OK);
+  cr_assert_eq(t.n, 0);
+  pl_routing r;
+  cr_assert_eq(pl_routing_init(&r, 8, 8, 0), PL_OK);
+  cr_assert_eq(pl_policy_route_temporaries(on, 0, counts, &t, &r), PL_OK);
+  cr_assert_gt(t.n, 0);
+  check_decision(&t, &env, pl_policy_serving(on, 0), pl_policy_placement(on, 0), counts, 3);
+  /* the routing is the one on the placement with the temporaries */
+  pl_routing q;
+  cr_assert_eq(pl_routing_init(&q, 8, 8, 0), PL_OK);
+  cr_assert_eq(pl_route(&t.placement, &env.cluster, counts, -1, &q), PL_OK);
+  cr_assert_eq(memcmp(q.load, r.load, 64 * sizeof(int64_t)), 0);
+  /* the policy's own placement never sees a temporary */
+  cr_assert_eq(pl_policy_placement(on, 0)->nrep[0], 1);
+  pl_routing_fini(&q);
+  pl_routing_fini(&r);
+  pl_temps_fini(&t);
+  pl_policy_destroy(off);
+  pl_policy_destroy(on);
+  pl_policy_destroy(fm);
+}
