@@ -40,7 +40,11 @@
  * rate (EWMA of the total variation of consecutive load shares), at most
  * horizon; charge=0, lifetime=0, guard=0 give the model of before.
  * Moves follow the common protocol (`background`, applied by the policy
- * handle: pl_internal.h PL_BACKGROUND_PARAM). The placement starts as the
+ * handle: pl_internal.h PL_BACKGROUND_PARAM). weights_first=1 (issue 17
+ * step 1) makes an issued background plan weights-first (pl_policy.h rule
+ * 6: served in its own iteration) when its weight copies, after the
+ * iteration's earlier weights-first ones, fit the link time before the
+ * layer's forward (fx_weights_first); else it stays plain background. The placement starts as the
  * static layout.
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
@@ -54,6 +58,9 @@
 #include "placement/pl_error.h"
 #include "placement/pl_policies.h"
 #include "pl_internal.h"
+
+/* weights_first's default (docs/placement.md, issue 17: measured) */
+#define FX_WFIRST_DEFAULT 0
 
 typedef struct fx_state {
   pl_env env;
@@ -82,6 +89,11 @@ typedef struct fx_state {
   double life, lin, free_us;
   int64_t *lastc;  /* guard: [layers][G*E] the last observed counts */
   pl_routing r;    /* guard: routing scratch */
+  /* weights_first=1 (issue 17 step 1): this iteration's weight copies of
+   * weights-first plans, per GPU as acc, and the worst GPU's time for them */
+  int wfirst;
+  int64_t *accw;   /* [4G] */
+  double accw_us;
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -100,6 +112,7 @@ static void fx_fini(void *state) {
   pl_free(s->gk);
   pl_free(s->io);
   pl_free(s->acc);
+  pl_free(s->accw);
   pl_free(s->lay_us);
   pl_free(s->prev);
   pl_free(s->lastc);
@@ -129,6 +142,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_double(kv, nkv, "lifetime", 0.5, 0, 1e9, &s->lifetime)) ||
       (rc = pl_param_background(kv, nkv, &s->background)) ||
       (rc = pl_kv_int(kv, nkv, "guard", 1, 0, 1, &s->guard)) ||
+      (rc = pl_kv_int(kv, nkv, "weights_first", FX_WFIRST_DEFAULT, 0, 1, &s->wfirst)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -164,10 +178,11 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->gk = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->io = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(double));
   s->acc = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(int64_t));
+  s->accw = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(int64_t));
   s->lay_us = pl_calloc((size_t)env->layers * 3, sizeof(double));
   s->prev = pl_calloc((size_t)env->layers * env->experts, sizeof(double));
   if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk || !s->io ||
-      !s->acc || !s->lay_us || !s->prev) {
+      !s->acc || !s->accw || !s->lay_us || !s->prev) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -611,6 +626,72 @@ static const double *fx_scenarios(fx_state *s, int layer, const double *load, in
   return scen;
 }
 
+/* Link time before layer `layer`'s forward needs its weights (its
+ * dispatch), us: its own non-MoE work, and the forward of the layers before
+ * it with the links free of all-to-all, estimated from the layers' last
+ * estimates (a layer not estimated counts as the mean of those that are):
+ * (1 - A / W) x the forward share 1 / (1 + bwd_ratio) of their layer time,
+ * which undercounts the forward (its all-to-all and non-MoE work are half
+ * of theirs, not 1 / (1 + bwd_ratio)), so a copy judged to fit does. */
+static double fx_wf_window(const fx_state *s, int layer) {
+  const pl_profile *pf = &s->env.profile;
+  double sum = 0, all = 0, a2a = 0;
+  int known = 0, L = s->env.layers;
+  for (int l = 0; l < L; l++)
+    if (s->lay_us[l] >= 0) {
+      all += s->lay_us[l];
+      a2a += s->lay_a2a[l];
+      known++;
+    }
+  if (!known || !(all > 0))
+    return pf->nonmoe_us;
+  for (int l = 0; l < layer; l++)
+    sum += s->lay_us[l] >= 0 ? s->lay_us[l] : all / known;
+  double free_share = fmax(0.0, 1.0 - a2a / all);
+  return pf->nonmoe_us + free_share * sum / (1.0 + fmax(1.0, pf->bwd_ratio));
+}
+
+/* weights_first=1: makes the issued background plan (current -> plan's
+ * placement) weights-first (pl_policy.h, rule 6) when its weight copies,
+ * with those of the iteration's earlier weights-first plans (they share
+ * the links and are due earlier), are estimated to land within the window
+ * before the layer's forward (fx_wf_window); else it stays a plain
+ * background plan, served from the next iteration. Layer 0 has only its
+ * own non-MoE work to hide behind. */
+static int fx_weights_first(fx_state *s, int layer, const pl_placement *current,
+                            pl_plan *plan) {
+  const pl_cluster *c = &s->env.cluster;
+  int n = 0, rc;
+  int64_t wb = pl_expert_weight_bytes(&s->env.model);
+  if ((rc = pl_placement_diff(current, &plan->placement, layer, c->gpus_per_node, wb, NULL,
+                              &n)) != 0)
+    return rc;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  if ((rc = pl_placement_diff(current, &plan->placement, layer, c->gpus_per_node, wb, mv,
+                              &n)) != 0)
+    goto done;
+  double keep = s->acc_us, t;
+  s->acc_us = s->accw_us; /* moves_us's floor: the committed weights alone */
+  t = moves_us(s, mv, n, s->accw);
+  s->acc_us = keep;
+  if (pl_cost_weights_first_us(t, fx_wf_window(s, layer), 0, 0) > 0)
+    goto done; /* does not fit: plain background */
+  plan->weights_first = 1;
+  s->accw_us = t;
+  for (int k = 0; k < n; k++) {
+    if (mv[k].to < 0 || mv[k].bytes <= 0)
+      continue;
+    int inter = pl_cluster_node(c, mv[k].from) != pl_cluster_node(c, mv[k].to);
+    s->accw[4 * (size_t)mv[k].from + 2 * inter] += mv[k].bytes;
+    s->accw[4 * (size_t)mv[k].to + 2 * inter + 1] += mv[k].bytes;
+  }
+done:
+  pl_free(mv);
+  return rc;
+}
+
 static int fx_plan(void *state, int iteration, int layer,
                    const pl_placement *current, const int64_t *upcoming,
                    pl_plan *plan) {
@@ -620,7 +701,8 @@ static int fx_plan(void *state, int iteration, int layer,
   plan->changed = 0;
   if (iteration != s->acc_it) {
     memset(s->acc, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
-    s->acc_us = 0;
+    memset(s->accw, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
+    s->acc_us = s->accw_us = 0;
     s->acc_it = iteration;
   }
   const double *load = pl_monitor_estimate(&s->mon, layer);
@@ -676,6 +758,8 @@ static int fx_plan(void *state, int iteration, int layer,
     return rc;
   if (plan->changed && s->charge && (rc = fx_commit(s, layer, current, &plan->placement)) != 0)
     return rc;
+  if (plan->changed && s->wfirst && s->background)
+    return fx_weights_first(s, layer, current, plan);
   return PL_OK;
 }
 
@@ -696,6 +780,7 @@ static const pl_param_desc fx_params[] = {
     {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime; 0: off; 0 to 1"},
     {"charge", "1", "1: moves cost what the engines charge (the iteration's moves of all layers together; background: contention with its traffic and what it cannot hide); 0: a layer's own move time / horizon; 0 to 1"},
     {"lifetime", "0.5", "a plan lasts this / the layer's recent change rate (total variation of the load shares per iteration) iterations, at most horizon (0: horizon); 0 to 1000000000"},
+    {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_flexmoe_ops = {

@@ -189,8 +189,8 @@ Test(cli_hardening, long_specs_differing_at_the_end_are_two_sweep_points,
   /* canonical: as given, then flexmoe's parameters after window (appended
    * in issue 17) at their defaults */
   char ca[1200], cb[1200];
-  snprintf(ca, sizeof ca, "%s,guard=1,charge=1,lifetime=0.5", a);
-  snprintf(cb, sizeof cb, "%s,guard=1,charge=1,lifetime=0.5", b);
+  snprintf(ca, sizeof ca, "%s,guard=1,charge=1,lifetime=0.5,weights_first=0", a);
+  snprintf(cb, sizeof cb, "%s,guard=1,charge=1,lifetime=0.5,weights_first=0", b);
   int seen_a = 0, seen_b = 0;
   for (size_t i = 0; i < 2; i++) {
     const char *p = json_string_value(json_object_get(json_array_get(rows, i), "policy"));
