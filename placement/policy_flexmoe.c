@@ -60,7 +60,7 @@
 #include "pl_internal.h"
 
 /* weights_first's default (docs/placement.md, issue 17: measured) */
-#define FX_WFIRST_DEFAULT 0
+#define FX_WFIRST_DEFAULT 1
 
 typedef struct fx_state {
   pl_env env;
@@ -655,11 +655,16 @@ static double fx_wf_window(const fx_state *s, int layer) {
  * placement) weights-first (pl_policy.h, rule 6) when its weight copies,
  * with those of the iteration's earlier weights-first plans (they share
  * the links and are due earlier), are estimated to land within the window
- * before the layer's forward (fx_wf_window); else it stays a plain
- * background plan, served from the next iteration. Layer 0 has only its
- * own non-MoE work to hide behind. */
+ * before the layer's forward (fx_wf_window), and serving one iteration
+ * earlier gains more (gain: the layer time it saves, us) than starting the
+ * iteration's other bytes that late costs (the engines start them after
+ * the last weights-first layer's weights: the committed moves, s->acc_us,
+ * get window less of the iteration to hide in; pl_cost_weights_first_us
+ * against pl_cost_exposed_us). Else it stays a plain background plan,
+ * served from the next iteration. Layer 0 has only its own non-MoE work to
+ * hide behind. */
 static int fx_weights_first(fx_state *s, int layer, const pl_placement *current,
-                            pl_plan *plan) {
+                            pl_plan *plan, double gain) {
   const pl_cluster *c = &s->env.cluster;
   int n = 0, rc;
   int64_t wb = pl_expert_weight_bytes(&s->env.model);
@@ -676,8 +681,10 @@ static int fx_weights_first(fx_state *s, int layer, const pl_placement *current,
   s->acc_us = s->accw_us; /* moves_us's floor: the committed weights alone */
   t = moves_us(s, mv, n, s->accw);
   s->acc_us = keep;
-  if (pl_cost_weights_first_us(t, fx_wf_window(s, layer), 0, 0) > 0)
-    goto done; /* does not fit: plain background */
+  double win = fx_wf_window(s, layer);
+  double wf_us = pl_cost_weights_first_us(t, win, s->acc_us, s->free_us - win);
+  if (t > win || wf_us - pl_cost_exposed_us(s->acc_us, 1, 0, s->free_us) > gain)
+    goto done; /* does not fit, or does not pay: plain background */
   plan->weights_first = 1;
   s->accw_us = t;
   for (int k = 0; k < n; k++) {
@@ -759,7 +766,7 @@ static int fx_plan(void *state, int iteration, int layer,
   if (plan->changed && s->charge && (rc = fx_commit(s, layer, current, &plan->placement)) != 0)
     return rc;
   if (plan->changed && s->wfirst && s->background)
-    return fx_weights_first(s, layer, current, plan);
+    return fx_weights_first(s, layer, current, plan, before - after);
   return PL_OK;
 }
 

@@ -16,7 +16,9 @@
  * Time stamps: 0 after input generation (and, on the first iteration,
  * after the initial layout), 1 after migration, then one per phase of every
  * layer and direction, then one after the all-reduce, and one after the
- * background moves' fence when the iteration has any. A phase lasts from
+ * background moves' fence when the iteration has any; with weights-first
+ * moves one more, after their weights' fence before the first such layer's
+ * forward (fence_weights). A phase lasts from
  * the latest rank's previous stamp to the latest rank's stamp: the critical
  * path the simulator predicts.
  *
@@ -33,6 +35,10 @@
  * in the background (nphys), one more otherwise; the extra ones are
  * allocated when a move first needs them (expert -3 until then), so
  * memory grows with the largest set of moves in flight, not the worst.
+ * Weights-first moves (pl_policy.h rule 6; plan_weights_first): the new
+ * placement serves at once, arriving replicas are served as soon as their
+ * parameters have landed (before the first weights-first layer's forward),
+ * departing ones retire (expert -4: unserved, readable) until the boundary.
  */
 #include "runtime/rt_exec.h"
 

@@ -119,7 +119,7 @@ Test(policy, every_canonical_spec_parses_back_to_itself) {
  * each numeric value padded by leading zeros to `width` bytes (the same
  * number), window = `last`: canonical as given, followed by the parameters
  * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
-#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,weights_first=0"
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,weights_first=1"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
@@ -176,7 +176,7 @@ Test(policy, long_specs_are_kept_whole_or_refused_naming_the_limit) {
                            i % 2 + 1);
   cr_assert_gt(nb, PL_SPEC_MAX);
   cr_assert_eq(pl_policy_create(&a, big, &env, err, sizeof err), PL_EPARAM);
-  cr_assert(strstr(err, "over the limit of 1000 bytes"), "%s", err);
+  cr_assert(strstr(err, "over the limit of 1023 bytes"), "%s", err);
   cr_assert_null(a);
   char v[8];
   cr_assert_eq(pl_policy_param(big, "threshold", v, sizeof v), PL_EPARAM);

@@ -115,10 +115,12 @@ typedef struct pl_plan {
 void pl_plan_init(pl_plan *plan);
 void pl_plan_fini(pl_plan *plan);
 
-#define PL_SPEC_MAX 1000 /* bytes of a spec, as given and canonical */
+/* bytes of a spec, as given and canonical (1,000 until flexmoe's 18th
+ * parameter, weights_first; the stores' 1,024-byte buffers hold it) */
+#define PL_SPEC_MAX 1023
 #define PL_KEY_MAX 31     /* bytes of a key */
 #define PL_VALUE_MAX 63   /* bytes of a value */
-#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 17) */
+#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 18) */
 
 /* A parsed key=value pair of a spec. */
 typedef struct pl_kv {
