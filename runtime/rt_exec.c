@@ -61,6 +61,7 @@ typedef struct slot {
   int born;   /* migration round that filled it (-1: earlier) */
   int incoming; /* expert arriving in the background (not yet served), -1 */
   int leaving;  /* 1: served this iteration, freed at the boundary */
+  int wf_in;    /* 1: arrived weights-first in this iteration (served in it) */
   void *param, *grad, *stage, *opt;
 } slot;
 
@@ -449,6 +450,7 @@ static void land(rt_exec *x) {
       for (int s = 0; s < x->nphys; s++) {
         slot *sl = &q->slots[s];
         if (sl->leaving || sl->expert == -4) sl->expert = -1;
+        sl->wf_in = 0;
         if (sl->incoming >= 0) sl->expert = sl->incoming;
         sl->incoming = -1;
         sl->leaving = 0;
@@ -614,6 +616,7 @@ static int plan_weights_first(rt_exec *x, int l, int first) {
       if ((rc = add_mig(x, &c))) return rc;
       x->nbg++;
       dst->slots[ds].expert = m->expert;
+      dst->slots[ds].wf_in = 1;
       if (x->wf_first < 0) x->wf_first = l;
     }
     if (m->kind != PL_MOVE_REPLICATE && src->slots[ss].expert >= 0) {
@@ -1361,7 +1364,8 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
       /* Every replica's reduced gradient, and the checksum of every
        * replica, those that arrived in the background in the last
        * iteration included (landed: collect waited for the fence; they
-       * are served from the next iteration on, so have no gradient). */
+       * are served from the next iteration on, so have no gradient, but
+       * those that arrived weights-first served it and have one). */
       for (int g = 0; g < G; g++) {
         if (!x->ops->owns(x->b, g)) continue;
         lr *q = LR(x, l, g);
@@ -1377,7 +1381,7 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
           int u = pass == 0 ? s : in;
           if (u < 0) continue;
           out->replicas_checked++;
-          out->moved_checked += pass;
+          out->moved_checked += pass || q->slots[u].wf_in;
           BK(x, x->ops->download(x->b, g, raw, q->slots[u].param, pb));
           if (x->optbytes) BK(x, x->ops->download(x->b, g, rawo, q->slots[u].opt, x->optbytes));
           uint64_t got = kn_checksum(raw, pb) ^ kn_mix64(kn_checksum(rawo, x->optbytes));
