@@ -94,6 +94,7 @@ typedef struct fx_state {
   int wfirst;
   int64_t *accw;   /* [4G] */
   double accw_us;
+  double prev_acc_us; /* acc_us at the end of the last iteration that planned */
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -657,12 +658,14 @@ static double fx_wf_window(const fx_state *s, int layer) {
  * the links and are due earlier), are estimated to land within the window
  * before the layer's forward (fx_wf_window), and serving one iteration
  * earlier gains more (gain: the layer time it saves, us) than starting the
- * iteration's other bytes that late costs (the engines start them after
- * the last weights-first layer's weights: the committed moves, s->acc_us,
- * get window less of the iteration to hide in; pl_cost_weights_first_us
- * against pl_cost_exposed_us). Else it stays a plain background plan,
- * served from the next iteration. Layer 0 has only its own non-MoE work to
- * hide behind. */
+ * iteration's other bytes late costs: the engines start them after the
+ * last weights-first layer's weights, at the latest the last layer's
+ * window, so the iteration's moves (those committed so far, or the last
+ * iteration's all, whichever is more: later layers' plans are not known
+ * yet) get that much less of the iteration to hide in
+ * (pl_cost_weights_first_us against pl_cost_exposed_us). Else it stays a
+ * plain background plan, served from the next iteration. Layer 0 has only
+ * its own non-MoE work to hide behind. */
 static int fx_weights_first(fx_state *s, int layer, const pl_placement *current,
                             pl_plan *plan, double gain) {
   const pl_cluster *c = &s->env.cluster;
@@ -681,9 +684,10 @@ static int fx_weights_first(fx_state *s, int layer, const pl_placement *current,
   s->acc_us = s->accw_us; /* moves_us's floor: the committed weights alone */
   t = moves_us(s, mv, n, s->accw);
   s->acc_us = keep;
-  double win = fx_wf_window(s, layer);
-  double wf_us = pl_cost_weights_first_us(t, win, s->acc_us, s->free_us - win);
-  if (t > win || wf_us - pl_cost_exposed_us(s->acc_us, 1, 0, s->free_us) > gain)
+  double win = fx_wf_window(s, layer), rest = fmax(s->acc_us, s->prev_acc_us);
+  double start = fx_wf_window(s, s->env.layers - 1);
+  double wf_us = pl_cost_weights_first_us(t, win, rest, s->free_us - start);
+  if (t > win || wf_us - pl_cost_exposed_us(rest, 1, 0, s->free_us) > gain)
     goto done; /* does not fit, or does not pay: plain background */
   plan->weights_first = 1;
   s->accw_us = t;
@@ -709,6 +713,8 @@ static int fx_plan(void *state, int iteration, int layer,
   if (iteration != s->acc_it) {
     memset(s->acc, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
     memset(s->accw, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
+    if (s->acc_us > 0)
+      s->prev_acc_us = s->acc_us;
     s->acc_us = s->accw_us = 0;
     s->acc_it = iteration;
   }
