@@ -17,6 +17,10 @@ int64_t pl_expert_move_bytes(const pl_model *m) {
                           (m->bytes_per_elem + m->optimizer_bytes_per_param));
 }
 
+int64_t pl_expert_weight_bytes(const pl_model *m) {
+  return pl_expert_params(m) * (int64_t)m->bytes_per_elem;
+}
+
 int64_t pl_token_bytes(const pl_model *m) {
   return (int64_t)m->d_model * m->bytes_per_elem;
 }
@@ -242,4 +246,10 @@ double pl_cost_exposed_us(double moves_us, int background, int uncharged,
   if (!background)
     return moves_us;
   return moves_us > overlap_us ? moves_us - overlap_us : 0.0;
+}
+
+double pl_cost_weights_first_us(double weights_us, double window_us, double rest_us,
+                                double overlap_us) {
+  double late = weights_us > window_us ? weights_us - window_us : 0.0;
+  return late + pl_cost_exposed_us(rest_us, 1, 0, overlap_us);
 }

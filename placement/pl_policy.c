@@ -37,6 +37,7 @@ struct pl_policy {
    * tokens while that plan's background moves are in flight (inflight) */
   pl_placement *prev;
   unsigned char *inflight;
+  unsigned char *wfirst; /* [layers] the last plan is weights-first (rule 6) */
   int has_background; /* the policy lists the `background` parameter */
   int background;     /* its value: stamped on every changed plan */
   char spec[PL_SPEC_MAX + 1]; /* canonical: never cut (canonical_spec) */
@@ -449,7 +450,8 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
   p->cur = pl_calloc((size_t)env->layers, sizeof(pl_placement));
   p->prev = pl_calloc((size_t)env->layers, sizeof(pl_placement));
   p->inflight = pl_calloc((size_t)env->layers, 1);
-  if (!p->cur || !p->prev || !p->inflight) {
+  p->wfirst = pl_calloc((size_t)env->layers, 1);
+  if (!p->cur || !p->prev || !p->inflight || !p->wfirst) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -494,6 +496,7 @@ void pl_policy_destroy(pl_policy *p) {
   pl_free(p->cur);
   pl_free(p->prev);
   pl_free(p->inflight);
+  pl_free(p->wfirst);
   pl_free(p);
 }
 
@@ -541,12 +544,26 @@ static int placement_sound(const pl_placement *p, int slots) {
 }
 #endif
 
+/* Rule 6 of the background-move contract (pl_policy.h): keeps a policy's
+ * weights_first only on a charged background plan (`background_plan`) and
+ * then splits each copy into its weights (the first part, due before the
+ * layer's forward) and the rest; every other plan's moves are one part. */
+static void weights_first(const pl_policy *p, pl_plan *plan, int background_plan) {
+  plan->weights_first = plan->weights_first && background_plan;
+  int64_t w = pl_expert_weight_bytes(&p->env.model);
+  for (int k = 0; k < plan->nmoves; k++) {
+    pl_move *m = &plan->moves[k];
+    m->weight_bytes = plan->weights_first && m->bytes > 0 ? (m->bytes < w ? m->bytes : w) : 0;
+  }
+}
+
 int pl_policy_plan(pl_policy *p, int iteration, int layer,
                    const int64_t *upcoming, pl_plan *plan) {
   if (!p || !plan || layer < 0 || layer >= p->env.layers || iteration < 0)
     return PL_EINVAL;
   plan_reset(plan);
   p->inflight[layer] = 0; /* the previous plan's moves have landed */
+  p->wfirst[layer] = 0;
   int rc = p->ops->plan(p->state, iteration, layer, &p->cur[layer],
                         p->ops->clairvoyant ? upcoming : NULL, plan);
   if (rc || !plan->changed)
@@ -582,14 +599,20 @@ int pl_policy_plan(pl_policy *p, int iteration, int layer,
     plan->changed = 0;
     goto done;
   }
-  /* background moves are in flight during the iteration: keep what serves it */
+  /* background moves are in flight during the iteration: keep what serves it
+   * (unless weights-first: their weights land before the layer's forward) */
   int inflight = plan->background && !plan->uncharged;
+  weights_first(p, plan, inflight);
+  if (plan->weights_first)
+    inflight = 0;
   if (inflight)
     rc = pl_placement_copy(&p->prev[layer], &p->cur[layer]);
   if (!rc)
     rc = pl_placement_copy(&p->cur[layer], next);
   p->inflight[layer] = !rc && inflight;
+  p->wfirst[layer] = !rc && plan->weights_first;
 done:
+  plan->weights_first = p->wfirst[layer]; /* a plan that moves nothing is not */
   if (rc)
     pl_plan_fini(plan);
   /* whatever the policy proposed, the placement serving the layer keeps the
@@ -634,6 +657,12 @@ int pl_policy_inflight(const pl_policy *p, int layer) {
   if (!p || layer < 0 || layer >= p->env.layers)
     return 0;
   return p->inflight[layer] != 0;
+}
+
+int pl_policy_weights_first(const pl_policy *p, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers)
+    return 0;
+  return p->wfirst[layer] != 0;
 }
 
 int pl_policy_background(const pl_policy *p) {

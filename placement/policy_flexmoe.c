@@ -40,7 +40,11 @@
  * rate (EWMA of the total variation of consecutive load shares), at most
  * horizon; charge=0, lifetime=0, guard=0 give the model of before.
  * Moves follow the common protocol (`background`, applied by the policy
- * handle: pl_internal.h PL_BACKGROUND_PARAM). The placement starts as the
+ * handle: pl_internal.h PL_BACKGROUND_PARAM). weights_first=1 (issue 17
+ * step 1) makes an issued background plan weights-first (pl_policy.h rule
+ * 6: served in its own iteration) when its weight copies, after the
+ * iteration's earlier weights-first ones, fit the link time before the
+ * layer's forward (fx_weights_first); else it stays plain background. The placement starts as the
  * static layout.
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
@@ -54,6 +58,9 @@
 #include "placement/pl_error.h"
 #include "placement/pl_policies.h"
 #include "pl_internal.h"
+
+/* weights_first's default (docs/placement.md, issue 17: measured) */
+#define FX_WFIRST_DEFAULT 1
 
 typedef struct fx_state {
   pl_env env;
@@ -85,6 +92,12 @@ typedef struct fx_state {
   /* shadow=1: temporaries on the iteration's own counts (fx_temporaries) */
   int shadow;
   pl_temps_cfg tcfg;
+  /* weights_first=1 (issue 17 step 1): this iteration's weight copies of
+   * weights-first plans, per GPU as acc, and the worst GPU's time for them */
+  int wfirst;
+  int64_t *accw;   /* [4G] */
+  double accw_us;
+  double prev_acc_us; /* acc_us at the end of the last iteration that planned */
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -103,6 +116,7 @@ static void fx_fini(void *state) {
   pl_free(s->gk);
   pl_free(s->io);
   pl_free(s->acc);
+  pl_free(s->accw);
   pl_free(s->lay_us);
   pl_free(s->prev);
   pl_free(s->lastc);
@@ -143,6 +157,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_param_background(kv, nkv, &s->background)) ||
       (rc = pl_kv_int(kv, nkv, "guard", 1, 0, 1, &s->guard)) ||
       (rc = fx_shadow_init(s, kv, nkv)) ||
+      (rc = pl_kv_int(kv, nkv, "weights_first", FX_WFIRST_DEFAULT, 0, 1, &s->wfirst)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -178,10 +193,11 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->gk = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->io = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(double));
   s->acc = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(int64_t));
+  s->accw = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(int64_t));
   s->lay_us = pl_calloc((size_t)env->layers * 3, sizeof(double));
   s->prev = pl_calloc((size_t)env->layers * env->experts, sizeof(double));
   if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk || !s->io ||
-      !s->acc || !s->lay_us || !s->prev) {
+      !s->acc || !s->accw || !s->lay_us || !s->prev) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -625,6 +641,82 @@ static const double *fx_scenarios(fx_state *s, int layer, const double *load, in
   return scen;
 }
 
+/* Link time before layer `layer`'s forward needs its weights (its
+ * dispatch), us: its own non-MoE work, and the forward of the layers before
+ * it with the links free of all-to-all, estimated from the layers' last
+ * estimates (a layer not estimated counts as the mean of those that are):
+ * (1 - A / W) x the forward share 1 / (1 + bwd_ratio) of their layer time,
+ * which undercounts the forward (its all-to-all and non-MoE work are half
+ * of theirs, not 1 / (1 + bwd_ratio)), so a copy judged to fit does. */
+static double fx_wf_window(const fx_state *s, int layer) {
+  const pl_profile *pf = &s->env.profile;
+  double sum = 0, all = 0, a2a = 0;
+  int known = 0, L = s->env.layers;
+  for (int l = 0; l < L; l++)
+    if (s->lay_us[l] >= 0) {
+      all += s->lay_us[l];
+      a2a += s->lay_a2a[l];
+      known++;
+    }
+  if (!known || !(all > 0))
+    return pf->nonmoe_us;
+  for (int l = 0; l < layer; l++)
+    sum += s->lay_us[l] >= 0 ? s->lay_us[l] : all / known;
+  double free_share = fmax(0.0, 1.0 - a2a / all);
+  return pf->nonmoe_us + free_share * sum / (1.0 + fmax(1.0, pf->bwd_ratio));
+}
+
+/* weights_first=1: makes the issued background plan (current -> plan's
+ * placement) weights-first (pl_policy.h, rule 6) when its weight copies,
+ * with those of the iteration's earlier weights-first plans (they share
+ * the links and are due earlier), are estimated to land within the window
+ * before the layer's forward (fx_wf_window), and serving one iteration
+ * earlier gains more (gain: the layer time it saves, us) than starting the
+ * iteration's other bytes late costs: the engines start them after the
+ * last weights-first layer's weights, at the latest the last layer's
+ * window, so the iteration's moves (those committed so far, or the last
+ * iteration's all, whichever is more: later layers' plans are not known
+ * yet) get that much less of the iteration to hide in
+ * (pl_cost_weights_first_us against pl_cost_exposed_us). Else it stays a
+ * plain background plan, served from the next iteration. Layer 0 has only
+ * its own non-MoE work to hide behind. */
+static int fx_weights_first(fx_state *s, int layer, const pl_placement *current,
+                            pl_plan *plan, double gain) {
+  const pl_cluster *c = &s->env.cluster;
+  int n = 0, rc;
+  int64_t wb = pl_expert_weight_bytes(&s->env.model);
+  if ((rc = pl_placement_diff(current, &plan->placement, layer, c->gpus_per_node, wb, NULL,
+                              &n)) != 0)
+    return rc;
+  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
+  if (!mv)
+    return PL_ENOMEM;
+  if ((rc = pl_placement_diff(current, &plan->placement, layer, c->gpus_per_node, wb, mv,
+                              &n)) != 0)
+    goto done;
+  double keep = s->acc_us, t;
+  s->acc_us = s->accw_us; /* moves_us's floor: the committed weights alone */
+  t = moves_us(s, mv, n, s->accw);
+  s->acc_us = keep;
+  double win = fx_wf_window(s, layer), rest = fmax(s->acc_us, s->prev_acc_us);
+  double start = fx_wf_window(s, s->env.layers - 1);
+  double wf_us = pl_cost_weights_first_us(t, win, rest, s->free_us - start);
+  if (t > win || wf_us - pl_cost_exposed_us(rest, 1, 0, s->free_us) > gain)
+    goto done; /* does not fit, or does not pay: plain background */
+  plan->weights_first = 1;
+  s->accw_us = t;
+  for (int k = 0; k < n; k++) {
+    if (mv[k].to < 0 || mv[k].bytes <= 0)
+      continue;
+    int inter = pl_cluster_node(c, mv[k].from) != pl_cluster_node(c, mv[k].to);
+    s->accw[4 * (size_t)mv[k].from + 2 * inter] += mv[k].bytes;
+    s->accw[4 * (size_t)mv[k].to + 2 * inter + 1] += mv[k].bytes;
+  }
+done:
+  pl_free(mv);
+  return rc;
+}
+
 static int fx_plan(void *state, int iteration, int layer,
                    const pl_placement *current, const int64_t *upcoming,
                    pl_plan *plan) {
@@ -634,7 +726,10 @@ static int fx_plan(void *state, int iteration, int layer,
   plan->changed = 0;
   if (iteration != s->acc_it) {
     memset(s->acc, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
-    s->acc_us = 0;
+    memset(s->accw, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
+    if (s->acc_us > 0)
+      s->prev_acc_us = s->acc_us;
+    s->acc_us = s->accw_us = 0;
     s->acc_it = iteration;
   }
   const double *load = pl_monitor_estimate(&s->mon, layer);
@@ -690,6 +785,8 @@ static int fx_plan(void *state, int iteration, int layer,
     return rc;
   if (plan->changed && s->charge && (rc = fx_commit(s, layer, current, &plan->placement)) != 0)
     return rc;
+  if (plan->changed && s->wfirst && s->background)
+    return fx_weights_first(s, layer, current, plan, before - after);
   return PL_OK;
 }
 
@@ -713,6 +810,7 @@ static const pl_param_desc fx_params[] = {
     {"shadow", "1", "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain this iteration exceeds the copies' cost (pl_shadow.h); 0: off; 0 to 1"},
     {"shadow_margin", "1", "shadow=1: a temporary is taken when its predicted gain exceeds this x its cost; 1 to 1000000"},
     {"shadow_max", "0", "shadow=1: most temporaries per layer and iteration (0: as free slots allow); 0 to 1048576"},
+    {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
     {NULL, NULL, NULL}};
 
 /* shadow=1: the layer's temporaries on the iteration's own counts, within

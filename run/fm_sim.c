@@ -1005,6 +1005,7 @@ static int simrun_layer(simrun *w, int64_t it, int l, st_iter_row *row, double *
   in->nmoves = moved ? plan->nmoves : 0;
   in->uncharged = moved && plan->uncharged;
   in->background = plan->background;
+  in->weights_first = moved && plan->weights_first; /* pl_policy.h rule 6 */
   if (moved && plan->nmoves && add_plan(w->o, it, l, plan, w->cfg->plan_moves))
     return simrun_nomem(w);
   double b = pl_routing_balance(rt);

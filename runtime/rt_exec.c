@@ -16,7 +16,9 @@
  * Time stamps: 0 after input generation (and, on the first iteration,
  * after the initial layout), 1 after migration, then one per phase of every
  * layer and direction, then one after the all-reduce, and one after the
- * background moves' fence when the iteration has any. A phase lasts from
+ * background moves' fence when the iteration has any; with weights-first
+ * moves one more, after their weights' fence before the first such layer's
+ * forward (fence_weights). A phase lasts from
  * the latest rank's previous stamp to the latest rank's stamp: the critical
  * path the simulator predicts.
  *
@@ -33,6 +35,10 @@
  * in the background (nphys), one more otherwise; the extra ones are
  * allocated when a move first needs them (expert -3 until then), so
  * memory grows with the largest set of moves in flight, not the worst.
+ * Weights-first moves (pl_policy.h rule 6; plan_weights_first): the new
+ * placement serves at once, arriving replicas are served as soon as their
+ * parameters have landed (before the first weights-first layer's forward),
+ * departing ones retire (expert -4: unserved, readable) until the boundary.
  */
 #include "runtime/rt_exec.h"
 
@@ -48,11 +54,14 @@
 
 typedef struct slot {
   int expert; /* -1: free, -2: being freed in this migration round,
-                 -3: no buffers yet (allocated by the first move into it) */
+                 -3: no buffers yet (allocated by the first move into it),
+                 -4: retiring (weights-first: no longer served, its state
+                 still being copied; freed at the boundary) */
   int was;    /* expert of a slot being freed (still readable this round) */
   int born;   /* migration round that filled it (-1: earlier) */
   int incoming; /* expert arriving in the background (not yet served), -1 */
   int leaving;  /* 1: served this iteration, freed at the boundary */
+  int wf_in;    /* 1: arrived weights-first in this iteration (served in it) */
   void *param, *grad, *stage, *opt;
 } slot;
 
@@ -79,6 +88,8 @@ typedef struct mig_copy {
   int src_rank, dst_rank;
   slot src, dst;
   int round;   /* blocking round, -1: a background copy */
+  int wf;      /* 1: weights-first (pl_policy.h rule 6): the parameters are
+                  due before the first weights-first layer's forward */
 } mig_copy;
 
 struct rt_exec {
@@ -106,6 +117,7 @@ struct rt_exec {
   mig_copy *mig;
   int nmig, capmig, rounds;
   int nbg;         /* background copies of this iteration (round -1) */
+  int wf_first;    /* the first layer with weights-first copies, -1: none */
   double *stamps;
   int *kind;       /* phase of each time stamp */
   double *busy, *total;
@@ -247,7 +259,7 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->rowc = rt_calloc((size_t)G * (size_t)E, sizeof *x->rowc);
   x->busy = rt_calloc((size_t)G, sizeof *x->busy);
   x->total = rt_calloc((size_t)G, sizeof *x->total);
-  int nst = 14 * L + 4;
+  int nst = 14 * L + 5;
   x->stamps = rt_calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
   x->kind = rt_calloc((size_t)nst, sizeof *x->kind);
   if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
@@ -443,7 +455,8 @@ static void land(rt_exec *x) {
       lr *q = LR(x, l, g);
       for (int s = 0; s < x->nphys; s++) {
         slot *sl = &q->slots[s];
-        if (sl->leaving) sl->expert = -1;
+        if (sl->leaving || sl->expert == -4) sl->expert = -1;
+        sl->wf_in = 0;
         if (sl->incoming >= 0) sl->expert = sl->incoming;
         sl->incoming = -1;
         sl->leaving = 0;
@@ -517,7 +530,7 @@ static int plan_background(rt_exec *x, int l, int first) {
                  l, m->expert, m->to, S, x->cfg.slots, S - x->cfg.slots);
         return fail(x, RT_ESLOTS, "%s", why);
       }
-      mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1};
+      mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1, 0};
       int rc = add_mig(x, &c);
       if (rc) return rc;
       x->nbg++;
@@ -528,11 +541,15 @@ static int plan_background(rt_exec *x, int l, int first) {
   return 0;
 }
 
+static int copy_part(rt_exec *x, int weights, int mover);
+static int stamp(rt_exec *x, int *mark, int kind);
+
 /* Starts this iteration's background copies on the backend's mover. */
 static int start_background(rt_exec *x) {
   if (!x->nbg || !x->ops->move_copy) return 0;
   size_t pb = x->pelems * (size_t)x->esz;
   BK(x, x->ops->move_begin(x->b));
+  if (x->wf_first >= 0) return copy_part(x, 1, 1); /* the rest: fence_weights */
   for (int i = 0; i < x->nmig; i++) {
     const mig_copy *c = &x->mig[i];
     if (c->round != -1) continue;
@@ -553,18 +570,109 @@ static int finish_background(rt_exec *x) {
     BK(x, x->ops->move_fence(x->b));
     return 0;
   }
-  size_t pb = x->pelems * (size_t)x->esz;
   BK(x, x->ops->group_begin(x->b));
-  for (int i = 0; i < x->nmig; i++) {
-    const mig_copy *c = &x->mig[i];
-    if (c->round != -1) continue;
-    BK(x, x->ops->copy(x->b, c->src_rank, c->src.param, c->dst_rank, c->dst.param, pb));
-    if (x->optbytes)
-      BK(x, x->ops->copy(x->b, c->src_rank, c->src.opt, c->dst_rank, c->dst.opt, x->optbytes));
-  }
+  int rc = copy_part(x, 0, 0); /* weights-first parameters: copied at fence_weights */
+  if (rc) return rc;
   BK(x, x->ops->group_end(x->b));
   BK(x, x->ops->barrier(x->b));
   return 0;
+}
+
+/* A slot of q holding `expert` to copy from: served, or retiring in this
+ * iteration (a weights-first plan may migrate an expert away and also
+ * replicate it from the same GPU); -1 when none. */
+static int find_source(const lr *q, int nslots, int expert) {
+  int s = find_slot(q, nslots, expert);
+  for (int k = 0; k < nslots && s < 0; k++)
+    if (q->slots[k].expert == -4 && q->slots[k].was == expert) s = k;
+  return s;
+}
+
+/* The moves of layer l (x->moves[first..]) of a weights-first plan
+ * (pl_policy.h rule 6): the new placement serves this iteration, so every
+ * arriving replica takes a free physical slot and is served at once (its
+ * parameters land before the layer's forward: fence_weights), and every
+ * replica that goes away stops serving but stays readable until the
+ * boundary (retiring, -4), where land() frees it. */
+static int plan_weights_first(rt_exec *x, int l, int first) {
+  int S = x->nphys, G = x->G;
+  char why[200];
+  for (int i = first; i < x->nmoves; i++) {
+    const pl_move *m = &x->moves[i];
+    if (m->from < 0 || m->from >= G || (m->kind != PL_MOVE_DROP && (m->to < 0 || m->to >= G)))
+      return fail(x, RT_EPLACEMENT, "%s", "plan move names a GPU out of range");
+    lr *src = LR(x, l, m->from);
+    int ss = find_source(src, S, m->expert);
+    if (ss < 0)
+      return fail(x, RT_EPLACEMENT, "%s", "plan moves an expert from a GPU that does not host it");
+    if (m->kind != PL_MOVE_DROP) {
+      lr *dst = LR(x, l, m->to);
+      if (find_slot(dst, S, m->expert) >= 0)
+        return fail(x, RT_EPLACEMENT, "%s", "plan puts a second replica of an expert on one GPU");
+      int ds = find_slot(dst, S, -1), rc = 0;
+      if (ds < 0 && (rc = alloc_slot(x, m->to, dst, &ds))) return rc;
+      if (ds < 0) {
+        snprintf(why, sizeof why,
+                 "layer %d: expert %d cannot move to GPU %d weights-first: its %d physical "
+                 "expert slots (%d + %d for moves in flight) are all taken",
+                 l, m->expert, m->to, S, x->cfg.slots, S - x->cfg.slots);
+        return fail(x, RT_ESLOTS, "%s", why);
+      }
+      mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1, 1};
+      if ((rc = add_mig(x, &c))) return rc;
+      x->nbg++;
+      dst->slots[ds].expert = m->expert;
+      dst->slots[ds].wf_in = 1;
+      if (x->wf_first < 0) x->wf_first = l;
+    }
+    if (m->kind != PL_MOVE_REPLICATE && src->slots[ss].expert >= 0) {
+      src->slots[ss].was = m->expert;
+      src->slots[ss].expert = -4;
+    }
+  }
+  return 0;
+}
+
+/* The background copies' parts that start at `weights` = 1: the
+ * parameters of weights-first copies (due before the first weights-first
+ * layer's forward); 0: the rest (their optimizer state, and plain
+ * background copies whole), on the backend's mover or, without one, as
+ * blocking copies. */
+static int copy_part(rt_exec *x, int weights, int mover) {
+  size_t pb = x->pelems * (size_t)x->esz;
+  for (int i = 0; i < x->nmig; i++) {
+    const mig_copy *c = &x->mig[i];
+    if (c->round != -1 || (weights && !c->wf)) continue;
+    int param = weights || !c->wf, opt = !weights && x->optbytes;
+    if (param)
+      BK(x, (mover ? x->ops->move_copy : x->ops->copy)(x->b, c->src_rank, c->src.param,
+                                                       c->dst_rank, c->dst.param, pb));
+    if (opt)
+      BK(x, (mover ? x->ops->move_copy : x->ops->copy)(x->b, c->src_rank, c->src.opt,
+                                                       c->dst_rank, c->dst.opt, x->optbytes));
+  }
+  return 0;
+}
+
+/* Before the first weights-first layer's forward: every weights-first
+ * copy's parameters have landed (one fence for all of them: the mover is
+ * one queue, in layer order), the wait stamped as migration; then the rest
+ * of the background copies start. A backend without a mover copies the
+ * parameters here, blocking, and the rest at the boundary. */
+static int fence_weights(rt_exec *x, int *mark) {
+  if (x->ops->move_copy && x->ops->move_fence) {
+    BK(x, x->ops->move_fence(x->b));
+  } else {
+    BK(x, x->ops->group_begin(x->b));
+    int rc = copy_part(x, 1, 0);
+    if (rc) return rc;
+    BK(x, x->ops->group_end(x->b));
+    BK(x, x->ops->barrier(x->b));
+  }
+  int rc = stamp(x, mark, RT_PH_MIGRATION);
+  if (rc || !x->ops->move_copy) return rc;
+  BK(x, x->ops->move_begin(x->b));
+  return copy_part(x, 0, 1);
 }
 
 /* Turns the moves of layer l (x->moves[first..]) into slot copies in
@@ -616,7 +724,7 @@ static int plan_migration(rt_exec *x, int l, int first) {
         }
         int ds = find_slot(dst, S, -1);
         if (ds < 0) continue; /* wait for a slot freed in this round */
-        mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], round};
+        mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], round, 0};
         if ((rc = add_mig(x, &c))) break;
         dst->slots[ds].expert = m->expert;
         dst->slots[ds].born = round;
@@ -1011,8 +1119,10 @@ static int allreduce(rt_exec *x) {
  * within the slots the serving and current placements leave, so one is
  * there, its buffers allocated on first use) and are served like a replica
  * for the iteration. Their weights are copied from the holder's slot after
- * the iteration's moves have run (temps_copy_in: before the first forward,
- * where the simulator starts them after each layer's dispatch; the cpu
+ * the iteration's moves have run (temps_copy_in: before the layer's forward,
+ * after the weights-first fence for a layer at or past it, since a holder
+ * may be a replica that arrived weights-first; the simulator starts them
+ * after the layer's dispatch; the cpu
  * backend's copies are memcpy, so only when they are timed differs); after
  * the backward each temporary's gradient is added to its holder's (copied
  * to the holder's staging buffer, then added there), before the replica
@@ -1057,11 +1167,11 @@ static slot *temps_slot(rt_exec *x, int l, int g, int e) {
   return s < 0 ? NULL : &q->slots[s];
 }
 
-/* Every temporary's weights from its holder. */
-static int temps_copy_in(rt_exec *x) {
+/* Every temporary of layer l gets its weights from its holder. */
+static int temps_copy_in(rt_exec *x, int l) {
   int any = 0;
   size_t bytes = x->pelems * (size_t)x->esz;
-  for (int l = 0; x->temps && l < x->L; l++)
+  if (x->temps)
     for (int k = 0; k < x->temps[l].n; k++) {
       const pl_temp *tp = &x->temps[l].temp[k];
       slot *from = temps_slot(x, l, tp->from, tp->expert), *to = temps_slot(x, l, tp->to, tp->expert);
@@ -1136,6 +1246,7 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   x->nmoves = 0;
   x->nmig = 0;
   x->nbg = 0;
+  x->wf_first = -1;
   x->rounds = 0;
   int64_t migrated = 0;
   double balance = 0.0;
@@ -1158,6 +1269,7 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
     /* Rounds are counted over all layers: plan each layer's moves. */
     int saved = x->rounds;
     if (pl_policy_inflight(x->policy, l)) rc = plan_background(x, l, first);
+    else if (pl_policy_weights_first(x->policy, l)) rc = plan_weights_first(x, l, first);
     else rc = plan_migration(x, l, first);
     if (rc) return rc;
     if (x->rounds < saved) x->rounds = saved;
@@ -1211,9 +1323,13 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   if (x->iters > 0 && (rc = run_migration(x))) return rc;
   if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
   if ((rc = start_background(x))) return rc;
-  if ((rc = temps_copy_in(x))) return rc;
-  for (int l = 0; l < L; l++)
+  for (int l = 0; l < L; l++) {
+    if (l == x->wf_first && (rc = fence_weights(x, &mark))) return rc;
+    /* after the fence: a temporary's holder may be a replica that arrived
+     * weights-first in this iteration */
+    if ((rc = temps_copy_in(x, l))) return rc;
     if ((rc = layer_pass(x, l, 0, &mark))) return rc;
+  }
   for (int l = L - 1; l >= 0; l--)
     if ((rc = layer_pass(x, l, 1, &mark))) return rc;
   if ((rc = temps_reduce_back(x))) return rc;
@@ -1383,7 +1499,8 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
       /* Every replica's reduced gradient, and the checksum of every
        * replica, those that arrived in the background in the last
        * iteration included (landed: collect waited for the fence; they
-       * are served from the next iteration on, so have no gradient). */
+       * are served from the next iteration on, so have no gradient, but
+       * those that arrived weights-first served it and have one). */
       for (int g = 0; g < G; g++) {
         if (!x->ops->owns(x->b, g)) continue;
         lr *q = LR(x, l, g);
@@ -1399,7 +1516,7 @@ int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
           int u = pass == 0 ? s : in;
           if (u < 0) continue;
           out->replicas_checked++;
-          out->moved_checked += pass;
+          out->moved_checked += pass || q->slots[u].wf_in;
           BK(x, x->ops->download(x->b, g, raw, q->slots[u].param, pb));
           if (x->optbytes) BK(x, x->ops->download(x->b, g, rawo, q->slots[u].opt, x->optbytes));
           uint64_t got = kn_checksum(raw, pb) ^ kn_mix64(kn_checksum(rawo, x->optbytes));

@@ -23,7 +23,8 @@
 
 enum { EV_DRAIN = 1 };
 enum { EV_PHASE_DONE = 1, EV_TIMER = 2 };
-enum { FK_FG = 0, FK_AR = 1, FK_MIG = 2 };
+/* flow kinds; a weights-first layer l's weight copies are FK_W0 + l */
+enum { FK_FG = 0, FK_AR = 1, FK_MIG = 2, FK_W0 = 3 };
 #define DRAIN_BATCH 256
 
 /* us -> ns into *ns. SIM_ETIME for a time past the clock (or NaN): the
@@ -92,6 +93,12 @@ static int flow_done(sim_engine *e, int64_t tag, int64_t done) {
     if (--e->pending_fg == 0)
       return sim_at(&e->sim, e->fg_last_done, e->m_eng, EV_PHASE_DONE, 0, NULL);
   } else {
+    if (e->rec_kind[r] >= FK_W0) {
+      int l = e->rec_kind[r] - FK_W0;
+      e->wf_pending[l]--;
+      if (done > e->wf_done[l])
+        e->wf_done[l] = done;
+    }
     e->pending_bg--;
     if (done >= e->bg_last_done) {
       e->bg_last_done = done;
@@ -168,6 +175,8 @@ static int add_rec(sim_engine *e, int a, int b, int kind) {
   e->rec_a[e->nrec] = a;
   e->rec_b[e->nrec] = b;
   e->rec_kind[e->nrec] = kind;
+  if (kind >= FK_W0)
+    e->wf_pending[kind - FK_W0]++;
   return e->nrec++;
 }
 
@@ -710,6 +719,93 @@ static int start_moves(sim_engine *e, const sim_layer_in *L, int nl, int backgro
   return rc ? rc : xfer_start(e);
 }
 
+/* Weights-first moves (pl_policy.h rule 6; sim_layer_in.weights_first). */
+static int is_wf(const sim_layer_in *L) {
+  return L->weights_first && L->background && !L->uncharged && L->nmoves > 0;
+}
+
+/* Starts the iteration's background moves. Without a weights-first layer:
+ * all of them, at once (start_moves). With one: the weight parts of each
+ * weights-first layer l as its own batch (kind FK_W0 + l, so its completion
+ * is known); the rest (state parts, plain background moves) wait for
+ * wf_fence of the last weights-first layer. */
+static int wf_start(sim_engine *e, const sim_layer_in *L, int nl) {
+  e->wf_last = -1;
+  for (int l = 0; l < nl; l++)
+    if (is_wf(&L[l]))
+      e->wf_last = l;
+  if (e->wf_last < 0)
+    return start_moves(e, L, nl, 1, FK_MIG);
+  if (nl > e->wf_cap) {
+    int64_t *np = sim_realloc(e->wf_pending, sizeof(int64_t) * 2 * (size_t)nl);
+    if (!np)
+      return SIM_ENOMEM;
+    e->wf_pending = np;
+    e->wf_done = np + nl;
+    e->wf_cap = nl;
+  }
+  memset(e->wf_pending, 0, sizeof(int64_t) * 2 * (size_t)e->wf_cap);
+  int rc = SIM_OK;
+  for (int l = 0; l < nl && !rc; l++) {
+    if (!is_wf(&L[l]))
+      continue;
+    xfer_begin(e, FK_W0 + l);
+    for (int k = 0; k < L[l].nmoves && !rc; k++) {
+      const pl_move *mv = &L[l].moves[k];
+      if (mv->to >= 0 && mv->from >= 0)
+        rc = xfer_add(e, mv->from, mv->to, (double)mv->weight_bytes,
+                      hop_ns(&e->cl, mv->from, mv->to));
+    }
+    if (!rc)
+      rc = xfer_start(e);
+  }
+  return rc;
+}
+
+/* The rest of the iteration's background moves once every weight part has
+ * landed: the state parts of weights-first layers and the plain moves. */
+static int wf_rest(sim_engine *e, const sim_layer_in *L, int nl) {
+  xfer_begin(e, FK_MIG);
+  int rc = SIM_OK;
+  for (int l = 0; l < nl && !rc; l++) {
+    if (!L[l].background || L[l].uncharged || !L[l].nmoves)
+      continue;
+    int wf = is_wf(&L[l]);
+    for (int k = 0; k < L[l].nmoves && !rc; k++) {
+      const pl_move *mv = &L[l].moves[k];
+      if (mv->to >= 0 && mv->from >= 0)
+        rc = xfer_add(e, mv->from, mv->to, (double)(mv->bytes - (wf ? mv->weight_bytes : 0)),
+                      hop_ns(&e->cl, mv->from, mv->to));
+    }
+  }
+  return rc ? rc : xfer_start(e);
+}
+
+/* Before layer l's forward dispatch: waits for its weight copies (the wait
+ * is migration: the forward cannot start without them), and after the last
+ * weights-first layer starts the rest (wf_rest). */
+static int wf_fence(sim_engine *e, const sim_layer_in *L, int nl, int l, sim_iter_out *o) {
+  if (e->wf_last < 0 || !is_wf(&L[l]))
+    return SIM_OK;
+  int64_t t0 = e->sim.now, end = t0;
+  int rc = SIM_OK;
+  if (e->kind == SIM_ENGINE_DES) {
+    while (!rc && e->wf_pending[l] > 0) {
+      int st = sim_step(&e->sim);
+      rc = st < 0 ? st : st == 0 ? SIM_EINVARIANT : SIM_OK;
+    }
+    end = e->wf_done[l];
+  } else {
+    rc = sim_fluid_settle_kind(&e->fluid, t0, FK_W0 + l, &end);
+  }
+  if (!rc && end > e->sim.now)
+    rc = wait_ns(e, end - e->sim.now);
+  if (rc)
+    return rc;
+  o->migration_us += (double)(e->sim.now - t0) * 1e-3;
+  return l == e->wf_last ? wf_rest(e, L, nl) : SIM_OK;
+}
+
 /* ----------------------------------------------------------- schedule --- */
 
 /* Layer l's forward compute when it holds shadows: the shadow broadcasts
@@ -783,7 +879,7 @@ static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *
       busy[g] += (double)(e->gpu_comm_end[g] - tm) * 1e-3;
     o->migration_us += (double)(e->sim.now - tm) * 1e-3;
   }
-  if ((rc = start_moves(e, L, nl, 1, FK_MIG)))
+  if ((rc = wf_start(e, L, nl)))
     return rc;
   for (int pass = 0; pass < 2 && !rc; pass++) {
     double mult = pass == 0 ? 1.0 : e->prof.bwd_ratio;
@@ -800,6 +896,8 @@ static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *
       o->other_us += (double)(e->sim.now - layer_t0) * 1e-3;
       for (int g = 0; g < G; g++)
         busy[g] += nonmoe;
+      if (pass == 0 && (rc = wf_fence(e, L, nl, l, o)))
+        break;
       /* dispatch */
       int64_t ts = e->sim.now;
       if ((rc = alltoall(e, r, p, 0)))
@@ -930,6 +1028,7 @@ void sim_engine_fini(sim_engine *e) {
   sim_free(e->rec_a);
   sim_free(e->rec_b);
   sim_free(e->rec_kind);
+  sim_free(e->wf_pending);
   if (e->kind == SIM_ENGINE_DES) {
     sim_net_fini(&e->net);
     sim_fini(&e->sim);

@@ -59,6 +59,7 @@ int sim_fluid_init(sim_fluid *f, const sim_cluster *c) {
       f->alone[c] = own == tier && !(inter && f->topo.nic_per_node);
     }
   f->bg_last_kind = -1;
+  f->watch_kind = -1;
   return SIM_OK;
 }
 
@@ -180,6 +181,8 @@ static int advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, d
           done(arg, x->tag, t);
       } else {
         f->nbg--;
+        if (x->kind == f->watch_kind && (double)t > f->watch_last)
+          f->watch_last = (double)t;
         if ((double)t >= f->bg_last) {
           f->bg_last = (double)t;
           f->bg_last_kind = x->kind;
@@ -349,4 +352,38 @@ int sim_fluid_drain(sim_fluid *f, int64_t now, int64_t *end, int *kind) {
   f->bg_last = 0;
   f->bg_last_kind = -1;
   return SIM_OK;
+}
+
+/* 1 when link k carries a flow of `kind`. */
+static int has_kind(const sim_fluid_link *k, int kind) {
+  for (int i = 0; i < k->n; i++)
+    if (k->f[i].kind == kind && k->f[i].tag < 0)
+      return 1;
+  return 0;
+}
+
+int sim_fluid_settle_kind(sim_fluid *f, int64_t now, int kind, int64_t *end) {
+  if (f->nfgl)
+    return SIM_EINVAL;
+  f->watch_kind = kind;
+  f->watch_last = -1;
+  int rc = SIM_OK;
+  for (int l = 0; l < f->topo.nlinks && !rc; l++) {
+    sim_fluid_link *k = &f->links[l];
+    while (!rc && has_kind(k, kind)) {
+      if (!k->rated)
+        set_rates(k);
+      double dt = INFINITY;
+      for (int i = 0; i < k->n; i++)
+        if (k->f[i].rate > 0 && k->f[i].left / k->f[i].rate < dt)
+          dt = k->f[i].left / k->f[i].rate;
+      if (!(dt < INFINITY))
+        rc = SIM_EINVARIANT;
+      else /* to the next completion on the link, which advance handles */
+        rc = advance(f, k, k->t + dt, 0, NULL, NULL);
+    }
+  }
+  f->watch_kind = -1;
+  *end = f->watch_last > (double)now ? (int64_t)f->watch_last : now;
+  return rc;
 }

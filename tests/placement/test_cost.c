@@ -111,6 +111,20 @@ Test(cost, background_moves_cost_only_what_exceeds_the_iteration) {
   cr_assert_float_eq(pl_cost_exposed_us(2500, 0, 1, 2000), 0, 1e-12);
 }
 
+Test(cost, weights_first_moves_cost_a_late_weight_copy_and_a_late_state) {
+  /* weights within their window and state within the iteration: free */
+  cr_assert_float_eq(pl_cost_weights_first_us(100, 150, 1500, 2000), 0, 1e-12);
+  /* weights 30 us past the window before the layer's forward */
+  cr_assert_float_eq(pl_cost_weights_first_us(180, 150, 1500, 2000), 30, 1e-12);
+  /* the state 500 us past the iteration holds the boundary */
+  cr_assert_float_eq(pl_cost_weights_first_us(100, 150, 2500, 2000), 500, 1e-12);
+  cr_assert_float_eq(pl_cost_weights_first_us(180, 150, 2500, 2000), 530, 1e-12);
+  /* bf16 with Adam: the weights are 2 of the 14 bytes per parameter */
+  pl_model m = {2048, 8192, 2, 2, 12.0};
+  cr_assert_eq(pl_expert_weight_bytes(&m), 2 * 2048 * 8192 * 2);
+  cr_assert_eq(7 * pl_expert_weight_bytes(&m), pl_expert_move_bytes(&m));
+}
+
 /* An allocator that fails its n-th call (1-based) and passes the rest to
  * malloc: pl_set_allocator's hook for tests. */
 static int alloc_calls, alloc_fail_at;

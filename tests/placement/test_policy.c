@@ -119,7 +119,7 @@ Test(policy, every_canonical_spec_parses_back_to_itself) {
  * each numeric value padded by leading zeros to `width` bytes (the same
  * number), window = `last`: canonical as given, followed by the parameters
  * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
-#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=1,shadow_margin=1,shadow_max=0"
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=1,shadow_margin=1,shadow_max=0,weights_first=1"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
@@ -176,7 +176,7 @@ Test(policy, long_specs_are_kept_whole_or_refused_naming_the_limit) {
                            i % 2 + 1);
   cr_assert_gt(nb, PL_SPEC_MAX);
   cr_assert_eq(pl_policy_create(&a, big, &env, err, sizeof err), PL_EPARAM);
-  cr_assert(strstr(err, "over the limit of 1000 bytes"), "%s", err);
+  cr_assert(strstr(err, "over the limit of 1023 bytes"), "%s", err);
   cr_assert_null(a);
   char v[8];
   cr_assert_eq(pl_policy_param(big, "threshold", v, sizeof v), PL_EPARAM);
@@ -435,6 +435,80 @@ Test(policy, background_moves_serve_tokens_from_the_next_iteration) {
       cr_assert_eq(pl_placement_equal(pl_policy_serving(p, 0), &landed), 1, "%s", specs[k]);
     pl_routing_fini(&r);
     pl_placement_fini(&landed);
+    pl_placement_fini(&before);
+    pl_plan_fini(&plan);
+    pl_policy_destroy(p);
+  }
+}
+
+/* Issue 17 step 1 (pl_policy.h rule 6): flexmoe:weights_first=1 makes a
+ * background plan whose weight copies fit before the layer's forward a
+ * weights-first plan: it serves its own iteration (the plan made from the
+ * counts of iteration t - 1 routes iteration t on the new placement), every
+ * copy is split into the parameters (bytes_per_elem of the 2 + 12 bytes per
+ * parameter: 1/7) and the optimizer state, and every token is routed to a
+ * replica of the new placement. A plan whose weights cannot arrive in time
+ * (layer 0 has only its own non-MoE work, 50 us, to hide them behind; the
+ * 2048 x 8192 expert's 67 MB take 149 us over NVLink) stays a plain
+ * background plan, and so does every plan without weights_first=1 or with
+ * blocking moves. */
+Test(policy, weights_first_plans_serve_their_own_iteration_when_the_weights_fit) {
+  const struct {
+    const char *spec;
+    int small; /* 256 x 512 experts: 0.5 MB of weights, 1.2 us + 2 us */
+    int wf, in_flight;
+  } cases[] = {
+      {"flexmoe:weights_first=1", 1, 1, 0},
+      {"flexmoe:weights_first=1", 0, 0, 1},
+      {"flexmoe:weights_first=0", 1, 0, 1},
+      {"flexmoe:weights_first=1,background=0", 1, 0, 0},
+  };
+  for (int k = 0; k < (int)(sizeof cases / sizeof cases[0]); k++) {
+    pl_env env = env8();
+    env.cluster.slots = 6;
+    if (cases[k].small)
+      env.model = (pl_model){256, 512, 2, 2, 12.0};
+    pl_policy *p = NULL;
+    cr_assert_eq(pl_policy_create(&p, cases[k].spec, &env, NULL, 0), PL_OK, "%s", cases[k].spec);
+    pl_plan plan;
+    pl_plan_init(&plan);
+    pl_placement before;
+    cr_assert_eq(pl_placement_init(&before, 32, 8, env.cluster.slots), PL_OK);
+    cr_assert_eq(pl_placement_copy(&before, pl_policy_placement(p, 0)), PL_OK);
+    static int64_t counts[8 * 32];
+    int it = first_change(p, &plan, counts);
+    cr_assert_geq(it, 1, "%s never re-planned", cases[k].spec);
+    cr_assert_eq(plan.weights_first, cases[k].wf, "case %d %s", k, cases[k].spec);
+    cr_assert_eq(pl_policy_weights_first(p, 0), cases[k].wf, "case %d", k);
+    cr_assert_eq(pl_policy_inflight(p, 0), cases[k].in_flight, "case %d", k);
+    const pl_placement *now = pl_policy_placement(p, 0), *serving = pl_policy_serving(p, 0);
+    cr_assert_eq(pl_placement_equal(serving, cases[k].in_flight ? &before : now), 1, "case %d", k);
+    int64_t w = pl_expert_weight_bytes(&env.model), full = pl_expert_move_bytes(&env.model);
+    cr_assert_eq(full, 7 * w, "bf16 weights are 1/7 of the bytes with Adam state");
+    for (int m = 0; m < plan.nmoves; m++)
+      cr_assert_eq(plan.moves[m].weight_bytes,
+                   cases[k].wf && plan.moves[m].bytes > 0 ? w : 0, "case %d move %d", k, m);
+    /* tokens: every slot routed, each to a replica that serves */
+    pl_routing r;
+    cr_assert_eq(pl_routing_init(&r, 8, 32, 0), PL_OK);
+    cr_assert_eq(pl_policy_route_serving(p, 0, counts, &r), PL_OK);
+    int64_t sum = 0, want = 0;
+    for (int i = 0; i < 8 * 32; i++) {
+      sum += r.load[i];
+      want += counts[i];
+      if (r.load[i] > 0)
+        cr_assert(pl_placement_has(serving, i % 32, i / 32), "case %d", k);
+    }
+    cr_assert_eq(sum, want, "case %d: %lld of %lld token slots", k, (long long)sum,
+                 (long long)want);
+    cr_assert_eq(r.dropped, 0);
+    /* the next plan clears the flag: a plan that moves nothing is not
+     * weights-first */
+    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
+    cr_assert_eq(pl_policy_plan(p, it + 1, 0, counts, &plan), PL_OK);
+    if (!plan.changed)
+      cr_assert_eq(pl_policy_weights_first(p, 0) + plan.weights_first, 0, "case %d", k);
+    pl_routing_fini(&r);
     pl_placement_fini(&before);
     pl_plan_fini(&plan);
     pl_policy_destroy(p);

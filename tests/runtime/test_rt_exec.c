@@ -53,6 +53,8 @@ typedef struct outcome {
   rt_check check;
   int moves;
   double mean_ms;
+  int wf_plans; /* layers served by a weights-first plan in their own iteration */
+  int bg_plans; /* layers whose plan was in flight (plain background) */
 } outcome;
 
 static outcome replay_warm(int G, int slots, const char *policy, int iters, int64_t warm);
@@ -78,6 +80,10 @@ static outcome replay_warm(int G, int slots, const char *policy, int iters, int6
     counts_of(G, i, c);
     cr_assert_eq(rt_exec_iteration(x, i, c, &r, err, sizeof err), 0, "iteration %d: %s", i, err);
     o.moves += i > 0 ? r.nmoves : 0;
+    for (int l = 0; l < L; l++) {
+      o.wf_plans += pl_policy_weights_first(p, l);
+      o.bg_plans += pl_policy_inflight(p, l);
+    }
     o.mean_ms += r.time_ms / iters;
     cr_assert_gt(r.time_ms, 0.0);
     cr_assert_eq(r.tokens_dropped, 0);
@@ -122,6 +128,26 @@ Test(rt_exec, parameters_survive_migration, .timeout = 60) {
   outcome b = replay(4, 2, "smartmoe:period=1", 6);
   cr_assert_gt(b.moves, 0, "the test needs moves");
   assert_reference(&b, "smartmoe");
+}
+
+/* Weights-first moves (pl_policy.h rule 6) on the cpu backend's mover:
+ * layer 1's plans are weights-first (their 2.5 kB of weights hide behind
+ * layer 0's forward) and serve their own iteration, so the new replicas'
+ * parameters must have landed before layer 1's forward and their optimizer
+ * state by the boundary; layer 0 has no non-MoE time to hide behind
+ * (nonmoe_us 0), so its plans stay plain background moves, which start
+ * after the weights' fence. Outputs, gradients and every replica's
+ * parameter and optimizer-state checksums match the reference. */
+Test(rt_exec, weights_first_moves_serve_their_own_iteration_with_parameters_intact,
+     .timeout = 60) {
+  outcome o = replay(4, 3, "flexmoe:threshold=1.01,weights_first=1", 8);
+  cr_assert_gt(o.moves, 0, "the test needs moves");
+  cr_assert_gt(o.wf_plans, 0, "no weights-first plan");
+  cr_assert_gt(o.bg_plans, 0, "no plain background plan beside them");
+  assert_reference(&o, "flexmoe:weights_first=1");
+  outcome p = replay(4, 3, "flexmoe:threshold=1.01,weights_first=0", 8);
+  cr_assert_eq(p.wf_plans, 0);
+  assert_reference(&p, "flexmoe:weights_first=0");
 }
 
 Test(rt_exec, replica_counts_that_do_not_divide_the_gradient_reduce_correctly, .timeout = 60) {

@@ -209,7 +209,7 @@ Test(engine, blocking_migration_adds_its_transfer_time) {
     memset(f.r[l].traffic, 0, sizeof(int64_t) * 4);
     memset(f.r[l].hose, 0, sizeof(int64_t) * 4 * 2);
   }
-  pl_move mv = {0, 0, 0, 1, PL_MOVE_REPLICATE, 3000000000};
+  pl_move mv = {0, 0, 0, 1, PL_MOVE_REPLICATE, 3000000000, 0};
   sim_engine e;
   cr_assert_eq(sim_engine_init(&e, SIM_ENGINE_DES, &f.cl, &f.pc, &f.m, &f.prof, -1), SIM_OK);
   sim_layer_in in[2];
@@ -292,9 +292,9 @@ Test(engine, moves_out_of_one_gpu_share_its_link_in_both_modes) {
   }
   /* GPU 0 sends 1 GB to 2 and 1 GB to 3 (its NIC, 25 GB/s: 80 ms + 5 us)
    * and 0.3 GB to 1 (NVLink, 300 GB/s: 1 ms + 2 us, concurrently) */
-  pl_move mv[3] = {{0, 0, 0, 2, PL_MOVE_REPLICATE, 1000000000},
-                   {0, 1, 0, 3, PL_MOVE_REPLICATE, 1000000000},
-                   {0, 2, 0, 1, PL_MOVE_REPLICATE, 300000000}};
+  pl_move mv[3] = {{0, 0, 0, 2, PL_MOVE_REPLICATE, 1000000000, 0},
+                   {0, 1, 0, 3, PL_MOVE_REPLICATE, 1000000000, 0},
+                   {0, 2, 0, 1, PL_MOVE_REPLICATE, 300000000, 0}};
   for (int agg = SIM_AGG_ALL; agg >= 0; agg -= SIM_AGG_ALL) {
     sim_engine e;
     cr_assert_eq(sim_engine_init(&e, SIM_ENGINE_DES, &f.cl, &f.pc, &f.m, &f.prof, agg), SIM_OK);
@@ -328,9 +328,9 @@ Test(engine, moves_into_one_gpu_share_its_ingress_link_in_both_engines) {
   /* GPUs 2 and 3 send 1 GB each to GPU 0: 2 GB through GPU 0's 25 GB/s NIC
    * ingress, 80 ms + 5 us (each sender's NIC egress alone: 40 ms); GPU 1
    * sends 0.3 GB over NVLink (1 ms + 2 us, concurrently) */
-  pl_move mv[3] = {{0, 0, 2, 0, PL_MOVE_REPLICATE, 1000000000},
-                   {0, 1, 3, 0, PL_MOVE_REPLICATE, 1000000000},
-                   {0, 2, 1, 0, PL_MOVE_REPLICATE, 300000000}};
+  pl_move mv[3] = {{0, 0, 2, 0, PL_MOVE_REPLICATE, 1000000000, 0},
+                   {0, 1, 3, 0, PL_MOVE_REPLICATE, 1000000000, 0},
+                   {0, 2, 1, 0, PL_MOVE_REPLICATE, 300000000, 0}};
   static const struct {
     sim_engine_kind kind;
     int agg;
@@ -374,9 +374,9 @@ Test(engine, aggregated_network_agrees_with_exact_within_two_percent) {
       f.counts[l][g * 8 + 0] *= 6;
     cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
   }
-  pl_move mv[3] = {{1, 2, 2, 6, PL_MOVE_REPLICATE, 400000000},
-                   {1, 3, 3, 5, PL_MOVE_REPLICATE, 400000000},
-                   {1, 5, 5, 4, PL_MOVE_REPLICATE, 400000000}};
+  pl_move mv[3] = {{1, 2, 2, 6, PL_MOVE_REPLICATE, 400000000, 0},
+                   {1, 3, 3, 5, PL_MOVE_REPLICATE, 400000000, 0},
+                   {1, 5, 5, 4, PL_MOVE_REPLICATE, 400000000, 0}};
   double t[2], ar[2];
   for (int k = 0; k < 2; k++) {
     sim_engine e;
@@ -453,9 +453,9 @@ Test(engine, both_engines_agree_under_contention_moves_rings_and_shadows) {
   int owner[8] = {-1, -1, -1, -1, -1, 5, -1, -1};
   for (int l = 0; l < 2; l++)
     cr_assert_eq(pl_route(&f.p[l], &f.pc, f.counts[l], -1, &f.r[l]), PL_OK);
-  pl_move mv[3] = {{1, 2, 2, 6, PL_MOVE_REPLICATE, 40000000},
-                   {1, 3, 3, 5, PL_MOVE_REPLICATE, 40000000},
-                   {1, 5, 5, 4, PL_MOVE_REPLICATE, 40000000}};
+  pl_move mv[3] = {{1, 2, 2, 6, PL_MOVE_REPLICATE, 40000000, 0},
+                   {1, 3, 3, 5, PL_MOVE_REPLICATE, 40000000, 0},
+                   {1, 5, 5, 4, PL_MOVE_REPLICATE, 40000000, 0}};
   for (int bg = 0; bg < 2; bg++) {
     sim_layer_in in[2];
     memset(in, 0, sizeof(in));
@@ -483,7 +483,7 @@ Test(engine, both_engines_agree_under_contention_moves_rings_and_shadows) {
 Test(engine, background_moves_slow_the_all_to_alls_they_share_links_with) {
   static fixture f;
   setup(&f, 1, 4, 4);
-  pl_move mv[1] = {{0, 0, 0, 1, PL_MOVE_REPLICATE, 200000000}}; /* 667 us on NVLink */
+  pl_move mv[1] = {{0, 0, 0, 1, PL_MOVE_REPLICATE, 200000000, 0}}; /* 667 us on NVLink */
   for (int k = 0; k < 2; k++) {
     sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
     sim_layer_in in[2];
@@ -500,6 +500,88 @@ Test(engine, background_moves_slow_the_all_to_alls_they_share_links_with) {
     cr_assert_gt(busy.alltoall_us, quiet.alltoall_us + 0.01, "kind %d: %.4f vs %.4f", kind,
                  busy.alltoall_us, quiet.alltoall_us);
   }
+  teardown(&f);
+}
+
+/* Weights-first moves (pl_policy.h rule 6), 4 GPUs on one node, NVLink
+ * 300 GB/s + 2 us, non-MoE work 15 us per layer and pass: one copy 0 -> 1
+ * of `weights` bytes of parameters and `state` bytes of optimizer state on
+ * layer `layer`, weights-first or plain background; one iteration. */
+static sim_iter_out wf_iteration(fixture *f, sim_engine_kind kind, int layer, int wf,
+                                 int64_t weights, int64_t state) {
+  pl_move mv = {layer, 0, 0, 1, PL_MOVE_REPLICATE, weights + state, wf ? weights : 0};
+  sim_layer_in in[2];
+  memset(in, 0, sizeof(in));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = &f->p[l];
+    in[l].routing = &f->r[l];
+  }
+  in[layer].moves = &mv;
+  in[layer].nmoves = 1;
+  in[layer].background = 1;
+  in[layer].weights_first = wf;
+  return one_iteration(f, kind, in);
+}
+
+/* Layer 0 has only its own non-MoE work (15 us) to hide its weights behind:
+ * 40 MB take 133.3 us + 2 us, so its forward waits 120.3 us, charged as
+ * migration, in both engines alike; the same copy as a plain background
+ * move waits for nothing. */
+Test(engine, a_layer0_weight_copy_delays_the_forward_in_both_engines) {
+  static fixture f;
+  setup(&f, 1, 4, 4);
+  double want = 40e6 / 300e3 + 2 - 15;
+  sim_iter_out got[2];
+  for (int k = 0; k < 2; k++) {
+    sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
+    sim_iter_out plain = wf_iteration(&f, kind, 0, 0, 40000000, 2000000);
+    got[k] = wf_iteration(&f, kind, 0, 1, 40000000, 2000000);
+    cr_assert(fabs(got[k].migration_us - want) < 0.01, "kind %d: waited %.4f us, want %.4f", kind,
+              got[k].migration_us, want);
+    cr_assert_lt(plain.migration_us, 1e-3, "kind %d", kind);
+    cr_assert_gt(got[k].time_us, plain.time_us + 100, "kind %d: %.3f vs %.3f", kind,
+                 got[k].time_us, plain.time_us);
+    cr_assert_eq(got[k].bytes_migrated, 42000000);
+  }
+  expect_same(&got[0], &got[1], "layer-0 weights");
+  teardown(&f);
+}
+
+/* Layer 1's weights (4 MB: 13.3 us + 2 us) hide behind layer 0's forward
+ * and layer 1's non-MoE work: no wait; the same copy on layer 0 exceeds
+ * its 15 us of non-MoE work by 0.33 us. */
+Test(engine, weights_hide_behind_earlier_layers_forward) {
+  static fixture f;
+  setup(&f, 1, 4, 4);
+  for (int k = 0; k < 2; k++) {
+    sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
+    sim_iter_out l1 = wf_iteration(&f, kind, 1, 1, 4000000, 1000000);
+    sim_iter_out l0 = wf_iteration(&f, kind, 0, 1, 4000000, 1000000);
+    cr_assert_lt(l1.migration_us, 1e-3, "kind %d: %.4f", kind, l1.migration_us);
+    cr_assert(fabs(l0.migration_us - (4e6 / 300e3 + 2 - 15)) < 0.01, "kind %d: %.4f", kind,
+              l0.migration_us);
+  }
+  teardown(&f);
+}
+
+/* The optimizer state (3 GB: 10 ms) follows behind the iteration and holds
+ * the boundary: the iteration ends when it lands, the wait charged as
+ * migration; it starts only once the weights have landed, so it ends no
+ * earlier than the same bytes as a plain background move. */
+Test(engine, a_late_state_part_holds_the_boundary_as_migration) {
+  static fixture f;
+  setup(&f, 1, 4, 4);
+  sim_iter_out got[2];
+  for (int k = 0; k < 2; k++) {
+    sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
+    sim_iter_out plain = wf_iteration(&f, kind, 1, 0, 4000000, 3000000000);
+    got[k] = wf_iteration(&f, kind, 1, 1, 4000000, 3000000000);
+    cr_assert_gt(got[k].time_us, 10000, "kind %d: %.1f", kind, got[k].time_us);
+    cr_assert_gt(got[k].migration_us, got[k].time_us - 1000, "kind %d: %.1f of %.1f", kind,
+                 got[k].migration_us, got[k].time_us);
+    cr_assert_geq(got[k].time_us, plain.time_us - 0.01, "kind %d", kind);
+  }
+  expect_same(&got[0], &got[1], "late state");
   teardown(&f);
 }
 

@@ -32,7 +32,9 @@
  * Migration: a plan's moves take pl_cost_moves_us; blocking moves add that
  * time to the iteration, background moves overlap the next iteration and
  * add only what exceeds it, uncharged (oracle) moves add nothing
- * (pl_cost_exposed_us).
+ * (pl_cost_exposed_us); weights-first moves add what their weight copies
+ * exceed of the window before the layer's forward and what the rest
+ * exceeds of the iteration (pl_cost_weights_first_us).
  */
 #ifndef FLEXMOE_PL_COST_H
 #define FLEXMOE_PL_COST_H
@@ -67,6 +69,11 @@ typedef struct pl_model {
 int64_t pl_expert_params(const pl_model *m);
 /* Bytes moved to migrate one expert: params x (bytes_per_elem + optimizer). */
 int64_t pl_expert_move_bytes(const pl_model *m);
+/* Bytes of one expert's parameters alone, params x bytes_per_elem: the
+ * part of pl_expert_move_bytes a forward pass reads (bf16 with Adam state:
+ * 2 of 14 bytes per parameter, 1/7), the first part of a weights-first
+ * move (pl_move.weight_bytes). */
+int64_t pl_expert_weight_bytes(const pl_model *m);
 /* Activation bytes of one token slot. */
 int64_t pl_token_bytes(const pl_model *m);
 
@@ -96,6 +103,14 @@ double pl_cost_moves_us(const pl_cluster *c, const pl_move *moves, int nmoves);
  * the iteration they overlap); 0 when uncharged. */
 double pl_cost_exposed_us(double moves_us, int background, int uncharged,
                           double overlap_us);
+
+/* Time weights-first moves add to an iteration (pl_policy.h rule 6): the
+ * weight copies, lasting weights_us, must land within window_us (the link
+ * time before the layer's forward needs them), what exceeds it delays the
+ * forward; the rest of the bytes, lasting rest_us, follow behind the
+ * iteration and add what exceeds overlap_us (as a background move). */
+double pl_cost_weights_first_us(double weights_us, double window_us, double rest_us,
+                                double overlap_us);
 
 #ifdef __cplusplus
 }

@@ -69,6 +69,13 @@ typedef struct pl_move {
   int to;   /* destination GPU, -1 for a drop */
   pl_move_kind kind;
   int64_t bytes; /* parameters + optimizer state moved (0 for a drop) */
+  /* Appended (issue 17, weights-first moves; pl_policy.h rule 6): the
+   * first of the move's two parts, the new replica's parameters
+   * (pl_expert_weight_bytes), which must land before the layer's forward
+   * pass; the other bytes - weight_bytes (optimizer state) must land
+   * before the optimizer step, at the boundary. 0: a one-part move (every
+   * move that is not in a weights-first plan). */
+  int64_t weight_bytes;
 } pl_move;
 
 /*

@@ -104,15 +104,24 @@ typedef struct pl_plan {
   int64_t copy_bytes;     /* bytes charged per replicate move; 0 = the full
                              pl_expert_move_bytes (fastermoe's shadows copy
                              parameters only: the owner keeps the optimizer) */
+  /* Appended (issue 17). 1: a weights-first plan (the background-move
+   * contract's rule 6): the policy sets it on a background plan whose
+   * weight copies it expects to land before the layer's forward; the
+   * handle keeps it only on a changed, charged background plan, writes
+   * each move's weight_bytes, and serves the iteration from the new
+   * placement. */
+  int weights_first;
 } pl_plan;
 
 void pl_plan_init(pl_plan *plan);
 void pl_plan_fini(pl_plan *plan);
 
-#define PL_SPEC_MAX 1000 /* bytes of a spec, as given and canonical */
+/* bytes of a spec, as given and canonical (1,000 until flexmoe's 18th
+ * parameter, weights_first; the stores' 1,024-byte buffers hold it) */
+#define PL_SPEC_MAX 1023
 #define PL_KEY_MAX 31     /* bytes of a key */
 #define PL_VALUE_MAX 63   /* bytes of a value */
-#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 20) */
+#define PL_KV_MAX 32      /* key=value pairs in a spec (flexmoe's canonical spec has 21) */
 
 /* A parsed key=value pair of a spec. */
 typedef struct pl_kv {
@@ -215,7 +224,9 @@ int pl_policy_observe(pl_policy *p, int iteration, int layer,
  * Background moves overlap iteration i and land by iteration i + 1, so the
  * new replicas cannot take tokens before then; blocking moves land before
  * iteration i and the oracle's are free, so both serve from the new
- * placement at once. The simulator and the benches route and cost with it
+ * placement at once; so do weights-first moves (rule 6 of the contract
+ * below), whose weights land before the layer's forward. The simulator and
+ * the benches route and cost with it
  * (pl_policy_route_serving); pl_policy_route keeps routing on the current
  * placement (the runtime executes every plan's moves before the iteration). */
 const pl_placement *pl_policy_serving(const pl_policy *p, int layer);
@@ -258,14 +269,40 @@ int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
  *   5. Blocking plans (background 0) and the oracle's free plans have no
  *      in-flight state: their moves land before iteration i, which the new
  *      placement serves.
- * The source of a move stays readable and serving during iteration i (a
- * migrated expert is freed at the boundary), so a rank needs, for the
+ *   6. Weights-first (a plan with plan.weights_first, which a policy sets
+ *      only on a background plan, e.g. flexmoe's `weights_first`): each
+ *      move has two parts with their own completion. The weights (the new
+ *      replica's parameters, pl_move.weight_bytes = pl_expert_weight_bytes)
+ *      start with iteration i and must land before the layer's forward of
+ *      iteration i needs them (its dispatch; earlier layers' forward hides
+ *      them, layer 0 only its own non-MoE work): a late weight copy holds
+ *      the layer's forward, and the wait is charged as migration. The
+ *      optimizer state (bytes - weight_bytes) follows behind the iteration
+ *      (it starts once every weight part of the iteration has landed,
+ *      together with the iteration's plain background moves) and must land
+ *      before the optimizer step: a late one holds the boundary (rule 3).
+ *      Iteration i is routed, computed and all-reduced on the new placement
+ *      (pl_policy_serving is the current placement, pl_policy_inflight 0,
+ *      pl_policy_weights_first 1), so a plan made from the counts of
+ *      iteration i - 1 serves iteration i. A replica that goes away serves
+ *      no token in iteration i but stays readable until the boundary (its
+ *      optimizer state is still being copied). A plan whose weights cannot
+ *      arrive in time is not made weights-first by the policy: it follows
+ *      rules 1-4 (served from iteration i + 1).
+ * The source of a move stays readable and serving during iteration i
+ * (under rule 6 readable only; a migrated expert is freed at the
+ * boundary), so a rank needs, for the
  * length of one iteration, a free buffer for every replica that arrives
  * in addition to those it serves: at most the slot limit more.
  */
 /* 1 when the moves of the layer's last plan are in flight (its changed
  * plan was background and charged), 0 otherwise or on bad arguments. */
 int pl_policy_inflight(const pl_policy *p, int layer);
+/* 1 when the layer's last plan is a weights-first plan (rule 6 above: its
+ * changed plan was background, charged and weights-first; the moves' weight
+ * parts are due before the layer's forward of this iteration, which the new
+ * placement serves), 0 otherwise or on bad arguments. */
+int pl_policy_weights_first(const pl_policy *p, int layer);
 /* 1 when the policy's changed plans move in the background (its
  * `background` parameter is 1), 0 when they block or it never re-plans
  * with that protocol. */

@@ -118,7 +118,8 @@ typedef struct rt_check {
   int64_t tokens_missing; /* kept token slots whose result did not come back */
   int replicas_checked;
   int checksum_mismatches;/* replicas whose parameters or optimizer state differ from the expert's original */
-  int moved_checked;      /* of replicas_checked: arrived in the background in the last iteration */
+  int moved_checked;      /* of replicas_checked: arrived in the background in the last iteration
+                             (plain or weights-first) */
 } rt_check;
 
 /* Compares the last iteration with a single-device reference computed on

@@ -16,6 +16,10 @@
  *    last one has landed]
  *   [background migration: the same transfers start at the iteration's
  *    start and share links with everything below]
+ *   [weights-first migration (pl_policy.h rule 6): the weight parts start
+ *    at the iteration's start instead, and the plain background moves and
+ *    the state parts once the last weights-first layer's weights have
+ *    landed; layer l's forward dispatch waits for layer l's weights]
  *   forward, l = 0..L-1:  other(l) | dispatch(l) | compute(l) | combine(l)
  *   backward, l = L-1..0: other(l) | dispatch-direction gradient all-to-all |
  *                         compute x bwd_ratio | combine-direction all-to-all,
@@ -152,6 +156,13 @@ typedef struct sim_layer_in {
   const pl_temp *temps;
   int ntemps;
   const pl_placement *planned;
+  /* Appended (issue 17). 1: the moves are weights-first (pl_policy.h rule
+   * 6; background and charged): each move's weight_bytes start with the
+   * iteration and the layer's forward dispatch waits until they have
+   * landed (the wait is migration); the rest of its bytes start, with the
+   * iteration's plain background moves, once the weights of every
+   * weights-first layer have landed. */
+  int weights_first;
 } sim_layer_in;
 
 typedef struct sim_iter_out {
@@ -205,6 +216,11 @@ typedef struct sim_engine {
   int a2a_layer;         /* the layer whose all-to-all a2a_* hold (-1: none) */
   int64_t a2a_dur;       /* its duration, ns */
   int64_t *a2a_off;      /* [G] each GPU's last completion after its start, ns */
+  /* weights-first moves (sim_layer_in.weights_first), per layer: the weight
+   * flows not yet completed (DES) and the latest completion (DES); the
+   * last weights-first layer of the iteration (-1: none) */
+  int64_t *wf_pending, *wf_done;
+  int wf_cap, wf_last;
 } sim_engine;
 
 /* prof's arrays must outlive the engine. aggregate: SIM_AGG_* bits, see

@@ -75,6 +75,8 @@ typedef struct sim_fluid {
   double bg_last;       /* latest background completion seen, ns */
   int bg_last_kind;
   int nbg;              /* background flows not yet completed */
+  int watch_kind;       /* sim_fluid_settle_kind: the kind waited for (-1: none) */
+  double watch_last;    /* its latest completion seen, ns */
 } sim_fluid;
 
 int sim_fluid_init(sim_fluid *f, const sim_cluster *c);
@@ -119,6 +121,13 @@ int sim_fluid_run_fg(sim_fluid *f, int64_t now,
  * sim_fluid_run_fg; after any error the network is only fit for
  * sim_fluid_fini. */
 int sim_fluid_drain(sim_fluid *f, int64_t now, int64_t *end, int *kind);
+/* Runs every link that carries a background flow of `kind` until none is
+ * left on it (the other flows progressing alongside): *end = their latest
+ * completion, at least now. The links' clocks may pass now, never *end:
+ * the caller lets time pass to *end (a dependency on those flows, e.g. a
+ * layer waiting for its weight copies). SIM_EINVAL when foreground flows
+ * are pending; SIM_ETIME as sim_fluid_run_fg. */
+int sim_fluid_settle_kind(sim_fluid *f, int64_t now, int kind, int64_t *end);
 
 #ifdef __cplusplus
 }
