@@ -94,7 +94,24 @@ typedef struct pl_greedy {
    * e's replica set changes). Same expressions, same summation order: a
    * cache, the results are bit-identical to recomputing. */
   double *tsc, *tiin, *txin;      /* [K*E*N] ffn us, intra in, inter in */
-  unsigned *tstamp, *estamp;      /* [E*N], [E] */
+  uint64_t *tstamp, *estamp;      /* [E*N], [E] */
+  uint64_t stamps;                /* the last stamp given out (never reused) */
+  /* The trial journal (pl_greedy.c "trials"): what a candidate on trial
+   * changed, and the values before it, so that the revert restores them
+   * instead of recomputing, and the objective's maxima come from the
+   * untouched trees and the changed entries. A GPU (or expert) is in the
+   * journal while its stamp equals jid. */
+  uint64_t jid;                   /* the current trial's id (0: none yet) */
+  uint64_t *jg, *jm, *je;         /* [G] per-GPU, [G] migration, [E] expert stamps */
+  int *jgl, *jml, *jel;           /* [G], [G], [E] journaled GPUs, GPUs, experts */
+  int njg, njm, nje;
+  double *jgv;                    /* [G * (2K + 5)] a journaled GPU's values */
+  int64_t *jgq;                   /* [G] a journaled GPU's tq */
+  double *jmv;                    /* [G] a journaled GPU's migration time */
+  double *jev;                    /* [4E] a journaled expert's per, ring, khot, kcold */
+  uint64_t *jes;                  /* [E] a journaled expert's estamp */
+  int64_t j_sum_t;                /* sum_t and sq before the trial */
+  pl_i128 j_sq;
 } pl_greedy;
 
 /* Builds the model of placement p (valid, slots limited to S <= p->slots)
