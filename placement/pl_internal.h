@@ -144,6 +144,17 @@ double pl_greedy_balance(const pl_greedy *g);
 int pl_greedy_run(pl_greedy *g, int max_steps);
 
 /*
+ * r: the dropless routing (pl_route with cap -1, no traffic matrix) of
+ * placement `from` for counts [G*E]; makes it the routing of `to` for the
+ * same counts, bit for bit what pl_route(to, c, counts, -1, r) gives, by
+ * re-routing only the experts whose replica lists differ: O(E + G x
+ * changed) instead of O(G E). Falls back to pl_route when r is not such a
+ * routing or when half the experts or more differ. Errors as pl_route.
+ */
+int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
+                    const int64_t *counts, pl_routing *r);
+
+/*
  * EPLB (DeepSeek): give `replicas` >= E physical copies to the experts (one
  * each, then repeatedly one more to the expert with the highest load per
  * replica, at most G each), then pack them onto G GPUs, heaviest first, each

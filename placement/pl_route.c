@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "placement/pl_error.h"
+#include "pl_internal.h"
 
 int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic) {
   if (!r || gpus < 1 || experts < 1)
@@ -411,6 +412,115 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
   slots_view pad = {.counts = counts, .cap = r->cap, .pad = 1, .experts = E};
   sink padded = {.load = r->pad_load, .gpu_load = NULL, .hose = r->pad_hose, .traffic = NULL};
   route_sums_padded(p, gpn, &pad, r->acc, &padded);
+  return PL_OK;
+}
+
+/*
+ * Adds sign (+1 or -1) x the dropless routing of the experts es[0..ne) of
+ * placement p to r (load, gpu_load, hose; no matrix): route_sums_impl's
+ * loop for a subset of the experts, node by node with a cursor per listed
+ * expert, and the same difference arrays (r->acc, rows of the listed
+ * experts). An expert's routing depends only on its own replicas and
+ * counts column, and every sum is an integer: removing an expert's part
+ * under one placement and adding it under another gives the same bits as
+ * routing the other placement from scratch. ne <= ROUTE_CHANGE_MAX.
+ */
+enum { ROUTE_CHANGE_MAX = 256 };
+static void route_sums_subset(const pl_placement *p, int gpn, const int64_t *counts,
+                              const int *es, int ne, int64_t sign, pl_routing *r) {
+  int G = p->gpus, E = p->experts;
+  size_t W = (size_t)G + 1;
+  int64_t *dI = r->acc, *dX = r->acc + (size_t)E * W;
+  int64_t *io = r->hose, *ii = r->hose + G, *xo = r->hose + 2 * (size_t)G,
+          *xi = r->hose + 3 * (size_t)G;
+  int cur[ROUTE_CHANGE_MAX];
+  for (int i = 0; i < ne; i++) {
+    int e = es[i];
+    memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+    memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+    cur[i] = 0;
+  }
+  for (int node_lo = 0; node_lo < G; node_lo += gpn)
+    for (int i = 0; i < ne; i++) {
+      int e = es[i];
+      const int *rep = p->rep + (size_t)e * G;
+      int n = p->nrep[e], nlo = cur[i], nhi = nlo;
+      while (nhi < n && rep[nhi] < node_lo + gpn)
+        nhi++;
+      cur[i] = nhi;
+      int self = nlo;
+      for (int src = node_lo; src < node_lo + gpn; src++) {
+        int64_t tokens = counts[(size_t)src * E + e];
+        if (tokens == 0)
+          continue;
+        while (self < nhi && rep[self] < src)
+          self++;
+        if (self < nhi && rep[self] == src) {
+          r->load[(size_t)src * E + e] += sign * tokens;
+          r->gpu_load[src] += sign * tokens;
+          continue;
+        }
+        int inter = nhi == nlo, lo = inter ? 0 : nlo, hi = inter ? n : nhi, k = hi - lo;
+        (inter ? xo : io)[src] += sign * tokens;
+        int64_t *d = (inter ? dX : dI) + (size_t)e * W;
+        int64_t base = tokens / k, rem = tokens % k;
+        d[lo] += base;
+        d[hi] -= base;
+        if (rem) { /* as route_sums_impl */
+          int a = (int)((uint64_t)src % (uint64_t)k);
+          d[lo + a] += 1;
+          if (a + rem <= k) {
+            d[lo + a + rem] -= 1;
+          } else {
+            d[hi] -= 1;
+            d[lo] += 1;
+            d[lo + a + rem - k] -= 1;
+          }
+        }
+      }
+    }
+  for (int i = 0; i < ne; i++) {
+    int e = es[i];
+    const int *rep = p->rep + (size_t)e * G;
+    const int64_t *a = dI + (size_t)e * W, *b = dX + (size_t)e * W;
+    int64_t runI = 0, runX = 0;
+    for (int j = 0; j < p->nrep[e]; j++) {
+      runI += a[j];
+      runX += b[j];
+      int dst = rep[j];
+      r->load[(size_t)dst * E + e] += sign * (runI + runX);
+      r->gpu_load[dst] += sign * (runI + runX);
+      ii[dst] += sign * runI;
+      xi[dst] += sign * runX;
+    }
+  }
+}
+
+int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
+                    const int64_t *counts, pl_routing *r) {
+  if (!from || !to || !c || !r || from->experts != to->experts || from->gpus != to->gpus)
+    return PL_EINVAL;
+  int E = to->experts, es[ROUTE_CHANGE_MAX], ne = 0;
+  int fits = r->padded == 0 && r->capacity == -1 && !r->traffic && r->hose && r->acc &&
+             r->gpus == to->gpus && r->experts == E && r->gpus_per_node == c->gpus_per_node &&
+             to->gpus == c->gpus;
+  /* the experts whose replica lists differ, while re-routing them is
+   * cheaper than routing everything (2 ne < E columns) */
+  for (int e = 0; fits && e < E; e++) {
+    if (from->nrep[e] == to->nrep[e] &&
+        !memcmp(from->rep + (size_t)e * from->gpus, to->rep + (size_t)e * to->gpus,
+                (size_t)to->nrep[e] * sizeof(int)))
+      continue;
+    if (ne == ROUTE_CHANGE_MAX || 2 * (ne + 1) >= E)
+      fits = 0;
+    else
+      es[ne++] = e;
+  }
+  if (!fits)
+    return pl_route(to, c, counts, -1, r);
+  route_sums_subset(from, c->gpus_per_node, counts, es, ne, -1, r);
+  route_sums_subset(to, c->gpus_per_node, counts, es, ne, +1, r);
+  assert(route_sums_conserve(r));
   return PL_OK;
 }
 

@@ -517,12 +517,16 @@ static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_p
 /* Layer time of p for the counts last observed for `layer`, routed as the
  * engines route them (pl_route: locality first, per source GPU) and costed
  * by pl_cost_layer: the guard's judge, free of the planner's assumptions
- * (loads split evenly over replicas, sources uniform). */
-static int exact_us(fx_state *s, int layer, const pl_placement *p, double *us) {
+ * (loads split evenly over replicas, sources uniform). from: the placement
+ * s->r holds the routing of for these counts (only the experts whose
+ * replicas differ are routed again, pl_route_change), or NULL. */
+static int exact_us(fx_state *s, int layer, const pl_placement *from, const pl_placement *p,
+                    double *us) {
   const pl_env *env = &s->env;
   const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
   pl_cost cost;
-  int rc = pl_route(p, &env->cluster, c, -1, &s->r);
+  int rc = from ? pl_route_change(from, p, &env->cluster, c, &s->r)
+                : pl_route(p, &env->cluster, c, -1, &s->r);
   if (!rc)
     rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
   if (!rc)
@@ -559,14 +563,16 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
 static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                     double adjust) {
   double cur, best, st, mig;
+  const pl_placement *routed = current; /* what s->r holds the routing of */
   int rc;
-  if ((rc = exact_us(s, layer, current, &cur)) != 0)
+  if ((rc = exact_us(s, layer, NULL, current, &cur)) != 0)
     return rc;
   best = cur;
   if (plan->changed) {
     double nw;
-    if ((rc = exact_us(s, layer, &plan->placement, &nw)) != 0)
+    if ((rc = exact_us(s, layer, routed, &plan->placement, &nw)) != 0)
       return rc;
+    routed = &plan->placement;
     if (nw + adjust / s->life < best)
       best = nw + adjust / s->life;
     else
@@ -574,7 +580,7 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
   }
   if ((rc = pl_placement_static(&s->alt)) != 0 || pl_placement_equal(&s->alt, current))
     return rc;
-  if ((rc = exact_us(s, layer, &s->alt, &st)) != 0 ||
+  if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0 ||
       (rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0)
     return rc;
   if (st + mig / s->life < best) {
