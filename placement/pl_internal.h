@@ -16,7 +16,9 @@
  * quantity is kept per GPU and per expert and updated incrementally in
  * O(r (S + log G)) for a change to an expert with r replicas, with
  * tournament trees for the maxima, so one greedy step costs far less than
- * one routing (O(G E)). All arithmetic is in a fixed order: deterministic.
+ * one routing (O(G E)); a candidate on trial costs O(r S) and no tree
+ * update (pl_greedy.c "Trials"). All arithmetic is in a fixed order:
+ * deterministic.
  */
 #ifndef FLEXMOE_PL_INTERNAL_H
 #define FLEXMOE_PL_INTERNAL_H

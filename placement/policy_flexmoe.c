@@ -45,8 +45,9 @@
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
  * plus O(E G + G log E + (G S) log G) and a polish for the rebuild, plus
- * O(G E) for the guard's three routings (14 ms at 1,024 GPUs x 256 experts,
- * bench_pl_speed).
+ * O(G E) for the guard's three routings (the plan's and the static
+ * layout's from the one before when few experts differ: pl_route_change;
+ * bench_pl_speed times a whole plan at 1,024 GPUs x 256 experts).
  */
 #include <math.h>
 #include <string.h>
