@@ -157,6 +157,16 @@ int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_c
                     const int64_t *counts, pl_routing *r);
 
 /*
+ * *out: a floor under pl_cost_layer(...).total_us of placement p with the
+ * dropless routing of counts [G*E] (pl_route with cap -1), without routing
+ * them: O(G E) additions instead of a routing. For a judge that only needs
+ * to know whether p can beat a given time (pl_cost.c says why each term is
+ * a floor). Errors: PL_EINVAL on mismatched sizes, PL_ENOMEM.
+ */
+int pl_cost_layer_floor(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
+                        const pl_placement *p, const int64_t *counts, double *out);
+
+/*
  * EPLB (DeepSeek): give `replicas` >= E physical copies to the experts (one
  * each, then repeatedly one more to the expert with the highest load per
  * replica, at most G each), then pack them onto G GPUs, heaviest first, each

@@ -535,6 +535,15 @@ static int exact_us(fx_state *s, int layer, const pl_placement *from, const pl_p
   return rc;
 }
 
+/* A floor under exact_us of p (pl_cost_layer_floor), without routing: a
+ * candidate whose floor plus its migration cannot beat the best so far is
+ * dropped unrouted, as its exact time would drop it. */
+static int floor_us(fx_state *s, int layer, const pl_placement *p, double *us) {
+  const pl_env *env = &s->env;
+  const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
+  return pl_cost_layer_floor(&env->cluster, &env->model, &env->profile, p, c, us);
+}
+
 /* The marginal migration cost (mig_marginal) of current -> next. */
 static int plan_mig(fx_state *s, int layer, const pl_placement *current,
                     const pl_placement *next, double *out) {
@@ -563,7 +572,7 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
  */
 static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                     double adjust) {
-  double cur, best, st, mig;
+  double cur, best, st, mig, fl;
   const pl_placement *routed = current; /* what s->r holds the routing of */
   int rc;
   if ((rc = exact_us(s, layer, NULL, current, &cur)) != 0)
@@ -581,8 +590,15 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
   }
   if ((rc = pl_placement_static(&s->alt)) != 0 || pl_placement_equal(&s->alt, current))
     return rc;
-  if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0 ||
-      (rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0)
+  /* the static layout is routed only if its floor leaves it a chance (in
+   * the 256- and 1,024-GPU runs of docs/performance.md it never had one:
+   * its hot experts' replicas alone are slower than the plan) */
+  if ((rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0 ||
+      (rc = floor_us(s, layer, &s->alt, &fl)) != 0)
+    return rc;
+  if (!(fl + mig / s->life < best)) /* st >= fl: it cannot win */
+    return PL_OK;
+  if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
     return rc;
   if (st + mig / s->life < best) {
     if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
