@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "placement/pl_error.h"
+#include "pl_internal.h"
 
 int64_t pl_expert_params(const pl_model *m) {
   return 2 * (int64_t)m->d_model * (int64_t)m->d_ff;
@@ -252,4 +253,90 @@ double pl_cost_weights_first_us(double weights_us, double window_us, double rest
                                 double overlap_us) {
   double late = weights_us > window_us ? weights_us - window_us : 0.0;
   return late + pl_cost_exposed_us(rest_us, 1, 0, overlap_us);
+}
+
+/*
+ * A floor under pl_cost_layer's total for p and the dropless routing of
+ * counts, without routing (pl_internal.h). Every term is at most its
+ * counterpart, each from the same formula:
+ *  - compute: expert e's replicas receive all its T_e slots, so one of
+ *    them computes at least ceil(T_e / r_e) of them, and a GPU's compute
+ *    is at least that term (sums of non-negative terms only grow); needs
+ *    ffn non-decreasing in tokens (the profile's times non-decreasing,
+ *    else the term is 0);
+ *  - all-to-all: a GPU sends exactly its slots of experts its node does
+ *    not hold over the NIC and those its node holds elsewhere over the
+ *    intra link (the locality rule), and a link's time takes the larger of
+ *    out and in: out alone is a floor;
+ *  - all-reduce and the rest: the same functions.
+ * Floating point rounds monotonically, so the same operations on smaller
+ * operands give a smaller or equal result; the total is lowered by a
+ * relative 1e-9 against an interpolation that rounds up by an ulp at a
+ * point of the profile. O(G E + G gpn S + replicas).
+ */
+int pl_cost_layer_floor(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
+                        const pl_placement *p, const int64_t *counts, double *out) {
+  if (!c || !m || !prof || !p || !counts || !out || p->gpus != c->gpus ||
+      c->gpus_per_node < 1 || c->gpus % c->gpus_per_node)
+    return PL_EINVAL;
+  int G = p->gpus, E = p->experts, gpn = c->gpus_per_node;
+  int64_t *T = pl_calloc((size_t)E, sizeof(int64_t));
+  int *mark = pl_calloc((size_t)E, sizeof(int));
+  int *U = pl_malloc((size_t)gpn * (size_t)p->slots * sizeof(int));
+  int rc = PL_ENOMEM;
+  if (!T || !mark || !U)
+    goto done;
+  int64_t tb = pl_token_bytes(m);
+  double inter_Bps = c->inter_Bps / c->oversub, a2a = 0;
+  for (int node = 0; node < G / gpn; node++) {
+    int nu = 0; /* the experts the node holds, once each */
+    for (int g = node * gpn; g < (node + 1) * gpn; g++)
+      for (int j = 0; j < p->nhost[g]; j++) {
+        int e = p->host[(size_t)g * p->slots + j];
+        if (mark[e] != node + 1) {
+          mark[e] = node + 1;
+          U[nu++] = e;
+        }
+      }
+    for (int g = node * gpn; g < (node + 1) * gpn; g++) {
+      const int64_t *row = counts + (size_t)g * E;
+      int64_t all = 0, held = 0, own = 0;
+      for (int e = 0; e < E; e++) {
+        all += row[e];
+        T[e] += row[e];
+      }
+      for (int i = 0; i < nu; i++)
+        held += row[U[i]];
+      for (int j = 0; j < p->nhost[g]; j++)
+        own += row[p->host[(size_t)g * p->slots + j]];
+      int64_t intra = held - own, inter = all - held;
+      double t = 0;
+      if (intra)
+        t += c->intra_lat_s + (double)(intra * tb) / c->intra_Bps;
+      if (inter)
+        t += c->inter_lat_s + (double)(inter * tb) / inter_Bps;
+      if (t > a2a)
+        a2a = t;
+    }
+  }
+  int mono = 1;
+  for (int i = 1; i < prof->npoints; i++)
+    mono &= prof->us[i] >= prof->us[i - 1];
+  double worst = 0;
+  for (int e = 0; mono && e < E; e++) {
+    int r = p->nrep[e];
+    if (r > 0 && T[e] > 0)
+      worst = fmax(worst, pl_ffn_us(prof, (double)((T[e] + r - 1) / r)));
+  }
+  double ar;
+  if ((rc = allreduce_us(c, m, p, &ar)) != 0)
+    goto done;
+  double total = worst * (1.0 + prof->bwd_ratio) + 4.0 * (a2a * 1e6) + ar +
+                 2.0 * prof->nonmoe_us;
+  *out = total * (1.0 - 1e-9);
+done:
+  pl_free(T);
+  pl_free(mark);
+  pl_free(U);
+  return rc;
 }

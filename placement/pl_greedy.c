@@ -26,6 +26,15 @@
  * placement does not depend on the path to it). A migration or a swap is
  * one operation that refreshes only the two nodes it touches, where a
  * remove and an add would refresh every replica of the expert twice.
+ *
+ * Trials. Most candidates are only scored: a trial journals every value it
+ * overwrites (per GPU, per expert, the migration times, the spread sums)
+ * and the revert restores them, instead of refreshing every touched GPU a
+ * second time; it leaves the tournament trees alone, and the objective
+ * takes each maximum from the untouched tree (its top, or when the top was
+ * touched the best untouched entry, read without changing the tree) and the
+ * journaled entries' new values. The same values in the same expressions:
+ * the objective and every decision are the bits a refresh would give.
  */
 #include <math.h>
 #include <string.h>
@@ -96,9 +105,138 @@ void pl_seg_update(pl_seg *s, int i) {
   }
 }
 
+/* The best entry of subtree k whose stamp is not `id` (-1: none), without
+ * changing the tree: a node whose winner is not excluded is its subtree's
+ * answer, so only paths to excluded leaves are walked. The tree must be
+ * consistent with the values of the entries not excluded. */
+static int seg_best_except(const pl_seg *s, int k, const uint64_t *stamp, uint64_t id) {
+  int w = s->t[k];
+  if (w < 0 || stamp[w] != id)
+    return w;
+  if (k >= s->P)
+    return -1;
+  return seg_better(s, seg_best_except(s, 2 * k, stamp, id),
+                    seg_best_except(s, 2 * k + 1, stamp, id));
+}
+
 /* ---- the model ---------------------------------------------------------- */
 
 static int node_of(const pl_greedy *g, int gpu) { return gpu / g->gpn; }
+
+/* Values per journaled GPU: sa2a and scomp of each scenario, comp, ar,
+ * tok, kall, kfree. */
+static size_t jg_width(const pl_greedy *g) { return 2 * (size_t)g->K + 5; }
+
+/* On trial, the first time GPU gpu's values are about to change: keep them. */
+static void journal_gpu(pl_greedy *g, int gpu) {
+  if (!g->trial || g->jg[gpu] == g->jid)
+    return;
+  g->jg[gpu] = g->jid;
+  int i = g->njg++, K = g->K;
+  g->jgl[i] = gpu;
+  double *v = g->jgv + (size_t)i * jg_width(g);
+  for (int k = 0; k < K; k++) {
+    v[k] = g->sa2a[(size_t)k * g->G + gpu];
+    v[K + k] = g->scomp[(size_t)k * g->G + gpu];
+  }
+  v[2 * K] = g->comp[gpu];
+  v[2 * K + 1] = g->ar[gpu];
+  v[2 * K + 2] = g->tok[gpu];
+  v[2 * K + 3] = g->kall[gpu];
+  v[2 * K + 4] = g->kfree[gpu];
+  g->jgq[i] = g->tq[gpu];
+}
+
+static void journal_mig(pl_greedy *g, int gpu) {
+  if (!g->trial || g->jm[gpu] == g->jid)
+    return;
+  g->jm[gpu] = g->jid;
+  g->jml[g->njm] = gpu;
+  g->jmv[g->njm++] = g->migt[gpu];
+}
+
+static void journal_expert(pl_greedy *g, int e) {
+  if (!g->trial || g->je[e] == g->jid)
+    return;
+  g->je[e] = g->jid;
+  int i = g->nje++;
+  g->jel[i] = e;
+  double *v = g->jev + 4 * (size_t)i;
+  v[0] = g->per[e];
+  v[1] = g->ring[e];
+  v[2] = g->khot[e];
+  v[3] = g->kcold[e];
+  g->jes[i] = g->estamp[e];
+}
+
+/* A trial starts: an empty journal, the spread sums kept. */
+static void trial_begin(pl_greedy *g) {
+  g->trial = 1;
+  g->jid++;
+  g->njg = g->njm = g->nje = 0;
+  g->j_sum_t = g->sum_t;
+  g->j_sq = g->sq;
+}
+
+/* The trial ends, its placement changes already undone: every journaled
+ * value back. The trees were never touched. An expert's stamp goes back
+ * too: the cached terms of its old replica counts are valid again (those
+ * the trial overwrote carry the trial's stamps, never given out twice). */
+static void trial_end(pl_greedy *g) {
+  int K = g->K;
+  for (int i = 0; i < g->njg; i++) {
+    int gpu = g->jgl[i];
+    const double *v = g->jgv + (size_t)i * jg_width(g);
+    for (int k = 0; k < K; k++) {
+      g->sa2a[(size_t)k * g->G + gpu] = v[k];
+      g->scomp[(size_t)k * g->G + gpu] = v[K + k];
+    }
+    g->comp[gpu] = v[2 * K];
+    g->ar[gpu] = v[2 * K + 1];
+    g->tok[gpu] = v[2 * K + 2];
+    g->kall[gpu] = v[2 * K + 3];
+    g->kfree[gpu] = v[2 * K + 4];
+    g->tq[gpu] = g->jgq[i];
+  }
+  for (int i = 0; i < g->njm; i++)
+    g->migt[g->jml[i]] = g->jmv[i];
+  for (int i = 0; i < g->nje; i++) {
+    int e = g->jel[i];
+    const double *v = g->jev + 4 * (size_t)i;
+    g->per[e] = v[0];
+    g->ring[e] = v[1];
+    g->khot[e] = v[2];
+    g->kcold[e] = v[3];
+    g->estamp[e] = g->jes[i];
+  }
+  g->sum_t = g->j_sum_t;
+  g->sq = g->j_sq;
+  g->ndirty = 0;
+  g->trial = 0;
+}
+
+/* The largest of v over the entries of max-tree t: its top, or on trial
+ * the larger of the best entry not journaled (stamp) and the journaled
+ * ones' current values (list). The value a tree updated for the trial
+ * would give (ties pick the same value, whatever the index). */
+static double top_of(const pl_greedy *g, const pl_seg *t, const double *v, const uint64_t *stamp,
+                     const int *list, int n) {
+  int top = pl_seg_top(t);
+  if (!g->trial || n == 0)
+    return v[top];
+  if (stamp[top] == g->jid)
+    top = seg_best_except(t, 1, stamp, g->jid);
+  int have = top >= 0;
+  double m = have ? v[top] : 0;
+  for (int i = 0; i < n; i++) {
+    double x = v[list[i]];
+    if (!have || x > m) {
+      m = x;
+      have = 1;
+    }
+  }
+  return m;
+}
 
 /* Ring all-reduce time of expert e's replica group, us (pl_cost's rule). */
 static double ring_us(const pl_greedy *g, int e) {
@@ -160,6 +298,7 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   int nh = p->nhost[gpu], n = gpu / g->gpn, N = g->G / g->gpn;
   double tok = 0, comp = 0, ar = 0, G = g->G;
   size_t EN = (size_t)g->E * N;
+  journal_gpu(g, gpu);
   for (int j = 0; j < nh; j++) {
     int e = host[j];
     tok += g->per[e];
@@ -185,18 +324,20 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
     double iout = (double)(cover > own ? cover - own : 0) / (PL_QSCALE * G);
     double xout = (double)(g->total[k] - cover) / (PL_QSCALE * G);
     /* a tree is touched only where its value changed (it is consistent
-     * with the unchanged one already) */
+     * with the unchanged one already), and never on trial (top_of) */
     double a2a = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
     size_t kg = (size_t)k * g->G + gpu;
     a2a_mean += a2a;
     comp += sc;
     if (g->sa2a[kg] != a2a) {
       g->sa2a[kg] = a2a;
-      pl_seg_update(&g->t_sa2a[k], gpu);
+      if (!g->trial)
+        pl_seg_update(&g->t_sa2a[k], gpu);
     }
     if (g->scomp[kg] != sc) {
       g->scomp[kg] = sc;
-      pl_seg_update(&g->t_scomp[k], gpu);
+      if (!g->trial)
+        pl_seg_update(&g->t_scomp[k], gpu);
     }
   }
   comp /= g->K;
@@ -210,7 +351,8 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   double kfree = p->nhost[gpu] < g->S ? tok : INFINITY;
   if (g->ar[gpu] != ar) {
     g->ar[gpu] = ar;
-    pl_seg_update(&g->t_ar, gpu);
+    if (!g->trial)
+      pl_seg_update(&g->t_ar, gpu);
   }
   /* the trees that only choose candidates wait while one is on trial */
   if (g->tok[gpu] != tok) {
@@ -257,7 +399,8 @@ static int place_add(pl_greedy *g, int e, int gpu) {
   int rc = pl_placement_add(g->p, e, gpu);
   if (rc)
     return rc;
-  g->estamp[e]++;
+  journal_expert(g, e);
+  g->estamp[e] = ++g->stamps;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (g->cnt[(size_t)e * N + n]++ == 0) {
     g->knodes[e]++;
@@ -272,7 +415,8 @@ static int place_remove(pl_greedy *g, int e, int gpu) {
   int rc = pl_placement_remove(g->p, e, gpu);
   if (rc)
     return rc;
-  g->estamp[e]++;
+  journal_expert(g, e);
+  g->estamp[e] = ++g->stamps;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (--g->cnt[(size_t)e * N + n] == 0) {
     g->knodes[e]--;
@@ -287,17 +431,20 @@ static void refresh_mig(pl_greedy *g, int gpu) {
   const int64_t *io = g->mio + 4 * (size_t)gpu;
   const pl_cluster *c = g->c;
   double t = 0;
+  journal_mig(g, gpu);
   if (io[0] || io[1])
     t += (double)(io[0] > io[1] ? io[0] : io[1]) / c->intra_Bps + c->intra_lat_s;
   if (io[2] || io[3])
     t += (double)(io[2] > io[3] ? io[2] : io[3]) / (c->inter_Bps / c->oversub) +
          c->inter_lat_s;
   g->migt[gpu] = t * 1e6;
-  pl_seg_update(&g->t_mig, gpu);
+  if (!g->trial)
+    pl_seg_update(&g->t_mig, gpu);
 }
 
 static void refresh_expert_keys(pl_greedy *g, int e) {
   int n = g->p->nrep[e];
+  journal_expert(g, e);
   g->per[e] = n ? g->mload[e] / n : 0.0;
   g->ring[e] = ring_us(g, e);
   g->khot[e] = n < g->G ? g->per[e] : -INFINITY;
@@ -349,10 +496,14 @@ static void refresh_moved(pl_greedy *g, const int *es, const int *kn0, const dou
   g->ndirty = 0; /* the dirty nodes are a and b */
 }
 
-static void account(pl_greedy *g, int from, int to, int sign) {
+static void account_bytes(pl_greedy *g, int from, int to, int sign) {
   int inter = node_of(g, from) != node_of(g, to);
   g->mio[4 * (size_t)from + 2 * inter] += sign * g->move_bytes;
   g->mio[4 * (size_t)to + 2 * inter + 1] += sign * g->move_bytes;
+}
+
+static void account(pl_greedy *g, int from, int to, int sign) {
+  account_bytes(g, from, to, sign);
   refresh_mig(g, from);
   refresh_mig(g, to);
 }
@@ -467,23 +618,51 @@ static void undo_op(pl_greedy *g, const op *o) {
   }
 }
 
+/* undo_op on trial: the placement and the integer state (replica counts
+ * per node, covers, bytes moved) step back; the values come back from the
+ * journal (trial_end). */
+static void trial_undo_op(pl_greedy *g, const op *o) {
+  switch (o->kind) {
+  case OP_ADD:
+    place_remove(g, o->e, o->gpu);
+    if (o->src >= 0)
+      account_bytes(g, o->src, o->gpu, -1);
+    break;
+  case OP_REMOVE:
+    place_add(g, o->e, o->gpu);
+    break;
+  default: {
+    int e2 = o->kind == OP_SWAP ? o->e2 : -1;
+    place_moves(g, o->e, o->gpu, o->src, e2);
+    account_bytes(g, o->src, o->gpu, -1);
+    if (e2 >= 0)
+      account_bytes(g, o->gpu, o->src, -1);
+  }
+  }
+  g->ndirty = 0;
+}
+
 /* Applies ops; on success leaves them applied and returns the objective,
- * else reverts and returns +inf. keep = 0 reverts in any case: a trial,
- * during which the trees that only choose candidates (t_tok, t_free,
- * t_all, t_hot, t_cold) are not updated. Their values change and change
- * back to the same bits, so the untouched trees are right again after the
- * revert, and the objective reads none of them. */
+ * else reverts and returns +inf. keep = 0 reverts in any case: a trial
+ * (see the file's head), during which the trees that only choose
+ * candidates (t_tok, t_free, t_all, t_hot, t_cold) are not updated either:
+ * their values change and come back to the same bits. */
 static double try_ops(pl_greedy *g, const op *ops, int n, int keep) {
-  g->trial = !keep;
+  if (!keep)
+    trial_begin(g);
   int done = 0;
   for (; done < n; done++)
     if (do_op(g, &ops[done]) != 0)
       break;
   double j = done == n ? pl_greedy_objective(g) : INFINITY;
-  if (!keep || done < n)
+  if (!keep) {
+    for (int k = done - 1; k >= 0; k--)
+      trial_undo_op(g, &ops[k]);
+    trial_end(g);
+  } else if (done < n) {
     for (int k = done - 1; k >= 0; k--)
       undo_op(g, &ops[k]);
-  g->trial = 0;
+  }
   return j;
 }
 
@@ -520,9 +699,16 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->cover = pl_calloc(K * N + K + K * E, sizeof(int64_t));
   /* not zeroed: an entry is read only after fill_terms wrote it (tstamp) */
   g->tsc = pl_malloc(K * E * N * 3 * sizeof(double));
-  g->tstamp = pl_calloc(E * N + E, sizeof(unsigned));
+  g->tstamp = pl_calloc(E * N + E, sizeof(uint64_t));
+  /* the journal: stamps [2G + E] zero (jid starts at 1), lists and values */
+  g->jg = pl_calloc(2 * G + E, sizeof(uint64_t));
+  g->jgl = pl_malloc((2 * G + E) * sizeof(int));
+  g->jgv = pl_malloc((G * jg_width(g) + G + 4 * E) * sizeof(double));
+  g->jgq = pl_malloc(G * sizeof(int64_t));
+  g->jes = pl_malloc(E * sizeof(uint64_t));
   if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
-      !g->cover || !g->tsc || !g->tstamp) {
+      !g->cover || !g->tsc || !g->tstamp || !g->jg || !g->jgl || !g->jgv || !g->jgq ||
+      !g->jes) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
   }
@@ -547,7 +733,13 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->txin = g->tsc + 2 * K * E * N;
   g->estamp = g->tstamp + E * N;
   for (size_t e = 0; e < E; e++)
-    g->estamp[e] = 1; /* every cached term starts stale (tstamp 0) */
+    g->estamp[e] = ++g->stamps; /* every cached term starts stale (tstamp 0) */
+  g->jm = g->jg + G;
+  g->je = g->jm + G;
+  g->jml = g->jgl + G;
+  g->jel = g->jml + G;
+  g->jmv = g->jgv + G * jg_width(g);
+  g->jev = g->jmv + G;
   for (size_t e = 0; e < E; e++) {
     const int *rep = p->rep + e * G;
     for (int i = 0; i < p->nrep[e]; i++)
@@ -603,6 +795,11 @@ void pl_greedy_fini(pl_greedy *g) {
   pl_free(g->cover);
   pl_free(g->tsc);
   pl_free(g->tstamp);
+  pl_free(g->jg);
+  pl_free(g->jgl);
+  pl_free(g->jgv);
+  pl_free(g->jgq);
+  pl_free(g->jes);
   pl_free(g->tok);
   pl_free(g->mio);
   pl_free(g->per);
@@ -616,27 +813,30 @@ void pl_greedy_fini(pl_greedy *g) {
   memset(g, 0, sizeof(*g));
 }
 
+/* The maxima the objective reads (top_of: also on trial). */
+static double max_scomp(const pl_greedy *g, int k) {
+  return top_of(g, &g->t_scomp[k], g->scomp + (size_t)k * g->G, g->jg, g->jgl, g->njg);
+}
+static double max_sa2a(const pl_greedy *g, int k) {
+  return top_of(g, &g->t_sa2a[k], g->sa2a + (size_t)k * g->G, g->jg, g->jgl, g->njg);
+}
+
 double pl_greedy_layer_us(const pl_greedy *g) {
   double sum = 0;
-  for (int k = 0; k < g->K; k++) {
-    const double *sc = g->scomp + (size_t)k * g->G, *sa = g->sa2a + (size_t)k * g->G;
-    sum += sc[pl_seg_top(&g->t_scomp[k])] * (1.0 + g->prof->bwd_ratio) +
-           4.0 * sa[pl_seg_top(&g->t_sa2a[k])];
-  }
-  double ar = g->ar[pl_seg_top(&g->t_ar)];
+  for (int k = 0; k < g->K; k++)
+    sum += max_scomp(g, k) * (1.0 + g->prof->bwd_ratio) + 4.0 * max_sa2a(g, k);
+  double ar = top_of(g, &g->t_ar, g->ar, g->jg, g->jgl, g->njg);
   return sum / g->K + ar + 2.0 * g->prof->nonmoe_us;
 }
 
 double pl_greedy_migration_us(const pl_greedy *g) {
-  return g->migt[pl_seg_top(&g->t_mig)];
+  return top_of(g, &g->t_mig, g->migt, g->jm, g->jml, g->njm);
 }
 
 double pl_greedy_alltoall_us(const pl_greedy *g) {
   double sum = 0;
-  for (int k = 0; k < g->K; k++) {
-    const double *sa = g->sa2a + (size_t)k * g->G;
-    sum += 4.0 * sa[pl_seg_top(&g->t_sa2a[k])];
-  }
+  for (int k = 0; k < g->K; k++)
+    sum += 4.0 * max_sa2a(g, k);
   return sum / g->K;
 }
 

@@ -16,7 +16,9 @@
  * quantity is kept per GPU and per expert and updated incrementally in
  * O(r (S + log G)) for a change to an expert with r replicas, with
  * tournament trees for the maxima, so one greedy step costs far less than
- * one routing (O(G E)). All arithmetic is in a fixed order: deterministic.
+ * one routing (O(G E)); a candidate on trial costs O(r S) and no tree
+ * update (pl_greedy.c "Trials"). All arithmetic is in a fixed order:
+ * deterministic.
  */
 #ifndef FLEXMOE_PL_INTERNAL_H
 #define FLEXMOE_PL_INTERNAL_H
@@ -94,7 +96,24 @@ typedef struct pl_greedy {
    * e's replica set changes). Same expressions, same summation order: a
    * cache, the results are bit-identical to recomputing. */
   double *tsc, *tiin, *txin;      /* [K*E*N] ffn us, intra in, inter in */
-  unsigned *tstamp, *estamp;      /* [E*N], [E] */
+  uint64_t *tstamp, *estamp;      /* [E*N], [E] */
+  uint64_t stamps;                /* the last stamp given out (never reused) */
+  /* The trial journal (pl_greedy.c "trials"): what a candidate on trial
+   * changed, and the values before it, so that the revert restores them
+   * instead of recomputing, and the objective's maxima come from the
+   * untouched trees and the changed entries. A GPU (or expert) is in the
+   * journal while its stamp equals jid. */
+  uint64_t jid;                   /* the current trial's id (0: none yet) */
+  uint64_t *jg, *jm, *je;         /* [G] per-GPU, [G] migration, [E] expert stamps */
+  int *jgl, *jml, *jel;           /* [G], [G], [E] journaled GPUs, GPUs, experts */
+  int njg, njm, nje;
+  double *jgv;                    /* [G * (2K + 5)] a journaled GPU's values */
+  int64_t *jgq;                   /* [G] a journaled GPU's tq */
+  double *jmv;                    /* [G] a journaled GPU's migration time */
+  double *jev;                    /* [4E] a journaled expert's per, ring, khot, kcold */
+  uint64_t *jes;                  /* [E] a journaled expert's estamp */
+  int64_t j_sum_t;                /* sum_t and sq before the trial */
+  pl_i128 j_sq;
 } pl_greedy;
 
 /* Builds the model of placement p (valid, slots limited to S <= p->slots)
@@ -125,6 +144,27 @@ double pl_greedy_balance(const pl_greedy *g);
 /* Runs up to max_steps expand / shrink / migrate steps, each the best of its
  * candidates and taken only when it lowers the objective. */
 int pl_greedy_run(pl_greedy *g, int max_steps);
+
+/*
+ * r: the dropless routing (pl_route with cap -1, no traffic matrix) of
+ * placement `from` for counts [G*E]; makes it the routing of `to` for the
+ * same counts, bit for bit what pl_route(to, c, counts, -1, r) gives, by
+ * re-routing only the experts whose replica lists differ: O(E + G x
+ * changed) instead of O(G E). Falls back to pl_route when r is not such a
+ * routing or when half the experts or more differ. Errors as pl_route.
+ */
+int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
+                    const int64_t *counts, pl_routing *r);
+
+/*
+ * *out: a floor under pl_cost_layer(...).total_us of placement p with the
+ * dropless routing of counts [G*E] (pl_route with cap -1), without routing
+ * them: O(G E) additions instead of a routing. For a judge that only needs
+ * to know whether p can beat a given time (pl_cost.c says why each term is
+ * a floor). Errors: PL_EINVAL on mismatched sizes, PL_ENOMEM.
+ */
+int pl_cost_layer_floor(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
+                        const pl_placement *p, const int64_t *counts, double *out);
 
 /*
  * EPLB (DeepSeek): give `replicas` >= E physical copies to the experts (one

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "placement/pl_error.h"
+#include "pl_internal.h"
 
 int pl_routing_init(pl_routing *r, int gpus, int experts, int with_traffic) {
   if (!r || gpus < 1 || experts < 1)
@@ -160,6 +161,48 @@ static void route_each(const pl_placement *p, int gpn, const slots_view *v, cons
  * per-GPU in sums stay split) and summed once per expert at the end.
  * Integer arithmetic: bit-identical to delivering share by share.
  */
+/* An even split of t over k (>= 1) parts: base = t / k, *rem = t % k. The
+ * divisor is the same for many sources (an expert's replica count, or its
+ * replicas on one node), so its reciprocal m = split_magic(k) is taken once
+ * and t / k, for t < 2^32, is the high half of m x t (Lemire, Kaser and
+ * Kurz, "Faster remainder by direct computation", 2019: exact for every
+ * 32-bit t and k >= 2); k = 1 and larger t divide. */
+static inline uint64_t split_magic(int k) { return k > 1 ? UINT64_MAX / (uint64_t)k + 1 : 0; }
+static inline int64_t split_even(int64_t t, int k, uint64_t m, int64_t *rem) {
+  if (k == 1) {
+    *rem = 0;
+    return t;
+  }
+  if (t <= (int64_t)UINT32_MAX) {
+    uint64_t q = (uint64_t)(((unsigned __int128)m * (uint64_t)t) >> 64);
+    *rem = t - (int64_t)q * k;
+    return (int64_t)q;
+  }
+  *rem = t % k;
+  return t / k;
+}
+
+/* Records one source's split of `tokens` over replicas lo..hi-1 (k of
+ * them, m = split_magic(k)) in difference array d: `base` each (added by
+ * the caller, summed over sources) and one more to the `rem` indices
+ * lo + (src mod k), ... cyclically. */
+static inline void split_rem(int64_t *d, int lo, int hi, int k, uint64_t m, int src,
+                             int64_t rem) {
+  if (!rem)
+    return;
+  int64_t a64;
+  split_even(src, k, m, &a64); /* src mod k */
+  int a = (int)a64;
+  d[lo + a] += 1;
+  if (a + rem <= k) {
+    d[lo + a + rem] -= 1;
+  } else {
+    d[hi] -= 1;
+    d[lo] += 1;
+    d[lo + a + rem - k] -= 1;
+  }
+}
+
 /* Inlined into its two callers (route_sums_real, route_sums_padded) so that
  * each is compiled for its own sink and slots: the dropless routing of
  * every run must not pay the padded one's generality. */
@@ -181,9 +224,12 @@ route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *ac
    * binary search */
   enum { CURSORS = 1024 };
   int cur[CURSORS];
+  uint64_t mall[CURSORS]; /* split_magic(nrep[e]) */
   int cursors = E <= CURSORS;
-  for (int e = 0; cursors && e < E; e++)
+  for (int e = 0; cursors && e < E; e++) {
     cur[e] = 0;
+    mall[e] = split_magic(p->nrep[e]);
+  }
   for (int node_lo = 0; node_lo < G; node_lo += gpn)
     for (int e = 0; e < E; e++) {
       const int *rep = p->rep + (size_t)e * G;
@@ -197,51 +243,47 @@ route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *ac
         nlo = lower_bound(rep, n, node_lo);
         nhi = lower_bound(rep, n, node_lo + gpn);
       }
+      if (nhi == nlo) {
+        /* no replica on this node: every source's tokens go to all n
+         * replicas, over the NIC; the bases add up into one range */
+        int64_t *d = dX + (size_t)e * W, bases = 0;
+        uint64_t m = cursors ? mall[e] : split_magic(n);
+        for (int src = node_lo; src < node_lo + gpn; src++) {
+          int64_t tokens = padded ? v->cap[src] : slots_of(v, src, e), rem;
+          if (tokens == 0)
+            continue;
+          xo[src] += tokens;
+          bases += split_even(tokens, n, m, &rem);
+          split_rem(d, 0, n, n, m, src, rem);
+        }
+        d[0] += bases;
+        d[n] -= bases;
+        continue;
+      }
+      /* replicas on this node: a source hosting e keeps its tokens, the
+       * others split them over the node's replicas */
+      int64_t *d = dI + (size_t)e * W, bases = 0;
+      int k = nhi - nlo;
+      uint64_t m = split_magic(k);
       int self = nlo; /* first replica >= src: src ascends, so it only moves up */
       for (int src = node_lo; src < node_lo + gpn; src++) {
-        int64_t tokens = padded ? v->cap[src] : slots_of(v, src, e);
+        int64_t tokens = padded ? v->cap[src] : slots_of(v, src, e), rem;
         if (tokens == 0)
           continue;
-        int lo = nlo, hi = nhi;
-        while (self < hi && rep[self] < src)
+        while (self < nhi && rep[self] < src)
           self++;
-        if (self < hi && rep[self] == src) {
+        if (self < nhi && rep[self] == src) {
           s->load[(size_t)src * E + e] += tokens;
           if (!padded)
             s->gpu_load[src] += tokens;
           continue;
         }
-        int inter = hi == lo;
-        if (inter) {
-          lo = 0;
-          hi = n;
-        }
-        (inter ? xo : io)[src] += tokens;
-        int64_t *d = (inter ? dX : dI) + (size_t)e * W;
-        int k = hi - lo;
-        int64_t base, rem;
-        if (tokens <= UINT32_MAX) { /* always in practice: 32-bit division is several times faster */
-          uint32_t t32 = (uint32_t)tokens, k32 = (uint32_t)k;
-          base = t32 / k32;
-          rem = t32 % k32;
-        } else {
-          base = tokens / k;
-          rem = tokens % k;
-        }
-        d[lo] += base;
-        d[hi] -= base;
-        if (rem) { /* indices lo + (a .. a + rem - 1) mod k get one more */
-          int a = (int)((uint32_t)src % (uint32_t)k);
-          d[lo + a] += 1;
-          if (a + rem <= k) {
-            d[lo + a + rem] -= 1;
-          } else {
-            d[hi] -= 1;
-            d[lo] += 1;
-            d[lo + a + rem - k] -= 1;
-          }
-        }
+        io[src] += tokens;
+        bases += split_even(tokens, k, m, &rem);
+        split_rem(d, nlo, nhi, k, m, src, rem);
       }
+      d[nlo] += bases;
+      d[nhi] -= bases;
     }
   for (int e = 0; e < E; e++) {
     const int *rep = p->rep + (size_t)e * G;
@@ -411,6 +453,106 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
   slots_view pad = {.counts = counts, .cap = r->cap, .pad = 1, .experts = E};
   sink padded = {.load = r->pad_load, .gpu_load = NULL, .hose = r->pad_hose, .traffic = NULL};
   route_sums_padded(p, gpn, &pad, r->acc, &padded);
+  return PL_OK;
+}
+
+/*
+ * Adds sign (+1 or -1) x the dropless routing of the experts es[0..ne) of
+ * placement p to r (load, gpu_load, hose; no matrix): route_sums_impl's
+ * loop for a subset of the experts, node by node with a cursor per listed
+ * expert, and the same difference arrays (r->acc, rows of the listed
+ * experts). An expert's routing depends only on its own replicas and
+ * counts column, and every sum is an integer: removing an expert's part
+ * under one placement and adding it under another gives the same bits as
+ * routing the other placement from scratch. ne <= ROUTE_CHANGE_MAX.
+ */
+enum { ROUTE_CHANGE_MAX = 256 };
+static void route_sums_subset(const pl_placement *p, int gpn, const int64_t *counts,
+                              const int *es, int ne, int64_t sign, pl_routing *r) {
+  int G = p->gpus, E = p->experts;
+  size_t W = (size_t)G + 1;
+  int64_t *dI = r->acc, *dX = r->acc + (size_t)E * W;
+  int64_t *io = r->hose, *ii = r->hose + G, *xo = r->hose + 2 * (size_t)G,
+          *xi = r->hose + 3 * (size_t)G;
+  int cur[ROUTE_CHANGE_MAX];
+  for (int i = 0; i < ne; i++) {
+    int e = es[i];
+    memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+    memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+    cur[i] = 0;
+  }
+  for (int node_lo = 0; node_lo < G; node_lo += gpn)
+    for (int i = 0; i < ne; i++) {
+      int e = es[i];
+      const int *rep = p->rep + (size_t)e * G;
+      int n = p->nrep[e], nlo = cur[i], nhi = nlo;
+      while (nhi < n && rep[nhi] < node_lo + gpn)
+        nhi++;
+      cur[i] = nhi;
+      int self = nlo;
+      for (int src = node_lo; src < node_lo + gpn; src++) {
+        int64_t tokens = counts[(size_t)src * E + e];
+        if (tokens == 0)
+          continue;
+        while (self < nhi && rep[self] < src)
+          self++;
+        if (self < nhi && rep[self] == src) {
+          r->load[(size_t)src * E + e] += sign * tokens;
+          r->gpu_load[src] += sign * tokens;
+          continue;
+        }
+        int inter = nhi == nlo, lo = inter ? 0 : nlo, hi = inter ? n : nhi, k = hi - lo;
+        (inter ? xo : io)[src] += sign * tokens;
+        int64_t *d = (inter ? dX : dI) + (size_t)e * W, rem;
+        uint64_t m = split_magic(k);
+        int64_t base = split_even(tokens, k, m, &rem);
+        d[lo] += base;
+        d[hi] -= base;
+        split_rem(d, lo, hi, k, m, src, rem);
+      }
+    }
+  for (int i = 0; i < ne; i++) {
+    int e = es[i];
+    const int *rep = p->rep + (size_t)e * G;
+    const int64_t *a = dI + (size_t)e * W, *b = dX + (size_t)e * W;
+    int64_t runI = 0, runX = 0;
+    for (int j = 0; j < p->nrep[e]; j++) {
+      runI += a[j];
+      runX += b[j];
+      int dst = rep[j];
+      r->load[(size_t)dst * E + e] += sign * (runI + runX);
+      r->gpu_load[dst] += sign * (runI + runX);
+      ii[dst] += sign * runI;
+      xi[dst] += sign * runX;
+    }
+  }
+}
+
+int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
+                    const int64_t *counts, pl_routing *r) {
+  if (!from || !to || !c || !r || from->experts != to->experts || from->gpus != to->gpus)
+    return PL_EINVAL;
+  int E = to->experts, es[ROUTE_CHANGE_MAX], ne = 0;
+  int fits = r->padded == 0 && r->capacity == -1 && !r->traffic && r->hose && r->acc &&
+             r->gpus == to->gpus && r->experts == E && r->gpus_per_node == c->gpus_per_node &&
+             to->gpus == c->gpus;
+  /* the experts whose replica lists differ, while re-routing them is
+   * cheaper than routing everything (2 ne < E columns) */
+  for (int e = 0; fits && e < E; e++) {
+    if (from->nrep[e] == to->nrep[e] &&
+        !memcmp(from->rep + (size_t)e * from->gpus, to->rep + (size_t)e * to->gpus,
+                (size_t)to->nrep[e] * sizeof(int)))
+      continue;
+    if (ne == ROUTE_CHANGE_MAX || 2 * (ne + 1) >= E)
+      fits = 0;
+    else
+      es[ne++] = e;
+  }
+  if (!fits)
+    return pl_route(to, c, counts, -1, r);
+  route_sums_subset(from, c->gpus_per_node, counts, es, ne, -1, r);
+  route_sums_subset(to, c->gpus_per_node, counts, es, ne, +1, r);
+  assert(route_sums_conserve(r));
   return PL_OK;
 }
 

@@ -49,8 +49,9 @@
  * Cost of a plan: O(G S + E) for the trigger; when triggered, a copy of the
  * placement (O(E G)) and O(steps x S x (r (S + log G))) for the greedy,
  * plus O(E G + G log E + (G S) log G) and a polish for the rebuild, plus
- * O(G E) for the guard's three routings (14 ms at 1,024 GPUs x 256 experts,
- * bench_pl_speed).
+ * O(G E) for the guard's three routings (the plan's and the static
+ * layout's from the one before when few experts differ: pl_route_change;
+ * bench_pl_speed times a whole plan at 1,024 GPUs x 256 experts).
  */
 #include <math.h>
 #include <string.h>
@@ -547,17 +548,30 @@ static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_p
 /* Layer time of p for the counts last observed for `layer`, routed as the
  * engines route them (pl_route: locality first, per source GPU) and costed
  * by pl_cost_layer: the guard's judge, free of the planner's assumptions
- * (loads split evenly over replicas, sources uniform). */
-static int exact_us(fx_state *s, int layer, const pl_placement *p, double *us) {
+ * (loads split evenly over replicas, sources uniform). from: the placement
+ * s->r holds the routing of for these counts (only the experts whose
+ * replicas differ are routed again, pl_route_change), or NULL. */
+static int exact_us(fx_state *s, int layer, const pl_placement *from, const pl_placement *p,
+                    double *us) {
   const pl_env *env = &s->env;
   const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
   pl_cost cost;
-  int rc = pl_route(p, &env->cluster, c, -1, &s->r);
+  int rc = from ? pl_route_change(from, p, &env->cluster, c, &s->r)
+                : pl_route(p, &env->cluster, c, -1, &s->r);
   if (!rc)
     rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
   if (!rc)
     *us = cost.total_us;
   return rc;
+}
+
+/* A floor under exact_us of p (pl_cost_layer_floor), without routing: a
+ * candidate whose floor plus its migration cannot beat the best so far is
+ * dropped unrouted, as its exact time would drop it. */
+static int floor_us(fx_state *s, int layer, const pl_placement *p, double *us) {
+  const pl_env *env = &s->env;
+  const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
+  return pl_cost_layer_floor(&env->cluster, &env->model, &env->profile, p, c, us);
 }
 
 /* The marginal migration cost (mig_marginal) of current -> next. */
@@ -588,15 +602,17 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
  */
 static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                     double adjust) {
-  double cur, best, st, mig;
+  double cur, best, st, mig, fl;
+  const pl_placement *routed = current; /* what s->r holds the routing of */
   int rc;
-  if ((rc = exact_us(s, layer, current, &cur)) != 0)
+  if ((rc = exact_us(s, layer, NULL, current, &cur)) != 0)
     return rc;
   best = cur;
   if (plan->changed) {
     double nw;
-    if ((rc = exact_us(s, layer, &plan->placement, &nw)) != 0)
+    if ((rc = exact_us(s, layer, routed, &plan->placement, &nw)) != 0)
       return rc;
+    routed = &plan->placement;
     if (nw + adjust / s->life < best)
       best = nw + adjust / s->life;
     else
@@ -604,8 +620,15 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
   }
   if ((rc = pl_placement_static(&s->alt)) != 0 || pl_placement_equal(&s->alt, current))
     return rc;
-  if ((rc = exact_us(s, layer, &s->alt, &st)) != 0 ||
-      (rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0)
+  /* the static layout is routed only if its floor leaves it a chance (in
+   * the 256- and 1,024-GPU runs of docs/performance.md it never had one:
+   * its hot experts' replicas alone are slower than the plan) */
+  if ((rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0 ||
+      (rc = floor_us(s, layer, &s->alt, &fl)) != 0)
+    return rc;
+  if (!(fl + mig / s->life < best)) /* st >= fl: it cannot win */
+    return PL_OK;
+  if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
     return rc;
   if (st + mig / s->life < best) {
     if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)

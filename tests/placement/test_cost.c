@@ -4,6 +4,8 @@
 
 #include "placement/pl_cost.h"
 #include "placement/pl_error.h"
+#include "placement/pl_route.h"
+#include "../../placement/pl_internal.h"
 
 static const double tok[] = {16, 256, 4096};
 static const double us[] = {27, 37, 332};
@@ -167,4 +169,86 @@ Test(cost, moves_time_is_the_slowest_gpus_links_even_without_scratch_memory) {
       cr_assert_eq(calls, 2, "the scratch sums took %d allocations, not 2", calls);
   }
   cr_assert_eq(pl_cost_moves_us(&c, mv, 0), 0.0);
+}
+
+/* pl_cost_layer_floor bounds pl_cost_layer's total of the dropless routing
+ * from below without routing, on random placements (1 to 6 replicas, 4
+ * nodes, or one) and skewed random counts, and comes close where the routing is
+ * predictable (every expert on one GPU: compute and out-traffic exact, the
+ * floor differs only by in-traffic). With a profile whose times fall
+ * somewhere the compute term is dropped, and it still bounds. */
+Test(cost, layer_floor_is_below_the_routed_cost_and_close_when_replicas_are_single) {
+  enum { G = 16, GPN = 4, E = 10, S = 4 };
+  pl_cluster nodes4 = {G, GPN, S, 450e9, 2e-6, 50e9, 5e-6, 1.0};
+  pl_cluster node1 = {G, G, S, 450e9, 2e-6, 50e9, 5e-6, 1.0}; /* all traffic intra */
+  pl_model m = {2048, 8192, 2, 2, 12.0};
+  static const double falls[] = {27, 37, 30, 332};
+  static const double ftok[] = {16, 256, 1024, 4096};
+  pl_profile down = {4, ftok, falls, 2.0, 10.0};
+  unsigned x = 5;
+  static int64_t counts[G * E];
+  for (int trial = 0; trial < 40; trial++) {
+    const pl_profile *pr = trial % 4 == 3 ? &down : &prof;
+    pl_cluster c = trial % 2 ? node1 : nodes4;
+    pl_placement p;
+    pl_routing r;
+    cr_assert_eq(pl_placement_init(&p, E, G, S), PL_OK);
+    cr_assert_eq(pl_routing_init(&r, G, E, 0), PL_OK);
+    if (trial % 5 == 0) {
+      cr_assert_eq(pl_placement_static(&p), PL_OK); /* one replica each */
+    } else {
+      for (int e = 0; e < E; e++) {
+        x = x * 1103515245u + 12345u;
+        int want = 1 + (int)((x >> 16) % 6);
+        for (int tries = 0; tries < 100 && p.nrep[e] < want; tries++) {
+          x = x * 1103515245u + 12345u;
+          int g = (int)((x >> 16) % G);
+          if (p.nhost[g] < S && !pl_placement_has(&p, e, g))
+            pl_placement_add(&p, e, g);
+        }
+        cr_assert_gt(p.nrep[e], 0);
+      }
+    }
+    for (int i = 0; i < G * E; i++) {
+      x = x * 1103515245u + 12345u;
+      counts[i] = (int64_t)((x >> 16) % 400) * (1 + (i % E == trial % E) * 20);
+    }
+    pl_cost cost;
+    double fl = -1;
+    cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+    cr_assert_eq(pl_cost_layer(&c, &m, pr, &p, &r, &cost), PL_OK);
+    cr_assert_eq(pl_cost_layer_floor(&c, &m, pr, &p, counts, &fl), PL_OK);
+    cr_assert(fl > 0 && fl <= cost.total_us, "trial %d: floor %.17g, cost %.17g", trial, fl,
+              cost.total_us);
+    if (trial % 5 == 0 && pr == &prof)
+      cr_assert(fl >= 0.6 * cost.total_us, "trial %d: floor %g of %g", trial, fl,
+                cost.total_us);
+    pl_routing_fini(&r);
+    pl_placement_fini(&p);
+  }
+}
+
+/* Two GPUs of one node, expert e on GPU e, each sending the other some of
+ * its tokens: a GPU's out is the other's in, so out alone is the exact
+ * all-to-all, and single replicas make the compute floor exact: the floor
+ * is the routed cost (less its 1e-9 margin). */
+Test(cost, layer_floor_is_exact_when_traffic_is_symmetric_and_replicas_single) {
+  pl_cluster c = {2, 2, 1, 100e9, 1e-6, 10e9, 5e-6, 1.0};
+  pl_model m = {1000, 4000, 1, 2, 12.0};
+  pl_placement p;
+  pl_routing r;
+  cr_assert_eq(pl_placement_init(&p, 2, 2, 1), PL_OK);
+  cr_assert_eq(pl_placement_static(&p), PL_OK);
+  cr_assert_eq(pl_routing_init(&r, 2, 2, 0), PL_OK);
+  int64_t counts[4] = {700, 300, 1200, 50}; /* GPU 0 sends 300 to GPU 1, GPU 1 1200 to 0 */
+  pl_cost cost;
+  double fl;
+  cr_assert_eq(pl_route(&p, &c, counts, -1, &r), PL_OK);
+  cr_assert_eq(pl_cost_layer(&c, &m, &prof, &p, &r, &cost), PL_OK);
+  cr_assert_eq(pl_cost_layer_floor(&c, &m, &prof, &p, counts, &fl), PL_OK);
+  cr_assert_float_eq(fl, cost.total_us, 1e-6 * cost.total_us, "floor %.17g, cost %.17g", fl,
+                     cost.total_us);
+  cr_assert(fl <= cost.total_us);
+  pl_routing_fini(&r);
+  pl_placement_fini(&p);
 }

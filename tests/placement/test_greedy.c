@@ -28,6 +28,7 @@ static void check_trees(const pl_greedy *g) {
   cr_assert_eq(pl_seg_top(&g->t_free), brute_top(g->kfree, g->G, 0));
   cr_assert_eq(pl_seg_top(&g->t_hot), brute_top(g->khot, g->E, 1));
   cr_assert_eq(pl_seg_top(&g->t_cold), brute_top(g->kcold, g->E, 0));
+  cr_assert_eq(pl_seg_top(&g->t_mig), brute_top(g->migt, g->G, 1));
   for (int k = 0; k < g->K; k++) {
     cr_assert_eq(pl_seg_top(&g->t_sa2a[k]), brute_top(g->sa2a + (size_t)k * g->G, g->G, 1));
     cr_assert_eq(pl_seg_top(&g->t_scomp[k]), brute_top(g->scomp + (size_t)k * g->G, g->G, 1));
@@ -70,6 +71,22 @@ static void run_steps(int gpus, int experts, int slots, int scenarios) {
     cr_assert(g.sq == fresh.sq, "step %d", steps);
     for (int u = 0; u < gpus; u++)
       cr_assert_eq(g.tq[u], fresh.tq[u], "step %d gpu %d", steps, u);
+    /* and every value the candidates are chosen by: the trials in between
+     * (journaled, then restored) must leave no trace */
+    for (int u = 0; u < gpus; u++) {
+      cr_assert(g.tok[u] == fresh.tok[u] && g.comp[u] == fresh.comp[u] &&
+                    g.ar[u] == fresh.ar[u] && g.kfree[u] == fresh.kfree[u] &&
+                    g.kall[u] == fresh.kall[u],
+                "step %d gpu %d", steps, u);
+      for (int k = 0; k < scenarios; k++)
+        cr_assert(g.sa2a[(size_t)k * gpus + u] == fresh.sa2a[(size_t)k * gpus + u] &&
+                      g.scomp[(size_t)k * gpus + u] == fresh.scomp[(size_t)k * gpus + u],
+                  "step %d gpu %d scenario %d", steps, u, k);
+    }
+    for (int e = 0; e < experts; e++)
+      cr_assert(g.per[e] == fresh.per[e] && g.ring[e] == fresh.ring[e] &&
+                    g.khot[e] == fresh.khot[e] && g.kcold[e] == fresh.kcold[e],
+                "step %d expert %d", steps, e);
     pl_greedy_fini(&fresh);
   }
   cr_assert_gt(steps, 3, "the skewed loads must give the greedy work (%d steps)", steps);

@@ -5,6 +5,7 @@
 #include "placement/pl_error.h"
 #include "placement/pl_cost.h"
 #include "placement/pl_route.h"
+#include "../../placement/pl_internal.h"
 
 static pl_cluster cluster(int gpus, int gpn, int slots) {
   return (pl_cluster){gpus, gpn, slots, 450e9, 2e-6, 50e9, 5e-6, 1.0};
@@ -124,6 +125,8 @@ Test(route, per_gpu_sums_match_the_matrix_and_the_fast_path_is_exact) {
     for (int i = 0; i < G * E; i++) {
       x = x * 1103515245u + 12345u;
       counts[i] = trial % 2 ? (x >> 16) % 23 : (x >> 16) % 5000; /* many remainders */
+      if (trial % 5 == 4) /* around 2^32: the split's two ways of dividing */
+        counts[i] = ((int64_t)1 << 32) - 40 + (int64_t)((x >> 16) % 80);
     }
     cr_assert_eq(pl_routing_init(&full, G, E, 1), PL_OK);
     cr_assert_eq(pl_routing_init(&fast, G, E, 0), PL_OK);
@@ -320,5 +323,56 @@ Test(route, padded_sums_match_the_pairs_and_bound_the_real_tokens) {
     }
     pl_routing_fini(&r);
     pl_placement_fini(&p);
+  }
+}
+
+/* pl_route_change re-routes only the experts whose replicas differ: from
+ * the routing of one random placement, a few of its experts given other
+ * replicas (or, past half of them, all: pl_route's fallback), the result
+ * must be pl_route's for the new placement, every integer the same. */
+Test(route, rerouting_the_changed_experts_gives_the_full_routing) {
+  enum { G = 32, GPN = 8, E = 12, S = 6 };
+  pl_cluster c = cluster(G, GPN, S);
+  unsigned x = 11;
+  static int64_t counts[G * E];
+  for (int trial = 0; trial < 24; trial++) {
+    pl_placement a, b;
+    pl_routing inc, full;
+    cr_assert_eq(pl_placement_init(&a, E, G, S), PL_OK);
+    cr_assert_eq(pl_placement_init(&b, E, G, S), PL_OK);
+    random_replicas(&a, 10, &x);
+    cr_assert_eq(pl_placement_copy(&b, &a), PL_OK);
+    int change = trial % 8; /* experts given other replicas: 0 to 7 of 12 */
+    for (int k = 0; k < change; k++) {
+      int e = (trial + 5 * k) % E;
+      x = x * 1103515245u + 12345u;
+      int g = (int)((x >> 16) % G);
+      if (pl_placement_has(&b, e, g)) {
+        if (b.nrep[e] > 1)
+          pl_placement_remove(&b, e, g);
+      } else if (b.nhost[g] < S) {
+        pl_placement_add(&b, e, g);
+      }
+    }
+    for (int i = 0; i < G * E; i++) {
+      x = x * 1103515245u + 12345u;
+      counts[i] = trial % 3 == 2 ? ((int64_t)1 << 32) - 9 + (x >> 16) % 20 : (x >> 16) % 3000;
+    }
+    cr_assert_eq(pl_routing_init(&inc, G, E, 0), PL_OK);
+    cr_assert_eq(pl_routing_init(&full, G, E, 0), PL_OK);
+    cr_assert_eq(pl_route(&a, &c, counts, -1, &inc), PL_OK);
+    cr_assert_eq(pl_route_change(&a, &b, &c, counts, &inc), PL_OK);
+    cr_assert_eq(pl_route(&b, &c, counts, -1, &full), PL_OK);
+    cr_assert_eq(inc.total, full.total);
+    for (int i = 0; i < G * E; i++)
+      cr_assert_eq(inc.load[i], full.load[i], "trial %d load[%d]", trial, i);
+    for (int i = 0; i < 4 * G; i++)
+      cr_assert_eq(inc.hose[i], full.hose[i], "trial %d hose[%d]", trial, i);
+    for (int g = 0; g < G; g++)
+      cr_assert_eq(inc.gpu_load[g], full.gpu_load[g], "trial %d gpu %d", trial, g);
+    pl_routing_fini(&inc);
+    pl_routing_fini(&full);
+    pl_placement_fini(&a);
+    pl_placement_fini(&b);
   }
 }
