@@ -75,6 +75,9 @@ int cli_parse_range(const char *cmd, const char *flag, const char *text,
 /* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
+/* A policy spec as a table label: pl_policy_label (name and the parameters
+ * off their defaults), else the name; returns buf. */
+const char *cli_policy_label(const char *spec, char *buf, size_t len);
 
 /* JSON values: fm_json_number and fm_json_string (run/fm_json.h). */
 /* Prints root as JSON (json_dumps flags) and a newline on stdout, and

@@ -14,13 +14,7 @@
 #include "cli.h"
 #include "run/fm_keys.h"
 #include "run/fm_replay.h"
-
-/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec). */
-static const char *short_name(const char *spec, char *buf, size_t len) {
-  size_t n = strcspn(spec, ":");
-  snprintf(buf, len, "%.*s", (int)n, spec);
-  return buf;
-}
+#include "placement/pl_policy.h"
 
 static const char help_head[] =
     "usage: flexmoe run --backend cpu|cuda|nccl --trace T --policy SPEC [--policy SPEC]...\n"
@@ -99,10 +93,10 @@ static void print_row(const fm_replay_output *o, int check_ok, int *header) {
       CLI_COL("dispatch", 9, "%.3f"), CLI_COL("compute", 9, "%.3f"), CLI_COL("combine", 9, "%.3f"),
       CLI_COL("local", 9, "%.3f"), CLI_COL("allreduce", 9, "%.3f"), CLI_COL("migration", 9, "%.3f"),
       CLI_COL("balance", 8, "%.3f"), CLI_COL("moved_MiB", 10, "%.1f"), CLI_END_COL};
-  char sn[64];
+  char sn[PL_SPEC_MAX + 1];
   const double *ph = o->phase_ms;
   const cli_cell row[] = {
-      CLI_S(short_name(o->policy, sn, sizeof sn)), CLI_I(o->iterations),
+      CLI_S(cli_policy_label(o->policy, sn, sizeof sn)), CLI_I(o->iterations),
       CLI_F(o->mean_iteration_ms), CLI_F(ph[RT_PH_DISPATCH]), CLI_F(ph[RT_PH_COMPUTE]),
       CLI_F(ph[RT_PH_COMBINE]), CLI_F(ph[RT_PH_LOCAL]), CLI_F(ph[RT_PH_ALLREDUCE]),
       CLI_F(ph[RT_PH_MIGRATION]), CLI_F(o->balance_p50),

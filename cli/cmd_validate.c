@@ -19,19 +19,6 @@
 #include "placement/pl_policy.h"
 #include "run/fm_validate.h"
 
-/* "name:key=value,..." -> "name" for table columns (JSON keeps the spec),
- * "name:bg=0|1" for a policy with the background parameter, so the
- * default flexmoe and flexmoe:background=0 stay apart. */
-static const char *short_name(const char *spec, char *buf, size_t len) {
-  size_t n = strcspn(spec, ":");
-  char bg[8];
-  if (n < 40 && pl_policy_param(spec, "background", bg, sizeof bg) == 0)
-    snprintf(buf, len, "%.*s:bg=%.7s", (int)n, spec, bg);
-  else
-    snprintf(buf, len, "%.*s", (int)n, spec);
-  return buf;
-}
-
 static const char help_head[] =
     "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
     "                        [--partitions N] [--ranks N] [--iterations A:B] [--seed S]\n"
@@ -126,9 +113,9 @@ static void print_table(const fm_validate_result *res) {
   for (int p = 0; p < res->nruns; p++)
     for (int q = FM_V_N - 1; q >= 0; q--) {
       const fm_validate_run *r = &res->runs[p];
-      char sn[64];
+      char sn[PL_SPEC_MAX + 1];
       const cli_cell row[] = {
-          CLI_S(q == FM_V_TIME ? short_name(r->policy, sn, sizeof sn) : ""),
+          CLI_S(q == FM_V_TIME ? cli_policy_label(r->policy, sn, sizeof sn) : ""),
           CLI_S(fm_validate_phase_names[q]), CLI_F(r->predicted[q]), CLI_F(r->measured[q]),
           CLI_F(100.0 * r->error[q])};
       cli_table_row(cols, row, CLI_FMT_TABLE);

@@ -15,6 +15,8 @@
 #include "run/fm_keys.h"
 #include "run/fm_parse.h"
 #include "run/fm_trace.h"
+#include "placement/pl_error.h"
+#include "placement/pl_policy.h"
 
 #include <jansson.h>
 
@@ -248,4 +250,10 @@ int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usag
     return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
   return cli_fail(CLI_EUSAGE, cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')", argv[1],
                   cmd);
+}
+
+const char *cli_policy_label(const char *spec, char *buf, size_t len) {
+  if (pl_policy_label(spec, buf, len) != PL_OK)
+    snprintf(buf, len, "%.*s", (int)strcspn(spec, ":"), spec);
+  return buf;
 }

@@ -261,6 +261,41 @@ int pl_policy_param(const char *spec, const char *key, char *buf, size_t len) {
   return PL_OK;
 }
 
+/* Whether a spec's value v says the same as the default d: the same text,
+ * or the same finite number written another way ("1.0" and "1"). */
+static int same_value(const char *v, const char *d) {
+  if (strcmp(v, d) == 0)
+    return 1;
+  char *ev, *ed;
+  double x = strtod(v, &ev), y = strtod(d, &ed);
+  return ev != v && ed != d && !*ev && !*ed && isfinite(x) && x == y;
+}
+
+int pl_policy_label(const char *spec, char *buf, size_t len) {
+  if (!spec || !buf || len == 0)
+    return PL_EINVAL;
+  char name[64];
+  pl_kv kv[PL_KV_MAX];
+  int nkv = 0;
+  int rc = parse_spec(spec, name, sizeof(name), kv, &nkv, NULL, 0);
+  if (rc)
+    return rc;
+  const pl_policy_ops *ops = pl_policy_find(name);
+  if (!ops)
+    return PL_EPOLICY;
+  for (int i = 0; i < nkv; i++)
+    if (!find_param(ops, kv[i].key))
+      return PL_EPARAM;
+  size_t off = (size_t)snprintf(buf, len, "%s", name);
+  for (const pl_param_desc *d = ops->params; d && d->key && off < len; d++) {
+    const char *v = kv_get(kv, nkv, d->key);
+    if (v && !same_value(v, d->defval))
+      off += (size_t)snprintf(buf + off, len - off, "%c%s=%s", off == strlen(name) ? ':' : ',',
+                              d->key, v);
+  }
+  return off < len ? PL_OK : PL_EINVAL;
+}
+
 int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
                  double lo, double hi, double *out) {
   const char *v = kv_get(kv, nkv, key);

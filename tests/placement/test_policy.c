@@ -96,6 +96,31 @@ Test(policy, canonical_spec_fills_defaults) {
 /* Every policy's canonical spec (every parameter written out) is a spec
  * that pl_policy_create and pl_policy_param take back: stored runs and
  * validate's column names re-read it. */
+/* Table labels: the name, then only the parameters off their defaults,
+ * in the policy's order, whatever the spec's order or spelling. */
+Test(policy, label_names_only_what_differs_from_the_defaults) {
+  char buf[PL_SPEC_MAX + 1];
+  cr_assert_eq(pl_policy_label("flexmoe", buf, sizeof buf), PL_OK);
+  cr_assert_str_eq(buf, "flexmoe");
+  cr_assert_eq(pl_policy_label("flexmoe:shadow=0,threshold=1.10,background=0", buf, sizeof buf),
+               PL_OK);
+  cr_assert_str_eq(buf, "flexmoe:background=0,shadow=0");
+  cr_assert_eq(pl_policy_label("capacity:cf=1.0", buf, sizeof buf), PL_OK);
+  cr_assert_str_eq(buf, "capacity");
+  cr_assert_eq(pl_policy_label("capacity:cf=2", buf, sizeof buf), PL_OK);
+  cr_assert_str_eq(buf, "capacity:cf=2");
+  /* the canonical spec of a changed policy gives the same label */
+  pl_env env = env8();
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:weights_first=0", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_label(pl_policy_spec(p), buf, sizeof buf), PL_OK);
+  cr_assert_str_eq(buf, "flexmoe:weights_first=0");
+  pl_policy_destroy(p);
+  cr_assert_eq(pl_policy_label("nosuch", buf, sizeof buf), PL_EPOLICY);
+  cr_assert_eq(pl_policy_label("flexmoe:speed=1", buf, sizeof buf), PL_EPARAM);
+  cr_assert_eq(pl_policy_label("flexmoe:shadow=0", buf, 8), PL_EINVAL);
+}
+
 Test(policy, every_canonical_spec_parses_back_to_itself) {
   pl_env env = env8();
   for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {

@@ -192,6 +192,13 @@ const char *pl_policy_spec(const pl_policy *p);
  * does that). */
 int pl_policy_param(const char *spec, const char *key, char *buf, size_t len);
 
+/* A short label of spec for tables: the policy's name, then ":key=value,..."
+ * for each parameter whose value differs from the default (in the policy's
+ * order), so "flexmoe:threshold=1.1,shadow=0" and the canonical spec with
+ * shadow=0 both give "flexmoe:shadow=0", and a spec at its defaults gives
+ * the name alone. PL_EPOLICY / PL_EPARAM as pl_policy_param; PL_EINVAL
+ * when buf[len] is too small (buf then holds the label cut short). */
+int pl_policy_label(const char *spec, char *buf, size_t len);
 /*
  * The one of cands[n] (NULL entries skipped) that word is a slip of: the
  * fewest edits (insertions, deletions, substitutions and swaps of two
