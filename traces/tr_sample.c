@@ -279,7 +279,7 @@ int tr_multinomial(tr_rng *rng, int64_t n, int k, const int64_t *w, int64_t *out
  *
  * Why it is fast. lam_c is the same for every row of one source, so each
  * Poisson is drawn by inversion from a table: the pmf over the centre of the
- * distribution (where f(k) >= MP_CUT f(mode), about 6.7 sd wide), its
+ * distribution (where f(k) >= MP_CUT f(mode), about 5.8 sd wide), its
  * running sums, and a guide table (Chen and Asau) that starts the search
  * within a step or two of the answer: one uniform and a few compares, where
  * a BTRS binomial with a varying number of trials takes two uniforms, a
@@ -288,7 +288,7 @@ int tr_multinomial(tr_rng *rng, int64_t n, int k, const int64_t *w, int64_t *out
  * The inversion order is the centre [lo, hi] ascending, then the right tail
  * (hi + 1, hi + 2, ...), then the left tail (lo - 1, ..., 0), each walked by
  * the pmf's ratio recurrence when u falls beyond the centre's mass (about
- * one draw in 600). A tail walk stops when a geometric bound on what is left
+ * one draw in 250). A tail walk stops when a geometric bound on what is left
  * of that tail is below the u still unspent (that tail cannot hold it); a u
  * left over by rounding after both tails is replaced by a fresh one, which
  * changes no probability by more than that rounding. f(mode) is computed
@@ -297,6 +297,8 @@ int tr_multinomial(tr_rng *rng, int64_t n, int k, const int64_t *w, int64_t *out
  */
 
 #define MP_D 1.0             /* D = ceil(MP_D sqrt(n)) */
+#define MP_BLOCK 64          /* rows drawn together by tr_mpois_rows */
+#define MP_LD (MP_BLOCK + 4) /* their scratch stride (not a power of two) */
 #define MP_GUIDE 1           /* guide buckets per table entry */
 #define MP_CUT 0x1.0p-6      /* the centre: f(k) >= MP_CUT f(mode) */
 #define MP_MAX_K 2048        /* alias column from 11 bits, 53 left for u */
@@ -319,6 +321,7 @@ void tr_mpois_fini(tr_mpois *m) {
   tr_free(m->guide);
   tr_free(m->aprob);
   tr_free(m->alias);
+  tr_free(m->scratch);
   tr_mpois_init(m);
 }
 
@@ -336,7 +339,8 @@ uint64_t tr_mpois_memory(int64_t n, int k) {
   while (cols < (uint64_t)k)
     cols *= 2;
   return entries * (sizeof(double) + MP_GUIDE * sizeof(int32_t)) +
-         (uint64_t)k * sizeof(tr_pcat) + cols * (sizeof(double) + 3 * sizeof(int32_t));
+         (uint64_t)k * (sizeof(tr_pcat) + MP_LD * sizeof(int32_t)) +
+         cols * (sizeof(double) + 3 * sizeof(int32_t));
 }
 
 /* log f(m) of Poisson(lam) at m = floor(lam), lam > 0: with log m! from
@@ -471,7 +475,9 @@ int tr_mpois_prepare(tr_mpois *m, int k, const int64_t *w, int64_t n) {
     int32_t *guide = tr_malloc((ec ? ec : 1) * MP_GUIDE * sizeof(int32_t));
     double *aprob = tr_malloc((size_t)cc * sizeof(double));
     int32_t *alias = tr_malloc((size_t)cc * 3 * sizeof(int32_t));
-    if (!cat || !cdf || !guide || !aprob || !alias) {
+    int32_t *scratch = tr_malloc((size_t)kc * MP_LD * sizeof(int32_t));
+    if (!cat || !cdf || !guide || !aprob || !alias || !scratch) {
+      tr_free(scratch);
       tr_free(cat);
       tr_free(cdf);
       tr_free(guide);
@@ -481,7 +487,7 @@ int tr_mpois_prepare(tr_mpois *m, int k, const int64_t *w, int64_t n) {
     }
     tr_mpois_fini(m);
     *m = (tr_mpois){.cat = cat, .cdf = cdf, .guide = guide, .aprob = aprob, .alias = alias,
-                    .kcap = kc, .colcap = cc, .cap = ec};
+                    .scratch = scratch, .kcap = kc, .colcap = cc, .cap = ec};
   }
   m->k = k;
   m->n = n;
@@ -525,8 +531,8 @@ static __attribute__((noinline)) int64_t pois_tail(const tr_pcat *pc, double u) 
 }
 
 /* One Poisson(lam_c) draw from c's table: the guide's entry, two steps
- * without branches (a bucket is half an entry wide: most draws need at most
- * one), then the rare longer search, or the tails. */
+ * without branches (one bucket per entry: the answer is rarely more than
+ * two entries past the guide's), then the rare longer search, or the tails. */
 static inline int64_t pois_draw(tr_rng *r, const tr_mpois *m, const tr_pcat *pc) {
   for (;;) {
     double u = (double)(tr_rng_next(r) >> 11) * 0x1.0p-53;
@@ -577,26 +583,38 @@ void tr_mpois_row(tr_rng *r, const tr_mpois *m, int64_t *out) {
   mp_complete(r, m, s, out);
 }
 
-void tr_mpois_rows(tr_rng *rngs, int rows, const tr_mpois *m, int64_t *out, size_t stride) {
-  /* the first attempt category by category over all rows: one table at a
-   * time stays in the L1 cache, and the rows' independent draws overlap */
-  for (int c = 0; c < m->k; c++) {
-    const tr_pcat *pc = &m->cat[c];
-    if (pc->lam > 0)
-      for (int i = 0; i < rows; i++)
-        out[(size_t)i * stride + (size_t)c] = pois_draw(&rngs[i], m, pc);
-    else
-      for (int i = 0; i < rows; i++)
-        out[(size_t)i * stride + (size_t)c] = 0;
-  }
-  /* then each row on its own: the attempts that follow a rejection, and
-   * the completion (each stream draws what tr_mpois_row draws) */
-  for (int i = 0; i < rows; i++) {
-    int64_t *o = out + (size_t)i * stride, s = 0;
-    for (int c = 0; c < m->k; c++)
-      s += o[c];
-    while (s > m->n)
-      s = mp_attempt(&rngs[i], m, o);
-    mp_complete(&rngs[i], m, s, o);
+void tr_mpois_rows(tr_rng *rngs, int rows, tr_mpois *m, int64_t *out, size_t stride) {
+  int k = m->k;
+  int32_t *x = m->scratch; /* [k][MP_LD]: counts fit, n <= 2^24 */
+  int64_t s[MP_BLOCK];
+  for (int r0 = 0; r0 < rows; r0 += MP_BLOCK) {
+    int nb = rows - r0 < MP_BLOCK ? rows - r0 : MP_BLOCK;
+    tr_rng *rg = rngs + r0;
+    /* the first attempt category by category over the block's rows: one
+     * table at a time stays in the L1 cache, and the rows' independent
+     * draws overlap; into the scratch, whose rows are MP_LD apart (the
+     * output's are often a power of two apart: every row in one cache set) */
+    for (int i = 0; i < nb; i++)
+      s[i] = 0;
+    for (int c = 0; c < k; c++) {
+      const tr_pcat *pc = &m->cat[c];
+      int32_t *xc = x + (size_t)c * MP_LD;
+      if (pc->lam > 0)
+        for (int i = 0; i < nb; i++)
+          s[i] += xc[i] = (int32_t)pois_draw(&rg[i], m, pc);
+      else
+        for (int i = 0; i < nb; i++)
+          xc[i] = 0;
+    }
+    /* then each row on its own: the attempts that follow a rejection, and
+     * the completion (each stream draws what tr_mpois_row draws) */
+    for (int i = 0; i < nb; i++) {
+      int64_t *o = out + (size_t)(r0 + i) * stride, si = s[i];
+      for (int c = 0; c < k; c++)
+        o[c] = x[(size_t)c * MP_LD + i];
+      while (si > m->n)
+        si = mp_attempt(&rg[i], m, o);
+      mp_complete(&rg[i], m, si, o);
+    }
   }
 }
