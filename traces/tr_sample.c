@@ -320,6 +320,7 @@ void tr_mpois_fini(tr_mpois *m) {
   tr_free(m->cdf);
   tr_free(m->guide);
   tr_free(m->aprob);
+  tr_free(m->athr);
   tr_free(m->alias);
   tr_free(m->scratch);
   tr_mpois_init(m);
@@ -340,7 +341,7 @@ uint64_t tr_mpois_memory(int64_t n, int k) {
     cols *= 2;
   return entries * (sizeof(double) + MP_GUIDE * sizeof(int32_t)) +
          (uint64_t)k * (sizeof(tr_pcat) + MP_LD * sizeof(int32_t)) +
-         cols * (sizeof(double) + 3 * sizeof(int32_t));
+         cols * (sizeof(double) + sizeof(uint64_t) + 3 * sizeof(int32_t));
 }
 
 /* log f(m) of Poisson(lam) at m = floor(lam), lam > 0: with log m! from
@@ -443,6 +444,10 @@ static void mp_alias(tr_mpois *m, const int64_t *w, double wsum) {
       al[s] = any;
   }
   memmove(m->alias, al, (size_t)cols * sizeof(int32_t));
+  /* u53 2^-53 < aprob (u53 an integer) iff u53 < ceil(aprob 2^53), exact:
+   * the draw compares integers */
+  for (int c = 0; c < cols; c++)
+    m->athr[c] = (uint64_t)ceil(m->aprob[c] * 0x1.0p53);
 }
 
 int tr_mpois_prepare(tr_mpois *m, int k, const int64_t *w, int64_t n) {
@@ -474,9 +479,11 @@ int tr_mpois_prepare(tr_mpois *m, int k, const int64_t *w, int64_t n) {
     double *cdf = tr_malloc((ec ? ec : 1) * sizeof(double));
     int32_t *guide = tr_malloc((ec ? ec : 1) * MP_GUIDE * sizeof(int32_t));
     double *aprob = tr_malloc((size_t)cc * sizeof(double));
+    uint64_t *athr = tr_malloc((size_t)cc * sizeof(uint64_t));
     int32_t *alias = tr_malloc((size_t)cc * 3 * sizeof(int32_t));
     int32_t *scratch = tr_malloc((size_t)kc * MP_LD * sizeof(int32_t));
-    if (!cat || !cdf || !guide || !aprob || !alias || !scratch) {
+    if (!cat || !cdf || !guide || !aprob || !athr || !alias || !scratch) {
+      tr_free(athr);
       tr_free(scratch);
       tr_free(cat);
       tr_free(cdf);
@@ -486,7 +493,8 @@ int tr_mpois_prepare(tr_mpois *m, int k, const int64_t *w, int64_t n) {
       return TR_ENOMEM;
     }
     tr_mpois_fini(m);
-    *m = (tr_mpois){.cat = cat, .cdf = cdf, .guide = guide, .aprob = aprob, .alias = alias,
+    *m = (tr_mpois){.cat = cat, .cdf = cdf, .guide = guide, .aprob = aprob, .athr = athr,
+                    .alias = alias,
                     .scratch = scratch, .kcap = kc, .colcap = cc, .cap = ec};
   }
   m->k = k;
@@ -557,22 +565,28 @@ static inline int64_t pois_draw(tr_rng *r, const tr_mpois *m, const tr_pcat *pc)
  * column, the 53 below them the uniform). */
 static void mp_complete(tr_rng *r, const tr_mpois *m, int64_t s, int64_t *out) {
   int bits = m->bits;
+  tr_rng g = *r; /* a local copy: out[] may alias r for the compiler */
   for (int64_t d = m->n - s; d > 0; d--) {
-    uint64_t x = tr_rng_next(r);
+    uint64_t x = tr_rng_next(&g);
     int col = (int)(x >> (63 - bits) >> 1);
-    double u = (double)((x << bits) >> 11) * 0x1.0p-53;
-    int a = m->alias[col]; /* both loaded: a select, not a branch */
-    out[u < m->aprob[col] ? col : a]++;
+    uint64_t u53 = (x << bits) >> 11;
+    /* the alias when u53 >= athr[col], selected with a mask (the compiler
+     * branches on a ?: here, and the branch is a coin flip) */
+    int a = m->alias[col], keep = -(int)(u53 < m->athr[col]);
+    out[a ^ ((a ^ col) & keep)]++;
   }
+  *r = g;
 }
 
 /* One attempt: all k Poissons into out; their sum. */
 static int64_t mp_attempt(tr_rng *r, const tr_mpois *m, int64_t *out) {
   int64_t s = 0;
+  tr_rng g = *r; /* a local copy: out[] may alias r for the compiler */
   for (int c = 0; c < m->k; c++) {
     const tr_pcat *pc = &m->cat[c];
-    s += out[c] = pc->lam > 0 ? pois_draw(r, m, pc) : 0;
+    s += out[c] = pc->lam > 0 ? pois_draw(&g, m, pc) : 0;
   }
+  *r = g;
   return s;
 }
 

@@ -164,7 +164,8 @@ typedef struct tr_mpois { /* caller-owned; tr_mpois_init, _prepare, _fini */
   tr_pcat *cat;           /* [k] */
   double *cdf;            /* [cap] running sums of each centre */
   int32_t *guide;         /* [cap] guide tables (one bucket per entry) */
-  double *aprob;          /* [2^bits] alias acceptance */
+  double *aprob;          /* [2^bits] alias acceptance (built in doubles) */
+  uint64_t *athr;         /* [2^bits] the same as 53-bit integer thresholds */
   int32_t *alias;         /* [3 x 2^bits] alias (first 2^bits), scratch */
   int32_t *scratch;       /* [k x 68] tr_mpois_rows' first attempts */
   int kcap, colcap;       /* room of cat, aprob */
