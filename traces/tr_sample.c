@@ -483,19 +483,18 @@ int tr_mpois_prepare(tr_mpois *m, int k, const int64_t *w, int64_t n) {
     int32_t *alias = tr_malloc((size_t)cc * 3 * sizeof(int32_t));
     int32_t *scratch = tr_malloc((size_t)kc * MP_LD * sizeof(int32_t));
     if (!cat || !cdf || !guide || !aprob || !athr || !alias || !scratch) {
-      tr_free(athr);
       tr_free(scratch);
-      tr_free(cat);
-      tr_free(cdf);
-      tr_free(guide);
-      tr_free(aprob);
       tr_free(alias);
-      return TR_ENOMEM;
+      tr_free(athr);
+      tr_free(aprob);
+      tr_free(guide);
+      tr_free(cdf);
+      tr_free(cat);
+      return TR_ENOMEM; /* m unchanged */
     }
     tr_mpois_fini(m);
     *m = (tr_mpois){.cat = cat, .cdf = cdf, .guide = guide, .aprob = aprob, .athr = athr,
-                    .alias = alias,
-                    .scratch = scratch, .kcap = kc, .colcap = cc, .cap = ec};
+                    .alias = alias, .scratch = scratch, .kcap = kc, .colcap = cc, .cap = ec};
   }
   m->k = k;
   m->n = n;
