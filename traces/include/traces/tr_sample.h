@@ -167,7 +167,6 @@ typedef struct tr_mpois { /* caller-owned; tr_mpois_init, _prepare, _fini */
   double *aprob;          /* [2^bits] alias acceptance (built in doubles) */
   uint64_t *athr;         /* [2^bits] the same as 53-bit integer thresholds */
   int32_t *alias;         /* [3 x 2^bits] alias (first 2^bits), scratch */
-  int32_t *scratch;       /* [k x 68] tr_mpois_rows' first attempts */
   int kcap, colcap;       /* room of cat, aprob */
   size_t cap;             /* room of cdf and guide */
 } tr_mpois;
@@ -197,10 +196,8 @@ void tr_mpois_row(tr_rng *r, const tr_mpois *m, int64_t *out);
 
 /* `rows` rows, row i from its own generator rngs[i] into out[i * stride +
  * c]: row i is exactly what tr_mpois_row(&rngs[i], m, ...) draws (and
- * rngs[i] ends in the same state); the first attempt of every row is drawn
- * category by category (64 rows at a time, into m's scratch), so that one
- * table serves many rows at a time. */
-void tr_mpois_rows(tr_rng *rngs, int rows, tr_mpois *m, int64_t *out, size_t stride);
+ * rngs[i] ends in the same state). */
+void tr_mpois_rows(tr_rng *rngs, int rows, const tr_mpois *m, int64_t *out, size_t stride);
 
 /* Bytes tr_mpois_prepare may hold for (n, k) (0 when it does not fit). */
 uint64_t tr_mpois_memory(int64_t n, int k);
