@@ -8,10 +8,13 @@
  * N / total[s], so skew and fluctuation carry over. When G == R and N equals
  * the source's own total, the row is copied (the identity rescale is exact).
  *
- * Sampler: tr_sample's conditional binomials (BTRS and inversion, exact),
- * with the conditional probabilities of a source rank prepared once per
- * slice and shared by the GPUs that read it, whose rows are drawn
- * interleaved (tr_multinomial_rows: the same draws as one row at a time).
+ * Sampler (tr_sample.h, both exact): when tr_mpois_fits(N, E) (N at most
+ * 16 E^2 and 2^24: every usual token count), the Poisson method, whose
+ * tables are prepared once per source rank and slice and shared by the GPUs
+ * that read it (tr_mpois_rows: the same draws as one row at a time); else
+ * conditional binomials (BTRS and inversion) with the conditional
+ * probabilities prepared the same way (tr_multinomial_rows). The choice
+ * depends on (N, E) alone, so a GPU's row still depends on nothing else.
  *
  * Random stream: one xoshiro256** stream per (iteration, layer, GPU), keyed
  * by SplitMix64(tr_stream_seed(seed, iteration, layer) ^ g). A GPU's row
@@ -46,6 +49,8 @@ int tr_rescale_slice(const tr_trace *t, int64_t iteration, int layer, int gpus,
   int64_t *src = tr_malloc((size_t)R * E * sizeof(int64_t));
   tr_binp *cat = tr_malloc((size_t)E * sizeof(tr_binp));
   tr_rng *rng = tr_malloc((size_t)per * sizeof(tr_rng));
+  tr_mpois mp;
+  tr_mpois_init(&mp);
   if (!src || !cat || !rng) {
     rc = TR_ENOMEM;
     goto done;
@@ -70,12 +75,20 @@ int tr_rescale_slice(const tr_trace *t, int64_t iteration, int layer, int gpus,
       }
       continue;
     }
-    tr_multinomial_prepare(cat, E, row); /* cannot fail: total > 0, no negatives */
     for (int j = 0; j < n; j++)
       tr_rng_seed(&rng[j], splitmix64(key ^ (uint64_t)(j * R + s)));
+    if (tr_mpois_fits(target, E)) {
+      /* fails only for memory: total > 0, no negatives */
+      if ((rc = tr_mpois_prepare(&mp, E, row, target)) != TR_OK)
+        goto done;
+      tr_mpois_rows(rng, n, &mp, out + (size_t)s * E, (size_t)R * E);
+      continue;
+    }
+    tr_multinomial_prepare(cat, E, row); /* cannot fail: total > 0, no negatives */
     tr_multinomial_rows(rng, n, target, E, cat, out + (size_t)s * E, (size_t)R * E);
   }
 done:
+  tr_mpois_fini(&mp);
   tr_free(rng);
   tr_free(cat);
   tr_free(src);
@@ -88,6 +101,11 @@ uint64_t tr_rescale_memory(const tr_trace *t, int gpus) {
   uint64_t need = tr_mul_sat(tr_mul_sat(G, E), sizeof(int64_t)); /* output slice */
   need = tr_add_sat(need, tr_mul_sat(tr_mul_sat(R, E), sizeof(int64_t)));
   need = tr_add_sat(need, tr_mul_sat(E, sizeof(tr_binp)));
+  /* the Poisson method's tables at the largest N it serves */
+  int64_t nmax = (int64_t)1 << 24;
+  if (E > 0 && (int64_t)16 * (int64_t)E * (int64_t)E < nmax)
+    nmax = (int64_t)16 * (int64_t)E * (int64_t)E;
+  need = tr_add_sat(need, tr_mpois_memory(nmax, (int)E));
   return tr_add_sat(need, tr_mul_sat(per, sizeof(tr_rng)));
 }
 

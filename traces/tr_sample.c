@@ -28,6 +28,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "traces/tr_trace.h"
 
@@ -262,4 +263,338 @@ int tr_multinomial(tr_rng *rng, int64_t n, int k, const int64_t *w, int64_t *out
   if (cat != local)
     tr_free(cat);
   return rc;
+}
+
+/* ---- the Poisson method for many rows of one multinomial ----------------
+ *
+ * Why it is exact. Independent X_c ~ Poisson(lam_c) with lam_c = L w_c / W
+ * have, given their sum S = s, the multinomial distribution Mult(s, w / W)
+ * (for any L > 0). Keeping only the vectors with S <= n conditions S alone,
+ * so what is kept is still Mult(S, w / W) given S; adding n - S tokens drawn
+ * one by one from the categorical w / W (alias table) adds an independent
+ * Mult(n - S, w / W), and the sum of two independent multinomials with the
+ * same probabilities is Mult(n, w / W). L = n - D with D = ceil(MP_D sqrt n)
+ * makes the rejection rare (S > n about one row in six) and the completion
+ * short (about D + 0.3 sqrt n tokens).
+ *
+ * Why it is fast. lam_c is the same for every row of one source, so each
+ * Poisson is drawn by inversion from a table: the pmf over the centre of the
+ * distribution (where f(k) >= MP_CUT f(mode), about 5.8 sd wide), its
+ * running sums, and a guide table (Chen and Asau) that starts the search
+ * within a step or two of the answer: one uniform and a few compares, where
+ * a BTRS binomial with a varying number of trials takes two uniforms, a
+ * square root, a division and, for a third of its trials, four logarithms.
+ *
+ * The inversion order is the centre [lo, hi] ascending, then the right tail
+ * (hi + 1, hi + 2, ...), then the left tail (lo - 1, ..., 0), each walked by
+ * the pmf's ratio recurrence when u falls beyond the centre's mass (about
+ * one draw in 250). A tail walk stops when a geometric bound on what is left
+ * of that tail is below the u still unspent (that tail cannot hold it); a u
+ * left over by rounding after both tails is replaced by a fresh one, which
+ * changes no probability by more than that rounding. f(mode) is computed
+ * absolutely (Stirling's series with its tail correction, as in BTRS): the
+ * table is the exact Poisson pmf to a few units of rounding.
+ */
+
+#define MP_D 1.0             /* D = ceil(MP_D sqrt(n)) */
+#define MP_GUIDE 1           /* guide buckets per table entry */
+#define MP_CUT 0x1.0p-6      /* the centre: f(k) >= MP_CUT f(mode) */
+#define MP_MAX_K 2048        /* alias column from 11 bits, 53 left for u */
+#define MP_HALF(lam) ((int64_t)(4 * sqrt(lam)) + 8) /* centre half-width cap */
+
+int tr_mpois_fits(int64_t n, int k) {
+  return k >= 2 && k <= MP_MAX_K && n >= 1 && n <= ((int64_t)1 << 24) &&
+         n <= (int64_t)16 * k * k;
+}
+
+void tr_mpois_init(tr_mpois *m) {
+  *m = (tr_mpois){.k = 0};
+}
+
+void tr_mpois_fini(tr_mpois *m) {
+  if (!m)
+    return;
+  tr_free(m->cat);
+  tr_free(m->cdf);
+  tr_free(m->guide);
+  tr_free(m->aprob);
+  tr_free(m->athr);
+  tr_free(m->alias);
+  tr_mpois_init(m);
+}
+
+/* Table entries a category of mean lam may use: the centre's cap. */
+static int64_t mp_width_cap(double lam) {
+  return lam > 0 ? 2 * MP_HALF(lam) + 1 : 0;
+}
+
+uint64_t tr_mpois_memory(int64_t n, int k) {
+  if (!tr_mpois_fits(n, k))
+    return 0;
+  /* sum over c of 2 (4 sqrt(lam_c) + 8) + 1 <= 8 sqrt(k n) + 17 k (Cauchy-Schwarz) */
+  uint64_t entries = (uint64_t)(8 * sqrt((double)k * (double)n)) + 17 * (uint64_t)k + 1;
+  uint64_t cols = 1;
+  while (cols < (uint64_t)k)
+    cols *= 2;
+  return entries * (sizeof(double) + MP_GUIDE * sizeof(int32_t)) +
+         (uint64_t)k * sizeof(tr_pcat) +
+         cols * (sizeof(double) + sizeof(uint64_t) + 3 * sizeof(int32_t));
+}
+
+/* log f(m) of Poisson(lam) at m = floor(lam), lam > 0: with log m! from
+ * Stirling's series, -lam + m log lam - log m! = m log1p((lam - m - 1)/(m +
+ * 1)) - log(2 pi (m + 1))/2 + (m + 1 - lam) - fc(m), every term small. */
+static double pois_log_mode(double lam, double m) {
+  return m * log1p((lam - m - 1) / (m + 1)) - 0.5 * log(2 * M_PI * (m + 1)) + (m + 1 - lam) -
+         stirling_tail(m);
+}
+
+/* Category c's table into m->cdf / m->guide at *used (advanced by the
+ * category's room, 2 half + 1): the mode at room[half], the left of it
+ * walked down from there (f(j) = f(j + 1) (j + 1) / lam), the right of it up
+ * (f(j) = f(j - 1) lam / j), each until f < MP_CUT f(mode) or half entries;
+ * then one pass up turns the pmf into running sums and fills the guide. */
+static void mp_table(tr_mpois *m, tr_pcat *pc, size_t *used) {
+  double lam = pc->lam, mode = floor(lam), fm = exp(pois_log_mode(lam, mode));
+  double cut = fm * MP_CUT, il = 1 / lam, f = fm;
+  int64_t half = MP_HALF(lam), im = (int64_t)mode, nl = 0, w;
+  double *room = m->cdf + *used;
+  for (int64_t j = im - 1; j >= 0 && nl < half; j--) {
+    f *= (double)(j + 1) * il;
+    if (f < cut)
+      break;
+    room[half - 1 - nl++] = f;
+  }
+  double *cdf = room + half - nl;
+  w = nl + 1;
+  cdf[nl] = f = fm;
+  for (int64_t j = im + 1; j - im <= half; j++) {
+    f *= lam / (double)j;
+    if (f < cut)
+      break;
+    cdf[w++] = f;
+  }
+  pc->lo = im - nl;
+  pc->flo = cdf[0];
+  pc->fhi = cdf[w - 1];
+  pc->w = (int32_t)w;
+  pc->off = (int64_t)*used + half - nl;
+  /* guide of gm = MP_GUIDE w buckets: g[i] = the first j whose bucket
+   * (int)(cdf[j] gm) reaches i; the lookup computes u's bucket the same way,
+   * so the answer is never before g[bucket(u)] (the bucket is monotone in
+   * u), and rarely more than two entries after it */
+  int64_t gm = MP_GUIDE * w, i = 0;
+  int32_t *g = m->guide + MP_GUIDE * pc->off;
+  double s = 0, dgm = (double)gm;
+  for (int64_t j = 0; j < w; j++) {
+    cdf[j] = s += cdf[j];
+    double b = s * dgm;
+    int64_t bj = b >= dgm ? gm - 1 : (int64_t)b;
+    for (; i <= bj; i++)
+      g[i] = (int32_t)j;
+  }
+  for (; i < gm; i++)
+    g[i] = (int32_t)(w - 1);
+  pc->ctot = s;
+  *used += (size_t)(2 * half + 1);
+}
+
+/* Vose's alias table over w[0..k-1] padded to cols = 2^bits columns. */
+static void mp_alias(tr_mpois *m, const int64_t *w, double wsum) {
+  int cols = 1 << m->bits;
+  int32_t *small = m->alias, *large = m->alias + cols; /* scratch: 2 cols */
+  int ns = 0, nl = 0;
+  for (int c = 0; c < cols; c++) {
+    m->aprob[c] = c < m->k ? (double)w[c] * (double)cols / wsum : 0;
+    if (m->aprob[c] < 1)
+      small[ns++] = c;
+    else
+      large[nl++] = c;
+  }
+  /* pairs: a small column is topped up by a large one; the order of the
+   * lists is fixed, so the table is a function of w alone */
+  int32_t *al = m->alias + 2 * cols;
+  for (int c = 0; c < cols; c++)
+    al[c] = c;
+  while (ns > 0 && nl > 0) {
+    int s = small[--ns], l = large[nl - 1];
+    al[s] = l;
+    m->aprob[l] -= 1 - m->aprob[s];
+    if (m->aprob[l] < 1) {
+      nl--;
+      small[ns++] = l;
+    }
+  }
+  while (nl > 0)
+    m->aprob[large[--nl]] = 1;
+  /* rounding left these a hair under 1: full, but a column of weight 0
+   * (impossible but by a gross rounding) stays empty, topped up by any
+   * column of weight */
+  int any = 0;
+  while (w[any] == 0)
+    any++;
+  while (ns > 0) {
+    int s = small[--ns];
+    if (s < m->k && w[s] > 0)
+      m->aprob[s] = 1;
+    else
+      al[s] = any;
+  }
+  memmove(m->alias, al, (size_t)cols * sizeof(int32_t));
+  /* u53 2^-53 < aprob (u53 an integer) iff u53 < ceil(aprob 2^53), exact:
+   * the draw compares integers */
+  for (int c = 0; c < cols; c++)
+    m->athr[c] = (uint64_t)ceil(m->aprob[c] * 0x1.0p53);
+}
+
+int tr_mpois_prepare(tr_mpois *m, int k, const int64_t *w, int64_t n) {
+  if (!m || !w || !tr_mpois_fits(n, k))
+    return TR_EINVAL;
+  int64_t W = 0;
+  for (int c = 0; c < k; c++) {
+    if (w[c] < 0 || w[c] > INT64_MAX - W)
+      return TR_EINVAL;
+    W += w[c];
+  }
+  if (W == 0)
+    return TR_EINVAL;
+  int bits = 0;
+  while ((1 << bits) < k)
+    bits++;
+  int cols = 1 << bits;
+  double D = ceil(MP_D * sqrt((double)n)), L = (double)n - D;
+  if (L < 0)
+    L = 0;
+  /* room: the caps of this weight vector's categories */
+  size_t need = 0;
+  for (int c = 0; c < k; c++)
+    need += (size_t)mp_width_cap(L * ((double)w[c] / (double)W));
+  if (k > m->kcap || cols > m->colcap || need > m->cap) {
+    int kc = k > m->kcap ? k : m->kcap, cc = cols > m->colcap ? cols : m->colcap;
+    size_t ec = need > m->cap ? need : m->cap;
+    tr_pcat *cat = tr_malloc((size_t)kc * sizeof(tr_pcat));
+    double *cdf = tr_malloc((ec ? ec : 1) * sizeof(double));
+    int32_t *guide = tr_malloc((ec ? ec : 1) * MP_GUIDE * sizeof(int32_t));
+    double *aprob = tr_malloc((size_t)cc * sizeof(double));
+    uint64_t *athr = tr_malloc((size_t)cc * sizeof(uint64_t));
+    int32_t *alias = tr_malloc((size_t)cc * 3 * sizeof(int32_t));
+    if (!cat || !cdf || !guide || !aprob || !athr || !alias) {
+      tr_free(alias);
+      tr_free(athr);
+      tr_free(aprob);
+      tr_free(guide);
+      tr_free(cdf);
+      tr_free(cat);
+      return TR_ENOMEM; /* m unchanged */
+    }
+    tr_mpois_fini(m);
+    *m = (tr_mpois){.cat = cat, .cdf = cdf, .guide = guide, .aprob = aprob, .athr = athr,
+                    .alias = alias, .kcap = kc, .colcap = cc, .cap = ec};
+  }
+  m->k = k;
+  m->n = n;
+  m->bits = bits;
+  size_t used = 0;
+  for (int c = 0; c < k; c++) {
+    tr_pcat *pc = &m->cat[c];
+    *pc = (tr_pcat){.lam = L * ((double)w[c] / (double)W)};
+    if (pc->lam > 0)
+      mp_table(m, pc, &used);
+  }
+  mp_alias(m, w, (double)W);
+  return TR_OK;
+}
+
+/* What is left of u beyond the centre, in the tails; -1 when rounding left
+ * u unspent (the caller draws a fresh u). */
+static __attribute__((noinline)) int64_t pois_tail(const tr_pcat *pc, double u) {
+  double lam = pc->lam, f = pc->fhi;
+  for (int64_t k = pc->lo + pc->w;; k++) { /* right: k > hi > lam - 1 */
+    f *= lam / (double)k;
+    if (u < f)
+      return k;
+    u -= f;
+    /* what is left beyond k is at most f lam / (k + 1 - lam) (ratios below
+     * lam / (k + 1) < 1); twice that below u: not in this tail */
+    if (f == 0 || 2 * f * lam < u * ((double)k + 1 - lam))
+      break;
+  }
+  f = pc->flo;
+  for (int64_t k = pc->lo - 1; k >= 0; k--) { /* left: k < lo <= lam */
+    f *= (double)(k + 1) / lam;
+    if (u < f)
+      return k;
+    u -= f;
+    /* below k: at most f k / (lam - k) */
+    if (f == 0 || 2 * f * (double)k < u * (lam - (double)k))
+      break;
+  }
+  return -1;
+}
+
+/* One Poisson(lam_c) draw from c's table: the guide's entry, two steps
+ * without branches (one bucket per entry: the answer is rarely more than
+ * two entries past the guide's), then the rare longer search, or the tails. */
+static inline int64_t pois_draw(tr_rng *r, const tr_mpois *m, const tr_pcat *pc) {
+  for (;;) {
+    double u = (double)(tr_rng_next(r) >> 11) * 0x1.0p-53;
+    if (__builtin_expect(u < pc->ctot, 1)) {
+      const double *cdf = m->cdf + pc->off;
+      int64_t gm = MP_GUIDE * (int64_t)pc->w, b = (int64_t)(u * (double)gm);
+      int64_t j = m->guide[MP_GUIDE * pc->off + (b < gm ? b : gm - 1)];
+      j += cdf[j] <= u; /* cdf[w - 1] = ctot > u: j stays below w */
+      j += cdf[j] <= u;
+      while (__builtin_expect(cdf[j] <= u, 0))
+        j++;
+      return pc->lo + j;
+    }
+    int64_t k = pois_tail(pc, u - pc->ctot);
+    if (k >= 0)
+      return k;
+  }
+}
+
+/* The completion of a row whose Poissons summed to s <= n: n - s tokens
+ * from the alias table, one 64-bit draw each (the top `bits` bits pick the
+ * column, the 53 below them the uniform). */
+static void mp_complete(tr_rng *r, const tr_mpois *m, int64_t s, int64_t *out) {
+  int bits = m->bits;
+  tr_rng g = *r; /* a local copy: out[] may alias r for the compiler */
+  for (int64_t d = m->n - s; d > 0; d--) {
+    uint64_t x = tr_rng_next(&g);
+    int col = (int)(x >> (63 - bits) >> 1);
+    uint64_t u53 = (x << bits) >> 11;
+    /* the alias when u53 >= athr[col], selected with a mask (the compiler
+     * branches on a ?: here, and the branch is a coin flip) */
+    int a = m->alias[col], keep = -(int)(u53 < m->athr[col]);
+    out[a ^ ((a ^ col) & keep)]++;
+  }
+  *r = g;
+}
+
+/* One attempt: all k Poissons into out; their sum. */
+static int64_t mp_attempt(tr_rng *r, const tr_mpois *m, int64_t *out) {
+  int64_t s = 0;
+  tr_rng g = *r; /* a local copy: out[] may alias r for the compiler */
+  for (int c = 0; c < m->k; c++) {
+    const tr_pcat *pc = &m->cat[c];
+    s += out[c] = pc->lam > 0 ? pois_draw(&g, m, pc) : 0;
+  }
+  *r = g;
+  return s;
+}
+
+void tr_mpois_row(tr_rng *r, const tr_mpois *m, int64_t *out) {
+  int64_t s;
+  while ((s = mp_attempt(r, m, out)) > m->n)
+    ;
+  mp_complete(r, m, s, out);
+}
+
+void tr_mpois_rows(tr_rng *rngs, int rows, const tr_mpois *m, int64_t *out, size_t stride) {
+  /* row by row: each row's generator stays in registers (mp_attempt and
+   * mp_complete copy it), which measured faster than drawing category by
+   * category over the rows, whose generators then live in memory */
+  for (int i = 0; i < rows; i++)
+    tr_mpois_row(&rngs[i], m, out + (size_t)i * stride);
 }

@@ -8,6 +8,9 @@
  * (2) Multinomial row: ns per row of N slots over E categories with
  *     log-normal (sigma 1) weights, the shape of a skewed MoE layer:
  *     tr_multinomial_prepared vs gsl_ran_multinomial (p as doubles).
+ * (2b) The Poisson method vs the binomial rows at 8,192 slots x 64
+ *     experts, for 8, 32 and 128 rows per source rank (preparation
+ *     included): where its shared tables start to pay.
  * (3) tr_rescale_slice per (iteration, layer) at G = 1,024 GPUs, E = 64,
  *     8 source ranks, 8,192 slots per GPU (4,096 tokens, top-2; a
  *     "realistic" generated trace, or TRACE), vs the GSL rescale it
@@ -204,6 +207,69 @@ static void bench_multinomial(void) {
              best_x, best_g, best_x / E, best_g / E, best_g / best_t, best_g / best_x);
     }
   gsl_rng_free(g);
+}
+
+/* ---- (2b) the Poisson method vs the binomial rows -------------------- */
+
+/* ns per row of one source rank's GPUs, the method's preparation
+ * included (once per source rank and slice, as the rescale does): 8, 32
+ * and 128 rows are 64, 256 and 1,024 GPUs over 8 source ranks. Rows sum
+ * to N and the means agree with N p within 6 standard errors. */
+static void bench_mpois(void) {
+  enum { E = 64, N = 8192, ROWS = 128, SETS = 64 };
+  static const int per[] = {8, 32, 128};
+  printf("\n## the Poisson method (tr_mpois_prepare + tr_mpois_rows) vs conditional binomials "
+         "(tr_multinomial_prepare + tr_multinomial_rows): ns per row of %d slots over %d "
+         "experts, log-normal(1) weights, preparation included (best of %d x %d sources)\n",
+         N, E, reps, SETS);
+  printf("%13s %12s %12s %7s\n", "rows/source", "binom_ns/row", "mpois_ns/row", "ratio");
+  static tr_rng rg[ROWS];
+  static int64_t out[(size_t)ROWS * E];
+  int64_t w[E];
+  double p[E];
+  lognormal_weights(E, 11, w, p);
+  tr_binp cat[E];
+  tr_mpois m;
+  tr_mpois_init(&m);
+  for (size_t ip = 0; ip < sizeof(per) / sizeof(per[0]); ip++) {
+    int rows = per[ip];
+    double best_b = 1e9, best_m = 1e9, sum[E] = {0};
+    int bad = 0;
+    for (int k = 0; k < reps; k++) {
+      double t0 = cpu();
+      for (int set = 0; set < SETS; set++) {
+        tr_multinomial_prepare(cat, E, w);
+        for (int i = 0; i < rows; i++)
+          tr_rng_seed(&rg[i], (uint64_t)(set * ROWS + i));
+        tr_multinomial_rows(rg, rows, N, E, cat, out, E);
+      }
+      best_b = fmin(best_b, (cpu() - t0) / SETS / rows * 1e9);
+      t0 = cpu();
+      for (int set = 0; set < SETS; set++) {
+        bad |= tr_mpois_prepare(&m, E, w, N) != TR_OK;
+        for (int i = 0; i < rows; i++)
+          tr_rng_seed(&rg[i], (uint64_t)(set * ROWS + i));
+        tr_mpois_rows(rg, rows, &m, out, E);
+        for (int i = 0; i < rows; i++) {
+          int64_t t = 0;
+          for (int e = 0; e < E; e++) {
+            t += out[(size_t)i * E + e];
+            if (k == 0) /* the repetitions draw the same rows again */
+              sum[e] += (double)out[(size_t)i * E + e];
+          }
+          bad |= t != N;
+        }
+      }
+      best_m = fmin(best_m, (cpu() - t0) / SETS / rows * 1e9);
+    }
+    check(!bad, "Poisson method row total");
+    double n = (double)SETS * rows;
+    for (int e = 0; e < E; e++)
+      check(fabs(sum[e] / n - N * p[e]) < 6 * sqrt(N * p[e] * (1 - p[e]) / n) + 1e-9,
+            "Poisson method mean");
+    printf("%13d %12.0f %12.0f %6.2fx\n", rows, best_b, best_m, best_b / best_m);
+  }
+  tr_mpois_fini(&m);
 }
 
 /* ---- (3) tr_rescale_slice --------------------------------------------- */
@@ -429,12 +495,13 @@ int main(int argc, char **argv) {
   gsl_set_error_handler_off();
   printf("# bench_tr_sample: flexmoe %s, GSL %s, one core, CPU time\n", FLEXMOE_VERSION,
          gsl_version);
-  printf("# tr = tr_sample (xoshiro256**, inversion for n*p' < 10, BTRS above); "
+  printf("# tr = tr_sample's binomials (xoshiro256**, inversion for n*p' < 10, BTRS above); "
          "gsl = gsl_ran_* on MT19937; ratio = gsl / tr\n");
   if (nopen)
     return bench_open(nopen, open_files);
   bench_binomial();
   bench_multinomial();
+  bench_mpois();
   if (bench_rescale(trace))
     return 1;
   return failed;

@@ -487,3 +487,392 @@ Test(sample, same_seed_same_draws_other_seed_other_draws) {
     cr_assert(memcmp(x, z, sizeof(x)) != 0, "seeds 42 and 43 drew the same row %d", i);
   }
 }
+
+/* ---- the Poisson method (tr_mpois) -------------------------------------- */
+
+/*
+ * P-value of Pearson's chi-square of `draws` rows of n slots over k <= 4
+ * categories against the exact multinomial pmf, over every composition of
+ * n (cells with expected count below 20 pooled into one). draw fills a row.
+ */
+typedef void (*row_sampler)(void *ctx, tr_rng *r, int64_t *out);
+
+static double mult_gof_pvalue(int64_t n, int k, const int64_t *w, row_sampler draw, void *ctx,
+                              uint64_t seed, int draws) {
+  cr_assert(k >= 2 && k <= 4);
+  size_t base = (size_t)n + 1, ncell = 1;
+  for (int c = 0; c < k - 1; c++)
+    ncell *= base;
+  double *expct = calloc(ncell, sizeof(double)), *obs = calloc(ncell, sizeof(double));
+  cr_assert(expct && obs);
+  double W = 0, lp[4];
+  for (int c = 0; c < k; c++)
+    W += (double)w[c];
+  for (int c = 0; c < k; c++)
+    lp[c] = w[c] > 0 ? log((double)w[c] / W) : -INFINITY;
+  /* every composition x of n: index sum over c < k - 1 of x[c] base^c */
+  for (size_t id = 0; id < ncell; id++) {
+    int64_t x[4], s = 0;
+    size_t v = id;
+    for (int c = 0; c < k - 1; c++) {
+      x[c] = (int64_t)(v % base);
+      v /= base;
+      s += x[c];
+    }
+    if (s > n)
+      continue;
+    x[k - 1] = n - s;
+    double l = lgamma((double)n + 1);
+    for (int c = 0; c < k; c++)
+      if (x[c] > 0)
+        l += (double)x[c] * lp[c] - lgamma((double)x[c] + 1);
+    expct[id] = isinf(l) ? 0 : exp(l) * draws;
+  }
+  tr_rng r;
+  tr_rng_seed(&r, seed);
+  for (int i = 0; i < draws; i++) {
+    int64_t x[4] = {-1, -1, -1, -1}, s = 0;
+    draw(ctx, &r, x);
+    size_t id = 0, mul = 1;
+    for (int c = 0; c < k; c++) {
+      cr_assert(x[c] >= 0 && x[c] <= n, "category %d: %lld", c, (long long)x[c]);
+      cr_assert(w[c] > 0 || x[c] == 0, "category %d has weight 0 and got %lld", c,
+                (long long)x[c]);
+      s += x[c];
+      if (c < k - 1) {
+        id += (size_t)x[c] * mul;
+        mul *= base;
+      }
+    }
+    cr_assert_eq(s, n);
+    obs[id] += 1;
+  }
+  double x2 = 0, pe = 0, po = 0;
+  int cells = 0;
+  for (size_t id = 0; id < ncell; id++) {
+    if (expct[id] >= 20) {
+      x2 += (obs[id] - expct[id]) * (obs[id] - expct[id]) / expct[id];
+      cells++;
+    } else {
+      pe += expct[id];
+      po += obs[id];
+    }
+  }
+  if (pe > 0) {
+    x2 += (po - pe) * (po - pe) / pe;
+    cells++;
+  }
+  free(expct);
+  free(obs);
+  cr_assert(cells >= 3, "only %d cells", cells);
+  return gsl_cdf_chisq_Q(x2, cells - 1);
+}
+
+static void draw_mpois_row(void *ctx, tr_rng *r, int64_t *out) {
+  tr_mpois_row(r, ctx, out);
+}
+
+/* The cases of the joint fit: small k and n, near the method's bound n =
+ * 16 k^2 (about 1.5% of the Poisson draws fall in the tails, walked by the
+ * recurrence), with zero weights, a tiny weight next to large ones, and
+ * one category of almost everything. */
+static const struct {
+  int64_t n;
+  int k;
+  int64_t w[4];
+} mp_cases[] = {
+    {12, 3, {1, 2, 5}},        {40, 4, {0, 3, 1, 6}},     {64, 2, {1, 3}},
+    {60, 3, {1, 1, 1}},        {30, 4, {1, 100, 100, 1}}, {200, 4, {5, 0, 2, 9}},
+    {1, 3, {1, 2, 3}},         {3, 2, {1, 1}},            {140, 3, {1, 1000000, 3}},
+};
+
+Test(sample, mpois_rows_fit_the_exact_multinomial_pmf) {
+  tr_mpois m;
+  tr_mpois_init(&m); /* one method for all cases: its memory grows and is reused */
+  for (size_t i = 0; i < sizeof(mp_cases) / sizeof(mp_cases[0]); i++) {
+    if (mp_cases[i].n == 1 || mp_cases[i].n == 3)
+      continue; /* too few compositions for a chi-square: below */
+    cr_assert_eq(tr_mpois_prepare(&m, mp_cases[i].k, mp_cases[i].w, mp_cases[i].n), TR_OK);
+    double pv = mult_gof_pvalue(mp_cases[i].n, mp_cases[i].k, mp_cases[i].w, draw_mpois_row, &m,
+                                500 + i, DRAWS);
+    cr_assert(pv > GOF_ALPHA, "case %zu (n %lld, k %d): chi-square P = %g", i,
+              (long long)mp_cases[i].n, mp_cases[i].k, pv);
+  }
+  /* n = 1 over weights 1, 2, 3 and n = 3 over 1, 1: frequencies within 6 se */
+  static const int64_t w3[3] = {1, 2, 3}, w2[2] = {1, 1};
+  cr_assert_eq(tr_mpois_prepare(&m, 3, w3, 1), TR_OK);
+  tr_rng r;
+  tr_rng_seed(&r, 7);
+  double hit[3] = {0};
+  for (int i = 0; i < DRAWS; i++) {
+    int64_t x[3];
+    tr_mpois_row(&r, &m, x);
+    cr_assert_eq(x[0] + x[1] + x[2], 1);
+    for (int c = 0; c < 3; c++)
+      hit[c] += (double)x[c];
+  }
+  for (int c = 0; c < 3; c++) {
+    double p = (double)w3[c] / 6;
+    cr_assert(fabs(hit[c] / DRAWS - p) < 6 * sqrt(p * (1 - p) / DRAWS), "n 1: category %d %g",
+              c, hit[c] / DRAWS);
+  }
+  cr_assert_eq(tr_mpois_prepare(&m, 2, w2, 3), TR_OK);
+  double k3[4] = {0};
+  for (int i = 0; i < DRAWS; i++) {
+    int64_t x[2];
+    tr_mpois_row(&r, &m, x);
+    cr_assert_eq(x[0] + x[1], 3);
+    k3[x[0]] += 1;
+  }
+  for (int j = 0; j < 4; j++) {
+    double p = (j == 0 || j == 3 ? 1.0 : 3.0) / 8;
+    cr_assert(fabs(k3[j] / DRAWS - p) < 6 * sqrt(p * (1 - p) / DRAWS), "n 3: %d of 3 %g", j,
+              k3[j] / DRAWS);
+  }
+  tr_mpois_fini(&m);
+  tr_mpois_fini(&m); /* twice, and NULL: both fine */
+  tr_mpois_fini(NULL);
+}
+
+/* A sampler with the right means that is not multinomial: independent
+ * Poissons whose excess over n is taken from the largest category (no
+ * rejection) - the bug the method's conditioning avoids. */
+typedef struct wrong_ctx {
+  tr_mpois *m;
+  int64_t n;
+  int k;
+  const int64_t *w;
+} wrong_ctx;
+
+static gsl_rng *wrong_rng;
+static void draw_wrong_row(void *ctx, tr_rng *r, int64_t *out) {
+  wrong_ctx *c = ctx;
+  (void)r;
+  double W = 0;
+  for (int e = 0; e < c->k; e++)
+    W += (double)c->w[e];
+  int64_t s = 0;
+  int big = 0;
+  for (int e = 0; e < c->k; e++) {
+    out[e] = gsl_ran_poisson(wrong_rng, (double)c->n * (double)c->w[e] / W);
+    s += out[e];
+    big = out[e] > out[big] ? e : big;
+  }
+  if (s > c->n && out[big] >= s - c->n)
+    out[big] -= s - c->n;
+  else if (s > c->n) /* rare: start again */
+    return draw_wrong_row(ctx, r, out);
+  else
+    out[c->k - 1] += c->n - s;
+}
+
+static void draw_shifted_row(void *ctx, tr_rng *r, int64_t *out) {
+  tr_mpois_row(r, ((wrong_ctx *)ctx)->m, out);
+}
+
+/* The joint test is not so loose that wrong samplers pass: the fix-up
+ * above, and the right method on weights 3% off in one category. */
+Test(sample, mpois_gof_catches_wrong_samplers) {
+  wrong_rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(wrong_rng, 5);
+  static const int64_t w[3] = {1, 2, 5}, ws[3] = {103, 200, 500};
+  wrong_ctx c = {.n = 12, .k = 3, .w = w};
+  double pv = mult_gof_pvalue(12, 3, w, draw_wrong_row, &c, 90, DRAWS);
+  cr_assert(pv < GOF_ALPHA, "the fix-up sampler passed (P = %g)", pv);
+  tr_mpois m;
+  tr_mpois_init(&m);
+  cr_assert_eq(tr_mpois_prepare(&m, 3, ws, 12), TR_OK);
+  c.m = &m;
+  pv = mult_gof_pvalue(12, 3, w, draw_shifted_row, &c, 91, DRAWS);
+  cr_assert(pv < GOF_ALPHA, "weights 3%% off passed (P = %g)", pv);
+  tr_mpois_fini(&m);
+  gsl_rng_free(wrong_rng);
+}
+
+/* At the simulator's size (8,192 slots, 64 experts): the first, a middle
+ * and the last expert's counts are exactly Bin(8192, p). */
+typedef struct mp_marg_ctx {
+  const tr_mpois *m;
+  int which;
+} mp_marg_ctx;
+
+static int64_t draw_mpois_marginal(void *ctx, tr_rng *r) {
+  mp_marg_ctx *c = ctx;
+  int64_t out[64];
+  tr_mpois_row(r, c->m, out);
+  return out[c->which];
+}
+
+Test(sample, mpois_marginals_fit_the_exact_binomial) {
+  int64_t w[64], tot = 0;
+  for (int e = 0; e < 64; e++)
+    tot += w[e] = 100 + 37 * ((e * 17) % 64);
+  tr_mpois m;
+  tr_mpois_init(&m);
+  cr_assert_eq(tr_mpois_prepare(&m, 64, w, 8192), TR_OK);
+  static const int which[] = {0, 31, 63};
+  for (int i = 0; i < 3; i++) {
+    mp_marg_ctx c = {&m, which[i]};
+    double p = (double)w[which[i]] / (double)tot;
+    double pv = gof_pvalue(8192, p, draw_mpois_marginal, &c, 600 + i, 200000, NULL);
+    cr_assert(pv > GOF_ALPHA, "expert %d: chi-square P = %g", which[i], pv);
+  }
+  tr_mpois_fini(&m);
+}
+
+/* Means, variances and one covariance of 20,000 rows of 8,192 slots over
+ * 64 log-normal-ish weights (one of them 0), within 7 standard errors each,
+ * as for the binomial chain above. */
+Test(sample, mpois_means_variances_and_covariance) {
+  enum { K = 64, ROWS = 20000 };
+  const int64_t N = 8192;
+  int64_t w[K], tot = 0;
+  uint64_t s = 3;
+  for (int e = 0; e < K; e++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    w[e] = 1 + (int64_t)(1000 * exp(4.0 * (double)(s >> 11) * 0x1.0p-53 - 2));
+  }
+  w[5] = 0;
+  for (int e = 0; e < K; e++)
+    tot += w[e];
+  tr_mpois m;
+  tr_mpois_init(&m);
+  cr_assert_eq(tr_mpois_prepare(&m, K, w, N), TR_OK);
+  double sum[K] = {0}, sq[K] = {0}, c01 = 0;
+  tr_rng r;
+  tr_rng_seed(&r, 22);
+  for (int i = 0; i < ROWS; i++) {
+    int64_t out[K];
+    tr_mpois_row(&r, &m, out);
+    for (int e = 0; e < K; e++) {
+      sum[e] += (double)out[e];
+      sq[e] += (double)out[e] * (double)out[e];
+    }
+    c01 += (double)out[0] * (double)out[K - 1];
+  }
+  cr_assert_eq(sum[5], 0, "the expert of weight 0 got slots");
+  for (int e = 0; e < K; e++) {
+    double p = (double)w[e] / (double)tot, q = 1 - p, mu = N * p, var = N * p * q;
+    double mean = sum[e] / ROWS, v = (sq[e] - ROWS * mean * mean) / (ROWS - 1);
+    cr_assert(fabs(mean - mu) <= 7 * sqrt(var / ROWS) + 1e-12, "expert %d: mean %g, want %g",
+              e, mean, mu);
+    double mu4 = var * (1 + 3 * (N - 2) * p * q);
+    double sev = sqrt((mu4 - var * var * (ROWS - 3.0) / (ROWS - 1)) / ROWS);
+    cr_assert(fabs(v - var) <= 7 * sev + 1e-12, "expert %d: variance %g, want %g (se %g)", e,
+              v, var, sev);
+  }
+  double p0 = (double)w[0] / (double)tot, pl = (double)w[K - 1] / (double)tot;
+  double cov = c01 / ROWS - (sum[0] / ROWS) * (sum[K - 1] / ROWS), want = -N * p0 * pl;
+  double se = sqrt(N * p0 * (1 - p0) * N * pl * (1 - pl) / ROWS);
+  cr_assert(fabs(cov - want) <= 7 * se, "cov(first, last) %g, want %g (se %g)", cov, want, se);
+  tr_mpois_fini(&m);
+}
+
+Test(sample, mpois_rows_equal_rows_drawn_one_at_a_time) {
+  enum { ROWS = 150, K = 40 };
+  int64_t w[K];
+  for (int e = 0; e < K; e++)
+    w[e] = e % 7 == 3 ? 0 : 1 + (e * 7919) % 500;
+  static const int64_t ns[] = {1, 3, 100, 8192, 16 * K * K};
+  tr_mpois m;
+  tr_mpois_init(&m);
+  for (size_t j = 0; j < sizeof(ns) / sizeof(ns[0]); j++) {
+    cr_assert_eq(tr_mpois_prepare(&m, K, w, ns[j]), TR_OK);
+    tr_rng a[ROWS], b[ROWS];
+    static int64_t x[ROWS * (K + 3)], y[ROWS][K];
+    for (int i = 0; i < ROWS; i++) {
+      tr_rng_seed(&a[i], 3000 + (uint64_t)i);
+      b[i] = a[i];
+    }
+    tr_mpois_rows(a, ROWS, &m, x, K + 3); /* stride > K */
+    for (int i = 0; i < ROWS; i++) {
+      tr_mpois_row(&b[i], &m, y[i]);
+      cr_assert_arr_eq(x + (size_t)i * (K + 3), y[i], sizeof(y[i]), "n %lld row %d",
+                       (long long)ns[j], i);
+      cr_assert_arr_eq(&a[i], &b[i], sizeof(tr_rng), "generator state after row %d", i);
+    }
+  }
+  tr_mpois_fini(&m);
+}
+
+Test(sample, mpois_totals_are_exact_for_every_weight_shape) {
+  static const struct {
+    int k;
+    int64_t w[6];
+  } cases[] = {
+      {2, {0, 5}},
+      {3, {7, 0, 0}},
+      {6, {1, 0, 3, 0, 0, 1}},
+      {4, {1, 1000000000000000LL, 1, 1}}, /* tiny p next to a huge one */
+      {3, {(int64_t)1 << 61, (int64_t)1 << 61, (int64_t)1 << 61}},
+      {5, {3, 1, 4, 1, 5}},
+  };
+  tr_mpois m;
+  tr_mpois_init(&m);
+  tr_rng r;
+  tr_rng_seed(&r, 12);
+  for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+    int k = cases[c].k;
+    static const int64_t ns[] = {1, 2, 7, 50, 300, 576};
+    for (size_t j = 0; j < sizeof(ns) / sizeof(ns[0]); j++) {
+      if (!tr_mpois_fits(ns[j], k))
+        continue;
+      cr_assert_eq(tr_mpois_prepare(&m, k, cases[c].w, ns[j]), TR_OK);
+      for (int rep = 0; rep < 200; rep++) {
+        int64_t out[6], sum = 0;
+        tr_mpois_row(&r, &m, out);
+        for (int e = 0; e < k; e++) {
+          cr_assert_geq(out[e], 0);
+          cr_assert(cases[c].w[e] > 0 || out[e] == 0, "case %zu: a zero weight got slots", c);
+          sum += out[e];
+        }
+        cr_assert_eq(sum, ns[j], "case %zu n %lld: sum %lld", c, (long long)ns[j],
+                     (long long)sum);
+      }
+    }
+  }
+  tr_mpois_fini(&m);
+}
+
+Test(sample, mpois_serves_only_what_it_fits_and_rejects_bad_weights) {
+  cr_assert(tr_mpois_fits(8192, 64));
+  cr_assert(tr_mpois_fits(16 * 64 * 64, 64));
+  cr_assert(!tr_mpois_fits(16 * 64 * 64 + 1, 64));
+  cr_assert(!tr_mpois_fits(8192, 1));
+  cr_assert(!tr_mpois_fits(0, 64));
+  cr_assert(tr_mpois_fits((int64_t)1 << 24, 2048));
+  cr_assert(!tr_mpois_fits(((int64_t)1 << 24) + 1, 2048));
+  cr_assert(!tr_mpois_fits(100, 2049));
+  cr_assert_eq(tr_mpois_memory(100, 1), 0);
+  cr_assert_gt(tr_mpois_memory(8192, 64), 0);
+  tr_mpois m;
+  tr_mpois_init(&m);
+  cr_assert_eq(tr_mpois_prepare(&m, 3, (int64_t[]){0, 0, 0}, 10), TR_EINVAL);
+  cr_assert_eq(tr_mpois_prepare(&m, 3, (int64_t[]){1, -1, 3}, 10), TR_EINVAL);
+  cr_assert_eq(tr_mpois_prepare(&m, 3, (int64_t[]){INT64_MAX, 1, 0}, 10), TR_EINVAL);
+  cr_assert_eq(tr_mpois_prepare(&m, 3, (int64_t[]){1, 1, 1}, 145), TR_EINVAL);
+  cr_assert_eq(tr_mpois_prepare(NULL, 3, (int64_t[]){1, 1, 1}, 10), TR_EINVAL);
+  cr_assert_null(m.cat, "nothing allocated on error");
+  tr_mpois_fini(&m);
+}
+
+Test(sample, mpois_same_seed_same_rows_other_seed_other_rows) {
+  int64_t w[32], x[32], y[32], z[32];
+  for (int e = 0; e < 32; e++)
+    w[e] = 1 + e;
+  tr_mpois m;
+  tr_mpois_init(&m);
+  cr_assert_eq(tr_mpois_prepare(&m, 32, w, 8192), TR_OK);
+  tr_rng a, b, c;
+  tr_rng_seed(&a, 42);
+  tr_rng_seed(&b, 42);
+  tr_rng_seed(&c, 43);
+  for (int i = 0; i < 100; i++) {
+    tr_mpois_row(&a, &m, x);
+    tr_mpois_row(&b, &m, y);
+    tr_mpois_row(&c, &m, z);
+    cr_assert_arr_eq(x, y, sizeof(x));
+    cr_assert(memcmp(x, z, sizeof(x)) != 0, "seeds 42 and 43 drew the same row %d", i);
+  }
+  tr_mpois_fini(&m);
+}

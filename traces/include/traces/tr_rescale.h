@@ -4,9 +4,9 @@
  * Rule (DESIGN.md): simulated GPU g takes the routing distribution of source
  * rank g mod R at the same (iteration, layer), scaled to the simulated
  * per-GPU token-slot count; integer counts are drawn by a seeded multinomial
- * (tr_sample.h: exact conditional binomials), so each GPU's total is exact,
- * skew and fluctuation are preserved, and the same seed gives the same
- * counts. When G == R and the slot count is the trace's own, counts are
+ * (tr_sample.h: exact, by the Poisson method or conditional binomials), so
+ * each GPU's total is exact, skew and fluctuation are preserved, and the
+ * same seed gives the same counts. When G == R and the slot count is the trace's own, counts are
  * copied unchanged (no randomness).
  *
  * Every (iteration, layer, GPU) has its own random stream seeded from
