@@ -88,14 +88,16 @@ typedef struct model {
   double pbytes;    /* bytes of one expert's weights */
   double inter_Bps; /* NIC share over the oversubscription */
   double bwd;
+  double hide_us;   /* pl_temps_cfg.grad_hide_us */
 } model;
 
 static model model_of(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
-                      const int64_t *counts, int experts) {
+                      const int64_t *counts, int experts, double hide_us) {
   return (model){.c = c, .prof = prof, .counts = counts, .G = c->gpus,
                  .E = experts, .gpn = c->gpus_per_node, .tb = (double)pl_token_bytes(m),
                  .pbytes = (double)pl_expert_params(m) * m->bytes_per_elem,
-                 .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio};
+                 .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio,
+                 .hide_us = hide_us};
 }
 
 /* One all-to-all's time (us) of a GPU with wire tokens io (intra out, intra
@@ -169,7 +171,7 @@ static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, 
   for (int k = 0; k < n; k++)
     t->arr[temp[k].to] = 0;
   *bal = (1 + md->bwd) * cmax + 4 * amax;
-  *cost = (f - cmax) + rmax;
+  *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
 
@@ -483,6 +485,7 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
   if (cur && (cur->experts != sv->experts || cur->gpus != sv->gpus || cur->slots != sv->slots))
     return PL_EINVAL;
   if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
+      !(cfg->grad_hide_us >= 0) || !isfinite(cfg->grad_hide_us) ||
       pl_cluster_check(c) || pl_profile_check(prof))
     return PL_EINVAL;
   return PL_OK; /* negative counts: build */
@@ -521,7 +524,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
-  model md = model_of(c, m, prof, counts, t->experts);
+  model md = model_of(c, m, prof, counts, t->experts, cfg->grad_hide_us);
   free_slots(t, serving, current, slots);
   if (build(t, &md, serving)) {
     unbuild(t, &md);
@@ -573,7 +576,7 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
         temp[k].to >= t->gpus || temp[k].from < 0 || temp[k].from >= t->gpus ||
         !pl_placement_has(p, temp[k].expert, temp[k].to))
       return PL_EINVAL;
-  model md = model_of(c, m, prof, counts, t->experts);
+  model md = model_of(c, m, prof, counts, t->experts, 0);
   if (build(t, &md, p)) {
     unbuild(t, &md);
     return PL_EINVAL;
