@@ -226,6 +226,35 @@ Test(shadow, gradients_hidden_below_the_layer_are_charged_only_beyond_it) {
   pl_placement_fini(&sv);
 }
 
+/* Expert 0 (on GPU 0) is hot for node 0's sources only and node 1's GPUs
+ * compute the least: a copy on node 1 gets no token of it (none of node
+ * 1's sources send it any), so the temporaries must be second copies
+ * inside node 0, where they split GPU 0's in-traffic and compute. */
+Test(shadow, a_node_local_hot_expert_gets_copies_inside_its_node) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  for (int g = 0; g < 8; g++)
+    for (int x = 0; x < 8; x++)
+      counts[g * 8 + x] = x == 0 ? (g < 4 ? 3000 : 0) : x < 4 ? 150 : 50;
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_gt(t.n, 0, "a node-local hot expert gets no temporary");
+  for (int k = 0; k < t.n; k++)
+    cr_assert(t.temp[k].expert != 0 || t.temp[k].to < 4, "a copy of expert 0 on GPU %d (node 1)",
+              t.temp[k].to);
+  int inside = 0;
+  for (int k = 0; k < t.n; k++)
+    inside += t.temp[k].expert == 0;
+  cr_assert_gt(inside, 0);
+  check_decision(&t, &env, &sv, NULL, counts, 3);
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
 Test(shadow, bad_arguments_are_refused_and_leave_none) {
   pl_env env;
   pl_placement sv;

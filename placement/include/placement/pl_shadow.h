@@ -44,10 +44,12 @@
  * The decision, greedy and deterministic: while the budget lasts, take the
  * GPU with the largest forward compute and the one with the longest
  * all-to-all (ties: lowest id), the expert with the most tokens on the
- * first and the one receiving the most on the second, and for each two
+ * first and the two receiving the most on the second, and for each these
  * destinations with a free slot and no copy of it: the least computing
- * GPU of the node that sends it the most tokens without holding it, and
- * the least computing GPU anywhere (ties: lowest id); a copy's holder is
+ * GPU of the node that sends it the most tokens without holding it, the
+ * least computing GPU anywhere, and the GPU with the shortest all-to-all
+ * of that node and of each node already holding a copy (a second copy in
+ * a node splits what its copies there receive; ties: lowest id); a copy's holder is
  * the expert's planned replica on the destination's node if any, else the
  * one sending the fewest copies so far (ties: lowest id).
  * The trial with the lowest predicted layer time is taken when its gain
