@@ -88,14 +88,16 @@ typedef struct model {
   double pbytes;    /* bytes of one expert's weights */
   double inter_Bps; /* NIC share over the oversubscription */
   double bwd;
+  double hide_us;   /* pl_temps_cfg.grad_hide_us */
 } model;
 
 static model model_of(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
-                      const int64_t *counts, int experts) {
+                      const int64_t *counts, int experts, double hide_us) {
   return (model){.c = c, .prof = prof, .counts = counts, .G = c->gpus,
                  .E = experts, .gpn = c->gpus_per_node, .tb = (double)pl_token_bytes(m),
                  .pbytes = (double)pl_expert_params(m) * m->bytes_per_elem,
-                 .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio};
+                 .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio,
+                 .hide_us = hide_us};
 }
 
 /* One all-to-all's time (us) of a GPU with wire tokens io (intra out, intra
@@ -169,7 +171,7 @@ static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, 
   for (int k = 0; k < n; k++)
     t->arr[temp[k].to] = 0;
   *bal = (1 + md->bwd) * cmax + 4 * amax;
-  *cost = (f - cmax) + rmax;
+  *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
 
@@ -453,6 +455,34 @@ static int hottest(const pl_temps *t, const model *md, int g, int by) {
   return best;
 }
 
+/* The free GPU of [lo, hi) without a copy of x whose all-to-all is the
+ * shortest (ties: lowest id), -1 if none. */
+static int least_a2a(const pl_temps *t, int x, int lo, int hi) {
+  int best = -1, E = t->experts;
+  for (int g = lo; g < hi; g++)
+    if (t->freeslots[g] > 0 && !t->hosts[(size_t)g * E + x] &&
+        (best < 0 || t->a2a[g] < t->a2a[best]))
+      best = g;
+  return best;
+}
+
+/* The expert GPU g receives the most tokens of over the links other than
+ * `skip`, -1 when none. */
+static int next_hottest_in(const pl_temps *t, const model *md, int g, int skip) {
+  int E = md->E, best = -1;
+  double bv = 0;
+  for (int x = 0; x < E; x++) {
+    if (x == skip || !t->hosts[(size_t)g * E + x])
+      continue;
+    double wire = share_node(t, x, g / md->gpn) + share_rest(t, x);
+    if (wire > bv) {
+      bv = wire;
+      best = x;
+    }
+  }
+  return best;
+}
+
 /* Free slots of each GPU: slots less its experts in sv and in cur. */
 static void free_slots(pl_temps *t, const pl_placement *sv, const pl_placement *cur, int slots) {
   for (int g = 0; g < t->gpus; g++) {
@@ -483,12 +513,49 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
   if (cur && (cur->experts != sv->experts || cur->gpus != sv->gpus || cur->slots != sv->slots))
     return PL_EINVAL;
   if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
+      !(cfg->grad_hide_us >= 0) || !isfinite(cfg->grad_hide_us) ||
       pl_cluster_check(c) || pl_profile_check(prof))
     return PL_EINVAL;
   return PL_OK; /* negative counts: build */
 }
 
-/* One greedy step's best trial (best->x = -1: none). */
+/* Evaluates copying x to d (from holder()) and keeps it in *best when it
+ * is the first or predicts a lower time. */
+static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x, int d,
+                     trial *best) {
+  trial tr = {.x = x, .d = d};
+  tr.h = holder(t, sv, md->gpn, x, d);
+  evaluate(t, md, sv, &tr);
+  if (best->x < 0 || tr.total < best->total)
+    *best = tr;
+}
+
+/* The all-to-all destinations of x: on each node holding a copy of x, and
+ * on the node sending x the most tokens without one, the free GPU with the
+ * shortest all-to-all (a second copy in a node splits the in-traffic its
+ * copies receive; O(min(N, copies + 1)) trials). */
+static void try_a2a_destinations(pl_temps *t, const model *md, const pl_placement *sv, int x,
+                                 trial *best) {
+  int N = md->G / md->gpn, E = md->E, bn = -1, bd = -1;
+  for (int n = 0; n < N; n++) {
+    size_t i = (size_t)n * E + x;
+    if (!t->rn[i] && !(t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x])))
+      continue;
+    int d = least_a2a(t, x, n * md->gpn, (n + 1) * md->gpn);
+    if (d < 0)
+      continue;
+    if (t->rn[i])
+      try_copy(t, md, sv, x, d, best);
+    else
+      bn = n, bd = d;
+  }
+  if (bd >= 0)
+    try_copy(t, md, sv, x, bd, best);
+}
+
+/* One greedy step's best trial (best->x = -1: none): the hottest expert of
+ * the most computing GPU and the two the slowest all-to-all GPU receives
+ * most, each on destinations() and try_a2a_destinations(). */
 static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, trial *best) {
   int G = md->G, bc = 0, ba = 0;
   for (int g = 1; g < G; g++) {
@@ -497,19 +564,17 @@ static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, tri
     if (t->a2a[g] > t->a2a[ba])
       ba = g;
   }
-  int xs[2] = {hottest(t, md, bc, 0), hottest(t, md, ba, 1)};
+  int xs[3] = {hottest(t, md, bc, 0), hottest(t, md, ba, 1), -1};
+  if (xs[1] >= 0)
+    xs[2] = next_hottest_in(t, md, ba, xs[1]);
   best->x = -1;
-  for (int i = 0; i < 2; i++) {
-    if (xs[i] < 0 || (i == 1 && xs[1] == xs[0]))
+  for (int i = 0; i < 3; i++) {
+    if (xs[i] < 0 || (i > 0 && xs[i] == xs[0]) || (i > 1 && xs[i] == xs[1]))
       continue;
     int ds[2], nd = destinations(t, md, xs[i], ds);
-    for (int j = 0; j < nd; j++) {
-      trial tr = {.x = xs[i], .d = ds[j]};
-      tr.h = holder(t, sv, md->gpn, tr.x, tr.d);
-      evaluate(t, md, sv, &tr);
-      if (best->x < 0 || tr.total < best->total)
-        *best = tr;
-    }
+    for (int j = 0; j < nd; j++)
+      try_copy(t, md, sv, xs[i], ds[j], best);
+    try_a2a_destinations(t, md, sv, xs[i], best);
   }
 }
 
@@ -521,7 +586,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
-  model md = model_of(c, m, prof, counts, t->experts);
+  model md = model_of(c, m, prof, counts, t->experts, cfg->grad_hide_us);
   free_slots(t, serving, current, slots);
   if (build(t, &md, serving)) {
     unbuild(t, &md);
@@ -573,7 +638,7 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
         temp[k].to >= t->gpus || temp[k].from < 0 || temp[k].from >= t->gpus ||
         !pl_placement_has(p, temp[k].expert, temp[k].to))
       return PL_EINVAL;
-  model md = model_of(c, m, prof, counts, t->experts);
+  model md = model_of(c, m, prof, counts, t->experts, 0);
   if (build(t, &md, p)) {
     unbuild(t, &md);
     return PL_EINVAL;

@@ -836,17 +836,41 @@ static const pl_param_desc fx_params[] = {
     {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
     {NULL, NULL, NULL}};
 
+/* The backward time of the layers below `layer` (us), which the way back
+ * of its temporaries' gradients overlaps (pl_temps_cfg.grad_hide_us): per
+ * layer below, its non-MoE backward plus half its last estimated layer
+ * time (a layer not estimated counts as the mean of those that are; none:
+ * their non-MoE work only). Half undercounts the backward: it holds two of
+ * the four all-to-alls and bwd_ratio / (1 + bwd_ratio) >= 1/2 of the
+ * compute (bwd_ratio >= 1), so a return judged hidden is. */
+static double fx_grad_hide_us(const fx_state *s, int layer) {
+  double all = 0, sum = 0;
+  int known = 0;
+  for (int l = 0; l < s->env.layers; l++)
+    if (s->lay_us[l] >= 0) {
+      all += s->lay_us[l];
+      known++;
+    }
+  for (int l = 0; l < layer; l++)
+    sum += s->lay_us[l] >= 0 ? s->lay_us[l] : known ? all / known : 0;
+  double share = fmin(0.5, s->env.profile.bwd_ratio / (1.0 + s->env.profile.bwd_ratio));
+  return layer * s->env.profile.nonmoe_us + share * sum;
+}
+
 /* shadow=1: the layer's temporaries on the iteration's own counts, within
- * the planner's slots (pl_shadow.h; the contract in pl_policy.h). */
+ * the planner's slots (pl_shadow.h; the contract in pl_policy.h), their
+ * gradients' way back charged beyond what the layers below hide
+ * (fx_grad_hide_us). */
 static int fx_temporaries(void *state, int layer, const pl_placement *serving,
                           const pl_placement *current, const int64_t *counts, pl_temps *out) {
-  (void)layer;
   const fx_state *s = state;
   out->n = 0;
   if (!s->shadow)
     return PL_OK;
   const pl_env *env = &s->env;
-  return pl_temps_decide(out, &s->tcfg, &env->cluster, &env->model, &env->profile, serving,
+  pl_temps_cfg cfg = s->tcfg;
+  cfg.grad_hide_us = fx_grad_hide_us(s, layer);
+  return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
 }
 

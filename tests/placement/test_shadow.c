@@ -1,6 +1,7 @@
 /* Temporaries on the iteration's own counts (pl_shadow.h): the decision's
  * invariants on hand cases and random inputs, and flexmoe's shadow=1. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,97 @@ Test(shadow, temporaries_stay_within_free_slots_of_serving_and_current) {
   pl_placement_fini(&sv);
 }
 
+/* The gradients' way back (R) is charged beyond what the layers below hide
+ * (pl_temps_cfg.grad_hide_us): one temporary's cost drops by exactly the
+ * hidden time up to R, R is that copy's link time (latency + weight bytes
+ * over the link between its ends), and a return fully hidden lets a
+ * temporary through that a full charge refuses. */
+Test(shadow, gradients_hidden_below_the_layer_are_charged_only_beyond_it) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  pl_temps_cfg one = cfg1, part, all;
+  one.max_temps = 1;
+  part = all = one;
+  cr_assert_eq(pl_temps_decide(&t, &one, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_eq(t.n, 1);
+  pl_temp first = t.temp[0];
+  double full = t.cost_us, gain = t.gain_us;
+  int inter = first.from / env.cluster.gpus_per_node != first.to / env.cluster.gpus_per_node;
+  double bytes = (double)pl_expert_params(&env.model) * env.model.bytes_per_elem;
+  double R = inter ? env.cluster.inter_lat_s + bytes / (env.cluster.inter_Bps / env.cluster.oversub)
+                   : env.cluster.intra_lat_s + bytes / env.cluster.intra_Bps;
+  R *= 1e6;
+  part.grad_hide_us = 0.25 * R;
+  all.grad_hide_us = 1e9;
+  cr_assert_eq(pl_temps_decide(&t, &part, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_eq(t.n, 1);
+  cr_assert(t.temp[0].expert == first.expert && t.temp[0].to == first.to);
+  cr_assert_float_eq(full - t.cost_us, 0.25 * R, 1e-9 * full, "hid %.6f us of %.6f",
+                     full - t.cost_us, 0.25 * R);
+  cr_assert_eq(pl_temps_decide(&t, &all, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_eq(t.n, 1);
+  if (t.temp[0].expert == first.expert && t.temp[0].to == first.to)
+    cr_assert_float_eq(full - t.cost_us, R, 1e-9 * full, "hid %.6f us, R %.6f", full - t.cost_us,
+                       R);
+  else /* a copy whose return was too dear before, now predicted to save more */
+    cr_assert_gt(t.gain_us - t.cost_us, gain - (full - R));
+  /* the hot expert's load from low to high: wherever a full charge takes a
+   * temporary a hidden one does, and somewhere only the hidden one does */
+  all.max_temps = 0;
+  int only_hidden = 0;
+  for (int64_t v = 150; v <= 3000; v += 50) {
+    for (int g = 0; g < 8; g++)
+      counts[g * 8] = v;
+    cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                 counts, 3), PL_OK);
+    int n0 = t.n;
+    cr_assert_eq(pl_temps_decide(&t, &all, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                 counts, 3), PL_OK);
+    cr_assert(n0 == 0 || t.n > 0, "load %lld: %d temporaries charged, none hidden", (long long)v,
+              n0);
+    only_hidden += n0 == 0 && t.n > 0;
+  }
+  cr_assert_gt(only_hidden, 0, "hiding the gradients' way back never let a temporary through");
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
+/* Expert 0 (on GPU 0) is hot for node 0's sources only and node 1's GPUs
+ * compute the least: a copy on node 1 gets no token of it (none of node
+ * 1's sources send it any), so the temporaries must be second copies
+ * inside node 0, where they split GPU 0's in-traffic and compute. */
+Test(shadow, a_node_local_hot_expert_gets_copies_inside_its_node) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  for (int g = 0; g < 8; g++)
+    for (int x = 0; x < 8; x++)
+      counts[g * 8 + x] = x == 0 ? (g < 4 ? 3000 : 0) : x < 4 ? 150 : 50;
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_gt(t.n, 0, "a node-local hot expert gets no temporary");
+  for (int k = 0; k < t.n; k++)
+    cr_assert(t.temp[k].expert != 0 || t.temp[k].to < 4, "a copy of expert 0 on GPU %d (node 1)",
+              t.temp[k].to);
+  int inside = 0;
+  for (int k = 0; k < t.n; k++)
+    inside += t.temp[k].expert == 0;
+  cr_assert_gt(inside, 0);
+  check_decision(&t, &env, &sv, NULL, counts, 3);
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
 Test(shadow, bad_arguments_are_refused_and_leave_none) {
   pl_env env;
   pl_placement sv;
@@ -175,6 +267,13 @@ Test(shadow, bad_arguments_are_refused_and_leave_none) {
   cr_assert_eq(pl_temps_decide(&t, &bad, &env.cluster, &env.model, &env.profile, &sv, NULL,
                                counts, 3), PL_EINVAL);
   cr_assert_eq(t.n, 0);
+  bad = cfg1;
+  bad.grad_hide_us = -1;
+  cr_assert_eq(pl_temps_decide(&t, &bad, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_EINVAL, "negative grad_hide_us");
+  bad.grad_hide_us = NAN;
+  cr_assert_eq(pl_temps_decide(&t, &bad, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_EINVAL, "NaN grad_hide_us");
   cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
                                counts, 4), PL_EINVAL, "slots above the placement's");
   counts[5] = -1;

@@ -27,8 +27,11 @@
  * of its intra-node and inter-node link time, latency included, as the
  * engines run the two links at once), and R the gradients' way back (the
  * slowest temporary's bytes over the busier of its two ends' links),
- * charged in full although the engines overlap it with the backward of
- * the layers below. Gain = what the balance saves, (1 + bwd) x (max C -
+ * less what the backward of the layers below hides (`grad_hide_us`, 0:
+ * charged in full): the engines send a layer's gradients with its
+ * synchronisation, after its backward, and wait for them only at the
+ * iteration's end, so R = max(0, R - grad_hide_us) (their sharing of the
+ * links with the lower layers' all-to-all is not charged). Gain = what the balance saves, (1 + bwd) x (max C -
  * max C') + 4 x (A - A'); cost = (F - max C') + R.
  * Tokens follow pl_route's rule in expectation, without its integer
  * rounding (so that the decision needs per-node sums, not a routing): a
@@ -41,10 +44,12 @@
  * The decision, greedy and deterministic: while the budget lasts, take the
  * GPU with the largest forward compute and the one with the longest
  * all-to-all (ties: lowest id), the expert with the most tokens on the
- * first and the one receiving the most on the second, and for each two
+ * first and the two receiving the most on the second, and for each these
  * destinations with a free slot and no copy of it: the least computing
- * GPU of the node that sends it the most tokens without holding it, and
- * the least computing GPU anywhere (ties: lowest id); a copy's holder is
+ * GPU of the node that sends it the most tokens without holding it, the
+ * least computing GPU anywhere, and the GPU with the shortest all-to-all
+ * of that node and of each node already holding a copy (a second copy in
+ * a node splits what its copies there receive; ties: lowest id); a copy's holder is
  * the expert's planned replica on the destination's node if any, else the
  * one sending the fewest copies so far (ties: lowest id).
  * The trial with the lowest predicted layer time is taken when its gain
@@ -81,6 +86,9 @@ typedef struct pl_temp {
 typedef struct pl_temps_cfg {
   double margin;  /* take a temporary when gain > margin x cost; >= 1 */
   int max_temps;  /* per layer and iteration, 0: as free slots allow */
+  /* appended (issue 17, gap): backward time of the layers below that the
+   * gradients' way back overlaps (us, >= 0; 0: R charged in full) */
+  double grad_hide_us;
 } pl_temps_cfg;
 
 /* A layer's temporaries of one iteration and the decision's scratch,
