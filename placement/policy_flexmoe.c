@@ -29,7 +29,15 @@
  *   4. the guard (guard=1) judges the plan once more on the last observed
  *      counts routed and costed exactly (pl_route, pl_cost_layer): against
  *      keeping the current placement and against the static layout, each
- *      charged its moves over the lifetime; the cheapest wins.
+ *      charged its moves over the lifetime; the cheapest wins. With
+ *      shadow=1 and payback > 0, a plan that does not pay its moves back in
+ *      one iteration is judged again with what the temporaries would save
+ *      on each placement taken off (fx_shadow_veto).
+ * Payback (payback > 0, issue 17 "never behind"): the plan's moves are
+ * charged as pl_placement_diff makes them (the greedy's own estimate
+ * sources copies freely), its lifetime is at most `payback` iterations,
+ * times the layer's trust: how well its recent plans paid their moves back
+ * on the counts that followed them (fx_pay_*).
  * Migration (charge=1, issue 17): the plans of one iteration's layers share
  * the links, so a plan pays what its moves add to the moves already issued
  * this iteration (per-GPU bytes in s->acc, the worst GPU's time T): for
@@ -62,6 +70,8 @@
 
 /* weights_first's default (docs/placement.md, issue 17: measured) */
 #define FX_WFIRST_DEFAULT 1
+/* payback's default, iterations (docs/placement.md "Never behind": measured) */
+#define FX_PAYBACK_DEFAULT 8
 
 typedef struct fx_state {
   pl_env env;
@@ -93,12 +103,20 @@ typedef struct fx_state {
   /* shadow=1: temporaries on the iteration's own counts (fx_temporaries) */
   int shadow;
   pl_temps_cfg tcfg;
+  pl_temps tg; /* shadow=1, guard=1: the guard's temporaries (fx_shadow_net) */
   /* weights_first=1 (issue 17 step 1): this iteration's weight copies of
    * weights-first plans, per GPU as acc, and the worst GPU's time for them */
   int wfirst;
   int64_t *accw;   /* [4G] */
   double accw_us;
   double prev_acc_us; /* acc_us at the end of the last iteration that planned */
+  /* payback > 0: a plan's lifetime is at most `payback` iterations, times
+   * the layer's trust: how well its recent plans paid back their moves on
+   * the counts that followed them (fx_pay_*) */
+  double payback;
+  pl_placement *pay_old, *pay_new; /* [layers] the open evaluation's before and after */
+  double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
+  int *pay_n;                                    /* [layers] iterations judged; -1: none open */
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -122,7 +140,15 @@ static void fx_fini(void *state) {
   pl_free(s->prev);
   pl_free(s->lastc);
   pl_routing_fini(&s->r);
+  pl_temps_fini(&s->tg);
   pl_placement_fini(&s->alt);
+  for (int l = 0; s->pay_old && l < s->env.layers; l++) {
+    pl_placement_fini(&s->pay_old[l]);
+    pl_placement_fini(&s->pay_new[l]);
+  }
+  pl_free(s->pay_old);
+  pl_free(s->pay_adj);
+  pl_free(s->pay_n);
   pl_free(s);
 }
 
@@ -134,6 +160,113 @@ static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
       (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)))
     return rc;
   return PL_OK;
+}
+
+/*
+ * payback > 0 (issue 17, "never behind"): moves are made only where they
+ * pay back. A plan's lifetime is at most `payback` iterations, times the
+ * layer's trust in [0.1, 1]: after each plan with a migration cost, the
+ * counts that follow it (counts only, deterministic) judge it: each
+ * iteration, until it paid its moves back or lived its expected lifetime,
+ * the layer time of the placement it replaced minus that of its own (both
+ * routed as the engines route, pl_route, and costed by pl_cost_layer) is
+ * its realised gain. It closes with its pay rate, realised gain / (its
+ * moves' cost x the share of its lifetime judged: a plan replaced early is
+ * judged pro rata), and trust moves halfway to min(1, rate); with no plan
+ * open, trust recovers a tenth of the way to 1 per iteration. A layer whose
+ * plans chase a load that is gone by the time they land (bursts, a hot spot
+ * moving on) stops moving until its plans would pay much more.
+ */
+static int fx_pay_init(fx_state *s) {
+  int L = s->env.layers, rc;
+  if (!(s->payback > 0))
+    return PL_OK;
+  s->pay_old = pl_calloc((size_t)L * 2, sizeof(pl_placement));
+  s->pay_adj = pl_calloc((size_t)L * 4, sizeof(double));
+  s->pay_n = pl_calloc((size_t)L, sizeof(int));
+  if (!s->pay_old || !s->pay_adj || !s->pay_n)
+    return PL_ENOMEM;
+  s->pay_new = s->pay_old + L;
+  s->pay_life = s->pay_adj + L;
+  s->pay_gain = s->pay_life + L;
+  s->trust = s->pay_gain + L;
+  for (int l = 0; l < L; l++) {
+    s->pay_n[l] = -1;
+    s->trust[l] = 1;
+    const pl_cluster *c = &s->env.cluster;
+    if ((rc = pl_placement_init(&s->pay_old[l], s->env.experts, c->gpus, c->slots)) != 0 ||
+        (rc = pl_placement_init(&s->pay_new[l], s->env.experts, c->gpus, c->slots)) != 0)
+      return rc;
+  }
+  return PL_OK;
+}
+
+/* Layer time of p for counts, routed by pl_route into s->r (full routing). */
+static int fx_counts_us(fx_state *s, const pl_placement *p, const int64_t *counts, double *us) {
+  const pl_env *env = &s->env;
+  pl_cost cost;
+  int rc = pl_route(p, &env->cluster, counts, -1, &s->r);
+  if (!rc)
+    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
+  if (!rc)
+    *us = cost.total_us;
+  return rc;
+}
+
+/* Closes layer's open evaluation: trust moves halfway to its pay rate. */
+static void fx_pay_close(fx_state *s, int layer) {
+  int n = s->pay_n[layer];
+  s->pay_n[layer] = -1;
+  if (n <= 0)
+    return; /* replaced before any counts judged it */
+  double share = fmin(1.0, n / s->pay_life[layer]);
+  double rate = s->pay_gain[layer] / (s->pay_adj[layer] * share);
+  s->trust[layer] = 0.5 * s->trust[layer] + 0.5 * fmin(1.0, fmax(0.0, rate));
+}
+
+/* The counts of an iteration of `layer` judge its open plan, if any. */
+static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
+  if (s->pay_n[layer] < 0) {
+    s->trust[layer] += 0.1 * (1.0 - s->trust[layer]);
+    return PL_OK;
+  }
+  double before, after;
+  int rc;
+  if ((rc = fx_counts_us(s, &s->pay_old[layer], counts, &before)) != 0 ||
+      (rc = fx_counts_us(s, &s->pay_new[layer], counts, &after)) != 0)
+    return rc;
+  s->pay_gain[layer] += before - after;
+  s->pay_n[layer]++;
+  if (s->pay_gain[layer] >= s->pay_adj[layer] || s->pay_n[layer] >= s->pay_life[layer])
+    fx_pay_close(s, layer);
+  return PL_OK;
+}
+
+/* An issued plan (current -> next, its moves costing adjust) opens the
+ * layer's evaluation, closing the one before pro rata. */
+static int fx_pay_open(fx_state *s, int layer, const pl_placement *current,
+                       const pl_placement *next, double adjust) {
+  if (s->pay_n[layer] >= 0)
+    fx_pay_close(s, layer);
+  if (!(adjust > 0))
+    return PL_OK; /* free moves need no payback */
+  int rc;
+  if ((rc = pl_placement_copy(&s->pay_old[layer], current)) != 0 ||
+      (rc = pl_placement_copy(&s->pay_new[layer], next)) != 0)
+    return rc;
+  s->pay_adj[layer] = adjust;
+  s->pay_life[layer] = s->life;
+  s->pay_gain[layer] = 0;
+  s->pay_n[layer] = 0;
+  return PL_OK;
+}
+
+/* The plan's lifetime life (fx_life), capped by payback and times the
+ * layer's trust (at least 0.1 of it). */
+static double fx_payback_life(const fx_state *s, int layer, double life) {
+  if (!(s->payback > 0))
+    return life;
+  return fmin(life, s->payback) * fmax(0.1, s->trust[layer]);
 }
 
 static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
@@ -159,6 +292,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "guard", 1, 0, 1, &s->guard)) ||
       (rc = fx_shadow_init(s, kv, nkv)) ||
       (rc = pl_kv_int(kv, nkv, "weights_first", FX_WFIRST_DEFAULT, 0, 1, &s->wfirst)) ||
+      (rc = pl_kv_double(kv, nkv, "payback", FX_PAYBACK_DEFAULT, 0, 1e9, &s->payback)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -176,13 +310,18 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   }
   if (s->restart < 0) /* auto: where a second greedy run is cheap */
     s->restart = (int64_t)env->cluster.gpus * env->experts <= 65536;
-  if (s->guard) {
+  if ((rc = fx_pay_init(s)) != 0)
+    goto fail;
+  if (s->guard || s->payback > 0) {
     s->lastc = pl_calloc((size_t)env->layers * env->cluster.gpus * env->experts, sizeof(int64_t));
     if (!s->lastc) {
       rc = PL_ENOMEM;
       goto fail;
     }
     if ((rc = pl_routing_init(&s->r, env->cluster.gpus, env->experts, 0)) != 0)
+      goto fail;
+    if (s->shadow && s->guard &&
+        (rc = pl_temps_init(&s->tg, env->experts, env->cluster.gpus, env->cluster.slots)) != 0)
       goto fail;
   }
   if ((s->restart || s->rebuild || s->guard) &&
@@ -240,7 +379,9 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
     s->chg[layer] = s->seen[layer] == 1 ? tv : 0.8 * s->chg[layer] + 0.2 * tv;
   }
   memcpy(pv, row, sizeof(double) * (size_t)E);
-  if (s->guard)
+  if (s->payback > 0 && (rc = fx_pay_observe(s, layer, counts)) != 0)
+    return rc;
+  if (s->lastc)
     memcpy(s->lastc + (size_t)layer * G * E, counts, sizeof(int64_t) * (size_t)G * E);
   if (s->noise) {
     int R = s->noise + 1;
@@ -592,6 +733,46 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
   return rc;
 }
 
+/* shadow=1: what the temporaries would save on placement p for the last
+ * observed counts of `layer` (pl_temps_decide's predicted gain less its
+ * cost, 0 without any), so that the guard judges a placement as it would
+ * serve: a plan that only does what the temporaries already do for free
+ * (absorb this iteration's hot experts) gains less than its routed time
+ * says. 0 with shadow=0. */
+static int fx_shadow_net(fx_state *s, int layer, const pl_placement *p, double *net) {
+  const pl_env *env = &s->env;
+  *net = 0;
+  if (!s->shadow)
+    return PL_OK;
+  const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
+  int rc = pl_temps_decide(&s->tg, &s->tcfg, &env->cluster, &env->model, &env->profile, p, p,
+                           c, s->slots);
+  if (!rc && s->tg.n > 0)
+    *net = fmax(0.0, s->tg.gain_us - s->tg.cost_us);
+  return rc;
+}
+
+/* payback > 0, shadow=1: a plan that the guard would take (its exact
+ * time nw plus its moves' cost adjust over the lifetime beats the current
+ * placement's cur) but that does not pay its moves back within one
+ * iteration (cur - nw < adjust) is judged once more as the layer would
+ * serve: each placement less what its temporaries would save on the same
+ * counts (fx_shadow_net); it is dropped (plan->changed = 0) when the gain
+ * left no longer pays its moves over the lifetime. */
+static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
+                          double cur, double nw, double adjust) {
+  double ncur, nnew;
+  int rc;
+  if (!s->shadow || !(s->payback > 0) || cur - nw >= adjust)
+    return PL_OK;
+  if ((rc = fx_shadow_net(s, layer, current, &ncur)) != 0 ||
+      (rc = fx_shadow_net(s, layer, &plan->placement, &nnew)) != 0)
+    return rc;
+  if (!((nw - nnew) + adjust / s->life < cur - ncur))
+    plan->changed = 0;
+  return PL_OK;
+}
+
 /*
  * The guard: the plan (plan->changed) against keeping the current placement
  * and against going back to the static layout, each judged by exact_us on
@@ -613,7 +794,10 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
     if ((rc = exact_us(s, layer, routed, &plan->placement, &nw)) != 0)
       return rc;
     routed = &plan->placement;
-    if (nw + adjust / s->life < best)
+    if (nw + adjust / s->life < best &&
+        (rc = fx_shadow_veto(s, layer, current, plan, cur, nw, adjust)) != 0)
+      return rc;
+    if (plan->changed && nw + adjust / s->life < best)
       best = nw + adjust / s->life;
     else
       plan->changed = 0;
@@ -766,6 +950,7 @@ static int fx_plan(void *state, int iteration, int layer,
   int K;
   const double *scen = fx_scenarios(s, layer, load, &K);
   s->life = fx_life(s, layer);
+  s->life = fx_payback_life(s, layer, s->life);
   pl_greedy g;
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile,
                            &plan->placement, scen, K, s->slots, 1.0 / s->life)) != 0)
@@ -802,9 +987,18 @@ static int fx_plan(void *state, int iteration, int layer,
                           &steps)) != 0)
       return rc;
   }
+  /* the greedy's own migration model sources every copy freely; the moves
+   * the engines run are pl_placement_diff's (copies of one expert share its
+   * old replicas' links): charge those */
+  if (steps > 0 && s->payback > 0 &&
+      (rc = plan_mig(s, layer, current, &plan->placement, &adjust)) != 0)
+    return rc;
   if (steps > 0 && (before - after) * s->life > adjust)
     plan->changed = !pl_placement_equal(&plan->placement, current);
   if (s->guard && s->seen[layer] > 0 && (rc = fx_guard(s, layer, current, plan, adjust)) != 0)
+    return rc;
+  if (plan->changed && s->payback > 0 &&
+      (rc = fx_pay_open(s, layer, current, &plan->placement, adjust)) != 0)
     return rc;
   if (plan->changed && s->charge && (rc = fx_commit(s, layer, current, &plan->placement)) != 0)
     return rc;
@@ -834,6 +1028,7 @@ static const pl_param_desc fx_params[] = {
     {"shadow_margin", "1", "shadow=1: a temporary is taken when its predicted gain exceeds this x its cost; 1 to 1000000"},
     {"shadow_max", "0", "shadow=1: most temporaries per layer and iteration (0: as free slots allow); 0 to 1048576"},
     {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
+    {"payback", PL_STR(FX_PAYBACK_DEFAULT), "a plan must pay its moves back within this many iterations (its lifetime at most this), times the layer's trust: the share of their moves its recent plans paid back on the counts that followed them (each judged against the placement it replaced, routed and costed as the guard does); 0: off (and the greedy's own migration estimate is kept); 0 to 1000000000"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` (us), which the way back
