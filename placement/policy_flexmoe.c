@@ -201,11 +201,16 @@ static int fx_pay_init(fx_state *s) {
   return PL_OK;
 }
 
-/* Layer time of p for counts, routed by pl_route into s->r (full routing). */
-static int fx_counts_us(fx_state *s, const pl_placement *p, const int64_t *counts, double *us) {
+/* Layer time of p for counts, routed into s->r: from scratch (pl_route),
+ * or with from non-NULL, changed from the routing of `from` for the same
+ * counts that s->r holds (pl_route_change: the same bits, only the experts
+ * whose replicas differ routed again). */
+static int fx_counts_us(fx_state *s, const pl_placement *from, const pl_placement *p,
+                        const int64_t *counts, double *us) {
   const pl_env *env = &s->env;
   pl_cost cost;
-  int rc = pl_route(p, &env->cluster, counts, -1, &s->r);
+  int rc = from ? pl_route_change(from, p, &env->cluster, counts, &s->r)
+                : pl_route(p, &env->cluster, counts, -1, &s->r);
   if (!rc)
     rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
   if (!rc)
@@ -232,8 +237,9 @@ static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
   }
   double before, after;
   int rc;
-  if ((rc = fx_counts_us(s, &s->pay_old[layer], counts, &before)) != 0 ||
-      (rc = fx_counts_us(s, &s->pay_new[layer], counts, &after)) != 0)
+  /* a plan changes few experts: its routing is the replaced one's, changed */
+  if ((rc = fx_counts_us(s, NULL, &s->pay_old[layer], counts, &before)) != 0 ||
+      (rc = fx_counts_us(s, &s->pay_old[layer], &s->pay_new[layer], counts, &after)) != 0)
     return rc;
   s->pay_gain[layer] += before - after;
   s->pay_n[layer]++;
@@ -765,8 +771,14 @@ static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, p
   int rc;
   if (!s->shadow || !(s->payback > 0) || cur - nw >= adjust)
     return PL_OK;
-  if ((rc = fx_shadow_net(s, layer, current, &ncur)) != 0 ||
-      (rc = fx_shadow_net(s, layer, &plan->placement, &nnew)) != 0)
+  if ((rc = fx_shadow_net(s, layer, current, &ncur)) != 0)
+    return rc;
+  /* nnew >= 0 only helps the plan ((nw - nnew) + a <= nw + a in floating
+   * point too): when the current placement's savings alone leave it its
+   * margin, the plan's temporaries need not be decided */
+  if (nw + adjust / s->life < cur - ncur)
+    return PL_OK;
+  if ((rc = fx_shadow_net(s, layer, &plan->placement, &nnew)) != 0)
     return rc;
   if (!((nw - nnew) + adjust / s->life < cur - ncur))
     plan->changed = 0;
