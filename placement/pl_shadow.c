@@ -270,13 +270,17 @@ static void touch(pl_temps *t, int g, int *nchg) {
   t->chg[(*nchg)++] = g;
 }
 
-/* Whether GPU g's copy of x is planned (in sv), not a temporary. */
-static int planned(const pl_placement *sv, int x, int g) { return pl_placement_has(sv, x, g); }
+/* Whether GPU g's copy of x is planned (in sv), not a temporary: build
+ * marks planned copies 1 in hosts, commit marks temporaries 2 (O(1), where
+ * a search of sv's replica list showed at 1,024 GPUs). */
+static int planned(const pl_temps *t, int x, int g) {
+  return t->hosts[(size_t)g * t->experts + x] == 1;
+}
 
 /* The trial values of copying x to d: its copies' shares and compute, d's
  * node's sources' wire tokens. The model's own state is left as it was
  * (rn, lh, rem, nrep are changed and put back). */
-static void trial_values(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+static void trial_values(pl_temps *t, const model *md, trial *tr) {
   int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
@@ -321,7 +325,7 @@ static void trial_values(pl_temps *t, const model *md, const pl_placement *sv, t
       t->nh[G + g] += new_node - old_node;
     t->nh[3 * G + g] += new_rest - old_rest;
     double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
-    if (planned(sv, x, g))
+    if (planned(t, x, g))
       t->nown[g] += delta;
     else
       t->ntmp[g] += delta;
@@ -351,8 +355,8 @@ static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) 
 
 /* Evaluates copying tr->x to tr->d from tr->h: tr's predicted time and its
  * parts; the trial values stay marked for commit. */
-static void evaluate(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
-  trial_values(t, md, sv, tr);
+static void evaluate(pl_temps *t, const model *md, trial *tr) {
+  trial_values(t, md, tr);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
   tr->total = predict(t, md, t->temp, t->n + 1, &tr->bal, &tr->cost);
@@ -360,8 +364,8 @@ static void evaluate(pl_temps *t, const model *md, const pl_placement *sv, trial
 }
 
 /* Takes trial tr (evaluated again, so its values are the marked ones). */
-static void commit(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
-  evaluate(t, md, sv, tr);
+static void commit(pl_temps *t, const model *md, trial *tr) {
+  evaluate(t, md, tr);
   int G = md->G, E = md->E, x = tr->x, d = tr->d;
   for (int k = 0; k < tr->nchg; k++) {
     int g = t->chg[k];
@@ -383,7 +387,7 @@ static void commit(pl_temps *t, const model *md, const pl_placement *sv, trial *
   }
   rep[at] = d;
   t->nrep[x] = n + 1;
-  t->hosts[(size_t)d * E + x] = 1;
+  t->hosts[(size_t)d * E + x] = 2; /* a temporary (planned()) */
   copy_bytes(t, md, tr->h, d, 1);
   t->sent[tr->h]++;
   t->freeslots[d]--;
@@ -525,7 +529,7 @@ static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x
                      trial *best) {
   trial tr = {.x = x, .d = d};
   tr.h = holder(t, sv, md->gpn, x, d);
-  evaluate(t, md, sv, &tr);
+  evaluate(t, md, &tr);
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -603,7 +607,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     if (best.x < 0 || !(best.total < cur) ||
         !(bal - best.bal > cfg->margin * (best.cost - cost)))
       break;
-    commit(t, &md, serving, &best);
+    commit(t, &md, &best);
     cur = best.total;
     bal = best.bal;
     cost = best.cost;

@@ -106,7 +106,7 @@ typedef struct pl_temps {
   double *ns, *lh;          /* [N*E] tokens of node n's sources for x; of those holding x */
   int *rn;                  /* [N*E] copies of x on node n */
   double *rem;              /* [E] tokens of x from nodes without a copy */
-  unsigned char *hosts;     /* [G*E] 1: GPU g holds x */
+  unsigned char *hosts;     /* [G*E] GPU g holds x: 1 planned, 2 temporary */
   double *h, *nh;           /* [4G] wire tokens (pl_routing's hose layout); a trial's */
   double *own, *tmp, *nown, *ntmp; /* [G] forward compute (us) of planned / temporary copies; a trial's */
   double *oin, *oout, *xin, *xout; /* [G] temporaries' weight bytes in / out, intra / inter */
