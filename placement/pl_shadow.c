@@ -25,6 +25,9 @@
 
 #include "placement/pl_error.h"
 
+/* The orders of the committed state (see "orders" below). */
+enum { ORD_C, ORD_A, ORD_F, NORD };
+
 void pl_temps_fini(pl_temps *t) {
   if (!t)
     return;
@@ -37,6 +40,7 @@ void pl_temps_fini(pl_temps *t) {
   pl_free(t->rep);
   pl_free(t->nrep);
   pl_free(t->freeslots);
+  pl_free(t->ord);
   memset(t, 0, sizeof(*t));
 }
 
@@ -57,7 +61,9 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
   s.freeslots = pl_calloc(4 * G, sizeof(int));
-  if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots) {
+  s.ord = pl_calloc((NORD + 2) * G, sizeof(int)); /* the orders, then [2G] scratch */
+  if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots ||
+      !s.ord) {
     pl_temps_fini(&s);
     return PL_ENOMEM;
   }
@@ -72,6 +78,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.sent = s.freeslots + G;
   s.mark = s.freeslots + 2 * G;
   s.chg = s.freeslots + 3 * G;
+  s.ordtmp = s.ord + NORD * G;
   *t = s;
   return PL_OK;
 }
@@ -151,15 +158,107 @@ static double arrivals(pl_temps *t, const model *md, const pl_temp *temp, int n)
   return rmax;
 }
 
+/* ------------------------------------------------------------ orders --- */
+
+/* The GPUs in three orders of the committed state, each by value
+ * descending, then id ascending: forward compute own + tmp (ORD_C), one
+ * all-to-all a2a (ORD_A) and the forward phase without arrivals
+ * max(own, 0) + tmp (ORD_F). The first entry is the scan's argmax (lowest
+ * id among the largest); the first entry a trial has not marked is the
+ * largest value of the GPUs it leaves alone, so predict() reads the
+ * maxima of G GPUs in O(GPUs the trial changes) instead of O(G). A commit
+ * re-sorts only the GPUs it changed and merges them back (O(G)). */
+
+static double ord_value(const pl_temps *t, int which, int g) {
+  if (which == ORD_C)
+    return t->own[g] + t->tmp[g];
+  if (which == ORD_A)
+    return t->a2a[g];
+  return (t->own[g] > 0 ? t->own[g] : 0) + t->tmp[g];
+}
+
+/* Whether GPU a comes before b in order `which`. */
+static int ord_before(const pl_temps *t, int which, int a, int b) {
+  double va = ord_value(t, which, a), vb = ord_value(t, which, b);
+  return va > vb || (va == vb && a < b);
+}
+
+/* Sorts idx[0..n) into order `which` (merge sort, tmp [n] scratch). */
+static void ord_sort(const pl_temps *t, int which, int *idx, int n, int *tmp) {
+  for (int w = 1; w < n; w *= 2) {
+    for (int lo = 0; lo < n; lo += 2 * w) {
+      int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+      int i = lo, j = mid, k = lo;
+      while (i < mid && j < hi)
+        tmp[k++] = ord_before(t, which, idx[j], idx[i]) ? idx[j++] : idx[i++];
+      while (i < mid)
+        tmp[k++] = idx[i++];
+      while (j < hi)
+        tmp[k++] = idx[j++];
+    }
+    memcpy(idx, tmp, (size_t)n * sizeof(int));
+  }
+}
+
+/* All three orders from scratch (after build). */
+static void orders_build(pl_temps *t) {
+  int G = t->gpus;
+  for (int w = 0; w < NORD; w++) {
+    int *o = t->ord + (size_t)w * G;
+    for (int g = 0; g < G; g++)
+      o[g] = g;
+    ord_sort(t, w, o, G, t->ordtmp);
+  }
+}
+
+/* Puts the GPUs chg[0..n) (marked with the current stamp, their committed
+ * values changed) back in place in every order. */
+static void orders_update(pl_temps *t, const int *chg, int n) {
+  int G = t->gpus;
+  int *moved = t->ordtmp + G; /* [G] */
+  for (int w = 0; w < NORD; w++) {
+    int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0;
+    memcpy(moved, chg, (size_t)n * sizeof(int));
+    ord_sort(t, w, moved, n, out);
+    for (int g = 0; g < G; g++) /* keep the others, in order */
+      if (t->mark[o[g]] != t->stamp)
+        o[k++] = o[g];
+    /* merge the kept o[0..k) with moved[0..n) into out, back into o */
+    int i = 0, j = 0, m = 0;
+    while (i < k && j < n)
+      out[m++] = ord_before(t, w, moved[j], o[i]) ? moved[j++] : o[i++];
+    while (i < k)
+      out[m++] = o[i++];
+    while (j < n)
+      out[m++] = moved[j++];
+    memcpy(o, out, (size_t)G * sizeof(int));
+  }
+}
+
+/* The first GPU of order `which` that the current trial has not marked
+ * (-1 when it marked all). */
+static int ord_first_unmarked(const pl_temps *t, int which) {
+  const int *o = t->ord + (size_t)which * t->gpus;
+  for (int i = 0; i < t->gpus; i++)
+    if (t->mark[o[i]] != t->stamp)
+      return o[i];
+  return -1;
+}
+
 /* Predicted layer time for the state with the trial's values where
- * mark[g] == stamp and temporaries temp[0..n) (pl_shadow.h's formula),
- * split into its balance part (bal) and the copies' cost (cost). */
-static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, double *bal,
-                      double *cost) {
-  int G = md->G;
+ * mark[g] == stamp (the GPUs chg[0..nchg)) and temporaries temp[0..n)
+ * (pl_shadow.h's formula), split into its balance part (bal) and the
+ * copies' cost (cost). The maxima over the GPUs: the marked ones and the
+ * temporaries' destinations (their arrivals) one by one, the others from
+ * the orders; every GPU's value is the same double as in a scan, and a
+ * maximum does not depend on the order it is taken in, so the result is
+ * the scan's bit for bit. */
+static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, int nchg,
+                      double *bal, double *cost) {
   double rmax = arrivals(t, md, temp, n);
   double cmax = 0, amax = 0, f = 0;
-  for (int g = 0; g < G; g++) {
+  for (int k = 0; k < nchg + n; k++) {
+    int g = k < nchg ? t->chg[k] : temp[k - nchg].to;
     int tr = t->mark[g] == t->stamp;
     double own = tr ? t->nown[g] : t->own[g], tmp = tr ? t->ntmp[g] : t->tmp[g];
     double a = tr ? t->na2a[g] : t->a2a[g];
@@ -167,6 +266,17 @@ static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, 
     cmax = own + tmp > cmax ? own + tmp : cmax;
     amax = a > amax ? a : amax;
     f = ready + tmp > f ? ready + tmp : f;
+  }
+  /* an unmarked GPU without arrivals has ready + tmp = ORD_F's value; one
+   * with arrivals was taken above with a value at least as large */
+  int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
+  int gf = ord_first_unmarked(t, ORD_F);
+  if (gc >= 0) {
+    double v = ord_value(t, ORD_C, gc), a = ord_value(t, ORD_A, ga);
+    double fv = ord_value(t, ORD_F, gf);
+    cmax = v > cmax ? v : cmax;
+    amax = a > amax ? a : amax;
+    f = fv > f ? fv : f;
   }
   for (int k = 0; k < n; k++)
     t->arr[temp[k].to] = 0;
@@ -359,7 +469,7 @@ static void evaluate(pl_temps *t, const model *md, trial *tr) {
   trial_values(t, md, tr);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
-  tr->total = predict(t, md, t->temp, t->n + 1, &tr->bal, &tr->cost);
+  tr->total = predict(t, md, t->temp, t->n + 1, tr->nchg, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
@@ -375,6 +485,7 @@ static void commit(pl_temps *t, const model *md, trial *tr) {
     t->tmp[g] = t->ntmp[g];
     t->a2a[g] = t->na2a[g];
   }
+  orders_update(t, t->chg, tr->nchg);
   size_t ix = (size_t)(d / md->gpn) * E + x;
   if (!t->rn[ix])
     t->rem[x] -= t->ns[ix];
@@ -561,13 +672,7 @@ static void try_a2a_destinations(pl_temps *t, const model *md, const pl_placemen
  * the most computing GPU and the two the slowest all-to-all GPU receives
  * most, each on destinations() and try_a2a_destinations(). */
 static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, trial *best) {
-  int G = md->G, bc = 0, ba = 0;
-  for (int g = 1; g < G; g++) {
-    if (t->own[g] + t->tmp[g] > t->own[bc] + t->tmp[bc])
-      bc = g;
-    if (t->a2a[g] > t->a2a[ba])
-      ba = g;
-  }
+  int G = md->G, bc = t->ord[(size_t)ORD_C * G], ba = t->ord[(size_t)ORD_A * G];
   int xs[3] = {hottest(t, md, bc, 0), hottest(t, md, ba, 1), -1};
   if (xs[1] >= 0)
     xs[2] = next_hottest_in(t, md, ba, xs[1]);
@@ -597,7 +702,8 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     return PL_EINVAL;
   }
   double bal0, cost0, bal, cost;
-  double cur = predict(t, &md, t->temp, 0, &bal0, &cost0);
+  orders_build(t);
+  double cur = predict(t, &md, t->temp, 0, 0, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
@@ -661,7 +767,8 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
   if (n && t->temp != temp)
     memmove(t->temp, temp, (size_t)n * sizeof(pl_temp));
   double bal, cost;
-  *us = predict(t, &md, t->temp, n, &bal, &cost);
+  orders_build(t);
+  *us = predict(t, &md, t->temp, n, 0, &bal, &cost);
   unbuild(t, &md);
   t->n = 0;
   return PL_OK;

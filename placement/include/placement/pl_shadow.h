@@ -115,6 +115,7 @@ typedef struct pl_temps {
   int *rep, *nrep;          /* [E*G] replica lists with the temporaries, [E] their length */
   int *freeslots, *sent, *mark, *chg; /* [G] */
   int stamp;
+  int *ord, *ordtmp;         /* [3G] GPUs by compute, all-to-all, forward phase; [2G] */
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
