@@ -57,7 +57,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
   s.rn = pl_calloc(E * G, sizeof(int));
   s.hosts = pl_calloc(E * G, 1);
-  s.h = pl_calloc(19 * G, sizeof(double)); /* h, nh, then the 11 [G] doubles */
+  s.h = pl_calloc(22 * G, sizeof(double)); /* h, nh, then the 14 [G] doubles */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
   s.freeslots = pl_calloc(4 * G, sizeof(int));
@@ -72,7 +72,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.nh = s.h + 4 * G;
   double *d = s.h + 8 * G;
   double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
-                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a};
+                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a};
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
     *v[i] = d + i * G;
   s.sent = s.freeslots + G;
@@ -452,6 +452,165 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
   tr->nchg = nchg;
 }
 
+/* ------------------------------------------- trials on a holding node --- */
+
+/* A trial that copies x to a node already holding a copy (most of a
+ * step's trials at scale: one per node holding x) changes x's copies on
+ * other nodes the same way whichever node it is: their share of the
+ * nodes without a copy drops from rem/r to rem/(r + 1). The "base" of x
+ * holds those values once per expert and step (bown, btmp, ba2a for x's
+ * copies, built from the committed state exactly as trial_values() would
+ * build them) and, per order, the largest value over x's copies and the
+ * largest over the copies off that node (so a trial on node n reads the
+ * largest over the copies off n in O(1)), and where in each order the
+ * first GPU without a copy of x is. A trial then computes only d and x's
+ * copies on d's node. Any commit changes the committed state: the base
+ * is keyed by the number of commits. */
+static void base_build(pl_temps *t, const model *md, int x) {
+  int G = md->G, E = md->E, gpn = md->gpn, n = t->nrep[x];
+  const int *rep = t->rep + (size_t)x * G;
+  double old_rest = share_rest(t, x);
+  t->nrep[x]++;
+  double new_rest = share_rest(t, x);
+  t->nrep[x]--;
+  for (int w = 0; w < NORD; w++) {
+    t->b1v[w] = t->b2v[w] = -INFINITY;
+    t->b1n[w] = -1;
+  }
+  for (int i = 0; i < n; i++) {
+    int g = rep[i], ng = g / gpn;
+    double c0 = (double)md->counts[(size_t)g * E + x], node = share_node(t, x, ng);
+    double was = c0 + node + old_rest, now = c0 + node + new_rest;
+    double h3 = t->h[3 * G + g];
+    h3 += new_rest - old_rest;
+    t->ba2a[g] = a2a_us(md, t->h[g], t->h[G + g], t->h[2 * G + g], h3);
+    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
+    t->bown[g] = t->own[g];
+    t->btmp[g] = t->tmp[g];
+    if (planned(t, x, g))
+      t->bown[g] += delta;
+    else
+      t->btmp[g] += delta;
+    double v[NORD] = {[ORD_C] = t->bown[g] + t->btmp[g], [ORD_A] = t->ba2a[g],
+                      [ORD_F] = (t->bown[g] > 0 ? t->bown[g] : 0) + t->btmp[g]};
+    for (int w = 0; w < NORD; w++) {
+      if (v[w] > t->b1v[w]) {
+        if (ng != t->b1n[w])
+          t->b2v[w] = t->b1v[w];
+        t->b1v[w] = v[w];
+        t->b1n[w] = ng;
+      } else if (ng != t->b1n[w] && v[w] > t->b2v[w]) {
+        t->b2v[w] = v[w];
+      }
+    }
+  }
+  for (int w = 0; w < NORD; w++) {
+    const int *o = t->ord + (size_t)w * G;
+    int i = 0;
+    while (i < G && t->hosts[(size_t)o[i] * E + x])
+      i++;
+    t->bpos[w] = i;
+  }
+  t->bx = x;
+  t->bver = t->ver;
+}
+
+/* trial_values() for a d whose node holds x: d and x's copies on d's
+ * node get trial values (marked); x's other copies have the base's. */
+static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
+  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
+  const int64_t *counts = md->counts;
+  size_t ix = (size_t)nd * E + x;
+  int nchg = 0;
+  t->stamp++;
+  touch(t, d, &nchg);
+  double cd = (double)counts[(size_t)d * E + x];
+  t->nh[d] -= cd;
+  double old_rest = share_rest(t, x);
+  double old_node = share_node(t, x, nd);
+  const int *rep = t->rep + (size_t)x * G;
+  int n = t->nrep[x], lo = 0, hi = n;
+  while (lo < hi) { /* the first copy on node nd (rep ascending) */
+    int mid = (lo + hi) / 2;
+    if (rep[mid] < nd * gpn)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  t->rn[ix]++;
+  t->lh[ix] += cd;
+  t->nrep[x]++;
+  double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
+  for (int i = lo; i < n && rep[i] < (nd + 1) * gpn; i++) {
+    int g = rep[i];
+    touch(t, g, &nchg);
+    double c0 = (double)counts[(size_t)g * E + x];
+    double was = c0 + old_node + old_rest;
+    double now = c0 + new_node + new_rest;
+    t->nh[G + g] += new_node - old_node;
+    t->nh[3 * G + g] += new_rest - old_rest;
+    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
+    if (planned(t, x, g))
+      t->nown[g] += delta;
+    else
+      t->ntmp[g] += delta;
+  }
+  t->nh[G + d] += new_node;
+  t->nh[3 * G + d] += new_rest;
+  t->ntmp[d] += pl_ffn_us(md->prof, cd + new_node + new_rest);
+  t->rn[ix]--;
+  t->lh[ix] -= cd;
+  t->nrep[x]--;
+  for (int k = 0; k < nchg; k++)
+    t->na2a[t->chg[k]] = gpu_a2a(md, t->nh, t->chg[k]);
+  tr->nchg = nchg;
+}
+
+/* predict() for trial_values_had()'s state: the marked GPUs and the
+ * temporaries' destinations one by one (x's unmarked copies with the
+ * base's values), x's copies off d's node from the base, the GPUs
+ * without a copy of x from the orders. The same values as predict()'s,
+ * so the same result bit for bit. */
+static double predict_had(pl_temps *t, const model *md, const pl_temp *temp, int n, int nchg,
+                          int x, int d, double *bal, double *cost) {
+  int G = md->G, E = md->E, nd = d / md->gpn;
+  double rmax = arrivals(t, md, temp, n);
+  double cmax = 0, amax = 0, f = 0;
+  for (int k = 0; k < nchg + n; k++) {
+    int g = k < nchg ? t->chg[k] : temp[k - nchg].to;
+    int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
+    double own = tr ? t->nown[g] : base ? t->bown[g] : t->own[g];
+    double tmp = tr ? t->ntmp[g] : base ? t->btmp[g] : t->tmp[g];
+    double a = tr ? t->na2a[g] : base ? t->ba2a[g] : t->a2a[g];
+    double ready = own > t->arr[g] ? own : t->arr[g];
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+    f = ready + tmp > f ? ready + tmp : f;
+  }
+  double m[NORD];
+  for (int w = 0; w < NORD; w++) {
+    double v = t->b1n[w] != nd ? t->b1v[w] : t->b2v[w]; /* x's copies off nd */
+    const int *o = t->ord + (size_t)w * G;
+    for (int i = t->bpos[w]; i < G; i++) {
+      int g = o[i];
+      if (g == d || t->hosts[(size_t)g * E + x])
+        continue;
+      double u = ord_value(t, w, g);
+      v = u > v ? u : v;
+      break;
+    }
+    m[w] = v;
+  }
+  cmax = m[ORD_C] > cmax ? m[ORD_C] : cmax;
+  amax = m[ORD_A] > amax ? m[ORD_A] : amax;
+  f = m[ORD_F] > f ? m[ORD_F] : f;
+  for (int k = 0; k < n; k++)
+    t->arr[temp[k].to] = 0;
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
+  return *bal + *cost;
+}
+
 /* Adds (sign 1) or removes (-1) the weight bytes of a copy h -> d. */
 static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) {
   if (h / md->gpn == d / md->gpn) {
@@ -470,6 +629,18 @@ static void evaluate(pl_temps *t, const model *md, trial *tr) {
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
   tr->total = predict(t, md, t->temp, t->n + 1, tr->nchg, &tr->bal, &tr->cost);
+  copy_bytes(t, md, tr->h, tr->d, -1);
+}
+
+/* evaluate() for a d whose node holds x (the same result, see base_build). */
+static void evaluate_had(pl_temps *t, const model *md, trial *tr) {
+  if (t->bx != tr->x || t->bver != t->ver)
+    base_build(t, md, tr->x);
+  trial_values_had(t, md, tr);
+  t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
+  copy_bytes(t, md, tr->h, tr->d, 1);
+  tr->total =
+      predict_had(t, md, t->temp, t->n + 1, tr->nchg, tr->x, tr->d, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
@@ -504,6 +675,7 @@ static void commit(pl_temps *t, const model *md, trial *tr) {
   t->freeslots[d]--;
   t->n++;
   t->stamp++;
+  t->ver++; /* the base is stale */
 }
 
 /* The holder that sends expert x's copy to d: a planned replica on d's
@@ -640,7 +812,10 @@ static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x
                      trial *best) {
   trial tr = {.x = x, .d = d};
   tr.h = holder(t, sv, md->gpn, x, d);
-  evaluate(t, md, &tr);
+  if (t->rn[(size_t)(d / md->gpn) * md->E + x])
+    evaluate_had(t, md, &tr);
+  else
+    evaluate(t, md, &tr);
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -703,6 +878,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   }
   double bal0, cost0, bal, cost;
   orders_build(t);
+  t->bx = -1;
   double cur = predict(t, &md, t->temp, 0, 0, &bal0, &cost0);
   bal = bal0;
   cost = cost0;

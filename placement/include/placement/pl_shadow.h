@@ -116,6 +116,11 @@ typedef struct pl_temps {
   int *freeslots, *sent, *mark, *chg; /* [G] */
   int stamp;
   int *ord, *ordtmp;         /* [3G] GPUs by compute, all-to-all, forward phase; [2G] */
+  /* the base of a trial on a node holding expert bx (pl_shadow.c) */
+  double *bown, *btmp, *ba2a; /* [G] */
+  double b1v[3], b2v[3];
+  int b1n[3], bpos[3];
+  int bx, bver, ver;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
