@@ -57,7 +57,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
   s.rn = pl_calloc(E * G, sizeof(int));
   s.hosts = pl_calloc(E * G, 1);
-  s.h = pl_calloc(22 * G, sizeof(double)); /* h, nh, then the 14 [G] doubles */
+  s.h = pl_calloc(25 * G, sizeof(double)); /* h, nh, the 14 [G] doubles, okey */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
   s.freeslots = pl_calloc(4 * G, sizeof(int));
@@ -70,6 +70,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.lh = s.ns + E * G;
   s.rem = s.ns + 2 * E * G;
   s.nh = s.h + 4 * G;
+  s.okey = s.h + 22 * G;
   double *d = s.h + 8 * G;
   double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
                   &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a};
@@ -177,20 +178,19 @@ static double ord_value(const pl_temps *t, int which, int g) {
   return (t->own[g] > 0 ? t->own[g] : 0) + t->tmp[g];
 }
 
-/* Whether GPU a comes before b in order `which`. */
-static int ord_before(const pl_temps *t, int which, int a, int b) {
-  double va = ord_value(t, which, a), vb = ord_value(t, which, b);
-  return va > vb || (va == vb && a < b);
+/* Whether GPU a comes before b in order `which` (by the keys kv). */
+static inline int ord_before(const double *kv, int a, int b) {
+  return kv[a] > kv[b] || (kv[a] == kv[b] && a < b);
 }
 
-/* Sorts idx[0..n) into order `which` (merge sort, tmp [n] scratch). */
-static void ord_sort(const pl_temps *t, int which, int *idx, int n, int *tmp) {
+/* Sorts idx[0..n) by keys kv (merge sort, tmp [n] scratch). */
+static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
   for (int w = 1; w < n; w *= 2) {
     for (int lo = 0; lo < n; lo += 2 * w) {
       int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
       int i = lo, j = mid, k = lo;
       while (i < mid && j < hi)
-        tmp[k++] = ord_before(t, which, idx[j], idx[i]) ? idx[j++] : idx[i++];
+        tmp[k++] = ord_before(kv, idx[j], idx[i]) ? idx[j++] : idx[i++];
       while (i < mid)
         tmp[k++] = idx[i++];
       while (j < hi)
@@ -200,14 +200,17 @@ static void ord_sort(const pl_temps *t, int which, int *idx, int n, int *tmp) {
   }
 }
 
-/* All three orders from scratch (after build). */
+/* All three orders and their keys from scratch (after build). */
 static void orders_build(pl_temps *t) {
   int G = t->gpus;
   for (int w = 0; w < NORD; w++) {
     int *o = t->ord + (size_t)w * G;
-    for (int g = 0; g < G; g++)
+    double *kv = t->okey + (size_t)w * G;
+    for (int g = 0; g < G; g++) {
       o[g] = g;
-    ord_sort(t, w, o, G, t->ordtmp);
+      kv[g] = ord_value(t, w, g);
+    }
+    ord_sort(kv, o, G, t->ordtmp);
   }
 }
 
@@ -218,15 +221,18 @@ static void orders_update(pl_temps *t, const int *chg, int n) {
   int *moved = t->ordtmp + G; /* [G] */
   for (int w = 0; w < NORD; w++) {
     int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0;
+    double *kv = t->okey + (size_t)w * G;
+    for (int i = 0; i < n; i++)
+      kv[chg[i]] = ord_value(t, w, chg[i]);
     memcpy(moved, chg, (size_t)n * sizeof(int));
-    ord_sort(t, w, moved, n, out);
+    ord_sort(kv, moved, n, out);
     for (int g = 0; g < G; g++) /* keep the others, in order */
       if (t->mark[o[g]] != t->stamp)
         o[k++] = o[g];
     /* merge the kept o[0..k) with moved[0..n) into out, back into o */
     int i = 0, j = 0, m = 0;
     while (i < k && j < n)
-      out[m++] = ord_before(t, w, moved[j], o[i]) ? moved[j++] : o[i++];
+      out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
     while (i < k)
       out[m++] = o[i++];
     while (j < n)
@@ -272,8 +278,8 @@ static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, 
   int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
   int gf = ord_first_unmarked(t, ORD_F);
   if (gc >= 0) {
-    double v = ord_value(t, ORD_C, gc), a = ord_value(t, ORD_A, ga);
-    double fv = ord_value(t, ORD_F, gf);
+    int G = t->gpus;
+    double v = t->okey[gc], a = t->okey[G + ga], fv = t->okey[2 * G + gf];
     cmax = v > cmax ? v : cmax;
     amax = a > amax ? a : amax;
     f = fv > f ? fv : f;
@@ -595,7 +601,7 @@ static double predict_had(pl_temps *t, const model *md, const pl_temp *temp, int
       int g = o[i];
       if (g == d || t->hosts[(size_t)g * E + x])
         continue;
-      double u = ord_value(t, w, g);
+      double u = t->okey[(size_t)w * G + g];
       v = u > v ? u : v;
       break;
     }

@@ -116,6 +116,7 @@ typedef struct pl_temps {
   int *freeslots, *sent, *mark, *chg; /* [G] */
   int stamp;
   int *ord, *ordtmp;         /* [3G] GPUs by compute, all-to-all, forward phase; [2G] */
+  double *okey;             /* [3G] the orders' keys */
   /* the base of a trial on a node holding expert bx (pl_shadow.c) */
   double *bown, *btmp, *ba2a; /* [G] */
   double b1v[3], b2v[3];
