@@ -41,6 +41,7 @@ void pl_temps_fini(pl_temps *t) {
   pl_free(t->nrep);
   pl_free(t->freeslots);
   pl_free(t->ord);
+  pl_free(t->tnext);
   memset(t, 0, sizeof(*t));
 }
 
@@ -57,28 +58,33 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
   s.rn = pl_calloc(E * G, sizeof(int));
   s.hosts = pl_calloc(E * G, 1);
-  s.h = pl_calloc(25 * G, sizeof(double)); /* h, nh, the 14 [G] doubles, okey */
+  s.h = pl_calloc(26 * G, sizeof(double)); /* h, nh, the 15 [G] doubles, okey */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
-  s.freeslots = pl_calloc(4 * G, sizeof(int));
+  s.freeslots = pl_calloc(8 * G, sizeof(int));
+  s.tnext = pl_calloc(2 * E * G, sizeof(int));
   s.ord = pl_calloc((NORD + 2) * G, sizeof(int)); /* the orders, then [2G] scratch */
   if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots ||
-      !s.ord) {
+      !s.ord || !s.tnext) {
     pl_temps_fini(&s);
     return PL_ENOMEM;
   }
   s.lh = s.ns + E * G;
   s.rem = s.ns + 2 * E * G;
   s.nh = s.h + 4 * G;
-  s.okey = s.h + 22 * G;
+  s.okey = s.h + 23 * G; /* after the 15 [G] doubles */
   double *d = s.h + 8 * G;
   double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
-                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a};
+                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a, &s.carr};
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
     *v[i] = d + i * G;
   s.sent = s.freeslots + G;
   s.mark = s.freeslots + 2 * G;
   s.chg = s.freeslots + 3 * G;
+  s.amark = s.freeslots + 4 * G;
+  s.amk = s.freeslots + 5 * G;
+  s.hto = s.freeslots + 6 * G;
+  s.hfrom = s.freeslots + 7 * G;
   s.ordtmp = s.ord + NORD * G;
   *t = s;
   return PL_OK;
@@ -140,23 +146,73 @@ static double link_us(const model *md, double intra, double inter) {
   return (a > b ? a : b) * 1e6;
 }
 
-/* The temporaries' weight arrivals (t->arr) for temp[0..n) and the
- * latest of them (the gradients' way back, the same bytes reversed). */
-static double arrivals(pl_temps *t, const model *md, const pl_temp *temp, int n) {
-  double rmax = 0;
+/* The temporaries' weight arrivals for temp[0..n) from scratch: the
+ * committed arrivals carr and their latest, crmax (the gradients' way
+ * back, the same bytes reversed), and the lists of temporaries by
+ * destination and by holder. */
+static void arrivals_all(pl_temps *t, const model *md, const pl_temp *temp, int n) {
+  t->crmax = 0;
   for (int k = 0; k < n; k++)
-    t->arr[temp[k].to] = 0;
+    t->carr[temp[k].to] = 0;
   for (int k = 0; k < n; k++) {
     int a = temp[k].from, b = temp[k].to;
     double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
     double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
     double at = lat + (in > out ? in : out);
-    if (at > t->arr[b])
-      t->arr[b] = at;
-    if (at > rmax)
-      rmax = at;
+    if (at > t->carr[b])
+      t->carr[b] = at;
+    if (at > t->crmax)
+      t->crmax = at;
+    t->tnext[2 * k] = t->hto[b];
+    t->hto[b] = k;
+    t->tnext[2 * k + 1] = t->hfrom[a];
+    t->hfrom[a] = k;
   }
-  return rmax;
+}
+
+/* Arrival (us) of a temporary a -> b with the current bytes. */
+static double arrival(const pl_temps *t, const model *md, int a, int b) {
+  double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
+  double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
+  return lat + (in > out ? in : out);
+}
+
+/* The arrivals of a trial copy h -> d (its bytes already added): only the
+ * temporaries to d and from h change (more bytes on d's way in and h's
+ * way out), so the GPUs whose arrival changes are d and the destinations
+ * of h's copies (listed in amk, marked amark = stamp, their arrival in
+ * arr). A temporary's arrival only grows with bytes added, so the latest
+ * of all (trmax) is the larger of crmax and the changed ones: what a
+ * scan of every temporary gives, bit for bit. */
+static void trial_arrivals(pl_temps *t, const model *md, int h, int d) {
+  double at = arrival(t, md, h, d), rmax = at > t->crmax ? at : t->crmax;
+  double v = 0;
+  if (at > v)
+    v = at;
+  for (int k = t->hto[d]; k >= 0; k = t->tnext[2 * k]) {
+    double a = arrival(t, md, t->temp[k].from, d);
+    v = a > v ? a : v;
+    rmax = a > rmax ? a : rmax;
+  }
+  t->arr[d] = v;
+  t->amark[d] = t->stamp;
+  t->amk[0] = d;
+  t->namk = 1;
+  for (int k = t->hfrom[h]; k >= 0; k = t->tnext[2 * k + 1]) {
+    int b = t->temp[k].to;
+    if (t->amark[b] == t->stamp)
+      continue;
+    v = 0;
+    for (int j = t->hto[b]; j >= 0; j = t->tnext[2 * j]) {
+      double a = arrival(t, md, t->temp[j].from, b);
+      v = a > v ? a : v;
+      rmax = a > rmax ? a : rmax;
+    }
+    t->arr[b] = v;
+    t->amark[b] = t->stamp;
+    t->amk[t->namk++] = b;
+  }
+  t->trmax = rmax;
 }
 
 /* ------------------------------------------------------------ orders --- */
@@ -175,7 +231,7 @@ static double ord_value(const pl_temps *t, int which, int g) {
     return t->own[g] + t->tmp[g];
   if (which == ORD_A)
     return t->a2a[g];
-  return (t->own[g] > 0 ? t->own[g] : 0) + t->tmp[g];
+  return (t->own[g] > t->carr[g] ? t->own[g] : t->carr[g]) + t->tmp[g];
 }
 
 /* Whether GPU a comes before b in order `which` (by the keys kv). */
@@ -259,22 +315,29 @@ static int ord_first_unmarked(const pl_temps *t, int which) {
  * the orders; every GPU's value is the same double as in a scan, and a
  * maximum does not depend on the order it is taken in, so the result is
  * the scan's bit for bit. */
-static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, int nchg,
-                      double *bal, double *cost) {
-  double rmax = arrivals(t, md, temp, n);
+static double predict(pl_temps *t, const model *md, int h, int d, int nchg, double *bal,
+                      double *cost) {
+  double rmax = t->crmax;
+  t->namk = 0;
+  if (d >= 0) {
+    trial_arrivals(t, md, h, d);
+    rmax = t->trmax;
+  }
   double cmax = 0, amax = 0, f = 0;
-  for (int k = 0; k < nchg + n; k++) {
-    int g = k < nchg ? t->chg[k] : temp[k - nchg].to;
+  for (int k = 0; k < nchg + t->namk; k++) {
+    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
     int tr = t->mark[g] == t->stamp;
     double own = tr ? t->nown[g] : t->own[g], tmp = tr ? t->ntmp[g] : t->tmp[g];
     double a = tr ? t->na2a[g] : t->a2a[g];
-    double ready = own > t->arr[g] ? own : t->arr[g];
+    double arr = d >= 0 && t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
+    double ready = own > arr ? own : arr;
     cmax = own + tmp > cmax ? own + tmp : cmax;
     amax = a > amax ? a : amax;
     f = ready + tmp > f ? ready + tmp : f;
   }
-  /* an unmarked GPU without arrivals has ready + tmp = ORD_F's value; one
-   * with arrivals was taken above with a value at least as large */
+  /* an unmarked GPU whose arrival the trial does not change has ready +
+   * tmp = ORD_F's key; one whose arrival it changes was taken above with
+   * a value at least as large (arrivals only grow) */
   int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
   int gf = ord_first_unmarked(t, ORD_F);
   if (gc >= 0) {
@@ -284,8 +347,6 @@ static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, 
     amax = a > amax ? a : amax;
     f = fv > f ? fv : f;
   }
-  for (int k = 0; k < n; k++)
-    t->arr[temp[k].to] = 0;
   *bal = (1 + md->bwd) * cmax + 4 * amax;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
@@ -332,8 +393,9 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
     t->h[2 * G + s] = (double)xo;
     t->h[G + s] = t->h[3 * G + s] = 0;
     t->own[s] = t->tmp[s] = 0;
-    t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = 0;
-    t->mark[s] = 0;
+    t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = t->carr[s] = 0;
+    t->mark[s] = t->amark[s] = 0;
+    t->hto[s] = t->hfrom[s] = -1;
   }
   for (int n = 0; n < N; n++)
     for (int x = 0; x < E; x++)
@@ -354,6 +416,7 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
   for (int g = 0; g < G; g++)
     t->a2a[g] = gpu_a2a(md, t->h, g);
   t->stamp = 1;
+  t->crmax = 0;
   return neg ? PL_EINVAL : PL_OK;
 }
 
@@ -498,7 +561,7 @@ static void base_build(pl_temps *t, const model *md, int x) {
     else
       t->btmp[g] += delta;
     double v[NORD] = {[ORD_C] = t->bown[g] + t->btmp[g], [ORD_A] = t->ba2a[g],
-                      [ORD_F] = (t->bown[g] > 0 ? t->bown[g] : 0) + t->btmp[g]};
+                      [ORD_F] = (t->bown[g] > t->carr[g] ? t->bown[g] : t->carr[g]) + t->btmp[g]};
     for (int w = 0; w < NORD; w++) {
       if (v[w] > t->b1v[w]) {
         if (ng != t->b1n[w])
@@ -577,18 +640,20 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
  * base's values), x's copies off d's node from the base, the GPUs
  * without a copy of x from the orders. The same values as predict()'s,
  * so the same result bit for bit. */
-static double predict_had(pl_temps *t, const model *md, const pl_temp *temp, int n, int nchg,
-                          int x, int d, double *bal, double *cost) {
+static double predict_had(pl_temps *t, const model *md, int nchg, int x, int h, int d,
+                          double *bal, double *cost) {
   int G = md->G, E = md->E, nd = d / md->gpn;
-  double rmax = arrivals(t, md, temp, n);
+  trial_arrivals(t, md, h, d);
+  double rmax = t->trmax;
   double cmax = 0, amax = 0, f = 0;
-  for (int k = 0; k < nchg + n; k++) {
-    int g = k < nchg ? t->chg[k] : temp[k - nchg].to;
+  for (int k = 0; k < nchg + t->namk; k++) {
+    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
     int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
     double own = tr ? t->nown[g] : base ? t->bown[g] : t->own[g];
     double tmp = tr ? t->ntmp[g] : base ? t->btmp[g] : t->tmp[g];
     double a = tr ? t->na2a[g] : base ? t->ba2a[g] : t->a2a[g];
-    double ready = own > t->arr[g] ? own : t->arr[g];
+    double arr = t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
+    double ready = own > arr ? own : arr;
     cmax = own + tmp > cmax ? own + tmp : cmax;
     amax = a > amax ? a : amax;
     f = ready + tmp > f ? ready + tmp : f;
@@ -610,8 +675,6 @@ static double predict_had(pl_temps *t, const model *md, const pl_temp *temp, int
   cmax = m[ORD_C] > cmax ? m[ORD_C] : cmax;
   amax = m[ORD_A] > amax ? m[ORD_A] : amax;
   f = m[ORD_F] > f ? m[ORD_F] : f;
-  for (int k = 0; k < n; k++)
-    t->arr[temp[k].to] = 0;
   *bal = (1 + md->bwd) * cmax + 4 * amax;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
@@ -634,7 +697,7 @@ static void evaluate(pl_temps *t, const model *md, trial *tr) {
   trial_values(t, md, tr);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
-  tr->total = predict(t, md, t->temp, t->n + 1, tr->nchg, &tr->bal, &tr->cost);
+  tr->total = predict(t, md, tr->h, tr->d, tr->nchg, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
@@ -646,7 +709,7 @@ static void evaluate_had(pl_temps *t, const model *md, trial *tr) {
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
   tr->total =
-      predict_had(t, md, t->temp, t->n + 1, tr->nchg, tr->x, tr->d, &tr->bal, &tr->cost);
+      predict_had(t, md, tr->nchg, tr->x, tr->h, tr->d, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
@@ -654,6 +717,20 @@ static void evaluate_had(pl_temps *t, const model *md, trial *tr) {
 static void commit(pl_temps *t, const model *md, trial *tr) {
   evaluate(t, md, tr);
   int G = md->G, E = md->E, x = tr->x, d = tr->d;
+  /* the GPUs whose arrival changes change their ORD_F key */
+  for (int k = 0; k < t->namk; k++) {
+    int b = t->amk[k];
+    if (t->mark[b] != t->stamp) {
+      touch(t, b, &tr->nchg);
+      t->na2a[b] = t->a2a[b];
+    }
+    t->carr[b] = t->arr[b];
+  }
+  t->crmax = t->trmax;
+  t->tnext[2 * t->n] = t->hto[d];
+  t->hto[d] = t->n;
+  t->tnext[2 * t->n + 1] = t->hfrom[tr->h];
+  t->hfrom[tr->h] = t->n;
   for (int k = 0; k < tr->nchg; k++) {
     int g = t->chg[k];
     for (int c = 0; c < 4; c++)
@@ -885,7 +962,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   double bal0, cost0, bal, cost;
   orders_build(t);
   t->bx = -1;
-  double cur = predict(t, &md, t->temp, 0, 0, &bal0, &cost0);
+  double cur = predict(t, &md, -1, -1, 0, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
@@ -949,8 +1026,9 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
   if (n && t->temp != temp)
     memmove(t->temp, temp, (size_t)n * sizeof(pl_temp));
   double bal, cost;
+  arrivals_all(t, &md, t->temp, n);
   orders_build(t);
-  *us = predict(t, &md, t->temp, n, 0, &bal, &cost);
+  *us = predict(t, &md, -1, -1, 0, &bal, &cost);
   unbuild(t, &md);
   t->n = 0;
   return PL_OK;

@@ -122,6 +122,12 @@ typedef struct pl_temps {
   double b1v[3], b2v[3];
   int b1n[3], bpos[3];
   int bx, bver, ver;
+  /* committed arrivals and the temporaries by destination and by holder */
+  double *carr;              /* [G] */
+  double crmax, trmax;
+  int *amark, *amk, *hto, *hfrom; /* [G] */
+  int *tnext;                /* [2 E G] next temporary to the same GPU, from the same */
+  int namk;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
