@@ -58,7 +58,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
   s.rn = pl_calloc(E * G, sizeof(int));
   s.hosts = pl_calloc(E * G, 1);
-  s.h = pl_calloc(26 * G, sizeof(double)); /* h, nh, the 15 [G] doubles, okey */
+  s.h = pl_calloc(27 * G, sizeof(double)); /* h, nh, the 16 [G] doubles, okey */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
   s.freeslots = pl_calloc(8 * G, sizeof(int));
@@ -72,10 +72,10 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.lh = s.ns + E * G;
   s.rem = s.ns + 2 * E * G;
   s.nh = s.h + 4 * G;
-  s.okey = s.h + 23 * G; /* after the 15 [G] doubles */
+  s.okey = s.h + 24 * G; /* after the 16 [G] doubles */
   double *d = s.h + 8 * G;
   double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
-                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a, &s.carr};
+                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a, &s.carr, &s.wus};
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
     *v[i] = d + i * G;
   s.sent = s.freeslots + G;
@@ -456,6 +456,28 @@ static int planned(const pl_temps *t, int x, int g) {
   return t->hosts[(size_t)g * t->experts + x] == 1;
 }
 
+/* The forward compute (us) of each copy of x on the committed state
+ * (wus[g], the "was" of every trial of x), once per expert and step: the
+ * same expression as a trial's, so the same doubles. */
+static void was_build(pl_temps *t, const model *md, int x) {
+  int G = md->G, E = md->E, gpn = md->gpn;
+  const int *rep = t->rep + (size_t)x * G;
+  double rest = share_rest(t, x);
+  for (int i = 0; i < t->nrep[x]; i++) {
+    int g = rep[i];
+    double c0 = (double)md->counts[(size_t)g * E + x];
+    t->wus[g] = pl_ffn_us(md->prof, c0 + share_node(t, x, g / gpn) + rest);
+  }
+  t->wx = x;
+  t->wver = t->ver;
+}
+
+static const double *was_us(pl_temps *t, const model *md, int x) {
+  if (t->wx != x || t->wver != t->ver)
+    was_build(t, md, x);
+  return t->wus;
+}
+
 /* The trial values of copying x to d: its copies' shares and compute, d's
  * node's sources' wire tokens. The model's own state is left as it was
  * (rn, lh, rem, nrep are changed and put back). */
@@ -464,6 +486,7 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
   int had = t->rn[ix];
+  const double *wus = was_us(t, md, x);
   int nchg = 0;
   t->stamp++;
   /* sources: d keeps its own tokens; without a copy on the node before,
@@ -498,12 +521,12 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
     int g = rep[i], same = g / gpn == nd;
     touch(t, g, &nchg);
     double c0 = (double)counts[(size_t)g * E + x];
-    double was = c0 + (same ? old_node : share_node(t, x, g / gpn)) + old_rest;
+    /* was: c0 + (its node's share) + old_rest, as was_build computed it */
     double now = c0 + (same ? new_node : share_node(t, x, g / gpn)) + new_rest;
     if (same)
       t->nh[G + g] += new_node - old_node;
     t->nh[3 * G + g] += new_rest - old_rest;
-    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
+    double delta = pl_ffn_us(md->prof, now) - wus[g];
     if (planned(t, x, g))
       t->nown[g] += delta;
     else
@@ -538,6 +561,7 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
 static void base_build(pl_temps *t, const model *md, int x) {
   int G = md->G, E = md->E, gpn = md->gpn, n = t->nrep[x];
   const int *rep = t->rep + (size_t)x * G;
+  const double *wus = was_us(t, md, x);
   double old_rest = share_rest(t, x);
   t->nrep[x]++;
   double new_rest = share_rest(t, x);
@@ -549,11 +573,11 @@ static void base_build(pl_temps *t, const model *md, int x) {
   for (int i = 0; i < n; i++) {
     int g = rep[i], ng = g / gpn;
     double c0 = (double)md->counts[(size_t)g * E + x], node = share_node(t, x, ng);
-    double was = c0 + node + old_rest, now = c0 + node + new_rest;
+    double now = c0 + node + new_rest;
     double h3 = t->h[3 * G + g];
     h3 += new_rest - old_rest;
     t->ba2a[g] = a2a_us(md, t->h[g], t->h[G + g], t->h[2 * G + g], h3);
-    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
+    double delta = pl_ffn_us(md->prof, now) - wus[g];
     t->bown[g] = t->own[g];
     t->btmp[g] = t->tmp[g];
     if (planned(t, x, g))
@@ -590,6 +614,7 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
   int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
+  const double *wus = was_us(t, md, x);
   int nchg = 0;
   t->stamp++;
   touch(t, d, &nchg);
@@ -614,11 +639,10 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
     int g = rep[i];
     touch(t, g, &nchg);
     double c0 = (double)counts[(size_t)g * E + x];
-    double was = c0 + old_node + old_rest;
     double now = c0 + new_node + new_rest;
     t->nh[G + g] += new_node - old_node;
     t->nh[3 * G + g] += new_rest - old_rest;
-    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
+    double delta = pl_ffn_us(md->prof, now) - wus[g]; /* c0 + old_node + old_rest */
     if (planned(t, x, g))
       t->nown[g] += delta;
     else
@@ -961,7 +985,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   }
   double bal0, cost0, bal, cost;
   orders_build(t);
-  t->bx = -1;
+  t->bx = t->wx = -1;
   double cur = predict(t, &md, -1, -1, 0, &bal0, &cost0);
   bal = bal0;
   cost = cost0;

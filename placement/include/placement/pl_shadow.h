@@ -128,6 +128,8 @@ typedef struct pl_temps {
   int *amark, *amk, *hto, *hfrom; /* [G] */
   int *tnext;                /* [2 E G] next temporary to the same GPU, from the same */
   int namk;
+  double *wus;               /* [G] forward compute of expert wx's copies */
+  int wx, wver;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
