@@ -787,19 +787,33 @@ static void commit(pl_temps *t, const model *md, trial *tr) {
 
 /* The holder that sends expert x's copy to d: a planned replica on d's
  * node if any, else any planned one; the fewest copies sent, then the
- * lowest id. */
-static int holder(const pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
+ * lowest id. sv's replica list is ascending, so d's node's replicas are
+ * one range of it; the choice off the node changes only with `sent`, at a
+ * commit, so it is kept per expert until the next one. */
+static int holder(pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
   const int *rep = sv->rep + (size_t)x * sv->gpus;
-  int best = -1, best_local = 0;
-  for (int i = 0; i < sv->nrep[x]; i++) {
-    int g = rep[i], local = g / gpn == d / gpn;
-    if (best < 0 || local > best_local ||
-        (local == best_local && t->sent[g] < t->sent[best])) {
-      best = g;
-      best_local = local;
-    }
+  int n = sv->nrep[x], nd = d / gpn, lo = 0, hi = n, best = -1;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (rep[mid] < nd * gpn)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  return best;
+  for (int i = lo; i < n && rep[i] < (nd + 1) * gpn; i++)
+    if (best < 0 || t->sent[rep[i]] < t->sent[best])
+      best = rep[i];
+  if (best >= 0)
+    return best;
+  if (t->hx != x || t->hver != t->ver) {
+    for (int i = 0; i < n; i++)
+      if (best < 0 || t->sent[rep[i]] < t->sent[best])
+        best = rep[i];
+    t->hx = x;
+    t->hver = t->ver;
+    t->hbest = best;
+  }
+  return t->hbest;
 }
 
 /* The least computing GPU of [lo, hi) with a free slot and no copy of x
@@ -985,7 +999,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   }
   double bal0, cost0, bal, cost;
   orders_build(t);
-  t->bx = t->wx = -1;
+  t->bx = t->wx = t->hx = -1;
   double cur = predict(t, &md, -1, -1, 0, &bal0, &cost0);
   bal = bal0;
   cost = cost0;

@@ -130,6 +130,7 @@ typedef struct pl_temps {
   int namk;
   double *wus;               /* [G] forward compute of expert wx's copies */
   int wx, wver;
+  int hx, hver, hbest;        /* expert hx's holder off a node without a replica */
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
