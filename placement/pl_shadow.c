@@ -239,21 +239,40 @@ static inline int ord_before(const double *kv, int a, int b) {
   return kv[a] > kv[b] || (kv[a] == kv[b] && a < b);
 }
 
-/* Sorts idx[0..n) by keys kv (merge sort, tmp [n] scratch). */
+/* Sorts idx[0..n) by keys kv (tmp [n] scratch): insertion sort of runs
+ * of 16, then merges back and forth. The order is total (ids differ), so
+ * the result does not depend on the method. */
 static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
-  for (int w = 1; w < n; w *= 2) {
+  enum { RUN = 16 };
+  for (int lo = 0; lo < n; lo += RUN) {
+    int hi = lo + RUN < n ? lo + RUN : n;
+    for (int i = lo + 1; i < hi; i++) {
+      int v = idx[i], j = i;
+      while (j > lo && ord_before(kv, v, idx[j - 1])) {
+        idx[j] = idx[j - 1];
+        j--;
+      }
+      idx[j] = v;
+    }
+  }
+  int *src = idx, *dst = tmp;
+  for (int w = RUN; w < n; w *= 2) {
     for (int lo = 0; lo < n; lo += 2 * w) {
       int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
       int i = lo, j = mid, k = lo;
       while (i < mid && j < hi)
-        tmp[k++] = ord_before(kv, idx[j], idx[i]) ? idx[j++] : idx[i++];
+        dst[k++] = ord_before(kv, src[j], src[i]) ? src[j++] : src[i++];
       while (i < mid)
-        tmp[k++] = idx[i++];
+        dst[k++] = src[i++];
       while (j < hi)
-        tmp[k++] = idx[j++];
+        dst[k++] = src[j++];
     }
-    memcpy(idx, tmp, (size_t)n * sizeof(int));
+    int *sw = src;
+    src = dst;
+    dst = sw;
   }
+  if (src != idx)
+    memcpy(idx, src, (size_t)n * sizeof(int));
 }
 
 /* All three orders and their keys from scratch (after build). */
