@@ -14,9 +14,16 @@
  * A trial (x to d) changes the copies of x, d, and when d's node had no
  * copy of x the sources of d's node (their tokens of x stay inside the
  * node): those GPUs get new values in the trial arrays (marked with the
- * trial's stamp), and one scan over the GPUs takes the maxima. Every sum
- * runs in a fixed order: the same inputs give the same temporaries, bit
- * for bit.
+ * trial's stamp). The maxima over the GPUs are taken without a scan (1,024
+ * GPUs made the scan 75% of a simulation): the marked GPUs one by one,
+ * the others from orders of the committed state ("orders"); trials on a
+ * node already holding the expert share one "base" of its copies
+ * elsewhere; the weights' arrivals are kept per GPU and a trial recomputes
+ * those it changes. Each GPU's value is the same double a scan computes
+ * and a maximum does not depend on the order it is taken in, so the
+ * decisions are those of the scan, bit for bit (tests/run/golden and
+ * test_shadow's recomputation from scratch). Every sum runs in a fixed
+ * order: the same inputs give the same temporaries, bit for bit.
  */
 #include "placement/pl_shadow.h"
 
