@@ -14,9 +14,16 @@
  * A trial (x to d) changes the copies of x, d, and when d's node had no
  * copy of x the sources of d's node (their tokens of x stay inside the
  * node): those GPUs get new values in the trial arrays (marked with the
- * trial's stamp), and one scan over the GPUs takes the maxima. Every sum
- * runs in a fixed order: the same inputs give the same temporaries, bit
- * for bit.
+ * trial's stamp). The maxima over the GPUs are taken without a scan (1,024
+ * GPUs made the scan 75% of a simulation): the marked GPUs one by one,
+ * the others from orders of the committed state ("orders"); trials on a
+ * node already holding the expert share one "base" of its copies
+ * elsewhere; the weights' arrivals are kept per GPU and a trial recomputes
+ * those it changes. Each GPU's value is the same double a scan computes
+ * and a maximum does not depend on the order it is taken in, so the
+ * decisions are those of the scan, bit for bit (tests/run/golden and
+ * test_shadow's recomputation from scratch). Every sum runs in a fixed
+ * order: the same inputs give the same temporaries, bit for bit.
  */
 #include "placement/pl_shadow.h"
 
@@ -24,6 +31,9 @@
 #include <string.h>
 
 #include "placement/pl_error.h"
+
+/* The orders of the committed state (see "orders" below). */
+enum { ORD_C, ORD_A, ORD_F, NORD };
 
 void pl_temps_fini(pl_temps *t) {
   if (!t)
@@ -37,6 +47,8 @@ void pl_temps_fini(pl_temps *t) {
   pl_free(t->rep);
   pl_free(t->nrep);
   pl_free(t->freeslots);
+  pl_free(t->ord);
+  pl_free(t->tnext);
   memset(t, 0, sizeof(*t));
 }
 
@@ -53,25 +65,34 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
   s.rn = pl_calloc(E * G, sizeof(int));
   s.hosts = pl_calloc(E * G, 1);
-  s.h = pl_calloc(19 * G, sizeof(double)); /* h, nh, then the 11 [G] doubles */
+  s.h = pl_calloc(27 * G, sizeof(double)); /* h, nh, the 16 [G] doubles, okey */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
-  s.freeslots = pl_calloc(4 * G, sizeof(int));
-  if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots) {
+  s.freeslots = pl_calloc(8 * G, sizeof(int));
+  s.tnext = pl_calloc(2 * E * G, sizeof(int));
+  s.ord = pl_calloc((NORD + 2) * G, sizeof(int)); /* the orders, then [2G] scratch */
+  if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots ||
+      !s.ord || !s.tnext) {
     pl_temps_fini(&s);
     return PL_ENOMEM;
   }
   s.lh = s.ns + E * G;
   s.rem = s.ns + 2 * E * G;
   s.nh = s.h + 4 * G;
+  s.okey = s.h + 24 * G; /* after the 16 [G] doubles */
   double *d = s.h + 8 * G;
   double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
-                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a};
+                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a, &s.carr, &s.wus};
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
     *v[i] = d + i * G;
   s.sent = s.freeslots + G;
   s.mark = s.freeslots + 2 * G;
   s.chg = s.freeslots + 3 * G;
+  s.amark = s.freeslots + 4 * G;
+  s.amk = s.freeslots + 5 * G;
+  s.hto = s.freeslots + 6 * G;
+  s.hfrom = s.freeslots + 7 * G;
+  s.ordtmp = s.ord + NORD * G;
   *t = s;
   return PL_OK;
 }
@@ -132,44 +153,226 @@ static double link_us(const model *md, double intra, double inter) {
   return (a > b ? a : b) * 1e6;
 }
 
-/* The temporaries' weight arrivals (t->arr) for temp[0..n) and the
- * latest of them (the gradients' way back, the same bytes reversed). */
-static double arrivals(pl_temps *t, const model *md, const pl_temp *temp, int n) {
-  double rmax = 0;
+/* The temporaries' weight arrivals for temp[0..n) from scratch: the
+ * committed arrivals carr and their latest, crmax (the gradients' way
+ * back, the same bytes reversed), and the lists of temporaries by
+ * destination and by holder. */
+static void arrivals_all(pl_temps *t, const model *md, const pl_temp *temp, int n) {
+  t->crmax = 0;
   for (int k = 0; k < n; k++)
-    t->arr[temp[k].to] = 0;
+    t->carr[temp[k].to] = 0;
   for (int k = 0; k < n; k++) {
     int a = temp[k].from, b = temp[k].to;
     double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
     double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
     double at = lat + (in > out ? in : out);
-    if (at > t->arr[b])
-      t->arr[b] = at;
-    if (at > rmax)
-      rmax = at;
+    if (at > t->carr[b])
+      t->carr[b] = at;
+    if (at > t->crmax)
+      t->crmax = at;
+    t->tnext[2 * k] = t->hto[b];
+    t->hto[b] = k;
+    t->tnext[2 * k + 1] = t->hfrom[a];
+    t->hfrom[a] = k;
   }
-  return rmax;
+}
+
+/* Arrival (us) of a temporary a -> b with the current bytes. */
+static double arrival(const pl_temps *t, const model *md, int a, int b) {
+  double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
+  double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
+  return lat + (in > out ? in : out);
+}
+
+/* The arrivals of a trial copy h -> d (its bytes already added): only the
+ * temporaries to d and from h change (more bytes on d's way in and h's
+ * way out), so the GPUs whose arrival changes are d and the destinations
+ * of h's copies (listed in amk, marked amark = stamp, their arrival in
+ * arr). A temporary's arrival only grows with bytes added, so the latest
+ * of all (trmax) is the larger of crmax and the changed ones: what a
+ * scan of every temporary gives, bit for bit. */
+static void trial_arrivals(pl_temps *t, const model *md, int h, int d) {
+  double at = arrival(t, md, h, d), rmax = at > t->crmax ? at : t->crmax;
+  double v = 0;
+  if (at > v)
+    v = at;
+  for (int k = t->hto[d]; k >= 0; k = t->tnext[2 * k]) {
+    double a = arrival(t, md, t->temp[k].from, d);
+    v = a > v ? a : v;
+    rmax = a > rmax ? a : rmax;
+  }
+  t->arr[d] = v;
+  t->amark[d] = t->stamp;
+  t->amk[0] = d;
+  t->namk = 1;
+  for (int k = t->hfrom[h]; k >= 0; k = t->tnext[2 * k + 1]) {
+    int b = t->temp[k].to;
+    if (t->amark[b] == t->stamp)
+      continue;
+    v = 0;
+    for (int j = t->hto[b]; j >= 0; j = t->tnext[2 * j]) {
+      double a = arrival(t, md, t->temp[j].from, b);
+      v = a > v ? a : v;
+      rmax = a > rmax ? a : rmax;
+    }
+    t->arr[b] = v;
+    t->amark[b] = t->stamp;
+    t->amk[t->namk++] = b;
+  }
+  t->trmax = rmax;
+}
+
+/* ------------------------------------------------------------ orders --- */
+
+/* The GPUs in three orders of the committed state, each by value
+ * descending, then id ascending: forward compute own + tmp (ORD_C), one
+ * all-to-all a2a (ORD_A) and the forward phase without arrivals
+ * max(own, 0) + tmp (ORD_F). The first entry is the scan's argmax (lowest
+ * id among the largest); the first entry a trial has not marked is the
+ * largest value of the GPUs it leaves alone, so predict() reads the
+ * maxima of G GPUs in O(GPUs the trial changes) instead of O(G). A commit
+ * re-sorts only the GPUs it changed and merges them back (O(G)). */
+
+static double ord_value(const pl_temps *t, int which, int g) {
+  if (which == ORD_C)
+    return t->own[g] + t->tmp[g];
+  if (which == ORD_A)
+    return t->a2a[g];
+  return (t->own[g] > t->carr[g] ? t->own[g] : t->carr[g]) + t->tmp[g];
+}
+
+/* Whether GPU a comes before b in order `which` (by the keys kv). */
+static inline int ord_before(const double *kv, int a, int b) {
+  return kv[a] > kv[b] || (kv[a] == kv[b] && a < b);
+}
+
+/* Sorts idx[0..n) by keys kv (tmp [n] scratch): insertion sort of runs
+ * of 16, then merges back and forth. The order is total (ids differ), so
+ * the result does not depend on the method. */
+static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
+  enum { RUN = 16 };
+  for (int lo = 0; lo < n; lo += RUN) {
+    int hi = lo + RUN < n ? lo + RUN : n;
+    for (int i = lo + 1; i < hi; i++) {
+      int v = idx[i], j = i;
+      while (j > lo && ord_before(kv, v, idx[j - 1])) {
+        idx[j] = idx[j - 1];
+        j--;
+      }
+      idx[j] = v;
+    }
+  }
+  int *src = idx, *dst = tmp;
+  for (int w = RUN; w < n; w *= 2) {
+    for (int lo = 0; lo < n; lo += 2 * w) {
+      int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+      int i = lo, j = mid, k = lo;
+      while (i < mid && j < hi)
+        dst[k++] = ord_before(kv, src[j], src[i]) ? src[j++] : src[i++];
+      while (i < mid)
+        dst[k++] = src[i++];
+      while (j < hi)
+        dst[k++] = src[j++];
+    }
+    int *sw = src;
+    src = dst;
+    dst = sw;
+  }
+  if (src != idx)
+    memcpy(idx, src, (size_t)n * sizeof(int));
+}
+
+/* All three orders and their keys from scratch (after build). */
+static void orders_build(pl_temps *t) {
+  int G = t->gpus;
+  for (int w = 0; w < NORD; w++) {
+    int *o = t->ord + (size_t)w * G;
+    double *kv = t->okey + (size_t)w * G;
+    for (int g = 0; g < G; g++) {
+      o[g] = g;
+      kv[g] = ord_value(t, w, g);
+    }
+    ord_sort(kv, o, G, t->ordtmp);
+  }
+}
+
+/* Puts the GPUs chg[0..n) (marked with the current stamp, their committed
+ * values changed) back in place in every order. */
+static void orders_update(pl_temps *t, const int *chg, int n) {
+  int G = t->gpus;
+  int *moved = t->ordtmp + G; /* [G] */
+  for (int w = 0; w < NORD; w++) {
+    int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0;
+    double *kv = t->okey + (size_t)w * G;
+    for (int i = 0; i < n; i++)
+      kv[chg[i]] = ord_value(t, w, chg[i]);
+    memcpy(moved, chg, (size_t)n * sizeof(int));
+    ord_sort(kv, moved, n, out);
+    for (int g = 0; g < G; g++) /* keep the others, in order */
+      if (t->mark[o[g]] != t->stamp)
+        o[k++] = o[g];
+    /* merge the kept o[0..k) with moved[0..n) into out, back into o */
+    int i = 0, j = 0, m = 0;
+    while (i < k && j < n)
+      out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
+    while (i < k)
+      out[m++] = o[i++];
+    while (j < n)
+      out[m++] = moved[j++];
+    memcpy(o, out, (size_t)G * sizeof(int));
+  }
+}
+
+/* The first GPU of order `which` that the current trial has not marked
+ * (-1 when it marked all). */
+static int ord_first_unmarked(const pl_temps *t, int which) {
+  const int *o = t->ord + (size_t)which * t->gpus;
+  for (int i = 0; i < t->gpus; i++)
+    if (t->mark[o[i]] != t->stamp)
+      return o[i];
+  return -1;
 }
 
 /* Predicted layer time for the state with the trial's values where
- * mark[g] == stamp and temporaries temp[0..n) (pl_shadow.h's formula),
- * split into its balance part (bal) and the copies' cost (cost). */
-static double predict(pl_temps *t, const model *md, const pl_temp *temp, int n, double *bal,
+ * mark[g] == stamp (the GPUs chg[0..nchg)) and temporaries temp[0..n)
+ * (pl_shadow.h's formula), split into its balance part (bal) and the
+ * copies' cost (cost). The maxima over the GPUs: the marked ones and the
+ * temporaries' destinations (their arrivals) one by one, the others from
+ * the orders; every GPU's value is the same double as in a scan, and a
+ * maximum does not depend on the order it is taken in, so the result is
+ * the scan's bit for bit. */
+static double predict(pl_temps *t, const model *md, int h, int d, int nchg, double *bal,
                       double *cost) {
-  int G = md->G;
-  double rmax = arrivals(t, md, temp, n);
+  double rmax = t->crmax;
+  t->namk = 0;
+  if (d >= 0) {
+    trial_arrivals(t, md, h, d);
+    rmax = t->trmax;
+  }
   double cmax = 0, amax = 0, f = 0;
-  for (int g = 0; g < G; g++) {
+  for (int k = 0; k < nchg + t->namk; k++) {
+    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
     int tr = t->mark[g] == t->stamp;
     double own = tr ? t->nown[g] : t->own[g], tmp = tr ? t->ntmp[g] : t->tmp[g];
     double a = tr ? t->na2a[g] : t->a2a[g];
-    double ready = own > t->arr[g] ? own : t->arr[g];
+    double arr = d >= 0 && t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
+    double ready = own > arr ? own : arr;
     cmax = own + tmp > cmax ? own + tmp : cmax;
     amax = a > amax ? a : amax;
     f = ready + tmp > f ? ready + tmp : f;
   }
-  for (int k = 0; k < n; k++)
-    t->arr[temp[k].to] = 0;
+  /* an unmarked GPU whose arrival the trial does not change has ready +
+   * tmp = ORD_F's key; one whose arrival it changes was taken above with
+   * a value at least as large (arrivals only grow) */
+  int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
+  int gf = ord_first_unmarked(t, ORD_F);
+  if (gc >= 0) {
+    int G = t->gpus;
+    double v = t->okey[gc], a = t->okey[G + ga], fv = t->okey[2 * G + gf];
+    cmax = v > cmax ? v : cmax;
+    amax = a > amax ? a : amax;
+    f = fv > f ? fv : f;
+  }
   *bal = (1 + md->bwd) * cmax + 4 * amax;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
@@ -216,8 +419,9 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
     t->h[2 * G + s] = (double)xo;
     t->h[G + s] = t->h[3 * G + s] = 0;
     t->own[s] = t->tmp[s] = 0;
-    t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = 0;
-    t->mark[s] = 0;
+    t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = t->carr[s] = 0;
+    t->mark[s] = t->amark[s] = 0;
+    t->hto[s] = t->hfrom[s] = -1;
   }
   for (int n = 0; n < N; n++)
     for (int x = 0; x < E; x++)
@@ -238,6 +442,7 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
   for (int g = 0; g < G; g++)
     t->a2a[g] = gpu_a2a(md, t->h, g);
   t->stamp = 1;
+  t->crmax = 0;
   return neg ? PL_EINVAL : PL_OK;
 }
 
@@ -270,17 +475,44 @@ static void touch(pl_temps *t, int g, int *nchg) {
   t->chg[(*nchg)++] = g;
 }
 
-/* Whether GPU g's copy of x is planned (in sv), not a temporary. */
-static int planned(const pl_placement *sv, int x, int g) { return pl_placement_has(sv, x, g); }
+/* Whether GPU g's copy of x is planned (in sv), not a temporary: build
+ * marks planned copies 1 in hosts, commit marks temporaries 2 (O(1), where
+ * a search of sv's replica list showed at 1,024 GPUs). */
+static int planned(const pl_temps *t, int x, int g) {
+  return t->hosts[(size_t)g * t->experts + x] == 1;
+}
+
+/* The forward compute (us) of each copy of x on the committed state
+ * (wus[g], the "was" of every trial of x), once per expert and step: the
+ * same expression as a trial's, so the same doubles. */
+static void was_build(pl_temps *t, const model *md, int x) {
+  int G = md->G, E = md->E, gpn = md->gpn;
+  const int *rep = t->rep + (size_t)x * G;
+  double rest = share_rest(t, x);
+  for (int i = 0; i < t->nrep[x]; i++) {
+    int g = rep[i];
+    double c0 = (double)md->counts[(size_t)g * E + x];
+    t->wus[g] = pl_ffn_us(md->prof, c0 + share_node(t, x, g / gpn) + rest);
+  }
+  t->wx = x;
+  t->wver = t->ver;
+}
+
+static const double *was_us(pl_temps *t, const model *md, int x) {
+  if (t->wx != x || t->wver != t->ver)
+    was_build(t, md, x);
+  return t->wus;
+}
 
 /* The trial values of copying x to d: its copies' shares and compute, d's
  * node's sources' wire tokens. The model's own state is left as it was
  * (rn, lh, rem, nrep are changed and put back). */
-static void trial_values(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
+static void trial_values(pl_temps *t, const model *md, trial *tr) {
   int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
   int had = t->rn[ix];
+  const double *wus = was_us(t, md, x);
   int nchg = 0;
   t->stamp++;
   /* sources: d keeps its own tokens; without a copy on the node before,
@@ -315,13 +547,13 @@ static void trial_values(pl_temps *t, const model *md, const pl_placement *sv, t
     int g = rep[i], same = g / gpn == nd;
     touch(t, g, &nchg);
     double c0 = (double)counts[(size_t)g * E + x];
-    double was = c0 + (same ? old_node : share_node(t, x, g / gpn)) + old_rest;
+    /* was: c0 + (its node's share) + old_rest, as was_build computed it */
     double now = c0 + (same ? new_node : share_node(t, x, g / gpn)) + new_rest;
     if (same)
       t->nh[G + g] += new_node - old_node;
     t->nh[3 * G + g] += new_rest - old_rest;
-    double delta = pl_ffn_us(md->prof, now) - pl_ffn_us(md->prof, was);
-    if (planned(sv, x, g))
+    double delta = pl_ffn_us(md->prof, now) - wus[g];
+    if (planned(t, x, g))
       t->nown[g] += delta;
     else
       t->ntmp[g] += delta;
@@ -338,6 +570,166 @@ static void trial_values(pl_temps *t, const model *md, const pl_placement *sv, t
   tr->nchg = nchg;
 }
 
+/* ------------------------------------------- trials on a holding node --- */
+
+/* A trial that copies x to a node already holding a copy (most of a
+ * step's trials at scale: one per node holding x) changes x's copies on
+ * other nodes the same way whichever node it is: their share of the
+ * nodes without a copy drops from rem/r to rem/(r + 1). The "base" of x
+ * holds those values once per expert and step (bown, btmp, ba2a for x's
+ * copies, built from the committed state exactly as trial_values() would
+ * build them) and, per order, the largest value over x's copies and the
+ * largest over the copies off that node (so a trial on node n reads the
+ * largest over the copies off n in O(1)), and where in each order the
+ * first GPU without a copy of x is. A trial then computes only d and x's
+ * copies on d's node. Any commit changes the committed state: the base
+ * is keyed by the number of commits. */
+static void base_build(pl_temps *t, const model *md, int x) {
+  int G = md->G, E = md->E, gpn = md->gpn, n = t->nrep[x];
+  const int *rep = t->rep + (size_t)x * G;
+  const double *wus = was_us(t, md, x);
+  double old_rest = share_rest(t, x);
+  t->nrep[x]++;
+  double new_rest = share_rest(t, x);
+  t->nrep[x]--;
+  for (int w = 0; w < NORD; w++) {
+    t->b1v[w] = t->b2v[w] = -INFINITY;
+    t->b1n[w] = -1;
+  }
+  for (int i = 0; i < n; i++) {
+    int g = rep[i], ng = g / gpn;
+    double c0 = (double)md->counts[(size_t)g * E + x], node = share_node(t, x, ng);
+    double now = c0 + node + new_rest;
+    double h3 = t->h[3 * G + g];
+    h3 += new_rest - old_rest;
+    t->ba2a[g] = a2a_us(md, t->h[g], t->h[G + g], t->h[2 * G + g], h3);
+    double delta = pl_ffn_us(md->prof, now) - wus[g];
+    t->bown[g] = t->own[g];
+    t->btmp[g] = t->tmp[g];
+    if (planned(t, x, g))
+      t->bown[g] += delta;
+    else
+      t->btmp[g] += delta;
+    double v[NORD] = {[ORD_C] = t->bown[g] + t->btmp[g], [ORD_A] = t->ba2a[g],
+                      [ORD_F] = (t->bown[g] > t->carr[g] ? t->bown[g] : t->carr[g]) + t->btmp[g]};
+    for (int w = 0; w < NORD; w++) {
+      if (v[w] > t->b1v[w]) {
+        if (ng != t->b1n[w])
+          t->b2v[w] = t->b1v[w];
+        t->b1v[w] = v[w];
+        t->b1n[w] = ng;
+      } else if (ng != t->b1n[w] && v[w] > t->b2v[w]) {
+        t->b2v[w] = v[w];
+      }
+    }
+  }
+  for (int w = 0; w < NORD; w++) {
+    const int *o = t->ord + (size_t)w * G;
+    int i = 0;
+    while (i < G && t->hosts[(size_t)o[i] * E + x])
+      i++;
+    t->bpos[w] = i;
+  }
+  t->bx = x;
+  t->bver = t->ver;
+}
+
+/* trial_values() for a d whose node holds x: d and x's copies on d's
+ * node get trial values (marked); x's other copies have the base's. */
+static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
+  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
+  const int64_t *counts = md->counts;
+  size_t ix = (size_t)nd * E + x;
+  const double *wus = was_us(t, md, x);
+  int nchg = 0;
+  t->stamp++;
+  touch(t, d, &nchg);
+  double cd = (double)counts[(size_t)d * E + x];
+  t->nh[d] -= cd;
+  double old_rest = share_rest(t, x);
+  double old_node = share_node(t, x, nd);
+  const int *rep = t->rep + (size_t)x * G;
+  int n = t->nrep[x], lo = 0, hi = n;
+  while (lo < hi) { /* the first copy on node nd (rep ascending) */
+    int mid = (lo + hi) / 2;
+    if (rep[mid] < nd * gpn)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  t->rn[ix]++;
+  t->lh[ix] += cd;
+  t->nrep[x]++;
+  double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
+  for (int i = lo; i < n && rep[i] < (nd + 1) * gpn; i++) {
+    int g = rep[i];
+    touch(t, g, &nchg);
+    double c0 = (double)counts[(size_t)g * E + x];
+    double now = c0 + new_node + new_rest;
+    t->nh[G + g] += new_node - old_node;
+    t->nh[3 * G + g] += new_rest - old_rest;
+    double delta = pl_ffn_us(md->prof, now) - wus[g]; /* c0 + old_node + old_rest */
+    if (planned(t, x, g))
+      t->nown[g] += delta;
+    else
+      t->ntmp[g] += delta;
+  }
+  t->nh[G + d] += new_node;
+  t->nh[3 * G + d] += new_rest;
+  t->ntmp[d] += pl_ffn_us(md->prof, cd + new_node + new_rest);
+  t->rn[ix]--;
+  t->lh[ix] -= cd;
+  t->nrep[x]--;
+  for (int k = 0; k < nchg; k++)
+    t->na2a[t->chg[k]] = gpu_a2a(md, t->nh, t->chg[k]);
+  tr->nchg = nchg;
+}
+
+/* predict() for trial_values_had()'s state: the marked GPUs and the
+ * temporaries' destinations one by one (x's unmarked copies with the
+ * base's values), x's copies off d's node from the base, the GPUs
+ * without a copy of x from the orders. The same values as predict()'s,
+ * so the same result bit for bit. */
+static double predict_had(pl_temps *t, const model *md, int nchg, int x, int h, int d,
+                          double *bal, double *cost) {
+  int G = md->G, E = md->E, nd = d / md->gpn;
+  trial_arrivals(t, md, h, d);
+  double rmax = t->trmax;
+  double cmax = 0, amax = 0, f = 0;
+  for (int k = 0; k < nchg + t->namk; k++) {
+    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
+    int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
+    double own = tr ? t->nown[g] : base ? t->bown[g] : t->own[g];
+    double tmp = tr ? t->ntmp[g] : base ? t->btmp[g] : t->tmp[g];
+    double a = tr ? t->na2a[g] : base ? t->ba2a[g] : t->a2a[g];
+    double arr = t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
+    double ready = own > arr ? own : arr;
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+    f = ready + tmp > f ? ready + tmp : f;
+  }
+  double m[NORD];
+  for (int w = 0; w < NORD; w++) {
+    double v = t->b1n[w] != nd ? t->b1v[w] : t->b2v[w]; /* x's copies off nd */
+    const int *o = t->ord + (size_t)w * G;
+    for (int i = t->bpos[w]; i < G; i++) {
+      int g = o[i];
+      if (g == d || t->hosts[(size_t)g * E + x])
+        continue;
+      double u = t->okey[(size_t)w * G + g];
+      v = u > v ? u : v;
+      break;
+    }
+    m[w] = v;
+  }
+  cmax = m[ORD_C] > cmax ? m[ORD_C] : cmax;
+  amax = m[ORD_A] > amax ? m[ORD_A] : amax;
+  f = m[ORD_F] > f ? m[ORD_F] : f;
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
+  return *bal + *cost;
+}
+
 /* Adds (sign 1) or removes (-1) the weight bytes of a copy h -> d. */
 static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) {
   if (h / md->gpn == d / md->gpn) {
@@ -351,18 +743,44 @@ static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) 
 
 /* Evaluates copying tr->x to tr->d from tr->h: tr's predicted time and its
  * parts; the trial values stay marked for commit. */
-static void evaluate(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
-  trial_values(t, md, sv, tr);
+static void evaluate(pl_temps *t, const model *md, trial *tr) {
+  trial_values(t, md, tr);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
-  tr->total = predict(t, md, t->temp, t->n + 1, &tr->bal, &tr->cost);
+  tr->total = predict(t, md, tr->h, tr->d, tr->nchg, &tr->bal, &tr->cost);
+  copy_bytes(t, md, tr->h, tr->d, -1);
+}
+
+/* evaluate() for a d whose node holds x (the same result, see base_build). */
+static void evaluate_had(pl_temps *t, const model *md, trial *tr) {
+  if (t->bx != tr->x || t->bver != t->ver)
+    base_build(t, md, tr->x);
+  trial_values_had(t, md, tr);
+  t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
+  copy_bytes(t, md, tr->h, tr->d, 1);
+  tr->total =
+      predict_had(t, md, tr->nchg, tr->x, tr->h, tr->d, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
 /* Takes trial tr (evaluated again, so its values are the marked ones). */
-static void commit(pl_temps *t, const model *md, const pl_placement *sv, trial *tr) {
-  evaluate(t, md, sv, tr);
+static void commit(pl_temps *t, const model *md, trial *tr) {
+  evaluate(t, md, tr);
   int G = md->G, E = md->E, x = tr->x, d = tr->d;
+  /* the GPUs whose arrival changes change their ORD_F key */
+  for (int k = 0; k < t->namk; k++) {
+    int b = t->amk[k];
+    if (t->mark[b] != t->stamp) {
+      touch(t, b, &tr->nchg);
+      t->na2a[b] = t->a2a[b];
+    }
+    t->carr[b] = t->arr[b];
+  }
+  t->crmax = t->trmax;
+  t->tnext[2 * t->n] = t->hto[d];
+  t->hto[d] = t->n;
+  t->tnext[2 * t->n + 1] = t->hfrom[tr->h];
+  t->hfrom[tr->h] = t->n;
   for (int k = 0; k < tr->nchg; k++) {
     int g = t->chg[k];
     for (int c = 0; c < 4; c++)
@@ -371,6 +789,7 @@ static void commit(pl_temps *t, const model *md, const pl_placement *sv, trial *
     t->tmp[g] = t->ntmp[g];
     t->a2a[g] = t->na2a[g];
   }
+  orders_update(t, t->chg, tr->nchg);
   size_t ix = (size_t)(d / md->gpn) * E + x;
   if (!t->rn[ix])
     t->rem[x] -= t->ns[ix];
@@ -383,29 +802,44 @@ static void commit(pl_temps *t, const model *md, const pl_placement *sv, trial *
   }
   rep[at] = d;
   t->nrep[x] = n + 1;
-  t->hosts[(size_t)d * E + x] = 1;
+  t->hosts[(size_t)d * E + x] = 2; /* a temporary (planned()) */
   copy_bytes(t, md, tr->h, d, 1);
   t->sent[tr->h]++;
   t->freeslots[d]--;
   t->n++;
   t->stamp++;
+  t->ver++; /* the base is stale */
 }
 
 /* The holder that sends expert x's copy to d: a planned replica on d's
  * node if any, else any planned one; the fewest copies sent, then the
- * lowest id. */
-static int holder(const pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
+ * lowest id. sv's replica list is ascending, so d's node's replicas are
+ * one range of it; the choice off the node changes only with `sent`, at a
+ * commit, so it is kept per expert until the next one. */
+static int holder(pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
   const int *rep = sv->rep + (size_t)x * sv->gpus;
-  int best = -1, best_local = 0;
-  for (int i = 0; i < sv->nrep[x]; i++) {
-    int g = rep[i], local = g / gpn == d / gpn;
-    if (best < 0 || local > best_local ||
-        (local == best_local && t->sent[g] < t->sent[best])) {
-      best = g;
-      best_local = local;
-    }
+  int n = sv->nrep[x], nd = d / gpn, lo = 0, hi = n, best = -1;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (rep[mid] < nd * gpn)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  return best;
+  for (int i = lo; i < n && rep[i] < (nd + 1) * gpn; i++)
+    if (best < 0 || t->sent[rep[i]] < t->sent[best])
+      best = rep[i];
+  if (best >= 0)
+    return best;
+  if (t->hx != x || t->hver != t->ver) {
+    for (int i = 0; i < n; i++)
+      if (best < 0 || t->sent[rep[i]] < t->sent[best])
+        best = rep[i];
+    t->hx = x;
+    t->hver = t->ver;
+    t->hbest = best;
+  }
+  return t->hbest;
 }
 
 /* The least computing GPU of [lo, hi) with a free slot and no copy of x
@@ -525,7 +959,10 @@ static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x
                      trial *best) {
   trial tr = {.x = x, .d = d};
   tr.h = holder(t, sv, md->gpn, x, d);
-  evaluate(t, md, sv, &tr);
+  if (t->rn[(size_t)(d / md->gpn) * md->E + x])
+    evaluate_had(t, md, &tr);
+  else
+    evaluate(t, md, &tr);
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -557,13 +994,7 @@ static void try_a2a_destinations(pl_temps *t, const model *md, const pl_placemen
  * the most computing GPU and the two the slowest all-to-all GPU receives
  * most, each on destinations() and try_a2a_destinations(). */
 static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, trial *best) {
-  int G = md->G, bc = 0, ba = 0;
-  for (int g = 1; g < G; g++) {
-    if (t->own[g] + t->tmp[g] > t->own[bc] + t->tmp[bc])
-      bc = g;
-    if (t->a2a[g] > t->a2a[ba])
-      ba = g;
-  }
+  int G = md->G, bc = t->ord[(size_t)ORD_C * G], ba = t->ord[(size_t)ORD_A * G];
   int xs[3] = {hottest(t, md, bc, 0), hottest(t, md, ba, 1), -1};
   if (xs[1] >= 0)
     xs[2] = next_hottest_in(t, md, ba, xs[1]);
@@ -593,7 +1024,9 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     return PL_EINVAL;
   }
   double bal0, cost0, bal, cost;
-  double cur = predict(t, &md, t->temp, 0, &bal0, &cost0);
+  orders_build(t);
+  t->bx = t->wx = t->hx = -1;
+  double cur = predict(t, &md, -1, -1, 0, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
@@ -603,7 +1036,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     if (best.x < 0 || !(best.total < cur) ||
         !(bal - best.bal > cfg->margin * (best.cost - cost)))
       break;
-    commit(t, &md, serving, &best);
+    commit(t, &md, &best);
     cur = best.total;
     bal = best.bal;
     cost = best.cost;
@@ -657,7 +1090,9 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
   if (n && t->temp != temp)
     memmove(t->temp, temp, (size_t)n * sizeof(pl_temp));
   double bal, cost;
-  *us = predict(t, &md, t->temp, n, &bal, &cost);
+  arrivals_all(t, &md, t->temp, n);
+  orders_build(t);
+  *us = predict(t, &md, -1, -1, 0, &bal, &cost);
   unbuild(t, &md);
   t->n = 0;
   return PL_OK;

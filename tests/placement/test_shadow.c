@@ -332,6 +332,59 @@ Test(shadow, random_inputs_keep_the_invariants_and_decide_the_same_twice) {
   cr_assert_gt(taken, 10, "only %d of 60 cases took temporaries", taken);
 }
 
+/* The decision keeps its model incrementally (orders of the GPUs, one
+ * base per expert for trials on nodes holding it, arrivals per GPU): on
+ * many nodes with many replicas per expert and holders sending several
+ * copies, the saving it predicts must be what the model recomputed from
+ * scratch gives (check_decision), and a budget of j must take the first j
+ * of the unlimited decision (the greedy steps do not depend on later
+ * ones). */
+Test(shadow, decisions_at_many_nodes_match_the_model_recomputed_from_scratch) {
+  uint64_t seed = 29;
+  int taken = 0, many = 0;
+  for (int rep = 0; rep < 24; rep++) {
+    int gpn = 2 + (int)(chk_rng(&seed) % 7), nodes = 4 + (int)(chk_rng(&seed) % 6);
+    int G = gpn * nodes, E = 8 + (int)(chk_rng(&seed) % 25);
+    int S = (E + G - 1) / G + 3 + (int)(chk_rng(&seed) % 3);
+    pl_env env = chk_env(1, E, G, gpn, S);
+    pl_placement sv;
+    cr_assert_eq(pl_placement_init(&sv, E, G, S), PL_OK);
+    cr_assert_eq(pl_placement_static(&sv), PL_OK);
+    for (int k = 0; k < 2 * G; k++) { /* hot experts replicated across nodes */
+      int x = (int)(chk_rng(&seed) % (k % 2 ? E : 3)), g = (int)(chk_rng(&seed) % G);
+      if (sv.nhost[g] < S - 2 && !pl_placement_has(&sv, x, g))
+        cr_assert_eq(pl_placement_add(&sv, x, g), PL_OK);
+    }
+    int64_t *counts = calloc((size_t)G * E, sizeof(int64_t));
+    for (int i = 0; i < G * E; i++) /* experts 0-2 hot, skewed by source */
+      counts[i] = (int64_t)(chk_rng(&seed) % 300) +
+                  (i % E < 3 ? (int64_t)(chk_rng(&seed) % 6000) * ((i / E) % 3) : 0);
+    pl_temps a, b;
+    cr_assert_eq(pl_temps_init(&a, E, G, S), PL_OK);
+    cr_assert_eq(pl_temps_init(&b, E, G, S), PL_OK);
+    cr_assert_eq(pl_temps_decide(&a, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                 counts, S), PL_OK);
+    check_decision(&a, &env, &sv, NULL, counts, S);
+    for (int j = 1; j < a.n; j += 1 + a.n / 4) {
+      pl_temps_cfg cj = {.margin = 1.0, .max_temps = j};
+      cr_assert_eq(pl_temps_decide(&b, &cj, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                   counts, S), PL_OK);
+      cr_assert_eq(b.n, j);
+      cr_assert_eq(memcmp(a.temp, b.temp, (size_t)j * sizeof(pl_temp)), 0, "case %d, %d", rep,
+                   j);
+      check_decision(&b, &env, &sv, NULL, counts, S);
+    }
+    taken += a.n > 0;
+    many += a.n >= 4;
+    pl_temps_fini(&a);
+    pl_temps_fini(&b);
+    free(counts);
+    pl_placement_fini(&sv);
+  }
+  cr_assert_gt(taken, 16, "only %d of 24 cases took temporaries", taken);
+  cr_assert_gt(many, 8, "only %d of 24 cases took 4 or more", many);
+}
+
 Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
   pl_env env = chk_env(2, 8, 8, 4, 3);
   char err[256];

@@ -38,8 +38,15 @@
  * source holding x keeps its tokens of x; the others on a node holding x
  * split theirs evenly over the node's copies; the rest evenly over all
  * copies. Building the model is one pass over the counts (O(G E), sums
- * only) plus O(N E + copies) with N nodes; a trial touches the copies of
- * one expert and the GPUs of one node, then rescans the GPUs (O(G)).
+ * only) plus O(N E + copies) with N nodes and three orders of the GPUs
+ * (O(G log G)). A trial on a node without a copy touches the copies of
+ * one expert and the GPUs of one node; one on a node with a copy (most
+ * trials at scale) only its destination and the expert's copies on that
+ * node, the copies elsewhere shared by all such trials of the step; the
+ * maxima over the GPUs come from the orders (O(GPUs changed)), the
+ * copies' arrivals from those to the destination and from the holder. A
+ * commit re-sorts the GPUs it changed into the orders (O(G)). The same
+ * decisions, bit for bit, as rescanning every GPU per trial.
  *
  * The decision, greedy and deterministic: while the budget lasts, take the
  * GPU with the largest forward compute and the one with the longest
@@ -106,7 +113,7 @@ typedef struct pl_temps {
   double *ns, *lh;          /* [N*E] tokens of node n's sources for x; of those holding x */
   int *rn;                  /* [N*E] copies of x on node n */
   double *rem;              /* [E] tokens of x from nodes without a copy */
-  unsigned char *hosts;     /* [G*E] 1: GPU g holds x */
+  unsigned char *hosts;     /* [G*E] GPU g holds x: 1 planned, 2 temporary */
   double *h, *nh;           /* [4G] wire tokens (pl_routing's hose layout); a trial's */
   double *own, *tmp, *nown, *ntmp; /* [G] forward compute (us) of planned / temporary copies; a trial's */
   double *oin, *oout, *xin, *xout; /* [G] temporaries' weight bytes in / out, intra / inter */
@@ -115,6 +122,22 @@ typedef struct pl_temps {
   int *rep, *nrep;          /* [E*G] replica lists with the temporaries, [E] their length */
   int *freeslots, *sent, *mark, *chg; /* [G] */
   int stamp;
+  int *ord, *ordtmp;         /* [3G] GPUs by compute, all-to-all, forward phase; [2G] */
+  double *okey;             /* [3G] the orders' keys */
+  /* the base of a trial on a node holding expert bx (pl_shadow.c) */
+  double *bown, *btmp, *ba2a; /* [G] */
+  double b1v[3], b2v[3];
+  int b1n[3], bpos[3];
+  int bx, bver, ver;
+  /* committed arrivals and the temporaries by destination and by holder */
+  double *carr;              /* [G] */
+  double crmax, trmax;
+  int *amark, *amk, *hto, *hfrom; /* [G] */
+  int *tnext;                /* [2 E G] next temporary to the same GPU, from the same */
+  int namk;
+  double *wus;               /* [G] forward compute of expert wx's copies */
+  int wx, wver;
+  int hx, hver, hbest;        /* expert hx's holder off a node without a replica */
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
