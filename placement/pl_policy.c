@@ -237,18 +237,35 @@ static const char *kv_get(const pl_kv *kv, int nkv, const char *key) {
   return NULL;
 }
 
+/* A spec parsed without an environment (pl_policy_param, pl_policy_label):
+ * its name, key=value pairs and the policy's ops; PL_EPOLICY for a name
+ * that is not registered. */
+typedef struct spec_view {
+  char name[64];
+  pl_kv kv[PL_KV_MAX];
+  int nkv;
+  const pl_policy_ops *ops;
+} spec_view;
+
+static int view_spec(const char *spec, spec_view *v) {
+  v->nkv = 0;
+  int rc = parse_spec(spec, v->name, sizeof(v->name), v->kv, &v->nkv, NULL, 0);
+  if (rc)
+    return rc;
+  v->ops = pl_policy_find(v->name);
+  return v->ops ? PL_OK : PL_EPOLICY;
+}
+
 int pl_policy_param(const char *spec, const char *key, char *buf, size_t len) {
   if (!spec || !key || !buf || len == 0)
     return PL_EINVAL;
-  char name[64];
-  pl_kv kv[PL_KV_MAX];
-  int nkv = 0;
-  int rc = parse_spec(spec, name, sizeof(name), kv, &nkv, NULL, 0);
+  spec_view sv;
+  int rc = view_spec(spec, &sv);
   if (rc)
     return rc;
-  const pl_policy_ops *ops = pl_policy_find(name);
-  if (!ops)
-    return PL_EPOLICY;
+  const pl_policy_ops *ops = sv.ops;
+  pl_kv *kv = sv.kv;
+  int nkv = sv.nkv;
   const pl_param_desc *d = find_param(ops, key);
   if (!d)
     return PL_EPARAM;
@@ -274,15 +291,14 @@ static int same_value(const char *v, const char *d) {
 int pl_policy_label(const char *spec, char *buf, size_t len) {
   if (!spec || !buf || len == 0)
     return PL_EINVAL;
-  char name[64];
-  pl_kv kv[PL_KV_MAX];
-  int nkv = 0;
-  int rc = parse_spec(spec, name, sizeof(name), kv, &nkv, NULL, 0);
+  spec_view sv;
+  int rc = view_spec(spec, &sv);
   if (rc)
     return rc;
-  const pl_policy_ops *ops = pl_policy_find(name);
-  if (!ops)
-    return PL_EPOLICY;
+  const pl_policy_ops *ops = sv.ops;
+  const pl_kv *kv = sv.kv;
+  const char *name = sv.name;
+  int nkv = sv.nkv;
   for (int i = 0; i < nkv; i++)
     if (!find_param(ops, kv[i].key))
       return PL_EPARAM;
