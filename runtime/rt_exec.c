@@ -492,47 +492,73 @@ static int alloc_slot(rt_exec *x, int r, lr *q, int *ds) {
   return 0;
 }
 
+/* A slot of q holding `expert` to copy from: served, or retiring in this
+ * iteration (a weights-first plan may migrate an expert away and also
+ * replicate it from the same GPU); -1 when none. */
+static int find_source(const lr *q, int nslots, int expert) {
+  int s = find_slot(q, nslots, expert);
+  for (int k = 0; k < nslots && s < 0; k++)
+    if (q->slots[k].expert == -4 && q->slots[k].was == expert) s = k;
+  return s;
+}
+
+/* Move m of layer l checked, with its source slot *ss on m->from (for a
+ * weights-first move a replica still readable there: find_source) and,
+ * unless m drops, a free physical slot *ds on m->to (allocated when none is
+ * free); the messages name the protocol ("in the background",
+ * "weights-first"). */
+static int move_slots(rt_exec *x, int l, const pl_move *m, int weights_first, int *ss,
+                      int *ds) {
+  int S = x->nphys, G = x->G;
+  const char *how = weights_first ? "weights-first" : "in the background";
+  char why[200];
+  if (m->from < 0 || m->from >= G || (m->kind != PL_MOVE_DROP && (m->to < 0 || m->to >= G)))
+    return fail(x, RT_EPLACEMENT, "%s", "plan move names a GPU out of range");
+  lr *src = LR(x, l, m->from);
+  *ss = weights_first ? find_source(src, S, m->expert) : find_slot(src, S, m->expert);
+  if (*ss < 0)
+    return fail(x, RT_EPLACEMENT, "%s", "plan moves an expert from a GPU that does not host it");
+  *ds = -1;
+  if (m->kind == PL_MOVE_DROP) return 0;
+  lr *dst = LR(x, l, m->to);
+  if (find_slot(dst, S, m->expert) >= 0 ||
+      (!weights_first && find_incoming(dst, S, m->expert) >= 0))
+    return fail(x, RT_EPLACEMENT, "%s", "plan puts a second replica of an expert on one GPU");
+  *ds = find_slot(dst, S, -1);
+  if (*ds < 0) {
+    int rc = alloc_slot(x, m->to, dst, ds);
+    if (rc) {
+      const char *be = x->ops->last_error(x->b);
+      snprintf(why, sizeof why,
+               "layer %d: out of device memory for a slot receiving expert %d on GPU %d %s (%s)",
+               l, m->expert, m->to, how, be && be[0] ? be : "the allocation failed");
+      return fail(x, rc, "%s", why);
+    }
+  }
+  if (*ds < 0) {
+    snprintf(why, sizeof why,
+             "layer %d: expert %d cannot move to GPU %d %s: its %d physical "
+             "expert slots (%d + %d for moves in flight) are all taken",
+             l, m->expert, m->to, how, S, x->cfg.slots, S - x->cfg.slots);
+    return fail(x, RT_ESLOTS, "%s", why);
+  }
+  return 0;
+}
+
 /* The moves of layer l (x->moves[first..]), in flight during this
  * iteration: every arriving replica is copied into a free physical slot of
  * its destination (marked incoming), every replica that goes away stays
  * served (leaving); nothing is freed before the boundary. */
 static int plan_background(rt_exec *x, int l, int first) {
-  int S = x->nphys, G = x->G;
-  char why[200];
   for (int i = first; i < x->nmoves; i++) {
     const pl_move *m = &x->moves[i];
-    if (m->from < 0 || m->from >= G || (m->kind != PL_MOVE_DROP && (m->to < 0 || m->to >= G)))
-      return fail(x, RT_EPLACEMENT, "%s", "plan move names a GPU out of range");
+    int ss, ds, rc = move_slots(x, l, m, 0, &ss, &ds);
+    if (rc) return rc;
     lr *src = LR(x, l, m->from);
-    int ss = find_slot(src, S, m->expert);
-    if (ss < 0)
-      return fail(x, RT_EPLACEMENT, "%s", "plan moves an expert from a GPU that does not host it");
     if (m->kind != PL_MOVE_DROP) {
       lr *dst = LR(x, l, m->to);
-      if (find_slot(dst, S, m->expert) >= 0 || find_incoming(dst, S, m->expert) >= 0)
-        return fail(x, RT_EPLACEMENT, "%s", "plan puts a second replica of an expert on one GPU");
-      int ds = find_slot(dst, S, -1);
-      if (ds < 0) {
-        int rc = alloc_slot(x, m->to, dst, &ds);
-        if (rc) {
-          const char *be = x->ops->last_error(x->b);
-          snprintf(why, sizeof why,
-                   "layer %d: out of device memory for a slot receiving expert %d on GPU %d in "
-                   "the background (%s)",
-                   l, m->expert, m->to, be && be[0] ? be : "the allocation failed");
-          return fail(x, rc, "%s", why);
-        }
-      }
-      if (ds < 0) {
-        snprintf(why, sizeof why,
-                 "layer %d: expert %d cannot move to GPU %d in the background: its %d physical "
-                 "expert slots (%d + %d for moves in flight) are all taken",
-                 l, m->expert, m->to, S, x->cfg.slots, S - x->cfg.slots);
-        return fail(x, RT_ESLOTS, "%s", why);
-      }
       mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1, 0};
-      int rc = add_mig(x, &c);
-      if (rc) return rc;
+      if ((rc = add_mig(x, &c))) return rc;
       x->nbg++;
       dst->slots[ds].incoming = m->expert;
     }
@@ -578,16 +604,6 @@ static int finish_background(rt_exec *x) {
   return 0;
 }
 
-/* A slot of q holding `expert` to copy from: served, or retiring in this
- * iteration (a weights-first plan may migrate an expert away and also
- * replicate it from the same GPU); -1 when none. */
-static int find_source(const lr *q, int nslots, int expert) {
-  int s = find_slot(q, nslots, expert);
-  for (int k = 0; k < nslots && s < 0; k++)
-    if (q->slots[k].expert == -4 && q->slots[k].was == expert) s = k;
-  return s;
-}
-
 /* The moves of layer l (x->moves[first..]) of a weights-first plan
  * (pl_policy.h rule 6): the new placement serves this iteration, so every
  * arriving replica takes a free physical slot and is served at once (its
@@ -595,29 +611,13 @@ static int find_source(const lr *q, int nslots, int expert) {
  * replica that goes away stops serving but stays readable until the
  * boundary (retiring, -4), where land() frees it. */
 static int plan_weights_first(rt_exec *x, int l, int first) {
-  int S = x->nphys, G = x->G;
-  char why[200];
   for (int i = first; i < x->nmoves; i++) {
     const pl_move *m = &x->moves[i];
-    if (m->from < 0 || m->from >= G || (m->kind != PL_MOVE_DROP && (m->to < 0 || m->to >= G)))
-      return fail(x, RT_EPLACEMENT, "%s", "plan move names a GPU out of range");
+    int ss, ds, rc = move_slots(x, l, m, 1, &ss, &ds);
+    if (rc) return rc;
     lr *src = LR(x, l, m->from);
-    int ss = find_source(src, S, m->expert);
-    if (ss < 0)
-      return fail(x, RT_EPLACEMENT, "%s", "plan moves an expert from a GPU that does not host it");
     if (m->kind != PL_MOVE_DROP) {
       lr *dst = LR(x, l, m->to);
-      if (find_slot(dst, S, m->expert) >= 0)
-        return fail(x, RT_EPLACEMENT, "%s", "plan puts a second replica of an expert on one GPU");
-      int ds = find_slot(dst, S, -1), rc = 0;
-      if (ds < 0 && (rc = alloc_slot(x, m->to, dst, &ds))) return rc;
-      if (ds < 0) {
-        snprintf(why, sizeof why,
-                 "layer %d: expert %d cannot move to GPU %d weights-first: its %d physical "
-                 "expert slots (%d + %d for moves in flight) are all taken",
-                 l, m->expert, m->to, S, x->cfg.slots, S - x->cfg.slots);
-        return fail(x, RT_ESLOTS, "%s", why);
-      }
       mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1, 1};
       if ((rc = add_mig(x, &c))) return rc;
       x->nbg++;
