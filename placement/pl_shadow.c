@@ -504,6 +504,40 @@ static const double *was_us(pl_temps *t, const model *md, int x) {
   return t->wus;
 }
 
+/* A trial's change to x's copy on g: it now computes `now` tokens (was
+ * wg us), and its hose's node and rest shares move by dnode and drest; the
+ * compute's change goes to g's own or its temporaries' time. */
+static void shift_copy(pl_temps *t, const model *md, int x, int g, double now, double dnode,
+                       double drest, double wg, int *nchg) {
+  int G = md->G;
+  touch(t, g, nchg);
+  if (dnode != 0.0)
+    t->nh[G + g] += dnode;
+  t->nh[3 * G + g] += drest;
+  double delta = pl_ffn_us(md->prof, now) - wg;
+  if (planned(t, x, g))
+    t->nown[g] += delta;
+  else
+    t->ntmp[g] += delta;
+}
+
+/* The end of a trial of tr->x on tr->d: d's hose and compute with its copy
+ * (cd own tokens plus the new shares), the trial's replica counts of node
+ * ix taken back, and the all-to-all of every GPU the trial changed. */
+static void trial_close(pl_temps *t, const model *md, trial *tr, size_t ix, double cd,
+                        double new_node, double new_rest, int nchg) {
+  int G = md->G, d = tr->d, x = tr->x;
+  t->nh[G + d] += new_node;
+  t->nh[3 * G + d] += new_rest;
+  t->ntmp[d] += pl_ffn_us(md->prof, cd + new_node + new_rest);
+  t->rn[ix]--;
+  t->lh[ix] -= cd;
+  t->nrep[x]--;
+  for (int k = 0; k < nchg; k++)
+    t->na2a[t->chg[k]] = gpu_a2a(md, t->nh, t->chg[k]);
+  tr->nchg = nchg;
+}
+
 /* The trial values of copying x to d: its copies' shares and compute, d's
  * node's sources' wire tokens. The model's own state is left as it was
  * (rn, lh, rem, nrep are changed and put back). */
@@ -545,29 +579,14 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
   double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
   for (int i = 0; i < n; i++) {
     int g = rep[i], same = g / gpn == nd;
-    touch(t, g, &nchg);
-    double c0 = (double)counts[(size_t)g * E + x];
     /* was: c0 + (its node's share) + old_rest, as was_build computed it */
-    double now = c0 + (same ? new_node : share_node(t, x, g / gpn)) + new_rest;
-    if (same)
-      t->nh[G + g] += new_node - old_node;
-    t->nh[3 * G + g] += new_rest - old_rest;
-    double delta = pl_ffn_us(md->prof, now) - wus[g];
-    if (planned(t, x, g))
-      t->nown[g] += delta;
-    else
-      t->ntmp[g] += delta;
+    double now = (double)counts[(size_t)g * E + x] +
+                 (same ? new_node : share_node(t, x, g / gpn)) + new_rest;
+    shift_copy(t, md, x, g, now, same ? new_node - old_node : 0.0, new_rest - old_rest, wus[g],
+               &nchg);
   }
-  t->nh[G + d] += new_node;
-  t->nh[3 * G + d] += new_rest;
-  t->ntmp[d] += pl_ffn_us(md->prof, cd + new_node + new_rest);
-  t->rn[ix]--;
-  t->lh[ix] -= cd;
-  t->nrep[x]--;
   t->rem[x] = rem0;
-  for (int k = 0; k < nchg; k++)
-    t->na2a[t->chg[k]] = gpu_a2a(md, t->nh, t->chg[k]);
-  tr->nchg = nchg;
+  trial_close(t, md, tr, ix, cd, new_node, new_rest, nchg);
 }
 
 /* ------------------------------------------- trials on a holding node --- */
@@ -662,27 +681,11 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
   t->nrep[x]++;
   double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
   for (int i = lo; i < n && rep[i] < (nd + 1) * gpn; i++) {
-    int g = rep[i];
-    touch(t, g, &nchg);
-    double c0 = (double)counts[(size_t)g * E + x];
-    double now = c0 + new_node + new_rest;
-    t->nh[G + g] += new_node - old_node;
-    t->nh[3 * G + g] += new_rest - old_rest;
-    double delta = pl_ffn_us(md->prof, now) - wus[g]; /* c0 + old_node + old_rest */
-    if (planned(t, x, g))
-      t->nown[g] += delta;
-    else
-      t->ntmp[g] += delta;
+    int g = rep[i]; /* was: c0 + old_node + old_rest */
+    double now = (double)counts[(size_t)g * E + x] + new_node + new_rest;
+    shift_copy(t, md, x, g, now, new_node - old_node, new_rest - old_rest, wus[g], &nchg);
   }
-  t->nh[G + d] += new_node;
-  t->nh[3 * G + d] += new_rest;
-  t->ntmp[d] += pl_ffn_us(md->prof, cd + new_node + new_rest);
-  t->rn[ix]--;
-  t->lh[ix] -= cd;
-  t->nrep[x]--;
-  for (int k = 0; k < nchg; k++)
-    t->na2a[t->chg[k]] = gpu_a2a(md, t->nh, t->chg[k]);
-  tr->nchg = nchg;
+  trial_close(t, md, tr, ix, cd, new_node, new_rest, nchg);
 }
 
 /* predict() for trial_values_had()'s state: the marked GPUs and the
