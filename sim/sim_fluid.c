@@ -138,6 +138,16 @@ static int completion(double t_end, int64_t lat_ns, int64_t *out) {
   return SIM_OK;
 }
 
+/* Time (ns) until the first of link k's flows, at their current rates,
+ * has sent all its bytes; INFINITY when none is sending. */
+static double next_finish(const sim_fluid_link *k) {
+  double dt = INFINITY;
+  for (int i = 0; i < k->n; i++)
+    if (k->f[i].rate > 0 && k->f[i].left / k->f[i].rate < dt)
+      dt = k->f[i].left / k->f[i].rate;
+  return dt;
+}
+
 /* Advances link k until time `until` (ns; INFINITY: no limit) or, with
  * fg_only, until it holds no foreground flow, whichever comes first. Flows
  * that finish are removed in index order; foreground ones are reported to
@@ -149,10 +159,7 @@ static int advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, d
   while (k->n > 0 && (!fg_only || k->nfg > 0)) {
     if (!k->rated)
       set_rates(k);
-    double dt = INFINITY;
-    for (int i = 0; i < k->n; i++)
-      if (k->f[i].rate > 0 && k->f[i].left / k->f[i].rate < dt)
-        dt = k->f[i].left / k->f[i].rate;
+    double dt = next_finish(k);
     if (!(dt < INFINITY))
       return SIM_EINVARIANT; /* a link with flows has capacity */
     if (k->t + dt > until) {
@@ -373,10 +380,7 @@ int sim_fluid_settle_kind(sim_fluid *f, int64_t now, int kind, int64_t *end) {
     while (!rc && has_kind(k, kind)) {
       if (!k->rated)
         set_rates(k);
-      double dt = INFINITY;
-      for (int i = 0; i < k->n; i++)
-        if (k->f[i].rate > 0 && k->f[i].left / k->f[i].rate < dt)
-          dt = k->f[i].left / k->f[i].rate;
+      double dt = next_finish(k);
       if (!(dt < INFINITY))
         rc = SIM_EINVARIANT;
       else /* to the next completion on the link, which advance handles */
