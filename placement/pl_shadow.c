@@ -184,6 +184,18 @@ static double arrival(const pl_temps *t, const model *md, int a, int b) {
   return lat + (in > out ? in : out);
 }
 
+/* The latest arrival at b of the temporaries copied to it, at least v
+ * (b's other arrival so far); each raises *rmax, the latest of all. */
+static double latest_arrival(const pl_temps *t, const model *md, int b, double v,
+                             double *rmax) {
+  for (int k = t->hto[b]; k >= 0; k = t->tnext[2 * k]) {
+    double a = arrival(t, md, t->temp[k].from, b);
+    v = a > v ? a : v;
+    *rmax = a > *rmax ? a : *rmax;
+  }
+  return v;
+}
+
 /* The arrivals of a trial copy h -> d (its bytes already added): only the
  * temporaries to d and from h change (more bytes on d's way in and h's
  * way out), so the GPUs whose arrival changes are d and the destinations
@@ -193,15 +205,7 @@ static double arrival(const pl_temps *t, const model *md, int a, int b) {
  * scan of every temporary gives, bit for bit. */
 static void trial_arrivals(pl_temps *t, const model *md, int h, int d) {
   double at = arrival(t, md, h, d), rmax = at > t->crmax ? at : t->crmax;
-  double v = 0;
-  if (at > v)
-    v = at;
-  for (int k = t->hto[d]; k >= 0; k = t->tnext[2 * k]) {
-    double a = arrival(t, md, t->temp[k].from, d);
-    v = a > v ? a : v;
-    rmax = a > rmax ? a : rmax;
-  }
-  t->arr[d] = v;
+  t->arr[d] = latest_arrival(t, md, d, at > 0 ? at : 0, &rmax);
   t->amark[d] = t->stamp;
   t->amk[0] = d;
   t->namk = 1;
@@ -209,13 +213,7 @@ static void trial_arrivals(pl_temps *t, const model *md, int h, int d) {
     int b = t->temp[k].to;
     if (t->amark[b] == t->stamp)
       continue;
-    v = 0;
-    for (int j = t->hto[b]; j >= 0; j = t->tnext[2 * j]) {
-      double a = arrival(t, md, t->temp[j].from, b);
-      v = a > v ? a : v;
-      rmax = a > rmax ? a : rmax;
-    }
-    t->arr[b] = v;
+    t->arr[b] = latest_arrival(t, md, b, 0, &rmax);
     t->amark[b] = t->stamp;
     t->amk[t->namk++] = b;
   }
