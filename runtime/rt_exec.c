@@ -1251,12 +1251,65 @@ static int temps_reduce_back(rt_exec *x) {
   return 0;
 }
 
+/* Step 1 for layer l: its plan, turned into slot copies (background,
+ * weights-first or blocking rounds), the layout checked against the
+ * policy's, then the policy observes the counts (it only uses them for
+ * later plans); *migrated += the plan's bytes. */
+static int plan_layer(rt_exec *x, int64_t it, int l, const int64_t *counts, int64_t *migrated) {
+  const pl_policy_ops *pops = pl_policy_ops_of(x->policy);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  int rc = pl_policy_plan(x->policy, (int)it, l, pops->clairvoyant ? counts : NULL, &plan);
+  if (rc) {
+    pl_plan_fini(&plan);
+    return fail(x, RT_EPLACEMENT, "policy plan: %s", pl_strerror(rc));
+  }
+  int first = x->nmoves;
+  if (plan.changed)
+    for (int m = 0; m < plan.nmoves && !rc; m++) {
+      rc = add_move(x, &plan.moves[m]);
+      *migrated += plan.moves[m].bytes;
+    }
+  pl_plan_fini(&plan);
+  if (rc) return rc;
+  /* Rounds are counted over all layers: plan each layer's moves. */
+  int saved = x->rounds;
+  if (pl_policy_inflight(x->policy, l)) rc = plan_background(x, l, first);
+  else if (pl_policy_weights_first(x->policy, l)) rc = plan_weights_first(x, l, first);
+  else rc = plan_migration(x, l, first);
+  if (rc) return rc;
+  if (x->rounds < saved) x->rounds = saved;
+  if ((rc = check_layout(x, l))) return rc;
+  rc = pl_policy_observe(x->policy, (int)it, l, counts);
+  return rc ? fail(x, RT_EPLACEMENT, "policy observe: %s", pl_strerror(rc)) : 0;
+}
+
+/* Step 2 for layer l, once every layer is planned: its routing on the
+ * serving placement (with its temporaries when the policy makes them),
+ * their slots, and the layer's index arrays; the tokens, bytes and
+ * *balance (raised to the layer's) into res. */
+static int route_layer(rt_exec *x, int64_t it, int l, const int64_t *counts, rt_iter_result *res,
+                       double *balance) {
+  int rc = x->temps ? pl_policy_route_temporaries(x->policy, l, counts, &x->temps[l], &x->route)
+                    : pl_policy_route_serving(x->policy, l, counts, &x->route);
+  if (rc) return fail(x, RT_EPLACEMENT, "policy route: %s", pl_strerror(rc));
+  if ((rc = temps_place(x, l))) return rc;
+  double bal = pl_routing_balance(&x->route);
+  if (bal > *balance) *balance = bal;
+  res->tokens_total += x->route.total;
+  res->tokens_dropped += x->route.dropped;
+  if ((rc = layout_layer(x, it, l, counts))) return rc;
+  for (int r = 0; r < x->G; r++)
+    for (int g = 0; g < x->G; g++)
+      if (g != r) res->bytes_alltoall += 4 * LR(x, l, r)->send_cnt[g];
+  return 0;
+}
+
 int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
                       rt_iter_result *res, char *err, size_t errlen) {
   int G = x->G, L = x->L, E = x->E, rc;
   x->err = err;
   x->errlen = errlen;
-  const pl_policy_ops *pops = pl_policy_ops_of(x->policy);
   size_t GE = (size_t)G * (size_t)E;
   memset(res, 0, sizeof *res);
   res->iteration = it;
@@ -1270,49 +1323,13 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   x->rounds = 0;
   int64_t migrated = 0;
   double balance = 0.0;
-  for (int l = 0; l < L; l++) {
-    pl_plan plan;
-    pl_plan_init(&plan);
-    rc = pl_policy_plan(x->policy, (int)it, l, pops->clairvoyant ? counts + l * GE : NULL, &plan);
-    if (rc) {
-      pl_plan_fini(&plan);
-      return fail(x, RT_EPLACEMENT, "policy plan: %s", pl_strerror(rc));
-    }
-    int first = x->nmoves;
-    if (plan.changed)
-      for (int m = 0; m < plan.nmoves && !rc; m++) {
-        rc = add_move(x, &plan.moves[m]);
-        migrated += plan.moves[m].bytes;
-      }
-    pl_plan_fini(&plan);
-    if (rc) return rc;
-    /* Rounds are counted over all layers: plan each layer's moves. */
-    int saved = x->rounds;
-    if (pl_policy_inflight(x->policy, l)) rc = plan_background(x, l, first);
-    else if (pl_policy_weights_first(x->policy, l)) rc = plan_weights_first(x, l, first);
-    else rc = plan_migration(x, l, first);
-    if (rc) return rc;
-    if (x->rounds < saved) x->rounds = saved;
-    if ((rc = check_layout(x, l))) return rc;
-    /* 2. routing and layout on the serving placement; then the policy
-     * observes the counts (it only uses them for later plans), in the
-     * simulator's call order: plan, route, observe, layer by layer. */
-    rc = x->temps ? pl_policy_route_temporaries(x->policy, l, counts + l * GE, &x->temps[l],
-                                                &x->route)
-                  : pl_policy_route_serving(x->policy, l, counts + l * GE, &x->route);
-    if (rc) return fail(x, RT_EPLACEMENT, "policy route: %s", pl_strerror(rc));
-    if ((rc = temps_place(x, l))) return rc;
-    double bal = pl_routing_balance(&x->route);
-    if (bal > balance) balance = bal;
-    res->tokens_total += x->route.total;
-    res->tokens_dropped += x->route.dropped;
-    if ((rc = layout_layer(x, it, l, counts + l * GE))) return rc;
-    for (int r = 0; r < G; r++)
-      for (int g = 0; g < G; g++)
-        if (g != r) res->bytes_alltoall += 4 * LR(x, l, r)->send_cnt[g];
-    rc = pl_policy_observe(x->policy, (int)it, l, counts + l * GE);
-    if (rc) return fail(x, RT_EPLACEMENT, "policy observe: %s", pl_strerror(rc));
-  }
+  /* the simulator's call order (run/fm_sim.c): plan and observe layer by
+   * layer, then every layer's routing and temporaries (which read only the
+   * plans: the same decisions as the simulator's, bit for bit) */
+  for (int l = 0; l < L; l++)
+    if ((rc = plan_layer(x, it, l, counts + l * GE, &migrated))) return rc;
+  for (int l = 0; l < L; l++)
+    if ((rc = route_layer(x, it, l, counts + l * GE, res, &balance))) return rc;
   res->bytes_alltoall *= (int64_t)x->d * x->cfg.model_bytes_per_elem;
   res->balance = balance;
   res->nmoves = x->nmoves;
