@@ -160,7 +160,8 @@ typedef struct rt_backend_ops {
    * passed the latest point `id` put before it, not for copies given after
    * that point (they keep running beside the ranks' work, until
    * move_fence). An id may be put again once a barrier() follows every
-   * wait on it. Either may be NULL: the executor then fences with
+   * wait on it; put again before its wait, the point moves to the later
+   * put (the wait then also covers the copies in between). Either may be NULL: the executor then fences with
    * move_fence (every copy given so far, later layers' included). */
   int (*move_point)(rt_backend *b, int id);
   int (*move_wait)(rt_backend *b, int id);
