@@ -8,7 +8,9 @@
  * JSON (one document): {"policy", "trace", "iteration", "gpus",
  * "gpus_per_node", "slots_per_gpu", "layers": [{"layer", "experts":
  * [{"expert", "gpus": [..]}], "gpu_load": [..], "balance", "dropped",
- * "background", "moves": [{"expert", "from", "to", "kind", "bytes"}]}]}.
+ * "background", "moves": [{"expert", "from", "to", "kind", "bytes"}]}]};
+ * with --temporaries each layer also has "temporaries": [{"expert", "from",
+ * "to"}].
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -30,7 +32,7 @@ static const char help_head[] =
     "                     [--policy NAME[:key=value,...]] [--iteration I] [--layer L]\n"
     "                     [--cluster PRESET|FILE.json] [--d-model D] [--d-ff F]\n"
     "                     [--top-k K] [--tokens-per-gpu T] [--seed S]\n"
-    "                     [--strict] [--format table|json]\n"
+    "                     [--temporaries] [--strict] [--format table|json]\n"
     "\n"
     "Runs a placement policy over a routing trace (rescaled to N GPUs) up to\n"
     "iteration I and prints the placement it uses there: each expert's GPUs,\n"
@@ -47,7 +49,7 @@ static const char help_tail[] =
 typedef struct place_opts {
   const char *trace, *policy, *cluster;
   long gpus, nodes, gpn, slots, iteration, layer, d_model, d_ff, top_k, tokens, seed;
-  int fmt, strict;
+  int fmt, strict, temps;
 } place_opts;
 
 /* One layer shown as a table: balance, drops and moves, then per GPU its
@@ -89,6 +91,9 @@ static void emit_layer(const fm_place_result *r, int i) {
       printf("  move: %s expert %d GPU %d -> %d (%.1f MB)\n", fm_place_move_kind(m->kind),
              m->expert, m->from, m->to, (double)m->bytes / 1e6);
   }
+  for (int k = 0; r->temporaries && k < lo->ntemps; k++)
+    printf("  temporary: expert %d GPU %d -> %d (weights, this iteration only)\n",
+           lo->temps[k].expert, lo->temps[k].from, lo->temps[k].to);
 }
 
 static int emit_table(const fm_place_result *r) {
@@ -128,6 +133,9 @@ static int parse(int argc, char **argv, place_opts *o) {
       {.kind = CLI_O_LONG, .to = &o->top_k, .key = FM_KEY_TOP_K},
       {.kind = CLI_O_LONG, .to = &o->tokens, .key = FM_KEY_TOKENS_PER_GPU},
       {.kind = CLI_O_LONG, .to = &o->seed, .key = FM_KEY_SEED},
+      {.flag = "--temporaries", .kind = CLI_O_BOOL, .to = &o->temps, .key = -1,
+       .help = "also the iteration's temporaries (flexmoe shadow=1: extra copies decided on "
+               "its own counts, as the simulator does): expert, holder GPU -> destination"},
       {.flag = "--strict", .kind = CLI_O_BOOL, .to = &o->strict, .key = -1,
        .help = "trace warnings (empty ranks or iterations, ids that look 1-based, unused "
                "ranks) are errors"},
@@ -161,7 +169,8 @@ int cmd_place(int argc, char **argv) {
       .trace = o.trace, .policy = o.policy, .cluster = o.cluster, .gpus = (int)o.gpus,
       .gpus_per_node = (int)o.gpn, .slots = (int)o.slots, .iteration = o.iteration,
       .layer = (int)o.layer, .d_model = (int)o.d_model, .d_ff = (int)o.d_ff,
-      .top_k = (int)o.top_k, .tokens_per_gpu = o.tokens, .seed = (uint64_t)o.seed};
+      .top_k = (int)o.top_k, .tokens_per_gpu = o.tokens, .seed = (uint64_t)o.seed,
+      .temporaries = o.temps};
   fm_place_result r;
   char em[2048];
   if ((rc = fm_place_run(&cfg, &r, em, sizeof(em))))

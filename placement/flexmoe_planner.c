@@ -1,7 +1,8 @@
 /*
  * flexmoe_planner.c - the stable C API over the policy handle (see
- * flexmoe_planner.h). A planner owns its pl_policy, the last plan and, for
- * the key=value constructor, the profile arrays its env points to.
+ * flexmoe_planner.h). A planner owns its pl_policy, the last plan, the last
+ * temporaries (made on first use) and, for the key=value constructor, the
+ * profile arrays its env points to.
  */
 #include "placement/flexmoe_planner.h"
 
@@ -24,6 +25,7 @@ struct pl_planner {
   pl_env env;
   pl_plan plan;
   pl_routing routing; /* lazily initialised by pl_planner_route */
+  pl_temps temps;     /* lazily initialised by pl_planner_temporaries */
   double tokens[MAX_POINTS], us[MAX_POINTS];
 };
 
@@ -223,6 +225,7 @@ void pl_planner_destroy(pl_planner *p) {
   pl_policy_destroy(p->policy);
   pl_plan_fini(&p->plan);
   pl_routing_fini(&p->routing);
+  pl_temps_fini(&p->temps);
   pl_free(p);
 }
 
@@ -280,17 +283,36 @@ int pl_planner_plan_flags(const pl_planner *p, int *background, int *uncharged) 
   return PL_OK;
 }
 
+/* A placement as the 0/1 matrix out[expert * gpus + g]. */
+static void matrix_of(const pl_placement *pl, int32_t *out) {
+  memset(out, 0, sizeof(int32_t) * (size_t)pl->experts * (size_t)pl->gpus);
+  for (int e = 0; e < pl->experts; e++)
+    for (int i = 0; i < pl->nrep[e]; i++)
+      out[(size_t)e * pl->gpus + pl->rep[(size_t)e * pl->gpus + i]] = 1;
+}
+
 int pl_planner_placement(const pl_planner *p, int layer, int32_t *out) {
   if (!p || !out)
     return PL_EINVAL;
   const pl_placement *pl = pl_policy_placement(p->policy, layer);
   if (!pl)
     return PL_EINVAL;
-  memset(out, 0, sizeof(int32_t) * (size_t)pl->experts * (size_t)pl->gpus);
-  for (int e = 0; e < pl->experts; e++)
-    for (int i = 0; i < pl->nrep[e]; i++)
-      out[(size_t)e * pl->gpus + pl->rep[(size_t)e * pl->gpus + i]] = 1;
+  matrix_of(pl, out);
   return PL_OK;
+}
+
+int pl_planner_serving(const pl_planner *p, int layer, int32_t *out) {
+  if (!p || !out)
+    return PL_EINVAL;
+  const pl_placement *pl = pl_policy_serving(p->policy, layer);
+  if (!pl)
+    return PL_EINVAL;
+  matrix_of(pl, out);
+  return PL_OK;
+}
+
+int pl_planner_weights_first(const pl_planner *p, int layer) {
+  return p ? pl_policy_weights_first(p->policy, layer) : 0;
 }
 
 int pl_planner_route(pl_planner *p, int layer, const int64_t *counts,
@@ -310,4 +332,27 @@ int pl_planner_route(pl_planner *p, int layer, const int64_t *counts,
   if (dropped)
     *dropped = p->routing.dropped;
   return PL_OK;
+}
+
+int pl_planner_temporaries(pl_planner *p, int layer, const int64_t *counts, int32_t *out,
+                           int max) {
+  if (!p || !counts || max < 0 || (max > 0 && !out) || layer < 0 || layer >= p->env.layers)
+    return PL_EINVAL;
+  int rc;
+  /* the runtime's and the simulator's room: the policy's slots per GPU */
+  if (!p->temps.temp &&
+      (rc = pl_temps_init(&p->temps, p->env.experts, p->env.cluster.gpus,
+                          pl_policy_placement(p->policy, 0)->slots)) != 0)
+    return rc;
+  if ((rc = pl_policy_temporaries(p->policy, layer, counts, &p->temps)) != 0)
+    return rc;
+  int n = p->temps.n;
+  for (int k = 0; k < n && k < max; k++) {
+    const pl_temp *t = &p->temps.temp[k];
+    int32_t *o = out + 3 * (size_t)k;
+    o[0] = t->expert;
+    o[1] = t->from;
+    o[2] = t->to;
+  }
+  return n;
 }

@@ -232,8 +232,39 @@ static int place_step(place_run *w, int64_t it, int l) {
   return FM_OK;
 }
 
+/* The temporaries of the layers shown at the iteration shown, decided as
+ * the simulator does once every layer of it is planned (run/fm_sim.c), on
+ * the layer's counts drawn again (the same draw); FM_OK or FM_EFAIL. */
+static int place_temporaries(place_run *w, fm_place_result *out) {
+  const fm_place_config *c = w->cfg;
+  int E = w->t.experts, G = c->gpus, rc = FM_OK;
+  pl_temps t = {0};
+  if (pl_temps_init(&t, E, G, pl_policy_placement(w->pol, 0)->slots))
+    return fail(w, FM_EFAIL, "out of memory");
+  for (int i = 0; i < out->nlayers && !rc; i++) {
+    int l = out->layer0 + i, trc, prc;
+    fm_place_layer *lo = &out->layers[i];
+    if ((trc = tr_rescale_slice(&w->t, out->iteration, l, G, w->slots_per_gpu, c->seed,
+                                w->counts)))
+      rc = fail(w, FM_EFAIL, "%s: cannot map iteration %" PRId64 " onto %d GPUs: %s", c->trace,
+                out->iteration, G, tr_strerror(trc));
+    else if ((prc = pl_policy_temporaries(w->pol, l, w->counts, &t)))
+      rc = fail(w, FM_EFAIL, "temporaries of iteration %" PRId64 ", layer %d: %s", out->iteration,
+                l, pl_strerror(prc));
+    else if (!(lo->temps = malloc(sizeof(pl_temp) * (size_t)(t.n ? t.n : 1))))
+      rc = fail(w, FM_EFAIL, "out of memory");
+    else {
+      lo->ntemps = t.n;
+      if (t.n)
+        memcpy(lo->temps, t.temp, sizeof(pl_temp) * (size_t)t.n);
+    }
+  }
+  pl_temps_fini(&t);
+  return rc;
+}
+
 /* Every layer of iterations 0..out->iteration, the layers shown captured at
- * the last; FM_OK or FM_EFAIL. */
+ * the last (and their temporaries when asked for); FM_OK or FM_EFAIL. */
 static int place_replay(place_run *w, fm_place_result *out) {
   int rc, l1 = out->layer0 + out->nlayers;
   for (int64_t it = 0; it <= out->iteration; it++)
@@ -244,7 +275,8 @@ static int place_replay(place_run *w, fm_place_result *out) {
           (rc = place_capture(w, l, &out->layers[l - out->layer0])))
         return rc;
     }
-  return FM_OK;
+  out->temporaries = w->cfg->temporaries;
+  return out->temporaries ? place_temporaries(w, out) : FM_OK;
 }
 
 /* Releases what the run state holds, the trace last. */
@@ -279,11 +311,32 @@ void fm_place_result_fini(fm_place_result *r) {
       pl_placement_fini(&r->layers[i].placement);
       free(r->layers[i].gpu_load);
       free(r->layers[i].moves);
+      free(r->layers[i].temps);
     }
   free(r->layers);
   free(r->policy);
   r->layers = NULL;
   r->policy = NULL;
+}
+
+/* Adds the layer's temporaries to its document (released on failure). */
+static json_t *temps_doc(const fm_place_layer *lo, json_t *doc) {
+  json_t *temps = json_array();
+  int bad = !temps;
+  for (int k = 0; k < lo->ntemps && !bad; k++)
+    bad |= json_array_append_new(temps, json_pack("{s:i,s:i,s:i}", "expert", lo->temps[k].expert,
+                                                  "from", lo->temps[k].from, "to",
+                                                  lo->temps[k].to));
+  if (bad) {
+    json_decref(temps);
+    json_decref(doc);
+    return NULL;
+  }
+  if (json_object_set_new(doc, "temporaries", temps)) {
+    json_decref(doc);
+    return NULL;
+  }
+  return doc;
 }
 
 /* One layer's JSON: its experts' GPUs, GPU loads, balance, drops and moves;
@@ -315,9 +368,11 @@ static json_t *layer_doc(const fm_place_result *r, int i) {
     return NULL;
   }
   /* NAN (a layer without load) is null: JSON has no NaN */
-  return json_pack("{s:i,s:o,s:o,s:o,s:I,s:b,s:o}", "layer", r->layer0 + i, "experts", experts,
-                   "gpu_load", load, "balance", fm_json_number(lo->balance), "dropped",
-                   (json_int_t)lo->dropped, "background", lo->background, "moves", moves);
+  json_t *doc = json_pack("{s:i,s:o,s:o,s:o,s:I,s:b,s:o}", "layer", r->layer0 + i, "experts",
+                          experts, "gpu_load", load, "balance", fm_json_number(lo->balance),
+                          "dropped", (json_int_t)lo->dropped, "background", lo->background,
+                          "moves", moves);
+  return doc && r->temporaries ? temps_doc(lo, doc) : doc;
 }
 
 json_t *fm_place_doc(const fm_place_result *r) {

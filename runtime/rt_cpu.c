@@ -17,6 +17,10 @@
  * mover's queue; move_fence appends a DONE to the mover's queue and a
  * WAIT in every rank's, which waits until the mover has passed it. The
  * epochs (go, done) only grow, so a fence never waits for a later begin.
+ * move_point is a fence's first half: a DONE in the mover's queue, its
+ * epoch kept under the point's id; move_wait(id) is the second, a WAIT for
+ * that epoch in every rank's queue, so the ranks wait for the copies
+ * before the point and not for those given after it.
  * The mover shares the cores and the memory system with the ranks, which
  * is what the iteration's phases measure while it copies.
  */
@@ -74,6 +78,7 @@ typedef struct cpu_backend {
   int64_t *go;         /* [ranks] last GO epoch each rank passed */
   int64_t mv_done;     /* last fence epoch the mover passed */
   int64_t go_epoch, fence_epoch; /* last handed out */
+  int64_t *point;      /* [RT_MOVE_POINTS] fence epoch of each point id, 0: none */
   int failed; /* a push failed: queues may disagree on barriers; never run them */
   char err[256];
 } cpu_backend;
@@ -277,15 +282,17 @@ static int cpu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
   c->rank = rt_calloc((size_t)cfg->ranks, sizeof *c->rank);
   c->stamp = rt_calloc((size_t)CPU_MAX_MARKS * (size_t)cfg->ranks, sizeof(double));
   c->go = rt_calloc((size_t)cfg->ranks, sizeof *c->go);
+  c->point = rt_calloc(RT_MOVE_POINTS, sizeof *c->point);
   pthread_mutex_init(&c->gate_mu, NULL);
   pthread_cond_init(&c->gate_cv, NULL);
   pthread_mutex_init(&c->mv_mu, NULL);
   pthread_cond_init(&c->mv_cv, NULL);
-  if (!c->rank || !c->stamp || !c->go ||
+  if (!c->rank || !c->stamp || !c->go || !c->point ||
       pthread_barrier_init(&c->bar, NULL, (unsigned)cfg->ranks)) {
     rt_free(c->rank);
     rt_free(c->stamp);
     rt_free(c->go);
+    rt_free(c->point);
     pthread_mutex_destroy(&c->gate_mu);
     pthread_cond_destroy(&c->gate_cv);
     pthread_mutex_destroy(&c->mv_mu);
@@ -304,6 +311,7 @@ static void cpu_destroy(rt_backend *b) {
   rt_free(c->rank);
   rt_free(c->stamp);
   rt_free(c->go);
+  rt_free(c->point);
   pthread_mutex_destroy(&c->mv_mu);
   pthread_cond_destroy(&c->mv_cv);
   pthread_barrier_destroy(&c->bar);
@@ -439,6 +447,36 @@ static int cpu_move_fence(rt_backend *b) {
   if (!rc) c->fence_epoch = epoch;
   return rc;
 }
+/* A fence's first half: the mover passes epoch e here; id remembers it. */
+static int cpu_move_point(rt_backend *b, int id) {
+  cpu_backend *c = (cpu_backend *)b;
+  if (id < 0 || id >= RT_MOVE_POINTS) {
+    snprintf(c->err, sizeof c->err, "move point %d out of range", id);
+    return RT_EINVAL;
+  }
+  int64_t epoch = c->fence_epoch + 1;
+  op done = {.kind = OP_MOVE_DONE, .n = epoch};
+  int rc = push(c, -1, &done);
+  if (!rc) {
+    c->fence_epoch = epoch;
+    c->point[id] = epoch;
+  }
+  return rc;
+}
+/* Its second half: every rank waits until the mover passed point id. */
+static int cpu_move_wait(rt_backend *b, int id) {
+  cpu_backend *c = (cpu_backend *)b;
+  if (id < 0 || id >= RT_MOVE_POINTS || !c->point[id]) {
+    snprintf(c->err, sizeof c->err, "move_wait on point %d, which was never put", id);
+    return RT_EINVAL;
+  }
+  op wait = {.kind = OP_MOVE_WAIT, .n = c->point[id]};
+  for (int r = 0; r < b->ranks; r++) {
+    int rc = push(c, r, &wait);
+    if (rc) return rc;
+  }
+  return 0;
+}
 static int cpu_max_marks(const rt_backend *b) { (void)b; return CPU_MAX_MARKS; }
 static const char *cpu_last_error(const rt_backend *b) { return ((const cpu_backend *)b)->err; }
 
@@ -474,4 +512,6 @@ const rt_backend_ops rt_backend_cpu_ops = {
     .move_begin = cpu_move_begin,
     .move_copy = cpu_move_copy,
     .move_fence = cpu_move_fence,
+    .move_point = cpu_move_point,
+    .move_wait = cpu_move_wait,
 };

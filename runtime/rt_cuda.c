@@ -27,6 +27,14 @@
  * copies between GPUs), so compute and all-to-all keep their streams; the
  * fence records an event on every copy stream and makes every rank's
  * stream wait for all of them (two alternating sets, like the barrier).
+ * Per-layer completion (move_point / move_wait, weights-first copies): a
+ * point records event `id` on every copy stream where it is put (events
+ * created on first use, on the calling thread), so it marks each source's
+ * copies given before it; a wait makes every rank's stream wait for every
+ * copy stream's event `id`. In worker mode the workers meet at the wait
+ * first (as at a fence), so every copy stream's record precedes every
+ * wait; the executor's barriers between a wait and the next put of the
+ * same id keep a record from overtaking a wait.
  */
 #include "runtime/rt_backend.h"
 
@@ -101,6 +109,8 @@ typedef struct cu_rank {
   cudaStream_t mv_stream; /* background moves from this rank */
   cudaEvent_t go_ev;      /* move_begin's point on the rank's stream */
   cudaEvent_t mv_ev[2];   /* fence: the copy stream's end, alternating */
+  cudaEvent_t *pt_ev;     /* [RT_MOVE_POINTS] move_point's events on the copy
+                             stream, created on first use */
 } cu_rank;
 
 typedef struct cu_backend {
@@ -324,7 +334,8 @@ static int cu_create(rt_backend **out, const rt_backend_config *cfg, char *err,
       break;
     }
     k->mark_ev = rt_calloc(CU_MAX_MARKS, sizeof *k->mark_ev);
-    if (!k->mark_ev) rc = RT_ENOMEM;
+    k->pt_ev = rt_calloc(RT_MOVE_POINTS, sizeof *k->pt_ev);
+    if (!k->mark_ev || !k->pt_ev) rc = RT_ENOMEM;
     if (!rc && kn_cuda_blas_create(&k->blas, k->stream)) {
       snprintf(c->err, sizeof c->err, "%s", kn_cuda_last_error());
       rc = RT_EDEVICE;
@@ -355,6 +366,10 @@ static void cu_destroy(rt_backend *b) {
         for (int i = 0; i < CU_MAX_MARKS; i++)
           if (k->mark_ev[i]) cudaEventDestroy(k->mark_ev[i]);
       rt_free(k->mark_ev);
+      if (k->pt_ev)
+        for (int i = 0; i < RT_MOVE_POINTS; i++)
+          if (k->pt_ev[i]) cudaEventDestroy(k->pt_ev[i]);
+      rt_free(k->pt_ev);
       if (k->bar_ev) cudaEventDestroy(k->bar_ev);
       for (int i = 0; i < 2; i++) {
         if (k->bar2[i]) cudaEventDestroy(k->bar2[i]);
@@ -402,7 +417,7 @@ static void cu_release(rt_backend *b, int r, void *p) {
  * worker still joins every barrier, so none waits forever. */
 enum cu_kind { K_UPLOAD, K_FILL, K_FILL_BYTES, K_PERMUTE, K_COMBINE, K_FFN_FWD, K_FFN_BWD,
                K_ADD, K_COPY, K_BARRIER, K_MARK, K_DELAY, K_STOP,
-               K_MOVE_GO, K_MOVE_COPY, K_MOVE_FENCE };
+               K_MOVE_GO, K_MOVE_COPY, K_MOVE_FENCE, K_MOVE_POINT, K_MOVE_WAIT };
 
 typedef struct cu_op {
   enum cu_kind kind;
@@ -467,6 +482,13 @@ static void *worker_main(void *p) {
       if (!w->rc)
         for (int q = 0; q < c->base.ranks; q++)
           cudaStreamWaitEvent(k->stream, c->rank[q].mv_ev[o.set], 0);
+    } else if (o.kind == K_MOVE_WAIT) {
+      /* every copy stream recorded point o.k before this (meet first) */
+      cu_rank *k = &c->rank[a->r];
+      pthread_barrier_wait(&c->pbar);
+      if (!w->rc)
+        for (int q = 0; q < c->base.ranks; q++)
+          cudaStreamWaitEvent(k->stream, c->rank[q].pt_ev[o.k], 0);
     } else if (!w->rc) {
       int rc = exec_op(&c->base, &o);
       if (rc) {
@@ -707,6 +729,27 @@ static int do_move_fence(rt_backend *b, int set) {
   }
   return 0;
 }
+/* move_point on rank r: event id marks the copies given so far on its copy
+ * stream. */
+static int do_move_point(rt_backend *b, int r, int id) {
+  cu_backend *c = (cu_backend *)b;
+  int rc = use(c, r);
+  if (rc) return rc;
+  RT_CU(c, cudaEventRecord(c->rank[r].pt_ev[id], c->rank[r].mv_stream));
+  return 0;
+}
+/* Direct mode's move_wait: every stream waits for every copy stream's
+ * point id. */
+static int do_move_wait(rt_backend *b, int id) {
+  cu_backend *c = (cu_backend *)b;
+  int G = b->ranks, rc;
+  for (int r = 0; r < G; r++) {
+    if ((rc = use(c, r))) return rc;
+    for (int q = 0; q < G; q++)
+      RT_CU(c, cudaStreamWaitEvent(c->rank[r].stream, c->rank[q].pt_ev[id], 0));
+  }
+  return 0;
+}
 static int do_mark(rt_backend *b, int slot) {
   cu_backend *c = (cu_backend *)b;
   int rc;
@@ -734,6 +777,7 @@ static int exec_op(rt_backend *b, const cu_op *o) {
   case K_COPY: return do_copy(b, o->r, o->a, o->r2, o->dst, o->bytes);
   case K_MOVE_GO: return do_move_go(b, o->r);
   case K_MOVE_COPY: return do_move_copy(b, o->r, o->a, o->r2, o->dst, o->bytes);
+  case K_MOVE_POINT: return do_move_point(b, o->r, o->k);
   case K_DELAY: {
     cu_backend *c = (cu_backend *)b;
     int rc = use(c, o->r);
@@ -871,6 +915,47 @@ static int cu_move_fence(rt_backend *b) {
   return 0;
 }
 
+/* Point id's events, created here on the calling thread before any use
+ * (as cu_mark's); RT_EINVAL for an id out of range. */
+static int point_events(cu_backend *c, int id) {
+  if (id < 0 || id >= RT_MOVE_POINTS) {
+    snprintf(c->err, sizeof c->err, "move point %d out of range", id);
+    return RT_EINVAL;
+  }
+  for (int r = 0; r < c->base.ranks; r++) {
+    cu_rank *k = &c->rank[r];
+    if (k->pt_ev[id]) continue;
+    int rc = use(c, r);
+    if (rc) return keep(c, rc);
+    cudaError_t e = cudaEventCreateWithFlags(&k->pt_ev[id], cudaEventDisableTiming);
+    if (e != cudaSuccess)
+      return keep(c, cu_fail(c, RT_EDEVICE, __FILE__, __LINE__, "cudaEventCreateWithFlags",
+                             cudaGetErrorString(e)));
+  }
+  return 0;
+}
+static int cu_move_point(rt_backend *b, int id) {
+  cu_backend *c = (cu_backend *)b;
+  int rc = point_events(c, id);
+  if (rc) return rc;
+  for (int r = 0; r < b->ranks; r++) {
+    cu_op o = {.kind = K_MOVE_POINT, .r = r, .k = id};
+    if ((rc = submit(b, &o))) return rc;
+  }
+  return 0;
+}
+static int cu_move_wait(rt_backend *b, int id) {
+  cu_backend *c = (cu_backend *)b;
+  int rc = point_events(c, id);
+  if (rc) return rc;
+  if (!c->wk) return keep(c, do_move_wait(b, id));
+  for (int r = 0; r < b->ranks; r++) {
+    cu_op o = {.kind = K_MOVE_WAIT, .r = r, .k = id};
+    if ((rc = submit(b, &o))) return rc;
+  }
+  return 0;
+}
+
 static int collect_direct(rt_backend *b, int nslots, double *ms);
 static int cu_collect(rt_backend *b, int nslots, double *ms) {
   cu_backend *c = (cu_backend *)b;
@@ -960,6 +1045,8 @@ const rt_backend_ops rt_backend_cuda_ops = {
     .move_begin = cu_move_begin,
     .move_copy = cu_move_copy,
     .move_fence = cu_move_fence,
+    .move_point = cu_move_point,
+    .move_wait = cu_move_wait,
 };
 
 void *rt_cuda_stream(rt_backend *b, int rank) { return R(b, rank)->stream; }

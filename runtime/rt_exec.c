@@ -17,8 +17,8 @@
  * after the initial layout), 1 after migration, then one per phase of every
  * layer and direction, then one after the all-reduce, and one after the
  * background moves' fence when the iteration has any; with weights-first
- * moves one more, after their weights' fence before the first such layer's
- * forward (fence_weights). A phase lasts from
+ * moves one more per layer that has them, after the wait for that layer's
+ * weights before its forward (fence_weights). A phase lasts from
  * the latest rank's previous stamp to the latest rank's stamp: the critical
  * path the simulator predicts.
  *
@@ -37,8 +37,14 @@
  * memory grows with the largest set of moves in flight, not the worst.
  * Weights-first moves (pl_policy.h rule 6; plan_weights_first): the new
  * placement serves at once, arriving replicas are served as soon as their
- * parameters have landed (before the first weights-first layer's forward),
- * departing ones retire (expert -4: unserved, readable) until the boundary.
+ * parameters have landed (before their own layer's forward), departing
+ * ones retire (expert -4: unserved, readable) until the boundary. The
+ * mover gets, after the iteration's first stamp, each weights-first
+ * layer's parameters in layer order, each layer closed by a point
+ * (move_point, id = the layer), then the rest (those copies' optimizer
+ * state, plain background copies whole); a layer's forward waits for its
+ * point only (move_wait), so neither it nor the rest waits for later
+ * layers' weights beyond the mover's order (start_background).
  */
 #include "runtime/rt_exec.h"
 
@@ -89,7 +95,8 @@ typedef struct mig_copy {
   slot src, dst;
   int round;   /* blocking round, -1: a background copy */
   int wf;      /* 1: weights-first (pl_policy.h rule 6): the parameters are
-                  due before the first weights-first layer's forward */
+                  due before the layer's forward */
+  int layer;
 } mig_copy;
 
 struct rt_exec {
@@ -117,7 +124,7 @@ struct rt_exec {
   mig_copy *mig;
   int nmig, capmig, rounds;
   int nbg;         /* background copies of this iteration (round -1) */
-  int wf_first;    /* the first layer with weights-first copies, -1: none */
+  unsigned char *wf_layer; /* [L] 1: the layer has weights-first copies this iteration */
   double *stamps;
   int *kind;       /* phase of each time stamp */
   double *busy, *total;
@@ -209,6 +216,7 @@ void rt_exec_destroy(rt_exec *x) {
   rt_free(x->kind);
   rt_free(x->busy);
   rt_free(x->total);
+  rt_free(x->wf_layer);
   rt_free(x);
 }
 
@@ -259,11 +267,12 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->rowc = rt_calloc((size_t)G * (size_t)E, sizeof *x->rowc);
   x->busy = rt_calloc((size_t)G, sizeof *x->busy);
   x->total = rt_calloc((size_t)G, sizeof *x->total);
-  int nst = 14 * L + 5;
+  x->wf_layer = rt_calloc((size_t)L, 1);
+  int nst = 15 * L + 4; /* 14 per layer, 1 per layer's weights wait, 4 per iteration */
   x->stamps = rt_calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
   x->kind = rt_calloc((size_t)nst, sizeof *x->kind);
   if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
-      !x->stamps || !x->kind) {
+      !x->stamps || !x->kind || !x->wf_layer) {
     rc = RT_ENOMEM;
     goto fail;
   }
@@ -557,7 +566,8 @@ static int plan_background(rt_exec *x, int l, int first) {
     lr *src = LR(x, l, m->from);
     if (m->kind != PL_MOVE_DROP) {
       lr *dst = LR(x, l, m->to);
-      mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1, 0};
+      mig_copy c = {.src_rank = m->from, .dst_rank = m->to, .src = src->slots[ss],
+                    .dst = dst->slots[ds], .round = -1, .wf = 0, .layer = l};
       if ((rc = add_mig(x, &c))) return rc;
       x->nbg++;
       dst->slots[ds].incoming = m->expert;
@@ -567,24 +577,34 @@ static int plan_background(rt_exec *x, int l, int first) {
   return 0;
 }
 
-static int copy_part(rt_exec *x, int weights, int mover);
+static int copy_part(rt_exec *x, int layer, int mover);
 static int stamp(rt_exec *x, int *mark, int kind);
 
-/* Starts this iteration's background copies on the backend's mover. */
+/* Whether the backend has a mover (rt_backend.h: begin, copy and fence). */
+static int has_mover(const rt_exec *x) {
+  return x->ops->move_begin && x->ops->move_copy && x->ops->move_fence;
+}
+
+/* The mover's point id of layer l's weights (ids past the last are shared
+ * by the deepest layers: a wait then also covers the layers after it). */
+static int point_of(int l) { return l < RT_MOVE_POINTS ? l : RT_MOVE_POINTS - 1; }
+
+/* Starts this iteration's background copies on the backend's mover: each
+ * weights-first layer's parameters in layer order, each closed by its
+ * point (fence_weights waits for it), then the rest, which the mover
+ * starts once every weight part has landed (pl_policy.h rule 6: the
+ * optimizer state together with the plain background moves), without
+ * waiting for the ranks to reach any layer. */
 static int start_background(rt_exec *x) {
-  if (!x->nbg || !x->ops->move_copy) return 0;
-  size_t pb = x->pelems * (size_t)x->esz;
+  if (!x->nbg || !has_mover(x)) return 0;
   BK(x, x->ops->move_begin(x->b));
-  if (x->wf_first >= 0) return copy_part(x, 1, 1); /* the rest: fence_weights */
-  for (int i = 0; i < x->nmig; i++) {
-    const mig_copy *c = &x->mig[i];
-    if (c->round != -1) continue;
-    BK(x, x->ops->move_copy(x->b, c->src_rank, c->src.param, c->dst_rank, c->dst.param, pb));
-    if (x->optbytes)
-      BK(x, x->ops->move_copy(x->b, c->src_rank, c->src.opt, c->dst_rank, c->dst.opt,
-                              x->optbytes));
+  for (int l = 0; l < x->L; l++) {
+    if (!x->wf_layer[l]) continue;
+    int rc = copy_part(x, l, 1);
+    if (rc) return rc;
+    if (x->ops->move_point) BK(x, x->ops->move_point(x->b, point_of(l)));
   }
-  return 0;
+  return copy_part(x, -1, 1);
 }
 
 /* The boundary's wait for the background copies (pl_policy.h, rule 3). A
@@ -592,12 +612,12 @@ static int start_background(rt_exec *x) {
  * serve, the copies are only not overlapped. */
 static int finish_background(rt_exec *x) {
   if (!x->nbg) return 0;
-  if (x->ops->move_fence) {
+  if (has_mover(x)) {
     BK(x, x->ops->move_fence(x->b));
     return 0;
   }
   BK(x, x->ops->group_begin(x->b));
-  int rc = copy_part(x, 0, 0); /* weights-first parameters: copied at fence_weights */
+  int rc = copy_part(x, -1, 0); /* weights-first parameters: copied at fence_weights */
   if (rc) return rc;
   BK(x, x->ops->group_end(x->b));
   BK(x, x->ops->barrier(x->b));
@@ -618,12 +638,13 @@ static int plan_weights_first(rt_exec *x, int l, int first) {
     lr *src = LR(x, l, m->from);
     if (m->kind != PL_MOVE_DROP) {
       lr *dst = LR(x, l, m->to);
-      mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], -1, 1};
+      mig_copy c = {.src_rank = m->from, .dst_rank = m->to, .src = src->slots[ss],
+                    .dst = dst->slots[ds], .round = -1, .wf = 1, .layer = l};
       if ((rc = add_mig(x, &c))) return rc;
       x->nbg++;
       dst->slots[ds].expert = m->expert;
       dst->slots[ds].wf_in = 1;
-      if (x->wf_first < 0) x->wf_first = l;
+      x->wf_layer[l] = 1;
     }
     if (m->kind != PL_MOVE_REPLICATE && src->slots[ss].expert >= 0) {
       src->slots[ss].was = m->expert;
@@ -633,17 +654,16 @@ static int plan_weights_first(rt_exec *x, int l, int first) {
   return 0;
 }
 
-/* The background copies' parts that start at `weights` = 1: the
- * parameters of weights-first copies (due before the first weights-first
- * layer's forward); 0: the rest (their optimizer state, and plain
- * background copies whole), on the backend's mover or, without one, as
- * blocking copies. */
-static int copy_part(rt_exec *x, int weights, int mover) {
+/* Part of the background copies: `layer` >= 0, the parameters of that
+ * layer's weights-first copies (due before its forward); -1, the rest
+ * (the weights-first copies' optimizer state, plain background copies
+ * whole); on the backend's mover or, without one, as blocking copies. */
+static int copy_part(rt_exec *x, int layer, int mover) {
   size_t pb = x->pelems * (size_t)x->esz;
   for (int i = 0; i < x->nmig; i++) {
     const mig_copy *c = &x->mig[i];
-    if (c->round != -1 || (weights && !c->wf)) continue;
-    int param = weights || !c->wf, opt = !weights && x->optbytes;
+    if (c->round != -1 || (layer >= 0 && (!c->wf || c->layer != layer))) continue;
+    int param = layer >= 0 || !c->wf, opt = layer < 0 && x->optbytes;
     if (param)
       BK(x, (mover ? x->ops->move_copy : x->ops->copy)(x->b, c->src_rank, c->src.param,
                                                        c->dst_rank, c->dst.param, pb));
@@ -654,25 +674,24 @@ static int copy_part(rt_exec *x, int weights, int mover) {
   return 0;
 }
 
-/* Before the first weights-first layer's forward: every weights-first
- * copy's parameters have landed (one fence for all of them: the mover is
- * one queue, in layer order), the wait stamped as migration; then the rest
- * of the background copies start. A backend without a mover copies the
+/* Before weights-first layer l's forward: its copies' parameters have
+ * landed (the wait for its point; later layers' weights and the rest keep
+ * copying), the wait stamped as migration. A backend without points
+ * fences every copy given so far; one without a mover copies the layer's
  * parameters here, blocking, and the rest at the boundary. */
-static int fence_weights(rt_exec *x, int *mark) {
-  if (x->ops->move_copy && x->ops->move_fence) {
+static int fence_weights(rt_exec *x, int l, int *mark) {
+  if (has_mover(x) && x->ops->move_point && x->ops->move_wait) {
+    BK(x, x->ops->move_wait(x->b, point_of(l)));
+  } else if (has_mover(x)) {
     BK(x, x->ops->move_fence(x->b));
   } else {
     BK(x, x->ops->group_begin(x->b));
-    int rc = copy_part(x, 1, 0);
+    int rc = copy_part(x, l, 0);
     if (rc) return rc;
     BK(x, x->ops->group_end(x->b));
     BK(x, x->ops->barrier(x->b));
   }
-  int rc = stamp(x, mark, RT_PH_MIGRATION);
-  if (rc || !x->ops->move_copy) return rc;
-  BK(x, x->ops->move_begin(x->b));
-  return copy_part(x, 0, 1);
+  return stamp(x, mark, RT_PH_MIGRATION);
 }
 
 /* Turns the moves of layer l (x->moves[first..]) into slot copies in
@@ -724,7 +743,8 @@ static int plan_migration(rt_exec *x, int l, int first) {
         }
         int ds = find_slot(dst, S, -1);
         if (ds < 0) continue; /* wait for a slot freed in this round */
-        mig_copy c = {m->from, m->to, src->slots[ss], dst->slots[ds], round, 0};
+        mig_copy c = {.src_rank = m->from, .dst_rank = m->to, .src = src->slots[ss],
+                      .dst = dst->slots[ds], .round = round, .wf = 0, .layer = l};
         if ((rc = add_mig(x, &c))) break;
         dst->slots[ds].expert = m->expert;
         dst->slots[ds].born = round;
@@ -1231,12 +1251,65 @@ static int temps_reduce_back(rt_exec *x) {
   return 0;
 }
 
+/* Step 1 for layer l: its plan, turned into slot copies (background,
+ * weights-first or blocking rounds), the layout checked against the
+ * policy's, then the policy observes the counts (it only uses them for
+ * later plans); *migrated += the plan's bytes. */
+static int plan_layer(rt_exec *x, int64_t it, int l, const int64_t *counts, int64_t *migrated) {
+  const pl_policy_ops *pops = pl_policy_ops_of(x->policy);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  int rc = pl_policy_plan(x->policy, (int)it, l, pops->clairvoyant ? counts : NULL, &plan);
+  if (rc) {
+    pl_plan_fini(&plan);
+    return fail(x, RT_EPLACEMENT, "policy plan: %s", pl_strerror(rc));
+  }
+  int first = x->nmoves;
+  if (plan.changed)
+    for (int m = 0; m < plan.nmoves && !rc; m++) {
+      rc = add_move(x, &plan.moves[m]);
+      *migrated += plan.moves[m].bytes;
+    }
+  pl_plan_fini(&plan);
+  if (rc) return rc;
+  /* Rounds are counted over all layers: plan each layer's moves. */
+  int saved = x->rounds;
+  if (pl_policy_inflight(x->policy, l)) rc = plan_background(x, l, first);
+  else if (pl_policy_weights_first(x->policy, l)) rc = plan_weights_first(x, l, first);
+  else rc = plan_migration(x, l, first);
+  if (rc) return rc;
+  if (x->rounds < saved) x->rounds = saved;
+  if ((rc = check_layout(x, l))) return rc;
+  rc = pl_policy_observe(x->policy, (int)it, l, counts);
+  return rc ? fail(x, RT_EPLACEMENT, "policy observe: %s", pl_strerror(rc)) : 0;
+}
+
+/* Step 2 for layer l, once every layer is planned: its routing on the
+ * serving placement (with its temporaries when the policy makes them),
+ * their slots, and the layer's index arrays; the tokens, bytes and
+ * *balance (raised to the layer's) into res. */
+static int route_layer(rt_exec *x, int64_t it, int l, const int64_t *counts, rt_iter_result *res,
+                       double *balance) {
+  int rc = x->temps ? pl_policy_route_temporaries(x->policy, l, counts, &x->temps[l], &x->route)
+                    : pl_policy_route_serving(x->policy, l, counts, &x->route);
+  if (rc) return fail(x, RT_EPLACEMENT, "policy route: %s", pl_strerror(rc));
+  if ((rc = temps_place(x, l))) return rc;
+  double bal = pl_routing_balance(&x->route);
+  if (bal > *balance) *balance = bal;
+  res->tokens_total += x->route.total;
+  res->tokens_dropped += x->route.dropped;
+  if ((rc = layout_layer(x, it, l, counts))) return rc;
+  for (int r = 0; r < x->G; r++)
+    for (int g = 0; g < x->G; g++)
+      if (g != r) res->bytes_alltoall += 4 * LR(x, l, r)->send_cnt[g];
+  return 0;
+}
+
 int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
                       rt_iter_result *res, char *err, size_t errlen) {
   int G = x->G, L = x->L, E = x->E, rc;
   x->err = err;
   x->errlen = errlen;
-  const pl_policy_ops *pops = pl_policy_ops_of(x->policy);
   size_t GE = (size_t)G * (size_t)E;
   memset(res, 0, sizeof *res);
   res->iteration = it;
@@ -1246,53 +1319,17 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   x->nmoves = 0;
   x->nmig = 0;
   x->nbg = 0;
-  x->wf_first = -1;
+  memset(x->wf_layer, 0, (size_t)L);
   x->rounds = 0;
   int64_t migrated = 0;
   double balance = 0.0;
-  for (int l = 0; l < L; l++) {
-    pl_plan plan;
-    pl_plan_init(&plan);
-    rc = pl_policy_plan(x->policy, (int)it, l, pops->clairvoyant ? counts + l * GE : NULL, &plan);
-    if (rc) {
-      pl_plan_fini(&plan);
-      return fail(x, RT_EPLACEMENT, "policy plan: %s", pl_strerror(rc));
-    }
-    int first = x->nmoves;
-    if (plan.changed)
-      for (int m = 0; m < plan.nmoves && !rc; m++) {
-        rc = add_move(x, &plan.moves[m]);
-        migrated += plan.moves[m].bytes;
-      }
-    pl_plan_fini(&plan);
-    if (rc) return rc;
-    /* Rounds are counted over all layers: plan each layer's moves. */
-    int saved = x->rounds;
-    if (pl_policy_inflight(x->policy, l)) rc = plan_background(x, l, first);
-    else if (pl_policy_weights_first(x->policy, l)) rc = plan_weights_first(x, l, first);
-    else rc = plan_migration(x, l, first);
-    if (rc) return rc;
-    if (x->rounds < saved) x->rounds = saved;
-    if ((rc = check_layout(x, l))) return rc;
-    /* 2. routing and layout on the serving placement; then the policy
-     * observes the counts (it only uses them for later plans), in the
-     * simulator's call order: plan, route, observe, layer by layer. */
-    rc = x->temps ? pl_policy_route_temporaries(x->policy, l, counts + l * GE, &x->temps[l],
-                                                &x->route)
-                  : pl_policy_route_serving(x->policy, l, counts + l * GE, &x->route);
-    if (rc) return fail(x, RT_EPLACEMENT, "policy route: %s", pl_strerror(rc));
-    if ((rc = temps_place(x, l))) return rc;
-    double bal = pl_routing_balance(&x->route);
-    if (bal > balance) balance = bal;
-    res->tokens_total += x->route.total;
-    res->tokens_dropped += x->route.dropped;
-    if ((rc = layout_layer(x, it, l, counts + l * GE))) return rc;
-    for (int r = 0; r < G; r++)
-      for (int g = 0; g < G; g++)
-        if (g != r) res->bytes_alltoall += 4 * LR(x, l, r)->send_cnt[g];
-    rc = pl_policy_observe(x->policy, (int)it, l, counts + l * GE);
-    if (rc) return fail(x, RT_EPLACEMENT, "policy observe: %s", pl_strerror(rc));
-  }
+  /* the simulator's call order (run/fm_sim.c): plan and observe layer by
+   * layer, then every layer's routing and temporaries (which read only the
+   * plans: the same decisions as the simulator's, bit for bit) */
+  for (int l = 0; l < L; l++)
+    if ((rc = plan_layer(x, it, l, counts + l * GE, &migrated))) return rc;
+  for (int l = 0; l < L; l++)
+    if ((rc = route_layer(x, it, l, counts + l * GE, res, &balance))) return rc;
   res->bytes_alltoall *= (int64_t)x->d * x->cfg.model_bytes_per_elem;
   res->balance = balance;
   res->nmoves = x->nmoves;
@@ -1324,9 +1361,9 @@ int rt_exec_iteration(rt_exec *x, int64_t it, const int64_t *counts,
   if ((rc = stamp(x, &mark, RT_PH_MIGRATION))) return rc;
   if ((rc = start_background(x))) return rc;
   for (int l = 0; l < L; l++) {
-    if (l == x->wf_first && (rc = fence_weights(x, &mark))) return rc;
-    /* after the fence: a temporary's holder may be a replica that arrived
-     * weights-first in this iteration */
+    if (x->wf_layer[l] && (rc = fence_weights(x, l, &mark))) return rc;
+    /* after the layer's wait: a temporary's holder may be a replica that
+     * arrived weights-first in this iteration */
     if ((rc = temps_copy_in(x, l))) return rc;
     if ((rc = layer_pass(x, l, 0, &mark))) return rc;
   }

@@ -24,6 +24,12 @@
  * inside a group); the group is closed by the backend's next call of any
  * other kind (every process makes the same calls in the same order, SPMD);
  * the fence makes the rank's stream wait for the copy stream's event.
+ * Per-layer completion (move_point / move_wait): a point closes the open
+ * group (the copies before it, one group: a layer's weights), records
+ * event `id` on the copy stream and opens the next group; a wait makes the
+ * rank's stream wait for that event (the copies a rank waits for are its
+ * own receives, which complete on its copy stream). Every process puts the
+ * same points in the same order (SPMD), so the groups pair up.
  */
 #include "runtime/rt_backend.h"
 
@@ -57,6 +63,7 @@ typedef struct nc_backend {
   ncclComm_t mcomm;      /* background moves */
   cudaStream_t mstream;  /* their stream on the local GPU */
   cudaEvent_t go_ev, mv_ev;
+  cudaEvent_t *pt_ev;    /* [RT_MOVE_POINTS] move_point's events, created on first use */
   int mv_open;           /* a move group is open (move_begin .. next call) */
   char err[640];
 } nc_backend;
@@ -167,7 +174,8 @@ static int nc_create(rt_backend **out, const rt_backend_config *cfg, char *err,
   if (!rc) {
     c->one = c->local->ops->alloc(c->local, 0, 64);
     c->mine = rt_calloc(4096, sizeof(double));
-    if (!c->one || !c->mine) rc = RT_ENOMEM;
+    c->pt_ev = rt_calloc(RT_MOVE_POINTS, sizeof *c->pt_ev);
+    if (!c->one || !c->mine || !c->pt_ev) rc = RT_ENOMEM;
   }
   if (rc) {
     if (err) snprintf(err, errlen, "backend 'nccl': %s", c->err);
@@ -187,6 +195,10 @@ static void nc_destroy(rt_backend *b) {
   if (c->mstream) cudaStreamDestroy(c->mstream);
   if (c->go_ev) cudaEventDestroy(c->go_ev);
   if (c->mv_ev) cudaEventDestroy(c->mv_ev);
+  if (c->pt_ev)
+    for (int i = 0; i < RT_MOVE_POINTS; i++)
+      if (c->pt_ev[i]) cudaEventDestroy(c->pt_ev[i]);
+  rt_free(c->pt_ev);
   if (c->comm) ncclCommDestroy(c->comm);
   if (c->one) c->local->ops->release(c->local, 0, c->one);
   rt_backend_destroy(c->local);
@@ -426,6 +438,35 @@ static int nc_move_fence(rt_backend *b) {
   CUDA_OK(c, cudaStreamWaitEvent(rt_cuda_stream(c->local, 0), c->mv_ev, 0));
   return 0;
 }
+/* Point id's event, created on first use; RT_EINVAL for an id out of range. */
+static int nc_point_event(nc_backend *c, int id) {
+  if (id < 0 || id >= RT_MOVE_POINTS) {
+    snprintf(c->err, sizeof c->err, "move point %d out of range", id);
+    return RT_EINVAL;
+  }
+  if (!c->pt_ev[id]) CUDA_OK(c, cudaEventCreateWithFlags(&c->pt_ev[id], cudaEventDisableTiming));
+  return 0;
+}
+static int nc_move_point(rt_backend *b, int id) {
+  nc_backend *c = (nc_backend *)b;
+  int rc = nc_point_event(c, id), reopen = c->mv_open;
+  if (rc) return rc;
+  CLOSE(c);
+  CUDA_OK(c, cudaEventRecord(c->pt_ev[id], c->mstream));
+  if (reopen) {
+    NC(c, ncclGroupStart());
+    c->mv_open = 1;
+  }
+  return 0;
+}
+static int nc_move_wait(rt_backend *b, int id) {
+  nc_backend *c = (nc_backend *)b;
+  int rc = nc_point_event(c, id);
+  if (rc) return rc;
+  CLOSE(c);
+  CUDA_OK(c, cudaStreamWaitEvent(rt_cuda_stream(c->local, 0), c->pt_ev[id], 0));
+  return 0;
+}
 static int nc_max_marks(const rt_backend *b) { (void)b; return 4096; }
 static const char *nc_last_error(const rt_backend *b) { return ((const nc_backend *)b)->err; }
 
@@ -461,4 +502,6 @@ const rt_backend_ops rt_backend_nccl_ops = {
     .move_begin = nc_move_begin,
     .move_copy = nc_move_copy,
     .move_fence = nc_move_fence,
+    .move_point = nc_move_point,
+    .move_wait = nc_move_wait,
 };

@@ -14,7 +14,8 @@ subprocess:
 - report(db): `flexmoe report`'s policy comparison as a DataFrame;
 - trace_loads(db): the per-expert token loads stored for each trace;
 - Planner(policy, experts=, gpus=, ...): the placement planner for a
-  training framework (observe counts, get plans);
+  training framework (observe counts, get plans and each iteration's
+  temporaries);
 - capture: the PyTorch hook that records a model's routing as a trace
   (traces/capture/flexmoe_capture.py).
 
@@ -31,9 +32,9 @@ import pandas as pd
 from . import _lib
 from . import capture
 from ._errors import ConfigError, Error, InputError
-from ._planner import Move, Plan, Planner
+from ._planner import Move, Plan, Planner, Temporary
 
-__all__ = ["simulate", "sweep", "keys", "results", "Results", "report", "trace_loads", "Planner", "Plan", "Move", "capture", "Error",
+__all__ = ["simulate", "sweep", "keys", "results", "Results", "report", "trace_loads", "Planner", "Plan", "Move", "Temporary", "capture", "Error",
            "ConfigError", "InputError", "version"]
 
 Results = namedtuple("Results", "runs iterations validations")

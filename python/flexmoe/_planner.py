@@ -1,6 +1,8 @@
 """flexmoe.Planner: the placement library's planner API (flexmoe_planner.h)
 for a training framework: per iteration and MoE layer, plan (which placement
-to use and which expert copies to move), then observe the gate's counts."""
+to use and which expert copies to move), after the gate the iteration's
+temporaries (extra copies for this iteration only), then observe the gate's
+counts."""
 from collections import namedtuple
 
 import numpy as np
@@ -14,6 +16,12 @@ Move.__doc__ = ("One expert copy to move: src -> dst GPU (dst -1 for a drop), ki
 Plan = namedtuple("Plan", "changed moves background uncharged")
 Plan.__doc__ = ("A plan: changed (the placement changed), moves (list of Move), "
                 "background (moves overlap the next iteration), uncharged (cost no time).")
+Temporary = namedtuple("Temporary", "expert src dst")
+Temporary.__doc__ = ("A temporary copy for one iteration (pl_policy.h, the temporaries "
+                     "contract): copy expert's weights (no optimizer state) from src, a "
+                     "planned replica serving the iteration (the holder), to dst; serve it "
+                     "like a replica; after the layer's backward add its gradient to the "
+                     "holder's before the replica all-reduce, then free it.")
 _KIND = {1: "replicate", 2: "drop", 3: "migrate"}
 
 
@@ -87,12 +95,45 @@ class Planner:
         self._check(self._lib.pl_planner_observe(self._p, iteration, layer, c), "observe")
         del keep
 
+    def temporaries(self, layer, counts):
+        """The layer's temporaries of the iteration whose gate produced counts
+        (gpus x experts), as the simulator and the runtime decide them: a list
+        of Temporary (empty for policies that make none), on top of
+        serving(layer). Call it after every layer's plan of that iteration,
+        before the layer's dispatch."""
+        keep, c = self._counts(counts)
+        room = self.experts * self.gpus
+        buf = np.zeros(3 * room, dtype=np.int32)
+        n = self._check(self._lib.pl_planner_temporaries(
+            self._p, layer, c, _lib.ffi.cast("int32_t *", _lib.ffi.from_buffer(buf)), room),
+            "temporaries")
+        del keep
+        return [Temporary(int(buf[3 * k]), int(buf[3 * k + 1]), int(buf[3 * k + 2]))
+                for k in range(n)]
+
     def placement(self, layer):
         """The current placement of a layer: a 0/1 array [experts, gpus]."""
         out = np.zeros((self.experts, self.gpus), dtype=np.int32)
         self._check(self._lib.pl_planner_placement(
             self._p, layer, _lib.ffi.cast("int32_t *", _lib.ffi.from_buffer(out))), "placement")
         return out
+
+    def serving(self, layer):
+        """The placement that serves the iteration just planned, a 0/1 array
+        [experts, gpus]: the one before the plan while a background plan's
+        moves are in flight, else the current one (blocking and weights-first
+        plans serve their own iteration)."""
+        out = np.zeros((self.experts, self.gpus), dtype=np.int32)
+        self._check(self._lib.pl_planner_serving(
+            self._p, layer, _lib.ffi.cast("int32_t *", _lib.ffi.from_buffer(out))), "serving")
+        return out
+
+    def weights_first(self, layer):
+        """Whether the layer's last plan is weights-first: its moves' weights
+        must land before the layer's forward of the iteration just planned
+        (which the new placement serves), the optimizer state by the next
+        boundary."""
+        return bool(self._lib.pl_planner_weights_first(self._p, layer))
 
     def route(self, layer, counts):
         """Routes counts over the current placement: (per-GPU token slots,

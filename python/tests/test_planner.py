@@ -62,3 +62,45 @@ def test_a_bad_spec_or_shape_is_refused_naming_it():
         make().observe(0, 0, [1, 2, 3, 4, 5])
     with pytest.raises(flexmoe.Error):
         make().placement(LAYERS)  # no such layer
+
+
+def test_temporaries_on_the_sample_trace_are_valid_and_do_not_depend_on_observe_order(sample):
+    """flexmoe's temporaries (shadow=1, its default) through Planner.temporaries
+    on 30 iterations of the bundled trace at its 8 ranks: plans of every layer
+    first, then per layer the temporaries; one planner asks before observing
+    the layer, its twin after: the same lists. Each holder serves the expert,
+    each destination holds no copy and stays within its slots (those of the
+    serving and the current placement); static makes none. (tests/placement/test_planner.c checks they are the simulator's.)"""
+    trace = np.load(sample)
+    layers, gpus, experts = trace.shape[1], trace.shape[2], trace.shape[3]
+    env = dict(layers=layers, experts=experts, gpus=gpus, gpus_per_node=8, slots=6,
+               d_model=2048, d_ff=8192)
+    p, twin = flexmoe.Planner("flexmoe", **env), flexmoe.Planner("flexmoe", **env)
+    made = 0
+    for it in range(30):
+        counts = trace[100 + it]
+        for layer in range(layers):
+            assert p.plan(it, layer) == twin.plan(it, layer)
+        for layer in range(layers):
+            temps = p.temporaries(layer, counts[layer])
+            serving, current = p.serving(layer), p.placement(layer)
+            assert (serving == current).all() or not p.weights_first(layer)
+            held = np.maximum(serving, current).sum(axis=0)
+            for t in temps:
+                assert isinstance(t, flexmoe.Temporary)
+                assert serving[t.expert, t.src] == 1 and serving[t.expert, t.dst] == 0
+                held[t.dst] += 1
+            assert all(held[t.dst] <= 6 for t in temps)   # a slot free in both
+            assert len({(t.expert, t.dst) for t in temps}) == len(temps)
+            p.observe(it, layer, counts[layer])
+            twin.observe(it, layer, counts[layer])
+            assert twin.temporaries(layer, counts[layer].tolist()) == temps
+            made += len(temps)
+    assert made > 0, "no temporaries on the sample trace"
+    st = flexmoe.Planner("static", **env)
+    st.plan(0, 0)
+    assert st.temporaries(0, trace[0, 0]) == []
+    with pytest.raises(flexmoe.ConfigError, match="counts"):
+        p.temporaries(0, trace[0, 0, :4])
+    with pytest.raises(flexmoe.Error, match="temporaries"):
+        p.temporaries(layers, trace[0, 0])

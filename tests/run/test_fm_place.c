@@ -115,3 +115,52 @@ Test(fm_place, iteration_layer_and_policy_errors_are_usage_errors, .init = to_ro
   cr_assert_str_eq(em, "fewer expert slots than experts: 8 GPUs x 1 slots < 32 experts");
   fm_place_result_fini(&r);
 }
+
+/* --temporaries (issue 17): the shown iteration's temporaries, decided once
+ * every layer is planned as the simulator does; flexmoe makes some at 16
+ * GPUs, each a copy to a GPU without one from another GPU, the same when
+ * one layer is shown; none for static; the JSON has them only when asked. */
+Test(fm_place, temporaries_are_shown_only_when_asked, .init = to_root) {
+  fm_place_config c = {.trace = SAMPLE, .policy = "flexmoe", .cluster = "dgx-h100", .gpus = 16,
+                       .iteration = 120, .layer = -1, .seed = 0, .temporaries = 1};
+  fm_place_result r, one, st, off;
+  char em[1024];
+  cr_assert_eq(fm_place_run(&c, &r, em, sizeof(em)), FM_OK, "%s", em);
+  int made = 0;
+  for (int i = 0; i < r.nlayers; i++) {
+    const fm_place_layer *lo = &r.layers[i];
+    for (int k = 0; k < lo->ntemps; k++) {
+      const pl_temp *t = &lo->temps[k];
+      cr_assert(t->expert >= 0 && t->expert < 32 && t->from != t->to, "layer %d", i);
+      cr_assert(t->from >= 0 && t->from < 16 && t->to >= 0 && t->to < 16);
+      for (int j = 0; j < k; j++)
+        cr_assert(lo->temps[j].expert != t->expert || lo->temps[j].to != t->to,
+                  "two copies of expert %d on GPU %d", t->expert, t->to);
+    }
+    made += lo->ntemps;
+  }
+  cr_assert_gt(made, 0, "the test needs temporaries");
+  c.layer = 2;
+  cr_assert_eq(fm_place_run(&c, &one, em, sizeof(em)), FM_OK, "%s", em);
+  cr_assert_eq(one.layers[0].ntemps, r.layers[2].ntemps);
+  cr_assert_eq(memcmp(one.layers[0].temps, r.layers[2].temps,
+                      sizeof(pl_temp) * (size_t)one.layers[0].ntemps), 0);
+  json_t *doc = fm_place_doc(&one);
+  json_t *temps = json_object_get(json_array_get(json_object_get(doc, "layers"), 0), "temporaries");
+  cr_assert_eq(json_array_size(temps), (size_t)one.layers[0].ntemps);
+  json_decref(doc);
+  c.policy = "static";
+  cr_assert_eq(fm_place_run(&c, &st, em, sizeof(em)), FM_OK, "%s", em);
+  cr_assert_eq(st.layers[0].ntemps, 0);
+  c.policy = "flexmoe";
+  c.temporaries = 0;
+  cr_assert_eq(fm_place_run(&c, &off, em, sizeof(em)), FM_OK, "%s", em);
+  cr_assert_null(off.layers[0].temps);
+  doc = fm_place_doc(&off);
+  cr_assert_null(json_object_get(json_array_get(json_object_get(doc, "layers"), 0), "temporaries"));
+  json_decref(doc);
+  fm_place_result_fini(&r);
+  fm_place_result_fini(&one);
+  fm_place_result_fini(&st);
+  fm_place_result_fini(&off);
+}

@@ -23,9 +23,15 @@
 #include "runtime/rt_calib.h"
 #include "runtime/rt_exec.h"
 
-enum { L = 2, E = 8, K = 2 };
+enum { E = 8, K = 2 };
+/* Layers of the replays; a test may set more (Criterion runs each test in
+ * a process of its own). */
+static int L = 2;
 static const double tok[] = {8, 64, 512};
 static const double us[] = {10, 20, 100};
+/* The backend's ops for the replays: the cpu backend's, or a test's
+ * wrapper of them (the weights-first log below). */
+static const rt_backend_ops *replay_ops;
 
 static pl_env env_of(int G, int slots) {
   pl_env env = PL_ENV_INIT;
@@ -67,6 +73,7 @@ static outcome replay_warm(int G, int slots, const char *policy, int iters, int6
   rt_backend_config bc = {G, 0, 0, 60.0, 0};
   char err[512] = "";
   cr_assert_eq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0, "%s", err);
+  if (replay_ops) b->ops = replay_ops;
   pl_env env = env_of(G, slots);
   pl_policy *p = NULL;
   cr_assert_eq(pl_policy_create(&p, policy, &env, err, sizeof err), 0, "%s", err);
@@ -150,6 +157,87 @@ Test(rt_exec, weights_first_moves_serve_their_own_iteration_with_parameters_inta
   assert_reference(&p, "flexmoe:weights_first=0");
 }
 
+/* The mover calls of the replays below, in order: 'B' begin, 'C' copy,
+ * 'P' point, 'W' wait (id in wlog_id), 'F' fence. */
+static char wlog[1 << 16];
+static int wlog_id[1 << 16], nwlog;
+static void wlog_add(char what, int id) {
+  cr_assert_lt(nwlog, (int)sizeof wlog, "the log is full");
+  wlog[nwlog] = what;
+  wlog_id[nwlog++] = id;
+}
+static int log_begin(rt_backend *b) {
+  wlog_add('B', -1);
+  return rt_backend_cpu_ops.move_begin(b);
+}
+static int log_copy(rt_backend *b, int sr, const void *src, int dr, void *dst, size_t bytes) {
+  wlog_add('C', -1);
+  return rt_backend_cpu_ops.move_copy(b, sr, src, dr, dst, bytes);
+}
+static int log_fence(rt_backend *b) {
+  wlog_add('F', -1);
+  return rt_backend_cpu_ops.move_fence(b);
+}
+static int log_point(rt_backend *b, int id) {
+  wlog_add('P', id);
+  return rt_backend_cpu_ops.move_point(b, id);
+}
+static int log_wait(rt_backend *b, int id) {
+  wlog_add('W', id);
+  return rt_backend_cpu_ops.move_wait(b, id);
+}
+
+/* Weights-first fences per layer (pl_policy.h rule 6): with four layers
+ * and non-MoE time to hide behind, several layers of one iteration get
+ * weights-first plans. Each such layer's forward waits for its own point
+ * (its weights, given to the mover in layer order before the rest), never
+ * a whole fence: one fence per iteration, at the boundary, and after the
+ * last point the mover still gets the rest (optimizer state, plain
+ * background copies). The replay still gives the single-device reference
+ * with every replica's parameter and optimizer-state checksum intact. */
+Test(rt_exec, weights_first_layers_wait_for_their_own_weights_only, .timeout = 120) {
+  L = 4;
+  rt_backend_ops ops = rt_backend_cpu_ops;
+  ops.move_begin = log_begin;
+  ops.move_copy = log_copy;
+  ops.move_fence = log_fence;
+  ops.move_point = log_point;
+  ops.move_wait = log_wait;
+  replay_ops = &ops;
+  outcome o = replay(4, 3, "flexmoe:threshold=1.01,weights_first=1", 10);
+  replay_ops = NULL;
+  cr_assert_gt(o.wf_plans, 1, "the test needs weights-first plans");
+  assert_reference(&o, "flexmoe:weights_first=1 on 4 layers");
+  int multi = 0, rest_after_points = 0;
+  for (int i = 0; i < nwlog;) {
+    cr_assert_eq(wlog[i], 'B', "mover calls out of order at %d", i);
+    int j = i + 1, fences = 0, waits = 0, last_point = -1, last_wait = -1;
+    for (; j < nwlog && wlog[j] != 'B'; j++) {
+      if (wlog[j] == 'P') {
+        cr_assert_gt(wlog_id[j], last_point, "points out of layer order");
+        last_point = wlog_id[j];
+      } else if (wlog[j] == 'W') {
+        int put = 0; /* its point was put in this iteration, before it */
+        for (int k = i; k < j; k++) put |= wlog[k] == 'P' && wlog_id[k] == wlog_id[j];
+        cr_assert(put, "wait on layer %d without its point", wlog_id[j]);
+        cr_assert_gt(wlog_id[j], last_wait, "waits out of layer order");
+        last_wait = wlog_id[j];
+        waits++;
+      } else if (wlog[j] == 'F') {
+        fences++;
+      } else if (wlog[j] == 'C' && last_point >= 0 && last_wait < 0) {
+        rest_after_points = 1;
+      }
+    }
+    cr_assert_eq(fences, 1, "one fence per iteration, at the boundary (got %d)", fences);
+    cr_assert_eq(wlog[j - 1], 'F', "the fence is the iteration's last mover call");
+    multi += waits >= 2;
+    i = j;
+  }
+  cr_assert_gt(multi, 0, "no iteration with weights-first plans on two layers");
+  cr_assert(rest_after_points, "no copy given after the last point (the rest)");
+}
+
 Test(rt_exec, replica_counts_that_do_not_divide_the_gradient_reduce_correctly, .timeout = 60) {
   /* 3 ranks: shadowed experts have 3 replicas; 2 x 16 x 40 = 1280
    * gradient elements are not a multiple of 3 (the all-reduce chunking
@@ -231,6 +319,66 @@ Test(rt_backend, moves_start_at_the_begin_and_land_by_the_fence) {
   o->release(b, 1, dst);
   o->release(b, 1, acc);
   o->release(b, 0, work);
+  rt_backend_destroy(b);
+}
+
+/* move_point / move_wait on the cpu backend's mover (rt_backend.h): after
+ * move_wait(id) every rank reads what the copies before point id wrote,
+ * and does not wait for a large copy given after the point: the rank's
+ * stamp after the wait comes well before the one after the fence, which
+ * waits for it (the best of three tries: other jobs on the machine may
+ * hold a rank thread for a while, but waiting for the large copy would
+ * make every try fail). Repeated, so an ordering that holds by luck fails
+ * one of the rounds. */
+Test(rt_backend, a_wait_on_a_point_waits_for_the_copies_before_it_only, .timeout = 60) {
+  rt_backend *b = NULL;
+  rt_backend_config bc = {2, 0, 0, 30.0, 0};
+  char err[256] = "";
+  cr_assert_eq(rt_backend_create(&b, "cpu", &bc, err, sizeof err), 0);
+  const rt_backend_ops *o = b->ops;
+  cr_assert(o->move_point && o->move_wait);
+  enum { N = 1 << 16, BIG = 1 << 25 };
+  float *src = o->alloc(b, 0, N * sizeof(float)), *dst = o->alloc(b, 1, N * sizeof(float));
+  float *acc = o->alloc(b, 1, N * sizeof(float));
+  char *bsrc = o->alloc(b, 0, BIG), *bdst = o->alloc(b, 1, BIG);
+  float *host = malloc(N * sizeof(float)), *want = malloc(N * sizeof(float));
+  cr_assert(src && dst && acc && bsrc && bdst && host && want);
+  double best = INFINITY;
+  for (int round = 0; round < 3; round++) {
+    cr_assert_eq(o->fill(b, 0, src, N, (uint64_t)round + 5, 1.0f), 0);
+    cr_assert_eq(o->fill(b, 1, acc, N, 99, 0.0f), 0);
+    cr_assert_eq(o->barrier(b), 0);
+    cr_assert_eq(o->mark(b, 0), 0);
+    cr_assert_eq(o->move_begin(b), 0);
+    cr_assert_eq(o->move_copy(b, 0, src, 1, dst, N * sizeof(float)), 0);
+    cr_assert_eq(o->move_point(b, 7), 0);
+    for (int k = 0; k < 4; k++) cr_assert_eq(o->move_copy(b, 0, bsrc, 1, bdst, BIG), 0);
+    cr_assert_eq(o->move_wait(b, 7), 0);
+    cr_assert_eq(o->add(b, 1, acc, dst, N), 0);
+    cr_assert_eq(o->mark(b, 1), 0);
+    cr_assert_eq(o->move_fence(b), 0);
+    cr_assert_eq(o->mark(b, 2), 0);
+    double ms[6];
+    cr_assert_eq(o->collect(b, 3, ms), 0);
+    cr_assert_eq(o->download(b, 1, host, acc, N * sizeof(float)), 0);
+    kn_cpu_fill(want, N, (uint64_t)round + 5, 1.0f);
+    for (int i = 0; i < N; i++)
+      cr_assert_float_eq(host[i], want[i], 0.0f, "round %d element %d", round, i);
+    /* rank 1 (the destination): from stamp 0 to the wait's and the fence's */
+    double waited = ms[1 * 2 + 1] - ms[0 * 2 + 1], fenced = ms[2 * 2 + 1] - ms[0 * 2 + 1];
+    cr_assert_gt(fenced, 0.0);
+    if (waited / fenced < best) best = waited / fenced;
+  }
+  cr_assert_lt(best, 0.5, "the wait on the point took %.0f%% of the fence's time", 100 * best);
+  cr_assert_eq(o->move_wait(b, 8), RT_EINVAL, "a wait on a point never put is refused");
+  cr_assert_eq(o->move_point(b, RT_MOVE_POINTS), RT_EINVAL);
+  free(host);
+  free(want);
+  o->release(b, 0, src);
+  o->release(b, 1, dst);
+  o->release(b, 1, acc);
+  o->release(b, 0, bsrc);
+  o->release(b, 1, bdst);
   rt_backend_destroy(b);
 }
 

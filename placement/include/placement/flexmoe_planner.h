@@ -118,6 +118,48 @@ int pl_planner_placement(const pl_planner *p, int layer, int32_t *out);
 int pl_planner_route(pl_planner *p, int layer, const int64_t *counts,
                      int64_t *gpu_load, double *balance, int64_t *dropped);
 
+/* Appended (issue 17). The placement that serves the iteration just
+ * planned, as a 0/1 matrix out[expert * gpus + g] (pl_policy_serving): the
+ * one before the plan while a background plan's moves are in flight, the
+ * new one otherwise (blocking, free and weights-first plans). Route and
+ * compute the iteration on it (plus its temporaries). */
+int pl_planner_serving(const pl_planner *p, int layer, int32_t *out);
+/* Appended (issue 17). 1 when the layer's last plan is weights-first
+ * (pl_policy.h rule 6 of the background-move contract): a background plan
+ * whose moves' weights (parameters) must land before the layer's forward of
+ * the iteration just planned, which the new placement serves; the
+ * optimizer state follows, by the next boundary. 0 otherwise (or on bad
+ * arguments). */
+int pl_planner_weights_first(const pl_planner *p, int layer);
+
+/*
+ * Appended (issue 17): a layer's temporaries of one iteration (pl_policy.h,
+ * "the temporaries contract"; flexmoe's shadow=1, its default): extra
+ * copies of experts the planned replicas cannot absorb this iteration,
+ * decided on the iteration's own gate counts, exactly as the simulator and
+ * the runtime decide them. Protocol: make iteration i's plans first (at the
+ * boundary before i, every layer: pl_planner_plan), then after layer l's
+ * gate of iteration i and before its dispatch call this with that layer's
+ * counts [gpus * experts] of iteration i (the counts pl_planner_observe
+ * gets; observe before or after, it does not change the decision). Writes
+ * 3 int32 per temporary to out, at most max of them: expert, holder GPU
+ * (a replica of pl_planner_serving's placement: copy the weights from it),
+ * and destination GPU (a slot free in both the serving and the current
+ * placement, no copy of the expert). Then for
+ * iteration i only: copy the weights (parameters, no optimizer state)
+ * holder -> destination, route and compute the layer with the temporaries
+ * as replicas, after the layer's backward add each temporary's gradient
+ * to its holder's before the replica all-reduce, and free it. The policy's
+ * plans and placements never contain them.
+ * Returns the number of temporaries (>= 0; 0 for policies that make none;
+ * when above max, only max were written: call again with room, at most
+ * experts x gpus) or a negative code (PL_EINVAL: bad layer, counts or
+ * arguments). Pure function of the configuration, the plans and the
+ * counts: the same calls give the same temporaries, bit for bit.
+ */
+int pl_planner_temporaries(pl_planner *p, int layer, const int64_t *counts, int32_t *out,
+                           int max);
+
 #ifdef __cplusplus
 }
 #endif

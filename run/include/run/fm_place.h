@@ -40,6 +40,10 @@ typedef struct fm_place_config {
   int d_model, d_ff, top_k; /* 0: the trace's sidecar */
   int64_t tokens_per_gpu;   /* 0: the trace's */
   uint64_t seed;            /* rescaling and the policy's seed */
+  /* Appended (issue 17): 1 = also decide the iteration's temporaries of the
+   * layers shown (pl_policy.h's temporaries contract: after every layer's
+   * plan, on the iteration's own counts, as the simulator does) */
+  int temporaries;
 } fm_place_config;
 
 /* One layer shown, at the iteration shown. */
@@ -51,6 +55,8 @@ typedef struct fm_place_layer {
   int background;    /* the plan's moves run in the background */
   pl_move *moves;
   int nmoves;
+  pl_temp *temps; /* with cfg.temporaries: the iteration's temporaries, else NULL */
+  int ntemps;
 } fm_place_layer;
 
 typedef struct fm_place_result {
@@ -60,6 +66,7 @@ typedef struct fm_place_result {
   int gpus, gpus_per_node, slots;
   int layer0, nlayers;    /* layers layer0 .. layer0 + nlayers - 1 */
   fm_place_layer *layers; /* [nlayers] */
+  int temporaries;        /* the configuration's: the layers have temps */
 } fm_place_result;
 
 /* Runs the configuration into *out (release with fm_place_result_fini, also
@@ -74,8 +81,9 @@ const char *fm_place_move_kind(pl_move_kind k);
 /* `flexmoe place --format json`'s document: {"policy", "trace",
  * "iteration", "gpus", "gpus_per_node", "slots_per_gpu", "layers": [{"layer",
  * "experts": [{"expert", "gpus"}], "gpu_load", "balance", "dropped",
- * "background", "moves": [{"expert", "from", "to", "kind", "bytes"}]}]};
- * NULL when out of memory. */
+ * "background", "moves": [{"expert", "from", "to", "kind", "bytes"}]}]},
+ * each layer with "temporaries": [{"expert", "from", "to"}] after "moves"
+ * when they were asked for; NULL when out of memory. */
 json_t *fm_place_doc(const fm_place_result *r);
 
 #endif

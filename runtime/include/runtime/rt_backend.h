@@ -151,7 +151,24 @@ typedef struct rt_backend_ops {
   int (*move_copy)(rt_backend *b, int src_rank, const void *src, int dst_rank, void *dst,
                    size_t bytes);
   int (*move_fence)(rt_backend *b);
+
+  /* Appended (issue 17): per-layer completion on the mover, for
+   * weights-first copies (pl_policy.h rule 6: a layer's forward waits for
+   * its own weights only). move_point(b, id) puts point `id` (0 <= id <
+   * RT_MOVE_POINTS) in the mover's queue after every copy given so far;
+   * move_wait(b, id) makes every rank's later work wait until the mover has
+   * passed the latest point `id` put before it, not for copies given after
+   * that point (they keep running beside the ranks' work, until
+   * move_fence). An id may be put again once a barrier() follows every
+   * wait on it; put again before its wait, the point moves to the later
+   * put (the wait then also covers the copies in between). Either may be NULL: the executor then fences with
+   * move_fence (every copy given so far, later layers' included). */
+  int (*move_point)(rt_backend *b, int id);
+  int (*move_wait)(rt_backend *b, int id);
 } rt_backend_ops;
+
+/* Point ids of move_point / move_wait: 0 .. RT_MOVE_POINTS - 1. */
+#define RT_MOVE_POINTS 4096
 
 /* Every backend struct starts with this. */
 struct rt_backend {
