@@ -245,8 +245,10 @@ static inline int ord_before(const double *kv, int a, int b) {
 }
 
 /* Sorts idx[0..n) by keys kv (tmp [n] scratch): insertion sort of runs
- * of 16, then merges back and forth. The order is total (ids differ), so
- * the result does not depend on the method. */
+ * of 16, then merges back and forth, two runs already in order copied
+ * without a merge (a commit's GPUs come in their old order, which their
+ * new keys mostly keep). The order is total (ids differ), so the result
+ * does not depend on the method. */
 static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
   enum { RUN = 16 };
   for (int lo = 0; lo < n; lo += RUN) {
@@ -265,8 +267,9 @@ static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
     for (int lo = 0; lo < n; lo += 2 * w) {
       int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
       int i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        dst[k++] = ord_before(kv, src[j], src[i]) ? src[j++] : src[i++];
+      if (mid < hi && ord_before(kv, src[j], src[mid - 1]))
+        while (i < mid && j < hi)
+          dst[k++] = ord_before(kv, src[j], src[i]) ? src[j++] : src[i++];
       while (i < mid)
         dst[k++] = src[i++];
       while (j < hi)
@@ -294,28 +297,40 @@ static void orders_build(pl_temps *t) {
   }
 }
 
-/* Puts the GPUs chg[0..n) (marked with the current stamp, their committed
- * values changed) back in place in every order. */
-static void orders_update(pl_temps *t, const int *chg, int n) {
+/* Puts the GPUs marked with the current stamp (a commit's chg, their
+ * committed values changed) back in place in every order. Only those whose key in
+ * the order changed move (a source's compute does not change, nor does
+ * an arrival change a GPU's compute or all-to-all): one pass takes them
+ * out in their old order, and they are sorted and merged back. */
+static void orders_update(pl_temps *t) {
   int G = t->gpus;
   int *moved = t->ordtmp + G; /* [G] */
   for (int w = 0; w < NORD; w++) {
-    int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0;
+    int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0, nm = 0;
     double *kv = t->okey + (size_t)w * G;
-    for (int i = 0; i < n; i++)
-      kv[chg[i]] = ord_value(t, w, chg[i]);
-    memcpy(moved, chg, (size_t)n * sizeof(int));
-    ord_sort(kv, moved, n, out);
-    for (int g = 0; g < G; g++) /* keep the others, in order */
-      if (t->mark[o[g]] != t->stamp)
-        o[k++] = o[g];
-    /* merge the kept o[0..k) with moved[0..n) into out, back into o */
+    for (int i = 0; i < G; i++) {
+      int g = o[i];
+      if (t->mark[g] == t->stamp) {
+        double v = ord_value(t, w, g);
+        int same = v == kv[g];
+        kv[g] = v;
+        if (!same) {
+          moved[nm++] = g;
+          continue;
+        }
+      }
+      o[k++] = g;
+    }
+    if (nm == 0)
+      continue;
+    ord_sort(kv, moved, nm, out);
+    /* merge the kept o[0..k) with moved[0..nm) into out, back into o */
     int i = 0, j = 0, m = 0;
-    while (i < k && j < n)
+    while (i < k && j < nm)
       out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
     while (i < k)
       out[m++] = o[i++];
-    while (j < n)
+    while (j < nm)
       out[m++] = moved[j++];
     memcpy(o, out, (size_t)G * sizeof(int));
   }
@@ -790,7 +805,7 @@ static void commit(pl_temps *t, const model *md, trial *tr) {
     t->tmp[g] = t->ntmp[g];
     t->a2a[g] = t->na2a[g];
   }
-  orders_update(t, t->chg, tr->nchg);
+  orders_update(t);
   size_t ix = (size_t)(d / md->gpn) * E + x;
   if (!t->rn[ix])
     t->rem[x] -= t->ns[ix];
