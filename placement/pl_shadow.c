@@ -353,40 +353,51 @@ static int ord_first_unmarked(const pl_temps *t, int which) {
  * temporaries' destinations (their arrivals) one by one, the others from
  * the orders; every GPU's value is the same double as in a scan, and a
  * maximum does not depend on the order it is taken in, so the result is
- * the scan's bit for bit. */
-static double predict(pl_temps *t, const model *md, int h, int d, int nchg, double *bal,
-                      double *cost) {
-  double rmax = t->crmax;
+ * the scan's bit for bit. The balance part needs only the marked GPUs
+ * (an unmarked GPU's compute and all-to-all are its keys in the orders);
+ * when it is not below `cut` the cost (>= 0: the forward phase is at
+ * least the compute maximum) is not computed and bal is returned, *cost
+ * = 0: a trial that cannot beat the best so far is not finished. */
+static double predict(pl_temps *t, const model *md, int h, int d, int nchg, double cut,
+                      double *bal, double *cost) {
+  int G = t->gpus;
+  double cmax = 0, amax = 0, f = 0;
+  for (int k = 0; k < nchg; k++) {
+    int g = t->chg[k];
+    double own = t->nown[g], tmp = t->ntmp[g], a = t->na2a[g];
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+  }
+  int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
+  if (gc >= 0) {
+    double v = t->okey[gc], a = t->okey[G + ga];
+    cmax = v > cmax ? v : cmax;
+    amax = a > amax ? a : amax;
+  }
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = 0;
   t->namk = 0;
+  if (!(*bal < cut))
+    return *bal;
+  double rmax = t->crmax;
   if (d >= 0) {
     trial_arrivals(t, md, h, d);
     rmax = t->trmax;
   }
-  double cmax = 0, amax = 0, f = 0;
   for (int k = 0; k < nchg + t->namk; k++) {
     int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
     int tr = t->mark[g] == t->stamp;
     double own = tr ? t->nown[g] : t->own[g], tmp = tr ? t->ntmp[g] : t->tmp[g];
-    double a = tr ? t->na2a[g] : t->a2a[g];
     double arr = d >= 0 && t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
     double ready = own > arr ? own : arr;
-    cmax = own + tmp > cmax ? own + tmp : cmax;
-    amax = a > amax ? a : amax;
     f = ready + tmp > f ? ready + tmp : f;
   }
   /* an unmarked GPU whose arrival the trial does not change has ready +
    * tmp = ORD_F's key; one whose arrival it changes was taken above with
    * a value at least as large (arrivals only grow) */
-  int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
   int gf = ord_first_unmarked(t, ORD_F);
-  if (gc >= 0) {
-    int G = t->gpus;
-    double v = t->okey[gc], a = t->okey[G + ga], fv = t->okey[2 * G + gf];
-    cmax = v > cmax ? v : cmax;
-    amax = a > amax ? a : amax;
-    f = fv > f ? fv : f;
-  }
-  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  if (gf >= 0)
+    f = t->okey[2 * G + gf] > f ? t->okey[2 * G + gf] : f;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -707,23 +718,8 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
  * without a copy of x from the orders. The same values as predict()'s,
  * so the same result bit for bit. */
 static double predict_had(pl_temps *t, const model *md, int nchg, int x, int h, int d,
-                          double *bal, double *cost) {
+                          double cut, double *bal, double *cost) {
   int G = md->G, E = md->E, nd = d / md->gpn;
-  trial_arrivals(t, md, h, d);
-  double rmax = t->trmax;
-  double cmax = 0, amax = 0, f = 0;
-  for (int k = 0; k < nchg + t->namk; k++) {
-    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
-    int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
-    double own = tr ? t->nown[g] : base ? t->bown[g] : t->own[g];
-    double tmp = tr ? t->ntmp[g] : base ? t->btmp[g] : t->tmp[g];
-    double a = tr ? t->na2a[g] : base ? t->ba2a[g] : t->a2a[g];
-    double arr = t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
-    double ready = own > arr ? own : arr;
-    cmax = own + tmp > cmax ? own + tmp : cmax;
-    amax = a > amax ? a : amax;
-    f = ready + tmp > f ? ready + tmp : f;
-  }
   double m[NORD];
   for (int w = 0; w < NORD; w++) {
     double v = t->b1n[w] != nd ? t->b1v[w] : t->b2v[w]; /* x's copies off nd */
@@ -738,10 +734,30 @@ static double predict_had(pl_temps *t, const model *md, int nchg, int x, int h, 
     }
     m[w] = v;
   }
-  cmax = m[ORD_C] > cmax ? m[ORD_C] : cmax;
-  amax = m[ORD_A] > amax ? m[ORD_A] : amax;
-  f = m[ORD_F] > f ? m[ORD_F] : f;
+  double cmax = m[ORD_C] > 0 ? m[ORD_C] : 0, amax = m[ORD_A] > 0 ? m[ORD_A] : 0, f = 0;
+  for (int k = 0; k < nchg; k++) {
+    int g = t->chg[k];
+    double own = t->nown[g], tmp = t->ntmp[g], a = t->na2a[g];
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+  }
   *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = 0;
+  t->namk = 0;
+  if (!(*bal < cut))
+    return *bal;
+  trial_arrivals(t, md, h, d);
+  double rmax = t->trmax;
+  for (int k = 0; k < nchg + t->namk; k++) {
+    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
+    int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
+    double own = tr ? t->nown[g] : base ? t->bown[g] : t->own[g];
+    double tmp = tr ? t->ntmp[g] : base ? t->btmp[g] : t->tmp[g];
+    double arr = t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
+    double ready = own > arr ? own : arr;
+    f = ready + tmp > f ? ready + tmp : f;
+  }
+  f = m[ORD_F] > f ? m[ORD_F] : f;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -758,30 +774,31 @@ static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) 
 }
 
 /* Evaluates copying tr->x to tr->d from tr->h: tr's predicted time and its
- * parts; the trial values stay marked for commit. */
-static void evaluate(pl_temps *t, const model *md, trial *tr) {
+ * parts (its balance part alone when that is not below cut, see
+ * predict()); the trial values stay marked for commit. */
+static void evaluate(pl_temps *t, const model *md, trial *tr, double cut) {
   trial_values(t, md, tr);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
-  tr->total = predict(t, md, tr->h, tr->d, tr->nchg, &tr->bal, &tr->cost);
+  tr->total = predict(t, md, tr->h, tr->d, tr->nchg, cut, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
 /* evaluate() for a d whose node holds x (the same result, see base_build). */
-static void evaluate_had(pl_temps *t, const model *md, trial *tr) {
+static void evaluate_had(pl_temps *t, const model *md, trial *tr, double cut) {
   if (t->bx != tr->x || t->bver != t->ver)
     base_build(t, md, tr->x);
   trial_values_had(t, md, tr);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
   tr->total =
-      predict_had(t, md, tr->nchg, tr->x, tr->h, tr->d, &tr->bal, &tr->cost);
+      predict_had(t, md, tr->nchg, tr->x, tr->h, tr->d, cut, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
 /* Takes trial tr (evaluated again, so its values are the marked ones). */
 static void commit(pl_temps *t, const model *md, trial *tr) {
-  evaluate(t, md, tr);
+  evaluate(t, md, tr, INFINITY);
   int G = md->G, E = md->E, x = tr->x, d = tr->d;
   /* the GPUs whose arrival changes change their ORD_F key */
   for (int k = 0; k < t->namk; k++) {
@@ -975,10 +992,11 @@ static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x
                      trial *best) {
   trial tr = {.x = x, .d = d};
   tr.h = holder(t, sv, md->gpn, x, d);
+  double cut = best->x < 0 ? INFINITY : best->total; /* not below: not kept */
   if (t->rn[(size_t)(d / md->gpn) * md->E + x])
-    evaluate_had(t, md, &tr);
+    evaluate_had(t, md, &tr, cut);
   else
-    evaluate(t, md, &tr);
+    evaluate(t, md, &tr, cut);
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -1042,7 +1060,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   double bal0, cost0, bal, cost;
   orders_build(t);
   t->bx = t->wx = t->hx = -1;
-  double cur = predict(t, &md, -1, -1, 0, &bal0, &cost0);
+  double cur = predict(t, &md, -1, -1, 0, INFINITY, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
@@ -1108,7 +1126,7 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
   double bal, cost;
   arrivals_all(t, &md, t->temp, n);
   orders_build(t);
-  *us = predict(t, &md, -1, -1, 0, &bal, &cost);
+  *us = predict(t, &md, -1, -1, 0, INFINITY, &bal, &cost);
   unbuild(t, &md);
   t->n = 0;
   return PL_OK;
