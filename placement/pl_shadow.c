@@ -65,7 +65,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
   s.rn = pl_calloc(E * G, sizeof(int));
   s.hosts = pl_calloc(E * G, 1);
-  s.h = pl_calloc(27 * G, sizeof(double)); /* h, nh, the 16 [G] doubles, okey */
+  s.h = pl_calloc(30 * G, sizeof(double)); /* h, nh, the 19 [G] doubles, okey */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
   s.freeslots = pl_calloc(8 * G, sizeof(int));
@@ -79,10 +79,12 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.lh = s.ns + E * G;
   s.rem = s.ns + 2 * E * G;
   s.nh = s.h + 4 * G;
-  s.okey = s.h + 24 * G; /* after the 16 [G] doubles */
+  s.okey = s.h + 27 * G; /* after the 19 [G] doubles */
   double *d = s.h + 8 * G;
-  double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
-                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a, &s.carr, &s.wus};
+  double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout, &s.xin,
+                  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.carr, &s.wus,
+                  &s.base[0].own, &s.base[0].tmp, &s.base[0].a2a,
+                  &s.base[1].own, &s.base[1].tmp, &s.base[1].a2a};
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
     *v[i] = d + i * G;
   s.sent = s.freeslots + G;
@@ -562,10 +564,11 @@ static void trial_close(pl_temps *t, const model *md, trial *tr, size_t ix, doub
   tr->nchg = nchg;
 }
 
-/* The trial values of copying x to d: its copies' shares and compute, d's
- * node's sources' wire tokens. The model's own state is left as it was
- * (rn, lh, rem, nrep are changed and put back). */
-static void trial_values(pl_temps *t, const model *md, trial *tr) {
+/* The trial values of copying x to d: its copies' shares and compute
+ * (with copies = 0 not computed: base[1] holds them), d's node's sources'
+ * wire tokens. The model's own state is left as it was (rn, lh, rem,
+ * nrep are changed and put back). */
+static void trial_values(pl_temps *t, const model *md, trial *tr, int copies) {
   int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
@@ -601,7 +604,7 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
   if (!had)
     t->rem[x] -= t->ns[ix];
   double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < (copies ? n : 0); i++) {
     int g = rep[i], same = g / gpn == nd;
     /* was: c0 + (its node's share) + old_rest, as was_build computed it */
     double now = (double)counts[(size_t)g * E + x] +
@@ -613,31 +616,39 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
   trial_close(t, md, tr, ix, cd, new_node, new_rest, nchg);
 }
 
-/* ------------------------------------------- trials on a holding node --- */
+/* ------------------------------------------------- trials on a base --- */
 
 /* A trial that copies x to a node already holding a copy (most of a
  * step's trials at scale: one per node holding x) changes x's copies on
  * other nodes the same way whichever node it is: their share of the
- * nodes without a copy drops from rem/r to rem/(r + 1). The "base" of x
- * holds those values once per expert and step (bown, btmp, ba2a for x's
- * copies, built from the committed state exactly as trial_values() would
- * build them) and, per order, the largest value over x's copies and the
- * largest over the copies off that node (so a trial on node n reads the
- * largest over the copies off n in O(1)), and where in each order the
- * first GPU without a copy of x is. A trial then computes only d and x's
- * copies on d's node. Any commit changes the committed state: the base
- * is keyed by the number of commits. */
-static void base_build(pl_temps *t, const model *md, int x) {
+ * nodes without a copy drops from rem/r to rem/(r + 1). A trial on a node
+ * nd without a copy changes every copy of x the same way for every
+ * destination on nd: their share drops to (rem - ns[nd][x])/(r + 1)
+ * (a step tries nd more than once: the least computing and the shortest
+ * all-to-all GPU of the node sending x the most). A "base" holds those
+ * values once per expert, step and kind (base[0]: nodes holding x,
+ * base[1]: node nd; own, tmp, a2a for x's copies, built from the
+ * committed state exactly as trial_values() would build them) and, per
+ * order, the largest value over x's copies and the largest over the
+ * copies off that node (so a trial on node n reads the largest over the
+ * copies off n in O(1)), and where in each order the first GPU without a
+ * copy of x is. A trial then computes only d and x's copies on d's node,
+ * or d and its node's sources. Any commit changes the committed state: a
+ * base is keyed by the number of commits. */
+static void base_build(pl_temps *t, const model *md, pl_temps_base *b, int x, int nd) {
   int G = md->G, E = md->E, gpn = md->gpn, n = t->nrep[x];
   const int *rep = t->rep + (size_t)x * G;
   const double *wus = was_us(t, md, x);
-  double old_rest = share_rest(t, x);
+  double old_rest = share_rest(t, x), rem0 = t->rem[x];
+  if (nd >= 0)
+    t->rem[x] -= t->ns[(size_t)nd * E + x];
   t->nrep[x]++;
   double new_rest = share_rest(t, x);
   t->nrep[x]--;
+  t->rem[x] = rem0;
   for (int w = 0; w < NORD; w++) {
-    t->b1v[w] = t->b2v[w] = -INFINITY;
-    t->b1n[w] = -1;
+    b->v1[w] = b->v2[w] = -INFINITY;
+    b->n1[w] = -1;
   }
   for (int i = 0; i < n; i++) {
     int g = rep[i], ng = g / gpn;
@@ -645,24 +656,24 @@ static void base_build(pl_temps *t, const model *md, int x) {
     double now = c0 + node + new_rest;
     double h3 = t->h[3 * G + g];
     h3 += new_rest - old_rest;
-    t->ba2a[g] = a2a_us(md, t->h[g], t->h[G + g], t->h[2 * G + g], h3);
+    b->a2a[g] = a2a_us(md, t->h[g], t->h[G + g], t->h[2 * G + g], h3);
     double delta = pl_ffn_us(md->prof, now) - wus[g];
-    t->bown[g] = t->own[g];
-    t->btmp[g] = t->tmp[g];
+    b->own[g] = t->own[g];
+    b->tmp[g] = t->tmp[g];
     if (planned(t, x, g))
-      t->bown[g] += delta;
+      b->own[g] += delta;
     else
-      t->btmp[g] += delta;
-    double v[NORD] = {[ORD_C] = t->bown[g] + t->btmp[g], [ORD_A] = t->ba2a[g],
-                      [ORD_F] = (t->bown[g] > t->carr[g] ? t->bown[g] : t->carr[g]) + t->btmp[g]};
+      b->tmp[g] += delta;
+    double v[NORD] = {[ORD_C] = b->own[g] + b->tmp[g], [ORD_A] = b->a2a[g],
+                      [ORD_F] = (b->own[g] > t->carr[g] ? b->own[g] : t->carr[g]) + b->tmp[g]};
     for (int w = 0; w < NORD; w++) {
-      if (v[w] > t->b1v[w]) {
-        if (ng != t->b1n[w])
-          t->b2v[w] = t->b1v[w];
-        t->b1v[w] = v[w];
-        t->b1n[w] = ng;
-      } else if (ng != t->b1n[w] && v[w] > t->b2v[w]) {
-        t->b2v[w] = v[w];
+      if (v[w] > b->v1[w]) {
+        if (ng != b->n1[w])
+          b->v2[w] = b->v1[w];
+        b->v1[w] = v[w];
+        b->n1[w] = ng;
+      } else if (ng != b->n1[w] && v[w] > b->v2[w]) {
+        b->v2[w] = v[w];
       }
     }
   }
@@ -671,10 +682,11 @@ static void base_build(pl_temps *t, const model *md, int x) {
     int i = 0;
     while (i < G && t->hosts[(size_t)o[i] * E + x])
       i++;
-    t->bpos[w] = i;
+    b->pos[w] = i;
   }
-  t->bx = x;
-  t->bver = t->ver;
+  b->x = x;
+  b->node = nd;
+  b->ver = t->ver;
 }
 
 /* trial_values() for a d whose node holds x: d and x's copies on d's
@@ -712,21 +724,22 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
   trial_close(t, md, tr, ix, cd, new_node, new_rest, nchg);
 }
 
-/* predict() for trial_values_had()'s state: the marked GPUs and the
- * temporaries' destinations one by one (x's unmarked copies with the
- * base's values), x's copies off d's node from the base, the GPUs
- * without a copy of x from the orders. The same values as predict()'s,
- * so the same result bit for bit. */
-static double predict_had(pl_temps *t, const model *md, int nchg, int x, int h, int d,
-                          double cut, double *bal, double *cost) {
+/* predict() for a trial on base b (trial_values_had(), or trial_values()
+ * without the copies): the marked GPUs and the temporaries' destinations
+ * one by one (x's unmarked copies with the base's values), x's copies off
+ * d's node from the base, the GPUs without a copy of x that the trial
+ * did not mark from the orders. The same values as predict()'s, so the
+ * same result bit for bit. */
+static double predict_base(pl_temps *t, const model *md, const pl_temps_base *b, int nchg,
+                           int x, int h, int d, double cut, double *bal, double *cost) {
   int G = md->G, E = md->E, nd = d / md->gpn;
   double m[NORD];
   for (int w = 0; w < NORD; w++) {
-    double v = t->b1n[w] != nd ? t->b1v[w] : t->b2v[w]; /* x's copies off nd */
+    double v = b->n1[w] != nd ? b->v1[w] : b->v2[w]; /* x's copies off nd */
     const int *o = t->ord + (size_t)w * G;
-    for (int i = t->bpos[w]; i < G; i++) {
+    for (int i = b->pos[w]; i < G; i++) {
       int g = o[i];
-      if (g == d || t->hosts[(size_t)g * E + x])
+      if (t->mark[g] == t->stamp || t->hosts[(size_t)g * E + x])
         continue;
       double u = t->okey[(size_t)w * G + g];
       v = u > v ? u : v;
@@ -751,8 +764,8 @@ static double predict_had(pl_temps *t, const model *md, int nchg, int x, int h, 
   for (int k = 0; k < nchg + t->namk; k++) {
     int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
     int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
-    double own = tr ? t->nown[g] : base ? t->bown[g] : t->own[g];
-    double tmp = tr ? t->ntmp[g] : base ? t->btmp[g] : t->tmp[g];
+    double own = tr ? t->nown[g] : base ? b->own[g] : t->own[g];
+    double tmp = tr ? t->ntmp[g] : base ? b->tmp[g] : t->tmp[g];
     double arr = t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
     double ready = own > arr ? own : arr;
     f = ready + tmp > f ? ready + tmp : f;
@@ -777,22 +790,27 @@ static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) 
  * parts (its balance part alone when that is not below cut, see
  * predict()); the trial values stay marked for commit. */
 static void evaluate(pl_temps *t, const model *md, trial *tr, double cut) {
-  trial_values(t, md, tr);
+  trial_values(t, md, tr, 1);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
   tr->total = predict(t, md, tr->h, tr->d, tr->nchg, cut, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
-/* evaluate() for a d whose node holds x (the same result, see base_build). */
-static void evaluate_had(pl_temps *t, const model *md, trial *tr, double cut) {
-  if (t->bx != tr->x || t->bver != t->ver)
-    base_build(t, md, tr->x);
-  trial_values_had(t, md, tr);
+/* evaluate() on a base (the same result, see base_build): base[0] for a
+ * d whose node holds x, base[1] for one whose node does not. */
+static void evaluate_base(pl_temps *t, const model *md, trial *tr, double cut) {
+  int nd = tr->d / md->gpn, had = t->rn[(size_t)nd * md->E + tr->x] != 0;
+  pl_temps_base *b = &t->base[!had];
+  if (b->x != tr->x || b->ver != t->ver || b->node != (had ? -1 : nd))
+    base_build(t, md, b, tr->x, had ? -1 : nd);
+  if (had)
+    trial_values_had(t, md, tr);
+  else
+    trial_values(t, md, tr, 0);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
-  tr->total =
-      predict_had(t, md, tr->nchg, tr->x, tr->h, tr->d, cut, &tr->bal, &tr->cost);
+  tr->total = predict_base(t, md, b, tr->nchg, tr->x, tr->h, tr->d, cut, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
@@ -993,10 +1011,7 @@ static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x
   trial tr = {.x = x, .d = d};
   tr.h = holder(t, sv, md->gpn, x, d);
   double cut = best->x < 0 ? INFINITY : best->total; /* not below: not kept */
-  if (t->rn[(size_t)(d / md->gpn) * md->E + x])
-    evaluate_had(t, md, &tr, cut);
-  else
-    evaluate(t, md, &tr, cut);
+  evaluate_base(t, md, &tr, cut);
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -1059,7 +1074,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   }
   double bal0, cost0, bal, cost;
   orders_build(t);
-  t->bx = t->wx = t->hx = -1;
+  t->base[0].x = t->base[1].x = t->wx = t->hx = -1;
   double cur = predict(t, &md, -1, -1, 0, INFINITY, &bal0, &cost0);
   bal = bal0;
   cost = cost0;

@@ -98,6 +98,16 @@ typedef struct pl_temps_cfg {
   double grad_hide_us;
 } pl_temps_cfg;
 
+/* Scratch of pl_shadow.c: the values of an expert's copies shared by the
+ * trials of one step on nodes holding it (node -1) or on one node
+ * without a copy. */
+typedef struct pl_temps_base {
+  double *own, *tmp, *a2a; /* [G] */
+  double v1[3], v2[3];
+  int n1[3], pos[3];
+  int x, node, ver;
+} pl_temps_base;
+
 /* A layer's temporaries of one iteration and the decision's scratch,
  * caller-owned (pl_temps_init / pl_temps_fini). After pl_temps_decide:
  * temp[0..n) in the order taken, placement = the serving placement plus
@@ -124,11 +134,9 @@ typedef struct pl_temps {
   int stamp;
   int *ord, *ordtmp;         /* [3G] GPUs by compute, all-to-all, forward phase; [2G] */
   double *okey;             /* [3G] the orders' keys */
-  /* the base of a trial on a node holding expert bx (pl_shadow.c) */
-  double *bown, *btmp, *ba2a; /* [G] */
-  double b1v[3], b2v[3];
-  int b1n[3], bpos[3];
-  int bx, bver, ver;
+  /* the bases of trials on nodes holding an expert and on one without */
+  pl_temps_base base[2];
+  int ver;
   /* committed arrivals and the temporaries by destination and by holder */
   double *carr;              /* [G] */
   double crmax, trmax;
