@@ -18,7 +18,10 @@
  * in order, and the predicted gain and cost to the bit), so that two
  * builds of the placement library can be checked to decide the same.
  *
- * Usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] [--trace FILE]...
+ * Usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] [--policy SPEC]
+ *                        [--trace FILE]...
+ * --policy: the policy driven (default flexmoe:shadow=1), e.g. a flexmoe
+ * with other temporaries' parameters.
  * --large: the same routing driving d_model 2048, d_ff 8192 at 4,096 tokens
  * per GPU (bench_pl_quality's large model) instead of the trace's own.
  */
@@ -106,6 +109,7 @@ static int one_iteration(pl_policy *p, const pl_env *env, const int64_t *cs, int
 }
 
 static int large = 0; /* --large: d_model 2048, d_ff 8192, 4,096 tokens per GPU */
+static const char *spec = "flexmoe:shadow=1"; /* --policy */
 
 static int run_config(const tr_trace *tr, int G, int iters) {
   int L = tr->layers, E = tr->experts, rc = 1;
@@ -132,7 +136,7 @@ static int run_config(const tr_trace *tr, int G, int iters) {
   pl_env env;
   int slots = (E + G - 1) / G + 2;
   if (bq_env(&env, L, E, G, slots, &m, seen / G / 2) ||
-      pl_policy_create(&p, "flexmoe:shadow=1", &env, err, sizeof(err)) ||
+      pl_policy_create(&p, spec, &env, err, sizeof(err)) ||
       pl_temps_init(&t, E, G, slots) || pl_routing_init(&r, G, E, 0))
     goto done;
   rc = 0;
@@ -174,9 +178,11 @@ int main(int argc, char **argv) {
       large = 1;
     else if (!strcmp(argv[i], "--trace") && i + 1 < argc && ntraces < 8)
       traces[ntraces++] = argv[++i];
+    else if (!strcmp(argv[i], "--policy") && i + 1 < argc)
+      spec = argv[++i];
     else {
       fprintf(stderr, "usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] "
-                      "[--trace FILE]...\n");
+                      "[--policy SPEC] [--trace FILE]...\n");
       return 2;
     }
   }
@@ -190,9 +196,9 @@ int main(int argc, char **argv) {
     traces[1] = def[1];
     ntraces = 2;
   }
-  printf("# bench_pl_shadow: placement %s, flexmoe:shadow=1, dgx-h100-like cluster, %s, "
+  printf("# bench_pl_shadow: placement %s, %s, dgx-h100-like cluster, %s, "
          "H200 profile; thread CPU time per iteration (all layers), after 10 warm-up "
-         "iterations\n", pl_planner_version(),
+         "iterations\n", pl_planner_version(), spec,
          large ? "d_model 2048 d_ff 8192 4096 tokens/GPU" : "the trace's model");
   printf("%-28s %5s %5s %9s %9s %9s %10s %10s %8s %9s %7s %16s\n", "trace", "gpus", "iters",
          "dec_us", "dec_p50", "dec_p99", "route_us", "iter_us", "dec_%", "temps/l", "none_%",
