@@ -224,14 +224,19 @@ static void trial_arrivals(pl_temps *t, const model *md, int h, int d) {
 
 /* ------------------------------------------------------------ orders --- */
 
-/* The GPUs in three orders of the committed state, each by value
- * descending, then id ascending: forward compute own + tmp (ORD_C), one
- * all-to-all a2a (ORD_A) and the forward phase without arrivals
- * max(own, 0) + tmp (ORD_F). The first entry is the scan's argmax (lowest
- * id among the largest); the first entry a trial has not marked is the
- * largest value of the GPUs it leaves alone, so predict() reads the
- * maxima of G GPUs in O(GPUs the trial changes) instead of O(G). A commit
- * re-sorts only the GPUs it changed and merges them back (O(G)). */
+/* The GPUs in orders of the committed state, each by value descending,
+ * then id ascending: forward compute own + tmp (ORD_C) and one
+ * all-to-all a2a (ORD_A), all G GPUs; the forward phase max(own, carr) +
+ * tmp (ORD_F) only of the nf GPUs whose forward phase exceeds their
+ * compute (a temporary arrives after their planned compute), for every
+ * other GPU it equals its ORD_C key. The first entry is the scan's argmax
+ * (lowest id among the largest); the first entry a trial has not marked
+ * is the largest value of the GPUs it leaves alone, so predict() reads
+ * the maxima of G GPUs in O(GPUs the trial changes) instead of O(G) (the
+ * forward phase's as the larger of ORD_C's and ORD_F's: each is at most
+ * the maximum, and the GPU that has it is in one of them with that value).
+ * A commit re-sorts only the GPUs it changed and merges them back (O(G);
+ * ORD_F O(nf + GPUs changed)). */
 
 static double ord_value(const pl_temps *t, int which, int g) {
   if (which == ORD_C)
@@ -285,10 +290,39 @@ static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
     memcpy(idx, src, (size_t)n * sizeof(int));
 }
 
-/* All three orders and their keys from scratch (after build). */
+/* Rebuilds ORD_F from its unmarked entries (their keys unchanged, still
+ * in order) and the GPUs chg[0..n) whose key now exceeds their ORD_C key;
+ * every key of chg refreshed. */
+static void ord_f_update(pl_temps *t, const int *chg, int n) {
+  int G = t->gpus, k = 0, nm = 0;
+  int *o = t->ord + (size_t)ORD_F * G, *moved = t->ordtmp + G, *out = t->ordtmp;
+  double *kc = t->okey + (size_t)ORD_C * G, *kv = t->okey + (size_t)ORD_F * G;
+  for (int i = 0; i < t->nf; i++)
+    if (t->mark[o[i]] != t->stamp)
+      o[k++] = o[i];
+  for (int i = 0; i < n; i++) {
+    int g = chg[i];
+    kv[g] = ord_value(t, ORD_F, g);
+    if (kv[g] != kc[g])
+      moved[nm++] = g;
+  }
+  ord_sort(kv, moved, nm, out);
+  int i = 0, j = 0, m = 0;
+  while (i < k && j < nm)
+    out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
+  while (i < k)
+    out[m++] = o[i++];
+  while (j < nm)
+    out[m++] = moved[j++];
+  memcpy(o, out, (size_t)m * sizeof(int));
+  t->nf = m;
+}
+
+/* The orders and their keys from scratch (after build; ORD_F after the
+ * arrivals). */
 static void orders_build(pl_temps *t) {
   int G = t->gpus;
-  for (int w = 0; w < NORD; w++) {
+  for (int w = ORD_C; w <= ORD_A; w++) {
     int *o = t->ord + (size_t)w * G;
     double *kv = t->okey + (size_t)w * G;
     for (int g = 0; g < G; g++) {
@@ -297,17 +331,21 @@ static void orders_build(pl_temps *t) {
     }
     ord_sort(kv, o, G, t->ordtmp);
   }
+  t->nf = 0;
+  t->stamp++; /* nothing marked */
+  ord_f_update(t, t->ord + (size_t)ORD_C * G, G);
 }
 
-/* Puts the GPUs marked with the current stamp (a commit's chg, their
- * committed values changed) back in place in every order. Only those whose key in
- * the order changed move (a source's compute does not change, nor does
- * an arrival change a GPU's compute or all-to-all): one pass takes them
- * out in their old order, and they are sorted and merged back. */
-static void orders_update(pl_temps *t) {
+/* Puts the GPUs chg[0..n) (marked with the current stamp, a commit's:
+ * their committed values changed) back in place in every order. In
+ * ORD_C and ORD_A only those whose key changed move (a source's compute
+ * does not change, nor does an arrival change a GPU's compute or
+ * all-to-all): one pass takes them out in their old order, and they are
+ * sorted and merged back. */
+static void orders_update(pl_temps *t, const int *chg, int n) {
   int G = t->gpus;
   int *moved = t->ordtmp + G; /* [G] */
-  for (int w = 0; w < NORD; w++) {
+  for (int w = ORD_C; w <= ORD_A; w++) {
     int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0, nm = 0;
     double *kv = t->okey + (size_t)w * G;
     for (int i = 0; i < G; i++) {
@@ -336,13 +374,14 @@ static void orders_update(pl_temps *t) {
       out[m++] = moved[j++];
     memcpy(o, out, (size_t)G * sizeof(int));
   }
+  ord_f_update(t, chg, n);
 }
 
 /* The first GPU of order `which` that the current trial has not marked
  * (-1 when it marked all). */
 static int ord_first_unmarked(const pl_temps *t, int which) {
   const int *o = t->ord + (size_t)which * t->gpus;
-  for (int i = 0; i < t->gpus; i++)
+  for (int i = 0; i < (which == ORD_F ? t->nf : t->gpus); i++)
     if (t->mark[o[i]] != t->stamp)
       return o[i];
   return -1;
@@ -398,6 +437,8 @@ static double predict(pl_temps *t, const model *md, int h, int d, int nchg, doub
    * tmp = ORD_F's key; one whose arrival it changes was taken above with
    * a value at least as large (arrivals only grow) */
   int gf = ord_first_unmarked(t, ORD_F);
+  if (gc >= 0)
+    f = t->okey[gc] > f ? t->okey[gc] : f;
   if (gf >= 0)
     f = t->okey[2 * G + gf] > f ? t->okey[2 * G + gf] : f;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
@@ -677,7 +718,7 @@ static void base_build(pl_temps *t, const model *md, pl_temps_base *b, int x, in
       }
     }
   }
-  for (int w = 0; w < NORD; w++) {
+  for (int w = ORD_C; w <= ORD_A; w++) { /* ORD_F is walked from its start */
     const int *o = t->ord + (size_t)w * G;
     int i = 0;
     while (i < G && t->hosts[(size_t)o[i] * E + x])
@@ -733,19 +774,22 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
 static double predict_base(pl_temps *t, const model *md, const pl_temps_base *b, int nchg,
                            int x, int h, int d, double cut, double *bal, double *cost) {
   int G = md->G, E = md->E, nd = d / md->gpn;
-  double m[NORD];
+  /* per order: x's copies off nd (the base), then the first GPU without
+   * a copy that the trial did not mark; ORD_F's also from ORD_C's */
+  double m[NORD], uc = -INFINITY;
   for (int w = 0; w < NORD; w++) {
-    double v = b->n1[w] != nd ? b->v1[w] : b->v2[w]; /* x's copies off nd */
+    double v = b->n1[w] != nd ? b->v1[w] : b->v2[w];
     const int *o = t->ord + (size_t)w * G;
-    for (int i = b->pos[w]; i < G; i++) {
+    for (int i = w == ORD_F ? 0 : b->pos[w]; i < (w == ORD_F ? t->nf : G); i++) {
       int g = o[i];
       if (t->mark[g] == t->stamp || t->hosts[(size_t)g * E + x])
         continue;
       double u = t->okey[(size_t)w * G + g];
+      uc = w == ORD_C ? u : uc;
       v = u > v ? u : v;
       break;
     }
-    m[w] = v;
+    m[w] = w == ORD_F && uc > v ? uc : v;
   }
   double cmax = m[ORD_C] > 0 ? m[ORD_C] : 0, amax = m[ORD_A] > 0 ? m[ORD_A] : 0, f = 0;
   for (int k = 0; k < nchg; k++) {
@@ -840,7 +884,7 @@ static void commit(pl_temps *t, const model *md, trial *tr) {
     t->tmp[g] = t->ntmp[g];
     t->a2a[g] = t->na2a[g];
   }
-  orders_update(t);
+  orders_update(t, t->chg, tr->nchg);
   size_t ix = (size_t)(d / md->gpn) * E + x;
   if (!t->rn[ix])
     t->rem[x] -= t->ns[ix];

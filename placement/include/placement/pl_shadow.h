@@ -133,6 +133,7 @@ typedef struct pl_temps {
   int *freeslots, *sent, *mark, *chg; /* [G] */
   int stamp;
   int *ord, *ordtmp;         /* [3G] GPUs by compute, all-to-all, forward phase; [2G] */
+  int nf;                    /* GPUs in the forward phase's order (pl_shadow.c) */
   double *okey;             /* [3G] the orders' keys */
   /* the bases of trials on nodes holding an expert and on one without */
   pl_temps_base base[2];
