@@ -38,15 +38,18 @@
  * source holding x keeps its tokens of x; the others on a node holding x
  * split theirs evenly over the node's copies; the rest evenly over all
  * copies. Building the model is one pass over the counts (O(G E), sums
- * only) plus O(N E + copies) with N nodes and three orders of the GPUs
- * (O(G log G)). A trial on a node without a copy touches the copies of
- * one expert and the GPUs of one node; one on a node with a copy (most
- * trials at scale) only its destination and the expert's copies on that
- * node, the copies elsewhere shared by all such trials of the step; the
- * maxima over the GPUs come from the orders (O(GPUs changed)), the
- * copies' arrivals from those to the destination and from the holder. A
- * commit re-sorts the GPUs it changed into the orders (O(G)). The same
- * decisions, bit for bit, as rescanning every GPU per trial.
+ * only) plus O(N E + copies) with N nodes and two orders of the GPUs
+ * (O(G log G); a third of the few GPUs a temporary arrives at late). A
+ * trial on a node without a copy touches its destination and the GPUs of
+ * its node, the expert's copies shared by the step's trials on that node;
+ * one on a node with a copy (most trials at scale) only its destination
+ * and the expert's copies on that node, the copies elsewhere shared by
+ * all such trials of the step; the maxima over the GPUs come from the
+ * orders (O(GPUs changed)), the copies' arrivals from those to the
+ * destination and from the holder; a trial that cannot beat the step's
+ * best on its balance part is not costed. A commit re-sorts the GPUs it
+ * changed into the orders (O(G)). The same decisions, bit for bit, as
+ * rescanning every GPU per trial.
  *
  * The decision, greedy and deterministic: while the budget lasts, take the
  * GPU with the largest forward compute and the one with the longest
