@@ -18,7 +18,8 @@
  * GPUs made the scan 75% of a simulation): the marked GPUs one by one,
  * the others from orders of the committed state ("orders"); trials on a
  * node already holding the expert share one "base" of its copies
- * elsewhere; the weights' arrivals are kept per GPU and a trial recomputes
+ * elsewhere, trials on one node without a copy another ("trials on a
+ * base"); the weights' arrivals are kept per GPU and a trial recomputes
  * those it changes. Each GPU's value is the same double a scan computes
  * and a maximum does not depend on the order it is taken in, so the
  * decisions are those of the scan, bit for bit (tests/run/golden and
