@@ -18,7 +18,8 @@
  * GPUs made the scan 75% of a simulation): the marked GPUs one by one,
  * the others from orders of the committed state ("orders"); trials on a
  * node already holding the expert share one "base" of its copies
- * elsewhere; the weights' arrivals are kept per GPU and a trial recomputes
+ * elsewhere, trials on one node without a copy another ("trials on a
+ * base"); the weights' arrivals are kept per GPU and a trial recomputes
  * those it changes. Each GPU's value is the same double a scan computes
  * and a maximum does not depend on the order it is taken in, so the
  * decisions are those of the scan, bit for bit (tests/run/golden and
@@ -65,7 +66,7 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.ns = pl_calloc(2 * E * G + E, sizeof(double)); /* ns, lh, rem */
   s.rn = pl_calloc(E * G, sizeof(int));
   s.hosts = pl_calloc(E * G, 1);
-  s.h = pl_calloc(27 * G, sizeof(double)); /* h, nh, the 16 [G] doubles, okey */
+  s.h = pl_calloc(30 * G, sizeof(double)); /* h, nh, the 19 [G] doubles, okey */
   s.rep = pl_calloc(E * G, sizeof(int));
   s.nrep = pl_calloc(E, sizeof(int));
   s.freeslots = pl_calloc(8 * G, sizeof(int));
@@ -79,10 +80,12 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.lh = s.ns + E * G;
   s.rem = s.ns + 2 * E * G;
   s.nh = s.h + 4 * G;
-  s.okey = s.h + 24 * G; /* after the 16 [G] doubles */
+  s.okey = s.h + 27 * G; /* after the 19 [G] doubles */
   double *d = s.h + 8 * G;
-  double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout,
-                  &s.xin,  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.bown, &s.btmp, &s.ba2a, &s.carr, &s.wus};
+  double **v[] = {&s.own,  &s.tmp,  &s.nown, &s.ntmp, &s.oin, &s.oout, &s.xin,
+                  &s.xout, &s.arr,  &s.a2a,  &s.na2a, &s.carr, &s.wus,
+                  &s.base[0].own, &s.base[0].tmp, &s.base[0].a2a,
+                  &s.base[1].own, &s.base[1].tmp, &s.base[1].a2a};
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
     *v[i] = d + i * G;
   s.sent = s.freeslots + G;
@@ -222,14 +225,19 @@ static void trial_arrivals(pl_temps *t, const model *md, int h, int d) {
 
 /* ------------------------------------------------------------ orders --- */
 
-/* The GPUs in three orders of the committed state, each by value
- * descending, then id ascending: forward compute own + tmp (ORD_C), one
- * all-to-all a2a (ORD_A) and the forward phase without arrivals
- * max(own, 0) + tmp (ORD_F). The first entry is the scan's argmax (lowest
- * id among the largest); the first entry a trial has not marked is the
- * largest value of the GPUs it leaves alone, so predict() reads the
- * maxima of G GPUs in O(GPUs the trial changes) instead of O(G). A commit
- * re-sorts only the GPUs it changed and merges them back (O(G)). */
+/* The GPUs in orders of the committed state, each by value descending,
+ * then id ascending: forward compute own + tmp (ORD_C) and one
+ * all-to-all a2a (ORD_A), all G GPUs; the forward phase max(own, carr) +
+ * tmp (ORD_F) only of the nf GPUs whose forward phase exceeds their
+ * compute (a temporary arrives after their planned compute), for every
+ * other GPU it equals its ORD_C key. The first entry is the scan's argmax
+ * (lowest id among the largest); the first entry a trial has not marked
+ * is the largest value of the GPUs it leaves alone, so predict() reads
+ * the maxima of G GPUs in O(GPUs the trial changes) instead of O(G) (the
+ * forward phase's as the larger of ORD_C's and ORD_F's: each is at most
+ * the maximum, and the GPU that has it is in one of them with that value).
+ * A commit re-sorts only the GPUs it changed and merges them back (O(G);
+ * ORD_F O(nf + GPUs changed)). */
 
 static double ord_value(const pl_temps *t, int which, int g) {
   if (which == ORD_C)
@@ -245,8 +253,10 @@ static inline int ord_before(const double *kv, int a, int b) {
 }
 
 /* Sorts idx[0..n) by keys kv (tmp [n] scratch): insertion sort of runs
- * of 16, then merges back and forth. The order is total (ids differ), so
- * the result does not depend on the method. */
+ * of 16, then merges back and forth, two runs already in order copied
+ * without a merge (a commit's GPUs come in their old order, which their
+ * new keys mostly keep). The order is total (ids differ), so the result
+ * does not depend on the method. */
 static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
   enum { RUN = 16 };
   for (int lo = 0; lo < n; lo += RUN) {
@@ -265,8 +275,9 @@ static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
     for (int lo = 0; lo < n; lo += 2 * w) {
       int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
       int i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        dst[k++] = ord_before(kv, src[j], src[i]) ? src[j++] : src[i++];
+      if (mid < hi && ord_before(kv, src[j], src[mid - 1]))
+        while (i < mid && j < hi)
+          dst[k++] = ord_before(kv, src[j], src[i]) ? src[j++] : src[i++];
       while (i < mid)
         dst[k++] = src[i++];
       while (j < hi)
@@ -280,10 +291,39 @@ static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
     memcpy(idx, src, (size_t)n * sizeof(int));
 }
 
-/* All three orders and their keys from scratch (after build). */
+/* Rebuilds ORD_F from its unmarked entries (their keys unchanged, still
+ * in order) and the GPUs chg[0..n) whose key now exceeds their ORD_C key;
+ * every key of chg refreshed. */
+static void ord_f_update(pl_temps *t, const int *chg, int n) {
+  int G = t->gpus, k = 0, nm = 0;
+  int *o = t->ord + (size_t)ORD_F * G, *moved = t->ordtmp + G, *out = t->ordtmp;
+  double *kc = t->okey + (size_t)ORD_C * G, *kv = t->okey + (size_t)ORD_F * G;
+  for (int i = 0; i < t->nf; i++)
+    if (t->mark[o[i]] != t->stamp)
+      o[k++] = o[i];
+  for (int i = 0; i < n; i++) {
+    int g = chg[i];
+    kv[g] = ord_value(t, ORD_F, g);
+    if (kv[g] != kc[g])
+      moved[nm++] = g;
+  }
+  ord_sort(kv, moved, nm, out);
+  int i = 0, j = 0, m = 0;
+  while (i < k && j < nm)
+    out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
+  while (i < k)
+    out[m++] = o[i++];
+  while (j < nm)
+    out[m++] = moved[j++];
+  memcpy(o, out, (size_t)m * sizeof(int));
+  t->nf = m;
+}
+
+/* The orders and their keys from scratch (after build; ORD_F after the
+ * arrivals). */
 static void orders_build(pl_temps *t) {
   int G = t->gpus;
-  for (int w = 0; w < NORD; w++) {
+  for (int w = ORD_C; w <= ORD_A; w++) {
     int *o = t->ord + (size_t)w * G;
     double *kv = t->okey + (size_t)w * G;
     for (int g = 0; g < G; g++) {
@@ -292,40 +332,57 @@ static void orders_build(pl_temps *t) {
     }
     ord_sort(kv, o, G, t->ordtmp);
   }
+  t->nf = 0;
+  t->stamp++; /* nothing marked */
+  ord_f_update(t, t->ord + (size_t)ORD_C * G, G);
 }
 
-/* Puts the GPUs chg[0..n) (marked with the current stamp, their committed
- * values changed) back in place in every order. */
+/* Puts the GPUs chg[0..n) (marked with the current stamp, a commit's:
+ * their committed values changed) back in place in every order. In
+ * ORD_C and ORD_A only those whose key changed move (a source's compute
+ * does not change, nor does an arrival change a GPU's compute or
+ * all-to-all): one pass takes them out in their old order, and they are
+ * sorted and merged back. */
 static void orders_update(pl_temps *t, const int *chg, int n) {
   int G = t->gpus;
   int *moved = t->ordtmp + G; /* [G] */
-  for (int w = 0; w < NORD; w++) {
-    int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0;
+  for (int w = ORD_C; w <= ORD_A; w++) {
+    int *o = t->ord + (size_t)w * G, *out = t->ordtmp, k = 0, nm = 0;
     double *kv = t->okey + (size_t)w * G;
-    for (int i = 0; i < n; i++)
-      kv[chg[i]] = ord_value(t, w, chg[i]);
-    memcpy(moved, chg, (size_t)n * sizeof(int));
-    ord_sort(kv, moved, n, out);
-    for (int g = 0; g < G; g++) /* keep the others, in order */
-      if (t->mark[o[g]] != t->stamp)
-        o[k++] = o[g];
-    /* merge the kept o[0..k) with moved[0..n) into out, back into o */
+    for (int i = 0; i < G; i++) {
+      int g = o[i];
+      if (t->mark[g] == t->stamp) {
+        double v = ord_value(t, w, g);
+        int same = v == kv[g];
+        kv[g] = v;
+        if (!same) {
+          moved[nm++] = g;
+          continue;
+        }
+      }
+      o[k++] = g;
+    }
+    if (nm == 0)
+      continue;
+    ord_sort(kv, moved, nm, out);
+    /* merge the kept o[0..k) with moved[0..nm) into out, back into o */
     int i = 0, j = 0, m = 0;
-    while (i < k && j < n)
+    while (i < k && j < nm)
       out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
     while (i < k)
       out[m++] = o[i++];
-    while (j < n)
+    while (j < nm)
       out[m++] = moved[j++];
     memcpy(o, out, (size_t)G * sizeof(int));
   }
+  ord_f_update(t, chg, n);
 }
 
 /* The first GPU of order `which` that the current trial has not marked
  * (-1 when it marked all). */
 static int ord_first_unmarked(const pl_temps *t, int which) {
   const int *o = t->ord + (size_t)which * t->gpus;
-  for (int i = 0; i < t->gpus; i++)
+  for (int i = 0; i < (which == ORD_F ? t->nf : t->gpus); i++)
     if (t->mark[o[i]] != t->stamp)
       return o[i];
   return -1;
@@ -338,40 +395,53 @@ static int ord_first_unmarked(const pl_temps *t, int which) {
  * temporaries' destinations (their arrivals) one by one, the others from
  * the orders; every GPU's value is the same double as in a scan, and a
  * maximum does not depend on the order it is taken in, so the result is
- * the scan's bit for bit. */
-static double predict(pl_temps *t, const model *md, int h, int d, int nchg, double *bal,
-                      double *cost) {
-  double rmax = t->crmax;
+ * the scan's bit for bit. The balance part needs only the marked GPUs
+ * (an unmarked GPU's compute and all-to-all are its keys in the orders);
+ * when it is not below `cut` the cost (>= 0: the forward phase is at
+ * least the compute maximum) is not computed and bal is returned, *cost
+ * = 0: a trial that cannot beat the best so far is not finished. */
+static double predict(pl_temps *t, const model *md, int h, int d, int nchg, double cut,
+                      double *bal, double *cost) {
+  int G = t->gpus;
+  double cmax = 0, amax = 0, f = 0;
+  for (int k = 0; k < nchg; k++) {
+    int g = t->chg[k];
+    double own = t->nown[g], tmp = t->ntmp[g], a = t->na2a[g];
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+  }
+  int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
+  if (gc >= 0) {
+    double v = t->okey[gc], a = t->okey[G + ga];
+    cmax = v > cmax ? v : cmax;
+    amax = a > amax ? a : amax;
+  }
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = 0;
   t->namk = 0;
+  if (!(*bal < cut))
+    return *bal;
+  double rmax = t->crmax;
   if (d >= 0) {
     trial_arrivals(t, md, h, d);
     rmax = t->trmax;
   }
-  double cmax = 0, amax = 0, f = 0;
   for (int k = 0; k < nchg + t->namk; k++) {
     int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
     int tr = t->mark[g] == t->stamp;
     double own = tr ? t->nown[g] : t->own[g], tmp = tr ? t->ntmp[g] : t->tmp[g];
-    double a = tr ? t->na2a[g] : t->a2a[g];
     double arr = d >= 0 && t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
     double ready = own > arr ? own : arr;
-    cmax = own + tmp > cmax ? own + tmp : cmax;
-    amax = a > amax ? a : amax;
     f = ready + tmp > f ? ready + tmp : f;
   }
   /* an unmarked GPU whose arrival the trial does not change has ready +
    * tmp = ORD_F's key; one whose arrival it changes was taken above with
    * a value at least as large (arrivals only grow) */
-  int gc = ord_first_unmarked(t, ORD_C), ga = ord_first_unmarked(t, ORD_A);
   int gf = ord_first_unmarked(t, ORD_F);
-  if (gc >= 0) {
-    int G = t->gpus;
-    double v = t->okey[gc], a = t->okey[G + ga], fv = t->okey[2 * G + gf];
-    cmax = v > cmax ? v : cmax;
-    amax = a > amax ? a : amax;
-    f = fv > f ? fv : f;
-  }
-  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  if (gc >= 0)
+    f = t->okey[gc] > f ? t->okey[gc] : f;
+  if (gf >= 0)
+    f = t->okey[2 * G + gf] > f ? t->okey[2 * G + gf] : f;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -536,10 +606,11 @@ static void trial_close(pl_temps *t, const model *md, trial *tr, size_t ix, doub
   tr->nchg = nchg;
 }
 
-/* The trial values of copying x to d: its copies' shares and compute, d's
- * node's sources' wire tokens. The model's own state is left as it was
- * (rn, lh, rem, nrep are changed and put back). */
-static void trial_values(pl_temps *t, const model *md, trial *tr) {
+/* The trial values of copying x to d: its copies' shares and compute
+ * (with copies = 0 not computed: base[1] holds them), d's node's sources'
+ * wire tokens. The model's own state is left as it was (rn, lh, rem,
+ * nrep are changed and put back). */
+static void trial_values(pl_temps *t, const model *md, trial *tr, int copies) {
   int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
@@ -575,7 +646,7 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
   if (!had)
     t->rem[x] -= t->ns[ix];
   double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < (copies ? n : 0); i++) {
     int g = rep[i], same = g / gpn == nd;
     /* was: c0 + (its node's share) + old_rest, as was_build computed it */
     double now = (double)counts[(size_t)g * E + x] +
@@ -587,31 +658,39 @@ static void trial_values(pl_temps *t, const model *md, trial *tr) {
   trial_close(t, md, tr, ix, cd, new_node, new_rest, nchg);
 }
 
-/* ------------------------------------------- trials on a holding node --- */
+/* ------------------------------------------------- trials on a base --- */
 
 /* A trial that copies x to a node already holding a copy (most of a
  * step's trials at scale: one per node holding x) changes x's copies on
  * other nodes the same way whichever node it is: their share of the
- * nodes without a copy drops from rem/r to rem/(r + 1). The "base" of x
- * holds those values once per expert and step (bown, btmp, ba2a for x's
- * copies, built from the committed state exactly as trial_values() would
- * build them) and, per order, the largest value over x's copies and the
- * largest over the copies off that node (so a trial on node n reads the
- * largest over the copies off n in O(1)), and where in each order the
- * first GPU without a copy of x is. A trial then computes only d and x's
- * copies on d's node. Any commit changes the committed state: the base
- * is keyed by the number of commits. */
-static void base_build(pl_temps *t, const model *md, int x) {
+ * nodes without a copy drops from rem/r to rem/(r + 1). A trial on a node
+ * nd without a copy changes every copy of x the same way for every
+ * destination on nd: their share drops to (rem - ns[nd][x])/(r + 1)
+ * (a step tries nd more than once: the least computing and the shortest
+ * all-to-all GPU of the node sending x the most). A "base" holds those
+ * values once per expert, step and kind (base[0]: nodes holding x,
+ * base[1]: node nd; own, tmp, a2a for x's copies, built from the
+ * committed state exactly as trial_values() would build them) and, per
+ * order, the largest value over x's copies and the largest over the
+ * copies off that node (so a trial on node n reads the largest over the
+ * copies off n in O(1)), and where in each order the first GPU without a
+ * copy of x is. A trial then computes only d and x's copies on d's node,
+ * or d and its node's sources. Any commit changes the committed state: a
+ * base is keyed by the number of commits. */
+static void base_build(pl_temps *t, const model *md, pl_temps_base *b, int x, int nd) {
   int G = md->G, E = md->E, gpn = md->gpn, n = t->nrep[x];
   const int *rep = t->rep + (size_t)x * G;
   const double *wus = was_us(t, md, x);
-  double old_rest = share_rest(t, x);
+  double old_rest = share_rest(t, x), rem0 = t->rem[x];
+  if (nd >= 0)
+    t->rem[x] -= t->ns[(size_t)nd * E + x];
   t->nrep[x]++;
   double new_rest = share_rest(t, x);
   t->nrep[x]--;
+  t->rem[x] = rem0;
   for (int w = 0; w < NORD; w++) {
-    t->b1v[w] = t->b2v[w] = -INFINITY;
-    t->b1n[w] = -1;
+    b->v1[w] = b->v2[w] = -INFINITY;
+    b->n1[w] = -1;
   }
   for (int i = 0; i < n; i++) {
     int g = rep[i], ng = g / gpn;
@@ -619,36 +698,37 @@ static void base_build(pl_temps *t, const model *md, int x) {
     double now = c0 + node + new_rest;
     double h3 = t->h[3 * G + g];
     h3 += new_rest - old_rest;
-    t->ba2a[g] = a2a_us(md, t->h[g], t->h[G + g], t->h[2 * G + g], h3);
+    b->a2a[g] = a2a_us(md, t->h[g], t->h[G + g], t->h[2 * G + g], h3);
     double delta = pl_ffn_us(md->prof, now) - wus[g];
-    t->bown[g] = t->own[g];
-    t->btmp[g] = t->tmp[g];
+    b->own[g] = t->own[g];
+    b->tmp[g] = t->tmp[g];
     if (planned(t, x, g))
-      t->bown[g] += delta;
+      b->own[g] += delta;
     else
-      t->btmp[g] += delta;
-    double v[NORD] = {[ORD_C] = t->bown[g] + t->btmp[g], [ORD_A] = t->ba2a[g],
-                      [ORD_F] = (t->bown[g] > t->carr[g] ? t->bown[g] : t->carr[g]) + t->btmp[g]};
+      b->tmp[g] += delta;
+    double v[NORD] = {[ORD_C] = b->own[g] + b->tmp[g], [ORD_A] = b->a2a[g],
+                      [ORD_F] = (b->own[g] > t->carr[g] ? b->own[g] : t->carr[g]) + b->tmp[g]};
     for (int w = 0; w < NORD; w++) {
-      if (v[w] > t->b1v[w]) {
-        if (ng != t->b1n[w])
-          t->b2v[w] = t->b1v[w];
-        t->b1v[w] = v[w];
-        t->b1n[w] = ng;
-      } else if (ng != t->b1n[w] && v[w] > t->b2v[w]) {
-        t->b2v[w] = v[w];
+      if (v[w] > b->v1[w]) {
+        if (ng != b->n1[w])
+          b->v2[w] = b->v1[w];
+        b->v1[w] = v[w];
+        b->n1[w] = ng;
+      } else if (ng != b->n1[w] && v[w] > b->v2[w]) {
+        b->v2[w] = v[w];
       }
     }
   }
-  for (int w = 0; w < NORD; w++) {
+  for (int w = ORD_C; w <= ORD_A; w++) { /* ORD_F is walked from its start */
     const int *o = t->ord + (size_t)w * G;
     int i = 0;
     while (i < G && t->hosts[(size_t)o[i] * E + x])
       i++;
-    t->bpos[w] = i;
+    b->pos[w] = i;
   }
-  t->bx = x;
-  t->bver = t->ver;
+  b->x = x;
+  b->node = nd;
+  b->ver = t->ver;
 }
 
 /* trial_values() for a d whose node holds x: d and x's copies on d's
@@ -686,47 +766,56 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
   trial_close(t, md, tr, ix, cd, new_node, new_rest, nchg);
 }
 
-/* predict() for trial_values_had()'s state: the marked GPUs and the
- * temporaries' destinations one by one (x's unmarked copies with the
- * base's values), x's copies off d's node from the base, the GPUs
- * without a copy of x from the orders. The same values as predict()'s,
- * so the same result bit for bit. */
-static double predict_had(pl_temps *t, const model *md, int nchg, int x, int h, int d,
-                          double *bal, double *cost) {
+/* predict() for a trial on base b (trial_values_had(), or trial_values()
+ * without the copies): the marked GPUs and the temporaries' destinations
+ * one by one (x's unmarked copies with the base's values), x's copies off
+ * d's node from the base, the GPUs without a copy of x that the trial
+ * did not mark from the orders. The same values as predict()'s, so the
+ * same result bit for bit. */
+static double predict_base(pl_temps *t, const model *md, const pl_temps_base *b, int nchg,
+                           int x, int h, int d, double cut, double *bal, double *cost) {
   int G = md->G, E = md->E, nd = d / md->gpn;
-  trial_arrivals(t, md, h, d);
-  double rmax = t->trmax;
-  double cmax = 0, amax = 0, f = 0;
-  for (int k = 0; k < nchg + t->namk; k++) {
-    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
-    int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
-    double own = tr ? t->nown[g] : base ? t->bown[g] : t->own[g];
-    double tmp = tr ? t->ntmp[g] : base ? t->btmp[g] : t->tmp[g];
-    double a = tr ? t->na2a[g] : base ? t->ba2a[g] : t->a2a[g];
-    double arr = t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
-    double ready = own > arr ? own : arr;
-    cmax = own + tmp > cmax ? own + tmp : cmax;
-    amax = a > amax ? a : amax;
-    f = ready + tmp > f ? ready + tmp : f;
-  }
-  double m[NORD];
+  /* per order: x's copies off nd (the base), then the first GPU without
+   * a copy that the trial did not mark; ORD_F's also from ORD_C's */
+  double m[NORD], uc = -INFINITY;
   for (int w = 0; w < NORD; w++) {
-    double v = t->b1n[w] != nd ? t->b1v[w] : t->b2v[w]; /* x's copies off nd */
+    double v = b->n1[w] != nd ? b->v1[w] : b->v2[w];
     const int *o = t->ord + (size_t)w * G;
-    for (int i = t->bpos[w]; i < G; i++) {
+    for (int i = w == ORD_F ? 0 : b->pos[w]; i < (w == ORD_F ? t->nf : G); i++) {
       int g = o[i];
-      if (g == d || t->hosts[(size_t)g * E + x])
+      if (t->mark[g] == t->stamp || t->hosts[(size_t)g * E + x])
         continue;
       double u = t->okey[(size_t)w * G + g];
+      uc = w == ORD_C ? u : uc;
       v = u > v ? u : v;
       break;
     }
-    m[w] = v;
+    m[w] = w == ORD_F && uc > v ? uc : v;
   }
-  cmax = m[ORD_C] > cmax ? m[ORD_C] : cmax;
-  amax = m[ORD_A] > amax ? m[ORD_A] : amax;
-  f = m[ORD_F] > f ? m[ORD_F] : f;
+  double cmax = m[ORD_C] > 0 ? m[ORD_C] : 0, amax = m[ORD_A] > 0 ? m[ORD_A] : 0, f = 0;
+  for (int k = 0; k < nchg; k++) {
+    int g = t->chg[k];
+    double own = t->nown[g], tmp = t->ntmp[g], a = t->na2a[g];
+    cmax = own + tmp > cmax ? own + tmp : cmax;
+    amax = a > amax ? a : amax;
+  }
   *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = 0;
+  t->namk = 0;
+  if (!(*bal < cut))
+    return *bal;
+  trial_arrivals(t, md, h, d);
+  double rmax = t->trmax;
+  for (int k = 0; k < nchg + t->namk; k++) {
+    int g = k < nchg ? t->chg[k] : t->amk[k - nchg];
+    int tr = t->mark[g] == t->stamp, base = !tr && t->hosts[(size_t)g * E + x];
+    double own = tr ? t->nown[g] : base ? b->own[g] : t->own[g];
+    double tmp = tr ? t->ntmp[g] : base ? b->tmp[g] : t->tmp[g];
+    double arr = t->amark[g] == t->stamp ? t->arr[g] : t->carr[g];
+    double ready = own > arr ? own : arr;
+    f = ready + tmp > f ? ready + tmp : f;
+  }
+  f = m[ORD_F] > f ? m[ORD_F] : f;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -743,30 +832,36 @@ static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) 
 }
 
 /* Evaluates copying tr->x to tr->d from tr->h: tr's predicted time and its
- * parts; the trial values stay marked for commit. */
-static void evaluate(pl_temps *t, const model *md, trial *tr) {
-  trial_values(t, md, tr);
+ * parts (its balance part alone when that is not below cut, see
+ * predict()); the trial values stay marked for commit. */
+static void evaluate(pl_temps *t, const model *md, trial *tr, double cut) {
+  trial_values(t, md, tr, 1);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
-  tr->total = predict(t, md, tr->h, tr->d, tr->nchg, &tr->bal, &tr->cost);
+  tr->total = predict(t, md, tr->h, tr->d, tr->nchg, cut, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
-/* evaluate() for a d whose node holds x (the same result, see base_build). */
-static void evaluate_had(pl_temps *t, const model *md, trial *tr) {
-  if (t->bx != tr->x || t->bver != t->ver)
-    base_build(t, md, tr->x);
-  trial_values_had(t, md, tr);
+/* evaluate() on a base (the same result, see base_build): base[0] for a
+ * d whose node holds x, base[1] for one whose node does not. */
+static void evaluate_base(pl_temps *t, const model *md, trial *tr, double cut) {
+  int nd = tr->d / md->gpn, had = t->rn[(size_t)nd * md->E + tr->x] != 0;
+  pl_temps_base *b = &t->base[!had];
+  if (b->x != tr->x || b->ver != t->ver || b->node != (had ? -1 : nd))
+    base_build(t, md, b, tr->x, had ? -1 : nd);
+  if (had)
+    trial_values_had(t, md, tr);
+  else
+    trial_values(t, md, tr, 0);
   t->temp[t->n] = (pl_temp){.expert = tr->x, .from = tr->h, .to = tr->d};
   copy_bytes(t, md, tr->h, tr->d, 1);
-  tr->total =
-      predict_had(t, md, tr->nchg, tr->x, tr->h, tr->d, &tr->bal, &tr->cost);
+  tr->total = predict_base(t, md, b, tr->nchg, tr->x, tr->h, tr->d, cut, &tr->bal, &tr->cost);
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
 /* Takes trial tr (evaluated again, so its values are the marked ones). */
 static void commit(pl_temps *t, const model *md, trial *tr) {
-  evaluate(t, md, tr);
+  evaluate(t, md, tr, INFINITY);
   int G = md->G, E = md->E, x = tr->x, d = tr->d;
   /* the GPUs whose arrival changes change their ORD_F key */
   for (int k = 0; k < t->namk; k++) {
@@ -960,10 +1055,8 @@ static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x
                      trial *best) {
   trial tr = {.x = x, .d = d};
   tr.h = holder(t, sv, md->gpn, x, d);
-  if (t->rn[(size_t)(d / md->gpn) * md->E + x])
-    evaluate_had(t, md, &tr);
-  else
-    evaluate(t, md, &tr);
+  double cut = best->x < 0 ? INFINITY : best->total; /* not below: not kept */
+  evaluate_base(t, md, &tr, cut);
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -1026,8 +1119,8 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   }
   double bal0, cost0, bal, cost;
   orders_build(t);
-  t->bx = t->wx = t->hx = -1;
-  double cur = predict(t, &md, -1, -1, 0, &bal0, &cost0);
+  t->base[0].x = t->base[1].x = t->wx = t->hx = -1;
+  double cur = predict(t, &md, -1, -1, 0, INFINITY, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
@@ -1093,7 +1186,7 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
   double bal, cost;
   arrivals_all(t, &md, t->temp, n);
   orders_build(t);
-  *us = predict(t, &md, -1, -1, 0, &bal, &cost);
+  *us = predict(t, &md, -1, -1, 0, INFINITY, &bal, &cost);
   unbuild(t, &md);
   t->n = 0;
   return PL_OK;

@@ -13,11 +13,19 @@
  * predicted by the cost model (pl_cost_layer on the routing with the
  * temporaries, summed over layers): the simulator's des iterations at
  * these sizes are within a few percent of it or longer (docs/placement.md).
+ * Also printed: the share of layer decisions that take no temporary
+ * (none_%) and a hash of every decision (decisions_hash: the temporaries,
+ * in order, and the predicted gain and cost to the bit), so that two
+ * builds of the placement library can be checked to decide the same.
  *
- * Usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] [--trace FILE]...
+ * Usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] [--policy SPEC]
+ *                        [--trace FILE]...
+ * --policy: the policy driven (default flexmoe:shadow=1), e.g. a flexmoe
+ * with other temporaries' parameters.
  * --large: the same routing driving d_model 2048, d_ff 8192 at 4,096 tokens
  * per GPU (bench_pl_quality's large model) instead of the trace's own.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +41,30 @@
 typedef struct sh_sums {
   double *dec;    /* [iters] decision CPU us per iteration */
   double route_us, iter_us;
-  int64_t temps;
+  int64_t temps, none; /* temporaries taken; layer decisions taking none */
   int iters;
+  uint64_t hash;  /* FNV-1a of every decision (its temporaries, gain and cost) */
 } sh_sums;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+/* Folds one decision into the hash: a change of the decision (which
+ * temporaries, in which order, their predicted gain and cost to the bit)
+ * changes the hash, so two builds' hashes compare their decisions. */
+static uint64_t hash_temps(uint64_t h, const pl_temps *t) {
+  h = fnv(h, &t->n, sizeof(t->n));
+  for (int k = 0; k < t->n; k++) {
+    int v[3] = {t->temp[k].expert, t->temp[k].from, t->temp[k].to};
+    h = fnv(h, v, sizeof(v));
+  }
+  h = fnv(h, &t->gain_us, sizeof(t->gain_us));
+  return fnv(h, &t->cost_us, sizeof(t->cost_us));
+}
 
 /* One iteration: plan, decide (timed), route, cost, observe per layer. */
 static int one_iteration(pl_policy *p, const pl_env *env, const int64_t *cs, int it,
@@ -56,6 +85,8 @@ static int one_iteration(pl_policy *p, const pl_env *env, const int64_t *cs, int
     for (int k = 0; k < REPS && !rc; k++)
       rc = pl_route(pl_policy_serving(p, l), &env->cluster, c, -1, r);
     double t2 = bq_now();
+    s->hash = hash_temps(s->hash, t);
+    s->none += timed && t->n == 0;
     if (!rc && t->n)
       rc = pl_route(&t->placement, &env->cluster, c, -1, r);
     pl_cost cost;
@@ -78,11 +109,12 @@ static int one_iteration(pl_policy *p, const pl_env *env, const int64_t *cs, int
 }
 
 static int large = 0; /* --large: d_model 2048, d_ff 8192, 4,096 tokens per GPU */
+static const char *spec = "flexmoe:shadow=1"; /* --policy */
 
 static int run_config(const tr_trace *tr, int G, int iters) {
   int L = tr->layers, E = tr->experts, rc = 1;
   int64_t *cs = malloc(sizeof(int64_t) * (size_t)iters * L * G * E);
-  sh_sums s = {.dec = calloc((size_t)iters, sizeof(double))};
+  sh_sums s = {.dec = calloc((size_t)iters, sizeof(double)), .hash = 1469598103934665603ull};
   pl_policy *p = NULL;
   pl_temps t = {0};
   pl_routing r = {0};
@@ -104,7 +136,7 @@ static int run_config(const tr_trace *tr, int G, int iters) {
   pl_env env;
   int slots = (E + G - 1) / G + 2;
   if (bq_env(&env, L, E, G, slots, &m, seen / G / 2) ||
-      pl_policy_create(&p, "flexmoe:shadow=1", &env, err, sizeof(err)) ||
+      pl_policy_create(&p, spec, &env, err, sizeof(err)) ||
       pl_temps_init(&t, E, G, slots) || pl_routing_init(&r, G, E, 0))
     goto done;
   rc = 0;
@@ -117,9 +149,10 @@ static int run_config(const tr_trace *tr, int G, int iters) {
     mean += s.dec[i] / s.iters;
   double p50 = bq_pct(s.dec, (size_t)s.iters, 0.5), p99 = bq_pct(s.dec, (size_t)s.iters, 0.99);
   double iter = s.iter_us / s.iters;
-  printf("%-28s %5d %5d %9.1f %9.1f %9.1f %10.1f %10.1f %8.3f %9.2f\n",
+  printf("%-28s %5d %5d %9.1f %9.1f %9.1f %10.1f %10.1f %8.3f %9.2f %7.1f %016llx\n",
          strrchr(tr->path, '/') ? strrchr(tr->path, '/') + 1 : tr->path, G, s.iters, mean, p50,
-         p99, s.route_us / s.iters, iter, 100 * mean / iter, (double)s.temps / s.iters / L);
+         p99, s.route_us / s.iters, iter, 100 * mean / iter, (double)s.temps / s.iters / L,
+         100.0 * (double)s.none / s.iters / L, (unsigned long long)s.hash);
 done:
   if (rc)
     fprintf(stderr, "bench_pl_shadow: %s, %d GPUs failed\n", tr->path, G);
@@ -145,9 +178,11 @@ int main(int argc, char **argv) {
       large = 1;
     else if (!strcmp(argv[i], "--trace") && i + 1 < argc && ntraces < 8)
       traces[ntraces++] = argv[++i];
+    else if (!strcmp(argv[i], "--policy") && i + 1 < argc)
+      spec = argv[++i];
     else {
       fprintf(stderr, "usage: bench_pl_shadow [--iterations N] [--gpus 8,16,64] [--large] "
-                      "[--trace FILE]...\n");
+                      "[--policy SPEC] [--trace FILE]...\n");
       return 2;
     }
   }
@@ -161,12 +196,13 @@ int main(int argc, char **argv) {
     traces[1] = def[1];
     ntraces = 2;
   }
-  printf("# bench_pl_shadow: placement %s, flexmoe:shadow=1, dgx-h100-like cluster, %s, "
+  printf("# bench_pl_shadow: placement %s, %s, dgx-h100-like cluster, %s, "
          "H200 profile; thread CPU time per iteration (all layers), after 10 warm-up "
-         "iterations\n", pl_planner_version(),
+         "iterations\n", pl_planner_version(), spec,
          large ? "d_model 2048 d_ff 8192 4096 tokens/GPU" : "the trace's model");
-  printf("%-28s %5s %5s %9s %9s %9s %10s %10s %8s %9s\n", "trace", "gpus", "iters", "dec_us",
-         "dec_p50", "dec_p99", "route_us", "iter_us", "dec_%", "temps/l");
+  printf("%-28s %5s %5s %9s %9s %9s %10s %10s %8s %9s %7s %16s\n", "trace", "gpus", "iters",
+         "dec_us", "dec_p50", "dec_p99", "route_us", "iter_us", "dec_%", "temps/l", "none_%",
+         "decisions_hash");
   for (int k = 0; k < ntraces; k++) {
     tr_trace t;
     tr_error err;

@@ -38,15 +38,18 @@
  * source holding x keeps its tokens of x; the others on a node holding x
  * split theirs evenly over the node's copies; the rest evenly over all
  * copies. Building the model is one pass over the counts (O(G E), sums
- * only) plus O(N E + copies) with N nodes and three orders of the GPUs
- * (O(G log G)). A trial on a node without a copy touches the copies of
- * one expert and the GPUs of one node; one on a node with a copy (most
- * trials at scale) only its destination and the expert's copies on that
- * node, the copies elsewhere shared by all such trials of the step; the
- * maxima over the GPUs come from the orders (O(GPUs changed)), the
- * copies' arrivals from those to the destination and from the holder. A
- * commit re-sorts the GPUs it changed into the orders (O(G)). The same
- * decisions, bit for bit, as rescanning every GPU per trial.
+ * only) plus O(N E + copies) with N nodes and two orders of the GPUs
+ * (O(G log G); a third of the few GPUs a temporary arrives at late). A
+ * trial on a node without a copy touches its destination and the GPUs of
+ * its node, the expert's copies shared by the step's trials on that node;
+ * one on a node with a copy (most trials at scale) only its destination
+ * and the expert's copies on that node, the copies elsewhere shared by
+ * all such trials of the step; the maxima over the GPUs come from the
+ * orders (O(GPUs changed)), the copies' arrivals from those to the
+ * destination and from the holder; a trial that cannot beat the step's
+ * best on its balance part is not costed. A commit re-sorts the GPUs it
+ * changed into the orders (O(G)). The same decisions, bit for bit, as
+ * rescanning every GPU per trial.
  *
  * The decision, greedy and deterministic: while the budget lasts, take the
  * GPU with the largest forward compute and the one with the longest
@@ -98,6 +101,16 @@ typedef struct pl_temps_cfg {
   double grad_hide_us;
 } pl_temps_cfg;
 
+/* Scratch of pl_shadow.c: the values of an expert's copies shared by the
+ * trials of one step on nodes holding it (node -1) or on one node
+ * without a copy. */
+typedef struct pl_temps_base {
+  double *own, *tmp, *a2a; /* [G] */
+  double v1[3], v2[3];
+  int n1[3], pos[3];
+  int x, node, ver;
+} pl_temps_base;
+
 /* A layer's temporaries of one iteration and the decision's scratch,
  * caller-owned (pl_temps_init / pl_temps_fini). After pl_temps_decide:
  * temp[0..n) in the order taken, placement = the serving placement plus
@@ -123,12 +136,11 @@ typedef struct pl_temps {
   int *freeslots, *sent, *mark, *chg; /* [G] */
   int stamp;
   int *ord, *ordtmp;         /* [3G] GPUs by compute, all-to-all, forward phase; [2G] */
+  int nf;                    /* GPUs in the forward phase's order (pl_shadow.c) */
   double *okey;             /* [3G] the orders' keys */
-  /* the base of a trial on a node holding expert bx (pl_shadow.c) */
-  double *bown, *btmp, *ba2a; /* [G] */
-  double b1v[3], b2v[3];
-  int b1n[3], bpos[3];
-  int bx, bver, ver;
+  /* the bases of trials on nodes holding an expert and on one without */
+  pl_temps_base base[2];
+  int ver;
   /* committed arrivals and the temporaries by destination and by holder */
   double *carr;              /* [G] */
   double crmax, trmax;
