@@ -182,27 +182,6 @@ static inline int64_t split_even(int64_t t, int k, uint64_t m, int64_t *rem) {
   return t / k;
 }
 
-/* Records one source's split of `tokens` over replicas lo..hi-1 (k of
- * them, m = split_magic(k)) in difference array d: `base` each (added by
- * the caller, summed over sources) and one more to the `rem` indices
- * lo + (src mod k), ... cyclically. */
-static inline void split_rem(int64_t *d, int lo, int hi, int k, uint64_t m, int src,
-                             int64_t rem) {
-  if (!rem)
-    return;
-  int64_t a64;
-  split_even(src, k, m, &a64); /* src mod k */
-  int a = (int)a64;
-  d[lo + a] += 1;
-  if (a + rem <= k) {
-    d[lo + a + rem] -= 1;
-  } else {
-    d[hi] -= 1;
-    d[lo] += 1;
-    d[lo + a + rem - k] -= 1;
-  }
-}
-
 /* One source's remainder (0 <= rem < k): one more token to the rem
  * replicas lo + a, ... cyclically in lo..lo+k-1, a = src mod k (0 <= a <
  * k), recorded in difference array d. A range that wraps past the end adds
@@ -549,27 +528,26 @@ static void route_sums_subset(const pl_placement *p, int gpn, const int64_t *cou
       while (nhi < n && rep[nhi] < node_lo + gpn)
         nhi++;
       cur[i] = nhi;
-      int self = nlo;
-      for (int src = node_lo; src < node_lo + gpn; src++) {
-        int64_t tokens = counts[(size_t)src * E + e];
-        if (tokens == 0)
-          continue;
+      /* the node's split (route_sums_impl's, each term times sign): over
+       * all n replicas when none is on the node, else over its own */
+      int inter = nhi == nlo, lo = inter ? 0 : nlo, hi = inter ? n : nhi, k = hi - lo;
+      int64_t *d = (inter ? dX : dI) + (size_t)e * W, *out = inter ? xo : io, bases = 0,
+              wraps = 0;
+      uint64_t m = split_magic(k);
+      int a = first_mod(node_lo, k, m), self = nlo;
+      for (int src = node_lo; src < node_lo + gpn; src++, a = next_mod(a, k)) {
+        int64_t tokens = counts[(size_t)src * E + e], rem;
         while (self < nhi && rep[self] < src)
           self++;
-        if (self < nhi && rep[self] == src) {
-          r->load[(size_t)src * E + e] += sign * tokens;
-          r->gpu_load[src] += sign * tokens;
-          continue;
-        }
-        int inter = nhi == nlo, lo = inter ? 0 : nlo, hi = inter ? n : nhi, k = hi - lo;
-        (inter ? xo : io)[src] += sign * tokens;
-        int64_t *d = (inter ? dX : dI) + (size_t)e * W, rem;
-        uint64_t m = split_magic(k);
-        int64_t base = split_even(tokens, k, m, &rem);
-        d[lo] += base;
-        d[hi] -= base;
-        split_rem(d, lo, hi, k, m, src, rem);
+        int64_t kept = self < nhi && rep[self] == src ? tokens : 0, sent = tokens - kept;
+        r->load[(size_t)src * E + e] += sign * kept;
+        r->gpu_load[src] += sign * kept;
+        out[src] += sign * sent;
+        bases += split_even(sent, k, m, &rem);
+        split_rem_at(d, lo, k, a, rem, &wraps);
       }
+      d[lo] += bases + wraps; /* sign applies when the arrays are summed */
+      d[hi] -= bases + wraps;
     }
   for (int i = 0; i < ne; i++) {
     int e = es[i];
