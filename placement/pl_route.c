@@ -182,42 +182,49 @@ static inline int64_t split_even(int64_t t, int k, uint64_t m, int64_t *rem) {
   return t / k;
 }
 
-/* Records one source's split of `tokens` over replicas lo..hi-1 (k of
- * them, m = split_magic(k)) in difference array d: `base` each (added by
- * the caller, summed over sources) and one more to the `rem` indices
- * lo + (src mod k), ... cyclically. */
-static inline void split_rem(int64_t *d, int lo, int hi, int k, uint64_t m, int src,
-                             int64_t rem) {
-  if (!rem)
-    return;
-  int64_t a64;
-  split_even(src, k, m, &a64); /* src mod k */
-  int a = (int)a64;
+/* One source's remainder (0 <= rem < k): one more token to the rem
+ * replicas lo + a, ... cyclically in lo..lo+k-1, a = src mod k (0 <= a <
+ * k), recorded in difference array d. A range that wraps past the end adds
+ * its wrapped part's +1 at lo and -1 at lo + k: those two are counted in
+ * *wraps for the caller to add once. Without branches (whether a range
+ * wraps is a coin flip, mispredicted half the time): rem = 0 adds and
+ * takes one at lo + a. */
+static inline void split_rem_at(int64_t *d, int lo, int k, int a, int64_t rem, int64_t *wraps) {
+  int64_t end = a + rem, w = end > k;
   d[lo + a] += 1;
-  if (a + rem <= k) {
-    d[lo + a + rem] -= 1;
-  } else {
-    d[hi] -= 1;
-    d[lo] += 1;
-    d[lo + a + rem - k] -= 1;
-  }
+  *wraps += w;
+  d[lo + end - (w ? k : 0)] -= 1;
 }
 
-/* Inlined into its two callers (route_sums_real, route_sums_padded) so that
- * each is compiled for its own sink and slots: the dropless routing of
- * every run must not pay the padded one's generality. */
+/* src mod k (k >= 1) for the first source of a node; the node's next
+ * sources step it by one (next_mod). */
+static inline int first_mod(int src, int k, uint64_t m) {
+  int64_t a;
+  split_even(src, k, m, &a);
+  return (int)a;
+}
+static inline int next_mod(int a, int k) { return a + 1 == k ? 0 : a + 1; }
+
+/* What route_sums_impl reads for (src, e): the real counts (dropless),
+ * the real counts within src's capacity, or src's whole padded buffer. */
+enum { SLOTS_REAL = 0, SLOTS_CAPPED = 1, SLOTS_PADDED = 2 };
+
+/* Inlined into its callers (route_sums_real, route_sums_capped,
+ * route_sums_padded) so that each is compiled for its own sink and slots:
+ * the dropless routing of every run must not pay the others' generality.
+ * Each source's rotation (src mod k) steps by one from the node's first
+ * source instead of a division per source; a split's wrapped remainder
+ * range adds its +1 at the range start and -1 at its end once per (node,
+ * expert). Integer sums in any order: the same bits as share by share. */
 static inline __attribute__((always_inline)) void
 route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *acc,
-                const sink *s, int padded) {
-  int G = p->gpus, E = p->experts;
+                const sink *s, int mode) {
+  int G = p->gpus, E = p->experts, padded = mode == SLOTS_PADDED;
   size_t W = (size_t)G + 1;
   int64_t *dI = acc, *dX = acc + (size_t)E * W;
   int64_t *io = s->hose, *ii = s->hose + G, *xo = s->hose + 2 * (size_t)G,
           *xi = s->hose + 3 * (size_t)G;
-  for (int e = 0; e < E; e++) {
-    memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
-    memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
-  }
+  const int64_t *counts = v->counts, *cap = v->cap;
   /* node by node, so each (node, expert) locates its replicas once: with a
    * cursor per expert (nodes ascend, and so do an expert's replicas: at most
    * one step per replica and node) when E fits the stack array, else by
@@ -225,69 +232,94 @@ route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *ac
   enum { CURSORS = 1024 };
   int cur[CURSORS];
   uint64_t mall[CURSORS]; /* split_magic(nrep[e]) */
+  size_t row[CURSORS];    /* where e's difference arrays start in dI and dX */
   int cursors = E <= CURSORS;
+  /* e's difference arrays (nrep[e] + 1 each): packed one after another when
+   * the cursors fit (a few KiB that stay in cache, where rows G + 1 apart
+   * spread the same writes over 2 E pages), else at e x (G + 1) */
+  size_t used = 0;
   for (int e = 0; cursors && e < E; e++) {
     cur[e] = 0;
     mall[e] = split_magic(p->nrep[e]);
+    row[e] = used;
+    used += (size_t)p->nrep[e] + 1;
   }
-  for (int node_lo = 0; node_lo < G; node_lo += gpn)
+  if (cursors) {
+    memset(dI, 0, used * sizeof(int64_t));
+    memset(dX, 0, used * sizeof(int64_t));
+  }
+  for (int e = 0; !cursors && e < E; e++) {
+    memset(dI + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+    memset(dX + (size_t)e * W, 0, ((size_t)p->nrep[e] + 1) * sizeof(int64_t));
+  }
+  for (int node_lo = 0; node_lo < G; node_lo += gpn) {
+    int node_hi = node_lo + gpn;
+    /* the next node's count rows, while this node's experts are walked
+     * (strided rows: the hardware prefetcher does not follow them) */
+    if (!padded && node_hi < G && (size_t)gpn * (size_t)E <= 4096)
+      for (int src = node_hi; src < node_hi + gpn; src++)
+        for (int e = 0; e < E; e += 8)
+          __builtin_prefetch(counts + (size_t)src * E + e);
     for (int e = 0; e < E; e++) {
       const int *rep = p->rep + (size_t)e * G;
       int n = p->nrep[e], nlo, nhi;
       if (cursors) {
         nlo = cur[e];
-        for (nhi = nlo; nhi < n && rep[nhi] < node_lo + gpn;)
+        for (nhi = nlo; nhi < n && rep[nhi] < node_hi;)
           nhi++;
         cur[e] = nhi;
       } else {
         nlo = lower_bound(rep, n, node_lo);
-        nhi = lower_bound(rep, n, node_lo + gpn);
+        nhi = lower_bound(rep, n, node_hi);
       }
       if (nhi == nlo) {
         /* no replica on this node: every source's tokens go to all n
          * replicas, over the NIC; the bases add up into one range */
-        int64_t *d = dX + (size_t)e * W, bases = 0;
+        int64_t *d = dX + (cursors ? row[e] : (size_t)e * W), bases = 0, wraps = 0;
         uint64_t m = cursors ? mall[e] : split_magic(n);
-        for (int src = node_lo; src < node_lo + gpn; src++) {
-          int64_t tokens = padded ? v->cap[src] : slots_of(v, src, e), rem;
-          if (tokens == 0)
-            continue;
-          xo[src] += tokens;
+        int a = first_mod(node_lo, n, m);
+        for (int src = node_lo; src < node_hi; src++, a = next_mod(a, n)) {
+          int64_t tokens = padded ? cap[src] : counts[(size_t)src * E + e], rem;
+          if (mode == SLOTS_CAPPED && tokens > cap[src])
+            tokens = cap[src];
+          xo[src] += tokens; /* none: adds 0, and +1 -1 at a */
           bases += split_even(tokens, n, m, &rem);
-          split_rem(d, 0, n, n, m, src, rem);
+          split_rem_at(d, 0, n, a, rem, &wraps);
         }
-        d[0] += bases;
-        d[n] -= bases;
+        d[0] += bases + wraps;
+        d[n] -= bases + wraps;
         continue;
       }
       /* replicas on this node: a source hosting e keeps its tokens, the
        * others split them over the node's replicas */
-      int64_t *d = dI + (size_t)e * W, bases = 0;
+      int64_t *d = dI + (cursors ? row[e] : (size_t)e * W), bases = 0, wraps = 0;
       int k = nhi - nlo;
       uint64_t m = split_magic(k);
+      int a = first_mod(node_lo, k, m);
       int self = nlo; /* first replica >= src: src ascends, so it only moves up */
-      for (int src = node_lo; src < node_lo + gpn; src++) {
-        int64_t tokens = padded ? v->cap[src] : slots_of(v, src, e), rem;
-        if (tokens == 0)
-          continue;
+      for (int src = node_lo; src < node_hi; src++, a = next_mod(a, k)) {
+        int64_t tokens = padded ? cap[src] : counts[(size_t)src * E + e], rem;
+        if (mode == SLOTS_CAPPED && tokens > cap[src])
+          tokens = cap[src];
         while (self < nhi && rep[self] < src)
           self++;
-        if (self < nhi && rep[self] == src) {
-          s->load[(size_t)src * E + e] += tokens;
-          if (!padded)
-            s->gpu_load[src] += tokens;
-          continue;
-        }
-        io[src] += tokens;
-        bases += split_even(tokens, k, m, &rem);
-        split_rem(d, nlo, nhi, k, m, src, rem);
+        /* kept (a replica on src) or sent, the other 0: no branch on it */
+        int64_t kept = self < nhi && rep[self] == src ? tokens : 0, sent = tokens - kept;
+        s->load[(size_t)src * E + e] += kept;
+        if (!padded)
+          s->gpu_load[src] += kept;
+        io[src] += sent;
+        bases += split_even(sent, k, m, &rem);
+        split_rem_at(d, nlo, k, a, rem, &wraps);
       }
-      d[nlo] += bases;
-      d[nhi] -= bases;
+      d[nlo] += bases + wraps;
+      d[nhi] -= bases + wraps;
     }
+  }
   for (int e = 0; e < E; e++) {
     const int *rep = p->rep + (size_t)e * G;
-    const int64_t *a = dI + (size_t)e * W, *b = dX + (size_t)e * W;
+    size_t o = cursors ? row[e] : (size_t)e * W;
+    const int64_t *a = dI + o, *b = dX + o;
     int64_t runI = 0, runX = 0;
     for (int i = 0; i < p->nrep[e]; i++) {
       runI += a[i];
@@ -304,12 +336,17 @@ route_sums_impl(const pl_placement *p, int gpn, const slots_view *v, int64_t *ac
 
 static void route_sums_real(const pl_placement *p, int gpn, const slots_view *v, int64_t *acc,
                             const sink *s) {
-  route_sums_impl(p, gpn, v, acc, s, 0);
+  route_sums_impl(p, gpn, v, acc, s, SLOTS_REAL);
+}
+
+static void route_sums_capped(const pl_placement *p, int gpn, const slots_view *v,
+                              int64_t *acc, const sink *s) {
+  route_sums_impl(p, gpn, v, acc, s, SLOTS_CAPPED);
 }
 
 static void route_sums_padded(const pl_placement *p, int gpn, const slots_view *v,
                               int64_t *acc, const sink *s) {
-  route_sums_impl(p, gpn, v, acc, s, 1);
+  route_sums_impl(p, gpn, v, acc, s, SLOTS_PADDED);
 }
 
 #ifndef NDEBUG
@@ -439,8 +476,10 @@ static int route(const pl_placement *p, const pl_cluster *c, const int64_t *coun
   /* the kept slots, dropless; without the matrix by range sums */
   slots_view kept = {.counts = counts, .cap = capped ? r->cap : NULL, .pad = 0, .experts = E};
   sink real = {.load = r->load, .gpu_load = r->gpu_load, .hose = r->hose, .traffic = r->traffic};
-  if (!r->traffic && r->hose && r->acc)
+  if (!r->traffic && r->hose && r->acc && !kept.cap)
     route_sums_real(p, gpn, &kept, r->acc, &real);
+  else if (!r->traffic && r->hose && r->acc)
+    route_sums_capped(p, gpn, &kept, r->acc, &real);
   else
     route_each(p, gpn, &kept, &real);
   assert(route_sums_conserve(r));
@@ -489,27 +528,26 @@ static void route_sums_subset(const pl_placement *p, int gpn, const int64_t *cou
       while (nhi < n && rep[nhi] < node_lo + gpn)
         nhi++;
       cur[i] = nhi;
-      int self = nlo;
-      for (int src = node_lo; src < node_lo + gpn; src++) {
-        int64_t tokens = counts[(size_t)src * E + e];
-        if (tokens == 0)
-          continue;
+      /* the node's split (route_sums_impl's, each term times sign): over
+       * all n replicas when none is on the node, else over its own */
+      int inter = nhi == nlo, lo = inter ? 0 : nlo, hi = inter ? n : nhi, k = hi - lo;
+      int64_t *d = (inter ? dX : dI) + (size_t)e * W, *out = inter ? xo : io, bases = 0,
+              wraps = 0;
+      uint64_t m = split_magic(k);
+      int a = first_mod(node_lo, k, m), self = nlo;
+      for (int src = node_lo; src < node_lo + gpn; src++, a = next_mod(a, k)) {
+        int64_t tokens = counts[(size_t)src * E + e], rem;
         while (self < nhi && rep[self] < src)
           self++;
-        if (self < nhi && rep[self] == src) {
-          r->load[(size_t)src * E + e] += sign * tokens;
-          r->gpu_load[src] += sign * tokens;
-          continue;
-        }
-        int inter = nhi == nlo, lo = inter ? 0 : nlo, hi = inter ? n : nhi, k = hi - lo;
-        (inter ? xo : io)[src] += sign * tokens;
-        int64_t *d = (inter ? dX : dI) + (size_t)e * W, rem;
-        uint64_t m = split_magic(k);
-        int64_t base = split_even(tokens, k, m, &rem);
-        d[lo] += base;
-        d[hi] -= base;
-        split_rem(d, lo, hi, k, m, src, rem);
+        int64_t kept = self < nhi && rep[self] == src ? tokens : 0, sent = tokens - kept;
+        r->load[(size_t)src * E + e] += sign * kept;
+        r->gpu_load[src] += sign * kept;
+        out[src] += sign * sent;
+        bases += split_even(sent, k, m, &rem);
+        split_rem_at(d, lo, k, a, rem, &wraps);
       }
+      d[lo] += bases + wraps; /* sign applies when the arrays are summed */
+      d[hi] -= bases + wraps;
     }
   for (int i = 0; i < ne; i++) {
     int e = es[i];
