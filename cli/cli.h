@@ -157,7 +157,8 @@ typedef enum cli_opt_kind {
   CLI_O_CHOICE, /* const char *: one of the key's choices (cli_parse_choice) */
   CLI_O_MULTI,  /* const char *[hi], count in *to2: the flag repeats */
   CLI_O_LIST,   /* long[max] from "8,16", count in *to2 (cli_parse_key_list) */
-  CLI_O_FN      /* fn(cmd, value, to): a value only its command parses */
+  CLI_O_FN,     /* fn(cmd, value, to): a value only its command parses */
+  CLI_O_SIZE    /* uint64_t: a memory size, "512M" (traces/tr_trace.h tr_parse_size) */
 } cli_opt_kind;
 typedef struct cli_opt {
   const char *flag;

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "run/fm_keys.h"
+#include "traces/tr_trace.h"
 
 #define MAX_OPTS 48
 #define HELP_WIDTH 22
@@ -110,23 +111,33 @@ static const char *flag_of(const cli_opt *o) {
   return o->flag ? o->flag : fm_key_of((fm_key_id)o->key)->flag;
 }
 
-/* The help lines of the table between head and tail, on stdout. */
+/* The help lines of the table between head and tail, on stdout: a row
+ * that names a key and no help of its own prints the key's. */
 static void print_help(const cli_opt *opts, const char *head, const char *tail) {
   fputs(head, stdout);
   for (const cli_opt *o = opts; o->kind != CLI_O_END; o++) {
-    char buf[2048];
+    char buf[2048], flag[64];
+    snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
+    const char *shown = o->letter ? flag : flag_of(o);
     if (!o->help && o->key >= 0)
-      fm_key_help((fm_key_id)o->key, HELP_WIDTH, buf, sizeof buf);
-    else {
-      char flag[64];
-      snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
-      fm_help_line(o->letter ? flag : flag_of(o),
-                   o->arg ? o->arg : (o->key >= 0 ? fm_key_of(o->key)->arg : ""),
+      fm_key_help((fm_key_id)o->key, shown, HELP_WIDTH, buf, sizeof buf);
+    else
+      fm_help_line(shown, o->arg ? o->arg : (o->key >= 0 ? fm_key_of(o->key)->arg : ""),
                    o->help ? o->help : "", HELP_WIDTH, buf, sizeof buf);
-    }
     fputs(buf, stdout);
   }
   fputs(tail, stdout);
+}
+
+/* A size ("512M", "4G": traces/tr_trace.h tr_parse_size) into *to;
+ * CLI_OK or CLI_EUSAGE with one message naming flag. */
+static int store_size(const char *cmd, const char *flag, const char *text, uint64_t *to) {
+  if (tr_parse_size(text, to) == TR_OK)
+    return CLI_OK;
+  return cli_fail(CLI_EUSAGE, cmd,
+                  "%s: '%s' is not a size between 1 byte and 1 EiB (bytes, or a number with K, "
+                  "M, G or T: 512M, 4G)",
+                  flag, text);
 }
 
 /* One option's value into its destination; CLI_OK or CLI_EUSAGE (message
@@ -162,6 +173,7 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
     return CLI_OK;
   }
   case CLI_O_LIST: return cli_parse_key_list(cmd, o->key, arg, o->to, o->max, o->to2);
+  case CLI_O_SIZE: return store_size(cmd, flag_of(o), arg, o->to);
   case CLI_O_FN: return o->fn(cmd, arg, o->to);
   default: return CLI_EUSAGE;
   }

@@ -154,9 +154,13 @@ int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, in
 int cli_parse_choice(const char *cmd, int key, const char *text, const char **out) {
   const fm_key *k = fm_key_of((fm_key_id)key);
   if (!fm_key_choice_ok((fm_key_id)key, text)) {
-    int a = (int)strcspn(k->choices, "|");
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not %.*s or %s", k->flag, text ? text : "",
-                    a, k->choices, k->choices + a + 1);
+    char words[256]; /* "a, b or c" */
+    int a = (int)(strrchr(k->choices, '|') - k->choices), at = 0;
+    for (int i = 0; i < a && at < (int)sizeof words - 2; i++)
+      at += k->choices[i] == '|' ? snprintf(words + at, sizeof words - at, ", ")
+                                 : snprintf(words + at, sizeof words - at, "%c", k->choices[i]);
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not %s or %s", k->flag, text ? text : "",
+                    words, k->choices + a + 1);
   }
   *out = text;
   return CLI_OK;
