@@ -23,7 +23,7 @@
 #define FM_KEY_WHOLE(...) FM_KEY_ROW(__VA_ARGS__, 1)
 static const fm_key keys[FM_NKEYS] = {
     FM_KEYS(FM_KEY_COMPOSED) FM_REPLAY_KEYS(FM_KEY_WHOLE) FM_PLACE_KEYS(FM_KEY_WHOLE)
-        FM_TRACE_KEYS(FM_KEY_WHOLE)};
+        FM_TRACE_KEYS(FM_KEY_WHOLE) FM_CLUSTER_KEYS(FM_KEY_WHOLE)};
 #undef FM_KEY_WHOLE
 #undef FM_KEY_COMPOSED
 #undef FM_KEY_ROW
@@ -192,7 +192,8 @@ static const struct {
                    {FM_KS_CALIBRATE, "calibrate"}, {FM_KS_PLACE, "place"},
                    {FM_KS_INFO, "trace info"},   {FM_KS_INFO, "trace stats"},
                    {FM_KS_GEN, "trace gen"},     {FM_KS_FIT, "trace fit"},
-                   {FM_KS_RESCALE, "trace rescale"}, {FM_KS_IMPORT, "trace import"}};
+                   {FM_KS_RESCALE, "trace rescale"}, {FM_KS_IMPORT, "trace import"},
+                   {FM_KS_NET, "net"},           {FM_KS_CLUSTERS, "clusters"}};
 
 /* The choices "a|b" as a JSON list. */
 static json_t *choices_json(const char *s) {

@@ -11,6 +11,7 @@
 #include "run/fm_api.h"
 #include "run/fm_error.h"
 #include "run/fm_keys.h"
+#include "sim/sim_cluster.h"
 #include "traces/tr_trace.h"
 
 /* Names are unique, flags unique within each command (a scope bit); the
@@ -35,7 +36,8 @@ Test(fm_keys, flags_and_names_are_unique_and_ranges_ordered) {
   cr_assert_eq(fm_key_by_name("dmodel"), -1);
 }
 
-/* The trace tools' ranges are the trace library's physical limits. */
+/* The trace tools' ranges are the trace library's physical limits, the
+ * cluster sizes the simulator's. */
 Test(fm_keys, trace_keys_take_the_trace_limits) {
   const struct {
     fm_key_id key;
@@ -50,6 +52,10 @@ Test(fm_keys, trace_keys_take_the_trace_limits) {
               {FM_KEY_IMPORT_D_MODEL, TR_LIM_D_MODEL},    {FM_KEY_IMPORT_D_FF, TR_LIM_D_FF},
               {FM_KEY_IMPORT_TOKENS_PER_RANK, TR_LIM_TOKENS_PER_RANK},
               {FM_KEY_IMPORT_BYTES_PER_ELEM, TR_LIM_BYTES_PER_ELEM}};
+  const fm_key_id gpus[] = {FM_KEY_PLACE_GPUS, FM_KEY_PLACE_NODES, FM_KEY_NET_GPUS,
+                            FM_KEY_NET_NODES, FM_KEY_CLUSTERS_GPUS, FM_KEY_CLUSTERS_GPUS_PER_NODE};
+  for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++)
+    cr_assert_eq(fm_key_of(gpus[i])->hi, SIM_MAX_GPUS, "%s", fm_key_of(gpus[i])->name);
   for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
     const fm_key *k = fm_key_of(same[i].key);
     cr_assert_eq(k->hi, tr_limits[same[i].lim].hi, "%s", k->name);

@@ -60,7 +60,9 @@ enum {
   FM_KS_FIT = 256,      /* flexmoe trace fit */
   FM_KS_RESCALE = 512,  /* flexmoe trace rescale */
   FM_KS_IMPORT = 1024,  /* flexmoe trace import */
-  FM_KS_TRACE = 1984    /* every trace subcommand */
+  FM_KS_TRACE = 1984,   /* every trace subcommand */
+  FM_KS_NET = 2048,     /* flexmoe net */
+  FM_KS_CLUSTERS = 4096 /* flexmoe clusters */
 };
 
 #define FM_KEY_INT64_MAX INT64_C(9223372036854775807)
@@ -341,8 +343,27 @@ enum {
   X(IMPORT_STRICT, "--strict", "trace.import.strict", FM_KT_BOOL, 0, 1, "false", "", "", "",   \
     FM_KS_IMPORT, "trace warnings are errors, and the output is removed")
 
+/* `flexmoe net` and `flexmoe clusters`: a cluster resized (whole nodes). */
+#define FM_CLUSTER_KEYS(X)                                                                      \
+  X(NET_FLOWS, "--flows", "net.flows", FM_KT_PATH, 0, 0, "required", "", "F", "", FM_KS_NET,  \
+    "CSV with header src_gpu,dst_gpu,bytes (one flow a line, at most 2^20; GPUs are 0..G-1, "  \
+    "node = gpu / gpus-per-node; bytes 0..2^50)")                                               \
+  X(NET_GPUS, "--gpus", "net.gpus", FM_KT_INT, 1, 65536, "the cluster's", "", "N", "",         \
+    FM_KS_NET, "resize the cluster to N GPUs (whole nodes)")                                   \
+  X(NET_NODES, "--nodes", "net.nodes", FM_KT_INT, 1, 65536, "the cluster's", "", "N", "",      \
+    FM_KS_NET, "... to N nodes")                                                                \
+  X(NET_GPUS_PER_NODE, "--gpus-per-node", "net.gpus_per_node", FM_KT_INT, 1, 65536,            \
+    "the cluster's", "", "G", "", FM_KS_NET, "... of G GPUs")                                   \
+  X(CLUSTERS_GPUS, "--gpus", "clusters.gpus", FM_KT_INT, 1, 65536, "the preset's", "", "N", "", \
+    FM_KS_CLUSTERS, "show the clusters resized to N GPUs (whole nodes)")                       \
+  X(CLUSTERS_NODES, "--nodes", "clusters.nodes", FM_KT_INT, 1, 65536, "the preset's", "", "N",  \
+    "", FM_KS_CLUSTERS, "... to N nodes")                                                       \
+  X(CLUSTERS_GPUS_PER_NODE, "--gpus-per-node", "clusters.gpus_per_node", FM_KT_INT, 1, 65536,  \
+    "the preset's", "", "G", "", FM_KS_CLUSTERS, "... and G GPUs per node")
+
 /* Every key: the configuration keys, then the other commands'. */
-#define FM_ALL_KEYS(X) FM_KEYS(X) FM_REPLAY_KEYS(X) FM_PLACE_KEYS(X) FM_TRACE_KEYS(X)
+#define FM_ALL_KEYS(X)                                                                          \
+  FM_KEYS(X) FM_REPLAY_KEYS(X) FM_PLACE_KEYS(X) FM_TRACE_KEYS(X) FM_CLUSTER_KEYS(X)
 
 typedef enum fm_key_id {
 #define FM_KEY_ENUM(ID, ...) FM_KEY_##ID,
