@@ -27,13 +27,23 @@ typedef struct cli_command {
   const char *summary;
 } cli_command;
 
-/* argv[1] run as one of cmds[0..n) (argv shifted by one): with no word,
- * usage(stderr) and CLI_EUSAGE; --help, -h or help, usage(stdout) and
- * CLI_OK; an unknown word, "unknown command 'X' (see 'flexmoe --help')"
- * (cmd NULL: main) or "unknown subcommand 'X' (see 'flexmoe CMD --help')"
+/* A command of commands (flexmoe, flexmoe trace): its name (NULL: main),
+ * the commands, and its usage: head, one line per command ("  NAME
+ * SUMMARY", the names padded to width), tail. */
+typedef struct cli_menu {
+  const char *cmd;
+  const cli_command *cmds;
+  size_t n;
+  int width;
+  const char *head, *tail;
+} cli_menu;
+
+/* argv[1] run as one of m's commands (argv shifted by one): with no word,
+ * the usage on stderr and CLI_EUSAGE; --help, -h or help, the usage on
+ * stdout and CLI_OK; an unknown word, "unknown command 'X' (see 'flexmoe
+ * --help')" (main) or "unknown subcommand 'X' (see 'flexmoe CMD --help')"
  * and CLI_EUSAGE. */
-int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
-                 int argc, char **argv);
+int cli_dispatch(const cli_menu *m, int argc, char **argv);
 
 /* Subcommands, one file each (cli/cmd_NAME.c). argv[0] is the subcommand. */
 int cmd_trace(int argc, char **argv);

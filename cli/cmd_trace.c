@@ -622,20 +622,16 @@ static const cli_command subs[] = {
     {"rescale", trace_rescale, "map a trace onto G GPUs and another token count, seeded"},
     {"import", trace_import, "CSV, other axis orders, per-token expert ids -> .npy"},
 };
-#define NSUBS (sizeof(subs) / sizeof(subs[0]))
-
-static void trace_usage(FILE *out) {
-  fprintf(out, "usage: flexmoe trace SUBCOMMAND [options]   (flexmoe trace SUBCOMMAND --help)\n"
-               "\n"
-               "Routing traces: counts[iteration][layer][rank][expert] of token slots, as\n"
-               ".npy (+ .json sidecar) or long CSV (iteration,layer,rank,expert,tokens).\n"
-               "\n"
-               "subcommands:\n");
-  for (size_t i = 0; i < NSUBS; i++)
-    fprintf(out, "  %-8s %s\n", subs[i].name, subs[i].summary);
-  fprintf(out, "\nexample:\n  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n");
-}
 
 int cmd_trace(int argc, char **argv) {
-  return cli_dispatch("trace", subs, NSUBS, trace_usage, argc, argv);
+  static const cli_menu menu = {
+      .cmd = "trace", .cmds = subs, .n = sizeof subs / sizeof subs[0], .width = 8,
+      .head = "usage: flexmoe trace SUBCOMMAND [options]   (flexmoe trace SUBCOMMAND --help)\n"
+              "\n"
+              "Routing traces: counts[iteration][layer][rank][expert] of token slots, as\n"
+              ".npy (+ .json sidecar) or long CSV (iteration,layer,rank,expert,tokens).\n"
+              "\n"
+              "subcommands:\n",
+      .tail = "\nexample:\n  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n"};
+  return cli_dispatch(&menu, argc, argv);
 }

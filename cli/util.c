@@ -172,24 +172,31 @@ void cli_progress_end(cli_progress *p) {
   p->shown = 0;
 }
 
-int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
-                 int argc, char **argv) {
+/* m's usage on out. */
+static void menu_usage(const cli_menu *m, FILE *out) {
+  fputs(m->head, out);
+  for (size_t i = 0; i < m->n; i++)
+    fprintf(out, "  %-*s %s\n", m->width, m->cmds[i].name, m->cmds[i].summary);
+  fputs(m->tail, out);
+}
+
+int cli_dispatch(const cli_menu *m, int argc, char **argv) {
   if (argc < 2) {
-    usage(stderr);
+    menu_usage(m, stderr);
     return CLI_EUSAGE;
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
-    usage(stdout);
+    menu_usage(m, stdout);
     return CLI_OK;
   }
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(argv[1], cmds[i].name) == 0)
-      return cmds[i].fn(argc - 1, argv + 1);
-  if (!cmd)
+  for (size_t i = 0; i < m->n; i++)
+    if (strcmp(argv[1], m->cmds[i].name) == 0)
+      return m->cmds[i].fn(argc - 1, argv + 1);
+  if (!m->cmd)
     return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
-  return cli_fail(CLI_EUSAGE, cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')", argv[1],
-                  cmd);
+  return cli_fail(CLI_EUSAGE, m->cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')",
+                  argv[1], m->cmd);
 }
 
 const char *cli_policy_label(const char *spec, char *buf, size_t len) {
