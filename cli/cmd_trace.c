@@ -518,7 +518,8 @@ static int trace_rescale(int argc, char **argv) {
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
-    return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace rescale --help')");
+    return cli_fail(CLI_EUSAGE, cmd,
+                    "expected one trace FILE (see 'flexmoe trace rescale --help')");
   if (cfg.gpus < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--gpus G is required");
   if (!cfg.out)

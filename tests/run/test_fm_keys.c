@@ -71,7 +71,8 @@ Test(fm_keys, whole_help_is_printed_as_written) {
   fm_key_help(FM_KEY_RUN_DEVICE, NULL, 22, buf, sizeof buf);
   cr_assert_str_eq(buf, "  --device D          CUDA device, 0..1024 (default 0)\n");
   fm_key_help(FM_KEY_GEN_OUTPUT, "-o, --output", 22, buf, sizeof buf);
-  cr_assert_str_eq(buf, "  -o, --output OUT.npy\n                      the generated trace (required)\n");
+  cr_assert_str_eq(buf, "  -o, --output OUT.npy\n"
+                        "                      the generated trace (required)\n");
   fm_key_help(FM_KEY_TOP_K, NULL, 22, buf, sizeof buf);
   cr_assert_str_eq(buf, "  --top-k K           experts per token, 1 to 64 experts (default: the "
                         "trace's\n                      sidecar)\n");

@@ -52,7 +52,7 @@ enum {
   FM_KS_BOTH = 3,
   FM_KS_RUN = 4,        /* flexmoe run */
   FM_KS_VALIDATE = 8,   /* flexmoe validate */
-  FM_KS_REPLAY = 12,    /* run and validate: one runtime replay */
+  FM_KS_REPLAY = FM_KS_RUN | FM_KS_VALIDATE, /* one runtime replay */
   FM_KS_CALIBRATE = 16, /* flexmoe calibrate */
   FM_KS_PLACE = 32,     /* flexmoe place */
   FM_KS_INFO = 64,      /* flexmoe trace info and trace stats */
@@ -60,7 +60,7 @@ enum {
   FM_KS_FIT = 256,      /* flexmoe trace fit */
   FM_KS_RESCALE = 512,  /* flexmoe trace rescale */
   FM_KS_IMPORT = 1024,  /* flexmoe trace import */
-  FM_KS_TRACE = 1984,   /* every trace subcommand */
+  FM_KS_TRACE = FM_KS_INFO | FM_KS_GEN | FM_KS_FIT | FM_KS_RESCALE | FM_KS_IMPORT,
   FM_KS_NET = 2048,     /* flexmoe net */
   FM_KS_CLUSTERS = 4096 /* flexmoe clusters */
 };
@@ -234,7 +234,8 @@ enum {
   X(PLACE_NODES, "--nodes", "place.nodes", FM_KT_INT, 1, 65536, "the cluster's", "", "M", "",  \
     FM_KS_PLACE, "nodes (with --gpus: N/M GPUs each)")                                          \
   X(PLACE_GPUS_PER_NODE, "--gpus-per-node", "place.gpus_per_node", FM_KT_INT, 1, 65536,       \
-    "the cluster's", "", "K", "", FM_KS_PLACE, "GPUs per node (default: the cluster's, at most N)") \
+    "the cluster's", "", "K", "", FM_KS_PLACE,                                                  \
+    "GPUs per node (default: the cluster's, at most N)")                                        \
   X(PLACE_SLOTS, "--slots", "place.slots", FM_KT_INT, 1, 1 << 20, "from HBM", "", "S", "",     \
     FM_KS_PLACE,                                                                                \
     "expert slots per GPU per layer (default: from HBM, half reserved; at most the number of " \
@@ -339,7 +340,8 @@ enum {
     INT64_C(1) << 40, "unknown", "", "T", "", FM_KS_IMPORT,                                     \
     "tokens (not slots) per rank per iteration (the sidecar's)")                               \
   X(IMPORT_BYTES_PER_ELEM, "--bytes-per-elem", "trace.import.bytes_per_elem", FM_KT_INT, 1, 8, \
-    "unknown", "", "N", "", FM_KS_IMPORT, "bytes per element (the sidecar's; 0 or absent: unknown)") \
+    "unknown", "", "N", "", FM_KS_IMPORT,                                                       \
+    "bytes per element (the sidecar's; 0 or absent: unknown)")                                  \
   X(IMPORT_STRICT, "--strict", "trace.import.strict", FM_KT_BOOL, 0, 1, "false", "", "", "",   \
     FM_KS_IMPORT, "trace warnings are errors, and the output is removed")
 
