@@ -27,13 +27,23 @@ typedef struct cli_command {
   const char *summary;
 } cli_command;
 
-/* argv[1] run as one of cmds[0..n) (argv shifted by one): with no word,
- * usage(stderr) and CLI_EUSAGE; --help, -h or help, usage(stdout) and
- * CLI_OK; an unknown word, "unknown command 'X' (see 'flexmoe --help')"
- * (cmd NULL: main) or "unknown subcommand 'X' (see 'flexmoe CMD --help')"
+/* A command of commands (flexmoe, flexmoe trace): its name (NULL: main),
+ * the commands, and its usage: head, one line per command ("  NAME
+ * SUMMARY", the names padded to width), tail. */
+typedef struct cli_menu {
+  const char *cmd;
+  const cli_command *cmds;
+  size_t n;
+  int width;
+  const char *head, *tail;
+} cli_menu;
+
+/* argv[1] run as one of m's commands (argv shifted by one): with no word,
+ * the usage on stderr and CLI_EUSAGE; --help, -h or help, the usage on
+ * stdout and CLI_OK; an unknown word, "unknown command 'X' (see 'flexmoe
+ * --help')" (main) or "unknown subcommand 'X' (see 'flexmoe CMD --help')"
  * and CLI_EUSAGE. */
-int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
-                 int argc, char **argv);
+int cli_dispatch(const cli_menu *m, int argc, char **argv);
 
 /* Subcommands, one file each (cli/cmd_NAME.c). argv[0] is the subcommand. */
 int cmd_trace(int argc, char **argv);
@@ -62,16 +72,6 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...)
  * --format=json anywhere), and cli_parse_format turns it on for json. */
 void cli_detect_json_errors(int argc, char **argv);
 
-/* A flag's value read strictly (run/fm_parse.h: the whole text, decimal,
- * in [lo, hi]; "A:B" half-open with either side optional, *b = -1 for "to
- * the end"): CLI_OK with the output set, or CLI_EUSAGE after printing the
- * parser's sentence ("flexmoe CMD: --flag: ..."). Every number a flag takes
- * goes through these. */
-int cli_parse_long(const char *cmd, const char *flag, const char *text,
-                   long lo, long hi, long *out);
-int cli_parse_range(const char *cmd, const char *flag, const char *text,
-                    int64_t *a, int64_t *b);
-
 /* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
@@ -87,13 +87,6 @@ const char *cli_policy_label(const char *spec, char *buf, size_t len);
  * error instead of printing "(null)" or nothing. Returns CLI_OK or
  * CLI_EFAIL (message printed). */
 int cli_json_print(const char *cmd, struct json_t *root, size_t flags);
-
-/* The keys of the table run/fm_keys.h (key: an FM_KEY_* id): a list of
- * integers in the key's range ("8,16,64": cli_parse_long's messages, "empty
- * list", "more than MAX values"), a choice ("--engine: 'x' is not analytic
- * or des"). */
-int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n);
-int cli_parse_choice(const char *cmd, int key, const char *text, const char **out);
 
 /*
  * The trace sanity check every command that reads a trace makes before its
@@ -148,16 +141,17 @@ void cli_progress_end(cli_progress *p);
 typedef enum cli_opt_kind {
   CLI_O_END,    /* end of the table */
   CLI_O_STR,    /* const char *: the value as given */
-  CLI_O_LONG,   /* long: an integer in range (cli_parse_long's messages) */
-  CLI_O_RANGE,  /* int64_t A into *to, B into *to2 (cli_parse_range) */
+  CLI_O_LONG,   /* long: an integer in range (run/fm_parse.h's messages) */
+  CLI_O_RANGE,  /* int64_t A into *to, B into *to2 ("A:B", *to2 = -1: to the end) */
   CLI_O_FORMAT, /* int: CLI_FMT_* of the mask in lo */
   CLI_O_BOOL,   /* int: set to 1 by the flag alone */
   CLI_O_INT,    /* int: as CLI_O_LONG */
   CLI_O_I64,    /* int64_t (or uint64_t: a seed): as CLI_O_LONG */
-  CLI_O_CHOICE, /* const char *: one of the key's choices (cli_parse_choice) */
+  CLI_O_CHOICE, /* const char *: one of the key's choices ("'x' is not a, b or c") */
   CLI_O_MULTI,  /* const char *[hi], count in *to2: the flag repeats */
-  CLI_O_LIST,   /* long[max] from "8,16", count in *to2 (cli_parse_key_list) */
-  CLI_O_FN      /* fn(cmd, value, to): a value only its command parses */
+  CLI_O_LIST,   /* long[max] from "8,16" in the key's range, count in *to2 */
+  CLI_O_FN,     /* fn(cmd, value, to): a value only its command parses */
+  CLI_O_SIZE    /* uint64_t: a memory size, "512M" (traces/tr_trace.h tr_parse_size) */
 } cli_opt_kind;
 typedef struct cli_opt {
   const char *flag;
@@ -186,16 +180,6 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
 #define CLI_FORMAT_ROW(dest)                                                                  \
   {.flag = "--format", .kind = CLI_O_FORMAT, .to = (dest), .key = -1,                       \
    .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = "table (default) or json"}
-
-/* The rows that resize a cluster (--gpus N, --nodes N, --gpus-per-node G:
- * 1 to SIM_MAX_GPUS each, into longs), their help sentences the command's. */
-#define CLI_RESIZE_ROWS(gpus, nodes, gpn, help_gpus, help_nodes, help_gpn)                   \
-  {.flag = "--gpus", .kind = CLI_O_LONG, .to = (gpus), .key = -1, .lo = 1,                   \
-   .hi = SIM_MAX_GPUS, .arg = "N", .help = (help_gpus)},                                      \
-      {.flag = "--nodes", .kind = CLI_O_LONG, .to = (nodes), .key = -1, .lo = 1,             \
-       .hi = SIM_MAX_GPUS, .arg = "N", .help = (help_nodes)},                                 \
-      {.flag = "--gpus-per-node", .kind = CLI_O_LONG, .to = (gpn), .key = -1, .lo = 1,       \
-       .hi = SIM_MAX_GPUS, .arg = "G", .help = (help_gpn)}
 
 /* The rows of the model keys a simulation and a sweep share (--d-model,
  * --d-ff, --top-k, --tokens-per-gpu, --slots, --profile), into the

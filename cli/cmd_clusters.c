@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "run/fm_cluster.h"
+#include "run/fm_keys.h"
 
 static const char help_head[] =
     "usage: flexmoe clusters [--gpus N] [--nodes N] [--gpus-per-node G]\n"
@@ -54,8 +55,9 @@ int cmd_clusters(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
   long nodes = 0, gpn = 0, gpus = 0;
   const cli_opt opts[] = {
-      CLI_RESIZE_ROWS(&gpus, &nodes, &gpn, "show the clusters resized to N GPUs (whole nodes)",
-                      "... to N nodes", "... and G GPUs per node"),
+      {.kind = CLI_O_LONG, .to = &gpus, .key = FM_KEY_CLUSTERS_GPUS},
+      {.kind = CLI_O_LONG, .to = &nodes, .key = FM_KEY_CLUSTERS_NODES},
+      {.kind = CLI_O_LONG, .to = &gpn, .key = FM_KEY_CLUSTERS_GPUS_PER_NODE},
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_opts("clusters", argc, argv, opts, help_head, help_tail);

@@ -81,12 +81,11 @@ int cmd_net(int argc, char **argv) {
   long nodes = 0, gpn = 0, gpus = 0;
   int fmt = CLI_FMT_TABLE;
   const cli_opt opts[] = {
-      {.flag = "--flows", .kind = CLI_O_STR, .to = &flows_path, .key = -1, .arg = "F",
-       .help = "CSV with header src_gpu,dst_gpu,bytes (one flow a line, at most 2^20; GPUs "
-               "are 0..G-1, node = gpu / gpus-per-node; bytes 0..2^50)"},
+      {.kind = CLI_O_STR, .to = &flows_path, .key = FM_KEY_NET_FLOWS},
       {.kind = CLI_O_STR, .to = &cluster, .key = FM_KEY_CLUSTER},
-      CLI_RESIZE_ROWS(&gpus, &nodes, &gpn, "resize the cluster to N GPUs (whole nodes)",
-                      "... to N nodes", "... of G GPUs"),
+      {.kind = CLI_O_LONG, .to = &gpus, .key = FM_KEY_NET_GPUS},
+      {.kind = CLI_O_LONG, .to = &nodes, .key = FM_KEY_NET_NODES},
+      {.kind = CLI_O_LONG, .to = &gpn, .key = FM_KEY_NET_GPUS_PER_NODE},
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
   int rc = cli_parse_flags("net", argc, argv, opts, help_head, help_tail);

@@ -46,10 +46,11 @@ static const char help_tail[] =
     "  flexmoe place --trace traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 8 \\\n"
     "      --slots 6 --policy flexmoe:threshold=1.2,horizon=50 --iteration 120 --layer 0\n";
 
+/* What place's flags say: the run's configuration, the nodes (resolved
+ * into cfg's sizes), the output and --strict. */
 typedef struct place_opts {
-  const char *trace, *policy, *cluster;
-  long gpus, nodes, gpn, slots, iteration, layer, d_model, d_ff, top_k, tokens, seed;
-  int fmt, strict, temps;
+  fm_place_config cfg;
+  int nodes, fmt, strict;
 } place_opts;
 
 /* One layer shown as a table: balance, drops and moves, then per GPU its
@@ -107,33 +108,27 @@ static int emit_table(const fm_place_result *r) {
   return CLI_OK;
 }
 
+/* argv into o (the flag table), then the cluster sized (--gpus, --nodes,
+ * --gpus-per-node) and the trace checked; CLI_OK, CLI_HELP after --help, or
+ * the exit code of the one message printed. */
 static int parse(int argc, char **argv, place_opts *o) {
+  fm_place_config *c = &o->cfg;
   const cli_opt opts[] = {
-      {.kind = CLI_O_STR, .to = &o->trace, .key = FM_KEY_TRACE},
-      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &o->gpus, .key = -1, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "N",
-       .help = "GPUs to place on (any N; GPU g replays rank g mod R; default: the cluster's, "
-               "nodes x GPUs per node)"},
-      {.kind = CLI_O_LONG, .to = &o->nodes, .key = FM_KEY_NODES, .hi = SIM_MAX_GPUS, .lo = 1,
-       .help = "nodes (with --gpus: N/M GPUs each)", .arg = "M"},
-      {.kind = CLI_O_LONG, .to = &o->gpn, .key = FM_KEY_GPUS_PER_NODE, .lo = 1,
-       .hi = SIM_MAX_GPUS, .arg = "K", .help = "GPUs per node (default: the cluster's, at most N)"},
-      {.flag = "--slots", .kind = CLI_O_LONG, .to = &o->slots, .key = -1, .lo = 1, .hi = 1 << 20,
-       .arg = "S", .help = "expert slots per GPU per layer (default: from HBM, half reserved; at "
-                           "most the number of experts)"},
-      {.kind = CLI_O_STR, .to = &o->policy, .key = FM_KEY_POLICY,
-       .help = "policy and parameters (default flexmoe; see 'flexmoe policies')"},
-      {.flag = "--iteration", .kind = CLI_O_LONG, .to = &o->iteration, .key = -1, .lo = 0,
-       .hi = 1L << 40, .arg = "I", .help = "iteration to show (default: the last)"},
-      {.flag = "--layer", .kind = CLI_O_LONG, .to = &o->layer, .key = -1, .lo = 0, .hi = 1 << 20,
-       .arg = "L", .help = "one layer (default: all)"},
-      {.kind = CLI_O_STR, .to = &o->cluster, .key = FM_KEY_CLUSTER},
-      {.kind = CLI_O_LONG, .to = &o->d_model, .key = FM_KEY_D_MODEL},
-      {.kind = CLI_O_LONG, .to = &o->d_ff, .key = FM_KEY_D_FF},
-      {.kind = CLI_O_LONG, .to = &o->top_k, .key = FM_KEY_TOP_K},
-      {.kind = CLI_O_LONG, .to = &o->tokens, .key = FM_KEY_TOKENS_PER_GPU},
-      {.kind = CLI_O_LONG, .to = &o->seed, .key = FM_KEY_SEED},
-      {.flag = "--temporaries", .kind = CLI_O_BOOL, .to = &o->temps, .key = -1,
+      {.kind = CLI_O_STR, .to = &c->trace, .key = FM_KEY_TRACE},
+      {.kind = CLI_O_INT, .to = &c->gpus, .key = FM_KEY_PLACE_GPUS},
+      {.kind = CLI_O_INT, .to = &o->nodes, .key = FM_KEY_PLACE_NODES},
+      {.kind = CLI_O_INT, .to = &c->gpus_per_node, .key = FM_KEY_PLACE_GPUS_PER_NODE},
+      {.kind = CLI_O_INT, .to = &c->slots, .key = FM_KEY_PLACE_SLOTS},
+      {.kind = CLI_O_STR, .to = &c->policy, .key = FM_KEY_PLACE_POLICY},
+      {.kind = CLI_O_I64, .to = &c->iteration, .key = FM_KEY_PLACE_ITERATION},
+      {.kind = CLI_O_INT, .to = &c->layer, .key = FM_KEY_PLACE_LAYER},
+      {.kind = CLI_O_STR, .to = &c->cluster, .key = FM_KEY_CLUSTER},
+      {.kind = CLI_O_INT, .to = &c->d_model, .key = FM_KEY_D_MODEL},
+      {.kind = CLI_O_INT, .to = &c->d_ff, .key = FM_KEY_D_FF},
+      {.kind = CLI_O_INT, .to = &c->top_k, .key = FM_KEY_TOP_K},
+      {.kind = CLI_O_I64, .to = &c->tokens_per_gpu, .key = FM_KEY_TOKENS_PER_GPU},
+      {.kind = CLI_O_I64, .to = &c->seed, .key = FM_KEY_SEED},
+      {.flag = "--temporaries", .kind = CLI_O_BOOL, .to = &c->temporaries, .key = -1,
        .help = "also the iteration's temporaries (flexmoe shadow=1: extra copies decided on "
                "its own counts, as the simulator does): expert, holder GPU -> destination"},
       {.flag = "--strict", .kind = CLI_O_BOOL, .to = &o->strict, .key = -1,
@@ -144,36 +139,31 @@ static int parse(int argc, char **argv, place_opts *o) {
   int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc;
-  if (!o->trace)
+  if (!c->trace)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe place --help')");
   int n = 0, k = 0;
   char em[512];
-  if (fm_cluster_size(o->cluster, o->gpus, (int)o->nodes, (int)o->gpn, &n, &k, em, sizeof em))
+  if (fm_cluster_size(c->cluster, c->gpus, o->nodes, c->gpus_per_node, &n, &k, em, sizeof em))
     return cli_fail(CLI_EUSAGE, CMD, "%s", em);
-  o->gpus = (long)n * k;
-  o->gpn = k;
-  return cli_trace_check(CMD, o->trace, 0, o->iteration < 0 ? -1 : o->iteration + 1,
-                         (int)o->gpus, o->strict ? CLI_TRACE_STRICT : 0);
+  c->gpus = n * k;
+  c->gpus_per_node = k;
+  return cli_trace_check(CMD, c->trace, 0, c->iteration < 0 ? -1 : c->iteration + 1, c->gpus,
+                         o->strict ? CLI_TRACE_STRICT : 0);
 }
 
 /* flexmoe place ARGS: the flags into one configuration, the run
  * (run/fm_place) and its placement printed; CLI_OK, CLI_EUSAGE for a bad
  * command line, CLI_EFAIL (one message printed) otherwise. */
 int cmd_place(int argc, char **argv) {
-  place_opts o = {.trace = NULL, .policy = "flexmoe", .cluster = "dgx-h100", .iteration = -1,
-                  .layer = -1, .seed = FM_DEFAULT_SEED, .fmt = CLI_FMT_TABLE};
+  place_opts o = {.cfg = {.policy = "flexmoe", .cluster = "dgx-h100", .iteration = -1,
+                          .layer = -1, .seed = FM_DEFAULT_SEED},
+                  .fmt = CLI_FMT_TABLE};
   int rc = parse(argc, argv, &o);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
-  fm_place_config cfg = {
-      .trace = o.trace, .policy = o.policy, .cluster = o.cluster, .gpus = (int)o.gpus,
-      .gpus_per_node = (int)o.gpn, .slots = (int)o.slots, .iteration = o.iteration,
-      .layer = (int)o.layer, .d_model = (int)o.d_model, .d_ff = (int)o.d_ff,
-      .top_k = (int)o.top_k, .tokens_per_gpu = o.tokens, .seed = (uint64_t)o.seed,
-      .temporaries = o.temps};
   fm_place_result r;
   char em[2048];
-  if ((rc = fm_place_run(&cfg, &r, em, sizeof(em))))
+  if ((rc = fm_place_run(&o.cfg, &r, em, sizeof(em))))
     rc = cli_fail(rc, CMD, "%s", em);
   else if (o.fmt == CLI_FMT_JSON)
     rc = cli_json_print(CMD, fm_place_doc(&r),

@@ -48,17 +48,11 @@ typedef struct {
  * after --help, or CLI_EUSAGE (or the trace check's code) with one message. */
 static int run_parse(int argc, char **argv, run_args *a) {
   const cli_opt own[] = {
-      {.kind = CLI_O_MULTI, .to = a->policies, .to2 = &a->npol, .key = FM_KEY_POLICY, .hi = 64,
-       .help = "placement policy, NAME or NAME:key=value,... (flexmoe policies); repeat to "
-               "run several (at most 64)"},
-      {.kind = CLI_O_STR, .to = &a->profile_path, .key = FM_KEY_PROFILE,
-       .help = "calibrated profile (flexmoe calibrate --out) for the policies' cost model; "
-               "its .cluster.json sibling gives the exchange numbers"},
-      {.flag = "--check", .kind = CLI_O_BOOL, .to = &a->cfg.check, .key = -1,
-       .help = "compare the last iteration with a single-device reference and verify every "
-               "replica's parameter checksum (small shapes)"},
-      {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_DB,
-       .help = "record each run (kind gpu) in the results database (default: none)"},
+      {.kind = CLI_O_MULTI, .to = a->policies, .to2 = &a->npol, .key = FM_KEY_RUN_POLICY,
+       .hi = 64},
+      {.kind = CLI_O_STR, .to = &a->profile_path, .key = FM_KEY_RUN_PROFILE},
+      {.kind = CLI_O_BOOL, .to = &a->cfg.check, .key = FM_KEY_RUN_CHECK},
+      {.kind = CLI_O_STR, .to = &a->db_path, .key = FM_KEY_RUN_DB},
       {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &a->no_db, .key = -1,
        .help = "record nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),

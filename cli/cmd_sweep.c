@@ -50,25 +50,13 @@ static const char help_tail[] =
     "      --cluster dgx-h100 --gpus 8,16,32,64,128,256,512,1024 --jobs 2\n"
     "  flexmoe report --db flexmoe.db\n";
 
-/* The command line. */
+/* The command line: the sweep's configuration, its lists pointing into
+ * the arrays here, and the command's own flags. */
 typedef struct opts {
-  const char *traces[MAX_LIST];
-  int ntraces;
-  const char *policies[MAX_LIST];
-  int npolicies;
-  const char *clusters[MAX_LIST];
-  int nclusters;
-  long sizes[MAX_SIZES];
-  int nsizes;
-  long nodes[MAX_SIZES];
+  fm_sweep_config cfg;
+  const char *traces[MAX_LIST], *policies[MAX_LIST], *clusters[MAX_LIST];
+  long sizes[MAX_SIZES], nodes[MAX_SIZES], seeds[MAX_LIST];
   int nnodes;
-  long seeds[MAX_LIST];
-  int nseeds;
-  fm_sim_config base;
-  int gpus_per_node;
-  long jobs;
-  const char *db;
-  long lock_wait_s;
   int quiet, strict, allow_empty;
   int bar; /* progress bar on stderr */
 } opts;
@@ -76,10 +64,11 @@ typedef struct opts {
 /* --nodes N1,N2 into the sizes in GPUs (run/fm_sweep.h). */
 static int nodes_to_sizes(opts *sw) {
   char em[512];
-  if (fm_sweep_sizes_of_nodes(sw->clusters, sw->nclusters, sw->gpus_per_node, sw->nodes,
+  fm_sweep_config *c = &sw->cfg;
+  if (fm_sweep_sizes_of_nodes(c->clusters, c->nclusters, c->gpus_per_node, sw->nodes,
                               sw->nnodes, sw->sizes, em, sizeof em))
     return cli_fail(CLI_EUSAGE, CMD, "%s", em);
-  sw->nsizes = sw->nnodes;
+  c->nsizes = sw->nnodes;
   return CLI_OK;
 }
 
@@ -88,36 +77,37 @@ static int nodes_to_sizes(opts *sw) {
  * wait, no plan moves); CLI_OK, CLI_HELP after --help, or the exit code of
  * the one message printed. */
 static int parse(opts *sw, int argc, char **argv) {
-  fm_sim_config *b = &sw->base;
-  *b = (fm_sim_config)FM_SIM_CONFIG_INIT;
+  fm_sweep_config *c = &sw->cfg;
+  fm_sim_config *b = &c->base;
+  *c = (fm_sweep_config){.traces = sw->traces, .policies = sw->policies,
+                         .clusters = sw->clusters, .sizes = sw->sizes, .seeds = sw->seeds,
+                         .base = FM_SIM_CONFIG_INIT, .jobs = 1, .db = "flexmoe.db",
+                         .lock_wait_s = 30};
   b->plan_moves = 0;
-  sw->jobs = 1;
-  sw->db = "flexmoe.db";
-  sw->lock_wait_s = 30;
   const cli_opt opts[] = {
-      {.kind = CLI_O_MULTI, .to = sw->traces, .to2 = &sw->ntraces, .key = FM_KEY_TRACE,
+      {.kind = CLI_O_MULTI, .to = sw->traces, .to2 = &c->ntraces, .key = FM_KEY_TRACE,
        .hi = MAX_LIST},
-      {.kind = CLI_O_MULTI, .to = sw->clusters, .to2 = &sw->nclusters, .key = FM_KEY_CLUSTER,
+      {.kind = CLI_O_MULTI, .to = sw->clusters, .to2 = &c->nclusters, .key = FM_KEY_CLUSTER,
        .hi = MAX_LIST},
-      {.kind = CLI_O_LIST, .to = sw->sizes, .to2 = &sw->nsizes, .key = FM_KEY_GPUS,
+      {.kind = CLI_O_LIST, .to = sw->sizes, .to2 = &c->nsizes, .key = FM_KEY_GPUS,
        .max = MAX_SIZES},
-      {.kind = CLI_O_INT, .to = &sw->gpus_per_node, .key = FM_KEY_GPUS_PER_NODE},
-      {.kind = CLI_O_MULTI, .to = sw->policies, .to2 = &sw->npolicies, .key = FM_KEY_POLICY,
+      {.kind = CLI_O_INT, .to = &c->gpus_per_node, .key = FM_KEY_GPUS_PER_NODE},
+      {.kind = CLI_O_MULTI, .to = sw->policies, .to2 = &c->npolicies, .key = FM_KEY_POLICY,
        .hi = MAX_LIST},
       {.kind = CLI_O_CHOICE, .to = &b->engine, .key = FM_KEY_ENGINE},
       {.kind = CLI_O_RANGE, .to = &b->it_begin, .to2 = &b->it_end, .key = FM_KEY_ITERATIONS},
-      {.kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds, .key = FM_KEY_SEEDS,
+      {.kind = CLI_O_LIST, .to = sw->seeds, .to2 = &c->nseeds, .key = FM_KEY_SEEDS,
        .max = MAX_LIST},
       CLI_SIM_MODEL_ROWS(b),
-      {.kind = CLI_O_STR, .to = &sw->db, .key = FM_KEY_DB},
-      {.kind = CLI_O_LONG, .to = &sw->jobs, .key = FM_KEY_JOBS},
-      {.kind = CLI_O_LONG, .to = &sw->lock_wait_s, .key = FM_KEY_LOCK_WAIT},
+      {.kind = CLI_O_STR, .to = &c->db, .key = FM_KEY_DB},
+      {.kind = CLI_O_INT, .to = &c->jobs, .key = FM_KEY_JOBS},
+      {.kind = CLI_O_INT, .to = &c->lock_wait_s, .key = FM_KEY_LOCK_WAIT},
       {.kind = CLI_O_BOOL, .to = &b->plan_moves, .key = FM_KEY_PLAN_MOVES},
       {.flag = "--nodes", .kind = CLI_O_LIST, .to = sw->nodes, .to2 = &sw->nnodes,
        .key = FM_KEY_NODES, .max = MAX_SIZES, .arg = "LIST",
        .help = "cluster sizes in nodes (instead of --gpus): N x the GPUs per node "
                "(--gpus-per-node or the clusters' own)"},
-      {.flag = "--seed", .kind = CLI_O_LIST, .to = sw->seeds, .to2 = &sw->nseeds,
+      {.flag = "--seed", .kind = CLI_O_LIST, .to = sw->seeds, .to2 = &c->nseeds,
        .key = FM_KEY_SEEDS, .max = MAX_LIST, .arg = "LIST", .help = "as --seeds"},
       {.flag = "--strict", .kind = CLI_O_BOOL, .to = &sw->strict, .key = -1,
        .help = "trace warnings (empty ranks or iterations, ids that look 1-based) are errors"},
@@ -129,18 +119,18 @@ static int parse(opts *sw, int argc, char **argv) {
   int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
   if (rc)
     return rc;
-  if (sw->ntraces == 0)
+  if (c->ntraces == 0)
     return cli_fail(CLI_EUSAGE, CMD, "--trace is required (see 'flexmoe sweep --help')");
-  if (sw->nnodes && sw->nsizes)
+  if (sw->nnodes && c->nsizes)
     return cli_fail(CLI_EUSAGE, CMD, "give the sizes once: --gpus or --nodes, not both");
   if (sw->nnodes && nodes_to_sizes(sw))
     return CLI_EUSAGE;
-  if (sw->nsizes == 0)
+  if (c->nsizes == 0)
     return cli_fail(CLI_EUSAGE, CMD,
                     "--gpus is required (or --nodes), e.g. --gpus 8,16,32 (see 'flexmoe sweep "
                     "--help')");
-  for (int i = 0; i < sw->ntraces; i++)
-    if (cli_trace_check(CMD, sw->traces[i], sw->base.it_begin, sw->base.it_end, 0,
+  for (int i = 0; i < c->ntraces; i++)
+    if (cli_trace_check(CMD, sw->traces[i], b->it_begin, b->it_end, 0,
                         (sw->strict ? CLI_TRACE_STRICT : 0) | CLI_TRACE_REFUSE_EMPTY |
                             (sw->allow_empty ? CLI_TRACE_ALLOW_EMPTY : 0)))
       return CLI_EFAIL;
@@ -283,7 +273,7 @@ static void summary(const opts *o, const fm_sweep_config *c, const fm_sweep_stat
          c->nseeds, c->nseeds == 1 ? "" : "s", c->npolicies,
          c->npolicies == 1 ? "y" : "ies",
          s->unique < s->points ? " after removing duplicates" : "");
-  printf("  computed %d, already in %s %d, failed %d\n", s->done, o->db,
+  printf("  computed %d, already in %s %d, failed %d\n", s->done, o->cfg.db,
          s->skipped + s->elsewhere, s->failed);
   if (s->elsewhere)
     printf("  (%d of them stored by another process while this sweep ran)\n",
@@ -297,7 +287,7 @@ static void summary(const opts *o, const fm_sweep_config *c, const fm_sweep_stat
   else
     printf("  wall %.2f s with %d worker%s\n", s->wall_s, s->workers,
            s->workers == 1 ? "" : "s");
-  printf("results: flexmoe report --db %s\n", o->db);
+  printf("results: flexmoe report --db %s\n", o->cfg.db);
 }
 
 int cmd_sweep(int argc, char **argv) {
@@ -307,16 +297,12 @@ int cmd_sweep(int argc, char **argv) {
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
   o.bar = !o.quiet && isatty(2);
-  catch_interrupts(argc, argv, o.db);
-  fm_sweep_config c = {
-      .traces = o.traces, .ntraces = o.ntraces, .policies = o.policies,
-      .npolicies = o.npolicies, .clusters = o.clusters, .nclusters = o.nclusters,
-      .sizes = o.sizes, .nsizes = o.nsizes, .seeds = o.seeds, .nseeds = o.nseeds,
-      .base = o.base, .gpus_per_node = o.gpus_per_node, .jobs = (int)o.jobs,
-      .db = o.db, .lock_wait_s = (int)o.lock_wait_s, .on_event = on_event, .ctx = &o};
+  catch_interrupts(argc, argv, o.cfg.db);
+  o.cfg.on_event = on_event;
+  o.cfg.ctx = &o;
   char em[2048] = "";
   fm_sweep *sw = NULL;
-  rc = fm_sweep_run(&c, &sw, em, sizeof em);
+  rc = fm_sweep_run(&o.cfg, &sw, em, sizeof em);
   if (rc != CLI_OK && em[0]) /* MPI ranks other than 0 have nothing to say */
     cli_fail(rc, CMD, "%s", em);
   if (!sw)

@@ -31,41 +31,11 @@
  * bytes), a line and a message, or a fit's sizes. */
 #define ERRLEN 2048
 
-/* rc from run/fm_trace (FM_EUSAGE or FM_EFAIL) printed with its sentence. */
-static int trace_fail(const char *cmd, int rc, const char *em) {
-  return cli_fail(rc, cmd, "%s", em);
-}
+/* A row of a trace key (run/fm_keys.h FM_TRACE_KEYS) with its short form. */
+#define KEY_ROW(kind_, letter_, dest, id)                                                     \
+  {.kind = (kind_), .letter = (letter_), .to = (dest), .key = FM_KEY_##id}
+#define MAX_MEMORY_ROW(dest, letter_) KEY_ROW(CLI_O_SIZE, letter_, dest, TRACE_MAX_MEMORY)
 
-/* --max-memory SIZE into *bytes; CLI_EUSAGE with one line when malformed. */
-static int parse_max_memory(const char *cmd, const char *text, uint64_t *bytes) {
-  if (tr_parse_size(text, bytes) == TR_OK)
-    return CLI_OK;
-  return cli_fail(CLI_EUSAGE, cmd,
-                  "--max-memory: '%s' is not a size between 1 byte and 1 EiB (bytes, or a "
-                  "number with K, M, G or T: 512M, 4G)",
-                  text);
-}
-
-
-/* The upper end of a physical range (traces/tr_trace.h) for a flag. */
-#define LIM(id) ((long)tr_limits[TR_LIM_##id].hi)
-
-/* --max-memory SIZE into *(uint64_t *)to (a cli_opt CLI_O_FN). */
-static int max_memory_opt(const char *cmd, const char *arg, void *to) {
-  return parse_max_memory(cmd, arg, to);
-}
-
-#define MAX_MEMORY_ROW(dest, letter_)                                                         \
-  {.flag = "--max-memory", .letter = (letter_), .kind = CLI_O_FN, .to = (dest), .key = -1, .arg = "SIZE",         \
-   .fn = max_memory_opt,                                                                       \
-   .help = "what it may allocate (512M, 4G; default half of physical memory)"}
-#define OUTPUT_ROW(dest, arg_, what)                                                                \
-  {.flag = "--output", .letter = 'o', .kind = CLI_O_STR, .to = (dest), .key = -1,           \
-   .arg = (arg_), .help = what}
-
-#define ITERATIONS_ROW(a, b, what)                                                            \
-  {.kind = CLI_O_RANGE, .letter = 'i', .to = (a), .to2 = (b), .key = FM_KEY_ITERATIONS,        \
-   .help = what}
 #define FORMAT_ROW(dest, what)                                                                \
   {.flag = "--format", .letter = 'f', .kind = CLI_O_FORMAT, .to = (dest), .key = -1,        \
    .lo = CLI_FMT_TABLE | CLI_FMT_JSON, .arg = "F", .help = what}
@@ -132,7 +102,8 @@ static void print_header(const fm_trace_analysis *a) {
  * message printed. */
 static int parse_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
                           int *fmt, fm_trace_config *cfg) {
-  const cli_opt opts[] = {ITERATIONS_ROW(&cfg->it0, &cfg->it1, "only iterations [A, B)"),
+  const cli_opt opts[] = {{.kind = CLI_O_RANGE, .letter = 'i', .to = &cfg->it0, .to2 = &cfg->it1,
+                           .key = FM_KEY_TRACE_ITERATIONS},
                           FORMAT_ROW(fmt, "table (default) or json"),
                           MAX_MEMORY_ROW(&cfg->max_memory, 'M'), {.kind = CLI_O_END}};
   int rc = cli_parse_opts(cmd, argc, argv, opts, help[0], help[1]);
@@ -156,7 +127,7 @@ static int open_analysed(const char *cmd, const char *const help[2], int argc, c
   if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg)))
     return rc;
   if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
-    return trace_fail(cmd, rc, em);
+    return cli_fail(rc, cmd, "%s", em);
   cli_trace_check_open(cmd, &a->trace, a->it0, a->it1, 0, 0); /* warnings only */
   return CLI_OK;
 }
@@ -289,65 +260,47 @@ static const char GEN_TAIL[] =
     "  flexmoe trace gen --pattern hot-experts --layers 2 --experts 16 --iterations 50 --seed 7 "
     "-o hot.npy\n";
 
-/* What trace gen's flags say. A size of -1 (0 for d_model, d_ff) means
- * "the pattern's or the fit's"; model options are kept as text until the
- * generator exists. */
+/* What trace gen's flags say: the configuration (a size of -1, 0 for
+ * d_model and d_ff, means "the pattern's or the fit's"), the model options
+ * as text until the generator exists, and --spread. */
 typedef struct {
-  const char *pattern, *fitpath, *out;
-  long iters, seed;
-  long sizes[5]; /* layers ranks experts tokens top-k */
-  long dmodel, dff;
-  uint64_t max_memory;
+  fm_trace_gen_config cfg;
   const char *model[FM_GEN_NOPTS]; /* run/fm_trace.h fm_gen_option */
   int spread;
 } gen_args;
 
-#define SIZE_ROW(flag_, i, lo_, id, what)                                                     \
-  {.flag = (flag_), .kind = CLI_O_LONG, .to = &a->sizes[i], .key = -1, .lo = (lo_),          \
-   .hi = LIM(id), .arg = "N", .help = what}
-#define MODEL_ROW(flag_, i, arg_, what)                                                       \
-  {.flag = (flag_), .kind = CLI_O_STR, .to = &a->model[i], .key = -1, .arg = (arg_),         \
-   .help = what}
+#define GEN_ROW(kind_, dest, id) KEY_ROW(kind_, 0, dest, GEN_##id)
+#define MODEL_ROW(id) GEN_ROW(CLI_O_STR, &a->model[FM_GEN_##id], id)
 
-/* argv into *a (the flag table), then the required flags checked; CLI_OK,
- * CLI_HELP after --help (with the generator's pattern list), or CLI_EUSAGE
- * with one message printed. */
+/* argv into *a (the flag table: the keys FM_TRACE_KEYS of run/fm_keys.h),
+ * then the required flags checked; CLI_OK, CLI_HELP after --help (with the
+ * generator's pattern list), or CLI_EUSAGE with one message printed. */
 static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
+  fm_trace_gen_config *c = &a->cfg;
   const cli_opt opts[] = {
-      {.flag = "--pattern", .letter = 'p', .kind = CLI_O_STR, .to = &a->pattern, .key = -1,
-       .arg = "NAME", .help = "a named pattern (below); model options then adjust it"},
-      {.flag = "--fit", .letter = 'F', .kind = CLI_O_STR, .to = &a->fitpath, .key = -1,
-       .arg = "FIT.json", .help = "the model fitted by 'flexmoe trace fit' (its sizes by default)"},
-      {.flag = "--iterations", .letter = 'n', .kind = CLI_O_LONG, .to = &a->iters, .key = -1,
-       .lo = 1, .hi = LIM(ITERATIONS), .arg = "N", .help = "iterations to generate (required)"},
-      {.kind = CLI_O_LONG, .letter = 's', .to = &a->seed, .key = FM_KEY_SEED,
-       .help = "random seed, 0 to 2^63 - 1 (default 1)"},
-      OUTPUT_ROW(&a->out, "OUT.npy", "the generated trace (required)"),
-      SIZE_ROW("--layers", 0, 1, LAYERS, "layers"),
-      SIZE_ROW("--ranks", 1, 1, RANKS, "ranks"),
-      SIZE_ROW("--experts", 2, 1, EXPERTS, "experts"),
-      SIZE_ROW("--tokens", 3, 0, TOKENS_PER_RANK, "tokens per rank (0: a trace that routes nothing)"),
-      SIZE_ROW("--top-k", 4, 1, TOP_K, "experts per token"),
-      {.flag = "--d-model", .kind = CLI_O_LONG, .to = &a->dmodel, .key = -1, .lo = 1,
-       .hi = LIM(D_MODEL), .arg = "D", .help = "model width written to the sidecar"},
-      {.flag = "--d-ff", .kind = CLI_O_LONG, .to = &a->dff, .key = -1, .lo = 1, .hi = LIM(D_FF),
-       .arg = "F", .help = "expert FFN width written to the sidecar"},
-      MAX_MEMORY_ROW(&a->max_memory, 0),
-      MODEL_ROW("--dist", FM_GEN_DIST, "D[:P]", "base popularity: uniform, zipf, lognormal or "
-                "dirichlet (P: Zipf exponent, log-normal sigma, Dirichlet alpha)"),
-      MODEL_ROW("--drift", FM_GEN_DRIFT, "INNOV[:PHI]",
-                "AR(1) on the logits: z = PHI z + INNOV N(0,1); PHI 1 = random walk"),
-      MODEL_ROW("--momentum", FM_GEN_MOMENTUM, "PSI",
-                "trends persist: the step itself is AR(1) with coefficient PSI"),
-      MODEL_ROW("--rank-sigma", FM_GEN_RANK_SIGMA, "S", "per-rank logit noise"),
-      MODEL_ROW("--hot", FM_GEN_HOT, "N[:BOOST]", "N hot experts with BOOST extra logits (default ln 8)"),
-      {.flag = "--spread", .kind = CLI_O_BOOL, .to = &a->spread, .key = -1,
-       .help = "hot experts spread over the ids instead of contiguous"},
-      MODEL_ROW("--rotate", FM_GEN_ROTATE, "P", "the hot set moves by one expert every P iterations"),
-      MODEL_ROW("--burst", FM_GEN_BURST, "PROB",
-                "per expert and iteration, chance of a 16x burst for 3 iterations"),
-      MODEL_ROW("--regime", FM_GEN_REGIME, "P", "re-shuffle the popularity every P iterations"),
-      MODEL_ROW("--ragged", FM_GEN_RAGGED, "SIGMA", "ranks route log-normal different token totals"),
+      KEY_ROW(CLI_O_STR, 'p', &c->pattern, GEN_PATTERN),
+      KEY_ROW(CLI_O_STR, 'F', &c->fit_path, GEN_FIT),
+      KEY_ROW(CLI_O_I64, 'n', &c->iterations, GEN_ITERATIONS),
+      KEY_ROW(CLI_O_I64, 's', &c->seed, GEN_SEED),
+      KEY_ROW(CLI_O_STR, 'o', &c->out, GEN_OUTPUT),
+      GEN_ROW(CLI_O_LONG, &c->layers, LAYERS),
+      GEN_ROW(CLI_O_LONG, &c->ranks, RANKS),
+      GEN_ROW(CLI_O_LONG, &c->experts, EXPERTS),
+      GEN_ROW(CLI_O_LONG, &c->tokens_per_rank, TOKENS),
+      GEN_ROW(CLI_O_LONG, &c->top_k, TOP_K),
+      GEN_ROW(CLI_O_LONG, &c->d_model, D_MODEL),
+      GEN_ROW(CLI_O_LONG, &c->d_ff, D_FF),
+      MAX_MEMORY_ROW(&c->max_memory, 0),
+      MODEL_ROW(DIST),
+      MODEL_ROW(DRIFT),
+      MODEL_ROW(MOMENTUM),
+      MODEL_ROW(RANK_SIGMA),
+      MODEL_ROW(HOT),
+      GEN_ROW(CLI_O_BOOL, &a->spread, SPREAD),
+      MODEL_ROW(ROTATE),
+      MODEL_ROW(BURST),
+      MODEL_ROW(REGIME),
+      MODEL_ROW(RAGGED),
       {.kind = CLI_O_END}};
   char list[2048] = "", tail[4096];
   for (int i = 0; tr_gen_patterns[i]; i++) {
@@ -359,11 +312,11 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
   int rc = cli_parse_flags(cmd, argc, argv, opts, GEN_HEAD, tail);
   if (rc)
     return rc;
-  if (!a->pattern == !a->fitpath)
+  if (!c->pattern == !c->fit_path)
     return cli_fail(CLI_EUSAGE, cmd, "give exactly one of --pattern NAME or --fit FIT.json");
-  if (a->iters < 0)
+  if (c->iterations < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--iterations N is required");
-  if (!a->out)
+  if (!c->out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
   return CLI_OK;
 }
@@ -374,15 +327,11 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
  * message printed) for a fit or write error. */
 static int trace_gen(int argc, char **argv) {
   const char *cmd = "trace gen";
-  gen_args a = {.iters = -1, .seed = 1, .sizes = {-1, -1, -1, -1, -1}};
+  gen_args a = {.cfg = {.iterations = -1, .seed = 1, .layers = -1, .ranks = -1, .experts = -1,
+                        .tokens_per_rank = -1, .top_k = -1}};
   int rc = gen_parse(cmd, argc, argv, &a);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
-  fm_trace_gen_config cfg = {
-      .pattern = a.pattern, .fit_path = a.fitpath, .out = a.out, .iterations = a.iters,
-      .seed = (uint64_t)a.seed, .layers = a.sizes[0], .ranks = a.sizes[1],
-      .experts = a.sizes[2], .tokens_per_rank = a.sizes[3], .top_k = a.sizes[4],
-      .d_model = a.dmodel, .d_ff = a.dff, .max_memory = a.max_memory};
   fm_trace_gen g;
   size_t el = ERRLEN; /* room for the model options' texts, quoted whole */
   for (int k = 0; k < FM_GEN_NOPTS; k++)
@@ -390,20 +339,20 @@ static int trace_gen(int argc, char **argv) {
   char *em = malloc(el);
   if (!em)
     return cli_fail(CLI_EFAIL, cmd, "out of memory");
-  if ((rc = fm_trace_gen_prepare(&cfg, &g, em, el)) ||
+  if ((rc = fm_trace_gen_prepare(&a.cfg, &g, em, el)) ||
       (rc = fm_trace_gen_options(&g, a.model, em, el)))
     goto done;
   if (a.spread)
     g.gen.hot_layout = TR_HOT_SPREAD;
-  rc = fm_trace_gen_write(&cfg, &g, em, el);
+  rc = fm_trace_gen_write(&a.cfg, &g, em, el);
   if (!rc)
-    printf("wrote %s: %ld iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
-           " tokens per rank, seed %ld\n",
-           a.out, a.iters, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
-           g.gen.tokens_per_rank, a.seed);
+    printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
+           " tokens per rank, seed %" PRIu64 "\n",
+           a.cfg.out, a.cfg.iterations, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
+           g.gen.tokens_per_rank, a.cfg.seed);
 done:
   if (rc)
-    trace_fail(cmd, rc, em);
+    cli_fail(rc, cmd, "%s", em);
   free(em);
   fm_trace_gen_fini(&g);
   return rc;
@@ -497,42 +446,38 @@ static void fit_progress(void *ctx, int done, int total) {
  * error. */
 static int trace_fit(int argc, char **argv) {
   const char *cmd = "trace fit";
-  const char *out = NULL;
-  int64_t it0 = 0, it1 = -1;
-  uint64_t max_memory = 0;
-  long seed = 1;
   int fmt = CLI_FMT_TABLE;
+  cli_progress line;
+  fm_trace_fit_config cfg = {.trace = {.it1 = -1}, .seed = 1, .progress = fit_progress,
+                             .progress_ctx = &line};
   const cli_opt opts[] = {
-      OUTPUT_ROW(&out, "FIT.json", "where to write the model (temp + rename; required)"),
-      ITERATIONS_ROW(&it0, &it1, "fit only iterations [A, B)"),
-      {.kind = CLI_O_LONG, .letter = 's', .to = &seed, .key = FM_KEY_SEED,
-       .help = "calibration random stream, 0 to 2^63 - 1 (default 1)"},
+      KEY_ROW(CLI_O_STR, 'o', &cfg.out, FIT_OUTPUT),
+      {.kind = CLI_O_RANGE, .letter = 'i', .to = &cfg.trace.it0, .to2 = &cfg.trace.it1,
+       .key = FM_KEY_FIT_ITERATIONS},
+      KEY_ROW(CLI_O_I64, 's', &cfg.seed, FIT_SEED),
       FORMAT_ROW(&fmt, "table (default) or json (the FIT.json document)"),
-      MAX_MEMORY_ROW(&max_memory, 'M'), {.kind = CLI_O_END}};
+      MAX_MEMORY_ROW(&cfg.trace.max_memory, 'M'), {.kind = CLI_O_END}};
   int c = cli_parse_opts(cmd, argc, argv, opts, FIT_HEAD, FIT_TAIL);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace fit --help')");
-  if (!out)
+  if (!cfg.out)
     return cli_fail(CLI_EUSAGE, cmd, "-o FIT.json is required");
-  cli_progress line;
+  cfg.trace.path = argv[optind];
   cli_progress_start(&line, cmd);
-  fm_trace_fit_config cfg = {
-      .trace = {.path = argv[optind], .it0 = it0, .it1 = it1, .max_memory = max_memory},
-      .out = out, .seed = (uint64_t)seed, .progress = fit_progress, .progress_ctx = &line};
   tr_fit f;
   char em[ERRLEN];
   c = fm_trace_fit(&cfg, &f, em, sizeof(em));
   cli_progress_end(&line);
   if (c)
-    return trace_fail(cmd, c, em);
+    return cli_fail(c, cmd, "%s", em);
   int rc = CLI_OK;
   if (fmt == CLI_FMT_JSON) {
-    json_t *o = json_load_file(out, 0, NULL);
-    rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", out);
+    json_t *o = json_load_file(cfg.out, 0, NULL);
+    rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", cfg.out);
   } else {
-    print_fit_table(&f, out);
+    print_fit_table(&f, cfg.out);
   }
   tr_fit_fini(&f);
   return rc;
@@ -558,43 +503,36 @@ static const char RESCALE_TAIL[] =
     "--tokens-per-gpu 4096 --seed 1 -o g64.npy\n";
 
 static int trace_rescale(int argc, char **argv) {
-  const char *cmd = "trace rescale", *out = NULL;
-  long gpus = -1, tokens = 0, seed = FM_DEFAULT_SEED;
-  fm_trace_config in = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  const char *cmd = "trace rescale";
+  fm_trace_rescale_config cfg = {.trace = {.it1 = -1}, .gpus = -1, .seed = FM_DEFAULT_SEED};
   const cli_opt opts[] = {
-      {.flag = "--gpus", .kind = CLI_O_LONG, .to = &gpus, .key = -1, .lo = 1, .hi = LIM(RANKS),
-       .arg = "G", .help = "GPUs of the simulated cluster (required)"},
-      {.flag = "--tokens-per-gpu", .kind = CLI_O_LONG, .to = &tokens, .key = -1, .lo = 1,
-       .hi = LIM(TOKENS_PER_RANK), .arg = "T",
-       .help = "tokens per GPU per iteration (default: each source rank's own; slots = T x "
-               "top_k from the sidecar, or T when top_k is unknown)"},
-      {.kind = CLI_O_LONG, .to = &seed, .key = FM_KEY_SEED, .help = "random seed, 0 to 2^63 - 1 "
-                                                                    "(default 0, as everywhere)"},
-      {.kind = CLI_O_RANGE, .to = &in.it0, .to2 = &in.it1, .key = FM_KEY_ITERATIONS,
-       .help = "only iterations [A, B)"},
-      OUTPUT_ROW(&out, "OUT.npy", "the rescaled trace (required)"),
-      MAX_MEMORY_ROW(&in.max_memory, 0),
+      KEY_ROW(CLI_O_INT, 0, &cfg.gpus, RESCALE_GPUS),
+      KEY_ROW(CLI_O_I64, 0, &cfg.tokens_per_gpu, RESCALE_TOKENS_PER_GPU),
+      KEY_ROW(CLI_O_I64, 0, &cfg.seed, RESCALE_SEED),
+      {.kind = CLI_O_RANGE, .to = &cfg.trace.it0, .to2 = &cfg.trace.it1,
+       .key = FM_KEY_TRACE_ITERATIONS},
+      KEY_ROW(CLI_O_STR, 'o', &cfg.out, RESCALE_OUTPUT),
+      MAX_MEMORY_ROW(&cfg.trace.max_memory, 0),
       {.kind = CLI_O_END}};
   int c = cli_parse_opts(cmd, argc, argv, opts, RESCALE_HEAD, RESCALE_TAIL);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
-    return cli_fail(CLI_EUSAGE, cmd, "expected one trace FILE (see 'flexmoe trace rescale --help')");
-  if (gpus < 0)
+    return cli_fail(CLI_EUSAGE, cmd,
+                    "expected one trace FILE (see 'flexmoe trace rescale --help')");
+  if (cfg.gpus < 0)
     return cli_fail(CLI_EUSAGE, cmd, "--gpus G is required");
-  if (!out)
+  if (!cfg.out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  in.path = argv[optind];
-  fm_trace_rescale_config cfg = {.trace = in, .out = out, .gpus = (int)gpus,
-                                 .tokens_per_gpu = tokens, .seed = (uint64_t)seed};
+  cfg.trace.path = argv[optind];
   fm_trace_shape w;
   char em[ERRLEN];
   if ((c = fm_trace_rescale(&cfg, &w, em, sizeof(em))))
-    return trace_fail(cmd, c, em);
-  printf("wrote %s: %" PRId64 " iterations x %d layers x %ld GPUs x %d experts, %s slots "
-         "per GPU, seed %ld\n",
-         out, w.iterations, w.layers, gpus, w.experts, tokens > 0 ? "exact" : "source-rank",
-         seed);
+    return cli_fail(c, cmd, "%s", em);
+  printf("wrote %s: %" PRId64 " iterations x %d layers x %d GPUs x %d experts, %s slots "
+         "per GPU, seed %" PRIu64 "\n",
+         cfg.out, w.iterations, w.layers, cfg.gpus, w.experts,
+         cfg.tokens_per_gpu > 0 ? "exact" : "source-rank", cfg.seed);
   return CLI_OK;
 }
 
@@ -627,61 +565,49 @@ static const char IMPORT_TAIL[] =
     "  flexmoe trace import routing.csv --top-k 2 --d-model 1024 --d-ff 4096 \\\n"
     "      --tokens-per-rank 4096 -o routing.npy\n";
 
-/* A sidecar field's row: its trace library range (traces/tr_limits.c). */
-#define META_ROW(name, id, field, text)                                                       \
-  {.flag = name, .kind = CLI_O_INT, .to = &meta.field, .key = -1,                             \
-   .lo = (long)tr_limits[TR_LIM_##id].lo, .hi = (long)tr_limits[TR_LIM_##id].hi, .arg = "N", \
-   .help = text " (the sidecar's; 0 or absent: unknown)"}
+#define IMPORT_ROW(kind_, dest, id) KEY_ROW(kind_, 0, dest, IMPORT_##id)
 
 static int trace_import(int argc, char **argv) {
-  const char *cmd = "trace import", *out = NULL, *axes = NULL;
-  tr_meta meta = {.top_k = 0};
-  int strict = 0, ids = 0, experts = 0;
-  fm_trace_config in = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
+  const char *cmd = "trace import";
+  int strict = 0;
+  fm_trace_import_config cfg = {.trace = {.it1 = -1}};
+  tr_meta *m = &cfg.meta;
   const cli_opt opts[] = {
-      OUTPUT_ROW(&out, "OUT.npy", "the imported trace (required)"),
-      {.flag = "--axes", .kind = CLI_O_STR, .to = &axes, .key = -1, .arg = "ORDER",
-       .help = "the input .npy's axes in order (iteration,layer,rank,expert or LIER)"},
-      {.flag = "--expert-ids", .kind = CLI_O_BOOL, .to = &ids, .key = -1,
-       .help = "the input holds per-token expert ids"},
-      {.flag = "--experts", .kind = CLI_O_INT, .to = &experts, .key = -1, .lo = 1,
-       .hi = LIM(EXPERTS), .arg = "E", .help = "with --expert-ids: E (default: largest id + 1)"},
-      {.kind = CLI_O_RANGE, .to = &in.it0, .to2 = &in.it1, .key = FM_KEY_ITERATIONS,
-       .help = "only iterations [A, B) (.npy and .csv inputs)"},
-      META_ROW("--top-k", TOP_K, top_k, "experts per token"),
-      META_ROW("--d-model", D_MODEL, d_model, "model width"),
-      META_ROW("--d-ff", D_FF, d_ff, "expert FFN width"),
-      {.flag = "--tokens-per-rank", .kind = CLI_O_I64, .to = &meta.tokens_per_rank, .key = -1,
-       .lo = 1, .hi = LIM(TOKENS_PER_RANK), .arg = "T",
-       .help = "tokens (not slots) per rank per iteration (the sidecar's)"},
-      META_ROW("--bytes-per-elem", BYTES_PER_ELEM, bytes_per_elem, "bytes per element"),
-      {.flag = "--strict", .kind = CLI_O_BOOL, .to = &strict, .key = -1,
-       .help = "trace warnings are errors, and the output is removed"},
-      MAX_MEMORY_ROW(&in.max_memory, 0),
+      KEY_ROW(CLI_O_STR, 'o', &cfg.out, IMPORT_OUTPUT),
+      IMPORT_ROW(CLI_O_STR, &cfg.axes, AXES),
+      IMPORT_ROW(CLI_O_BOOL, &cfg.expert_ids, EXPERT_IDS),
+      IMPORT_ROW(CLI_O_INT, &cfg.experts, EXPERTS),
+      {.kind = CLI_O_RANGE, .to = &cfg.trace.it0, .to2 = &cfg.trace.it1,
+       .key = FM_KEY_IMPORT_ITERATIONS},
+      IMPORT_ROW(CLI_O_INT, &m->top_k, TOP_K),
+      IMPORT_ROW(CLI_O_INT, &m->d_model, D_MODEL),
+      IMPORT_ROW(CLI_O_INT, &m->d_ff, D_FF),
+      IMPORT_ROW(CLI_O_I64, &m->tokens_per_rank, TOKENS_PER_RANK),
+      IMPORT_ROW(CLI_O_INT, &m->bytes_per_elem, BYTES_PER_ELEM),
+      IMPORT_ROW(CLI_O_BOOL, &strict, STRICT),
+      MAX_MEMORY_ROW(&cfg.trace.max_memory, 0),
       {.kind = CLI_O_END}};
   int c = cli_parse_opts(cmd, argc, argv, opts, IMPORT_HEAD, IMPORT_TAIL);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
     return cli_fail(CLI_EUSAGE, cmd, "expected one input FILE (see 'flexmoe trace import --help')");
-  if (!out)
+  if (!cfg.out)
     return cli_fail(CLI_EUSAGE, cmd, "-o OUT.npy is required");
-  if (axes && ids)
+  if (cfg.axes && cfg.expert_ids)
     return cli_fail(CLI_EUSAGE, cmd, "--axes and --expert-ids do not go together");
-  if ((axes || ids) && (in.it0 != 0 || in.it1 != -1))
+  if ((cfg.axes || cfg.expert_ids) && (cfg.trace.it0 != 0 || cfg.trace.it1 != -1))
     return cli_fail(CLI_EUSAGE, cmd, "--iterations works on .npy/.csv traces only");
-  in.path = argv[optind];
-  fm_trace_import_config cfg = {.trace = in, .out = out, .axes = axes, .expert_ids = ids,
-                                .experts = experts, .meta = meta};
+  cfg.trace.path = argv[optind];
   fm_trace_shape o;
   char em[ERRLEN];
   if ((c = fm_trace_import(&cfg, &o, em, sizeof(em))))
-    return trace_fail(cmd, c, em);
-  if ((c = cli_trace_check(cmd, out, 0, -1, 0, strict ? CLI_TRACE_STRICT : 0))) {
-    fm_trace_remove(out);
+    return cli_fail(c, cmd, "%s", em);
+  if ((c = cli_trace_check(cmd, cfg.out, 0, -1, 0, strict ? CLI_TRACE_STRICT : 0))) {
+    fm_trace_remove(cfg.out);
     return c;
   }
-  printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", out,
+  printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", cfg.out,
          o.iterations, o.layers, o.ranks, o.experts, fm_trace_dtype_name(o.dtype));
   return CLI_OK;
 }
@@ -697,20 +623,16 @@ static const cli_command subs[] = {
     {"rescale", trace_rescale, "map a trace onto G GPUs and another token count, seeded"},
     {"import", trace_import, "CSV, other axis orders, per-token expert ids -> .npy"},
 };
-#define NSUBS (sizeof(subs) / sizeof(subs[0]))
-
-static void trace_usage(FILE *out) {
-  fprintf(out, "usage: flexmoe trace SUBCOMMAND [options]   (flexmoe trace SUBCOMMAND --help)\n"
-               "\n"
-               "Routing traces: counts[iteration][layer][rank][expert] of token slots, as\n"
-               ".npy (+ .json sidecar) or long CSV (iteration,layer,rank,expert,tokens).\n"
-               "\n"
-               "subcommands:\n");
-  for (size_t i = 0; i < NSUBS; i++)
-    fprintf(out, "  %-8s %s\n", subs[i].name, subs[i].summary);
-  fprintf(out, "\nexample:\n  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n");
-}
 
 int cmd_trace(int argc, char **argv) {
-  return cli_dispatch("trace", subs, NSUBS, trace_usage, argc, argv);
+  static const cli_menu menu = {
+      .cmd = "trace", .cmds = subs, .n = sizeof subs / sizeof subs[0], .width = 8,
+      .head = "usage: flexmoe trace SUBCOMMAND [options]   (flexmoe trace SUBCOMMAND --help)\n"
+              "\n"
+              "Routing traces: counts[iteration][layer][rank][expert] of token slots, as\n"
+              ".npy (+ .json sidecar) or long CSV (iteration,layer,rank,expert,tokens).\n"
+              "\n"
+              "subcommands:\n",
+      .tail = "\nexample:\n  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n"};
+  return cli_dispatch(&menu, argc, argv);
 }

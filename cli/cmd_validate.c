@@ -61,15 +61,6 @@ typedef struct vopts {
   int fmt, no_db;
 } vopts;
 
-/* --engine: the simulator's two engines or the placement library's cost
- * model (cli_opt CLI_O_FN); CLI_OK or CLI_EUSAGE with one message. */
-static int engine_opt(const char *cmd, const char *arg, void *to) {
-  if (strcmp(arg, "analytic") && strcmp(arg, "des") && strcmp(arg, "cost"))
-    return cli_fail(CLI_EUSAGE, cmd, "--engine: '%s' is not analytic, des or cost", arg);
-  *(const char **)to = arg;
-  return CLI_OK;
-}
-
 /* Parses argv into o (the shared replay rows, then validate's own); CLI_OK,
  * CLI_HELP after --help, or an exit code after one message. */
 static int parse(vopts *o, int argc, char **argv) {
@@ -77,18 +68,11 @@ static int parse(vopts *o, int argc, char **argv) {
   o->cfg.replay.backend = NULL;
   o->cfg.policies = o->policies;
   const cli_opt own[] = {
-      {.kind = CLI_O_MULTI, .to = o->policies, .to2 = &o->cfg.npolicies, .key = FM_KEY_POLICY,
-       .hi = FM_VALIDATE_MAX_POLICIES,
-       .help = "placement policy, NAME or NAME:key=value,... (flexmoe policies); repeat to "
-               "validate several (default static, flexmoe, flexmoe:background=0, eplb)"},
-      {.kind = CLI_O_STR, .to = &o->cfg.profile_path, .key = FM_KEY_PROFILE,
-       .help = "calibrated profile (flexmoe calibrate --out; default: calibrate now)"},
-      {.flag = "--engine", .kind = CLI_O_FN, .to = &o->cfg.engine, .key = -1, .arg = "E",
-       .fn = engine_opt,
-       .help = "the simulator's analytic (default) or discrete-event (des) engine, or 'cost': "
-               "the placement library's cost model alone, as the planners see the run"},
-      {.kind = CLI_O_STR, .to = &o->cfg.db_path, .key = FM_KEY_DB,
-       .help = "store both runs of every policy and the validations (default: none)"},
+      {.kind = CLI_O_MULTI, .to = o->policies, .to2 = &o->cfg.npolicies,
+       .key = FM_KEY_VALIDATE_POLICY, .hi = FM_VALIDATE_MAX_POLICIES},
+      {.kind = CLI_O_STR, .to = &o->cfg.profile_path, .key = FM_KEY_VALIDATE_PROFILE},
+      {.kind = CLI_O_CHOICE, .to = &o->cfg.engine, .key = FM_KEY_VALIDATE_ENGINE},
+      {.kind = CLI_O_STR, .to = &o->cfg.db_path, .key = FM_KEY_VALIDATE_DB},
       {.flag = "--no-db", .kind = CLI_O_BOOL, .to = &o->no_db, .key = -1,
        .help = "store nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&o->fmt),

@@ -21,21 +21,16 @@ static const cli_command commands[] = {
     {"calibrate", cmd_calibrate, "measure a GPU and store a compute profile"},
     {"validate", cmd_validate, "compare the runtime's measurements with the simulator"},
 };
-#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
-
-static void usage(FILE *out) {
-  fprintf(out,
-          "flexmoe %s - which MoE expert placement policy makes training fastest on\n"
-          "your cluster: a trace-driven simulator, a GPU runtime that checks it, and a\n"
-          "results database.\n\n"
-          "usage: flexmoe COMMAND [options]   (flexmoe COMMAND --help for each)\n\n"
-          "commands:\n",
-          FLEXMOE_VERSION);
-  for (size_t i = 0; i < NCOMMANDS; i++)
-    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf(out, "\nexample:\n  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy "
-               "--cluster dgx-h100 --nodes 2\n");
-}
+static const cli_menu menu = {
+    .cmd = NULL, .cmds = commands, .n = sizeof commands / sizeof commands[0], .width = 10,
+    .head = "flexmoe " FLEXMOE_VERSION " - which MoE expert placement policy makes training "
+            "fastest on\n"
+            "your cluster: a trace-driven simulator, a GPU runtime that checks it, and a\n"
+            "results database.\n\n"
+            "usage: flexmoe COMMAND [options]   (flexmoe COMMAND --help for each)\n\n"
+            "commands:\n",
+    .tail = "\nexample:\n  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy "
+            "--cluster dgx-h100 --nodes 2\n"};
 
 int main(int argc, char **argv) {
   gsl_set_error_handler_off();
@@ -50,5 +45,5 @@ int main(int argc, char **argv) {
            FLEXMOE_HAVE_MPI ? "yes" : "no");
     return CLI_OK;
   }
-  return cli_dispatch(NULL, commands, NCOMMANDS, usage, argc, argv);
+  return cli_dispatch(&menu, argc, argv);
 }

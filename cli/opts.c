@@ -13,9 +13,82 @@
 
 #include "cli.h"
 #include "run/fm_keys.h"
+#include "run/fm_parse.h"
+#include "traces/tr_trace.h"
 
 #define MAX_OPTS 48
 #define HELP_WIDTH 22
+
+/* A buffer for a run/fm_parse.h sentence that quotes text: as long as the
+ * text needs, so a long value is never cut (the small one when out of
+ * memory). */
+typedef struct parse_msg {
+  char *p, small[512];
+  size_t n;
+} parse_msg;
+
+static char *msg_for(parse_msg *m, const char *flag, const char *text) {
+  m->n = strlen(flag) + (text ? strlen(text) : 0) + 256;
+  if (!(m->p = malloc(m->n)))
+    m->p = m->small, m->n = sizeof m->small;
+  return m->p;
+}
+
+/* The parser's code rc, its sentence printed as cli_fail prints one. */
+static int parsed(const char *cmd, int rc, parse_msg *m) {
+  if (rc)
+    cli_fail(rc, cmd, "%s", m->p);
+  if (m->p != m->small)
+    free(m->p);
+  return rc;
+}
+
+/* A flag's value read strictly (run/fm_parse.h: the whole text, decimal, in
+ * [lo, hi]); CLI_OK, or CLI_EUSAGE after printing the parser's sentence. */
+static int parse_long(const char *cmd, const char *flag, const char *text, long lo, long hi,
+                      long *out) {
+  parse_msg m;
+  char *em = msg_for(&m, flag, text);
+  return parsed(cmd, fm_parse_long(flag, text, lo, hi, out, em, m.n), &m);
+}
+
+/* "A:B" half-open, either side optional (*b = -1: to the end), as
+ * parse_long reads a number. */
+static int parse_range(const char *cmd, const char *flag, const char *text, int64_t *a,
+                       int64_t *b) {
+  parse_msg m;
+  char *em = msg_for(&m, flag, text);
+  return parsed(cmd, fm_parse_range(flag, text, a, b, em, m.n), &m);
+}
+
+/* A list of integers in the key's range ("8,16,64": parse_long's messages,
+ * "empty list", "more than MAX values"). */
+static int parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n) {
+  const fm_key *k = fm_key_of((fm_key_id)key);
+  parse_msg m;
+  char *em = msg_for(&m, k->flag, text);
+  return parsed(cmd, fm_parse_list(k->flag, text, (long)k->lo, (long)k->hi, out, max, n, em, m.n),
+                &m);
+}
+
+/* One of the key's choices ("--engine: 'x' is not analytic or des"). */
+static int parse_choice(const char *cmd, int key, const char *text, const char **out) {
+  const fm_key *k = fm_key_of((fm_key_id)key);
+  if (!fm_key_choice_ok((fm_key_id)key, text)) {
+    char words[256]; /* the choices but the last, as "a, b" */
+    size_t at = 0, last = (size_t)(strrchr(k->choices, '|') - k->choices);
+    for (size_t i = 0; i < last && at + 3 < sizeof words; i++) {
+      if (k->choices[i] == '|')
+        words[at++] = ',';
+      words[at++] = k->choices[i] == '|' ? ' ' : k->choices[i];
+    }
+    words[at] = '\0';
+    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not %s or %s", k->flag, text ? text : "",
+                    words, k->choices + last + 1);
+  }
+  *out = text;
+  return CLI_OK;
+}
 
 /* What cli_getopt last saw: its options (for "did you mean") and the
  * message of a refusal it made (for cli_bad_option). */
@@ -110,23 +183,33 @@ static const char *flag_of(const cli_opt *o) {
   return o->flag ? o->flag : fm_key_of((fm_key_id)o->key)->flag;
 }
 
-/* The help lines of the table between head and tail, on stdout. */
+/* The help lines of the table between head and tail, on stdout: a row
+ * that names a key and no help of its own prints the key's. */
 static void print_help(const cli_opt *opts, const char *head, const char *tail) {
   fputs(head, stdout);
   for (const cli_opt *o = opts; o->kind != CLI_O_END; o++) {
-    char buf[2048];
+    char buf[2048], flag[64];
+    snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
+    const char *shown = o->letter ? flag : flag_of(o);
     if (!o->help && o->key >= 0)
-      fm_key_help((fm_key_id)o->key, HELP_WIDTH, buf, sizeof buf);
-    else {
-      char flag[64];
-      snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
-      fm_help_line(o->letter ? flag : flag_of(o),
-                   o->arg ? o->arg : (o->key >= 0 ? fm_key_of(o->key)->arg : ""),
+      fm_key_help((fm_key_id)o->key, shown, HELP_WIDTH, buf, sizeof buf);
+    else
+      fm_help_line(shown, o->arg ? o->arg : (o->key >= 0 ? fm_key_of(o->key)->arg : ""),
                    o->help ? o->help : "", HELP_WIDTH, buf, sizeof buf);
-    }
     fputs(buf, stdout);
   }
   fputs(tail, stdout);
+}
+
+/* A size ("512M", "4G": traces/tr_trace.h tr_parse_size) into *to;
+ * CLI_OK or CLI_EUSAGE with one message naming flag. */
+static int store_size(const char *cmd, const char *flag, const char *text, uint64_t *to) {
+  if (tr_parse_size(text, to) == TR_OK)
+    return CLI_OK;
+  return cli_fail(CLI_EUSAGE, cmd,
+                  "%s: '%s' is not a size between 1 byte and 1 EiB (bytes, or a number with K, "
+                  "M, G or T: 512M, 4G)",
+                  flag, text);
 }
 
 /* One option's value into its destination; CLI_OK or CLI_EUSAGE (message
@@ -142,18 +225,18 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
   switch (o->kind) {
   case CLI_O_STR: *(const char **)o->to = arg; return CLI_OK;
   case CLI_O_BOOL: *(int *)o->to = 1; return CLI_OK;
-  case CLI_O_LONG: return cli_parse_long(cmd, flag_of(o), arg, lo, hi, (long *)o->to);
+  case CLI_O_LONG: return parse_long(cmd, flag_of(o), arg, lo, hi, (long *)o->to);
   case CLI_O_INT:
-    if (!(rc = cli_parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+    if (!(rc = parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
       *(int *)o->to = (int)v;
     return rc;
   case CLI_O_I64:
-    if (!(rc = cli_parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+    if (!(rc = parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
       *(int64_t *)o->to = v;
     return rc;
-  case CLI_O_RANGE: return cli_parse_range(cmd, flag_of(o), arg, o->to, o->to2);
+  case CLI_O_RANGE: return parse_range(cmd, flag_of(o), arg, o->to, o->to2);
   case CLI_O_FORMAT: return cli_parse_format(cmd, arg, (int)o->lo, (int *)o->to);
-  case CLI_O_CHOICE: return cli_parse_choice(cmd, o->key, arg, (const char **)o->to);
+  case CLI_O_CHOICE: return parse_choice(cmd, o->key, arg, (const char **)o->to);
   case CLI_O_MULTI: {
     int *n = o->to2;
     if (*n >= o->hi)
@@ -161,7 +244,8 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
     ((const char **)o->to)[(*n)++] = arg;
     return CLI_OK;
   }
-  case CLI_O_LIST: return cli_parse_key_list(cmd, o->key, arg, o->to, o->max, o->to2);
+  case CLI_O_LIST: return parse_key_list(cmd, o->key, arg, o->to, o->max, o->to2);
+  case CLI_O_SIZE: return store_size(cmd, flag_of(o), arg, o->to);
   case CLI_O_FN: return o->fn(cmd, arg, o->to);
   default: return CLI_EUSAGE;
   }

@@ -1,6 +1,6 @@
 /*
  * util.c - what the subcommands share: messages (errors, warnings, the
- * progress line), flag values through run/fm_parse.h, the trace check, the
+ * progress line), the --format word, the trace check, the
  * JSON printer and the dispatcher of a command table.
  */
 #include <errno.h>
@@ -12,8 +12,6 @@
 
 #include "cli.h"
 #include "run/fm_json.h"
-#include "run/fm_keys.h"
-#include "run/fm_parse.h"
 #include "run/fm_trace.h"
 #include "placement/pl_error.h"
 #include "placement/pl_policy.h"
@@ -75,44 +73,6 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) {
   return code;
 }
 
-/* A buffer for a run/fm_parse.h sentence that quotes text: as long as the
- * text needs, so a long value is never cut (the small one when out of
- * memory). */
-typedef struct parse_msg {
-  char *p, small[512];
-  size_t n;
-} parse_msg;
-
-static char *msg_for(parse_msg *m, const char *flag, const char *text) {
-  m->n = strlen(flag) + (text ? strlen(text) : 0) + 256;
-  if (!(m->p = malloc(m->n)))
-    m->p = m->small, m->n = sizeof m->small;
-  return m->p;
-}
-
-/* The parser's code rc, its sentence printed as cli_fail prints one. */
-static int parsed(const char *cmd, int rc, parse_msg *m) {
-  if (rc)
-    cli_fail(rc, cmd, "%s", m->p);
-  if (m->p != m->small)
-    free(m->p);
-  return rc;
-}
-
-int cli_parse_long(const char *cmd, const char *flag, const char *text,
-                   long lo, long hi, long *out) {
-  parse_msg m;
-  char *em = msg_for(&m, flag, text);
-  return parsed(cmd, fm_parse_long(flag, text, lo, hi, out, em, m.n), &m);
-}
-
-int cli_parse_range(const char *cmd, const char *flag, const char *text,
-                    int64_t *a, int64_t *b) {
-  parse_msg m;
-  char *em = msg_for(&m, flag, text);
-  return parsed(cmd, fm_parse_range(flag, text, a, b, em, m.n), &m);
-}
-
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out) {
   static const struct {
     const char *name;
@@ -140,26 +100,6 @@ int cli_json_print(const char *cmd, json_t *root, size_t flags) {
   free(text);
   return ok ? CLI_OK : cli_fail(CLI_EFAIL, cmd, "cannot write the JSON output: %s",
                                 strerror(errno));
-}
-
-
-int cli_parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n) {
-  const fm_key *k = fm_key_of((fm_key_id)key);
-  parse_msg m;
-  char *em = msg_for(&m, k->flag, text);
-  return parsed(cmd, fm_parse_list(k->flag, text, (long)k->lo, (long)k->hi, out, max, n, em, m.n),
-                &m);
-}
-
-int cli_parse_choice(const char *cmd, int key, const char *text, const char **out) {
-  const fm_key *k = fm_key_of((fm_key_id)key);
-  if (!fm_key_choice_ok((fm_key_id)key, text)) {
-    int a = (int)strcspn(k->choices, "|");
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not %.*s or %s", k->flag, text ? text : "",
-                    a, k->choices, k->choices + a + 1);
-  }
-  *out = text;
-  return CLI_OK;
 }
 
 
@@ -232,24 +172,31 @@ void cli_progress_end(cli_progress *p) {
   p->shown = 0;
 }
 
-int cli_dispatch(const char *cmd, const cli_command *cmds, size_t n, void (*usage)(FILE *),
-                 int argc, char **argv) {
+/* m's usage on out. */
+static void menu_usage(const cli_menu *m, FILE *out) {
+  fputs(m->head, out);
+  for (size_t i = 0; i < m->n; i++)
+    fprintf(out, "  %-*s %s\n", m->width, m->cmds[i].name, m->cmds[i].summary);
+  fputs(m->tail, out);
+}
+
+int cli_dispatch(const cli_menu *m, int argc, char **argv) {
   if (argc < 2) {
-    usage(stderr);
+    menu_usage(m, stderr);
     return CLI_EUSAGE;
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
-    usage(stdout);
+    menu_usage(m, stdout);
     return CLI_OK;
   }
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(argv[1], cmds[i].name) == 0)
-      return cmds[i].fn(argc - 1, argv + 1);
-  if (!cmd)
+  for (size_t i = 0; i < m->n; i++)
+    if (strcmp(argv[1], m->cmds[i].name) == 0)
+      return m->cmds[i].fn(argc - 1, argv + 1);
+  if (!m->cmd)
     return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
-  return cli_fail(CLI_EUSAGE, cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')", argv[1],
-                  cmd);
+  return cli_fail(CLI_EUSAGE, m->cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')",
+                  argv[1], m->cmd);
 }
 
 const char *cli_policy_label(const char *spec, char *buf, size_t len) {

@@ -15,13 +15,18 @@
 #include "placement/pl_policy.h"
 #include "run/fm_error.h"
 
-static const fm_key keys[FM_NKEYS] = {
-#define FM_KEY_ROW(ID, FLAG, NAME, TYPE, LO, HI, DEF, CHOICES, ARG, UNIT, SCOPE, HELP)         \
+#define FM_KEY_ROW(ID, FLAG, NAME, TYPE, LO, HI, DEF, CHOICES, ARG, UNIT, SCOPE, HELP, WHOLE)  \
   [FM_KEY_##ID] = {.flag = FLAG, .name = NAME, .type = TYPE, .lo = LO, .hi = HI, .def = DEF,    \
-                   .choices = CHOICES, .arg = ARG, .unit = UNIT, .scope = SCOPE, .help = HELP},
-    FM_KEYS(FM_KEY_ROW)
+                   .choices = CHOICES, .arg = ARG, .unit = UNIT, .scope = SCOPE, .help = HELP,  \
+                   .whole = WHOLE},
+#define FM_KEY_COMPOSED(...) FM_KEY_ROW(__VA_ARGS__, 0)
+#define FM_KEY_WHOLE(...) FM_KEY_ROW(__VA_ARGS__, 1)
+static const fm_key keys[FM_NKEYS] = {
+    FM_KEYS(FM_KEY_COMPOSED) FM_REPLAY_KEYS(FM_KEY_WHOLE) FM_PLACE_KEYS(FM_KEY_WHOLE)
+        FM_TRACE_KEYS(FM_KEY_WHOLE) FM_CLUSTER_KEYS(FM_KEY_WHOLE)};
+#undef FM_KEY_WHOLE
+#undef FM_KEY_COMPOSED
 #undef FM_KEY_ROW
-};
 
 const fm_key *fm_key_of(fm_key_id id) { return &keys[id]; }
 
@@ -89,6 +94,10 @@ static void bound_text(int64_t v, char *out, size_t len) {
 /* One key's help sentence with its range and default, words wrapped. */
 static void help_of(const fm_key *k, int width, char *buf, size_t len, size_t *at) {
   char text[640], lo[32], hi[32];
+  if (k->whole) {
+    wrap(k->help, width, buf, len, at);
+    return;
+  }
   bound_text(k->lo, lo, sizeof lo);
   bound_text(k->hi, hi, sizeof hi);
   size_t n = (size_t)snprintf(text, sizeof text, "%s", k->help);
@@ -142,9 +151,11 @@ size_t fm_help_line(const char *flag, const char *arg, const char *text, int wid
   return at;
 }
 
-/* One key's help lines appended to buf at *at. */
-static void key_help(const fm_key *k, int width, char *buf, size_t len, size_t *at) {
-  flag_head(k->flag, k->arg, width, buf, len, at);
+/* One key's help lines appended to buf at *at, headed by flag (NULL: the
+ * key's). */
+static void key_help(const fm_key *k, const char *flag, int width, char *buf, size_t len,
+                     size_t *at) {
+  flag_head(flag ? flag : k->flag, k->arg, width, buf, len, at);
   help_of(k, width, buf, len, at);
 }
 
@@ -154,22 +165,35 @@ size_t fm_keys_help(int scope, int width, char *buf, size_t len) {
     buf[0] = '\0';
   for (int i = 0; i < FM_NKEYS; i++)
     if (keys[i].scope & scope)
-      key_help(&keys[i], width, buf, len, &at);
+      key_help(&keys[i], NULL, width, buf, len, &at);
   return at;
 }
 
-size_t fm_key_help(fm_key_id id, int width, char *buf, size_t len) {
+size_t fm_key_help(fm_key_id id, const char *flag, int width, char *buf, size_t len) {
   size_t at = 0;
   if (buf && len)
     buf[0] = '\0';
-  key_help(&keys[id], width, buf, len, &at);
+  key_help(&keys[id], flag, width, buf, len, &at);
   return at;
 }
 
 static const char *const type_names[] = {
     [FM_KT_PATH] = "path",     [FM_KT_STRING] = "string", [FM_KT_CHOICE] = "choice",
     [FM_KT_INT] = "int",       [FM_KT_INT_LIST] = "int list",
-    [FM_KT_SPECS] = "policy specs", [FM_KT_RANGE] = "range", [FM_KT_BOOL] = "bool"};
+    [FM_KT_SPECS] = "policy specs", [FM_KT_RANGE] = "range", [FM_KT_BOOL] = "bool",
+    [FM_KT_SIZE] = "size"};
+
+/* The commands a scope bit stands for, in the JSON's "scope" list. */
+static const struct {
+  int bit;
+  const char *name;
+} scope_names[] = {{FM_KS_SIM, "sim"},           {FM_KS_SWEEP, "sweep"},
+                   {FM_KS_RUN, "run"},           {FM_KS_VALIDATE, "validate"},
+                   {FM_KS_CALIBRATE, "calibrate"}, {FM_KS_PLACE, "place"},
+                   {FM_KS_INFO, "trace info"},   {FM_KS_INFO, "trace stats"},
+                   {FM_KS_GEN, "trace gen"},     {FM_KS_FIT, "trace fit"},
+                   {FM_KS_RESCALE, "trace rescale"}, {FM_KS_IMPORT, "trace import"},
+                   {FM_KS_NET, "net"},           {FM_KS_CLUSTERS, "clusters"}};
 
 /* The choices "a|b" as a JSON list. */
 static json_t *choices_json(const char *s) {
@@ -185,10 +209,9 @@ static json_t *choices_json(const char *s) {
 static json_t *key_json(const fm_key *k) {
   int ranged = k->type == FM_KT_INT || k->type == FM_KT_INT_LIST || k->type == FM_KT_BOOL;
   json_t *scope = json_array();
-  if (scope && (k->scope & FM_KS_SIM))
-    json_array_append_new(scope, json_string("sim"));
-  if (scope && (k->scope & FM_KS_SWEEP))
-    json_array_append_new(scope, json_string("sweep"));
+  for (size_t i = 0; scope && i < sizeof scope_names / sizeof scope_names[0]; i++)
+    if (k->scope & scope_names[i].bit)
+      json_array_append_new(scope, json_string(scope_names[i].name));
   return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:o, s:s}", "name", k->name,
                    "flag", k->flag, "type", type_names[k->type], "min",
                    ranged ? json_integer(k->lo) : json_null(), "max",

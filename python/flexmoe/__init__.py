@@ -8,7 +8,9 @@ subprocess:
 - sweep(trace, gpus=[...], db=...): `flexmoe sweep` (a grid of simulations
   recorded in a results database) as a DataFrame, one row per grid point;
 - keys(): the table of configuration keys simulate and sweep take (the
-  CLI's flags under their Python names: type, range, default, unit, help);
+  CLI's flags under their Python names: type, range, default, unit, help),
+  and the other commands' keys (scope "run", ..., "trace import"; named
+  "COMMAND.key");
 - results(db): a results database's runs, iterations and validations as
   DataFrames;
 - report(db): `flexmoe report`'s policy comparison as a DataFrame;
@@ -74,9 +76,10 @@ def _iterations(it):
 def keys():
     """The table of configuration keys (run/fm_keys.h) as a DataFrame, one
     row per key: name (the keyword of simulate and sweep), flag (the CLI's),
-    type, min, max, default, choices, unit, scope ("sim", "sweep") and
-    help. The CLI's flags, the JSON requests and these keywords are read
-    from this one table."""
+    type, min, max, default, choices, unit, scope (the commands that take
+    it: "sim", "sweep", then the CLI's other commands, "run" to "trace
+    import", whose keys are named "COMMAND.key") and help. The CLI's flags,
+    the JSON requests and these keywords are read from this one table."""
     lib = _lib.lib()
     text = lib.fm_keys_json()
     if text == _lib.ffi.NULL:

@@ -11,21 +11,71 @@
 #include "run/fm_api.h"
 #include "run/fm_error.h"
 #include "run/fm_keys.h"
+#include "sim/sim_cluster.h"
+#include "traces/tr_trace.h"
 
+/* Names are unique, flags unique within each command (a scope bit); the
+ * configuration keys (sim, sweep) come first and compose their help, the
+ * other commands' keys are named "COMMAND.key" and write theirs whole. */
 Test(fm_keys, flags_and_names_are_unique_and_ranges_ordered) {
   for (int i = 0; i < FM_NKEYS; i++) {
     const fm_key *a = fm_key_of(i);
     cr_assert(strncmp(a->flag, "--", 2) == 0, "%s", a->flag);
     cr_assert(a->help[0] && a->name[0] && a->def[0], "key %d", i);
     cr_assert(a->lo <= a->hi, "%s: %lld > %lld", a->name, (long long)a->lo, (long long)a->hi);
-    cr_assert(a->scope & FM_KS_BOTH, "%s has no scope", a->name);
+    cr_assert(a->scope != 0, "%s has no scope", a->name);
+    cr_assert_eq(!!(a->scope & FM_KS_BOTH), !a->whole, "%s", a->name);
+    cr_assert_eq(a->whole, strchr(a->name, '.') != NULL, "%s", a->name);
     cr_assert_eq(fm_key_by_name(a->name), i);
     for (int j = 0; j < i; j++) {
-      cr_assert_str_neq(a->flag, fm_key_of(j)->flag);
+      if (a->scope & fm_key_of(j)->scope)
+        cr_assert_str_neq(a->flag, fm_key_of(j)->flag);
       cr_assert_str_neq(a->name, fm_key_of(j)->name);
     }
   }
   cr_assert_eq(fm_key_by_name("dmodel"), -1);
+}
+
+/* The trace tools' ranges are the trace library's physical limits, the
+ * cluster sizes the simulator's. */
+Test(fm_keys, trace_keys_take_the_trace_limits) {
+  const struct {
+    fm_key_id key;
+    tr_limit_id lim;
+  } same[] = {{FM_KEY_GEN_ITERATIONS, TR_LIM_ITERATIONS}, {FM_KEY_GEN_LAYERS, TR_LIM_LAYERS},
+              {FM_KEY_GEN_RANKS, TR_LIM_RANKS},           {FM_KEY_GEN_EXPERTS, TR_LIM_EXPERTS},
+              {FM_KEY_GEN_TOKENS, TR_LIM_TOKENS_PER_RANK}, {FM_KEY_GEN_TOP_K, TR_LIM_TOP_K},
+              {FM_KEY_GEN_D_MODEL, TR_LIM_D_MODEL},       {FM_KEY_GEN_D_FF, TR_LIM_D_FF},
+              {FM_KEY_RESCALE_GPUS, TR_LIM_RANKS},
+              {FM_KEY_RESCALE_TOKENS_PER_GPU, TR_LIM_TOKENS_PER_RANK},
+              {FM_KEY_IMPORT_EXPERTS, TR_LIM_EXPERTS},    {FM_KEY_IMPORT_TOP_K, TR_LIM_TOP_K},
+              {FM_KEY_IMPORT_D_MODEL, TR_LIM_D_MODEL},    {FM_KEY_IMPORT_D_FF, TR_LIM_D_FF},
+              {FM_KEY_IMPORT_TOKENS_PER_RANK, TR_LIM_TOKENS_PER_RANK},
+              {FM_KEY_IMPORT_BYTES_PER_ELEM, TR_LIM_BYTES_PER_ELEM}};
+  const fm_key_id gpus[] = {FM_KEY_PLACE_GPUS, FM_KEY_PLACE_NODES, FM_KEY_NET_GPUS,
+                            FM_KEY_NET_NODES, FM_KEY_CLUSTERS_GPUS, FM_KEY_CLUSTERS_GPUS_PER_NODE};
+  for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++)
+    cr_assert_eq(fm_key_of(gpus[i])->hi, SIM_MAX_GPUS, "%s", fm_key_of(gpus[i])->name);
+  for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+    const fm_key *k = fm_key_of(same[i].key);
+    cr_assert_eq(k->hi, tr_limits[same[i].lim].hi, "%s", k->name);
+    if (same[i].key != FM_KEY_GEN_TOKENS) /* 0 tokens: a trace that routes nothing */
+      cr_assert_eq(k->lo, tr_limits[same[i].lim].lo, "%s", k->name);
+  }
+}
+
+/* A key whose help is written whole prints it as written, wrapped, under
+ * the flag given ("-o, --output") or its own. */
+Test(fm_keys, whole_help_is_printed_as_written) {
+  char buf[512];
+  fm_key_help(FM_KEY_RUN_DEVICE, NULL, 22, buf, sizeof buf);
+  cr_assert_str_eq(buf, "  --device D          CUDA device, 0..1024 (default 0)\n");
+  fm_key_help(FM_KEY_GEN_OUTPUT, "-o, --output", 22, buf, sizeof buf);
+  cr_assert_str_eq(buf, "  -o, --output OUT.npy\n"
+                        "                      the generated trace (required)\n");
+  fm_key_help(FM_KEY_TOP_K, NULL, 22, buf, sizeof buf);
+  cr_assert_str_eq(buf, "  --top-k K           experts per token, 1 to 64 experts (default: the "
+                        "trace's\n                      sidecar)\n");
 }
 
 Test(fm_keys, the_range_check_names_the_key_as_the_face_spells_it) {
@@ -58,6 +108,8 @@ Test(fm_keys, help_lists_the_keys_of_its_scope_with_their_ranges) {
   cr_assert_eq(fm_keys_help(FM_KS_SWEEP, 22, NULL, 0), n, "the length needed is the same");
   for (int i = 0; i < FM_NKEYS; i++) {
     char head[64];
+    if (fm_key_of(i)->whole)
+      continue; /* another command's key: its flag may be a sweep key's too */
     snprintf(head, sizeof head, "\n  %s ", fm_key_of(i)->flag);
     int in = strstr(text, head) != NULL;
     cr_assert_eq(in, (fm_key_of(i)->scope & FM_KS_SWEEP) != 0, "%s", fm_key_of(i)->flag);
