@@ -30,9 +30,10 @@
  *      counts routed and costed exactly (pl_route, pl_cost_layer): against
  *      keeping the current placement and against the static layout, each
  *      charged its moves over the lifetime; the cheapest wins. With
- *      shadow=1 and payback > 0, a plan that does not pay its moves back in
- *      one iteration is judged again with what the temporaries would save
- *      on each placement taken off (fx_shadow_veto).
+ *      shadow=1 and payback > 0, a plan it would take is judged again with
+ *      what the temporaries would save on each placement taken off
+ *      (fx_shadow_veto; shadow_net=0: only a plan that does not pay its
+ *      moves back in one iteration).
  * Payback (payback > 0, issue 17 "never behind"): the plan's moves are
  * charged as pl_placement_diff makes them (the greedy's own estimate
  * sources copies freely), its lifetime is at most `payback` iterations,
@@ -72,6 +73,9 @@
 #define FX_WFIRST_DEFAULT 1
 /* payback's default, iterations (docs/placement.md "Never behind": measured) */
 #define FX_PAYBACK_DEFAULT 8
+/* shadow_net's default (docs/placement.md "Plans judged as they serve":
+ * measured) */
+#define FX_SHADOW_NET_DEFAULT 1
 
 typedef struct fx_state {
   pl_env env;
@@ -103,7 +107,8 @@ typedef struct fx_state {
   /* shadow=1: temporaries on the iteration's own counts (fx_temporaries) */
   int shadow;
   pl_temps_cfg tcfg;
-  pl_temps tg; /* shadow=1, guard=1: the guard's temporaries (fx_shadow_net) */
+  pl_temps tg; /* shadow=1: the guard's and payback's temporaries (fx_shadow_net) */
+  int shadow_net; /* 1: every plan and payback's scoring net of the temporaries */
   /* weights_first=1 (issue 17 step 1): this iteration's weight copies of
    * weights-first plans, per GPU as acc, and the worst GPU's time for them */
   int wfirst;
@@ -152,12 +157,13 @@ static void fx_fini(void *state) {
   pl_free(s);
 }
 
-/* The shadow parameters (fx_params' last three). */
+/* The shadow parameters (shadow, shadow_margin, shadow_max, shadow_net). */
 static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
   int rc;
   if ((rc = pl_kv_int(kv, nkv, "shadow", 1, 0, 1, &s->shadow)) ||
       (rc = pl_kv_double(kv, nkv, "shadow_margin", 1.0, 1.0, 1e6, &s->tcfg.margin)) ||
-      (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)))
+      (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)) ||
+      (rc = pl_kv_int(kv, nkv, "shadow_net", FX_SHADOW_NET_DEFAULT, 0, 1, &s->shadow_net)))
     return rc;
   return PL_OK;
 }
@@ -170,7 +176,9 @@ static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
  * iteration, until it paid its moves back or lived its expected lifetime,
  * the layer time of the placement it replaced minus that of its own (both
  * routed as the engines route, pl_route, and costed by pl_cost_layer) is
- * its realised gain. It closes with its pay rate, realised gain / (its
+ * its realised gain (with shadow=1 and shadow_net=1 each layer time less
+ * what the temporaries would save on that placement and those counts,
+ * fx_shadow_net: the layer as it serves). It closes with its pay rate, realised gain / (its
  * moves' cost x the share of its lifetime judged: a plan replaced early is
  * judged pro rata), and trust moves halfway to min(1, rate); with no plan
  * open, trust recovers a tenth of the way to 1 per iteration. A layer whose
@@ -229,6 +237,23 @@ static void fx_pay_close(fx_state *s, int layer) {
   s->trust[layer] = 0.5 * s->trust[layer] + 0.5 * fmin(1.0, fmax(0.0, rate));
 }
 
+static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
+                         const pl_placement *p, double *net);
+
+/* shadow_net=1: the layer times *before and *after of the open plan's
+ * placements less what their temporaries would save on the same counts. */
+static int fx_pay_net(fx_state *s, int layer, const int64_t *counts, double *before,
+                      double *after) {
+  double nb, na;
+  int rc;
+  if ((rc = fx_shadow_net(s, layer, counts, &s->pay_old[layer], &nb)) != 0 ||
+      (rc = fx_shadow_net(s, layer, counts, &s->pay_new[layer], &na)) != 0)
+    return rc;
+  *before -= nb;
+  *after -= na;
+  return PL_OK;
+}
+
 /* The counts of an iteration of `layer` judge its open plan, if any. */
 static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
   if (s->pay_n[layer] < 0) {
@@ -240,6 +265,8 @@ static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
   /* a plan changes few experts: its routing is the replaced one's, changed */
   if ((rc = fx_counts_us(s, NULL, &s->pay_old[layer], counts, &before)) != 0 ||
       (rc = fx_counts_us(s, &s->pay_old[layer], &s->pay_new[layer], counts, &after)) != 0)
+    return rc;
+  if (s->shadow && s->shadow_net && (rc = fx_pay_net(s, layer, counts, &before, &after)) != 0)
     return rc;
   s->pay_gain[layer] += before - after;
   s->pay_n[layer]++;
@@ -326,7 +353,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
     }
     if ((rc = pl_routing_init(&s->r, env->cluster.gpus, env->experts, 0)) != 0)
       goto fail;
-    if (s->shadow && s->guard &&
+    if (s->shadow && (s->guard || s->shadow_net) &&
         (rc = pl_temps_init(&s->tg, env->experts, env->cluster.gpus, env->cluster.slots)) != 0)
       goto fail;
   }
@@ -739,20 +766,25 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
   return rc;
 }
 
-/* shadow=1: what the temporaries would save on placement p for the last
- * observed counts of `layer` (pl_temps_decide's predicted gain less its
- * cost, 0 without any), so that the guard judges a placement as it would
- * serve: a plan that only does what the temporaries already do for free
- * (absorb this iteration's hot experts) gains less than its routed time
- * says. 0 with shadow=0. */
-static int fx_shadow_net(fx_state *s, int layer, const pl_placement *p, double *net) {
+static double fx_grad_hide_us(const fx_state *s, int layer);
+
+/* shadow=1: what the temporaries would save on placement p for counts
+ * [G*E] of `layer` (pl_temps_decide's predicted gain less its cost, 0
+ * without any; decided as fx_temporaries decides them, the gradients' way
+ * back hidden as far as the layers below hide it), so that the guard and
+ * payback judge a placement as it would serve: a plan that only does what
+ * the temporaries already do for free (absorb this iteration's hot
+ * experts) gains less than its routed time says. 0 with shadow=0. */
+static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
+                         const pl_placement *p, double *net) {
   const pl_env *env = &s->env;
   *net = 0;
   if (!s->shadow)
     return PL_OK;
-  const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
-  int rc = pl_temps_decide(&s->tg, &s->tcfg, &env->cluster, &env->model, &env->profile, p, p,
-                           c, s->slots);
+  pl_temps_cfg cfg = s->tcfg;
+  cfg.grad_hide_us = fx_grad_hide_us(s, layer);
+  int rc = pl_temps_decide(&s->tg, &cfg, &env->cluster, &env->model, &env->profile, p, p,
+                           counts, s->slots);
   if (!rc && s->tg.n > 0)
     *net = fmax(0.0, s->tg.gain_us - s->tg.cost_us);
   return rc;
@@ -760,25 +792,26 @@ static int fx_shadow_net(fx_state *s, int layer, const pl_placement *p, double *
 
 /* payback > 0, shadow=1: a plan that the guard would take (its exact
  * time nw plus its moves' cost adjust over the lifetime beats the current
- * placement's cur) but that does not pay its moves back within one
- * iteration (cur - nw < adjust) is judged once more as the layer would
- * serve: each placement less what its temporaries would save on the same
- * counts (fx_shadow_net); it is dropped (plan->changed = 0) when the gain
- * left no longer pays its moves over the lifetime. */
+ * placement's cur) is judged once more as the layer would serve: each
+ * placement less what its temporaries would save on the same counts
+ * (fx_shadow_net); it is dropped (plan->changed = 0) when the gain left no
+ * longer pays its moves over the lifetime. shadow_net=0: only a plan that
+ * does not pay its moves back within one iteration (cur - nw < adjust). */
 static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                           double cur, double nw, double adjust) {
   double ncur, nnew;
   int rc;
-  if (!s->shadow || !(s->payback > 0) || cur - nw >= adjust)
+  if (!s->shadow || !(s->payback > 0) || (!s->shadow_net && cur - nw >= adjust))
     return PL_OK;
-  if ((rc = fx_shadow_net(s, layer, current, &ncur)) != 0)
+  const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+  if ((rc = fx_shadow_net(s, layer, c, current, &ncur)) != 0)
     return rc;
   /* nnew >= 0 only helps the plan ((nw - nnew) + a <= nw + a in floating
    * point too): when the current placement's savings alone leave it its
    * margin, the plan's temporaries need not be decided */
   if (nw + adjust / s->life < cur - ncur)
     return PL_OK;
-  if ((rc = fx_shadow_net(s, layer, &plan->placement, &nnew)) != 0)
+  if ((rc = fx_shadow_net(s, layer, c, &plan->placement, &nnew)) != 0)
     return rc;
   if (!((nw - nnew) + adjust / s->life < cur - ncur))
     plan->changed = 0;
@@ -1041,6 +1074,7 @@ static const pl_param_desc fx_params[] = {
     {"shadow_max", "0", "shadow=1: most temporaries per layer and iteration (0: as free slots allow); 0 to 1048576"},
     {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
     {"payback", PL_STR(FX_PAYBACK_DEFAULT), "a plan must pay its moves back within this many iterations (its lifetime at most this), times the layer's trust: the share of their moves its recent plans paid back on the counts that followed them (each judged against the placement it replaced, routed and costed as the guard does); 0: off (and the greedy's own migration estimate is kept); 0 to 1000000000"},
+    {"shadow_net", PL_STR(FX_SHADOW_NET_DEFAULT), "shadow=1, payback > 0: 1: the guard judges every plan it would take, and payback scores each issued plan, on its layer times less what the temporaries would save on each placement (the layer as it serves); 0: only a plan that does not pay its moves back within one iteration is judged so, payback scores placements alone; 0 or 1"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` (us), which the way back

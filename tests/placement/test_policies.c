@@ -15,6 +15,7 @@
 #include "placement/pl_error.h"
 #include "placement/pl_policies.h"
 #include "placement/pl_policy.h"
+#include "placement/pl_shadow.h"
 #include "../../placement/pl_internal.h"
 #include "pl_check.h"
 
@@ -109,7 +110,9 @@ Test(policies, every_policy_keeps_its_own_slot_limit_below_the_clusters) {
  * different layer-1 loads (another seed); every layer-0 plan and placement
  * must be the same in both, for every spec of the table (each policy's
  * per-layer state: predictors, histories, flexmoe's noise ring, shadows).
- * Layer 1's plans really differ (else the check compared nothing).
+ * Layer 1's plans, or its temporaries, really differ (else the check
+ * compared nothing: with shadow_net=1 flexmoe may leave a layer's load to
+ * its temporaries and never move).
  * flexmoe's background plans share the iteration's links with the other
  * layers' by design (charge=1: the window that hides them is the iteration
  * time estimated from every layer; weights_first=1: the last iteration's
@@ -138,6 +141,9 @@ Test(policies, a_layers_plans_do_not_depend_on_another_layers_loads) {
       pl_plan pa, pb;
       pl_plan_init(&pa);
       pl_plan_init(&pb);
+      pl_temps ta, tb;
+      cr_assert_eq(pl_temps_init(&ta, E, G, sh[k].slots), PL_OK);
+      cr_assert_eq(pl_temps_init(&tb, E, G, sh[k].slots), PL_OK);
       int differ1 = 0;
       for (int it = 0; it < la.iterations; it++)
         for (int ly = 0; ly < 2; ly++) {
@@ -153,14 +159,23 @@ Test(policies, a_layers_plans_do_not_depend_on_another_layers_loads) {
                       "%s (G %d): layer 0's placement at iteration %d", spec, G, it);
           } else {
             differ1 |= !chk_same_plan(&pa, &pb);
+            if (pl_policy_has_temporaries(a)) {
+              cr_assert_eq(pl_policy_temporaries(a, ly, ca, &ta), PL_OK, "%s", spec);
+              cr_assert_eq(pl_policy_temporaries(b, ly, cb, &tb), PL_OK, "%s", spec);
+              differ1 |= ta.n != tb.n ||
+                         (ta.n && memcmp(ta.temp, tb.temp, (size_t)ta.n * sizeof(pl_temp)));
+            }
           }
           cr_assert_eq(pl_policy_observe(a, it, ly, ca), PL_OK);
           cr_assert_eq(pl_policy_observe(b, it, ly, cb), PL_OK);
         }
       int dynamic = strncmp(spec, "static", 6) && strncmp(spec, "capacity", 8);
       if (dynamic)
-        cr_assert(differ1, "%s (G %d): layer 1's different loads never changed its plans",
+        cr_assert(differ1,
+                  "%s (G %d): layer 1's different loads never changed its plans or temporaries",
                   spec, G);
+      pl_temps_fini(&ta);
+      pl_temps_fini(&tb);
       pl_plan_fini(&pa);
       pl_plan_fini(&pb);
       pl_policy_destroy(a);

@@ -339,6 +339,11 @@ int pl_policy_background(const pl_policy *p);
  *      is freed. The policy never sees a temporary: plans, moves, serving
  *      and inflight stay the planned ones, and nothing is migrated.
  * With t->n = 0 the iteration is exactly what it is without temporaries.
+ * A policy may also decide temporaries inside plan and observe to judge
+ * its placements as they would serve (flexmoe's `shadow_net`: each
+ * placement's time less what its temporaries would save, decided as its
+ * `temporaries` op decides them, on counts it has observed): those are
+ * its own state, never served, and change nothing above.
  */
 /* Whether the policy makes temporaries (its ops have `temporaries`; its
  * configuration may still decide none). */
