@@ -759,6 +759,15 @@ static int is_wf(const sim_layer_in *L) {
   return L->weights_first && L->background && !L->uncharged && L->nmoves > 0;
 }
 
+/* The analytic network's report of a weight flow's completion (whichever
+ * advance of the network it came in): layer l's latest. */
+static void wf_landed(void *arg, int kind, int64_t t) {
+  sim_engine *e = arg;
+  int l = kind - FK_W0;
+  if (l >= 0 && l < e->wf_cap && t > e->wf_done[l])
+    e->wf_done[l] = t;
+}
+
 /* Starts the iteration's background moves. Without a weights-first layer:
  * all of them, at once (start_moves). With one: the weight parts of each
  * weights-first layer l as its own batch (kind FK_W0 + l, so its completion
@@ -779,7 +788,7 @@ static int wf_start(sim_engine *e, const sim_layer_in *L, int nl) {
     if (is_wf(&L[l]))
       e->wf_last = l;
   if (e->kind != SIM_ENGINE_DES)
-    sim_fluid_track_kinds(&e->fluid, e->wf_last < 0 ? -1 : FK_W0);
+    sim_fluid_track_kinds(&e->fluid, -1, NULL, NULL);
   if (e->wf_last < 0)
     return start_moves(e, L, nl, 1, FK_MIG);
   if (nl > e->wf_cap) {
@@ -791,6 +800,8 @@ static int wf_start(sim_engine *e, const sim_layer_in *L, int nl) {
     e->wf_cap = nl;
   }
   memset(e->wf_pending, 0, sizeof(int64_t) * 2 * (size_t)e->wf_cap);
+  if (e->kind != SIM_ENGINE_DES)
+    sim_fluid_track_kinds(&e->fluid, FK_W0, wf_landed, e);
   int rc = SIM_OK;
   for (int l = 0; l < nl && !rc; l++) {
     if (!is_wf(&L[l]))
@@ -877,8 +888,11 @@ static int wf_fence(sim_engine *e, int l, sim_iter_out *o) {
       rc = st < 0 ? st : st == 0 ? SIM_EINVARIANT : SIM_OK;
     }
     end = e->wf_done[l];
-  } else if (!(rc = wf_poll(e, t0))) {
-    rc = sim_fluid_settle_kind(&e->fluid, t0, FK_W0 + l, &end);
+  } else if (!(rc = wf_poll(e, t0)) &&
+             !(rc = sim_fluid_settle_kind(&e->fluid, t0, FK_W0 + l, &end))) {
+    /* the layer's weights may have completed in an earlier advance */
+    if (e->wf_done[l] > end)
+      end = e->wf_done[l];
   }
   if (!rc && end > e->sim.now)
     rc = wait_ns(e, end - e->sim.now);

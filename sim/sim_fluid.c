@@ -195,6 +195,8 @@ static int advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, d
           f->track_left--;
           if ((double)t > f->track_last)
             f->track_last = (double)t;
+          if (f->track_done)
+            f->track_done(f->track_arg, x->kind, t);
         }
         if ((double)t >= f->bg_last) {
           f->bg_last = (double)t;
@@ -399,10 +401,16 @@ int sim_fluid_settle_kind(sim_fluid *f, int64_t now, int kind, int64_t *end) {
   return rc;
 }
 
-void sim_fluid_track_kinds(sim_fluid *f, int kind) {
+void sim_fluid_track_kinds(sim_fluid *f, int kind, void (*done)(void *arg, int kind, int64_t t),
+                           void *arg) {
   f->track_kind = kind < 0 ? -1 : kind;
   f->track_left = 0;
   f->track_last = -1;
+  f->track_done = kind < 0 ? NULL : done;
+  f->track_arg = arg;
+  for (int l = 0; l < f->topo.nlinks && kind >= 0; l++)
+    for (int i = 0; i < f->links[l].n; i++)
+      f->track_left += f->links[l].f[i].tag < 0 && f->links[l].f[i].kind >= kind;
 }
 
 /* 1 when link k carries a tracked flow. */
