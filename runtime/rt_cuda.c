@@ -31,6 +31,8 @@
  * point records event `id` on every copy stream where it is put (events
  * created on first use, on the calling thread), so it marks each source's
  * copies given before it; a wait makes every rank's stream wait for every
+ * copy stream's event `id`; a join (move_join: the optimizer state behind
+ * every source's weights) makes every copy stream wait for every other
  * copy stream's event `id`. In worker mode the workers meet at the wait
  * first (as at a fence), so every copy stream's record precedes every
  * wait; the executor's barriers between a wait and the next put of the
@@ -417,7 +419,8 @@ static void cu_release(rt_backend *b, int r, void *p) {
  * worker still joins every barrier, so none waits forever. */
 enum cu_kind { K_UPLOAD, K_FILL, K_FILL_BYTES, K_PERMUTE, K_COMBINE, K_FFN_FWD, K_FFN_BWD,
                K_ADD, K_COPY, K_BARRIER, K_MARK, K_DELAY, K_STOP,
-               K_MOVE_GO, K_MOVE_COPY, K_MOVE_FENCE, K_MOVE_POINT, K_MOVE_WAIT };
+               K_MOVE_GO, K_MOVE_COPY, K_MOVE_FENCE, K_MOVE_POINT, K_MOVE_WAIT,
+               K_MOVE_JOIN };
 
 typedef struct cu_op {
   enum cu_kind kind;
@@ -489,6 +492,13 @@ static void *worker_main(void *p) {
       if (!w->rc)
         for (int q = 0; q < c->base.ranks; q++)
           cudaStreamWaitEvent(k->stream, c->rank[q].pt_ev[o.k], 0);
+    } else if (o.kind == K_MOVE_JOIN) {
+      /* as K_MOVE_WAIT, for the rank's copy stream */
+      cu_rank *k = &c->rank[a->r];
+      pthread_barrier_wait(&c->pbar);
+      if (!w->rc)
+        for (int q = 0; q < c->base.ranks; q++)
+          if (q != a->r) cudaStreamWaitEvent(k->mv_stream, c->rank[q].pt_ev[o.k], 0);
     } else if (!w->rc) {
       int rc = exec_op(&c->base, &o);
       if (rc) {
@@ -750,6 +760,18 @@ static int do_move_wait(rt_backend *b, int id) {
   }
   return 0;
 }
+/* Direct mode's move_join: every copy stream waits for every other copy
+ * stream's point id (its own is behind it already). */
+static int do_move_join(rt_backend *b, int id) {
+  cu_backend *c = (cu_backend *)b;
+  int G = b->ranks, rc;
+  for (int r = 0; r < G; r++) {
+    if ((rc = use(c, r))) return rc;
+    for (int q = 0; q < G; q++)
+      if (q != r) RT_CU(c, cudaStreamWaitEvent(c->rank[r].mv_stream, c->rank[q].pt_ev[id], 0));
+  }
+  return 0;
+}
 static int do_mark(rt_backend *b, int slot) {
   cu_backend *c = (cu_backend *)b;
   int rc;
@@ -955,6 +977,17 @@ static int cu_move_wait(rt_backend *b, int id) {
   }
   return 0;
 }
+static int cu_move_join(rt_backend *b, int id) {
+  cu_backend *c = (cu_backend *)b;
+  int rc = point_events(c, id);
+  if (rc) return rc;
+  if (!c->wk) return keep(c, do_move_join(b, id));
+  for (int r = 0; r < b->ranks; r++) {
+    cu_op o = {.kind = K_MOVE_JOIN, .r = r, .k = id};
+    if ((rc = submit(b, &o))) return rc;
+  }
+  return 0;
+}
 
 static int collect_direct(rt_backend *b, int nslots, double *ms);
 static int cu_collect(rt_backend *b, int nslots, double *ms) {
@@ -1047,6 +1080,7 @@ const rt_backend_ops rt_backend_cuda_ops = {
     .move_fence = cu_move_fence,
     .move_point = cu_move_point,
     .move_wait = cu_move_wait,
+    .move_join = cu_move_join,
 };
 
 void *rt_cuda_stream(rt_backend *b, int rank) { return R(b, rank)->stream; }

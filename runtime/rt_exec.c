@@ -41,7 +41,8 @@
  * ones retire (expert -4: unserved, readable) until the boundary. The
  * mover gets, after the iteration's first stamp, each weights-first
  * layer's parameters in layer order, each layer closed by a point
- * (move_point, id = the layer), then the rest (those copies' optimizer
+ * (move_point, id = the layer), then (behind move_join: every source's
+ * weights landed) the rest (those copies' optimizer
  * state, plain background copies whole); a layer's forward waits for its
  * point only (move_wait), so neither it nor the rest waits for later
  * layers' weights beyond the mover's order (start_background).
@@ -598,12 +599,17 @@ static int point_of(int l) { return l < RT_MOVE_POINTS ? l : RT_MOVE_POINTS - 1;
 static int start_background(rt_exec *x) {
   if (!x->nbg || !has_mover(x)) return 0;
   BK(x, x->ops->move_begin(x->b));
+  int last = -1;
   for (int l = 0; l < x->L; l++) {
     if (!x->wf_layer[l]) continue;
     int rc = copy_part(x, l, 1);
     if (rc) return rc;
     if (x->ops->move_point) BK(x, x->ops->move_point(x->b, point_of(l)));
+    last = l;
   }
+  /* the rest behind every source's weights, not only its own (rule 6) */
+  if (last >= 0 && x->ops->move_point && x->ops->move_join)
+    BK(x, x->ops->move_join(x->b, point_of(last)));
   return copy_part(x, -1, 1);
 }
 

@@ -22,10 +22,13 @@
 #include "sim/sim_error.h"
 
 enum { EV_DRAIN = 1 };
-enum { EV_PHASE_DONE = 1, EV_TIMER = 2 };
+enum { EV_PHASE_DONE = 1, EV_TIMER = 2, EV_WF_REST = 3 };
 /* flow kinds; a weights-first layer l's weight copies are FK_W0 + l */
 enum { FK_FG = 0, FK_AR = 1, FK_MIG = 2, FK_W0 = 3 };
 #define DRAIN_BATCH 256
+
+static int wf_rest_start(sim_engine *e);
+static int wf_poll(sim_engine *e, int64_t limit);
 
 /* us -> ns into *ns. SIM_ETIME for a time past the clock (or NaN): the
  * conversion would be undefined, and a sum with it would overflow. */
@@ -98,6 +101,14 @@ static int flow_done(sim_engine *e, int64_t tag, int64_t done) {
       e->wf_pending[l]--;
       if (done > e->wf_done[l])
         e->wf_done[l] = done;
+      if (done > e->wf_all_done)
+        e->wf_all_done = done;
+      /* the last weight part: the rest starts when it lands (rule 6) */
+      if (--e->wf_left == 0 && e->wf_rest) {
+        int rc = sim_at(&e->sim, e->wf_all_done, e->m_eng, EV_WF_REST, 0, NULL);
+        if (rc)
+          return rc;
+      }
     }
     e->pending_bg--;
     if (done >= e->bg_last_done) {
@@ -146,6 +157,8 @@ static int eng_handle(sim_t *s, void *state, const sim_event *ev) {
     e->timer_fired = 1;
   else if (ev->kind == EV_PHASE_DONE)
     e->phase_done = 1;
+  else if (ev->kind == EV_WF_REST) /* during a foreground phase: at its end */
+    return e->in_fg ? (e->wf_rest = 2, SIM_OK) : wf_rest_start(e);
   else
     return SIM_EINVARIANT;
   return SIM_OK;
@@ -175,8 +188,10 @@ static int add_rec(sim_engine *e, int a, int b, int kind) {
   e->rec_a[e->nrec] = a;
   e->rec_b[e->nrec] = b;
   e->rec_kind[e->nrec] = kind;
-  if (kind >= FK_W0)
+  if (kind >= FK_W0) {
     e->wf_pending[kind - FK_W0]++;
+    e->wf_left++;
+  }
   return e->nrec++;
 }
 
@@ -410,7 +425,7 @@ static int wait_ns(sim_engine *e, int64_t dur);
 
 /* Runs the loop until the foreground flows started since the last call have
  * all completed (at the latest completion time). */
-static int run_until_fg_done(sim_engine *e, int64_t lone_done) {
+static int fg_phase_run(sim_engine *e, int64_t lone_done) {
   if (e->pending_fg == 0) /* nothing in the network: wait for the lone flows */
     return lone_done > e->sim.now ? wait_ns(e, lone_done - e->sim.now) : SIM_OK;
   e->fg_last_done = lone_done > e->sim.now ? lone_done : e->sim.now;
@@ -423,6 +438,16 @@ static int run_until_fg_done(sim_engine *e, int64_t lone_done) {
     rc = rc < 0 ? rc : 0;
   }
   return rc;
+}
+
+/* fg_phase_run, and the rest of the background moves when their start
+ * (rule 6) came during the phase: background flows join the network
+ * between foreground phases (fg_hose_flow's closed form relies on it). */
+static int run_until_fg_done(sim_engine *e, int64_t lone_done) {
+  e->in_fg = 1;
+  int rc = fg_phase_run(e, lone_done);
+  e->in_fg = 0;
+  return !rc && e->wf_rest == 2 ? wf_rest_start(e) : rc;
 }
 
 /* ------------------------------------------- the networks, one interface --- */
@@ -465,6 +490,7 @@ static int fg_wait(sim_engine *e, int64_t lone_done) {
     end = lone_done;
   if (!rc && end > e->sim.now)
     e->sim.now = end;
+  e->fg_floor = e->sim.now;
   return rc;
 }
 
@@ -481,8 +507,10 @@ static int alltoall(sim_engine *e, const pl_routing *r, const pl_placement *p, i
   int G = e->gpus;
   double tb = (double)pl_token_bytes(&e->model);
   int64_t lone_done = 0;
+  int rc = wf_poll(e, e->sim.now);
+  if (rc)
+    return rc;
   phase_begin(e);
-  int rc = SIM_OK;
   /* The analytic network without background flows: the layer's four
    * all-to-alls take the same time GPU by GPU (dispatch and combine swap
    * each GPU's in and out bytes over links of equal capacity), so the
@@ -582,7 +610,7 @@ static int drain(sim_engine *e, double *tail_us, int *kind) {
   int64_t fg_end = e->sim.now;
   int rc = SIM_OK;
   if (e->kind == SIM_ENGINE_DES) {
-    while (e->pending_bg > 0) {
+    while (e->pending_bg > 0 || e->wf_rest) { /* wf_rest: its EV_WF_REST is queued */
       int s = sim_step(&e->sim);
       if (s < 0)
         return s;
@@ -595,6 +623,10 @@ static int drain(sim_engine *e, double *tail_us, int *kind) {
   } else {
     int64_t end;
     int k;
+    if ((rc = wf_poll(e, SIM_TIME_MAX)))
+      return rc;
+    if (e->wf_rest)
+      return SIM_EINVARIANT; /* every weight flow has completed by now */
     if ((rc = sim_fluid_drain(&e->fluid, e->sim.now, &end, &k)))
       return rc;
     e->sim.now = end;
@@ -692,6 +724,9 @@ static int temp_transfers(sim_engine *e, const sim_layer_in *L, int backward, sy
 static int start_sync(sim_engine *e, const sim_layer_in *L, int backward, int kind,
                       sim_iter_out *o) {
   sync_ctx c = {.e = e, .bytes = 0};
+  int rc0 = wf_poll(e, e->sim.now);
+  if (rc0)
+    return rc0;
   xfer_begin(e, kind);
   const pl_placement *p = L->ntemps ? L->planned : L->placement;
   int rc = sim_sync_transfers(&e->cl, &e->model, p, L->shadow_owner, backward, sync_add, &c);
@@ -724,16 +759,36 @@ static int is_wf(const sim_layer_in *L) {
   return L->weights_first && L->background && !L->uncharged && L->nmoves > 0;
 }
 
+/* The analytic network's report of a weight flow's completion (whichever
+ * advance of the network it came in): layer l's latest. */
+static void wf_landed(void *arg, int kind, int64_t t) {
+  sim_engine *e = arg;
+  int l = kind - FK_W0;
+  if (l >= 0 && l < e->wf_cap && t > e->wf_done[l])
+    e->wf_done[l] = t;
+}
+
 /* Starts the iteration's background moves. Without a weights-first layer:
  * all of them, at once (start_moves). With one: the weight parts of each
  * weights-first layer l as its own batch (kind FK_W0 + l, so its completion
- * is known); the rest (state parts, plain background moves) wait for
- * wf_fence of the last weights-first layer. */
+ * is known); the rest (state parts, plain background moves) start when the
+ * last weight part lands (rule 6: wf_rest_start; the DES's EV_WF_REST,
+ * the analytic network's wf_poll), at once when no weight part needs the
+ * network. */
 static int wf_start(sim_engine *e, const sim_layer_in *L, int nl) {
   e->wf_last = -1;
+  e->wf_rest = 0;
+  e->wf_left = 0;
+  e->wf_all_done = 0;
+  e->in_fg = 0;
+  e->fg_floor = e->sim.now;
+  e->wf_L = L;
+  e->wf_nl = nl;
   for (int l = 0; l < nl; l++)
     if (is_wf(&L[l]))
       e->wf_last = l;
+  if (e->kind != SIM_ENGINE_DES)
+    sim_fluid_track_kinds(&e->fluid, -1, NULL, NULL);
   if (e->wf_last < 0)
     return start_moves(e, L, nl, 1, FK_MIG);
   if (nl > e->wf_cap) {
@@ -745,6 +800,8 @@ static int wf_start(sim_engine *e, const sim_layer_in *L, int nl) {
     e->wf_cap = nl;
   }
   memset(e->wf_pending, 0, sizeof(int64_t) * 2 * (size_t)e->wf_cap);
+  if (e->kind != SIM_ENGINE_DES)
+    sim_fluid_track_kinds(&e->fluid, FK_W0, wf_landed, e);
   int rc = SIM_OK;
   for (int l = 0; l < nl && !rc; l++) {
     if (!is_wf(&L[l]))
@@ -759,7 +816,13 @@ static int wf_start(sim_engine *e, const sim_layer_in *L, int nl) {
     if (!rc)
       rc = xfer_start(e);
   }
-  return rc;
+  if (rc)
+    return rc;
+  e->wf_rest = 1;
+  int64_t left = e->wf_left;
+  if (e->kind != SIM_ENGINE_DES)
+    left = e->fluid.track_left;
+  return left == 0 ? wf_rest_start(e) : SIM_OK;
 }
 
 /* The rest of the iteration's background moves once every weight part has
@@ -781,11 +844,41 @@ static int wf_rest(sim_engine *e, const sim_layer_in *L, int nl) {
   return rc ? rc : xfer_start(e);
 }
 
+/* Starts the rest now (e->sim.now), once. */
+static int wf_rest_start(sim_engine *e) {
+  if (!e->wf_rest)
+    return SIM_EINVARIANT;
+  e->wf_rest = 0;
+  return wf_rest(e, e->wf_L, e->wf_nl);
+}
+
+/* The analytic network's start of the rest, called before the schedule
+ * touches the network (a phase's flows, a background batch, a weights
+ * fence, the drain; limit = now, or past every completion for the drain).
+ * Once every weight flow has completed by limit, the rest starts at the
+ * latest completion, or at the end of the foreground phase running then:
+ * what the DES's EV_WF_REST does. The network's clocks are then at most
+ * that time (sim_fluid_track stops at the weights' completions, phases
+ * end at fg_floor), so the rest's flows start there exactly. */
+static int wf_poll(sim_engine *e, int64_t limit) {
+  if (e->kind == SIM_ENGINE_DES || !e->wf_rest)
+    return SIM_OK;
+  int64_t left, last;
+  int rc = sim_fluid_track(&e->fluid, limit, &left, &last);
+  if (rc || left > 0 || last > limit)
+    return rc;
+  int64_t now = e->sim.now;
+  e->sim.now = last > e->fg_floor ? last : e->fg_floor; /* the batch starts at sim.now */
+  rc = wf_rest_start(e);
+  e->sim.now = now;
+  return rc;
+}
+
 /* Before layer l's forward dispatch: waits for its weight copies (the wait
- * is migration: the forward cannot start without them), and after the last
- * weights-first layer starts the rest (wf_rest). */
-static int wf_fence(sim_engine *e, const sim_layer_in *L, int nl, int l, sim_iter_out *o) {
-  if (e->wf_last < 0 || !is_wf(&L[l]))
+ * is migration: the forward cannot start without them). The rest starts
+ * on its own when the last weight part lands (wf_start), not here. */
+static int wf_fence(sim_engine *e, int l, sim_iter_out *o) {
+  if (e->wf_last < 0 || !is_wf(&e->wf_L[l]))
     return SIM_OK;
   int64_t t0 = e->sim.now, end = t0;
   int rc = SIM_OK;
@@ -795,15 +888,18 @@ static int wf_fence(sim_engine *e, const sim_layer_in *L, int nl, int l, sim_ite
       rc = st < 0 ? st : st == 0 ? SIM_EINVARIANT : SIM_OK;
     }
     end = e->wf_done[l];
-  } else {
-    rc = sim_fluid_settle_kind(&e->fluid, t0, FK_W0 + l, &end);
+  } else if (!(rc = wf_poll(e, t0)) &&
+             !(rc = sim_fluid_settle_kind(&e->fluid, t0, FK_W0 + l, &end))) {
+    /* the layer's weights may have completed in an earlier advance */
+    if (e->wf_done[l] > end)
+      end = e->wf_done[l];
   }
   if (!rc && end > e->sim.now)
     rc = wait_ns(e, end - e->sim.now);
   if (rc)
     return rc;
   o->migration_us += (double)(e->sim.now - t0) * 1e-3;
-  return l == e->wf_last ? wf_rest(e, L, nl) : SIM_OK;
+  return SIM_OK;
 }
 
 /* ----------------------------------------------------------- schedule --- */
@@ -896,7 +992,7 @@ static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *
       o->other_us += (double)(e->sim.now - layer_t0) * 1e-3;
       for (int g = 0; g < G; g++)
         busy[g] += nonmoe;
-      if (pass == 0 && (rc = wf_fence(e, L, nl, l, o)))
+      if (pass == 0 && (rc = wf_fence(e, l, o)))
         break;
       /* dispatch */
       int64_t ts = e->sim.now;

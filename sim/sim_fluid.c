@@ -60,6 +60,7 @@ int sim_fluid_init(sim_fluid *f, const sim_cluster *c) {
     }
   f->bg_last_kind = -1;
   f->watch_kind = -1;
+  f->track_kind = -1;
   return SIM_OK;
 }
 
@@ -190,6 +191,13 @@ static int advance(sim_fluid *f, sim_fluid_link *k, double until, int fg_only, d
         f->nbg--;
         if (x->kind == f->watch_kind && (double)t > f->watch_last)
           f->watch_last = (double)t;
+        if (f->track_kind >= 0 && x->kind >= f->track_kind) {
+          f->track_left--;
+          if ((double)t > f->track_last)
+            f->track_last = (double)t;
+          if (f->track_done)
+            f->track_done(f->track_arg, x->kind, t);
+        }
         if ((double)t >= f->bg_last) {
           f->bg_last = (double)t;
           f->bg_last_kind = x->kind;
@@ -233,6 +241,7 @@ static int push(sim_fluid *f, sim_fluid_link *k, size_t c, double bytes, double 
     }
   } else {
     f->nbg++;
+    f->track_left += f->track_kind >= 0 && kind >= f->track_kind;
   }
   return SIM_OK;
 }
@@ -389,5 +398,48 @@ int sim_fluid_settle_kind(sim_fluid *f, int64_t now, int kind, int64_t *end) {
   }
   f->watch_kind = -1;
   *end = f->watch_last > (double)now ? (int64_t)f->watch_last : now;
+  return rc;
+}
+
+void sim_fluid_track_kinds(sim_fluid *f, int kind, void (*done)(void *arg, int kind, int64_t t),
+                           void *arg) {
+  f->track_kind = kind < 0 ? -1 : kind;
+  f->track_left = 0;
+  f->track_last = -1;
+  f->track_done = kind < 0 ? NULL : done;
+  f->track_arg = arg;
+  for (int l = 0; l < f->topo.nlinks && kind >= 0; l++)
+    for (int i = 0; i < f->links[l].n; i++)
+      f->track_left += f->links[l].f[i].tag < 0 && f->links[l].f[i].kind >= kind;
+}
+
+/* 1 when link k carries a tracked flow. */
+static int has_tracked(const sim_fluid *f, const sim_fluid_link *k) {
+  for (int i = 0; i < k->n; i++)
+    if (k->f[i].tag < 0 && k->f[i].kind >= f->track_kind)
+      return 1;
+  return 0;
+}
+
+int sim_fluid_track(sim_fluid *f, int64_t now, int64_t *left, int64_t *last) {
+  if (f->nfgl)
+    return SIM_EINVAL;
+  int rc = SIM_OK;
+  for (int l = 0; l < f->topo.nlinks && !rc && f->track_kind >= 0 && f->track_left > 0; l++) {
+    sim_fluid_link *k = &f->links[l];
+    while (!rc && has_tracked(f, k)) {
+      if (!k->rated)
+        set_rates(k);
+      double dt = next_finish(k);
+      if (!(dt < INFINITY))
+        rc = SIM_EINVARIANT;
+      else if (k->t + dt > (double)now)
+        break; /* its next completion is past now: flows may still join */
+      else /* to the next completion on the link, which advance handles */
+        rc = advance(f, k, k->t + dt, 0, NULL, NULL);
+    }
+  }
+  *left = f->track_left;
+  *last = f->track_last < 0 ? -1 : (int64_t)f->track_last;
   return rc;
 }

@@ -158,7 +158,7 @@ Test(rt_exec, weights_first_moves_serve_their_own_iteration_with_parameters_inta
 }
 
 /* The mover calls of the replays below, in order: 'B' begin, 'C' copy,
- * 'P' point, 'W' wait (id in wlog_id), 'F' fence. */
+ * 'P' point, 'W' wait, 'J' join (id in wlog_id), 'F' fence. */
 static char wlog[1 << 16];
 static int wlog_id[1 << 16], nwlog;
 static void wlog_add(char what, int id) {
@@ -186,13 +186,19 @@ static int log_wait(rt_backend *b, int id) {
   wlog_add('W', id);
   return rt_backend_cpu_ops.move_wait(b, id);
 }
+static int log_join(rt_backend *b, int id) {
+  (void)b; /* the cpu mover is one queue: its order already joins */
+  wlog_add('J', id);
+  return 0;
+}
 
 /* Weights-first fences per layer (pl_policy.h rule 6): with four layers
  * and non-MoE time to hide behind, several layers of one iteration get
  * weights-first plans. Each such layer's forward waits for its own point
  * (its weights, given to the mover in layer order before the rest), never
  * a whole fence: one fence per iteration, at the boundary, and after the
- * last point the mover still gets the rest (optimizer state, plain
+ * last point the mover gets a join on it (the rest starts once every
+ * source's weights have landed) and then the rest (optimizer state, plain
  * background copies). The replay still gives the single-device reference
  * with every replica's parameter and optimizer-state checksum intact. */
 Test(rt_exec, weights_first_layers_wait_for_their_own_weights_only, .timeout = 120) {
@@ -203,6 +209,7 @@ Test(rt_exec, weights_first_layers_wait_for_their_own_weights_only, .timeout = 1
   ops.move_fence = log_fence;
   ops.move_point = log_point;
   ops.move_wait = log_wait;
+  ops.move_join = log_join;
   replay_ops = &ops;
   outcome o = replay(4, 3, "flexmoe:threshold=1.01,weights_first=1", 10);
   replay_ops = NULL;
@@ -211,9 +218,10 @@ Test(rt_exec, weights_first_layers_wait_for_their_own_weights_only, .timeout = 1
   int multi = 0, rest_after_points = 0;
   for (int i = 0; i < nwlog;) {
     cr_assert_eq(wlog[i], 'B', "mover calls out of order at %d", i);
-    int j = i + 1, fences = 0, waits = 0, last_point = -1, last_wait = -1;
+    int j = i + 1, fences = 0, waits = 0, joins = 0, last_point = -1, last_wait = -1;
     for (; j < nwlog && wlog[j] != 'B'; j++) {
       if (wlog[j] == 'P') {
+        cr_assert_eq(joins, 0, "a point after the join");
         cr_assert_gt(wlog_id[j], last_point, "points out of layer order");
         last_point = wlog_id[j];
       } else if (wlog[j] == 'W') {
@@ -223,12 +231,17 @@ Test(rt_exec, weights_first_layers_wait_for_their_own_weights_only, .timeout = 1
         cr_assert_gt(wlog_id[j], last_wait, "waits out of layer order");
         last_wait = wlog_id[j];
         waits++;
+      } else if (wlog[j] == 'J') {
+        cr_assert_eq(wlog[j - 1], 'P', "the join follows the last point at once");
+        cr_assert_eq(wlog_id[j], last_point, "the join is on the last point");
+        joins++;
       } else if (wlog[j] == 'F') {
         fences++;
-      } else if (wlog[j] == 'C' && last_point >= 0 && last_wait < 0) {
+      } else if (wlog[j] == 'C' && joins && last_wait < 0) {
         rest_after_points = 1;
       }
     }
+    cr_assert_eq(joins, last_point >= 0, "one join in an iteration with points (got %d)", joins);
     cr_assert_eq(fences, 1, "one fence per iteration, at the boundary (got %d)", fences);
     cr_assert_eq(wlog[j - 1], 'F', "the fence is the iteration's last mover call");
     multi += waits >= 2;

@@ -585,6 +585,60 @@ Test(engine, a_late_state_part_holds_the_boundary_as_migration) {
   teardown(&f);
 }
 
+/* The optimizer state starts when the weights have landed (rule 6), not
+ * when the ranks reach the weights-first layer: layer 1's weights (300 kB:
+ * 1 us + 2 us) land 3 us into the iteration, long before layer 1's
+ * forward, and its state (300 MB: 1 ms) starts then; the iteration ends
+ * with it. The same bytes as one plain background move start at 0 and take
+ * one hop's latency less, sharing the same all-to-alls: the two iterations
+ * differ by that 2 us (starting the state at layer 1's dispatch would add
+ * layer 0's whole forward and two layers' non-MoE work). */
+Test(engine, the_state_starts_when_the_weights_land_not_at_the_layer) {
+  static fixture f;
+  setup(&f, 1, 4, 4);
+  sim_iter_out got[2];
+  for (int k = 0; k < 2; k++) {
+    sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
+    sim_iter_out plain = wf_iteration(&f, kind, 1, 0, 300000, 300000000);
+    got[k] = wf_iteration(&f, kind, 1, 1, 300000, 300000000);
+    cr_assert_gt(got[k].time_us, 1000, "kind %d: %.3f", kind, got[k].time_us);
+    cr_assert(fabs(got[k].time_us - plain.time_us - 2.0) < 0.01,
+              "kind %d: weights-first %.4f us, plain %.4f us: want 2 us more", kind,
+              got[k].time_us, plain.time_us);
+  }
+  expect_same(&got[0], &got[1], "state after the weights");
+  teardown(&f);
+}
+
+/* Weights that land during an all-to-all: the state starts at the
+ * all-to-all's end (background flows join between foreground phases) in
+ * both engines alike, and never before the weights have landed. */
+Test(engine, weights_landing_inside_an_all_to_all_start_the_state_at_its_end) {
+  static fixture f;
+  setup(&f, 1, 4, 4);
+  sim_layer_in in[2];
+  memset(in, 0, sizeof(in));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = &f.p[l];
+    in[l].routing = &f.r[l];
+  }
+  sim_iter_out quiet = one_iteration(&f, SIM_ENGINE_DES, in);
+  double a2a = quiet.alltoall_us / 8; /* 2 layers x 4 all-to-alls, all alike */
+  cr_assert_gt(a2a, 1.0, "%.4f us", a2a);
+  /* send-end in the middle of layer 0's dispatch: 15 us of non-MoE work + a2a/2 */
+  int64_t weights = (int64_t)((15 + a2a / 2 - 2) * 300e3);
+  sim_iter_out got[2];
+  for (int k = 0; k < 2; k++) {
+    sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
+    sim_iter_out plain = wf_iteration(&f, kind, 1, 0, weights, 300000000);
+    got[k] = wf_iteration(&f, kind, 1, 1, weights, 300000000);
+    cr_assert_gt(got[k].time_us, plain.time_us + 2.0, "kind %d: %.4f vs %.4f", kind,
+                 got[k].time_us, plain.time_us);
+  }
+  expect_same(&got[0], &got[1], "weights inside an all-to-all");
+  teardown(&f);
+}
+
 typedef struct xfer_sum {
   double bytes[4][4]; /* [gpu][class: intra out, intra in, inter out, inter in] */
   int64_t lat[4][4];

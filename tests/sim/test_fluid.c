@@ -158,3 +158,42 @@ Test(fluid, a_flow_without_a_positive_weight_a_gpu_or_a_finite_size_is_refused) 
   cr_assert_eq(done, 5 + 100 + 10);
   sim_fluid_fini(&f);
 }
+
+/* sim_fluid_track (the analytic engine's wait for every weight part before
+ * the optimizer state starts): kinds >= 5 tracked from the call on; GPU 0's
+ * egress carries a tracked 100 bytes beside an untracked 1000 (half the
+ * link each: sent at 200 ns, completes at 210), GPU 1's a tracked 300 alone
+ * (310). At 250 one is left and the latest completion is 210; at 400 none
+ * is left, the latest is 310, and GPU 0's link stopped at its tracked
+ * flow's end (200 ns), so a flow can still join it at 310. With tracking
+ * off nothing is counted. */
+Test(fluid, tracked_flows_report_their_latest_completion_without_passing_it) {
+  sim_cluster c = cluster(1, 2, 1);
+  sim_fluid f;
+  cr_assert_eq(sim_fluid_init(&f, &c), SIM_OK);
+  cr_assert_eq(sim_fluid_start(&f, 0, 1, 0, 1, 50, 1, 10, -1, 2, NULL), SIM_OK); /* untracked */
+  sim_fluid_track_kinds(&f, 5, NULL, NULL);
+  cr_assert_eq(sim_fluid_start(&f, 0, 0, 0, 0, 100, 1, 10, -1, 5, NULL), SIM_OK);
+  cr_assert_eq(sim_fluid_start(&f, 0, 0, 0, 0, 1000, 1, 10, -1, 2, NULL), SIM_OK);
+  cr_assert_eq(sim_fluid_start(&f, 0, 1, 0, 0, 300, 1, 10, -1, 6, NULL), SIM_OK);
+  int64_t left, last;
+  cr_assert_eq(sim_fluid_track(&f, 250, &left, &last), SIM_OK);
+  cr_assert_eq(left, 1);
+  cr_assert_eq(last, 210);
+  cr_assert_eq(sim_fluid_track(&f, 400, &left, &last), SIM_OK);
+  cr_assert_eq(left, 0);
+  cr_assert_eq(last, 310);
+  cr_assert_float_eq(f.links[f.link_of[0]].t, 200.0, 1e-9, "GPU 0's egress clock");
+  int64_t end;
+  int kind;
+  cr_assert_eq(sim_fluid_drain(&f, 400, &end, &kind), SIM_OK);
+  cr_assert_eq(end, 200 + 900 + 10);
+  cr_assert_eq(kind, 2);
+  cr_assert_eq(f.track_left, 0);
+  sim_fluid_track_kinds(&f, -1, NULL, NULL);
+  cr_assert_eq(sim_fluid_start(&f, 2000, 0, 0, 0, 100, 1, 10, -1, 5, NULL), SIM_OK);
+  cr_assert_eq(sim_fluid_track(&f, 5000, &left, &last), SIM_OK);
+  cr_assert_eq(left, 0, "nothing tracked");
+  cr_assert_eq(last, -1);
+  sim_fluid_fini(&f);
+}

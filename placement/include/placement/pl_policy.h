@@ -286,7 +286,11 @@ int pl_policy_route_serving(pl_policy *p, int layer, const int64_t *counts,
  *      the layer's forward, and the wait is charged as migration. The
  *      optimizer state (bytes - weight_bytes) follows behind the iteration
  *      (it starts once every weight part of the iteration has landed,
- *      together with the iteration's plain background moves) and must land
+ *      together with the iteration's plain background moves: at the latest
+ *      landing among them, on every source at once, whatever layer the
+ *      ranks are in; not per source as soon as that source's own weights
+ *      are done, which would let one source's state slow another's weights
+ *      that are still due) and must land
  *      before the optimizer step: a late one holds the boundary (rule 3).
  *      Iteration i is routed, computed and all-reduced on the new placement
  *      (pl_policy_serving is the current placement, pl_policy_inflight 0,

@@ -165,6 +165,16 @@ typedef struct rt_backend_ops {
    * move_fence (every copy given so far, later layers' included). */
   int (*move_point)(rt_backend *b, int id);
   int (*move_wait)(rt_backend *b, int id);
+
+  /* Appended (issue 17, pl_policy.h rule 6): move_join(b, id) makes the
+   * mover's copies given after it start only once every copy before the
+   * latest point `id` has landed, on every source: the optimizer state and
+   * the plain background copies start when the last weight part lands,
+   * not per source as soon as that source's own weights are done. NULL
+   * where the mover's order already gives it (cpu: one queue for all
+   * ranks) or cannot (nccl: a pair's copies start once both its ends have
+   * passed their earlier groups). */
+  int (*move_join)(rt_backend *b, int id);
 } rt_backend_ops;
 
 /* Point ids of move_point / move_wait: 0 .. RT_MOVE_POINTS - 1. */

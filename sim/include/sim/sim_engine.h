@@ -161,7 +161,10 @@ typedef struct sim_layer_in {
    * iteration and the layer's forward dispatch waits until they have
    * landed (the wait is migration); the rest of its bytes start, with the
    * iteration's plain background moves, once the weights of every
-   * weights-first layer have landed. */
+   * weights-first layer have landed: at the latest weight completion,
+   * whatever layer the schedule is in (when that falls inside an
+   * all-to-all, at its end: background flows join between foreground
+   * phases, in both engines). */
   int weights_first;
 } sim_layer_in;
 
@@ -221,6 +224,17 @@ typedef struct sim_engine {
    * last weights-first layer of the iteration (-1: none) */
   int64_t *wf_pending, *wf_done;
   int wf_cap, wf_last;
+  /* the rest of the iteration's background moves (pl_policy.h rule 6:
+   * they start at the latest landing of the iteration's weight parts):
+   * wf_rest 1 while they wait for it, 2 (DES) when it came during a
+   * foreground phase (they start at its end); wf_left, wf_all_done: the
+   * weight flows not yet completed and their latest completion (DES);
+   * in_fg: the DES is running a foreground phase; fg_floor: the end of the
+   * last foreground phase (analytic); wf_L, wf_nl: the iteration's layers */
+  int wf_rest, in_fg;
+  int64_t wf_left, wf_all_done, fg_floor;
+  const sim_layer_in *wf_L;
+  int wf_nl;
 } sim_engine;
 
 /* prof's arrays must outlive the engine. aggregate: SIM_AGG_* bits, see

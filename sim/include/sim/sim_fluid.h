@@ -77,6 +77,12 @@ typedef struct sim_fluid {
   int nbg;              /* background flows not yet completed */
   int watch_kind;       /* sim_fluid_settle_kind: the kind waited for (-1: none) */
   double watch_last;    /* its latest completion seen, ns */
+  /* sim_fluid_track: background flows of kind >= track_kind (-1: none) */
+  int track_kind;
+  int64_t track_left;   /* started and not yet completed */
+  double track_last;    /* their latest completion, ns (-1: none yet) */
+  void (*track_done)(void *arg, int kind, int64_t t); /* each one's completion */
+  void *track_arg;
 } sim_fluid;
 
 int sim_fluid_init(sim_fluid *f, const sim_cluster *c);
@@ -128,6 +134,21 @@ int sim_fluid_drain(sim_fluid *f, int64_t now, int64_t *end, int *kind);
  * layer waiting for its weight copies). SIM_EINVAL when foreground flows
  * are pending; SIM_ETIME as sim_fluid_run_fg. */
 int sim_fluid_settle_kind(sim_fluid *f, int64_t now, int kind, int64_t *end);
+/* Tracks the background flows of kind >= kind in flight or started from
+ * now on (kind < 0: none): resets the count and the latest completion;
+ * done (may be NULL) is called with each one's kind and completion (ns),
+ * whichever call of this interface advances its link. */
+void sim_fluid_track_kinds(sim_fluid *f, int kind, void (*done)(void *arg, int kind, int64_t t),
+                           void *arg);
+/* Advances every link that carries a tracked flow to its completions up
+ * to now, stopping on each link when its last tracked flow has finished
+ * sending (so no clock passes the tracked flows' latest completion while
+ * some are left, nor now): *left = tracked flows not yet completed, *last
+ * = their latest completion so far (ns; -1 when none completed). Lets the
+ * caller start flows that depend on all of them at *last once *left is 0.
+ * SIM_EINVAL when foreground flows are pending; SIM_ETIME as
+ * sim_fluid_run_fg. */
+int sim_fluid_track(sim_fluid *f, int64_t now, int64_t *left, int64_t *last);
 
 #ifdef __cplusplus
 }
