@@ -158,13 +158,23 @@ static void *grow(void *arr, int len, int *cap, size_t elem, int first) {
   return na;
 }
 
-static int push_int(int **arr, int *len, int *cap, int v) {
+static int push_int_grow(int **arr, int *len, int *cap, int v) {
   int *na = grow(*arr, *len, cap, sizeof(int), 16);
   if (!na)
     return SIM_ENOMEM;
   *arr = na;
   na[(*len)++] = v;
   return SIM_OK;
+}
+
+/* Appends v to *arr (len used of *cap), growing it when full; SIM_ENOMEM
+ * leaves it unchanged. The common case, room left, is inlined. */
+static inline int push_int(int **arr, int *len, int *cap, int v) {
+  if (*len < *cap) {
+    (*arr)[(*len)++] = v;
+    return SIM_OK;
+  }
+  return push_int_grow(arr, len, cap, v);
 }
 
 /* ---- indexed heap of projected finish times (ties: lower flow id first) --
@@ -426,6 +436,48 @@ project:
   return SIM_OK;
 }
 
+/*
+ * fill for the component of link l alone: every flow on it crosses only l
+ * (the hose flows of a per-GPU link). Progressive filling then has one
+ * round: the link's share cap / (weight of its flows) freezes every flow
+ * at share x weight, which is what fill computes with its heaps, in the
+ * same order (the link's flow list) and with the same arithmetic.
+ */
+static int fill_link(sim_net *n, int lid, double now) {
+  sim_link *l = &n->links[lid];
+  int nf = l->nflows;
+  n->recomputes++;
+  n->work += (uint64_t)nf;
+  if (n->work_limit && n->work > n->work_limit)
+    return SIM_ELIMIT;
+  double share = l->cap / l->wtot;
+  for (int i = 0; i < nf; i++) {
+    int id = l->flows[i];
+    sim_flow *f = &n->flows[id];
+    f->left -= f->rate * (now - f->t_ref);
+    f->t_ref = now;
+    /* a flow alone takes the link's capacity (fill's one-flow case) */
+    f->rate = nf == 1 ? l->cap : f->w == 1.0 ? share : share * f->w;
+    set_bott(n, f, lid);
+    if (f->rate == f->old_rate && isfinite(f->fin))
+      continue; /* same rate: its projected finish and heap entry still hold */
+    f->old_rate = f->rate;
+    double fin = now + (f->left > 0 ? f->left : 0) / f->rate;
+    f->fin = fin;
+    if (heap_set(n, id, fin))
+      return SIM_ENOMEM;
+  }
+  return SIM_OK;
+}
+
+/* Whether every flow on link l crosses l only. */
+static int link_alone(const sim_net *n, const sim_link *l) {
+  for (int i = 0; i < l->nflows; i++)
+    if (n->flows[l->flows[i]].plen != 1)
+      return 0;
+  return 1;
+}
+
 /* Refills every component that holds a dirty link, at time n->last. */
 static int recompute(sim_net *n) {
   int rc = SIM_OK;
@@ -437,6 +489,11 @@ static int recompute(sim_net *n) {
       continue;
     uint32_t st = n->stamp + 1;
     n->ncl = n->ncf = 0;
+    if (link_alone(n, &n->links[l0])) {
+      n->links[l0].stamp = st;
+      rc = fill_link(n, l0, now);
+      continue;
+    }
     if (n->links[l0].nflows == 1) {
       /* a flow alone on all its links (hose flows often are): no search */
       int fid = n->links[l0].flows[0];

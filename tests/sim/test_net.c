@@ -214,6 +214,54 @@ Test(net, a_flow_of_weight_w_gets_w_shares_of_a_link) {
   sim_net_fini(&n);
 }
 
+/* Weighted flows on one link, started at 0 and 5 us: each flow's whole path
+ * (the one-link refill, sim_net.c's fill_link) or with a wider private
+ * link behind it (the general progressive filling). Both must give the
+ * same rates and the same completions to the nanosecond. */
+static void one_link_flows(int one, int64_t *fin, double *rate) {
+  sim_cluster c = mk(2, 4, 100, 0, 400, 0, 1);
+  sim_net n;
+  cr_assert_eq(sim_net_init(&n, &c), SIM_OK);
+  const double w[3] = {1, 3, 2}, bytes[3] = {1e6, 3e6, 5e5};
+  const int64_t at[3] = {0, 0, 5000};
+  for (int k = 0; k < 3; k++) {
+    int path[2] = {n.intra_out0, 0};
+    cr_assert_eq(sim_net_inter_half(&n, 4 + k, 0, path + 1), 1);
+    cr_assert_geq(sim_net_start_weighted(&n, at[k], path, one ? 1 : 2, 0, bytes[k], w[k], k),
+                  0);
+    if (k == 1) {
+      cr_assert_eq(sim_net_next(&n), 40000); /* 1e6 bytes at 25 bytes/ns */
+      rate[0] = n.flows[0].rate;
+      rate[1] = n.flows[1].rate;
+    }
+  }
+  sim_net_next(&n);
+  rate[2] = n.flows[2].rate;
+  run_all(&n, fin);
+  sim_net_fini(&n);
+}
+
+Test(net, a_link_whose_flows_cross_only_it_is_refilled_as_the_general_filling_would) {
+  int64_t fin1[3], fin2[3];
+  double r1[3], r2[3];
+  one_link_flows(1, fin1, r1);
+  one_link_flows(0, fin2, r2);
+  cr_assert_float_eq(r1[0], 25.0, 1e-12);
+  cr_assert_float_eq(r1[1], 75.0, 1e-12);
+  cr_assert_float_eq(r1[2], 100.0 * 2 / 6, 1e-12); /* weights 1 + 3 + 2 from 5 us */
+  for (int k = 0; k < 3; k++) {
+    cr_assert(r1[k] == r2[k], "flow %d: rate %.17g alone, %.17g with a second link", k, r1[k],
+              r2[k]);
+    cr_assert_eq(fin1[k], fin2[k], "flow %d: done at %lld alone, %lld with a second link", k,
+                 (long long)fin1[k], (long long)fin2[k]);
+  }
+  /* closed forms: flow 2 sends 5e5 bytes at 100 / 3 from 5 us, done at 20
+   * us; flow 0 sends at 25, at 100 / 6 from 5 to 20 us, then at 25 again */
+  cr_assert_leq(llabs(fin1[2] - 20000), 1);
+  double left0 = 1e6 - 25.0 * 5000 - 100.0 / 6 * 15000;
+  cr_assert_leq(llabs(fin1[0] - (int64_t)ceil(20000 + left0 / 25.0)), 1);
+}
+
 /* Finding: a flow of 2^63 bytes made `net` loop for ever. A finish past
  * 2^53 ns (where t + 1 rounds back to t in a double) is still taken, at its
  * exact nanosecond; one past the clock's 2^62 ns is SIM_ETIME, not a wrapped
