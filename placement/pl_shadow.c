@@ -1044,6 +1044,7 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
     return PL_EINVAL;
   if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
       !(cfg->grad_hide_us >= 0) || !isfinite(cfg->grad_hide_us) ||
+      cfg->search < PL_TEMPS_SEARCH_FULL || cfg->search > PL_TEMPS_SEARCH_LAZY ||
       pl_cluster_check(c) || pl_profile_check(prof))
     return PL_EINVAL;
   return PL_OK; /* negative counts: build */
@@ -1054,6 +1055,7 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
 static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x, int d,
                      trial *best) {
   trial tr = {.x = x, .d = d};
+  t->trials++;
   tr.h = holder(t, sv, md->gpn, x, d);
   double cut = best->x < 0 ? INFINITY : best->total; /* not below: not kept */
   evaluate_base(t, md, &tr, cut);
@@ -1086,28 +1088,42 @@ static void try_a2a_destinations(pl_temps *t, const model *md, const pl_placemen
 
 /* One greedy step's best trial (best->x = -1: none): the hottest expert of
  * the most computing GPU and the two the slowest all-to-all GPU receives
- * most, each on destinations() and try_a2a_destinations(). */
-static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, trial *best) {
+ * most, each on destinations() and try_a2a_destinations(); search other
+ * than FULL (LEAN, LAZY's first try): the first two on destinations()
+ * only, at most 4 trials. */
+static void best_trial(pl_temps *t, const model *md, const pl_placement *sv, int search,
+                       trial *best) {
   int G = md->G, bc = t->ord[(size_t)ORD_C * G], ba = t->ord[(size_t)ORD_A * G];
+  int full = search == PL_TEMPS_SEARCH_FULL, nx = full ? 3 : 2;
   int xs[3] = {hottest(t, md, bc, 0), hottest(t, md, ba, 1), -1};
-  if (xs[1] >= 0)
+  if (nx > 2 && xs[1] >= 0)
     xs[2] = next_hottest_in(t, md, ba, xs[1]);
   best->x = -1;
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < nx; i++) {
     if (xs[i] < 0 || (i > 0 && xs[i] == xs[0]) || (i > 1 && xs[i] == xs[1]))
       continue;
     int ds[2], nd = destinations(t, md, xs[i], ds);
     for (int j = 0; j < nd; j++)
       try_copy(t, md, sv, xs[i], ds[j], best);
-    try_a2a_destinations(t, md, sv, xs[i], best);
+    if (full)
+      try_a2a_destinations(t, md, sv, xs[i], best);
   }
+}
+
+/* Whether the step's best trial is taken: there is one, it lowers the
+ * predicted time cur and gains (over bal) more than margin x its cost
+ * (over cost). */
+static int takes(const trial *best, const pl_temps_cfg *cfg, double cur, double bal,
+                 double cost) {
+  return best->x >= 0 && best->total < cur &&
+         bal - best->bal > cfg->margin * (best->cost - cost);
 }
 
 int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots) {
   if (t)
-    t->n = 0, t->gain_us = t->cost_us = 0;
+    t->n = t->trials = 0, t->gain_us = t->cost_us = 0;
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
@@ -1126,9 +1142,10 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
   while (t->n < budget) {
     trial best;
-    best_trial(t, &md, serving, &best);
-    if (best.x < 0 || !(best.total < cur) ||
-        !(bal - best.bal > cfg->margin * (best.cost - cost)))
+    best_trial(t, &md, serving, cfg->search, &best);
+    if (cfg->search == PL_TEMPS_SEARCH_LAZY && !takes(&best, cfg, cur, bal, cost))
+      best_trial(t, &md, serving, PL_TEMPS_SEARCH_FULL, &best);
+    if (!takes(&best, cfg, cur, bal, cost))
       break;
     commit(t, &md, &best);
     cur = best.total;

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -385,6 +386,130 @@ Test(shadow, decisions_at_many_nodes_match_the_model_recomputed_from_scratch) {
   cr_assert_gt(many, 8, "only %d of 24 cases took 4 or more", many);
 }
 
+/* pl_temps_cfg.search (flexmoe shadow=2, 3): LEAN evaluates at most 4
+ * trials a step, fewer than FULL in all; LAZY adds a FULL step where
+ * LEAN's fails. Both keep the temporaries' contract (free slots,
+ * planned holders, one copy per GPU, the saving the model recomputes),
+ * decide the same twice, and differ from FULL somewhere; a search out of
+ * range is refused. */
+Test(shadow, lean_and_lazy_searches_change_the_trials_and_keep_the_contract) {
+  uint64_t seed = 31;
+  long trials[3] = {0}, taken[3] = {0};
+  int differ[3] = {0};
+  for (int rep = 0; rep < 20; rep++) {
+    int gpn = 2 + (int)(chk_rng(&seed) % 7), nodes = 4 + (int)(chk_rng(&seed) % 6);
+    int G = gpn * nodes, E = 8 + (int)(chk_rng(&seed) % 25);
+    int S = (E + G - 1) / G + 3 + (int)(chk_rng(&seed) % 3);
+    pl_env env = chk_env(1, E, G, gpn, S);
+    pl_placement sv, cur;
+    cr_assert_eq(pl_placement_init(&sv, E, G, S), PL_OK);
+    cr_assert_eq(pl_placement_static(&sv), PL_OK);
+    for (int k = 0; k < 2 * G; k++) {
+      int x = (int)(chk_rng(&seed) % (k % 2 ? E : 3)), g = (int)(chk_rng(&seed) % G);
+      if (sv.nhost[g] < S - 2 && !pl_placement_has(&sv, x, g))
+        cr_assert_eq(pl_placement_add(&sv, x, g), PL_OK);
+    }
+    /* a plan in flight: its arriving replicas keep their slots */
+    cr_assert_eq(pl_placement_init(&cur, E, G, S), PL_OK);
+    cr_assert_eq(pl_placement_copy(&cur, &sv), PL_OK);
+    for (int k = 0; k < G / 2; k++) {
+      int x = (int)(chk_rng(&seed) % E), g = (int)(chk_rng(&seed) % G);
+      if (cur.nhost[g] < S - 1 && !pl_placement_has(&cur, x, g))
+        cr_assert_eq(pl_placement_add(&cur, x, g), PL_OK);
+    }
+    int64_t *counts = calloc((size_t)G * E, sizeof(int64_t));
+    for (int i = 0; i < G * E; i++)
+      counts[i] = (int64_t)(chk_rng(&seed) % 300) +
+                  (i % E < 3 ? (int64_t)(chk_rng(&seed) % 6000) * ((i / E) % 3) : 0);
+    pl_temps a[3], b;
+    cr_assert_eq(pl_temps_init(&b, E, G, S), PL_OK);
+    for (int s = 0; s < 3; s++) {
+      pl_temps_cfg cs = {.margin = 1.0, .search = s};
+      cr_assert_eq(pl_temps_init(&a[s], E, G, S), PL_OK);
+      cr_assert_eq(pl_temps_decide(&a[s], &cs, &env.cluster, &env.model, &env.profile, &sv,
+                                   &cur, counts, S), PL_OK);
+      check_decision(&a[s], &env, &sv, &cur, counts, S);
+      cr_assert_eq(pl_temps_decide(&b, &cs, &env.cluster, &env.model, &env.profile, &sv, &cur,
+                                   counts, S), PL_OK);
+      cr_assert_eq(b.n, a[s].n);
+      cr_assert_eq(b.trials, a[s].trials);
+      cr_assert_eq(memcmp(b.temp, a[s].temp, (size_t)b.n * sizeof(pl_temp)), 0, "case %d", rep);
+      cr_assert_eq(b.gain_us, a[s].gain_us);
+      trials[s] += a[s].trials;
+      taken[s] += a[s].n;
+      differ[s] |= a[s].n != a[0].n ||
+                   memcmp(a[s].temp, a[0].temp, (size_t)a[0].n * sizeof(pl_temp)) != 0;
+    }
+    cr_assert_leq(a[PL_TEMPS_SEARCH_LEAN].trials, 4 * (a[PL_TEMPS_SEARCH_LEAN].n + 1),
+                  "lean: %d trials for %d temporaries", a[1].trials, a[1].n);
+    for (int s = 0; s < 3; s++)
+      pl_temps_fini(&a[s]);
+    pl_temps_fini(&b);
+    free(counts);
+    pl_placement_fini(&cur);
+    pl_placement_fini(&sv);
+  }
+  cr_assert_lt(2 * trials[PL_TEMPS_SEARCH_LEAN], trials[PL_TEMPS_SEARCH_FULL],
+               "lean %ld trials, full %ld", trials[1], trials[0]);
+  cr_assert_gt(taken[PL_TEMPS_SEARCH_LEAN], 0);
+  cr_assert(differ[PL_TEMPS_SEARCH_LEAN] && differ[PL_TEMPS_SEARCH_LAZY],
+            "lean or lazy decided as full everywhere");
+  /* out of range */
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  for (int s = -1; s <= 3; s += 4) {
+    pl_temps_cfg cs = {.margin = 1.0, .search = s};
+    cr_assert_eq(pl_temps_decide(&t, &cs, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                 counts, 3), PL_EINVAL, "search %d", s);
+    cr_assert_eq(t.n, 0);
+  }
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
+/* flexmoe's shadow=2 and 3 are its temporaries with the LEAN and LAZY
+ * searches: the policy op's decision is pl_temps_decide's with them. */
+Test(shadow, flexmoe_shadow_2_and_3_decide_with_lean_and_lazy) {
+  pl_env env = chk_env(2, 8, 8, 4, 3);
+  char err[256];
+  int64_t counts[64];
+  for (int g = 0; g < 8; g++)
+    for (int x = 0; x < 8; x++)
+      counts[g * 8 + x] = x == 0 ? 3000 : (x == 5 ? 1200 + 100 * g : 150);
+  for (int s = 1; s <= 3; s++) {
+    char spec[64];
+    snprintf(spec, sizeof(spec), "flexmoe:shadow=%d", s);
+    pl_policy *p = NULL;
+    cr_assert_eq(pl_policy_create(&p, spec, &env, err, sizeof(err)), PL_OK, "%s: %s", spec,
+                 err);
+    cr_assert(pl_policy_has_temporaries(p));
+    pl_plan plan;
+    pl_plan_init(&plan);
+    cr_assert_eq(pl_policy_plan(p, 0, 0, NULL, &plan), PL_OK);
+    pl_plan_fini(&plan);
+    pl_temps t, u;
+    cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+    cr_assert_eq(pl_temps_init(&u, 8, 8, 3), PL_OK);
+    cr_assert_eq(pl_policy_temporaries(p, 0, counts, &t), PL_OK);
+    cr_assert_gt(t.n, 0, "%s took none", spec);
+    check_decision(&t, &env, pl_policy_serving(p, 0), pl_policy_placement(p, 0), counts, 3);
+    pl_temps_cfg cs = {.margin = 1.0, .search = s - 1};
+    cr_assert_eq(pl_temps_decide(&u, &cs, &env.cluster, &env.model, &env.profile,
+                                 pl_policy_serving(p, 0), pl_policy_placement(p, 0), counts, 3),
+                 PL_OK);
+    cr_assert_eq(u.n, t.n, "%s", spec);
+    cr_assert_eq(u.trials, t.trials, "%s", spec);
+    cr_assert_eq(memcmp(u.temp, t.temp, (size_t)t.n * sizeof(pl_temp)), 0, "%s", spec);
+    pl_temps_fini(&t);
+    pl_temps_fini(&u);
+    pl_policy_destroy(p);
+  }
+}
+
 Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
   pl_env env = chk_env(2, 8, 8, 4, 3);
   char err[256];
@@ -392,8 +517,8 @@ Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
   cr_assert_eq(pl_policy_create(&off, "flexmoe:shadow=0", &env, err, sizeof(err)), PL_OK);
   cr_assert_eq(pl_policy_create(&on, "flexmoe", &env, err, sizeof(err)), PL_OK); /* the default */
   cr_assert_eq(pl_policy_create(&fm, "fastermoe", &env, err, sizeof(err)), PL_OK);
-  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=2", &env, err, sizeof(err)), PL_EPARAM);
-  cr_assert(strstr(err, "shadow") != NULL, "message: %s", err);
+  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=4", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "bad value shadow=4") != NULL, "message: %s", err);
   cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow_margin=0.5", &env, err, sizeof(err)),
                PL_EPARAM);
   cr_assert(strstr(err, "shadow_margin") != NULL, "message: %s", err);

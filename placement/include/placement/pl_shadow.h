@@ -99,7 +99,23 @@ typedef struct pl_temps_cfg {
   /* appended (issue 17, gap): backward time of the layers below that the
    * gradients' way back overlaps (us, >= 0; 0: R charged in full) */
   double grad_hide_us;
+  /* appended (issue 17 step 5): the candidates of each greedy step
+   * (PL_TEMPS_SEARCH_*; 0, the zero value, is the full search above) */
+  int search;
 } pl_temps_cfg;
+
+/* pl_temps_cfg.search: which trials one greedy step evaluates (same
+ * model, acceptance rule, free slots and holders). FULL: the candidates
+ * above (about 15 trials a step at 64 GPUs). LEAN: the hottest expert of
+ * the most computing GPU and the one the slowest all-to-all GPU receives
+ * most, each on its compute destinations only (the least computing free
+ * GPU of the node sending it most without a copy, and anywhere): at most 4
+ * trials a step, about 3.5x cheaper at 64 GPUs; it stops sooner (fewer
+ * temporaries, slower iterations). LAZY: a LEAN step, and a FULL step
+ * when LEAN's best is not taken; it stops only where FULL stops, so it
+ * takes more temporaries than FULL (faster iterations on the aux trace at
+ * 16 and 64 GPUs, a dearer decision). */
+enum { PL_TEMPS_SEARCH_FULL = 0, PL_TEMPS_SEARCH_LEAN = 1, PL_TEMPS_SEARCH_LAZY = 2 };
 
 /* Scratch of pl_shadow.c: the values of an expert's copies shared by the
  * trials of one step on nodes holding it (node -1) or on one node
@@ -122,6 +138,7 @@ typedef struct pl_temps {
   pl_temp *temp; /* [experts x gpus] room */
   pl_placement placement;
   double gain_us, cost_us;
+  int trials; /* trials the last decision evaluated (its cost: cfg.search) */
   /* scratch, internal (pl_shadow.c): the model's state */
   double *ns, *lh;          /* [N*E] tokens of node n's sources for x; of those holding x */
   int *rn;                  /* [N*E] copies of x on node n */
