@@ -291,6 +291,20 @@ static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
     memcpy(idx, src, (size_t)n * sizeof(int));
 }
 
+/* Merges the kept o[0..k) and the sorted moved[0..nm) (both in kv's
+ * order) through out back into o; returns k + nm. */
+static int ord_merge(const double *kv, int *o, int k, const int *moved, int nm, int *out) {
+  int i = 0, j = 0, m = 0;
+  while (i < k && j < nm)
+    out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
+  while (i < k)
+    out[m++] = o[i++];
+  while (j < nm)
+    out[m++] = moved[j++];
+  memcpy(o, out, (size_t)m * sizeof(int));
+  return m;
+}
+
 /* Rebuilds ORD_F from its unmarked entries (their keys unchanged, still
  * in order) and the GPUs chg[0..n) whose key now exceeds their ORD_C key;
  * every key of chg refreshed. */
@@ -308,15 +322,7 @@ static void ord_f_update(pl_temps *t, const int *chg, int n) {
       moved[nm++] = g;
   }
   ord_sort(kv, moved, nm, out);
-  int i = 0, j = 0, m = 0;
-  while (i < k && j < nm)
-    out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
-  while (i < k)
-    out[m++] = o[i++];
-  while (j < nm)
-    out[m++] = moved[j++];
-  memcpy(o, out, (size_t)m * sizeof(int));
-  t->nf = m;
+  t->nf = ord_merge(kv, o, k, moved, nm, out);
 }
 
 /* The orders and their keys from scratch (after build; ORD_F after the
@@ -365,15 +371,7 @@ static void orders_update(pl_temps *t, const int *chg, int n) {
     if (nm == 0)
       continue;
     ord_sort(kv, moved, nm, out);
-    /* merge the kept o[0..k) with moved[0..nm) into out, back into o */
-    int i = 0, j = 0, m = 0;
-    while (i < k && j < nm)
-      out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
-    while (i < k)
-      out[m++] = o[i++];
-    while (j < nm)
-      out[m++] = moved[j++];
-    memcpy(o, out, (size_t)G * sizeof(int));
+    ord_merge(kv, o, k, moved, nm, out);
   }
   ord_f_update(t, chg, n);
 }
