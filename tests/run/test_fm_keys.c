@@ -64,6 +64,49 @@ Test(fm_keys, trace_keys_take_the_trace_limits) {
   }
 }
 
+/* A number as help writes it: decimal, "2^K" or "2^K-1"; *end after it. */
+static int64_t help_number(const char *s, const char **end) {
+  char *e;
+  int64_t v = strtoll(s, &e, 10);
+  if (e[0] == '^') {
+    int64_t k = strtoll(e + 1, &e, 10);
+    v = k >= 63 ? INT64_MAX : INT64_C(1) << k; /* 2^63 only as 2^63-1 */
+    if (e[0] == '-' && e[1] >= '0' && e[1] <= '9') {
+      int64_t d = strtoll(e + 1, &e, 10);
+      v = k >= 63 ? INT64_MAX - (d - 1) : v - d;
+    }
+  }
+  *end = e;
+  return v;
+}
+
+/* A sentence written whole that states its integer range ("1..4096", not
+ * an ellipsis) states the row's: the words a user reads and the numbers the
+ * check applies agree. */
+Test(fm_keys, whole_help_states_the_rows_range) {
+  int stated = 0;
+  for (int i = 0; i < FM_NKEYS; i++) {
+    const fm_key *k = fm_key_of(i);
+    if (!k->whole || (k->type != FM_KT_INT && k->type != FM_KT_INT_LIST))
+      continue;
+    for (const char *r = strstr(k->help, ".."); r; r = strstr(r + 2, "..")) {
+      const char *a = r;
+      while (a > k->help && (a[-1] == '^' || (a[-1] >= '0' && a[-1] <= '9')))
+        a--;
+      if (a == r || r[2] < '0' || r[2] > '9')
+        continue; /* "... to N nodes" */
+      const char *e;
+      int64_t lo = help_number(a, &e), hi = help_number(r + 2, &e);
+      cr_assert_eq(lo, k->lo, "%s: help says %lld..., row %lld", k->name, (long long)lo,
+                   (long long)k->lo);
+      cr_assert_eq(hi, k->hi, "%s: help says ...%lld, row %lld", k->name, (long long)hi,
+                   (long long)k->hi);
+      stated++;
+    }
+  }
+  cr_assert_geq(stated, 5, "only %d ranges stated", stated);
+}
+
 /* A key whose help is written whole prints it as written, wrapped, under
  * the flag given ("-o, --output") or its own. */
 Test(fm_keys, whole_help_is_printed_as_written) {
