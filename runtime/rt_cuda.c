@@ -455,6 +455,21 @@ typedef struct wk_arg {
   int r;
 } wk_arg;
 
+/* Rank r's stream (copy 0) or copy stream (copy 1) waits for every copy
+ * stream's point id, a copy stream for every other one's (its own is
+ * behind it already). Every wait is issued; the first failure, or
+ * cudaSuccess. */
+static cudaError_t wait_point(cu_backend *c, int r, int id, int copy) {
+  cudaStream_t s = copy ? c->rank[r].mv_stream : c->rank[r].stream;
+  cudaError_t first = cudaSuccess;
+  for (int q = 0; q < c->base.ranks; q++) {
+    if (copy && q == r) continue;
+    cudaError_t e = cudaStreamWaitEvent(s, c->rank[q].pt_ev[id], 0);
+    if (first == cudaSuccess) first = e;
+  }
+  return first;
+}
+
 static void *worker_main(void *p) {
   wk_arg *a = p;
   cu_backend *c = a->c;
@@ -485,20 +500,10 @@ static void *worker_main(void *p) {
       if (!w->rc)
         for (int q = 0; q < c->base.ranks; q++)
           cudaStreamWaitEvent(k->stream, c->rank[q].mv_ev[o.set], 0);
-    } else if (o.kind == K_MOVE_WAIT) {
+    } else if (o.kind == K_MOVE_WAIT || o.kind == K_MOVE_JOIN) {
       /* every copy stream recorded point o.k before this (meet first) */
-      cu_rank *k = &c->rank[a->r];
       pthread_barrier_wait(&c->pbar);
-      if (!w->rc)
-        for (int q = 0; q < c->base.ranks; q++)
-          cudaStreamWaitEvent(k->stream, c->rank[q].pt_ev[o.k], 0);
-    } else if (o.kind == K_MOVE_JOIN) {
-      /* as K_MOVE_WAIT, for the rank's copy stream */
-      cu_rank *k = &c->rank[a->r];
-      pthread_barrier_wait(&c->pbar);
-      if (!w->rc)
-        for (int q = 0; q < c->base.ranks; q++)
-          if (q != a->r) cudaStreamWaitEvent(k->mv_stream, c->rank[q].pt_ev[o.k], 0);
+      if (!w->rc) wait_point(c, a->r, o.k, o.kind == K_MOVE_JOIN);
     } else if (!w->rc) {
       int rc = exec_op(&c->base, &o);
       if (rc) {
@@ -748,27 +753,18 @@ static int do_move_point(rt_backend *b, int r, int id) {
   RT_CU(c, cudaEventRecord(c->rank[r].pt_ev[id], c->rank[r].mv_stream));
   return 0;
 }
-/* Direct mode's move_wait: every stream waits for every copy stream's
- * point id. */
-static int do_move_wait(rt_backend *b, int id) {
+/* Direct mode's move_wait (copy 0: every stream waits for every copy
+ * stream's point id) and move_join (copy 1: every copy stream waits for
+ * every other copy stream's point id). */
+static int do_move_wait(rt_backend *b, int id, int copy) {
   cu_backend *c = (cu_backend *)b;
-  int G = b->ranks, rc;
-  for (int r = 0; r < G; r++) {
+  int rc;
+  for (int r = 0; r < b->ranks; r++) {
     if ((rc = use(c, r))) return rc;
-    for (int q = 0; q < G; q++)
-      RT_CU(c, cudaStreamWaitEvent(c->rank[r].stream, c->rank[q].pt_ev[id], 0));
-  }
-  return 0;
-}
-/* Direct mode's move_join: every copy stream waits for every other copy
- * stream's point id (its own is behind it already). */
-static int do_move_join(rt_backend *b, int id) {
-  cu_backend *c = (cu_backend *)b;
-  int G = b->ranks, rc;
-  for (int r = 0; r < G; r++) {
-    if ((rc = use(c, r))) return rc;
-    for (int q = 0; q < G; q++)
-      if (q != r) RT_CU(c, cudaStreamWaitEvent(c->rank[r].mv_stream, c->rank[q].pt_ev[id], 0));
+    cudaError_t e = wait_point(c, r, id, copy);
+    if (e != cudaSuccess)
+      return cu_fail(c, RT_EDEVICE, __FILE__, __LINE__, "cudaStreamWaitEvent",
+                     cudaGetErrorString(e));
   }
   return 0;
 }
@@ -966,28 +962,21 @@ static int cu_move_point(rt_backend *b, int id) {
   }
   return 0;
 }
-static int cu_move_wait(rt_backend *b, int id) {
+/* move_wait (K_MOVE_WAIT) and move_join (K_MOVE_JOIN): now in direct
+ * mode, else one op per rank's worker (they meet before waiting). */
+static int move_wait_kind(rt_backend *b, int id, int kind) {
   cu_backend *c = (cu_backend *)b;
   int rc = point_events(c, id);
   if (rc) return rc;
-  if (!c->wk) return keep(c, do_move_wait(b, id));
+  if (!c->wk) return keep(c, do_move_wait(b, id, kind == K_MOVE_JOIN));
   for (int r = 0; r < b->ranks; r++) {
-    cu_op o = {.kind = K_MOVE_WAIT, .r = r, .k = id};
+    cu_op o = {.kind = kind, .r = r, .k = id};
     if ((rc = submit(b, &o))) return rc;
   }
   return 0;
 }
-static int cu_move_join(rt_backend *b, int id) {
-  cu_backend *c = (cu_backend *)b;
-  int rc = point_events(c, id);
-  if (rc) return rc;
-  if (!c->wk) return keep(c, do_move_join(b, id));
-  for (int r = 0; r < b->ranks; r++) {
-    cu_op o = {.kind = K_MOVE_JOIN, .r = r, .k = id};
-    if ((rc = submit(b, &o))) return rc;
-  }
-  return 0;
-}
+static int cu_move_wait(rt_backend *b, int id) { return move_wait_kind(b, id, K_MOVE_WAIT); }
+static int cu_move_join(rt_backend *b, int id) { return move_wait_kind(b, id, K_MOVE_JOIN); }
 
 static int collect_direct(rt_backend *b, int nslots, double *ms);
 static int cu_collect(rt_backend *b, int nslots, double *ms) {
