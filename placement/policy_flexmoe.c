@@ -770,7 +770,8 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
   return rc;
 }
 
-static double fx_grad_hide_us(const fx_state *s, int layer);
+static int fx_temporaries(void *state, int layer, const pl_placement *serving,
+                          const pl_placement *current, const int64_t *counts, pl_temps *out);
 
 /* shadow=1: what the temporaries would save on placement p for counts
  * [G*E] of `layer` (pl_temps_decide's predicted gain less its cost, 0
@@ -781,14 +782,10 @@ static double fx_grad_hide_us(const fx_state *s, int layer);
  * experts) gains less than its routed time says. 0 with shadow=0. */
 static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
                          const pl_placement *p, double *net) {
-  const pl_env *env = &s->env;
   *net = 0;
   if (!s->shadow)
     return PL_OK;
-  pl_temps_cfg cfg = s->tcfg;
-  cfg.grad_hide_us = fx_grad_hide_us(s, layer);
-  int rc = pl_temps_decide(&s->tg, &cfg, &env->cluster, &env->model, &env->profile, p, p,
-                           counts, s->slots);
+  int rc = fx_temporaries(s, layer, p, p, counts, &s->tg);
   if (!rc && s->tg.n > 0)
     *net = fmax(0.0, s->tg.gain_us - s->tg.cost_us);
   return rc;
