@@ -252,6 +252,20 @@ static inline int ord_before(const double *kv, int a, int b) {
   return kv[a] > kv[b] || (kv[a] == kv[b] && a < b);
 }
 
+/* Merges a[0..na) and b[0..nb), each in kv's order, into out (b's entry
+ * first only when it comes before a's); returns na + nb. */
+static inline int merge_two(const double *kv, const int *a, int na, const int *b, int nb,
+                            int *out) {
+  int i = 0, j = 0, m = 0;
+  while (i < na && j < nb)
+    out[m++] = ord_before(kv, b[j], a[i]) ? b[j++] : a[i++];
+  while (i < na)
+    out[m++] = a[i++];
+  while (j < nb)
+    out[m++] = b[j++];
+  return m;
+}
+
 /* Sorts idx[0..n) by keys kv (tmp [n] scratch): insertion sort of runs
  * of 16, then merges back and forth, two runs already in order copied
  * without a merge (a commit's GPUs come in their old order, which their
@@ -274,14 +288,10 @@ static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
   for (int w = RUN; w < n; w *= 2) {
     for (int lo = 0; lo < n; lo += 2 * w) {
       int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-      int i = lo, j = mid, k = lo;
-      if (mid < hi && ord_before(kv, src[j], src[mid - 1]))
-        while (i < mid && j < hi)
-          dst[k++] = ord_before(kv, src[j], src[i]) ? src[j++] : src[i++];
-      while (i < mid)
-        dst[k++] = src[i++];
-      while (j < hi)
-        dst[k++] = src[j++];
+      if (mid < hi && ord_before(kv, src[mid], src[mid - 1]))
+        merge_two(kv, src + lo, mid - lo, src + mid, hi - mid, dst + lo);
+      else
+        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(int));
     }
     int *sw = src;
     src = dst;
@@ -294,13 +304,7 @@ static void ord_sort(const double *kv, int *idx, int n, int *tmp) {
 /* Merges the kept o[0..k) and the sorted moved[0..nm) (both in kv's
  * order) through out back into o; returns k + nm. */
 static int ord_merge(const double *kv, int *o, int k, const int *moved, int nm, int *out) {
-  int i = 0, j = 0, m = 0;
-  while (i < k && j < nm)
-    out[m++] = ord_before(kv, moved[j], o[i]) ? moved[j++] : o[i++];
-  while (i < k)
-    out[m++] = o[i++];
-  while (j < nm)
-    out[m++] = moved[j++];
+  int m = merge_two(kv, o, k, moved, nm, out);
   memcpy(o, out, (size_t)m * sizeof(int));
   return m;
 }
