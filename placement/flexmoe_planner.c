@@ -291,24 +291,20 @@ static void matrix_of(const pl_placement *pl, int32_t *out) {
       out[(size_t)e * pl->gpus + pl->rep[(size_t)e * pl->gpus + i]] = 1;
 }
 
-int pl_planner_placement(const pl_planner *p, int layer, int32_t *out) {
-  if (!p || !out)
-    return PL_EINVAL;
-  const pl_placement *pl = pl_policy_placement(p->policy, layer);
-  if (!pl)
+/* pl (NULL for a layer out of range) as a matrix into out. */
+static int matrix_out(const pl_placement *pl, int32_t *out) {
+  if (!pl || !out)
     return PL_EINVAL;
   matrix_of(pl, out);
   return PL_OK;
 }
 
+int pl_planner_placement(const pl_planner *p, int layer, int32_t *out) {
+  return p ? matrix_out(pl_policy_placement(p->policy, layer), out) : PL_EINVAL;
+}
+
 int pl_planner_serving(const pl_planner *p, int layer, int32_t *out) {
-  if (!p || !out)
-    return PL_EINVAL;
-  const pl_placement *pl = pl_policy_serving(p->policy, layer);
-  if (!pl)
-    return PL_EINVAL;
-  matrix_of(pl, out);
-  return PL_OK;
+  return p ? matrix_out(pl_policy_serving(p->policy, layer), out) : PL_EINVAL;
 }
 
 int pl_planner_weights_first(const pl_planner *p, int layer) {
