@@ -24,18 +24,15 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 typedef struct cli_command {
   const char *name;
   cli_cmd_fn fn;
-  const char *summary;
 } cli_command;
 
-/* A command of commands (flexmoe, flexmoe trace): its name (NULL: main),
- * the commands, and its usage: head, one line per command ("  NAME
- * SUMMARY", the names padded to width), tail. */
+/* A command of commands (flexmoe, flexmoe trace): its name in the table
+ * of commands ("" for main, "trace"; run/fm_commands.h: its usage and
+ * summaries) and the function of each of its words. */
 typedef struct cli_menu {
   const char *cmd;
   const cli_command *cmds;
   size_t n;
-  int width;
-  const char *head, *tail;
 } cli_menu;
 
 /* argv[1] run as one of m's commands (argv shifted by one): with no word,
@@ -167,13 +164,15 @@ typedef struct cli_opt {
 enum { CLI_HELP = -1 };
 /* argv (options only; operands left from optind on) into the table's
  * destinations: CLI_OK, CLI_EUSAGE after one message, or CLI_HELP after
- * printing head, one help entry per row (flags padded to 22 columns), tail. */
-int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                   const char *head, const char *tail);
+ * printing cmd's usage (run/fm_commands.h), one help entry per row (flags
+ * padded to 22 columns) and cmd's tail. */
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts);
 /* cli_parse_opts for a command that takes no operands: one left over is
- * refused ("unexpected argument 'X'", CLI_EUSAGE). */
-int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                    const char *head, const char *tail);
+ * refused ("unexpected argument 'X'", CLI_EUSAGE). _with: the --help tail
+ * given (NULL: the command's). */
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts);
+int cli_parse_flags_with(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                         const char *tail);
 
 /* The --format row of a command that prints a table or JSON, into *dest
  * (int: CLI_FMT_*). */
@@ -201,7 +200,7 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
  * replayed; CLI_OK or the exit code of the one message printed. */
 struct fm_replay_config;
 int cli_parse_replay(const char *cmd, int argc, char **argv, struct fm_replay_config *cfg,
-                     const cli_opt *own, const char *head, const char *tail);
+                     const cli_opt *own);
 int cli_replay_check(const char *cmd, const struct fm_replay_config *cfg);
 
 /*

@@ -17,26 +17,6 @@
 #include "run/fm_keys.h"
 #include "run/fm_profile.h"
 
-static const char help_head[] =
-    "usage: flexmoe calibrate --backend cuda|cpu [--partitions N] [--ranks N] [--device D]\n"
-    "                         [--d-model D] [--d-ff F] [--reps R] [--name NAME]\n"
-    "                         [--db FILE | --no-db] [--out profile.json]\n"
-    "                         [--format table|json]\n"
-    "\n"
-    "Measures the backend the way the runtime uses it: expert FFN forward and backward\n"
-    "(bf16 cuBLAS GEMMs on GPUs) at 16..16384 tokens on every rank at once, a uniform\n"
-    "dispatch all-to-all (permute, copies, regroup) at several sizes fitted as\n"
-    "latency + bytes / bandwidth per rank, and the launch overhead of tiny kernels.\n"
-    "Writes the simulator's profile JSON (--out P.json) and a cluster JSON beside it\n"
-    "(P.cluster.json: one node of the ranks, the measured exchange numbers), and\n"
-    "stores both in the database as profiles NAME and NAME.cluster (--db).\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe calibrate --backend cuda --partitions 4 --d-model 1024 --d-ff 4096 \\\n"
-    "      --out h200-green-4.json --db flexmoe.db\n";
-
 /* What flexmoe calibrate's flags say (0 = the backend's default). */
 typedef struct {
   fm_calibrate_config cfg;
@@ -62,7 +42,7 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
   fm_calibrate_config *c = &a->cfg;
-  int rc = cli_parse_flags("calibrate", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("calibrate", argc, argv, opts);
   if (rc) return rc;
   if (a->no_db || (c->db_path && !c->db_path[0])) c->db_path = NULL;
   if (!c->backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");

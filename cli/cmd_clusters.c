@@ -11,22 +11,6 @@
 #include "run/fm_cluster.h"
 #include "run/fm_keys.h"
 
-static const char help_head[] =
-    "usage: flexmoe clusters [--gpus N] [--nodes N] [--gpus-per-node G]\n"
-    "                        [--format table|json] [PRESET|FILE.json ...]\n"
-    "\n"
-    "Lists the cluster presets (or the named presets / cluster files) with their\n"
-    "numbers: GPUs, compute profile, HBM, intra-node link, NIC, switch. Bandwidths\n"
-    "are GB/s per direction, latencies microseconds. h200-green-N works for any\n"
-    "N in 1..16 (one H200 split into N SM partitions). The JSON of one cluster\n"
-    "is a cluster file: flexmoe clusters NAME --format json > FILE.json.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe clusters\n"
-    "  flexmoe clusters --format json dgx-h100 h200-green-4\n";
-
 /* The clusters cl[0..count) as a table, one line each. */
 static void print_table(const sim_cluster *cl, int count) {
   static const cli_col cols[] = {
@@ -60,7 +44,7 @@ int cmd_clusters(int argc, char **argv) {
       {.kind = CLI_O_LONG, .to = &gpn, .key = FM_KEY_CLUSTERS_GPUS_PER_NODE},
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("clusters", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_opts("clusters", argc, argv, opts);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
   const char *const *names = sim_cluster_presets();

@@ -17,22 +17,6 @@
 #include "sim/sim_cluster.h"
 #include "sim/sim_flows.h"
 
-static const char help_head[] =
-    "usage: flexmoe net --flows FLOWS.csv [--cluster PRESET|FILE.json] [--gpus N]\n"
-    "                   [--nodes N] [--gpus-per-node G] [--format table|json]\n"
-    "\n"
-    "Finish time of every flow of a traffic matrix on a modelled cluster, and the\n"
-    "makespan. All flows start at time 0 and share the links (per-GPU NVLink/PCIe\n"
-    "in and out, NICs, switch uplinks with oversubscription) by max-min fair\n"
-    "sharing, recomputed whenever a flow ends; a flow takes its path's latency\n"
-    "plus its bytes at its share of the bandwidth.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  printf 'src_gpu,dst_gpu,bytes\\n0,1,1000000000\\n0,8,1000000000\\n' > f.csv\n"
-    "  flexmoe net --cluster dgx-h100 --nodes 2 --flows f.csv\n";
-
 /* The flows as text (the cluster line, one row per flow, the makespan) or
  * as one JSON document {"makespan_us", "flows": [{"src", "dst", "bytes",
  * "finish_us"}]}, both from one table; CLI_OK, or CLI_EFAIL with one
@@ -88,7 +72,7 @@ int cmd_net(int argc, char **argv) {
       {.kind = CLI_O_LONG, .to = &gpn, .key = FM_KEY_NET_GPUS_PER_NODE},
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_flags("net", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("net", argc, argv, opts);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
   if (!flows_path)

@@ -26,26 +26,6 @@
 
 #define CMD "place"
 
-/* --help: this head, one entry per row of the flag table (parse), the tail. */
-static const char help_head[] =
-    "usage: flexmoe place --trace T [--gpus N] [--nodes M] [--gpus-per-node K] [--slots S]\n"
-    "                     [--policy NAME[:key=value,...]] [--iteration I] [--layer L]\n"
-    "                     [--cluster PRESET|FILE.json] [--d-model D] [--d-ff F]\n"
-    "                     [--top-k K] [--tokens-per-gpu T] [--seed S]\n"
-    "                     [--temporaries] [--strict] [--format table|json]\n"
-    "\n"
-    "Runs a placement policy over a routing trace (rescaled to N GPUs) up to\n"
-    "iteration I and prints the placement it uses there: each expert's GPUs,\n"
-    "each GPU's load after routing iteration I, the balance (max/mean GPU\n"
-    "load) and the moves of that iteration's plan, for layer L or all layers.\n"
-    "A framework can take the JSON plan as is.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe place --trace traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 8 \\\n"
-    "      --slots 6 --policy flexmoe:threshold=1.2,horizon=50 --iteration 120 --layer 0\n";
-
 /* What place's flags say: the run's configuration, the nodes (resolved
  * into cfg's sizes), the output and --strict. */
 typedef struct place_opts {
@@ -136,7 +116,7 @@ static int parse(int argc, char **argv, place_opts *o) {
                "ranks) are errors"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags(CMD, argc, argv, opts);
   if (rc)
     return rc;
   if (!c->trace)

@@ -19,36 +19,6 @@
 
 #define CMD "report"
 
-static const char help_head[] =
-    "usage: flexmoe report [--db FILE] [--format table|csv|json] [--kind sim|gpu]\n"
-    "                      [--runs]\n"
-    "\n"
-    "Prints the runs stored in a results database: per configuration (trace,\n"
-    "cluster, engine, iterations, seed, model shape and any other parameter\n"
-    "that differs between runs: the header of each block) and number of GPUs,\n"
-    "each policy's mean and effective iteration time, its speedup over\n"
-    "`static` and its distance to the `oracle` lower bound (when those runs\n"
-    "exist, in effective time), and the mean time breakdown per iteration.\n"
-    "Runs of different configurations are never compared.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "columns: mean_ms = mean iteration time; eff_ms = mean_ms / (1 - dropped)\n"
-    "(time per iteration of useful work; inf if every slot is dropped);\n"
-    "speedup = static / policy and vs_oracle = policy / oracle - 1, both in\n"
-    "eff_ms (vs_oracle only for dropless policies: the oracle processes every\n"
-    "token); compute, a2a (dispatch + combine), allreduce (replica\n"
-    "gradients), migr (expert moves), other: mean ms per iteration; balance =\n"
-    "mean over iterations of max/mean GPU load; dropped = share of token\n"
-    "slots dropped. eff_ms prices dropping as lost throughput only, not its\n"
-    "effect on model quality.\n"
-    "\n"
-    "example:\n"
-    "  flexmoe sweep --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --policy static --policy flexmoe --policy oracle --cluster dgx-h100 \\\n"
-    "      --gpus 8,64 --db flexmoe.db\n"
-    "  flexmoe report --db flexmoe.db --format table\n";
-
 static const char *base_name(const char *path) {
   const char *s = strrchr(path, '/');
   return s ? s + 1 : path;
@@ -235,7 +205,7 @@ int cmd_report(int argc, char **argv) {
       {.flag = "--runs", .kind = CLI_O_BOOL, .to = &list_runs, .key = -1,
        .help = "list every complete run instead of the comparison"},
       {.kind = CLI_O_END}};
-  int c = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
+  int c = cli_parse_flags(CMD, argc, argv, opts);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
 

@@ -16,25 +16,6 @@
 #include "run/fm_replay.h"
 #include "placement/pl_policy.h"
 
-static const char help_head[] =
-    "usage: flexmoe run --backend cpu|cuda|nccl --trace T --policy SPEC [--policy SPEC]...\n"
-    "                   [--partitions N] [--ranks N] [--device D] [--iterations A:B] [--seed S]\n"
-    "                   [--d-model D] [--d-ff F] [--top-k K] [--tokens-per-gpu T] [--slots S]\n"
-    "                   [--profile FILE.json] [--check] [--db FILE | --no-db]\n"
-    "                   [--format table|json]\n"
-    "\n"
-    "Replays the trace on a runtime backend: tokens generated from the seed and routed\n"
-    "as the trace says (GPU g replays trace rank g mod R), dispatch, expert FFN forward\n"
-    "and backward, combine, replica gradient all-reduce, and the policy's plans applied\n"
-    "by really moving expert parameters and optimizer state. Per-phase times are\n"
-    "measured (CUDA events on GPUs, the clock on cpu); input generation is not timed.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe run --backend cpu --ranks 4 --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --iterations 0:5 --d-model 64 --d-ff 128 --tokens-per-gpu 256 --policy static --check\n";
-
 /* What flexmoe run's flags say: the replay configuration (one policy at a
  * time goes into cfg.policy), the policies, the output and the database. */
 typedef struct {
@@ -57,7 +38,7 @@ static int run_parse(int argc, char **argv, run_args *a) {
        .help = "record nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_replay("run", argc, argv, &a->cfg, own, help_head, help_tail);
+  int rc = cli_parse_replay("run", argc, argv, &a->cfg, own);
   if (rc) return rc;
   if (!a->cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");

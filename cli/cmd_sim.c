@@ -28,27 +28,6 @@
 /* --help: this head, the help lines of the keys of a simulation (the table
  * run/fm_keys.h: flag, range, default, unit), then the command's own
  * options and an example. */
-static const char help_head[] =
-    "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--gpus G] [--nodes N]\n"
-    "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
-    "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
-    "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
-    "                   [--network hose|exact] [--threads N] [--db FILE | --no-db]\n"
-    "                   [--strict] [--allow-empty] [--format table|json]\n"
-    "\n"
-    "Simulates MoE training on a routing trace with each placement policy and\n"
-    "prints the comparison: mean iteration time, effective time (iteration\n"
-    "time / (1 - dropped share of token slots): a policy that drops tokens\n"
-    "pays for the work it skips), speedup over static in effective time, load\n"
-    "balance (max/mean GPU load, worst layer) p50/p90, bytes migrated, tokens\n"
-    "dropped, and the time breakdown. Each run goes into the results database.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --cluster dgx-h100 --nodes 2 --policy static --policy capacity --engine des\n";
-
 /* What the flags say: the base configuration every policy's run starts
  * from, the policy specs (pointing into argv), the output format and the
  * database path ("" = none). */
@@ -93,7 +72,7 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
        .help = "do not record (as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_flags("sim", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("sim", argc, argv, opts);
   if (rc)
     return rc;
   if (!b->trace_path)

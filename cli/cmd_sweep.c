@@ -24,32 +24,6 @@
 /* --help: this head, the help lines of the keys of a sweep (the table
  * run/fm_keys.h: flag, range, default, unit), then the command's own
  * options, MPI and an example. */
-static const char help_head[] =
-    "usage: flexmoe sweep --trace T [--trace T2 ...] [--policy SPEC ...]\n"
-    "                     [--cluster PRESET|FILE.json ...] --gpus 8,16,... | --nodes 1,2,...\n"
-    "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
-    "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
-    "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
-    "                     [--plan-moves] [--jobs J] [--db FILE] [--lock-wait S]\n"
-    "                     [--strict] [--allow-empty] [--quiet]\n"
-    "\n"
-    "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
-    "policies and stores each as one run (one transaction) in the database.\n"
-    "Points already complete in the database are skipped, so an interrupted\n"
-    "sweep resumes. Compare the results with `flexmoe report`. --trace,\n"
-    "--policy and --cluster repeat; the policies default to static capacity\n"
-    "fastermoe smartmoe eplb flexmoe oracle.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
-    "rank 0 alone writes the database.\n"
-    "\n"
-    "example:\n"
-    "  flexmoe sweep --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --cluster dgx-h100 --gpus 8,16,32,64,128,256,512,1024 --jobs 2\n"
-    "  flexmoe report --db flexmoe.db\n";
-
 /* The command line: the sweep's configuration, its lists pointing into
  * the arrays here, and the command's own flags. */
 typedef struct opts {
@@ -116,7 +90,7 @@ static int parse(opts *sw, int argc, char **argv) {
       {.flag = "--quiet", .kind = CLI_O_BOOL, .to = &sw->quiet, .key = -1,
        .help = "no progress bar"},
       {.kind = CLI_O_END}};
-  int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags(CMD, argc, argv, opts);
   if (rc)
     return rc;
   if (c->ntraces == 0)

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_commands.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_trace.h"
@@ -52,21 +53,6 @@ static int print_json(const char *cmd, json_t *root) {
 #define LAYER_COL CLI_COL("layer", 5, "%lld")
 
 /* ---- trace info ------------------------------------------------------------ */
-
-static const char INFO_HEAD[] =
-    "usage: flexmoe trace info FILE [--iterations A:B] [--format table|json]\n"
-    "                          [--max-memory SIZE]\n"
-    "\n"
-    "What a routing trace holds: shape, dtype, model metadata from the .json sidecar,\n"
-    "token slots per (iteration, layer), and per layer the expert max/mean load (median\n"
-    "and p90 over iterations) and the step-to-step change (mean L1 distance between\n"
-    "consecutive normalised load distributions, 0..2).\n"
-    "FILE: .npy ([I,L,R,E] or [I,L,E]; int32, int64, uint16) or long CSV.\n"
-    "\n";
-static const char INFO_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n";
 
 static void print_header(const fm_trace_analysis *a) {
   const tr_trace *t = &a->trace;
@@ -100,13 +86,13 @@ static void print_header(const fm_trace_analysis *a) {
  * [--iterations] [--max-memory] FILE into *cfg (help: head, the rows,
  * tail). Returns CLI_OK, CLI_HELP after --help, or an exit code with one
  * message printed. */
-static int parse_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
+static int parse_analysed(const char *cmd, int argc, char **argv,
                           int *fmt, fm_trace_config *cfg) {
   const cli_opt opts[] = {{.kind = CLI_O_RANGE, .letter = 'i', .to = &cfg->it0, .to2 = &cfg->it1,
                            .key = FM_KEY_TRACE_ITERATIONS},
                           FORMAT_ROW(fmt, "table (default) or json"),
                           MAX_MEMORY_ROW(&cfg->max_memory, 'M'), {.kind = CLI_O_END}};
-  int rc = cli_parse_opts(cmd, argc, argv, opts, help[0], help[1]);
+  int rc = cli_parse_opts(cmd, argc, argv, opts);
   if (rc)
     return rc;
   if (optind != argc - 1)
@@ -118,13 +104,13 @@ static int parse_analysed(const char *cmd, const char *const help[2], int argc, 
 /* parse_analysed, then the trace analysed (run/fm_trace) into *a; CLI_OK
  * with *a filled (caller finalizes), CLI_HELP after --help, or an exit code
  * with one message printed. */
-static int open_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
+static int open_analysed(const char *cmd, int argc, char **argv,
                          int *fmt, fm_trace_analysis *a) {
   fm_trace_config cfg = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
   char em[ERRLEN];
   int rc;
   *fmt = CLI_FMT_TABLE;
-  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg)))
+  if ((rc = parse_analysed(cmd, argc, argv, fmt, &cfg)))
     return rc;
   if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
     return cli_fail(rc, cmd, "%s", em);
@@ -134,12 +120,12 @@ static int open_analysed(const char *cmd, const char *const help[2], int argc, c
 
 /* trace info and trace stats: FILE analysed, then the document doc makes
  * of it (--format json) or the header and the tables table prints. */
-static int trace_analysed(const char *cmd, const char *const help[2],
+static int trace_analysed(const char *cmd,
                           json_t *(*doc)(const fm_trace_analysis *),
                           void (*table)(const tr_stats *), int argc, char **argv) {
   int fmt, rc;
   fm_trace_analysis a;
-  if ((rc = open_analysed(cmd, help, argc, argv, &fmt, &a)))
+  if ((rc = open_analysed(cmd, argc, argv, &fmt, &a)))
     return rc == CLI_HELP ? CLI_OK : rc;
   if (fmt == CLI_FMT_JSON) {
     rc = print_json(cmd, doc(&a));
@@ -167,29 +153,10 @@ static void print_info_table(const tr_stats *s) {
 }
 
 static int trace_info(int argc, char **argv) {
-  static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
-  return trace_analysed("trace info", help, fm_trace_info_doc, print_info_table, argc, argv);
+  return trace_analysed("trace info", fm_trace_info_doc, print_info_table, argc, argv);
 }
 
 /* ---- trace stats ----------------------------------------------------------- */
-
-static const char STATS_HEAD[] =
-    "usage: flexmoe trace stats FILE [--iterations A:B] [--format table|json]\n"
-    "                           [--max-memory SIZE]\n"
-    "\n"
-    "Per layer: skew (expert max/mean load median and p90, Gini, normalised entropy),\n"
-    "fluctuation (L1 distance between normalised load distributions at lags 1, 10 and\n"
-    "100 iterations), persistence of the hot experts (share of the E/8 most loaded\n"
-    "experts still among them 1 and 10 iterations later), and per-rank variation (L1\n"
-    "distance of each rank's distribution from the layer's; CV of rank totals), and\n"
-    "the distribution of the per-iteration lag-1 change (median, p90, p99): compare a\n"
-    "real trace and one generated from its fit.\n"
-    "Streams through the file: a trace larger than memory works.\n"
-    "\n";
-static const char STATS_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
 
 /* The distribution of the per-iteration lag-1 change, per layer: the mean
  * above hides that real routing changes in bursts. */
@@ -233,32 +200,10 @@ static void print_stats_table(const tr_stats *s) {
 }
 
 static int trace_stats(int argc, char **argv) {
-  static const char *const help[2] = {STATS_HEAD, STATS_TAIL};
-  return trace_analysed("trace stats", help, fm_trace_stats_doc, print_stats_table, argc, argv);
+  return trace_analysed("trace stats", fm_trace_stats_doc, print_stats_table, argc, argv);
 }
 
 /* ---- trace gen --------------------------------------------------------------- */
-
-static const char GEN_HEAD[] =
-    "usage: flexmoe trace gen (--pattern NAME | --fit FIT.json) --iterations N -o OUT.npy\n"
-    "                         [--seed S] [--layers L] [--ranks R] [--experts E]\n"
-    "                         [--tokens T] [--top-k K] [--max-memory SIZE]\n"
-    "                         [model options]\n"
-    "\n"
-    "Generates a synthetic routing trace (.npy + .json sidecar), seeded: the same\n"
-    "options and seed give the same file, byte for byte. Logits per expert =\n"
-    "profile x scale + hot set + bursts + AR(1) fluctuation + per-rank noise;\n"
-    "each rank draws tokens x top-k slots as a multinomial over softmax(logits).\n"
-    "Sizes default to 4 layers, 8 ranks, 16 experts, 1024 tokens, top-2 (with --fit:\n"
-    "the fit's). Model options (--dist to --ragged) adjust the pattern or the fit.\n"
-    "\n";
-static const char GEN_TAIL[] =
-    "\npatterns:\n"
-    "%s"
-    "\n"
-    "example:\n"
-    "  flexmoe trace gen --pattern hot-experts --layers 2 --experts 16 --iterations 50 --seed 7 "
-    "-o hot.npy\n";
 
 /* What trace gen's flags say: the configuration (a size of -1, 0 for
  * d_model and d_ff, means "the pattern's or the fit's"), the model options
@@ -308,8 +253,8 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
     snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
     strncat(list, line, sizeof(list) - strlen(list) - 1);
   }
-  snprintf(tail, sizeof(tail), GEN_TAIL, list);
-  int rc = cli_parse_flags(cmd, argc, argv, opts, GEN_HEAD, tail);
+  snprintf(tail, sizeof(tail), "\npatterns:\n%s%s", list, fm_command_of(cmd)->tail);
+  int rc = cli_parse_flags_with(cmd, argc, argv, opts, tail);
   if (rc)
     return rc;
   if (!c->pattern == !c->fit_path)
@@ -359,26 +304,6 @@ done:
 }
 
 /* ---- trace fit ---------------------------------------------------------------- */
-
-static const char FIT_HEAD[] =
-    "usage: flexmoe trace fit FILE -o FIT.json [--iterations A:B] [--seed S]\n"
-    "                         [--format table|json] [--max-memory SIZE]\n"
-    "\n"
-    "Estimates the generator's model from a trace, per layer: the base popularity\n"
-    "profile (log mean share of each expert); the burst regimes of the per-iteration\n"
-    "change (a two-state Markov-switching model of the log lag-1 change, fitted by\n"
-    "maximum likelihood); then the profile scale, the AR(1) fluctuation of the logits,\n"
-    "the spread of its steps and the per-rank noise, calibrated by simulation so the\n"
-    "generated trace has the original's expert max/mean load median, median and p90\n"
-    "of the lag-1 L1 change, L1 change at lag 10, and rank divergence. 'flexmoe trace\n"
-    "gen --fit FIT.json' then makes longer or larger traces with the same statistics.\n"
-    "Prints target vs fitted and the model. FIT.json is version 2 (version 1 files\n"
-    "are still read, without bursts).\n"
-    "\n";
-static const char FIT_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
 
 /* The fitted model f (written to out) as two tables: per layer, the
  * targets and what the fitted model reproduces (target, fitted, error of
@@ -457,7 +382,7 @@ static int trace_fit(int argc, char **argv) {
       KEY_ROW(CLI_O_I64, 's', &cfg.seed, FIT_SEED),
       FORMAT_ROW(&fmt, "table (default) or json (the FIT.json document)"),
       MAX_MEMORY_ROW(&cfg.trace.max_memory, 'M'), {.kind = CLI_O_END}};
-  int c = cli_parse_opts(cmd, argc, argv, opts, FIT_HEAD, FIT_TAIL);
+  int c = cli_parse_opts(cmd, argc, argv, opts);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
@@ -485,23 +410,6 @@ static int trace_fit(int argc, char **argv) {
 
 /* ---- trace rescale ------------------------------------------------------------- */
 
-static const char RESCALE_HEAD[] =
-    "usage: flexmoe trace rescale FILE --gpus G [--tokens-per-gpu T] [--seed S]\n"
-    "                             [--iterations A:B] [--max-memory SIZE] -o OUT.npy\n"
-    "\n"
-    "Rescales a trace recorded on R ranks to G GPUs: GPU g takes the routing\n"
-    "distribution of source rank g mod R at the same (iteration, layer), scaled to\n"
-    "T tokens x top-k slots, drawn as a seeded multinomial (each GPU's total is\n"
-    "exact; skew and fluctuation are preserved; the same seed gives the same file).\n"
-    "With G = R and no --tokens-per-gpu the counts are copied. Streams slice by\n"
-    "slice: neither trace is held in memory.\n"
-    "\n";
-static const char RESCALE_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace rescale traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 64 "
-    "--tokens-per-gpu 4096 --seed 1 -o g64.npy\n";
-
 static int trace_rescale(int argc, char **argv) {
   const char *cmd = "trace rescale";
   fm_trace_rescale_config cfg = {.trace = {.it1 = -1}, .gpus = -1, .seed = FM_DEFAULT_SEED};
@@ -514,7 +422,7 @@ static int trace_rescale(int argc, char **argv) {
       KEY_ROW(CLI_O_STR, 'o', &cfg.out, RESCALE_OUTPUT),
       MAX_MEMORY_ROW(&cfg.trace.max_memory, 0),
       {.kind = CLI_O_END}};
-  int c = cli_parse_opts(cmd, argc, argv, opts, RESCALE_HEAD, RESCALE_TAIL);
+  int c = cli_parse_opts(cmd, argc, argv, opts);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
@@ -538,33 +446,6 @@ static int trace_rescale(int argc, char **argv) {
 
 /* ---- trace import ------------------------------------------------------------- */
 
-static const char IMPORT_HEAD[] =
-    "usage: flexmoe trace import FILE.csv|FILE.npy -o OUT.npy [--axes ORDER]\n"
-    "                            [--expert-ids [--experts E]] [--iterations A:B]\n"
-    "                            [--top-k K] [--d-model D] [--d-ff F]\n"
-    "                            [--tokens-per-rank T] [--bytes-per-elem B]\n"
-    "                            [--strict] [--max-memory SIZE]\n"
-    "\n"
-    "Converts a trace into flexmoe's .npy (+ .json sidecar), streaming:\n"
-    "  long CSV with header iteration,layer,rank,expert,tokens (missing cells are 0,\n"
-    "  repeated cells add up; dimensions = largest index + 1);\n"
-    "  .npy [I,L,R,E] or [I,L,E] (e.g. to cut an --iterations excerpt);\n"
-    "  .npy with another axis order: --axes names the file's axes in order, e.g.\n"
-    "  --axes layer,iteration,expert,rank or --axes LIER (rank may be absent);\n"
-    "  per-token expert ids (--expert-ids): a .npy [I, L, R, T, k] (or [I, L, T, k])\n"
-    "  of expert ids, -1 = dropped slot; counts per (iteration, layer, rank, expert);\n"
-    "  E = --experts or the largest id + 1; the sidecar gets top_k = k, tokens = T.\n"
-    "A CSV is read into memory (I x L x R x E int64 counts from its largest indices);\n"
-    "the other inputs are mapped and stream one slice at a time. The written trace\n"
-    "is checked: empty ranks or iterations and ids that look 1-based are warnings\n"
-    "on stderr; --strict makes them errors (nothing kept).\n"
-    "\n";
-static const char IMPORT_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace import routing.csv --top-k 2 --d-model 1024 --d-ff 4096 \\\n"
-    "      --tokens-per-rank 4096 -o routing.npy\n";
-
 #define IMPORT_ROW(kind_, dest, id) KEY_ROW(kind_, 0, dest, IMPORT_##id)
 
 static int trace_import(int argc, char **argv) {
@@ -587,7 +468,7 @@ static int trace_import(int argc, char **argv) {
       IMPORT_ROW(CLI_O_BOOL, &strict, STRICT),
       MAX_MEMORY_ROW(&cfg.trace.max_memory, 0),
       {.kind = CLI_O_END}};
-  int c = cli_parse_opts(cmd, argc, argv, opts, IMPORT_HEAD, IMPORT_TAIL);
+  int c = cli_parse_opts(cmd, argc, argv, opts);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
@@ -614,25 +495,14 @@ static int trace_import(int argc, char **argv) {
 
 /* ---- dispatch -------------------------------------------------------------- */
 
-/* The subcommands, as main's table of commands. */
+/* The subcommands, as main's table of commands (their usage and
+ * summaries: run/fm_commands.h, the rows "trace ..."). */
 static const cli_command subs[] = {
-    {"info", trace_info, "shape, metadata, tokens, skew and change per layer"},
-    {"stats", trace_stats, "skew, fluctuation, hot-expert persistence, rank variation"},
-    {"gen", trace_gen, "generate a synthetic trace (patterns or a fitted model), seeded"},
-    {"fit", trace_fit, "fit the generator's model to a trace (-> FIT.json)"},
-    {"rescale", trace_rescale, "map a trace onto G GPUs and another token count, seeded"},
-    {"import", trace_import, "CSV, other axis orders, per-token expert ids -> .npy"},
+    {"info", trace_info}, {"stats", trace_stats},     {"gen", trace_gen},
+    {"fit", trace_fit},   {"rescale", trace_rescale}, {"import", trace_import},
 };
 
 int cmd_trace(int argc, char **argv) {
-  static const cli_menu menu = {
-      .cmd = "trace", .cmds = subs, .n = sizeof subs / sizeof subs[0], .width = 8,
-      .head = "usage: flexmoe trace SUBCOMMAND [options]   (flexmoe trace SUBCOMMAND --help)\n"
-              "\n"
-              "Routing traces: counts[iteration][layer][rank][expert] of token slots, as\n"
-              ".npy (+ .json sidecar) or long CSV (iteration,layer,rank,expert,tokens).\n"
-              "\n"
-              "subcommands:\n",
-      .tail = "\nexample:\n  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n"};
+  static const cli_menu menu = {.cmd = "trace", .cmds = subs, .n = sizeof subs / sizeof subs[0]};
   return cli_dispatch(&menu, argc, argv);
 }

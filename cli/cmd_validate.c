@@ -19,41 +19,6 @@
 #include "placement/pl_policy.h"
 #include "run/fm_validate.h"
 
-static const char help_head[] =
-    "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
-    "                        [--partitions N] [--ranks N] [--iterations A:B] [--seed S]\n"
-    "                        [--d-model D] [--d-ff F] [--top-k K] [--tokens-per-gpu T]\n"
-    "                        [--slots S] [--profile P.json] [--engine analytic|des|cost]\n"
-    "                        [--db FILE | --no-db] [--format table|json]\n"
-    "\n"
-    "Runs each policy twice on the same configuration: on the runtime backend\n"
-    "(measured) and through the simulator with the calibrated profile of that\n"
-    "backend (predicted), and prints predicted vs measured per phase with the\n"
-    "relative error (predicted - measured) / measured. Without --profile the backend\n"
-    "is calibrated first (as flexmoe calibrate), on the ranks the replay uses.\n"
-    "Policies default to static, flexmoe, flexmoe:background=0 and eplb (those this\n"
-    "build has). Every policy is validated at its defaults: background moves overlap\n"
-    "the iteration on the runtime as in the simulator (docs/runtime.md, \"Background\n"
-    "moves\"). Every policy is predicted before any is measured, so a configuration\n"
-    "the simulator refuses fails at once. --ranks: at most the trace's ranks (cpu: a\n"
-    "warning above the machine's cores). With --db both runs of every policy and the\n"
-    "validations are stored once all are done (nothing for a validation that fails);\n"
-    "--no-db (the default) stores nothing. An error is n/a where a phase was not\n"
-    "measured; two phases both under a microsecond agree (0.0%).\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "JSON: {\"runs\": [{\"policy\", \"predicted_ms\", \"measured_ms\", \"error\", \"phases\"}],\n"
-    "       \"median_abs_error\", \"p95_abs_error\", \"ranking_agrees\", \"predictor\"}\n"
-    "median_abs_error: over policies, of the mean iteration time; p95_abs_error: over\n"
-    "policies x phases taking >= 5% of the iteration.\n"
-    "\n"
-    "example:\n"
-    "  flexmoe validate --backend cuda --partitions 4 --trace gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --iterations 0:50 --d-model 1024 --d-ff 4096 --policy static \\\n"
-    "      --policy flexmoe --policy flexmoe:background=0 --policy eplb \\\n"
-    "      --profile h200-green-4.json --db flexmoe.db --format json\n";
-
 /* The command line of validate. */
 typedef struct vopts {
   fm_validate_config cfg;
@@ -77,7 +42,7 @@ static int parse(vopts *o, int argc, char **argv) {
        .help = "store nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_replay("validate", argc, argv, &o->cfg.replay, own, help_head, help_tail);
+  int rc = cli_parse_replay("validate", argc, argv, &o->cfg.replay, own);
   if (rc) return rc;
   if (o->no_db || (o->cfg.db_path && !o->cfg.db_path[0])) o->cfg.db_path = NULL;
   const fm_replay_config *r = &o->cfg.replay;

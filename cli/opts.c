@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_commands.h"
 #include "run/fm_keys.h"
 #include "run/fm_parse.h"
 #include "traces/tr_trace.h"
@@ -183,10 +184,12 @@ static const char *flag_of(const cli_opt *o) {
   return o->flag ? o->flag : fm_key_of((fm_key_id)o->key)->flag;
 }
 
-/* The help lines of the table between head and tail, on stdout: a row
- * that names a key and no help of its own prints the key's. */
-static void print_help(const cli_opt *opts, const char *head, const char *tail) {
-  fputs(head, stdout);
+/* cmd's --help on stdout: its usage (run/fm_commands.h), the help lines
+ * of the table (a row that names a key and no help of its own prints the
+ * key's), then tail (NULL: the command's). */
+static void print_help(const char *cmd, const cli_opt *opts, const char *tail) {
+  const fm_command *c = fm_command_of(cmd);
+  fputs(c->usage, stdout);
   for (const cli_opt *o = opts; o->kind != CLI_O_END; o++) {
     char buf[2048], flag[64];
     snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
@@ -198,7 +201,7 @@ static void print_help(const cli_opt *opts, const char *head, const char *tail) 
                    o->help ? o->help : "", HELP_WIDTH, buf, sizeof buf);
     fputs(buf, stdout);
   }
-  fputs(tail, stdout);
+  fputs(tail ? tail : c->tail, stdout);
 }
 
 /* A size ("512M", "4G": traces/tr_trace.h tr_parse_size) into *to;
@@ -251,8 +254,9 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
   }
 }
 
-int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                   const char *head, const char *tail) {
+/* cli_parse_opts with the --help tail given (NULL: the command's). */
+static int parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                      const char *tail) {
   struct option lo[MAX_OPTS + 2];
   int n = 0;
   for (; opts[n].kind != CLI_O_END && n < MAX_OPTS; n++)
@@ -279,7 +283,7 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   int c;
   while ((c = getopt_strict(argc, argv, shorts, lo, repeat)) != -1) {
     if (c == 'h') {
-      print_help(opts, head, tail);
+      print_help(cmd, opts, tail);
       return CLI_HELP;
     }
     for (int i = 0; c < 256 && c != '?' && c != ':' && opts[i].kind != CLI_O_END; i++)
@@ -293,10 +297,18 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   return CLI_OK;
 }
 
-int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                    const char *head, const char *tail) {
-  int rc = cli_parse_opts(cmd, argc, argv, opts, head, tail);
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts) {
+  return parse_opts(cmd, argc, argv, opts, NULL);
+}
+
+int cli_parse_flags_with(const char *cmd, int argc, char **argv, const cli_opt *opts,
+                         const char *tail) {
+  int rc = parse_opts(cmd, argc, argv, opts, tail);
   if (rc == CLI_OK && optind < argc)
     return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
   return rc;
+}
+
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts) {
+  return cli_parse_flags_with(cmd, argc, argv, opts, NULL);
 }

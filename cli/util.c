@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_commands.h"
 #include "run/fm_json.h"
 #include "run/fm_trace.h"
 #include "placement/pl_error.h"
@@ -172,28 +173,20 @@ void cli_progress_end(cli_progress *p) {
   p->shown = 0;
 }
 
-/* m's usage on out. */
-static void menu_usage(const cli_menu *m, FILE *out) {
-  fputs(m->head, out);
-  for (size_t i = 0; i < m->n; i++)
-    fprintf(out, "  %-*s %s\n", m->width, m->cmds[i].name, m->cmds[i].summary);
-  fputs(m->tail, out);
-}
-
 int cli_dispatch(const cli_menu *m, int argc, char **argv) {
   if (argc < 2) {
-    menu_usage(m, stderr);
+    fm_command_menu_print(m->cmd, stderr);
     return CLI_EUSAGE;
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
-    menu_usage(m, stdout);
+    fm_command_menu_print(m->cmd, stdout);
     return CLI_OK;
   }
   for (size_t i = 0; i < m->n; i++)
     if (strcmp(argv[1], m->cmds[i].name) == 0)
       return m->cmds[i].fn(argc - 1, argv + 1);
-  if (!m->cmd)
+  if (!m->cmd[0])
     return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
   return cli_fail(CLI_EUSAGE, m->cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')",
                   argv[1], m->cmd);

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "flexmoe_config.h"
+#include "run/fm_commands.h"
 #include "run/fm_error.h"
 #include "run/fm_json.h"
 #include "run/fm_keys.h"
@@ -528,6 +529,8 @@ int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t
 }
 
 char *fm_keys_json(void) { return fm_keys_json_text(); }
+
+char *fm_commands_json(void) { return fm_commands_json_text(); }
 
 /* ---- sweep ---- */
 
