@@ -72,9 +72,6 @@ void cli_detect_json_errors(int argc, char **argv);
 /* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
-/* A policy spec as a table label: pl_policy_label (name and the parameters
- * off their defaults), else the name; returns buf. */
-const char *cli_policy_label(const char *spec, char *buf, size_t len);
 
 /* JSON values: fm_json_number and fm_json_string (run/fm_json.h). */
 /* Prints root as JSON (json_dumps flags) and a newline on stdout, and
@@ -202,48 +199,5 @@ struct fm_replay_config;
 int cli_parse_replay(const char *cmd, int argc, char **argv, struct fm_replay_config *cfg,
                      const cli_opt *own);
 int cli_replay_check(const char *cmd, const struct fm_replay_config *cfg);
-
-/*
- * The one table printer (cli/table.c). A table is an array of columns
- * ending with a row whose fmt is NULL; a row is an array of cells in the
- * same order. Text: each column after its separator (sep, NULL: one space,
- * none before the first), the cell in fmt padded to width (negative: left
- * aligned); the header line the same with the heads. CSV: the columns'
- * names (the key's JSON name, else name, else head), strings quoted when
- * they need it, numbers in csv (NULL: fmt), NaN as an empty field. JSON:
- * an object of the named columns (numbers that are not finite as null).
- * in: where the column appears (CLI_IN_*; 0: everywhere).
- */
-enum { CLI_IN_TEXT = 1, CLI_IN_CSV = 2, CLI_IN_JSON = 4, CLI_IN_ALL = 7 };
-typedef struct cli_col {
-  const char *head;
-  int width;
-  const char *fmt; /* printf conversion of the cell: "%s", "%lld" (CLI_I), "%.3f" (CLI_F) */
-  const char *sep;
-  const char *nan; /* text of a NaN cell (NULL: printf's) */
-  int finite;      /* 1: .nan also for infinities */
-  const char *csv; /* CSV conversion (NULL: fmt) */
-  const char *name;
-  int key; /* CLI_KEY(ID): named by the key FM_KEY_ID; 0: by name or head */
-  int in;
-} cli_col;
-#define CLI_KEY(id) (FM_KEY_##id + 1)
-/* A column of head, width and fmt alone. */
-#define CLI_COL(head_, width_, fmt_) {.head = (head_), .width = (width_), .fmt = (fmt_)}
-typedef struct cli_cell {
-  char type; /* 's', 'i' or 'f' */
-  const char *s;
-  long long i;
-  double f;
-} cli_cell;
-#define CLI_S(x) {.type = 's', .s = (x)}
-#define CLI_I(x) {.type = 'i', .i = (long long)(x)}
-#define CLI_F(x) {.type = 'f', .f = (double)(x)}
-#define CLI_END_COL {.fmt = NULL}
-/* fmt: CLI_FMT_TABLE (text) or CLI_FMT_CSV. */
-void cli_table_head(const cli_col *cols, int fmt);
-void cli_table_row(const cli_col *cols, const cli_cell *cells, int fmt);
-/* The row as a JSON object; NULL when out of memory. */
-struct json_t *cli_table_object(const cli_col *cols, const cli_cell *cells);
 
 #endif

@@ -9,27 +9,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "placement/pl_policy.h"
 #include "run/fm_cluster.h"
-
-static int print_table(void) {
-  for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {
-    const pl_policy_ops *ops = *r;
-    printf("%s%s\n  %s\n", ops->name, ops->clairvoyant ? " (reads the iteration's own counts)" : "",
-           ops->summary);
-    if (!ops->params || !ops->params[0].key)
-      printf("  (no parameters)\n");
-    for (const pl_param_desc *d = ops->params; d && d->key; d++) {
-      char kv[96];
-      snprintf(kv, sizeof(kv), "%s=%s", d->key, d->defval);
-      printf("    %-20s %s\n", kv, d->help);
-    }
-    printf("\n");
-  }
-  if (fflush(stdout))
-    return cli_fail(CLI_EFAIL, "policies", "cannot write to stdout");
-  return CLI_OK;
-}
 
 int cmd_policies(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
@@ -39,5 +21,8 @@ int cmd_policies(int argc, char **argv) {
     return rc == CLI_HELP ? CLI_OK : rc;
   if (fmt == CLI_FMT_JSON)
     return cli_json_print("policies", fm_policies_doc(), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  return print_table();
+  fm_text_policies(stdout);
+  if (fflush(stdout))
+    return cli_fail(CLI_EFAIL, "policies", "cannot write to stdout");
+  return CLI_OK;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sweep.h"
@@ -239,31 +240,6 @@ static void list_lost(const fm_sweep *sw) {
     fprintf(stderr, "  ... and %d more\n", shown - 64);
 }
 
-static void summary(const opts *o, const fm_sweep_config *c, const fm_sweep_stats *s) {
-  printf("sweep: %d grid points (%d trace%s x %d cluster%s x %d size%s x %d "
-         "seed%s x %d polic%s)%s\n",
-         s->unique, c->ntraces, c->ntraces == 1 ? "" : "s", c->nclusters,
-         c->nclusters == 1 ? "" : "s", c->nsizes, c->nsizes == 1 ? "" : "s",
-         c->nseeds, c->nseeds == 1 ? "" : "s", c->npolicies,
-         c->npolicies == 1 ? "y" : "ies",
-         s->unique < s->points ? " after removing duplicates" : "");
-  printf("  computed %d, already in %s %d, failed %d\n", s->done, o->cfg.db,
-         s->skipped + s->elsewhere, s->failed);
-  if (s->elsewhere)
-    printf("  (%d of them stored by another process while this sweep ran)\n",
-           s->elsewhere);
-  if (s->lost)
-    printf("  lost %d (not stored: listed on stderr; run the same command "
-           "again to compute them)\n",
-           s->lost);
-  if (s->ranks > 1)
-    printf("  wall %.2f s on %d MPI ranks\n", s->wall_s, s->ranks);
-  else
-    printf("  wall %.2f s with %d worker%s\n", s->wall_s, s->workers,
-           s->workers == 1 ? "" : "s");
-  printf("results: flexmoe report --db %s\n", o->cfg.db);
-}
-
 int cmd_sweep(int argc, char **argv) {
   opts o;
   memset(&o, 0, sizeof(o));
@@ -285,7 +261,7 @@ int cmd_sweep(int argc, char **argv) {
   if (s->rank == 0) {
     list_lost(sw);
     if (rc == CLI_OK || s->failed || s->lost)
-      summary(&o, fm_sweep_config_of(sw), s);
+      fm_text_sweep(stdout, fm_sweep_config_of(sw), s);
   }
   if (rc == CLI_OK && (s->failed || s->lost))
     rc = CLI_EFAIL;

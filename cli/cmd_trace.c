@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_commands.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
@@ -47,40 +48,7 @@ static int print_json(const char *cmd, json_t *root) {
   return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 }
 
-/* A column of the statistics tables: a number, "-" where it is not finite. */
-#define STAT_COL(head_, width_, fmt_)                                                         \
-  {.head = (head_), .width = (width_), .fmt = (fmt_), .sep = "  ", .nan = "-", .finite = 1}
-#define LAYER_COL CLI_COL("layer", 5, "%lld")
-
 /* ---- trace info ------------------------------------------------------------ */
-
-static void print_header(const fm_trace_analysis *a) {
-  const tr_trace *t = &a->trace;
-  const tr_stats *s = &a->stats;
-  char v[5][32];
-  const tr_meta *m = &t->meta;
-  printf("trace     %s\n", t->path);
-  printf("shape     %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n",
-         t->iterations, t->layers, t->ranks, t->experts, fm_trace_dtype_name(t->dtype));
-  if (s->first != 0 || s->iterations != t->iterations)
-    printf("analysed  iterations %" PRId64 "..%" PRId64 "\n", s->first,
-           s->first + s->iterations - 1);
-  printf("hash      xxh3:%016" PRIx64 "\n", t->hash);
-  snprintf(v[0], 32, m->top_k ? "%d" : "-", m->top_k);
-  snprintf(v[1], 32, m->d_model ? "%d" : "-", m->d_model);
-  snprintf(v[2], 32, m->d_ff ? "%d" : "-", m->d_ff);
-  snprintf(v[3], 32, m->tokens_per_rank ? "%" PRId64 : "-", m->tokens_per_rank);
-  snprintf(v[4], 32, m->bytes_per_elem ? "%d" : "-", m->bytes_per_elem);
-  printf("model     top_k %s, d_model %s, d_ff %s, bytes/elem %s, tokens/rank %s\n", v[0],
-         v[1], v[2], v[4], v[3]);
-  if (m->source[0])
-    printf("source    %s\n", m->source);
-  if (s->tokens_min == s->tokens_max)
-    printf("slots     %" PRId64 " per (iteration, layer), constant\n", s->tokens_min);
-  else
-    printf("slots     per (iteration, layer): min %" PRId64 ", max %" PRId64 " (varies)\n",
-           s->tokens_min, s->tokens_max);
-}
 
 /* What `trace info` and `trace stats` share: parse [--format]
  * [--iterations] [--max-memory] FILE into *cfg (help: head, the rows,
@@ -122,7 +90,7 @@ static int open_analysed(const char *cmd, int argc, char **argv,
  * of it (--format json) or the header and the tables table prints. */
 static int trace_analysed(const char *cmd,
                           json_t *(*doc)(const fm_trace_analysis *),
-                          void (*table)(const tr_stats *), int argc, char **argv) {
+                          void (*table)(FILE *, const tr_stats *), int argc, char **argv) {
   int fmt, rc;
   fm_trace_analysis a;
   if ((rc = open_analysed(cmd, argc, argv, &fmt, &a)))
@@ -130,77 +98,21 @@ static int trace_analysed(const char *cmd,
   if (fmt == CLI_FMT_JSON) {
     rc = print_json(cmd, doc(&a));
   } else {
-    print_header(&a);
-    table(&a.stats);
+    fm_text_trace_header(stdout, &a);
+    table(stdout, &a.stats);
   }
   fm_trace_analysis_fini(&a);
   return rc;
 }
 
-/* Per layer: skew and change, in brief. */
-static void print_info_table(const tr_stats *s) {
-  static const cli_col cols[] = {LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"),
-                                 STAT_COL("max/mean p90", 12, "%.2f"),
-                                 STAT_COL("change/step (L1)", 16, "%.3f"), CLI_END_COL};
-  printf("\n");
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    const cli_cell row[] = {CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90),
-                            CLI_F(x->change[0])};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-}
-
 static int trace_info(int argc, char **argv) {
-  return trace_analysed("trace info", fm_trace_info_doc, print_info_table, argc, argv);
+  return trace_analysed("trace info", fm_trace_info_doc, fm_text_trace_info, argc, argv);
 }
 
 /* ---- trace stats ----------------------------------------------------------- */
 
-/* The distribution of the per-iteration lag-1 change, per layer: the mean
- * above hides that real routing changes in bursts. */
-static void print_change_table(const tr_stats *s) {
-  static const cli_col cols[] = {LAYER_COL, STAT_COL("p50", 6, "%.3f"), STAT_COL("p90", 6, "%.3f"),
-                                 STAT_COL("p99", 6, "%.3f"), STAT_COL("p90/p50", 7, "%.2f"),
-                                 CLI_END_COL};
-  printf("\n       -- lag-1 change (L1) per iteration --\n");
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    const cli_cell row[] = {
-        CLI_I(l), CLI_F(x->change1_p50), CLI_F(x->change1_p90), CLI_F(x->change1_p99),
-        CLI_F(x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN)};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-}
-
-/* Per layer: skew, change at three lags, hot-set persistence, ranks. */
-static void print_stats_table(const tr_stats *s) {
-  static const cli_col cols[] = {
-      LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"), STAT_COL("p90", 5, "%.2f"),
-      STAT_COL("gini", 5, "%.3f"), STAT_COL("entropy", 7, "%.3f"), STAT_COL("lag1", 5, "%.3f"),
-      STAT_COL("lag10", 5, "%.3f"), STAT_COL("lag100", 6, "%.3f"), STAT_COL("lag1", 4, "%.2f"),
-      STAT_COL("lag10", 5, "%.2f"), STAT_COL("L1div", 5, "%.3f"), STAT_COL("totcv", 5, "%.3f"),
-      CLI_END_COL};
-  printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
-         "  --- ranks ---\n",
-         s->hot);
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    const cli_cell row[] = {
-        CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90), CLI_F(x->gini),
-        CLI_F(x->entropy), CLI_F(x->change[0]), CLI_F(x->change[1]), CLI_F(x->change[2]),
-        CLI_F(x->hot_persist[0]), CLI_F(x->hot_persist[1]), CLI_F(x->rank_divergence),
-        CLI_F(x->rank_total_cv)};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-  print_change_table(s);
-}
-
 static int trace_stats(int argc, char **argv) {
-  return trace_analysed("trace stats", fm_trace_stats_doc, print_stats_table, argc, argv);
+  return trace_analysed("trace stats", fm_trace_stats_doc, fm_text_trace_stats, argc, argv);
 }
 
 /* ---- trace gen --------------------------------------------------------------- */
@@ -305,57 +217,6 @@ done:
 
 /* ---- trace fit ---------------------------------------------------------------- */
 
-/* The fitted model f (written to out) as two tables: per layer, the
- * targets and what the fitted model reproduces (target, fitted, error of
- * four statistics); then the model's parameters (dynamics of the logits,
- * burst regimes and step spread). */
-#define FIT_COLS(prec)                                                                        \
-  {.width = 7, .fmt = prec, .sep = "  "}, {.width = 7, .fmt = prec},                          \
-      {.width = 7, .fmt = "%+.1f%%"}
-#define FIT_CELLS(t, g) CLI_F(t), CLI_F(g), CLI_F(100 * ((g) / (t) - 1))
-static void print_fit_table(const tr_fit *f, const char *out) {
-  static const cli_col fit[] = {LAYER_COL, FIT_COLS("%.2f"), FIT_COLS("%.4f"), FIT_COLS("%.4f"),
-                                FIT_COLS("%.4f"), CLI_END_COL};
-  static const cli_col model[] = {
-      LAYER_COL, {.head = "scale", .width = 6, .fmt = "%.3f", .sep = "  "},
-      {.head = "innov", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "phi", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "psi", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "rank_s", .width = 6, .fmt = "%.3f", .sep = "  "},
-      {.head = "enter", .width = 5, .fmt = "%.3f", .sep = "   "},
-      {.head = "leave", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "ratio", .width = 5, .fmt = "%.2f", .sep = "  "},
-      {.head = "share", .width = 5, .fmt = "%.2f", .sep = "  "},
-      {.head = "sigma", .width = 5, .fmt = "%.3f", .sep = "  "}, CLI_END_COL};
-  printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
-         " iterations, up to %d rounds\n\n",
-         f->source, f->iterations, out, f->cal_iterations, f->rounds);
-  printf("       ---- max/mean p50 -----  -- lag-1 change p50 ---  -- lag-1 change p90 ---"
-         "  -- L1 change lag 10 ---\nlayer");
-  for (int k = 0; k < 4; k++)
-    printf("   target  fitted  error");
-  printf("\n");
-  for (int l = 0; l < f->layers; l++) {
-    const tr_fit_stats *t = &f->layer[l].target, *g = &f->layer[l].fitted;
-    const cli_cell row[] = {
-        CLI_I(l), FIT_CELLS(t->max_mean_p50, g->max_mean_p50),
-        FIT_CELLS(t->change1_p50, g->change1_p50), FIT_CELLS(t->change1_p90, g->change1_p90),
-        FIT_CELLS(t->change10, g->change10)};
-    cli_table_row(fit, row, CLI_FMT_TABLE);
-  }
-  printf("\n       ------------ logits ------------  ---- burst regimes (ML) ----  steps\n");
-  cli_table_head(model, CLI_FMT_TABLE);
-  for (int l = 0; l < f->layers; l++) {
-    const tr_fit_layer *x = &f->layer[l];
-    double vol = x->vol_enter + x->vol_leave;
-    const cli_cell row[] = {CLI_I(l), CLI_F(x->scale), CLI_F(x->innov), CLI_F(x->phi),
-                            CLI_F(x->psi), CLI_F(x->rank_sigma), CLI_F(x->vol_enter),
-                            CLI_F(x->vol_leave), CLI_F(x->vol_ratio),
-                            CLI_F(vol > 0 ? x->vol_enter / vol : 0), CLI_F(x->vol_sigma)};
-    cli_table_row(model, row, CLI_FMT_TABLE);
-  }
-}
-
 /* tr_fit_progress_fn for the progress line: a layer's regimes, then its
  * calibration. */
 static void fit_progress(void *ctx, int done, int total) {
@@ -402,7 +263,7 @@ static int trace_fit(int argc, char **argv) {
     json_t *o = json_load_file(cfg.out, 0, NULL);
     rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", cfg.out);
   } else {
-    print_fit_table(&f, cfg.out);
+    fm_text_trace_fit(stdout, &f, cfg.out);
   }
   tr_fit_fini(&f);
   return rc;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_json.h"
 #include "run/fm_keys.h"
 #include "placement/pl_policy.h"
@@ -51,29 +52,6 @@ static int parse(vopts *o, int argc, char **argv) {
   return cli_replay_check("validate", r);
 }
 
-/* The result as a table: per policy the iteration time, then the phases. */
-static void print_table(const fm_validate_result *res) {
-  printf("validate: backend %s, predictor: %s\n", res->backend, res->predictor);
-  static const cli_col cols[] = {
-      CLI_COL("policy", -12, "%s"), CLI_COL("phase", -10, "%s"),
-      CLI_COL("predicted_ms", 12, "%.3f"), CLI_COL("measured_ms", 12, "%.3f"),
-      {.head = "error", .width = 9, .fmt = "%.1f%%", .nan = "n/a"}, CLI_END_COL};
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int p = 0; p < res->nruns; p++)
-    for (int q = FM_V_N - 1; q >= 0; q--) {
-      const fm_validate_run *r = &res->runs[p];
-      char sn[PL_SPEC_MAX + 1];
-      const cli_cell row[] = {
-          CLI_S(q == FM_V_TIME ? cli_policy_label(r->policy, sn, sizeof sn) : ""),
-          CLI_S(fm_validate_phase_names[q]), CLI_F(r->predicted[q]), CLI_F(r->measured[q]),
-          CLI_F(100.0 * r->error[q])};
-      cli_table_row(cols, row, CLI_FMT_TABLE);
-    }
-  printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
-         100 * res->median_abs_error, 100 * res->p95_abs_error,
-         res->ranking_agrees ? "agrees" : "DIFFERS");
-}
-
 int cmd_validate(int argc, char **argv) {
   vopts o;
   int rc = parse(&o, argc, argv);
@@ -85,7 +63,7 @@ int cmd_validate(int argc, char **argv) {
   if (res.owner) {
     if (o.fmt == CLI_FMT_JSON)
       rc = cli_json_print("validate", fm_validate_doc(&res), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    else print_table(&res);
+    else fm_text_validate(stdout, &res);
   }
   fm_validate_result_fini(&res);
   return rc;

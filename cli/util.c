@@ -191,9 +191,3 @@ int cli_dispatch(const cli_menu *m, int argc, char **argv) {
   return cli_fail(CLI_EUSAGE, m->cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')",
                   argv[1], m->cmd);
 }
-
-const char *cli_policy_label(const char *spec, char *buf, size_t len) {
-  if (pl_policy_label(spec, buf, len) != PL_OK)
-    snprintf(buf, len, "%.*s", (int)strcspn(spec, ":"), spec);
-  return buf;
-}
