@@ -7,10 +7,8 @@
  * are the run library's (run/fm_profile.h fm_calibrate); this file parses
  * the flags and prints the measurements.
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"

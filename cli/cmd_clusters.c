@@ -4,8 +4,6 @@
  */
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
 #include "run/fm_text.h"

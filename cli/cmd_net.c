@@ -6,17 +6,12 @@
  * the makespan.
  */
 #include <jansson.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
 #include "run/fm_text.h"
 #include "run/fm_cluster.h"
 #include "run/fm_keys.h"
-#include "sim/sim_cluster.h"
-#include "sim/sim_flows.h"
 
 /* flexmoe net ARGS: parses the flags, resolves the cluster, reads and runs
  * the flows and prints them; CLI_OK, CLI_EUSAGE for a bad command line,

@@ -12,18 +12,14 @@
  * with --temporaries each layer also has "temporaries": [{"expert", "from",
  * "to"}].
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
 #include "run/fm_text.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_place.h"
-#include "sim/sim_cluster.h"
 
 #define CMD "place"
 

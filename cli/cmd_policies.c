@@ -6,7 +6,6 @@
  */
 #include <jansson.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
 #include "run/fm_text.h"

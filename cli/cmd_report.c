@@ -8,7 +8,6 @@
  * The database is opened read-only and never changed.
  */
 #include <jansson.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -5,17 +5,13 @@
  * record, check verdict and JSON are run/fm_replay.h's; this file loops over
  * the policies and prints.
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
 #include "run/fm_text.h"
 #include "run/fm_keys.h"
 #include "run/fm_replay.h"
-#include "placement/pl_policy.h"
 
 /* What flexmoe run's flags say: the replay configuration (one policy at a
  * time goes into cfg.policy), the policies, the output and the database. */

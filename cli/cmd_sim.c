@@ -8,13 +8,8 @@
  * slots, policy spec: any error stops here); simulate all; then record each
  * run in its own transaction and print the comparison.
  */
-#include <jansson.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "run/fm_text.h"

@@ -6,10 +6,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -17,6 +14,7 @@
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sweep.h"
+#include "run/fm_text.h"
 
 #define CMD "sweep"
 #define MAX_LIST 64
@@ -121,39 +119,6 @@ static const char *resume_db;
 static pid_t sweep_pid;
 static volatile sig_atomic_t points_stored, points_before;
 
-/* The command line as a shell reads it back: words with characters other
- * than [A-Za-z0-9_./:,=+-] in single quotes. */
-static void build_resume(int argc, char **argv) {
-  size_t at = (size_t)snprintf(resume_cmd, sizeof resume_cmd, "flexmoe sweep");
-  for (int i = 1; i < argc && at < sizeof resume_cmd; i++) {
-    const char *w = argv[i];
-    int plain = w[0] && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                  "0123456789_./:,=+-") == strlen(w);
-    at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, plain ? " %s" : " '", w);
-    for (const char *c = w; !plain && *c && at < sizeof resume_cmd; c++)
-      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, *c == '\'' ? "'\\''" : "%c",
-                             *c);
-    if (!plain && at < sizeof resume_cmd)
-      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, "'");
-  }
-}
-
-/* Appends a decimal to buf at *at (no stdio: a signal handler calls it). */
-static void put_num(char *buf, size_t len, size_t *at, long v) {
-  char d[24];
-  int n = 0;
-  do
-    d[n++] = (char)('0' + v % 10);
-  while ((v /= 10) > 0 && n < 23);
-  while (n > 0 && *at + 1 < len)
-    buf[(*at)++] = d[--n];
-}
-
-static void put_str(char *buf, size_t len, size_t *at, const char *s) {
-  while (*s && *at + 1 < len)
-    buf[(*at)++] = *s++;
-}
-
 /* SIGINT / SIGTERM: workers leave quietly (the parent speaks); the parent
  * says what is stored and the command that resumes, then exits 130. A
  * point being computed was not committed: its transaction never happened. */
@@ -161,24 +126,15 @@ static void on_interrupt(int sig) {
   if (getpid() != sweep_pid)
     _exit(128 + sig);
   char msg[5120];
-  size_t at = 0;
-  put_str(msg, sizeof msg, &at, "\nflexmoe sweep: interrupted: ");
-  put_num(msg, sizeof msg, &at, (long)points_stored);
-  put_str(msg, sizeof msg, &at, " point(s) computed by this sweep are stored in ");
-  put_str(msg, sizeof msg, &at, resume_db);
-  put_str(msg, sizeof msg, &at, " (");
-  put_num(msg, sizeof msg, &at, (long)points_before);
-  put_str(msg, sizeof msg, &at, " were there before; points being computed are not stored)."
-                                "\nThe same command resumes where it stopped:\n  ");
-  put_str(msg, sizeof msg, &at, resume_cmd);
-  put_str(msg, sizeof msg, &at, "\n");
+  size_t at = fm_text_sweep_interrupted(msg, sizeof msg, (long)points_stored, (long)points_before,
+                                        resume_db, resume_cmd);
   ssize_t w = write(2, msg, at);
   (void)w;
   _exit(128 + sig);
 }
 
 static void catch_interrupts(int argc, char **argv, const char *db) {
-  build_resume(argc, argv);
+  fm_text_shell_words("flexmoe sweep", argc - 1, argv + 1, resume_cmd, sizeof resume_cmd);
   resume_db = db;
   sweep_pid = getpid();
   struct sigaction sa;
@@ -205,17 +161,7 @@ static void on_event(void *ctx, const fm_sweep_event *ev) {
     fputc('\n', stderr);
     goto say;
   }
-  int n = s->done + s->failed + s->elsewhere, total = s->pending;
-  int width = 30, fill = total ? n * width / total : width;
-  char bar[64];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-  bar[width] = '\0';
-  double eta = n ? s->wall_s / n * (total - n) : 0;
-  fprintf(stderr, "\r[%s] %d/%d points  %.1f s  eta %.0f s%s ", bar, n, total, s->wall_s, eta,
-          s->failed ? "  (failures)" : "");
-  if (n == total)
-    fputc('\n', stderr);
+  fm_text_sweep_bar(stderr, s);
   fflush(stderr);
 say:
   if (ev->kind != FM_SWEEP_PROGRESS)
@@ -231,13 +177,7 @@ static void list_lost(const fm_sweep *sw) {
            "%d point%s not computed and not stored (run the same command again "
            "to compute %s):",
            n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
-  const char *label;
-  int died, shown = 0;
-  for (int i = 0; fm_sweep_lost(sw, i, &label, &died) == 0; i++)
-    if (shown++ < 64)
-      fprintf(stderr, "  %s%s\n", label, died ? " (its worker died)" : "");
-  if (shown > 64)
-    fprintf(stderr, "  ... and %d more\n", shown - 64);
+  fm_text_sweep_lost(stderr, sw);
 }
 
 int cmd_sweep(int argc, char **argv) {

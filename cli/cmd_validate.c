@@ -9,15 +9,11 @@
  * the statistics printed.
  */
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
 #include "run/fm_text.h"
-#include "run/fm_json.h"
 #include "run/fm_keys.h"
-#include "placement/pl_policy.h"
 #include "run/fm_validate.h"
 
 /* The command line of validate. */

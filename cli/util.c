@@ -14,13 +14,10 @@
 #include "run/fm_commands.h"
 #include "run/fm_json.h"
 #include "run/fm_trace.h"
-#include "placement/pl_error.h"
-#include "placement/pl_policy.h"
 
 #include <jansson.h>
 
 static int json_errors; /* errors as JSON (cli_set_json_errors) */
-
 
 void cli_detect_json_errors(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
@@ -102,7 +99,6 @@ int cli_json_print(const char *cmd, json_t *root, size_t flags) {
   return ok ? CLI_OK : cli_fail(CLI_EFAIL, cmd, "cannot write the JSON output: %s",
                                 strerror(errno));
 }
-
 
 int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
                     int used_ranks, int flags) {

@@ -552,3 +552,73 @@ void fm_text_sweep(FILE *out, const fm_sweep_config *c, const fm_sweep_stats *s)
            s->workers == 1 ? "" : "s");
   fprintf(out, "results: flexmoe report --db %s\n", c->db);
 }
+
+void fm_text_sweep_bar(FILE *out, const fm_sweep_stats *s) {
+  int n = s->done + s->failed + s->elsewhere, total = s->pending;
+  int width = 30, fill = total ? n * width / total : width;
+  char bar[64];
+  for (int i = 0; i < width; i++)
+    bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+  bar[width] = '\0';
+  double eta = n ? s->wall_s / n * (total - n) : 0;
+  fprintf(out, "\r[%s] %d/%d points  %.1f s  eta %.0f s%s ", bar, n, total, s->wall_s, eta,
+          s->failed ? "  (failures)" : "");
+  if (n == total)
+    fputc('\n', out);
+}
+
+void fm_text_sweep_lost(FILE *out, const fm_sweep *sw) {
+  const char *label;
+  int died, shown = 0;
+  for (int i = 0; fm_sweep_lost(sw, i, &label, &died) == 0; i++)
+    if (shown++ < 64)
+      fprintf(out, "  %s%s\n", label, died ? " (its worker died)" : "");
+  if (shown > 64)
+    fprintf(out, "  ... and %d more\n", shown - 64);
+}
+
+/* Appends a decimal to buf at *at (no stdio: a signal handler calls it). */
+static void put_num(char *buf, size_t len, size_t *at, long v) {
+  char d[24];
+  int n = 0;
+  do
+    d[n++] = (char)('0' + v % 10);
+  while ((v /= 10) > 0 && n < 23);
+  while (n > 0 && *at + 1 < len)
+    buf[(*at)++] = d[--n];
+}
+
+static void put_str(char *buf, size_t len, size_t *at, const char *s) {
+  while (*s && *at + 1 < len)
+    buf[(*at)++] = *s++;
+}
+
+size_t fm_text_sweep_interrupted(char *msg, size_t len, long stored, long before, const char *db,
+                                 const char *resume) {
+  size_t at = 0;
+  put_str(msg, len, &at, "\nflexmoe sweep: interrupted: ");
+  put_num(msg, len, &at, stored);
+  put_str(msg, len, &at, " point(s) computed by this sweep are stored in ");
+  put_str(msg, len, &at, db);
+  put_str(msg, len, &at, " (");
+  put_num(msg, len, &at, before);
+  put_str(msg, len, &at, " were there before; points being computed are not stored)."
+                         "\nThe same command resumes where it stopped:\n  ");
+  put_str(msg, len, &at, resume);
+  put_str(msg, len, &at, "\n");
+  return at;
+}
+
+void fm_text_shell_words(const char *prefix, int argc, char **argv, char *buf, size_t len) {
+  size_t at = (size_t)snprintf(buf, len, "%s", prefix);
+  for (int i = 0; i < argc && at < len; i++) {
+    const char *w = argv[i];
+    int plain = w[0] && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                  "0123456789_./:,=+-") == strlen(w);
+    at += (size_t)snprintf(buf + at, len - at, plain ? " %s" : " '", w);
+    for (const char *c = w; !plain && *c && at < len; c++)
+      at += (size_t)snprintf(buf + at, len - at, *c == '\'' ? "'\\''" : "%c", *c);
+    if (!plain && at < len)
+      at += (size_t)snprintf(buf + at, len - at, "'");
+  }
+}

@@ -87,5 +87,23 @@ struct json_t *fm_report_runs_doc(const char *db, const st_run_summary *runs, si
 /* sweep: the summary of a finished sweep of configuration c (its grid,
  * what was computed, found, failed and lost, the wall time). */
 void fm_text_sweep(FILE *out, const fm_sweep_config *c, const fm_sweep_stats *s);
+/* The progress bar of a running sweep as one line that redraws itself
+ * ("\r[===>   ] N/T points  W s  eta E s"; a newline once all are done). */
+void fm_text_sweep_bar(FILE *out, const fm_sweep_stats *s);
+/* The points the sweep lost, one line each ("  LABEL", "(its worker
+ * died)"): the first 64, then how many more. */
+void fm_text_sweep_lost(FILE *out, const fm_sweep *sw);
+/* What an interrupted sweep says: how many points it stored in db, how
+ * many were there before, and the command resume that continues it; into
+ * buf (cut at len - 1 bytes, not NUL-terminated). Async-signal-safe (no
+ * stdio, no allocation): a signal handler calls it. Returns the bytes
+ * written. */
+size_t fm_text_sweep_interrupted(char *buf, size_t len, long stored, long before, const char *db,
+                                 const char *resume);
+
+/* A command line as a shell reads it back, into buf (NUL-terminated, cut
+ * at len): prefix, then each of argv[0..argc) after a space, words with
+ * characters other than [A-Za-z0-9_./:,=+-] in single quotes. */
+void fm_text_shell_words(const char *prefix, int argc, char **argv, char *buf, size_t len);
 
 #endif
