@@ -165,11 +165,8 @@ enum { CLI_HELP = -1 };
  * padded to 22 columns) and cmd's tail. */
 int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts);
 /* cli_parse_opts for a command that takes no operands: one left over is
- * refused ("unexpected argument 'X'", CLI_EUSAGE). _with: the --help tail
- * given (NULL: the command's). */
+ * refused ("unexpected argument 'X'", CLI_EUSAGE). */
 int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts);
-int cli_parse_flags_with(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                         const char *tail);
 
 /* The --format row of a command that prints a table or JSON, into *dest
  * (int: CLI_FMT_*). */

@@ -20,7 +20,6 @@
 
 #include "cli.h"
 #include "run/fm_text.h"
-#include "run/fm_commands.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_trace.h"
@@ -157,14 +156,7 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
       MODEL_ROW(REGIME),
       MODEL_ROW(RAGGED),
       {.kind = CLI_O_END}};
-  char list[2048] = "", tail[4096];
-  for (int i = 0; tr_gen_patterns[i]; i++) {
-    char line[160];
-    snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
-    strncat(list, line, sizeof(list) - strlen(list) - 1);
-  }
-  snprintf(tail, sizeof(tail), "\npatterns:\n%s%s", list, fm_command_of(cmd)->tail);
-  int rc = cli_parse_flags_with(cmd, argc, argv, opts, tail);
+  int rc = cli_parse_flags(cmd, argc, argv, opts);
   if (rc)
     return rc;
   if (!c->pattern == !c->fit_path)

@@ -74,21 +74,9 @@ static int parse_key_list(const char *cmd, int key, const char *text, long *out,
 
 /* One of the key's choices ("--engine: 'x' is not analytic or des"). */
 static int parse_choice(const char *cmd, int key, const char *text, const char **out) {
-  const fm_key *k = fm_key_of((fm_key_id)key);
-  if (!fm_key_choice_ok((fm_key_id)key, text)) {
-    char words[256]; /* the choices but the last, as "a, b" */
-    size_t at = 0, last = (size_t)(strrchr(k->choices, '|') - k->choices);
-    for (size_t i = 0; i < last && at + 3 < sizeof words; i++) {
-      if (k->choices[i] == '|')
-        words[at++] = ',';
-      words[at++] = k->choices[i] == '|' ? ' ' : k->choices[i];
-    }
-    words[at] = '\0';
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not %s or %s", k->flag, text ? text : "",
-                    words, k->choices + last + 1);
-  }
-  *out = text;
-  return CLI_OK;
+  parse_msg m;
+  char *em = msg_for(&m, fm_key_of((fm_key_id)key)->flag, text);
+  return parsed(cmd, fm_key_parse_choice((fm_key_id)key, FM_NAME_FLAG, text, out, em, m.n), &m);
 }
 
 /* What cli_getopt last saw: its options (for "did you mean") and the
@@ -186,8 +174,8 @@ static const char *flag_of(const cli_opt *o) {
 
 /* cmd's --help on stdout: its usage (run/fm_commands.h), the help lines
  * of the table (a row that names a key and no help of its own prints the
- * key's), then tail (NULL: the command's). */
-static void print_help(const char *cmd, const cli_opt *opts, const char *tail) {
+ * key's), then its tail. */
+static void print_help(const char *cmd, const cli_opt *opts) {
   const fm_command *c = fm_command_of(cmd);
   fputs(c->usage, stdout);
   for (const cli_opt *o = opts; o->kind != CLI_O_END; o++) {
@@ -201,7 +189,7 @@ static void print_help(const char *cmd, const cli_opt *opts, const char *tail) {
                    o->help ? o->help : "", HELP_WIDTH, buf, sizeof buf);
     fputs(buf, stdout);
   }
-  fputs(tail ? tail : c->tail, stdout);
+  fm_command_tail_print(c, stdout);
 }
 
 /* A size ("512M", "4G": traces/tr_trace.h tr_parse_size) into *to;
@@ -254,9 +242,7 @@ static int store(const char *cmd, const cli_opt *o, const char *arg) {
   }
 }
 
-/* cli_parse_opts with the --help tail given (NULL: the command's). */
-static int parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                      const char *tail) {
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts) {
   struct option lo[MAX_OPTS + 2];
   int n = 0;
   for (; opts[n].kind != CLI_O_END && n < MAX_OPTS; n++)
@@ -283,7 +269,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opt
   int c;
   while ((c = getopt_strict(argc, argv, shorts, lo, repeat)) != -1) {
     if (c == 'h') {
-      print_help(cmd, opts, tail);
+      print_help(cmd, opts);
       return CLI_HELP;
     }
     for (int i = 0; c < 256 && c != '?' && c != ':' && opts[i].kind != CLI_O_END; i++)
@@ -297,18 +283,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opt
   return CLI_OK;
 }
 
-int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts) {
-  return parse_opts(cmd, argc, argv, opts, NULL);
-}
-
-int cli_parse_flags_with(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                         const char *tail) {
-  int rc = parse_opts(cmd, argc, argv, opts, tail);
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts) {
+  int rc = cli_parse_opts(cmd, argc, argv, opts);
   if (rc == CLI_OK && optind < argc)
     return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
   return rc;
-}
-
-int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts) {
-  return cli_parse_flags_with(cmd, argc, argv, opts, NULL);
 }

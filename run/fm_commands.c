@@ -13,6 +13,7 @@
 
 #include "flexmoe_config.h"
 #include "run/fm_json.h"
+#include "traces/tr_gen.h"
 
 static const fm_command table[] = {
     {.name = "",
@@ -352,6 +353,27 @@ static const fm_command table[] = {
         "      --profile h200-green-4.json --db flexmoe.db --format json\n"},
     {.name = NULL}};
 
+/* c's --help tail into buf (NUL-terminated, cut at len): trace gen's
+ * starts with the generator's patterns ("  NAME  HELP", traces/tr_gen.h),
+ * the others are their row's. */
+static const char *tail_text(const fm_command *c, char *buf, size_t len) {
+  if (strcmp(c->name, "trace gen") != 0)
+    return c->tail;
+  char list[2048] = "";
+  for (int i = 0; tr_gen_patterns[i]; i++) {
+    char line[160];
+    snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
+    strncat(list, line, sizeof(list) - strlen(list) - 1);
+  }
+  snprintf(buf, len, "\npatterns:\n%s%s", list, c->tail);
+  return buf;
+}
+
+void fm_command_tail_print(const fm_command *c, FILE *out) {
+  char buf[4096];
+  fputs(tail_text(c, buf, sizeof buf), out);
+}
+
 const fm_command *fm_command_of(const char *name) {
   for (const fm_command *c = table; name && c->name; c++)
     if (strcmp(c->name, name) == 0)
@@ -395,11 +417,12 @@ void fm_command_menu_print(const char *menu, FILE *out) {
 char *fm_commands_json_text(void) {
   json_t *list = json_array();
   int bad = !list;
+  char buf[4096];
   for (const fm_command *c = table; c->name && !bad; c++)
     bad |= json_array_append_new(
         list, json_pack("{s:o, s:o, s:o, s:o}", "name", fm_json_string(c->name), "summary",
                         fm_json_string(c->summary), "usage", fm_json_string(c->usage), "tail",
-                        fm_json_string(c->tail)));
+                        fm_json_string(tail_text(c, buf, sizeof buf))));
   char *text = bad ? NULL : json_dumps(list, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(list);
   return text;

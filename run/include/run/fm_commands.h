@@ -24,12 +24,16 @@ typedef struct fm_command {
   const char *name;    /* "sim", "trace info"; "" for flexmoe itself */
   const char *summary; /* its line in the menu above it */
   const char *usage;   /* --help before the flags (a menu: before its list) */
-  const char *tail;    /* --help after them (trace gen: its pattern list goes before) */
+  const char *tail;    /* --help after them (trace gen: fm_command_tail_print) */
 } fm_command;
 
 /* The row of the command name ("sim", "trace info", "" for flexmoe), or
  * NULL when there is none. */
 const fm_command *fm_command_of(const char *name);
+
+/* c's --help tail on out: its row's, after the generator's pattern list
+ * for trace gen (traces/tr_gen.h tr_gen_patterns). */
+void fm_command_tail_print(const fm_command *c, FILE *out);
 
 /* The i-th command listed by the menu named menu ("" or "trace") in table
  * order, or NULL after the last. */
@@ -41,7 +45,8 @@ void fm_command_menu_print(const char *menu, FILE *out);
 
 /*
  * The table as JSON text (malloc'd, release with free / fm_free): a list of
- * {"name", "summary", "usage", "tail"} in table order. NULL when out of
+ * {"name", "summary", "usage", "tail"} in table order (tail as
+ * fm_command_tail_print writes it). NULL when out of
  * memory.
  */
 char *fm_commands_json_text(void);
