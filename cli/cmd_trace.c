@@ -12,7 +12,6 @@
  * (run/fm_trace.h): this file maps flags to its configurations and prints
  * what comes back.
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,10 +192,7 @@ static int trace_gen(int argc, char **argv) {
     g.gen.hot_layout = TR_HOT_SPREAD;
   rc = fm_trace_gen_write(&a.cfg, &g, em, el);
   if (!rc)
-    printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
-           " tokens per rank, seed %" PRIu64 "\n",
-           a.cfg.out, a.cfg.iterations, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
-           g.gen.tokens_per_rank, a.cfg.seed);
+    fm_text_trace_gen(stdout, &a.cfg, &g);
 done:
   if (rc)
     cli_fail(rc, cmd, "%s", em);
@@ -288,10 +284,7 @@ static int trace_rescale(int argc, char **argv) {
   char em[ERRLEN];
   if ((c = fm_trace_rescale(&cfg, &w, em, sizeof(em))))
     return cli_fail(c, cmd, "%s", em);
-  printf("wrote %s: %" PRId64 " iterations x %d layers x %d GPUs x %d experts, %s slots "
-         "per GPU, seed %" PRIu64 "\n",
-         cfg.out, w.iterations, w.layers, cfg.gpus, w.experts,
-         cfg.tokens_per_gpu > 0 ? "exact" : "source-rank", cfg.seed);
+  fm_text_trace_rescale(stdout, &cfg, &w);
   return CLI_OK;
 }
 
@@ -339,8 +332,7 @@ static int trace_import(int argc, char **argv) {
     fm_trace_remove(cfg.out);
     return c;
   }
-  printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", cfg.out,
-         o.iterations, o.layers, o.ranks, o.experts, fm_trace_dtype_name(o.dtype));
+  fm_text_trace_import(stdout, cfg.out, &o);
   return CLI_OK;
 }
 

@@ -167,6 +167,28 @@ void fm_text_trace_fit(FILE *out, const tr_fit *f, const char *path) {
   }
 }
 
+void fm_text_trace_gen(FILE *out, const fm_trace_gen_config *cfg, const fm_trace_gen *g) {
+  fprintf(out,
+          "wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
+          " tokens per rank, seed %" PRIu64 "\n",
+          cfg->out, cfg->iterations, g->gen.layers, g->gen.ranks, g->gen.experts, g->gen.top_k,
+          g->gen.tokens_per_rank, cfg->seed);
+}
+
+void fm_text_trace_rescale(FILE *out, const fm_trace_rescale_config *cfg,
+                           const fm_trace_shape *w) {
+  fprintf(out,
+          "wrote %s: %" PRId64 " iterations x %d layers x %d GPUs x %d experts, %s slots "
+          "per GPU, seed %" PRIu64 "\n",
+          cfg->out, w->iterations, w->layers, cfg->gpus, w->experts,
+          cfg->tokens_per_gpu > 0 ? "exact" : "source-rank", cfg->seed);
+}
+
+void fm_text_trace_import(FILE *out, const char *path, const fm_trace_shape *o) {
+  fprintf(out, "wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n",
+          path, o->iterations, o->layers, o->ranks, o->experts, fm_trace_dtype_name(o->dtype));
+}
+
 void fm_text_sim(FILE *out, const fm_sim_comparison *cmp, const char *trace, const char *engine,
                  const char *db) {
   /* comparisons are over effective time: dropping cannot look like speed */

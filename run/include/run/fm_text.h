@@ -38,6 +38,14 @@ void fm_text_trace_stats(FILE *out, const tr_stats *s);
  * then the model's parameters per layer. */
 void fm_text_trace_fit(FILE *out, const tr_fit *f, const char *path);
 
+/* trace gen, rescale, import: the one line of what was written
+ * ("wrote OUT: shape, ..."): a generated trace (g as fm_trace_gen_write
+ * left it), a rescaled one (shape w) and an imported one (shape o). */
+void fm_text_trace_gen(FILE *out, const fm_trace_gen_config *cfg, const fm_trace_gen *g);
+void fm_text_trace_rescale(FILE *out, const fm_trace_rescale_config *cfg,
+                           const fm_trace_shape *w);
+void fm_text_trace_import(FILE *out, const char *path, const fm_trace_shape *o);
+
 /* sim: the comparison cmp of the trace on engine (a heading naming db
  * when it is not NULL), one line per policy (speedup over the static run
  * in effective time) and the legend. */
