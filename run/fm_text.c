@@ -38,10 +38,10 @@ void fm_text_trace_header(FILE *out, const fm_trace_analysis *a) {
   const tr_meta *m = &t->meta;
   fprintf(out, "trace     %s\n", t->path);
   fprintf(out, "shape     %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n",
-         t->iterations, t->layers, t->ranks, t->experts, fm_trace_dtype_name(t->dtype));
+          t->iterations, t->layers, t->ranks, t->experts, fm_trace_dtype_name(t->dtype));
   if (s->first != 0 || s->iterations != t->iterations)
     fprintf(out, "analysed  iterations %" PRId64 "..%" PRId64 "\n", s->first,
-           s->first + s->iterations - 1);
+            s->first + s->iterations - 1);
   fprintf(out, "hash      xxh3:%016" PRIx64 "\n", t->hash);
   snprintf(v[0], 32, m->top_k ? "%d" : "-", m->top_k);
   snprintf(v[1], 32, m->d_model ? "%d" : "-", m->d_model);
@@ -49,14 +49,14 @@ void fm_text_trace_header(FILE *out, const fm_trace_analysis *a) {
   snprintf(v[3], 32, m->tokens_per_rank ? "%" PRId64 : "-", m->tokens_per_rank);
   snprintf(v[4], 32, m->bytes_per_elem ? "%d" : "-", m->bytes_per_elem);
   fprintf(out, "model     top_k %s, d_model %s, d_ff %s, bytes/elem %s, tokens/rank %s\n", v[0],
-         v[1], v[2], v[4], v[3]);
+          v[1], v[2], v[4], v[3]);
   if (m->source[0])
     fprintf(out, "source    %s\n", m->source);
   if (s->tokens_min == s->tokens_max)
     fprintf(out, "slots     %" PRId64 " per (iteration, layer), constant\n", s->tokens_min);
   else
     fprintf(out, "slots     per (iteration, layer): min %" PRId64 ", max %" PRId64 " (varies)\n",
-           s->tokens_min, s->tokens_max);
+            s->tokens_min, s->tokens_max);
 }
 
 /* Per layer: skew and change, in brief. */
@@ -99,9 +99,10 @@ void fm_text_trace_stats(FILE *out, const tr_stats *s) {
       STAT_COL("lag10", 5, "%.3f"), STAT_COL("lag100", 6, "%.3f"), STAT_COL("lag1", 4, "%.2f"),
       STAT_COL("lag10", 5, "%.2f"), STAT_COL("L1div", 5, "%.3f"), STAT_COL("totcv", 5, "%.3f"),
       FM_END_COL};
-  fprintf(out, "\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
-         "  --- ranks ---\n",
-         s->hot);
+  fprintf(out,
+          "\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
+          "  --- ranks ---\n",
+          s->hot);
   fm_table_head(out, cols, 0);
   for (int l = 0; l < s->layers; l++) {
     const tr_layer_stats *x = &s->layer[l];
@@ -138,11 +139,12 @@ void fm_text_trace_fit(FILE *out, const tr_fit *f, const char *path) {
       {.head = "ratio", .width = 5, .fmt = "%.2f", .sep = "  "},
       {.head = "share", .width = 5, .fmt = "%.2f", .sep = "  "},
       {.head = "sigma", .width = 5, .fmt = "%.3f", .sep = "  "}, FM_END_COL};
-  fprintf(out, "fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
-         " iterations, up to %d rounds\n\n",
-         f->source, f->iterations, path, f->cal_iterations, f->rounds);
+  fprintf(out,
+          "fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
+          " iterations, up to %d rounds\n\n",
+          f->source, f->iterations, path, f->cal_iterations, f->rounds);
   fprintf(out, "       ---- max/mean p50 -----  -- lag-1 change p50 ---  -- lag-1 change p90 ---"
-         "  -- L1 change lag 10 ---\nlayer");
+               "  -- L1 change lag 10 ---\nlayer");
   for (int k = 0; k < 4; k++)
     fprintf(out, "   target  fitted  error");
   fprintf(out, "\n");
@@ -185,8 +187,8 @@ void fm_text_trace_rescale(FILE *out, const fm_trace_rescale_config *cfg,
 }
 
 void fm_text_trace_import(FILE *out, const char *path, const fm_trace_shape *o) {
-  fprintf(out, "wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n",
-          path, o->iterations, o->layers, o->ranks, o->experts, fm_trace_dtype_name(o->dtype));
+  fprintf(out, "wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", path,
+          o->iterations, o->layers, o->ranks, o->experts, fm_trace_dtype_name(o->dtype));
 }
 
 void fm_text_sim(FILE *out, const fm_sim_comparison *cmp, const char *trace, const char *engine,
@@ -194,9 +196,9 @@ void fm_text_sim(FILE *out, const fm_sim_comparison *cmp, const char *trace, con
   /* comparisons are over effective time: dropping cannot look like speed */
   double ref = fm_sim_summary_of(cmp->out[cmp->static_idx])->effective_iteration_ms;
   const fm_sim_summary *s0 = fm_sim_summary_of(cmp->out[0]);
-  fprintf(out, "trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
-         trace, (long long)s0->iterations, s0->cluster, s0->gpus, engine,
-         db ? ", results in " : "", db ? db : "");
+  fprintf(out, "trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n", trace,
+          (long long)s0->iterations, s0->cluster, s0->gpus, engine, db ? ", results in " : "",
+          db ? db : "");
   static const fm_col cols[] = {
       FM_COL("policy", -20, "%s"), FM_COL("iter_ms", 9, "%.3f"), FM_COL("eff_ms", 9, "%.3f"),
       {.head = "speedup", .width = 7, .fmt = "%.2fx", .nan = "-"}, FM_COL("bal_p50", 7, "%.2f"),
@@ -217,9 +219,9 @@ void fm_text_sim(FILE *out, const fm_sim_comparison *cmp, const char *trace, con
     fm_table_row(out, cols, row, 0);
   }
   fprintf(out, "(times in ms per iteration; eff_ms = iter_ms / (1 - share of token slots\n"
-         " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"
-         " does not count as speed; balance = max/mean GPU load after routing, worst\n"
-         " layer; policy parameters in full: --format json or flexmoe report)\n");
+               " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"
+               " does not count as speed; balance = max/mean GPU load after routing, worst\n"
+               " layer; policy parameters in full: --format json or flexmoe report)\n");
 }
 
 /* One layer shown as a table: balance, drops and moves, then per GPU its
@@ -228,11 +230,11 @@ static void place_layer(FILE *out, const fm_place_result *r, int i) {
   const fm_place_layer *lo = &r->layers[i];
   const pl_placement *p = &lo->placement;
   fprintf(out, "\nlayer %d: balance %.3f (max/mean GPU load after routing)", r->layer0 + i,
-         lo->balance);
+          lo->balance);
   if (lo->dropped)
     fprintf(out, ", %" PRId64 " token slots dropped", lo->dropped);
   fprintf(out, ", %d move%s%s\n", lo->nmoves, lo->nmoves == 1 ? "" : "s",
-         lo->nmoves && lo->background ? " (background)" : "");
+          lo->nmoves && lo->background ? " (background)" : "");
   /* the experts cell puts a space before each expert (a '*' after one with
    * several replicas), its head one before "experts" */
   static const fm_col cols[] = {{.head = "gpu", .width = 4, .fmt = "%lld", .sep = "  "},
@@ -258,16 +260,16 @@ static void place_layer(FILE *out, const fm_place_result *r, int i) {
       fprintf(out, "  move: drop expert %d on GPU %d\n", m->expert, m->from);
     else
       fprintf(out, "  move: %s expert %d GPU %d -> %d (%.1f MB)\n", fm_place_move_kind(m->kind),
-             m->expert, m->from, m->to, (double)m->bytes / 1e6);
+              m->expert, m->from, m->to, (double)m->bytes / 1e6);
   }
   for (int k = 0; r->temporaries && k < lo->ntemps; k++)
     fprintf(out, "  temporary: expert %d GPU %d -> %d (weights, this iteration only)\n",
-           lo->temps[k].expert, lo->temps[k].from, lo->temps[k].to);
+            lo->temps[k].expert, lo->temps[k].from, lo->temps[k].to);
 }
 
 void fm_text_place(FILE *out, const fm_place_result *r) {
   fprintf(out, "policy %s\n%s, iteration %" PRId64 ": %d GPUs (%d per node), %d slots per GPU\n",
-         r->policy, r->trace, r->iteration, r->gpus, r->gpus_per_node, r->slots);
+          r->policy, r->trace, r->iteration, r->gpus, r->gpus_per_node, r->slots);
   for (int i = 0; i < r->nlayers; i++)
     place_layer(out, r, i);
   fprintf(out, "\n(* = replicated expert)\n");
@@ -291,11 +293,12 @@ void fm_text_replay_row(FILE *out, const fm_replay_output *o, int check_ok, int 
     fm_table_head(out, cols, 0);
   fm_table_row(out, cols, row, 0);
   if (o->checked)
-    fprintf(out, "  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
-           " missing, %d replicas, %d checksum mismatches: %s\n",
-           o->check.out_err, o->check.din_err, o->check.grad_err, o->check.tokens_checked,
-           o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
-           check_ok ? "ok" : "FAILED");
+    fprintf(out,
+            "  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
+            " missing, %d replicas, %d checksum mismatches: %s\n",
+            o->check.out_err, o->check.din_err, o->check.grad_err, o->check.tokens_checked,
+            o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
+            check_ok ? "ok" : "FAILED");
 }
 
 void fm_text_validate(FILE *out, const fm_validate_result *res) {
@@ -315,9 +318,10 @@ void fm_text_validate(FILE *out, const fm_validate_result *res) {
           FM_F(100.0 * r->error[q])};
       fm_table_row(out, cols, row, 0);
     }
-  fprintf(out, "median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
-         100 * res->median_abs_error, 100 * res->p95_abs_error,
-         res->ranking_agrees ? "agrees" : "DIFFERS");
+  fprintf(out,
+          "median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
+          100 * res->median_abs_error, 100 * res->p95_abs_error,
+          res->ranking_agrees ? "agrees" : "DIFFERS");
 }
 
 void fm_text_calibration(FILE *out, const fm_calibrate_config *a, const fm_calibration *c) {
@@ -343,10 +347,12 @@ void fm_text_calibration(FILE *out, const fm_calibrate_config *a, const fm_calib
   fm_table_head(out, exchange, 0);
   for (int i = 0; i < res->nsizes; i++)
     fm_table_row(out, exchange, (const fm_cell[]){FM_F(res->x_bytes[i]), FM_F(res->x_us[i])}, 0);
-  fprintf(out, "exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
-         " launch %.2f us per kernel\n",
-         res->exchange_GBps, res->exchange_latency_us, res->local_lat_us, res->local_us_per_row,
-         res->launch_us);
+  fprintf(
+      out,
+      "exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
+      " launch %.2f us per kernel\n",
+      res->exchange_GBps, res->exchange_latency_us, res->local_lat_us, res->local_us_per_row,
+      res->launch_us);
   if (a->out_path) {
     char cpath[1024];
     fm_profile_cluster_path(a->out_path, cpath, sizeof cpath);
@@ -384,8 +390,8 @@ static const fm_col flow_cols[] = {
 
 void fm_text_flows(FILE *out, const fm_net_result *r) {
   const sim_cluster *cl = &r->cluster;
-  fprintf(out, "cluster %s: %d nodes x %d GPUs, %d flows\n", cl->name, cl->nodes,
-          cl->gpus_per_node, r->nflows);
+  fprintf(out, "cluster %s: %d nodes x %d GPUs, %d flows\n", cl->name, cl->nodes, cl->gpus_per_node,
+          r->nflows);
   fm_table_head(out, flow_cols, 0);
   for (int i = 0; i < r->nflows; i++)
     fm_table_row(out, flow_cols, (const fm_cell[])FLOW_CELLS(&r->flows[i]), 0);
@@ -410,8 +416,8 @@ json_t *fm_net_flows_doc(const fm_net_result *r) {
 void fm_text_policies(FILE *out) {
   for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {
     const pl_policy_ops *ops = *r;
-    fprintf(out, "%s%s\n  %s\n", ops->name, ops->clairvoyant ? " (reads the iteration's own counts)" : "",
-           ops->summary);
+    fprintf(out, "%s%s\n  %s\n", ops->name,
+            ops->clairvoyant ? " (reads the iteration's own counts)" : "", ops->summary);
     if (!ops->params || !ops->params[0].key)
       fprintf(out, "  (no parameters)\n");
     for (const pl_param_desc *d = ops->params; d && d->key; d++) {
@@ -467,13 +473,15 @@ void fm_text_report(FILE *out, const char *db, const fm_report *rep) {
         FM_F(r->total_tokens > 0 ? 100 * r->dropped_tokens / r->total_tokens : 0.0)};
     fm_table_row(out, table_cols, row, 0);
   }
-  fprintf(out, "\n(times: mean ms per iteration; eff_ms = mean_ms / (1 - dropped), inf "
-         "if all are dropped;\n speedup = static / policy and vs_oracle = policy / "
-         "oracle - 1, both in eff_ms;\n vs_oracle is - for a policy that drops "
-         "tokens (the oracle is dropless; it makes no per-iteration\n copies, so "
-         "fastermoe's shadows and flexmoe's temporaries can go below it);\n dropped = share of token "
-         "slots dropped (capacity); policies by name and the\n parameters that "
-         "differ, in full: --format csv|json or --runs)\n");
+  fprintf(
+      out,
+      "\n(times: mean ms per iteration; eff_ms = mean_ms / (1 - dropped), inf "
+      "if all are dropped;\n speedup = static / policy and vs_oracle = policy / "
+      "oracle - 1, both in eff_ms;\n vs_oracle is - for a policy that drops "
+      "tokens (the oracle is dropless; it makes no per-iteration\n copies, so "
+      "fastermoe's shadows and flexmoe's temporaries can go below it);\n dropped = share of token "
+      "slots dropped (capacity); policies by name and the\n parameters that "
+      "differ, in full: --format csv|json or --runs)\n");
 }
 
 /* The comparison as CSV: every row with its configuration, in full. */
@@ -551,27 +559,27 @@ json_t *fm_report_runs_doc(const char *db, const st_run_summary *runs, size_t n)
 }
 
 void fm_text_sweep(FILE *out, const fm_sweep_config *c, const fm_sweep_stats *s) {
-  fprintf(out, "sweep: %d grid points (%d trace%s x %d cluster%s x %d size%s x %d "
-         "seed%s x %d polic%s)%s\n",
-         s->unique, c->ntraces, c->ntraces == 1 ? "" : "s", c->nclusters,
-         c->nclusters == 1 ? "" : "s", c->nsizes, c->nsizes == 1 ? "" : "s",
-         c->nseeds, c->nseeds == 1 ? "" : "s", c->npolicies,
-         c->npolicies == 1 ? "y" : "ies",
-         s->unique < s->points ? " after removing duplicates" : "");
+  fprintf(out,
+          "sweep: %d grid points (%d trace%s x %d cluster%s x %d size%s x %d "
+          "seed%s x %d polic%s)%s\n",
+          s->unique, c->ntraces, c->ntraces == 1 ? "" : "s", c->nclusters,
+          c->nclusters == 1 ? "" : "s", c->nsizes, c->nsizes == 1 ? "" : "s", c->nseeds,
+          c->nseeds == 1 ? "" : "s", c->npolicies, c->npolicies == 1 ? "y" : "ies",
+          s->unique < s->points ? " after removing duplicates" : "");
   fprintf(out, "  computed %d, already in %s %d, failed %d\n", s->done, c->db,
-         s->skipped + s->elsewhere, s->failed);
+          s->skipped + s->elsewhere, s->failed);
   if (s->elsewhere)
-    fprintf(out, "  (%d of them stored by another process while this sweep ran)\n",
-           s->elsewhere);
+    fprintf(out, "  (%d of them stored by another process while this sweep ran)\n", s->elsewhere);
   if (s->lost)
-    fprintf(out, "  lost %d (not stored: listed on stderr; run the same command "
-           "again to compute them)\n",
-           s->lost);
+    fprintf(out,
+            "  lost %d (not stored: listed on stderr; run the same command "
+            "again to compute them)\n",
+            s->lost);
   if (s->ranks > 1)
     fprintf(out, "  wall %.2f s on %d MPI ranks\n", s->wall_s, s->ranks);
   else
     fprintf(out, "  wall %.2f s with %d worker%s\n", s->wall_s, s->workers,
-           s->workers == 1 ? "" : "s");
+            s->workers == 1 ? "" : "s");
   fprintf(out, "results: flexmoe report --db %s\n", c->db);
 }
 

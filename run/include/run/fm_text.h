@@ -42,8 +42,7 @@ void fm_text_trace_fit(FILE *out, const tr_fit *f, const char *path);
  * ("wrote OUT: shape, ..."): a generated trace (g as fm_trace_gen_write
  * left it), a rescaled one (shape w) and an imported one (shape o). */
 void fm_text_trace_gen(FILE *out, const fm_trace_gen_config *cfg, const fm_trace_gen *g);
-void fm_text_trace_rescale(FILE *out, const fm_trace_rescale_config *cfg,
-                           const fm_trace_shape *w);
+void fm_text_trace_rescale(FILE *out, const fm_trace_rescale_config *cfg, const fm_trace_shape *w);
 void fm_text_trace_import(FILE *out, const char *path, const fm_trace_shape *o);
 
 /* sim: the comparison cmp of the trace on engine (a heading naming db
