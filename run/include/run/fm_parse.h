@@ -9,7 +9,7 @@
  * range: must be between LO and HI" (a value that overflows the type too),
  * "NAME: 'x' is not a range A:B", "NAME: empty list". Outputs are untouched
  * on error. Owned by the run library authors; the CLI's flag parsers
- * (cli/util.c) and the generator's model options (run/fm_trace.c) use them.
+ * (cli/opts.c) and the generator's model options (run/fm_trace.c) use them.
  */
 #ifndef FLEXMOE_RUN_FM_PARSE_H
 #define FLEXMOE_RUN_FM_PARSE_H
