@@ -24,18 +24,15 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 typedef struct cli_command {
   const char *name;
   cli_cmd_fn fn;
-  const char *summary;
 } cli_command;
 
-/* A command of commands (flexmoe, flexmoe trace): its name (NULL: main),
- * the commands, and its usage: head, one line per command ("  NAME
- * SUMMARY", the names padded to width), tail. */
+/* A command of commands (flexmoe, flexmoe trace): its name in the table
+ * of commands ("" for main, "trace"; run/fm_commands.h: its usage and
+ * summaries) and the function of each of its words. */
 typedef struct cli_menu {
   const char *cmd;
   const cli_command *cmds;
   size_t n;
-  int width;
-  const char *head, *tail;
 } cli_menu;
 
 /* argv[1] run as one of m's commands (argv shifted by one): with no word,
@@ -75,9 +72,6 @@ void cli_detect_json_errors(int argc, char **argv);
 /* "table" / "json" / "csv" into an enum; allowed is a mask of CLI_FMT_*. */
 enum { CLI_FMT_TABLE = 1, CLI_FMT_JSON = 2, CLI_FMT_CSV = 4 };
 int cli_parse_format(const char *cmd, const char *text, int allowed, int *out);
-/* A policy spec as a table label: pl_policy_label (name and the parameters
- * off their defaults), else the name; returns buf. */
-const char *cli_policy_label(const char *spec, char *buf, size_t len);
 
 /* JSON values: fm_json_number and fm_json_string (run/fm_json.h). */
 /* Prints root as JSON (json_dumps flags) and a newline on stdout, and
@@ -167,13 +161,12 @@ typedef struct cli_opt {
 enum { CLI_HELP = -1 };
 /* argv (options only; operands left from optind on) into the table's
  * destinations: CLI_OK, CLI_EUSAGE after one message, or CLI_HELP after
- * printing head, one help entry per row (flags padded to 22 columns), tail. */
-int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                   const char *head, const char *tail);
+ * printing cmd's usage (run/fm_commands.h), one help entry per row (flags
+ * padded to 22 columns) and cmd's tail. */
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts);
 /* cli_parse_opts for a command that takes no operands: one left over is
  * refused ("unexpected argument 'X'", CLI_EUSAGE). */
-int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                    const char *head, const char *tail);
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts);
 
 /* The --format row of a command that prints a table or JSON, into *dest
  * (int: CLI_FMT_*). */
@@ -201,50 +194,7 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
  * replayed; CLI_OK or the exit code of the one message printed. */
 struct fm_replay_config;
 int cli_parse_replay(const char *cmd, int argc, char **argv, struct fm_replay_config *cfg,
-                     const cli_opt *own, const char *head, const char *tail);
+                     const cli_opt *own);
 int cli_replay_check(const char *cmd, const struct fm_replay_config *cfg);
-
-/*
- * The one table printer (cli/table.c). A table is an array of columns
- * ending with a row whose fmt is NULL; a row is an array of cells in the
- * same order. Text: each column after its separator (sep, NULL: one space,
- * none before the first), the cell in fmt padded to width (negative: left
- * aligned); the header line the same with the heads. CSV: the columns'
- * names (the key's JSON name, else name, else head), strings quoted when
- * they need it, numbers in csv (NULL: fmt), NaN as an empty field. JSON:
- * an object of the named columns (numbers that are not finite as null).
- * in: where the column appears (CLI_IN_*; 0: everywhere).
- */
-enum { CLI_IN_TEXT = 1, CLI_IN_CSV = 2, CLI_IN_JSON = 4, CLI_IN_ALL = 7 };
-typedef struct cli_col {
-  const char *head;
-  int width;
-  const char *fmt; /* printf conversion of the cell: "%s", "%lld" (CLI_I), "%.3f" (CLI_F) */
-  const char *sep;
-  const char *nan; /* text of a NaN cell (NULL: printf's) */
-  int finite;      /* 1: .nan also for infinities */
-  const char *csv; /* CSV conversion (NULL: fmt) */
-  const char *name;
-  int key; /* CLI_KEY(ID): named by the key FM_KEY_ID; 0: by name or head */
-  int in;
-} cli_col;
-#define CLI_KEY(id) (FM_KEY_##id + 1)
-/* A column of head, width and fmt alone. */
-#define CLI_COL(head_, width_, fmt_) {.head = (head_), .width = (width_), .fmt = (fmt_)}
-typedef struct cli_cell {
-  char type; /* 's', 'i' or 'f' */
-  const char *s;
-  long long i;
-  double f;
-} cli_cell;
-#define CLI_S(x) {.type = 's', .s = (x)}
-#define CLI_I(x) {.type = 'i', .i = (long long)(x)}
-#define CLI_F(x) {.type = 'f', .f = (double)(x)}
-#define CLI_END_COL {.fmt = NULL}
-/* fmt: CLI_FMT_TABLE (text) or CLI_FMT_CSV. */
-void cli_table_head(const cli_col *cols, int fmt);
-void cli_table_row(const cli_col *cols, const cli_cell *cells, int fmt);
-/* The row as a JSON object; NULL when out of memory. */
-struct json_t *cli_table_object(const cli_col *cols, const cli_cell *cells);
 
 #endif

@@ -7,35 +7,14 @@
  * are the run library's (run/fm_profile.h fm_calibrate); this file parses
  * the flags and prints the measurements.
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_keys.h"
 #include "run/fm_profile.h"
-
-static const char help_head[] =
-    "usage: flexmoe calibrate --backend cuda|cpu [--partitions N] [--ranks N] [--device D]\n"
-    "                         [--d-model D] [--d-ff F] [--reps R] [--name NAME]\n"
-    "                         [--db FILE | --no-db] [--out profile.json]\n"
-    "                         [--format table|json]\n"
-    "\n"
-    "Measures the backend the way the runtime uses it: expert FFN forward and backward\n"
-    "(bf16 cuBLAS GEMMs on GPUs) at 16..16384 tokens on every rank at once, a uniform\n"
-    "dispatch all-to-all (permute, copies, regroup) at several sizes fitted as\n"
-    "latency + bytes / bandwidth per rank, and the launch overhead of tiny kernels.\n"
-    "Writes the simulator's profile JSON (--out P.json) and a cluster JSON beside it\n"
-    "(P.cluster.json: one node of the ranks, the measured exchange numbers), and\n"
-    "stores both in the database as profiles NAME and NAME.cluster (--db).\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe calibrate --backend cuda --partitions 4 --d-model 1024 --d-ff 4096 \\\n"
-    "      --out h200-green-4.json --db flexmoe.db\n";
 
 /* What flexmoe calibrate's flags say (0 = the backend's default). */
 typedef struct {
@@ -62,7 +41,7 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
   fm_calibrate_config *c = &a->cfg;
-  int rc = cli_parse_flags("calibrate", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("calibrate", argc, argv, opts);
   if (rc) return rc;
   if (a->no_db || (c->db_path && !c->db_path[0])) c->db_path = NULL;
   if (!c->backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");
@@ -72,42 +51,6 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
   if (strcmp(c->backend, "nccl") == 0)
     return cli_fail(CLI_EUSAGE, "calibrate", "--backend nccl: calibrate with cuda (same kernels) and run nccl with that profile");
   return CLI_OK;
-}
-
-/* The measurements as tables on stdout, and the files written. */
-static void calib_print_table(const fm_calibrate_config *a, const fm_calibration *c) {
-  const fm_profile *p = &c->profile;
-  const rt_calib_result *res = &c->res;
-  int d = a->d_model, f = a->d_ff, G = c->ranks;
-  printf("calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p->name, p->device, G, d, f);
-  static const cli_col ffn[] = {
-      CLI_COL("tokens", 8, "%lld"), CLI_COL("fwd_us", 12, "%.2f"), CLI_COL("bwd_us", 12, "%.2f"),
-      CLI_COL("bwd/fwd", 10, "%.2f"), CLI_COL("fwd_GFLOP/s", 12, "%.1f"), CLI_END_COL};
-  static const cli_col exchange[] = {CLI_COL("bytes/rank", 14, "%.0f"),
-                                     CLI_COL("alltoall_us", 12, "%.2f"),
-                                     CLI_END_COL};
-  cli_table_head(ffn, CLI_FMT_TABLE);
-  for (int i = 0; i < res->ntokens; i++) {
-    double fl = 4.0 * (double)res->tokens[i] * d * f;
-    const cli_cell row[] = {CLI_I(res->tokens[i]), CLI_F(res->fwd_us[i]), CLI_F(res->bwd_us[i]),
-                            CLI_F(res->bwd_us[i] / res->fwd_us[i]),
-                            CLI_F(fl / res->fwd_us[i] * 1e-3)};
-    cli_table_row(ffn, row, CLI_FMT_TABLE);
-  }
-  printf("bwd_ratio %.3f (points >= 256 tokens)\n", res->bwd_ratio);
-  cli_table_head(exchange, CLI_FMT_TABLE);
-  for (int i = 0; i < res->nsizes; i++)
-    cli_table_row(exchange, (const cli_cell[]){CLI_F(res->x_bytes[i]), CLI_F(res->x_us[i])},
-                  CLI_FMT_TABLE);
-  printf("exchange %.1f GB/s per rank, latency %.2f us; local token movement %.2f us + %.4f us/row;"
-         " launch %.2f us per kernel\n",
-         res->exchange_GBps, res->exchange_latency_us, res->local_lat_us, res->local_us_per_row,
-         res->launch_us);
-  if (a->out_path) {
-    char cpath[1024];
-    fm_profile_cluster_path(a->out_path, cpath, sizeof cpath);
-    printf("wrote %s, %s and the .runtime.json beside them\n", a->out_path, cpath);
-  }
 }
 
 /* flexmoe calibrate ARGS: measures the backend, saves the profile where
@@ -125,6 +68,6 @@ int cmd_calibrate(int argc, char **argv) {
   if (a.fmt == CLI_FMT_JSON)
     return cli_json_print("calibrate", fm_calibration_doc(&a.cfg, &c),
                           JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  calib_print_table(&a.cfg, &c);
+  fm_text_calibration(stdout, &a.cfg, &c);
   return CLI_OK;
 }

@@ -4,49 +4,11 @@
  */
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_cluster.h"
 #include "run/fm_keys.h"
-
-static const char help_head[] =
-    "usage: flexmoe clusters [--gpus N] [--nodes N] [--gpus-per-node G]\n"
-    "                        [--format table|json] [PRESET|FILE.json ...]\n"
-    "\n"
-    "Lists the cluster presets (or the named presets / cluster files) with their\n"
-    "numbers: GPUs, compute profile, HBM, intra-node link, NIC, switch. Bandwidths\n"
-    "are GB/s per direction, latencies microseconds. h200-green-N works for any\n"
-    "N in 1..16 (one H200 split into N SM partitions). The JSON of one cluster\n"
-    "is a cluster file: flexmoe clusters NAME --format json > FILE.json.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe clusters\n"
-    "  flexmoe clusters --format json dgx-h100 h200-green-4\n";
-
-/* The clusters cl[0..count) as a table, one line each. */
-static void print_table(const sim_cluster *cl, int count) {
-  static const cli_col cols[] = {
-      CLI_COL("cluster", -14, "%s"), CLI_COL("nodes", 5, "%lld"), CLI_COL("gpn", 4, "%lld"),
-      CLI_COL("gpus", 4, "%lld"), CLI_COL("profile", -7, "%s"), CLI_COL("hbm_GiB", 7, "%.1f"),
-      CLI_COL("intra_GBps", 10, "%g"), CLI_COL("intra_us", 8, "%g"), CLI_COL("nic_GBps", 10, "%s"),
-      CLI_COL("inter_us", 8, "%g"), CLI_COL("oversub", 7, "%g"),
-      {.head = "description", .fmt = "%s", .sep = "  "}, CLI_END_COL};
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int i = 0; i < count; i++) {
-    const sim_cluster *c = &cl[i];
-    char nic[32];
-    snprintf(nic, sizeof(nic), "%g%s", c->inter_GBps, c->nic_per_node ? "/node" : "");
-    const cli_cell row[] = {
-        CLI_S(c->name), CLI_I(c->nodes), CLI_I(c->gpus_per_node), CLI_I(sim_cluster_gpus(c)),
-        CLI_S(c->profile), CLI_F(c->hbm_gib), CLI_F(c->intra_GBps), CLI_F(c->intra_lat_us),
-        CLI_S(nic), CLI_F(c->inter_lat_us), CLI_F(c->oversub), CLI_S(c->description)};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-}
 
 /* flexmoe clusters ARGS: parses the flags, resolves the presets or files
  * named (all presets by default) and prints them; CLI_OK, CLI_EUSAGE for a
@@ -60,7 +22,7 @@ int cmd_clusters(int argc, char **argv) {
       {.kind = CLI_O_LONG, .to = &gpn, .key = FM_KEY_CLUSTERS_GPUS_PER_NODE},
       CLI_FORMAT_ROW(&fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_opts("clusters", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_opts("clusters", argc, argv, opts);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
   const char *const *names = sim_cluster_presets();
@@ -87,6 +49,6 @@ int cmd_clusters(int argc, char **argv) {
     return cli_json_print("clusters", doc,
                           JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
   }
-  print_table(cl, count);
+  fm_text_clusters(stdout, cl, count);
   return CLI_OK;
 }

@@ -12,39 +12,16 @@
  * with --temporaries each layer also has "temporaries": [{"expert", "from",
  * "to"}].
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_place.h"
-#include "sim/sim_cluster.h"
 
 #define CMD "place"
-
-/* --help: this head, one entry per row of the flag table (parse), the tail. */
-static const char help_head[] =
-    "usage: flexmoe place --trace T [--gpus N] [--nodes M] [--gpus-per-node K] [--slots S]\n"
-    "                     [--policy NAME[:key=value,...]] [--iteration I] [--layer L]\n"
-    "                     [--cluster PRESET|FILE.json] [--d-model D] [--d-ff F]\n"
-    "                     [--top-k K] [--tokens-per-gpu T] [--seed S]\n"
-    "                     [--temporaries] [--strict] [--format table|json]\n"
-    "\n"
-    "Runs a placement policy over a routing trace (rescaled to N GPUs) up to\n"
-    "iteration I and prints the placement it uses there: each expert's GPUs,\n"
-    "each GPU's load after routing iteration I, the balance (max/mean GPU\n"
-    "load) and the moves of that iteration's plan, for layer L or all layers.\n"
-    "A framework can take the JSON plan as is.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe place --trace traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 8 \\\n"
-    "      --slots 6 --policy flexmoe:threshold=1.2,horizon=50 --iteration 120 --layer 0\n";
 
 /* What place's flags say: the run's configuration, the nodes (resolved
  * into cfg's sizes), the output and --strict. */
@@ -52,61 +29,6 @@ typedef struct place_opts {
   fm_place_config cfg;
   int nodes, fmt, strict;
 } place_opts;
-
-/* One layer shown as a table: balance, drops and moves, then per GPU its
- * load and experts (* replicated), then each move. */
-static void emit_layer(const fm_place_result *r, int i) {
-  const fm_place_layer *lo = &r->layers[i];
-  const pl_placement *p = &lo->placement;
-  printf("\nlayer %d: balance %.3f (max/mean GPU load after routing)", r->layer0 + i,
-         lo->balance);
-  if (lo->dropped)
-    printf(", %" PRId64 " token slots dropped", lo->dropped);
-  printf(", %d move%s%s\n", lo->nmoves, lo->nmoves == 1 ? "" : "s",
-         lo->nmoves && lo->background ? " (background)" : "");
-  /* the experts cell puts a space before each expert (a '*' after one with
-   * several replicas), its head one before "experts" */
-  static const cli_col cols[] = {{.head = "gpu", .width = 4, .fmt = "%lld", .sep = "  "},
-                                 CLI_COL("tokens", 10, "%lld"), CLI_COL(" experts", 0, "%s"),
-                                 CLI_END_COL};
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int g = 0; g < r->gpus; g++) {
-    char *experts = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&experts, &len);
-    for (int j = 0; f && j < p->nhost[g]; j++) {
-      int e = p->host[(size_t)g * p->slots + j];
-      fprintf(f, " %d%s", e, p->nrep[e] > 1 ? "*" : "");
-    }
-    if (f)
-      fclose(f);
-    cli_table_row(cols, (const cli_cell[]){CLI_I(g), CLI_I(lo->gpu_load[g]), CLI_S(experts)},
-                  CLI_FMT_TABLE);
-    free(experts);
-  }
-  for (int k = 0; k < lo->nmoves; k++) {
-    const pl_move *m = &lo->moves[k];
-    if (m->kind == PL_MOVE_DROP)
-      printf("  move: drop expert %d on GPU %d\n", m->expert, m->from);
-    else
-      printf("  move: %s expert %d GPU %d -> %d (%.1f MB)\n", fm_place_move_kind(m->kind),
-             m->expert, m->from, m->to, (double)m->bytes / 1e6);
-  }
-  for (int k = 0; r->temporaries && k < lo->ntemps; k++)
-    printf("  temporary: expert %d GPU %d -> %d (weights, this iteration only)\n",
-           lo->temps[k].expert, lo->temps[k].from, lo->temps[k].to);
-}
-
-static int emit_table(const fm_place_result *r) {
-  printf("policy %s\n%s, iteration %" PRId64 ": %d GPUs (%d per node), %d slots per GPU\n",
-         r->policy, r->trace, r->iteration, r->gpus, r->gpus_per_node, r->slots);
-  for (int i = 0; i < r->nlayers; i++)
-    emit_layer(r, i);
-  printf("\n(* = replicated expert)\n");
-  if (fflush(stdout))
-    return cli_fail(CLI_EFAIL, CMD, "cannot write to stdout");
-  return CLI_OK;
-}
 
 /* argv into o (the flag table), then the cluster sized (--gpus, --nodes,
  * --gpus-per-node) and the trace checked; CLI_OK, CLI_HELP after --help, or
@@ -136,7 +58,7 @@ static int parse(int argc, char **argv, place_opts *o) {
                "ranks) are errors"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags(CMD, argc, argv, opts);
   if (rc)
     return rc;
   if (!c->trace)
@@ -169,7 +91,9 @@ int cmd_place(int argc, char **argv) {
     rc = cli_json_print(CMD, fm_place_doc(&r),
                         JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
   else
-    rc = emit_table(&r);
+    fm_text_place(stdout, &r);
+  if (!rc && o.fmt != CLI_FMT_JSON && fflush(stdout))
+    rc = cli_fail(CLI_EFAIL, CMD, "cannot write to stdout");
   fm_place_result_fini(&r);
   return rc;
 }

@@ -6,52 +6,22 @@
  */
 #include <jansson.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "placement/pl_policy.h"
 #include "run/fm_cluster.h"
-
-static const char help_head[] =
-    "usage: flexmoe policies [--format table|json]\n"
-    "\n"
-    "Lists the placement policies and their parameters with defaults. A policy\n"
-    "is given to sim, place, sweep, run and validate as NAME or\n"
-    "NAME:key=value,key=value (unknown keys are refused).\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe policies\n"
-    "  flexmoe place --trace traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 8 \\\n"
-    "      --policy flexmoe:threshold=1.2,horizon=50,slots=6\n";
-
-static int print_table(void) {
-  for (const pl_policy_ops *const *r = pl_policy_registry(); *r; r++) {
-    const pl_policy_ops *ops = *r;
-    printf("%s%s\n  %s\n", ops->name, ops->clairvoyant ? " (reads the iteration's own counts)" : "",
-           ops->summary);
-    if (!ops->params || !ops->params[0].key)
-      printf("  (no parameters)\n");
-    for (const pl_param_desc *d = ops->params; d && d->key; d++) {
-      char kv[96];
-      snprintf(kv, sizeof(kv), "%s=%s", d->key, d->defval);
-      printf("    %-20s %s\n", kv, d->help);
-    }
-    printf("\n");
-  }
-  if (fflush(stdout))
-    return cli_fail(CLI_EFAIL, "policies", "cannot write to stdout");
-  return CLI_OK;
-}
 
 int cmd_policies(int argc, char **argv) {
   int fmt = CLI_FMT_TABLE;
   const cli_opt opts[] = {CLI_FORMAT_ROW(&fmt), {.kind = CLI_O_END}};
-  int rc = cli_parse_flags("policies", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("policies", argc, argv, opts);
   if (rc)
     return rc == CLI_HELP ? CLI_OK : rc;
   if (fmt == CLI_FMT_JSON)
     return cli_json_print("policies", fm_policies_doc(), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-  return print_table();
+  fm_text_policies(stdout);
+  if (fflush(stdout))
+    return cli_fail(CLI_EFAIL, "policies", "cannot write to stdout");
+  return CLI_OK;
 }

@@ -5,35 +5,13 @@
  * record, check verdict and JSON are run/fm_replay.h's; this file loops over
  * the policies and prints.
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_keys.h"
 #include "run/fm_replay.h"
-#include "placement/pl_policy.h"
-
-static const char help_head[] =
-    "usage: flexmoe run --backend cpu|cuda|nccl --trace T --policy SPEC [--policy SPEC]...\n"
-    "                   [--partitions N] [--ranks N] [--device D] [--iterations A:B] [--seed S]\n"
-    "                   [--d-model D] [--d-ff F] [--top-k K] [--tokens-per-gpu T] [--slots S]\n"
-    "                   [--profile FILE.json] [--check] [--db FILE | --no-db]\n"
-    "                   [--format table|json]\n"
-    "\n"
-    "Replays the trace on a runtime backend: tokens generated from the seed and routed\n"
-    "as the trace says (GPU g replays trace rank g mod R), dispatch, expert FFN forward\n"
-    "and backward, combine, replica gradient all-reduce, and the policy's plans applied\n"
-    "by really moving expert parameters and optimizer state. Per-phase times are\n"
-    "measured (CUDA events on GPUs, the clock on cpu); input generation is not timed.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe run --backend cpu --ranks 4 --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --iterations 0:5 --d-model 64 --d-ff 128 --tokens-per-gpu 256 --policy static --check\n";
 
 /* What flexmoe run's flags say: the replay configuration (one policy at a
  * time goes into cfg.policy), the policies, the output and the database. */
@@ -57,7 +35,7 @@ static int run_parse(int argc, char **argv, run_args *a) {
        .help = "record nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_replay("run", argc, argv, &a->cfg, own, help_head, help_tail);
+  int rc = cli_parse_replay("run", argc, argv, &a->cfg, own);
   if (rc) return rc;
   if (!a->cfg.trace_path) return cli_fail(CLI_EUSAGE, "run", "--trace is required");
   if (a->npol == 0) return cli_fail(CLI_EUSAGE, "run", "--policy is required");
@@ -77,33 +55,6 @@ static int run_open(run_args *a, st_db **db) {
   if (a->db_path && st_open(db, a->db_path, ST_WRITE, em, sizeof em))
     return cli_fail(CLI_EFAIL, "run", "%s", em);
   return CLI_OK;
-}
-
-/* One replay's table row (and its check line), the header first when
- * *header is 0 (then counted up). */
-static void print_row(const fm_replay_output *o, int check_ok, int *header) {
-  static const cli_col cols[] = {
-      CLI_COL("policy", -12, "%s"), CLI_COL("iters", 6, "%lld"), CLI_COL("mean_ms", 9, "%.3f"),
-      CLI_COL("dispatch", 9, "%.3f"), CLI_COL("compute", 9, "%.3f"), CLI_COL("combine", 9, "%.3f"),
-      CLI_COL("local", 9, "%.3f"), CLI_COL("allreduce", 9, "%.3f"), CLI_COL("migration", 9, "%.3f"),
-      CLI_COL("balance", 8, "%.3f"), CLI_COL("moved_MiB", 10, "%.1f"), CLI_END_COL};
-  char sn[PL_SPEC_MAX + 1];
-  const double *ph = o->phase_ms;
-  const cli_cell row[] = {
-      CLI_S(cli_policy_label(o->policy, sn, sizeof sn)), CLI_I(o->iterations),
-      CLI_F(o->mean_iteration_ms), CLI_F(ph[RT_PH_DISPATCH]), CLI_F(ph[RT_PH_COMPUTE]),
-      CLI_F(ph[RT_PH_COMBINE]), CLI_F(ph[RT_PH_LOCAL]), CLI_F(ph[RT_PH_ALLREDUCE]),
-      CLI_F(ph[RT_PH_MIGRATION]), CLI_F(o->balance_p50),
-      CLI_F((double)o->migrated_bytes / 1048576.0)};
-  if (!(*header)++)
-    cli_table_head(cols, CLI_FMT_TABLE);
-  cli_table_row(cols, row, CLI_FMT_TABLE);
-  if (o->checked)
-    printf("  check: out %.2e din %.2e grad %.2e (rel. L2), %" PRId64 " tokens, %" PRId64
-           " missing, %d replicas, %d checksum mismatches: %s\n",
-           o->check.out_err, o->check.din_err, o->check.grad_err, o->check.tokens_checked,
-           o->check.tokens_missing, o->check.replicas_checked, o->check.checksum_mismatches,
-           check_ok ? "ok" : "FAILED");
 }
 
 /* flexmoe run ARGS: replays the trace once per --policy, records each run
@@ -141,7 +92,7 @@ int cmd_run(int argc, char **argv) {
     }
     int check_ok = fm_replay_check_ok(&cfg, o);
     if (a.fmt == CLI_FMT_TABLE && owner)
-      print_row(o, check_ok, &header);
+      fm_text_replay_row(stdout, o, check_ok, &header);
     json_bad |= json_array_append_new(runs, fm_replay_doc(o, db ? &run_id : NULL, check_ok));
     fm_replay_output_free(o);
     if (!check_ok) out = cli_fail(CLI_EFAIL, "run", "--check: results depend on the placement or tokens were lost (see above)");

@@ -8,15 +8,11 @@
  * slots, policy spec: any error stops here); simulate all; then record each
  * run in its own transaction and print the comparison.
  */
-#include <jansson.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sim.h"
@@ -28,27 +24,6 @@
 /* --help: this head, the help lines of the keys of a simulation (the table
  * run/fm_keys.h: flag, range, default, unit), then the command's own
  * options and an example. */
-static const char help_head[] =
-    "usage: flexmoe sim --trace T [--cluster PRESET|FILE.json] [--gpus G] [--nodes N]\n"
-    "                   [--gpus-per-node G] [--policy SPEC]... [--engine analytic|des]\n"
-    "                   [--iterations A:B] [--seed S] [--d-model D] [--d-ff F]\n"
-    "                   [--top-k K] [--tokens-per-gpu T] [--slots S] [--profile F.json]\n"
-    "                   [--network hose|exact] [--threads N] [--db FILE | --no-db]\n"
-    "                   [--strict] [--allow-empty] [--format table|json]\n"
-    "\n"
-    "Simulates MoE training on a routing trace with each placement policy and\n"
-    "prints the comparison: mean iteration time, effective time (iteration\n"
-    "time / (1 - dropped share of token slots): a policy that drops tokens\n"
-    "pays for the work it skips), speedup over static in effective time, load\n"
-    "balance (max/mean GPU load, worst layer) p50/p90, bytes migrated, tokens\n"
-    "dropped, and the time breakdown. Each run goes into the results database.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "example:\n"
-    "  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --cluster dgx-h100 --nodes 2 --policy static --policy capacity --engine des\n";
-
 /* What the flags say: the base configuration every policy's run starts
  * from, the policy specs (pointing into argv), the output format and the
  * database path ("" = none). */
@@ -93,7 +68,7 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
        .help = "do not record (as --db '')"},
       CLI_FORMAT_ROW(&a->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_flags("sim", argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags("sim", argc, argv, opts);
   if (rc)
     return rc;
   if (!b->trace_path)
@@ -106,40 +81,6 @@ static int sim_parse(int argc, char **argv, sim_args *a) {
                                  &b->gpus_per_node, em, sizeof em))
     return cli_fail(CLI_EUSAGE, "sim", "%s", em);
   return CLI_OK;
-}
-
-/* The comparison as the table: a heading, one line per policy (speedup over
- * the static run in effective time) and the legend. */
-static void sim_print_table(const sim_args *a, const fm_sim_comparison *cmp, const st_db *db) {
-  /* comparisons are over effective time: dropping cannot look like speed */
-  double ref = fm_sim_summary_of(cmp->out[cmp->static_idx])->effective_iteration_ms;
-  const fm_sim_summary *s0 = fm_sim_summary_of(cmp->out[0]);
-  printf("trace %s, %lld iterations, cluster %s (%d GPUs), engine %s%s%s\n",
-         a->base.trace_path, (long long)s0->iterations, s0->cluster, s0->gpus, a->base.engine,
-         db ? ", results in " : "", db ? a->db_path : "");
-  static const cli_col cols[] = {
-      CLI_COL("policy", -20, "%s"), CLI_COL("iter_ms", 9, "%.3f"), CLI_COL("eff_ms", 9, "%.3f"),
-      {.head = "speedup", .width = 7, .fmt = "%.2fx", .nan = "-"}, CLI_COL("bal_p50", 7, "%.2f"),
-      CLI_COL("bal_p90", 7, "%.2f"), CLI_COL("migrated_MB", 12, "%.1f"),
-      CLI_COL("dropped", 9, "%lld"), {.head = "compute", .width = 8, .fmt = "%.3f", .sep = " | "},
-      CLI_COL("alltoall", 8, "%.3f"), CLI_COL("allred", 8, "%.3f"), CLI_COL("migrate", 8, "%.3f"),
-      CLI_COL("other", 8, "%.3f"), CLI_END_COL};
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int i = 0; i < cmp->n; i++) {
-    const fm_sim_summary *s = fm_sim_summary_of(cmp->out[i]);
-    /* %f prints an effective time of +INFINITY (all dropped) as "inf" */
-    const cli_cell row[] = {
-        CLI_S(cmp->policies[i]), CLI_F(s->mean_iteration_ms), CLI_F(s->effective_iteration_ms),
-        CLI_F(fm_speedup(ref, s->effective_iteration_ms)), CLI_F(s->balance_p50),
-        CLI_F(s->balance_p90), CLI_F((double)s->migrated_bytes / 1048576.0),
-        CLI_I(s->dropped_tokens), CLI_F(s->compute_ms), CLI_F(s->alltoall_ms),
-        CLI_F(s->allreduce_ms), CLI_F(s->migration_ms), CLI_F(s->other_ms)};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-  printf("(times in ms per iteration; eff_ms = iter_ms / (1 - share of token slots\n"
-         " dropped), inf if all are; speedup = static / policy in eff_ms, so dropping\n"
-         " does not count as speed; balance = max/mean GPU load after routing, worst\n"
-         " layer; policy parameters in full: --format json or flexmoe report)\n");
 }
 
 /* What the progress line needs: which of how many runs is simulated. */
@@ -192,7 +133,7 @@ int cmd_sim(int argc, char **argv) {
   else if (a.fmt == CLI_FMT_JSON)
     rc = cli_json_print("sim", fm_sim_comparison_json(&cmp, a.base.engine), FM_SIM_JSON_FLAGS);
   else
-    sim_print_table(&a, &cmp, db);
+    fm_text_sim(stdout, &cmp, a.base.trace_path, a.base.engine, db ? a.db_path : NULL);
   fm_sim_comparison_fini(&cmp);
   st_close(db);
   return rc;

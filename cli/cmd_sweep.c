@@ -6,16 +6,15 @@
  */
 #include <signal.h>
 #include <stdio.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_sweep.h"
+#include "run/fm_text.h"
 
 #define CMD "sweep"
 #define MAX_LIST 64
@@ -24,32 +23,6 @@
 /* --help: this head, the help lines of the keys of a sweep (the table
  * run/fm_keys.h: flag, range, default, unit), then the command's own
  * options, MPI and an example. */
-static const char help_head[] =
-    "usage: flexmoe sweep --trace T [--trace T2 ...] [--policy SPEC ...]\n"
-    "                     [--cluster PRESET|FILE.json ...] --gpus 8,16,... | --nodes 1,2,...\n"
-    "                     [--seeds 1,2] [--engine analytic|des] [--iterations A:B]\n"
-    "                     [--gpus-per-node G] [--d-model D] [--d-ff F] [--top-k K]\n"
-    "                     [--tokens-per-gpu T] [--slots S] [--profile FILE.json]\n"
-    "                     [--plan-moves] [--jobs J] [--db FILE] [--lock-wait S]\n"
-    "                     [--strict] [--allow-empty] [--quiet]\n"
-    "\n"
-    "Simulates every point of the grid traces x clusters x GPU counts x seeds x\n"
-    "policies and stores each as one run (one transaction) in the database.\n"
-    "Points already complete in the database are skipped, so an interrupted\n"
-    "sweep resumes. Compare the results with `flexmoe report`. --trace,\n"
-    "--policy and --cluster repeat; the policies default to static capacity\n"
-    "fastermoe smartmoe eplb flexmoe oracle.\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "Under MPI, `mpirun -n K flexmoe sweep ...` shares the grid over K ranks;\n"
-    "rank 0 alone writes the database.\n"
-    "\n"
-    "example:\n"
-    "  flexmoe sweep --trace traces/samples/gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --cluster dgx-h100 --gpus 8,16,32,64,128,256,512,1024 --jobs 2\n"
-    "  flexmoe report --db flexmoe.db\n";
-
 /* The command line: the sweep's configuration, its lists pointing into
  * the arrays here, and the command's own flags. */
 typedef struct opts {
@@ -116,7 +89,7 @@ static int parse(opts *sw, int argc, char **argv) {
       {.flag = "--quiet", .kind = CLI_O_BOOL, .to = &sw->quiet, .key = -1,
        .help = "no progress bar"},
       {.kind = CLI_O_END}};
-  int rc = cli_parse_flags(CMD, argc, argv, opts, help_head, help_tail);
+  int rc = cli_parse_flags(CMD, argc, argv, opts);
   if (rc)
     return rc;
   if (c->ntraces == 0)
@@ -146,39 +119,6 @@ static const char *resume_db;
 static pid_t sweep_pid;
 static volatile sig_atomic_t points_stored, points_before;
 
-/* The command line as a shell reads it back: words with characters other
- * than [A-Za-z0-9_./:,=+-] in single quotes. */
-static void build_resume(int argc, char **argv) {
-  size_t at = (size_t)snprintf(resume_cmd, sizeof resume_cmd, "flexmoe sweep");
-  for (int i = 1; i < argc && at < sizeof resume_cmd; i++) {
-    const char *w = argv[i];
-    int plain = w[0] && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                  "0123456789_./:,=+-") == strlen(w);
-    at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, plain ? " %s" : " '", w);
-    for (const char *c = w; !plain && *c && at < sizeof resume_cmd; c++)
-      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, *c == '\'' ? "'\\''" : "%c",
-                             *c);
-    if (!plain && at < sizeof resume_cmd)
-      at += (size_t)snprintf(resume_cmd + at, sizeof resume_cmd - at, "'");
-  }
-}
-
-/* Appends a decimal to buf at *at (no stdio: a signal handler calls it). */
-static void put_num(char *buf, size_t len, size_t *at, long v) {
-  char d[24];
-  int n = 0;
-  do
-    d[n++] = (char)('0' + v % 10);
-  while ((v /= 10) > 0 && n < 23);
-  while (n > 0 && *at + 1 < len)
-    buf[(*at)++] = d[--n];
-}
-
-static void put_str(char *buf, size_t len, size_t *at, const char *s) {
-  while (*s && *at + 1 < len)
-    buf[(*at)++] = *s++;
-}
-
 /* SIGINT / SIGTERM: workers leave quietly (the parent speaks); the parent
  * says what is stored and the command that resumes, then exits 130. A
  * point being computed was not committed: its transaction never happened. */
@@ -186,24 +126,15 @@ static void on_interrupt(int sig) {
   if (getpid() != sweep_pid)
     _exit(128 + sig);
   char msg[5120];
-  size_t at = 0;
-  put_str(msg, sizeof msg, &at, "\nflexmoe sweep: interrupted: ");
-  put_num(msg, sizeof msg, &at, (long)points_stored);
-  put_str(msg, sizeof msg, &at, " point(s) computed by this sweep are stored in ");
-  put_str(msg, sizeof msg, &at, resume_db);
-  put_str(msg, sizeof msg, &at, " (");
-  put_num(msg, sizeof msg, &at, (long)points_before);
-  put_str(msg, sizeof msg, &at, " were there before; points being computed are not stored)."
-                                "\nThe same command resumes where it stopped:\n  ");
-  put_str(msg, sizeof msg, &at, resume_cmd);
-  put_str(msg, sizeof msg, &at, "\n");
+  size_t at = fm_text_sweep_interrupted(msg, sizeof msg, (long)points_stored, (long)points_before,
+                                        resume_db, resume_cmd);
   ssize_t w = write(2, msg, at);
   (void)w;
   _exit(128 + sig);
 }
 
 static void catch_interrupts(int argc, char **argv, const char *db) {
-  build_resume(argc, argv);
+  fm_text_shell_words("flexmoe sweep", argc - 1, argv + 1, resume_cmd, sizeof resume_cmd);
   resume_db = db;
   sweep_pid = getpid();
   struct sigaction sa;
@@ -230,17 +161,7 @@ static void on_event(void *ctx, const fm_sweep_event *ev) {
     fputc('\n', stderr);
     goto say;
   }
-  int n = s->done + s->failed + s->elsewhere, total = s->pending;
-  int width = 30, fill = total ? n * width / total : width;
-  char bar[64];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-  bar[width] = '\0';
-  double eta = n ? s->wall_s / n * (total - n) : 0;
-  fprintf(stderr, "\r[%s] %d/%d points  %.1f s  eta %.0f s%s ", bar, n, total, s->wall_s, eta,
-          s->failed ? "  (failures)" : "");
-  if (n == total)
-    fputc('\n', stderr);
+  fm_text_sweep_bar(stderr, s);
   fflush(stderr);
 say:
   if (ev->kind != FM_SWEEP_PROGRESS)
@@ -256,38 +177,7 @@ static void list_lost(const fm_sweep *sw) {
            "%d point%s not computed and not stored (run the same command again "
            "to compute %s):",
            n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
-  const char *label;
-  int died, shown = 0;
-  for (int i = 0; fm_sweep_lost(sw, i, &label, &died) == 0; i++)
-    if (shown++ < 64)
-      fprintf(stderr, "  %s%s\n", label, died ? " (its worker died)" : "");
-  if (shown > 64)
-    fprintf(stderr, "  ... and %d more\n", shown - 64);
-}
-
-static void summary(const opts *o, const fm_sweep_config *c, const fm_sweep_stats *s) {
-  printf("sweep: %d grid points (%d trace%s x %d cluster%s x %d size%s x %d "
-         "seed%s x %d polic%s)%s\n",
-         s->unique, c->ntraces, c->ntraces == 1 ? "" : "s", c->nclusters,
-         c->nclusters == 1 ? "" : "s", c->nsizes, c->nsizes == 1 ? "" : "s",
-         c->nseeds, c->nseeds == 1 ? "" : "s", c->npolicies,
-         c->npolicies == 1 ? "y" : "ies",
-         s->unique < s->points ? " after removing duplicates" : "");
-  printf("  computed %d, already in %s %d, failed %d\n", s->done, o->cfg.db,
-         s->skipped + s->elsewhere, s->failed);
-  if (s->elsewhere)
-    printf("  (%d of them stored by another process while this sweep ran)\n",
-           s->elsewhere);
-  if (s->lost)
-    printf("  lost %d (not stored: listed on stderr; run the same command "
-           "again to compute them)\n",
-           s->lost);
-  if (s->ranks > 1)
-    printf("  wall %.2f s on %d MPI ranks\n", s->wall_s, s->ranks);
-  else
-    printf("  wall %.2f s with %d worker%s\n", s->wall_s, s->workers,
-           s->workers == 1 ? "" : "s");
-  printf("results: flexmoe report --db %s\n", o->cfg.db);
+  fm_text_sweep_lost(stderr, sw);
 }
 
 int cmd_sweep(int argc, char **argv) {
@@ -311,7 +201,7 @@ int cmd_sweep(int argc, char **argv) {
   if (s->rank == 0) {
     list_lost(sw);
     if (rc == CLI_OK || s->failed || s->lost)
-      summary(&o, fm_sweep_config_of(sw), s);
+      fm_text_sweep(stdout, fm_sweep_config_of(sw), s);
   }
   if (rc == CLI_OK && (s->failed || s->lost))
     rc = CLI_EFAIL;

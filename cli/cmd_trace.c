@@ -12,15 +12,13 @@
  * (run/fm_trace.h): this file maps flags to its configurations and prints
  * what comes back.
  */
-#include <inttypes.h>
 #include <jansson.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_text.h"
 #include "run/fm_config.h"
 #include "run/fm_keys.h"
 #include "run/fm_trace.h"
@@ -46,67 +44,19 @@ static int print_json(const char *cmd, json_t *root) {
   return cli_json_print(cmd, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 }
 
-/* A column of the statistics tables: a number, "-" where it is not finite. */
-#define STAT_COL(head_, width_, fmt_)                                                         \
-  {.head = (head_), .width = (width_), .fmt = (fmt_), .sep = "  ", .nan = "-", .finite = 1}
-#define LAYER_COL CLI_COL("layer", 5, "%lld")
-
 /* ---- trace info ------------------------------------------------------------ */
-
-static const char INFO_HEAD[] =
-    "usage: flexmoe trace info FILE [--iterations A:B] [--format table|json]\n"
-    "                          [--max-memory SIZE]\n"
-    "\n"
-    "What a routing trace holds: shape, dtype, model metadata from the .json sidecar,\n"
-    "token slots per (iteration, layer), and per layer the expert max/mean load (median\n"
-    "and p90 over iterations) and the step-to-step change (mean L1 distance between\n"
-    "consecutive normalised load distributions, 0..2).\n"
-    "FILE: .npy ([I,L,R,E] or [I,L,E]; int32, int64, uint16) or long CSV.\n"
-    "\n";
-static const char INFO_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n";
-
-static void print_header(const fm_trace_analysis *a) {
-  const tr_trace *t = &a->trace;
-  const tr_stats *s = &a->stats;
-  char v[5][32];
-  const tr_meta *m = &t->meta;
-  printf("trace     %s\n", t->path);
-  printf("shape     %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n",
-         t->iterations, t->layers, t->ranks, t->experts, fm_trace_dtype_name(t->dtype));
-  if (s->first != 0 || s->iterations != t->iterations)
-    printf("analysed  iterations %" PRId64 "..%" PRId64 "\n", s->first,
-           s->first + s->iterations - 1);
-  printf("hash      xxh3:%016" PRIx64 "\n", t->hash);
-  snprintf(v[0], 32, m->top_k ? "%d" : "-", m->top_k);
-  snprintf(v[1], 32, m->d_model ? "%d" : "-", m->d_model);
-  snprintf(v[2], 32, m->d_ff ? "%d" : "-", m->d_ff);
-  snprintf(v[3], 32, m->tokens_per_rank ? "%" PRId64 : "-", m->tokens_per_rank);
-  snprintf(v[4], 32, m->bytes_per_elem ? "%d" : "-", m->bytes_per_elem);
-  printf("model     top_k %s, d_model %s, d_ff %s, bytes/elem %s, tokens/rank %s\n", v[0],
-         v[1], v[2], v[4], v[3]);
-  if (m->source[0])
-    printf("source    %s\n", m->source);
-  if (s->tokens_min == s->tokens_max)
-    printf("slots     %" PRId64 " per (iteration, layer), constant\n", s->tokens_min);
-  else
-    printf("slots     per (iteration, layer): min %" PRId64 ", max %" PRId64 " (varies)\n",
-           s->tokens_min, s->tokens_max);
-}
 
 /* What `trace info` and `trace stats` share: parse [--format]
  * [--iterations] [--max-memory] FILE into *cfg (help: head, the rows,
  * tail). Returns CLI_OK, CLI_HELP after --help, or an exit code with one
  * message printed. */
-static int parse_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
+static int parse_analysed(const char *cmd, int argc, char **argv,
                           int *fmt, fm_trace_config *cfg) {
   const cli_opt opts[] = {{.kind = CLI_O_RANGE, .letter = 'i', .to = &cfg->it0, .to2 = &cfg->it1,
                            .key = FM_KEY_TRACE_ITERATIONS},
                           FORMAT_ROW(fmt, "table (default) or json"),
                           MAX_MEMORY_ROW(&cfg->max_memory, 'M'), {.kind = CLI_O_END}};
-  int rc = cli_parse_opts(cmd, argc, argv, opts, help[0], help[1]);
+  int rc = cli_parse_opts(cmd, argc, argv, opts);
   if (rc)
     return rc;
   if (optind != argc - 1)
@@ -118,13 +68,13 @@ static int parse_analysed(const char *cmd, const char *const help[2], int argc, 
 /* parse_analysed, then the trace analysed (run/fm_trace) into *a; CLI_OK
  * with *a filled (caller finalizes), CLI_HELP after --help, or an exit code
  * with one message printed. */
-static int open_analysed(const char *cmd, const char *const help[2], int argc, char **argv,
+static int open_analysed(const char *cmd, int argc, char **argv,
                          int *fmt, fm_trace_analysis *a) {
   fm_trace_config cfg = {.path = NULL, .it0 = 0, .it1 = -1, .max_memory = 0};
   char em[ERRLEN];
   int rc;
   *fmt = CLI_FMT_TABLE;
-  if ((rc = parse_analysed(cmd, help, argc, argv, fmt, &cfg)))
+  if ((rc = parse_analysed(cmd, argc, argv, fmt, &cfg)))
     return rc;
   if ((rc = fm_trace_analyse(&cfg, a, em, sizeof(em))))
     return cli_fail(rc, cmd, "%s", em);
@@ -134,131 +84,34 @@ static int open_analysed(const char *cmd, const char *const help[2], int argc, c
 
 /* trace info and trace stats: FILE analysed, then the document doc makes
  * of it (--format json) or the header and the tables table prints. */
-static int trace_analysed(const char *cmd, const char *const help[2],
+static int trace_analysed(const char *cmd,
                           json_t *(*doc)(const fm_trace_analysis *),
-                          void (*table)(const tr_stats *), int argc, char **argv) {
+                          void (*table)(FILE *, const tr_stats *), int argc, char **argv) {
   int fmt, rc;
   fm_trace_analysis a;
-  if ((rc = open_analysed(cmd, help, argc, argv, &fmt, &a)))
+  if ((rc = open_analysed(cmd, argc, argv, &fmt, &a)))
     return rc == CLI_HELP ? CLI_OK : rc;
   if (fmt == CLI_FMT_JSON) {
     rc = print_json(cmd, doc(&a));
   } else {
-    print_header(&a);
-    table(&a.stats);
+    fm_text_trace_header(stdout, &a);
+    table(stdout, &a.stats);
   }
   fm_trace_analysis_fini(&a);
   return rc;
 }
 
-/* Per layer: skew and change, in brief. */
-static void print_info_table(const tr_stats *s) {
-  static const cli_col cols[] = {LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"),
-                                 STAT_COL("max/mean p90", 12, "%.2f"),
-                                 STAT_COL("change/step (L1)", 16, "%.3f"), CLI_END_COL};
-  printf("\n");
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    const cli_cell row[] = {CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90),
-                            CLI_F(x->change[0])};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-}
-
 static int trace_info(int argc, char **argv) {
-  static const char *const help[2] = {INFO_HEAD, INFO_TAIL};
-  return trace_analysed("trace info", help, fm_trace_info_doc, print_info_table, argc, argv);
+  return trace_analysed("trace info", fm_trace_info_doc, fm_text_trace_info, argc, argv);
 }
 
 /* ---- trace stats ----------------------------------------------------------- */
 
-static const char STATS_HEAD[] =
-    "usage: flexmoe trace stats FILE [--iterations A:B] [--format table|json]\n"
-    "                           [--max-memory SIZE]\n"
-    "\n"
-    "Per layer: skew (expert max/mean load median and p90, Gini, normalised entropy),\n"
-    "fluctuation (L1 distance between normalised load distributions at lags 1, 10 and\n"
-    "100 iterations), persistence of the hot experts (share of the E/8 most loaded\n"
-    "experts still among them 1 and 10 iterations later), and per-rank variation (L1\n"
-    "distance of each rank's distribution from the layer's; CV of rank totals), and\n"
-    "the distribution of the per-iteration lag-1 change (median, p90, p99): compare a\n"
-    "real trace and one generated from its fit.\n"
-    "Streams through the file: a trace larger than memory works.\n"
-    "\n";
-static const char STATS_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace stats traces/samples/gpt-l6-e32-top2-aux-200.npy --format json\n";
-
-/* The distribution of the per-iteration lag-1 change, per layer: the mean
- * above hides that real routing changes in bursts. */
-static void print_change_table(const tr_stats *s) {
-  static const cli_col cols[] = {LAYER_COL, STAT_COL("p50", 6, "%.3f"), STAT_COL("p90", 6, "%.3f"),
-                                 STAT_COL("p99", 6, "%.3f"), STAT_COL("p90/p50", 7, "%.2f"),
-                                 CLI_END_COL};
-  printf("\n       -- lag-1 change (L1) per iteration --\n");
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    const cli_cell row[] = {
-        CLI_I(l), CLI_F(x->change1_p50), CLI_F(x->change1_p90), CLI_F(x->change1_p99),
-        CLI_F(x->change1_p50 > 0 ? x->change1_p90 / x->change1_p50 : NAN)};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-}
-
-/* Per layer: skew, change at three lags, hot-set persistence, ranks. */
-static void print_stats_table(const tr_stats *s) {
-  static const cli_col cols[] = {
-      LAYER_COL, STAT_COL("max/mean p50", 12, "%.2f"), STAT_COL("p90", 5, "%.2f"),
-      STAT_COL("gini", 5, "%.3f"), STAT_COL("entropy", 7, "%.3f"), STAT_COL("lag1", 5, "%.3f"),
-      STAT_COL("lag10", 5, "%.3f"), STAT_COL("lag100", 6, "%.3f"), STAT_COL("lag1", 4, "%.2f"),
-      STAT_COL("lag10", 5, "%.2f"), STAT_COL("L1div", 5, "%.3f"), STAT_COL("totcv", 5, "%.3f"),
-      CLI_END_COL};
-  printf("\n       ------------- skew -------------  --- change (L1) ---  hot %d set "
-         "  --- ranks ---\n",
-         s->hot);
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int l = 0; l < s->layers; l++) {
-    const tr_layer_stats *x = &s->layer[l];
-    const cli_cell row[] = {
-        CLI_I(l), CLI_F(x->max_mean_p50), CLI_F(x->max_mean_p90), CLI_F(x->gini),
-        CLI_F(x->entropy), CLI_F(x->change[0]), CLI_F(x->change[1]), CLI_F(x->change[2]),
-        CLI_F(x->hot_persist[0]), CLI_F(x->hot_persist[1]), CLI_F(x->rank_divergence),
-        CLI_F(x->rank_total_cv)};
-    cli_table_row(cols, row, CLI_FMT_TABLE);
-  }
-  print_change_table(s);
-}
-
 static int trace_stats(int argc, char **argv) {
-  static const char *const help[2] = {STATS_HEAD, STATS_TAIL};
-  return trace_analysed("trace stats", help, fm_trace_stats_doc, print_stats_table, argc, argv);
+  return trace_analysed("trace stats", fm_trace_stats_doc, fm_text_trace_stats, argc, argv);
 }
 
 /* ---- trace gen --------------------------------------------------------------- */
-
-static const char GEN_HEAD[] =
-    "usage: flexmoe trace gen (--pattern NAME | --fit FIT.json) --iterations N -o OUT.npy\n"
-    "                         [--seed S] [--layers L] [--ranks R] [--experts E]\n"
-    "                         [--tokens T] [--top-k K] [--max-memory SIZE]\n"
-    "                         [model options]\n"
-    "\n"
-    "Generates a synthetic routing trace (.npy + .json sidecar), seeded: the same\n"
-    "options and seed give the same file, byte for byte. Logits per expert =\n"
-    "profile x scale + hot set + bursts + AR(1) fluctuation + per-rank noise;\n"
-    "each rank draws tokens x top-k slots as a multinomial over softmax(logits).\n"
-    "Sizes default to 4 layers, 8 ranks, 16 experts, 1024 tokens, top-2 (with --fit:\n"
-    "the fit's). Model options (--dist to --ragged) adjust the pattern or the fit.\n"
-    "\n";
-static const char GEN_TAIL[] =
-    "\npatterns:\n"
-    "%s"
-    "\n"
-    "example:\n"
-    "  flexmoe trace gen --pattern hot-experts --layers 2 --experts 16 --iterations 50 --seed 7 "
-    "-o hot.npy\n";
 
 /* What trace gen's flags say: the configuration (a size of -1, 0 for
  * d_model and d_ff, means "the pattern's or the fit's"), the model options
@@ -302,14 +155,7 @@ static int gen_parse(const char *cmd, int argc, char **argv, gen_args *a) {
       MODEL_ROW(REGIME),
       MODEL_ROW(RAGGED),
       {.kind = CLI_O_END}};
-  char list[2048] = "", tail[4096];
-  for (int i = 0; tr_gen_patterns[i]; i++) {
-    char line[160];
-    snprintf(line, sizeof(line), "  %-19s %s\n", tr_gen_patterns[i], tr_gen_pattern_help[i]);
-    strncat(list, line, sizeof(list) - strlen(list) - 1);
-  }
-  snprintf(tail, sizeof(tail), GEN_TAIL, list);
-  int rc = cli_parse_flags(cmd, argc, argv, opts, GEN_HEAD, tail);
+  int rc = cli_parse_flags(cmd, argc, argv, opts);
   if (rc)
     return rc;
   if (!c->pattern == !c->fit_path)
@@ -346,10 +192,7 @@ static int trace_gen(int argc, char **argv) {
     g.gen.hot_layout = TR_HOT_SPREAD;
   rc = fm_trace_gen_write(&a.cfg, &g, em, el);
   if (!rc)
-    printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts, top-%d, %" PRId64
-           " tokens per rank, seed %" PRIu64 "\n",
-           a.cfg.out, a.cfg.iterations, g.gen.layers, g.gen.ranks, g.gen.experts, g.gen.top_k,
-           g.gen.tokens_per_rank, a.cfg.seed);
+    fm_text_trace_gen(stdout, &a.cfg, &g);
 done:
   if (rc)
     cli_fail(rc, cmd, "%s", em);
@@ -359,77 +202,6 @@ done:
 }
 
 /* ---- trace fit ---------------------------------------------------------------- */
-
-static const char FIT_HEAD[] =
-    "usage: flexmoe trace fit FILE -o FIT.json [--iterations A:B] [--seed S]\n"
-    "                         [--format table|json] [--max-memory SIZE]\n"
-    "\n"
-    "Estimates the generator's model from a trace, per layer: the base popularity\n"
-    "profile (log mean share of each expert); the burst regimes of the per-iteration\n"
-    "change (a two-state Markov-switching model of the log lag-1 change, fitted by\n"
-    "maximum likelihood); then the profile scale, the AR(1) fluctuation of the logits,\n"
-    "the spread of its steps and the per-rank noise, calibrated by simulation so the\n"
-    "generated trace has the original's expert max/mean load median, median and p90\n"
-    "of the lag-1 L1 change, L1 change at lag 10, and rank divergence. 'flexmoe trace\n"
-    "gen --fit FIT.json' then makes longer or larger traces with the same statistics.\n"
-    "Prints target vs fitted and the model. FIT.json is version 2 (version 1 files\n"
-    "are still read, without bursts).\n"
-    "\n";
-static const char FIT_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace fit traces/samples/gpt-l6-e32-top2-aux-200.npy -o fit.json\n";
-
-/* The fitted model f (written to out) as two tables: per layer, the
- * targets and what the fitted model reproduces (target, fitted, error of
- * four statistics); then the model's parameters (dynamics of the logits,
- * burst regimes and step spread). */
-#define FIT_COLS(prec)                                                                        \
-  {.width = 7, .fmt = prec, .sep = "  "}, {.width = 7, .fmt = prec},                          \
-      {.width = 7, .fmt = "%+.1f%%"}
-#define FIT_CELLS(t, g) CLI_F(t), CLI_F(g), CLI_F(100 * ((g) / (t) - 1))
-static void print_fit_table(const tr_fit *f, const char *out) {
-  static const cli_col fit[] = {LAYER_COL, FIT_COLS("%.2f"), FIT_COLS("%.4f"), FIT_COLS("%.4f"),
-                                FIT_COLS("%.4f"), CLI_END_COL};
-  static const cli_col model[] = {
-      LAYER_COL, {.head = "scale", .width = 6, .fmt = "%.3f", .sep = "  "},
-      {.head = "innov", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "phi", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "psi", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "rank_s", .width = 6, .fmt = "%.3f", .sep = "  "},
-      {.head = "enter", .width = 5, .fmt = "%.3f", .sep = "   "},
-      {.head = "leave", .width = 5, .fmt = "%.3f", .sep = "  "},
-      {.head = "ratio", .width = 5, .fmt = "%.2f", .sep = "  "},
-      {.head = "share", .width = 5, .fmt = "%.2f", .sep = "  "},
-      {.head = "sigma", .width = 5, .fmt = "%.3f", .sep = "  "}, CLI_END_COL};
-  printf("fitted %s (%" PRId64 " iterations) -> %s; calibration %" PRId64
-         " iterations, up to %d rounds\n\n",
-         f->source, f->iterations, out, f->cal_iterations, f->rounds);
-  printf("       ---- max/mean p50 -----  -- lag-1 change p50 ---  -- lag-1 change p90 ---"
-         "  -- L1 change lag 10 ---\nlayer");
-  for (int k = 0; k < 4; k++)
-    printf("   target  fitted  error");
-  printf("\n");
-  for (int l = 0; l < f->layers; l++) {
-    const tr_fit_stats *t = &f->layer[l].target, *g = &f->layer[l].fitted;
-    const cli_cell row[] = {
-        CLI_I(l), FIT_CELLS(t->max_mean_p50, g->max_mean_p50),
-        FIT_CELLS(t->change1_p50, g->change1_p50), FIT_CELLS(t->change1_p90, g->change1_p90),
-        FIT_CELLS(t->change10, g->change10)};
-    cli_table_row(fit, row, CLI_FMT_TABLE);
-  }
-  printf("\n       ------------ logits ------------  ---- burst regimes (ML) ----  steps\n");
-  cli_table_head(model, CLI_FMT_TABLE);
-  for (int l = 0; l < f->layers; l++) {
-    const tr_fit_layer *x = &f->layer[l];
-    double vol = x->vol_enter + x->vol_leave;
-    const cli_cell row[] = {CLI_I(l), CLI_F(x->scale), CLI_F(x->innov), CLI_F(x->phi),
-                            CLI_F(x->psi), CLI_F(x->rank_sigma), CLI_F(x->vol_enter),
-                            CLI_F(x->vol_leave), CLI_F(x->vol_ratio),
-                            CLI_F(vol > 0 ? x->vol_enter / vol : 0), CLI_F(x->vol_sigma)};
-    cli_table_row(model, row, CLI_FMT_TABLE);
-  }
-}
 
 /* tr_fit_progress_fn for the progress line: a layer's regimes, then its
  * calibration. */
@@ -457,7 +229,7 @@ static int trace_fit(int argc, char **argv) {
       KEY_ROW(CLI_O_I64, 's', &cfg.seed, FIT_SEED),
       FORMAT_ROW(&fmt, "table (default) or json (the FIT.json document)"),
       MAX_MEMORY_ROW(&cfg.trace.max_memory, 'M'), {.kind = CLI_O_END}};
-  int c = cli_parse_opts(cmd, argc, argv, opts, FIT_HEAD, FIT_TAIL);
+  int c = cli_parse_opts(cmd, argc, argv, opts);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
@@ -477,30 +249,13 @@ static int trace_fit(int argc, char **argv) {
     json_t *o = json_load_file(cfg.out, 0, NULL);
     rc = o ? print_json(cmd, o) : cli_fail(CLI_EFAIL, cmd, "%s: cannot read back", cfg.out);
   } else {
-    print_fit_table(&f, cfg.out);
+    fm_text_trace_fit(stdout, &f, cfg.out);
   }
   tr_fit_fini(&f);
   return rc;
 }
 
 /* ---- trace rescale ------------------------------------------------------------- */
-
-static const char RESCALE_HEAD[] =
-    "usage: flexmoe trace rescale FILE --gpus G [--tokens-per-gpu T] [--seed S]\n"
-    "                             [--iterations A:B] [--max-memory SIZE] -o OUT.npy\n"
-    "\n"
-    "Rescales a trace recorded on R ranks to G GPUs: GPU g takes the routing\n"
-    "distribution of source rank g mod R at the same (iteration, layer), scaled to\n"
-    "T tokens x top-k slots, drawn as a seeded multinomial (each GPU's total is\n"
-    "exact; skew and fluctuation are preserved; the same seed gives the same file).\n"
-    "With G = R and no --tokens-per-gpu the counts are copied. Streams slice by\n"
-    "slice: neither trace is held in memory.\n"
-    "\n";
-static const char RESCALE_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace rescale traces/samples/gpt-l6-e32-top2-aux-200.npy --gpus 64 "
-    "--tokens-per-gpu 4096 --seed 1 -o g64.npy\n";
 
 static int trace_rescale(int argc, char **argv) {
   const char *cmd = "trace rescale";
@@ -514,7 +269,7 @@ static int trace_rescale(int argc, char **argv) {
       KEY_ROW(CLI_O_STR, 'o', &cfg.out, RESCALE_OUTPUT),
       MAX_MEMORY_ROW(&cfg.trace.max_memory, 0),
       {.kind = CLI_O_END}};
-  int c = cli_parse_opts(cmd, argc, argv, opts, RESCALE_HEAD, RESCALE_TAIL);
+  int c = cli_parse_opts(cmd, argc, argv, opts);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
@@ -529,41 +284,11 @@ static int trace_rescale(int argc, char **argv) {
   char em[ERRLEN];
   if ((c = fm_trace_rescale(&cfg, &w, em, sizeof(em))))
     return cli_fail(c, cmd, "%s", em);
-  printf("wrote %s: %" PRId64 " iterations x %d layers x %d GPUs x %d experts, %s slots "
-         "per GPU, seed %" PRIu64 "\n",
-         cfg.out, w.iterations, w.layers, cfg.gpus, w.experts,
-         cfg.tokens_per_gpu > 0 ? "exact" : "source-rank", cfg.seed);
+  fm_text_trace_rescale(stdout, &cfg, &w);
   return CLI_OK;
 }
 
 /* ---- trace import ------------------------------------------------------------- */
-
-static const char IMPORT_HEAD[] =
-    "usage: flexmoe trace import FILE.csv|FILE.npy -o OUT.npy [--axes ORDER]\n"
-    "                            [--expert-ids [--experts E]] [--iterations A:B]\n"
-    "                            [--top-k K] [--d-model D] [--d-ff F]\n"
-    "                            [--tokens-per-rank T] [--bytes-per-elem B]\n"
-    "                            [--strict] [--max-memory SIZE]\n"
-    "\n"
-    "Converts a trace into flexmoe's .npy (+ .json sidecar), streaming:\n"
-    "  long CSV with header iteration,layer,rank,expert,tokens (missing cells are 0,\n"
-    "  repeated cells add up; dimensions = largest index + 1);\n"
-    "  .npy [I,L,R,E] or [I,L,E] (e.g. to cut an --iterations excerpt);\n"
-    "  .npy with another axis order: --axes names the file's axes in order, e.g.\n"
-    "  --axes layer,iteration,expert,rank or --axes LIER (rank may be absent);\n"
-    "  per-token expert ids (--expert-ids): a .npy [I, L, R, T, k] (or [I, L, T, k])\n"
-    "  of expert ids, -1 = dropped slot; counts per (iteration, layer, rank, expert);\n"
-    "  E = --experts or the largest id + 1; the sidecar gets top_k = k, tokens = T.\n"
-    "A CSV is read into memory (I x L x R x E int64 counts from its largest indices);\n"
-    "the other inputs are mapped and stream one slice at a time. The written trace\n"
-    "is checked: empty ranks or iterations and ids that look 1-based are warnings\n"
-    "on stderr; --strict makes them errors (nothing kept).\n"
-    "\n";
-static const char IMPORT_TAIL[] =
-    "\n"
-    "example:\n"
-    "  flexmoe trace import routing.csv --top-k 2 --d-model 1024 --d-ff 4096 \\\n"
-    "      --tokens-per-rank 4096 -o routing.npy\n";
 
 #define IMPORT_ROW(kind_, dest, id) KEY_ROW(kind_, 0, dest, IMPORT_##id)
 
@@ -587,7 +312,7 @@ static int trace_import(int argc, char **argv) {
       IMPORT_ROW(CLI_O_BOOL, &strict, STRICT),
       MAX_MEMORY_ROW(&cfg.trace.max_memory, 0),
       {.kind = CLI_O_END}};
-  int c = cli_parse_opts(cmd, argc, argv, opts, IMPORT_HEAD, IMPORT_TAIL);
+  int c = cli_parse_opts(cmd, argc, argv, opts);
   if (c)
     return c == CLI_HELP ? CLI_OK : c;
   if (optind != argc - 1)
@@ -607,32 +332,20 @@ static int trace_import(int argc, char **argv) {
     fm_trace_remove(cfg.out);
     return c;
   }
-  printf("wrote %s: %" PRId64 " iterations x %d layers x %d ranks x %d experts (%s)\n", cfg.out,
-         o.iterations, o.layers, o.ranks, o.experts, fm_trace_dtype_name(o.dtype));
+  fm_text_trace_import(stdout, cfg.out, &o);
   return CLI_OK;
 }
 
 /* ---- dispatch -------------------------------------------------------------- */
 
-/* The subcommands, as main's table of commands. */
+/* The subcommands, as main's table of commands (their usage and
+ * summaries: run/fm_commands.h, the rows "trace ..."). */
 static const cli_command subs[] = {
-    {"info", trace_info, "shape, metadata, tokens, skew and change per layer"},
-    {"stats", trace_stats, "skew, fluctuation, hot-expert persistence, rank variation"},
-    {"gen", trace_gen, "generate a synthetic trace (patterns or a fitted model), seeded"},
-    {"fit", trace_fit, "fit the generator's model to a trace (-> FIT.json)"},
-    {"rescale", trace_rescale, "map a trace onto G GPUs and another token count, seeded"},
-    {"import", trace_import, "CSV, other axis orders, per-token expert ids -> .npy"},
+    {"info", trace_info}, {"stats", trace_stats},     {"gen", trace_gen},
+    {"fit", trace_fit},   {"rescale", trace_rescale}, {"import", trace_import},
 };
 
 int cmd_trace(int argc, char **argv) {
-  static const cli_menu menu = {
-      .cmd = "trace", .cmds = subs, .n = sizeof subs / sizeof subs[0], .width = 8,
-      .head = "usage: flexmoe trace SUBCOMMAND [options]   (flexmoe trace SUBCOMMAND --help)\n"
-              "\n"
-              "Routing traces: counts[iteration][layer][rank][expert] of token slots, as\n"
-              ".npy (+ .json sidecar) or long CSV (iteration,layer,rank,expert,tokens).\n"
-              "\n"
-              "subcommands:\n",
-      .tail = "\nexample:\n  flexmoe trace info traces/samples/gpt-l6-e32-top2-aux-200.npy\n"};
+  static const cli_menu menu = {.cmd = "trace", .cmds = subs, .n = sizeof subs / sizeof subs[0]};
   return cli_dispatch(&menu, argc, argv);
 }

@@ -9,50 +9,12 @@
  * the statistics printed.
  */
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
-#include "run/fm_json.h"
+#include "run/fm_text.h"
 #include "run/fm_keys.h"
-#include "placement/pl_policy.h"
 #include "run/fm_validate.h"
-
-static const char help_head[] =
-    "usage: flexmoe validate --backend cpu|cuda|nccl --trace T [--policy SPEC]...\n"
-    "                        [--partitions N] [--ranks N] [--iterations A:B] [--seed S]\n"
-    "                        [--d-model D] [--d-ff F] [--top-k K] [--tokens-per-gpu T]\n"
-    "                        [--slots S] [--profile P.json] [--engine analytic|des|cost]\n"
-    "                        [--db FILE | --no-db] [--format table|json]\n"
-    "\n"
-    "Runs each policy twice on the same configuration: on the runtime backend\n"
-    "(measured) and through the simulator with the calibrated profile of that\n"
-    "backend (predicted), and prints predicted vs measured per phase with the\n"
-    "relative error (predicted - measured) / measured. Without --profile the backend\n"
-    "is calibrated first (as flexmoe calibrate), on the ranks the replay uses.\n"
-    "Policies default to static, flexmoe, flexmoe:background=0 and eplb (those this\n"
-    "build has). Every policy is validated at its defaults: background moves overlap\n"
-    "the iteration on the runtime as in the simulator (docs/runtime.md, \"Background\n"
-    "moves\"). Every policy is predicted before any is measured, so a configuration\n"
-    "the simulator refuses fails at once. --ranks: at most the trace's ranks (cpu: a\n"
-    "warning above the machine's cores). With --db both runs of every policy and the\n"
-    "validations are stored once all are done (nothing for a validation that fails);\n"
-    "--no-db (the default) stores nothing. An error is n/a where a phase was not\n"
-    "measured; two phases both under a microsecond agree (0.0%).\n"
-    "\n";
-static const char help_tail[] =
-    "\n"
-    "JSON: {\"runs\": [{\"policy\", \"predicted_ms\", \"measured_ms\", \"error\", \"phases\"}],\n"
-    "       \"median_abs_error\", \"p95_abs_error\", \"ranking_agrees\", \"predictor\"}\n"
-    "median_abs_error: over policies, of the mean iteration time; p95_abs_error: over\n"
-    "policies x phases taking >= 5% of the iteration.\n"
-    "\n"
-    "example:\n"
-    "  flexmoe validate --backend cuda --partitions 4 --trace gpt-l6-e32-top2-aux-200.npy \\\n"
-    "      --iterations 0:50 --d-model 1024 --d-ff 4096 --policy static \\\n"
-    "      --policy flexmoe --policy flexmoe:background=0 --policy eplb \\\n"
-    "      --profile h200-green-4.json --db flexmoe.db --format json\n";
 
 /* The command line of validate. */
 typedef struct vopts {
@@ -77,36 +39,13 @@ static int parse(vopts *o, int argc, char **argv) {
        .help = "store nothing (the default; as --db '')"},
       CLI_FORMAT_ROW(&o->fmt),
       {.kind = CLI_O_END}};
-  int rc = cli_parse_replay("validate", argc, argv, &o->cfg.replay, own, help_head, help_tail);
+  int rc = cli_parse_replay("validate", argc, argv, &o->cfg.replay, own);
   if (rc) return rc;
   if (o->no_db || (o->cfg.db_path && !o->cfg.db_path[0])) o->cfg.db_path = NULL;
   const fm_replay_config *r = &o->cfg.replay;
   if (!r->backend) return cli_fail(CLI_EUSAGE, "validate", "--backend is required (cpu, cuda or nccl)");
   if (!r->trace_path) return cli_fail(CLI_EUSAGE, "validate", "--trace is required");
   return cli_replay_check("validate", r);
-}
-
-/* The result as a table: per policy the iteration time, then the phases. */
-static void print_table(const fm_validate_result *res) {
-  printf("validate: backend %s, predictor: %s\n", res->backend, res->predictor);
-  static const cli_col cols[] = {
-      CLI_COL("policy", -12, "%s"), CLI_COL("phase", -10, "%s"),
-      CLI_COL("predicted_ms", 12, "%.3f"), CLI_COL("measured_ms", 12, "%.3f"),
-      {.head = "error", .width = 9, .fmt = "%.1f%%", .nan = "n/a"}, CLI_END_COL};
-  cli_table_head(cols, CLI_FMT_TABLE);
-  for (int p = 0; p < res->nruns; p++)
-    for (int q = FM_V_N - 1; q >= 0; q--) {
-      const fm_validate_run *r = &res->runs[p];
-      char sn[PL_SPEC_MAX + 1];
-      const cli_cell row[] = {
-          CLI_S(q == FM_V_TIME ? cli_policy_label(r->policy, sn, sizeof sn) : ""),
-          CLI_S(fm_validate_phase_names[q]), CLI_F(r->predicted[q]), CLI_F(r->measured[q]),
-          CLI_F(100.0 * r->error[q])};
-      cli_table_row(cols, row, CLI_FMT_TABLE);
-    }
-  printf("median |error| of iteration time %.1f%%, p95 |error| over phases %.1f%%, ranking %s\n",
-         100 * res->median_abs_error, 100 * res->p95_abs_error,
-         res->ranking_agrees ? "agrees" : "DIFFERS");
 }
 
 int cmd_validate(int argc, char **argv) {
@@ -120,7 +59,7 @@ int cmd_validate(int argc, char **argv) {
   if (res.owner) {
     if (o.fmt == CLI_FMT_JSON)
       rc = cli_json_print("validate", fm_validate_doc(&res), JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    else print_table(&res);
+    else fm_text_validate(stdout, &res);
   }
   fm_validate_result_fini(&res);
   return rc;

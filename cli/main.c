@@ -9,28 +9,14 @@
 #include "flexmoe_config.h"
 
 static const cli_command commands[] = {
-    {"sim", cmd_sim, "simulate policies on a routing trace and a modelled cluster"},
-    {"sweep", cmd_sweep, "run a grid of policies x cluster sizes x traces x seeds"},
-    {"report", cmd_report, "print the runs stored in a results database"},
-    {"trace", cmd_trace, "inspect, import, generate, fit and rescale routing traces"},
-    {"place", cmd_place, "print a policy's placement plan for a trace"},
-    {"policies", cmd_policies, "list placement policies and their parameters"},
-    {"clusters", cmd_clusters, "list cluster presets with their numbers"},
-    {"net", cmd_net, "finish times of a traffic matrix on a cluster"},
-    {"run", cmd_run, "replay a trace with a policy on the runtime (cpu, cuda, nccl)"},
-    {"calibrate", cmd_calibrate, "measure a GPU and store a compute profile"},
-    {"validate", cmd_validate, "compare the runtime's measurements with the simulator"},
+    {"sim", cmd_sim},           {"sweep", cmd_sweep},   {"report", cmd_report},
+    {"trace", cmd_trace},       {"place", cmd_place},   {"policies", cmd_policies},
+    {"clusters", cmd_clusters}, {"net", cmd_net},       {"run", cmd_run},
+    {"calibrate", cmd_calibrate}, {"validate", cmd_validate},
 };
-static const cli_menu menu = {
-    .cmd = NULL, .cmds = commands, .n = sizeof commands / sizeof commands[0], .width = 10,
-    .head = "flexmoe " FLEXMOE_VERSION " - which MoE expert placement policy makes training "
-            "fastest on\n"
-            "your cluster: a trace-driven simulator, a GPU runtime that checks it, and a\n"
-            "results database.\n\n"
-            "usage: flexmoe COMMAND [options]   (flexmoe COMMAND --help for each)\n\n"
-            "commands:\n",
-    .tail = "\nexample:\n  flexmoe sim --trace traces/samples/gpt-l6-e32-top2-aux-200.npy "
-            "--cluster dgx-h100 --nodes 2\n"};
+/* Its usage and summaries: run/fm_commands.h, the row "". */
+static const cli_menu menu = {.cmd = "", .cmds = commands,
+                              .n = sizeof commands / sizeof commands[0]};
 
 int main(int argc, char **argv) {
   gsl_set_error_handler_off();

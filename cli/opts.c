@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run/fm_commands.h"
 #include "run/fm_keys.h"
 #include "run/fm_parse.h"
-#include "traces/tr_trace.h"
 
 #define MAX_OPTS 48
 #define HELP_WIDTH 22
@@ -41,53 +41,6 @@ static int parsed(const char *cmd, int rc, parse_msg *m) {
   if (m->p != m->small)
     free(m->p);
   return rc;
-}
-
-/* A flag's value read strictly (run/fm_parse.h: the whole text, decimal, in
- * [lo, hi]); CLI_OK, or CLI_EUSAGE after printing the parser's sentence. */
-static int parse_long(const char *cmd, const char *flag, const char *text, long lo, long hi,
-                      long *out) {
-  parse_msg m;
-  char *em = msg_for(&m, flag, text);
-  return parsed(cmd, fm_parse_long(flag, text, lo, hi, out, em, m.n), &m);
-}
-
-/* "A:B" half-open, either side optional (*b = -1: to the end), as
- * parse_long reads a number. */
-static int parse_range(const char *cmd, const char *flag, const char *text, int64_t *a,
-                       int64_t *b) {
-  parse_msg m;
-  char *em = msg_for(&m, flag, text);
-  return parsed(cmd, fm_parse_range(flag, text, a, b, em, m.n), &m);
-}
-
-/* A list of integers in the key's range ("8,16,64": parse_long's messages,
- * "empty list", "more than MAX values"). */
-static int parse_key_list(const char *cmd, int key, const char *text, long *out, int max, int *n) {
-  const fm_key *k = fm_key_of((fm_key_id)key);
-  parse_msg m;
-  char *em = msg_for(&m, k->flag, text);
-  return parsed(cmd, fm_parse_list(k->flag, text, (long)k->lo, (long)k->hi, out, max, n, em, m.n),
-                &m);
-}
-
-/* One of the key's choices ("--engine: 'x' is not analytic or des"). */
-static int parse_choice(const char *cmd, int key, const char *text, const char **out) {
-  const fm_key *k = fm_key_of((fm_key_id)key);
-  if (!fm_key_choice_ok((fm_key_id)key, text)) {
-    char words[256]; /* the choices but the last, as "a, b" */
-    size_t at = 0, last = (size_t)(strrchr(k->choices, '|') - k->choices);
-    for (size_t i = 0; i < last && at + 3 < sizeof words; i++) {
-      if (k->choices[i] == '|')
-        words[at++] = ',';
-      words[at++] = k->choices[i] == '|' ? ' ' : k->choices[i];
-    }
-    words[at] = '\0';
-    return cli_fail(CLI_EUSAGE, cmd, "%s: '%s' is not %s or %s", k->flag, text ? text : "",
-                    words, k->choices + last + 1);
-  }
-  *out = text;
-  return CLI_OK;
 }
 
 /* What cli_getopt last saw: its options (for "did you mean") and the
@@ -183,10 +136,12 @@ static const char *flag_of(const cli_opt *o) {
   return o->flag ? o->flag : fm_key_of((fm_key_id)o->key)->flag;
 }
 
-/* The help lines of the table between head and tail, on stdout: a row
- * that names a key and no help of its own prints the key's. */
-static void print_help(const cli_opt *opts, const char *head, const char *tail) {
-  fputs(head, stdout);
+/* cmd's --help on stdout: its usage (run/fm_commands.h), the help lines
+ * of the table (a row that names a key and no help of its own prints the
+ * key's), then its tail. */
+static void print_help(const char *cmd, const cli_opt *opts) {
+  const fm_command *c = fm_command_of(cmd);
+  fputs(c->usage, stdout);
   for (const cli_opt *o = opts; o->kind != CLI_O_END; o++) {
     char buf[2048], flag[64];
     snprintf(flag, sizeof flag, "-%c, %s", o->letter, flag_of(o));
@@ -198,61 +153,60 @@ static void print_help(const cli_opt *opts, const char *head, const char *tail) 
                    o->help ? o->help : "", HELP_WIDTH, buf, sizeof buf);
     fputs(buf, stdout);
   }
-  fputs(tail, stdout);
+  fm_command_tail_print(c, stdout);
 }
 
-/* A size ("512M", "4G": traces/tr_trace.h tr_parse_size) into *to;
- * CLI_OK or CLI_EUSAGE with one message naming flag. */
-static int store_size(const char *cmd, const char *flag, const char *text, uint64_t *to) {
-  if (tr_parse_size(text, to) == TR_OK)
-    return CLI_OK;
-  return cli_fail(CLI_EUSAGE, cmd,
-                  "%s: '%s' is not a size between 1 byte and 1 EiB (bytes, or a number with K, "
-                  "M, G or T: 512M, 4G)",
-                  flag, text);
-}
-
-/* One option's value into its destination; CLI_OK or CLI_EUSAGE (message
- * printed by the number and format parsers). */
+/* One option's value into its destination; CLI_OK or CLI_EUSAGE after one
+ * message: the sentence of the value's parser (run/fm_parse.h, run/fm_keys.h:
+ * the whole text, decimal, in the row's or the key's range), or the format's
+ * and a CLI_O_FN's own. */
 static int store(const char *cmd, const cli_opt *o, const char *arg) {
-  long lo = o->lo, hi = o->hi;
-  if (o->key >= 0 && lo == 0 && hi == 0) {
-    lo = (long)fm_key_of((fm_key_id)o->key)->lo;
-    hi = (long)fm_key_of((fm_key_id)o->key)->hi;
+  const fm_key *k = o->key >= 0 ? fm_key_of((fm_key_id)o->key) : NULL;
+  long lo = o->lo, hi = o->hi, v = 0;
+  if (k && lo == 0 && hi == 0) {
+    lo = (long)k->lo;
+    hi = (long)k->hi;
   }
-  long v = 0;
-  int rc = CLI_OK;
+  if (o->kind == CLI_O_FORMAT)
+    return cli_parse_format(cmd, arg, (int)o->lo, (int *)o->to);
+  if (o->kind == CLI_O_FN)
+    return o->fn(cmd, arg, o->to);
+  const char *flag = flag_of(o);
+  parse_msg m;
+  char *em = msg_for(&m, flag, arg);
+  int rc = FM_OK, *n = o->to2;
   switch (o->kind) {
-  case CLI_O_STR: *(const char **)o->to = arg; return CLI_OK;
-  case CLI_O_BOOL: *(int *)o->to = 1; return CLI_OK;
-  case CLI_O_LONG: return parse_long(cmd, flag_of(o), arg, lo, hi, (long *)o->to);
+  case CLI_O_STR: *(const char **)o->to = arg; break;
+  case CLI_O_BOOL: *(int *)o->to = 1; break;
+  case CLI_O_LONG: rc = fm_parse_long(flag, arg, lo, hi, (long *)o->to, em, m.n); break;
   case CLI_O_INT:
-    if (!(rc = parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+    if (!(rc = fm_parse_long(flag, arg, lo, hi, &v, em, m.n)))
       *(int *)o->to = (int)v;
-    return rc;
+    break;
   case CLI_O_I64:
-    if (!(rc = parse_long(cmd, flag_of(o), arg, lo, hi, &v)))
+    if (!(rc = fm_parse_long(flag, arg, lo, hi, &v, em, m.n)))
       *(int64_t *)o->to = v;
-    return rc;
-  case CLI_O_RANGE: return parse_range(cmd, flag_of(o), arg, o->to, o->to2);
-  case CLI_O_FORMAT: return cli_parse_format(cmd, arg, (int)o->lo, (int *)o->to);
-  case CLI_O_CHOICE: return parse_choice(cmd, o->key, arg, (const char **)o->to);
-  case CLI_O_MULTI: {
-    int *n = o->to2;
-    if (*n >= o->hi)
-      return cli_fail(CLI_EUSAGE, cmd, "%s: at most %ld", flag_of(o), o->hi);
-    ((const char **)o->to)[(*n)++] = arg;
-    return CLI_OK;
+    break;
+  case CLI_O_RANGE: rc = fm_parse_range(flag, arg, o->to, o->to2, em, m.n); break;
+  case CLI_O_CHOICE:
+    rc = fm_key_parse_choice((fm_key_id)o->key, FM_NAME_FLAG, arg, o->to, em, m.n);
+    break;
+  case CLI_O_MULTI:
+    if (*n < o->hi)
+      ((const char **)o->to)[(*n)++] = arg;
+    else
+      rc = fm_fail(em, m.n, FM_EUSAGE, "%s: at most %ld", flag, o->hi);
+    break;
+  case CLI_O_LIST: /* named by the key's flag ("--seed" is read as --seeds) */
+    rc = fm_parse_list(k->flag, arg, (long)k->lo, (long)k->hi, o->to, o->max, n, em, m.n);
+    break;
+  case CLI_O_SIZE: rc = fm_parse_size(flag, arg, o->to, em, m.n); break;
+  default: rc = fm_fail(em, m.n, FM_EUSAGE, "%s: unknown kind of flag", flag);
   }
-  case CLI_O_LIST: return parse_key_list(cmd, o->key, arg, o->to, o->max, o->to2);
-  case CLI_O_SIZE: return store_size(cmd, flag_of(o), arg, o->to);
-  case CLI_O_FN: return o->fn(cmd, arg, o->to);
-  default: return CLI_EUSAGE;
-  }
+  return parsed(cmd, rc, &m);
 }
 
-int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                   const char *head, const char *tail) {
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts) {
   struct option lo[MAX_OPTS + 2];
   int n = 0;
   for (; opts[n].kind != CLI_O_END && n < MAX_OPTS; n++)
@@ -279,7 +233,7 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   int c;
   while ((c = getopt_strict(argc, argv, shorts, lo, repeat)) != -1) {
     if (c == 'h') {
-      print_help(opts, head, tail);
+      print_help(cmd, opts);
       return CLI_HELP;
     }
     for (int i = 0; c < 256 && c != '?' && c != ':' && opts[i].kind != CLI_O_END; i++)
@@ -293,9 +247,8 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts,
   return CLI_OK;
 }
 
-int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts,
-                    const char *head, const char *tail) {
-  int rc = cli_parse_opts(cmd, argc, argv, opts, head, tail);
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *opts) {
+  int rc = cli_parse_opts(cmd, argc, argv, opts);
   if (rc == CLI_OK && optind < argc)
     return cli_fail(CLI_EUSAGE, cmd, "unexpected argument '%s'", argv[optind]);
   return rc;

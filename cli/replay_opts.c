@@ -12,7 +12,7 @@
 #include "run/fm_replay.h"
 
 int cli_parse_replay(const char *cmd, int argc, char **argv, fm_replay_config *cfg,
-                     const cli_opt *own, const char *head, const char *tail) {
+                     const cli_opt *own) {
   enum { NREPLAY = 12, NOWN = 16 };
   cli_opt rows[NREPLAY + NOWN + 1] = {
       {.kind = CLI_O_STR, .to = &cfg->backend, .key = FM_KEY_RUN_BACKEND},
@@ -32,7 +32,7 @@ int cli_parse_replay(const char *cmd, int argc, char **argv, fm_replay_config *c
   for (; i < NOWN && own[i].kind != CLI_O_END; i++)
     rows[NREPLAY + i] = own[i];
   assert(own[i].kind == CLI_O_END); /* all fit: the rows after them stay CLI_O_END */
-  return cli_parse_flags(cmd, argc, argv, rows, head, tail);
+  return cli_parse_flags(cmd, argc, argv, rows);
 }
 
 int cli_replay_check(const char *cmd, const fm_replay_config *r) {

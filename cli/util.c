@@ -11,15 +11,13 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "run/fm_commands.h"
 #include "run/fm_json.h"
 #include "run/fm_trace.h"
-#include "placement/pl_error.h"
-#include "placement/pl_policy.h"
 
 #include <jansson.h>
 
 static int json_errors; /* errors as JSON (cli_set_json_errors) */
-
 
 void cli_detect_json_errors(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
@@ -102,7 +100,6 @@ int cli_json_print(const char *cmd, json_t *root, size_t flags) {
                                 strerror(errno));
 }
 
-
 int cli_trace_check(const char *cmd, const char *path, int64_t it0, int64_t it1,
                     int used_ranks, int flags) {
   tr_trace t;
@@ -172,35 +169,21 @@ void cli_progress_end(cli_progress *p) {
   p->shown = 0;
 }
 
-/* m's usage on out. */
-static void menu_usage(const cli_menu *m, FILE *out) {
-  fputs(m->head, out);
-  for (size_t i = 0; i < m->n; i++)
-    fprintf(out, "  %-*s %s\n", m->width, m->cmds[i].name, m->cmds[i].summary);
-  fputs(m->tail, out);
-}
-
 int cli_dispatch(const cli_menu *m, int argc, char **argv) {
   if (argc < 2) {
-    menu_usage(m, stderr);
+    fm_command_menu_print(m->cmd, stderr);
     return CLI_EUSAGE;
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
-    menu_usage(m, stdout);
+    fm_command_menu_print(m->cmd, stdout);
     return CLI_OK;
   }
   for (size_t i = 0; i < m->n; i++)
     if (strcmp(argv[1], m->cmds[i].name) == 0)
       return m->cmds[i].fn(argc - 1, argv + 1);
-  if (!m->cmd)
+  if (!m->cmd[0])
     return cli_fail(CLI_EUSAGE, NULL, "unknown command '%s' (see 'flexmoe --help')", argv[1]);
   return cli_fail(CLI_EUSAGE, m->cmd, "unknown subcommand '%s' (see 'flexmoe %s --help')",
                   argv[1], m->cmd);
-}
-
-const char *cli_policy_label(const char *spec, char *buf, size_t len) {
-  if (pl_policy_label(spec, buf, len) != PL_OK)
-    snprintf(buf, len, "%.*s", (int)strcspn(spec, ":"), spec);
-  return buf;
 }

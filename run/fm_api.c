@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "flexmoe_config.h"
+#include "run/fm_commands.h"
 #include "run/fm_error.h"
 #include "run/fm_json.h"
 #include "run/fm_keys.h"
@@ -120,17 +121,11 @@ static int get_str_list(const json_t *req, fm_key_id id, const char *what, const
 /* One of a choice key's words (engine, network) into *out. */
 static int get_choice(const json_t *req, fm_key_id id, const char **out, char *em,
                       size_t el) {
-  const char *s = NULL, *choices = fm_key_of(id)->choices;
+  const char *s = NULL;
   int rc = get_str(req, id, &s, em, el);
   if (rc || !s)
     return rc;
-  if (!fm_key_choice_ok(id, s)) {
-    int a = (int)strcspn(choices, "|");
-    return fm_fail(em, el, FM_EUSAGE, "%s: '%s' is not %.*s or %s", NAME(id), s, a, choices,
-                choices + a + 1);
-  }
-  *out = s;
-  return FM_OK;
+  return fm_key_parse_choice(id, FM_NAME_JSON, s, out, em, el);
 }
 
 /* An optional boolean key into *out. */
@@ -528,6 +523,8 @@ int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t
 }
 
 char *fm_keys_json(void) { return fm_keys_json_text(); }
+
+char *fm_commands_json(void) { return fm_commands_json_text(); }
 
 /* ---- sweep ---- */
 

@@ -54,6 +54,26 @@ int fm_key_choice_ok(fm_key_id id, const char *word) {
   return 0;
 }
 
+int fm_key_parse_choice(fm_key_id id, int naming, const char *word, const char **out,
+                        char *errmsg, size_t errlen) {
+  const char *c = keys[id].choices;
+  if (fm_key_choice_ok(id, word)) {
+    *out = word;
+    return FM_OK;
+  }
+  char words[256]; /* the choices but the last, as "a, b" */
+  size_t at = 0, last = (size_t)(strrchr(c, '|') - c);
+  for (size_t i = 0; i < last && at + 3 < sizeof words; i++) {
+    if (c[i] == '|')
+      words[at++] = ',';
+    words[at++] = c[i] == '|' ? ' ' : c[i];
+  }
+  words[at] = '\0';
+  snprintf(errmsg, errlen, "%s: '%s' is not %s or %s", fm_key_name(id, naming), word ? word : "",
+           words, c + last + 1);
+  return FM_EUSAGE;
+}
+
 int fm_key_check(fm_key_id id, int naming, int64_t v, char *errmsg, size_t errlen) {
   const fm_key *k = &keys[id];
   if (v >= k->lo && v <= k->hi)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "run/fm_error.h"
+#include "traces/tr_trace.h"
 
 /* The text of a number as a user typed it: no leading space (strtol and
  * strtod would skip it), not empty. */
@@ -130,4 +131,13 @@ int fm_parse_pair(const char *name, const char *text, double lo, double hi, doub
   if (colon && !b)
     return fm_fail(em, el, FM_EUSAGE, "%s: '%s' takes no ':' part", name, text);
   return FM_OK;
+}
+
+int fm_parse_size(const char *name, const char *text, uint64_t *out, char *em, size_t el) {
+  if (text && tr_parse_size(text, out) == TR_OK)
+    return FM_OK;
+  return fm_fail(em, el, FM_EUSAGE,
+                 "%s: '%s' is not a size between 1 byte and 1 EiB (bytes, or a number with K, "
+                 "M, G or T: 512M, 4G)",
+                 name, text ? text : "");
 }

@@ -36,7 +36,7 @@ from . import capture
 from ._errors import ConfigError, Error, InputError
 from ._planner import Move, Plan, Planner, Temporary
 
-__all__ = ["simulate", "sweep", "keys", "results", "Results", "report", "trace_loads", "Planner", "Plan", "Move", "Temporary", "capture", "Error",
+__all__ = ["simulate", "sweep", "keys", "commands", "results", "Results", "report", "trace_loads", "Planner", "Plan", "Move", "Temporary", "capture", "Error",
            "ConfigError", "InputError", "version"]
 
 Results = namedtuple("Results", "runs iterations validations")
@@ -91,6 +91,23 @@ def keys():
     cols = ["name", "flag", "type", "min", "max", "default", "choices", "unit", "scope", "help"]
     # object columns: the bounds stay exact integers (2^63 - 1), None where none
     return pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in cols})
+
+
+def commands():
+    """The table of the CLI's commands (run/fm_commands.h) as a DataFrame,
+    one row per command: name ("sim", "trace info"; "" is flexmoe itself),
+    summary (its line in `flexmoe --help`), usage and tail (the prose of its
+    --help before and after the flag lines; the flags are the rows of
+    keys() whose scope names the command)."""
+    lib = _lib.lib()
+    text = lib.fm_commands_json()
+    if text == _lib.ffi.NULL:
+        raise MemoryError("flexmoe.commands: out of memory")
+    try:
+        rows = json.loads(_lib.ffi.string(text).decode())
+    finally:
+        lib.fm_free(text)
+    return pd.DataFrame(rows, columns=["name", "summary", "usage", "tail"])
 
 
 def _request(config):

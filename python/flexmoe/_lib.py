@@ -23,6 +23,7 @@ int fm_report_json(const char *db_path, const char *kind, char **result, char *e
 int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t errlen);
 int fm_sweep_json(const char *request, char **result, char *errmsg, size_t errlen);
 char *fm_keys_json(void);
+char *fm_commands_json(void);
 void fm_free(void *p);
 
 typedef struct pl_planner pl_planner;

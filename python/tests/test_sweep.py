@@ -65,3 +65,19 @@ def test_keys_lists_the_table(sample):
         flexmoe.simulate(sample, bogus=1)
     listed = str(e.value).split("(keys: ")[1].rstrip(")").split(", ")
     assert listed == [n for n, s in zip(k.index, k["scope"]) if "sim" in s]
+
+
+def test_commands_lists_the_cli_help(cli):
+    c = flexmoe.commands().set_index("name")
+    assert list(c.columns) == ["summary", "usage", "tail"]
+    # the menu is the table's usage, a line per command, its tail
+    menu = cli("--help")
+    assert menu.startswith(c.loc["", "usage"]) and menu.endswith(c.loc["", "tail"])
+    for name in ["sim", "sweep", "report", "trace", "place", "run", "validate"]:
+        assert "  %-10s %s\n" % (name, c.loc[name, "summary"]) in menu
+    # a command's --help is its usage, the flags (the keys of its scope), its tail
+    for name in ["sim", "trace gen", "report"]:
+        text = cli(*name.split(), "--help")
+        assert text.startswith(c.loc[name, "usage"]) and text.endswith(c.loc[name, "tail"])
+    assert "--top-k K" in cli("sim", "--help")
+    assert "\n  hot-experts  " in c.loc["trace gen", "tail"].split("example:")[0]

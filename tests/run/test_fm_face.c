@@ -20,6 +20,20 @@
 #include "run/fm_sweep.h"
 #include "run/fm_trace.h"
 
+/* A memory size: bytes or K/M/G/T; anything else names the flag and the
+ * accepted forms, the output untouched. */
+Test(fm_parse, sizes_take_a_unit_or_bytes) {
+  char em[256] = "";
+  uint64_t v = 7;
+  cr_assert_eq(fm_parse_size("--max-memory", "512M", &v, em, sizeof em), FM_OK);
+  cr_assert_eq(v, UINT64_C(512) << 20);
+  cr_assert_eq(fm_parse_size("--max-memory", "4Q", &v, em, sizeof em), FM_EUSAGE);
+  cr_assert_str_eq(em, "--max-memory: '4Q' is not a size between 1 byte and 1 EiB (bytes, or a "
+                       "number with K, M, G or T: 512M, 4G)");
+  cr_assert_eq(v, UINT64_C(512) << 20);
+  cr_assert_eq(fm_parse_size("--max-memory", NULL, &v, em, sizeof em), FM_EUSAGE);
+}
+
 Test(fm_parse, integers_are_whole_decimal_and_in_range) {
   char em[256] = "";
   long v = 7;

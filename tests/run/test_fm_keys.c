@@ -142,6 +142,25 @@ Test(fm_keys, choices_are_whole_words) {
   cr_assert_not(fm_key_choice_ok(FM_KEY_NETWORK, "analytic"));
 }
 
+/* A word that is not a choice is refused with the choices listed, named as
+ * the face spells the key, and the output left alone; a choice is taken. */
+Test(fm_keys, a_bad_choice_lists_every_choice) {
+  char em[256] = "";
+  const char *out = "unset";
+  cr_assert_eq(fm_key_parse_choice(FM_KEY_VALIDATE_ENGINE, FM_NAME_FLAG, "fast", &out, em,
+                                   sizeof em),
+               FM_EUSAGE);
+  cr_assert_str_eq(em, "--engine: 'fast' is not analytic, des or cost");
+  cr_assert_str_eq(out, "unset");
+  cr_assert_eq(fm_key_parse_choice(FM_KEY_ENGINE, FM_NAME_JSON, NULL, &out, em, sizeof em),
+               FM_EUSAGE);
+  cr_assert_str_eq(em, "engine: '' is not analytic or des");
+  cr_assert_eq(fm_key_parse_choice(FM_KEY_VALIDATE_ENGINE, FM_NAME_JSON, "cost", &out, em,
+                                   sizeof em),
+               FM_OK);
+  cr_assert_str_eq(out, "cost");
+}
+
 /* Every key of a scope has a help line and no other key has one. */
 Test(fm_keys, help_lists_the_keys_of_its_scope_with_their_ranges) {
   char text[8192], *buf = text + 1; /* text: a newline, then the lines */

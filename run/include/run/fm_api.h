@@ -90,6 +90,14 @@ int fm_trace_loads_json(const char *db_path, char **result, char *errmsg, size_t
 char *fm_keys_json(void);
 
 /*
+ * The table of commands (run/fm_commands.h) as JSON text: a list of
+ * {"name", "summary", "usage", "tail"}, one per command of the CLI ("" is
+ * flexmoe itself), in table order. malloc'd: release with fm_free; NULL
+ * when out of memory.
+ */
+char *fm_commands_json(void);
+
+/*
  * `flexmoe sweep` as a call (run/fm_sweep.h): every point of the grid
  * traces x clusters x gpus x seeds x policies simulated and recorded in the
  * results database, points already stored there skipped. request keys

@@ -395,6 +395,11 @@ const char *fm_key_name(fm_key_id id, int naming);
 int fm_key_by_name(const char *name);
 /* 1 when word is one of the key's choices ("a|b"), else 0. */
 int fm_key_choice_ok(fm_key_id id, const char *word);
+/* word as one of the key's choices into *out: FM_OK, or FM_EUSAGE with
+ * "NAME: 'x' is not a, b or c" (NAME as naming asks) in errmsg, *out
+ * untouched. The CLI's flags and the JSON requests say it alike. */
+int fm_key_parse_choice(fm_key_id id, int naming, const char *word, const char **out,
+                        char *errmsg, size_t errlen);
 
 /*
  * The range check every face makes of an integer value: FM_OK, or

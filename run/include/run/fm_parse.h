@@ -9,7 +9,7 @@
  * range: must be between LO and HI" (a value that overflows the type too),
  * "NAME: 'x' is not a range A:B", "NAME: empty list". Outputs are untouched
  * on error. Owned by the run library authors; the CLI's flag parsers
- * (cli/util.c) and the generator's model options (run/fm_trace.c) use them.
+ * (cli/opts.c) and the generator's model options (run/fm_trace.c) use them.
  */
 #ifndef FLEXMOE_RUN_FM_PARSE_H
 #define FLEXMOE_RUN_FM_PARSE_H
@@ -28,6 +28,10 @@ int fm_parse_range(const char *name, const char *text, int64_t *a, int64_t *b, c
 /* "8,16,64" into out[0..*n), each in [lo, hi], at most max values. */
 int fm_parse_list(const char *name, const char *text, long lo, long hi, long *out, int max,
                   int *n, char *errmsg, size_t errlen);
+/* A memory size ("512M", "4G", bytes: traces/tr_trace.h tr_parse_size)
+ * into *out: "NAME: 'x' is not a size between 1 byte and 1 EiB (...)". */
+int fm_parse_size(const char *name, const char *text, uint64_t *out, char *errmsg,
+                  size_t errlen);
 /* "X[:Y]" into *a in [lo, hi] and *b in [lo2, hi2]; b NULL: no ":Y" part
  * allowed. */
 int fm_parse_pair(const char *name, const char *text, double lo, double hi, double *a,
