@@ -77,6 +77,21 @@
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
 
+/* shadow_net=1, payback > 0: payback's decision for a layer's open plan's
+ * placement (pay_new) on the layer's last observed counts (lastc), kept
+ * for the callers that decide the same again before those counts or that
+ * placement change (fx_memo_find): the engines' temporaries of that very
+ * iteration while the plan serves, the guard's veto of the next plan. */
+typedef struct fx_memo {
+  int valid;     /* 0: none since the last observation or pay_new's change */
+  double gh;     /* the decision's grad_hide_us */
+  int n, trials; /* its pl_temps outputs */
+  double gain_us, cost_us;
+  pl_temp *temp; /* [cap] its temporaries, in order */
+  int cap;
+  pl_placement placement; /* its placement when n > 0 */
+} fx_memo;
+
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
@@ -120,6 +135,7 @@ typedef struct fx_state {
    * the counts that followed them (fx_pay_*) */
   double payback;
   pl_placement *pay_old, *pay_new; /* [layers] the open evaluation's before and after */
+  fx_memo *memo; /* [layers] shadow_net=1: payback's decision on pay_new, or NULL */
   double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
   int *pay_n;                                    /* [layers] iterations judged; -1: none open */
 } fx_state;
@@ -151,6 +167,11 @@ static void fx_fini(void *state) {
     pl_placement_fini(&s->pay_old[l]);
     pl_placement_fini(&s->pay_new[l]);
   }
+  for (int l = 0; s->memo && l < s->env.layers; l++) {
+    pl_free(s->memo[l].temp);
+    pl_placement_fini(&s->memo[l].placement);
+  }
+  pl_free(s->memo);
   pl_free(s->pay_old);
   pl_free(s->pay_adj);
   pl_free(s->pay_n);
@@ -210,6 +231,77 @@ static int fx_pay_init(fx_state *s) {
         (rc = pl_placement_init(&s->pay_new[l], s->env.experts, c->gpus, c->slots)) != 0)
       return rc;
   }
+  if (!s->shadow || !s->shadow_net)
+    return PL_OK;
+  if (!(s->memo = pl_calloc((size_t)L, sizeof(fx_memo))))
+    return PL_ENOMEM;
+  for (int l = 0; l < L; l++)
+    if ((rc = pl_placement_init(&s->memo[l].placement, s->env.experts, s->env.cluster.gpus,
+                                s->env.cluster.slots)) != 0)
+      return rc;
+  return PL_OK;
+}
+
+static double fx_grad_hide_us(const fx_state *s, int layer);
+
+/* Keeps the decision in s->tg, just made by fx_temporaries on pay_new and
+ * the layer's last observed counts, in the layer's memo (left empty when
+ * out of memory: it only saves time). */
+static void fx_memo_put(fx_state *s, int layer) {
+  fx_memo *m = &s->memo[layer];
+  const pl_temps *t = &s->tg;
+  m->valid = 0;
+  if (t->n > m->cap) {
+    pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
+    if (!nt)
+      return;
+    m->temp = nt;
+    m->cap = t->n;
+  }
+  if (t->n > 0 && pl_placement_copy(&m->placement, &t->placement) != 0)
+    return;
+  if (t->n > 0)
+    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
+  m->n = t->n;
+  m->trials = t->trials;
+  m->gain_us = t->gain_us;
+  m->cost_us = t->cost_us;
+  m->gh = fx_grad_hide_us(s, layer);
+  m->valid = 1;
+}
+
+/* The layer's memo when it holds the decision for exactly these inputs
+ * (pl_temps_decide is a pure function of them; the rest of its inputs are
+ * the policy's configuration): grad_hide_us gh, counts equal to the last
+ * observed ones, serving and current (NULL: serving) equal to pay_new;
+ * else NULL. Reads the state only. */
+static const fx_memo *fx_memo_find(const fx_state *s, int layer, const pl_placement *serving,
+                                   const pl_placement *current, const int64_t *counts,
+                                   double gh) {
+  const fx_memo *m = s->memo ? &s->memo[layer] : NULL;
+  if (!m || !m->valid || m->gh != gh)
+    return NULL;
+  size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
+  const int64_t *lc = s->lastc + (size_t)layer * GE;
+  const pl_placement *p = &s->pay_new[layer];
+  if (!pl_placement_equal(serving, p) ||
+      (current && current != serving && !pl_placement_equal(current, p)) ||
+      (counts != lc && memcmp(counts, lc, GE * sizeof(int64_t)) != 0))
+    return NULL;
+  return m;
+}
+
+/* The memo's decision into out, as pl_temps_decide leaves it. */
+static int fx_memo_get(const fx_memo *m, pl_temps *out) {
+  int rc = m->n > 0 ? pl_placement_copy(&out->placement, &m->placement) : PL_OK;
+  if (rc)
+    return rc;
+  if (m->n > 0)
+    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
+  out->n = m->n;
+  out->trials = m->trials;
+  out->gain_us = m->gain_us;
+  out->cost_us = m->cost_us;
   return PL_OK;
 }
 
@@ -253,6 +345,8 @@ static int fx_pay_net(fx_state *s, int layer, const int64_t *counts, double *bef
   if ((rc = fx_shadow_net(s, layer, counts, &s->pay_old[layer], &nb)) != 0 ||
       (rc = fx_shadow_net(s, layer, counts, &s->pay_new[layer], &na)) != 0)
     return rc;
+  if (s->memo)
+    fx_memo_put(s, layer);
   *before -= nb;
   *after -= na;
   return PL_OK;
@@ -288,6 +382,8 @@ static int fx_pay_open(fx_state *s, int layer, const pl_placement *current,
   if (!(adjust > 0))
     return PL_OK; /* free moves need no payback */
   int rc;
+  if (s->memo)
+    s->memo[layer].valid = 0; /* pay_new changes */
   if ((rc = pl_placement_copy(&s->pay_old[layer], current)) != 0 ||
       (rc = pl_placement_copy(&s->pay_new[layer], next)) != 0)
     return rc;
@@ -416,10 +512,14 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
     s->chg[layer] = s->seen[layer] == 1 ? tv : 0.8 * s->chg[layer] + 0.2 * tv;
   }
   memcpy(pv, row, sizeof(double) * (size_t)E);
+  if (s->memo)
+    s->memo[layer].valid = 0; /* its counts are no longer the last */
+  if (s->lastc) {
+    memcpy(s->lastc + (size_t)layer * G * E, counts, sizeof(int64_t) * (size_t)G * E);
+    counts = s->lastc + (size_t)layer * G * E; /* the same values (fx_memo_find) */
+  }
   if (s->payback > 0 && (rc = fx_pay_observe(s, layer, counts)) != 0)
     return rc;
-  if (s->lastc)
-    memcpy(s->lastc + (size_t)layer * G * E, counts, sizeof(int64_t) * (size_t)G * E);
   if (s->noise) {
     int R = s->noise + 1;
     double *nrow = s->nhist + ((size_t)layer * R + (size_t)(s->seen[layer] % R)) * E;
@@ -1112,6 +1212,9 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   const pl_env *env = &s->env;
   pl_temps_cfg cfg = s->tcfg;
   cfg.grad_hide_us = fx_grad_hide_us(s, layer);
+  const fx_memo *m = fx_memo_find(s, layer, serving, current, counts, cfg.grad_hide_us);
+  if (m)
+    return fx_memo_get(m, out);
   return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
 }
