@@ -1242,8 +1242,10 @@ static double fx_grad_hide_us(const fx_state *s, int layer) {
 
 /* shadow=1: the layer's temporaries on the iteration's own counts, within
  * the planner's slots (pl_shadow.h; the contract in pl_policy.h), their
- * gradients' way back charged beyond what the layers below hide
- * (fx_grad_hide_us). */
+ * gradients' way back charged beyond gh, what the layers below hide
+ * (fx_grad_hide_us when the call decides): the memo's decision when it
+ * holds these very inputs (fx_memo_find), else pl_temps_decide's. Reads
+ * the state only. */
 static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
                      const pl_placement *current, const int64_t *counts, double gh,
                      pl_temps *out) {
