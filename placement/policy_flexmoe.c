@@ -77,6 +77,30 @@
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
 
+/* shadow_net=1, payback > 0: payback's decision for a layer's open plan's
+ * placement (pay_new) on the layer's last observed counts (lastc), kept
+ * for the callers that decide the same again before those counts or that
+ * placement change (fx_memo_find): the engines' temporaries of that very
+ * iteration while the plan serves, the guard's veto of the next plan. */
+typedef struct fx_memo {
+  int valid;     /* 0: none since the last observation or pay_new's change */
+  double gh;     /* the decision's grad_hide_us */
+  int n, trials; /* its pl_temps outputs */
+  double gain_us, cost_us;
+  pl_temp *temp; /* [cap] its temporaries, in order */
+  int cap;
+  pl_placement placement; /* its placement when n > 0 */
+} fx_memo;
+
+/* shadow_net=1, payback > 0: an observation's judging of the open plan
+ * whose two temporaries decisions are left to fx_settle (on the caller's
+ * thread of the layer's temporaries, or before the layer's next plan or
+ * observation): its layer times routed and costed, its grad_hide_us. */
+typedef struct fx_pend {
+  int on;
+  double before, after, gh;
+} fx_pend;
+
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
@@ -120,6 +144,8 @@ typedef struct fx_state {
    * the counts that followed them (fx_pay_*) */
   double payback;
   pl_placement *pay_old, *pay_new; /* [layers] the open evaluation's before and after */
+  fx_memo *memo; /* [layers] shadow_net=1: payback's decision on pay_new, or NULL */
+  fx_pend *pend; /* [layers] with memo: payback's judging left to fx_settle */
   double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
   int *pay_n;                                    /* [layers] iterations judged; -1: none open */
 } fx_state;
@@ -151,6 +177,12 @@ static void fx_fini(void *state) {
     pl_placement_fini(&s->pay_old[l]);
     pl_placement_fini(&s->pay_new[l]);
   }
+  for (int l = 0; s->memo && l < s->env.layers; l++) {
+    pl_free(s->memo[l].temp);
+    pl_placement_fini(&s->memo[l].placement);
+  }
+  pl_free(s->memo);
+  pl_free(s->pend);
   pl_free(s->pay_old);
   pl_free(s->pay_adj);
   pl_free(s->pay_n);
@@ -188,6 +220,11 @@ static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
  * open, trust recovers a tenth of the way to 1 per iteration. A layer whose
  * plans chase a load that is gone by the time they land (bursts, a hot spot
  * moving on) stops moving until its plans would pay much more.
+ * With shadow_net=1 the judging's two temporaries decisions are left to
+ * fx_settle, run by the layer's temporaries call (the simulator's layer
+ * threads, off the serial path of plan and observe) or else before the
+ * layer's next plan or observation, on the observation's own inputs (its
+ * counts in lastc, its grad_hide_us): the same numbers in the same order.
  */
 static int fx_pay_init(fx_state *s) {
   int L = s->env.layers, rc;
@@ -210,6 +247,75 @@ static int fx_pay_init(fx_state *s) {
         (rc = pl_placement_init(&s->pay_new[l], s->env.experts, c->gpus, c->slots)) != 0)
       return rc;
   }
+  if (!s->shadow || !s->shadow_net)
+    return PL_OK;
+  if (!(s->memo = pl_calloc((size_t)L, sizeof(fx_memo))) ||
+      !(s->pend = pl_calloc((size_t)L, sizeof(fx_pend))))
+    return PL_ENOMEM;
+  for (int l = 0; l < L; l++)
+    if ((rc = pl_placement_init(&s->memo[l].placement, s->env.experts, s->env.cluster.gpus,
+                                s->env.cluster.slots)) != 0)
+      return rc;
+  return PL_OK;
+}
+
+/* Keeps the decision t, just made with grad_hide_us gh on pay_new and the
+ * layer's last observed counts, in the layer's memo (left empty when out
+ * of memory: it only saves time). Writes the layer's memo only. */
+static void fx_memo_put(fx_state *s, int layer, const pl_temps *t, double gh) {
+  fx_memo *m = &s->memo[layer];
+  m->valid = 0;
+  if (t->n > m->cap) {
+    pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
+    if (!nt)
+      return;
+    m->temp = nt;
+    m->cap = t->n;
+  }
+  if (t->n > 0 && pl_placement_copy(&m->placement, &t->placement) != 0)
+    return;
+  if (t->n > 0)
+    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
+  m->n = t->n;
+  m->trials = t->trials;
+  m->gain_us = t->gain_us;
+  m->cost_us = t->cost_us;
+  m->gh = gh;
+  m->valid = 1;
+}
+
+/* The layer's memo when it holds the decision for exactly these inputs
+ * (pl_temps_decide is a pure function of them; the rest of its inputs are
+ * the policy's configuration): grad_hide_us gh, counts equal to the last
+ * observed ones, serving and current (NULL: serving) equal to pay_new;
+ * else NULL. Reads the state only. */
+static const fx_memo *fx_memo_find(const fx_state *s, int layer, const pl_placement *serving,
+                                   const pl_placement *current, const int64_t *counts,
+                                   double gh) {
+  const fx_memo *m = s->memo ? &s->memo[layer] : NULL;
+  if (!m || !m->valid || m->gh != gh)
+    return NULL;
+  size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
+  const int64_t *lc = s->lastc + (size_t)layer * GE;
+  const pl_placement *p = &s->pay_new[layer];
+  if (!pl_placement_equal(serving, p) ||
+      (current && current != serving && !pl_placement_equal(current, p)) ||
+      (counts != lc && memcmp(counts, lc, GE * sizeof(int64_t)) != 0))
+    return NULL;
+  return m;
+}
+
+/* The memo's decision into out, as pl_temps_decide leaves it. */
+static int fx_memo_get(const fx_memo *m, pl_temps *out) {
+  int rc = m->n > 0 ? pl_placement_copy(&out->placement, &m->placement) : PL_OK;
+  if (rc)
+    return rc;
+  if (m->n > 0)
+    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
+  out->n = m->n;
+  out->trials = m->trials;
+  out->gain_us = m->gain_us;
+  out->cost_us = m->cost_us;
   return PL_OK;
 }
 
@@ -241,24 +347,52 @@ static void fx_pay_close(fx_state *s, int layer) {
   s->trust[layer] = 0.5 * s->trust[layer] + 0.5 * fmin(1.0, fmax(0.0, rate));
 }
 
-static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
-                         const pl_placement *p, double *net);
+static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
+                     const pl_placement *current, const int64_t *counts, double gh,
+                     pl_temps *out);
+static double fx_grad_hide_us(const fx_state *s, int layer);
 
-/* shadow_net=1: the layer times *before and *after of the open plan's
- * placements less what their temporaries would save on the same counts. */
-static int fx_pay_net(fx_state *s, int layer, const int64_t *counts, double *before,
-                      double *after) {
-  double nb, na;
-  int rc;
-  if ((rc = fx_shadow_net(s, layer, counts, &s->pay_old[layer], &nb)) != 0 ||
-      (rc = fx_shadow_net(s, layer, counts, &s->pay_new[layer], &na)) != 0)
+/* What the temporaries t save: their predicted gain less their cost, 0
+ * without any. */
+static double fx_net(const pl_temps *t) {
+  return t->n > 0 ? fmax(0.0, t->gain_us - t->cost_us) : 0.0;
+}
+
+/* One iteration's layer times before and after of the open plan's
+ * placements, on that iteration's counts, judge it. */
+static void fx_pay_judge(fx_state *s, int layer, double before, double after) {
+  s->pay_gain[layer] += before - after;
+  s->pay_n[layer]++;
+  if (s->pay_gain[layer] >= s->pay_adj[layer] || s->pay_n[layer] >= s->pay_life[layer])
+    fx_pay_close(s, layer);
+}
+
+/* shadow_net=1: the layer's pending judging (fx_pend), if any, finished:
+ * the layer times less what the temporaries would save on each placement
+ * on the last observed counts (decided in scratch t, then kept in the memo
+ * for pay_new), then judged (fx_pay_judge). Writes the layer's payback
+ * state, memo and t only, so the layers' temporaries may settle at once on
+ * several threads. */
+static int fx_settle(fx_state *s, int layer, pl_temps *t) {
+  fx_pend *pd = s->pend ? &s->pend[layer] : NULL;
+  if (!pd || !pd->on)
+    return PL_OK;
+  pd->on = 0;
+  const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+  const pl_placement *po = &s->pay_old[layer], *pn = &s->pay_new[layer];
+  int rc = fx_decide(s, layer, po, po, c, pd->gh, t);
+  if (rc)
     return rc;
-  *before -= nb;
-  *after -= na;
+  double nb = fx_net(t);
+  if ((rc = fx_decide(s, layer, pn, pn, c, pd->gh, t)) != 0)
+    return rc;
+  fx_memo_put(s, layer, t, pd->gh);
+  fx_pay_judge(s, layer, pd->before - nb, pd->after - fx_net(t));
   return PL_OK;
 }
 
-/* The counts of an iteration of `layer` judge its open plan, if any. */
+/* The counts of an iteration of `layer` judge its open plan, if any;
+ * with shadow_net=1 the temporaries' part is left to fx_settle. */
 static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
   if (s->pay_n[layer] < 0) {
     s->trust[layer] += 0.1 * (1.0 - s->trust[layer]);
@@ -270,12 +404,12 @@ static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
   if ((rc = fx_counts_us(s, NULL, &s->pay_old[layer], counts, &before)) != 0 ||
       (rc = fx_counts_us(s, &s->pay_old[layer], &s->pay_new[layer], counts, &after)) != 0)
     return rc;
-  if (s->shadow && s->shadow_net && (rc = fx_pay_net(s, layer, counts, &before, &after)) != 0)
-    return rc;
-  s->pay_gain[layer] += before - after;
-  s->pay_n[layer]++;
-  if (s->pay_gain[layer] >= s->pay_adj[layer] || s->pay_n[layer] >= s->pay_life[layer])
-    fx_pay_close(s, layer);
+  if (s->pend) {
+    s->pend[layer] = (fx_pend){.on = 1, .before = before, .after = after,
+                               .gh = fx_grad_hide_us(s, layer)};
+    return PL_OK;
+  }
+  fx_pay_judge(s, layer, before, after);
   return PL_OK;
 }
 
@@ -288,6 +422,8 @@ static int fx_pay_open(fx_state *s, int layer, const pl_placement *current,
   if (!(adjust > 0))
     return PL_OK; /* free moves need no payback */
   int rc;
+  if (s->memo)
+    s->memo[layer].valid = 0; /* pay_new changes */
   if ((rc = pl_placement_copy(&s->pay_old[layer], current)) != 0 ||
       (rc = pl_placement_copy(&s->pay_new[layer], next)) != 0)
     return rc;
@@ -396,8 +532,8 @@ fail:
 static int fx_observe(void *state, int iteration, int layer, const int64_t *counts) {
   (void)iteration;
   fx_state *s = state;
-  int rc = pl_monitor_observe(&s->mon, layer, counts);
-  if (rc)
+  int rc = fx_settle(s, layer, &s->tg); /* before lastc changes */
+  if (rc || (rc = pl_monitor_observe(&s->mon, layer, counts)) != 0)
     return rc;
   int E = s->env.experts, G = s->env.cluster.gpus;
   double *row = s->hist + ((size_t)layer * s->scenarios + (size_t)(s->seen[layer] % s->scenarios)) * E;
@@ -416,10 +552,14 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
     s->chg[layer] = s->seen[layer] == 1 ? tv : 0.8 * s->chg[layer] + 0.2 * tv;
   }
   memcpy(pv, row, sizeof(double) * (size_t)E);
+  if (s->memo)
+    s->memo[layer].valid = 0; /* its counts are no longer the last */
+  if (s->lastc) {
+    memcpy(s->lastc + (size_t)layer * G * E, counts, sizeof(int64_t) * (size_t)G * E);
+    counts = s->lastc + (size_t)layer * G * E; /* the same values (fx_memo_find) */
+  }
   if (s->payback > 0 && (rc = fx_pay_observe(s, layer, counts)) != 0)
     return rc;
-  if (s->lastc)
-    memcpy(s->lastc + (size_t)layer * G * E, counts, sizeof(int64_t) * (size_t)G * E);
   if (s->noise) {
     int R = s->noise + 1;
     double *nrow = s->nhist + ((size_t)layer * R + (size_t)(s->seen[layer] % R)) * E;
@@ -770,24 +910,22 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
   return rc;
 }
 
-static int fx_temporaries(void *state, int layer, const pl_placement *serving,
-                          const pl_placement *current, const int64_t *counts, pl_temps *out);
-
 /* shadow=1: what the temporaries would save on placement p for counts
  * [G*E] of `layer` (pl_temps_decide's predicted gain less its cost, 0
- * without any; decided as fx_temporaries decides them, the gradients' way
- * back hidden as far as the layers below hide it), so that the guard and
- * payback judge a placement as it would serve: a plan that only does what
- * the temporaries already do for free (absorb this iteration's hot
- * experts) gains less than its routed time says. 0 with shadow=0. */
+ * without any; decided as fx_temporaries decides them (fx_decide), the
+ * gradients' way back hidden as far as the layers below hide it), so that
+ * the guard and payback judge a placement as it would serve: a plan that
+ * only does what the temporaries already do for free (absorb this
+ * iteration's hot experts) gains less than its routed time says. 0 with
+ * shadow=0. */
 static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
                          const pl_placement *p, double *net) {
   *net = 0;
   if (!s->shadow)
     return PL_OK;
-  int rc = fx_temporaries(s, layer, p, p, counts, &s->tg);
-  if (!rc && s->tg.n > 0)
-    *net = fmax(0.0, s->tg.gain_us - s->tg.cost_us);
+  int rc = fx_decide(s, layer, p, p, counts, fx_grad_hide_us(s, layer), &s->tg);
+  if (!rc)
+    *net = fx_net(&s->tg);
   return rc;
 }
 
@@ -977,6 +1115,9 @@ static int fx_plan(void *state, int iteration, int layer,
   fx_state *s = state;
   const pl_env *env = &s->env;
   plan->changed = 0;
+  int rc = fx_settle(s, layer, &s->tg); /* the trust and memo it reads */
+  if (rc)
+    return rc;
   if (iteration != s->acc_it) {
     memset(s->acc, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
     memset(s->accw, 0, sizeof(int64_t) * 4 * (size_t)env->cluster.gpus);
@@ -990,7 +1131,7 @@ static int fx_plan(void *state, int iteration, int layer,
     return PL_OK;
   if (!(pl_even_balance(current, load, s->gload) > s->threshold))
     return PL_OK;
-  int rc = pl_plan_take_copy(plan, current);
+  rc = pl_plan_take_copy(plan, current);
   if (rc)
     return rc;
   int K;
@@ -1101,19 +1242,34 @@ static double fx_grad_hide_us(const fx_state *s, int layer) {
 
 /* shadow=1: the layer's temporaries on the iteration's own counts, within
  * the planner's slots (pl_shadow.h; the contract in pl_policy.h), their
- * gradients' way back charged beyond what the layers below hide
- * (fx_grad_hide_us). */
-static int fx_temporaries(void *state, int layer, const pl_placement *serving,
-                          const pl_placement *current, const int64_t *counts, pl_temps *out) {
-  const fx_state *s = state;
-  out->n = 0;
-  if (!s->shadow)
-    return PL_OK;
+ * gradients' way back charged beyond gh, what the layers below hide
+ * (fx_grad_hide_us when the call decides): the memo's decision when it
+ * holds these very inputs (fx_memo_find), else pl_temps_decide's. Reads
+ * the state only. */
+static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
+                     const pl_placement *current, const int64_t *counts, double gh,
+                     pl_temps *out) {
   const pl_env *env = &s->env;
   pl_temps_cfg cfg = s->tcfg;
-  cfg.grad_hide_us = fx_grad_hide_us(s, layer);
+  cfg.grad_hide_us = gh;
+  const fx_memo *m = fx_memo_find(s, layer, serving, current, counts, gh);
+  if (m)
+    return fx_memo_get(m, out);
   return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
+}
+
+/* pl_policy_ops.temporaries: the layer's pending judging settled first
+ * (fx_settle, out its scratch: it writes only the layer's own state), then
+ * its temporaries (fx_decide, grad_hide_us from fx_grad_hide_us). */
+static int fx_temporaries(void *state, int layer, const pl_placement *serving,
+                          const pl_placement *current, const int64_t *counts, pl_temps *out) {
+  fx_state *s = state;
+  int rc = fx_settle(s, layer, out);
+  out->n = 0;
+  if (rc || !s->shadow)
+    return rc;
+  return fx_decide(s, layer, serving, current, counts, fx_grad_hide_us(s, layer), out);
 }
 
 const pl_policy_ops pl_policy_flexmoe_ops = {

@@ -646,3 +646,60 @@ Test(policy, flexmoe_leaves_to_the_temporaries_what_they_absorb) {
   cr_assert_eq(n1, 0, "shadow_net=1: %d plans, %lld bytes", n1, (long long)b1);
   cr_assert_gt(t1, 0, "shadow_net=1: the temporaries absorb the hot expert");
 }
+
+/* flexmoe keeps payback's decision of the temporaries on its open plan's
+ * placement and hands it to the engines' call for the same counts
+ * (policy_flexmoe.c fx_memo): the temporaries the policy returns must be
+ * those pl_temps_decide makes from scratch on the serving and current
+ * placements and the counts, every iteration, as the counts change and
+ * plans open and close. One layer (its gradients' way back has no layer
+ * below to hide behind: grad_hide_us 0), a hot pair of experts whose load
+ * grows and moves on every 6 iterations, counts passed in a buffer of
+ * their own as the simulator passes them. */
+Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
+  pl_env env = env8();
+  env.layers = 1;
+  env.cluster.slots = 8;
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "flexmoe", &env, NULL, 0), PL_OK);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  pl_temps t, ref;
+  cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
+  cr_assert_eq(pl_temps_init(&ref, 32, 8, 8), PL_OK);
+  static int64_t counts[8 * 32], copy[8 * 32];
+  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0, .search = 0};
+  int plans = 0, served = 0, taken = 0;
+  for (int it = 0; it < 40; it++) {
+    cr_assert_eq(pl_policy_plan(p, it, 0, counts, &plan), PL_OK);
+    plans += plan.changed && plan.nmoves > 0;
+    for (int s = 0; s < 8; s++)
+      for (int e = 0; e < 32; e++)
+        counts[s * 32 + e] = e / 2 == (it / 6) % 16 ? 300 + 20 * (it % 6) + s : 40 + (e + it) % 7;
+    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
+    memcpy(copy, counts, sizeof(copy));
+    cr_assert_eq(pl_policy_temporaries(p, 0, copy, &t), PL_OK);
+    const pl_placement *sv = pl_policy_serving(p, 0), *cur = pl_policy_placement(p, 0);
+    cr_assert_eq(pl_temps_decide(&ref, &cfg, &env.cluster, &env.model, &env.profile, sv, cur,
+                                 copy, env.cluster.slots),
+                 PL_OK);
+    served += plans > 0 && pl_placement_equal(sv, cur);
+    taken += t.n > 0;
+    cr_assert_eq(t.n, ref.n, "iteration %d: %d temporaries, fresh %d", it, t.n, ref.n);
+    cr_assert_eq(t.gain_us, ref.gain_us, "iteration %d", it);
+    cr_assert_eq(t.cost_us, ref.cost_us, "iteration %d", it);
+    for (int k = 0; k < t.n; k++)
+      cr_assert(t.temp[k].expert == ref.temp[k].expert && t.temp[k].from == ref.temp[k].from &&
+                    t.temp[k].to == ref.temp[k].to,
+                "iteration %d temporary %d", it, k);
+    cr_assert(t.n == 0 || pl_placement_equal(&t.placement, &ref.placement), "iteration %d", it);
+  }
+  /* the case the memo serves: plans that moved, serving afterwards */
+  cr_assert_geq(plans, 1, "no plan moved");
+  cr_assert_geq(served, 5, "a moved plan served %d iterations", served);
+  cr_assert_geq(taken, 5, "temporaries in %d iterations", taken);
+  pl_temps_fini(&ref);
+  pl_temps_fini(&t);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}

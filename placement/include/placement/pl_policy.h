@@ -163,7 +163,10 @@ typedef struct pl_policy_ops {
    * temporaries). Decides layer `layer`'s temporaries of one iteration
    * into out (pl_temps_decide; the temporaries contract below) from the
    * serving and current placements and the iteration's own counts [G*E].
-   * Reads the state only (layers run on several threads); sets out->n = 0
+   * Reads the state only (layers run on several threads), except the
+   * layer's own part of it (a policy may finish there work its observe of
+   * the layer left, e.g. flexmoe's payback, so that the layers' work runs
+   * on their threads; calls for one layer never overlap); sets out->n = 0
    * when the policy's configuration makes none. */
   int (*temporaries)(void *state, int layer, const pl_placement *serving,
                      const pl_placement *current, const int64_t *counts, pl_temps *out);
@@ -355,7 +358,8 @@ int pl_policy_has_temporaries(const pl_policy *p);
 /* Layer `layer`'s temporaries of the iteration whose counts [G*E] these
  * are, into t (pl_temps_init with the layer's dimensions: experts, GPUs and
  * the cluster's slots): t->n = 0 when the policy makes none. Reads only
- * the policy (layers may run at once on several threads, no plan running
+ * the policy, but for the layer's own state (layers may run at once on
+ * several threads, one call per layer at a time, no plan or observe running
  * meanwhile). 0 or a PL_ code (t->n = 0). */
 int pl_policy_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_temps *t);
 /* pl_policy_temporaries, then pl_policy_route_serving on t->placement when
