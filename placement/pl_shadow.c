@@ -1046,7 +1046,7 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
     return PL_EINVAL;
   if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
       !(cfg->grad_hide_us >= 0) || !isfinite(cfg->grad_hide_us) ||
-      cfg->search < PL_TEMPS_SEARCH_FULL || cfg->search > PL_TEMPS_SEARCH_LAZY ||
+      cfg->search < PL_TEMPS_SEARCH_FULL || cfg->search > PL_TEMPS_SEARCH_FAST ||
       pl_cluster_check(c) || pl_profile_check(prof))
     return PL_EINVAL;
   return PL_OK; /* negative counts: build */
@@ -1121,6 +1121,356 @@ static int takes(const trial *best, const pl_temps_cfg *cfg, double cur, double 
          bal - best->bal > cfg->margin * (best->cost - cost);
 }
 
+/* ------------------------------------------------ the FAST search --- */
+#define FAST_PATIENCE 3
+
+
+
+/* The predicted layer time of the committed state by a scan of the GPUs
+ * (pl_shadow.h's formula; what predict() gives without a trial, without
+ * the orders): *bal its balance part, *cost the copies', *gmax the most
+ * computing GPU (ties: lowest id). The arrivals carr and crmax are those
+ * of temp[0..n) with the bytes of all of them (fast_arrivals). */
+static double fast_scan(const pl_temps *t, const model *md, double *bal, double *cost,
+                        int *gmax, int *amaxg) {
+  double cmax = -1, amax = -1, f = 0;
+  int gm = 0, ga = 0;
+  for (int g = 0; g < md->G; g++) {
+    double c = t->own[g] + t->tmp[g], a = t->a2a[g];
+    double ready = t->own[g] > t->carr[g] ? t->own[g] : t->carr[g];
+    if (c > cmax)
+      cmax = c, gm = g;
+    if (a > amax)
+      amax = a, ga = g;
+    f = ready + t->tmp[g] > f ? ready + t->tmp[g] : f;
+  }
+  *gmax = gm;
+  *amaxg = ga;
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = (f - cmax) + fmax(0.0, t->crmax - md->hide_us);
+  return *bal + *cost;
+}
+
+/* The arrivals of temp[0..n) with their bytes (arrivals_all without the
+ * lists): carr of each destination, crmax the latest. O(n). */
+static void fast_arrivals(pl_temps *t, const model *md) {
+  t->crmax = 0;
+  for (int k = 0; k < t->n; k++)
+    t->carr[t->temp[k].to] = 0;
+  for (int k = 0; k < t->n; k++) {
+    int a = t->temp[k].from, b = t->temp[k].to;
+    double at = arrival(t, md, a, b);
+    t->carr[b] = at > t->carr[b] ? at : t->carr[b];
+    t->crmax = at > t->crmax ? at : t->crmax;
+  }
+}
+
+/* Takes the temporary x -> d (its holder from holder()) into the committed
+ * state: commit() without the evaluation's prediction and the orders. */
+static void fast_apply(pl_temps *t, const model *md, const pl_placement *sv, int x, int d) {
+  int G = md->G, E = md->E;
+  trial tr = {.x = x, .d = d, .h = holder(t, sv, md->gpn, x, d)};
+  trial_values(t, md, &tr, 1);
+  for (int k = 0; k < tr.nchg; k++) {
+    int g = t->chg[k];
+    for (int c = 0; c < 4; c++)
+      t->h[c * G + g] = t->nh[c * G + g];
+    t->own[g] = t->nown[g];
+    t->tmp[g] = t->ntmp[g];
+    t->a2a[g] = t->na2a[g];
+  }
+  size_t ix = (size_t)(d / md->gpn) * E + x;
+  if (!t->rn[ix])
+    t->rem[x] -= t->ns[ix];
+  t->rn[ix]++;
+  t->lh[ix] += (double)md->counts[(size_t)d * E + x];
+  int *rep = t->rep + (size_t)x * G, n = t->nrep[x], at = n;
+  while (at > 0 && rep[at - 1] > d) {
+    rep[at] = rep[at - 1];
+    at--;
+  }
+  rep[at] = d;
+  t->nrep[x] = n + 1;
+  t->hosts[(size_t)d * E + x] = 2;
+  copy_bytes(t, md, tr.h, d, 1);
+  t->temp[t->n++] = (pl_temp){.expert = x, .from = tr.h, .to = d};
+  t->sent[tr.h]++;
+  t->freeslots[d]--;
+  t->stamp++;
+  t->ver++;
+}
+
+/* Whether d can take a copy of x: a free slot, no copy of x. */
+static int fast_free(const pl_temps *t, int x, int d) {
+  return t->freeslots[d] > 0 && !t->hosts[(size_t)d * t->experts + x];
+}
+
+/* The GPU of [lo, hi) with a free slot and no copy of x with the least
+ * key (forward compute, by = 0; all-to-all, by = 1; ties: lowest id),
+ * preferring those no copy is sent to yet (a second copy on a link
+ * delays both); -1 if none. */
+static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
+  int best = -1, busy = 1, E = t->experts;
+  for (int g = lo; g < hi; g++) {
+    if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
+      continue;
+    int b = t->oin[g] + t->xin[g] > 0;
+    double v = by ? t->a2a[g] : t->own[g] + t->tmp[g];
+    double bv = best < 0 ? 0 : by ? t->a2a[best] : t->own[best] + t->tmp[best];
+    if (best < 0 || b < busy || (b == busy && v < bv))
+      best = g, busy = b;
+  }
+  return best;
+}
+
+/* A destination's key: its forward compute, after every GPU no copy is
+ * sent to yet. */
+static double fast_key(const pl_temps *t, int g) {
+  return t->own[g] + t->tmp[g] + (t->oin[g] + t->xin[g] > 0 ? 1e12 : 0);
+}
+
+/* Up to k destinations for x into out, each a free GPU without a copy of
+ * x whose forward compute with its new copy (its own tokens of x plus
+ * `share` tokens) stays below `below`: first the least computing such GPU
+ * of the node sending x the most tokens without holding a copy, then the
+ * least computing ones anywhere (ties: lowest id). One pass over the GPUs
+ * (the k least kept by insertion). Returns how many. */
+static int fast_destinations(pl_temps *t, const model *md, int x, int k, double share,
+                             double below, int *out) {
+  int G = md->G, E = md->E, gpn = md->gpn, N = G / gpn, m = 0, bn = -1;
+  for (int n = 0; n < N; n++) {
+    size_t i = (size_t)n * E + x;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
+      bn = n;
+  }
+  if (bn >= 0) {
+    int d = fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0);
+    if (d >= 0 && t->own[d] + t->tmp[d] +
+                          pl_ffn_us(md->prof, (double)md->counts[(size_t)d * E + x] + share) <
+                      below)
+      out[m++] = d;
+  }
+  int *cand = t->chg; /* [G] scratch: the least computing, ascending */
+  int nc = 0, want = k - m;
+  for (int g = 0; g < G && want > 0; g++) {
+    if (!fast_free(t, x, g) || (m && g == out[0]))
+      continue;
+    double v = fast_key(t, g);
+    if (nc == want && !(v < fast_key(t, cand[nc - 1])))
+      continue;
+    int j = nc < want ? nc++ : nc - 1;
+    while (j > 0 && v < fast_key(t, cand[j - 1])) {
+      cand[j] = cand[j - 1];
+      j--;
+    }
+    cand[j] = g;
+  }
+  for (int i = 0; i < nc; i++) {
+    int d = cand[i];
+    if (t->own[d] + t->tmp[d] +
+            pl_ffn_us(md->prof, (double)md->counts[(size_t)d * E + x] + share) <
+        below)
+      out[m++] = d;
+  }
+  return m;
+}
+
+/* How many copies x needs so that its copy on g (c0 own tokens, w over
+ * the links, r copies) computes `shed` us less: the wire share falls as
+ * w r / (r + k); at most kmax (then as many as allowed). */
+static int fast_copies(const model *md, double c0, double w, int r, double shed, int kmax) {
+  double u = pl_ffn_us(md->prof, c0 + w);
+  int k = 1;
+  while (k < kmax && pl_ffn_us(md->prof, c0 + w * r / (r + k)) > u - shed)
+    k++;
+  return k;
+}
+
+/* Up to k destinations for x on nodes without a copy of it, the nodes
+ * sending x the most tokens first (one each: its free GPU without a copy
+ * with the shortest all-to-all); the tokens they send
+ * links. Returns how many. O(N k). */
+static int fast_nodes(pl_temps *t, const model *md, int x, int k, int *out) {
+  int N = md->G / md->gpn, E = md->E, gpn = md->gpn, m = 0;
+  int *nodes = t->chg; /* [G] scratch, by ns descending */
+  for (int n = 0; n < N; n++) {
+    size_t i = (size_t)n * E + x;
+    if (t->rn[i] || !(t->ns[i] > 0))
+      continue;
+    double v = t->ns[i];
+    if (m == k && !(v > t->ns[(size_t)nodes[m - 1] * E + x]))
+      continue;
+    int j = m < k ? m++ : m - 1;
+    while (j > 0 && v > t->ns[(size_t)nodes[j - 1] * E + x]) {
+      nodes[j] = nodes[j - 1];
+      j--;
+    }
+    nodes[j] = n;
+  }
+  int c = 0;
+  for (int i = 0; i < m; i++) {
+    int d = fast_least(t, x, nodes[i] * gpn, (nodes[i] + 1) * gpn, 1);
+    if (d >= 0)
+      out[c++] = d;
+  }
+  return c;
+}
+
+/* A step for the most computing GPU g (above the level by `excess` us):
+ * copies of its hottest expert, as many as bring g to the level (at most
+ * doubling the expert's copies), on fast_destinations(). Returns how
+ * many were taken. */
+static int fast_compute_step(pl_temps *t, const model *md, const pl_placement *sv, int g,
+                             double excess, int left) {
+  int E = md->E, x = hottest(t, md, g, 1), *dst = t->ordtmp;
+  if (x < 0)
+    return 0;
+  int r = t->nrep[x], kmax = left < 1 ? left : 1;
+  double w = share_node(t, x, g / md->gpn) + share_rest(t, x);
+  double c0 = (double)md->counts[(size_t)g * E + x];
+  int k = fast_copies(md, c0, w, r, excess, kmax);
+  int m = 0;
+  /* where the node's share dominates (every node holds x), a copy on g's
+   * node splits it; elsewhere only the share of the rest falls */
+  if (share_node(t, x, g / md->gpn) > share_rest(t, x)) {
+    int d = fast_least(t, x, g / md->gpn * md->gpn, (g / md->gpn + 1) * md->gpn, 0);
+    if (d >= 0)
+      dst[m++] = d;
+  }
+  if (m == 0)
+    m = fast_destinations(t, md, x, k, w * r / (r + k), t->own[g] + t->tmp[g], dst);
+  for (int i = 0; i < m; i++)
+    fast_apply(t, md, sv, x, dst[i]);
+  return m;
+}
+
+/* The expert of g's node's sources (on g: g itself) that g sends the most
+ * tokens over the link `inter` (1: to experts without a copy on g's
+ * node; 0: to experts on its node that g does not hold), -1 if none. */
+static int fast_sent_most(const pl_temps *t, const model *md, int g, int inter) {
+  int E = md->E, best = -1;
+  const int *rn = t->rn + (size_t)(g / md->gpn) * E;
+  const int64_t *row = md->counts + (size_t)g * E;
+  for (int x = 0; x < E; x++) {
+    if (t->hosts[(size_t)g * E + x] || (inter ? rn[x] != 0 : rn[x] == 0))
+      continue;
+    if (row[x] > 0 && (best < 0 || row[x] > row[best]))
+      best = x;
+  }
+  return best;
+}
+
+/* A step for the GPU g with the longest all-to-all (its share above the
+ * level `ratio` = level / its time): on its busiest direction, inter-node
+ * in: copies of the expert it receives the most from nodes without a copy
+ * on the nodes sending that expert the most (each keeps its tokens inside
+ * the node), as many as bring g's inter-node in-tokens down by the
+ * ratio, at most doubling the copies; intra-node in: one more copy of the
+ * expert it receives the most from its node, on that node; out: a copy
+ * on g (else on its node, shortest all-to-all) of the expert it sends the
+ * most over that link. Returns how many were taken. */
+static int fast_a2a_step(pl_temps *t, const model *md, const pl_placement *sv, int g,
+                         double ratio, int left) {
+  int G = md->G, E = md->E, gpn = md->gpn, nd = g / gpn, *dst = t->ordtmp, m = 0, x = -1;
+  double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
+  double intra = (io > ii ? io : ii) * md->tb / md->c->intra_Bps;
+  double inter = (xo > xi ? xo : xi) * md->tb / md->inter_Bps;
+  if (inter >= intra && xi >= xo) {
+    double bv = 0;
+    for (int y = 0; y < E; y++)
+      if (t->hosts[(size_t)g * E + y] && share_rest(t, y) > bv)
+        bv = share_rest(t, y), x = y;
+    if (x < 0)
+      return 0;
+    int r = t->nrep[x], kmax = left < 1 ? left : 1;
+    m = fast_nodes(t, md, x, kmax, dst);
+    if (m == 0) { /* every node holds x: one more copy splits what they receive */
+      int d = fast_least(t, x, 0, G, 1);
+      if (d < 0)
+        return 0;
+      dst[0] = d;
+      fast_apply(t, md, sv, x, d);
+      return 1;
+    }
+    /* the fewest of them that take g's in-tokens down by the ratio */
+    double rem = t->rem[x], want = xi * (1 - ratio), rest = rem / r;
+    int k = 0;
+    while (k < m) {
+      rem -= t->ns[(size_t)(dst[k] / gpn) * E + x];
+      k++;
+      if (rest - rem / (r + k) >= want)
+        break;
+    }
+    m = k;
+  } else {
+    int in = inter >= intra ? 0 : ii >= io;
+    if (in) {
+      double bv = 0;
+      for (int y = 0; y < E; y++)
+        if (t->hosts[(size_t)g * E + y] && share_node(t, y, nd) > bv)
+          bv = share_node(t, y, nd), x = y;
+    } else {
+      x = fast_sent_most(t, md, g, inter >= intra);
+    }
+    if (x < 0)
+      return 0;
+    int d = !in && fast_free(t, x, g) ? g : fast_least(t, x, nd * gpn, (nd + 1) * gpn, 1);
+    if (d >= 0)
+      dst[m++] = d;
+  }
+  for (int i = 0; i < m; i++)
+    fast_apply(t, md, sv, x, dst[i]);
+  return m;
+}
+
+/* The FAST search (pl_shadow.h): steps of several temporaries, each for
+ * the term of the balance part furthest above its level (the mean over
+ * the GPUs): the most computing GPU's (fast_compute_step) or the longest
+ * all-to-all's (fast_a2a_step), weighted as in the model ((1 + bwd) x
+ * compute, 4 x all-to-all). After each step one scan predicts the whole
+ * set; the set kept is the prefix ending a step with the lowest
+ * predicted time whose gain exceeds margin x its cost. Stops when both
+ * are at their level, a step finds no destination, the budget is spent,
+ * or FAST_PATIENCE steps running predict no better than the best prefix. */
+static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
+                        const pl_placement *sv, int budget) {
+  int G = md->G, gm, ga;
+  double bal0, cost0, bal, cost;
+  double cur0 = fast_scan(t, md, &bal0, &cost0, &gm, &ga);
+  double clevel = 0, alevel = t->a2a[0];
+  for (int g = 0; g < G; g++) {
+    clevel += t->own[g];
+    alevel = t->a2a[g] < alevel ? t->a2a[g] : alevel;
+  }
+  clevel /= G;
+  double best = cur0, bbal = bal0, bcost = cost0;
+  int bn = 0, worse = 0;
+  while (t->n < budget && worse < FAST_PATIENCE) {
+    double load = t->own[gm] + t->tmp[gm], a = t->a2a[ga];
+    double ce = (1 + md->bwd) * (load - clevel), ae = 4 * (a - alevel);
+    if (!(ce > 0) && !(ae > 0))
+      break;
+    int took = 0;
+    for (int i = 0; i < 2 && !took; i++)
+      took = (ce >= ae) == (i == 0)
+                 ? fast_compute_step(t, md, sv, gm, load - clevel, budget - t->n)
+                 : fast_a2a_step(t, md, sv, ga, alevel / a, budget - t->n);
+    if (took == 0)
+      break;
+    fast_arrivals(t, md);
+    double now = fast_scan(t, md, &bal, &cost, &gm, &ga);
+    if (now < best && bal0 - bal > cfg->margin * (cost - cost0)) {
+      best = now, bbal = bal, bcost = cost, bn = t->n;
+      worse = 0;
+    } else {
+      worse++;
+    }
+  }
+  t->n = bn;
+  t->gain_us = bal0 - bbal;
+  t->cost_us = bcost - cost0;
+}
+
 int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots) {
@@ -1136,12 +1486,18 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     return PL_EINVAL;
   }
   double bal0, cost0, bal, cost;
+  int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
+  if (cfg->search == PL_TEMPS_SEARCH_FAST) {
+    t->wx = t->hx = -1;
+    fast_decide(t, cfg, &md, serving, budget);
+    unbuild(t, &md);
+    goto done;
+  }
   orders_build(t);
   t->base[0].x = t->base[1].x = t->wx = t->hx = -1;
   double cur = predict(t, &md, -1, -1, 0, INFINITY, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
-  int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
   while (t->n < budget) {
     trial best;
     best_trial(t, &md, serving, cfg->search, &best);
@@ -1155,10 +1511,13 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     cost = best.cost;
   }
   unbuild(t, &md);
-  if (t->n == 0)
-    return PL_OK;
   t->gain_us = bal0 - bal;
   t->cost_us = cost - cost0;
+done:
+  if (t->n == 0) {
+    t->gain_us = t->cost_us = 0;
+    return PL_OK;
+  }
   if ((rc = pl_placement_copy(&t->placement, serving)) != 0)
     goto fail;
   for (int k = 0; k < t->n && !rc; k++)
