@@ -1132,7 +1132,7 @@ static int takes(const trial *best, const pl_temps_cfg *cfg, double cur, double 
  * computing GPU (ties: lowest id). The arrivals carr and crmax are those
  * of temp[0..n) with the bytes of all of them (fast_arrivals). */
 static double fast_scan(const pl_temps *t, const model *md, double *bal, double *cost,
-                        int *gmax, int *amaxg) {
+                        int *gmax, int *amaxg, double *fwd) {
   double cmax = -1, amax = -1, f = 0;
   int gm = 0, ga = 0;
   for (int g = 0; g < md->G; g++) {
@@ -1146,6 +1146,7 @@ static double fast_scan(const pl_temps *t, const model *md, double *bal, double 
   }
   *gmax = gm;
   *amaxg = ga;
+  *fwd = f;
   *bal = (1 + md->bwd) * cmax + 4 * amax;
   *cost = (f - cmax) + fmax(0.0, t->crmax - md->hide_us);
   return *bal + *cost;
@@ -1223,69 +1224,6 @@ static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
   return best;
 }
 
-/* A destination's key: its forward compute, after every GPU no copy is
- * sent to yet. */
-static double fast_key(const pl_temps *t, int g) {
-  return t->own[g] + t->tmp[g] + (t->oin[g] + t->xin[g] > 0 ? 1e12 : 0);
-}
-
-/* Up to k destinations for x into out, each a free GPU without a copy of
- * x whose forward compute with its new copy (its own tokens of x plus
- * `share` tokens) stays below `below`: first the least computing such GPU
- * of the node sending x the most tokens without holding a copy, then the
- * least computing ones anywhere (ties: lowest id). One pass over the GPUs
- * (the k least kept by insertion). Returns how many. */
-static int fast_destinations(pl_temps *t, const model *md, int x, int k, double share,
-                             double below, int *out) {
-  int G = md->G, E = md->E, gpn = md->gpn, N = G / gpn, m = 0, bn = -1;
-  for (int n = 0; n < N; n++) {
-    size_t i = (size_t)n * E + x;
-    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
-      bn = n;
-  }
-  if (bn >= 0) {
-    int d = fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0);
-    if (d >= 0 && t->own[d] + t->tmp[d] +
-                          pl_ffn_us(md->prof, (double)md->counts[(size_t)d * E + x] + share) <
-                      below)
-      out[m++] = d;
-  }
-  int *cand = t->chg; /* [G] scratch: the least computing, ascending */
-  int nc = 0, want = k - m;
-  for (int g = 0; g < G && want > 0; g++) {
-    if (!fast_free(t, x, g) || (m && g == out[0]))
-      continue;
-    double v = fast_key(t, g);
-    if (nc == want && !(v < fast_key(t, cand[nc - 1])))
-      continue;
-    int j = nc < want ? nc++ : nc - 1;
-    while (j > 0 && v < fast_key(t, cand[j - 1])) {
-      cand[j] = cand[j - 1];
-      j--;
-    }
-    cand[j] = g;
-  }
-  for (int i = 0; i < nc; i++) {
-    int d = cand[i];
-    if (t->own[d] + t->tmp[d] +
-            pl_ffn_us(md->prof, (double)md->counts[(size_t)d * E + x] + share) <
-        below)
-      out[m++] = d;
-  }
-  return m;
-}
-
-/* How many copies x needs so that its copy on g (c0 own tokens, w over
- * the links, r copies) computes `shed` us less: the wire share falls as
- * w r / (r + k); at most kmax (then as many as allowed). */
-static int fast_copies(const model *md, double c0, double w, int r, double shed, int kmax) {
-  double u = pl_ffn_us(md->prof, c0 + w);
-  int k = 1;
-  while (k < kmax && pl_ffn_us(md->prof, c0 + w * r / (r + k)) > u - shed)
-    k++;
-  return k;
-}
-
 /* Up to k destinations for x on nodes without a copy of it, the nodes
  * sending x the most tokens first (one each: its free GPU without a copy
  * with the shortest all-to-all); the tokens they send
@@ -1316,32 +1254,76 @@ static int fast_nodes(pl_temps *t, const model *md, int x, int k, int *out) {
   return c;
 }
 
-/* A step for the most computing GPU g (above the level by `excess` us):
- * copies of its hottest expert, as many as bring g to the level (at most
- * doubling the expert's copies), on fast_destinations(). Returns how
- * many were taken. */
+/* The predicted saving (us) of one more copy of x on d for the most
+ * computing GPU g, in closed form on the model's shares: g's copy of x
+ * keeps its own tokens and gets the new node and rest shares (a copy on
+ * g's node splits the node's; one on a node without a copy takes that
+ * node's tokens out of the rest), the balance part falls by (1 + bwd)
+ * x what g's compute falls, down to d's new compute at most; the copy's
+ * weights (from holder h, with the bytes already on its links) arrive
+ * before d's own compute ends or delay its forward phase past f, and
+ * return past the latest return so far. */
+static double fast_score(pl_temps *t, const model *md, const pl_placement *sv, int g, int x,
+                         int d, double f) {
+  int E = md->E, gpn = md->gpn, ng = g / gpn, nd = d / gpn;
+  size_t ig = (size_t)ng * E + x, id = (size_t)nd * E + x;
+  double c0 = (double)md->counts[(size_t)g * E + x], cd = (double)md->counts[(size_t)d * E + x];
+  double node = share_node(t, x, ng), rest = share_rest(t, x), rem = t->rem[x];
+  double node2 = node, nodd;
+  if (nd == ng) {
+    node2 = (t->ns[ig] - t->lh[ig] - cd) / (t->rn[ig] + 1);
+    nodd = node2;
+  } else if (t->rn[id]) {
+    nodd = (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1);
+  } else {
+    rem -= t->ns[id];
+    nodd = t->ns[id] - cd;
+  }
+  double rest2 = rem / (t->nrep[x] + 1);
+  double load = t->own[g] + t->tmp[g];
+  double now = load - pl_ffn_us(md->prof, c0 + node + rest) + pl_ffn_us(md->prof, c0 + node2 + rest2);
+  double newc = pl_ffn_us(md->prof, cd + nodd + rest2), dnow = t->own[d] + t->tmp[d] + newc;
+  double gain = (1 + md->bwd) * (load - (now > dnow ? now : dnow));
+  int h = holder(t, sv, gpn, x, d);
+  copy_bytes(t, md, h, d, 1);
+  double arr = arrival(t, md, h, d);
+  copy_bytes(t, md, h, d, -1);
+  double ready = t->own[d] > arr ? t->own[d] : arr, back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
+  return gain - fmax(0.0, ready + t->tmp[d] + newc - f) - fmax(0.0, arr - back);
+}
+
+/* A step for the most computing GPU g: one copy of its hottest expert
+ * (most tokens over the links), on the best by fast_score() of the least
+ * computing free GPU of g's node, of the node sending the expert the most
+ * without a copy, and anywhere. Returns how many were taken (0 or 1). */
 static int fast_compute_step(pl_temps *t, const model *md, const pl_placement *sv, int g,
-                             double excess, int left) {
-  int E = md->E, x = hottest(t, md, g, 1), *dst = t->ordtmp;
+                             double f) {
+  int gpn = md->gpn, ng = g / gpn, x = hottest(t, md, g, 1);
   if (x < 0)
     return 0;
-  int r = t->nrep[x], kmax = left < 1 ? left : 1;
-  double w = share_node(t, x, g / md->gpn) + share_rest(t, x);
-  double c0 = (double)md->counts[(size_t)g * E + x];
-  int k = fast_copies(md, c0, w, r, excess, kmax);
-  int m = 0;
-  /* where the node's share dominates (every node holds x), a copy on g's
-   * node splits it; elsewhere only the share of the rest falls */
-  if (share_node(t, x, g / md->gpn) > share_rest(t, x)) {
-    int d = fast_least(t, x, g / md->gpn * md->gpn, (g / md->gpn + 1) * md->gpn, 0);
-    if (d >= 0)
-      dst[m++] = d;
+  int cand[3] = {fast_least(t, x, ng * gpn, (ng + 1) * gpn, 0), -1,
+                 fast_least(t, x, 0, md->G, 0)};
+  int bn = -1;
+  for (int n = 0; n < md->G / gpn; n++) {
+    size_t i = (size_t)n * md->E + x;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * md->E + x]))
+      bn = n;
   }
-  if (m == 0)
-    m = fast_destinations(t, md, x, k, w * r / (r + k), t->own[g] + t->tmp[g], dst);
-  for (int i = 0; i < m; i++)
-    fast_apply(t, md, sv, x, dst[i]);
-  return m;
+  if (bn >= 0)
+    cand[1] = fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0);
+  int best = -1;
+  double bs = 0;
+  for (int i = 0; i < 3; i++) {
+    if (cand[i] < 0 || (i > 0 && (cand[i] == cand[0] || (i > 1 && cand[i] == cand[1]))))
+      continue;
+    double sc = fast_score(t, md, sv, g, x, cand[i], f);
+    if (best < 0 || sc > bs)
+      best = cand[i], bs = sc;
+  }
+  if (best < 0)
+    return 0;
+  fast_apply(t, md, sv, x, best);
+  return 1;
 }
 
 /* The expert of g's node's sources (on g: g itself) that g sends the most
@@ -1435,8 +1417,8 @@ static int fast_a2a_step(pl_temps *t, const model *md, const pl_placement *sv, i
 static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
                         const pl_placement *sv, int budget) {
   int G = md->G, gm, ga;
-  double bal0, cost0, bal, cost;
-  double cur0 = fast_scan(t, md, &bal0, &cost0, &gm, &ga);
+  double bal0, cost0, bal, cost, f;
+  double cur0 = fast_scan(t, md, &bal0, &cost0, &gm, &ga, &f);
   double clevel = 0, alevel = t->a2a[0];
   for (int g = 0; g < G; g++) {
     clevel += t->own[g];
@@ -1453,12 +1435,12 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
     int took = 0;
     for (int i = 0; i < 2 && !took; i++)
       took = (ce >= ae) == (i == 0)
-                 ? fast_compute_step(t, md, sv, gm, load - clevel, budget - t->n)
+                 ? fast_compute_step(t, md, sv, gm, f)
                  : fast_a2a_step(t, md, sv, ga, alevel / a, budget - t->n);
     if (took == 0)
       break;
     fast_arrivals(t, md);
-    double now = fast_scan(t, md, &bal, &cost, &gm, &ga);
+    double now = fast_scan(t, md, &bal, &cost, &gm, &ga, &f);
     if (now < best && bal0 - bal > cfg->margin * (cost - cost0)) {
       best = now, bbal = bal, bcost = cost, bn = t->n;
       worse = 0;
