@@ -1122,31 +1122,45 @@ static int takes(const trial *best, const pl_temps_cfg *cfg, double cur, double 
 }
 
 /* ------------------------------------------------ the FAST search --- */
+#include <stdio.h>
+#include <stdlib.h>
 #define FAST_PATIENCE 3
+#define FAST_EPS 0.002
 
 
+
+
+/* The committed state as a step reads it: the most computing GPU gm and
+ * the longest all-to-all's ga (ties: lowest id), their values, the
+ * largest of every other GPU (c2, a2) and the forward phase f. */
+typedef struct fast_view {
+  int gm, ga;
+  double cmax, c2, amax, a2, f;
+} fast_view;
 
 /* The predicted layer time of the committed state by a scan of the GPUs
  * (pl_shadow.h's formula; what predict() gives without a trial, without
- * the orders): *bal its balance part, *cost the copies', *gmax the most
- * computing GPU (ties: lowest id). The arrivals carr and crmax are those
- * of temp[0..n) with the bytes of all of them (fast_arrivals). */
+ * the orders): *bal its balance part, *cost the copies', and the view.
+ * The arrivals carr and crmax are those of temp[0..n) with the bytes of
+ * all of them (fast_arrivals). */
 static double fast_scan(const pl_temps *t, const model *md, double *bal, double *cost,
-                        int *gmax, int *amaxg, double *fwd) {
-  double cmax = -1, amax = -1, f = 0;
+                        fast_view *v) {
+  double cmax = -1, c2 = 0, amax = -1, a2 = 0, f = 0;
   int gm = 0, ga = 0;
   for (int g = 0; g < md->G; g++) {
     double c = t->own[g] + t->tmp[g], a = t->a2a[g];
     double ready = t->own[g] > t->carr[g] ? t->own[g] : t->carr[g];
     if (c > cmax)
-      cmax = c, gm = g;
+      c2 = cmax > c2 ? cmax : c2, cmax = c, gm = g;
+    else
+      c2 = c > c2 ? c : c2;
     if (a > amax)
-      amax = a, ga = g;
+      a2 = amax > a2 ? amax : a2, amax = a, ga = g;
+    else
+      a2 = a > a2 ? a : a2;
     f = ready + t->tmp[g] > f ? ready + t->tmp[g] : f;
   }
-  *gmax = gm;
-  *amaxg = ga;
-  *fwd = f;
+  *v = (fast_view){.gm = gm, .ga = ga, .cmax = cmax, .c2 = c2, .amax = amax, .a2 = a2, .f = f};
   *bal = (1 + md->bwd) * cmax + 4 * amax;
   *cost = (f - cmax) + fmax(0.0, t->crmax - md->hide_us);
   return *bal + *cost;
@@ -1224,108 +1238,6 @@ static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
   return best;
 }
 
-/* Up to k destinations for x on nodes without a copy of it, the nodes
- * sending x the most tokens first (one each: its free GPU without a copy
- * with the shortest all-to-all); the tokens they send
- * links. Returns how many. O(N k). */
-static int fast_nodes(pl_temps *t, const model *md, int x, int k, int *out) {
-  int N = md->G / md->gpn, E = md->E, gpn = md->gpn, m = 0;
-  int *nodes = t->chg; /* [G] scratch, by ns descending */
-  for (int n = 0; n < N; n++) {
-    size_t i = (size_t)n * E + x;
-    if (t->rn[i] || !(t->ns[i] > 0))
-      continue;
-    double v = t->ns[i];
-    if (m == k && !(v > t->ns[(size_t)nodes[m - 1] * E + x]))
-      continue;
-    int j = m < k ? m++ : m - 1;
-    while (j > 0 && v > t->ns[(size_t)nodes[j - 1] * E + x]) {
-      nodes[j] = nodes[j - 1];
-      j--;
-    }
-    nodes[j] = n;
-  }
-  int c = 0;
-  for (int i = 0; i < m; i++) {
-    int d = fast_least(t, x, nodes[i] * gpn, (nodes[i] + 1) * gpn, 1);
-    if (d >= 0)
-      out[c++] = d;
-  }
-  return c;
-}
-
-/* The predicted saving (us) of one more copy of x on d for the most
- * computing GPU g, in closed form on the model's shares: g's copy of x
- * keeps its own tokens and gets the new node and rest shares (a copy on
- * g's node splits the node's; one on a node without a copy takes that
- * node's tokens out of the rest), the balance part falls by (1 + bwd)
- * x what g's compute falls, down to d's new compute at most; the copy's
- * weights (from holder h, with the bytes already on its links) arrive
- * before d's own compute ends or delay its forward phase past f, and
- * return past the latest return so far. */
-static double fast_score(pl_temps *t, const model *md, const pl_placement *sv, int g, int x,
-                         int d, double f) {
-  int E = md->E, gpn = md->gpn, ng = g / gpn, nd = d / gpn;
-  size_t ig = (size_t)ng * E + x, id = (size_t)nd * E + x;
-  double c0 = (double)md->counts[(size_t)g * E + x], cd = (double)md->counts[(size_t)d * E + x];
-  double node = share_node(t, x, ng), rest = share_rest(t, x), rem = t->rem[x];
-  double node2 = node, nodd;
-  if (nd == ng) {
-    node2 = (t->ns[ig] - t->lh[ig] - cd) / (t->rn[ig] + 1);
-    nodd = node2;
-  } else if (t->rn[id]) {
-    nodd = (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1);
-  } else {
-    rem -= t->ns[id];
-    nodd = t->ns[id] - cd;
-  }
-  double rest2 = rem / (t->nrep[x] + 1);
-  double load = t->own[g] + t->tmp[g];
-  double now = load - pl_ffn_us(md->prof, c0 + node + rest) + pl_ffn_us(md->prof, c0 + node2 + rest2);
-  double newc = pl_ffn_us(md->prof, cd + nodd + rest2), dnow = t->own[d] + t->tmp[d] + newc;
-  double gain = (1 + md->bwd) * (load - (now > dnow ? now : dnow));
-  int h = holder(t, sv, gpn, x, d);
-  copy_bytes(t, md, h, d, 1);
-  double arr = arrival(t, md, h, d);
-  copy_bytes(t, md, h, d, -1);
-  double ready = t->own[d] > arr ? t->own[d] : arr, back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
-  return gain - fmax(0.0, ready + t->tmp[d] + newc - f) - fmax(0.0, arr - back);
-}
-
-/* A step for the most computing GPU g: one copy of its hottest expert
- * (most tokens over the links), on the best by fast_score() of the least
- * computing free GPU of g's node, of the node sending the expert the most
- * without a copy, and anywhere. Returns how many were taken (0 or 1). */
-static int fast_compute_step(pl_temps *t, const model *md, const pl_placement *sv, int g,
-                             double f) {
-  int gpn = md->gpn, ng = g / gpn, x = hottest(t, md, g, 1);
-  if (x < 0)
-    return 0;
-  int cand[3] = {fast_least(t, x, ng * gpn, (ng + 1) * gpn, 0), -1,
-                 fast_least(t, x, 0, md->G, 0)};
-  int bn = -1;
-  for (int n = 0; n < md->G / gpn; n++) {
-    size_t i = (size_t)n * md->E + x;
-    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * md->E + x]))
-      bn = n;
-  }
-  if (bn >= 0)
-    cand[1] = fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0);
-  int best = -1;
-  double bs = 0;
-  for (int i = 0; i < 3; i++) {
-    if (cand[i] < 0 || (i > 0 && (cand[i] == cand[0] || (i > 1 && cand[i] == cand[1]))))
-      continue;
-    double sc = fast_score(t, md, sv, g, x, cand[i], f);
-    if (best < 0 || sc > bs)
-      best = cand[i], bs = sc;
-  }
-  if (best < 0)
-    return 0;
-  fast_apply(t, md, sv, x, best);
-  return 1;
-}
-
 /* The expert of g's node's sources (on g: g itself) that g sends the most
  * tokens over the link `inter` (1: to experts without a copy on g's
  * node; 0: to experts on its node that g does not hold), -1 if none. */
@@ -1342,106 +1254,151 @@ static int fast_sent_most(const pl_temps *t, const model *md, int g, int inter) 
   return best;
 }
 
-/* A step for the GPU g with the longest all-to-all (its share above the
- * level `ratio` = level / its time): on its busiest direction, inter-node
- * in: copies of the expert it receives the most from nodes without a copy
- * on the nodes sending that expert the most (each keeps its tokens inside
- * the node), as many as bring g's inter-node in-tokens down by the
- * ratio, at most doubling the copies; intra-node in: one more copy of the
- * expert it receives the most from its node, on that node; out: a copy
- * on g (else on its node, shortest all-to-all) of the expert it sends the
- * most over that link. Returns how many were taken. */
-static int fast_a2a_step(pl_temps *t, const model *md, const pl_placement *sv, int g,
-                         double ratio, int left) {
-  int G = md->G, E = md->E, gpn = md->gpn, nd = g / gpn, *dst = t->ordtmp, m = 0, x = -1;
+/* GPU g's forward compute and all-to-all (us) after one more copy of x on
+ * d, in closed form on the model's shares (pl_shadow.c's head): a copy of
+ * x keeps its own tokens and gets its node's and the rest's shares, the
+ * node's split over one more copy where d's node holds x, the rest's over
+ * one more copy and, where d's node held none, without that node's
+ * tokens; a source of d's node then sends x inside the node; d computes
+ * its new copy and no longer sends its own tokens of x. */
+static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, double *c,
+                       double *a) {
+  int G = md->G, E = md->E, gpn = md->gpn, nd = d / gpn, ng = g / gpn;
+  size_t id = (size_t)nd * E + x;
+  int had = t->rn[id] > 0;
+  double cd = (double)md->counts[(size_t)d * E + x], cg = (double)md->counts[(size_t)g * E + x];
+  double rest2 = (t->rem[x] - (had ? 0 : t->ns[id])) / (t->nrep[x] + 1);
   double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
-  double intra = (io > ii ? io : ii) * md->tb / md->c->intra_Bps;
-  double inter = (xo > xi ? xo : xi) * md->tb / md->inter_Bps;
-  if (inter >= intra && xi >= xo) {
-    double bv = 0;
-    for (int y = 0; y < E; y++)
-      if (t->hosts[(size_t)g * E + y] && share_rest(t, y) > bv)
-        bv = share_rest(t, y), x = y;
-    if (x < 0)
-      return 0;
-    int r = t->nrep[x], kmax = left < 1 ? left : 1;
-    m = fast_nodes(t, md, x, kmax, dst);
-    if (m == 0) { /* every node holds x: one more copy splits what they receive */
-      int d = fast_least(t, x, 0, G, 1);
-      if (d < 0)
-        return 0;
-      dst[0] = d;
-      fast_apply(t, md, sv, x, d);
-      return 1;
-    }
-    /* the fewest of them that take g's in-tokens down by the ratio */
-    double rem = t->rem[x], want = xi * (1 - ratio), rest = rem / r;
-    int k = 0;
-    while (k < m) {
-      rem -= t->ns[(size_t)(dst[k] / gpn) * E + x];
-      k++;
-      if (rest - rem / (r + k) >= want)
-        break;
-    }
-    m = k;
-  } else {
-    int in = inter >= intra ? 0 : ii >= io;
-    if (in) {
-      double bv = 0;
-      for (int y = 0; y < E; y++)
-        if (t->hosts[(size_t)g * E + y] && share_node(t, y, nd) > bv)
-          bv = share_node(t, y, nd), x = y;
-    } else {
-      x = fast_sent_most(t, md, g, inter >= intra);
-    }
-    if (x < 0)
-      return 0;
-    int d = !in && fast_free(t, x, g) ? g : fast_least(t, x, nd * gpn, (nd + 1) * gpn, 1);
-    if (d >= 0)
-      dst[m++] = d;
+  *c = t->own[g] + t->tmp[g];
+  if (g == d) {
+    double nodd = had ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
+    *c += pl_ffn_us(md->prof, cd + nodd + rest2);
+    ii += nodd;
+    xi += rest2;
+    if (had)
+      io -= cd;
+    else
+      xo -= cd;
+  } else if (t->hosts[(size_t)g * E + x]) {
+    double node = share_node(t, x, ng), rest = share_rest(t, x), node2 = node;
+    if (ng == nd)
+      node2 = (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1);
+    *c += pl_ffn_us(md->prof, cg + node2 + rest2) - pl_ffn_us(md->prof, cg + node + rest);
+    ii += node2 - node;
+    xi += rest2 - rest;
+  } else if (ng == nd && !had) {
+    io += cg;
+    xo -= cg;
   }
-  for (int i = 0; i < m; i++)
-    fast_apply(t, md, sv, x, dst[i]);
-  return m;
+  *a = a2a_us(md, io, ii, xo, xi);
 }
 
-/* The FAST search (pl_shadow.h): steps of several temporaries, each for
- * the term of the balance part furthest above its level (the mean over
- * the GPUs): the most computing GPU's (fast_compute_step) or the longest
- * all-to-all's (fast_a2a_step), weighted as in the model ((1 + bwd) x
- * compute, 4 x all-to-all). After each step one scan predicts the whole
- * set; the set kept is the prefix ending a step with the lowest
- * predicted time whose gain exceeds margin x its cost. Stops when both
- * are at their level, a step finds no destination, the budget is spent,
- * or FAST_PATIENCE steps running predict no better than the best prefix. */
+/* The predicted saving (us) of one more copy of x on d, in closed form:
+ * the balance part with the most computing and the longest all-to-all GPU
+ * and d after the copy (fast_after) against every other GPU's largest
+ * (the view's c2, a2); less the copy's weights (from its holder, with the
+ * bytes already on its links) arriving after d's own compute and past the
+ * forward phase f, and returning past the latest return so far. */
+static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
+                         const fast_view *v, int x, int d) {
+  double cm = v->c2, am = v->a2, c, a;
+  int gs[3] = {v->gm, v->ga, d};
+  for (int i = 0; i < 3; i++) {
+    if ((i == 1 && gs[1] == gs[0]) || (i == 2 && (d == gs[0] || d == gs[1])))
+      continue;
+    fast_after(t, md, x, d, gs[i], &c, &a);
+    cm = c > cm ? c : cm;
+    am = a > am ? a : am;
+  }
+  int E = md->E, nd = d / md->gpn, h = holder(t, sv, md->gpn, x, d);
+  size_t id = (size_t)nd * E + x;
+  double cd = (double)md->counts[(size_t)d * E + x];
+  double nodd = t->rn[id] ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
+  double rest2 = (t->rem[x] - (t->rn[id] ? 0 : t->ns[id])) / (t->nrep[x] + 1);
+  double newc = pl_ffn_us(md->prof, cd + nodd + rest2);
+  copy_bytes(t, md, h, d, 1);
+  double arr = arrival(t, md, h, d);
+  copy_bytes(t, md, h, d, -1);
+  double ready = t->own[d] > arr ? t->own[d] : arr;
+  double back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
+  double gain = (1 + md->bwd) * (v->cmax - cm) + 4 * (v->amax - am);
+  return gain - fmax(0.0, ready + t->tmp[d] + newc - v->f) - fmax(0.0, arr - back);
+}
+
+/* Keeps (x, d) in *bx, *bd when d is a destination and scores higher. */
+static void fast_consider(pl_temps *t, const model *md, const pl_placement *sv,
+                          const fast_view *v, int x, int d, int *bx, int *bd, double *bs) {
+  if (x < 0 || d < 0 || (*bx == x && *bd == d))
+    return;
+  double sc = fast_score(t, md, sv, v, x, d);
+  if (*bx < 0 || sc > *bs)
+    *bx = x, *bd = d, *bs = sc;
+}
+
+/* The destinations of x for GPU g's relief: the least computing and the
+ * shortest all-to-all free GPU of g's node, the least computing free GPU
+ * of the node sending x the most without a copy, and the least computing
+ * free GPU anywhere (or the shortest all-to-all: by). */
+static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v,
+                     int x, int g, int by, int *bx, int *bd, double *bs) {
+  if (x < 0)
+    return;
+  int gpn = md->gpn, E = md->E, ng = g / gpn, bn = -1;
+  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 0), bx, bd, bs);
+  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 1), bx, bd, bs);
+  for (int n = 0; n < md->G / gpn; n++) {
+    size_t i = (size_t)n * E + x;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
+      bn = n;
+  }
+  if (bn >= 0)
+    fast_consider(t, md, sv, v, x, fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0), bx, bd, bs);
+  fast_consider(t, md, sv, v, x, fast_least(t, x, 0, md->G, by), bx, bd, bs);
+}
+
+/* One step: candidates scored in closed form (fast_score), no model
+ * evaluation: the hottest expert (most tokens over the links) of the most
+ * computing GPU, the one the longest all-to-all GPU receives the most,
+ * each on fast_try()'s destinations, and the expert that GPU sends the
+ * most over its busier link, on it (else on its node). Takes the best;
+ * returns 0 when there is none. */
+static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v) {
+  int G = md->G, ga = v->ga, gpn = md->gpn, na = ga / gpn, bx = -1, bd = -1;
+  double bs = 0;
+  fast_try(t, md, sv, v, hottest(t, md, v->gm, 1), v->gm, 0, &bx, &bd, &bs);
+  fast_try(t, md, sv, v, hottest(t, md, ga, 1), ga, 1, &bx, &bd, &bs);
+  double io = t->h[ga], xo = t->h[2 * G + ga];
+  int inter = xo * md->tb / md->inter_Bps > io * md->tb / md->c->intra_Bps;
+  int xs = fast_sent_most(t, md, ga, inter);
+  if (xs >= 0)
+    fast_consider(t, md, sv, v, xs,
+                  fast_free(t, xs, ga) ? ga : fast_least(t, xs, na * gpn, (na + 1) * gpn, 1), &bx,
+                  &bd, &bs);
+  if (bx < 0)
+    return 0;
+  fast_apply(t, md, sv, bx, bd);
+  return 1;
+}
+
+/* The FAST search (pl_shadow.h): one temporary a step, the best of a few
+ * candidates scored in closed form (fast_step); after each step one scan
+ * predicts the whole set on the model; the set kept is the prefix with
+ * the lowest predicted time (a later one only when FAST_EPS lower) whose
+ * gain exceeds margin x its cost. Stops when no candidate is left, the
+ * budget is spent, or FAST_PATIENCE steps running predict no better. */
 static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
                         const pl_placement *sv, int budget) {
-  int G = md->G, gm, ga;
-  double bal0, cost0, bal, cost, f;
-  double cur0 = fast_scan(t, md, &bal0, &cost0, &gm, &ga, &f);
-  double clevel = 0, alevel = t->a2a[0];
-  for (int g = 0; g < G; g++) {
-    clevel += t->own[g];
-    alevel = t->a2a[g] < alevel ? t->a2a[g] : alevel;
-  }
-  clevel /= G;
+  double bal0, cost0, bal, cost;
+  fast_view v;
+  double cur0 = fast_scan(t, md, &bal0, &cost0, &v);
   double best = cur0, bbal = bal0, bcost = cost0;
   int bn = 0, worse = 0;
   while (t->n < budget && worse < FAST_PATIENCE) {
-    double load = t->own[gm] + t->tmp[gm], a = t->a2a[ga];
-    double ce = (1 + md->bwd) * (load - clevel), ae = 4 * (a - alevel);
-    if (!(ce > 0) && !(ae > 0))
-      break;
-    int took = 0;
-    for (int i = 0; i < 2 && !took; i++)
-      took = (ce >= ae) == (i == 0)
-                 ? fast_compute_step(t, md, sv, gm, f)
-                 : fast_a2a_step(t, md, sv, ga, alevel / a, budget - t->n);
-    if (took == 0)
+    if (!fast_step(t, md, sv, &v))
       break;
     fast_arrivals(t, md);
-    double now = fast_scan(t, md, &bal, &cost, &gm, &ga, &f);
-    if (now < best && bal0 - bal > cfg->margin * (cost - cost0)) {
+    double now = fast_scan(t, md, &bal, &cost, &v);
+    if (now < best - FAST_EPS * best && bal0 - bal > cfg->margin * (cost - cost0)) {
       best = now, bbal = bal, bcost = cost, bn = t->n;
       worse = 0;
     } else {
@@ -1487,6 +1444,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
       best_trial(t, &md, serving, PL_TEMPS_SEARCH_FULL, &best);
     if (!takes(&best, cfg, cur, bal, cost))
       break;
+    if (getenv("FDBG")) fprintf(stderr, " FULL x %d h %d d %d total %.2f bal %.2f cost %.2f\n", best.x, best.h, best.d, best.total, best.bal, best.cost);
     commit(t, &md, &best);
     cur = best.total;
     bal = best.bal;
