@@ -50,6 +50,7 @@ void pl_temps_fini(pl_temps *t) {
   pl_free(t->freeslots);
   pl_free(t->ord);
   pl_free(t->tnext);
+  pl_free(t->isum);
   memset(t, 0, sizeof(*t));
 }
 
@@ -72,8 +73,9 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.freeslots = pl_calloc(8 * G, sizeof(int));
   s.tnext = pl_calloc(2 * E * G, sizeof(int));
   s.ord = pl_calloc((NORD + 2) * G, sizeof(int)); /* the orders, then [2G] scratch */
+  s.isum = pl_calloc(2 * E, sizeof(int64_t));
   if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots ||
-      !s.ord || !s.tnext) {
+      !s.ord || !s.tnext || !s.isum) {
     pl_temps_fini(&s);
     return PL_ENOMEM;
   }
@@ -458,7 +460,6 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
   int G = md->G, E = md->E, gpn = md->gpn, N = G / gpn;
   const int64_t *counts = md->counts;
   int neg = 0;
-  memset(t->ns, 0, (size_t)N * E * sizeof(double));
   memset(t->lh, 0, (size_t)N * E * sizeof(double));
   memset(t->rem, 0, (size_t)E * sizeof(double));
   memset(t->rn, 0, (size_t)N * E * sizeof(int));
@@ -472,21 +473,37 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
       t->lh[nb + x] += (double)counts[(size_t)g * E + x];
     }
   }
+  /* per node: integer sums of its sources' counts (exact, so ns is the
+   * sum in doubles in any order) and each source's tokens to experts
+   * with a copy on the node (mask), less those it holds: its intra-node
+   * out; the rest of its tokens go across. Loops without branches. */
+  int64_t *sum = t->isum, *mask = t->isum + E;
   for (int s = 0; s < G; s++) {
     const int64_t *row = counts + (size_t)s * E;
-    const unsigned char *hs = t->hosts + (size_t)s * E;
     const int *rn = t->rn + (size_t)(s / gpn) * E;
-    double *ns = t->ns + (size_t)(s / gpn) * E;
-    int64_t io = 0, xo = 0;
+    if (s % gpn == 0)
+      for (int x = 0; x < E; x++) {
+        sum[x] = 0;
+        mask[x] = rn[x] ? -1 : 0;
+      }
+    int64_t tot = 0, in = 0, mine = 0, bad = 0;
     for (int x = 0; x < E; x++) {
       int64_t v = row[x];
-      neg |= v < 0;
-      ns[x] += (double)v;
-      io += hs[x] || !rn[x] ? 0 : v;
-      xo += hs[x] || rn[x] ? 0 : v;
+      bad |= v;
+      sum[x] += v;
+      tot += v;
+      in += v & mask[x];
     }
-    t->h[s] = (double)io;
-    t->h[2 * G + s] = (double)xo;
+    neg |= bad < 0;
+    for (int j = 0; j < p->nhost[s]; j++)
+      mine += row[p->host[(size_t)s * p->slots + j]];
+    if (s % gpn == gpn - 1) {
+      double *ns = t->ns + (size_t)(s / gpn) * E;
+      for (int x = 0; x < E; x++)
+        ns[x] = (double)sum[x];
+    }
+    t->h[s] = (double)(in - mine);
+    t->h[2 * G + s] = (double)(tot - in);
     t->h[G + s] = t->h[3 * G + s] = 0;
     t->own[s] = t->tmp[s] = 0;
     t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = t->carr[s] = 0;

@@ -193,6 +193,7 @@ typedef struct pl_temps {
   double *wus;               /* [G] forward compute of expert wx's copies */
   int wx, wver;
   int hx, hver, hbest;        /* expert hx's holder off a node without a replica */
+  int64_t *isum;             /* [2E] build's integer sums of a node, its in-node masks */
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
