@@ -1139,8 +1139,6 @@ static int takes(const trial *best, const pl_temps_cfg *cfg, double cur, double 
 }
 
 /* ------------------------------------------------ the FAST search --- */
-#include <stdio.h>
-#include <stdlib.h>
 #define FAST_PATIENCE 3
 #define FAST_EPS 0.002
 
@@ -1318,21 +1316,18 @@ static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, 
  * forward phase f, and returning past the latest return so far. */
 static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
                          const fast_view *v, int x, int d) {
-  double cm = v->c2, am = v->a2, c, a;
-  int gs[3] = {v->gm, v->ga, d};
+  double cm = v->c2, am = v->a2, c, a, newc = 0;
+  int gs[3] = {d, v->gm, v->ga};
   for (int i = 0; i < 3; i++) {
-    if ((i == 1 && gs[1] == gs[0]) || (i == 2 && (d == gs[0] || d == gs[1])))
+    if ((i == 1 && d == gs[1]) || (i == 2 && (d == gs[2] || gs[1] == gs[2])))
       continue;
     fast_after(t, md, x, d, gs[i], &c, &a);
+    if (i == 0) /* d is not gm or ga (they hold x... or d's new copy is counted) */
+      newc = c - (t->own[d] + t->tmp[d]);
     cm = c > cm ? c : cm;
     am = a > am ? a : am;
   }
-  int E = md->E, nd = d / md->gpn, h = holder(t, sv, md->gpn, x, d);
-  size_t id = (size_t)nd * E + x;
-  double cd = (double)md->counts[(size_t)d * E + x];
-  double nodd = t->rn[id] ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
-  double rest2 = (t->rem[x] - (t->rn[id] ? 0 : t->ns[id])) / (t->nrep[x] + 1);
-  double newc = pl_ffn_us(md->prof, cd + nodd + rest2);
+  int h = holder(t, sv, md->gpn, x, d);
   copy_bytes(t, md, h, d, 1);
   double arr = arrival(t, md, h, d);
   copy_bytes(t, md, h, d, -1);
@@ -1382,8 +1377,12 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
 static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v) {
   int G = md->G, ga = v->ga, gpn = md->gpn, na = ga / gpn, bx = -1, bd = -1;
   double bs = 0;
-  fast_try(t, md, sv, v, hottest(t, md, v->gm, 1), v->gm, 0, &bx, &bd, &bs);
-  fast_try(t, md, sv, v, hottest(t, md, ga, 1), ga, 1, &bx, &bd, &bs);
+  int xm = hottest(t, md, v->gm, 1), xa = ga == v->gm ? xm : hottest(t, md, ga, 1);
+  fast_try(t, md, sv, v, xm, v->gm, 0, &bx, &bd, &bs);
+  if (ga != v->gm || xa != xm) /* else the same candidates but the last */
+    fast_try(t, md, sv, v, xa, ga, 1, &bx, &bd, &bs);
+  else
+    fast_consider(t, md, sv, v, xa, fast_least(t, xa, 0, G, 1), &bx, &bd, &bs);
   double io = t->h[ga], xo = t->h[2 * G + ga];
   int inter = xo * md->tb / md->inter_Bps > io * md->tb / md->c->intra_Bps;
   int xs = fast_sent_most(t, md, ga, inter);
@@ -1461,7 +1460,6 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
       best_trial(t, &md, serving, PL_TEMPS_SEARCH_FULL, &best);
     if (!takes(&best, cfg, cur, bal, cost))
       break;
-    if (getenv("FDBG")) fprintf(stderr, " FULL x %d h %d d %d total %.2f bal %.2f cost %.2f\n", best.x, best.h, best.d, best.total, best.bal, best.cost);
     commit(t, &md, &best);
     cur = best.total;
     bal = best.bal;

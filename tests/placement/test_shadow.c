@@ -694,7 +694,6 @@ Test(shadow, fast_search_beats_no_temporaries_on_a_skewed_case) {
   cr_assert_eq(pl_temps_decide(&t, &cs, &env.cluster, &env.model, &env.profile, &sv, NULL,
                                counts, 3), PL_OK);
   cr_assert_gt(t.n, 0, "a 20x hot expert gets no temporary");
-  for (int k = 0; k < t.n; k++) fprintf(stderr, "DBG fast %d: %d %d->%d gain %g cost %g\n", k, t.temp[k].expert, t.temp[k].from, t.temp[k].to, t.gain_us, t.cost_us);
   int zero = 0;
   for (int k = 0; k < t.n; k++)
     zero += t.temp[k].expert == 0;
@@ -710,9 +709,9 @@ Test(shadow, fast_search_beats_no_temporaries_on_a_skewed_case) {
                                counts, 3), PL_OK);
   cr_assert_eq(pl_temps_predict_us(&u, &env.cluster, &env.model, &env.profile, &t.placement,
                                    t.temp, t.n, counts, &full), PL_OK);
-  for (int k = 0; k < t.n; k++) fprintf(stderr, "DBG full %d: %d %d->%d gain %g cost %g\n", k, t.temp[k].expert, t.temp[k].from, t.temp[k].to, t.gain_us, t.cost_us);
   cr_assert_lt(fast, 1.1 * full, "fast %.3f us vs full %.3f us", fast, full);
   pl_temps_fini(&t);
   pl_temps_fini(&u);
   pl_placement_fini(&sv);
 }
+

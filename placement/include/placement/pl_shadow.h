@@ -114,28 +114,29 @@ typedef struct pl_temps_cfg {
  * temporaries, slower iterations). LAZY: a LEAN step, and a FULL step
  * when LEAN's best is not taken; it stops only where FULL stops, so it
  * takes more temporaries than FULL (faster iterations on the aux trace at
- * 16 and 64 GPUs, a dearer decision). FAST: no trials; steps of
- * temporaries chosen by rule and the model checked once per step: each
- * step serves the balance part's term furthest above its level, (1 +
- * bwd) x (max compute - mean compute) against 4 x (longest all-to-all -
- * shortest): compute: the hottest expert (most tokens over the links) of
- * the most computing GPU, as many copies as bring it to the mean (closed
- * form on its wire share, w r / (r + k); at most doubling its copies), on
- * a free GPU of its node when the node's share dominates, else on the
- * node sending it the most without a copy and the least computing GPUs;
- * all-to-all, on the longest GPU's busiest direction: inter-node in: the
- * expert it receives most from nodes without a copy, copied to the nodes
- * sending it most (shortest all-to-all GPU of each; every node holding it:
- * one more copy anywhere); intra-node in: one more copy on its node; out:
- * a copy on it (else its node) of the expert it sends most over that
- * link. Destinations prefer GPUs no copy is sent to yet (a second copy on
- * a link delays both). After each step one scan of the GPUs predicts the
- * whole set (the same model); the set taken is the prefix ending a step
- * with the lowest predicted time whose gain over no temporaries exceeds
- * margin x its cost (none if no prefix does). It stops when both terms
- * are at their level, no destination is left, the budget is spent, or 3
- * steps running predict no better. O(G E) to build the model plus O(G +
- * E + copies of x) per step; about 5x cheaper than FULL at 64 GPUs. */
+ * 16 and 64 GPUs, a dearer decision). FAST: no trial evaluates the
+ * model; one temporary a step, the best of at most 10 candidates scored
+ * in closed form on the model's shares: the most computing GPU gm's
+ * hottest expert (most tokens over the links) and the one the longest
+ * all-to-all GPU ga receives most, each on the least computing and the
+ * shortest all-to-all free GPU of that GPU's node, the least computing
+ * free GPU of the node sending the expert most without a copy, and the
+ * least computing (gm) / shortest all-to-all (ga) free GPU anywhere; and
+ * the expert ga sends most over its busier link, on ga (else its node).
+ * A candidate's score: the balance part with gm, ga and the destination
+ * after the copy (its shares: the node's split over one more copy where
+ * the destination's node holds the expert, the rest's over one more copy
+ * and without the node's tokens where it held none) against every other
+ * GPU's largest, less the copy's weights arriving past the forward
+ * phase and returning past the latest return. Destinations prefer GPUs
+ * no copy is sent to yet (a second copy on a link delays both). After
+ * each step one scan of the GPUs predicts the whole set on the model
+ * above; the set taken is the prefix with the lowest predicted time (a
+ * longer one only when 0.2% lower) whose gain over no temporaries exceeds
+ * margin x its cost, none if no prefix does. It stops when no candidate
+ * is left, the budget is spent, or 3 steps running predict no better.
+ * O(G E) to build the model (as FULL), O(G + E + copies of the expert)
+ * a step; about 3x cheaper than FULL at 64 GPUs, as dear at 8. */
 enum {
   PL_TEMPS_SEARCH_FULL = 0,
   PL_TEMPS_SEARCH_LEAN = 1,
