@@ -1141,6 +1141,7 @@ static int takes(const trial *best, const pl_temps_cfg *cfg, double cur, double 
 /* ------------------------------------------------ the FAST search --- */
 #define FAST_PATIENCE 3
 #define FAST_EPS 0.002
+#define FAST_TWO 1
 
 
 
@@ -1241,14 +1242,17 @@ static int fast_free(const pl_temps *t, int x, int d) {
  * delays both); -1 if none. */
 static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
   int best = -1, busy = 1, E = t->experts;
+  double bv = 0;
+  const unsigned char *hs = t->hosts + x;
   for (int g = lo; g < hi; g++) {
-    if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
+    if (t->freeslots[g] <= 0 || hs[(size_t)g * E])
       continue;
-    int b = t->oin[g] + t->xin[g] > 0;
+    int b = t->oin[g] > 0 || t->xin[g] > 0;
+    if (b > busy)
+      continue;
     double v = by ? t->a2a[g] : t->own[g] + t->tmp[g];
-    double bv = best < 0 ? 0 : by ? t->a2a[best] : t->own[best] + t->tmp[best];
-    if (best < 0 || b < busy || (b == busy && v < bv))
-      best = g, busy = b;
+    if (best < 0 || b < busy || v < bv)
+      best = g, busy = b, bv = v;
   }
   return best;
 }
@@ -1375,25 +1379,35 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
  * most over its busier link, on it (else on its node). Takes the best;
  * returns 0 when there is none. */
 static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v) {
-  int G = md->G, ga = v->ga, gpn = md->gpn, na = ga / gpn, bx = -1, bd = -1;
-  double bs = 0;
+  int G = md->G, ga = v->ga, gpn = md->gpn, na = ga / gpn, bx[2] = {-1, -1}, bd[2] = {-1, -1};
+  double bs[2] = {0, 0};
   int xm = hottest(t, md, v->gm, 1), xa = ga == v->gm ? xm : hottest(t, md, ga, 1);
-  fast_try(t, md, sv, v, xm, v->gm, 0, &bx, &bd, &bs);
+  fast_try(t, md, sv, v, xm, v->gm, 0, &bx[0], &bd[0], &bs[0]);
   if (ga != v->gm || xa != xm) /* else the same candidates but the last */
-    fast_try(t, md, sv, v, xa, ga, 1, &bx, &bd, &bs);
+    fast_try(t, md, sv, v, xa, ga, 1, &bx[1], &bd[1], &bs[1]);
   else
-    fast_consider(t, md, sv, v, xa, fast_least(t, xa, 0, G, 1), &bx, &bd, &bs);
+    fast_consider(t, md, sv, v, xa, fast_least(t, xa, 0, G, 1), &bx[1], &bd[1], &bs[1]);
   double io = t->h[ga], xo = t->h[2 * G + ga];
   int inter = xo * md->tb / md->inter_Bps > io * md->tb / md->c->intra_Bps;
   int xs = fast_sent_most(t, md, ga, inter);
   if (xs >= 0)
     fast_consider(t, md, sv, v, xs,
-                  fast_free(t, xs, ga) ? ga : fast_least(t, xs, na * gpn, (na + 1) * gpn, 1), &bx,
-                  &bd, &bs);
-  if (bx < 0)
+                  fast_free(t, xs, ga) ? ga : fast_least(t, xs, na * gpn, (na + 1) * gpn, 1),
+                  &bx[1], &bd[1], &bs[1]);
+  int first = bx[0] < 0 || (bx[1] >= 0 && bs[1] > bs[0]), took = 0;
+  if (bx[first] < 0)
     return 0;
-  fast_apply(t, md, sv, bx, bd);
-  return 1;
+  fast_apply(t, md, sv, bx[first], bd[first]);
+  took++;
+  /* the other GPU's best too, when it is another expert on another GPU
+   * and predicted to save (scored before the first: the scan checks) */
+  int o = !first;
+  if (FAST_TWO && bx[o] >= 0 && bs[o] > 0 && bx[o] != bx[first] && bd[o] != bd[first] &&
+      fast_free(t, bx[o], bd[o])) {
+    fast_apply(t, md, sv, bx[o], bd[o]);
+    took++;
+  }
+  return took;
 }
 
 /* The FAST search (pl_shadow.h): one temporary a step, the best of a few
