@@ -1376,8 +1376,9 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
  * evaluation: the hottest expert (most tokens over the links) of the most
  * computing GPU, the one the longest all-to-all GPU receives the most,
  * each on fast_try()'s destinations, and the expert that GPU sends the
- * most over its busier link, on it (else on its node). Takes the best;
- * returns 0 when there is none. */
+ * most over its busier link, on it (else on its node). Takes the best,
+ * and the other GPU's best (FAST_TWO) when it is another expert on another
+ * GPU predicted to save; returns how many were taken (0: none). */
 static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v) {
   int G = md->G, ga = v->ga, gpn = md->gpn, na = ga / gpn, bx[2] = {-1, -1}, bd[2] = {-1, -1};
   double bs[2] = {0, 0};
@@ -1410,8 +1411,8 @@ static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const
   return took;
 }
 
-/* The FAST search (pl_shadow.h): one temporary a step, the best of a few
- * candidates scored in closed form (fast_step); after each step one scan
+/* The FAST search (pl_shadow.h): one or two temporaries a step, the best
+ * of a few candidates scored in closed form (fast_step); after each step one scan
  * predicts the whole set on the model; the set kept is the prefix with
  * the lowest predicted time (a later one only when FAST_EPS lower) whose
  * gain exceeds margin x its cost. Stops when no candidate is left, the

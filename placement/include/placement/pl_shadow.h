@@ -115,8 +115,10 @@ typedef struct pl_temps_cfg {
  * when LEAN's best is not taken; it stops only where FULL stops, so it
  * takes more temporaries than FULL (faster iterations on the aux trace at
  * 16 and 64 GPUs, a dearer decision). FAST: no trial evaluates the
- * model; one temporary a step, the best of at most 10 candidates scored
- * in closed form on the model's shares: the most computing GPU gm's
+ * model; each step takes the best of at most 10 candidates scored in
+ * closed form on the model's shares, and the best of the other critical
+ * GPU's candidates too when it is another expert on another GPU with a
+ * positive score (one or two copies a step): the most computing GPU gm's
  * hottest expert (most tokens over the links) and the one the longest
  * all-to-all GPU ga receives most, each on the least computing and the
  * shortest all-to-all free GPU of that GPU's node, the least computing
