@@ -136,11 +136,11 @@ typedef struct pl_temps_cfg {
  * above; the set taken is the prefix with the lowest predicted time (a
  * longer one only when 0.2% lower) whose gain over no temporaries exceeds
  * margin x its cost, none if no prefix does. It stops when no candidate
- * is left, the budget is spent, or 3 + G/32 steps running predict no
- * better (more GPUs near the maximum need more copies before it falls).
- * O(G E) to build the model (as FULL), O(G + E + copies of the expert)
- * a step; about 2.5x cheaper than FULL at 64 GPUs, 7x at 256, 10x at
- * 1,024, as dear at 8. */
+ * is left, the budget is spent, or 3 + G/32 steps running (at most 11)
+ * predict no better (more GPUs near the maximum need more copies before
+ * it falls). O(G E) to build the model (as FULL), O(G + E + copies of the
+ * expert) a step; on the real traces' model about 2x cheaper than FULL at
+ * 64 GPUs, 2.6x at 256, 3.7x at 1,024, as dear at 8 (bench_pl_shadow). */
 enum {
   PL_TEMPS_SEARCH_FULL = 0,
   PL_TEMPS_SEARCH_LEAN = 1,
