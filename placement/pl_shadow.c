@@ -50,6 +50,7 @@ void pl_temps_fini(pl_temps *t) {
   pl_free(t->freeslots);
   pl_free(t->ord);
   pl_free(t->tnext);
+  pl_free(t->isum);
   memset(t, 0, sizeof(*t));
 }
 
@@ -72,8 +73,9 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.freeslots = pl_calloc(8 * G, sizeof(int));
   s.tnext = pl_calloc(2 * E * G, sizeof(int));
   s.ord = pl_calloc((NORD + 2) * G, sizeof(int)); /* the orders, then [2G] scratch */
+  s.isum = pl_calloc(2 * E, sizeof(int64_t));
   if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots ||
-      !s.ord || !s.tnext) {
+      !s.ord || !s.tnext || !s.isum) {
     pl_temps_fini(&s);
     return PL_ENOMEM;
   }
@@ -458,7 +460,6 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
   int G = md->G, E = md->E, gpn = md->gpn, N = G / gpn;
   const int64_t *counts = md->counts;
   int neg = 0;
-  memset(t->ns, 0, (size_t)N * E * sizeof(double));
   memset(t->lh, 0, (size_t)N * E * sizeof(double));
   memset(t->rem, 0, (size_t)E * sizeof(double));
   memset(t->rn, 0, (size_t)N * E * sizeof(int));
@@ -472,21 +473,37 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
       t->lh[nb + x] += (double)counts[(size_t)g * E + x];
     }
   }
+  /* per node: integer sums of its sources' counts (exact, so ns is the
+   * sum in doubles in any order) and each source's tokens to experts
+   * with a copy on the node (mask), less those it holds: its intra-node
+   * out; the rest of its tokens go across. Loops without branches. */
+  int64_t *sum = t->isum, *mask = t->isum + E;
   for (int s = 0; s < G; s++) {
     const int64_t *row = counts + (size_t)s * E;
-    const unsigned char *hs = t->hosts + (size_t)s * E;
     const int *rn = t->rn + (size_t)(s / gpn) * E;
-    double *ns = t->ns + (size_t)(s / gpn) * E;
-    int64_t io = 0, xo = 0;
+    if (s % gpn == 0)
+      for (int x = 0; x < E; x++) {
+        sum[x] = 0;
+        mask[x] = rn[x] ? -1 : 0;
+      }
+    int64_t tot = 0, in = 0, mine = 0, bad = 0;
     for (int x = 0; x < E; x++) {
       int64_t v = row[x];
-      neg |= v < 0;
-      ns[x] += (double)v;
-      io += hs[x] || !rn[x] ? 0 : v;
-      xo += hs[x] || rn[x] ? 0 : v;
+      bad |= v;
+      sum[x] += v;
+      tot += v;
+      in += v & mask[x];
     }
-    t->h[s] = (double)io;
-    t->h[2 * G + s] = (double)xo;
+    neg |= bad < 0;
+    for (int j = 0; j < p->nhost[s]; j++)
+      mine += row[p->host[(size_t)s * p->slots + j]];
+    if (s % gpn == gpn - 1) {
+      double *ns = t->ns + (size_t)(s / gpn) * E;
+      for (int x = 0; x < E; x++)
+        ns[x] = (double)sum[x];
+    }
+    t->h[s] = (double)(in - mine);
+    t->h[2 * G + s] = (double)(tot - in);
     t->h[G + s] = t->h[3 * G + s] = 0;
     t->own[s] = t->tmp[s] = 0;
     t->oin[s] = t->oout[s] = t->xin[s] = t->xout[s] = t->arr[s] = t->carr[s] = 0;
@@ -1046,7 +1063,7 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
     return PL_EINVAL;
   if (!(cfg->margin >= 1) || !isfinite(cfg->margin) || cfg->max_temps < 0 ||
       !(cfg->grad_hide_us >= 0) || !isfinite(cfg->grad_hide_us) ||
-      cfg->search < PL_TEMPS_SEARCH_FULL || cfg->search > PL_TEMPS_SEARCH_LAZY ||
+      cfg->search < PL_TEMPS_SEARCH_FULL || cfg->search > PL_TEMPS_SEARCH_FAST ||
       pl_cluster_check(c) || pl_profile_check(prof))
     return PL_EINVAL;
   return PL_OK; /* negative counts: build */
@@ -1121,6 +1138,313 @@ static int takes(const trial *best, const pl_temps_cfg *cfg, double cur, double 
          bal - best->bal > cfg->margin * (best->cost - cost);
 }
 
+/* ------------------------------------------------ the FAST search --- */
+/* Steps running without a better prefix before FAST stops: more GPUs
+ * near the maximum need more copies before the maximum falls (at 256
+ * GPUs a fixed 3 stopped 8-15% short of FULL's iterations); at most 11
+ * (35 at 1,024 GPUs doubled the decision's cost). */
+#define FAST_PATIENCE(G) ((G) < 256 ? 3 + (G) / 32 : 11)
+#define FAST_EPS 0.002
+#define FAST_TWO 1
+
+
+
+
+/* The committed state as a step reads it: the most computing GPU gm and
+ * the longest all-to-all's ga (ties: lowest id), their values, the
+ * largest of every other GPU (c2, a2) and the forward phase f. */
+typedef struct fast_view {
+  int gm, ga;
+  double cmax, c2, amax, a2, f;
+} fast_view;
+
+/* The predicted layer time of the committed state by a scan of the GPUs
+ * (pl_shadow.h's formula; what predict() gives without a trial, without
+ * the orders): *bal its balance part, *cost the copies', and the view.
+ * The arrivals carr and crmax are those of temp[0..n) with the bytes of
+ * all of them (fast_arrivals). */
+static double fast_scan(const pl_temps *t, const model *md, double *bal, double *cost,
+                        fast_view *v) {
+  double cmax = -1, c2 = 0, amax = -1, a2 = 0, f = 0;
+  int gm = 0, ga = 0;
+  for (int g = 0; g < md->G; g++) {
+    double c = t->own[g] + t->tmp[g], a = t->a2a[g];
+    double ready = t->own[g] > t->carr[g] ? t->own[g] : t->carr[g];
+    if (c > cmax)
+      c2 = cmax > c2 ? cmax : c2, cmax = c, gm = g;
+    else
+      c2 = c > c2 ? c : c2;
+    if (a > amax)
+      a2 = amax > a2 ? amax : a2, amax = a, ga = g;
+    else
+      a2 = a > a2 ? a : a2;
+    f = ready + t->tmp[g] > f ? ready + t->tmp[g] : f;
+  }
+  *v = (fast_view){.gm = gm, .ga = ga, .cmax = cmax, .c2 = c2, .amax = amax, .a2 = a2, .f = f};
+  *bal = (1 + md->bwd) * cmax + 4 * amax;
+  *cost = (f - cmax) + fmax(0.0, t->crmax - md->hide_us);
+  return *bal + *cost;
+}
+
+/* The arrivals of temp[0..n) with their bytes (arrivals_all without the
+ * lists): carr of each destination, crmax the latest. O(n). */
+static void fast_arrivals(pl_temps *t, const model *md) {
+  t->crmax = 0;
+  for (int k = 0; k < t->n; k++)
+    t->carr[t->temp[k].to] = 0;
+  for (int k = 0; k < t->n; k++) {
+    int a = t->temp[k].from, b = t->temp[k].to;
+    double at = arrival(t, md, a, b);
+    t->carr[b] = at > t->carr[b] ? at : t->carr[b];
+    t->crmax = at > t->crmax ? at : t->crmax;
+  }
+}
+
+/* Takes the temporary x -> d (its holder from holder()) into the committed
+ * state: commit() without the evaluation's prediction and the orders. */
+static void fast_apply(pl_temps *t, const model *md, const pl_placement *sv, int x, int d) {
+  int G = md->G, E = md->E;
+  trial tr = {.x = x, .d = d, .h = holder(t, sv, md->gpn, x, d)};
+  trial_values(t, md, &tr, 1);
+  for (int k = 0; k < tr.nchg; k++) {
+    int g = t->chg[k];
+    for (int c = 0; c < 4; c++)
+      t->h[c * G + g] = t->nh[c * G + g];
+    t->own[g] = t->nown[g];
+    t->tmp[g] = t->ntmp[g];
+    t->a2a[g] = t->na2a[g];
+  }
+  size_t ix = (size_t)(d / md->gpn) * E + x;
+  if (!t->rn[ix])
+    t->rem[x] -= t->ns[ix];
+  t->rn[ix]++;
+  t->lh[ix] += (double)md->counts[(size_t)d * E + x];
+  int *rep = t->rep + (size_t)x * G, n = t->nrep[x], at = n;
+  while (at > 0 && rep[at - 1] > d) {
+    rep[at] = rep[at - 1];
+    at--;
+  }
+  rep[at] = d;
+  t->nrep[x] = n + 1;
+  t->hosts[(size_t)d * E + x] = 2;
+  copy_bytes(t, md, tr.h, d, 1);
+  t->temp[t->n++] = (pl_temp){.expert = x, .from = tr.h, .to = d};
+  t->sent[tr.h]++;
+  t->freeslots[d]--;
+  t->stamp++;
+  t->ver++;
+}
+
+/* Whether d can take a copy of x: a free slot, no copy of x. */
+static int fast_free(const pl_temps *t, int x, int d) {
+  return t->freeslots[d] > 0 && !t->hosts[(size_t)d * t->experts + x];
+}
+
+/* The GPU of [lo, hi) with a free slot and no copy of x with the least
+ * key (forward compute, by = 0; all-to-all, by = 1; ties: lowest id),
+ * preferring those no copy is sent to yet (a second copy on a link
+ * delays both); -1 if none. */
+static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
+  int best = -1, busy = 1, E = t->experts;
+  double bv = 0;
+  const unsigned char *hs = t->hosts + x;
+  for (int g = lo; g < hi; g++) {
+    if (t->freeslots[g] <= 0 || hs[(size_t)g * E])
+      continue;
+    int b = t->oin[g] > 0 || t->xin[g] > 0;
+    if (b > busy)
+      continue;
+    double v = by ? t->a2a[g] : t->own[g] + t->tmp[g];
+    if (best < 0 || b < busy || v < bv)
+      best = g, busy = b, bv = v;
+  }
+  return best;
+}
+
+/* The expert of g's node's sources (on g: g itself) that g sends the most
+ * tokens over the link `inter` (1: to experts without a copy on g's
+ * node; 0: to experts on its node that g does not hold), -1 if none. */
+static int fast_sent_most(const pl_temps *t, const model *md, int g, int inter) {
+  int E = md->E, best = -1;
+  const int *rn = t->rn + (size_t)(g / md->gpn) * E;
+  const int64_t *row = md->counts + (size_t)g * E;
+  for (int x = 0; x < E; x++) {
+    if (t->hosts[(size_t)g * E + x] || (inter ? rn[x] != 0 : rn[x] == 0))
+      continue;
+    if (row[x] > 0 && (best < 0 || row[x] > row[best]))
+      best = x;
+  }
+  return best;
+}
+
+/* GPU g's forward compute and all-to-all (us) after one more copy of x on
+ * d, in closed form on the model's shares (pl_shadow.c's head): a copy of
+ * x keeps its own tokens and gets its node's and the rest's shares, the
+ * node's split over one more copy where d's node holds x, the rest's over
+ * one more copy and, where d's node held none, without that node's
+ * tokens; a source of d's node then sends x inside the node; d computes
+ * its new copy and no longer sends its own tokens of x. */
+static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, double *c,
+                       double *a) {
+  int G = md->G, E = md->E, gpn = md->gpn, nd = d / gpn, ng = g / gpn;
+  size_t id = (size_t)nd * E + x;
+  int had = t->rn[id] > 0;
+  double cd = (double)md->counts[(size_t)d * E + x], cg = (double)md->counts[(size_t)g * E + x];
+  double rest2 = (t->rem[x] - (had ? 0 : t->ns[id])) / (t->nrep[x] + 1);
+  double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
+  *c = t->own[g] + t->tmp[g];
+  if (g == d) {
+    double nodd = had ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
+    *c += pl_ffn_us(md->prof, cd + nodd + rest2);
+    ii += nodd;
+    xi += rest2;
+    if (had)
+      io -= cd;
+    else
+      xo -= cd;
+  } else if (t->hosts[(size_t)g * E + x]) {
+    double node = share_node(t, x, ng), rest = share_rest(t, x), node2 = node;
+    if (ng == nd)
+      node2 = (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1);
+    *c += pl_ffn_us(md->prof, cg + node2 + rest2) - pl_ffn_us(md->prof, cg + node + rest);
+    ii += node2 - node;
+    xi += rest2 - rest;
+  } else if (ng == nd && !had) {
+    io += cg;
+    xo -= cg;
+  }
+  *a = a2a_us(md, io, ii, xo, xi);
+}
+
+/* The predicted saving (us) of one more copy of x on d, in closed form:
+ * the balance part with the most computing and the longest all-to-all GPU
+ * and d after the copy (fast_after) against every other GPU's largest
+ * (the view's c2, a2); less the copy's weights (from its holder, with the
+ * bytes already on its links) arriving after d's own compute and past the
+ * forward phase f, and returning past the latest return so far. */
+static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
+                         const fast_view *v, int x, int d) {
+  double cm = v->c2, am = v->a2, c, a, newc = 0;
+  int gs[3] = {d, v->gm, v->ga};
+  for (int i = 0; i < 3; i++) {
+    if ((i == 1 && d == gs[1]) || (i == 2 && (d == gs[2] || gs[1] == gs[2])))
+      continue;
+    fast_after(t, md, x, d, gs[i], &c, &a);
+    if (i == 0) /* d is not gm or ga (they hold x... or d's new copy is counted) */
+      newc = c - (t->own[d] + t->tmp[d]);
+    cm = c > cm ? c : cm;
+    am = a > am ? a : am;
+  }
+  int h = holder(t, sv, md->gpn, x, d);
+  copy_bytes(t, md, h, d, 1);
+  double arr = arrival(t, md, h, d);
+  copy_bytes(t, md, h, d, -1);
+  double ready = t->own[d] > arr ? t->own[d] : arr;
+  double back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
+  double gain = (1 + md->bwd) * (v->cmax - cm) + 4 * (v->amax - am);
+  return gain - fmax(0.0, ready + t->tmp[d] + newc - v->f) - fmax(0.0, arr - back);
+}
+
+/* Keeps (x, d) in *bx, *bd when d is a destination and scores higher. */
+static void fast_consider(pl_temps *t, const model *md, const pl_placement *sv,
+                          const fast_view *v, int x, int d, int *bx, int *bd, double *bs) {
+  if (x < 0 || d < 0 || (*bx == x && *bd == d))
+    return;
+  double sc = fast_score(t, md, sv, v, x, d);
+  if (*bx < 0 || sc > *bs)
+    *bx = x, *bd = d, *bs = sc;
+}
+
+/* The destinations of x for GPU g's relief: the least computing and the
+ * shortest all-to-all free GPU of g's node, the least computing free GPU
+ * of the node sending x the most without a copy, and the least computing
+ * free GPU anywhere (or the shortest all-to-all: by). */
+static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v,
+                     int x, int g, int by, int *bx, int *bd, double *bs) {
+  if (x < 0)
+    return;
+  int gpn = md->gpn, E = md->E, ng = g / gpn, bn = -1;
+  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 0), bx, bd, bs);
+  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 1), bx, bd, bs);
+  for (int n = 0; n < md->G / gpn; n++) {
+    size_t i = (size_t)n * E + x;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
+      bn = n;
+  }
+  if (bn >= 0)
+    fast_consider(t, md, sv, v, x, fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0), bx, bd, bs);
+  fast_consider(t, md, sv, v, x, fast_least(t, x, 0, md->G, by), bx, bd, bs);
+}
+
+/* One step: candidates scored in closed form (fast_score), no model
+ * evaluation: the hottest expert (most tokens over the links) of the most
+ * computing GPU, the one the longest all-to-all GPU receives the most,
+ * each on fast_try()'s destinations, and the expert that GPU sends the
+ * most over its busier link, on it (else on its node). Takes the best,
+ * and the other GPU's best (FAST_TWO) when it is another expert on another
+ * GPU predicted to save; returns how many were taken (0: none). */
+static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v) {
+  int G = md->G, ga = v->ga, gpn = md->gpn, na = ga / gpn, bx[2] = {-1, -1}, bd[2] = {-1, -1};
+  double bs[2] = {0, 0};
+  int xm = hottest(t, md, v->gm, 1), xa = ga == v->gm ? xm : hottest(t, md, ga, 1);
+  fast_try(t, md, sv, v, xm, v->gm, 0, &bx[0], &bd[0], &bs[0]);
+  if (ga != v->gm || xa != xm) /* else the same candidates but the last */
+    fast_try(t, md, sv, v, xa, ga, 1, &bx[1], &bd[1], &bs[1]);
+  else
+    fast_consider(t, md, sv, v, xa, fast_least(t, xa, 0, G, 1), &bx[1], &bd[1], &bs[1]);
+  double io = t->h[ga], xo = t->h[2 * G + ga];
+  int inter = xo * md->tb / md->inter_Bps > io * md->tb / md->c->intra_Bps;
+  int xs = fast_sent_most(t, md, ga, inter);
+  if (xs >= 0)
+    fast_consider(t, md, sv, v, xs,
+                  fast_free(t, xs, ga) ? ga : fast_least(t, xs, na * gpn, (na + 1) * gpn, 1),
+                  &bx[1], &bd[1], &bs[1]);
+  int first = bx[0] < 0 || (bx[1] >= 0 && bs[1] > bs[0]), took = 0;
+  if (bx[first] < 0)
+    return 0;
+  fast_apply(t, md, sv, bx[first], bd[first]);
+  took++;
+  /* the other GPU's best too, when it is another expert on another GPU
+   * and predicted to save (scored before the first: the scan checks) */
+  int o = !first;
+  if (FAST_TWO && bx[o] >= 0 && bs[o] > 0 && bx[o] != bx[first] && bd[o] != bd[first] &&
+      fast_free(t, bx[o], bd[o])) {
+    fast_apply(t, md, sv, bx[o], bd[o]);
+    took++;
+  }
+  return took;
+}
+
+/* The FAST search (pl_shadow.h): one or two temporaries a step, the best
+ * of a few candidates scored in closed form (fast_step); after each step one scan
+ * predicts the whole set on the model; the set kept is the prefix with
+ * the lowest predicted time (a later one only when FAST_EPS lower) whose
+ * gain exceeds margin x its cost. Stops when no candidate is left, the
+ * budget is spent, or FAST_PATIENCE(G) steps running predict no better. */
+static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
+                        const pl_placement *sv, int budget) {
+  double bal0, cost0, bal, cost;
+  fast_view v;
+  double cur0 = fast_scan(t, md, &bal0, &cost0, &v);
+  double best = cur0, bbal = bal0, bcost = cost0;
+  int bn = 0, worse = 0;
+  while (t->n < budget && worse < FAST_PATIENCE(md->G)) {
+    if (!fast_step(t, md, sv, &v))
+      break;
+    fast_arrivals(t, md);
+    double now = fast_scan(t, md, &bal, &cost, &v);
+    if (now < best - FAST_EPS * best && bal0 - bal > cfg->margin * (cost - cost0)) {
+      best = now, bbal = bal, bcost = cost, bn = t->n;
+      worse = 0;
+    } else {
+      worse++;
+    }
+  }
+  t->n = bn;
+  t->gain_us = bal0 - bbal;
+  t->cost_us = bcost - cost0;
+}
+
 int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots) {
@@ -1136,12 +1460,18 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     return PL_EINVAL;
   }
   double bal0, cost0, bal, cost;
+  int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
+  if (cfg->search == PL_TEMPS_SEARCH_FAST) {
+    t->wx = t->hx = -1;
+    fast_decide(t, cfg, &md, serving, budget);
+    unbuild(t, &md);
+    goto done;
+  }
   orders_build(t);
   t->base[0].x = t->base[1].x = t->wx = t->hx = -1;
   double cur = predict(t, &md, -1, -1, 0, INFINITY, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
-  int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
   while (t->n < budget) {
     trial best;
     best_trial(t, &md, serving, cfg->search, &best);
@@ -1155,10 +1485,13 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
     cost = best.cost;
   }
   unbuild(t, &md);
-  if (t->n == 0)
-    return PL_OK;
   t->gain_us = bal0 - bal;
   t->cost_us = cost - cost0;
+done:
+  if (t->n == 0) {
+    t->gain_us = t->cost_us = 0;
+    return PL_OK;
+  }
   if ((rc = pl_placement_copy(&t->placement, serving)) != 0)
     goto fail;
   for (int k = 0; k < t->n && !rc; k++)

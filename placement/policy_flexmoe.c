@@ -76,6 +76,10 @@
 /* shadow_net's default (docs/placement.md "Plans judged as they serve":
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
+/* shadow's default: the FAST search (pl_shadow.h; issue 17 step 5: the six
+ * cells within 0.8% of FULL's iterations or faster, the decision 1.7-2.4x
+ * cheaper at 64 GPUs, 3.7x at 1,024) */
+#define FX_SHADOW_DEFAULT 4
 
 /* shadow_net=1, payback > 0: payback's decision for a layer's open plan's
  * placement (pay_new) on the layer's last observed counts (lastc), kept
@@ -190,12 +194,12 @@ static void fx_fini(void *state) {
 }
 
 /* The shadow parameters (shadow, shadow_margin, shadow_max, shadow_net).
- * shadow 1, 2, 3: temporaries decided with the search PL_TEMPS_SEARCH_FULL,
- * _LEAN, _LAZY (pl_shadow.h): a value of shadow, not a parameter of its
+ * shadow 1, 2, 3, 4: temporaries decided with the search PL_TEMPS_SEARCH_FULL,
+ * _LEAN, _LAZY, _FAST (pl_shadow.h): a value of shadow, not a parameter of its
  * own, so that every canonical spec (and stored run key) stays. */
 static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
   int rc;
-  if ((rc = pl_kv_int(kv, nkv, "shadow", 1, 0, 3, &s->shadow)) ||
+  if ((rc = pl_kv_int(kv, nkv, "shadow", FX_SHADOW_DEFAULT, 0, 4, &s->shadow)) ||
       (rc = pl_kv_double(kv, nkv, "shadow_margin", 1.0, 1.0, 1e6, &s->tcfg.margin)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_net", FX_SHADOW_NET_DEFAULT, 0, 1, &s->shadow_net)))
@@ -1211,7 +1215,7 @@ static const pl_param_desc fx_params[] = {
     {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime; 0: off; 0 to 1"},
     {"charge", "1", "1: moves cost what the engines charge (the iteration's moves of all layers together; background: contention with its traffic and what it cannot hide); 0: a layer's own move time / horizon; 0 to 1"},
     {"lifetime", "0.5", "a plan lasts this / the layer's recent change rate (total variation of the load shares per iteration) iterations, at most horizon (0: horizon); 0 to 1000000000"},
-    {"shadow", "1", "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain this iteration exceeds the copies' cost (pl_shadow.h); 2: the same, at most 4 trials a greedy step (cheaper, fewer taken); 3: such steps, a full one when theirs fails (more taken, dearer); 0: off; 0 to 3"},
+    {"shadow", PL_STR(FX_SHADOW_DEFAULT), "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain this iteration exceeds the copies' cost (pl_shadow.h); 2: the same, at most 4 trials a greedy step (cheaper, fewer taken); 3: such steps, a full one when theirs fails (more taken, dearer); 4: no trials, copies scored in closed form (cheaper at scale); 0: off; 0 to 4"},
     {"shadow_margin", "1", "shadow=1: a temporary is taken when its predicted gain exceeds this x its cost; 1 to 1000000"},
     {"shadow_max", "0", "shadow=1: most temporaries per layer and iteration (0: as free slots allow); 0 to 1048576"},
     {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},

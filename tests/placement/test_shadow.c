@@ -461,7 +461,7 @@ Test(shadow, lean_and_lazy_searches_change_the_trials_and_keep_the_contract) {
   hot_case(&env, &sv, counts);
   pl_temps t;
   cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
-  for (int s = -1; s <= 3; s += 4) {
+  for (int s = -1; s <= 4; s += 5) {
     pl_temps_cfg cs = {.margin = 1.0, .search = s};
     cr_assert_eq(pl_temps_decide(&t, &cs, &env.cluster, &env.model, &env.profile, &sv, NULL,
                                  counts, 3), PL_EINVAL, "search %d", s);
@@ -471,16 +471,16 @@ Test(shadow, lean_and_lazy_searches_change_the_trials_and_keep_the_contract) {
   pl_placement_fini(&sv);
 }
 
-/* flexmoe's shadow=2 and 3 are its temporaries with the LEAN and LAZY
- * searches: the policy op's decision is pl_temps_decide's with them. */
-Test(shadow, flexmoe_shadow_2_and_3_decide_with_lean_and_lazy) {
+/* flexmoe's shadow=2, 3 and 4 are its temporaries with the LEAN, LAZY and
+ * FAST searches: the policy op's decision is pl_temps_decide's with them. */
+Test(shadow, flexmoe_shadow_2_to_4_decide_with_lean_lazy_and_fast) {
   pl_env env = chk_env(2, 8, 8, 4, 3);
   char err[256];
   int64_t counts[64];
   for (int g = 0; g < 8; g++)
     for (int x = 0; x < 8; x++)
       counts[g * 8 + x] = x == 0 ? 3000 : (x == 5 ? 1200 + 100 * g : 150);
-  for (int s = 1; s <= 3; s++) {
+  for (int s = 1; s <= 4; s++) {
     char spec[64];
     snprintf(spec, sizeof(spec), "flexmoe:shadow=%d", s);
     pl_policy *p = NULL;
@@ -517,8 +517,8 @@ Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
   cr_assert_eq(pl_policy_create(&off, "flexmoe:shadow=0", &env, err, sizeof(err)), PL_OK);
   cr_assert_eq(pl_policy_create(&on, "flexmoe", &env, err, sizeof(err)), PL_OK); /* the default */
   cr_assert_eq(pl_policy_create(&fm, "fastermoe", &env, err, sizeof(err)), PL_OK);
-  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=4", &env, err, sizeof(err)), PL_EPARAM);
-  cr_assert(strstr(err, "bad value shadow=4") != NULL, "message: %s", err);
+  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=5", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "bad value shadow=5") != NULL, "message: %s", err);
   cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow_margin=0.5", &env, err, sizeof(err)),
                PL_EPARAM);
   cr_assert(strstr(err, "shadow_margin") != NULL, "message: %s", err);
@@ -560,3 +560,158 @@ Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
   pl_policy_destroy(on);
   pl_policy_destroy(fm);
 }
+
+/* A random case on many nodes (seeded): hot experts 0-2 replicated
+ * across nodes, skewed by source, a plan in flight holding slots. */
+typedef struct fast_case {
+  pl_env env;
+  pl_placement sv, cur;
+  int64_t *counts;
+  int G, E, S;
+} fast_case;
+
+static void fast_case_make(fast_case *c, uint64_t *seed) {
+  int gpn = 2 + (int)(chk_rng(seed) % 7), nodes = 1 + (int)(chk_rng(seed) % 9);
+  c->G = gpn * nodes;
+  c->E = 8 + (int)(chk_rng(seed) % 25);
+  c->S = (c->E + c->G - 1) / c->G + 2 + (int)(chk_rng(seed) % 3);
+  c->env = chk_env(1, c->E, c->G, gpn, c->S);
+  if (chk_rng(seed) % 4 == 0)
+    c->env.model.d_ff = 65536; /* heavy weights: copies rarely pay */
+  cr_assert_eq(pl_placement_init(&c->sv, c->E, c->G, c->S), PL_OK);
+  cr_assert_eq(pl_placement_static(&c->sv), PL_OK);
+  for (int k = 0; k < 2 * c->G; k++) {
+    int x = (int)(chk_rng(seed) % (k % 2 ? c->E : 3)), g = (int)(chk_rng(seed) % c->G);
+    if (c->sv.nhost[g] < c->S - 2 && !pl_placement_has(&c->sv, x, g))
+      cr_assert_eq(pl_placement_add(&c->sv, x, g), PL_OK);
+  }
+  cr_assert_eq(pl_placement_init(&c->cur, c->E, c->G, c->S), PL_OK);
+  cr_assert_eq(pl_placement_copy(&c->cur, &c->sv), PL_OK);
+  for (int k = 0; k < c->G / 2; k++) {
+    int x = (int)(chk_rng(seed) % c->E), g = (int)(chk_rng(seed) % c->G);
+    if (c->cur.nhost[g] < c->S - 1 && !pl_placement_has(&c->cur, x, g))
+      cr_assert_eq(pl_placement_add(&c->cur, x, g), PL_OK);
+  }
+  c->counts = calloc((size_t)c->G * c->E, sizeof(int64_t));
+  for (int i = 0; i < c->G * c->E; i++)
+    c->counts[i] = (int64_t)(chk_rng(seed) % 300) +
+                   (i % c->E < 3 ? (int64_t)(chk_rng(seed) % 6000) * ((i / c->E) % 3) : 0);
+}
+
+static void fast_case_free(fast_case *c) {
+  free(c->counts);
+  pl_placement_fini(&c->cur);
+  pl_placement_fini(&c->sv);
+}
+
+/* The FAST search (flexmoe shadow=4) keeps the temporaries' contract on
+ * random cases: free slots of serving and current, at most one copy of
+ * an expert per GPU, planned holders, the saving the model recomputed
+ * from scratch gives (check_decision); no trial; the same decision from a
+ * second pl_temps; and it takes temporaries in most skewed cases. */
+Test(shadow, fast_search_keeps_the_contract_and_decides_the_same_twice) {
+  uint64_t seed = 43;
+  int taken = 0;
+  for (int rep = 0; rep < 40; rep++) {
+    fast_case c;
+    fast_case_make(&c, &seed);
+    pl_temps a, b;
+    pl_temps_cfg cs = {.margin = 1.0, .search = PL_TEMPS_SEARCH_FAST};
+    cr_assert_eq(pl_temps_init(&a, c.E, c.G, c.S), PL_OK);
+    cr_assert_eq(pl_temps_init(&b, c.E, c.G, c.S), PL_OK);
+    cr_assert_eq(pl_temps_decide(&a, &cs, &c.env.cluster, &c.env.model, &c.env.profile, &c.sv,
+                                 &c.cur, c.counts, c.S), PL_OK);
+    check_decision(&a, &c.env, &c.sv, &c.cur, c.counts, c.S);
+    cr_assert_eq(a.trials, 0);
+    cr_assert_eq(pl_temps_decide(&b, &cs, &c.env.cluster, &c.env.model, &c.env.profile, &c.sv,
+                                 &c.cur, c.counts, c.S), PL_OK);
+    cr_assert_eq(b.n, a.n, "case %d", rep);
+    cr_assert_eq(memcmp(a.temp, b.temp, (size_t)a.n * sizeof(pl_temp)), 0, "case %d", rep);
+    cr_assert_eq(a.gain_us, b.gain_us);
+    cr_assert_eq(a.cost_us, b.cost_us);
+    /* slots down to what the plans use: none */
+    int used = 0;
+    for (int g = 0; g < c.G; g++)
+      used = c.cur.nhost[g] > used ? c.cur.nhost[g] : used;
+    cr_assert_eq(pl_temps_decide(&b, &cs, &c.env.cluster, &c.env.model, &c.env.profile, &c.sv,
+                                 &c.cur, c.counts, used), PL_OK);
+    check_decision(&b, &c.env, &c.sv, &c.cur, c.counts, used);
+    taken += a.n > 0;
+    pl_temps_fini(&a);
+    pl_temps_fini(&b);
+    fast_case_free(&c);
+  }
+  cr_assert_gt(taken, 20, "only %d of 40 cases took temporaries", taken);
+}
+
+/* The set FAST takes pays: its predicted gain exceeds margin x its cost
+ * for every margin, a larger margin never takes a set predicted to save
+ * more... and a margin no set meets takes none. */
+Test(shadow, fast_search_never_takes_a_set_below_margin_times_cost) {
+  uint64_t seed = 47;
+  const double margins[] = {1.0, 1.5, 3.0, 1e6};
+  int fewer = 0;
+  for (int rep = 0; rep < 30; rep++) {
+    fast_case c;
+    fast_case_make(&c, &seed);
+    pl_temps t;
+    cr_assert_eq(pl_temps_init(&t, c.E, c.G, c.S), PL_OK);
+    int n1 = -1;
+    for (int i = 0; i < 4; i++) {
+      pl_temps_cfg cs = {.margin = margins[i], .search = PL_TEMPS_SEARCH_FAST};
+      cr_assert_eq(pl_temps_decide(&t, &cs, &c.env.cluster, &c.env.model, &c.env.profile,
+                                   &c.sv, &c.cur, c.counts, c.S), PL_OK);
+      if (t.n > 0) {
+        cr_assert_gt(t.gain_us, margins[i] * t.cost_us, "case %d margin %g: gain %g cost %g",
+                     rep, margins[i], t.gain_us, t.cost_us);
+        check_decision(&t, &c.env, &c.sv, &c.cur, c.counts, c.S);
+      }
+      if (i == 0)
+        n1 = t.n;
+      if (i == 3)
+        cr_assert(t.n == 0 || t.cost_us <= 0, "margin 1e6 took %d (cost %g)", t.n, t.cost_us);
+      fewer += i > 0 && t.n < n1;
+    }
+    pl_temps_fini(&t);
+    fast_case_free(&c);
+  }
+  cr_assert_gt(fewer, 0, "a larger margin never took fewer temporaries");
+}
+
+/* On the skewed case (expert 0 gets 20x the others' tokens from every
+ * source), FAST takes copies of expert 0 and the layer it predicts is
+ * clearly faster than with no temporaries, and no slower than a tenth
+ * behind FULL's. */
+Test(shadow, fast_search_beats_no_temporaries_on_a_skewed_case) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64];
+  hot_case(&env, &sv, counts);
+  pl_temps t, u;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  cr_assert_eq(pl_temps_init(&u, 8, 8, 3), PL_OK);
+  pl_temps_cfg cs = {.margin = 1.0, .search = PL_TEMPS_SEARCH_FAST};
+  cr_assert_eq(pl_temps_decide(&t, &cs, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_gt(t.n, 0, "a 20x hot expert gets no temporary");
+  int zero = 0;
+  for (int k = 0; k < t.n; k++)
+    zero += t.temp[k].expert == 0;
+  cr_assert_gt(zero, 0, "no copy of the hot expert");
+  check_decision(&t, &env, &sv, NULL, counts, 3);
+  double none, fast, full;
+  cr_assert_eq(pl_temps_predict_us(&u, &env.cluster, &env.model, &env.profile, &sv, NULL, 0,
+                                   counts, &none), PL_OK);
+  cr_assert_eq(pl_temps_predict_us(&u, &env.cluster, &env.model, &env.profile, &t.placement,
+                                   t.temp, t.n, counts, &fast), PL_OK);
+  cr_assert_lt(fast, 0.8 * none, "fast %.3f us vs none %.3f us", fast, none);
+  cr_assert_eq(pl_temps_decide(&t, &cfg1, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                               counts, 3), PL_OK);
+  cr_assert_eq(pl_temps_predict_us(&u, &env.cluster, &env.model, &env.profile, &t.placement,
+                                   t.temp, t.n, counts, &full), PL_OK);
+  cr_assert_lt(fast, 1.1 * full, "fast %.3f us vs full %.3f us", fast, full);
+  pl_temps_fini(&t);
+  pl_temps_fini(&u);
+  pl_placement_fini(&sv);
+}
+

@@ -114,8 +114,39 @@ typedef struct pl_temps_cfg {
  * temporaries, slower iterations). LAZY: a LEAN step, and a FULL step
  * when LEAN's best is not taken; it stops only where FULL stops, so it
  * takes more temporaries than FULL (faster iterations on the aux trace at
- * 16 and 64 GPUs, a dearer decision). */
-enum { PL_TEMPS_SEARCH_FULL = 0, PL_TEMPS_SEARCH_LEAN = 1, PL_TEMPS_SEARCH_LAZY = 2 };
+ * 16 and 64 GPUs, a dearer decision). FAST: no trial evaluates the
+ * model; each step takes the best of at most 10 candidates scored in
+ * closed form on the model's shares, and the best of the other critical
+ * GPU's candidates too when it is another expert on another GPU with a
+ * positive score (one or two copies a step): the most computing GPU gm's
+ * hottest expert (most tokens over the links) and the one the longest
+ * all-to-all GPU ga receives most, each on the least computing and the
+ * shortest all-to-all free GPU of that GPU's node, the least computing
+ * free GPU of the node sending the expert most without a copy, and the
+ * least computing (gm) / shortest all-to-all (ga) free GPU anywhere; and
+ * the expert ga sends most over its busier link, on ga (else its node).
+ * A candidate's score: the balance part with gm, ga and the destination
+ * after the copy (its shares: the node's split over one more copy where
+ * the destination's node holds the expert, the rest's over one more copy
+ * and without the node's tokens where it held none) against every other
+ * GPU's largest, less the copy's weights arriving past the forward
+ * phase and returning past the latest return. Destinations prefer GPUs
+ * no copy is sent to yet (a second copy on a link delays both). After
+ * each step one scan of the GPUs predicts the whole set on the model
+ * above; the set taken is the prefix with the lowest predicted time (a
+ * longer one only when 0.2% lower) whose gain over no temporaries exceeds
+ * margin x its cost, none if no prefix does. It stops when no candidate
+ * is left, the budget is spent, or 3 + G/32 steps running (at most 11)
+ * predict no better (more GPUs near the maximum need more copies before
+ * it falls). O(G E) to build the model (as FULL), O(G + E + copies of the
+ * expert) a step; on the real traces' model about 2x cheaper than FULL at
+ * 64 GPUs, 2.6x at 256, 3.7x at 1,024, as dear at 8 (bench_pl_shadow). */
+enum {
+  PL_TEMPS_SEARCH_FULL = 0,
+  PL_TEMPS_SEARCH_LEAN = 1,
+  PL_TEMPS_SEARCH_LAZY = 2,
+  PL_TEMPS_SEARCH_FAST = 3
+};
 
 /* Scratch of pl_shadow.c: the values of an expert's copies shared by the
  * trials of one step on nodes holding it (node -1) or on one node
@@ -167,6 +198,7 @@ typedef struct pl_temps {
   double *wus;               /* [G] forward compute of expert wx's copies */
   int wx, wver;
   int hx, hver, hbest;        /* expert hx's holder off a node without a replica */
+  int64_t *isum;             /* [2E] build's integer sums of a node, its in-node masks */
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
