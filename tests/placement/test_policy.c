@@ -656,19 +656,19 @@ Test(policy, flexmoe_leaves_to_the_temporaries_what_they_absorb) {
  * below to hide behind: grad_hide_us 0), a hot pair of experts whose load
  * grows and moves on every 6 iterations, counts passed in a buffer of
  * their own as the simulator passes them. */
-Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
+static void fresh_each_iteration(const char *spec, int search) {
   pl_env env = env8();
   env.layers = 1;
   env.cluster.slots = 8;
   pl_policy *p = NULL;
-  cr_assert_eq(pl_policy_create(&p, "flexmoe", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_create(&p, spec, &env, NULL, 0), PL_OK);
   pl_plan plan;
   pl_plan_init(&plan);
   pl_temps t, ref;
   cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
   cr_assert_eq(pl_temps_init(&ref, 32, 8, 8), PL_OK);
   static int64_t counts[8 * 32], copy[8 * 32];
-  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0, .search = 0};
+  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0, .search = search};
   int plans = 0, served = 0, taken = 0;
   for (int it = 0; it < 40; it++) {
     cr_assert_eq(pl_policy_plan(p, it, 0, counts, &plan), PL_OK);
@@ -685,7 +685,7 @@ Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
                  PL_OK);
     served += plans > 0 && pl_placement_equal(sv, cur);
     taken += t.n > 0;
-    cr_assert_eq(t.n, ref.n, "iteration %d: %d temporaries, fresh %d", it, t.n, ref.n);
+    cr_assert_eq(t.n, ref.n, "%s iteration %d: %d temporaries, fresh %d", spec, it, t.n, ref.n);
     cr_assert_eq(t.gain_us, ref.gain_us, "iteration %d", it);
     cr_assert_eq(t.cost_us, ref.cost_us, "iteration %d", it);
     for (int k = 0; k < t.n; k++)
@@ -697,9 +697,15 @@ Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
   /* the case the memo serves: plans that moved, serving afterwards */
   cr_assert_geq(plans, 1, "no plan moved");
   cr_assert_geq(served, 5, "a moved plan served %d iterations", served);
-  cr_assert_geq(taken, 5, "temporaries in %d iterations", taken);
+  cr_assert_geq(taken, 5, "%s: temporaries in %d iterations", spec, taken);
   pl_temps_fini(&ref);
   pl_temps_fini(&t);
   pl_plan_fini(&plan);
   pl_policy_destroy(p);
+}
+
+/* The default (shadow=4, the FAST search) and shadow=1 (FULL). */
+Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
+  fresh_each_iteration("flexmoe", PL_TEMPS_SEARCH_FAST);
+  fresh_each_iteration("flexmoe:shadow=1", PL_TEMPS_SEARCH_FULL);
 }
