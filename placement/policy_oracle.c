@@ -77,6 +77,7 @@ typedef struct or_state {
   pl_routing lr;      /* polish_best: routes lw's placements */
   int64_t *gl;        /* [G] polish_best: compute tokens of the incumbent */
   int *sw;            /* [2 x cluster slots] gpu_swap's scratch */
+  double *at;         /* [G] polish_round: each GPU's all-to-all time */
 } or_state;
 
 static void or_fini(void *state) {
@@ -92,6 +93,7 @@ static void or_fini(void *state) {
   pl_routing_fini(&s->lr);
   pl_free(s->gl);
   pl_free(s->sw);
+  pl_free(s->at);
   pl_free(s->load);
   pl_free(s->lay_us);
   pl_free(s);
@@ -108,7 +110,7 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
       (rc = pl_kv_int(kv, nkv, "shadow", 0, 0, 3, &s->shadow)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_net", 1, 0, 1, &s->shadow_net)) ||
-      (rc = pl_kv_int(kv, nkv, "polish", 16, 0, 1 << 20, &s->polish)))
+      (rc = pl_kv_int(kv, nkv, "polish", 4, 0, 1 << 20, &s->polish)))
     goto fail;
   /* flexmoe's shadow values and defaults (margin 1, no cap) */
   s->tcfg = (pl_temps_cfg){.margin = 1.0,
@@ -140,7 +142,8 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->lay_us = pl_calloc((size_t)env->layers, sizeof(double));
   s->gl = pl_calloc((size_t)G, sizeof(int64_t));
   s->sw = pl_calloc(2 * (size_t)env->cluster.slots, sizeof(int));
-  if (!s->load || !s->lay_us || !s->gl || !s->sw) {
+  s->at = pl_calloc((size_t)G, sizeof(double));
+  if (!s->load || !s->lay_us || !s->gl || !s->sw || !s->at) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -335,35 +338,46 @@ static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
   }
   /* around the GPU with the slowest all-to-all (pl_cost's per-GPU time
    * from r's wire sums): each expert x on it moved to, or swapped with
-   * each expert of, every other GPU (the locality of the sources decides
-   * the all-to-all: which GPU holds which expert, not only how many) */
+   * each expert of, the two GPUs of each node with the shortest all-to-all
+   * (the locality of the sources decides the all-to-all: which GPU holds
+   * which expert, not only how many) */
   const pl_cluster *c = &s->env.cluster;
   const int64_t *hs = r->hose;
-  int a = 0;
-  double a_t = -1;
+  int a = 0, gpn = c->gpus_per_node;
   for (int g = 0; g < G; g++) {
     int64_t intra = hs[g] > hs[G + g] ? hs[g] : hs[G + g];
     int64_t inter = hs[2 * G + g] > hs[3 * G + g] ? hs[2 * G + g] : hs[3 * G + g];
-    double t = (intra ? c->intra_lat_s + (double)intra / c->intra_Bps : 0) +
+    s->at[g] = (intra ? c->intra_lat_s + (double)intra / c->intra_Bps : 0) +
                (inter ? c->inter_lat_s + (double)inter / (c->inter_Bps / c->oversub) : 0);
-    if (t > a_t) {
-      a_t = t;
+    if (s->at[g] > s->at[a])
       a = g;
-    }
   }
-  for (int j = 0; j < w->nhost[a] && !rc; j++) {
-    int x = w->host[(size_t)a * w->slots + j];
-    for (int d = 0; d < G && !rc; d++) {
-      if (d == a || pl_placement_has(w, x, d))
+  for (int n = 0; n < nodes && !rc; n++) {
+    int d1 = -1, d2 = -1; /* the two shortest of node n but a (ties: lowest id) */
+    for (int g = n * gpn; g < (n + 1) * gpn; g++) {
+      if (g == a)
         continue;
-      if (w->nhost[d] < s->slots)
-        rc = try_edit(s, w, &(or_edit){.op = OP_MOVE, .x = x, .a = a, .b = d, .y = -1}, counts,
-                      best, best_us);
-      for (int i = 0; i < w->nhost[d] && !rc; i++) {
-        int y = w->host[(size_t)d * w->slots + i];
-        if (!pl_placement_has(w, y, a))
-          rc = try_edit(s, w, &(or_edit){.op = OP_SWAP, .x = x, .a = a, .b = d, .y = y}, counts,
-                        best, best_us);
+      if (d1 < 0 || s->at[g] < s->at[d1]) {
+        d2 = d1;
+        d1 = g;
+      } else if (d2 < 0 || s->at[g] < s->at[d2])
+        d2 = g;
+    }
+    for (int k = 0; k < 2 && !rc; k++) {
+      int d = k ? d2 : d1;
+      for (int j = 0; d >= 0 && j < w->nhost[a] && !rc; j++) {
+        int x = w->host[(size_t)a * w->slots + j];
+        if (pl_placement_has(w, x, d))
+          continue;
+        if (w->nhost[d] < s->slots)
+          rc = try_edit(s, w, &(or_edit){.op = OP_MOVE, .x = x, .a = a, .b = d, .y = -1},
+                        counts, best, best_us);
+        for (int i = 0; i < w->nhost[d] && !rc; i++) {
+          int y = w->host[(size_t)d * w->slots + i];
+          if (!pl_placement_has(w, y, a))
+            rc = try_edit(s, w, &(or_edit){.op = OP_SWAP, .x = x, .a = a, .b = d, .y = y},
+                          counts, best, best_us);
+        }
       }
     }
   }
@@ -617,7 +631,7 @@ static int or_temporaries(void *state, int layer, const pl_placement *serving,
 static const pl_param_desc or_params[] = {
     {"slots", "0", "replicas per GPU (0: the cluster's slots); 0 or ceil(E/G) to the GPU's slots"},
     {"max_steps", "0", "greedy steps per candidate (0: 8 x experts); 0 to 16777216"},
-    {"polish", "16", "rounds of local search under the exact cost from the best candidate (drops, adds, moves and swaps around the busiest GPU; 0: off); 0 to 1048576"},
+    {"polish", "4", "rounds of local search under the exact cost from the best candidate (drops, adds, moves and swaps around the busiest GPU; 0: off); 0 to 1048576"},
     {"shadow", "0", "1: each iteration, on its own gate counts, temporaries (weights copied for that iteration only) on top of the chosen placement, decided as flexmoe's shadow=1 decides them (pl_shadow.h) and charged by the engines as flexmoe's; 2, 3: as flexmoe's shadow=2, 3; 0: off; 0 to 3"},
     {"shadow_net", "1", "shadow > 0: 1: each candidate placement is judged by its exact layer time less what its temporaries would save (their predicted gain less their cost), as flexmoe's shadow_net judges plans; 0: by its exact layer time alone; 0 or 1"},
     {NULL, NULL, NULL}};
