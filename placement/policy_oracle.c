@@ -14,7 +14,7 @@
  * upcoming loads (budget: EPLB_SPARE below), EPLB's global and
  * hierarchical layouts as they are, and the fastest of these polished by a
  * local search under the exact cost (polish_best: drops, adds, moves,
- * swaps and GPU / node trades, `polish` rounds). It is therefore never
+ * swaps and GPU / node trades, `search` rounds). It is therefore never
  * worse than static or than keeping its placement; it is not a proof of
  * optimality. On the random small cases of tests/placement (chk_oracle_bounds)
  * it is at most every other policy on every iteration, flexmoe, hierarchical
@@ -72,7 +72,7 @@ typedef struct or_state {
   pl_placement cand[NCAND];
   pl_routing r;
   pl_temps tg; /* shadow > 0: the temporaries that score each candidate */
-  int polish;  /* local search rounds (polish_best) */
+  int polish;  /* `search`: local search rounds (polish_best) */
   pl_placement lw[2]; /* polish_best: the trial and the one routed before it */
   pl_routing lr;      /* polish_best: routes lw's placements */
   int64_t *gl;        /* [G] polish_best: compute tokens of the incumbent */
@@ -110,7 +110,7 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
       (rc = pl_kv_int(kv, nkv, "shadow", 0, 0, 3, &s->shadow)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_net", 1, 0, 1, &s->shadow_net)) ||
-      (rc = pl_kv_int(kv, nkv, "polish", 4, 0, 1 << 20, &s->polish)))
+      (rc = pl_kv_int(kv, nkv, "search", 4, 0, 1 << 20, &s->polish)))
     goto fail;
   /* flexmoe's shadow values and defaults (margin 1, no cap) */
   s->tcfg = (pl_temps_cfg){.margin = 1.0,
@@ -488,7 +488,7 @@ static int polish_full(or_state *s, const pl_placement *w, const int64_t *counts
 }
 
 /* Local search under the exact cost (pl_route + pl_cost_layer) from w,
- * whose exact time is *us: up to `polish` rounds (polish_round), each
+ * whose exact time is *us: up to `search` rounds (polish_round), each
  * taking its best trial when it lowers the time, stopping at the first
  * round that finds none. The greedy candidates end where the greedy's
  * estimate (even split of an expert's load over its replicas, uniform
@@ -631,7 +631,7 @@ static int or_temporaries(void *state, int layer, const pl_placement *serving,
 static const pl_param_desc or_params[] = {
     {"slots", "0", "replicas per GPU (0: the cluster's slots); 0 or ceil(E/G) to the GPU's slots"},
     {"max_steps", "0", "greedy steps per candidate (0: 8 x experts); 0 to 16777216"},
-    {"polish", "4", "rounds of local search under the exact cost from the best candidate (drops, adds, moves and swaps around the busiest GPU; 0: off); 0 to 1048576"},
+    {"search", "4", "rounds of local search under the exact cost from the best candidate (drops, adds, moves and swaps around the busiest GPU; 0: off); 0 to 1048576"},
     {"shadow", "0", "1: each iteration, on its own gate counts, temporaries (weights copied for that iteration only) on top of the chosen placement, decided as flexmoe's shadow=1 decides them (pl_shadow.h) and charged by the engines as flexmoe's; 2, 3: as flexmoe's shadow=2, 3; 0: off; 0 to 3"},
     {"shadow_net", "1", "shadow > 0: 1: each candidate placement is judged by its exact layer time less what its temporaries would save (their predicted gain less their cost), as flexmoe's shadow_net judges plans; 0: by its exact layer time alone; 0 or 1"},
     {NULL, NULL, NULL}};

@@ -10,7 +10,7 @@
  * with 7 replicated experts against flexmoe's one). The EPLB layouts as
  * candidates and the local search (policy_oracle.c polish_best: the
  * all-to-all decides which GPU should hold which expert, not only how many
- * copies) closed them; `oracle:polish=0` fails this test again.
+ * copies) closed them; `oracle:search=0` fails this test again.
  */
 #include <criterion/criterion.h>
 
