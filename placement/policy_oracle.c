@@ -78,6 +78,7 @@ typedef struct or_state {
   int64_t *gl;        /* [G] polish_best: compute tokens of the incumbent */
   int *sw;            /* [2 x cluster slots] gpu_swap's scratch */
   double *at;         /* [G] polish_round: each GPU's all-to-all time */
+  int *nsel;          /* [nodes] polish_round: the nodes its trials go to */
 } or_state;
 
 static void or_fini(void *state) {
@@ -94,6 +95,7 @@ static void or_fini(void *state) {
   pl_free(s->gl);
   pl_free(s->sw);
   pl_free(s->at);
+  pl_free(s->nsel);
   pl_free(s->load);
   pl_free(s->lay_us);
   pl_free(s);
@@ -143,7 +145,8 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->gl = pl_calloc((size_t)G, sizeof(int64_t));
   s->sw = pl_calloc(2 * (size_t)env->cluster.slots, sizeof(int));
   s->at = pl_calloc((size_t)G, sizeof(double));
-  if (!s->load || !s->lay_us || !s->gl || !s->sw || !s->at) {
+  s->nsel = pl_calloc((size_t)(G / env->cluster.gpus_per_node), sizeof(int));
+  if (!s->load || !s->lay_us || !s->gl || !s->sw || !s->at || !s->nsel) {
     rc = PL_ENOMEM;
     goto fail;
   }
@@ -201,6 +204,9 @@ static int temps_net(or_state *s, int layer, const pl_placement *p, const int64_
 }
 
 /* A local search step's change of the incumbent (polish_best). */
+/* polish_round's trials go to at most this many nodes */
+#define OR_NODES 8
+
 enum { OP_DROP, OP_ADD, OP_MOVE, OP_SWAP, OP_GSWAP, OP_NSWAP };
 typedef struct or_edit {
   int op, x, a, b, y; /* expert x on GPU a (drop, move, swap) or to b (add, move, swap);
@@ -310,12 +316,54 @@ static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
   for (int g = 1; g < G; g++)
     if (s->gl[g] > s->gl[h])
       h = g;
+  const pl_cluster *c = &s->env.cluster;
+  const int64_t *hs = r->hose;
+  int a = 0, gpn = c->gpus_per_node;
+  for (int g = 0; g < G; g++) {
+    int64_t intra = hs[g] > hs[G + g] ? hs[g] : hs[G + g];
+    int64_t inter = hs[2 * G + g] > hs[3 * G + g] ? hs[2 * G + g] : hs[3 * G + g];
+    s->at[g] = (intra ? c->intra_lat_s + (double)intra / c->intra_Bps : 0) +
+               (inter ? c->inter_lat_s + (double)inter / (c->inter_Bps / c->oversub) : 0);
+    if (s->at[g] > s->at[a])
+      a = g;
+  }
+  /* the nodes the trials go to: all of them up to OR_NODES, else h's,
+   * a's and those with the fewest compute tokens (ties: lowest id), in id
+   * order, so that a round's trials do not grow with the cluster */
+  int nn = nodes;
+  for (int n = 0; n < nodes; n++)
+    s->nsel[n] = n;
+  if (nodes > OR_NODES) {
+    for (int n = 0; n < nodes; n++)
+      s->nsel[n] = n == h / gpn || n == a / gpn;
+    for (int picked = h / gpn == a / gpn ? 1 : 2; picked < OR_NODES; picked++) {
+      int b = -1;
+      int64_t bsum = 0;
+      for (int n = 0; n < nodes; n++) {
+        if (s->nsel[n])
+          continue;
+        int64_t sum = 0;
+        for (int g = n * gpn; g < (n + 1) * gpn; g++)
+          sum += s->gl[g];
+        if (b < 0 || sum < bsum) {
+          b = n;
+          bsum = sum;
+        }
+      }
+      s->nsel[b] = 1;
+    }
+    nn = 0;
+    for (int n = 0; n < nodes; n++)
+      if (s->nsel[n])
+        s->nsel[nn++] = n;
+  }
   for (int j = 0; j < w->nhost[h] && !rc; j++) {
     int x = w->host[(size_t)h * w->slots + j];
     if (w->nrep[x] > 1)
       rc = try_edit(s, w, &(or_edit){.op = OP_DROP, .x = x, .a = h, .b = -1, .y = -1}, counts, best,
                     best_us);
-    for (int n = 0; n < nodes && !rc; n++) {
+    for (int k = 0; k < nn && !rc; k++) {
+      int n = s->nsel[k];
       int d = coolest(s, w, n, h, x, 1);
       if (d >= 0 &&
           !(rc = try_edit(s, w, &(or_edit){.op = OP_ADD, .x = x, .a = -1, .b = d, .y = -1}, counts,
@@ -341,19 +389,8 @@ static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
    * each expert of, the two GPUs of each node with the shortest all-to-all
    * (the locality of the sources decides the all-to-all: which GPU holds
    * which expert, not only how many) */
-  const pl_cluster *c = &s->env.cluster;
-  const int64_t *hs = r->hose;
-  int a = 0, gpn = c->gpus_per_node;
-  for (int g = 0; g < G; g++) {
-    int64_t intra = hs[g] > hs[G + g] ? hs[g] : hs[G + g];
-    int64_t inter = hs[2 * G + g] > hs[3 * G + g] ? hs[2 * G + g] : hs[3 * G + g];
-    s->at[g] = (intra ? c->intra_lat_s + (double)intra / c->intra_Bps : 0) +
-               (inter ? c->inter_lat_s + (double)inter / (c->inter_Bps / c->oversub) : 0);
-    if (s->at[g] > s->at[a])
-      a = g;
-  }
-  for (int n = 0; n < nodes && !rc; n++) {
-    int d1 = -1, d2 = -1; /* the two shortest of node n but a (ties: lowest id) */
+  for (int kn = 0; kn < nn && !rc; kn++) {
+    int n = s->nsel[kn], d1 = -1, d2 = -1; /* the two shortest of node n but a (ties: lowest id) */
     for (int g = n * gpn; g < (n + 1) * gpn; g++) {
       if (g == a)
         continue;
@@ -370,27 +407,30 @@ static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
         if (pl_placement_has(w, x, d))
           continue;
         if (w->nhost[d] < s->slots)
-          rc = try_edit(s, w, &(or_edit){.op = OP_MOVE, .x = x, .a = a, .b = d, .y = -1},
-                        counts, best, best_us);
+          rc = try_edit(s, w, &(or_edit){.op = OP_MOVE, .x = x, .a = a, .b = d, .y = -1}, counts,
+                        best, best_us);
         for (int i = 0; i < w->nhost[d] && !rc; i++) {
           int y = w->host[(size_t)d * w->slots + i];
           if (!pl_placement_has(w, y, a))
-            rc = try_edit(s, w, &(or_edit){.op = OP_SWAP, .x = x, .a = a, .b = d, .y = y},
-                          counts, best, best_us);
+            rc = try_edit(s, w, &(or_edit){.op = OP_SWAP, .x = x, .a = a, .b = d, .y = y}, counts,
+                          best, best_us);
         }
       }
     }
   }
-  /* every GPU trading places with a, every two nodes trading places (the
-   * sources' locality again: the same sets of experts, other GPUs) */
-  for (int d = 0; d < G && !rc; d++)
-    if (d != a)
-      rc = try_edit(s, w, &(or_edit){.op = OP_GSWAP, .x = 0, .a = a, .b = d, .y = 0}, counts, best,
-                    best_us);
-  for (int n = 0; n < nodes && !rc; n++)
-    for (int m = n + 1; m < nodes && !rc; m++)
-      rc = try_edit(s, w, &(or_edit){.op = OP_NSWAP, .x = c->gpus_per_node, .a = n, .b = m, .y = 0},
-                    counts, best, best_us);
+  /* every GPU trading places with a, every two nodes trading places (up
+   * to OR_NODES nodes: a trade re-routes two nodes' experts; the sources'
+   * locality again: the same sets of experts, other GPUs) */
+  for (int kn = 0; kn < nn && !rc; kn++)
+    for (int d = s->nsel[kn] * gpn; d < (s->nsel[kn] + 1) * gpn && !rc; d++)
+      if (d != a)
+        rc = try_edit(s, w, &(or_edit){.op = OP_GSWAP, .x = 0, .a = a, .b = d, .y = 0}, counts,
+                      best, best_us);
+  for (int kn = 0; kn < nn && nodes <= OR_NODES && !rc; kn++)
+    for (int km = kn + 1; km < nn && !rc; km++)
+      rc = try_edit(
+          s, w, &(or_edit){.op = OP_NSWAP, .x = gpn, .a = s->nsel[kn], .b = s->nsel[km], .y = 0},
+          counts, best, best_us);
   for (int x = 0; x < E && !rc; x++) {
     if (w->nrep[x] < 2)
       continue;
@@ -521,9 +561,8 @@ static int polish_best(or_state *s, pl_placement *w, const int64_t *counts, doub
   return rc;
 }
 
-static int or_plan(void *state, int iteration, int layer,
-                   const pl_placement *current, const int64_t *upcoming,
-                   pl_plan *plan) {
+static int or_plan(void *state, int iteration, int layer, const pl_placement *current,
+                   const int64_t *upcoming, pl_plan *plan) {
   or_state *s = state;
   const pl_env *env = &s->env;
   plan->changed = 0;
