@@ -609,7 +609,8 @@ static int or_plan(void *state, int iteration, int layer, const pl_placement *cu
    * groups), at the EPLB start's budget */
   if ((rc = pl_eplb_layout(&s->cand[C_EPLB_RAW], &env->cluster, s->load, s->eplb_slots, 0)))
     return rc;
-  if (nodes > 1 && E % nodes == 0 && gpn * s->eplb_slots >= E / nodes) {
+  if (nodes > 1 && E % nodes == 0 && gpn * s->eplb_slots >= E / nodes &&
+      s->eplb_slots <= E / nodes) { /* each GPU's copies from its node's group */
     if ((rc = pl_eplb_layout(&s->cand[C_HIER], &env->cluster, s->load, s->eplb_slots, nodes)))
       return rc;
     use[C_HIER] = 1;
