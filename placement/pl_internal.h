@@ -209,6 +209,15 @@ void pl_sum_sources(const int64_t *counts, int gpus, int experts, double *out);
 /* Estimated GPU loads of p with each expert's load split evenly over its
  * replicas: out[G]; returns max / mean (1.0 when idle). */
 double pl_even_balance(const pl_placement *p, const double *load, double *out);
+/* The backward time of the layers below `layer` (us), which the way back
+ * of its temporaries' gradients overlaps (pl_temps_cfg.grad_hide_us): per
+ * layer below, its non-MoE backward plus half its layer time lay_us[l]
+ * (a layer with lay_us < 0, not known, counts as the mean of those known;
+ * none: their non-MoE work only). Half undercounts the backward: it holds
+ * two of the four all-to-alls and bwd_ratio / (1 + bwd_ratio) >= 1/2 of the
+ * compute (bwd_ratio >= 1), so a return judged hidden is. The temporaries
+ * of flexmoe (estimated layer times) and of the oracle (its exact ones). */
+double pl_grad_hide_us(const pl_env *env, const double *lay_us, int layer);
 /* Makes plan->placement a copy of src (initialising it). */
 int pl_plan_take_copy(pl_plan *plan, const pl_placement *src);
 

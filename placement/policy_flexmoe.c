@@ -1223,25 +1223,11 @@ static const pl_param_desc fx_params[] = {
     {"shadow_net", PL_STR(FX_SHADOW_NET_DEFAULT), "shadow=1, payback > 0: 1: the guard judges every plan it would take, and payback scores each issued plan, on its layer times less what the temporaries would save on each placement (the layer as it serves); 0: only a plan that does not pay its moves back within one iteration is judged so, payback scores placements alone; 0 or 1"},
     {NULL, NULL, NULL}};
 
-/* The backward time of the layers below `layer` (us), which the way back
- * of its temporaries' gradients overlaps (pl_temps_cfg.grad_hide_us): per
- * layer below, its non-MoE backward plus half its last estimated layer
- * time (a layer not estimated counts as the mean of those that are; none:
- * their non-MoE work only). Half undercounts the backward: it holds two of
- * the four all-to-alls and bwd_ratio / (1 + bwd_ratio) >= 1/2 of the
- * compute (bwd_ratio >= 1), so a return judged hidden is. */
+/* The backward time of the layers below `layer` that the way back of its
+ * temporaries' gradients overlaps (pl_grad_hide_us), from the last
+ * estimated layer times. */
 static double fx_grad_hide_us(const fx_state *s, int layer) {
-  double all = 0, sum = 0;
-  int known = 0;
-  for (int l = 0; l < s->env.layers; l++)
-    if (s->lay_us[l] >= 0) {
-      all += s->lay_us[l];
-      known++;
-    }
-  for (int l = 0; l < layer; l++)
-    sum += s->lay_us[l] >= 0 ? s->lay_us[l] : known ? all / known : 0;
-  double share = fmin(0.5, s->env.profile.bwd_ratio / (1.0 + s->env.profile.bwd_ratio));
-  return layer * s->env.profile.nonmoe_us + share * sum;
+  return pl_grad_hide_us(&s->env, s->lay_us, layer);
 }
 
 /* shadow=1: the layer's temporaries on the iteration's own counts, within

@@ -1,5 +1,5 @@
 /*
- * policy_oracle.c - the clairvoyant bound.
+ * policy_oracle.c - the clairvoyant reference.
  *
  * Knows each iteration's counts before it runs (the `upcoming` argument of
  * the plan protocol) and re-plans every iteration for free: its moves are
@@ -11,14 +11,28 @@
  * that exact cost, of these candidates: the current placement, the static
  * layout, the greedy planner (pl_greedy, migration weight 0) run from the
  * current placement, from the static layout and from EPLB's layout of the
- * upcoming loads (budget: EPLB_SPARE below). It is therefore never worse
- * than static or than keeping its placement; it is not a proof of
- * optimality, and on small clusters flexmoe, hierarchical eplb and smartmoe
- * sometimes beat it (tests/placement/test_oracle_bound.c, an expected
- * failure until it finds their placements).
+ * upcoming loads (budget: EPLB_SPARE below), EPLB's global and
+ * hierarchical layouts as they are, and the fastest of these polished by a
+ * local search under the exact cost (polish_best: drops, adds, moves,
+ * swaps and GPU / node trades, `search` rounds). It is therefore never
+ * worse than static or than keeping its placement; it is not a proof of
+ * optimality. On the random small cases of tests/placement (chk_oracle_bounds)
+ * it is at most every other policy on every iteration, flexmoe, hierarchical
+ * eplb and smartmoe included (test_oracle_bound.c).
+ *
+ * shadow > 0: temporaries (pl_shadow.h) on top of the chosen placement,
+ * decided on the iteration's own counts exactly as flexmoe's shadow decides
+ * them (the `temporaries` op of the policy contract, charged by the
+ * engines as flexmoe's are); with shadow_net=1 each candidate is judged by
+ * its exact time less what its temporaries would save, as flexmoe's
+ * shadow_net judges its plans, so the chosen placement may be slower alone
+ * than with shadow=0 (the small-case check is for the placements alone:
+ * shadow=0 or shadow_net=0).
  * Without upcoming counts it keeps its placement. O(K (G E + replicas)) per
  * plan for K candidates (it routes each, without the G x G matrix: the cost
- * needs only per-GPU sums) plus the greedy runs.
+ * needs only per-GPU sums), plus the greedy runs, plus the local search
+ * (each trial re-routes only the experts it changes, pl_route_change), plus
+ * with shadow_net one temporaries decision per candidate.
  */
 #include <math.h>
 #include <string.h>
@@ -27,7 +41,17 @@
 #include "placement/pl_policies.h"
 #include "pl_internal.h"
 
-#define NCAND 6
+/* shadow's default. 1 makes the oracle at most flexmoe in all six cells of
+ * issue 17 (docs/placement.md); its placements alone are then not the
+ * fastest (shadow_net judges them net of the temporaries), so
+ * chk_oracle_bounds, which checks placements alone, would have to name
+ * oracle:shadow=0. */
+#define OR_SHADOW_DEFAULT 0
+
+/* candidates: 0-5 below, 6 EPLB's layout unrefined, 7 hierarchical EPLB's
+ * (groups: one per node), 8 the best of them polished (polish_best) */
+#define NCAND 9
+enum { C_EPLB_RAW = 6, C_HIER = 7, C_POLISH = 8 };
 
 /* Budget of the EPLB start: EPLB always fills every slot it is given, so
  * with the cluster's memory-sized slots (often every expert on every GPU)
@@ -47,9 +71,21 @@ typedef struct or_state {
   pl_env env;
   int slots, max_steps;
   int eplb_slots; /* EPLB start's budget: min(slots, ceil(E/G) + 2) */
-  double *load; /* [E] */
+  int shadow;     /* 1-3: temporaries as flexmoe's shadow=1-3 decides them */
+  int shadow_net; /* shadow > 0: candidates judged net of their temporaries */
+  pl_temps_cfg tcfg;
+  double *load;   /* [E] */
+  double *lay_us; /* [layers] exact time of each layer's last plan (-1: none) */
   pl_placement cand[NCAND];
   pl_routing r;
+  pl_temps tg; /* shadow > 0: the temporaries that score each candidate */
+  int polish;  /* `search`: local search rounds (polish_best) */
+  pl_placement lw[2]; /* polish_best: the trial and the one routed before it */
+  pl_routing lr;      /* polish_best: routes lw's placements */
+  int64_t *gl;        /* [G] polish_best: compute tokens of the incumbent */
+  int *sw;            /* [2 x cluster slots] gpu_swap's scratch */
+  double *at;         /* [G] polish_round: each GPU's all-to-all time */
+  int *nsel;          /* [nodes] polish_round: the nodes its trials go to */
 } or_state;
 
 static void or_fini(void *state) {
@@ -59,7 +95,16 @@ static void or_fini(void *state) {
   for (int k = 0; k < NCAND; k++)
     pl_placement_fini(&s->cand[k]);
   pl_routing_fini(&s->r);
+  pl_temps_fini(&s->tg);
+  pl_placement_fini(&s->lw[0]);
+  pl_placement_fini(&s->lw[1]);
+  pl_routing_fini(&s->lr);
+  pl_free(s->gl);
+  pl_free(s->sw);
+  pl_free(s->at);
+  pl_free(s->nsel);
   pl_free(s->load);
+  pl_free(s->lay_us);
   pl_free(s);
 }
 
@@ -71,8 +116,15 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->env = *env;
   int E = env->experts, G = env->cluster.gpus, rc;
   if ((rc = pl_param_slots(env, kv, nkv, env->cluster.slots, &s->slots)) ||
-      (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)))
+      (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
+      (rc = pl_kv_int(kv, nkv, "shadow", OR_SHADOW_DEFAULT, 0, 3, &s->shadow)) ||
+      (rc = pl_kv_int(kv, nkv, "shadow_net", 1, 0, 1, &s->shadow_net)) ||
+      (rc = pl_kv_int(kv, nkv, "search", 4, 0, 1 << 20, &s->polish)))
     goto fail;
+  /* flexmoe's shadow values and defaults (margin 1, no cap) */
+  s->tcfg = (pl_temps_cfg){.margin = 1.0,
+                           .max_temps = 0,
+                           .search = s->shadow > 1 ? s->shadow - 1 : PL_TEMPS_SEARCH_FULL};
   if (s->max_steps == 0)
     s->max_steps = 8 * E;
   {
@@ -87,13 +139,26 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
     rc = pl_placement_init(&s->cand[k], E, G, env->cluster.slots);
   if (!rc)
     rc = pl_routing_init(&s->r, G, E, 0);
+  for (int k = 0; k < 2 && !rc; k++)
+    rc = pl_placement_init(&s->lw[k], E, G, env->cluster.slots);
+  if (!rc)
+    rc = pl_routing_init(&s->lr, G, E, 0);
+  if (!rc && s->shadow && s->shadow_net)
+    rc = pl_temps_init(&s->tg, E, G, env->cluster.slots);
   if (rc)
     goto fail;
   s->load = pl_calloc((size_t)E, sizeof(double));
-  if (!s->load) {
+  s->lay_us = pl_calloc((size_t)env->layers, sizeof(double));
+  s->gl = pl_calloc((size_t)G, sizeof(int64_t));
+  s->sw = pl_calloc(2 * (size_t)env->cluster.slots, sizeof(int));
+  s->at = pl_calloc((size_t)G, sizeof(double));
+  s->nsel = pl_calloc((size_t)(G / env->cluster.gpus_per_node), sizeof(int));
+  if (!s->load || !s->lay_us || !s->gl || !s->sw || !s->at || !s->nsel) {
     rc = PL_ENOMEM;
     goto fail;
   }
+  for (int l = 0; l < env->layers; l++)
+    s->lay_us[l] = -1;
   for (int l = 0; l < env->layers; l++)
     if ((rc = pl_placement_static(&initial[l])) != 0)
       goto fail;
@@ -126,10 +191,385 @@ static int exact_us(or_state *s, const pl_placement *p, const int64_t *counts,
   return rc;
 }
 
-static int or_plan(void *state, int iteration, int layer,
-                   const pl_placement *current, const int64_t *upcoming,
-                   pl_plan *plan) {
-  (void)layer;
+static int or_temporaries(void *state, int layer, const pl_placement *serving,
+                          const pl_placement *current, const int64_t *counts, pl_temps *out);
+
+/* shadow > 0: what the temporaries would save on candidate p for the
+ * iteration's counts (their predicted gain less their cost, decided as
+ * or_temporaries decides them, 0 without any), so that a candidate is
+ * judged as it would serve (flexmoe's shadow_net does the same with the
+ * counts it has observed). 0 with shadow=0. */
+static int temps_net(or_state *s, int layer, const pl_placement *p, const int64_t *counts,
+                     double *net) {
+  *net = 0;
+  if (!s->shadow || !s->shadow_net)
+    return PL_OK;
+  int rc = or_temporaries(s, layer, p, p, counts, &s->tg);
+  if (!rc && s->tg.n > 0)
+    *net = fmax(0.0, s->tg.gain_us - s->tg.cost_us);
+  return rc;
+}
+
+/* A local search step's change of the incumbent (polish_best). */
+/* polish_round's trials go to at most this many nodes */
+#define OR_NODES 8
+
+enum { OP_DROP, OP_ADD, OP_MOVE, OP_SWAP, OP_GSWAP, OP_NSWAP };
+typedef struct or_edit {
+  int op, x, a, b, y; /* expert x on GPU a (drop, move, swap) or to b (add, move, swap);
+                         swap: expert y from b to a; gswap: GPUs a and b trade the
+                         experts one of them holds; nswap: so do nodes a and b, GPU
+                         by GPU (gpn in x) */
+  int a2, b2;         /* then GPUs a2 and b2 trade theirs (none when equal) */
+} or_edit;
+
+/* GPUs a and b trade the experts only one of them holds (those on both
+ * stay): a valid placement stays valid, each GPU holding as many experts
+ * as the other held. sw: scratch of 2 x p->slots. */
+static int gpu_swap(pl_placement *p, int a, int b, int *sw) {
+  int S = p->slots, na = 0, nb = 0, rc = PL_OK;
+  for (int i = 0; i < p->nhost[a]; i++)
+    if (!pl_placement_has(p, p->host[(size_t)a * S + i], b))
+      sw[na++] = p->host[(size_t)a * S + i];
+  for (int i = 0; i < p->nhost[b]; i++)
+    if (!pl_placement_has(p, p->host[(size_t)b * S + i], a))
+      sw[S + nb++] = p->host[(size_t)b * S + i];
+  for (int i = 0; i < na && !rc; i++)
+    rc = pl_placement_remove(p, sw[i], a);
+  for (int i = 0; i < nb && !rc; i++)
+    rc = pl_placement_remove(p, sw[S + i], b);
+  for (int i = 0; i < na && !rc; i++)
+    rc = pl_placement_add(p, sw[i], b);
+  for (int i = 0; i < nb && !rc; i++)
+    rc = pl_placement_add(p, sw[S + i], a);
+  return rc;
+}
+
+/* Applies e to p (whose validity the caller checked). */
+static int edit_apply(pl_placement *p, const or_edit *e, int *sw) {
+  if (e->op == OP_GSWAP || e->op == OP_NSWAP) {
+    int rc = e->op == OP_GSWAP ? gpu_swap(p, e->a, e->b, sw) : PL_OK;
+    for (int i = 0; e->op == OP_NSWAP && i < e->x && !rc; i++)
+      rc = gpu_swap(p, e->a * e->x + i, e->b * e->x + i, sw);
+    return rc ? rc : gpu_swap(p, e->a2, e->b2, sw);
+  }
+  int rc = PL_OK;
+  if (e->op != OP_ADD)
+    rc = pl_placement_remove(p, e->x, e->a);
+  if (!rc && e->op == OP_SWAP)
+    rc = pl_placement_remove(p, e->y, e->b);
+  if (!rc && e->op != OP_DROP)
+    rc = pl_placement_add(p, e->x, e->b);
+  if (!rc && e->op == OP_SWAP)
+    rc = pl_placement_add(p, e->y, e->a);
+  return rc;
+}
+
+/* The exact cost of w changed by e: lw[1] = w + e, routed from lw[0]'s
+ * routing (s->lr) by re-routing only the experts whose replicas differ
+ * (pl_route_change, the same routing as pl_route), then lw[0] and lw[1]
+ * trade places so that lw[0] is always the placement s->lr routes. */
+static int trial_us(or_state *s, const pl_placement *w, const or_edit *e, const int64_t *counts,
+                    double *us) {
+  pl_cost cost;
+  int rc;
+  if ((rc = pl_placement_copy(&s->lw[1], w)) || (rc = edit_apply(&s->lw[1], e, s->sw)) ||
+      (rc = pl_route_change(&s->lw[0], &s->lw[1], &s->env.cluster, counts, &s->lr)) ||
+      (rc = pl_cost_layer(&s->env.cluster, &s->env.model, &s->env.profile, &s->lw[1], &s->lr,
+                          &cost)))
+    return rc;
+  pl_placement t = s->lw[0];
+  s->lw[0] = s->lw[1];
+  s->lw[1] = t;
+  *us = cost.total_us;
+  return PL_OK;
+}
+
+/* Tries e; keeps it in *best when it beats *best_us. */
+static int try_edit(or_state *s, const pl_placement *w, const or_edit *e, const int64_t *counts,
+                    or_edit *best, double *best_us) {
+  double us;
+  int rc = trial_us(s, w, e, counts, &us);
+  if (!rc && us < *best_us) {
+    *best_us = us;
+    *best = *e;
+  }
+  return rc;
+}
+
+/* The GPU of `node` other than `skip` without expert x with the fewest
+ * compute tokens (s->gl; ties: lowest id), only among GPUs with a free slot
+ * when need_free; -1 when none. */
+static int coolest(const or_state *s, const pl_placement *w, int node, int skip, int x,
+                   int need_free) {
+  int gpn = s->env.cluster.gpus_per_node, d = -1;
+  for (int g = node * gpn; g < (node + 1) * gpn; g++)
+    if (g != skip && !pl_placement_has(w, x, g) && (!need_free || w->nhost[g] < s->slots) &&
+        (d < 0 || s->gl[g] < s->gl[d]))
+      d = g;
+  return d;
+}
+
+/* One round's trials around the busiest GPU h (s->gl): each expert x on h
+ * dropped there (if replicated), and for each node, with its coolest GPU
+ * without x that has a free slot, added there and moved there from h, and
+ * with its coolest GPU d without x, swapped with the expert of d that
+ * computes the fewest tokens on d (r: w's routing) and that h lacks; then
+ * every replicated expert's copy on its busiest GPU dropped. */
+static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
+                        const int64_t *counts, or_edit *best, double *best_us) {
+  int G = s->env.cluster.gpus, E = s->env.experts, nodes = G / s->env.cluster.gpus_per_node;
+  int h = 0, rc = PL_OK;
+  for (int g = 1; g < G; g++)
+    if (s->gl[g] > s->gl[h])
+      h = g;
+  const pl_cluster *c = &s->env.cluster;
+  const int64_t *hs = r->hose;
+  int a = 0, gpn = c->gpus_per_node;
+  for (int g = 0; g < G; g++) {
+    int64_t intra = hs[g] > hs[G + g] ? hs[g] : hs[G + g];
+    int64_t inter = hs[2 * G + g] > hs[3 * G + g] ? hs[2 * G + g] : hs[3 * G + g];
+    s->at[g] = (intra ? c->intra_lat_s + (double)intra / c->intra_Bps : 0) +
+               (inter ? c->inter_lat_s + (double)inter / (c->inter_Bps / c->oversub) : 0);
+    if (s->at[g] > s->at[a])
+      a = g;
+  }
+  /* the nodes the trials go to: all of them up to OR_NODES, else h's,
+   * a's and those with the fewest compute tokens (ties: lowest id), in id
+   * order, so that a round's trials do not grow with the cluster */
+  int nn = nodes;
+  for (int n = 0; n < nodes; n++)
+    s->nsel[n] = n;
+  if (nodes > OR_NODES) {
+    for (int n = 0; n < nodes; n++)
+      s->nsel[n] = n == h / gpn || n == a / gpn;
+    for (int picked = h / gpn == a / gpn ? 1 : 2; picked < OR_NODES; picked++) {
+      int b = -1;
+      int64_t bsum = 0;
+      for (int n = 0; n < nodes; n++) {
+        if (s->nsel[n])
+          continue;
+        int64_t sum = 0;
+        for (int g = n * gpn; g < (n + 1) * gpn; g++)
+          sum += s->gl[g];
+        if (b < 0 || sum < bsum) {
+          b = n;
+          bsum = sum;
+        }
+      }
+      s->nsel[b] = 1;
+    }
+    nn = 0;
+    for (int n = 0; n < nodes; n++)
+      if (s->nsel[n])
+        s->nsel[nn++] = n;
+  }
+  for (int j = 0; j < w->nhost[h] && !rc; j++) {
+    int x = w->host[(size_t)h * w->slots + j];
+    if (w->nrep[x] > 1)
+      rc = try_edit(s, w, &(or_edit){.op = OP_DROP, .x = x, .a = h, .b = -1, .y = -1}, counts, best,
+                    best_us);
+    for (int k = 0; k < nn && !rc; k++) {
+      int n = s->nsel[k];
+      int d = coolest(s, w, n, h, x, 1);
+      if (d >= 0 &&
+          !(rc = try_edit(s, w, &(or_edit){.op = OP_ADD, .x = x, .a = -1, .b = d, .y = -1}, counts,
+                          best, best_us)))
+        rc = try_edit(s, w, &(or_edit){.op = OP_MOVE, .x = x, .a = h, .b = d, .y = -1}, counts,
+                      best, best_us);
+      if (rc || (d = coolest(s, w, n, h, x, 0)) < 0)
+        continue;
+      int y = -1;
+      for (int i = 0; i < w->nhost[d]; i++) {
+        int v = w->host[(size_t)d * w->slots + i];
+        if (!pl_placement_has(w, v, h) &&
+            (y < 0 || r->load[(size_t)d * E + v] < r->load[(size_t)d * E + y]))
+          y = v;
+      }
+      if (y >= 0)
+        rc = try_edit(s, w, &(or_edit){.op = OP_SWAP, .x = x, .a = h, .b = d, .y = y}, counts, best,
+                      best_us);
+    }
+  }
+  /* around the GPU with the slowest all-to-all (pl_cost's per-GPU time
+   * from r's wire sums): each expert x on it moved to, or swapped with
+   * each expert of, the two GPUs of each node with the shortest all-to-all
+   * (the locality of the sources decides the all-to-all: which GPU holds
+   * which expert, not only how many) */
+  for (int kn = 0; kn < nn && !rc; kn++) {
+    int n = s->nsel[kn], d1 = -1, d2 = -1; /* the two shortest of node n but a (ties: lowest id) */
+    for (int g = n * gpn; g < (n + 1) * gpn; g++) {
+      if (g == a)
+        continue;
+      if (d1 < 0 || s->at[g] < s->at[d1]) {
+        d2 = d1;
+        d1 = g;
+      } else if (d2 < 0 || s->at[g] < s->at[d2])
+        d2 = g;
+    }
+    for (int k = 0; k < 2 && !rc; k++) {
+      int d = k ? d2 : d1;
+      for (int j = 0; d >= 0 && j < w->nhost[a] && !rc; j++) {
+        int x = w->host[(size_t)a * w->slots + j];
+        if (pl_placement_has(w, x, d))
+          continue;
+        if (w->nhost[d] < s->slots)
+          rc = try_edit(s, w, &(or_edit){.op = OP_MOVE, .x = x, .a = a, .b = d, .y = -1}, counts,
+                        best, best_us);
+        for (int i = 0; i < w->nhost[d] && !rc; i++) {
+          int y = w->host[(size_t)d * w->slots + i];
+          if (!pl_placement_has(w, y, a))
+            rc = try_edit(s, w, &(or_edit){.op = OP_SWAP, .x = x, .a = a, .b = d, .y = y}, counts,
+                          best, best_us);
+        }
+      }
+    }
+  }
+  /* every GPU trading places with a, every two nodes trading places (up
+   * to OR_NODES nodes: a trade re-routes two nodes' experts; the sources'
+   * locality again: the same sets of experts, other GPUs) */
+  for (int kn = 0; kn < nn && !rc; kn++)
+    for (int d = s->nsel[kn] * gpn; d < (s->nsel[kn] + 1) * gpn && !rc; d++)
+      if (d != a)
+        rc = try_edit(s, w, &(or_edit){.op = OP_GSWAP, .x = 0, .a = a, .b = d, .y = 0}, counts,
+                      best, best_us);
+  for (int kn = 0; kn < nn && nodes <= OR_NODES && !rc; kn++)
+    for (int km = kn + 1; km < nn && !rc; km++)
+      rc = try_edit(
+          s, w, &(or_edit){.op = OP_NSWAP, .x = gpn, .a = s->nsel[kn], .b = s->nsel[km], .y = 0},
+          counts, best, best_us);
+  for (int x = 0; x < E && !rc; x++) {
+    if (w->nrep[x] < 2)
+      continue;
+    int b = -1;
+    for (int i = 0; i < w->nrep[x]; i++) {
+      int g = w->rep[(size_t)x * G + i];
+      if (g != h && (b < 0 || s->gl[g] > s->gl[b]))
+        b = g;
+    }
+    if (b >= 0)
+      rc = try_edit(s, w, &(or_edit){.op = OP_DROP, .x = x, .a = b, .b = -1, .y = -1}, counts, best,
+                    best_us);
+  }
+  return rc;
+}
+
+/* The whole neighbourhood of w, when it has at most FULL_MAX trials: every
+ * replica moved to every GPU with a free slot and no copy of it, every
+ * expert added to every such GPU, every two replicas of different
+ * experts on different GPUs swapped, and every two GPUs trading places
+ * (gpu_swap); first improvement (the first trial,
+ * in that fixed order, that beats *best_us). Small layouts only (a few
+ * GPUs, a few experts each): there the targeted trials of polish_round
+ * stall on placements whose all-to-all one exchange elsewhere shortens. */
+#define FULL_MAX 2048
+static int polish_full(or_state *s, const pl_placement *w, const int64_t *counts, or_edit *best,
+                       double *best_us) {
+  int G = w->gpus, E = w->experts, S = w->slots, reps = 0, nfree = 0;
+  for (int g = 0; g < G; g++) {
+    reps += w->nhost[g];
+    nfree += w->nhost[g] < s->slots;
+  }
+  if ((int64_t)reps * reps / 2 + (int64_t)(reps + E) * nfree + (int64_t)G * G / 2 > FULL_MAX)
+    return PL_OK;
+  double start = *best_us;
+  int rc = PL_OK;
+  for (int g = 0; g < G && !rc && !(*best_us < start); g++)
+    for (int j = 0; j < w->nhost[g] && !rc && !(*best_us < start); j++) {
+      int x = w->host[(size_t)g * S + j];
+      for (int d = 0; d < G && !rc && !(*best_us < start); d++)
+        if (d != g && w->nhost[d] < s->slots && !pl_placement_has(w, x, d))
+          rc = try_edit(s, w, &(or_edit){.op = OP_MOVE, .x = x, .a = g, .b = d, .y = -1}, counts,
+                        best, best_us);
+    }
+  for (int x = 0; x < E && !rc && !(*best_us < start); x++)
+    for (int d = 0; d < G && !rc && !(*best_us < start); d++)
+      if (w->nhost[d] < s->slots && !pl_placement_has(w, x, d))
+        rc = try_edit(s, w, &(or_edit){.op = OP_ADD, .x = x, .a = -1, .b = d, .y = -1}, counts,
+                      best, best_us);
+  for (int g = 0; g < G && !rc && !(*best_us < start); g++)
+    for (int j = 0; j < w->nhost[g] && !rc && !(*best_us < start); j++) {
+      int x = w->host[(size_t)g * S + j];
+      for (int d = g + 1; d < G && !rc && !(*best_us < start); d++)
+        for (int i = 0; i < w->nhost[d] && !rc && !(*best_us < start); i++) {
+          int y = w->host[(size_t)d * S + i];
+          if (x != y && !pl_placement_has(w, x, d) && !pl_placement_has(w, y, g))
+            rc = try_edit(s, w, &(or_edit){.op = OP_SWAP, .x = x, .a = g, .b = d, .y = y}, counts,
+                          best, best_us);
+        }
+    }
+  for (int g = 0; g < G && !rc && !(*best_us < start); g++)
+    for (int d = g + 1; d < G && !rc && !(*best_us < start); d++)
+      rc = try_edit(s, w, &(or_edit){.op = OP_GSWAP, .x = 0, .a = g, .b = d, .y = 0}, counts, best,
+                    best_us);
+  /* two such trades at once, a GPU's or a node's then a GPU's (a layout
+   * mirrored across nodes is one node trade and a GPU trade away; neither
+   * alone need pay), when there are at most FULL_MAX of them */
+  int gpn = s->env.cluster.gpus_per_node, nodes = G / gpn;
+  int64_t pairs = (int64_t)G * (G - 1) / 2, firsts = pairs + (int64_t)nodes * (nodes - 1) / 2;
+  if (firsts * pairs > FULL_MAX)
+    return rc;
+  for (int f = 0; f < firsts && !rc && !(*best_us < start); f++) {
+    or_edit e = {.op = OP_GSWAP};
+    if (f < pairs) { /* the f-th pair (g, d), g < d, in row order */
+      int k = f;
+      e.a = 0;
+      while (k >= G - 1 - e.a)
+        k -= G - 1 - e.a++;
+      e.b = e.a + 1 + k;
+    } else {
+      int k = (int)(f - pairs);
+      e = (or_edit){.op = OP_NSWAP, .x = gpn, .a = 0, .b = 0, .y = 0, .a2 = 0, .b2 = 0};
+      while (k >= nodes - 1 - e.a)
+        k -= nodes - 1 - e.a++;
+      e.b = e.a + 1 + k;
+    }
+    for (int g = 0; g < G && !rc && !(*best_us < start); g++)
+      for (int d = g + 1; d < G && !rc && !(*best_us < start); d++) {
+        e.a2 = g;
+        e.b2 = d;
+        rc = try_edit(s, w, &e, counts, best, best_us);
+      }
+  }
+  return rc;
+}
+
+/* Local search under the exact cost (pl_route + pl_cost_layer) from w,
+ * whose exact time is *us: up to `search` rounds (polish_round), each
+ * taking its best trial when it lowers the time, stopping at the first
+ * round that finds none. The greedy candidates end where the greedy's
+ * estimate (even split of an expert's load over its replicas, uniform
+ * sources) stops improving; the exact routing and cost can still gain
+ * from a drop, an add, a move or a swap there (the small cases where
+ * flexmoe, hierarchical eplb or smartmoe beat the candidates:
+ * tests/placement/test_oracle_bound.c). w stays within the oracle's
+ * slots. */
+static int polish_best(or_state *s, pl_placement *w, const int64_t *counts, double *us) {
+  int rc = PL_OK;
+  for (int round = 0; round < s->polish && !rc; round++) {
+    double now;
+    if ((rc = exact_us(s, w, counts, &now)) != 0)
+      return rc;
+    memcpy(s->gl, s->r.gpu_load, (size_t)s->env.cluster.gpus * sizeof(int64_t));
+    if ((rc = pl_placement_copy(&s->lw[0], w)) ||
+        (rc = pl_route(&s->lw[0], &s->env.cluster, counts, -1, &s->lr)))
+      return rc;
+    or_edit best = {.op = -1};
+    double best_us = now;
+    if ((rc = polish_round(s, w, &s->r, counts, &best, &best_us)) != 0 ||
+        (!(best_us < now) && (rc = polish_full(s, w, counts, &best, &best_us)) != 0))
+      return rc;
+    if (best.op < 0 || !(best_us < now))
+      break;
+    if ((rc = edit_apply(w, &best, s->sw)) != 0)
+      return rc;
+    *us = best_us;
+  }
+  return rc;
+}
+
+static int or_plan(void *state, int iteration, int layer, const pl_placement *current,
+                   const int64_t *upcoming, pl_plan *plan) {
   or_state *s = state;
   const pl_env *env = &s->env;
   plan->changed = 0;
@@ -157,24 +597,56 @@ static int or_plan(void *state, int iteration, int layer,
   /* 5 greedy(eplb with the fewest slots, ceil(E/G) per GPU): few replica
    * groups per GPU, so little all-reduce (the start flexmoe's rebuild
    * uses; skipped when it is the EPLB start above) */
-  int need = (env->experts + env->cluster.gpus - 1) / env->cluster.gpus, ncand = NCAND - 1;
-  if (need < s->eplb_slots) {
-    if ((rc = pl_eplb_layout(&s->cand[5], &env->cluster, s->load, need, 0)) ||
-        (rc = refine(s, &s->cand[5])))
+  int E = env->experts, G = env->cluster.gpus, gpn = env->cluster.gpus_per_node;
+  int need = (E + G - 1) / G, nodes = G / gpn;
+  int use[NCAND] = {1, 1, 1, 1, 1, need < s->eplb_slots, 1, 0, 0};
+  if (use[5] && ((rc = pl_eplb_layout(&s->cand[5], &env->cluster, s->load, need, 0)) ||
+                 (rc = refine(s, &s->cand[5]))))
+    return rc;
+  /* 6, 7: EPLB's layouts as they are (the greedy may leave them for a
+   * worse one under the exact cost), global and hierarchical (one group of
+   * contiguous experts per node, as eplb:mode=hierarchical without expert
+   * groups), at the EPLB start's budget */
+  if ((rc = pl_eplb_layout(&s->cand[C_EPLB_RAW], &env->cluster, s->load, s->eplb_slots, 0)))
+    return rc;
+  if (nodes > 1 && E % nodes == 0 && gpn * s->eplb_slots >= E / nodes &&
+      s->eplb_slots <= E / nodes) { /* each GPU's copies from its node's group */
+    if ((rc = pl_eplb_layout(&s->cand[C_HIER], &env->cluster, s->load, s->eplb_slots, nodes)))
       return rc;
-    ncand = NCAND;
+    use[C_HIER] = 1;
+  }
+  double us[NCAND];
+  int first = -1;
+  for (int k = 0; k < C_POLISH; k++)
+    if (use[k]) {
+      if ((rc = exact_us(s, &s->cand[k], upcoming, &us[k])) != 0)
+        return rc;
+      if (first < 0 || us[k] < us[first])
+        first = k;
+    }
+  /* 8: the fastest of them under the exact cost, polished */
+  if (s->polish > 0) {
+    us[C_POLISH] = us[first];
+    if ((rc = pl_placement_copy(&s->cand[C_POLISH], &s->cand[first])) ||
+        (rc = polish_best(s, &s->cand[C_POLISH], upcoming, &us[C_POLISH])))
+      return rc;
+    use[C_POLISH] = us[C_POLISH] < us[first];
   }
   int best = 0;
-  double best_us = INFINITY;
-  for (int k = 0; k < ncand; k++) {
-    double us;
-    if ((rc = exact_us(s, &s->cand[k], upcoming, &us)) != 0)
+  double best_score = INFINITY, best_us = 0;
+  for (int k = 0; k < NCAND; k++) {
+    double net;
+    if (!use[k])
+      continue;
+    if ((rc = temps_net(s, layer, &s->cand[k], upcoming, &net)) != 0)
       return rc;
-    if (us < best_us) {
-      best_us = us;
+    if (us[k] - net < best_score) {
+      best_score = us[k] - net;
+      best_us = us[k];
       best = k;
     }
   }
+  s->lay_us[layer] = best_us;
   if (best == 0 || pl_placement_equal(&s->cand[best], current))
     return PL_OK;
   if ((rc = pl_plan_take_copy(plan, &s->cand[best])) != 0)
@@ -185,9 +657,30 @@ static int or_plan(void *state, int iteration, int layer,
   return PL_OK;
 }
 
+/* shadow > 0: the layer's temporaries on the iteration's own counts, as
+ * flexmoe's shadow decides them (pl_temps_decide, the same search, margin
+ * and slots rule; the contract in pl_policy.h), their gradients' way back
+ * charged beyond what the layers below hide (pl_grad_hide_us of the exact
+ * times of the oracle's own last plans). */
+static int or_temporaries(void *state, int layer, const pl_placement *serving,
+                          const pl_placement *current, const int64_t *counts, pl_temps *out) {
+  const or_state *s = state;
+  out->n = 0;
+  if (!s->shadow)
+    return PL_OK;
+  const pl_env *env = &s->env;
+  pl_temps_cfg cfg = s->tcfg;
+  cfg.grad_hide_us = pl_grad_hide_us(env, s->lay_us, layer);
+  return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
+                         current, counts, s->slots);
+}
+
 static const pl_param_desc or_params[] = {
     {"slots", "0", "replicas per GPU (0: the cluster's slots); 0 or ceil(E/G) to the GPU's slots"},
     {"max_steps", "0", "greedy steps per candidate (0: 8 x experts); 0 to 16777216"},
+    {"search", "4", "rounds of local search under the exact cost from the best candidate (drops, adds, moves and swaps around the busiest GPU; 0: off); 0 to 1048576"},
+    {"shadow", PL_STR(OR_SHADOW_DEFAULT), "1: each iteration, on its own gate counts, temporaries (weights copied for that iteration only) on top of the chosen placement, decided as flexmoe's shadow=1 decides them (pl_shadow.h) and charged by the engines as flexmoe's; 2, 3: as flexmoe's shadow=2, 3; 0: off; 0 to 3"},
+    {"shadow_net", "1", "shadow > 0: 1: each candidate placement is judged by its exact layer time less what its temporaries would save (their predicted gain less their cost), as flexmoe's shadow_net judges plans; 0: by its exact layer time alone; 0 or 1"},
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_oracle_ops = {
@@ -200,4 +693,5 @@ const pl_policy_ops pl_policy_oracle_ops = {
     .plan = or_plan,
     .capacity = NULL,
     .fini = or_fini,
+    .temporaries = or_temporaries,
 };

@@ -103,6 +103,20 @@ void pl_sum_sources(const int64_t *counts, int gpus, int experts, double *out) {
       out[e] += (double)counts[(size_t)s * experts + e];
 }
 
+double pl_grad_hide_us(const pl_env *env, const double *lay_us, int layer) {
+  double all = 0, sum = 0;
+  int known = 0;
+  for (int l = 0; l < env->layers; l++)
+    if (lay_us[l] >= 0) {
+      all += lay_us[l];
+      known++;
+    }
+  for (int l = 0; l < layer; l++)
+    sum += lay_us[l] >= 0 ? lay_us[l] : known ? all / known : 0;
+  double share = fmin(0.5, env->profile.bwd_ratio / (1.0 + env->profile.bwd_ratio));
+  return layer * env->profile.nonmoe_us + share * sum;
+}
+
 double pl_even_balance(const pl_placement *p, const double *load, double *out) {
   double max = 0, sum = 0;
   for (int g = 0; g < p->gpus; g++) {

@@ -1,18 +1,16 @@
 /*
- * Expected to fail (meson: should_fail), a known defect kept visible: the
- * oracle, documented as the bound no real policy reaches, is beaten under
- * its own objective (pl_cost_layer of the iteration's routing, moves free
- * for it, no migration charged to the others either) by flexmoe, by
- * hierarchical eplb and by smartmoe on random small cases
- * (chk_oracle_bounds). Measured when this test was written, of 1,584
- * comparisons with these and the policies test_policies.c checks: 43, 38
- * of them flexmoe's (by up to 22%), 4 hierarchical eplb's (up to 8%), 1
- * smartmoe's (0.2%). E.g. 6 GPUs in 2 nodes, 12 experts, 4 slots,
- * iteration 3: the oracle keeps a layout with 7 replicated experts (567 us
- * of all-reduce, 2,777 us in all); flexmoe reaches 2,422 us replicating
- * one expert. When the oracle finds those
- * placements this test passes, meson reports an unexpected pass, and the
- * should_fail in meson.build goes.
+ * The oracle, documented as the bound no real policy reaches under its own
+ * objective (pl_cost_layer of the iteration's routing, moves free for it,
+ * no migration charged to the others either), is at most flexmoe,
+ * hierarchical eplb and smartmoe on random small cases (chk_oracle_bounds).
+ * It was an expected failure (meson should_fail) until the oracle found
+ * their placements: of 1,584 comparisons 43 were violated when it was
+ * written, 22 at d70b5a1 (flexmoe by up to 5.9%, hierarchical eplb 8.0%,
+ * smartmoe 0.2%; e.g. 6 GPUs in 2 nodes, 12 experts, 4 slots: a layout
+ * with 7 replicated experts against flexmoe's one). The EPLB layouts as
+ * candidates and the local search (policy_oracle.c polish_best: the
+ * all-to-all decides which GPU should hold which expert, not only how many
+ * copies) closed them; `oracle:search=0` fails this test again.
  */
 #include <criterion/criterion.h>
 

@@ -901,15 +901,73 @@ Test(policies, eplb_is_hierarchical_exactly_when_the_expert_groups_divide_by_the
 }
 
 
-/* The oracle is a heuristic (pl_greedy from several starts, the best under
- * its exact cost), not an exact optimum: chk_oracle_bounds checks it is a
- * bound on random small cases. It is for these policies; flexmoe,
- * hierarchical eplb and smartmoe beat it on some of the same cases
- * (test_oracle_bound.c, expected to fail until the oracle finds those
- * placements). */
+/* The oracle is a heuristic (pl_greedy from several starts and a local
+ * search, the best under its exact cost), not an exact optimum:
+ * chk_oracle_bounds checks it is a bound on random small cases, for these
+ * policies here and for flexmoe, hierarchical eplb and smartmoe in
+ * test_oracle_bound.c. */
 Test(policies, oracle_is_at_most_static_fastermoe_and_global_eplb_on_random_cases) {
   static const char *const rivals[] = {"static", "fastermoe", "fastermoe:lookahead=0",
                                        "eplb:period=2", "eplb:period=1,predictor=last",
                                        "eplb:mode=global,period=3", NULL};
   cr_assert_gt(chk_oracle_bounds(rivals), 700);
+}
+
+/* oracle:shadow=1 makes its temporaries through the policy contract as
+ * flexmoe's shadow=1 decides them: pl_temps_decide with flexmoe's
+ * configuration (margin 1, no cap, the full search) on the oracle's own
+ * serving placement and the iteration's counts, within the oracle's slots,
+ * the gradients' way back hidden by pl_grad_hide_us of the oracle's exact
+ * layer times (layer 0: nothing below; layer 1: layer 0's non-MoE work and
+ * half of its exact time). shadow_net=0 keeps shadow=0's placements, and
+ * shadow=0 makes none. */
+Test(policies, oracle_shadow_makes_the_temporaries_flexmoe_would_on_its_placement) {
+  pl_env env = chk_env(2, 16, 8, 4, 6);
+  chk_loads loads;
+  chk_loads_generate(&loads, 10, 2, 8, 16, 4096, 4242);
+  pl_policy *o0 = NULL, *o1 = NULL;
+  cr_assert_eq(pl_policy_create(&o0, "oracle", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_create(&o1, "oracle:shadow=1,shadow_net=0", &env, NULL, 0), PL_OK);
+  cr_assert(pl_policy_has_temporaries(o1));
+  pl_plan plan;
+  pl_plan_init(&plan);
+  pl_temps t, u;
+  cr_assert_eq(pl_temps_init(&t, 16, 8, 6), PL_OK);
+  cr_assert_eq(pl_temps_init(&u, 16, 8, 6), PL_OK);
+  double share = fmin(0.5, env.profile.bwd_ratio / (1.0 + env.profile.bwd_ratio)), lay0 = 0;
+  int made = 0;
+  for (int it = 0; it < loads.iterations; it++)
+    for (int ly = 0; ly < 2; ly++) {
+      const int64_t *c = chk_loads_at(&loads, it, ly);
+      cr_assert_eq(pl_policy_plan(o0, it, ly, c, &plan), PL_OK);
+      cr_assert_eq(pl_policy_plan(o1, it, ly, c, &plan), PL_OK);
+      const pl_placement *p = pl_policy_serving(o1, ly);
+      cr_assert(pl_placement_equal(p, pl_policy_serving(o0, ly)), "it %d layer %d", it, ly);
+      cr_assert_eq(pl_policy_temporaries(o0, ly, c, &t), PL_OK);
+      cr_assert_eq(t.n, 0, "shadow=0 made temporaries");
+      pl_temps_cfg cfg = {.margin = 1.0,
+                          .max_temps = 0,
+                          .grad_hide_us = ly == 0 ? 0 : env.profile.nonmoe_us + share * lay0,
+                          .search = PL_TEMPS_SEARCH_FULL};
+      cr_assert_eq(pl_temps_decide(&u, &cfg, &env.cluster, &env.model, &env.profile, p,
+                                   pl_policy_placement(o1, ly), c, env.cluster.slots),
+                   PL_OK);
+      cr_assert_eq(pl_policy_temporaries(o1, ly, c, &t), PL_OK);
+      cr_assert_eq(t.n, u.n, "it %d layer %d: %d temporaries, flexmoe's decision %d", it, ly,
+                   t.n, u.n);
+      cr_assert(t.n == 0 || memcmp(t.temp, u.temp, (size_t)t.n * sizeof(pl_temp)) == 0,
+                "it %d layer %d: other temporaries", it, ly);
+      made += t.n;
+      if (ly == 0)
+        lay0 = chk_layer_us(&env, p, c);
+      cr_assert_eq(pl_policy_observe(o0, it, ly, c), PL_OK);
+      cr_assert_eq(pl_policy_observe(o1, it, ly, c), PL_OK);
+    }
+  cr_assert_gt(made, 0, "no temporaries: the case checks nothing");
+  pl_temps_fini(&t);
+  pl_temps_fini(&u);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(o0);
+  pl_policy_destroy(o1);
+  chk_loads_free(&loads);
 }

@@ -328,7 +328,7 @@ Test(policy, a_slots_value_out_of_range_names_this_jobs_range) {
   }
   /* an unknown key lists the keys there are */
   cr_assert_eq(try_value("oracle", "steps", "4", err, sizeof err), PL_EPARAM);
-  cr_assert(strstr(err, "no parameter 'steps' (its parameters: slots, max_steps)"), "%s", err);
+  cr_assert(strstr(err, "no parameter 'steps' (its parameters: slots, max_steps, search, shadow, shadow_net)"), "%s", err);
 }
 
 Test(policy, param_reads_a_specs_value_or_the_default_without_an_environment) {
