@@ -446,6 +446,7 @@ static double predict(pl_temps *t, const model *md, int h, int d, int nchg, doub
     f = t->okey[gc] > f ? t->okey[gc] : f;
   if (gf >= 0)
     f = t->okey[2 * G + gf] > f ? t->okey[2 * G + gf] : f;
+  t->rcost = rmax > t->rcost ? rmax : t->rcost;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -835,6 +836,7 @@ static double predict_base(pl_temps *t, const model *md, const pl_temps_base *b,
     f = ready + tmp > f ? ready + tmp : f;
   }
   f = m[ORD_F] > f ? m[ORD_F] : f;
+  t->rcost = rmax > t->rcost ? rmax : t->rcost;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -1163,7 +1165,7 @@ typedef struct fast_view {
  * the orders): *bal its balance part, *cost the copies', and the view.
  * The arrivals carr and crmax are those of temp[0..n) with the bytes of
  * all of them (fast_arrivals). */
-static double fast_scan(const pl_temps *t, const model *md, double *bal, double *cost,
+static double fast_scan(pl_temps *t, const model *md, double *bal, double *cost,
                         fast_view *v) {
   double cmax = -1, c2 = 0, amax = -1, a2 = 0, f = 0;
   int gm = 0, ga = 0;
@@ -1182,6 +1184,7 @@ static double fast_scan(const pl_temps *t, const model *md, double *bal, double 
   }
   *v = (fast_view){.gm = gm, .ga = ga, .cmax = cmax, .c2 = c2, .amax = amax, .a2 = a2, .f = f};
   *bal = (1 + md->bwd) * cmax + 4 * amax;
+  t->rcost = t->crmax > t->rcost ? t->crmax : t->rcost;
   *cost = (f - cmax) + fmax(0.0, t->crmax - md->hide_us);
   return *bal + *cost;
 }
@@ -1341,6 +1344,7 @@ static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
   copy_bytes(t, md, h, d, -1);
   double ready = t->own[d] > arr ? t->own[d] : arr;
   double back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
+  t->rcost = arr > t->rcost ? arr : t->rcost;
   double gain = (1 + md->bwd) * (v->cmax - cm) + 4 * (v->amax - am);
   return gain - fmax(0.0, ready + t->tmp[d] + newc - v->f) - fmax(0.0, arr - back);
 }
@@ -1445,11 +1449,24 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
   t->cost_us = bcost - cost0;
 }
 
+/* The range of grad_hide_us over which the decision just made with gh is
+ * the same (pl_shadow.h): gh enters every search only as max(0, rmax -
+ * gh) in a cost, and in FAST's scores as max(0, arr - max(crmax, gh));
+ * rcost is the largest rmax, crmax and arr read beside it. With gh >=
+ * rcost each such term is +0 for every value >= rcost, so every
+ * comparison (FULL's cuts included), and gain_us and cost_us, are the same
+ * bits: [rcost, inf). Else the terms depend on gh: [gh, gh]. */
+static void hide_range(pl_temps *t, double gh) {
+  t->hide_lo = gh >= t->rcost ? t->rcost : gh;
+  t->hide_hi = gh >= t->rcost ? INFINITY : gh;
+}
+
 int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots) {
   if (t)
-    t->n = t->trials = 0, t->gain_us = t->cost_us = 0;
+    t->n = t->trials = 0, t->gain_us = t->cost_us = 0, t->rcost = 0,
+    t->hide_lo = INFINITY, t->hide_hi = -INFINITY;
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
@@ -1488,6 +1505,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   t->gain_us = bal0 - bal;
   t->cost_us = cost - cost0;
 done:
+  hide_range(t, cfg->grad_hide_us);
   if (t->n == 0) {
     t->gain_us = t->cost_us = 0;
     return PL_OK;
@@ -1502,6 +1520,7 @@ done:
 fail:
   t->n = 0;
   t->gain_us = t->cost_us = 0;
+  t->hide_lo = INFINITY, t->hide_hi = -INFINITY;
   return rc;
 }
 
