@@ -103,9 +103,9 @@ typedef struct fx_memo {
  * this iteration's plans re-estimated them: the same decision wherever
  * that value is in the decision's range (pl_temps.hide_lo, hide_hi). */
 typedef struct fx_last {
-  fx_memo m;
-  pl_placement serving, current; /* current: serving when the call had none */
-  int64_t *counts;               /* [G*E] */
+  fx_memo m;     /* its placement unused: rebuilt from the caller's serving */
+  int *sv, *cur; /* [E + G*S] serving's and current's (none: serving's) replica lists packed */
+  int64_t *counts; /* [G*E] */
 } fx_last;
 
 /* shadow_net=1, payback > 0: an observation's judging of the open plan
@@ -202,9 +202,7 @@ static void fx_fini(void *state) {
   pl_free(s->pend);
   for (int l = 0; s->last && l < s->env.layers; l++) {
     pl_free(s->last[l].m.temp);
-    pl_placement_fini(&s->last[l].m.placement);
-    pl_placement_fini(&s->last[l].serving);
-    pl_placement_fini(&s->last[l].current);
+    pl_free(s->last[l].sv);
     pl_free(s->last[l].counts);
   }
   pl_free(s->last);
@@ -288,21 +286,40 @@ static int fx_pay_init(fx_state *s) {
  * reuse of the engines' decisions). */
 static int fx_last_init(fx_state *s) {
   const pl_env *env = &s->env;
-  int L = env->layers, G = env->cluster.gpus, E = env->experts, S = env->cluster.slots, rc;
+  int L = env->layers, G = env->cluster.gpus, E = env->experts, S = env->cluster.slots;
   if (!s->shadow || !(s->payback > 0) || !s->guard)
     return PL_OK;
   if (!(s->last = pl_calloc((size_t)L, sizeof(fx_last))))
     return PL_ENOMEM;
+  size_t pk = (size_t)E + (size_t)G * S;
   for (int l = 0; l < L; l++) {
     fx_last *x = &s->last[l];
-    if ((rc = pl_placement_init(&x->m.placement, E, G, S)) != 0 ||
-        (rc = pl_placement_init(&x->serving, E, G, S)) != 0 ||
-        (rc = pl_placement_init(&x->current, E, G, S)) != 0)
-      return rc;
-    if (!(x->counts = pl_calloc((size_t)G * E, sizeof(int64_t))))
+    if (!(x->sv = pl_calloc(2 * pk, sizeof(int))) ||
+        !(x->counts = pl_calloc((size_t)G * E, sizeof(int64_t))))
       return PL_ENOMEM;
+    x->cur = x->sv + pk;
   }
   return PL_OK;
+}
+
+/* p's replica counts and lists packed into out (what pl_placement_equal
+ * compares); with cmp, whether out already holds them instead (nothing
+ * written). */
+static int fx_pack(const pl_placement *p, int *out, int cmp) {
+  int E = p->experts, G = p->gpus, k = E;
+  if (cmp && memcmp(out, p->nrep, (size_t)E * sizeof(int)) != 0)
+    return 0;
+  if (!cmp)
+    memcpy(out, p->nrep, (size_t)E * sizeof(int));
+  for (int e = 0; e < E; k += p->nrep[e], e++) {
+    const int *r = p->rep + (size_t)e * G;
+    if (cmp && memcmp(out + k, r, (size_t)p->nrep[e] * sizeof(int)) != 0)
+      return 0;
+    if (!cmp)
+      for (int i = 0; i < p->nrep[e]; i++)
+        out[k + i] = r[i];
+  }
+  return 1;
 }
 
 /* Keeps the decision t in memo m with its range of grad_hide_us (left
@@ -335,12 +352,27 @@ static void fx_memo_put(fx_memo *m, const pl_temps *t) {
 static void fx_last_put(fx_state *s, int layer, const pl_placement *serving,
                         const pl_placement *current, const int64_t *counts, const pl_temps *t) {
   fx_last *x = &s->last[layer];
-  x->m.valid = 0;
-  if (pl_placement_copy(&x->serving, serving) != 0 ||
-      pl_placement_copy(&x->current, current ? current : serving) != 0)
-    return;
+  fx_memo *m = &x->m;
+  m->valid = 0;
+  if (t->n > m->cap) {
+    pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
+    if (!nt)
+      return;
+    m->temp = nt;
+    m->cap = t->n;
+  }
+  fx_pack(serving, x->sv, 0);
+  fx_pack(current ? current : serving, x->cur, 0);
   memcpy(x->counts, counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t));
-  fx_memo_put(&x->m, t);
+  if (t->n > 0)
+    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
+  m->n = t->n;
+  m->trials = t->trials;
+  m->gain_us = t->gain_us;
+  m->cost_us = t->cost_us;
+  m->lo = t->hide_lo;
+  m->hi = t->hide_hi;
+  m->valid = 1;
 }
 
 /* The layer's fx_last when it holds the decision for these inputs: counts,
@@ -353,11 +385,29 @@ static const fx_memo *fx_last_find(const fx_state *s, int layer, const pl_placem
   if (!x || !x->m.valid || !(gh >= x->m.lo && gh <= x->m.hi))
     return NULL;
   size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
-  if (!pl_placement_equal(serving, &x->serving) ||
-      !pl_placement_equal(current ? current : serving, &x->current) ||
+  if (!fx_pack(serving, x->sv, 1) || !fx_pack(current ? current : serving, x->cur, 1) ||
       memcmp(counts, x->counts, GE * sizeof(int64_t)) != 0)
     return NULL;
   return &x->m;
+}
+
+/* fx_last's decision into out on serving (the one it was made on), as
+ * pl_temps_decide leaves it: serving plus the temporaries in order. */
+static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *out) {
+  int rc = m->n > 0 ? pl_placement_copy(&out->placement, serving) : PL_OK;
+  for (int k = 0; k < m->n && !rc; k++)
+    rc = pl_placement_add(&out->placement, m->temp[k].expert, m->temp[k].to);
+  if (rc)
+    return rc;
+  if (m->n > 0)
+    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
+  out->n = m->n;
+  out->trials = m->trials;
+  out->gain_us = m->gain_us;
+  out->cost_us = m->cost_us;
+  out->hide_lo = m->lo;
+  out->hide_hi = m->hi;
+  return PL_OK;
 }
 
 /* The layer's memo when it holds the decision for these inputs
@@ -1332,10 +1382,10 @@ static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
   pl_temps_cfg cfg = s->tcfg;
   cfg.grad_hide_us = gh;
   const fx_memo *m = fx_memo_find(s, layer, serving, current, counts, gh);
-  if (!m)
-    m = fx_last_find(s, layer, serving, current, counts, gh);
   if (m)
     return fx_memo_get(m, out);
+  if ((m = fx_last_find(s, layer, serving, current, counts, gh)) != NULL)
+    return fx_last_get(m, serving, out);
   return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
 }
