@@ -1264,6 +1264,42 @@ static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
   return best;
 }
 
+/* fast_least()'s running choice: the GPU so far, whether a copy is sent
+ * to it, its key. */
+typedef struct fast_acc {
+  int best, busy;
+  double bv;
+} fast_acc;
+
+static inline void fast_acc_put(fast_acc *a, int g, int b, double v) {
+  if (b <= a->busy && (a->best < 0 || b < a->busy || v < a->bv))
+    a->best = g, a->busy = b, a->bv = v;
+}
+
+/* fast_least(t, x, ...) of node ng by compute (a[0]) and by all-to-all
+ * (a[1]), of node bn by compute (a[2]; none when bn < 0) and of all GPUs
+ * by `by` (a[3]), in one pass in increasing id: the same GPUs. */
+static void fast_least4(const pl_temps *t, int x, int gpn, int ng, int bn, int by,
+                        fast_acc a[4]) {
+  int E = t->experts, G = t->gpus;
+  for (int k = 0; k < 4; k++)
+    a[k] = (fast_acc){.best = -1, .busy = 1, .bv = 0};
+  const unsigned char *hs = t->hosts + x;
+  for (int g = 0; g < G; g++) {
+    if (t->freeslots[g] <= 0 || hs[(size_t)g * E])
+      continue;
+    int b = t->oin[g] > 0 || t->xin[g] > 0, n = g / gpn;
+    double c = t->own[g] + t->tmp[g], l = t->a2a[g];
+    if (n == ng) {
+      fast_acc_put(&a[0], g, b, c);
+      fast_acc_put(&a[1], g, b, l);
+    }
+    if (n == bn)
+      fast_acc_put(&a[2], g, b, c);
+    fast_acc_put(&a[3], g, b, by ? l : c);
+  }
+}
+
 /* The expert of g's node's sources (on g: g itself) that g sends the most
  * tokens over the link `inter` (1: to experts without a copy on g's
  * node; 0: to experts on its node that g does not hold), -1 if none. */
@@ -1368,16 +1404,20 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
   if (x < 0)
     return;
   int gpn = md->gpn, E = md->E, ng = g / gpn, bn = -1;
-  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 0), bx, bd, bs);
-  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 1), bx, bd, bs);
   for (int n = 0; n < md->G / gpn; n++) {
     size_t i = (size_t)n * E + x;
     if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
       bn = n;
   }
+  /* the four fast_least() of the destinations in one pass over the GPUs
+   * (the same GPUs: scoring leaves the state as it was) */
+  fast_acc a[4];
+  fast_least4(t, x, gpn, ng, bn, by, a);
+  fast_consider(t, md, sv, v, x, a[0].best, bx, bd, bs);
+  fast_consider(t, md, sv, v, x, a[1].best, bx, bd, bs);
   if (bn >= 0)
-    fast_consider(t, md, sv, v, x, fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0), bx, bd, bs);
-  fast_consider(t, md, sv, v, x, fast_least(t, x, 0, md->G, by), bx, bd, bs);
+    fast_consider(t, md, sv, v, x, a[2].best, bx, bd, bs);
+  fast_consider(t, md, sv, v, x, a[3].best, bx, bd, bs);
 }
 
 /* One step: candidates scored in closed form (fast_score), no model
