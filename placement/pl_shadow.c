@@ -446,6 +446,7 @@ static double predict(pl_temps *t, const model *md, int h, int d, int nchg, doub
     f = t->okey[gc] > f ? t->okey[gc] : f;
   if (gf >= 0)
     f = t->okey[2 * G + gf] > f ? t->okey[2 * G + gf] : f;
+  t->rcost = rmax > t->rcost ? rmax : t->rcost;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -835,6 +836,7 @@ static double predict_base(pl_temps *t, const model *md, const pl_temps_base *b,
     f = ready + tmp > f ? ready + tmp : f;
   }
   f = m[ORD_F] > f ? m[ORD_F] : f;
+  t->rcost = rmax > t->rcost ? rmax : t->rcost;
   *cost = (f - cmax) + fmax(0.0, rmax - md->hide_us);
   return *bal + *cost;
 }
@@ -1163,7 +1165,7 @@ typedef struct fast_view {
  * the orders): *bal its balance part, *cost the copies', and the view.
  * The arrivals carr and crmax are those of temp[0..n) with the bytes of
  * all of them (fast_arrivals). */
-static double fast_scan(const pl_temps *t, const model *md, double *bal, double *cost,
+static double fast_scan(pl_temps *t, const model *md, double *bal, double *cost,
                         fast_view *v) {
   double cmax = -1, c2 = 0, amax = -1, a2 = 0, f = 0;
   int gm = 0, ga = 0;
@@ -1182,6 +1184,7 @@ static double fast_scan(const pl_temps *t, const model *md, double *bal, double 
   }
   *v = (fast_view){.gm = gm, .ga = ga, .cmax = cmax, .c2 = c2, .amax = amax, .a2 = a2, .f = f};
   *bal = (1 + md->bwd) * cmax + 4 * amax;
+  t->rcost = t->crmax > t->rcost ? t->crmax : t->rcost;
   *cost = (f - cmax) + fmax(0.0, t->crmax - md->hide_us);
   return *bal + *cost;
 }
@@ -1259,6 +1262,42 @@ static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
       best = g, busy = b, bv = v;
   }
   return best;
+}
+
+/* fast_least()'s running choice: the GPU so far, whether a copy is sent
+ * to it, its key. */
+typedef struct fast_acc {
+  int best, busy;
+  double bv;
+} fast_acc;
+
+static inline void fast_acc_put(fast_acc *a, int g, int b, double v) {
+  if (b <= a->busy && (a->best < 0 || b < a->busy || v < a->bv))
+    a->best = g, a->busy = b, a->bv = v;
+}
+
+/* fast_least(t, x, ...) of node ng by compute (a[0]) and by all-to-all
+ * (a[1]), of node bn by compute (a[2]; none when bn < 0) and of all GPUs
+ * by `by` (a[3]), in one pass in increasing id: the same GPUs. */
+static void fast_least4(const pl_temps *t, int x, int gpn, int ng, int bn, int by,
+                        fast_acc a[4]) {
+  int E = t->experts, G = t->gpus;
+  for (int k = 0; k < 4; k++)
+    a[k] = (fast_acc){.best = -1, .busy = 1, .bv = 0};
+  const unsigned char *hs = t->hosts + x;
+  for (int g = 0; g < G; g++) {
+    if (t->freeslots[g] <= 0 || hs[(size_t)g * E])
+      continue;
+    int b = t->oin[g] > 0 || t->xin[g] > 0, n = g / gpn;
+    double c = t->own[g] + t->tmp[g], l = t->a2a[g];
+    if (n == ng) {
+      fast_acc_put(&a[0], g, b, c);
+      fast_acc_put(&a[1], g, b, l);
+    }
+    if (n == bn)
+      fast_acc_put(&a[2], g, b, c);
+    fast_acc_put(&a[3], g, b, by ? l : c);
+  }
 }
 
 /* The expert of g's node's sources (on g: g itself) that g sends the most
@@ -1341,6 +1380,7 @@ static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
   copy_bytes(t, md, h, d, -1);
   double ready = t->own[d] > arr ? t->own[d] : arr;
   double back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
+  t->rcost = arr > t->rcost ? arr : t->rcost;
   double gain = (1 + md->bwd) * (v->cmax - cm) + 4 * (v->amax - am);
   return gain - fmax(0.0, ready + t->tmp[d] + newc - v->f) - fmax(0.0, arr - back);
 }
@@ -1364,16 +1404,20 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
   if (x < 0)
     return;
   int gpn = md->gpn, E = md->E, ng = g / gpn, bn = -1;
-  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 0), bx, bd, bs);
-  fast_consider(t, md, sv, v, x, fast_least(t, x, ng * gpn, (ng + 1) * gpn, 1), bx, bd, bs);
   for (int n = 0; n < md->G / gpn; n++) {
     size_t i = (size_t)n * E + x;
     if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
       bn = n;
   }
+  /* the four fast_least() of the destinations in one pass over the GPUs
+   * (the same GPUs: scoring leaves the state as it was) */
+  fast_acc a[4];
+  fast_least4(t, x, gpn, ng, bn, by, a);
+  fast_consider(t, md, sv, v, x, a[0].best, bx, bd, bs);
+  fast_consider(t, md, sv, v, x, a[1].best, bx, bd, bs);
   if (bn >= 0)
-    fast_consider(t, md, sv, v, x, fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0), bx, bd, bs);
-  fast_consider(t, md, sv, v, x, fast_least(t, x, 0, md->G, by), bx, bd, bs);
+    fast_consider(t, md, sv, v, x, a[2].best, bx, bd, bs);
+  fast_consider(t, md, sv, v, x, a[3].best, bx, bd, bs);
 }
 
 /* One step: candidates scored in closed form (fast_score), no model
@@ -1445,11 +1489,24 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
   t->cost_us = bcost - cost0;
 }
 
+/* The range of grad_hide_us over which the decision just made with gh is
+ * the same (pl_shadow.h): gh enters every search only as max(0, rmax -
+ * gh) in a cost, and in FAST's scores as max(0, arr - max(crmax, gh));
+ * rcost is the largest rmax, crmax and arr read beside it. With gh >=
+ * rcost each such term is +0 for every value >= rcost, so every
+ * comparison (FULL's cuts included), and gain_us and cost_us, are the same
+ * bits: [rcost, inf). Else the terms depend on gh: [gh, gh]. */
+static void hide_range(pl_temps *t, double gh) {
+  t->hide_lo = gh >= t->rcost ? t->rcost : gh;
+  t->hide_hi = gh >= t->rcost ? INFINITY : gh;
+}
+
 int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots) {
   if (t)
-    t->n = t->trials = 0, t->gain_us = t->cost_us = 0;
+    t->n = t->trials = 0, t->gain_us = t->cost_us = 0, t->rcost = 0,
+    t->hide_lo = INFINITY, t->hide_hi = -INFINITY;
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
@@ -1488,6 +1545,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   t->gain_us = bal0 - bal;
   t->cost_us = cost - cost0;
 done:
+  hide_range(t, cfg->grad_hide_us);
   if (t->n == 0) {
     t->gain_us = t->cost_us = 0;
     return PL_OK;
@@ -1502,6 +1560,7 @@ done:
 fail:
   t->n = 0;
   t->gain_us = t->cost_us = 0;
+  t->hide_lo = INFINITY, t->hide_hi = -INFINITY;
   return rc;
 }
 

@@ -88,13 +88,25 @@
  * iteration while the plan serves, the guard's veto of the next plan. */
 typedef struct fx_memo {
   int valid;     /* 0: none since the last observation or pay_new's change */
-  double gh;     /* the decision's grad_hide_us */
+  double lo, hi; /* the decision's range of grad_hide_us (pl_temps.hide_lo, hide_hi) */
   int n, trials; /* its pl_temps outputs */
   double gain_us, cost_us;
   pl_temp *temp; /* [cap] its temporaries, in order */
   int cap;
   pl_placement placement; /* its placement when n > 0 */
 } fx_memo;
+
+/* shadow=1, payback > 0: the engines' last decision of a layer
+ * (fx_temporaries) with its inputs, kept for the guard's veto of the next
+ * plan (fx_shadow_veto), which decides on the same counts (once observed)
+ * and placement again, but with the grad_hide_us of the layers below as
+ * this iteration's plans re-estimated them: the same decision wherever
+ * that value is in the decision's range (pl_temps.hide_lo, hide_hi). */
+typedef struct fx_last {
+  fx_memo m;     /* its placement unused: rebuilt from the caller's serving */
+  int *sv, *cur; /* [E + G*S] serving's and current's (none: serving's) replica lists packed */
+  int64_t *counts; /* [G*E] */
+} fx_last;
 
 /* shadow_net=1, payback > 0: an observation's judging of the open plan
  * whose two temporaries decisions are left to fx_settle (on the caller's
@@ -150,6 +162,7 @@ typedef struct fx_state {
   pl_placement *pay_old, *pay_new; /* [layers] the open evaluation's before and after */
   fx_memo *memo; /* [layers] shadow_net=1: payback's decision on pay_new, or NULL */
   fx_pend *pend; /* [layers] with memo: payback's judging left to fx_settle */
+  fx_last *last; /* [layers] shadow=1, payback > 0, guard=1: the engines' last decision */
   double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
   int *pay_n;                                    /* [layers] iterations judged; -1: none open */
 } fx_state;
@@ -187,6 +200,12 @@ static void fx_fini(void *state) {
   }
   pl_free(s->memo);
   pl_free(s->pend);
+  for (int l = 0; s->last && l < s->env.layers; l++) {
+    pl_free(s->last[l].m.temp);
+    pl_free(s->last[l].sv);
+    pl_free(s->last[l].counts);
+  }
+  pl_free(s->last);
   pl_free(s->pay_old);
   pl_free(s->pay_adj);
   pl_free(s->pay_n);
@@ -263,11 +282,49 @@ static int fx_pay_init(fx_state *s) {
   return PL_OK;
 }
 
-/* Keeps the decision t, just made with grad_hide_us gh on pay_new and the
- * layer's last observed counts, in the layer's memo (left empty when out
- * of memory: it only saves time). Writes the layer's memo only. */
-static void fx_memo_put(fx_state *s, int layer, const pl_temps *t, double gh) {
-  fx_memo *m = &s->memo[layer];
+/* shadow=1, payback > 0, guard=1: the layers' fx_last (fx_shadow_veto's
+ * reuse of the engines' decisions). */
+static int fx_last_init(fx_state *s) {
+  const pl_env *env = &s->env;
+  int L = env->layers, G = env->cluster.gpus, E = env->experts, S = env->cluster.slots;
+  if (!s->shadow || !(s->payback > 0) || !s->guard)
+    return PL_OK;
+  if (!(s->last = pl_calloc((size_t)L, sizeof(fx_last))))
+    return PL_ENOMEM;
+  size_t pk = (size_t)E + (size_t)G * S;
+  for (int l = 0; l < L; l++) {
+    fx_last *x = &s->last[l];
+    if (!(x->sv = pl_calloc(2 * pk, sizeof(int))) ||
+        !(x->counts = pl_calloc((size_t)G * E, sizeof(int64_t))))
+      return PL_ENOMEM;
+    x->cur = x->sv + pk;
+  }
+  return PL_OK;
+}
+
+/* p's replica counts and lists packed into out (what pl_placement_equal
+ * compares); with cmp, whether out already holds them instead (nothing
+ * written). */
+static int fx_pack(const pl_placement *p, int *out, int cmp) {
+  int E = p->experts, G = p->gpus, k = E;
+  if (cmp && memcmp(out, p->nrep, (size_t)E * sizeof(int)) != 0)
+    return 0;
+  if (!cmp)
+    memcpy(out, p->nrep, (size_t)E * sizeof(int));
+  for (int e = 0; e < E; k += p->nrep[e], e++) {
+    const int *r = p->rep + (size_t)e * G;
+    if (cmp && memcmp(out + k, r, (size_t)p->nrep[e] * sizeof(int)) != 0)
+      return 0;
+    if (!cmp)
+      for (int i = 0; i < p->nrep[e]; i++)
+        out[k + i] = r[i];
+  }
+  return 1;
+}
+
+/* Keeps the decision t in memo m with its range of grad_hide_us (left
+ * empty when out of memory: it only saves time). Writes m only. */
+static void fx_memo_put(fx_memo *m, const pl_temps *t) {
   m->valid = 0;
   if (t->n > m->cap) {
     pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
@@ -284,20 +341,85 @@ static void fx_memo_put(fx_state *s, int layer, const pl_temps *t, double gh) {
   m->trials = t->trials;
   m->gain_us = t->gain_us;
   m->cost_us = t->cost_us;
-  m->gh = gh;
+  m->lo = t->hide_lo;
+  m->hi = t->hide_hi;
   m->valid = 1;
 }
 
-/* The layer's memo when it holds the decision for exactly these inputs
+/* The engines' decision t of layer on serving, current (NULL: serving)
+ * and counts into the layer's fx_last, with its inputs (left empty when
+ * out of memory). Writes the layer's fx_last only. */
+static void fx_last_put(fx_state *s, int layer, const pl_placement *serving,
+                        const pl_placement *current, const int64_t *counts, const pl_temps *t) {
+  fx_last *x = &s->last[layer];
+  fx_memo *m = &x->m;
+  m->valid = 0;
+  if (t->n > m->cap) {
+    pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
+    if (!nt)
+      return;
+    m->temp = nt;
+    m->cap = t->n;
+  }
+  fx_pack(serving, x->sv, 0);
+  fx_pack(current ? current : serving, x->cur, 0);
+  memcpy(x->counts, counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t));
+  if (t->n > 0)
+    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
+  m->n = t->n;
+  m->trials = t->trials;
+  m->gain_us = t->gain_us;
+  m->cost_us = t->cost_us;
+  m->lo = t->hide_lo;
+  m->hi = t->hide_hi;
+  m->valid = 1;
+}
+
+/* The layer's fx_last when it holds the decision for these inputs: counts,
+ * serving and current (NULL: serving) equal to its own, grad_hide_us gh in
+ * its range; else NULL. Reads the state only. */
+static const fx_memo *fx_last_find(const fx_state *s, int layer, const pl_placement *serving,
+                                   const pl_placement *current, const int64_t *counts,
+                                   double gh) {
+  const fx_last *x = s->last ? &s->last[layer] : NULL;
+  if (!x || !x->m.valid || !(gh >= x->m.lo && gh <= x->m.hi))
+    return NULL;
+  size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
+  if (!fx_pack(serving, x->sv, 1) || !fx_pack(current ? current : serving, x->cur, 1) ||
+      memcmp(counts, x->counts, GE * sizeof(int64_t)) != 0)
+    return NULL;
+  return &x->m;
+}
+
+/* fx_last's decision into out on serving (the one it was made on), as
+ * pl_temps_decide leaves it: serving plus the temporaries in order. */
+static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *out) {
+  int rc = m->n > 0 ? pl_placement_copy(&out->placement, serving) : PL_OK;
+  for (int k = 0; k < m->n && !rc; k++)
+    rc = pl_placement_add(&out->placement, m->temp[k].expert, m->temp[k].to);
+  if (rc)
+    return rc;
+  if (m->n > 0)
+    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
+  out->n = m->n;
+  out->trials = m->trials;
+  out->gain_us = m->gain_us;
+  out->cost_us = m->cost_us;
+  out->hide_lo = m->lo;
+  out->hide_hi = m->hi;
+  return PL_OK;
+}
+
+/* The layer's memo when it holds the decision for these inputs
  * (pl_temps_decide is a pure function of them; the rest of its inputs are
- * the policy's configuration): grad_hide_us gh, counts equal to the last
+ * the policy's configuration): grad_hide_us gh in its range, counts equal to the last
  * observed ones, serving and current (NULL: serving) equal to pay_new;
  * else NULL. Reads the state only. */
 static const fx_memo *fx_memo_find(const fx_state *s, int layer, const pl_placement *serving,
                                    const pl_placement *current, const int64_t *counts,
                                    double gh) {
   const fx_memo *m = s->memo ? &s->memo[layer] : NULL;
-  if (!m || !m->valid || m->gh != gh)
+  if (!m || !m->valid || !(gh >= m->lo && gh <= m->hi))
     return NULL;
   size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
   const int64_t *lc = s->lastc + (size_t)layer * GE;
@@ -320,6 +442,8 @@ static int fx_memo_get(const fx_memo *m, pl_temps *out) {
   out->trials = m->trials;
   out->gain_us = m->gain_us;
   out->cost_us = m->cost_us;
+  out->hide_lo = m->lo;
+  out->hide_hi = m->hi;
   return PL_OK;
 }
 
@@ -390,7 +514,7 @@ static int fx_settle(fx_state *s, int layer, pl_temps *t) {
   double nb = fx_net(t);
   if ((rc = fx_decide(s, layer, pn, pn, c, pd->gh, t)) != 0)
     return rc;
-  fx_memo_put(s, layer, t, pd->gh);
+  fx_memo_put(&s->memo[layer], t);
   fx_pay_judge(s, layer, pd->before - nb, pd->after - fx_net(t));
   return PL_OK;
 }
@@ -487,7 +611,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   }
   if (s->restart < 0) /* auto: where a second greedy run is cheap */
     s->restart = (int64_t)env->cluster.gpus * env->experts <= 65536;
-  if ((rc = fx_pay_init(s)) != 0)
+  if ((rc = fx_pay_init(s)) != 0 || (rc = fx_last_init(s)) != 0)
     goto fail;
   if (s->guard || s->payback > 0) {
     s->lastc = pl_calloc((size_t)env->layers * env->cluster.gpus * env->experts, sizeof(int64_t));
@@ -1234,7 +1358,8 @@ static double fx_grad_hide_us(const fx_state *s, int layer) {
  * the planner's slots (pl_shadow.h; the contract in pl_policy.h), their
  * gradients' way back charged beyond gh, what the layers below hide
  * (fx_grad_hide_us when the call decides): the memo's decision when it
- * holds these very inputs (fx_memo_find), else pl_temps_decide's. Reads
+ * holds these inputs (fx_memo_find), or the engines' last one when that
+ * does (fx_last_find: the veto's), else pl_temps_decide's. Reads
  * the state only. */
 static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
                      const pl_placement *current, const int64_t *counts, double gh,
@@ -1245,13 +1370,16 @@ static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
   const fx_memo *m = fx_memo_find(s, layer, serving, current, counts, gh);
   if (m)
     return fx_memo_get(m, out);
+  if ((m = fx_last_find(s, layer, serving, current, counts, gh)) != NULL)
+    return fx_last_get(m, serving, out);
   return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
 }
 
 /* pl_policy_ops.temporaries: the layer's pending judging settled first
  * (fx_settle, out its scratch: it writes only the layer's own state), then
- * its temporaries (fx_decide, grad_hide_us from fx_grad_hide_us). */
+ * its temporaries (fx_decide, grad_hide_us from fx_grad_hide_us), kept
+ * with their inputs in the layer's fx_last. */
 static int fx_temporaries(void *state, int layer, const pl_placement *serving,
                           const pl_placement *current, const int64_t *counts, pl_temps *out) {
   fx_state *s = state;
@@ -1259,7 +1387,10 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   out->n = 0;
   if (rc || !s->shadow)
     return rc;
-  return fx_decide(s, layer, serving, current, counts, fx_grad_hide_us(s, layer), out);
+  rc = fx_decide(s, layer, serving, current, counts, fx_grad_hide_us(s, layer), out);
+  if (!rc && s->last)
+    fx_last_put(s, layer, serving, current, counts, out);
+  return rc;
 }
 
 const pl_policy_ops pl_policy_flexmoe_ops = {

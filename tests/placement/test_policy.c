@@ -709,3 +709,81 @@ Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
   fresh_each_iteration("flexmoe", PL_TEMPS_SEARCH_FAST);
   fresh_each_iteration("flexmoe:shadow=1", PL_TEMPS_SEARCH_FULL);
 }
+
+/* flexmoe's guard vetoes a plan on the layer's temporaries (shadow_net=1,
+ * fx_shadow_veto) and reuses the engines' last decision for it when the
+ * counts and placements are the same and the veto's grad_hide_us is in
+ * that decision's range (policy_flexmoe.c fx_last). Calling the
+ * temporaries op must then change no plan: A calls it every iteration of
+ * every layer, on the observed counts on even iterations and on other
+ * counts (the hot pair elsewhere) on odd ones, B never calls it (every
+ * veto decides from scratch); their plans must be the same, move for move.
+ * Three layers (the upper ones hide their gradients' way back behind the
+ * lower ones' estimates, which the plans re-estimate), a hot pair moving
+ * every 4 iterations, three models and inter-node links. A reuse that
+ * skips the counts' or the placements' comparison changes plans here (each
+ * checked by breaking it); whether the veto's grad_hide_us is in the
+ * decision's range seldom flips a veto: the range itself is checked in
+ * test_shadow.c (a_decision_is_the_same_over_its_reported_grad_hide_range). */
+static void veto_reuse(const char *spec, int d_model, double inter_Bps, int *moved, int *temps) {
+  pl_env env = env8();
+  env.layers = 3;
+  env.cluster.slots = 8;
+  env.cluster.inter_Bps = inter_Bps;
+  env.model.d_model = d_model;
+  env.model.d_ff = 2 * d_model;
+  pl_policy *a = NULL, *b = NULL;
+  cr_assert_eq(pl_policy_create(&a, spec, &env, NULL, 0), PL_OK, "%s", spec);
+  cr_assert_eq(pl_policy_create(&b, spec, &env, NULL, 0), PL_OK, "%s", spec);
+  pl_plan pa, pb;
+  pl_plan_init(&pa);
+  pl_plan_init(&pb);
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
+  static int64_t counts[8 * 32], other[8 * 32];
+  for (int it = 0; it < 60; it++)
+    for (int l = 0; l < 3; l++) {
+      cr_assert_eq(pl_policy_plan(a, it, l, counts, &pa), PL_OK);
+      cr_assert_eq(pl_policy_plan(b, it, l, counts, &pb), PL_OK);
+      cr_assert_eq(pa.changed, pb.changed, "%s iteration %d layer %d", spec, it, l);
+      if (pa.changed) {
+        cr_assert_eq(pa.nmoves, pb.nmoves, "%s iteration %d layer %d", spec, it, l);
+        cr_assert_eq(memcmp(pa.moves, pb.moves, (size_t)pa.nmoves * sizeof(pl_move)), 0,
+                     "%s iteration %d layer %d", spec, it, l);
+        *moved += pa.nmoves > 0;
+      }
+      /* the same counts for 4 iterations at a time, a new hot pair after */
+      int hot = (it / 4 + 3 * l) % 16, blk = it / 4;
+      for (int s = 0; s < 8; s++)
+        for (int e = 0; e < 32; e++) {
+          counts[s * 32 + e] =
+              e / 2 == hot ? 250 + 30 * (blk % 5) + 7 * s + 11 * l : 30 + (e + blk + s) % 9;
+          other[s * 32 + e] = e / 2 == (hot + 5) % 16 ? 900 + s : 30 + (e + s) % 5;
+        }
+      cr_assert_eq(pl_policy_observe(a, it, l, counts), PL_OK);
+      cr_assert_eq(pl_policy_observe(b, it, l, counts), PL_OK);
+      /* the observed counts, other counts, or none (an older decision on
+       * the same counts and another placement stays) */
+      if (it % 3 != 2) {
+        cr_assert_eq(pl_policy_temporaries(a, l, it % 3 ? other : counts, &t), PL_OK);
+        *temps += t.n > 0;
+      }
+    }
+  pl_temps_fini(&t);
+  pl_plan_fini(&pa);
+  pl_plan_fini(&pb);
+  pl_policy_destroy(a);
+  pl_policy_destroy(b);
+}
+
+Test(policy, flexmoe_veto_reusing_the_engines_temporaries_changes_no_plan) {
+  int moved = 0, temps = 0;
+  const char *specs[] = {"flexmoe", "flexmoe:shadow=1", "flexmoe:shadow=1,shadow_net=0"};
+  const int dm[] = {1024, 768, 1536};
+  const double bw[] = {50e9, 12.5e9, 25e9};
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 3; k++)
+      veto_reuse(specs[i], dm[k], bw[k], &moved, &temps);
+  cr_assert_geq(moved, 4, "only %d plans moved", moved);
+  cr_assert_geq(temps, 20, "temporaries in only %d calls", temps);
+}

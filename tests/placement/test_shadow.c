@@ -715,3 +715,83 @@ Test(shadow, fast_search_beats_no_temporaries_on_a_skewed_case) {
   pl_placement_fini(&sv);
 }
 
+
+/* Whether two decisions are the same, bit for bit: n, temp, gain_us,
+ * cost_us, trials and the placement when n > 0. */
+static int same_decision(const pl_temps *a, const pl_temps *b) {
+  if (a->n != b->n || a->trials != b->trials ||
+      memcmp(&a->gain_us, &b->gain_us, sizeof(double)) != 0 ||
+      memcmp(&a->cost_us, &b->cost_us, sizeof(double)) != 0 ||
+      memcmp(a->temp, b->temp, (size_t)a->n * sizeof(pl_temp)) != 0)
+    return 0;
+  return a->n == 0 || pl_placement_equal(&a->placement, &b->placement);
+}
+
+/* The range of grad_hide_us a decision reports (pl_temps.hide_lo,
+ * hide_hi; issue 19: flexmoe reuses a decision across it) holds the value
+ * it was made with, and every value in it decides the same, bit for bit,
+ * on random cases with every search: its ends, points inside, a huge one.
+ * Where the decisions with no return hidden and with all hidden differ,
+ * the range from "all" excludes 0 (a range reaching too low fails). */
+Test(shadow, a_decision_is_the_same_over_its_reported_grad_hide_range) {
+  uint64_t seed = 53;
+  const int searches[] = {PL_TEMPS_SEARCH_FULL, PL_TEMPS_SEARCH_LEAN, PL_TEMPS_SEARCH_LAZY,
+                          PL_TEMPS_SEARCH_FAST};
+  int open = 0, differ = 0;
+  for (int rep = 0; rep < 24; rep++) {
+    fast_case c;
+    fast_case_make(&c, &seed);
+    pl_temps a, b;
+    cr_assert_eq(pl_temps_init(&a, c.E, c.G, c.S), PL_OK);
+    cr_assert_eq(pl_temps_init(&b, c.E, c.G, c.S), PL_OK);
+    for (int s = 0; s < 4; s++) {
+      pl_temps_cfg cs = {.margin = 1.0, .search = searches[s]};
+      /* all hidden first: lo is the latest return costed, r */
+      cs.grad_hide_us = 1e12;
+      cr_assert_eq(pl_temps_decide(&a, &cs, &c.env.cluster, &c.env.model, &c.env.profile,
+                                   &c.sv, &c.cur, c.counts, c.S), PL_OK);
+      cr_assert(a.hide_lo <= 1e12 && a.hide_hi >= 1e12, "case %d search %d: [%g, %g]", rep, s,
+                a.hide_lo, a.hide_hi);
+      double r = a.hide_lo;
+      open += isinf(a.hide_hi) && r > 0;
+      const double in[] = {r, nextafter(r, INFINITY), 1.5 * r + 1, 1e6 * (r + 1), 1e300};
+      for (int i = 0; i < 5; i++) {
+        cs.grad_hide_us = in[i];
+        cr_assert_eq(pl_temps_decide(&b, &cs, &c.env.cluster, &c.env.model, &c.env.profile,
+                                     &c.sv, &c.cur, c.counts, c.S), PL_OK);
+        cr_assert(same_decision(&a, &b), "case %d search %d: hide %.17g in [%.17g, inf) decides "
+                  "otherwise (%d vs %d temporaries)", rep, s, in[i], r, b.n, a.n);
+        cr_assert_eq(b.hide_lo, r, "case %d search %d", rep, s);
+      }
+      /* charged in full and halfway: each range holds its own value, and
+       * decides the same at its ends */
+      const double low[] = {0, 0.5 * r};
+      for (int i = 0; i < 2; i++) {
+        cs.grad_hide_us = low[i];
+        cr_assert_eq(pl_temps_decide(&b, &cs, &c.env.cluster, &c.env.model, &c.env.profile,
+                                     &c.sv, &c.cur, c.counts, c.S), PL_OK);
+        cr_assert(b.hide_lo <= low[i] && b.hide_hi >= low[i], "case %d: %g not in [%g, %g]", rep,
+                  low[i], b.hide_lo, b.hide_hi);
+        if (i == 0 && !same_decision(&a, &b)) {
+          differ++;
+          cr_assert_gt(a.hide_lo, 0.0, "case %d search %d: 0 decides otherwise", rep, s);
+        }
+        double lo = b.hide_lo;
+        if (lo < 0 || isinf(lo))
+          continue;
+        cr_assert_eq(pl_temps_decide(&a, &cs, &c.env.cluster, &c.env.model, &c.env.profile,
+                                     &c.sv, &c.cur, c.counts, c.S), PL_OK);
+        cs.grad_hide_us = lo;
+        cr_assert_eq(pl_temps_decide(&b, &cs, &c.env.cluster, &c.env.model, &c.env.profile,
+                                     &c.sv, &c.cur, c.counts, c.S), PL_OK);
+        cr_assert(same_decision(&a, &b), "case %d search %d: lo %.17g decides otherwise", rep,
+                  s, lo);
+      }
+    }
+    pl_temps_fini(&a);
+    pl_temps_fini(&b);
+    fast_case_free(&c);
+  }
+  cr_assert_gt(open, 20, "only %d decisions reported an open range", open);
+  cr_assert_gt(differ, 0, "no case whose decision depends on grad_hide_us");
+}

@@ -170,6 +170,14 @@ typedef struct pl_temps {
   pl_placement placement;
   double gain_us, cost_us;
   int trials; /* trials the last decision evaluated (its cost: cfg.search) */
+  /* appended (issue 19): the last decision (made with cfg.grad_hide_us =
+   * gh) is the same, bit for bit (temp, n, placement, gain_us, cost_us,
+   * trials), for every grad_hide_us in [hide_lo, hide_hi], the other
+   * inputs equal: [r, inf) with r the latest gradients' return it costed
+   * when gh >= r (every such return hidden), else [gh, gh]; empty (lo >
+   * hi) after an error */
+  double hide_lo, hide_hi;
+  double rcost; /* scratch: the latest return costed so far */
   /* scratch, internal (pl_shadow.c): the model's state */
   double *ns, *lh;          /* [N*E] tokens of node n's sources for x; of those holding x */
   int *rn;                  /* [N*E] copies of x on node n */
