@@ -232,7 +232,7 @@ static inline int chk_oracle_bounds(const char *const *rivals) {
       chk_loads_generate(&loads, 8, 1, sh->gpus, sh->experts, 4096, 500 + 10 * k + seed);
       int n = 0;
       pl_policy *pol[16];
-      cr_assert_eq(pl_policy_create(&pol[n++], "oracle", &env, NULL, 0), PL_OK);
+      cr_assert_eq(pl_policy_create(&pol[n++], "oracle:shadow=0", &env, NULL, 0), PL_OK);
       for (int i = 0; rivals[i] && n < 16; i++) {
         char err[256] = "";
         int rc = pl_policy_create(&pol[n], rivals[i], &env, err, sizeof err);
