@@ -76,8 +76,8 @@ def report(kind="sim", path=None):
     the oracle in effective time (mean / (1 - dropped share of token slots):
     a policy that drops tokens cannot look faster than the work it does),
     NaN where the peer is missing (and the oracle gap of a policy that drops
-    tokens: the oracle is dropless; it makes no per-iteration copies, so
-    fastermoe's shadows and flexmoe's temporaries can go below it); name = the report's short
+    tokens: the oracle is dropless; one with shadow=0 makes no per-iteration
+    copies, so fastermoe's shadows and flexmoe's temporaries can go below it); name = the report's short
     policy name, run_ids = the runs it averages, group / family / config =
     its configuration. Columns renamed to the notebooks' short names
     (_REPORT_NAMES), plus trace_name, base_policy and drops."""

@@ -184,12 +184,15 @@ static size_t sum_rows(const st_run_summary *runs, size_t n, fm_report_row *rows
  * dropless policies only, so a row that drops slots gets no gap (NAN), and
  * a dropless row below its oracle (an oracle run with a limited search,
  * e.g. max_steps) is counted in *beaten. */
-/* Whether a policy makes per-iteration copies that the oracle (which
- * re-places for free but copies nothing per iteration) does not: fastermoe's
- * shadows, flexmoe's temporaries (shadow=1). Below the oracle is no surprise
- * for such a policy. */
+/* Whether a policy makes per-iteration copies: fastermoe's shadows,
+ * flexmoe's temporaries (shadow > 0), the oracle's (shadow > 0, its default
+ * since 2026-12-07). Below an oracle that makes none is no surprise for such
+ * a policy. A canonical oracle spec stored before then lists parameters
+ * but not shadow: that oracle made none (its default was not yet 3). */
 static int copies_per_iteration(const char *policy) {
   char v[8];
+  if (policy_is(policy, "oracle") && strchr(policy, ':') && !strstr(policy, "shadow="))
+    return 0;
   return policy_is(policy, "fastermoe") ||
          (pl_policy_param(policy, "shadow", v, sizeof v) == 0 && strcmp(v, "0") != 0);
 }
@@ -199,14 +202,17 @@ static void add_peers(fm_report_row *rows, size_t nr, int *beaten) {
   for (size_t i = 0; i < nr;) {
     size_t j = i;
     double stat = NAN, orac = NAN;
+    int orac_copies = 0;
     group++;
     if (i == 0 || !same_family(rows[i - 1].first, rows[i].first))
       family++;
     while (j < nr && same_group(rows[i].first, rows[j].first)) {
       if (isnan(stat) && policy_is(rows[j].first->policy, "static"))
         stat = rows[j].effective_ms;
-      if (isnan(orac) && policy_is(rows[j].first->policy, "oracle"))
+      if (isnan(orac) && policy_is(rows[j].first->policy, "oracle")) {
         orac = rows[j].effective_ms;
+        orac_copies = copies_per_iteration(rows[j].first->policy);
+      }
       j++;
     }
     for (size_t k = i; k < j; k++) {
@@ -218,7 +224,7 @@ static void add_peers(fm_report_row *rows, size_t nr, int *beaten) {
       r->speedup = fm_speedup(stat, eff);
       /* policy / oracle - 1: +inf for a policy that drops everything */
       r->oracle_gap = isfinite(orac) && orac > 0 && !r->drops ? eff / orac - 1 : NAN;
-      if (r->oracle_gap < -1e-9 && !copies_per_iteration(r->first->policy))
+      if (r->oracle_gap < -1e-9 && (orac_copies || !copies_per_iteration(r->first->policy)))
         (*beaten)++;
     }
     i = j;

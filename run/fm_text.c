@@ -478,8 +478,8 @@ void fm_text_report(FILE *out, const char *db, const fm_report *rep) {
       "\n(times: mean ms per iteration; eff_ms = mean_ms / (1 - dropped), inf "
       "if all are dropped;\n speedup = static / policy and vs_oracle = policy / "
       "oracle - 1, both in eff_ms;\n vs_oracle is - for a policy that drops "
-      "tokens (the oracle is dropless; it makes no per-iteration\n copies, so "
-      "fastermoe's shadows and flexmoe's temporaries can go below it);\n dropped = share of token "
+      "tokens (the oracle is dropless; an oracle with shadow=0 makes no\n per-iteration "
+      "copies, so fastermoe's shadows and flexmoe's temporaries can go below it);\n dropped = share of token "
       "slots dropped (capacity); policies by name and the\n parameters that "
       "differ, in full: --format csv|json or --runs)\n");
 }

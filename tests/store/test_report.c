@@ -428,9 +428,9 @@ Test(report, a_policy_below_a_limited_oracle_is_pointed_out) {
   free(err);
 }
 
-/* The oracle re-places for free but makes no per-iteration copies:
- * fastermoe's shadows and flexmoe's temporaries (shadow=1, its default) may
- * go below it without any note; flexmoe:shadow=0 below it gets one. */
+/* An oracle that makes no per-iteration copies (stored before its
+ * temporaries, or shadow=0): fastermoe's shadows and flexmoe's temporaries
+ * may go below it without any note; flexmoe:shadow=0 below it gets one. */
 Test(report, policies_with_per_iteration_copies_below_the_oracle_need_no_note) {
   st_db *db = NULL;
   cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
@@ -438,7 +438,8 @@ Test(report, policies_with_per_iteration_copies_below_the_oracle_need_no_note) {
   put_run(db, "sim", "x.npy", "dgx-h100", 8, "flexmoe", 0, "f", 4, 2);
   put_run(db, "sim", "x.npy", "dgx-h100", 8, "flexmoe:shadow=1,threshold=1.2", 0, "g", 4.5, 2);
   put_run(db, "sim", "x.npy", "dgx-h100", 8, "fastermoe", 0, "h", 4.8, 2);
-  put_run(db, "sim", "x.npy", "dgx-h100", 8, "oracle", 0, "o", 5, 2);
+  /* a canonical oracle spec stored before the oracle's temporaries */
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "oracle:slots=0,max_steps=0", 0, "o", 5, 2);
   st_close(db);
   char *out, *err;
   cr_assert_eq(report(&out, &err, "--db", dbpath, NULL, NULL), 0, "%s", err);
@@ -451,6 +452,24 @@ Test(report, policies_with_per_iteration_copies_below_the_oracle_need_no_note) {
   st_close(db);
   cr_assert_eq(report(&out, &err, "--db", dbpath, NULL, NULL), 0, "%s", err);
   cr_assert(strstr(err, "1 dropless row is below the oracle of its group"), "%s", err);
+  free(out);
+  free(err);
+}
+
+/* An oracle that makes temporaries itself (shadow > 0, its default since
+ * 2026-12-07) is a bound for the policies that copy too: flexmoe and
+ * fastermoe below it are pointed out. */
+Test(report, policies_with_copies_below_an_oracle_with_copies_are_pointed_out) {
+  st_db *db = NULL;
+  cr_assert_eq(st_open(&db, dbpath, ST_WRITE, NULL, 0), ST_OK);
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "static", 0, "s", 10, 2);
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "flexmoe:shadow=4", 0, "f", 4, 2);
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "fastermoe", 0, "h", 4.8, 2);
+  put_run(db, "sim", "x.npy", "dgx-h100", 8, "oracle:shadow=3", 0, "o", 5, 2);
+  st_close(db);
+  char *out, *err;
+  cr_assert_eq(report(&out, &err, "--db", dbpath, NULL, NULL), 0, "%s", err);
+  cr_assert(strstr(err, "2 dropless rows are below the oracle of their group"), "%s", err);
   free(out);
   free(err);
 }
