@@ -41,15 +41,18 @@
 #include "placement/pl_policies.h"
 #include "pl_internal.h"
 
-/* shadow's default: 3, the temporaries of flexmoe's LAZY search (the
- * most it takes). Measured on the six cells of issue 17 (docs/placement.md,
- * des, full real traces) against flexmoe's default: shadow=3 is the
- * tightest of shadow 0, 1 and 3 at aux 16/64 and noaux 16/64 GPUs and the
- * only one at most flexmoe in all six; without temporaries flexmoe beats
- * the oracle at noaux 64 GPUs by 14%. Its placements alone are then not
- * the fastest (shadow_net judges them net of the temporaries), so
+/* shadow=5: per layer and iteration the better (predicted) of LAZY's and
+ * FAST's decisions (or_temporaries) */
+#define OR_SHADOW_BOTH 5
+/* shadow's default: 5. Measured on the six cells of issue 17
+ * (docs/placement.md, des, full real traces) and at 1,024 GPUs: the tightest
+ * of shadow 0, 1, 3 and 5 in every cell, and at most flexmoe in all of them;
+ * 3 (LAZY) is second at 8-64 GPUs, but above flexmoe at 1,024 GPUs, where 4
+ * (FAST) takes better temporaries; without temporaries flexmoe beats the
+ * oracle at noaux 64 GPUs by 14%. Its placements alone are then not the
+ * fastest (shadow_net judges them net of the temporaries), so
  * chk_oracle_bounds, which checks placements alone, names oracle:shadow=0. */
-#define OR_SHADOW_DEFAULT 3
+#define OR_SHADOW_DEFAULT OR_SHADOW_BOTH
 
 /* candidates: 0-5 below, 6 EPLB's layout unrefined, 7 hierarchical EPLB's
  * (groups: one per node), 8 the best of them polished (polish_best) */
@@ -120,14 +123,16 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   int E = env->experts, G = env->cluster.gpus, rc;
   if ((rc = pl_param_slots(env, kv, nkv, env->cluster.slots, &s->slots)) ||
       (rc = pl_kv_int(kv, nkv, "max_steps", 0, 0, 1 << 24, &s->max_steps)) ||
-      (rc = pl_kv_int(kv, nkv, "shadow", OR_SHADOW_DEFAULT, 0, 4, &s->shadow)) ||
+      (rc = pl_kv_int(kv, nkv, "shadow", OR_SHADOW_DEFAULT, 0, OR_SHADOW_BOTH, &s->shadow)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_net", 1, 0, 1, &s->shadow_net)) ||
       (rc = pl_kv_int(kv, nkv, "search", 4, 0, 1 << 20, &s->polish)))
     goto fail;
   /* flexmoe's shadow values and defaults (margin 1, no cap) */
   s->tcfg = (pl_temps_cfg){.margin = 1.0,
                            .max_temps = 0,
-                           .search = s->shadow > 1 ? s->shadow - 1 : PL_TEMPS_SEARCH_FULL};
+                           .search = s->shadow == OR_SHADOW_BOTH ? PL_TEMPS_SEARCH_LAZY
+                                     : s->shadow > 1             ? s->shadow - 1
+                                                                 : PL_TEMPS_SEARCH_FULL};
   if (s->max_steps == 0)
     s->max_steps = 8 * E;
   {
@@ -674,6 +679,22 @@ static int or_temporaries(void *state, int layer, const pl_placement *serving,
   const pl_env *env = &s->env;
   pl_temps_cfg cfg = s->tcfg;
   cfg.grad_hide_us = pl_grad_hide_us(env, s->lay_us, layer);
+  int rc = pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
+                           current, counts, s->slots);
+  if (rc || s->shadow != OR_SHADOW_BOTH)
+    return rc;
+  /* shadow=5: FAST's decision too; the one predicted to save more (LAZY's
+   * on a tie), decided again into out when it is LAZY's (a pure function:
+   * the same temporaries; no scratch shared between layers) */
+  double lazy = out->n > 0 ? out->gain_us - out->cost_us : 0.0;
+  cfg.search = PL_TEMPS_SEARCH_FAST;
+  if ((rc = pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
+                            current, counts, s->slots)) != 0)
+    return rc;
+  double fast = out->n > 0 ? out->gain_us - out->cost_us : 0.0;
+  if (fast > lazy)
+    return PL_OK;
+  cfg.search = PL_TEMPS_SEARCH_LAZY;
   return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
 }
@@ -682,13 +703,13 @@ static const pl_param_desc or_params[] = {
     {"slots", "0", "replicas per GPU (0: the cluster's slots); 0 or ceil(E/G) to the GPU's slots"},
     {"max_steps", "0", "greedy steps per candidate (0: 8 x experts); 0 to 16777216"},
     {"search", "4", "rounds of local search under the exact cost from the best candidate (drops, adds, moves and swaps around the busiest GPU; 0: off); 0 to 1048576"},
-    {"shadow", PL_STR(OR_SHADOW_DEFAULT), "1-4: each iteration, on its own gate counts, temporaries (weights copied for that iteration only) on top of the chosen placement, decided as flexmoe's shadow=1-4 decides them (pl_shadow.h) and charged by the engines as flexmoe's; 0: off; 0 to 4"},
+    {"shadow", PL_STR(OR_SHADOW_DEFAULT), "1-4: each iteration, on its own gate counts, temporaries (weights copied for that iteration only) on top of the chosen placement, decided as flexmoe's shadow=1-4 decides them (pl_shadow.h) and charged by the engines as flexmoe's; 5: per layer and iteration the one of 3's and 4's predicted to save more; 0: off; 0 to 5"},
     {"shadow_net", "1", "shadow > 0: 1: each candidate placement is judged by its exact layer time less what its temporaries would save (their predicted gain less their cost), as flexmoe's shadow_net judges plans; 0: by its exact layer time alone; 0 or 1"},
     {NULL, NULL, NULL}};
 
 const pl_policy_ops pl_policy_oracle_ops = {
     .name = "oracle",
-    .summary = "clairvoyant bound: best placement for each iteration's real counts, moves free",
+    .summary = "clairvoyant reference: best placement for each iteration's real counts, moves free, with temporaries on those counts",
     .params = or_params,
     .clairvoyant = 1,
     .init = or_init,

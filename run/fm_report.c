@@ -179,11 +179,6 @@ static size_t sum_rows(const st_run_summary *runs, size_t n, fm_report_row *rows
   return nr;
 }
 
-/* Speedup over static and gap to the oracle inside each group, and the
- * group and family indices. The oracle processes every token: it bounds the
- * dropless policies only, so a row that drops slots gets no gap (NAN), and
- * a dropless row below its oracle (an oracle run with a limited search,
- * e.g. max_steps) is counted in *beaten. */
 /* Whether a policy makes per-iteration copies: fastermoe's shadows,
  * flexmoe's temporaries (shadow > 0), the oracle's (shadow > 0, its default
  * since 2026-12-07). Below an oracle that makes none is no surprise for such
@@ -197,6 +192,11 @@ static int copies_per_iteration(const char *policy) {
          (pl_policy_param(policy, "shadow", v, sizeof v) == 0 && strcmp(v, "0") != 0);
 }
 
+/* Speedup over static and gap to the oracle inside each group, and the
+ * group and family indices. The oracle processes every token: it bounds the
+ * dropless policies only, so a row that drops slots gets no gap (NAN), and
+ * a dropless row below its oracle (not a bound there), unless it copies per
+ * iteration and the oracle does not, is counted in *beaten. */
 static void add_peers(fm_report_row *rows, size_t nr, int *beaten) {
   int group = -1, family = -1;
   for (size_t i = 0; i < nr;) {
@@ -439,8 +439,9 @@ void fm_report_beaten_note(const fm_report *r, char *out, size_t len) {
   if (r->nbeaten > 0)
     snprintf(out, len,
              "%d dropless row%s below the oracle of %s group: that oracle run is not a "
-             "lower bound (a limited search, e.g. oracle:max_steps); rerun it with the "
-             "defaults to compare against the bound",
+             "lower bound there (the oracle is a heuristic: a limited search such as "
+             "oracle:max_steps, shadow=0 against temporaries, or placements and "
+             "temporaries its search misses)",
              r->nbeaten, r->nbeaten == 1 ? " is" : "s are", r->nbeaten == 1 ? "its" : "their");
 }
 

@@ -924,19 +924,21 @@ Test(policies, oracle_is_at_most_static_fastermoe_and_global_eplb_on_random_case
  * layer times (layer 0: nothing below; layer 1: layer 0's non-MoE work and
  * half of its exact time). shadow_net=0 keeps shadow=0's placements, and
  * shadow=0 makes none. */
-Test(policies, oracle_shadow_makes_the_temporaries_flexmoe_would_on_its_placement) {
+static void oracle_temps_case(const char *spec, int both) {
   pl_env env = chk_env(2, 16, 8, 4, 6);
   chk_loads loads;
   chk_loads_generate(&loads, 10, 2, 8, 16, 4096, 4242);
   pl_policy *o0 = NULL, *o1 = NULL;
   cr_assert_eq(pl_policy_create(&o0, "oracle:shadow=0", &env, NULL, 0), PL_OK);
-  cr_assert_eq(pl_policy_create(&o1, "oracle:shadow=1,shadow_net=0", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_create(&o1, spec, &env, NULL, 0), PL_OK);
   cr_assert(pl_policy_has_temporaries(o1));
   pl_plan plan;
   pl_plan_init(&plan);
-  pl_temps t, u;
+  pl_temps t, u, w;
   cr_assert_eq(pl_temps_init(&t, 16, 8, 6), PL_OK);
   cr_assert_eq(pl_temps_init(&u, 16, 8, 6), PL_OK);
+  cr_assert_eq(pl_temps_init(&w, 16, 8, 6), PL_OK);
+  int fast_won = 0, lazy_won = 0;
   double share = fmin(0.5, env.profile.bwd_ratio / (1.0 + env.profile.bwd_ratio)), lay0 = 0;
   int made = 0;
   for (int it = 0; it < loads.iterations; it++)
@@ -952,9 +954,24 @@ Test(policies, oracle_shadow_makes_the_temporaries_flexmoe_would_on_its_placemen
                           .max_temps = 0,
                           .grad_hide_us = ly == 0 ? 0 : env.profile.nonmoe_us + share * lay0,
                           .search = PL_TEMPS_SEARCH_FULL};
+      cfg.search = both ? PL_TEMPS_SEARCH_FAST : PL_TEMPS_SEARCH_FULL;
       cr_assert_eq(pl_temps_decide(&u, &cfg, &env.cluster, &env.model, &env.profile, p,
                                    pl_policy_placement(o1, ly), c, env.cluster.slots),
                    PL_OK);
+      double fast = u.n > 0 ? u.gain_us - u.cost_us : 0.0;
+      if (both) { /* shadow=5: LAZY's unless FAST's is predicted to save more */
+        cfg.search = PL_TEMPS_SEARCH_LAZY;
+        cr_assert_eq(pl_temps_decide(&w, &cfg, &env.cluster, &env.model, &env.profile, p,
+                                     pl_policy_placement(o1, ly), c, env.cluster.slots),
+                     PL_OK);
+        double lazy = w.n > 0 ? w.gain_us - w.cost_us : 0.0;
+        fast_won += fast > lazy && w.n != u.n;
+        lazy_won += fast <= lazy && w.n != u.n;
+        if (fast <= lazy)
+          cr_assert_eq(pl_temps_decide(&u, &cfg, &env.cluster, &env.model, &env.profile, p,
+                                       pl_policy_placement(o1, ly), c, env.cluster.slots),
+                       PL_OK);
+      }
       cr_assert_eq(pl_policy_temporaries(o1, ly, c, &t), PL_OK);
       cr_assert_eq(t.n, u.n, "it %d layer %d: %d temporaries, flexmoe's decision %d", it, ly,
                    t.n, u.n);
@@ -967,10 +984,23 @@ Test(policies, oracle_shadow_makes_the_temporaries_flexmoe_would_on_its_placemen
       cr_assert_eq(pl_policy_observe(o1, it, ly, c), PL_OK);
     }
   cr_assert_gt(made, 0, "no temporaries: the case checks nothing");
+  if (both) /* the two searches differ on this case, each wins somewhere */
+    cr_assert(fast_won > 0 && lazy_won > 0, "%s: FAST won %d, LAZY %d", spec, fast_won, lazy_won);
   pl_temps_fini(&t);
   pl_temps_fini(&u);
+  pl_temps_fini(&w);
   pl_plan_fini(&plan);
   pl_policy_destroy(o0);
   pl_policy_destroy(o1);
   chk_loads_free(&loads);
+}
+
+Test(policies, oracle_shadow_makes_the_temporaries_flexmoe_would_on_its_placement) {
+  oracle_temps_case("oracle:shadow=1,shadow_net=0", 0);
+}
+
+/* shadow=5: per layer and iteration LAZY's decision (shadow=3's) unless
+ * FAST's (shadow=4's) is predicted to save more. */
+Test(policies, oracle_shadow_5_takes_the_better_of_lazy_and_fast) {
+  oracle_temps_case("oracle:shadow=5,shadow_net=0", 1);
 }
