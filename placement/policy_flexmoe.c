@@ -391,14 +391,9 @@ static const fx_memo *fx_last_find(const fx_state *s, int layer, const pl_placem
   return &x->m;
 }
 
-/* fx_last's decision into out on serving (the one it was made on), as
- * pl_temps_decide leaves it: serving plus the temporaries in order. */
-static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *out) {
-  int rc = m->n > 0 ? pl_placement_copy(&out->placement, serving) : PL_OK;
-  for (int k = 0; k < m->n && !rc; k++)
-    rc = pl_placement_add(&out->placement, m->temp[k].expert, m->temp[k].to);
-  if (rc)
-    return rc;
+/* A memo's temporaries, counts and predictions into out (its placement is
+ * the caller's: fx_last_get, fx_memo_get). */
+static void fx_memo_out(const fx_memo *m, pl_temps *out) {
   if (m->n > 0)
     memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
   out->n = m->n;
@@ -407,6 +402,17 @@ static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *
   out->cost_us = m->cost_us;
   out->hide_lo = m->lo;
   out->hide_hi = m->hi;
+}
+
+/* fx_last's decision into out on serving (the one it was made on), as
+ * pl_temps_decide leaves it: serving plus the temporaries in order. */
+static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *out) {
+  int rc = m->n > 0 ? pl_placement_copy(&out->placement, serving) : PL_OK;
+  for (int k = 0; k < m->n && !rc; k++)
+    rc = pl_placement_add(&out->placement, m->temp[k].expert, m->temp[k].to);
+  if (rc)
+    return rc;
+  fx_memo_out(m, out);
   return PL_OK;
 }
 
@@ -436,14 +442,7 @@ static int fx_memo_get(const fx_memo *m, pl_temps *out) {
   int rc = m->n > 0 ? pl_placement_copy(&out->placement, &m->placement) : PL_OK;
   if (rc)
     return rc;
-  if (m->n > 0)
-    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
-  out->n = m->n;
-  out->trials = m->trials;
-  out->gain_us = m->gain_us;
-  out->cost_us = m->cost_us;
-  out->hide_lo = m->lo;
-  out->hide_hi = m->hi;
+  fx_memo_out(m, out);
   return PL_OK;
 }
 
