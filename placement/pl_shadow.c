@@ -1246,9 +1246,12 @@ static int fast_free(const pl_temps *t, int x, int d) {
 /* The GPU of [lo, hi) with a free slot and no copy of x with the least
  * key (forward compute, by = 0; all-to-all, by = 1; ties: lowest id),
  * preferring those no copy is sent to yet (a second copy on a link
- * delays both); -1 if none. */
+ * delays both); -1 if none or no expert (x < 0: hottest() found no
+ * tokens, e.g. every count 0). */
 static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
   int best = -1, busy = 1, E = t->experts;
+  if (x < 0)
+    return -1;
   double bv = 0;
   const unsigned char *hs = t->hosts + x;
   for (int g = lo; g < hi; g++) {

@@ -130,6 +130,31 @@ Test(shadow, balanced_load_or_a_huge_margin_takes_none) {
   pl_placement_fini(&sv);
 }
 
+/* Every count 0 (an empty capture, sim --allow-empty): every search takes
+ * none. FAST once read the host table at expert -1 there (no hottest
+ * expert); the sanitizer build of this test catches such reads. */
+Test(shadow, no_tokens_take_none_with_every_search) {
+  pl_env env;
+  pl_placement sv;
+  int64_t counts[64] = {0};
+  hot_case(&env, &sv, counts);
+  memset(counts, 0, sizeof(counts));
+  pl_temps t;
+  cr_assert_eq(pl_temps_init(&t, 8, 8, 3), PL_OK);
+  const int searches[] = {PL_TEMPS_SEARCH_FULL, PL_TEMPS_SEARCH_LEAN, PL_TEMPS_SEARCH_LAZY,
+                          PL_TEMPS_SEARCH_FAST};
+  for (int k = 0; k < 4; k++) {
+    pl_temps_cfg c = cfg1;
+    c.search = searches[k];
+    cr_assert_eq(pl_temps_decide(&t, &c, &env.cluster, &env.model, &env.profile, &sv, NULL,
+                                 counts, 3),
+                 PL_OK, "search %d", searches[k]);
+    cr_assert_eq(t.n, 0, "search %d: %d temporaries without tokens", searches[k], t.n);
+  }
+  pl_temps_fini(&t);
+  pl_placement_fini(&sv);
+}
+
 Test(shadow, temporaries_stay_within_free_slots_of_serving_and_current) {
   pl_env env;
   pl_placement sv, cur;
