@@ -880,10 +880,47 @@ static void evaluate_base(pl_temps *t, const model *md, trial *tr, double cut) {
   copy_bytes(t, md, tr->h, tr->d, -1);
 }
 
+/* The trial's values of the GPUs it changed (chg[0..nchg), marked by
+ * trial_values) become the committed ones: commit, fast_apply. */
+static void take_values(pl_temps *t, int G, int nchg) {
+  for (int k = 0; k < nchg; k++) {
+    int g = t->chg[k];
+    for (int c = 0; c < 4; c++)
+      t->h[c * G + g] = t->nh[c * G + g];
+    t->own[g] = t->nown[g];
+    t->tmp[g] = t->ntmp[g];
+    t->a2a[g] = t->na2a[g];
+  }
+}
+
+/* Expert x's copy on d from holder h joins the committed model: its node's
+ * copies and tokens, x's replica list (ascending), the host table, the
+ * links' weight bytes, the holder's count and d's free slots. The
+ * temporaries list itself is the caller's: commit, fast_apply. */
+static void add_copy(pl_temps *t, const model *md, int x, int h, int d) {
+  int G = md->G, E = md->E;
+  size_t ix = (size_t)(d / md->gpn) * E + x;
+  if (!t->rn[ix])
+    t->rem[x] -= t->ns[ix];
+  t->rn[ix]++;
+  t->lh[ix] += (double)md->counts[(size_t)d * E + x];
+  int *rep = t->rep + (size_t)x * G, n = t->nrep[x], at = n;
+  while (at > 0 && rep[at - 1] > d) {
+    rep[at] = rep[at - 1];
+    at--;
+  }
+  rep[at] = d;
+  t->nrep[x] = n + 1;
+  t->hosts[(size_t)d * E + x] = 2; /* a temporary (planned()) */
+  copy_bytes(t, md, h, d, 1);
+  t->sent[h]++;
+  t->freeslots[d]--;
+}
+
 /* Takes trial tr (evaluated again, so its values are the marked ones). */
 static void commit(pl_temps *t, const model *md, trial *tr) {
   evaluate(t, md, tr, INFINITY);
-  int G = md->G, E = md->E, x = tr->x, d = tr->d;
+  int G = md->G, x = tr->x, d = tr->d;
   /* the GPUs whose arrival changes change their ORD_F key */
   for (int k = 0; k < t->namk; k++) {
     int b = t->amk[k];
@@ -898,31 +935,9 @@ static void commit(pl_temps *t, const model *md, trial *tr) {
   t->hto[d] = t->n;
   t->tnext[2 * t->n + 1] = t->hfrom[tr->h];
   t->hfrom[tr->h] = t->n;
-  for (int k = 0; k < tr->nchg; k++) {
-    int g = t->chg[k];
-    for (int c = 0; c < 4; c++)
-      t->h[c * G + g] = t->nh[c * G + g];
-    t->own[g] = t->nown[g];
-    t->tmp[g] = t->ntmp[g];
-    t->a2a[g] = t->na2a[g];
-  }
+  take_values(t, G, tr->nchg);
   orders_update(t, t->chg, tr->nchg);
-  size_t ix = (size_t)(d / md->gpn) * E + x;
-  if (!t->rn[ix])
-    t->rem[x] -= t->ns[ix];
-  t->rn[ix]++;
-  t->lh[ix] += (double)md->counts[(size_t)d * E + x];
-  int *rep = t->rep + (size_t)x * G, n = t->nrep[x], at = n;
-  while (at > 0 && rep[at - 1] > d) {
-    rep[at] = rep[at - 1];
-    at--;
-  }
-  rep[at] = d;
-  t->nrep[x] = n + 1;
-  t->hosts[(size_t)d * E + x] = 2; /* a temporary (planned()) */
-  copy_bytes(t, md, tr->h, d, 1);
-  t->sent[tr->h]++;
-  t->freeslots[d]--;
+  add_copy(t, md, x, tr->h, d);
   t->n++;
   t->stamp++;
   t->ver++; /* the base is stale */
@@ -1206,34 +1221,11 @@ static void fast_arrivals(pl_temps *t, const model *md) {
 /* Takes the temporary x -> d (its holder from holder()) into the committed
  * state: commit() without the evaluation's prediction and the orders. */
 static void fast_apply(pl_temps *t, const model *md, const pl_placement *sv, int x, int d) {
-  int G = md->G, E = md->E;
   trial tr = {.x = x, .d = d, .h = holder(t, sv, md->gpn, x, d)};
   trial_values(t, md, &tr, 1);
-  for (int k = 0; k < tr.nchg; k++) {
-    int g = t->chg[k];
-    for (int c = 0; c < 4; c++)
-      t->h[c * G + g] = t->nh[c * G + g];
-    t->own[g] = t->nown[g];
-    t->tmp[g] = t->ntmp[g];
-    t->a2a[g] = t->na2a[g];
-  }
-  size_t ix = (size_t)(d / md->gpn) * E + x;
-  if (!t->rn[ix])
-    t->rem[x] -= t->ns[ix];
-  t->rn[ix]++;
-  t->lh[ix] += (double)md->counts[(size_t)d * E + x];
-  int *rep = t->rep + (size_t)x * G, n = t->nrep[x], at = n;
-  while (at > 0 && rep[at - 1] > d) {
-    rep[at] = rep[at - 1];
-    at--;
-  }
-  rep[at] = d;
-  t->nrep[x] = n + 1;
-  t->hosts[(size_t)d * E + x] = 2;
-  copy_bytes(t, md, tr.h, d, 1);
+  take_values(t, md->G, tr.nchg);
+  add_copy(t, md, x, tr.h, d);
   t->temp[t->n++] = (pl_temp){.expert = x, .from = tr.h, .to = d};
-  t->sent[tr.h]++;
-  t->freeslots[d]--;
   t->stamp++;
   t->ver++;
 }
