@@ -324,17 +324,24 @@ static int fx_pack(const pl_placement *p, int *out, int cmp) {
 
 /* Keeps the decision t in memo m with its range of grad_hide_us (left
  * empty when out of memory: it only saves time). Writes m only. */
-static void fx_memo_put(fx_memo *m, const pl_temps *t) {
+/* Invalidates memo m and makes room for n temporaries in it; nonzero when
+ * out of memory (m stays empty: a memo only saves time). */
+static int fx_memo_room(fx_memo *m, int n) {
   m->valid = 0;
-  if (t->n > m->cap) {
-    pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
+  if (n > m->cap) {
+    pl_temp *nt = pl_realloc(m->temp, (size_t)n * sizeof(pl_temp));
     if (!nt)
-      return;
+      return PL_ENOMEM;
     m->temp = nt;
-    m->cap = t->n;
+    m->cap = n;
   }
-  if (t->n > 0 && pl_placement_copy(&m->placement, &t->placement) != 0)
-    return;
+  return PL_OK;
+}
+
+/* Decision t's temporaries, counts and predictions into m (room made by
+ * fx_memo_room; its placement is the caller's), and m valid. The inverse
+ * of fx_memo_out. */
+static void fx_memo_fill(fx_memo *m, const pl_temps *t) {
   if (t->n > 0)
     memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
   m->n = t->n;
@@ -346,33 +353,25 @@ static void fx_memo_put(fx_memo *m, const pl_temps *t) {
   m->valid = 1;
 }
 
+static void fx_memo_put(fx_memo *m, const pl_temps *t) {
+  if (fx_memo_room(m, t->n) != 0 ||
+      (t->n > 0 && pl_placement_copy(&m->placement, &t->placement) != 0))
+    return;
+  fx_memo_fill(m, t);
+}
+
 /* The engines' decision t of layer on serving, current (NULL: serving)
  * and counts into the layer's fx_last, with its inputs (left empty when
  * out of memory). Writes the layer's fx_last only. */
 static void fx_last_put(fx_state *s, int layer, const pl_placement *serving,
                         const pl_placement *current, const int64_t *counts, const pl_temps *t) {
   fx_last *x = &s->last[layer];
-  fx_memo *m = &x->m;
-  m->valid = 0;
-  if (t->n > m->cap) {
-    pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
-    if (!nt)
-      return;
-    m->temp = nt;
-    m->cap = t->n;
-  }
+  if (fx_memo_room(&x->m, t->n) != 0)
+    return;
   fx_pack(serving, x->sv, 0);
   fx_pack(current ? current : serving, x->cur, 0);
   memcpy(x->counts, counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t));
-  if (t->n > 0)
-    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
-  m->n = t->n;
-  m->trials = t->trials;
-  m->gain_us = t->gain_us;
-  m->cost_us = t->cost_us;
-  m->lo = t->hide_lo;
-  m->hi = t->hide_hi;
-  m->valid = 1;
+  fx_memo_fill(&x->m, t);
 }
 
 /* The layer's fx_last when it holds the decision for these inputs: counts,
