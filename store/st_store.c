@@ -823,6 +823,17 @@ int st_busy_timeout(st_db *db, int ms) {
 
 /* ---- traces and clusters (inside the caller's transaction) ---- */
 
+/* Steps the bound lookup s: *found = 1 and *id = its first column when it
+ * returns a row, *found = 0 when none; leaves s reset. */
+static int find_id(st_db *db, sqlite3_stmt *s, int64_t *id, int *found) {
+  int rc = sqlite3_step(s);
+  *found = rc == SQLITE_ROW;
+  if (*found)
+    *id = sqlite3_column_int64(s, 0);
+  sqlite3_reset(s);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? ST_OK : failed(db, rc);
+}
+
 static int trace_upsert(st_db *db, const st_trace_row *t, int64_t *id) {
   char hash[17];
   snprintf(hash, sizeof(hash), "%016" PRIx64, t->hash);
@@ -831,15 +842,10 @@ static int trace_upsert(st_db *db, const st_trace_row *t, int64_t *id) {
     return db->code;
   bind_text(s, 1, t->path);
   bind_text(s, 2, hash);
-  int rc = sqlite3_step(s);
-  if (rc == SQLITE_ROW) {
-    *id = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return ST_OK;
-  }
-  sqlite3_reset(s);
-  if (rc != SQLITE_DONE)
-    return failed(db, rc);
+  int found = 0;
+  int rc = find_id(db, s, id, &found);
+  if (rc != ST_OK || found)
+    return rc;
   if (!(s = stmt(db, Q_TRACE_INSERT)))
     return db->code;
   bind_text(s, 1, t->path);
@@ -863,15 +869,10 @@ static int cluster_upsert(st_db *db, const char *name, const char *json,
   bind_text(s, 1, name);
   bind_text(s, 2, json);
   sqlite3_bind_int(s, 3, gpus);
-  int rc = sqlite3_step(s);
-  if (rc == SQLITE_ROW) {
-    *id = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return ST_OK;
-  }
-  sqlite3_reset(s);
-  if (rc != SQLITE_DONE)
-    return failed(db, rc);
+  int found = 0;
+  int rc = find_id(db, s, id, &found);
+  if (rc != ST_OK || found)
+    return rc;
   if (!(s = stmt(db, Q_CLUSTER_INSERT)))
     return db->code;
   bind_text(s, 1, name);
