@@ -35,7 +35,7 @@
  * in the background (nphys), one more otherwise; the extra ones are
  * allocated when a move first needs them (expert -3 until then), so
  * memory grows with the largest set of moves in flight, not the worst.
- * Weights-first moves (pl_policy.h rule 6; plan_weights_first): the new
+ * Weights-first moves (pl_policy.h rule 6; plan_moves): the new
  * placement serves at once, arriving replicas are served as soon as their
  * parameters have landed (before their own layer's forward), departing
  * ones retire (expert -4: unserved, readable) until the boundary. The
@@ -555,28 +555,6 @@ static int move_slots(rt_exec *x, int l, const pl_move *m, int weights_first, in
   return 0;
 }
 
-/* The moves of layer l (x->moves[first..]), in flight during this
- * iteration: every arriving replica is copied into a free physical slot of
- * its destination (marked incoming), every replica that goes away stays
- * served (leaving); nothing is freed before the boundary. */
-static int plan_background(rt_exec *x, int l, int first) {
-  for (int i = first; i < x->nmoves; i++) {
-    const pl_move *m = &x->moves[i];
-    int ss, ds, rc = move_slots(x, l, m, 0, &ss, &ds);
-    if (rc) return rc;
-    lr *src = LR(x, l, m->from);
-    if (m->kind != PL_MOVE_DROP) {
-      lr *dst = LR(x, l, m->to);
-      mig_copy c = {.src_rank = m->from, .dst_rank = m->to, .src = src->slots[ss],
-                    .dst = dst->slots[ds], .round = -1, .wf = 0, .layer = l};
-      if ((rc = add_mig(x, &c))) return rc;
-      x->nbg++;
-      dst->slots[ds].incoming = m->expert;
-    }
-    if (m->kind != PL_MOVE_REPLICATE) src->slots[ss].leaving = 1;
-  }
-  return 0;
-}
 
 static int copy_part(rt_exec *x, int layer, int mover);
 static int stamp(rt_exec *x, int *mark, int kind);
@@ -630,29 +608,39 @@ static int finish_background(rt_exec *x) {
   return 0;
 }
 
-/* The moves of layer l (x->moves[first..]) of a weights-first plan
- * (pl_policy.h rule 6): the new placement serves this iteration, so every
- * arriving replica takes a free physical slot and is served at once (its
- * parameters land before the layer's forward: fence_weights), and every
- * replica that goes away stops serving but stays readable until the
- * boundary (retiring, -4), where land() frees it. */
-static int plan_weights_first(rt_exec *x, int l, int first) {
+/* The moves of layer l (x->moves[first..]), copied during this iteration
+ * into a free physical slot of each destination; nothing is freed before
+ * the boundary. In flight (wf = 0): the arriving replica is marked incoming
+ * and the one that goes away stays served (leaving). Weights-first (wf = 1,
+ * pl_policy.h rule 6): the new placement serves this iteration, so the
+ * arriving replica is served at once (its parameters land before the
+ * layer's forward: fence_weights), and the one that goes away stops serving
+ * but stays readable until the boundary (retiring, -4), where land() frees
+ * it. */
+static int plan_moves(rt_exec *x, int l, int first, int wf) {
   for (int i = first; i < x->nmoves; i++) {
     const pl_move *m = &x->moves[i];
-    int ss, ds, rc = move_slots(x, l, m, 1, &ss, &ds);
+    int ss, ds, rc = move_slots(x, l, m, wf, &ss, &ds);
     if (rc) return rc;
     lr *src = LR(x, l, m->from);
     if (m->kind != PL_MOVE_DROP) {
       lr *dst = LR(x, l, m->to);
       mig_copy c = {.src_rank = m->from, .dst_rank = m->to, .src = src->slots[ss],
-                    .dst = dst->slots[ds], .round = -1, .wf = 1, .layer = l};
+                    .dst = dst->slots[ds], .round = -1, .wf = wf, .layer = l};
       if ((rc = add_mig(x, &c))) return rc;
       x->nbg++;
-      dst->slots[ds].expert = m->expert;
-      dst->slots[ds].wf_in = 1;
-      x->wf_layer[l] = 1;
+      if (wf) {
+        dst->slots[ds].expert = m->expert;
+        dst->slots[ds].wf_in = 1;
+        x->wf_layer[l] = 1;
+      } else {
+        dst->slots[ds].incoming = m->expert;
+      }
     }
-    if (m->kind != PL_MOVE_REPLICATE && src->slots[ss].expert >= 0) {
+    if (m->kind == PL_MOVE_REPLICATE) continue;
+    if (!wf) {
+      src->slots[ss].leaving = 1;
+    } else if (src->slots[ss].expert >= 0) {
       src->slots[ss].was = m->expert;
       src->slots[ss].expert = -4;
     }
@@ -1280,8 +1268,8 @@ static int plan_layer(rt_exec *x, int64_t it, int l, const int64_t *counts, int6
   if (rc) return rc;
   /* Rounds are counted over all layers: plan each layer's moves. */
   int saved = x->rounds;
-  if (pl_policy_inflight(x->policy, l)) rc = plan_background(x, l, first);
-  else if (pl_policy_weights_first(x->policy, l)) rc = plan_weights_first(x, l, first);
+  if (pl_policy_inflight(x->policy, l)) rc = plan_moves(x, l, first, 0);
+  else if (pl_policy_weights_first(x->policy, l)) rc = plan_moves(x, l, first, 1);
   else rc = plan_migration(x, l, first);
   if (rc) return rc;
   if (x->rounds < saved) x->rounds = saved;
