@@ -311,34 +311,61 @@ int pl_planner_weights_first(const pl_planner *p, int layer) {
   return p ? pl_policy_weights_first(p->policy, layer) : 0;
 }
 
-int pl_planner_route(pl_planner *p, int layer, const int64_t *counts,
-                     int64_t *gpu_load, double *balance, int64_t *dropped) {
-  if (!p || !counts)
-    return PL_EINVAL;
+/* The planner's routing and temporaries, made on first use. */
+static int ensure_buffers(pl_planner *p) {
   int rc;
   if (!p->routing.load &&
       (rc = pl_routing_init(&p->routing, p->env.cluster.gpus, p->env.experts, 0)) != 0)
     return rc;
-  if ((rc = pl_policy_route(p->policy, layer, counts, &p->routing)) != 0)
+  /* the runtime's and the simulator's room: the policy's slots per GPU */
+  if (!p->temps.temp &&
+      (rc = pl_temps_init(&p->temps, p->env.experts, p->env.cluster.gpus,
+                          pl_policy_placement(p->policy, 0)->slots)) != 0)
     return rc;
+  return PL_OK;
+}
+
+/* p->routing's results into the caller's outputs (each may be NULL). */
+static void routing_out(const pl_planner *p, int64_t *gpu_load, double *balance,
+                        int64_t *dropped) {
   if (gpu_load)
     memcpy(gpu_load, p->routing.gpu_load, sizeof(int64_t) * (size_t)p->env.cluster.gpus);
   if (balance)
     *balance = pl_routing_balance(&p->routing);
   if (dropped)
     *dropped = p->routing.dropped;
-  return PL_OK;
+}
+
+int pl_planner_route(pl_planner *p, int layer, const int64_t *counts,
+                     int64_t *gpu_load, double *balance, int64_t *dropped) {
+  if (!p || !counts)
+    return PL_EINVAL;
+  int rc = ensure_buffers(p);
+  if (rc == PL_OK)
+    rc = pl_policy_route(p->policy, layer, counts, &p->routing);
+  if (rc == PL_OK)
+    routing_out(p, gpu_load, balance, dropped);
+  return rc;
+}
+
+int pl_planner_route_served(pl_planner *p, int layer, const int64_t *counts,
+                            int64_t *gpu_load, double *balance, int64_t *dropped) {
+  if (!p || !counts || layer < 0 || layer >= p->env.layers)
+    return PL_EINVAL;
+  int rc = ensure_buffers(p);
+  if (rc == PL_OK)
+    rc = pl_policy_route_temporaries(p->policy, layer, counts, &p->temps, &p->routing);
+  if (rc == PL_OK)
+    routing_out(p, gpu_load, balance, dropped);
+  return rc;
 }
 
 int pl_planner_temporaries(pl_planner *p, int layer, const int64_t *counts, int32_t *out,
                            int max) {
   if (!p || !counts || max < 0 || (max > 0 && !out) || layer < 0 || layer >= p->env.layers)
     return PL_EINVAL;
-  int rc;
-  /* the runtime's and the simulator's room: the policy's slots per GPU */
-  if (!p->temps.temp &&
-      (rc = pl_temps_init(&p->temps, p->env.experts, p->env.cluster.gpus,
-                          pl_policy_placement(p->policy, 0)->slots)) != 0)
+  int rc = ensure_buffers(p);
+  if (rc != PL_OK)
     return rc;
   if ((rc = pl_policy_temporaries(p->policy, layer, counts, &p->temps)) != 0)
     return rc;

@@ -46,6 +46,8 @@ int pl_planner_serving(const pl_planner *p, int layer, int32_t *out);
 int pl_planner_weights_first(const pl_planner *p, int layer);
 int pl_planner_temporaries(pl_planner *p, int layer, const int64_t *counts, int32_t *out,
                            int max);
+int pl_planner_route_served(pl_planner *p, int layer, const int64_t *counts,
+                            int64_t *gpu_load, double *balance, int64_t *dropped);
 """
 
 FM_OK, FM_EFAIL, FM_EUSAGE = 0, 1, 2

@@ -135,14 +135,17 @@ class Planner:
         boundary."""
         return bool(self._lib.pl_planner_weights_first(self._p, layer))
 
-    def route(self, layer, counts):
-        """Routes counts over the current placement: (per-GPU token slots,
-        max/mean GPU load, tokens dropped)."""
+    def route(self, layer, counts, served=False):
+        """Routes counts [gpus, experts]: (per-GPU token slots, max/mean GPU
+        load, tokens dropped). Over the current placement; with served=True
+        as the iteration is served (as the simulator and the runtime route
+        it): over the serving placement plus the layer's temporaries of
+        these counts."""
         keep, c = self._counts(counts)
         load = np.zeros(self.gpus, dtype=np.int64)
         bal, dropped = _lib.ffi.new("double *"), _lib.ffi.new("int64_t *")
-        self._check(self._lib.pl_planner_route(
-            self._p, layer, c, _lib.ffi.cast("int64_t *", _lib.ffi.from_buffer(load)), bal,
-            dropped), "route")
+        fn = self._lib.pl_planner_route_served if served else self._lib.pl_planner_route
+        self._check(fn(self._p, layer, c, _lib.ffi.cast("int64_t *", _lib.ffi.from_buffer(load)),
+                       bal, dropped), "route")
         del keep
         return load, float(bal[0]), int(dropped[0])

@@ -70,13 +70,14 @@ def test_temporaries_on_the_sample_trace_are_valid_and_do_not_depend_on_observe_
     first, then per layer the temporaries; one planner asks before observing
     the layer, its twin after: the same lists. Each holder serves the expert,
     each destination holds no copy and stays within its slots (those of the
-    serving and the current placement); static makes none. (tests/placement/test_planner.c checks they are the simulator's.)"""
+    serving and the current placement); static makes none. route(served=True)
+    routes over them: the same tokens, other GPUs where temporaries were made. (tests/placement/test_planner.c checks they are the simulator's.)"""
     trace = np.load(sample)
     layers, gpus, experts = trace.shape[1], trace.shape[2], trace.shape[3]
     env = dict(layers=layers, experts=experts, gpus=gpus, gpus_per_node=8, slots=6,
                d_model=2048, d_ff=8192)
     p, twin = flexmoe.Planner("flexmoe", **env), flexmoe.Planner("flexmoe", **env)
-    made = 0
+    made = differs = 0
     for it in range(30):
         counts = trace[100 + it]
         for layer in range(layers):
@@ -96,7 +97,15 @@ def test_temporaries_on_the_sample_trace_are_valid_and_do_not_depend_on_observe_
             twin.observe(it, layer, counts[layer])
             assert twin.temporaries(layer, counts[layer].tolist()) == temps
             made += len(temps)
+            load, balance, dropped = p.route(layer, counts[layer], served=True)
+            plain = p.route(layer, counts[layer])[0]
+            assert load.sum() == plain.sum() == counts[layer].sum() and dropped == 0
+            assert balance >= 1.0
+            if not temps and (serving == current).all():
+                assert (load == plain).all()
+            differs += bool(temps) and not (load == plain).all()
     assert made > 0, "no temporaries on the sample trace"
+    assert differs > 0, "temporaries never changed the served routing"
     st = flexmoe.Planner("static", **env)
     st.plan(0, 0)
     assert st.temporaries(0, trace[0, 0]) == []

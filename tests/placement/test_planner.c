@@ -109,7 +109,9 @@ static void sample_loads(int64_t it0, int n, int G, chk_loads *l) {
  * layer by layer, then every layer's pl_policy_route_temporaries) give the
  * same temporaries in the same order at every (iteration, layer); there
  * are some; each holder serves the expert and each destination holds no
- * copy of it. */
+ * copy of it; and pl_planner_route_served routes each layer as the
+ * simulator does (per-GPU loads equal), unlike pl_planner_route where
+ * temporaries were made. */
 Test(planner, temporaries_are_the_ones_the_simulator_decides, .timeout = 120) {
   enum { G = 16, IT = 40, MAXT = 32 * 16 };
   chk_loads loads;
@@ -129,16 +131,20 @@ Test(planner, temporaries_are_the_ones_the_simulator_decides, .timeout = 120) {
   pl_plan plan;
   pl_plan_init(&plan);
   int32_t got[3 * MAXT], one[3];
-  int made = 0;
+  int64_t simload[8 * G], served[G], current[G], dropped = -1;
+  cr_assert_leq(L, 8);
+  int made = 0, moved = 0;
   for (int it = 0; it < IT; it++) {
     for (int l = 0; l < L; l++) { /* the simulator */
       const int64_t *c = chk_loads_at(&loads, it, l);
       cr_assert_eq(pl_policy_plan(sim, it, l, c, &plan), PL_OK);
       cr_assert_eq(pl_policy_observe(sim, it, l, c), PL_OK);
     }
-    for (int l = 0; l < L; l++)
+    for (int l = 0; l < L; l++) {
       cr_assert_eq(pl_policy_route_temporaries(sim, l, chk_loads_at(&loads, it, l), &ref[l], &r),
                    PL_OK);
+      memcpy(simload + (size_t)l * G, r.gpu_load, sizeof(int64_t) * G);
+    }
     for (int l = 0; l < L; l++) /* the framework: plans at the boundary */
       cr_assert_eq(pl_planner_plan(p, it, l, NULL, NULL, NULL), PL_OK);
     for (int l = 0; l < L; l++) {
@@ -165,11 +171,24 @@ Test(planner, temporaries_are_the_ones_the_simulator_decides, .timeout = 120) {
         cr_assert_eq(pl_planner_temporaries(p, l, c, one, 1), n);
         cr_assert_eq(memcmp(one, got, sizeof(one)), 0);
       }
+      /* routed as served: the simulator's routing of the layer, which the
+       * temporaries change (against the current placement alone) */
+      double bal = 0;
+      cr_assert_eq(pl_planner_route_served(p, l, c, served, &bal, &dropped), PL_OK);
+      cr_assert_eq(memcmp(served, simload + (size_t)l * G, sizeof(served)), 0,
+                   "iteration %d layer %d: served routing is not the simulator's", it, l);
+      cr_assert(bal >= 1.0 && dropped == 0);
+      cr_assert_eq(pl_planner_route(p, l, c, current, NULL, NULL), PL_OK);
+      moved += n > 0 && memcmp(served, current, sizeof(served)) != 0;
       made += n;
       cr_assert_eq(pl_planner_observe(p, it, l, c), PL_OK);
     }
   }
   cr_assert_gt(made, 0, "the test needs temporaries");
+  cr_assert_gt(moved, 0, "temporaries never changed the served routing");
+  cr_assert_eq(pl_planner_route_served(p, L, chk_loads_at(&loads, 0, 0), served, NULL, NULL),
+               PL_EINVAL);
+  cr_assert_eq(pl_planner_route_served(p, 0, NULL, served, NULL, NULL), PL_EINVAL);
   cr_assert_eq(pl_planner_temporaries(p, L, chk_loads_at(&loads, 0, 0), got, MAXT), PL_EINVAL);
   cr_assert_eq(pl_planner_temporaries(p, 0, NULL, got, MAXT), PL_EINVAL);
   cr_assert_eq(pl_planner_temporaries(p, 0, chk_loads_at(&loads, 0, 0), NULL, 4), PL_EINVAL);

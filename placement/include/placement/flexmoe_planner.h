@@ -112,7 +112,8 @@ int pl_planner_plan_flags(const pl_planner *p, int *background, int *uncharged);
 int pl_planner_placement(const pl_planner *p, int layer, int32_t *out);
 
 /* Routes counts [gpus * experts] over the current placement of a layer
- * (locality first, the policy's capacity if any): per-GPU token slots into
+ * (locality first, the policy's capacity if any; as the iteration is
+ * served, with temporaries: pl_planner_route_served): per-GPU token slots into
  * gpu_load[gpus] (may be NULL), max/mean into *balance (may be NULL) and
  * tokens dropped into *dropped (may be NULL). */
 int pl_planner_route(pl_planner *p, int layer, const int64_t *counts,
@@ -159,6 +160,17 @@ int pl_planner_weights_first(const pl_planner *p, int layer);
  */
 int pl_planner_temporaries(pl_planner *p, int layer, const int64_t *counts, int32_t *out,
                            int max);
+
+/* Appended (issue 17). Routes counts [gpus * experts] as the iteration is
+ * served, the way the simulator's engines and the runtime route it: over
+ * pl_planner_serving's placement plus the layer's temporaries of these
+ * counts (the ones pl_planner_temporaries gives for them), locality first,
+ * the policy's capacity if any. Outputs as pl_planner_route (each may be
+ * NULL). Call it after the iteration's plans; it decides the temporaries
+ * itself, so it may come before or after pl_planner_temporaries. 0 or a
+ * negative code (PL_EINVAL: bad layer, counts or planner). */
+int pl_planner_route_served(pl_planner *p, int layer, const int64_t *counts,
+                            int64_t *gpu_load, double *balance, int64_t *dropped);
 
 #ifdef __cplusplus
 }
