@@ -1204,18 +1204,32 @@ static double fast_scan(pl_temps *t, const model *md, double *bal, double *cost,
   return *bal + *cost;
 }
 
-/* The arrivals of temp[0..n) with their bytes (arrivals_all without the
- * lists): carr of each destination, crmax the latest. O(n). */
-static void fast_arrivals(pl_temps *t, const model *md) {
-  t->crmax = 0;
-  for (int k = 0; k < t->n; k++)
-    t->carr[t->temp[k].to] = 0;
-  for (int k = 0; k < t->n; k++) {
+/* The arrivals of temp[0..n) with their bytes after a step took
+ * temp[from..n): carr of each destination, crmax the latest; the same
+ * values as from scratch (arrivals_all), in O(the temporaries sharing a
+ * link with the new ones). A step adds bytes only to its copies' holders'
+ * outgoing and destinations' incoming links, so only the temporaries to
+ * those destinations or from those holders arrive later, and an arrival
+ * never earlier (arrival() is non-decreasing in every byte count, under
+ * rounding too): each maximum is its old value or one of theirs. */
+static void fast_arrivals(pl_temps *t, const model *md, int from) {
+  for (int k = from; k < t->n; k++) {
     int a = t->temp[k].from, b = t->temp[k].to;
-    double at = arrival(t, md, a, b);
-    t->carr[b] = at > t->carr[b] ? at : t->carr[b];
-    t->crmax = at > t->crmax ? at : t->crmax;
+    t->tnext[2 * k] = t->hto[b];
+    t->hto[b] = k;
+    t->tnext[2 * k + 1] = t->hfrom[a];
+    t->hfrom[a] = k;
   }
+  for (int k = from; k < t->n; k++)
+    for (int side = 0; side < 2; side++) {
+      int head = side ? t->hfrom[t->temp[k].from] : t->hto[t->temp[k].to];
+      for (int j = head; j >= 0; j = t->tnext[2 * j + side]) {
+        int b = t->temp[j].to;
+        double at = arrival(t, md, t->temp[j].from, b);
+        t->carr[b] = at > t->carr[b] ? at : t->carr[b];
+        t->crmax = at > t->crmax ? at : t->crmax;
+      }
+    }
 }
 
 /* Takes the temporary x -> d (its holder from holder()) into the committed
@@ -1468,9 +1482,10 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
   double best = cur0, bbal = bal0, bcost = cost0;
   int bn = 0, worse = 0;
   while (t->n < budget && worse < FAST_PATIENCE(md->G)) {
+    int from = t->n;
     if (!fast_step(t, md, sv, &v))
       break;
-    fast_arrivals(t, md);
+    fast_arrivals(t, md, from);
     double now = fast_scan(t, md, &bal, &cost, &v);
     if (now < best - FAST_EPS * best && bal0 - bal > cfg->margin * (cost - cost0)) {
       best = now, bbal = bal, bcost = cost, bn = t->n;
