@@ -1232,7 +1232,8 @@ static void fast_arrivals(pl_temps *t, const model *md, int from) {
     }
 }
 
-static void fast_orders_update(pl_temps *t, int nchg, int d);
+static void fast_orders_update(pl_temps *t, int nchg, int d, int didle);
+static int fast_busy(const pl_temps *t, int g);
 
 /* Takes the temporary x -> d (its holder from holder()) into the committed
  * state: commit() without the evaluation's prediction and FULL's orders
@@ -1240,9 +1241,10 @@ static void fast_orders_update(pl_temps *t, int nchg, int d);
 static void fast_apply(pl_temps *t, const model *md, const pl_placement *sv, int x, int d) {
   trial tr = {.x = x, .d = d, .h = holder(t, sv, md->gpn, x, d)};
   trial_values(t, md, &tr, 1);
+  int didle = !fast_busy(t, d);
   take_values(t, md->G, tr.nchg);
   add_copy(t, md, x, tr.h, d);
-  fast_orders_update(t, tr.nchg, d);
+  fast_orders_update(t, tr.nchg, d, didle);
   t->temp[t->n++] = (pl_temp){.expert = x, .from = tr.h, .to = d};
   t->stamp++;
   t->ver++;
@@ -1318,38 +1320,53 @@ static void fast_orders_build(pl_temps *t) {
   t->nbusy = 0;
 }
 
-/* After a copy taken (fast_apply): the GPUs chg[0..nchg) (those whose
- * values it changed, marked with the current stamp; d among them) out of
- * both orders, and back in place (binary search) when idle with a free
- * slot; d into the busy list, GPUs without a slot out of it. */
-static void fast_orders_update(pl_temps *t, int nchg, int d) {
-  int G = t->gpus, k = 0, *busy = t->ord + 2 * (size_t)G;
+/* Where g is in order o[0..n) (by its key kv[g]): the entries before it. */
+static int fast_pos(const double *kv, const int *o, int n, int g) {
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (ord_before(kv, o[mid], g))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* After a copy to d taken (fast_apply; didle: d was idle before it): each
+ * GPU of chg[0..nchg) (those whose values it changed, d among them) that
+ * is in the orders slides to its new key's place where its key changed
+ * (a few places: a copy changes keys a little; a source's compute does
+ * not change at all), d leaves them (it is busy now) and joins the busy
+ * list while it has a free slot; GPUs without a slot leave the list. */
+static void fast_orders_update(pl_temps *t, int nchg, int d, int didle) {
+  int G = t->gpus, n = t->nfree, *busy = t->ord + 2 * (size_t)G;
   for (int by = 0; by < 2; by++) {
     int *o = t->ord + (size_t)by * G;
     double *kv = t->okey + (size_t)by * G;
-    k = 0;
-    for (int i = 0; i < t->nfree; i++)
-      if (t->mark[o[i]] != t->stamp)
-        o[k++] = o[i];
+    n = t->nfree;
     for (int i = 0; i < nchg; i++) {
-      int g = t->chg[i], lo = 0, hi = k;
-      if (t->freeslots[g] <= 0 || fast_busy(t, g))
+      int g = t->chg[i];
+      if (g == d ? !didle : t->freeslots[g] <= 0 || fast_busy(t, g))
+        continue; /* not in the orders (a GPU never joins them again) */
+      double v = -fast_key(t, by, g);
+      if (g != d && kv[g] == v)
         continue;
-      kv[g] = -fast_key(t, by, g);
-      while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (ord_before(kv, o[mid], g))
-          lo = mid + 1;
-        else
-          hi = mid;
+      int p = fast_pos(kv, o, n, g);
+      if (g == d) {
+        for (n--; p < n; p++)
+          o[p] = o[p + 1];
+        continue;
       }
-      for (int j = k; j > lo; j--)
-        o[j] = o[j - 1];
-      o[lo] = g;
-      k++;
+      kv[g] = v;
+      for (; p > 0 && ord_before(kv, g, o[p - 1]); p--)
+        o[p] = o[p - 1];
+      for (; p < n - 1 && ord_before(kv, o[p + 1], g); p++)
+        o[p] = o[p + 1];
+      o[p] = g;
     }
   }
-  t->nfree = k;
+  t->nfree = n;
   int nb = 0, in = 0;
   for (int i = 0; i < t->nbusy; i++) {
     in |= busy[i] == d;
