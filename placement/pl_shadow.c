@@ -189,6 +189,18 @@ static double arrival(const pl_temps *t, const model *md, int a, int b) {
   return lat + (in > out ? in : out);
 }
 
+/* arrival(t, md, a, b) with one more copy's bytes on a's and b's links
+ * (the same doubles as copy_bytes(+1), arrival, copy_bytes(-1), without
+ * changing the state). */
+static double arrival_with(const pl_temps *t, const model *md, int a, int b) {
+  int inter = a / md->gpn != b / md->gpn;
+  double lat = (inter ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6, p = md->pbytes;
+  double in = inter ? link_us(md, t->oin[b], t->xin[b] + p) : link_us(md, t->oin[b] + p, t->xin[b]);
+  double out =
+      inter ? link_us(md, t->oout[a], t->xout[a] + p) : link_us(md, t->oout[a] + p, t->xout[a]);
+  return lat + (in > out ? in : out);
+}
+
 /* The latest arrival at b of the temporaries copied to it, at least v
  * (b's other arrival so far); each raises *rmax, the latest of all. */
 static double latest_arrival(const pl_temps *t, const model *md, int b, double v,
@@ -1432,6 +1444,10 @@ static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, 
   double rest2 = (t->rem[x] - (had ? 0 : t->ns[id])) / (t->nrep[x] + 1);
   double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
   *c = t->own[g] + t->tmp[g];
+  if (g != d && !t->hosts[(size_t)g * E + x] && (ng != nd || had)) {
+    *a = t->a2a[g]; /* unchanged: a2a_us of the same h, as build or a copy made it */
+    return;
+  }
   if (g == d) {
     double nodd = had ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
     *c += pl_ffn_us(md->prof, cd + nodd + rest2);
@@ -1475,9 +1491,7 @@ static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
     am = a > am ? a : am;
   }
   int h = holder(t, sv, md->gpn, x, d);
-  copy_bytes(t, md, h, d, 1);
-  double arr = arrival(t, md, h, d);
-  copy_bytes(t, md, h, d, -1);
+  double arr = arrival_with(t, md, h, d);
   double ready = t->own[d] > arr ? t->own[d] : arr;
   double back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
   t->rcost = arr > t->rcost ? arr : t->rcost;
