@@ -1244,19 +1244,13 @@ static void fast_arrivals(pl_temps *t, const model *md, int from) {
     }
 }
 
-static void fast_orders_update(pl_temps *t, int nchg, int d, int didle);
-static int fast_busy(const pl_temps *t, int g);
-
 /* Takes the temporary x -> d (its holder from holder()) into the committed
- * state: commit() without the evaluation's prediction and FULL's orders
- * (FAST's free-GPU orders updated instead). */
+ * state: commit() without the evaluation's prediction and the orders. */
 static void fast_apply(pl_temps *t, const model *md, const pl_placement *sv, int x, int d) {
   trial tr = {.x = x, .d = d, .h = holder(t, sv, md->gpn, x, d)};
   trial_values(t, md, &tr, 1);
-  int didle = !fast_busy(t, d);
   take_values(t, md->G, tr.nchg);
   add_copy(t, md, x, tr.h, d);
-  fast_orders_update(t, tr.nchg, d, didle);
   t->temp[t->n++] = (pl_temp){.expert = x, .from = tr.h, .to = d};
   t->stamp++;
   t->ver++;
@@ -1291,125 +1285,40 @@ static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
   return best;
 }
 
-/* FAST's free GPUs in order (fast_first: fast_least over every GPU
- * without a scan; at 64 GPUs the scans were a quarter of a decision).
- * fast_least prefers a GPU no copy is sent to (idle), then the least key,
- * then the lowest id. The idle GPUs with a free slot are kept in two
- * orders, t->ord by compute and t->ord + G by all-to-all, by the key
- * ascending, then by id (ord_before on the negated keys in t->okey: the
- * same comparisons as fast_least's on the same doubles); the GPUs a copy
- * is sent to with a free slot in a list (t->ord + 2G, t->nbusy; few).
- * fast_first walks an order to its first GPU without a copy of x (a few
- * steps: x has few copies), else the list. A copy changes the keys of the
- * GPUs its trial marked (take_values) and d's slots and idleness (d is
- * marked): those leave the orders and the idle ones with a slot are put
- * back in place (binary search); a GPU a copy is sent to stays busy and
- * slots only fill, so the list only grows until its GPUs fill. */
-static double fast_key(const pl_temps *t, int by, int g) {
-  return by ? t->a2a[g] : t->own[g] + t->tmp[g];
+/* fast_least()'s running choice: the GPU so far, whether a copy is sent
+ * to it, its key. */
+typedef struct fast_acc {
+  int best, busy;
+  double bv;
+} fast_acc;
+
+static inline void fast_acc_put(fast_acc *a, int g, int b, double v) {
+  if (b <= a->busy && (a->best < 0 || b < a->busy || v < a->bv))
+    a->best = g, a->busy = b, a->bv = v;
 }
 
-static int fast_busy(const pl_temps *t, int g) {
-  return t->oin[g] > 0 || t->xin[g] > 0;
-}
-
-/* The two orders from scratch (after build and free_slots: every GPU
- * idle). */
-static void fast_orders_build(pl_temps *t) {
-  int G = t->gpus, n = 0;
-  for (int by = 0; by < 2; by++) {
-    int *o = t->ord + (size_t)by * G;
-    double *kv = t->okey + (size_t)by * G;
-    n = 0;
-    for (int g = 0; g < G; g++)
-      if (t->freeslots[g] > 0) {
-        o[n++] = g;
-        kv[g] = -fast_key(t, by, g);
-      }
-    ord_sort(kv, o, n, t->ordtmp);
-  }
-  t->nfree = n;
-  t->nbusy = 0;
-}
-
-/* Where g is in order o[0..n) (by its key kv[g]): the entries before it. */
-static int fast_pos(const double *kv, const int *o, int n, int g) {
-  int lo = 0, hi = n;
-  while (lo < hi) {
-    int mid = (lo + hi) / 2;
-    if (ord_before(kv, o[mid], g))
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
-/* After a copy to d taken (fast_apply; didle: d was idle before it): each
- * GPU of chg[0..nchg) (those whose values it changed, d among them) that
- * is in the orders slides to its new key's place where its key changed
- * (a few places: a copy changes keys a little; a source's compute does
- * not change at all), d leaves them (it is busy now) and joins the busy
- * list while it has a free slot; GPUs without a slot leave the list. */
-static void fast_orders_update(pl_temps *t, int nchg, int d, int didle) {
-  int G = t->gpus, n = t->nfree, *busy = t->ord + 2 * (size_t)G;
-  for (int by = 0; by < 2; by++) {
-    int *o = t->ord + (size_t)by * G;
-    double *kv = t->okey + (size_t)by * G;
-    n = t->nfree;
-    for (int i = 0; i < nchg; i++) {
-      int g = t->chg[i];
-      if (g == d ? !didle : t->freeslots[g] <= 0 || fast_busy(t, g))
-        continue; /* not in the orders (a GPU never joins them again) */
-      double v = -fast_key(t, by, g);
-      if (g != d && kv[g] == v)
-        continue;
-      int p = fast_pos(kv, o, n, g);
-      if (g == d) {
-        for (n--; p < n; p++)
-          o[p] = o[p + 1];
-        continue;
-      }
-      kv[g] = v;
-      for (; p > 0 && ord_before(kv, g, o[p - 1]); p--)
-        o[p] = o[p - 1];
-      for (; p < n - 1 && ord_before(kv, o[p + 1], g); p++)
-        o[p] = o[p + 1];
-      o[p] = g;
-    }
-  }
-  t->nfree = n;
-  int nb = 0, in = 0;
-  for (int i = 0; i < t->nbusy; i++) {
-    in |= busy[i] == d;
-    if (t->freeslots[busy[i]] > 0)
-      busy[nb++] = busy[i];
-  }
-  if (!in && t->freeslots[d] > 0)
-    busy[nb++] = d;
-  t->nbusy = nb;
-}
-
-/* fast_least(t, x, 0, G, by) from the orders: the first idle GPU of
- * order `by` without a copy of x, else the busy GPU without one with the
- * least key (ties: lowest id); -1 if none or no expert. */
-static int fast_first(const pl_temps *t, int x, int by) {
-  if (x < 0)
-    return -1;
-  const int *o = t->ord + (size_t)by * t->gpus, *busy = t->ord + 2 * (size_t)t->gpus;
+/* fast_least(t, x, ...) of node ng by compute (a[0]) and by all-to-all
+ * (a[1]), of node bn by compute (a[2]; none when bn < 0) and of all GPUs
+ * by `by` (a[3]), in one pass in increasing id: the same GPUs. */
+static void fast_least4(const pl_temps *t, int x, int gpn, int ng, int bn, int by,
+                        fast_acc a[4]) {
+  int E = t->experts, G = t->gpus;
+  for (int k = 0; k < 4; k++)
+    a[k] = (fast_acc){.best = -1, .busy = 1, .bv = 0};
   const unsigned char *hs = t->hosts + x;
-  for (int i = 0; i < t->nfree; i++)
-    if (!hs[(size_t)o[i] * t->experts])
-      return o[i];
-  int best = -1;
-  double bv = 0;
-  for (int i = 0; i < t->nbusy; i++) {
-    int g = busy[i];
-    double v = fast_key(t, by, g);
-    if (!hs[(size_t)g * t->experts] && (best < 0 || v < bv || (v == bv && g < best)))
-      best = g, bv = v;
+  for (int g = 0; g < G; g++) {
+    if (t->freeslots[g] <= 0 || hs[(size_t)g * E])
+      continue;
+    int b = t->oin[g] > 0 || t->xin[g] > 0, n = g / gpn;
+    double c = t->own[g] + t->tmp[g], l = t->a2a[g];
+    if (n == ng) {
+      fast_acc_put(&a[0], g, b, c);
+      fast_acc_put(&a[1], g, b, l);
+    }
+    if (n == bn)
+      fast_acc_put(&a[2], g, b, c);
+    fast_acc_put(&a[3], g, b, by ? l : c);
   }
-  return best;
 }
 
 /* The expert of g's node's sources (on g: g itself) that g sends the most
@@ -1523,17 +1432,15 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
     if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
       bn = n;
   }
-  /* the destinations first (scoring leaves the state as it was): g's
-   * node's and bn's scanned, anywhere from the orders */
-  int a[4] = {fast_least(t, x, ng * gpn, (ng + 1) * gpn, 0),
-              fast_least(t, x, ng * gpn, (ng + 1) * gpn, 1),
-              bn >= 0 ? fast_least(t, x, bn * gpn, (bn + 1) * gpn, 0) : -1,
-              fast_first(t, x, by)};
-  fast_consider(t, md, sv, v, x, a[0], bx, bd, bs);
-  fast_consider(t, md, sv, v, x, a[1], bx, bd, bs);
+  /* the four fast_least() of the destinations in one pass over the GPUs
+   * (the same GPUs: scoring leaves the state as it was) */
+  fast_acc a[4];
+  fast_least4(t, x, gpn, ng, bn, by, a);
+  fast_consider(t, md, sv, v, x, a[0].best, bx, bd, bs);
+  fast_consider(t, md, sv, v, x, a[1].best, bx, bd, bs);
   if (bn >= 0)
-    fast_consider(t, md, sv, v, x, a[2], bx, bd, bs);
-  fast_consider(t, md, sv, v, x, a[3], bx, bd, bs);
+    fast_consider(t, md, sv, v, x, a[2].best, bx, bd, bs);
+  fast_consider(t, md, sv, v, x, a[3].best, bx, bd, bs);
 }
 
 /* One step: candidates scored in closed form (fast_score), no model
@@ -1551,7 +1458,7 @@ static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const
   if (ga != v->gm || xa != xm) /* else the same candidates but the last */
     fast_try(t, md, sv, v, xa, ga, 1, &bx[1], &bd[1], &bs[1]);
   else
-    fast_consider(t, md, sv, v, xa, fast_first(t, xa, 1), &bx[1], &bd[1], &bs[1]);
+    fast_consider(t, md, sv, v, xa, fast_least(t, xa, 0, G, 1), &bx[1], &bd[1], &bs[1]);
   double io = t->h[ga], xo = t->h[2 * G + ga];
   int inter = xo * md->tb / md->inter_Bps > io * md->tb / md->c->intra_Bps;
   int xs = fast_sent_most(t, md, ga, inter);
@@ -1585,7 +1492,6 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
                         const pl_placement *sv, int budget) {
   double bal0, cost0, bal, cost;
   fast_view v;
-  fast_orders_build(t);
   double cur0 = fast_scan(t, md, &bal0, &cost0, &v);
   double best = cur0, bbal = bal0, bcost = cost0;
   int bn = 0, worse = 0;

@@ -207,7 +207,6 @@ typedef struct pl_temps {
   int wx, wver;
   int hx, hver, hbest;        /* expert hx's holder off a node without a replica */
   int64_t *isum;             /* [2E] build's integer sums of a node, its in-node masks */
-  int nfree, nbusy;          /* FAST: GPUs in its orders of free GPUs, its busy list (pl_shadow.c) */
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
