@@ -833,16 +833,16 @@ static uint64_t fold_decision(uint64_t h, const pl_temps *t) {
   return h;
 }
 
-/* The FAST search decides on random cases exactly as the scans of every
- * GPU did before the free-GPU orders and the arrivals after a step only
- * for the temporaries sharing a link (issue 17 step 5, exact speed-ups):
- * every decision of 80 seeded cases x 4 configurations (margins, budget,
- * gradients hidden) and of 40 cases on 2 or 4 GPUs with many slots, folded into one hash, equals the hash recorded with
- * d7d6140's library. The cases have many GPUs holding nothing (equal
- * compute keys: the lowest id must win), plans in flight filling slots
- * (GPUs leave the orders) and sets of up to dozens of temporaries (GPUs a
- * copy is sent to leave the idle orders); a wrong tie, a stale key, a
- * GPU missed by an update or an arrival not raised changes the hash. */
+/* The FAST search decides on random cases exactly as d7d6140's library
+ * did (issue 17 step 5: its speed-ups must be exact): every decision of
+ * 80 seeded cases x 4 configurations (margins, budget, gradients hidden)
+ * and of 40 cases on 2 or 4 GPUs with many slots, folded into one hash,
+ * equals the hash recorded with that library. The cases have many GPUs
+ * holding nothing (equal compute keys: the lowest id must win), plans in
+ * flight filling slots, sets of up to dozens of temporaries and GPUs sent
+ * several copies; a changed tie, a stale value, an arrival not raised
+ * (fast_arrivals after a step) or a candidate's arrival or all-to-all read
+ * otherwise changes the hash. */
 Test(shadow, fast_search_decides_as_before_its_exact_speed_ups) {
   uint64_t seed = 59, h = 1469598103934665603ull;
   const pl_temps_cfg cfgs[4] = {
