@@ -189,6 +189,18 @@ static double arrival(const pl_temps *t, const model *md, int a, int b) {
   return lat + (in > out ? in : out);
 }
 
+/* arrival(t, md, a, b) with one more copy's bytes on a's and b's links
+ * (the same doubles as copy_bytes(+1), arrival, copy_bytes(-1), without
+ * changing the state). */
+static double arrival_with(const pl_temps *t, const model *md, int a, int b) {
+  int inter = a / md->gpn != b / md->gpn;
+  double lat = (inter ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6, p = md->pbytes;
+  double in = inter ? link_us(md, t->oin[b], t->xin[b] + p) : link_us(md, t->oin[b] + p, t->xin[b]);
+  double out =
+      inter ? link_us(md, t->oout[a], t->xout[a] + p) : link_us(md, t->oout[a] + p, t->xout[a]);
+  return lat + (in > out ? in : out);
+}
+
 /* The latest arrival at b of the temporaries copied to it, at least v
  * (b's other arrival so far); each raises *rmax, the latest of all. */
 static double latest_arrival(const pl_temps *t, const model *md, int b, double v,
@@ -1204,18 +1216,32 @@ static double fast_scan(pl_temps *t, const model *md, double *bal, double *cost,
   return *bal + *cost;
 }
 
-/* The arrivals of temp[0..n) with their bytes (arrivals_all without the
- * lists): carr of each destination, crmax the latest. O(n). */
-static void fast_arrivals(pl_temps *t, const model *md) {
-  t->crmax = 0;
-  for (int k = 0; k < t->n; k++)
-    t->carr[t->temp[k].to] = 0;
-  for (int k = 0; k < t->n; k++) {
+/* The arrivals of temp[0..n) with their bytes after a step took
+ * temp[from..n): carr of each destination, crmax the latest; the same
+ * values as from scratch (arrivals_all), in O(the temporaries sharing a
+ * link with the new ones). A step adds bytes only to its copies' holders'
+ * outgoing and destinations' incoming links, so only the temporaries to
+ * those destinations or from those holders arrive later, and an arrival
+ * never earlier (arrival() is non-decreasing in every byte count, under
+ * rounding too): each maximum is its old value or one of theirs. */
+static void fast_arrivals(pl_temps *t, const model *md, int from) {
+  for (int k = from; k < t->n; k++) {
     int a = t->temp[k].from, b = t->temp[k].to;
-    double at = arrival(t, md, a, b);
-    t->carr[b] = at > t->carr[b] ? at : t->carr[b];
-    t->crmax = at > t->crmax ? at : t->crmax;
+    t->tnext[2 * k] = t->hto[b];
+    t->hto[b] = k;
+    t->tnext[2 * k + 1] = t->hfrom[a];
+    t->hfrom[a] = k;
   }
+  for (int k = from; k < t->n; k++)
+    for (int side = 0; side < 2; side++) {
+      int head = side ? t->hfrom[t->temp[k].from] : t->hto[t->temp[k].to];
+      for (int j = head; j >= 0; j = t->tnext[2 * j + side]) {
+        int b = t->temp[j].to;
+        double at = arrival(t, md, t->temp[j].from, b);
+        t->carr[b] = at > t->carr[b] ? at : t->carr[b];
+        t->crmax = at > t->crmax ? at : t->crmax;
+      }
+    }
 }
 
 /* Takes the temporary x -> d (its holder from holder()) into the committed
@@ -1327,6 +1353,10 @@ static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, 
   double rest2 = (t->rem[x] - (had ? 0 : t->ns[id])) / (t->nrep[x] + 1);
   double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
   *c = t->own[g] + t->tmp[g];
+  if (g != d && !t->hosts[(size_t)g * E + x] && (ng != nd || had)) {
+    *a = t->a2a[g]; /* unchanged: a2a_us of the same h, as build or a copy made it */
+    return;
+  }
   if (g == d) {
     double nodd = had ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
     *c += pl_ffn_us(md->prof, cd + nodd + rest2);
@@ -1370,9 +1400,7 @@ static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
     am = a > am ? a : am;
   }
   int h = holder(t, sv, md->gpn, x, d);
-  copy_bytes(t, md, h, d, 1);
-  double arr = arrival(t, md, h, d);
-  copy_bytes(t, md, h, d, -1);
+  double arr = arrival_with(t, md, h, d);
   double ready = t->own[d] > arr ? t->own[d] : arr;
   double back = t->crmax > md->hide_us ? t->crmax : md->hide_us;
   t->rcost = arr > t->rcost ? arr : t->rcost;
@@ -1468,9 +1496,10 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
   double best = cur0, bbal = bal0, bcost = cost0;
   int bn = 0, worse = 0;
   while (t->n < budget && worse < FAST_PATIENCE(md->G)) {
+    int from = t->n;
     if (!fast_step(t, md, sv, &v))
       break;
-    fast_arrivals(t, md);
+    fast_arrivals(t, md, from);
     double now = fast_scan(t, md, &bal, &cost, &v);
     if (now < best - FAST_EPS * best && bal0 - bal > cfg->margin * (cost - cost0)) {
       best = now, bbal = bal, bcost = cost, bn = t->n;

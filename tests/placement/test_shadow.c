@@ -820,3 +820,75 @@ Test(shadow, a_decision_is_the_same_over_its_reported_grad_hide_range) {
   cr_assert_gt(open, 20, "only %d decisions reported an open range", open);
   cr_assert_gt(differ, 0, "no case whose decision depends on grad_hide_us");
 }
+
+/* FNV-1a of one decision (n, temporaries in order, gain and cost to the
+ * bit) folded into h. */
+static uint64_t fold_decision(uint64_t h, const pl_temps *t) {
+  const unsigned char *p[4] = {(const void *)&t->n, (const void *)t->temp,
+                               (const void *)&t->gain_us, (const void *)&t->cost_us};
+  size_t n[4] = {sizeof(t->n), (size_t)t->n * sizeof(pl_temp), sizeof(double), sizeof(double)};
+  for (int k = 0; k < 4; k++)
+    for (size_t i = 0; i < n[k]; i++)
+      h = (h ^ p[k][i]) * 1099511628211ull;
+  return h;
+}
+
+/* The FAST search decides on random cases exactly as d7d6140's library
+ * did (issue 17 step 5: its speed-ups must be exact): every decision of
+ * 80 seeded cases x 4 configurations (margins, budget, gradients hidden)
+ * and of 40 cases on 2 or 4 GPUs with many slots, folded into one hash,
+ * equals the hash recorded with that library. The cases have many GPUs
+ * holding nothing (equal compute keys: the lowest id must win), plans in
+ * flight filling slots, sets of up to dozens of temporaries and GPUs sent
+ * several copies; a changed tie, a stale value, an arrival not raised
+ * (fast_arrivals after a step) or a candidate's arrival or all-to-all read
+ * otherwise changes the hash. */
+Test(shadow, fast_search_decides_as_before_its_exact_speed_ups) {
+  uint64_t seed = 59, h = 1469598103934665603ull;
+  const pl_temps_cfg cfgs[4] = {
+      {.margin = 1.0, .search = PL_TEMPS_SEARCH_FAST},
+      {.margin = 1.5, .search = PL_TEMPS_SEARCH_FAST, .grad_hide_us = 40},
+      {.margin = 1.0, .max_temps = 3, .search = PL_TEMPS_SEARCH_FAST},
+      {.margin = 1.0, .search = PL_TEMPS_SEARCH_FAST, .grad_hide_us = 1e9}};
+  int taken = 0, many = 0;
+  for (int rep = 0; rep < 80; rep++) {
+    fast_case c;
+    fast_case_make(&c, &seed);
+    pl_temps t;
+    cr_assert_eq(pl_temps_init(&t, c.E, c.G, c.S), PL_OK);
+    for (int k = 0; k < 4; k++) {
+      const pl_placement *cur = k % 2 ? &c.cur : NULL;
+      cr_assert_eq(pl_temps_decide(&t, &cfgs[k], &c.env.cluster, &c.env.model, &c.env.profile,
+                                   &c.sv, cur, c.counts, c.S), PL_OK);
+      h = fold_decision(h, &t);
+      taken += t.n > 0;
+      many += t.n >= 8;
+    }
+    pl_temps_fini(&t);
+    fast_case_free(&c);
+  }
+  /* few GPUs with many free slots: every GPU is soon sent a copy, and
+   * the later copies go to busy GPUs (fast_first's list) */
+  for (int rep = 0; rep < 40; rep++) {
+    int G = 2 + 2 * (rep % 2), E = 12 + rep % 5, S = E;
+    pl_env env = chk_env(1, E, G, 2, S);
+    pl_placement sv;
+    cr_assert_eq(pl_placement_init(&sv, E, G, S), PL_OK);
+    cr_assert_eq(pl_placement_static(&sv), PL_OK);
+    int64_t *counts = calloc((size_t)G * E, sizeof(int64_t));
+    for (int i = 0; i < G * E; i++)
+      counts[i] = (int64_t)(chk_rng(&seed) % 4000) * (1 + (i % E) % 3);
+    pl_temps t;
+    cr_assert_eq(pl_temps_init(&t, E, G, S), PL_OK);
+    cr_assert_eq(pl_temps_decide(&t, &cfgs[rep % 4], &env.cluster, &env.model, &env.profile,
+                                 &sv, NULL, counts, S), PL_OK);
+    h = fold_decision(h, &t);
+    many += t.n >= 8;
+    pl_temps_fini(&t);
+    free(counts);
+    pl_placement_fini(&sv);
+  }
+  cr_assert_gt(taken, 150, "only %d of 320 decisions took temporaries", taken);
+  cr_assert_gt(many, 20, "only %d decisions took 8 or more", many);
+  cr_assert_eq(h, 0xd2359e8845de391dull, "decisions hash %016llx", (unsigned long long)h);
+}
