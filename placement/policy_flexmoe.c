@@ -1391,6 +1391,21 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   return rc;
 }
 
+/* pl_policy_ops.route_ready: the layer's temporaries (fx_temporaries)
+ * read, beyond its own state, only the layer times of the layers below it
+ * (fx_grad_hide_us) once every one of those is known; until then the mean
+ * over all layers, which later plans change. Without temporaries the
+ * layer's routing reads its own placements only. */
+static int fx_route_ready(void *state, int layer) {
+  const fx_state *s = state;
+  if (!s->shadow)
+    return 1;
+  for (int l = 0; l < layer; l++)
+    if (s->lay_us[l] < 0)
+      return 0;
+  return 1;
+}
+
 const pl_policy_ops pl_policy_flexmoe_ops = {
     .name = "flexmoe",
     .summary = "FlexMoE: monitor, trigger on imbalance and gain > cost, greedy expand/shrink/migrate",
@@ -1402,4 +1417,5 @@ const pl_policy_ops pl_policy_flexmoe_ops = {
     .capacity = NULL,
     .fini = fx_fini,
     .temporaries = fx_temporaries,
+    .route_ready = fx_route_ready,
 };
