@@ -762,6 +762,11 @@ int pl_policy_route_ready(const pl_policy *p, int layer) {
     return 1;
   return p->ops->route_ready ? p->ops->route_ready(p->state, layer) != 0 : 0;
 }
+int pl_policy_ahead(pl_policy *p, int iteration, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers || iteration < 0)
+    return PL_EINVAL;
+  return p->ops->ahead ? p->ops->ahead(p->state, iteration, layer, &p->cur[layer]) : PL_OK;
+}
 int pl_policy_observe(pl_policy *p, int iteration, int layer,
                       const int64_t *counts) {
   if (!p || !counts || layer < 0 || layer >= p->env.layers)

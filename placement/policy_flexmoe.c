@@ -117,6 +117,18 @@ typedef struct fx_pend {
   double before, after, gh;
 } fx_pend;
 
+/* restart=1: the restart greedy of a layer's next plan worked out ahead
+ * (fx_ahead_op, on a helper thread of the simulator): the scenarios it ran
+ * on (K x E, with the policy's fixed parameters all its inputs) and its
+ * result; try_restart takes it when its own scenarios are the same bits. */
+typedef struct fx_ahead {
+  int valid, K;
+  double *scen;   /* [max(scenarios, noise + 1) x E] */
+  double *gload;  /* [G] scratch of the trigger's balance */
+  double layer_us;
+  pl_placement p; /* the greedy's placement */
+} fx_ahead;
+
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
@@ -165,6 +177,7 @@ typedef struct fx_state {
   fx_last *last; /* [layers] shadow=1, payback > 0, guard=1: the engines' last decision */
   double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
   int *pay_n;                                    /* [layers] iterations judged; -1: none open */
+  fx_ahead *ahead; /* [layers] restart=1: each layer's restart worked out ahead, or NULL */
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -190,6 +203,12 @@ static void fx_fini(void *state) {
   pl_routing_fini(&s->r);
   pl_temps_fini(&s->tg);
   pl_placement_fini(&s->alt);
+  for (int l = 0; s->ahead && l < s->env.layers; l++) {
+    pl_free(s->ahead[l].scen);
+    pl_free(s->ahead[l].gload);
+    pl_placement_fini(&s->ahead[l].p);
+  }
+  pl_free(s->ahead);
   for (int l = 0; s->pay_old && l < s->env.layers; l++) {
     pl_placement_fini(&s->pay_old[l]);
     pl_placement_fini(&s->pay_new[l]);
@@ -626,6 +645,10 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   if ((s->restart || s->rebuild || s->guard) &&
       (rc = pl_placement_init(&s->alt, env->experts, env->cluster.gpus, env->cluster.slots)))
     goto fail;
+  if (s->restart && !(s->ahead = pl_calloc((size_t)env->layers, sizeof(fx_ahead)))) {
+    rc = PL_ENOMEM;
+    goto fail;
+  }
   s->need = pl_calloc((size_t)env->experts, sizeof(int));
   s->key = pl_calloc((size_t)env->experts, sizeof(double));
   s->per = pl_calloc((size_t)env->experts, sizeof(double));
@@ -839,28 +862,97 @@ static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, 
   return PL_OK;
 }
 
+static const double *fx_scenarios_to(const fx_state *s, int layer, const double *load,
+                                     double *nscen, int *K);
+
+/* The restart's greedy: from the static layout in p (no migration term),
+ * on scenarios scen [K x E]; its estimated layer time in *layer_us. A pure
+ * function of the scenarios and the policy's fixed parameters. */
+static int restart_run(const fx_state *s, pl_placement *p, const double *scen, int K,
+                       double *layer_us) {
+  const pl_env *env = &s->env;
+  int rc = pl_placement_static(p);
+  if (rc)
+    return rc;
+  pl_greedy g;
+  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, p, scen, K, s->slots,
+                           0.0)) != 0)
+    return rc;
+  rc = pl_greedy_run(&g, 4 * s->max_steps);
+  *layer_us = pl_greedy_layer_us(&g);
+  pl_greedy_fini(&g);
+  return rc;
+}
+
+/* The layer's restart worked out ahead (fx_ahead_op) when it ran on these
+ * very scenarios, or NULL; either way the layer's one is used up. */
+static const fx_ahead *fx_ahead_take(fx_state *s, int layer, const double *scen, int K) {
+  fx_ahead *a = s->ahead ? &s->ahead[layer] : NULL;
+  if (!a || !a->valid)
+    return NULL;
+  a->valid = 0;
+  size_t n = (size_t)K * s->env.experts;
+  return a->K == K && !memcmp(a->scen, scen, n * sizeof(double)) ? a : NULL;
+}
+
 /* The restart candidate: the same greedy run from the static layout (no
- * migration term while it runs), then charged the migration from the
+ * migration term while it runs; restart_run, or its result worked out
+ * ahead on the same scenarios), then charged the migration from the
  * current placement, amortised over the horizon like the incremental plan;
  * it replaces the incremental plan in plan->placement if cheaper. The
  * incremental greedy only walks downhill from where it is, so after many
  * small plans it can sit in a local optimum that a fresh start avoids. */
 static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                        const double *scen, int K, double *after, double *adjust, int *steps) {
-  const pl_env *env = &s->env;
-  int rc = pl_placement_static(&s->alt);
+  double layer_us = 0;
+  const fx_ahead *a = fx_ahead_take(s, layer, scen, K);
+  int rc = a ? pl_placement_copy(&s->alt, &a->p) : restart_run(s, &s->alt, scen, K, &layer_us);
   if (rc)
     return rc;
-  pl_greedy g;
-  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
-                           s->slots, 0.0)) != 0)
-    return rc;
-  rc = pl_greedy_run(&g, 4 * s->max_steps);
-  double layer_us = pl_greedy_layer_us(&g);
-  pl_greedy_fini(&g);
-  if (rc)
-    return rc;
+  if (a)
+    layer_us = a->layer_us;
   return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
+}
+
+/*
+ * pl_policy_ops.ahead: after the observation of iteration `iteration`, the
+ * restart greedy of the layer's plan of iteration + 1 (try_restart), when
+ * that plan will run one: its trigger (interval, an estimate, the balance
+ * of `current` under it) passes. Its inputs are the layer's estimate and
+ * histories, which only the layer's observation changes, and the fixed
+ * parameters; try_restart compares the scenarios bit for bit before it
+ * takes the result, so every plan is the one it makes alone. Writes only
+ * the layer's fx_ahead.
+ */
+static int fx_ahead_op(void *state, int iteration, int layer, const pl_placement *current) {
+  fx_state *s = state;
+  fx_ahead *a = s->ahead ? &s->ahead[layer] : NULL;
+  if (!a)
+    return PL_OK;
+  a->valid = 0;
+  const pl_env *env = &s->env;
+  const double *load = pl_monitor_estimate(&s->mon, layer);
+  int next = iteration + 1, E = env->experts, G = env->cluster.gpus, K;
+  if (next % s->interval != 0 || !load)
+    return PL_OK;
+  int R = s->scenarios > s->noise + 1 ? s->scenarios : s->noise + 1;
+  if (!a->scen && !(a->scen = pl_calloc((size_t)R * E, sizeof(double))))
+    return PL_ENOMEM;
+  if (!a->gload && !(a->gload = pl_calloc((size_t)G, sizeof(double))))
+    return PL_ENOMEM;
+  if (!(pl_even_balance(current, load, a->gload) > s->threshold))
+    return PL_OK;
+  int rc;
+  if (!a->p.nrep && (rc = pl_placement_init(&a->p, E, G, env->cluster.slots)) != 0)
+    return rc;
+  const double *scen = fx_scenarios_to(s, layer, load, a->scen, &K);
+  if (scen != a->scen)
+    memcpy(a->scen, scen, (size_t)K * E * sizeof(double));
+  if ((rc = restart_run(s, &a->p, a->scen, K, &a->layer_us)) != 0)
+    return rc;
+  a->K = K;
+  a->valid = 1;
+  return PL_OK;
 }
 
 /*
@@ -1136,8 +1228,10 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
  * the last min(seen, scenarios) observed loads in ring order; with noise,
  * the prediction and the prediction plus each of the last `noise`
  * per-iteration changes (scenarios of the next load centred on the
- * prediction with the spread routing has shown); else the prediction. */
-static const double *fx_scenarios(fx_state *s, int layer, const double *load, int *K) {
+ * prediction with the spread routing has shown, written into nscen
+ * [(noise + 1) x E]); else the prediction. Reads the layer's state only. */
+static const double *fx_scenarios_to(const fx_state *s, int layer, const double *load,
+                                     double *nscen, int *K) {
   const pl_env *env = &s->env;
   int k0 = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
   const double *scen = k0 > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
@@ -1146,16 +1240,21 @@ static const double *fx_scenarios(fx_state *s, int layer, const double *load, in
     int R = s->noise + 1, E = env->experts;
     int64_t t = s->seen[layer] - 1;
     const double *h = s->nhist + (size_t)layer * R * E;
-    memcpy(s->nscen, load, sizeof(double) * (size_t)E);
+    memcpy(nscen, load, sizeof(double) * (size_t)E);
     for (int k = 1; k <= s->noise; k++) {
       const double *a = h + (size_t)((t - k + 1) % R) * E, *b = h + (size_t)((t - k) % R) * E;
       for (int e = 0; e < E; e++)
-        s->nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
+        nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
     }
-    scen = s->nscen;
+    scen = nscen;
     *K = R;
   }
   return scen;
+}
+
+/* fx_scenarios_to into the policy's own scratch. */
+static const double *fx_scenarios(fx_state *s, int layer, const double *load, int *K) {
+  return fx_scenarios_to(s, layer, load, s->nscen, K);
 }
 
 /* Link time before layer `layer`'s forward needs its weights (its
@@ -1418,4 +1517,5 @@ const pl_policy_ops pl_policy_flexmoe_ops = {
     .fini = fx_fini,
     .temporaries = fx_temporaries,
     .route_ready = fx_route_ready,
+    .ahead = fx_ahead_op,
 };

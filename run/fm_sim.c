@@ -748,7 +748,8 @@ typedef struct simrun {
   int *shadow;                  /* [nbuf L E] */
   int64_t *ver, *snap_ver;      /* [L], [nbuf L] */
   const pl_placement **serving; /* [L] the layer's serving placement last seen */
-  int route_slot;               /* slot of layer 0 that simrun_route fills */
+  int route_slot;               /* slot of layer 0 that simrun_plan_route fills */
+  int64_t route_it;             /* the iteration it routes */
   double worst[2];              /* each buffered iteration's worst layer balance */
   char eng_msg[1024];           /* the engine's failure (it runs beside the policy) */
   sim_engine eng;
@@ -964,7 +965,7 @@ static int simrun_policy_fail(simrun *w, int64_t it, int l, int prc) {
 
 /* Layer l of iteration it through the policy, on the caller's thread: its
  * counts (cache), the plan, and the observation; FM_OK or FM_EFAIL. The
- * routing of the layer (simrun_route) reads only the serving placement,
+ * routing of the layer (route_layer) reads only the serving placement,
  * which the plan alone changes, so it may follow the observation. */
 static int simrun_policy(simrun *w, int64_t it, int l) {
   pl_policy *pol = w->r.policy;
@@ -977,6 +978,10 @@ static int simrun_policy(simrun *w, int64_t it, int l) {
   return FM_OK;
 }
 
+/* Layer l of iteration w->route_it routed (with its temporaries), then,
+ * on a run with helper threads and another iteration to come, the
+ * policy's work ahead for the layer's next plan (pl_policy_ahead: on this
+ * helper instead of the plans' thread). */
 static void route_layer(void *arg, int l) {
   simrun *w = arg;
   const int64_t *c = w->counts + (size_t)l * w->G * w->E;
@@ -984,6 +989,8 @@ static void route_layer(void *arg, int l) {
   w->route_rc[l] = w->temps ? pl_policy_route_temporaries(w->r.policy, l, c,
                                                           &w->temps[w->route_slot + l], r)
                             : pl_policy_route_serving(w->r.policy, l, c, r);
+  if (!w->route_rc[l] && w->now.sync && w->route_it + 1 < w->r.b)
+    w->route_rc[l] = pl_policy_ahead(w->r.policy, (int)(w->route_it - w->r.a), l);
 }
 
 /* The first layer of iteration it whose routing failed, FM_EFAIL naming
@@ -1009,6 +1016,7 @@ static int simrun_route_fail(simrun *w, int64_t it) {
  */
 static int simrun_plan_route(simrun *w, int64_t it) {
   w->route_slot = simrun_slot(w, it);
+  w->route_it = it;
   int rc = FM_OK, released = 0;
   if (!w->now.sync) {
     for (int l = 0; !rc && l < w->L; l++)

@@ -1107,3 +1107,60 @@ Test(policies, a_layer_routed_as_soon_as_route_ready_routes_as_after_every_plan,
   chk_loads_free(&ld);
   cr_assert_eq(pl_policy_route_ready(NULL, 0), 0);
 }
+
+/*
+ * pl_policy_ahead (issue 19: flexmoe's restart greedy worked out on a
+ * helper thread after a layer's observation, taken by the next plan when
+ * it runs on the same scenarios): three handles of each flexmoe variant
+ * fed the same loads plan move for move alike: one never asked ahead, one
+ * asked after each observation (the simulator's order), one asked before
+ * each observation instead, on the estimate the observation then replaces
+ * (the plan must see that its scenarios changed and run its own). Every
+ * other policy takes the call as a no-op, and a bad call is refused.
+ */
+Test(policies, plans_are_the_same_with_the_restart_worked_out_ahead, .timeout = 120) {
+  static const char *const fx[] = {"flexmoe", "flexmoe:restart=1,scenarios=3",
+                                   "flexmoe:restart=1,noise=2,threshold=1.0",
+                                   "flexmoe:restart=0", "static", "eplb:period=2", NULL};
+  enum { L = 2, G = 16, GPN = 8, E = 32, S = 4, IT = 14 };
+  pl_env env = chk_env(L, E, G, GPN, S);
+  chk_loads ld;
+  chk_loads_generate(&ld, IT, L, G, E, 4096, 57);
+  for (int i = 0; fx[i]; i++) {
+    pl_policy *p[3] = {NULL, NULL, NULL};
+    pl_plan plan[3];
+    char err[256] = "";
+    for (int h = 0; h < 3; h++) {
+      cr_assert_eq(pl_policy_create(&p[h], fx[i], &env, err, sizeof err), PL_OK, "%s", err);
+      pl_plan_init(&plan[h]);
+    }
+    int changed = 0;
+    for (int it = 0; it < IT; it++)
+      for (int l = 0; l < L; l++) {
+        const int64_t *c = chk_loads_at(&ld, it, l);
+        for (int h = 0; h < 3; h++)
+          cr_assert_eq(pl_policy_plan(p[h], it, l, c, &plan[h]), PL_OK, "%s", fx[i]);
+        cr_assert_eq(pl_policy_ahead(p[2], it, l), PL_OK); /* stale: before the observation */
+        for (int h = 0; h < 3; h++)
+          cr_assert_eq(pl_policy_observe(p[h], it, l, c), PL_OK);
+        cr_assert_eq(pl_policy_ahead(p[1], it, l), PL_OK);
+        for (int h = 1; h < 3; h++) {
+          cr_assert(chk_same_plan(&plan[0], &plan[h]),
+                    "%s iteration %d layer %d: another plan with the restart asked ahead (%s)",
+                    fx[i], it, l, h == 1 ? "after the observation" : "before it");
+          cr_assert(pl_placement_equal(pl_policy_placement(p[0], l), pl_policy_placement(p[h], l)));
+        }
+        changed += plan[0].changed;
+      }
+    if (!strncmp(fx[i], "flexmoe", 7))
+      cr_assert_gt(changed, 0, "%s: the test needs plans", fx[i]);
+    cr_assert_eq(pl_policy_ahead(p[0], 0, L), PL_EINVAL);
+    cr_assert_eq(pl_policy_ahead(p[0], -1, 0), PL_EINVAL);
+    for (int h = 0; h < 3; h++) {
+      pl_plan_fini(&plan[h]);
+      pl_policy_destroy(p[h]);
+    }
+  }
+  chk_loads_free(&ld);
+  cr_assert_eq(pl_policy_ahead(NULL, 0, 0), PL_EINVAL);
+}

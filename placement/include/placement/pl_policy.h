@@ -177,6 +177,16 @@ typedef struct pl_policy_ops {
    * while they run (pl_policy_route_ready); 0 when they may still read it.
    * Reads the state only, and only what the layers above do not write. */
   int (*route_ready)(void *state, int layer);
+  /* Appended (issue 19). May be NULL. Called (pl_policy_ahead) after the
+   * layer's observation of iteration `iteration` and before its next plan,
+   * possibly on another thread while other layers plan, observe and route:
+   * may work out parts of the layer's plan of iteration + 1 that depend
+   * only on what that observation left and on `current` (the layer's
+   * placement now), for the plan to take when its inputs turn out the
+   * same bits. Reads only the layer's state that its own plan and
+   * observation write, writes only its own ahead state; never runs at once
+   * with the layer's plan, observe or temporaries. Changes no plan. */
+  int (*ahead)(void *state, int iteration, int layer, const pl_placement *current);
 } pl_policy_ops;
 
 /* Registry: NULL-terminated array of all policies, in listing order. */
@@ -383,6 +393,13 @@ int pl_policy_route_temporaries(pl_policy *p, int layer, const int64_t *counts, 
  * its route_ready op says (0 without one). Reads the state only, and only
  * what later plans and observations do not write. */
 int pl_policy_route_ready(const pl_policy *p, int layer);
+/* The policy's ahead op for `layer` after its observation of `iteration`
+ * (none: PL_OK): work for the layer's next plan done ahead of it, e.g. on
+ * a helper thread (see pl_policy_ops.ahead); plans are the same bits with
+ * or without it. Calls for different layers may run at once with each
+ * other and with other layers' plan, observe and temporaries; 0 or a PL_
+ * code (out of memory). */
+int pl_policy_ahead(pl_policy *p, int iteration, int layer);
 
 /* Helpers for policy implementations. */
 int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
