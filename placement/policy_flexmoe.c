@@ -178,6 +178,12 @@ typedef struct fx_state {
   double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
   int *pay_n;                                    /* [layers] iterations judged; -1: none open */
   fx_ahead *ahead; /* [layers] restart=1: each layer's restart worked out ahead, or NULL */
+  /* guard=1, payback > 0: each layer's own routing scratch (fx_rt), and
+   * kept[layer] = 1 while it holds the routing of the layer's last
+   * observed counts on pay_new[layer] (payback's last judging): the
+   * guard's next plan then starts from it instead of routing again */
+  pl_routing *kr;
+  unsigned char *kept;
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -209,6 +215,10 @@ static void fx_fini(void *state) {
     pl_placement_fini(&s->ahead[l].p);
   }
   pl_free(s->ahead);
+  for (int l = 0; s->kr && l < s->env.layers; l++)
+    pl_routing_fini(&s->kr[l]);
+  pl_free(s->kr);
+  pl_free(s->kept);
   for (int l = 0; s->pay_old && l < s->env.layers; l++) {
     pl_placement_fini(&s->pay_old[l]);
     pl_placement_fini(&s->pay_new[l]);
@@ -464,21 +474,33 @@ static int fx_memo_get(const fx_memo *m, pl_temps *out) {
   return PL_OK;
 }
 
-/* Layer time of p for counts, routed into s->r: from scratch (pl_route),
- * or with from non-NULL, changed from the routing of `from` for the same
- * counts that s->r holds (pl_route_change: the same bits, only the experts
- * whose replicas differ routed again). */
-static int fx_counts_us(fx_state *s, const pl_placement *from, const pl_placement *p,
-                        const int64_t *counts, double *us) {
+/* The routing scratch of `layer`'s guard and payback: its own (s->kr)
+ * when kept, else the policy's one. */
+static pl_routing *fx_rt(fx_state *s, int layer) { return s->kr ? &s->kr[layer] : &s->r; }
+
+/* Layer time of p for counts, routed into fx_rt(layer): from scratch
+ * (pl_route), with from non-NULL changed from the routing of `from` for
+ * the same counts that it holds (pl_route_change: the same bits, only the
+ * experts whose replicas differ routed again), or with route = 0 costed
+ * on the routing of p for these counts that it already holds. */
+static int fx_routed_us(fx_state *s, int layer, int route, const pl_placement *from,
+                        const pl_placement *p, const int64_t *counts, double *us) {
   const pl_env *env = &s->env;
+  pl_routing *r = fx_rt(s, layer);
   pl_cost cost;
-  int rc = from ? pl_route_change(from, p, &env->cluster, counts, &s->r)
-                : pl_route(p, &env->cluster, counts, -1, &s->r);
+  int rc = !route ? PL_OK
+           : from ? pl_route_change(from, p, &env->cluster, counts, r)
+                  : pl_route(p, &env->cluster, counts, -1, r);
   if (!rc)
-    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
+    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, r, &cost);
   if (!rc)
     *us = cost.total_us;
   return rc;
+}
+
+static int fx_counts_us(fx_state *s, int layer, const pl_placement *from, const pl_placement *p,
+                        const int64_t *counts, double *us) {
+  return fx_routed_us(s, layer, 1, from, p, counts, us);
 }
 
 /* Closes layer's open evaluation: trust moves halfway to its pay rate. */
@@ -539,6 +561,8 @@ static int fx_settle(fx_state *s, int layer, pl_temps *t) {
 /* The counts of an iteration of `layer` judge its open plan, if any;
  * with shadow_net=1 the temporaries' part is left to fx_settle. */
 static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
+  if (s->kept)
+    s->kept[layer] = 0; /* new counts */
   if (s->pay_n[layer] < 0) {
     s->trust[layer] += 0.1 * (1.0 - s->trust[layer]);
     return PL_OK;
@@ -546,9 +570,11 @@ static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
   double before, after;
   int rc;
   /* a plan changes few experts: its routing is the replaced one's, changed */
-  if ((rc = fx_counts_us(s, NULL, &s->pay_old[layer], counts, &before)) != 0 ||
-      (rc = fx_counts_us(s, &s->pay_old[layer], &s->pay_new[layer], counts, &after)) != 0)
+  if ((rc = fx_counts_us(s, layer, NULL, &s->pay_old[layer], counts, &before)) != 0 ||
+      (rc = fx_counts_us(s, layer, &s->pay_old[layer], &s->pay_new[layer], counts, &after)) != 0)
     return rc;
+  if (s->kept)
+    s->kept[layer] = counts == s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
   if (s->pend) {
     s->pend[layer] = (fx_pend){.on = 1, .before = before, .after = after,
                                .gh = fx_grad_hide_us(s, layer)};
@@ -569,6 +595,8 @@ static int fx_pay_open(fx_state *s, int layer, const pl_placement *current,
   int rc;
   if (s->memo)
     s->memo[layer].valid = 0; /* pay_new changes */
+  if (s->kept)
+    s->kept[layer] = 0;
   if ((rc = pl_placement_copy(&s->pay_old[layer], current)) != 0 ||
       (rc = pl_placement_copy(&s->pay_new[layer], next)) != 0)
     return rc;
@@ -585,6 +613,21 @@ static double fx_payback_life(const fx_state *s, int layer, double life) {
   if (!(s->payback > 0))
     return life;
   return fmin(life, s->payback) * fmax(0.1, s->trust[layer]);
+}
+
+/* guard=1 and payback > 0: each layer's routing scratch and its kept flag
+ * (fx_state.kr, kept). */
+static int fx_kept_init(fx_state *s) {
+  int L = s->env.layers, rc;
+  if (!s->guard || !(s->payback > 0))
+    return PL_OK;
+  if (!(s->kr = pl_calloc((size_t)L, sizeof(pl_routing))) ||
+      !(s->kept = pl_calloc((size_t)L, 1)))
+    return PL_ENOMEM;
+  for (int l = 0; l < L; l++)
+    if ((rc = pl_routing_init(&s->kr[l], s->env.cluster.gpus, s->env.experts, 0)) != 0)
+      return rc;
+  return PL_OK;
 }
 
 static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
@@ -636,7 +679,8 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       rc = PL_ENOMEM;
       goto fail;
     }
-    if ((rc = pl_routing_init(&s->r, env->cluster.gpus, env->experts, 0)) != 0)
+    if ((rc = pl_routing_init(&s->r, env->cluster.gpus, env->experts, 0)) != 0 ||
+        (rc = fx_kept_init(s)) != 0)
       goto fail;
     if (s->shadow && (s->guard || s->shadow_net) &&
         (rc = pl_temps_init(&s->tg, env->experts, env->cluster.gpus, env->cluster.slots)) != 0)
@@ -1089,16 +1133,25 @@ static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_p
  * replicas differ are routed again, pl_route_change), or NULL. */
 static int exact_us(fx_state *s, int layer, const pl_placement *from, const pl_placement *p,
                     double *us) {
-  const pl_env *env = &s->env;
-  const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
-  pl_cost cost;
-  int rc = from ? pl_route_change(from, p, &env->cluster, c, &s->r)
-                : pl_route(p, &env->cluster, c, -1, &s->r);
-  if (!rc)
-    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
-  if (!rc)
-    *us = cost.total_us;
-  return rc;
+  const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+  return fx_routed_us(s, layer, 1, from, p, c, us);
+}
+
+/* exact_us of the layer's current placement, the guard's first: on the
+ * routing payback kept of the same counts (s->kept: its pay_new, the
+ * current placement when the last plan is the one it judges, then not
+ * routed again; else changed from it), or from scratch. Afterwards the
+ * routing holds current's. */
+static int exact_current_us(fx_state *s, int layer, const pl_placement *current, double *us) {
+  int kept = s->kept && s->kept[layer];
+  const pl_placement *pn = kept ? &s->pay_new[layer] : NULL;
+  if (s->kept)
+    s->kept[layer] = 0; /* the guard routes other placements into it */
+  if (kept && pl_placement_equal(pn, current)) {
+    const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+    return fx_routed_us(s, layer, 0, NULL, current, c, us);
+  }
+  return exact_us(s, layer, pn, current, us);
 }
 
 /* A floor under exact_us of p (pl_cost_layer_floor), without routing: a
@@ -1186,9 +1239,9 @@ static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, p
 static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                     double adjust) {
   double cur, best, st, mig, fl;
-  const pl_placement *routed = current; /* what s->r holds the routing of */
+  const pl_placement *routed = current; /* what fx_rt(layer) holds the routing of */
   int rc;
-  if ((rc = exact_us(s, layer, NULL, current, &cur)) != 0)
+  if ((rc = exact_current_us(s, layer, current, &cur)) != 0)
     return rc;
   best = cur;
   if (plan->changed) {
