@@ -755,6 +755,18 @@ int pl_policy_route_temporaries(pl_policy *p, int layer, const int64_t *counts, 
   return route_on(p, t->n ? &t->placement : pl_policy_serving(p, layer), layer, counts, r);
 }
 
+int pl_policy_route_ready(const pl_policy *p, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers)
+    return 0;
+  if (!p->ops->capacity && !p->ops->temporaries)
+    return 1;
+  return p->ops->route_ready ? p->ops->route_ready(p->state, layer) != 0 : 0;
+}
+int pl_policy_ahead(pl_policy *p, int iteration, int layer) {
+  if (!p || layer < 0 || layer >= p->env.layers || iteration < 0)
+    return PL_EINVAL;
+  return p->ops->ahead ? p->ops->ahead(p->state, iteration, layer, &p->cur[layer]) : PL_OK;
+}
 int pl_policy_observe(pl_policy *p, int iteration, int layer,
                       const int64_t *counts) {
   if (!p || !counts || layer < 0 || layer >= p->env.layers)

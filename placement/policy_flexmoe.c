@@ -117,6 +117,18 @@ typedef struct fx_pend {
   double before, after, gh;
 } fx_pend;
 
+/* restart=1: the restart greedy of a layer's next plan worked out ahead
+ * (fx_ahead_op, on a helper thread of the simulator): the scenarios it ran
+ * on (K x E, with the policy's fixed parameters all its inputs) and its
+ * result; try_restart takes it when its own scenarios are the same bits. */
+typedef struct fx_ahead {
+  int valid, K;
+  double *scen;   /* [max(scenarios, noise + 1) x E] */
+  double *gload;  /* [G] scratch of the trigger's balance */
+  double layer_us;
+  pl_placement p; /* the greedy's placement */
+} fx_ahead;
+
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
@@ -165,6 +177,13 @@ typedef struct fx_state {
   fx_last *last; /* [layers] shadow=1, payback > 0, guard=1: the engines' last decision */
   double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
   int *pay_n;                                    /* [layers] iterations judged; -1: none open */
+  fx_ahead *ahead; /* [layers] restart=1: each layer's restart worked out ahead, or NULL */
+  /* guard=1, payback > 0: each layer's own routing scratch (fx_rt), and
+   * kept[layer] = 1 while it holds the routing of the layer's last
+   * observed counts on pay_new[layer] (payback's last judging): the
+   * guard's next plan then starts from it instead of routing again */
+  pl_routing *kr;
+  unsigned char *kept;
 } fx_state;
 
 static void fx_fini(void *state) {
@@ -190,6 +209,16 @@ static void fx_fini(void *state) {
   pl_routing_fini(&s->r);
   pl_temps_fini(&s->tg);
   pl_placement_fini(&s->alt);
+  for (int l = 0; s->ahead && l < s->env.layers; l++) {
+    pl_free(s->ahead[l].scen);
+    pl_free(s->ahead[l].gload);
+    pl_placement_fini(&s->ahead[l].p);
+  }
+  pl_free(s->ahead);
+  for (int l = 0; s->kr && l < s->env.layers; l++)
+    pl_routing_fini(&s->kr[l]);
+  pl_free(s->kr);
+  pl_free(s->kept);
   for (int l = 0; s->pay_old && l < s->env.layers; l++) {
     pl_placement_fini(&s->pay_old[l]);
     pl_placement_fini(&s->pay_new[l]);
@@ -445,21 +474,33 @@ static int fx_memo_get(const fx_memo *m, pl_temps *out) {
   return PL_OK;
 }
 
-/* Layer time of p for counts, routed into s->r: from scratch (pl_route),
- * or with from non-NULL, changed from the routing of `from` for the same
- * counts that s->r holds (pl_route_change: the same bits, only the experts
- * whose replicas differ routed again). */
-static int fx_counts_us(fx_state *s, const pl_placement *from, const pl_placement *p,
-                        const int64_t *counts, double *us) {
+/* The routing scratch of `layer`'s guard and payback: its own (s->kr)
+ * when kept, else the policy's one. */
+static pl_routing *fx_rt(fx_state *s, int layer) { return s->kr ? &s->kr[layer] : &s->r; }
+
+/* Layer time of p for counts, routed into fx_rt(layer): from scratch
+ * (pl_route), with from non-NULL changed from the routing of `from` for
+ * the same counts that it holds (pl_route_change: the same bits, only the
+ * experts whose replicas differ routed again), or with route = 0 costed
+ * on the routing of p for these counts that it already holds. */
+static int fx_routed_us(fx_state *s, int layer, int route, const pl_placement *from,
+                        const pl_placement *p, const int64_t *counts, double *us) {
   const pl_env *env = &s->env;
+  pl_routing *r = fx_rt(s, layer);
   pl_cost cost;
-  int rc = from ? pl_route_change(from, p, &env->cluster, counts, &s->r)
-                : pl_route(p, &env->cluster, counts, -1, &s->r);
+  int rc = !route ? PL_OK
+           : from ? pl_route_change(from, p, &env->cluster, counts, r)
+                  : pl_route(p, &env->cluster, counts, -1, r);
   if (!rc)
-    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
+    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, r, &cost);
   if (!rc)
     *us = cost.total_us;
   return rc;
+}
+
+static int fx_counts_us(fx_state *s, int layer, const pl_placement *from, const pl_placement *p,
+                        const int64_t *counts, double *us) {
+  return fx_routed_us(s, layer, 1, from, p, counts, us);
 }
 
 /* Closes layer's open evaluation: trust moves halfway to its pay rate. */
@@ -520,6 +561,8 @@ static int fx_settle(fx_state *s, int layer, pl_temps *t) {
 /* The counts of an iteration of `layer` judge its open plan, if any;
  * with shadow_net=1 the temporaries' part is left to fx_settle. */
 static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
+  if (s->kept)
+    s->kept[layer] = 0; /* new counts */
   if (s->pay_n[layer] < 0) {
     s->trust[layer] += 0.1 * (1.0 - s->trust[layer]);
     return PL_OK;
@@ -527,9 +570,11 @@ static int fx_pay_observe(fx_state *s, int layer, const int64_t *counts) {
   double before, after;
   int rc;
   /* a plan changes few experts: its routing is the replaced one's, changed */
-  if ((rc = fx_counts_us(s, NULL, &s->pay_old[layer], counts, &before)) != 0 ||
-      (rc = fx_counts_us(s, &s->pay_old[layer], &s->pay_new[layer], counts, &after)) != 0)
+  if ((rc = fx_counts_us(s, layer, NULL, &s->pay_old[layer], counts, &before)) != 0 ||
+      (rc = fx_counts_us(s, layer, &s->pay_old[layer], &s->pay_new[layer], counts, &after)) != 0)
     return rc;
+  if (s->kept)
+    s->kept[layer] = counts == s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
   if (s->pend) {
     s->pend[layer] = (fx_pend){.on = 1, .before = before, .after = after,
                                .gh = fx_grad_hide_us(s, layer)};
@@ -550,6 +595,8 @@ static int fx_pay_open(fx_state *s, int layer, const pl_placement *current,
   int rc;
   if (s->memo)
     s->memo[layer].valid = 0; /* pay_new changes */
+  if (s->kept)
+    s->kept[layer] = 0;
   if ((rc = pl_placement_copy(&s->pay_old[layer], current)) != 0 ||
       (rc = pl_placement_copy(&s->pay_new[layer], next)) != 0)
     return rc;
@@ -566,6 +613,21 @@ static double fx_payback_life(const fx_state *s, int layer, double life) {
   if (!(s->payback > 0))
     return life;
   return fmin(life, s->payback) * fmax(0.1, s->trust[layer]);
+}
+
+/* guard=1 and payback > 0: each layer's routing scratch and its kept flag
+ * (fx_state.kr, kept). */
+static int fx_kept_init(fx_state *s) {
+  int L = s->env.layers, rc;
+  if (!s->guard || !(s->payback > 0))
+    return PL_OK;
+  if (!(s->kr = pl_calloc((size_t)L, sizeof(pl_routing))) ||
+      !(s->kept = pl_calloc((size_t)L, 1)))
+    return PL_ENOMEM;
+  for (int l = 0; l < L; l++)
+    if ((rc = pl_routing_init(&s->kr[l], s->env.cluster.gpus, s->env.experts, 0)) != 0)
+      return rc;
+  return PL_OK;
 }
 
 static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
@@ -617,7 +679,8 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       rc = PL_ENOMEM;
       goto fail;
     }
-    if ((rc = pl_routing_init(&s->r, env->cluster.gpus, env->experts, 0)) != 0)
+    if ((rc = pl_routing_init(&s->r, env->cluster.gpus, env->experts, 0)) != 0 ||
+        (rc = fx_kept_init(s)) != 0)
       goto fail;
     if (s->shadow && (s->guard || s->shadow_net) &&
         (rc = pl_temps_init(&s->tg, env->experts, env->cluster.gpus, env->cluster.slots)) != 0)
@@ -626,6 +689,10 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   if ((s->restart || s->rebuild || s->guard) &&
       (rc = pl_placement_init(&s->alt, env->experts, env->cluster.gpus, env->cluster.slots)))
     goto fail;
+  if (s->restart && !(s->ahead = pl_calloc((size_t)env->layers, sizeof(fx_ahead)))) {
+    rc = PL_ENOMEM;
+    goto fail;
+  }
   s->need = pl_calloc((size_t)env->experts, sizeof(int));
   s->key = pl_calloc((size_t)env->experts, sizeof(double));
   s->per = pl_calloc((size_t)env->experts, sizeof(double));
@@ -839,28 +906,97 @@ static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, 
   return PL_OK;
 }
 
+static const double *fx_scenarios_to(const fx_state *s, int layer, const double *load,
+                                     double *nscen, int *K);
+
+/* The restart's greedy: from the static layout in p (no migration term),
+ * on scenarios scen [K x E]; its estimated layer time in *layer_us. A pure
+ * function of the scenarios and the policy's fixed parameters. */
+static int restart_run(const fx_state *s, pl_placement *p, const double *scen, int K,
+                       double *layer_us) {
+  const pl_env *env = &s->env;
+  int rc = pl_placement_static(p);
+  if (rc)
+    return rc;
+  pl_greedy g;
+  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, p, scen, K, s->slots,
+                           0.0)) != 0)
+    return rc;
+  rc = pl_greedy_run(&g, 4 * s->max_steps);
+  *layer_us = pl_greedy_layer_us(&g);
+  pl_greedy_fini(&g);
+  return rc;
+}
+
+/* The layer's restart worked out ahead (fx_ahead_op) when it ran on these
+ * very scenarios, or NULL; either way the layer's one is used up. */
+static const fx_ahead *fx_ahead_take(fx_state *s, int layer, const double *scen, int K) {
+  fx_ahead *a = s->ahead ? &s->ahead[layer] : NULL;
+  if (!a || !a->valid)
+    return NULL;
+  a->valid = 0;
+  size_t n = (size_t)K * s->env.experts;
+  return a->K == K && !memcmp(a->scen, scen, n * sizeof(double)) ? a : NULL;
+}
+
 /* The restart candidate: the same greedy run from the static layout (no
- * migration term while it runs), then charged the migration from the
+ * migration term while it runs; restart_run, or its result worked out
+ * ahead on the same scenarios), then charged the migration from the
  * current placement, amortised over the horizon like the incremental plan;
  * it replaces the incremental plan in plan->placement if cheaper. The
  * incremental greedy only walks downhill from where it is, so after many
  * small plans it can sit in a local optimum that a fresh start avoids. */
 static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                        const double *scen, int K, double *after, double *adjust, int *steps) {
-  const pl_env *env = &s->env;
-  int rc = pl_placement_static(&s->alt);
+  double layer_us = 0;
+  const fx_ahead *a = fx_ahead_take(s, layer, scen, K);
+  int rc = a ? pl_placement_copy(&s->alt, &a->p) : restart_run(s, &s->alt, scen, K, &layer_us);
   if (rc)
     return rc;
-  pl_greedy g;
-  if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, &s->alt, scen, K,
-                           s->slots, 0.0)) != 0)
-    return rc;
-  rc = pl_greedy_run(&g, 4 * s->max_steps);
-  double layer_us = pl_greedy_layer_us(&g);
-  pl_greedy_fini(&g);
-  if (rc)
-    return rc;
+  if (a)
+    layer_us = a->layer_us;
   return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
+}
+
+/*
+ * pl_policy_ops.ahead: after the observation of iteration `iteration`, the
+ * restart greedy of the layer's plan of iteration + 1 (try_restart), when
+ * that plan will run one: its trigger (interval, an estimate, the balance
+ * of `current` under it) passes. Its inputs are the layer's estimate and
+ * histories, which only the layer's observation changes, and the fixed
+ * parameters; try_restart compares the scenarios bit for bit before it
+ * takes the result, so every plan is the one it makes alone. Writes only
+ * the layer's fx_ahead.
+ */
+static int fx_ahead_op(void *state, int iteration, int layer, const pl_placement *current) {
+  fx_state *s = state;
+  fx_ahead *a = s->ahead ? &s->ahead[layer] : NULL;
+  if (!a)
+    return PL_OK;
+  a->valid = 0;
+  const pl_env *env = &s->env;
+  const double *load = pl_monitor_estimate(&s->mon, layer);
+  int next = iteration + 1, E = env->experts, G = env->cluster.gpus, K;
+  if (next % s->interval != 0 || !load)
+    return PL_OK;
+  int R = s->scenarios > s->noise + 1 ? s->scenarios : s->noise + 1;
+  if (!a->scen && !(a->scen = pl_calloc((size_t)R * E, sizeof(double))))
+    return PL_ENOMEM;
+  if (!a->gload && !(a->gload = pl_calloc((size_t)G, sizeof(double))))
+    return PL_ENOMEM;
+  if (!(pl_even_balance(current, load, a->gload) > s->threshold))
+    return PL_OK;
+  int rc;
+  if (!a->p.nrep && (rc = pl_placement_init(&a->p, E, G, env->cluster.slots)) != 0)
+    return rc;
+  const double *scen = fx_scenarios_to(s, layer, load, a->scen, &K);
+  if (scen != a->scen)
+    memcpy(a->scen, scen, (size_t)K * E * sizeof(double));
+  if ((rc = restart_run(s, &a->p, a->scen, K, &a->layer_us)) != 0)
+    return rc;
+  a->K = K;
+  a->valid = 1;
+  return PL_OK;
 }
 
 /*
@@ -997,16 +1133,25 @@ static int try_rebuild(fx_state *s, int layer, const pl_placement *current, pl_p
  * replicas differ are routed again, pl_route_change), or NULL. */
 static int exact_us(fx_state *s, int layer, const pl_placement *from, const pl_placement *p,
                     double *us) {
-  const pl_env *env = &s->env;
-  const int64_t *c = s->lastc + (size_t)layer * env->cluster.gpus * env->experts;
-  pl_cost cost;
-  int rc = from ? pl_route_change(from, p, &env->cluster, c, &s->r)
-                : pl_route(p, &env->cluster, c, -1, &s->r);
-  if (!rc)
-    rc = pl_cost_layer(&env->cluster, &env->model, &env->profile, p, &s->r, &cost);
-  if (!rc)
-    *us = cost.total_us;
-  return rc;
+  const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+  return fx_routed_us(s, layer, 1, from, p, c, us);
+}
+
+/* exact_us of the layer's current placement, the guard's first: on the
+ * routing payback kept of the same counts (s->kept: its pay_new, the
+ * current placement when the last plan is the one it judges, then not
+ * routed again; else changed from it), or from scratch. Afterwards the
+ * routing holds current's. */
+static int exact_current_us(fx_state *s, int layer, const pl_placement *current, double *us) {
+  int kept = s->kept && s->kept[layer];
+  const pl_placement *pn = kept ? &s->pay_new[layer] : NULL;
+  if (s->kept)
+    s->kept[layer] = 0; /* the guard routes other placements into it */
+  if (kept && pl_placement_equal(pn, current)) {
+    const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+    return fx_routed_us(s, layer, 0, NULL, current, c, us);
+  }
+  return exact_us(s, layer, pn, current, us);
 }
 
 /* A floor under exact_us of p (pl_cost_layer_floor), without routing: a
@@ -1094,9 +1239,9 @@ static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, p
 static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                     double adjust) {
   double cur, best, st, mig, fl;
-  const pl_placement *routed = current; /* what s->r holds the routing of */
+  const pl_placement *routed = current; /* what fx_rt(layer) holds the routing of */
   int rc;
-  if ((rc = exact_us(s, layer, NULL, current, &cur)) != 0)
+  if ((rc = exact_current_us(s, layer, current, &cur)) != 0)
     return rc;
   best = cur;
   if (plan->changed) {
@@ -1136,8 +1281,10 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
  * the last min(seen, scenarios) observed loads in ring order; with noise,
  * the prediction and the prediction plus each of the last `noise`
  * per-iteration changes (scenarios of the next load centred on the
- * prediction with the spread routing has shown); else the prediction. */
-static const double *fx_scenarios(fx_state *s, int layer, const double *load, int *K) {
+ * prediction with the spread routing has shown, written into nscen
+ * [(noise + 1) x E]); else the prediction. Reads the layer's state only. */
+static const double *fx_scenarios_to(const fx_state *s, int layer, const double *load,
+                                     double *nscen, int *K) {
   const pl_env *env = &s->env;
   int k0 = s->seen[layer] < s->scenarios ? (int)s->seen[layer] : s->scenarios;
   const double *scen = k0 > 1 ? s->hist + (size_t)layer * s->scenarios * env->experts : load;
@@ -1146,16 +1293,21 @@ static const double *fx_scenarios(fx_state *s, int layer, const double *load, in
     int R = s->noise + 1, E = env->experts;
     int64_t t = s->seen[layer] - 1;
     const double *h = s->nhist + (size_t)layer * R * E;
-    memcpy(s->nscen, load, sizeof(double) * (size_t)E);
+    memcpy(nscen, load, sizeof(double) * (size_t)E);
     for (int k = 1; k <= s->noise; k++) {
       const double *a = h + (size_t)((t - k + 1) % R) * E, *b = h + (size_t)((t - k) % R) * E;
       for (int e = 0; e < E; e++)
-        s->nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
+        nscen[(size_t)k * E + e] = fmax(0.0, load[e] + a[e] - b[e]);
     }
-    scen = s->nscen;
+    scen = nscen;
     *K = R;
   }
   return scen;
+}
+
+/* fx_scenarios_to into the policy's own scratch. */
+static const double *fx_scenarios(fx_state *s, int layer, const double *load, int *K) {
+  return fx_scenarios_to(s, layer, load, s->nscen, K);
 }
 
 /* Link time before layer `layer`'s forward needs its weights (its
@@ -1391,6 +1543,21 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   return rc;
 }
 
+/* pl_policy_ops.route_ready: the layer's temporaries (fx_temporaries)
+ * read, beyond its own state, only the layer times of the layers below it
+ * (fx_grad_hide_us) once every one of those is known; until then the mean
+ * over all layers, which later plans change. Without temporaries the
+ * layer's routing reads its own placements only. */
+static int fx_route_ready(void *state, int layer) {
+  const fx_state *s = state;
+  if (!s->shadow)
+    return 1;
+  for (int l = 0; l < layer; l++)
+    if (s->lay_us[l] < 0)
+      return 0;
+  return 1;
+}
+
 const pl_policy_ops pl_policy_flexmoe_ops = {
     .name = "flexmoe",
     .summary = "FlexMoE: monitor, trigger on imbalance and gain > cost, greedy expand/shrink/migrate",
@@ -1402,4 +1569,6 @@ const pl_policy_ops pl_policy_flexmoe_ops = {
     .capacity = NULL,
     .fini = fx_fini,
     .temporaries = fx_temporaries,
+    .route_ready = fx_route_ready,
+    .ahead = fx_ahead_op,
 };

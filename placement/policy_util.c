@@ -105,8 +105,15 @@ void pl_sum_sources(const int64_t *counts, int gpus, int experts, double *out) {
 
 double pl_grad_hide_us(const pl_env *env, const double *lay_us, int layer) {
   double all = 0, sum = 0;
-  int known = 0;
-  for (int l = 0; l < env->layers; l++)
+  int known = 0, below = 1; /* below: every layer below is known */
+  for (int l = 0; l < layer && below; l++)
+    below = lay_us[l] >= 0;
+  /* the mean of the known layers (the layers above included) only when a
+   * layer below needs it: with every layer below known the result reads
+   * lay_us[0..layer) alone, so a layer's temporaries may be decided while
+   * the later layers' plans write their own entries (pl_policy.h,
+   * route_ready); the same sum, term by term, either way */
+  for (int l = 0; !below && l < env->layers; l++)
     if (lay_us[l] >= 0) {
       all += lay_us[l];
       known++;

@@ -603,10 +603,35 @@ typedef struct layer_job {
   atomic_int next;        /* the next layer to take */
   pthread_t *th;          /* [cap] helper threads */
   int cap, started;       /* helpers allowed, helpers running */
+  /* A streamed job (job_stream) hands out only the layers released so far,
+   * [0, avail), in order; its helpers wait on cv for more. sync: mu and cv
+   * are initialised. */
+  int streamed, avail, sync;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
 } layer_job;
 
+/* The next layer of j to work on, or -1 when none is left (a streamed
+ * job's: none left and none to come). */
+static int job_take(layer_job *j) {
+  if (!j->streamed) {
+    int l = atomic_fetch_add(&j->next, 1);
+    return l < j->layers ? l : -1;
+  }
+  pthread_mutex_lock(&j->mu);
+  int l = atomic_load(&j->next);
+  while (l >= j->avail && j->avail < j->layers) {
+    pthread_cond_wait(&j->cv, &j->mu);
+    l = atomic_load(&j->next);
+  }
+  if (l < j->avail)
+    atomic_store(&j->next, l + 1);
+  pthread_mutex_unlock(&j->mu);
+  return l < j->avail ? l : -1;
+}
+
 static void job_work(layer_job *j) {
-  for (int l; (l = atomic_fetch_add(&j->next, 1)) < j->layers;)
+  for (int l; (l = job_take(j)) >= 0;)
     j->fn(j->ctx, l);
 }
 
@@ -632,7 +657,8 @@ static void job_start(layer_job *j, void (*fn)(void *, int), void *ctx, int laye
 }
 
 /* Works on what is left of j on this thread, then waits for its helpers:
- * every layer is done on return. */
+ * every layer is done on return (of a streamed job: every layer released
+ * by job_release, all of them after job_release(j, j->layers)). */
 static void job_join(layer_job *j) {
   if (!j->fn)
     return;
@@ -640,7 +666,29 @@ static void job_join(layer_job *j) {
   for (int k = 0; k < j->started; k++)
     pthread_join(j->th[k], NULL);
   j->started = 0;
+  j->streamed = 0;
   j->fn = NULL;
+}
+
+/* Starts j streamed (j->sync, helpers > 0): like job_start, but its
+ * helpers take layer l only once job_release has released it. */
+static void job_stream(layer_job *j, void (*fn)(void *, int), void *ctx, int layers,
+                       int helpers) {
+  j->streamed = 1;
+  j->avail = 0;
+  job_start(j, fn, ctx, layers, helpers);
+}
+
+/* Layers [0, n) of streamed job j may be taken; with stop, no layer past
+ * them ever will be (a failure: job_join then waits for those alone). */
+static void job_release(layer_job *j, int n, int stop) {
+  pthread_mutex_lock(&j->mu);
+  if (n > j->avail)
+    j->avail = n;
+  if (stop)
+    j->layers = j->avail;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
 }
 
 /* One iteration's rescaled counts, each layer into its slot of counts and
@@ -700,7 +748,8 @@ typedef struct simrun {
   int *shadow;                  /* [nbuf L E] */
   int64_t *ver, *snap_ver;      /* [L], [nbuf L] */
   const pl_placement **serving; /* [L] the layer's serving placement last seen */
-  int route_slot;               /* slot of layer 0 that simrun_route fills */
+  int route_slot;               /* slot of layer 0 that simrun_plan_route fills */
+  int64_t route_it;             /* the iteration it routes */
   double worst[2];              /* each buffered iteration's worst layer balance */
   char eng_msg[1024];           /* the engine's failure (it runs beside the policy) */
   sim_engine eng;
@@ -776,6 +825,15 @@ static int simrun_alloc(simrun *w) {
    * runs beside the whole iteration, so it may use one more */
   w->now.cap = w->threads - 1;
   w->pf.cap = w->threads - 1;
+  if (w->now.cap > 0) { /* the routing streams beside the plans (simrun_prepare) */
+    if (pthread_mutex_init(&w->now.mu, NULL))
+      return simrun_nomem(w);
+    if (pthread_cond_init(&w->now.cv, NULL)) {
+      pthread_mutex_destroy(&w->now.mu);
+      return simrun_nomem(w);
+    }
+    w->now.sync = 1;
+  }
   for (size_t l = 0; l < NL; l++) {
     pl_plan_init(&w->plans[l]);
     /* the G x G matrix only for the exact network: at 1,024 GPUs it is 8 MiB
@@ -907,7 +965,7 @@ static int simrun_policy_fail(simrun *w, int64_t it, int l, int prc) {
 
 /* Layer l of iteration it through the policy, on the caller's thread: its
  * counts (cache), the plan, and the observation; FM_OK or FM_EFAIL. The
- * routing of the layer (simrun_route) reads only the serving placement,
+ * routing of the layer (route_layer) reads only the serving placement,
  * which the plan alone changes, so it may follow the observation. */
 static int simrun_policy(simrun *w, int64_t it, int l) {
   pl_policy *pol = w->r.policy;
@@ -920,6 +978,10 @@ static int simrun_policy(simrun *w, int64_t it, int l) {
   return FM_OK;
 }
 
+/* Layer l of iteration w->route_it routed (with its temporaries), then,
+ * on a run with helper threads and another iteration to come, the
+ * policy's work ahead for the layer's next plan (pl_policy_ahead: on this
+ * helper instead of the plans' thread). */
 static void route_layer(void *arg, int l) {
   simrun *w = arg;
   const int64_t *c = w->counts + (size_t)l * w->G * w->E;
@@ -927,18 +989,53 @@ static void route_layer(void *arg, int l) {
   w->route_rc[l] = w->temps ? pl_policy_route_temporaries(w->r.policy, l, c,
                                                           &w->temps[w->route_slot + l], r)
                             : pl_policy_route_serving(w->r.policy, l, c, r);
+  if (!w->route_rc[l] && w->now.sync && w->route_it + 1 < w->r.b)
+    w->route_rc[l] = pl_policy_ahead(w->r.policy, (int)(w->route_it - w->r.a), l);
 }
 
-/* Every layer of iteration it routed on its serving placement, on the run's
- * threads; FM_OK or FM_EFAIL naming the first layer that failed. */
-static int simrun_route(simrun *w, int64_t it) {
-  w->route_slot = simrun_slot(w, it);
-  job_start(&w->now, route_layer, w, w->L, w->now.cap);
-  job_join(&w->now);
+/* The first layer of iteration it whose routing failed, FM_EFAIL naming
+ * it; FM_OK when none did. */
+static int simrun_route_fail(simrun *w, int64_t it) {
   for (int l = 0; l < w->L; l++)
     if (w->route_rc[l])
       return simrun_policy_fail(w, it, l, w->route_rc[l]);
   return FM_OK;
+}
+
+/*
+ * Every layer of iteration it through the policy (simrun_policy, in layer
+ * order on this thread) and routed on its serving placement (route_layer),
+ * on the run's threads; FM_OK or FM_EFAIL, a policy's failure first, then
+ * the first layer whose routing failed. With helper threads the routing
+ * streams: a layer is handed to them as soon as it and every layer below
+ * it are planned and observed and the policy says its routing reads
+ * nothing the later layers' plans write (pl_policy_route_ready), so the
+ * routing of the first layers runs while the later ones plan; the others
+ * after the last plan. Each layer's routing is the same function of the
+ * same state either way: the same bytes for any number of threads.
+ */
+static int simrun_plan_route(simrun *w, int64_t it) {
+  w->route_slot = simrun_slot(w, it);
+  w->route_it = it;
+  int rc = FM_OK, released = 0;
+  if (!w->now.sync) {
+    for (int l = 0; !rc && l < w->L; l++)
+      rc = simrun_policy(w, it, l);
+    if (rc)
+      return rc;
+    job_start(&w->now, route_layer, w, w->L, w->now.cap);
+    job_join(&w->now);
+    return simrun_route_fail(w, it);
+  }
+  job_stream(&w->now, route_layer, w, w->L, w->now.cap);
+  for (int l = 0; !rc && l < w->L; l++) {
+    rc = simrun_policy(w, it, l);
+    if (!rc && released == l && pl_policy_route_ready(w->r.policy, l))
+      job_release(&w->now, ++released, 0);
+  }
+  job_release(&w->now, rc ? released : w->L, rc != FM_OK);
+  job_join(&w->now);
+  return rc ? rc : simrun_route_fail(w, it);
 }
 
 /* The engine's copies (slot k) of layer l's serving placement and shadows
@@ -1069,10 +1166,8 @@ static int simrun_prepare(simrun *w, int64_t it) {
   row->iteration = it;
   double worst_bal = 0;
   int rc = simrun_draw(w, it);
-  for (int l = 0; !rc && l < w->L; l++)
-    rc = simrun_policy(w, it, l);
   if (!rc)
-    rc = simrun_route(w, it);
+    rc = simrun_plan_route(w, it);
   for (int l = 0; !rc && l < w->L; l++)
     rc = simrun_layer(w, it, l, row, &worst_bal);
   w->worst[(it - w->r.a) % 2] = worst_bal;
@@ -1236,6 +1331,10 @@ static void simrun_fini(simrun *w) {
   free(w->serving);
   free(w->now.th);
   free(w->pf.th);
+  if (w->now.sync) {
+    pthread_mutex_destroy(&w->now.mu);
+    pthread_cond_destroy(&w->now.cv);
+  }
   if (w->eng_ok)
     sim_engine_fini(&w->eng);
   for (int l = 0; w->rt && l < w->nbuf * w->L; l++)

@@ -1004,3 +1004,163 @@ Test(policies, oracle_shadow_makes_the_temporaries_flexmoe_would_on_its_placemen
 Test(policies, oracle_shadow_5_takes_the_better_of_lazy_and_fast) {
   oracle_temps_case("oracle:shadow=5,shadow_net=0", 1);
 }
+
+/* One layer's routing of an iteration as the simulator serves it:
+ * pl_policy_route_temporaries (t: the temporaries) into r. */
+static void route_one(pl_policy *p, int layer, const int64_t *c, pl_temps *t, pl_routing *r) {
+  cr_assert_eq(pl_policy_route_temporaries(p, layer, c, t, r), PL_OK, "%s layer %d",
+               pl_policy_spec(p), layer);
+}
+
+/* Whether routings a and b (G x E, hose sums kept) hold the same numbers. */
+static int same_routing(const pl_routing *a, const pl_routing *b, int G, int E) {
+  return a->total == b->total && a->dropped == b->dropped &&
+         !memcmp(a->load, b->load, (size_t)G * E * sizeof(int64_t)) &&
+         !memcmp(a->gpu_load, b->gpu_load, (size_t)G * sizeof(int64_t)) &&
+         !memcmp(a->hose, b->hose, 4 * (size_t)G * sizeof(int64_t));
+}
+
+/*
+ * pl_policy_route_ready (issue 19: the simulator routes a layer on a helper
+ * thread while the layers above it plan): a policy driven in the
+ * simulator's streamed order (per layer: plan, observe, and the layer's
+ * temporaries and routing at once while it and every layer below say
+ * route_ready; the rest after the last plan) decides the same temporaries
+ * and routes the same tokens, bit for bit, as one driven in the plain order
+ * (every layer's plan and observe, then every layer's routing), for every
+ * policy. static and the policies without capacity and temporaries are
+ * always ready, capacity never (its op may read anything), flexmoe's
+ * layer 1 not before any layer time is estimated (iteration 0) and at
+ * least once after.
+ */
+Test(policies, a_layer_routed_as_soon_as_route_ready_routes_as_after_every_plan,
+     .timeout = 120) {
+  enum { L = 4, G = 16, GPN = 8, E = 32, S = 4, IT = 10 };
+  pl_env env = chk_env(L, E, G, GPN, S);
+  chk_loads ld;
+  chk_loads_generate(&ld, IT, L, G, E, 4096, 33);
+  for (int i = 0; specs[i]; i++) {
+    pl_policy *a = NULL, *b = NULL;
+    char err[256] = "";
+    cr_assert_eq(pl_policy_create(&a, specs[i], &env, err, sizeof err), PL_OK, "%s", err);
+    cr_assert_eq(pl_policy_create(&b, specs[i], &env, err, sizeof err), PL_OK, "%s", err);
+    const pl_policy_ops *ops = pl_policy_ops_of(a);
+    int plain = !ops->capacity && !ops->temporaries, fx = !strcmp(ops->name, "flexmoe");
+    pl_plan pa, pb;
+    pl_plan_init(&pa);
+    pl_plan_init(&pb);
+    pl_temps ta[L], tb[L];
+    pl_routing ra[L], rb[L];
+    for (int l = 0; l < L; l++) {
+      cr_assert_eq(pl_temps_init(&ta[l], E, G, S), PL_OK);
+      cr_assert_eq(pl_temps_init(&tb[l], E, G, S), PL_OK);
+      cr_assert_eq(pl_routing_init(&ra[l], G, E, 0), PL_OK);
+      cr_assert_eq(pl_routing_init(&rb[l], G, E, 0), PL_OK);
+    }
+    int streamed_above_0 = 0;
+    for (int it = 0; it < IT; it++) {
+      int released = 0;
+      for (int l = 0; l < L; l++) {
+        const int64_t *c = chk_loads_at(&ld, it, l);
+        cr_assert_eq(pl_policy_plan(a, it, l, c, &pa), PL_OK);
+        cr_assert_eq(pl_policy_observe(a, it, l, c), PL_OK);
+        cr_assert_eq(pl_policy_plan(b, it, l, c, &pb), PL_OK);
+        cr_assert_eq(pl_policy_observe(b, it, l, c), PL_OK);
+        int ready = pl_policy_route_ready(b, l);
+        if (plain)
+          cr_assert_eq(ready, 1, "%s layer %d", specs[i], l);
+        if (ops->capacity)
+          cr_assert_eq(ready, 0, "%s layer %d", specs[i], l);
+        if (fx && it == 0 && l == 1)
+          cr_assert_eq(ready, 0, "%s: layer 1 ready before any layer time", specs[i]);
+        if (released == l && ready) {
+          route_one(b, l, c, &tb[l], &rb[l]);
+          released++;
+          streamed_above_0 |= l > 0;
+        }
+      }
+      for (int l = 0; l < L; l++)
+        route_one(a, l, chk_loads_at(&ld, it, l), &ta[l], &ra[l]);
+      for (int l = released; l < L; l++)
+        route_one(b, l, chk_loads_at(&ld, it, l), &tb[l], &rb[l]);
+      for (int l = 0; l < L; l++) {
+        cr_assert(ta[l].n == tb[l].n &&
+                      !memcmp(ta[l].temp, tb[l].temp, (size_t)ta[l].n * sizeof(pl_temp)),
+                  "%s iteration %d layer %d: other temporaries when streamed", specs[i], it, l);
+        cr_assert(same_routing(&ra[l], &rb[l], G, E),
+                  "%s iteration %d layer %d: another routing when streamed", specs[i], it, l);
+      }
+    }
+    if (fx)
+      cr_assert(streamed_above_0, "%s: no layer above 0 was ever ready", specs[i]);
+    for (int l = 0; l < L; l++) {
+      pl_temps_fini(&ta[l]);
+      pl_temps_fini(&tb[l]);
+      pl_routing_fini(&ra[l]);
+      pl_routing_fini(&rb[l]);
+    }
+    pl_plan_fini(&pa);
+    pl_plan_fini(&pb);
+    pl_policy_destroy(a);
+    pl_policy_destroy(b);
+  }
+  chk_loads_free(&ld);
+  cr_assert_eq(pl_policy_route_ready(NULL, 0), 0);
+}
+
+/*
+ * pl_policy_ahead (issue 19: flexmoe's restart greedy worked out on a
+ * helper thread after a layer's observation, taken by the next plan when
+ * it runs on the same scenarios): three handles of each flexmoe variant
+ * fed the same loads plan move for move alike: one never asked ahead, one
+ * asked after each observation (the simulator's order), one asked before
+ * each observation instead, on the estimate the observation then replaces
+ * (the plan must see that its scenarios changed and run its own). Every
+ * other policy takes the call as a no-op, and a bad call is refused.
+ */
+Test(policies, plans_are_the_same_with_the_restart_worked_out_ahead, .timeout = 120) {
+  static const char *const fx[] = {"flexmoe", "flexmoe:restart=1,scenarios=3",
+                                   "flexmoe:restart=1,noise=2,threshold=1.0",
+                                   "flexmoe:restart=0", "static", "eplb:period=2", NULL};
+  enum { L = 2, G = 16, GPN = 8, E = 32, S = 4, IT = 14 };
+  pl_env env = chk_env(L, E, G, GPN, S);
+  chk_loads ld;
+  chk_loads_generate(&ld, IT, L, G, E, 4096, 57);
+  for (int i = 0; fx[i]; i++) {
+    pl_policy *p[3] = {NULL, NULL, NULL};
+    pl_plan plan[3];
+    char err[256] = "";
+    for (int h = 0; h < 3; h++) {
+      cr_assert_eq(pl_policy_create(&p[h], fx[i], &env, err, sizeof err), PL_OK, "%s", err);
+      pl_plan_init(&plan[h]);
+    }
+    int changed = 0;
+    for (int it = 0; it < IT; it++)
+      for (int l = 0; l < L; l++) {
+        const int64_t *c = chk_loads_at(&ld, it, l);
+        for (int h = 0; h < 3; h++)
+          cr_assert_eq(pl_policy_plan(p[h], it, l, c, &plan[h]), PL_OK, "%s", fx[i]);
+        cr_assert_eq(pl_policy_ahead(p[2], it, l), PL_OK); /* stale: before the observation */
+        for (int h = 0; h < 3; h++)
+          cr_assert_eq(pl_policy_observe(p[h], it, l, c), PL_OK);
+        cr_assert_eq(pl_policy_ahead(p[1], it, l), PL_OK);
+        for (int h = 1; h < 3; h++) {
+          cr_assert(chk_same_plan(&plan[0], &plan[h]),
+                    "%s iteration %d layer %d: another plan with the restart asked ahead (%s)",
+                    fx[i], it, l, h == 1 ? "after the observation" : "before it");
+          cr_assert(pl_placement_equal(pl_policy_placement(p[0], l), pl_policy_placement(p[h], l)));
+        }
+        changed += plan[0].changed;
+      }
+    if (!strncmp(fx[i], "flexmoe", 7))
+      cr_assert_gt(changed, 0, "%s: the test needs plans", fx[i]);
+    cr_assert_eq(pl_policy_ahead(p[0], 0, L), PL_EINVAL);
+    cr_assert_eq(pl_policy_ahead(p[0], -1, 0), PL_EINVAL);
+    for (int h = 0; h < 3; h++) {
+      pl_plan_fini(&plan[h]);
+      pl_policy_destroy(p[h]);
+    }
+  }
+  chk_loads_free(&ld);
+  cr_assert_eq(pl_policy_ahead(NULL, 0, 0), PL_EINVAL);
+}

@@ -376,3 +376,61 @@ Test(route, rerouting_the_changed_experts_gives_the_full_routing) {
     pl_placement_fini(&b);
   }
 }
+
+/* One routing reused for a sequence of routes on random placements (of two
+ * slot counts), counts, capacities (dropless, capped, padded), changes
+ * (pl_route_change) and a traffic matrix gives, after each, what a fresh
+ * routing gives: a route clears only the entries the last placement hosted
+ * (issue 19), so every entry another placement left must be zero again. */
+Test(route, a_reused_routing_equals_a_fresh_one_after_every_route) {
+  enum { G = 32, GPN = 8, E = 12, S = 6, N = 40 };
+  pl_cluster c = cluster(G, GPN, S);
+  unsigned x = 29;
+  static int64_t counts[G * E];
+  pl_routing reused, reused_tm;
+  cr_assert_eq(pl_routing_init(&reused, G, E, 0), PL_OK);
+  cr_assert_eq(pl_routing_init(&reused_tm, G, E, 1), PL_OK);
+  pl_placement prev;
+  cr_assert_eq(pl_placement_init(&prev, E, G, S), PL_OK);
+  random_replicas(&prev, 8, &x);
+  cr_assert_eq(pl_route(&prev, &c, counts, -1, &reused), PL_OK);
+  for (int n = 0; n < N; n++) {
+    int slots = n % 3 ? S : 4; /* another placement shape now and then */
+    pl_placement p;
+    cr_assert_eq(pl_placement_init(&p, E, G, slots), PL_OK);
+    random_replicas(&p, n % 2 ? 3 : 9, &x);
+    for (int i = 0; i < G * E; i++) {
+      x = x * 1103515245u + 12345u;
+      counts[i] = (x >> 16) % 2000;
+    }
+    int kind = n % 4; /* 0 dropless, 1 capped, 2 padded (capacity), 3 changed from prev */
+    pl_routing fresh, fresh_tm;
+    cr_assert_eq(pl_routing_init(&fresh, G, E, 0), PL_OK);
+    cr_assert_eq(pl_routing_init(&fresh_tm, G, E, 1), PL_OK);
+    int64_t cap = kind == 1 || kind == 2 ? 600 : -1;
+    if (kind == 3 && prev.slots == slots) {
+      /* reused holds prev's routing of these counts: change it to p's */
+      cr_assert_eq(pl_route(&prev, &c, counts, -1, &reused), PL_OK);
+      cr_assert_eq(pl_route_change(&prev, &p, &c, counts, &reused), PL_OK);
+    } else {
+      cr_assert_eq(pl_route(&p, &c, counts, cap, &reused), PL_OK);
+    }
+    cr_assert_eq(pl_route(&p, &c, counts, kind == 3 ? -1 : cap, &fresh), PL_OK);
+    cr_assert_eq(pl_route(&p, &c, counts, kind == 3 ? -1 : cap, &reused_tm), PL_OK);
+    cr_assert_eq(pl_route(&p, &c, counts, kind == 3 ? -1 : cap, &fresh_tm), PL_OK);
+    cr_assert_eq(memcmp(reused.load, fresh.load, sizeof(int64_t) * G * E), 0, "route %d", n);
+    cr_assert_eq(memcmp(reused.gpu_load, fresh.gpu_load, sizeof(int64_t) * G), 0);
+    cr_assert_eq(memcmp(reused.hose, fresh.hose, sizeof(int64_t) * 4 * G), 0);
+    cr_assert_eq(memcmp(reused_tm.load, fresh_tm.load, sizeof(int64_t) * G * E), 0, "tm %d", n);
+    cr_assert_eq(memcmp(reused_tm.traffic, fresh_tm.traffic, sizeof(int64_t) * G * G), 0);
+    cr_assert_eq(reused.total, fresh.total);
+    cr_assert_eq(reused.dropped, fresh.dropped);
+    pl_routing_fini(&fresh);
+    pl_routing_fini(&fresh_tm);
+    pl_placement_fini(&prev);
+    prev = p;
+  }
+  pl_placement_fini(&prev);
+  pl_routing_fini(&reused);
+  pl_routing_fini(&reused_tm);
+}

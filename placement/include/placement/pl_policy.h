@@ -170,6 +170,23 @@ typedef struct pl_policy_ops {
    * when the policy's configuration makes none. */
   int (*temporaries)(void *state, int layer, const pl_placement *serving,
                      const pl_placement *current, const int64_t *counts, pl_temps *out);
+  /* Appended (issue 19). May be NULL. 1 when layer `layer`'s capacity and
+   * temporaries of the iteration now planned (its plan and observe made)
+   * read nothing that the plans and observations of the layers above it in
+   * the same iteration write, so that it may be routed on another thread
+   * while they run (pl_policy_route_ready); 0 when they may still read it.
+   * Reads the state only, and only what the layers above do not write. */
+  int (*route_ready)(void *state, int layer);
+  /* Appended (issue 19). May be NULL. Called (pl_policy_ahead) after the
+   * layer's observation of iteration `iteration` and before its next plan,
+   * possibly on another thread while other layers plan, observe and route:
+   * may work out parts of the layer's plan of iteration + 1 that depend
+   * only on what that observation left and on `current` (the layer's
+   * placement now), for the plan to take when its inputs turn out the
+   * same bits. Reads only the layer's state that its own plan and
+   * observation write, writes only its own ahead state; never runs at once
+   * with the layer's plan, observe or temporaries. Changes no plan. */
+  int (*ahead)(void *state, int iteration, int layer, const pl_placement *current);
 } pl_policy_ops;
 
 /* Registry: NULL-terminated array of all policies, in listing order. */
@@ -367,6 +384,22 @@ int pl_policy_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_tem
  * the runtime serve the iteration with. */
 int pl_policy_route_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_temps *t,
                                 pl_routing *r);
+/* Whether layer `layer`'s pl_policy_route_serving and
+ * pl_policy_route_temporaries of the iteration whose plan and observe of
+ * the layer are made may run (on another thread) while the layers above it
+ * are planned and observed, with the same result as after them: 1 for a
+ * policy without capacity and temporaries ops (routing then reads only
+ * the layer's own placements, which only its own plan changes), else what
+ * its route_ready op says (0 without one). Reads the state only, and only
+ * what later plans and observations do not write. */
+int pl_policy_route_ready(const pl_policy *p, int layer);
+/* The policy's ahead op for `layer` after its observation of `iteration`
+ * (none: PL_OK): work for the layer's next plan done ahead of it, e.g. on
+ * a helper thread (see pl_policy_ops.ahead); plans are the same bits with
+ * or without it. Calls for different layers may run at once with each
+ * other and with other layers' plan, observe and temporaries; 0 or a PL_
+ * code (out of memory). */
+int pl_policy_ahead(pl_policy *p, int iteration, int layer);
 
 /* Helpers for policy implementations. */
 int pl_kv_double(const pl_kv *kv, int nkv, const char *key, double def,
