@@ -80,6 +80,9 @@
  * cells within 0.8% of FULL's iterations or faster, the decision 1.7-2.4x
  * cheaper at 64 GPUs, 3.7x at 1,024) */
 #define FX_SHADOW_DEFAULT 4
+/* shadow=5: per layer and iteration the better (predicted) of LAZY's and
+ * FAST's decisions (fx_decide_both), as the oracle's shadow=5 */
+#define FX_SHADOW_BOTH 5
 
 /* shadow_net=1, payback > 0: payback's decision for a layer's open plan's
  * placement (pay_new) on the layer's last observed counts (lastc), kept
@@ -218,12 +221,14 @@ static void fx_fini(void *state) {
  * own, so that every canonical spec (and stored run key) stays. */
 static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
   int rc;
-  if ((rc = pl_kv_int(kv, nkv, "shadow", FX_SHADOW_DEFAULT, 0, 4, &s->shadow)) ||
+  if ((rc = pl_kv_int(kv, nkv, "shadow", FX_SHADOW_DEFAULT, 0, FX_SHADOW_BOTH, &s->shadow)) ||
       (rc = pl_kv_double(kv, nkv, "shadow_margin", 1.0, 1.0, 1e6, &s->tcfg.margin)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_net", FX_SHADOW_NET_DEFAULT, 0, 1, &s->shadow_net)))
     return rc;
-  s->tcfg.search = s->shadow > 1 ? s->shadow - 1 : PL_TEMPS_SEARCH_FULL;
+  s->tcfg.search = s->shadow == FX_SHADOW_BOTH ? PL_TEMPS_SEARCH_LAZY
+                   : s->shadow > 1            ? s->shadow - 1
+                                              : PL_TEMPS_SEARCH_FULL;
   return PL_OK;
 }
 
@@ -1083,6 +1088,37 @@ static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, p
   return PL_OK;
 }
 
+/* The guard's last judge with shadow_net=1 (payback > 0): the static
+ * layout (s->alt) against the guard's choice so far (the plan when
+ * plan->changed, else the current placement; best: its exact time plus
+ * its moves over the lifetime), each less what its temporaries would save
+ * on the last observed counts (fx_shadow_net), as the layer would serve:
+ * a placement whose planned replicas do what the temporaries would do on
+ * static's slots for free can lose to static net while winning gross.
+ * routed: the placement s->r holds the routing of. */
+static int fx_guard_static_net(fx_state *s, int layer, const pl_placement *current,
+                               pl_plan *plan, const pl_placement *routed, double best) {
+  const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+  const pl_placement *w = plan->changed ? &plan->placement : current;
+  double nb, nst, mig, fl, st;
+  int rc;
+  if ((rc = fx_shadow_net(s, layer, c, w, &nb)) != 0 ||
+      (rc = fx_shadow_net(s, layer, c, &s->alt, &nst)) != 0 ||
+      (rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0 ||
+      (rc = floor_us(s, layer, &s->alt, &fl)) != 0)
+    return rc;
+  if (!(fl - nst + mig / s->life < best - nb)) /* st >= fl: it cannot win */
+    return PL_OK;
+  if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
+    return rc;
+  if (st - nst + mig / s->life < best - nb) {
+    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
+      return rc;
+    plan->changed = 1;
+  }
+  return PL_OK;
+}
+
 /*
  * The guard: the plan (plan->changed) against keeping the current placement
  * and against going back to the static layout, each judged by exact_us on
@@ -1114,6 +1150,8 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
   }
   if ((rc = pl_placement_static(&s->alt)) != 0 || pl_placement_equal(&s->alt, current))
     return rc;
+  if (s->shadow && s->shadow_net && s->payback > 0)
+    return fx_guard_static_net(s, layer, current, plan, routed, best);
   /* the static layout is routed only if its floor leaves it a chance (in
    * the 256- and 1,024-GPU runs of docs/performance.md it never had one:
    * its hot experts' replicas alone are slower than the plan) */
@@ -1337,7 +1375,7 @@ static const pl_param_desc fx_params[] = {
     {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime; 0: off; 0 to 1"},
     {"charge", "1", "1: moves cost what the engines charge (the iteration's moves of all layers together; background: contention with its traffic and what it cannot hide); 0: a layer's own move time / horizon; 0 to 1"},
     {"lifetime", "0.5", "a plan lasts this / the layer's recent change rate (total variation of the load shares per iteration) iterations, at most horizon (0: horizon); 0 to 1000000000"},
-    {"shadow", PL_STR(FX_SHADOW_DEFAULT), "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain this iteration exceeds the copies' cost (pl_shadow.h); 2: the same, at most 4 trials a greedy step (cheaper, fewer taken); 3: such steps, a full one when theirs fails (more taken, dearer); 4: no trials, copies scored in closed form (cheaper at scale); 0: off; 0 to 4"},
+    {"shadow", PL_STR(FX_SHADOW_DEFAULT), "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain exceeds the copies' cost (pl_shadow.h); 2: at most 4 trials a greedy step (cheaper, fewer taken); 3: such steps, a full one when theirs fails; 4: no trials, closed form (cheaper at scale); 5: per layer the one of 3 and 4 predicted to save more; 0: off; 0 to 5"},
     {"shadow_margin", "1", "shadow=1: a temporary is taken when its predicted gain exceeds this x its cost; 1 to 1000000"},
     {"shadow_max", "0", "shadow=1: most temporaries per layer and iteration (0: as free slots allow); 0 to 1048576"},
     {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
@@ -1350,6 +1388,42 @@ static const pl_param_desc fx_params[] = {
  * estimated layer times. */
 static double fx_grad_hide_us(const fx_state *s, int layer) {
   return pl_grad_hide_us(&s->env, s->lay_us, layer);
+}
+
+/* shadow=5: FAST's and LAZY's decisions (cfg otherwise as given), the one
+ * predicted to save more (gain less cost; LAZY's on a tie, as the
+ * oracle's shadow=5), left in out: FAST is decided first and again when
+ * it wins (it is the cheaper one; pl_temps_decide is a pure function, so
+ * the same temporaries). out's range of grad_hide_us is the intersection
+ * of both decisions' (over it neither, so neither the choice, changes),
+ * its trials the sum (the decision's cost). */
+static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placement *serving,
+                          const pl_placement *current, const int64_t *counts, pl_temps *out) {
+  const pl_env *env = &s->env;
+  cfg->search = PL_TEMPS_SEARCH_FAST;
+  int rc = pl_temps_decide(out, cfg, &env->cluster, &env->model, &env->profile, serving,
+                           current, counts, s->slots);
+  if (rc)
+    return rc;
+  double fast = fx_net(out), lo = out->hide_lo, hi = out->hide_hi;
+  int trials = out->trials;
+  cfg->search = PL_TEMPS_SEARCH_LAZY;
+  if ((rc = pl_temps_decide(out, cfg, &env->cluster, &env->model, &env->profile, serving,
+                            current, counts, s->slots)) != 0)
+    return rc;
+  lo = out->hide_lo > lo ? out->hide_lo : lo;
+  hi = out->hide_hi < hi ? out->hide_hi : hi;
+  trials += out->trials;
+  if (fast > fx_net(out)) {
+    cfg->search = PL_TEMPS_SEARCH_FAST;
+    if ((rc = pl_temps_decide(out, cfg, &env->cluster, &env->model, &env->profile, serving,
+                              current, counts, s->slots)) != 0)
+      return rc;
+  }
+  out->hide_lo = lo;
+  out->hide_hi = hi;
+  out->trials = trials;
+  return PL_OK;
 }
 
 /* shadow=1: the layer's temporaries on the iteration's own counts, within
@@ -1370,6 +1444,8 @@ static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
     return fx_memo_get(m, out);
   if ((m = fx_last_find(s, layer, serving, current, counts, gh)) != NULL)
     return fx_last_get(m, serving, out);
+  if (s->shadow == FX_SHADOW_BOTH)
+    return fx_decide_both(s, &cfg, serving, current, counts, out);
   return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
 }
