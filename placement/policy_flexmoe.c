@@ -76,13 +76,16 @@
 /* shadow_net's default (docs/placement.md "Plans judged as they serve":
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
-/* shadow's default: the FAST search (pl_shadow.h; issue 17 step 5: the six
- * cells within 0.8% of FULL's iterations or faster, the decision 1.7-2.4x
- * cheaper at 64 GPUs, 3.7x at 1,024) */
-#define FX_SHADOW_DEFAULT 4
 /* shadow=5: per layer and iteration the better (predicted) of LAZY's and
  * FAST's decisions (fx_decide_both), as the oracle's shadow=5 */
 #define FX_SHADOW_BOTH 5
+/* shadow's default: shadow=5 (issue 17, 2026-12-07 day: with the guard
+ * judging static net of its temporaries, the six cells 1.048 / 1.076 /
+ * 1.038 and 1.012 / 1.082 / 1.102 of the oracle, all within target; FAST
+ * alone, the default before, 1.059 / 1.197 / 1.116 and 1.012 / 1.227 /
+ * 1.175 (1.055 / 1.204 / 1.129, 1.020 / 1.169 / 1.229 with the net
+ * guard); the decision about 3x FAST's cost at 64 GPUs) */
+#define FX_SHADOW_DEFAULT FX_SHADOW_BOTH
 
 /* shadow_net=1, payback > 0: payback's decision for a layer's open plan's
  * placement (pay_new) on the layer's last observed counts (lastc), kept
