@@ -850,3 +850,77 @@ Test(policy, flexmoe_default_temporaries_save_at_least_fasts_and_more_somewhere)
   pl_plan_fini(&plan);
   pl_policy_destroy(p);
 }
+
+/* Issue 17, 16 GPUs: with shadow_net=1 flexmoe's guard judges the static
+ * layout net of its temporaries too, as it judges the plan and the current
+ * placement. Eight hot experts (iterations 0-19) make plans that replicate
+ * them; then they cool and expert 31 (static's GPU 7) runs hot at 202
+ * tokens per source. Static plus its temporaries serves layer 1 faster
+ * (predicted, each placement with the default's temporaries on the same
+ * counts) than the replicated placement, whose planned copies pay their
+ * all-reduce every iteration, and the layer goes back to it; judged gross
+ * (the guard before) static, without the temporary its hot GPU, never
+ * won and no layer went back. */
+Test(policy, flexmoe_guard_returns_to_static_when_its_temporaries_serve_faster) {
+  pl_env env = env8();
+  env.model.d_model = 384;
+  env.model.d_ff = 768;
+  env.cluster.slots = 8;
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "flexmoe", &env, NULL, 0), PL_OK);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  pl_temps t, a, b;
+  cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
+  cr_assert_eq(pl_temps_init(&a, 32, 8, 8), PL_OK);
+  cr_assert_eq(pl_temps_init(&b, 32, 8, 8), PL_OK);
+  pl_placement st, was[2];
+  cr_assert_eq(pl_placement_init(&st, 32, 8, 8), PL_OK);
+  cr_assert_eq(pl_placement_static(&st), PL_OK);
+  static int64_t counts[8 * 32];
+  int back = 0;
+  for (int it = 0; it < 40; it++) {
+    for (int s = 0; s < 8; s++)
+      for (int e = 0; e < 32; e++)
+        counts[s * 32 + e] = it < 20 ? (e < 8 ? 100 + 400 * (e % 3) + 30 * s : 40)
+                                     : (e == 31 ? 202 : 40);
+    for (int l = 0; l < 2; l++) {
+      cr_assert_eq(pl_policy_plan(p, it, l, counts, &plan), PL_OK);
+      if (it == 19) {
+        cr_assert(!pl_placement_equal(pl_policy_placement(p, l), &st), "layer %d moved", l);
+        cr_assert_eq(pl_placement_init(&was[l], 32, 8, 8), PL_OK);
+        cr_assert_eq(pl_placement_copy(&was[l], pl_policy_placement(p, l)), PL_OK);
+      }
+      cr_assert_eq(pl_policy_temporaries(p, l, counts, &t), PL_OK);
+      cr_assert_eq(pl_policy_observe(p, it, l, counts), PL_OK);
+    }
+  }
+  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0};
+  for (int l = 0; l < 2; l++) {
+    if (!pl_placement_equal(pl_policy_placement(p, l), &st))
+      continue;
+    back++;
+    double us_st, us_was;
+    cr_assert_eq(fresh_decide(&a, &cfg, -1, &env, &st, &st, counts), PL_OK);
+    cr_assert_eq(fresh_decide(&b, &cfg, -1, &env, &was[l], &was[l], counts), PL_OK);
+    cr_assert_gt(a.n, 0, "layer %d: static's temporaries", l);
+    cr_assert_eq(pl_temps_predict_us(&t, &env.cluster, &env.model, &env.profile, &a.placement,
+                                     a.temp, a.n, counts, &us_st),
+                 PL_OK);
+    cr_assert_eq(pl_temps_predict_us(&t, &env.cluster, &env.model, &env.profile,
+                                     b.n > 0 ? &b.placement : &was[l], b.temp, b.n, counts,
+                                     &us_was),
+                 PL_OK);
+    cr_assert_lt(us_st, us_was, "layer %d: static %.3f us, the placement it left %.3f", l,
+                 us_st, us_was);
+  }
+  cr_assert_geq(back, 1, "no layer went back to static");
+  pl_placement_fini(&was[0]);
+  pl_placement_fini(&was[1]);
+  pl_placement_fini(&st);
+  pl_temps_fini(&b);
+  pl_temps_fini(&a);
+  pl_temps_fini(&t);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
+}
