@@ -1128,7 +1128,9 @@ static int fx_guard_static_net(fx_state *s, int layer, const pl_placement *curre
  * the last observed counts and charged its migration over the plan's
  * lifetime; the cheapest wins (the current placement on ties). A plan the
  * greedy's model liked but the real routing does not is dropped, and a
- * layer whose placement has become worse than static returns to it.
+ * layer whose placement has become worse than static returns to it. With
+ * shadow on, shadow_net=1 and payback > 0 each is judged less what its
+ * temporaries would save (fx_shadow_veto, fx_guard_static_net).
  */
 static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                     double adjust) {
@@ -1375,7 +1377,7 @@ static const pl_param_desc fx_params[] = {
     {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off); 0 to 32"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     /* appended (issue 17): parameters keep their order, canonical specs stay */
-    {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime; 0: off; 0 to 1"},
+    {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime (shadow_net=1: less what its temporaries would save); 0: off; 0 to 1"},
     {"charge", "1", "1: moves cost what the engines charge (the iteration's moves of all layers together; background: contention with its traffic and what it cannot hide); 0: a layer's own move time / horizon; 0 to 1"},
     {"lifetime", "0.5", "a plan lasts this / the layer's recent change rate (total variation of the load shares per iteration) iterations, at most horizon (0: horizon); 0 to 1000000000"},
     {"shadow", PL_STR(FX_SHADOW_DEFAULT), "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain exceeds the copies' cost (pl_shadow.h); 2: at most 4 trials a greedy step (cheaper, fewer taken); 3: such steps, a full one when theirs fails; 4: no trials, closed form (cheaper at scale); 5: per layer the one of 3 and 4 predicted to save more; 0: off; 0 to 5"},
