@@ -1397,11 +1397,12 @@ static double fx_grad_hide_us(const fx_state *s, int layer) {
 
 /* shadow=5: FAST's and LAZY's decisions (cfg otherwise as given), the one
  * predicted to save more (gain less cost; LAZY's on a tie, as the
- * oracle's shadow=5), left in out: FAST is decided first and again when
- * it wins (it is the cheaper one; pl_temps_decide is a pure function, so
- * the same temporaries). out's range of grad_hide_us is the intersection
- * of both decisions' (over it neither, so neither the choice, changes),
- * its trials the sum (the decision's cost). */
+ * oracle's shadow=5), left in out: FAST is decided first and its
+ * temporaries kept; when it wins, out is rebuilt from them as
+ * pl_temps_decide leaves it (serving plus the temporaries in order: the
+ * same bits as deciding it again). out's range of grad_hide_us is the
+ * intersection of both decisions' (over it neither, so neither the
+ * choice, changes), its trials the sum (the decision's cost). */
 static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placement *serving,
                           const pl_placement *current, const int64_t *counts, pl_temps *out) {
   const pl_env *env = &s->env;
@@ -1411,24 +1412,41 @@ static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placeme
   if (rc)
     return rc;
   double fast = fx_net(out), lo = out->hide_lo, hi = out->hide_hi;
-  int trials = out->trials;
+  double fgain = out->gain_us, fcost = out->cost_us;
+  int trials = out->trials, fn = out->n;
+  pl_temp *keep = NULL;
+  if (fn > 0) {
+    if (!(keep = pl_malloc((size_t)fn * sizeof(pl_temp))))
+      return PL_ENOMEM;
+    memcpy(keep, out->temp, (size_t)fn * sizeof(pl_temp));
+  }
   cfg->search = PL_TEMPS_SEARCH_LAZY;
   if ((rc = pl_temps_decide(out, cfg, &env->cluster, &env->model, &env->profile, serving,
                             current, counts, s->slots)) != 0)
-    return rc;
+    goto done;
   lo = out->hide_lo > lo ? out->hide_lo : lo;
   hi = out->hide_hi < hi ? out->hide_hi : hi;
   trials += out->trials;
-  if (fast > fx_net(out)) {
-    cfg->search = PL_TEMPS_SEARCH_FAST;
-    if ((rc = pl_temps_decide(out, cfg, &env->cluster, &env->model, &env->profile, serving,
-                              current, counts, s->slots)) != 0)
-      return rc;
+  if (fast > fx_net(out)) { /* fast > 0: fn > 0 */
+    if ((rc = pl_placement_copy(&out->placement, serving)) != 0)
+      goto done;
+    for (int k = 0; k < fn && !rc; k++)
+      rc = pl_placement_add(&out->placement, keep[k].expert, keep[k].to);
+    if (rc)
+      goto done;
+    memcpy(out->temp, keep, (size_t)fn * sizeof(pl_temp));
+    out->n = fn;
+    out->gain_us = fgain;
+    out->cost_us = fcost;
   }
   out->hide_lo = lo;
   out->hide_hi = hi;
   out->trials = trials;
-  return PL_OK;
+done:
+  if (rc)
+    out->n = 0;
+  pl_free(keep);
+  return rc;
 }
 
 /* shadow=1: the layer's temporaries on the iteration's own counts, within
