@@ -1135,16 +1135,29 @@ static int fx_guard_static_net(fx_state *s, int layer, const pl_placement *curre
                                pl_plan *plan, const pl_placement *routed, double best) {
   const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
   const pl_placement *w = plan->changed ? &plan->placement : current;
-  double nb, nst, mig, fl, st;
-  int rc;
+  double nb, nst, mig, fl, st = 0;
+  int rc, part, have_st = 0;
   if ((rc = fx_shadow_net(s, layer, c, w, FX_STAGE_ALL, NULL, &nb)) != 0 ||
-      (rc = fx_shadow_net(s, layer, c, &s->alt, FX_STAGE_ALL, NULL, &nst)) != 0 ||
+      (rc = fx_shadow_net(s, layer, c, &s->alt, FX_STAGE_FAST, &part, &nst)) != 0 ||
       (rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0 ||
       (rc = floor_us(s, layer, &s->alt, &fl)) != 0)
     return rc;
-  if (!(fl - nst + mig / s->life < best - nb)) /* st >= fl: it cannot win */
+  /* with FX_MODE_BOTH static's temporaries are decided with FAST first
+   * (part): both's net is at least FAST's and both tests below only get
+   * easier with more (rounding is monotone), so static winning on FAST's
+   * net wins (the same outcome, LAZY's search saved); else the decision
+   * is finished and static judged on it */
+  if (part && fl - nst + mig / s->life < best - nb) {
+    if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
+      return rc;
+    have_st = 1;
+  }
+  if (part && !(have_st && st - nst + mig / s->life < best - nb) &&
+      (rc = fx_shadow_net(s, layer, c, &s->alt, FX_STAGE_REST, NULL, &nst)) != 0)
+    return rc;
+  if (!have_st && !(fl - nst + mig / s->life < best - nb)) /* st >= fl: it cannot win */
     return PL_OK;
-  if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
+  if (!have_st && (rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
     return rc;
   if (st - nst + mig / s->life < best - nb) {
     if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
