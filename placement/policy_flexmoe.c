@@ -76,10 +76,23 @@
 /* shadow_net's default (docs/placement.md "Plans judged as they serve":
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
-/* shadow's default: the FAST search (pl_shadow.h; issue 17 step 5: the six
- * cells within 0.8% of FULL's iterations or faster, the decision 1.7-2.4x
- * cheaper at 64 GPUs, 3.7x at 1,024) */
-#define FX_SHADOW_DEFAULT 4
+/* shadow=5: per layer and iteration the better (predicted) of LAZY's and
+ * FAST's decisions (fx_decide_both), as the oracle's shadow=5, for the
+ * temporaries that serve and the guard's judgements; payback's scoring of
+ * an issued plan (fx_settle) with FAST's alone (issue 17, 2026-12-07 day,
+ * gap2: the six cells as good, the decisions cheaper; docs/placement.md) */
+#define FX_SHADOW_BOTH 5
+/* shadow's default: shadow=5 (issue 17, 2026-12-07 day: with the guard
+ * judging static net of its temporaries, the six cells 1.048 / 1.076 /
+ * 1.038 and 1.012 / 1.082 / 1.102 of the oracle, all within target; FAST
+ * alone, the default before, 1.059 / 1.197 / 1.116 and 1.012 / 1.227 /
+ * 1.175 (1.055 / 1.204 / 1.129, 1.020 / 1.169 / 1.229 with the net
+ * guard); the decision about 3x FAST's cost at 64 GPUs) */
+#define FX_SHADOW_DEFAULT FX_SHADOW_BOTH
+/* fx_state.smode, jmode: the better of FAST's and LAZY's (fx_decide_both) */
+#define FX_MODE_BOTH 100
+/* fx_decide's stages with FX_MODE_BOTH (see there) */
+enum { FX_STAGE_ALL, FX_STAGE_FAST, FX_STAGE_REST };
 
 /* shadow_net=1, payback > 0: payback's decision for a layer's open plan's
  * placement (pay_new) on the layer's last observed counts (lastc), kept
@@ -88,6 +101,7 @@
  * iteration while the plan serves, the guard's veto of the next plan. */
 typedef struct fx_memo {
   int valid;     /* 0: none since the last observation or pay_new's change */
+  int mode;      /* the search it was decided with (fx_state.mode, pay_mode) */
   double lo, hi; /* the decision's range of grad_hide_us (pl_temps.hide_lo, hide_hi) */
   int n, trials; /* its pl_temps outputs */
   double gain_us, cost_us;
@@ -159,6 +173,11 @@ typedef struct fx_state {
   /* shadow=1: temporaries on the iteration's own counts (fx_temporaries) */
   int shadow;
   pl_temps_cfg tcfg;
+  /* the search (PL_TEMPS_SEARCH_*, or FX_MODE_BOTH: fx_decide_both) of the
+   * decisions that serve (fx_temporaries) and that the guard judges a
+   * placement with (fx_shadow_veto, fx_guard_static_net), and the one
+   * payback scores an issued plan with (fx_settle) */
+  int mode, pay_mode;
   pl_temps tg; /* shadow=1: the guard's and payback's temporaries (fx_shadow_net) */
   int shadow_net; /* 1: every plan and payback's scoring net of the temporaries */
   /* weights_first=1 (issue 17 step 1): this iteration's weight copies of
@@ -247,12 +266,19 @@ static void fx_fini(void *state) {
  * own, so that every canonical spec (and stored run key) stays. */
 static int fx_shadow_init(fx_state *s, const pl_kv *kv, int nkv) {
   int rc;
-  if ((rc = pl_kv_int(kv, nkv, "shadow", FX_SHADOW_DEFAULT, 0, 4, &s->shadow)) ||
+  if ((rc = pl_kv_int(kv, nkv, "shadow", FX_SHADOW_DEFAULT, 0, FX_SHADOW_BOTH, &s->shadow)) ||
       (rc = pl_kv_double(kv, nkv, "shadow_margin", 1.0, 1.0, 1e6, &s->tcfg.margin)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_max", 0, 0, 1 << 20, &s->tcfg.max_temps)) ||
       (rc = pl_kv_int(kv, nkv, "shadow_net", FX_SHADOW_NET_DEFAULT, 0, 1, &s->shadow_net)))
     return rc;
-  s->tcfg.search = s->shadow > 1 ? s->shadow - 1 : PL_TEMPS_SEARCH_FULL;
+  s->tcfg.search = s->shadow == FX_SHADOW_BOTH ? PL_TEMPS_SEARCH_LAZY
+                   : s->shadow > 1            ? s->shadow - 1
+                                              : PL_TEMPS_SEARCH_FULL;
+  s->mode = s->pay_mode = s->tcfg.search;
+  if (s->shadow == FX_SHADOW_BOTH) {
+    s->mode = FX_MODE_BOTH;
+    s->pay_mode = PL_TEMPS_SEARCH_FAST;
+  }
   return PL_OK;
 }
 
@@ -370,7 +396,8 @@ static int fx_memo_room(fx_memo *m, int n) {
 /* Decision t's temporaries, counts and predictions into m (room made by
  * fx_memo_room; its placement is the caller's), and m valid. The inverse
  * of fx_memo_out. */
-static void fx_memo_fill(fx_memo *m, const pl_temps *t) {
+static void fx_memo_fill(fx_memo *m, const pl_temps *t, int mode) {
+  m->mode = mode;
   if (t->n > 0)
     memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
   m->n = t->n;
@@ -382,11 +409,11 @@ static void fx_memo_fill(fx_memo *m, const pl_temps *t) {
   m->valid = 1;
 }
 
-static void fx_memo_put(fx_memo *m, const pl_temps *t) {
+static void fx_memo_put(fx_memo *m, const pl_temps *t, int mode) {
   if (fx_memo_room(m, t->n) != 0 ||
       (t->n > 0 && pl_placement_copy(&m->placement, &t->placement) != 0))
     return;
-  fx_memo_fill(m, t);
+  fx_memo_fill(m, t, mode);
 }
 
 /* The engines' decision t of layer on serving, current (NULL: serving)
@@ -400,7 +427,7 @@ static void fx_last_put(fx_state *s, int layer, const pl_placement *serving,
   fx_pack(serving, x->sv, 0);
   fx_pack(current ? current : serving, x->cur, 0);
   memcpy(x->counts, counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t));
-  fx_memo_fill(&x->m, t);
+  fx_memo_fill(&x->m, t, s->mode);
 }
 
 /* The layer's fx_last when it holds the decision for these inputs: counts,
@@ -408,9 +435,9 @@ static void fx_last_put(fx_state *s, int layer, const pl_placement *serving,
  * its range; else NULL. Reads the state only. */
 static const fx_memo *fx_last_find(const fx_state *s, int layer, const pl_placement *serving,
                                    const pl_placement *current, const int64_t *counts,
-                                   double gh) {
+                                   double gh, int mode) {
   const fx_last *x = s->last ? &s->last[layer] : NULL;
-  if (!x || !x->m.valid || !(gh >= x->m.lo && gh <= x->m.hi))
+  if (!x || !x->m.valid || x->m.mode != mode || !(gh >= x->m.lo && gh <= x->m.hi))
     return NULL;
   size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
   if (!fx_pack(serving, x->sv, 1) || !fx_pack(current ? current : serving, x->cur, 1) ||
@@ -451,9 +478,9 @@ static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *
  * else NULL. Reads the state only. */
 static const fx_memo *fx_memo_find(const fx_state *s, int layer, const pl_placement *serving,
                                    const pl_placement *current, const int64_t *counts,
-                                   double gh) {
+                                   double gh, int mode) {
   const fx_memo *m = s->memo ? &s->memo[layer] : NULL;
-  if (!m || !m->valid || !(gh >= m->lo && gh <= m->hi))
+  if (!m || !m->valid || m->mode != mode || !(gh >= m->lo && gh <= m->hi))
     return NULL;
   size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
   const int64_t *lc = s->lastc + (size_t)layer * GE;
@@ -516,7 +543,7 @@ static void fx_pay_close(fx_state *s, int layer) {
 
 static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
                      const pl_placement *current, const int64_t *counts, double gh,
-                     pl_temps *out);
+                     int mode, int stage, int *partial, pl_temps *out);
 static double fx_grad_hide_us(const fx_state *s, int layer);
 
 /* What the temporaries t save: their predicted gain less their cost, 0
@@ -547,13 +574,13 @@ static int fx_settle(fx_state *s, int layer, pl_temps *t) {
   pd->on = 0;
   const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
   const pl_placement *po = &s->pay_old[layer], *pn = &s->pay_new[layer];
-  int rc = fx_decide(s, layer, po, po, c, pd->gh, t);
+  int rc = fx_decide(s, layer, po, po, c, pd->gh, s->pay_mode, FX_STAGE_ALL, NULL, t);
   if (rc)
     return rc;
   double nb = fx_net(t);
-  if ((rc = fx_decide(s, layer, pn, pn, c, pd->gh, t)) != 0)
+  if ((rc = fx_decide(s, layer, pn, pn, c, pd->gh, s->pay_mode, FX_STAGE_ALL, NULL, t)) != 0)
     return rc;
-  fx_memo_put(&s->memo[layer], t);
+  fx_memo_put(&s->memo[layer], t, s->pay_mode);
   fx_pay_judge(s, layer, pd->before - nb, pd->after - fx_net(t));
   return PL_OK;
 }
@@ -1190,11 +1217,14 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
  * iteration's hot experts) gains less than its routed time says. 0 with
  * shadow=0. */
 static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
-                         const pl_placement *p, double *net) {
+                         const pl_placement *p, int stage, int *partial, double *net) {
   *net = 0;
+  if (partial)
+    *partial = 0;
   if (!s->shadow)
     return PL_OK;
-  int rc = fx_decide(s, layer, p, p, counts, fx_grad_hide_us(s, layer), &s->tg);
+  int rc = fx_decide(s, layer, p, p, counts, fx_grad_hide_us(s, layer), s->mode, stage,
+                     partial, &s->tg);
   if (!rc)
     *net = fx_net(&s->tg);
   return rc;
@@ -1214,17 +1244,71 @@ static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, p
   if (!s->shadow || !(s->payback > 0) || (!s->shadow_net && cur - nw >= adjust))
     return PL_OK;
   const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
-  if ((rc = fx_shadow_net(s, layer, c, current, &ncur)) != 0)
+  if ((rc = fx_shadow_net(s, layer, c, current, FX_STAGE_ALL, NULL, &ncur)) != 0)
     return rc;
   /* nnew >= 0 only helps the plan ((nw - nnew) + a <= nw + a in floating
    * point too): when the current placement's savings alone leave it its
    * margin, the plan's temporaries need not be decided */
   if (nw + adjust / s->life < cur - ncur)
     return PL_OK;
-  if ((rc = fx_shadow_net(s, layer, c, &plan->placement, &nnew)) != 0)
+  /* with FX_MODE_BOTH the plan's temporaries are decided with FAST first:
+   * their net is at most both's, and the test falls with nnew (rounding
+   * is monotone), so a plan that FAST's net keeps is kept (the same
+   * outcome, LAZY's search saved); else the decision is finished */
+  int part;
+  if ((rc = fx_shadow_net(s, layer, c, &plan->placement, FX_STAGE_FAST, &part, &nnew)) != 0)
+    return rc;
+  if (part && (nw - nnew) + adjust / s->life < cur - ncur)
+    return PL_OK;
+  if (part &&
+      (rc = fx_shadow_net(s, layer, c, &plan->placement, FX_STAGE_REST, NULL, &nnew)) != 0)
     return rc;
   if (!((nw - nnew) + adjust / s->life < cur - ncur))
     plan->changed = 0;
+  return PL_OK;
+}
+
+/* The guard's last judge with shadow_net=1 (payback > 0): the static
+ * layout (s->alt) against the guard's choice so far (the plan when
+ * plan->changed, else the current placement; best: its exact time plus
+ * its moves over the lifetime), each less what its temporaries would save
+ * on the last observed counts (fx_shadow_net), as the layer would serve:
+ * a placement whose planned replicas do what the temporaries would do on
+ * static's slots for free can lose to static net while winning gross.
+ * routed: the placement s->r holds the routing of. */
+static int fx_guard_static_net(fx_state *s, int layer, const pl_placement *current,
+                               pl_plan *plan, const pl_placement *routed, double best) {
+  const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
+  const pl_placement *w = plan->changed ? &plan->placement : current;
+  double nb, nst, mig, fl, st = 0;
+  int rc, part, have_st = 0;
+  if ((rc = fx_shadow_net(s, layer, c, w, FX_STAGE_ALL, NULL, &nb)) != 0 ||
+      (rc = fx_shadow_net(s, layer, c, &s->alt, FX_STAGE_FAST, &part, &nst)) != 0 ||
+      (rc = plan_mig(s, layer, current, &s->alt, &mig)) != 0 ||
+      (rc = floor_us(s, layer, &s->alt, &fl)) != 0)
+    return rc;
+  /* with FX_MODE_BOTH static's temporaries are decided with FAST first
+   * (part): both's net is at least FAST's and both tests below only get
+   * easier with more (rounding is monotone), so static winning on FAST's
+   * net wins (the same outcome, LAZY's search saved); else the decision
+   * is finished and static judged on it */
+  if (part && fl - nst + mig / s->life < best - nb) {
+    if ((rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
+      return rc;
+    have_st = 1;
+  }
+  if (part && !(have_st && st - nst + mig / s->life < best - nb) &&
+      (rc = fx_shadow_net(s, layer, c, &s->alt, FX_STAGE_REST, NULL, &nst)) != 0)
+    return rc;
+  if (!have_st && !(fl - nst + mig / s->life < best - nb)) /* st >= fl: it cannot win */
+    return PL_OK;
+  if (!have_st && (rc = exact_us(s, layer, routed, &s->alt, &st)) != 0)
+    return rc;
+  if (st - nst + mig / s->life < best - nb) {
+    if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
+      return rc;
+    plan->changed = 1;
+  }
   return PL_OK;
 }
 
@@ -1234,7 +1318,9 @@ static int fx_shadow_veto(fx_state *s, int layer, const pl_placement *current, p
  * the last observed counts and charged its migration over the plan's
  * lifetime; the cheapest wins (the current placement on ties). A plan the
  * greedy's model liked but the real routing does not is dropped, and a
- * layer whose placement has become worse than static returns to it.
+ * layer whose placement has become worse than static returns to it. With
+ * shadow on, shadow_net=1 and payback > 0 each is judged less what its
+ * temporaries would save (fx_shadow_veto, fx_guard_static_net).
  */
 static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                     double adjust) {
@@ -1259,6 +1345,8 @@ static int fx_guard(fx_state *s, int layer, const pl_placement *current, pl_plan
   }
   if ((rc = pl_placement_static(&s->alt)) != 0 || pl_placement_equal(&s->alt, current))
     return rc;
+  if (s->shadow && s->shadow_net && s->payback > 0)
+    return fx_guard_static_net(s, layer, current, plan, routed, best);
   /* the static layout is routed only if its floor leaves it a chance (in
    * the 256- and 1,024-GPU runs of docs/performance.md it never had one:
    * its hot experts' replicas alone are slower than the plan) */
@@ -1486,10 +1574,10 @@ static const pl_param_desc fx_params[] = {
     {"noise", "0", "plan for the mean cost over the prediction and the prediction plus each of the last N per-iteration changes (0: off); 0 to 32"},
     PL_MONITOR_PARAMS("last", "0.5", "10"),
     /* appended (issue 17): parameters keep their order, canonical specs stay */
-    {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime; 0: off; 0 to 1"},
+    {"guard", "1", "1: a plan is issued only if it beats keeping the current placement, and the static layout is taken back when it beats both, each judged on the last observed counts routed and costed exactly (pl_route, pl_cost_layer) with its migration over the plan's lifetime (shadow_net=1: less what its temporaries would save); 0: off; 0 to 1"},
     {"charge", "1", "1: moves cost what the engines charge (the iteration's moves of all layers together; background: contention with its traffic and what it cannot hide); 0: a layer's own move time / horizon; 0 to 1"},
     {"lifetime", "0.5", "a plan lasts this / the layer's recent change rate (total variation of the load shares per iteration) iterations, at most horizon (0: horizon); 0 to 1000000000"},
-    {"shadow", PL_STR(FX_SHADOW_DEFAULT), "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain this iteration exceeds the copies' cost (pl_shadow.h); 2: the same, at most 4 trials a greedy step (cheaper, fewer taken); 3: such steps, a full one when theirs fails (more taken, dearer); 4: no trials, copies scored in closed form (cheaper at scale); 0: off; 0 to 4"},
+    {"shadow", PL_STR(FX_SHADOW_DEFAULT), "1: each iteration, on its own gate counts, copy the weights of overloaded experts to GPUs with a free slot for that iteration only, where the predicted gain exceeds the copies' cost (pl_shadow.h); 2: at most 4 trials a greedy step (cheaper, fewer taken); 3: such steps, a full one when theirs fails; 4: no trials, closed form (cheaper at scale); 5: per layer the one of 3 and 4 predicted to save more (payback scores with 4); 0: off; 0 to 5"},
     {"shadow_margin", "1", "shadow=1: a temporary is taken when its predicted gain exceeds this x its cost; 1 to 1000000"},
     {"shadow_max", "0", "shadow=1: most temporaries per layer and iteration (0: as free slots allow); 0 to 1048576"},
     {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
@@ -1504,24 +1592,98 @@ static double fx_grad_hide_us(const fx_state *s, int layer) {
   return pl_grad_hide_us(&s->env, s->lay_us, layer);
 }
 
+/* shadow=5: FAST's and LAZY's decisions (cfg otherwise as given), the one
+ * predicted to save more (gain less cost; LAZY's on a tie, as the
+ * oracle's shadow=5), left in out: FAST is decided first and its
+ * temporaries kept; when it wins, out is rebuilt from them as
+ * pl_temps_decide leaves it (serving plus the temporaries in order: the
+ * same bits as deciding it again). out's range of grad_hide_us is the
+ * intersection of both decisions' (over it neither, so neither the
+ * choice, changes), its trials the sum (the decision's cost). */
+/* stage FX_STAGE_FAST: FAST's alone; FX_STAGE_REST: out holds FAST's
+ * decision, LAZY's and the choice follow (fx_decide). */
+static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placement *serving,
+                          const pl_placement *current, const int64_t *counts, int stage,
+                          pl_temps *out) {
+  const pl_env *env = &s->env;
+  int rc = PL_OK;
+  cfg->search = PL_TEMPS_SEARCH_FAST;
+  if (stage != FX_STAGE_REST)
+    rc = pl_temps_decide(out, cfg, &env->cluster, &env->model, &env->profile, serving, current,
+                         counts, s->slots);
+  if (rc || stage == FX_STAGE_FAST)
+    return rc;
+  double fast = fx_net(out), lo = out->hide_lo, hi = out->hide_hi;
+  double fgain = out->gain_us, fcost = out->cost_us;
+  int trials = out->trials, fn = out->n;
+  pl_temp *keep = NULL;
+  if (fn > 0) {
+    if (!(keep = pl_malloc((size_t)fn * sizeof(pl_temp))))
+      return PL_ENOMEM;
+    memcpy(keep, out->temp, (size_t)fn * sizeof(pl_temp));
+  }
+  cfg->search = PL_TEMPS_SEARCH_LAZY;
+  if ((rc = pl_temps_decide(out, cfg, &env->cluster, &env->model, &env->profile, serving,
+                            current, counts, s->slots)) != 0)
+    goto done;
+  lo = out->hide_lo > lo ? out->hide_lo : lo;
+  hi = out->hide_hi < hi ? out->hide_hi : hi;
+  trials += out->trials;
+  if (fast > fx_net(out)) { /* fast > 0: fn > 0 */
+    if ((rc = pl_placement_copy(&out->placement, serving)) != 0)
+      goto done;
+    for (int k = 0; k < fn && !rc; k++)
+      rc = pl_placement_add(&out->placement, keep[k].expert, keep[k].to);
+    if (rc)
+      goto done;
+    memcpy(out->temp, keep, (size_t)fn * sizeof(pl_temp));
+    out->n = fn;
+    out->gain_us = fgain;
+    out->cost_us = fcost;
+  }
+  out->hide_lo = lo;
+  out->hide_hi = hi;
+  out->trials = trials;
+done:
+  if (rc)
+    out->n = 0;
+  pl_free(keep);
+  return rc;
+}
+
 /* shadow=1: the layer's temporaries on the iteration's own counts, within
  * the planner's slots (pl_shadow.h; the contract in pl_policy.h), their
  * gradients' way back charged beyond gh, what the layers below hide
- * (fx_grad_hide_us when the call decides): the memo's decision when it
- * holds these inputs (fx_memo_find), or the engines' last one when that
- * does (fx_last_find: the veto's), else pl_temps_decide's. Reads
- * the state only. */
+ * (fx_grad_hide_us when the call decides), with search `mode`
+ * (fx_state.mode, pay_mode): the memo's decision when it holds these
+ * inputs and mode (fx_memo_find), or the engines' last one when that does
+ * (fx_last_find: the veto's), else pl_temps_decide's (fx_decide_both's
+ * for FX_MODE_BOTH). Stages, FX_MODE_BOTH only: FX_STAGE_FAST decides
+ * FAST's alone (*partial = 1 then; 0 when a memo answered: the whole
+ * decision), FX_STAGE_REST finishes the decision that out holds FAST's
+ * part of; FX_STAGE_ALL (and any stage of another mode) decides it all.
+ * Reads the state only. */
 static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
                      const pl_placement *current, const int64_t *counts, double gh,
-                     pl_temps *out) {
+                     int mode, int stage, int *partial, pl_temps *out) {
   const pl_env *env = &s->env;
   pl_temps_cfg cfg = s->tcfg;
   cfg.grad_hide_us = gh;
-  const fx_memo *m = fx_memo_find(s, layer, serving, current, counts, gh);
+  if (partial)
+    *partial = 0;
+  if (mode == FX_MODE_BOTH && stage == FX_STAGE_REST)
+    return fx_decide_both(s, &cfg, serving, current, counts, stage, out);
+  const fx_memo *m = fx_memo_find(s, layer, serving, current, counts, gh, mode);
   if (m)
     return fx_memo_get(m, out);
-  if ((m = fx_last_find(s, layer, serving, current, counts, gh)) != NULL)
+  if ((m = fx_last_find(s, layer, serving, current, counts, gh, mode)) != NULL)
     return fx_last_get(m, serving, out);
+  if (mode == FX_MODE_BOTH) {
+    if (partial)
+      *partial = stage == FX_STAGE_FAST;
+    return fx_decide_both(s, &cfg, serving, current, counts, stage, out);
+  }
+  cfg.search = mode;
   return pl_temps_decide(out, &cfg, &env->cluster, &env->model, &env->profile, serving,
                          current, counts, s->slots);
 }
@@ -1537,7 +1699,8 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   out->n = 0;
   if (rc || !s->shadow)
     return rc;
-  rc = fx_decide(s, layer, serving, current, counts, fx_grad_hide_us(s, layer), out);
+  rc = fx_decide(s, layer, serving, current, counts, fx_grad_hide_us(s, layer), s->mode,
+                 FX_STAGE_ALL, NULL, out);
   if (!rc && s->last)
     fx_last_put(s, layer, serving, current, counts, out);
   return rc;

@@ -542,8 +542,8 @@ Test(shadow, flexmoe_shadow_parameter_switches_the_policy_op) {
   cr_assert_eq(pl_policy_create(&off, "flexmoe:shadow=0", &env, err, sizeof(err)), PL_OK);
   cr_assert_eq(pl_policy_create(&on, "flexmoe", &env, err, sizeof(err)), PL_OK); /* the default */
   cr_assert_eq(pl_policy_create(&fm, "fastermoe", &env, err, sizeof(err)), PL_OK);
-  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=5", &env, err, sizeof(err)), PL_EPARAM);
-  cr_assert(strstr(err, "bad value shadow=5") != NULL, "message: %s", err);
+  cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow=6", &env, err, sizeof(err)), PL_EPARAM);
+  cr_assert(strstr(err, "bad value shadow=6") != NULL, "message: %s", err);
   cr_assert_eq(pl_policy_create(&bad, "flexmoe:shadow_margin=0.5", &env, err, sizeof(err)),
                PL_EPARAM);
   cr_assert(strstr(err, "shadow_margin") != NULL, "message: %s", err);
