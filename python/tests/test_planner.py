@@ -65,7 +65,7 @@ def test_a_bad_spec_or_shape_is_refused_naming_it():
 
 
 def test_temporaries_on_the_sample_trace_are_valid_and_do_not_depend_on_observe_order(sample):
-    """flexmoe's temporaries (its default, shadow=5) through Planner.temporaries
+    """flexmoe's temporaries (its default search, shadow=4) through Planner.temporaries
     on 30 iterations of the bundled trace at its 8 ranks: plans of every layer
     first, then per layer the temporaries; one planner asks before observing
     the layer, its twin after: the same lists. Each holder serves the expert,

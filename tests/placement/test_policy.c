@@ -145,7 +145,7 @@ Test(policy, every_canonical_spec_parses_back_to_itself) {
  * each numeric value padded by leading zeros to `width` bytes (the same
  * number), window = `last`: canonical as given, followed by the parameters
  * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
-#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=5,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1"
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
@@ -722,11 +722,11 @@ static void fresh_each_iteration(const char *spec, int search) {
   pl_policy_destroy(p);
 }
 
-/* The default (shadow=5: the better of LAZY and FAST, search -1), shadow=4
- * (FAST) and shadow=1 (FULL). */
+/* The default (shadow=4: FAST), shadow=5 (the better of LAZY and FAST,
+ * search -1) and shadow=1 (FULL). */
 Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
-  fresh_each_iteration("flexmoe", -1);
-  fresh_each_iteration("flexmoe:shadow=4", PL_TEMPS_SEARCH_FAST);
+  fresh_each_iteration("flexmoe", PL_TEMPS_SEARCH_FAST);
+  fresh_each_iteration("flexmoe:shadow=5", -1);
   fresh_each_iteration("flexmoe:shadow=1", PL_TEMPS_SEARCH_FULL);
 }
 
@@ -798,28 +798,29 @@ static void veto_reuse(const char *spec, int d_model, double inter_Bps, int *mov
 
 Test(policy, flexmoe_veto_reusing_the_engines_temporaries_changes_no_plan) {
   int moved = 0, temps = 0;
-  const char *specs[] = {"flexmoe", "flexmoe:shadow=1", "flexmoe:shadow=1,shadow_net=0"};
+  const char *specs[] = {"flexmoe", "flexmoe:shadow=5", "flexmoe:shadow=1",
+                         "flexmoe:shadow=1,shadow_net=0"};
   const int dm[] = {1024, 768, 1536};
   const double bw[] = {50e9, 12.5e9, 25e9};
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     for (int k = 0; k < 3; k++)
       veto_reuse(specs[i], dm[k], bw[k], &moved, &temps);
   cr_assert_geq(moved, 4, "only %d plans moved", moved);
   cr_assert_geq(temps, 20, "temporaries in only %d calls", temps);
 }
 
-/* Issue 17, 16 GPUs: flexmoe's default temporaries (shadow=5) are per
- * layer and iteration the better predicted of LAZY's and FAST's (shadow=4,
- * the default before): on the hot pair of fresh_each_iteration each call's
+/* Issue 17, 16 GPUs: flexmoe's shadow=5 temporaries are per layer and
+ * iteration the better predicted of LAZY's and FAST's (shadow=4, the
+ * default): on the hot pair of fresh_each_iteration each call's
  * temporaries save at least what FAST's would on the same serving and
  * current placements and counts, and more in some iterations (a faster
- * predicted layer; with FAST as the default never more). */
-Test(policy, flexmoe_default_temporaries_save_at_least_fasts_and_more_somewhere) {
+ * predicted layer; with FAST in its place never more). */
+Test(policy, flexmoe_shadow_5_temporaries_save_at_least_fasts_and_more_somewhere) {
   pl_env env = env8();
   env.layers = 1;
   env.cluster.slots = 8;
   pl_policy *p = NULL;
-  cr_assert_eq(pl_policy_create(&p, "flexmoe", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:shadow=5", &env, NULL, 0), PL_OK);
   pl_plan plan;
   pl_plan_init(&plan);
   pl_temps t, fast;
@@ -841,23 +842,23 @@ Test(policy, flexmoe_default_temporaries_save_at_least_fasts_and_more_somewhere)
                                  env.cluster.slots),
                  PL_OK);
     double a = t.n > 0 ? t.gain_us - t.cost_us : 0, b = fast.n > 0 ? fast.gain_us - fast.cost_us : 0;
-    cr_assert_geq(a, b, "iteration %d: the default saves %.3f us, FAST %.3f", it, a, b);
+    cr_assert_geq(a, b, "iteration %d: shadow=5 saves %.3f us, FAST %.3f", it, a, b);
     more += a > b;
   }
-  cr_assert_geq(more, 1, "the default never saved more than FAST");
+  cr_assert_geq(more, 1, "shadow=5 never saved more than FAST");
   pl_temps_fini(&fast);
   pl_temps_fini(&t);
   pl_plan_fini(&plan);
   pl_policy_destroy(p);
 }
 
-/* Issue 17, 16 GPUs: with shadow_net=1 flexmoe's guard judges the static
- * layout net of its temporaries too, as it judges the plan and the current
- * placement. Eight hot experts (iterations 0-19) make plans that replicate
- * them; then they cool and expert 31 (static's GPU 7) runs hot at 202
- * tokens per source. Static plus its temporaries serves layer 1 faster
- * (predicted, each placement with the default's temporaries on the same
- * counts) than the replicated placement, whose planned copies pay their
+/* Issue 17, 16 GPUs: with shadow=5 and shadow_net=1 flexmoe's guard
+ * judges the static layout net of its temporaries too, as it judges the
+ * plan and the current placement. Eight hot experts (iterations 0-19) make
+ * plans that replicate them; then they cool and expert 31 (static's GPU 7)
+ * runs hot at 202 tokens per source. Static plus its temporaries serves
+ * layer 1 faster (predicted, each placement with shadow=5's temporaries on
+ * the same counts) than the replicated placement, whose planned copies pay their
  * all-reduce every iteration, and the layer goes back to it; judged gross
  * (the guard before) static, without the temporary its hot GPU, never
  * won and no layer went back. Measured: 668.7 against 700.9 us; at 180
@@ -868,7 +869,7 @@ Test(policy, flexmoe_guard_returns_to_static_when_its_temporaries_serve_faster) 
   env.model.d_ff = 768;
   env.cluster.slots = 8;
   pl_policy *p = NULL;
-  cr_assert_eq(pl_policy_create(&p, "flexmoe", &env, NULL, 0), PL_OK);
+  cr_assert_eq(pl_policy_create(&p, "flexmoe:shadow=5", &env, NULL, 0), PL_OK);
   pl_plan plan;
   pl_plan_init(&plan);
   pl_temps t, a, b;
