@@ -1513,6 +1513,15 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
   t->cost_us = bcost - cost0;
 }
 
+int pl_temps_place(pl_temps *t, const pl_placement *serving) {
+  if (t->n <= 0)
+    return PL_OK;
+  int rc = pl_placement_copy(&t->placement, serving);
+  for (int k = 0; k < t->n && !rc; k++)
+    rc = pl_placement_add(&t->placement, t->temp[k].expert, t->temp[k].to);
+  return rc;
+}
+
 /* The range of grad_hide_us over which the decision just made with gh is
  * the same (pl_shadow.h): gh enters every search only as max(0, rmax -
  * gh) in a cost, and in FAST's scores as max(0, arr - max(crmax, gh));
@@ -1574,11 +1583,7 @@ done:
     t->gain_us = t->cost_us = 0;
     return PL_OK;
   }
-  if ((rc = pl_placement_copy(&t->placement, serving)) != 0)
-    goto fail;
-  for (int k = 0; k < t->n && !rc; k++)
-    rc = pl_placement_add(&t->placement, t->temp[k].expert, t->temp[k].to);
-  if (rc)
+  if ((rc = pl_temps_place(t, serving)) != 0)
     goto fail;
   return PL_OK;
 fail:

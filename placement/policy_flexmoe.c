@@ -465,13 +465,11 @@ static void fx_memo_out(const fx_memo *m, pl_temps *out) {
 /* fx_last's decision into out on serving (the one it was made on), as
  * pl_temps_decide leaves it: serving plus the temporaries in order. */
 static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *out) {
-  int rc = m->n > 0 ? pl_placement_copy(&out->placement, serving) : PL_OK;
-  for (int k = 0; k < m->n && !rc; k++)
-    rc = pl_placement_add(&out->placement, m->temp[k].expert, m->temp[k].to);
-  if (rc)
-    return rc;
   fx_memo_out(m, out);
-  return PL_OK;
+  int rc = pl_temps_place(out, serving);
+  if (rc)
+    out->n = 0;
+  return rc;
 }
 
 /* The layer's memo when it holds the decision for these inputs
@@ -1637,16 +1635,12 @@ static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placeme
   hi = out->hide_hi < hi ? out->hide_hi : hi;
   trials += out->trials;
   if (fast > fx_net(out)) { /* fast > 0: fn > 0 */
-    if ((rc = pl_placement_copy(&out->placement, serving)) != 0)
-      goto done;
-    for (int k = 0; k < fn && !rc; k++)
-      rc = pl_placement_add(&out->placement, keep[k].expert, keep[k].to);
-    if (rc)
-      goto done;
     memcpy(out->temp, keep, (size_t)fn * sizeof(pl_temp));
     out->n = fn;
     out->gain_us = fgain;
     out->cost_us = fcost;
+    if ((rc = pl_temps_place(out, serving)) != 0)
+      goto done;
   }
   out->hide_lo = lo;
   out->hide_hi = hi;

@@ -228,6 +228,11 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots);
 
+/* t->placement := serving plus t's temporaries temp[0..n) in order, as
+ * pl_temps_decide leaves it (for a decision kept or rebuilt elsewhere);
+ * nothing when t->n = 0. 0 or a PL_ code (PL_ENOMEM, PL_ESLOTS). */
+int pl_temps_place(pl_temps *t, const pl_placement *serving);
+
 /* The predicted layer time (us) of the model above for placement p (which
  * may hold temporaries temp[0..n), n = 0 for none) and counts: what the
  * decision minimises, for tests and benches. Needs a t made for p's
