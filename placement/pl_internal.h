@@ -248,4 +248,20 @@ int pl_param_background(const pl_kv *kv, int nkv, int *out);
   {"alpha", def_alpha, "ewma weight of the newest iteration; 0.000001 to 1"},  \
   {"window", def_window, "window predictor: iterations averaged (0: the period if the policy has one, at most 100000, else 10); 0 to 100000"}
 
+/*
+ * Adaptive effort for an optional search that rarely wins (flexmoe's
+ * restart greedy, restart_backoff): after `miss` runs in a row that lost,
+ * the next min(miss, cap) chances go without it; a win starts over, and
+ * cap 0 runs it at every chance. Deterministic: a function of the outcomes.
+ */
+typedef struct pl_backoff {
+  int miss; /* runs lost in a row */
+  int skip; /* chances still to go without */
+} pl_backoff;
+/* Whether this chance runs the search (1) or goes without (0, one of the
+ * skipped chances used up). */
+int pl_backoff_take(pl_backoff *b);
+/* The outcome of a run: won 1 or 0. */
+void pl_backoff_done(pl_backoff *b, int won, int cap);
+
 #endif

@@ -73,6 +73,9 @@
 #define FX_WFIRST_DEFAULT 1
 /* payback's default, iterations (docs/placement.md "Never behind": measured) */
 #define FX_PAYBACK_DEFAULT 8
+/* restart_backoff's default (docs/placement.md "Restarts that keep losing":
+ * measured) */
+#define FX_BACKOFF_DEFAULT 4
 /* shadow_net's default (docs/placement.md "Plans judged as they serve":
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
@@ -137,9 +140,12 @@ typedef struct fx_pend {
 /* restart=1: the restart greedy of a layer's next plan worked out ahead
  * (fx_ahead_op, on a helper thread of the simulator): the scenarios it ran
  * on (K x E, with the policy's fixed parameters all its inputs) and its
- * result; try_restart takes it when its own scenarios are the same bits. */
+ * result; try_restart takes it when its own scenarios are the same bits.
+ * And whether the layer's next plan runs a restart at all (restart_backoff,
+ * written by the plan, read by the ahead op that follows its observation). */
 typedef struct fx_ahead {
   int valid, K;
+  pl_backoff bo;  /* restart_backoff: whether the layer's next plan runs one */
   double *scen;   /* [max(scenarios, noise + 1) x E] */
   double *gload;  /* [G] scratch of the trigger's balance */
   double layer_us;
@@ -150,6 +156,7 @@ typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
   int slots, max_steps, interval, scenarios, restart, rebuild, polish, noise;
+  int backoff; /* restart_backoff */
   int charge, background, guard;
   double lifetime; /* lifetime = this / change rate, at most horizon (0: horizon) */
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
@@ -682,6 +689,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = fx_shadow_init(s, kv, nkv)) ||
       (rc = pl_kv_int(kv, nkv, "weights_first", FX_WFIRST_DEFAULT, 0, 1, &s->wfirst)) ||
       (rc = pl_kv_double(kv, nkv, "payback", FX_PAYBACK_DEFAULT, 0, 1e9, &s->payback)) ||
+      (rc = pl_kv_int(kv, nkv, "restart_backoff", FX_BACKOFF_DEFAULT, 0, 1 << 20, &s->backoff)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -976,6 +984,11 @@ static const fx_ahead *fx_ahead_take(fx_state *s, int layer, const double *scen,
  * small plans it can sit in a local optimum that a fresh start avoids. */
 static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                        const double *scen, int K, double *after, double *adjust, int *steps) {
+  pl_backoff *bo = &s->ahead[layer].bo;
+  if (!pl_backoff_take(bo)) { /* restart_backoff: this plan goes without */
+    s->ahead[layer].valid = 0;
+    return PL_OK;
+  }
   double layer_us = 0;
   const fx_ahead *a = fx_ahead_take(s, layer, scen, K);
   int rc = a ? pl_placement_copy(&s->alt, &a->p) : restart_run(s, &s->alt, scen, K, &layer_us);
@@ -983,7 +996,11 @@ static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_p
     return rc;
   if (a)
     layer_us = a->layer_us;
-  return take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps);
+  int taken = *steps;
+  if ((rc = take_if_cheaper(s, layer, current, plan, layer_us, after, adjust, steps)) != 0)
+    return rc;
+  pl_backoff_done(bo, *steps > taken, s->backoff);
+  return PL_OK;
 }
 
 /*
@@ -1005,7 +1022,7 @@ static int fx_ahead_op(void *state, int iteration, int layer, const pl_placement
   const pl_env *env = &s->env;
   const double *load = pl_monitor_estimate(&s->mon, layer);
   int next = iteration + 1, E = env->experts, G = env->cluster.gpus, K;
-  if (next % s->interval != 0 || !load)
+  if (next % s->interval != 0 || !load || a->bo.skip > 0) /* skipped: restart_backoff */
     return PL_OK;
   int R = s->scenarios > s->noise + 1 ? s->scenarios : s->noise + 1;
   if (!a->scen && !(a->scen = pl_calloc((size_t)R * E, sizeof(double))))
@@ -1588,6 +1605,7 @@ static const pl_param_desc fx_params[] = {
     {"weights_first", PL_STR(FX_WFIRST_DEFAULT), "1: a background plan copies the new replicas' weights first and serves its own iteration when they are estimated to land before the layer's forward (else it serves from the next, as background=1), the optimizer state following behind the iteration; 0: off; 0 or 1"},
     {"payback", PL_STR(FX_PAYBACK_DEFAULT), "a plan must pay its moves back within this many iterations (its lifetime at most this), times the layer's trust: the share of their moves its recent plans paid back on the counts that followed them (each judged against the placement it replaced, routed and costed as the guard does); 0: off (and the greedy's own migration estimate is kept); 0 to 1000000000"},
     {"shadow_net", PL_STR(FX_SHADOW_NET_DEFAULT), "shadow=1, payback > 0: 1: the guard judges every plan it would take, and payback scores each issued plan, on its layer times less what the temporaries would save on each placement (the layer as it serves); 0: only a plan that does not pay its moves back within one iteration is judged so, payback scores placements alone; 0 or 1"},
+    {"restart_backoff", PL_STR(FX_BACKOFF_DEFAULT), "restart=1: after N restarts in a row that lost to the incremental plan, a layer's next min(N, this) triggered plans go without one (0: a restart every plan); 0 to 1048576"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` that the way back of its

@@ -149,3 +149,15 @@ int pl_plan_take_copy(pl_plan *plan, const pl_placement *src) {
     rc = pl_placement_copy(d, src);
   return rc;
 }
+
+int pl_backoff_take(pl_backoff *b) {
+  if (b->skip <= 0)
+    return 1;
+  b->skip--;
+  return 0;
+}
+
+void pl_backoff_done(pl_backoff *b, int won, int cap) {
+  b->miss = won ? 0 : b->miss + 1;
+  b->skip = b->miss < cap ? b->miss : cap;
+}

@@ -1164,3 +1164,37 @@ Test(policies, plans_are_the_same_with_the_restart_worked_out_ahead, .timeout = 
   chk_loads_free(&ld);
   cr_assert_eq(pl_policy_ahead(NULL, 0, 0), PL_EINVAL);
 }
+
+/* restart_backoff's rule (pl_backoff, issue 19): after m runs in a row that
+ * lost, the next min(m, cap) chances go without the search; a win starts
+ * over; cap 0 runs it at every chance. With cap 4 and only losses the
+ * search runs at chances 1, 3, 6, 10, 15, then every fifth. */
+Test(policies, restart_backoff_skips_more_chances_after_each_loss_up_to_its_cap) {
+  pl_backoff b = {0};
+  int ran[40], n = 0;
+  for (int chance = 1; chance <= 40; chance++)
+    if (pl_backoff_take(&b)) {
+      ran[n++] = chance;
+      pl_backoff_done(&b, 0, 4);
+    }
+  static const int want[] = {1, 3, 6, 10, 15, 20, 25, 30, 35, 40};
+  cr_assert_eq(n, 10, "%d runs in 40 chances", n);
+  for (int k = 0; k < n; k++)
+    cr_assert_eq(ran[k], want[k], "run %d at chance %d (want %d)", k, ran[k], want[k]);
+  /* a win: the next chance runs it again, and the losses count from 1 */
+  cr_assert_eq(pl_backoff_take(&b) + pl_backoff_take(&b) + pl_backoff_take(&b) +
+                   pl_backoff_take(&b) + pl_backoff_take(&b),
+               1);
+  pl_backoff_done(&b, 1, 4);
+  cr_assert_eq(b.miss, 0);
+  cr_assert(pl_backoff_take(&b));
+  pl_backoff_done(&b, 0, 4);
+  cr_assert(!pl_backoff_take(&b));
+  cr_assert(pl_backoff_take(&b));
+  /* cap 0: every chance */
+  pl_backoff z = {0};
+  for (int chance = 0; chance < 10; chance++) {
+    cr_assert(pl_backoff_take(&z));
+    pl_backoff_done(&z, 0, 0);
+  }
+}
