@@ -207,6 +207,13 @@ typedef struct pl_temps {
   int wx, wver;
   int hx, hver, hbest;        /* expert hx's holder off a node without a replica */
   int64_t *isum;             /* [2E] build's integer sums of a node, its in-node masks */
+  /* appended (issue 17, the decision's cost): FAST's per-node summaries
+   * (pl_shadow.c "nodes"), node n's entries at n x gpus_per_node */
+  int *nfree;                /* [2G] its least free GPU by compute, by all-to-all */
+  int *nok;                  /* [G] whether its entries are current */
+  double *nval;              /* [5G] its largest and second compute, all-to-all; forward phase */
+  int *narg;                 /* [2G] the GPU with its largest compute, all-to-all */
+  int *gnode;                /* [G] each GPU's node (a table: divisions were dear) */
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
