@@ -1276,6 +1276,14 @@ static void fast_node(pl_temps *t, int gpn, int n) {
 /* Marks GPU g's node stale (its summary is made again when read). */
 static inline void fast_stale(pl_temps *t, int g) { t->nok[t->gnode[g]] = 0; }
 
+/* GPU g's arrival grew (nothing else of it changed): its forward phase
+ * grew with it, its node's largest follows without a pass. */
+static void fast_later(pl_temps *t, int g) {
+  double ready = t->own[g] > t->carr[g] ? t->own[g] : t->carr[g];
+  double *f = t->nval + 5 * (size_t)t->gnode[g] + 4;
+  *f = ready + t->tmp[g] > *f ? ready + t->tmp[g] : *f;
+}
+
 /* Node n's free GPU without a copy of x with the least key (forward
  * compute, by = 0; all-to-all, by = 1) into a (fast_acc_put): the
  * node's least free GPU when it does not hold x (none of the node's
@@ -1359,8 +1367,10 @@ static void fast_arrivals(pl_temps *t, const model *md, int from) {
       for (int j = head; j >= 0; j = t->tnext[2 * j + side]) {
         int b = t->temp[j].to;
         double at = arrival(t, md, t->temp[j].from, b);
-        if (at > t->carr[b])
-          t->carr[b] = at, fast_stale(t, b);
+        if (at > t->carr[b]) {
+          t->carr[b] = at;
+          fast_later(t, b);
+        }
         t->crmax = at > t->crmax ? at : t->crmax;
       }
     }
@@ -1401,6 +1411,21 @@ static int fast_sent_most(const pl_temps *t, const model *md, int g, int inter) 
   return best;
 }
 
+/* pl_ffn_us(tokens) of x's copy on g as committed: a step scores many
+ * destinations of one expert against the same most computing and
+ * longest all-to-all GPUs, so the last few are kept, keyed by the
+ * commits (ver) (the same function of the same double: the same bits). */
+static double fast_was(pl_temps *t, const model *md, int x, int g, double tokens) {
+  for (int k = 0; k < PL_TEMPS_WAS; k++) {
+    const pl_temps_was *w = &t->was[k];
+    if (w->ver == t->ver && w->x == x && w->g == g)
+      return w->us;
+  }
+  double us = pl_ffn_us(md->prof, tokens);
+  t->was[t->nwas++ % PL_TEMPS_WAS] = (pl_temps_was){.x = x, .g = g, .ver = t->ver, .us = us};
+  return us;
+}
+
 /* GPU g's forward compute and all-to-all (us) after one more copy of x on
  * d, in closed form on the model's shares (pl_shadow.c's head): a copy of
  * x keeps its own tokens and gets its node's and the rest's shares, the
@@ -1408,19 +1433,18 @@ static int fast_sent_most(const pl_temps *t, const model *md, int g, int inter) 
  * one more copy and, where d's node held none, without that node's
  * tokens; a source of d's node then sends x inside the node; d computes
  * its new copy and no longer sends its own tokens of x. */
-static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, double *c,
-                       double *a) {
+static void fast_after(pl_temps *t, const model *md, int x, int d, int g, double rest2,
+                       double *c, double *a) {
   int G = md->G, E = md->E, nd = md->node[d], ng = md->node[g];
   size_t id = (size_t)nd * E + x;
-  int had = t->rn[id] > 0;
-  double cd = (double)md->counts[(size_t)d * E + x], cg = (double)md->counts[(size_t)g * E + x];
-  double rest2 = (t->rem[x] - (had ? 0 : t->ns[id])) / (t->nrep[x] + 1);
-  double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
+  int had = t->rn[id] > 0, holds = t->hosts[(size_t)g * E + x];
   *c = t->own[g] + t->tmp[g];
-  if (g != d && !t->hosts[(size_t)g * E + x] && (ng != nd || had)) {
+  if (g != d && !holds && (ng != nd || had)) {
     *a = t->a2a[g]; /* unchanged: a2a_us of the same h, as build or a copy made it */
     return;
   }
+  double cd = (double)md->counts[(size_t)d * E + x], cg = (double)md->counts[(size_t)g * E + x];
+  double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
   if (g == d) {
     double nodd = had ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
     *c += pl_ffn_us(md->prof, cd + nodd + rest2);
@@ -1430,11 +1454,11 @@ static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, 
       io -= cd;
     else
       xo -= cd;
-  } else if (t->hosts[(size_t)g * E + x]) {
+  } else if (holds) {
     double node = share_node(t, x, ng), rest = share_rest(t, x), node2 = node;
     if (ng == nd)
       node2 = (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1);
-    *c += pl_ffn_us(md->prof, cg + node2 + rest2) - pl_ffn_us(md->prof, cg + node + rest);
+    *c += pl_ffn_us(md->prof, cg + node2 + rest2) - fast_was(t, md, x, g, cg + node + rest);
     ii += node2 - node;
     xi += rest2 - rest;
   } else if (ng == nd && !had) {
@@ -1452,12 +1476,14 @@ static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, 
  * forward phase f, and returning past the latest return so far. */
 static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
                          const fast_view *v, int x, int d) {
+  size_t id = (size_t)md->node[d] * md->E + x; /* x's share of the rest after the copy */
+  double rest2 = (t->rem[x] - (t->rn[id] > 0 ? 0 : t->ns[id])) / (t->nrep[x] + 1);
   double cm = v->c2, am = v->a2, c, a, newc = 0;
   int gs[3] = {d, v->gm, v->ga};
   for (int i = 0; i < 3; i++) {
     if ((i == 1 && d == gs[1]) || (i == 2 && (d == gs[2] || gs[1] == gs[2])))
       continue;
-    fast_after(t, md, x, d, gs[i], &c, &a);
+    fast_after(t, md, x, d, gs[i], rest2, &c, &a);
     if (i == 0) /* d is not gm or ga (they hold x... or d's new copy is counted) */
       newc = c - (t->own[d] + t->tmp[d]);
     cm = c > cm ? c : cm;
@@ -1615,6 +1641,8 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
   if (cfg->search == PL_TEMPS_SEARCH_FAST) {
     t->wx = t->hx = -1;
+    for (int k = 0; k < PL_TEMPS_WAS; k++)
+      t->was[k].x = -1;
     memset(t->nok, 0, (size_t)(t->gpus / c->gpus_per_node) * sizeof(int)); /* build changed all */
     fast_decide(t, cfg, &md, serving, budget);
     unbuild(t, &md);

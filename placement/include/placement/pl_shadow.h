@@ -158,6 +158,14 @@ typedef struct pl_temps_base {
   int x, node, ver;
 } pl_temps_base;
 
+/* Scratch of pl_shadow.c: a copy's forward compute on the committed
+ * state, kept for FAST's other candidates of the step (fast_was). */
+#define PL_TEMPS_WAS 4
+typedef struct pl_temps_was {
+  int x, g, ver;
+  double us;
+} pl_temps_was;
+
 /* A layer's temporaries of one iteration and the decision's scratch,
  * caller-owned (pl_temps_init / pl_temps_fini). After pl_temps_decide:
  * temp[0..n) in the order taken, placement = the serving placement plus
@@ -214,6 +222,8 @@ typedef struct pl_temps {
   double *nval;              /* [5G] its largest and second compute, all-to-all; forward phase */
   int *narg;                 /* [2G] the GPU with its largest compute, all-to-all */
   int *gnode;                /* [G] each GPU's node (a table: divisions were dear) */
+  pl_temps_was was[PL_TEMPS_WAS];
+  int nwas;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
