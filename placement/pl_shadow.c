@@ -1001,25 +1001,31 @@ static int holder(pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
  * (ties: lowest id), -1 if none. */
 static int least_free(const pl_temps *t, int x, int lo, int hi) {
   int best = -1, E = t->experts;
-  for (int g = lo; g < hi; g++)
-    if (t->freeslots[g] > 0 && !t->hosts[(size_t)g * E + x] &&
-        (best < 0 || t->own[g] + t->tmp[g] < t->own[best] + t->tmp[best]))
-      best = g;
+  double bv = 0; /* best's compute */
+  for (int g = lo; g < hi; g++) {
+    if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
+      continue;
+    double v = t->own[g] + t->tmp[g];
+    if (best < 0 || v < bv)
+      best = g, bv = v;
+  }
   return best;
 }
 
 /* Destinations for x: the least computing free GPU of the node sending x
  * the most tokens without a copy, and the least computing free GPU. */
 static int destinations(const pl_temps *t, const model *md, int x, int out[2]) {
-  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1;
+  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1, bd = -1;
   for (int n = 0; n < N; n++) {
     size_t i = (size_t)n * E + x;
-    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]) &&
-        least_free(t, x, n * md->gpn, (n + 1) * md->gpn) >= 0)
-      bn = n;
+    if (t->rn[i] || !(t->ns[i] > 0) || (bn >= 0 && !(t->ns[i] > t->ns[(size_t)bn * E + x])))
+      continue;
+    int d = least_free(t, x, n * md->gpn, (n + 1) * md->gpn);
+    if (d >= 0)
+      bn = n, bd = d;
   }
   if (bn >= 0)
-    out[k++] = least_free(t, x, bn * md->gpn, (bn + 1) * md->gpn);
+    out[k++] = bd;
   int any = least_free(t, x, 0, md->G);
   if (any >= 0 && (k == 0 || any != out[0]))
     out[k++] = any;
@@ -1048,10 +1054,13 @@ static int hottest(const pl_temps *t, const model *md, int g, int by) {
  * shortest (ties: lowest id), -1 if none. */
 static int least_a2a(const pl_temps *t, int x, int lo, int hi) {
   int best = -1, E = t->experts;
-  for (int g = lo; g < hi; g++)
-    if (t->freeslots[g] > 0 && !t->hosts[(size_t)g * E + x] &&
-        (best < 0 || t->a2a[g] < t->a2a[best]))
-      best = g;
+  double bv = 0; /* best's all-to-all */
+  for (int g = lo; g < hi; g++) {
+    if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
+      continue;
+    if (best < 0 || t->a2a[g] < bv)
+      best = g, bv = t->a2a[g];
+  }
   return best;
 }
 
