@@ -1120,13 +1120,45 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
 
 /* Evaluates copying x to d (from holder()) and keeps it in *best when it
  * is the first or predicts a lower time. */
+/* A trial of x on d evaluated since the last commit, into tr when it
+ * decides as evaluating it again with `cut` would: the evaluation is a
+ * function of the committed state, and a trial finished (its balance part
+ * below the cut it had) or again not to be finished (its balance part
+ * not below cut either) is kept or dropped the same way (a finished one's
+ * total is at least its balance part: the cost is >= 0), its latest
+ * return already in rcost. LAZY's FULL step tries its LEAN step's trials
+ * again; FULL meets a destination twice. */
+static int seen_get(const pl_temps *t, int x, int d, double cut, trial *tr) {
+  for (int k = 0; k < PL_TEMPS_SEEN; k++) {
+    const pl_temps_seen *m = &t->seen[k];
+    if (m->ver == t->ver && m->x == x && m->d == d && (m->whole || !(m->bal < cut))) {
+      *tr = (trial){.x = x, .d = d, .h = m->h, .total = m->total, .bal = m->bal,
+                    .cost = m->cost, .nchg = m->nchg};
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Keeps trial tr (evaluated with `cut` on the state of t->ver) for
+ * seen_get. */
+static void seen_put(pl_temps *t, const trial *tr, double cut) {
+  t->seen[t->nseen++ % PL_TEMPS_SEEN] =
+      (pl_temps_seen){.x = tr->x, .d = tr->d, .h = tr->h, .nchg = tr->nchg, .ver = t->ver,
+                      .whole = tr->bal < cut, .total = tr->total, .bal = tr->bal,
+                      .cost = tr->cost};
+}
+
 static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x, int d,
                      trial *best) {
   trial tr = {.x = x, .d = d};
   t->trials++;
-  tr.h = holder(t, sv, md->gpn, x, d);
   double cut = best->x < 0 ? INFINITY : best->total; /* not below: not kept */
-  evaluate_base(t, md, &tr, cut);
+  if (!seen_get(t, x, d, cut, &tr)) {
+    tr.h = holder(t, sv, md->gpn, x, d);
+    evaluate_base(t, md, &tr, cut);
+    seen_put(t, &tr, cut);
+  }
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -1659,6 +1691,8 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   }
   orders_build(t);
   t->base[0].x = t->base[1].x = t->wx = t->hx = -1;
+  for (int k = 0; k < PL_TEMPS_SEEN; k++)
+    t->seen[k].x = -1;
   double cur = predict(t, &md, -1, -1, 0, INFINITY, &bal0, &cost0);
   bal = bal0;
   cost = cost0;

@@ -166,6 +166,14 @@ typedef struct pl_temps_was {
   double us;
 } pl_temps_was;
 
+/* Scratch of pl_shadow.c: a trial of FULL, LEAN or LAZY's step, kept for
+ * the step's repeated trials (seen_get). */
+#define PL_TEMPS_SEEN 8
+typedef struct pl_temps_seen {
+  int x, d, h, nchg, ver, whole;
+  double total, bal, cost;
+} pl_temps_seen;
+
 /* A layer's temporaries of one iteration and the decision's scratch,
  * caller-owned (pl_temps_init / pl_temps_fini). After pl_temps_decide:
  * temp[0..n) in the order taken, placement = the serving placement plus
@@ -224,6 +232,8 @@ typedef struct pl_temps {
   int *gnode;                /* [G] each GPU's node (a table: divisions were dear) */
   pl_temps_was was[PL_TEMPS_WAS];
   int nwas;
+  pl_temps_seen seen[PL_TEMPS_SEEN];
+  int nseen;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
