@@ -1015,18 +1015,21 @@ static int least_free(const pl_temps *t, int x, int lo, int hi) {
 /* Destinations for x: the least computing free GPU of the node sending x
  * the most tokens without a copy, and the least computing free GPU. */
 static int destinations(const pl_temps *t, const model *md, int x, int out[2]) {
-  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1, bd = -1;
-  for (int n = 0; n < N; n++) {
+  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1, bd = -1, any = -1;
+  double av = 0; /* any's compute */
+  for (int n = 0; n < N; n++) { /* least_free of all GPUs: the nodes' in node order */
     size_t i = (size_t)n * E + x;
-    if (t->rn[i] || !(t->ns[i] > 0) || (bn >= 0 && !(t->ns[i] > t->ns[(size_t)bn * E + x])))
-      continue;
     int d = least_free(t, x, n * md->gpn, (n + 1) * md->gpn);
-    if (d >= 0)
+    if (d < 0)
+      continue;
+    double v = t->own[d] + t->tmp[d];
+    if (any < 0 || v < av)
+      any = d, av = v;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
       bn = n, bd = d;
   }
   if (bn >= 0)
     out[k++] = bd;
-  int any = least_free(t, x, 0, md->G);
   if (any >= 0 && (k == 0 || any != out[0]))
     out[k++] = any;
   return k;
