@@ -1121,8 +1121,6 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
   return PL_OK; /* negative counts: build */
 }
 
-/* Evaluates copying x to d (from holder()) and keeps it in *best when it
- * is the first or predicts a lower time. */
 /* A trial of x on d evaluated since the last commit, into tr when it
  * decides as evaluating it again with `cut` would: the evaluation is a
  * function of the committed state, and a trial finished (its balance part
@@ -1152,6 +1150,8 @@ static void seen_put(pl_temps *t, const trial *tr, double cut) {
                       .cost = tr->cost};
 }
 
+/* Evaluates copying x to d (from holder(); or a trial seen_get gives)
+ * and keeps it in *best when it is the first or predicts a lower time. */
 static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x, int d,
                      trial *best) {
   trial tr = {.x = x, .d = d};
@@ -1252,13 +1252,13 @@ typedef struct fast_view {
  * changes few GPUs (fast_apply's, and those whose arrival fast_arrivals
  * raises): their nodes are marked stale (nok = 0) and summarised again,
  * O(gpn), when next read. The least free GPU without a copy of x of a
- * node holding none is then its summary's, of one holding a copy a scan
- * of the node, and of all GPUs the least of the nodes' taken in node
- * order by the scan's own rule (fast_acc_put); the maxima of all GPUs
- * follow from the nodes' the same way. Every value is the same double
- * the scans of every GPU read, and each choice is the least of a total
- * order (ties to the lower id, as those scans in increasing id), so the
- * choices are the scans', bit for bit. */
+ * node is then its summary's least free GPU when that one does not hold
+ * x, else a scan of the node's, and of all GPUs the least of the nodes'
+ * taken in node order by the scan's own rule (fast_acc_put); the maxima
+ * of all GPUs follow from the nodes' the same way. Every value is the
+ * same double the scans of every GPU read, and each choice is the least
+ * of a total order (ties to the lower id, as those scans in increasing
+ * id), so the choices are the scans', bit for bit. */
 
 /* fast_least()'s running choice: the GPU so far, whether a copy is sent
  * to it, its key. */
@@ -1274,7 +1274,7 @@ static inline void fast_acc_put(fast_acc *a, int g, int b, double v) {
 
 #define FAST_ACC_NONE ((fast_acc){.best = -1, .busy = 1, .bv = 0})
 
-/* Whether a copy is being sent to g (fast_least()'s second choice). */
+/* Whether a copy is being sent to g (fast_least() prefers GPUs without). */
 static inline int fast_busy(const pl_temps *t, int g) { return t->oin[g] > 0 || t->xin[g] > 0; }
 
 /* The largest value v (GPU g) into running maxima: *m1 the largest, *arg
@@ -1330,8 +1330,8 @@ static void fast_later(pl_temps *t, int g) {
 
 /* Node n's free GPU without a copy of x with the least key (forward
  * compute, by = 0; all-to-all, by = 1) into a (fast_acc_put): the
- * node's least free GPU when it does not hold x (none of the node's
- * does: the least of the others too), else a scan of the node. */
+ * node's least free GPU when it does not hold x (the least of all is the
+ * least of those without x too), else a scan of the node. */
 static void fast_pick(pl_temps *t, int gpn, int x, int n, int by, fast_acc *a) {
   int E = t->experts;
   if (!t->nok[n])
@@ -1476,7 +1476,8 @@ static double fast_was(pl_temps *t, const model *md, int x, int g, double tokens
  * node's split over one more copy where d's node holds x, the rest's over
  * one more copy and, where d's node held none, without that node's
  * tokens; a source of d's node then sends x inside the node; d computes
- * its new copy and no longer sends its own tokens of x. */
+ * its new copy and no longer sends its own tokens of x. rest2: x's share
+ * of the rest after the copy (fast_score's, one per candidate). */
 static void fast_after(pl_temps *t, const model *md, int x, int d, int g, double rest2,
                        double *c, double *a) {
   int G = md->G, E = md->E, nd = md->node[d], ng = md->node[g];
