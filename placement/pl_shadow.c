@@ -51,6 +51,8 @@ void pl_temps_fini(pl_temps *t) {
   pl_free(t->ord);
   pl_free(t->tnext);
   pl_free(t->isum);
+  pl_free(t->nfree);
+  pl_free(t->nval);
   memset(t, 0, sizeof(*t));
 }
 
@@ -74,8 +76,10 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.tnext = pl_calloc(2 * E * G, sizeof(int));
   s.ord = pl_calloc((NORD + 2) * G, sizeof(int)); /* the orders, then [2G] scratch */
   s.isum = pl_calloc(2 * E, sizeof(int64_t));
+  s.nfree = pl_calloc(6 * G, sizeof(int)); /* nfree, nok, narg, gnode */
+  s.nval = pl_calloc(5 * G, sizeof(double));
   if (!s.temp || !s.ns || !s.rn || !s.hosts || !s.h || !s.rep || !s.nrep || !s.freeslots ||
-      !s.ord || !s.tnext || !s.isum) {
+      !s.ord || !s.tnext || !s.isum || !s.nfree || !s.nval) {
     pl_temps_fini(&s);
     return PL_ENOMEM;
   }
@@ -98,6 +102,9 @@ int pl_temps_init(pl_temps *t, int experts, int gpus, int slots) {
   s.hto = s.freeslots + 6 * G;
   s.hfrom = s.freeslots + 7 * G;
   s.ordtmp = s.ord + NORD * G;
+  s.nok = s.nfree + 2 * G;
+  s.narg = s.nfree + 3 * G;
+  s.gnode = s.nfree + 5 * G;
   *t = s;
   return PL_OK;
 }
@@ -110,6 +117,7 @@ typedef struct model {
   const pl_profile *prof;
   const int64_t *counts;
   int G, E, gpn;
+  const int *node;  /* [G] each GPU's node, g / gpn (pl_temps.gnode) */
   double tb;        /* bytes of one token slot */
   double pbytes;    /* bytes of one expert's weights */
   double inter_Bps; /* NIC share over the oversubscription */
@@ -117,9 +125,12 @@ typedef struct model {
   double hide_us;   /* pl_temps_cfg.grad_hide_us */
 } model;
 
-static model model_of(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
-                      const int64_t *counts, int experts, double hide_us) {
-  return (model){.c = c, .prof = prof, .counts = counts, .G = c->gpus,
+static model model_of(pl_temps *t, const pl_cluster *c, const pl_model *m,
+                      const pl_profile *prof, const int64_t *counts, int experts,
+                      double hide_us) {
+  for (int g = 0; g < c->gpus; g++)
+    t->gnode[g] = g / c->gpus_per_node;
+  return (model){.c = c, .prof = prof, .counts = counts, .G = c->gpus, .node = t->gnode,
                  .E = experts, .gpn = c->gpus_per_node, .tb = (double)pl_token_bytes(m),
                  .pbytes = (double)pl_expert_params(m) * m->bytes_per_elem,
                  .inter_Bps = c->inter_Bps / c->oversub, .bwd = prof->bwd_ratio,
@@ -168,7 +179,7 @@ static void arrivals_all(pl_temps *t, const model *md, const pl_temp *temp, int 
     t->carr[temp[k].to] = 0;
   for (int k = 0; k < n; k++) {
     int a = temp[k].from, b = temp[k].to;
-    double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
+    double lat = (md->node[a] != md->node[b] ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
     double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
     double at = lat + (in > out ? in : out);
     if (at > t->carr[b])
@@ -184,7 +195,7 @@ static void arrivals_all(pl_temps *t, const model *md, const pl_temp *temp, int 
 
 /* Arrival (us) of a temporary a -> b with the current bytes. */
 static double arrival(const pl_temps *t, const model *md, int a, int b) {
-  double lat = (a / md->gpn != b / md->gpn ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
+  double lat = (md->node[a] != md->node[b] ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6;
   double in = link_us(md, t->oin[b], t->xin[b]), out = link_us(md, t->oout[a], t->xout[a]);
   return lat + (in > out ? in : out);
 }
@@ -193,7 +204,7 @@ static double arrival(const pl_temps *t, const model *md, int a, int b) {
  * (the same doubles as copy_bytes(+1), arrival, copy_bytes(-1), without
  * changing the state). */
 static double arrival_with(const pl_temps *t, const model *md, int a, int b) {
-  int inter = a / md->gpn != b / md->gpn;
+  int inter = md->node[a] != md->node[b];
   double lat = (inter ? md->c->inter_lat_s : md->c->intra_lat_s) * 1e6, p = md->pbytes;
   double in = inter ? link_us(md, t->oin[b], t->xin[b] + p) : link_us(md, t->oin[b] + p, t->xin[b]);
   double out =
@@ -533,7 +544,7 @@ static int build(pl_temps *t, const model *md, const pl_placement *p) {
     double rest = share_rest(t, x);
     for (int i = 0; i < p->nrep[x]; i++) {
       int g = rep[i];
-      double node = share_node(t, x, g / gpn);
+      double node = share_node(t, x, md->node[g]);
       t->h[G + g] += node;
       t->h[3 * G + g] += rest;
       t->own[g] += pl_ffn_us(md->prof, (double)counts[(size_t)g * E + x] + node + rest);
@@ -586,13 +597,13 @@ static int planned(const pl_temps *t, int x, int g) {
  * (wus[g], the "was" of every trial of x), once per expert and step: the
  * same expression as a trial's, so the same doubles. */
 static void was_build(pl_temps *t, const model *md, int x) {
-  int G = md->G, E = md->E, gpn = md->gpn;
+  int G = md->G, E = md->E;
   const int *rep = t->rep + (size_t)x * G;
   double rest = share_rest(t, x);
   for (int i = 0; i < t->nrep[x]; i++) {
     int g = rep[i];
     double c0 = (double)md->counts[(size_t)g * E + x];
-    t->wus[g] = pl_ffn_us(md->prof, c0 + share_node(t, x, g / gpn) + rest);
+    t->wus[g] = pl_ffn_us(md->prof, c0 + share_node(t, x, md->node[g]) + rest);
   }
   t->wx = x;
   t->wver = t->ver;
@@ -643,7 +654,7 @@ static void trial_close(pl_temps *t, const model *md, trial *tr, size_t ix, doub
  * wire tokens. The model's own state is left as it was (rn, lh, rem,
  * nrep are changed and put back). */
 static void trial_values(pl_temps *t, const model *md, trial *tr, int copies) {
-  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
+  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = md->node[d];
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
   int had = t->rn[ix];
@@ -679,10 +690,10 @@ static void trial_values(pl_temps *t, const model *md, trial *tr, int copies) {
     t->rem[x] -= t->ns[ix];
   double new_rest = share_rest(t, x), new_node = share_node(t, x, nd);
   for (int i = 0; i < (copies ? n : 0); i++) {
-    int g = rep[i], same = g / gpn == nd;
+    int g = rep[i], same = md->node[g] == nd;
     /* was: c0 + (its node's share) + old_rest, as was_build computed it */
     double now = (double)counts[(size_t)g * E + x] +
-                 (same ? new_node : share_node(t, x, g / gpn)) + new_rest;
+                 (same ? new_node : share_node(t, x, md->node[g])) + new_rest;
     shift_copy(t, md, x, g, now, same ? new_node - old_node : 0.0, new_rest - old_rest, wus[g],
                &nchg);
   }
@@ -710,7 +721,7 @@ static void trial_values(pl_temps *t, const model *md, trial *tr, int copies) {
  * or d and its node's sources. Any commit changes the committed state: a
  * base is keyed by the number of commits. */
 static void base_build(pl_temps *t, const model *md, pl_temps_base *b, int x, int nd) {
-  int G = md->G, E = md->E, gpn = md->gpn, n = t->nrep[x];
+  int G = md->G, E = md->E, n = t->nrep[x];
   const int *rep = t->rep + (size_t)x * G;
   const double *wus = was_us(t, md, x);
   double old_rest = share_rest(t, x), rem0 = t->rem[x];
@@ -725,7 +736,7 @@ static void base_build(pl_temps *t, const model *md, pl_temps_base *b, int x, in
     b->n1[w] = -1;
   }
   for (int i = 0; i < n; i++) {
-    int g = rep[i], ng = g / gpn;
+    int g = rep[i], ng = md->node[g];
     double c0 = (double)md->counts[(size_t)g * E + x], node = share_node(t, x, ng);
     double now = c0 + node + new_rest;
     double h3 = t->h[3 * G + g];
@@ -766,7 +777,7 @@ static void base_build(pl_temps *t, const model *md, pl_temps_base *b, int x, in
 /* trial_values() for a d whose node holds x: d and x's copies on d's
  * node get trial values (marked); x's other copies have the base's. */
 static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
-  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = d / gpn;
+  int G = md->G, E = md->E, gpn = md->gpn, x = tr->x, d = tr->d, nd = md->node[d];
   const int64_t *counts = md->counts;
   size_t ix = (size_t)nd * E + x;
   const double *wus = was_us(t, md, x);
@@ -806,7 +817,7 @@ static void trial_values_had(pl_temps *t, const model *md, trial *tr) {
  * same result bit for bit. */
 static double predict_base(pl_temps *t, const model *md, const pl_temps_base *b, int nchg,
                            int x, int h, int d, double cut, double *bal, double *cost) {
-  int G = md->G, E = md->E, nd = d / md->gpn;
+  int G = md->G, E = md->E, nd = md->node[d];
   /* per order: x's copies off nd (the base), then the first GPU without
    * a copy that the trial did not mark; ORD_F's also from ORD_C's */
   double m[NORD], uc = -INFINITY;
@@ -855,7 +866,7 @@ static double predict_base(pl_temps *t, const model *md, const pl_temps_base *b,
 
 /* Adds (sign 1) or removes (-1) the weight bytes of a copy h -> d. */
 static void copy_bytes(pl_temps *t, const model *md, int h, int d, double sign) {
-  if (h / md->gpn == d / md->gpn) {
+  if (md->node[h] == md->node[d]) {
     t->oout[h] += sign * md->pbytes;
     t->oin[d] += sign * md->pbytes;
   } else {
@@ -878,7 +889,7 @@ static void evaluate(pl_temps *t, const model *md, trial *tr, double cut) {
 /* evaluate() on a base (the same result, see base_build): base[0] for a
  * d whose node holds x, base[1] for one whose node does not. */
 static void evaluate_base(pl_temps *t, const model *md, trial *tr, double cut) {
-  int nd = tr->d / md->gpn, had = t->rn[(size_t)nd * md->E + tr->x] != 0;
+  int nd = md->node[tr->d], had = t->rn[(size_t)nd * md->E + tr->x] != 0;
   pl_temps_base *b = &t->base[!had];
   if (b->x != tr->x || b->ver != t->ver || b->node != (had ? -1 : nd))
     base_build(t, md, b, tr->x, had ? -1 : nd);
@@ -911,7 +922,7 @@ static void take_values(pl_temps *t, int G, int nchg) {
  * temporaries list itself is the caller's: commit, fast_apply. */
 static void add_copy(pl_temps *t, const model *md, int x, int h, int d) {
   int G = md->G, E = md->E;
-  size_t ix = (size_t)(d / md->gpn) * E + x;
+  size_t ix = (size_t)md->node[d] * E + x;
   if (!t->rn[ix])
     t->rem[x] -= t->ns[ix];
   t->rn[ix]++;
@@ -962,7 +973,7 @@ static void commit(pl_temps *t, const model *md, trial *tr) {
  * commit, so it is kept per expert until the next one. */
 static int holder(pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
   const int *rep = sv->rep + (size_t)x * sv->gpus;
-  int n = sv->nrep[x], nd = d / gpn, lo = 0, hi = n, best = -1;
+  int n = sv->nrep[x], nd = t->gnode[d], lo = 0, hi = n, best = -1;
   while (lo < hi) {
     int mid = (lo + hi) / 2;
     if (rep[mid] < nd * gpn)
@@ -990,26 +1001,35 @@ static int holder(pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
  * (ties: lowest id), -1 if none. */
 static int least_free(const pl_temps *t, int x, int lo, int hi) {
   int best = -1, E = t->experts;
-  for (int g = lo; g < hi; g++)
-    if (t->freeslots[g] > 0 && !t->hosts[(size_t)g * E + x] &&
-        (best < 0 || t->own[g] + t->tmp[g] < t->own[best] + t->tmp[best]))
-      best = g;
+  double bv = 0; /* best's compute */
+  for (int g = lo; g < hi; g++) {
+    if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
+      continue;
+    double v = t->own[g] + t->tmp[g];
+    if (best < 0 || v < bv)
+      best = g, bv = v;
+  }
   return best;
 }
 
 /* Destinations for x: the least computing free GPU of the node sending x
  * the most tokens without a copy, and the least computing free GPU. */
 static int destinations(const pl_temps *t, const model *md, int x, int out[2]) {
-  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1;
-  for (int n = 0; n < N; n++) {
+  int N = md->G / md->gpn, E = md->E, k = 0, bn = -1, bd = -1, any = -1;
+  double av = 0; /* any's compute */
+  for (int n = 0; n < N; n++) { /* least_free of all GPUs: the nodes' in node order */
     size_t i = (size_t)n * E + x;
-    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]) &&
-        least_free(t, x, n * md->gpn, (n + 1) * md->gpn) >= 0)
-      bn = n;
+    int d = least_free(t, x, n * md->gpn, (n + 1) * md->gpn);
+    if (d < 0)
+      continue;
+    double v = t->own[d] + t->tmp[d];
+    if (any < 0 || v < av)
+      any = d, av = v;
+    if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
+      bn = n, bd = d;
   }
   if (bn >= 0)
-    out[k++] = least_free(t, x, bn * md->gpn, (bn + 1) * md->gpn);
-  int any = least_free(t, x, 0, md->G);
+    out[k++] = bd;
   if (any >= 0 && (k == 0 || any != out[0]))
     out[k++] = any;
   return k;
@@ -1023,7 +1043,7 @@ static int hottest(const pl_temps *t, const model *md, int g, int by) {
   for (int x = 0; x < E; x++) {
     if (!t->hosts[(size_t)g * E + x])
       continue;
-    double wire = share_node(t, x, g / md->gpn) + share_rest(t, x);
+    double wire = share_node(t, x, md->node[g]) + share_rest(t, x);
     double v = by ? wire : wire + (double)md->counts[(size_t)g * E + x];
     if (v > bv) {
       bv = v;
@@ -1037,10 +1057,13 @@ static int hottest(const pl_temps *t, const model *md, int g, int by) {
  * shortest (ties: lowest id), -1 if none. */
 static int least_a2a(const pl_temps *t, int x, int lo, int hi) {
   int best = -1, E = t->experts;
-  for (int g = lo; g < hi; g++)
-    if (t->freeslots[g] > 0 && !t->hosts[(size_t)g * E + x] &&
-        (best < 0 || t->a2a[g] < t->a2a[best]))
-      best = g;
+  double bv = 0; /* best's all-to-all */
+  for (int g = lo; g < hi; g++) {
+    if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
+      continue;
+    if (best < 0 || t->a2a[g] < bv)
+      best = g, bv = t->a2a[g];
+  }
   return best;
 }
 
@@ -1052,7 +1075,7 @@ static int next_hottest_in(const pl_temps *t, const model *md, int g, int skip) 
   for (int x = 0; x < E; x++) {
     if (x == skip || !t->hosts[(size_t)g * E + x])
       continue;
-    double wire = share_node(t, x, g / md->gpn) + share_rest(t, x);
+    double wire = share_node(t, x, md->node[g]) + share_rest(t, x);
     if (wire > bv) {
       bv = wire;
       best = x;
@@ -1098,15 +1121,47 @@ static int check_args(const pl_temps *t, const pl_temps_cfg *cfg, const pl_clust
   return PL_OK; /* negative counts: build */
 }
 
-/* Evaluates copying x to d (from holder()) and keeps it in *best when it
- * is the first or predicts a lower time. */
+/* A trial of x on d evaluated since the last commit, into tr when it
+ * decides as evaluating it again with `cut` would: the evaluation is a
+ * function of the committed state, and a trial finished (its balance part
+ * below the cut it had) or again not to be finished (its balance part
+ * not below cut either) is kept or dropped the same way (a finished one's
+ * total is at least its balance part: the cost is >= 0), its latest
+ * return already in rcost. LAZY's FULL step tries its LEAN step's trials
+ * again; FULL meets a destination twice. */
+static int seen_get(const pl_temps *t, int x, int d, double cut, trial *tr) {
+  for (int k = 0; k < PL_TEMPS_SEEN; k++) {
+    const pl_temps_seen *m = &t->seen[k];
+    if (m->ver == t->ver && m->x == x && m->d == d && (m->whole || !(m->bal < cut))) {
+      *tr = (trial){.x = x, .d = d, .h = m->h, .total = m->total, .bal = m->bal,
+                    .cost = m->cost, .nchg = m->nchg};
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Keeps trial tr (evaluated with `cut` on the state of t->ver) for
+ * seen_get. */
+static void seen_put(pl_temps *t, const trial *tr, double cut) {
+  t->seen[t->nseen++ % PL_TEMPS_SEEN] =
+      (pl_temps_seen){.x = tr->x, .d = tr->d, .h = tr->h, .nchg = tr->nchg, .ver = t->ver,
+                      .whole = tr->bal < cut, .total = tr->total, .bal = tr->bal,
+                      .cost = tr->cost};
+}
+
+/* Evaluates copying x to d (from holder(); or a trial seen_get gives)
+ * and keeps it in *best when it is the first or predicts a lower time. */
 static void try_copy(pl_temps *t, const model *md, const pl_placement *sv, int x, int d,
                      trial *best) {
   trial tr = {.x = x, .d = d};
   t->trials++;
-  tr.h = holder(t, sv, md->gpn, x, d);
   double cut = best->x < 0 ? INFINITY : best->total; /* not below: not kept */
-  evaluate_base(t, md, &tr, cut);
+  if (!seen_get(t, x, d, cut, &tr)) {
+    tr.h = holder(t, sv, md->gpn, x, d);
+    evaluate_base(t, md, &tr, cut);
+    seen_put(t, &tr, cut);
+  }
   if (best->x < 0 || tr.total < best->total)
     *best = tr;
 }
@@ -1187,27 +1242,145 @@ typedef struct fast_view {
   double cmax, c2, amax, a2, f;
 } fast_view;
 
-/* The predicted layer time of the committed state by a scan of the GPUs
- * (pl_shadow.h's formula; what predict() gives without a trial, without
- * the orders): *bal its balance part, *cost the copies', and the view.
- * The arrivals carr and crmax are those of temp[0..n) with the bytes of
- * all of them (fast_arrivals). */
+/* ------------------------------------------------------- FAST nodes --- */
+/* FAST reads the committed state through per-node summaries instead of
+ * scans of every GPU (they were half of a decision at 64 GPUs): node n's
+ * largest and second largest forward compute and all-to-all, the GPU
+ * with the largest (the lowest id among equals), its largest forward
+ * phase (nval, narg), and its least free GPU (a free slot) by compute and
+ * by all-to-all, preferring those no copy is sent to yet (nfree). A step
+ * changes few GPUs (fast_apply's, and those whose arrival fast_arrivals
+ * raises): their nodes are marked stale (nok = 0) and summarised again,
+ * O(gpn), when next read. The least free GPU without a copy of x of a
+ * node is then its summary's least free GPU when that one does not hold
+ * x, else a scan of the node's, and of all GPUs the least of the nodes'
+ * taken in node order by the scan's own rule (fast_acc_put); the maxima
+ * of all GPUs follow from the nodes' the same way. Every value is the
+ * same double the scans of every GPU read, and each choice is the least
+ * of a total order (ties to the lower id, as those scans in increasing
+ * id), so the choices are the scans', bit for bit. */
+
+/* fast_least()'s running choice: the GPU so far, whether a copy is sent
+ * to it, its key. */
+typedef struct fast_acc {
+  int best, busy;
+  double bv;
+} fast_acc;
+
+static inline void fast_acc_put(fast_acc *a, int g, int b, double v) {
+  if (b <= a->busy && (a->best < 0 || b < a->busy || v < a->bv))
+    a->best = g, a->busy = b, a->bv = v;
+}
+
+#define FAST_ACC_NONE ((fast_acc){.best = -1, .busy = 1, .bv = 0})
+
+/* Whether a copy is being sent to g (fast_least() prefers GPUs without). */
+static inline int fast_busy(const pl_temps *t, int g) { return t->oin[g] > 0 || t->xin[g] > 0; }
+
+/* The largest value v (GPU g) into running maxima: *m1 the largest, *arg
+ * the first GPU with it, *m2 the largest of the others (taken in
+ * increasing id). */
+static inline void fast_max2(double v, int g, double *m1, double *m2, int *arg) {
+  if (v > *m1) {
+    *m2 = *m1 > *m2 ? *m1 : *m2;
+    *m1 = v;
+    *arg = g;
+  } else {
+    *m2 = v > *m2 ? v : *m2;
+  }
+}
+
+/* Node n's summary from the committed state (see above). */
+static void fast_node(pl_temps *t, int gpn, int n) {
+  double c1 = -INFINITY, c2 = -INFINITY, a1 = -INFINITY, a2 = -INFINITY, f = -INFINITY;
+  int gc = -1, ga = -1;
+  fast_acc lc = FAST_ACC_NONE, la = FAST_ACC_NONE;
+  const double *own = t->own, *tmp = t->tmp, *a2a = t->a2a, *carr = t->carr;
+  for (int g = n * gpn; g < (n + 1) * gpn; g++) {
+    double c = own[g] + tmp[g], a = a2a[g];
+    double ready = own[g] > carr[g] ? own[g] : carr[g];
+    fast_max2(c, g, &c1, &c2, &gc);
+    fast_max2(a, g, &a1, &a2, &ga);
+    f = ready + tmp[g] > f ? ready + tmp[g] : f;
+    if (t->freeslots[g] > 0) {
+      int b = fast_busy(t, g);
+      fast_acc_put(&lc, g, b, c);
+      fast_acc_put(&la, g, b, a);
+    }
+  }
+  double *v = t->nval + 5 * (size_t)n;
+  v[0] = c1, v[1] = c2, v[2] = a1, v[3] = a2, v[4] = f;
+  t->narg[2 * n] = gc;
+  t->narg[2 * n + 1] = ga;
+  t->nfree[2 * n] = lc.best;
+  t->nfree[2 * n + 1] = la.best;
+  t->nok[n] = 1;
+}
+
+/* Marks GPU g's node stale (its summary is made again when read). */
+static inline void fast_stale(pl_temps *t, int g) { t->nok[t->gnode[g]] = 0; }
+
+/* GPU g's arrival grew (nothing else of it changed): its forward phase
+ * grew with it, its node's largest follows without a pass. */
+static void fast_later(pl_temps *t, int g) {
+  double ready = t->own[g] > t->carr[g] ? t->own[g] : t->carr[g];
+  double *f = t->nval + 5 * (size_t)t->gnode[g] + 4;
+  *f = ready + t->tmp[g] > *f ? ready + t->tmp[g] : *f;
+}
+
+/* Node n's free GPU without a copy of x with the least key (forward
+ * compute, by = 0; all-to-all, by = 1) into a (fast_acc_put): the
+ * node's least free GPU when it does not hold x (the least of all is the
+ * least of those without x too), else a scan of the node. */
+static void fast_pick(pl_temps *t, int gpn, int x, int n, int by, fast_acc *a) {
+  int E = t->experts;
+  if (!t->nok[n])
+    fast_node(t, gpn, n);
+  int g = t->nfree[2 * n + by];
+  if (g >= 0 && t->hosts[(size_t)g * E + x]) {
+    const unsigned char *hs = t->hosts + x;
+    for (g = n * gpn; g < (n + 1) * gpn; g++)
+      if (t->freeslots[g] > 0 && !hs[(size_t)g * E])
+        fast_acc_put(a, g, fast_busy(t, g), by ? t->a2a[g] : t->own[g] + t->tmp[g]);
+    return;
+  }
+  if (g >= 0)
+    fast_acc_put(a, g, fast_busy(t, g), by ? t->a2a[g] : t->own[g] + t->tmp[g]);
+}
+
+/* The GPU of node n (n < 0: of all GPUs) with a free slot and no copy of
+ * x with the least key (forward compute, by = 0; all-to-all, by = 1;
+ * ties: lowest id), preferring those no copy is sent to yet (a second
+ * copy on a link delays both); -1 if none or no expert (x < 0: hottest()
+ * found no tokens, e.g. every count 0). */
+static int fast_least(pl_temps *t, int gpn, int x, int n, int by) {
+  fast_acc a = FAST_ACC_NONE;
+  if (x < 0)
+    return -1;
+  for (int m = n < 0 ? 0 : n; m < (n < 0 ? t->gpus / gpn : n + 1); m++)
+    fast_pick(t, gpn, x, m, by, &a);
+  return a.best;
+}
+
+/* The predicted layer time of the committed state (pl_shadow.h's
+ * formula; what predict() gives without a trial, without the orders)
+ * from the nodes' summaries, as a scan of the GPUs gives it: *bal its
+ * balance part, *cost the copies', and the view. The arrivals carr and
+ * crmax are those of temp[0..n) with the bytes of all of them
+ * (fast_arrivals). */
 static double fast_scan(pl_temps *t, const model *md, double *bal, double *cost,
                         fast_view *v) {
   double cmax = -1, c2 = 0, amax = -1, a2 = 0, f = 0;
-  int gm = 0, ga = 0;
-  for (int g = 0; g < md->G; g++) {
-    double c = t->own[g] + t->tmp[g], a = t->a2a[g];
-    double ready = t->own[g] > t->carr[g] ? t->own[g] : t->carr[g];
-    if (c > cmax)
-      c2 = cmax > c2 ? cmax : c2, cmax = c, gm = g;
-    else
-      c2 = c > c2 ? c : c2;
-    if (a > amax)
-      a2 = amax > a2 ? amax : a2, amax = a, ga = g;
-    else
-      a2 = a > a2 ? a : a2;
-    f = ready + t->tmp[g] > f ? ready + t->tmp[g] : f;
+  int gm = 0, ga = 0, N = md->G / md->gpn;
+  for (int n = 0; n < N; n++) {
+    if (!t->nok[n])
+      fast_node(t, md->gpn, n);
+    const double *nv = t->nval + 5 * (size_t)n;
+    fast_max2(nv[0], t->narg[2 * n], &cmax, &c2, &gm);
+    c2 = nv[1] > c2 ? nv[1] : c2;
+    fast_max2(nv[2], t->narg[2 * n + 1], &amax, &a2, &ga);
+    a2 = nv[3] > a2 ? nv[3] : a2;
+    f = nv[4] > f ? nv[4] : f;
   }
   *v = (fast_view){.gm = gm, .ga = ga, .cmax = cmax, .c2 = c2, .amax = amax, .a2 = a2, .f = f};
   *bal = (1 + md->bwd) * cmax + 4 * amax;
@@ -1238,7 +1411,10 @@ static void fast_arrivals(pl_temps *t, const model *md, int from) {
       for (int j = head; j >= 0; j = t->tnext[2 * j + side]) {
         int b = t->temp[j].to;
         double at = arrival(t, md, t->temp[j].from, b);
-        t->carr[b] = at > t->carr[b] ? at : t->carr[b];
+        if (at > t->carr[b]) {
+          t->carr[b] = at;
+          fast_later(t, b);
+        }
         t->crmax = at > t->crmax ? at : t->crmax;
       }
     }
@@ -1250,6 +1426,8 @@ static void fast_apply(pl_temps *t, const model *md, const pl_placement *sv, int
   trial tr = {.x = x, .d = d, .h = holder(t, sv, md->gpn, x, d)};
   trial_values(t, md, &tr, 1);
   take_values(t, md->G, tr.nchg);
+  for (int k = 0; k < tr.nchg; k++) /* d among them */
+    fast_stale(t, t->chg[k]);
   add_copy(t, md, x, tr.h, d);
   t->temp[t->n++] = (pl_temp){.expert = x, .from = tr.h, .to = d};
   t->stamp++;
@@ -1261,72 +1439,12 @@ static int fast_free(const pl_temps *t, int x, int d) {
   return t->freeslots[d] > 0 && !t->hosts[(size_t)d * t->experts + x];
 }
 
-/* The GPU of [lo, hi) with a free slot and no copy of x with the least
- * key (forward compute, by = 0; all-to-all, by = 1; ties: lowest id),
- * preferring those no copy is sent to yet (a second copy on a link
- * delays both); -1 if none or no expert (x < 0: hottest() found no
- * tokens, e.g. every count 0). */
-static int fast_least(const pl_temps *t, int x, int lo, int hi, int by) {
-  int best = -1, busy = 1, E = t->experts;
-  if (x < 0)
-    return -1;
-  double bv = 0;
-  const unsigned char *hs = t->hosts + x;
-  for (int g = lo; g < hi; g++) {
-    if (t->freeslots[g] <= 0 || hs[(size_t)g * E])
-      continue;
-    int b = t->oin[g] > 0 || t->xin[g] > 0;
-    if (b > busy)
-      continue;
-    double v = by ? t->a2a[g] : t->own[g] + t->tmp[g];
-    if (best < 0 || b < busy || v < bv)
-      best = g, busy = b, bv = v;
-  }
-  return best;
-}
-
-/* fast_least()'s running choice: the GPU so far, whether a copy is sent
- * to it, its key. */
-typedef struct fast_acc {
-  int best, busy;
-  double bv;
-} fast_acc;
-
-static inline void fast_acc_put(fast_acc *a, int g, int b, double v) {
-  if (b <= a->busy && (a->best < 0 || b < a->busy || v < a->bv))
-    a->best = g, a->busy = b, a->bv = v;
-}
-
-/* fast_least(t, x, ...) of node ng by compute (a[0]) and by all-to-all
- * (a[1]), of node bn by compute (a[2]; none when bn < 0) and of all GPUs
- * by `by` (a[3]), in one pass in increasing id: the same GPUs. */
-static void fast_least4(const pl_temps *t, int x, int gpn, int ng, int bn, int by,
-                        fast_acc a[4]) {
-  int E = t->experts, G = t->gpus;
-  for (int k = 0; k < 4; k++)
-    a[k] = (fast_acc){.best = -1, .busy = 1, .bv = 0};
-  const unsigned char *hs = t->hosts + x;
-  for (int g = 0; g < G; g++) {
-    if (t->freeslots[g] <= 0 || hs[(size_t)g * E])
-      continue;
-    int b = t->oin[g] > 0 || t->xin[g] > 0, n = g / gpn;
-    double c = t->own[g] + t->tmp[g], l = t->a2a[g];
-    if (n == ng) {
-      fast_acc_put(&a[0], g, b, c);
-      fast_acc_put(&a[1], g, b, l);
-    }
-    if (n == bn)
-      fast_acc_put(&a[2], g, b, c);
-    fast_acc_put(&a[3], g, b, by ? l : c);
-  }
-}
-
 /* The expert of g's node's sources (on g: g itself) that g sends the most
  * tokens over the link `inter` (1: to experts without a copy on g's
  * node; 0: to experts on its node that g does not hold), -1 if none. */
 static int fast_sent_most(const pl_temps *t, const model *md, int g, int inter) {
   int E = md->E, best = -1;
-  const int *rn = t->rn + (size_t)(g / md->gpn) * E;
+  const int *rn = t->rn + (size_t)md->node[g] * E;
   const int64_t *row = md->counts + (size_t)g * E;
   for (int x = 0; x < E; x++) {
     if (t->hosts[(size_t)g * E + x] || (inter ? rn[x] != 0 : rn[x] == 0))
@@ -1337,26 +1455,41 @@ static int fast_sent_most(const pl_temps *t, const model *md, int g, int inter) 
   return best;
 }
 
+/* pl_ffn_us(tokens) of x's copy on g as committed: a step scores many
+ * destinations of one expert against the same most computing and
+ * longest all-to-all GPUs, so the last few are kept, keyed by the
+ * commits (ver) (the same function of the same double: the same bits). */
+static double fast_was(pl_temps *t, const model *md, int x, int g, double tokens) {
+  for (int k = 0; k < PL_TEMPS_WAS; k++) {
+    const pl_temps_was *w = &t->was[k];
+    if (w->ver == t->ver && w->x == x && w->g == g)
+      return w->us;
+  }
+  double us = pl_ffn_us(md->prof, tokens);
+  t->was[t->nwas++ % PL_TEMPS_WAS] = (pl_temps_was){.x = x, .g = g, .ver = t->ver, .us = us};
+  return us;
+}
+
 /* GPU g's forward compute and all-to-all (us) after one more copy of x on
  * d, in closed form on the model's shares (pl_shadow.c's head): a copy of
  * x keeps its own tokens and gets its node's and the rest's shares, the
  * node's split over one more copy where d's node holds x, the rest's over
  * one more copy and, where d's node held none, without that node's
  * tokens; a source of d's node then sends x inside the node; d computes
- * its new copy and no longer sends its own tokens of x. */
-static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, double *c,
-                       double *a) {
-  int G = md->G, E = md->E, gpn = md->gpn, nd = d / gpn, ng = g / gpn;
+ * its new copy and no longer sends its own tokens of x. rest2: x's share
+ * of the rest after the copy (fast_score's, one per candidate). */
+static void fast_after(pl_temps *t, const model *md, int x, int d, int g, double rest2,
+                       double *c, double *a) {
+  int G = md->G, E = md->E, nd = md->node[d], ng = md->node[g];
   size_t id = (size_t)nd * E + x;
-  int had = t->rn[id] > 0;
-  double cd = (double)md->counts[(size_t)d * E + x], cg = (double)md->counts[(size_t)g * E + x];
-  double rest2 = (t->rem[x] - (had ? 0 : t->ns[id])) / (t->nrep[x] + 1);
-  double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
+  int had = t->rn[id] > 0, holds = t->hosts[(size_t)g * E + x];
   *c = t->own[g] + t->tmp[g];
-  if (g != d && !t->hosts[(size_t)g * E + x] && (ng != nd || had)) {
+  if (g != d && !holds && (ng != nd || had)) {
     *a = t->a2a[g]; /* unchanged: a2a_us of the same h, as build or a copy made it */
     return;
   }
+  double cd = (double)md->counts[(size_t)d * E + x], cg = (double)md->counts[(size_t)g * E + x];
+  double io = t->h[g], ii = t->h[G + g], xo = t->h[2 * G + g], xi = t->h[3 * G + g];
   if (g == d) {
     double nodd = had ? (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1) : t->ns[id] - cd;
     *c += pl_ffn_us(md->prof, cd + nodd + rest2);
@@ -1366,11 +1499,11 @@ static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, 
       io -= cd;
     else
       xo -= cd;
-  } else if (t->hosts[(size_t)g * E + x]) {
+  } else if (holds) {
     double node = share_node(t, x, ng), rest = share_rest(t, x), node2 = node;
     if (ng == nd)
       node2 = (t->ns[id] - t->lh[id] - cd) / (t->rn[id] + 1);
-    *c += pl_ffn_us(md->prof, cg + node2 + rest2) - pl_ffn_us(md->prof, cg + node + rest);
+    *c += pl_ffn_us(md->prof, cg + node2 + rest2) - fast_was(t, md, x, g, cg + node + rest);
     ii += node2 - node;
     xi += rest2 - rest;
   } else if (ng == nd && !had) {
@@ -1388,12 +1521,14 @@ static void fast_after(const pl_temps *t, const model *md, int x, int d, int g, 
  * forward phase f, and returning past the latest return so far. */
 static double fast_score(pl_temps *t, const model *md, const pl_placement *sv,
                          const fast_view *v, int x, int d) {
+  size_t id = (size_t)md->node[d] * md->E + x; /* x's share of the rest after the copy */
+  double rest2 = (t->rem[x] - (t->rn[id] > 0 ? 0 : t->ns[id])) / (t->nrep[x] + 1);
   double cm = v->c2, am = v->a2, c, a, newc = 0;
   int gs[3] = {d, v->gm, v->ga};
   for (int i = 0; i < 3; i++) {
     if ((i == 1 && d == gs[1]) || (i == 2 && (d == gs[2] || gs[1] == gs[2])))
       continue;
-    fast_after(t, md, x, d, gs[i], &c, &a);
+    fast_after(t, md, x, d, gs[i], rest2, &c, &a);
     if (i == 0) /* d is not gm or ga (they hold x... or d's new copy is counted) */
       newc = c - (t->own[d] + t->tmp[d]);
     cm = c > cm ? c : cm;
@@ -1426,21 +1561,19 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
                      int x, int g, int by, int *bx, int *bd, double *bs) {
   if (x < 0)
     return;
-  int gpn = md->gpn, E = md->E, ng = g / gpn, bn = -1;
+  int gpn = md->gpn, E = md->E, ng = md->node[g], bn = -1;
   for (int n = 0; n < md->G / gpn; n++) {
     size_t i = (size_t)n * E + x;
     if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
       bn = n;
   }
-  /* the four fast_least() of the destinations in one pass over the GPUs
-   * (the same GPUs: scoring leaves the state as it was) */
-  fast_acc a[4];
-  fast_least4(t, x, gpn, ng, bn, by, a);
-  fast_consider(t, md, sv, v, x, a[0].best, bx, bd, bs);
-  fast_consider(t, md, sv, v, x, a[1].best, bx, bd, bs);
-  if (bn >= 0)
-    fast_consider(t, md, sv, v, x, a[2].best, bx, bd, bs);
-  fast_consider(t, md, sv, v, x, a[3].best, bx, bd, bs);
+  /* the four destinations first (scoring leaves the state as it was) */
+  int a[4] = {fast_least(t, gpn, x, ng, 0), fast_least(t, gpn, x, ng, 1),
+              bn >= 0 ? fast_least(t, gpn, x, bn, 0) : -1, fast_least(t, gpn, x, -1, by)};
+  for (int k = 0; k < 4; k++) /* a destination met before scores the same: not again */
+    if ((k != 2 || bn >= 0) && (k < 1 || a[k] != a[0]) && (k < 2 || a[k] != a[1]) &&
+        (k < 3 || a[k] != a[2]))
+      fast_consider(t, md, sv, v, x, a[k], bx, bd, bs);
 }
 
 /* One step: candidates scored in closed form (fast_score), no model
@@ -1451,20 +1584,20 @@ static void fast_try(pl_temps *t, const model *md, const pl_placement *sv, const
  * and the other GPU's best (FAST_TWO) when it is another expert on another
  * GPU predicted to save; returns how many were taken (0: none). */
 static int fast_step(pl_temps *t, const model *md, const pl_placement *sv, const fast_view *v) {
-  int G = md->G, ga = v->ga, gpn = md->gpn, na = ga / gpn, bx[2] = {-1, -1}, bd[2] = {-1, -1};
+  int G = md->G, ga = v->ga, gpn = md->gpn, na = md->node[ga], bx[2] = {-1, -1}, bd[2] = {-1, -1};
   double bs[2] = {0, 0};
   int xm = hottest(t, md, v->gm, 1), xa = ga == v->gm ? xm : hottest(t, md, ga, 1);
   fast_try(t, md, sv, v, xm, v->gm, 0, &bx[0], &bd[0], &bs[0]);
   if (ga != v->gm || xa != xm) /* else the same candidates but the last */
     fast_try(t, md, sv, v, xa, ga, 1, &bx[1], &bd[1], &bs[1]);
   else
-    fast_consider(t, md, sv, v, xa, fast_least(t, xa, 0, G, 1), &bx[1], &bd[1], &bs[1]);
+    fast_consider(t, md, sv, v, xa, fast_least(t, gpn, xa, -1, 1), &bx[1], &bd[1], &bs[1]);
   double io = t->h[ga], xo = t->h[2 * G + ga];
   int inter = xo * md->tb / md->inter_Bps > io * md->tb / md->c->intra_Bps;
   int xs = fast_sent_most(t, md, ga, inter);
   if (xs >= 0)
     fast_consider(t, md, sv, v, xs,
-                  fast_free(t, xs, ga) ? ga : fast_least(t, xs, na * gpn, (na + 1) * gpn, 1),
+                  fast_free(t, xs, ga) ? ga : fast_least(t, gpn, xs, na, 1),
                   &bx[1], &bd[1], &bs[1]);
   int first = bx[0] < 0 || (bx[1] >= 0 && bs[1] > bs[0]), took = 0;
   if (bx[first] < 0)
@@ -1543,7 +1676,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)
     return rc;
-  model md = model_of(c, m, prof, counts, t->experts, cfg->grad_hide_us);
+  model md = model_of(t, c, m, prof, counts, t->experts, cfg->grad_hide_us);
   free_slots(t, serving, current, slots);
   if (build(t, &md, serving)) {
     unbuild(t, &md);
@@ -1553,12 +1686,17 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
   int budget = cfg->max_temps > 0 ? cfg->max_temps : t->experts * t->gpus;
   if (cfg->search == PL_TEMPS_SEARCH_FAST) {
     t->wx = t->hx = -1;
+    for (int k = 0; k < PL_TEMPS_WAS; k++)
+      t->was[k].x = -1;
+    memset(t->nok, 0, (size_t)(t->gpus / c->gpus_per_node) * sizeof(int)); /* build changed all */
     fast_decide(t, cfg, &md, serving, budget);
     unbuild(t, &md);
     goto done;
   }
   orders_build(t);
   t->base[0].x = t->base[1].x = t->wx = t->hx = -1;
+  for (int k = 0; k < PL_TEMPS_SEEN; k++)
+    t->seen[k].x = -1;
   double cur = predict(t, &md, -1, -1, 0, INFINITY, &bal0, &cost0);
   bal = bal0;
   cost = cost0;
@@ -1605,7 +1743,7 @@ int pl_temps_predict_us(pl_temps *t, const pl_cluster *c, const pl_model *m,
         temp[k].to >= t->gpus || temp[k].from < 0 || temp[k].from >= t->gpus ||
         !pl_placement_has(p, temp[k].expert, temp[k].to))
       return PL_EINVAL;
-  model md = model_of(c, m, prof, counts, t->experts, 0);
+  model md = model_of(t, c, m, prof, counts, t->experts, 0);
   if (build(t, &md, p)) {
     unbuild(t, &md);
     return PL_EINVAL;

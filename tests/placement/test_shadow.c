@@ -892,3 +892,44 @@ Test(shadow, fast_search_decides_as_before_its_exact_speed_ups) {
   cr_assert_gt(many, 20, "only %d decisions took 8 or more", many);
   cr_assert_eq(h, 0xd2359e8845de391dull, "decisions hash %016llx", (unsigned long long)h);
 }
+
+/* FULL, LEAN and LAZY decide on random cases exactly as 640ee70's library
+ * did (issue 17, the decision's cost: its speed-ups must be exact): every
+ * decision of 40 seeded cases x 3 searches x 2 configurations (margins,
+ * gradients hidden, a plan in flight), folded into one hash with its
+ * trials and its range of grad_hide_us, equals the hash recorded with
+ * that library. LAZY's FULL steps try its LEAN steps' trials again under
+ * other cuts (a trial kept since the last commit is reused, seen_get), so
+ * a trial reused where it would now be finished, a stale one, or a
+ * latest return it did not count changes the hash. */
+Test(shadow, full_lean_and_lazy_searches_decide_as_before_their_exact_speed_ups) {
+  uint64_t seed = 71, h = 1469598103934665603ull;
+  const pl_temps_cfg cfgs[2] = {{.margin = 1.0}, {.margin = 1.5, .grad_hide_us = 40}};
+  const int searches[3] = {PL_TEMPS_SEARCH_FULL, PL_TEMPS_SEARCH_LEAN, PL_TEMPS_SEARCH_LAZY};
+  int taken = 0;
+  for (int rep = 0; rep < 40; rep++) {
+    fast_case c;
+    fast_case_make(&c, &seed);
+    pl_temps t;
+    cr_assert_eq(pl_temps_init(&t, c.E, c.G, c.S), PL_OK);
+    for (int s = 0; s < 3; s++)
+      for (int k = 0; k < 2; k++) {
+        pl_temps_cfg cfg = cfgs[k];
+        cfg.search = searches[s];
+        cr_assert_eq(pl_temps_decide(&t, &cfg, &c.env.cluster, &c.env.model, &c.env.profile,
+                                     &c.sv, k ? &c.cur : NULL, c.counts, c.S), PL_OK);
+        h = fold_decision(h, &t);
+        const unsigned char *p[3] = {(const void *)&t.trials, (const void *)&t.hide_lo,
+                                     (const void *)&t.hide_hi};
+        size_t n[3] = {sizeof(t.trials), sizeof(double), sizeof(double)};
+        for (int j = 0; j < 3; j++)
+          for (size_t i = 0; i < n[j]; i++)
+            h = (h ^ p[j][i]) * 1099511628211ull;
+        taken += t.n > 0;
+      }
+    pl_temps_fini(&t);
+    fast_case_free(&c);
+  }
+  cr_assert_gt(taken, 120, "only %d of 240 decisions took temporaries", taken);
+  cr_assert_eq(h, 0x013d2d310a257423ull, "decisions hash %016llx", (unsigned long long)h);
+}

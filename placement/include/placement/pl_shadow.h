@@ -158,6 +158,22 @@ typedef struct pl_temps_base {
   int x, node, ver;
 } pl_temps_base;
 
+/* Scratch of pl_shadow.c: a copy's forward compute on the committed
+ * state, kept for FAST's other candidates of the step (fast_was). */
+#define PL_TEMPS_WAS 4
+typedef struct pl_temps_was {
+  int x, g, ver;
+  double us;
+} pl_temps_was;
+
+/* Scratch of pl_shadow.c: a trial of FULL, LEAN or LAZY's step, kept for
+ * the step's repeated trials (seen_get). */
+#define PL_TEMPS_SEEN 8
+typedef struct pl_temps_seen {
+  int x, d, h, nchg, ver, whole;
+  double total, bal, cost;
+} pl_temps_seen;
+
 /* A layer's temporaries of one iteration and the decision's scratch,
  * caller-owned (pl_temps_init / pl_temps_fini). After pl_temps_decide:
  * temp[0..n) in the order taken, placement = the serving placement plus
@@ -207,6 +223,17 @@ typedef struct pl_temps {
   int wx, wver;
   int hx, hver, hbest;        /* expert hx's holder off a node without a replica */
   int64_t *isum;             /* [2E] build's integer sums of a node, its in-node masks */
+  /* appended (issue 17, the decision's cost): FAST's per-node summaries
+   * (pl_shadow.c "nodes"), node n's entries at n x gpus_per_node */
+  int *nfree;                /* [2G] its least free GPU by compute, by all-to-all */
+  int *nok;                  /* [G] whether its entries are current */
+  double *nval;              /* [5G] its largest and second compute, all-to-all; forward phase */
+  int *narg;                 /* [2G] the GPU with its largest compute, all-to-all */
+  int *gnode;                /* [G] each GPU's node (a table: divisions were dear) */
+  pl_temps_was was[PL_TEMPS_WAS];
+  int nwas;
+  pl_temps_seen seen[PL_TEMPS_SEEN];
+  int nseen;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
