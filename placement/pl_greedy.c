@@ -166,7 +166,6 @@ static void journal_expert(pl_greedy *g, int e) {
   v[1] = g->ring[e];
   v[2] = g->khot[e];
   v[3] = g->kcold[e];
-  g->jes[i] = g->estamp[e];
 }
 
 /* A trial starts: an empty journal, the spread sums kept. */
@@ -179,9 +178,8 @@ static void trial_begin(pl_greedy *g) {
 }
 
 /* The trial ends, its placement changes already undone: every journaled
- * value back. The trees were never touched. An expert's stamp goes back
- * too: the cached terms of its old replica counts are valid again (those
- * the trial overwrote carry the trial's stamps, never given out twice). */
+ * value back. The trees were never touched, nor the committed ways of the
+ * terms cache (pl_internal.h). */
 static void trial_end(pl_greedy *g) {
   int K = g->K;
   for (int i = 0; i < g->njg; i++) {
@@ -207,7 +205,6 @@ static void trial_end(pl_greedy *g) {
     g->ring[e] = v[1];
     g->khot[e] = v[2];
     g->kcold[e] = v[3];
-    g->estamp[e] = g->jes[i];
   }
   g->sum_t = g->j_sum_t;
   g->sq = g->j_sq;
@@ -258,7 +255,7 @@ static double a2a_us(const pl_greedy *g, double intra, double inter) {
   if (intra > 0)
     t += c->intra_lat_s + intra * g->token_bytes / c->intra_Bps;
   if (inter > 0)
-    t += c->inter_lat_s + inter * g->token_bytes / (c->inter_Bps / c->oversub);
+    t += c->inter_lat_s + inter * g->token_bytes / g->xbps;
   return t * 1e6;
 }
 
@@ -275,57 +272,109 @@ static double a2a_us(const pl_greedy *g, double intra, double inter) {
  * ((total - cover_n) / G). The all-to-all takes max(in, out) on each link.
  * With one node this reduces to the even split L/r.
  */
-/* Fills the cached terms of expert e on node n (see pl_greedy.tstamp). */
-static void fill_terms(pl_greedy *g, int e, int n) {
-  const pl_placement *p = g->p;
-  int N = g->G / g->gpn;
-  size_t en = (size_t)e * N + n, EN = (size_t)g->E * N;
+/* Fills way w's terms of expert e for c replicas in the node (see
+ * pl_greedy.terms), under e's current replica count and nodes. */
+static void fill_terms(pl_greedy *g, int e, int w, int c_) {
+  int N = g->G / g->gpn, K = g->K;
   double G = g->G, gpn = g->gpn;
-  double c = g->cnt[en], r = p->nrep[e], kk = g->knodes[e];
-  for (int k = 0; k < g->K; k++) {
+  double c = c_, r = g->p->nrep[e], kk = g->knodes[e];
+  double *t3 = g->terms + (((size_t)e * 2 + w) * (size_t)(g->gpn + 1) + c_) * 3 * K;
+  for (int k = 0; k < K; k++) {
     double unit = g->load[(size_t)k * g->E + e] / G;
     double t = unit * gpn * (1.0 / c + (N - kk) / r);
-    g->tsc[k * EN + en] = pl_ffn_us(g->prof, t);
-    g->tiin[k * EN + en] = unit * (gpn - c) / c;
-    g->txin[k * EN + en] = unit * (N - kk) * gpn / r;
+    t3[3 * k] = pl_ffn_us(g->prof, t);
+    t3[3 * k + 1] = unit * (gpn - c) / c;
+    t3[3 * k + 2] = unit * (N - kk) * gpn / r;
   }
-  g->tstamp[en] = g->estamp[e];
+  g->tfill[((size_t)e * 2 + w) * (size_t)(g->gpn + 1) + c_] = 1;
 }
 
+/* Makes way w hold the terms of e's current replica count and nodes
+ * (tag), none filled yet. */
+static void claim_way(pl_greedy *g, int e, int w, int64_t tag) {
+  g->ttag[2 * (size_t)e + w] = tag;
+  memset(g->tfill + ((size_t)e * 2 + w) * (size_t)(g->gpn + 1), 0, (size_t)g->gpn + 1);
+}
+
+/* The terms [K][3] of a replica of e on a node holding c of its replicas,
+ * filled if needed: from the committed way when it is e's current (r,
+ * kk), else from the other; on trial a miss takes the other way, outside
+ * one the committed way (which becomes the other when that one matches:
+ * the trial that made it was applied). */
+static const double *terms_of(pl_greedy *g, int e, int c) {
+  int64_t tag = (int64_t)g->p->nrep[e] << 32 | g->knodes[e];
+  int b = g->wbase[e], w = b;
+  if (g->ttag[2 * (size_t)e + b] != tag) {
+    w = 1 - b;
+    if (g->ttag[2 * (size_t)e + w] != tag) {
+      if (!g->trial)
+        w = b;
+      claim_way(g, e, w, tag);
+    } else if (!g->trial) {
+      g->wbase[e] = (unsigned char)w;
+    }
+  }
+  size_t i = ((size_t)e * 2 + w) * (size_t)(g->gpn + 1) + c;
+  if (!g->tfill[i])
+    fill_terms(g, e, w, c);
+  return g->terms + i * 3 * g->K;
+}
+
+/* A divisor d and, when d is a power of two, its reciprocal: x / d is
+ * then x times it, the same bits (both are the one correctly rounded value
+ * of the same real number) without a division. */
+static pl_divisor divisor_of(double d) {
+  int ex;
+  return (pl_divisor){.d = d, .inv = frexp(d, &ex) == 0.5 ? 1.0 / d : 0.0};
+}
+static inline double div_by(const pl_divisor *v, double x) {
+  return v->inv != 0.0 ? x * v->inv : x / v->d;
+}
+
+/* fmax as glibc's x86-64 computes it (maxsd: the second operand on ties,
+ * the other operand when one is NaN), without the library call. */
+static inline double max_of(double a, double b) { return isnan(b) ? a : a > b ? a : b; }
+
+/* llround for |x| < 2^63 (halves away from zero), without the library
+ * call: x - trunc(x) is exact. */
+static inline int64_t round_of(double x) {
+  int64_t i = (int64_t)x;
+  double f = x - (double)i;
+  return i + (f >= 0.5) - (f <= -0.5);
+}
+
+/* GPU gpu's values from the placement. */
 static void refresh_gpu(pl_greedy *g, int gpu) {
   const pl_placement *p = g->p;
   const int *host = p->host + (size_t)gpu * p->slots;
   int nh = p->nhost[gpu], n = gpu / g->gpn, N = g->G / g->gpn;
-  double tok = 0, comp = 0, ar = 0, G = g->G;
-  size_t EN = (size_t)g->E * N;
+  double tok = 0, comp = 0, ar = 0;
+  const double **tp = g->tp;
   journal_gpu(g, gpu);
   for (int j = 0; j < nh; j++) {
     int e = host[j];
     tok += g->per[e];
     ar += g->ring[e];
-    if (g->tstamp[(size_t)e * N + n] != g->estamp[e])
-      fill_terms(g, e, n);
+    tp[j] = terms_of(g, e, g->cnt[(size_t)e * N + n]);
   }
   double a2a_mean = 0;
   for (int k = 0; k < g->K; k++) {
     const int64_t *Q = g->qload + (size_t)k * g->E;
-    const double *tsc = g->tsc + k * EN, *tiin = g->tiin + k * EN, *txin = g->txin + k * EN;
     double sc = 0, iin = 0, xin = 0;
     int64_t own = 0;
     for (int j = 0; j < nh; j++) {
-      int e = host[j];
-      size_t en = (size_t)e * N + n;
-      own += Q[e];
-      iin += tiin[en];
-      xin += txin[en];
-      sc += tsc[en];
+      const double *t3 = tp[j] + 3 * k;
+      own += Q[host[j]];
+      iin += t3[1];
+      xin += t3[2];
+      sc += t3[0];
     }
     int64_t cover = g->cover[(size_t)k * N + n];
-    double iout = (double)(cover > own ? cover - own : 0) / (PL_QSCALE * G);
-    double xout = (double)(g->total[k] - cover) / (PL_QSCALE * G);
+    double iout = div_by(&g->qg, (double)(cover > own ? cover - own : 0));
+    double xout = div_by(&g->qg, (double)(g->total[k] - cover));
     /* a tree is touched only where its value changed (it is consistent
      * with the unchanged one already), and never on trial (top_of) */
-    double a2a = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
+    double a2a = a2a_us(g, max_of(iin, iout), max_of(xin, xout));
     size_t kg = (size_t)k * g->G + gpu;
     a2a_mean += a2a;
     comp += sc;
@@ -340,10 +389,10 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
         pl_seg_update(&g->t_scomp[k], gpu);
     }
   }
-  comp /= g->K;
-  a2a_mean /= g->K;
+  comp = div_by(&g->kdiv, comp);
+  a2a_mean = div_by(&g->kdiv, a2a_mean);
   double t = comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_mean + ar;
-  int64_t tq = llround(t * PL_TSCALE), t0 = g->tq[gpu];
+  int64_t tq = round_of(t * PL_TSCALE), t0 = g->tq[gpu];
   g->sum_t += tq - t0;
   g->sq += (pl_i128)tq * tq - (pl_i128)t0 * t0;
   g->tq[gpu] = tq;
@@ -400,7 +449,6 @@ static int place_add(pl_greedy *g, int e, int gpu) {
   if (rc)
     return rc;
   journal_expert(g, e);
-  g->estamp[e] = ++g->stamps;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (g->cnt[(size_t)e * N + n]++ == 0) {
     g->knodes[e]++;
@@ -416,7 +464,6 @@ static int place_remove(pl_greedy *g, int e, int gpu) {
   if (rc)
     return rc;
   journal_expert(g, e);
-  g->estamp[e] = ++g->stamps;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (--g->cnt[(size_t)e * N + n] == 0) {
     g->knodes[e]--;
@@ -688,6 +735,9 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->token_bytes = (double)pl_token_bytes(m);
   g->grad_bytes = (double)pl_expert_params(m) * m->bytes_per_elem;
   g->move_bytes = pl_expert_move_bytes(m);
+  g->xbps = c->inter_Bps / c->oversub;
+  g->qg = divisor_of(PL_QSCALE * g->G);
+  g->kdiv = divisor_of(g->K);
   size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
   g->tok = pl_calloc(G * 6, sizeof(double));
   g->mio = pl_calloc(G * 5, sizeof(int64_t));
@@ -697,18 +747,20 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
   g->cnt = pl_calloc(E * N + E, sizeof(int));
   g->cover = pl_calloc(K * N + K + K * E, sizeof(int64_t));
-  /* not zeroed: an entry is read only after fill_terms wrote it (tstamp) */
-  g->tsc = pl_malloc(K * E * N * 3 * sizeof(double));
-  g->tstamp = pl_calloc(E * N + E, sizeof(uint64_t));
+  size_t C = (size_t)g->gpn + 1;
+  /* not zeroed: an entry is read only after fill_terms wrote it (tfill) */
+  g->terms = pl_malloc(E * 2 * C * K * 3 * sizeof(double));
+  g->ttag = pl_malloc(E * 2 * sizeof(int64_t));
+  g->tfill = pl_calloc(E * 2 * C + E, 1);
+  g->tp = pl_malloc((size_t)p->slots * sizeof(double *));
   /* the journal: stamps [2G + E] zero (jid starts at 1), lists and values */
   g->jg = pl_calloc(2 * G + E, sizeof(uint64_t));
   g->jgl = pl_malloc((2 * G + E) * sizeof(int));
   g->jgv = pl_malloc((G * jg_width(g) + G + 4 * E) * sizeof(double));
   g->jgq = pl_malloc(G * sizeof(int64_t));
-  g->jes = pl_malloc(E * sizeof(uint64_t));
   if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
-      !g->cover || !g->tsc || !g->tstamp || !g->jg || !g->jgl || !g->jgv || !g->jgq ||
-      !g->jes) {
+      !g->cover || !g->terms || !g->ttag || !g->tfill || !g->tp || !g->jg ||
+      !g->jgl || !g->jgv || !g->jgq) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
   }
@@ -729,11 +781,9 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->qload = g->total + K;
   for (size_t i = 0; i < K * E; i++)
     g->qload[i] = llround(load[i] * PL_QSCALE);
-  g->tiin = g->tsc + K * E * N;
-  g->txin = g->tsc + 2 * K * E * N;
-  g->estamp = g->tstamp + E * N;
-  for (size_t e = 0; e < E; e++)
-    g->estamp[e] = ++g->stamps; /* every cached term starts stale (tstamp 0) */
+  g->wbase = g->tfill + E * 2 * C;
+  for (size_t i = 0; i < 2 * E; i++)
+    g->ttag[i] = -1; /* no way holds terms yet */
   g->jm = g->jg + G;
   g->je = g->jm + G;
   g->jml = g->jgl + G;
@@ -793,13 +843,14 @@ void pl_greedy_fini(pl_greedy *g) {
   pl_free(g->sa2a);
   pl_free(g->cnt);
   pl_free(g->cover);
-  pl_free(g->tsc);
-  pl_free(g->tstamp);
+  pl_free(g->terms);
+  pl_free(g->ttag);
+  pl_free(g->tfill);
+  pl_free(g->tp);
   pl_free(g->jg);
   pl_free(g->jgl);
   pl_free(g->jgv);
   pl_free(g->jgq);
-  pl_free(g->jes);
   pl_free(g->tok);
   pl_free(g->mio);
   pl_free(g->per);

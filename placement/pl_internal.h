@@ -52,7 +52,13 @@ void pl_seg_fini(pl_seg *s);
 void pl_seg_update(pl_seg *s, int i); /* after v[i] changed */
 static inline int pl_seg_top(const pl_seg *s) { return s->t[1]; }
 
-__extension__ typedef __int128 pl_i128; /* gcc, clang: exact sums of squares */
+__extension__ typedef __int128 pl_i128;
+
+/* A divisor and its reciprocal when that divides exactly (a power of two;
+ * else 0): pl_greedy.c div_by. */
+typedef struct pl_divisor {
+  double d, inv;
+} pl_divisor; /* gcc, clang: exact sums of squares */
 
 typedef struct pl_greedy {
   const pl_cluster *c;
@@ -90,14 +96,21 @@ typedef struct pl_greedy {
   int64_t *tq;
   pl_i128 sq;
   int64_t sum_t;
-  /* Per (scenario, expert, node) terms of refresh_gpu's sums, which depend
-   * only on the expert's replica counts, not on the GPU: computed lazily,
-   * valid while tstamp[e*N + n] == estamp[e] (estamp[e] moves on whenever
-   * e's replica set changes). Same expressions, same summation order: a
-   * cache, the results are bit-identical to recomputing. */
-  double *tsc, *tiin, *txin;      /* [K*E*N] ffn us, intra in, inter in */
-  uint64_t *tstamp, *estamp;      /* [E*N], [E] */
-  uint64_t stamps;                /* the last stamp given out (never reused) */
+  /* The terms of refresh_gpu's sums for a replica of expert e on a node
+   * holding c of its r replicas, with kk nodes holding it: per scenario
+   * the replica's ffn us, intra in and inter in, a function of (e, c, r,
+   * kk) alone (not of the GPU or the node). Kept lazily per expert in two
+   * ways, each for one (r, kk) and every c in [1, gpn]: way wbase[e]
+   * serves the committed placement, the other a candidate on trial, so
+   * trials never evict the committed terms. Same expressions on the same
+   * values: a cache, the results are bit-identical to recomputing. */
+  double *terms;        /* [E][2][gpn + 1][K][3] */
+  int64_t *ttag;        /* [E][2] (r << 32 | kk) of the way's terms, -1: none */
+  unsigned char *tfill; /* [E][2][gpn + 1] 1: the way's terms for c are filled */
+  unsigned char *wbase; /* [E] the committed way */
+  const double **tp;    /* [slots] refresh_gpu scratch: its experts' terms */
+  double xbps;          /* the NIC's bandwidth per GPU under oversubscription */
+  pl_divisor qg, kdiv;  /* PL_QSCALE x G (covered loads to tokens), K */
   /* The trial journal (pl_greedy.c "trials"): what a candidate on trial
    * changed, and the values before it, so that the revert restores them
    * instead of recomputing, and the objective's maxima come from the
@@ -111,7 +124,6 @@ typedef struct pl_greedy {
   int64_t *jgq;                   /* [G] a journaled GPU's tq */
   double *jmv;                    /* [G] a journaled GPU's migration time */
   double *jev;                    /* [4E] a journaled expert's per, ring, khot, kcold */
-  uint64_t *jes;                  /* [E] a journaled expert's estamp */
   int64_t j_sum_t;                /* sum_t and sq before the trial */
   pl_i128 j_sq;
 } pl_greedy;
