@@ -105,18 +105,29 @@ void pl_seg_update(pl_seg *s, int i) {
   }
 }
 
-/* The best entry of subtree k whose stamp is not `id` (-1: none), without
- * changing the tree: a node whose winner is not excluded is its subtree's
- * answer, so only paths to excluded leaves are walked. The tree must be
- * consistent with the values of the entries not excluded. */
-static int seg_best_except(const pl_seg *s, int k, const uint64_t *stamp, uint64_t id) {
-  int w = s->t[k];
-  if (w < 0 || stamp[w] != id)
-    return w;
-  if (k >= s->P)
-    return -1;
-  return seg_better(s, seg_best_except(s, 2 * k, stamp, id),
-                    seg_best_except(s, 2 * k + 1, stamp, id));
+/* Only paths to changed winners above the best so far are walked: a
+ * subtree's winner bounds its unchanged entries (the tree is the one of
+ * the values before the changes), so one whose winner is unchanged
+ * answers for its subtree, and one whose changed winner's old value does
+ * not exceed the best cannot raise it. Depth-first with a stack of at
+ * most one pending sibling per level. */
+double pl_seg_max_unchanged(const pl_seg *t, const double *v, const pl_seg_changed *c,
+                            double m) {
+  int stack[2 * 32 + 2], sp = 0;
+  stack[sp++] = 1;
+  while (sp > 0) {
+    int k = stack[--sp], w = t->t[k];
+    if (w < 0)
+      continue;
+    if (c->stamp[w] != c->id) {
+      if (v[w] > m)
+        m = v[w];
+    } else if (k < t->P && c->old[(size_t)c->pos[w] * c->stride] > m) {
+      stack[sp++] = 2 * k + 1;
+      stack[sp++] = 2 * k;
+    }
+  }
+  return m;
 }
 
 /* ---- the model ---------------------------------------------------------- */
@@ -134,6 +145,7 @@ static void journal_gpu(pl_greedy *g, int gpu) {
   g->jg[gpu] = g->jid;
   int i = g->njg++, K = g->K;
   g->jgl[i] = gpu;
+  g->jgp[gpu] = i;
   double *v = g->jgv + (size_t)i * jg_width(g);
   for (int k = 0; k < K; k++) {
     v[k] = g->sa2a[(size_t)k * g->G + gpu];
@@ -152,6 +164,7 @@ static void journal_mig(pl_greedy *g, int gpu) {
     return;
   g->jm[gpu] = g->jid;
   g->jml[g->njm] = gpu;
+  g->jmp[gpu] = g->njm;
   g->jmv[g->njm++] = g->migt[gpu];
 }
 
@@ -212,27 +225,38 @@ static void trial_end(pl_greedy *g) {
   g->trial = 0;
 }
 
+/* A journal as top_of reads one tree's values in it: its entries' list
+ * and where each one's value before the trial lies. */
+typedef struct jview {
+  pl_seg_changed c;
+  const int *list;
+  int n;
+} jview;
+
 /* The largest of v over the entries of max-tree t: its top, or on trial
- * the larger of the best entry not journaled (stamp) and the journaled
- * ones' current values (list). The value a tree updated for the trial
- * would give (ties pick the same value, whatever the index). */
-static double top_of(const pl_greedy *g, const pl_seg *t, const double *v, const uint64_t *stamp,
-                     const int *list, int n) {
+ * the larger of the journaled entries' current values and the best entry
+ * not journaled. The value a tree updated for the trial would give (ties
+ * pick the same value, whatever the index). */
+static double top_of(const pl_greedy *g, const pl_seg *t, const double *v, const jview *j) {
   int top = pl_seg_top(t);
-  if (!g->trial || n == 0)
+  if (!g->trial || j->n == 0)
     return v[top];
-  if (stamp[top] == g->jid)
-    top = seg_best_except(t, 1, stamp, g->jid);
-  int have = top >= 0;
-  double m = have ? v[top] : 0;
-  for (int i = 0; i < n; i++) {
-    double x = v[list[i]];
-    if (!have || x > m) {
-      m = x;
-      have = 1;
-    }
-  }
-  return m;
+  double m = v[j->list[0]];
+  for (int i = 1; i < j->n; i++)
+    if (v[j->list[i]] > m)
+      m = v[j->list[i]];
+  return pl_seg_max_unchanged(t, v, &j->c, m);
+}
+
+/* The per-GPU journal as top_of reads the value at offset off of its
+ * rows (journal_gpu), or the migration journal (off < 0). */
+static jview journal_view(const pl_greedy *g, int off) {
+  if (off < 0)
+    return (jview){.c = {.stamp = g->jm, .id = g->jid, .pos = g->jmp, .old = g->jmv, .stride = 1},
+                   .list = g->jml, .n = g->njm};
+  return (jview){.c = {.stamp = g->jg, .id = g->jid, .pos = g->jgp, .old = g->jgv + off,
+                       .stride = jg_width(g)},
+                 .list = g->jgl, .n = g->njg};
 }
 
 /* Ring all-reduce time of expert e's replica group, us (pl_cost's rule). */
@@ -331,18 +355,6 @@ static inline double div_by(const pl_divisor *v, double x) {
   return v->inv != 0.0 ? x * v->inv : x / v->d;
 }
 
-/* fmax as glibc's x86-64 computes it (maxsd: the second operand on ties,
- * the other operand when one is NaN), without the library call. */
-static inline double max_of(double a, double b) { return isnan(b) ? a : a > b ? a : b; }
-
-/* llround for |x| < 2^63 (halves away from zero), without the library
- * call: x - trunc(x) is exact. */
-static inline int64_t round_of(double x) {
-  int64_t i = (int64_t)x;
-  double f = x - (double)i;
-  return i + (f >= 0.5) - (f <= -0.5);
-}
-
 /* GPU gpu's values from the placement. */
 static void refresh_gpu(pl_greedy *g, int gpu) {
   const pl_placement *p = g->p;
@@ -374,7 +386,7 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
     double xout = div_by(&g->qg, (double)(g->total[k] - cover));
     /* a tree is touched only where its value changed (it is consistent
      * with the unchanged one already), and never on trial (top_of) */
-    double a2a = a2a_us(g, max_of(iin, iout), max_of(xin, xout));
+    double a2a = a2a_us(g, pl_fmax(iin, iout), pl_fmax(xin, xout));
     size_t kg = (size_t)k * g->G + gpu;
     a2a_mean += a2a;
     comp += sc;
@@ -392,7 +404,7 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   comp = div_by(&g->kdiv, comp);
   a2a_mean = div_by(&g->kdiv, a2a_mean);
   double t = comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_mean + ar;
-  int64_t tq = round_of(t * PL_TSCALE), t0 = g->tq[gpu];
+  int64_t tq = pl_llround(t * PL_TSCALE), t0 = g->tq[gpu];
   g->sum_t += tq - t0;
   g->sq += (pl_i128)tq * tq - (pl_i128)t0 * t0;
   g->tq[gpu] = tq;
@@ -755,7 +767,7 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->tp = pl_malloc((size_t)p->slots * sizeof(double *));
   /* the journal: stamps [2G + E] zero (jid starts at 1), lists and values */
   g->jg = pl_calloc(2 * G + E, sizeof(uint64_t));
-  g->jgl = pl_malloc((2 * G + E) * sizeof(int));
+  g->jgl = pl_malloc((4 * G + E) * sizeof(int));
   g->jgv = pl_malloc((G * jg_width(g) + G + 4 * E) * sizeof(double));
   g->jgq = pl_malloc(G * sizeof(int64_t));
   if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
@@ -788,6 +800,8 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->je = g->jm + G;
   g->jml = g->jgl + G;
   g->jel = g->jml + G;
+  g->jgp = g->jel + E;
+  g->jmp = g->jgp + G;
   g->jmv = g->jgv + G * jg_width(g);
   g->jev = g->jmv + G;
   for (size_t e = 0; e < E; e++) {
@@ -866,22 +880,26 @@ void pl_greedy_fini(pl_greedy *g) {
 
 /* The maxima the objective reads (top_of: also on trial). */
 static double max_scomp(const pl_greedy *g, int k) {
-  return top_of(g, &g->t_scomp[k], g->scomp + (size_t)k * g->G, g->jg, g->jgl, g->njg);
+  jview j = journal_view(g, g->K + k);
+  return top_of(g, &g->t_scomp[k], g->scomp + (size_t)k * g->G, &j);
 }
 static double max_sa2a(const pl_greedy *g, int k) {
-  return top_of(g, &g->t_sa2a[k], g->sa2a + (size_t)k * g->G, g->jg, g->jgl, g->njg);
+  jview j = journal_view(g, k);
+  return top_of(g, &g->t_sa2a[k], g->sa2a + (size_t)k * g->G, &j);
 }
 
 double pl_greedy_layer_us(const pl_greedy *g) {
   double sum = 0;
   for (int k = 0; k < g->K; k++)
     sum += max_scomp(g, k) * (1.0 + g->prof->bwd_ratio) + 4.0 * max_sa2a(g, k);
-  double ar = top_of(g, &g->t_ar, g->ar, g->jg, g->jgl, g->njg);
+  jview j = journal_view(g, 2 * g->K + 1);
+  double ar = top_of(g, &g->t_ar, g->ar, &j);
   return sum / g->K + ar + 2.0 * g->prof->nonmoe_us;
 }
 
 double pl_greedy_migration_us(const pl_greedy *g) {
-  return top_of(g, &g->t_mig, g->migt, g->jm, g->jml, g->njm);
+  jview j = journal_view(g, -1);
+  return top_of(g, &g->t_mig, g->migt, &j);
 }
 
 double pl_greedy_alltoall_us(const pl_greedy *g) {

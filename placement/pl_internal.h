@@ -51,6 +51,34 @@ int pl_seg_init(pl_seg *s, int n, const double *v, int max);
 void pl_seg_fini(pl_seg *s);
 void pl_seg_update(pl_seg *s, int i); /* after v[i] changed */
 static inline int pl_seg_top(const pl_seg *s) { return s->t[1]; }
+/* Entries of a tree whose values changed since its last update (a greedy
+ * trial's journal): those with stamp[i] == id, each one's value before the
+ * change at old[pos[i] * stride]. */
+typedef struct pl_seg_changed {
+  const uint64_t *stamp;
+  uint64_t id;
+  const int *pos;
+  const double *old;
+  size_t stride;
+} pl_seg_changed;
+/* The larger of m and the largest value v[i] of max-tree t's entries not
+ * changed (c), without updating the tree, which must be the one of the
+ * values before the changes (the unchanged entries' are v's). */
+double pl_seg_max_unchanged(const pl_seg *t, const double *v, const pl_seg_changed *c,
+                            double m);
+
+/* fmax as glibc's x86-64 fmax computes it (maxsd: the second operand on
+ * ties, +0 and -0 included; the other one when one is NaN), inline: the
+ * library call was a tenth of the greedy's refresh. */
+static inline double pl_fmax(double a, double b) { return b != b ? a : a > b ? a : b; }
+
+/* llround (halves away from zero) for |x| < 2^63, inline: x - (its
+ * truncation) is exact. */
+static inline int64_t pl_llround(double x) {
+  int64_t i = (int64_t)x;
+  double f = x - (double)i;
+  return i + (f >= 0.5) - (f <= -0.5);
+}
 
 __extension__ typedef __int128 pl_i128;
 
@@ -119,6 +147,7 @@ typedef struct pl_greedy {
   uint64_t jid;                   /* the current trial's id (0: none yet) */
   uint64_t *jg, *jm, *je;         /* [G] per-GPU, [G] migration, [E] expert stamps */
   int *jgl, *jml, *jel;           /* [G], [G], [E] journaled GPUs, GPUs, experts */
+  int *jgp, *jmp;                 /* [G], [G] a journaled GPU's index in jgl, jml */
   int njg, njm, nje;
   double *jgv;                    /* [G * (2K + 5)] a journaled GPU's values */
   int64_t *jgq;                   /* [G] a journaled GPU's tq */
