@@ -135,8 +135,8 @@ double pl_seg_max_unchanged(const pl_seg *t, const double *v, const pl_seg_chang
 static int node_of(const pl_greedy *g, int gpu) { return gpu / g->gpn; }
 
 /* Values per journaled GPU: sa2a and scomp of each scenario, comp, ar,
- * tok, kall, kfree. */
-static size_t jg_width(const pl_greedy *g) { return 2 * (size_t)g->K + 5; }
+ * tok, kfree. */
+static size_t jg_width(const pl_greedy *g) { return 2 * (size_t)g->K + 4; }
 
 /* On trial, the first time GPU gpu's values are about to change: keep them. */
 static void journal_gpu(pl_greedy *g, int gpu) {
@@ -154,8 +154,7 @@ static void journal_gpu(pl_greedy *g, int gpu) {
   v[2 * K] = g->comp[gpu];
   v[2 * K + 1] = g->ar[gpu];
   v[2 * K + 2] = g->tok[gpu];
-  v[2 * K + 3] = g->kall[gpu];
-  v[2 * K + 4] = g->kfree[gpu];
+  v[2 * K + 3] = g->kfree[gpu];
   g->jgq[i] = g->tq[gpu];
 }
 
@@ -205,8 +204,7 @@ static void trial_end(pl_greedy *g) {
     g->comp[gpu] = v[2 * K];
     g->ar[gpu] = v[2 * K + 1];
     g->tok[gpu] = v[2 * K + 2];
-    g->kall[gpu] = v[2 * K + 3];
-    g->kfree[gpu] = v[2 * K + 4];
+    g->kfree[gpu] = v[2 * K + 3];
     g->tq[gpu] = g->jgq[i];
   }
   for (int i = 0; i < g->njm; i++)
@@ -418,13 +416,10 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   /* the trees that only choose candidates wait while one is on trial */
   if (g->tok[gpu] != tok) {
     g->tok[gpu] = tok;
-    if (!g->trial)
+    if (!g->trial) {
       pl_seg_update(&g->t_tok, gpu);
-  }
-  if (g->kall[gpu] != tok) {
-    g->kall[gpu] = tok;
-    if (!g->trial)
       pl_seg_update(&g->t_all, gpu);
+    }
   }
   if (g->kfree[gpu] != kfree) {
     g->kfree[gpu] = kfree;
@@ -751,7 +746,7 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->qg = divisor_of(PL_QSCALE * g->G);
   g->kdiv = divisor_of(g->K);
   size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
-  g->tok = pl_calloc(G * 6, sizeof(double));
+  g->tok = pl_calloc(G * 5, sizeof(double));
   g->mio = pl_calloc(G * 5, sizeof(int64_t));
   g->per = pl_calloc(E * 5, sizeof(double));
   size_t N = G / (size_t)g->gpn;
@@ -780,7 +775,6 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->ar = g->tok + 2 * G;
   g->migt = g->tok + 3 * G;
   g->kfree = g->tok + 4 * G;
-  g->kall = g->tok + 5 * G;
   g->tq = g->mio + 4 * G;
   g->ring = g->per + E;
   g->khot = g->per + 2 * E;
@@ -837,7 +831,7 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   rc |= pl_seg_init(&g->t_ar, g->G, g->ar, 1);
   rc |= pl_seg_init(&g->t_mig, g->G, g->migt, 1);
   rc |= pl_seg_init(&g->t_free, g->G, g->kfree, 0);
-  rc |= pl_seg_init(&g->t_all, g->G, g->kall, 0);
+  rc |= pl_seg_init(&g->t_all, g->G, g->tok, 0);
   rc |= pl_seg_init(&g->t_hot, g->E, g->khot, 1);
   rc |= pl_seg_init(&g->t_cold, g->E, g->kcold, 0);
   if (rc) {
@@ -951,7 +945,9 @@ double pl_greedy_balance(const pl_greedy *g) {
   return g->tok[pl_seg_top(&g->t_tok)] * g->G / sum;
 }
 
-/* Least-loaded GPU in tree t (kfree or kall) that does not host e, or -1. */
+/* Least-loaded GPU in tree t (t_free over kfree, or t_all over tok) that
+ * does not host e, or -1. Masking e's GPUs in tok leaves t_tok alone: it
+ * is not read meanwhile, and the values come back. */
 static int least_without(pl_greedy *g, pl_seg *t, double *key, int e) {
   /* the common case, the least-loaded GPU lacks e: it is the answer, as the
    * masked search or the scan below would find (same ties: lowest index) */
@@ -1036,7 +1032,7 @@ static void candidates(pl_greedy *g, cand *best) {
       consider(g, best, o, 1);
     }
     /* expand onto the least-loaded GPU overall, making room there */
-    int a = least_without(g, &g->t_all, g->kall, hot);
+    int a = least_without(g, &g->t_all, g->tok, hot);
     if (a >= 0 && a != f && g->p->nhost[a] >= g->S && cold >= 0 && cold != hot) {
       if (pl_placement_has(g->p, cold, a)) {
         op o[2] = {{OP_REMOVE, cold, a, -1, -1}, {OP_ADD, hot, a, copy_source(g, hot, a), -1}};

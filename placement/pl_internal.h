@@ -103,7 +103,7 @@ typedef struct pl_greedy {
   double token_bytes, grad_bytes;
   int64_t move_bytes;
   double *tok, *comp, *ar, *migt; /* [G] scenario means (tok, comp) */
-  double *kfree, *kall;           /* [G] tok if selectable, else +inf */
+  double *kfree;                  /* [G] tok if the GPU has a free slot, else +inf */
   int64_t *mio;                   /* [4G] intra out/in, inter out/in bytes */
   double *per, *ring, *khot, *kcold, *mload; /* [E] (per: mean load / replica) */
   double *sa2a, *scomp;           /* [K*G] per scenario: all-to-all, compute (us) */
@@ -115,6 +115,7 @@ typedef struct pl_greedy {
    * "sent" a rounding error over the NIC and paid its latency) */
   int64_t *cover, *total, *qload;
   int dirty[4], ndirty;           /* nodes whose cover changed, not yet refreshed */
+  /* t_all: the least tok (t_tok's values, min-tree) */
   pl_seg t_tok, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
   int steps;                      /* steps applied by pl_greedy_run */
   int trial;                      /* a candidate is on trial (pl_greedy.c try_ops) */

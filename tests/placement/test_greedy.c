@@ -25,7 +25,7 @@ static int brute_top(const double *v, int n, int max) {
 static void check_trees(const pl_greedy *g) {
   cr_assert_eq(pl_seg_top(&g->t_tok), brute_top(g->tok, g->G, 1));
   cr_assert_eq(pl_seg_top(&g->t_ar), brute_top(g->ar, g->G, 1));
-  cr_assert_eq(pl_seg_top(&g->t_all), brute_top(g->kall, g->G, 0));
+  cr_assert_eq(pl_seg_top(&g->t_all), brute_top(g->tok, g->G, 0));
   cr_assert_eq(pl_seg_top(&g->t_free), brute_top(g->kfree, g->G, 0));
   cr_assert_eq(pl_seg_top(&g->t_hot), brute_top(g->khot, g->E, 1));
   cr_assert_eq(pl_seg_top(&g->t_cold), brute_top(g->kcold, g->E, 0));
@@ -76,8 +76,7 @@ static void run_steps(int gpus, int experts, int slots, int scenarios) {
      * (journaled, then restored) must leave no trace */
     for (int u = 0; u < gpus; u++) {
       cr_assert(g.tok[u] == fresh.tok[u] && g.comp[u] == fresh.comp[u] &&
-                    g.ar[u] == fresh.ar[u] && g.kfree[u] == fresh.kfree[u] &&
-                    g.kall[u] == fresh.kall[u],
+                    g.ar[u] == fresh.ar[u] && g.kfree[u] == fresh.kfree[u],
                 "step %d gpu %d", steps, u);
       for (int k = 0; k < scenarios; k++)
         cr_assert(g.sa2a[(size_t)k * gpus + u] == fresh.sa2a[(size_t)k * gpus + u] &&
