@@ -105,18 +105,29 @@ void pl_seg_update(pl_seg *s, int i) {
   }
 }
 
-/* The best entry of subtree k whose stamp is not `id` (-1: none), without
- * changing the tree: a node whose winner is not excluded is its subtree's
- * answer, so only paths to excluded leaves are walked. The tree must be
- * consistent with the values of the entries not excluded. */
-static int seg_best_except(const pl_seg *s, int k, const uint64_t *stamp, uint64_t id) {
-  int w = s->t[k];
-  if (w < 0 || stamp[w] != id)
-    return w;
-  if (k >= s->P)
-    return -1;
-  return seg_better(s, seg_best_except(s, 2 * k, stamp, id),
-                    seg_best_except(s, 2 * k + 1, stamp, id));
+/* Only paths to changed winners above the best so far are walked: a
+ * subtree's winner bounds its unchanged entries (the tree is the one of
+ * the values before the changes), so one whose winner is unchanged
+ * answers for its subtree, and one whose changed winner's old value does
+ * not exceed the best cannot raise it. Depth-first with a stack of at
+ * most one pending sibling per level. */
+double pl_seg_max_unchanged(const pl_seg *t, const double *v, const pl_seg_changed *c,
+                            double m) {
+  int stack[2 * 32 + 2], sp = 0;
+  stack[sp++] = 1;
+  while (sp > 0) {
+    int k = stack[--sp], w = t->t[k];
+    if (w < 0)
+      continue;
+    if (c->stamp[w] != c->id) {
+      if (v[w] > m)
+        m = v[w];
+    } else if (k < t->P && c->old[(size_t)c->pos[w] * c->stride] > m) {
+      stack[sp++] = 2 * k + 1;
+      stack[sp++] = 2 * k;
+    }
+  }
+  return m;
 }
 
 /* ---- the model ---------------------------------------------------------- */
@@ -124,8 +135,8 @@ static int seg_best_except(const pl_seg *s, int k, const uint64_t *stamp, uint64
 static int node_of(const pl_greedy *g, int gpu) { return gpu / g->gpn; }
 
 /* Values per journaled GPU: sa2a and scomp of each scenario, comp, ar,
- * tok, kall, kfree. */
-static size_t jg_width(const pl_greedy *g) { return 2 * (size_t)g->K + 5; }
+ * tok, kfree. */
+static size_t jg_width(const pl_greedy *g) { return 2 * (size_t)g->K + 4; }
 
 /* On trial, the first time GPU gpu's values are about to change: keep them. */
 static void journal_gpu(pl_greedy *g, int gpu) {
@@ -134,6 +145,7 @@ static void journal_gpu(pl_greedy *g, int gpu) {
   g->jg[gpu] = g->jid;
   int i = g->njg++, K = g->K;
   g->jgl[i] = gpu;
+  g->jgp[gpu] = i;
   double *v = g->jgv + (size_t)i * jg_width(g);
   for (int k = 0; k < K; k++) {
     v[k] = g->sa2a[(size_t)k * g->G + gpu];
@@ -142,8 +154,7 @@ static void journal_gpu(pl_greedy *g, int gpu) {
   v[2 * K] = g->comp[gpu];
   v[2 * K + 1] = g->ar[gpu];
   v[2 * K + 2] = g->tok[gpu];
-  v[2 * K + 3] = g->kall[gpu];
-  v[2 * K + 4] = g->kfree[gpu];
+  v[2 * K + 3] = g->kfree[gpu];
   g->jgq[i] = g->tq[gpu];
 }
 
@@ -152,6 +163,7 @@ static void journal_mig(pl_greedy *g, int gpu) {
     return;
   g->jm[gpu] = g->jid;
   g->jml[g->njm] = gpu;
+  g->jmp[gpu] = g->njm;
   g->jmv[g->njm++] = g->migt[gpu];
 }
 
@@ -166,7 +178,6 @@ static void journal_expert(pl_greedy *g, int e) {
   v[1] = g->ring[e];
   v[2] = g->khot[e];
   v[3] = g->kcold[e];
-  g->jes[i] = g->estamp[e];
 }
 
 /* A trial starts: an empty journal, the spread sums kept. */
@@ -179,9 +190,8 @@ static void trial_begin(pl_greedy *g) {
 }
 
 /* The trial ends, its placement changes already undone: every journaled
- * value back. The trees were never touched. An expert's stamp goes back
- * too: the cached terms of its old replica counts are valid again (those
- * the trial overwrote carry the trial's stamps, never given out twice). */
+ * value back. The trees were never touched, nor the committed ways of the
+ * terms cache (pl_internal.h). */
 static void trial_end(pl_greedy *g) {
   int K = g->K;
   for (int i = 0; i < g->njg; i++) {
@@ -194,8 +204,7 @@ static void trial_end(pl_greedy *g) {
     g->comp[gpu] = v[2 * K];
     g->ar[gpu] = v[2 * K + 1];
     g->tok[gpu] = v[2 * K + 2];
-    g->kall[gpu] = v[2 * K + 3];
-    g->kfree[gpu] = v[2 * K + 4];
+    g->kfree[gpu] = v[2 * K + 3];
     g->tq[gpu] = g->jgq[i];
   }
   for (int i = 0; i < g->njm; i++)
@@ -207,7 +216,6 @@ static void trial_end(pl_greedy *g) {
     g->ring[e] = v[1];
     g->khot[e] = v[2];
     g->kcold[e] = v[3];
-    g->estamp[e] = g->jes[i];
   }
   g->sum_t = g->j_sum_t;
   g->sq = g->j_sq;
@@ -215,27 +223,38 @@ static void trial_end(pl_greedy *g) {
   g->trial = 0;
 }
 
+/* A journal as top_of reads one tree's values in it: its entries' list
+ * and where each one's value before the trial lies. */
+typedef struct jview {
+  pl_seg_changed c;
+  const int *list;
+  int n;
+} jview;
+
 /* The largest of v over the entries of max-tree t: its top, or on trial
- * the larger of the best entry not journaled (stamp) and the journaled
- * ones' current values (list). The value a tree updated for the trial
- * would give (ties pick the same value, whatever the index). */
-static double top_of(const pl_greedy *g, const pl_seg *t, const double *v, const uint64_t *stamp,
-                     const int *list, int n) {
+ * the larger of the journaled entries' current values and the best entry
+ * not journaled. The value a tree updated for the trial would give (ties
+ * pick the same value, whatever the index). */
+static double top_of(const pl_greedy *g, const pl_seg *t, const double *v, const jview *j) {
   int top = pl_seg_top(t);
-  if (!g->trial || n == 0)
+  if (!g->trial || j->n == 0)
     return v[top];
-  if (stamp[top] == g->jid)
-    top = seg_best_except(t, 1, stamp, g->jid);
-  int have = top >= 0;
-  double m = have ? v[top] : 0;
-  for (int i = 0; i < n; i++) {
-    double x = v[list[i]];
-    if (!have || x > m) {
-      m = x;
-      have = 1;
-    }
-  }
-  return m;
+  double m = v[j->list[0]];
+  for (int i = 1; i < j->n; i++)
+    if (v[j->list[i]] > m)
+      m = v[j->list[i]];
+  return pl_seg_max_unchanged(t, v, &j->c, m);
+}
+
+/* The per-GPU journal as top_of reads the value at offset off of its
+ * rows (journal_gpu), or the migration journal (off < 0). */
+static jview journal_view(const pl_greedy *g, int off) {
+  if (off < 0)
+    return (jview){.c = {.stamp = g->jm, .id = g->jid, .pos = g->jmp, .old = g->jmv, .stride = 1},
+                   .list = g->jml, .n = g->njm};
+  return (jview){.c = {.stamp = g->jg, .id = g->jid, .pos = g->jgp, .old = g->jgv + off,
+                       .stride = jg_width(g)},
+                 .list = g->jgl, .n = g->njg};
 }
 
 /* Ring all-reduce time of expert e's replica group, us (pl_cost's rule). */
@@ -258,7 +277,7 @@ static double a2a_us(const pl_greedy *g, double intra, double inter) {
   if (intra > 0)
     t += c->intra_lat_s + intra * g->token_bytes / c->intra_Bps;
   if (inter > 0)
-    t += c->inter_lat_s + inter * g->token_bytes / (c->inter_Bps / c->oversub);
+    t += c->inter_lat_s + inter * g->token_bytes / g->xbps;
   return t * 1e6;
 }
 
@@ -275,57 +294,97 @@ static double a2a_us(const pl_greedy *g, double intra, double inter) {
  * ((total - cover_n) / G). The all-to-all takes max(in, out) on each link.
  * With one node this reduces to the even split L/r.
  */
-/* Fills the cached terms of expert e on node n (see pl_greedy.tstamp). */
-static void fill_terms(pl_greedy *g, int e, int n) {
-  const pl_placement *p = g->p;
-  int N = g->G / g->gpn;
-  size_t en = (size_t)e * N + n, EN = (size_t)g->E * N;
+/* Fills way w's terms of expert e for c replicas in the node (see
+ * pl_greedy.terms), under e's current replica count and nodes. */
+static void fill_terms(pl_greedy *g, int e, int w, int c_) {
+  int N = g->G / g->gpn, K = g->K;
   double G = g->G, gpn = g->gpn;
-  double c = g->cnt[en], r = p->nrep[e], kk = g->knodes[e];
-  for (int k = 0; k < g->K; k++) {
+  double c = c_, r = g->p->nrep[e], kk = g->knodes[e];
+  double *t3 = g->terms + (((size_t)e * 2 + w) * (size_t)(g->gpn + 1) + c_) * 3 * K;
+  for (int k = 0; k < K; k++) {
     double unit = g->load[(size_t)k * g->E + e] / G;
     double t = unit * gpn * (1.0 / c + (N - kk) / r);
-    g->tsc[k * EN + en] = pl_ffn_us(g->prof, t);
-    g->tiin[k * EN + en] = unit * (gpn - c) / c;
-    g->txin[k * EN + en] = unit * (N - kk) * gpn / r;
+    t3[3 * k] = pl_ffn_us(g->prof, t);
+    t3[3 * k + 1] = unit * (gpn - c) / c;
+    t3[3 * k + 2] = unit * (N - kk) * gpn / r;
   }
-  g->tstamp[en] = g->estamp[e];
+  g->tfill[((size_t)e * 2 + w) * (size_t)(g->gpn + 1) + c_] = 1;
 }
 
+/* Makes way w hold the terms of e's current replica count and nodes
+ * (tag), none filled yet. */
+static void claim_way(pl_greedy *g, int e, int w, int64_t tag) {
+  g->ttag[2 * (size_t)e + w] = tag;
+  memset(g->tfill + ((size_t)e * 2 + w) * (size_t)(g->gpn + 1), 0, (size_t)g->gpn + 1);
+}
+
+/* The terms [K][3] of a replica of e on a node holding c of its replicas,
+ * filled if needed: from the committed way when it is e's current (r,
+ * kk), else from the other; on trial a miss takes the other way, outside
+ * one the committed way (which becomes the other when that one matches:
+ * the trial that made it was applied). */
+static const double *terms_of(pl_greedy *g, int e, int c) {
+  int64_t tag = (int64_t)g->p->nrep[e] << 32 | g->knodes[e];
+  int b = g->wbase[e], w = b;
+  if (g->ttag[2 * (size_t)e + b] != tag) {
+    w = 1 - b;
+    if (g->ttag[2 * (size_t)e + w] != tag) {
+      if (!g->trial)
+        w = b;
+      claim_way(g, e, w, tag);
+    } else if (!g->trial) {
+      g->wbase[e] = (unsigned char)w;
+    }
+  }
+  size_t i = ((size_t)e * 2 + w) * (size_t)(g->gpn + 1) + c;
+  if (!g->tfill[i])
+    fill_terms(g, e, w, c);
+  return g->terms + i * 3 * g->K;
+}
+
+/* A divisor d and, when d is a power of two, its reciprocal: x / d is
+ * then x times it, the same bits (both are the one correctly rounded value
+ * of the same real number) without a division. */
+static pl_divisor divisor_of(double d) {
+  int ex;
+  return (pl_divisor){.d = d, .inv = frexp(d, &ex) == 0.5 ? 1.0 / d : 0.0};
+}
+static inline double div_by(const pl_divisor *v, double x) {
+  return v->inv != 0.0 ? x * v->inv : x / v->d;
+}
+
+/* GPU gpu's values from the placement. */
 static void refresh_gpu(pl_greedy *g, int gpu) {
   const pl_placement *p = g->p;
   const int *host = p->host + (size_t)gpu * p->slots;
   int nh = p->nhost[gpu], n = gpu / g->gpn, N = g->G / g->gpn;
-  double tok = 0, comp = 0, ar = 0, G = g->G;
-  size_t EN = (size_t)g->E * N;
+  double tok = 0, comp = 0, ar = 0;
+  const double **tp = g->tp;
   journal_gpu(g, gpu);
   for (int j = 0; j < nh; j++) {
     int e = host[j];
     tok += g->per[e];
     ar += g->ring[e];
-    if (g->tstamp[(size_t)e * N + n] != g->estamp[e])
-      fill_terms(g, e, n);
+    tp[j] = terms_of(g, e, g->cnt[(size_t)e * N + n]);
   }
   double a2a_mean = 0;
   for (int k = 0; k < g->K; k++) {
     const int64_t *Q = g->qload + (size_t)k * g->E;
-    const double *tsc = g->tsc + k * EN, *tiin = g->tiin + k * EN, *txin = g->txin + k * EN;
     double sc = 0, iin = 0, xin = 0;
     int64_t own = 0;
     for (int j = 0; j < nh; j++) {
-      int e = host[j];
-      size_t en = (size_t)e * N + n;
-      own += Q[e];
-      iin += tiin[en];
-      xin += txin[en];
-      sc += tsc[en];
+      const double *t3 = tp[j] + 3 * k;
+      own += Q[host[j]];
+      iin += t3[1];
+      xin += t3[2];
+      sc += t3[0];
     }
     int64_t cover = g->cover[(size_t)k * N + n];
-    double iout = (double)(cover > own ? cover - own : 0) / (PL_QSCALE * G);
-    double xout = (double)(g->total[k] - cover) / (PL_QSCALE * G);
+    double iout = div_by(&g->qg, (double)(cover > own ? cover - own : 0));
+    double xout = div_by(&g->qg, (double)(g->total[k] - cover));
     /* a tree is touched only where its value changed (it is consistent
      * with the unchanged one already), and never on trial (top_of) */
-    double a2a = a2a_us(g, fmax(iin, iout), fmax(xin, xout));
+    double a2a = a2a_us(g, pl_fmax(iin, iout), pl_fmax(xin, xout));
     size_t kg = (size_t)k * g->G + gpu;
     a2a_mean += a2a;
     comp += sc;
@@ -340,10 +399,10 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
         pl_seg_update(&g->t_scomp[k], gpu);
     }
   }
-  comp /= g->K;
-  a2a_mean /= g->K;
+  comp = div_by(&g->kdiv, comp);
+  a2a_mean = div_by(&g->kdiv, a2a_mean);
   double t = comp * (1.0 + g->prof->bwd_ratio) + 4.0 * a2a_mean + ar;
-  int64_t tq = llround(t * PL_TSCALE), t0 = g->tq[gpu];
+  int64_t tq = pl_llround(t * PL_TSCALE), t0 = g->tq[gpu];
   g->sum_t += tq - t0;
   g->sq += (pl_i128)tq * tq - (pl_i128)t0 * t0;
   g->tq[gpu] = tq;
@@ -357,13 +416,10 @@ static void refresh_gpu(pl_greedy *g, int gpu) {
   /* the trees that only choose candidates wait while one is on trial */
   if (g->tok[gpu] != tok) {
     g->tok[gpu] = tok;
-    if (!g->trial)
+    if (!g->trial) {
       pl_seg_update(&g->t_tok, gpu);
-  }
-  if (g->kall[gpu] != tok) {
-    g->kall[gpu] = tok;
-    if (!g->trial)
       pl_seg_update(&g->t_all, gpu);
+    }
   }
   if (g->kfree[gpu] != kfree) {
     g->kfree[gpu] = kfree;
@@ -400,7 +456,6 @@ static int place_add(pl_greedy *g, int e, int gpu) {
   if (rc)
     return rc;
   journal_expert(g, e);
-  g->estamp[e] = ++g->stamps;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (g->cnt[(size_t)e * N + n]++ == 0) {
     g->knodes[e]++;
@@ -416,7 +471,6 @@ static int place_remove(pl_greedy *g, int e, int gpu) {
   if (rc)
     return rc;
   journal_expert(g, e);
-  g->estamp[e] = ++g->stamps;
   int N = g->G / g->gpn, n = gpu / g->gpn;
   if (--g->cnt[(size_t)e * N + n] == 0) {
     g->knodes[e]--;
@@ -688,8 +742,11 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->token_bytes = (double)pl_token_bytes(m);
   g->grad_bytes = (double)pl_expert_params(m) * m->bytes_per_elem;
   g->move_bytes = pl_expert_move_bytes(m);
+  g->xbps = c->inter_Bps / c->oversub;
+  g->qg = divisor_of(PL_QSCALE * g->G);
+  g->kdiv = divisor_of(g->K);
   size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
-  g->tok = pl_calloc(G * 6, sizeof(double));
+  g->tok = pl_calloc(G * 5, sizeof(double));
   g->mio = pl_calloc(G * 5, sizeof(int64_t));
   g->per = pl_calloc(E * 5, sizeof(double));
   size_t N = G / (size_t)g->gpn;
@@ -697,18 +754,20 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
   g->cnt = pl_calloc(E * N + E, sizeof(int));
   g->cover = pl_calloc(K * N + K + K * E, sizeof(int64_t));
-  /* not zeroed: an entry is read only after fill_terms wrote it (tstamp) */
-  g->tsc = pl_malloc(K * E * N * 3 * sizeof(double));
-  g->tstamp = pl_calloc(E * N + E, sizeof(uint64_t));
+  size_t C = (size_t)g->gpn + 1;
+  /* not zeroed: an entry is read only after fill_terms wrote it (tfill) */
+  g->terms = pl_malloc(E * 2 * C * K * 3 * sizeof(double));
+  g->ttag = pl_malloc(E * 2 * sizeof(int64_t));
+  g->tfill = pl_calloc(E * 2 * C + E, 1);
+  g->tp = pl_malloc((size_t)p->slots * sizeof(double *));
   /* the journal: stamps [2G + E] zero (jid starts at 1), lists and values */
   g->jg = pl_calloc(2 * G + E, sizeof(uint64_t));
-  g->jgl = pl_malloc((2 * G + E) * sizeof(int));
+  g->jgl = pl_malloc((4 * G + E) * sizeof(int));
   g->jgv = pl_malloc((G * jg_width(g) + G + 4 * E) * sizeof(double));
   g->jgq = pl_malloc(G * sizeof(int64_t));
-  g->jes = pl_malloc(E * sizeof(uint64_t));
   if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
-      !g->cover || !g->tsc || !g->tstamp || !g->jg || !g->jgl || !g->jgv || !g->jgq ||
-      !g->jes) {
+      !g->cover || !g->terms || !g->ttag || !g->tfill || !g->tp || !g->jg ||
+      !g->jgl || !g->jgv || !g->jgq) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
   }
@@ -716,7 +775,6 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->ar = g->tok + 2 * G;
   g->migt = g->tok + 3 * G;
   g->kfree = g->tok + 4 * G;
-  g->kall = g->tok + 5 * G;
   g->tq = g->mio + 4 * G;
   g->ring = g->per + E;
   g->khot = g->per + 2 * E;
@@ -729,15 +787,15 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->qload = g->total + K;
   for (size_t i = 0; i < K * E; i++)
     g->qload[i] = llround(load[i] * PL_QSCALE);
-  g->tiin = g->tsc + K * E * N;
-  g->txin = g->tsc + 2 * K * E * N;
-  g->estamp = g->tstamp + E * N;
-  for (size_t e = 0; e < E; e++)
-    g->estamp[e] = ++g->stamps; /* every cached term starts stale (tstamp 0) */
+  g->wbase = g->tfill + E * 2 * C;
+  for (size_t i = 0; i < 2 * E; i++)
+    g->ttag[i] = -1; /* no way holds terms yet */
   g->jm = g->jg + G;
   g->je = g->jm + G;
   g->jml = g->jgl + G;
   g->jel = g->jml + G;
+  g->jgp = g->jel + E;
+  g->jmp = g->jgp + G;
   g->jmv = g->jgv + G * jg_width(g);
   g->jev = g->jmv + G;
   for (size_t e = 0; e < E; e++) {
@@ -773,7 +831,7 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   rc |= pl_seg_init(&g->t_ar, g->G, g->ar, 1);
   rc |= pl_seg_init(&g->t_mig, g->G, g->migt, 1);
   rc |= pl_seg_init(&g->t_free, g->G, g->kfree, 0);
-  rc |= pl_seg_init(&g->t_all, g->G, g->kall, 0);
+  rc |= pl_seg_init(&g->t_all, g->G, g->tok, 0);
   rc |= pl_seg_init(&g->t_hot, g->E, g->khot, 1);
   rc |= pl_seg_init(&g->t_cold, g->E, g->kcold, 0);
   if (rc) {
@@ -793,13 +851,14 @@ void pl_greedy_fini(pl_greedy *g) {
   pl_free(g->sa2a);
   pl_free(g->cnt);
   pl_free(g->cover);
-  pl_free(g->tsc);
-  pl_free(g->tstamp);
+  pl_free(g->terms);
+  pl_free(g->ttag);
+  pl_free(g->tfill);
+  pl_free(g->tp);
   pl_free(g->jg);
   pl_free(g->jgl);
   pl_free(g->jgv);
   pl_free(g->jgq);
-  pl_free(g->jes);
   pl_free(g->tok);
   pl_free(g->mio);
   pl_free(g->per);
@@ -815,22 +874,26 @@ void pl_greedy_fini(pl_greedy *g) {
 
 /* The maxima the objective reads (top_of: also on trial). */
 static double max_scomp(const pl_greedy *g, int k) {
-  return top_of(g, &g->t_scomp[k], g->scomp + (size_t)k * g->G, g->jg, g->jgl, g->njg);
+  jview j = journal_view(g, g->K + k);
+  return top_of(g, &g->t_scomp[k], g->scomp + (size_t)k * g->G, &j);
 }
 static double max_sa2a(const pl_greedy *g, int k) {
-  return top_of(g, &g->t_sa2a[k], g->sa2a + (size_t)k * g->G, g->jg, g->jgl, g->njg);
+  jview j = journal_view(g, k);
+  return top_of(g, &g->t_sa2a[k], g->sa2a + (size_t)k * g->G, &j);
 }
 
 double pl_greedy_layer_us(const pl_greedy *g) {
   double sum = 0;
   for (int k = 0; k < g->K; k++)
     sum += max_scomp(g, k) * (1.0 + g->prof->bwd_ratio) + 4.0 * max_sa2a(g, k);
-  double ar = top_of(g, &g->t_ar, g->ar, g->jg, g->jgl, g->njg);
+  jview j = journal_view(g, 2 * g->K + 1);
+  double ar = top_of(g, &g->t_ar, g->ar, &j);
   return sum / g->K + ar + 2.0 * g->prof->nonmoe_us;
 }
 
 double pl_greedy_migration_us(const pl_greedy *g) {
-  return top_of(g, &g->t_mig, g->migt, g->jm, g->jml, g->njm);
+  jview j = journal_view(g, -1);
+  return top_of(g, &g->t_mig, g->migt, &j);
 }
 
 double pl_greedy_alltoall_us(const pl_greedy *g) {
@@ -882,7 +945,9 @@ double pl_greedy_balance(const pl_greedy *g) {
   return g->tok[pl_seg_top(&g->t_tok)] * g->G / sum;
 }
 
-/* Least-loaded GPU in tree t (kfree or kall) that does not host e, or -1. */
+/* Least-loaded GPU in tree t (t_free over kfree, or t_all over tok) that
+ * does not host e, or -1. Masking e's GPUs in tok leaves t_tok alone: it
+ * is not read meanwhile, and the values come back. */
 static int least_without(pl_greedy *g, pl_seg *t, double *key, int e) {
   /* the common case, the least-loaded GPU lacks e: it is the answer, as the
    * masked search or the scan below would find (same ties: lowest index) */
@@ -967,7 +1032,7 @@ static void candidates(pl_greedy *g, cand *best) {
       consider(g, best, o, 1);
     }
     /* expand onto the least-loaded GPU overall, making room there */
-    int a = least_without(g, &g->t_all, g->kall, hot);
+    int a = least_without(g, &g->t_all, g->tok, hot);
     if (a >= 0 && a != f && g->p->nhost[a] >= g->S && cold >= 0 && cold != hot) {
       if (pl_placement_has(g->p, cold, a)) {
         op o[2] = {{OP_REMOVE, cold, a, -1, -1}, {OP_ADD, hot, a, copy_source(g, hot, a), -1}};

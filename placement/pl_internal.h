@@ -51,8 +51,42 @@ int pl_seg_init(pl_seg *s, int n, const double *v, int max);
 void pl_seg_fini(pl_seg *s);
 void pl_seg_update(pl_seg *s, int i); /* after v[i] changed */
 static inline int pl_seg_top(const pl_seg *s) { return s->t[1]; }
+/* Entries of a tree whose values changed since its last update (a greedy
+ * trial's journal): those with stamp[i] == id, each one's value before the
+ * change at old[pos[i] * stride]. */
+typedef struct pl_seg_changed {
+  const uint64_t *stamp;
+  uint64_t id;
+  const int *pos;
+  const double *old;
+  size_t stride;
+} pl_seg_changed;
+/* The larger of m and the largest value v[i] of max-tree t's entries not
+ * changed (c), without updating the tree, which must be the one of the
+ * values before the changes (the unchanged entries' are v's). */
+double pl_seg_max_unchanged(const pl_seg *t, const double *v, const pl_seg_changed *c,
+                            double m);
 
-__extension__ typedef __int128 pl_i128; /* gcc, clang: exact sums of squares */
+/* fmax as glibc's x86-64 fmax computes it (maxsd: the second operand on
+ * ties, +0 and -0 included; the other one when one is NaN), inline: the
+ * library call was a tenth of the greedy's refresh. */
+static inline double pl_fmax(double a, double b) { return b != b ? a : a > b ? a : b; }
+
+/* llround (halves away from zero) for |x| < 2^63, inline: x - (its
+ * truncation) is exact. */
+static inline int64_t pl_llround(double x) {
+  int64_t i = (int64_t)x;
+  double f = x - (double)i;
+  return i + (f >= 0.5) - (f <= -0.5);
+}
+
+__extension__ typedef __int128 pl_i128;
+
+/* A divisor and its reciprocal when that divides exactly (a power of two;
+ * else 0): pl_greedy.c div_by. */
+typedef struct pl_divisor {
+  double d, inv;
+} pl_divisor; /* gcc, clang: exact sums of squares */
 
 typedef struct pl_greedy {
   const pl_cluster *c;
@@ -69,7 +103,7 @@ typedef struct pl_greedy {
   double token_bytes, grad_bytes;
   int64_t move_bytes;
   double *tok, *comp, *ar, *migt; /* [G] scenario means (tok, comp) */
-  double *kfree, *kall;           /* [G] tok if selectable, else +inf */
+  double *kfree;                  /* [G] tok if the GPU has a free slot, else +inf */
   int64_t *mio;                   /* [4G] intra out/in, inter out/in bytes */
   double *per, *ring, *khot, *kcold, *mload; /* [E] (per: mean load / replica) */
   double *sa2a, *scomp;           /* [K*G] per scenario: all-to-all, compute (us) */
@@ -81,6 +115,7 @@ typedef struct pl_greedy {
    * "sent" a rounding error over the NIC and paid its latency) */
   int64_t *cover, *total, *qload;
   int dirty[4], ndirty;           /* nodes whose cover changed, not yet refreshed */
+  /* t_all: the least tok (t_tok's values, min-tree) */
   pl_seg t_tok, t_ar, t_mig, t_free, t_all, t_hot, t_cold;
   int steps;                      /* steps applied by pl_greedy_run */
   int trial;                      /* a candidate is on trial (pl_greedy.c try_ops) */
@@ -90,14 +125,21 @@ typedef struct pl_greedy {
   int64_t *tq;
   pl_i128 sq;
   int64_t sum_t;
-  /* Per (scenario, expert, node) terms of refresh_gpu's sums, which depend
-   * only on the expert's replica counts, not on the GPU: computed lazily,
-   * valid while tstamp[e*N + n] == estamp[e] (estamp[e] moves on whenever
-   * e's replica set changes). Same expressions, same summation order: a
-   * cache, the results are bit-identical to recomputing. */
-  double *tsc, *tiin, *txin;      /* [K*E*N] ffn us, intra in, inter in */
-  uint64_t *tstamp, *estamp;      /* [E*N], [E] */
-  uint64_t stamps;                /* the last stamp given out (never reused) */
+  /* The terms of refresh_gpu's sums for a replica of expert e on a node
+   * holding c of its r replicas, with kk nodes holding it: per scenario
+   * the replica's ffn us, intra in and inter in, a function of (e, c, r,
+   * kk) alone (not of the GPU or the node). Kept lazily per expert in two
+   * ways, each for one (r, kk) and every c in [1, gpn]: way wbase[e]
+   * serves the committed placement, the other a candidate on trial, so
+   * trials never evict the committed terms. Same expressions on the same
+   * values: a cache, the results are bit-identical to recomputing. */
+  double *terms;        /* [E][2][gpn + 1][K][3] */
+  int64_t *ttag;        /* [E][2] (r << 32 | kk) of the way's terms, -1: none */
+  unsigned char *tfill; /* [E][2][gpn + 1] 1: the way's terms for c are filled */
+  unsigned char *wbase; /* [E] the committed way */
+  const double **tp;    /* [slots] refresh_gpu scratch: its experts' terms */
+  double xbps;          /* the NIC's bandwidth per GPU under oversubscription */
+  pl_divisor qg, kdiv;  /* PL_QSCALE x G (covered loads to tokens), K */
   /* The trial journal (pl_greedy.c "trials"): what a candidate on trial
    * changed, and the values before it, so that the revert restores them
    * instead of recomputing, and the objective's maxima come from the
@@ -106,12 +148,12 @@ typedef struct pl_greedy {
   uint64_t jid;                   /* the current trial's id (0: none yet) */
   uint64_t *jg, *jm, *je;         /* [G] per-GPU, [G] migration, [E] expert stamps */
   int *jgl, *jml, *jel;           /* [G], [G], [E] journaled GPUs, GPUs, experts */
+  int *jgp, *jmp;                 /* [G], [G] a journaled GPU's index in jgl, jml */
   int njg, njm, nje;
   double *jgv;                    /* [G * (2K + 5)] a journaled GPU's values */
   int64_t *jgq;                   /* [G] a journaled GPU's tq */
   double *jmv;                    /* [G] a journaled GPU's migration time */
   double *jev;                    /* [4E] a journaled expert's per, ring, khot, kcold */
-  uint64_t *jes;                  /* [E] a journaled expert's estamp */
   int64_t j_sum_t;                /* sum_t and sq before the trial */
   pl_i128 j_sq;
 } pl_greedy;

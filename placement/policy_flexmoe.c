@@ -166,6 +166,7 @@ typedef struct fx_state {
   int *need;        /* [E] rebuild: replicas still to place (target count first) */
   double *key, *per, *gk; /* [E], [E], [G] rebuild scratch */
   double *io;             /* [4G] moves_us scratch */
+  pl_move *mv;            /* [E*G] fx_diff's moves (allocated on first use) */
   double *gload; /* [G] */
   double *hist;  /* [layers][scenarios][E] last observed loads (ring) */
   int64_t *seen; /* [layers] observations */
@@ -230,6 +231,7 @@ static void fx_fini(void *state) {
   pl_free(s->per);
   pl_free(s->gk);
   pl_free(s->io);
+  pl_free(s->mv);
   pl_free(s->acc);
   pl_free(s->accw);
   pl_free(s->lay_us);
@@ -798,6 +800,32 @@ static int fx_observe(void *state, int iteration, int layer, const int64_t *coun
   return PL_OK;
 }
 
+/* The moves of current -> next (pl_placement_diff, `bytes` per copy) into
+ * s->mv, *n of them: one pass into a buffer of the bound E*G, kept for the
+ * policy's life, where counting first and allocating per call made two. */
+static int fx_diff(fx_state *s, int layer, const pl_placement *current, const pl_placement *next,
+                   int64_t bytes, int *n) {
+  const pl_env *env = &s->env;
+  if (!s->mv &&
+      !(s->mv = pl_malloc((size_t)env->experts * env->cluster.gpus * sizeof(pl_move))))
+    return PL_ENOMEM;
+  return pl_placement_diff(current, next, layer, env->cluster.gpus_per_node, bytes, s->mv, n);
+}
+
+/* Adds the bytes of fx_diff's n moves to per-GPU sums acc [4G] (intra
+ * out/in, inter out/in). */
+static void fx_add_moves(fx_state *s, int n, int64_t *acc) {
+  const pl_cluster *c = &s->env.cluster;
+  const pl_move *mv = s->mv;
+  for (int k = 0; k < n; k++) {
+    if (mv[k].to < 0 || mv[k].bytes <= 0)
+      continue;
+    int inter = pl_cluster_node(c, mv[k].from) != pl_cluster_node(c, mv[k].to);
+    acc[4 * (size_t)mv[k].from + 2 * inter] += mv[k].bytes;
+    acc[4 * (size_t)mv[k].to + 2 * inter + 1] += mv[k].bytes;
+  }
+}
+
 /* pl_cost_moves_us in O(G + moves) instead of O(G x moves) (a rebuild can
  * move thousands of copies at 1,024 GPUs): the same per-GPU sums, each
  * accumulated over the moves in the same order, the same formula: the same
@@ -889,27 +917,12 @@ static void fx_window(fx_state *s) {
  * committed bytes. */
 static int fx_commit(fx_state *s, int layer, const pl_placement *current,
                      const pl_placement *next) {
-  const pl_env *env = &s->env;
-  const pl_cluster *c = &env->cluster;
   int n = 0, rc;
-  int64_t bytes = pl_expert_move_bytes(&env->model);
-  if ((rc = pl_placement_diff(current, next, layer, c->gpus_per_node, bytes, NULL, &n)) != 0)
+  if ((rc = fx_diff(s, layer, current, next, pl_expert_move_bytes(&s->env.model), &n)) != 0)
     return rc;
-  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
-  if (!mv)
-    return PL_ENOMEM;
-  if ((rc = pl_placement_diff(current, next, layer, c->gpus_per_node, bytes, mv, &n)) == 0) {
-    s->acc_us = moves_us(s, mv, n, s->acc);
-    for (int k = 0; k < n; k++) {
-      if (mv[k].to < 0 || mv[k].bytes <= 0)
-        continue;
-      int inter = pl_cluster_node(c, mv[k].from) != pl_cluster_node(c, mv[k].to);
-      s->acc[4 * (size_t)mv[k].from + 2 * inter] += mv[k].bytes;
-      s->acc[4 * (size_t)mv[k].to + 2 * inter + 1] += mv[k].bytes;
-    }
-  }
-  pl_free(mv);
-  return rc;
+  s->acc_us = moves_us(s, s->mv, n, s->acc);
+  fx_add_moves(s, n, s->acc);
+  return PL_OK;
 }
 
 /* Charges candidate s->alt (its estimated layer time layer_us) the
@@ -917,21 +930,12 @@ static int fx_commit(fx_state *s, int layer, const pl_placement *current,
  * if that beats the plan so far (*after + *adjust / horizon). */
 static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, pl_plan *plan,
                            double layer_us, double *after, double *adjust, int *steps) {
-  const pl_env *env = &s->env;
   if (!(layer_us < *after + *adjust / s->life))
     return PL_OK; /* loses even if its moves were free */
-  int n = 0, gpn = env->cluster.gpus_per_node, rc;
-  int64_t bytes = pl_expert_move_bytes(&env->model);
-  if ((rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, NULL, &n)) != 0)
+  int n = 0, rc;
+  if ((rc = fx_diff(s, layer, current, &s->alt, pl_expert_move_bytes(&s->env.model), &n)) != 0)
     return rc;
-  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
-  if (!mv)
-    return PL_ENOMEM;
-  rc = pl_placement_diff(current, &s->alt, layer, gpn, bytes, mv, &n);
-  double mig = rc ? 0 : mig_marginal(s, moves_us(s, mv, n, s->charge ? s->acc : NULL));
-  pl_free(mv);
-  if (rc)
-    return rc;
+  double mig = mig_marginal(s, moves_us(s, s->mv, n, s->charge ? s->acc : NULL));
   if (layer_us + mig / s->life < *after + *adjust / s->life) {
     if ((rc = pl_placement_copy(&plan->placement, &s->alt)) != 0)
       return rc;
@@ -1211,19 +1215,11 @@ static int floor_us(fx_state *s, int layer, const pl_placement *p, double *us) {
 /* The marginal migration cost (mig_marginal) of current -> next. */
 static int plan_mig(fx_state *s, int layer, const pl_placement *current,
                     const pl_placement *next, double *out) {
-  const pl_env *env = &s->env;
-  int n = 0, gpn = env->cluster.gpus_per_node, rc;
-  int64_t bytes = pl_expert_move_bytes(&env->model);
-  if ((rc = pl_placement_diff(current, next, layer, gpn, bytes, NULL, &n)) != 0)
+  int n = 0, rc;
+  if ((rc = fx_diff(s, layer, current, next, pl_expert_move_bytes(&s->env.model), &n)) != 0)
     return rc;
-  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
-  if (!mv)
-    return PL_ENOMEM;
-  rc = pl_placement_diff(current, next, layer, gpn, bytes, mv, &n);
-  if (!rc)
-    *out = mig_marginal(s, moves_us(s, mv, n, s->charge ? s->acc : NULL));
-  pl_free(mv);
-  return rc;
+  *out = mig_marginal(s, moves_us(s, s->mv, n, s->charge ? s->acc : NULL));
+  return PL_OK;
 }
 
 /* shadow=1: what the temporaries would save on placement p for counts
@@ -1461,39 +1457,23 @@ static double fx_wf_window(const fx_state *s, int layer) {
  * its own non-MoE work to hide behind. */
 static int fx_weights_first(fx_state *s, int layer, const pl_placement *current,
                             pl_plan *plan, double gain) {
-  const pl_cluster *c = &s->env.cluster;
   int n = 0, rc;
   int64_t wb = pl_expert_weight_bytes(&s->env.model);
-  if ((rc = pl_placement_diff(current, &plan->placement, layer, c->gpus_per_node, wb, NULL,
-                              &n)) != 0)
+  if ((rc = fx_diff(s, layer, current, &plan->placement, wb, &n)) != 0)
     return rc;
-  pl_move *mv = pl_calloc((size_t)(n ? n : 1), sizeof(pl_move));
-  if (!mv)
-    return PL_ENOMEM;
-  if ((rc = pl_placement_diff(current, &plan->placement, layer, c->gpus_per_node, wb, mv,
-                              &n)) != 0)
-    goto done;
   double keep = s->acc_us, t;
   s->acc_us = s->accw_us; /* moves_us's floor: the committed weights alone */
-  t = moves_us(s, mv, n, s->accw);
+  t = moves_us(s, s->mv, n, s->accw);
   s->acc_us = keep;
   double win = fx_wf_window(s, layer), rest = fmax(s->acc_us, s->prev_acc_us);
   double start = fx_wf_window(s, s->env.layers - 1);
   double wf_us = pl_cost_weights_first_us(t, win, rest, s->free_us - start);
   if (t > win || wf_us - pl_cost_exposed_us(rest, 1, 0, s->free_us) > gain)
-    goto done; /* does not fit, or does not pay: plain background */
+    return PL_OK; /* does not fit, or does not pay: plain background */
   plan->weights_first = 1;
   s->accw_us = t;
-  for (int k = 0; k < n; k++) {
-    if (mv[k].to < 0 || mv[k].bytes <= 0)
-      continue;
-    int inter = pl_cluster_node(c, mv[k].from) != pl_cluster_node(c, mv[k].to);
-    s->accw[4 * (size_t)mv[k].from + 2 * inter] += mv[k].bytes;
-    s->accw[4 * (size_t)mv[k].to + 2 * inter + 1] += mv[k].bytes;
-  }
-done:
-  pl_free(mv);
-  return rc;
+  fx_add_moves(s, n, s->accw);
+  return PL_OK;
 }
 
 static int fx_plan(void *state, int iteration, int layer,

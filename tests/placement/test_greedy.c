@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../../placement/pl_internal.h"
 #include "pl_check.h"
@@ -24,7 +25,7 @@ static int brute_top(const double *v, int n, int max) {
 static void check_trees(const pl_greedy *g) {
   cr_assert_eq(pl_seg_top(&g->t_tok), brute_top(g->tok, g->G, 1));
   cr_assert_eq(pl_seg_top(&g->t_ar), brute_top(g->ar, g->G, 1));
-  cr_assert_eq(pl_seg_top(&g->t_all), brute_top(g->kall, g->G, 0));
+  cr_assert_eq(pl_seg_top(&g->t_all), brute_top(g->tok, g->G, 0));
   cr_assert_eq(pl_seg_top(&g->t_free), brute_top(g->kfree, g->G, 0));
   cr_assert_eq(pl_seg_top(&g->t_hot), brute_top(g->khot, g->E, 1));
   cr_assert_eq(pl_seg_top(&g->t_cold), brute_top(g->kcold, g->E, 0));
@@ -75,8 +76,7 @@ static void run_steps(int gpus, int experts, int slots, int scenarios) {
      * (journaled, then restored) must leave no trace */
     for (int u = 0; u < gpus; u++) {
       cr_assert(g.tok[u] == fresh.tok[u] && g.comp[u] == fresh.comp[u] &&
-                    g.ar[u] == fresh.ar[u] && g.kfree[u] == fresh.kfree[u] &&
-                    g.kall[u] == fresh.kall[u],
+                    g.ar[u] == fresh.ar[u] && g.kfree[u] == fresh.kfree[u],
                 "step %d gpu %d", steps, u);
       for (int k = 0; k < scenarios; k++)
         cr_assert(g.sa2a[(size_t)k * gpus + u] == fresh.sa2a[(size_t)k * gpus + u] &&
@@ -293,4 +293,84 @@ Test(greedy, reaches_the_exhaustive_optimum_when_the_hot_expert_grows_by_a_swap)
   pl_greedy_fini(&g);
   pl_placement_fini(&p);
   pl_placement_fini(&all);
+}
+
+/*
+ * pl_seg_max_unchanged, which the objective of a candidate on trial reads
+ * its maxima with (the tree left as it was, the changed entries' old values
+ * bounding the subtrees it skips), against a scan of the unchanged entries
+ * on random trees: values drawn from a few levels (ties) or spread, random
+ * changed subsets up to all of them, new values above and below the old.
+ */
+Test(greedy, max_of_unchanged_entries_is_the_scan_of_them) {
+  enum { N = 300, STRIDE = 3 };
+  uint64_t s = 0x5eed;
+  double v[N], old[N * STRIDE];
+  uint64_t stamp[N];
+  int pos[N];
+  for (int round = 0; round < 400; round++) {
+    int n = 1 + (int)(chk_rng(&s) % N), levels = round % 2 ? 4 : 1 << 20;
+    for (int i = 0; i < n; i++) {
+      v[i] = (double)(chk_rng(&s) % (uint64_t)levels);
+      stamp[i] = 0;
+    }
+    pl_seg t;
+    cr_assert_eq(pl_seg_init(&t, n, v, 1), PL_OK);
+    /* change a random subset (each entry with probability share) */
+    uint64_t id = (uint64_t)round + 1;
+    double share = (double)(round % 5) / 4.0, mchanged = -INFINITY;
+    int nc = 0;
+    for (int i = 0; i < n; i++) {
+      if (!(chk_unif(&s) < share))
+        continue;
+      stamp[i] = id;
+      pos[i] = nc;
+      old[(size_t)nc * STRIDE + 1] = v[i];
+      nc++;
+      v[i] = (double)(chk_rng(&s) % (uint64_t)levels) * (chk_unif(&s) < 0.5 ? 0.5 : 1.5);
+      mchanged = fmax(mchanged, v[i]);
+    }
+    pl_seg_changed c = {.stamp = stamp, .id = id, .pos = pos, .old = old + 1, .stride = STRIDE};
+    double ms[3] = {-INFINITY, mchanged, (double)levels / 2};
+    for (int j = 0; j < 3; j++) {
+      double want = ms[j];
+      for (int i = 0; i < n; i++)
+        if (stamp[i] != id && v[i] > want)
+          want = v[i];
+      double got = pl_seg_max_unchanged(&t, v, &c, ms[j]);
+      cr_assert(got == want, "round %d n %d changed %d m %g: %g, scan %g", round, n, nc, ms[j],
+                got, want);
+    }
+    pl_seg_fini(&t);
+  }
+}
+
+/* pl_fmax and pl_llround, the greedy's inline fmax and llround, give the
+ * library's bits: signed zeros, NaN, halves, integers, random values. The
+ * library's, called: the compiler's own folding of fmax may order signed
+ * zeros the other way. */
+Test(greedy, inline_fmax_and_llround_are_the_library_s) {
+  double (*volatile lib_fmax)(double, double) = fmax;
+  long long (*volatile lib_llround)(double) = llround;
+  double x[] = {0.0, -0.0, NAN, 1.0, -1.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.49999999999999994,
+                4503599627370495.5, 4503599627370497.0, 1e18, -1e18, INFINITY, -INFINITY};
+  int n = (int)(sizeof x / sizeof x[0]);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      double a = pl_fmax(x[i], x[j]), b = lib_fmax(x[i], x[j]);
+      cr_assert(memcmp(&a, &b, sizeof a) == 0 || (isnan(a) && isnan(b)), "fmax(%g, %g): %g, library %g",
+                x[i], x[j], a, b);
+    }
+  for (int i = 0; i < n; i++)
+    if (fabs(x[i]) < 0x1p62)
+      cr_assert_eq(pl_llround(x[i]), lib_llround(x[i]), "llround(%.17g)", x[i]);
+  uint64_t s = 7;
+  for (int i = 0; i < 100000; i++) {
+    double u = (chk_unif(&s) - 0.5) * ldexp(1.0, (int)(chk_rng(&s) % 60));
+    double h = floor(u) + 0.5; /* a half */
+    cr_assert_eq(pl_llround(u), lib_llround(u), "llround(%.17g)", u);
+    cr_assert_eq(pl_llround(h), lib_llround(h), "llround(%.17g)", h);
+    double a = pl_fmax(u, h), b = lib_fmax(u, h);
+    cr_assert(memcmp(&a, &b, sizeof a) == 0, "fmax(%.17g, %.17g)", u, h);
+  }
 }
