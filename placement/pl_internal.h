@@ -80,13 +80,13 @@ static inline int64_t pl_llround(double x) {
   return i + (f >= 0.5) - (f <= -0.5);
 }
 
-__extension__ typedef __int128 pl_i128;
+__extension__ typedef __int128 pl_i128; /* gcc, clang: exact sums of squares */
 
 /* A divisor and its reciprocal when that divides exactly (a power of two;
  * else 0): pl_greedy.c div_by. */
 typedef struct pl_divisor {
   double d, inv;
-} pl_divisor; /* gcc, clang: exact sums of squares */
+} pl_divisor;
 
 typedef struct pl_greedy {
   const pl_cluster *c;
@@ -150,7 +150,7 @@ typedef struct pl_greedy {
   int *jgl, *jml, *jel;           /* [G], [G], [E] journaled GPUs, GPUs, experts */
   int *jgp, *jmp;                 /* [G], [G] a journaled GPU's index in jgl, jml */
   int njg, njm, nje;
-  double *jgv;                    /* [G * (2K + 5)] a journaled GPU's values */
+  double *jgv;                    /* [G * (2K + 4)] a journaled GPU's values (jg_width) */
   int64_t *jgq;                   /* [G] a journaled GPU's tq */
   double *jmv;                    /* [G] a journaled GPU's migration time */
   double *jev;                    /* [4E] a journaled expert's per, ring, khot, kcold */
@@ -300,6 +300,8 @@ typedef struct pl_backoff {
   int miss; /* runs lost in a row */
   int skip; /* chances still to go without */
 } pl_backoff;
+/* Whether the next chance runs the search, without using it up. */
+static inline int pl_backoff_runs(const pl_backoff *b) { return b->skip <= 0; }
 /* Whether this chance runs the search (1) or goes without (0, one of the
  * skipped chances used up). */
 int pl_backoff_take(pl_backoff *b);

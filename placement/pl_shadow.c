@@ -997,15 +997,21 @@ static int holder(pl_temps *t, const pl_placement *sv, int gpn, int x, int d) {
   return t->hbest;
 }
 
-/* The least computing GPU of [lo, hi) with a free slot and no copy of x
- * (ties: lowest id), -1 if none. */
-static int least_free(const pl_temps *t, int x, int lo, int hi) {
+/* GPU g's key as the searches for a destination compare GPUs: its
+ * forward compute (by = 0) or its all-to-all (by = 1), us. */
+static inline double gpu_key(const pl_temps *t, int g, int by) {
+  return by ? t->a2a[g] : t->own[g] + t->tmp[g];
+}
+
+/* The GPU of [lo, hi) with a free slot and no copy of x with the least
+ * key (gpu_key; ties: lowest id), -1 if none. */
+static int least_by(const pl_temps *t, int x, int lo, int hi, int by) {
   int best = -1, E = t->experts;
-  double bv = 0; /* best's compute */
+  double bv = 0; /* best's key */
   for (int g = lo; g < hi; g++) {
     if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
       continue;
-    double v = t->own[g] + t->tmp[g];
+    double v = gpu_key(t, g, by);
     if (best < 0 || v < bv)
       best = g, bv = v;
   }
@@ -1017,12 +1023,12 @@ static int least_free(const pl_temps *t, int x, int lo, int hi) {
 static int destinations(const pl_temps *t, const model *md, int x, int out[2]) {
   int N = md->G / md->gpn, E = md->E, k = 0, bn = -1, bd = -1, any = -1;
   double av = 0; /* any's compute */
-  for (int n = 0; n < N; n++) { /* least_free of all GPUs: the nodes' in node order */
+  for (int n = 0; n < N; n++) { /* least_by of all GPUs: the nodes' in node order */
     size_t i = (size_t)n * E + x;
-    int d = least_free(t, x, n * md->gpn, (n + 1) * md->gpn);
+    int d = least_by(t, x, n * md->gpn, (n + 1) * md->gpn, 0);
     if (d < 0)
       continue;
-    double v = t->own[d] + t->tmp[d];
+    double v = gpu_key(t, d, 0);
     if (any < 0 || v < av)
       any = d, av = v;
     if (!t->rn[i] && t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x]))
@@ -1049,20 +1055,6 @@ static int hottest(const pl_temps *t, const model *md, int g, int by) {
       bv = v;
       best = x;
     }
-  }
-  return best;
-}
-
-/* The free GPU of [lo, hi) without a copy of x whose all-to-all is the
- * shortest (ties: lowest id), -1 if none. */
-static int least_a2a(const pl_temps *t, int x, int lo, int hi) {
-  int best = -1, E = t->experts;
-  double bv = 0; /* best's all-to-all */
-  for (int g = lo; g < hi; g++) {
-    if (t->freeslots[g] <= 0 || t->hosts[(size_t)g * E + x])
-      continue;
-    if (best < 0 || t->a2a[g] < bv)
-      best = g, bv = t->a2a[g];
   }
   return best;
 }
@@ -1177,7 +1169,7 @@ static void try_a2a_destinations(pl_temps *t, const model *md, const pl_placemen
     size_t i = (size_t)n * E + x;
     if (!t->rn[i] && !(t->ns[i] > 0 && (bn < 0 || t->ns[i] > t->ns[(size_t)bn * E + x])))
       continue;
-    int d = least_a2a(t, x, n * md->gpn, (n + 1) * md->gpn);
+    int d = least_by(t, x, n * md->gpn, (n + 1) * md->gpn, 1);
     if (d < 0)
       continue;
     if (t->rn[i])
@@ -1341,11 +1333,11 @@ static void fast_pick(pl_temps *t, int gpn, int x, int n, int by, fast_acc *a) {
     const unsigned char *hs = t->hosts + x;
     for (g = n * gpn; g < (n + 1) * gpn; g++)
       if (t->freeslots[g] > 0 && !hs[(size_t)g * E])
-        fast_acc_put(a, g, fast_busy(t, g), by ? t->a2a[g] : t->own[g] + t->tmp[g]);
+        fast_acc_put(a, g, fast_busy(t, g), gpu_key(t, g, by));
     return;
   }
   if (g >= 0)
-    fast_acc_put(a, g, fast_busy(t, g), by ? t->a2a[g] : t->own[g] + t->tmp[g]);
+    fast_acc_put(a, g, fast_busy(t, g), gpu_key(t, g, by));
 }
 
 /* The GPU of node n (n < 0: of all GPUs) with a free slot and no copy of

@@ -1026,7 +1026,7 @@ static int fx_ahead_op(void *state, int iteration, int layer, const pl_placement
   const pl_env *env = &s->env;
   const double *load = pl_monitor_estimate(&s->mon, layer);
   int next = iteration + 1, E = env->experts, G = env->cluster.gpus, K;
-  if (next % s->interval != 0 || !load || a->bo.skip > 0) /* skipped: restart_backoff */
+  if (next % s->interval != 0 || !load || !pl_backoff_runs(&a->bo)) /* restart_backoff */
     return PL_OK;
   int R = s->scenarios > s->noise + 1 ? s->scenarios : s->noise + 1;
   if (!a->scen && !(a->scen = pl_calloc((size_t)R * E, sizeof(double))))

@@ -151,7 +151,7 @@ int pl_plan_take_copy(pl_plan *plan, const pl_placement *src) {
 }
 
 int pl_backoff_take(pl_backoff *b) {
-  if (b->skip <= 0)
+  if (pl_backoff_runs(b))
     return 1;
   b->skip--;
   return 0;
