@@ -675,6 +675,19 @@ static int fresh_decide(pl_temps *ref, pl_temps_cfg *cfg, int search, const pl_e
                          env->cluster.slots);
 }
 
+/* t is ref bit for bit: temporaries in order, predictions, placement. */
+static void assert_same_temps(const pl_temps *t, const pl_temps *ref, const char *spec, int it) {
+  cr_assert_eq(t->n, ref->n, "%s iteration %d: %d temporaries, fresh %d", spec, it, t->n, ref->n);
+  cr_assert_eq(t->gain_us, ref->gain_us, "%s iteration %d", spec, it);
+  cr_assert_eq(t->cost_us, ref->cost_us, "%s iteration %d", spec, it);
+  for (int k = 0; k < t->n; k++)
+    cr_assert(t->temp[k].expert == ref->temp[k].expert && t->temp[k].from == ref->temp[k].from &&
+                  t->temp[k].to == ref->temp[k].to,
+              "%s iteration %d temporary %d", spec, it, k);
+  cr_assert(t->n == 0 || pl_placement_equal(&t->placement, &ref->placement), "%s iteration %d",
+            spec, it);
+}
+
 /* search: PL_TEMPS_SEARCH_*, or -1 for shadow=5 (fresh_decide) */
 static void fresh_each_iteration(const char *spec, int search) {
   pl_env env = env8();
@@ -703,14 +716,7 @@ static void fresh_each_iteration(const char *spec, int search) {
     cr_assert_eq(fresh_decide(&ref, &cfg, search, &env, sv, cur, copy), PL_OK);
     served += plans > 0 && pl_placement_equal(sv, cur);
     taken += t.n > 0;
-    cr_assert_eq(t.n, ref.n, "%s iteration %d: %d temporaries, fresh %d", spec, it, t.n, ref.n);
-    cr_assert_eq(t.gain_us, ref.gain_us, "iteration %d", it);
-    cr_assert_eq(t.cost_us, ref.cost_us, "iteration %d", it);
-    for (int k = 0; k < t.n; k++)
-      cr_assert(t.temp[k].expert == ref.temp[k].expert && t.temp[k].from == ref.temp[k].from &&
-                    t.temp[k].to == ref.temp[k].to,
-                "iteration %d temporary %d", it, k);
-    cr_assert(t.n == 0 || pl_placement_equal(&t.placement, &ref.placement), "iteration %d", it);
+    assert_same_temps(&t, &ref, spec, it);
   }
   /* the case the memo serves: plans that moved, serving afterwards */
   cr_assert_geq(plans, 1, "no plan moved");
@@ -728,6 +734,57 @@ Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
   fresh_each_iteration("flexmoe", PL_TEMPS_SEARCH_FAST);
   fresh_each_iteration("flexmoe:shadow=5", -1);
   fresh_each_iteration("flexmoe:shadow=1", PL_TEMPS_SEARCH_FULL);
+}
+
+/* The oracle keeps the temporaries its plan decided for the placement it
+ * chose and hands them to the engines' call on the same counts
+ * (policy_oracle.c or_memo): what it returns must be what pl_temps_decide
+ * makes from scratch (shadow=5's rule) on the serving placement, for the
+ * plan's own counts (the memo) and for other counts (decided afresh), and
+ * the two must differ somewhere (else a memo that ignored the counts would
+ * pass). One layer (grad_hide_us 0), a hot pair of experts moving every 6
+ * iterations; `other` has the pair of the 8 experts further on. */
+Test(policy, oracle_temporaries_equal_a_fresh_decision_for_its_counts_and_others) {
+  pl_env env = env8();
+  env.layers = 1;
+  env.cluster.slots = 8;
+  pl_policy *p = NULL;
+  cr_assert_eq(pl_policy_create(&p, "oracle:max_steps=1,search=0", &env, NULL, 0), PL_OK);
+  pl_plan plan;
+  pl_plan_init(&plan);
+  pl_temps t, ref;
+  cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
+  cr_assert_eq(pl_temps_init(&ref, 32, 8, 8), PL_OK);
+  static int64_t counts[8 * 32], copy[8 * 32], other[8 * 32];
+  pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0};
+  int differ = 0, taken = 0;
+  for (int it = 0; it < 24; it++) {
+    for (int s = 0; s < 8; s++)
+      for (int e = 0; e < 32; e++) {
+        int hot = (it / 6) % 16;
+        counts[s * 32 + e] = e / 2 == hot ? 300 + 20 * (it % 6) + s : 40 + (e + it) % 7;
+        other[s * 32 + e] = e / 2 == (hot + 4) % 16 ? 500 + 9 * s : 30 + (e + s) % 5;
+      }
+    cr_assert_eq(pl_policy_plan(p, it, 0, counts, &plan), PL_OK);
+    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
+    const pl_placement *sv = pl_policy_serving(p, 0);
+    memcpy(copy, counts, sizeof(copy));
+    cr_assert_eq(pl_policy_temporaries(p, 0, copy, &t), PL_OK);
+    cr_assert_eq(fresh_decide(&ref, &cfg, -1, &env, sv, sv, copy), PL_OK);
+    assert_same_temps(&t, &ref, "oracle, its counts", it);
+    taken += t.n > 0;
+    int n = t.n, x0 = n > 0 ? t.temp[0].expert : -1;
+    cr_assert_eq(pl_policy_temporaries(p, 0, other, &t), PL_OK);
+    cr_assert_eq(fresh_decide(&ref, &cfg, -1, &env, sv, sv, other), PL_OK);
+    assert_same_temps(&t, &ref, "oracle, other counts", it);
+    differ += n != t.n || (n > 0 && t.temp[0].expert != x0);
+  }
+  cr_assert_geq(taken, 5, "temporaries in %d iterations", taken);
+  cr_assert_geq(differ, 5, "other counts changed the decision in %d iterations", differ);
+  pl_temps_fini(&ref);
+  pl_temps_fini(&t);
+  pl_plan_fini(&plan);
+  pl_policy_destroy(p);
 }
 
 /* flexmoe's guard vetoes a plan on the layer's temporaries (shadow_net=1,
