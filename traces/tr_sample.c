@@ -349,6 +349,25 @@ static double pois_log_mode(double lam, double m) {
          stirling_tail(m);
 }
 
+/* Guide buckets i..bj (none when bj < i) of a table of gm buckets get
+ * entry j; returns the next bucket to fill, bj + 1 (or i). How many is a
+ * function of the pmf (0 in the tails, 2 or 3 at the mode): a loop over
+ * them mispredicts its exit about once per entry, so 4 are written
+ * without a branch, and a later entry's writes start at the returned
+ * bucket and overwrite the ones past bj. The rare longer run loops. */
+static inline int64_t guide_fill(int32_t *g, int64_t gm, int64_t i, int64_t bj, int32_t j) {
+  if (i + 4 <= gm) {
+    g[i] = g[i + 1] = g[i + 2] = g[i + 3] = j;
+    int64_t next = bj + 1 > i ? bj + 1 : i;
+    for (i += 4; i < next; i++)
+      g[i] = j;
+    return next;
+  }
+  for (; i <= bj; i++)
+    g[i] = j;
+  return i;
+}
+
 /* Category c's table into m->cdf / m->guide at *used (advanced by the
  * category's room, 2 half + 1): the mode at room[half], the left of it
  * walked down from there (f(j) = f(j + 1) (j + 1) / lam), the right of it up
@@ -390,8 +409,7 @@ static void mp_table(tr_mpois *m, tr_pcat *pc, size_t *used) {
     cdf[j] = s += cdf[j];
     double b = s * dgm;
     int64_t bj = b >= dgm ? gm - 1 : (int64_t)b;
-    for (; i <= bj; i++)
-      g[i] = (int32_t)j;
+    i = guide_fill(g, gm, i, bj, (int32_t)j);
   }
   for (; i < gm; i++)
     g[i] = (int32_t)(w - 1);

@@ -795,6 +795,45 @@ Test(sample, mpois_rows_equal_rows_drawn_one_at_a_time) {
   tr_mpois_fini(&m);
 }
 
+/* The rows of fixed (weights, n, seed) are the draws recorded from the
+ * sampler as first written (main at 66fdd05): its tables and guide may be
+ * built faster, never differently. A guide bucket pointing past the answer
+ * draws larger counts; one pointing before it only searches longer. The
+ * weights: flat, one expert holding nearly everything (a long, narrow
+ * table beside tables of small means), and irregular with zeros. */
+static uint64_t fnv_counts(uint64_t h, const int64_t *x, int n) {
+  for (int i = 0; i < n; i++)
+    h = (h ^ (uint64_t)x[i]) * 1099511628211ULL;
+  return h;
+}
+
+Test(sample, mpois_rows_are_the_recorded_draws) {
+  enum { K = 64, ROWS = 64 };
+  int64_t w[3][K];
+  for (int e = 0; e < K; e++) {
+    w[0][e] = 1;
+    w[1][e] = e == 5 ? 100000 : 1 + e % 3;
+    w[2][e] = e % 9 == 4 ? 0 : 1 + (int64_t)(e * e * 2654435761u % 9973);
+  }
+  static const int64_t ns[] = {2, 50, 1000, 8192, 65536};
+  tr_mpois m;
+  tr_mpois_init(&m);
+  uint64_t h = 1469598103934665603ULL;
+  for (int s = 0; s < 3; s++)
+    for (size_t j = 0; j < sizeof(ns) / sizeof(ns[0]); j++) {
+      cr_assert_eq(tr_mpois_prepare(&m, K, w[s], ns[j]), TR_OK);
+      for (int i = 0; i < ROWS; i++) {
+        tr_rng r;
+        int64_t x[K];
+        tr_rng_seed(&r, 77 + (uint64_t)i);
+        tr_mpois_row(&r, &m, x);
+        h = fnv_counts(h, x, K);
+      }
+    }
+  tr_mpois_fini(&m);
+  cr_assert_eq(h, 0xf2a006eaa5abf95dULL, "draws changed: %016llx", (unsigned long long)h);
+}
+
 Test(sample, mpois_totals_are_exact_for_every_weight_shape) {
   static const struct {
     int k;
