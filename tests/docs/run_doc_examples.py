@@ -502,7 +502,7 @@ def main():
     ap.add_argument("--needs", default="all", choices=("none", "all") + NEEDS,
                     help="run the examples that need nothing (none), those that need NEED, "
                          "or all (default)")
-    ap.add_argument("--timeout", type=int, default=300, help="seconds per command")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per command")
     ap.add_argument("--list", action="store_true", help="list the examples, run nothing")
     ap.add_argument("--update", action="store_true",
                     help="rewrite the shown output of whole-output examples that differ")
