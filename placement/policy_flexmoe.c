@@ -157,6 +157,7 @@ typedef struct fx_state {
   double threshold, horizon;
   int slots, max_steps, interval, scenarios, restart, rebuild, polish, noise;
   int backoff; /* restart_backoff */
+  int rsteps;  /* restart_steps, resolved: the restart greedy's step cap */
   int charge, background, guard;
   double lifetime; /* lifetime = this / change rate, at most horizon (0: horizon) */
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
@@ -692,10 +693,13 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "weights_first", FX_WFIRST_DEFAULT, 0, 1, &s->wfirst)) ||
       (rc = pl_kv_double(kv, nkv, "payback", FX_PAYBACK_DEFAULT, 0, 1e9, &s->payback)) ||
       (rc = pl_kv_int(kv, nkv, "restart_backoff", FX_BACKOFF_DEFAULT, 0, 1 << 20, &s->backoff)) ||
+      (rc = pl_kv_int(kv, nkv, "restart_steps", 0, 0, 1 << 24, &s->rsteps)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
     s->max_steps = env->experts;
+  if (s->rsteps == 0) /* restart_steps=0: the cap of before, 4 x max_steps */
+    s->rsteps = 4 * s->max_steps;
   s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
   s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
@@ -950,8 +954,9 @@ static const double *fx_scenarios_to(const fx_state *s, int layer, const double 
                                      double *nscen, int *K);
 
 /* The restart's greedy: from the static layout in p (no migration term),
- * on scenarios scen [K x E]; its estimated layer time in *layer_us. A pure
- * function of the scenarios and the policy's fixed parameters. */
+ * at most restart_steps steps, on scenarios scen [K x E]; its estimated
+ * layer time in *layer_us. A pure function of the scenarios and the
+ * policy's fixed parameters. */
 static int restart_run(const fx_state *s, pl_placement *p, const double *scen, int K,
                        double *layer_us) {
   const pl_env *env = &s->env;
@@ -962,7 +967,7 @@ static int restart_run(const fx_state *s, pl_placement *p, const double *scen, i
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, p, scen, K, s->slots,
                            0.0)) != 0)
     return rc;
-  rc = pl_greedy_run(&g, 4 * s->max_steps);
+  rc = pl_greedy_run(&g, s->rsteps);
   *layer_us = pl_greedy_layer_us(&g);
   pl_greedy_fini(&g);
   return rc;
@@ -1586,6 +1591,7 @@ static const pl_param_desc fx_params[] = {
     {"payback", PL_STR(FX_PAYBACK_DEFAULT), "a plan must pay its moves back within this many iterations (its lifetime at most this), times the layer's trust: the share of their moves its recent plans paid back on the counts that followed them (each judged against the placement it replaced, routed and costed as the guard does); 0: off (and the greedy's own migration estimate is kept); 0 to 1000000000"},
     {"shadow_net", PL_STR(FX_SHADOW_NET_DEFAULT), "shadow=1, payback > 0: 1: the guard judges every plan it would take, and payback scores each issued plan, on its layer times less what the temporaries would save on each placement (the layer as it serves); 0: only a plan that does not pay its moves back within one iteration is judged so, payback scores placements alone; 0 or 1"},
     {"restart_backoff", PL_STR(FX_BACKOFF_DEFAULT), "restart=1: after N restarts in a row that lost to the incremental plan, a layer's next min(N, this) triggered plans go without one (0: a restart every plan); 0 to 1048576"},
+    {"restart_steps", "0", "restart=1: the restart greedy's steps from the static layout at most (0: 4 x max_steps); 0 to 16777216"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` that the way back of its

@@ -1198,3 +1198,69 @@ Test(policies, restart_backoff_skips_more_chances_after_each_loss_up_to_its_cap)
     pl_backoff_done(&z, 0, 0);
   }
 }
+
+/* The restart greedy's placement from the static layout after at most
+ * `steps` steps on the loads `load`, worked out apart from the policy
+ * (pl_greedy alone, no migration term, as restart_run); the steps it took
+ * in *took. */
+static void restart_by_hand(const pl_env *env, const double *load, int steps, pl_placement *p,
+                            int *took) {
+  cr_assert_eq(pl_placement_init(p, env->experts, env->cluster.gpus, env->cluster.slots), PL_OK);
+  cr_assert_eq(pl_placement_static(p), PL_OK);
+  pl_greedy g;
+  cr_assert_eq(pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, p, load, 1,
+                              env->cluster.slots, 0.0),
+               PL_OK);
+  cr_assert_eq(pl_greedy_run(&g, steps), PL_OK);
+  *took = g.steps;
+  pl_greedy_fini(&g);
+}
+
+/* restart_steps's rule (issue 19): the restart greedy runs at most
+ * restart_steps steps from the static layout (0: 4 x max_steps). A layer's
+ * first plan starts from the static layout too, so with max_steps=1 the
+ * restart of K >= 2 steps beats the one incremental step, and the plan is
+ * the restart's: it must be the placement the greedy reaches from the
+ * static layout in exactly K steps (each step lowers the objective, so K
+ * steps and K + 1 give different placements). */
+Test(policies, restart_steps_caps_the_restart_greedy_from_the_static_layout) {
+  enum { G = 16, GPN = 8, E = 32, S = 4 };
+  pl_env env = chk_env(1, E, G, GPN, S);
+  chk_loads ld;
+  chk_loads_generate(&ld, 2, 1, G, E, 65536, 91);
+  double load[E];
+  pl_sum_sources(chk_loads_at(&ld, 0, 0), G, E, load); /* the estimate: the last counts */
+  static const struct {
+    const char *steps;
+    int want;
+  } cases[] = {{"2", 2}, {"3", 3}, {"5", 5}, {"0", 4}}; /* 0: 4 x max_steps=1 */
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char spec[256], err[256] = "";
+    snprintf(spec, sizeof spec,
+             "flexmoe:restart=1,max_steps=1,rebuild=0,guard=0,payback=0,charge=0,lifetime=0,"
+             "horizon=1000000,threshold=1.0,shadow=0,weights_first=0,restart_backoff=0,"
+             "restart_steps=%s",
+             cases[i].steps);
+    pl_policy *p = NULL;
+    pl_plan plan;
+    pl_plan_init(&plan);
+    cr_assert_eq(pl_policy_create(&p, spec, &env, err, sizeof err), PL_OK, "%s", err);
+    cr_assert_eq(pl_policy_observe(p, 0, 0, chk_loads_at(&ld, 0, 0)), PL_OK);
+    cr_assert_eq(pl_policy_plan(p, 1, 0, chk_loads_at(&ld, 1, 0), &plan), PL_OK);
+    cr_assert(plan.changed, "restart_steps=%s: no plan", cases[i].steps);
+    pl_placement want, more;
+    int took = 0, took_more = 0;
+    restart_by_hand(&env, load, cases[i].want, &want, &took);
+    restart_by_hand(&env, load, cases[i].want + 1, &more, &took_more);
+    cr_assert_eq(took_more, cases[i].want + 1, "the case needs a restart that runs on (%d steps)", took_more);
+    cr_assert(pl_placement_equal(&plan.placement, &want),
+              "restart_steps=%s: the plan is not the restart greedy's after %d steps",
+              cases[i].steps, cases[i].want);
+    cr_assert(!pl_placement_equal(&plan.placement, &more));
+    pl_placement_fini(&want);
+    pl_placement_fini(&more);
+    pl_plan_fini(&plan);
+    pl_policy_destroy(p);
+  }
+  chk_loads_free(&ld);
+}
