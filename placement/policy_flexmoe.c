@@ -76,6 +76,9 @@
 /* restart_backoff's default (docs/placement.md "Restarts that keep losing":
  * measured) */
 #define FX_BACKOFF_DEFAULT 4
+/* restart_steps' default: -1, max_steps (docs/placement.md "Restarts that
+ * run long": measured) */
+#define FX_RSTEPS_DEFAULT -1
 /* shadow_net's default (docs/placement.md "Plans judged as they serve":
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
@@ -158,7 +161,7 @@ typedef struct fx_state {
   double threshold, horizon;
   int slots, max_steps, interval, scenarios, restart, rebuild, polish, noise;
   int backoff; /* restart_backoff */
-  int rsteps;  /* restart_steps: the restart greedy's steps after one that lost (0: no cap) */
+  int rsteps;  /* restart_steps, resolved: the restart greedy's steps after one that lost (0: no cap) */
   int charge, background, guard;
   double lifetime; /* lifetime = this / change rate, at most horizon (0: horizon) */
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
@@ -694,11 +697,13 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "weights_first", FX_WFIRST_DEFAULT, 0, 1, &s->wfirst)) ||
       (rc = pl_kv_double(kv, nkv, "payback", FX_PAYBACK_DEFAULT, 0, 1e9, &s->payback)) ||
       (rc = pl_kv_int(kv, nkv, "restart_backoff", FX_BACKOFF_DEFAULT, 0, 1 << 20, &s->backoff)) ||
-      (rc = pl_kv_int(kv, nkv, "restart_steps", 0, 0, 1 << 24, &s->rsteps)) ||
+      (rc = pl_kv_int(kv, nkv, "restart_steps", FX_RSTEPS_DEFAULT, -1, 1 << 24, &s->rsteps)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
     s->max_steps = env->experts;
+  if (s->rsteps < 0) /* restart_steps=-1: max_steps */
+    s->rsteps = s->max_steps;
   s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
   s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
@@ -1601,7 +1606,7 @@ static const pl_param_desc fx_params[] = {
     {"payback", PL_STR(FX_PAYBACK_DEFAULT), "a plan must pay its moves back within this many iterations (its lifetime at most this), times the layer's trust: the share of their moves its recent plans paid back on the counts that followed them (each judged against the placement it replaced, routed and costed as the guard does); 0: off (and the greedy's own migration estimate is kept); 0 to 1000000000"},
     {"shadow_net", PL_STR(FX_SHADOW_NET_DEFAULT), "shadow=1, payback > 0: 1: the guard judges every plan it would take, and payback scores each issued plan, on its layer times less what the temporaries would save on each placement (the layer as it serves); 0: only a plan that does not pay its moves back within one iteration is judged so, payback scores placements alone; 0 or 1"},
     {"restart_backoff", PL_STR(FX_BACKOFF_DEFAULT), "restart=1: after N restarts in a row that lost to the incremental plan, a layer's next min(N, this) triggered plans go without one (0: a restart every plan); 0 to 1048576"},
-    {"restart_steps", "0", "restart=1: while a layer's last restart lost to the incremental plan, its next one runs at most this many greedy steps (a layer's first restart, and one after a win, 4 x max_steps); 0: 4 x max_steps always; 0 to 16777216"},
+    {"restart_steps", PL_STR(FX_RSTEPS_DEFAULT), "restart=1: while a layer's last restart lost to the incremental plan, its next one runs at most this many greedy steps (a layer's first restart, and one after a win, 4 x max_steps); -1: max_steps; 0: 4 x max_steps always; -1 to 16777216"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` that the way back of its

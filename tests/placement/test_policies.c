@@ -1218,8 +1218,8 @@ static void restart_by_hand(const pl_env *env, const double *load, int steps, pl
 }
 
 /* restart_steps's rule (issue 19): a layer's restart greedy runs at most
- * restart_steps steps while its last restart lost, 4 x max_steps otherwise
- * (its first, one after a win; 0: always). With max_steps=1, a restart
+ * restart_steps steps (-1, the default: max_steps) while its last restart
+ * lost, 4 x max_steps otherwise (its first, one after a win; 0: always). With max_steps=1, a restart
  * every plan (restart_backoff=0) and nothing but the two greedies
  * (rebuild, guard, payback, shadow off): the first plan, from the static
  * layout, takes the restart's 4 steps over the one incremental step
@@ -1245,7 +1245,7 @@ Test(policies, restart_steps_caps_a_layers_restarts_after_one_that_lost) {
   static const struct {
     const char *steps;
     int want;
-  } cases[] = {{"2", 2}, {"3", 3}, {"0", 4}}; /* 0: 4 x max_steps=1 */
+  } cases[] = {{"2", 2}, {"3", 3}, {"0", 4}, {"-1", 1}}; /* 0: 4 x max_steps=1; -1: max_steps */
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char spec[256], err[256] = "";
     snprintf(spec, sizeof spec,

@@ -145,7 +145,7 @@ Test(policy, every_canonical_spec_parses_back_to_itself) {
  * each numeric value padded by leading zeros to `width` bytes (the same
  * number), window = `last`: canonical as given, followed by the parameters
  * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
-#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=0"
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
