@@ -307,5 +307,9 @@ static inline int pl_backoff_runs(const pl_backoff *b) { return b->skip <= 0; }
 int pl_backoff_take(pl_backoff *b);
 /* The outcome of a run: won 1 or 0. */
 void pl_backoff_done(pl_backoff *b, int won, int cap);
+/* The step budget of the search's next run: `capped` while its last run
+ * lost (b->miss > 0) and capped > 0, else `full` (flexmoe's restart_steps:
+ * the long runs that win are a layer's first ones and those after a win). */
+int pl_backoff_steps(const pl_backoff *b, int full, int capped);
 
 #endif

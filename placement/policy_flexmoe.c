@@ -76,6 +76,9 @@
 /* restart_backoff's default (docs/placement.md "Restarts that keep losing":
  * measured) */
 #define FX_BACKOFF_DEFAULT 4
+/* restart_steps' default: -1, max_steps (docs/placement.md "Restarts that
+ * run long": measured) */
+#define FX_RSTEPS_DEFAULT -1
 /* shadow_net's default (docs/placement.md "Plans judged as they serve":
  * measured) */
 #define FX_SHADOW_NET_DEFAULT 1
@@ -139,12 +142,13 @@ typedef struct fx_pend {
 
 /* restart=1: the restart greedy of a layer's next plan worked out ahead
  * (fx_ahead_op, on a helper thread of the simulator): the scenarios it ran
- * on (K x E, with the policy's fixed parameters all its inputs) and its
- * result; try_restart takes it when its own scenarios are the same bits.
+ * on (K x E) and its step budget (with the policy's fixed parameters all
+ * its inputs) and its result; try_restart takes it when its own scenarios
+ * are the same bits and its budget the same.
  * And whether the layer's next plan runs a restart at all (restart_backoff,
  * written by the plan, read by the ahead op that follows its observation). */
 typedef struct fx_ahead {
-  int valid, K;
+  int valid, K, steps; /* steps: its step budget (restart_steps) */
   pl_backoff bo;  /* restart_backoff: whether the layer's next plan runs one */
   double *scen;   /* [max(scenarios, noise + 1) x E] */
   double *gload;  /* [G] scratch of the trigger's balance */
@@ -157,6 +161,7 @@ typedef struct fx_state {
   double threshold, horizon;
   int slots, max_steps, interval, scenarios, restart, rebuild, polish, noise;
   int backoff; /* restart_backoff */
+  int rsteps;  /* restart_steps, resolved: the restart greedy's steps after one that lost (0: no cap) */
   int charge, background, guard;
   double lifetime; /* lifetime = this / change rate, at most horizon (0: horizon) */
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
@@ -692,10 +697,13 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "weights_first", FX_WFIRST_DEFAULT, 0, 1, &s->wfirst)) ||
       (rc = pl_kv_double(kv, nkv, "payback", FX_PAYBACK_DEFAULT, 0, 1e9, &s->payback)) ||
       (rc = pl_kv_int(kv, nkv, "restart_backoff", FX_BACKOFF_DEFAULT, 0, 1 << 20, &s->backoff)) ||
+      (rc = pl_kv_int(kv, nkv, "restart_steps", FX_RSTEPS_DEFAULT, -1, 1 << 24, &s->rsteps)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
     s->max_steps = env->experts;
+  if (s->rsteps < 0) /* restart_steps=-1: max_steps */
+    s->rsteps = s->max_steps;
   s->gload = pl_calloc((size_t)env->cluster.gpus, sizeof(double));
   s->hist = pl_calloc((size_t)env->layers * s->scenarios * env->experts, sizeof(double));
   s->seen = pl_calloc((size_t)env->layers, sizeof(int64_t));
@@ -949,10 +957,17 @@ static int take_if_cheaper(fx_state *s, int layer, const pl_placement *current, 
 static const double *fx_scenarios_to(const fx_state *s, int layer, const double *load,
                                      double *nscen, int *K);
 
+/* The step budget of a layer's next restart (bo its backoff): 4 x
+ * max_steps, or restart_steps while its last restart lost. */
+static int restart_steps(const fx_state *s, const pl_backoff *bo) {
+  return pl_backoff_steps(bo, 4 * s->max_steps, s->rsteps);
+}
+
 /* The restart's greedy: from the static layout in p (no migration term),
- * on scenarios scen [K x E]; its estimated layer time in *layer_us. A pure
- * function of the scenarios and the policy's fixed parameters. */
-static int restart_run(const fx_state *s, pl_placement *p, const double *scen, int K,
+ * at most `steps` steps, on scenarios scen [K x E]; its estimated layer
+ * time in *layer_us. A pure function of its arguments and the policy's
+ * fixed parameters. */
+static int restart_run(const fx_state *s, int steps, pl_placement *p, const double *scen, int K,
                        double *layer_us) {
   const pl_env *env = &s->env;
   int rc = pl_placement_static(p);
@@ -962,21 +977,23 @@ static int restart_run(const fx_state *s, pl_placement *p, const double *scen, i
   if ((rc = pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, p, scen, K, s->slots,
                            0.0)) != 0)
     return rc;
-  rc = pl_greedy_run(&g, 4 * s->max_steps);
+  rc = pl_greedy_run(&g, steps);
   *layer_us = pl_greedy_layer_us(&g);
   pl_greedy_fini(&g);
   return rc;
 }
 
 /* The layer's restart worked out ahead (fx_ahead_op) when it ran on these
- * very scenarios, or NULL; either way the layer's one is used up. */
-static const fx_ahead *fx_ahead_take(fx_state *s, int layer, const double *scen, int K) {
+ * very scenarios with this step budget, or NULL; either way the layer's one
+ * is used up. */
+static const fx_ahead *fx_ahead_take(fx_state *s, int layer, const double *scen, int K,
+                                     int steps) {
   fx_ahead *a = s->ahead ? &s->ahead[layer] : NULL;
   if (!a || !a->valid)
     return NULL;
   a->valid = 0;
   size_t n = (size_t)K * s->env.experts;
-  return a->K == K && !memcmp(a->scen, scen, n * sizeof(double)) ? a : NULL;
+  return a->K == K && a->steps == steps && !memcmp(a->scen, scen, n * sizeof(double)) ? a : NULL;
 }
 
 /* The restart candidate: the same greedy run from the static layout (no
@@ -994,8 +1011,10 @@ static int try_restart(fx_state *s, int layer, const pl_placement *current, pl_p
     return PL_OK;
   }
   double layer_us = 0;
-  const fx_ahead *a = fx_ahead_take(s, layer, scen, K);
-  int rc = a ? pl_placement_copy(&s->alt, &a->p) : restart_run(s, &s->alt, scen, K, &layer_us);
+  int rsteps = restart_steps(s, bo);
+  const fx_ahead *a = fx_ahead_take(s, layer, scen, K, rsteps);
+  int rc = a ? pl_placement_copy(&s->alt, &a->p)
+             : restart_run(s, rsteps, &s->alt, scen, K, &layer_us);
   if (rc)
     return rc;
   if (a)
@@ -1041,7 +1060,8 @@ static int fx_ahead_op(void *state, int iteration, int layer, const pl_placement
   const double *scen = fx_scenarios_to(s, layer, load, a->scen, &K);
   if (scen != a->scen)
     memcpy(a->scen, scen, (size_t)K * E * sizeof(double));
-  if ((rc = restart_run(s, &a->p, a->scen, K, &a->layer_us)) != 0)
+  a->steps = restart_steps(s, &a->bo);
+  if ((rc = restart_run(s, a->steps, &a->p, a->scen, K, &a->layer_us)) != 0)
     return rc;
   a->K = K;
   a->valid = 1;
@@ -1586,6 +1606,7 @@ static const pl_param_desc fx_params[] = {
     {"payback", PL_STR(FX_PAYBACK_DEFAULT), "a plan must pay its moves back within this many iterations (its lifetime at most this), times the layer's trust: the share of their moves its recent plans paid back on the counts that followed them (each judged against the placement it replaced, routed and costed as the guard does); 0: off (and the greedy's own migration estimate is kept); 0 to 1000000000"},
     {"shadow_net", PL_STR(FX_SHADOW_NET_DEFAULT), "shadow=1, payback > 0: 1: the guard judges every plan it would take, and payback scores each issued plan, on its layer times less what the temporaries would save on each placement (the layer as it serves); 0: only a plan that does not pay its moves back within one iteration is judged so, payback scores placements alone; 0 or 1"},
     {"restart_backoff", PL_STR(FX_BACKOFF_DEFAULT), "restart=1: after N restarts in a row that lost to the incremental plan, a layer's next min(N, this) triggered plans go without one (0: a restart every plan); 0 to 1048576"},
+    {"restart_steps", PL_STR(FX_RSTEPS_DEFAULT), "restart=1: while a layer's last restart lost to the incremental plan, its next one runs at most this many greedy steps (a layer's first restart, and one after a win, 4 x max_steps); -1: max_steps; 0: 4 x max_steps always; -1 to 16777216"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` that the way back of its

@@ -161,3 +161,7 @@ void pl_backoff_done(pl_backoff *b, int won, int cap) {
   b->miss = won ? 0 : b->miss + 1;
   b->skip = b->miss < cap ? b->miss : cap;
 }
+
+int pl_backoff_steps(const pl_backoff *b, int full, int capped) {
+  return b->miss > 0 && capped > 0 ? capped : full;
+}

@@ -1121,7 +1121,8 @@ Test(policies, a_layer_routed_as_soon_as_route_ready_routes_as_after_every_plan,
 Test(policies, plans_are_the_same_with_the_restart_worked_out_ahead, .timeout = 120) {
   static const char *const fx[] = {"flexmoe", "flexmoe:restart=1,scenarios=3",
                                    "flexmoe:restart=1,noise=2,threshold=1.0",
-                                   "flexmoe:restart=0", "static", "eplb:period=2", NULL};
+                                   "flexmoe:restart=1,restart_steps=2", "flexmoe:restart=0",
+                                   "static", "eplb:period=2", NULL};
   enum { L = 2, G = 16, GPN = 8, E = 32, S = 4, IT = 14 };
   pl_env env = chk_env(L, E, G, GPN, S);
   chk_loads ld;
@@ -1197,4 +1198,100 @@ Test(policies, restart_backoff_skips_more_chances_after_each_loss_up_to_its_cap)
     cr_assert(pl_backoff_take(&z));
     pl_backoff_done(&z, 0, 0);
   }
+}
+
+/* The restart greedy's placement from the static layout after at most
+ * `steps` steps on the loads `load`, worked out apart from the policy
+ * (pl_greedy alone, no migration term, as restart_run); the steps it took
+ * in *took. */
+static void restart_by_hand(const pl_env *env, const double *load, int steps, pl_placement *p,
+                            int *took) {
+  cr_assert_eq(pl_placement_init(p, env->experts, env->cluster.gpus, env->cluster.slots), PL_OK);
+  cr_assert_eq(pl_placement_static(p), PL_OK);
+  pl_greedy g;
+  cr_assert_eq(pl_greedy_init(&g, &env->cluster, &env->model, &env->profile, p, load, 1,
+                              env->cluster.slots, 0.0),
+               PL_OK);
+  cr_assert_eq(pl_greedy_run(&g, steps), PL_OK);
+  *took = g.steps;
+  pl_greedy_fini(&g);
+}
+
+/* restart_steps's rule (issue 19): a layer's restart greedy runs at most
+ * restart_steps steps (-1, the default: max_steps) while its last restart
+ * lost, 4 x max_steps otherwise (its first, one after a win; 0: always). With max_steps=1, a restart
+ * every plan (restart_backoff=0) and nothing but the two greedies
+ * (rebuild, guard, payback, shadow off): the first plan, from the static
+ * layout, takes the restart's 4 steps over the one incremental step
+ * whatever restart_steps; the second, on the same loads, takes the
+ * incremental step on top of it, the greedy's 5th (the restart reaches the
+ * 4 steps' placement again: it loses); the third, on loads whose hot experts are others, takes
+ * the restart again, now of restart_steps steps: each plan must be the
+ * placement the greedy reaches from the static layout in exactly that many
+ * steps (each step lowers the objective, so K and K + 1 steps differ). */
+Test(policies, restart_steps_caps_a_layers_restarts_after_one_that_lost) {
+  enum { G = 16, GPN = 8, E = 32, S = 4 };
+  pl_env env = chk_env(1, E, G, GPN, S);
+  chk_loads ld;
+  chk_loads_generate(&ld, 1, 1, G, E, 65536, 91);
+  int64_t ca[G * E], cb[G * E]; /* loads A, and B: A with the experts in reverse */
+  memcpy(ca, chk_loads_at(&ld, 0, 0), sizeof ca);
+  for (int u = 0; u < G; u++)
+    for (int e = 0; e < E; e++)
+      cb[u * E + e] = ca[u * E + E - 1 - e];
+  double la[E], lb[E]; /* the estimates: the last counts */
+  pl_sum_sources(ca, G, E, la);
+  pl_sum_sources(cb, G, E, lb);
+  static const struct {
+    const char *steps;
+    int want;
+  } cases[] = {{"2", 2}, {"3", 3}, {"0", 4}, {"-1", 1}}; /* 0: 4 x max_steps=1; -1: max_steps */
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char spec[256], err[256] = "";
+    snprintf(spec, sizeof spec,
+             "flexmoe:restart=1,max_steps=1,rebuild=0,guard=0,payback=0,charge=0,lifetime=0,"
+             "horizon=1000000,threshold=1.0,shadow=0,weights_first=0,restart_backoff=0,"
+             "restart_steps=%s",
+             cases[i].steps);
+    pl_policy *p = NULL;
+    pl_plan plan;
+    pl_plan_init(&plan);
+    cr_assert_eq(pl_policy_create(&p, spec, &env, err, sizeof err), PL_OK, "%s", err);
+    const int64_t *seq[3] = {ca, ca, cb};
+    const double *est[3] = {la, la, lb};
+    pl_placement want, more;
+    int took = 0;
+    for (int it = 0; it < 3; it++) {
+      cr_assert_eq(pl_policy_observe(p, it, 0, seq[it]), PL_OK);
+      cr_assert_eq(pl_policy_plan(p, it + 1, 0, seq[it], &plan), PL_OK);
+      cr_assert(plan.changed, "restart_steps=%s: no plan %d", cases[i].steps, it + 1);
+      int steps = it == 2 ? cases[i].want : 4;
+      restart_by_hand(&env, est[it], steps, &want, &took);
+      restart_by_hand(&env, est[it], steps + 1, &more, &took);
+      cr_assert_eq(took, steps + 1, "the case needs a restart that runs on (%d steps)", took);
+      cr_assert_eq(pl_placement_equal(&plan.placement, &want), it != 1,
+                   "restart_steps=%s, plan %d: %s the restart greedy's after %d steps",
+                   cases[i].steps, it + 1, it != 1 ? "not" : "still", steps);
+      /* plan 2: the incremental step from the restart's 4 is the greedy's 5th */
+      cr_assert_eq(pl_placement_equal(&plan.placement, &more), it == 1, "plan %d", it + 1);
+      pl_placement_fini(&want);
+      pl_placement_fini(&more);
+    }
+    pl_plan_fini(&plan);
+    pl_policy_destroy(p);
+  }
+  chk_loads_free(&ld);
+}
+
+/* pl_backoff_steps: the capped budget exactly while the last run lost. */
+Test(policies, restart_steps_budget_is_capped_only_while_the_last_run_lost) {
+  pl_backoff b = {0};
+  cr_assert_eq(pl_backoff_steps(&b, 256, 32), 256); /* the first run */
+  pl_backoff_done(&b, 0, 4);
+  cr_assert_eq(pl_backoff_steps(&b, 256, 32), 32);
+  pl_backoff_done(&b, 0, 4);
+  cr_assert_eq(pl_backoff_steps(&b, 256, 32), 32);
+  cr_assert_eq(pl_backoff_steps(&b, 256, 0), 256); /* 0: no cap */
+  pl_backoff_done(&b, 1, 4);
+  cr_assert_eq(pl_backoff_steps(&b, 256, 32), 256); /* after a win */
 }

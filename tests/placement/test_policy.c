@@ -145,7 +145,7 @@ Test(policy, every_canonical_spec_parses_back_to_itself) {
  * each numeric value padded by leading zeros to `width` bytes (the same
  * number), window = `last`: canonical as given, followed by the parameters
  * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
-#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4"
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
@@ -208,10 +208,11 @@ Test(policy, long_specs_are_kept_whole_or_refused_naming_the_limit) {
   cr_assert_eq(pl_policy_param(big, "threshold", v, sizeof v), PL_EPARAM);
   /* a canonical spec close to the limit is kept whole (the canonical check
    * of pl_policy_create refuses longer ones): every flexmoe parameter up to
-   * window at 58 bytes (63 for all of them no longer fits since shadow,
-   * shadow_margin and shadow_max were appended, 59 since restart_backoff) */
+   * window at 56 bytes (63 for all of them no longer fits since shadow,
+   * shadow_margin and shadow_max were appended, 59 since restart_backoff,
+   * 57 since restart_steps) */
   char c[1300];
-  size_t nc = long_flexmoe_spec(c, sizeof c, 58, "10");
+  size_t nc = long_flexmoe_spec(c, sizeof c, 56, "10");
   cr_assert_gt(nc + strlen(FX_APPENDED), PL_SPEC_MAX - 60, "%zu", nc);
   cr_assert_leq(nc + strlen(FX_APPENDED), PL_SPEC_MAX, "%zu", nc);
   cr_assert_eq(pl_policy_create(&a, c, &env, err, sizeof err), PL_OK, "%s", err);
