@@ -312,4 +312,31 @@ void pl_backoff_done(pl_backoff *b, int won, int cap);
  * the long runs that win are a layer's first ones and those after a win). */
 int pl_backoff_steps(const pl_backoff *b, int full, int capped);
 
+/* A temporaries decision kept for a caller that would decide the same
+ * again (flexmoe's payback memo and the engines' last decision, the
+ * oracle's chosen candidate): pl_temps_decide's outputs, the search it was
+ * decided with, and a placement the caller uses as it needs (flexmoe: the
+ * decision's; the oracle: the placement it was decided on). */
+typedef struct pl_tmemo {
+  int valid;     /* 0: none since the last observation or pay_new's change */
+  int mode;      /* the search it was decided with (flexmoe's fx_state.mode, pay_mode) */
+  double lo, hi; /* the decision's range of grad_hide_us (pl_temps.hide_lo, hide_hi) */
+  int n, trials; /* its pl_temps outputs */
+  double gain_us, cost_us;
+  pl_temp *temp; /* [cap] its temporaries, in order */
+  int cap;
+  pl_placement placement;
+} pl_tmemo;
+/* Invalidates m and makes room for n temporaries in it; nonzero when out
+ * of memory (m stays empty: a memo only saves time). */
+int pl_tmemo_room(pl_tmemo *m, int n);
+/* Decision t's temporaries, counts and predictions into m (room made by
+ * pl_tmemo_room; its placement is the caller's), and m valid. The inverse
+ * of pl_tmemo_out. */
+void pl_tmemo_fill(pl_tmemo *m, const pl_temps *t, int mode);
+/* m's temporaries, counts and predictions into out (its placement is the
+ * caller's: pl_temps_place). */
+void pl_tmemo_out(const pl_tmemo *m, pl_temps *out);
+void pl_tmemo_fini(pl_tmemo *m); /* frees its temporaries and placement */
+
 #endif

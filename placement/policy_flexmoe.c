@@ -103,22 +103,6 @@
 /* fx_decide's stages with FX_MODE_BOTH (see there) */
 enum { FX_STAGE_ALL, FX_STAGE_FAST, FX_STAGE_REST };
 
-/* shadow_net=1, payback > 0: payback's decision for a layer's open plan's
- * placement (pay_new) on the layer's last observed counts (lastc), kept
- * for the callers that decide the same again before those counts or that
- * placement change (fx_memo_find): the engines' temporaries of that very
- * iteration while the plan serves, the guard's veto of the next plan. */
-typedef struct fx_memo {
-  int valid;     /* 0: none since the last observation or pay_new's change */
-  int mode;      /* the search it was decided with (fx_state.mode, pay_mode) */
-  double lo, hi; /* the decision's range of grad_hide_us (pl_temps.hide_lo, hide_hi) */
-  int n, trials; /* its pl_temps outputs */
-  double gain_us, cost_us;
-  pl_temp *temp; /* [cap] its temporaries, in order */
-  int cap;
-  pl_placement placement; /* its placement when n > 0 */
-} fx_memo;
-
 /* shadow=1, payback > 0: the engines' last decision of a layer
  * (fx_temporaries) with its inputs, kept for the guard's veto of the next
  * plan (fx_shadow_veto), which decides on the same counts (once observed)
@@ -126,7 +110,7 @@ typedef struct fx_memo {
  * this iteration's plans re-estimated them: the same decision wherever
  * that value is in the decision's range (pl_temps.hide_lo, hide_hi). */
 typedef struct fx_last {
-  fx_memo m;     /* its placement unused: rebuilt from the caller's serving */
+  pl_tmemo m;      /* its placement unused: rebuilt from the caller's serving */
   int *sv, *cur; /* [E + G*S] serving's and current's (none: serving's) replica lists packed */
   int64_t *counts; /* [G*E] */
 } fx_last;
@@ -207,7 +191,13 @@ typedef struct fx_state {
    * the counts that followed them (fx_pay_*) */
   double payback;
   pl_placement *pay_old, *pay_new; /* [layers] the open evaluation's before and after */
-  fx_memo *memo; /* [layers] shadow_net=1: payback's decision on pay_new, or NULL */
+  /* [layers] shadow_net=1, payback > 0: payback's decision for a layer's
+   * open plan's placement (pay_new) on the layer's last observed counts
+   * (lastc), kept for the callers that decide the same again before those
+   * counts or that placement change (fx_memo_find): the engines'
+   * temporaries of that very iteration while the plan serves, the guard's
+   * veto of the next plan; or NULL */
+  pl_tmemo *memo;
   fx_pend *pend; /* [layers] with memo: payback's judging left to fx_settle */
   fx_last *last; /* [layers] shadow=1, payback > 0, guard=1: the engines' last decision */
   double *pay_adj, *pay_life, *pay_gain, *trust; /* [layers] */
@@ -344,7 +334,7 @@ static int fx_pay_init(fx_state *s) {
   }
   if (!s->shadow || !s->shadow_net)
     return PL_OK;
-  if (!(s->memo = pl_calloc((size_t)L, sizeof(fx_memo))) ||
+  if (!(s->memo = pl_calloc((size_t)L, sizeof(pl_tmemo))) ||
       !(s->pend = pl_calloc((size_t)L, sizeof(fx_pend))))
     return PL_ENOMEM;
   for (int l = 0; l < L; l++)
@@ -396,41 +386,11 @@ static int fx_pack(const pl_placement *p, int *out, int cmp) {
 
 /* Keeps the decision t in memo m with its range of grad_hide_us (left
  * empty when out of memory: it only saves time). Writes m only. */
-/* Invalidates memo m and makes room for n temporaries in it; nonzero when
- * out of memory (m stays empty: a memo only saves time). */
-static int fx_memo_room(fx_memo *m, int n) {
-  m->valid = 0;
-  if (n > m->cap) {
-    pl_temp *nt = pl_realloc(m->temp, (size_t)n * sizeof(pl_temp));
-    if (!nt)
-      return PL_ENOMEM;
-    m->temp = nt;
-    m->cap = n;
-  }
-  return PL_OK;
-}
-
-/* Decision t's temporaries, counts and predictions into m (room made by
- * fx_memo_room; its placement is the caller's), and m valid. The inverse
- * of fx_memo_out. */
-static void fx_memo_fill(fx_memo *m, const pl_temps *t, int mode) {
-  m->mode = mode;
-  if (t->n > 0)
-    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
-  m->n = t->n;
-  m->trials = t->trials;
-  m->gain_us = t->gain_us;
-  m->cost_us = t->cost_us;
-  m->lo = t->hide_lo;
-  m->hi = t->hide_hi;
-  m->valid = 1;
-}
-
-static void fx_memo_put(fx_memo *m, const pl_temps *t, int mode) {
-  if (fx_memo_room(m, t->n) != 0 ||
+static void fx_memo_put(pl_tmemo *m, const pl_temps *t, int mode) {
+  if (pl_tmemo_room(m, t->n) != 0 ||
       (t->n > 0 && pl_placement_copy(&m->placement, &t->placement) != 0))
     return;
-  fx_memo_fill(m, t, mode);
+  pl_tmemo_fill(m, t, mode);
 }
 
 /* The engines' decision t of layer on serving, current (NULL: serving)
@@ -439,18 +399,18 @@ static void fx_memo_put(fx_memo *m, const pl_temps *t, int mode) {
 static void fx_last_put(fx_state *s, int layer, const pl_placement *serving,
                         const pl_placement *current, const int64_t *counts, const pl_temps *t) {
   fx_last *x = &s->last[layer];
-  if (fx_memo_room(&x->m, t->n) != 0)
+  if (pl_tmemo_room(&x->m, t->n) != 0)
     return;
   fx_pack(serving, x->sv, 0);
   fx_pack(current ? current : serving, x->cur, 0);
   memcpy(x->counts, counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t));
-  fx_memo_fill(&x->m, t, s->mode);
+  pl_tmemo_fill(&x->m, t, s->mode);
 }
 
 /* The layer's fx_last when it holds the decision for these inputs: counts,
  * serving and current (NULL: serving) equal to its own, grad_hide_us gh in
  * its range; else NULL. Reads the state only. */
-static const fx_memo *fx_last_find(const fx_state *s, int layer, const pl_placement *serving,
+static const pl_tmemo *fx_last_find(const fx_state *s, int layer, const pl_placement *serving,
                                    const pl_placement *current, const int64_t *counts,
                                    double gh, int mode) {
   const fx_last *x = s->last ? &s->last[layer] : NULL;
@@ -463,23 +423,11 @@ static const fx_memo *fx_last_find(const fx_state *s, int layer, const pl_placem
   return &x->m;
 }
 
-/* A memo's temporaries, counts and predictions into out (its placement is
- * the caller's: fx_last_get, fx_memo_get). */
-static void fx_memo_out(const fx_memo *m, pl_temps *out) {
-  if (m->n > 0)
-    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
-  out->n = m->n;
-  out->trials = m->trials;
-  out->gain_us = m->gain_us;
-  out->cost_us = m->cost_us;
-  out->hide_lo = m->lo;
-  out->hide_hi = m->hi;
-}
 
 /* fx_last's decision into out on serving (the one it was made on), as
  * pl_temps_decide leaves it: serving plus the temporaries in order. */
-static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *out) {
-  fx_memo_out(m, out);
+static int fx_last_get(const pl_tmemo *m, const pl_placement *serving, pl_temps *out) {
+  pl_tmemo_out(m, out);
   int rc = pl_temps_place(out, serving);
   if (rc)
     out->n = 0;
@@ -491,10 +439,10 @@ static int fx_last_get(const fx_memo *m, const pl_placement *serving, pl_temps *
  * the policy's configuration): grad_hide_us gh in its range, counts equal to the last
  * observed ones, serving and current (NULL: serving) equal to pay_new;
  * else NULL. Reads the state only. */
-static const fx_memo *fx_memo_find(const fx_state *s, int layer, const pl_placement *serving,
+static const pl_tmemo *fx_memo_find(const fx_state *s, int layer, const pl_placement *serving,
                                    const pl_placement *current, const int64_t *counts,
                                    double gh, int mode) {
-  const fx_memo *m = s->memo ? &s->memo[layer] : NULL;
+  const pl_tmemo *m = s->memo ? &s->memo[layer] : NULL;
   if (!m || !m->valid || m->mode != mode || !(gh >= m->lo && gh <= m->hi))
     return NULL;
   size_t GE = (size_t)s->env.cluster.gpus * s->env.experts;
@@ -508,11 +456,11 @@ static const fx_memo *fx_memo_find(const fx_state *s, int layer, const pl_placem
 }
 
 /* The memo's decision into out, as pl_temps_decide leaves it. */
-static int fx_memo_get(const fx_memo *m, pl_temps *out) {
+static int fx_memo_get(const pl_tmemo *m, pl_temps *out) {
   int rc = m->n > 0 ? pl_placement_copy(&out->placement, &m->placement) : PL_OK;
   if (rc)
     return rc;
-  fx_memo_out(m, out);
+  pl_tmemo_out(m, out);
   return PL_OK;
 }
 
@@ -1693,7 +1641,7 @@ static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
     *partial = 0;
   if (mode == FX_MODE_BOTH && stage == FX_STAGE_REST)
     return fx_decide_both(s, &cfg, serving, current, counts, stage, out);
-  const fx_memo *m = fx_memo_find(s, layer, serving, current, counts, gh, mode);
+  const pl_tmemo *m = fx_memo_find(s, layer, serving, current, counts, gh, mode);
   if (m)
     return fx_memo_get(m, out);
   if ((m = fx_last_find(s, layer, serving, current, counts, gh, mode)) != NULL)

@@ -80,13 +80,9 @@ enum { C_EPLB_RAW = 6, C_HIER = 7, C_POLISH = 8 };
  * was a second full decision per layer and iteration, about a sixth of the
  * oracle's time at 1,024 GPUs. Used only when every input is equal. */
 typedef struct or_memo {
-  int valid;
-  double vlo, vhi;     /* grad_hide_us for which it holds (both searches' range) */
-  pl_placement key;    /* the placement it was decided on */
-  int64_t *counts;     /* [G*E] the counts it was decided on */
-  int n, cap, trials;  /* its pl_temps outputs */
-  double gain_us, cost_us, lo, hi;
-  pl_temp *temp;       /* [cap] */
+  pl_tmemo m;      /* the decision; its placement the one it was decided on */
+  double vlo, vhi; /* grad_hide_us for which it holds (both searches' range) */
+  int64_t *counts; /* [G*E] the counts it was decided on */
 } or_memo;
 
 typedef struct or_state {
@@ -124,9 +120,8 @@ static void or_fini(void *state) {
   pl_temps_fini(&s->tf);
   pl_temps_fini(&s->tb);
   for (int l = 0; s->memo && l < s->env.layers; l++) {
-    pl_placement_fini(&s->memo[l].key);
+    pl_tmemo_fini(&s->memo[l].m);
     pl_free(s->memo[l].counts);
-    pl_free(s->memo[l].temp);
   }
   pl_free(s->memo);
   pl_placement_fini(&s->lw[0]);
@@ -148,7 +143,8 @@ static int memo_init(or_state *s) {
     return PL_ENOMEM;
   for (int l = 0; l < s->env.layers; l++) {
     or_memo *m = &s->memo[l];
-    int rc = pl_placement_init(&m->key, s->env.experts, s->env.cluster.gpus, s->env.cluster.slots);
+    int rc = pl_placement_init(&m->m.placement, s->env.experts, s->env.cluster.gpus,
+                               s->env.cluster.slots);
     if (rc)
       return rc;
     if (!(m->counts = pl_calloc(GE, sizeof(int64_t))))
@@ -313,28 +309,12 @@ static int temps_net(or_state *s, int layer, const pl_placement *p, const int64_
 static void memo_put(or_state *s, int layer, const pl_temps *t, const pl_placement *key,
                      const int64_t *counts, double vlo, double vhi) {
   or_memo *m = &s->memo[layer];
-  m->valid = 0;
-  if (t->n > m->cap) {
-    pl_temp *nt = pl_realloc(m->temp, (size_t)t->n * sizeof(pl_temp));
-    if (!nt)
-      return;
-    m->temp = nt;
-    m->cap = t->n;
-  }
-  if (pl_placement_copy(&m->key, key) != 0)
+  if (pl_tmemo_room(&m->m, t->n) != 0 || pl_placement_copy(&m->m.placement, key) != 0)
     return;
   memcpy(m->counts, counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t));
-  if (t->n > 0)
-    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
-  m->n = t->n;
-  m->trials = t->trials;
-  m->gain_us = t->gain_us;
-  m->cost_us = t->cost_us;
-  m->lo = t->hide_lo;
-  m->hi = t->hide_hi;
+  pl_tmemo_fill(&m->m, t, 0);
   m->vlo = vlo;
   m->vhi = vhi;
-  m->valid = 1;
 }
 
 /* The layer's memo into out when it holds the decision for these inputs
@@ -343,19 +323,13 @@ static int memo_get(const or_state *s, int layer, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, double gh,
                     pl_temps *out, int *rc) {
   const or_memo *m = s->memo ? &s->memo[layer] : NULL;
-  if (!m || !m->valid || !(gh >= m->vlo && gh <= m->vhi) || !pl_placement_equal(serving, &m->key) ||
-      (current && current != serving && !pl_placement_equal(current, &m->key)) ||
+  if (!m || !m->m.valid || !(gh >= m->vlo && gh <= m->vhi) ||
+      !pl_placement_equal(serving, &m->m.placement) ||
+      (current && current != serving && !pl_placement_equal(current, &m->m.placement)) ||
       memcmp(counts, m->counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t)))
     return 0;
-  if (m->n > 0)
-    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
-  out->n = m->n;
-  out->trials = m->trials;
-  out->gain_us = m->gain_us;
-  out->cost_us = m->cost_us;
-  out->hide_lo = m->lo;
-  out->hide_hi = m->hi;
-  *rc = m->n > 0 ? pl_temps_place(out, serving) : PL_OK;
+  pl_tmemo_out(&m->m, out);
+  *rc = m->m.n > 0 ? pl_temps_place(out, serving) : PL_OK;
   return 1;
 }
 

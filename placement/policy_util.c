@@ -165,3 +165,45 @@ void pl_backoff_done(pl_backoff *b, int won, int cap) {
 int pl_backoff_steps(const pl_backoff *b, int full, int capped) {
   return b->miss > 0 && capped > 0 ? capped : full;
 }
+
+int pl_tmemo_room(pl_tmemo *m, int n) {
+  m->valid = 0;
+  if (n > m->cap) {
+    pl_temp *nt = pl_realloc(m->temp, (size_t)n * sizeof(pl_temp));
+    if (!nt)
+      return PL_ENOMEM;
+    m->temp = nt;
+    m->cap = n;
+  }
+  return PL_OK;
+}
+
+void pl_tmemo_fill(pl_tmemo *m, const pl_temps *t, int mode) {
+  m->mode = mode;
+  if (t->n > 0)
+    memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
+  m->n = t->n;
+  m->trials = t->trials;
+  m->gain_us = t->gain_us;
+  m->cost_us = t->cost_us;
+  m->lo = t->hide_lo;
+  m->hi = t->hide_hi;
+  m->valid = 1;
+}
+
+void pl_tmemo_out(const pl_tmemo *m, pl_temps *out) {
+  if (m->n > 0)
+    memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
+  out->n = m->n;
+  out->trials = m->trials;
+  out->gain_us = m->gain_us;
+  out->cost_us = m->cost_us;
+  out->hide_lo = m->lo;
+  out->hide_hi = m->hi;
+}
+
+void pl_tmemo_fini(pl_tmemo *m) {
+  pl_free(m->temp);
+  pl_placement_fini(&m->placement);
+  memset(m, 0, sizeof(*m));
+}
