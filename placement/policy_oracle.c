@@ -241,6 +241,13 @@ static int exact_us(or_state *s, const pl_placement *p, const int64_t *counts,
   return rc;
 }
 
+/* Exchanges two decisions with their scratch (no copy). */
+static void temps_swap(pl_temps *a, pl_temps *b) {
+  pl_temps t = *a;
+  *a = *b;
+  *b = t;
+}
+
 /* The layer's temporaries on serving, current and counts for grad_hide_us
  * gh, as or_temporaries documents them, into out; *vlo, *vhi the range of
  * gh for which the same decision holds (pl_temps.hide_lo, hide_hi; with
@@ -271,11 +278,8 @@ static int decide(const or_state *s, const pl_placement *serving, const pl_place
   *vlo = fmax(*vlo, fast->hide_lo);
   *vhi = fmin(*vhi, fast->hide_hi);
   if ((fast->n > 0 ? fast->gain_us - fast->cost_us : 0.0) > lazy) {
-    if (spare) {
-      pl_temps t = *out;
-      *out = *spare;
-      *spare = t;
-    }
+    if (spare)
+      temps_swap(out, spare);
     return PL_OK;
   }
   if (spare)
@@ -765,19 +769,15 @@ static int or_plan(void *state, int iteration, int layer, const pl_placement *cu
     int j = 0;
     while (j < k && !(use[j] && pl_placement_equal(&s->cand[j], &s->cand[k])))
       j++;
-    if (j < k) {
+    if (j < k)
       net[k] = net[j];
-    } else {
-      if ((rc = temps_net(s, layer, &s->cand[k], upcoming, &net[k], &vlo, &vhi)) != 0)
-        return rc;
-      if (us[k] - net[k] < best_score && s->shadow && s->shadow_net) {
-        pl_temps t = s->tb; /* the best's decision kept in tb */
-        s->tb = s->tg;
-        s->tg = t;
+    else if ((rc = temps_net(s, layer, &s->cand[k], upcoming, &net[k], &vlo, &vhi)) != 0)
+      return rc;
+    if (us[k] - net[k] < best_score) {
+      if (j == k && s->shadow && s->shadow_net) { /* its decision, in tg: kept in tb */
+        temps_swap(&s->tb, &s->tg);
         kept = 1, lo = vlo, hi = vhi;
       }
-    }
-    if (us[k] - net[k] < best_score) {
       best_score = us[k] - net[k];
       best_us = us[k];
       best = k;

@@ -676,6 +676,44 @@ static int fresh_decide(pl_temps *ref, pl_temps_cfg *cfg, int search, const pl_e
                          env->cluster.slots);
 }
 
+/* The temporaries tests' set-up: one layer of env8 with 8 slots per GPU
+ * (its gradients' way back has no layer below to hide behind:
+ * grad_hide_us 0), policy `spec` on it, a plan, and two temporaries of its
+ * dimensions. */
+typedef struct one_layer {
+  pl_env env;
+  pl_policy *p;
+  pl_plan plan;
+  pl_temps t, ref;
+} one_layer;
+
+static void one_layer_init(one_layer *o, const char *spec) {
+  o->env = env8();
+  o->env.layers = 1;
+  o->env.cluster.slots = 8;
+  o->p = NULL;
+  cr_assert_eq(pl_policy_create(&o->p, spec, &o->env, NULL, 0), PL_OK, "%s", spec);
+  pl_plan_init(&o->plan);
+  cr_assert_eq(pl_temps_init(&o->t, 32, 8, 8), PL_OK);
+  cr_assert_eq(pl_temps_init(&o->ref, 32, 8, 8), PL_OK);
+}
+
+static void one_layer_fini(one_layer *o) {
+  pl_temps_fini(&o->ref);
+  pl_temps_fini(&o->t);
+  pl_plan_fini(&o->plan);
+  pl_policy_destroy(o->p);
+}
+
+/* Iteration it's counts [8 x 32] of the temporaries tests: a hot pair of
+ * experts (hot, the pair's index) whose load grows over 6 iterations, the
+ * others at 40-46 tokens per source. */
+static void hot_pair_counts(int64_t *c, int it, int hot) {
+  for (int s = 0; s < 8; s++)
+    for (int e = 0; e < 32; e++)
+      c[s * 32 + e] = e / 2 == hot ? 300 + 20 * (it % 6) + s : 40 + (e + it) % 7;
+}
+
 /* t is ref bit for bit: temporaries in order, predictions, placement. */
 static void assert_same_temps(const pl_temps *t, const pl_temps *ref, const char *spec, int it) {
   cr_assert_eq(t->n, ref->n, "%s iteration %d: %d temporaries, fresh %d", spec, it, t->n, ref->n);
@@ -691,42 +729,29 @@ static void assert_same_temps(const pl_temps *t, const pl_temps *ref, const char
 
 /* search: PL_TEMPS_SEARCH_*, or -1 for shadow=5 (fresh_decide) */
 static void fresh_each_iteration(const char *spec, int search) {
-  pl_env env = env8();
-  env.layers = 1;
-  env.cluster.slots = 8;
-  pl_policy *p = NULL;
-  cr_assert_eq(pl_policy_create(&p, spec, &env, NULL, 0), PL_OK);
-  pl_plan plan;
-  pl_plan_init(&plan);
-  pl_temps t, ref;
-  cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
-  cr_assert_eq(pl_temps_init(&ref, 32, 8, 8), PL_OK);
+  one_layer o;
+  one_layer_init(&o, spec);
   static int64_t counts[8 * 32], copy[8 * 32];
   pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0};
   int plans = 0, served = 0, taken = 0;
   for (int it = 0; it < 40; it++) {
-    cr_assert_eq(pl_policy_plan(p, it, 0, counts, &plan), PL_OK);
-    plans += plan.changed && plan.nmoves > 0;
-    for (int s = 0; s < 8; s++)
-      for (int e = 0; e < 32; e++)
-        counts[s * 32 + e] = e / 2 == (it / 6) % 16 ? 300 + 20 * (it % 6) + s : 40 + (e + it) % 7;
-    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
+    cr_assert_eq(pl_policy_plan(o.p, it, 0, counts, &o.plan), PL_OK);
+    plans += o.plan.changed && o.plan.nmoves > 0;
+    hot_pair_counts(counts, it, (it / 6) % 16);
+    cr_assert_eq(pl_policy_observe(o.p, it, 0, counts), PL_OK);
     memcpy(copy, counts, sizeof(copy));
-    cr_assert_eq(pl_policy_temporaries(p, 0, copy, &t), PL_OK);
-    const pl_placement *sv = pl_policy_serving(p, 0), *cur = pl_policy_placement(p, 0);
-    cr_assert_eq(fresh_decide(&ref, &cfg, search, &env, sv, cur, copy), PL_OK);
+    cr_assert_eq(pl_policy_temporaries(o.p, 0, copy, &o.t), PL_OK);
+    const pl_placement *sv = pl_policy_serving(o.p, 0), *cur = pl_policy_placement(o.p, 0);
+    cr_assert_eq(fresh_decide(&o.ref, &cfg, search, &o.env, sv, cur, copy), PL_OK);
     served += plans > 0 && pl_placement_equal(sv, cur);
-    taken += t.n > 0;
-    assert_same_temps(&t, &ref, spec, it);
+    taken += o.t.n > 0;
+    assert_same_temps(&o.t, &o.ref, spec, it);
   }
   /* the case the memo serves: plans that moved, serving afterwards */
   cr_assert_geq(plans, 1, "no plan moved");
   cr_assert_geq(served, 5, "a moved plan served %d iterations", served);
   cr_assert_geq(taken, 5, "%s: temporaries in %d iterations", spec, taken);
-  pl_temps_fini(&ref);
-  pl_temps_fini(&t);
-  pl_plan_fini(&plan);
-  pl_policy_destroy(p);
+  one_layer_fini(&o);
 }
 
 /* The default (shadow=4: FAST), shadow=5 (the better of LAZY and FAST,
@@ -746,46 +771,34 @@ Test(policy, flexmoe_temporaries_equal_a_fresh_decision_each_iteration) {
  * pass). One layer (grad_hide_us 0), a hot pair of experts moving every 6
  * iterations; `other` has the pair of the 8 experts further on. */
 Test(policy, oracle_temporaries_equal_a_fresh_decision_for_its_counts_and_others) {
-  pl_env env = env8();
-  env.layers = 1;
-  env.cluster.slots = 8;
-  pl_policy *p = NULL;
-  cr_assert_eq(pl_policy_create(&p, "oracle:max_steps=1,search=0", &env, NULL, 0), PL_OK);
-  pl_plan plan;
-  pl_plan_init(&plan);
-  pl_temps t, ref;
-  cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
-  cr_assert_eq(pl_temps_init(&ref, 32, 8, 8), PL_OK);
+  one_layer o;
+  one_layer_init(&o, "oracle:max_steps=1,search=0");
   static int64_t counts[8 * 32], copy[8 * 32], other[8 * 32];
   pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0};
   int differ = 0, taken = 0;
   for (int it = 0; it < 24; it++) {
+    int hot = (it / 6) % 16;
+    hot_pair_counts(counts, it, hot);
     for (int s = 0; s < 8; s++)
-      for (int e = 0; e < 32; e++) {
-        int hot = (it / 6) % 16;
-        counts[s * 32 + e] = e / 2 == hot ? 300 + 20 * (it % 6) + s : 40 + (e + it) % 7;
+      for (int e = 0; e < 32; e++)
         other[s * 32 + e] = e / 2 == (hot + 4) % 16 ? 500 + 9 * s : 30 + (e + s) % 5;
-      }
-    cr_assert_eq(pl_policy_plan(p, it, 0, counts, &plan), PL_OK);
-    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
-    const pl_placement *sv = pl_policy_serving(p, 0);
+    cr_assert_eq(pl_policy_plan(o.p, it, 0, counts, &o.plan), PL_OK);
+    cr_assert_eq(pl_policy_observe(o.p, it, 0, counts), PL_OK);
+    const pl_placement *sv = pl_policy_serving(o.p, 0);
     memcpy(copy, counts, sizeof(copy));
-    cr_assert_eq(pl_policy_temporaries(p, 0, copy, &t), PL_OK);
-    cr_assert_eq(fresh_decide(&ref, &cfg, -1, &env, sv, sv, copy), PL_OK);
-    assert_same_temps(&t, &ref, "oracle, its counts", it);
-    taken += t.n > 0;
-    int n = t.n, x0 = n > 0 ? t.temp[0].expert : -1;
-    cr_assert_eq(pl_policy_temporaries(p, 0, other, &t), PL_OK);
-    cr_assert_eq(fresh_decide(&ref, &cfg, -1, &env, sv, sv, other), PL_OK);
-    assert_same_temps(&t, &ref, "oracle, other counts", it);
-    differ += n != t.n || (n > 0 && t.temp[0].expert != x0);
+    cr_assert_eq(pl_policy_temporaries(o.p, 0, copy, &o.t), PL_OK);
+    cr_assert_eq(fresh_decide(&o.ref, &cfg, -1, &o.env, sv, sv, copy), PL_OK);
+    assert_same_temps(&o.t, &o.ref, "oracle, its counts", it);
+    taken += o.t.n > 0;
+    int n = o.t.n, x0 = n > 0 ? o.t.temp[0].expert : -1;
+    cr_assert_eq(pl_policy_temporaries(o.p, 0, other, &o.t), PL_OK);
+    cr_assert_eq(fresh_decide(&o.ref, &cfg, -1, &o.env, sv, sv, other), PL_OK);
+    assert_same_temps(&o.t, &o.ref, "oracle, other counts", it);
+    differ += n != o.t.n || (n > 0 && o.t.temp[0].expert != x0);
   }
   cr_assert_geq(taken, 5, "temporaries in %d iterations", taken);
   cr_assert_geq(differ, 5, "other counts changed the decision in %d iterations", differ);
-  pl_temps_fini(&ref);
-  pl_temps_fini(&t);
-  pl_plan_fini(&plan);
-  pl_policy_destroy(p);
+  one_layer_fini(&o);
 }
 
 /* flexmoe's guard vetoes a plan on the layer's temporaries (shadow_net=1,
@@ -874,40 +887,28 @@ Test(policy, flexmoe_veto_reusing_the_engines_temporaries_changes_no_plan) {
  * current placements and counts, and more in some iterations (a faster
  * predicted layer; with FAST in its place never more). */
 Test(policy, flexmoe_shadow_5_temporaries_save_at_least_fasts_and_more_somewhere) {
-  pl_env env = env8();
-  env.layers = 1;
-  env.cluster.slots = 8;
-  pl_policy *p = NULL;
-  cr_assert_eq(pl_policy_create(&p, "flexmoe:shadow=5", &env, NULL, 0), PL_OK);
-  pl_plan plan;
-  pl_plan_init(&plan);
-  pl_temps t, fast;
-  cr_assert_eq(pl_temps_init(&t, 32, 8, 8), PL_OK);
-  cr_assert_eq(pl_temps_init(&fast, 32, 8, 8), PL_OK);
+  one_layer o; /* o.ref: FAST's decision */
+  one_layer_init(&o, "flexmoe:shadow=5");
   static int64_t counts[8 * 32];
   pl_temps_cfg cfg = {.margin = 1, .max_temps = 0, .grad_hide_us = 0,
                       .search = PL_TEMPS_SEARCH_FAST};
   int more = 0;
   for (int it = 0; it < 40; it++) {
-    cr_assert_eq(pl_policy_plan(p, it, 0, counts, &plan), PL_OK);
-    for (int s = 0; s < 8; s++)
-      for (int e = 0; e < 32; e++)
-        counts[s * 32 + e] = e / 2 == (it / 6) % 16 ? 300 + 20 * (it % 6) + s : 40 + (e + it) % 7;
-    cr_assert_eq(pl_policy_observe(p, it, 0, counts), PL_OK);
-    cr_assert_eq(pl_policy_temporaries(p, 0, counts, &t), PL_OK);
-    cr_assert_eq(pl_temps_decide(&fast, &cfg, &env.cluster, &env.model, &env.profile,
-                                 pl_policy_serving(p, 0), pl_policy_placement(p, 0), counts,
-                                 env.cluster.slots),
+    cr_assert_eq(pl_policy_plan(o.p, it, 0, counts, &o.plan), PL_OK);
+    hot_pair_counts(counts, it, (it / 6) % 16);
+    cr_assert_eq(pl_policy_observe(o.p, it, 0, counts), PL_OK);
+    cr_assert_eq(pl_policy_temporaries(o.p, 0, counts, &o.t), PL_OK);
+    cr_assert_eq(pl_temps_decide(&o.ref, &cfg, &o.env.cluster, &o.env.model, &o.env.profile,
+                                 pl_policy_serving(o.p, 0), pl_policy_placement(o.p, 0), counts,
+                                 o.env.cluster.slots),
                  PL_OK);
-    double a = t.n > 0 ? t.gain_us - t.cost_us : 0, b = fast.n > 0 ? fast.gain_us - fast.cost_us : 0;
+    double a = o.t.n > 0 ? o.t.gain_us - o.t.cost_us : 0,
+           b = o.ref.n > 0 ? o.ref.gain_us - o.ref.cost_us : 0;
     cr_assert_geq(a, b, "iteration %d: shadow=5 saves %.3f us, FAST %.3f", it, a, b);
     more += a > b;
   }
   cr_assert_geq(more, 1, "shadow=5 never saved more than FAST");
-  pl_temps_fini(&fast);
-  pl_temps_fini(&t);
-  pl_plan_fini(&plan);
-  pl_policy_destroy(p);
+  one_layer_fini(&o);
 }
 
 /* Issue 17, 16 GPUs: with shadow=5 and shadow_net=1 flexmoe's guard
