@@ -99,6 +99,121 @@ static int num_array(json_t *a, const char *path, int s, const char *key, double
   return 0;
 }
 
+/* The root's keys are all known ones; SIM_EKEY naming the first that is
+ * not. */
+static int profile_keys(json_t *root, const char *path, sim_errbuf *err) {
+  static const char *const ok[] = {"name", "device", "dtype", "bwd_ratio",
+                                   "nonmoe_factor", "shapes", NULL};
+  const char *key;
+  json_t *v;
+  json_object_foreach(root, key, v) {
+    int found = 0;
+    for (int i = 0; ok[i]; i++)
+      found |= strcmp(ok[i], key) == 0;
+    if (!found) {
+      seterr(err, "%s: unknown key '%s'", path, key);
+      return SIM_EKEY;
+    }
+  }
+  return SIM_OK;
+}
+
+/* The profile's own keys into p: name, device, dtype (bf16 only),
+ * bwd_ratio and nonmoe_factor in their ranges; SIM_EKEY for a missing or
+ * mistyped key, SIM_ERANGE for a number out of range. */
+static int profile_top(json_t *root, const char *path, sim_profile *p, sim_errbuf *err) {
+  json_t *v = json_object_get(root, "name");
+  if (!v || !json_is_string(v)) {
+    seterr(err, "%s: missing key 'name' (a string)", path);
+    return SIM_EKEY;
+  }
+  snprintf(p->name, sizeof(p->name), "%s", json_string_value(v));
+  v = json_object_get(root, "device");
+  if (v && json_is_string(v))
+    snprintf(p->device, sizeof(p->device), "%s", json_string_value(v));
+  v = json_object_get(root, "dtype");
+  if (v && (!json_is_string(v) || strcmp(json_string_value(v), "bf16"))) {
+    seterr(err, "%s: key 'dtype' must be \"bf16\" (the only dtype modelled)", path);
+    return SIM_EKEY;
+  }
+  v = json_object_get(root, "bwd_ratio");
+  if (!v || !json_is_number(v) || !(json_number_value(v) >= SIM_PROFILE_MIN_BWD) ||
+      !(json_number_value(v) <= SIM_PROFILE_MAX_BWD)) {
+    seterr(err, "%s: key 'bwd_ratio' must be a number between %g and %g", path,
+           SIM_PROFILE_MIN_BWD, SIM_PROFILE_MAX_BWD);
+    return v && json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
+  }
+  p->bwd_ratio = json_number_value(v);
+  v = json_object_get(root, "nonmoe_factor");
+  if (v) {
+    if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
+        !(json_number_value(v) <= SIM_PROFILE_MAX_NONMOE)) {
+      seterr(err, "%s: key 'nonmoe_factor' must be a number between 0 and %g", path,
+             SIM_PROFILE_MAX_NONMOE);
+      return json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
+    }
+    p->nonmoe_factor = json_number_value(v);
+  }
+  return SIM_OK;
+}
+
+/* shapes[s] (object o) into sh: its known keys, d_model and d_ff in range,
+ * and as many tokens as us points, tokens ascending within range and
+ * times within range; SIM_EKEY for a missing or mistyped key, SIM_ERANGE
+ * for a value out of range. */
+static int profile_shape(json_t *o, int s, const char *path, sim_shape *sh, sim_errbuf *err) {
+  const char *key;
+  json_t *v;
+  if (!json_is_object(o)) {
+    seterr(err, "%s: shapes[%d] must be an object", path, s);
+    return SIM_EKEY;
+  }
+  json_object_foreach(o, key, v) {
+    if (strcmp(key, "d_model") && strcmp(key, "d_ff") && strcmp(key, "tokens") &&
+        strcmp(key, "us")) {
+      seterr(err, "%s: unknown key 'shapes[%d].%s'", path, s, key);
+      return SIM_EKEY;
+    }
+  }
+  json_t *d = json_object_get(o, "d_model"), *ff = json_object_get(o, "d_ff");
+  if (!d || !json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 1 << 20 ||
+      !ff || !json_is_integer(ff) || json_integer_value(ff) < 1 ||
+      json_integer_value(ff) > 1 << 22) {
+    seterr(err,
+           "%s: shapes[%d] needs integer keys 'd_model' (between 1 and %d) and 'd_ff' "
+           "(between 1 and %d)",
+           path, s, 1 << 20, 1 << 22);
+    return SIM_EKEY;
+  }
+  sh->d_model = (int)json_integer_value(d);
+  sh->d_ff = (int)json_integer_value(ff);
+  int nt = 0, nu = 0, rc;
+  if ((rc = num_array(json_object_get(o, "tokens"), path, s, "tokens", sh->tokens, &nt, err)) ||
+      (rc = num_array(json_object_get(o, "us"), path, s, "us", sh->us, &nu, err)))
+    return rc;
+  if (nt != nu) {
+    seterr(err, "%s: shapes[%d]: 'tokens' has %d points but 'us' has %d", path, s, nt, nu);
+    return SIM_ERANGE;
+  }
+  sh->npoints = nt;
+  for (int i = 0; i < nt; i++) {
+    if (!(sh->tokens[i] >= 1) || !(sh->tokens[i] <= SIM_PROFILE_MAX_TOKENS) ||
+        (i && !(sh->tokens[i] > sh->tokens[i - 1]))) {
+      seterr(err,
+             "%s: shapes[%d].tokens must be between 1 and %g and strictly ascending (at "
+             "index %d)",
+             path, s, SIM_PROFILE_MAX_TOKENS, i);
+      return SIM_ERANGE;
+    }
+    if (!(sh->us[i] >= 0) || !(sh->us[i] <= SIM_PROFILE_MAX_US)) {
+      seterr(err, "%s: shapes[%d].us[%d] must be a time between 0 and %g us", path, s, i,
+             SIM_PROFILE_MAX_US);
+      return SIM_ERANGE;
+    }
+  }
+  return SIM_OK;
+}
+
 int sim_profile_load(const char *path, sim_profile *out, sim_errbuf *err) {
   json_error_t jerr;
   FILE *f = fopen(path, "rb");
@@ -112,126 +227,29 @@ int sim_profile_load(const char *path, sim_profile *out, sim_errbuf *err) {
     seterr(err, "%s:%d:%d: not valid JSON: %s", path, jerr.line, jerr.column, jerr.text);
     return SIM_EFORMAT;
   }
-  int rc = SIM_EKEY;
-  sim_profile p;
-  memset(&p, 0, sizeof(p));
-  p.scale = 1.0;
-  p.nonmoe_factor = NONMOE_FACTOR;
-  const char *key;
-  json_t *v, *shapes;
+  int rc;
+  sim_profile p = {.scale = 1.0, .nonmoe_factor = NONMOE_FACTOR};
+  json_t *shapes;
   if (!json_is_object(root)) {
     seterr(err, "%s: a profile is a JSON object", path);
     rc = SIM_EFORMAT;
     goto done;
   }
-  json_object_foreach(root, key, v) {
-    static const char *const ok[] = {"name", "device", "dtype", "bwd_ratio",
-                                     "nonmoe_factor", "shapes", NULL};
-    int found = 0;
-    for (int i = 0; ok[i]; i++)
-      found |= strcmp(ok[i], key) == 0;
-    if (!found) {
-      seterr(err, "%s: unknown key '%s'", path, key);
-      goto done;
-    }
-  }
-  v = json_object_get(root, "name");
-  if (!v || !json_is_string(v)) {
-    seterr(err, "%s: missing key 'name' (a string)", path);
+  if ((rc = profile_keys(root, path, err)) || (rc = profile_top(root, path, &p, err)))
     goto done;
-  }
-  snprintf(p.name, sizeof(p.name), "%s", json_string_value(v));
-  v = json_object_get(root, "device");
-  if (v && json_is_string(v))
-    snprintf(p.device, sizeof(p.device), "%s", json_string_value(v));
-  v = json_object_get(root, "dtype");
-  if (v && (!json_is_string(v) || strcmp(json_string_value(v), "bf16"))) {
-    seterr(err, "%s: key 'dtype' must be \"bf16\" (the only dtype modelled)", path);
-    goto done;
-  }
-  v = json_object_get(root, "bwd_ratio");
-  if (!v || !json_is_number(v) || !(json_number_value(v) >= SIM_PROFILE_MIN_BWD) ||
-      !(json_number_value(v) <= SIM_PROFILE_MAX_BWD)) {
-    seterr(err, "%s: key 'bwd_ratio' must be a number between %g and %g", path,
-           SIM_PROFILE_MIN_BWD, SIM_PROFILE_MAX_BWD);
-    rc = v && json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
-    goto done;
-  }
-  p.bwd_ratio = json_number_value(v);
-  v = json_object_get(root, "nonmoe_factor");
-  if (v) {
-    if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
-        !(json_number_value(v) <= SIM_PROFILE_MAX_NONMOE)) {
-      seterr(err, "%s: key 'nonmoe_factor' must be a number between 0 and %g", path,
-             SIM_PROFILE_MAX_NONMOE);
-      rc = json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
-      goto done;
-    }
-    p.nonmoe_factor = json_number_value(v);
-  }
   shapes = json_object_get(root, "shapes");
   if (!shapes || !json_is_array(shapes) || json_array_size(shapes) < 1 ||
       json_array_size(shapes) > SIM_PROFILE_MAX_SHAPES) {
     seterr(err, "%s: key 'shapes' must be an array of 1..%d shapes", path,
            SIM_PROFILE_MAX_SHAPES);
+    rc = SIM_EKEY;
     goto done;
   }
   p.nshapes = (int)json_array_size(shapes);
-  for (int s = 0; s < p.nshapes; s++) {
-    json_t *o = json_array_get(shapes, (size_t)s);
-    sim_shape *sh = &p.shapes[s];
-    if (!json_is_object(o)) {
-      seterr(err, "%s: shapes[%d] must be an object", path, s);
-      goto done;
-    }
-    json_object_foreach(o, key, v) {
-      if (strcmp(key, "d_model") && strcmp(key, "d_ff") && strcmp(key, "tokens") &&
-          strcmp(key, "us")) {
-        seterr(err, "%s: unknown key 'shapes[%d].%s'", path, s, key);
-        goto done;
-      }
-    }
-    json_t *d = json_object_get(o, "d_model"), *ff = json_object_get(o, "d_ff");
-    if (!d || !json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 1 << 20 ||
-        !ff || !json_is_integer(ff) || json_integer_value(ff) < 1 ||
-        json_integer_value(ff) > 1 << 22) {
-      seterr(err,
-             "%s: shapes[%d] needs integer keys 'd_model' (between 1 and %d) and 'd_ff' "
-             "(between 1 and %d)",
-             path, s, 1 << 20, 1 << 22);
-      goto done;
-    }
-    sh->d_model = (int)json_integer_value(d);
-    sh->d_ff = (int)json_integer_value(ff);
-    int nt = 0, nu = 0;
-    if ((rc = num_array(json_object_get(o, "tokens"), path, s, "tokens", sh->tokens, &nt, err)) ||
-        (rc = num_array(json_object_get(o, "us"), path, s, "us", sh->us, &nu, err)))
-      goto done;
-    rc = SIM_ERANGE;
-    if (nt != nu) {
-      seterr(err, "%s: shapes[%d]: 'tokens' has %d points but 'us' has %d", path, s, nt, nu);
-      goto done;
-    }
-    sh->npoints = nt;
-    for (int i = 0; i < nt; i++) {
-      if (!(sh->tokens[i] >= 1) || !(sh->tokens[i] <= SIM_PROFILE_MAX_TOKENS) ||
-          (i && !(sh->tokens[i] > sh->tokens[i - 1]))) {
-        seterr(err,
-               "%s: shapes[%d].tokens must be between 1 and %g and strictly ascending (at "
-               "index %d)",
-               path, s, SIM_PROFILE_MAX_TOKENS, i);
-        goto done;
-      }
-      if (!(sh->us[i] >= 0) || !(sh->us[i] <= SIM_PROFILE_MAX_US)) {
-        seterr(err, "%s: shapes[%d].us[%d] must be a time between 0 and %g us", path, s, i,
-               SIM_PROFILE_MAX_US);
-        goto done;
-      }
-    }
-    rc = SIM_EKEY;
-  }
-  rc = SIM_OK;
-  *out = p;
+  for (int s = 0; s < p.nshapes && !rc; s++)
+    rc = profile_shape(json_array_get(shapes, (size_t)s), s, path, &p.shapes[s], err);
+  if (!rc)
+    *out = p;
 done:
   json_decref(root);
   return rc;
