@@ -229,6 +229,101 @@ static json_t *get_obj(json_t *root, const char *key, const char *path, sim_errb
   return o;
 }
 
+/* What `flexmoe clusters NAME --format json > FILE` writes, {"clusters":
+ * [one]}, as the one cluster it holds (*root replaced by it); any other
+ * root as it is. SIM_EKEY for such a list of other than one cluster. */
+static int cluster_unwrap(json_t **root, const char *path, sim_errbuf *err) {
+  json_t *list = json_is_object(*root) ? json_object_get(*root, "clusters") : NULL;
+  if (!list || json_object_size(*root) != 1 || !json_is_array(list))
+    return SIM_OK;
+  if (json_array_size(list) != 1) {
+    seterr(err, "%s: holds %zu clusters; a cluster file holds one (write one with "
+                "'flexmoe clusters NAME --format json > FILE')",
+           path, json_array_size(list));
+    return SIM_EKEY;
+  }
+  json_t *one = json_incref(json_array_get(list, 0));
+  json_decref(*root);
+  *root = one;
+  return SIM_OK;
+}
+
+/* The cluster's own keys into c: name (else the file's name),
+ * description, nodes, gpus_per_node, and gpus when given (it must agree). */
+static int cluster_top(json_t *root, const char *path, sim_cluster *c, sim_errbuf *err) {
+  json_t *v = json_object_get(root, "name");
+  if (v && !json_is_string(v)) {
+    seterr(err, "%s: key 'name' must be a string", path);
+    return SIM_EKEY;
+  }
+  if (v)
+    set_name(c, json_string_value(v));
+  else {
+    const char *base = strrchr(path, '/');
+    set_name(c, base ? base + 1 : path);
+  }
+  v = json_object_get(root, "description");
+  if (v && json_is_string(v))
+    snprintf(c->description, sizeof(c->description), "%s", json_string_value(v));
+  else if (v) {
+    seterr(err, "%s: key 'description' must be a string", path);
+    return SIM_EKEY;
+  }
+  int rc;
+  if ((rc = get_int(root, "nodes", path, &c->nodes, err)) ||
+      (rc = get_int(root, "gpus_per_node", path, &c->gpus_per_node, err)))
+    return rc;
+  v = json_object_get(root, "gpus"); /* what `clusters --format json` adds: must agree */
+  if (v && (!json_is_integer(v) ||
+            json_integer_value(v) != (json_int_t)c->nodes * c->gpus_per_node)) {
+    seterr(err, "%s: key 'gpus' must be nodes x gpus_per_node = %lld (or be left out)", path,
+           (long long)c->nodes * c->gpus_per_node);
+    return SIM_EKEY;
+  }
+  return SIM_OK;
+}
+
+/* The objects gpu, intra and inter into c, each with its known keys only. */
+static int cluster_parts(json_t *root, const char *path, sim_cluster *c, sim_errbuf *err) {
+  static const char *const gpuk[] = {"profile", "hbm_gib", "compute_scale", NULL};
+  static const char *const intrak[] = {"bandwidth_GBps", "latency_us", NULL};
+  static const char *const interk[] = {"bandwidth_GBps", "latency_us", "oversubscription",
+                                       "nic_per_node", NULL};
+  json_t *gpu, *intra, *inter, *v;
+  int rc = SIM_OK;
+  if (!(gpu = get_obj(root, "gpu", path, err, &rc)) ||
+      !(intra = get_obj(root, "intra", path, err, &rc)) ||
+      !(inter = get_obj(root, "inter", path, err, &rc)))
+    return rc;
+  if ((rc = only_keys(gpu, gpuk, path, "gpu.", err)) ||
+      (rc = only_keys(intra, intrak, path, "intra.", err)) ||
+      (rc = only_keys(inter, interk, path, "inter.", err)))
+    return rc;
+  v = json_object_get(gpu, "profile");
+  if (!v || !json_is_string(v)) {
+    seterr(err, "%s: missing key 'gpu.profile' (a string: h200, h100 or a100)", path);
+    return SIM_EKEY;
+  }
+  snprintf(c->profile, sizeof(c->profile), "%s", json_string_value(v));
+  if ((rc = get_num(gpu, "hbm_gib", path, "gpu.", 1, &c->hbm_gib, err)) < 0 ||
+      (rc = get_num(gpu, "compute_scale", path, "gpu.", 0, &c->compute_scale, err)) < 0 ||
+      (rc = get_num(intra, "bandwidth_GBps", path, "intra.", 1, &c->intra_GBps, err)) < 0 ||
+      (rc = get_num(intra, "latency_us", path, "intra.", 1, &c->intra_lat_us, err)) < 0 ||
+      (rc = get_num(inter, "bandwidth_GBps", path, "inter.", 1, &c->inter_GBps, err)) < 0 ||
+      (rc = get_num(inter, "latency_us", path, "inter.", 1, &c->inter_lat_us, err)) < 0 ||
+      (rc = get_num(inter, "oversubscription", path, "inter.", 1, &c->oversub, err)) < 0)
+    return rc;
+  v = json_object_get(inter, "nic_per_node");
+  if (v) {
+    if (!json_is_boolean(v)) {
+      seterr(err, "%s: key 'inter.nic_per_node' must be true or false", path);
+      return SIM_EKEY;
+    }
+    c->nic_per_node = json_is_true(v);
+  }
+  return SIM_OK;
+}
+
 int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
   json_error_t jerr;
   FILE *f = fopen(path, "rb");
@@ -242,104 +337,21 @@ int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
     seterr(err, "%s:%d:%d: not valid JSON: %s", path, jerr.line, jerr.column, jerr.text);
     return SIM_EFORMAT;
   }
-  /* `flexmoe clusters NAME --format json > FILE` writes {"clusters": [one]}:
-   * that file is loadable as the one cluster it holds */
-  json_t *list = json_is_object(root) ? json_object_get(root, "clusters") : NULL;
-  if (list && json_object_size(root) == 1 && json_is_array(list)) {
-    if (json_array_size(list) != 1) {
-      seterr(err, "%s: holds %zu clusters; a cluster file holds one (write one with "
-                  "'flexmoe clusters NAME --format json > FILE')",
-             path, json_array_size(list));
-      json_decref(root);
-      return SIM_EKEY;
-    }
-    json_t *one = json_incref(json_array_get(list, 0));
-    json_decref(root);
-    root = one;
-  }
-  int rc = 0;
-  sim_cluster c;
-  memset(&c, 0, sizeof(c));
-  c.compute_scale = 1.0;
-  json_t *gpu = NULL, *intra = NULL, *inter = NULL, *v;
   static const char *const top[] = {"name", "nodes", "gpus_per_node", "gpu", "intra",
                                     "inter", "description", "gpus", NULL};
-  static const char *const gpuk[] = {"profile", "hbm_gib", "compute_scale", NULL};
-  static const char *const intrak[] = {"bandwidth_GBps", "latency_us", NULL};
-  static const char *const interk[] = {"bandwidth_GBps", "latency_us", "oversubscription",
-                                       "nic_per_node", NULL};
+  sim_cluster c = {.compute_scale = 1.0};
+  sim_errbuf e2;
+  int rc = cluster_unwrap(&root, path, err);
+  if (rc)
+    goto done;
   if (!json_is_object(root)) {
     seterr(err, "%s: a cluster file is a JSON object", path);
     rc = SIM_EFORMAT;
     goto done;
   }
-  if ((rc = only_keys(root, top, path, "", err)))
+  if ((rc = only_keys(root, top, path, "", err)) || (rc = cluster_top(root, path, &c, err)) ||
+      (rc = cluster_parts(root, path, &c, err)))
     goto done;
-  v = json_object_get(root, "name");
-  if (v && !json_is_string(v)) {
-    seterr(err, "%s: key 'name' must be a string", path);
-    rc = SIM_EKEY;
-    goto done;
-  }
-  if (v)
-    set_name(&c, json_string_value(v));
-  else {
-    const char *base = strrchr(path, '/');
-    set_name(&c, base ? base + 1 : path);
-  }
-  v = json_object_get(root, "description");
-  if (v && json_is_string(v))
-    snprintf(c.description, sizeof(c.description), "%s", json_string_value(v));
-  else if (v) {
-    seterr(err, "%s: key 'description' must be a string", path);
-    rc = SIM_EKEY;
-    goto done;
-  }
-  if ((rc = get_int(root, "nodes", path, &c.nodes, err)) ||
-      (rc = get_int(root, "gpus_per_node", path, &c.gpus_per_node, err)))
-    goto done;
-  v = json_object_get(root, "gpus"); /* what `clusters --format json` adds: must agree */
-  if (v && (!json_is_integer(v) ||
-            json_integer_value(v) != (json_int_t)c.nodes * c.gpus_per_node)) {
-    seterr(err, "%s: key 'gpus' must be nodes x gpus_per_node = %lld (or be left out)", path,
-           (long long)c.nodes * c.gpus_per_node);
-    rc = SIM_EKEY;
-    goto done;
-  }
-  if (!(gpu = get_obj(root, "gpu", path, err, &rc)) ||
-      !(intra = get_obj(root, "intra", path, err, &rc)) ||
-      !(inter = get_obj(root, "inter", path, err, &rc)))
-    goto done;
-  if ((rc = only_keys(gpu, gpuk, path, "gpu.", err)) ||
-      (rc = only_keys(intra, intrak, path, "intra.", err)) ||
-      (rc = only_keys(inter, interk, path, "inter.", err)))
-    goto done;
-  v = json_object_get(gpu, "profile");
-  if (!v || !json_is_string(v)) {
-    seterr(err, "%s: missing key 'gpu.profile' (a string: h200, h100 or a100)", path);
-    rc = SIM_EKEY;
-    goto done;
-  }
-  snprintf(c.profile, sizeof(c.profile), "%s", json_string_value(v));
-  if ((rc = get_num(gpu, "hbm_gib", path, "gpu.", 1, &c.hbm_gib, err)) < 0 ||
-      (rc = get_num(gpu, "compute_scale", path, "gpu.", 0, &c.compute_scale, err)) < 0 ||
-      (rc = get_num(intra, "bandwidth_GBps", path, "intra.", 1, &c.intra_GBps, err)) < 0 ||
-      (rc = get_num(intra, "latency_us", path, "intra.", 1, &c.intra_lat_us, err)) < 0 ||
-      (rc = get_num(inter, "bandwidth_GBps", path, "inter.", 1, &c.inter_GBps, err)) < 0 ||
-      (rc = get_num(inter, "latency_us", path, "inter.", 1, &c.inter_lat_us, err)) < 0 ||
-      (rc = get_num(inter, "oversubscription", path, "inter.", 1, &c.oversub, err)) < 0)
-    goto done;
-  rc = 0;
-  v = json_object_get(inter, "nic_per_node");
-  if (v) {
-    if (!json_is_boolean(v)) {
-      seterr(err, "%s: key 'inter.nic_per_node' must be true or false", path);
-      rc = SIM_EKEY;
-      goto done;
-    }
-    c.nic_per_node = json_is_true(v);
-  }
-  sim_errbuf e2;
   if ((rc = sim_cluster_check(&c, &e2))) {
     seterr(err, "%s: %s", path, e2.msg);
     goto done;
