@@ -377,17 +377,17 @@ static void cap_probs(double *p, int E, double cap) {
   }
 }
 
-int tr_gen_next(tr_gen *g, int64_t *out) {
+/* Layer l's dynamics, one step at iteration t: the burst regime chain and
+ * this iteration's log-normal factor on the innovation, the AR(1) logits
+ * (and their momentum) for t > 0, the popularity re-shuffled every
+ * regime_period, and each expert's burst countdown. */
+static void gen_dynamics(tr_gen *g, int l, int64_t t) {
   const tr_gen_config *c = &g->c;
-  if (g->t >= c->iterations)
-    return TR_EINVAL;
-  const int E = c->experts, R = c->ranks, l = g->l, k = c->top_k;
-  const int64_t t = g->t;
+  const int E = c->experts;
   gsl_rng *dyn = g->dyn[l];
   double *base = g->base + (size_t)l * E, *z = g->z + (size_t)l * E;
   double *vel = g->v + (size_t)l * E;
   int *burst = g->burst + (size_t)l * E;
-  /* dynamics of layer l, advanced once per iteration */
   if (t > 0) {
     double innov = g->innov[l];
     if (g->vol_ratio[l] != 1) { /* the regime chain, one step */
@@ -414,7 +414,16 @@ int tr_gen_next(tr_gen *g, int64_t *out) {
       if (burst[e] == 0 && gsl_rng_uniform(dyn) < c->burst_prob)
         burst[e] = c->burst_len;
     }
-  double *y = g->y, *x = g->x, *p = g->p;
+}
+
+/* Layer l's logits of iteration t into g->y: profile x scale, the AR(1)
+ * term, bursts and the (rotating) hot set. */
+static void gen_logits(tr_gen *g, int l, int64_t t) {
+  const tr_gen_config *c = &g->c;
+  const int E = c->experts;
+  const double *base = g->base + (size_t)l * E, *z = g->z + (size_t)l * E;
+  const int *burst = g->burst + (size_t)l * E;
+  double *y = g->y;
   for (int e = 0; e < E; e++)
     y[e] = g->scale[l] * base[e] + z[e] + (burst[e] > 0 ? c->burst_boost : 0);
   if (c->hot > 0) {
@@ -424,73 +433,107 @@ int tr_gen_next(tr_gen *g, int64_t *out) {
       y[e % E] += c->hot_boost;
     }
   }
+}
+
+/* Rank noise of layer l into g->eta, zero-sum over the ranks: it moves
+ * routing between ranks without moving the layer's aggregate (which the
+ * AR(1) term owns). Draws from g->draw, already seeded for (t, l). */
+static void gen_rank_noise(tr_gen *g, int l) {
+  const int E = g->c.experts, R = g->c.ranks;
+  double *eta = g->eta;
+  if (!(g->rank_sigma[l] > 0 && R > 1))
+    return;
+  for (int k = 0; k < R * E; k++)
+    eta[k] = gsl_ran_gaussian(g->draw, g->rank_sigma[l]);
+  for (int e = 0; e < E; e++) {
+    double mu = 0;
+    for (int r = 0; r < R; r++)
+      mu += eta[(size_t)r * E + e] / R;
+    for (int r = 0; r < R; r++)
+      eta[(size_t)r * E + e] -= mu;
+  }
+}
+
+/* Whether rank r routes nothing to expert e (zero_experts, zero_rank). */
+static int gen_zero(const tr_gen_config *c, int r, int e) {
+  return e >= c->experts - c->zero_experts || (r == c->zero_rank && e >= c->experts / 2);
+}
+
+/* Rank r's expert probabilities into g->p: softmax of the logits plus its
+ * noise over the experts it may route to (uniform over the allowed ones
+ * when none is left), the hot rank's share, each capped at 1 / top_k. */
+static void gen_rank_probs(tr_gen *g, int r) {
+  const tr_gen_config *c = &g->c;
+  const int E = c->experts;
+  double *x = g->x, *p = g->p, m = -INFINITY, s = 0;
+  for (int e = 0; e < E; e++) {
+    x[e] = g->y[e] + g->eta[(size_t)r * E + e];
+    if (x[e] > m)
+      m = x[e];
+  }
+  for (int e = 0; e < E; e++) {
+    p[e] = gen_zero(c, r, e) ? 0 : exp(x[e] - m);
+    s += p[e];
+  }
+  if (s <= 0) { /* everything excluded: fall back to the allowed uniform */
+    for (int e = 0; e < E - c->zero_experts; e++)
+      p[e] = 1;
+    s = E - c->zero_experts;
+  }
+  for (int e = 0; e < E; e++)
+    p[e] /= s;
+  if (r == c->hot_rank && c->hot_rank_experts > 0) {
+    for (int e = 0; e < E; e++)
+      p[e] *= 1 - c->hot_rank_share;
+    for (int j = 0; j < c->hot_rank_experts; j++)
+      p[(E / 2 + j) % E] += c->hot_rank_share / c->hot_rank_experts;
+  }
+  cap_probs(p, E, 1.0 / c->top_k);
+}
+
+/* Rank r's row of slots: a multinomial over g->p, then at most one slot
+ * per token and expert: clipped at tokens, the excess handed to the
+ * experts with room, lowest id first (deterministic). */
+static void gen_rank_row(tr_gen *g, int r, int64_t *row) {
+  const tr_gen_config *c = &g->c;
+  const int E = c->experts;
+  for (int e = 0; e < E; e++)
+    row[e] = 0;
+  for (int64_t left = g->slots[r]; left > 0;) {
+    unsigned int n = left > (int64_t)UINT32_MAX ? UINT32_MAX : (unsigned int)left;
+    gsl_ran_multinomial(g->draw, (size_t)E, n, g->p, g->n);
+    for (int e = 0; e < E; e++)
+      row[e] += g->n[e];
+    left -= n;
+  }
+  int64_t tokens = g->slots[r] / c->top_k, excess = 0;
+  for (int e = 0; e < E; e++)
+    if (row[e] > tokens) {
+      excess += row[e] - tokens;
+      row[e] = tokens;
+    }
+  for (int e = 0; e < E && excess > 0; e++) {
+    int64_t room = gen_zero(c, r, e) ? 0 : tokens - row[e];
+    int64_t give = room < excess ? room : excess;
+    row[e] += give;
+    excess -= give;
+  }
+}
+
+int tr_gen_next(tr_gen *g, int64_t *out) {
+  const tr_gen_config *c = &g->c;
+  if (g->t >= c->iterations)
+    return TR_EINVAL;
+  const int l = g->l;
+  const int64_t t = g->t;
+  gen_dynamics(g, l, t); /* layer l's, advanced once per iteration */
+  gen_logits(g, l, t);
   gsl_rng_set(g->draw, (unsigned long)tr_stream_seed(c->seed ^ 0x5bd1e995u, (uint64_t)t,
                                                      (uint64_t)l));
-  /* Rank noise, zero-sum over the ranks: it moves routing between ranks
-   * without moving the layer's aggregate (which the AR(1) term owns). */
-  double *eta = g->eta;
-  if (g->rank_sigma[l] > 0 && R > 1) {
-    for (int k = 0; k < R * E; k++)
-      eta[k] = gsl_ran_gaussian(g->draw, g->rank_sigma[l]);
-    for (int e = 0; e < E; e++) {
-      double mu = 0;
-      for (int r = 0; r < R; r++)
-        mu += eta[(size_t)r * E + e] / R;
-      for (int r = 0; r < R; r++)
-        eta[(size_t)r * E + e] -= mu;
-    }
-  }
-  for (int r = 0; r < R; r++) {
-    double m = -INFINITY, s = 0;
-    for (int e = 0; e < E; e++) {
-      x[e] = y[e] + eta[(size_t)r * E + e];
-      if (x[e] > m)
-        m = x[e];
-    }
-    for (int e = 0; e < E; e++) {
-      int zero = e >= E - c->zero_experts || (r == c->zero_rank && e >= E / 2);
-      p[e] = zero ? 0 : exp(x[e] - m);
-      s += p[e];
-    }
-    if (s <= 0) { /* everything excluded: fall back to the allowed uniform */
-      for (int e = 0; e < E - c->zero_experts; e++)
-        p[e] = 1;
-      s = E - c->zero_experts;
-    }
-    for (int e = 0; e < E; e++)
-      p[e] /= s;
-    if (r == c->hot_rank && c->hot_rank_experts > 0) {
-      for (int e = 0; e < E; e++)
-        p[e] *= 1 - c->hot_rank_share;
-      for (int j = 0; j < c->hot_rank_experts; j++)
-        p[(E / 2 + j) % E] += c->hot_rank_share / c->hot_rank_experts;
-    }
-    cap_probs(p, E, 1.0 / k);
-    int64_t *row = out + (size_t)r * E;
-    for (int e = 0; e < E; e++)
-      row[e] = 0;
-    for (int64_t left = g->slots[r]; left > 0;) {
-      unsigned int n = left > (int64_t)UINT32_MAX ? UINT32_MAX : (unsigned int)left;
-      gsl_ran_multinomial(g->draw, (size_t)E, n, p, g->n);
-      for (int e = 0; e < E; e++)
-        row[e] += g->n[e];
-      left -= n;
-    }
-    /* At most one slot per token and expert: clip at tokens, hand the excess
-     * to the experts with room, lowest id first (deterministic). */
-    int64_t tokens = g->slots[r] / k, excess = 0;
-    for (int e = 0; e < E; e++)
-      if (row[e] > tokens) {
-        excess += row[e] - tokens;
-        row[e] = tokens;
-      }
-    for (int e = 0; e < E && excess > 0; e++) {
-      int zero = e >= E - c->zero_experts || (r == c->zero_rank && e >= E / 2);
-      int64_t room = zero ? 0 : tokens - row[e];
-      int64_t give = room < excess ? room : excess;
-      row[e] += give;
-      excess -= give;
-    }
+  gen_rank_noise(g, l);
+  for (int r = 0; r < c->ranks; r++) {
+    gen_rank_probs(g, r);
+    gen_rank_row(g, r, out + (size_t)r * c->experts);
   }
   if (++g->l == c->layers) {
     g->l = 0;
