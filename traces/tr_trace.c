@@ -726,86 +726,95 @@ static uint64_t csv_need(uint64_t cells, uint64_t slices, size_t nrec) {
   return tr_add_sat(need, tr_mul_sat(nrec, sizeof(csv_rec)));
 }
 
-static int open_csv(tr_trace *t, uint64_t max_memory, tr_error *err) {
-  FILE *fp = fopen(t->path, "r");
-  if (!fp)
-    return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, t->path, 0,
-                     "cannot open: %s", strerror(errno));
-  int rc = TR_OK;
+/* A CSV's parsed data lines (open_csv): each line's five values, and the
+ * largest iteration, layer, rank and expert seen. */
+typedef struct csv_lines {
+  csv_rec *recs;
+  size_t n, cap;
+  int64_t maxv[4];
+} csv_lines;
+
+/* Line 1 (s, trimmed) is the header, spaces aside. */
+static int csv_header(const tr_trace *t, const char *s, tr_error *err) {
+  char hdr[128];
+  size_t k = 0;
+  for (const char *p = s; *p && k + 1 < sizeof(hdr); p++) /* header without spaces */
+    if (!isspace((unsigned char)*p))
+      hdr[k++] = *p;
+  hdr[k] = '\0';
+  if (strcmp(hdr, "iteration,layer,rank,expert,tokens") != 0)
+    return tr_seterr(err, TR_EFORMAT, t->path, 1,
+                     "expected the header 'iteration,layer,rank,expert,tokens', "
+                     "found '%.60s'",
+                     s);
+  return TR_OK;
+}
+
+/* Data line `line` (s, trimmed, not blank; csv_line splits it in place)
+ * parsed into c, its room grown within max_memory first. */
+static int csv_add(tr_trace *t, csv_lines *c, char *s, long line, uint64_t max_memory,
+                   tr_error *err) {
+  int rc;
+  if (c->n == c->cap) {
+    size_t ncap = c->cap ? 2 * c->cap : 1024;
+    char what[96];
+    snprintf(what, sizeof(what), "holding %zu parsed CSV lines", ncap);
+    if ((rc = tr_check_memory(csv_need(0, 0, ncap), max_memory, t->path, what, err))) {
+      if (err)
+        err->line = line;
+      return rc;
+    }
+    csv_rec *nr = tr_realloc(c->recs, ncap * sizeof(*c->recs));
+    if (!nr)
+      return tr_seterr(err, TR_ENOMEM, t->path, line, "out of memory");
+    c->recs = nr;
+    c->cap = ncap;
+  }
+  if ((rc = csv_line(t, s, line, &c->recs[c->n], err)))
+    return rc;
+  for (int i = 0; i < 4; i++)
+    if (c->recs[c->n].v[i] > c->maxv[i])
+      c->maxv[i] = c->recs[c->n].v[i];
+  c->n++;
+  return TR_OK;
+}
+
+/* Every line of fp into c: the header, then the data lines (blank ones
+ * allowed); at least one. */
+static int csv_read(tr_trace *t, FILE *fp, csv_lines *c, uint64_t max_memory, tr_error *err) {
   char *buf = NULL;
   size_t cap = 0;
-  csv_rec *recs = NULL;
-  int64_t *totals = NULL;
-  size_t nrec = 0, rcap = 0;
   long line = 0;
-  int64_t maxv[4] = {-1, -1, -1, -1};
   ssize_t got;
-  struct stat st;
-  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-    rc = tr_seterr(err, TR_EIO, t->path, 0, "not a regular file");
-    goto done;
-  }
-  while ((got = getline(&buf, &cap, fp)) >= 0) {
+  int rc = TR_OK;
+  while (!rc && (got = getline(&buf, &cap, fp)) >= 0) {
     line++;
     if ((size_t)got != strlen(buf)) {
       rc = tr_seterr(err, TR_EFORMAT, t->path, line, "line contains a NUL byte");
-      goto done;
+      break;
     }
     char *s = trim(buf);
-    if (line == 1) {
-      char hdr[128];
-      size_t k = 0;
-      for (char *p = s; *p && k + 1 < sizeof(hdr); p++) /* header without spaces */
-        if (!isspace((unsigned char)*p))
-          hdr[k++] = *p;
-      hdr[k] = '\0';
-      if (strcmp(hdr, "iteration,layer,rank,expert,tokens") != 0) {
-        rc = tr_seterr(err, TR_EFORMAT, t->path, 1,
-                       "expected the header 'iteration,layer,rank,expert,tokens', "
-                       "found '%.60s'",
-                       s);
-        goto done;
-      }
-      continue;
-    }
-    if (!*s)
-      continue; /* blank lines are allowed */
-    if (nrec == rcap) {
-      size_t ncap = rcap ? 2 * rcap : 1024;
-      char what[96];
-      snprintf(what, sizeof(what), "holding %zu parsed CSV lines", ncap);
-      if ((rc = tr_check_memory(csv_need(0, 0, ncap), max_memory, t->path, what, err))) {
-        if (err)
-          err->line = line;
-        goto done;
-      }
-      csv_rec *nr = tr_realloc(recs, ncap * sizeof(*recs));
-      if (!nr) {
-        rc = tr_seterr(err, TR_ENOMEM, t->path, line, "out of memory");
-        goto done;
-      }
-      recs = nr;
-      rcap = ncap;
-    }
-    if ((rc = csv_line(t, s, line, &recs[nrec], err)))
-      goto done;
-    for (int i = 0; i < 4; i++)
-      if (recs[nrec].v[i] > maxv[i])
-        maxv[i] = recs[nrec].v[i];
-    nrec++;
+    if (line == 1)
+      rc = csv_header(t, s, err);
+    else if (*s)
+      rc = csv_add(t, c, s, line, max_memory, err);
   }
-  if (ferror(fp)) {
-    rc = tr_seterr(err, TR_EIO, t->path, line, "read error");
-    goto done;
-  }
-  if (line == 0) {
-    rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "file is empty (0 bytes)");
-    goto done;
-  }
-  if (nrec == 0) {
-    rc = tr_seterr(err, TR_EEMPTY, t->path, 0, "CSV has a header but no data lines");
-    goto done;
-  }
+  free(buf); /* getline's buffer comes from malloc */
+  if (rc)
+    return rc;
+  if (ferror(fp))
+    return tr_seterr(err, TR_EIO, t->path, line, "read error");
+  if (line == 0)
+    return tr_seterr(err, TR_EEMPTY, t->path, 0, "file is empty (0 bytes)");
+  if (c->n == 0)
+    return tr_seterr(err, TR_EEMPTY, t->path, 0, "CSV has a header but no data lines");
+  return TR_OK;
+}
+
+/* The dense trace of c's lines (t->owned, t->data), the counts of a cell
+ * and of an (iteration, layer) summed without overflow, within max_memory. */
+static int csv_dense(tr_trace *t, const csv_lines *c, uint64_t max_memory, tr_error *err) {
+  const int64_t *maxv = c->maxv;
   uint64_t cells = 1;
   for (int i = 0; i < 4; i++)
     cells = tr_mul_sat(cells, (uint64_t)maxv[i] + 1);
@@ -815,33 +824,34 @@ static int open_csv(tr_trace *t, uint64_t max_memory, tr_error *err) {
            "the largest indices make a dense trace of %" PRId64 " x %" PRId64 " x %" PRId64
            " x %" PRId64 " counts; reading it",
            maxv[0] + 1, maxv[1] + 1, maxv[2] + 1, maxv[3] + 1);
-  if ((rc = tr_check_memory(csv_need(cells, slices, rcap), max_memory, t->path, what, err)))
-    goto done;
+  int rc = tr_check_memory(csv_need(cells, slices, c->cap), max_memory, t->path, what, err);
+  if (rc)
+    return rc;
   t->iterations = maxv[0] + 1;
   t->layers = (int)maxv[1] + 1;
   t->ranks = (int)maxv[2] + 1;
   t->experts = (int)maxv[3] + 1;
   t->dtype = TR_INT64;
   int64_t *dense = tr_calloc((size_t)cells, sizeof(int64_t));
-  totals = tr_calloc((size_t)(t->iterations * t->layers), sizeof(int64_t));
+  int64_t *totals = tr_calloc((size_t)(t->iterations * t->layers), sizeof(int64_t));
   t->owned = dense;
   if (!dense || !totals) {
     rc = tr_seterr(err, TR_ENOMEM, t->path, 0, "out of memory for %" PRIu64 " cells", cells);
     goto done;
   }
-  for (size_t k = 0; k < nrec; k++) {
-    const int64_t *v = recs[k].v;
+  for (size_t k = 0; k < c->n; k++) {
+    const int64_t *v = c->recs[k].v;
     int64_t slice = v[0] * t->layers + v[1];
     int64_t idx = (slice * t->ranks + v[2]) * t->experts + v[3];
     if (v[4] > INT64_MAX - dense[idx]) {
-      rc = tr_seterr(err, TR_EOVERFLOW, t->path, recs[k].line,
+      rc = tr_seterr(err, TR_EOVERFLOW, t->path, c->recs[k].line,
                      "counts for (iteration %" PRId64 ", layer %" PRId64 ", rank %" PRId64
                      ", expert %" PRId64 ") sum to more than a 64-bit integer holds",
                      v[0], v[1], v[2], v[3]);
       goto done;
     }
     if (v[4] > INT64_MAX - totals[slice]) {
-      rc = tr_seterr(err, TR_EOVERFLOW, t->path, recs[k].line,
+      rc = tr_seterr(err, TR_EOVERFLOW, t->path, c->recs[k].line,
                      "the counts of iteration %" PRId64 ", layer %" PRId64
                      " sum to more than a 64-bit integer holds",
                      v[0], v[1]);
@@ -851,11 +861,25 @@ static int open_csv(tr_trace *t, uint64_t max_memory, tr_error *err) {
     totals[slice] += v[4];
   }
   t->data = (const unsigned char *)dense;
-  rc = scan_counts(t, err);
 done:
-  free(buf); /* getline's buffer comes from malloc */
-  tr_free(recs);
   tr_free(totals);
+  return rc;
+}
+
+static int open_csv(tr_trace *t, uint64_t max_memory, tr_error *err) {
+  FILE *fp = fopen(t->path, "r");
+  if (!fp)
+    return tr_seterr(err, errno == ENOENT ? TR_ENOENT : TR_EIO, t->path, 0,
+                     "cannot open: %s", strerror(errno));
+  csv_lines c = {.maxv = {-1, -1, -1, -1}};
+  struct stat st;
+  int rc;
+  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode))
+    rc = tr_seterr(err, TR_EIO, t->path, 0, "not a regular file");
+  else if (!(rc = csv_read(t, fp, &c, max_memory, err)) &&
+           !(rc = csv_dense(t, &c, max_memory, err)))
+    rc = scan_counts(t, err);
+  tr_free(c.recs);
   fclose(fp);
   return rc;
 }
