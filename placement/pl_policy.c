@@ -423,6 +423,80 @@ static void bad_value_err(char *errbuf, size_t errlen, const pl_policy_ops *ops,
           env->cluster.slots);
 }
 
+/* PL_EPOLICY for a name no policy has: the message lists them all, with
+ * the nearest as a hint. */
+static int unknown_policy_err(const char *name, char *errbuf, size_t errlen) {
+  const char *names[16];
+  int n = 0;
+  char hint[96], all[256] = "";
+  for (size_t off = 0; registry[n] && n < 16; n++) {
+    names[n] = registry[n]->name;
+    off += (size_t)snprintf(all + off, off < sizeof all ? sizeof all - off : 0, "%s%s",
+                            n ? ", " : "", names[n]);
+  }
+  did_you_mean(name, names, n, hint, sizeof hint);
+  set_err(errbuf, errlen, "unknown policy '%s'%s; the policies: %s (see 'flexmoe policies')",
+          name, hint, all);
+  return PL_EPOLICY;
+}
+
+/* Every key of the spec is one of the policy's parameters; PL_EPARAM
+ * naming the first that is not, its nearest and all of them. */
+static int known_params(const pl_policy_ops *ops, const char *name, const pl_kv *kv, int nkv,
+                        char *errbuf, size_t errlen) {
+  for (int i = 0; i < nkv; i++) {
+    if (find_param(ops, kv[i].key))
+      continue;
+    char keys[256] = "", hint[96] = "";
+    const char *names[64];
+    int n = 0;
+    size_t off = 0;
+    for (const pl_param_desc *d = ops->params; d && d->key && off < sizeof keys; d++) {
+      off += (size_t)snprintf(keys + off, sizeof keys - off, "%s%s", off ? ", " : "", d->key);
+      if (n < 64)
+        names[n++] = d->key;
+    }
+    did_you_mean(kv[i].key, names, n, hint, sizeof hint);
+    set_err(errbuf, errlen, "policy '%s' has no parameter '%s'%s (%s%s)", name, kv[i].key,
+            hint, keys[0] ? "its parameters: " : "it has none", keys);
+    return PL_EPARAM;
+  }
+  return PL_OK;
+}
+
+/* A new policy of ops for env with its per-layer placements (and
+ * whether it has, and what is, its background parameter); NULL when out
+ * of memory (*rc = PL_ENOMEM) or a placement cannot be made (*rc its
+ * code). */
+static pl_policy *policy_alloc(const pl_policy_ops *ops, const pl_env *env, int has_background,
+                               int background, int *rc) {
+  pl_policy *p = pl_calloc(1, sizeof(*p));
+  *rc = PL_ENOMEM;
+  if (!p)
+    return NULL;
+  p->ops = ops;
+  p->env = *env;
+  p->has_background = has_background;
+  p->background = background;
+  p->cur = pl_calloc((size_t)env->layers, sizeof(pl_placement));
+  p->prev = pl_calloc((size_t)env->layers, sizeof(pl_placement));
+  p->inflight = pl_calloc((size_t)env->layers, 1);
+  p->wfirst = pl_calloc((size_t)env->layers, 1);
+  if (p->cur && p->prev && p->inflight && p->wfirst) {
+    *rc = PL_OK;
+    for (int l = 0; l < env->layers && !*rc; l++)
+      if ((*rc = pl_placement_init(&p->cur[l], env->experts, env->cluster.gpus,
+                                   env->cluster.slots)) == 0)
+        *rc = pl_placement_init(&p->prev[l], env->experts, env->cluster.gpus,
+                                env->cluster.slots);
+  }
+  if (*rc) {
+    pl_policy_destroy(p);
+    return NULL;
+  }
+  return p;
+}
+
 int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
                      char *errbuf, size_t errlen) {
   if (!out || !spec || !env || env->size < sizeof(pl_env) || env->layers < 1 ||
@@ -434,37 +508,10 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
   if (rc)
     return rc;
   const pl_policy_ops *ops = pl_policy_find(name);
-  if (!ops) {
-    const char *names[16];
-    int n = 0;
-    char hint[96], all[256] = "";
-    for (size_t off = 0; registry[n] && n < 16; n++) {
-      names[n] = registry[n]->name;
-      off += (size_t)snprintf(all + off, off < sizeof all ? sizeof all - off : 0, "%s%s",
-                              n ? ", " : "", names[n]);
-    }
-    did_you_mean(name, names, n, hint, sizeof hint);
-    set_err(errbuf, errlen, "unknown policy '%s'%s; the policies: %s (see 'flexmoe policies')",
-            name, hint, all);
-    return PL_EPOLICY;
-  }
-  for (int i = 0; i < nkv; i++) {
-    if (!find_param(ops, kv[i].key)) {
-      char keys[256] = "", hint[96] = "";
-      const char *names[64];
-      int n = 0;
-      size_t off = 0;
-      for (const pl_param_desc *d = ops->params; d && d->key && off < sizeof keys; d++) {
-        off += (size_t)snprintf(keys + off, sizeof keys - off, "%s%s", off ? ", " : "", d->key);
-        if (n < 64)
-          names[n++] = d->key;
-      }
-      did_you_mean(kv[i].key, names, n, hint, sizeof hint);
-      set_err(errbuf, errlen, "policy '%s' has no parameter '%s'%s (%s%s)", name, kv[i].key,
-              hint, keys[0] ? "its parameters: " : "it has none", keys);
-      return PL_EPARAM;
-    }
-  }
+  if (!ops)
+    return unknown_policy_err(name, errbuf, errlen);
+  if ((rc = known_params(ops, name, kv, nkv, errbuf, errlen)) != 0)
+    return rc;
   char canon[PL_SPEC_MAX + 1];
   size_t clen = canonical_spec(ops, kv, nkv, canon, sizeof(canon));
   if (clen > PL_SPEC_MAX) {
@@ -491,27 +538,9 @@ int pl_policy_create(pl_policy **out, const char *spec, const pl_env *env,
     set_err(errbuf, errlen, "fewer expert slots than experts for policy '%s'%s", name, "");
     return PL_ESLOTS;
   }
-  pl_policy *p = pl_calloc(1, sizeof(*p));
+  pl_policy *p = policy_alloc(ops, env, has_background, background, &rc);
   if (!p)
-    return PL_ENOMEM;
-  p->ops = ops;
-  p->env = *env;
-  p->has_background = has_background;
-  p->background = background;
-  p->cur = pl_calloc((size_t)env->layers, sizeof(pl_placement));
-  p->prev = pl_calloc((size_t)env->layers, sizeof(pl_placement));
-  p->inflight = pl_calloc((size_t)env->layers, 1);
-  p->wfirst = pl_calloc((size_t)env->layers, 1);
-  if (!p->cur || !p->prev || !p->inflight || !p->wfirst) {
-    rc = PL_ENOMEM;
-    goto fail;
-  }
-  for (int l = 0; l < env->layers; l++)
-    if ((rc = pl_placement_init(&p->cur[l], env->experts, env->cluster.gpus,
-                                env->cluster.slots)) != 0 ||
-        (rc = pl_placement_init(&p->prev[l], env->experts, env->cluster.gpus,
-                                env->cluster.slots)) != 0)
-      goto fail;
+    return rc;
   if ((rc = ops->init(&p->state, &p->env, kv, nkv, p->cur)) != 0) {
     p->state = NULL;
     if (rc == PL_EPARAM)
