@@ -110,77 +110,71 @@ static int parse_profile(const char *v, double *tok, double *us, int *n) {
   return *n ? PL_OK : PL_EPARAM;
 }
 
-int pl_planner_create_kv(pl_planner **out, const char *spec, const char *env_kv,
-                         char *err, size_t errlen) {
-  if (!out)
-    return PL_EINVAL;
-  *out = NULL;
-  if (!spec || !env_kv) {
-    say(err, errlen, "%s", "missing spec or environment text");
-    return PL_EINVAL;
+/* pl_planner_create_kv's environment keys, each value NAN until given. */
+enum { LAYERS, EXPERTS, GPUS, GPN, SLOTS, INTRA, INTER, INTRA_LAT, INTER_LAT,
+       OVERSUB, DMODEL, DFF, TOPK, BPE, OPT, BWD, NONMOE, SEED, NKEYS };
+static const char *const env_names[NKEYS] = {
+    "layers", "experts", "gpus", "gpus_per_node", "slots", "intra_GBps",
+    "inter_GBps", "intra_lat_us", "inter_lat_us", "oversub", "d_model", "d_ff",
+    "top_k", "bytes_per_elem", "optimizer_bytes", "bwd_ratio", "nonmoe_us", "seed"};
+
+/* One key=value item of the environment text: a number into val[key], or
+ * the profile's points into p (*npoints). PL_EPARAM with the message. */
+static int env_item(char *item, double *val, pl_planner *p, int *npoints, char *err,
+                    size_t errlen) {
+  char *eq = strchr(item, '=');
+  if (!eq) {
+    say(err, errlen, "environment: '%s' is not key=value", item);
+    return PL_EPARAM;
   }
-  /* name, value; NAN = not given */
-  enum { LAYERS, EXPERTS, GPUS, GPN, SLOTS, INTRA, INTER, INTRA_LAT, INTER_LAT,
-         OVERSUB, DMODEL, DFF, TOPK, BPE, OPT, BWD, NONMOE, SEED, NKEYS };
-  static const char *const names[NKEYS] = {
-      "layers", "experts", "gpus", "gpus_per_node", "slots", "intra_GBps",
-      "inter_GBps", "intra_lat_us", "inter_lat_us", "oversub", "d_model", "d_ff",
-      "top_k", "bytes_per_elem", "optimizer_bytes", "bwd_ratio", "nonmoe_us", "seed"};
-  double val[NKEYS];
-  for (int k = 0; k < NKEYS; k++)
-    val[k] = NAN;
-  pl_planner *p = pl_calloc(1, sizeof(*p));
-  if (!p)
-    return PL_ENOMEM;
-  int npoints = 0, rc = PL_OK;
+  *eq = '\0';
+  const char *key = item, *v = eq + 1;
+  if (strcmp(key, "profile") == 0) {
+    if (parse_profile(v, p->tokens, p->us, npoints)) {
+      say(err, errlen, "environment: profile '%s' is not tokens:us/tokens:us/...", v);
+      return PL_EPARAM;
+    }
+    return PL_OK;
+  }
+  int k = 0;
+  while (k < NKEYS && strcmp(env_names[k], key) != 0)
+    k++;
+  if (k == NKEYS) {
+    say(err, errlen, "environment: unknown key '%s'", key);
+    return PL_EPARAM;
+  }
+  if (parse_num(v, 0, 1e18, &val[k])) {
+    say(err, errlen, "environment: bad value for '%s'", key);
+    return PL_EPARAM;
+  }
+  return PL_OK;
+}
+
+/* The comma-separated items of env_kv (env_item each). */
+static int env_items(const char *env_kv, double *val, pl_planner *p, int *npoints, char *err,
+                     size_t errlen) {
   char item[256];
   const char *s = env_kv;
-  while (*s) {
+  int rc = PL_OK;
+  while (*s && !rc) {
     const char *end = strchr(s, ',');
     size_t len = end ? (size_t)(end - s) : strlen(s);
     if (len == 0 || len >= sizeof(item)) {
       say(err, errlen, "environment: malformed item near '%s'", s);
-      rc = PL_EPARAM;
-      goto fail;
+      return PL_EPARAM;
     }
     memcpy(item, s, len);
     item[len] = '\0';
     s += len + (end ? 1 : 0);
-    char *eq = strchr(item, '=');
-    if (!eq) {
-      say(err, errlen, "environment: '%s' is not key=value", item);
-      rc = PL_EPARAM;
-      goto fail;
-    }
-    *eq = '\0';
-    const char *key = item, *v = eq + 1;
-    if (strcmp(key, "profile") == 0) {
-      if (parse_profile(v, p->tokens, p->us, &npoints)) {
-        say(err, errlen, "environment: profile '%s' is not tokens:us/tokens:us/...", v);
-        rc = PL_EPARAM;
-        goto fail;
-      }
-      continue;
-    }
-    int k = 0;
-    while (k < NKEYS && strcmp(names[k], key) != 0)
-      k++;
-    if (k == NKEYS) {
-      say(err, errlen, "environment: unknown key '%s'", key);
-      rc = PL_EPARAM;
-      goto fail;
-    }
-    if (parse_num(v, 0, 1e18, &val[k])) {
-      say(err, errlen, "environment: bad value for '%s'", key);
-      rc = PL_EPARAM;
-      goto fail;
-    }
+    rc = env_item(item, val, p, npoints, err, errlen);
   }
-  if (isnan(val[EXPERTS]) || isnan(val[GPUS])) {
-    say(err, errlen, "%s", "environment: 'experts' and 'gpus' are required");
-    rc = PL_EPARAM;
-    goto fail;
-  }
+  return rc;
+}
+
+/* The environment of the given values, the defaults elsewhere (a DGX
+ * H100-like node, the H200 profile scaled to the model when no profile
+ * was given: into p's points). */
+static pl_env env_of(const double *val, pl_planner *p, int npoints) {
 #define GET(k, d) (isnan(val[k]) ? (d) : val[k])
   pl_env env = PL_ENV_INIT;
   env.layers = (int)GET(LAYERS, 1);
@@ -206,6 +200,33 @@ int pl_planner_create_kv(pl_planner **out, const char *spec, const char *env_kv,
   }
   env.profile = (pl_profile){npoints, p->tokens, p->us, isnan(val[BWD]) ? 2.1 : val[BWD],
                              isnan(val[NONMOE]) ? 0.0 : val[NONMOE]};
+  return env;
+}
+
+int pl_planner_create_kv(pl_planner **out, const char *spec, const char *env_kv,
+                         char *err, size_t errlen) {
+  if (!out)
+    return PL_EINVAL;
+  *out = NULL;
+  if (!spec || !env_kv) {
+    say(err, errlen, "%s", "missing spec or environment text");
+    return PL_EINVAL;
+  }
+  double val[NKEYS];
+  for (int k = 0; k < NKEYS; k++)
+    val[k] = NAN;
+  pl_planner *p = pl_calloc(1, sizeof(*p));
+  if (!p)
+    return PL_ENOMEM;
+  int npoints = 0, rc = env_items(env_kv, val, p, &npoints, err, errlen);
+  if (rc)
+    goto fail;
+  if (isnan(val[EXPERTS]) || isnan(val[GPUS])) {
+    say(err, errlen, "%s", "environment: 'experts' and 'gpus' are required");
+    rc = PL_EPARAM;
+    goto fail;
+  }
+  pl_env env = env_of(val, p, npoints);
   if (pl_profile_check(&env.profile) || env.model.d_model < 1 || env.model.d_ff < 1 ||
       env.model.bytes_per_elem < 1 || env.model.top_k < 1) {
     say(err, errlen, "%s", "environment: invalid model or profile numbers");
