@@ -720,6 +720,113 @@ static double try_ops(pl_greedy *g, const op *ops, int n, int keep) {
   return j;
 }
 
+/* g's arrays for its sizes (G, E, K, gpn, the placement's slots), the
+ * blocks carved into their parts; PL_ENOMEM when one cannot be had (the
+ * caller finishes g). */
+static int greedy_alloc(pl_greedy *g, int slots) {
+  size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
+  g->tok = pl_calloc(G * 5, sizeof(double));
+  g->mio = pl_calloc(G * 5, sizeof(int64_t));
+  g->per = pl_calloc(E * 5, sizeof(double));
+  size_t N = G / (size_t)g->gpn;
+  g->sa2a = pl_calloc(K * G * 2, sizeof(double));
+  g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
+  g->cnt = pl_calloc(E * N + E, sizeof(int));
+  g->cover = pl_calloc(K * N + K + K * E, sizeof(int64_t));
+  size_t C = (size_t)g->gpn + 1;
+  /* not zeroed: an entry is read only after fill_terms wrote it (tfill) */
+  g->terms = pl_malloc(E * 2 * C * K * 3 * sizeof(double));
+  g->ttag = pl_malloc(E * 2 * sizeof(int64_t));
+  g->tfill = pl_calloc(E * 2 * C + E, 1);
+  g->tp = pl_malloc((size_t)slots * sizeof(double *));
+  /* the journal: stamps [2G + E] zero (jid starts at 1), lists and values */
+  g->jg = pl_calloc(2 * G + E, sizeof(uint64_t));
+  g->jgl = pl_malloc((4 * G + E) * sizeof(int));
+  g->jgv = pl_malloc((G * jg_width(g) + G + 4 * E) * sizeof(double));
+  g->jgq = pl_malloc(G * sizeof(int64_t));
+  if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
+      !g->cover || !g->terms || !g->ttag || !g->tfill || !g->tp || !g->jg ||
+      !g->jgl || !g->jgv || !g->jgq)
+    return PL_ENOMEM;
+  g->comp = g->tok + G;
+  g->ar = g->tok + 2 * G;
+  g->migt = g->tok + 3 * G;
+  g->kfree = g->tok + 4 * G;
+  g->tq = g->mio + 4 * G;
+  g->ring = g->per + E;
+  g->khot = g->per + 2 * E;
+  g->kcold = g->per + 3 * E;
+  g->mload = g->per + 4 * E;
+  g->scomp = g->sa2a + K * G;
+  g->t_scomp = g->t_sa2a + K;
+  g->knodes = g->cnt + E * N;
+  g->total = g->cover + K * N;
+  g->qload = g->total + K;
+  g->wbase = g->tfill + E * 2 * C;
+  for (size_t i = 0; i < 2 * E; i++)
+    g->ttag[i] = -1; /* no way holds terms yet */
+  g->jm = g->jg + G;
+  g->je = g->jm + G;
+  g->jml = g->jgl + G;
+  g->jel = g->jml + G;
+  g->jgp = g->jel + E;
+  g->jmp = g->jgp + G;
+  g->jmv = g->jgv + G * jg_width(g);
+  g->jev = g->jmv + G;
+  return PL_OK;
+}
+
+/* The loads' sums over p: each scenario's quantised loads, each expert's
+ * nodes and the load each node covers, each scenario's total, each
+ * expert's mean load over the scenarios. */
+static void greedy_sums(pl_greedy *g, const pl_placement *p, const double *load) {
+  size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K, N = G / (size_t)g->gpn;
+  for (size_t i = 0; i < K * E; i++)
+    g->qload[i] = llround(load[i] * PL_QSCALE);
+  for (size_t e = 0; e < E; e++) {
+    const int *rep = p->rep + e * G;
+    for (int i = 0; i < p->nrep[e]; i++)
+      if (g->cnt[e * N + (size_t)(rep[i] / g->gpn)]++ == 0) {
+        g->knodes[e]++;
+        for (size_t k = 0; k < K; k++)
+          g->cover[k * N + (size_t)(rep[i] / g->gpn)] += g->qload[k * E + e];
+      }
+    for (size_t k = 0; k < K; k++)
+      g->total[k] += g->qload[k * E + e];
+  }
+  for (size_t e = 0; e < E; e++) {
+    double sum = 0;
+    for (size_t k = 0; k < K; k++)
+      sum += load[k * E + e];
+    g->mload[e] = sum / (double)K;
+  }
+}
+
+/* The keys of every expert and GPU, then the trees over them in O(G + E);
+ * nonzero when a tree cannot be made. */
+static int greedy_trees(pl_greedy *g) {
+  for (int e = 0; e < g->E; e++)
+    refresh_expert_keys(g, e);
+  for (int u = 0; u < g->G; u++) {
+    refresh_gpu(g, u);
+    refresh_mig(g, u);
+  }
+  size_t G = (size_t)g->G;
+  int rc = 0;
+  for (size_t k = 0; k < (size_t)g->K; k++) {
+    rc |= pl_seg_init(&g->t_sa2a[k], g->G, g->sa2a + k * G, 1);
+    rc |= pl_seg_init(&g->t_scomp[k], g->G, g->scomp + k * G, 1);
+  }
+  rc |= pl_seg_init(&g->t_tok, g->G, g->tok, 1);
+  rc |= pl_seg_init(&g->t_ar, g->G, g->ar, 1);
+  rc |= pl_seg_init(&g->t_mig, g->G, g->migt, 1);
+  rc |= pl_seg_init(&g->t_free, g->G, g->kfree, 0);
+  rc |= pl_seg_init(&g->t_all, g->G, g->tok, 0);
+  rc |= pl_seg_init(&g->t_hot, g->E, g->khot, 1);
+  rc |= pl_seg_init(&g->t_cold, g->E, g->kcold, 0);
+  return rc;
+}
+
 int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
                    const pl_profile *prof, pl_placement *p, const double *load,
                    int scenarios, int S, double mig_weight) {
@@ -745,96 +852,13 @@ int pl_greedy_init(pl_greedy *g, const pl_cluster *c, const pl_model *m,
   g->xbps = c->inter_Bps / c->oversub;
   g->qg = divisor_of(PL_QSCALE * g->G);
   g->kdiv = divisor_of(g->K);
-  size_t G = (size_t)g->G, E = (size_t)g->E, K = (size_t)g->K;
-  g->tok = pl_calloc(G * 5, sizeof(double));
-  g->mio = pl_calloc(G * 5, sizeof(int64_t));
-  g->per = pl_calloc(E * 5, sizeof(double));
-  size_t N = G / (size_t)g->gpn;
-  g->sa2a = pl_calloc(K * G * 2, sizeof(double));
-  g->t_sa2a = pl_calloc(K * 2, sizeof(pl_seg));
-  g->cnt = pl_calloc(E * N + E, sizeof(int));
-  g->cover = pl_calloc(K * N + K + K * E, sizeof(int64_t));
-  size_t C = (size_t)g->gpn + 1;
-  /* not zeroed: an entry is read only after fill_terms wrote it (tfill) */
-  g->terms = pl_malloc(E * 2 * C * K * 3 * sizeof(double));
-  g->ttag = pl_malloc(E * 2 * sizeof(int64_t));
-  g->tfill = pl_calloc(E * 2 * C + E, 1);
-  g->tp = pl_malloc((size_t)p->slots * sizeof(double *));
-  /* the journal: stamps [2G + E] zero (jid starts at 1), lists and values */
-  g->jg = pl_calloc(2 * G + E, sizeof(uint64_t));
-  g->jgl = pl_malloc((4 * G + E) * sizeof(int));
-  g->jgv = pl_malloc((G * jg_width(g) + G + 4 * E) * sizeof(double));
-  g->jgq = pl_malloc(G * sizeof(int64_t));
-  if (!g->tok || !g->mio || !g->per || !g->sa2a || !g->t_sa2a || !g->cnt ||
-      !g->cover || !g->terms || !g->ttag || !g->tfill || !g->tp || !g->jg ||
-      !g->jgl || !g->jgv || !g->jgq) {
+  if (greedy_alloc(g, p->slots)) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
   }
-  g->comp = g->tok + G;
-  g->ar = g->tok + 2 * G;
-  g->migt = g->tok + 3 * G;
-  g->kfree = g->tok + 4 * G;
-  g->tq = g->mio + 4 * G;
-  g->ring = g->per + E;
-  g->khot = g->per + 2 * E;
-  g->kcold = g->per + 3 * E;
-  g->mload = g->per + 4 * E;
-  g->scomp = g->sa2a + K * G;
-  g->t_scomp = g->t_sa2a + K;
-  g->knodes = g->cnt + E * N;
-  g->total = g->cover + K * N;
-  g->qload = g->total + K;
-  for (size_t i = 0; i < K * E; i++)
-    g->qload[i] = llround(load[i] * PL_QSCALE);
-  g->wbase = g->tfill + E * 2 * C;
-  for (size_t i = 0; i < 2 * E; i++)
-    g->ttag[i] = -1; /* no way holds terms yet */
-  g->jm = g->jg + G;
-  g->je = g->jm + G;
-  g->jml = g->jgl + G;
-  g->jel = g->jml + G;
-  g->jgp = g->jel + E;
-  g->jmp = g->jgp + G;
-  g->jmv = g->jgv + G * jg_width(g);
-  g->jev = g->jmv + G;
-  for (size_t e = 0; e < E; e++) {
-    const int *rep = p->rep + e * G;
-    for (int i = 0; i < p->nrep[e]; i++)
-      if (g->cnt[e * N + (size_t)(rep[i] / g->gpn)]++ == 0) {
-        g->knodes[e]++;
-        for (size_t k = 0; k < K; k++)
-          g->cover[k * N + (size_t)(rep[i] / g->gpn)] += g->qload[k * E + e];
-      }
-    for (size_t k = 0; k < K; k++)
-      g->total[k] += g->qload[k * E + e];
-  }
-  for (size_t e = 0; e < E; e++) {
-    double sum = 0;
-    for (size_t k = 0; k < K; k++)
-      sum += load[k * E + e];
-    g->mload[e] = sum / (double)K;
-  }
-  /* values first, then the trees are built over them in O(G + E) */
-  for (int e = 0; e < g->E; e++)
-    refresh_expert_keys(g, e);
-  for (int u = 0; u < g->G; u++) {
-    refresh_gpu(g, u);
-    refresh_mig(g, u);
-  }
-  int rc = 0;
-  for (size_t k = 0; k < K; k++) {
-    rc |= pl_seg_init(&g->t_sa2a[k], g->G, g->sa2a + k * G, 1);
-    rc |= pl_seg_init(&g->t_scomp[k], g->G, g->scomp + k * G, 1);
-  }
-  rc |= pl_seg_init(&g->t_tok, g->G, g->tok, 1);
-  rc |= pl_seg_init(&g->t_ar, g->G, g->ar, 1);
-  rc |= pl_seg_init(&g->t_mig, g->G, g->migt, 1);
-  rc |= pl_seg_init(&g->t_free, g->G, g->kfree, 0);
-  rc |= pl_seg_init(&g->t_all, g->G, g->tok, 0);
-  rc |= pl_seg_init(&g->t_hot, g->E, g->khot, 1);
-  rc |= pl_seg_init(&g->t_cold, g->E, g->kcold, 0);
-  if (rc) {
+  greedy_sums(g, p, load);
+  /* values first, then the trees are built over them */
+  if (greedy_trees(g)) {
     pl_greedy_fini(g);
     return PL_ENOMEM;
   }
