@@ -286,6 +286,91 @@ static int side_meta(json_t *root, const char *key, const char *alias, tr_limit_
   return 1;
 }
 
+/* The sidecar's shape keys, where present, match the array's. */
+static int side_shape(const tr_trace *t, json_t *root, const char *side, tr_error *err) {
+  static const char *dims[] = {"iterations", "layers", "ranks", "experts"};
+  static const tr_limit_id dim_lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
+                                        TR_LIM_EXPERTS};
+  int64_t have[] = {t->iterations, t->layers, t->ranks, t->experts}, v;
+  for (int i = 0; i < 4; i++) {
+    const tr_limit *l = &tr_limits[dim_lim[i]];
+    int got = side_int(root, dims[i], l->lo, l->hi, 0, "", side, &v, err);
+    if (got < 0)
+      return got;
+    if (got && v != have[i])
+      return tr_seterr(err, TR_EMETA, side, 0,
+                       "sidecar says %s = %" PRId64 " but the trace has %" PRId64, dims[i], v,
+                       have[i]);
+  }
+  return TR_OK;
+}
+
+/* The model keys into t->meta: top_k (at most the trace's experts),
+ * d_model, d_ff, bytes_per_elem, tokens_per_rank (else batch x seq /
+ * ranks). */
+static int side_model(tr_trace *t, json_t *root, const char *side, tr_error *err) {
+  const tr_limit *lk = &tr_limits[TR_LIM_TOP_K];
+  int64_t top_hi = t->experts < lk->hi ? t->experts : lk->hi, v;
+  int got = side_meta(root, "top_k", NULL, TR_LIM_TOP_K, top_hi,
+                      top_hi < lk->hi ? " (the trace's experts)" : "", side, &v, err);
+  if (got < 0)
+    return got;
+  if (got)
+    t->meta.top_k = (int)v;
+  static const struct {
+    const char *key, *alias;
+    tr_limit_id id;
+  } model[] = {{"d_model", NULL, TR_LIM_D_MODEL},
+               {"d_ff", "expert_hidden", TR_LIM_D_FF},
+               {"bytes_per_elem", "bytes_per_element", TR_LIM_BYTES_PER_ELEM},
+               {"tokens_per_rank", NULL, TR_LIM_TOKENS_PER_RANK}};
+  int64_t mv[4] = {0, 0, 0, 0};
+  int have_tokens = 0;
+  for (int i = 0; i < 4; i++) {
+    got = side_meta(root, model[i].key, model[i].alias, model[i].id, tr_limits[model[i].id].hi,
+                    "", side, &mv[i], err);
+    if (got < 0)
+      return got;
+    have_tokens |= i == 3 && got && mv[3] > 0; /* 0: unknown, as if absent */
+  }
+  t->meta.d_model = (int)mv[0];
+  t->meta.d_ff = (int)mv[1];
+  t->meta.bytes_per_elem = (int)mv[2];
+  t->meta.tokens_per_rank = mv[3];
+  int64_t batch = 0, seq = 0;
+  int hb = side_int(root, "batch", 1, INT32_MAX, 0, "", side, &batch, err);
+  int hs = hb < 0 ? 0 : side_int(root, "seq", 1, INT32_MAX, 0, "", side, &seq, err);
+  if (hb < 0 || hs < 0)
+    return hb < 0 ? hb : hs;
+  if (!have_tokens && hb && hs) { /* the recorder's global batch x sequence length */
+    const tr_limit *l = &tr_limits[TR_LIM_TOKENS_PER_RANK];
+    int64_t tok = batch * seq / t->ranks; /* < 2^62: both below 2^31 */
+    if (tok < l->lo || tok > l->hi)
+      return tr_seterr(err, TR_EMETA, side, 0,
+                       "batch x seq / ranks = %" PRId64 " x %" PRId64 " / %d = %" PRId64
+                       " tokens per rank: it must be between %" PRId64 " and %" PRId64,
+                       batch, seq, t->ranks, tok, l->lo, l->hi);
+    t->meta.tokens_per_rank = tok;
+  }
+  return TR_OK;
+}
+
+/* t->meta.source: the sidecar's "source", else "name: corpus". */
+static int side_source(tr_trace *t, json_t *root, const char *side, tr_error *err) {
+  json_t *src = json_object_get(root, "source");
+  json_t *name = json_object_get(root, "name");
+  json_t *corpus = json_object_get(root, "corpus");
+  if (src && !json_is_string(src))
+    return tr_seterr(err, TR_EMETA, side, 0, "key 'source' must be a string");
+  if (src)
+    snprintf(t->meta.source, sizeof(t->meta.source), "%s", json_string_value(src));
+  else if (json_is_string(name))
+    snprintf(t->meta.source, sizeof(t->meta.source), "%s%s%s",
+             json_string_value(name), json_is_string(corpus) ? ": " : "",
+             json_is_string(corpus) ? json_string_value(corpus) : "");
+  return TR_OK;
+}
+
 /*
  * Reads the same-name .json sidecar, if any, into t->meta. Accepted keys
  * (any may be absent; 0 = unknown), each within its physical range
@@ -305,94 +390,12 @@ static int read_sidecar(tr_trace *t, tr_error *err) {
   if (!root)
     return tr_seterr(err, TR_EMETA, side, jerr.line > 0 ? jerr.line : 0,
                      "malformed JSON sidecar: %s", jerr.text);
-  int rc = TR_OK, got;
-  int64_t v;
-  if (!json_is_object(root)) {
+  int rc;
+  if (!json_is_object(root))
     rc = tr_seterr(err, TR_EMETA, side, 0, "sidecar is not a JSON object");
-    goto done;
-  }
-  /* The shape first: the other ranges (top_k <= experts) depend on it. */
-  static const char *dims[] = {"iterations", "layers", "ranks", "experts"};
-  static const tr_limit_id dim_lim[] = {TR_LIM_ITERATIONS, TR_LIM_LAYERS, TR_LIM_RANKS,
-                                        TR_LIM_EXPERTS};
-  int64_t have[] = {t->iterations, t->layers, t->ranks, t->experts};
-  for (int i = 0; i < 4; i++) {
-    const tr_limit *l = &tr_limits[dim_lim[i]];
-    if ((got = side_int(root, dims[i], l->lo, l->hi, 0, "", side, &v, err)) < 0) {
-      rc = got;
-      goto done;
-    }
-    if (got && v != have[i]) {
-      rc = tr_seterr(err, TR_EMETA, side, 0,
-                     "sidecar says %s = %" PRId64 " but the trace has %" PRId64, dims[i], v,
-                     have[i]);
-      goto done;
-    }
-  }
-  const tr_limit *lk = &tr_limits[TR_LIM_TOP_K];
-  int64_t top_hi = t->experts < lk->hi ? t->experts : lk->hi;
-  if ((got = side_meta(root, "top_k", NULL, TR_LIM_TOP_K, top_hi,
-                       top_hi < lk->hi ? " (the trace's experts)" : "", side, &v, err)) < 0) {
-    rc = got;
-    goto done;
-  }
-  if (got)
-    t->meta.top_k = (int)v;
-  static const struct {
-    const char *key, *alias;
-    tr_limit_id id;
-  } model[] = {{"d_model", NULL, TR_LIM_D_MODEL},
-               {"d_ff", "expert_hidden", TR_LIM_D_FF},
-               {"bytes_per_elem", "bytes_per_element", TR_LIM_BYTES_PER_ELEM},
-               {"tokens_per_rank", NULL, TR_LIM_TOKENS_PER_RANK}};
-  int64_t mv[4] = {0, 0, 0, 0};
-  int have_tokens = 0;
-  for (int i = 0; i < 4; i++) {
-    got = side_meta(root, model[i].key, model[i].alias, model[i].id, tr_limits[model[i].id].hi,
-                    "", side, &mv[i], err);
-    if (got < 0) {
-      rc = got;
-      goto done;
-    }
-    have_tokens |= i == 3 && got && mv[3] > 0; /* 0: unknown, as if absent */
-  }
-  t->meta.d_model = (int)mv[0];
-  t->meta.d_ff = (int)mv[1];
-  t->meta.bytes_per_elem = (int)mv[2];
-  t->meta.tokens_per_rank = mv[3];
-  int64_t batch = 0, seq = 0;
-  int hb = side_int(root, "batch", 1, INT32_MAX, 0, "", side, &batch, err);
-  int hs = hb < 0 ? 0 : side_int(root, "seq", 1, INT32_MAX, 0, "", side, &seq, err);
-  if (hb < 0 || hs < 0) {
-    rc = hb < 0 ? hb : hs;
-    goto done;
-  }
-  if (!have_tokens && hb && hs) { /* the recorder's global batch x sequence length */
-    const tr_limit *l = &tr_limits[TR_LIM_TOKENS_PER_RANK];
-    int64_t tok = batch * seq / t->ranks; /* < 2^62: both below 2^31 */
-    if (tok < l->lo || tok > l->hi) {
-      rc = tr_seterr(err, TR_EMETA, side, 0,
-                     "batch x seq / ranks = %" PRId64 " x %" PRId64 " / %d = %" PRId64
-                     " tokens per rank: it must be between %" PRId64 " and %" PRId64,
-                     batch, seq, t->ranks, tok, l->lo, l->hi);
-      goto done;
-    }
-    t->meta.tokens_per_rank = tok;
-  }
-  json_t *src = json_object_get(root, "source");
-  json_t *name = json_object_get(root, "name");
-  json_t *corpus = json_object_get(root, "corpus");
-  if (src && !json_is_string(src)) {
-    rc = tr_seterr(err, TR_EMETA, side, 0, "key 'source' must be a string");
-    goto done;
-  }
-  if (src)
-    snprintf(t->meta.source, sizeof(t->meta.source), "%s", json_string_value(src));
-  else if (json_is_string(name))
-    snprintf(t->meta.source, sizeof(t->meta.source), "%s%s%s",
-             json_string_value(name), json_is_string(corpus) ? ": " : "",
-             json_is_string(corpus) ? json_string_value(corpus) : "");
-done:
+  else if (!(rc = side_shape(t, root, side, err)) && /* first: top_k <= experts needs it */
+           !(rc = side_model(t, root, side, err)))
+    rc = side_source(t, root, side, err);
   json_decref(root);
   return rc;
 }
