@@ -503,6 +503,64 @@ int64_t tr_npy_at(const tr_npy *a, uint64_t index) {
   return load_elem(a->data + index * dtype_size(a->dtype), a->dtype);
 }
 
+/* The .npy preamble of the size bytes at b: the magic, a known format
+ * version (1: 2-byte header length, 2 and 3: 4-byte) and a header that
+ * fits the file; *hstart and *hlen locate the header. */
+static int npy_preamble(const unsigned char *b, size_t size, const char *path, size_t *hstart,
+                        size_t *hlen, tr_error *err) {
+  if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
+    return tr_seterr(err, size < 10 && memcmp(b, "\x93NUMPY", size < 6 ? size : 6) == 0
+                              ? TR_ETRUNC : TR_EFORMAT,
+                     path, 0, "not a NumPy .npy file (bad magic)");
+  int major = b[6];
+  if (major == 1) {
+    *hlen = (size_t)b[8] | (size_t)b[9] << 8;
+    *hstart = 10;
+  } else if (major == 2 || major == 3) {
+    if (size < 12)
+      return tr_seterr(err, TR_ETRUNC, path, 0, "NumPy header is truncated");
+    *hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+    *hstart = 12;
+  } else {
+    return tr_seterr(err, TR_EFORMAT, path, 0, "unsupported .npy format version %d", major);
+  }
+  if (*hlen > size - *hstart)
+    return tr_seterr(err, TR_ETRUNC, path, 0,
+                     "NumPy header is truncated (%zu header bytes, file has %zu)", *hlen,
+                     size - *hstart);
+  return TR_OK;
+}
+
+/* The data a's header describes (its shape and dtype) is exactly the
+ * `left` bytes the file holds after the header: a->cells set. What the
+ * header claims is checked against what the file holds before any of it
+ * is read: the product saturates instead of wrapping. */
+static int npy_data_fits(tr_npy *a, size_t left, const char *path, tr_error *err) {
+  uint64_t cells = 1;
+  char shape[160] = "(";
+  for (int i = 0; i < a->ndim; i++) {
+    cells = a->shape[i] == 0 ? 0 : cells ? tr_mul_sat(cells, (uint64_t)a->shape[i]) : 0;
+    size_t n = strlen(shape);
+    snprintf(shape + n, sizeof(shape) - n, "%s%" PRId64, i ? ", " : "", a->shape[i]);
+  }
+  strncat(shape, ")", sizeof(shape) - strlen(shape) - 1);
+  uint64_t need = tr_mul_sat(cells, dtype_size(a->dtype));
+  if (need > left) {
+    char hs[32];
+    return tr_seterr(err, TR_ETRUNC, path, 0,
+                     "file is truncated: its header claims shape %s, %s%s (%" PRIu64
+                     " bytes) of data, but the file holds %zu",
+                     shape, need == UINT64_MAX ? "more than " : "",
+                     tr_format_size((double)need, hs, sizeof(hs)), need, left);
+  }
+  if (need < left)
+    return tr_seterr(err, TR_EFORMAT, path, 0,
+                     "file has %" PRIu64 " bytes after the data its shape describes",
+                     (uint64_t)(left - need));
+  a->cells = cells;
+  return TR_OK;
+}
+
 int tr_npy_open(tr_npy *a, const char *path, tr_error *err) {
   memset(a, 0, sizeof(*a));
   snprintf(a->path, sizeof(a->path), "%s", path);
@@ -530,34 +588,9 @@ int tr_npy_open(tr_npy *a, const char *path, tr_error *err) {
   a->map = map;
   a->map_len = size;
   const unsigned char *b = map;
-  if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
-    rc = tr_seterr(err, size < 10 && memcmp(b, "\x93NUMPY", size < 6 ? size : 6) == 0
-                            ? TR_ETRUNC : TR_EFORMAT,
-                   path, 0, "not a NumPy .npy file (bad magic)");
+  size_t hlen = 0, hstart = 0;
+  if ((rc = npy_preamble(b, size, path, &hstart, &hlen, err)))
     goto fail;
-  }
-  int major = b[6];
-  size_t hlen, hstart;
-  if (major == 1) {
-    hlen = (size_t)b[8] | (size_t)b[9] << 8;
-    hstart = 10;
-  } else if (major == 2 || major == 3) {
-    if (size < 12) {
-      rc = tr_seterr(err, TR_ETRUNC, path, 0, "NumPy header is truncated");
-      goto fail;
-    }
-    hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
-    hstart = 12;
-  } else {
-    rc = tr_seterr(err, TR_EFORMAT, path, 0, "unsupported .npy format version %d", major);
-    goto fail;
-  }
-  if (hlen > size - hstart) {
-    rc = tr_seterr(err, TR_ETRUNC, path, 0,
-                   "NumPy header is truncated (%zu header bytes, file has %zu)", hlen,
-                   size - hstart);
-    goto fail;
-  }
   h = tr_malloc(hlen + 1);
   if (!h) {
     rc = tr_seterr(err, TR_ENOMEM, path, 0, "out of memory");
@@ -565,38 +598,9 @@ int tr_npy_open(tr_npy *a, const char *path, tr_error *err) {
   }
   memcpy(h, b + hstart, hlen);
   h[hlen] = '\0';
-  if ((rc = npy_header(a, h, err)))
+  if ((rc = npy_header(a, h, err)) || (rc = npy_data_fits(a, size - hstart - hlen, path, err)))
     goto fail;
-  size_t es = dtype_size(a->dtype);
-  size_t data_off = hstart + hlen;
-  /* What the header claims is checked against what the file holds before
-   * any of it is read: the product saturates instead of wrapping. */
-  uint64_t cells = 1;
-  char shape[160] = "(";
-  for (int i = 0; i < a->ndim; i++) {
-    cells = a->shape[i] == 0 ? 0 : cells ? tr_mul_sat(cells, (uint64_t)a->shape[i]) : 0;
-    size_t n = strlen(shape);
-    snprintf(shape + n, sizeof(shape) - n, "%s%" PRId64, i ? ", " : "", a->shape[i]);
-  }
-  strncat(shape, ")", sizeof(shape) - strlen(shape) - 1);
-  uint64_t need = tr_mul_sat(cells, es);
-  if (need > size - data_off) {
-    char hs[32];
-    rc = tr_seterr(err, TR_ETRUNC, path, 0,
-                   "file is truncated: its header claims shape %s, %s%s (%" PRIu64
-                   " bytes) of data, but the file holds %zu",
-                   shape, need == UINT64_MAX ? "more than " : "",
-                   tr_format_size((double)need, hs, sizeof(hs)), need, size - data_off);
-    goto fail;
-  }
-  if (need < size - data_off) {
-    rc = tr_seterr(err, TR_EFORMAT, path, 0,
-                   "file has %" PRIu64 " bytes after the data its shape describes",
-                   (uint64_t)(size - data_off - need));
-    goto fail;
-  }
-  a->cells = cells;
-  a->data = b + data_off;
+  a->data = b + hstart + hlen;
   tr_free(h);
   close(fd);
   return TR_OK;
