@@ -1444,150 +1444,215 @@ static uint64_t expected_checksum(rt_exec *x, int l, int e, float *P, void *raw,
   return kn_checksum(raw, 2 * df * (size_t)x->esz) ^ kn_mix64(kn_checksum(rawo, x->optbytes));
 }
 
+/* rt_exec_check's host buffers, and the sums of its relative errors
+ * (numerator, denominator: outputs, input gradients, weight gradients). */
+typedef struct check_buf {
+  float *P, *Gref, *Gd;             /* [pelems]: an expert's parameters, its gradients */
+  void *raw, *raw2, *rawo, *rawo2;  /* downloads: parameters or tokens, optimizer state */
+  float **Xr, **dOr, **Ys, **dXs;   /* [G] per rank: inputs, output grads; per slot results */
+  float *xb, *dyb, *ab, *dab, *yb, *dxb; /* [Cap x d or f] one expert's batch */
+  int32_t *rowr;                    /* [Cap] each batch row's source rank */
+  int64_t *rowp;                    /* [Cap] and its slot there */
+  float *tok, *tokref;              /* [Tmax d] one rank's tokens: the device's, the reference */
+  double on, od, dn, dd, gn, gd;
+} check_buf;
+
+static void check_free(check_buf *c, int G) {
+  for (int r = 0; c->Xr && r < G; r++) {
+    rt_free(c->Xr[r]);
+    if (c->dOr) rt_free(c->dOr[r]);
+    if (c->Ys) rt_free(c->Ys[r]);
+    if (c->dXs) rt_free(c->dXs[r]);
+  }
+  rt_free(c->Xr); rt_free(c->dOr); rt_free(c->Ys); rt_free(c->dXs);
+  rt_free(c->P); rt_free(c->Gref); rt_free(c->Gd); rt_free(c->raw); rt_free(c->raw2);
+  rt_free(c->rawo); rt_free(c->rawo2);
+  rt_free(c->xb); rt_free(c->dyb); rt_free(c->ab); rt_free(c->dab); rt_free(c->yb);
+  rt_free(c->dxb); rt_free(c->rowr); rt_free(c->rowp);
+  rt_free(c->tok); rt_free(c->tokref);
+}
+
+/* c's buffers for x's sizes; 0, or 1 when one cannot be had (check_free
+ * then). */
+static int check_alloc(const rt_exec *x, check_buf *c) {
+  int G = x->G, d = x->d, f = x->f;
+  size_t pb = x->pelems * (size_t)x->esz;
+  size_t tokb = (size_t)x->Tmax * (size_t)d * (size_t)x->esz;
+  *c = (check_buf){.P = rt_malloc(sizeof(float) * x->pelems),
+                   .Gref = rt_malloc(sizeof(float) * x->pelems),
+                   .Gd = rt_malloc(sizeof(float) * x->pelems),
+                   .raw = rt_malloc(pb > tokb ? pb : tokb),
+                   .raw2 = rt_malloc(pb),
+                   .rawo = rt_malloc(x->optbytes ? x->optbytes : 4),
+                   .rawo2 = rt_malloc(x->optbytes ? x->optbytes : 4),
+                   .Xr = rt_calloc((size_t)G, sizeof(float *)),
+                   .dOr = rt_calloc((size_t)G, sizeof(float *)),
+                   .Ys = rt_calloc((size_t)G, sizeof(float *)),
+                   .dXs = rt_calloc((size_t)G, sizeof(float *)),
+                   .xb = rt_malloc(sizeof(float) * (size_t)x->Cap * d),
+                   .dyb = rt_malloc(sizeof(float) * (size_t)x->Cap * d),
+                   .ab = rt_malloc(sizeof(float) * (size_t)x->Cap * f),
+                   .dab = rt_malloc(sizeof(float) * (size_t)x->Cap * f),
+                   .yb = rt_malloc(sizeof(float) * (size_t)x->Cap * d),
+                   .dxb = rt_malloc(sizeof(float) * (size_t)x->Cap * d),
+                   .rowr = rt_malloc(sizeof(int32_t) * (size_t)x->Cap),
+                   .rowp = rt_malloc(sizeof(int64_t) * (size_t)x->Cap),
+                   .tok = rt_malloc(sizeof(float) * (size_t)x->Tmax * d),
+                   .tokref = rt_malloc(sizeof(float) * (size_t)x->Tmax * d)};
+  int ok = c->P && c->Gref && c->Gd && c->raw && c->raw2 && c->rawo && c->rawo2 && c->Xr &&
+           c->dOr && c->Ys && c->dXs && c->xb && c->dyb && c->ab && c->dab && c->yb && c->dxb &&
+           c->rowr && c->rowp && c->tok && c->tokref;
+  for (int r = 0; ok && r < G; r++) {
+    c->Xr[r] = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
+    c->dOr[r] = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
+    c->Ys[r] = rt_calloc((size_t)x->Smax * d, sizeof(float));
+    c->dXs[r] = rt_calloc((size_t)x->Smax * d, sizeof(float));
+    ok = c->Xr[r] && c->dOr[r] && c->Ys[r] && c->dXs[r];
+  }
+  return !ok;
+}
+
+/* Every kept slot of expert e of layer l, from every source, gathered
+ * into one batch (inputs xb, weighted output gradients dyb, each row's
+ * rank and slot); its rows. */
+static int64_t check_gather(const rt_exec *x, check_buf *c, int l, int e) {
+  int G = x->G, E = x->E, d = x->d;
+  const int64_t *split = x->split_l + (size_t)l * G * E * G;
+  int64_t n = 0;
+  for (int r = 0; r < G; r++) {
+    lr *q = LR(x, l, r);
+    for (int g = 0; g < G; g++) {
+      int64_t p = q->send_off[g];
+      for (int e2 = 0; e2 < e; e2++) p += split[((size_t)r * E + e2) * G + g];
+      int64_t cnt = split[((size_t)r * E + e) * G + g];
+      for (int64_t u = 0; u < cnt; u++, p++) {
+        int32_t t = q->sidx[p];
+        float w = q->sw[p];
+        memcpy(c->xb + n * d, c->Xr[r] + (size_t)t * d, sizeof(float) * (size_t)d);
+        for (int k = 0; k < d; k++) {
+          float v = w * c->dOr[r][(size_t)t * d + k];
+          c->dyb[n * d + k] = x->esz == 2 ? kn_bf16_round(v) : v;
+        }
+        c->rowr[n] = r;
+        c->rowp[n] = p;
+        n++;
+      }
+    }
+  }
+  return n;
+}
+
+/* Expert e of layer l on its n gathered rows, on the host: its reference
+ * parameters (P), forward and backward (the weight gradient into Gref),
+ * each row's output and input gradient back into its rank's slot. */
+static void check_reference(const rt_exec *x, check_buf *c, int l, int e, int64_t n) {
+  int d = x->d, f = x->f;
+  size_t df = (size_t)d * f;
+  kn_cpu_fill(c->P, df, seed_of(x, 1, l, e, 0), 1.0f / sqrtf((float)d));
+  kn_cpu_fill(c->P + df, df, seed_of(x, 1, l, e, 1), 1.0f / sqrtf((float)f));
+  if (x->esz == 2)
+    for (size_t i = 0; i < 2 * df; i++) c->P[i] = kn_bf16_round(c->P[i]);
+  kn_cpu_ffn_fwd(c->xb, c->P, c->ab, c->yb, n, d, f);
+  kn_cpu_ffn_bwd(c->xb, c->P, c->ab, c->dyb, c->dab, c->dxb, c->Gref, n, d, f);
+  for (int64_t i = 0; i < n; i++) {
+    memcpy(c->Ys[c->rowr[i]] + (size_t)c->rowp[i] * d, c->yb + i * d, sizeof(float) * (size_t)d);
+    memcpy(c->dXs[c->rowr[i]] + (size_t)c->rowp[i] * d, c->dxb + i * d,
+           sizeof(float) * (size_t)d);
+  }
+}
+
+/* Every replica of expert e of layer l: its reduced gradient against the
+ * reference, and its parameter and optimizer checksum against the
+ * expected one, those that arrived in the background in the last
+ * iteration included (landed: collect waited for the fence; they are
+ * served from the next iteration on, so have no gradient, but those that
+ * arrived weights-first served it and have one). */
+static int check_replicas(rt_exec *x, check_buf *c, int l, int e, rt_check *out) {
+  size_t pb = x->pelems * (size_t)x->esz;
+  for (int g = 0; g < x->G; g++) {
+    if (!x->ops->owns(x->b, g)) continue;
+    lr *q = LR(x, l, g);
+    int s = find_slot(q, x->nphys, e), in = find_incoming(q, x->nphys, e);
+    if (s < 0 && in < 0) continue;
+    if (s >= 0) {
+      BK(x, x->ops->download(x->b, g, c->raw, q->slots[s].grad, pb));
+      to_float(x, c->raw, c->Gd, x->pelems);
+      acc_err(c->Gd, c->Gref, x->pelems, &c->gn, &c->gd);
+    }
+    uint64_t want = expected_checksum(x, l, e, c->Gd, c->raw2, c->rawo2);
+    for (int pass = 0; pass < 2; pass++) {
+      int u = pass == 0 ? s : in;
+      if (u < 0) continue;
+      out->replicas_checked++;
+      out->moved_checked += pass || q->slots[u].wf_in;
+      BK(x, x->ops->download(x->b, g, c->raw, q->slots[u].param, pb));
+      if (x->optbytes) BK(x, x->ops->download(x->b, g, c->rawo, q->slots[u].opt, x->optbytes));
+      uint64_t got = kn_checksum(c->raw, pb) ^ kn_mix64(kn_checksum(c->rawo, x->optbytes));
+      if (got != want) out->checksum_mismatches++;
+    }
+  }
+  return 0;
+}
+
+/* Every owned rank's combined outputs and input gradients of layer l
+ * against the reference's, token by token (a token whose error is over a
+ * quarter of its norm is missing). */
+static int check_tokens(rt_exec *x, check_buf *c, int l, rt_check *out) {
+  int d = x->d;
+  for (int r = 0; r < x->G; r++) {
+    if (!x->ops->owns(x->b, r)) continue;
+    lr *q = LR(x, l, r);
+    size_t nt = (size_t)q->T * d;
+    for (int pass = 0; pass < 2; pass++) {
+      if (pass == 0) kn_cpu_combine(c->tokref, c->Ys[r], q->cidx, q->cw, q->T, x->k, d);
+      else kn_cpu_combine(c->tokref, c->dXs[r], q->cidx, NULL, q->T, x->k, d);
+      BK(x, x->ops->download(x->b, r, c->raw, pass == 0 ? q->d_Out : q->d_dIn,
+                             nt * (size_t)x->esz));
+      to_float(x, c->raw, c->tok, nt);
+      if (pass == 0) acc_err(c->tok, c->tokref, nt, &c->on, &c->od);
+      else acc_err(c->tok, c->tokref, nt, &c->dn, &c->dd);
+      for (int64_t t = 0; t < q->T; t++) {
+        double a = 0, b = 0;
+        acc_err(c->tok + t * d, c->tokref + t * d, (size_t)d, &a, &b);
+        if (pass == 0) out->tokens_checked++;
+        if (b > 0 && a > 0.25 * b) out->tokens_missing++;
+      }
+    }
+  }
+  return 0;
+}
+
 int rt_exec_check(rt_exec *x, rt_check *out, char *errbuf, size_t errlen) {
-  int G = x->G, L = x->L, E = x->E, k = x->k, d = x->d, f = x->f, rc = 0;
+  int G = x->G, L = x->L, E = x->E, d = x->d, rc = 0;
   x->err = errbuf;
   x->errlen = errlen;
   memset(out, 0, sizeof *out);
   if (x->iters == 0) return fail(x, RT_EINVAL, "%s", "no iteration to check");
   int64_t it = x->last_it;
-  size_t pb = x->pelems * (size_t)x->esz;
-  size_t tokb = (size_t)x->Tmax * (size_t)d * (size_t)x->esz;
-  float *P = rt_malloc(sizeof(float) * x->pelems);
-  float *Gref = rt_malloc(sizeof(float) * x->pelems);
-  float *Gd = rt_malloc(sizeof(float) * x->pelems);
-  void *raw = rt_malloc(pb > tokb ? pb : tokb);
-  void *raw2 = rt_malloc(pb);
-  void *rawo = rt_malloc(x->optbytes ? x->optbytes : 4);
-  void *rawo2 = rt_malloc(x->optbytes ? x->optbytes : 4);
-  float **Xr = rt_calloc((size_t)G, sizeof *Xr), **dOr = rt_calloc((size_t)G, sizeof *dOr);
-  float **Ys = rt_calloc((size_t)G, sizeof *Ys), **dXs = rt_calloc((size_t)G, sizeof *dXs);
-  float *xb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
-  float *dyb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
-  float *ab = rt_malloc(sizeof(float) * (size_t)x->Cap * f);
-  float *dab = rt_malloc(sizeof(float) * (size_t)x->Cap * f);
-  float *yb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
-  float *dxb = rt_malloc(sizeof(float) * (size_t)x->Cap * d);
-  int32_t *rowr = rt_malloc(sizeof(int32_t) * (size_t)x->Cap);
-  int64_t *rowp = rt_malloc(sizeof(int64_t) * (size_t)x->Cap);
-  float *tok = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
-  float *tokref = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
-  int ok = P && Gref && Gd && raw && raw2 && rawo && rawo2 && Xr && dOr && Ys && dXs && xb &&
-           dyb && ab && dab && yb && dxb && rowr && rowp && tok && tokref;
-  for (int r = 0; ok && r < G; r++) {
-    Xr[r] = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
-    dOr[r] = rt_malloc(sizeof(float) * (size_t)x->Tmax * d);
-    Ys[r] = rt_calloc((size_t)x->Smax * d, sizeof(float));
-    dXs[r] = rt_calloc((size_t)x->Smax * d, sizeof(float));
-    ok = Xr[r] && dOr[r] && Ys[r] && dXs[r];
-  }
-  if (!ok) {
+  check_buf c;
+  if (check_alloc(x, &c)) {
     rc = fail(x, RT_ENOMEM, "%s", "check: out of host memory");
     goto done;
   }
-  double on = 0, od = 0, dn = 0, dd = 0, gn = 0, gd = 0;
   for (int l = 0; l < L && !rc; l++) {
-    const int64_t *split = x->split_l + (size_t)l * G * E * G;
     for (int r = 0; r < G; r++) {
       lr *q = LR(x, l, r);
-      ref_fill(x, Xr[r], (size_t)q->T * d, seed_of(x, 3, it, l, r), 1.0f);
-      ref_fill(x, dOr[r], (size_t)q->T * d, seed_of(x, 4, it, l, r), 1.0f);
+      ref_fill(x, c.Xr[r], (size_t)q->T * d, seed_of(x, 3, it, l, r), 1.0f);
+      ref_fill(x, c.dOr[r], (size_t)q->T * d, seed_of(x, 4, it, l, r), 1.0f);
     }
     for (int e = 0; e < E && !rc; e++) {
-      /* Every kept slot of expert e, from every source, in one batch. */
-      int64_t n = 0;
-      for (int r = 0; r < G; r++) {
-        lr *q = LR(x, l, r);
-        for (int g = 0; g < G; g++) {
-          int64_t p = q->send_off[g];
-          for (int e2 = 0; e2 < e; e2++) p += split[((size_t)r * E + e2) * G + g];
-          int64_t cnt = split[((size_t)r * E + e) * G + g];
-          for (int64_t u = 0; u < cnt; u++, p++) {
-            int32_t t = q->sidx[p];
-            float w = q->sw[p];
-            memcpy(xb + n * d, Xr[r] + (size_t)t * d, sizeof(float) * (size_t)d);
-            for (int c = 0; c < d; c++) {
-              float v = w * dOr[r][(size_t)t * d + c];
-              dyb[n * d + c] = x->esz == 2 ? kn_bf16_round(v) : v;
-            }
-            rowr[n] = r;
-            rowp[n] = p;
-            n++;
-          }
-        }
-      }
-      size_t df = (size_t)d * f;
-      kn_cpu_fill(P, df, seed_of(x, 1, l, e, 0), 1.0f / sqrtf((float)d));
-      kn_cpu_fill(P + df, df, seed_of(x, 1, l, e, 1), 1.0f / sqrtf((float)f));
-      if (x->esz == 2)
-        for (size_t i = 0; i < 2 * df; i++) P[i] = kn_bf16_round(P[i]);
-      kn_cpu_ffn_fwd(xb, P, ab, yb, n, d, f);
-      kn_cpu_ffn_bwd(xb, P, ab, dyb, dab, dxb, Gref, n, d, f);
-      for (int64_t i = 0; i < n; i++) {
-        memcpy(Ys[rowr[i]] + (size_t)rowp[i] * d, yb + i * d, sizeof(float) * (size_t)d);
-        memcpy(dXs[rowr[i]] + (size_t)rowp[i] * d, dxb + i * d, sizeof(float) * (size_t)d);
-      }
-      /* Every replica's reduced gradient, and the checksum of every
-       * replica, those that arrived in the background in the last
-       * iteration included (landed: collect waited for the fence; they
-       * are served from the next iteration on, so have no gradient, but
-       * those that arrived weights-first served it and have one). */
-      for (int g = 0; g < G; g++) {
-        if (!x->ops->owns(x->b, g)) continue;
-        lr *q = LR(x, l, g);
-        int s = find_slot(q, x->nphys, e), in = find_incoming(q, x->nphys, e);
-        if (s < 0 && in < 0) continue;
-        if (s >= 0) {
-          BK(x, x->ops->download(x->b, g, raw, q->slots[s].grad, pb));
-          to_float(x, raw, Gd, x->pelems);
-          acc_err(Gd, Gref, x->pelems, &gn, &gd);
-        }
-        uint64_t want = expected_checksum(x, l, e, Gd, raw2, rawo2);
-        for (int pass = 0; pass < 2; pass++) {
-          int u = pass == 0 ? s : in;
-          if (u < 0) continue;
-          out->replicas_checked++;
-          out->moved_checked += pass || q->slots[u].wf_in;
-          BK(x, x->ops->download(x->b, g, raw, q->slots[u].param, pb));
-          if (x->optbytes) BK(x, x->ops->download(x->b, g, rawo, q->slots[u].opt, x->optbytes));
-          uint64_t got = kn_checksum(raw, pb) ^ kn_mix64(kn_checksum(rawo, x->optbytes));
-          if (got != want) out->checksum_mismatches++;
-        }
-      }
+      check_reference(x, &c, l, e, check_gather(x, &c, l, e));
+      rc = check_replicas(x, &c, l, e, out);
     }
-    for (int r = 0; r < G && !rc; r++) {
-      if (!x->ops->owns(x->b, r)) continue;
-      lr *q = LR(x, l, r);
-      size_t nt = (size_t)q->T * d;
-      for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0) kn_cpu_combine(tokref, Ys[r], q->cidx, q->cw, q->T, k, d);
-        else kn_cpu_combine(tokref, dXs[r], q->cidx, NULL, q->T, k, d);
-        BK(x, x->ops->download(x->b, r, raw, pass == 0 ? q->d_Out : q->d_dIn, nt * (size_t)x->esz));
-        to_float(x, raw, tok, nt);
-        if (pass == 0) acc_err(tok, tokref, nt, &on, &od);
-        else acc_err(tok, tokref, nt, &dn, &dd);
-        for (int64_t t = 0; t < q->T; t++) {
-          double a = 0, b = 0;
-          acc_err(tok + t * d, tokref + t * d, (size_t)d, &a, &b);
-          if (pass == 0) out->tokens_checked++;
-          if (b > 0 && a > 0.25 * b) out->tokens_missing++;
-        }
-      }
-    }
+    if (!rc)
+      rc = check_tokens(x, &c, l, out);
   }
-  out->out_err = od > 0 ? sqrt(on / od) : sqrt(on);
-  out->din_err = dd > 0 ? sqrt(dn / dd) : sqrt(dn);
-  out->grad_err = gd > 0 ? sqrt(gn / gd) : sqrt(gn);
+  if (!rc) {
+    out->out_err = c.od > 0 ? sqrt(c.on / c.od) : sqrt(c.on);
+    out->din_err = c.dd > 0 ? sqrt(c.dn / c.dd) : sqrt(c.dn);
+    out->grad_err = c.gd > 0 ? sqrt(c.gn / c.gd) : sqrt(c.gn);
+  }
 done:
-  for (int r = 0; Xr && r < G; r++) {
-    rt_free(Xr[r]);
-    if (dOr) rt_free(dOr[r]);
-    if (Ys) rt_free(Ys[r]);
-    if (dXs) rt_free(dXs[r]);
-  }
-  rt_free(Xr); rt_free(dOr); rt_free(Ys); rt_free(dXs);
-  rt_free(P); rt_free(Gref); rt_free(Gd); rt_free(raw); rt_free(raw2); rt_free(rawo); rt_free(rawo2);
-  rt_free(xb); rt_free(dyb); rt_free(ab); rt_free(dab); rt_free(yb); rt_free(dxb); rt_free(rowr); rt_free(rowp);
-  rt_free(tok); rt_free(tokref);
+  check_free(&c, G);
   return rc;
 }
