@@ -224,6 +224,122 @@ void rt_exec_destroy(rt_exec *x) {
 static int warmup(rt_exec *x);
 static int temps_init(rt_exec *x);
 
+/* x's host arrays of its sizes, and the per-rank exchange buffers on
+ * each rank it owns. */
+static int exec_arrays(rt_exec *x) {
+  int G = x->G, L = x->L, E = x->E;
+  size_t dsz = (size_t)x->d * (size_t)x->esz, fsz = (size_t)x->f * (size_t)x->esz;
+  x->lr = rt_calloc((size_t)L * (size_t)G, sizeof *x->lr);
+  x->rk = rt_calloc((size_t)G, sizeof *x->rk);
+  x->split_l = rt_calloc((size_t)L * G * E * G, sizeof *x->split_l);
+  x->rowc = rt_calloc((size_t)G * (size_t)E, sizeof *x->rowc);
+  x->busy = rt_calloc((size_t)G, sizeof *x->busy);
+  x->total = rt_calloc((size_t)G, sizeof *x->total);
+  x->wf_layer = rt_calloc((size_t)L, 1);
+  int nst = 15 * L + 4; /* 14 per layer, 1 per layer's weights wait, 4 per iteration */
+  x->stamps = rt_calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
+  x->kind = rt_calloc((size_t)nst, sizeof *x->kind);
+  if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
+      !x->stamps || !x->kind || !x->wf_layer)
+    return RT_ENOMEM;
+  if (nst > x->ops->max_marks(x->b))
+    return fail(x, RT_EINVAL, "%s", "too many layers for the backend's time stamps");
+  if (pl_routing_init(&x->route, G, E, 1) || pl_routing_init(&x->tmp, G, E, 0))
+    return RT_ENOMEM;
+  for (int r = 0; r < G; r++) {
+    if (!x->ops->owns(x->b, r)) continue;
+    rk *q = &x->rk[r];
+    q->send = dalloc(x, r, (size_t)x->Smax * dsz);
+    q->back = dalloc(x, r, (size_t)x->Smax * dsz);
+    q->recv = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->Y = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->dY = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->ysend = dalloc(x, r, (size_t)x->Cap * dsz);
+    q->dA = dalloc(x, r, (size_t)x->Cap * fsz);
+    if (!q->send || !q->back || !q->recv || !q->Y || !q->dY || !q->ysend || !q->dA)
+      return fail(x, RT_ENOMEM, "out of device memory for exchange buffers: %s",
+                  x->ops->last_error(x->b));
+  }
+  return 0;
+}
+
+/* Layer l's host index arrays on rank r (for every rank: the check reads
+ * them all), its slots empty. */
+static int exec_layer_host(rt_exec *x, lr *q) {
+  int G = x->G, E = x->E;
+  q->sidx = rt_calloc((size_t)x->Smax, sizeof(int32_t));
+  q->sw = rt_calloc((size_t)x->Smax, sizeof(float));
+  q->ridx = rt_calloc((size_t)x->Cap, sizeof(int32_t));
+  q->rinv = rt_calloc((size_t)x->Cap, sizeof(int32_t));
+  q->cidx = rt_calloc((size_t)x->Tmax * (size_t)x->k, sizeof(int32_t));
+  q->cw = rt_calloc((size_t)x->Tmax * (size_t)x->k, sizeof(float));
+  q->send_off = rt_calloc((size_t)G, sizeof(int64_t));
+  q->send_cnt = rt_calloc((size_t)G, sizeof(int64_t));
+  q->recv_off = rt_calloc((size_t)G, sizeof(int64_t));
+  q->recv_cnt = rt_calloc((size_t)G, sizeof(int64_t));
+  q->ex_n = rt_calloc((size_t)E, sizeof(int64_t));
+  q->ex_off = rt_calloc((size_t)E, sizeof(int64_t));
+  q->ex_slot = rt_calloc((size_t)E, sizeof(int));
+  q->slots = rt_calloc((size_t)x->nphys, sizeof(slot));
+  if (!q->sidx || !q->sw || !q->ridx || !q->rinv || !q->cidx || !q->cw || !q->send_off ||
+      !q->send_cnt || !q->recv_off || !q->recv_cnt || !q->ex_n || !q->ex_off ||
+      !q->ex_slot || !q->slots)
+    return RT_ENOMEM;
+  for (int s = 0; s < x->nphys; s++) {
+    q->slots[s].expert = -1;
+    q->slots[s].born = -1;
+    q->slots[s].incoming = -1;
+  }
+  return 0;
+}
+
+/* Layer l's device arrays on rank r (which x owns), its first
+ * cfg->slots + 1 slots' buffers (the others on demand: alloc_slot), and
+ * the policy's initial placement pp generated into them. */
+static int exec_layer_device(rt_exec *x, int l, int r, lr *q, const pl_placement *pp) {
+  size_t dsz = (size_t)x->d * (size_t)x->esz, fsz = (size_t)x->f * (size_t)x->esz;
+  q->d_sidx = dalloc(x, r, (size_t)x->Smax * 4);
+  q->d_sw = dalloc(x, r, (size_t)x->Smax * 4);
+  q->d_ridx = dalloc(x, r, (size_t)x->Cap * 4);
+  q->d_rinv = dalloc(x, r, (size_t)x->Cap * 4);
+  q->d_cidx = dalloc(x, r, (size_t)x->Tmax * (size_t)x->k * 4);
+  q->d_cw = dalloc(x, r, (size_t)x->Tmax * (size_t)x->k * 4);
+  q->d_X = dalloc(x, r, (size_t)x->Tmax * dsz);
+  q->d_dOut = dalloc(x, r, (size_t)x->Tmax * dsz);
+  q->d_Out = dalloc(x, r, (size_t)x->Tmax * dsz);
+  q->d_dIn = dalloc(x, r, (size_t)x->Tmax * dsz);
+  q->d_xin = dalloc(x, r, (size_t)x->Cap * dsz);
+  q->d_A = dalloc(x, r, (size_t)x->Cap * fsz);
+  if (!q->d_sidx || !q->d_sw || !q->d_ridx || !q->d_rinv || !q->d_cidx || !q->d_cw ||
+      !q->d_X || !q->d_dOut || !q->d_Out || !q->d_dIn || !q->d_xin || !q->d_A)
+    return fail(x, RT_ENOMEM, "out of device memory for activations: %s",
+                x->ops->last_error(x->b));
+  for (int s = 0; s < x->nphys; s++) {
+    slot *sl = &q->slots[s];
+    if (s > x->cfg.slots) {
+      sl->expert = -3; /* allocated on demand (alloc_slot) */
+      continue;
+    }
+    sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
+    sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
+    sl->stage = dalloc(x, r, x->pelems * (size_t)x->esz);
+    sl->opt = dalloc(x, r, x->optbytes);
+    if (!sl->param || !sl->grad || !sl->stage || !sl->opt)
+      return fail(x, RT_ENOMEM, "out of device memory for expert slots: %s",
+                  x->ops->last_error(x->b));
+  }
+  /* Initial layout: the policy's placement. */
+  for (int j = 0; j < pp->nhost[r]; j++) {
+    int e = pp->host[r * pp->slots + j];
+    if (j >= x->cfg.slots)
+      return fail(x, RT_ESLOTS, "%s", "policy placement exceeds the slot count");
+    q->slots[j].expert = e;
+    int rc = gen_expert(x, l, r, e, &q->slots[j]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
                    const pl_env *env, const rt_exec_config *cfg, char *err,
                    size_t errlen) {
@@ -260,120 +376,13 @@ int rt_exec_create(rt_exec **out, rt_backend *b, pl_policy *policy,
   x->pelems = 2 * (size_t)x->d * (size_t)x->f;
   x->optbytes = (size_t)llround(cfg->optimizer_bytes_per_param * (double)x->pelems);
   x->optbytes = (x->optbytes + 3) & ~(size_t)3;
-  int G = x->G, L = x->L, E = x->E, rc = 0;
-  size_t dsz = (size_t)x->d * (size_t)x->esz, fsz = (size_t)x->f * (size_t)x->esz;
-  x->lr = rt_calloc((size_t)L * (size_t)G, sizeof *x->lr);
-  x->rk = rt_calloc((size_t)G, sizeof *x->rk);
-  x->split_l = rt_calloc((size_t)L * G * E * G, sizeof *x->split_l);
-  x->rowc = rt_calloc((size_t)G * (size_t)E, sizeof *x->rowc);
-  x->busy = rt_calloc((size_t)G, sizeof *x->busy);
-  x->total = rt_calloc((size_t)G, sizeof *x->total);
-  x->wf_layer = rt_calloc((size_t)L, 1);
-  int nst = 15 * L + 4; /* 14 per layer, 1 per layer's weights wait, 4 per iteration */
-  x->stamps = rt_calloc((size_t)nst * (size_t)G, sizeof *x->stamps);
-  x->kind = rt_calloc((size_t)nst, sizeof *x->kind);
-  if (!x->lr || !x->rk || !x->split_l || !x->rowc || !x->busy || !x->total ||
-      !x->stamps || !x->kind || !x->wf_layer) {
-    rc = RT_ENOMEM;
-    goto fail;
-  }
-  if (nst > x->ops->max_marks(b)) {
-    rc = fail(x, RT_EINVAL, "%s", "too many layers for the backend's time stamps");
-    goto fail;
-  }
-  if (pl_routing_init(&x->route, G, E, 1) || pl_routing_init(&x->tmp, G, E, 0)) {
-    rc = RT_ENOMEM;
-    goto fail;
-  }
-  for (int r = 0; r < G; r++) {
-    if (!x->ops->owns(b, r)) continue;
-    rk *q = &x->rk[r];
-    q->send = dalloc(x, r, (size_t)x->Smax * dsz);
-    q->back = dalloc(x, r, (size_t)x->Smax * dsz);
-    q->recv = dalloc(x, r, (size_t)x->Cap * dsz);
-    q->Y = dalloc(x, r, (size_t)x->Cap * dsz);
-    q->dY = dalloc(x, r, (size_t)x->Cap * dsz);
-    q->ysend = dalloc(x, r, (size_t)x->Cap * dsz);
-    q->dA = dalloc(x, r, (size_t)x->Cap * fsz);
-    if (!q->send || !q->back || !q->recv || !q->Y || !q->dY || !q->ysend || !q->dA) {
-      rc = fail(x, RT_ENOMEM, "out of device memory for exchange buffers: %s",
-                x->ops->last_error(b));
-      goto fail;
-    }
-  }
-  for (int l = 0; l < L && !rc; l++) {
+  int rc = exec_arrays(x);
+  for (int l = 0; l < x->L && !rc; l++) {
     const pl_placement *pp = pl_policy_placement(policy, l);
-    for (int r = 0; r < G; r++) {
+    for (int r = 0; r < x->G && !rc; r++) {
       lr *q = LR(x, l, r);
-      q->sidx = rt_calloc((size_t)x->Smax, sizeof(int32_t));
-      q->sw = rt_calloc((size_t)x->Smax, sizeof(float));
-      q->ridx = rt_calloc((size_t)x->Cap, sizeof(int32_t));
-      q->rinv = rt_calloc((size_t)x->Cap, sizeof(int32_t));
-      q->cidx = rt_calloc((size_t)x->Tmax * (size_t)x->k, sizeof(int32_t));
-      q->cw = rt_calloc((size_t)x->Tmax * (size_t)x->k, sizeof(float));
-      q->send_off = rt_calloc((size_t)G, sizeof(int64_t));
-      q->send_cnt = rt_calloc((size_t)G, sizeof(int64_t));
-      q->recv_off = rt_calloc((size_t)G, sizeof(int64_t));
-      q->recv_cnt = rt_calloc((size_t)G, sizeof(int64_t));
-      q->ex_n = rt_calloc((size_t)E, sizeof(int64_t));
-      q->ex_off = rt_calloc((size_t)E, sizeof(int64_t));
-      q->ex_slot = rt_calloc((size_t)E, sizeof(int));
-      q->slots = rt_calloc((size_t)x->nphys, sizeof(slot));
-      if (!q->sidx || !q->sw || !q->ridx || !q->rinv || !q->cidx || !q->cw || !q->send_off ||
-          !q->send_cnt || !q->recv_off || !q->recv_cnt || !q->ex_n || !q->ex_off ||
-          !q->ex_slot || !q->slots) {
-        rc = RT_ENOMEM;
-        break;
-      }
-      for (int s = 0; s < x->nphys; s++) {
-        q->slots[s].expert = -1;
-        q->slots[s].born = -1;
-        q->slots[s].incoming = -1;
-      }
-      if (!x->ops->owns(b, r)) continue;
-      q->d_sidx = dalloc(x, r, (size_t)x->Smax * 4);
-      q->d_sw = dalloc(x, r, (size_t)x->Smax * 4);
-      q->d_ridx = dalloc(x, r, (size_t)x->Cap * 4);
-      q->d_rinv = dalloc(x, r, (size_t)x->Cap * 4);
-      q->d_cidx = dalloc(x, r, (size_t)x->Tmax * (size_t)x->k * 4);
-      q->d_cw = dalloc(x, r, (size_t)x->Tmax * (size_t)x->k * 4);
-      q->d_X = dalloc(x, r, (size_t)x->Tmax * dsz);
-      q->d_dOut = dalloc(x, r, (size_t)x->Tmax * dsz);
-      q->d_Out = dalloc(x, r, (size_t)x->Tmax * dsz);
-      q->d_dIn = dalloc(x, r, (size_t)x->Tmax * dsz);
-      q->d_xin = dalloc(x, r, (size_t)x->Cap * dsz);
-      q->d_A = dalloc(x, r, (size_t)x->Cap * fsz);
-      if (!q->d_sidx || !q->d_sw || !q->d_ridx || !q->d_rinv || !q->d_cidx || !q->d_cw ||
-          !q->d_X || !q->d_dOut || !q->d_Out || !q->d_dIn || !q->d_xin || !q->d_A) {
-        rc = fail(x, RT_ENOMEM, "out of device memory for activations: %s", x->ops->last_error(b));
-        break;
-      }
-      for (int s = 0; s < x->nphys; s++) {
-        slot *sl = &q->slots[s];
-        if (s > cfg->slots) {
-          sl->expert = -3; /* allocated on demand (alloc_slot) */
-          continue;
-        }
-        sl->param = dalloc(x, r, x->pelems * (size_t)x->esz);
-        sl->grad = dalloc(x, r, x->pelems * (size_t)x->esz);
-        sl->stage = dalloc(x, r, x->pelems * (size_t)x->esz);
-        sl->opt = dalloc(x, r, x->optbytes);
-        if (!sl->param || !sl->grad || !sl->stage || !sl->opt) {
-          rc = fail(x, RT_ENOMEM, "out of device memory for expert slots: %s", x->ops->last_error(b));
-          break;
-        }
-      }
-      if (rc) break;
-      /* Initial layout: the policy's placement. */
-      for (int j = 0; j < pp->nhost[r]; j++) {
-        int e = pp->host[r * pp->slots + j];
-        if (j >= cfg->slots) {
-          rc = fail(x, RT_ESLOTS, "%s", "policy placement exceeds the slot count");
-          break;
-        }
-        q->slots[j].expert = e;
-        if ((rc = gen_expert(x, l, r, e, &q->slots[j]))) break;
-      }
+      if (!(rc = exec_layer_host(x, q)) && x->ops->owns(b, r))
+        rc = exec_layer_device(x, l, r, q, pp);
     }
   }
   if (!rc) rc = warmup(x);
