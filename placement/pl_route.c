@@ -5,6 +5,7 @@
 #include "placement/pl_route.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <string.h>
 
 #include "placement/pl_error.h"
@@ -566,8 +567,74 @@ static void route_sums_subset(const pl_placement *p, int gpn, const int64_t *cou
   }
 }
 
-int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
-                    const int64_t *counts, pl_routing *r) {
+int pl_route_delta_init(pl_route_delta *d, int gpus, int experts) {
+  if (!d || gpus < 1 || experts < 1)
+    return PL_EINVAL;
+  pl_route_delta t = {.all = 1, .id = 0};
+  t.es = pl_calloc((size_t)experts, sizeof(int));
+  t.gs = pl_calloc((size_t)gpus, sizeof(int));
+  t.mark = pl_calloc((size_t)gpus, sizeof(uint32_t));
+  if (!t.es || !t.gs || !t.mark) {
+    pl_route_delta_fini(&t);
+    return PL_ENOMEM;
+  }
+  *d = t;
+  return PL_OK;
+}
+
+void pl_route_delta_fini(pl_route_delta *d) {
+  if (!d)
+    return;
+  pl_free(d->es);
+  pl_free(d->gs);
+  pl_free(d->mark);
+  memset(d, 0, sizeof(*d));
+}
+
+/* Empties d's GPU set for G GPUs (a new id: no clearing but once per 2^32). */
+static void delta_clear(pl_route_delta *d, int G) {
+  if (++d->id == 0) {
+    memset(d->mark, 0, (size_t)G * sizeof(uint32_t));
+    d->id = 1;
+  }
+  d->ng = 0;
+}
+
+/* Adds GPU g to d's set, once. */
+static void delta_gpu(pl_route_delta *d, int g) {
+  if (d->mark[g] != d->id) {
+    d->mark[g] = d->id;
+    d->gs[d->ng++] = g;
+  }
+}
+
+/* The GPUs whose sums re-routing expert e from `from` to `to` can change
+ * into d: e's replicas under either (their loads, in sums and host lists),
+ * and every GPU of a node that holds e under one placement only (its
+ * sources' tokens switch between the intra and the inter out sums); every
+ * other source sends e's tokens as before, and only replicas receive. */
+static void delta_expert(pl_route_delta *d, const pl_placement *from, const pl_placement *to,
+                         int gpn, int e) {
+  const int *a = from->rep + (size_t)e * from->gpus, *b = to->rep + (size_t)e * to->gpus;
+  int na = from->nrep[e], nb = to->nrep[e], i = 0, j = 0;
+  for (int k = 0; k < na; k++)
+    delta_gpu(d, a[k]);
+  for (int k = 0; k < nb; k++)
+    delta_gpu(d, b[k]);
+  while (i < na || j < nb) { /* the nodes of both ascending lists, merged */
+    int ni = i < na ? a[i] / gpn : INT_MAX, nj = j < nb ? b[j] / gpn : INT_MAX;
+    int n = ni < nj ? ni : nj;
+    for (int g = n * gpn; ni != nj && g < (n + 1) * gpn; g++)
+      delta_gpu(d, g);
+    while (i < na && a[i] / gpn == n)
+      i++;
+    while (j < nb && b[j] / gpn == n)
+      j++;
+  }
+}
+
+int pl_route_change_delta(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
+                          const int64_t *counts, pl_routing *r, pl_route_delta *d) {
   if (!from || !to || !c || !r || from->experts != to->experts || from->gpus != to->gpus)
     return PL_EINVAL;
   int E = to->experts, es[ROUTE_CHANGE_MAX], ne = 0;
@@ -586,12 +653,27 @@ int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_c
     else
       es[ne++] = e;
   }
+  if (d)
+    d->all = !fits;
   if (!fits)
     return pl_route(to, c, counts, -1, r);
   route_sums_subset(from, c->gpus_per_node, counts, es, ne, -1, r);
   route_sums_subset(to, c->gpus_per_node, counts, es, ne, +1, r);
   assert(route_sums_conserve(r));
+  if (!d)
+    return PL_OK;
+  delta_clear(d, to->gpus);
+  d->ne = ne;
+  for (int i = 0; i < ne; i++) {
+    d->es[i] = es[i];
+    delta_expert(d, from, to, c->gpus_per_node, es[i]);
+  }
   return PL_OK;
+}
+
+int pl_route_change(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
+                    const int64_t *counts, pl_routing *r) {
+  return pl_route_change_delta(from, to, c, counts, r, NULL);
 }
 
 int pl_route_caps(const pl_placement *p, const pl_cluster *c, const int64_t *counts,

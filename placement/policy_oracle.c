@@ -34,6 +34,7 @@
  * (each trial re-routes only the experts it changes, pl_route_change), plus
  * with shadow_net one temporaries decision per candidate.
  */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -103,6 +104,8 @@ typedef struct or_state {
   int polish;  /* `search`: local search rounds (polish_best) */
   pl_placement lw[2]; /* polish_best: the trial and the one routed before it */
   pl_routing lr;      /* polish_best: routes lw's placements */
+  pl_route_delta ld;  /* trial_us: what a trial's routing change touched */
+  pl_cost_inc lc;     /* trial_us: the cost of lw[0] routed by lr, term by term */
   int64_t *gl;        /* [G] polish_best: compute tokens of the incumbent */
   int *sw;            /* [2 x cluster slots] gpu_swap's scratch */
   double *at;         /* [G] polish_round: each GPU's all-to-all time */
@@ -127,6 +130,8 @@ static void or_fini(void *state) {
   pl_placement_fini(&s->lw[0]);
   pl_placement_fini(&s->lw[1]);
   pl_routing_fini(&s->lr);
+  pl_route_delta_fini(&s->ld);
+  pl_cost_inc_fini(&s->lc);
   pl_free(s->gl);
   pl_free(s->sw);
   pl_free(s->at);
@@ -190,6 +195,10 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
     rc = pl_placement_init(&s->lw[k], E, G, env->cluster.slots);
   if (!rc)
     rc = pl_routing_init(&s->lr, G, E, 0);
+  if (!rc)
+    rc = pl_route_delta_init(&s->ld, G, E);
+  if (!rc)
+    rc = pl_cost_inc_init(&s->lc, G, E);
   if (!rc && s->shadow && s->shadow_net &&
       !(rc = pl_temps_init(&s->tg, E, G, env->cluster.slots)) &&
       !(rc = pl_temps_init(&s->tf, E, G, env->cluster.slots)) &&
@@ -394,21 +403,24 @@ static int edit_apply(pl_placement *p, const or_edit *e, int *sw) {
 
 /* The exact cost of w changed by e: lw[1] = w + e, routed from lw[0]'s
  * routing (s->lr) by re-routing only the experts whose replicas differ
- * (pl_route_change, the same routing as pl_route), then lw[0] and lw[1]
- * trade places so that lw[0] is always the placement s->lr routes. */
+ * (pl_route_change, the same routing as pl_route), and costed from lw[0]'s
+ * cost terms (s->lc) by costing again only the GPUs that re-routing
+ * touched (pl_cost_inc_update: pl_cost_layer's total, bit for bit); then
+ * lw[0] and lw[1] trade places so that lw[0] is always the placement s->lr
+ * routes and s->lc costs. */
 static int trial_us(or_state *s, const pl_placement *w, const or_edit *e, const int64_t *counts,
                     double *us) {
-  pl_cost cost;
+  const pl_env *env = &s->env;
   int rc;
   if ((rc = pl_placement_copy(&s->lw[1], w)) || (rc = edit_apply(&s->lw[1], e, s->sw)) ||
-      (rc = pl_route_change(&s->lw[0], &s->lw[1], &s->env.cluster, counts, &s->lr)) ||
-      (rc = pl_cost_layer(&s->env.cluster, &s->env.model, &s->env.profile, &s->lw[1], &s->lr,
-                          &cost)))
+      (rc = pl_route_change_delta(&s->lw[0], &s->lw[1], &env->cluster, counts, &s->lr,
+                                  &s->ld)) ||
+      (rc = pl_cost_inc_update(&s->lc, &env->cluster, &env->model, &env->profile, &s->lw[1],
+                               &s->lr, &s->ld, us)))
     return rc;
   pl_placement t = s->lw[0];
   s->lw[0] = s->lw[1];
   s->lw[1] = t;
-  *us = cost.total_us;
   return PL_OK;
 }
 
@@ -678,9 +690,13 @@ static int polish_best(or_state *s, pl_placement *w, const int64_t *counts, doub
     if ((rc = exact_us(s, w, counts, &now)) != 0)
       return rc;
     memcpy(s->gl, s->r.gpu_load, (size_t)s->env.cluster.gpus * sizeof(int64_t));
+    double lw_us;
     if ((rc = pl_placement_copy(&s->lw[0], w)) ||
-        (rc = pl_route(&s->lw[0], &s->env.cluster, counts, -1, &s->lr)))
+        (rc = pl_route(&s->lw[0], &s->env.cluster, counts, -1, &s->lr)) ||
+        (rc = pl_cost_inc_full(&s->lc, &s->env.cluster, &s->env.model, &s->env.profile,
+                               &s->lw[0], &s->lr, &lw_us)))
       return rc;
+    assert(lw_us == now); /* the kept terms' total is pl_cost_layer's */
     or_edit best = {.op = -1};
     double best_us = now;
     if ((rc = polish_round(s, w, &s->r, counts, &best, &best_us)) != 0 ||
