@@ -213,10 +213,24 @@ typedef struct pl_route_delta {
   int *gs;        /* [G] */
   uint32_t *mark; /* [G] mark[g] == id: g is in gs */
   uint32_t id;
+  /* pl_route.c "Kept splits": each expert's tokens split over n replicas
+   * as if no node held one, for the counts at `counts` with gpn GPUs per
+   * node (split_n[e * 4 + n % 4] == n: held in that row of split) */
+  int gpus, experts, gpn;
+  const int64_t *counts;
+  int64_t *split;   /* [E * 4 * (G + 1)] */
+  int *split_n;     /* [E * 4] */
+  int64_t *scratch; /* [4 * (G + 1)] one expert's difference arrays */
 } pl_route_delta;
 int pl_route_delta_init(pl_route_delta *d, int gpus, int experts);
 void pl_route_delta_fini(pl_route_delta *d); /* accepts NULL and zeroed structs */
-/* pl_route_change, saying in *d (not NULL) what it changed. */
+/* Drops d's kept splits: to be called before the next change whenever the
+ * counts d last saw may have changed at the same address. */
+void pl_route_delta_forget(pl_route_delta *d);
+/* pl_route_change, saying in *d (not NULL) what it changed; it walks only
+ * the nodes that hold a changed expert under either placement, with the
+ * kept splits of the counts for the others (O(E + replicas + gpn x their
+ * nodes) per changed expert once its splits are kept). */
 int pl_route_change_delta(const pl_placement *from, const pl_placement *to, const pl_cluster *c,
                           const int64_t *counts, pl_routing *r, pl_route_delta *d);
 

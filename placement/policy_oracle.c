@@ -685,6 +685,7 @@ static int polish_full(or_state *s, const pl_placement *w, const int64_t *counts
  * slots. */
 static int polish_best(or_state *s, pl_placement *w, const int64_t *counts, double *us) {
   int rc = PL_OK;
+  pl_route_delta_forget(&s->ld); /* new counts, perhaps at the same address */
   for (int round = 0; round < s->polish && !rc; round++) {
     double now;
     if ((rc = exact_us(s, w, counts, &now)) != 0)
