@@ -31,7 +31,7 @@ static void random_layout(pl_placement *p, int most, uint64_t *x) {
 
 /* One of the local search's edits on p, at random: a replica added,
  * dropped (not the last) or moved to another GPU; `many` of them at once
- * now and then (past half of the experts: pl_route_change's fallback). */
+ * now and then (as a node trade changes most experts). */
 static void random_edit(pl_placement *p, int many, uint64_t *x) {
   int n = chk_rng(x) % 8 == 0 ? many : 1 + (int)(chk_rng(x) % 3);
   for (int k = 0; k < n; k++) {
