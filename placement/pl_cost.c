@@ -54,6 +54,22 @@ double pl_ffn_us(const pl_profile *p, double tokens) {
   return v > 0 ? v : 0.0;
 }
 
+/* GPU g's time of one all-to-all, s, from the wire sums h (4 x G: intra
+ * out, intra in, inter out, inter in): each link takes the larger of its
+ * out and in bytes. */
+static double gpu_alltoall_s(const pl_cluster *c, const int64_t *h, int g, int64_t token_bytes) {
+  int G = c->gpus;
+  int64_t out_in = h[g], in_in = h[G + g], out_x = h[2 * G + g], in_x = h[3 * G + g];
+  double t = 0;
+  int64_t intra = out_in > in_in ? out_in : in_in;
+  int64_t inter = out_x > in_x ? out_x : in_x;
+  if (intra)
+    t += c->intra_lat_s + (double)(intra * token_bytes) / c->intra_Bps;
+  if (inter)
+    t += c->inter_lat_s + (double)(inter * token_bytes) / (c->inter_Bps / c->oversub);
+  return t;
+}
+
 /* One all-to-all (dispatch or combine) as the slowest GPU sees it, from
  * the per-GPU wire sums (pl_routing_wire_sums: real tokens, or the padded
  * buffers of a capacity routing). O(G). */
@@ -72,16 +88,8 @@ static int alltoall_us(const pl_cluster *c, const pl_placement *p,
     return rc;
   }
   double worst = 0;
-  double inter_Bps = c->inter_Bps / c->oversub;
   for (int g = 0; g < G; g++) {
-    int64_t out_in = h[g], in_in = h[G + g], out_x = h[2 * G + g], in_x = h[3 * G + g];
-    double t = 0;
-    int64_t intra = out_in > in_in ? out_in : in_in;
-    int64_t inter = out_x > in_x ? out_x : in_x;
-    if (intra)
-      t += c->intra_lat_s + (double)(intra * token_bytes) / c->intra_Bps;
-    if (inter)
-      t += c->inter_lat_s + (double)(inter * token_bytes) / inter_Bps;
+    double t = gpu_alltoall_s(c, h, g, token_bytes);
     if (t > worst)
       worst = t;
   }
@@ -91,6 +99,21 @@ static int alltoall_us(const pl_cluster *c, const pl_placement *p,
   return PL_OK;
 }
 
+/* Expert e's ring all-reduce of its gradient over its replicas, s, over
+ * the slowest link they span (0 with fewer than 2 replicas). */
+static double expert_allreduce_s(const pl_cluster *c, const pl_model *m, const pl_placement *p,
+                                 int e) {
+  int n = p->nrep[e];
+  if (n < 2)
+    return 0;
+  const int *rep = p->rep + (size_t)e * p->gpus;
+  double grad_bytes = (double)pl_expert_params(m) * m->bytes_per_elem;
+  int spans = pl_cluster_node(c, rep[0]) != pl_cluster_node(c, rep[n - 1]);
+  double bw = spans ? c->inter_Bps / c->oversub : c->intra_Bps;
+  double lat = spans ? c->inter_lat_s : c->intra_lat_s;
+  return 2.0 * (n - 1) / n * grad_bytes / bw + 2.0 * (n - 1) * lat;
+}
+
 /* Ring all-reduce of each replicated expert's gradient; a GPU in several
  * groups does them one after another. */
 static int allreduce_us(const pl_cluster *c, const pl_model *m,
@@ -98,16 +121,12 @@ static int allreduce_us(const pl_cluster *c, const pl_model *m,
   double *per_gpu = pl_calloc((size_t)c->gpus, sizeof(double));
   if (!per_gpu)
     return PL_ENOMEM;
-  double grad_bytes = (double)pl_expert_params(m) * m->bytes_per_elem;
   for (int e = 0; e < p->experts; e++) {
     int n = p->nrep[e];
     if (n < 2)
       continue;
     const int *rep = p->rep + (size_t)e * p->gpus;
-    int spans = pl_cluster_node(c, rep[0]) != pl_cluster_node(c, rep[n - 1]);
-    double bw = spans ? c->inter_Bps / c->oversub : c->intra_Bps;
-    double lat = spans ? c->inter_lat_s : c->intra_lat_s;
-    double t = 2.0 * (n - 1) / n * grad_bytes / bw + 2.0 * (n - 1) * lat;
+    double t = expert_allreduce_s(c, m, p, e);
     for (int i = 0; i < n; i++)
       per_gpu[rep[i]] += t;
   }
@@ -156,6 +175,17 @@ static double gpu_compute_us(const pl_profile *prof, const pl_placement *p,
   return us;
 }
 
+/* t's terms and total from the slowest GPU's expert compute (us), one
+ * all-to-all (us) and all-reduce (us). */
+static void layer_terms(const pl_profile *prof, double compute_us, double a2a_us,
+                        double allreduce_us, pl_cost *t) {
+  t->compute_us = compute_us * (1.0 + prof->bwd_ratio);
+  t->alltoall_us = 4.0 * a2a_us;
+  t->allreduce_us = allreduce_us;
+  t->other_us = 2.0 * prof->nonmoe_us;
+  t->total_us = t->compute_us + t->alltoall_us + t->allreduce_us + t->other_us;
+}
+
 int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof,
                   const pl_placement *p, const pl_routing *r, pl_cost *out) {
   if (!c || !m || !prof || !p || !r || !out || (!r->hose && !r->traffic && !r->padded) ||
@@ -165,17 +195,113 @@ int pl_cost_layer(const pl_cluster *c, const pl_model *m, const pl_profile *prof
   double worst = 0;
   for (int g = 0; g < c->gpus; g++)
     worst = fmax(worst, gpu_compute_us(prof, p, r, g));
-  t.compute_us = worst * (1.0 + prof->bwd_ratio);
-  double a2a;
+  double a2a, ar;
   int rc = alltoall_us(c, p, r, pl_token_bytes(m), &a2a);
   if (!rc)
-    rc = allreduce_us(c, m, p, &t.allreduce_us);
+    rc = allreduce_us(c, m, p, &ar);
   if (rc)
     return rc;
-  t.alltoall_us = 4.0 * a2a;
-  t.other_us = 2.0 * prof->nonmoe_us;
-  t.total_us = t.compute_us + t.alltoall_us + t.allreduce_us + t.other_us;
+  layer_terms(prof, worst, a2a, ar, &t);
   *out = t;
+  return PL_OK;
+}
+
+int pl_cost_inc_init(pl_cost_inc *ci, int gpus, int experts) {
+  if (!ci || gpus < 1 || experts < 1)
+    return PL_EINVAL;
+  pl_cost_inc t = {.gpus = gpus, .experts = experts};
+  t.cu = pl_calloc((size_t)gpus, sizeof(double));
+  t.at = pl_calloc((size_t)gpus, sizeof(double));
+  t.ar = pl_calloc((size_t)gpus, sizeof(double));
+  t.te = pl_calloc((size_t)experts, sizeof(double));
+  if (!t.cu || !t.at || !t.ar || !t.te) {
+    pl_cost_inc_fini(&t);
+    return PL_ENOMEM;
+  }
+  *ci = t;
+  return PL_OK;
+}
+
+void pl_cost_inc_fini(pl_cost_inc *ci) {
+  if (!ci)
+    return;
+  pl_free(ci->cu);
+  pl_free(ci->at);
+  pl_free(ci->ar);
+  pl_free(ci->te);
+  memset(ci, 0, sizeof(*ci));
+}
+
+/* GPU g's three kept terms for p and r: pl_cost_layer's compute
+ * (gpu_compute_us), all-to-all (gpu_alltoall_s of the hose sums, as
+ * alltoall_us takes them for a dropless routing) and all-reduce (the
+ * expert times in ascending expert order from 0, as allreduce_us adds
+ * them into its per-GPU sum: g's host list ascends). */
+static void inc_gpu(pl_cost_inc *ci, const pl_cluster *c, int64_t token_bytes,
+                    const pl_profile *prof, const pl_placement *p, const pl_routing *r, int g) {
+  const int *host = p->host + (size_t)g * p->slots;
+  double ar = 0;
+  for (int j = 0; j < p->nhost[g]; j++)
+    if (p->nrep[host[j]] >= 2)
+      ar += ci->te[host[j]];
+  ci->cu[g] = gpu_compute_us(prof, p, r, g);
+  ci->at[g] = gpu_alltoall_s(c, r->hose, g, token_bytes);
+  ci->ar[g] = ar;
+}
+
+/* pl_cost_layer's total from the kept terms: their maxima (pl_fmax as
+ * fmax for compute and all-reduce, > for the all-to-all, as pl_cost_layer
+ * takes them) into layer_terms. */
+static double inc_total(const pl_cost_inc *ci, const pl_profile *prof) {
+  double cw = 0, aw = 0, rw = 0;
+  for (int g = 0; g < ci->gpus; g++) {
+    cw = pl_fmax(cw, ci->cu[g]);
+    if (ci->at[g] > aw)
+      aw = ci->at[g];
+    rw = pl_fmax(rw, ci->ar[g]);
+  }
+  pl_cost t;
+  layer_terms(prof, cw, aw * 1e6, rw * 1e6, &t);
+  return t.total_us;
+}
+
+/* The checks of pl_cost_layer, and the routing the kept terms need. */
+static int inc_args_ok(const pl_cost_inc *ci, const pl_cluster *c, const pl_model *m,
+                       const pl_profile *prof, const pl_placement *p, const pl_routing *r) {
+  return ci && c && m && prof && p && r && r->hose && !r->padded && r->gpus == c->gpus &&
+         p->gpus == c->gpus && r->experts == p->experts && ci->gpus == c->gpus &&
+         ci->experts == p->experts;
+}
+
+int pl_cost_inc_full(pl_cost_inc *ci, const pl_cluster *c, const pl_model *m,
+                     const pl_profile *prof, const pl_placement *p, const pl_routing *r,
+                     double *total_us) {
+  if (!inc_args_ok(ci, c, m, prof, p, r) || !total_us)
+    return PL_EINVAL;
+  int64_t tb = pl_token_bytes(m);
+  for (int e = 0; e < p->experts; e++)
+    ci->te[e] = expert_allreduce_s(c, m, p, e);
+  for (int g = 0; g < c->gpus; g++)
+    inc_gpu(ci, c, tb, prof, p, r, g);
+  *total_us = inc_total(ci, prof);
+  return PL_OK;
+}
+
+int pl_cost_inc_update(pl_cost_inc *ci, const pl_cluster *c, const pl_model *m,
+                       const pl_profile *prof, const pl_placement *p, const pl_routing *r,
+                       const pl_route_delta *d, double *total_us) {
+  if (!d || d->all)
+    return d ? pl_cost_inc_full(ci, c, m, prof, p, r, total_us) : PL_EINVAL;
+  if (!inc_args_ok(ci, c, m, prof, p, r) || !total_us)
+    return PL_EINVAL;
+  int64_t tb = pl_token_bytes(m);
+  /* the changed experts' all-reduce first: every GPU that holds one of
+   * them now, or held it before, is in d's GPUs */
+  for (int i = 0; i < d->ne; i++)
+    ci->te[d->es[i]] = expert_allreduce_s(c, m, p, d->es[i]);
+  for (int i = 0; i < d->ng; i++)
+    inc_gpu(ci, c, tb, prof, p, r, d->gs[i]);
+  *total_us = inc_total(ci, prof);
   return PL_OK;
 }
 

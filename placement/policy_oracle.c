@@ -34,6 +34,7 @@
  * (each trial re-routes only the experts it changes, pl_route_change), plus
  * with shadow_net one temporaries decision per candidate.
  */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -85,6 +86,24 @@ typedef struct or_memo {
   int64_t *counts; /* [G*E] the counts it was decided on */
 } or_memo;
 
+/* A local search step's change of the incumbent (polish_best). */
+enum { OP_DROP, OP_ADD, OP_MOVE, OP_SWAP, OP_GSWAP, OP_NSWAP };
+typedef struct or_edit {
+  int op, x, a, b, y; /* expert x on GPU a (drop, move, swap) or to b (add, move, swap);
+                         swap: expert y from b to a; gswap: GPUs a and b trade the
+                         experts one of them holds; nswap: so do nodes a and b, GPU
+                         by GPU (gpn in x) */
+  int a2, b2;         /* then GPUs a2 and b2 trade theirs (none when equal) */
+} or_edit;
+
+/* A trial's placement: the round's incumbent changed by e when known (0:
+ * unknown: another incumbent's, or an edit that failed). */
+typedef struct or_trial {
+  pl_placement p;
+  or_edit e;
+  int known;
+} or_trial;
+
 typedef struct or_state {
   pl_env env;
   int slots, max_steps;
@@ -101,8 +120,10 @@ typedef struct or_state {
   pl_temps tb; /* the decision of the best candidate so far (or_plan) */
   or_memo *memo; /* [layers] shadow_net=1: the chosen candidate's decision */
   int polish;  /* `search`: local search rounds (polish_best) */
-  pl_placement lw[2]; /* polish_best: the trial and the one routed before it */
+  or_trial lw[2];     /* polish_best: the trial and the one routed before it */
   pl_routing lr;      /* polish_best: routes lw's placements */
+  pl_route_delta ld;  /* trial_us: what a trial's routing change touched */
+  pl_cost_inc lc;     /* trial_us: the cost of lw[0] routed by lr, term by term */
   int64_t *gl;        /* [G] polish_best: compute tokens of the incumbent */
   int *sw;            /* [2 x cluster slots] gpu_swap's scratch */
   double *at;         /* [G] polish_round: each GPU's all-to-all time */
@@ -124,9 +145,11 @@ static void or_fini(void *state) {
     pl_free(s->memo[l].counts);
   }
   pl_free(s->memo);
-  pl_placement_fini(&s->lw[0]);
-  pl_placement_fini(&s->lw[1]);
+  pl_placement_fini(&s->lw[0].p);
+  pl_placement_fini(&s->lw[1].p);
   pl_routing_fini(&s->lr);
+  pl_route_delta_fini(&s->ld);
+  pl_cost_inc_fini(&s->lc);
   pl_free(s->gl);
   pl_free(s->sw);
   pl_free(s->at);
@@ -187,9 +210,13 @@ static int or_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   if (!rc)
     rc = pl_routing_init(&s->r, G, E, 0);
   for (int k = 0; k < 2 && !rc; k++)
-    rc = pl_placement_init(&s->lw[k], E, G, env->cluster.slots);
+    rc = pl_placement_init(&s->lw[k].p, E, G, env->cluster.slots);
   if (!rc)
     rc = pl_routing_init(&s->lr, G, E, 0);
+  if (!rc)
+    rc = pl_route_delta_init(&s->ld, G, E);
+  if (!rc)
+    rc = pl_cost_inc_init(&s->lc, G, E);
   if (!rc && s->shadow && s->shadow_net &&
       !(rc = pl_temps_init(&s->tg, E, G, env->cluster.slots)) &&
       !(rc = pl_temps_init(&s->tf, E, G, env->cluster.slots)) &&
@@ -337,18 +364,8 @@ static int memo_get(const or_state *s, int layer, const pl_placement *serving,
   return 1;
 }
 
-/* A local search step's change of the incumbent (polish_best). */
 /* polish_round's trials go to at most this many nodes */
 #define OR_NODES 8
-
-enum { OP_DROP, OP_ADD, OP_MOVE, OP_SWAP, OP_GSWAP, OP_NSWAP };
-typedef struct or_edit {
-  int op, x, a, b, y; /* expert x on GPU a (drop, move, swap) or to b (add, move, swap);
-                         swap: expert y from b to a; gswap: GPUs a and b trade the
-                         experts one of them holds; nswap: so do nodes a and b, GPU
-                         by GPU (gpn in x) */
-  int a2, b2;         /* then GPUs a2 and b2 trade theirs (none when equal) */
-} or_edit;
 
 /* GPUs a and b trade the experts only one of them holds (those on both
  * stay): a valid placement stays valid, each GPU holding as many experts
@@ -392,23 +409,76 @@ static int edit_apply(pl_placement *p, const or_edit *e, int *sw) {
   return rc;
 }
 
+/* Expert x's replica list in p copied back from w. */
+static void restore_expert(pl_placement *p, const pl_placement *w, int x) {
+  size_t G = (size_t)p->gpus;
+  p->nrep[x] = w->nrep[x];
+  memcpy(p->rep + x * G, w->rep + x * G, (size_t)w->nrep[x] * sizeof(int));
+}
+
+/* GPU g's host row in p copied back from w, with the replica list of each
+ * expert on it in either. */
+static void restore_gpu(pl_placement *p, const pl_placement *w, int g) {
+  size_t S = (size_t)p->slots;
+  for (int j = 0; j < p->nhost[g]; j++)
+    restore_expert(p, w, p->host[g * S + j]);
+  for (int j = 0; j < w->nhost[g]; j++)
+    restore_expert(p, w, w->host[g * S + j]);
+  p->nhost[g] = w->nhost[g];
+  memcpy(p->host + g * S, w->host + g * S, (size_t)w->nhost[g] * sizeof(int));
+}
+
+/* p, which is w changed by e (edit_apply), made w again: e changes the
+ * host rows of the GPUs it names (nswap: nodes a and b's) and the replica
+ * lists of experts on them, and nothing else, so those are copied back:
+ * the same arrays as pl_placement_copy(p, w) gives (lists ascend), in
+ * O(the experts on them x their replicas) instead of O(G + replicas). */
+static void edit_undo(pl_placement *p, const pl_placement *w, const or_edit *e) {
+  if (e->op == OP_GSWAP || e->op == OP_NSWAP) {
+    int k = e->op == OP_NSWAP ? e->x : 1; /* GPUs of a, of b */
+    for (int i = 0; i < k; i++) {
+      restore_gpu(p, w, e->a * k + i);
+      restore_gpu(p, w, e->b * k + i);
+    }
+    restore_gpu(p, w, e->a2);
+    restore_gpu(p, w, e->b2);
+    return;
+  }
+  if (e->op != OP_ADD)
+    restore_gpu(p, w, e->a);
+  if (e->op != OP_DROP)
+    restore_gpu(p, w, e->b);
+}
+
 /* The exact cost of w changed by e: lw[1] = w + e, routed from lw[0]'s
  * routing (s->lr) by re-routing only the experts whose replicas differ
- * (pl_route_change, the same routing as pl_route), then lw[0] and lw[1]
- * trade places so that lw[0] is always the placement s->lr routes. */
+ * (pl_route_change, the same routing as pl_route), and costed from lw[0]'s
+ * cost terms (s->lc) by costing again only the GPUs that re-routing
+ * touched (pl_cost_inc_update: pl_cost_layer's total, bit for bit); then
+ * lw[0] and lw[1] trade places so that lw[0] is always the placement s->lr
+ * routes and s->lc costs. lw[1] is made w again by undoing its edit
+ * (edit_undo) when known, else by a copy. */
 static int trial_us(or_state *s, const pl_placement *w, const or_edit *e, const int64_t *counts,
                     double *us) {
-  pl_cost cost;
-  int rc;
-  if ((rc = pl_placement_copy(&s->lw[1], w)) || (rc = edit_apply(&s->lw[1], e, s->sw)) ||
-      (rc = pl_route_change(&s->lw[0], &s->lw[1], &s->env.cluster, counts, &s->lr)) ||
-      (rc = pl_cost_layer(&s->env.cluster, &s->env.model, &s->env.profile, &s->lw[1], &s->lr,
-                          &cost)))
+  const pl_env *env = &s->env;
+  or_trial *t = &s->lw[1];
+  int rc = PL_OK;
+  if (t->known)
+    edit_undo(&t->p, w, &t->e);
+  else
+    rc = pl_placement_copy(&t->p, w);
+  t->known = 0;
+  if (rc || (rc = edit_apply(&t->p, e, s->sw)))
     return rc;
-  pl_placement t = s->lw[0];
-  s->lw[0] = s->lw[1];
-  s->lw[1] = t;
-  *us = cost.total_us;
+  t->e = *e;
+  t->known = 1;
+  if ((rc = pl_route_change_delta(&s->lw[0].p, &t->p, &env->cluster, counts, &s->lr, &s->ld)) ||
+      (rc = pl_cost_inc_update(&s->lc, &env->cluster, &env->model, &env->profile, &t->p, &s->lr,
+                               &s->ld, us)))
+    return rc;
+  or_trial last = s->lw[0];
+  s->lw[0] = *t;
+  s->lw[1] = last;
   return PL_OK;
 }
 
@@ -673,14 +743,20 @@ static int polish_full(or_state *s, const pl_placement *w, const int64_t *counts
  * slots. */
 static int polish_best(or_state *s, pl_placement *w, const int64_t *counts, double *us) {
   int rc = PL_OK;
+  pl_route_delta_forget(&s->ld); /* new counts, perhaps at the same address */
   for (int round = 0; round < s->polish && !rc; round++) {
     double now;
     if ((rc = exact_us(s, w, counts, &now)) != 0)
       return rc;
     memcpy(s->gl, s->r.gpu_load, (size_t)s->env.cluster.gpus * sizeof(int64_t));
-    if ((rc = pl_placement_copy(&s->lw[0], w)) ||
-        (rc = pl_route(&s->lw[0], &s->env.cluster, counts, -1, &s->lr)))
+    double lw_us;
+    s->lw[0].known = s->lw[1].known = 0; /* edits of another w */
+    if ((rc = pl_placement_copy(&s->lw[0].p, w)) ||
+        (rc = pl_route(&s->lw[0].p, &s->env.cluster, counts, -1, &s->lr)) ||
+        (rc = pl_cost_inc_full(&s->lc, &s->env.cluster, &s->env.model, &s->env.profile,
+                               &s->lw[0].p, &s->lr, &lw_us)))
       return rc;
+    assert(lw_us == now); /* the kept terms' total is pl_cost_layer's */
     or_edit best = {.op = -1};
     double best_us = now;
     if ((rc = polish_round(s, w, &s->r, counts, &best, &best_us)) != 0 ||
