@@ -18,9 +18,9 @@
  *              split gives them. One node only (inter numbers = intra).
  */
 #include "sim/sim_cluster.h"
+#include "sim_json.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,17 +32,6 @@ static const char *const preset_names[] = {"dgx-a100", "dgx-h100", "pcie-a100",
                                            "h200-green-4", NULL};
 
 const char *const *sim_cluster_presets(void) { return preset_names; }
-
-static void seterr(sim_errbuf *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void seterr(sim_errbuf *err, const char *fmt, ...) {
-  if (!err)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-  va_end(ap);
-}
 
 static void set_name(sim_cluster *c, const char *name) {
   snprintf(c->name, sizeof(c->name), "%s", name);
@@ -56,7 +45,7 @@ int sim_cluster_preset(const char *name, sim_cluster *out, sim_errbuf *err) {
   c.compute_scale = 1.0;
   c.oversub = 1.0;
   if (!name) {
-    seterr(err, "no cluster preset given");
+    sim_seterr(err, "no cluster preset given");
     return SIM_EINVAL;
   }
   if (strcmp(name, "dgx-a100") == 0) {
@@ -92,7 +81,7 @@ int sim_cluster_preset(const char *name, sim_cluster *out, sim_errbuf *err) {
     errno = 0;
     long n = strtol(name + 11, &end, 10);
     if (errno || end == name + 11 || *end || n < 1 || n > 16) {
-      seterr(err, "cluster preset '%s': N in h200-green-N must be 1..16", name);
+      sim_seterr(err, "cluster preset '%s': N in h200-green-N must be 1..16", name);
       return SIM_ENOENT;
     }
     int sms = (int)(132 / n / 8) * 8;
@@ -111,7 +100,7 @@ int sim_cluster_preset(const char *name, sim_cluster *out, sim_errbuf *err) {
     snprintf(c.description, sizeof(c.description),
              "one H200 as %ld SM partitions of %d SMs, ~500 GB/s copies", n, sms);
   } else {
-    seterr(err,
+    sim_seterr(err,
            "unknown cluster preset '%s' (presets: dgx-a100, dgx-h100, pcie-a100, "
            "h200-green-N; or a .json file)",
            name);
@@ -124,16 +113,16 @@ int sim_cluster_preset(const char *name, sim_cluster *out, sim_errbuf *err) {
 
 int sim_cluster_check(const sim_cluster *c, sim_errbuf *err) {
   if (c->nodes < 1 || c->nodes > SIM_MAX_GPUS) {
-    seterr(err, "nodes must be between 1 and %d (got %d)", SIM_MAX_GPUS, c->nodes);
+    sim_seterr(err, "nodes must be between 1 and %d (got %d)", SIM_MAX_GPUS, c->nodes);
     return SIM_ERANGE;
   }
   if (c->gpus_per_node < 1 || c->gpus_per_node > SIM_MAX_GPUS) {
-    seterr(err, "gpus_per_node must be between 1 and %d (got %d)", SIM_MAX_GPUS,
+    sim_seterr(err, "gpus_per_node must be between 1 and %d (got %d)", SIM_MAX_GPUS,
            c->gpus_per_node);
     return SIM_ERANGE;
   }
   if ((long long)c->nodes * c->gpus_per_node > SIM_MAX_GPUS) {
-    seterr(err, "%d nodes x %d GPUs is more than the %d GPUs the simulator handles",
+    sim_seterr(err, "%d nodes x %d GPUs is more than the %d GPUs the simulator handles",
            c->nodes, c->gpus_per_node, SIM_MAX_GPUS);
     return SIM_ERANGE;
   }
@@ -150,7 +139,7 @@ int sim_cluster_check(const sim_cluster *c, sim_errbuf *err) {
            {"inter.oversubscription", c->oversub, 1, SIM_OVERSUB_MAX}};
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
     if (!(f[i].v >= f[i].lo && f[i].v <= f[i].hi)) {
-      seterr(err, "%s must be between %g and %g (got %g)", f[i].key, f[i].lo, f[i].hi,
+      sim_seterr(err, "%s must be between %g and %g (got %g)", f[i].key, f[i].lo, f[i].hi,
              f[i].v);
       return SIM_ERANGE;
     }
@@ -160,7 +149,7 @@ int sim_cluster_check(const sim_cluster *c, sim_errbuf *err) {
   size_t plen = strlen(c->profile);
   if (plen == 0 || strspn(c->profile, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                       "0123456789_.-") != plen) {
-    seterr(err, "gpu.profile '%s' is not a GPU name (letters, digits, '_', '.', '-'): a "
+    sim_seterr(err, "gpu.profile '%s' is not a GPU name (letters, digits, '_', '.', '-'): a "
                 "built-in (h200, h100, a100) or the GPU of a --profile file",
            c->profile);
     return SIM_ERANGE;
@@ -175,11 +164,11 @@ static int get_num(json_t *obj, const char *key, const char *path, const char *p
   if (!v) {
     if (!required)
       return 1;
-    seterr(err, "%s: missing key '%s%s'", path, prefix, key);
+    sim_seterr(err, "%s: missing key '%s%s'", path, prefix, key);
     return SIM_EKEY;
   }
   if (!json_is_number(v)) {
-    seterr(err, "%s: key '%s%s' must be a number", path, prefix, key);
+    sim_seterr(err, "%s: key '%s%s' must be a number", path, prefix, key);
     return SIM_EKEY;
   }
   *out = json_number_value(v);
@@ -190,12 +179,12 @@ static int get_int(json_t *obj, const char *key, const char *path, int *out,
                    sim_errbuf *err) {
   json_t *v = json_object_get(obj, key);
   if (!v) {
-    seterr(err, "%s: missing key '%s'", path, key);
+    sim_seterr(err, "%s: missing key '%s'", path, key);
     return SIM_EKEY;
   }
   if (!json_is_integer(v) || json_integer_value(v) < 1 ||
       json_integer_value(v) > SIM_MAX_GPUS) {
-    seterr(err, "%s: key '%s' must be an integer between 1 and %d", path, key, SIM_MAX_GPUS);
+    sim_seterr(err, "%s: key '%s' must be an integer between 1 and %d", path, key, SIM_MAX_GPUS);
     return SIM_ERANGE;
   }
   *out = (int)json_integer_value(v);
@@ -211,7 +200,7 @@ static int only_keys(json_t *obj, const char *const *allowed, const char *path,
     for (int i = 0; allowed[i]; i++)
       ok |= strcmp(key, allowed[i]) == 0;
     if (!ok) {
-      seterr(err, "%s: unknown key '%s%s'", path, prefix, key);
+      sim_seterr(err, "%s: unknown key '%s%s'", path, prefix, key);
       return SIM_EKEY;
     }
   }
@@ -222,7 +211,7 @@ static json_t *get_obj(json_t *root, const char *key, const char *path, sim_errb
                        int *rc) {
   json_t *o = json_object_get(root, key);
   if (!o || !json_is_object(o)) {
-    seterr(err, "%s: missing key '%s' (an object)", path, key);
+    sim_seterr(err, "%s: missing key '%s' (an object)", path, key);
     *rc = SIM_EKEY;
     return NULL;
   }
@@ -237,7 +226,7 @@ static int cluster_unwrap(json_t **root, const char *path, sim_errbuf *err) {
   if (!list || json_object_size(*root) != 1 || !json_is_array(list))
     return SIM_OK;
   if (json_array_size(list) != 1) {
-    seterr(err, "%s: holds %zu clusters; a cluster file holds one (write one with "
+    sim_seterr(err, "%s: holds %zu clusters; a cluster file holds one (write one with "
                 "'flexmoe clusters NAME --format json > FILE')",
            path, json_array_size(list));
     return SIM_EKEY;
@@ -253,7 +242,7 @@ static int cluster_unwrap(json_t **root, const char *path, sim_errbuf *err) {
 static int cluster_top(json_t *root, const char *path, sim_cluster *c, sim_errbuf *err) {
   json_t *v = json_object_get(root, "name");
   if (v && !json_is_string(v)) {
-    seterr(err, "%s: key 'name' must be a string", path);
+    sim_seterr(err, "%s: key 'name' must be a string", path);
     return SIM_EKEY;
   }
   if (v)
@@ -266,7 +255,7 @@ static int cluster_top(json_t *root, const char *path, sim_cluster *c, sim_errbu
   if (v && json_is_string(v))
     snprintf(c->description, sizeof(c->description), "%s", json_string_value(v));
   else if (v) {
-    seterr(err, "%s: key 'description' must be a string", path);
+    sim_seterr(err, "%s: key 'description' must be a string", path);
     return SIM_EKEY;
   }
   int rc;
@@ -276,7 +265,7 @@ static int cluster_top(json_t *root, const char *path, sim_cluster *c, sim_errbu
   v = json_object_get(root, "gpus"); /* what `clusters --format json` adds: must agree */
   if (v && (!json_is_integer(v) ||
             json_integer_value(v) != (json_int_t)c->nodes * c->gpus_per_node)) {
-    seterr(err, "%s: key 'gpus' must be nodes x gpus_per_node = %lld (or be left out)", path,
+    sim_seterr(err, "%s: key 'gpus' must be nodes x gpus_per_node = %lld (or be left out)", path,
            (long long)c->nodes * c->gpus_per_node);
     return SIM_EKEY;
   }
@@ -301,7 +290,7 @@ static int cluster_parts(json_t *root, const char *path, sim_cluster *c, sim_err
     return rc;
   v = json_object_get(gpu, "profile");
   if (!v || !json_is_string(v)) {
-    seterr(err, "%s: missing key 'gpu.profile' (a string: h200, h100 or a100)", path);
+    sim_seterr(err, "%s: missing key 'gpu.profile' (a string: h200, h100 or a100)", path);
     return SIM_EKEY;
   }
   snprintf(c->profile, sizeof(c->profile), "%s", json_string_value(v));
@@ -316,7 +305,7 @@ static int cluster_parts(json_t *root, const char *path, sim_cluster *c, sim_err
   v = json_object_get(inter, "nic_per_node");
   if (v) {
     if (!json_is_boolean(v)) {
-      seterr(err, "%s: key 'inter.nic_per_node' must be true or false", path);
+      sim_seterr(err, "%s: key 'inter.nic_per_node' must be true or false", path);
       return SIM_EKEY;
     }
     c->nic_per_node = json_is_true(v);
@@ -325,18 +314,10 @@ static int cluster_parts(json_t *root, const char *path, sim_cluster *c, sim_err
 }
 
 int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
-  json_error_t jerr;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    seterr(err, "%s: cannot open cluster file (%s)", path, strerror(errno));
-    return SIM_ENOENT;
-  }
-  json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-  fclose(f);
-  if (!root) {
-    seterr(err, "%s:%d:%d: not valid JSON: %s", path, jerr.line, jerr.column, jerr.text);
-    return SIM_EFORMAT;
-  }
+  json_t *root;
+  int lrc = sim_json_load(path, "cluster file", &root, err);
+  if (lrc)
+    return lrc;
   static const char *const top[] = {"name", "nodes", "gpus_per_node", "gpu", "intra",
                                     "inter", "description", "gpus", NULL};
   sim_cluster c = {.compute_scale = 1.0};
@@ -345,7 +326,7 @@ int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
   if (rc)
     goto done;
   if (!json_is_object(root)) {
-    seterr(err, "%s: a cluster file is a JSON object", path);
+    sim_seterr(err, "%s: a cluster file is a JSON object", path);
     rc = SIM_EFORMAT;
     goto done;
   }
@@ -353,7 +334,7 @@ int sim_cluster_load(const char *path, sim_cluster *out, sim_errbuf *err) {
       (rc = cluster_parts(root, path, &c, err)))
     goto done;
   if ((rc = sim_cluster_check(&c, &e2))) {
-    seterr(err, "%s: %s", path, e2.msg);
+    sim_seterr(err, "%s: %s", path, e2.msg);
     goto done;
   }
   *out = c;
@@ -370,7 +351,7 @@ static int ends_with(const char *s, const char *suffix) {
 int sim_cluster_resolve(const char *spec, sim_cluster *c, sim_errbuf *err) {
   struct stat st;
   if (!spec || !*spec) {
-    seterr(err, "empty cluster name");
+    sim_seterr(err, "empty cluster name");
     return SIM_EINVAL;
   }
   if (ends_with(spec, ".json") || strchr(spec, '/') || stat(spec, &st) == 0)
@@ -381,11 +362,11 @@ int sim_cluster_resolve(const char *spec, sim_cluster *c, sim_errbuf *err) {
 int sim_cluster_resize(sim_cluster *c, int nodes, int gpus_per_node, sim_errbuf *err) {
   sim_cluster n = *c;
   if (nodes < 0 || nodes > SIM_MAX_GPUS) {
-    seterr(err, "nodes must be between 1 and %d (got %d)", SIM_MAX_GPUS, nodes);
+    sim_seterr(err, "nodes must be between 1 and %d (got %d)", SIM_MAX_GPUS, nodes);
     return SIM_ERANGE;
   }
   if (gpus_per_node < 0 || gpus_per_node > SIM_MAX_GPUS) {
-    seterr(err, "gpus_per_node must be between 1 and %d (got %d)", SIM_MAX_GPUS,
+    sim_seterr(err, "gpus_per_node must be between 1 and %d (got %d)", SIM_MAX_GPUS,
            gpus_per_node);
     return SIM_ERANGE;
   }
@@ -394,7 +375,7 @@ int sim_cluster_resize(sim_cluster *c, int nodes, int gpus_per_node, sim_errbuf 
   if (gpus_per_node)
     n.gpus_per_node = gpus_per_node;
   if (strncmp(c->name, "h200-green-", 11) == 0 && n.nodes != 1) {
-    seterr(err, "cluster '%s' is one GPU: it has exactly one node", c->name);
+    sim_seterr(err, "cluster '%s' is one GPU: it has exactly one node", c->name);
     return SIM_ERANGE;
   }
   int rc = sim_cluster_check(&n, err);

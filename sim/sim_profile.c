@@ -3,26 +3,15 @@
  * (see sim_profile.h for the rules).
  */
 #include "sim/sim_profile.h"
+#include "sim_json.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void seterr(sim_errbuf *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void seterr(sim_errbuf *err, const char *fmt, ...) {
-  if (!err)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-  va_end(ap);
-}
 
 /* shared/calibration/h200-2026-11-28.txt, FFN rows (forward, bf16, us). */
 static const double h200_tokens[7] = {16, 64, 256, 1024, 4096, 16384, 65536};
@@ -51,7 +40,7 @@ int sim_profile_builtin(const char *name, sim_profile *out, sim_errbuf *err) {
   else if (name && strcmp(name, "a100") == 0)
     peak = PEAK_A100;
   else {
-    seterr(err,
+    sim_seterr(err,
            "no built-in compute profile for GPU '%s' (built-in: h200, h100, a100): give "
            "its measured profile with --profile F.json ('flexmoe calibrate --out F.json' "
            "measures one), or a built-in name as the cluster's gpu.profile",
@@ -83,14 +72,14 @@ static int num_array(json_t *a, const char *path, int s, const char *key, double
                      int *n, sim_errbuf *err) {
   if (!a || !json_is_array(a) || json_array_size(a) < 1 ||
       json_array_size(a) > SIM_PROFILE_MAX_POINTS) {
-    seterr(err, "%s: shapes[%d].%s must be an array of 1..%d numbers", path, s, key,
+    sim_seterr(err, "%s: shapes[%d].%s must be an array of 1..%d numbers", path, s, key,
            SIM_PROFILE_MAX_POINTS);
     return SIM_EKEY;
   }
   for (size_t i = 0; i < json_array_size(a); i++) {
     json_t *v = json_array_get(a, i);
     if (!json_is_number(v)) {
-      seterr(err, "%s: shapes[%d].%s[%zu] is not a number", path, s, key, i);
+      sim_seterr(err, "%s: shapes[%d].%s[%zu] is not a number", path, s, key, i);
       return SIM_EKEY;
     }
     out[i] = json_number_value(v);
@@ -111,7 +100,7 @@ static int profile_keys(json_t *root, const char *path, sim_errbuf *err) {
     for (int i = 0; ok[i]; i++)
       found |= strcmp(ok[i], key) == 0;
     if (!found) {
-      seterr(err, "%s: unknown key '%s'", path, key);
+      sim_seterr(err, "%s: unknown key '%s'", path, key);
       return SIM_EKEY;
     }
   }
@@ -124,7 +113,7 @@ static int profile_keys(json_t *root, const char *path, sim_errbuf *err) {
 static int profile_top(json_t *root, const char *path, sim_profile *p, sim_errbuf *err) {
   json_t *v = json_object_get(root, "name");
   if (!v || !json_is_string(v)) {
-    seterr(err, "%s: missing key 'name' (a string)", path);
+    sim_seterr(err, "%s: missing key 'name' (a string)", path);
     return SIM_EKEY;
   }
   snprintf(p->name, sizeof(p->name), "%s", json_string_value(v));
@@ -133,13 +122,13 @@ static int profile_top(json_t *root, const char *path, sim_profile *p, sim_errbu
     snprintf(p->device, sizeof(p->device), "%s", json_string_value(v));
   v = json_object_get(root, "dtype");
   if (v && (!json_is_string(v) || strcmp(json_string_value(v), "bf16"))) {
-    seterr(err, "%s: key 'dtype' must be \"bf16\" (the only dtype modelled)", path);
+    sim_seterr(err, "%s: key 'dtype' must be \"bf16\" (the only dtype modelled)", path);
     return SIM_EKEY;
   }
   v = json_object_get(root, "bwd_ratio");
   if (!v || !json_is_number(v) || !(json_number_value(v) >= SIM_PROFILE_MIN_BWD) ||
       !(json_number_value(v) <= SIM_PROFILE_MAX_BWD)) {
-    seterr(err, "%s: key 'bwd_ratio' must be a number between %g and %g", path,
+    sim_seterr(err, "%s: key 'bwd_ratio' must be a number between %g and %g", path,
            SIM_PROFILE_MIN_BWD, SIM_PROFILE_MAX_BWD);
     return v && json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
   }
@@ -148,7 +137,7 @@ static int profile_top(json_t *root, const char *path, sim_profile *p, sim_errbu
   if (v) {
     if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
         !(json_number_value(v) <= SIM_PROFILE_MAX_NONMOE)) {
-      seterr(err, "%s: key 'nonmoe_factor' must be a number between 0 and %g", path,
+      sim_seterr(err, "%s: key 'nonmoe_factor' must be a number between 0 and %g", path,
              SIM_PROFILE_MAX_NONMOE);
       return json_is_number(v) ? SIM_ERANGE : SIM_EKEY;
     }
@@ -165,13 +154,13 @@ static int profile_shape(json_t *o, int s, const char *path, sim_shape *sh, sim_
   const char *key;
   json_t *v;
   if (!json_is_object(o)) {
-    seterr(err, "%s: shapes[%d] must be an object", path, s);
+    sim_seterr(err, "%s: shapes[%d] must be an object", path, s);
     return SIM_EKEY;
   }
   json_object_foreach(o, key, v) {
     if (strcmp(key, "d_model") && strcmp(key, "d_ff") && strcmp(key, "tokens") &&
         strcmp(key, "us")) {
-      seterr(err, "%s: unknown key 'shapes[%d].%s'", path, s, key);
+      sim_seterr(err, "%s: unknown key 'shapes[%d].%s'", path, s, key);
       return SIM_EKEY;
     }
   }
@@ -179,7 +168,7 @@ static int profile_shape(json_t *o, int s, const char *path, sim_shape *sh, sim_
   if (!d || !json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 1 << 20 ||
       !ff || !json_is_integer(ff) || json_integer_value(ff) < 1 ||
       json_integer_value(ff) > 1 << 22) {
-    seterr(err,
+    sim_seterr(err,
            "%s: shapes[%d] needs integer keys 'd_model' (between 1 and %d) and 'd_ff' "
            "(between 1 and %d)",
            path, s, 1 << 20, 1 << 22);
@@ -192,21 +181,21 @@ static int profile_shape(json_t *o, int s, const char *path, sim_shape *sh, sim_
       (rc = num_array(json_object_get(o, "us"), path, s, "us", sh->us, &nu, err)))
     return rc;
   if (nt != nu) {
-    seterr(err, "%s: shapes[%d]: 'tokens' has %d points but 'us' has %d", path, s, nt, nu);
+    sim_seterr(err, "%s: shapes[%d]: 'tokens' has %d points but 'us' has %d", path, s, nt, nu);
     return SIM_ERANGE;
   }
   sh->npoints = nt;
   for (int i = 0; i < nt; i++) {
     if (!(sh->tokens[i] >= 1) || !(sh->tokens[i] <= SIM_PROFILE_MAX_TOKENS) ||
         (i && !(sh->tokens[i] > sh->tokens[i - 1]))) {
-      seterr(err,
+      sim_seterr(err,
              "%s: shapes[%d].tokens must be between 1 and %g and strictly ascending (at "
              "index %d)",
              path, s, SIM_PROFILE_MAX_TOKENS, i);
       return SIM_ERANGE;
     }
     if (!(sh->us[i] >= 0) || !(sh->us[i] <= SIM_PROFILE_MAX_US)) {
-      seterr(err, "%s: shapes[%d].us[%d] must be a time between 0 and %g us", path, s, i,
+      sim_seterr(err, "%s: shapes[%d].us[%d] must be a time between 0 and %g us", path, s, i,
              SIM_PROFILE_MAX_US);
       return SIM_ERANGE;
     }
@@ -215,23 +204,15 @@ static int profile_shape(json_t *o, int s, const char *path, sim_shape *sh, sim_
 }
 
 int sim_profile_load(const char *path, sim_profile *out, sim_errbuf *err) {
-  json_error_t jerr;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    seterr(err, "%s: cannot open profile (%s)", path, strerror(errno));
-    return SIM_ENOENT;
-  }
-  json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-  fclose(f);
-  if (!root) {
-    seterr(err, "%s:%d:%d: not valid JSON: %s", path, jerr.line, jerr.column, jerr.text);
-    return SIM_EFORMAT;
-  }
+  json_t *root;
+  int lrc = sim_json_load(path, "profile", &root, err);
+  if (lrc)
+    return lrc;
   int rc;
   sim_profile p = {.scale = 1.0, .nonmoe_factor = NONMOE_FACTOR};
   json_t *shapes;
   if (!json_is_object(root)) {
-    seterr(err, "%s: a profile is a JSON object", path);
+    sim_seterr(err, "%s: a profile is a JSON object", path);
     rc = SIM_EFORMAT;
     goto done;
   }
@@ -240,7 +221,7 @@ int sim_profile_load(const char *path, sim_profile *out, sim_errbuf *err) {
   shapes = json_object_get(root, "shapes");
   if (!shapes || !json_is_array(shapes) || json_array_size(shapes) < 1 ||
       json_array_size(shapes) > SIM_PROFILE_MAX_SHAPES) {
-    seterr(err, "%s: key 'shapes' must be an array of 1..%d shapes", path,
+    sim_seterr(err, "%s: key 'shapes' must be an array of 1..%d shapes", path,
            SIM_PROFILE_MAX_SHAPES);
     rc = SIM_EKEY;
     goto done;
@@ -284,7 +265,7 @@ int sim_profile_save(const sim_profile *p, const char *path, sim_errbuf *err) {
   if (json_dump_file(root, tmp, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0 ||
       rename(tmp, path) != 0) {
     unlink(tmp);
-    seterr(err, "%s: cannot write profile (%s)", path, strerror(errno));
+    sim_seterr(err, "%s: cannot write profile (%s)", path, strerror(errno));
     rc = SIM_ENOENT;
     goto done;
   }
