@@ -944,13 +944,109 @@ static int shadowed_compute(sim_engine *e, const sim_layer_in *L, sim_iter_out *
   return SIM_OK;
 }
 
+/* The iteration's blocking moves, when it has any, as one phase before
+ * the layers: each GPU's busy time and o->migration_us. */
+static int blocking_moves(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *o) {
+  int any = 0;
+  for (int l = 0; l < nl; l++)
+    if (L[l].nmoves && !L[l].background && !L[l].uncharged)
+      any = 1;
+  if (!any)
+    return SIM_OK;
+  int64_t tm = e->sim.now;
+  phase_begin(e);
+  int rc = start_moves(e, L, nl, 0, FK_FG);
+  if (!rc)
+    rc = fg_wait(e, 0);
+  if (rc)
+    return rc;
+  for (int g = 0; g < e->gpus; g++)
+    e->busy_us[g] += (double)(e->gpu_comm_end[g] - tm) * 1e-3;
+  o->migration_us += (double)(e->sim.now - tm) * 1e-3;
+  return SIM_OK;
+}
+
+/* One all-to-all of the current layer (reverse = 1: the combine) as a
+ * phase: each GPU's busy time and o->alltoall_us. */
+static int a2a_phase(sim_engine *e, const sim_layer_in *Ll, int reverse, sim_iter_out *o) {
+  int64_t ts = e->sim.now;
+  int rc = alltoall(e, Ll->routing, Ll->placement, reverse);
+  if (rc)
+    return rc;
+  for (int g = 0; g < e->gpus; g++)
+    e->busy_us[g] += (double)(e->gpu_comm_end[g] - ts) * 1e-3;
+  o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
+  return SIM_OK;
+}
+
+/* Layer l's expert compute in pass `pass`: the slowest GPU's (the forward
+ * computes each GPU's, the backward reuses them times bwd_ratio); with
+ * shadows or temporaries the forward waits for their weights
+ * (shadowed_compute). */
+static int expert_compute(sim_engine *e, const sim_layer_in *Ll, int l, int pass,
+                          sim_iter_out *o) {
+  int G = e->gpus, rc;
+  const pl_routing *r = Ll->routing;
+  const pl_placement *p = Ll->placement;
+  double worst = 0, *fwd = e->comp_us + (size_t)l * G, *busy = e->busy_us;
+  if (pass == 0 && (Ll->shadow_owner != NULL || Ll->ntemps > 0)) {
+    if (Ll->ntemps)
+      temps_compute_split(e, Ll);
+    else
+      for (int g = 0; g < G; g++)
+        gpu_compute_split(e, r, p, Ll->shadow_owner, g, &e->ns_us[g], &e->sh_us[g]);
+    if ((rc = shadowed_compute(e, Ll, o, fwd, &worst)))
+      return rc;
+    for (int g = 0; g < G; g++)
+      busy[g] += fwd[g];
+    return SIM_OK;
+  }
+  double mult = pass == 0 ? 1.0 : e->prof.bwd_ratio;
+  for (int g = 0; g < G; g++) {
+    if (pass == 0)
+      fwd[g] = gpu_compute_us(e, r, p, g);
+    double us = fwd[g] * mult;
+    busy[g] += us;
+    if (us > worst)
+      worst = us;
+  }
+  int64_t ts = e->sim.now, worst_ns;
+  if ((rc = us_ns(worst, &worst_ns)) || (rc = wait_ns(e, worst_ns)))
+    return rc;
+  o->compute_us += (double)(e->sim.now - ts) * 1e-3;
+  return SIM_OK;
+}
+
+/* Layer l in pass `pass` (0 forward, 1 backward): its other work
+ * (other_ns), in the forward the weights-first fence, the dispatch, the
+ * expert compute and the combine; in the backward its gradient
+ * synchronisation then starts in the background. */
+static int layer_pass(sim_engine *e, const sim_layer_in *L, int l, int pass, int64_t other_ns,
+                      sim_iter_out *o) {
+  int G = e->gpus, rc;
+  e->hose = e->hose_all + (size_t)l * 4 * G;
+  e->cur_layer = l;
+  int64_t layer_t0 = e->sim.now;
+  if ((rc = wait_ns(e, other_ns)))
+    return rc;
+  o->other_us += (double)(e->sim.now - layer_t0) * 1e-3;
+  for (int g = 0; g < G; g++)
+    e->busy_us[g] += e->prof.nonmoe_us;
+  if ((pass == 0 && (rc = wf_fence(e, l, o))) || (rc = a2a_phase(e, &L[l], 0, o)) ||
+      (rc = expert_compute(e, &L[l], l, pass, o)) || (rc = a2a_phase(e, &L[l], 1, o)))
+    return rc;
+  if (o->layer_us)
+    o->layer_us[l] += (double)(e->sim.now - layer_t0) * 1e-3;
+  return pass == 1 ? start_sync(e, &L[l], 1, FK_AR, o) : SIM_OK;
+}
+
+/* One iteration of the nl layers L: the blocking moves, the forward and
+ * the backward layer by layer (background flows running beside them), then
+ * what is still in flight drained into migration or all-reduce time. */
 static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *o) {
-  int G = e->gpus, rc = SIM_OK;
-  int64_t t0 = e->sim.now;
-  double *busy = e->busy_us;
-  double nonmoe = e->prof.nonmoe_us;
-  int64_t other_ns;
-  if ((rc = us_ns(nonmoe, &other_ns)))
+  int rc;
+  int64_t t0 = e->sim.now, other_ns;
+  if ((rc = us_ns(e->prof.nonmoe_us, &other_ns)))
     return rc;
   e->pending_bg = 0;
   e->a2a_layer = -1; /* this iteration's routings are new */
@@ -959,93 +1055,12 @@ static int schedule(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *
   e->last_bg_kind = FK_AR;
   e->bg_last_done = 0;
   /* migration: blocking phase first, or background from the start */
-  int any_blocking = 0;
-  for (int l = 0; l < nl; l++)
-    if (L[l].nmoves && !L[l].background && !L[l].uncharged)
-      any_blocking = 1;
-  if (any_blocking) {
-    int64_t tm = e->sim.now;
-    phase_begin(e);
-    rc = start_moves(e, L, nl, 0, FK_FG);
-    if (!rc)
-      rc = fg_wait(e, 0);
-    if (rc)
-      return rc;
-    for (int g = 0; g < G; g++)
-      busy[g] += (double)(e->gpu_comm_end[g] - tm) * 1e-3;
-    o->migration_us += (double)(e->sim.now - tm) * 1e-3;
-  }
-  if ((rc = wf_start(e, L, nl)))
+  if ((rc = blocking_moves(e, L, nl, o)) || (rc = wf_start(e, L, nl)))
     return rc;
-  for (int pass = 0; pass < 2 && !rc; pass++) {
-    double mult = pass == 0 ? 1.0 : e->prof.bwd_ratio;
-    for (int i = 0; i < nl && !rc; i++) {
-      int l = pass == 0 ? i : nl - 1 - i;
-      const pl_routing *r = L[l].routing;
-      const pl_placement *p = L[l].placement;
-      e->hose = e->hose_all + (size_t)l * 4 * G;
-      e->cur_layer = l;
-      /* other work of the layer */
-      int64_t layer_t0 = e->sim.now;
-      if ((rc = wait_ns(e, other_ns)))
-        break;
-      o->other_us += (double)(e->sim.now - layer_t0) * 1e-3;
-      for (int g = 0; g < G; g++)
-        busy[g] += nonmoe;
-      if (pass == 0 && (rc = wf_fence(e, l, o)))
-        break;
-      /* dispatch */
-      int64_t ts = e->sim.now;
-      if ((rc = alltoall(e, r, p, 0)))
-        break;
-      for (int g = 0; g < G; g++)
-        busy[g] += (double)(e->gpu_comm_end[g] - ts) * 1e-3;
-      o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
-      /* expert compute: the slowest GPU (forward computes it, backward
-       * reuses it) */
-      double worst = 0, *fwd = e->comp_us + (size_t)l * G;
-      int shadows = L[l].shadow_owner != NULL || L[l].ntemps > 0;
-      if (pass == 0 && shadows) {
-        if (L[l].ntemps)
-          temps_compute_split(e, &L[l]);
-        else
-          for (int g = 0; g < G; g++)
-            gpu_compute_split(e, r, p, L[l].shadow_owner, g, &e->ns_us[g], &e->sh_us[g]);
-        if ((rc = shadowed_compute(e, &L[l], o, fwd, &worst)))
-          break;
-        for (int g = 0; g < G; g++)
-          busy[g] += fwd[g];
-      } else {
-        for (int g = 0; g < G; g++) {
-          if (pass == 0)
-            fwd[g] = gpu_compute_us(e, r, p, g);
-          double us = fwd[g] * mult;
-          busy[g] += us;
-          if (us > worst)
-            worst = us;
-        }
-        ts = e->sim.now;
-        int64_t worst_ns;
-        if ((rc = us_ns(worst, &worst_ns)) || (rc = wait_ns(e, worst_ns)))
-          break;
-        o->compute_us += (double)(e->sim.now - ts) * 1e-3;
-      }
-      /* combine */
-      ts = e->sim.now;
-      if ((rc = alltoall(e, r, p, 1)))
-        break;
-      for (int g = 0; g < G; g++)
-        busy[g] += (double)(e->gpu_comm_end[g] - ts) * 1e-3;
-      o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
-      if (o->layer_us)
-        o->layer_us[l] += (double)(e->sim.now - layer_t0) * 1e-3;
-      /* gradient synchronisation of layer l, in the background */
-      if (pass == 1)
-        rc = start_sync(e, &L[l], 1, FK_AR, o);
-    }
-  }
-  if (rc)
-    return rc;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < nl; i++)
+      if ((rc = layer_pass(e, L, pass == 0 ? i : nl - 1 - i, pass, other_ns, o)))
+        return rc;
   double tail;
   int kind;
   if ((rc = drain(e, &tail, &kind)))
