@@ -507,60 +507,71 @@ static int coolest(const or_state *s, const pl_placement *w, int node, int skip,
   return d;
 }
 
-/* One round's trials around the busiest GPU h (s->gl): each expert x on h
- * dropped there (if replicated), and for each node, with its coolest GPU
- * without x that has a free slot, added there and moved there from h, and
- * with its coolest GPU d without x, swapped with the expert of d that
- * computes the fewest tokens on d (r: w's routing) and that h lacks; then
- * every replicated expert's copy on its busiest GPU dropped. */
-static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
-                        const int64_t *counts, or_edit *best, double *best_us) {
-  int G = s->env.cluster.gpus, E = s->env.experts, nodes = G / s->env.cluster.gpus_per_node;
-  int h = 0, rc = PL_OK;
-  for (int g = 1; g < G; g++)
-    if (s->gl[g] > s->gl[h])
-      h = g;
+/* The busiest GPU by compute tokens (s->gl) into *h, and the one with the
+ * slowest all-to-all (pl_cost's per-GPU time from r's wire sums, each
+ * GPU's in s->at) into *a; ties: lowest id. */
+static void hot_gpus(or_state *s, const pl_routing *r, int *h, int *a) {
   const pl_cluster *c = &s->env.cluster;
+  int G = c->gpus;
   const int64_t *hs = r->hose;
-  int a = 0, gpn = c->gpus_per_node;
+  *h = 0;
+  for (int g = 1; g < G; g++)
+    if (s->gl[g] > s->gl[*h])
+      *h = g;
+  *a = 0;
   for (int g = 0; g < G; g++) {
     int64_t intra = hs[g] > hs[G + g] ? hs[g] : hs[G + g];
     int64_t inter = hs[2 * G + g] > hs[3 * G + g] ? hs[2 * G + g] : hs[3 * G + g];
     s->at[g] = (intra ? c->intra_lat_s + (double)intra / c->intra_Bps : 0) +
                (inter ? c->inter_lat_s + (double)inter / (c->inter_Bps / c->oversub) : 0);
-    if (s->at[g] > s->at[a])
-      a = g;
+    if (s->at[g] > s->at[*a])
+      *a = g;
   }
-  /* the nodes the trials go to: all of them up to OR_NODES, else h's,
-   * a's and those with the fewest compute tokens (ties: lowest id), in id
-   * order, so that a round's trials do not grow with the cluster */
-  int nn = nodes;
+}
+
+/* The nodes a round's trials go to, in id order into s->nsel, their
+ * number returned: all of them up to OR_NODES, else h's, a's and those
+ * with the fewest compute tokens (ties: lowest id), so that a round's
+ * trials do not grow with the cluster. */
+static int round_nodes(or_state *s, int h, int a) {
+  int gpn = s->env.cluster.gpus_per_node, nodes = s->env.cluster.gpus / gpn;
   for (int n = 0; n < nodes; n++)
     s->nsel[n] = n;
-  if (nodes > OR_NODES) {
-    for (int n = 0; n < nodes; n++)
-      s->nsel[n] = n == h / gpn || n == a / gpn;
-    for (int picked = h / gpn == a / gpn ? 1 : 2; picked < OR_NODES; picked++) {
-      int b = -1;
-      int64_t bsum = 0;
-      for (int n = 0; n < nodes; n++) {
-        if (s->nsel[n])
-          continue;
-        int64_t sum = 0;
-        for (int g = n * gpn; g < (n + 1) * gpn; g++)
-          sum += s->gl[g];
-        if (b < 0 || sum < bsum) {
-          b = n;
-          bsum = sum;
-        }
-      }
-      s->nsel[b] = 1;
-    }
-    nn = 0;
-    for (int n = 0; n < nodes; n++)
+  if (nodes <= OR_NODES)
+    return nodes;
+  for (int n = 0; n < nodes; n++)
+    s->nsel[n] = n == h / gpn || n == a / gpn;
+  for (int picked = h / gpn == a / gpn ? 1 : 2; picked < OR_NODES; picked++) {
+    int b = -1;
+    int64_t bsum = 0;
+    for (int n = 0; n < nodes; n++) {
       if (s->nsel[n])
-        s->nsel[nn++] = n;
+        continue;
+      int64_t sum = 0;
+      for (int g = n * gpn; g < (n + 1) * gpn; g++)
+        sum += s->gl[g];
+      if (b < 0 || sum < bsum) {
+        b = n;
+        bsum = sum;
+      }
+    }
+    s->nsel[b] = 1;
   }
+  int nn = 0;
+  for (int n = 0; n < nodes; n++)
+    if (s->nsel[n])
+      s->nsel[nn++] = n;
+  return nn;
+}
+
+/* The trials around the busiest GPU h: each expert x on h dropped there
+ * (if replicated), and for each of the round's nn nodes, with its coolest
+ * GPU without x that has a free slot, added there and moved there from h,
+ * and with its coolest GPU d without x, swapped with the expert of d that
+ * computes the fewest tokens on d (r: w's routing) and that h lacks. */
+static int trials_busiest(or_state *s, const pl_placement *w, const pl_routing *r,
+                          const int64_t *counts, int h, int nn, or_edit *best, double *best_us) {
+  int E = s->env.experts, rc = PL_OK;
   for (int j = 0; j < w->nhost[h] && !rc; j++) {
     int x = w->host[(size_t)h * w->slots + j];
     if (w->nrep[x] > 1)
@@ -588,11 +599,17 @@ static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
                       best_us);
     }
   }
-  /* around the GPU with the slowest all-to-all (pl_cost's per-GPU time
-   * from r's wire sums): each expert x on it moved to, or swapped with
-   * each expert of, the two GPUs of each node with the shortest all-to-all
-   * (the locality of the sources decides the all-to-all: which GPU holds
-   * which expert, not only how many) */
+  return rc;
+}
+
+/* The trials around the GPU a with the slowest all-to-all: each expert x
+ * on it moved to, or swapped with each expert of, the two GPUs of each of
+ * the round's nn nodes with the shortest all-to-all (the locality of the
+ * sources decides the all-to-all: which GPU holds which expert, not only
+ * how many). */
+static int trials_slowest(or_state *s, const pl_placement *w, const int64_t *counts, int a,
+                          int nn, or_edit *best, double *best_us) {
+  int gpn = s->env.cluster.gpus_per_node, rc = PL_OK;
   for (int kn = 0; kn < nn && !rc; kn++) {
     int n = s->nsel[kn], d1 = -1, d2 = -1; /* the two shortest of node n but a (ties: lowest id) */
     for (int g = n * gpn; g < (n + 1) * gpn; g++) {
@@ -622,9 +639,16 @@ static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
       }
     }
   }
-  /* every GPU trading places with a, every two nodes trading places (up
-   * to OR_NODES nodes: a trade re-routes two nodes' experts; the sources'
-   * locality again: the same sets of experts, other GPUs) */
+  return rc;
+}
+
+/* Every GPU of the round's nn nodes trading places with a, and every two
+ * of those nodes trading places (up to OR_NODES nodes: a trade re-routes
+ * two nodes' experts; the sources' locality again: the same sets of
+ * experts, other GPUs). */
+static int trials_trades(or_state *s, const pl_placement *w, const int64_t *counts, int a,
+                         int nn, or_edit *best, double *best_us) {
+  int gpn = s->env.cluster.gpus_per_node, nodes = s->env.cluster.gpus / gpn, rc = PL_OK;
   for (int kn = 0; kn < nn && !rc; kn++)
     for (int d = s->nsel[kn] * gpn; d < (s->nsel[kn] + 1) * gpn && !rc; d++)
       if (d != a)
@@ -635,6 +659,23 @@ static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
       rc = try_edit(
           s, w, &(or_edit){.op = OP_NSWAP, .x = gpn, .a = s->nsel[kn], .b = s->nsel[km], .y = 0},
           counts, best, best_us);
+  return rc;
+}
+
+/* One round's trials (r: w's routing): around the busiest GPU h
+ * (trials_busiest), around the GPU with the slowest all-to-all
+ * (trials_slowest, trials_trades), then every replicated expert's copy
+ * on its busiest GPU but h dropped. */
+static int polish_round(or_state *s, const pl_placement *w, const pl_routing *r,
+                        const int64_t *counts, or_edit *best, double *best_us) {
+  int G = s->env.cluster.gpus, E = s->env.experts, h, a;
+  hot_gpus(s, r, &h, &a);
+  int nn = round_nodes(s, h, a);
+  int rc = trials_busiest(s, w, r, counts, h, nn, best, best_us);
+  if (!rc)
+    rc = trials_slowest(s, w, counts, a, nn, best, best_us);
+  if (!rc)
+    rc = trials_trades(s, w, counts, a, nn, best, best_us);
   for (int x = 0; x < E && !rc; x++) {
     if (w->nrep[x] < 2)
       continue;
