@@ -255,16 +255,15 @@ static int check_sizes(const tr_gen_config *c, const char *path, tr_error *err) 
   return tr_check_meta(&c->meta, c->experts, TR_EINVAL, path, err);
 }
 
-int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
-  if (!c || !out || check_sizes(c, NULL, NULL) || c->hot < 0 || c->hot > c->experts ||
-      c->zero_experts < 0 || c->zero_experts >= c->experts || c->burst_prob < 0 ||
-      c->burst_prob > 1 || c->hot_rank >= c->ranks || c->zero_rank >= c->ranks ||
-      c->hot_rank_experts < 0 || c->hot_rank_experts > c->experts)
-    return TR_EINVAL;
-  if (tr_gen_memory(c) > tr_max_memory(c->max_memory))
-    return TR_EBUDGET;
-  int L = c->layers, R = c->ranks, E = c->experts;
-  for (int l = 0; l < L; l++) {
+/* Whether c is a configuration tr_gen_new accepts (tr_gen.h): the sizes
+ * (check_sizes) and every parameter, each layer's too, in its range. */
+static int config_valid(const tr_gen_config *c) {
+  if (check_sizes(c, NULL, NULL) || c->hot < 0 || c->hot > c->experts || c->zero_experts < 0 ||
+      c->zero_experts >= c->experts || c->burst_prob < 0 || c->burst_prob > 1 ||
+      c->hot_rank >= c->ranks || c->zero_rank >= c->ranks || c->hot_rank_experts < 0 ||
+      c->hot_rank_experts > c->experts)
+    return 0;
+  for (int l = 0; l < c->layers; l++) {
     double phi = c->phi ? c->phi[l] : c->phi1, psi = c->psi ? c->psi[l] : c->psi1;
     double vr = c->vol_ratio ? c->vol_ratio[l] : c->vol_ratio1;
     double ve = c->vol_enter ? c->vol_enter[l] : c->vol_enter1;
@@ -272,11 +271,19 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
     double vs = c->vol_sigma ? c->vol_sigma[l] : c->vol_sigma1;
     if (!(phi >= 0 && phi <= 1) || !(psi >= 0 && psi < 1) || !(vr >= 1 && vr <= 100) ||
         !(ve >= 0 && ve <= 1) || !(vl >= 0 && vl <= 1) || !(vs >= 0 && vs <= 5))
-      return TR_EINVAL;
+      return 0;
   }
+  return 1;
+}
+
+/* A generator of c with its own copies of c's per-layer arrays (filled
+ * from the scalars where c has none), its state and scratch allocated and
+ * its generators seeded; NULL when out of memory. */
+static tr_gen *gen_alloc(const tr_gen_config *c) {
+  int L = c->layers, R = c->ranks, E = c->experts;
   tr_gen *g = tr_calloc(1, sizeof(*g));
   if (!g)
-    return TR_ENOMEM;
+    return NULL;
   g->c = *c;
   g->c.base = g->c.scale = g->c.innov = g->c.phi = g->c.rank_sigma = g->c.psi = NULL;
   g->c.vol_ratio = g->c.vol_enter = g->c.vol_leave = g->c.vol_sigma = NULL;
@@ -315,6 +322,41 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
     gsl_rng_set(g->dyn[l], (unsigned long)tr_stream_seed(c->seed, 2, (uint64_t)l));
   }
   gsl_rng_set(g->prof, (unsigned long)tr_stream_seed(c->seed, 1, 0));
+  return g;
+nomem:
+  tr_gen_free(g);
+  return NULL;
+}
+
+/* The stationary start of each layer's regime chain and AR(1) state (a
+ * random walk starts at 0). */
+static void gen_start(tr_gen *g) {
+  int E = g->c.experts;
+  for (int l = 0; l < g->c.layers; l++) {
+    double sd = g->innov[l];
+    if (g->vol_ratio[l] != 1) {
+      double enter = g->vol_enter[l], leave = g->vol_leave[l];
+      double pi1 = enter + leave > 0 ? enter / (enter + leave) : 0;
+      g->regime[l] = gsl_rng_uniform(g->dyn[l]) < pi1;
+      sd *= sqrt(1 - pi1 + pi1 * g->vol_ratio[l] * g->vol_ratio[l]);
+    }
+    if (g->vol_sigma[l] > 0) /* E[factor^2] = exp(vol_sigma^2) */
+      sd *= exp(g->vol_sigma[l] * g->vol_sigma[l] / 2);
+    if (g->phi[l] < 1 && g->innov[l] > 0)
+      for (int e = 0; e < E; e++)
+        g->z[(size_t)l * E + e] = gsl_ran_gaussian(g->dyn[l], sd / sqrt(1 - g->phi[l] * g->phi[l]));
+  }
+}
+
+int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
+  if (!c || !out || !config_valid(c))
+    return TR_EINVAL;
+  if (tr_gen_memory(c) > tr_max_memory(c->max_memory))
+    return TR_EBUDGET;
+  int L = c->layers, R = c->ranks, E = c->experts;
+  tr_gen *g = gen_alloc(c);
+  if (!g)
+    return TR_ENOMEM;
   for (int l = 0; l < L; l++) {
     if (c->base)
       memcpy(g->base + (size_t)l * E, c->base + (size_t)l * E, (size_t)E * sizeof(double));
@@ -333,27 +375,9 @@ int tr_gen_new(const tr_gen_config *c, tr_gen **out) {
     }
     g->slots[r] = (int64_t)llround(tokens) * c->top_k;
   }
-  /* The stationary start of the regime chain and of the AR(1) state (random
-   * walk: start at 0). */
-  for (int l = 0; l < L; l++) {
-    double sd = g->innov[l];
-    if (g->vol_ratio[l] != 1) {
-      double enter = g->vol_enter[l], leave = g->vol_leave[l];
-      double pi1 = enter + leave > 0 ? enter / (enter + leave) : 0;
-      g->regime[l] = gsl_rng_uniform(g->dyn[l]) < pi1;
-      sd *= sqrt(1 - pi1 + pi1 * g->vol_ratio[l] * g->vol_ratio[l]);
-    }
-    if (g->vol_sigma[l] > 0) /* E[factor^2] = exp(vol_sigma^2) */
-      sd *= exp(g->vol_sigma[l] * g->vol_sigma[l] / 2);
-    if (g->phi[l] < 1 && g->innov[l] > 0)
-      for (int e = 0; e < E; e++)
-        g->z[(size_t)l * E + e] = gsl_ran_gaussian(g->dyn[l], sd / sqrt(1 - g->phi[l] * g->phi[l]));
-  }
+  gen_start(g);
   *out = g;
   return TR_OK;
-nomem:
-  tr_gen_free(g);
-  return TR_ENOMEM;
 }
 
 /* Caps every p[e] at cap (water-filling: the excess goes to the uncapped
