@@ -37,12 +37,14 @@ void rt_calib_defaults(rt_calib_config *cfg, const rt_backend *b, int d_model, i
   cfg->seed = 1;
 }
 
+/* A backend call of a measurement: on failure its message into err and
+ * its code returned. */
 #define BK(call)                                                               \
   do {                                                                         \
     rc = (call);                                                               \
     if (rc) {                                                                  \
       if (err) snprintf(err, errlen, "%s", b->ops->last_error(b));             \
-      goto done;                                                               \
+      return rc;                                                               \
     }                                                                          \
   } while (0)
 
@@ -246,70 +248,55 @@ static int cpu_exchange(rt_backend *b, const cbuf *cb, const rt_calib_config *cf
   return 0;
 }
 
-int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out,
-                 char *err, size_t errlen) {
+/* Rank r's buffers (tmax tokens, xrows exchange rows) allocated in c and
+ * filled: the inputs and weights seeded as the replay makes them, the
+ * identity index uploaded from hidx. */
+static int calib_buffers(rt_backend *b, const rt_calib_config *cfg, int r, cbuf *c,
+                         const int32_t *hidx, int64_t tmax, int64_t xrows, char *err,
+                         size_t errlen) {
   const rt_backend_ops *o = b->ops;
-  int G = b->ranks, d = cfg->d_model, f = cfg->d_ff, rc = 0;
-  if (cfg->ntokens < 1 || cfg->ntokens > RT_CALIB_MAX || cfg->nsizes < 0 ||
-      cfg->nsizes > RT_CALIB_MAX || d % 8 || f % 8 || cfg->reps < 1) {
-    if (err) snprintf(err, errlen, "calibration: bad configuration");
-    return RT_EINVAL;
-  }
-  memset(out, 0, sizeof *out);
+  int d = cfg->d_model, f = cfg->d_ff, rc;
   size_t esz = (size_t)o->elem_bytes(b);
-  int64_t tmax = cfg->tokens[cfg->ntokens - 1];
-  int64_t rmax = 0;
-  for (int i = 0; i < cfg->nsizes; i++)
-    if (cfg->rows[i] > rmax) rmax = cfg->rows[i];
-  int64_t xrows = rmax * G > tmax ? rmax * G : tmax;
-  cbuf *cb = rt_calloc((size_t)G, sizeof *cb);
-  int32_t *hidx = rt_malloc(sizeof(int32_t) * (size_t)xrows);
-  double *ms = rt_malloc(sizeof(double) * (4 * XPHASE_REPS > 8 ? 4 * XPHASE_REPS : 8) * (size_t)G);
-  if (!cb || !hidx || !ms) {
-    rt_free(cb);
-    rt_free(hidx);
-    rt_free(ms);
+  c->X = o->alloc(b, r, (size_t)tmax * d * esz);
+  c->P = o->alloc(b, r, 2 * (size_t)d * f * esz);
+  c->A = o->alloc(b, r, (size_t)tmax * f * esz);
+  c->Y = o->alloc(b, r, (size_t)tmax * d * esz);
+  c->dY = o->alloc(b, r, (size_t)tmax * d * esz);
+  c->dA = o->alloc(b, r, (size_t)tmax * f * esz);
+  c->dX = o->alloc(b, r, (size_t)tmax * d * esz);
+  c->G = o->alloc(b, r, 2 * (size_t)d * f * esz);
+  c->send = o->alloc(b, r, (size_t)xrows * d * esz);
+  c->recv = o->alloc(b, r, (size_t)xrows * d * esz);
+  c->out = o->alloc(b, r, (size_t)xrows * d * esz);
+  c->idx = o->alloc(b, r, (size_t)xrows * 4);
+  if (!c->X || !c->P || !c->A || !c->Y || !c->dY || !c->dA || !c->dX || !c->G || !c->send ||
+      !c->recv || !c->out || !c->idx) {
+    if (err) snprintf(err, errlen, "calibration: out of memory: %s", o->last_error(b));
     return RT_ENOMEM;
   }
-  for (int64_t i = 0; i < xrows; i++) hidx[i] = (int32_t)i;
-  for (int r = 0; r < G; r++) {
-    if (!o->owns(b, r)) continue;
-    cbuf *c = &cb[r];
-    c->X = o->alloc(b, r, (size_t)tmax * d * esz);
-    c->P = o->alloc(b, r, 2 * (size_t)d * f * esz);
-    c->A = o->alloc(b, r, (size_t)tmax * f * esz);
-    c->Y = o->alloc(b, r, (size_t)tmax * d * esz);
-    c->dY = o->alloc(b, r, (size_t)tmax * d * esz);
-    c->dA = o->alloc(b, r, (size_t)tmax * f * esz);
-    c->dX = o->alloc(b, r, (size_t)tmax * d * esz);
-    c->G = o->alloc(b, r, 2 * (size_t)d * f * esz);
-    c->send = o->alloc(b, r, (size_t)xrows * d * esz);
-    c->recv = o->alloc(b, r, (size_t)xrows * d * esz);
-    c->out = o->alloc(b, r, (size_t)xrows * d * esz);
-    c->idx = o->alloc(b, r, (size_t)xrows * 4);
-    if (!c->X || !c->P || !c->A || !c->Y || !c->dY || !c->dA || !c->dX || !c->G || !c->send ||
-        !c->recv || !c->out || !c->idx) {
-      if (err) snprintf(err, errlen, "calibration: out of memory: %s", o->last_error(b));
-      rc = RT_ENOMEM;
-      goto done;
-    }
-    BK(o->fill(b, r, c->X, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 0, 0), 1.0f));
-    BK(o->fill(b, r, c->dY, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 1, 0), 1.0f));
-    /* W1 | W2 scaled as the replay makes its experts (rt_exec.c,
-     * gen_expert): the cpu backward's time depends on the values (measured
-     * in thread cpu time at d_model 64, d_ff 128: W2 at 1/sqrt(d_model)
-     * made it 1.67-1.77x the forward, at 1/sqrt(d_ff) 1.32-1.41x), so a
-     * profile measured on other weights mispredicts the replay's. */
-    size_t df = (size_t)d * f;
-    BK(o->fill(b, r, c->P, df, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 0), 1.0f / sqrtf((float)d)));
-    BK(o->fill(b, r, (char *)c->P + df * esz, df, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 1),
-               1.0f / sqrtf((float)f)));
-    BK(o->fill(b, r, c->send, (size_t)xrows * d, kn_seed(cfg->seed, 7, (uint64_t)r, 3, 0), 1.0f));
-    BK(o->upload(b, r, c->idx, hidx, (size_t)xrows * 4));
-  }
-  /* expert FFN, all ranks at once */
+  BK(o->fill(b, r, c->X, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 0, 0), 1.0f));
+  BK(o->fill(b, r, c->dY, (size_t)tmax * d, kn_seed(cfg->seed, 7, (uint64_t)r, 1, 0), 1.0f));
+  /* W1 | W2 scaled as the replay makes its experts (rt_exec.c,
+   * gen_expert): the cpu backward's time depends on the values (measured
+   * in thread cpu time at d_model 64, d_ff 128: W2 at 1/sqrt(d_model)
+   * made it 1.67-1.77x the forward, at 1/sqrt(d_ff) 1.32-1.41x), so a
+   * profile measured on other weights mispredicts the replay's. */
+  size_t df = (size_t)d * f;
+  BK(o->fill(b, r, c->P, df, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 0), 1.0f / sqrtf((float)d)));
+  BK(o->fill(b, r, (char *)c->P + df * esz, df, kn_seed(cfg->seed, 7, (uint64_t)r, 2, 1),
+             1.0f / sqrtf((float)f)));
+  BK(o->fill(b, r, c->send, (size_t)xrows * d, kn_seed(cfg->seed, 7, (uint64_t)r, 3, 0), 1.0f));
+  BK(o->upload(b, r, c->idx, hidx, (size_t)xrows * 4));
+  return 0;
+}
+
+/* The expert FFN's forward and backward times at each token count, all
+ * ranks at once (out->tokens, fwd_us, bwd_us; ms: the stamps). */
+static int measure_ffn(rt_backend *b, const rt_calib_config *cfg, const cbuf *cb, double *ms,
+                       rt_calib_result *out, char *err, size_t errlen) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, f = cfg->d_ff, rc;
   out->ntokens = cfg->ntokens;
-  double sf = 0, sb = 0;
   for (int i = 0; i < cfg->ntokens; i++) {
     int64_t n = cfg->tokens[i];
     out->tokens[i] = n;
@@ -333,12 +320,16 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
     BK(o->collect(b, 4, ms));
     out->fwd_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
     out->bwd_us[i] = 1e3 * span(ms, G, 2, 3) / cfg->reps;
-    if (n >= 256) {
-      sf += out->fwd_us[i];
-      sb += out->bwd_us[i];
-    }
   }
-  if (o->elem_bytes(b) == 4 && cfg->ntokens >= 3) {
+  return 0;
+}
+
+/* The FFN points measured (measure_ffn) made a profile: on the cpu (4-byte
+ * elements, at least 3 points) a Theil-Sen line through them; then
+ * bwd_ratio, the backward over the forward summed over the points of 256
+ * tokens or more (all of them when none is). */
+static void ffn_profile(const rt_calib_config *cfg, int cpu, rt_calib_result *out) {
+  if (cpu && cfg->ntokens >= 3) {
     /* cpu: the FFN is plain loops, linear in tokens; a shared machine's
      * bursts land on single points (one run measured 4.1 ms at 64 tokens
      * and 0.25 ms at 32), and the simulator's piecewise-linear profile
@@ -354,80 +345,92 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
       theil_sen(xs, y, cfg->ntokens, &a, &s1);
       for (int i = 0; i < cfg->ntokens; i++) y[i] = a + s1 * xs[i];
     }
-    sf = sb = 0;
-    for (int i = 0; i < cfg->ntokens; i++)
-      if (cfg->tokens[i] >= 256) {
-        sf += out->fwd_us[i];
-        sb += out->bwd_us[i];
-      }
   }
+  double sf = 0, sb = 0;
+  for (int i = 0; i < cfg->ntokens; i++)
+    if (cfg->tokens[i] >= 256) {
+      sf += out->fwd_us[i];
+      sb += out->bwd_us[i];
+    }
   if (sf <= 0)
     for (int i = 0; i < cfg->ntokens; i++) {
       sf += out->fwd_us[i];
       sb += out->bwd_us[i];
     }
   out->bwd_ratio = sf > 0 ? sb / sf : 2.0;
-  out->nsizes = cfg->nsizes;
-  if (o->elem_bytes(b) == 4 && G > 1 && cfg->nsizes >= 2) {
-    /* cpu: the exchange as the replay pays it (rt_calib.h) */
-    if ((rc = cpu_exchange(b, cb, cfg, out, ms))) {
-      if (err) snprintf(err, errlen, "%s", o->last_error(b));
-      goto done;
-    }
-  } else {
-    /* exchange: uniform all-to-all at several sizes (copies + barrier) */
-    for (int i = 0; i < cfg->nsizes; i++) {
-      int64_t m = cfg->rows[i];
-      size_t chunk = (size_t)m * d * esz;
-      for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
-        if (rep == 0) {
-          BK(head_start(b, 500.0 + 100.0 * cfg->reps));
-          BK(o->mark(b, 0));
-        }
-        BK(o->group_begin(b));
-        for (int r = 0; r < G; r++)
-          for (int g = 0; g < G; g++)
-            BK(o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
-                       (char *)cb[g].recv + (size_t)r * chunk, chunk));
-        BK(o->group_end(b));
-        BK(o->barrier(b));
-      }
-      BK(o->mark(b, 1));
-      BK(o->collect(b, 2, ms));
-      out->x_bytes[i] = (double)m * (G > 1 ? G - 1 : 1) * d * cfg->model_bytes_per_elem;
-      out->x_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
-    }
-    if (cfg->nsizes >= 2) {
-      /* least squares t = latency + bytes / bandwidth */
-      double icpt, slope; /* us, us per byte */
-      fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
-      /* No positive slope (noise on a busy host): the largest size's
-       * throughput is the bandwidth. */
-      int n = cfg->nsizes - 1;
-      out->exchange_GBps = slope > 0 ? 1e-3 / slope
-                                     : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
-      out->exchange_latency_us = icpt;
-      /* barrier cost as the replay meets it (rt_calib.h) */
-      if (G > 1) {
-        double *bm = rt_malloc(sizeof(double) * 2 * BARRIER_REPS * (size_t)G);
-        if (!bm) {
-          rc = RT_ENOMEM;
-          goto done;
-        }
-        int64_t n = cfg->tokens[cfg->ntokens - 1];
-        double mean[2];
-        for (int pass = 0; pass < 2 && !rc; pass++) {
-          rc = barrier_pass(b, cb, cfg, pass == 0 ? n : 0, bm, &mean[pass]);
-          if (rc && err) snprintf(err, errlen, "%s", o->last_error(b));
-        }
-        rt_free(bm);
-        if (rc) goto done;
-        out->barrier_us = fmax(0.0, mean[0] - mean[1]);
-        out->exchange_latency_us += out->barrier_us;
-      }
-    }
+}
+
+/* The barrier's cost as the replay meets it (rt_calib.h): barrier_pass
+ * after an FFN of the largest token count less without one, into
+ * out->barrier_us and added to the exchange latency. */
+static int measure_barrier(rt_backend *b, const cbuf *cb, const rt_calib_config *cfg,
+                           rt_calib_result *out, char *err, size_t errlen) {
+  double *bm = rt_malloc(sizeof(double) * 2 * BARRIER_REPS * (size_t)b->ranks);
+  if (!bm)
+    return RT_ENOMEM;
+  int64_t n = cfg->tokens[cfg->ntokens - 1];
+  double mean[2];
+  int rc = 0;
+  for (int pass = 0; pass < 2 && !rc; pass++) {
+    rc = barrier_pass(b, cb, cfg, pass == 0 ? n : 0, bm, &mean[pass]);
+    if (rc && err) snprintf(err, errlen, "%s", b->ops->last_error(b));
   }
-  /* local token movement: permute of m * G rows */
+  rt_free(bm);
+  if (rc)
+    return rc;
+  out->barrier_us = fmax(0.0, mean[0] - mean[1]);
+  out->exchange_latency_us += out->barrier_us;
+  return 0;
+}
+
+/* The exchange on a GPU (and on one cpu rank): a uniform all-to-all at
+ * each size (copies and a barrier), a least-squares line t = latency +
+ * bytes / bandwidth through the sizes, then the barrier's cost. */
+static int gpu_exchange(rt_backend *b, const cbuf *cb, const rt_calib_config *cfg,
+                        rt_calib_result *out, double *ms, char *err, size_t errlen) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, rc;
+  size_t esz = (size_t)o->elem_bytes(b);
+  for (int i = 0; i < cfg->nsizes; i++) {
+    int64_t m = cfg->rows[i];
+    size_t chunk = (size_t)m * d * esz;
+    for (int rep = -cfg->warmup; rep < cfg->reps; rep++) {
+      if (rep == 0) {
+        BK(head_start(b, 500.0 + 100.0 * cfg->reps));
+        BK(o->mark(b, 0));
+      }
+      BK(o->group_begin(b));
+      for (int r = 0; r < G; r++)
+        for (int g = 0; g < G; g++)
+          BK(o->copy(b, r, (char *)cb[r].send + (size_t)g * chunk, g,
+                     (char *)cb[g].recv + (size_t)r * chunk, chunk));
+      BK(o->group_end(b));
+      BK(o->barrier(b));
+    }
+    BK(o->mark(b, 1));
+    BK(o->collect(b, 2, ms));
+    out->x_bytes[i] = (double)m * (G > 1 ? G - 1 : 1) * d * cfg->model_bytes_per_elem;
+    out->x_us[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
+  }
+  if (cfg->nsizes < 2)
+    return 0;
+  double icpt, slope; /* us, us per byte */
+  fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
+  /* No positive slope (noise on a busy host): the largest size's
+   * throughput is the bandwidth. */
+  int n = cfg->nsizes - 1;
+  out->exchange_GBps = slope > 0 ? 1e-3 / slope
+                                 : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
+  out->exchange_latency_us = icpt;
+  return G > 1 ? measure_barrier(b, cb, cfg, out, err, errlen) : 0;
+}
+
+/* Local token movement: a permute of rows x G rows at each size, a line
+ * through them (out->local_lat_us, local_us_per_row). */
+static int measure_local(rt_backend *b, const rt_calib_config *cfg, const cbuf *cb, double *ms,
+                         rt_calib_result *out, char *err, size_t errlen) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, rc;
   double lx[RT_CALIB_MAX], ly[RT_CALIB_MAX];
   for (int i = 0; i < cfg->nsizes; i++) {
     int64_t rows = cfg->rows[i] * G;
@@ -445,19 +448,68 @@ int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out
     ly[i] = 1e3 * span(ms, G, 0, 1) / cfg->reps;
   }
   fit(lx, ly, cfg->nsizes, &out->local_lat_us, &out->local_us_per_row);
-  /* launch overhead: a chain of tiny kernels on rank 0 */
-  {
-    int n = 200;
-    BK(o->barrier(b));
-    BK(o->mark(b, 0));
-    /* no head start here: this measures the host's launch rate */
-    for (int i = 0; i < n; i++)
-      for (int r = 0; r < G; r++)
-        if (o->owns(b, r)) BK(o->fill(b, r, cb[r].out, 8, 1, 1.0f));
-    BK(o->mark(b, 1));
-    BK(o->collect(b, 2, ms));
-    out->launch_us = 1e3 * span(ms, G, 0, 1) / n;
+  return 0;
+}
+
+/* The launch overhead: a chain of 200 tiny kernels per rank, no head
+ * start (this measures the host's launch rate; out->launch_us). */
+static int measure_launch(rt_backend *b, const cbuf *cb, double *ms, rt_calib_result *out,
+                          char *err, size_t errlen) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, n = 200, rc;
+  BK(o->barrier(b));
+  BK(o->mark(b, 0));
+  for (int i = 0; i < n; i++)
+    for (int r = 0; r < G; r++)
+      if (o->owns(b, r)) BK(o->fill(b, r, cb[r].out, 8, 1, 1.0f));
+  BK(o->mark(b, 1));
+  BK(o->collect(b, 2, ms));
+  out->launch_us = 1e3 * span(ms, G, 0, 1) / n;
+  return 0;
+}
+
+int rt_calibrate(rt_backend *b, const rt_calib_config *cfg, rt_calib_result *out,
+                 char *err, size_t errlen) {
+  const rt_backend_ops *o = b->ops;
+  int G = b->ranks, d = cfg->d_model, f = cfg->d_ff, rc = 0;
+  if (cfg->ntokens < 1 || cfg->ntokens > RT_CALIB_MAX || cfg->nsizes < 0 ||
+      cfg->nsizes > RT_CALIB_MAX || d % 8 || f % 8 || cfg->reps < 1) {
+    if (err) snprintf(err, errlen, "calibration: bad configuration");
+    return RT_EINVAL;
   }
+  memset(out, 0, sizeof *out);
+  int64_t tmax = cfg->tokens[cfg->ntokens - 1];
+  int64_t rmax = 0;
+  for (int i = 0; i < cfg->nsizes; i++)
+    if (cfg->rows[i] > rmax) rmax = cfg->rows[i];
+  int64_t xrows = rmax * G > tmax ? rmax * G : tmax;
+  cbuf *cb = rt_calloc((size_t)G, sizeof *cb);
+  int32_t *hidx = rt_malloc(sizeof(int32_t) * (size_t)xrows);
+  double *ms = rt_malloc(sizeof(double) * (4 * XPHASE_REPS > 8 ? 4 * XPHASE_REPS : 8) * (size_t)G);
+  if (!cb || !hidx || !ms) {
+    rt_free(cb);
+    rt_free(hidx);
+    rt_free(ms);
+    return RT_ENOMEM;
+  }
+  for (int64_t i = 0; i < xrows; i++) hidx[i] = (int32_t)i;
+  for (int r = 0; r < G && !rc; r++)
+    if (o->owns(b, r)) rc = calib_buffers(b, cfg, r, &cb[r], hidx, tmax, xrows, err, errlen);
+  int cpu = o->elem_bytes(b) == 4;
+  if (rc || (rc = measure_ffn(b, cfg, cb, ms, out, err, errlen)))
+    goto done;
+  ffn_profile(cfg, cpu, out);
+  out->nsizes = cfg->nsizes;
+  if (cpu && G > 1 && cfg->nsizes >= 2) { /* cpu: the exchange as the replay pays it (rt_calib.h) */
+    if ((rc = cpu_exchange(b, cb, cfg, out, ms))) {
+      if (err) snprintf(err, errlen, "%s", o->last_error(b));
+      goto done;
+    }
+  } else if ((rc = gpu_exchange(b, cb, cfg, out, ms, err, errlen))) {
+    goto done;
+  }
+  if (!(rc = measure_local(b, cfg, cb, ms, out, err, errlen)))
+    rc = measure_launch(b, cb, ms, out, err, errlen);
 done:
   for (int r = 0; r < G; r++) {
     cbuf *c = &cb[r];
