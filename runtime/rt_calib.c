@@ -206,6 +206,15 @@ static double span(const double *ms, int G, int s0, int s1) {
   return w;
 }
 
+/* The bandwidth (GB/s) of a line's slope (us per byte) through the
+ * exchange sizes out->x_bytes, x_us; with no positive slope (noise on a
+ * busy host) the largest size's throughput. */
+static double exchange_GBps(const rt_calib_result *out, double slope) {
+  int n = out->nsizes - 1;
+  return slope > 0 ? 1e-3 / slope
+                   : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
+}
+
 /* The cpu backend's exchange numbers (rt_calib.h): the bandwidth from the
  * copies alone (no barrier: at these sizes the memcpy sets the time, and a
  * barrier per repetition would put its noise into the slope), a Theil-Sen
@@ -235,9 +244,7 @@ static int cpu_exchange(rt_backend *b, const cbuf *cb, const rt_calib_config *cf
   }
   double icpt, slope; /* us, us per byte */
   theil_sen(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
-  int last = cfg->nsizes - 1;
-  out->exchange_GBps = slope > 0 ? 1e-3 / slope
-                                 : (out->x_us[last] > 0 ? 1e-3 * out->x_bytes[last] / out->x_us[last] : 1.0);
+  out->exchange_GBps = exchange_GBps(out, slope);
   int mid = cfg->nsizes / 2;
   double mean;
   if ((rc = exchange_pass(b, cb, cfg, cfg->tokens[cfg->ntokens - 1], cfg->rows[mid], ms, &mean)))
@@ -416,11 +423,7 @@ static int gpu_exchange(rt_backend *b, const cbuf *cb, const rt_calib_config *cf
     return 0;
   double icpt, slope; /* us, us per byte */
   fit(out->x_bytes, out->x_us, cfg->nsizes, &icpt, &slope);
-  /* No positive slope (noise on a busy host): the largest size's
-   * throughput is the bandwidth. */
-  int n = cfg->nsizes - 1;
-  out->exchange_GBps = slope > 0 ? 1e-3 / slope
-                                 : (out->x_us[n] > 0 ? 1e-3 * out->x_bytes[n] / out->x_us[n] : 1.0);
+  out->exchange_GBps = exchange_GBps(out, slope);
   out->exchange_latency_us = icpt;
   return G > 1 ? measure_barrier(b, cb, cfg, out, err, errlen) : 0;
 }
