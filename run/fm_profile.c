@@ -251,7 +251,17 @@ static int calib_save(const fm_calibrate_config *cfg, const fm_profile *p, char 
   return FM_OK;
 }
 
-int fm_calibrate(const fm_calibrate_config *cfg, fm_calibration *out, char *em, size_t el) {
+void fm_calibrate_defaults(fm_calibrate_config *cfg) {
+  int cpu = cfg->backend && strcmp(cfg->backend, "cpu") == 0;
+  if (!cfg->d_model)
+    cfg->d_model = cpu ? 64 : 2048;
+  if (!cfg->d_ff)
+    cfg->d_ff = cpu ? 128 : 8192;
+}
+
+int fm_calibrate(const fm_calibrate_config *given, fm_calibration *out, char *em, size_t el) {
+  fm_calibrate_config full = *given, *cfg = &full;
+  fm_calibrate_defaults(cfg);
   int cpu = strcmp(cfg->backend, "cpu") == 0;
   rt_backend_config bc = {
       .ranks = cfg->ranks ? cfg->ranks : (cfg->partitions ? cfg->partitions : (cpu ? 2 : 1)),
@@ -282,7 +292,7 @@ int fm_calibrate(const fm_calibrate_config *cfg, fm_calibration *out, char *em, 
 
 json_t *fm_calibration_doc(const fm_calibrate_config *cfg, const fm_calibration *c) {
   const rt_calib_result *res = &c->res;
-  int d = cfg->d_model, f = cfg->d_ff;
+  int d = c->profile.d_model, f = c->profile.d_ff; /* the model measured */
   json_t *pts = json_array(), *xs = json_array();
   for (int i = 0; i < res->ntokens; i++) {
     double fl = 4.0 * (double)res->tokens[i] * d * f;

@@ -327,7 +327,7 @@ void fm_text_validate(FILE *out, const fm_validate_result *res) {
 void fm_text_calibration(FILE *out, const fm_calibrate_config *a, const fm_calibration *c) {
   const fm_profile *p = &c->profile;
   const rt_calib_result *res = &c->res;
-  int d = a->d_model, f = a->d_ff, G = c->ranks;
+  int d = p->d_model, f = p->d_ff, G = c->ranks; /* the model measured */
   fprintf(out, "calibrate: %s (%s), %d ranks, d_model %d, d_ff %d\n", p->name, p->device, G, d, f);
   static const fm_col ffn[] = {
       FM_COL("tokens", 8, "%lld"), FM_COL("fwd_us", 12, "%.2f"), FM_COL("bwd_us", 12, "%.2f"),

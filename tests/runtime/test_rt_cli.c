@@ -148,6 +148,19 @@ Test(rt_cli, calibrate_writes_the_simulators_profile_and_cluster_files, .timeout
   rmdir(dir);
 }
 
+/* Without --d-model / --d-ff the cpu backend measures a model it can
+ * compute in seconds (64 x 128), not the GPUs' 2048 x 8192, which takes
+ * hours in its plain loops; the output says the model measured. */
+Test(rt_cli, calibrate_on_cpu_defaults_to_a_model_the_cpu_can_measure, .timeout = 60) {
+  cr_assert_eq(run("calibrate --backend cpu --reps 1 --format json"), 0, "%s", err);
+  json_t *root = parse();
+  cr_assert_eq(json_integer_value(json_object_get(root, "d_model")), 64);
+  cr_assert_eq(json_integer_value(json_object_get(root, "d_ff")), 128);
+  json_decref(root);
+  cr_assert_eq(run("calibrate --backend cpu --reps 1 --d-model 32"), 0, "%s", err);
+  cr_assert(strstr(out, "d_model 32, d_ff 128"), "%s", out);
+}
+
 /* --no-db wins over --db in every command that can write a database
  * (issue 18): the file is never created; without --no-db it is. */
 Test(rt_cli, no_db_stores_nothing_in_calibrate_and_run, .timeout = 90) {

@@ -210,11 +210,13 @@ enum {
     "ranks, 1..64 (default: the partitions, 2 on cpu, else 1)")                                \
   X(CALIBRATE_DEVICE, "--device", "calibrate.device", FM_KT_INT, 0, 1024, "0", "", "D", "",    \
     FM_KS_CALIBRATE, "CUDA device, 0..1024 (default 0)")                                        \
-  X(CALIBRATE_D_MODEL, "--d-model", "calibrate.d_model", FM_KT_INT, 8, 1 << 16, "2048", "",    \
-    "D", "", FM_KS_CALIBRATE,                                                                   \
-    "expert shape: model width, 8..65536, a multiple of 8 (default 2048)")                     \
-  X(CALIBRATE_D_FF, "--d-ff", "calibrate.d_ff", FM_KT_INT, 8, 1 << 18, "8192", "", "F", "",    \
-    FM_KS_CALIBRATE, "expert FFN width, 8..262144, a multiple of 8 (default 8192)")            \
+  X(CALIBRATE_D_MODEL, "--d-model", "calibrate.d_model", FM_KT_INT, 8, 1 << 16,              \
+    "2048 on GPUs, 64 on cpu", "", "D", "", FM_KS_CALIBRATE,                                    \
+    "expert shape: model width, 8..65536, a multiple of 8 (default 2048 on GPUs; 64 on cpu, "  \
+    "whose FFN is plain loops: at 2048 it takes hours there)")                                 \
+  X(CALIBRATE_D_FF, "--d-ff", "calibrate.d_ff", FM_KT_INT, 8, 1 << 18,                         \
+    "8192 on GPUs, 128 on cpu", "", "F", "", FM_KS_CALIBRATE,                                   \
+    "expert FFN width, 8..262144, a multiple of 8 (default 8192 on GPUs, 128 on cpu)")         \
   X(CALIBRATE_REPS, "--reps", "calibrate.reps", FM_KT_INT, 1, 100000, "20 on GPUs, 5 on cpu",  \
     "", "R", "", FM_KS_CALIBRATE, "timed repetitions per point (default 20 on GPUs, 5 on cpu)") \
   X(CALIBRATE_NAME, "--name", "calibrate.name", FM_KT_STRING, 0, 0,                            \

@@ -97,6 +97,12 @@ typedef struct fm_calibration {
   int ranks;
 } fm_calibration;
 
+/* Fills the fields of cfg left 0 whose defaults depend only on the
+ * backend: d_model and d_ff, 2048 and 8192 on GPUs (the model of the
+ * built-in profile), 64 and 128 on cpu (its FFN is plain loops, about 0.5
+ * GFLOP/s a rank: 2048 x 8192 would take hours there). */
+void fm_calibrate_defaults(fm_calibrate_config *cfg);
+
 /* Creates the backend, measures it, makes the profile, writes it to
  * cfg->out_path and stores it in cfg->db_path (each only when given) into
  * *out. FM_OK, or FM_EFAIL with the backend's, the file's or the
