@@ -944,6 +944,14 @@ static int shadowed_compute(sim_engine *e, const sim_layer_in *L, sim_iter_out *
   return SIM_OK;
 }
 
+/* A communication phase begun at t0 has ended: each GPU busy until its
+ * own transfers ended; returns the phase's length (us). */
+static double comm_phase_us(sim_engine *e, int64_t t0) {
+  for (int g = 0; g < e->gpus; g++)
+    e->busy_us[g] += (double)(e->gpu_comm_end[g] - t0) * 1e-3;
+  return (double)(e->sim.now - t0) * 1e-3;
+}
+
 /* The iteration's blocking moves, when it has any, as one phase before
  * the layers: each GPU's busy time and o->migration_us. */
 static int blocking_moves(sim_engine *e, const sim_layer_in *L, int nl, sim_iter_out *o) {
@@ -960,9 +968,7 @@ static int blocking_moves(sim_engine *e, const sim_layer_in *L, int nl, sim_iter
     rc = fg_wait(e, 0);
   if (rc)
     return rc;
-  for (int g = 0; g < e->gpus; g++)
-    e->busy_us[g] += (double)(e->gpu_comm_end[g] - tm) * 1e-3;
-  o->migration_us += (double)(e->sim.now - tm) * 1e-3;
+  o->migration_us += comm_phase_us(e, tm);
   return SIM_OK;
 }
 
@@ -973,9 +979,7 @@ static int a2a_phase(sim_engine *e, const sim_layer_in *Ll, int reverse, sim_ite
   int rc = alltoall(e, Ll->routing, Ll->placement, reverse);
   if (rc)
     return rc;
-  for (int g = 0; g < e->gpus; g++)
-    e->busy_us[g] += (double)(e->gpu_comm_end[g] - ts) * 1e-3;
-  o->alltoall_us += (double)(e->sim.now - ts) * 1e-3;
+  o->alltoall_us += comm_phase_us(e, ts);
   return SIM_OK;
 }
 
