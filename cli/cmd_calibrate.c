@@ -45,7 +45,6 @@ static int calib_parse(int argc, char **argv, calib_args *a) {
   if (rc) return rc;
   if (a->no_db || (c->db_path && !c->db_path[0])) c->db_path = NULL;
   if (!c->backend) return cli_fail(CLI_EUSAGE, "calibrate", "--backend is required (cuda or cpu)");
-  fm_calibrate_defaults(c); /* the model: the backend's unless given */
   if (c->d_model % 8 || c->d_ff % 8) return cli_fail(CLI_EUSAGE, "calibrate", "--d-model/--d-ff must be multiples of 8");
   if (c->partitions > 0 && strcmp(c->backend, "cuda") != 0)
     return cli_fail(CLI_EUSAGE, "calibrate", "--partitions needs --backend cuda");

@@ -251,7 +251,8 @@ static int calib_save(const fm_calibrate_config *cfg, const fm_profile *p, char 
   return FM_OK;
 }
 
-void fm_calibrate_defaults(fm_calibrate_config *cfg) {
+/* cfg's model left 0 filled with the backend's (fm_calibrate_config). */
+static void calib_model_defaults(fm_calibrate_config *cfg) {
   int cpu = cfg->backend && strcmp(cfg->backend, "cpu") == 0;
   if (!cfg->d_model)
     cfg->d_model = cpu ? 64 : 2048;
@@ -261,7 +262,7 @@ void fm_calibrate_defaults(fm_calibrate_config *cfg) {
 
 int fm_calibrate(const fm_calibrate_config *given, fm_calibration *out, char *em, size_t el) {
   fm_calibrate_config full = *given, *cfg = &full;
-  fm_calibrate_defaults(cfg);
+  calib_model_defaults(cfg);
   int cpu = strcmp(cfg->backend, "cpu") == 0;
   rt_backend_config bc = {
       .ranks = cfg->ranks ? cfg->ranks : (cfg->partitions ? cfg->partitions : (cpu ? 2 : 1)),

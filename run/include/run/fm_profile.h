@@ -84,7 +84,11 @@ typedef struct fm_calibrate_config {
   const char *backend; /* "cuda" or "cpu" */
   int partitions;      /* cuda: green-context SM partitions of one GPU */
   int ranks;           /* default: the partitions, 2 on cpu, else 1 */
-  int device, d_model, d_ff, reps;
+  int device, reps;
+  /* the expert measured; default 2048 x 8192 on GPUs (the built-in
+   * profile's model), 64 x 128 on cpu (its FFN is plain loops, about 0.5
+   * GFLOP/s a rank: 2048 x 8192 would take hours there) */
+  int d_model, d_ff;
   const char *name;     /* NULL: h200-green-N with partitions, else BACKEND-RANKS */
   const char *out_path; /* NULL: no files; else P.json and its siblings */
   const char *db_path;  /* NULL: not stored; else profiles NAME and NAME.cluster */
@@ -96,12 +100,6 @@ typedef struct fm_calibration {
   fm_profile profile; /* pl points into itself: use in place, never copy */
   int ranks;
 } fm_calibration;
-
-/* Fills the fields of cfg left 0 whose defaults depend only on the
- * backend: d_model and d_ff, 2048 and 8192 on GPUs (the model of the
- * built-in profile), 64 and 128 on cpu (its FFN is plain loops, about 0.5
- * GFLOP/s a rank: 2048 x 8192 would take hours there). */
-void fm_calibrate_defaults(fm_calibrate_config *cfg);
 
 /* Creates the backend, measures it, makes the profile, writes it to
  * cfg->out_path and stores it in cfg->db_path (each only when given) into
