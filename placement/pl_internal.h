@@ -391,6 +391,7 @@ typedef struct pl_tmemo {
   int mode;      /* the search it was decided with (flexmoe's fx_state.mode, pay_mode) */
   double lo, hi; /* the decision's range of grad_hide_us (pl_temps.hide_lo, hide_hi) */
   int n, trials; /* its pl_temps outputs */
+  int steps;
   double gain_us, cost_us;
   pl_temp *temp; /* [cap] its temporaries, in order */
   int cap;

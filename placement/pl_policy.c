@@ -764,7 +764,7 @@ int pl_policy_has_temporaries(const pl_policy *p) {
 
 int pl_policy_temporaries(pl_policy *p, int layer, const int64_t *counts, pl_temps *t) {
   if (t)
-    t->n = 0;
+    t->n = 0, t->host_us = 0;
   if (!p || !t || !counts || layer < 0 || layer >= p->env.layers)
     return PL_EINVAL;
   if (!p->ops->temporaries)

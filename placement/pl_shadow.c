@@ -1622,6 +1622,7 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
   int bn = 0, worse = 0;
   while (t->n < budget && worse < FAST_PATIENCE(md->G)) {
     int from = t->n;
+    t->steps++;
     if (!fast_step(t, md, sv, &v))
       break;
     fast_arrivals(t, md, from);
@@ -1636,6 +1637,18 @@ static void fast_decide(pl_temps *t, const pl_temps_cfg *cfg, const model *md,
   t->n = bn;
   t->gain_us = bal0 - bbal;
   t->cost_us = bcost - cost0;
+}
+
+/* The fit's coefficients (pl_shadow.h): us a FAST step, per GPU more, and
+ * us a trial, on the reference core. */
+#define HOST_STEP_US 2.56
+#define HOST_STEP_GPU_US 0.0298
+#define HOST_TRIAL_US 1.16
+
+double pl_temps_host_us(const pl_temps *t) {
+  if (!t)
+    return 0;
+  return t->steps * (HOST_STEP_US + HOST_STEP_GPU_US * t->gpus) + t->trials * HOST_TRIAL_US;
 }
 
 int pl_temps_place(pl_temps *t, const pl_placement *serving) {
@@ -1663,7 +1676,7 @@ int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots) {
   if (t)
-    t->n = t->trials = 0, t->gain_us = t->cost_us = 0, t->rcost = 0,
+    t->n = t->trials = t->steps = 0, t->gain_us = t->cost_us = 0, t->rcost = 0,
     t->hide_lo = INFINITY, t->hide_hi = -INFINITY;
   int rc = check_args(t, cfg, c, m, prof, serving, current, counts, slots);
   if (rc)

@@ -146,6 +146,7 @@ typedef struct fx_state {
   int slots, max_steps, interval, scenarios, restart, rebuild, polish, noise;
   int backoff; /* restart_backoff */
   int rsteps;  /* restart_steps, resolved: the restart greedy's steps after one that lost (0: no cap) */
+  double host; /* host: the deciding host's speed, % of the reference core's (0: not charged) */
   int charge, background, guard;
   double lifetime; /* lifetime = this / change rate, at most horizon (0: horizon) */
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
@@ -646,6 +647,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_double(kv, nkv, "payback", FX_PAYBACK_DEFAULT, 0, 1e9, &s->payback)) ||
       (rc = pl_kv_int(kv, nkv, "restart_backoff", FX_BACKOFF_DEFAULT, 0, 1 << 20, &s->backoff)) ||
       (rc = pl_kv_int(kv, nkv, "restart_steps", FX_RSTEPS_DEFAULT, -1, 1 << 24, &s->rsteps)) ||
+      (rc = pl_kv_double(kv, nkv, "host", 0, 0, 1e6, &s->host)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -1555,6 +1557,7 @@ static const pl_param_desc fx_params[] = {
     {"shadow_net", PL_STR(FX_SHADOW_NET_DEFAULT), "shadow=1, payback > 0: 1: the guard judges every plan it would take, and payback scores each issued plan, on its layer times less what the temporaries would save on each placement (the layer as it serves); 0: only a plan that does not pay its moves back within one iteration is judged so, payback scores placements alone; 0 or 1"},
     {"restart_backoff", PL_STR(FX_BACKOFF_DEFAULT), "restart=1: after N restarts in a row that lost to the incremental plan, a layer's next min(N, this) triggered plans go without one (0: a restart every plan); 0 to 1048576"},
     {"restart_steps", PL_STR(FX_RSTEPS_DEFAULT), "restart=1: while a layer's last restart lost to the incremental plan, its next one runs at most this many greedy steps (a layer's first restart, and one after a win, 4 x max_steps); -1: max_steps; 0: 4 x max_steps always; -1 to 16777216"},
+    {"host", "0", "shadow=1: the temporaries decision's time is charged on the iteration's path, between each layer's gate and its dispatch, as its steps take on a host this % as fast as the reference core (pl_temps_host_us: AMD EPYC family 23; 100: that core, 200: twice as fast); 0: not charged; 0 to 1000000"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` that the way back of its
@@ -1587,7 +1590,7 @@ static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placeme
     return rc;
   double fast = fx_net(out), lo = out->hide_lo, hi = out->hide_hi;
   double fgain = out->gain_us, fcost = out->cost_us;
-  int trials = out->trials, fn = out->n;
+  int trials = out->trials, steps = out->steps, fn = out->n;
   pl_temp *keep = NULL;
   if (fn > 0) {
     if (!(keep = pl_malloc((size_t)fn * sizeof(pl_temp))))
@@ -1601,6 +1604,7 @@ static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placeme
   lo = out->hide_lo > lo ? out->hide_lo : lo;
   hi = out->hide_hi < hi ? out->hide_hi : hi;
   trials += out->trials;
+  steps += out->steps;
   if (fast > fx_net(out)) { /* fast > 0: fn > 0 */
     memcpy(out->temp, keep, (size_t)fn * sizeof(pl_temp));
     out->n = fn;
@@ -1612,6 +1616,7 @@ static int fx_decide_both(const fx_state *s, pl_temps_cfg *cfg, const pl_placeme
   out->hide_lo = lo;
   out->hide_hi = hi;
   out->trials = trials;
+  out->steps = steps;
 done:
   if (rc)
     out->n = 0;
@@ -1671,6 +1676,8 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
                  FX_STAGE_ALL, NULL, out);
   if (!rc && s->last)
     fx_last_put(s, layer, serving, current, counts, out);
+  if (!rc && s->host > 0) /* host=: the decision's time, charged by the engines */
+    out->host_us = pl_temps_host_us(out) * 100.0 / s->host;
   return rc;
 }
 

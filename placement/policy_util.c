@@ -184,6 +184,7 @@ void pl_tmemo_fill(pl_tmemo *m, const pl_temps *t, int mode) {
     memcpy(m->temp, t->temp, (size_t)t->n * sizeof(pl_temp));
   m->n = t->n;
   m->trials = t->trials;
+  m->steps = t->steps;
   m->gain_us = t->gain_us;
   m->cost_us = t->cost_us;
   m->lo = t->hide_lo;
@@ -196,6 +197,7 @@ void pl_tmemo_out(const pl_tmemo *m, pl_temps *out) {
     memcpy(out->temp, m->temp, (size_t)m->n * sizeof(pl_temp));
   out->n = m->n;
   out->trials = m->trials;
+  out->steps = m->steps;
   out->gain_us = m->gain_us;
   out->cost_us = m->cost_us;
   out->hide_lo = m->lo;

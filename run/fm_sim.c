@@ -1071,6 +1071,7 @@ static void simrun_layer_temps(simrun *w, size_t k, sim_layer_in *in) {
   const pl_temps *t = w->temps ? &w->temps[k] : NULL;
   int n = t ? t->n : 0;
   in->ntemps = n;
+  in->decide_us = t ? t->host_us : 0; /* a decision that took none took its time too */
   in->temps = n ? t->temp : NULL;
   in->planned = n ? in->placement : NULL;
   if (n)

@@ -1022,7 +1022,8 @@ static int expert_compute(sim_engine *e, const sim_layer_in *Ll, int l, int pass
 }
 
 /* Layer l in pass `pass` (0 forward, 1 backward): its other work
- * (other_ns), in the forward the weights-first fence, the dispatch, the
+ * (other_ns), in the forward the policy's decision (decide_us, as other
+ * work), the weights-first fence, the dispatch, the
  * expert compute and the combine; in the backward its gradient
  * synchronisation then starts in the background. */
 static int layer_pass(sim_engine *e, const sim_layer_in *L, int l, int pass, int64_t other_ns,
@@ -1030,8 +1031,12 @@ static int layer_pass(sim_engine *e, const sim_layer_in *L, int l, int pass, int
   int G = e->gpus, rc;
   e->hose = e->hose_all + (size_t)l * 4 * G;
   e->cur_layer = l;
-  int64_t layer_t0 = e->sim.now;
-  if ((rc = wait_ns(e, other_ns)))
+  int64_t layer_t0 = e->sim.now, decide_ns = 0;
+  /* the forward's dispatch also waits for the policy's decision on the
+   * host, which starts once the gate (the other work) has run */
+  if (pass == 0 && L[l].decide_us > 0 && (rc = us_ns(L[l].decide_us, &decide_ns)))
+    return rc;
+  if ((rc = wait_ns(e, other_ns)) || (rc = wait_ns(e, decide_ns)))
     return rc;
   o->other_us += (double)(e->sim.now - layer_t0) * 1e-3;
   for (int g = 0; g < G; g++)

@@ -16,7 +16,10 @@
  * temporaries, summed over layers): the simulator's des iterations at
  * these sizes are within a few percent of it or longer (docs/placement.md).
  * Also printed: the share of layer decisions that take no temporary
- * (none_%) and a hash of every decision (decisions_hash: the temporaries,
+ * (none_%), the decisions' time as flexmoe's host= charges it at the
+ * reference core (model_us: pl_temps_host_us of each, summed per
+ * iteration) and the host= that charges this machine's measured time
+ * (host: 100 x model_us / dec_us), and a hash of every decision (decisions_hash: the temporaries,
  * in order, and the predicted gain and cost to the bit), so that two
  * builds of the placement library can be checked to decide the same.
  *
@@ -56,6 +59,7 @@ typedef struct sh_sums {
   double *dec;    /* [iters] decision CPU us per iteration */
   double route_us, iter_us;
   int64_t temps, none; /* temporaries taken; layer decisions taking none */
+  double model_us;     /* pl_temps_host_us of the timed decisions */
   int iters;
   uint64_t hash;  /* FNV-1a of every decision (its temporaries, gain and cost) */
 } sh_sums;
@@ -114,6 +118,7 @@ static int one_iteration(pl_policy *p, const pl_env *env, const int64_t *cs, int
     rt += (t2 - tr) / REPS;
     us += rc ? 0 : cost.total_us;
     s->temps += timed ? t->n : 0;
+    s->model_us += timed ? pl_temps_host_us(t) : 0;
   }
   if (timed) {
     s->dec[s->iters++] = dec * 1e6;
@@ -164,10 +169,12 @@ static int run_config(const tr_trace *tr, int G, int iters) {
     mean += s.dec[i] / s.iters;
   double p50 = bq_pct(s.dec, (size_t)s.iters, 0.5), p99 = bq_pct(s.dec, (size_t)s.iters, 0.99);
   double iter = s.iter_us / s.iters;
-  printf("%-28s %5d %5d %9.1f %9.1f %9.1f %10.1f %10.1f %8.3f %9.2f %7.1f %016llx\n",
+  double model = s.model_us / s.iters;
+  printf("%-28s %5d %5d %9.1f %9.1f %9.1f %10.1f %10.1f %8.3f %9.2f %7.1f %9.1f %6.0f %016llx\n",
          strrchr(tr->path, '/') ? strrchr(tr->path, '/') + 1 : tr->path, G, s.iters, mean, p50,
          p99, s.route_us / s.iters, iter, 100 * mean / iter, (double)s.temps / s.iters / L,
-         100.0 * (double)s.none / s.iters / L, (unsigned long long)s.hash);
+         100.0 * (double)s.none / s.iters / L, model, mean > 0 ? 100 * model / mean : 0,
+         (unsigned long long)s.hash);
 done:
   if (rc)
     fprintf(stderr, "bench_pl_shadow: %s, %d GPUs failed\n", tr->path, G);
@@ -216,9 +223,9 @@ int main(int argc, char **argv) {
          "H200 profile; thread CPU time per iteration (all layers), after 10 warm-up "
          "iterations\n", pl_planner_version(), spec,
          large ? "d_model 2048 d_ff 8192 4096 tokens/GPU" : "the trace's model");
-  printf("%-28s %5s %5s %9s %9s %9s %10s %10s %8s %9s %7s %16s\n", "trace", "gpus", "iters",
-         "dec_us", "dec_p50", "dec_p99", "route_us", "iter_us", "dec_%", "temps/l", "none_%",
-         "decisions_hash");
+  printf("%-28s %5s %5s %9s %9s %9s %10s %10s %8s %9s %7s %9s %6s %16s\n", "trace", "gpus",
+         "iters", "dec_us", "dec_p50", "dec_p99", "route_us", "iter_us", "dec_%", "temps/l",
+         "none_%", "model_us", "host", "decisions_hash");
   for (int k = 0; k < ntraces; k++) {
     tr_trace t;
     tr_error err;

@@ -145,7 +145,7 @@ Test(policy, every_canonical_spec_parses_back_to_itself) {
  * each numeric value padded by leading zeros to `width` bytes (the same
  * number), window = `last`: canonical as given, followed by the parameters
  * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
-#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1"
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1,host=0"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
@@ -909,6 +909,45 @@ Test(policy, flexmoe_shadow_5_temporaries_save_at_least_fasts_and_more_somewhere
   }
   cr_assert_geq(more, 1, "shadow=5 never saved more than FAST");
   one_layer_fini(&o);
+}
+
+/* flexmoe's host=: the engines charge the temporaries decision's modelled
+ * time (pl_temps_host_us: FAST's steps, LAZY's trials) at the given speed,
+ * and nothing else changes: on the hot pair, shadow=5 with host=200 takes
+ * the same temporaries as without, every decision (one that takes none
+ * too) is charged half its reference time, and without host= nothing;
+ * FAST's decision alone counts steps and no trials, its time steps x
+ * (2.56 + 0.0298 G). */
+Test(policy, flexmoe_host_charges_the_decisions_modelled_time_and_changes_nothing_else) {
+  one_layer a, b; /* b.ref: FAST's decision */
+  one_layer_init(&a, "flexmoe:shadow=5");
+  one_layer_init(&b, "flexmoe:shadow=5,host=200");
+  static int64_t counts[8 * 32];
+  pl_temps_cfg cfg = {.margin = 1, .grad_hide_us = 0, .search = PL_TEMPS_SEARCH_FAST};
+  for (int it = 0; it < 24; it++) {
+    one_layer *o[2] = {&a, &b};
+    for (int k = 0; k < 2; k++) {
+      cr_assert_eq(pl_policy_plan(o[k]->p, it, 0, counts, &o[k]->plan), PL_OK);
+      if (k == 0)
+        hot_pair_counts(counts, it, (it / 6) % 16);
+      cr_assert_eq(pl_policy_observe(o[k]->p, it, 0, counts), PL_OK);
+      cr_assert_eq(pl_policy_temporaries(o[k]->p, 0, counts, &o[k]->t), PL_OK);
+    }
+    assert_same_temps(&b.t, &a.t, "host=200", it);
+    cr_assert_eq(a.t.host_us, 0.0, "iteration %d", it);
+    cr_assert(b.t.steps > 0 && b.t.trials > 0, "iteration %d: %d steps, %d trials", it, b.t.steps,
+              b.t.trials);
+    cr_assert_eq(b.t.host_us, pl_temps_host_us(&b.t) * 100.0 / 200.0, "iteration %d", it);
+    cr_assert_gt(b.t.host_us, 0.0);
+    cr_assert_eq(pl_temps_decide(&b.ref, &cfg, &b.env.cluster, &b.env.model, &b.env.profile,
+                                 pl_policy_serving(b.p, 0), pl_policy_placement(b.p, 0), counts,
+                                 b.env.cluster.slots),
+                 PL_OK);
+    cr_assert(b.ref.steps > 0 && b.ref.trials == 0, "iteration %d", it);
+    cr_assert_float_eq(pl_temps_host_us(&b.ref), b.ref.steps * (2.56 + 0.0298 * 8), 1e-9);
+  }
+  one_layer_fini(&b);
+  one_layer_fini(&a);
 }
 
 /* Issue 17, 16 GPUs: with shadow=5 and shadow_net=1 flexmoe's guard

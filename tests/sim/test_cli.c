@@ -244,6 +244,36 @@ Test(simcli, dropped_tokens_are_priced_in_effective_time_and_the_speedup) {
   cr_assert(strstr(r->out, want), "no '%s' in\n%s", want, r->out);
 }
 
+/* flexmoe:host=100 charges each temporaries decision's modelled time on
+ * the iteration's path (between the gate and the dispatch, as other time):
+ * the same placements and temporaries, so the same compute and moves, and
+ * a longer iteration; host=0 (the default) charges nothing. */
+Test(simcli, flexmoe_host_charges_the_decision_as_other_time_and_nothing_else) {
+  res *r = run("sim", "--trace", sample(), "--iterations", "0:10", "--nodes", "2", "--policy",
+               "flexmoe", "--policy", "flexmoe:host=100", "--no-db", "--format", "json", NULL);
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  json_error_t je;
+  json_t *doc = json_loads(r->out, 0, &je);
+  cr_assert_not_null(doc, "%s: %s", je.text, r->out);
+  json_t *runs = json_object_get(doc, "runs");
+  json_t *a = json_array_get(runs, 0), *b = json_array_get(runs, 1);
+  cr_assert(strstr(json_string_value(json_object_get(a, "policy")), ",host=0"));
+  cr_assert(strstr(json_string_value(json_object_get(b, "policy")), ",host=100"));
+  json_t *ba = json_object_get(a, "breakdown_ms"), *bb = json_object_get(b, "breakdown_ms");
+  cr_assert_eq(num(ba, "compute"), num(bb, "compute"));
+  cr_assert_eq(num(a, "migrated_bytes"), num(b, "migrated_bytes"));
+  cr_assert_eq(num(a, "balance_p90"), num(b, "balance_p90"));
+  double more = num(bb, "other") - num(ba, "other");
+  double longer = num(b, "mean_iteration_ms") - num(a, "mean_iteration_ms");
+  cr_assert_gt(more, 0.01, "other %.6f -> %.6f ms", num(ba, "other"), num(bb, "other"));
+  /* the background flows (gradients, moves) run on while the host decides,
+   * so the all-to-alls they share links with may end sooner: the iteration
+   * is longer by the decisions, less at most what they hid */
+  cr_assert(longer > 0.5 * more && longer <= more + 1e-6, "iteration +%.6f ms, other +%.6f",
+            longer, more);
+  json_decref(doc);
+}
+
 Test(simcli, des_and_analytic_agree_on_one_node_without_moves) {
   res *r = run("sim", "--trace", sample(), "--iterations", "0:20", "--policy", "static",
                "--no-db", "--format", "json", NULL);

@@ -61,16 +61,21 @@ static void teardown(fixture *f) {
   }
 }
 
+/* in[0..2): f's two layers, their placement and routing, nothing else. */
+static void plain_layers(fixture *f, sim_layer_in in[2]) {
+  memset(in, 0, 2 * sizeof(*in));
+  for (int l = 0; l < 2; l++) {
+    in[l].placement = &f->p[l];
+    in[l].routing = &f->r[l];
+  }
+}
+
 static void run_net(fixture *f, sim_engine_kind kind, int aggregate, sim_iter_out *o,
                     sim_engine *keep) {
   sim_engine e;
   cr_assert_eq(sim_engine_init(&e, kind, &f->cl, &f->pc, &f->m, &f->prof, aggregate), SIM_OK);
   sim_layer_in in[2];
-  memset(in, 0, sizeof(in));
-  for (int l = 0; l < 2; l++) {
-    in[l].placement = &f->p[l];
-    in[l].routing = &f->r[l];
-  }
+  plain_layers(f, in);
   for (int it = 0; it < 3; it++)
     cr_assert_eq(sim_engine_iteration(&e, in, 2, o), SIM_OK);
   if (keep)
@@ -299,11 +304,7 @@ Test(engine, moves_out_of_one_gpu_share_its_link_in_both_modes) {
     sim_engine e;
     cr_assert_eq(sim_engine_init(&e, SIM_ENGINE_DES, &f.cl, &f.pc, &f.m, &f.prof, agg), SIM_OK);
     sim_layer_in in[2];
-    memset(in, 0, sizeof(in));
-    for (int l = 0; l < 2; l++) {
-      in[l].placement = &f.p[l];
-      in[l].routing = &f.r[l];
-    }
+    plain_layers(&f, in);
     in[0].moves = mv;
     in[0].nmoves = 3;
     sim_iter_out o;
@@ -340,11 +341,7 @@ Test(engine, moves_into_one_gpu_share_its_ingress_link_in_both_engines) {
     cr_assert_eq(sim_engine_init(&e, mode[k].kind, &f.cl, &f.pc, &f.m, &f.prof, mode[k].agg),
                  SIM_OK);
     sim_layer_in in[2];
-    memset(in, 0, sizeof(in));
-    for (int l = 0; l < 2; l++) {
-      in[l].placement = &f.p[l];
-      in[l].routing = &f.r[l];
-    }
+    plain_layers(&f, in);
     in[0].moves = mv;
     in[0].nmoves = 3;
     sim_iter_out o;
@@ -487,11 +484,7 @@ Test(engine, background_moves_slow_the_all_to_alls_they_share_links_with) {
   for (int k = 0; k < 2; k++) {
     sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
     sim_layer_in in[2];
-    memset(in, 0, sizeof(in));
-    for (int l = 0; l < 2; l++) {
-      in[l].placement = &f.p[l];
-      in[l].routing = &f.r[l];
-    }
+    plain_layers(&f, in);
     sim_iter_out quiet = one_iteration(&f, kind, in);
     in[0].moves = mv;
     in[0].nmoves = 1;
@@ -499,6 +492,30 @@ Test(engine, background_moves_slow_the_all_to_alls_they_share_links_with) {
     sim_iter_out busy = one_iteration(&f, kind, in);
     cr_assert_gt(busy.alltoall_us, quiet.alltoall_us + 0.01, "kind %d: %.4f vs %.4f", kind,
                  busy.alltoall_us, quiet.alltoall_us);
+  }
+  teardown(&f);
+}
+
+/* A policy's decision on the host (sim_layer_in.decide_us) sits between a
+ * layer's gate and its dispatch: with nothing in the background to overlap
+ * it, the iteration is exactly that much longer, all of it other time, in
+ * both engines; the backward does not wait for it again. */
+Test(engine, a_layers_decision_delays_its_forward_dispatch_in_both_engines) {
+  static fixture f;
+  setup(&f, 2, 4, 16);
+  for (int k = 0; k < 2; k++) {
+    sim_engine_kind kind = k ? SIM_ENGINE_DES : SIM_ENGINE_ANALYTIC;
+    sim_layer_in in[2];
+    plain_layers(&f, in);
+    sim_iter_out plain = one_iteration(&f, kind, in);
+    in[0].decide_us = 12.5;
+    in[1].decide_us = 40.0;
+    sim_iter_out held = one_iteration(&f, kind, in);
+    cr_assert(fabs(held.time_us - plain.time_us - 52.5) < 1e-6, "kind %d: %.6f -> %.6f us", kind,
+              plain.time_us, held.time_us);
+    cr_assert(fabs(held.other_us - plain.other_us - 52.5) < 1e-6);
+    cr_assert_float_eq(held.alltoall_us, plain.alltoall_us, 1e-9);
+    cr_assert_float_eq(held.compute_us, plain.compute_us, 1e-9);
   }
   teardown(&f);
 }
@@ -511,11 +528,7 @@ static sim_iter_out wf_iteration(fixture *f, sim_engine_kind kind, int layer, in
                                  int64_t weights, int64_t state) {
   pl_move mv = {layer, 0, 0, 1, PL_MOVE_REPLICATE, weights + state, wf ? weights : 0};
   sim_layer_in in[2];
-  memset(in, 0, sizeof(in));
-  for (int l = 0; l < 2; l++) {
-    in[l].placement = &f->p[l];
-    in[l].routing = &f->r[l];
-  }
+  plain_layers(f, in);
   in[layer].moves = &mv;
   in[layer].nmoves = 1;
   in[layer].background = 1;
@@ -752,11 +765,7 @@ static int bounded_iteration(fixture *f, sim_engine_kind kind, int aggregate, in
   if (max_work)
     e.max_work = max_work;
   sim_layer_in in[2];
-  memset(in, 0, sizeof(in));
-  for (int l = 0; l < 2; l++) {
-    in[l].placement = &f->p[l];
-    in[l].routing = &f->r[l];
-  }
+  plain_layers(f, in);
   int rc = sim_engine_iteration(&e, in, 2, o);
   sim_engine_fini(&e);
   return rc;

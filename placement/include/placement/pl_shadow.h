@@ -234,6 +234,14 @@ typedef struct pl_temps {
   int nwas;
   pl_temps_seen seen[PL_TEMPS_SEEN];
   int nseen;
+  /* appended (the decision's host time): the steps FAST took in the last
+   * decision (its cost, as trials are LAZY's and FULL's; pl_temps_host_us),
+   * and the host time the engines charge for it between the layer's gate
+   * and its dispatch (sim_layer_in.decide_us): set by the policy that asks
+   * for it (flexmoe's `host`), 0 otherwise (pl_policy_temporaries clears
+   * it; pl_temps_decide leaves it) */
+  int steps;
+  double host_us;
 } pl_temps;
 
 /* Room for E experts on G GPUs with S slots per GPU (the placement's
@@ -254,6 +262,16 @@ void pl_temps_fini(pl_temps *t); /* accepts NULL and zeroed structs */
 int pl_temps_decide(pl_temps *t, const pl_temps_cfg *cfg, const pl_cluster *c,
                     const pl_model *m, const pl_profile *prof, const pl_placement *serving,
                     const pl_placement *current, const int64_t *counts, int slots);
+
+/* The last decision's time (us) on one core of the reference host (AMD
+ * EPYC, family 23, the machine docs/placement.md measured it on), from
+ * what it did: FAST's steps, each reading per-node summaries over the
+ * GPUs, and LAZY's and FULL's trials,
+ *   steps x (2.56 + 0.0298 G) + trials x 1.16
+ * (a least-squares fit over 8 to 64 GPUs, both real traces and the three
+ * searches: within 16% of every measured decision, 8% rms). A function of
+ * t's counts alone: the same decision gives the same time on every machine. */
+double pl_temps_host_us(const pl_temps *t);
 
 /* t->placement := serving plus t's temporaries temp[0..n) in order, as
  * pl_temps_decide leaves it (for a decision kept or rebuilt elsewhere);

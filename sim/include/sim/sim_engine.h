@@ -166,6 +166,11 @@ typedef struct sim_layer_in {
    * all-to-all, at its end: background flows join between foreground
    * phases, in both engines). */
   int weights_first;
+  /* Appended (the decision's host time): how long (us) the policy's
+   * per-iteration decision for this layer takes on the host, between the
+   * layer's gate (the end of its other work) and its dispatch, which waits
+   * for it (pl_temps.host_us); reported as other time. 0: none. */
+  double decide_us;
 } sim_layer_in;
 
 typedef struct sim_iter_out {
