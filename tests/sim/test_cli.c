@@ -180,6 +180,15 @@ static void sql_doubles(const char *path, const char *sql, double *out, int n) {
   sqlite3_close(h);
 }
 
+/* The JSON document a successful run printed (the caller frees it). */
+static json_t *json_out(const res *r) {
+  cr_assert_eq(r->code, 0, "%s", r->err);
+  json_error_t je;
+  json_t *doc = json_loads(r->out, 0, &je);
+  cr_assert_not_null(doc, "%s: %s", je.text, r->out);
+  return doc;
+}
+
 static double num(json_t *o, const char *key) {
   json_t *v = json_object_get(o, key);
   cr_assert(json_is_number(v), "no number '%s'", key);
@@ -191,10 +200,7 @@ Test(simcli, dropped_tokens_are_priced_in_effective_time_and_the_speedup) {
   unlink(db);
   res *r = run("sim", "--trace", sample(), "--iterations", "0:5", "--policy", "static",
                "--policy", "capacity", "--db", db, "--format", "json", NULL);
-  cr_assert_eq(r->code, 0, "%s", r->err);
-  json_error_t je;
-  json_t *doc = json_loads(r->out, 0, &je);
-  cr_assert_not_null(doc, "%s: %s", je.text, r->out);
+  json_t *doc = json_out(r);
   json_t *runs = json_object_get(doc, "runs");
   json_t *st = json_array_get(runs, 0), *cap = json_array_get(runs, 1);
   cr_assert_str_eq(json_string_value(json_object_get(cap, "policy")), "capacity:cf=1.0,min_capacity=4,drop=1");
@@ -223,9 +229,7 @@ Test(simcli, dropped_tokens_are_priced_in_effective_time_and_the_speedup) {
   json_decref(doc);
   /* the report reads the same effective time back from the database */
   r = run("report", "--db", db, "--format", "json", NULL);
-  cr_assert_eq(r->code, 0, "%s", r->err);
-  doc = json_loads(r->out, 0, &je);
-  cr_assert_not_null(doc, "%s: %s", je.text, r->out);
+  doc = json_out(r);
   json_t *row = json_array_get(json_object_get(doc, "rows"), 1);
   cr_assert_str_eq(json_string_value(json_object_get(row, "policy")), "capacity:cf=1.0,min_capacity=4,drop=1");
   cr_assert_float_eq(num(row, "effective_iteration_ms"), eff, 1e-7 * eff);
@@ -251,10 +255,7 @@ Test(simcli, dropped_tokens_are_priced_in_effective_time_and_the_speedup) {
 Test(simcli, flexmoe_host_charges_the_decision_as_other_time_and_nothing_else) {
   res *r = run("sim", "--trace", sample(), "--iterations", "0:10", "--nodes", "2", "--policy",
                "flexmoe", "--policy", "flexmoe:host=100", "--no-db", "--format", "json", NULL);
-  cr_assert_eq(r->code, 0, "%s", r->err);
-  json_error_t je;
-  json_t *doc = json_loads(r->out, 0, &je);
-  cr_assert_not_null(doc, "%s: %s", je.text, r->out);
+  json_t *doc = json_out(r);
   json_t *runs = json_object_get(doc, "runs");
   json_t *a = json_array_get(runs, 0), *b = json_array_get(runs, 1);
   cr_assert(strstr(json_string_value(json_object_get(a, "policy")), ",host=0"));
