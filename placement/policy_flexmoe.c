@@ -140,6 +140,30 @@ typedef struct fx_ahead {
   pl_placement p; /* the greedy's placement */
 } fx_ahead;
 
+/* host > 0, host_gate=1: a layer's temporaries decisions, judged by what
+ * they predicted to save (gain less the copies' cost, fx_net) against the
+ * time they were charged (pl_temps.host_us), both as moving averages
+ * (weight FX_GATE_W on the newest). The layer decides its first
+ * FX_GATE_WARM times; then the gate closes when the saving falls under
+ * FX_GATE_CLOSE x the time and opens again when it exceeds the time (a
+ * layer about even keeps what it does: its plans are judged with or
+ * without temporaries as it serves, fx_gate_closed). Closed, the layer
+ * serves without temporaries and is charged nothing, but for a probe
+ * decision after FX_GATE_PROBE iterations, twice as many after each probe
+ * that leaves it closed (at most FX_GATE_PROBE_MAX), which keeps both
+ * averages current. */
+typedef struct fx_gate {
+  double save, cost; /* us per decision */
+  int n, skipped;    /* decisions made; iterations skipped since the last */
+  int probe;         /* iterations from one decision to the next while closed */
+  int closed;        /* skipping: closed when save < FX_GATE_CLOSE x cost, open again when save > cost */
+} fx_gate;
+#define FX_GATE_CLOSE 0.5
+#define FX_GATE_W 0.125
+#define FX_GATE_WARM 4
+#define FX_GATE_PROBE 10
+#define FX_GATE_PROBE_MAX 160
+
 typedef struct fx_state {
   pl_env env;
   double threshold, horizon;
@@ -147,6 +171,10 @@ typedef struct fx_state {
   int backoff; /* restart_backoff */
   int rsteps;  /* restart_steps, resolved: the restart greedy's steps after one that lost (0: no cap) */
   double host; /* host: the deciding host's speed, % of the reference core's (0: not charged) */
+  /* host > 0, host_gate=1: per layer, whether its temporaries decisions
+   * pay their charged time (fx_gate_*) */
+  int gate;
+  fx_gate *gates; /* [layers], or NULL */
   int charge, background, guard;
   double lifetime; /* lifetime = this / change rate, at most horizon (0: horizon) */
   double *nhist; /* noise: [layers][noise+1][E] last observed loads (ring) */
@@ -262,6 +290,7 @@ static void fx_fini(void *state) {
     pl_free(s->last[l].counts);
   }
   pl_free(s->last);
+  pl_free(s->gates);
   pl_free(s->pay_old);
   pl_free(s->pay_adj);
   pl_free(s->pay_n);
@@ -525,6 +554,13 @@ static void fx_pay_judge(fx_state *s, int layer, double before, double after) {
     fx_pay_close(s, layer);
 }
 
+/* host_gate=1: whether `layer`'s decisions do not pay (fx_gate): it
+ * serves without temporaries but for its probes, so the guard and payback
+ * judge its placements without them too, as with shadow=0. */
+static int fx_gate_closed(const fx_state *s, int layer) {
+  return s->gates && s->gates[layer].closed;
+}
+
 /* shadow_net=1: the layer's pending judging (fx_pend), if any, finished:
  * the layer times less what the temporaries would save on each placement
  * on the last observed counts (decided in scratch t, then kept in the memo
@@ -536,6 +572,10 @@ static int fx_settle(fx_state *s, int layer, pl_temps *t) {
   if (!pd || !pd->on)
     return PL_OK;
   pd->on = 0;
+  if (fx_gate_closed(s, layer)) {
+    fx_pay_judge(s, layer, pd->before, pd->after);
+    return PL_OK;
+  }
   const int64_t *c = s->lastc + (size_t)layer * s->env.cluster.gpus * s->env.experts;
   const pl_placement *po = &s->pay_old[layer], *pn = &s->pay_new[layer];
   int rc = fx_decide(s, layer, po, po, c, pd->gh, s->pay_mode, FX_STAGE_ALL, NULL, t);
@@ -648,6 +688,7 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
       (rc = pl_kv_int(kv, nkv, "restart_backoff", FX_BACKOFF_DEFAULT, 0, 1 << 20, &s->backoff)) ||
       (rc = pl_kv_int(kv, nkv, "restart_steps", FX_RSTEPS_DEFAULT, -1, 1 << 24, &s->rsteps)) ||
       (rc = pl_kv_double(kv, nkv, "host", 0, 0, 1e6, &s->host)) ||
+      (rc = pl_kv_int(kv, nkv, "host_gate", 1, 0, 1, &s->gate)) ||
       (rc = pl_monitor_init(&s->mon, env, kv, nkv, PL_PRED_LAST, 10)))
     goto fail;
   if (s->max_steps == 0)
@@ -696,6 +737,11 @@ static int fx_init(void **state, const pl_env *env, const pl_kv *kv, int nkv,
   s->io = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(double));
   s->acc = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(int64_t));
   s->accw = pl_calloc((size_t)env->cluster.gpus * 4, sizeof(int64_t));
+  if (s->shadow && s->host > 0 && s->gate &&
+      !(s->gates = pl_calloc((size_t)env->layers, sizeof(fx_gate)))) {
+    rc = PL_ENOMEM;
+    goto fail;
+  }
   s->lay_us = pl_calloc((size_t)env->layers * 3, sizeof(double));
   s->prev = pl_calloc((size_t)env->layers * env->experts, sizeof(double));
   if (!s->gload || !s->hist || !s->seen || !s->need || !s->key || !s->per || !s->gk || !s->io ||
@@ -1205,7 +1251,7 @@ static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
   *net = 0;
   if (partial)
     *partial = 0;
-  if (!s->shadow)
+  if (!s->shadow || fx_gate_closed(s, layer))
     return PL_OK;
   int rc = fx_decide(s, layer, p, p, counts, fx_grad_hide_us(s, layer), s->mode, stage,
                      partial, &s->tg);
@@ -1558,6 +1604,7 @@ static const pl_param_desc fx_params[] = {
     {"restart_backoff", PL_STR(FX_BACKOFF_DEFAULT), "restart=1: after N restarts in a row that lost to the incremental plan, a layer's next min(N, this) triggered plans go without one (0: a restart every plan); 0 to 1048576"},
     {"restart_steps", PL_STR(FX_RSTEPS_DEFAULT), "restart=1: while a layer's last restart lost to the incremental plan, its next one runs at most this many greedy steps (a layer's first restart, and one after a win, 4 x max_steps); -1: max_steps; 0: 4 x max_steps always; -1 to 16777216"},
     {"host", "0", "shadow=1: the temporaries decision's time is charged on the iteration's path, between each layer's gate and its dispatch, as its steps take on a host this % as fast as the reference core (pl_temps_host_us: AMD EPYC family 23; 100: that core, 200: twice as fast); 0: not charged; 0 to 1000000"},
+    {"host_gate", "1", "host > 0: 1: a layer stops deciding its temporaries when the saving its decisions predict (their gain less the copies' cost, moving average) falls under half the time they are charged (moving average), and starts again when it exceeds that time; meanwhile it serves without temporaries, is charged nothing, the guard and payback judge it without them, and a probe decides after 10, 20, 40 ... 160 iterations to keep both averages current; 0: it decides every iteration; 0 or 1"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` that the way back of its
@@ -1672,12 +1719,32 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   out->n = 0;
   if (rc || !s->shadow)
     return rc;
+  fx_gate *g = s->gates ? &s->gates[layer] : NULL;
+  if (fx_gate_closed(s, layer) && g->skipped + 1 < g->probe) {
+    g->skipped++; /* does not pay: served without temporaries, nothing decided */
+    return PL_OK;
+  }
   rc = fx_decide(s, layer, serving, current, counts, fx_grad_hide_us(s, layer), s->mode,
                  FX_STAGE_ALL, NULL, out);
   if (!rc && s->last)
     fx_last_put(s, layer, serving, current, counts, out);
   if (!rc && s->host > 0) /* host=: the decision's time, charged by the engines */
     out->host_us = pl_temps_host_us(out) * 100.0 / s->host;
+  if (!rc && g) {
+    double w = g->n ? FX_GATE_W : 1.0;
+    g->save += w * (fx_net(out) - g->save);
+    g->cost += w * (out->host_us - g->cost);
+    g->n++;
+    int was = g->closed;
+    if (!was && g->n >= FX_GATE_WARM && g->save < FX_GATE_CLOSE * g->cost)
+      g->closed = 1;
+    else if (was && g->save > g->cost)
+      g->closed = 0;
+    /* a probe that finds it still not paying waits twice as long next */
+    g->probe = !g->closed || !was ? FX_GATE_PROBE
+               : g->probe < FX_GATE_PROBE_MAX ? 2 * g->probe : FX_GATE_PROBE_MAX;
+    g->skipped = 0;
+  }
   return rc;
 }
 

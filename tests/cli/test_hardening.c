@@ -190,9 +190,9 @@ Test(cli_hardening, long_specs_differing_at_the_end_are_two_sweep_points,
    * in issue 17, restart_backoff and restart_steps in issue 19) at their
    * defaults */
   char ca[1300], cb[1300];
-  snprintf(ca, sizeof ca, "%s,guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1,host=0",
+  snprintf(ca, sizeof ca, "%s,guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1,host=0,host_gate=1",
            a);
-  snprintf(cb, sizeof cb, "%s,guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1,host=0",
+  snprintf(cb, sizeof cb, "%s,guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1,host=0,host_gate=1",
            b);
   int seen_a = 0, seen_b = 0;
   for (size_t i = 0; i < 2; i++) {

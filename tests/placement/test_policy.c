@@ -145,7 +145,7 @@ Test(policy, every_canonical_spec_parses_back_to_itself) {
  * each numeric value padded by leading zeros to `width` bytes (the same
  * number), window = `last`: canonical as given, followed by the parameters
  * appended after window (FX_APPENDED) at their defaults. Returns the spec's length. */
-#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1,host=0"
+#define FX_APPENDED ",guard=1,charge=1,lifetime=0.5,shadow=4,shadow_margin=1,shadow_max=0,weights_first=1,payback=8,shadow_net=1,restart_backoff=4,restart_steps=-1,host=0,host_gate=1"
 static size_t long_flexmoe_spec(char *buf, size_t len, int width, const char *last) {
   static const char *const kv[][2] = {
       {"threshold", "1.1"}, {"horizon", "50"}, {"slots", "0"},   {"background", "1"},
@@ -208,11 +208,11 @@ Test(policy, long_specs_are_kept_whole_or_refused_naming_the_limit) {
   cr_assert_eq(pl_policy_param(big, "threshold", v, sizeof v), PL_EPARAM);
   /* a canonical spec close to the limit is kept whole (the canonical check
    * of pl_policy_create refuses longer ones): every flexmoe parameter up to
-   * window at 56 bytes (63 for all of them no longer fits since shadow,
+   * window at 55 bytes (63 for all of them no longer fits since shadow,
    * shadow_margin and shadow_max were appended, 59 since restart_backoff,
-   * 57 since restart_steps) */
+   * 57 since restart_steps, 56 since host_gate) */
   char c[1300];
-  size_t nc = long_flexmoe_spec(c, sizeof c, 56, "10");
+  size_t nc = long_flexmoe_spec(c, sizeof c, 55, "10");
   cr_assert_gt(nc + strlen(FX_APPENDED), PL_SPEC_MAX - 60, "%zu", nc);
   cr_assert_leq(nc + strlen(FX_APPENDED), PL_SPEC_MAX, "%zu", nc);
   cr_assert_eq(pl_policy_create(&a, c, &env, err, sizeof err), PL_OK, "%s", err);
@@ -913,15 +913,15 @@ Test(policy, flexmoe_shadow_5_temporaries_save_at_least_fasts_and_more_somewhere
 
 /* flexmoe's host=: the engines charge the temporaries decision's modelled
  * time (pl_temps_host_us: FAST's steps, LAZY's trials) at the given speed,
- * and nothing else changes: on the hot pair, shadow=5 with host=200 takes
- * the same temporaries as without, every decision (one that takes none
- * too) is charged half its reference time, and without host= nothing;
- * FAST's decision alone counts steps and no trials, its time steps x
- * (2.56 + 0.0298 G). */
+ * and with host_gate=0 nothing else changes: on the hot pair, shadow=5
+ * with host=200 takes the same temporaries as without, every decision (one
+ * that takes none too) is charged half its reference time, and without
+ * host= nothing; FAST's decision alone counts steps and no trials, its
+ * time steps x (2.56 + 0.0298 G). */
 Test(policy, flexmoe_host_charges_the_decisions_modelled_time_and_changes_nothing_else) {
   one_layer a, b; /* b.ref: FAST's decision */
   one_layer_init(&a, "flexmoe:shadow=5");
-  one_layer_init(&b, "flexmoe:shadow=5,host=200");
+  one_layer_init(&b, "flexmoe:shadow=5,host=200,host_gate=0");
   static int64_t counts[8 * 32];
   pl_temps_cfg cfg = {.margin = 1, .grad_hide_us = 0, .search = PL_TEMPS_SEARCH_FAST};
   for (int it = 0; it < 24; it++) {
@@ -948,6 +948,83 @@ Test(policy, flexmoe_host_charges_the_decisions_modelled_time_and_changes_nothin
   }
   one_layer_fini(&b);
   one_layer_fini(&a);
+}
+
+/* flexmoe's host_gate (on with host > 0): a layer whose decisions cost
+ * more than they predict to save stops deciding. On the hot pair with a
+ * host a hundred times slower than the reference core (host=1) every
+ * decision costs far more than it saves: the first four (the warm-up) are
+ * made and charged as without the gate, then the layer serves without
+ * temporaries and is charged nothing but for a probe after 10, then 20,
+ * then 40 iterations (decisions at 0-3, 13, 33 and 73). With a host so
+ * fast that a decision costs next to nothing (host=1000000) the gate stays
+ * open: every iteration's temporaries and charge are host_gate=0's. */
+Test(policy, flexmoe_host_gate_stops_deciding_where_the_decision_costs_more_than_it_saves) {
+  const char *specs[4] = {"flexmoe:host=1,host_gate=0", "flexmoe:host=1",
+                          "flexmoe:host=1000000,host_gate=0", "flexmoe:host=1000000"};
+  one_layer o[4];
+  for (int k = 0; k < 4; k++)
+    one_layer_init(&o[k], specs[k]);
+  static int64_t counts[8 * 32];
+  int decided = 0, saved = 0;
+  for (int it = 0; it < 80; it++) {
+    for (int k = 0; k < 4; k++) {
+      cr_assert_eq(pl_policy_plan(o[k].p, it, 0, counts, &o[k].plan), PL_OK);
+      if (k == 0)
+        hot_pair_counts(counts, it, (it / 6) % 16);
+      cr_assert_eq(pl_policy_observe(o[k].p, it, 0, counts), PL_OK);
+      cr_assert_eq(pl_policy_temporaries(o[k].p, 0, counts, &o[k].t), PL_OK);
+    }
+    int want = it < 4 || it == 13 || it == 33 || it == 73;
+    if (it < 4)
+      assert_same_temps(&o[1].t, &o[0].t, specs[1], it);
+    cr_assert_gt(o[0].t.host_us, 0.0, "iteration %d", it);
+    if (want) {
+      cr_assert_gt(o[1].t.host_us, 0.0, "iteration %d: a decision, charged", it);
+      saved += o[1].t.n > 0 ? o[1].t.gain_us - o[1].t.cost_us < o[1].t.host_us : 1;
+      decided++;
+    } else {
+      cr_assert(o[1].t.host_us == 0.0 && o[1].t.n == 0,
+                "iteration %d: %d temporaries, %.3f us charged while the gate is closed", it,
+                o[1].t.n, o[1].t.host_us);
+    }
+    assert_same_temps(&o[3].t, &o[2].t, specs[3], it);
+    cr_assert_eq(o[3].t.host_us, o[2].t.host_us, "iteration %d", it);
+    cr_assert(o[3].t.host_us > 0.0 && o[3].t.host_us < 0.01, "iteration %d: %.6f us", it,
+              o[3].t.host_us);
+  }
+  cr_assert_eq(decided, 7);
+  cr_assert_eq(saved, 7, "a decision at host=1 saved more than it cost");
+  for (int k = 0; k < 4; k++)
+    one_layer_fini(&o[k]);
+}
+
+/* host_gate without host=: no gate (nothing is charged, so every decision
+ * pays), the same temporaries as host_gate=0 every iteration; and a value
+ * other than 0 or 1 is refused. */
+Test(policy, flexmoe_host_gate_needs_a_charge_and_takes_0_or_1) {
+  one_layer a, b;
+  one_layer_init(&a, "flexmoe:host_gate=0");
+  one_layer_init(&b, "flexmoe:host_gate=1");
+  static int64_t counts[8 * 32];
+  for (int it = 0; it < 30; it++) {
+    one_layer *o[2] = {&a, &b};
+    for (int k = 0; k < 2; k++) {
+      cr_assert_eq(pl_policy_plan(o[k]->p, it, 0, counts, &o[k]->plan), PL_OK);
+      if (k == 0)
+        hot_pair_counts(counts, it, (it / 6) % 16);
+      cr_assert_eq(pl_policy_observe(o[k]->p, it, 0, counts), PL_OK);
+      cr_assert_eq(pl_policy_temporaries(o[k]->p, 0, counts, &o[k]->t), PL_OK);
+    }
+    assert_same_temps(&b.t, &a.t, "host_gate=1 without host=", it);
+    cr_assert_eq(b.t.host_us, 0.0);
+  }
+  one_layer_fini(&b);
+  one_layer_fini(&a);
+  pl_env env = env8();
+  pl_policy *p = NULL;
+  cr_assert_neq(pl_policy_create(&p, "flexmoe:host=100,host_gate=2", &env, NULL, 0), PL_OK);
+  cr_assert_null(p);
 }
 
 /* Issue 17, 16 GPUs: with shadow=5 and shadow_net=1 flexmoe's guard
