@@ -727,6 +727,19 @@ static void assert_same_temps(const pl_temps *t, const pl_temps *ref, const char
             spec, it);
 }
 
+/* Iteration it of the hot pair through the n policies o[0..n): each plans
+ * on the counts before, then observes this iteration's (drawn once, into
+ * counts) and decides its temporaries on them, into o[k]->t. */
+static void hot_pair_step(one_layer **o, int n, int it, int64_t *counts) {
+  for (int k = 0; k < n; k++) {
+    cr_assert_eq(pl_policy_plan(o[k]->p, it, 0, counts, &o[k]->plan), PL_OK);
+    if (k == 0)
+      hot_pair_counts(counts, it, (it / 6) % 16);
+    cr_assert_eq(pl_policy_observe(o[k]->p, it, 0, counts), PL_OK);
+    cr_assert_eq(pl_policy_temporaries(o[k]->p, 0, counts, &o[k]->t), PL_OK);
+  }
+}
+
 /* search: PL_TEMPS_SEARCH_*, or -1 for shadow=5 (fresh_decide) */
 static void fresh_each_iteration(const char *spec, int search) {
   one_layer o;
@@ -926,13 +939,7 @@ Test(policy, flexmoe_host_charges_the_decisions_modelled_time_and_changes_nothin
   pl_temps_cfg cfg = {.margin = 1, .grad_hide_us = 0, .search = PL_TEMPS_SEARCH_FAST};
   for (int it = 0; it < 24; it++) {
     one_layer *o[2] = {&a, &b};
-    for (int k = 0; k < 2; k++) {
-      cr_assert_eq(pl_policy_plan(o[k]->p, it, 0, counts, &o[k]->plan), PL_OK);
-      if (k == 0)
-        hot_pair_counts(counts, it, (it / 6) % 16);
-      cr_assert_eq(pl_policy_observe(o[k]->p, it, 0, counts), PL_OK);
-      cr_assert_eq(pl_policy_temporaries(o[k]->p, 0, counts, &o[k]->t), PL_OK);
-    }
+    hot_pair_step(o, 2, it, counts);
     assert_same_temps(&b.t, &a.t, "host=200", it);
     cr_assert_eq(a.t.host_us, 0.0, "iteration %d", it);
     cr_assert(b.t.steps > 0 && b.t.trials > 0, "iteration %d: %d steps, %d trials", it, b.t.steps,
@@ -962,19 +969,13 @@ Test(policy, flexmoe_host_charges_the_decisions_modelled_time_and_changes_nothin
 Test(policy, flexmoe_host_gate_stops_deciding_where_the_decision_costs_more_than_it_saves) {
   const char *specs[4] = {"flexmoe:host=1,host_gate=0", "flexmoe:host=1",
                           "flexmoe:host=1000000,host_gate=0", "flexmoe:host=1000000"};
-  one_layer o[4];
+  one_layer o[4], *op[4] = {&o[0], &o[1], &o[2], &o[3]};
   for (int k = 0; k < 4; k++)
     one_layer_init(&o[k], specs[k]);
   static int64_t counts[8 * 32];
   int decided = 0, saved = 0;
   for (int it = 0; it < 80; it++) {
-    for (int k = 0; k < 4; k++) {
-      cr_assert_eq(pl_policy_plan(o[k].p, it, 0, counts, &o[k].plan), PL_OK);
-      if (k == 0)
-        hot_pair_counts(counts, it, (it / 6) % 16);
-      cr_assert_eq(pl_policy_observe(o[k].p, it, 0, counts), PL_OK);
-      cr_assert_eq(pl_policy_temporaries(o[k].p, 0, counts, &o[k].t), PL_OK);
-    }
+    hot_pair_step(op, 4, it, counts);
     int want = it < 4 || it == 13 || it == 33 || it == 73;
     if (it < 4)
       assert_same_temps(&o[1].t, &o[0].t, specs[1], it);
@@ -1009,13 +1010,7 @@ Test(policy, flexmoe_host_gate_needs_a_charge_and_takes_0_or_1) {
   static int64_t counts[8 * 32];
   for (int it = 0; it < 30; it++) {
     one_layer *o[2] = {&a, &b};
-    for (int k = 0; k < 2; k++) {
-      cr_assert_eq(pl_policy_plan(o[k]->p, it, 0, counts, &o[k]->plan), PL_OK);
-      if (k == 0)
-        hot_pair_counts(counts, it, (it / 6) % 16);
-      cr_assert_eq(pl_policy_observe(o[k]->p, it, 0, counts), PL_OK);
-      cr_assert_eq(pl_policy_temporaries(o[k]->p, 0, counts, &o[k]->t), PL_OK);
-    }
+    hot_pair_step(o, 2, it, counts);
     assert_same_temps(&b.t, &a.t, "host_gate=1 without host=", it);
     cr_assert_eq(b.t.host_us, 0.0);
   }
