@@ -140,10 +140,10 @@ typedef struct fx_ahead {
   pl_placement p; /* the greedy's placement */
 } fx_ahead;
 
-/* host > 0, host_gate=1: a layer's temporaries decisions, judged by what
- * they predicted to save (gain less the copies' cost, fx_net) against the
- * time they were charged (pl_temps.host_us), both as moving averages
- * (weight FX_GATE_W on the newest). The layer decides its first
+/* host > 0, host_gate=1: whether a layer's temporaries decisions pay:
+ * what they predicted to save (gain less the copies' cost, fx_net)
+ * against the time they were charged (pl_temps.host_us), both as moving
+ * averages (weight FX_GATE_W on the newest). The layer decides its first
  * FX_GATE_WARM times; then the gate closes when the saving falls under
  * FX_GATE_CLOSE x the time and opens again when it exceeds the time (a
  * layer about even keeps what it does: its plans are judged with or
@@ -151,12 +151,19 @@ typedef struct fx_ahead {
  * serves without temporaries and is charged nothing, but for a probe
  * decision after FX_GATE_PROBE iterations, twice as many after each probe
  * that leaves it closed (at most FX_GATE_PROBE_MAX), which keeps both
- * averages current. */
-typedef struct fx_gate {
+ * averages current. With shadow=5 a second gate judges LAZY's part alone
+ * (what it saves beyond FAST's decision, against its own charged time):
+ * closed, the layer decides with FAST alone, serving and planning
+ * (fx_mode), but for its probes. */
+typedef struct fx_pays {
   double save, cost; /* us per decision */
   int n, skipped;    /* decisions made; iterations skipped since the last */
   int probe;         /* iterations from one decision to the next while closed */
   int closed;        /* skipping: closed when save < FX_GATE_CLOSE x cost, open again when save > cost */
+} fx_pays;
+typedef struct fx_gate {
+  fx_pays all, lazy; /* the whole decision; shadow=5: LAZY's part */
+  int probing;       /* a probe of LAZY's part is being decided */
 } fx_gate;
 #define FX_GATE_CLOSE 0.5
 #define FX_GATE_W 0.125
@@ -239,6 +246,47 @@ typedef struct fx_state {
   pl_routing *kr;
   unsigned char *kept;
 } fx_state;
+
+/* host_gate=1: whether `layer`'s decisions do not pay (fx_gate): it
+ * serves without temporaries but for its probes, so the guard and payback
+ * judge its placements without them too, as with shadow=0. */
+static int fx_gate_closed(const fx_state *s, int layer) {
+  return s->gates && s->gates[layer].all.closed;
+}
+
+/* The search `layer` decides with for `mode`: FAST's alone for shadow=5's
+ * (FX_MODE_BOTH) while its LAZY gate is closed, outside that gate's probes;
+ * else mode. */
+static int fx_mode(const fx_state *s, int layer, int mode) {
+  const fx_gate *g = s->gates ? &s->gates[layer] : NULL;
+  return mode == FX_MODE_BOTH && g && g->lazy.closed && !g->probing ? PL_TEMPS_SEARCH_FAST
+                                                                     : mode;
+}
+
+/* Whether p skips this iteration (closed, no probe due); counts the skip. */
+static int fx_pays_skip(fx_pays *p) {
+  if (!p->closed || p->skipped + 1 >= p->probe)
+    return 0;
+  p->skipped++;
+  return 1;
+}
+
+/* A decision of p's that predicted to save `save` and was charged `cost`. */
+static void fx_pays_update(fx_pays *p, double save, double cost) {
+  double w = p->n ? FX_GATE_W : 1.0;
+  p->save += w * (save - p->save);
+  p->cost += w * (cost - p->cost);
+  p->n++;
+  int was = p->closed;
+  if (!was && p->n >= FX_GATE_WARM && p->save < FX_GATE_CLOSE * p->cost)
+    p->closed = 1;
+  else if (was && p->save > p->cost)
+    p->closed = 0;
+  /* a probe that finds it still not paying waits twice as long next */
+  p->probe = !p->closed || !was ? FX_GATE_PROBE
+             : p->probe < FX_GATE_PROBE_MAX ? 2 * p->probe : FX_GATE_PROBE_MAX;
+  p->skipped = 0;
+}
 
 static void fx_fini(void *state) {
   fx_state *s = state;
@@ -434,7 +482,7 @@ static void fx_last_put(fx_state *s, int layer, const pl_placement *serving,
   fx_pack(serving, x->sv, 0);
   fx_pack(current ? current : serving, x->cur, 0);
   memcpy(x->counts, counts, (size_t)s->env.cluster.gpus * s->env.experts * sizeof(int64_t));
-  pl_tmemo_fill(&x->m, t, s->mode);
+  pl_tmemo_fill(&x->m, t, fx_mode(s, layer, s->mode)); /* the mode it was decided with */
 }
 
 /* The layer's fx_last when it holds the decision for these inputs: counts,
@@ -552,13 +600,6 @@ static void fx_pay_judge(fx_state *s, int layer, double before, double after) {
   s->pay_n[layer]++;
   if (s->pay_gain[layer] >= s->pay_adj[layer] || s->pay_n[layer] >= s->pay_life[layer])
     fx_pay_close(s, layer);
-}
-
-/* host_gate=1: whether `layer`'s decisions do not pay (fx_gate): it
- * serves without temporaries but for its probes, so the guard and payback
- * judge its placements without them too, as with shadow=0. */
-static int fx_gate_closed(const fx_state *s, int layer) {
-  return s->gates && s->gates[layer].closed;
 }
 
 /* shadow_net=1: the layer's pending judging (fx_pend), if any, finished:
@@ -1245,7 +1286,8 @@ static int plan_mig(fx_state *s, int layer, const pl_placement *current,
  * the guard and payback judge a placement as it would serve: a plan that
  * only does what the temporaries already do for free (absorb this
  * iteration's hot experts) gains less than its routed time says. 0 with
- * shadow=0. */
+ * shadow=0, and while the layer's gate is closed (host_gate); with the
+ * gate, less the decision's charged time, at least 0. */
 static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
                          const pl_placement *p, int stage, int *partial, double *net) {
   *net = 0;
@@ -1257,6 +1299,11 @@ static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
                      partial, &s->tg);
   if (!rc)
     *net = fx_net(&s->tg);
+  /* host_gate=1: a placement whose temporaries take longer to decide
+   * saves that much less (a partial decision, FAST's part of shadow=5's,
+   * is left gross: its callers bound the whole decision's net with it) */
+  if (!rc && s->gates && !(partial && *partial))
+    *net = fmax(0.0, *net - pl_temps_host_us(&s->tg) * 100.0 / s->host);
   return rc;
 }
 
@@ -1604,7 +1651,7 @@ static const pl_param_desc fx_params[] = {
     {"restart_backoff", PL_STR(FX_BACKOFF_DEFAULT), "restart=1: after N restarts in a row that lost to the incremental plan, a layer's next min(N, this) triggered plans go without one (0: a restart every plan); 0 to 1048576"},
     {"restart_steps", PL_STR(FX_RSTEPS_DEFAULT), "restart=1: while a layer's last restart lost to the incremental plan, its next one runs at most this many greedy steps (a layer's first restart, and one after a win, 4 x max_steps); -1: max_steps; 0: 4 x max_steps always; -1 to 16777216"},
     {"host", "0", "shadow=1: the temporaries decision's time is charged on the iteration's path, between each layer's gate and its dispatch, as its steps take on a host this % as fast as the reference core (pl_temps_host_us: AMD EPYC family 23; 100: that core, 200: twice as fast); 0: not charged; 0 to 1000000"},
-    {"host_gate", "1", "host > 0: 1: a layer stops deciding its temporaries when the saving its decisions predict (their gain less the copies' cost, moving average) falls under half the time they are charged (moving average), and starts again when it exceeds that time; meanwhile it serves without temporaries, is charged nothing, the guard and payback judge it without them, and a probe decides after 10, 20, 40 ... 160 iterations to keep both averages current; 0: it decides every iteration; 0 or 1"},
+    {"host_gate", "1", "host > 0: 1: a layer stops deciding its temporaries when the saving its decisions predict (their gain less the copies' cost, moving average) falls under half the time they are charged (moving average), and starts again when it exceeds that time; meanwhile it serves without temporaries, is charged nothing, the guard and payback judge it without them, and a probe decides after 10, 20, 40 ... 160 iterations to keep both averages current; with shadow=5 LAZY's part is gated the same way on what it adds to FAST's; and the guard judges each placement net of its temporaries' charged time too; 0: every decision made, nothing else changes; 0 or 1"},
     {NULL, NULL, NULL}};
 
 /* The backward time of the layers below `layer` that the way back of its
@@ -1691,6 +1738,7 @@ static int fx_decide(const fx_state *s, int layer, const pl_placement *serving,
   cfg.grad_hide_us = gh;
   if (partial)
     *partial = 0;
+  mode = fx_mode(s, layer, mode);
   if (mode == FX_MODE_BOTH && stage == FX_STAGE_REST)
     return fx_decide_both(s, &cfg, serving, current, counts, stage, out);
   const pl_tmemo *m = fx_memo_find(s, layer, serving, current, counts, gh, mode);
@@ -1720,30 +1768,32 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   if (rc || !s->shadow)
     return rc;
   fx_gate *g = s->gates ? &s->gates[layer] : NULL;
-  if (fx_gate_closed(s, layer) && g->skipped + 1 < g->probe) {
-    g->skipped++; /* does not pay: served without temporaries, nothing decided */
-    return PL_OK;
+  if (g && fx_pays_skip(&g->all))
+    return PL_OK; /* does not pay: served without temporaries, nothing decided */
+  double gh = fx_grad_hide_us(s, layer), fnet = 0, fus = 0;
+  int part = 0;
+  if (g && s->mode == FX_MODE_BOTH && !fx_pays_skip(&g->lazy)) {
+    /* LAZY's part is decided (open, or a probe): FAST's first, to judge
+     * what LAZY's adds (the same decision as in one call) */
+    g->probing = g->lazy.closed;
+    rc = fx_decide(s, layer, serving, current, counts, gh, s->mode, FX_STAGE_FAST, &part, out);
+    fnet = fx_net(out);
+    fus = pl_temps_host_us(out);
+    if (!rc && part)
+      rc = fx_decide(s, layer, serving, current, counts, gh, s->mode, FX_STAGE_REST, NULL, out);
+  } else {
+    rc = fx_decide(s, layer, serving, current, counts, gh, s->mode, FX_STAGE_ALL, NULL, out);
   }
-  rc = fx_decide(s, layer, serving, current, counts, fx_grad_hide_us(s, layer), s->mode,
-                 FX_STAGE_ALL, NULL, out);
   if (!rc && s->last)
     fx_last_put(s, layer, serving, current, counts, out);
+  if (g)
+    g->probing = 0;
   if (!rc && s->host > 0) /* host=: the decision's time, charged by the engines */
     out->host_us = pl_temps_host_us(out) * 100.0 / s->host;
   if (!rc && g) {
-    double w = g->n ? FX_GATE_W : 1.0;
-    g->save += w * (fx_net(out) - g->save);
-    g->cost += w * (out->host_us - g->cost);
-    g->n++;
-    int was = g->closed;
-    if (!was && g->n >= FX_GATE_WARM && g->save < FX_GATE_CLOSE * g->cost)
-      g->closed = 1;
-    else if (was && g->save > g->cost)
-      g->closed = 0;
-    /* a probe that finds it still not paying waits twice as long next */
-    g->probe = !g->closed || !was ? FX_GATE_PROBE
-               : g->probe < FX_GATE_PROBE_MAX ? 2 * g->probe : FX_GATE_PROBE_MAX;
-    g->skipped = 0;
+    fx_pays_update(&g->all, fx_net(out), out->host_us);
+    if (part) /* a memo's answer (part = 0) is the whole decision: not split */
+      fx_pays_update(&g->lazy, fx_net(out) - fnet, out->host_us - fus * 100.0 / s->host);
   }
   return rc;
 }

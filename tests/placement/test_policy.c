@@ -1000,6 +1000,27 @@ Test(policy, flexmoe_host_gate_stops_deciding_where_the_decision_costs_more_than
     one_layer_fini(&o[k]);
 }
 
+/* shadow=5's second gate: LAZY's part of the decision, judged by what it
+ * adds to FAST's predicted saving against its own charged time. On the
+ * hot pair (host=100) LAZY adds nothing to FAST's sets: after its four
+ * warm-up decisions (trials at iterations 0-3) the layer decides with FAST
+ * alone, charged every iteration (its decisions pay), and LAZY runs again
+ * only as probes, after 10, 20 and 40 iterations (13, 33, 73). */
+Test(policy, flexmoe_shadow_5_host_gate_runs_lazy_only_where_its_part_pays) {
+  one_layer o, *op[1] = {&o};
+  one_layer_init(&o, "flexmoe:shadow=5,host=100");
+  static int64_t counts[8 * 32];
+  for (int it = 0; it < 80; it++) {
+    hot_pair_step(op, 1, it, counts);
+    int lazy = it < 4 || it == 13 || it == 33 || it == 73;
+    cr_assert_gt(o.t.host_us, 0.0, "iteration %d: decided and charged", it);
+    cr_assert_gt(o.t.steps, 0, "iteration %d", it);
+    cr_assert(lazy ? o.t.trials > 0 : o.t.trials == 0, "iteration %d: %d trials", it,
+              o.t.trials);
+  }
+  one_layer_fini(&o);
+}
+
 /* host_gate without host=: no gate (nothing is charged, so every decision
  * pays), the same temporaries as host_gate=0 every iteration; and a value
  * other than 0 or 1 is refused. */

@@ -281,7 +281,7 @@ Test(simcli, flexmoe_host_charges_the_decision_as_other_time_and_nothing_else) {
  * whose decisions cost more than they predict to save from deciding: on
  * the sample's model at 8 GPUs (layers of 80-100 us, decisions of 10-25 us)
  * less time is charged and the iteration is shorter than with every
- * decision made (des: 0.592 against 0.618 ms when this was written). */
+ * decision made (des: 0.566 against 0.618 ms when this was written). */
 Test(simcli, flexmoe_host_gate_charges_less_and_runs_faster_where_decisions_do_not_pay) {
   res *r = run("sim", "--trace", sample(), "--engine", "des", "--policy",
                "flexmoe:host=100,host_gate=0", "--policy", "flexmoe:host=100", "--no-db",
