@@ -1774,7 +1774,7 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   int part = 0;
   if (g && s->mode == FX_MODE_BOTH && !fx_pays_skip(&g->lazy)) {
     /* LAZY's part is decided (open, or a probe): FAST's first, to judge
-     * what LAZY's adds (the same decision as in one call) */
+     * what LAZY's part adds (the same decision as in one call) */
     g->probing = g->lazy.closed;
     rc = fx_decide(s, layer, serving, current, counts, gh, s->mode, FX_STAGE_FAST, &part, out);
     fnet = fx_net(out);
