@@ -88,22 +88,26 @@ static char *plans_of(sqlite3 *db, int64_t id, int *rows, int *later) {
   return s;
 }
 
+/* And with the temporaries decision charged (host=100): its gate's
+ * choices (flexmoe's own state) change the plans the same way on both
+ * sides. */
 Test(parity, flexmoe_background_and_blocking_store_the_same_plans_predicted_and_measured,
      .init = setup, .fini = teardown, .timeout = 120) {
-  const char *const pols[] = {"flexmoe", "flexmoe:background=0"};
+  const char *const pols[] = {"flexmoe", "flexmoe:background=0", "flexmoe:host=100"};
+  enum { NP = sizeof pols / sizeof pols[0] };
   fm_validate_config c = FM_VALIDATE_CONFIG_INIT;
   c.replay = tiny();
   c.policies = pols;
-  c.npolicies = 2;
+  c.npolicies = NP;
   c.profile_path = prof_path;
   c.db_path = db_path;
   fm_validate_result res;
   char em[1024] = "";
   cr_assert_eq(fm_validate(&c, &res, em, sizeof em), FM_OK, "%s", em);
-  cr_assert_eq(res.nruns, 2);
+  cr_assert_eq(res.nruns, NP);
   sqlite3 *db;
   cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-  for (int p = 0; p < 2; p++) {
+  for (int p = 0; p < NP; p++) {
     const fm_validate_run *r = &res.runs[p];
     cr_assert_gt(r->measured_id, 0);
     cr_assert_gt(r->predicted_id, 0);
@@ -119,6 +123,7 @@ Test(parity, flexmoe_background_and_blocking_store_the_same_plans_predicted_and_
   }
   cr_expect(strstr(res.runs[0].policy, "background=1"), "%s", res.runs[0].policy);
   cr_expect(strstr(res.runs[1].policy, "background=0"), "%s", res.runs[1].policy);
+  cr_expect(strstr(res.runs[2].policy, "host=100,host_gate=1"), "%s", res.runs[2].policy);
   /* background moves land beside the iteration: the blocking one charges
    * them in full as a phase of their own */
   cr_expect_gt(res.runs[1].predicted[FM_V_MIGRATION], 0);
