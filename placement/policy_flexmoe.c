@@ -263,6 +263,12 @@ static int fx_mode(const fx_state *s, int layer, int mode) {
                                                                      : mode;
 }
 
+/* The host time (us) flexmoe's host= charges for decision t: its time on
+ * the reference core (pl_temps_host_us) at this host's speed; host > 0. */
+static double fx_charged_us(const fx_state *s, const pl_temps *t) {
+  return pl_temps_host_us(t) * 100.0 / s->host;
+}
+
 /* Whether p skips this iteration (closed, no probe due); counts the skip. */
 static int fx_pays_skip(fx_pays *p) {
   if (!p->closed || p->skipped + 1 >= p->probe)
@@ -1303,7 +1309,7 @@ static int fx_shadow_net(fx_state *s, int layer, const int64_t *counts,
    * saves that much less (a partial decision, FAST's part of shadow=5's,
    * is left gross: its callers bound the whole decision's net with it) */
   if (!rc && s->gates && !(partial && *partial))
-    *net = fmax(0.0, *net - pl_temps_host_us(&s->tg) * 100.0 / s->host);
+    *net = fmax(0.0, *net - fx_charged_us(s, &s->tg));
   return rc;
 }
 
@@ -1778,7 +1784,7 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
     g->probing = g->lazy.closed;
     rc = fx_decide(s, layer, serving, current, counts, gh, s->mode, FX_STAGE_FAST, &part, out);
     fnet = fx_net(out);
-    fus = pl_temps_host_us(out);
+    fus = fx_charged_us(s, out); /* FAST's part */
     if (!rc && part)
       rc = fx_decide(s, layer, serving, current, counts, gh, s->mode, FX_STAGE_REST, NULL, out);
   } else {
@@ -1789,11 +1795,11 @@ static int fx_temporaries(void *state, int layer, const pl_placement *serving,
   if (g)
     g->probing = 0;
   if (!rc && s->host > 0) /* host=: the decision's time, charged by the engines */
-    out->host_us = pl_temps_host_us(out) * 100.0 / s->host;
+    out->host_us = fx_charged_us(s, out);
   if (!rc && g) {
     fx_pays_update(&g->all, fx_net(out), out->host_us);
     if (part) /* a memo's answer (part = 0) is the whole decision: not split */
-      fx_pays_update(&g->lazy, fx_net(out) - fnet, out->host_us - fus * 100.0 / s->host);
+      fx_pays_update(&g->lazy, fx_net(out) - fnet, out->host_us - fus);
   }
   return rc;
 }
